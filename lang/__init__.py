@@ -1,0 +1,1 @@
+"""mcpp.lang — the .mcpp language: grammar, IR, validation, formatter, JSON form, compiler."""

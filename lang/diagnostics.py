@@ -1,0 +1,84 @@
+"""Source spans and diagnostics shared by every stage (parser, validator, analyzer, LSP).
+
+Spans are 1-based line/column pairs plus 0-based character offsets, so the CLI can
+print `file:line:col` and the language server can convert to LSP positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+    start: int = 0
+    end: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.col}"
+
+    def cover(self, other: "Span | None") -> "Span":
+        """The smallest span holding both (used for nodes built from two children)."""
+        if other is None:
+            return self
+        a, b = (self, other) if self.start <= other.start else (other, self)
+        last = self if (self.end, self.end_line, self.end_col) >= (other.end, other.end_line, other.end_col) else other
+        return Span(a.line, a.col, last.end_line, last.end_col, a.start, last.end)
+
+    def contains(self, line: int, col: int) -> bool:
+        if (line, col) < (self.line, self.col):
+            return False
+        return (line, col) <= (self.end_line, self.end_col)
+
+
+NOSPAN = Span(1, 1, 1, 1, 0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding. `code` names the check (a docs page), e.g. `syntax`, `E-unknown-attr`."""
+
+    message: str
+    span: Span = NOSPAN
+    severity: str = "error"  # error | warning | info
+    code: str = "error"
+    file: str = "<input>"
+    notes: tuple[str, ...] = ()
+    data: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def render(self, source: str | None = None) -> str:
+        """`file:line:col: severity: message`, then the offending line with a caret underline."""
+        if self.span.line == 0:  # JSON input: the message starts with its JSON pointer
+            out = f"{self.file}: {self.severity}: {self.message}"
+        else:
+            out = f"{self.file}:{self.span.line}:{self.span.col}: {self.severity}: {self.message}"
+        if source is not None:
+            lines = source.splitlines()
+            if 1 <= self.span.line <= len(lines):
+                text = lines[self.span.line - 1]
+                width = 1
+                if self.span.end_line == self.span.line:
+                    width = max(1, self.span.end_col - self.span.col)
+                else:
+                    width = max(1, len(text) - self.span.col + 1)
+                out += f"\n  {text}\n  {' ' * (self.span.col - 1)}{'^' * width}"
+        for note in self.notes:
+            out += f"\n  note: {note}"
+        return out
+
+
+class MCPPError(Exception):
+    """Raised when input cannot be used; carries every diagnostic found, not just the first."""
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], source: str | None = None):
+        self.diagnostics = list(diagnostics)
+        self.source = source
+        super().__init__("\n".join(d.message for d in self.diagnostics))
+
+    def render(self) -> str:
+        return "\n".join(d.render(self.source) for d in self.diagnostics)

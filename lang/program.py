@@ -1,0 +1,375 @@
+"""Resolve and validate a parsed Document into a `Program`: the checked policy set that
+the evaluator, the compiler and the analyzer consume.
+
+Resolution expands action groups to tool names and fixes policy ids; validation
+reports everything that is knowable without a tool catalog (unknown entity types,
+`context` attributes other than `input`, bad regexes, comparisons that can only
+error) — all at once, each with its span.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import ir
+from .diagnostics import Diagnostic, MCPPError, Span
+from .regex import regex_error
+
+ENTITY_TYPES = {"Grant", "Group", "Action", "Server"}
+PRINCIPAL_ATTRS = {"label"}
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    """A policy with its resolved id and the tools its action scope names (None = any tool)."""
+
+    policy: ir.Policy
+    id: str
+    index: int
+    tools: frozenset[str] | None
+
+    @property
+    def effect(self) -> str:
+        return self.policy.effect
+
+
+@dataclass(frozen=True)
+class LimitInfo:
+    limit: ir.Limit
+    id: str
+    tools: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class AssertInfo:
+    assertion: ir.Assert
+    id: str
+    tools: frozenset[str] | None
+
+
+@dataclass
+class Program:
+    default: str = "deny"
+    default_span: Span | None = None
+    hidden: dict[str, Span] = field(default_factory=dict)
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)  # action group → tools
+    group_spans: dict[str, Span] = field(default_factory=dict)
+    policies: list[PolicyInfo] = field(default_factory=list)
+    limits: list[LimitInfo] = field(default_factory=list)
+    asserts: list[AssertInfo] = field(default_factory=list)
+    document: ir.Document | None = None
+    origin: str = "mcpp"  # mcpp | json
+    filename: str = "<input>"
+
+    @property
+    def permits(self) -> list[PolicyInfo]:
+        return [p for p in self.policies if p.effect == "permit"]
+
+    @property
+    def forbids(self) -> list[PolicyInfo]:
+        return [p for p in self.policies if p.effect == "forbid"]
+
+    def named_tools(self) -> set[str]:
+        """Every tool the policy set names anywhere (scopes, hide, limits, asserts, conditions)."""
+        tools: set[str] = set(self.hidden)
+        for coll in (self.policies, self.limits, self.asserts):
+            for p in coll:
+                if p.tools:
+                    tools |= p.tools
+        for members in self.groups.values():
+            tools |= members
+        for p in self.policies:
+            for c in p.policy.clauses:
+                tools |= _action_literals(c.expr, self)
+        return tools
+
+    def action_ancestors(self, tool: str) -> frozenset[str]:
+        return frozenset(g for g, members in self.groups.items() if tool in members)
+
+
+def _action_literals(e: ir.Expr, program: Program) -> set[str]:
+    out: set[str] = set()
+    for node in walk(e):
+        if isinstance(node, ir.EntityLit) and node.entity.type == "Action":
+            out |= program.groups.get(node.entity.id, frozenset({node.entity.id}))
+    return out
+
+
+def walk(e):
+    """Every sub-expression of `e`, pre-order."""
+    stack = [e]
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, (ir.GetAttr, ir.Has, ir.Like, ir.Matches, ir.Not, ir.Neg)):
+            stack.append(n.obj if hasattr(n, "obj") else n.expr)
+        elif isinstance(n, (ir.Compare, ir.In, ir.And, ir.Or)):
+            stack.extend((n.right, n.left))
+        elif isinstance(n, ir.Is):
+            if n.in_ is not None:
+                stack.append(n.in_)
+            stack.append(n.obj)
+        elif isinstance(n, ir.If):
+            stack.extend((n.else_, n.then, n.cond))
+        elif isinstance(n, ir.SetLit):
+            stack.extend(reversed(n.items))
+        elif isinstance(n, ir.RecordLit):
+            stack.extend(v for _, v in reversed(n.items))
+        elif isinstance(n, ir.Call):
+            stack.extend(reversed(n.args))
+            stack.append(n.obj)
+
+
+class _Validator:
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.diags: list[Diagnostic] = []
+
+    def error(self, msg: str, span: Span, code: str = "validation", notes=()) -> None:
+        self.diags.append(Diagnostic(msg, span, "error", code, self.filename, tuple(notes)))
+
+    def warning(self, msg: str, span: Span, code: str, notes=()) -> None:
+        self.diags.append(Diagnostic(msg, span, "warning", code, self.filename, tuple(notes)))
+
+    # -- entities and scopes ----------------------------------------------------
+    def entity(self, ent: ir.EntityRef, allowed: set[str], where: str) -> None:
+        if ent.type not in ENTITY_TYPES:
+            self.error(
+                f"unknown entity type {ent.type}",
+                ent.span,
+                notes=("entity types are Grant, Group (of grants), Action (a tool or action group) and Server",),
+            )
+        elif ent.type not in allowed:
+            self.error(f"{ent.type} cannot be used {where}; expected {' or '.join(sorted(allowed))}", ent.span)
+
+    def scope(self, scope: ir.Scope) -> None:
+        p = scope.principal
+        if p.entity is not None:
+            self.entity(p.entity, {"Grant"} if p.op == "eq" else {"Grant", "Group"}, "in the principal scope")
+        if p.type is not None and p.type != "Grant":
+            self.error(f"principals are of type Grant, not {p.type}", p.span)
+        for e in scope.action.entities:
+            self.entity(e, {"Action"}, "in the action scope")
+        r = scope.resource
+        if r.entity is not None:
+            self.entity(r.entity, {"Server"}, "in the resource scope")
+        if r.type is not None and r.type != "Server":
+            self.error(f"resources are of type Server, not {r.type}", r.span)
+
+    # -- expressions ----------------------------------------------------------------
+    def expr(self, e: ir.Expr) -> None:
+        for n in walk(e):
+            if isinstance(n, ir.EntityLit):
+                self.entity(n.entity, ENTITY_TYPES, "here")
+            elif isinstance(n, ir.GetAttr):
+                self.get_attr(n)
+            elif isinstance(n, ir.Has):
+                if isinstance(n.obj, ir.Var) and n.obj.name == "context" and n.path[0] != "input":
+                    self.error(f"context has only the attribute input, so `has {n.path[0]}` is always false", n.span)
+            elif isinstance(n, ir.Matches):
+                problem = regex_error(n.regex)
+                if problem:
+                    self.error(problem, n.span, code="regex")
+                self.string_operand(n.obj, "matches()")
+            elif isinstance(n, ir.Like):
+                self.string_operand(n.obj, "like")
+            elif isinstance(n, ir.Compare) and n.op in ("<", "<=", ">", ">="):
+                for side in (n.left, n.right):
+                    if isinstance(side, (ir.Lit, ir.SetLit, ir.RecordLit, ir.EntityLit)) and not (
+                        isinstance(side, ir.Lit) and _is_number(side.value)
+                    ):
+                        self.error(
+                            f"`{n.op}` compares numbers; this operand is never a number, so the condition always errors",
+                            side.span,
+                            code="type",
+                        )
+            elif isinstance(n, ir.In):
+                if isinstance(n.right, (ir.Lit, ir.RecordLit)):
+                    self.error(
+                        "the right side of `in` must be an entity or a set",
+                        n.right.span,
+                        code="type",
+                        notes=("for a substring test use s.contains(\"text\") or s like \"*text*\"",),
+                    )
+            elif isinstance(n, ir.Is):
+                if n.type not in ENTITY_TYPES:
+                    self.error(f"unknown entity type {n.type}", n.span)
+            elif isinstance(n, ir.Call):
+                if isinstance(n.obj, (ir.Lit, ir.RecordLit, ir.EntityLit)) and not (
+                    n.method == "contains" and isinstance(n.obj, ir.Lit) and isinstance(n.obj.value, str)
+                ):
+                    self.error(f"{n.method}() needs a set", n.obj.span, code="type")
+                if n.method in ("containsAll", "containsAny") and isinstance(n.args[0], (ir.Lit, ir.RecordLit)):
+                    self.error(f"{n.method}() takes a set", n.args[0].span, code="type")
+
+    def string_operand(self, obj: ir.Expr, what: str) -> None:
+        if isinstance(obj, (ir.Lit, ir.SetLit, ir.RecordLit, ir.EntityLit)) and not (
+            isinstance(obj, ir.Lit) and isinstance(obj.value, str)
+        ):
+            self.error(f"{what} applies to strings; this operand is never a string", obj.span, code="type")
+
+    def get_attr(self, n: ir.GetAttr) -> None:
+        obj = n.obj
+        if isinstance(obj, ir.Var):
+            if obj.name == "context" and n.attr != "input":
+                self.error(
+                    f"context has no attribute {n.attr!r}",
+                    n.span,
+                    notes=("tool-call arguments are under context.input, e.g. context.input." + n.attr,),
+                )
+            elif obj.name == "principal" and n.attr not in PRINCIPAL_ATTRS:
+                self.error(
+                    f"a grant has no attribute {n.attr!r}",
+                    n.span,
+                    notes=("grants carry `label`; test membership with `principal in Group::\"name\"`",),
+                )
+            elif obj.name in ("action", "resource"):
+                self.error(f"{obj.name} has no attributes", n.span)
+        elif isinstance(obj, (ir.Lit, ir.SetLit, ir.EntityLit)):
+            self.error(f"cannot read attribute {n.attr!r} of this value", n.span, code="type")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _expand_groups(groups: dict[str, ir.Group], v: _Validator) -> dict[str, frozenset[str]]:
+    resolved: dict[str, frozenset[str]] = {}
+
+    def expand(name: str, trail: tuple[str, ...]) -> frozenset[str]:
+        if name in resolved:
+            return resolved[name]
+        if name in trail:
+            v.error(f"action group cycle: {' → '.join(trail + (name,))}", groups[name].span)
+            return frozenset()
+        out: set[str] = set()
+        for m in groups[name].members:
+            if m.id in groups:
+                out |= expand(m.id, trail + (name,))
+            else:
+                out.add(m.id)
+        resolved[name] = frozenset(out)
+        return resolved[name]
+
+    for name in groups:
+        expand(name, ())
+    return resolved
+
+
+def action_tools(scope: ir.ActionScope, groups: dict[str, frozenset[str]]) -> frozenset[str] | None:
+    """The tools an action scope names, groups expanded (`in` is reflexive, as in Cedar)."""
+    if scope.op == "any":
+        return None
+    out: set[str] = set()
+    for e in scope.entities:
+        if scope.op == "eq":
+            out.add(e.id)
+        else:
+            out |= groups.get(e.id, frozenset({e.id}))
+            if e.id not in groups:
+                out.add(e.id)
+    return frozenset(out)
+
+
+def build_program(doc: ir.Document, *, strict: bool = True) -> tuple[Program, list[Diagnostic]]:
+    """Resolve and validate; returns the program and its diagnostics (errors and warnings)."""
+    v = _Validator(doc.filename)
+    prog = Program(document=doc, filename=doc.filename)
+    group_decls: dict[str, ir.Group] = {}
+    defaults = [s for s in doc.statements if isinstance(s, ir.Default)]
+    for d in defaults[1:]:
+        v.error("a second `default` declaration", d.span, notes=(f"the first is at line {defaults[0].span.line}",))
+    if defaults:
+        prog.default = defaults[0].decision
+        prog.default_span = defaults[0].span
+    for s in doc.statements:
+        if isinstance(s, ir.Group):
+            v.entity(s.entity, {"Action"}, "as an action group")
+            for m in s.members:
+                v.entity(m, {"Action"}, "in an action group")
+            if s.entity.id in group_decls:
+                v.error(f"action group {s.entity.id!r} is declared twice", s.entity.span)
+            else:
+                group_decls[s.entity.id] = s
+                prog.group_spans[s.entity.id] = s.entity.span
+        elif isinstance(s, ir.Hide):
+            for t in s.tools:
+                v.entity(t, {"Action"}, "in hide")
+                prog.hidden.setdefault(t.id, t.span)
+    prog.groups = _expand_groups(group_decls, v)
+    for name in list(prog.hidden):
+        if name in prog.groups:  # hiding a group hides its tools
+            span = prog.hidden.pop(name)
+            for t in prog.groups[name]:
+                prog.hidden.setdefault(t, span)
+
+    ids: dict[str, Span] = {}
+    counters = {"permit": 0}
+
+    def take_id(annotations, span: Span, prefix: str) -> str:
+        explicit = ir.annotation(annotations, "id")
+        if explicit is not None:
+            pid = explicit
+            if pid in ids:
+                v.error(f"duplicate @id({pid!r})", span, notes=(f"first used at line {ids[pid].line}",))
+        else:
+            n = counters.setdefault(prefix, 0)
+            pid = f"{prefix}{n}"
+            while pid in ids:
+                n += 1
+                pid = f"{prefix}{n}"
+            counters[prefix] = n + 1
+        ids.setdefault(pid, span)
+        return pid
+
+    for s in doc.statements:
+        if isinstance(s, ir.Policy):
+            v.scope(s.scope)
+            for c in s.clauses:
+                v.expr(c.expr)
+            pid = take_id(s.annotations, s.span, "policy")
+            prog.policies.append(PolicyInfo(s, pid, len(prog.policies), action_tools(s.scope.action, prog.groups)))
+        elif isinstance(s, ir.Limit):
+            v.scope(s.scope)
+            for c in s.clauses:
+                v.expr(c.expr)
+            if s.increment is not None:
+                v.expr(s.increment)
+                if _input_path(s.increment) is None:
+                    v.error("a limit increment must be an argument path such as context.input.bytes", s.increment.span)
+            lid = take_id(s.annotations, s.span, "limit")
+            prog.limits.append(LimitInfo(s, lid, action_tools(s.scope.action, prog.groups)))
+        elif isinstance(s, ir.Assert):
+            v.scope(s.scope)
+            for c in s.clauses:
+                v.expr(c.expr)
+            aid = take_id(s.annotations, s.span, "assert")
+            prog.asserts.append(AssertInfo(s, aid, action_tools(s.scope.action, prog.groups)))
+    return prog, v.diags
+
+
+def _input_path(e: ir.Expr) -> tuple[str, ...] | None:
+    from .atoms import input_path
+
+    return input_path(e)
+
+
+def load_program(source: str, filename: str = "<input>") -> Program:
+    """Parse + validate, raising MCPPError with every error found."""
+    from .parser import parse_partial
+
+    doc, diags = parse_partial(source, filename)
+    prog, more = build_program(doc)
+    errors = [d for d in diags + more if d.severity == "error"]
+    if errors:
+        raise MCPPError(errors, source)
+    return prog
+
+
+def check_source(source: str, filename: str = "<input>") -> tuple[Program, list[Diagnostic]]:
+    """Everything `mcpp check` reports: syntax (with recovery) and validation diagnostics."""
+    from .parser import parse_partial
+
+    doc, diags = parse_partial(source, filename)
+    prog, more = build_program(doc)
+    return prog, diags + more

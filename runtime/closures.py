@@ -1,0 +1,468 @@
+"""Compile IR expressions once into Python closures: the evaluator's hot path.
+
+Each closure takes an `Env` and returns a value or `ERR`. This is the one concrete
+implementation of mcpp's expression semantics; the compiler folds constants with it
+and the tests hold it against cedarpy and the Z3 encoding.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+from mcpp.lang import ir
+from mcpp.lang.atoms import input_path
+from mcpp.lang.regex import compile_regex
+
+from .values import ERR, Entity, cedar_eq, is_number, set_contains
+
+Closure = Callable[["Env"], object]
+
+
+class Env:
+    """One request as the expression language sees it."""
+
+    __slots__ = ("principal", "action", "resource", "context", "input", "groups_of")
+
+    def __init__(self, principal: Entity, action: Entity, resource: Entity, args: dict, groups_of=None):
+        self.principal = principal
+        self.action = action
+        self.resource = resource
+        self.input = args
+        self.context = {"input": args}
+        self.groups_of = groups_of  # action group lookup for literal Action entities
+
+    def ancestors(self, e: Entity) -> frozenset:
+        if e == self.principal:
+            return self.principal.parents
+        if e == self.action:
+            return self.action.parents
+        if e.type == "Action" and self.groups_of is not None:
+            return self.groups_of(e.id)
+        return e.parents
+
+
+def _const(v: object) -> Closure:
+    return lambda env: v
+
+
+def compile_expr(e: ir.Expr) -> Closure:
+    fn = _COMPILERS.get(type(e))
+    if fn is None:  # pragma: no cover - the parser only builds known nodes
+        raise TypeError(f"cannot evaluate {type(e).__name__}")
+    return fn(e)
+
+
+def _lit(e: ir.Lit) -> Closure:
+    return _const(e.value)
+
+
+def _var(e: ir.Var) -> Closure:
+    name = e.name
+    if name == "principal":
+        return lambda env: env.principal
+    if name == "action":
+        return lambda env: env.action
+    if name == "resource":
+        return lambda env: env.resource
+    return lambda env: env.context
+
+
+def _entity(e: ir.EntityLit) -> Closure:
+    return _const(Entity(e.entity.type, e.entity.id))
+
+
+def _get_attr(e: ir.GetAttr) -> Closure:
+    path = input_path(e)
+    if path is not None and len(path) == 1:
+        (k,) = path
+
+        def get1(env):
+            return env.input.get(k, ERR)
+
+        return get1
+    if path is not None:
+
+        def getn(env):
+            v = env.input
+            for k in path:
+                if type(v) is not dict:
+                    return ERR
+                v = v.get(k, ERR)
+                if v is ERR:
+                    return ERR
+            return v
+
+        return getn
+    obj = compile_expr(e.obj)
+    attr = e.attr
+
+    def get(env):
+        v = obj(env)
+        if type(v) is dict:
+            return v.get(attr, ERR)
+        if isinstance(v, Entity):
+            return v.attrs.get(attr, ERR)
+        return ERR
+
+    return get
+
+
+def _has(e: ir.Has) -> Closure:
+    obj = compile_expr(e.obj)
+    path = e.path
+
+    def has(env):
+        v = obj(env)
+        for k in path:
+            if type(v) is dict:
+                if k not in v:
+                    return False
+                v = v[k]
+            elif isinstance(v, Entity):
+                if k not in v.attrs:
+                    return False
+                v = v.attrs[k]
+            else:
+                return ERR
+        return True
+
+    return has
+
+
+def _like(e: ir.Like) -> Closure:
+    obj = compile_expr(e.obj)
+    rx = re.compile(".*".join(re.escape(c) for c in e.pattern), re.DOTALL)
+    fullmatch = rx.fullmatch
+
+    def like(env):
+        v = obj(env)
+        if type(v) is not str:
+            return ERR
+        return fullmatch(v) is not None
+
+    return like
+
+
+def _matches(e: ir.Matches) -> Closure:
+    obj = compile_expr(e.obj)
+    search = compile_regex(e.regex).search
+
+    def matches(env):
+        v = obj(env)
+        if type(v) is not str:
+            return ERR
+        return search(v) is not None
+
+    return matches
+
+
+def _eq_const(left: Closure, v: object, negate: bool) -> Closure:
+    tv = type(v)
+    if tv is str or tv is bool or v is None:
+
+        def eq(env):
+            a = left(env)
+            if a is ERR:
+                return ERR
+            return (type(a) is tv and a == v) != negate
+
+        return eq
+
+    def eqg(env):
+        a = left(env)
+        if a is ERR:
+            return ERR
+        return cedar_eq(a, v) != negate
+
+    return eqg
+
+
+def _cmp_const(left: Closure, op: str, v: object) -> Closure:
+    import operator
+
+    f = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
+    if not is_number(v):
+        return lambda env: ERR
+
+    def cmp(env):
+        a = left(env)
+        t = type(a)
+        if t is int or t is float:
+            return f(a, v)
+        return ERR
+
+    return cmp
+
+
+def _compare(e: ir.Compare) -> Closure:
+    op = e.op
+    left_e, right_e = e.left, e.right
+    if isinstance(left_e, ir.Lit) and not isinstance(right_e, ir.Lit):
+        from mcpp.lang.atoms import FLIP
+
+        left_e, right_e, op = right_e, left_e, FLIP[op]
+    left = compile_expr(left_e)
+    if isinstance(right_e, ir.Lit):
+        if op in ("==", "!="):
+            return _eq_const(left, right_e.value, op == "!=")
+        return _cmp_const(left, op, right_e.value)
+    right = compile_expr(right_e)
+    if op in ("==", "!="):
+        negate = op == "!="
+
+        def eq(env):
+            a = left(env)
+            if a is ERR:
+                return ERR
+            b = right(env)
+            if b is ERR:
+                return ERR
+            return cedar_eq(a, b) != negate
+
+        return eq
+    import operator
+
+    f = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
+
+    def cmp(env):
+        a = left(env)
+        if a is ERR or not is_number(a):
+            return ERR
+        b = right(env)
+        if b is ERR or not is_number(b):
+            return ERR
+        return f(a, b)
+
+    return cmp
+
+
+def _entity_in(a: Entity, b: Entity, env: Env) -> bool:
+    return a == b or b.key in env.ancestors(a)
+
+
+def _in(e: ir.In) -> Closure:
+    left = compile_expr(e.left)
+    if isinstance(e.right, ir.SetLit) and all(isinstance(i, ir.Lit) for i in e.right.items):
+        values = [i.value for i in e.right.items]
+        hashable = {(type(v), v) for v in values if type(v) in (str, bool) or v is None}
+        if values and len(hashable) == len(values):
+
+            def in_strs(env):
+                a = left(env)
+                if a is ERR:
+                    return ERR
+                if isinstance(a, Entity):
+                    return ERR  # entity `in` a set of non-entities is a type error in Cedar
+                return (type(a), a) in hashable if type(a) in (str, bool) or a is None else False
+
+            return in_strs
+    right = compile_expr(e.right)
+
+    def in_(env):
+        a = left(env)
+        if a is ERR:
+            return ERR
+        b = right(env)
+        if b is ERR:
+            return ERR
+        if isinstance(a, Entity):
+            if isinstance(b, Entity):
+                return _entity_in(a, b, env)
+            if type(b) is list:
+                for x in b:
+                    if not isinstance(x, Entity):
+                        return ERR
+                return any(_entity_in(a, x, env) for x in b)
+            return ERR
+        if type(b) is list:  # mcpp extension: value membership in a set
+            return set_contains(b, a)
+        return ERR
+
+    return in_
+
+
+def _is(e: ir.Is) -> Closure:
+    obj = compile_expr(e.obj)
+    etype = e.type
+    in_ = compile_expr(e.in_) if e.in_ is not None else None
+
+    def is_(env):
+        v = obj(env)
+        if not isinstance(v, Entity):
+            return ERR
+        if v.type != etype:
+            return False
+        if in_ is None:
+            return True
+        b = in_(env)
+        if isinstance(b, Entity):
+            return _entity_in(v, b, env)
+        if type(b) is list and all(isinstance(x, Entity) for x in b):
+            return any(_entity_in(v, x, env) for x in b)
+        return ERR
+
+    return is_
+
+
+def _and(e: ir.And) -> Closure:
+    a, b = compile_expr(e.left), compile_expr(e.right)
+
+    def and_(env):
+        x = a(env)
+        if x is False:
+            return False
+        if x is not True:
+            return ERR
+        y = b(env)
+        return y if type(y) is bool else ERR
+
+    return and_
+
+
+def _or(e: ir.Or) -> Closure:
+    a, b = compile_expr(e.left), compile_expr(e.right)
+
+    def or_(env):
+        x = a(env)
+        if x is True:
+            return True
+        if x is not False:
+            return ERR
+        y = b(env)
+        return y if type(y) is bool else ERR
+
+    return or_
+
+
+def _not(e: ir.Not) -> Closure:
+    a = compile_expr(e.expr)
+
+    def not_(env):
+        x = a(env)
+        if x is True:
+            return False
+        if x is False:
+            return True
+        return ERR
+
+    return not_
+
+
+def _neg(e: ir.Neg) -> Closure:
+    a = compile_expr(e.expr)
+
+    def neg(env):
+        x = a(env)
+        return -x if is_number(x) else ERR
+
+    return neg
+
+
+def _if(e: ir.If) -> Closure:
+    c, t, f = compile_expr(e.cond), compile_expr(e.then), compile_expr(e.else_)
+
+    def if_(env):
+        x = c(env)
+        if x is True:
+            return t(env)
+        if x is False:
+            return f(env)
+        return ERR
+
+    return if_
+
+
+def _set(e: ir.SetLit) -> Closure:
+    items = [compile_expr(i) for i in e.items]
+
+    def set_(env):
+        out = []
+        for it in items:
+            v = it(env)
+            if v is ERR:
+                return ERR
+            out.append(v)
+        return out
+
+    return set_
+
+
+def _record(e: ir.RecordLit) -> Closure:
+    items = [(k, compile_expr(v)) for k, v in e.items]
+
+    def record(env):
+        out = {}
+        for k, it in items:
+            v = it(env)
+            if v is ERR:
+                return ERR
+            out[k] = v
+        return out
+
+    return record
+
+
+def _call(e: ir.Call) -> Closure:
+    obj = compile_expr(e.obj)
+    m = e.method
+    if m == "isEmpty":
+
+        def is_empty(env):
+            s = obj(env)
+            return len(s) == 0 if type(s) is list else ERR
+
+        return is_empty
+    arg = compile_expr(e.args[0])
+    if m == "contains":
+
+        def contains(env):
+            s = obj(env)
+            if s is ERR:
+                return ERR
+            v = arg(env)
+            if v is ERR:
+                return ERR
+            if type(s) is list:
+                return set_contains(s, v)
+            if type(s) is str and type(v) is str:  # mcpp extension: substring
+                return v in s
+            return ERR
+
+        return contains
+    want_all = m == "containsAll"
+
+    def contains_set(env):
+        s = obj(env)
+        if type(s) is not list:
+            return ERR
+        v = arg(env)
+        if type(v) is not list:
+            return ERR
+        if want_all:
+            return all(set_contains(s, x) for x in v)
+        return any(set_contains(s, x) for x in v)
+
+    return contains_set
+
+
+_COMPILERS = {
+    ir.Lit: _lit,
+    ir.Var: _var,
+    ir.EntityLit: _entity,
+    ir.GetAttr: _get_attr,
+    ir.Has: _has,
+    ir.Like: _like,
+    ir.Matches: _matches,
+    ir.Compare: _compare,
+    ir.In: _in,
+    ir.Is: _is,
+    ir.And: _and,
+    ir.Or: _or,
+    ir.Not: _not,
+    ir.Neg: _neg,
+    ir.If: _if,
+    ir.SetLit: _set,
+    ir.RecordLit: _record,
+    ir.Call: _call,
+}

@@ -1,0 +1,395 @@
+"""The decision engine: runs a `Program` (from .mcpp or from the JSON form) on tool calls.
+
+Order, as in the JSON form: hidden tools, then permits (`require`), then forbids
+(`deny_if`), then limits. The decision equals Cedar's (deny unless a permit applies,
+any applicable forbid wins); the order only fixes *which* rule a denial names.
+Everything is compiled once and indexed by tool, so a call touches only its tool's
+rules; any failure while deciding denies.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from mcpp.lang import ir
+from mcpp.lang.atoms import NotExpressible, atom
+from mcpp.lang.diagnostics import Span
+from mcpp.lang.program import LimitInfo, PolicyInfo, Program
+
+from .closures import Closure, Env, compile_expr
+from .limits import Charge, CounterStore, MemoryCounters, Reservation, iso, window_bounds
+from .values import Entity, is_number
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The caller: a grant id, its label, and the groups the gateway configuration puts it in."""
+
+    id: str = "anonymous"
+    label: str = ""
+    groups: frozenset[str] = frozenset()
+
+
+@dataclass
+class Rule:
+    pointer: str
+    policy: str | None = None
+    span: Span | None = None
+
+    def to_dict(self, filename: str | None = None) -> dict:
+        d: dict = {"pointer": self.pointer, "policy": self.policy}
+        if self.span is not None and self.span.line:
+            d["span"] = {
+                "file": filename, "line": self.span.line, "col": self.span.col,
+                "end_line": self.span.end_line, "end_col": self.span.end_col,
+            }
+        return d
+
+
+@dataclass
+class Decision:
+    allowed: bool
+    tool: str
+    rule: Rule
+    message: str
+    reservation: Reservation | None = None
+    limit: dict | None = None
+
+    @property
+    def decision(self) -> str:
+        return "allow" if self.allowed else "deny"
+
+    def to_dict(self, filename: str | None = None) -> dict:
+        d = {
+            "decision": self.decision,
+            "rule": self.rule.pointer,
+            "message": self.message,
+            "policy": self.rule.policy,
+            "tool": self.tool,
+        }
+        if self.rule.span is not None and self.rule.span.line and filename:
+            d["span"] = f"{filename}:{self.rule.span.line}:{self.rule.span.col}"
+        if self.limit is not None:
+            d["limit"] = self.limit
+        return d
+
+    def release(self) -> None:
+        if self.reservation is not None:
+            self.reservation.release()
+
+
+def escape_pointer(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+# ---- compiled rules --------------------------------------------------------------
+
+
+def _entity_scope_check(scope: ir.EntityScope, var: str) -> Callable[[Env], bool] | None:
+    if scope.op == "any":
+        return None
+    get = (lambda env: env.principal) if var == "principal" else (lambda env: env.resource)
+    ent = scope.entity
+    etype = scope.type
+    if scope.op == "eq":
+        key = (ent.type, ent.id)
+        return lambda env: get(env).key == key
+    if scope.op == "in":
+        key = (ent.type, ent.id)
+        return lambda env: get(env).key == key or key in get(env).parents
+    if scope.op == "is":
+        return lambda env: get(env).type == etype
+    key = (ent.type, ent.id)  # is_in
+    return lambda env: get(env).type == etype and (get(env).key == key or key in get(env).parents)
+
+
+class CompiledRule:
+    """A policy or limit compiled once: scope checks plus one closure per clause."""
+
+    __slots__ = ("info", "id", "checks", "clauses", "stmt", "reason")
+
+    def __init__(self, info: PolicyInfo | LimitInfo, stmt: ir.Policy | ir.Limit):
+        self.info = info
+        self.id = info.id
+        self.stmt = stmt
+        self.reason = stmt.reason
+        checks = [
+            _entity_scope_check(stmt.scope.principal, "principal"),
+            _entity_scope_check(stmt.scope.resource, "resource"),
+        ]
+        self.checks = [c for c in checks if c is not None]
+        self.clauses: list[tuple[Closure, bool, ir.Clause]] = [
+            (compile_expr(c.expr), c.kind == "when", c) for c in stmt.clauses
+        ]
+
+    def applies(self, env: Env) -> bool:
+        for check in self.checks:
+            if not check(env):
+                return False
+        for fn, want, _ in self.clauses:
+            if fn(env) is not want:
+                return False
+        return True
+
+    def first_failing(self, env: Env) -> ir.Clause | None | str:
+        """Why this rule does not apply: 'scope', a clause, or None (it applies)."""
+        for check in self.checks:
+            if not check(env):
+                return "scope"
+        for fn, want, clause in self.clauses:
+            if fn(env) is not want:
+                return clause
+        return None
+
+
+@dataclass
+class ToolRules:
+    permits: list[CompiledRule] = field(default_factory=list)
+    named_permits: int = 0
+    forbids: list[CompiledRule] = field(default_factory=list)
+    limits: list[CompiledRule] = field(default_factory=list)
+
+
+class Engine:
+    """Decides tool calls for one policy. Thread-safe; counters live in `store`."""
+
+    def __init__(self, program: Program, store: CounterStore | None = None, namespace: str = "default"):
+        self.program = program
+        self.store: CounterStore = store or MemoryCounters()
+        self.namespace = namespace
+        self.default_allow = program.default == "allow"
+        self.hidden = frozenset(program.hidden)
+        self.filename = program.filename
+        permits = [CompiledRule(p, p.policy) for p in program.policies if p.effect == "permit"]
+        forbids = [CompiledRule(p, p.policy) for p in program.policies if p.effect == "forbid"]
+        limits = [CompiledRule(li, li.limit) for li in program.limits]
+        self._increments: dict[int, Closure] = {
+            id(r): compile_expr(r.stmt.increment) for r in limits if r.stmt.increment is not None
+        }
+        self.other = ToolRules(
+            [r for r in permits if r.info.tools is None],
+            0,
+            [r for r in forbids if r.info.tools is None],
+            [r for r in limits if r.info.tools is None],
+        )
+        self.index: dict[str, ToolRules] = {}
+        for tool in program.named_tools():
+            self.index[tool] = ToolRules(
+                [r for r in permits if r.info.tools is None or tool in r.info.tools],
+                sum(1 for r in permits if r.info.tools is not None and tool in r.info.tools),
+                [r for r in forbids if r.info.tools is None or tool in r.info.tools],
+                [r for r in limits if r.info.tools is None or tool in r.info.tools],
+            )
+        self._group_parents: dict[str, frozenset] = {}
+        for g, members in program.groups.items():
+            for t in members:
+                self._group_parents[t] = self._group_parents.get(t, frozenset()) | {("Action", g)}
+
+    # -- the request model -----------------------------------------------------------
+    def _groups_of(self, tool: str) -> frozenset:
+        return self._group_parents.get(tool, frozenset())
+
+    def env(self, tool: str, args: dict, grant: Grant, server: str) -> Env:
+        principal = Entity(
+            "Grant", grant.id, {"label": grant.label}, frozenset(("Group", g) for g in grant.groups)
+        )
+        action = Entity("Action", tool, None, self._groups_of(tool))
+        return Env(principal, action, Entity("Server", server), args, self._groups_of)
+
+    # -- deciding ----------------------------------------------------------------------
+    def decide(
+        self,
+        tool: str,
+        args: object = None,
+        grant: Grant | None = None,
+        server: str = "default",
+        now: float | None = None,
+        reserve: bool = True,
+    ) -> Decision:
+        """The decision for one `tools/call`. With `reserve`, an allow holds its limit budget."""
+        try:
+            return self._decide(tool, {} if args is None else args, grant or Grant(), server, now, reserve)
+        except Exception as e:  # fail closed
+            return Decision(False, str(tool), Rule("/error"), f"policy evaluation failed: {type(e).__name__}: {e}")
+
+    def _decide(self, tool, args, grant, server, now, reserve) -> Decision:
+        if type(tool) is not str:
+            return Decision(False, str(tool), Rule("/request"), "tool name must be a string")
+        if type(args) is not dict:
+            return Decision(False, tool, Rule("/request"), "tool arguments must be a JSON object")
+        if tool in self.hidden:
+            span = self.program.hidden.get(tool)
+            return Decision(False, tool, Rule("/hide", None, span), f"Tool {tool} is not available (hidden by policy).")
+        rules = self.index.get(tool, self.other)
+        env = self.env(tool, args, grant, server)
+        allowed_by: CompiledRule | None = None
+        for p in rules.permits:
+            if p.applies(env):
+                allowed_by = p
+                break
+        if allowed_by is None and not (self.default_allow and rules.named_permits == 0):
+            return self._explain_no_permit(tool, rules, env)
+        for f in rules.forbids:
+            if f.applies(env):
+                return self._explain_forbid(tool, f, env)
+        reservation = None
+        limit_info = None
+        if rules.limits:
+            denied, reservation, limit_info = self._limits(tool, rules.limits, env, grant, now, reserve)
+            if denied is not None:
+                return denied
+        if allowed_by is None:
+            rule = Rule("/default", None, self.program.default_span)
+            message = f"Tool {tool} is allowed by default."
+        elif allowed_by.info.tools is None:
+            rule = Rule(f"/policies/{escape_pointer(allowed_by.id)}", allowed_by.id, allowed_by.stmt.span)
+            message = f"Allowed by {allowed_by.id}."
+        else:
+            rule = Rule(f"/tools/{escape_pointer(tool)}", allowed_by.id, allowed_by.stmt.span)
+            message = f"Allowed by {allowed_by.id}."
+        return Decision(True, tool, rule, message, reservation, limit_info)
+
+    # -- limits ------------------------------------------------------------------------
+    def _limits(self, tool, limits, env, grant, now, reserve):
+        now = time.time() if now is None else now
+        charges: list[Charge] = []
+        meta: list[tuple[CompiledRule, int]] = []
+        for r in limits:
+            if not r.applies(env):
+                continue
+            lim: ir.Limit = r.stmt
+            amount: object = 1
+            inc = self._increments.get(id(r))
+            if inc is not None:
+                amount = inc(env)
+                if not is_number(amount) or amount < 0:
+                    return (
+                        self._limit_denial(
+                            tool, r, None, f"Limit {lim.counter!r} counts the argument "
+                            f"{_path_text(lim.increment)}, which is missing or not a non-negative number.",
+                        ),
+                        None,
+                        None,
+                    )
+            start, end = window_bounds(lim.window, now)
+            scope_id = grant.id if lim.scope_kind == "grant" else "*"
+            key = f"{self.namespace}|{lim.counter}|{lim.scope_kind}:{scope_id}|{lim.window}:{start}"
+            charges.append(Charge(key, amount, lim.max, end))
+            meta.append((r, end))
+        if not charges:
+            return None, None, None
+        if not reserve:
+            for i, c in enumerate(charges):
+                if self.store.value(c.key) + c.amount > c.max:
+                    r, end = meta[i]
+                    return self._limit_denial(tool, r, end), None, None
+            return None, None, None
+        bad = self.store.reserve(charges)
+        if bad is not None:
+            r, end = meta[bad]
+            return self._limit_denial(tool, r, end), None, None
+        r, end = meta[0]
+        return None, Reservation(self.store, charges), None
+
+    def _limit_denial(self, tool, r: CompiledRule, resets_at: int | None, message: str | None = None) -> Decision:
+        lim: ir.Limit = r.stmt
+        info = {"counter": lim.counter, "max": lim.max, "window": lim.window, "scope": lim.scope_kind}
+        if resets_at is not None:
+            info["resets_at"] = iso(resets_at)
+        if message is None:
+            base = lim.reason or f"Limit {lim.counter!r} exceeded."
+            per = f"{_num(lim.max)} per {lim.window} per {lim.scope_kind}"
+            message = f"{base} (limit {lim.counter}: {per}; resets at {iso(resets_at)})"
+        pointer = f"/tools/{escape_pointer(tool)}/limits/{escape_pointer(lim.counter)}"
+        return Decision(False, tool, Rule(pointer, r.id, lim.span), message, None, info)
+
+    # -- explanations ----------------------------------------------------------------
+    def _explain_no_permit(self, tool: str, rules: ToolRules, env: Env) -> Decision:
+        if not rules.permits:
+            return Decision(
+                False, tool, Rule("/default", None, self.program.default_span),
+                f"Tool {tool} is not allowed by policy (default deny).",
+            )
+        p = rules.permits[0]
+        why = p.first_failing(env)
+        pointer = f"/policies/{escape_pointer(p.id)}"
+        span = p.stmt.span
+        reason = p.reason
+        if isinstance(why, ir.Clause):
+            span = why.span
+            reason = why.reason or reason
+            cond = _first_false_atom(why.expr, why.kind == "when", env)
+            if cond is not None and p.info.tools is not None:
+                pointer = f"/tools/{escape_pointer(tool)}/require/{escape_pointer(cond.name)}"
+        message = reason or f"Denied: the call does not satisfy {pointer}."
+        return Decision(False, tool, Rule(pointer, p.id, span), message)
+
+    def _explain_forbid(self, tool: str, f: CompiledRule, env: Env) -> Decision:
+        pointer = f"/policies/{escape_pointer(f.id)}"
+        if f.clauses and f.info.tools is not None:
+            _, want, clause = f.clauses[0]
+            cond = _first_atom(clause.expr, want)
+            if cond is not None:
+                pointer = f"/tools/{escape_pointer(tool)}/deny_if/{escape_pointer(cond.name)}"
+        message = f.reason or f"Denied by {pointer}."
+        return Decision(False, tool, Rule(pointer, f.id, f.stmt.span), message)
+
+
+def _num(v) -> str:
+    return str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)
+
+
+def _path_text(e: ir.Expr | None) -> str:
+    from mcpp.lang.atoms import input_path
+
+    p = input_path(e) if e is not None else None
+    return "args." + ".".join(p) if p else "?"
+
+
+def _atom_or_none(e: ir.Expr, want: bool):
+    try:
+        return atom(e, want)
+    except NotExpressible:
+        return None
+
+
+def _first_atom(e: ir.Expr, want: bool):
+    """The first JSON condition of T(e) (want) / F(e): the deny_if entry's first condition."""
+    if isinstance(e, ir.Not):
+        return _first_atom(e.expr, not want)
+    if isinstance(e, ir.And) and want:
+        return _first_atom(e.left, True)
+    if isinstance(e, ir.Or) and not want:
+        return _first_atom(e.left, False)
+    return _atom_or_none(e, want)
+
+
+_EXPLAIN_CACHE: dict[int, tuple[ir.Expr, Closure]] = {}
+
+
+def _eval(e: ir.Expr, env: Env):
+    """Evaluate a sub-expression on the (rare) explanation path; closures cached per node."""
+    hit = _EXPLAIN_CACHE.get(id(e))
+    if hit is None or hit[0] is not e:  # the node is kept alive by the entry, so ids stay valid
+        if len(_EXPLAIN_CACHE) > 100_000:
+            _EXPLAIN_CACHE.clear()
+        hit = (e, compile_expr(e))
+        _EXPLAIN_CACHE[id(e)] = hit
+    return hit[1](env)
+
+
+def _first_false_atom(e: ir.Expr, want: bool, env: Env):
+    """The first condition (in source order) that made T(e) (or F(e)) fail: the require pointer."""
+    if isinstance(e, ir.Not):
+        return _first_false_atom(e.expr, not want, env)
+    if isinstance(e, ir.And) and want:
+        if _eval(e.left, env) is not True:
+            return _first_false_atom(e.left, True, env)
+        return _first_false_atom(e.right, True, env)
+    if isinstance(e, ir.Or) and not want:
+        if _eval(e.left, env) is not False:
+            return _first_false_atom(e.left, False, env)
+        return _first_false_atom(e.right, False, env)
+    return _atom_or_none(e, want)

@@ -1,0 +1,88 @@
+"""Runtime values: JSON values as decoded by `json`, plus entities and the error marker.
+
+Equality is Cedar's: values of different types are unequal (never an error), arrays
+compare as sets, `1 == 1.0` (JSON numbers), and `true != 1`.
+"""
+
+from __future__ import annotations
+
+
+class _Err:
+    """The result of an erroring evaluation (missing attribute, wrong type)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ERR"
+
+    def __bool__(self) -> bool:  # never silently truthy
+        raise TypeError("ERR has no truth value")
+
+
+ERR = _Err()
+
+
+class Entity:
+    __slots__ = ("type", "id", "attrs", "parents")
+
+    def __init__(self, type: str, id: str, attrs: dict | None = None, parents: frozenset = frozenset()):
+        self.type = type
+        self.id = id
+        self.attrs = attrs or {}
+        self.parents = parents  # frozenset of (type, id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Entity) and self.type == other.type and self.id == other.id
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.id))
+
+    def __repr__(self) -> str:
+        return f'{self.type}::"{self.id}"'
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.type, self.id)
+
+
+def is_number(v: object) -> bool:
+    t = type(v)
+    return t is int or t is float
+
+
+def cedar_eq(a: object, b: object) -> bool:
+    ta, tb = type(a), type(b)
+    if ta is tb:
+        if ta is list:
+            return _set_eq(a, b)  # type: ignore[arg-type]
+        if ta is dict:
+            return a.keys() == b.keys() and all(cedar_eq(a[k], b[k]) for k in a)  # type: ignore[union-attr,index]
+        return a == b
+    if (ta is int and tb is float) or (ta is float and tb is int):
+        return a == b
+    return False
+
+
+def _set_eq(a: list, b: list) -> bool:
+    return all(any(cedar_eq(x, y) for y in b) for x in a) and all(any(cedar_eq(y, x) for x in a) for y in b)
+
+
+def set_contains(s: list, v: object) -> bool:
+    tv = type(v)
+    if tv is str or tv is bool:
+        for x in s:
+            if type(x) is tv and x == v:
+                return True
+        return False
+    return any(cedar_eq(x, v) for x in s)
+
+
+def type_name(v: object) -> str:
+    if v is ERR:
+        return "error"
+    if v is None:
+        return "null"
+    t = type(v)
+    return {bool: "bool", int: "number", float: "number", str: "string", list: "set", dict: "record"}.get(
+        t, "entity" if isinstance(v, Entity) else t.__name__
+    )
