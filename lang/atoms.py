@@ -281,7 +281,14 @@ def dnf(e: ir.Expr, positive: bool = True) -> list[tuple[Cond, ...]]:
         return _or(dnf(e.left, False), _and(dnf(e.left, True), dnf(e.right, False)))
     if isinstance(e, ir.Or):
         if positive:
-            return _or(dnf(e.left, True), _and(dnf(e.left, False), dnf(e.right, True)))
+            left_true = dnf(e.left, True)
+            try:
+                left_false = dnf(e.left, False)
+            except NotExpressible:
+                # T(a) ∨ (F(a) ∧ T(b)) = T(a) ∨ (D(a) ∧ T(b)) where D(a) = "a does not error":
+                # the two differ only inside T(a), which is already a disjunct.
+                left_false = defined(e.left)
+            return _or(left_true, _and(left_false, dnf(e.right, True)))
         return _and(dnf(e.left, False), dnf(e.right, False))
     if isinstance(e, ir.Not):
         return dnf(e.expr, not positive)
@@ -296,6 +303,19 @@ def dnf(e: ir.Expr, positive: bool = True) -> list[tuple[Cond, ...]]:
     if a.op in ("lt", "lte", "gt", "gte") and not _is_number(a.value):
         return list(BOTTOM)  # comparing with a non-number always errors
     return [(a,)]
+
+
+def defined(e: ir.Expr) -> list[tuple[Cond, ...]]:
+    """D(e): e evaluates without error. Known for regex and `like` atoms: the argument is a
+    string, which is the JSON condition `regex ""` (the empty pattern matches every string)."""
+    inner = e
+    while isinstance(inner, ir.Not):
+        inner = inner.expr
+    if isinstance(inner, (ir.Matches, ir.Like)):
+        path = input_path(inner.obj)
+        if path is not None:
+            return [(Cond(path, "regex", ""),)]
+    raise NotExpressible("this negated condition has no JSON-form equivalent", getattr(e, "span", None))
 
 
 def _is_number(v) -> bool:

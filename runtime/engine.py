@@ -161,7 +161,7 @@ class Engine:
         self.namespace = namespace
         self.default_allow = program.default == "allow"
         self.hidden = frozenset(program.hidden)
-        self.filename = program.filename
+        self.filename = program.filename if program.origin == "mcpp" else None  # spans only for source
         permits = [CompiledRule(p, p.policy) for p in program.policies if p.effect == "permit"]
         forbids = [CompiledRule(p, p.policy) for p in program.policies if p.effect == "forbid"]
         limits = [CompiledRule(li, li.limit) for li in program.limits]

@@ -1,0 +1,55 @@
+"""The `mcpp` command line. Each command group lives in `mcpp.commands.<area>`.
+
+Exit codes: 0 success; 1 the input has errors (check, fmt --check, a compile refusal,
+a failed property); 2 bad usage or unreadable input; 3 an internal error (reported
+without a traceback unless MCPP_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+app = typer.Typer(
+    name="mcpp",
+    help="Cedar-style policies for MCP tool calls: check, format, compile, evaluate, verify and enforce.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+def _register() -> None:
+    import importlib
+    import pkgutil
+
+    import mcpp.commands as commands
+
+    for mod in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        if mod.name.startswith("_"):
+            continue
+        importlib.import_module(f"mcpp.commands.{mod.name}").register(app)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as e:  # never a traceback for users
+        if os.environ.get("MCPP_DEBUG"):
+            raise
+        print(f"mcpp: internal error: {type(e).__name__}: {e} (set MCPP_DEBUG=1 for a traceback)", file=sys.stderr)
+        sys.exit(3)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
