@@ -31,7 +31,7 @@ TERMINAL_NAMES = {
     "EFFECT": "'permit' or 'forbid'", "CLAUSE_KIND": "'when' or 'unless'", "COMPARE": "a comparison",
     "VAR": "'principal', 'action', 'resource' or 'context'", "DEFAULT_KIND": "'allow' or 'deny'",
     "ASSERT_KIND": "'allow', 'deny', 'hidden' or 'visible'", "AT": "'@'", "BANG": "'!'",
-    "MINUS": "'-'", "ADD_OP": "'+', '-' or '*'", "TRUE": "'true'", "FALSE": "'false'", "NULL": "'null'",
+    "MINUS": "'-'", "ADD_OP": "an operator", "TRUE": "'true'", "FALSE": "'false'", "NULL": "'null'",
     "OROR": "'||'", "AMPAMP": "'&&'", "$END": "end of file",
 }
 
@@ -460,8 +460,12 @@ def _describe_token(tok: Token) -> str:
     return f"'{text}'"
 
 
+_RANK = {"COMPARE": 0, "AMPAMP": 1, "OROR": 2, "RPAR": 3, "RBRACE": 4, "RSQB": 5, "COMMA": 6, "SEMICOLON": 7}
+
+
 def _expected(expected: set[str]) -> str:
-    words = sorted({TERMINAL_NAMES.get(t, f"'{t.lower()}'" if t.isalpha() else t) for t in expected})
+    ordered = sorted(expected, key=lambda t: (_RANK.get(t, 50), TERMINAL_NAMES.get(t, t)))
+    words = list(dict.fromkeys(TERMINAL_NAMES.get(t, f"'{t.lower()}'" if t.isalpha() else t) for t in ordered))
     if not words:
         return ""
     if len(words) > 8:
@@ -488,6 +492,16 @@ def _syntax_diag(e: UnexpectedInput, text: str, b: _Builder) -> Diagnostic:
             msg = f"unexpected {_describe_token(tok)}{_expected(e.accepts or e.expected)}"
             if tok.type == "SEMICOLON" and "RBRACE" in (e.accepts or e.expected):
                 msg += " (missing '}'?)"
+            elif str(tok) == "=":
+                msg += " (did you mean '=='?)"
+            elif (e.accepts or e.expected) == {"LPAR"}:
+                import re
+
+                m = re.search(r"([_a-zA-Z][_a-zA-Z0-9]*)\s*$", text[: tok.start_pos])
+                if m:
+                    name = m.group(1)
+                    msg = f"unknown name '{name}' (variables are principal, action, resource and context)"
+                    pos, col, width = m.start(1), col - (tok.start_pos - m.start(1)), len(name)
     elif isinstance(e, UnexpectedCharacters):
         ch = text[pos] if pos < len(text) else ""
         msg = f"unexpected character {ch!r}"
