@@ -334,7 +334,8 @@ class Engine:
             if cond is not None:
                 pointer = f"/tools/{escape_pointer(tool)}/deny_if/{escape_pointer(cond.name)}"
         message = f.reason or f"Denied by {pointer}."
-        return Decision(False, tool, Rule(pointer, f.id, f.stmt.span), message)
+        span = f.clauses[0][2].span if f.clauses else f.stmt.span
+        return Decision(False, tool, Rule(pointer, f.id, span), message)
 
 
 def _num(v) -> str:
