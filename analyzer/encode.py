@@ -1,0 +1,836 @@
+"""IR → Z3: the symbolic request, and the evaluator's semantics over it.
+
+One `Request` is shared by every formula of a query (so two programs can be compared
+over the same call). The tool is never symbolic: queries are split per tool (each tool
+a program names, plus a fresh name standing for every tool it does not name, see
+`other_tool`). Per (program, tool) a `ProgramEncoder` turns expressions into symbolic
+values (`sym.SV`: a guarded union of typed alternatives; no alternative holding is an
+evaluation error), exactly as `mcpp.runtime.closures` evaluates them: short-circuit
+`&&`/`||`/`if`, `has` per RFC 62, `==` across types is false, arrays as sets, `in` on
+entities and on sets, substring `contains`, `like`, RE2 search.
+
+What cannot be encoded exactly is *over-approximated* by a fresh unconstrained value
+(`havoc`), with a reason. An over-approximation keeps every real behaviour, so an UNSAT
+answer (a proof) stays sound; a SAT answer is only reported after the witness replays
+through the real engine, otherwise the check is UNKNOWN and the reasons are shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import z3
+
+from mcpp.lang import ir
+from mcpp.lang.atoms import input_path
+from mcpp.lang.program import Program
+
+from . import regex as rx
+from .sym import (
+    AND, EQ, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, Sorts, SV, real_val, string_val, z,
+)
+
+
+# ---- the symbolic request ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FixedGrant:
+    id: str
+    label: str = ""
+    groups: frozenset = frozenset()
+
+
+class Request:
+    """The call's free variables: grant id/label/groups, server, argument paths, counters.
+
+    `grant`/`server` fix those parts to constants (translation validation under
+    `--grant`, visibility for one grant)."""
+
+    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None):
+        self.ctx = ctx
+        self.S = sorts
+        self.grant = grant
+        self.server = server
+        self.gid = string_val(grant.id, ctx) if grant else z3.String("grant.id", ctx)
+        self.label = string_val(grant.label, ctx) if grant else z3.String("grant.label", ctx)
+        self.sid = string_val(server, ctx) if server is not None else z3.String("server", ctx)
+        self.groups: dict[str, object] = {}
+        self.paths: dict[tuple, z3.ExprRef] = {}
+        self.children: dict[tuple, set] = {}
+        self.counters: dict[tuple, z3.ArithRef] = {}
+        self.objeq: list[tuple[z3.BoolRef, tuple, dict]] = []  # (flag, path, literal fields)
+        self.path(())
+
+    # -- variables -------------------------------------------------------------------------
+    def member(self, group: str):
+        if self.grant is not None:
+            return group in self.grant.groups
+        v = self.groups.get(group)
+        if v is None:
+            v = self.groups[group] = z3.Bool(f"group:{group}", self.ctx)
+        return v
+
+    def path(self, p: tuple) -> z3.ExprRef:
+        v = self.paths.get(p)
+        if v is None:
+            if p:
+                self.path(p[:-1])
+                self.children.setdefault(p[:-1], set()).add(p[-1])
+            v = self.paths[p] = z3.Const("args" + "".join(f"[{k!r}]" for k in p), self.S.JV)
+        return v
+
+    def counter(self, key: tuple) -> z3.ArithRef:
+        v = self.counters.get(key)
+        if v is None:
+            v = self.counters[key] = z3.Real("counter:" + "/".join(map(str, key)), self.ctx)
+        return v
+
+    # -- well-formedness -------------------------------------------------------------------
+    def constraints(self) -> list:
+        """What every real call satisfies: `arguments` is an object, a key below a
+        non-object is absent, counters are non-negative, and the definitions of
+        object-literal equalities over the keys tracked *now*."""
+        J = self.S.JV
+        out = [J.is_jobj(self.paths[()])]
+        for p, v in self.paths.items():
+            if p:
+                out.append(z3.Or(J.is_jobj(self.paths[p[:-1]]), J.is_jmissing(v)))
+        for c in self.counters.values():
+            out.append(c >= 0)
+        for flag, p, fields in self.objeq:
+            out.append(flag == self._objeq_def(p, fields))
+        return out
+
+    def _objeq_def(self, p, fields):
+        J = self.S.JV
+        v = self.paths[p]
+        parts = [J.is_jobj(v), z3.Not(J.extra(v))]
+        for k in self.children.get(p, ()):
+            if k not in fields:
+                parts.append(J.is_jmissing(self.paths[p + (k,)]))
+        for k, cond in fields.items():
+            parts.append(z(self.ctx, cond))
+        return z3.And(*parts)
+
+
+def mentioned_tools(program: Program) -> set[str]:
+    """Every tool or action group id any statement of `program` mentions."""
+    out = set(program.named_tools()) | set(program.groups)
+    stmts = list(program.document.statements) if program.document else []
+    for s in stmts:
+        scope = getattr(s, "scope", None)
+        if scope is not None:
+            out |= {e.id for e in scope.action.entities}
+        for c in getattr(s, "clauses", ()):
+            out |= _action_ids(c.expr)
+        if isinstance(s, ir.Limit) and s.increment is not None:
+            out |= _action_ids(s.increment)
+        if isinstance(s, ir.Hide):
+            out |= {t.id for t in s.tools}
+        if isinstance(s, ir.Group):
+            out |= {s.entity.id} | {m.id for m in s.members}
+    for a in program.asserts:
+        if a.tools:
+            out |= a.tools
+    return out
+
+
+def _action_ids(e) -> set[str]:
+    from mcpp.lang.program import walk
+
+    return {n.entity.id for n in walk(e) if isinstance(n, ir.EntityLit) and n.entity.type == "Action"}
+
+
+def other_tool(*programs: Program) -> str:
+    """A tool name no program mentions. Every such tool is decided alike (no scope names
+    it, no group holds it, every `action == Action::"x"` is false for it), so this one
+    name stands, exactly, for all tools the policies do not name."""
+    taken: set[str] = set()
+    for p in programs:
+        taken |= mentioned_tools(p)
+    name, n = "delete_everything", 1
+    while name in taken:
+        n += 1
+        name = f"delete_everything_{n}"
+    return name
+
+
+def query_tools(*programs: Program) -> tuple[list[str], str]:
+    """(named tools in a stable order, the stand-in for every other tool)."""
+    named: set[str] = set()
+    for p in programs:
+        named |= mentioned_tools(p) - set(p.groups)
+    return sorted(named), other_tool(*programs)
+
+
+# ---- expressions -----------------------------------------------------------------------------
+
+
+class ProgramEncoder:
+    """Symbolic evaluation of one program's expressions for one tool over a Request."""
+
+    def __init__(self, req: Request, program: Program, tool: str):
+        self.req = req
+        self.ctx = req.ctx
+        self.S = req.S
+        self.program = program
+        self.tool = tool
+        self._memo: dict[int, tuple[object, SV]] = {}
+        self._regex = None
+        self._havocs = 0
+        self.reasons: set[str] = set()  # why a formula is an over-approximation
+
+    # -- helpers ---------------------------------------------------------------------------
+    def havoc_bool(self, reason: str) -> z3.BoolRef:
+        self._havocs += 1
+        self.reasons.add(reason)
+        return z3.Bool(f"havoc{id(self)}_{self._havocs}", self.ctx)
+
+    def regex(self):
+        if self._regex is None:
+            self._regex = _regex_cache(self.ctx)
+        return self._regex
+
+    def str_term(self, v):
+        return v if isinstance(v, z3.ExprRef) else string_val(v, self.ctx)
+
+    def num_term(self, v):
+        return v if isinstance(v, z3.ExprRef) else real_val(v, self.ctx)
+
+    def bool_term(self, v):
+        return v if isinstance(v, z3.ExprRef) else z3.BoolVal(v, self.ctx)
+
+    # -- entry points ----------------------------------------------------------------------
+    def expr(self, e) -> SV:
+        hit = self._memo.get(id(e))
+        if hit is not None and hit[0] is e:
+            return hit[1]
+        sv = self._expr(e)
+        self._memo[id(e)] = (e, sv)
+        return sv
+
+    def clause_ok(self, clause: ir.Clause):
+        return self.expr(clause.expr).truth(self.ctx, clause.kind == "when")
+
+    def scope_ok(self, scope: ir.Scope):
+        req = self.req
+        p = self._entity_scope(scope.principal, Ent("Grant", req.gid, "principal"))
+        r = self._entity_scope(scope.resource, Ent("Server", req.sid, "resource"))
+        return AND(self.ctx, p, r)
+
+    def applies(self, stmt):
+        """Scope matches, every `when` is true, every `unless` is false (errors: no)."""
+        return AND(self.ctx, self.scope_ok(stmt.scope), *(self.clause_ok(c) for c in stmt.clauses))
+
+    def _entity_scope(self, s: ir.EntityScope, ent: Ent):
+        if s.op == "any":
+            return True
+        if s.op == "is":
+            return ent.type == s.type
+        target = Ent(s.entity.type, s.entity.id)
+        if s.op == "eq":
+            return self.ent_eq(ent, target)
+        inside = self.entity_in(ent, target)
+        return inside if s.op == "in" else AND(self.ctx, ent.type == s.type, inside)
+
+    # -- entities --------------------------------------------------------------------------
+    def ent_eq(self, a: Ent, b: Ent):
+        if a.type != b.type:
+            return False
+        return self.id_eq(a.id, b.id)
+
+    def id_eq(self, x, y):
+        if x is y:
+            return True
+        if isinstance(x, str) and isinstance(y, str):
+            return x == y
+        return self.str_term(x) == self.str_term(y)
+
+    def entity_in(self, a: Ent, b: Ent):
+        ctx = self.ctx
+        same = self.ent_eq(a, b)
+        anc: object = False
+        if a.type == "Grant" and b.type == "Group":
+            is_principal = self.id_eq(a.id, self.req.gid)
+            if isinstance(b.id, str):
+                anc = AND(ctx, is_principal, self.req.member(b.id))
+            else:
+                anc = AND(ctx, is_principal, OR(ctx, *(AND(ctx, self.id_eq(b.id, g), self.req.member(g)) for g in self.req.groups)))
+        elif a.type == "Action" and b.type == "Action":
+            groups = self.program.groups
+            if isinstance(a.id, str) and isinstance(b.id, str):
+                anc = b.id in groups and a.id in groups[b.id]
+            else:
+                anc = OR(ctx, *(
+                    AND(ctx, self.id_eq(b.id, g), OR(ctx, *(self.id_eq(a.id, t) for t in members)))
+                    for g, members in groups.items()
+                ))
+        return OR(ctx, same, anc)
+
+    # -- the cases ---------------------------------------------------------------------------
+    def _expr(self, e) -> SV:
+        ctx = self.ctx
+        if isinstance(e, ir.Lit):
+            return self.lit(e.value)
+        if isinstance(e, ir.Var):
+            req = self.req
+            if e.name == "principal":
+                return SV.const("ent", Ent("Grant", req.gid, "principal"))
+            if e.name == "action":
+                return SV.const("ent", Ent("Action", self.tool, "action"))
+            if e.name == "resource":
+                return SV.const("ent", Ent("Server", req.sid, "resource"))
+            return SV.const("obj", LitObj((("input", SV.const("obj", ArgObj(()))),)))
+        if isinstance(e, ir.EntityLit):
+            return SV.const("ent", Ent(e.entity.type, e.entity.id))
+        if isinstance(e, ir.GetAttr):
+            path = input_path(e)
+            if path is not None:
+                return self.path_value(path)
+            return self.get_attr(self.expr(e.obj), e.attr)
+        if isinstance(e, ir.Has):
+            return self.has(self.expr(e.obj), e.path)
+        if isinstance(e, ir.Like):
+            return self.string_test(self.expr(e.obj), lambda s: self._like(s, e.pattern), lambda s: _like_py(s, e.pattern))
+        if isinstance(e, ir.Matches):
+            return self.string_test(self.expr(e.obj), lambda s: self._matches(s, e.regex), lambda s: _matches_py(s, e.regex))
+        if isinstance(e, ir.Compare):
+            return self.compare(e.op, self.expr(e.left), self.expr(e.right))
+        if isinstance(e, ir.In):
+            return self.in_(self.expr(e.left), self.expr(e.right))
+        if isinstance(e, ir.Is):
+            return self.is_(self.expr(e.obj), e.type, None if e.in_ is None else self.expr(e.in_))
+        if isinstance(e, ir.And) or isinstance(e, ir.Or):
+            a, b = self.expr(e.left), self.expr(e.right)
+            stop = isinstance(e, ir.Or)  # the left value that short-circuits
+            ga = OR(ctx, *(x.guard for x in a.of("bool")))
+            va = OR(ctx, *(AND(ctx, x.guard, x.val) for x in a.of("bool")))
+            gb = OR(ctx, *(x.guard for x in b.of("bool")))
+            vb = OR(ctx, *(AND(ctx, x.guard, x.val) for x in b.of("bool")))
+            if stop:  # a || b
+                defined = AND(ctx, ga, OR(ctx, va, gb))
+                value = OR(ctx, va, vb)
+            else:  # a && b
+                defined = AND(ctx, ga, OR(ctx, NOT(ctx, va), gb))
+                value = AND(ctx, va, vb)
+            return SV.boolean(ctx, defined, value)
+        if isinstance(e, ir.Not):
+            a = self.expr(e.expr)
+            return SV([Alt("bool", x.guard, NOT(ctx, x.val)) for x in a.of("bool")])
+        if isinstance(e, ir.Neg):
+            a = self.expr(e.expr)
+            return SV([Alt("num", x.guard, -x.val if not isinstance(x.val, z3.ExprRef) else -x.val) for x in a.of("num")])
+        if isinstance(e, ir.If):
+            c = self.expr(e.cond)
+            t, f = self.expr(e.then), self.expr(e.else_)
+            ct, cf = c.truth(ctx, True), c.truth(ctx, False)
+            return SV(t.guarded(ctx, ct).alts + f.guarded(ctx, cf).alts)
+        if isinstance(e, ir.SetLit):
+            items = tuple(self.expr(i) for i in e.items)
+            defined = AND(ctx, *(i.defined(ctx) for i in items))
+            return SV.boolean(ctx, False, None) if defined is False else SV([Alt("arr", defined, LitArr(items))])
+        if isinstance(e, ir.RecordLit):
+            fields = tuple((k, self.expr(v)) for k, v in e.items)
+            if len({k for k, _ in fields}) != len(fields):  # duplicate keys: the last wins in the evaluator
+                d = {}
+                for k, v in fields:
+                    d[k] = v
+                fields = tuple(d.items())
+            defined = AND(ctx, *(v.defined(ctx) for _, v in fields))
+            return SV([]) if defined is False else SV([Alt("obj", defined, LitObj(fields))])
+        if isinstance(e, ir.Call):
+            return self.call(e)
+        raise rx.Unsupported(f"expression {type(e).__name__}")  # pragma: no cover
+
+    # -- values ------------------------------------------------------------------------------
+    def lit(self, v) -> SV:
+        if isinstance(v, bool):
+            return SV.const("bool", v)
+        if v is None:
+            return SV.const("null")
+        if isinstance(v, (int, float)):
+            if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+                return SV([])  # cannot come from JSON; never equal to anything
+            return SV.const("num", Fraction(v))
+        if isinstance(v, str):
+            try:
+                string_val(v, self.ctx)
+            except rx.Unsupported as u:
+                self.reasons.add(u.reason)
+                return SV.const("str", z3.FreshConst(z3.StringSort(self.ctx), "havoc_str"))
+            return SV.const("str", v)
+        return SV([])  # e.g. the compiler's error marker: always an error
+
+    def path_value(self, path: tuple) -> SV:
+        v = self.req.path(path)
+        J = self.S.JV
+        if path == ():
+            return SV.const("obj", ArgObj(()))
+        return SV([
+            Alt("str", J.is_jstr(v), J.js(v)),
+            Alt("num", J.is_jnum(v), J.jn(v)),
+            Alt("bool", J.is_jbool(v), J.jb(v)),
+            Alt("null", J.is_jnull(v)),
+            Alt("arr", J.is_jarr(v), ArgArr(v, path)),
+            Alt("obj", J.is_jobj(v), ArgObj(path)),
+        ])
+
+    def get_attr(self, obj: SV, attr: str) -> SV:
+        ctx = self.ctx
+        out = []
+        for a in obj.alts:
+            if a.kind == "obj" and isinstance(a.val, ArgObj):
+                out += self.path_value(a.val.path + (attr,)).guarded(ctx, a.guard).alts
+            elif a.kind == "obj":
+                f = a.val.get(attr)
+                if f is not None:
+                    out += f.guarded(ctx, a.guard).alts
+            elif a.kind == "ent" and a.val.origin == "principal" and attr == "label":
+                out.append(Alt("str", a.guard, self.req.label))
+        return SV(out)
+
+    def has(self, obj: SV, keys: tuple) -> SV:
+        """`e has a.b.c` (RFC 62): false at the first absent key, an error at a non-record."""
+        ctx = self.ctx
+        defined: list = []
+        value: list = []
+        for a in obj.alts:
+            d, v = self._has1(a, keys)
+            defined.append(AND(ctx, a.guard, d))
+            value.append(AND(ctx, a.guard, v))
+        return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+
+    def _has1(self, a: Alt, keys: tuple):
+        """(defined, value) of `has keys` on one alternative, given its guard."""
+        ctx = self.ctx
+        J = self.S.JV
+        if a.kind == "obj" and isinstance(a.val, ArgObj):
+            child = self.req.path(a.val.path + (keys[0],))
+            if len(keys) == 1:
+                return True, NOT(ctx, J.is_jmissing(child))
+            rest = self.has(self.path_value(a.val.path + (keys[0],)), keys[1:])
+            rd = rest.defined(ctx)
+            rv = rest.truth(ctx, True)
+            return OR(ctx, J.is_jmissing(child), rd), AND(ctx, NOT(ctx, J.is_jmissing(child)), rv)
+        if a.kind == "obj":
+            f = a.val.get(keys[0])
+            if f is None:
+                return True, False
+            if len(keys) == 1:
+                return True, True
+            rest = self.has(f, keys[1:])
+            return rest.defined(ctx), rest.truth(ctx, True)
+        if a.kind == "ent":
+            if a.val.origin == "principal" and keys[0] == "label":
+                return (True, True) if len(keys) == 1 else (False, False)  # `label` is a string
+            return True, False
+        return False, False
+
+    def string_test(self, obj: SV, sym, concrete) -> SV:
+        ctx = self.ctx
+        defined, value = [], []
+        for a in obj.of("str"):
+            defined.append(a.guard)
+            if isinstance(a.val, str):
+                value.append(AND(ctx, a.guard, concrete(a.val)))
+            else:
+                value.append(AND(ctx, a.guard, sym(a.val)))
+        return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+
+    def _like(self, s, pattern):
+        try:
+            return z3.InRe(s, self.regex()(rx.like_ast(pattern)))
+        except rx.Unsupported as u:
+            return self.havoc_bool(f"`like` pattern: {u.reason}")
+
+    def _matches(self, s, pattern):
+        try:
+            return z3.InRe(s, self.regex()(rx.search_ast(pattern)))
+        except rx.Unsupported as u:
+            return self.havoc_bool(f"regex {pattern!r} uses {u.reason}, which the analyzer does not model")
+
+    # -- comparisons -------------------------------------------------------------------------
+    def compare(self, op: str, a: SV, b: SV) -> SV:
+        ctx = self.ctx
+        if op in ("==", "!="):
+            defined = AND(ctx, a.defined(ctx), b.defined(ctx))
+            value = self.eq(a, b)
+            return SV.boolean(ctx, defined, value if op == "==" else NOT(ctx, value))
+        defined, value = [], []
+        for x in a.of("num"):
+            for y in b.of("num"):
+                g = AND(ctx, x.guard, y.guard)
+                defined.append(g)
+                value.append(AND(ctx, g, _cmp(op, x.val, y.val, self)))
+        return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+
+    def eq(self, a: SV, b: SV):
+        """The condition that both are defined and Cedar-equal."""
+        ctx = self.ctx
+        out = []
+        for x in a.alts:
+            for y in b.alts:
+                if x.kind != y.kind:
+                    continue
+                g = AND(ctx, x.guard, y.guard)
+                if g is False:
+                    continue
+                out.append(AND(ctx, g, self.alt_eq(x, y)))
+        return OR(ctx, *out)
+
+    def alt_eq(self, x: Alt, y: Alt):
+        k = x.kind
+        if k == "null":
+            return True
+        if k == "str":
+            if isinstance(x.val, str) and isinstance(y.val, str):
+                return x.val == y.val
+            return self.str_term(x.val) == self.str_term(y.val)
+        if k == "num":
+            if isinstance(x.val, Fraction) and isinstance(y.val, Fraction):
+                return x.val == y.val
+            return self.num_term(x.val) == self.num_term(y.val)
+        if k == "bool":
+            if isinstance(x.val, bool) and isinstance(y.val, bool):
+                return x.val == y.val
+            return self.bool_term(x.val) == self.bool_term(y.val)
+        if k == "ent":
+            return self.ent_eq(x.val, y.val)
+        if k == "arr":
+            return self.set_eq(x.val, y.val)
+        if k == "obj":
+            return self.obj_eq(x.val, y.val)
+        raise TypeError(k)  # pragma: no cover
+
+    def set_eq(self, x, y):
+        ctx = self.ctx
+        if isinstance(x, ArgArr) and isinstance(y, LitArr):
+            x, y = y, x
+        if isinstance(x, LitArr) and isinstance(y, LitArr):
+            return AND(ctx, self.subset_lit(x, y), self.subset_lit(y, x))
+        if isinstance(x, LitArr) and isinstance(y, ArgArr):
+            return AND(ctx, *(self.member(y, i) for i in x.items), self.arg_subset(y, x))
+        if x.path == y.path:
+            return True
+        return self.havoc_bool("equality of two array arguments")
+
+    def subset_lit(self, x: LitArr, y: LitArr):
+        ctx = self.ctx
+        return AND(ctx, *(OR(ctx, *(self.eq(i, j) for j in y.items)) for i in x.items))
+
+    def arg_subset(self, x: ArgArr, lit: LitArr):
+        """Every element of the argument array is one of the literal's items."""
+        items = self.S.JV.items(x.var)
+        if not lit.items:
+            return z3.Length(items) == 0
+        units = []
+        for it in lit.items:
+            for a in it.alts:
+                e = self.elem(a)
+                if e is None:
+                    return self.havoc_bool("a set literal with nested arrays or records compared with an array argument")
+                units.append((a.guard, e))
+        if any(g is not True for g, _ in units):
+            return self.havoc_bool("a set literal with non-constant items compared with an array argument")
+        re_items = [z3.Re(z3.Unit(e)) for _, e in units]
+        lang = re_items[0] if len(re_items) == 1 else z3.Union(*re_items)
+        return z3.InRe(items, z3.Star(lang))
+
+    def obj_eq(self, x, y):
+        ctx = self.ctx
+        if isinstance(x, ArgObj) and isinstance(y, LitObj):
+            x, y = y, x
+        if isinstance(x, LitObj) and isinstance(y, LitObj):
+            kx, ky = {k for k, _ in x.fields}, {k for k, _ in y.fields}
+            if kx != ky:
+                return False
+            return AND(ctx, *(self.eq(v, y.get(k)) for k, v in x.fields))
+        if isinstance(x, LitObj) and isinstance(y, ArgObj):
+            fields = {}
+            for k, v in x.fields:
+                fields[k] = self.eq(self.path_value(y.path + (k,)), v)
+            flag = z3.FreshBool("objeq", self.ctx)
+            self.req.objeq.append((flag, y.path, fields))
+            return flag
+        if x.path == y.path:
+            return True
+        return self.havoc_bool("equality of two record arguments")
+
+    # -- sets ---------------------------------------------------------------------------------
+    def elem(self, a: Alt):
+        """`a` as an array element (Elem), or None for a literal compound."""
+        E = self.S.Elem
+        J = self.S.JV
+        if a.kind == "str":
+            return E.estr(self.str_term(a.val))
+        if a.kind == "num":
+            return E.enum(self.num_term(a.val))
+        if a.kind == "bool":
+            return E.ebool(self.bool_term(a.val))
+        if a.kind == "null":
+            return E.enull
+        if a.kind == "arr" and isinstance(a.val, ArgArr):
+            return E.ecomp(J.acid(a.val.var))
+        if a.kind == "obj" and isinstance(a.val, ArgObj):
+            return E.ecomp(J.ocid(self.req.path(a.val.path)))
+        return None
+
+    def member(self, arr, v: SV):
+        """`v` (defined) is an element of the array `arr` (Cedar equality)."""
+        ctx = self.ctx
+        if isinstance(arr, LitArr):
+            return OR(ctx, *(self.eq(i, v) for i in arr.items))
+        items = self.S.JV.items(arr.var)
+        out = []
+        for a in v.alts:
+            if a.kind == "ent":
+                continue  # argument arrays hold JSON values only
+            e = self.elem(a)
+            if e is None:
+                out.append(AND(ctx, a.guard, self.havoc_bool("membership of a literal array or record in an array argument")))
+                continue
+            out.append(AND(ctx, a.guard, z3.Contains(items, z3.Unit(e))))
+        return OR(ctx, *out)
+
+    def in_(self, a: SV, b: SV) -> SV:
+        ctx = self.ctx
+        defined, value = [], []
+        for x in a.alts:
+            for y in b.alts:
+                g = AND(ctx, x.guard, y.guard)
+                if g is False:
+                    continue
+                if x.kind == "ent":
+                    if y.kind == "ent":
+                        defined.append(g)
+                        value.append(AND(ctx, g, self.entity_in(x.val, y.val)))
+                    elif y.kind == "arr" and isinstance(y.val, LitArr):
+                        all_ent = AND(ctx, *(OR(ctx, *(i.guard for i in it.of("ent"))) for it in y.val.items))
+                        dg = AND(ctx, g, all_ent)
+                        defined.append(dg)
+                        hits = [AND(ctx, i.guard, self.entity_in(x.val, i.val)) for it in y.val.items for i in it.of("ent")]
+                        value.append(AND(ctx, dg, OR(ctx, *hits)))
+                    elif y.kind == "arr":  # an argument array has no entities: fine only when empty
+                        dg = AND(ctx, g, z3.Length(self.S.JV.items(y.val.var)) == 0)
+                        defined.append(dg)
+                elif y.kind == "arr":
+                    defined.append(g)
+                    value.append(AND(ctx, g, self.member(y.val, SV([Alt(x.kind, True, x.val)]))))
+        return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+
+    def is_(self, obj: SV, etype: str, in_: SV | None) -> SV:
+        ctx = self.ctx
+        defined, value = [], []
+        for x in obj.of("ent"):
+            if x.val.type != etype:
+                defined.append(x.guard)
+                continue
+            if in_ is None:
+                defined.append(x.guard)
+                value.append(x.guard)
+                continue
+            for y in in_.alts:
+                g = AND(ctx, x.guard, y.guard)
+                if y.kind == "ent":
+                    defined.append(g)
+                    value.append(AND(ctx, g, self.entity_in(x.val, y.val)))
+                elif y.kind == "arr" and isinstance(y.val, LitArr):
+                    all_ent = AND(ctx, *(OR(ctx, *(i.guard for i in it.of("ent"))) for it in y.val.items))
+                    dg = AND(ctx, g, all_ent)
+                    defined.append(dg)
+                    hits = [AND(ctx, i.guard, self.entity_in(x.val, i.val)) for it in y.val.items for i in it.of("ent")]
+                    value.append(AND(ctx, dg, OR(ctx, *hits)))
+        return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+
+    def call(self, e: ir.Call) -> SV:
+        ctx = self.ctx
+        s = self.expr(e.obj)
+        if e.method == "isEmpty":
+            defined, value = [], []
+            for a in s.of("arr"):
+                defined.append(a.guard)
+                if isinstance(a.val, LitArr):
+                    value.append(AND(ctx, a.guard, len(a.val.items) == 0))
+                else:
+                    value.append(AND(ctx, a.guard, z3.Length(self.S.JV.items(a.val.var)) == 0))
+            return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+        v = self.expr(e.args[0])
+        vdef = v.defined(ctx)
+        defined, value = [], []
+        if e.method == "contains":
+            for a in s.of("arr"):
+                g = AND(ctx, a.guard, vdef)
+                defined.append(g)
+                value.append(AND(ctx, g, self.member(a.val, v)))
+            for a in s.of("str"):
+                for b in v.of("str"):
+                    g = AND(ctx, a.guard, b.guard)
+                    defined.append(g)
+                    if isinstance(a.val, str) and isinstance(b.val, str):
+                        value.append(AND(ctx, g, b.val in a.val))
+                    else:
+                        value.append(AND(ctx, g, z3.Contains(self.str_term(a.val), self.str_term(b.val))))
+            return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+        want_all = e.method == "containsAll"
+        for a in s.of("arr"):
+            for b in v.of("arr"):
+                g = AND(ctx, a.guard, b.guard)
+                defined.append(g)
+                value.append(AND(ctx, g, self.contains_set(a.val, b.val, want_all)))
+        return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+
+    def contains_set(self, s, t, want_all: bool):
+        ctx = self.ctx
+        if isinstance(t, LitArr):
+            parts = [self.member(s, i) for i in t.items]
+            return AND(ctx, *parts) if want_all else OR(ctx, *parts)
+        if isinstance(s, LitArr) and want_all:
+            return self.arg_subset(t, s)
+        if isinstance(s, LitArr):
+            items = self.S.JV.items(t.var)
+            parts = []
+            for it in s.items:
+                for a in it.alts:
+                    e = self.elem(a)
+                    if e is None:
+                        parts.append(AND(ctx, a.guard, self.havoc_bool("a nested literal in containsAny")))
+                    elif a.kind != "ent":
+                        parts.append(AND(ctx, a.guard, z3.Contains(items, z3.Unit(e))))
+            return OR(ctx, *parts)
+        if s.path == t.path:
+            return True if want_all else z3.Length(self.S.JV.items(s.var)) > 0
+        return self.havoc_bool(f"{'containsAll' if want_all else 'containsAny'} between two array arguments")
+
+
+def _cmp(op, x, y, enc: ProgramEncoder):
+    if isinstance(x, Fraction) and isinstance(y, Fraction):
+        return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
+    a, b = enc.num_term(x), enc.num_term(y)
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+
+def _like_py(s: str, chunks) -> bool:
+    import re
+
+    return re.fullmatch(".*".join(re.escape(c) for c in chunks), s, re.DOTALL) is not None
+
+
+def _matches_py(s: str, pattern: str) -> bool:
+    from mcpp.lang.regex import compile_regex
+
+    return compile_regex(pattern).search(s) is not None
+
+
+_REGEX_CACHES: dict[int, object] = {}
+
+
+def _regex_cache(ctx):
+    """One regex translator per context (shared by every encoder of an analysis)."""
+    key = id(ctx)
+    hit = _REGEX_CACHES.get(key)
+    if hit is None or hit.ctx is not ctx:
+        if len(_REGEX_CACHES) > 64:
+            _REGEX_CACHES.clear()
+        hit = _REGEX_CACHES[key] = rx.Z3Regex(ctx)
+    return hit
+
+
+# ---- decisions ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ToolDecision:
+    """The decision of one program for one tool, as formulas over a Request.
+
+    `allowed(state)` follows docs/language.md §5: hidden → deny; some permit naming the
+    tool (or naming no tool) applies, or `default allow` and no permit names it; no forbid
+    applies; every applicable limit has a valid increment with `count + increment ≤ max`,
+    where `count` is the request's counter variable for (counter, scope, window).
+    """
+
+    program: Program
+    tool: str
+    enc: ProgramEncoder
+    hidden: bool
+    permits: list = field(default_factory=list)  # (PolicyInfo, formula)
+    forbids: list = field(default_factory=list)
+    limits: list = field(default_factory=list)  # (LimitInfo, applies, valid, amount)
+    default_covers: bool = False
+
+    @property
+    def req(self) -> Request:
+        return self.enc.req
+
+    def permitted(self):
+        ctx = self.enc.ctx
+        return OR(ctx, self.default_covers, *(f for _, f in self.permits))
+
+    def forbidden(self):
+        return OR(self.enc.ctx, *(f for _, f in self.forbids))
+
+    def limits_ok(self, zero: bool):
+        """All applicable limits pass; `zero`: at fresh counters, else at the request's counters."""
+        ctx = self.enc.ctx
+        parts = []
+        for li, applies, valid, amount in self.limits:
+            lim = li.limit
+            count = 0 if zero else self.req.counter(counter_key(lim))
+            cap = Fraction(lim.max) if lim.max is not None else Fraction(0)
+            if isinstance(amount, Fraction):
+                fits = (count + amount <= cap) if isinstance(count, int) else (count + real_val(amount, ctx) <= real_val(cap, ctx))
+            else:
+                fits = (amount <= real_val(cap, ctx)) if isinstance(count, int) else (count + amount <= real_val(cap, ctx))
+            parts.append(IMPLIES(ctx, applies, AND(ctx, valid, fits)))
+        return AND(ctx, *parts)
+
+    def allowed(self, zero: bool = True):
+        if self.hidden:
+            return False
+        ctx = self.enc.ctx
+        return AND(ctx, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+
+    def allowed_without_limits(self):
+        if self.hidden:
+            return False
+        ctx = self.enc.ctx
+        return AND(ctx, self.permitted(), NOT(ctx, self.forbidden()))
+
+
+def counter_key(lim: ir.Limit) -> tuple:
+    return (lim.counter, lim.scope_kind, lim.window)
+
+
+def decide(req: Request, program: Program, tool: str) -> ToolDecision:
+    enc = ProgramEncoder(req, program, tool)
+    d = ToolDecision(program, tool, enc, tool in program.hidden)
+    for p in program.policies:
+        if p.tools is not None and tool not in p.tools:
+            continue
+        f = enc.applies(p.policy)
+        (d.permits if p.effect == "permit" else d.forbids).append((p, f))
+    named = any(p.tools is not None and tool in p.tools for p in program.permits)
+    d.default_covers = program.default == "allow" and not named
+    ctx = req.ctx
+    for li in program.limits:
+        if li.tools is not None and tool not in li.tools:
+            continue
+        applies = enc.applies(li.limit)
+        if li.limit.increment is None:
+            valid, amount = True, Fraction(1)
+        else:
+            sv = enc.expr(li.limit.increment)
+            nums = sv.of("num")
+            valid = OR(ctx, *(AND(ctx, a.guard, enc.num_term(a.val) >= 0) for a in nums))
+            if len(nums) == 1 and nums[0].guard is True and isinstance(nums[0].val, Fraction):
+                amount = nums[0].val
+                valid = amount >= 0
+            elif nums:
+                amount = nums[0].val if len(nums) == 1 else z3.If(z(ctx, nums[0].guard), enc.num_term(nums[0].val), enc.num_term(nums[-1].val))
+                amount = enc.num_term(amount)
+            else:
+                amount = Fraction(0)
+                valid = False
+        d.limits.append((li, applies, valid, amount))
+    return d

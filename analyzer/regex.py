@@ -1,0 +1,606 @@
+"""RE2 regular expressions → Z3, with RE2's meaning of unanchored search.
+
+The pattern is first validated by google-re2 (`mcpp.lang.regex.compile_regex`), then
+parsed here into a small AST. The *structure* (concatenation, alternation, repetition,
+groups, flags, anchors) is parsed by hand; the *character set* of every atom (`.`, a
+class, `\\d`, a literal under `(?i)`, `\\pL`…) is asked of RE2 itself, by scanning a
+string of every code point for runs of the atom. So classes, case folding and
+Perl/POSIX tables are RE2's by construction, not a re-implementation that can drift.
+
+Search (`s.matches(re)` is `re2.search`) is the language Σ*·R·Σ* with `^`/`$` pinned to
+the ends. The anchors are removed on the AST, never in Z3 (asserting real sentinel
+characters in Z3 timed out where this answers at once, research/analysis-lsp.md §3).
+Anchors are zero-width, so `$$` or `(^|/)` need care: for each node we compute whether
+it can match ε at a position that is/isn't the start/end, and an anchor-free regex for
+its non-empty matches (`_Anchors`), which is the derivative idea made exact for
+zero-width symbols.
+
+Z3 strings range over code points 0..U+2FFFF. Every code point from U+2FA20 (an
+unassigned block) up to U+10FFFF is represented by that block: a pattern whose classes
+distinguish characters in that zone, or that names one literally, is `Unsupported`.
+Unsupported features (`\\b`, `\\B`, multi-line `^`/`$`, such classes) raise
+`Unsupported`; the encoder then treats the match as an unconstrained boolean, so no
+proof depends on it (see docs/analyzer.md, "Limits").
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+
+MAXCHAR = 0x2FFFF  # Z3's largest character
+HIGH = 0x2FA20  # first code point of the block that stands for every code point above it
+TOP = 0x10FFFF
+
+
+class Unsupported(Exception):
+    """A regex feature outside the analysable subset; `reason` says which."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+# ---- AST ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chars:
+    """One character from a set of code point intervals; no intervals = ∅."""
+
+    ivs: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True)
+class Eps:
+    pass
+
+
+@dataclass(frozen=True)
+class Cat:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Alt:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class Rep:
+    node: object
+    lo: int
+    hi: int | None  # None: unbounded
+
+
+@dataclass(frozen=True)
+class Bos:
+    pass
+
+
+@dataclass(frozen=True)
+class Eos:
+    pass
+
+
+NOTHING = Chars(())
+EPS = Eps()
+ANY = Chars(((0, TOP),))
+
+
+def cat(*items):
+    out = []
+    for x in items:
+        if x == NOTHING:
+            return NOTHING
+        if isinstance(x, Eps):
+            continue
+        if isinstance(x, Cat):
+            out.extend(x.items)
+        else:
+            out.append(x)
+    if not out:
+        return EPS
+    return out[0] if len(out) == 1 else Cat(tuple(out))
+
+
+def alt(*items):
+    out: list = []
+    for x in items:
+        parts = x.items if isinstance(x, Alt) else (x,)
+        for p in parts:
+            if p == NOTHING or p in out:
+                continue
+            out.append(p)
+    if not out:
+        return NOTHING
+    return out[0] if len(out) == 1 else Alt(tuple(out))
+
+
+def rep(node, lo: int, hi: int | None):
+    if hi == 0 or isinstance(node, Eps):
+        return EPS
+    if node == NOTHING:
+        return EPS if lo == 0 else NOTHING
+    if lo == 1 and hi == 1:
+        return node
+    return Rep(node, lo, hi)
+
+
+def nullable(n) -> bool:
+    if isinstance(n, Eps):
+        return True
+    if isinstance(n, (Chars, Bos, Eos)):
+        return False
+    if isinstance(n, Cat):
+        return all(nullable(x) for x in n.items)
+    if isinstance(n, Alt):
+        return any(nullable(x) for x in n.items)
+    if isinstance(n, Rep):
+        return n.lo == 0 or nullable(n.node)
+    raise TypeError(n)
+
+
+def _has_anchor(n) -> bool:
+    if isinstance(n, (Bos, Eos)):
+        return True
+    if isinstance(n, (Cat, Alt)):
+        return any(_has_anchor(x) for x in n.items)
+    if isinstance(n, Rep):
+        return _has_anchor(n.node)
+    return False
+
+
+class _Anchors:
+    """Anchors are zero-width: `^` holds only at position 0, `$` only at the end.
+
+    For a node and flags (a, b) = (the match starts at position 0, it ends at the text
+    end), `E` says whether the node can match the empty string there and `P` is an
+    anchor-free regex for its non-empty matches. Inside a non-empty match every inner
+    boundary is neither the start nor the end, which is what makes the split exact.
+    `P` of an anchor-free node is the node itself (it may add ε, which is harmless: both
+    E and P are monotone in the flags, so such ε is also counted by E).
+    """
+
+    def __init__(self):
+        self.memo: dict = {}
+
+    def E(self, n, a: bool, b: bool) -> bool:
+        if isinstance(n, Bos):
+            return a
+        if isinstance(n, Eos):
+            return b
+        if not _has_anchor(n):
+            return nullable(n)
+        if isinstance(n, Cat):
+            return all(self.E(x, a, b) for x in n.items)
+        if isinstance(n, Alt):
+            return any(self.E(x, a, b) for x in n.items)
+        if isinstance(n, Rep):
+            return n.lo == 0 or self.E(n.node, a, b)
+        raise TypeError(n)  # pragma: no cover
+
+    def P(self, n, a: bool, b: bool):
+        key = (id(n), a, b)
+        hit = self.memo.get(key)
+        if hit is not None and hit[0] is n:
+            return hit[1]
+        out = self._P(n, a, b)
+        self.memo[key] = (n, out)
+        return out
+
+    def _P(self, n, a: bool, b: bool):
+        if isinstance(n, (Bos, Eos)):
+            return NOTHING
+        if not _has_anchor(n):
+            return n
+        if isinstance(n, Alt):
+            return alt(*(self.P(x, a, b) for x in n.items))
+        if isinstance(n, Cat):
+            x, y = n.items[0], cat(*n.items[1:])
+            parts = [cat(self.P(x, a, False), self.P(y, False, b))]
+            if self.E(y, False, b):
+                parts.append(self.P(x, a, b))
+            if self.E(x, a, False):
+                parts.append(self.P(y, a, b))
+            return alt(*parts)
+        if isinstance(n, Rep):
+            x = n.node
+            if all(self.P(x, fa, fb) == NOTHING for fa in (False, True) for fb in (False, True)):
+                return NOTHING  # only anchors and ε inside: never consumes a character
+            if n.hi is not None:
+                if n.hi > 16:
+                    raise Unsupported("an anchor inside a repetition of more than 16")
+                return self.P(alt(*(cat(*([x] * k)) if k else EPS for k in range(n.lo, n.hi + 1))), a, b)
+            plus = alt(self.P(x, a, b), cat(self.P(x, a, False), rep(self.P(x, False, False), 0, None), self.P(x, False, b)))
+            if n.lo <= 1:
+                return plus
+            return self.P(cat(*([x] * (n.lo - 1)), Rep(x, 1, None)), a, b)  # x{m,} = x{m-1}·x+
+        raise TypeError(n)  # pragma: no cover
+
+
+def search_language(ast):
+    """The anchor-free regex whose full matches are exactly the strings RE2 *finds* `ast` in.
+
+    A match s[i:j] is empty or not, starts at 0 or not, ends at the end or not; each of
+    the eight cases is a concatenation of Σ-padding and E/P of the pattern."""
+    sigma = rep(ANY, 0, None)
+    if not _has_anchor(ast):
+        return cat(sigma, ast, sigma)
+    plus = cat(ANY, sigma)
+    an = _Anchors()
+    parts = [
+        an.P(ast, True, True),
+        cat(an.P(ast, True, False), plus),
+        cat(plus, an.P(ast, False, True)),
+        cat(plus, an.P(ast, False, False), plus),
+    ]
+    if an.E(ast, True, True):
+        parts.append(EPS)
+    if an.E(ast, True, False) or an.E(ast, False, True):
+        parts.append(plus)
+    if an.E(ast, False, False):
+        parts.append(cat(ANY, plus))
+    return alt(*parts)
+
+
+# ---- character sets, asked of RE2 ------------------------------------------------------------
+
+_ALL_LOCK = threading.Lock()
+_ALL: bytes | None = None
+
+
+def _all_code_points() -> bytes:
+    """Every Unicode scalar value in order, UTF-8 encoded (built once, ~4 MB)."""
+    global _ALL
+    with _ALL_LOCK:
+        if _ALL is None:
+            chars = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, TOP + 1)))
+            _ALL = chars.encode("utf-8")
+        return _ALL
+
+
+@lru_cache(maxsize=4096)
+def charset(atom: str, fold: bool, dotall: bool) -> tuple[tuple[int, int], ...]:
+    """The code points one occurrence of `atom` matches under the flags, as intervals."""
+    import re2
+
+    opts = re2.Options()
+    opts.never_capture = True
+    opts.log_errors = False
+    flags = ("i" if fold else "") + ("s" if dotall else "")
+    prefix = f"(?{flags})" if flags else ""
+    rx = re2.compile(f"{prefix}(?:{atom})+".encode("utf-8"), opts)
+    data = _all_code_points()
+    out = []
+    for m in rx.finditer(data):
+        s, e = m.start(), m.end()
+        first = ord(data[s : s + 4].decode("utf-8", "ignore")[0])
+        last = ord(data[max(s, e - 4) : e].decode("utf-8", "ignore")[-1])
+        out.append((first, last))
+    return tuple(out)
+
+
+def _check_high(ivs) -> None:
+    for lo, hi in ivs:
+        if HIGH <= lo <= TOP or HIGH <= hi < TOP:
+            raise Unsupported("a character class that distinguishes code points above U+2FA1F")
+
+
+def _literal(c: str, fold: bool) -> Chars:
+    cp = ord(c)
+    if cp >= HIGH:
+        raise Unsupported("a literal character above U+2FA1F")
+    if not fold or not c.isalpha() and cp < 0x80:
+        return Chars(((cp, cp),))
+    from mcpp.lang.regex import escape
+
+    ivs = charset(escape(c), True, False)
+    _check_high(ivs)
+    return Chars(ivs)
+
+
+def _set(atom: str, flags: dict) -> Chars:
+    ivs = charset(atom, flags["i"], flags["s"])
+    _check_high(ivs)
+    return Chars(ivs)
+
+
+# ---- parser ----------------------------------------------------------------------------------
+
+_REPEAT = re.compile(r"\{(\d+)(?:(,)(\d*))?\}")
+_SIMPLE_ESC = {"a": 7, "f": 12, "t": 9, "n": 10, "r": 13, "v": 11}
+
+
+class _Parser:
+    def __init__(self, pattern: str):
+        self.p = pattern
+        self.i = 0
+
+    def peek(self) -> str:
+        return self.p[self.i] if self.i < len(self.p) else ""
+
+    def parse(self):
+        node = self.alternation({"i": False, "s": False, "m": False})
+        if self.i != len(self.p):  # pragma: no cover - RE2 validated the pattern
+            raise Unsupported(f"unexpected {self.peek()!r} at offset {self.i}")
+        return node
+
+    def alternation(self, flags: dict):
+        branches = [self.concat(flags)]
+        while self.peek() == "|":
+            self.i += 1
+            branches.append(self.concat(flags))
+        return alt(*branches) if len(branches) > 1 else branches[0]
+
+    def concat(self, flags: dict):
+        items = []
+        while self.i < len(self.p) and self.peek() not in "|)":
+            a = self.atom(flags)
+            if a is None:
+                continue
+            items.append(self.repeats(a))
+        return cat(*items)
+
+    def repeats(self, a):
+        while True:
+            c = self.peek()
+            if c in ("*", "+", "?"):
+                self.i += 1
+                a = rep(a, 0 if c != "+" else 1, None if c != "?" else 1)
+            elif c == "{":
+                m = _REPEAT.match(self.p, self.i)
+                if not m:
+                    return a
+                self.i = m.end()
+                lo = int(m.group(1))
+                hi = lo if m.group(2) is None else (int(m.group(3)) if m.group(3) else None)
+                a = rep(a, lo, hi)
+            else:
+                return a
+            if self.peek() == "?":  # lazy: same language
+                self.i += 1
+
+    def group(self, flags: dict):
+        node = self.alternation(flags)
+        if self.peek() != ")":  # pragma: no cover - validated
+            raise Unsupported("unbalanced parenthesis")
+        self.i += 1
+        return node
+
+    def atom(self, flags: dict):
+        p, c = self.p, self.peek()
+        if c == "(":
+            self.i += 1
+            if p.startswith("?P<", self.i) or p.startswith("?<", self.i):
+                self.i = p.index(">", self.i) + 1
+                return self.group(dict(flags))
+            if self.peek() == "?":
+                j = self.i + 1
+                while j < len(p) and p[j] not in ":)":
+                    j += 1
+                spec, end = p[self.i + 1 : j], p[j]
+                self.i = j + 1
+                new = dict(flags) if end == ":" else flags
+                on = True
+                for f in spec:
+                    if f == "-":
+                        on = False
+                    elif f in "ism":
+                        new[f] = on
+                    # U (ungreedy) does not change the language
+                if end == ":":
+                    return self.group(new)
+                return None
+            return self.group(dict(flags))
+        if c == ".":
+            self.i += 1
+            return _set(".", flags)
+        if c == "^":
+            self.i += 1
+            if flags["m"]:
+                raise Unsupported("multi-line `^` ((?m))")
+            return Bos()
+        if c == "$":
+            self.i += 1
+            if flags["m"]:
+                raise Unsupported("multi-line `$` ((?m))")
+            return Eos()
+        if c == "[":
+            return _set(self.class_source(), flags)
+        if c == "\\":
+            return self.escape(flags)
+        self.i += 1
+        return _literal(c, flags["i"])
+
+    def class_source(self) -> str:
+        p, start = self.p, self.i
+        j = self.i + 1
+        if j < len(p) and p[j] == "^":
+            j += 1
+        if j < len(p) and p[j] == "]":
+            j += 1
+        while j < len(p) and p[j] != "]":
+            if p[j] == "\\":
+                j += 2
+                if p[j - 1] in "pP" and j < len(p) and p[j] == "{":
+                    j = p.index("}", j) + 1
+                continue
+            if p.startswith("[:", j):
+                end = p.find(":]", j + 2)
+                if end != -1:
+                    j = end + 2
+                    continue
+            j += 1
+        self.i = j + 1
+        return p[start : j + 1]
+
+    def escape(self, flags: dict):
+        p = self.p
+        c = p[self.i + 1] if self.i + 1 < len(p) else ""
+        self.i += 2
+        if c == "A":
+            return Bos()
+        if c == "z":
+            return Eos()
+        if c in ("b", "B"):
+            raise Unsupported(f"the word boundary \\{c}")
+        if c in "dDsSwW":
+            return _set("\\" + c, flags)
+        if c in ("p", "P"):
+            if self.peek() == "{":
+                end = p.index("}", self.i)
+                name, self.i = p[self.i : end + 1], end + 1
+            else:
+                name, self.i = self.peek(), self.i + 1
+            return _set(f"\\{c}{name}", flags)
+        if c == "Q":
+            end = p.find("\\E", self.i)
+            text = p[self.i :] if end == -1 else p[self.i : end]
+            self.i = len(p) if end == -1 else end + 2
+            return cat(*(_literal(ch, flags["i"]) for ch in text))
+        if c == "x":
+            if self.peek() == "{":
+                end = p.index("}", self.i)
+                cp, self.i = int(p[self.i + 1 : end], 16), end + 1
+            else:
+                cp, self.i = int(p[self.i : self.i + 2], 16), self.i + 2
+            return _literal(chr(cp), flags["i"])
+        if c in "01234567":
+            j = self.i
+            while j < len(p) and j < self.i + 2 and p[j] in "01234567":
+                j += 1
+            cp = int(p[self.i - 1 : j], 8)
+            self.i = j
+            return _literal(chr(cp), flags["i"])
+        if c in _SIMPLE_ESC:
+            return _literal(chr(_SIMPLE_ESC[c]), False)
+        return _literal(c, flags["i"])
+
+
+@lru_cache(maxsize=4096)
+def parse(pattern: str):
+    """The AST of a validated RE2 pattern; raises RegexError (invalid) or Unsupported."""
+    from mcpp.lang.regex import compile_regex
+
+    compile_regex(pattern)  # RegexError for anything RE2 (or Go) rejects
+    return _Parser(pattern).parse()
+
+
+@lru_cache(maxsize=4096)
+def search_ast(pattern: str):
+    """The anchor-free AST of "RE2 finds `pattern` somewhere in the string"."""
+    return search_language(parse(pattern))
+
+
+def like_ast(chunks: tuple[str, ...]):
+    """Cedar `like`: literal chunks joined by `*` (any text, newlines too), whole string."""
+    parts = []
+    for i, chunk in enumerate(chunks):
+        if i:
+            parts.append(rep(ANY, 0, None))
+        for ch in chunk:
+            parts.append(_literal(ch, False))
+    return cat(*parts)
+
+
+# ---- Z3 ------------------------------------------------------------------------------------
+
+
+class Z3Regex:
+    """Translate ASTs into one Z3 context, memoised (ASTs are hashable values)."""
+
+    def __init__(self, ctx):
+        import z3
+
+        self.z3 = z3
+        self.ctx = ctx
+        self.sort = z3.ReSort(z3.StringSort(ctx))
+        self._memo: dict = {}
+
+    def char(self, cp: int):
+        from .sym import string_val
+
+        return string_val(chr(cp), self.ctx, raw=True)
+
+    def __call__(self, n):
+        hit = self._memo.get(n)
+        if hit is None:
+            hit = self._build(n)
+            self._memo[n] = hit
+        return hit
+
+    def _build(self, n):
+        z3 = self.z3
+        if isinstance(n, Eps):
+            return z3.Re(self.literal(""), self.ctx)
+        if isinstance(n, Chars):
+            ranges = []
+            for lo, hi in n.ivs:
+                hi = min(hi, MAXCHAR)
+                if lo > hi:
+                    continue
+                if lo == hi:
+                    ranges.append(z3.Re(self.char(lo), self.ctx))
+                else:
+                    ranges.append(z3.Range(self.char(lo), self.char(hi), self.ctx))
+            if not ranges:
+                return z3.Empty(self.sort)
+            return ranges[0] if len(ranges) == 1 else z3.Union(*ranges)
+        if isinstance(n, Cat):
+            parts = []
+            buf = []  # runs of single characters become one string literal
+            for x in n.items:
+                if isinstance(x, Chars) and len(x.ivs) == 1 and x.ivs[0][0] == x.ivs[0][1] <= MAXCHAR:
+                    buf.append(chr(x.ivs[0][0]))
+                    continue
+                if buf:
+                    parts.append(z3.Re(self.literal("".join(buf)), self.ctx))
+                    buf = []
+                parts.append(self(x))
+            if buf:
+                parts.append(z3.Re(self.literal("".join(buf)), self.ctx))
+            return parts[0] if len(parts) == 1 else z3.Concat(*parts)
+        if isinstance(n, Alt):
+            return z3.Union(*(self(x) for x in n.items))
+        if isinstance(n, Rep):
+            inner = self(n.node)
+            if n.hi is None:
+                if n.lo == 0:
+                    return z3.Star(inner)
+                return z3.Concat(z3.Loop(inner, n.lo, n.lo), z3.Star(inner))
+            if n.hi == 0:  # never Loop(r, 0, 0): Z3 reads it as unbounded
+                return z3.Re(self.literal(""), self.ctx)
+            return z3.Loop(inner, n.lo, n.hi)
+        if isinstance(n, (Bos, Eos)):  # pragma: no cover - removed by search_language
+            return z3.Empty(self.sort)
+        raise TypeError(n)
+
+    def literal(self, text: str):
+        from .sym import string_val
+
+        return string_val(text, self.ctx)
+
+
+# ---- facts for lints -------------------------------------------------------------------------
+
+
+def anchored(pattern: str) -> tuple[bool, bool]:
+    """(start, end): whether every alternative of the pattern is pinned by `^`/`\\A` at the
+    start (by `$`/`\\z` at the end). Syntactic, per branch: `^a|b` is not anchored."""
+    ast = parse(pattern)
+    return _pinned(ast, Bos, 0), _pinned(ast, Eos, -1)
+
+
+def _pinned(n, anchor, side: int) -> bool:
+    if isinstance(n, anchor):
+        return True
+    if isinstance(n, Cat):
+        return _pinned(n.items[side], anchor, side)
+    if isinstance(n, Alt):
+        return all(_pinned(x, anchor, side) for x in n.items)
+    if isinstance(n, Rep):
+        return n.lo >= 1 and _pinned(n.node, anchor, side)
+    return False

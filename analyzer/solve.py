@@ -1,0 +1,119 @@
+"""Running queries: one fresh Z3 context per analysis, a timeout on every check, and
+readable witnesses.
+
+Readability is a preference, not a constraint: after a SAT answer the query is asked
+again under assumption literals (server "default", grant "anonymous", no groups, short
+printable strings, whole numbers, short arrays, zero counters); the assumptions in the
+unsat core are dropped and the rest kept. The first model is used if that fails.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import z3
+
+from .encode import FixedGrant, Request
+from .sym import Sorts, string_val
+from .witness import Decoder, Replayer, Witness
+
+
+@dataclass
+class Outcome:
+    status: str  # sat | unsat | unknown
+    reason: str = ""
+    witness: Witness | None = None
+
+    @property
+    def sat(self) -> bool:
+        return self.status == "sat"
+
+    @property
+    def unsat(self) -> bool:
+        return self.status == "unsat"
+
+
+class Session:
+    """One analysis: its own Z3 context (never shared between threads) and a per-query timeout."""
+
+    def __init__(self, timeout_ms: int = 2000):
+        self.ctx = z3.Context()
+        self.sorts = Sorts(self.ctx)
+        self.timeout_ms = max(1, int(timeout_ms))
+        self.replayer = Replayer()
+        self.queries = 0
+
+    def request(self, grant: FixedGrant | None = None, server: str | None = None) -> Request:
+        return Request(self.ctx, self.sorts, grant, server)
+
+    def check(self, req: Request, formula, *, tool: str | None = None, witness: bool = False) -> Outcome:
+        """Is `formula` satisfiable by some real call? With `witness`, decode a readable one for `tool`."""
+        if formula is False:
+            return Outcome("unsat")
+        self.queries += 1
+        s = z3.Solver(ctx=self.ctx)
+        s.set("timeout", self.timeout_ms)
+        if formula is not True:
+            s.add(formula)
+        s.add(*req.constraints())
+        try:
+            r = s.check()
+        except z3.Z3Exception as e:  # pragma: no cover - defensive: never a traceback
+            return Outcome("unknown", f"Z3 failed: {e}")
+        if r == z3.unsat:
+            return Outcome("unsat")
+        if r == z3.unknown:
+            why = s.reason_unknown()
+            if why in ("timeout", "canceled", "max. resource limit exceeded"):
+                return Outcome("unknown", f"the solver timed out after {self.timeout_ms} ms")
+            return Outcome("unknown", f"the solver gave up ({why})")
+        if not witness:
+            return Outcome("sat")
+        model = s.model()
+        better = self._prefer(s, req)
+        if better is not None:
+            model = better
+        return Outcome("sat", witness=Decoder(req, model).witness(tool or "?"))
+
+    def _prefer(self, s: z3.Solver, req: Request):
+        ctx = self.ctx
+        J = self.sorts.JV
+        prefs = []
+        if req.grant is None:
+            prefs.append(req.gid == string_val("anonymous", ctx))
+            prefs.append(req.label == string_val("", ctx))
+            prefs += [z3.Not(b) for b in req.groups.values()]
+        if req.server is None:
+            prefs.append(req.sid == string_val("default", ctx))
+        printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
+        for p, v in req.paths.items():
+            if not p:
+                continue
+            prefs.append(z3.Implies(J.is_jstr(v), z3.And(z3.Length(J.js(v)) <= 24, z3.InRe(J.js(v), printable))))
+            prefs.append(z3.Implies(J.is_jnum(v), z3.IsInt(J.jn(v))))
+            prefs.append(z3.Implies(J.is_jarr(v), z3.Length(J.items(v)) <= 3))
+            prefs.append(z3.Implies(J.is_jobj(v), z3.Not(J.extra(v))))
+        prefs += [c == 0 for c in req.counters.values()]
+        if not prefs:
+            return None
+        lits = [z3.Bool(f"prefer{i}", ctx) for i in range(len(prefs))]
+        s.push()
+        try:
+            for lit, pref in zip(lits, prefs):
+                s.add(z3.Implies(lit, pref))
+            s.set("timeout", min(self.timeout_ms, 1000))
+            active = list(lits)
+            for _ in range(4):
+                r = s.check(*active)
+                if r == z3.sat:
+                    return s.model()
+                if r != z3.unsat:
+                    return None
+                core = {str(c) for c in s.unsat_core()}
+                if not core:
+                    return None
+                active = [a for a in active if str(a) not in core]
+            return None
+        finally:
+            s.pop()
+            s.set("timeout", self.timeout_ms)

@@ -1,0 +1,227 @@
+"""Z3 building blocks: the JSON-value sorts, exact string constants, constant-folding
+boolean helpers, and symbolic values (`SV`: a value *or* an error, as a guarded union).
+
+Everything is built in one explicit `z3.Context` (z3 contexts are not thread-safe; the
+analyzer makes a fresh one per analysis). Booleans stay Python `bool` while they are
+constant, so literal-only sub-expressions fold away before Z3 sees them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import z3
+from z3 import z3core
+
+from .regex import HIGH, Unsupported
+
+Bool = "bool | z3.BoolRef"
+
+
+# ---- exact string constants ------------------------------------------------------------------
+
+
+def string_val(text: str, ctx: z3.Context, *, raw: bool = False) -> z3.SeqRef:
+    """A Z3 string of exactly these code points (z3.StringVal would re-read escapes).
+
+    Policy text may not use the block that stands for high code points (`raw` is for
+    the regex translator's range bounds)."""
+    cps = [ord(c) for c in text]
+    if not raw and any(cp >= HIGH for cp in cps):
+        raise Unsupported("a string with a character above U+2FA1F")
+    arr = (ctypes.c_uint * max(1, len(cps)))(*cps)
+    return z3.SeqRef(z3core.Z3_mk_u32string(ctx.ref(), len(cps), arr), ctx)
+
+
+def string_of(v: z3.SeqRef) -> str:
+    """The Python string of a Z3 string value, code point by code point."""
+    n = z3core.Z3_get_string_length(v.ctx_ref(), v.as_ast())
+    arr = (ctypes.c_uint * max(1, n))()
+    z3core.Z3_get_string_contents(v.ctx_ref(), v.as_ast(), n, arr)
+    return "".join(chr(arr[i]) for i in range(n))
+
+
+def real_val(v, ctx: z3.Context) -> z3.ArithRef:
+    fr = Fraction(v)  # exact: JSON floats are binary fractions
+    return z3.RealVal(f"{fr.numerator}/{fr.denominator}", ctx)
+
+
+# ---- constant-folding booleans ---------------------------------------------------------------
+
+
+def is_const(b) -> bool:
+    return isinstance(b, bool)
+
+
+def AND(ctx, *xs):
+    out = []
+    for x in xs:
+        if x is False:
+            return False
+        if x is True:
+            continue
+        out.append(x)
+    if not out:
+        return True
+    return out[0] if len(out) == 1 else z3.And(*out)
+
+
+def OR(ctx, *xs):
+    out = []
+    for x in xs:
+        if x is True:
+            return True
+        if x is False:
+            continue
+        out.append(x)
+    if not out:
+        return False
+    return out[0] if len(out) == 1 else z3.Or(*out)
+
+
+def NOT(ctx, x):
+    if isinstance(x, bool):
+        return not x
+    return z3.Not(x)
+
+
+def IMPLIES(ctx, a, b):
+    return OR(ctx, NOT(ctx, a), b)
+
+
+def z(ctx, b) -> z3.BoolRef:
+    """A Z3 boolean for a possibly-constant one."""
+    return z3.BoolVal(b, ctx) if isinstance(b, bool) else b
+
+
+def EQ(ctx, a, b):
+    """Equality of two payloads that may be Python constants or Z3 terms."""
+    if not isinstance(a, z3.ExprRef) and not isinstance(b, z3.ExprRef):
+        return a == b
+    return a == b  # z3 overloads ==
+
+
+# ---- sorts -----------------------------------------------------------------------------------
+
+
+class Sorts:
+    """Per-context datatypes.
+
+    JV, the value at one argument path: a string, a number (Real: JSON numbers are exact
+    decimals, `1 == 1.0`), a boolean, null, an array (a sequence of `Elem`), an object
+    (its keys are separate path variables; `extra` says it has keys no rule reads), or
+    missing. Arrays and objects carry an opaque class id (`acid`/`ocid`) so that a nested
+    value inside an array can be compared with them.
+
+    Elem, one element of an argument array: a scalar, or an opaque compound (an array or
+    object nested in the array) identified by its equality class.
+    """
+
+    def __init__(self, ctx: z3.Context):
+        self.ctx = ctx
+        S, R, B, I = z3.StringSort(ctx), z3.RealSort(ctx), z3.BoolSort(ctx), z3.IntSort(ctx)
+        E = z3.Datatype("Elem", ctx)
+        E.declare("estr", ("es", S))
+        E.declare("enum", ("en", R))
+        E.declare("ebool", ("eb", B))
+        E.declare("enull")
+        E.declare("ecomp", ("ecid", I))
+        self.Elem = E.create()
+        self.Seq = z3.SeqSort(self.Elem)
+        J = z3.Datatype("JV", ctx)
+        J.declare("jstr", ("js", S))
+        J.declare("jnum", ("jn", R))
+        J.declare("jbool", ("jb", B))
+        J.declare("jnull")
+        J.declare("jarr", ("items", self.Seq), ("acid", I))
+        J.declare("jobj", ("ocid", I), ("extra", B))
+        J.declare("jmissing")
+        self.JV = J.create()
+
+
+# ---- symbolic values -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LitArr:
+    """A set literal: its items (each an SV known to be defined where the set is)."""
+
+    items: tuple
+
+
+@dataclass(frozen=True)
+class ArgArr:
+    """An array that is the value of argument path `path` (term `var`)."""
+
+    var: object
+    path: tuple
+
+
+@dataclass(frozen=True)
+class LitObj:
+    fields: tuple  # ((key, SV), ...)
+
+    def get(self, key):
+        for k, v in self.fields:
+            if k == key:
+                return v
+        return None
+
+
+@dataclass(frozen=True)
+class ArgObj:
+    """An object that is the value of argument path `path` (() is `context.input`)."""
+
+    path: tuple
+
+
+@dataclass(frozen=True)
+class Ent:
+    """An entity: static type, id (Python str or Z3 string), and which request object it
+    came from ('principal', 'action', 'resource' or None for a literal): only the
+    principal object carries the `label` attribute."""
+
+    type: str
+    id: object
+    origin: str | None = None
+
+
+@dataclass(frozen=True)
+class Alt:
+    kind: str  # str num bool null arr obj ent
+    guard: object  # bool or z3.BoolRef
+    val: object = None
+
+
+@dataclass
+class SV:
+    """A symbolic value: alternatives with mutually exclusive guards; none holding = error."""
+
+    alts: list = field(default_factory=list)
+
+    @staticmethod
+    def const(kind: str, val=None) -> "SV":
+        return SV([Alt(kind, True, val)])
+
+    @staticmethod
+    def boolean(ctx, defined, value) -> "SV":
+        if defined is False:
+            return SV([])
+        return SV([Alt("bool", defined, value)])
+
+    def defined(self, ctx):
+        return OR(ctx, *(a.guard for a in self.alts))
+
+    def of(self, kind: str):
+        return [a for a in self.alts if a.kind == kind]
+
+    def truth(self, ctx, want: bool):
+        """The condition that this value is the boolean `want` (errors and non-booleans: no)."""
+        return OR(ctx, *(AND(ctx, a.guard, a.val if want else NOT(ctx, a.val)) for a in self.alts if a.kind == "bool"))
+
+    def guarded(self, ctx, g) -> "SV":
+        if g is True:
+            return self
+        return SV([Alt(a.kind, AND(ctx, g, a.guard), a.val) for a in self.alts if AND(ctx, g, a.guard) is not False])

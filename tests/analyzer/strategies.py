@@ -1,0 +1,46 @@
+"""Hypothesis strategies for the analyzer tests: regexes of the supported RE2 subset,
+strings that exercise them, and small random policies (built on tests/strategies.py)."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from mcpp.lang.regex import escape
+
+# characters chosen to hit RE2's corners: case folding (K, U+212A KELVIN, ſ), newline,
+# word/space/digit class edges, a non-BMP character
+ALPHABET = "abAB_1 \n\t.-K\u212a\u017fs\u00e9\U0001f600/"
+
+_atoms = st.one_of(
+    st.sampled_from(list("abAB1_ -/")).map(escape),
+    st.sampled_from([".", r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", "[ab]", "[^a]", "[a-c]", "[^\\n]", "[[:alpha:]]",
+                     "[[:^digit:]]", "[\\d_]", "[k]", "\\.", "\\x41", "\\x{e9}", "\\n", "\\Qa.\\E", "\u00e9", "s", "k"]),
+)
+
+
+def _rep(r: str):
+    return st.sampled_from(["*", "+", "?", "{2}", "{0}", "{1,2}", "{0,1}", "{2,}", "*?", "+?", "{0,}"]).map(
+        lambda op: f"(?:{r}){op}"
+    )
+
+
+regexes = st.recursive(
+    _atoms,
+    lambda sub: st.one_of(
+        st.tuples(sub, sub).map(lambda t: t[0] + t[1]),
+        st.tuples(sub, sub).map(lambda t: f"{t[0]}|{t[1]}"),
+        sub.flatmap(_rep),
+        sub.map(lambda r: f"({r})"),
+        sub.map(lambda r: f"(?i:{r})"),
+        sub.map(lambda r: f"(?s:{r})"),
+        sub.map(lambda r: f"(?i){r}"),
+        sub.map(lambda r: f"^{r}"),
+        sub.map(lambda r: f"{r}$"),
+        sub.map(lambda r: f"(?:^|/){r}"),
+        sub.map(lambda r: f"{r}(?:$|/)"),
+        sub.map(lambda r: f"\\A{r}\\z"),
+    ),
+    max_leaves=6,
+)
+
+texts = st.text(alphabet=ALPHABET, max_size=8)
