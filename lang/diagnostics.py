@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from typing import Iterable
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Span:
+    """Never mutated after construction (not frozen only because that triples its cost)."""
+
     line: int
     col: int
     end_line: int

@@ -1,8 +1,10 @@
 """The typed IR of an mcpp policy file: one tree that the evaluator, the compiler, the
 formatter, the analyzer and the language server all consume.
 
-Nodes are frozen dataclasses. Spans never take part in equality, so
-`parse(fmt(p)) == parse(p)` compares meaning and layout-independent structure.
+Nodes are slotted dataclasses, hashable and never mutated after construction (not
+`frozen=True` only because frozen construction costs 3x, and the parser builds one
+node per grammar rule). Spans never take part in equality, so `parse(fmt(p)) ==
+parse(p)` compares meaning and layout-independent structure.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def _span() -> Span:
 # ---- expressions -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class EntityRef:
     """`Type::"id"` — Grant, Group, Action (a tool or an action group), Server."""
 
@@ -34,7 +36,7 @@ class EntityRef:
         return f"{self.type}::{quote(self.id)}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Lit:
     """A literal: str, int, float (JSON numbers with fractions), bool or None (null)."""
 
@@ -48,33 +50,33 @@ class Lit:
         return hash((type(self.value).__name__, self.value))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Var:
     name: str  # principal | action | resource | context
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class EntityLit:
     entity: EntityRef
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class GetAttr:
     obj: "Expr"
     attr: str
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Has:
     obj: "Expr"
     path: tuple[str, ...]
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Like:
     """Cedar `like`: `pattern` is a tuple of literal chunks separated by `*` wildcards."""
 
@@ -83,7 +85,7 @@ class Like:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Matches:
     """mcpp extension: `s.matches("re")`, RE2 syntax, unanchored search (Go's MatchString)."""
 
@@ -92,7 +94,7 @@ class Matches:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Compare:
     op: str  # == != < <= > >=
     left: "Expr"
@@ -100,7 +102,7 @@ class Compare:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class In:
     """Entity hierarchy membership (Cedar) or, extension, value membership in a set."""
 
@@ -109,7 +111,7 @@ class In:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Is:
     obj: "Expr"
     type: str
@@ -117,33 +119,33 @@ class Is:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class And:
     left: "Expr"
     right: "Expr"
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Or:
     left: "Expr"
     right: "Expr"
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Not:
     expr: "Expr"
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Neg:
     expr: "Expr"
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class If:
     cond: "Expr"
     then: "Expr"
@@ -151,19 +153,19 @@ class If:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class SetLit:
     items: tuple["Expr", ...]
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class RecordLit:
     items: tuple[tuple[str, "Expr"], ...]
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Call:
     """Set methods: contains, containsAll, containsAny, isEmpty (contains also on strings)."""
 
@@ -184,14 +186,14 @@ SET_METHODS = {"contains": 1, "containsAll": 1, "containsAny": 1, "isEmpty": 0}
 # ---- statements ------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Annotation:
     key: str
     value: str
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class EntityScope:
     """Principal or resource scope: `any`, `== E`, `in E`, `is T`, `is T in E`."""
 
@@ -201,7 +203,7 @@ class EntityScope:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class ActionScope:
     """`any`, `== Action::"t"`, `in Action::"group"`, or `in [ ... ]` (op `in_list`)."""
 
@@ -210,7 +212,7 @@ class ActionScope:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Scope:
     principal: EntityScope = EntityScope()
     action: ActionScope = ActionScope()
@@ -218,7 +220,7 @@ class Scope:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Clause:
     kind: str  # when | unless
     expr: Expr
@@ -237,7 +239,7 @@ def annotation(annotations: tuple[Annotation, ...], key: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Policy:
     effect: str  # permit | forbid
     scope: Scope
@@ -250,21 +252,21 @@ class Policy:
         return annotation(self.annotations, "reason")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Default:
     decision: str  # allow | deny
     annotations: tuple[Annotation, ...] = ()
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Hide:
     tools: tuple[EntityRef, ...]
     annotations: tuple[Annotation, ...] = ()
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Group:
     entity: EntityRef
     members: tuple[EntityRef, ...]
@@ -272,7 +274,7 @@ class Group:
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Limit:
     """A counter: at most `max` units per calendar `window`, per grant or per policy."""
 
@@ -292,7 +294,7 @@ class Limit:
         return annotation(self.annotations, "reason")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Assert:
     """A property the analyzer proves: kind allow | deny | hidden | visible."""
 
@@ -306,13 +308,13 @@ class Assert:
 Statement = Union[Policy, Default, Hide, Group, Limit, Assert]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Comment:
     text: str  # including the leading //
     span: Span = _span()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class Document:
     """A parsed file: statements in source order, and its comments for the formatter."""
 

@@ -1,6 +1,7 @@
 """Source text → IR `Document`, with error recovery.
 
-The fast path is one LALR parse of the whole file, then one Transformer pass to IR.
+The fast path is one LALR parse of the whole file with IR built during the parse
+(Lark's tree-less mode; spans come from the tokens, see `rule`).
 When it fails, the file is cut into top-level statements and each is parsed on its
 own, so one broken statement yields one diagnostic and the good ones still produce
 IR (what the language server needs while the user types).
@@ -8,15 +9,18 @@ IR (what the language server needs while the user types).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import threading
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark import Lark
+from lark.parsers.lalr_analysis import Shift
 
 from . import ir
 from .diagnostics import Diagnostic, MCPPError, Span
+from .lexer import Job, LexError, Tok, tokenize
 from .strings import EscapeError, unescape
 
 GRAMMAR = (Path(__file__).with_name("grammar.lark")).read_text()
@@ -27,7 +31,7 @@ STATEMENT_KEYWORDS = ("permit", "forbid", "default", "hide", "group", "limit", "
 TERMINAL_NAMES = {
     "SEMICOLON": "';'", "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'",
     "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "DOT": "'.'", "COLON": "':'", "EQUAL": "'='",
-    "__ANON_0": "'::'", "NAME": "a name", "STRING": "a string", "NUMBER": "a number",
+    "NAME": "a name", "STRING": "a string", "NUMBER": "a number",
     "EFFECT": "'permit' or 'forbid'", "CLAUSE_KIND": "'when' or 'unless'", "COMPARE": "a comparison",
     "VAR": "'principal', 'action', 'resource' or 'context'", "DEFAULT_KIND": "'allow' or 'deny'",
     "ASSERT_KIND": "'allow', 'deny', 'hidden' or 'visible'", "AT": "'@'", "BANG": "'!'",
@@ -43,45 +47,103 @@ UNSUPPORTED_METHODS = {
 }
 
 
-class _Builder(Transformer):
+# Toks that carry meaning; punctuation and keyword tokens only give positions.
+_SEMANTIC = {
+    "NAME", "STRING", "NUMBER", "VAR", "COMPARE", "ADD_OP", "EFFECT", "CLAUSE_KIND",
+    "DEFAULT_KIND", "ASSERT_KIND", "ENTITY_TYPE", "TRUE", "FALSE", "NULL",
+}
+
+
+def _first(c) -> Span | None:
+    if isinstance(c, Tok):
+        return Span(c.line, c.column, c.end_line, c.end_column, c.start_pos, c.end_pos)
+    span = getattr(c, "span", None)
+    if span is not None:
+        return span
+    if isinstance(c, (tuple, list)):
+        for x in c:
+            s = _first(x)
+            if s is not None:
+                return s
+    return None
+
+
+def _last(c) -> Span | None:
+    if isinstance(c, Tok):
+        return Span(c.line, c.column, c.end_line, c.end_column, c.start_pos, c.end_pos)
+    span = getattr(c, "span", None)
+    if span is not None:
+        return span
+    if isinstance(c, (tuple, list)):
+        for x in reversed(c):
+            s = _last(x)
+            if s is not None:
+                return s
+    return None
+
+
+class _Pos:
+    """A non-IR builder value that still knows where it came from."""
+
+    __slots__ = ("value", "span")
+
+    def __init__(self, value, span: Span):
+        self.value = value
+        self.span = span
+
+
+def rule(fn):
+    """Adapt a builder method to Lark's tree-less callbacks: it receives the span of the
+    whole rule (from its first and last positioned child) and only the meaningful children."""
+
+    def callback(self, children):
+        first = last = None
+        for c in children:
+            if type(c) is Tok:
+                first = (c.line, c.column, c.start_pos)
+                break
+            s = _first(c)
+            if s is not None:
+                first = (s.line, s.col, s.start)
+                break
+        if first is None:
+            span = self.empty_span
+        else:
+            for c in reversed(children):
+                if type(c) is Tok:
+                    last = (c.end_line, c.end_column, c.end_pos)
+                    break
+                s = _last(c)
+                if s is not None:
+                    last = (s.end_line, s.end_col, s.end)
+                    break
+            span = Span(first[0], first[1], last[0], last[1], first[2], last[2])
+        vals = [c for c in children if c is not None and (type(c) is not Tok or c.type in _SEMANTIC)]
+        return fn(self, span, *vals)
+
+    callback.__name__ = fn.__name__
+    return callback
+
+
+class _Builder:
     """Builds IR nodes during the LALR parse; collects (does not raise) semantic-syntax errors."""
 
     def __init__(self) -> None:
-        super().__init__(visit_tokens=False)
         self.reset()
 
-    def reset(self, line_base: int = 0, col_base: int = 0, pos_base: int = 0, filename: str = "<input>"):
-        self.line_base, self.col_base, self.pos_base = line_base, col_base, pos_base
+    def reset(self, filename: str = "<input>", empty_span: Span | None = None):
         self.filename = filename
+        self.empty_span = empty_span or Span(1, 1, 1, 1, 0, 0)
         self.diags: list[Diagnostic] = []
 
-    # -- spans ---------------------------------------------------------------
-    def span(self, meta) -> Span:
-        if getattr(meta, "empty", True):
-            return Span(1 + self.line_base, 1, 1 + self.line_base, 1, self.pos_base, self.pos_base)
-        return Span(
-            meta.line + self.line_base,
-            meta.column + (self.col_base if meta.line == 1 else 0),
-            meta.end_line + self.line_base,
-            meta.end_column + (self.col_base if meta.end_line == 1 else 0),
-            meta.start_pos + self.pos_base,
-            meta.end_pos + self.pos_base,
-        )
-
-    def tspan(self, tok: Token) -> Span:
-        return Span(
-            tok.line + self.line_base,
-            tok.column + (self.col_base if tok.line == 1 else 0),
-            tok.end_line + self.line_base,
-            tok.end_column + (self.col_base if tok.end_line == 1 else 0),
-            tok.start_pos + self.pos_base,
-            tok.end_pos + self.pos_base,
-        )
+    @staticmethod
+    def tspan(tok: Tok) -> Span:
+        return Span(tok.line, tok.column, tok.end_line, tok.end_column, tok.start_pos, tok.end_pos)
 
     def error(self, message: str, span: Span, code: str = "syntax", notes: tuple[str, ...] = ()) -> None:
         self.diags.append(Diagnostic(message, span, "error", code, self.filename, notes))
 
-    def string(self, tok: Token, *, star: bool = False):
+    def string(self, tok: Tok, *, star: bool = False):
         try:
             return unescape(str(tok), star=star)
         except EscapeError as e:
@@ -89,91 +151,98 @@ class _Builder(Transformer):
             return ("",) if star else ""
 
     # -- literals ------------------------------------------------------------
-    @v_args(meta=True, inline=True)
-    def string_lit(self, meta, tok):
-        return ir.Lit(self.string(tok), self.span(meta))
+    @rule
+    def string_lit(self, span, tok):
+        return ir.Lit(self.string(tok), span)
 
-    @v_args(meta=True, inline=True)
-    def number(self, meta, tok):
+    @rule
+    def number(self, span, tok):
         text = str(tok)
         if "." in text or "e" in text or "E" in text:
             value: object = float(text)
             if not math.isfinite(value):
-                self.error(f"number {text} is out of range", self.tspan(tok))
+                self.error(f"number {text} is out of range", span)
                 value = 0.0
         else:
             value = int(text)
-        return ir.Lit(value, self.span(meta))
+        return ir.Lit(value, span)
 
-    @v_args(meta=True, inline=True)
-    def true(self, meta, _):
-        return ir.Lit(True, self.span(meta))
+    @rule
+    def true(self, span, _):
+        return ir.Lit(True, span)
 
-    @v_args(meta=True, inline=True)
-    def false(self, meta, _):
-        return ir.Lit(False, self.span(meta))
+    @rule
+    def false(self, span, _):
+        return ir.Lit(False, span)
 
-    @v_args(meta=True, inline=True)
-    def null(self, meta, _):
-        return ir.Lit(None, self.span(meta))
+    @rule
+    def null(self, span, _):
+        return ir.Lit(None, span)
 
-    @v_args(meta=True, inline=True)
-    def var(self, meta, tok):
-        return ir.Var(str(tok), self.span(meta))
+    @rule
+    def var(self, span, tok):
+        return ir.Var(str(tok), span)
+
+    @rule
+    def primary(self, span, inner):  # `( expr )`
+        return inner
 
     # -- entities ------------------------------------------------------------
-    @v_args(meta=True)
-    def entity_type(self, meta, names):
-        return "::".join(str(n) for n in names)
+    @rule
+    def entity_type(self, span, *names):
+        return _Pos("::".join(str(n) for n in names), span)
 
-    @v_args(meta=True, inline=True)
-    def entity(self, meta, etype, tok):
-        return ir.EntityRef(str(etype)[:-2], self.string(tok), self.span(meta))
+    @rule
+    def entity(self, span, etype, tok):
+        return ir.EntityRef(str(etype)[:-2], self.string(tok), span)
 
-    @v_args(meta=True, inline=True)
-    def entity_lit(self, meta, ref):
-        return ir.EntityLit(ref, self.span(meta))
+    @rule
+    def entity_lit(self, span, ref):
+        return ir.EntityLit(ref, span)
+
+    @rule
+    def entity_items(self, span, *ents):
+        return tuple(ents)
 
     # -- expressions ---------------------------------------------------------
-    @v_args(meta=True, inline=True)
-    def if_expr(self, meta, c, t, e):
-        return ir.If(c, t, e, self.span(meta))
+    @rule
+    def if_expr(self, span, c, t, e):
+        return ir.If(c, t, e, span)
 
-    @v_args(meta=True, inline=True)
-    def or_expr(self, meta, a, b):
-        return ir.Or(a, b, self.span(meta))
+    @rule
+    def or_expr(self, span, a, b):
+        return ir.Or(a, b, span)
 
-    @v_args(meta=True, inline=True)
-    def and_expr(self, meta, a, b):
-        return ir.And(a, b, self.span(meta))
+    @rule
+    def and_expr(self, span, a, b):
+        return ir.And(a, b, span)
 
-    @v_args(meta=True, inline=True)
-    def compare(self, meta, a, op, b):
-        return ir.Compare(str(op), a, b, self.span(meta))
+    @rule
+    def compare(self, span, a, op, b):
+        return ir.Compare(str(op), a, b, span)
 
-    @v_args(meta=True, inline=True)
-    def in_expr(self, meta, a, b):
-        return ir.In(a, b, self.span(meta))
+    @rule
+    def in_expr(self, span, a, b):
+        return ir.In(a, b, span)
 
-    @v_args(meta=True, inline=True)
-    def has_expr(self, meta, obj, path):
-        return ir.Has(obj, path, self.span(meta))
+    @rule
+    def has_expr(self, span, obj, path):
+        return ir.Has(obj, path.value, span)
 
-    @v_args(meta=True)
-    def has_path(self, meta, parts):
-        return tuple(self.string(p) if p.type == "STRING" else str(p) for p in parts)
+    @rule
+    def has_path(self, span, *parts):
+        return _Pos(tuple(self.string(p) if p.type == "STRING" else str(p) for p in parts), span)
 
-    @v_args(meta=True, inline=True)
-    def like_expr(self, meta, obj, tok):
-        return ir.Like(obj, self.string(tok, star=True), self.span(meta))
+    @rule
+    def like_expr(self, span, obj, tok):
+        return ir.Like(obj, self.string(tok, star=True), span)
 
-    @v_args(meta=True, inline=True)
-    def is_expr(self, meta, obj, etype, in_=None):
-        return ir.Is(obj, etype, in_, self.span(meta))
+    @rule
+    def is_expr(self, span, obj, etype, in_=None):
+        return ir.Is(obj, etype.value, in_, span)
 
-    @v_args(meta=True, inline=True)
-    def arith(self, meta, a, op, b):
-        span = self.span(meta)
+    @rule
+    def arith(self, span, a, op, b):
         self.error(
             f"arithmetic ('{op}') is not supported in mcpp",
             span,
@@ -181,30 +250,26 @@ class _Builder(Transformer):
         )
         return ir.Lit(0, span)
 
-    @v_args(meta=True, inline=True)
-    def not_expr(self, meta, e):
-        return ir.Not(e, self.span(meta))
+    @rule
+    def not_expr(self, span, e):
+        return ir.Not(e, span)
 
-    @v_args(meta=True, inline=True)
-    def neg_expr(self, meta, e):
-        span = self.span(meta)
+    @rule
+    def neg_expr(self, span, e):
         if isinstance(e, ir.Lit) and isinstance(e.value, (int, float)) and not isinstance(e.value, bool):
             return ir.Lit(-e.value, span)
         return ir.Neg(e, span)
 
-    @v_args(meta=True, inline=True)
-    def attr(self, meta, obj, name):
-        return ir.GetAttr(obj, str(name), self.span(meta))
+    @rule
+    def attr(self, span, obj, name):
+        return ir.GetAttr(obj, str(name), span)
 
-    @v_args(meta=True, inline=True)
-    def index(self, meta, obj, tok):
-        return ir.GetAttr(obj, self.string(tok), self.span(meta))
+    @rule
+    def index(self, span, obj, tok):
+        return ir.GetAttr(obj, self.string(tok), span)
 
-    @v_args(meta=True)
-    def method(self, meta, children):
-        obj, name, *args = children
-        args = [a for a in args if a is not None]
-        span = self.span(meta)
+    @rule
+    def method(self, span, obj, name, *args):
         name = str(name)
         if name == "matches":
             if len(args) != 1 or not isinstance(args[0], ir.Lit) or not isinstance(args[0].value, str):
@@ -234,10 +299,9 @@ class _Builder(Transformer):
             )
         return ir.Lit(False, span)
 
-    @v_args(meta=True)
-    def func_call(self, meta, children):
-        name = str(children[0])
-        span = self.span(meta)
+    @rule
+    def func_call(self, span, name, *args):
+        name = str(name)
         if name in EXTENSION_FUNCTIONS:
             self.error(
                 f"Cedar extension function {name}() is not supported in mcpp",
@@ -248,32 +312,31 @@ class _Builder(Transformer):
             self.error(f"unknown function {name}()", span)
         return ir.Lit(False, span)
 
-    @v_args(meta=True)
-    def set_lit(self, meta, items):
-        return ir.SetLit(tuple(i for i in items if i is not None), self.span(meta))
+    @rule
+    def set_lit(self, span, *items):
+        return ir.SetLit(tuple(items), span)
 
-    @v_args(meta=True)
-    def record_lit(self, meta, entries):
-        items = tuple(e for e in entries if e is not None)
+    @rule
+    def record_lit(self, span, *entries):
         seen = set()
-        for k, _ in items:
+        for k, _ in entries:
             if k in seen:
-                self.error(f"duplicate record key {k!r}", self.span(meta))
+                self.error(f"duplicate record key {k!r}", span)
             seen.add(k)
-        return ir.RecordLit(items, self.span(meta))
+        return ir.RecordLit(tuple(entries), span)
 
-    @v_args(meta=True, inline=True)
-    def record_entry(self, meta, key, value):
+    @rule
+    def record_entry(self, span, key, value):
         k = self.string(key) if key.type == "STRING" else str(key)
         return (k, value)
 
     # -- statements ------------------------------------------------------------
-    @v_args(meta=True, inline=True)
-    def annotation(self, meta, name, value=None):
-        return ir.Annotation(str(name), self.string(value) if value is not None else "", self.span(meta))
+    @rule
+    def annotation(self, span, name, value=None):
+        return ir.Annotation(str(name), self.string(value) if value is not None else "", span)
 
-    @v_args(meta=True)
-    def annotations(self, meta, items):
+    @rule
+    def annotations(self, span, *items):
         seen: set[str] = set()
         for a in items:
             if a.key in seen:
@@ -281,102 +344,105 @@ class _Builder(Transformer):
             seen.add(a.key)
         return tuple(items)
 
-    @v_args(meta=True, inline=True)
-    def default_decl(self, meta, annotations, kind):
-        return ir.Default(str(kind), annotations, self.span(meta))
+    @rule
+    def default_decl(self, span, annotations, kind):
+        return ir.Default(str(kind), annotations, span)
 
-    @v_args(meta=True)
-    def hide_decl(self, meta, children):
-        annotations, *ents = children
-        return ir.Hide(tuple(e for e in ents if e is not None), annotations, self.span(meta))
+    @rule
+    def hide_decl(self, span, annotations, items):
+        return ir.Hide(items, annotations, span)
 
-    @v_args(meta=True)
-    def group_decl(self, meta, children):
-        annotations, entity, *members = children
-        return ir.Group(entity, tuple(m for m in members if m is not None), annotations, self.span(meta))
+    @rule
+    def group_decl(self, span, annotations, entity, *members):
+        return ir.Group(entity, tuple(members), annotations, span)
 
-    @v_args(meta=True, inline=True)
-    def scope_eq(self, meta, entity):
-        return ("eq", entity, None, self.span(meta))
+    @rule
+    def scope_eq(self, span, op, entity):
+        if str(op) != "==":
+            self.error(f"a scope constrains with ==, in or is, not {op}", self.tspan(op))
+        return _Pos(("eq", (entity,), None), span)
 
-    @v_args(meta=True, inline=True)
-    def scope_in(self, meta, entity):
-        return ("in", entity, None, self.span(meta))
+    @rule
+    def scope_in(self, span, entity):
+        return _Pos(("in", (entity,), None), span)
 
-    @v_args(meta=True, inline=True)
-    def scope_is(self, meta, etype, entity=None):
-        return ("is_in" if entity is not None else "is", entity, etype, self.span(meta))
+    @rule
+    def scope_is(self, span, etype, entity=None):
+        return _Pos(("is_in" if entity is not None else "is", (entity,) if entity else (), etype.value), span)
 
-    @v_args(meta=True)
-    def scope_in_list(self, meta, ents):
-        return ("in_list", tuple(e for e in ents if e is not None), None, self.span(meta))
+    @rule
+    def scope_in_list(self, span, *ents):
+        return _Pos(("in_list", tuple(ents), None), span)
 
-    def _entity_scope(self, meta, c, var):
+    def _scope_var(self, tok: Tok, want: str) -> None:
+        if str(tok) != want:
+            self.error(f"expected '{want}' here, found '{tok}' (a scope is (principal, action, resource))", self.tspan(tok))
+
+    def _entity_scope(self, span, var, c, want):
+        self._scope_var(var, want)
         if c is None:
-            return ir.EntityScope("any", None, None, self.span(meta))
-        op, entity, etype, _ = c
-        return ir.EntityScope(op, entity, etype, self.span(meta))
+            return ir.EntityScope("any", None, None, span)
+        op, ents, etype = c.value
+        return ir.EntityScope(op, ents[0] if ents else None, etype, span)
 
-    @v_args(meta=True, inline=True)
-    def principal_scope(self, meta, c=None):
-        return self._entity_scope(meta, c, "principal")
+    @rule
+    def principal_scope(self, span, var, c=None):
+        return self._entity_scope(span, var, c, "principal")
 
-    @v_args(meta=True, inline=True)
-    def resource_scope(self, meta, c=None):
-        return self._entity_scope(meta, c, "resource")
+    @rule
+    def resource_scope(self, span, var, c=None):
+        return self._entity_scope(span, var, c, "resource")
 
-    @v_args(meta=True, inline=True)
-    def action_scope(self, meta, c=None):
-        span = self.span(meta)
+    @rule
+    def action_scope(self, span, var, c=None):
+        self._scope_var(var, "action")
         if c is None:
             return ir.ActionScope("any", (), span)
-        op, entity, _, _ = c
-        if op == "in_list":
-            return ir.ActionScope("in_list", entity, span)
-        return ir.ActionScope(op, (entity,), span)
+        op, ents, _ = c.value
+        if op.startswith("is"):
+            self.error("the action scope takes ==, in or in [...], not is", c.span)
+            return ir.ActionScope("any", (), span)
+        return ir.ActionScope(op, ents, span)
 
-    @v_args(meta=True, inline=True)
-    def scope(self, meta, p, a, r):
-        return ir.Scope(p, a, r, self.span(meta))
+    @rule
+    def scope(self, span, p, a, r):
+        return ir.Scope(p, a, r, span)
 
-    @v_args(meta=True, inline=True)
-    def clause(self, meta, annotations, kind, expr):
+    @rule
+    def clause(self, span, annotations, kind, expr):
         for a in annotations:
             if a.key != "reason":
                 self.error(f"@{a.key} is not allowed on a {kind} clause (only @reason)", a.span)
-        return ir.Clause(str(kind), expr, annotations, self.span(meta))
+        return ir.Clause(str(kind), expr, annotations, span)
 
-    @v_args(meta=True)
-    def policy(self, meta, children):
-        annotations, effect, scope, *clauses = children
-        return ir.Policy(str(effect), scope, tuple(clauses), annotations, self.span(meta))
+    @rule
+    def policy(self, span, annotations, effect, scope, *clauses):
+        return ir.Policy(str(effect), scope, tuple(clauses), annotations, span)
 
-    @v_args(meta=True, inline=True)
-    def limit_max(self, meta, tok):
+    @rule
+    def limit_max(self, span, tok):
         text = str(tok)
         value = float(text) if any(c in text for c in ".eE") else int(text)
-        return ("max", value, self.span(meta))
+        return _Pos(("max", value), span)
 
-    @v_args(meta=True, inline=True)
-    def limit_window(self, meta, tok):
-        return ("per", str(tok), self.span(meta))
+    @rule
+    def limit_window(self, span, tok):
+        return _Pos(("per", str(tok)), span)
 
-    @v_args(meta=True, inline=True)
-    def limit_scope(self, meta, tok):
-        return ("scope", str(tok), self.span(meta))
+    @rule
+    def limit_scope(self, span, tok):
+        return _Pos(("scope", str(tok)), span)
 
-    @v_args(meta=True, inline=True)
-    def limit_increment(self, meta, expr):
-        return ("increment", expr, self.span(meta))
+    @rule
+    def limit_increment(self, span, expr):
+        return _Pos(("increment", expr), span)
 
-    @v_args(meta=True, inline=True)
-    def expr_path(self, meta, e):
+    @rule
+    def expr_path(self, span, e):
         return e
 
-    @v_args(meta=True)
-    def limit_decl(self, meta, children):
-        annotations, counter_tok, scope, *rest = children
-        span = self.span(meta)
+    @rule
+    def limit_decl(self, span, annotations, counter_tok, scope, *rest):
         options: dict[str, tuple] = {}
         clauses = []
         order = []
@@ -384,10 +450,10 @@ class _Builder(Transformer):
             if isinstance(item, ir.Clause):
                 clauses.append(item)
                 continue
-            key, value, ospan = item
+            key, value = item.value
             if key in options:
-                self.error(f"'{key}' given twice in this limit", ospan)
-            options[key] = (value, ospan)
+                self.error(f"'{key}' given twice in this limit", item.span)
+            options[key] = (value, item.span)
             order.append(key)
         counter = self.string(counter_tok)
         if not counter:
@@ -407,36 +473,117 @@ class _Builder(Transformer):
             self.error(f"unknown limit scope '{scope_kind}': use grant or policy", options["scope"][1])
         increment = options.get("increment", (None, span))[0]
         return ir.Limit(
-            counter, scope, mx, window, scope_kind, increment, tuple(clauses), annotations,
-            tuple(order), span,
+            counter, scope, mx, window, scope_kind, increment, tuple(clauses), annotations, tuple(order), span,
         )
 
-    @v_args(meta=True)
-    def assert_decl(self, meta, children):
-        annotations, kind, scope, *clauses = children
-        return ir.Assert(str(kind), scope, tuple(clauses), annotations, self.span(meta))
+    @rule
+    def assert_decl(self, span, annotations, kind, scope, *clauses):
+        return ir.Assert(str(kind), scope, tuple(clauses), annotations, span)
 
-    @v_args(meta=True)
-    def start(self, meta, statements):
+    @rule
+    def start(self, span, *statements):
         return list(statements)
 
 
 class _Parser:
-    """A Lark LALR parser bound to one builder; guarded by a lock (Lark parsers are not reentrant here)."""
+    """Lark builds the LALR(1) table and the per-rule callbacks from grammar.lark; `_drive`
+    runs the shift/reduce loop over them (Lark's algorithm without its generic
+    per-token machinery, which dominated the parse time). Guarded by a lock."""
 
     def __init__(self) -> None:
         self.builder = _Builder()
-        self.comments: list[Token] = []
-        self.lark = Lark(
+        lark = Lark(
             GRAMMAR,
             parser="lalr",
-            lexer="contextual",
-            propagate_positions=True,
+            lexer="basic",
+            keep_all_tokens=True,
             maybe_placeholders=True,
-            lexer_callbacks={"COMMENT": self.comments.append},
+            transformer=self.builder,
             start="start",
         )
+        self.literals = {t.pattern.value: t.name for t in lark.terminals if t.pattern.type == "str"}
+        inner = lark.parser.parser.parser
+        table = inner.parse_table
+        # Plain-str keys and pre-resolved reductions: Lark keys rows by Token objects and
+        # rules by Rule objects, whose Python-level __eq__ dominated the lookups.
+        self.states = {
+            state: {
+                str(sym): (arg if action is Shift else (len(arg.expansion), inner.callbacks[arg], str(arg.origin.name)))
+                for sym, (action, arg) in row.items()
+            }
+            for state, row in table.states.items()
+        }
+        self.start_state = table.start_states["start"]
+        self.end_state = table.end_states["start"]
+        self.display = dict(TERMINAL_NAMES)
+        for value, name in self.literals.items():
+            self.display.setdefault(name, f"'{value}'")
         self.lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def paused_gc():
+    """Pause the cyclic GC while building IR: the IR is acyclic, and collections while a
+    large tree grows cost more than the parse itself."""
+    was_on = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_on:
+            gc.enable()
+
+
+class _SyntaxError(Exception):
+    def __init__(self, token: Tok, expected: set[str], value_stack: list):
+        self.token, self.expected, self.value_stack = token, expected, value_stack
+
+
+def _drive(p: _Parser, tokens) -> list:
+    """LALR(1) shift/reduce over Lark's table; reductions call Lark's callbacks (which
+    call the builder). A row entry is a state number (shift/goto) or a reduction
+    `(size, callback, nonterminal)`. Raises _SyntaxError on a token the table rejects."""
+    states = p.states
+    state_stack = [p.start_state]
+    value_stack: list = []
+    end = Tok("$END", "", 0, 0, 0, 0, 0, 0)
+    last = None
+    for tok in _with_end(tokens, end):
+        if tok is end and last is not None:
+            end.start_pos = end.end_pos = last.end_pos
+            end.line = end.end_line = last.end_line
+            end.column = end.end_column = last.end_column
+        tt = tok.type
+        while True:
+            row = states[state_stack[-1]]
+            try:
+                entry = row[tt]
+            except KeyError:
+                raise _SyntaxError(tok, set(row), value_stack) from None
+            if type(entry) is int:
+                state_stack.append(entry)
+                value_stack.append(tok)
+                last = tok
+                break
+            size, callback, origin = entry
+            if size:
+                children = value_stack[-size:]
+                del state_stack[-size:]
+                del value_stack[-size:]
+            else:
+                children = []
+            value = callback(children)
+            new_state = states[state_stack[-1]][origin]
+            if tok is end and new_state == p.end_state:
+                return value
+            state_stack.append(new_state)
+            value_stack.append(value)
+    raise AssertionError("unreachable: $END always reduces to start")  # pragma: no cover
+
+
+def _with_end(tokens, end):
+    yield from tokens
+    yield end
 
 
 _PARSER: _Parser | None = None
@@ -451,7 +598,7 @@ def _parser() -> _Parser:
         return _PARSER
 
 
-def _describe_token(tok: Token) -> str:
+def _describe_token(tok: Tok) -> str:
     if tok.type == "$END":
         return "end of file"
     text = str(tok)
@@ -463,9 +610,9 @@ def _describe_token(tok: Token) -> str:
 _RANK = {"COMPARE": 0, "AMPAMP": 1, "OROR": 2, "RPAR": 3, "RBRACE": 4, "RSQB": 5, "COMMA": 6, "SEMICOLON": 7}
 
 
-def _expected(expected: set[str]) -> str:
-    ordered = sorted(expected, key=lambda t: (_RANK.get(t, 50), TERMINAL_NAMES.get(t, t)))
-    words = list(dict.fromkeys(TERMINAL_NAMES.get(t, f"'{t.lower()}'" if t.isalpha() else t) for t in ordered))
+def _expected(expected: set[str], display: dict[str, str]) -> str:
+    ordered = sorted(expected, key=lambda t: (_RANK.get(t, 50), display.get(t, t)))
+    words = list(dict.fromkeys(display.get(t, t) for t in ordered))
     if not words:
         return ""
     if len(words) > 8:
@@ -473,37 +620,12 @@ def _expected(expected: set[str]) -> str:
     return ", expected " + (words[0] if len(words) == 1 else "one of " + ", ".join(words))
 
 
-def _syntax_diag(e: UnexpectedInput, text: str, b: _Builder) -> Diagnostic:
-    line = e.line if isinstance(getattr(e, "line", None), int) and e.line > 0 else 1
-    col = e.column if isinstance(getattr(e, "column", None), int) and e.column > 0 else 1
-    pos = e.pos_in_stream if isinstance(getattr(e, "pos_in_stream", None), int) else len(text)
+def _syntax_diag(e: Exception, text: str, job: Job, filename: str, display: dict) -> Diagnostic:
+    """A diagnostic for a lexing or parsing error, at its absolute position."""
     width = 1
-    if isinstance(e, UnexpectedToken):
-        tok = e.token
-        if tok.type == "$END":
-            # Point just past the last non-blank character, where the text stops.
-            stripped = text.rstrip()
-            pos = len(stripped)
-            line = stripped.count("\n") + 1
-            col = pos - (stripped.rfind("\n") + 1) + 1
-            msg = f"unexpected end of input{_expected(e.accepts or e.expected)}"
-        else:
-            width = max(1, len(str(tok)))
-            msg = f"unexpected {_describe_token(tok)}{_expected(e.accepts or e.expected)}"
-            if tok.type == "SEMICOLON" and "RBRACE" in (e.accepts or e.expected):
-                msg += " (missing '}'?)"
-            elif str(tok) == "=":
-                msg += " (did you mean '=='?)"
-            elif (e.accepts or e.expected) == {"LPAR"}:
-                import re
-
-                m = re.search(r"([_a-zA-Z][_a-zA-Z0-9]*)\s*$", text[: tok.start_pos])
-                if m:
-                    name = m.group(1)
-                    msg = f"unknown name '{name}' (variables are principal, action, resource and context)"
-                    pos, col, width = m.start(1), col - (tok.start_pos - m.start(1)), len(name)
-    elif isinstance(e, UnexpectedCharacters):
-        ch = text[pos] if pos < len(text) else ""
+    if isinstance(e, LexError):
+        line, col, pos = e.line, e.column, e.pos
+        ch = e.char
         msg = f"unexpected character {ch!r}"
         if ch == "'":
             msg += " (strings use double quotes)"
@@ -511,39 +633,47 @@ def _syntax_diag(e: UnexpectedInput, text: str, b: _Builder) -> Diagnostic:
             msg += " (did you mean '&&'?)"
         elif ch == "|":
             msg += " (did you mean '||'?)"
-        elif ch == "=":
+        elif ch == '"':
+            msg = "unterminated string"
+        return Diagnostic(msg, Span(line, col, line, col + 1, pos, pos + 1), "error", "syntax", filename)
+    tok, expected = e.token, e.expected
+    if tok.type == "$END":
+        # Point just past the last non-blank character, where the text stops.
+        stripped = text.rstrip()
+        rel_line = stripped.count("\n") + 1
+        rel_col = len(stripped) - (stripped.rfind("\n") + 1) + 1
+        line = rel_line + job.line_base
+        col = rel_col + (job.col_base if rel_line == 1 else 0)
+        pos = len(stripped) + job.pos_base
+        msg = f"unexpected end of input{_expected(expected, display)}"
+    else:
+        line, col, pos = tok.line, tok.column, tok.start_pos
+        width = max(1, len(str(tok)))
+        msg = f"unexpected {_describe_token(tok)}{_expected(expected, display)}"
+        if tok.type == "SEMICOLON" and "RBRACE" in expected:
+            msg += " (missing '}'?)"
+        elif str(tok) == "=":
             msg += " (did you mean '=='?)"
-    elif isinstance(e, UnexpectedEOF):
-        msg = "unexpected end of input"
-    else:  # pragma: no cover
-        msg = str(e)
-    span = Span(
-        line + b.line_base,
-        col + (b.col_base if line == 1 else 0),
-        line + b.line_base,
-        col + (b.col_base if line == 1 else 0) + width,
-        pos + b.pos_base,
-        pos + b.pos_base + width,
-    )
-    return Diagnostic(msg, span, "error", "syntax", b.filename)
+        elif expected == {"LPAR"}:
+            last = e.value_stack[-1] if e.value_stack else None
+            if isinstance(last, Tok) and last.type == "NAME":
+                msg = f"unknown name '{last}' (variables are principal, action, resource and context)"
+                line, col, pos, width = last.line, last.column, last.start_pos, len(str(last))
+    return Diagnostic(msg, Span(line, col, line, col + width, pos, pos + width), "error", "syntax", filename)
 
 
 def _run(p: _Parser, text: str, filename: str, line_base=0, col_base=0, pos_base=0):
-    """Parse `text` (a whole file or one statement chunk). Returns (statements, comments, diags)."""
-    p.builder.reset(line_base, col_base, pos_base, filename)
-    p.comments.clear()
-    try:
-        stmts = p.builder.transform(p.lark.parse(text))
-        diags = list(p.builder.diags)
-        ok = True
-    except UnexpectedInput as e:
-        stmts, diags, ok = [], [_syntax_diag(e, text, p.builder)], False
-    except VisitError as e:  # pragma: no cover - a builder bug must not crash callers
-        stmts, ok = [], False
-        diags = [Diagnostic(f"internal error while parsing: {e.orig_exc}", Span(1, 1, 1, 1), "error", "internal", filename)]
-    comments = [
-        ir.Comment(str(t).rstrip(), p.builder.tspan(t)) for t in p.comments
-    ]
+    """Parse `text` (a whole file or one statement chunk). Returns (statements, comments, diags, ok)."""
+    job = Job(line_base, col_base, pos_base)
+    p.builder.reset(filename, Span(1 + line_base, 1 + col_base, 1 + line_base, 1 + col_base, pos_base, pos_base))
+    with paused_gc():
+        try:
+            stmts = _drive(p, tokenize(text, job, p.literals))
+            diags = list(p.builder.diags)
+            ok = True
+        except (_SyntaxError, LexError) as e:
+            stmts, diags, ok = [], [_syntax_diag(e, text, job, filename, p.display)], False
+    comments = [ir.Comment(str(t).rstrip(), _Builder.tspan(t)) for t in job.comments]
     return stmts, comments, diags, ok
 
 

@@ -273,6 +273,13 @@ def action_tools(scope: ir.ActionScope, groups: dict[str, frozenset[str]]) -> fr
 
 def build_program(doc: ir.Document, *, strict: bool = True) -> tuple[Program, list[Diagnostic]]:
     """Resolve and validate; returns the program and its diagnostics (errors and warnings)."""
+    from .parser import paused_gc
+
+    with paused_gc():
+        return _build_program(doc)
+
+
+def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
     v = _Validator(doc.filename)
     prog = Program(document=doc, filename=doc.filename)
     group_decls: dict[str, ir.Group] = {}

@@ -50,7 +50,20 @@ def compile_expr(e: ir.Expr) -> Closure:
     fn = _COMPILERS.get(type(e))
     if fn is None:  # pragma: no cover - the parser only builds known nodes
         raise TypeError(f"cannot evaluate {type(e).__name__}")
+    if type(e) in (ir.SetLit, ir.RecordLit) and _is_constant(e):
+        # a literal set or record is built once, not on every call (values are never mutated)
+        return _const(fn(e)(None))
     return fn(e)
+
+
+def _is_constant(e: ir.Expr) -> bool:
+    if isinstance(e, ir.Lit):
+        return True
+    if isinstance(e, ir.SetLit):
+        return all(_is_constant(i) for i in e.items)
+    if isinstance(e, ir.RecordLit):
+        return all(_is_constant(v) for _, v in e.items)
+    return False
 
 
 def _lit(e: ir.Lit) -> Closure:
@@ -414,6 +427,19 @@ def _call(e: ir.Call) -> Closure:
 
         return is_empty
     arg = compile_expr(e.args[0])
+    if m == "contains" and isinstance(e.obj, ir.SetLit) and _is_constant(e.obj):
+        values = [i.value for i in e.obj.items] if all(isinstance(i, ir.Lit) for i in e.obj.items) else None
+        if values and all(type(v) in (str, bool) or v is None for v in values):
+            members = {(type(v), v) for v in values}
+
+            def contains_const(env):  # ["a", "b"].contains(x): a hash lookup
+                v = arg(env)
+                if v is ERR:
+                    return ERR
+                t = type(v)
+                return (t, v) in members if (t is str or t is bool or v is None) else False
+
+            return contains_const
     if m == "contains":
 
         def contains(env):

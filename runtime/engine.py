@@ -32,7 +32,7 @@ class Grant:
     groups: frozenset[str] = frozenset()
 
 
-@dataclass
+@dataclass(slots=True)
 class Rule:
     pointer: str
     policy: str | None = None
@@ -48,7 +48,7 @@ class Rule:
         return d
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     allowed: bool
     tool: str
@@ -108,7 +108,7 @@ def _entity_scope_check(scope: ir.EntityScope, var: str) -> Callable[[Env], bool
 class CompiledRule:
     """A policy or limit compiled once: scope checks plus one closure per clause."""
 
-    __slots__ = ("info", "id", "checks", "clauses", "stmt", "reason")
+    __slots__ = ("info", "id", "checks", "clauses", "stmt", "reason", "steps", "applies", "allow_message")
 
     def __init__(self, info: PolicyInfo | LimitInfo, stmt: ir.Policy | ir.Limit):
         self.info = info
@@ -123,25 +123,56 @@ class CompiledRule:
         self.clauses: list[tuple[Closure, bool, ir.Clause]] = [
             (compile_expr(c.expr), c.kind == "when", c) for c in stmt.clauses
         ]
+        # per clause, its top-level conjuncts of T (when) / F (unless), each with the JSON
+        # condition it stands for: explaining a denial is then one pass, no analysis
+        self.steps = [_steps(c.expr, c.kind == "when") for c in stmt.clauses]
+        self.applies = self._specialise()
+        self.allow_message = f"Allowed by {self.id}."
 
-    def applies(self, env: Env) -> bool:
+    def _specialise(self) -> Callable[[Env], bool]:
+        """`applies(env)`: scope checks, then every clause true (when) / false (unless).
+        The common shapes get a loop-free function: this runs for every rule of a tool."""
+        checks = self.checks
+        fns = [(fn, want) for fn, want, _ in self.clauses]
+        if not checks and not fns:
+            return lambda env: True
+        if not checks and len(fns) == 1:
+            (fn, want), = fns
+            return lambda env: fn(env) is want
+
+        def applies(env: Env) -> bool:
+            for check in checks:
+                if not check(env):
+                    return False
+            for fn, want in fns:
+                if fn(env) is not want:
+                    return False
+            return True
+
+        return applies
+
+    def first_failing(self, env: Env):
+        """Why this rule does not apply: ("scope", None), (clause, the first failing JSON
+        condition or None), or None (it applies)."""
         for check in self.checks:
             if not check(env):
-                return False
-        for fn, want, _ in self.clauses:
+                return ("scope", None)
+        for (fn, want, clause), steps in zip(self.clauses, self.steps):
             if fn(env) is not want:
-                return False
-        return True
-
-    def first_failing(self, env: Env) -> ir.Clause | None | str:
-        """Why this rule does not apply: 'scope', a clause, or None (it applies)."""
-        for check in self.checks:
-            if not check(env):
-                return "scope"
-        for fn, want, clause in self.clauses:
-            if fn(env) is not want:
-                return clause
+                for step_fn, step_want, cond in steps:
+                    if step_fn(env) is not step_want:
+                        return (clause, cond)
+                return (clause, None)  # pragma: no cover - a failing clause has a failing step
         return None
+
+
+def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
+    """Flatten T(a && b …) / F(a || b …) (through `!`) into its parts, in source order."""
+    if isinstance(e, ir.Not):
+        return _steps(e.expr, not want)
+    if (isinstance(e, ir.And) and want) or (isinstance(e, ir.Or) and not want):
+        return _steps(e.left, want) + _steps(e.right, want)
+    return [(compile_expr(e), want, _atom_or_none(e, want))]
 
 
 @dataclass
@@ -182,6 +213,8 @@ class Engine:
                 [r for r in forbids if r.info.tools is None or tool in r.info.tools],
                 [r for r in limits if r.info.tools is None or tool in r.info.tools],
             )
+        self._entities: dict = {}  # grant / tool / server → Entity, built once
+        self._pointers: dict = {}
         self._group_parents: dict[str, frozenset] = {}
         for g, members in program.groups.items():
             for t in members:
@@ -192,11 +225,23 @@ class Engine:
         return self._group_parents.get(tool, frozenset())
 
     def env(self, tool: str, args: dict, grant: Grant, server: str) -> Env:
-        principal = Entity(
-            "Grant", grant.id, {"label": grant.label}, frozenset(("Group", g) for g in grant.groups)
-        )
-        action = Entity("Action", tool, None, self._groups_of(tool))
-        return Env(principal, action, Entity("Server", server), args, self._groups_of)
+        cache = self._entities
+        principal = cache.get(grant.id)
+        if principal is None or principal.attrs["label"] != grant.label or principal.groups is not grant.groups:
+            principal = Entity("Grant", grant.id, {"label": grant.label}, frozenset(("Group", g) for g in grant.groups))
+            principal.groups = grant.groups
+        action = cache.get(("Action", tool))
+        if action is None:
+            action = Entity("Action", tool, None, self._groups_of(tool))
+        resource = cache.get(("Server", server))
+        if resource is None:
+            resource = Entity("Server", server)
+        if len(cache) > 50_000:  # bounded: grants and tools come from callers
+            cache.clear()
+        cache[grant.id] = principal
+        cache[("Action", tool)] = action
+        cache[("Server", server)] = resource
+        return Env(principal, action, resource, args, self._groups_of)
 
     # -- deciding ----------------------------------------------------------------------
     def decide(
@@ -245,10 +290,10 @@ class Engine:
             message = f"Tool {tool} is allowed by default."
         elif allowed_by.info.tools is None:
             rule = Rule(f"/policies/{escape_pointer(allowed_by.id)}", allowed_by.id, allowed_by.stmt.span)
-            message = f"Allowed by {allowed_by.id}."
+            message = allowed_by.allow_message
         else:
-            rule = Rule(f"/tools/{escape_pointer(tool)}", allowed_by.id, allowed_by.stmt.span)
-            message = f"Allowed by {allowed_by.id}."
+            rule = Rule(self._tool_pointer(tool), allowed_by.id, allowed_by.stmt.span)
+            message = allowed_by.allow_message
         return Decision(True, tool, rule, message, reservation, limit_info)
 
     # -- limits ------------------------------------------------------------------------
@@ -313,26 +358,45 @@ class Engine:
                 f"Tool {tool} is not allowed by policy (default deny).",
             )
         p = rules.permits[0]
-        why = p.first_failing(env)
-        pointer = f"/policies/{escape_pointer(p.id)}"
+        where, cond = p.first_failing(env)
         span = p.stmt.span
         reason = p.reason
-        if isinstance(why, ir.Clause):
-            span = why.span
-            reason = why.reason or reason
-            cond = _first_false_atom(why.expr, why.kind == "when", env)
+        pointer = None
+        if isinstance(where, ir.Clause):
+            span = where.span
+            reason = where.reason or reason
             if cond is not None and p.info.tools is not None:
-                pointer = f"/tools/{escape_pointer(tool)}/require/{escape_pointer(cond.name)}"
+                pointer = self._pointer(tool, "require", cond)
+        if pointer is None:
+            pointer = f"/policies/{escape_pointer(p.id)}"
         message = reason or f"Denied: the call does not satisfy {pointer}."
         return Decision(False, tool, Rule(pointer, p.id, span), message)
+
+    def _tool_pointer(self, tool: str) -> str:
+        ptr = self._pointers.get(tool)
+        if ptr is None:
+            ptr = f"/tools/{escape_pointer(tool)}"
+            if len(self._pointers) > 50_000:
+                self._pointers.clear()
+            self._pointers[tool] = ptr
+        return ptr
+
+    def _pointer(self, tool: str, section: str, cond) -> str:
+        key = (tool, section, cond.name)
+        ptr = self._pointers.get(key)
+        if ptr is None:
+            ptr = f"/tools/{escape_pointer(tool)}/{section}/{escape_pointer(cond.name)}"
+            if len(self._pointers) > 50_000:
+                self._pointers.clear()
+            self._pointers[key] = ptr
+        return ptr
 
     def _explain_forbid(self, tool: str, f: CompiledRule, env: Env) -> Decision:
         pointer = f"/policies/{escape_pointer(f.id)}"
         if f.clauses and f.info.tools is not None:
-            _, want, clause = f.clauses[0]
-            cond = _first_atom(clause.expr, want)
+            cond = f.steps[0][0][2]  # the first condition of the first clause
             if cond is not None:
-                pointer = f"/tools/{escape_pointer(tool)}/deny_if/{escape_pointer(cond.name)}"
+                pointer = self._pointer(tool, "deny_if", cond)
         message = f.reason or f"Denied by {pointer}."
         span = f.clauses[0][2].span if f.clauses else f.stmt.span
         return Decision(False, tool, Rule(pointer, f.id, span), message)
@@ -349,48 +413,20 @@ def _path_text(e: ir.Expr | None) -> str:
     return "args." + ".".join(p) if p else "?"
 
 
+_ATOM_CACHE: dict[tuple[int, bool], tuple[ir.Expr, object]] = {}
+
+
 def _atom_or_none(e: ir.Expr, want: bool):
+    """The JSON condition an expression stands for (memoised: explanations are on the deny path)."""
+    key = (id(e), want)
+    hit = _ATOM_CACHE.get(key)
+    if hit is not None and hit[0] is e:
+        return hit[1]
     try:
-        return atom(e, want)
+        cond = atom(e, want)
     except NotExpressible:
-        return None
-
-
-def _first_atom(e: ir.Expr, want: bool):
-    """The first JSON condition of T(e) (want) / F(e): the deny_if entry's first condition."""
-    if isinstance(e, ir.Not):
-        return _first_atom(e.expr, not want)
-    if isinstance(e, ir.And) and want:
-        return _first_atom(e.left, True)
-    if isinstance(e, ir.Or) and not want:
-        return _first_atom(e.left, False)
-    return _atom_or_none(e, want)
-
-
-_EXPLAIN_CACHE: dict[int, tuple[ir.Expr, Closure]] = {}
-
-
-def _eval(e: ir.Expr, env: Env):
-    """Evaluate a sub-expression on the (rare) explanation path; closures cached per node."""
-    hit = _EXPLAIN_CACHE.get(id(e))
-    if hit is None or hit[0] is not e:  # the node is kept alive by the entry, so ids stay valid
-        if len(_EXPLAIN_CACHE) > 100_000:
-            _EXPLAIN_CACHE.clear()
-        hit = (e, compile_expr(e))
-        _EXPLAIN_CACHE[id(e)] = hit
-    return hit[1](env)
-
-
-def _first_false_atom(e: ir.Expr, want: bool, env: Env):
-    """The first condition (in source order) that made T(e) (or F(e)) fail: the require pointer."""
-    if isinstance(e, ir.Not):
-        return _first_false_atom(e.expr, not want, env)
-    if isinstance(e, ir.And) and want:
-        if _eval(e.left, env) is not True:
-            return _first_false_atom(e.left, True, env)
-        return _first_false_atom(e.right, True, env)
-    if isinstance(e, ir.Or) and not want:
-        if _eval(e.left, env) is not False:
-            return _first_false_atom(e.left, False, env)
-        return _first_false_atom(e.right, False, env)
-    return _atom_or_none(e, want)
+        cond = None
+    if len(_ATOM_CACHE) > 100_000:
+        _ATOM_CACHE.clear()
+    _ATOM_CACHE[key] = (e, cond)
+    return cond

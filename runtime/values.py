@@ -23,13 +23,14 @@ ERR = _Err()
 
 
 class Entity:
-    __slots__ = ("type", "id", "attrs", "parents")
+    __slots__ = ("type", "id", "attrs", "parents", "groups")
 
     def __init__(self, type: str, id: str, attrs: dict | None = None, parents: frozenset = frozenset()):
         self.type = type
         self.id = id
         self.attrs = attrs or {}
         self.parents = parents  # frozenset of (type, id)
+        self.groups = None  # for grants: the group names it was built from (a cache check)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Entity) and self.type == other.type and self.id == other.id

@@ -1,0 +1,192 @@
+"""Decision latency and parse speed: mcpp's engine side by side with cedarpy.
+
+    python bench/lang_bench.py [--quick]
+
+Generated policies spread their rules over tools the way real ones do (a few rules
+per tool, plus global forbids), in the Cedar subset so cedarpy runs the very same
+text with a pre-parsed PolicySet and Entities. Both decide the same requests; the
+medians are per decision, measured from Python (what a gateway pays).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mcpp.lang.parser import parse  # noqa: E402
+from mcpp.lang.program import build_program, load_program  # noqa: E402
+from mcpp.runtime.engine import Engine, Grant  # noqa: E402
+
+NAMESPACES = ["dev", "staging", "sandbox", "prod", "payments-prod"]
+
+
+def generate(n_rules: int, seed: int = 7) -> str:
+    """`n_rules` policies over ~n_rules/3 tools: each tool a permit with argument conditions,
+    some a forbid, plus a few global forbids every request must check."""
+    rnd = random.Random(seed)
+    out = []
+    n_tools = max(1, n_rules // 3)
+    made = 0
+    t = 0
+    globals_ = 2 if n_rules >= 10 else 1  # the same global work per request at every size
+    for g in range(globals_):
+        out.append(
+            f'@id("global-{g}")\nforbid (principal, action, resource)\n'
+            f'when {{ context.input has flag{g} && context.input.flag{g} == "block" }};'
+        )
+        made += 1
+    while made < n_rules:
+        tool = f"tool_{t % n_tools}"
+        t += 1
+        kind = rnd.random()
+        if kind < 0.6:
+            ns = ", ".join(f'"{x}"' for x in rnd.sample(NAMESPACES[:3], 2))
+            out.append(
+                f'@id("p{made}")\npermit (principal, action == Action::"{tool}", resource)\n'
+                f'when {{ [{ns}].contains(context.input.namespace) && context.input.count <= {rnd.randint(1, 100)} }};'
+            )
+        elif kind < 0.85:
+            out.append(
+                f'@id("f{made}")\nforbid (principal, action == Action::"{tool}", resource)\n'
+                f'when {{ context.input has kind && context.input.kind like "Cluster*" }};'
+            )
+        else:
+            out.append(
+                f'@id("g{made}")\npermit (principal in Group::"ops", action == Action::"{tool}", resource)\n'
+                f'unless {{ context.input.namespace == "prod" }};'
+            )
+        made += 1
+    return "\n\n".join(out) + "\n"
+
+
+def requests(n_rules: int, count: int, seed: int = 11):
+    rnd = random.Random(seed)
+    n_tools = max(1, n_rules // 3)
+    reqs = []
+    for _ in range(count):
+        args = {"namespace": rnd.choice(NAMESPACES), "count": rnd.randint(0, 120)}
+        if rnd.random() < 0.3:
+            args["kind"] = rnd.choice(["Pod", "ClusterRole"])
+        reqs.append((f"tool_{rnd.randrange(n_tools)}", args, rnd.random() < 0.5))
+    return reqs
+
+
+def time_each(fn, items, repeat: int) -> list[float]:
+    samples = []
+    for _ in range(repeat):
+        for it in items:
+            t0 = time.perf_counter_ns()
+            fn(it)
+            samples.append((time.perf_counter_ns() - t0) / 1000)
+    return samples
+
+
+def bench_generated(n_rules: int, n_requests: int, repeat: int):
+    import cedarpy
+
+    text = generate(n_rules)
+    engine = Engine(load_program(text, f"gen{n_rules}.mcpp"))
+    ops, dev = Grant("u-ops", "ops-bot", frozenset({"ops"})), Grant("u-dev", "dev-bot")
+    reqs = requests(n_rules, n_requests)
+    policy_set = cedarpy.PolicySet.from_str(text)
+    ents = {
+        g.id: cedarpy.Entities.from_json_str(json.dumps([{
+            "uid": {"type": "Grant", "id": g.id}, "attrs": {"label": g.label},
+            "parents": [{"type": "Group", "id": x} for x in g.groups],
+        }]))
+        for g in (ops, dev)
+    }
+
+    def mine(r):
+        tool, args, is_ops = r
+        return engine.decide(tool, args, ops if is_ops else dev, "k8s", reserve=False).allowed
+
+    def cedar(r):
+        tool, args, is_ops = r
+        g = ops if is_ops else dev
+        req = {"principal": {"type": "Grant", "id": g.id}, "action": {"type": "Action", "id": tool},
+               "resource": {"type": "Server", "id": "k8s"}, "context": {"input": args}}
+        return cedarpy.is_authorized(req, policy_set, ents[g.id]).allowed
+
+    disagree = sum(1 for r in reqs if mine(r) != cedar(r))
+    # best of three rounds: the machine may be shared, and a median is only as good as its round
+    rounds_m = [time_each(mine, reqs, repeat) for _ in range(3)]
+    rounds_c = [time_each(cedar, reqs, max(1, repeat // 4)) for _ in range(3)]
+    m = min(rounds_m, key=statistics.median)
+    c = min(rounds_c, key=statistics.median)
+    return statistics.median(m), _p99(m), statistics.median(c), _p99(c), disagree
+
+
+def _p99(xs):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
+
+
+def bench_examples(repeat: int):
+    rows = []
+    calls = {
+        "refunds": [("refund_payment", {"amount": 50}), ("refund_payment", {"amount": 5000}), ("list_charges", {})],
+        "github": [("create_issue", {"repo": "policylayer/site"}), ("create_issue", {"repo": "evil/x"}), ("list_issues", {})],
+        "slack": [("post_message", {"channel": "#bot-test"}), ("post_message", {"channel": "#general"}), ("delete_channel", {})],
+        "shell": [("execute_command", {"command": "git status"}), ("execute_command", {"command": "curl x | bash"})],
+        "kubernetes": [("delete_pod", {"namespace": "dev"}), ("delete_pod", {"namespace": "prod"}), ("get_secret", {})],
+        "http": [("http_request.post", {"url": "https://api.acme.com/x", "body_bytes": 10}), ("http_request.post", {"url": "https://pastebin.com/x"})],
+    }
+    for path in sorted((ROOT / "examples").glob("*.mcpp")):
+        engine = Engine(load_program(path.read_text(), str(path)))
+        items = calls.get(path.stem, [("x", {})])
+        s = time_each(lambda r: engine.decide(r[0], r[1], reserve=False), items, repeat)
+        rows.append((path.name, statistics.median(s), _p99(s)))
+    return rows
+
+
+def bench_parse(n_rules: int):
+    text = generate(n_rules)
+    lines = text.count("\n")
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.process_time()  # CPU time of this single-threaded parse, robust to a shared machine
+        doc = parse(text, "gen.mcpp")
+        build_program(doc)
+        best = min(best, time.process_time() - t0)
+    return lines, best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer samples (for a smoke run)")
+    args = ap.parse_args()
+    repeat = 5 if args.quick else 40
+    print("== decision latency on the examples (mcpp engine, µs per decision)")
+    print(f"{'example':<18}{'median':>10}{'p99':>10}")
+    for name, med, p99 in bench_examples(repeat * 10):
+        print(f"{name:<18}{med:>10.2f}{p99:>10.2f}")
+    print()
+    print("== generated policies, same text and requests in both engines (µs per decision)")
+    print(f"{'rules':>7}{'mcpp p50':>11}{'mcpp p99':>11}{'cedarpy p50':>13}{'cedarpy p99':>13}{'ratio':>8}{'disagree':>10}")
+    medians = {}
+    for n in (10, 1000, 10000):
+        med, p99, cmed, cp99, dis = bench_generated(n, 200, repeat)
+        medians[n] = med
+        print(f"{n:>7}{med:>11.2f}{p99:>11.2f}{cmed:>13.2f}{cp99:>13.2f}{med / cmed:>8.3f}{dis:>10}")
+    print(f"growth 10 → 10,000 rules: {medians[10000] / medians[10]:.2f}× (target ≤ 1.5×)")
+    print()
+    lines, secs = bench_parse(10000)
+    print(f"== parsing + validation: {lines} lines (10,000 rules) in {secs * 1000:.0f} ms CPU = {lines / secs:,.0f} lines/s (target ≥ 20,000)")
+    ex = "".join(p.read_text() for p in sorted((ROOT / "examples").glob("*.mcpp"))) * 40
+    t0 = time.process_time()
+    build_program(parse(ex, "examples.mcpp"))
+    secs = time.process_time() - t0
+    print(f"== parsing + validation: the examples x40, {ex.count(chr(10))} lines in {secs * 1000:.0f} ms CPU = {ex.count(chr(10)) / secs:,.0f} lines/s")
+
+
+if __name__ == "__main__":
+    main()
