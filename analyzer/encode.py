@@ -178,20 +178,34 @@ class ProgramEncoder:
         self.program = program
         self.tool = tool
         self._memo: dict[int, tuple[object, SV]] = {}
-        self._regex = None
         self._havocs = 0
+        self.havoc_vars: list = []  # fresh booleans (not functions of the call)
         self.reasons: set[str] = set()  # why a formula is an over-approximation
 
     # -- helpers ---------------------------------------------------------------------------
     def havoc_bool(self, reason: str) -> z3.BoolRef:
         self._havocs += 1
         self.reasons.add(reason)
-        return z3.Bool(f"havoc{id(self)}_{self._havocs}", self.ctx)
+        v = z3.Bool(f"havoc{id(self)}_{self._havocs}", self.ctx)
+        self.havoc_vars.append(v)
+        return v
+
+    def unknown_test(self, kind: str, pattern, s, reason: str):
+        """An unmodelled string test: an uninterpreted predicate, one per pattern and context,
+        so the same test on the same string agrees with itself everywhere (in a source
+        policy and in its compiled form alike) while its outcome stays unconstrained."""
+        self.reasons.add(reason)
+        name = f"{kind}:{pattern!r}"
+        f = self.S.cache.get(name)
+        if f is None:
+            f = self.S.cache[name] = z3.Function(name, z3.StringSort(self.ctx), z3.BoolSort(self.ctx))
+        return f(s)
 
     def regex(self):
-        if self._regex is None:
-            self._regex = _regex_cache(self.ctx)
-        return self._regex
+        tr = self.S.cache.get("regex")
+        if tr is None:
+            tr = self.S.cache["regex"] = rx.Z3Regex(self.ctx)
+        return tr
 
     def str_term(self, v):
         return v if isinstance(v, z3.ExprRef) else string_val(v, self.ctx)
@@ -443,13 +457,13 @@ class ProgramEncoder:
         try:
             return z3.InRe(s, self.regex()(rx.like_ast(pattern)))
         except rx.Unsupported as u:
-            return self.havoc_bool(f"`like` pattern: {u.reason}")
+            return self.unknown_test("like", pattern, s, f"a `like` pattern with {u.reason}")
 
     def _matches(self, s, pattern):
         try:
             return z3.InRe(s, self.regex()(rx.search_ast(pattern)))
         except rx.Unsupported as u:
-            return self.havoc_bool(f"regex {pattern!r} uses {u.reason}, which the analyzer does not model")
+            return self.unknown_test("matches", pattern, s, f"regex {pattern!r} uses {u.reason}, which the analyzer does not model")
 
     # -- comparisons -------------------------------------------------------------------------
     def compare(self, op: str, a: SV, b: SV) -> SV:
@@ -721,20 +735,6 @@ def _matches_py(s: str, pattern: str) -> bool:
     from mcpp.lang.regex import compile_regex
 
     return compile_regex(pattern).search(s) is not None
-
-
-_REGEX_CACHES: dict[int, object] = {}
-
-
-def _regex_cache(ctx):
-    """One regex translator per context (shared by every encoder of an analysis)."""
-    key = id(ctx)
-    hit = _REGEX_CACHES.get(key)
-    if hit is None or hit.ctx is not ctx:
-        if len(_REGEX_CACHES) > 64:
-            _REGEX_CACHES.clear()
-        hit = _REGEX_CACHES[key] = rx.Z3Regex(ctx)
-    return hit
 
 
 # ---- decisions ---------------------------------------------------------------------------------

@@ -121,6 +121,7 @@ class Sorts:
 
     def __init__(self, ctx: z3.Context):
         self.ctx = ctx
+        self.cache: dict = {}  # per-context helpers: the regex translator, unknown tests
         S, R, B, I = z3.StringSort(ctx), z3.RealSort(ctx), z3.BoolSort(ctx), z3.IntSort(ctx)
         E = z3.Datatype("Elem", ctx)
         E.declare("estr", ("es", S))

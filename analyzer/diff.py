@@ -1,0 +1,98 @@
+"""`mcpp diff OLD NEW`: per tool, which calls the change newly allows or newly denies.
+
+The CheckNoNewAccess question, asked per tool (each tool either version names, plus
+one name standing for every other tool) and in both directions, over the same symbolic
+call and the same limit counters: *looser* = a call NEW allows and OLD denies,
+*stricter* = the reverse. Each direction found comes with a concrete call that both
+engines replay with the claimed decisions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mcpp.lang.program import Program
+
+from .encode import decide, query_tools
+from .solve import Session
+from .sym import AND, NOT
+from .witness import Witness
+
+
+@dataclass
+class Direction:
+    status: str  # yes | no | unknown
+    witness: Witness | None = None
+    old: dict | None = None  # replayed decisions
+    new: dict | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        d: dict = {"status": self.status}
+        if self.witness is not None:
+            d["call"] = self.witness.to_dict()
+            d["old"] = self.old
+            d["new"] = self.new
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+
+@dataclass
+class ToolDiff:
+    tool: str
+    other: bool  # stands for every tool neither version names
+    looser: Direction
+    stricter: Direction
+    reasons: list = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        lo, st = self.looser.status, self.stricter.status
+        if "unknown" in (lo, st):
+            if "yes" in (lo, st):
+                return "looser" if lo == "yes" else "stricter"
+            return "unknown"
+        return {("no", "no"): "equivalent", ("yes", "no"): "looser", ("no", "yes"): "stricter", ("yes", "yes"): "both"}[(lo, st)]
+
+    def to_dict(self) -> dict:
+        return {"tool": self.tool, "other_tools": self.other, "status": self.status,
+                "looser": self.looser.to_dict(), "stricter": self.stricter.to_dict()}
+
+
+def diff_programs(old: Program, new: Program, *, timeout_ms: int = 2000, session: Session | None = None) -> list[ToolDiff]:
+    session = session or Session(timeout_ms)
+    named, other = query_tools(old, new)
+    out = []
+    for tool in named + [other]:
+        out.append(_diff_tool(session, old, new, tool, tool == other))
+    return out
+
+
+def _diff_tool(session: Session, old: Program, new: Program, tool: str, is_other: bool) -> ToolDiff:
+    ctx = session.ctx
+    req = session.request()
+    d_old, d_new = decide(req, old, tool), decide(req, new, tool)
+    a_old, a_new = d_old.allowed(zero=False), d_new.allowed(zero=False)
+    reasons = sorted(d_old.enc.reasons | d_new.enc.reasons)
+    dirs = []
+    for new_allows, q in ((True, AND(ctx, a_new, NOT(ctx, a_old))), (False, AND(ctx, a_old, NOT(ctx, a_new)))):
+        o = session.check(req, q, tool=tool, witness=True)
+        if o.unsat:
+            dirs.append(Direction("no"))
+            continue
+        if o.status == "unknown":
+            dirs.append(Direction("unknown", reason=o.reason))
+            continue
+        w = o.witness
+        r_old, r_new = session.replayer.decide(old, w), session.replayer.decide(new, w)
+        if r_new.allowed != new_allows or r_old.allowed == new_allows:
+            why = "; ".join(reasons) or "the witness did not replay (an analyzer bug: please report it)"
+            dirs.append(Direction("unknown", reason=f"a possible difference could not be confirmed: {why}"))
+            continue
+        dirs.append(Direction("yes", w, _dec(r_old, old), _dec(r_new, new)))
+    return ToolDiff(tool, is_other, dirs[0], dirs[1], reasons)
+
+
+def _dec(decision, program: Program) -> dict:
+    return decision.to_dict(program.filename if program.origin == "mcpp" else None)

@@ -1,0 +1,85 @@
+"""`tools/list` for one grant: the tools for which *some* call could be allowed.
+
+A tool is listed when a call to it exists that the policy allows for this grant and
+server with every limit counter at zero. Hidden tools never are. When the solver cannot
+decide in time, the tool is listed: showing a tool only lets the agent *try* it, and the
+call is still decided by the engine, whereas hiding a usable tool breaks the agent. So
+errors lean toward showing (the call path stays fail-closed).
+
+Results are cached per (program, grant, server): the gateway asks on every `tools/list`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+from mcpp.lang.program import Program
+
+from .encode import FixedGrant, decide, mentioned_tools, other_tool
+from .solve import Session
+
+_LOCK = threading.Lock()
+_CACHE: "OrderedDict[tuple, tuple[Program, dict[str, bool]]]" = OrderedDict()
+_CACHE_SIZE = 1024
+
+
+def visible_tools(
+    program: Program,
+    tool_names,
+    *,
+    grant_id: str,
+    label: str = "",
+    groups=(),
+    server: str = "default",
+    timeout_ms: int = 500,
+) -> set[str]:
+    """The subset of `tool_names` this grant can see on this server."""
+    grant = FixedGrant(grant_id, label, frozenset(groups))
+    key = (id(program), grant, server)
+    with _LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None and hit[0] is program:
+            _CACHE.move_to_end(key)
+            known = hit[1]
+        else:
+            known = {}
+    named = mentioned_tools(program)
+    other = other_tool(program)
+    out = set()
+    fresh = {}
+    session = None
+    for name in tool_names:
+        probe = name if name in named else other  # every unnamed tool is decided alike
+        if probe not in known and probe not in fresh:
+            if session is None:
+                session = Session(timeout_ms)
+            fresh[probe] = _can_allow(session, program, probe, grant, server)
+        if known.get(probe, fresh.get(probe)):
+            out.add(name)
+    if fresh:
+        with _LOCK:
+            merged = dict(known)
+            merged.update(fresh)
+            _CACHE[key] = (program, merged)
+            _CACHE.move_to_end(key)
+            while len(_CACHE) > _CACHE_SIZE:
+                _CACHE.popitem(last=False)
+    return out
+
+
+def _can_allow(session: Session, program: Program, tool: str, grant: FixedGrant, server: str) -> bool:
+    if tool in program.hidden:
+        return False
+    try:
+        req = session.request(grant, server)
+        d = decide(req, program, tool)
+        o = session.check(req, d.allowed(zero=True))
+    except Exception:  # never fail the listing: show the tool, the call is still enforced
+        return True
+    return not o.unsat
+
+
+def clear_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
