@@ -185,12 +185,46 @@ def scope_lines(head: str, scope: ir.Scope) -> list[str]:
     return lines
 
 
-def _entity_list(head: str, ents: tuple[ir.EntityRef, ...], tail: str) -> list[str]:
+def _entity_list(
+    head: str, ents: tuple[ir.EntityRef, ...], tail: str,
+    before: dict[int, list[str]] | None = None, after: dict[int, list[str]] | None = None,
+) -> list[str]:
+    """`head[a, b]tail` on one line if it fits and carries no comments, else one item a line
+    with each item's comments kept next to it."""
+    before, after = before or {}, after or {}
     items = [str(e) for e in ents]
     one = f"{head}[{', '.join(items)}]{tail}"
-    if len(one) <= WIDTH:
+    if len(one) <= WIDTH and not before and not after:
         return [one]
-    return [f"{head}["] + [f"{INDENT}{i}," for i in items[:-1]] + [f"{INDENT}{items[-1]}", f"]{tail}"]
+    lines = [f"{head}["]
+    for i, item in enumerate(items):
+        lines += [INDENT + c for c in before.get(i, [])]
+        line = INDENT + item + ("," if i < len(items) - 1 else "")
+        if i in after:
+            line += " " + " ".join(after[i])
+        lines.append(line)
+    lines.append(f"]{tail}")
+    return lines
+
+
+def _item_comments(items, comments: list[ir.Comment]):
+    """Attach comments inside a list to its items: same line after an item trails it,
+    anything else goes above the next item (or trails the last)."""
+    before: dict[int, list[str]] = {}
+    after: dict[int, list[str]] = {}
+    for c in comments:
+        k = next((i for i, e in enumerate(items) if e.span.line == c.span.line and c.span.start >= e.span.end), None)
+        if k is not None and not any(
+            e.span.line == c.span.line and e.span.start > c.span.start for e in items
+        ):
+            after.setdefault(k, []).append(c.text)
+            continue
+        k = next((i for i, e in enumerate(items) if e.span.start > c.span.start), None)
+        if k is None:
+            after.setdefault(len(items) - 1, []).append(c.text)
+        else:
+            before.setdefault(k, []).append(c.text)
+    return before, after
 
 
 def _limit_options(s: ir.Limit) -> str:
@@ -268,6 +302,17 @@ def format_document(doc: ir.Document) -> str:
         if leading and _blank_between(src, last, start):
             block.append("")
         header, clauses = statement_parts(s)
+        if isinstance(s, (ir.Hide, ir.Group)) and interior:
+            items = s.tools if isinstance(s, ir.Hide) else s.members
+            after_ann = s.annotations[-1].span.end if s.annotations else start
+            bracket = src.find("[", after_ann, end) if src else -1
+            first = bracket if bracket != -1 else (items[0].span.start if items else end)
+            inside = [c for c in interior if c.span.start >= first]
+            interior = [c for c in interior if c.span.start < first]
+            if inside:
+                before, after = _item_comments(items, inside)
+                head = f"group {s.entity} = " if isinstance(s, ir.Group) else "hide "
+                header = [_annotation(a) for a in s.annotations] + _entity_list(head, items, "", before, after)
         clause_of = {}
         head_comments: list[str] = []
         clause_trailing: dict[int, list[str]] = {}
@@ -276,7 +321,7 @@ def format_document(doc: ir.Document) -> str:
         for c in interior:
             if c.span.start < header_end:
                 # inside the header: above the statement; between scope and first clause: above that clause
-                if c.span.start < _header_stop(s, clause_spans):
+                if not clause_spans or c.span.start < _header_stop(s, clause_spans):
                     head_comments.append(c.text)
                 else:
                     clause_of.setdefault(0, []).append(c.text)

@@ -106,3 +106,26 @@ def test_strings_roundtrip_through_quoting(s):
     )
     text = format_document(doc)
     assert parse(text).statements == doc.statements
+
+
+def test_comments_in_lists_stay_with_their_items():
+    src = 'hide [\n  // destructive\n  Action::"delete_channel", // never\n  Action::"kick_user"   // people\n];\n'
+    out = format_source(src)
+    assert out == 'hide [\n  // destructive\n  Action::"delete_channel", // never\n  Action::"kick_user" // people\n];\n'
+
+
+@given(documents(cedar=False), st.data())
+def test_fmt_keeps_every_comment_and_is_idempotent(doc, data):
+    lines = format_document(doc).splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if data.draw(st.booleans(), label=f"above {i}"):
+            out.append(f"// above {i}")
+        out.append(line + (f" // after {i}" if data.draw(st.booleans(), label=f"after {i}") else ""))
+    text = "\n".join(out) + "\n"
+    formatted = format_source(text)
+    for c in [l[l.index("//"):] for l in out if "//" in l]:
+        for part in c.split("//")[1:]:
+            assert "//" + part.rstrip() in formatted or ("//" + part).rstrip() in formatted
+    assert format_source(formatted) == formatted
+    assert parse(formatted).statements == doc.statements
