@@ -120,6 +120,41 @@ def walk(e):
             stack.append(n.obj)
 
 
+MAX_DEPTH = 200  # every backend recurses over expressions; keep far from Python's stack limit
+
+
+def nesting_depth(e: ir.Expr) -> int:
+    """The depth of the expression tree (a chain `a && b && c` counts one level per operand)."""
+    best = 0
+    stack = [(e, 1)]
+    while stack:
+        n, d = stack.pop()
+        best = max(best, d)
+        for child in _children(n):
+            stack.append((child, d + 1))
+    return best
+
+
+def _children(n):
+    if isinstance(n, (ir.GetAttr, ir.Has, ir.Like, ir.Matches)):
+        return (n.obj,)
+    if isinstance(n, (ir.Not, ir.Neg)):
+        return (n.expr,)
+    if isinstance(n, (ir.Compare, ir.In, ir.And, ir.Or)):
+        return (n.left, n.right)
+    if isinstance(n, ir.Is):
+        return (n.obj,) if n.in_ is None else (n.obj, n.in_)
+    if isinstance(n, ir.If):
+        return (n.cond, n.then, n.else_)
+    if isinstance(n, ir.SetLit):
+        return n.items
+    if isinstance(n, ir.RecordLit):
+        return tuple(v for _, v in n.items)
+    if isinstance(n, ir.Call):
+        return (n.obj,) + n.args
+    return ()
+
+
 class _Validator:
     def __init__(self, filename: str):
         self.filename = filename
@@ -158,6 +193,14 @@ class _Validator:
 
     # -- expressions ----------------------------------------------------------------
     def expr(self, e: ir.Expr) -> None:
+        depth = nesting_depth(e)
+        if depth > MAX_DEPTH:
+            self.error(
+                f"this condition nests {depth} levels deep; the limit is {MAX_DEPTH}",
+                e.span,
+                notes=("split it into several when/unless clauses (they are ANDed) or several policies",),
+            )
+            return
         for n in walk(e):
             if isinstance(n, ir.EntityLit):
                 self.entity(n.entity, ENTITY_TYPES, "here")

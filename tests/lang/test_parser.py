@@ -175,3 +175,12 @@ def test_random_text_never_crashes(src):
     doc, diags = parse_partial(src, "rand.mcpp")
     assert isinstance(doc, ir.Document)
     check_source(src, "rand.mcpp")
+
+
+def test_deep_nesting_is_an_error_not_a_crash():
+    deep = " && ".join(f"context.input.k{i} == {i}" for i in range(300))
+    _, diags = check_source(f"permit (principal, action, resource) when {{ {deep} }};", "deep.mcpp")
+    assert any("levels deep; the limit is 200" in d.message for d in diags)
+    parens = "(" * 500 + "true" + ")" * 500
+    _, diags = check_source(f"permit (principal, action, resource) when {{ {parens} }};", "deep.mcpp")
+    assert all(d.severity != "error" or "nests" in d.message for d in diags)
