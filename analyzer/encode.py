@@ -28,7 +28,7 @@ from mcpp.lang.program import Program
 
 from . import regex as rx
 from .sym import (
-    AND, EQ, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, Sorts, SV, real_val, string_val, z,
+    AND, EQ, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, real_val, string_val, z,
 )
 
 
@@ -57,7 +57,7 @@ class Request:
         self.label = string_val(grant.label, ctx) if grant else z3.String("grant.label", ctx)
         self.sid = string_val(server, ctx) if server is not None else z3.String("server", ctx)
         self.groups: dict[str, object] = {}
-        self.paths: dict[tuple, z3.ExprRef] = {}
+        self.paths: dict[tuple, PathVar] = {}
         self.children: dict[tuple, set] = {}
         self.counters: dict[tuple, z3.ArithRef] = {}
         self.objeq: list[tuple[z3.BoolRef, tuple, dict]] = []  # (flag, path, literal fields)
@@ -72,13 +72,13 @@ class Request:
             v = self.groups[group] = z3.Bool(f"group:{group}", self.ctx)
         return v
 
-    def path(self, p: tuple) -> z3.ExprRef:
+    def path(self, p: tuple) -> PathVar:
         v = self.paths.get(p)
         if v is None:
             if p:
                 self.path(p[:-1])
                 self.children.setdefault(p[:-1], set()).add(p[-1])
-            v = self.paths[p] = z3.Const("args" + "".join(f"[{k!r}]" for k in p), self.S.JV)
+            v = self.paths[p] = PathVar(self.S, "args" + "".join(f"[{k!r}]" for k in p))
         return v
 
     def counter(self, key: tuple) -> z3.ArithRef:
@@ -92,11 +92,10 @@ class Request:
         """What every real call satisfies: `arguments` is an object, a key below a
         non-object is absent, counters are non-negative, and the definitions of
         object-literal equalities over the keys tracked *now*."""
-        J = self.S.JV
-        out = [J.is_jobj(self.paths[()])]
+        out = [self.paths[()].is_("obj")]
         for p, v in self.paths.items():
             if p:
-                out.append(z3.Or(J.is_jobj(self.paths[p[:-1]]), J.is_jmissing(v)))
+                out.append(z3.Or(self.paths[p[:-1]].is_("obj"), v.is_("missing")))
         for c in self.counters.values():
             out.append(c >= 0)
         for flag, p, fields in self.objeq:
@@ -104,12 +103,11 @@ class Request:
         return out
 
     def _objeq_def(self, p, fields):
-        J = self.S.JV
         v = self.paths[p]
-        parts = [J.is_jobj(v), z3.Not(J.extra(v))]
+        parts = [v.is_("obj"), z3.Not(v.extra)]
         for k in self.children.get(p, ()):
             if k not in fields:
-                parts.append(J.is_jmissing(self.paths[p + (k,)]))
+                parts.append(self.paths[p + (k,)].is_("missing"))
         for k, cond in fields.items():
             parts.append(z(self.ctx, cond))
         return z3.And(*parts)
@@ -379,16 +377,15 @@ class ProgramEncoder:
 
     def path_value(self, path: tuple) -> SV:
         v = self.req.path(path)
-        J = self.S.JV
         if path == ():
             return SV.const("obj", ArgObj(()))
         return SV([
-            Alt("str", J.is_jstr(v), J.js(v)),
-            Alt("num", J.is_jnum(v), J.jn(v)),
-            Alt("bool", J.is_jbool(v), J.jb(v)),
-            Alt("null", J.is_jnull(v)),
-            Alt("arr", J.is_jarr(v), ArgArr(v, path)),
-            Alt("obj", J.is_jobj(v), ArgObj(path)),
+            Alt("str", v.is_("str"), v.s),
+            Alt("num", v.is_("num"), v.n),
+            Alt("bool", v.is_("bool"), v.b),
+            Alt("null", v.is_("null")),
+            Alt("arr", v.is_("arr"), ArgArr(v, path)),
+            Alt("obj", v.is_("obj"), ArgObj(path)),
         ])
 
     def get_attr(self, obj: SV, attr: str) -> SV:
@@ -419,15 +416,14 @@ class ProgramEncoder:
     def _has1(self, a: Alt, keys: tuple):
         """(defined, value) of `has keys` on one alternative, given its guard."""
         ctx = self.ctx
-        J = self.S.JV
         if a.kind == "obj" and isinstance(a.val, ArgObj):
             child = self.req.path(a.val.path + (keys[0],))
             if len(keys) == 1:
-                return True, NOT(ctx, J.is_jmissing(child))
+                return True, NOT(ctx, child.is_("missing"))
             rest = self.has(self.path_value(a.val.path + (keys[0],)), keys[1:])
             rd = rest.defined(ctx)
             rv = rest.truth(ctx, True)
-            return OR(ctx, J.is_jmissing(child), rd), AND(ctx, NOT(ctx, J.is_jmissing(child)), rv)
+            return OR(ctx, child.is_("missing"), rd), AND(ctx, NOT(ctx, child.is_("missing")), rv)
         if a.kind == "obj":
             f = a.val.get(keys[0])
             if f is None:
@@ -536,7 +532,7 @@ class ProgramEncoder:
 
     def arg_subset(self, x: ArgArr, lit: LitArr):
         """Every element of the argument array is one of the literal's items."""
-        items = self.S.JV.items(x.var)
+        items = x.var.items
         if not lit.items:
             return z3.Length(items) == 0
         units = []
@@ -576,7 +572,6 @@ class ProgramEncoder:
     def elem(self, a: Alt):
         """`a` as an array element (Elem), or None for a literal compound."""
         E = self.S.Elem
-        J = self.S.JV
         if a.kind == "str":
             return E.estr(self.str_term(a.val))
         if a.kind == "num":
@@ -586,9 +581,9 @@ class ProgramEncoder:
         if a.kind == "null":
             return E.enull
         if a.kind == "arr" and isinstance(a.val, ArgArr):
-            return E.ecomp(J.acid(a.val.var))
+            return E.ecomp(a.val.var.cid)
         if a.kind == "obj" and isinstance(a.val, ArgObj):
-            return E.ecomp(J.ocid(self.req.path(a.val.path)))
+            return E.ecomp(self.req.path(a.val.path).cid)
         return None
 
     def member(self, arr, v: SV):
@@ -596,7 +591,7 @@ class ProgramEncoder:
         ctx = self.ctx
         if isinstance(arr, LitArr):
             return OR(ctx, *(self.eq(i, v) for i in arr.items))
-        items = self.S.JV.items(arr.var)
+        items = arr.var.items
         out = []
         for a in v.alts:
             if a.kind == "ent":
@@ -627,7 +622,7 @@ class ProgramEncoder:
                         hits = [AND(ctx, i.guard, self.entity_in(x.val, i.val)) for it in y.val.items for i in it.of("ent")]
                         value.append(AND(ctx, dg, OR(ctx, *hits)))
                     elif y.kind == "arr":  # an argument array has no entities: fine only when empty
-                        dg = AND(ctx, g, z3.Length(self.S.JV.items(y.val.var)) == 0)
+                        dg = AND(ctx, g, z3.Length(y.val.var.items) == 0)
                         defined.append(dg)
                 elif y.kind == "arr":
                     defined.append(g)
@@ -668,7 +663,7 @@ class ProgramEncoder:
                 if isinstance(a.val, LitArr):
                     value.append(AND(ctx, a.guard, len(a.val.items) == 0))
                 else:
-                    value.append(AND(ctx, a.guard, z3.Length(self.S.JV.items(a.val.var)) == 0))
+                    value.append(AND(ctx, a.guard, z3.Length(a.val.var.items) == 0))
             return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
         v = self.expr(e.args[0])
         vdef = v.defined(ctx)
@@ -703,7 +698,7 @@ class ProgramEncoder:
         if isinstance(s, LitArr) and want_all:
             return self.arg_subset(t, s)
         if isinstance(s, LitArr):
-            items = self.S.JV.items(t.var)
+            items = t.var.items
             parts = []
             for it in s.items:
                 for a in it.alts:
@@ -714,7 +709,7 @@ class ProgramEncoder:
                         parts.append(AND(ctx, a.guard, z3.Contains(items, z3.Unit(e))))
             return OR(ctx, *parts)
         if s.path == t.path:
-            return True if want_all else z3.Length(self.S.JV.items(s.var)) > 0
+            return True if want_all else z3.Length(s.var.items) > 0
         return self.havoc_bool(f"{'containsAll' if want_all else 'containsAny'} between two array arguments")
 
 

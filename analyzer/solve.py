@@ -76,8 +76,8 @@ class Session:
         return Outcome("sat", witness=Decoder(req, model).witness(tool or "?"))
 
     def _prefer(self, s: z3.Solver, req: Request):
+        """A model of `s` that also meets as many readability preferences as possible, or None."
         ctx = self.ctx
-        J = self.sorts.JV
         prefs = []
         if req.grant is None:
             prefs.append(req.gid == string_val("anonymous", ctx))
@@ -89,10 +89,10 @@ class Session:
         for p, v in req.paths.items():
             if not p:
                 continue
-            prefs.append(z3.Implies(J.is_jstr(v), z3.And(z3.Length(J.js(v)) <= 24, z3.InRe(J.js(v), printable))))
-            prefs.append(z3.Implies(J.is_jnum(v), z3.IsInt(J.jn(v))))
-            prefs.append(z3.Implies(J.is_jarr(v), z3.Length(J.items(v)) <= 3))
-            prefs.append(z3.Implies(J.is_jobj(v), z3.Not(J.extra(v))))
+            prefs.append(z3.And(z3.Length(v.s) <= 24, z3.InRe(v.s, printable)))
+            prefs.append(z3.IsInt(v.n))
+            prefs.append(z3.Length(v.items) <= 3)
+            prefs.append(z3.Not(v.extra))
         prefs += [c == 0 for c in req.counters.values()]
         if not prefs:
             return None

@@ -106,17 +106,19 @@ def EQ(ctx, a, b):
 # ---- sorts -----------------------------------------------------------------------------------
 
 
+KINDS = ("str", "num", "bool", "null", "arr", "obj", "missing")
+
+
 class Sorts:
-    """Per-context datatypes.
+    """Per-context sorts.
 
-    JV, the value at one argument path: a string, a number (Real: JSON numbers are exact
-    decimals, `1 == 1.0`), a boolean, null, an array (a sequence of `Elem`), an object
-    (its keys are separate path variables; `extra` says it has keys no rule reads), or
-    missing. Arrays and objects carry an opaque class id (`acid`/`ocid`) so that a nested
-    value inside an array can be compared with them.
+    The value at one argument path is a `PathVar`: a kind tag (string, number, boolean,
+    null, array, object, missing) and one plain variable per payload. Plain variables,
+    not datatype accessors: Z3's string solver is two orders of magnitude slower on
+    `js(v)`-style accessor terms than on variables (measured: 0.8 s vs 3 ms).
 
-    Elem, one element of an argument array: a scalar, or an opaque compound (an array or
-    object nested in the array) identified by its equality class.
+    Elem is one element of an argument array: a scalar, or an opaque compound (an array
+    or object nested in the array) identified by its equality class.
     """
 
     def __init__(self, ctx: z3.Context):
@@ -131,15 +133,34 @@ class Sorts:
         E.declare("ecomp", ("ecid", I))
         self.Elem = E.create()
         self.Seq = z3.SeqSort(self.Elem)
-        J = z3.Datatype("JV", ctx)
-        J.declare("jstr", ("js", S))
-        J.declare("jnum", ("jn", R))
-        J.declare("jbool", ("jb", B))
-        J.declare("jnull")
-        J.declare("jarr", ("items", self.Seq), ("acid", I))
-        J.declare("jobj", ("ocid", I), ("extra", B))
-        J.declare("jmissing")
-        self.JV = J.create()
+        self.Kind, values = z3.EnumSort("Kind", list(KINDS), ctx=ctx)
+        self.kinds = dict(zip(KINDS, values))
+
+
+class PathVar:
+    """The value at one argument path: `kind` plus payload variables. Arrays and objects
+    carry `cid`, an opaque equality-class id, so a nested value inside another array can
+    be compared with them; objects carry `extra`: keys exist that no rule reads."""
+
+    __slots__ = ("sorts", "name", "kind", "s", "n", "b", "items", "cid", "extra")
+
+    def __init__(self, sorts: Sorts, name: str):
+        ctx = sorts.ctx
+        self.sorts = sorts
+        self.name = name
+        self.kind = z3.Const(name + ".kind", sorts.Kind)
+        self.s = z3.String(name + ".str", ctx)
+        self.n = z3.Real(name + ".num", ctx)
+        self.b = z3.Bool(name + ".bool", ctx)
+        self.items = z3.Const(name + ".items", sorts.Seq)
+        self.cid = z3.Int(name + ".cid", ctx)
+        self.extra = z3.Bool(name + ".extra", ctx)
+
+    def is_(self, kind: str) -> z3.BoolRef:
+        return self.kind == self.sorts.kinds[kind]
+
+    def variables(self) -> list:
+        return [self.kind, self.s, self.n, self.b, self.items, self.cid, self.extra]
 
 
 # ---- symbolic values -------------------------------------------------------------------------

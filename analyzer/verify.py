@@ -193,7 +193,7 @@ def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other
     allowed = z(ctx, d.allowed(zero=True))
     selected = z(ctx, d.enc.applies(st))
     base = req.constraints()
-    args_vars = [v for p, v in req.paths.items()] + [flag for flag, _, _ in req.objeq]
+    args_vars = [x for v in req.paths.values() for x in v.variables()] + [flag for flag, _, _ in req.objeq]
     seen: list[z3.BoolRef] = []
     for i in range(rounds):
         # a grant (and server) that none of the calls found so far serves
@@ -206,7 +206,7 @@ def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other
             return None
         if r == z3.unknown:
             return AssertResult(a.id, st.kind, "unknown", f"the solver gave up ({s.reason_unknown()})", st.span, tool)
-        m = s.model()
+        m = session._prefer(s, req) or s.model()  # a readable grant (anonymous, server default) if one fits
         fixed = _grant_substitution(req, m)
         # is there any call that serves it?
         s2 = z3.Solver(ctx=ctx)

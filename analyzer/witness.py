@@ -187,29 +187,30 @@ class Decoder:
             args = {}
         return Witness(tool, args, gid, label, groups, server, counters)
 
+    def kind(self, v) -> str:
+        return str(self.ev(v.kind))
+
     def value(self, p: tuple, depth: int = 0):
-        J = self.S.JV
         v = self.req.paths[p]
-        c = self.ev(v)
-        name = c.decl().name()
-        if name == "jstr":
-            return self.string(J.js(v))
-        if name == "jnum":
-            return self.number(J.jn(v))
-        if name == "jbool":
-            return z3.is_true(self.ev(J.jb(v)))
-        if name == "jnull":
+        kind = self.kind(v)
+        if kind == "str":
+            return self.string(v.s)
+        if kind == "num":
+            return self.number(v.n)
+        if kind == "bool":
+            return z3.is_true(self.ev(v.b))
+        if kind == "null":
             return None
-        if name == "jarr":
-            return self.items(J.items(v), depth)
-        if name == "jobj":
+        if kind == "arr":
+            return self.items(v.items, depth)
+        if kind == "obj":
             out = {}
             kids = self.req.children.get(p, set())
             for k in sorted(kids):
-                if z3.is_true(self.ev(J.is_jmissing(self.req.paths[p + (k,)]))):
+                if self.kind(self.req.paths[p + (k,)]) == "missing":
                     continue
                 out[k] = self.value(p + (k,), depth)
-            if z3.is_true(self.ev(J.extra(v))):
+            if z3.is_true(self.ev(v.extra)):
                 key, n = "other", 1
                 while key in kids:
                     n += 1
@@ -238,12 +239,8 @@ class Decoder:
             return None
         cid = self.ev(E.ecid(e)).as_long()
         if depth < 3:  # a nested value equal to an argument compound: reuse that argument
-            J = self.S.JV
             for p, v in self.req.paths.items():
-                kind = self.ev(v).decl().name()
-                if kind == "jarr" and self.ev(J.acid(v)).as_long() == cid:
-                    return self.value(p, depth + 1)
-                if kind == "jobj" and self.ev(J.ocid(v)).as_long() == cid:
+                if self.kind(v) in ("arr", "obj") and self.ev(v.cid).as_long() == cid:
                     return self.value(p, depth + 1)
         return {"mcpp_value": cid}
 

@@ -1,0 +1,687 @@
+"""Lints: semantic findings about a policy, each proved with Z3 (never guessed).
+
+Every finding is a `Diagnostic` whose `code` is the lint id and whose `data["docs"]`
+points at its page in docs/lints/. A lint reports only what it proved: an UNSAT answer
+(e.g. "this permit never takes effect") is a proof, and a SAT answer used as evidence
+(e.g. a call that bypasses a forbid) is replayed through the engine first. Queries the
+solver cannot settle in time produce no finding (they are counted in `Linter.unknown`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import z3
+
+from mcpp.lang import ir
+from mcpp.lang.atoms import input_path
+from mcpp.lang.diagnostics import Diagnostic, Span
+from mcpp.lang.program import Program, walk
+from mcpp.runtime.closures import compile_expr
+from mcpp.runtime.values import ERR
+
+from . import regex as rx
+from .encode import decide, mentioned_tools, other_tool
+from .solve import Session
+from .sym import AND, NOT, OR, z
+
+
+@dataclass(frozen=True)
+class LintInfo:
+    id: str
+    severity: str
+    summary: str
+
+
+LINTS = {
+    i.id: i
+    for i in (
+        LintInfo("dead-permit", "warning", "a permit that can never take effect"),
+        LintInfo("redundant-rule", "warning", "a rule implied by another rule of the same effect"),
+        LintInfo("unsatisfiable-condition", "warning", "a condition that can never hold"),
+        LintInfo("forbid-bypass", "error", "a forbid a caller skips with a missing or mistyped argument"),
+        LintInfo("unanchored-regex", "warning", "an allowlist regex without ^ or $"),
+        LintInfo("always-allows", "warning", "calls allowed for everyone, whatever the arguments"),
+        LintInfo("always-denies", "warning", "a policy that allows no call at all"),
+    )
+}
+
+MAX_REDUNDANCY_CANDIDATES = 8  # per rule: implication checks against the closest rules
+
+
+def docs_path(lint_id: str) -> str:
+    return f"docs/lints/{lint_id}.md"
+
+
+class Linter:
+    def __init__(self, program: Program, *, timeout_ms: int = 2000, session: Session | None = None, only=None):
+        self.program = program
+        self.session = session or Session(timeout_ms)
+        self.ctx = self.session.ctx
+        self.only = set(only) if only else None
+        named = mentioned_tools(program) - (set(program.groups) - program.named_tools())
+        self.named = sorted(named)
+        self.other = other_tool(program)
+        self.tools = self.named + [self.other]
+        self._tool: dict[str, tuple] = {}
+        self.unknown = 0
+        self.findings: list[Diagnostic] = []
+
+    # -- plumbing -------------------------------------------------------------------------
+    def tool(self, t: str):
+        hit = self._tool.get(t)
+        if hit is None:
+            req = self.session.request()
+            hit = self._tool[t] = (req, decide(req, self.program, t))
+        return hit
+
+    def sat(self, t: str, formula, witness: bool = False):
+        req, _ = self.tool(t)
+        o = self.session.check(req, formula, tool=t, witness=witness)
+        if o.status == "unknown":
+            self.unknown += 1
+        return o
+
+    def tools_of(self, info) -> list[str]:
+        return self.tools if info.tools is None else sorted(info.tools)
+
+    def report(self, lint_id: str, message: str, span: Span | None, severity: str | None = None, notes=(), **data):
+        info = LINTS[lint_id]
+        d = Diagnostic(message, span or Span(1, 1, 1, 1), severity or info.severity, lint_id, self.program.filename,
+                       tuple(notes), {"docs": docs_path(lint_id), **data})
+        self.findings.append(d)
+
+    def run(self) -> list[Diagnostic]:
+        for lint_id, fn in (
+            ("unsatisfiable-condition", self.unsatisfiable_conditions),
+            ("dead-permit", self.dead_permits),
+            ("redundant-rule", self.redundant_rules),
+            ("forbid-bypass", self.forbid_bypasses),
+            ("unanchored-regex", self.unanchored_regexes),
+            ("always-allows", self.always),
+        ):
+            if self.only is None or lint_id in self.only or (lint_id == "always-allows" and "always-denies" in self.only):
+                fn()
+        self.findings.sort(key=lambda d: (d.span.line, d.span.col, d.code))
+        return self.findings
+
+    def where(self, info) -> str:
+        stmt = getattr(info, "policy", None) or getattr(info, "limit", None) or info.assertion
+        if self.program.origin == "mcpp" and stmt.span.line:
+            return f"{info.id!r} (line {stmt.span.line})"
+        return repr(info.id)
+
+    def never(self, t: str) -> str:
+        return f"{t!r}" if t != self.other else f"any tool the policy does not name (e.g. {t!r})"
+
+    # -- unsatisfiable-condition ----------------------------------------------------------------
+    def unsatisfiable_conditions(self) -> None:
+        rules = [(p, p.policy) for p in self.program.policies] + [(li, li.limit) for li in self.program.limits]
+        rules += [(a, a.assertion) for a in self.program.asserts]
+        for info, stmt in rules:
+            if not stmt.clauses and stmt.scope.principal.op == "any" and stmt.scope.resource.op == "any":
+                continue
+            tools = self.tools_of(info)
+            if any(not self.sat(t, self.tool(t)[1].enc.applies(stmt)).unsat for t in tools):
+                continue
+            kind = "assertion" if isinstance(stmt, ir.Assert) else type(stmt).__name__.lower()
+            if isinstance(stmt, ir.Policy):
+                kind = stmt.effect
+            # the narrowest culprit: one clause that can never hold on its own
+            for c in stmt.clauses:
+                if all(self.sat(t, self.tool(t)[1].enc.clause_ok(c)).unsat for t in tools):
+                    want = "true" if c.kind == "when" else "false"
+                    self.report("unsatisfiable-condition",
+                                f"this `{c.kind}` condition can never be {want}, so {kind} {self.where(info)} never applies",
+                                c.span, notes=_vacuous_note(kind), rule=info.id)
+                    break
+            else:
+                self.report("unsatisfiable-condition",
+                            f"the scope and conditions of {kind} {self.where(info)} can never hold together, so it never applies",
+                            stmt.span, notes=_vacuous_note(kind), rule=info.id)
+
+    # -- dead-permit ----------------------------------------------------------------------------
+    def dead_permits(self) -> None:
+        ctx = self.ctx
+        for p in self.program.permits:
+            tools = self.tools_of(p)
+            dead: dict[str, str] = {}
+            live = False
+            for t in tools:
+                req, d = self.tool(t)
+                if d.hidden:
+                    dead[t] = "hidden"
+                    continue
+                mine = d.enc.applies(p.policy)
+                if not self.sat(t, mine).sat:
+                    dead[t] = "never applies"  # unsatisfiable-condition reports it (or unknown)
+                    continue
+                effect = AND(ctx, mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
+                o = self.sat(t, effect)
+                if o.unsat:
+                    dead[t] = self._overriders(t, mine)
+                elif o.sat:
+                    live = True
+                    if p.tools is None:
+                        break
+                else:
+                    live = True  # unknown: no claim
+            if live and p.tools is None:
+                continue
+            reported = {t: why for t, why in dead.items() if why != "never applies"}
+            if not reported:
+                continue
+            if live:
+                for t, why in reported.items():
+                    self.report("dead-permit", f"permit {self.where(p)} never takes effect for tool {self.never(t)}: {why}",
+                                p.policy.span, rule=p.id, tool=t)
+            else:
+                whys = sorted(set(reported.values()))
+                self.report("dead-permit", f"permit {self.where(p)} never takes effect: {'; '.join(whys)}",
+                            p.policy.span, rule=p.id, tools=sorted(reported))
+
+    def _overriders(self, t: str, mine) -> str:
+        """Which forbids (and limits) make the permit useless: an unsat core over them."""
+        req, d = self.tool(t)
+        ctx = self.ctx
+        s = z3.Solver(ctx=ctx)
+        s.set("timeout", self.session.timeout_ms)
+        s.add(z(ctx, mine), *req.constraints())
+        lits = {}
+        for i, (f, formula) in enumerate(d.forbids):
+            lit = z3.Bool(f"use_forbid_{i}", ctx)
+            s.add(z3.Implies(lit, z(ctx, NOT(ctx, formula))))
+            lits[str(lit)] = ("forbid", f.id)
+        lit = z3.Bool("use_limits", ctx)
+        s.add(z3.Implies(lit, z(ctx, d.limits_ok(zero=True))))
+        lits[str(lit)] = ("limit", None)
+        if s.check(*[z3.Bool(k, ctx) for k in lits]) != z3.unsat:
+            return "overridden by forbids"
+        core = [lits[str(c)] for c in s.unsat_core() if str(c) in lits]
+        forbids = [fid for kind, fid in core if kind == "forbid"]
+        parts = []
+        if forbids:
+            parts.append("overridden by forbid " + ", ".join(repr(f) for f in forbids))
+        if any(kind == "limit" for kind, _ in core):
+            parts.append("every call it allows exceeds a limit (max 0, or a negative or missing increment)")
+        return " and ".join(parts) or "overridden by forbids"
+
+    # -- redundant-rule -------------------------------------------------------------------------
+    def redundant_rules(self) -> None:
+        ctx = self.ctx
+        prog = self.program
+        for effect in ("permit", "forbid"):
+            rules = [p for p in prog.policies if p.effect == effect]
+            reads = {p.id: _reads(p.policy) for p in rules}
+            for r in rules:
+                r_tools = set(self.tools_of(r))
+                cands = []
+                for q in rules:
+                    if q is r or not _covers(q, r_tools):
+                        continue
+                    if not reads[q.id] <= reads[r.id]:
+                        continue  # q reads something r does not: it is not a generalisation of r
+                    if effect == "permit" and prog.default == "allow" and q.tools is None and not all(
+                        any(o is not r and o.tools is not None and t in o.tools for o in rules) for t in r_tools
+                    ):
+                        continue  # removing r would un-govern a tool under `default allow`
+                    cands.append(q)
+                cands.sort(key=lambda q: (abs(q.index - r.index)))
+                for q in cands[:MAX_REDUNDANCY_CANDIDATES]:
+                    if not self._implies(r, q, r_tools):
+                        continue
+                    if q.index > r.index and self._implies(q, r, set(self.tools_of(q)) & r_tools) and set(self.tools_of(q)) <= r_tools:
+                        continue  # equivalent rules: the later one is reported
+                    verb = "also applies" if effect == "permit" else "also applies (and denies)"
+                    self.report("redundant-rule",
+                                f"{effect} {self.where(r)} is redundant: whenever it applies, {effect} {self.where(q)} {verb}",
+                                r.policy.span, notes=("removing it does not change any decision",), rule=r.id, implied_by=q.id)
+                    break
+        _ = ctx
+
+    def _implies(self, r, q, tools) -> bool:
+        ctx = self.ctx
+        for t in sorted(tools):
+            _, d = self.tool(t)
+            f = AND(ctx, d.enc.applies(r.policy), NOT(ctx, d.enc.applies(q.policy)))
+            if not self.sat(t, f).unsat:
+                return False
+        return True
+
+    # -- forbid-bypass --------------------------------------------------------------------------
+    def forbid_bypasses(self) -> None:
+        ctx = self.ctx
+        for f in self.program.forbids:
+            if not f.policy.clauses:
+                continue
+            for t in self.tools_of(f):
+                req, d = self.tool(t)
+                if d.hidden:
+                    continue
+                enc = d.enc
+                oks, errs = [], []
+                for c in f.policy.clauses:
+                    sv = enc.expr(c.expr)
+                    oks.append(sv.truth(ctx, c.kind == "when"))
+                    errs.append(NOT(ctx, OR(ctx, *(a.guard for a in sv.of("bool")))))
+                skipped = AND(ctx, enc.scope_ok(f.policy.scope), *(OR(ctx, ok, e) for ok, e in zip(oks, errs)), OR(ctx, *errs))
+                base = AND(ctx, d.allowed(zero=True), skipped)
+                if base is False:
+                    continue
+                read = _read_paths(f.policy)
+                present = AND(ctx, *(NOT(ctx, req.path(p).is_("missing")) for p in read))
+                typed = self.sat(t, AND(ctx, base, present), witness=True)
+                o, mistyped = (typed, True) if typed.sat else (self.sat(t, base, witness=True), False)
+                if not o.sat:
+                    continue
+                w = o.witness
+                decision = self.session.replayer.decide(self.program, w)
+                culprits = _erroring_clauses(self.program, f.policy, w)
+                if not decision.allowed or culprits is None:
+                    continue  # not confirmed: no finding
+                if mistyped:
+                    w, decision, culprits = self._readable_bypass(f, w, decision, culprits)
+                self._report_bypass(f, t, w, decision, culprits, mistyped)
+                break
+
+    def _readable_bypass(self, f, w, decision, culprits):
+        """Prefer the classic shape: a number sent as a string that would trip the forbid
+        ("1500" against `amount > 1000`). Kept only if it still replays as a bypass."""
+        import copy
+
+        c = culprits[0]
+        for p in _read_paths_expr(c.expr):
+            if _expected_type(c.expr, p) != "number":
+                continue
+            target = _tripping_number(c.expr, p)
+            if target is None:
+                continue
+            args = copy.deepcopy(w.args)
+            if not _assign(args, p, str(target)):
+                continue
+            cand = type(w)(w.tool, args, w.grant_id, w.label, w.groups, w.server, dict(w.counters))
+            d2 = self.session.replayer.decide(self.program, cand)
+            c2 = _erroring_clauses(self.program, f.policy, cand)
+            if d2.allowed and c2 is not None:
+                return cand, d2, c2
+        return w, decision, culprits
+
+    def _report_bypass(self, f, t, w, decision, clauses, mistyped: bool) -> None:
+        import json
+
+        c = clauses[0]
+        problems = []
+        for p in _read_paths_expr(c.expr):
+            v = _lookup(w.args, p)
+            name = ".".join(p)
+            if v is _ABSENT:
+                problems.append(f"`{name}` is missing")
+            else:
+                want = _expected_type(c.expr, p)
+                if want and _json_type(v) != want:
+                    problems.append(f"`{name}` is {_describe(v)}, not {_article(want)}")
+        why = ", ".join(problems) or "its condition errors"
+        text = _source(self.program, c.expr)
+        by = f"permit {decision.rule.policy!r}" if decision.rule.policy else "`default allow`"
+        msg = (f"forbid {self.where(f)} can be bypassed with a {'mistyped' if mistyped else 'missing'} argument: "
+               f"`{text}` errors when {why}, so the forbid does not apply, and {by} allows the call: {w.brief()}")
+        notes = [_guard_advice(self, f, c, t, decision)]
+        self.report("forbid-bypass", msg, c.span, "error" if mistyped else "warning", notes,
+                    rule=f.id, tool=t, counterexample=w.to_dict())
+
+    # -- unanchored-regex -----------------------------------------------------------------------
+    def unanchored_regexes(self) -> None:
+        seen = set()
+        for p in self.program.policies:
+            for c in p.policy.clauses:
+                allow_when = (p.effect == "permit") == (c.kind == "when")
+                for node, positive in _polar(c.expr, allow_when):
+                    if not isinstance(node, ir.Matches) or not positive or id(node) in seen:
+                        continue
+                    seen.add(id(node))
+                    try:
+                        start, end = rx.anchored(node.regex)
+                    except Exception:
+                        continue
+                    if start and end:
+                        continue
+                    example = _unanchored_example(node.regex, start, end)
+                    missing = " and ".join(x for x, ok in (("`^`", start), ("`$`", end)) if not ok)
+                    msg = (f"allowlist regex {node.regex!r} in {p.effect} {self.where(p)} is not anchored "
+                           f"({missing} missing), so it matches anywhere in the value")
+                    if example:
+                        msg += f", e.g. {example!r}"
+                    core = f"(?:{node.regex})" if _top_level_alternation(node.regex) else node.regex
+                    fixed = ("^" if not start else "") + core + ("$" if not end else "")
+                    notes = [f'anchor it: .matches("{_escape(fixed)}")']
+                    if not end:
+                        notes.append("if a prefix is meant (a URL or path), end it at a delimiter instead, e.g. `(/|$)`")
+                    self.report("unanchored-regex", msg, node.span, notes=tuple(notes), rule=p.id, regex=node.regex)
+
+    # -- always-allows / always-denies ----------------------------------------------------------
+    def always(self) -> None:
+        ctx = self.ctx
+        prog = self.program
+        span = prog.default_span or _first_span(prog)
+        can_allow = []
+        always = []
+        for t in self.tools:
+            req, d = self.tool(t)
+            if d.hidden:
+                continue
+            o = self.sat(t, d.allowed(zero=True))
+            if o.status != "unsat":
+                can_allow.append(t)
+            o2 = self.sat(t, NOT(ctx, d.allowed_without_limits()))
+            if o2.unsat:
+                always.append(t)
+        if not can_allow and (self.only is None or "always-denies" in self.only):
+            self.report("always-denies", "this policy allows no call at all: every tool, every argument, every grant is denied",
+                        span, notes=("add a permit for the tools the agent needs, or `default allow`",))
+            return
+        if self.only is not None and "always-allows" not in self.only:
+            return
+        if set(always) >= set(self.tools) and not prog.hidden:
+            self.report("always-allows", "this policy allows every call: no tool, argument or grant is ever denied",
+                        span, notes=("add `default deny` and permits for what the agent needs",))
+        elif self.other in always:
+            self.report("always-allows",
+                        f"under `default allow`, every tool this policy does not name is allowed for every caller with "
+                        f"any arguments (e.g. {self.other!r})",
+                        span, notes=("a new or renamed upstream tool is allowed without review; prefer `default deny` "
+                                     "with permits, or hide the dangerous tools",), tool=self.other)
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+
+def lint(program: Program, *, timeout_ms: int = 2000, only=None, session: Session | None = None) -> list[Diagnostic]:
+    return Linter(program, timeout_ms=timeout_ms, session=session, only=only).run()
+
+
+def _vacuous_note(kind: str) -> tuple[str, ...]:
+    if kind == "assertion":
+        return ("an assertion that selects no call proves nothing",)
+    return ("it has no effect on any decision; fix or delete it",)
+
+
+def _first_span(prog: Program) -> Span:
+    if prog.document and prog.document.statements:
+        return prog.document.statements[0].span
+    return Span(1, 1, 1, 1)
+
+
+def _reads(stmt) -> frozenset:
+    """What a rule's applicability depends on: argument paths, principal/resource parts."""
+    out = set()
+    for part, s in (("principal", stmt.scope.principal), ("resource", stmt.scope.resource)):
+        if s.op != "any":
+            out.add(part)
+    for c in stmt.clauses:
+        for n in walk(c.expr):
+            p = input_path(n) if isinstance(n, ir.GetAttr) else None
+            if p is not None:
+                out.add(("arg",) + p)
+            elif isinstance(n, ir.Has):
+                out.add(("has",))
+            elif isinstance(n, ir.Var) and n.name in ("principal", "resource"):
+                out.add(n.name)
+    # an argument path reads its prefixes too
+    for x in list(out):
+        if isinstance(x, tuple) and x[0] == "arg":
+            for i in range(2, len(x)):
+                out.add(x[:i])
+    return frozenset(out)
+
+
+def _covers(q, tools: set) -> bool:
+    return q.tools is None or tools <= q.tools
+
+
+def _read_paths(stmt) -> list[tuple]:
+    out = []
+    for c in stmt.clauses:
+        for p in _read_paths_expr(c.expr):
+            if p not in out:
+                out.append(p)
+    return out
+
+
+def _read_paths_expr(e) -> list[tuple]:
+    """Argument paths the expression reads as values (not through `has`)."""
+    out = []
+    for n in walk(e):
+        if isinstance(n, ir.GetAttr):
+            p = input_path(n)
+            if p and p not in out and not any(q[: len(p)] == p and q != p for q in out):
+                out = [q for q in out if q != p[: len(q)]]
+                out.append(p)
+    return out
+
+
+def _erroring_clauses(program: Program, stmt, w):
+    """The forbid's clauses that error on the witness, if every other clause has its
+    wanted value (the forbid would apply if errors counted); else None."""
+    from mcpp.runtime.engine import Engine
+
+    env = Engine(program).env(w.tool, w.args, w.grant, w.server)
+    bad = []
+    for c in stmt.clauses:
+        v = compile_expr(c.expr)(env)
+        if v is ERR or type(v) is not bool:
+            bad.append(c)
+        elif v is not (c.kind == "when"):
+            return None
+    return bad or None
+
+
+class _Absent:
+    pass
+
+
+_ABSENT = _Absent()
+
+
+def _lookup(args, path):
+    v = args
+    for k in path:
+        if not isinstance(v, dict) or k not in v:
+            return _ABSENT
+        v = v[k]
+    return v
+
+
+def _json_type(v) -> str:
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if v is None:
+        return "null"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+def _describe(v) -> str:
+    import json
+
+    t = _json_type(v)
+    if t == "null":
+        return "null"
+    if t in ("array", "object"):
+        return _article(t)
+    return f"the {t} {json.dumps(v, ensure_ascii=False)}"
+
+
+def _tripping_number(e, path):
+    """A number that would make a comparison on `path` in `e` true (the forbid's case)."""
+    from fractions import Fraction
+
+    for n in walk(e):
+        if isinstance(n, ir.Compare) and n.op in ("<", "<=", ">", ">="):
+            for side, other, op in ((n.left, n.right, n.op), (n.right, n.left, {"<": ">", "<=": ">=", ">": "<", ">=": "<="}[n.op])):
+                if input_path(side) == tuple(path) and isinstance(other, ir.Lit) and isinstance(other.value, (int, float)) \
+                        and not isinstance(other.value, bool):
+                    v = Fraction(other.value)
+                    step = max(abs(v) // 2, 1)
+                    out = v + step if op in (">", ">=") else v - step
+                    return int(out) if out.denominator == 1 else float(out)
+    return None
+
+
+def _assign(args, path, value) -> bool:
+    cur = args
+    for k in path[:-1]:
+        if not isinstance(cur, dict):
+            return False
+        cur = cur.setdefault(k, {})
+    if not isinstance(cur, dict):
+        return False
+    cur[path[-1]] = value
+    return True
+
+
+def _article(t: str) -> str:
+    return ("an " if t[0] in "aeiou" else "a ") + t
+
+
+def _expected_type(e, path) -> str | None:
+    """The type the expression needs at `path`, from how it uses it."""
+    for n in walk(e):
+        kids = []
+        if isinstance(n, ir.Compare) and n.op in ("<", "<=", ">", ">="):
+            kids = [(n.left, "number"), (n.right, "number")]
+        elif isinstance(n, (ir.Like, ir.Matches)):
+            kids = [(n.obj, "string")]
+        elif isinstance(n, ir.Call) and n.method in ("containsAll", "containsAny", "isEmpty"):
+            kids = [(n.obj, "array")] + [(a, "array") for a in n.args]
+        elif isinstance(n, ir.Call) and n.method == "contains":
+            lit = n.args[0]
+            kids = [(n.obj, "string" if isinstance(lit, ir.Lit) and isinstance(lit.value, str) else "array")]
+        elif isinstance(n, (ir.And, ir.Or)):
+            kids = [(n.left, "boolean"), (n.right, "boolean")]
+        elif isinstance(n, ir.Not):
+            kids = [(n.expr, "boolean")]
+        elif isinstance(n, ir.In):
+            kids = [(n.right, "array")]
+        for k, t in kids:
+            if input_path(k) == tuple(path):
+                return t
+    for n in walk(e):  # the top of the clause itself is used as a boolean
+        if input_path(n) == tuple(path) and n is e:
+            return "boolean"
+    return None
+
+
+def _type_guard(path: tuple, t: str | None) -> str:
+    p = "context.input." + ".".join(path)
+    has = f"context.input has {'.'.join(path)}"
+    if t == "number":
+        return f"{p} < 0 || {p} >= 0"
+    if t == "string":
+        return f'{p} like "*"'
+    if t == "array":
+        return f"{p}.containsAll([])"
+    if t == "boolean":
+        return f"{p} == true || {p} == false"
+    return has
+
+
+def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> str:
+    """How to close the hole where errors fail closed: in the permit."""
+    guards = []
+    e = c.expr
+    simple = isinstance(e, ir.Compare) and e.op in ("<", "<=", ">", ">=") and len(f.policy.clauses) == 1 and c.kind == "when"
+    if simple and input_path(e.left) is not None and isinstance(e.right, ir.Lit):
+        neg = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[e.op]
+        guards.append(f"context.input.{'.'.join(input_path(e.left))} {neg} {_lit(e.right.value)}")
+    else:
+        for p in _read_paths_expr(e):
+            guards.append(_type_guard(p, _expected_type(e, p)))
+    clause = " && ".join(f"({g})" if "||" in g and len(guards) > 1 else g for g in guards) or "…"
+    if decision.rule.policy:
+        return (f"guard it where an error denies: add `when {{ {clause} }}` to permit {decision.rule.policy!r} "
+                f"(a permit whose condition errors does not apply, so a missing or mistyped argument is denied)")
+    return (f"guard it where an error denies: govern the tool with `permit (principal, action == Action::\"{tool}\", "
+            f"resource) when {{ {clause} }};` (a permit fails closed; under `default allow` naming the tool in a "
+            f"permit makes every other call to it denied)")
+
+
+def _lit(v) -> str:
+    import json
+
+    return json.dumps(v)
+
+
+def _source(program: Program, e) -> str:
+    doc = program.document
+    span = getattr(e, "span", None)
+    if doc is not None and doc.source and span is not None and span.end > span.start:
+        return " ".join(doc.source[span.start : span.end].split())
+    from mcpp.lang.formatter import expr
+
+    return expr(e)
+
+
+def _polar(e, positive: bool):
+    """(node, polarity) for nodes whose truth makes the call *allowed* (positive=True)."""
+    yield e, positive
+    if isinstance(e, ir.Not):
+        yield from _polar(e.expr, not positive)
+    elif isinstance(e, (ir.And, ir.Or)):
+        yield from _polar(e.left, positive)
+        yield from _polar(e.right, positive)
+
+
+def _unanchored_example(pattern: str, start: bool, end: bool) -> str | None:
+    """A string the regex accepts that an anchored reading would not: the unanchored end
+    padded with attacker-controlled text, confirmed with RE2."""
+    from mcpp.lang.regex import compile_regex
+
+    from .sym import string_of, string_val
+
+    ctx = z3.Context()
+    try:  # strings the pattern matches whole, its anchors satisfied at both ends
+        lang = rx.Z3Regex(ctx)(rx._Anchors().P(rx.parse(pattern), True, True))
+    except Exception:
+        return None
+    s = z3.String("s", ctx)
+    sol = z3.Solver(ctx=ctx)
+    sol.set("timeout", 1000)
+    printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
+    sol.add(z3.InRe(s, lang), z3.InRe(s, printable), z3.Length(s) <= 40)
+    if sol.check() != z3.sat:
+        return None
+    base = string_of(sol.model().eval(s, model_completion=True))
+    cand = ("evil.example/" if not start else "") + base + (".evil.example" if not end else "")
+    return cand if compile_regex(pattern).search(cand) else None
+
+
+def _top_level_alternation(pattern: str) -> bool:
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "]":
+                i += 1
+        elif c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+        elif c == "|" and depth == 0:
+            return True
+        i += 1
+    return False
+
+
+def _escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"')

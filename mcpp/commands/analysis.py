@@ -1,0 +1,281 @@
+"""`mcpp verify | lint | diff`: the analyzer on the command line.
+
+Exit codes: 0 everything passed; 1 an assertion failed or could not be decided, an
+error-level lint fired, or `diff --fail-on` matched; 2 bad input (syntax, validation,
+a malformed assertion, an unknown tool with `--tools`, a bad regex), reported with the
+same `file:line:col: error:` diagnostics as `mcpp check`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mcpp.console import die, print_diagnostics
+from mcpp.lang.diagnostics import MCPPError
+
+FORMATS = ("text", "json", "sarif")
+
+
+def _format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        die(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    return fmt
+
+
+def load_checked(path: Path):
+    """A Program, or exit 2 with `mcpp check`'s diagnostics."""
+    from mcpp.lang.jsonform import loads
+    from mcpp.lang.program import build_program, check_source
+    from mcpp.loader import is_json, read_text
+
+    try:
+        text = read_text(path)
+    except MCPPError as e:
+        print_diagnostics(e.diagnostics)
+        raise typer.Exit(2)
+    if is_json(path, text):
+        from mcpp.lang.jsonform import to_document
+
+        try:
+            doc = loads(text, str(path))
+        except MCPPError as e:
+            print_diagnostics(e.diagnostics, text)
+            raise typer.Exit(2)
+        prog, diags = build_program(to_document(doc, str(path)))
+        prog.origin = "json"
+    else:
+        prog, diags = check_source(text, str(path))
+    errors = [d for d in diags if d.severity == "error"]
+    if errors:
+        print_diagnostics(errors, text)
+        print(f"{len(errors)} error{'s' if len(errors) != 1 else ''}", file=sys.stderr)
+        raise typer.Exit(2)
+    return prog, text
+
+
+def _catalog(path: Optional[Path]) -> set[str] | None:
+    """Tool names from a catalog: a JSON list of names, or MCP `tools/list` output."""
+    if path is None:
+        return None
+    from mcpp.loader import read_text
+
+    try:
+        data = json.loads(read_text(path))
+    except MCPPError as e:
+        print_diagnostics(e.diagnostics)
+        raise typer.Exit(2)
+    except json.JSONDecodeError as e:
+        die(f"{path}: invalid JSON: {e.msg}")
+    if isinstance(data, dict):
+        data = data.get("result", data)
+        data = data.get("tools", data) if isinstance(data, dict) else data
+    names = set()
+    if isinstance(data, list):
+        for t in data:
+            if isinstance(t, str):
+                names.add(t)
+            elif isinstance(t, dict) and isinstance(t.get("name"), str):
+                names.add(t["name"])
+            else:
+                die(f"{path}: a tool catalog lists tool names or objects with a \"name\"")
+    else:
+        die(f"{path}: a tool catalog is a JSON list of tools or a tools/list result")
+    return names
+
+
+# ---- verify ------------------------------------------------------------------------------
+
+
+def verify_cmd(
+    files: List[Path] = typer.Argument(..., help="Policy files with `assert` statements"),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
+    tools: Optional[Path] = typer.Option(None, "--tools", help="Tool catalog (JSON list or tools/list result): unknown tools in asserts are errors"),
+) -> None:
+    """Prove every `assert`: PASS, FAIL with a counterexample call, or UNKNOWN with the reason."""
+    from mcpp.analyzer import assert_diagnostics
+    from mcpp.analyzer.report import dumps, sarif
+    from mcpp.analyzer.verify import assert_problems, verify
+
+    fmt = _format(fmt)
+    catalog = _catalog(tools)
+    loaded = []
+    bad = False
+    for f in files:
+        prog, text = load_checked(f)
+        problems = assert_problems(prog, catalog)
+        if problems:
+            print_diagnostics(problems, text)
+            bad = True
+        loaded.append((f, prog))
+    if bad:
+        raise typer.Exit(2)
+    per_file = [(f, prog, verify(prog, timeout_ms=timeout)) for f, prog in loaded]
+    results = [r for _, _, rs in per_file for r in rs]
+    counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "unknown")}
+    if fmt == "json":
+        print(dumps({
+            "files": [{"file": str(f), "asserts": [r.to_dict() for r in rs]} for f, _, rs in per_file],
+            "summary": {"passed": counts["pass"], "failed": counts["fail"], "unknown": counts["unknown"]},
+        }))
+    elif fmt == "sarif":
+        diags = [d for _, prog, rs in per_file for d in assert_diagnostics(prog, rs)]
+        print(dumps(sarif(diags)))
+    else:
+        for f, prog, rs in per_file:
+            print(f"{f}")
+            if not rs:
+                print("  no assertions")
+            for r in rs:
+                _print_assert(r)
+        print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['unknown']} unknown")
+    if counts["fail"] or counts["unknown"]:
+        raise typer.Exit(1)
+
+
+def _print_assert(r) -> None:
+    tag = {"pass": "PASS   ", "fail": "FAIL   ", "unknown": "UNKNOWN"}[r.status]
+    print(f"  {tag} {r.id} ({r.kind}, line {r.span.line}): {r.message}")
+    if r.witness is not None and r.status == "fail":
+        if r.witness.args or r.kind != "visible":
+            print("          request: " + json.dumps(r.witness.call(), ensure_ascii=False))
+        g = r.witness
+        print(f"          grant:   {json.dumps({'id': g.grant_id, 'label': g.label, 'groups': list(g.groups)}, ensure_ascii=False)}"
+              f"  server: {json.dumps(g.server, ensure_ascii=False)}")
+        if g.counters:
+            print("          counters: " + ", ".join(f"{c} ({s}, per {w}) = {v}" for (c, s, w), v in sorted(g.counters.items())))
+    if r.decision is not None and r.status == "fail":
+        d = r.decision
+        print(f"          decision: {d['decision']} by {d['rule']}" + (f" (policy {d['policy']})" if d.get("policy") else "")
+              + f": {d['message']}")
+    for reason in r.reasons:
+        print(f"          reason: {reason}")
+
+
+# ---- lint ------------------------------------------------------------------------------------
+
+
+def lint_cmd(
+    files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .json)"),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
+    only: List[str] = typer.Option([], "--only", help="Run only this lint (repeatable)"),
+    disable: List[str] = typer.Option([], "--disable", help="Skip this lint (repeatable)"),
+) -> None:
+    """Find dead, redundant and bypassable rules, unsatisfiable conditions, unanchored allowlist
+    regexes, and policies that allow everything or nothing. Exit 1 on an error-level finding."""
+    from mcpp.analyzer.lints import LINTS, lint
+    from mcpp.analyzer.report import diag_dict, dumps, sarif
+
+    fmt = _format(fmt)
+    for name in list(only) + list(disable):
+        if name not in LINTS:
+            die(f"unknown lint {name!r}; lints are {', '.join(sorted(LINTS))}")
+    chosen = (set(only) or set(LINTS)) - set(disable)
+    loaded = [(f,) + load_checked(f) for f in files]
+    findings = []
+    for f, prog, text in loaded:
+        ds = lint(prog, timeout_ms=timeout, only=chosen)
+        findings.append((f, text, [d for d in ds if d.code in chosen]))
+    all_diags = [d for _, _, ds in findings for d in ds]
+    if fmt == "json":
+        print(dumps({"findings": [diag_dict(d) for d in all_diags]}))
+    elif fmt == "sarif":
+        print(dumps(sarif(all_diags)))
+    else:
+        for f, text, ds in findings:
+            for d in ds:
+                print(d.render(text) + f"\n  docs: {d.data.get('docs')}")
+        errors = sum(1 for d in all_diags if d.severity == "error")
+        warnings = len(all_diags) - errors
+        print(f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
+              f" in {len(files)} file{'s' if len(files) != 1 else ''}")
+    if any(d.severity == "error" for d in all_diags):
+        raise typer.Exit(1)
+
+
+# ---- diff ------------------------------------------------------------------------------------
+
+
+def diff_cmd(
+    old: Path = typer.Argument(..., help="The current policy (.mcpp or .json)"),
+    new: Path = typer.Argument(..., help="The proposed policy (.mcpp or .json)"),
+    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
+    fail_on: str = typer.Option("none", "--fail-on", help="looser | stricter | any | none: exit 1 when such a change is found (or cannot be ruled out)"),
+) -> None:
+    """Per tool: equivalent, stricter, looser or both, with a concrete call for each direction."""
+    from mcpp.analyzer.diff import diff_programs
+    from mcpp.analyzer.report import dumps, location_result, sarif
+
+    fmt = _format(fmt)
+    if fail_on not in ("looser", "stricter", "any", "none"):
+        die("--fail-on must be looser, stricter, any or none")
+    p_old, _ = load_checked(old)
+    p_new, _ = load_checked(new)
+    diffs = diff_programs(p_old, p_new, timeout_ms=timeout)
+    if fmt == "json":
+        print(dumps({"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}))
+    elif fmt == "sarif":
+        results = []
+        for d in diffs:
+            for name, direction in (("looser", d.looser), ("stricter", d.stricter)):
+                if direction.status == "no":
+                    continue
+                rule = f"diff-{name}" if direction.status == "yes" else "diff-unknown"
+                text = _direction_text(d, name, direction)
+                line = _line_of(direction.new) if direction.new else 1
+                props = {"counterexample": direction.witness.to_dict()} if direction.witness else None
+                results.append(location_result(rule, text, str(new), line, 1, props))
+        print(dumps(sarif([], results)))
+    else:
+        for d in diffs:
+            label = d.tool if not d.other else f"{d.tool} (any tool neither version names)"
+            print(f"{label}: {d.status}")
+            for name, direction in (("looser", d.looser), ("stricter", d.stricter)):
+                if direction.status != "no":
+                    print("  " + _direction_text(d, name, direction))
+        changed = [d for d in diffs if d.status != "equivalent"]
+        print(f"{len(changed)} of {len(diffs)} tool cases changed")
+    if _fails(diffs, fail_on):
+        raise typer.Exit(1)
+
+
+def _direction_text(d, name: str, direction) -> str:
+    if direction.status == "unknown":
+        return f"{name}? undecided: {direction.reason}"
+    w = direction.witness
+    verb = "newly allowed" if name == "looser" else "newly denied"
+    return (f"{verb}: {w.brief()} (old: {direction.old['decision']} by {direction.old['rule']}; "
+            f"new: {direction.new['decision']} by {direction.new['rule']})")
+
+
+def _line_of(decision: dict) -> int:
+    span = decision.get("span")
+    if isinstance(span, str) and span.count(":") >= 2:
+        try:
+            return int(span.rsplit(":", 2)[1])
+        except ValueError:
+            return 1
+    return 1
+
+
+def _fails(diffs, fail_on: str) -> bool:
+    if fail_on == "none":
+        return False
+    for d in diffs:
+        for name, direction in (("looser", d.looser), ("stricter", d.stricter)):
+            if direction.status in ("yes", "unknown") and fail_on in (name, "any"):
+                return True
+    return False
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify_cmd)
+    app.command("lint")(lint_cmd)
+    app.command("diff")(diff_cmd)
