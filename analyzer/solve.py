@@ -76,7 +76,7 @@ class Session:
         return Outcome("sat", witness=Decoder(req, model).witness(tool or "?"))
 
     def _prefer(self, s: z3.Solver, req: Request):
-        """A model of `s` that also meets as many readability preferences as possible, or None."
+        """A model of `s` that also meets as many readability preferences as possible, or None."""
         ctx = self.ctx
         prefs = []
         if req.grant is None:
