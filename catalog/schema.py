@@ -1,0 +1,276 @@
+"""What a tool's JSON Schema says about one argument path, answered conservatively.
+
+Validation may only report what the schema makes *certain* (an argument that cannot
+exist, a type that cannot match), so every uncertainty widens: `$ref`s outside the
+schema, `anyOf`/`oneOf` branches and missing `type`s all mean "could be anything".
+A key is declared if any branch declares it, and required only if every branch
+requires it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+JSON_TYPES = ("string", "number", "boolean", "null", "array", "object")
+_MAX_DEPTH = 32
+
+
+def _pointer(root: dict, ref: str):
+    """Resolve a local `$ref` (`#`, `#/$defs/x`, `#/definitions/x`); None if not local or missing."""
+    if not isinstance(ref, str) or not ref.startswith("#"):
+        return None
+    node = root
+    if ref in ("#", "#/"):
+        return root
+    for raw in ref[2:].split("/") if ref.startswith("#/") else [None]:
+        if raw is None:
+            return None
+        key = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and key in node:
+            node = node[key]
+        elif isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        else:
+            return None
+    return node
+
+
+def _merge(a: dict, b: dict) -> dict:
+    """allOf of two resolved schemas, approximately: both sets of properties and required keys."""
+    out = dict(a)
+    for k, v in b.items():
+        if k == "properties" and isinstance(v, dict) and isinstance(out.get("properties"), dict):
+            props = dict(out["properties"])
+            for pk, pv in v.items():
+                props[pk] = {"allOf": [props[pk], pv]} if pk in props else pv
+            out["properties"] = props
+        elif k == "required" and isinstance(v, list) and isinstance(out.get("required"), list):
+            out["required"] = list(dict.fromkeys(out["required"] + v))
+        elif k == "type" and "type" in out:
+            ta, tb = _type_set(out), _type_set({"type": v})
+            if ta is not None and tb is not None:
+                out["type"] = sorted(ta & tb)
+        else:
+            out.setdefault(k, v)
+    return out
+
+
+def resolve(schema, root: dict, depth: int = 0, seen: frozenset = frozenset()) -> list[dict]:
+    """The alternatives a value may satisfy, each free of `$ref`/`anyOf`/`oneOf`.
+    `{}` stands for "anything" (an unresolvable reference widens to it)."""
+    if schema is True or depth > _MAX_DEPTH:
+        return [{}]
+    if schema is False:
+        return []
+    if not isinstance(schema, dict):
+        return [{}]
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        target = _pointer(root, ref)
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        if target is None or ref in seen:
+            return [{}]
+        return [_merge(alt, rest) if rest else alt for alt in resolve(target, root, depth + 1, seen | {ref})]
+    for key in ("anyOf", "oneOf"):
+        if isinstance(schema.get(key), list):
+            base = {k: v for k, v in schema.items() if k != key}
+            out: list[dict] = []
+            for branch in schema[key]:
+                for alt in resolve(branch, root, depth + 1, seen):
+                    for b in resolve(base, root, depth + 1, seen) if base else [{}]:
+                        out.append(_merge(b, alt) if base else alt)
+            return out
+    if isinstance(schema.get("allOf"), list):
+        merged = {k: v for k, v in schema.items() if k != "allOf"}
+        for part in schema["allOf"]:
+            alts = resolve(part, root, depth + 1, seen)
+            if len(alts) == 1:
+                merged = _merge(merged, alts[0])
+        return resolve(merged, root, depth + 1, seen)
+    return [schema]
+
+
+def _type_set(alt: dict) -> frozenset[str] | None:
+    """JSON types one resolved alternative allows (integer counts as number); None = any."""
+    t = alt.get("type")
+    if isinstance(t, str):
+        t = [t]
+    if isinstance(t, list) and all(isinstance(x, str) for x in t):
+        return frozenset("number" if x == "integer" else x for x in t if x in JSON_TYPES or x == "integer")
+    values = _values(alt)
+    if values is not None:
+        return frozenset(json_type(v) for v in values)
+    return None
+
+
+def _values(alt: dict) -> list | None:
+    if "const" in alt:
+        return [alt["const"]]
+    if isinstance(alt.get("enum"), list):
+        return list(alt["enum"])
+    return None
+
+
+def json_type(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+@dataclass
+class View:
+    """The schemas a value at some argument path may satisfy."""
+
+    alts: list[dict]
+    root: dict
+
+    @property
+    def types(self) -> frozenset[str] | None:
+        out: set[str] = set()
+        for alt in self.alts:
+            ts = _type_set(alt)
+            if ts is None:
+                return None
+            out |= ts
+        return frozenset(out)
+
+    @property
+    def values(self) -> list | None:
+        """The only values allowed (enum/const across every alternative), or None if unconstrained."""
+        out: list = []
+        for alt in self.alts:
+            vs = _values(alt)
+            if vs is None:
+                return None
+            out.extend(vs)
+        return out
+
+    def may_be(self, t: str) -> bool:
+        ts = self.types
+        return ts is None or t in ts
+
+    def items(self) -> "View":
+        alts: list[dict] = []
+        for alt in self.alts:
+            it = alt.get("items")
+            alts.extend(resolve(it, self.root) if it is not None else [{}])
+        return View(alts, self.root)
+
+    def child(self, key: str) -> "Child":
+        """What the schema says about `value[key]` when the value is an object."""
+        declared: list[dict] = []
+        open_ = False
+        required_all = True
+        object_alts = 0
+        names: list[str] = []
+        for alt in self.alts:
+            ts = _type_set(alt)
+            if ts is not None and "object" not in ts:
+                continue
+            object_alts += 1
+            props = alt.get("properties") if isinstance(alt.get("properties"), dict) else {}
+            names.extend(k for k in props if k not in names)
+            req = alt.get("required") if isinstance(alt.get("required"), list) else []
+            if key not in req:
+                required_all = False
+            if key in props:
+                declared.extend(resolve(props[key], self.root))
+                continue
+            pattern_hit = False
+            pats = alt.get("patternProperties")
+            if isinstance(pats, dict):
+                for pat, sub in pats.items():
+                    try:
+                        if re.search(pat, key):
+                            declared.extend(resolve(sub, self.root))
+                            pattern_hit = True
+                    except re.error:
+                        open_ = True
+            if pattern_hit:
+                continue
+            extra = alt.get("additionalProperties", alt.get("unevaluatedProperties", True))
+            if extra is False:
+                continue
+            if isinstance(extra, dict) and extra:
+                declared.extend(resolve(extra, self.root))
+            else:
+                open_ = True
+        if declared or open_:
+            alts = declared + ([{}] if open_ else [])
+            status = "declared" if declared else "undeclared"
+        else:
+            alts, status = [], "absent"
+        return Child(status, View(alts, self.root), required_all and object_alts > 0, names)
+
+
+@dataclass
+class Child:
+    status: str  # declared | undeclared (the schema lets any key through) | absent (the schema forbids it)
+    view: View
+    required: bool
+    siblings: list[str] = field(default_factory=list)
+
+
+def root_view(input_schema: dict) -> View:
+    return View(resolve(input_schema, input_schema), input_schema)
+
+
+@dataclass
+class PathInfo:
+    """The result of following an argument path through a tool's schema."""
+
+    view: View | None  # None when the path cannot exist
+    problem: str | None = None  # why it cannot exist / is undeclared
+    problem_kind: str | None = None  # absent | undeclared | not-object
+    at: int = 0  # index of the offending segment
+    suggestion: str | None = None
+    optional_at: int | None = None  # first segment that is optional (not required)
+
+
+def follow(input_schema: dict, path: tuple[str, ...], tool: str) -> PathInfo:
+    import difflib
+
+    view = root_view(input_schema)
+    optional_at = None
+    for i, key in enumerate(path):
+        where = "the arguments" if i == 0 else "`" + ".".join(path[:i]) + "`"
+        if not view.may_be("object"):
+            return PathInfo(None, f"{where} of {tool} is {_describe(view.types)}, so it has no attribute {key!r}",
+                            "not-object", i)
+        ch = view.child(key)
+        if ch.status != "declared":
+            near = difflib.get_close_matches(key, ch.siblings, n=1, cutoff=0.6)
+            suggestion = near[0] if near else None
+            if ch.status == "absent":
+                msg = f"{tool} has no argument {'.'.join(path[:i + 1])!r}: {where} allow no other keys"
+            else:
+                msg = f"{tool} does not declare an argument {'.'.join(path[:i + 1])!r}"
+            return PathInfo(None if ch.status == "absent" else ch.view, msg, ch.status, i, suggestion, optional_at)
+        if not ch.required and optional_at is None:
+            optional_at = i
+        view = ch.view
+    return PathInfo(view, optional_at=optional_at)
+
+
+def declared_names(input_schema: dict) -> list[str]:
+    return root_view(input_schema).child("\0").siblings
+
+
+def _describe(types: frozenset[str] | None) -> str:
+    if types is None:
+        return "any value"
+    if not types:
+        return "never present"
+    return " or ".join(("an " if t in ("array", "object") else "a ") + t for t in sorted(types))
+
+
+describe_types = _describe
