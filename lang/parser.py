@@ -31,7 +31,7 @@ STATEMENT_KEYWORDS = ("permit", "forbid", "default", "hide", "group", "limit", "
 TERMINAL_NAMES = {
     "SEMICOLON": "';'", "LPAR": "'('", "RPAR": "')'", "LBRACE": "'{'", "RBRACE": "'}'",
     "LSQB": "'['", "RSQB": "']'", "COMMA": "','", "DOT": "'.'", "COLON": "':'", "EQUAL": "'='",
-    "NAME": "a name", "STRING": "a string", "NUMBER": "a number",
+    "NAME": "a name", "INPUT_PATH": "an argument path", "STRING": "a string", "NUMBER": "a number",
     "EFFECT": "'permit' or 'forbid'", "CLAUSE_KIND": "'when' or 'unless'", "COMPARE": "a comparison",
     "VAR": "'principal', 'action', 'resource' or 'context'", "DEFAULT_KIND": "'allow' or 'deny'",
     "ASSERT_KIND": "'allow', 'deny', 'hidden' or 'visible'", "AT": "'@'", "BANG": "'!'",
@@ -49,7 +49,7 @@ UNSUPPORTED_METHODS = {
 
 # Toks that carry meaning; punctuation and keyword tokens only give positions.
 _SEMANTIC = {
-    "NAME", "STRING", "NUMBER", "VAR", "COMPARE", "ADD_OP", "EFFECT", "CLAUSE_KIND",
+    "INPUT_PATH", "NAME", "STRING", "NUMBER", "VAR", "COMPARE", "ADD_OP", "EFFECT", "CLAUSE_KIND",
     "DEFAULT_KIND", "ASSERT_KIND", "ENTITY_TYPE", "TRUE", "FALSE", "NULL",
 }
 
@@ -182,6 +182,17 @@ class _Builder:
     @rule
     def var(self, span, tok):
         return ir.Var(str(tok), span)
+
+    @rule
+    def input_path(self, span, tok):
+        """`context.input.a.b` (one token) → the GetAttr chain, each node with its own span."""
+        line, col, start = tok.line, tok.column, tok.start_pos
+        e: ir.Expr = ir.Var("context", Span(line, col, line, col + 7, start, start + 7))
+        offset = 7
+        for name in str(tok).split(".")[1:]:
+            offset += 1 + len(name)
+            e = ir.GetAttr(e, name, Span(line, col, line, col + offset, start, start + offset))
+        return e
 
     @rule
     def primary(self, span, inner):  # `( expr )`
@@ -497,7 +508,7 @@ class _Parser:
             parser="lalr",
             lexer="basic",
             keep_all_tokens=True,
-            maybe_placeholders=True,
+            maybe_placeholders=False,  # the builder drops absent optionals itself
             transformer=self.builder,
             start="start",
         )
@@ -506,11 +517,13 @@ class _Parser:
         table = inner.parse_table
         # Plain-str keys and pre-resolved reductions: Lark keys rows by Token objects and
         # rules by Rule objects, whose Python-level __eq__ dominated the lookups.
+        def reduction(rule):
+            size = len(rule.expansion)
+            unit = size == 1 and rule.options.expand1 and not rule.alias  # `?a: b` — b stays as is
+            return (size, None if unit else inner.callbacks[rule], str(rule.origin.name))
+
         self.states = {
-            state: {
-                str(sym): (arg if action is Shift else (len(arg.expansion), inner.callbacks[arg], str(arg.origin.name)))
-                for sym, (action, arg) in row.items()
-            }
+            state: {str(sym): (arg if action is Shift else reduction(arg)) for sym, (action, arg) in row.items()}
             for state, row in table.states.items()
         }
         self.start_state = table.start_states["start"]
@@ -566,6 +579,10 @@ def _drive(p: _Parser, tokens) -> list:
                 last = tok
                 break
             size, callback, origin = entry
+            if callback is None:  # a unit reduction through a precedence level: only the state changes
+                new_state = states[state_stack[-2]][origin]
+                state_stack[-1] = new_state
+                continue
             if size:
                 children = value_stack[-size:]
                 del state_stack[-size:]

@@ -116,7 +116,8 @@ def test_invalid_regex_is_rejected():
 @pytest.mark.parametrize(
     "pattern,start,end",
     [("^a$", True, True), ("^a", True, False), ("a$", False, True), ("a", False, False), ("^a|b", False, False),
-     ("^(a|b)$", True, True), ("\\Aa\\z", True, True), ("(?:^a|^b)$", True, True)],
+     ("^(a|b)$", True, True), ("\\Aa\\z", True, True), ("(?:^a|^b)$", True, True),
+     ("^https://h/", True, True), ("^https://h(/|$)", True, True), ("^https://(a|b/)", True, False)],
 )
 def test_anchored(pattern, start, end):
     assert rx.anchored(pattern) == (start, end)
