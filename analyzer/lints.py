@@ -85,7 +85,25 @@ class Linter:
     def tools_of(self, info) -> list[str]:
         return self.tools if info.tools is None else sorted(info.tools)
 
+    def suppressed(self, lint_id: str, rule: str | None) -> bool:
+        """`@suppress("lint-id, …")` on the statement a finding is about (or on `default`
+        for policy-wide findings) silences it, like Regal's ignore directives."""
+        stmts = []
+        if rule is not None:
+            stmts = [i.policy for i in self.program.policies if i.id == rule]
+            stmts += [i.limit for i in self.program.limits if i.id == rule]
+            stmts += [i.assertion for i in self.program.asserts if i.id == rule]
+        elif self.program.document is not None:
+            stmts = [s for s in self.program.document.statements if isinstance(s, ir.Default)]
+        for st in stmts:
+            for a in st.annotations:
+                if a.key == "suppress" and lint_id in {x.strip() for x in a.value.split(",")}:
+                    return True
+        return False
+
     def report(self, lint_id: str, message: str, span: Span | None, severity: str | None = None, notes=(), **data):
+        if self.suppressed(lint_id, data.get("rule")):
+            return
         info = LINTS[lint_id]
         d = Diagnostic(message, span or Span(1, 1, 1, 1), severity or info.severity, lint_id, self.program.filename,
                        tuple(notes), {"docs": docs_path(lint_id), **data})
@@ -215,6 +233,8 @@ class Linter:
             reads = {p.id: _reads(p.policy) for p in rules}
             for r in rules:
                 r_tools = set(self.tools_of(r))
+                if not any(self.sat(t, self.tool(t)[1].enc.applies(r.policy)).sat for t in sorted(r_tools)):
+                    continue  # never applies: unsatisfiable-condition's finding, not a redundancy
                 cands = []
                 for q in rules:
                     if q is r or not _covers(q, r_tools):

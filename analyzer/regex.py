@@ -589,13 +589,18 @@ class Z3Regex:
 
 def anchored(pattern: str) -> tuple[bool, bool]:
     """(start, end): whether every alternative of the pattern is pinned by `^`/`\\A` at the
-    start (by `$`/`\\z` at the end). Syntactic, per branch: `^a|b` is not anchored."""
+    start (by `$`/`\\z`, or a final `/` delimiter, at the end). Syntactic, per branch:
+    `^a|b` is not anchored."""
     ast = parse(pattern)
     return _pinned(ast, Bos, 0), _pinned(ast, Eos, -1)
 
 
+_SLASH = Chars(((ord("/"), ord("/")),))
+
+
 def _pinned(n, anchor, side: int) -> bool:
-    if isinstance(n, anchor):
+    """`side` -1 also accepts a final `/`: a path prefix ending at a delimiter is intended."""
+    if isinstance(n, anchor) or (side == -1 and n == _SLASH):
         return True
     if isinstance(n, Cat):
         return _pinned(n.items[side], anchor, side)

@@ -250,3 +250,69 @@ class _Missing:
 
 
 _MISSING = _Missing()
+
+
+# ---- pinning a concrete call ------------------------------------------------------------------
+
+
+def pin(req, w: Witness) -> list:
+    """Constraints fixing every variable of `req` to the concrete call `w`: the model the
+    soundness argument says exists for every real call (docs/analyzer.md, "Soundness").
+    Compound values get class ids by Cedar equality; objects get `extra` when they hold
+    keys no rule reads."""
+    from mcpp.runtime.values import cedar_eq
+
+    from .sym import real_val, string_val
+
+    ctx = req.ctx
+    S = req.S
+    E = S.Elem
+    reps: list = []
+
+    def cls(x) -> int:
+        for i, r in enumerate(reps):
+            if cedar_eq(r, x):
+                return i
+        reps.append(x)
+        return len(reps) - 1
+
+    def elem(x):
+        if isinstance(x, bool):
+            return E.ebool(z3.BoolVal(x, ctx))
+        if isinstance(x, (int, float)):
+            return E.enum(real_val(x, ctx))
+        if isinstance(x, str):
+            return E.estr(string_val(x, ctx))
+        if x is None:
+            return E.enull
+        return E.ecomp(z3.IntVal(cls(x), ctx))
+
+    out = []
+    if req.grant is None:
+        out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
+        out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
+    if req.server is None:
+        out.append(req.sid == string_val(w.server, ctx))
+    for key, var in req.counters.items():
+        out.append(var == real_val(w.counters.get(key, 0), ctx))
+    for p, v in req.paths.items():
+        x = w.args
+        for k in p:
+            x = x.get(k, _MISSING) if isinstance(x, dict) else _MISSING
+        if x is _MISSING:
+            out.append(v.is_("missing"))
+        elif isinstance(x, bool):
+            out += [v.is_("bool"), v.b == z3.BoolVal(x, ctx)]
+        elif isinstance(x, (int, float)):
+            out += [v.is_("num"), v.n == real_val(x, ctx)]
+        elif isinstance(x, str):
+            out += [v.is_("str"), v.s == string_val(x, ctx)]
+        elif x is None:
+            out.append(v.is_("null"))
+        elif isinstance(x, list):
+            seq = z3.Empty(S.Seq) if not x else (z3.Unit(elem(x[0])) if len(x) == 1 else z3.Concat(*[z3.Unit(elem(i)) for i in x]))
+            out += [v.is_("arr"), v.items == seq, v.cid == cls(x)]
+        else:
+            extra = bool(set(x) - req.children.get(p, set()))
+            out += [v.is_("obj"), v.extra == z3.BoolVal(extra, ctx), v.cid == cls(x)]
+    return out
