@@ -572,7 +572,7 @@ def _drive(p: _Parser, tokens) -> list:
             try:
                 entry = row[tt]
             except KeyError:
-                raise _SyntaxError(tok, set(row), value_stack) from None
+                raise _SyntaxError(tok, None, value_stack) from None
             if type(entry) is int:
                 state_stack.append(entry)
                 value_stack.append(tok)
@@ -596,6 +596,54 @@ def _drive(p: _Parser, tokens) -> list:
             state_stack.append(new_state)
             value_stack.append(value)
     raise AssertionError("unreachable: $END always reduces to start")  # pragma: no cover
+
+
+def _states_before(p: _Parser, tokens, stop: Tok) -> list:
+    """The parser's state stack just before `stop` arrived (LALR may already have reduced
+    on it before noticing the error), by replaying the states only — no IR is built."""
+    stack = [p.start_state]
+    for tok in tokens:
+        if tok.start_pos >= stop.start_pos and stop.type != "$END":
+            break
+        while True:
+            entry = p.states[stack[-1]].get(tok.type)
+            if entry is None:
+                return stack
+            if type(entry) is int:
+                stack.append(entry)
+                break
+            size, _, origin = entry
+            if size:
+                del stack[-size:]
+            stack.append(p.states[stack[-1]][origin])
+    return stack
+
+
+def _accepts(p: _Parser, stack: list) -> set[str]:
+    """The terminals that could really come next. An LALR row also lists lookaheads it
+    only reduces on (merged from every context of the state); feeding each candidate
+    through the reductions, as Lark's interactive parser does, keeps the true ones."""
+    ok = set()
+    for t in p.states[stack[-1]]:
+        if not (t.isupper() or t.startswith("__ANON") or t == "$END"):
+            continue  # a nonterminal's goto
+        st = list(stack)
+        while True:
+            entry = p.states[st[-1]].get(t)
+            if entry is None:
+                break
+            if type(entry) is int:
+                ok.add(t)
+                break
+            size, _, origin = entry
+            if size:
+                del st[-size:]
+            new_state = p.states[st[-1]][origin]
+            if t == "$END" and new_state == p.end_state:
+                ok.add(t)
+                break
+            st.append(new_state)
+    return ok
 
 
 def _with_end(tokens, end):
@@ -624,12 +672,26 @@ def _describe_token(tok: Tok) -> str:
     return f"'{text}'"
 
 
-_RANK = {"COMPARE": 0, "AMPAMP": 1, "OROR": 2, "RPAR": 3, "RBRACE": 4, "RSQB": 5, "COMMA": 6, "SEMICOLON": 7}
+_CLOSERS = ("RPAR", "RBRACE", "RSQB", "COMMA", "SEMICOLON")
+_EXPR_START = {"VAR", "INPUT_PATH", "LPAR", "BANG", "STRING", "NUMBER"}
+_OPERATORS = {"COMPARE", "DOT", "LSQB", "HAS", "IN", "IS", "LIKE"}
 
 
 def _expected(expected: set[str], display: dict[str, str]) -> str:
-    ordered = sorted(expected, key=lambda t: (_RANK.get(t, 50), display.get(t, t)))
-    words = list(dict.fromkeys(display.get(t, t) for t in ordered))
+    """`, expected …` in words: whole classes (an expression, an operator) rather than
+    every terminal of the LALR row."""
+    words: list[str] = []
+    rest = set(expected)
+    if _EXPR_START <= rest:
+        words.append("an expression")
+        rest -= _EXPR_START | {"MINUS", "LSQB", "LBRACE", "TRUE", "FALSE", "NULL", "IF", "ENTITY_TYPE", "NAME"}
+    elif len(_OPERATORS & rest) >= 3:
+        words.append("an operator (== != < > && || in has like …)")
+        rest -= _OPERATORS | {n for n in rest if display.get(n) in ("'&&'", "'||'", "an operator")} | {"ADD_OP"}
+    words += [display.get(t, t) for t in _CLOSERS if t in rest]
+    rest -= set(_CLOSERS)
+    words += sorted(display.get(t, t) for t in rest)
+    words = list(dict.fromkeys(words))
     if not words:
         return ""
     if len(words) > 8:
@@ -689,6 +751,9 @@ def _run(p: _Parser, text: str, filename: str, line_base=0, col_base=0, pos_base
             diags = list(p.builder.diags)
             ok = True
         except (_SyntaxError, LexError) as e:
+            if isinstance(e, _SyntaxError):
+                stack = _states_before(p, tokenize(text, Job(line_base, col_base, pos_base), p.literals), e.token)
+                e.expected = _accepts(p, stack)
             stmts, diags, ok = [], [_syntax_diag(e, text, job, filename, p.display)], False
     comments = [ir.Comment(str(t).rstrip(), _Builder.tspan(t)) for t in job.comments]
     return stmts, comments, diags, ok
