@@ -6,11 +6,11 @@ Public API (other parts of mcpp code against it):
 `validate(program, catalog) -> list[Diagnostic]`, and `mcpp.catalog.drift.check_pinned`.
 """
 
-from .locate import CatalogRef, find_catalog_for, find_catalog_ref
+from .locate import CatalogRef, catalog_diagnostics, find_catalog_for, find_catalog_ref
 from .model import ANNOTATION_DEFAULTS, Catalog, CatalogError, ToolInfo, load_catalog, parse_catalog, tool_hash
 from .validate import validate
 
 __all__ = [
-    "ANNOTATION_DEFAULTS", "Catalog", "CatalogError", "CatalogRef", "ToolInfo", "find_catalog_for",
+    "ANNOTATION_DEFAULTS", "Catalog", "catalog_diagnostics", "CatalogError", "CatalogRef", "ToolInfo", "find_catalog_for",
     "find_catalog_ref", "load_catalog", "parse_catalog", "tool_hash", "validate",
 ]

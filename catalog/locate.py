@@ -83,3 +83,32 @@ def find_catalog_for(policy_path: str, program) -> Catalog | None:
     except CatalogError as e:
         where = "the @catalog annotation" if ref.origin == "annotation" else str(ref.config)
         raise CatalogError(str(ref.path), f"{e.message} (named by {where} of {policy_path})") from None
+
+
+def catalog_diagnostics(policy_path: str | Path, program, catalog_path: str | Path | None = None) -> list:
+    """What `mcpp check` (and `verify`, and the language server) add for a catalog: the
+    validation diagnostics, or one error saying why the named catalog cannot be used.
+    `catalog_path` (a `--catalog` option) overrides what the policy names; with neither,
+    the result is empty and nothing changes."""
+    from mcpp.lang.diagnostics import Diagnostic
+
+    from .validate import validate
+
+    try:
+        if catalog_path is not None:
+            catalog = load_catalog(catalog_path)
+        else:
+            catalog = find_catalog_for(str(policy_path), program)
+    except CatalogError as e:
+        ref = None
+        try:
+            ref = find_catalog_ref(policy_path, program) if catalog_path is None else None
+        except CatalogError:
+            pass
+        span = ref.span if ref is not None and ref.span is not None else Span(1, 1, 1, 1, 0, 0)
+        return [Diagnostic(f"cannot use the tool catalog: {d.message}" if not d.message.startswith("/") else
+                           f"cannot use the tool catalog {d.file}: {d.message}", span, "error", "catalog",
+                           str(policy_path), (f"catalog file: {d.file}",)) for d in e.diagnostics]
+    if catalog is None:
+        return []
+    return validate(program, catalog)

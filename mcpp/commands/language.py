@@ -15,7 +15,11 @@ from mcpp.lang.diagnostics import MCPPError
 from mcpp.loader import is_json, load_policy, read_text
 
 
-def check(files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .json)")) -> None:
+def check(
+    files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .json)"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Also validate against this tool catalog "
+                                           "(default: the one the policy names, if any; see docs/catalogs.md)"),
+) -> None:
     """Parse and validate; print `file:line:col: error: …` for every problem. Exit 1 on errors."""
     from mcpp.lang.jsonform import loads
     from mcpp.lang.program import check_source
@@ -35,7 +39,10 @@ def check(files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .
             except MCPPError as e:
                 diags = e.diagnostics
         else:
-            _, diags = check_source(text, str(f))
+            from mcpp.catalog import catalog_diagnostics
+
+            prog, diags = check_source(text, str(f))
+            diags = diags + catalog_diagnostics(f, prog, catalog)
         print_diagnostics(diags, text)
         errors += sum(1 for d in diags if d.severity == "error")
     if errors:

@@ -1,0 +1,147 @@
+"""`mcpp catalog pull | diff | show` and `mcpp init`: tool catalogs and starter policies."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mcpp.console import die, fail
+from mcpp.lang.diagnostics import MCPPError
+
+catalog_app = typer.Typer(
+    help="Capture a server's tools, compare captures, and check policies against them.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+
+def _load(path: Path):
+    from mcpp.catalog import load_catalog
+
+    try:
+        return load_catalog(path)
+    except MCPPError as e:
+        fail(e, 2)
+
+
+@catalog_app.command("pull")
+def pull_cmd(
+    url: Optional[str] = typer.Option(None, "--url", help="A Streamable HTTP MCP endpoint, e.g. http://127.0.0.1:8000/mcp"),
+    header: List[str] = typer.Option([], "--header", help="An HTTP header NAME:VALUE for --url (repeatable)"),
+    stdio: Optional[str] = typer.Option(None, "--stdio", help='A command that speaks MCP on stdio, e.g. "npx -y @modelcontextprotocol/server-memory"'),
+    env: List[str] = typer.Option([], "--env", help="NAME=VALUE for the --stdio command's environment (repeatable)"),
+    cwd: Optional[Path] = typer.Option(None, "--cwd", help="Working directory for the --stdio command"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the catalog here (default: stdout)"),
+    timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for the whole capture"),
+) -> None:
+    """Connect with the MCP SDK client, read every page of tools/list, and write a catalog."""
+    from mcpp.catalog.pull import PullError, Target, parse_env, parse_header, pull
+
+    if (url is None) == (stdio is None):
+        die("give exactly one of --url URL or --stdio \"CMD …\"")
+    try:
+        if url is not None:
+            if env or cwd:
+                die("--env and --cwd apply to --stdio")
+            if not url.startswith(("http://", "https://")):
+                die(f"--url {url!r}: expected an http:// or https:// URL")
+            target = Target(url=url, headers=dict(parse_header(h) for h in header), timeout=timeout)
+        else:
+            if header:
+                die("--header applies to --url")
+            try:
+                cmd = shlex.split(stdio)
+            except ValueError as e:
+                die(f"--stdio: cannot split the command: {e}")
+            if not cmd:
+                die("--stdio: the command is empty")
+            target = Target(command=cmd, env=dict(parse_env(x) for x in env), cwd=str(cwd) if cwd else None,
+                            timeout=timeout)
+        catalog = pull(target)
+    except PullError as e:
+        die(str(e), 1)
+    text = catalog.dumps()
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"{out}: {len(catalog.tools)} tools from {catalog.server_name} {catalog.server_version}", file=sys.stderr)
+
+
+@catalog_app.command("diff")
+def diff_cmd(
+    old: Path = typer.Argument(..., help="The reviewed catalog"),
+    new: Path = typer.Argument(..., help="A fresh capture"),
+    format: str = typer.Option("text", "--format", help="text or json"),
+) -> None:
+    """Tools added, removed and changed between two catalogs. Exit 1 when anything changed (for CI)."""
+    from mcpp.catalog.drift import diff_catalogs, has_drift, render_text
+
+    if format not in ("text", "json"):
+        die(f"--format {format!r}: expected text or json")
+    d = diff_catalogs(_load(old), _load(new))
+    if format == "json":
+        sys.stdout.write(json.dumps(d, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_text(d, str(old), str(new)))
+    if has_drift(d):
+        raise typer.Exit(1)
+
+
+@catalog_app.command("show")
+def show_cmd(
+    file: Path = typer.Argument(..., help="A catalog"),
+    format: str = typer.Option("text", "--format", help="text or json"),
+) -> None:
+    """List a catalog's tools with their classification (what `mcpp init` would do with each)."""
+    from mcpp.catalog.classify import classify
+
+    if format not in ("text", "json"):
+        die(f"--format {format!r}: expected text or json")
+    cat = _load(file)
+    rows = [classify(t) for t in cat.tools.values()]
+    if format == "json":
+        sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
+        return
+    print(f"{cat.server_name} {cat.server_version}: {len(rows)} tools")
+    for r in rows:
+        risky = ", ".join(f"{a.path_text} ({a.kind})" for a in r.risky)
+        print(f"  {r.kind:<11} {r.name}" + (f"   guards: {risky}" if risky else ""))
+        print(f"              {r.reason}")
+
+
+def init_cmd(
+    catalog: Path = typer.Option(..., "--catalog", help="A catalog from `mcpp catalog pull`"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the policy here (default: stdout)"),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output file"),
+) -> None:
+    """Write a reviewable starting policy for a catalog: default deny, reads permitted, destructive tools
+    hidden, writes permitted behind suggested argument guards; every choice commented."""
+    from mcpp.catalog.starter import starter_policy
+
+    cat = _load(catalog)
+    if out is not None and out.exists() and not force:
+        die(f"{out} exists; pass --force to overwrite it")
+    ref = None
+    if out is not None:
+        try:
+            ref = str(Path(catalog).resolve().relative_to(out.resolve().parent))
+        except ValueError:
+            ref = str(Path(catalog).resolve())
+    text = starter_policy(cat, catalog_ref=ref if ref is not None else str(catalog))
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8")
+        print(f"{out}: starter policy for {len(cat.tools)} tools; review every comment, then "
+              f"`mcpp check {out} && mcpp verify {out}`", file=sys.stderr)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(catalog_app, name="catalog")
+    app.command("init")(init_cmd)
