@@ -60,6 +60,7 @@ class Request:
         self.paths: dict[tuple, PathVar] = {}
         self.children: dict[tuple, set] = {}
         self.counters: dict[tuple, z3.ArithRef] = {}
+        self.counter_max: dict[tuple, Fraction] = {}  # the largest max of the limits sharing a counter
         self.objeq: list[tuple[z3.BoolRef, tuple, dict]] = []  # (flag, path, literal fields)
         self.path(())
 
@@ -96,8 +97,10 @@ class Request:
         for p, v in self.paths.items():
             if p:
                 out.append(z3.Or(self.paths[p[:-1]].is_("obj"), v.is_("missing")))
-        for c in self.counters.values():
+        for key, c in self.counters.items():
             out.append(c >= 0)
+            if key in self.counter_max:  # a reservation never takes a counter past a max that counts it
+                out.append(c <= real_val(self.counter_max[key], self.ctx))
         for flag, p, fields in self.objeq:
             out.append(flag == self._objeq_def(p, fields))
         return out
@@ -808,6 +811,10 @@ def decide(req: Request, program: Program, tool: str) -> ToolDecision:
     named = any(p.tools is not None and tool in p.tools for p in program.permits)
     d.default_covers = program.default == "allow" and not named
     ctx = req.ctx
+    for li in program.limits:
+        if li.limit.max is not None:
+            key = counter_key(li.limit)
+            req.counter_max[key] = max(req.counter_max.get(key, Fraction(0)), Fraction(li.limit.max))
     for li in program.limits:
         if li.tools is not None and tool not in li.tools:
             continue

@@ -5,10 +5,11 @@ would (a clause that errors leaves the call out). Over the selected calls:
 
 - `assert deny`: no call is allowed, even with every limit counter at zero.
   Query: selected ∧ allowed(counters = 0). A model is a call the engine allows.
-- `assert allow`: every call is allowed *whatever the limit counters say*. A limit
-  "may deny" (its counter can be full), so a limited tool fails unless the limit's
-  increment can be 0. Query: selected ∧ ¬allowed(counters free). A model is a call and
-  counter values at which the engine denies it.
+- `assert allow`: every call is allowed *whatever the limit counters say* (each counter
+  anywhere from 0 to the largest `max` among the limits that count it). A limit "may
+  deny" (its counter can be full), so a limited tool fails unless the call's increment
+  is 0. Query: selected ∧ ¬allowed(counters free). A model is a call and counter values
+  at which the engine denies it.
 - `assert hidden`: for every selected grant and server, no call to the tool is allowed
   (counters zero), so the gateway never lists it. Same query as `deny`.
 - `assert visible`: for every selected grant and server, *some* call is allowed, so the

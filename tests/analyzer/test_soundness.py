@@ -35,6 +35,14 @@ def _decide(prog, w: Witness):
     return e.decide(w.tool, w.args, w.grant, w.server, now=NOW, reserve=False)
 
 
+def _bounds(prog) -> dict:
+    out: dict = {}
+    for li in prog.limits:
+        key = (li.limit.counter, li.limit.scope_kind, li.limit.window)
+        out[key] = max(out.get(key, 0), int(li.limit.max))
+    return out
+
+
 def _holds(session, req, formula, w) -> bool:
     s = z3.Solver(ctx=session.ctx)
     s.set("timeout", 20000)
@@ -74,9 +82,8 @@ def test_counters_are_exact(data):
     named, other = query_tools(prog)
     tool = c.tool if c.tool in named else other
     counts = {}
-    for li in prog.limits:
-        key = (li.limit.counter, li.limit.scope_kind, li.limit.window)
-        counts[key] = data.draw(st.sampled_from([0, 1, 4, 5, 999, 1000]))
+    for key, bound in _bounds(prog).items():  # reachable counts: 0 … the largest max counting it
+        counts[key] = data.draw(st.sampled_from(sorted({0, 1, bound // 2, max(bound - 1, 0), bound} & set(range(bound + 1)))))
     w = _witness(c, counts)
     w.tool = tool
     req = session.request()
@@ -137,5 +144,5 @@ def test_assert_counterexamples_replay_and_proofs_hold(data):
             if st_.kind == "deny":
                 assert not _decide(prog, w).allowed, (a.id, c)
             else:  # allowed whatever the counters say
-                full = {(li.limit.counter, li.limit.scope_kind, li.limit.window): 10**9 for li in prog.limits}
+                full = _bounds(prog)
                 assert _decide(prog, w).allowed and _decide(prog, Witness(**{**w.__dict__, "counters": full})).allowed
