@@ -507,6 +507,7 @@ class _Parser:
             GRAMMAR,
             parser="lalr",
             lexer="basic",
+            cache=_cache_file(),
             keep_all_tokens=True,
             maybe_placeholders=False,  # the builder drops absent optionals itself
             transformer=self.builder,
@@ -545,6 +546,24 @@ def paused_gc():
     finally:
         if was_on:
             gc.enable()
+
+
+def _cache_file() -> str | bool:
+    """Lark's pickled LALR table, per user (rebuilding it costs ~0.1 s on every command)."""
+    import hashlib
+    import os
+    import tempfile
+
+    digest = hashlib.sha256(GRAMMAR.encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    folder = os.path.join(base, "mcpp")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return os.path.join(folder, f"grammar-{digest}.lark.cache")
+    except OSError:
+        pass
+    return os.path.join(tempfile.gettempdir(), f"mcpp-{os.getuid() if hasattr(os, 'getuid') else 0}-grammar-{digest}.lark.cache")
 
 
 class _SyntaxError(Exception):
