@@ -228,19 +228,25 @@ class _ToolPlan:
     limits: list
 
 
+def _applicable(infos, ctx: _Ctx, names) -> list:
+    """The rules whose action scope covers the context's tool and that can apply there,
+    each with its clauses' DNFs."""
+    out = []
+    for info in infos:
+        if names(info):
+            stmt = getattr(info, "policy", None) or info.limit
+            dnfs = _clause_dnfs(stmt, ctx, info.id)
+            if dnfs is not None:
+                out.append((info, dnfs))
+    return out
+
+
 def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
     tool = ctx.tool
     names = lambda info: info.tools is None or (tool is not None and tool in info.tools)  # noqa: E731
     named_permits = [p for p in program.permits if p.tools is not None and tool in p.tools] if tool else []
     allow: object = BOTTOM
-    applicable = []
-    for p in program.permits:
-        if not names(p):
-            continue
-        dnfs = _clause_dnfs(p.policy, ctx, p.id)
-        if dnfs is None:
-            continue
-        applicable.append((p, dnfs))
+    applicable = _applicable(program.permits, ctx, names)
     if program.default == "allow" and not named_permits:
         allow = TOP
     elif any(all(d == TOP for _, d in dnfs) for _, dnfs in applicable):
@@ -268,12 +274,7 @@ def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
             "disjunction of permits",
         )
     deny_if = []
-    for f in program.forbids:
-        if not names(f):
-            continue
-        dnfs = _clause_dnfs(f.policy, ctx, f.id)
-        if dnfs is None:
-            continue
+    for f, dnfs in _applicable(program.forbids, ctx, names):
         combined = list(TOP)
         from .atoms import _and
 
@@ -286,12 +287,7 @@ def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
             _check_keys(conj, f.id, f.policy.span)
             deny_if.append((conj, f.policy.reason))
     limits = []
-    for li in program.limits:
-        if not names(li):
-            continue
-        dnfs = _clause_dnfs(li.limit, ctx, li.id)
-        if dnfs is None:
-            continue
+    for li, dnfs in _applicable(program.limits, ctx, names):
         if any(d != TOP for _, d in dnfs):
             raise _Refusal(li.id, li.limit.span, "a limit with a condition has no JSON-form equivalent")
         if li.limit.increment is not None and any("." in k for k in input_path(li.limit.increment)):
