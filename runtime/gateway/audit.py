@@ -1,0 +1,123 @@
+"""The audit log: one durable row per decided `tools/call`, written before the response.
+
+SQLite in WAL mode. With `synchronous=NORMAL` (the default) a committed row is in the
+WAL file when `write` returns, so it survives the gateway being SIGKILLed (the OS still
+has it); `synchronous=FULL` also survives power loss, at an fsync per call. Argument
+*keys* are stored, never values.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+COLUMNS = (
+    "seq", "ts", "request_id", "trace_id", "grant_id", "grant_label", "server", "tool", "decision", "rule",
+    "message", "arg_keys", "outcome", "policy_sha256", "replica",
+)
+
+
+@dataclass
+class AuditRow:
+    ts: float
+    request_id: str | None
+    trace_id: str | None
+    grant_id: str
+    grant_label: str
+    server: str
+    tool: str
+    decision: str  # allow | deny
+    rule: str
+    message: str
+    arg_keys: list[str]
+    outcome: str  # forwarded | denied | upstream_error | error
+    policy_sha256: str | None = None
+    replica: str | None = None
+
+
+def iso_ms(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
+
+
+class AuditLog:
+    def __init__(self, state_dir: str | Path, synchronous: str = "normal", readonly: bool = False):
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        self.path = Path(state_dir) / "audit.db"
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
+        if not readonly:
+            self.db.executescript(
+                """
+                CREATE TABLE IF NOT EXISTS audit (
+                  seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, request_id TEXT, trace_id TEXT,
+                  grant_id TEXT NOT NULL, grant_label TEXT NOT NULL, server TEXT NOT NULL, tool TEXT NOT NULL,
+                  decision TEXT NOT NULL, rule TEXT NOT NULL, message TEXT NOT NULL, arg_keys TEXT NOT NULL,
+                  outcome TEXT NOT NULL, policy_sha256 TEXT, replica TEXT);
+                CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
+                CREATE INDEX IF NOT EXISTS audit_grant ON audit(grant_id, ts);
+                CREATE INDEX IF NOT EXISTS audit_tool ON audit(tool, ts);
+                """
+            )
+        self._insert = (
+            "INSERT INTO audit(ts, request_id, trace_id, grant_id, grant_label, server, tool, decision, rule, message,"
+            " arg_keys, outcome, policy_sha256, replica) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+        )
+
+    def write(self, r: AuditRow) -> int:
+        """Commit one row and return its sequence number (autocommit: the INSERT is the transaction)."""
+        cur = self.db.execute(self._insert, (
+            r.ts, r.request_id, r.trace_id, r.grant_id, r.grant_label, r.server, r.tool, r.decision, r.rule,
+            r.message, json.dumps(r.arg_keys), r.outcome, r.policy_sha256, r.replica,
+        ))
+        return cur.lastrowid
+
+    def set_outcome(self, seq: int, outcome: str, message: str | None = None) -> None:
+        if message is None:
+            self.db.execute("UPDATE audit SET outcome=? WHERE seq=?", (outcome, seq))
+        else:
+            self.db.execute("UPDATE audit SET outcome=?, message=? WHERE seq=?", (outcome, message, seq))
+
+    def query(self, *, grant: str | None = None, tool: str | None = None, decision: str | None = None,
+              server: str | None = None, since: float | None = None, until: float | None = None,
+              after_seq: int = 0, limit: int | None = None, newest: bool = False) -> list[dict]:
+        where, args = ["seq > ?"], [after_seq]
+        if grant:
+            where.append("(grant_id = ? OR grant_label = ?)")
+            args += [grant, grant]
+        for col, val in (("tool", tool), ("decision", decision), ("server", server)):
+            if val:
+                where.append(f"{col} = ?")
+                args.append(val)
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        sql = f"SELECT {', '.join(COLUMNS)} FROM audit WHERE {' AND '.join(where)} ORDER BY seq {'DESC' if newest else 'ASC'}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = [self._dict(r) for r in self.db.execute(sql, args).fetchall()]
+        return list(reversed(rows)) if newest else rows
+
+    @staticmethod
+    def _dict(r) -> dict:
+        d = dict(zip(COLUMNS, r))
+        d["time"] = iso_ms(d.pop("ts"))
+        d["arg_keys"] = json.loads(d["arg_keys"])
+        return d
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def now() -> float:
+    return time.time()

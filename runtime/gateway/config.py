@@ -1,0 +1,379 @@
+"""Gateway configuration: one TOML file, or the quick start's flags.
+
+Secrets are never inline: an upstream credential names an environment variable or a
+file, read when the config is (re)loaded, so the file itself can be committed. Every
+problem is reported with where it is (`servers[1].credentials[0]: …`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# headers the gateway owns on the upstream hop; a credential may not replace them
+RESERVED_HEADERS = {
+    "host", "content-length", "content-type", "accept", "transfer-encoding", "connection",
+    "mcp-session-id", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
+}
+
+
+class ConfigError(Exception):
+    """A configuration problem, with the place it is in."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    """An upstream credential by reference: put into a header (HTTP) or an env var (stdio)."""
+
+    header: str | None
+    env: str | None
+    prefix: str
+    from_env: str | None
+    from_file: str | None
+
+    def resolve(self, where: str) -> str:
+        if self.from_env is not None:
+            value = os.environ.get(self.from_env)
+            if value is None:
+                raise ConfigError(f"{where}: environment variable {self.from_env} is not set")
+        else:
+            try:
+                value = Path(self.from_file).read_text(encoding="utf-8").strip()
+            except OSError as e:
+                raise ConfigError(f"{where}: cannot read credential file {self.from_file}: {e.strerror}") from None
+        if not value:
+            raise ConfigError(f"{where}: the credential is empty")
+        if any(c in value for c in "\r\n\0"):
+            raise ConfigError(f"{where}: the credential contains a line break or NUL")
+        return self.prefix + value
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    id: str
+    url: str | None = None
+    command: tuple[str, ...] | None = None
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    policy: str | None = None
+    grant_policies: tuple[tuple[str, str], ...] = ()  # (grant label or id, policy path)
+    credentials: tuple[Credential, ...] = ()
+    anonymous: bool = False
+    max_sessions: int = 32
+    session_idle_seconds: float = 1800.0
+
+    @property
+    def kind(self) -> str:
+        return "http" if self.url is not None else "stdio"
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    state_dir: str = "mcpp-state"
+    redis_url: str | None = None
+    max_body_bytes: int = 4 * 1024 * 1024
+    upstream_timeout: float = 120.0
+    connect_timeout: float = 10.0
+    upstream_keepalive: float = 2.0
+    allowed_hosts: tuple[str, ...] | None = None  # None: loopback names when bound to loopback
+    allowed_origins: tuple[str, ...] | None = None
+    audit_synchronous: str = "normal"
+    reload_interval: float = 1.0
+    log_level: str = "info"
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # group → grant labels or ids
+    servers: tuple[ServerConfig, ...] = ()
+    source: str | None = None  # the config file, when there is one
+
+    def server(self, server_id: str) -> ServerConfig | None:
+        for s in self.servers:
+            if s.id == server_id:
+                return s
+        return None
+
+    def groups_of(self, grant_id: str, label: str) -> frozenset[str]:
+        return frozenset(g for g, members in self.groups if grant_id in members or (label and label in members))
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def host_allowlist(self) -> tuple[str, ...] | None:
+        if self.allowed_hosts is not None:
+            return self.allowed_hosts
+        if self.loopback:
+            return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+        return None
+
+    def origin_allowlist(self) -> tuple[str, ...] | None:
+        if self.allowed_origins is not None:
+            return self.allowed_origins
+        if self.loopback:
+            return ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+        return None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_GATEWAY_KEYS = {
+    "host", "port", "state_dir", "redis_url", "redis_url_env", "max_body_bytes", "upstream_timeout",
+    "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
+    "reload_interval", "log_level",
+}
+_SERVER_KEYS = {
+    "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
+    "max_sessions", "session_idle_seconds",
+}
+_CRED_KEYS = {"header", "env", "prefix", "from_env", "from_file"}
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    """Parse and validate a config file; relative paths are relative to the file."""
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: no such file") from None
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    try:
+        return _build(data, p.resolve().parent, str(p))
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def _rel(base: Path, value: str) -> str:
+    q = Path(os.path.expanduser(value))
+    return str(q if q.is_absolute() else (base / q).resolve())
+
+
+def _typed(obj: dict, key: str, types, where: str, default=None):
+    if key not in obj:
+        return default
+    v = obj[key]
+    if isinstance(v, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
+        raise ConfigError(f"{where}.{key}: expected {_tname(types)}, got a boolean")
+    if not isinstance(v, types):
+        raise ConfigError(f"{where}.{key}: expected {_tname(types)}, got {type(v).__name__}")
+    return v
+
+
+def _tname(types) -> str:
+    types = types if isinstance(types, tuple) else (types,)
+    names = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "an array", dict: "a table"}
+    return " or ".join(names.get(t, t.__name__) for t in types)
+
+
+def _unknown(obj: dict, allowed: set[str], where: str) -> None:
+    extra = sorted(set(obj) - allowed)
+    if extra:
+        raise ConfigError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _str_list(v, where: str) -> tuple[str, ...]:
+    if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+        raise ConfigError(f"{where}: expected an array of strings")
+    return tuple(v)
+
+
+def _build(data: dict, base: Path, source: str) -> GatewayConfig:
+    _unknown(data, {"gateway", "servers", "groups"}, "top level")
+    g = data.get("gateway", {})
+    if not isinstance(g, dict):
+        raise ConfigError("[gateway]: expected a table")
+    _unknown(g, _GATEWAY_KEYS, "[gateway]")
+    host = _typed(g, "host", str, "gateway", "127.0.0.1")
+    port = _typed(g, "port", int, "gateway", 8787)
+    if not 0 <= port <= 65535:
+        raise ConfigError("gateway.port: must be 0..65535")
+    redis_url = _typed(g, "redis_url", str, "gateway")
+    redis_env = _typed(g, "redis_url_env", str, "gateway")
+    if redis_url and redis_env:
+        raise ConfigError("gateway: give redis_url or redis_url_env, not both")
+    if redis_env:
+        redis_url = os.environ.get(redis_env)
+        if not redis_url:
+            raise ConfigError(f"gateway.redis_url_env: environment variable {redis_env} is not set")
+    sync = _typed(g, "audit_synchronous", str, "gateway", "normal")
+    if sync not in ("normal", "full"):
+        raise ConfigError("gateway.audit_synchronous: must be \"normal\" or \"full\"")
+    level = _typed(g, "log_level", str, "gateway", "info")
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError("gateway.log_level: must be debug, info, warning or error")
+    nums = {}
+    for key, default, lo in (
+        ("max_body_bytes", 4 * 1024 * 1024, 1024), ("upstream_timeout", 120.0, 0.1), ("connect_timeout", 10.0, 0.1),
+        ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1),
+    ):
+        v = _typed(g, key, (int, float), "gateway", default)
+        if v < lo:
+            raise ConfigError(f"gateway.{key}: must be at least {lo}")
+        nums[key] = v
+    hosts = _str_list(g["allowed_hosts"], "gateway.allowed_hosts") if "allowed_hosts" in g else None
+    origins = _str_list(g["allowed_origins"], "gateway.allowed_origins") if "allowed_origins" in g else None
+
+    groups_raw = data.get("groups", {})
+    if not isinstance(groups_raw, dict):
+        raise ConfigError("[groups]: expected a table of group = [grant labels or ids]")
+    groups = tuple((name, _str_list(v, f"groups.{name}")) for name, v in groups_raw.items())
+
+    servers_raw = data.get("servers", [])
+    if not isinstance(servers_raw, list):
+        raise ConfigError("servers: expected [[servers]] tables")
+    servers = []
+    seen = set()
+    for i, s in enumerate(servers_raw):
+        srv = _server(s, f"servers[{i}]", base)
+        if srv.id in seen:
+            raise ConfigError(f"servers[{i}].id: duplicate server id {srv.id!r}")
+        seen.add(srv.id)
+        servers.append(srv)
+    if not servers:
+        raise ConfigError("no [[servers]]: the gateway has nothing to serve")
+    return GatewayConfig(
+        host=host, port=port, state_dir=_rel(base, _typed(g, "state_dir", str, "gateway", "mcpp-state")),
+        redis_url=redis_url, max_body_bytes=int(nums["max_body_bytes"]), upstream_timeout=float(nums["upstream_timeout"]),
+        connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
+        allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
+        reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),
+        source=source,
+    )
+
+
+def _server(s, where: str, base: Path) -> ServerConfig:
+    if not isinstance(s, dict):
+        raise ConfigError(f"{where}: expected a table")
+    _unknown(s, _SERVER_KEYS, where)
+    sid = _typed(s, "id", str, where)
+    if sid is None:
+        raise ConfigError(f"{where}: missing id")
+    if not SERVER_ID.match(sid):
+        raise ConfigError(f"{where}.id: {sid!r} is not a valid id (letters, digits, _ . -; at most 64)")
+    url = _typed(s, "url", str, where)
+    command = s.get("command")
+    if (url is None) == (command is None):
+        raise ConfigError(f"{where}: give exactly one of url (Streamable HTTP) or command (stdio)")
+    if url is not None:
+        check_upstream_url(url, f"{where}.url")
+    cmd = None
+    if command is not None:
+        cmd = tuple(shlex.split(command)) if isinstance(command, str) else _str_list(command, f"{where}.command")
+        if not cmd:
+            raise ConfigError(f"{where}.command: empty")
+    env_raw = s.get("env", {})
+    if not isinstance(env_raw, dict) or not all(isinstance(v, str) for v in env_raw.values()):
+        raise ConfigError(f"{where}.env: expected a table of strings")
+    for k in env_raw:
+        if not ENV_NAME.match(k):
+            raise ConfigError(f"{where}.env: {k!r} is not a valid variable name")
+    policy = _typed(s, "policy", str, where)
+    gp = s.get("grant_policies", {})
+    if not isinstance(gp, dict) or not all(isinstance(v, str) for v in gp.values()):
+        raise ConfigError(f"{where}.grant_policies: expected a table of grant label or id = policy path")
+    creds = []
+    raw_creds = s.get("credentials", [])
+    if not isinstance(raw_creds, list):
+        raise ConfigError(f"{where}.credentials: expected [[servers.credentials]] tables")
+    for j, c in enumerate(raw_creds):
+        creds.append(_credential(c, f"{where}.credentials[{j}]", url is not None, base))
+    max_sessions = _typed(s, "max_sessions", int, where, 32)
+    if max_sessions < 1:
+        raise ConfigError(f"{where}.max_sessions: must be at least 1")
+    idle = _typed(s, "session_idle_seconds", (int, float), where, 1800.0)
+    cred_envs = {c.env for c in creds if c.env}
+    clash = cred_envs & set(env_raw)
+    if clash:
+        raise ConfigError(f"{where}.env: {sorted(clash)[0]} is also a credential; set it only through credentials")
+    return ServerConfig(
+        id=sid, url=url, command=cmd, cwd=_rel(base, s["cwd"]) if isinstance(s.get("cwd"), str) else None,
+        env=tuple(env_raw.items()), policy=_rel(base, policy) if policy else None,
+        grant_policies=tuple((k, _rel(base, v)) for k, v in gp.items()), credentials=tuple(creds),
+        anonymous=bool(_typed(s, "anonymous", bool, where, False)), max_sessions=max_sessions,
+        session_idle_seconds=float(idle),
+    )
+
+
+def _credential(c, where: str, http: bool, base: Path) -> Credential:
+    if not isinstance(c, dict):
+        raise ConfigError(f"{where}: expected a table")
+    inline = {"value", "token", "secret", "password"} & set(c)
+    if inline:
+        raise ConfigError(f"{where}: credentials are never inline; use from_env or from_file instead of {sorted(inline)[0]!r}")
+    _unknown(c, _CRED_KEYS, where)
+    header, env = _typed(c, "header", str, where), _typed(c, "env", str, where)
+    if http and (header is None or env is not None):
+        raise ConfigError(f"{where}: an HTTP upstream's credential is a header: give header, not env")
+    if not http and (env is None or header is not None):
+        raise ConfigError(f"{where}: a stdio upstream's credential is an environment variable: give env, not header")
+    if header is not None:
+        if not HEADER_NAME.match(header):
+            raise ConfigError(f"{where}.header: {header!r} is not a valid header name")
+        if header.lower() in RESERVED_HEADERS:
+            raise ConfigError(f"{where}.header: {header} is set by the gateway")
+    if env is not None and not ENV_NAME.match(env):
+        raise ConfigError(f"{where}.env: {env!r} is not a valid variable name")
+    fe, ff = _typed(c, "from_env", str, where), _typed(c, "from_file", str, where)
+    if (fe is None) == (ff is None):
+        raise ConfigError(f"{where}: give exactly one of from_env or from_file")
+    prefix = _typed(c, "prefix", str, where, "")
+    return Credential(header, env, prefix, fe, _rel(base, ff) if ff else None)
+
+
+def check_upstream_url(url: str, where: str) -> None:
+    from urllib.parse import urlsplit
+
+    try:
+        u = urlsplit(url)
+        u.port  # noqa: B018 - raises on a bad port
+    except ValueError as e:
+        raise ConfigError(f"{where}: not a URL: {e}") from None
+    if u.scheme not in ("http", "https") or not u.hostname:
+        raise ConfigError(f"{where}: expected an http:// or https:// URL, got {url!r}")
+    if u.username or u.password:
+        raise ConfigError(f"{where}: credentials in the URL are inline secrets; use [[servers.credentials]]")
+
+
+def quick_config(
+    policy: str, upstream: str | None, stdio: str | None, port: int, state: str, host: str = "127.0.0.1",
+    anonymous: bool = False, max_body_bytes: int | None = None, upstream_timeout: float | None = None,
+) -> GatewayConfig:
+    """The config `mcpp serve --policy … (--upstream | --stdio)` stands for: one server, id `default`."""
+    if (upstream is None) == (stdio is None):
+        raise ConfigError("give exactly one of --upstream URL or --stdio \"CMD …\"")
+    if upstream is not None:
+        check_upstream_url(upstream, "--upstream")
+    command = None
+    if stdio is not None:
+        try:
+            command = tuple(shlex.split(stdio))
+        except ValueError as e:
+            raise ConfigError(f"--stdio: {e}") from None
+        if not command:
+            raise ConfigError("--stdio: empty command")
+    server = ServerConfig(id="default", url=upstream, command=command, policy=str(Path(policy).resolve()), anonymous=anonymous)
+    kw = {}
+    if max_body_bytes is not None:
+        kw["max_body_bytes"] = max_body_bytes
+    if upstream_timeout is not None:
+        kw["upstream_timeout"] = upstream_timeout
+    return GatewayConfig(host=host, port=port, state_dir=str(Path(state).resolve()), servers=(server,), **kw)

@@ -1,0 +1,244 @@
+"""A small HTTP/1.1 client for Streamable HTTP upstreams: keep-alive pool, streaming bodies.
+
+Written for this one job because every microsecond on the forwarding path is added
+latency: requests are written in one `write`, headers parsed from one `readuntil`,
+bodies streamed chunk by chunk (SSE responses arrive as they are produced). A pooled
+connection idle longer than `keepalive` seconds is dropped rather than reused, so the
+gateway never sends a request on a socket the upstream is about to close; nothing is
+ever retried, since a retried `tools/call` could run twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections import deque
+from urllib.parse import urlsplit
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or broke off; `sent` says whether the request left."""
+
+    def __init__(self, message: str, kind: str, sent: bool):
+        super().__init__(message)
+        self.kind = kind  # connect | timeout | protocol | closed
+        self.sent = sent
+
+
+class _Conn:
+    __slots__ = ("reader", "writer", "idle_since")
+
+    def __init__(self, reader, writer):
+        self.reader, self.writer = reader, writer
+        self.idle_since = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:
+            pass
+
+
+class Response:
+    """Status and headers of an upstream response; the body is read with `chunks()`."""
+
+    def __init__(self, pool: "HTTPUpstream", conn: _Conn, status: int, headers: list[tuple[str, str]], framing, length):
+        self.pool, self.conn = pool, conn
+        self.status = status
+        self.headers = headers
+        self._framing = framing  # "none" | "length" | "chunked" | "eof"
+        self._left = length
+        self._done = framing == "none"
+        self._reusable = framing in ("none", "length", "chunked") and not any(
+            k == "connection" and v.lower() == "close" for k, v in headers
+        )
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    async def chunks(self, timeout: float | None):
+        """Yield body bytes as they arrive; `timeout` bounds the wait for each piece."""
+        r = self.conn.reader
+        try:
+            if self._framing == "length":
+                while self._left > 0:
+                    data = await _wait(r.read(min(self._left, 262144)), timeout)
+                    if not data:
+                        raise UpstreamError("upstream closed the connection mid-body", "closed", True)
+                    self._left -= len(data)
+                    yield data
+            elif self._framing == "chunked":
+                while True:
+                    line = await _wait(r.readuntil(b"\r\n"), timeout)
+                    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+                    if size == 0:
+                        while (await _wait(r.readuntil(b"\r\n"), timeout)) != b"\r\n":
+                            pass  # trailers
+                        break
+                    data = await _wait(r.readexactly(size + 2), timeout)
+                    yield data[:-2]
+            elif self._framing == "eof":
+                while True:
+                    data = await _wait(r.read(262144), timeout)
+                    if not data:
+                        break
+                    yield data
+            self._done = True
+        except asyncio.IncompleteReadError:
+            raise UpstreamError("upstream closed the connection mid-body", "closed", True) from None
+        except (ConnectionError, OSError) as e:
+            raise UpstreamError(f"upstream connection failed mid-body: {e}", "closed", True) from None
+        except ValueError:
+            raise UpstreamError("upstream sent a malformed chunked body", "protocol", True) from None
+        finally:
+            self.release()
+
+    async def read(self, timeout: float | None, limit: int = 64 * 1024 * 1024) -> bytes:
+        parts, size = [], 0
+        async for c in self.chunks(timeout):
+            size += len(c)
+            if size > limit:
+                raise UpstreamError("upstream response too large", "protocol", True)
+            parts.append(c)
+        return b"".join(parts)
+
+    def release(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        if self._done and self._reusable:
+            self.pool._put(conn)
+        else:
+            conn.close()
+
+
+async def _wait(aw, timeout):
+    if timeout is None:
+        return await aw
+    try:
+        return await asyncio.wait_for(aw, timeout)
+    except asyncio.TimeoutError:
+        raise UpstreamError(f"upstream did not answer within {timeout:g}s", "timeout", True) from None
+
+
+class HTTPUpstream:
+    def __init__(self, url: str, connect_timeout: float = 10.0, keepalive: float = 2.0, max_idle: int = 128):
+        u = urlsplit(url)
+        self.url = url
+        self.tls = u.scheme == "https"
+        self.host = u.hostname
+        self.port = u.port or (443 if self.tls else 80)
+        self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")
+        default = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.host_header = host if default else f"{host}:{self.port}"
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.max_idle = max_idle
+        self._idle: deque[_Conn] = deque()
+        self._ssl = ssl.create_default_context() if self.tls else None
+
+    def _put(self, conn: _Conn) -> None:
+        if len(self._idle) >= self.max_idle or conn.writer.is_closing() or conn.reader.at_eof():
+            conn.close()
+            return
+        conn.idle_since = time.monotonic()
+        self._idle.append(conn)
+
+    def _get(self) -> _Conn | None:
+        now = time.monotonic()
+        while self._idle:
+            conn = self._idle.pop()
+            if now - conn.idle_since > self.keepalive or conn.writer.is_closing() or conn.reader.at_eof():
+                conn.close()
+                continue
+            return conn
+        return None
+
+    async def _connect(self) -> _Conn:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=1 << 20), self.connect_timeout
+            )
+        except asyncio.TimeoutError:
+            raise UpstreamError(f"connecting to the upstream timed out after {self.connect_timeout:g}s", "connect", False) from None
+        except (OSError, ssl.SSLError) as e:
+            raise UpstreamError(f"cannot connect to the upstream: {e.strerror or e}", "connect", False) from None
+        return _Conn(reader, writer)
+
+    async def request(self, method: str, headers: list[tuple[str, str]], body: bytes, timeout: float | None) -> Response:
+        """Send one request; return once the status line and headers are in."""
+        conn = self._get() or await self._connect()
+        lines = [f"{method} {self.path} HTTP/1.1", f"host: {self.host_header}"]
+        for k, v in headers:
+            lines.append(f"{k}: {v}")
+        if body or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"content-length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        try:
+            conn.writer.write(head + body if len(body) < 65536 else head)
+            if len(body) >= 65536:
+                conn.writer.write(body)
+        except (ConnectionError, OSError) as e:
+            conn.close()
+            raise UpstreamError(f"cannot send to the upstream: {e}", "connect", False) from None
+        try:
+            raw = await _wait(conn.reader.readuntil(b"\r\n\r\n"), timeout)
+        except UpstreamError:
+            conn.close()
+            raise
+        except asyncio.IncompleteReadError as e:
+            conn.close()
+            raise UpstreamError("upstream closed the connection before answering", "closed", bool(e.partial) or True) from None
+        except asyncio.LimitOverrunError:
+            conn.close()
+            raise UpstreamError("upstream sent oversized headers", "protocol", True) from None
+        except (ConnectionError, OSError) as e:
+            conn.close()
+            raise UpstreamError(f"upstream connection failed: {e}", "closed", True) from None
+        try:
+            status, hdrs = _parse_head(raw)
+        except ValueError as e:
+            conn.close()
+            raise UpstreamError(f"upstream sent a malformed response: {e}", "protocol", True) from None
+        framing, length = "eof", None
+        te = next((v for k, v in hdrs if k == "transfer-encoding"), None)
+        cl = next((v for k, v in hdrs if k == "content-length"), None)
+        if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
+            framing = "none"
+        elif te is not None and "chunked" in te.lower():
+            framing = "chunked"
+        elif cl is not None:
+            try:
+                length = int(cl)
+            except ValueError:
+                conn.close()
+                raise UpstreamError("upstream sent a bad content-length", "protocol", True) from None
+            framing = "length" if length > 0 else "none"
+        return Response(self, conn, status, hdrs, framing, length)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+
+def _parse_head(raw: bytes) -> tuple[int, list[tuple[str, str]]]:
+    text = raw.decode("latin-1")
+    lines = text.split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+        raise ValueError(f"bad status line {lines[0][:80]!r}")
+    status = int(parts[1])
+    headers = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        k, sep, v = line.partition(":")
+        if not sep:
+            raise ValueError("bad header line")
+        headers.append((k.strip().lower(), v.strip()))
+    return status, headers

@@ -1,0 +1,92 @@
+"""Prometheus metrics, rendered in the text exposition format without a client library.
+
+Everything is in-process and cheap to update (a dict increment per event); label values
+come from config and policy (server ids, rule pointers), never from callers' free text,
+except tool names, which are capped so a caller cannot grow the registry without bound.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+MAX_SERIES = 5000
+
+
+def _esc(v: str) -> str:
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counters: dict[str, dict[tuple, float]] = defaultdict(lambda: defaultdict(float))
+        self.gauges: dict[str, dict[tuple, float]] = defaultdict(dict)
+        self.hists: dict[str, dict[tuple, list]] = defaultdict(dict)
+        self.help = {
+            "mcpp_requests_total": ("counter", "MCP requests by server, JSON-RPC method and HTTP status"),
+            "mcpp_decisions_total": ("counter", "tools/call decisions by server, outcome and rule pointer"),
+            "mcpp_upstream_errors_total": ("counter", "Upstream failures by server and kind"),
+            "mcpp_auth_failures_total": ("counter", "Requests refused with 401 by server and reason"),
+            "mcpp_policy_reloads_total": ("counter", "Policy and config reloads by result"),
+            "mcpp_policy_healthy": ("gauge", "1 when the server's newest policy file is the one in force"),
+            "mcpp_request_duration_seconds": ("histogram", "Time from request to response headers, by server and method"),
+            "mcpp_decision_duration_seconds": ("histogram", "Time spent deciding a tools/call (including limits)"),
+        }
+
+    def inc(self, name: str, labels: tuple, by: float = 1.0) -> None:
+        series = self.counters[name]
+        if labels not in series and len(series) >= MAX_SERIES:
+            labels = tuple((k, "other") for k, _ in labels)
+        series[labels] += by
+
+    def set(self, name: str, labels: tuple, value: float) -> None:
+        self.gauges[name][labels] = value
+
+    def observe(self, name: str, labels: tuple, seconds: float) -> None:
+        series = self.hists[name]
+        h = series.get(labels)
+        if h is None:
+            if len(series) >= MAX_SERIES:
+                return
+            h = series[labels] = [[0] * len(BUCKETS), 0.0, 0]
+        buckets = h[0]
+        for i, b in enumerate(BUCKETS):
+            if seconds <= b:
+                buckets[i] += 1
+                break
+        h[1] += seconds
+        h[2] += 1
+
+    def render(self) -> str:
+        out = []
+        for name, (kind, text) in self.help.items():
+            out.append(f"# HELP {name} {text}")
+            out.append(f"# TYPE {name} {kind}")
+            if kind == "counter":
+                for labels, v in sorted(self.counters.get(name, {}).items()):
+                    out.append(f"{name}{_labels(labels)} {_num(v)}")
+            elif kind == "gauge":
+                for labels, v in sorted(self.gauges.get(name, {}).items()):
+                    out.append(f"{name}{_labels(labels)} {_num(v)}")
+            else:
+                for labels, (buckets, total, count) in sorted(self.hists.get(name, {}).items()):
+                    cum = 0
+                    for b, n in zip(BUCKETS, buckets):
+                        cum += n
+                        out.append(f"{name}_bucket{_labels(labels + (('le', repr(b)),))} {cum}")
+                    out.append(f"{name}_bucket{_labels(labels + (('le', '+Inf'),))} {count}")
+                    out.append(f"{name}_sum{_labels(labels)} {total:.6f}")
+                    out.append(f"{name}_count{_labels(labels)} {count}")
+        return "\n".join(out) + "\n"
+
+
+def _labels(labels: tuple) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_esc(v)}"' for k, v in labels) + "}"
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else repr(v)

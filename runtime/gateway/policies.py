@@ -1,0 +1,173 @@
+"""Policies in force: loaded, verified, hot-reloaded, with the last good one kept.
+
+A policy file (`.mcpp` or its JSON form) is parsed and, if it has `assert` statements,
+verified with the analyzer before it may replace the one in force. A file that fails
+either step is refused: the previous engine keeps deciding, and the failure is kept
+for `/healthz` and logged. A file that never loaded leaves its grants with no policy,
+which denies everything (fail closed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mcpp.lang.diagnostics import MCPPError
+from mcpp.lang.program import Program
+from mcpp.runtime.engine import Decision, Engine, Rule
+
+
+class PolicyRefused(Exception):
+    pass
+
+
+@dataclass
+class LoadedPolicy:
+    path: str
+    program: Program
+    engine: Engine
+    sha256: str
+    loaded_at: float
+
+
+def _stat_key(path: str):
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def load_verified(path: str) -> tuple[Program, str]:
+    """Parse, validate and prove the file's assertions; raise PolicyRefused with the reason."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise PolicyRefused(f"cannot read {path}: {e.strerror}") from None
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PolicyRefused(f"{path}: not UTF-8 text") from None
+    from mcpp.loader import is_json
+
+    try:
+        if is_json(path, text):
+            from mcpp.lang.jsonform import load_program
+        else:
+            from mcpp.lang.program import load_program
+        program = load_program(text, path)
+    except MCPPError as e:
+        raise PolicyRefused(e.render().strip().splitlines()[0] if e.render().strip() else str(e)) from None
+    if program.asserts:
+        _verify(program, path)
+    return program, sha
+
+
+def _verify(program: Program, path: str) -> None:
+    try:
+        from mcpp.analyzer.verify import assert_problems, verify
+    except ImportError:  # pragma: no cover - the analyzer ships with mcpp
+        raise PolicyRefused(f"{path}: has assert statements but the analyzer is not available") from None
+    problems = [d for d in assert_problems(program) if d.severity == "error"]
+    if problems:
+        raise PolicyRefused(f"{path}:{problems[0].span.line}: {problems[0].message}")
+    for r in verify(program):
+        if r.status == "fail":
+            raise PolicyRefused(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) fails: {r.message}")
+
+
+class DenyAll:
+    """The engine of a grant with no policy in force: every call is denied, with why."""
+
+    def __init__(self, why: str):
+        self.why = why
+        self.program = None
+
+    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True) -> Decision:
+        return Decision(False, str(tool), Rule("/no-policy"), f"No policy is in force for this grant ({self.why}); every call is denied.")
+
+
+class PolicyState:
+    """One (server, policy file): the engine in force and the newest refusal."""
+
+    def __init__(self, server: str, path: str, namespace: str, store):
+        self.server, self.path, self.namespace, self.store = server, path, namespace, store
+        self.current: LoadedPolicy | None = None
+        self.error: str | None = None
+        self.error_at: float | None = None
+        self.seen = None  # stat of the file version last tried
+
+    def engine(self):
+        cur = self.current
+        if cur is None:
+            return DenyAll(f"policy {Path(self.path).name} failed to load: {self.error or 'not loaded'}")
+        return cur.engine
+
+    def load(self) -> tuple[bool, str | None]:
+        """Try the file as it is now; on success it replaces the one in force."""
+        self.seen = _stat_key(self.path)
+        try:
+            program, sha = load_verified(self.path)
+        except PolicyRefused as e:
+            self.error, self.error_at = str(e), time.time()
+            return False, str(e)
+        except Exception as e:  # never let a loader bug take the last good policy away
+            self.error, self.error_at = f"{type(e).__name__}: {e}", time.time()
+            return False, self.error
+        if self.current is not None and self.current.sha256 == sha:
+            self.error = None
+            return True, None
+        self.current = LoadedPolicy(self.path, program, Engine(program, self.store, self.namespace), sha, time.time())
+        self.error = self.error_at = None
+        return True, None
+
+    def changed(self) -> bool:
+        return _stat_key(self.path) != self.seen
+
+    def health(self) -> dict:
+        cur = self.current
+        return {
+            "path": self.path,
+            "sha256": cur.sha256 if cur else None,
+            "loaded_at": cur.loaded_at if cur else None,
+            "in_force": cur is not None,
+            "error": self.error,
+        }
+
+
+class PolicyRegistry:
+    """Every policy the gateway uses, keyed by (server, path); loaded on first use."""
+
+    def __init__(self, store):
+        self.store = store
+        self.states: dict[tuple[str, str], PolicyState] = {}
+        self._lock = threading.Lock()
+
+    def state(self, server: str, path: str, role: str) -> tuple[PolicyState, bool]:
+        key = (server, path)
+        st = self.states.get(key)
+        if st is not None:
+            return st, False
+        with self._lock:
+            st = self.states.get(key)
+            if st is None:
+                # the counter namespace must match across replicas whose config paths differ
+                namespace = f"{server}|{role}"
+                st = PolicyState(server, path, namespace, self.store)
+                st.load()
+                self.states[key] = st
+                return st, True
+        return st, False
+
+    def changed(self) -> list[PolicyState]:
+        return [st for st in list(self.states.values()) if st.changed()]
+
+    def forget_server(self, server: str, keep: set[str]) -> None:
+        for key in list(self.states):
+            if key[0] == server and key[1] not in keep:
+                del self.states[key]

@@ -1,0 +1,567 @@
+"""The gateway's ASGI app: route, authenticate, decide, forward, audit.
+
+One endpoint per server, `/mcp/<server-id>/`, speaks both protocol eras the way the
+upstream does: requests are forwarded byte for byte, except that
+- `tools/call` is decided first: a denial is answered here (an `isError` result with
+  `[POLICY DENIED] …`) and never reaches the upstream; an allowed call holds its limit
+  reservation until the upstream answers, and gives it back if the upstream fails;
+- `tools/list` results lose the tools this grant can never call and become private;
+- `Mcp-Session-Id` is bound to the grant that opened the session (an HMAC), so one
+  grant cannot ride another's session;
+- the client's `Authorization` never leaves the gateway: the upstream sees only the
+  credential configured for it.
+Every decided call is an audit row committed before the response is sent. Anything
+unexpected while deciding denies; anything unexpected while forwarding is an error
+result, never a retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+
+from mcp.shared.inbound import (
+    ERROR_CODE_HTTP_STATUS,
+    NAME_BEARING_METHODS,
+    classify_inbound_request,
+    decode_header_value,
+    find_duplicated_routing_header,
+)
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+from mcpp.runtime.engine import Grant
+
+from . import jsonrpc as rpc
+from .audit import AuditRow
+from .grants import check_token, grant_id_of
+from .http_client import UpstreamError
+
+FORWARD_REQUEST_HEADERS = {
+    "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
+    "traceparent", "tracestate", "baggage", "user-agent",
+}
+PASS_RESPONSE_HEADERS = {
+    "content-type", "mcp-protocol-version", "allow", "cache-control", "x-accel-buffering", "retry-after",
+}
+JSON = b"application/json"
+
+
+@dataclass
+class Caller:
+    grant: Grant
+    record: object | None  # GrantRecord, or None for an anonymous server
+
+
+class TooLarge(Exception):
+    pass
+
+
+def _headers(scope) -> dict[str, str]:
+    return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+
+
+async def _respond(send, status: int, body: bytes = b"", content_type: bytes | None = JSON, extra=()) -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    if content_type is not None and body:
+        headers.append((b"content-type", content_type))
+    headers.extend(extra)
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _host_ok(host: str | None, allowed) -> bool:
+    if allowed is None:
+        return True
+    if not host:
+        return False
+    return any(fnmatch.fnmatchcase(host.lower(), pat.lower()) for pat in allowed)
+
+
+class GatewayApp:
+    def __init__(self, rt):
+        self.rt = rt
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path = scope["path"]
+        try:
+            if path.startswith("/mcp/"):
+                rest = path[5:]
+                server_id, _, tail = rest.partition("/")
+                if tail:
+                    await _respond(send, 404, rpc.dumps({"error": "not found"}))
+                    return
+                await self.mcp(scope, receive, send, server_id)
+            elif path == "/healthz":
+                code, body = self.rt.health()
+                await _respond(send, code, rpc.dumps(body))
+            elif path == "/metrics":
+                await _respond(send, 200, self.rt.metrics.render().encode(), b"text/plain; version=0.0.4; charset=utf-8")
+            else:
+                await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "MCP endpoints are /mcp/<server-id>/"}))
+        except Exception as e:  # the last line of defence: a JSON-RPC error, never a traceback to the client
+            self.rt.log.error("internal_error", path=path, error=f"{type(e).__name__}: {e}")
+            try:
+                await _respond(send, 500, rpc.dumps(rpc.error(None, rpc.INTERNAL_ERROR, "internal gateway error")))
+            except Exception:
+                pass
+
+    async def _lifespan(self, receive, send):
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.rt.start()
+                except Exception as e:
+                    await send({"type": "lifespan.startup.failed", "message": str(e)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.rt.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ---- one MCP request -------------------------------------------------------------
+    async def mcp(self, scope, receive, send, server_id: str) -> None:
+        rt = self.rt
+        t0 = time.perf_counter()
+        cfg = rt.config
+        server = cfg.server(server_id)
+        if server is None:
+            await _respond(send, 404, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"unknown server {server_id!r}")))
+            return
+        headers = _headers(scope)
+        # DNS-rebinding protection, as the SDK does it: bad Host 421, bad Origin 403
+        if not _host_ok(headers.get("host"), cfg.host_allowlist()):
+            await _respond(send, 421, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid Host header")))
+            return
+        origin = headers.get("origin")
+        if origin is not None and not _host_ok(origin, cfg.origin_allowlist()):
+            await _respond(send, 403, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid Origin header")))
+            return
+        caller = await self.authenticate(send, server, headers)
+        if caller is None:
+            return
+        method = scope["method"]
+        if method not in ("POST", "GET", "DELETE"):
+            await _respond(send, 405, b"", None, [(b"allow", b"GET, POST, DELETE")])
+            return
+        upstream = rt.upstreams.get(server.id)
+        if upstream is None:
+            await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE, "upstream not configured")))
+            return
+        fwd = self.forward_headers(headers, server)
+        sid = headers.get("mcp-session-id")
+        if sid is not None:
+            inner = rt.sessions.unwrap(sid, caller.grant.id, server.id)
+            if inner is None:
+                await _respond(send, 404, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Session not found")))
+                return
+            fwd.append(("mcp-session-id", inner))
+        if method != "POST":
+            await self.forward(scope, receive, send, server, caller, upstream, method, fwd, b"", None)
+            rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", method), ("status", "-")))
+            return
+        try:
+            body = await self.read_body(scope, receive, cfg.max_body_bytes)
+        except TooLarge:
+            rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", "?"), ("status", "413")))
+            await _respond(send, 413, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"request body exceeds {cfg.max_body_bytes} bytes")))
+            return
+        msg = rpc.parse_message(body.decode("utf-8", "replace")) if body else None
+        if not isinstance(msg, dict):
+            code, text = (rpc.PARSE_ERROR, "Parse error") if msg is None else (rpc.INVALID_REQUEST, "Body must be a single JSON-RPC message object (batches are not supported)")
+            await _respond(send, 400, rpc.dumps(rpc.error(None, code, text)))
+            return
+        mname = msg.get("method")
+        has_id = "id" in msg
+        if mname is not None and (not isinstance(mname, str) or msg.get("jsonrpc") != "2.0"):
+            await _respond(send, 400, rpc.dumps(rpc.error(msg.get("id") if has_id else None, rpc.INVALID_REQUEST, "Invalid JSON-RPC request")))
+            return
+        if mname is None and not (has_id and ("result" in msg or "error" in msg)):
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC message")))
+            return
+        modern = headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS
+        if mname is not None and has_id:
+            rej = self.check_routing_headers(scope, headers, msg, modern)
+            if rej is not None:
+                code, message = rej
+                await _respond(send, ERROR_CODE_HTTP_STATUS.get(code, 400), rpc.dumps(rpc.error(msg.get("id"), code, message)))
+                return
+        try:
+            if mname == "tools/call" and has_id:
+                await self.call_tool(scope, receive, send, server, caller, upstream, fwd, body, msg, modern, headers)
+            elif mname == "tools/list" and has_id:
+                await self.list_tools(scope, receive, send, server, caller, upstream, fwd, body, msg, modern)
+            else:
+                await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, body, msg)
+        finally:
+            rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", mname or "response")), time.perf_counter() - t0)
+
+    async def authenticate(self, send, server, headers) -> Caller | None:
+        rt = self.rt
+        auth = headers.get("authorization")
+        if auth is None and server.anonymous:
+            grant = Grant("anonymous", "anonymous", rt.config.groups_of("anonymous", "anonymous"))
+            return Caller(grant, None)
+        reason = None
+        record = None
+        if auth is None:
+            reason = "missing"
+        else:
+            scheme, _, token = auth.partition(" ")
+            token = token.strip()
+            if scheme.lower() != "bearer" or not token:
+                reason = "malformed"
+            else:
+                gid = grant_id_of(token)
+                try:
+                    record = rt.grants.get(gid) if gid else None
+                except Exception as e:  # the grant store is down: nobody gets in
+                    rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
+                    await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR, "grant store unavailable")))
+                    return None
+                if not check_token(record, token):
+                    reason = "revoked" if record is not None and record.revoked_at and _same(record, token) else "invalid"
+                elif record.server != server.id:
+                    reason = "wrong_server"
+        if reason is not None:
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", reason)))
+            rt.log.info("auth_failed", server=server.id, reason=reason, grant_id=record.id if record else None)
+            err = "invalid_request" if reason in ("missing", "malformed") else "invalid_token"
+            www = f'Bearer realm="mcpp", error="{err}"'.encode() if reason != "missing" else b'Bearer realm="mcpp"'
+            text = {"missing": "a grant token is required (Authorization: Bearer <token>)",
+                    "malformed": "the Authorization header must be 'Bearer <grant token>'",
+                    "revoked": "this grant has been revoked", "invalid": "invalid grant token",
+                    "wrong_server": "this grant is not for this server"}[reason]
+            await _respond(send, 401, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"Unauthorized: {text}")), JSON,
+                           [(b"www-authenticate", www)])
+            return None
+        groups = frozenset(record.groups) | rt.config.groups_of(record.id, record.label)
+        return Caller(Grant(record.id, record.label, groups), record)
+
+    def forward_headers(self, headers: dict, server) -> list[tuple[str, str]]:
+        out = [(k, v) for k, v in headers.items() if k in FORWARD_REQUEST_HEADERS or k.startswith("mcp-param-")]
+        out.extend(self.rt.credential_headers.get(server.id, ()))
+        return out
+
+    @staticmethod
+    def check_routing_headers(scope, headers, msg, modern):
+        dup = find_duplicated_routing_header((k.decode("latin-1"), v) for k, v in scope["headers"])
+        if dup is not None:
+            return rpc.HEADER_MISMATCH, f"{dup} header given more than once"
+        if modern:
+            verdict = classify_inbound_request(msg, headers=headers, supported_modern_versions=MODERN_PROTOCOL_VERSIONS)
+            code = getattr(verdict, "code", None)
+            if code is not None:
+                return code, verdict.message
+            return None
+        # a legacy request need not carry them, but if it does they must agree with the body
+        hm = headers.get("mcp-method")
+        if hm is not None and hm != msg.get("method"):
+            return rpc.HEADER_MISMATCH, "mcp-method header does not match the request body's method"
+        key = NAME_BEARING_METHODS.get(msg.get("method"))
+        hn = headers.get("mcp-name")
+        if key is not None and hn is not None:
+            params = msg.get("params")
+            value = params.get(key) if isinstance(params, dict) else None
+            if value is not None and decode_header_value(hn) != value:
+                return rpc.HEADER_MISMATCH, f"mcp-name header does not match the request body's {key!r} parameter"
+        return None
+
+    @staticmethod
+    async def read_body(scope, receive, limit: int) -> bytes:
+        for k, v in scope["headers"]:
+            if k == b"content-length":
+                try:
+                    if int(v) > limit:
+                        raise TooLarge
+                except ValueError:
+                    pass
+        parts, size = [], 0
+        while True:
+            m = await receive()
+            if m["type"] == "http.disconnect":
+                break
+            chunk = m.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge
+            parts.append(chunk)
+            if not m.get("more_body"):
+                break
+        return b"".join(parts)
+
+    # ---- tools/call --------------------------------------------------------------------
+    async def call_tool(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern, headers):
+        rt = self.rt
+        rid = msg.get("id")
+        params = msg.get("params")
+        name = params.get("name") if isinstance(params, dict) else None
+        if not isinstance(name, str):
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "tools/call needs params.name (a string)")))
+            return
+        args = params.get("arguments")
+        if args is None:
+            args = {}
+        t0 = time.perf_counter()
+        try:
+            engine, policy_sha = rt.engine_for(server, caller)
+            decision = engine.decide(name, args, caller.grant, server.id)
+        except Exception as e:  # fail closed
+            from mcpp.runtime.engine import Decision, Rule
+
+            decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
+            policy_sha = None
+        rt.metrics.observe("mcpp_decision_duration_seconds", (("server", server.id),), time.perf_counter() - t0)
+        row = AuditRow(
+            ts=time.time(), request_id=json.dumps(rid), trace_id=_trace_id(params, headers),
+            grant_id=caller.grant.id, grant_label=caller.grant.label, server=server.id, tool=name,
+            decision=decision.decision, rule=decision.rule.pointer, message=decision.message,
+            arg_keys=sorted(args) if isinstance(args, dict) else [],
+            outcome="forwarded" if decision.allowed else "denied", policy_sha256=policy_sha, replica=rt.replica,
+        )
+        try:
+            seq = rt.audit.write(row)
+        except Exception as e:  # no audit row, no call
+            decision.release()
+            rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+            await _respond(send, 503, rpc.dumps(rpc.error(rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")))
+            return
+        rt.metrics.inc("mcpp_decisions_total", (("server", server.id), ("decision", decision.decision), ("rule", decision.rule.pointer)))
+        if rt.log.enabled("info"):
+            rt.log.info("decision", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label, tool=name,
+                        decision=decision.decision, rule=decision.rule.pointer, request_id=row.request_id, audit_seq=seq)
+        if not decision.allowed:
+            meta = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
+            if decision.limit is not None:
+                meta["io.mcpp/decision"]["limit"] = decision.limit
+            out = rpc.tool_error_result(rid, rpc.DENIED_PREFIX + decision.message, modern, meta)
+            await _respond(send, 200, rpc.dumps(out))
+            return
+        outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, body, msg,
+                                     watch_id=rid, modern=modern)
+        if outcome != "completed":
+            decision.release()
+            try:
+                rt.audit.set_outcome(seq, outcome)
+            except Exception as e:
+                rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+
+    # ---- tools/list --------------------------------------------------------------------
+    async def list_tools(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern):
+        rt = self.rt
+        rid = msg.get("id")
+        try:
+            resp = await upstream.request("POST", fwd, body, rt.config.upstream_timeout)
+        except UpstreamError as e:
+            await self.upstream_failed(send, server, rid, e, tool_call=False)
+            return
+        try:
+            data = await resp.read(rt.config.upstream_timeout)
+        except UpstreamError as e:
+            await self.upstream_failed(send, server, rid, e, tool_call=False)
+            return
+        ctype = (resp.header("content-type") or "").lower()
+        headers = self.response_headers(resp, server, caller)
+        headers += [(b"cache-control", b"private, no-store"), (b"vary", b"authorization")]
+        headers = [h for h in headers if h[0] != b"cache-control" or h[1] == b"private, no-store"]
+        if resp.status != 200:
+            await self.send_upstream_bytes(send, resp.status, headers, data)
+            return
+        if ctype.startswith("text/event-stream"):
+            parser = rpc.SSEParser()
+            events = parser.feed(data) + parser.feed(b"\n\n")
+            out = []
+            for ev in events:
+                m = rpc.parse_message(ev["data"]) if ev["data"] else None
+                if isinstance(m, dict) and m.get("id") == rid and "result" in m:
+                    await self.filter_tools(m, server, caller, modern)
+                    out.append(rpc.render_event(ev, json.dumps(m, separators=(",", ":"), ensure_ascii=False)))
+                else:
+                    out.append(rpc.render_event(ev))
+            data = b"".join(out)
+        else:
+            m = rpc.parse_message(data.decode("utf-8", "replace"))
+            if isinstance(m, dict) and "result" in m:
+                await self.filter_tools(m, server, caller, modern)
+                data = rpc.dumps(m)
+        await self.send_upstream_bytes(send, 200, headers, data)
+
+    async def filter_tools(self, m: dict, server, caller, modern: bool) -> None:
+        result = m.get("result")
+        if not isinstance(result, dict):
+            return
+        tools = result.get("tools")
+        if isinstance(tools, list):
+            names = [t.get("name") for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
+            visible = await self.rt.visible(server, caller, names)
+            result["tools"] = [t for t in tools if isinstance(t, dict) and t.get("name") in visible]
+        if modern or "ttlMs" in result or "cacheScope" in result:
+            result["cacheScope"] = "private"
+            result.setdefault("ttlMs", 0)
+
+    # ---- forwarding ----------------------------------------------------------------------
+    def response_headers(self, resp, server, caller) -> list[tuple[bytes, bytes]]:
+        out = []
+        for k, v in resp.headers:
+            if k in PASS_RESPONSE_HEADERS:
+                out.append((k.encode(), v.encode("latin-1")))
+            elif k == "mcp-session-id":
+                out.append((b"mcp-session-id", self.rt.sessions.wrap(v, caller.grant.id, server.id).encode()))
+        return out
+
+    async def send_upstream_bytes(self, send, status, headers, data: bytes) -> None:
+        headers = [h for h in headers if h[0] != b"content-length"] + [(b"content-length", str(len(data)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": data})
+
+    async def upstream_failed(self, send, server, rid, e: UpstreamError, tool_call: bool, modern: bool = False) -> None:
+        rt = self.rt
+        rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
+        rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e))
+        if tool_call:
+            fate = "was not executed" if not e.sent else "may or may not have run"
+            text = f"{rpc.ERROR_PREFIX}The upstream server failed ({e}); the call {fate}."
+            await _respond(send, 200, rpc.dumps(rpc.tool_error_result(rid, text, modern)))
+        elif rid is None:
+            await _respond(send, 502, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
+        else:
+            await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
+
+    async def forward(self, scope, receive, send, server, caller, upstream, method, fwd, body, msg,
+                      watch_id=None, modern=False) -> str:
+        """Relay one exchange. With `watch_id` (a tools/call), return its outcome:
+        completed | input_required | upstream_error | rejected."""
+        rt = self.rt
+        rid = msg.get("id") if isinstance(msg, dict) else None
+        timeout = rt.config.upstream_timeout
+        tool_call = watch_id is not None
+        try:
+            resp = await upstream.request(method, fwd, body, timeout if method != "GET" else timeout)
+        except UpstreamError as e:
+            await self.upstream_failed(send, server, rid, e, tool_call, modern)
+            return "upstream_error"
+        status = resp.status
+        if status in (401, 403, 407):  # the gateway's own upstream credential was refused
+            resp.release()
+            rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", f"http_{status}")))
+            rt.log.error("upstream_auth_failed", server=server.id, status=status)
+            err = UpstreamError(f"the upstream refused the gateway's credential (HTTP {status})", "auth", True)
+            await self.upstream_failed(send, server, rid, err, tool_call, modern)
+            return "upstream_error"
+        headers = self.response_headers(resp, server, caller)
+        ctype = (resp.header("content-type") or "").lower()
+        streaming = ctype.startswith("text/event-stream")
+        if not streaming:
+            try:
+                data = await resp.read(timeout)
+            except UpstreamError as e:
+                await self.upstream_failed(send, server, rid, e, tool_call, modern)
+                return "upstream_error"
+            outcome = "completed"
+            if tool_call:
+                outcome = _outcome(rpc.parse_message(data.decode("utf-8", "replace")), watch_id) if status == 200 else "rejected"
+            await self.send_upstream_bytes(send, status, headers, data)
+            return outcome
+        # an event stream: pass every byte through as it comes
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        parser = rpc.SSEParser() if tool_call else None
+        outcome = None
+        chunk_timeout = None if method == "GET" else timeout
+        disconnected = asyncio.Event()
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, disconnected))
+        try:
+            async for chunk in resp.chunks(chunk_timeout):
+                if disconnected.is_set():
+                    resp._reusable = False
+                    break
+                if parser is not None and outcome is None:
+                    for ev in parser.feed(chunk):
+                        m = rpc.parse_message(ev["data"]) if ev["data"] else None
+                        if isinstance(m, dict) and m.get("id") == watch_id and "method" not in m:
+                            outcome = _outcome(m, watch_id)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except UpstreamError as e:
+            rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
+            rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e), during="stream")
+            if tool_call and outcome is None:
+                text = f"{rpc.ERROR_PREFIX}The upstream server failed mid-call ({e}); the call may or may not have run."
+                await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, text, modern)), "more_body": True})
+                outcome = "upstream_error"
+        finally:
+            watcher.cancel()
+            resp.release()
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if tool_call:
+            return outcome or "upstream_error"
+        return "completed"
+
+
+async def _watch_disconnect(receive, event: asyncio.Event) -> None:
+    try:
+        while True:
+            m = await receive()
+            if m["type"] == "http.disconnect":
+                event.set()
+                return
+    except Exception:
+        event.set()
+
+
+def _outcome(m, rid) -> str:
+    if not isinstance(m, dict) or m.get("id") != rid:
+        return "upstream_error"
+    if "error" in m:
+        return "upstream_error"
+    result = m.get("result")
+    if isinstance(result, dict) and result.get("resultType") == "input_required":
+        return "input_required"
+    return "completed"
+
+
+def _same(record, token: str) -> bool:
+    from .grants import token_hash
+
+    return hmac.compare_digest(record.token_hash, token_hash(token))
+
+
+def _trace_id(params, headers) -> str | None:
+    """W3C trace id from `params._meta.traceparent` (2026-07-28), else the HTTP header."""
+    tp = None
+    if isinstance(params, dict) and isinstance(params.get("_meta"), dict):
+        tp = params["_meta"].get("traceparent")
+    tp = tp if isinstance(tp, str) else headers.get("traceparent")
+    if isinstance(tp, str):
+        parts = tp.split("-")
+        if len(parts) >= 4 and len(parts[1]) == 32:
+            return parts[1]
+    return None
+
+
+class SessionBinder:
+    """`Mcp-Session-Id` seen by clients = upstream id + "." + HMAC(grant, server, upstream id)."""
+
+    def __init__(self, key: bytes):
+        self.key = key
+
+    def _mac(self, inner: str, grant_id: str, server: str) -> str:
+        return hmac.new(self.key, f"{grant_id}\0{server}\0{inner}".encode(), hashlib.sha256).hexdigest()[:32]
+
+    def wrap(self, inner: str, grant_id: str, server: str) -> str:
+        return f"{inner}.{self._mac(inner, grant_id, server)}"
+
+    def unwrap(self, outer: str, grant_id: str, server: str) -> str | None:
+        inner, sep, mac = outer.rpartition(".")
+        if not sep or not inner:
+            return None
+        return inner if hmac.compare_digest(mac, self._mac(inner, grant_id, server)) else None

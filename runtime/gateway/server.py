@@ -1,0 +1,300 @@
+"""Start-up, the state the app runs on, and the reload loop.
+
+`Runtime` owns the stores (grants, counters, audit), the upstream connections and the
+policy registry. Reloading swaps `config` and the upstreams of changed servers in one
+assignment each, so a request sees either the old or the new server, never a mix; a
+config or policy that fails to load leaves the running one in force and says so in
+`/healthz` and the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+
+from .audit import AuditLog
+from .config import ConfigError, GatewayConfig, load_config
+from .counters import RedisCounters, SQLiteCounters
+from .grants import open_grants, redis_client
+from .http_client import HTTPUpstream
+from .logs import Logger
+from .metrics import Metrics
+from .policies import DenyAll, PolicyRegistry
+from .proxy import GatewayApp, SessionBinder
+from .stdio import StdioUpstream
+
+
+def session_key(state_dir: str, redis) -> bytes:
+    """The HMAC key binding sessions to grants; shared through Redis when replicas are."""
+    if redis is not None:
+        fresh = secrets.token_hex(32)
+        redis.set("mcpp:session-key", fresh, nx=True)
+        return bytes.fromhex(redis.get("mcpp:session-key").decode())
+    path = Path(state_dir) / "session.key"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)  # first writer wins; a racing replica reads the winner's key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return bytes.fromhex(path.read_text().strip())
+
+
+class Runtime:
+    def __init__(self, config: GatewayConfig, config_path: str | None = None, log: Logger | None = None):
+        self.config = config
+        self.config_path = config_path
+        self.log = log or Logger(config.log_level)
+        self.metrics = Metrics()
+        self.replica = f"{socket.gethostname()}:{os.getpid()}"
+        Path(config.state_dir).mkdir(parents=True, exist_ok=True)
+        self.redis = redis_client(config.redis_url) if config.redis_url else None
+        self.grants = open_grants(config.state_dir, config.redis_url)
+        self.counters = RedisCounters(self.redis) if self.redis is not None else SQLiteCounters(config.state_dir)
+        self.audit = AuditLog(config.state_dir, config.audit_synchronous)
+        self.sessions = SessionBinder(session_key(config.state_dir, self.redis))
+        self.registry = PolicyRegistry(self.counters)
+        self.upstreams: dict = {}
+        self.credential_headers: dict[str, list[tuple[str, str]]] = {}
+        self.config_error: str | None = None
+        self.config_mtime = _mtime(config_path)
+        self.started_at = time.time()
+        self._visible_cache: dict = {}
+        self._reload_task = None
+        self._build_upstreams(config, None)
+        self._preload(config)
+
+    # ---- upstreams and policies ---------------------------------------------------------
+    def _build_upstreams(self, cfg: GatewayConfig, old: GatewayConfig | None) -> None:
+        """(Re)create the upstream of every new or changed server; resolve its credentials."""
+        ups, creds = dict(self.upstreams), dict(self.credential_headers)
+        resolved = {}
+        for s in cfg.servers:
+            values = [c.resolve(f"servers[{s.id}].credentials[{i}]") for i, c in enumerate(s.credentials)]
+            resolved[s.id] = values
+        for s in cfg.servers:
+            prev = old.server(s.id) if old else None
+            values = resolved[s.id]
+            if s.kind == "http":
+                creds[s.id] = [(c.header.lower(), v) for c, v in zip(s.credentials, values)]
+            if prev is not None and prev == s and s.id in ups and creds.get(s.id) is not None:
+                continue
+            if s.id in ups:
+                ups[s.id].close()
+            if s.kind == "http":
+                ups[s.id] = HTTPUpstream(s.url, self.config.connect_timeout, self.config.upstream_keepalive)
+            else:
+                env = [(c.env, v) for c, v in zip(s.credentials, values)]
+                ups[s.id] = StdioUpstream(s, env, self.log, self.metrics)
+        for sid in list(ups):
+            if cfg.server(sid) is None:
+                ups.pop(sid).close()
+                creds.pop(sid, None)
+        self.upstreams, self.credential_headers = ups, creds
+
+    def _policy_paths(self, cfg: GatewayConfig):
+        for s in cfg.servers:
+            if s.policy:
+                yield s, s.policy, "server"
+            for _, p in s.grant_policies:
+                yield s, p, f"grant-policy:{Path(p).stem}"
+
+    def _preload(self, cfg: GatewayConfig) -> None:
+        for s, path, role in self._policy_paths(cfg):
+            st, fresh = self.registry.state(s.id, path, role)
+            self._report(st, fresh)
+
+    def _report(self, st, fresh: bool, ok: bool | None = None) -> None:
+        good = st.error is None
+        self.metrics.set("mcpp_policy_healthy", (("server", st.server), ("policy", Path(st.path).name)), 1 if good else 0)
+        if good:
+            self.log.info("policy_loaded", server=st.server, path=st.path, sha256=st.current.sha256)
+        else:
+            self.log.error("policy_refused", server=st.server, path=st.path, error=st.error,
+                           in_force=st.current.sha256 if st.current else None)
+
+    def policy_path(self, server, caller) -> tuple[str | None, str]:
+        rec = caller.record
+        if rec is not None and rec.policy:
+            return rec.policy, f"grant-policy:{Path(rec.policy).stem}"
+        for key, path in server.grant_policies:
+            if key == caller.grant.id or (caller.grant.label and key == caller.grant.label):
+                return path, f"grant-policy:{Path(path).stem}"
+        return server.policy, "server"
+
+    def engine_for(self, server, caller):
+        path, role = self.policy_path(server, caller)
+        if path is None:
+            return DenyAll(f"no policy is configured for server {server.id}"), None
+        st, fresh = self.registry.state(server.id, path, role)
+        if fresh:
+            self._report(st, True)
+        cur = st.current
+        return st.engine(), (cur.sha256 if cur else None)
+
+    async def visible(self, server, caller, names: list[str]) -> set[str]:
+        """The tools some call could be allowed for (the analyzer's answer), cached per program."""
+        engine, _ = self.engine_for(server, caller)
+        program = getattr(engine, "program", None)
+        if program is None:
+            return set()
+        g = caller.grant
+        key = (id(program), g.id, g.label, g.groups, server.id, tuple(names))
+        hit = self._visible_cache.get(key)
+        if hit is not None and hit[0] is program:
+            return hit[1]
+        try:
+            from mcpp.analyzer.visibility import visible_tools
+
+            vis = await asyncio.to_thread(
+                visible_tools, program, names, grant_id=g.id, label=g.label, groups=g.groups, server=server.id
+            )
+        except Exception as e:  # without the analyzer's answer, fall back to what is certain: hidden tools go
+            self.log.warning("visibility_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+            vis = {n for n in names if n not in program.hidden}
+        if len(self._visible_cache) > 10_000:
+            self._visible_cache.clear()
+        self._visible_cache[key] = (program, set(vis))
+        return set(vis)
+
+    # ---- health ------------------------------------------------------------------------
+    def health(self) -> tuple[int, dict]:
+        servers = {}
+        degraded = self.config_error is not None
+        for s in self.config.servers:
+            pols = [st.health() for (sid, _), st in self.registry.states.items() if sid == s.id]
+            if not s.policy:
+                degraded = True
+            degraded = degraded or any(p["error"] for p in pols)
+            up = self.upstreams.get(s.id)
+            servers[s.id] = {
+                "upstream": s.url if s.kind == "http" else {"command": list(s.command), **(up.health() if up else {})},
+                "policy": s.policy, "policies": pols,
+            }
+        stores_ok, store_error = True, None
+        try:
+            self.grants.ping()
+            if self.redis is not None:
+                self.redis.ping()
+        except Exception as e:
+            stores_ok, store_error = False, f"{type(e).__name__}: {e}"
+        body = {
+            "status": "ok" if stores_ok and not degraded else ("unavailable" if not stores_ok else "degraded"),
+            "replica": self.replica, "uptime_s": round(time.time() - self.started_at, 1),
+            "config": {"path": self.config_path, "error": self.config_error},
+            "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error},
+            "servers": servers,
+        }
+        return (200 if stores_ok else 503), body
+
+    # ---- lifecycle and reload ----------------------------------------------------------
+    async def start(self) -> None:
+        self._reload_task = asyncio.ensure_future(self._reload_loop())
+        self.log.info("started", servers=[s.id for s in self.config.servers], state_dir=self.config.state_dir,
+                      store="redis" if self.redis is not None else "sqlite")
+
+    async def stop(self) -> None:
+        if self._reload_task is not None:
+            self._reload_task.cancel()
+        for up in self.upstreams.values():
+            up.close()
+        for up in self.upstreams.values():
+            if hasattr(up, "aclose"):
+                await up.aclose()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reload_interval)
+            try:
+                await self.reload_once()
+            except Exception as e:  # the loop must survive anything
+                self.log.error("reload_error", error=f"{type(e).__name__}: {e}")
+
+    async def reload_once(self) -> None:
+        if self.config_path is not None and _mtime(self.config_path) != self.config_mtime:
+            self.config_mtime = _mtime(self.config_path)
+            await self._reload_config()
+        for st in self.registry.changed():
+            ok, err = await asyncio.to_thread(st.load)
+            self.metrics.inc("mcpp_policy_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
+            self._report(st, False)
+            if ok:
+                self._visible_cache.clear()
+
+    async def _reload_config(self) -> None:
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+            for field in ("host", "port", "state_dir", "redis_url", "audit_synchronous"):
+                if getattr(new, field) != getattr(self.config, field):
+                    self.log.warning("config_needs_restart", field=field)
+                    new = _keep(new, field, getattr(self.config, field))
+            old = self.config
+            self._build_upstreams(new, old)
+        except ConfigError as e:
+            self.config_error = str(e)
+            self.metrics.inc("mcpp_policy_reloads_total", (("server", "*"), ("result", "config_refused")))
+            self.log.error("config_refused", path=self.config_path, error=str(e))
+            return
+        self.config = new
+        self.config_error = None
+        self._preload(new)
+        for s in new.servers:
+            self.registry.forget_server(s.id, {p for srv, p, _ in self._policy_paths(new) if srv.id == s.id} | _grant_paths(self))
+        self._visible_cache.clear()
+        self.metrics.inc("mcpp_policy_reloads_total", (("server", "*"), ("result", "config_ok")))
+        self.log.info("config_reloaded", path=self.config_path, servers=[s.id for s in new.servers])
+
+
+def _grant_paths(rt: Runtime) -> set[str]:
+    return {st.path for st in rt.registry.states.values() if st.path not in {s.policy for s in rt.config.servers}}
+
+
+def _keep(cfg: GatewayConfig, field: str, value):
+    from dataclasses import replace
+
+    return replace(cfg, **{field: value})
+
+
+def _mtime(path):
+    if path is None:
+        return None
+    try:
+        st = os.stat(path)
+        return (st.st_mtime_ns, st.st_size)
+    except OSError:
+        return None
+
+
+def build_app(config: GatewayConfig, config_path: str | None = None, log: Logger | None = None) -> tuple[GatewayApp, Runtime]:
+    rt = Runtime(config, config_path, log)
+    return GatewayApp(rt), rt
+
+
+def serve(config: GatewayConfig, config_path: str | None = None) -> None:
+    """Run until SIGINT/SIGTERM (uvicorn handles both: in-flight requests finish first)."""
+    import uvicorn
+
+    app, rt = build_app(config, config_path)
+    loop = "uvloop" if _has("uvloop") else "asyncio"
+    http = "httptools" if _has("httptools") else "h11"
+    uconfig = uvicorn.Config(
+        app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,
+        log_level="warning", timeout_graceful_shutdown=10, server_header=False, date_header=False,
+    )
+    rt.log.info("listening", host=config.host, port=config.port, loop=loop, http=http)
+    uvicorn.Server(uconfig).run()
+
+
+def _has(mod: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(mod) is not None
