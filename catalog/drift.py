@@ -8,6 +8,8 @@ lets the gateway refuse calls to tools whose definition no longer matches the pi
 
 from __future__ import annotations
 
+import json
+
 from .model import Catalog, definition_of, sort_keys, tool_hash
 
 # The fields of a tool definition, in the order a reviewer cares about them.
@@ -79,8 +81,6 @@ def has_drift(diff: dict) -> bool:
 
 
 def _short(v, width: int = 70) -> str:
-    import json
-
     text = json.dumps(v, ensure_ascii=False, sort_keys=True)
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -104,6 +104,11 @@ def render_text(diff: dict, old_name: str = "OLD", new_name: str = "NEW") -> str
                     lines.append(f"    {where}: added {_short(c['new'])}")
                 elif c["change"] == "removed":
                     lines.append(f"    {where}: removed (was {_short(c['old'])})")
+                elif isinstance(c["old"], str) and isinstance(c["new"], str):
+                    # text in full: a description is where a poisoned instruction would hide
+                    lines.append(f"    {where}:")
+                    lines.append(f"      - {json.dumps(c['old'], ensure_ascii=False)}")
+                    lines.append(f"      + {json.dumps(c['new'], ensure_ascii=False)}")
                 else:
                     lines.append(f"    {where}: {_short(c['old'], 40)} → {_short(c['new'], 40)}")
             if f["more"]:

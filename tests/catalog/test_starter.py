@@ -1,0 +1,184 @@
+"""`mcpp init` on the five captured npm catalogs: every tool's classification, and the policy
+passes check (with its catalog), verify (every assert proved) and compile."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from mcpp.catalog import Catalog, load_catalog, validate
+from mcpp.catalog.classify import classify
+from mcpp.catalog.starter import plan, starter_policy
+from mcpp.lang.program import check_source, load_program
+from mcpp.runtime.engine import Engine, Grant
+
+from .conftest import FIXTURES, SERVERS, run_mcpp
+
+# tool → (what init does with it, the risky arguments it guards); hidden tools list why.
+EXPECTED = {
+    "everything": {
+        "echo": ("read", []), "get-annotated-message": ("read", []), "get-env": ("hidden:secret", []),
+        "get-resource-links": ("read", []), "get-resource-reference": ("read", []),
+        "get-structured-content": ("read", []), "get-sum": ("read", []), "get-tiny-image": ("read", []),
+        "gzip-file-as-resource": ("write", ["data"]), "simulate-research-query": ("write", []),
+        "toggle-simulated-logging": ("write", []), "toggle-subscriber-updates": ("write", []),
+        # annotated read-only, but "trigger" is a write verb: the name wins
+        "trigger-long-running-operation": ("write", []),
+    },
+    "filesystem": {
+        "create_directory": ("write", ["path"]), "directory_tree": ("read", ["path"]),
+        "edit_file": ("hidden:destructive", []), "get_file_info": ("read", ["path"]),
+        "list_allowed_directories": ("read", []), "list_directory": ("read", ["path"]),
+        "list_directory_with_sizes": ("read", ["path"]), "move_file": ("hidden:destructive", []),
+        "read_file": ("read", ["path"]), "read_media_file": ("read", ["path"]),
+        "read_multiple_files": ("hidden:unguardable", []), "read_text_file": ("read", ["path"]),
+        "search_files": ("read", ["path"]), "write_file": ("hidden:destructive", []),
+    },
+    "memory": {
+        "add_observations": ("write", []), "create_entities": ("write", []), "create_relations": ("write", []),
+        "delete_entities": ("hidden:destructive", []), "delete_observations": ("hidden:destructive", []),
+        "delete_relations": ("hidden:destructive", []), "open_nodes": ("read", []), "read_graph": ("read", []),
+        "search_nodes": ("read", []),
+    },
+    "github": {
+        "add_issue_comment": ("write", []), "create_branch": ("write", []), "create_issue": ("write", []),
+        "create_or_update_file": ("write", ["path"]), "create_pull_request": ("write", []),
+        "create_pull_request_review": ("write", []), "create_repository": ("write", []),
+        "fork_repository": ("write", []), "get_file_contents": ("read", ["path"]), "get_issue": ("read", []),
+        "get_pull_request": ("read", []), "get_pull_request_comments": ("read", []),
+        "get_pull_request_files": ("read", []), "get_pull_request_reviews": ("read", []),
+        "get_pull_request_status": ("read", []), "list_commits": ("read", []), "list_issues": ("read", []),
+        "list_pull_requests": ("read", []), "merge_pull_request": ("hidden:destructive", []),
+        # its `files` list holds paths no rule can check one by one (it would bypass create_or_update_file's guard)
+        "push_files": ("hidden:unguardable", []), "search_code": ("read", []), "search_issues": ("read", []),
+        "search_repositories": ("read", []), "search_users": ("read", []), "update_issue": ("write", []),
+        "update_pull_request_branch": ("write", []),
+    },
+    "slack": {
+        "slack_add_reaction": ("write", []), "slack_get_channel_history": ("read", []),
+        "slack_get_thread_replies": ("read", []), "slack_get_user_profile": ("read", []),
+        "slack_get_users": ("read", []), "slack_list_channels": ("read", []),
+        "slack_post_message": ("write", []), "slack_reply_to_thread": ("write", []),
+    },
+}
+
+
+def _decisions(cat: Catalog) -> dict:
+    from mcpp.catalog.starter import _guards_for
+
+    p = plan(cat)
+    out = {}
+    for c in p["hidden"]:
+        why = "unguardable" if c.unguardable and c.kind not in ("destructive", "secret") else c.kind
+        out[c.name] = (f"hidden:{why}", [])
+    for section in ("read", "write"):
+        for c in p[section]:
+            out[c.name] = (section, [a.path_text for a in _guards_for(c, section)])
+    return out
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_classification_of_every_tool(name):
+    cat = load_catalog(FIXTURES / f"{name}.json")
+    assert _decisions(cat) == EXPECTED[name]
+
+
+def test_annotations_alone_never_decide():
+    cat = Catalog.from_tools([
+        {"name": "delete_everything", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}},
+        {"name": "frobnicate", "inputSchema": {"type": "object"}},
+        {"name": "get_api_token", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": True}},
+        {"name": "list_things", "inputSchema": {"type": "object"}, "annotations": {"readOnlyHint": False,
+                                                                                   "destructiveHint": True}},
+    ])
+    got = {t.name: (classify(t).kind, classify(t).conflict) for t in cat.tools.values()}
+    assert got == {"delete_everything": ("destructive", True),  # lies about being read-only
+                   "frobnicate": ("destructive", False),  # says nothing: the spec default
+                   "get_api_token": ("secret", False),
+                   "list_things": ("destructive", False)}  # the server's own warning is kept
+    assert "contradicts the server's hint" in classify(cat.tools["delete_everything"]).reason
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_starter_policy_checks_verifies_and_compiles(name, tmp_path):
+    shutil.copy(FIXTURES / f"{name}.json", tmp_path / "tools.json")
+    r = run_mcpp("init", "--catalog", "tools.json", "-o", "policy.mcpp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    src = (tmp_path / "policy.mcpp").read_text()
+    assert '@catalog("tools.json")\ndefault deny;' in src
+    # every statement is preceded by a comment giving its reason
+    lines = src.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith(("permit", "forbid", "limit", "hide", "default", "assert")):
+            j = i - 1
+            while j >= 0 and lines[j].startswith(("@", "  ")):
+                j -= 1
+            assert lines[j].startswith("//"), f"no reason before line {i + 1}: {line}"
+    prog, ds = check_source(src, "policy.mcpp")
+    assert ds == []
+    assert validate(prog, load_catalog(tmp_path / "tools.json")) == []
+    r = run_mcpp("check", "policy.mcpp", cwd=tmp_path)  # finds the catalog through @catalog
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    r = run_mcpp("compile", "policy.mcpp", "-o", "policy.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    from mcpp.analyzer.verify import verify
+
+    results = verify(load_program(src, "policy.mcpp"))
+    assert results and all(res.status == "pass" for res in results), [(x.id, x.message) for x in results]
+    hidden = {n for n, (d, _) in EXPECTED[name].items() if d.startswith("hidden")}
+    assert any(res.id == "only-reviewed-tools" for res in results)
+    assert any(res.id == "hidden-stay-hidden" for res in results) == bool(hidden)
+
+
+def test_mcpp_verify_cli_when_available(tmp_path):
+    """`mcpp verify` is the analyzer's command; once it exists the starter must pass it too."""
+    from mcpp.cli import app
+
+    names = {c.name for c in app.registered_commands}
+    if "verify" not in names:
+        pytest.skip("`mcpp verify` is not registered yet (the analyzer's CLI is being built)")
+    shutil.copy(FIXTURES / "filesystem.json", tmp_path / "tools.json")
+    assert run_mcpp("init", "--catalog", "tools.json", "-o", "p.mcpp", cwd=tmp_path).returncode == 0
+    r = run_mcpp("verify", "p.mcpp", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_guards_decide_as_their_comments_say():
+    cat = load_catalog(FIXTURES / "filesystem.json")
+    engine = Engine(load_program(starter_policy(cat, "tools.json"), "p.mcpp"))
+    g = Grant("agent", "", frozenset())
+
+    def decide(tool, **args):
+        return engine.decide(tool, args, g, "fs", reserve=False).decision
+
+    assert decide("read_text_file", path="/work/notes.txt") == "allow"
+    assert decide("read_text_file", path="/home/u/.ssh/id_rsa") == "deny"
+    assert decide("read_text_file", path="/work/../etc/passwd") == "deny"
+    assert decide("read_text_file", path="/srv/app/.env") == "deny"
+    assert decide("write_file", path="/work/x", content="") == "deny"  # hidden
+    assert decide("some_new_tool") == "deny"  # default deny
+    cat = load_catalog(FIXTURES / "everything.json")
+    engine = Engine(load_program(starter_policy(cat), "p.mcpp"))
+    assert engine.decide("gzip-file-as-resource", {"data": "https://example.com/a"}, g, "s", reserve=False).decision == "allow"
+    assert engine.decide("gzip-file-as-resource", {}, g, "s", reserve=False).decision == "allow"  # optional: absent is fine
+    for url in ("http://169.254.169.254/latest/meta-data", "file:///etc/passwd", "http://LOCALHOST:8080/",
+                "https://user@10.0.0.5/x"):
+        assert engine.decide("gzip-file-as-resource", {"data": url}, g, "s", reserve=False).decision == "deny", url
+
+
+def test_init_refuses_to_overwrite_and_reports_bad_catalogs(tmp_path):
+    shutil.copy(FIXTURES / "memory.json", tmp_path / "tools.json")
+    (tmp_path / "p.mcpp").write_text("default deny;\n")
+    r = run_mcpp("init", "--catalog", "tools.json", "-o", "p.mcpp", cwd=tmp_path)
+    assert r.returncode == 2 and "exists; pass --force" in r.stderr
+    assert (tmp_path / "p.mcpp").read_text() == "default deny;\n"
+    r = run_mcpp("init", "--catalog", "missing.json", cwd=tmp_path)
+    assert r.returncode == 2 and "no such catalog file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_catalog_show_lists_classifications():
+    r = run_mcpp("catalog", "show", str(FIXTURES / "everything.json"))
+    assert r.returncode == 0
+    assert "write       trigger-long-running-operation" in r.stdout
+    assert "secret      get-env" in r.stdout
