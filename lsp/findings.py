@@ -1,0 +1,139 @@
+"""Our diagnostics as LSP diagnostics: ranges, severities, codes with docs links, fixes.
+
+A `Finding` is a diagnostic pinned to offsets of one version of the text. The
+analyzer's findings arrive for a version the user may already have edited; rather than
+blank them until the next analysis, they are moved along with each edit (or dropped
+when the edit touches them), so warnings do not flicker while typing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from lsprotocol import types as t
+
+from mcpp.lang.diagnostics import Diagnostic
+
+from .incremental import Edit
+from .positions import LineIndex
+
+SEVERITY = {
+    "error": t.DiagnosticSeverity.Error,
+    "warning": t.DiagnosticSeverity.Warning,
+    "info": t.DiagnosticSeverity.Information,
+    "hint": t.DiagnosticSeverity.Hint,
+}
+
+# Docs pages of the codes the language itself reports (the analyzer's and the catalog's
+# findings name their own page in `data["docs"]`).
+CODE_DOCS = {
+    "syntax": "docs/editors.md#syntax",
+    "validation": "docs/editors.md#validation",
+    "type": "docs/editors.md#type",
+    "regex": "docs/editors.md#regex",
+    "catalog": "docs/editors.md#catalog",
+}
+UNNECESSARY = {"dead-permit", "redundant-rule", "unsatisfiable-condition"}
+
+
+def docs_path(d: Diagnostic) -> str | None:
+    given = d.data.get("docs") if isinstance(d.data, dict) else None
+    if isinstance(given, str) and given:
+        return given
+    if d.code in CODE_DOCS:
+        return CODE_DOCS[d.code]
+    if d.code.startswith("catalog-"):
+        return f"docs/catalogs.md#{d.code}"
+    if d.code.startswith("assert"):
+        return "docs/analyzer.md#assertions"
+    return f"docs/lints/{d.code}.md"
+
+
+def _jsonable(value):
+    """Diagnostic data goes over the wire as JSON: anything else becomes its string."""
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass
+class Finding:
+    diag: Diagnostic
+    start: int
+    end: int
+    fix: dict | None = None  # {"title", "edits": [(start, end, text, old)]}
+
+    @classmethod
+    def of(cls, d: Diagnostic, index: LineIndex, source: str) -> "Finding":
+        start, end = index.span_offsets(d.span)
+        fix = None
+        raw = d.data.get("fix") if isinstance(d.data, dict) else None
+        if isinstance(raw, dict) and isinstance(raw.get("edits"), list):
+            edits = []
+            for e in raw["edits"]:
+                if not (isinstance(e, dict) and isinstance(e.get("start"), int) and isinstance(e.get("end"), int)
+                        and isinstance(e.get("text"), str) and 0 <= e["start"] <= e["end"] <= len(source)):
+                    edits = []
+                    break
+                edits.append((e["start"], e["end"], e["text"], source[e["start"] : e["end"]]))
+            if edits:
+                fix = {"title": str(raw.get("title") or "Apply the suggested fix"), "edits": edits}
+        return cls(d, start, end, fix)
+
+    def moved(self, edit: Edit) -> "Finding | None":
+        """This finding in the next version of the text, or None if the edit touched it."""
+        def move(a: int, b: int):
+            if b <= edit.start and not (a == b == edit.start and edit.old_end > edit.start):
+                return a, b
+            if a >= edit.old_end:
+                return a + edit.delta, b + edit.delta
+            return None
+
+        span = move(self.start, self.end)
+        if span is None:
+            return None
+        fix = None
+        if self.fix is not None:
+            edits = []
+            for s, e, text, old in self.fix["edits"]:
+                m = move(s, e)
+                if m is None:
+                    edits = []
+                    break
+                edits.append((m[0], m[1], text, old))
+            fix = {"title": self.fix["title"], "edits": edits} if edits else None
+        return Finding(self.diag, span[0], span[1], fix)
+
+    def to_lsp(self, index: LineIndex, docs_base: str, tags_ok: bool) -> t.Diagnostic:
+        d = self.diag
+        message = d.message
+        if d.notes:
+            message += "".join(f"\nnote: {n}" for n in d.notes)
+        path = docs_path(d)
+        data: dict = {"code": d.code}
+        if self.fix is not None:
+            data["fix"] = {
+                "title": self.fix["title"],
+                "edits": [{"range": _range_json(index.range(s, e)), "newText": text, "oldText": old}
+                          for s, e, text, old in self.fix["edits"]],
+            }
+        extra = {k: v for k, v in (d.data or {}).items() if k not in ("fix", "docs")}
+        if extra:
+            data["details"] = _jsonable(extra)
+        return t.Diagnostic(
+            range=index.range(self.start, self.end),
+            message=message,
+            severity=SEVERITY.get(d.severity, t.DiagnosticSeverity.Error),
+            code=d.code,
+            code_description=t.CodeDescription(href=docs_base + path) if path else None,
+            source="mcpp",
+            tags=[t.DiagnosticTag.Unnecessary] if tags_ok and d.code in UNNECESSARY else None,
+            data=data,
+        )
+
+
+def _range_json(r: t.Range) -> dict:
+    return {"start": {"line": r.start.line, "character": r.start.character},
+            "end": {"line": r.end.line, "character": r.end.character}}

@@ -1,0 +1,112 @@
+"""Hover: tools (from the catalog), argument paths (their schema type), keywords,
+operators and methods (their meaning, from the language reference)."""
+
+from __future__ import annotations
+
+from lsprotocol import types as t
+
+from mcpp.lang import ir
+from mcpp.lang.atoms import has_path, input_path
+
+from .documents import PolicyDocument
+from .locate import here, node_path, statement_at
+from .reference import hover_markdown
+from .tools import argument_info, description_of, statement_tools, tool_markdown, types_text
+
+_KEYWORD_TYPES = {"EFFECT", "CLAUSE_KIND", "VAR", "TRUE", "FALSE", "NULL", "DEFAULT_KIND", "ASSERT_KIND"}
+
+
+def hover(doc: PolicyDocument, offset: int, docs_base: str) -> t.Hover | None:
+    h = here(doc.parser.chunks, doc.text, offset)
+    tok = h.token
+    if tok is None:
+        return None
+    program = doc.program
+    stmt = statement_at(program.document, offset) if program is not None and program.document else None
+    rng = doc.index.range(tok.start_pos, tok.end_pos)
+
+    if tok.type in ("ENTITY_TYPE", "STRING") and stmt is not None:
+        ref = _entity_at(stmt, offset)
+        if ref is not None:
+            return _md(_entity_markdown(doc, ref, docs_base), doc.index.span_range(ref.span))
+
+    if tok.type == "NAME" and stmt is not None:
+        path_md = _argument_markdown(doc, stmt, offset, tok)
+        if path_md is not None:
+            return _md(path_md, rng)
+
+    key = str(tok)
+    if tok.type == "NAME":
+        prev = h.before[-1] if h.before else None
+        if prev is not None and str(prev) == "@":
+            key = key  # annotation keys: @id, @reason, @catalog
+        elif prev is not None and str(prev) == "." and key not in ("contains", "containsAll", "containsAny",
+                                                                     "isEmpty", "matches", "label", "input"):
+            return None  # an attribute name that is not an argument path (hover found none above)
+    text = hover_markdown(key, docs_base)
+    if text is None and tok.type in _KEYWORD_TYPES:
+        text = hover_markdown(key.lower(), docs_base)
+    if text is None:
+        return None
+    return _md(text, rng)
+
+
+def _md(value: str, rng: t.Range) -> t.Hover:
+    return t.Hover(contents=t.MarkupContent(kind=t.MarkupKind.Markdown, value=value), range=rng)
+
+
+def _entity_at(stmt, offset: int) -> ir.EntityRef | None:
+    for n in reversed(node_path(stmt, offset)):
+        if isinstance(n, ir.EntityRef):
+            return n
+        if isinstance(n, ir.EntityLit):
+            return n.entity
+    return None
+
+
+def _entity_markdown(doc: PolicyDocument, ref: ir.EntityRef, docs_base: str) -> str:
+    program = doc.program
+    if ref.type == "Action" and program is not None and ref.id in program.groups:
+        members = ", ".join(f"`{m}`" for m in sorted(program.groups[ref.id]))
+        return f"**action group** `{ref.id}`\n\nTools: {members}\n\n`action in Action::\"{ref.id}\"` matches each of them."
+    if ref.type == "Action":
+        return tool_markdown(doc.catalog, ref.id, program)
+    base = hover_markdown(ref.type, docs_base) or f"**{ref.type}**"
+    return f"`{ref}`\n\n{base}"
+
+
+def _argument_markdown(doc: PolicyDocument, stmt, offset: int, tok) -> str | None:
+    path = None
+    for n in reversed(node_path(stmt, offset)):
+        if isinstance(n, ir.GetAttr):
+            path = input_path(n)
+            if path is not None:
+                break
+        if isinstance(n, ir.Has):
+            full = has_path(n)
+            if full is not None and str(tok) in full:
+                path = full[: full.index(str(tok)) + 1]
+                break
+    if not path:
+        return None
+    name = ".".join(path)
+    head = f"**argument** `context.input.{name}` (`args.{name}` in the JSON form)"
+    tools = statement_tools(doc.program, stmt)
+    catalog = doc.catalog
+    if catalog is None:
+        return head + "\n\nNo tool catalog is configured, so its type is unknown."
+    if tools is None:
+        tools = sorted(catalog.tools)
+    rows = []
+    for tool, info in argument_info(catalog, tools, path):
+        if info.problem:
+            if tools and len(tools) <= 8:
+                rows.append(f"- `{tool}`: ⚠ {info.problem}")
+            continue
+        optional = info.optional_at is not None
+        desc = description_of(info.view)
+        rows.append(f"- `{tool}`: {types_text(info.view)}{' (optional)' if optional else ''}"
+                    + (f" — {desc}" if desc else ""))
+    if not rows:
+        return head + "\n\nNo catalogued tool in this rule's scope has this argument."
+    return head + "\n\n" + "\n".join(rows)

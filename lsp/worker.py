@@ -1,0 +1,84 @@
+"""The analyzer's process: `python -m mcpp.lsp.worker`, one JSON request a line on stdin,
+one JSON reply a line on stdout.
+
+The language server runs Z3 here rather than in a thread so that a stale analysis can
+be cancelled by ending the process (a solver call cannot be interrupted from Python),
+and so that the solver never holds the GIL the editor's keystrokes are waiting for.
+
+Request: `{"id", "source", "filename", "timeout_ms"}`.
+Reply: `{"id", "diagnostics": [...], "elapsed_ms"}`, or `{"id", "skipped": why}` when the
+text has errors (the analysis of a half-parsed policy would mislead), or `{"id", "error"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+
+def diag_to_json(d) -> dict:
+    s = d.span
+    return {
+        "message": d.message,
+        "span": [s.line, s.col, s.end_line, s.end_col, s.start, s.end],
+        "severity": d.severity,
+        "code": d.code,
+        "notes": list(d.notes),
+        "data": d.data,
+    }
+
+
+def diag_from_json(obj: dict):
+    from mcpp.lang.diagnostics import Diagnostic, Span
+
+    return Diagnostic(
+        str(obj["message"]), Span(*obj["span"]), str(obj["severity"]), str(obj["code"]), "<analyzer>",
+        tuple(obj.get("notes") or ()), obj.get("data") or {},
+    )
+
+
+def handle(req: dict) -> dict:
+    from mcpp.lang.program import check_source
+
+    from .fixes import attach_fixes
+
+    rid = req.get("id")
+    source, filename = req.get("source"), req.get("filename", "<input>")
+    if not isinstance(source, str):
+        return {"id": rid, "error": "request without a source text"}
+    t0 = time.perf_counter()
+    program, diags = check_source(source, filename)
+    if any(d.severity == "error" for d in diags):
+        return {"id": rid, "skipped": "the policy has errors"}
+    from mcpp.analyzer import analyze
+
+    timeout = req.get("timeout_ms", 2000)
+    found = analyze(program, timeout_ms=int(timeout) if isinstance(timeout, (int, float)) else 2000)
+    found = attach_fixes(found, program)
+    return {
+        "id": rid,
+        "diagnostics": [diag_to_json(d) for d in found],
+        "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
+    }
+
+
+def main() -> None:
+    out = sys.stdout
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        req = None
+        try:
+            req = json.loads(line)
+            if not isinstance(req, dict):
+                raise ValueError("a request is a JSON object")
+            reply = handle(req)
+        except Exception as e:  # reported to the server, which logs it; the worker goes on
+            reply = {"id": req.get("id") if isinstance(req, dict) else None, "error": f"{type(e).__name__}: {e}"}
+        out.write(json.dumps(reply, default=str, ensure_ascii=False) + "\n")
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""`mcpp lsp`: the language server editors start (see docs/editors.md)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def lsp(
+    stdio: bool = typer.Option(True, "--stdio/--no-stdio", help="Talk LSP over stdin/stdout (the only transport; "
+                               "accepted because some clients always pass it)"),
+    log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level"),
+) -> None:
+    """Run the mcpp language server on stdio."""
+    import logging
+    import sys
+
+    from mcpp.lsp.server import server
+
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        try:
+            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
+        except OSError as e:
+            from mcpp.console import die
+
+            die(f"--log-file: cannot write {log_file}: {e.strerror}")
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=handlers,
+                        format="mcpp-lsp %(asctime)s %(levelname)s %(message)s")
+    server.start_io()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lsp")(lsp)
