@@ -47,6 +47,10 @@ class AnalyzerService:
         self.cancelled = 0
         self._closed = False
 
+    @property
+    def running(self) -> Job | None:
+        return self._running
+
     # -- scheduling ------------------------------------------------------------------
     def schedule(self, job: Job, debounce_ms: int) -> None:
         """Analyse `job` once its document has been quiet for `debounce_ms`."""

@@ -74,8 +74,30 @@ class PolicyDocument:
                         "reused_chunks": self.parser.reused, "chunks": len(self.parser.chunks)}
 
     def set_analysis(self, diags: list[Diagnostic]) -> None:
-        self.analysis = [Finding.of(d, self.index, self.text) for d in diags]
+        findings = []
+        for d in diags:
+            f = Finding.of(d, self.index, self.text)
+            f.related = tuple(self._related(d))
+            findings.append(f)
+        self.analysis = findings
         self.analysis_version = self.version
+
+    def _related(self, d: Diagnostic):
+        """The other rules a finding names, as places to jump to."""
+        program = self.program
+        if program is None:
+            return
+        spans = {p.id: (p.policy.span, p.effect) for p in program.policies}
+        spans.update({li.id: (li.limit.span, "limit") for li in program.limits})
+        data = d.data or {}
+        decision = data.get("decision") if isinstance(data.get("decision"), dict) else None
+        if decision and decision.get("policy") in spans:
+            span, kind = spans[decision["policy"]]
+            verb = "allows" if decision.get("decision") == "allow" else "denies"
+            yield (*self.index.span_offsets(span), f"{kind} {decision['policy']!r} {verb} the counterexample call")
+        if data.get("implied_by") in spans:
+            span, kind = spans[data["implied_by"]]
+            yield (*self.index.span_offsets(span), f"{kind} {data['implied_by']!r} applies whenever this rule does")
 
     def engine(self):
         """The decision engine for this version (built on first use: compiling every rule

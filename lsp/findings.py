@@ -51,9 +51,22 @@ def docs_path(d: Diagnostic) -> str | None:
 
 
 def _jsonable(value):
-    """Diagnostic data goes over the wire as JSON: anything else becomes its string."""
+    """Diagnostic data goes over the wire as JSON: anything else becomes its string.
+
+    A nested JSON-RPC message (a counterexample's `tools/call` request) is reduced to its
+    method and params: pygls decodes any object with a "jsonrpc" key as a message, so a
+    client or server built on it would mangle the data when it comes back."""
+    def clean(v):
+        if isinstance(v, dict):
+            if "jsonrpc" in v and "method" in v:
+                return {"method": v.get("method"), "params": clean(v.get("params"))}
+            return {str(k): clean(x) for k, x in v.items() if k != "jsonrpc"}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
     try:
-        return json.loads(json.dumps(value, default=str))
+        return clean(json.loads(json.dumps(value, default=str)))
     except (TypeError, ValueError):
         return None
 
@@ -64,6 +77,7 @@ class Finding:
     start: int
     end: int
     fix: dict | None = None  # {"title", "edits": [(start, end, text, old)]}
+    related: tuple = ()  # ((start, end, message), …): other places the finding is about
 
     @classmethod
     def of(cls, d: Diagnostic, index: LineIndex, source: str) -> "Finding":
@@ -104,9 +118,10 @@ class Finding:
                     break
                 edits.append((m[0], m[1], text, old))
             fix = {"title": self.fix["title"], "edits": edits} if edits else None
-        return Finding(self.diag, span[0], span[1], fix)
+        related = tuple((m[0], m[1], msg) for a, b, msg in self.related if (m := move(a, b)) is not None)
+        return Finding(self.diag, span[0], span[1], fix, related)
 
-    def to_lsp(self, index: LineIndex, docs_base: str, tags_ok: bool) -> t.Diagnostic:
+    def to_lsp(self, index: LineIndex, docs_base: str, tags_ok: bool = False, uri: str | None = None) -> t.Diagnostic:
         d = self.diag
         message = d.message
         if d.notes:
@@ -130,6 +145,10 @@ class Finding:
             code_description=t.CodeDescription(href=docs_base + path) if path else None,
             source="mcpp",
             tags=[t.DiagnosticTag.Unnecessary] if tags_ok and d.code in UNNECESSARY else None,
+            related_information=[
+                t.DiagnosticRelatedInformation(location=t.Location(uri=uri, range=index.range(a, b)), message=msg)
+                for a, b, msg in self.related
+            ] if uri and self.related else None,
             data=data,
         )
 

@@ -32,6 +32,7 @@ from .worker import diag_from_json
 log = logging.getLogger("mcpp.lsp")
 
 ANALYZE = "mcpp.analyze"
+STATUS = "mcpp.status"
 
 
 class MCPPServer(LanguageServer):
@@ -88,6 +89,11 @@ class MCPPServer(LanguageServer):
         pd = caps.text_document.publish_diagnostics if caps and caps.text_document else None
         return bool(pd and pd.tag_support and t.DiagnosticTag.Unnecessary in pd.tag_support.value_set)
 
+    def related_ok(self) -> bool:
+        caps = self.client_capabilities
+        pd = caps.text_document.publish_diagnostics if caps and caps.text_document else None
+        return bool(pd and pd.related_information)
+
     # -- checking and publishing --------------------------------------------------------
     def check(self, uri: str) -> None:
         """Check the document's current text and publish; then schedule the analyzer."""
@@ -108,7 +114,8 @@ class MCPPServer(LanguageServer):
 
     def publish(self, doc: PolicyDocument) -> None:
         base, tags = self.settings.docs_base_url, self.tags_ok()
-        diags = [f.to_lsp(doc.index, base, tags) for f in doc.fast + doc.analysis]
+        uri = doc.uri if self.related_ok() else None
+        diags = [f.to_lsp(doc.index, base, tags, uri) for f in doc.fast + doc.analysis]
         self.text_document_publish_diagnostics(
             t.PublishDiagnosticsParams(uri=doc.uri, version=doc.version, diagnostics=diags))
         self.last_publish[doc.uri] = time.perf_counter()
@@ -357,6 +364,29 @@ def analyze_now(ls: MCPPServer, *args):
     ls.analyzer.schedule(Job(doc.uri, doc.version, doc.text, doc.filename, s.analyzer_timeout_ms,
                              max(30.0, s.analyzer_timeout_ms * 20 / 1000)), 0)
     return {"scheduled": doc.uri, "version": doc.version}
+
+
+@server.command(STATUS)
+@_robust
+def status(ls: MCPPServer, *args):
+    """`mcpp.status`: what the server is doing — per document the versions checked and
+    analysed and where the last check spent its time; the analyzer's counters."""
+    a = ls.analyzer
+    running = a.running
+    return {
+        "version": __version__,
+        "documents": {
+            uri: {"version": d.version, "analysis_version": d.analysis_version, "errors": d.errors,
+                  "catalog": getattr(d.catalog, "path", None), "timings": d.timings}
+            for uri, d in ls.docs.items()
+        },
+        "analyzer": {"started": a.started, "completed": a.completed, "cancelled": a.cancelled,
+                     "running": {"uri": running.uri, "version": running.version} if running else None},
+        "settings": {"catalog": ls.settings.catalog, "analyzer.enabled": ls.settings.analyzer_enabled,
+                     "analyzer.timeoutMs": ls.settings.analyzer_timeout_ms,
+                     "analyzer.debounceMs": ls.settings.analyzer_debounce_ms,
+                     "docsBaseUrl": ls.settings.docs_base_url},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
