@@ -215,3 +215,34 @@ permit (principal, action == Action::"charge", resource);
 @reason("Charge budget exhausted.")
 limit "charges" (principal, action == Action::"charge", resource) max 5 per hour scope grant;
 """
+
+
+MODERN_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+async def call_tool(http, url: str, token: str | None, name: str, args: dict, rid=1) -> dict:
+    """One stateless (2026-07-28) tools/call on the wire; returns the JSON-RPC response."""
+    headers = {
+        "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": name,
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    body = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": name, "arguments": args, "_meta": MODERN_META}}
+    r = await http.post(url, headers=headers, content=json.dumps(body))
+    return parse_response(r)
+
+
+def parse_response(r) -> dict:
+    if r.headers.get("content-type", "").startswith("text/event-stream"):
+        msgs = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+        final = [m for m in msgs if "method" not in m]
+        return {"status": r.status_code, **final[-1]} if final else {"status": r.status_code, "events": msgs}
+    try:
+        return {"status": r.status_code, **r.json()}
+    except ValueError:
+        return {"status": r.status_code, "text": r.text}
+
+
+def result_text(resp: dict) -> str:
+    return resp["result"]["content"][0]["text"]
