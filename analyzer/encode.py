@@ -800,24 +800,74 @@ def counter_key(lim: ir.Limit) -> tuple:
     return (lim.counter, lim.scope_kind, lim.window)
 
 
-def decide(req: Request, program: Program, tool: str) -> ToolDecision:
-    enc = ProgramEncoder(req, program, tool)
-    d = ToolDecision(program, tool, enc, tool in program.hidden)
+@dataclass
+class ProgramIndex:
+    """Rules by tool, built once per program: a query for one tool touches only its rules."""
+
+    policies: dict  # tool → [PolicyInfo] naming it
+    limits: dict  # tool → [LimitInfo] naming it
+    any_policies: list  # naming no tool: they apply to every tool
+    any_limits: list
+    permit_tools: set  # tools some permit names
+    counter_max: dict  # counter key → the largest max among the limits that count it
+
+    def policies_for(self, tool: str) -> list:
+        named = self.policies.get(tool, [])
+        if not self.any_policies:
+            return named
+        return sorted(named + self.any_policies, key=lambda p: p.index)
+
+    def limits_for(self, tool: str) -> list:
+        return self.limits.get(tool, []) + self.any_limits
+
+
+_INDEXES: dict[int, tuple] = {}
+
+
+def index(program: Program) -> ProgramIndex:
+    hit = _INDEXES.get(id(program))
+    if hit is not None and hit[0] is program:
+        return hit[1]
+    pol: dict = {}
+    lim: dict = {}
+    any_p, any_l, permit_tools, cmax = [], [], set(), {}
     for p in program.policies:
-        if p.tools is not None and tool not in p.tools:
+        if p.tools is None:
+            any_p.append(p)
             continue
-        f = enc.applies(p.policy)
-        (d.permits if p.effect == "permit" else d.forbids).append((p, f))
-    named = any(p.tools is not None and tool in p.tools for p in program.permits)
-    d.default_covers = program.default == "allow" and not named
-    ctx = req.ctx
+        for t in p.tools:
+            pol.setdefault(t, []).append(p)
+        if p.effect == "permit":
+            permit_tools |= p.tools
     for li in program.limits:
         if li.limit.max is not None:
             key = counter_key(li.limit)
-            req.counter_max[key] = max(req.counter_max.get(key, Fraction(0)), Fraction(li.limit.max))
-    for li in program.limits:
-        if li.tools is not None and tool not in li.tools:
-            continue
+            cmax[key] = max(cmax.get(key, Fraction(0)), Fraction(li.limit.max))
+        if li.tools is None:
+            any_l.append(li)
+        else:
+            for t in li.tools:
+                lim.setdefault(t, []).append(li)
+    out = ProgramIndex(pol, lim, any_p, any_l, permit_tools, cmax)
+    if len(_INDEXES) > 256:
+        _INDEXES.clear()
+    _INDEXES[id(program)] = (program, out)
+    return out
+
+
+def decide(req: Request, program: Program, tool: str) -> ToolDecision:
+    enc = ProgramEncoder(req, program, tool)
+    d = ToolDecision(program, tool, enc, tool in program.hidden)
+    ix = index(program)
+    for p in ix.policies_for(tool):
+        f = enc.applies(p.policy)
+        (d.permits if p.effect == "permit" else d.forbids).append((p, f))
+    d.default_covers = program.default == "allow" and tool not in ix.permit_tools
+    ctx = req.ctx
+    for li in ix.limits_for(tool):
+        key = counter_key(li.limit)
+        if key in ix.counter_max:  # the bound of the counter this limit reads, over the whole program
+            req.counter_max[key] = max(req.counter_max.get(key, Fraction(0)), ix.counter_max[key])
         applies = enc.applies(li.limit)
         if li.limit.increment is None:
             valid, amount = True, Fraction(1)

@@ -64,10 +64,21 @@ class Linter:
         self.other = other_tool(program)
         self.tools = self.named + [self.other]
         self._tool: dict[str, tuple] = {}
+        self._engine = None
+        self._applies: dict = {}
         self.unknown = 0
         self.findings: list[Diagnostic] = []
 
     # -- plumbing -------------------------------------------------------------------------
+    @property
+    def engine(self):
+        """The real engine for this program (built once: large programs take a while)."""
+        if self._engine is None:
+            from mcpp.runtime.engine import Engine
+
+            self._engine = Engine(self.program)
+        return self._engine
+
     def tool(self, t: str):
         hit = self._tool.get(t)
         if hit is None:
@@ -81,6 +92,14 @@ class Linter:
         if o.status == "unknown":
             self.unknown += 1
         return o
+
+    def can_apply(self, info, stmt, t: str) -> str:
+        """sat | unsat | unknown: can the rule apply to a call to `t`? (asked once per pair)"""
+        key = (id(stmt), t)
+        hit = self._applies.get(key)
+        if hit is None:
+            hit = self._applies[key] = self.sat(t, self.tool(t)[1].enc.applies(stmt)).status
+        return hit
 
     def tools_of(self, info) -> list[str]:
         return self.tools if info.tools is None else sorted(info.tools)
@@ -140,7 +159,7 @@ class Linter:
             if not stmt.clauses and stmt.scope.principal.op == "any" and stmt.scope.resource.op == "any":
                 continue
             tools = self.tools_of(info)
-            if any(not self.sat(t, self.tool(t)[1].enc.applies(stmt)).unsat for t in tools):
+            if any(self.can_apply(info, stmt, t) != "unsat" for t in tools):
                 continue
             kind = "assertion" if isinstance(stmt, ir.Assert) else type(stmt).__name__.lower()
             if isinstance(stmt, ir.Policy):
@@ -171,7 +190,7 @@ class Linter:
                     dead[t] = "hidden"
                     continue
                 mine = d.enc.applies(p.policy)
-                if not self.sat(t, mine).sat:
+                if self.can_apply(p, p.policy, t) != "sat":
                     dead[t] = "never applies"  # unsatisfiable-condition reports it (or unknown)
                     continue
                 effect = AND(ctx, mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
@@ -231,12 +250,18 @@ class Linter:
         for effect in ("permit", "forbid"):
             rules = [p for p in prog.policies if p.effect == effect]
             reads = {p.id: _reads(p.policy) for p in rules}
+            by_tool: dict = {}
+            for p in rules:
+                for t in (p.tools or ()):
+                    by_tool.setdefault(t, []).append(p)
+            unscoped = [p for p in rules if p.tools is None]
             for r in rules:
                 r_tools = set(self.tools_of(r))
-                if not any(self.sat(t, self.tool(t)[1].enc.applies(r.policy)).sat for t in sorted(r_tools)):
+                if not any(self.can_apply(r, r.policy, t) == "sat" for t in sorted(r_tools)):
                     continue  # never applies: unsatisfiable-condition's finding, not a redundancy
                 cands = []
-                for q in rules:
+                pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
+                for q in pool:
                     if q is r or not _covers(q, r_tools):
                         continue
                     if not reads[q.id] <= reads[r.id]:
@@ -296,7 +321,7 @@ class Linter:
                     continue
                 w = o.witness
                 decision = self.session.replayer.decide(self.program, w)
-                culprits = _erroring_clauses(self.program, f.policy, w)
+                culprits = _erroring_clauses(self.engine, f.policy, w)
                 if not decision.allowed or culprits is None:
                     continue  # not confirmed: no finding
                 if mistyped:
@@ -321,7 +346,7 @@ class Linter:
                 continue
             cand = type(w)(w.tool, args, w.grant_id, w.label, w.groups, w.server, dict(w.counters))
             d2 = self.session.replayer.decide(self.program, cand)
-            c2 = _erroring_clauses(self.program, f.policy, cand)
+            c2 = _erroring_clauses(self.engine, f.policy, cand)
             if d2.allowed and c2 is not None:
                 return cand, d2, c2
         return w, decision, culprits
@@ -479,12 +504,10 @@ def _read_paths_expr(e) -> list[tuple]:
     return out
 
 
-def _erroring_clauses(program: Program, stmt, w):
+def _erroring_clauses(engine, stmt, w):
     """The forbid's clauses that error on the witness, if every other clause has its
     wanted value (the forbid would apply if errors counted); else None."""
-    from mcpp.runtime.engine import Engine
-
-    env = Engine(program).env(w.tool, w.args, w.grant, w.server)
+    env = engine.env(w.tool, w.args, w.grant, w.server)
     bad = []
     for c in stmt.clauses:
         v = compile_expr(c.expr)(env)

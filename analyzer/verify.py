@@ -153,7 +153,7 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
     w = o.witness
     decision = session.replayer.decide(program, w)
     want_allowed = st.kind != "allow"
-    if decision.allowed != want_allowed or not matches_scope(program, st, w):
+    if decision.allowed != want_allowed or not matches_scope(program, st, w, session.replayer.engine(program)):
         why = "; ".join(sorted(d.enc.reasons)) or "the witness did not replay (an analyzer bug: please report it)"
         return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be confirmed: {why}",
                             st.span, tool, reasons=sorted(d.enc.reasons))

@@ -104,12 +104,15 @@ class Replayer:
     def __init__(self):
         self._engines: dict[int, tuple[Program, Engine]] = {}
 
-    def decide(self, program: Program, w: Witness) -> Decision:
+    def engine(self, program: Program) -> Engine:
         hit = self._engines.get(id(program))
         if hit is None or hit[0] is not program:
             hit = (program, Engine(program))
             self._engines[id(program)] = hit
-        engine = hit[1]
+        return hit[1]
+
+    def decide(self, program: Program, w: Witness) -> Decision:
+        engine = self.engine(program)
         engine.store = StateStore(w.counters)
         return engine.decide(w.tool, w.args, w.grant, w.server, now=NOW, reserve=False)
 
@@ -118,12 +121,12 @@ def replay(program: Program, w: Witness) -> Decision:
     return Replayer().decide(program, w)
 
 
-def matches_scope(program: Program, stmt, w: Witness) -> bool:
+def matches_scope(program: Program, stmt, w: Witness, engine: Engine | None = None) -> bool:
     """Whether the assert (or any policy-shaped statement) applies to the witness call."""
     from mcpp.lang import ir
     from mcpp.runtime.engine import CompiledRule
 
-    engine = Engine(program)
+    engine = engine or Engine(program)
     policy = ir.Policy("permit", stmt.scope, stmt.clauses)
 
     class _Info:

@@ -1,0 +1,108 @@
+"""Analyzer benchmark: `mcpp verify` on every example, then lint and diff on generated
+policies of 100, 1,000 and 5,000 rules, timed in one run, with the growth between sizes.
+
+    python3 bench/analyzer_bench.py            # all sizes
+    python3 bench/analyzer_bench.py 100 1000   # chosen sizes
+
+Targets on the project's 2-core machine: each example verified < 1 s; all lints on
+1,000 rules < 30 s; diff of two 1,000-rule versions < 30 s. Figures are recorded in
+docs/analyzer.md.
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mcpp.analyzer.diff import diff_programs  # noqa: E402
+from mcpp.analyzer.lints import lint  # noqa: E402
+from mcpp.analyzer.verify import verify  # noqa: E402
+from mcpp.lang.program import load_program  # noqa: E402
+from mcpp.loader import load_policy  # noqa: E402
+
+RULES_PER_TOOL = 5
+NAMESPACES = ["dev", "staging", "sandbox", "qa", "prod", "payments-prod"]
+
+
+def generate(n_rules: int, seed: int = 7, change: float = 0.0) -> str:
+    """A policy shaped like the examples: per tool a guarded permit, forbids on
+    arguments, a regex allowlist or a limit. `change` perturbs that fraction of rules
+    (the "new version" for diff)."""
+    rnd = random.Random(seed)
+    mutate = random.Random(seed + 1)
+    out = ["default deny;", ""]
+    n_tools = max(1, n_rules // RULES_PER_TOOL)
+    made = 0
+    for t in range(n_tools):
+        tool = f"tool_{t:05d}"
+        cap = rnd.choice([100, 500, 1000, 5000])
+        if change and mutate.random() < change:
+            cap *= 2
+        ns = rnd.sample(NAMESPACES[:4], 2)
+        rules = [
+            f'@id("{tool}-allow")\npermit (principal, action == Action::"{tool}", resource)\n'
+            f'when {{ context.input.namespace in ["{ns[0]}", "{ns[1]}"] && context.input.amount <= {cap} }};',
+            f'@id("{tool}-no-prod")\nforbid (principal, action == Action::"{tool}", resource)\n'
+            f'when {{ context.input.namespace like "*prod*" }};',
+            f'@id("{tool}-owner")\nforbid (principal, action == Action::"{tool}", resource)\n'
+            f'unless {{ context.input has owner && context.input.owner.matches("^[a-z]{{2,12}}$") }};',
+            f'@id("{tool}-ops")\npermit (principal in Group::"ops-{t % 7}", action == Action::"{tool}", resource)\n'
+            f'when {{ context.input.url.matches("^https://(api|docs)\\\\.example{t % 13}\\\\.com/") }};',
+            f'@id("{tool}-budget")\nlimit "{tool}-calls" (principal, action == Action::"{tool}", resource) '
+            f'max {rnd.choice([10, 50, 100])} per hour;',
+        ]
+        for r in rules:
+            if made >= n_rules:
+                break
+            out.append(r)
+            made += 1
+    return "\n".join(out) + "\n"
+
+
+def timed(fn):
+    t = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t, result
+
+
+def main(sizes: list[int]) -> int:
+    print("== mcpp verify, per example")
+    worst = 0.0
+    for path in sorted((ROOT / "examples").glob("*.mcpp")):
+        dt, results = timed(lambda: verify(load_policy(path), timeout_ms=5000))
+        worst = max(worst, dt)
+        status = ", ".join(f"{r.id}={r.status.upper()}" for r in results)
+        print(f"  {path.name:<18} {dt:6.3f} s  ({len(results)} asserts: {status})")
+    print(f"  slowest example: {worst:.3f} s (target < 1 s)")
+
+    print("\n== lint and diff on generated policies")
+    print(f"  {'rules':>6} {'tools':>6} {'lint s':>9} {'findings':>9} {'diff s':>9} {'changed':>8} {'lint x':>7} {'diff x':>7}")
+    prev = None
+    failures = 0
+    for n in sizes:
+        old = load_program(generate(n), f"gen{n}.mcpp")
+        new = load_program(generate(n, change=0.02), f"gen{n}-new.mcpp")
+        lint_s, findings = timed(lambda: lint(old, timeout_ms=5000))
+        diff_s, diffs = timed(lambda: diff_programs(old, new, timeout_ms=5000))
+        changed = sum(1 for d in diffs if d.status != "equivalent")
+        unknown = sum(1 for d in diffs if d.status == "unknown")
+        growth = ("", "") if prev is None else (f"{lint_s / prev[0]:6.1f}x", f"{diff_s / prev[1]:6.1f}x")
+        print(f"  {n:>6} {len(diffs) - 1:>6} {lint_s:>9.2f} {len(findings):>9} {diff_s:>9.2f} {changed:>8} {growth[0]:>7} {growth[1]:>7}"
+              + (f"  ({unknown} unknown)" if unknown else ""))
+        if n == 1000 and (lint_s >= 30 or diff_s >= 30):
+            failures += 1
+        prev = (lint_s, diff_s)
+    if worst >= 1.0:
+        failures += 1
+    print("\ntargets met" if not failures else f"\n{failures} target(s) missed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sizes = [int(a) for a in sys.argv[1:]] or [100, 1000, 5000]
+    sys.exit(main(sizes))
