@@ -148,8 +148,7 @@ class Completer:
         if re.search(r"\bprincipal\s*\.\s*(\w*)$", before):
             return [self.item("label", K.Property, "the grant's label", KEYWORDS["label"][1])]
         if re.search(r"\.\s*(\w*)$", before) and not re.search(r"\d\.\s*\w*$", before):
-            return [self.item(name, K.Method, "method", KEYWORDS[name][1], insert=plain, snippet=snip)
-                    for name, (snip, plain) in METHODS.items()]
+            return self._methods()
         if re.search(r"\bAction::$", before):
             return self._tool_items(quoted=True)
         depth_brace, depth_paren = _depths(before)
@@ -241,7 +240,13 @@ class Completer:
             for name in sorted(seen):
                 if _IDENT.match(name):
                     items.append(self.item(name, K.Property, "argument used in this policy"))
+        if path:  # an argument's value may be a set or a string: its methods apply
+            items += self._methods()
         return items
+
+    def _methods(self) -> list[t.CompletionItem]:
+        return [self.item(name, K.Method, "method", KEYWORDS[name][1], insert=plain, snippet=snip, sort="~" + name)
+                for name, (snip, plain) in METHODS.items()]
 
 
 def _open_string(before: str) -> bool:

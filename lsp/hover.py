@@ -30,19 +30,31 @@ def hover(doc: PolicyDocument, offset: int, docs_base: str) -> t.Hover | None:
         if ref is not None:
             return _md(_entity_markdown(doc, ref, docs_base), doc.index.span_range(ref.span))
 
-    if tok.type == "NAME" and stmt is not None:
-        path_md = _argument_markdown(doc, stmt, offset, tok)
-        if path_md is not None:
-            return _md(path_md, rng)
-
     key = str(tok)
+    if tok.type == "INPUT_PATH":  # `context.input.a.b` is one token: which segment is under the cursor?
+        parts = key.split(".")
+        rel, acc, idx = offset - tok.start_pos, 0, len(parts) - 1
+        for i, part in enumerate(parts):
+            if rel <= acc + len(part):
+                idx = i
+                break
+            acc += len(part) + 1
+        seg_start = tok.start_pos + sum(len(p) + 1 for p in parts[:idx])
+        seg = doc.index.range(seg_start, seg_start + len(parts[idx]))
+        if idx >= 2 and stmt is not None:
+            return _md(_argument_markdown(doc, stmt, tuple(parts[2 : idx + 1])), seg)
+        key, rng = parts[idx], seg
+    elif tok.type in ("NAME", "STRING") and stmt is not None:
+        path = _node_path_at(stmt, offset, tok)
+        if path:
+            return _md(_argument_markdown(doc, stmt, path), rng)
     if tok.type == "NAME":
         prev = h.before[-1] if h.before else None
-        if prev is not None and str(prev) == "@":
-            key = key  # annotation keys: @id, @reason, @catalog
-        elif prev is not None and str(prev) == "." and key not in ("contains", "containsAll", "containsAny",
-                                                                     "isEmpty", "matches", "label", "input"):
-            return None  # an attribute name that is not an argument path (hover found none above)
+        if prev is not None and str(prev) == "." and key not in ("contains", "containsAll", "containsAny",
+                                                                 "isEmpty", "matches", "label", "input"):
+            return None  # an attribute of something that is not the call's arguments
+    if tok.type == "STRING":
+        return None
     text = hover_markdown(key, docs_base)
     if text is None and tok.type in _KEYWORD_TYPES:
         text = hover_markdown(key.lower(), docs_base)
@@ -75,20 +87,23 @@ def _entity_markdown(doc: PolicyDocument, ref: ir.EntityRef, docs_base: str) -> 
     return f"`{ref}`\n\n{base}"
 
 
-def _argument_markdown(doc: PolicyDocument, stmt, offset: int, tok) -> str | None:
-    path = None
+def _node_path_at(stmt, offset: int, tok) -> tuple[str, ...] | None:
+    """The argument path of the innermost `context.input…` node under the cursor (written
+    with spaces or `["key"]`, it is several tokens), cut after the key hovered."""
     for n in reversed(node_path(stmt, offset)):
         if isinstance(n, ir.GetAttr):
             path = input_path(n)
-            if path is not None:
-                break
+            if path:
+                return path
         if isinstance(n, ir.Has):
             full = has_path(n)
-            if full is not None and str(tok) in full:
-                path = full[: full.index(str(tok)) + 1]
-                break
-    if not path:
-        return None
+            key = str(tok)[1:-1] if tok.type == "STRING" else str(tok)
+            if full is not None and key in full:
+                return full[: full.index(key) + 1]
+    return None
+
+
+def _argument_markdown(doc: PolicyDocument, stmt, path: tuple[str, ...]) -> str:
     name = ".".join(path)
     head = f"**argument** `context.input.{name}` (`args.{name}` in the JSON form)"
     tools = statement_tools(doc.program, stmt)
@@ -100,7 +115,7 @@ def _argument_markdown(doc: PolicyDocument, stmt, offset: int, tok) -> str | Non
     rows = []
     for tool, info in argument_info(catalog, tools, path):
         if info.problem:
-            if tools and len(tools) <= 8:
+            if len(tools) <= 8:
                 rows.append(f"- `{tool}`: ⚠ {info.problem}")
             continue
         optional = info.optional_at is not None
