@@ -39,6 +39,46 @@ class AuditRow:
     replica: str | None = None
 
 
+def _values(r: AuditRow) -> tuple:
+    return (r.ts, r.request_id, r.trace_id, r.grant_id, r.grant_label, r.server, r.tool, r.decision, r.rule,
+            r.message, json.dumps(r.arg_keys), r.outcome, r.policy_sha256, r.replica)
+
+
+class GroupCommit:
+    """Rows submitted in one event-loop turn share one commit; each caller still waits for
+    its own row to be committed before it answers, so durability per response is kept."""
+
+    def __init__(self, log: "AuditLog"):
+        self.log = log
+        self.pending: list = []
+        self.scheduled = False
+
+    def submit(self, row: AuditRow):
+        import asyncio
+
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self.pending.append((row, fut))
+        if not self.scheduled:
+            self.scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self.scheduled = False
+        batch, self.pending = self.pending, []
+        try:
+            seqs = self.log.write_many([r for r, _ in batch]) if len(batch) > 1 else [self.log.write(batch[0][0])]
+        except Exception as e:
+            for _, f in batch:
+                if not f.done():
+                    f.set_exception(e)
+            return
+        for (_, f), s in zip(batch, seqs):
+            if not f.done():
+                f.set_result(s)
+
+
 def iso_ms(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
 
@@ -70,11 +110,20 @@ class AuditLog:
 
     def write(self, r: AuditRow) -> int:
         """Commit one row and return its sequence number (autocommit: the INSERT is the transaction)."""
-        cur = self.db.execute(self._insert, (
-            r.ts, r.request_id, r.trace_id, r.grant_id, r.grant_label, r.server, r.tool, r.decision, r.rule,
-            r.message, json.dumps(r.arg_keys), r.outcome, r.policy_sha256, r.replica,
-        ))
-        return cur.lastrowid
+        return self.db.execute(self._insert, _values(r)).lastrowid
+
+    def write_many(self, rows: list[AuditRow]) -> list[int]:
+        """Commit several rows in one transaction (group commit); their sequence numbers."""
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            seqs = [db.execute(self._insert, _values(r)).lastrowid for r in rows]
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        return seqs
 
     def set_outcome(self, seq: int, outcome: str, message: str | None = None) -> None:
         if message is None:

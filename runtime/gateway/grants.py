@@ -20,6 +20,7 @@ from pathlib import Path
 
 TOKEN_PREFIX = "mcpp"
 _DUMMY_HASH = hashlib.sha256(b"mcpp-no-such-grant").hexdigest()
+_MISS = object()
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class SQLiteGrants:
             " token_hash TEXT NOT NULL, policy TEXT, groups TEXT NOT NULL DEFAULT '[]', created_at TEXT NOT NULL,"
             " revoked_at TEXT)"
         )
+        self._cache: dict = {}
+        self._version = None
 
     def create(self, server: str, label: str, policy: str | None = None, groups=()) -> tuple[GrantRecord, str]:
         gid, token = new_token()
@@ -91,8 +94,22 @@ class SQLiteGrants:
         return rec, token
 
     def get(self, gid: str) -> GrantRecord | None:
+        """Read through a cache that is dropped whenever any other connection (the CLI, another
+        gateway) has committed to the file: `PRAGMA data_version` says so, so a revocation is
+        seen on the very next request."""
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._version:
+            self._cache.clear()
+            self._version = version
+        hit = self._cache.get(gid, _MISS)
+        if hit is not _MISS:
+            return hit
         row = self.db.execute("SELECT * FROM grants WHERE id=?", (gid,)).fetchone()
-        return _row(row) if row else None
+        rec = _row(row) if row else None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[gid] = rec
+        return rec
 
     def list(self, server: str | None = None) -> list[GrantRecord]:
         if server is None:
@@ -103,6 +120,7 @@ class SQLiteGrants:
 
     def revoke(self, gid: str) -> bool:
         cur = self.db.execute("UPDATE grants SET revoked_at=? WHERE id=? AND revoked_at IS NULL", (_now(), gid))
+        self._cache.clear()  # our own commits do not move data_version
         return cur.rowcount == 1 or self.get(gid) is not None
 
     def ping(self) -> None:

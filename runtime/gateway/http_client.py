@@ -117,11 +117,13 @@ class Response:
 
 
 async def _wait(aw, timeout):
+    """`aw` bounded by `timeout` (asyncio.timeout: no extra task per read, unlike wait_for)."""
     if timeout is None:
         return await aw
     try:
-        return await asyncio.wait_for(aw, timeout)
-    except asyncio.TimeoutError:
+        async with asyncio.timeout(timeout):
+            return await aw
+    except TimeoutError:
         raise UpstreamError(f"upstream did not answer within {timeout:g}s", "timeout", True) from None
 
 
@@ -161,10 +163,9 @@ class HTTPUpstream:
 
     async def _connect(self) -> _Conn:
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=1 << 20), self.connect_timeout
-            )
-        except asyncio.TimeoutError:
+            async with asyncio.timeout(self.connect_timeout):
+                reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=1 << 20)
+        except TimeoutError:
             raise UpstreamError(f"connecting to the upstream timed out after {self.connect_timeout:g}s", "connect", False) from None
         except (OSError, ssl.SSLError) as e:
             raise UpstreamError(f"cannot connect to the upstream: {e.strerror or e}", "connect", False) from None

@@ -74,12 +74,23 @@ async def _respond(send, status: int, body: bytes = b"", content_type: bytes | N
     await send({"type": "http.response.body", "body": body})
 
 
+_HOST_CACHE: dict[tuple, bool] = {}
+
+
 def _host_ok(host: str | None, allowed) -> bool:
+    """Host/Origin against the allowlist's glob patterns (memoised: a handful of values recur)."""
     if allowed is None:
         return True
     if not host:
         return False
-    return any(fnmatch.fnmatchcase(host.lower(), pat.lower()) for pat in allowed)
+    key = (host, allowed)
+    hit = _HOST_CACHE.get(key)
+    if hit is None:
+        hit = any(fnmatch.fnmatchcase(host.lower(), pat.lower()) for pat in allowed)
+        if len(_HOST_CACHE) > 4096:
+            _HOST_CACHE.clear()
+        _HOST_CACHE[key] = hit
+    return hit
 
 
 class GatewayApp:
@@ -331,15 +342,16 @@ class GatewayApp:
             outcome="forwarded" if decision.allowed else "denied", policy_sha256=policy_sha, replica=rt.replica,
         )
         try:
-            seq = rt.audit.write(row)
+            seq = await rt.audit_writer.submit(row)
         except Exception as e:  # no audit row, no call
             decision.release()
             rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
             await _respond(send, 503, rpc.dumps(rpc.error(rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")))
             return
         rt.metrics.inc("mcpp_decisions_total", (("server", server.id), ("decision", decision.decision), ("rule", decision.rule.pointer)))
-        if rt.log.enabled("info"):
-            rt.log.info("decision", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label, tool=name,
+        level = "info" if not decision.allowed else "debug"  # the audit log has every allow
+        if rt.log.enabled(level):
+            rt.log.log(level, "decision", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label, tool=name,
                         decision=decision.decision, rule=decision.rule.pointer, request_id=row.request_id, audit_seq=seq)
         if not decision.allowed:
             meta = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}

@@ -16,7 +16,7 @@ import socket
 import time
 from pathlib import Path
 
-from .audit import AuditLog
+from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
 from .counters import RedisCounters, SQLiteCounters
 from .grants import open_grants, redis_client
@@ -61,6 +61,7 @@ class Runtime:
         self.grants = open_grants(config.state_dir, config.redis_url)
         self.counters = RedisCounters(self.redis) if self.redis is not None else SQLiteCounters(config.state_dir)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous)
+        self.audit_writer = GroupCommit(self.audit)
         self.sessions = SessionBinder(session_key(config.state_dir, self.redis))
         self.registry = PolicyRegistry(self.counters)
         self.upstreams: dict = {}
@@ -289,6 +290,7 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
     uconfig = uvicorn.Config(
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,
         log_level="warning", timeout_graceful_shutdown=10, server_header=False, date_header=False,
+        proxy_headers=False,  # X-Forwarded-* would let a client pick the address in logs; not trusted
     )
     rt.log.info("listening", host=config.host, port=config.port, loop=loop, http=http)
     uvicorn.Server(uconfig).run()
