@@ -1,0 +1,167 @@
+"""Configuration, credentials by reference, hot reload of the config, and the CLI's
+contract: clear errors (never a traceback), tokens printed once, audit filters and export."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+import httpx2
+import pytest
+
+from mcpp.runtime.gateway.config import ConfigError, load_config
+
+from .peers import ALLOW_ALL, call_tool, free_port, mcpp, result_text, write
+
+
+def _bad(tmp_path, text: str) -> str:
+    path = write(tmp_path / "bad.toml", text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    return str(e.value)
+
+
+def test_config_errors_say_where(tmp_path):
+    assert "credentials are never inline" in _bad(tmp_path, """
+[[servers]]
+id = "gh"
+url = "https://example.com/mcp"
+[[servers.credentials]]
+header = "Authorization"
+token = "ghp_inline"
+""")
+    assert "credentials in the URL" in _bad(tmp_path, '[[servers]]\nid = "a"\nurl = "https://u:p@example.com/mcp"\n')
+    assert "exactly one of url" in _bad(tmp_path, '[[servers]]\nid = "a"\nurl = "http://x/mcp"\ncommand = ["x"]\n')
+    assert "unknown key 'polcy'" in _bad(tmp_path, '[[servers]]\nid = "a"\nurl = "http://x/mcp"\npolcy = "p"\n')
+    assert "duplicate server id" in _bad(tmp_path, '[[servers]]\nid = "a"\nurl = "http://x/mcp"\n[[servers]]\nid = "a"\nurl = "http://y/mcp"\n')
+    assert "invalid TOML" in _bad(tmp_path, "[[servers]\n")
+    assert "header, not env" in _bad(tmp_path, '[[servers]]\nid = "a"\nurl = "http://x/mcp"\n[[servers.credentials]]\nenv = "X"\nfrom_env = "Y"\n')
+    assert "set by the gateway" in _bad(tmp_path, '[[servers]]\nid = "a"\nurl = "http://x/mcp"\n[[servers.credentials]]\nheader = "Mcp-Session-Id"\nfrom_env = "Y"\n')
+
+
+def test_cli_errors_are_messages_not_tracebacks(tmp_path):
+    cases = [
+        ("serve", "--policy", str(tmp_path / "missing.mcpp"), "--upstream", "http://127.0.0.1:1/mcp"),
+        ("serve", "--policy", str(write(tmp_path / "p.mcpp", ALLOW_ALL)), "--upstream", "ftp://x"),
+        ("serve", "--policy", str(tmp_path / "p.mcpp"), "--upstream", "http://x/mcp", "--stdio", "cat"),
+        ("serve", "--config", str(write(tmp_path / "c.toml", "[gateway]\nport = 'x'\n"))),
+        ("serve", "--policy", str(tmp_path / "p.mcpp"), "--upstream", "http://x/mcp", "--anonymous", "--host", "0.0.0.0"),
+        ("grant", "create", "--server", "default", "--label", "a"),
+        ("grant", "revoke", "g_nope", "--state", str(tmp_path / "st")),
+        ("audit", "--state", str(tmp_path / "empty")),
+    ]
+    for args in cases:
+        r = mcpp(*args, check=False)
+        assert r.returncode in (1, 2), (args, r.returncode, r.stderr)
+        assert "Traceback" not in r.stderr and r.stderr.startswith("mcpp: error:"), (args, r.stderr)
+
+
+def test_grant_policy_must_load(tmp_path):
+    broken = write(tmp_path / "broken.mcpp", "permit (principal, action, resource) when { ;\n")
+    r = mcpp("grant", "create", "--server", "default", "--label", "a", "--state", str(tmp_path / "st"), "--policy", str(broken), check=False)
+    assert r.returncode == 1 and "does not load" in r.stderr
+    assert not (tmp_path / "st" / "grants.db").exists() or "g_" not in mcpp("grant", "list", "--state", str(tmp_path / "st")).stdout
+
+
+async def test_credentials_by_reference_and_per_grant_policy_and_reload(tmp_path, upstream, start_gateway):
+    port = free_port()
+    secret_file = write(tmp_path / "api-key", "key-from-file\n")
+    write(tmp_path / "server.mcpp", 'default deny;\npermit (principal, action in [Action::"whoami", Action::"echo"], resource);\n')
+    write(tmp_path / "strict.mcpp", 'default deny;\n@reason("Interns may only echo.")\npermit (principal, action == Action::"echo", resource);\n')
+    cfg_text = f"""
+[gateway]
+port = {port}
+state_dir = "state"
+reload_interval = 0.2
+
+[groups]
+staff = ["alice"]
+
+[[servers]]
+id = "api"
+url = "{upstream.url}"
+policy = "server.mcpp"
+grant_policies = {{ intern = "strict.mcpp" }}
+
+[[servers.credentials]]
+header = "Authorization"
+prefix = "Bearer "
+from_env = "MCPP_TEST_UPSTREAM_TOKEN"
+
+[[servers.credentials]]
+header = "X-Api-Key"
+from_file = "{secret_file}"
+"""
+    cfg = write(tmp_path / "gateway.toml", cfg_text)
+    env = dict(os.environ, MCPP_TEST_UPSTREAM_TOKEN="upstream-secret")
+    alice = json.loads(mcpp("grant", "create", "--server", "api", "--label", "alice", "--config", str(cfg), "--json").stdout)
+    intern = json.loads(mcpp("grant", "create", "--server", "api", "--label", "intern", "--config", str(cfg), "--json").stdout)
+    r = mcpp("grant", "create", "--server", "nope", "--label", "x", "--config", str(cfg), check=False)
+    assert r.returncode == 2 and "no server 'nope'" in r.stderr
+    g = start_gateway("--config", str(cfg), port=port, env=env)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        r = await call_tool(http, g.url("api"), alice["token"], "whoami", {})
+        seen = json.loads(result_text(r))
+        # the upstream sees the gateway's credentials, never the grant token
+        assert seen == {"authorization": "Bearer upstream-secret", "x-api-key": "key-from-file", "cookie": None}
+        r = await call_tool(http, g.url("api"), intern["token"], "whoami", {}, rid=2)
+        assert result_text(r) == "[POLICY DENIED] Tool whoami is not allowed by policy (default deny)."  # strict.mcpp is in force
+        assert result_text(await call_tool(http, g.url("api"), intern["token"], "echo", {"text": "hi"}, rid=3)) == "hi"
+        # a broken config is refused and the running one stays
+        cfg.write_text(cfg_text.replace("[[servers]]", "[[servers]\n", 1))
+        await _until(lambda: g.health()["config"]["error"] is not None)
+        assert "invalid TOML" in g.health()["config"]["error"]
+        assert result_text(await call_tool(http, g.url("api"), intern["token"], "echo", {"text": "still"}, rid=4)) == "still"
+        # a good change (a second server) applies without a restart
+        cfg.write_text(cfg_text + f'\n[[servers]]\nid = "second"\nurl = "{upstream.url}"\npolicy = "strict.mcpp"\n')
+        await _until(lambda: "second" in g.health()["servers"])
+        assert g.health()["config"]["error"] is None
+        bob = json.loads(mcpp("grant", "create", "--server", "second", "--label", "bob", "--config", str(cfg), "--json").stdout)
+        assert result_text(await call_tool(http, g.url("second"), bob["token"], "echo", {"text": "2nd"}, rid=5)) == "2nd"
+    whoami = upstream.ran("whoami")
+    assert all(alice["token"] not in json.dumps(w) for w in whoami)
+
+
+async def _until(pred, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not reached")
+
+
+async def test_audit_cli_filters_export_and_metrics(tmp_path, upstream, start_gateway):
+    from .peers import POLICY, create_grant
+
+    policy = write(tmp_path / "policy.mcpp", POLICY)
+    state = tmp_path / "state"
+    a, b = create_grant(state, "alice"), create_grant(state, "bob")
+    g = start_gateway("--policy", str(policy), "--upstream", upstream.url, state=state)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        await call_tool(http, g.url(), a["token"], "echo", {"text": "x"})
+        await call_tool(http, g.url(), a["token"], "delete_pod", {"namespace": "prod", "name": "n"}, rid=2)
+        await call_tool(http, g.url(), b["token"], "add", {"a": 1, "b": 2}, rid=3)
+    def rows(*args):
+        return [json.loads(x) for x in mcpp("audit", "--state", str(state), "--json", *args).stdout.splitlines()]
+    assert [r["tool"] for r in rows()] == ["echo", "delete_pod", "add"]
+    assert [r["tool"] for r in rows("--grant", "alice")] == ["echo", "delete_pod"]
+    assert [r["tool"] for r in rows("--grant", b["id"])] == ["add"]
+    assert [r["tool"] for r in rows("--decision", "deny")] == ["delete_pod"]
+    assert [r["tool"] for r in rows("--since", "1h", "--tool", "add")] == ["add"]
+    assert rows("--until", "2000-01-01T00:00:00Z") == []
+    assert [r["tool"] for r in rows("--limit", "1")] == ["add"]
+    text = mcpp("audit", "--state", str(state), "--decision", "deny").stdout
+    assert "deny  tool=delete_pod rule=/tools/delete_pod/require/args.namespace-in grant=alice(" in text
+    assert "args=[name namespace]" in text and 'reason="Namespace is outside the allowed non-production set."' in text
+    row = rows()[0]
+    assert set(row) >= {"time", "request_id", "trace_id", "grant_id", "grant_label", "server", "tool", "decision",
+                        "rule", "message", "arg_keys", "outcome"}
+    metrics = httpx2.get(f"{g.base}/metrics").text
+    assert 'mcpp_decisions_total{server="default",decision="deny",rule="/tools/delete_pod/require/args.namespace-in"} 1' in metrics
+    assert "mcpp_request_duration_seconds_bucket" in metrics and "mcpp_decision_duration_seconds_count" in metrics
+    logs = g.log_records()
+    assert any(e["event"] == "decision" and e["decision"] == "deny" for e in logs)
+    assert all(isinstance(e, dict) and "ts" in e and "level" in e for e in logs)
