@@ -17,24 +17,27 @@ from mcpp.lang.diagnostics import Diagnostic, Span
 ASSERT_DOCS = "docs/analyzer.md#assertions"
 
 
-def analyze(program, *, timeout_ms: int = 2000) -> list[Diagnostic]:
+def analyze(program, *, timeout_ms: int = 2000, cancel=None) -> list[Diagnostic]:
     """Lints plus every assertion that failed or could not be decided, as diagnostics.
 
     Codes: a lint id, `assert-failed` (error; the message holds the counterexample call),
     `assert-unknown` (warning), `assert` (an input error in an assertion). Never raises:
-    an internal failure becomes one `analyzer-error` diagnostic."""
+    an internal failure becomes one `analyzer-error` diagnostic. `timeout_ms` is per
+    query; setting `cancel` (a threading.Event) makes it return [] at the next query."""
     from .lints import lint
-    from .solve import Session
+    from .solve import Cancelled, Session
     from .verify import assert_problems, verify
 
     out: list[Diagnostic] = []
     try:
         problems = assert_problems(program)
         out += problems
-        session = Session(timeout_ms)
+        session = Session(timeout_ms, cancel)
         out += lint(program, session=session)
         if not problems:
             out += assert_diagnostics(program, verify(program, session=session))
+    except Cancelled:
+        return []
     except Exception as e:  # never a traceback in the editor
         out.append(Diagnostic(f"the analyzer failed: {type(e).__name__}: {e}", Span(1, 1, 1, 1), "info",
                               "analyzer-error", program.filename, (), {"docs": "docs/analyzer.md"}))

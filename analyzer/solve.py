@@ -36,10 +36,16 @@ class Outcome:
         return self.status == "unsat"
 
 
-class Session:
-    """One analysis: its own Z3 context (never shared between threads) and a per-query timeout."""
+class Cancelled(Exception):
+    """The caller no longer wants this analysis (the document changed)."""
 
-    def __init__(self, timeout_ms: int = 2000):
+
+class Session:
+    """One analysis: its own Z3 context (never shared between threads) and a per-query
+    timeout. `cancel` (a threading.Event) stops it between queries."""
+
+    def __init__(self, timeout_ms: int = 2000, cancel=None):
+        self.cancel = cancel
         self.ctx = z3.Context()
         self.sorts = Sorts(self.ctx)
         self.timeout_ms = max(1, int(timeout_ms))
@@ -53,6 +59,8 @@ class Session:
         """Is `formula` satisfiable by some real call? With `witness`, decode a readable one for `tool`."""
         if formula is False:
             return Outcome("unsat")
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
         self.queries += 1
         s = z3.Solver(ctx=self.ctx)
         s.set("timeout", self.timeout_ms)

@@ -71,13 +71,17 @@ def timed(fn):
 
 
 def main(sizes: list[int]) -> int:
-    print("== mcpp verify, per example")
+    import subprocess
+
+    print("== mcpp verify, per example (in-process; and the whole command, process start included)")
     worst = 0.0
     for path in sorted((ROOT / "examples").glob("*.mcpp")):
         dt, results = timed(lambda: verify(load_policy(path), timeout_ms=5000))
+        cli, proc = timed(lambda: subprocess.run([sys.executable, "-m", "mcpp", "verify", str(path)],
+                                                 capture_output=True, text=True, cwd=ROOT))
         worst = max(worst, dt)
         status = ", ".join(f"{r.id}={r.status.upper()}" for r in results)
-        print(f"  {path.name:<18} {dt:6.3f} s  ({len(results)} asserts: {status})")
+        print(f"  {path.name:<18} {dt:6.3f} s  (command {cli:5.2f} s, exit {proc.returncode}; {len(results)} asserts: {status})")
     print(f"  slowest example: {worst:.3f} s (target < 1 s)")
 
     print("\n== lint and diff on generated policies")

@@ -160,3 +160,11 @@ def test_suppress_annotation():
     assert {d.data["rule"] for d in ds} == {"secrets"}
     quiet = lint(load_program('@suppress("always-allows") default allow;'))
     assert not [d for d in quiet if d.code == "always-allows"]
+
+
+def test_analyze_can_be_cancelled():
+    import threading
+
+    ev = threading.Event()
+    ev.set()
+    assert analyze(load_policy(FIX / "forbid-bypass.mcpp"), cancel=ev) == []
