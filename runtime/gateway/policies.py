@@ -166,8 +166,3 @@ class PolicyRegistry:
 
     def changed(self) -> list[PolicyState]:
         return [st for st in list(self.states.values()) if st.changed()]
-
-    def forget_server(self, server: str, keep: set[str]) -> None:
-        for key in list(self.states):
-            if key[0] == server and key[1] not in keep:
-                del self.states[key]

@@ -363,9 +363,10 @@ class GatewayApp:
         outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, body, msg,
                                      watch_id=rid, modern=modern)
         if outcome != "completed":
-            decision.release()
+            if outcome != "client_disconnected_counted":
+                decision.release()
             try:
-                rt.audit.set_outcome(seq, outcome)
+                rt.audit.set_outcome(seq, "client_disconnected" if outcome == "client_disconnected_counted" else outcome)
             except Exception as e:
                 rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
 
@@ -485,38 +486,53 @@ class GatewayApp:
                 outcome = _outcome(rpc.parse_message(data.decode("utf-8", "replace")), watch_id) if status == 200 else "rejected"
             await self.send_upstream_bytes(send, status, headers, data)
             return outcome
-        # an event stream: pass every byte through as it comes
+        # an event stream: pass every byte through as it comes. A client that goes away
+        # closes the upstream stream too (in 2026-07-28 that is how a call is cancelled).
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        parser = rpc.SSEParser() if tool_call else None
-        outcome = None
+        state = {"outcome": None}
         chunk_timeout = None if method == "GET" else timeout
+        pipe = asyncio.ensure_future(self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern))
         disconnected = asyncio.Event()
         watcher = asyncio.ensure_future(_watch_disconnect(receive, disconnected))
         try:
+            await asyncio.wait({pipe, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not pipe.done():
+                pipe.cancel()
+                try:
+                    await pipe
+                except BaseException:
+                    pass
+            watcher.cancel()
+            resp.release()
+        if disconnected.is_set():
+            # the call may still run upstream: keep its reservation (count it), say why
+            if tool_call and state["outcome"] is None:
+                return "client_disconnected_counted"
+            return "completed"
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if tool_call:
+            return state["outcome"] or "upstream_error"
+        return "completed"
+
+    async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern) -> None:
+        rt = self.rt
+        parser = rpc.SSEParser() if watch_id is not None else None
+        try:
             async for chunk in resp.chunks(chunk_timeout):
-                if disconnected.is_set():
-                    resp._reusable = False
-                    break
-                if parser is not None and outcome is None:
+                if parser is not None and state["outcome"] is None:
                     for ev in parser.feed(chunk):
                         m = rpc.parse_message(ev["data"]) if ev["data"] else None
                         if isinstance(m, dict) and m.get("id") == watch_id and "method" not in m:
-                            outcome = _outcome(m, watch_id)
+                            state["outcome"] = _outcome(m, watch_id)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as e:
             rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
             rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e), during="stream")
-            if tool_call and outcome is None:
+            if watch_id is not None and state["outcome"] is None:
                 text = f"{rpc.ERROR_PREFIX}The upstream server failed mid-call ({e}); the call may or may not have run."
                 await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, text, modern)), "more_body": True})
-                outcome = "upstream_error"
-        finally:
-            watcher.cancel()
-            resp.release()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-        if tool_call:
-            return outcome or "upstream_error"
-        return "completed"
+                state["outcome"] = "upstream_error"
 
 
 async def _watch_disconnect(receive, event: asyncio.Event) -> None:

@@ -248,15 +248,9 @@ class Runtime:
         self.config = new
         self.config_error = None
         self._preload(new)
-        for s in new.servers:
-            self.registry.forget_server(s.id, {p for srv, p, _ in self._policy_paths(new) if srv.id == s.id} | _grant_paths(self))
         self._visible_cache.clear()
         self.metrics.inc("mcpp_policy_reloads_total", (("server", "*"), ("result", "config_ok")))
         self.log.info("config_reloaded", path=self.config_path, servers=[s.id for s in new.servers])
-
-
-def _grant_paths(rt: Runtime) -> set[str]:
-    return {st.path for st in rt.registry.states.values() if st.path not in {s.policy for s in rt.config.servers}}
 
 
 def _keep(cfg: GatewayConfig, field: str, value):
