@@ -159,10 +159,13 @@ def other_tool(*programs: Program) -> str:
 
 
 def query_tools(*programs: Program) -> tuple[list[str], str]:
-    """(named tools in a stable order, the stand-in for every other tool)."""
+    """(every mentioned name in a stable order, the stand-in for every other tool).
+
+    Action group names are included: a tool may share a group's name, and such a tool
+    is `in` the group (Cedar's `in` is reflexive), so it is not decided like the stand-in."""
     named: set[str] = set()
     for p in programs:
-        named |= mentioned_tools(p) - set(p.groups)
+        named |= mentioned_tools(p)
     return sorted(named), other_tool(*programs)
 
 
@@ -541,6 +544,8 @@ class ProgramEncoder:
         units = []
         for it in lit.items:
             for a in it.alts:
+                if a.kind == "ent":
+                    continue  # an argument array holds no entities: such an item matches nothing
                 e = self.elem(a)
                 if e is None:
                     return self.havoc_bool("a set literal with nested arrays or records compared with an array argument")

@@ -116,7 +116,7 @@ def test_never_allowed_is_never_contradicted(data):
 
 
 @given(st.data())
-@settings(max_examples=60)
+@settings(max_examples=150)
 def test_assert_counterexamples_replay_and_proofs_hold(data):
     prog = data.draw(programs(max_policies=3))
     asserts = data.draw(st.lists(assertions(), min_size=1, max_size=2))

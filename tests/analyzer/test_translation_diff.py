@@ -30,7 +30,7 @@ def _json_program(doc: dict):
 
 
 @given(programs(principal=False, max_policies=4))
-@settings(max_examples=80)
+@settings(max_examples=150)
 def test_compiled_and_decompiled_forms_are_equivalent(prog):
     try:
         doc = compile_program(prog)

@@ -126,3 +126,12 @@ def test_visibility_agrees_with_the_engine(prog, data):
         d = Engine(prog).decide(c.tool, c.args, Grant(c.grant, c.label, c.groups), c.server, reserve=False)
         if c.tool not in vis:
             assert not d.allowed, c
+
+
+def test_a_tool_named_like_a_group_is_checked():
+    prog = load_program('default deny;\ngroup Action::"admin" = [Action::"drop"];\n'
+                        'permit (principal, action, resource) when { action in Action::"admin" };\n'
+                        '@id("only-drop") assert deny (principal, action, resource) unless { action == Action::"drop" };')
+    (r,) = verify(prog)
+    assert r.status == "fail" and r.tool == "admin"  # a tool called "admin" is `in` the group
+    assert Engine(prog).decide("admin", {}, reserve=False).allowed
