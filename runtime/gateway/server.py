@@ -68,6 +68,7 @@ class Runtime:
         self.credential_headers: dict[str, list[tuple[str, str]]] = {}
         self.config_error: str | None = None
         self.config_mtime = _mtime(config_path)
+        self.cred_mtimes = _cred_mtimes(config)
         self.started_at = time.time()
         self._visible_cache: dict = {}
         self._reload_task = None
@@ -87,7 +88,8 @@ class Runtime:
             values = resolved[s.id]
             if s.kind == "http":
                 creds[s.id] = [(c.header.lower(), v) for c, v in zip(s.credentials, values)]
-            if prev is not None and prev == s and s.id in ups and creds.get(s.id) is not None:
+            same_env = s.kind == "http" or [(c.env, v) for c, v in zip(s.credentials, values)] == getattr(ups.get(s.id), "cred_env", None)
+            if prev is not None and prev == s and s.id in ups and same_env:
                 continue
             if s.id in ups:
                 ups[s.id].close()
@@ -221,8 +223,12 @@ class Runtime:
                 self.log.error("reload_error", error=f"{type(e).__name__}: {e}")
 
     async def reload_once(self) -> None:
-        if self.config_path is not None and _mtime(self.config_path) != self.config_mtime:
+        # a rotated credential file counts as a config change: the upstream gets the new one
+        if self.config_path is not None and (
+            _mtime(self.config_path) != self.config_mtime or _cred_mtimes(self.config) != self.cred_mtimes
+        ):
             self.config_mtime = _mtime(self.config_path)
+            self.cred_mtimes = _cred_mtimes(self.config)
             await self._reload_config()
         for st in self.registry.changed():
             ok, err = await asyncio.to_thread(st.load)
@@ -246,11 +252,16 @@ class Runtime:
             self.log.error("config_refused", path=self.config_path, error=str(e))
             return
         self.config = new
+        self.cred_mtimes = _cred_mtimes(new)
         self.config_error = None
         self._preload(new)
         self._visible_cache.clear()
         self.metrics.inc("mcpp_policy_reloads_total", (("server", "*"), ("result", "config_ok")))
         self.log.info("config_reloaded", path=self.config_path, servers=[s.id for s in new.servers])
+
+
+def _cred_mtimes(cfg: GatewayConfig) -> dict:
+    return {c.from_file: _mtime(c.from_file) for s in cfg.servers for c in s.credentials if c.from_file}
 
 
 def _keep(cfg: GatewayConfig, field: str, value):

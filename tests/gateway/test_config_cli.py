@@ -109,6 +109,15 @@ from_file = "{secret_file}"
         r = await call_tool(http, g.url("api"), intern["token"], "whoami", {}, rid=2)
         assert result_text(r) == "[POLICY DENIED] Tool whoami is not allowed by policy (default deny)."  # strict.mcpp is in force
         assert result_text(await call_tool(http, g.url("api"), intern["token"], "echo", {"text": "hi"}, rid=3)) == "hi"
+        # rotating the credential file reaches the upstream without a restart
+        secret_file.write_text("rotated-key\n")
+        async def rotated():
+            r = await call_tool(http, g.url("api"), alice["token"], "whoami", {}, rid=9)
+            return json.loads(result_text(r))["x-api-key"] == "rotated-key"
+        deadline = time.time() + 15
+        while not await rotated():
+            assert time.time() < deadline, "the rotated credential never reached the upstream"
+            await asyncio.sleep(0.2)
         # a broken config is refused and the running one stays
         cfg.write_text(cfg_text.replace("[[servers]]", "[[servers]\n", 1))
         await _until(lambda: g.health()["config"]["error"] is not None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 
@@ -146,3 +147,43 @@ async def test_session_is_bound_to_its_grant(gw):
                                         "Content-Type": "application/json", "Accept": "application/json, text/event-stream"},
                     content=b'{"jsonrpc":"2.0","id":2,"method":"tools/list"}')
     assert r.status_code == 404  # alice's session is unknown to bob
+
+
+async def test_input_required_rounds_pass_through_and_each_retry_is_decided(tmp_path, upstream, start_gateway):
+    from .peers import MODERN_META, parse_response
+
+    tool = "test_input_required_result_elicitation"
+    policy = write(tmp_path / "policy.mcpp", f'permit (principal, action == Action::"{tool}", resource);\n')
+    state = tmp_path / "state"
+    grant = create_grant(state, "mrtr")
+    g = start_gateway("--policy", str(policy), "--upstream", upstream.url, state=state)
+    headers = {"Authorization": f"Bearer {grant['token']}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": "tools/call", "Mcp-Name": tool}
+
+    def body(rid, **extra):
+        return json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                           "params": {"name": tool, "arguments": {}, "_meta": MODERN_META, **extra}})
+
+    before = len(upstream.ran(tool))
+    async with httpx2.AsyncClient(timeout=30) as http:
+        r1 = parse_response(await http.post(g.url(), headers=headers, content=body(1)))
+        assert r1["result"]["resultType"] == "input_required" and "user_name" in r1["result"]["inputRequests"]
+        answer = {"user_name": {"action": "accept", "content": {"name": "Ada"}}}
+        extra = {"inputResponses": answer}
+        if "requestState" in r1["result"]:
+            extra["requestState"] = r1["result"]["requestState"]  # passed back untouched
+        r2 = parse_response(await http.post(g.url(), headers=headers, content=body(2, **extra)))
+        assert r2["result"]["content"][0]["text"] == "Hello, Ada!"
+        # the policy changes between rounds: the next retry is decided again, and denied
+        policy.write_text(f'forbid (principal, action == Action::"{tool}", resource);\npermit (principal, action, resource);\n')
+        for _ in range(100):
+            r3 = parse_response(await http.post(g.url(), headers=headers, content=body(3, **extra)))
+            if r3["result"].get("isError"):
+                break
+            await asyncio.sleep(0.1)
+        assert r3["result"]["content"][0]["text"].startswith("[POLICY DENIED]")
+    assert len(upstream.ran(tool)) - before >= 2
+    rows = [json.loads(x) for x in mcpp("audit", "--state", str(state), "--json", "--tool", tool).stdout.splitlines()]
+    assert [r["outcome"] for r in rows[:2]] == ["input_required", "forwarded"]
+    assert rows[-1]["decision"] == "deny"
