@@ -249,17 +249,30 @@ def search_language(ast):
 # ---- character sets, asked of RE2 ------------------------------------------------------------
 
 _ALL_LOCK = threading.Lock()
-_ALL: bytes | None = None
+_ALL: dict[int, bytes] = {}
 
 
-def _all_code_points() -> bytes:
-    """Every Unicode scalar value in order, UTF-8 encoded (built once, ~4 MB)."""
-    global _ALL
+def _code_points(top: int) -> bytes:
+    """Every Unicode scalar value up to `top`, in order, UTF-8 encoded (built once each)."""
     with _ALL_LOCK:
-        if _ALL is None:
-            chars = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, TOP + 1)))
-            _ALL = chars.encode("utf-8")
-        return _ALL
+        hit = _ALL.get(top)
+        if hit is None:
+            chars = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, top + 1)))
+            hit = _ALL[top] = chars.encode("utf-8")
+        return hit
+
+
+_EXPLICIT_CP = re.compile(r"\\x\{([0-9A-Fa-f]+)\}")
+
+
+def _low_atom(atom: str) -> bool:
+    """True when the atom cannot tell apart code points from U+30000 up: no Unicode
+    property classes and no character (literal or `\\x{…}`) at or above U+30000. Then
+    every such code point is in the set iff U+2FFFF is, and a scan of the first three
+    planes is exact."""
+    if "\\p" in atom or "\\P" in atom or any(ord(c) >= 0x30000 for c in atom):
+        return False
+    return all(int(h, 16) < 0x30000 for h in _EXPLICIT_CP.findall(atom))
 
 
 @lru_cache(maxsize=4096)
@@ -273,12 +286,15 @@ def charset(atom: str, fold: bool, dotall: bool) -> tuple[tuple[int, int], ...]:
     flags = ("i" if fold else "") + ("s" if dotall else "")
     prefix = f"(?{flags})" if flags else ""
     rx = re2.compile(f"{prefix}(?:{atom})+".encode("utf-8"), opts)
-    data = _all_code_points()
+    low = _low_atom(atom)
+    data = _code_points(0x2FFFF if low else TOP)
     out = []
     for m in rx.finditer(data):
         s, e = m.start(), m.end()
         first = ord(data[s : s + 4].decode("utf-8", "ignore")[0])
         last = ord(data[max(s, e - 4) : e].decode("utf-8", "ignore")[-1])
+        if low and last == 0x2FFFF:
+            last = TOP  # the rest of Unicode behaves like U+2FFFF for this atom
         out.append((first, last))
     return tuple(out)
 

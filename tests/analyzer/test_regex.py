@@ -121,3 +121,16 @@ def test_invalid_regex_is_rejected():
 )
 def test_anchored(pattern, start, end):
     assert rx.anchored(pattern) == (start, end)
+
+
+@pytest.mark.parametrize("atom", [".", "[^a]", "\\W", "\\S", "[^\\x{1F600}]", "[[:^alpha:]]", "\\D", "[^\\n]"])
+@pytest.mark.parametrize("fold", [False, True])
+def test_character_sets_hold_above_the_scanned_planes(atom, fold):
+    """The fast scan of the first three planes extends to all of Unicode exactly."""
+    import re2
+
+    ivs = rx.charset(atom, fold, False)
+    rx_ = re2.compile(("(?i)" if fold else "") + f"^(?:{atom})$")
+    for cp in (0x7F, 0x2FA1F, 0x2FFFF, 0x30000, 0x31350, 0xE0001, 0x10FFFF):
+        inside = any(lo <= cp <= hi for lo, hi in ivs)
+        assert inside == (rx_.search(chr(cp)) is not None), (atom, hex(cp))
