@@ -51,7 +51,7 @@ def serve(
     policy: Optional[Path] = typer.Option(None, "--policy", help="Quick start: the policy (.mcpp or JSON) for server 'default'"),
     upstream: Optional[str] = typer.Option(None, "--upstream", help="Quick start: the upstream's Streamable HTTP URL"),
     stdio: Optional[str] = typer.Option(None, "--stdio", help='Quick start: the stdio server to spawn, e.g. "npx -y server"'),
-    port: int = typer.Option(8787, "--port", help="Quick start: port to listen on (0 picks one)"),
+    port: int = typer.Option(8787, "--port", help="Quick start: port to listen on"),
     host: str = typer.Option("127.0.0.1", "--host", help="Quick start: address to listen on"),
     state: Path = typer.Option(Path("mcpp-state"), "--state", help="Quick start: directory for grants, counters and audit"),
     anonymous: bool = typer.Option(False, "--anonymous", help="Quick start: accept requests without a token as grant 'anonymous' (loopback only)"),

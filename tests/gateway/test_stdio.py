@@ -65,7 +65,7 @@ async def test_server_everything_over_stdio(everything, mode):
 async def test_stdio_denied_call_never_runs_and_session_ends_with_child(tmp_path, start_gateway):
     record = tmp_path / "ran.jsonl"
     record.touch()
-    policy = write(tmp_path / "policy.mcpp", """
+    write(tmp_path / "policy.mcpp", """
 default deny;
 permit (principal, action in [Action::"echo", Action::"die"], resource);
 """)
