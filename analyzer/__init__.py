@@ -54,7 +54,7 @@ def assert_diagnostics(program, results) -> list[Diagnostic]:
         verdict = "fails" if r.status == "fail" else "could not be decided"
         data = {"docs": ASSERT_DOCS, "assert": r.id, "kind": r.kind}
         if r.witness is not None:
-            data["counterexample"] = r.witness.to_dict()
+            data["counterexample"] = r.to_dict()["counterexample"]
         if r.decision is not None:
             data["decision"] = r.decision
         out.append(Diagnostic(f"assert {r.id!r} ({r.kind}) {verdict}: {r.message}", r.span, sev, code,

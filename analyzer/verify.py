@@ -59,6 +59,9 @@ class AssertResult:
             d["tool"] = self.tool
         if self.witness is not None:
             d["counterexample"] = self.witness.to_dict()
+            if self.kind == "visible":  # the counterexample is a grant and server: no call exists
+                del d["counterexample"]["request"]
+                d["counterexample"]["tool"] = self.tool
         if self.decision is not None:
             d["decision"] = self.decision
         if self.reasons:
