@@ -124,6 +124,10 @@ class Linter:
         if self.suppressed(lint_id, data.get("rule")):
             return
         info = LINTS[lint_id]
+        if self.program.origin == "json":  # no source positions: the rule id is its JSON pointer
+            span = Span(0, 0, 0, 0)
+            if data.get("rule", "").startswith("/"):
+                data["pointer"] = data["rule"]
         d = Diagnostic(message, span or Span(1, 1, 1, 1), severity or info.severity, lint_id, self.program.filename,
                        tuple(notes), {"docs": docs_path(lint_id), **data})
         self.findings.append(d)
