@@ -68,20 +68,20 @@ class Proc:
         self.fh = open(log, "ab")
         self.p = subprocess.Popen(args, stdout=self.fh, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True)
 
-    def kill(self, sig=signal.SIGKILL) -> None:
+    def kill(self, sig=signal.SIGKILL, wait: float = 10) -> None:
         if self.p.poll() is None:
             try:
                 os.killpg(self.p.pid, sig)
             except ProcessLookupError:
                 pass
             try:
-                self.p.wait(10)
+                self.p.wait(wait)
             except subprocess.TimeoutExpired:
                 os.killpg(self.p.pid, signal.SIGKILL)
                 self.p.wait(10)
 
     def stop(self) -> None:
-        self.kill(signal.SIGTERM)
+        self.kill(signal.SIGTERM, wait=4)  # then SIGKILL: an open SSE stream holds a graceful stop
         self.fh.close()
 
 

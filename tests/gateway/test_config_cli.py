@@ -174,3 +174,29 @@ async def test_audit_cli_filters_export_and_metrics(tmp_path, upstream, start_ga
     logs = g.log_records()
     assert any(e["event"] == "decision" and e["decision"] == "deny" for e in logs)
     assert all(isinstance(e, dict) and "ts" in e and "level" in e for e in logs)
+
+
+async def test_audit_follow_tails_new_rows(tmp_path, upstream, start_gateway):
+    import subprocess
+    import sys
+
+    from .peers import create_grant
+
+    policy = write(tmp_path / "policy.mcpp", ALLOW_ALL)
+    state = tmp_path / "state"
+    grant = create_grant(state, "tail")
+    g = start_gateway("--policy", str(policy), "--upstream", upstream.url, state=state)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        await call_tool(http, g.url(), grant["token"], "echo", {"text": "first"})
+        tail = subprocess.Popen([sys.executable, "-m", "mcpp", "audit", "--state", str(state), "--follow", "--json"],
+                                stdout=subprocess.PIPE, text=True)
+        try:
+            async def line():
+                return json.loads(await asyncio.wait_for(asyncio.to_thread(tail.stdout.readline), 20))
+
+            assert (await line())["tool"] == "echo"
+            await call_tool(http, g.url(), grant["token"], "add", {"a": 1, "b": 1}, rid=2)
+            assert (await line())["tool"] == "add"
+        finally:
+            tail.kill()
+            tail.wait(5)
