@@ -201,6 +201,10 @@ class GatewayApp:
         if mname is None and not (has_id and ("result" in msg or "error" in msg)):
             await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC message")))
             return
+        if mname == "tools/call" and not has_id:
+            # a notification-shaped call would reach the upstream undecided: never forward one
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "tools/call must be a request with an id")))
+            return
         modern = headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS
         if mname is not None and has_id:
             rej = self.check_routing_headers(scope, headers, msg, modern)
@@ -324,6 +328,11 @@ class GatewayApp:
         args = params.get("arguments")
         if args is None:
             args = {}
+        try:
+            decided_body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        except ValueError:
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
+            return
         t0 = time.perf_counter()
         try:
             engine, policy_sha = rt.engine_for(server, caller)
@@ -360,7 +369,9 @@ class GatewayApp:
             out = rpc.tool_error_result(rid, rpc.DENIED_PREFIX + decision.message, modern, meta)
             await _respond(send, 200, rpc.dumps(out))
             return
-        outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, body, msg,
+        # forward what was decided, re-serialised: a duplicate key or an odd encoding in the
+        # original bytes cannot make the upstream read a different call than the policy did
+        outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
                                      watch_id=rid, modern=modern)
         if outcome != "completed":
             if outcome != "client_disconnected_counted":
@@ -465,6 +476,11 @@ class GatewayApp:
             await self.upstream_failed(send, server, rid, e, tool_call, modern)
             return "upstream_error"
         status = resp.status
+        if 300 <= status < 400:  # never let a client follow the upstream elsewhere (with its token)
+            resp.release()
+            err = UpstreamError(f"the upstream answered with a redirect (HTTP {status}), which the gateway does not follow", "protocol", True)
+            await self.upstream_failed(send, server, rid, err, tool_call, modern)
+            return "upstream_error"
         if status in (401, 403, 407):  # the gateway's own upstream credential was refused
             resp.release()
             rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", f"http_{status}")))

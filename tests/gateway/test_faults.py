@@ -10,7 +10,7 @@ import time
 
 import httpx2
 
-from .peers import POLICY, Upstream, call_tool, create_grant, result_text, write
+from .peers import MODERN_META, POLICY, Upstream, call_tool, create_grant, result_text, write
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -68,6 +68,9 @@ async def test_malformed_and_oversized_requests(tmp_path, upstream, start_gatewa
             (b'{"jsonrpc":"2.0","id":1,"method":42}', 400, -32600),
             (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}', 400, -32602),
             (b"\xff\xfe", 400, -32700),
+            # a notification-shaped call would reach the upstream undecided
+            (b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"delete_pod","arguments":{"namespace":"prod","name":"n"}}}', 400, -32600),
+            (b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add","arguments":{"a":NaN,"b":1}}}', 400, -32602),
         ]
         for body, status, code in cases:
             r = await http.post(g.url(), headers=auth, content=body)
@@ -84,7 +87,17 @@ async def test_malformed_and_oversized_requests(tmp_path, upstream, start_gatewa
         assert r.status_code == 400 and r.json()["error"]["code"] == -32020
         r = await call_tool(http, g.url(), g.token, "echo", {"text": "still here"})
         assert result_text(r) == "still here"
-    assert sqlite3.connect(g.state / "audit.db").execute("SELECT tool FROM audit").fetchall() == [("echo",)]
+        # duplicate keys: the upstream runs exactly the call that was decided (re-serialised)
+        before = len(upstream.ran("delete_pod"))
+        meta = json.dumps(MODERN_META).encode()
+        dup = (b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"delete_pod","_meta":' + meta +
+               b',"arguments":{"namespace":"prod","name":"a"},"arguments":{"namespace":"dev","name":"b"}}}')
+        r = await http.post(g.url(), headers={**auth, "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call",
+                                              "Mcp-Name": "delete_pod"}, content=dup)
+        assert r.status_code == 200
+        assert [x["args"] for x in upstream.ran("delete_pod")[before:]] == [{"namespace": "dev", "name": "b"}]
+    rows = sqlite3.connect(g.state / "audit.db").execute("SELECT tool, decision FROM audit").fetchall()
+    assert rows == [("echo", "allow"), ("delete_pod", "allow")]
 
 
 async def _until(pred, timeout=15.0):
