@@ -5,7 +5,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from mcpp.lang.diagnostics import Diagnostic
+from mcpp.lang import ir
+from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.program import Program, build_program
 
 from .findings import Finding
@@ -26,7 +27,8 @@ class PolicyDocument:
         self.index = LineIndex("", encoding)
         self.program: Program | None = None
         self.catalog = None
-        self.errors = 0  # error-level syntax/validation/catalog findings
+        self.errors = 0  # error-level syntax and validation findings: the program is incomplete
+        self.catalog_checks = CatalogChecks()
         self.fast: list[Finding] = []  # syntax, validation and catalog findings of this version
         self.analysis: list[Finding] = []  # the analyzer's, moved along with edits
         self.analysis_version: int | None = None  # the version `analysis` was computed for
@@ -48,9 +50,7 @@ class PolicyDocument:
             if problem is not None:
                 diags.append(problem)
             if catalog is not None:
-                from mcpp.catalog import validate
-
-                diags.extend(validate(program, catalog))
+                diags.extend(self.catalog_checks.run(program, catalog))
         t3 = time.perf_counter()
         self.text, self.version, self.program = text, version, program
         self.index = LineIndex(text, self.encoding)
@@ -62,7 +62,7 @@ class PolicyDocument:
                     d = dataclasses.replace(d, data={**d.data, "fix": fix})
             fast.append(Finding.of(d, self.index, text))
         self.fast = fast
-        self.errors = sum(1 for d in diags if d.severity == "error")
+        self.errors = sum(1 for d in list(syntax) + list(validation) if d.severity == "error")
         if edit is not None:
             self.analysis = [m for m in (f.moved(edit) for f in self.analysis) if m is not None]
         else:
@@ -107,3 +107,80 @@ class PolicyDocument:
 
             self._engine = Engine(self.program)
         return self._engine
+
+
+class CatalogChecks:
+    """The catalog validator's findings, per statement, reused while the statement (the
+    same IR object: the incremental parser keeps unchanged statements), its id, the
+    action groups and the catalog are unchanged — checking every rule of a 2,000-line
+    policy on each keystroke would cost more than parsing it."""
+
+    def __init__(self) -> None:
+        self.key = None
+        self.cache: dict[int, tuple] = {}  # id(stmt) → (stmt, rule id, start, line, diags)
+
+    def run(self, program: Program, catalog) -> list[Diagnostic]:
+        from mcpp.catalog import validate
+
+        key = (id(catalog), tuple(sorted((g, tuple(sorted(m))) for g, m in program.groups.items())))
+        if key != self.key:
+            self.key, self.cache = key, {}
+        ids = {id(p.policy): p.id for p in program.policies}
+        ids.update({id(li.limit): li.id for li in program.limits})
+        ids.update({id(a.assertion): a.id for a in program.asserts})
+        out: list[Diagnostic] = []
+        todo = []
+        cache: dict[int, tuple] = {}
+        for s in program.document.statements:
+            hit = self.cache.get(id(s))
+            if hit is not None and hit[0] is s and hit[1] == ids.get(id(s)):
+                _, sid, start, line, diags = hit
+                dp, dl = s.span.start - start, s.span.line - line
+                if dp or dl:
+                    diags = [_shift(d, dp, dl) for d in diags]
+                cache[id(s)] = (s, sid, s.span.start, s.span.line, diags)
+                out.extend(diags)
+            else:
+                todo.append(s)
+        if todo:
+            wanted = {id(s) for s in todo}
+            sub = Program(
+                default=program.default, default_span=program.default_span, hidden=program.hidden,
+                groups=program.groups, group_spans=program.group_spans,
+                policies=[p for p in program.policies if id(p.policy) in wanted],
+                limits=[li for li in program.limits if id(li.limit) in wanted],
+                asserts=[a for a in program.asserts if id(a.assertion) in wanted],
+                document=ir.Document(tuple(todo), (), program.document.source, program.filename),
+                filename=program.filename,
+            )
+            found = validate(sub, catalog)
+            out.extend(found)
+            placed = {id(d) for d in found}
+            for s in todo:
+                mine = [d for d in found if s.span.start <= d.span.start <= s.span.end]
+                placed -= {id(d) for d in mine}
+                cache[id(s)] = (s, ids.get(id(s)), s.span.start, s.span.line, mine)
+            if placed:  # a finding outside every statement: keep nothing we cannot place
+                cache = {}
+        self.cache = cache
+        return sorted(out, key=lambda d: (d.span.start, d.code, d.message))
+
+
+def _shift(d: Diagnostic, dp: int, dl: int) -> Diagnostic:
+    s = d.span
+    span = Span(s.line + dl, s.col, s.end_line + dl, s.end_col, s.start + dp, s.end + dp)
+    data = d.data
+    fix = data.get("fix") if isinstance(data, dict) else None
+    if isinstance(fix, dict) and isinstance(fix.get("edits"), list):
+        edits = []
+        for e in fix["edits"]:
+            e = dict(e)
+            for k in ("start", "end"):
+                if isinstance(e.get(k), int):
+                    e[k] += dp
+            for k in ("line", "end_line"):
+                if isinstance(e.get(k), int):
+                    e[k] += dl
+            edits.append(e)
+        data = {**data, "fix": {**fix, "edits": edits}}
+    return dataclasses.replace(d, span=span, data=data)

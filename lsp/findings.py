@@ -9,7 +9,7 @@ when the edit touches them), so warnings do not flicker while typing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from lsprotocol import types as t
 
@@ -78,6 +78,7 @@ class Finding:
     end: int
     fix: dict | None = None  # {"title", "edits": [(start, end, text, old)]}
     related: tuple = ()  # ((start, end, message), …): other places the finding is about
+    static: object = field(default=None, compare=False, repr=False)  # cached JSON of the fixed parts
 
     @classmethod
     def of(cls, d: Diagnostic, index: LineIndex, source: str) -> "Finding":
@@ -119,40 +120,46 @@ class Finding:
                 edits.append((m[0], m[1], text, old))
             fix = {"title": self.fix["title"], "edits": edits} if edits else None
         related = tuple((m[0], m[1], msg) for a, b, msg in self.related if (m := move(a, b)) is not None)
-        return Finding(self.diag, span[0], span[1], fix, related)
+        return Finding(self.diag, span[0], span[1], fix, related, self.static)
 
-    def to_lsp(self, index: LineIndex, docs_base: str, tags_ok: bool = False, uri: str | None = None) -> t.Diagnostic:
+    def to_json(self, index: LineIndex, docs_base: str, tags_ok: bool = False, uri: str | None = None) -> dict:
+        """The LSP `Diagnostic`, as JSON. What does not depend on where the finding sits is
+        built once: the analyzer's findings are re-published with every keystroke."""
+        key = (docs_base, tags_ok)
+        if self.static is None or self.static[0] != key:
+            self.static = (key, self._static_json(docs_base, tags_ok))
+        out = dict(self.static[1])
+        out["range"] = index.range_json(self.start, self.end)
+        if self.fix is not None:
+            out["data"] = {**out["data"], "fix": {
+                "title": self.fix["title"],
+                "edits": [{"range": index.range_json(s, e), "newText": text, "oldText": old}
+                          for s, e, text, old in self.fix["edits"]],
+            }}
+        if uri and self.related:
+            out["relatedInformation"] = [{"location": {"uri": uri, "range": index.range_json(a, b)}, "message": msg}
+                                         for a, b, msg in self.related]
+        return out
+
+    def _static_json(self, docs_base: str, tags_ok: bool) -> dict:
         d = self.diag
         message = d.message
         if d.notes:
             message += "".join(f"\nnote: {n}" for n in d.notes)
+        out: dict = {
+            "message": message,
+            "severity": int(SEVERITY.get(d.severity, t.DiagnosticSeverity.Error)),
+            "code": d.code,
+            "source": "mcpp",
+        }
         path = docs_path(d)
+        if path:
+            out["codeDescription"] = {"href": docs_base + path}
+        if tags_ok and d.code in UNNECESSARY:
+            out["tags"] = [int(t.DiagnosticTag.Unnecessary)]
         data: dict = {"code": d.code}
-        if self.fix is not None:
-            data["fix"] = {
-                "title": self.fix["title"],
-                "edits": [{"range": _range_json(index.range(s, e)), "newText": text, "oldText": old}
-                          for s, e, text, old in self.fix["edits"]],
-            }
         extra = {k: v for k, v in (d.data or {}).items() if k not in ("fix", "docs")}
         if extra:
             data["details"] = _jsonable(extra)
-        return t.Diagnostic(
-            range=index.range(self.start, self.end),
-            message=message,
-            severity=SEVERITY.get(d.severity, t.DiagnosticSeverity.Error),
-            code=d.code,
-            code_description=t.CodeDescription(href=docs_base + path) if path else None,
-            source="mcpp",
-            tags=[t.DiagnosticTag.Unnecessary] if tags_ok and d.code in UNNECESSARY else None,
-            related_information=[
-                t.DiagnosticRelatedInformation(location=t.Location(uri=uri, range=index.range(a, b)), message=msg)
-                for a, b, msg in self.related
-            ] if uri and self.related else None,
-            data=data,
-        )
-
-
-def _range_json(r: t.Range) -> dict:
-    return {"start": {"line": r.start.line, "character": r.start.character},
-            "end": {"line": r.end.line, "character": r.end.character}}
+        out["data"] = data
+        return out

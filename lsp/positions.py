@@ -74,6 +74,13 @@ class LineIndex:
             acc += self.units(ch)
         return end
 
+    def position_json(self, offset: int) -> dict:
+        p = self.position(offset)
+        return {"line": p.line, "character": p.character}
+
+    def range_json(self, start: int, end: int) -> dict:
+        return {"start": self.position_json(start), "end": self.position_json(max(start, end))}
+
     def range(self, start: int, end: int) -> t.Range:
         return t.Range(start=self.position(start), end=self.position(max(start, end)))
 

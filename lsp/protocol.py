@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams, JsonRpcInvalidRequest
 from pygls.protocol import LanguageServerProtocol
@@ -51,8 +52,16 @@ class MCPPProtocol(LanguageServerProtocol):
                 return ANSWERED
             raise
 
+    last_handled_ms: dict = {}
+
     def handle_message(self, message):
         if message is ANSWERED:
+            return
+        method = getattr(message, "method", None)
+        if method == "textDocument/didChange":
+            t0 = time.perf_counter()
+            super().handle_message(message)
+            self.last_handled_ms["didChange"] = (time.perf_counter() - t0) * 1000
             return
         if not hasattr(message, "jsonrpc"):
             # json.loads gave back something that is not a JSON-RPC message
@@ -63,6 +72,11 @@ class MCPPProtocol(LanguageServerProtocol):
                 self.send_error(-32600, "Invalid Request: the message is not a JSON-RPC 2.0 request object")
             return
         super().handle_message(message)
+
+    def notify_json(self, method: str, params: dict) -> None:
+        """A notification whose params are already JSON (skips the typed serializer, which
+        costs ~50 µs per diagnostic: a big policy's hundreds of findings, every keystroke)."""
+        self._send_data({"jsonrpc": "2.0", "method": method, "params": params})
 
     def send_error(self, code: int, message: str) -> None:
         """An error response with id null: for a message whose id could not be read."""

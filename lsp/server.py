@@ -8,7 +8,9 @@ been quiet for a moment, and are dropped unseen if the text changes first.
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import gc
 import logging
 import sys
 import time
@@ -33,6 +35,8 @@ log = logging.getLogger("mcpp.lsp")
 
 ANALYZE = "mcpp.analyze"
 STATUS = "mcpp.status"
+JOB_DEADLINE_S = 900.0
+GC_IDLE_S = 1.0
 
 
 class MCPPServer(LanguageServer):
@@ -43,8 +47,8 @@ class MCPPServer(LanguageServer):
         self.settings = Settings()
         self.catalogs = CatalogCache()
         self.analyzer = AnalyzerService(self._analysis_done, self._log)
-        self._pending: set[str] = set()
         self.last_publish: dict[str, float] = {}
+        self._gc_timer = None
 
     def report_server_error(self, error, source):
         report_server_error(self, error, source)
@@ -100,24 +104,42 @@ class MCPPServer(LanguageServer):
         doc = self.docs.get(uri)
         if doc is None:
             return
+        t0 = time.perf_counter()
         td = self.workspace.get_text_document(uri)
         doc.update(td.source, td.version, self.catalogs, self.settings, self.roots())
+        t1 = time.perf_counter()
         self.publish(doc)
+        t2 = time.perf_counter()
+        doc.timings.update(check_ms=(t2 - t0) * 1000, publish_ms=(t2 - t1) * 1000)
+        self._collect_when_idle()
         if doc.errors or not self.settings.analyzer_enabled:
             self.analyzer.cancel(uri)
             if not self.settings.analyzer_enabled:
                 doc.analysis = []
             return
-        s = self.settings
-        self.analyzer.schedule(Job(uri, doc.version, doc.text, doc.filename, s.analyzer_timeout_ms,
-                                   max(30.0, s.analyzer_timeout_ms * 20 / 1000)), s.analyzer_debounce_ms)
+        self.analyzer.schedule(self.job(doc), self.settings.analyzer_debounce_ms)
+
+    def _collect_when_idle(self) -> None:
+        """The cyclic garbage collector runs only when the user pauses: a full collection
+        walks every IR node of every open policy (tens of milliseconds for a big one), and
+        left automatic it fires in the middle of the next keystroke's check."""
+        if self._gc_timer is not None:
+            self._gc_timer.cancel()
+        self._gc_timer = asyncio.get_running_loop().call_later(GC_IDLE_S, gc.collect)
+
+    def job(self, doc: PolicyDocument) -> Job:
+        # every solver query is bounded by the timeout; the deadline only catches a worker
+        # that hangs outside the solver (a big policy makes thousands of queries)
+        return Job(doc.uri, doc.version, doc.text, doc.filename, self.settings.analyzer_timeout_ms, JOB_DEADLINE_S)
 
     def publish(self, doc: PolicyDocument) -> None:
         base, tags = self.settings.docs_base_url, self.tags_ok()
         uri = doc.uri if self.related_ok() else None
-        diags = [f.to_lsp(doc.index, base, tags, uri) for f in doc.fast + doc.analysis]
-        self.text_document_publish_diagnostics(
-            t.PublishDiagnosticsParams(uri=doc.uri, version=doc.version, diagnostics=diags))
+        diags = [f.to_json(doc.index, base, tags, uri) for f in doc.fast + doc.analysis]
+        params: dict = {"uri": doc.uri, "diagnostics": diags}
+        if doc.version is not None:
+            params["version"] = doc.version
+        self.protocol.notify_json(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, params)
         self.last_publish[doc.uri] = time.perf_counter()
 
     def _analysis_done(self, job: Job, reply: dict) -> None:
@@ -360,9 +382,7 @@ def analyze_now(ls: MCPPServer, *args):
     doc = ls.doc(args[0])
     if doc.errors:
         raise JsonRpcInvalidRequest(f"{doc.filename} has {doc.errors} error(s); the analyzer runs on valid policies")
-    s = ls.settings
-    ls.analyzer.schedule(Job(doc.uri, doc.version, doc.text, doc.filename, s.analyzer_timeout_ms,
-                             max(30.0, s.analyzer_timeout_ms * 20 / 1000)), 0)
+    ls.analyzer.schedule(ls.job(doc), 0)
     return {"scheduled": doc.uri, "version": doc.version}
 
 
@@ -380,6 +400,7 @@ def status(ls: MCPPServer, *args):
                   "catalog": getattr(d.catalog, "path", None), "timings": d.timings}
             for uri, d in ls.docs.items()
         },
+        "last_handled_ms": dict(ls.protocol.last_handled_ms),
         "analyzer": {"started": a.started, "completed": a.completed, "cancelled": a.cancelled,
                      "running": {"uri": running.uri, "version": running.version} if running else None},
         "settings": {"catalog": ls.settings.catalog, "analyzer.enabled": ls.settings.analyzer_enabled,
@@ -391,4 +412,10 @@ def status(ls: MCPPServer, *args):
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="mcpp-lsp %(levelname)s %(message)s")
+    run()
+
+
+def run() -> None:
+    """Serve on stdio until the client says exit."""
+    gc.disable()  # collected when idle instead: see MCPPServer._collect_when_idle
     server.start_io()

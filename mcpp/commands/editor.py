@@ -15,7 +15,7 @@ def lsp(
     import logging
     import sys
 
-    from mcpp.lsp.server import server
+    from mcpp.lsp.server import run
 
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
@@ -27,7 +27,7 @@ def lsp(
             die(f"--log-file: cannot write {log_file}: {e.strerror}")
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, handlers=handlers,
                         format="mcpp-lsp %(asctime)s %(levelname)s %(message)s")
-    server.start_io()
+    run()
 
 
 def register(app: typer.Typer) -> None:

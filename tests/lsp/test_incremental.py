@@ -152,3 +152,29 @@ def test_findings_move_with_edits_and_drop_when_touched():
     assert before.related[0][:2] == (33, 38)
     assert f.moved(Edit(25, 26, 26)).start == 10  # after it: untouched
     assert f.moved(Edit(15, 16, 16)) is None  # inside it: dropped
+
+
+def test_catalog_checks_cache_equals_a_full_validation():
+    """Per-statement reuse of catalog findings gives exactly what validating the whole
+    program gives, after every edit (spans and fix offsets moved with the text)."""
+    from mcpp.catalog import load_catalog, validate
+    from mcpp.lang.program import build_program
+    from mcpp.lsp.documents import CatalogChecks
+
+    catalog = load_catalog(Path(__file__).parent / "fixtures" / "k8s.tools.json")
+    base = (Path(__file__).parent / "test_features.py").read_text().split("POLICY = '''")[1].split("'''")[0]
+    base += ('\npermit (principal, action == Action::"delete_pods", resource);\n'
+             'forbid (principal, action == Action::"delete_pod", resource) when { context.input.grace_seconds > 5 };\n'
+             'permit (principal, action == Action::"scale_deployment", resource) when { context.input.replicas == "3" };\n')
+    rnd = random.Random(11)
+    p = IncrementalParser("t.mcpp")
+    checks = CatalogChecks()
+    saw_fix = False
+    for text in [base, *_edit_sequence(base, rnd, 200)]:
+        doc, _, _ = p.update(text)
+        program, _ = build_program(doc)
+        got = checks.run(program, catalog)
+        want = validate(program, catalog)
+        assert [(d.code, d.message, d.span, d.data) for d in got] == [(d.code, d.message, d.span, d.data) for d in want]
+        saw_fix = saw_fix or any("fix" in d.data for d in want)
+    assert saw_fix  # the findings moved included fixes with offsets
