@@ -25,8 +25,10 @@ def hover(doc: PolicyDocument, offset: int, docs_base: str) -> t.Hover | None:
     stmt = statement_at(program.document, offset) if program is not None and program.document else None
     rng = doc.index.range(tok.start_pos, tok.end_pos)
 
-    if tok.type in ("ENTITY_TYPE", "STRING") and stmt is not None:
-        ref = _entity_at(stmt, offset)
+    if tok.type in ("ENTITY_TYPE", "STRING"):
+        ref = _entity_at(stmt, offset) if stmt is not None else None
+        if ref is None:
+            ref = _entity_from_tokens(h, doc)  # a statement being typed has no IR yet
         if ref is not None:
             return _md(_entity_markdown(doc, ref, docs_base), doc.index.span_range(ref.span))
 
@@ -74,6 +76,32 @@ def _entity_at(stmt, offset: int) -> ir.EntityRef | None:
         if isinstance(n, ir.EntityLit):
             return n.entity
     return None
+
+
+def _entity_from_tokens(h, doc: PolicyDocument) -> ir.EntityRef | None:
+    """`Type::"id"` from the tokens around the cursor, for statements that do not parse."""
+    from mcpp.lang.diagnostics import Span
+    from mcpp.lang.strings import EscapeError, unescape
+
+    from .locate import tokens_of
+
+    tok = h.token
+    if tok.type == "STRING" and h.before and h.before[-1].type == "ENTITY_TYPE":
+        etype, lit = h.before[-1], tok
+    elif tok.type == "ENTITY_TYPE" and h.chunk is not None:
+        toks, _ = tokens_of(h.chunk, doc.text)
+        i = next((k for k, x in enumerate(toks) if x.start_pos == tok.start_pos), None)
+        if i is None or i + 1 >= len(toks) or toks[i + 1].type != "STRING":
+            return None
+        etype, lit = tok, toks[i + 1]
+    else:
+        return None
+    try:
+        value = unescape(str(lit))
+    except EscapeError:
+        return None
+    span = Span(etype.line, etype.column, lit.end_line, lit.end_column, etype.start_pos, lit.end_pos)
+    return ir.EntityRef(str(etype)[:-2], value, span)
 
 
 def _entity_markdown(doc: PolicyDocument, ref: ir.EntityRef, docs_base: str) -> str:

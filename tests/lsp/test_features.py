@@ -208,3 +208,12 @@ async def test_formatting_whole_document(client):
     uri3 = await opened(client, "h.mcpp", "permit (principal,\n")
     assert await client.text_document_formatting_async(t.DocumentFormattingParams(
         text_document=doc_id(uri3), options=t.FormattingOptions(tab_size=2, insert_spaces=True))) is None
+
+
+async def test_hover_and_completion_work_in_a_statement_that_does_not_parse_yet(client):
+    text = POLICY + 'forbid (principal, action == Action::"delete_pod", resource) when { context.input.\n'
+    uri = await opened(client, "t.mcpp", text)
+    h = await hover_at(client, uri, text, 'Action::"delete_pod", resource) when', 12)
+    assert "Delete one pod by name in a namespace." in h.contents.value
+    items = await completion_at(client, uri, text, "when { context.input.\n", len("when { context.input."))
+    assert {"namespace", "name", "grace_seconds"} <= set(items)

@@ -1,0 +1,2 @@
+" .mcpp files are mcpp policies
+autocmd BufRead,BufNewFile *.mcpp setfiletype mcpp
