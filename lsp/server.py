@@ -232,6 +232,17 @@ async def did_change_configuration(ls: MCPPServer, params: t.DidChangeConfigurat
         await ls.pull_settings()
 
 
+@server.feature(t.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+@_robust
+def did_change_watched_files(ls: MCPPServer, params: t.DidChangeWatchedFilesParams) -> None:
+    """A catalog, an mcpp.toml or a samples file changed on disk: check again, redraw lenses."""
+    ls.recheck_all()
+    caps = ls.client_capabilities
+    if caps and caps.workspace and caps.workspace.code_lens and caps.workspace.code_lens.refresh_support:
+        fut = ls.workspace_code_lens_refresh(None)
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())  # a refusal is not our problem
+
+
 @server.feature(t.SHUTDOWN)
 async def shutdown(ls: MCPPServer, params) -> None:
     await ls.analyzer.close()

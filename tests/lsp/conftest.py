@@ -37,6 +37,12 @@ SETTINGS = {"mcpp": {"analyzer": {"debounceMs": 50, "timeoutMs": 4000}}}
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "mcpp.lsp"]))
 async def client(lsp_client: LanguageClient, request):
     ws_path: Path = request.getfixturevalue("ws")
+    lsp_client.code_lens_refreshes = 0
+
+    @lsp_client.feature(t.WORKSPACE_CODE_LENS_REFRESH)
+    def code_lens_refresh(params):  # VS Code's capabilities say it supports this request
+        lsp_client.code_lens_refreshes += 1
+
     for section, value in getattr(request, "param", SETTINGS).items():
         lsp_client.set_configuration(item=value, section=section)
     await lsp_client.initialize_session(t.InitializeParams(

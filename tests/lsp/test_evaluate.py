@@ -119,3 +119,21 @@ async def test_no_samples_no_lenses(client):
     uri = open_doc(client, "lonely.mcpp", POLICY)
     await wait_diags(client, uri, lambda d: True)
     assert list(await lenses(client, uri)) == []
+
+
+async def test_changed_samples_file_refreshes_lenses(client):
+    write_samples(client, lines=[json.dumps(SAMPLES[0])])
+    uri = open_doc(client, "k.mcpp", POLICY)
+    await wait_diags(client, uri, lambda d: True)
+    assert (await lenses(client, uri))[0].command.title.startswith("▶ Evaluate 1 sample call")
+    write_samples(client)
+    client.workspace_did_change_watched_files(t.DidChangeWatchedFilesParams(changes=[t.FileEvent(
+        uri=(client.ws / "k.calls.jsonl").as_uri(), type=t.FileChangeType.Changed)]))
+    import asyncio
+
+    for _ in range(100):
+        if (await lenses(client, uri))[0].command.title.startswith("▶ Evaluate 5 sample calls"):
+            break
+        await asyncio.sleep(0.05)
+    assert (await lenses(client, uri))[0].command.title.startswith("▶ Evaluate 5 sample calls")
+    assert client.code_lens_refreshes >= 1
