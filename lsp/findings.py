@@ -32,7 +32,7 @@ CODE_DOCS = {
     "validation": "docs/editors.md#validation",
     "type": "docs/editors.md#type",
     "regex": "docs/editors.md#regex",
-    "catalog": "docs/editors.md#catalog",
+    "catalog": "docs/catalogs.md#catalog-the-catalog-itself",
 }
 UNNECESSARY = {"dead-permit", "redundant-rule", "unsatisfiable-condition"}
 
