@@ -50,7 +50,12 @@ class PolicyDocument:
             if problem is not None:
                 diags.append(problem)
             if catalog is not None:
-                diags.extend(self.catalog_checks.run(program, catalog))
+                try:
+                    diags.extend(self.catalog_checks.run(program, catalog))
+                except Exception as e:  # a schema the checker chokes on must not cost the other diagnostics
+                    self.catalog_checks = CatalogChecks()
+                    diags.append(Diagnostic(f"the catalog check failed: {type(e).__name__}: {e}", Span(1, 1, 1, 1, 0, 0),
+                                            "warning", "catalog", self.filename))
         t3 = time.perf_counter()
         self.text, self.version, self.program = text, version, program
         self.index = LineIndex(text, self.encoding)

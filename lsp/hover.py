@@ -11,10 +11,7 @@ from mcpp.lang.atoms import has_path, input_path
 from .documents import PolicyDocument
 from .locate import here, node_path, statement_at
 from .reference import hover_markdown
-from .tools import argument_info, description_of, statement_tools, tool_markdown, types_text
-
-_KEYWORD_TYPES = {"EFFECT", "CLAUSE_KIND", "VAR", "TRUE", "FALSE", "NULL", "DEFAULT_KIND", "ASSERT_KIND"}
-
+from .tools import argument_info, description_of, statement_tools, text_tools, tool_markdown, types_text
 
 def hover(doc: PolicyDocument, offset: int, docs_base: str) -> t.Hover | None:
     h = here(doc.parser.chunks, doc.text, offset)
@@ -43,13 +40,13 @@ def hover(doc: PolicyDocument, offset: int, docs_base: str) -> t.Hover | None:
             acc += len(part) + 1
         seg_start = tok.start_pos + sum(len(p) + 1 for p in parts[:idx])
         seg = doc.index.range(seg_start, seg_start + len(parts[idx]))
-        if idx >= 2 and stmt is not None:
-            return _md(_argument_markdown(doc, stmt, tuple(parts[2 : idx + 1])), seg)
+        if idx >= 2:
+            return _md(_argument_markdown(doc, _tools_in_scope(doc, stmt, h), tuple(parts[2 : idx + 1])), seg)
         key, rng = parts[idx], seg
     elif tok.type in ("NAME", "STRING") and stmt is not None:
         path = _node_path_at(stmt, offset, tok)
         if path:
-            return _md(_argument_markdown(doc, stmt, path), rng)
+            return _md(_argument_markdown(doc, _tools_in_scope(doc, stmt, h), path), rng)
     if tok.type == "NAME":
         prev = h.before[-1] if h.before else None
         if prev is not None and str(prev) == "." and key not in ("contains", "containsAll", "containsAny",
@@ -58,11 +55,7 @@ def hover(doc: PolicyDocument, offset: int, docs_base: str) -> t.Hover | None:
     if tok.type == "STRING":
         return None
     text = hover_markdown(key, docs_base)
-    if text is None and tok.type in _KEYWORD_TYPES:
-        text = hover_markdown(key.lower(), docs_base)
-    if text is None:
-        return None
-    return _md(text, rng)
+    return _md(text, rng) if text is not None else None
 
 
 def _md(value: str, rng: t.Range) -> t.Hover:
@@ -131,10 +124,19 @@ def _node_path_at(stmt, offset: int, tok) -> tuple[str, ...] | None:
     return None
 
 
-def _argument_markdown(doc: PolicyDocument, stmt, path: tuple[str, ...]) -> str:
+def _tools_in_scope(doc: PolicyDocument, stmt, h) -> list[str] | None:
+    """The tools of the statement under the cursor (None = any tool); for a statement that
+    does not parse yet, read from its text."""
+    if stmt is not None:
+        return statement_tools(doc.program, stmt)
+    if h.chunk is not None:
+        return text_tools(doc.program, doc.text[h.chunk.start : h.chunk.end])
+    return None
+
+
+def _argument_markdown(doc: PolicyDocument, tools: list[str] | None, path: tuple[str, ...]) -> str:
     name = ".".join(path)
     head = f"**argument** `context.input.{name}` (`args.{name}` in the JSON form)"
-    tools = statement_tools(doc.program, stmt)
     catalog = doc.catalog
     if catalog is None:
         return head + "\n\nNo tool catalog is configured, so its type is unknown."

@@ -47,7 +47,6 @@ class MCPPServer(LanguageServer):
         self.settings = Settings()
         self.catalogs = CatalogCache()
         self.analyzer = AnalyzerService(self._analysis_done, self._log)
-        self.last_publish: dict[str, float] = {}
         self._gc_timer = None
 
     def report_server_error(self, error, source):
@@ -107,6 +106,8 @@ class MCPPServer(LanguageServer):
         t0 = time.perf_counter()
         td = self.workspace.get_text_document(uri)
         doc.update(td.source, td.version, self.catalogs, self.settings, self.roots())
+        if not self.settings.analyzer_enabled:
+            doc.analysis = []
         t1 = time.perf_counter()
         self.publish(doc)
         t2 = time.perf_counter()
@@ -114,8 +115,6 @@ class MCPPServer(LanguageServer):
         self._collect_when_idle()
         if doc.errors or not self.settings.analyzer_enabled:
             self.analyzer.cancel(uri)
-            if not self.settings.analyzer_enabled:
-                doc.analysis = []
             return
         self.analyzer.schedule(self.job(doc), self.settings.analyzer_debounce_ms)
 
@@ -140,7 +139,6 @@ class MCPPServer(LanguageServer):
         if doc.version is not None:
             params["version"] = doc.version
         self.protocol.notify_json(t.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS, params)
-        self.last_publish[doc.uri] = time.perf_counter()
 
     def _analysis_done(self, job: Job, reply: dict) -> None:
         doc = self.docs.get(job.uri)

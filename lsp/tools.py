@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 
-from mcpp.lang import ir
 from mcpp.lang.program import Program
 
 _SCOPE_EQ = re.compile(r'\baction\s*==\s*Action::"((?:[^"\\\n]|\\.)*)"')
@@ -22,8 +21,6 @@ def statement_tools(program: Program | None, stmt) -> list[str] | None:
         for info in coll:
             if getattr(info, attr) is stmt:
                 return None if info.tools is None else sorted(info.tools)
-    if isinstance(stmt, (ir.Policy, ir.Limit, ir.Assert)):
-        return None
     return None
 
 

@@ -6,8 +6,8 @@ import typer
 
 
 def lsp(
-    stdio: bool = typer.Option(True, "--stdio/--no-stdio", help="Talk LSP over stdin/stdout (the only transport; "
-                               "accepted because some clients always pass it)"),
+    stdio: bool = typer.Option(False, "--stdio", help="Talk LSP over stdin/stdout: the only transport, so this "
+                               "changes nothing (some clients always pass it)"),
     log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level"),
 ) -> None:
