@@ -104,3 +104,31 @@ async def test_close_clears_diagnostics(client):
     await wait_diags(client, uri, lambda d: len(d) == 1)
     client.text_document_did_close(t.DidCloseTextDocumentParams(text_document=t.TextDocumentIdentifier(uri=uri)))
     await wait_diags(client, uri, lambda d: d == [])
+
+
+async def test_quick_fixes_for_language_and_catalog_diagnostics(client):
+    text = ('@catalog("k8s.tools.json")\ndefault deny;\n'
+            'permit (principal, action == Action::"delete_pods", resource);\n'
+            'permit (principal, action == Action::"list_pods", resource) when { context.input.namespace = "dev" };\n'
+            'permit (principal, action == Action::"get_secret", resource) when { context.name == "x" };\n')
+    uri = open_doc(client, "q.mcpp", text)
+    diags = await wait_diags(client, uri, lambda d: {"syntax", "validation", "catalog-unknown-tool"} <= {x.code for x in d})
+    actions = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=t.TextDocumentIdentifier(uri=uri),
+        range=t.Range(start=t.Position(line=0, character=0), end=t.Position(line=5, character=0)),
+        context=t.CodeActionContext(diagnostics=diags)))
+    by_title = {a.title: a for a in actions}
+    assert set(by_title) == {"Replace '=' with '=='", "Use context.input.name", 'Replace with Action::"delete_pod"'}
+    assert all(a.kind == t.CodeActionKind.QuickFix for a in actions)
+    (edit,) = by_title["Replace '=' with '=='"].edit.changes[uri]
+    assert edit.range.start == pos(text, '= "dev"') and edit.new_text == "=="
+    (edit,) = by_title["Use context.input.name"].edit.changes[uri]
+    assert edit.range.start == pos(text, "context.name") and edit.new_text == "context.input.name"
+    # a fix whose text has changed under it is not offered
+    change(client, uri, 2, text.replace('"delete_pods"', '"delete_podz"'))
+    await wait_diags(client, uri, lambda d: any("delete_podz" in x.message for x in d))
+    stale = await client.text_document_code_action_async(t.CodeActionParams(
+        text_document=t.TextDocumentIdentifier(uri=uri),
+        range=t.Range(start=t.Position(line=0, character=0), end=t.Position(line=5, character=0)),
+        context=t.CodeActionContext(diagnostics=[x for x in diags if x.code == "catalog-unknown-tool"])))
+    assert list(stale or []) == []
