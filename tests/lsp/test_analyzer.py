@@ -175,3 +175,21 @@ async def test_analyze_command_and_errors_skip_analysis(client):
     assert "error" in str(e.value)
     change(client, uri, 2, FAILING_ASSERT)
     await wait_diags(client, uri, lambda d: "assert-failed" in codes(d))
+
+
+@pytest.mark.parametrize("client", [{"mcpp": {"analyzer": {"debounceMs": 4000}}}], indirect=True)
+async def test_findings_move_with_edits_until_the_next_analysis(client):
+    uri = open_doc(client, "mv.mcpp", FAILING_ASSERT)
+    first = await wait_diags(client, uri, lambda d: "assert-failed" in codes(d), timeout=40)
+    line = next(x for x in first if x.code == "assert-failed").range.start.line
+    # two lines added at the top: the finding is shown two lines lower at once, not dropped
+    change(client, uri, 2, "// a\n// b\n", t.Range(start=t.Position(line=0, character=0),
+                                                 end=t.Position(line=0, character=0)))
+    moved = await wait_diags(client, uri, lambda d: any(x.code == "assert-failed" and x.range.start.line == line + 2
+                                                         for x in d), timeout=3)
+    assert (await status(client))["documents"][uri]["analysis_version"] == 1  # not re-analysed yet
+    # an edit inside the assert drops its (now stale) finding
+    at = t.Position(line=line + 3, character=len("assert deny ("))
+    change(client, uri, 3, "principal ,", t.Range(start=at, end=t.Position(line=line + 3, character=at.character + 11)))
+    await wait_diags(client, uri, lambda d: "assert-failed" not in codes(d), timeout=3)
+    assert moved
