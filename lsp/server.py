@@ -233,7 +233,22 @@ async def did_change_configuration(ls: MCPPServer, params: t.DidChangeConfigurat
 @server.feature(t.WORKSPACE_DID_CHANGE_WATCHED_FILES)
 @_robust
 def did_change_watched_files(ls: MCPPServer, params: t.DidChangeWatchedFilesParams) -> None:
-    """A catalog, an mcpp.toml or a samples file changed on disk: check again, redraw lenses."""
+    """A catalog, an mcpp.toml or a samples file changed on disk: check again, redraw lenses.
+    (Clients watch broad patterns such as `**/*.json`; other files are ignored.)"""
+    from pathlib import Path
+
+    from .evaluate import samples_path
+
+    changed = {Path(p).resolve() for p in (_uri_path(c.uri) for c in params.changes) if p}
+    relevant = {p for p in changed if p.name == "mcpp.toml"}
+    for d in ls.docs.values():
+        for p in (getattr(d.catalog, "path", None), samples_path(d), ls.settings.catalog and d.path and
+                  Path(d.path).parent / ls.settings.catalog):
+            if p and Path(p).resolve() in changed:
+                relevant.add(Path(p).resolve())
+    missing = any(f.diag.code == "catalog" for d in ls.docs.values() for f in d.fast)  # it may exist now
+    if not relevant and not missing:
+        return
     ls.recheck_all()
     caps = ls.client_capabilities
     if caps and caps.workspace and caps.workspace.code_lens and caps.workspace.code_lens.refresh_support:

@@ -132,3 +132,16 @@ async def test_quick_fixes_for_language_and_catalog_diagnostics(client):
         range=t.Range(start=t.Position(line=0, character=0), end=t.Position(line=5, character=0)),
         context=t.CodeActionContext(diagnostics=[x for x in diags if x.code == "catalog-unknown-tool"])))
     assert list(stale or []) == []
+
+
+async def test_catalog_created_later_is_picked_up_when_the_client_reports_it(client):
+    text = '@catalog("later.json")\ndefault deny;\npermit (principal, action == Action::"delete_pods", resource);\n'
+    uri = open_doc(client, "l.mcpp", text)
+    await wait_diags(client, uri, lambda d: any(x.code == "catalog" for x in d))
+    import shutil
+
+    shutil.copy(client.ws / "k8s.tools.json", client.ws / "later.json")
+    client.workspace_did_change_watched_files(t.DidChangeWatchedFilesParams(changes=[
+        t.FileEvent(uri=(client.ws / "later.json").as_uri(), type=t.FileChangeType.Created)]))
+    diags = await wait_diags(client, uri, lambda d: any(x.code == "catalog-unknown-tool" for x in d))
+    assert not any(x.code == "catalog" for x in diags)
