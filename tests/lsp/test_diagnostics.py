@@ -145,3 +145,12 @@ async def test_catalog_created_later_is_picked_up_when_the_client_reports_it(cli
         t.FileEvent(uri=(client.ws / "later.json").as_uri(), type=t.FileChangeType.Created)]))
     diags = await wait_diags(client, uri, lambda d: any(x.code == "catalog-unknown-tool" for x in d))
     assert not any(x.code == "catalog" for x in diags)
+
+
+async def test_crlf_line_endings(client):
+    text = "default deny;\r\n// note\r\npermit (principal, action, resource) when { context.oops };\r\n"
+    uri = open_doc(client, "crlf.mcpp", text)
+    diags = await wait_diags(client, uri, lambda d: any(x.code == "validation" for x in d))
+    d = next(x for x in diags if x.code == "validation")
+    assert d.range.start == t.Position(line=2, character=len("permit (principal, action, resource) when { "))
+    assert d.range.end == t.Position(line=2, character=len("permit (principal, action, resource) when { context.oops"))
