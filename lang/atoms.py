@@ -62,6 +62,13 @@ class Cond:
     def key(self):
         return (self.path, self.op, _freeze(self.value))
 
+    # equality by key: `neq false` and `neq 0` are different conditions, though False == 0
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cond) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
 
 def _freeze(v):
     if isinstance(v, list):
