@@ -844,15 +844,25 @@ def index(program: Program) -> ProgramIndex:
             pol.setdefault(t, []).append(p)
         if p.effect == "permit":
             permit_tools |= p.tools
+    sharing: dict = {}
     for li in program.limits:
         if li.limit.max is not None:
             key = counter_key(li.limit)
             cmax[key] = max(cmax.get(key, Fraction(0)), Fraction(li.limit.max))
+            sharing.setdefault(key, []).append(li)
         if li.tools is None:
             any_l.append(li)
         else:
             for t in li.tools:
                 lim.setdefault(t, []).append(li)
+    for key, group in sharing.items():
+        # the engine checks each applicable limit against the stored count, then adds
+        # every charge: two limits on one counter that can apply to the same call can
+        # take it past its max, so such a counter gets no upper bound
+        for i, a in enumerate(group):
+            if any(a.tools is None or b.tools is None or a.tools & b.tools for b in group[i + 1 :]):
+                cmax.pop(key, None)
+                break
     out = ProgramIndex(pol, lim, any_p, any_l, permit_tools, cmax)
     if len(_INDEXES) > 256:
         _INDEXES.clear()

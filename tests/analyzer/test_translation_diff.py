@@ -135,3 +135,11 @@ def test_raising_a_limit_is_looser_with_the_counter_shown():
     w = t.looser.witness
     assert 5 <= w.counters[("n", "grant", "hour")] <= 9
     _replays(old, new, t.looser, True)
+
+
+def test_regression_false_and_zero_are_different_conditions():
+    """Found by the property test above: the compiler merged `a != false` and `a != 0`."""
+    src = load_program('permit (principal, action == Action::"t0", resource)\n'
+                       'unless { context.input.a < 0 || context.input.a == false || context.input.a == 0 };')
+    doc = compile_program(src)
+    assert validate_translation(src, doc) is None
