@@ -321,8 +321,17 @@ class Engine:
             start, end = window_bounds(lim.window, now)
             scope_id = grant.id if lim.scope_kind == "grant" else "*"
             key = f"{self.namespace}|{lim.counter}|{lim.scope_kind}:{scope_id}|{lim.window}:{start}"
-            charges.append(Charge(key, amount, lim.max, end))
-            meta.append((r, end))
+            for i, c in enumerate(charges):
+                if c.key == key:
+                    # limits sharing one counter: the call adds both increments, and the
+                    # result must stay within the smaller max (the binding limit names a denial)
+                    if lim.max < c.max:
+                        meta[i] = (r, end)
+                    charges[i] = Charge(key, c.amount + amount, min(c.max, lim.max), end)
+                    break
+            else:
+                charges.append(Charge(key, amount, lim.max, end))
+                meta.append((r, end))
         if not charges:
             return None, None, None
         if not reserve:

@@ -191,3 +191,17 @@ def test_dry_run_does_not_reserve():
     for _ in range(5):
         assert e.decide("delete_pod", {}, now=NOON, reserve=False).allowed
     assert e.decide("delete_pod", {}, now=NOON).allowed
+
+
+def test_limits_sharing_a_counter_never_exceed_the_smaller_max():
+    e = engine(
+        'default allow;\n'
+        '@id("small") limit "c" (principal, action == Action::"t", resource) max 3 per day;\n'
+        '@id("big") limit "c" (principal, action, resource) max 10 per day;'
+    )
+    assert e.decide("t", {}, now=NOON).allowed  # adds 2 to "c"
+    d = e.decide("t", {}, now=NOON)  # 2 + 2 > 3
+    assert not d.allowed and d.rule.policy == "small"
+    assert e.decide("u", {}, now=NOON).allowed  # only "big": 3 ≤ 10
+    key = next(iter(e.store._values))
+    assert e.store.value(key) == 3
