@@ -9,6 +9,8 @@ solver cannot settle in time produce no finding (they are counted in `Linter.unk
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 import z3
@@ -374,9 +376,10 @@ class Linter:
         by = f"permit {decision.rule.policy!r}" if decision.rule.policy else "`default allow`"
         msg = (f"forbid {self.where(f)} can be bypassed with a {'mistyped' if mistyped else 'missing'} argument: "
                f"`{text}` errors when {why}, so the forbid does not apply, and {by} allows the call: {w.brief()}")
-        notes = [_guard_advice(self, f, c, t, decision)]
-        self.report("forbid-bypass", msg, c.span, "error" if mistyped else "warning", notes,
-                    rule=f.id, tool=t, counterexample=w.to_dict())
+        advice, fix = _guard_advice(self, f, c, t, decision)
+        extra = {"fix": fix} if fix else {}
+        self.report("forbid-bypass", msg, c.span, "error" if mistyped else "warning", [advice],
+                    rule=f.id, tool=t, counterexample=w.to_dict(), **extra)
 
     # -- unanchored-regex -----------------------------------------------------------------------
     def unanchored_regexes(self) -> None:
@@ -405,7 +408,10 @@ class Linter:
                     notes = [f'anchor it: .matches("{_escape(fixed)}")']
                     if not end:
                         notes.append("if a prefix is meant (a URL or path), end it at a delimiter instead, e.g. `(/|$)`")
-                    self.report("unanchored-regex", msg, node.span, notes=tuple(notes), rule=p.id, regex=node.regex)
+                    fix = _replace_regex_literal(self.program, node, fixed)
+                    extra = {"fix": fix} if fix else {}
+                    self.report("unanchored-regex", msg, node.span, notes=tuple(notes), rule=p.id, regex=node.regex,
+                                **extra)
 
     # -- always-allows / always-denies ----------------------------------------------------------
     def always(self) -> None:
@@ -637,8 +643,9 @@ def _type_guard(path: tuple, t: str | None) -> str:
     return has
 
 
-def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> str:
-    """How to close the hole where errors fail closed: in the permit."""
+def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple[str, dict | None]:
+    """How to close the hole where errors fail closed (in the permit), and the edit that does
+    it (`data["fix"]`: code-point offsets into the source, the catalog validator's format)."""
     guards = []
     e = c.expr
     simple = isinstance(e, ir.Compare) and e.op in ("<", "<=", ">", ">=") and len(f.policy.clauses) == 1 and c.kind == "when"
@@ -649,12 +656,51 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> str:
         for p in _read_paths_expr(e):
             guards.append(_type_guard(p, _expected_type(e, p)))
     clause = " && ".join(f"({g})" if "||" in g and len(guards) > 1 else g for g in guards) or "…"
+    source = linter.program.document.source if linter.program.document is not None else ""
     if decision.rule.policy:
-        return (f"guard it where an error denies: add `when {{ {clause} }}` to permit {decision.rule.policy!r} "
-                f"(a permit whose condition errors does not apply, so a missing or mistyped argument is denied)")
-    return (f"guard it where an error denies: govern the tool with `permit (principal, action == Action::\"{tool}\", "
-            f"resource) when {{ {clause} }};` (a permit fails closed; under `default allow` naming the tool in a "
-            f"permit makes every other call to it denied)")
+        pid = decision.rule.policy
+        fix = None
+        permit = next((p for p in linter.program.policies if p.id == pid), None)
+        end = permit.policy.span.end if permit is not None else 0
+        if guards and end and source[end - 1 : end] == ";":
+            fix = {"title": f"Guard permit {pid!r}: when {{ {clause} }}",
+                   "edits": [_edit(source, end - 1, end - 1, f"\nwhen {{ {clause} }}")]}
+        return (f"guard it where an error denies: add `when {{ {clause} }}` to permit {pid!r} "
+                f"(a permit whose condition errors does not apply, so a missing or mistyped argument is denied)"), fix
+    stmt = f'permit (principal, action == Action::"{tool}", resource) when {{ {clause} }};'
+    end = f.policy.span.end
+    fix = None
+    if guards and end and source:
+        fix = {"title": f"Govern the tool: {stmt}", "edits": [_edit(source, end, end, "\n\n" + stmt)]}
+    return (f"guard it where an error denies: govern the tool with `{stmt}` (a permit fails closed; under "
+            f"`default allow` naming the tool in a permit makes every other call to it denied)"), fix
+
+
+def _edit(source: str, start: int, end: int, text: str) -> dict:
+    line = source.count("\n", 0, start) + 1
+    col = start - (source.rfind("\n", 0, start) + 1) + 1
+    end_line = source.count("\n", 0, end) + 1
+    end_col = end - (source.rfind("\n", 0, end) + 1) + 1
+    return {"start": start, "end": end, "line": line, "col": col, "end_line": end_line, "end_col": end_col,
+            "text": text}
+
+
+def _replace_regex_literal(program: Program, node: ir.Matches, fixed: str) -> dict | None:
+    """The edit that replaces the string literal of `.matches("…")` with the anchored pattern."""
+    from mcpp.lang.strings import quote
+
+    source = program.document.source if program.document is not None else ""
+    text = source[node.span.start : node.span.end]
+    call = text.rfind(".matches(")
+    if call < 0:
+        return None
+    lit = re.compile(r'"(?:[^"\\\n]|\\.)*"').search(text, call)
+    if lit is None:
+        return None
+    replacement = quote(fixed)
+    start = node.span.start + lit.start()
+    return {"title": f"Anchor the regex: {replacement}",
+            "edits": [_edit(source, start, start + len(lit.group()), replacement)]}
 
 
 def _lit(v) -> str:

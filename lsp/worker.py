@@ -42,8 +42,6 @@ def diag_from_json(obj: dict):
 def handle(req: dict) -> dict:
     from mcpp.lang.program import check_source
 
-    from .fixes import attach_fixes
-
     rid = req.get("id")
     source, filename = req.get("source"), req.get("filename", "<input>")
     if not isinstance(source, str):
@@ -56,7 +54,6 @@ def handle(req: dict) -> dict:
 
     timeout = req.get("timeout_ms", 2000)
     found = analyze(program, timeout_ms=int(timeout) if isinstance(timeout, (int, float)) else 2000)
-    found = attach_fixes(found, program)
     return {
         "id": rid,
         "diagnostics": [diag_to_json(d) for d in found],

@@ -1,4 +1,4 @@
-"""The quick fixes derived for the analyzer's lints really fix them: apply the edit, run
+"""The analyzer's quick fixes for its lints really fix them: apply the edit, run
 the analyzer again, and the finding is gone (and the policy still parses)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import pytest
 
 from mcpp.analyzer import analyze
 from mcpp.lang.program import check_source, load_program
-from mcpp.lsp.fixes import attach_fixes, language_fix
+from mcpp.lsp.fixes import language_fix
 
 CASES = {
     "guard the permit": '''default deny;
@@ -41,7 +41,7 @@ def apply(text: str, fix: dict) -> str:
 def test_lint_fix_removes_the_finding(name):
     text = CASES[name]
     program = load_program(text, "p.mcpp")
-    found = attach_fixes(analyze(program, timeout_ms=5000), program)
+    found = analyze(program, timeout_ms=5000)
     fixable = [d for d in found if d.code in ("forbid-bypass", "unanchored-regex")]
     assert fixable, [(d.code, d.message) for d in found]
     for d in fixable:
