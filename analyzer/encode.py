@@ -624,11 +624,9 @@ class ProgramEncoder:
                         defined.append(g)
                         value.append(AND(ctx, g, self.entity_in(x.val, y.val)))
                     elif y.kind == "arr" and isinstance(y.val, LitArr):
-                        all_ent = AND(ctx, *(OR(ctx, *(i.guard for i in it.of("ent"))) for it in y.val.items))
-                        dg = AND(ctx, g, all_ent)
+                        dg, hit = self._in_literal_entities(x.val, y.val, g)
                         defined.append(dg)
-                        hits = [AND(ctx, i.guard, self.entity_in(x.val, i.val)) for it in y.val.items for i in it.of("ent")]
-                        value.append(AND(ctx, dg, OR(ctx, *hits)))
+                        value.append(hit)
                     elif y.kind == "arr":  # an argument array has no entities: fine only when empty
                         dg = AND(ctx, g, z3.Length(y.val.var.items) == 0)
                         defined.append(dg)
@@ -636,6 +634,14 @@ class ProgramEncoder:
                     defined.append(g)
                     value.append(AND(ctx, g, self.member(y.val, SV([Alt(x.kind, True, x.val)]))))
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
+
+    def _in_literal_entities(self, ent, arr, g):
+        """`e in [E1, …]` against a literal set: defined when every member is an entity
+        (else Cedar's type error), true when `e` is in one of them."""
+        ctx = self.ctx
+        dg = AND(ctx, g, AND(ctx, *(OR(ctx, *(i.guard for i in it.of("ent"))) for it in arr.items)))
+        hits = [AND(ctx, i.guard, self.entity_in(ent, i.val)) for it in arr.items for i in it.of("ent")]
+        return dg, AND(ctx, dg, OR(ctx, *hits))
 
     def is_(self, obj: SV, etype: str, in_: SV | None) -> SV:
         ctx = self.ctx
@@ -654,11 +660,9 @@ class ProgramEncoder:
                     defined.append(g)
                     value.append(AND(ctx, g, self.entity_in(x.val, y.val)))
                 elif y.kind == "arr" and isinstance(y.val, LitArr):
-                    all_ent = AND(ctx, *(OR(ctx, *(i.guard for i in it.of("ent"))) for it in y.val.items))
-                    dg = AND(ctx, g, all_ent)
+                    dg, hit = self._in_literal_entities(x.val, y.val, g)
                     defined.append(dg)
-                    hits = [AND(ctx, i.guard, self.entity_in(x.val, i.val)) for it in y.val.items for i in it.of("ent")]
-                    value.append(AND(ctx, dg, OR(ctx, *hits)))
+                    value.append(hit)
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
 
     def call(self, e: ir.Call) -> SV:

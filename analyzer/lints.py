@@ -20,7 +20,7 @@ from mcpp.lang.atoms import input_path
 from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.program import Program, walk
 from mcpp.runtime.closures import compile_expr
-from mcpp.runtime.values import ERR
+from mcpp.runtime.values import ERR, json_type
 
 from . import regex as rx
 from .encode import decide, mentioned_tools, other_tool
@@ -369,7 +369,7 @@ class Linter:
                 problems.append(f"`{name}` is missing")
             else:
                 want = _expected_type(c.expr, p)
-                if want and _json_type(v) != want:
+                if want and json_type(v) != want:
                     problems.append(f"`{name}` is {_describe(v)}, not {_article(want)}")
         why = ", ".join(problems) or "its condition errors"
         text = _source(self.program, c.expr)
@@ -544,24 +544,10 @@ def _lookup(args, path):
     return v
 
 
-def _json_type(v) -> str:
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if v is None:
-        return "null"
-    if isinstance(v, list):
-        return "array"
-    return "object"
-
-
 def _describe(v) -> str:
     import json
 
-    t = _json_type(v)
+    t = json_type(v)
     if t == "null":
         return "null"
     if t in ("array", "object"):

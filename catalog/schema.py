@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from mcpp.runtime.values import json_type  # noqa: F401 - re-exported for catalog.validate
+
 JSON_TYPES = ("string", "number", "boolean", "null", "array", "object")
 _MAX_DEPTH = 32
 
@@ -110,20 +112,6 @@ def _values(alt: dict) -> list | None:
     if isinstance(alt.get("enum"), list):
         return list(alt["enum"])
     return None
-
-
-def json_type(v) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, (int, float)):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
 
 
 @dataclass

@@ -87,3 +87,18 @@ def type_name(v: object) -> str:
     return {bool: "bool", int: "number", float: "number", str: "string", list: "set", dict: "record"}.get(
         t, "entity" if isinstance(v, Entity) else t.__name__
     )
+
+
+def json_type(v: object) -> str:
+    """JSON Schema's name for the type of a decoded JSON value (`boolean`, `number`, …)."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, (int, float)):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"

@@ -103,16 +103,6 @@ def literals(prog) -> list:
     return out
 
 
-@dataclass(frozen=True)
-class Call:
-    tool: str
-    args: dict
-    grant: str
-    label: str
-    groups: frozenset
-    server: str
-
-
 def calls_for(prog):
     """Random calls, biased toward the policy's own constants."""
     lits = literals(prog)
@@ -120,7 +110,7 @@ def calls_for(prog):
     leaf = st.one_of(values, st.lists(values, max_size=3))
     args = st.dictionaries(st.sampled_from(base.KEYS), st.one_of(leaf, st.dictionaries(st.sampled_from(base.KEYS), leaf, max_size=2)), max_size=3)
     return st.builds(
-        Call,
+        base.Call,
         st.sampled_from(base.TOOLS + ["other"]),
         args,
         st.sampled_from(base.GRANTS + ["anonymous"]),
