@@ -57,14 +57,15 @@ def serve(
     anonymous: bool = typer.Option(False, "--anonymous", help="Quick start: accept requests without a token as grant 'anonymous' (loopback only)"),
     max_body_bytes: Optional[int] = typer.Option(None, "--max-body-bytes", help="Quick start: request body limit (413 above)"),
     upstream_timeout: Optional[float] = typer.Option(None, "--upstream-timeout", help="Quick start: seconds to wait for the upstream"),
+    pin_catalog: Optional[Path] = typer.Option(None, "--pin-catalog", help="Quick start: refuse calls to tools that differ from this catalog (mcpp catalog pull)"),
 ) -> None:
     """Run the gateway: every tools/call is decided by the policy before the upstream sees it."""
     from mcpp.runtime.gateway.config import ConfigError, quick_config
     from mcpp.runtime.gateway.server import serve as run
 
     if config is not None:
-        if policy or upstream or stdio:
-            die("--config and the quick-start flags (--policy, --upstream, --stdio) are exclusive")
+        if policy or upstream or stdio or pin_catalog:
+            die("--config and the quick-start flags (--policy, --upstream, --stdio, --pin-catalog) are exclusive")
         cfg = _config(config)
         path = str(config.resolve())
     else:
@@ -72,8 +73,17 @@ def serve(
             die("give --config FILE, or --policy FILE with --upstream URL or --stdio \"CMD …\"")
         if not policy.is_file():
             die(f"{policy}: no such policy file")
+        if pin_catalog is not None:
+            from mcpp.catalog import CatalogError, load_catalog
+            from mcpp.runtime.gateway.pinning import catalog_error_text
+
+            try:  # a pin that cannot load would refuse every call: say so now
+                load_catalog(pin_catalog)
+            except CatalogError as e:
+                die(f"--pin-catalog: {catalog_error_text(e)}")
         try:
-            cfg = quick_config(str(policy), upstream, stdio, port, str(state), host, anonymous, max_body_bytes, upstream_timeout)
+            cfg = quick_config(str(policy), upstream, stdio, port, str(state), host, anonymous, max_body_bytes, upstream_timeout,
+                               str(pin_catalog) if pin_catalog is not None else None)
         except ConfigError as e:
             die(str(e))
         path = None

@@ -69,6 +69,8 @@ class ServerConfig:
     anonymous: bool = False
     max_sessions: int = 32
     session_idle_seconds: float = 1800.0
+    catalog: str | None = None  # a pinned catalog (docs/gateway.md, "Pinning a catalog")
+    catalog_max_age: float = 300.0  # seconds a listing is trusted before a call re-lists the tools
 
     @property
     def kind(self) -> str:
@@ -138,7 +140,7 @@ _GATEWAY_KEYS = {
 }
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
-    "max_sessions", "session_idle_seconds",
+    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age",
 }
 _CRED_KEYS = {"header", "env", "prefix", "from_env", "from_file"}
 
@@ -300,6 +302,12 @@ def _server(s, where: str, base: Path) -> ServerConfig:
     if max_sessions < 1:
         raise ConfigError(f"{where}.max_sessions: must be at least 1")
     idle = _typed(s, "session_idle_seconds", (int, float), where, 1800.0)
+    catalog = _typed(s, "catalog", str, where)
+    if catalog is not None and not catalog.strip():
+        raise ConfigError(f"{where}.catalog: empty path")
+    max_age = _typed(s, "catalog_max_age", (int, float), where, 300.0)
+    if max_age < 0:
+        raise ConfigError(f"{where}.catalog_max_age: must be at least 0")
     cred_envs = {c.env for c in creds if c.env}
     clash = cred_envs & set(env_raw)
     if clash:
@@ -309,7 +317,8 @@ def _server(s, where: str, base: Path) -> ServerConfig:
         env=tuple(env_raw.items()), policy=_rel(base, policy) if policy else None,
         grant_policies=tuple((k, _rel(base, v)) for k, v in gp.items()), credentials=tuple(creds),
         anonymous=bool(_typed(s, "anonymous", bool, where, False)), max_sessions=max_sessions,
-        session_idle_seconds=float(idle),
+        session_idle_seconds=float(idle), catalog=_rel(base, catalog) if catalog else None,
+        catalog_max_age=float(max_age),
     )
 
 
@@ -356,6 +365,7 @@ def check_upstream_url(url: str, where: str) -> None:
 def quick_config(
     policy: str, upstream: str | None, stdio: str | None, port: int, state: str, host: str = "127.0.0.1",
     anonymous: bool = False, max_body_bytes: int | None = None, upstream_timeout: float | None = None,
+    pin_catalog: str | None = None,
 ) -> GatewayConfig:
     """The config `mcpp serve --policy … (--upstream | --stdio)` stands for: one server, id `default`."""
     if (upstream is None) == (stdio is None):
@@ -370,7 +380,8 @@ def quick_config(
             raise ConfigError(f"--stdio: {e}") from None
         if not command:
             raise ConfigError("--stdio: empty command")
-    server = ServerConfig(id="default", url=upstream, command=command, policy=str(Path(policy).resolve()), anonymous=anonymous)
+    server = ServerConfig(id="default", url=upstream, command=command, policy=str(Path(policy).resolve()), anonymous=anonymous,
+                          catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None)
     kw = {}
     if max_body_bytes is not None:
         kw["max_body_bytes"] = max_body_bytes

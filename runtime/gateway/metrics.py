@@ -31,6 +31,11 @@ class Metrics:
             "mcpp_auth_failures_total": ("counter", "Requests refused with 401 by server and reason"),
             "mcpp_policy_reloads_total": ("counter", "Policy and config reloads by result"),
             "mcpp_policy_healthy": ("gauge", "1 when the server's newest policy file is the one in force"),
+            "mcpp_catalog_healthy": ("gauge", "1 when the server's newest pinned catalog file is the one in force"),
+            "mcpp_catalog_reloads_total": ("counter", "Pinned catalog reloads by server and result"),
+            "mcpp_catalog_drift_total": ("counter", "Tools an upstream listed that differ from the pin, by server and kind (each definition counted once)"),
+            "mcpp_catalog_denials_total": ("counter", "tools/call refused by the pinned catalog, by server and kind"),
+            "mcpp_catalog_listings_total": ("counter", "tools/list requests the gateway sent itself to check a pin, by server and result"),
             "mcpp_request_duration_seconds": ("histogram", "Time from request to response headers, by server and method"),
             "mcpp_decision_duration_seconds": ("histogram", "Time spent deciding a tools/call (including limits)"),
         }

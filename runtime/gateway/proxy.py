@@ -6,6 +6,8 @@ upstream does: requests are forwarded byte for byte, except that
   `[POLICY DENIED] …`) and never reaches the upstream; an allowed call holds its limit
   reservation until the upstream answers, and gives it back if the upstream fails;
 - `tools/list` results lose the tools this grant can never call and become private;
+- with a pinned catalog, tools whose definition changed since the pin are removed from
+  `tools/list` and their calls refused (pinning.py);
 - `Mcp-Session-Id` is bound to the grant that opened the session (an HMAC), so one
   grant cannot ride another's session;
 - the client's `Authorization` never leaves the gateway: the upstream sees only the
@@ -24,6 +26,7 @@ import hmac
 import json
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
@@ -40,6 +43,7 @@ from . import jsonrpc as rpc
 from .audit import AuditRow
 from .grants import check_token, grant_id_of
 from .http_client import UpstreamError
+from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -180,6 +184,8 @@ class GatewayApp:
             fwd.append(("mcp-session-id", inner))
         if method != "POST":
             await self.forward(scope, receive, send, server, caller, upstream, method, fwd, b"", None)
+            if method == "DELETE" and sid is not None and server.catalog:
+                rt.listings.forget((server.id, inner))
             rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", method), ("status", "-")))
             return
         try:
@@ -343,12 +349,27 @@ class GatewayApp:
             decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
             policy_sha = None
         rt.metrics.observe("mcpp_decision_duration_seconds", (("server", server.id),), time.perf_counter() - t0)
+        pinned = None
+        if decision.allowed and server.catalog:
+            # the policy allows it; the tool must also still be the one that was reviewed
+            try:
+                pinned = await self.pin_check(server, name, upstream, fwd, params, modern)
+            except Exception as e:  # fail closed
+                rt.log.error("catalog_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
+                pinned = {"kind": "error", "reason": f"{type(e).__name__}", "message": (
+                    f"Tool {name} could not be checked against the pinned catalog (internal error); the call was not forwarded.")}
+            if pinned is not None:
+                from mcpp.runtime.engine import Decision, Rule
+
+                decision.release()
+                decision = Decision(False, name, Rule(pointer(name)), pinned["message"])
         row = AuditRow(
             ts=time.time(), request_id=json.dumps(rid), trace_id=_trace_id(params, headers),
             grant_id=caller.grant.id, grant_label=caller.grant.label, server=server.id, tool=name,
             decision=decision.decision, rule=decision.rule.pointer, message=decision.message,
             arg_keys=sorted(args) if isinstance(args, dict) else [],
-            outcome="forwarded" if decision.allowed else "denied", policy_sha256=policy_sha, replica=rt.replica,
+            outcome="forwarded" if decision.allowed else ("rejected" if pinned and pinned.get("rejection") else "denied"),
+            policy_sha256=policy_sha, replica=rt.replica,
         )
         try:
             seq = await rt.audit_writer.submit(row)
@@ -362,10 +383,23 @@ class GatewayApp:
         if rt.log.enabled(level):
             rt.log.log(level, "decision", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label, tool=name,
                         decision=decision.decision, rule=decision.rule.pointer, request_id=row.request_id, audit_seq=seq)
+        if pinned is not None:
+            rt.metrics.inc("mcpp_catalog_denials_total", (("server", server.id), ("kind", pinned["kind"])))
+            rt.log.warning("catalog_denied", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label,
+                           tool=name, kind=pinned["kind"], reason=pinned["reason"], catalog=server.catalog,
+                           pinned=pinned.get("pinned"), live=pinned.get("live"), request_id=row.request_id, audit_seq=seq)
+        if pinned is not None and pinned.get("rejection"):
+            # the upstream refused the protocol version: answer as it would have answered the
+            # call itself, so a dual-era client falls back to the handshake
+            err = pinned["rejection"]
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, err.get("code"), str(err.get("message", "")), err.get("data"))))
+            return
         if not decision.allowed:
             meta = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
             if decision.limit is not None:
                 meta["io.mcpp/decision"]["limit"] = decision.limit
+            if pinned is not None:
+                meta["io.mcpp/decision"]["catalog"] = {"kind": pinned["kind"], "pinned": pinned.get("pinned"), "live": pinned.get("live")}
             out = rpc.tool_error_result(rid, rpc.DENIED_PREFIX + decision.message, modern, meta)
             await _respond(send, 200, rpc.dumps(out))
             return
@@ -385,6 +419,11 @@ class GatewayApp:
     async def list_tools(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern):
         rt = self.rt
         rid = msg.get("id")
+        pin = None
+        if server.catalog:
+            params = msg.get("params")
+            cursor = params.get("cursor") if isinstance(params, dict) else None
+            pin = (rt.pin_for(server), (server.id, _session_of(fwd)), cursor if isinstance(cursor, str) else None)
         try:
             resp = await upstream.request("POST", fwd, body, rt.config.upstream_timeout)
         except UpstreamError as e:
@@ -409,7 +448,7 @@ class GatewayApp:
             for ev in events:
                 m = rpc.parse_message(ev["data"]) if ev["data"] else None
                 if isinstance(m, dict) and m.get("id") == rid and "result" in m:
-                    await self.filter_tools(m, server, caller, modern)
+                    await self.filter_tools(m, server, caller, modern, pin)
                     out.append(rpc.render_event(ev, json.dumps(m, separators=(",", ":"), ensure_ascii=False)))
                 else:
                     out.append(rpc.render_event(ev))
@@ -417,22 +456,103 @@ class GatewayApp:
         else:
             m = rpc.parse_message(data.decode("utf-8", "replace"))
             if isinstance(m, dict) and "result" in m:
-                await self.filter_tools(m, server, caller, modern)
+                await self.filter_tools(m, server, caller, modern, pin)
                 data = rpc.dumps(m)
         await self.send_upstream_bytes(send, 200, headers, data)
 
-    async def filter_tools(self, m: dict, server, caller, modern: bool) -> None:
+    async def filter_tools(self, m: dict, server, caller, modern: bool, pin=None) -> None:
         result = m.get("result")
         if not isinstance(result, dict):
             return
         tools = result.get("tools")
         if isinstance(tools, list):
+            if pin is not None:
+                tools = self.pin_filter(server, pin, tools, result.get("nextCursor"))
             names = [t.get("name") for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
             visible = await self.rt.visible(server, caller, names)
             result["tools"] = [t for t in tools if isinstance(t, dict) and t.get("name") in visible]
         if modern or "ttlMs" in result or "cacheScope" in result:
             result["cacheScope"] = "private"
             result.setdefault("ttlMs", 0)
+
+    # ---- catalog pinning (pinning.py) ------------------------------------------------------
+    def pin_filter(self, server, pin, tools: list, next_cursor) -> list:
+        """Record a listed page and drop the tools that do not match the pin (all of them
+        when no pin is in force: nothing could be called)."""
+        st, scope, cursor = pin
+        rt = self.rt
+        acc = rt.listings.observe_page(scope, cursor, tools, next_cursor)
+        cur = st.current
+        if cur is None:
+            rt.log.warning("catalog_not_loaded", server=server.id, path=st.path, error=st.error, removed=len(tools))
+            return []
+        try:
+            drifted = verdict_of(cur.catalog, acc)
+        except Exception as e:  # fail closed: nothing unchecked is listed
+            rt.log.error("catalog_check_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+            return []
+        if not drifted:
+            return tools
+        self.note_drift(server, cur, acc, drifted)
+        return [t for t in tools if not (isinstance(t, dict) and t.get("name") in drifted)]
+
+    def note_drift(self, server, cur, tools, drifted: dict) -> None:
+        """Log and count each drifted definition once (per server, tool, live and pinned version)."""
+        rt = self.rt
+        for name, reason in drifted.items():
+            live = _live_hash(tools, name)
+            if not rt.listings.first_report((server.id, name, live, cur.sha256)):
+                continue
+            kind = drift_kind(cur.catalog, tools, name)
+            pinned = cur.catalog.tools.get(name)
+            rt.metrics.inc("mcpp_catalog_drift_total", (("server", server.id), ("kind", kind)))
+            rt.log.warning("catalog_drift", server=server.id, tool=name, kind=kind, reason=reason, catalog=server.catalog,
+                           pinned=pinned.hash if pinned else None, live=live)
+
+    async def pin_check(self, server, name: str, upstream, fwd, params, modern: bool) -> dict | None:
+        """None when the tool matches the pinned catalog; else {kind, message, reason, pinned?, live?}.
+        Fail closed: no pin in force, no listing to be had, or a tool the upstream does not list refuse."""
+        rt = self.rt
+        st = rt.pin_for(server)
+        cur = st.current
+        if cur is None:
+            why = st.error or "not loaded"
+            return {"kind": "no_catalog", "reason": why, "message": (
+                f"Tool {name} cannot be checked: the pinned catalog {Path(st.path).name} is not loaded ({why}). "
+                "No call to this server is forwarded until it loads.")}
+        scope = (server.id, _session_of(fwd))
+        listing = rt.listings.get(scope)
+        now = time.monotonic()
+        age = now - listing.at if listing is not None else float("inf")
+        if listing is None or age > server.catalog_max_age or (name not in listing.names and age > REFETCH_UNLISTED_AFTER):
+            timeout = rt.config.upstream_timeout
+            try:
+                listing = await rt.listings.fetch(scope, lambda: fetch_tools(upstream, fwd, params, modern, timeout))
+            except Exception as e:  # FetchFailed, or anything else: the tool cannot be checked, so no call
+                why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
+                rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "failed")))
+                rt.log.warning("catalog_listing_failed", server=server.id, tool=name, error=why)
+                return {"kind": "unverifiable", "reason": why, "rejection": getattr(e, "rejection", None), "message": (
+                    f"Tool {name} cannot be checked against the pinned catalog: the upstream's tool list could not be "
+                    f"obtained ({why}). The call was not forwarded.")}
+            rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "ok")))
+            drifted = rt.listings.verdict(cur, listing)
+            if drifted:
+                self.note_drift(server, cur, listing.tools, drifted)
+        else:
+            drifted = rt.listings.verdict(cur, listing)
+        reason = drifted.get(name)
+        if reason is not None:
+            pinned = cur.catalog.tools.get(name)
+            return {"kind": drift_kind(cur.catalog, listing.tools, name), "reason": reason,
+                    "pinned": pinned.hash if pinned else None, "live": _live_hash(listing.tools, name),
+                    "message": (f"Tool {name} does not match the pinned catalog: {reason}. Calls to it are refused until "
+                                "an operator reviews the change and pins the catalog again.")}
+        if name not in listing.names:
+            return {"kind": "unlisted", "reason": f"the upstream does not list tool {name!r}", "message": (
+                f"Tool {name} is not in the upstream's tool list, so it cannot be checked against the pinned catalog; "
+                "the call was not forwarded.")}
+        return None
 
     # ---- forwarding ----------------------------------------------------------------------
     def response_headers(self, resp, server, caller) -> list[tuple[bytes, bytes]]:
@@ -507,7 +627,9 @@ class GatewayApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         state = {"outcome": None}
         chunk_timeout = None if method == "GET" else timeout
-        pipe = asyncio.ensure_future(self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern))
+        # with a pinned catalog, the stream is watched for tools/list_changed from the upstream
+        pin_scope = (server.id, _session_of(fwd)) if server.catalog else None
+        pipe = asyncio.ensure_future(self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope))
         disconnected = asyncio.Event()
         watcher = asyncio.ensure_future(_watch_disconnect(receive, disconnected))
         try:
@@ -531,16 +653,21 @@ class GatewayApp:
             return state["outcome"] or "upstream_error"
         return "completed"
 
-    async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern) -> None:
+    async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None) -> None:
         rt = self.rt
-        parser = rpc.SSEParser() if watch_id is not None else None
+        parser = rpc.SSEParser() if watch_id is not None or pin_scope is not None else None
         try:
             async for chunk in resp.chunks(chunk_timeout):
-                if parser is not None and state["outcome"] is None:
+                if parser is not None and (state["outcome"] is None or pin_scope is not None):
                     for ev in parser.feed(chunk):
                         m = rpc.parse_message(ev["data"]) if ev["data"] else None
-                        if isinstance(m, dict) and m.get("id") == watch_id and "method" not in m:
+                        if not isinstance(m, dict):
+                            continue
+                        if watch_id is not None and m.get("id") == watch_id and "method" not in m and state["outcome"] is None:
                             state["outcome"] = _outcome(m, watch_id)
+                        elif pin_scope is not None and m.get("method") == "notifications/tools/list_changed":
+                            rt.listings.invalidate(pin_scope)
+                            rt.log.info("catalog_relist_due", server=server.id, why="notifications/tools/list_changed")
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except UpstreamError as e:
             rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
@@ -560,6 +687,23 @@ async def _watch_disconnect(receive, event: asyncio.Event) -> None:
                 return
     except Exception:
         event.set()
+
+
+def _session_of(fwd) -> str:
+    """The upstream session a request belongs to ("" for sessionless requests)."""
+    for k, v in fwd:
+        if k == "mcp-session-id":
+            return v
+    return ""
+
+
+def _live_hash(tools, name: str) -> str | None:
+    from .pinning import _hash_or_none
+
+    for t in reversed(tools):
+        if isinstance(t, dict) and t.get("name") == name:
+            return _hash_or_none(t)
+    return None
 
 
 def _outcome(m, rid) -> str:

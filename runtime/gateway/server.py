@@ -23,6 +23,7 @@ from .grants import open_grants, redis_client
 from .http_client import HTTPUpstream
 from .logs import Logger
 from .metrics import Metrics
+from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry
 from .proxy import GatewayApp, SessionBinder
 from .stdio import StdioUpstream
@@ -64,6 +65,8 @@ class Runtime:
         self.audit_writer = GroupCommit(self.audit)
         self.sessions = SessionBinder(session_key(config.state_dir, self.redis))
         self.registry = PolicyRegistry(self.counters)
+        self.pins = PinRegistry()
+        self.listings = ListingTracker()
         self.upstreams: dict = {}
         self.credential_headers: dict[str, list[tuple[str, str]]] = {}
         self.config_error: str | None = None
@@ -115,6 +118,31 @@ class Runtime:
         for s, path, role in self._policy_paths(cfg):
             st, fresh = self.registry.state(s.id, path, role)
             self._report(st, fresh)
+        for s in cfg.servers:
+            if s.catalog:
+                st, fresh = self.pins.state(s.id, s.catalog)
+                if fresh:
+                    self._report_pin(st)
+        self.pins.retain({(s.id, s.catalog) for s in cfg.servers if s.catalog})
+
+    def _report_pin(self, st) -> None:
+        good = st.error is None
+        self.metrics.set("mcpp_catalog_healthy", (("server", st.server), ("catalog", Path(st.path).name)), 1 if good else 0)
+        if good:
+            cur = st.current
+            self.log.info("catalog_pinned", server=st.server, path=st.path, sha256=cur.sha256, tools=len(cur.catalog.tools))
+        else:
+            self.log.error("catalog_refused", server=st.server, path=st.path, error=st.error,
+                           in_force=st.current.sha256 if st.current else None)
+
+    def pin_for(self, server):
+        """The pin state of a server that pins a catalog (None when it pins none)."""
+        if not server.catalog:
+            return None
+        st, fresh = self.pins.state(server.id, server.catalog)
+        if fresh:
+            self._report_pin(st)
+        return st
 
     def _report(self, st, fresh: bool, ok: bool | None = None) -> None:
         good = st.error is None
@@ -183,6 +211,10 @@ class Runtime:
                 "upstream": s.url if s.kind == "http" else {"command": list(s.command), **(up.health() if up else {})},
                 "policy": s.policy, "policies": pols,
             }
+            if s.catalog:
+                pin = self.pins.states.get((s.id, s.catalog))
+                servers[s.id]["catalog"] = pin.health() if pin else {"path": s.catalog, "in_force": False, "error": "not loaded yet"}
+                degraded = degraded or pin is None or pin.error is not None
         stores_ok, store_error = True, None
         try:
             self.grants.ping()
@@ -236,6 +268,10 @@ class Runtime:
             self._report(st, False)
             if ok:
                 self._visible_cache.clear()
+        for st in self.pins.changed():
+            ok, err = await asyncio.to_thread(st.load)
+            self.metrics.inc("mcpp_catalog_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
+            self._report_pin(st)
 
     async def _reload_config(self) -> None:
         try:

@@ -86,11 +86,12 @@ class Proc:
 
 
 class Upstream:
-    def __init__(self, tmp: Path, stateless: bool = False):
+    def __init__(self, tmp: Path, stateless: bool = False, env: dict | None = None):
         self.port = free_port()
         self.record = tmp / f"upstream-{self.port}.jsonl"
         self.record.touch()
-        env = dict(os.environ, MCPP_FIXTURE_LOG=str(self.record))
+        self.extra_env = dict(env or {})
+        env = dict(os.environ, MCPP_FIXTURE_LOG=str(self.record), **self.extra_env)
         args = [sys.executable, str(FIXTURE), "--port", str(self.port)] + (["--stateless"] if stateless else [])
         self.proc = Proc(args, tmp / f"upstream-{self.port}.log", env)
         self.url = f"http://127.0.0.1:{self.port}/mcp"
@@ -102,7 +103,7 @@ class Upstream:
 
     def restart(self) -> None:
         self.proc.stop()
-        self.proc = Proc(self.proc.args, self.proc.log, dict(os.environ, MCPP_FIXTURE_LOG=str(self.record)))
+        self.proc = Proc(self.proc.args, self.proc.log, dict(os.environ, MCPP_FIXTURE_LOG=str(self.record), **self.extra_env))
         wait_http(f"http://127.0.0.1:{self.port}/", self.proc.p, log=self.proc.log)
 
     def stop(self) -> None:
