@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import os
 import secrets
-import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -39,6 +37,7 @@ from mcpp.catalog.drift import check_pinned
 
 from . import jsonrpc as rpc
 from .http_client import UpstreamError
+from .reloadable import FileState, Registry
 
 MAX_SCOPES = 1024  # remembered listings (server × upstream session), least recently used dropped first
 MAX_ROUNDS = 1024  # paginated listings in progress (keyed by the cursor that continues them)
@@ -59,14 +58,6 @@ def catalog_error_text(e: CatalogError) -> str:
     return line.replace(": error: ", ": ", 1)
 
 
-def _stat_key(path: str):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
-
-
 @dataclass
 class LoadedPin:
     catalog: Catalog
@@ -74,17 +65,15 @@ class LoadedPin:
     loaded_at: float
 
 
-class PinState:
+class PinState(FileState):
     """One pinned catalog file: the version in force and the newest refusal (like a policy)."""
 
     def __init__(self, server: str, path: str):
-        self.server, self.path = server, path
+        super().__init__(server, path)
         self.current: LoadedPin | None = None
-        self.error: str | None = None
-        self.seen = None
 
     def load(self) -> tuple[bool, str | None]:
-        self.seen = _stat_key(self.path)
+        self.mark_seen()
         try:
             data = Path(self.path).read_bytes()
             sha = hashlib.sha256(data).hexdigest()
@@ -113,9 +102,6 @@ class PinState:
         self.error = None
         return True, None
 
-    def changed(self) -> bool:
-        return _stat_key(self.path) != self.seen
-
     def health(self) -> dict:
         cur = self.current
         return {
@@ -128,35 +114,11 @@ class PinState:
         }
 
 
-class PinRegistry:
+class PinRegistry(Registry[PinState]):
     """Every pinned catalog in use, keyed by (server, path); loaded on first use."""
 
-    def __init__(self):
-        self.states: dict[tuple[str, str], PinState] = {}
-        self._lock = threading.Lock()
-
     def state(self, server: str, path: str) -> tuple[PinState, bool]:
-        key = (server, path)
-        st = self.states.get(key)
-        if st is not None:
-            return st, False
-        with self._lock:
-            st = self.states.get(key)
-            if st is None:
-                st = PinState(server, path)
-                st.load()
-                self.states[key] = st
-                return st, True
-        return st, False
-
-    def changed(self) -> list[PinState]:
-        return [st for st in list(self.states.values()) if st.changed()]
-
-    def retain(self, keys: set[tuple[str, str]]) -> None:
-        """Forget pins no server uses any more (after a config reload)."""
-        for key in list(self.states):
-            if key not in keys:
-                self.states.pop(key, None)
+        return self.get_or_load(server, path, lambda: PinState(server, path))
 
 
 @dataclass

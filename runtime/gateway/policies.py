@@ -10,8 +10,6 @@ which denies everything (fail closed).
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,8 @@ from pathlib import Path
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.program import Program
 from mcpp.runtime.engine import Decision, Engine, Rule
+
+from .reloadable import FileState, Registry
 
 
 class PolicyRefused(Exception):
@@ -32,14 +32,6 @@ class LoadedPolicy:
     engine: Engine
     sha256: str
     loaded_at: float
-
-
-def _stat_key(path: str):
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def load_verified(path: str) -> tuple[Program, str]:
@@ -92,15 +84,14 @@ class DenyAll:
         return Decision(False, str(tool), Rule("/no-policy"), f"No policy is in force for this grant ({self.why}); every call is denied.")
 
 
-class PolicyState:
+class PolicyState(FileState):
     """One (server, policy file): the engine in force and the newest refusal."""
 
     def __init__(self, server: str, path: str, namespace: str, store):
-        self.server, self.path, self.namespace, self.store = server, path, namespace, store
+        super().__init__(server, path)
+        self.namespace, self.store = namespace, store
         self.current: LoadedPolicy | None = None
-        self.error: str | None = None
         self.error_at: float | None = None
-        self.seen = None  # stat of the file version last tried
 
     def engine(self):
         cur = self.current
@@ -109,8 +100,7 @@ class PolicyState:
         return cur.engine
 
     def load(self) -> tuple[bool, str | None]:
-        """Try the file as it is now; on success it replaces the one in force."""
-        self.seen = _stat_key(self.path)
+        self.mark_seen()
         try:
             program, sha = load_verified(self.path)
         except PolicyRefused as e:
@@ -126,9 +116,6 @@ class PolicyState:
         self.error = self.error_at = None
         return True, None
 
-    def changed(self) -> bool:
-        return _stat_key(self.path) != self.seen
-
     def health(self) -> dict:
         cur = self.current
         return {
@@ -140,29 +127,13 @@ class PolicyState:
         }
 
 
-class PolicyRegistry:
+class PolicyRegistry(Registry[PolicyState]):
     """Every policy the gateway uses, keyed by (server, path); loaded on first use."""
 
     def __init__(self, store):
+        super().__init__()
         self.store = store
-        self.states: dict[tuple[str, str], PolicyState] = {}
-        self._lock = threading.Lock()
 
     def state(self, server: str, path: str, role: str) -> tuple[PolicyState, bool]:
-        key = (server, path)
-        st = self.states.get(key)
-        if st is not None:
-            return st, False
-        with self._lock:
-            st = self.states.get(key)
-            if st is None:
-                # the counter namespace must match across replicas whose config paths differ
-                namespace = f"{server}|{role}"
-                st = PolicyState(server, path, namespace, self.store)
-                st.load()
-                self.states[key] = st
-                return st, True
-        return st, False
-
-    def changed(self) -> list[PolicyState]:
-        return [st for st in list(self.states.values()) if st.changed()]
+        # the counter namespace must match across replicas whose config paths differ
+        return self.get_or_load(server, path, lambda: PolicyState(server, path, f"{server}|{role}", self.store))
