@@ -315,12 +315,7 @@ class StdioUpstream:
     async def _final(self, session: StdioSession, key: str, q: asyncio.Queue, timeout) -> dict:
         try:
             while True:
-                try:
-                    m = await asyncio.wait_for(q.get(), timeout)
-                except asyncio.TimeoutError:
-                    raise UpstreamError(f"upstream did not answer within {timeout:g}s", "timeout", True) from None
-                if m is None:
-                    raise UpstreamError("the upstream process exited mid-call", "closed", True)
+                m = await _next_message(q, timeout)
                 if "method" not in m:
                     return m
         finally:
@@ -330,12 +325,7 @@ class StdioUpstream:
         async def stream(timeout):
             try:
                 while True:
-                    try:
-                        m = await asyncio.wait_for(q.get(), timeout)
-                    except asyncio.TimeoutError:
-                        raise UpstreamError(f"upstream did not answer within {timeout:g}s", "timeout", True) from None
-                    if m is None:
-                        raise UpstreamError("the upstream process exited mid-call", "closed", True)
+                    m = await _next_message(q, timeout)
                     yield rpc.sse_event(m)
                     if "method" not in m:
                         return
@@ -373,3 +363,14 @@ class StdioUpstream:
 
     async def aclose(self) -> None:
         self.close()
+
+
+async def _next_message(q: asyncio.Queue, timeout) -> dict:
+    """The next message for one request; a timeout or an exited process is an upstream error."""
+    try:
+        m = await asyncio.wait_for(q.get(), timeout)
+    except asyncio.TimeoutError:
+        raise UpstreamError(f"upstream did not answer within {timeout:g}s", "timeout", True) from None
+    if m is None:
+        raise UpstreamError("the upstream process exited mid-call", "closed", True)
+    return m
