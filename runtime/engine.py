@@ -80,6 +80,25 @@ class Decision:
             self.reservation.release()
 
 
+@dataclass(frozen=True)
+class Explanation:
+    """`Engine.explain`: the decision, the policies that apply and those that errored
+    (ids, in program order) — what Cedar reports as reasons and errors."""
+
+    decision: Decision
+    satisfied: tuple[str, ...]
+    errored: tuple[str, ...]
+    program: Program
+
+    @property
+    def determining(self) -> tuple[str, ...]:
+        """Cedar's reasons: the applying policies of the deciding effect (forbids for a
+        denial, permits for an allow)."""
+        effect = "permit" if self.decision.allowed else "forbid"
+        effects = {p.id: p.effect for p in self.program.policies}
+        return tuple(i for i in self.satisfied if effects[i] == effect)
+
+
 def escape_pointer(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
@@ -150,6 +169,17 @@ class CompiledRule:
             return True
 
         return applies
+
+    def evaluate(self, env: Env) -> bool | None:
+        """True (applies), False (scope or a clause does not hold) or None (a clause errored)."""
+        for check in self.checks:
+            if not check(env):
+                return False
+        for fn, want, _ in self.clauses:
+            v = fn(env)
+            if v is not want:
+                return False if (v is True or v is False) else None
+        return True
 
     def first_failing(self, env: Env):
         """Why this rule does not apply: ("scope", None), (clause, the first failing JSON
@@ -258,6 +288,28 @@ class Engine:
             return self._decide(tool, {} if args is None else args, grant or Grant(), server, now, reserve)
         except Exception as e:  # fail closed
             return Decision(False, str(tool), Rule("/error"), f"policy evaluation failed: {type(e).__name__}: {e}")
+
+    def explain(
+        self, tool: str, args: object = None, grant: Grant | None = None, server: str = "default"
+    ) -> "Explanation":
+        """Cedar's full answer for one call, beside the decision: every policy that
+        applies (its scope matches and every clause holds) and every policy whose
+        evaluation errored (Cedar skips those). Off the hot path: it evaluates every
+        rule of the tool, where `decide` stops at the first that settles the call."""
+        grant = grant or Grant()
+        decision = self.decide(tool, args, grant, server, reserve=False)
+        satisfied: list[str] = []
+        errored: list[str] = []
+        if type(tool) is str and type(args if args is not None else {}) is dict:
+            rules = self.index.get(tool, self.other)
+            env = self.env(tool, {} if args is None else args, grant, server)
+            for r in rules.permits + rules.forbids:
+                state = r.evaluate(env)
+                if state is True:
+                    satisfied.append(r.id)
+                elif state is None:
+                    errored.append(r.id)
+        return Explanation(decision, tuple(satisfied), tuple(errored), self.program)
 
     def _decide(self, tool, args, grant, server, now, reserve) -> Decision:
         if type(tool) is not str:
