@@ -31,7 +31,8 @@ import z3
 
 from mcpp.lang import ir
 from mcpp.lang.diagnostics import Diagnostic, Span
-from mcpp.lang.program import AssertInfo, Program, walk
+from mcpp.lang.ir import walk
+from mcpp.lang.program import AssertInfo, Program
 
 from .encode import decide, query_tools
 from .solve import Session
@@ -74,7 +75,7 @@ def assert_problems(program: Program, catalog: set[str] | None = None) -> list[D
     catalog) tools the catalog does not have."""
     out = []
     for a in program.asserts:
-        st = a.assertion
+        st = a.stmt
         if st.kind in ("hidden", "visible"):
             for c in st.clauses:
                 if any(isinstance(n, ir.Var) and n.name == "context" for n in walk(c.expr)):
@@ -114,7 +115,7 @@ def _label(tool: str, other: str) -> str:
 
 
 def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], other: str) -> AssertResult:
-    st = a.assertion
+    st = a.stmt
     unknown: list[str] = []
     reasons: list[str] = []
     for tool in tools:
@@ -139,7 +140,7 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
 
 def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: str) -> AssertResult | None:
     """deny / allow / hidden for one tool: None when proved."""
-    st = a.assertion
+    st = a.stmt
     req = session.request()
     d = decide(req, program, tool)
     selected = d.enc.applies(st)
@@ -187,7 +188,7 @@ def _by(program: Program, decision) -> str:
 
 def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str,
              rounds: int = 16) -> AssertResult | None:
-    st = a.assertion
+    st = a.stmt
     ctx = session.ctx
     req = session.request()
     d = decide(req, program, tool)

@@ -16,7 +16,9 @@ from collections import OrderedDict
 
 from mcpp.lang.program import Program
 
-from .encode import FixedGrant, decide, mentioned_tools, other_tool
+from mcpp.lang.plan import mentioned_tools
+
+from .encode import FixedGrant, decide, other_tool
 from .solve import Session
 
 _LOCK = threading.Lock()

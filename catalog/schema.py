@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mcpp.runtime.values import json_type  # noqa: F401 - re-exported for catalog.validate
+from mcpp.lang.values import json_type  # noqa: F401 - re-exported for catalog.validate
 
 JSON_TYPES = ("string", "number", "boolean", "null", "array", "object")
 _MAX_DEPTH = 32
@@ -247,10 +247,6 @@ def follow(input_schema: dict, path: tuple[str, ...], tool: str) -> PathInfo:
             optional_at = i
         view = ch.view
     return PathInfo(view, optional_at=optional_at)
-
-
-def declared_names(input_schema: dict) -> list[str]:
-    return root_view(input_schema).child("\0").siblings
 
 
 def _describe(types: frozenset[str] | None) -> str:

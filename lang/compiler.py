@@ -17,12 +17,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ir
-from .atoms import BOTTOM, TOP, NotExpressible, dnf, input_path
+from .atoms import BOTTOM, TOP, NotExpressible, _and, dnf, input_path
 from .diagnostics import Diagnostic, MCPPError, Span
-from .program import Program, walk
-
-_ERR_MARK = object()  # folded value of a sub-expression that always errors
-
+from .evaluator import Env, compile_expr, scope_check
+from .ir import walk
+from .plan import ToolPlan
+from .program import LimitInfo, PolicyInfo, Program
+from .values import ERR, Entity
 
 @dataclass(frozen=True)
 class GrantContext:
@@ -45,11 +46,8 @@ class _Ctx:
     server: str | None
     _env: object = field(default=None)
 
-    def env(self):
+    def env(self) -> Env:
         if self._env is None:
-            from mcpp.runtime.closures import Env
-            from mcpp.runtime.values import Entity
-
             g = self.grant or GrantContext("?")
             principal = Entity("Grant", g.id, {"label": g.label}, frozenset(("Group", x) for x in g.groups))
             groups_of = self.program.action_ancestors
@@ -62,14 +60,9 @@ def _vars(e: ir.Expr) -> set[str]:
     return {n.name for n in walk(e) if isinstance(n, ir.Var)}
 
 
-_STRICT = (ir.Compare, ir.In, ir.Like, ir.Matches, ir.Call, ir.Has, ir.GetAttr, ir.Is, ir.Neg, ir.SetLit, ir.RecordLit, ir.Not)
-
-
 def _value_node(v, span: Span) -> ir.Expr:
-    from mcpp.runtime.values import ERR, Entity
-
     if v is ERR:
-        return ir.Lit(_ERR_MARK, span)
+        return ir.Error(span)
     if isinstance(v, Entity):
         return ir.EntityLit(ir.EntityRef(v.type, v.id), span)
     if isinstance(v, list):
@@ -79,8 +72,15 @@ def _value_node(v, span: Span) -> ir.Expr:
     return ir.Lit(v, span)
 
 
+# operators that error when an operand errors (`&&`, `||` and `if` short-circuit instead)
+_LAZY = (ir.And, ir.Or, ir.If)
+
+
 def fold(e: ir.Expr, ctx: _Ctx) -> ir.Expr:
-    """Replace every sub-expression that does not read `context` by its value."""
+    """Replace every sub-expression that does not read `context` by its value, computed
+    by the evaluator (so folding means exactly what evaluation means). A sub-expression
+    whose value is an error becomes `ir.Error`, and so does a strict operation with an
+    `ir.Error` operand."""
     used = _vars(e)
     if "context" not in used:
         if "principal" in used and ctx.grant is None:
@@ -89,68 +89,13 @@ def fold(e: ir.Expr, ctx: _Ctx) -> ir.Expr:
             raise _Unknown("the resource (server)", e.span)
         if "action" in used and ctx.tool is None:
             raise _Unknown("the action (tool name)", e.span)
-        if isinstance(e, (ir.Lit,)):
+        if isinstance(e, (ir.Lit, ir.Error)):
             return e
-        from mcpp.runtime.closures import compile_expr
-
         return _value_node(compile_expr(e)(ctx.env()), e.span)
-    # rebuild with folded children
-    if isinstance(e, ir.GetAttr):
-        new = ir.GetAttr(fold(e.obj, ctx), e.attr, e.span)
-    elif isinstance(e, ir.Has):
-        new = ir.Has(fold(e.obj, ctx), e.path, e.span)
-    elif isinstance(e, ir.Like):
-        new = ir.Like(fold(e.obj, ctx), e.pattern, e.span)
-    elif isinstance(e, ir.Matches):
-        new = ir.Matches(fold(e.obj, ctx), e.regex, e.span)
-    elif isinstance(e, ir.Compare):
-        new = ir.Compare(e.op, fold(e.left, ctx), fold(e.right, ctx), e.span)
-    elif isinstance(e, ir.In):
-        new = ir.In(fold(e.left, ctx), fold(e.right, ctx), e.span)
-    elif isinstance(e, ir.Is):
-        new = ir.Is(fold(e.obj, ctx), e.type, fold(e.in_, ctx) if e.in_ is not None else None, e.span)
-    elif isinstance(e, ir.And):
-        return ir.And(fold(e.left, ctx), fold(e.right, ctx), e.span)
-    elif isinstance(e, ir.Or):
-        return ir.Or(fold(e.left, ctx), fold(e.right, ctx), e.span)
-    elif isinstance(e, ir.If):
-        return ir.If(fold(e.cond, ctx), fold(e.then, ctx), fold(e.else_, ctx), e.span)
-    elif isinstance(e, ir.Not):
-        new = ir.Not(fold(e.expr, ctx), e.span)
-    elif isinstance(e, ir.Neg):
-        new = ir.Neg(fold(e.expr, ctx), e.span)
-    elif isinstance(e, ir.SetLit):
-        new = ir.SetLit(tuple(fold(i, ctx) for i in e.items), e.span)
-    elif isinstance(e, ir.RecordLit):
-        new = ir.RecordLit(tuple((k, fold(v, ctx)) for k, v in e.items), e.span)
-    elif isinstance(e, ir.Call):
-        new = ir.Call(fold(e.obj, ctx), e.method, tuple(fold(a, ctx) for a in e.args), e.span)
-    else:
-        return e
-    # a strict operation with an always-erroring operand always errors
-    for child in _children(new):
-        if isinstance(child, ir.Lit) and child.value is _ERR_MARK:
-            return ir.Lit(_ERR_MARK, e.span)
+    new = e.map_children(lambda c: fold(c, ctx))  # type: ignore[arg-type]
+    if not isinstance(new, _LAZY) and any(isinstance(c, ir.Error) for c in new.children()):
+        return ir.Error(e.span)
     return new
-
-
-def _children(e: ir.Expr):
-    if isinstance(e, (ir.GetAttr, ir.Has, ir.Like, ir.Matches, ir.Call)):
-        yield e.obj
-        yield from getattr(e, "args", ())
-    elif isinstance(e, (ir.Compare, ir.In)):
-        yield e.left
-        yield e.right
-    elif isinstance(e, ir.Is):
-        yield e.obj
-        if e.in_ is not None:
-            yield e.in_
-    elif isinstance(e, (ir.Not, ir.Neg)):
-        yield e.expr
-    elif isinstance(e, ir.SetLit):
-        yield from e.items
-    elif isinstance(e, ir.RecordLit):
-        yield from (v for _, v in e.items)
 
 
 _EVERY_TOOL = (
@@ -166,10 +111,8 @@ class _Refusal(Exception):
 
 def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str, span: Span) -> bool:
     """Fold the principal and resource scope; False if the rule cannot apply in this context."""
-    from mcpp.runtime.engine import _entity_scope_check
-
     for var, s, known in (("principal", scope.principal, ctx.grant), ("resource", scope.resource, ctx.server)):
-        check = _entity_scope_check(s, var)
+        check = scope_check(s, var)
         if check is None:
             continue
         if known is None:
@@ -228,26 +171,26 @@ class _ToolPlan:
     limits: list
 
 
-def _applicable(infos, ctx: _Ctx, names) -> list:
-    """The rules whose action scope covers the context's tool and that can apply there,
-    each with its clauses' DNFs."""
+def _applicable(infos: tuple[PolicyInfo, ...] | tuple[LimitInfo, ...], ctx: _Ctx) -> list:
+    """The plan's rules for this tool that can apply in this context, each with its
+    clauses' DNFs."""
     out = []
     for info in infos:
-        if names(info):
-            stmt = getattr(info, "policy", None) or info.limit
-            dnfs = _clause_dnfs(stmt, ctx, info.id)
-            if dnfs is not None:
-                out.append((info, dnfs))
+        dnfs = _clause_dnfs(info.stmt, ctx, info.id)
+        if dnfs is not None:
+            out.append((info, dnfs))
     return out
 
 
 def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
+    """The JSON entries of one tool (None: every tool the document does not name), read
+    off the program's decision plan."""
     tool = ctx.tool
-    names = lambda info: info.tools is None or (tool is not None and tool in info.tools)  # noqa: E731
-    named_permits = [p for p in program.permits if p.tools is not None and tool in p.tools] if tool else []
+    plan = program.plan()
+    tp: ToolPlan = plan.for_tool(tool) if tool is not None else plan.other
     allow: object = BOTTOM
-    applicable = _applicable(program.permits, ctx, names)
-    if program.default == "allow" and not named_permits:
+    applicable = _applicable(tp.permits, ctx)
+    if tp.default_allows:
         allow = TOP
     elif any(all(d == TOP for _, d in dnfs) for _, dnfs in applicable):
         allow = TOP
@@ -264,35 +207,34 @@ def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
                     "(split it into separate permits only if each can stand alone, or run it natively)",
                 )
             _check_keys(d[0], p.id, c.span)
-            entries.append((d[0], c.reason or p.policy.reason))
+            entries.append((d[0], c.reason or p.stmt.reason))
         allow = entries
     elif len(applicable) > 1:
         a, b = applicable[0][0], applicable[1][0]
         raise _Refusal(
-            b.id, b.policy.span,
+            b.id, b.stmt.span,
             f"permits {a.id!r} and {b.id!r} both apply to tool {tool!r}; the JSON form cannot express a "
             "disjunction of permits",
         )
     deny_if = []
-    for f, dnfs in _applicable(program.forbids, ctx, names):
+    for f, dnfs in _applicable(tp.forbids, ctx):
         combined = list(TOP)
-        from .atoms import _and
-
         try:
             for _, d in dnfs:
                 combined = _and(combined, d)
         except NotExpressible as ne:
-            raise _Refusal(f.id, f.policy.span, ne.reason)
+            raise _Refusal(f.id, f.stmt.span, ne.reason)
         for conj in combined:
-            _check_keys(conj, f.id, f.policy.span)
-            deny_if.append((conj, f.policy.reason))
+            _check_keys(conj, f.id, f.stmt.span)
+            deny_if.append((conj, f.stmt.reason))
     limits = []
-    for li, dnfs in _applicable(program.limits, ctx, names):
+    for li, dnfs in _applicable(tp.limits, ctx):
         if any(d != TOP for _, d in dnfs):
-            raise _Refusal(li.id, li.limit.span, "a limit with a condition has no JSON-form equivalent")
-        if li.limit.increment is not None and any("." in k for k in input_path(li.limit.increment)):
-            raise _Refusal(li.id, li.limit.span, "its increment path has a key with a '.'")
-        limits.append(li.limit)
+            raise _Refusal(li.id, li.stmt.span, "a limit with a condition has no JSON-form equivalent")
+        inc = li.stmt.increment
+        if inc is not None and any("." in k for k in input_path(inc) or ()):
+            raise _Refusal(li.id, li.stmt.span, "its increment path has a key with a '.'")
+        limits.append(li.stmt)
     return _ToolPlan(allow, deny_if, limits)
 
 
@@ -323,15 +265,15 @@ def compile_program(
         if other.allow == TOP and not any(conj == () for conj, _ in other.deny_if):
             if other.deny_if:
                 f = next(f for f in program.forbids if f.tools is None)
-                raise _Refusal(f.id, f.policy.span, _EVERY_TOOL)
+                raise _Refusal(f.id, f.stmt.span, _EVERY_TOOL)
             if other.limits:
                 li = next(li for li in program.limits if li.tools is None)
-                raise _Refusal(li.id, li.limit.span, _EVERY_TOOL)
+                raise _Refusal(li.id, li.stmt.span, _EVERY_TOOL)
             json_default = "allow"
         elif other.allow not in (TOP, BOTTOM):
             p = next(p for p in program.permits if p.tools is None)
             raise _Refusal(
-                p.id, p.policy.span,
+                p.id, p.stmt.span,
                 "it permits every tool under a condition, and the JSON form has no conditions for tools it "
                 "does not list",
             )
@@ -340,7 +282,7 @@ def compile_program(
 
     tools: dict[str, dict] = {}
     hide: list[str] = list(program.hidden)
-    for tool in sorted(program.named_tools() - set(program.hidden), key=_tool_order(program)):
+    for tool in sorted(set(program.plan().tools) - set(program.hidden), key=_tool_order(program)):
         try:
             plan = _plan(program, _Ctx(program, tool, grant, server))
         except _Refusal as r:
@@ -383,13 +325,3 @@ def _tool_order(program: Program):
             else:
                 first.setdefault(e.id, len(first))
     return lambda t: (first.get(t, len(first)), t)
-
-
-def principal_references(program: Program) -> list[tuple[str, Span]]:
-    """Rules that read the principal: they need `--grant` to compile."""
-    out = []
-    for p in list(program.policies) + list(program.limits):
-        stmt = getattr(p, "policy", None) or p.limit
-        if stmt.scope.principal.op != "any" or any("principal" in _vars(c.expr) for c in stmt.clauses):
-            out.append((p.id, stmt.span))
-    return out

@@ -24,14 +24,6 @@ class Span:
     def __str__(self) -> str:
         return f"{self.line}:{self.col}"
 
-    def cover(self, other: "Span | None") -> "Span":
-        """The smallest span holding both (used for nodes built from two children)."""
-        if other is None:
-            return self
-        a, b = (self, other) if self.start <= other.start else (other, self)
-        last = self if (self.end, self.end_line, self.end_col) >= (other.end, other.end_line, other.end_col) else other
-        return Span(a.line, a.col, last.end_line, last.end_col, a.start, last.end)
-
     def contains(self, line: int, col: int) -> bool:
         if (line, col) < (self.line, self.col):
             return False

@@ -255,13 +255,6 @@ def statement_parts(s: ir.Statement) -> tuple[list[str], list[tuple[ir.Clause, l
     raise TypeError(type(s))  # pragma: no cover
 
 
-def format_statement(s: ir.Statement) -> str:
-    header, clauses = statement_parts(s)
-    lines = header + [l for _, block in clauses for l in block]
-    lines[-1] += ";"
-    return "\n".join(lines)
-
-
 # ---- documents with comments ---------------------------------------------------------------
 
 

@@ -9,21 +9,96 @@ parse(p)` compares meaning and layout-independent structure.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, TypeVar, Union
 
 from .diagnostics import NOSPAN, Span
+
+N = TypeVar("N", bound="Node")
 
 
 def _span() -> Span:
     return field(default=NOSPAN, compare=False, repr=False)
 
 
+class Node:
+    """Every IR node. `children()` and `map_children()` are the one generic way to visit
+    and rebuild the tree: walkers (validation, folding, the language server's lookups and
+    span moves) use them instead of naming each node type's fields."""
+
+    __slots__ = ()
+
+    def children(self) -> tuple["Node", ...]:
+        out: list[Node] = []
+        for name in _child_fields(type(self)):
+            v = getattr(self, name)
+            if isinstance(v, Node):
+                out.append(v)
+            elif isinstance(v, tuple):
+                for x in v:
+                    if isinstance(x, Node):
+                        out.append(x)
+                    elif isinstance(x, tuple):  # record entries: (key, expr)
+                        out.extend(y for y in x if isinstance(y, Node))
+        return tuple(out)
+
+    def map_children(self: N, fn: Callable[["Node"], "Node"]) -> N:
+        """A copy with `fn` applied to every child (span kept); `self` if none changed.
+        Nodes are never mutated: this is how a pass builds a changed tree."""
+        changes = {}
+        for name in _child_fields(type(self)):
+            v = getattr(self, name)
+            if isinstance(v, Node):
+                nv = fn(v)
+            elif isinstance(v, tuple) and any(isinstance(x, (Node, tuple)) for x in v):
+                nv = tuple(
+                    fn(x) if isinstance(x, Node)
+                    else tuple(fn(y) if isinstance(y, Node) else y for y in x) if isinstance(x, tuple)
+                    else x
+                    for x in v
+                )
+            else:
+                continue
+            if any(a is not b for a, b in _pairs(nv, v)):
+                changes[name] = nv
+        return dataclasses.replace(self, **changes) if changes else self  # type: ignore[type-var]
+
+
+def _pairs(a, b):
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        for x, y in zip(a, b):
+            yield from _pairs(x, y)
+    else:
+        yield a, b
+
+
+_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
+def _child_fields(cls: type) -> tuple[str, ...]:
+    names = _CHILD_FIELDS.get(cls)
+    if names is None:
+        names = _CHILD_FIELDS[cls] = tuple(
+            f.name for f in dataclasses.fields(cls) if f.name not in ("span", "source")
+        )
+    return names
+
+
+def walk(node: Node):
+    """Every node under `node` (itself included), pre-order."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        stack.extend(reversed(n.children()))
+
+
 # ---- expressions -----------------------------------------------------------
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class EntityRef:
+class EntityRef(Node):
     """`Type::"id"` — Grant, Group, Action (a tool or an action group), Server."""
 
     type: str
@@ -37,7 +112,7 @@ class EntityRef:
 
 
 @dataclass(slots=True)
-class Lit:
+class Lit(Node):
     """A literal: str, int, float (JSON numbers with fractions), bool or None (null)."""
 
     value: object
@@ -51,33 +126,33 @@ class Lit:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Var:
+class Var(Node):
     name: str  # principal | action | resource | context
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class EntityLit:
+class EntityLit(Node):
     entity: EntityRef
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class GetAttr:
+class GetAttr(Node):
     obj: "Expr"
     attr: str
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Has:
+class Has(Node):
     obj: "Expr"
     path: tuple[str, ...]
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Like:
+class Like(Node):
     """Cedar `like`: `pattern` is a tuple of literal chunks separated by `*` wildcards."""
 
     obj: "Expr"
@@ -86,7 +161,7 @@ class Like:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Matches:
+class Matches(Node):
     """mcpp extension: `s.matches("re")`, RE2 syntax, unanchored search (Go's MatchString)."""
 
     obj: "Expr"
@@ -95,7 +170,7 @@ class Matches:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Compare:
+class Compare(Node):
     op: str  # == != < <= > >=
     left: "Expr"
     right: "Expr"
@@ -103,7 +178,7 @@ class Compare:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class In:
+class In(Node):
     """Entity hierarchy membership (Cedar) or, extension, value membership in a set."""
 
     left: "Expr"
@@ -112,7 +187,7 @@ class In:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Is:
+class Is(Node):
     obj: "Expr"
     type: str
     in_: "Expr | None" = None
@@ -120,33 +195,33 @@ class Is:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class And:
+class And(Node):
     left: "Expr"
     right: "Expr"
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Or:
+class Or(Node):
     left: "Expr"
     right: "Expr"
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Not:
+class Not(Node):
     expr: "Expr"
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Neg:
+class Neg(Node):
     expr: "Expr"
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class If:
+class If(Node):
     cond: "Expr"
     then: "Expr"
     else_: "Expr"
@@ -154,19 +229,19 @@ class If:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class SetLit:
+class SetLit(Node):
     items: tuple["Expr", ...]
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class RecordLit:
+class RecordLit(Node):
     items: tuple[tuple[str, "Expr"], ...]
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Call:
+class Call(Node):
     """Set methods: contains, containsAll, containsAny, isEmpty (contains also on strings)."""
 
     obj: "Expr"
@@ -175,9 +250,18 @@ class Call:
     span: Span = _span()
 
 
+@dataclass(slots=True, unsafe_hash=True)
+class Error(Node):
+    """An expression whose evaluation always errors. The parser never builds it: constant
+    folding does (the compiler, for a sub-expression whose value is an error), so that
+    "always errors" is a node every backend understands rather than a sentinel value."""
+
+    span: Span = _span()
+
+
 Expr = Union[
     Lit, Var, EntityLit, GetAttr, Has, Like, Matches, Compare, In, Is, And, Or, Not, Neg, If,
-    SetLit, RecordLit, Call,
+    SetLit, RecordLit, Call, Error,
 ]
 
 SET_METHODS = {"contains": 1, "containsAll": 1, "containsAny": 1, "isEmpty": 0}
@@ -187,14 +271,14 @@ SET_METHODS = {"contains": 1, "containsAll": 1, "containsAny": 1, "isEmpty": 0}
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Annotation:
+class Annotation(Node):
     key: str
     value: str
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class EntityScope:
+class EntityScope(Node):
     """Principal or resource scope: `any`, `== E`, `in E`, `is T`, `is T in E`."""
 
     op: str = "any"
@@ -204,7 +288,7 @@ class EntityScope:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class ActionScope:
+class ActionScope(Node):
     """`any`, `== Action::"t"`, `in Action::"group"`, or `in [ ... ]` (op `in_list`)."""
 
     op: str = "any"
@@ -213,7 +297,7 @@ class ActionScope:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Scope:
+class Scope(Node):
     principal: EntityScope = EntityScope()
     action: ActionScope = ActionScope()
     resource: EntityScope = EntityScope()
@@ -221,7 +305,7 @@ class Scope:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Clause:
+class Clause(Node):
     kind: str  # when | unless
     expr: Expr
     annotations: tuple[Annotation, ...] = ()
@@ -240,7 +324,7 @@ def annotation(annotations: tuple[Annotation, ...], key: str) -> str | None:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Policy:
+class Policy(Node):
     effect: str  # permit | forbid
     scope: Scope
     clauses: tuple[Clause, ...] = ()
@@ -253,21 +337,21 @@ class Policy:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Default:
+class Default(Node):
     decision: str  # allow | deny
     annotations: tuple[Annotation, ...] = ()
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Hide:
+class Hide(Node):
     tools: tuple[EntityRef, ...]
     annotations: tuple[Annotation, ...] = ()
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Group:
+class Group(Node):
     entity: EntityRef
     members: tuple[EntityRef, ...]
     annotations: tuple[Annotation, ...] = ()
@@ -275,7 +359,7 @@ class Group:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Limit:
+class Limit(Node):
     """A counter: at most `max` units per calendar `window`, per grant or per policy."""
 
     counter: str
@@ -295,7 +379,7 @@ class Limit:
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Assert:
+class Assert(Node):
     """A property the analyzer proves: kind allow | deny | hidden | visible."""
 
     kind: str
@@ -309,13 +393,13 @@ Statement = Union[Policy, Default, Hide, Group, Limit, Assert]
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Comment:
+class Comment(Node):
     text: str  # including the leading //
     span: Span = _span()
 
 
 @dataclass(slots=True, unsafe_hash=True)
-class Document:
+class Document(Node):
     """A parsed file: statements in source order, and its comments for the formatter."""
 
     statements: tuple[Statement, ...]

@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ir
+from .ir import walk
 from .diagnostics import Diagnostic, MCPPError, Span
 from .regex import regex_error
+from .values import is_number
 
 ENTITY_TYPES = {"Grant", "Group", "Action", "Server"}
 PRINCIPAL_ATTRS = {"label"}
@@ -21,28 +23,31 @@ PRINCIPAL_ATTRS = {"label"}
 
 @dataclass(frozen=True)
 class PolicyInfo:
-    """A policy with its resolved id and the tools its action scope names (None = any tool)."""
+    """A policy with its resolved id and the tools its action scope names (None = any tool).
 
-    policy: ir.Policy
+    Every info object holds its statement as `stmt`, so code over rules of several kinds
+    needs no duck typing."""
+
+    stmt: ir.Policy
     id: str
     index: int
     tools: frozenset[str] | None
 
     @property
     def effect(self) -> str:
-        return self.policy.effect
+        return self.stmt.effect
 
 
 @dataclass(frozen=True)
 class LimitInfo:
-    limit: ir.Limit
+    stmt: ir.Limit
     id: str
     tools: frozenset[str] | None
 
 
 @dataclass(frozen=True)
 class AssertInfo:
-    assertion: ir.Assert
+    stmt: ir.Assert
     id: str
     tools: frozenset[str] | None
 
@@ -60,6 +65,13 @@ class Program:
     document: ir.Document | None = None
     origin: str = "mcpp"  # mcpp | json
     filename: str = "<input>"
+    _plan: object = field(default=None, repr=False, compare=False)
+
+    def plan(self):
+        """The decision plan every backend consumes (`lang.plan`), built once."""
+        from .plan import build_plan
+
+        return build_plan(self)
 
     @property
     def permits(self) -> list[PolicyInfo]:
@@ -79,7 +91,7 @@ class Program:
         for members in self.groups.values():
             tools |= members
         for p in self.policies:
-            for c in p.policy.clauses:
+            for c in p.stmt.clauses:
                 tools |= _action_literals(c.expr, self)
         return tools
 
@@ -91,33 +103,9 @@ def _action_literals(e: ir.Expr, program: Program) -> set[str]:
     out: set[str] = set()
     for node in walk(e):
         if isinstance(node, ir.EntityLit) and node.entity.type == "Action":
-            out |= program.groups.get(node.entity.id, frozenset({node.entity.id}))
+            out.add(node.entity.id)
+            out |= program.groups.get(node.entity.id, frozenset())
     return out
-
-
-def walk(e):
-    """Every sub-expression of `e`, pre-order."""
-    stack = [e]
-    while stack:
-        n = stack.pop()
-        yield n
-        if isinstance(n, (ir.GetAttr, ir.Has, ir.Like, ir.Matches, ir.Not, ir.Neg)):
-            stack.append(n.obj if hasattr(n, "obj") else n.expr)
-        elif isinstance(n, (ir.Compare, ir.In, ir.And, ir.Or)):
-            stack.extend((n.right, n.left))
-        elif isinstance(n, ir.Is):
-            if n.in_ is not None:
-                stack.append(n.in_)
-            stack.append(n.obj)
-        elif isinstance(n, ir.If):
-            stack.extend((n.else_, n.then, n.cond))
-        elif isinstance(n, ir.SetLit):
-            stack.extend(reversed(n.items))
-        elif isinstance(n, ir.RecordLit):
-            stack.extend(v for _, v in reversed(n.items))
-        elif isinstance(n, ir.Call):
-            stack.extend(reversed(n.args))
-            stack.append(n.obj)
 
 
 MAX_DEPTH = 200  # every backend recurses over expressions; keep far from Python's stack limit
@@ -130,29 +118,9 @@ def nesting_depth(e: ir.Expr) -> int:
     while stack:
         n, d = stack.pop()
         best = max(best, d)
-        for child in _children(n):
+        for child in n.children():
             stack.append((child, d + 1))
     return best
-
-
-def _children(n):
-    if isinstance(n, (ir.GetAttr, ir.Has, ir.Like, ir.Matches)):
-        return (n.obj,)
-    if isinstance(n, (ir.Not, ir.Neg)):
-        return (n.expr,)
-    if isinstance(n, (ir.Compare, ir.In, ir.And, ir.Or)):
-        return (n.left, n.right)
-    if isinstance(n, ir.Is):
-        return (n.obj,) if n.in_ is None else (n.obj, n.in_)
-    if isinstance(n, ir.If):
-        return (n.cond, n.then, n.else_)
-    if isinstance(n, ir.SetLit):
-        return n.items
-    if isinstance(n, ir.RecordLit):
-        return tuple(v for _, v in n.items)
-    if isinstance(n, ir.Call):
-        return (n.obj,) + n.args
-    return ()
 
 
 class _Validator:
@@ -219,7 +187,7 @@ class _Validator:
             elif isinstance(n, ir.Compare) and n.op in ("<", "<=", ">", ">="):
                 for side in (n.left, n.right):
                     if isinstance(side, (ir.Lit, ir.SetLit, ir.RecordLit, ir.EntityLit)) and not (
-                        isinstance(side, ir.Lit) and _is_number(side.value)
+                        isinstance(side, ir.Lit) and is_number(side.value)
                     ):
                         self.error(
                             f"`{n.op}` compares numbers; this operand is never a number, so the condition always errors",
@@ -272,9 +240,6 @@ class _Validator:
             self.error(f"cannot read attribute {n.attr!r} of this value", n.span, code="type")
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
 
 def _expand_groups(groups: dict[str, ir.Group], v: _Validator) -> dict[str, frozenset[str]]:
     resolved: dict[str, frozenset[str]] = {}
@@ -287,10 +252,9 @@ def _expand_groups(groups: dict[str, ir.Group], v: _Validator) -> dict[str, froz
             return frozenset()
         out: set[str] = set()
         for m in groups[name].members:
+            out.add(m.id)  # a member group is itself `in` this group, as in Cedar
             if m.id in groups:
                 out |= expand(m.id, trail + (name,))
-            else:
-                out.add(m.id)
         resolved[name] = frozenset(out)
         return resolved[name]
 
@@ -300,21 +264,19 @@ def _expand_groups(groups: dict[str, ir.Group], v: _Validator) -> dict[str, froz
 
 
 def action_tools(scope: ir.ActionScope, groups: dict[str, frozenset[str]]) -> frozenset[str] | None:
-    """The tools an action scope names, groups expanded (`in` is reflexive, as in Cedar)."""
+    """The tools an action scope names. `in` is Cedar's entity `in`: reflexive, then
+    every transitive member, so `in Action::"ops"` names a tool called `ops` too."""
     if scope.op == "any":
         return None
     out: set[str] = set()
     for e in scope.entities:
-        if scope.op == "eq":
-            out.add(e.id)
-        else:
-            out |= groups.get(e.id, frozenset({e.id}))
-            if e.id not in groups:
-                out.add(e.id)
+        out.add(e.id)
+        if scope.op != "eq":
+            out |= groups.get(e.id, frozenset())
     return frozenset(out)
 
 
-def build_program(doc: ir.Document, *, strict: bool = True) -> tuple[Program, list[Diagnostic]]:
+def build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
     """Resolve and validate; returns the program and its diagnostics (errors and warnings)."""
     from .parser import paused_gc
 
@@ -348,8 +310,8 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
                 prog.hidden.setdefault(t.id, t.span)
     prog.groups = _expand_groups(group_decls, v)
     for name in list(prog.hidden):
-        if name in prog.groups:  # hiding a group hides its tools
-            span = prog.hidden.pop(name)
+        if name in prog.groups:  # hiding a group hides every tool `in` it (itself included)
+            span = prog.hidden[name]
             for t in prog.groups[name]:
                 prog.hidden.setdefault(t, span)
 

@@ -225,7 +225,7 @@ class Completer:
         if not items and doc.program is not None:
             # no catalog: offer the argument paths this policy already reads at that depth
             from mcpp.lang.atoms import input_path
-            from mcpp.lang.program import walk
+            from mcpp.lang.ir import walk
 
             seen = set()
             for coll, attr in ((doc.program.policies, "policy"), (doc.program.limits, "limit")):

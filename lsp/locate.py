@@ -4,7 +4,6 @@ nodes), the innermost IR node, and the statement around it."""
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from dataclasses import dataclass
 
 from mcpp.lang import ir
@@ -65,28 +64,6 @@ def here(chunks: list[Chunk], text: str, offset: int, *, touching: bool = True) 
     return Here(None, toks[: i + 1], None, chunk)
 
 
-_CHILDREN: dict[type, tuple[str, ...]] = {}
-
-
-def _children(n) -> list:
-    cls = type(n)
-    names = _CHILDREN.get(cls)
-    if names is None:
-        names = _CHILDREN[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.name != "span")
-    out = []
-    for name in names:
-        v = getattr(n, name)
-        if isinstance(v, tuple):
-            for x in v:
-                if isinstance(x, tuple):  # record entries: (key, expr)
-                    out.extend(y for y in x if hasattr(y, "span"))
-                elif hasattr(x, "span"):
-                    out.append(x)
-        elif hasattr(v, "span"):
-            out.append(v)
-    return out
-
-
 def statement_at(doc: ir.Document, offset: int):
     """The statement whose span holds `offset` (end inclusive), or None."""
     for s in doc.statements:
@@ -103,14 +80,14 @@ def node_path(root, offset: int) -> list:
     node = root
     while True:
         best = None
-        for ch in _children(node):
+        for ch in node.children():
             sp = ch.span
             if sp.start <= offset < sp.end or (sp.start == sp.end == offset):
                 best = ch
                 break
         if best is None:
             # the cursor right after a node (end of a word) counts as on it
-            for ch in _children(node):
+            for ch in node.children():
                 if ch.span.end == offset:
                     best = ch
                     break

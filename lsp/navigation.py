@@ -161,9 +161,9 @@ def _id_span(stmt):
 def _locations(doc: PolicyDocument, uri: str, kind: str, name: str) -> list[t.Location]:
     program = doc.program
     out = []
-    infos = [(p.id, p.policy, p.tools) for p in program.policies]
-    infos += [(li.id, li.limit, li.tools) for li in program.limits]
-    infos += [(a.id, a.assertion, a.tools) for a in program.asserts]
+    infos = [(p.id, p.stmt, p.tools) for p in program.policies]
+    infos += [(li.id, li.stmt, li.tools) for li in program.limits]
+    infos += [(a.id, a.stmt, a.tools) for a in program.asserts]
     for sid, stmt, tools in infos:
         if (kind == "id" and sid == name) or (kind == "tool" and tools is not None and name in tools):
             out.append(t.Location(uri=uri, range=doc.index.span_range(_id_span(stmt))))

@@ -1,10 +1,11 @@
 """The decision engine: runs a `Program` (from .mcpp or from the JSON form) on tool calls.
 
-Order, as in the JSON form: hidden tools, then permits (`require`), then forbids
-(`deny_if`), then limits. The decision equals Cedar's (deny unless a permit applies,
-any applicable forbid wins); the order only fixes *which* rule a denial names.
-Everything is compiled once and indexed by tool, so a call touches only its tool's
-rules; any failure while deciding denies.
+It executes the program's decision plan (`mcpp.lang.plan`): per tool, hidden, then
+permits (`require`), then forbids (`deny_if`), then limits grouped by counter. The
+engine decides nothing the plan does not say; it only turns each rule into closures
+once (`CompiledRule`), so a call touches only its tool's rules. The decision equals
+Cedar's (deny unless a permit applies, any applicable forbid wins); the order only
+fixes *which* rule a denial names. Any failure while deciding denies.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Callable
 from mcpp.lang import ir
 from mcpp.lang.atoms import NotExpressible, atom
 from mcpp.lang.diagnostics import Span
+from mcpp.lang.evaluator import Closure, Env, compile_expr, scope_check
+from mcpp.lang.plan import CounterGroup, ToolPlan
 from mcpp.lang.program import LimitInfo, PolicyInfo, Program
+from mcpp.lang.values import Entity, is_number
 
-from .closures import Closure, Env, compile_expr
 from .limits import Charge, CounterStore, MemoryCounters, Reservation, iso, window_bounds
-from .values import Entity, is_number
 
 
 @dataclass(frozen=True)
@@ -106,24 +108,6 @@ def escape_pointer(token: str) -> str:
 # ---- compiled rules --------------------------------------------------------------
 
 
-def _entity_scope_check(scope: ir.EntityScope, var: str) -> Callable[[Env], bool] | None:
-    if scope.op == "any":
-        return None
-    get = (lambda env: env.principal) if var == "principal" else (lambda env: env.resource)
-    ent = scope.entity
-    etype = scope.type
-    if scope.op == "eq":
-        key = (ent.type, ent.id)
-        return lambda env: get(env).key == key
-    if scope.op == "in":
-        key = (ent.type, ent.id)
-        return lambda env: get(env).key == key or key in get(env).parents
-    if scope.op == "is":
-        return lambda env: get(env).type == etype
-    key = (ent.type, ent.id)  # is_in
-    return lambda env: get(env).type == etype and (get(env).key == key or key in get(env).parents)
-
-
 class CompiledRule:
     """A policy or limit compiled once: scope checks plus one closure per clause."""
 
@@ -134,10 +118,7 @@ class CompiledRule:
         self.id = info.id
         self.stmt = stmt
         self.reason = stmt.reason
-        checks = [
-            _entity_scope_check(stmt.scope.principal, "principal"),
-            _entity_scope_check(stmt.scope.resource, "resource"),
-        ]
+        checks = [scope_check(stmt.scope.principal, "principal"), scope_check(stmt.scope.resource, "resource")]
         self.checks = [c for c in checks if c is not None]
         self.clauses: list[tuple[Closure, bool, ir.Clause]] = [
             (compile_expr(c.expr), c.kind == "when", c) for c in stmt.clauses
@@ -207,10 +188,16 @@ def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
 
 @dataclass
 class ToolRules:
+    """A tool's plan with its rules compiled: what `decide` runs for one call."""
+
+    plan: ToolPlan
     permits: list[CompiledRule] = field(default_factory=list)
-    named_permits: int = 0
     forbids: list[CompiledRule] = field(default_factory=list)
-    limits: list[CompiledRule] = field(default_factory=list)
+    counters: list[tuple[CounterGroup, list[CompiledRule]]] = field(default_factory=list)
+
+    @property
+    def limits(self) -> list[CompiledRule]:
+        return [r for _, rules in self.counters for r in rules]
 
 
 class Engine:
@@ -220,35 +207,34 @@ class Engine:
         self.program = program
         self.store: CounterStore = store or MemoryCounters()
         self.namespace = namespace
-        self.default_allow = program.default == "allow"
-        self.hidden = frozenset(program.hidden)
         self.filename = program.filename if program.origin == "mcpp" else None  # spans only for source
-        permits = [CompiledRule(p, p.policy) for p in program.policies if p.effect == "permit"]
-        forbids = [CompiledRule(p, p.policy) for p in program.policies if p.effect == "forbid"]
-        limits = [CompiledRule(li, li.limit) for li in program.limits]
-        self._increments: dict[int, Closure] = {
-            id(r): compile_expr(r.stmt.increment) for r in limits if r.stmt.increment is not None
-        }
-        self.other = ToolRules(
-            [r for r in permits if r.info.tools is None],
-            0,
-            [r for r in forbids if r.info.tools is None],
-            [r for r in limits if r.info.tools is None],
-        )
-        self.index: dict[str, ToolRules] = {}
-        for tool in program.named_tools():
-            self.index[tool] = ToolRules(
-                [r for r in permits if r.info.tools is None or tool in r.info.tools],
-                sum(1 for r in permits if r.info.tools is not None and tool in r.info.tools),
-                [r for r in forbids if r.info.tools is None or tool in r.info.tools],
-                [r for r in limits if r.info.tools is None or tool in r.info.tools],
+        compiled: dict[str, CompiledRule] = {}
+
+        def rule(info: PolicyInfo | LimitInfo) -> CompiledRule:
+            r = compiled.get(info.id)
+            if r is None:
+                r = compiled[info.id] = CompiledRule(info, info.stmt)
+            return r
+
+        def rules(tp: ToolPlan) -> ToolRules:
+            return ToolRules(
+                tp,
+                [rule(p) for p in tp.permits],
+                [rule(f) for f in tp.forbids],
+                [(g, [rule(li) for li in g.limits]) for g in tp.counters],
             )
+
+        plan = program.plan()
+        self.other = rules(plan.other)
+        self.index: dict[str, ToolRules] = {t: rules(tp) for t, tp in plan.tools.items()}
+        self._increments: dict[str, Closure] = {
+            r.id: compile_expr(r.stmt.increment) for r in compiled.values() if getattr(r.stmt, "increment", None) is not None
+        }
         self._entities: dict = {}  # grant / tool / server → Entity, built once
         self._pointers: dict = {}
-        self._group_parents: dict[str, frozenset] = {}
-        for g, members in program.groups.items():
-            for t in members:
-                self._group_parents[t] = self._group_parents.get(t, frozenset()) | {("Action", g)}
+        self._group_parents: dict[str, frozenset] = {
+            t: frozenset(("Action", g) for g in tp.ancestors) for t, tp in plan.tools.items() if tp.ancestors
+        }
 
     # -- the request model -----------------------------------------------------------
     def _groups_of(self, tool: str) -> frozenset:
@@ -316,25 +302,26 @@ class Engine:
             return Decision(False, str(tool), Rule("/request"), "tool name must be a string")
         if type(args) is not dict:
             return Decision(False, tool, Rule("/request"), "tool arguments must be a JSON object")
-        if tool in self.hidden:
+        rules = self.index.get(tool, self.other)
+        plan = rules.plan
+        if plan.hidden:
             span = self.program.hidden.get(tool)
             return Decision(False, tool, Rule("/hide", None, span), f"Tool {tool} is not available (hidden by policy).")
-        rules = self.index.get(tool, self.other)
         env = self.env(tool, args, grant, server)
         allowed_by: CompiledRule | None = None
         for p in rules.permits:
             if p.applies(env):
                 allowed_by = p
                 break
-        if allowed_by is None and not (self.default_allow and rules.named_permits == 0):
+        if allowed_by is None and not plan.default_allows:
             return self._explain_no_permit(tool, rules, env)
         for f in rules.forbids:
             if f.applies(env):
                 return self._explain_forbid(tool, f, env)
         reservation = None
         limit_info = None
-        if rules.limits:
-            denied, reservation, limit_info = self._limits(tool, rules.limits, env, grant, now, reserve)
+        if rules.counters:
+            denied, reservation, limit_info = self._limits(tool, rules.counters, env, grant, now, reserve)
             if denied is not None:
                 return denied
         if allowed_by is None:
@@ -349,41 +336,37 @@ class Engine:
         return Decision(True, tool, rule, message, reservation, limit_info)
 
     # -- limits ------------------------------------------------------------------------
-    def _limits(self, tool, limits, env, grant, now, reserve):
+    def _limits(self, tool, counters, env, grant, now, reserve):
+        """Charge the plan's counter groups (`CounterGroup.charge`): all or none."""
         now = time.time() if now is None else now
         charges: list[Charge] = []
         meta: list[tuple[CompiledRule, int]] = []
-        for r in limits:
-            if not r.applies(env):
+        for group, compiled in counters:
+            applicable = []
+            for r in compiled:
+                if not r.applies(env):
+                    continue
+                amount: object = 1
+                inc = self._increments.get(r.id)
+                if inc is not None:
+                    amount = inc(env)
+                    if not is_number(amount) or amount < 0:  # type: ignore[operator]
+                        lim: ir.Limit = r.stmt
+                        message = (
+                            f"Limit {lim.counter!r} counts the argument {_path_text(lim.increment)}, "
+                            "which is missing or not a non-negative number."
+                        )
+                        return self._limit_denial(tool, r, None, message), None, None
+                applicable.append((r, amount))
+            if not applicable:
                 continue
-            lim: ir.Limit = r.stmt
-            amount: object = 1
-            inc = self._increments.get(id(r))
-            if inc is not None:
-                amount = inc(env)
-                if not is_number(amount) or amount < 0:
-                    return (
-                        self._limit_denial(
-                            tool, r, None, f"Limit {lim.counter!r} counts the argument "
-                            f"{_path_text(lim.increment)}, which is missing or not a non-negative number.",
-                        ),
-                        None,
-                        None,
-                    )
-            start, end = window_bounds(lim.window, now)
-            scope_id = grant.id if lim.scope_kind == "grant" else "*"
-            key = f"{self.namespace}|{lim.counter}|{lim.scope_kind}:{scope_id}|{lim.window}:{start}"
-            for i, c in enumerate(charges):
-                if c.key == key:
-                    # limits sharing one counter: the call adds both increments, and the
-                    # result must stay within the smaller max (the binding limit names a denial)
-                    if lim.max < c.max:
-                        meta[i] = (r, end)
-                    charges[i] = Charge(key, c.amount + amount, min(c.max, lim.max), end)
-                    break
-            else:
-                charges.append(Charge(key, amount, lim.max, end))
-                meta.append((r, end))
+            amount, cap, binding = CounterGroup.charge([(r.info, a) for r, a in applicable])
+            key = group.key
+            start, end = window_bounds(key.window, now)
+            scope_id = grant.id if key.scope == "grant" else "*"
+            store_key = f"{self.namespace}|{key.counter}|{key.scope}:{scope_id}|{key.window}:{start}"
+            charges.append(Charge(store_key, amount, cap, end))  # type: ignore[arg-type]
+            meta.append((next(r for r, _ in applicable if r.info is binding), end))
         if not charges:
             return None, None, None
         if not reserve:
@@ -396,7 +379,6 @@ class Engine:
         if bad is not None:
             r, end = meta[bad]
             return self._limit_denial(tool, r, end), None, None
-        r, end = meta[0]
         return None, Reservation(self.store, charges), None
 
     def _limit_denial(self, tool, r: CompiledRule, resets_at: int | None, message: str | None = None) -> Decision:

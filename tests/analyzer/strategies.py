@@ -51,7 +51,8 @@ texts = st.text(alphabet=ALPHABET, max_size=8)
 from dataclasses import dataclass  # noqa: E402
 
 from mcpp.lang import ir  # noqa: E402
-from mcpp.lang.program import build_program, walk  # noqa: E402
+from mcpp.lang.ir import walk  # noqa: E402
+from mcpp.lang.program import build_program  # noqa: E402
 
 from tests import strategies as base  # noqa: E402
 
@@ -89,7 +90,7 @@ def assertions(principal: bool = True):
 def literals(prog) -> list:
     """Constants the policy compares with, and their neighbours: where decisions flip."""
     out = []
-    stmts = [p.policy for p in prog.policies] + [li.limit for li in prog.limits] + [a.assertion for a in prog.asserts]
+    stmts = [p.stmt for p in prog.policies] + [li.stmt for li in prog.limits] + [a.stmt for a in prog.asserts]
     for s in stmts:
         for c in s.clauses:
             for n in walk(c.expr):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcpp.analyzer.encode import mentioned_tools
+from mcpp.lang.plan import mentioned_tools
 from mcpp.analyzer.lints import lint
 from mcpp.lang import ir
 from mcpp.lang.program import build_program
@@ -45,7 +45,7 @@ def test_lint_findings_hold_on_sampled_calls(prog, data):
                     assert not _decide(prog, c).allowed, (d.message, c)
         elif d.code == "redundant-rule":
             stmts = [s for s in prog.document.statements
-                     if not (isinstance(s, ir.Policy) and any(p.id == rule and p.policy is s for p in prog.policies))]
+                     if not (isinstance(s, ir.Policy) and any(p.id == rule and p.stmt is s for p in prog.policies))]
             without, _ = build_program(ir.Document(tuple(stmts)))
             for c in calls:
                 assert _decide(prog, c).allowed == _decide(without, c).allowed, (d.message, c)

@@ -38,8 +38,8 @@ def _decide(prog, w: Witness):
 def _bounds(prog) -> dict:
     out: dict = {}
     for li in prog.limits:
-        key = (li.limit.counter, li.limit.scope_kind, li.limit.window)
-        out[key] = max(out.get(key, 0), int(li.limit.max))
+        key = (li.stmt.counter, li.stmt.scope_kind, li.stmt.window)
+        out[key] = max(out.get(key, 0), int(li.stmt.max))
     return out
 
 
@@ -127,7 +127,7 @@ def test_assert_counterexamples_replay_and_proofs_hold(data):
     named, other = query_tools(prog)
     for a, r in zip(prog.asserts, results):
         assert r.status != "unknown", r.message
-        st_ = a.assertion
+        st_ = a.stmt
         if r.status == "fail":
             w = r.witness
             assert matches_scope(prog, st_, w)

@@ -58,7 +58,7 @@ def test_extensions_parse():
 
 
 def _walk(e):
-    from mcpp.lang.program import walk
+    from mcpp.lang.ir import walk
 
     return walk(e)
 

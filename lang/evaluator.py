@@ -1,20 +1,19 @@
-"""Compile IR expressions once into Python closures: the evaluator's hot path.
+"""The evaluator: IR expressions compiled once into Python closures (the hot path).
 
 Each closure takes an `Env` and returns a value or `ERR`. This is the one concrete
-implementation of mcpp's expression semantics; the compiler folds constants with it
-and the tests hold it against cedarpy and the Z3 encoding.
+implementation of mcpp's expression semantics (operators' meanings on values live in
+`lang.values`); the engine decides with it, the compiler folds constants with it, and
+the tests hold it against cedarpy and the Z3 encoding.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Callable
 
-from mcpp.lang import ir
-from mcpp.lang.atoms import input_path
-from mcpp.lang.regex import compile_regex
-
-from .values import ERR, Entity, cedar_eq, is_number, set_contains
+from . import ir
+from .atoms import FLIP, input_path
+from .regex import compile_regex
+from .values import ERR, Entity, cedar_eq, is_number, like_match, set_contains
 
 Closure = Callable[["Env"], object]
 
@@ -40,6 +39,33 @@ class Env:
         if e.type == "Action" and self.groups_of is not None:
             return self.groups_of(e.id)
         return e.parents
+
+    def attrs(self, e: Entity) -> dict:
+        """An entity's attributes as the request's entity store has them: an entity
+        literal naming the principal (`Grant::"g0"` when g0 calls) is the principal,
+        as in Cedar; any other literal is an entity without attributes."""
+        if e == self.principal:
+            return self.principal.attrs
+        return e.attrs
+
+
+def scope_check(scope: ir.EntityScope, var: str) -> Callable[[Env], bool] | None:
+    """The principal or resource scope as a test on the request (None: `any`). Scope `in`
+    is Cedar's entity `in`: reflexive, then the entity's ancestors."""
+    if scope.op == "any":
+        return None
+    get = (lambda env: env.principal) if var == "principal" else (lambda env: env.resource)
+    ent = scope.entity
+    etype = scope.type
+    if scope.op == "is":
+        return lambda env: get(env).type == etype
+    assert ent is not None
+    key = (ent.type, ent.id)
+    if scope.op == "eq":
+        return lambda env: get(env).key == key
+    if scope.op == "in":
+        return lambda env: get(env).key == key or key in get(env).parents
+    return lambda env: get(env).type == etype and (get(env).key == key or key in get(env).parents)  # is_in
 
 
 def _const(v: object) -> Closure:
@@ -115,7 +141,7 @@ def _get_attr(e: ir.GetAttr) -> Closure:
         if type(v) is dict:
             return v.get(attr, ERR)
         if isinstance(v, Entity):
-            return v.attrs.get(attr, ERR)
+            return env.attrs(v).get(attr, ERR)
         return ERR
 
     return get
@@ -133,9 +159,10 @@ def _has(e: ir.Has) -> Closure:
                     return False
                 v = v[k]
             elif isinstance(v, Entity):
-                if k not in v.attrs:
+                attrs = env.attrs(v)
+                if k not in attrs:
                     return False
-                v = v.attrs[k]
+                v = attrs[k]
             else:
                 return ERR
         return True
@@ -145,14 +172,13 @@ def _has(e: ir.Has) -> Closure:
 
 def _like(e: ir.Like) -> Closure:
     obj = compile_expr(e.obj)
-    rx = re.compile(".*".join(re.escape(c) for c in e.pattern), re.DOTALL)
-    fullmatch = rx.fullmatch
+    chunks = e.pattern
 
     def like(env):
         v = obj(env)
         if type(v) is not str:
             return ERR
-        return fullmatch(v) is not None
+        return like_match(v, chunks)
 
     return like
 
@@ -212,8 +238,6 @@ def _compare(e: ir.Compare) -> Closure:
     op = e.op
     left_e, right_e = e.left, e.right
     if isinstance(left_e, ir.Lit) and not isinstance(right_e, ir.Lit):
-        from mcpp.lang.atoms import FLIP
-
         left_e, right_e, op = right_e, left_e, FLIP[op]
     left = compile_expr(left_e)
     if isinstance(right_e, ir.Lit):

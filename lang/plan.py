@@ -1,0 +1,176 @@
+"""The decision plan: which rules can decide a call to each tool, in what order, and how
+its limits combine — built once per program and consumed by every backend.
+
+mcpp's promise is that what the analyzer proves is what the gateway runs. The decision
+procedure (docs/language.md §5) therefore exists once, here, as data: the engine turns a
+`ToolPlan` into closures, the compiler into JSON entries, the Z3 encoder into formulas.
+None of them re-derives which rules apply to a tool, what the default covers, which
+action groups hold a tool, or how limits sharing a counter are charged.
+
+For a call to tool `t`:
+
+1. `hidden` → deny.
+2. `permits` (those naming `t`, then those naming no tool, each in source order): the
+   first that applies allows; if none applies, `default_allows` (default allow and no
+   permit names `t`) lets the call go on, otherwise deny, naming `permits[0]`.
+3. `forbids` (same order): the first that applies denies.
+4. `counters`: the limits on `t`, grouped by counter key (counter, scope, window). For a
+   group, the applicable limits' increments are added and the total must stay within
+   the smallest of their `max`es (`CounterGroup.charge`); the first limit with that max
+   names a denial. All groups are reserved together or none.
+5. allow.
+
+Action scopes use Cedar's entity `in`: reflexive, then transitive through groups, so a
+tool named like a group is `in` that group (`program.action_tools`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import NamedTuple
+
+from . import ir
+from .ir import walk
+from .program import LimitInfo, PolicyInfo, Program
+
+
+class CounterKey(NamedTuple):
+    """What a limit counts against: limits with equal keys share one count. A tuple, so
+    witnesses and reports can sort and unpack it."""
+
+    counter: str
+    scope: str  # grant | policy
+    window: str  # minute | hour | day
+
+    @staticmethod
+    def of(limit: ir.Limit) -> "CounterKey":
+        return CounterKey(limit.counter, limit.scope_kind, limit.window or "")
+
+
+@dataclass(frozen=True, slots=True)
+class CounterGroup:
+    """The limits of one tool that share a counter key, in source order."""
+
+    key: CounterKey
+    limits: tuple[LimitInfo, ...]
+
+    @staticmethod
+    def charge(applicable: list[tuple[LimitInfo, object]]) -> tuple[object, object, LimitInfo]:
+        """For the limits of this group that apply to a call, each with its increment:
+        (the amount the call adds, the max the total must stay within, the limit that
+        names a denial). One call adds every increment; the smallest max binds."""
+        amount = sum(inc for _, inc in applicable)  # type: ignore[misc]
+        cap = min(li.stmt.max for li, _ in applicable)  # type: ignore[type-var]
+        binding = next(li for li, _ in applicable if li.stmt.max == cap)
+        return amount, cap, binding
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPlan:
+    """How calls to one tool are decided (`tool` None: every tool no statement mentions)."""
+
+    tool: str | None
+    hidden: bool
+    permits: tuple[PolicyInfo, ...]
+    forbids: tuple[PolicyInfo, ...]
+    default_allows: bool
+    counters: tuple[CounterGroup, ...]
+    ancestors: frozenset[str]  # the action groups the tool is in
+
+    @property
+    def limits(self) -> tuple[LimitInfo, ...]:
+        return tuple(li for g in self.counters for li in g.limits)
+
+
+@dataclass
+class DecisionPlan:
+    """Per tool, the rules that can decide it; see the module docstring for the order."""
+
+    program: Program
+    tools: dict[str, ToolPlan] = field(default_factory=dict)  # every tool a statement mentions
+    other: ToolPlan | None = None
+    counter_bounds: dict[CounterKey, Fraction] = field(default_factory=dict)
+
+    def for_tool(self, tool: str) -> ToolPlan:
+        plan = self.tools.get(tool)
+        if plan is not None:
+            return plan
+        assert self.other is not None
+        return self.other
+
+    def named(self) -> list[str]:
+        """Every tool name a statement mentions, sorted (group names included: a tool may
+        share a group's name)."""
+        return sorted(self.tools)
+
+
+def mentioned_tools(program: Program) -> set[str]:
+    """Every tool or action group name any statement of `program` mentions. Any other
+    tool is decided exactly as `DecisionPlan.other`: no scope names it, no group holds
+    it, and every `Action::"x"` literal differs from it."""
+    out = set(program.named_tools()) | set(program.groups)
+    for info in program.asserts:
+        if info.tools:
+            out |= info.tools
+    stmts = program.document.statements if program.document else ()
+    for s in stmts:
+        scope = getattr(s, "scope", None)
+        if scope is not None:
+            out |= {e.id for e in scope.action.entities}
+        exprs = [c.expr for c in getattr(s, "clauses", ())]
+        if isinstance(s, ir.Limit) and s.increment is not None:
+            exprs.append(s.increment)
+        for e in exprs:
+            out |= {n.entity.id for n in walk(e) if isinstance(n, ir.EntityLit) and n.entity.type == "Action"}
+        if isinstance(s, ir.Hide):
+            out |= {t.id for t in s.tools}
+        if isinstance(s, ir.Group):
+            out |= {s.entity.id} | {m.id for m in s.members}
+    return out
+
+
+def _covers(tools: frozenset[str] | None, tool: str | None) -> bool:
+    return tools is None or (tool is not None and tool in tools)
+
+
+def _tool_plan(program: Program, tool: str | None) -> ToolPlan:
+    def ordered(infos):
+        named = [i for i in infos if i.tools is not None and tool is not None and tool in i.tools]
+        return tuple(named + [i for i in infos if i.tools is None])
+
+    permits = ordered(program.permits)
+    forbids = ordered(program.forbids)
+    names_tool = any(p.tools is not None for p in permits)
+    groups: dict[CounterKey, list[LimitInfo]] = {}
+    for li in program.limits:
+        if _covers(li.tools, tool) and li.stmt.max is not None and li.stmt.window is not None:
+            groups.setdefault(CounterKey.of(li.stmt), []).append(li)
+    return ToolPlan(
+        tool=tool,
+        hidden=tool is not None and tool in program.hidden,
+        permits=permits,
+        forbids=forbids,
+        default_allows=program.default == "allow" and not names_tool,
+        counters=tuple(CounterGroup(k, tuple(v)) for k, v in groups.items()),
+        ancestors=program.action_ancestors(tool) if tool is not None else frozenset(),
+    )
+
+
+def build_plan(program: Program) -> DecisionPlan:
+    """The plan of a program (memoised on it: a program is never changed once built)."""
+    cached = getattr(program, "_plan", None)
+    if cached is not None:
+        return cached
+    plan = DecisionPlan(program)
+    for tool in sorted(mentioned_tools(program)):
+        plan.tools[tool] = _tool_plan(program, tool)
+    plan.other = _tool_plan(program, None)
+    for li in program.limits:
+        if li.stmt.max is not None and li.stmt.window is not None:
+            key = CounterKey.of(li.stmt)
+            # every reservation keeps a count within the smallest max of the limits it
+            # charges, so no count of this program passes the largest max on its key
+            plan.counter_bounds[key] = max(plan.counter_bounds.get(key, Fraction(0)), Fraction(li.stmt.max))
+    program._plan = plan  # type: ignore[attr-defined]
+    return plan
