@@ -228,15 +228,14 @@ class Completer:
             from mcpp.lang.ir import walk
 
             seen = set()
-            for coll, attr in ((doc.program.policies, "policy"), (doc.program.limits, "limit")):
-                for info in coll:
-                    if tools is not None and info.tools is not None and not set(tools) & set(info.tools):
-                        continue
-                    for c in getattr(info, attr).clauses:
-                        for n in walk(c.expr):
-                            p = input_path(n)
-                            if p and len(p) > len(path) and p[: len(path)] == path:
-                                seen.add(p[len(path)])
+            for info in [*doc.program.policies, *doc.program.limits]:
+                if tools is not None and info.tools is not None and not set(tools) & set(info.tools):
+                    continue
+                for c in info.stmt.clauses:
+                    for n in walk(c.expr):
+                        p = input_path(n)
+                        if p and len(p) > len(path) and p[: len(path)] == path:
+                            seen.add(p[len(path)])
             for name in sorted(seen):
                 if _IDENT.match(name):
                     items.append(self.item(name, K.Property, "argument used in this policy"))

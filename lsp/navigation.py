@@ -26,10 +26,9 @@ S = t.SymbolKind
 
 
 def _stmt_id(program, stmt) -> str | None:
-    for coll, attr in ((program.policies, "policy"), (program.limits, "limit"), (program.asserts, "assertion")):
-        for info in coll:
-            if getattr(info, attr) is stmt:
-                return info.id
+    for info in [*program.policies, *program.limits, *program.asserts]:
+        if info.stmt is stmt:
+            return info.id
     return None
 
 

@@ -31,7 +31,7 @@ def load_checked(path: Path):
     """A Program, or exit 2 with `mcpp check`'s diagnostics."""
     from mcpp.lang.jsonform import loads
     from mcpp.lang.program import build_program, check_source
-    from mcpp.loader import is_json, read_text
+    from mcpp.lang.load import is_json, read_text
 
     try:
         text = read_text(path)
@@ -62,7 +62,7 @@ def _catalog(path: Optional[Path]) -> set[str] | None:
     """Tool names from a catalog: a JSON list of names, or MCP `tools/list` output."""
     if path is None:
         return None
-    from mcpp.loader import read_text
+    from mcpp.lang.load import read_text
 
     try:
         data = json.loads(read_text(path))

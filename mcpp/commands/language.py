@@ -12,7 +12,7 @@ import typer
 
 from mcpp.console import die, emit_json, fail, print_diagnostics
 from mcpp.lang.diagnostics import MCPPError
-from mcpp.loader import is_json, load_policy, read_text
+from mcpp.lang.load import is_json, load_policy, read_text
 
 
 def check(

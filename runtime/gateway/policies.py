@@ -45,7 +45,7 @@ def load_verified(path: str) -> tuple[Program, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise PolicyRefused(f"{path}: not UTF-8 text") from None
-    from mcpp.loader import is_json
+    from mcpp.lang.load import is_json
 
     try:
         if is_json(path, text):
