@@ -254,6 +254,10 @@ class Scanner:
         """The next token as the parser in `state` (table row `row`) lexes it; None at the
         end of the text. Comments go to the job. Raises LexError."""
         text = self.text
+        job = self.job
+        choices = self.lexicon._choices.get(state)
+        if choices is None:
+            choices = self.lexicon._choices[state] = {}
         while True:
             pos = self.pos
             if pos >= self.n:
@@ -268,26 +272,28 @@ class Scanner:
                 return self._fail(bad)
             shape = m.lastgroup
             start = m.start(shape)
-            if start != pos:
+            if start != pos and "\n" in text[pos:start]:
                 self._lines(pos, start)
             end = m.end()
-            if shape == "COMMENT":
-                self.job.comments.append(self._tok("COMMENT", start, end))
-                self.pos = end
-                continue
             if shape == "WORD":
                 key = m.group(shape)
                 if key not in self.keywords:
                     key = ""
             elif shape == "SYM":
                 key = text[start : min(end, start + self.width)]
+            elif shape == "COMMENT":
+                job.comments.append(self._tok("COMMENT", start, end))
+                self.pos = end
+                continue
             elif shape == "ETYPE":
                 key = _IDENT.match(text, start).group(0)
                 if key not in self.keywords:
                     key = ""
             else:
                 key = ""
-            choice = self.lexicon.choose(state, row, shape, key)
+            choice = choices.get((shape, key), False)
+            if choice is False:
+                choice = self.lexicon.choose(state, row, shape, key)
             if choice is None:
                 self.pos = start
                 return self._fail(start)
@@ -297,7 +303,12 @@ class Scanner:
             elif length != WHOLE:
                 end = start + length
             self.pos = end
-            return self._tok(name, start, end)
+            line = self.line
+            col = start - self.line_start + 1 + (job.col_base if line == 1 else 0)
+            line += job.line_base
+            value = text[start:end]
+            pb = job.pos_base
+            return Tok(name, value, start + pb, line, col, line, col + end - start, end + pb)
 
     def _fail(self, at: int):
         job = self.job

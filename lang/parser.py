@@ -530,40 +530,46 @@ def diagnostic_order(d: Diagnostic):
 
 def parse_chunks(source: str, filename: str = "<input>") -> list[Parsed]:
     """One `Parsed` per statement chunk of `source` (`split_statements`), which together
-    make `parse_partial`'s answer. The whole file is parsed in one go first (3x faster
-    than chunk by chunk); only when the grammar rejects it is each chunk parsed on its
-    own, so one broken statement costs one diagnostic and the others still give IR."""
+    make `parse_partial`'s answer (the language server keeps them between edits)."""
     p = _parser()
-    bounds = split_statements(source)
     with p.lock:
         whole = _parse(p, source, 0, len(source), filename, 1, 1)
-        if not bounds:
-            return [whole] if whole.diagnostics or whole.comments else []
-        line_starts = [0] + [i + 1 for i, ch in enumerate(source) if ch == "\n"]
+        return _chunks(p, source, filename, whole)
 
-        def at(offset: int) -> tuple[int, int]:
-            i = bisect.bisect_right(line_starts, offset) - 1
-            return i + 1, offset - line_starts[i] + 1
 
-        if whole.accepted:
-            # File the statements, comments and builder errors under the chunk they are in.
-            starts = [a for a, _ in bounds]
-            groups: list[tuple[list, list, list]] = [([], [], []) for _ in bounds]
+def _chunks(p: _Parser, source: str, filename: str, whole: Parsed) -> list[Parsed]:
+    """`whole` filed under the statement chunks when the grammar accepted it; else each
+    chunk parsed on its own, so one broken statement costs one diagnostic and the others
+    still give IR. The caller holds the lock."""
+    bounds = split_statements(source)
+    if not bounds:
+        return [whole] if whole.diagnostics or whole.comments else []
+    starts = [a for a, _ in bounds]
 
-            def home(span: Span) -> int:
-                return max(0, bisect.bisect_right(starts, span.start) - 1)
+    def home(span: Span) -> int:
+        return max(0, bisect.bisect_right(starts, span.start) - 1)
 
-            for s in whole.statements:
-                groups[home(s.span)][0].append(s)
-            for c in whole.comments:
-                groups[home(c.span)][1].append(c)
-            for d in whole.diagnostics:
-                groups[home(d.span)][2].append(d)
-            return [Parsed(tuple(s), tuple(c), tuple(d), True, a, b, b) for (a, b), (s, c, d) in zip(bounds, groups)]
-        chunks = [_parse(p, source, a, b, filename, *at(a)) for a, b in bounds]
+    if whole.accepted:
+        groups: list[tuple[list, list, list]] = [([], [], []) for _ in bounds]
+        for s in whole.statements:
+            groups[home(s.span)][0].append(s)
+        for c in whole.comments:
+            groups[home(c.span)][1].append(c)
+        for d in whole.diagnostics:
+            groups[home(d.span)][2].append(d)
+        return [Parsed(tuple(s), tuple(c), tuple(d), True, a, b, b) for (a, b), (s, c, d) in zip(bounds, groups)]
+    line_starts = [0]
+    i = source.find("\n")
+    while i != -1:
+        line_starts.append(i + 1)
+        i = source.find("\n", i + 1)
+    chunks = []
+    for a, b in bounds:
+        ln = bisect.bisect_right(line_starts, a) - 1
+        chunks.append(_parse(p, source, a, b, filename, ln + 1, a - line_starts[ln] + 1))
     if not any(d.code == "syntax" for c in chunks for d in c.diagnostics):
         # Cutting the file hid the error (e.g. a string left open): report the whole-file one.
-        i = max(0, bisect.bisect_right([c.start for c in chunks], whole.diagnostics[0].span.start) - 1)
+        i = home(whole.diagnostics[0].span)
         c = chunks[i]
         chunks[i] = Parsed(c.statements, c.comments, whole.diagnostics + c.diagnostics, False, c.start, c.end, len(source))
     return chunks
@@ -571,11 +577,17 @@ def parse_chunks(source: str, filename: str = "<input>") -> list[Parsed]:
 
 def parse_partial(source: str, filename: str = "<input>") -> tuple[ir.Document, list[Diagnostic]]:
     """Parse with recovery: every good statement becomes IR; one diagnostic per broken
-    one. Diagnostics are in the order of their positions."""
+    one. Diagnostics are in the order of their positions. The whole file is parsed in one
+    go first (3x faster than chunk by chunk); only when the grammar rejects it is it cut
+    into statements (`parse_chunks`)."""
+    p = _parser()
+    with p.lock:
+        whole = _parse(p, source, 0, len(source), filename, 1, 1)
+        parts = [whole] if whole.accepted else _chunks(p, source, filename, whole)
     stmts: list = []
     comments: list = []
     diags: list[Diagnostic] = []
-    for c in parse_chunks(source, filename):
+    for c in parts:
         stmts.extend(c.statements)
         comments.extend(c.comments)
         diags.extend(c.diagnostics)
