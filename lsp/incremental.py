@@ -20,7 +20,7 @@ import dataclasses
 
 from mcpp.lang import ir
 from mcpp.lang.diagnostics import Diagnostic, Span
-from mcpp.lang.parser import Parsed, diagnostic_order, parse_chunk, parse_chunks, split_statements
+from mcpp.lang.parser import Parsed, diagnostic_order, parse_chunk, parse_chunks, paused_gc, split_statements
 
 
 class Chunk:
@@ -43,32 +43,40 @@ class Chunk:
         return any(d.code == "syntax" for d in self.diags)
 
 
-_FIELDS: dict[type, tuple[str, ...]] = {}
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
 
 
-def _fields(cls: type) -> tuple[str, ...]:
-    names = _FIELDS.get(cls)
-    if names is None:
-        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+def _fields(cls: type) -> tuple[str, ...] | None:
+    """The fields of an IR node class, span included (None: not a node)."""
+    names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+    _FIELDS[cls] = names
     return names
-
-
-def _shift_span(s: Span, dpos: int, dline: int) -> Span:
-    return Span(s.line + dline, s.col, s.end_line + dline, s.end_col, s.start + dpos, s.end + dpos)
 
 
 def moved(node, dpos: int, dline: int):
     """`node` rebuilt with every span under it moved by `dpos` characters and `dline` lines
     (columns stay: callers only move chunks whose first line starts at the same column).
     Values that are not IR nodes (strings, numbers, None) are shared, not copied."""
-    t = type(node)
-    if t is tuple:
-        return tuple(moved(x, dpos, dline) for x in node)
-    if t is Span:
-        return _shift_span(node, dpos, dline)
-    if not dataclasses.is_dataclass(t):
-        return node
-    return t(*[moved(getattr(node, name), dpos, dline) for name in _fields(t)])
+
+    def move(n):
+        t = type(n)
+        if t in _ATOMS:
+            return n
+        if t is Span:
+            return Span(n.line + dline, n.col, n.end_line + dline, n.end_col, n.start + dpos, n.end + dpos)
+        if t is tuple:
+            return tuple([move(x) for x in n])
+        names = _FIELDS[t] if t in _FIELDS else _fields(t)
+        if names is None:
+            return n
+        return t(*[move(getattr(n, name)) for name in names])
+
+    return move(node)
+
+
+def _shift_span(s: Span, dpos: int, dline: int) -> Span:
+    return Span(s.line + dline, s.col, s.end_line + dline, s.end_col, s.start + dpos, s.end + dpos)
 
 
 def _shift_diag(d: Diagnostic, dpos: int, dline: int) -> Diagnostic:
@@ -193,7 +201,13 @@ class IncrementalParser:
 
     def update(self, text: str) -> tuple[ir.Document, list[Diagnostic], Edit | None]:
         """Parse `text`; returns the Document, its syntax diagnostics, and the edit from the
-        previous version (None on the first call)."""
+        previous version (None on the first call). The cyclic GC is paused meanwhile: the
+        IR is acyclic, and collections set off by the many nodes that moving the chunks
+        after an edit rebuilds cost more than rebuilding them."""
+        with paused_gc():
+            return self._update(text)
+
+    def _update(self, text: str) -> tuple[ir.Document, list[Diagnostic], Edit | None]:
         old_text, old_chunks = self.text, self.chunks
         edit = None
         chunks: list[Chunk] = []
