@@ -11,6 +11,7 @@ express (an unknown method, arithmetic, a bad escape) are collected in `diags`, 
 from __future__ import annotations
 
 import math
+import sys
 
 from lark import Token
 
@@ -26,6 +27,9 @@ UNSUPPORTED_METHODS = {
     "toDate", "toTime", "toDays", "toHours", "toMinutes", "toSeconds", "toMilliseconds",
 }
 
+
+_MAX_NUMBER = sys.float_info.max
+_MAX_INT_DIGITS = len(str(int(_MAX_NUMBER)))
 
 # Toks that carry meaning; punctuation and keyword tokens only give positions.
 _SEMANTIC = {
@@ -141,15 +145,23 @@ class IRBuilder:
 
     @rule
     def number(self, span, tok):
-        text = str(tok)
-        if "." in text or "e" in text or "E" in text:
-            value: object = float(text)
-            if not math.isfinite(value):
-                self.error(f"number {text} is out of range", span)
-                value = 0.0
+        return ir.Lit(self.numeral(str(tok), span), span)
+
+    def numeral(self, text: str, span) -> int | float:
+        """The value of a NUMBER token: an int, or a float when it has a fraction or an
+        exponent. Beyond a double's range (±1.8e308) it is an error: a JSON number there
+        is infinite, and Python would refuse to convert an integer of thousands of digits."""
+        fraction = "." in text or "e" in text or "E" in text
+        if fraction:
+            value: int | float = float(text)
         else:
-            value = int(text)
-        return ir.Lit(value, span)
+            digits = text.lstrip("0")
+            value = int(digits or "0") if len(digits) <= _MAX_INT_DIGITS else math.inf
+        if not math.isfinite(value) or value > _MAX_NUMBER:
+            shown = text if len(text) <= 24 else text[:20] + "…"
+            self.error(f"number {shown} is out of range", span)
+            return 0.0 if fraction else 0
+        return value
 
     @rule
     def true(self, span, _):
@@ -416,9 +428,7 @@ class IRBuilder:
 
     @rule
     def limit_max(self, span, tok):
-        text = str(tok)
-        value = float(text) if any(c in text for c in ".eE") else int(text)
-        return _Pos(("max", value), span)
+        return _Pos(("max", self.numeral(str(tok), span)), span)
 
     @rule
     def limit_window(self, span, tok):

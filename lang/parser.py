@@ -22,6 +22,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import gc
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -358,8 +359,11 @@ def _lex_diag(e: LexError, filename: str) -> Diagnostic:
     return Diagnostic(msg, Span(line, col, line, col + 1, pos, pos + 1), "error", "syntax", filename)
 
 
+_ANNOTATION = re.compile(r"@[_a-zA-Z][_a-zA-Z0-9]*")
+
+
 def _syntax_diag(p: _Parser, tok: Tok, expected: set[str], values: list, text: str, job: Job,
-                 filename: str, after: Tok | None) -> Diagnostic:
+                 filename: str, source: str, after: Tok | None) -> Diagnostic:
     """A diagnostic for a token the grammar rejects, at its absolute position. `after` is
     the token that follows the chunk in its file, if any: a chunk that ends too early ran
     into the next statement (a missing `;`), which is where the error is."""
@@ -369,7 +373,11 @@ def _syntax_diag(p: _Parser, tok: Tok, expected: set[str], values: list, text: s
         line, col, pos = after.line, after.column, after.start_pos
         width = max(1, len(str(after)))
         if "SEMICOLON" in expected:
-            msg = f"expected ';' before {_describe_token(after)}"
+            what = _describe_token(after)
+            if after.value == "@":  # name the annotation: before '@id'
+                m = _ANNOTATION.match(source, after.start_pos)
+                what = f"'{m.group(0)}'" if m else what
+            msg = f"expected ';' before {what}"
         else:
             msg = f"unexpected {_describe_token(after)}{_expected(expected, display)}"
     elif tok.type == "$END":
@@ -435,7 +443,7 @@ def _parse(p: _Parser, source: str, start: int, end: int, filename: str, line: i
             after = _following(p, source, end) if tok.type == "$END" else None
             if after is not None:
                 reads_to = after.end_pos
-            diag = _syntax_diag(p, tok, _accepts(p, stack), values, text, job, filename, after)
+            diag = _syntax_diag(p, tok, _accepts(p, stack), values, text, job, filename, source, after)
             stmts, diags, accepted = (), (diag,), False
     comments = tuple(ir.Comment(str(t).rstrip(), IRBuilder.tspan(t)) for t in job.comments)
     return Parsed(stmts, comments, diags, accepted, start, end, reads_to)
