@@ -57,22 +57,39 @@ def _fields(cls: type) -> tuple[str, ...] | None:
 def moved(node, dpos: int, dline: int):
     """`node` rebuilt with every span under it moved by `dpos` characters and `dline` lines
     (columns stay: callers only move chunks whose first line starts at the same column).
-    Values that are not IR nodes (strings, numbers, None) are shared, not copied."""
-
-    def move(n):
+    Values that are not IR nodes (strings, numbers, None) are shared, not copied.
+    Iterative, so an expression nested thousands deep (`!!!…!x`) moves like any other."""
+    done: list = []  # rebuilt values, in order
+    todo: list = [(node, None)]  # (value, field names or None: not yet expanded)
+    while todo:
+        n, names = todo.pop()
         t = type(n)
-        if t in _ATOMS:
-            return n
-        if t is Span:
-            return Span(n.line + dline, n.col, n.end_line + dline, n.end_col, n.start + dpos, n.end + dpos)
-        if t is tuple:
-            return tuple([move(x) for x in n])
-        names = _FIELDS[t] if t in _FIELDS else _fields(t)
         if names is None:
-            return n
-        return t(*[move(getattr(n, name)) for name in names])
-
-    return move(node)
+            if t in _ATOMS:
+                done.append(n)
+                continue
+            if t is Span:
+                done.append(Span(n.line + dline, n.col, n.end_line + dline, n.end_col, n.start + dpos, n.end + dpos))
+                continue
+            if t is tuple:
+                todo.append((n, ()))
+                todo.extend((x, None) for x in reversed(n))
+                continue
+            fields = _FIELDS[t] if t in _FIELDS else _fields(t)
+            if fields is None:
+                done.append(n)
+                continue
+            todo.append((n, fields))
+            todo.extend((getattr(n, f), None) for f in reversed(fields))
+            continue
+        k = len(n) if t is tuple else len(names)
+        if k:
+            values = done[-k:]
+            del done[-k:]
+        else:
+            values = []
+        done.append(tuple(values) if t is tuple else t(*values))
+    return done[0]
 
 
 def _shift_span(s: Span, dpos: int, dline: int) -> Span:
