@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import string
 from pathlib import Path
 
 import lark
@@ -239,3 +240,9 @@ def test_every_terminal_has_words_not_a_grammar_name():
             continue
         words = p.display[name]
         assert words and name not in words and not words.isupper(), (name, words)
+
+
+@settings(max_examples=settings.default.max_examples * 3, deadline=None)
+@given(st.text(alphabet=st.sampled_from(sorted(set(string.printable) | {"é", "\u00a0", "٣"})), max_size=60))
+def test_random_characters_parse_alike(text):
+    agree(text)
