@@ -180,7 +180,9 @@ def code_server(tmp_path_factory, request):
     _make_workspace(root / "ws")
     config = root / "config.yaml"
     config.write_text("auth: none\ncert: false\n", encoding="utf-8")  # else it writes one in ~/.config
+    (root / "tmp").mkdir()
     env = {**os.environ, **{f"XDG_{k.upper()}_HOME": str(root / "xdg" / k) for k in ("config", "data", "cache", "state")},
+           "TMPDIR": str(root / "tmp"),  # its IPC sockets and the built-in extensions' files
            "EXTENSIONS_GALLERY": "{}"}  # no marketplace: the network is closed, and the test installs from the .vsix
     common = [str(NODE), str(CODE_SERVER), "--config", str(config),
               "--user-data-dir", str(user_data), "--extensions-dir", str(extensions)]
@@ -188,7 +190,8 @@ def code_server(tmp_path_factory, request):
     r = subprocess.run([*common, "--install-extension", str(vsix)], env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "successfully installed" in r.stdout, r.stdout + r.stderr
     r = subprocess.run([*common, "--list-extensions", "--show-versions"], env=env, capture_output=True, text=True, timeout=120)
-    assert "mcpp.mcpp@0.1.0" in r.stdout.split(), r.stdout + r.stderr
+    pkg = json.loads((EXT / "package.json").read_text(encoding="utf-8"))
+    assert f"{pkg['publisher']}.{pkg['name']}@{pkg['version']}" in r.stdout.split(), r.stdout + r.stderr
 
     log = ARTIFACTS / "code-server.log"
     proc = subprocess.Popen(
