@@ -234,13 +234,26 @@ def code_server(tmp_path_factory, request):
 
 
 # -- what the page shows ---------------------------------------------------------------
-_LINE_AT = """(el) => {
-  const r = el.getBoundingClientRect(), y = r.top + r.height / 2;
-  for (const n of el.closest('.monaco-editor').querySelectorAll('.margin-view-overlays .line-numbers')) {
-    const q = n.getBoundingClientRect();
-    if (q.top <= y && y < q.bottom) return Number(n.textContent);
-  }
-  return null;
+_HELPERS = """
+  const lineOf = (el) => {  // the editor line (1-based) an element is drawn on
+    const r = el.getBoundingClientRect(), y = r.top + r.height / 2;
+    for (const n of el.closest('.monaco-editor').querySelectorAll('.margin-view-overlays .line-numbers')) {
+      const q = n.getBoundingClientRect();
+      if (q.top <= y && y < q.bottom) return Number(n.textContent);
+    }
+    return null;
+  };
+  const shown = (el) => el.textContent.replace(/\u00a0/g, ' ');
+  const lineEl = (ed, n) => [...ed.querySelectorAll('.view-lines .view-line')].find((l) => lineOf(l) === n);
+"""
+_LINE_AT = "(el) => {" + _HELPERS + " return lineOf(el); }"
+_LINE_TEXT = "([ed, n]) => {" + _HELPERS + " const l = lineEl(ed, n); return l ? shown(l) : null; }"
+_LINE_IS = "([ed, n, want]) => {" + _HELPERS + " const l = lineEl(ed, n); return !!l && shown(l) === want; }"
+_TOKEN = "([ed, text, n, prefix]) => {" + _HELPERS + """
+  const l = lineEl(ed, n);
+  if (!l) return null;
+  return [...l.querySelectorAll(':scope > span > span')]
+    .find((s) => (prefix ? shown(s).startsWith(text) : shown(s) === text)) || null;
 }"""
 # a code lens sits in a zone above its line: the first line below it
 _LINE_BELOW = """(el) => {
@@ -280,21 +293,31 @@ class Workbench:
         self.editor = page.locator(".editor-instance .monaco-editor").first
 
     def token(self, text: str, line: int, prefix: bool = False):
-        """The rendered token `text` (or one starting with it) on editor line `line` (1-based)."""
-        for el in self.editor.locator(".view-line span span").filter(has_text=text).all():
-            shown = el.inner_text().replace("\u00a0", " ")
-            if (shown.startswith(text) if prefix else shown == text) and self.line_of(el) == line:
-                return el
-        raise AssertionError(f"no token {text!r} on line {line}")
+        """The token `text` (or one starting with it) drawn on editor line `line` (1-based),
+        once the grammar has tokenized that line (it loads after the editor first shows
+        the text plain)."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            found = self.page.wait_for_function(_TOKEN, arg=[self.editor.element_handle(), text, line, prefix])
+        except PlaywrightTimeout:
+            raise AssertionError(f"no token {text!r} on line {line}, which reads {self.line_text(line)!r}") from None
+        return found.as_element()
 
     def line_of(self, loc) -> int | None:
         return loc.evaluate(_LINE_AT)
 
-    def line_text(self, line: int) -> str:
-        for el in self.editor.locator(".view-lines .view-line").all():
-            if self.line_of(el) == line:
-                return el.inner_text().replace("\u00a0", " ")
-        raise AssertionError(f"line {line} is not on screen")
+    def line_text(self, line: int) -> str | None:
+        return self.page.evaluate(_LINE_TEXT, [self.editor.element_handle(), line])
+
+    def expect_line(self, line: int, text: str) -> None:
+        """Wait until editor line `line` reads `text`."""
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+        try:
+            self.page.wait_for_function(_LINE_IS, arg=[self.editor.element_handle(), line, text])
+        except PlaywrightTimeout:
+            raise AssertionError(f"line {line} reads {self.line_text(line)!r}, not {text!r}") from None
 
     def command(self, title: str) -> None:
         """Run a command from the command palette (F1), as a user does."""
@@ -406,7 +429,7 @@ def quick_fix(wb: Workbench) -> None:
     wb.page.screenshot(path=ARTIFACTS / "05-quick-fix-menu.png", animations="disabled")
     fix.click()
     wb.editor.locator(".squiggly-error").first.wait_for(state="detached")
-    assert wb.line_text(line) == FIXED_LINE
+    wb.expect_line(line, FIXED_LINE)
     wb.page.locator(".markers-panel", has_text="No problems have been detected in the workspace.").wait_for()
 
 
@@ -460,7 +483,7 @@ def completion(wb: Workbench) -> None:
     widget.wait_for(state="hidden")
     wb.page.keyboard.type(TYPED_TAIL)
     wb.page.keyboard.type(";")
-    assert wb.line_text(_line(POLICY, "unless { context.input has amount };") + 2) == TYPED_LINE
+    wb.expect_line(_line(POLICY, "unless { context.input has amount };") + 2, TYPED_LINE)
 
 
 def format_on_save(wb: Workbench) -> None:
@@ -474,8 +497,8 @@ def format_on_save(wb: Workbench) -> None:
     assert saved == want, f"saved:\n{saved}\nmcpp fmt:\n{want}"
     last = want.rstrip("\n").count("\n") + 1
     wb.page.keyboard.press("ArrowUp")  # the long typed line had scrolled the view sideways
-    assert [wb.line_text(last - 1), wb.line_text(last)] == \
-        ['forbid (principal, action == Action::"refund_payment", resource)', "when { context.input.amount > 5000 };"]
+    wb.expect_line(last - 1, 'forbid (principal, action == Action::"refund_payment", resource)')
+    wb.expect_line(last, "when { context.input.amount > 5000 };")
 
 
 STEPS = [
