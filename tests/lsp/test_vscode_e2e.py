@@ -362,7 +362,7 @@ def highlighting(wb: Workbench) -> None:
     permit = wb.token("permit", line)
     permit.click()
     wb.command("Developer: Inspect Editor Tokens and Scopes")
-    inspector = wb.page.locator(".token-inspect-widget")
+    inspector = wb.page.locator(".token-inspect-widget", has_text="textmate scopes")  # not "Loading…"
     inspector.wait_for()
     info = inspector.inner_text()
     assert re.search(r"language\s+mcpp", info), info
@@ -408,7 +408,8 @@ def diagnostic(wb: Workbench) -> None:
 def hover(wb: Workbench) -> None:
     tool = wb.token('"refund_payment"', _line(BROKEN, 'permit (principal, action == Action::"refund_payment"'))
     tool.hover()
-    box = wb.page.locator(".monaco-hover:visible, .monaco-resizable-hover:visible").first
+    box = wb.page.locator(".monaco-hover:visible, .monaco-resizable-hover:visible",
+                          has_text="tool refund_payment").first  # not "Loading…"
     box.wait_for()
     text = box.inner_text()
     for want in ("tool refund_payment — Refund a payment", "Refund part or all of a charge to the customer's card.",
