@@ -25,6 +25,7 @@ import z3
 from mcpp.lang import ir
 from mcpp.lang.atoms import input_path
 from mcpp.lang.plan import CounterKey, mentioned_tools
+from mcpp.lang.values import like_match
 from mcpp.lang.program import Program
 
 from . import regex as rx
@@ -286,6 +287,8 @@ class ProgramEncoder:
         ctx = self.ctx
         if isinstance(e, ir.Lit):
             return self.lit(e.value)
+        if isinstance(e, ir.Error):
+            return SV([])  # no alternative holds: an error
         if isinstance(e, ir.Var):
             req = self.req
             if e.name == "principal":
@@ -305,7 +308,7 @@ class ProgramEncoder:
         if isinstance(e, ir.Has):
             return self.has(self.expr(e.obj), e.path)
         if isinstance(e, ir.Like):
-            return self.string_test(self.expr(e.obj), lambda s: self._like(s, e.pattern), lambda s: _like_py(s, e.pattern))
+            return self.string_test(self.expr(e.obj), lambda s: self._like(s, e.pattern), lambda s: like_match(s, e.pattern))
         if isinstance(e, ir.Matches):
             return self.string_test(self.expr(e.obj), lambda s: self._matches(s, e.regex), lambda s: _matches_py(s, e.regex))
         if isinstance(e, ir.Compare):
@@ -734,12 +737,6 @@ def _cmp(op, x, y, enc: ProgramEncoder):
         return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
     a, b = enc.num_term(x), enc.num_term(y)
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-
-
-def _like_py(s: str, chunks) -> bool:
-    import re
-
-    return re.fullmatch(".*".join(re.escape(c) for c in chunks), s, re.DOTALL) is not None
 
 
 def _matches_py(s: str, pattern: str) -> bool:

@@ -42,29 +42,16 @@ _SEMANTIC = {
 _TOKENS = (Tok, Token)
 
 
-def _first(c) -> Span | None:
+def _edge(c, last: bool) -> Span | None:
+    """The span of the first (or last) token or node inside a builder value."""
     if isinstance(c, _TOKENS):
         return Span(c.line, c.column, c.end_line, c.end_column, c.start_pos, c.end_pos)
     span = getattr(c, "span", None)
     if span is not None:
         return span
     if isinstance(c, (tuple, list)):
-        for x in c:
-            s = _first(x)
-            if s is not None:
-                return s
-    return None
-
-
-def _last(c) -> Span | None:
-    if isinstance(c, _TOKENS):
-        return Span(c.line, c.column, c.end_line, c.end_column, c.start_pos, c.end_pos)
-    span = getattr(c, "span", None)
-    if span is not None:
-        return span
-    if isinstance(c, (tuple, list)):
-        for x in reversed(c):
-            s = _last(x)
+        for x in reversed(c) if last else c:
+            s = _edge(x, last)
             if s is not None:
                 return s
     return None
@@ -90,7 +77,7 @@ def rule(fn):
             if type(c) in _TOKENS:
                 first = (c.line, c.column, c.start_pos)
                 break
-            s = _first(c)
+            s = _edge(c, False)
             if s is not None:
                 first = (s.line, s.col, s.start)
                 break
@@ -101,7 +88,7 @@ def rule(fn):
                 if type(c) in _TOKENS:
                     last = (c.end_line, c.end_column, c.end_pos)
                     break
-                s = _last(c)
+                s = _edge(c, True)
                 if s is not None:
                     last = (s.end_line, s.end_col, s.end)
                     break

@@ -342,34 +342,24 @@ def _is(e: ir.Is) -> Closure:
     return is_
 
 
-def _and(e: ir.And) -> Closure:
+def _junction(e: ir.And | ir.Or) -> Closure:
+    """`&&` and `||`, Cedar's way: the left operand must be a boolean; if it is the
+    short-circuit value (false for `&&`, true for `||`) that is the answer, else the
+    right operand, which must be a boolean too."""
     a, b = compile_expr(e.left), compile_expr(e.right)
+    stop = isinstance(e, ir.Or)
+    go_on = not stop
 
-    def and_(env):
+    def junction(env):
         x = a(env)
-        if x is False:
-            return False
-        if x is not True:
+        if x is stop:
+            return stop
+        if x is not go_on:
             return ERR
         y = b(env)
         return y if type(y) is bool else ERR
 
-    return and_
-
-
-def _or(e: ir.Or) -> Closure:
-    a, b = compile_expr(e.left), compile_expr(e.right)
-
-    def or_(env):
-        x = a(env)
-        if x is True:
-            return True
-        if x is not False:
-            return ERR
-        y = b(env)
-        return y if type(y) is bool else ERR
-
-    return or_
+    return junction
 
 
 def _not(e: ir.Not) -> Closure:
@@ -496,7 +486,12 @@ def _call(e: ir.Call) -> Closure:
     return contains_set
 
 
+def _error(e: ir.Error) -> Closure:
+    return _const(ERR)
+
+
 _COMPILERS = {
+    ir.Error: _error,
     ir.Lit: _lit,
     ir.Var: _var,
     ir.EntityLit: _entity,
@@ -507,8 +502,8 @@ _COMPILERS = {
     ir.Compare: _compare,
     ir.In: _in,
     ir.Is: _is,
-    ir.And: _and,
-    ir.Or: _or,
+    ir.And: _junction,
+    ir.Or: _junction,
     ir.Not: _not,
     ir.Neg: _neg,
     ir.If: _if,

@@ -592,13 +592,20 @@ def parse_partial(source: str, filename: str = "<input>") -> tuple[ir.Document, 
     with p.lock:
         whole = _parse(p, source, 0, len(source), filename, 1, 1)
         parts = [whole] if whole.accepted else _chunks(p, source, filename, whole)
+    return assemble(((c.statements, c.comments, c.diagnostics) for c in parts), source, filename)
+
+
+def assemble(parts, source: str, filename: str) -> tuple[ir.Document, list[Diagnostic]]:
+    """One document from parsed parts in source order, each (statements, comments,
+    diagnostics); diagnostics in position order. The whole-file parse and the language
+    server's incremental parse both end here."""
     stmts: list = []
     comments: list = []
     diags: list[Diagnostic] = []
-    for c in parts:
-        stmts.extend(c.statements)
-        comments.extend(c.comments)
-        diags.extend(c.diagnostics)
+    for s, c, d in parts:
+        stmts.extend(s)
+        comments.extend(c)
+        diags.extend(d)
     diags.sort(key=diagnostic_order)
     return ir.Document(tuple(stmts), tuple(comments), source, filename), diags
 

@@ -20,7 +20,7 @@ import dataclasses
 
 from mcpp.lang import ir
 from mcpp.lang.diagnostics import Diagnostic, Span
-from mcpp.lang.parser import Parsed, diagnostic_order, parse_chunk, parse_chunks, paused_gc, split_statements
+from mcpp.lang.parser import Parsed, assemble, parse_chunk, parse_chunks, paused_gc, split_statements
 
 
 class Chunk:
@@ -264,12 +264,5 @@ class IncrementalParser:
                     a, b = bounds[i]
                     chunks[i] = self._parse_chunk(text, a, b)
         self.text, self.chunks, self.reused = text, chunks, reused
-        stmts: list = []
-        comments: list = []
-        diags: list[Diagnostic] = []
-        for c in chunks:
-            stmts.extend(c.statements)
-            comments.extend(c.comments)
-            diags.extend(c.diags)
-        diags.sort(key=diagnostic_order)
-        return ir.Document(tuple(stmts), tuple(comments), text, self.filename), diags, edit
+        doc, diags = assemble(((c.statements, c.comments, c.diags) for c in chunks), text, self.filename)
+        return doc, diags, edit
