@@ -2,16 +2,18 @@
 
 The engine that runs the cases is built inside `evaluator.tracing(coverage)`, so every
 closure it compiles reports the outcome of each evaluation of its IR node to
-`Coverage.outcomes` (keyed by node identity); each compiled rule's `applies` is wrapped
-to count when the engine reached the rule and when it applied. Nothing of this touches
-an engine built the ordinary way. The items (docs/testing.md, "Coverage"):
+`Coverage.outcomes` (keyed by node identity); after each call every rule of the tool is
+evaluated with those closures (`CompiledRule.evaluate`) to see which apply. Nothing of
+this touches an engine built the ordinary way. The items (docs/testing.md, "Coverage"):
 
-- **rules**: each `permit` and `forbid`: covered when it applied to a call the engine
-  evaluated it on (scope matched, every `when` true, every `unless` false). The engine
-  stops at the first permit that applies and evaluates forbids only for calls a permit
-  (or the default) lets through, so a rule that only ever comes second is not covered.
-- **limits**: two items each: *applied* (it counted some call) and *exhausted* (it
-  denied some call).
+- **rules**: each `permit` and `forbid`: covered when it applies to some call of some
+  case (its scope matches, every `when` holds, every `unless` does not) — Cedar's
+  "satisfied", as `Engine.explain` reports it: every rule of the called tool is
+  evaluated, not only those the engine's order reached before the decision was
+  settled, so a forbid behind a stricter permit is covered by a call both would deny.
+  A call to a hidden tool applies no rule.
+- **limits**: two items each: *applied* (its scope and conditions held for some call to
+  a tool it limits) and *exhausted* (it denied some call).
 - **conditions**: every `when`/`unless` condition of a permit, forbid or limit, every
   operand of every `&&` and `||` in them, and the condition of every `if … then … else`
   (its two branches): two items each, *true* and *false* — the condition was evaluated
@@ -177,8 +179,8 @@ class Coverage:
     def __init__(self, program: Program):
         self.program = program
         self._outcomes: dict[int, tuple[ir.Expr, set]] = {}
-        self.reached: Counter[str] = Counter()
         self.applied: Counter[str] = Counter()
+        self.errored: Counter[str] = Counter()
         self.decided: Counter[str] = Counter()
         self.exhausted: Counter[str] = Counter()
         self.in_scope: Counter[str] = Counter()
@@ -199,38 +201,31 @@ class Coverage:
 
     # -- the engine ---------------------------------------------------------------------------
     def engine(self) -> Engine:
+        """An engine whose every closure reports to this coverage (built once per policy)."""
         with tracing(self):
-            engine = Engine(self.program, store=CaseCounters())
-        wrapped: set[int] = set()
-        for rules in list(engine.index.values()) + [engine.other]:
-            for r in rules.permits + rules.forbids + rules.limits:
-                if id(r) not in wrapped:
-                    wrapped.add(id(r))
-                    r.applies = self._counting(r.id, r.applies)
-        return engine
-
-    def _counting(self, rule_id: str, applies):
-        reached, applied = self.reached, self.applied
-
-        def counted(env) -> bool:
-            reached[rule_id] += 1
-            v = applies(env)
-            if v:
-                applied[rule_id] += 1
-            return v
-
-        return counted
+            return Engine(self.program, store=CaseCounters())
 
     def observe(self, engine: Engine, tool: str, args: dict, grant: Grant, server: str, decision: Decision) -> None:
-        """After each call: which rule decided it, which asserts it falls under."""
+        """After each call: which rule decided it, which rules apply to it, which asserts
+        it falls under."""
         self.calls += 1
         if decision.rule.policy is not None:
             self.decided[decision.rule.policy] += 1
             if decision.limit is not None and not decision.allowed:
                 self.exhausted[decision.rule.policy] += 1
-        if not self._asserts or type(tool) is not str or type(args) is not dict:
-            return
+        if type(tool) is not str or type(args) is not dict:
+            return  # a malformed request reaches no rule
+        rules = engine.index.get(tool, engine.other)
         env = engine.env(tool, args, grant, server)
+        if not rules.plan.hidden:
+            # Cedar's view, as `Engine.explain`: every rule of the tool, not only those
+            # the engine's order reached before the decision was settled
+            for r in rules.permits + rules.forbids + rules.limits:
+                state = r.evaluate(env)
+                if state is True:
+                    self.applied[r.id] += 1
+                elif state is None:
+                    self.errored[r.id] += 1
         for a, rule in self._asserts:
             if a.tools is not None and tool not in a.tools:
                 continue
@@ -247,7 +242,7 @@ class Coverage:
         for p in program.policies:
             s = p.stmt.span
             rep.rules.append({"kind": p.effect, "id": p.id, "line": s.line, "col": s.col,
-                              "reached": self.reached[p.id], "applied": self.applied[p.id],
+                              "applied": self.applied[p.id], "errored": self.errored[p.id],
                               "decided": self.decided[p.id], "covered": self.applied[p.id] > 0})
         for li in program.limits:
             s = li.stmt.span
