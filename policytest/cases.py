@@ -313,7 +313,11 @@ def _time(t: datetime | None, loc: tuple, problems: list[tuple[tuple, str]]) -> 
 
 
 def default_policies(path: Path) -> list[Path]:
+    """The policy a test file tests when it names none: `X.mcpp.test.toml` and
+    `X.json.test.toml` test that file; `X.test.toml` tests `X.mcpp`, else `X.json`."""
     stem = path.name[: -len(SUFFIX)]
+    if stem.endswith(POLICY_SUFFIXES):
+        return [path.with_name(stem)]
     for suffix in POLICY_SUFFIXES:
         p = path.with_name(stem + suffix)
         if p.exists():
@@ -424,9 +428,19 @@ def is_test_file(p: Path) -> bool:
     return p.name.endswith(SUFFIX)
 
 
-def test_file_for(policy: Path) -> Path:
-    return policy.with_name(policy.name[: -len(policy.suffix)] + SUFFIX) if policy.suffix else policy.with_name(
-        policy.name + SUFFIX)
+def test_files_for(policy: Path) -> list[Path]:
+    """Where the tests of a policy file may be: `X.test.toml`, then `X.mcpp.test.toml` /
+    `X.json.test.toml` (for a second form of one policy beside the first)."""
+    stem = policy.name[: -len(policy.suffix)] if policy.suffix else policy.name
+    return [policy.with_name(stem + SUFFIX), policy.with_name(policy.name + SUFFIX)]
+
+
+def _tests(test: Path, policy: Path) -> bool:
+    try:
+        named = load_test_file(test).policies
+    except TestFileError:
+        named = default_policies(test)
+    return any(p.resolve() == policy.resolve() for p in named)
 
 
 def discover(paths: list[Path]) -> tuple[list[Target], list[Diagnostic], list[Path]]:
@@ -463,12 +477,15 @@ def discover(paths: list[Path]) -> tuple[list[Target], list[Diagnostic], list[Pa
         elif is_test_file(p):
             add(Target(p))
         elif p.exists() or p.suffix in POLICY_SUFFIXES:
-            t = test_file_for(p)
-            if not t.exists():
-                problems.append(Diagnostic(f"no test file: expected {t.name} beside the policy", Span(0, 0, 0, 0),
-                                           "error", "test-file", str(p)))
+            candidates = [t for t in test_files_for(p) if t.is_file()]
+            found = [t for t in candidates if _tests(t, p)]
+            if found:
+                add(Target(found[0], p))
+            elif candidates:  # a test file by that name that names other policies: its error says which
+                add(Target(candidates[0], p))
             else:
-                add(Target(t, p))
+                problems.append(Diagnostic(f"no test file: expected {test_files_for(p)[0].name} beside the policy",
+                                           Span(0, 0, 0, 0), "error", "test-file", str(p)))
         else:
             problems.append(Diagnostic("no such file or directory", Span(0, 0, 0, 0), "error", "test-file", str(p)))
     return targets, problems, untested

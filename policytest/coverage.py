@@ -87,8 +87,9 @@ class CoverageReport:
         for c in self.conditions:
             missing = [i for i in c["items"] if i not in c["covered"]]
             if missing:
+                never = "evaluated" if not c["seen"] else " or ".join(missing)
                 out.append({"kind": "condition", "id": c["rule"], "line": c["line"], "col": c["col"],
-                            "what": f"`{c['text']}` (in {c['rule']!r}) never {' or '.join(missing)}"})
+                            "what": f"`{c['text']}` (in {c['rule']!r}) never {never}"})
         for a in self.asserts:
             if not a["covered"]:
                 out.append({"kind": "assert", "id": a["id"], "line": a["line"], "col": a["col"],
@@ -239,31 +240,36 @@ class Coverage:
     def report(self, name: str) -> CoverageReport:
         program = self.program
         rep = CoverageReport(name)
+        nowhere = program.origin != "mcpp"  # the JSON form has no source positions
+
+        def pos(span) -> tuple[int, int]:
+            return (0, 0) if nowhere else (span.line, span.col)
+
         for p in program.policies:
-            s = p.stmt.span
-            rep.rules.append({"kind": p.effect, "id": p.id, "line": s.line, "col": s.col,
+            line, col = pos(p.stmt.span)
+            rep.rules.append({"kind": p.effect, "id": p.id, "line": line, "col": col,
                               "applied": self.applied[p.id], "errored": self.errored[p.id],
                               "decided": self.decided[p.id], "covered": self.applied[p.id] > 0})
         for li in program.limits:
-            s = li.stmt.span
+            line, col = pos(li.stmt.span)
             items = ["applied", "exhausted"] if li.stmt.max is not None and li.stmt.window is not None else ["applied"]
             covered = [i for i in items if (self.applied[li.id] if i == "applied" else self.exhausted[li.id]) > 0]
-            rep.limits.append({"id": li.id, "counter": li.stmt.counter, "line": s.line, "col": s.col,
+            rep.limits.append({"id": li.id, "counter": li.stmt.counter, "line": line, "col": col,
                                "applied": self.applied[li.id], "exhausted": self.exhausted[li.id],
                                "items": items, "covered": covered})
         for point in condition_points(program):
             seen = self.seen(point.node)
-            s = point.node.span
+            line, col = pos(point.node.span)
             names = {True: "true", False: "false"}
             rep.conditions.append({
-                "rule": point.rule, "role": point.role, "line": s.line, "col": s.col,
+                "rule": point.rule, "role": point.role, "line": line, "col": col,
                 "text": formatter.expr(point.node),
                 "seen": sorted(names.get(v, v) for v in seen),  # type: ignore[arg-type]
                 "items": [names[v] for v in point.needs],
                 "covered": [names[v] for v in point.needs if v in seen],
             })
         for a in program.asserts:
-            s = a.stmt.span
-            rep.asserts.append({"id": a.id, "kind": a.stmt.kind, "line": s.line, "col": s.col,
+            line, col = pos(a.stmt.span)
+            rep.asserts.append({"id": a.id, "kind": a.stmt.kind, "line": line, "col": col,
                                 "calls": self.in_scope[a.id], "covered": self.in_scope[a.id] > 0})
         return rep

@@ -66,7 +66,7 @@ def text(run: Run, show_passed: bool = True) -> str:
             assert c.mismatch is not None
             out += ["        " + s for s in mismatch_lines(c.mismatch, c.case.sequence)]
     for p in run.untested:
-        out.append(f"note: {p} has no test file (expected {p.name.rsplit('.', 1)[0]}.test.toml beside it)")
+        out.append(f"note: no test file tests {p}")
     files = len({f.test for f in run.files})
     summary = f"{run.passed} passed, {run.failed} failed ({len(run.cases)} cases in {files} test file{'s' if files != 1 else ''})"
     if run.problems:
