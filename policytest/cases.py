@@ -116,6 +116,7 @@ class Case:
 
 @dataclass
 class TestFile:
+    __test__ = False
     path: Path
     policies: list[Path]
     cases: list[Case]
@@ -190,6 +191,8 @@ def key_path(loc: tuple) -> str:
 class TestFileError(MCPPError):
     """A test file that cannot be read or is not a valid test file (exit 2)."""
 
+    __test__ = False  # not a pytest class, whatever its name
+
 
 def _diag(path: Path, lines: _Lines | None, loc: tuple, message: str) -> Diagnostic:
     line, col = lines.find(loc) if lines is not None else (0, 0)
@@ -215,8 +218,15 @@ _PYDANTIC_TYPES = {
 def _pydantic_errors(path: Path, lines: _Lines, e: ValidationError) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     seen: set[tuple] = set()
-    for err in e.errors():
+    errors = e.errors()
+    # `grant` is a string or a table: when it is a table with a bad key, the error about
+    # the table is the one to show, not "expected a string"
+    deep = {tuple(x["loc"])[: list(x["loc"]).index("GrantModel")] for x in errors
+            if "GrantModel" in x["loc"] and list(x["loc"]).index("GrantModel") < len(x["loc"]) - 1}
+    for err in errors:
         loc = tuple(err["loc"])
+        if "str" in loc and loc[: loc.index("str")] in deep:
+            continue
         # `grant = "id" | {…}` reports one error per alternative; name the key once
         clean = tuple(p for p in loc if p not in ("str", "GrantModel", "function-after[_check_json()]"))
         if clean in seen:
@@ -231,7 +241,7 @@ def _pydantic_errors(path: Path, lines: _Lines, e: ValidationError) -> list[Diag
         if kind == "literal_error":
             msg = 'expected "allow" or "deny"'
         out.append(_diag(path, lines, clean, msg))
-    return out
+    return sorted(out, key=lambda d: (d.span.line, d.span.col))
 
 
 _KNOWN = {
@@ -385,7 +395,8 @@ def parse_test_file(text: str, path: Path) -> TestFile:
     if model.policies is not None and not model.policies:
         problems.append((("policies",), "name at least one policy file (or leave `policies` out)"))
     if problems:
-        raise TestFileError([_diag(path, lines, loc, msg) for loc, msg in problems], text)
+        diags = [_diag(path, lines, loc, msg) for loc, msg in problems]
+        raise TestFileError(sorted(diags, key=lambda d: (d.span.line, d.span.col)), text)
     if model.policies:
         policies = [(path.parent / p) for p in model.policies]
     else:

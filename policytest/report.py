@@ -51,9 +51,7 @@ def mismatch_lines(m: Mismatch, sequence: bool) -> list[str]:
 
 
 def text(run: Run, show_passed: bool = True) -> str:
-    out: list[str] = []
-    for d, source in run.problems:
-        out.append(d.render(source))
+    out: list[str] = []  # the problems go to stderr, as `mcpp check`'s diagnostics do
     for f in run.files:
         out.append(f"{f.test} → {f.policy}")
         for c in f.cases:

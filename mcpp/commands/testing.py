@@ -49,12 +49,12 @@ def test_cmd(
 
     want_coverage = coverage or fail_under is not None or coverage_out is not None
     run = run_paths(paths, coverage=want_coverage)
+    for d, source in run.problems:  # `file:line:col: error: …`, as `mcpp check` prints them
+        print(d.render(source), file=sys.stderr)
     if fmt == "json":
         print(json.dumps(report.json_report(run), indent=2, ensure_ascii=False))
     elif fmt == "junit":
         sys.stdout.write(report.junit(run))
-        for d, source in run.problems:  # also where a person reading the CI log looks
-            print(d.render(source), file=sys.stderr)
     else:
         print(report.text(run, show_passed=not quiet))
         if want_coverage and run.coverage:
