@@ -17,9 +17,10 @@ this touches an engine built the ordinary way. The items (docs/testing.md, "Cove
 - **conditions**: every `when`/`unless` condition of a permit, forbid or limit, every
   operand of every `&&` and `||` in them, and the condition of every `if … then … else`
   (its two branches): two items each, *true* and *false* — the condition was evaluated
-  and gave that value. A condition that reads nothing of the call (no `principal`,
-  `action`, `resource` or `context`) has one possible value; only that one is an item.
-  An operand the evaluator never reached (`&&` after a false left side) is not covered.
+  and gave that value. A condition whose evaluation reads nothing of the call (`true`,
+  `1 < 2`, `true || context.input.z == 1`) has one possible value; only that one is an
+  item. An operand the evaluator never reached (`&&` after a false left side) is not
+  covered; one it can never reach (`z == 1` above) stays uncovered: dead code.
 - **asserts**: covered when some call of some case is in the assert's scope.
 """
 
@@ -32,7 +33,6 @@ from mcpp.lang import formatter, ir
 from mcpp.lang.evaluator import Env, compile_expr, outcome, tracing
 from mcpp.lang.ir import walk
 from mcpp.lang.program import Program
-from mcpp.lang.values import Entity
 from mcpp.runtime.engine import CompiledRule, Decision, Engine, Grant
 
 CATEGORIES = ("rules", "limits", "conditions", "asserts")
@@ -130,14 +130,32 @@ class CaseCounters:
         return self.values.get(key, 0)
 
 
-def _constant_value(e: ir.Expr, program: Program) -> object | None:
-    """The value of a condition that reads nothing of the call, or None if it reads some."""
-    if any(isinstance(n, ir.Var) for n in walk(e)):
+class _ReadsCall(Exception):
+    pass
+
+
+class _NoCall(Env):
+    """An environment whose every part raises: evaluating a condition in it tells
+    whether its value depends on the call at all."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        pass
+
+    def _read(self):
+        raise _ReadsCall()
+
+    principal = action = resource = input = context = groups_of = property(_read)  # type: ignore[assignment]
+
+
+def _constant_value(e: ir.Expr) -> object | None:
+    """The value of a condition whose evaluation reads nothing of the call (`true`,
+    `1 < 2`, `true || context.input.z == 1`: `||` stops at `true`), or None."""
+    try:
+        return outcome(compile_expr(e)(_NoCall()))
+    except _ReadsCall:
         return None
-    nobody = Entity("Grant", "", {"label": ""})
-    env = Env(nobody, Entity("Action", ""), Entity("Server", ""), {},
-              lambda t: frozenset(("Action", g) for g in program.action_ancestors(t)))
-    return outcome(compile_expr(e)(env))
 
 
 def condition_points(program: Program) -> list[ConditionPoint]:
@@ -149,7 +167,7 @@ def condition_points(program: Program) -> list[ConditionPoint]:
         if id(node) in seen:
             return
         seen.add(id(node))
-        const = _constant_value(node, program)
+        const = _constant_value(node)
         needs: tuple = (True, False) if const is None else ((const,) if const is True or const is False else ())
         out.append(ConditionPoint(node, rule, role, needs))
 

@@ -69,7 +69,7 @@ def test_cmd(
     if code == 1 and not run.failed and fmt == "text":
         from mcpp.policytest.runner import total_percent
 
-        print(f"coverage {total_percent(run.coverage.values()):.1f}% is under --fail-under {fail_under:g}%")
+        print(f"coverage {total_percent(run.coverage.values()):.2f}% is under --fail-under {fail_under:g}%")
     raise typer.Exit(code)
 
 
