@@ -155,8 +155,25 @@ class Suggester:
             else:
                 sug.notes.append(f"{tool}: a flipping witness did not replay (an analyzer bug: please report it)")
             return sug
+        # No call is decided by it: an earlier rule or a stricter permit always settles
+        # the call first. A call it applies to still exercises it (coverage is Cedar's
+        # "satisfied"); propose one, and say why it is not named.
+        for tool in tools:
+            def applies(d, info=info):
+                rows = d.permits if allow else d.forbids
+                return next(f for p, f in rows if p.id == info.id)
+
+            w, _ = self.witness(applies, tool)
+            if w is None:
+                continue
+            case = Case(f"{info.effect} {info.id} applies to {tool} (another rule decides)", [_step(w)], 0)
+            if _settle(self.program, case):
+                sug.notes.append(f"no call is decided by it: another rule always settles the call first "
+                                 f"(`mcpp lint` says which); here it applies, and {case.steps[0].expect['rule']} decides")
+                sug.cases.append(case)
+                return sug
         if not sug.notes:
-            sug.notes.append("no call is decided by it: an earlier rule always decides first (see `mcpp lint`)")
+            sug.notes.append("no call satisfies it (`mcpp lint` reports it as dead)")
         return sug
 
     # -- limits ---------------------------------------------------------------------------------
