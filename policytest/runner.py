@@ -205,11 +205,14 @@ def run_target(t: Target, policies: _Policies, run: Run) -> None:
     run_test_file(tf, policies, run, t.only)
 
 
-def coverage_of(program: Program, tf: TestFile) -> CoverageReport:
-    """The coverage of `program` (the text being edited) by the cases of `tf` — the
-    language server's question."""
+def run_with_coverage(program: Program, tf: TestFile) -> tuple[CoverageReport, list[CaseResult]]:
+    """The cases of `tf` run on `program` (the text being edited: the language server's
+    question), with the coverage they reach."""
     cov = Coverage(program)
     engine = cov.engine()
-    for case in tf.cases:
-        run_case(engine, case, Path(program.filename), cov)
-    return cov.report(program.filename)
+    results = [run_case(engine, case, Path(program.filename), cov) for case in tf.cases]
+    return cov.report(program.filename), results
+
+
+def coverage_of(program: Program, tf: TestFile) -> CoverageReport:
+    return run_with_coverage(program, tf)[0]
