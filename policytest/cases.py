@@ -510,4 +510,5 @@ def _looks_like_policy(p: Path) -> bool:
         data = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
-    return isinstance(data, dict) and "version" in data and ("tools" in data or "default" in data)
+    return (isinstance(data, dict) and data.get("version") == "1" and isinstance(data.get("tools", {}), dict)
+            and set(data) <= {"version", "default", "hide", "tools"})
