@@ -79,6 +79,9 @@ class Suggester:
         self.plan = program.plan()
         self.named, self.other = query_tools(program)
 
+    def line(self, info) -> int:
+        return info.stmt.span.line if self.program.origin == "mcpp" else 0  # the JSON form has no lines
+
     def tools_of(self, info) -> list[str]:
         tools = sorted(info.tools) if info.tools is not None else [self.other]
         return [t for t in tools if not self.plan.for_tool(t).hidden]
@@ -106,7 +109,7 @@ class Suggester:
 
     # -- permits and forbids -----------------------------------------------------------------
     def policy(self, info: PolicyInfo) -> Suggestion:
-        sug = Suggestion(info.id, info.effect, info.stmt.span.line, [], [])
+        sug = Suggestion(info.id, info.effect, self.line(info), [], [])
         tools = self.tools_of(info)
         if not tools:
             sug.notes.append("every tool it names is hidden: it never decides a call")
@@ -178,7 +181,7 @@ class Suggester:
 
     # -- limits ---------------------------------------------------------------------------------
     def limit(self, info: LimitInfo) -> Suggestion:
-        sug = Suggestion(info.id, "limit", info.stmt.span.line, [], [])
+        sug = Suggestion(info.id, "limit", self.line(info), [], [])
         if info.stmt.max is None or info.stmt.window is None:
             return sug
         ctx = self.session.ctx
