@@ -8,12 +8,14 @@ the tests hold it against cedarpy and the Z3 encoding.
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator, Protocol
 
 from . import ir
 from .atoms import FLIP, input_path
 from .regex import compile_regex
-from .values import ERR, Entity, cedar_eq, is_number, like_match, set_contains
+from .values import ERR, Entity, cedar_eq, is_number, like_match, set_contains, type_name
 
 Closure = Callable[["Env"], object]
 
@@ -72,14 +74,63 @@ def _const(v: object) -> Closure:
     return lambda env: v
 
 
+# ---- tracing ----------------------------------------------------------------------------
+#
+# `mcpp test --coverage` needs to know which values each sub-expression took. Rather than
+# a second evaluator (which could drift from this one), closures compiled inside
+# `tracing(tracer)` are wrapped to report every value they return. The switch is read
+# once per node *at compile time*: closures compiled outside `tracing` are exactly the
+# untraced ones, so the engine's hot path pays nothing for the feature.
+
+
+class Tracer(Protocol):
+    def outcomes(self, node: ir.Expr) -> set:
+        """The set to which a traced closure adds the outcome of each evaluation of
+        `node`: True, False, "error", or the type name (`values.type_name`) of any
+        other value. The tracer keys it by node identity (equal nodes at different
+        places are different conditions)."""
+
+
+_TRACER: ContextVar[Tracer | None] = ContextVar("mcpp_evaluator_tracer", default=None)
+
+
+@contextmanager
+def tracing(tracer: Tracer) -> Iterator[Tracer]:
+    """Compile traced closures inside this block (in this thread or task only)."""
+    token = _TRACER.set(tracer)
+    try:
+        yield tracer
+    finally:
+        _TRACER.reset(token)
+
+
+def outcome(v: object) -> object:
+    """What a tracer records of one value: the boolean itself, or its type name."""
+    return v if v is True or v is False else type_name(v)
+
+
+def _traced(fn: Closure, node: ir.Expr, tracer: Tracer) -> Closure:
+    add = tracer.outcomes(node).add
+
+    def traced(env):
+        v = fn(env)
+        add(outcome(v))
+        return v
+
+    return traced
+
+
 def compile_expr(e: ir.Expr) -> Closure:
     fn = _COMPILERS.get(type(e))
     if fn is None:  # pragma: no cover - the parser only builds known nodes
         raise TypeError(f"cannot evaluate {type(e).__name__}")
     if type(e) in (ir.SetLit, ir.RecordLit) and _is_constant(e):
         # a literal set or record is built once, not on every call (values are never mutated)
-        return _const(fn(e)(None))
-    return fn(e)
+        closure = _const(fn(e)(None))
+    else:
+        closure = fn(e)
+    tracer = _TRACER.get()
+    return closure if tracer is None else _traced(closure, e, tracer)
 
 
 def _is_constant(e: ir.Expr) -> bool:
