@@ -186,14 +186,17 @@ def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
     return [(compile_expr(e), want, _atom_or_none(e, want))]
 
 
-@dataclass
+@dataclass(slots=True)
 class ToolRules:
-    """A tool's plan with its rules compiled: what `decide` runs for one call."""
+    """A tool's plan with its rules compiled: what `decide` runs for one call. The plan's
+    flags are copied in so the hot path reads one object."""
 
     plan: ToolPlan
     permits: list[CompiledRule] = field(default_factory=list)
     forbids: list[CompiledRule] = field(default_factory=list)
     counters: list[tuple[CounterGroup, list[CompiledRule]]] = field(default_factory=list)
+    hidden: bool = False
+    default_allows: bool = False
 
     @property
     def limits(self) -> list[CompiledRule]:
@@ -222,6 +225,8 @@ class Engine:
                 [rule(p) for p in tp.permits],
                 [rule(f) for f in tp.forbids],
                 [(g, [rule(li) for li in g.limits]) for g in tp.counters],
+                tp.hidden,
+                tp.default_allows,
             )
 
         plan = program.plan()
@@ -303,8 +308,7 @@ class Engine:
         if type(args) is not dict:
             return Decision(False, tool, Rule("/request"), "tool arguments must be a JSON object")
         rules = self.index.get(tool, self.other)
-        plan = rules.plan
-        if plan.hidden:
+        if rules.hidden:
             span = self.program.hidden.get(tool)
             return Decision(False, tool, Rule("/hide", None, span), f"Tool {tool} is not available (hidden by policy).")
         env = self.env(tool, args, grant, server)
@@ -313,7 +317,7 @@ class Engine:
             if p.applies(env):
                 allowed_by = p
                 break
-        if allowed_by is None and not plan.default_allows:
+        if allowed_by is None and not rules.default_allows:
             return self._explain_no_permit(tool, rules, env)
         for f in rules.forbids:
             if f.applies(env):
