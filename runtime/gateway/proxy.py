@@ -163,6 +163,12 @@ class GatewayApp:
         if origin is not None and not _host_ok(origin, cfg.origin_allowlist()):
             await _respond(send, 403, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid Origin header")))
             return
+        if sum(1 for k, _ in scope["headers"] if k == b"authorization") > 1:
+            # which one would count? Proxies and frameworks disagree (first wins, last wins,
+            # joined): refuse rather than pick one
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", "duplicate")))
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "more than one Authorization header")))
+            return
         caller = await self.authenticate(send, server, headers)
         if caller is None:
             return
