@@ -84,6 +84,12 @@ class GatewayConfig:
     state_dir: str = "mcpp-state"
     redis_url: str | None = None
     max_body_bytes: int = 4 * 1024 * 1024
+    max_header_bytes: int = 32768  # request line + header fields; more is 431
+    max_headers: int = 100  # header fields; more is 431
+    header_timeout: float = 10.0  # seconds for a request head to arrive; then 408
+    body_timeout: float = 30.0  # seconds for a request body to arrive; then 408
+    idle_timeout: float = 5.0  # seconds a kept-alive connection may idle between requests
+    max_connections: int = 1000  # open connections (and requests in progress); more get 503
     upstream_timeout: float = 120.0
     connect_timeout: float = 10.0
     upstream_keepalive: float = 2.0
@@ -134,10 +140,12 @@ def is_loopback(host: str) -> bool:
 
 
 _GATEWAY_KEYS = {
-    "host", "port", "state_dir", "redis_url", "redis_url_env", "max_body_bytes", "upstream_timeout",
+    "host", "port", "state_dir", "redis_url", "redis_url_env", "max_body_bytes", "max_header_bytes", "max_headers",
+    "header_timeout", "body_timeout", "idle_timeout", "max_connections", "upstream_timeout",
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
     "reload_interval", "log_level",
 }
+_INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connections"}
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
     "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age",
@@ -225,9 +233,11 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
     nums = {}
     for key, default, lo in (
         ("max_body_bytes", 4 * 1024 * 1024, 1024), ("upstream_timeout", 120.0, 0.1), ("connect_timeout", 10.0, 0.1),
-        ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1),
+        ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1), ("max_header_bytes", 32768, 1024),
+        ("max_headers", 100, 8), ("header_timeout", 10.0, 0.1), ("body_timeout", 30.0, 0.1), ("idle_timeout", 5.0, 0.1),
+        ("max_connections", 1000, 1),
     ):
-        v = _typed(g, key, (int, float), "gateway", default)
+        v = _typed(g, key, int if key in _INT_KEYS else (int, float), "gateway", default)
         if v < lo:
             raise ConfigError(f"gateway.{key}: must be at least {lo}")
         nums[key] = v
@@ -255,6 +265,9 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
     return GatewayConfig(
         host=host, port=port, state_dir=_rel(base, _typed(g, "state_dir", str, "gateway", "mcpp-state")),
         redis_url=redis_url, max_body_bytes=int(nums["max_body_bytes"]), upstream_timeout=float(nums["upstream_timeout"]),
+        max_header_bytes=int(nums["max_header_bytes"]), max_headers=int(nums["max_headers"]),
+        header_timeout=float(nums["header_timeout"]), body_timeout=float(nums["body_timeout"]),
+        idle_timeout=float(nums["idle_timeout"]), max_connections=int(nums["max_connections"]),
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
         reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),

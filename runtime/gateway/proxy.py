@@ -79,19 +79,22 @@ async def _respond(send, status: int, body: bytes = b"", content_type: bytes | N
 
 
 _HOST_CACHE: dict[tuple, bool] = {}
+MAX_HOST_LENGTH = 300  # a DNS name is at most 253 characters; with a scheme and a port, well under this
 
 
 def _host_ok(host: str | None, allowed) -> bool:
-    """Host/Origin against the allowlist's glob patterns (memoised: a handful of values recur)."""
+    """Host/Origin against the allowlist's glob patterns (memoised: a handful of values recur).
+    A value longer than any real host name is refused unread and never cached, so the cache
+    holds at most 4,096 short keys whatever clients send."""
     if allowed is None:
         return True
-    if not host:
+    if not host or len(host) > MAX_HOST_LENGTH:
         return False
     key = (host, allowed)
     hit = _HOST_CACHE.get(key)
     if hit is None:
         hit = any(fnmatch.fnmatchcase(host.lower(), pat.lower()) for pat in allowed)
-        if len(_HOST_CACHE) > 4096:
+        if len(_HOST_CACHE) >= 4096:
             _HOST_CACHE.clear()
         _HOST_CACHE[key] = hit
     return hit
@@ -195,7 +198,13 @@ class GatewayApp:
             rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", method), ("status", "-")))
             return
         try:
-            body = await self.read_body(scope, receive, cfg.max_body_bytes)
+            async with asyncio.timeout(cfg.body_timeout):
+                body = await self.read_body(scope, receive, cfg.max_body_bytes)
+        except TimeoutError:
+            rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", "?"), ("status", "408")))
+            await _respond(send, 408, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"request body not received within {cfg.body_timeout:g}s")),
+                           extra=[(b"connection", b"close")])
+            return
         except TooLarge:
             rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", "?"), ("status", "413")))
             await _respond(send, 413, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"request body exceeds {cfg.max_body_bytes} bytes")))

@@ -197,6 +197,10 @@ class Runtime:
         self._visible_cache[key] = (program, set(vis))
         return set(vis)
 
+    def head_refused(self, status: int, reason: str) -> None:
+        """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
+        self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
+
     # ---- health ------------------------------------------------------------------------
     def health(self) -> tuple[int, dict]:
         servers = {}
@@ -325,15 +329,19 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
     """Run until SIGINT/SIGTERM (uvicorn handles both: in-flight requests finish first)."""
     import uvicorn
 
+    from .http_server import HeadLimits, bounded_protocol
+
     app, rt = build_app(config, config_path)
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
+    limits = HeadLimits(config.max_header_bytes, config.max_headers, config.header_timeout)
+    http = bounded_protocol(limits, rt.head_refused)
     uconfig = uvicorn.Config(
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,
         log_level="warning", timeout_graceful_shutdown=10, server_header=False, date_header=False,
         proxy_headers=False,  # X-Forwarded-* would let a client pick the address in logs; not trusted
+        timeout_keep_alive=config.idle_timeout, limit_concurrency=config.max_connections,
     )
-    rt.log.info("listening", host=config.host, port=config.port, loop=loop, http=http)
+    rt.log.info("listening", host=config.host, port=config.port, loop=loop, http="httptools")
     uvicorn.Server(uconfig).run()
 
 

@@ -13,7 +13,7 @@ import json
 
 import httpx2
 
-from .peers import POLICY, call_tool, create_grant, result_text, write
+from .peers import POLICY, call_tool, create_grant, free_port, result_text, write
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -46,16 +46,44 @@ async def raw_request(port: int, data: bytes, timeout: float = 10.0) -> tuple[in
     return int(out[9:12]), out
 
 
-def _gw(tmp_path, start_gateway, upstream_url, *extra, policy_text=POLICY, config: str | None = None):
+def _gw(tmp_path, start_gateway, upstream_url, *extra, policy_text=POLICY):
+    """A quick-start gateway with a grant (`g.token`)."""
     state = tmp_path / "state"
     grant = create_grant(state, "adversary")
-    if config is None:
-        policy = write(tmp_path / "policy.mcpp", policy_text)
-        g = start_gateway("--policy", str(policy), "--upstream", upstream_url, *extra, state=state)
-    else:
-        g = start_gateway("--config", str(write(tmp_path / "gateway.toml", config)), port=int(config.split("port = ")[1].split()[0]))
+    policy = write(tmp_path / "policy.mcpp", policy_text)
+    g = start_gateway("--policy", str(policy), "--upstream", upstream_url, *extra, state=state)
     g.token = grant["token"]
     return g
+
+
+def _gw_config(tmp_path, start_gateway, upstream_url, gateway: str = "", server: str = "", policy_text=POLICY, name="gateway"):
+    """A gateway from a config file: `gateway` and `server` are extra TOML lines for
+    [gateway] and the one [[servers]] (id "default"); a grant in `g.token`."""
+    port = free_port()
+    write(tmp_path / "policy.mcpp", policy_text)
+    config = write(tmp_path / f"{name}.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+{gateway}
+
+[[servers]]
+id = "default"
+url = "{upstream_url}"
+policy = "policy.mcpp"
+{server}
+""")
+    grant = create_grant(tmp_path / "state", "adversary")
+    g = start_gateway("--config", str(config), port=port, name=name)
+    g.token, g.state, g.config = grant["token"], tmp_path / "state", config
+    return g
+
+
+def rss_kb(pid: int) -> int:
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
 
 
 # ---- finding 7: two Authorization headers -------------------------------------------------------
@@ -77,3 +105,87 @@ async def test_two_authorization_headers_are_refused(tmp_path, upstream, start_g
     async with httpx2.AsyncClient(timeout=10) as http:  # one header is still fine
         assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "dup"})) == "dup"
     assert [x["args"] for x in upstream.ran()[before:]] == [{"text": "dup"}]
+
+
+# ---- finding 2: unbounded headers, slow heads ----------------------------------------------------
+
+
+async def test_headers_are_bounded_and_slow_heads_are_cut(tmp_path, upstream, start_gateway):
+    """Finding 2: 100 unique 1 MiB Host headers took RSS from 138 to 242 MB (and it stayed),
+    a 16 MiB header was read without a token, and half-sent heads held connections for 40 s
+    and more. Now: heads over `max_header_bytes` or `max_headers` are 431 (read no further
+    than the limit and one socket read), heads and bodies that do not arrive in time are cut
+    (408 / closed), and the Host/Origin cache holds only short values.
+
+    Bound stated: after 100 refused 1 MiB heads, 200 unique long-but-legal Host and Origin
+    values and 60 slow connections, the gateway's RSS has grown by less than 16 MiB."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url,
+                   gateway="header_timeout = 1.0\nbody_timeout = 1.0\nidle_timeout = 1.0\nmax_header_bytes = 16384")
+    pid = g.proc.p.pid
+    # warm the allocator and every code path once before the baseline
+    async with httpx2.AsyncClient(timeout=10) as http:
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "warm"})) == "warm"
+    start = rss_kb(pid)
+
+    def head(extra: str) -> bytes:
+        return (f"POST /mcp/default/ HTTP/1.1\r\n{extra}Content-Type: application/json\r\n"
+                f"Authorization: Bearer {g.token}\r\nContent-Length: 2\r\n\r\n{{}}").encode()
+
+    # 100 requests, each with a unique 1 MiB Host header: 431, never a 421 after reading it all
+    for i in range(100):
+        status, out = await raw_request(g.port, head(f"Host: {i}{'h' * (1 << 20)}\r\n"))
+        assert status in (431, None), out[:200]  # None: closed while we were still sending
+    status, out = await raw_request(g.port, head(f"X-Big: {'y' * 20000}\r\n"))
+    assert status == 431 and b"too large" in out
+    many = "".join(f"X-H{i}: v\r\n" for i in range(120))
+    status, out = await raw_request(g.port, head(many))
+    assert status == 431 and b"more than 100 header fields" in out
+    # a 16 MiB header is refused while it is still arriving: the gateway closes the connection
+    reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    sent, refused = 0, False
+    try:
+        writer.write(b"POST /mcp/default/ HTTP/1.1\r\nX-Huge: ")
+        for _ in range(256):  # 256 x 64 KiB = 16 MiB, bounded
+            writer.write(b"z" * 65536)
+            await asyncio.wait_for(writer.drain(), 10)
+            sent += 65536
+    except (ConnectionError, TimeoutError):
+        refused = True
+    finally:
+        writer.close()
+    assert refused and sent < 8 * (1 << 20), sent
+    # 200 unique Host/Origin values of legal-looking length: refused (421/403) and not kept
+    async with httpx2.AsyncClient(timeout=10) as http:
+        for i in range(100):
+            r = await http.post(g.url(), headers={**HEADERS, "Host": f"{i}.{'a' * 290}.example:1"}, content=b"{}")
+            assert r.status_code == 421
+            r = await http.post(g.url(), headers={**HEADERS, "Origin": f"http://{i}.{'o' * 280}.example"}, content=b"{}")
+            assert r.status_code == 403
+    # slow heads: 30 connections that send half a head, 30 that send nothing, 1 slow body
+    conns = []
+    for i in range(60):
+        reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+        if i % 2 == 0:
+            writer.write(b"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        conns.append((reader, writer))
+    reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    writer.write(head(f"Host: 127.0.0.1:{g.port}\r\n").replace(b"Content-Length: 2", b"Content-Length: 1000")[:-2])
+    conns.append((reader, writer))
+
+    async def closed_by_server(reader) -> bytes:
+        data = b""
+        async with asyncio.timeout(20):  # header_timeout is 1 s; 20 s is only a bound for a broken build
+            while chunk := await reader.read(4096):
+                data += chunk
+        return data
+
+    outs = await asyncio.gather(*[closed_by_server(r) for r, _ in conns])
+    for _, w in conns:
+        w.close()
+    assert all(o == b"" or o.startswith(b"HTTP/1.1 408") for o in outs[:60]), [o[:40] for o in outs[:60]]
+    assert outs[60].startswith(b"HTTP/1.1 408") and b"request body not received" in outs[60]
+    # still serving, and memory did not follow the attack
+    async with httpx2.AsyncClient(timeout=10) as http:
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "after"})) == "after"
+    grown = rss_kb(pid) - start
+    assert grown < 16 * 1024, f"RSS grew by {grown} KiB"
