@@ -53,6 +53,29 @@ PASS_RESPONSE_HEADERS = {
     "content-type", "mcp-protocol-version", "allow", "cache-control", "x-accel-buffering", "retry-after",
 }
 JSON = b"application/json"
+MAX_TOOL_NAME = 128  # MCP: tool names are 1-128 characters
+MAX_METHOD_LENGTH = 128
+MAX_AUDIT_ID = 256  # characters of a JSON-RPC id kept in the audit row and the log
+MAX_AUDIT_TEXT = 2048  # characters of a rule pointer or message kept
+MAX_AUDIT_KEYS = 64  # argument keys kept per row, each at most MAX_TOOL_NAME characters
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters; a clipped value says how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…(+{len(text) - limit} chars)"
+
+
+def audit_keys(args) -> list[str]:
+    """The argument keys an audit row keeps: sorted, at most MAX_AUDIT_KEYS, each clipped."""
+    if not isinstance(args, dict):
+        return []
+    keys = sorted(args)
+    out = [clip(k, MAX_TOOL_NAME) for k in keys[:MAX_AUDIT_KEYS]]
+    if len(keys) > MAX_AUDIT_KEYS:
+        out.append(f"…(+{len(keys) - MAX_AUDIT_KEYS} keys)")
+    return out
 
 
 @dataclass
@@ -219,6 +242,11 @@ class GatewayApp:
         if mname is not None and (not isinstance(mname, str) or msg.get("jsonrpc") != "2.0"):
             await _respond(send, 400, rpc.dumps(rpc.error(msg.get("id") if has_id else None, rpc.INVALID_REQUEST, "Invalid JSON-RPC request")))
             return
+        if mname is not None and len(mname) > MAX_METHOD_LENGTH:
+            # no MCP method comes near this; a longer one is caller text that would otherwise
+            # travel into logs and labels
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"method name longer than {MAX_METHOD_LENGTH} characters")))
+            return
         if mname is None and not (has_id and ("result" in msg or "error" in msg)):
             await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC message")))
             return
@@ -346,6 +374,11 @@ class GatewayApp:
         if not isinstance(name, str):
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "tools/call needs params.name (a string)")))
             return
+        if not 1 <= len(name) <= MAX_TOOL_NAME:
+            # MCP tool names are 1-128 characters: anything else names no tool, and is refused
+            # before it can reach the audit log, the log, the metrics or the engine's caches
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, f"tool name must be 1 to {MAX_TOOL_NAME} characters")))
+            return
         args = params.get("arguments")
         if args is None:
             args = {}
@@ -379,10 +412,10 @@ class GatewayApp:
                 decision.release()
                 decision = Decision(False, name, Rule(pointer(name)), pinned["message"])
         row = AuditRow(
-            ts=time.time(), request_id=json.dumps(rid), trace_id=_trace_id(params, headers),
+            ts=time.time(), request_id=clip(json.dumps(rid), MAX_AUDIT_ID), trace_id=_trace_id(params, headers),
             grant_id=caller.grant.id, grant_label=caller.grant.label, server=server.id, tool=name,
-            decision=decision.decision, rule=decision.rule.pointer, message=decision.message,
-            arg_keys=sorted(args) if isinstance(args, dict) else [],
+            decision=decision.decision, rule=clip(decision.rule.pointer, MAX_AUDIT_TEXT), message=clip(decision.message, MAX_AUDIT_TEXT),
+            arg_keys=audit_keys(args),
             outcome="forwarded" if decision.allowed else ("rejected" if pinned and pinned.get("rejection") else "denied"),
             policy_sha256=policy_sha, replica=rt.replica,
         )

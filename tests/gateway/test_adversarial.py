@@ -189,3 +189,53 @@ async def test_headers_are_bounded_and_slow_heads_are_cut(tmp_path, upstream, st
         assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "after"})) == "after"
     grown = rss_kb(pid) - start
     assert grown < 16 * 1024, f"RSS grew by {grown} KiB"
+
+
+# ---- finding 4: long tool names, long method names, oversized audit fields -------------------------
+
+
+async def test_long_names_are_refused_before_audit_and_fields_are_clipped(tmp_path, upstream, start_gateway):
+    """Finding 4: 50 calls with unique 1 MiB tool names grew RSS by 58 MB, audit.db by 155 MB
+    and the log by 52 MB. Now a tool name outside MCP's 1-128 characters (and a JSON-RPC
+    method over 128) is a -32602 / -32600 error before the decision and the audit: no row,
+    no log line carrying it. What does get audited is clipped: a JSON-RPC id to 256
+    characters, at most 64 argument keys of at most 128 characters.
+
+    Bounds stated: after the 50 calls, audit.db holds no new row, the log grew by less than
+    64 KiB and the gateway's RSS by less than 16 MiB."""
+    import sqlite3
+
+    g = _gw(tmp_path, start_gateway, upstream.url, "--max-body-bytes", str(4 << 20))
+    pid = g.proc.p.pid
+    auth = {**HEADERS, "Authorization": f"Bearer {g.token}"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "warm"})) == "warm"
+        start, log_start = rss_kb(pid), g.log.stat().st_size
+        for i in range(50):
+            name = f"{i}-" + "n" * (1 << 20)
+            r = await http.post(g.url(), headers=auth, content=json.dumps(
+                {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": {}}}))
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32602, r.text[:200]
+            assert "1 to 128 characters" in r.json()["error"]["message"]
+        for name in ("", "x" * 129):
+            r = await http.post(g.url(), headers=auth, content=json.dumps(
+                {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": {}}}))
+            assert r.status_code == 400 and r.json()["error"]["code"] == -32602
+        r = await http.post(g.url(), headers=auth, content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "m" * 129}))
+        assert r.status_code == 400 and r.json()["error"]["code"] == -32600
+        rows_after_refusals = sqlite3.connect(g.state / "audit.db").execute("SELECT COUNT(*) FROM audit").fetchone()[0]
+        assert rows_after_refusals == 1  # only the warm-up call
+        # a 128-character name is a name: decided (denied: no permit) and audited
+        r = await call_tool(http, g.url(), g.token, "t" * 128, {}, rid="i" * 5000)
+        assert r["result"]["isError"] and result_text(r).startswith("[POLICY DENIED]")
+        # a huge id and 500 argument keys are clipped in the row
+        r = await call_tool(http, g.url(), g.token, "get_secret", {f"k{i:03}" + "q" * 300: 1 for i in range(500)}, rid="j" * 5000)
+        assert r["result"]["isError"]
+    rows = sqlite3.connect(g.state / "audit.db").execute("SELECT tool, request_id, arg_keys FROM audit ORDER BY seq").fetchall()
+    assert [t for t, _, _ in rows] == ["echo", "t" * 128, "get_secret"]
+    _, rid, keys = rows[-1]
+    assert len(rid) < 300 and rid.endswith("chars)")
+    keys = json.loads(keys)
+    assert len(keys) == 65 and keys[-1] == "…(+436 keys)" and all(len(k) < 160 for k in keys)
+    assert g.log.stat().st_size - log_start < 64 * 1024
+    assert rss_kb(pid) - start < 16 * 1024
