@@ -1,8 +1,11 @@
 """Prometheus metrics, rendered in the text exposition format without a client library.
 
-Everything is in-process and cheap to update (a dict increment per event); label values
-come from config and policy (server ids, rule pointers), never from callers' free text,
-except tool names, which are capped so a caller cannot grow the registry without bound.
+Everything is in-process and cheap to update (a dict increment per event). Label values
+come from closed sets: config and policy (server ids, rule pointers of tools the policy
+or pinned catalog names), known MCP method names (else `other`), fixed kinds and reasons.
+Callers' free text never becomes a label; as a second guard a new series whose label
+value is longer than MAX_LABEL is recorded as `other`, and at most MAX_SERIES series are
+kept per metric.
 """
 
 from __future__ import annotations
@@ -12,6 +15,11 @@ from collections import defaultdict
 
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MAX_SERIES = 5000
+MAX_LABEL = 200
+
+
+def _bounded(labels: tuple) -> tuple:
+    return tuple((k, v if len(str(v)) <= MAX_LABEL else "other") for k, v in labels)
 
 
 def _esc(v: str) -> str:
@@ -42,16 +50,26 @@ class Metrics:
 
     def inc(self, name: str, labels: tuple, by: float = 1.0) -> None:
         series = self.counters[name]
-        if labels not in series and len(series) >= MAX_SERIES:
-            labels = tuple((k, "other") for k, _ in labels)
+        if labels not in series:
+            labels = _bounded(labels)
+            if labels not in series and len(series) >= MAX_SERIES:
+                labels = tuple((k, "other") for k, _ in labels)
         series[labels] += by
 
     def set(self, name: str, labels: tuple, value: float) -> None:
-        self.gauges[name][labels] = value
+        series = self.gauges[name]
+        if labels not in series:
+            labels = _bounded(labels)
+            if labels not in series and len(series) >= MAX_SERIES:
+                return
+        series[labels] = value
 
     def observe(self, name: str, labels: tuple, seconds: float) -> None:
         series = self.hists[name]
         h = series.get(labels)
+        if h is None:
+            labels = _bounded(labels)
+            h = series.get(labels)
         if h is None:
             if len(series) >= MAX_SERIES:
                 return

@@ -35,6 +35,7 @@ from mcp.shared.inbound import (
     decode_header_value,
     find_duplicated_routing_header,
 )
+from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpp.runtime.engine import Grant
@@ -58,6 +59,16 @@ MAX_METHOD_LENGTH = 128
 MAX_AUDIT_ID = 256  # characters of a JSON-RPC id kept in the audit row and the log
 MAX_AUDIT_TEXT = 2048  # characters of a rule pointer or message kept
 MAX_AUDIT_KEYS = 64  # argument keys kept per row, each at most MAX_TOOL_NAME characters
+
+
+# JSON-RPC methods a client may send, by the spec: the only method names that become labels
+METHOD_LABELS = frozenset(SPEC_CLIENT_METHODS | SPEC_CLIENT_NOTIFICATION_METHODS)
+
+
+def method_label(mname) -> str:
+    if mname is None:
+        return "response"
+    return mname if mname in METHOD_LABELS else "other"
 
 
 def clip(text: str, limit: int) -> str:
@@ -269,7 +280,7 @@ class GatewayApp:
             else:
                 await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, body, msg)
         finally:
-            rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", mname or "response")), time.perf_counter() - t0)
+            rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", method_label(mname))), time.perf_counter() - t0)
 
     async def authenticate(self, send, server, headers) -> Caller | None:
         rt = self.rt
@@ -388,6 +399,7 @@ class GatewayApp:
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
             return
         t0 = time.perf_counter()
+        engine = None
         try:
             engine, policy_sha = rt.engine_for(server, caller)
             decision = engine.decide(name, args, caller.grant, server.id)
@@ -426,7 +438,8 @@ class GatewayApp:
             rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
             await _respond(send, 503, rpc.dumps(rpc.error(rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")))
             return
-        rt.metrics.inc("mcpp_decisions_total", (("server", server.id), ("decision", decision.decision), ("rule", decision.rule.pointer)))
+        rt.metrics.inc("mcpp_decisions_total", (("server", server.id), ("decision", decision.decision),
+                                                ("rule", rt.rule_label(decision.rule.pointer, name, engine, server))))
         level = "info" if not decision.allowed else "debug"  # the audit log has every allow
         if rt.log.enabled(level):
             rt.log.log(level, "decision", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label, tool=name,

@@ -74,6 +74,7 @@ class Runtime:
         self.cred_mtimes = _cred_mtimes(config)
         self.started_at = time.time()
         self._visible_cache: dict = {}
+        self._known: dict = {}
         self._reload_task = None
         self._build_upstreams(config, None)
         self._preload(config)
@@ -196,6 +197,36 @@ class Runtime:
             self._visible_cache.clear()
         self._visible_cache[key] = (program, set(vis))
         return set(vis)
+
+    def known_tools(self, engine, server) -> frozenset:
+        """Tools a metric label may name: those the policy names, and those of a pinned catalog."""
+        program = getattr(engine, "program", None)
+        pin = self.pins.states.get((server.id, server.catalog)) if server.catalog else None
+        cur = pin.current if pin is not None else None
+        key = (id(program), id(cur))
+        hit = self._known.get(key)
+        if hit is not None and hit[0] is program and hit[1] is cur:
+            return hit[2]
+        names = set(program.named_tools()) if program is not None else set()
+        if cur is not None:
+            names |= set(cur.catalog.tools)
+        if len(self._known) > 64:
+            self._known.clear()
+        self._known[key] = (program, cur, frozenset(names))
+        return self._known[key][2]
+
+    def rule_label(self, pointer: str, tool: str, engine, server) -> str:
+        """The rule pointer as a metric label: a tool nobody named becomes `other`, so callers
+        cannot mint label values with made-up tool names."""
+        if tool in self.known_tools(engine, server):
+            return pointer
+        from mcpp.runtime.engine import escape_pointer
+
+        seg = escape_pointer(tool)
+        for prefix in ("/tools/", "/catalog/"):
+            if pointer.startswith(prefix + seg) and pointer[len(prefix) + len(seg):len(prefix) + len(seg) + 1] in ("", "/"):
+                return prefix + "other" + pointer[len(prefix) + len(seg):]
+        return pointer
 
     def head_refused(self, status: int, reason: str) -> None:
         """A request head refused by the HTTP layer (431 too large, 408 too slow)."""

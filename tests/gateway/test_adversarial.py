@@ -239,3 +239,39 @@ async def test_long_names_are_refused_before_audit_and_fields_are_clipped(tmp_pa
     assert len(keys) == 65 and keys[-1] == "…(+436 keys)" and all(len(k) < 160 for k in keys)
     assert g.log.stat().st_size - log_start < 64 * 1024
     assert rss_kb(pid) - start < 16 * 1024
+
+
+# ---- finding 3: caller text as metric labels -------------------------------------------------------
+
+
+async def test_metric_labels_come_from_closed_sets(tmp_path, upstream, start_gateway):
+    """Finding 3: 200 unique 200 KiB JSON-RPC method names made /metrics 737 MB. Method
+    labels are now the spec's client methods or `other`, and a rule pointer names a tool
+    only if the policy (or the pinned catalog) names it; otherwise `/tools/other/…`.
+
+    Bound stated: after 300 unique method names and 300 unique tool names (all of legal
+    length), /metrics is under 64 KiB and no label carries the flooded text."""
+    policy = 'default allow;\nlimit "all" (principal, action, resource) max 1 per hour scope grant;\n'
+    g = _gw(tmp_path, start_gateway, upstream.url, policy_text=policy)
+    auth = {**HEADERS, "Authorization": f"Bearer {g.token}"}
+    limits = httpx2.Limits(max_connections=16, max_keepalive_connections=16)
+    async with httpx2.AsyncClient(timeout=30, limits=limits) as http:
+        sem = asyncio.Semaphore(16)
+
+        async def method(i):
+            async with sem:
+                await http.post(g.url(), headers=auth, content=json.dumps(
+                    {"jsonrpc": "2.0", "id": i, "method": f"flood{i:04}/" + "m" * 110}))
+
+        async def tool(i):
+            async with sem:
+                r = await call_tool(http, g.url(), g.token, f"flood{i:04}" + "t" * 110, {}, rid=i)
+                assert "result" in r, r
+
+        await asyncio.gather(*[method(i) for i in range(300)], *[tool(i) for i in range(300)])
+        r = await http.get(f"{g.base}/metrics")
+    assert r.status_code == 200
+    assert len(r.content) < 64 * 1024, len(r.content)
+    assert "flood" not in r.text
+    assert 'method="other"' in r.text
+    assert 'rule="/tools/other/' in r.text
