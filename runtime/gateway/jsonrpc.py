@@ -46,19 +46,29 @@ def sse_event(message: dict, event_id: str | None = None) -> bytes:
     return (head + "event: message\ndata: ").encode() + dumps(message) + b"\n\n"
 
 
-class SSEParser:
-    """Incremental `text/event-stream` parser (WHATWG rules for fields and line ends)."""
+class EventTooLarge(ValueError):
+    """An SSE event (or an unterminated line) grew past the parser's bound."""
 
-    def __init__(self) -> None:
+
+class SSEParser:
+    """Incremental `text/event-stream` parser (WHATWG rules for fields and line ends).
+    With `max_event`, an event whose data, or a line still waiting for its end, passes that
+    many bytes raises EventTooLarge: a watched stream cannot make the gateway buffer more."""
+
+    def __init__(self, max_event: int | None = None) -> None:
         self.buf = b""
         self.data: list[str] = []
         self.event: str | None = None
         self.id: str | None = None
         self.retry: str | None = None
         self.had_field = False
+        self.max_event = max_event
+        self.size = 0
 
     def feed(self, chunk: bytes) -> list[dict]:
         self.buf += chunk
+        if self.max_event is not None and len(self.buf) + self.size > self.max_event:
+            raise EventTooLarge(f"an event-stream event is larger than {self.max_event} bytes")
         out = []
         while True:
             i = _line_end(self.buf)
@@ -70,7 +80,7 @@ class SSEParser:
             if line == "":
                 if self.had_field:
                     out.append({"data": "\n".join(self.data), "event": self.event, "id": self.id, "retry": self.retry})
-                self.data, self.event, self.retry, self.had_field = [], None, None, False
+                self.data, self.event, self.retry, self.had_field, self.size = [], None, None, False, 0
                 continue
             if line.startswith(":"):
                 continue
@@ -80,6 +90,7 @@ class SSEParser:
             self.had_field = True
             if name == "data":
                 self.data.append(value)
+                self.size += len(value) + 1
             elif name == "event":
                 self.event = value
             elif name == "id":

@@ -478,6 +478,11 @@ class GatewayApp:
 
     # ---- tools/list --------------------------------------------------------------------
     async def list_tools(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern):
+        """Relay a tools/list answer only after checking it: a JSON-RPC response to this
+        request whose `tools` is an array of named tools. Anything else becomes the
+        documented upstream error (HTTP 502, -32002); an HTTP 400 or 404 that carries a
+        JSON-RPC error (an unsupported protocol version, an unknown session) is relayed,
+        re-serialised, because clients act on it."""
         rt = self.rt
         rid = msg.get("id")
         pin = None
@@ -487,10 +492,6 @@ class GatewayApp:
             pin = (rt.pin_for(server), (server.id, _session_of(fwd)), cursor if isinstance(cursor, str) else None)
         try:
             resp = await upstream.request("POST", fwd, body, rt.config.upstream_timeout)
-        except UpstreamError as e:
-            await self.upstream_failed(send, server, rid, e, tool_call=False)
-            return
-        try:
             data = await resp.read(rt.config.upstream_timeout)
         except UpstreamError as e:
             await self.upstream_failed(send, server, rid, e, tool_call=False)
@@ -499,39 +500,87 @@ class GatewayApp:
         headers = self.response_headers(resp, server, caller)
         headers += [(b"cache-control", b"private, no-store"), (b"vary", b"authorization")]
         headers = [h for h in headers if h[0] != b"cache-control" or h[1] == b"private, no-store"]
-        if resp.status != 200:
-            await self.send_upstream_bytes(send, resp.status, headers, data)
+        status = resp.status
+
+        def bad(why: str, kind: str = "protocol") -> UpstreamError:
+            return UpstreamError(f"the upstream's tools/list answer was refused: {why}", kind, True)
+
+        if status != 200:
+            err = _jsonrpc_error(data, ctype) if status in (400, 404) else None
+            if err is None:
+                kind = "auth" if status in (401, 403, 407) else "protocol"
+                await self.upstream_failed(send, server, rid, bad(f"HTTP {status}", kind), tool_call=False)
+                return
+            headers = [h for h in headers if h[0] != b"content-type"] + [(b"content-type", JSON)]
+            await self.send_upstream_bytes(send, status, headers, rpc.dumps(err))
             return
-        if ctype.startswith("text/event-stream"):
-            parser = rpc.SSEParser()
-            events = parser.feed(data) + parser.feed(b"\n\n")
-            out = []
-            for ev in events:
-                m = rpc.parse_message(ev["data"]) if ev["data"] else None
-                if isinstance(m, dict) and m.get("id") == rid and "result" in m:
-                    await self.filter_tools(m, server, caller, modern, pin)
-                    out.append(rpc.render_event(ev, json.dumps(m, separators=(",", ":"), ensure_ascii=False)))
-                else:
-                    out.append(rpc.render_event(ev))
-            data = b"".join(out)
-        else:
-            m = rpc.parse_message(data.decode("utf-8", "replace"))
-            if isinstance(m, dict) and "result" in m:
-                await self.filter_tools(m, server, caller, modern, pin)
+        try:
+            if ctype.startswith("text/event-stream"):
+                parser = rpc.SSEParser()
+                events = parser.feed(data) + parser.feed(b"\n\n")
+                out, answered = [], False
+                for ev in events:
+                    m = rpc.parse_message(ev["data"]) if ev["data"] else None
+                    if isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m):
+                        if m.get("id") != rid or answered:
+                            raise bad("an answer to another request")
+                        answered = True
+                        await self.checked_listing(m, server, caller, modern, pin, bad)
+                        out.append(rpc.render_event(ev, json.dumps(m, separators=(",", ":"), ensure_ascii=False)))
+                    elif isinstance(m, dict) and isinstance(m.get("method"), str):
+                        out.append(rpc.render_event(ev))  # the upstream's notifications and requests, as they were
+                    elif ev["data"]:
+                        raise bad("an event that is not a JSON-RPC message")
+                    else:
+                        out.append(rpc.render_event(ev))  # a priming event (an id, no data), for resumption
+                if not answered:
+                    raise bad("no answer to this request")
+                data = b"".join(out)
+            elif ctype.startswith("application/json"):
+                m = rpc.parse_message(data.decode("utf-8", "replace"))
+                if not isinstance(m, dict) or m.get("id") != rid or not ("result" in m or "error" in m):
+                    raise bad("not a JSON-RPC response to this request")
+                await self.checked_listing(m, server, caller, modern, pin, bad)
                 data = rpc.dumps(m)
+            else:
+                raise bad(f"content type {ctype[:40]!r}")
+        except UpstreamError as e:
+            await self.upstream_failed(send, server, rid, e, tool_call=False)
+            return
         await self.send_upstream_bytes(send, 200, headers, data)
 
-    async def filter_tools(self, m: dict, server, caller, modern: bool, pin=None) -> None:
+    async def checked_listing(self, m: dict, server, caller, modern: bool, pin, bad) -> None:
+        """Validate one tools/list response in place (raising `bad(...)`), then filter it.
+        An error response passes as it is; a result must have `tools`, an array; entries that
+        name no callable tool (not an object, no name of 1-128 characters) are dropped."""
+        if "error" in m:
+            if "result" in m or not isinstance(m["error"], dict):
+                raise bad("a malformed error")
+            return
         result = m.get("result")
         if not isinstance(result, dict):
-            return
+            raise bad("the result is not an object")
         tools = result.get("tools")
-        if isinstance(tools, list):
-            if pin is not None:
-                tools = self.pin_filter(server, pin, tools, result.get("nextCursor"))
-            names = [t.get("name") for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
-            visible = await self.rt.visible(server, caller, names)
-            result["tools"] = [t for t in tools if isinstance(t, dict) and t.get("name") in visible]
+        if not isinstance(tools, list):
+            raise bad("`tools` is not an array")
+        cursor = result.get("nextCursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise bad("`nextCursor` is not a string")
+        good = [t for t in tools if _callable_tool(t)]
+        if len(good) != len(tools):
+            self.rt.log.warning("upstream_tools_dropped", server=server.id, dropped=len(tools) - len(good),
+                                why="not an object with a name of 1 to 128 characters")
+        result["tools"] = good
+        await self.filter_tools(m, server, caller, modern, pin)
+
+    async def filter_tools(self, m: dict, server, caller, modern: bool, pin=None) -> None:
+        result = m["result"]
+        tools = result["tools"]
+        if pin is not None:
+            tools = self.pin_filter(server, pin, tools, result.get("nextCursor"))
+        names = [t["name"] for t in tools]
+        visible = await self.rt.visible(server, caller, names)
+        result["tools"] = [t for t in tools if t["name"] in visible]
         if modern or "ttlMs" in result or "cacheScope" in result:
             result["cacheScope"] = "private"
             result.setdefault("ttlMs", 0)
@@ -716,11 +765,16 @@ class GatewayApp:
 
     async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None) -> None:
         rt = self.rt
-        parser = rpc.SSEParser() if watch_id is not None or pin_scope is not None else None
+        watched = watch_id is not None or pin_scope is not None
+        parser = rpc.SSEParser(rt.config.max_response_bytes) if watched else None
         try:
             async for chunk in resp.chunks(chunk_timeout):
                 if parser is not None and (state["outcome"] is None or pin_scope is not None):
-                    for ev in parser.feed(chunk):
+                    try:
+                        events = parser.feed(chunk)
+                    except rpc.EventTooLarge as e:
+                        raise UpstreamError(str(e), "protocol", True) from None
+                    for ev in events:
                         m = rpc.parse_message(ev["data"]) if ev["data"] else None
                         if not isinstance(m, dict):
                             continue
@@ -735,7 +789,9 @@ class GatewayApp:
             rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e), during="stream")
             if watch_id is not None and state["outcome"] is None:
                 text = f"{rpc.ERROR_PREFIX}The upstream server failed mid-call ({e}); the call may or may not have run."
-                await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, text, modern)), "more_body": True})
+                # the blank lines end whatever half event the upstream left, so this one reads clean
+                body = b"\n\n" + rpc.sse_event(rpc.tool_error_result(watch_id, text, modern))
+                await send({"type": "http.response.body", "body": body, "more_body": True})
                 state["outcome"] = "upstream_error"
 
 
@@ -765,6 +821,22 @@ def _live_hash(tools, name: str) -> str | None:
         if isinstance(t, dict) and t.get("name") == name:
             return _hash_or_none(t)
     return None
+
+
+def _callable_tool(t) -> bool:
+    return isinstance(t, dict) and isinstance(t.get("name"), str) and 1 <= len(t["name"]) <= MAX_TOOL_NAME
+
+
+def _jsonrpc_error(data: bytes, ctype: str) -> dict | None:
+    """The JSON-RPC error object of an upstream's HTTP error body, rebuilt from its parts
+    (code, message, data), or None if the body is not one."""
+    if not ctype.startswith("application/json"):
+        return None
+    m = rpc.parse_message(data.decode("utf-8", "replace"))
+    err = m.get("error") if isinstance(m, dict) else None
+    if not isinstance(err, dict) or type(err.get("code")) is not int or not isinstance(err.get("message"), str):
+        return None
+    return rpc.error(m.get("id"), err["code"], err["message"], err.get("data"))
 
 
 def _outcome(m, rid) -> str:

@@ -98,7 +98,8 @@ class Runtime:
             if s.id in ups:
                 ups[s.id].close()
             if s.kind == "http":
-                ups[s.id] = HTTPUpstream(s.url, self.config.connect_timeout, self.config.upstream_keepalive)
+                ups[s.id] = HTTPUpstream(s.url, self.config.connect_timeout, self.config.upstream_keepalive,
+                                         max_response_bytes=self.config.max_response_bytes)
             else:
                 env = [(c.env, v) for c, v in zip(s.credentials, values)]
                 ups[s.id] = StdioUpstream(s, env, self.log, self.metrics)

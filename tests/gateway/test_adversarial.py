@@ -275,3 +275,52 @@ async def test_metric_labels_come_from_closed_sets(tmp_path, upstream, start_gat
     assert "flood" not in r.text
     assert 'method="other"' in r.text
     assert 'rule="/tools/other/' in r.text
+
+
+# ---- finding 6: upstream oddities ------------------------------------------------------------------
+
+
+async def list_tools_raw(http, url: str, token: str) -> httpx2.Response:
+    from .peers import MODERN_META
+
+    return await http.post(url, headers={**HEADERS, "Authorization": f"Bearer {token}", "MCP-Protocol-Version": "2026-07-28",
+                                         "Mcp-Method": "tools/list"},
+                           content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": MODERN_META}}))
+
+
+async def test_malformed_upstream_listings_never_reach_the_client(tmp_path, start_gateway):
+    """Finding 6: a tools/list answered 302 or 401 was relayed as that status; a `tools`
+    object (not an array) reached the client unfiltered, hidden tools included; one 100 MiB
+    chunk raised RSS by 200 MB before the 64 MiB cap refused it. Now every such answer is
+    the documented upstream error (HTTP 502, JSON-RPC -32002), entries that name no tool
+    are dropped, and the size cap holds on the running total, streamed.
+
+    Bound stated: with max_response_bytes = 4 MiB, five 100 MiB answers (one chunk, or a
+    content-length) grow the gateway's RSS by less than 16 MiB."""
+    from .peers import ALLOW_ALL
+    from .scripted import ScriptedUpstream
+
+    async with ScriptedUpstream() as up:
+        g = _gw_config(tmp_path, start_gateway, up.url, gateway=f"max_response_bytes = {4 << 20}", policy_text='hide Action::"hang";\n' + ALLOW_ALL)
+        async with httpx2.AsyncClient(timeout=60) as http:
+            r = await list_tools_raw(http, g.url(), g.token)
+            names = [t["name"] for t in r.json()["result"]["tools"]]
+            assert r.status_code == 200 and "ok" in names and "hang" not in names
+            start = rss_kb(g.proc.p.pid)
+            for mode, why in (("302", "HTTP 302"), ("401", "HTTP 401"), ("500", "HTTP 500"), ("tools_object", "`tools` is not an array"),
+                              ("garbage", "not a JSON-RPC response"), ("wrong_id", "not a JSON-RPC response"),
+                              ("huge_chunk", "too large"), ("huge_length", "too large")):
+                up.list_mode = mode
+                for _ in range(5 if mode.startswith("huge") else 1):
+                    r = await list_tools_raw(http, g.url(), g.token)
+                    assert r.status_code == 502, (mode, r.status_code, r.text[:300])
+                    err = r.json()["error"]
+                    assert err["code"] == -32002 and why in err["message"], (mode, err)
+                    assert "hang" not in r.text
+            assert rss_kb(g.proc.p.pid) - start < 16 * 1024
+            up.list_mode = "bad_entries"
+            r = await list_tools_raw(http, g.url(), g.token)
+            assert r.status_code == 200
+            assert [t["name"] for t in r.json()["result"]["tools"]] == [t["name"] for t in up.tools[:2]]
+        events = [e for e in g.log_records() if e.get("event") == "upstream_tools_dropped"]
+        assert events and events[-1]["dropped"] == 4
