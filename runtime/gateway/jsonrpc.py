@@ -55,7 +55,7 @@ class SSEParser:
     With `max_event`, an event whose data, or a line still waiting for its end, passes that
     many bytes raises EventTooLarge: a watched stream cannot make the gateway buffer more."""
 
-    def __init__(self, max_event: int | None = None) -> None:
+    def __init__(self, max_event: int | None = None, comments: bool = False) -> None:
         self.buf = b""
         self.data: list[str] = []
         self.event: str | None = None
@@ -64,6 +64,7 @@ class SSEParser:
         self.had_field = False
         self.max_event = max_event
         self.size = 0
+        self.comments = comments  # also return comment lines (keep-alives), as {"comment": text}
 
     def feed(self, chunk: bytes) -> list[dict]:
         self.buf += chunk
@@ -83,6 +84,8 @@ class SSEParser:
                 self.data, self.event, self.retry, self.had_field, self.size = [], None, None, False, 0
                 continue
             if line.startswith(":"):
+                if self.comments:
+                    out.append({"comment": line[1:]})
                 continue
             name, _, value = line.partition(":")
             if value.startswith(" "):
@@ -113,7 +116,9 @@ def _line_end(buf: bytes):
 
 
 def render_event(ev: dict, data: str | None = None) -> bytes:
-    """Serialise a parsed event again (used only where the gateway rewrites `tools/list`)."""
+    """Serialise a parsed event (or comment) again, for streams the gateway relays event by event."""
+    if "comment" in ev:
+        return b":" + ev["comment"].replace("\r", " ").replace("\n", " ").encode() + b"\n\n"
     lines = []
     if ev.get("id") is not None:
         lines.append(f"id: {ev['id']}")

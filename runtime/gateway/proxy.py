@@ -4,7 +4,8 @@ One endpoint per server, `/mcp/<server-id>/`, speaks both protocol eras the way 
 upstream does: requests are forwarded byte for byte, except that
 - `tools/call` is decided first: a denial is answered here (an `isError` result with
   `[POLICY DENIED] …`) and never reaches the upstream; an allowed call holds its limit
-  reservation until the upstream answers, and gives it back if the upstream fails;
+  reservation, and gives it back only when the upstream certainly did not run it
+  (OUTCOME_COUNTED: never sent, refused with an HTTP or a request-level JSON-RPC error);
 - `tools/list` results lose the tools this grant can never call and become private;
 - with a pinned catalog, tools whose definition changed since the pin are removed from
   `tools/list` and their calls refused (pinning.py);
@@ -466,15 +467,22 @@ class GatewayApp:
             return
         # forward what was decided, re-serialised: a duplicate key or an odd encoding in the
         # original bytes cannot make the upstream read a different call than the policy did
-        outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
-                                     watch_id=rid, modern=modern)
-        if outcome != "completed":
-            if outcome != "client_disconnected_counted":
+        settled = []
+
+        def settle(outcome: str) -> None:
+            settled.append(outcome)
+            if not OUTCOME_COUNTED.get(outcome, True):
                 decision.release()
-            try:
-                rt.audit.set_outcome(seq, "client_disconnected" if outcome == "client_disconnected_counted" else outcome)
-            except Exception as e:
-                rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+            if outcome != "forwarded":
+                try:
+                    rt.audit.set_outcome(seq, outcome)
+                except Exception as e:
+                    rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+
+        outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
+                                     watch_id=rid, modern=modern, settle=settle)
+        if not settled:
+            settle(outcome)
 
     # ---- tools/list --------------------------------------------------------------------
     async def list_tools(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern):
@@ -679,63 +687,65 @@ class GatewayApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    async def upstream_failed(self, send, server, rid, e: UpstreamError, tool_call: bool, modern: bool = False) -> None:
+    async def upstream_failed(self, send, server, rid, e: UpstreamError, tool_call: bool, modern: bool = False,
+                              executed: bool | None = None) -> None:
+        """Answer for an upstream that failed. For a tools/call, an `isError` result that says
+        whether the call was not executed or may have run (`executed`, by default whether
+        the request left the gateway); otherwise HTTP 502 with JSON-RPC -32002."""
         rt = self.rt
         rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
         rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e))
         if tool_call:
-            fate = "was not executed" if not e.sent else "may or may not have run"
+            may_have_run = e.sent if executed is None else executed
+            fate = "may or may not have run" if may_have_run else "was not executed"
             text = f"{rpc.ERROR_PREFIX}The upstream server failed ({e}); the call {fate}."
             await _respond(send, 200, rpc.dumps(rpc.tool_error_result(rid, text, modern)))
-        elif rid is None:
-            await _respond(send, 502, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
         else:
             await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
 
     async def forward(self, scope, receive, send, server, caller, upstream, method, fwd, body, msg,
-                      watch_id=None, modern=False) -> str:
-        """Relay one exchange. With `watch_id` (a tools/call), return its outcome:
-        completed | input_required | upstream_error | rejected."""
+                      watch_id=None, modern=False, settle=None) -> str:
+        """Relay one exchange. With `watch_id` (a tools/call), return its audit outcome, which
+        says whether the upstream may have executed it (see OUTCOME_COUNTED):
+        forwarded | input_required | upstream_error | not_executed | rejected | client_disconnected.
+        `settle(outcome)` is called once, as soon as the outcome is known and before the
+        client reads the answer, so a refund is in place before the client can call again."""
         rt = self.rt
         rid = msg.get("id") if isinstance(msg, dict) else None
         timeout = rt.config.upstream_timeout
         tool_call = watch_id is not None
+        state = {"outcome": None, "settle": settle}
         try:
-            resp = await upstream.request(method, fwd, body, timeout if method != "GET" else timeout)
+            resp = await upstream.request(method, fwd, body, timeout)
         except UpstreamError as e:
-            await self.upstream_failed(send, server, rid, e, tool_call, modern)
-            return "upstream_error"
+            return await self.upstream_failed(send, server, rid, e, tool_call, modern, state=state,
+                                              outcome="upstream_error" if e.sent else "not_executed")
         status = resp.status
         if 300 <= status < 400:  # never let a client follow the upstream elsewhere (with its token)
             resp.release()
             err = UpstreamError(f"the upstream answered with a redirect (HTTP {status}), which the gateway does not follow", "protocol", True)
-            await self.upstream_failed(send, server, rid, err, tool_call, modern)
-            return "upstream_error"
+            return await self.upstream_failed(send, server, rid, err, tool_call, modern, state=state, outcome="rejected")
         if status in (401, 403, 407):  # the gateway's own upstream credential was refused
             resp.release()
             rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", f"http_{status}")))
             rt.log.error("upstream_auth_failed", server=server.id, status=status)
             err = UpstreamError(f"the upstream refused the gateway's credential (HTTP {status})", "auth", True)
-            await self.upstream_failed(send, server, rid, err, tool_call, modern)
-            return "upstream_error"
+            return await self.upstream_failed(send, server, rid, err, tool_call, modern, state=state, outcome="rejected")
         headers = self.response_headers(resp, server, caller)
         ctype = (resp.header("content-type") or "").lower()
-        streaming = ctype.startswith("text/event-stream")
+        streaming = ctype.startswith("text/event-stream") and status == 200
         if not streaming:
             try:
                 data = await resp.read(timeout)
             except UpstreamError as e:
-                await self.upstream_failed(send, server, rid, e, tool_call, modern)
-                return "upstream_error"
-            outcome = "completed"
-            if tool_call:
-                outcome = _outcome(rpc.parse_message(data.decode("utf-8", "replace")), watch_id) if status == 200 else "rejected"
-            await self.send_upstream_bytes(send, status, headers, data)
-            return outcome
+                return await self.upstream_failed(send, server, rid, e, tool_call, modern, state=state, outcome="upstream_error")
+            if not tool_call:
+                await self.send_upstream_bytes(send, status, headers, data)
+                return "forwarded"
+            return await self.tool_reply(send, server, rid, status, headers, ctype, data, modern, state)
         # an event stream: pass every byte through as it comes. A client that goes away
         # closes the upstream stream too (in 2026-07-28 that is how a call is cancelled).
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        state = {"outcome": None}
         chunk_timeout = None if method == "GET" else timeout
         # with a pinned catalog, the stream is watched for tools/list_changed from the upstream
         pin_scope = (server.id, _session_of(fwd)) if server.catalog else None
@@ -756,43 +766,113 @@ class GatewayApp:
         if disconnected.is_set():
             # the call may still run upstream: keep its reservation (count it), say why
             if tool_call and state["outcome"] is None:
-                return "client_disconnected_counted"
-            return "completed"
+                _settle(state, "client_disconnected")
+            return state["outcome"] or "forwarded"
+        if tool_call and state["outcome"] is None:
+            # the stream ended without this call's answer: it may have run
+            _settle(state, "upstream_error")
+            text = f"{rpc.ERROR_PREFIX}The upstream ended its stream without answering; the call may or may not have run."
+            await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, text, modern)),
+                        "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return state["outcome"] or "forwarded"
+
+    async def upstream_failed(self, send, server, rid, e: UpstreamError, tool_call: bool, modern: bool = False,
+                              state=None, outcome: str = "upstream_error") -> str:
+        """Answer for an upstream that failed: for a tools/call (settled as `outcome` first),
+        an `isError` result saying whether the call was not executed or may have run;
+        otherwise HTTP 502 with JSON-RPC -32002. Returns the outcome."""
+        rt = self.rt
+        rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
+        rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e))
         if tool_call:
-            return state["outcome"] or "upstream_error"
-        return "completed"
+            _settle(state, outcome)
+            fate = "may or may not have run" if OUTCOME_COUNTED[outcome] else "was not executed"
+            text = f"{rpc.ERROR_PREFIX}The upstream server failed ({e}); the call {fate}."
+            await _respond(send, 200, rpc.dumps(rpc.tool_error_result(rid, text, modern)))
+        else:
+            await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
+        return outcome
+
+    async def tool_reply(self, send, server, rid, status: int, headers, ctype: str, data: bytes, modern: bool, state) -> str:
+        """Check a whole (non-stream) answer to a tools/call before relaying it, and settle
+        what it means for the call (its audit outcome) before the client reads it."""
+        if status != 200:
+            err = _jsonrpc_error(data, ctype) if 400 <= status < 500 else None
+            if err is not None:  # refused before it ran (protocol version, unknown session): relayed, clients act on it
+                _settle(state, "rejected")
+                headers = [h for h in headers if h[0] != b"content-type"] + [(b"content-type", JSON)]
+                await self.send_upstream_bytes(send, status, headers, rpc.dumps(err))
+                return "rejected"
+            e = UpstreamError(f"the upstream answered HTTP {status}", "protocol", True)
+            return await self.upstream_failed(send, server, rid, e, True, modern, state=state,
+                                              outcome="rejected" if 400 <= status < 500 else "upstream_error")
+        m = rpc.parse_message(data.decode("utf-8", "replace")) if ctype.startswith("application/json") else None
+        outcome = _outcome(m, rid)
+        if outcome == "unreadable":
+            e = UpstreamError("the upstream's answer is not a JSON-RPC response to this call", "protocol", True)
+            return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
+        _settle(state, outcome)
+        await self.send_upstream_bytes(send, 200, headers, rpc.dumps(m))
+        return outcome
 
     async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None) -> None:
         rt = self.rt
         watched = watch_id is not None or pin_scope is not None
-        parser = rpc.SSEParser(rt.config.max_response_bytes) if watched else None
+        # a watched stream (a tools/call's, or one that may announce tools/list_changed) is
+        # relayed event by event, each one checked: an event whose data is not a JSON-RPC
+        # message, or half an event, never reaches the client
+        parser = rpc.SSEParser(rt.config.max_response_bytes, comments=True) if watched else None
+        dropped = 0
         try:
             async for chunk in resp.chunks(chunk_timeout):
-                if parser is not None and (state["outcome"] is None or pin_scope is not None):
-                    try:
-                        events = parser.feed(chunk)
-                    except rpc.EventTooLarge as e:
-                        raise UpstreamError(str(e), "protocol", True) from None
-                    for ev in events:
-                        m = rpc.parse_message(ev["data"]) if ev["data"] else None
-                        if not isinstance(m, dict):
-                            continue
+                if parser is None:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    continue
+                try:
+                    events = parser.feed(chunk)
+                except rpc.EventTooLarge as e:
+                    raise UpstreamError(str(e), "protocol", True) from None
+                out = []
+                for ev in events:
+                    if "comment" in ev:  # keep-alives keep the client's connection alive too
+                        out.append(rpc.render_event(ev))
+                        continue
+                    m = rpc.parse_message(ev["data"]) if ev["data"] else None
+                    if ev["data"] and not (isinstance(m, dict) and m.get("jsonrpc") == "2.0"):
+                        dropped += 1
+                        continue
+                    if m is not None:
                         if watch_id is not None and m.get("id") == watch_id and "method" not in m and state["outcome"] is None:
-                            state["outcome"] = _outcome(m, watch_id)
+                            outcome = _outcome(m, watch_id)
+                            _settle(state, "upstream_error" if outcome == "unreadable" else outcome)
                         elif pin_scope is not None and m.get("method") == "notifications/tools/list_changed":
                             rt.listings.invalidate(pin_scope)
                             rt.log.info("catalog_relist_due", server=server.id, why="notifications/tools/list_changed")
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    out.append(rpc.render_event(ev))
+                if out:
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
         except UpstreamError as e:
             rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
             rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e), during="stream")
             if watch_id is not None and state["outcome"] is None:
+                _settle(state, "upstream_error")
                 text = f"{rpc.ERROR_PREFIX}The upstream server failed mid-call ({e}); the call may or may not have run."
-                # the blank lines end whatever half event the upstream left, so this one reads clean
-                body = b"\n\n" + rpc.sse_event(rpc.tool_error_result(watch_id, text, modern))
+                body = (b"\n\n" if parser is None else b"") + rpc.sse_event(rpc.tool_error_result(watch_id, text, modern))
                 await send({"type": "http.response.body", "body": body, "more_body": True})
-                state["outcome"] = "upstream_error"
+        finally:
+            if dropped:
+                rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
+
+
+def _settle(state, outcome: str) -> None:
+    """Record a tools/call's outcome once, and run its settlement (refund, audit) then."""
+    if state is None or state["outcome"] is not None:
+        return
+    state["outcome"] = outcome
+    settle = state.get("settle")
+    if settle is not None:
+        settle(outcome)
 
 
 async def _watch_disconnect(receive, event: asyncio.Event) -> None:
@@ -839,15 +919,38 @@ def _jsonrpc_error(data: bytes, ctype: str) -> dict | None:
     return rpc.error(m.get("id"), err["code"], err["message"], err.get("data"))
 
 
+# JSON-RPC errors that say a request was refused before it was dispatched: parse error,
+# invalid request, unknown method, invalid params (MCP: unknown tool, invalid arguments),
+# header mismatch and unsupported protocol version. Any other error may come from a tool
+# that ran.
+NOT_EXECUTED_CODES = frozenset({-32700, -32600, -32601, -32602, rpc.HEADER_MISMATCH, rpc.UNSUPPORTED_PROTOCOL_VERSION})
+
+# audit outcome of a forwarded tools/call → whether its limit reservation is kept. Given
+# back only when the upstream certainly did not execute the call (docs/gateway.md, Limits).
+OUTCOME_COUNTED = {
+    "forwarded": True,  # a result (an isError result too: the tool ran)
+    "upstream_error": True,  # timeout, connection lost after sending, 5xx, unreadable answer, other JSON-RPC errors
+    "client_disconnected": True,  # the client went away mid-stream; the upstream may still run it
+    "input_required": False,  # the tool asked for input before doing its work; the retry is decided again
+    "not_executed": False,  # never sent (connect failed), or a JSON-RPC error in NOT_EXECUTED_CODES
+    "rejected": False,  # HTTP 3xx or 4xx: the upstream refused the request
+}
+
+
 def _outcome(m, rid) -> str:
-    if not isinstance(m, dict) or m.get("id") != rid:
-        return "upstream_error"
+    """The outcome an upstream's answer to tools/call `rid` means ("unreadable" if it is not one)."""
+    if not isinstance(m, dict) or m.get("id") != rid or ("result" in m) == ("error" in m) or "method" in m:
+        return "unreadable"
     if "error" in m:
-        return "upstream_error"
+        err = m["error"]
+        code = err.get("code") if isinstance(err, dict) else None
+        return "not_executed" if type(code) is int and code in NOT_EXECUTED_CODES else "upstream_error"
     result = m.get("result")
-    if isinstance(result, dict) and result.get("resultType") == "input_required":
+    if not isinstance(result, dict):
+        return "unreadable"
+    if result.get("resultType") == "input_required":
         return "input_required"
-    return "completed"
+    return "forwarded"
 
 
 def _same(record, token: str) -> bool:

@@ -19,6 +19,7 @@ from .peers import free_port
 BEHAVIOURS = (
     "ok", "is_error", "input_required", "garbage", "wrong_id", "http400", "http401", "http404", "http302",
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
+    "sse_hang",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -118,7 +119,7 @@ class ScriptedUpstream:
             self._send(writer, status, json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": -32600, "message": name}}).encode(),
                        extra=extra)
         elif name.startswith("rpc_"):
-            code = -int(name[5:])
+            code = -int(name[4:])
             self._send(writer, 200, json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": name}}).encode())
         elif name == "drop":
             return False
@@ -134,6 +135,15 @@ class ScriptedUpstream:
             event = b"event: message\r\ndata: " + json.dumps(ok).encode() + b"\r\n\r\n"
             if name == "sse_ok":
                 writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+            elif name == "sse_hang":  # headers, a comment, then nothing until released
+                writer.write(b"%x\r\n%s\r\n" % (len(b": open\n\n"), b": open\n\n"))
+                await writer.drain()
+                try:
+                    async with asyncio.timeout(60):
+                        await self.release.wait()
+                except TimeoutError:
+                    pass
+                return False
             elif name == "sse_garbage":
                 junk = b"event: message\r\ndata: {not json\r\n\r\n"
                 writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(junk), junk))

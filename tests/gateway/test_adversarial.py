@@ -324,3 +324,42 @@ async def test_malformed_upstream_listings_never_reach_the_client(tmp_path, star
             assert [t["name"] for t in r.json()["result"]["tools"]] == [t["name"] for t in up.tools[:2]]
         events = [e for e in g.log_records() if e.get("event") == "upstream_tools_dropped"]
         assert events and events[-1]["dropped"] == 4
+
+
+# ---- finding 1: a timed-out call was refunded but still ran -------------------------------------
+
+
+async def test_limit_holds_with_a_hung_then_resumed_upstream(tmp_path, start_gateway):
+    """Finding 1: `charge` limited to 5 per hour, upstream stopped (SIGSTOP), 3 calls time
+    out, upstream resumed (SIGCONT): all 3 ran, and 7 more calls got 5 allowed — 8 runs
+    against a max of 5. A timeout is now counted (the call may have run), so the 7 later
+    calls get exactly 2 through, and the upstream never runs more than 5."""
+    import os
+    import signal
+    import time
+
+    from .peers import Upstream
+
+    up = Upstream(tmp_path)
+    try:
+        g = _gw(tmp_path, start_gateway, up.url, "--upstream-timeout", "1")
+        async with httpx2.AsyncClient(timeout=30) as http:
+            assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "warm"})) == "warm"
+            os.kill(up.proc.p.pid, signal.SIGSTOP)
+            try:
+                hung = await asyncio.gather(*[call_tool(http, g.url(), g.token, "charge", {"amount": i}, rid=i) for i in range(3)])
+            finally:
+                os.kill(up.proc.p.pid, signal.SIGCONT)
+            for r in hung:
+                assert r["result"]["isError"] and "may or may not have run" in result_text(r), r
+            deadline = time.time() + 15  # the resumed upstream works through what was queued
+            while time.time() < deadline and len(up.ran("charge")) < 3:
+                await asyncio.sleep(0.1)
+            queued = len(up.ran("charge"))
+            later = [await call_tool(http, g.url(), g.token, "charge", {"amount": 10 + i}, rid=10 + i) for i in range(7)]
+        allowed = [r for r in later if not r["result"].get("isError")]
+        assert len(allowed) == 2, [result_text(r) for r in later]
+        assert all("Charge budget exhausted" in result_text(r) for r in later if r["result"].get("isError"))
+        assert queued + len(allowed) == len(up.ran("charge")) <= 5
+    finally:
+        up.stop()

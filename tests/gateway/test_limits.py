@@ -106,6 +106,6 @@ limit "echoes" (principal, action == Action::"echo", resource) max 2 per day sco
         assert [bool(r["result"].get("isError")) for r in oks] == [False, False, True]
         assert "limit echoes: 2 per day per policy" in result_text(oks[2])
         rows = [json.loads(x) for x in mcpp("audit", "--state", str(state), "--json").stdout.splitlines()]
-        assert [r["outcome"] for r in rows] == ["upstream_error", "forwarded", "forwarded", "denied"]
+        assert [r["outcome"] for r in rows] == ["not_executed", "forwarded", "forwarded", "denied"]
     finally:
         up.stop()
