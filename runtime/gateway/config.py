@@ -83,6 +83,8 @@ class GatewayConfig:
     port: int = 8787
     state_dir: str = "mcpp-state"
     redis_url: str | None = None
+    redis_timeout: float = 1.0  # seconds for one Redis operation (and to connect); a failure opens the breaker
+    grant_cache_seconds: float = 300.0  # with Redis down: how old a grant record read from Redis may be and still serve
     max_body_bytes: int = 4 * 1024 * 1024
     max_header_bytes: int = 32768  # request line + header fields; more is 431
     max_headers: int = 100  # header fields; more is 431
@@ -141,7 +143,8 @@ def is_loopback(host: str) -> bool:
 
 
 _GATEWAY_KEYS = {
-    "host", "port", "state_dir", "redis_url", "redis_url_env", "max_body_bytes", "max_header_bytes", "max_headers",
+    "host", "port", "state_dir", "redis_url", "redis_url_env", "redis_timeout", "grant_cache_seconds", "max_body_bytes",
+    "max_header_bytes", "max_headers",
     "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_response_bytes", "upstream_timeout",
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
     "reload_interval", "log_level",
@@ -236,7 +239,8 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         ("max_body_bytes", 4 * 1024 * 1024, 1024), ("upstream_timeout", 120.0, 0.1), ("connect_timeout", 10.0, 0.1),
         ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1), ("max_header_bytes", 32768, 1024),
         ("max_headers", 100, 8), ("header_timeout", 10.0, 0.1), ("body_timeout", 30.0, 0.1), ("idle_timeout", 5.0, 0.1),
-        ("max_connections", 1000, 1), ("max_response_bytes", 64 * 1024 * 1024, 65536),
+        ("max_connections", 1000, 1), ("max_response_bytes", 64 * 1024 * 1024, 65536), ("redis_timeout", 1.0, 0.01),
+        ("grant_cache_seconds", 300.0, 0.0),
     ):
         v = _typed(g, key, int if key in _INT_KEYS else (int, float), "gateway", default)
         if v < lo:
@@ -269,7 +273,8 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         max_header_bytes=int(nums["max_header_bytes"]), max_headers=int(nums["max_headers"]),
         header_timeout=float(nums["header_timeout"]), body_timeout=float(nums["body_timeout"]),
         idle_timeout=float(nums["idle_timeout"]), max_connections=int(nums["max_connections"]),
-        max_response_bytes=int(nums["max_response_bytes"]),
+        max_response_bytes=int(nums["max_response_bytes"]), redis_timeout=float(nums["redis_timeout"]),
+        grant_cache_seconds=float(nums["grant_cache_seconds"]),
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
         reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),

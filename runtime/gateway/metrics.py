@@ -44,6 +44,9 @@ class Metrics:
             "mcpp_catalog_drift_total": ("counter", "Tools an upstream listed that differ from the pin, by server and kind (each definition counted once)"),
             "mcpp_catalog_denials_total": ("counter", "tools/call refused by the pinned catalog, by server and kind"),
             "mcpp_catalog_listings_total": ("counter", "tools/list requests the gateway sent itself to check a pin, by server and result"),
+            "mcpp_redis_breaker_open": ("gauge", "1 while the Redis circuit breaker is open (Redis unreachable or hung)"),
+            "mcpp_redis_breaker_trips_total": ("counter", "Times the Redis circuit breaker opened"),
+            "mcpp_redis_refused_total": ("counter", "Redis operations refused at once because the breaker was open"),
             "mcpp_request_duration_seconds": ("histogram", "Time from request to response headers, by server and method"),
             "mcpp_decision_duration_seconds": ("histogram", "Time spent deciding a tools/call (including limits)"),
         }

@@ -44,6 +44,7 @@ from mcpp.runtime.engine import Grant
 from . import jsonrpc as rpc
 from .audit import AuditRow
 from .grants import check_token, grant_id_of
+from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
 
@@ -155,7 +156,7 @@ class GatewayApp:
                     return
                 await self.mcp(scope, receive, send, server_id)
             elif path == "/healthz":
-                code, body = self.rt.health()
+                code, body = await self.rt.health()
                 await _respond(send, code, rpc.dumps(body))
             elif path == "/metrics":
                 await _respond(send, 200, self.rt.metrics.render().encode(), b"text/plain; version=0.0.4; charset=utf-8")
@@ -301,7 +302,7 @@ class GatewayApp:
             else:
                 gid = grant_id_of(token)
                 try:
-                    record = rt.grants.get(gid) if gid else None
+                    record = await rt.grant_record(gid) if gid else None
                 except Exception as e:  # the grant store is down: nobody gets in
                     rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
                     await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR, "grant store unavailable")))
@@ -403,7 +404,7 @@ class GatewayApp:
         engine = None
         try:
             engine, policy_sha = rt.engine_for(server, caller)
-            decision = engine.decide(name, args, caller.grant, server.id)
+            decision = await rt.decide(engine, name, args, caller.grant, server.id)
         except Exception as e:  # fail closed
             from mcpp.runtime.engine import Decision, Rule
 
@@ -462,7 +463,8 @@ class GatewayApp:
                 meta["io.mcpp/decision"]["limit"] = decision.limit
             if pinned is not None:
                 meta["io.mcpp/decision"]["catalog"] = {"kind": pinned["kind"], "pinned": pinned.get("pinned"), "live": pinned.get("live")}
-            out = rpc.tool_error_result(rid, rpc.DENIED_PREFIX + decision.message, modern, meta)
+            prefix = rpc.ERROR_PREFIX if decision.rule.pointer == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
+            out = rpc.tool_error_result(rid, prefix + decision.message, modern, meta)
             await _respond(send, 200, rpc.dumps(out))
             return
         # forward what was decided, re-serialised: a duplicate key or an odd encoding in the

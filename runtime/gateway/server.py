@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
-from .counters import RedisCounters, SQLiteCounters
+from .counters import SQLiteCounters
 from .grants import open_grants, redis_client
 from .http_client import HTTPUpstream
 from .logs import Logger
@@ -26,7 +26,15 @@ from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry
 from .proxy import GatewayApp, SessionBinder
+from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
 from .stdio import StdioUpstream
+
+
+# settings read once, at start: a reload that changes them is logged as config_needs_restart
+RESTART_FIELDS = (
+    "host", "port", "state_dir", "redis_url", "audit_synchronous", "redis_timeout", "grant_cache_seconds",
+    "max_header_bytes", "max_headers", "header_timeout", "idle_timeout", "max_connections", "max_response_bytes",
+)
 
 
 def session_key(state_dir: str, redis) -> bytes:
@@ -58,12 +66,25 @@ class Runtime:
         self.metrics = Metrics()
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-        self.redis = redis_client(config.redis_url) if config.redis_url else None
-        self.grants = open_grants(config.state_dir, config.redis_url)
-        self.counters = RedisCounters(self.redis) if self.redis is not None else SQLiteCounters(config.state_dir)
+        if config.redis_url:
+            # the session key is read once, at start, with the synchronous client (nothing is
+            # being served yet); everything after goes through the asyncio client and breaker
+            sync = redis_client(config.redis_url)
+            try:
+                key = session_key(config.state_dir, sync)
+            finally:
+                sync.close()
+            self.redis = AsyncRedis(config.redis_url, config.redis_timeout, self.log, self.metrics)
+            self.grants = AsyncRedisGrants(self.redis, config.grant_cache_seconds)
+            self.counters = DeferredCounters(self.redis)
+        else:
+            key = session_key(config.state_dir, None)
+            self.redis = None
+            self.grants = open_grants(config.state_dir, None)
+            self.counters = SQLiteCounters(config.state_dir)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous)
         self.audit_writer = GroupCommit(self.audit)
-        self.sessions = SessionBinder(session_key(config.state_dir, self.redis))
+        self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
         self.pins = PinRegistry()
         self.listings = ListingTracker()
@@ -229,12 +250,51 @@ class Runtime:
                 return prefix + "other" + pointer[len(prefix) + len(seg):]
         return pointer
 
+    async def grant_record(self, gid: str):
+        """The grant record for an id (None if there is none); StoreUnavailable or an
+        sqlite3 error if the grant store cannot be read."""
+        if self.redis is not None:
+            return await self.grants.aget(gid)
+        return self.grants.get(gid)
+
+    async def decide(self, engine, tool: str, args, grant, server_id: str):
+        """`engine.decide`, with limit counters in Redis reserved by an awaited round trip
+        (redis_store.DeferredCounters) instead of a blocking one. A limited call while Redis
+        is unavailable is refused (LIMIT_STORE_DOWN); a call no limit applies to is decided
+        without Redis."""
+        store = self.counters
+        if not isinstance(store, DeferredCounters) or getattr(engine, "store", None) is not store:
+            return engine.decide(tool, args, grant, server_id)
+        now = time.time()
+        with store.recording() as plan:
+            decision = engine.decide(tool, args, grant, server_id, now=now)
+        if not decision.allowed or not plan.charges:
+            return decision
+        try:
+            bad = await store.reserve_async(plan.charges)
+        except StoreUnavailable as e:
+            self.log.warning("limit_store_unavailable", tool=tool, error=str(e))
+            from mcpp.runtime.engine import Decision, Rule
+
+            return Decision(False, tool, Rule(LIMIT_STORE_DOWN), (
+                "The limit store is unavailable, so calls under a limit cannot be counted and are refused; "
+                "the call was not forwarded. Try again shortly."))
+        if bad is None:
+            return decision
+        with store.replaying(bad):
+            denied = engine.decide(tool, args, grant, server_id, now=now)
+        if denied.allowed:  # the engine did not mirror its first pass: never let it through
+            from mcpp.runtime.engine import Decision, Rule
+
+            return Decision(False, tool, Rule("/error"), "policy evaluation failed: limit replay mismatch")
+        return denied
+
     def head_refused(self, status: int, reason: str) -> None:
         """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
         self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
 
     # ---- health ------------------------------------------------------------------------
-    def health(self) -> tuple[int, dict]:
+    async def health(self) -> tuple[int, dict]:
         servers = {}
         degraded = self.config_error is not None
         for s in self.config.servers:
@@ -253,16 +313,20 @@ class Runtime:
                 degraded = degraded or pin is None or pin.error is not None
         stores_ok, store_error = True, None
         try:
-            self.grants.ping()
             if self.redis is not None:
-                self.redis.ping()
+                await self.redis.ping()  # within redis_timeout; at once while the breaker is open
+            else:
+                self.grants.ping()
+        except StoreUnavailable as e:
+            stores_ok, store_error = False, str(e)
         except Exception as e:
             stores_ok, store_error = False, f"{type(e).__name__}: {e}"
         body = {
             "status": "ok" if stores_ok and not degraded else ("unavailable" if not stores_ok else "degraded"),
             "replica": self.replica, "uptime_s": round(time.time() - self.started_at, 1),
             "config": {"path": self.config_path, "error": self.config_error},
-            "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error},
+            "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error,
+                      **({"breaker": "open" if self.redis.is_open else "closed"} if self.redis is not None else {})},
             "servers": servers,
         }
         return (200 if stores_ok else 503), body
@@ -281,6 +345,8 @@ class Runtime:
         for up in self.upstreams.values():
             if hasattr(up, "aclose"):
                 await up.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def _reload_loop(self) -> None:
         while True:
@@ -312,7 +378,7 @@ class Runtime:
     async def _reload_config(self) -> None:
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-            for field in ("host", "port", "state_dir", "redis_url", "audit_synchronous"):
+            for field in RESTART_FIELDS:
                 if getattr(new, field) != getattr(self.config, field):
                     self.log.warning("config_needs_restart", field=field)
                     new = _keep(new, field, getattr(self.config, field))

@@ -13,7 +13,7 @@ import json
 
 import httpx2
 
-from .peers import POLICY, call_tool, create_grant, free_port, result_text, write
+from .peers import POLICY, call_tool, create_grant, free_port, mcpp, result_text, write
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -73,7 +73,7 @@ url = "{upstream_url}"
 policy = "policy.mcpp"
 {server}
 """)
-    grant = create_grant(tmp_path / "state", "adversary")
+    grant = json.loads(mcpp("grant", "create", "--server", "default", "--label", "adversary", "--config", str(config), "--json").stdout)
     g = start_gateway("--config", str(config), port=port, name=name)
     g.token, g.state, g.config = grant["token"], tmp_path / "state", config
     return g
@@ -363,3 +363,63 @@ async def test_limit_holds_with_a_hung_then_resumed_upstream(tmp_path, start_gat
         assert queued + len(allowed) == len(up.ran("charge")) <= 5
     finally:
         up.stop()
+
+
+# ---- finding 5: a hung Redis blocked everything ---------------------------------------------------
+
+
+async def test_hung_redis_refuses_limited_calls_and_blocks_nothing_else(tmp_path, upstream, start_gateway):
+    """Finding 5: with Redis stopped (SIGSTOP) four concurrent calls got 503 at 3, 6, 9 and
+    12 s in turn and /metrics took 11.8 s: the synchronous client blocked the event loop.
+    Now Redis is awaited with a timeout behind a circuit breaker. Asserted as an order of
+    events, not as times: while a limited call is still waiting on the hung Redis, /metrics
+    answers; once the breaker is open, limited calls are refused without asking Redis
+    ("circuit open") and never reach the upstream, while unlimited calls of a grant Redis
+    already vouched for are served; after SIGCONT the breaker closes and limits work again."""
+    import os
+    import signal
+    import time
+
+    from .peers import start_redis
+
+    rdir = tmp_path / "redis"
+    rdir.mkdir()
+    url, redis_proc = start_redis(rdir)
+    try:
+        g = _gw_config(tmp_path, start_gateway, upstream.url, gateway=f'redis_url = "{url}"\nredis_timeout = 3.0')
+        token = g.token
+        async with httpx2.AsyncClient(timeout=30) as http:
+            assert result_text(await call_tool(http, g.url(), token, "echo", {"text": "warm"})) == "warm"
+            assert result_text(await call_tool(http, g.url(), token, "charge", {"amount": 1})) == "charged 1.0"
+            ran_before = len(upstream.ran("charge"))
+            os.kill(redis_proc.p.pid, signal.SIGSTOP)
+            try:
+                stuck = asyncio.ensure_future(call_tool(http, g.url(), token, "charge", {"amount": 2}, rid=2))
+                await asyncio.sleep(0.3)  # let it reach Redis
+                metrics = await http.get(f"{g.base}/metrics")
+                assert metrics.status_code == 200
+                assert not stuck.done(), "the limited call should still be waiting on the hung Redis"
+                r = await stuck
+                assert r["result"]["isError"] and result_text(r).startswith("[GATEWAY ERROR] The limit store is unavailable")
+                # the breaker is open now: nothing below waits for Redis
+                limited = [call_tool(http, g.url(), token, "charge", {"amount": 3}, rid=100 + i) for i in range(10)]
+                free = [call_tool(http, g.url(), token, "echo", {"text": f"free {i}"}, rid=200 + i) for i in range(10)]
+                health = http.get(f"{g.base}/healthz")
+                *results, h = await asyncio.gather(*limited, *free, health)
+                for r in results[:10]:
+                    assert result_text(r).startswith("[GATEWAY ERROR] The limit store is unavailable"), r
+                assert [result_text(r) for r in results[10:]] == [f"free {i}" for i in range(10)]
+                assert h.status_code == 503 and h.json()["store"]["breaker"] == "open"
+                assert "circuit open" in h.json()["store"]["error"]
+                assert len(upstream.ran("charge")) == ran_before
+            finally:
+                os.kill(redis_proc.p.pid, signal.SIGCONT)
+            deadline = time.time() + 20
+            while time.time() < deadline and (await http.get(f"{g.base}/healthz")).status_code != 200:
+                await asyncio.sleep(0.2)
+            assert (await http.get(f"{g.base}/healthz")).json()["store"]["breaker"] == "closed"
+            assert result_text(await call_tool(http, g.url(), token, "charge", {"amount": 4}, rid=300)) == "charged 4.0"
+        rows = [r for r in g.log_records() if r.get("event") in ("redis_unavailable", "redis_available")]
+        assert [r["event"] for r in rows][:2] == ["redis_unavailable", "redis_available"]
+    finally:
+        redis_proc.stop()

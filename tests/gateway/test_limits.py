@@ -72,6 +72,10 @@ async def test_two_replicas_share_one_limit_and_revocation(tmp_path, upstream, r
     allowed, denied = _split(await _burst([g1.url(), g2.url()], grant["token"], 100))
     assert len(allowed) == 5 and len(denied) == 95
     assert len(upstream.ran("charge")) - before == 5
+    # the denial is the engine's own (decided again with the failing counter replayed)
+    for r in denied:
+        assert result_text(r).startswith("[POLICY DENIED] Charge budget exhausted. (limit charges: 5 per hour per grant; resets at ")
+        assert r["result"]["_meta"]["io.mcpp/decision"]["rule"] == "/tools/charge/limits/charges"
     assert g1.health()["store"]["kind"] == "redis"
     # both replicas served part of the burst
     audited = [len(json.loads("[" + ",".join(mcpp("audit", "--config", c, "--json").stdout.splitlines()) + "]")) for c in (c1, c2)]
