@@ -96,6 +96,8 @@ class GatewayConfig:
     upstream_timeout: float = 120.0
     connect_timeout: float = 10.0
     upstream_keepalive: float = 2.0
+    ops_listen: tuple[str, int] | None = None  # /healthz and /metrics on their own address (and only there)
+    ops_token: "Credential | None" = None  # when set, /healthz and /metrics need `Authorization: Bearer <it>`
     allowed_hosts: tuple[str, ...] | None = None  # None: loopback names when bound to loopback
     allowed_origins: tuple[str, ...] | None = None
     audit_synchronous: str = "normal"
@@ -125,6 +127,15 @@ class GatewayConfig:
             return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
         return None
 
+    def ops_host_allowlist(self) -> tuple[str, ...] | None:
+        """Host allowlist of the separate operations listener: loopback names when it is on
+        loopback (any port), otherwise none (a dedicated monitoring address; use ops_token)."""
+        if self.ops_listen is None:
+            return self.host_allowlist()
+        if is_loopback(self.ops_listen[0]):
+            return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+        return None
+
     def origin_allowlist(self) -> tuple[str, ...] | None:
         if self.allowed_origins is not None:
             return self.allowed_origins
@@ -147,7 +158,7 @@ _GATEWAY_KEYS = {
     "max_header_bytes", "max_headers",
     "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_response_bytes", "upstream_timeout",
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
-    "reload_interval", "log_level",
+    "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
 }
 _INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connections", "max_response_bytes"}
 _SERVER_KEYS = {
@@ -246,6 +257,17 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         if v < lo:
             raise ConfigError(f"gateway.{key}: must be at least {lo}")
         nums[key] = v
+    ops_listen = None
+    if "ops_listen" in g:
+        ops_listen = parse_listen(_typed(g, "ops_listen", str, "gateway"), "gateway.ops_listen")
+        if ops_listen[1] == port and port != 0:
+            raise ConfigError("gateway.ops_listen: must use another port than the MCP listener")
+    te, tf = _typed(g, "ops_token_env", str, "gateway"), _typed(g, "ops_token_file", str, "gateway")
+    if te is not None and tf is not None:
+        raise ConfigError("gateway: give ops_token_env or ops_token_file, not both")
+    ops_token = Credential(None, None, "", te, _rel(base, tf) if tf else None) if (te or tf) else None
+    if ops_token is not None:
+        ops_token.resolve("gateway.ops_token")  # must be readable now; read again at start
     hosts = _str_list(g["allowed_hosts"], "gateway.allowed_hosts") if "allowed_hosts" in g else None
     origins = _str_list(g["allowed_origins"], "gateway.allowed_origins") if "allowed_origins" in g else None
 
@@ -278,6 +300,7 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
         reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),
+        ops_listen=ops_listen, ops_token=ops_token,
         source=source,
     )
 
@@ -366,6 +389,16 @@ def _credential(c, where: str, http: bool, base: Path) -> Credential:
         raise ConfigError(f"{where}: give exactly one of from_env or from_file")
     prefix = _typed(c, "prefix", str, where, "")
     return Credential(header, env, prefix, fe, _rel(base, ff) if ff else None)
+
+
+def parse_listen(text: str, where: str) -> tuple[str, int]:
+    """`host:port` (an IPv6 host in brackets) → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: expected host:port, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
 
 
 def check_upstream_url(url: str, where: str) -> None:

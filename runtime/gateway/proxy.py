@@ -147,19 +147,24 @@ class GatewayApp:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        rt = self.rt
         try:
-            if path.startswith("/mcp/"):
+            local = scope.get("server")
+            on_ops = rt.ops_port is not None and local is not None and local[1] == rt.ops_port
+            if on_ops:  # the operations listener serves operations only
+                if path in ("/healthz", "/metrics"):
+                    await self.ops(scope, send, path, rt.config.ops_host_allowlist())
+                else:
+                    await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "this listener serves /healthz and /metrics"}))
+            elif path.startswith("/mcp/"):
                 rest = path[5:]
                 server_id, _, tail = rest.partition("/")
                 if tail:
                     await _respond(send, 404, rpc.dumps({"error": "not found"}))
                     return
                 await self.mcp(scope, receive, send, server_id)
-            elif path == "/healthz":
-                code, body = await self.rt.health()
-                await _respond(send, code, rpc.dumps(body))
-            elif path == "/metrics":
-                await _respond(send, 200, self.rt.metrics.render().encode(), b"text/plain; version=0.0.4; charset=utf-8")
+            elif path in ("/healthz", "/metrics") and rt.config.ops_listen is None:
+                await self.ops(scope, send, path, rt.config.host_allowlist())
             else:
                 await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "MCP endpoints are /mcp/<server-id>/"}))
         except Exception as e:  # the last line of defence: a JSON-RPC error, never a traceback to the client
@@ -183,6 +188,33 @@ class GatewayApp:
                 await self.rt.stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def ops(self, scope, send, path: str, hosts) -> None:
+        """/healthz and /metrics: the same Host and Origin checks as MCP requests (a page a
+        browser was tricked into loading cannot read them), and the ops token when one is set."""
+        rt = self.rt
+        headers = _headers(scope)
+        if not _host_ok(headers.get("host"), hosts):
+            await _respond(send, 421, rpc.dumps({"error": "Invalid Host header"}))
+            return
+        origin = headers.get("origin")
+        if origin is not None and not _host_ok(origin, rt.config.origin_allowlist()):
+            await _respond(send, 403, rpc.dumps({"error": "Invalid Origin header"}))
+            return
+        if rt.ops_secret is not None:
+            auths = [v for k, v in scope["headers"] if k == b"authorization"]
+            scheme, _, token = (auths[0].decode("latin-1") if len(auths) == 1 else "").partition(" ")
+            good = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), rt.ops_secret.encode())
+            if not good:
+                rt.metrics.inc("mcpp_auth_failures_total", (("server", "-"), ("reason", "ops_token")))
+                await _respond(send, 401, rpc.dumps({"error": "the operations endpoints need the ops token"}), JSON,
+                               [(b"www-authenticate", b'Bearer realm="mcpp-ops"')])
+                return
+        if path == "/healthz":
+            code, body = await rt.health()
+            await _respond(send, code, rpc.dumps(body))
+        else:
+            await _respond(send, 200, rt.metrics.render().encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
     # ---- one MCP request -------------------------------------------------------------
     async def mcp(self, scope, receive, send, server_id: str) -> None:

@@ -34,6 +34,7 @@ from .stdio import StdioUpstream
 RESTART_FIELDS = (
     "host", "port", "state_dir", "redis_url", "audit_synchronous", "redis_timeout", "grant_cache_seconds",
     "max_header_bytes", "max_headers", "header_timeout", "idle_timeout", "max_connections", "max_response_bytes",
+    "ops_listen",
 )
 
 
@@ -96,6 +97,9 @@ class Runtime:
         self.started_at = time.time()
         self._visible_cache: dict = {}
         self._known: dict = {}
+        self.mcp_port: int | None = None  # the listeners' ports (set by serve())
+        self.ops_port: int | None = None
+        self.ops_secret = config.ops_token.resolve("gateway.ops_token") if config.ops_token else None
         self._reload_task = None
         self._build_upstreams(config, None)
         self._preload(config)
@@ -383,6 +387,8 @@ class Runtime:
                     self.log.warning("config_needs_restart", field=field)
                     new = _keep(new, field, getattr(self.config, field))
             old = self.config
+            if new.ops_token is not None:
+                new.ops_token.resolve("gateway.ops_token")  # refused below if it cannot be read
             self._build_upstreams(new, old)
         except ConfigError as e:
             self.config_error = str(e)
@@ -390,6 +396,7 @@ class Runtime:
             self.log.error("config_refused", path=self.config_path, error=str(e))
             return
         self.config = new
+        self.ops_secret = new.ops_token.resolve("gateway.ops_token") if new.ops_token else None
         self.cred_mtimes = _cred_mtimes(new)
         self.config_error = None
         self._preload(new)
@@ -399,7 +406,10 @@ class Runtime:
 
 
 def _cred_mtimes(cfg: GatewayConfig) -> dict:
-    return {c.from_file: _mtime(c.from_file) for s in cfg.servers for c in s.credentials if c.from_file}
+    files = {c.from_file: _mtime(c.from_file) for s in cfg.servers for c in s.credentials if c.from_file}
+    if cfg.ops_token is not None and cfg.ops_token.from_file:
+        files[cfg.ops_token.from_file] = _mtime(cfg.ops_token.from_file)
+    return files
 
 
 def _keep(cfg: GatewayConfig, field: str, value):
@@ -439,8 +449,33 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
         proxy_headers=False,  # X-Forwarded-* would let a client pick the address in logs; not trusted
         timeout_keep_alive=config.idle_timeout, limit_concurrency=config.max_connections,
     )
-    rt.log.info("listening", host=config.host, port=config.port, loop=loop, http="httptools")
-    uvicorn.Server(uconfig).run()
+    # both listeners are bound here, before serving: a port that is taken fails the start
+    mcp_sock = _bind(config.host, config.port)
+    sockets = [mcp_sock]
+    rt.mcp_port = mcp_sock.getsockname()[1]
+    if config.ops_listen is not None:
+        ops_sock = _bind(*config.ops_listen)
+        sockets.append(ops_sock)
+        rt.ops_port = ops_sock.getsockname()[1]
+        rt.log.info("listening_ops", host=config.ops_listen[0], port=rt.ops_port)
+    rt.log.info("listening", host=config.host, port=rt.mcp_port, loop=loop, http="httptools")
+    uvicorn.Server(uconfig).run(sockets=sockets)
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _has(mod: str) -> bool:

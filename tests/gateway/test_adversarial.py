@@ -423,3 +423,39 @@ async def test_hung_redis_refuses_limited_calls_and_blocks_nothing_else(tmp_path
         assert [r["event"] for r in rows][:2] == ["redis_unavailable", "redis_available"]
     finally:
         redis_proc.stop()
+
+
+# ---- finding 7: operations endpoints answered any Host without auth ---------------------------------
+
+
+async def test_operations_endpoints_check_host_origin_token_and_can_move(tmp_path, upstream, start_gateway):
+    """Finding 7: /metrics and /healthz answered any Host, without auth. Sharing the MCP
+    port they now get the same Host/Origin checks as MCP requests (421/403), an ops token
+    can be required (401 without it), and `ops_listen` moves them to their own address,
+    where only they are served (and the MCP port no longer serves them)."""
+    (tmp_path / "ops.token").write_text("s3cret-ops-token\n")
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway='ops_token_file = "ops.token"')
+    async with httpx2.AsyncClient(timeout=10) as http:
+        for path in ("/metrics", "/healthz"):
+            url = f"{g.base}{path}"
+            assert (await http.get(url)).status_code == 401
+            assert (await http.get(url, headers={"Authorization": "Bearer wrong"})).status_code == 401
+            ok = {"Authorization": "Bearer s3cret-ops-token"}
+            assert (await http.get(url, headers=ok)).status_code == 200
+            assert (await http.get(url, headers={**ok, "Host": "evil.example"})).status_code == 421
+            assert (await http.get(url, headers={**ok, "Origin": "http://evil.example"})).status_code == 403
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "mcp unaffected"})) == "mcp unaffected"
+    g.stop()
+
+    ops_port = free_port()
+    g2 = _gw_config(tmp_path, start_gateway, upstream.url, gateway=f'ops_listen = "127.0.0.1:{ops_port}"', name="split")
+    ops = f"http://127.0.0.1:{ops_port}"
+    async with httpx2.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"{g2.base}/metrics")).status_code == 404
+        assert (await http.get(f"{g2.base}/healthz")).status_code == 404
+        r = await http.get(f"{ops}/metrics")
+        assert r.status_code == 200 and "mcpp_requests_total" in r.text
+        assert (await http.get(f"{ops}/healthz")).json()["status"] in ("ok", "degraded")
+        assert (await http.get(f"{ops}/metrics", headers={"Host": "evil.example"})).status_code == 421
+        assert (await http.post(f"{ops}/mcp/default/", headers=HEADERS, content=b"{}")).status_code == 404
+        assert result_text(await call_tool(http, g2.url(), g2.token, "echo", {"text": "split"})) == "split"
