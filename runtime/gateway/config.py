@@ -71,6 +71,7 @@ class ServerConfig:
     session_idle_seconds: float = 1800.0
     catalog: str | None = None  # a pinned catalog (docs/gateway.md, "Pinning a catalog")
     catalog_max_age: float = 300.0  # seconds a listing is trusted before a call re-lists the tools
+    enforce_input_schema: bool = True  # typed calls: arguments must conform to the tool's inputSchema
 
     @property
     def kind(self) -> str:
@@ -163,7 +164,7 @@ _GATEWAY_KEYS = {
 _INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connections", "max_response_bytes"}
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
-    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age",
+    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema",
 }
 _CRED_KEYS = {"header", "env", "prefix", "from_env", "from_file"}
 
@@ -361,7 +362,7 @@ def _server(s, where: str, base: Path) -> ServerConfig:
         grant_policies=tuple((k, _rel(base, v)) for k, v in gp.items()), credentials=tuple(creds),
         anonymous=bool(_typed(s, "anonymous", bool, where, False)), max_sessions=max_sessions,
         session_idle_seconds=float(idle), catalog=_rel(base, catalog) if catalog else None,
-        catalog_max_age=float(max_age),
+        catalog_max_age=float(max_age), enforce_input_schema=bool(_typed(s, "enforce_input_schema", bool, where, True)),
     )
 
 
@@ -418,7 +419,7 @@ def check_upstream_url(url: str, where: str) -> None:
 def quick_config(
     policy: str, upstream: str | None, stdio: str | None, port: int, state: str, host: str = "127.0.0.1",
     anonymous: bool = False, max_body_bytes: int | None = None, upstream_timeout: float | None = None,
-    pin_catalog: str | None = None,
+    pin_catalog: str | None = None, enforce_input_schema: bool = True,
 ) -> GatewayConfig:
     """The config `mcpp serve --policy … (--upstream | --stdio)` stands for: one server, id `default`."""
     if (upstream is None) == (stdio is None):
@@ -434,7 +435,8 @@ def quick_config(
         if not command:
             raise ConfigError("--stdio: empty command")
     server = ServerConfig(id="default", url=upstream, command=command, policy=str(Path(policy).resolve()), anonymous=anonymous,
-                          catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None)
+                          catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None,
+                          enforce_input_schema=enforce_input_schema)
     kw = {}
     if max_body_bytes is not None:
         kw["max_body_bytes"] = max_body_bytes

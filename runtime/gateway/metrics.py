@@ -43,6 +43,7 @@ class Metrics:
             "mcpp_catalog_reloads_total": ("counter", "Pinned catalog reloads by server and result"),
             "mcpp_catalog_drift_total": ("counter", "Tools an upstream listed that differ from the pin, by server and kind (each definition counted once)"),
             "mcpp_catalog_denials_total": ("counter", "tools/call refused by the pinned catalog, by server and kind"),
+            "mcpp_schema_denials_total": ("counter", "tools/call refused before the policy because the arguments do not conform to the tool's inputSchema (or it cannot be checked), by server and kind"),
             "mcpp_catalog_listings_total": ("counter", "tools/list requests the gateway sent itself to check a pin, by server and result"),
             "mcpp_redis_breaker_open": ("gauge", "1 while the Redis circuit breaker is open (Redis unreachable or hung)"),
             "mcpp_redis_breaker_trips_total": ("counter", "Times the Redis circuit breaker opened"),

@@ -130,6 +130,17 @@ class Listing:
     key: bytes  # a fingerprint of the tools, so identical listings share one verdict
     complete: bool
     at: float  # time.monotonic() of the newest complete listing; -inf when it is not current
+    index: dict | None = None  # name → its definitions, built on first use
+
+    def definitions(self, name: str) -> list[dict]:
+        """Every definition the listing has for `name` (more than one: listed twice)."""
+        if self.index is None:
+            index: dict[str, list] = {}
+            for t in self.tools:
+                if isinstance(t, dict) and isinstance(t.get("name"), str):
+                    index.setdefault(t["name"], []).append(t)
+            self.index = index
+        return self.index.get(name, [])
 
 
 def _names(tools) -> list[str]:

@@ -39,7 +39,7 @@ from mcp.shared.inbound import (
 from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from mcpp.runtime.engine import Grant
+from mcpp.runtime.engine import Decision, Grant, Rule, escape_pointer
 
 from . import jsonrpc as rpc
 from .audit import AuditRow
@@ -47,6 +47,7 @@ from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
+from .schemas import SchemaUnusable, check
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -433,15 +434,29 @@ class GatewayApp:
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
             return
         t0 = time.perf_counter()
-        engine = None
+        engine, policy_sha = None, None
+        typed = None
+        if server.enforce_input_schema:
+            # typed calls: the arguments must conform to the tool's declared schema before
+            # the policy sees them, so no condition can be bypassed with a wrong type
+            try:
+                typed = await self.schema_check(server, name, args, upstream, fwd, params, modern)
+            except Exception as e:  # fail closed
+                rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
+                typed = {"kind": "error", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": type(e).__name__,
+                         "message": f"Tool {name} could not be checked against its input schema (internal error); the call was not forwarded."}
         try:
             engine, policy_sha = rt.engine_for(server, caller)
-            decision = await rt.decide(engine, name, args, caller.grant, server.id)
+            if typed is not None:
+                decision = Decision(False, name, Rule(typed["pointer"]), typed["message"])
+            else:
+                decision = await rt.decide(engine, name, args, caller.grant, server.id)
         except Exception as e:  # fail closed
-            from mcpp.runtime.engine import Decision, Rule
-
             decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
-            policy_sha = None
+        if decision.rule.pointer == "/error" and typed is None:
+            # what went wrong is for the operator (log, audit), not for the agent
+            rt.log.error("decision_error", server=server.id, tool=name, error=clip(decision.message, 500))
+            decision = Decision(False, name, decision.rule, "The policy could not be evaluated for this call; it was denied.")
         rt.metrics.observe("mcpp_decision_duration_seconds", (("server", server.id),), time.perf_counter() - t0)
         pinned = None
         if decision.allowed and server.catalog:
@@ -453,8 +468,6 @@ class GatewayApp:
                 pinned = {"kind": "error", "reason": f"{type(e).__name__}", "message": (
                     f"Tool {name} could not be checked against the pinned catalog (internal error); the call was not forwarded.")}
             if pinned is not None:
-                from mcpp.runtime.engine import Decision, Rule
-
                 decision.release()
                 decision = Decision(False, name, Rule(pointer(name)), pinned["message"])
         row = AuditRow(
@@ -462,7 +475,7 @@ class GatewayApp:
             grant_id=caller.grant.id, grant_label=caller.grant.label, server=server.id, tool=name,
             decision=decision.decision, rule=clip(decision.rule.pointer, MAX_AUDIT_TEXT), message=clip(decision.message, MAX_AUDIT_TEXT),
             arg_keys=audit_keys(args),
-            outcome="forwarded" if decision.allowed else ("rejected" if pinned and pinned.get("rejection") else "denied"),
+            outcome="forwarded" if decision.allowed else ("rejected" if (pinned or typed or {}).get("rejection") else "denied"),
             policy_sha256=policy_sha, replica=rt.replica,
         )
         try:
@@ -483,10 +496,16 @@ class GatewayApp:
             rt.log.warning("catalog_denied", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label,
                            tool=name, kind=pinned["kind"], reason=pinned["reason"], catalog=server.catalog,
                            pinned=pinned.get("pinned"), live=pinned.get("live"), request_id=row.request_id, audit_seq=seq)
-        if pinned is not None and pinned.get("rejection"):
+        if typed is not None:
+            rt.metrics.inc("mcpp_schema_denials_total", (("server", server.id), ("kind", typed["kind"])))
+            rt.log.log("info" if typed["kind"] in ("invalid_arguments", "unlisted") else "warning", "schema_denied",
+                       server=server.id, grant_id=caller.grant.id, tool=name, kind=typed["kind"], reason=clip(typed["reason"], 500),
+                       rule=clip(typed["pointer"], 500), request_id=row.request_id, audit_seq=seq)
+        refused = pinned if pinned is not None else typed
+        if refused is not None and refused.get("rejection"):
             # the upstream refused the protocol version: answer as it would have answered the
             # call itself, so a dual-era client falls back to the handshake
-            err = pinned["rejection"]
+            err = refused["rejection"]
             await _respond(send, 400, rpc.dumps(rpc.error(rid, err.get("code"), str(err.get("message", "")), err.get("data"))))
             return
         if not decision.allowed:
@@ -495,6 +514,8 @@ class GatewayApp:
                 meta["io.mcpp/decision"]["limit"] = decision.limit
             if pinned is not None:
                 meta["io.mcpp/decision"]["catalog"] = {"kind": pinned["kind"], "pinned": pinned.get("pinned"), "live": pinned.get("live")}
+            if typed is not None:
+                meta["io.mcpp/decision"]["schema"] = {"kind": typed["kind"]}
             prefix = rpc.ERROR_PREFIX if decision.rule.pointer == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
             out = rpc.tool_error_result(rid, prefix + decision.message, modern, meta)
             await _respond(send, 200, rpc.dumps(out))
@@ -528,10 +549,12 @@ class GatewayApp:
         rt = self.rt
         rid = msg.get("id")
         pin = None
-        if server.catalog:
+        if server.catalog or server.enforce_input_schema:
+            # the pages are recorded as the scope's listing (pin checks, typed calls)
             params = msg.get("params")
             cursor = params.get("cursor") if isinstance(params, dict) else None
-            pin = (rt.pin_for(server), (server.id, _session_of(fwd)), cursor if isinstance(cursor, str) else None)
+            pin = (rt.pin_for(server) if server.catalog else None, (server.id, _session_of(fwd)),
+                   cursor if isinstance(cursor, str) else None)
         try:
             resp = await upstream.request("POST", fwd, body, rt.config.upstream_timeout)
             data = await resp.read(rt.config.upstream_timeout)
@@ -634,6 +657,8 @@ class GatewayApp:
         st, scope, cursor = pin
         rt = self.rt
         acc = rt.listings.observe_page(scope, cursor, tools, next_cursor)
+        if st is None:  # typed calls only: the listing is recorded, nothing is removed
+            return tools
         cur = st.current
         if cur is None:
             rt.log.warning("catalog_not_loaded", server=server.id, path=st.path, error=st.error, removed=len(tools))
@@ -661,6 +686,32 @@ class GatewayApp:
             rt.log.warning("catalog_drift", server=server.id, tool=name, kind=kind, reason=reason, catalog=server.catalog,
                            pinned=pinned.hash if pinned else None, live=live)
 
+    async def listing_for(self, server, name: str, upstream, fwd, params, modern: bool, purpose: str):
+        """The upstream's current tool listing for this call's scope (server, upstream
+        session): the one the gateway has if it is younger than `catalog_max_age` (and lists
+        the tool, or was taken within the last REFETCH_UNLISTED_AFTER seconds), else a fresh
+        one the gateway lists itself (every page; concurrent calls share one). Raises
+        FetchFailed (or anything else) when none can be had."""
+        rt = self.rt
+        scope = (server.id, _session_of(fwd))
+        listing = rt.listings.get(scope)
+        age = time.monotonic() - listing.at if listing is not None else float("inf")
+        if listing is None or age > server.catalog_max_age or (name not in listing.names and age > REFETCH_UNLISTED_AFTER):
+            timeout = rt.config.upstream_timeout
+            try:
+                listing = await rt.listings.fetch(scope, lambda: fetch_tools(upstream, fwd, params, modern, timeout))
+            except Exception:
+                rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "failed")))
+                raise
+            rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "ok")))
+            if purpose == "pin" or server.catalog:
+                cur = rt.pin_for(server).current
+                if cur is not None:
+                    drifted = rt.listings.verdict(cur, listing)
+                    if drifted:
+                        self.note_drift(server, cur, listing.tools, drifted)
+        return listing
+
     async def pin_check(self, server, name: str, upstream, fwd, params, modern: bool) -> dict | None:
         """None when the tool matches the pinned catalog; else {kind, message, reason, pinned?, live?}.
         Fail closed: no pin in force, no listing to be had, or a tool the upstream does not list refuse."""
@@ -670,29 +721,17 @@ class GatewayApp:
         if cur is None:
             why = st.error or "not loaded"
             return {"kind": "no_catalog", "reason": why, "message": (
-                f"Tool {name} cannot be checked: the pinned catalog {Path(st.path).name} is not loaded ({why}). "
+                f"Tool {name} cannot be checked: the pinned catalog {Path(st.path).name} is not loaded. "
                 "No call to this server is forwarded until it loads.")}
-        scope = (server.id, _session_of(fwd))
-        listing = rt.listings.get(scope)
-        now = time.monotonic()
-        age = now - listing.at if listing is not None else float("inf")
-        if listing is None or age > server.catalog_max_age or (name not in listing.names and age > REFETCH_UNLISTED_AFTER):
-            timeout = rt.config.upstream_timeout
-            try:
-                listing = await rt.listings.fetch(scope, lambda: fetch_tools(upstream, fwd, params, modern, timeout))
-            except Exception as e:  # FetchFailed, or anything else: the tool cannot be checked, so no call
-                why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
-                rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "failed")))
-                rt.log.warning("catalog_listing_failed", server=server.id, tool=name, error=why)
-                return {"kind": "unverifiable", "reason": why, "rejection": getattr(e, "rejection", None), "message": (
-                    f"Tool {name} cannot be checked against the pinned catalog: the upstream's tool list could not be "
-                    f"obtained ({why}). The call was not forwarded.")}
-            rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "ok")))
-            drifted = rt.listings.verdict(cur, listing)
-            if drifted:
-                self.note_drift(server, cur, listing.tools, drifted)
-        else:
-            drifted = rt.listings.verdict(cur, listing)
+        try:
+            listing = await self.listing_for(server, name, upstream, fwd, params, modern, "pin")
+        except Exception as e:  # FetchFailed, or anything else: the tool cannot be checked, so no call
+            why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
+            rt.log.warning("catalog_listing_failed", server=server.id, tool=name, error=why)
+            return {"kind": "unverifiable", "reason": why, "rejection": getattr(e, "rejection", None), "message": (
+                f"Tool {name} cannot be checked against the pinned catalog: the upstream's tool list could not be "
+                f"obtained ({why}). The call was not forwarded.")}
+        drifted = rt.listings.verdict(cur, listing)
         reason = drifted.get(name)
         if reason is not None:
             pinned = cur.catalog.tools.get(name)
@@ -705,6 +744,57 @@ class GatewayApp:
                 f"Tool {name} is not in the upstream's tool list, so it cannot be checked against the pinned catalog; "
                 "the call was not forwarded.")}
         return None
+
+    # ---- typed calls (schemas.py) ----------------------------------------------------------
+    async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool) -> dict | None:
+        """None when the call's arguments conform to the tool's declared inputSchema; else
+        {kind, message, pointer, reason, rejection?}. The schema is the pinned catalog's when
+        the server pins one (a tool the pin lacks is left to the pin check, which refuses
+        it), otherwise the upstream's own listing's. Fail closed: a tool the upstream does
+        not list, a listing that cannot be had, or a schema that cannot be used refuse."""
+        rt = self.rt
+        base = f"/tools/{escape_pointer(name)}/schema"
+        if server.catalog:
+            cur = rt.pin_for(server).current
+            tool = cur.catalog.tools.get(name) if cur is not None else None
+            if tool is None:
+                return None  # refused by the pin check (never forwarded), with the pin's reason
+            schema = tool.input_schema
+        else:
+            try:
+                listing = await self.listing_for(server, name, upstream, fwd, params, modern, "schema")
+            except Exception as e:
+                why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
+                rt.log.warning("schema_listing_failed", server=server.id, tool=name, error=why)
+                return {"kind": "unverifiable", "pointer": base, "reason": why, "rejection": getattr(e, "rejection", None),
+                        "message": (f"Tool {name} cannot be checked: the upstream's tool list could not be obtained ({why}). "
+                                    "The call was not forwarded.")}
+            defs = listing.definitions(name)
+            if not defs:
+                return {"kind": "unlisted", "pointer": base, "reason": f"the upstream does not list tool {name!r}",
+                        "message": f"Tool {name} is not offered by this server (it is not in the server's tool list)."}
+            schemas = {json.dumps(d.get("inputSchema"), sort_keys=True, default=str) for d in defs}
+            if len(schemas) > 1:
+                return {"kind": "ambiguous", "pointer": base, "reason": f"the upstream lists tool {name!r} twice with different schemas",
+                        "message": f"Tool {name} cannot be checked: the server lists it twice with different input schemas."}
+            schema = defs[0].get("inputSchema")
+            if not isinstance(schema, dict):
+                return {"kind": "no_schema", "pointer": base, "reason": "no inputSchema object in the tool's definition",
+                        "message": f"Tool {name} cannot be checked: the server declares no input schema for it."}
+        try:
+            validator = rt.schemas.get(schema)
+        except SchemaUnusable as e:
+            return {"kind": "unusable_schema", "pointer": base, "reason": str(e),
+                    "message": f"Tool {name} cannot be checked: its declared input schema cannot be used ({e})."}
+        try:
+            v = check(validator, args)
+        except RecursionError:
+            return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
+                    "message": f"The arguments of {name} are nested too deeply to check."}
+        if v is None:
+            return None
+        return {"kind": "invalid_arguments", "pointer": base + v.pointer, "reason": v.message,
+                "message": f"{v.message} (tool {name}; the call was not forwarded)"}
 
     # ---- forwarding ----------------------------------------------------------------------
     def response_headers(self, resp, server, caller) -> list[tuple[bytes, bytes]]:
@@ -781,8 +871,8 @@ class GatewayApp:
         # closes the upstream stream too (in 2026-07-28 that is how a call is cancelled).
         await send({"type": "http.response.start", "status": status, "headers": headers})
         chunk_timeout = None if method == "GET" else timeout
-        # with a pinned catalog, the stream is watched for tools/list_changed from the upstream
-        pin_scope = (server.id, _session_of(fwd)) if server.catalog else None
+        # with a pinned catalog or typed calls, the stream is watched for tools/list_changed
+        pin_scope = (server.id, _session_of(fwd)) if server.catalog or server.enforce_input_schema else None
         pipe = asyncio.ensure_future(self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope))
         disconnected = asyncio.Event()
         watcher = asyncio.ensure_future(_watch_disconnect(receive, disconnected))
@@ -882,7 +972,8 @@ class GatewayApp:
                             _settle(state, "upstream_error" if outcome == "unreadable" else outcome)
                         elif pin_scope is not None and m.get("method") == "notifications/tools/list_changed":
                             rt.listings.invalidate(pin_scope)
-                            rt.log.info("catalog_relist_due", server=server.id, why="notifications/tools/list_changed")
+                            rt.log.info("catalog_relist_due" if server.catalog else "tools_relist_due", server=server.id,
+                                        why="notifications/tools/list_changed")
                     out.append(rpc.render_event(ev))
                 if out:
                     await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})

@@ -26,6 +26,7 @@ from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry
 from .proxy import GatewayApp, SessionBinder
+from .schemas import SchemaCache
 from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
 from .stdio import StdioUpstream
 
@@ -89,6 +90,7 @@ class Runtime:
         self.registry = PolicyRegistry(self.counters)
         self.pins = PinRegistry()
         self.listings = ListingTracker()
+        self.schemas = SchemaCache()
         self.upstreams: dict = {}
         self.credential_headers: dict[str, list[tuple[str, str]]] = {}
         self.config_error: str | None = None

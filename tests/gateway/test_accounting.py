@@ -88,6 +88,7 @@ policy = "policy.mcpp"
 id = "down"
 url = "http://127.0.0.1:{dead}/mcp"
 policy = "policy.mcpp"
+enforce_input_schema = false  # with typed calls on, the gateway would refuse it for want of a tool list
 """)
         grant = create_grant(tmp_path / "state", "acct")
         down = create_grant(tmp_path / "state", "acct-down", "down")

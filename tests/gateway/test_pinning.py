@@ -285,8 +285,9 @@ catalog = "pinned.json"
     async with http, c:
         assert await list_all(c) == []  # nothing could be called, so nothing is listed
         r = await c.call_tool("echo", {"text": "x"})
-        assert r.is_error and r.content[0].text.startswith(
-            "[POLICY DENIED] Tool echo cannot be checked: the pinned catalog pinned.json is not loaded (")
+        assert r.is_error and r.content[0].text == (
+            "[POLICY DENIED] Tool echo cannot be checked: the pinned catalog pinned.json is not loaded. "
+            "No call to this server is forwarded until it loads.")  # why (with its path) is in /healthz and the log
     assert len(upstream.ran()) == before
     assert audit_rows(tmp_path / "state")[-1]["rule"] == "/catalog/echo"
 
