@@ -459,3 +459,23 @@ async def test_operations_endpoints_check_host_origin_token_and_can_move(tmp_pat
         assert (await http.get(f"{ops}/metrics", headers={"Host": "evil.example"})).status_code == 421
         assert (await http.post(f"{ops}/mcp/default/", headers=HEADERS, content=b"{}")).status_code == 404
         assert result_text(await call_tool(http, g2.url(), g2.token, "echo", {"text": "split"})) == "split"
+
+
+async def test_name_variants_never_reach_a_lenient_upstream(tmp_path, start_gateway):
+    """Finding 7: on a `default allow` policy, `hide` matches names exactly, so a trailing
+    space, another case or a look-alike Unicode name was forwarded (the SDK upstream refused
+    them; a more lenient one might not). With typed calls a tool the upstream does not list
+    is refused before the policy. The upstream here is the scripted one, which runs any name."""
+    from .scripted import ScriptedUpstream
+
+    async with ScriptedUpstream() as up:
+        g = _gw(tmp_path, start_gateway, up.url, policy_text='default allow;\nhide Action::"drop";\n')
+        async with httpx2.AsyncClient(timeout=10) as http:
+            for i, name in enumerate(("drop", "drop ", " drop", "Drop", "DROP", "drop\u200b", "dr\u043ep", "drop\t")):
+                # a handshake-era request: these names cannot travel in an Mcp-Name header
+                r = await http.post(g.url(), headers={**HEADERS, "Authorization": f"Bearer {g.token}"}, content=json.dumps(
+                    {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": name, "arguments": {}}}))
+                text = r.json()["result"]["content"][0]["text"]
+                assert r.json()["result"]["isError"] and text.startswith("[POLICY DENIED]"), (name, text)
+            assert result_text(await call_tool(http, g.url(), g.token, "ok", {})) == "ran ok"
+        assert up.executed() == [{}] and [t for t, _ in up.calls] == ["ok"]
