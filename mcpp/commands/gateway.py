@@ -62,6 +62,7 @@ def serve(
 ) -> None:
     """Run the gateway: every tools/call is decided by the policy before the upstream sees it."""
     from mcpp.runtime.gateway.config import ConfigError, quick_config
+    from mcpp.runtime.gateway.server import StartRefused
     from mcpp.runtime.gateway.server import serve as run
 
     if config is not None:
@@ -93,6 +94,8 @@ def serve(
         die(f"server {bad[0]} accepts anonymous requests, which is allowed only on a loopback address (host = {cfg.host})")
     try:
         run(cfg, path)
+    except StartRefused as e:  # a policy that does not load or fails an assert: never served
+        die(str(e), 1)
     except ConfigError as e:
         die(str(e))
     except OSError as e:

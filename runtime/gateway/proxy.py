@@ -453,10 +453,15 @@ class GatewayApp:
                 decision = await rt.decide(engine, name, args, caller.grant, server.id)
         except Exception as e:  # fail closed
             decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
+        # what went wrong is for the operator (the log, /healthz, the audit row), never for
+        # the agent: no file path, parse error or counterexample in what it reads
+        detail = None
         if decision.rule.pointer == "/error" and typed is None:
-            # what went wrong is for the operator (log, audit), not for the agent
-            rt.log.error("decision_error", server=server.id, tool=name, error=clip(decision.message, 500))
+            detail = decision.message
+            rt.log.error("decision_error", server=server.id, tool=name, error=clip(detail, 500))
             decision = Decision(False, name, decision.rule, "The policy could not be evaluated for this call; it was denied.")
+        elif decision.rule.pointer == "/no-policy":
+            detail = getattr(engine, "why", None)
         rt.metrics.observe("mcpp_decision_duration_seconds", (("server", server.id),), time.perf_counter() - t0)
         pinned = None
         if decision.allowed and server.catalog:
@@ -473,7 +478,8 @@ class GatewayApp:
         row = AuditRow(
             ts=time.time(), request_id=clip(json.dumps(rid), MAX_AUDIT_ID), trace_id=_trace_id(params, headers),
             grant_id=caller.grant.id, grant_label=caller.grant.label, server=server.id, tool=name,
-            decision=decision.decision, rule=clip(decision.rule.pointer, MAX_AUDIT_TEXT), message=clip(decision.message, MAX_AUDIT_TEXT),
+            decision=decision.decision, rule=clip(decision.rule.pointer, MAX_AUDIT_TEXT),
+            message=clip(decision.message + (f" [operator detail: {detail}]" if detail else ""), MAX_AUDIT_TEXT),
             arg_keys=audit_keys(args),
             outcome="forwarded" if decision.allowed else ("rejected" if (pinned or typed or {}).get("rejection") else "denied"),
             policy_sha256=policy_sha, replica=rt.replica,

@@ -143,6 +143,16 @@ class Runtime:
             for _, p in s.grant_policies:
                 yield s, p, f"grant-policy:{Path(p).stem}"
 
+    def refusals(self) -> list[str]:
+        """Why configured policies are not in force (`server <id>: <reason>`), for start-up:
+        `mcpp serve` refuses to start while there is any."""
+        out = []
+        for s, path, role in self._policy_paths(self.config):
+            st = self.registry.states.get((s.id, path))
+            if st is not None and st.current is None:
+                out.append(f"server {s.id}: policy refused: {st.error or 'not loaded'}")
+        return out
+
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
             st, fresh = self.registry.state(s.id, path, role)
@@ -299,6 +309,15 @@ class Runtime:
         """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
         self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
 
+    def close_stores(self) -> None:
+        for store in (self.grants, self.counters, self.audit):
+            close = getattr(store, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    pass
+
     # ---- health ------------------------------------------------------------------------
     async def health(self) -> tuple[int, dict]:
         servers = {}
@@ -430,8 +449,20 @@ def _mtime(path):
         return None
 
 
-def build_app(config: GatewayConfig, config_path: str | None = None, log: Logger | None = None) -> tuple[GatewayApp, Runtime]:
+class StartRefused(Exception):
+    """The gateway will not start: a configured policy does not load or fails a gate."""
+
+
+def build_app(config: GatewayConfig, config_path: str | None = None, log: Logger | None = None,
+              strict: bool = False) -> tuple[GatewayApp, Runtime]:
+    """The app and its runtime. `strict` (what `mcpp serve` uses): raise StartRefused when a
+    configured policy is not in force, rather than serving it as deny-all."""
     rt = Runtime(config, config_path, log)
+    if strict:
+        refused = rt.refusals()
+        if refused:
+            rt.close_stores()
+            raise StartRefused("; ".join(refused))
     return GatewayApp(rt), rt
 
 
@@ -441,7 +472,7 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
 
     from .http_server import HeadLimits, bounded_protocol
 
-    app, rt = build_app(config, config_path)
+    app, rt = build_app(config, config_path, strict=True)
     loop = "uvloop" if _has("uvloop") else "asyncio"
     limits = HeadLimits(config.max_header_bytes, config.max_headers, config.header_timeout)
     http = bounded_protocol(limits, rt.head_refused)
