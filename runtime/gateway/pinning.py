@@ -27,7 +27,7 @@ import json
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
@@ -63,6 +63,7 @@ class LoadedPin:
     catalog: Catalog
     sha256: str  # of the file's bytes: which version of the pin decided
     loaded_at: float
+    checkers: dict = field(default_factory=dict)  # tool name → what checks its calls (proxy.schema_check)
 
 
 class PinState(FileState):
@@ -131,6 +132,7 @@ class Listing:
     complete: bool
     at: float  # time.monotonic() of the newest complete listing; -inf when it is not current
     index: dict | None = None  # name → its definitions, built on first use
+    checkers: dict = field(default_factory=dict)  # name → what checks its calls (proxy.schema_check)
 
     def definitions(self, name: str) -> list[dict]:
         """Every definition the listing has for `name` (more than one: listed twice)."""

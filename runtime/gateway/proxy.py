@@ -757,7 +757,9 @@ class GatewayApp:
         {kind, message, pointer, reason, rejection?}. The schema is the pinned catalog's when
         the server pins one (a tool the pin lacks is left to the pin check, which refuses
         it), otherwise the upstream's own listing's. Fail closed: a tool the upstream does
-        not list, a listing that cannot be had, or a schema that cannot be used refuse."""
+        not list, a listing that cannot be had, or a schema that cannot be used refuse.
+        What a tool's definition means for checking (a validator, or why there is none) is
+        worked out once per pin or listing version, not per call."""
         rt = self.rt
         base = f"/tools/{escape_pointer(name)}/schema"
         if server.catalog:
@@ -765,7 +767,7 @@ class GatewayApp:
             tool = cur.catalog.tools.get(name) if cur is not None else None
             if tool is None:
                 return None  # refused by the pin check (never forwarded), with the pin's reason
-            schema = tool.input_schema
+            checker = _memo(cur.checkers, name, lambda: self._checker([{"inputSchema": tool.input_schema}], name))
         else:
             try:
                 listing = await self.listing_for(server, name, upstream, fwd, params, modern, "schema")
@@ -776,31 +778,38 @@ class GatewayApp:
                         "message": (f"Tool {name} cannot be checked: the upstream's tool list could not be obtained ({why}). "
                                     "The call was not forwarded.")}
             defs = listing.definitions(name)
-            if not defs:
-                return {"kind": "unlisted", "pointer": base, "reason": f"the upstream does not list tool {name!r}",
-                        "message": f"Tool {name} is not offered by this server (it is not in the server's tool list)."}
-            schemas = {json.dumps(d.get("inputSchema"), sort_keys=True, default=str) for d in defs}
-            if len(schemas) > 1:
-                return {"kind": "ambiguous", "pointer": base, "reason": f"the upstream lists tool {name!r} twice with different schemas",
-                        "message": f"Tool {name} cannot be checked: the server lists it twice with different input schemas."}
-            schema = defs[0].get("inputSchema")
-            if not isinstance(schema, dict):
-                return {"kind": "no_schema", "pointer": base, "reason": "no inputSchema object in the tool's definition",
-                        "message": f"Tool {name} cannot be checked: the server declares no input schema for it."}
+            # memoised for listed tools only: the names callers send are not cache keys
+            checker = _memo(listing.checkers, name, lambda: self._checker(defs, name)) if defs else self._checker(defs, name)
+        if not isinstance(checker, tuple):
+            try:
+                v = check(checker, args)
+            except RecursionError:
+                return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
+                        "message": f"The arguments of {name} are nested too deeply to check."}
+            if v is None:
+                return None
+            return {"kind": "invalid_arguments", "pointer": base + v.pointer, "reason": v.message,
+                    "message": f"{v.message} (tool {name}; the call was not forwarded)"}
+        kind, reason, message = checker
+        return {"kind": kind, "pointer": base, "reason": reason, "message": message}
+
+    def _checker(self, defs: list[dict], name: str):
+        """A validator for the tool's calls, or (kind, reason, message) saying why there is none."""
+        if not defs:
+            return ("unlisted", f"the upstream does not list tool {name!r}",
+                    f"Tool {name} is not offered by this server (it is not in the server's tool list).")
+        schemas = {json.dumps(d.get("inputSchema"), sort_keys=True, default=str) for d in defs}
+        if len(schemas) > 1:
+            return ("ambiguous", f"the upstream lists tool {name!r} twice with different schemas",
+                    f"Tool {name} cannot be checked: the server lists it twice with different input schemas.")
+        schema = defs[0].get("inputSchema")
+        if not isinstance(schema, dict):
+            return ("no_schema", "no inputSchema object in the tool's definition",
+                    f"Tool {name} cannot be checked: the server declares no input schema for it.")
         try:
-            validator = rt.schemas.get(schema)
+            return self.rt.schemas.get(schema)
         except SchemaUnusable as e:
-            return {"kind": "unusable_schema", "pointer": base, "reason": str(e),
-                    "message": f"Tool {name} cannot be checked: its declared input schema cannot be used ({e})."}
-        try:
-            v = check(validator, args)
-        except RecursionError:
-            return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
-                    "message": f"The arguments of {name} are nested too deeply to check."}
-        if v is None:
-            return None
-        return {"kind": "invalid_arguments", "pointer": base + v.pointer, "reason": v.message,
-                "message": f"{v.message} (tool {name}; the call was not forwarded)"}
+            return ("unusable_schema", str(e), f"Tool {name} cannot be checked: its declared input schema cannot be used ({e}).")
 
     # ---- forwarding ----------------------------------------------------------------------
     def response_headers(self, resp, server, caller) -> list[tuple[bytes, bytes]]:
@@ -994,6 +1003,13 @@ class GatewayApp:
         finally:
             if dropped:
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
+
+
+def _memo(memo: dict, key, make):
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = make()
+    return hit
 
 
 def _settle(state, outcome: str) -> None:
