@@ -16,6 +16,10 @@ connections were held for 40 s and more). This subclass adds, per connection:
   keep-alive timeout).
 
 The body is bounded by the app (`max_body_bytes`, 413; `body_timeout`, 408), which reads it.
+
+It also sends what one event-loop turn writes as one write (`_Corked`): uvicorn writes a
+response's status line and headers, its body, and a chunked stream's terminator as
+separate writes, each a syscall, a TCP segment and a wake-up of the client.
 """
 
 from __future__ import annotations
@@ -39,6 +43,40 @@ class _HeadRefused(Exception):
         self.status, self.reason = status, reason
 
 
+class _Corked:
+    """A connection's transport whose writes within one event-loop turn go out as one."""
+
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled")
+
+    def __init__(self, transport, loop):
+        self._t, self._loop = transport, loop
+        self._buf: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._buf.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._buf:
+            data = b"".join(self._buf)
+            self._buf.clear()
+            if not self._t.is_closing():
+                self._t.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._t.close()
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
+
+
 def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
     """An httptools protocol class with these limits (uvicorn instantiates it per connection).
     `on_refusal(status, reason)` is told about each refused head (for metrics)."""
@@ -48,6 +86,7 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
 
         def connection_made(self, transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
+            self.transport = _Corked(transport, self.loop)  # (flow control keeps the real one)
             self._in_head = False
             self._head_bytes = 0  # exact: request line and header fields parsed so far
             self._head_raw = 0  # raw bytes of reads that ended inside the head

@@ -901,7 +901,15 @@ class GatewayApp:
                 except BaseException:
                     pass
             watcher.cancel()
-            resp.release()
+            rest = state.get("rest")
+            if rest is not None:  # answered: read the upstream's end in the background, keep the connection
+                task = asyncio.ensure_future(_drain(rest, rt.config.max_response_bytes))
+                _DRAINS.add(task)
+                task.add_done_callback(_DRAINS.discard)
+            else:
+                resp.release()
+        if state.get("ended"):
+            return state["outcome"] or "forwarded"
         if disconnected.is_set():
             # the call may still run upstream: keep its reservation (count it), say why
             if tool_call and state["outcome"] is None:
@@ -963,8 +971,9 @@ class GatewayApp:
         # message, or half an event, never reaches the client
         parser = rpc.SSEParser(rt.config.max_response_bytes, comments=True) if watched else None
         dropped = 0
+        chunks = resp.chunks(chunk_timeout)
         try:
-            async for chunk in resp.chunks(chunk_timeout):
+            async for chunk in chunks:
                 if parser is None:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     continue
@@ -973,6 +982,7 @@ class GatewayApp:
                 except rpc.EventTooLarge as e:
                     raise UpstreamError(str(e), "protocol", True) from None
                 out = []
+                answered = False
                 for ev in events:
                     if "comment" in ev:  # keep-alives keep the client's connection alive too
                         out.append(rpc.render_event(ev))
@@ -985,11 +995,18 @@ class GatewayApp:
                         if watch_id is not None and m.get("id") == watch_id and "method" not in m and state["outcome"] is None:
                             outcome = _outcome(m, watch_id)
                             _settle(state, "upstream_error" if outcome == "unreadable" else outcome)
+                            answered = True
                         elif pin_scope is not None and m.get("method") == "notifications/tools/list_changed":
                             rt.listings.invalidate(pin_scope)
                             rt.log.info("catalog_relist_due" if server.catalog else "tools_relist_due", server=server.id,
                                         why="notifications/tools/list_changed")
                     out.append(rpc.render_event(ev))
+                if answered:
+                    # the answer ends a request's stream (the server closes it next): end the
+                    # client's now, in the same write, rather than wait for the upstream's end
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+                    state["ended"], state["rest"] = True, chunks
+                    return
                 if out:
                     await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
         except UpstreamError as e:
@@ -1003,6 +1020,24 @@ class GatewayApp:
         finally:
             if dropped:
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
+
+
+_DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
+
+
+async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
+    """Read what is left of an answered upstream stream so its connection can be reused;
+    a stream that does not end soon (or keeps sending) is closed instead."""
+    try:
+        async with asyncio.timeout(timeout):
+            async for c in chunks:
+                budget -= len(c)
+                if budget < 0:
+                    break
+    except BaseException:
+        pass
+    finally:
+        await chunks.aclose()  # releases the connection: to the pool if the body ended
 
 
 def _memo(memo: dict, key, make):
