@@ -151,13 +151,29 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def measure(direct, gateway, calls: int, conc: int, gw_pid: int, blocks: int = 4) -> dict:
+async def measure(direct, gateway, calls: int, conc: int, gw_pid: int, blocks: int = 8) -> dict:
+    """Latency and throughput of both targets under the same conditions: at concurrency 1
+    the calls alternate one by one (direct, gateway, gateway, direct, …), so a shared
+    machine's load swings hit both alike; at higher concurrency, blocks alternate."""
     for t in (direct, gateway):  # warm up connections, caches and the upstream
         await run_block(t, max(200, conc * 10), conc)
     res = {t.name: {"lat": [], "time": 0.0, "calls": 0} for t in (direct, gateway)}
     gw_cpu = 0.0
+    if conc == 1:
+        for i in range(calls):
+            for t in ((direct, gateway) if i % 2 == 0 else (gateway, direct)):
+                c0 = cpu_seconds(gw_pid) if t is gateway else 0.0
+                t0 = time.perf_counter()
+                await t.call()
+                dt = time.perf_counter() - t0
+                if t is gateway:
+                    gw_cpu += cpu_seconds(gw_pid) - c0
+                r = res[t.name]
+                r["lat"].append(dt)
+                r["time"] += dt
+                r["calls"] += 1
     per = max(1, calls // blocks)
-    for b in range(blocks):
+    for b in range(blocks if conc > 1 else 0):
         order = (direct, gateway) if b % 2 == 0 else (gateway, direct)
         for t in order:
             c0 = cpu_seconds(gw_pid)
