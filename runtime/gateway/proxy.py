@@ -960,7 +960,7 @@ class GatewayApp:
             e = UpstreamError("the upstream's answer is not a JSON-RPC response to this call", "protocol", True)
             return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
         _settle(state, outcome)
-        await self.send_upstream_bytes(send, 200, headers, rpc.dumps(m))
+        await self.send_upstream_bytes(send, 200, headers, data)  # checked above: relayed as it came
         return outcome
 
     async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None) -> None:
