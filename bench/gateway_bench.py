@@ -312,7 +312,7 @@ def main() -> None:
             print(f"{kind:<11} {conc:>4} {name:<8} {x['p50_ms']:>8.3f} {x['p99_ms']:>8.3f} {x['calls_per_s']:>9.1f}")
         print(f"{'':<11}      added p50 {r['added_p50_ms']:.3f} ms, p99 {r['added_p99_ms']:.3f} ms; "
               f"throughput {r['throughput_ratio'] * 100:.1f}% of direct; gateway CPU {r['gateway_cpu_ms_per_call']:.3f} ms/call")
-    print(f"input-schema check per call: " + ", ".join(f"{k} {v} µs" for k, v in cost.items()))
+    print("input-schema check per call: " + ", ".join(f"{k} {v} µs" for k, v in cost.items()))
     print(f"audit rows written by the gateway: {meta['audit_rows_written']}; load average {meta['load_average']}")
 
 

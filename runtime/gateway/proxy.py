@@ -826,22 +826,6 @@ class GatewayApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    async def upstream_failed(self, send, server, rid, e: UpstreamError, tool_call: bool, modern: bool = False,
-                              executed: bool | None = None) -> None:
-        """Answer for an upstream that failed. For a tools/call, an `isError` result that says
-        whether the call was not executed or may have run (`executed`, by default whether
-        the request left the gateway); otherwise HTTP 502 with JSON-RPC -32002."""
-        rt = self.rt
-        rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
-        rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e))
-        if tool_call:
-            may_have_run = e.sent if executed is None else executed
-            fate = "may or may not have run" if may_have_run else "was not executed"
-            text = f"{rpc.ERROR_PREFIX}The upstream server failed ({e}); the call {fate}."
-            await _respond(send, 200, rpc.dumps(rpc.tool_error_result(rid, text, modern)))
-        else:
-            await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
-
     async def forward(self, scope, receive, send, server, caller, upstream, method, fwd, body, msg,
                       watch_id=None, modern=False, settle=None) -> str:
         """Relay one exchange. With `watch_id` (a tools/call), return its audit outcome, which
