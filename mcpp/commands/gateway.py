@@ -58,14 +58,16 @@ def serve(
     max_body_bytes: Optional[int] = typer.Option(None, "--max-body-bytes", help="Quick start: request body limit (413 above)"),
     upstream_timeout: Optional[float] = typer.Option(None, "--upstream-timeout", help="Quick start: seconds to wait for the upstream"),
     pin_catalog: Optional[Path] = typer.Option(None, "--pin-catalog", help="Quick start: refuse calls to tools that differ from this catalog (mcpp catalog pull)"),
+    no_input_schema: bool = typer.Option(False, "--no-enforce-input-schema", help="Quick start: do not check calls against the tools' input schemas (typed calls are on by default)"),
 ) -> None:
     """Run the gateway: every tools/call is decided by the policy before the upstream sees it."""
     from mcpp.runtime.gateway.config import ConfigError, quick_config
+    from mcpp.runtime.gateway.server import StartRefused
     from mcpp.runtime.gateway.server import serve as run
 
     if config is not None:
-        if policy or upstream or stdio or pin_catalog:
-            die("--config and the quick-start flags (--policy, --upstream, --stdio, --pin-catalog) are exclusive")
+        if policy or upstream or stdio or pin_catalog or no_input_schema:
+            die("--config and the quick-start flags (--policy, --upstream, --stdio, --pin-catalog, --no-enforce-input-schema) are exclusive")
         cfg = _config(config)
         path = str(config.resolve())
     else:
@@ -83,7 +85,7 @@ def serve(
                 die(f"--pin-catalog: {catalog_error_text(e)}")
         try:
             cfg = quick_config(str(policy), upstream, stdio, port, str(state), host, anonymous, max_body_bytes, upstream_timeout,
-                               str(pin_catalog) if pin_catalog is not None else None)
+                               str(pin_catalog) if pin_catalog is not None else None, not no_input_schema)
         except ConfigError as e:
             die(str(e))
         path = None
@@ -92,6 +94,8 @@ def serve(
         die(f"server {bad[0]} accepts anonymous requests, which is allowed only on a loopback address (host = {cfg.host})")
     try:
         run(cfg, path)
+    except StartRefused as e:  # a policy that does not load or fails an assert: never served
+        die(str(e), 1)
     except ConfigError as e:
         die(str(e))
     except OSError as e:

@@ -13,6 +13,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.program import Program
@@ -35,7 +36,9 @@ class LoadedPolicy:
 
 
 def load_verified(path: str) -> tuple[Program, str]:
-    """Parse, validate and prove the file's assertions; raise PolicyRefused with the reason."""
+    """Parse, validate and pass every gate (POLICY_GATES: the assertions, proved); raise
+    PolicyRefused with the reason. Used at start (`mcpp serve` refuses to start), on every
+    reload (the last good policy stays in force) and by `mcpp grant create --policy`."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -55,33 +58,62 @@ def load_verified(path: str) -> tuple[Program, str]:
         program = load_program(text, path)
     except MCPPError as e:
         raise PolicyRefused(e.render().strip().splitlines()[0] if e.render().strip() else str(e)) from None
-    if program.asserts:
-        _verify(program, path)
+    for gate in POLICY_GATES:
+        reasons = gate(program, path)
+        if reasons:
+            raise PolicyRefused(reasons[0])
     return program, sha
 
 
-def _verify(program: Program, path: str) -> None:
+def assert_gate(program: Program, path: str) -> list[str]:
+    """The policy's `assert` statements, proved by the analyzer (`mcpp verify`): an assert
+    that fails, or that could not be proved, keeps the policy out of force."""
+    if not program.asserts:
+        return []
     try:
         from mcpp.analyzer.verify import assert_problems, verify
     except ImportError:  # pragma: no cover - the analyzer ships with mcpp
-        raise PolicyRefused(f"{path}: has assert statements but the analyzer is not available") from None
+        return [f"{path}: has assert statements but the analyzer is not available"]
     problems = [d for d in assert_problems(program) if d.severity == "error"]
     if problems:
-        raise PolicyRefused(f"{path}:{problems[0].span.line}: {problems[0].message}")
+        return [f"{path}:{d.span.line}: {d.message}" for d in problems]
+    out = []
     for r in verify(program):
         if r.status == "fail":
-            raise PolicyRefused(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) fails: {r.message}")
+            out.append(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) fails: {r.message}")
+        elif r.status != "pass":
+            out.append(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) could not be proved: {r.message}")
+    return out
+
+
+# Gates a loaded policy must pass before it may decide: each returns the reasons it is
+# refused (an empty list: it passes), as `path:line: message`. They run at start, where a
+# refusal stops `mcpp serve` (exit 1), and on every reload, where the last good policy stays.
+# The lint gate (error-level findings that make a rule bypassable, issue 10) is added with
+# `register_policy_gate`.
+PolicyGate = Callable[[Program, str], list[str]]
+POLICY_GATES: list[PolicyGate] = [assert_gate]
+
+
+def register_policy_gate(gate: PolicyGate) -> None:
+    """Add a gate (idempotent): `gate(program, path) -> [reason, …]`."""
+    if gate not in POLICY_GATES:
+        POLICY_GATES.append(gate)
 
 
 class DenyAll:
-    """The engine of a grant with no policy in force: every call is denied, with why."""
+    """The engine of a grant with no policy in force: every call is denied. Why (`why`: a
+    file path, a parse error, an assert's counterexample) is for the operator — the log,
+    /healthz and the audit row — never for the agent."""
+
+    DENIAL = "No policy is in force for this server, so every call is denied. The operator can see why in the gateway's health and log."
 
     def __init__(self, why: str):
         self.why = why
         self.program = None
 
     def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True) -> Decision:
-        return Decision(False, str(tool), Rule("/no-policy"), f"No policy is in force for this grant ({self.why}); every call is denied.")
+        return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
 
 
 class PolicyState(FileState):
