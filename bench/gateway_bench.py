@@ -201,7 +201,7 @@ async def measure(direct, gateway, calls: int, conc: int, gw_pid: int, blocks: i
 
 def schema_check_cost(echo_schema: dict) -> dict:
     """µs per `check()` of conforming arguments, in this process (compiled once, as the gateway does)."""
-    from mcpp.runtime.gateway.schemas import SchemaCache, check
+    from mcpp.catalog.conformance import SchemaCache, check
 
     cache = SchemaCache()
     out = {}

@@ -26,7 +26,7 @@ from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry
 from .proxy import GatewayApp, SessionBinder
-from .schemas import SchemaCache
+from mcpp.catalog.conformance import SchemaCache
 from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
 from .stdio import StdioUpstream
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from mcpp.runtime.gateway.schemas import SchemaCache, SchemaUnusable, check, closed_world
+from mcpp.catalog.conformance import SchemaCache, SchemaUnusable, check, closed_world
 
 PATTERNS = ["^[a-z]+$", "^ch_", "[0-9]", "^acme/[A-Za-z0-9_.-]+$", "^(dev|staging)$", "x{2,3}", "^$"]
 TYPES = ["string", "number", "integer", "boolean", "null"]

@@ -1,4 +1,11 @@
-"""Typed calls: a `tools/call` whose arguments do not conform to the tool's declared
+"""Typed calls: does a call's `arguments` conform to its tool's declared `inputSchema`?
+
+The gateway checks every `tools/call` with this module before the policy decides, and
+the analyzer checks its counterexamples with it (so a reported call is one the gateway
+would forward) and assumes what it guarantees (`analyzer/typed.py`, over `closed_world`).
+It lives with the catalogs because both sit on it.
+
+A `tools/call` whose arguments do not conform to the tool's declared
 `inputSchema` is denied before the policy decides, so no policy can be bypassed by sending
 a value of the wrong type (`{"amount": "5000"}` where the tool declares a number: the
 policy's `args.amount > 1000` errors, the forbid does not apply, and an SDK upstream
