@@ -155,7 +155,7 @@ class Runtime:
 
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
-            st, fresh = self.registry.state(s.id, path, role)
+            st, fresh = self.registry.state(s.id, path, role, s.catalog)
             self._report(st, fresh)
         for s in cfg.servers:
             if s.catalog:
@@ -205,7 +205,7 @@ class Runtime:
         path, role = self.policy_path(server, caller)
         if path is None:
             return DenyAll(f"no policy is configured for server {server.id}"), None
-        st, fresh = self.registry.state(server.id, path, role)
+        st, fresh = self.registry.state(server.id, path, role, server.catalog)
         if fresh:
             self._report(st, True)
         cur = st.current
