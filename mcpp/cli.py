@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -32,6 +33,24 @@ def _register() -> None:
         if mod.name.startswith("_"):
             continue
         importlib.import_module(f"mcpp.commands.{mod.name}").register(app)
+
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        import mcpp
+
+        print(f"mcpp {mcpp.__version__} (the {mcpp.DISTRIBUTION} distribution, {Path(mcpp.__file__).parent})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version,
+                                 help="Print the version and where this mcpp is installed, and exit"),
+) -> None:
+    """Cedar-style policies for MCP tool calls: check, format, compile, evaluate, verify and enforce."""
 
 
 _register()
