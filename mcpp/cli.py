@@ -1,8 +1,8 @@
 """The `mcpp` command line. Each command group lives in `mcpp.commands.<area>`.
 
-Exit codes: 0 success; 1 the input has errors (check, fmt --check, a compile refusal,
-a failed property); 2 bad usage or unreadable input; 3 an internal error (reported
-without a traceback unless MCPP_DEBUG=1).
+Exit codes are one table for every command (mcpp.console, the README's "Exit codes"):
+0 success; 1 the input has errors or a property failed; 2 bad usage or unreadable input;
+3 an internal error, reported here in one line, without a traceback unless MCPP_DEBUG=1.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import typer
+
+from mcpp.console import INTERNAL
 
 app = typer.Typer(
     name="mcpp",
@@ -67,7 +69,7 @@ def main() -> None:
         if os.environ.get("MCPP_DEBUG"):
             raise
         print(f"mcpp: internal error: {type(e).__name__}: {e} (set MCPP_DEBUG=1 for a traceback)", file=sys.stderr)
-        sys.exit(3)
+        sys.exit(INTERNAL)
 
 
 if __name__ == "__main__":  # pragma: no cover

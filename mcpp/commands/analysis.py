@@ -1,9 +1,10 @@
 """`mcpp verify | lint | diff`: the analyzer on the command line.
 
-Exit codes: 0 everything passed; 1 an assertion failed or could not be decided, an
-error-level lint fired, or `diff --fail-on` matched; 2 bad input (syntax, validation,
-a malformed assertion, an unknown tool with `--tools`, a bad regex), reported with the
-same `file:line:col: error:` diagnostics as `mcpp check`.
+Exit codes (the table in mcpp.console): 0 everything passed; 1 the input has errors
+(syntax, validation, a malformed assertion, an unknown tool with `--tools`, a bad regex,
+reported with the same `file:line:col: error:` diagnostics as `mcpp check`), an
+assertion failed or could not be decided, an error-level lint fired, or `diff --fail-on`
+matched; 2 bad usage or unreadable input (a missing file, an unusable `--tools` catalog).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, print_diagnostics
+from mcpp.console import ERRORS, USAGE, die, print_diagnostics, read_input
 from mcpp.lang.diagnostics import MCPPError
 
 FORMATS = ("text", "json", "sarif")
@@ -27,48 +28,49 @@ def _format(fmt: str) -> str:
     return fmt
 
 
-def load_checked(path: Path):
-    """A Program, or exit 2 with `mcpp check`'s diagnostics."""
+def load_checked(paths: list[Path]) -> list[tuple[object, str]]:
+    """(Program, source) per file, or exit with `mcpp check`'s diagnostics: 2 when a file
+    cannot be read (every file is read before any is checked), 1 when any has errors
+    (every file's errors are printed)."""
+    texts = [read_input(p) for p in paths]
+    out = []
+    errors = 0
+    for path, text in zip(paths, texts):
+        prog, diags = _program(path, text)
+        bad = [d for d in diags if d.severity == "error"]
+        print_diagnostics(bad, text)
+        errors += len(bad)
+        out.append((prog, text))
+    if errors:
+        print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+        raise typer.Exit(ERRORS)
+    return out
+
+
+def _program(path: Path, text: str):
     from mcpp.lang.jsonform import loads
+    from mcpp.lang.load import is_json
     from mcpp.lang.program import build_program, check_source
-    from mcpp.lang.load import is_json, read_text
+
+    if not is_json(path, text):
+        return check_source(text, str(path))
+    from mcpp.lang.jsonform import to_document
 
     try:
-        text = read_text(path)
+        doc = loads(text, str(path))
     except MCPPError as e:
-        print_diagnostics(e.diagnostics)
-        raise typer.Exit(2)
-    if is_json(path, text):
-        from mcpp.lang.jsonform import to_document
-
-        try:
-            doc = loads(text, str(path))
-        except MCPPError as e:
-            print_diagnostics(e.diagnostics, text)
-            raise typer.Exit(2)
-        prog, diags = build_program(to_document(doc, str(path)))
-        prog.origin = "json"
-    else:
-        prog, diags = check_source(text, str(path))
-    errors = [d for d in diags if d.severity == "error"]
-    if errors:
-        print_diagnostics(errors, text)
-        print(f"{len(errors)} error{'s' if len(errors) != 1 else ''}", file=sys.stderr)
-        raise typer.Exit(2)
-    return prog, text
+        return None, e.diagnostics
+    prog, diags = build_program(to_document(doc, str(path)))
+    prog.origin = "json"
+    return prog, diags
 
 
 def _catalog(path: Optional[Path]) -> set[str] | None:
     """Tool names from a catalog: a JSON list of names, or MCP `tools/list` output."""
     if path is None:
         return None
-    from mcpp.lang.load import read_text
-
     try:
-        data = json.loads(read_text(path))
-    except MCPPError as e:
-        print_diagnostics(e.diagnostics)
-        raise typer.Exit(2)
+        data = json.loads(read_input(path))
     except json.JSONDecodeError as e:
         die(f"{path}: invalid JSON: {e.msg}")
     if isinstance(data, dict):
@@ -106,15 +108,14 @@ def verify_cmd(
     catalog = _catalog(tools)
     loaded = []
     bad = False
-    for f in files:
-        prog, text = load_checked(f)
+    for f, (prog, text) in zip(files, load_checked(files)):
         problems = assert_problems(prog, catalog)
         if problems:
             print_diagnostics(problems, text)
             bad = True
         loaded.append((f, prog))
     if bad:
-        raise typer.Exit(2)
+        raise typer.Exit(ERRORS)
     per_file = [(f, prog, verify(prog, timeout_ms=timeout)) for f, prog in loaded]
     results = [r for _, _, rs in per_file for r in rs]
     counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "unknown")}
@@ -135,7 +136,7 @@ def verify_cmd(
                 _print_assert(r)
         print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['unknown']} unknown")
     if counts["fail"] or counts["unknown"]:
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 def _print_assert(r) -> None:
@@ -177,7 +178,7 @@ def lint_cmd(
         if name not in LINTS:
             die(f"unknown lint {name!r}; lints are {', '.join(sorted(LINTS))}")
     chosen = (set(only) or set(LINTS)) - set(disable)
-    loaded = [(f,) + load_checked(f) for f in files]
+    loaded = [(f, prog, text) for f, (prog, text) in zip(files, load_checked(files))]
     findings = []
     for f, prog, text in loaded:
         ds = lint(prog, timeout_ms=timeout, only=chosen)
@@ -196,7 +197,7 @@ def lint_cmd(
         print(f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
               f" in {len(files)} file{'s' if len(files) != 1 else ''}")
     if any(d.severity == "error" for d in all_diags):
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 # ---- diff ------------------------------------------------------------------------------------
@@ -216,8 +217,7 @@ def diff_cmd(
     fmt = _format(fmt)
     if fail_on not in ("looser", "stricter", "any", "none"):
         die("--fail-on must be looser, stricter, any or none")
-    p_old, _ = load_checked(old)
-    p_new, _ = load_checked(new)
+    (p_old, _), (p_new, _) = load_checked([old, new])
     diffs = diff_programs(p_old, p_new, timeout_ms=timeout)
     if fmt == "json":
         print(dumps({"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}))
@@ -243,7 +243,7 @@ def diff_cmd(
         changed = [d for d in diffs if d.status != "equivalent"]
         print(f"{len(changed)} of {len(diffs)} tool cases changed")
     if _fails(diffs, fail_on):
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 def _direction_text(d, name: str, direction) -> str:

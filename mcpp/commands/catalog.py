@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, fail
+from mcpp.console import ERRORS, USAGE, die, fail, write_output
 from mcpp.lang.diagnostics import MCPPError
 
 catalog_app = typer.Typer(
@@ -26,7 +26,7 @@ def _load(path: Path):
     try:
         return load_catalog(path)
     except MCPPError as e:
-        fail(e, 2)
+        fail(e, USAGE)  # a catalog is evidence the command reads: unusable means unreadable input
 
 
 @catalog_app.command("pull")
@@ -63,13 +63,13 @@ def pull_cmd(
             target = Target(command=cmd, env=dict(parse_env(x) for x in env), cwd=str(cwd) if cwd else None,
                             timeout=timeout)
         catalog = pull(target)
-    except PullError as e:
-        die(str(e), 1)
+    except PullError as e:  # the server could not be read, or answered with no usable tools/list
+        die(str(e), USAGE)
     text = catalog.dumps()
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_output(out, text)
         print(f"{out}: {len(catalog.tools)} tools from {catalog.server_name} {catalog.server_version}", file=sys.stderr)
 
 
@@ -90,7 +90,7 @@ def diff_cmd(
     else:
         sys.stdout.write(render_text(d, str(old), str(new)))
     if has_drift(d):
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 @catalog_app.command("show")
@@ -137,7 +137,7 @@ def init_cmd(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_output(out, text)
         print(f"{out}: starter policy for {len(cat.tools)} tools; review every comment, then "
               f"`mcpp check {out} && mcpp verify {out}`", file=sys.stderr)
 

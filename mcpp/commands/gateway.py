@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, emit_json
+from mcpp.console import ERRORS, USAGE, die, emit_json, read_input
 
 grant_app = typer.Typer(help="Create, list and revoke grant tokens.", no_args_is_help=True, add_completion=False,
                         pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -20,10 +20,11 @@ grant_app = typer.Typer(help="Create, list and revoke grant tokens.", no_args_is
 def _config(config: Optional[Path]):
     from mcpp.runtime.gateway.config import ConfigError, load_config
 
+    read_input(config)  # a missing or unreadable file exits 2; a file with errors, 1
     try:
         return load_config(config)
     except ConfigError as e:
-        die(str(e))
+        die(str(e), ERRORS)
 
 
 def _state(config: Optional[Path], state: Optional[Path]) -> tuple[str, str | None, object | None]:
@@ -89,13 +90,14 @@ def serve(
         path = None
     bad = [s.id for s in cfg.servers if s.anonymous]
     if bad and not cfg.loopback:
-        die(f"server {bad[0]} accepts anonymous requests, which is allowed only on a loopback address (host = {cfg.host})")
+        die(f"server {bad[0]} accepts anonymous requests, which is allowed only on a loopback address (host = {cfg.host})",
+            ERRORS if config is not None else USAGE)
     try:
         run(cfg, path)
     except ConfigError as e:
-        die(str(e))
+        die(str(e), ERRORS)
     except OSError as e:
-        die(f"cannot start: {e.strerror or e}")
+        die(f"cannot start: {e.strerror or e}", USAGE)
 
 
 @grant_app.command("create")
@@ -119,7 +121,7 @@ def grant_create(
         try:
             load_verified(str(policy.resolve()))
         except PolicyRefused as e:
-            die(f"the grant's policy does not load: {e}", 1)
+            die(f"the grant's policy does not load: {e}", ERRORS)
         policy_path = str(policy.resolve())
     rec, token = store.create(server, label, policy_path, group)
     if as_json:
@@ -156,7 +158,7 @@ def grant_revoke(
     """Revoke a grant: its next request gets 401, on every replica."""
     store, _ = _grants(config, state)
     if not store.revoke(grant_id):
-        die(f"no grant {grant_id}", 1)
+        die(f"no grant {grant_id}", USAGE)
     print(f"revoked {grant_id}")
 
 

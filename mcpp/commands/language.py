@@ -10,9 +10,10 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, emit_json, fail, print_diagnostics
+from mcpp.console import (ERRORS, USAGE, die, emit_json, fail, load_policy, print_diagnostics, read_input,
+                          read_stdin, write_output)
 from mcpp.lang.diagnostics import MCPPError
-from mcpp.lang.load import is_json, load_policy, read_text
+from mcpp.lang.load import is_json, read_text
 
 
 def check(
@@ -24,13 +25,21 @@ def check(
     from mcpp.lang.jsonform import loads
     from mcpp.lang.program import check_source
 
+    if catalog is not None:  # a --catalog that cannot be used is a usage error, not the policy's
+        from mcpp.catalog import load_catalog
+
+        try:
+            load_catalog(catalog)
+        except MCPPError as e:
+            fail(e, USAGE)
     errors = 0
+    unreadable = 0
     for f in files:
         try:
             text = read_text(f)
         except MCPPError as e:
             print_diagnostics(e.diagnostics)
-            errors += 1
+            unreadable += 1
             continue
         if is_json(f, text):
             try:
@@ -47,7 +56,10 @@ def check(
         errors += sum(1 for d in diags if d.severity == "error")
     if errors:
         print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
-        raise typer.Exit(1)
+    if unreadable:
+        raise typer.Exit(USAGE)
+    if errors:
+        raise typer.Exit(ERRORS)
 
 
 def fmt(
@@ -61,25 +73,25 @@ def fmt(
     unformatted = []
     for f in files:
         if str(f) == "-":
-            text = sys.stdin.read()
+            text = read_stdin()
             try:
                 sys.stdout.write(format_document(parse(text, "<stdin>")))
             except MCPPError as e:
-                fail(e, 1)
+                fail(e, ERRORS)
             continue
+        text = read_input(f)
         try:
-            text = read_text(f)
             out = format_document(parse(text, str(f)))
         except MCPPError as e:
-            fail(e, 1)
+            fail(e, ERRORS)
         if out != text:
             unformatted.append(str(f))
             if not check_only:
-                f.write_text(out, encoding="utf-8")
+                write_output(f, out)
     if check_only and unformatted:
         for name in unformatted:
             print(f"would reformat {name}", file=sys.stderr)
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
@@ -104,18 +116,19 @@ def compile_cmd(
     """Compile to the gateway's JSON form; refuse, naming the rule, what it cannot express."""
     from mcpp.lang.compiler import compile_program
 
+    ctx = _grant_ctx(grant, label, group)
+    program = load_policy(file)
     try:
-        program = load_policy(file)
-        doc = compile_program(program, _grant_ctx(grant, label, group), server)
+        doc = compile_program(program, ctx, server)
     except MCPPError as e:
-        fail(e, 1)
+        fail(e, ERRORS)
     if validate:
         _translation_validate(program, doc, grant, label, group, server)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_output(out, text)
 
 
 def _translation_validate(program, doc, grant, label, groups, server) -> None:
@@ -126,7 +139,7 @@ def _translation_validate(program, doc, grant, label, groups, server) -> None:
         return
     problem = validate_translation(program, doc, grant=grant, label=label, groups=list(groups), server=server)
     if problem is not None:
-        die(f"translation validation failed, nothing written: {problem}", 1)
+        die(f"translation validation failed, nothing written: {problem}", ERRORS)
 
 
 def decompile(
@@ -136,14 +149,15 @@ def decompile(
     """Turn a JSON-form policy into readable .mcpp."""
     from mcpp.lang.decompiler import decompile as run
 
+    source = read_input(file)
     try:
-        text = run(read_text(file), str(file))
+        text = run(source, str(file))
     except MCPPError as e:
-        fail(e, 1)
+        fail(e, ERRORS)
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_output(out, text)
 
 
 def _parse_now(now: Optional[str]) -> Optional[float]:
@@ -159,15 +173,17 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
         die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
 
 
-def _call_fields(obj: object, where: str):
+def _call_fields(obj: object):
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: a call must be a JSON object like {{\"name\": …, \"arguments\": {{…}}}}")
+        raise ValueError("a call must be a JSON object like {\"name\": …, \"arguments\": {…}}")
     name = obj.get("name")
     if not isinstance(name, str):
-        raise ValueError(f"{where}: \"name\" (the tool) must be a string")
+        raise ValueError("\"name\" (the tool) must be a string")
     args = obj.get("arguments", {})
     if args is None:
         args = {}
+    if not isinstance(args, dict):
+        raise ValueError("\"arguments\" must be a JSON object of the tool's arguments")
     return name, args
 
 
@@ -201,48 +217,35 @@ def eval_cmd(
 
     if (call is None) == (calls is None):
         die("give exactly one of --call JSON or --calls FILE")
-    try:
-        engine = Engine(load_policy(policy))
-    except MCPPError as e:
-        fail(e, 2)
-    base_grant = Grant(grant, label, frozenset(group))
     ts = _parse_now(now)
-    filename = engine.filename
+    base_grant = Grant(grant, label, frozenset(group))
+    # every call is read and checked before the policy loads: bad usage exits 2 whatever the policy holds
     if call is not None:
-        try:
-            obj = json.loads(call)
-            name, args = _call_fields(obj, "--call")
-            g = _grant_of(obj.get("grant"), base_grant)
-            srv = obj.get("server", server)
-        except (ValueError, json.JSONDecodeError) as e:
-            die(f"--call: {e}")
-        d = engine.decide(name, args, g, srv if isinstance(srv, str) else server, now=ts)
-        emit_json(d.to_dict(filename))
-        return
-    text = read_or_die(calls)
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            name, args = _call_fields(obj, f"{calls}:{n}")
-            g = _grant_of(obj.get("grant"), base_grant)
-            srv = obj.get("server", server)
-            if not isinstance(srv, str):
-                raise ValueError("\"server\" must be a string")
-        except json.JSONDecodeError as e:
-            die(f"{calls}:{n}: invalid JSON: {e.msg}")
-        except ValueError as e:
-            die(f"{calls}:{n}: {e}" if not str(e).startswith(str(calls)) else str(e))
-        d = engine.decide(name, args, g, srv, now=ts)
-        emit_json(d.to_dict(filename))
+        requests = [_request(call, "--call", base_grant, server)]
+    else:
+        text = read_input(calls)
+        requests = [_request(line, f"{calls}:{n}", base_grant, server)
+                    for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    engine = Engine(load_policy(policy))
+    for name, args, g, srv in requests:
+        emit_json(engine.decide(name, args, g, srv, now=ts).to_dict(engine.filename))
 
 
-def read_or_die(path: Path) -> str:
+def _request(text: str, where: str, base_grant, server: str):
+    """(tool, arguments, grant, server) from one call's JSON, or exit 2 naming `where` once."""
     try:
-        return read_text(path)
-    except MCPPError as e:
-        fail(e, 2)
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        die(f"{where}: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})")
+    try:
+        name, args = _call_fields(obj)
+        g = _grant_of(obj.get("grant"), base_grant)
+        srv = obj.get("server", server)
+        if not isinstance(srv, str):
+            raise ValueError("\"server\" must be a string")
+    except ValueError as e:
+        die(f"{where}: {e}")
+    return name, args, g, srv
 
 
 def register(app: typer.Typer) -> None:
