@@ -14,10 +14,12 @@ from pathlib import Path
 import typer
 
 from mcpp.console import INTERNAL
+from mcpp.help import Group
 
 app = typer.Typer(
     name="mcpp",
     help="Cedar-style policies for MCP tool calls: check, format, compile, evaluate, verify and enforce.",
+    cls=Group,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -16,6 +16,7 @@ from typing import List, Optional
 
 import typer
 
+from mcpp.help import PROVE, command
 from mcpp.console import ERRORS, USAGE, die, print_diagnostics, read_input
 from mcpp.lang.diagnostics import MCPPError
 
@@ -94,10 +95,10 @@ def _catalog(path: Optional[Path]) -> set[str] | None:
 
 
 def verify_cmd(
-    files: List[Path] = typer.Argument(..., help="Policy files with `assert` statements"),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
-    tools: Optional[Path] = typer.Option(None, "--tools", help="Tool catalog (JSON list or tools/list result): unknown tools in asserts are errors"),
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files with `assert` statements"),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    tools: Optional[Path] = typer.Option(None, "--tools", metavar="FILE", help="Tool catalog (JSON list or tools/list result): unknown tools in asserts are errors"),
 ) -> None:
     """Prove every `assert`: PASS, FAIL with a counterexample call, or UNKNOWN with the reason."""
     from mcpp.analyzer import assert_diagnostics
@@ -162,11 +163,11 @@ def _print_assert(r) -> None:
 
 
 def lint_cmd(
-    files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .json)"),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
-    only: List[str] = typer.Option([], "--only", help="Run only this lint (repeatable)"),
-    disable: List[str] = typer.Option([], "--disable", help="Skip this lint (repeatable)"),
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json)"),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    only: List[str] = typer.Option([], "--only", metavar="LINT", help="Run only this lint (docs/lints/ lists them)"),
+    disable: List[str] = typer.Option([], "--disable", metavar="LINT", help="Skip this lint"),
 ) -> None:
     """Find dead, redundant and bypassable rules, unsatisfiable conditions, unanchored allowlist
     regexes, and policies that allow everything or nothing. Exit 1 on an error-level finding."""
@@ -204,11 +205,11 @@ def lint_cmd(
 
 
 def diff_cmd(
-    old: Path = typer.Argument(..., help="The current policy (.mcpp or .json)"),
-    new: Path = typer.Argument(..., help="The proposed policy (.mcpp or .json)"),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
-    fail_on: str = typer.Option("none", "--fail-on", help="looser | stricter | any | none: exit 1 when such a change is found (or cannot be ruled out)"),
+    old: Path = typer.Argument(..., metavar="OLD", help="The current policy (.mcpp or .json)"),
+    new: Path = typer.Argument(..., metavar="NEW", help="The proposed policy (.mcpp or .json)"),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    fail_on: str = typer.Option("none", "--fail-on", metavar="CHANGE", help="looser | stricter | any | none: exit 1 when such a change is found (or cannot be ruled out)"),
 ) -> None:
     """Per tool: equivalent, stricter, looser or both, with a concrete call for each direction."""
     from mcpp.analyzer.diff import diff_programs
@@ -276,6 +277,6 @@ def _fails(diffs, fail_on: str) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify")(verify_cmd)
-    app.command("lint")(lint_cmd)
-    app.command("diff")(diff_cmd)
+    command(app, "verify", verify_cmd, PROVE)
+    command(app, "lint", lint_cmd, PROVE)
+    command(app, "diff", diff_cmd, PROVE)

@@ -12,13 +12,14 @@ import typer
 
 from mcpp.console import (ERRORS, USAGE, die, emit_json, fail, load_policy, print_diagnostics, read_input,
                           read_stdin, write_output)
+from mcpp.help import AUTHOR, DEPLOY, command
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.load import is_json, read_text
 
 
 def check(
-    files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .json)"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Also validate against this tool catalog "
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json)"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="Also validate against this tool catalog "
                                            "(default: the one the policy names, if any; see docs/catalogs.md)"),
 ) -> None:
     """Parse and validate; print `file:line:col: error: …` for every problem. Exit 1 on errors."""
@@ -63,7 +64,7 @@ def check(
 
 
 def fmt(
-    files: List[Path] = typer.Argument(..., help="Files to format in place; `-` reads stdin, writes stdout"),
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Files to format in place; `-` reads stdin, writes stdout"),
     check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a file is not formatted"),
 ) -> None:
     """Format .mcpp files canonically (idempotent, comments kept)."""
@@ -105,12 +106,12 @@ def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
 
 
 def compile_cmd(
-    file: Path = typer.Argument(..., help="A .mcpp policy"),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout"),
-    grant: Optional[str] = typer.Option(None, "--grant", help="Compile the document for this grant id"),
-    label: str = typer.Option("", "--label", help="The grant's label (with --grant)"),
-    group: List[str] = typer.Option([], "--group", help="A group the grant is in (repeatable, with --grant)"),
-    server: Optional[str] = typer.Option(None, "--server", help="Compile for this server id"),
+    file: Path = typer.Argument(..., metavar="FILE", help="A .mcpp policy"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here instead of stdout"),
+    grant: Optional[str] = typer.Option(None, "--grant", metavar="ID", help="Compile the document for this grant id"),
+    label: str = typer.Option("", "--label", metavar="LABEL", help="The grant's label (with --grant)"),
+    group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant is in (with --grant)"),
+    server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Compile for this server id"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
 ) -> None:
     """Compile to the gateway's JSON form; refuse, naming the rule, what it cannot express."""
@@ -143,8 +144,8 @@ def _translation_validate(program, doc, grant, label, groups, server) -> None:
 
 
 def decompile(
-    file: Path = typer.Argument(..., help="A JSON-form policy"),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout"),
+    file: Path = typer.Argument(..., metavar="FILE", help="A JSON-form policy (from `mcpp compile`)"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here instead of stdout"),
 ) -> None:
     """Turn a JSON-form policy into readable .mcpp."""
     from mcpp.lang.decompiler import decompile as run
@@ -203,14 +204,14 @@ def _grant_of(value, default):
 
 
 def eval_cmd(
-    policy: Path = typer.Argument(..., help="A .mcpp or JSON-form policy"),
-    call: Optional[str] = typer.Option(None, "--call", help='tools/call params: {"name": …, "arguments": {…}}'),
-    calls: Optional[Path] = typer.Option(None, "--calls", help="A file of calls, one JSON object a line"),
-    grant: str = typer.Option("anonymous", "--grant", help="The grant id making the call"),
-    label: str = typer.Option("", "--label", help="The grant's label"),
-    group: List[str] = typer.Option([], "--group", help="A group the grant is in (repeatable)"),
-    server: str = typer.Option("default", "--server", help="The server id"),
-    now: Optional[str] = typer.Option(None, "--now", help="Evaluate at this time (epoch or ISO 8601), for limits"),
+    policy: Path = typer.Argument(..., metavar="FILE", help="A .mcpp or JSON-form policy"),
+    call: Optional[str] = typer.Option(None, "--call", metavar="JSON", help='tools/call params: {"name": …, "arguments": {…}}'),
+    calls: Optional[Path] = typer.Option(None, "--calls", metavar="FILE", help="A file of calls, one JSON object a line (limits count across lines)"),
+    grant: str = typer.Option("anonymous", "--grant", metavar="ID", help="The grant id making the call"),
+    label: str = typer.Option("", "--label", metavar="LABEL", help="The grant's label"),
+    group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant is in"),
+    server: str = typer.Option("default", "--server", metavar="ID", help="The server id"),
+    now: Optional[str] = typer.Option(None, "--now", metavar="TIME", help="Evaluate at this time (epoch seconds or ISO 8601), for limits"),
 ) -> None:
     """Decide tool calls; print one JSON decision per call."""
     from mcpp.runtime.engine import Engine, Grant
@@ -249,8 +250,8 @@ def _request(text: str, where: str, base_grant, server: str):
 
 
 def register(app: typer.Typer) -> None:
-    app.command("check")(check)
-    app.command("fmt")(fmt)
-    app.command("compile")(compile_cmd)
-    app.command("decompile")(decompile)
-    app.command("eval")(eval_cmd)
+    command(app, "check", check, AUTHOR)
+    command(app, "fmt", fmt, AUTHOR)
+    command(app, "eval", eval_cmd, AUTHOR)
+    command(app, "compile", compile_cmd, DEPLOY)
+    command(app, "decompile", decompile, DEPLOY)
