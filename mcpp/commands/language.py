@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -10,8 +11,8 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import (ERRORS, USAGE, die, emit_json, fail, load_policy, print_diagnostics, read_input,
-                          read_stdin, write_output)
+from mcpp.console import (ERRORS, USAGE, die, emit_json, fail, load_policy, note, plural, print_diagnostics,
+                          read_input, read_stdin, write_output)
 from mcpp.help import AUTHOR, DEPLOY, command
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.load import is_json, read_text
@@ -21,6 +22,7 @@ def check(
     files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json)"),
     catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="Also validate against this tool catalog "
                                            "(default: the one the policy names, if any; see docs/catalogs.md)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Parse and validate; print `file:line:col: error: …` for every problem. Exit 1 on errors."""
     from mcpp.lang.jsonform import loads
@@ -33,8 +35,7 @@ def check(
             load_catalog(catalog)
         except MCPPError as e:
             fail(e, USAGE)
-    errors = 0
-    unreadable = 0
+    errors = warnings = unreadable = 0
     for f in files:
         try:
             text = read_text(f)
@@ -55,8 +56,11 @@ def check(
             diags = diags + catalog_diagnostics(f, prog, catalog)
         print_diagnostics(diags, text)
         errors += sum(1 for d in diags if d.severity == "error")
-    if errors:
-        print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+        warnings += sum(1 for d in diags if d.severity == "warning")
+    found = [plural(errors, "error")] if errors else []
+    found += [plural(warnings, "warning")] if warnings else []
+    note(f"checked {plural(len(files) - unreadable, 'file')}: {', '.join(found) or 'no problems'}"
+         + (f" ({plural(unreadable, 'file')} could not be read)" if unreadable else ""), quiet)
     if unreadable:
         raise typer.Exit(USAGE)
     if errors:
@@ -66,6 +70,7 @@ def check(
 def fmt(
     files: List[Path] = typer.Argument(..., metavar="FILE", help="Files to format in place; `-` reads stdin, writes stdout"),
     check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a file is not formatted"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Format .mcpp files canonically (idempotent, comments kept)."""
     from mcpp.lang.formatter import format_document
@@ -89,10 +94,18 @@ def fmt(
             unformatted.append(str(f))
             if not check_only:
                 write_output(f, out)
-    if check_only and unformatted:
+    named = [f for f in files if str(f) != "-"]
+    if check_only:
         for name in unformatted:
             print(f"would reformat {name}", file=sys.stderr)
-        raise typer.Exit(ERRORS)
+        if named:
+            note(f"{len(unformatted)} of {plural(len(named), 'file')} would be reformatted" if unformatted
+                 else f"{plural(len(named), 'file')} already formatted", quiet)
+        if unformatted:
+            raise typer.Exit(ERRORS)
+    elif named:
+        note(f"reformatted {len(unformatted)} of {plural(len(named), 'file')}" if unformatted
+             else f"{plural(len(named), 'file')} already formatted", quiet)
 
 
 def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
@@ -113,6 +126,7 @@ def compile_cmd(
     group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant is in (with --grant)"),
     server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Compile for this server id"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Compile to the gateway's JSON form; refuse, naming the rule, what it cannot express."""
     from mcpp.lang.compiler import compile_program
@@ -130,6 +144,9 @@ def compile_cmd(
         sys.stdout.write(text)
     else:
         write_output(out, text)
+        tools = doc.get("tools", {}) if isinstance(doc, dict) else {}
+        note(f"wrote {out}: {plural(len(tools), 'tool')}, "
+             + ("proved to decide every call as the source does" if validate else "not validated (--no-validate)"), quiet)
 
 
 def _translation_validate(program, doc, grant, label, groups, server) -> None:
@@ -146,11 +163,15 @@ def _translation_validate(program, doc, grant, label, groups, server) -> None:
 def decompile(
     file: Path = typer.Argument(..., metavar="FILE", help="A JSON-form policy (from `mcpp compile`)"),
     out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here instead of stdout"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Turn a JSON-form policy into readable .mcpp."""
     from mcpp.lang.decompiler import decompile as run
 
     source = read_input(file)
+    if _is_mcpp_source(file, source):
+        die(f"{file}: this is a .mcpp file; did you mean `mcpp compile {shlex.quote(str(file))}`? "
+            "(decompile reads the JSON form that compile writes)")
     try:
         text = run(source, str(file))
     except MCPPError as e:
@@ -159,6 +180,20 @@ def decompile(
         sys.stdout.write(text)
     else:
         write_output(out, text)
+        note(f"wrote {out}", quiet)
+
+
+def _is_mcpp_source(path: Path, text: str) -> bool:
+    """A `.mcpp` file, or text that is no JSON at all but parses as mcpp: given to decompile,
+    it is the wrong command, not a broken JSON document."""
+    if path.suffix == ".mcpp":
+        return True
+    if not text.strip() or text.lstrip().startswith(("{", "[", '"')):
+        return False
+    from mcpp.lang.parser import parse_partial
+
+    _, diags = parse_partial(text, str(path))
+    return not any(d.severity == "error" for d in diags)
 
 
 def _parse_now(now: Optional[str]) -> Optional[float]:

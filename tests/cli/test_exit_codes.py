@@ -171,6 +171,7 @@ TABLE = [
     (("decompile", "{badjson}"), 1),
     (("decompile", "{notjson}"), 1),
     (("decompile", "{missing}"), 2),
+    (("decompile", "{good}"), 2),  # a .mcpp file: the wrong command, named in the message
     (("decompile", "{compiled}", "-o", "{nowhere}"), 2),
     (("catalog", "show", "{catalog}"), 0),
     (("catalog", "show", "{missing}"), 2),
