@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from mcpp.help import DEPLOY, Command, command, group
-from mcpp.console import ERRORS, USAGE, die, fail, write_output
+from mcpp.console import ERRORS, USAGE, die, fail, note, plural, write_output
 from mcpp.lang.diagnostics import MCPPError
 
 catalog_app = group(
@@ -38,6 +38,7 @@ def pull_cmd(
     cwd: Optional[Path] = typer.Option(None, "--cwd", metavar="DIR", help="Working directory for the --stdio command"),
     out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the catalog here (default: stdout)"),
     timeout: float = typer.Option(120.0, "--timeout", metavar="SECONDS", help="Seconds to wait for the whole capture"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Connect with the MCP SDK client, read every page of tools/list, and write a catalog."""
     from mcpp.catalog.pull import PullError, Target, parse_env, parse_header, pull
@@ -70,7 +71,12 @@ def pull_cmd(
         sys.stdout.write(text)
     else:
         write_output(out, text)
-        print(f"{out}: {len(catalog.tools)} tools from {catalog.server_name} {catalog.server_version}", file=sys.stderr)
+        note(f"{out}: {plural(len(catalog.tools), 'tool')} from {_server(catalog)}", quiet)
+
+
+def _server(cat) -> str:
+    """"name version", without a stray space for a server that reports no version."""
+    return " ".join(x for x in (cat.server_name or "(unnamed server)", cat.server_version) if x)
 
 
 @catalog_app.command("diff", cls=Command)
@@ -108,7 +114,7 @@ def show_cmd(
     if format == "json":
         sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
         return
-    print(f"{cat.server_name} {cat.server_version}: {len(rows)} tools")
+    print(f"{_server(cat)}: {plural(len(rows), 'tool')}")
     for r in rows:
         risky = ", ".join(f"{a.path_text} ({a.kind})" for a in r.risky)
         print(f"  {r.kind:<11} {r.name}" + (f"   guards: {risky}" if risky else ""))
@@ -119,6 +125,7 @@ def init_cmd(
     catalog: Path = typer.Option(..., "--catalog", metavar="CATALOG", help="A catalog from `mcpp catalog pull`"),
     out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the policy here (default: stdout)"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Write a reviewable starting policy for a catalog: default deny, reads permitted, destructive tools
     hidden, writes permitted behind suggested argument guards; every choice commented."""
@@ -138,8 +145,8 @@ def init_cmd(
         sys.stdout.write(text)
     else:
         write_output(out, text)
-        print(f"{out}: starter policy for {len(cat.tools)} tools; review every comment, then "
-              f"`mcpp check {out} && mcpp verify {out}`", file=sys.stderr)
+        note(f"{out}: starter policy for {plural(len(cat.tools), 'tool')}; review every comment, then "
+             f"`mcpp check {out} && mcpp verify {out}`", quiet)
 
 
 def register(app: typer.Typer) -> None:
