@@ -59,8 +59,10 @@ def check(
         warnings += sum(1 for d in diags if d.severity == "warning")
     found = [plural(errors, "error")] if errors else []
     found += [plural(warnings, "warning")] if warnings else []
-    note(f"checked {plural(len(files) - unreadable, 'file')}: {', '.join(found) or 'no problems'}"
-         + (f" ({plural(unreadable, 'file')} could not be read)" if unreadable else ""), quiet)
+    readable = len(files) - unreadable
+    summary = [f"checked {plural(readable, 'file')}: {', '.join(found) or 'no problems'}"] if readable else []
+    summary += [f"{plural(unreadable, 'file')} could not be read"] if unreadable else []
+    note("; ".join(summary), quiet)
     if unreadable:
         raise typer.Exit(USAGE)
     if errors:
@@ -76,21 +78,23 @@ def fmt(
     from mcpp.lang.formatter import format_document
     from mcpp.lang.parser import parse
 
-    unformatted = []
-    for f in files:
-        if str(f) == "-":
-            text = read_stdin()
-            try:
-                sys.stdout.write(format_document(parse(text, "<stdin>")))
-            except MCPPError as e:
-                fail(e, ERRORS)
-            continue
-        text = read_input(f)
+    # read everything, then format everything, then write: a missing file (2) or a syntax
+    # error (1) anywhere leaves every file as it was
+    texts = [(f, read_stdin() if str(f) == "-" else read_input(f)) for f in files]
+    formatted, errors = [], []
+    for f, text in texts:
         try:
-            out = format_document(parse(text, str(f)))
+            formatted.append((f, text, format_document(parse(text, "<stdin>" if str(f) == "-" else str(f)))))
         except MCPPError as e:
-            fail(e, ERRORS)
-        if out != text:
+            errors.extend(e.diagnostics)
+            print_diagnostics(e.diagnostics, text)
+    if errors:
+        raise typer.Exit(ERRORS)
+    unformatted = []
+    for f, text, out in formatted:
+        if str(f) == "-":
+            sys.stdout.write(out)
+        elif out != text:
             unformatted.append(str(f))
             if not check_only:
                 write_output(f, out)

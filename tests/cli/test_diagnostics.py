@@ -129,3 +129,14 @@ def test_success_prints_one_summary_line_to_stderr_and_q_silences_it(tmp_path):
     assert json.loads(p.stdout)["version"] and p.stderr == ""
     p = mcpp("fmt", "-", stdin="default   deny ;")
     assert p.stdout == "default deny;\n" and p.stderr == ""
+
+
+def test_fmt_changes_nothing_when_any_input_is_bad(tmp_path):
+    ugly = tmp_path / "ugly.mcpp"
+    broken = tmp_path / "broken.mcpp"
+    broken.write_text("permit (\n")
+    for bad, code in ((broken, 1), (tmp_path / "missing.mcpp", 2)):
+        ugly.write_text("default   deny ;\n")
+        p = mcpp("fmt", ugly, bad)
+        assert p.returncode == code and str(bad) in p.stderr
+        assert ugly.read_text() == "default   deny ;\n"
