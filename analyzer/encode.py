@@ -25,6 +25,7 @@ import z3
 from mcpp.lang import ir
 from mcpp.lang.atoms import input_path
 from mcpp.lang.plan import CounterKey, mentioned_tools
+from mcpp.lang.values import like_match
 from mcpp.lang.program import Program
 
 from . import regex as rx
@@ -49,7 +50,8 @@ class Request:
     `grant`/`server` fix those parts to constants (translation validation under
     `--grant`, visibility for one grant)."""
 
-    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None):
+    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None,
+                 schemas: dict | None = None):
         self.ctx = ctx
         self.S = sorts
         self.grant = grant
@@ -63,7 +65,21 @@ class Request:
         self.counters: dict[CounterKey, z3.ArithRef] = {}
         self.counter_max: dict[CounterKey, Fraction] = {}  # the plan's bound on each count
         self.objeq: list[tuple[z3.BoolRef, tuple, dict]] = []  # (flag, path, literal fields)
+        self.schemas = schemas  # typed calls: tool → SchemaAssumption (None: untyped analysis)
+        self.assumptions: list = []
+        self.tool: str | None = None
         self.path(())
+
+    def typed(self, tool: str) -> None:
+        """Fix the tool this request calls; with a catalog, assume the gateway's schema
+        check passed (analyzer/typed.py) — and a tool the catalog lacks is refused, so no
+        call to it reaches the policy."""
+        if self.tool == tool:
+            return
+        assert self.tool is None, f"one request calls one tool ({self.tool!r}, not {tool!r})"
+        self.tool = tool
+        if self.schemas is not None:
+            self.assumptions.append(self.schemas.get(tool, False))
 
     # -- variables -------------------------------------------------------------------------
     def member(self, group: str):
@@ -95,7 +111,12 @@ class Request:
         """What every real call satisfies: `arguments` is an object, a key below a
         non-object is absent, counters are non-negative, and the definitions of
         object-literal equalities over the keys tracked *now*."""
+        for a in self.assumptions:
+            if a is not False:
+                a.prepare(self)
         out = [self.paths[()].is_("obj")]
+        for a in self.assumptions:
+            out += [z3.BoolVal(False, self.ctx)] if a is False else a.constraints(self)
         for p, v in self.paths.items():
             if p:
                 out.append(z3.Or(self.paths[p[:-1]].is_("obj"), v.is_("missing")))
@@ -266,6 +287,8 @@ class ProgramEncoder:
         ctx = self.ctx
         if isinstance(e, ir.Lit):
             return self.lit(e.value)
+        if isinstance(e, ir.Error):
+            return SV([])  # no alternative holds: an error
         if isinstance(e, ir.Var):
             req = self.req
             if e.name == "principal":
@@ -285,7 +308,7 @@ class ProgramEncoder:
         if isinstance(e, ir.Has):
             return self.has(self.expr(e.obj), e.path)
         if isinstance(e, ir.Like):
-            return self.string_test(self.expr(e.obj), lambda s: self._like(s, e.pattern), lambda s: _like_py(s, e.pattern))
+            return self.string_test(self.expr(e.obj), lambda s: self._like(s, e.pattern), lambda s: like_match(s, e.pattern))
         if isinstance(e, ir.Matches):
             return self.string_test(self.expr(e.obj), lambda s: self._matches(s, e.regex), lambda s: _matches_py(s, e.regex))
         if isinstance(e, ir.Compare):
@@ -716,12 +739,6 @@ def _cmp(op, x, y, enc: ProgramEncoder):
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
 
-def _like_py(s: str, chunks) -> bool:
-    import re
-
-    return re.fullmatch(".*".join(re.escape(c) for c in chunks), s, re.DOTALL) is not None
-
-
 def _matches_py(s: str, pattern: str) -> bool:
     from mcpp.lang.regex import compile_regex
 
@@ -795,6 +812,7 @@ def decide(req: Request, program: Program, tool: str) -> ToolDecision:
     """Encode the plan of `program` for `tool` over `req`."""
     plan = program.plan()
     tp = plan.for_tool(tool)
+    req.typed(tool)
     enc = ProgramEncoder(req, program, tool)
     d = ToolDecision(program, tool, enc, tp.hidden, default_covers=tp.default_allows)
     for p in tp.permits:

@@ -8,12 +8,14 @@ the tests hold it against cedarpy and the Z3 encoding.
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator, Protocol
 
 from . import ir
 from .atoms import FLIP, input_path
 from .regex import compile_regex
-from .values import ERR, Entity, cedar_eq, is_number, like_match, set_contains
+from .values import ERR, Entity, cedar_eq, is_number, like_match, set_contains, type_name
 
 Closure = Callable[["Env"], object]
 
@@ -72,14 +74,63 @@ def _const(v: object) -> Closure:
     return lambda env: v
 
 
+# ---- tracing ----------------------------------------------------------------------------
+#
+# `mcpp test --coverage` needs to know which values each sub-expression took. Rather than
+# a second evaluator (which could drift from this one), closures compiled inside
+# `tracing(tracer)` are wrapped to report every value they return. The switch is read
+# once per node *at compile time*: closures compiled outside `tracing` are exactly the
+# untraced ones, so the engine's hot path pays nothing for the feature.
+
+
+class Tracer(Protocol):
+    def outcomes(self, node: ir.Expr) -> set:
+        """The set to which a traced closure adds the outcome of each evaluation of
+        `node`: True, False, "error", or the type name (`values.type_name`) of any
+        other value. The tracer keys it by node identity (equal nodes at different
+        places are different conditions)."""
+
+
+_TRACER: ContextVar[Tracer | None] = ContextVar("mcpp_evaluator_tracer", default=None)
+
+
+@contextmanager
+def tracing(tracer: Tracer) -> Iterator[Tracer]:
+    """Compile traced closures inside this block (in this thread or task only)."""
+    token = _TRACER.set(tracer)
+    try:
+        yield tracer
+    finally:
+        _TRACER.reset(token)
+
+
+def outcome(v: object) -> object:
+    """What a tracer records of one value: the boolean itself, or its type name."""
+    return v if v is True or v is False else type_name(v)
+
+
+def _traced(fn: Closure, node: ir.Expr, tracer: Tracer) -> Closure:
+    add = tracer.outcomes(node).add
+
+    def traced(env):
+        v = fn(env)
+        add(outcome(v))
+        return v
+
+    return traced
+
+
 def compile_expr(e: ir.Expr) -> Closure:
     fn = _COMPILERS.get(type(e))
     if fn is None:  # pragma: no cover - the parser only builds known nodes
         raise TypeError(f"cannot evaluate {type(e).__name__}")
     if type(e) in (ir.SetLit, ir.RecordLit) and _is_constant(e):
         # a literal set or record is built once, not on every call (values are never mutated)
-        return _const(fn(e)(None))
-    return fn(e)
+        closure = _const(fn(e)(None))
+    else:
+        closure = fn(e)
+    tracer = _TRACER.get()
+    return closure if tracer is None else _traced(closure, e, tracer)
 
 
 def _is_constant(e: ir.Expr) -> bool:
@@ -342,34 +393,24 @@ def _is(e: ir.Is) -> Closure:
     return is_
 
 
-def _and(e: ir.And) -> Closure:
+def _junction(e: ir.And | ir.Or) -> Closure:
+    """`&&` and `||`, Cedar's way: the left operand must be a boolean; if it is the
+    short-circuit value (false for `&&`, true for `||`) that is the answer, else the
+    right operand, which must be a boolean too."""
     a, b = compile_expr(e.left), compile_expr(e.right)
+    stop = isinstance(e, ir.Or)
+    go_on = not stop
 
-    def and_(env):
+    def junction(env):
         x = a(env)
-        if x is False:
-            return False
-        if x is not True:
+        if x is stop:
+            return stop
+        if x is not go_on:
             return ERR
         y = b(env)
         return y if type(y) is bool else ERR
 
-    return and_
-
-
-def _or(e: ir.Or) -> Closure:
-    a, b = compile_expr(e.left), compile_expr(e.right)
-
-    def or_(env):
-        x = a(env)
-        if x is True:
-            return True
-        if x is not False:
-            return ERR
-        y = b(env)
-        return y if type(y) is bool else ERR
-
-    return or_
+    return junction
 
 
 def _not(e: ir.Not) -> Closure:
@@ -496,7 +537,12 @@ def _call(e: ir.Call) -> Closure:
     return contains_set
 
 
+def _error(e: ir.Error) -> Closure:
+    return _const(ERR)
+
+
 _COMPILERS = {
+    ir.Error: _error,
     ir.Lit: _lit,
     ir.Var: _var,
     ir.EntityLit: _entity,
@@ -507,8 +553,8 @@ _COMPILERS = {
     ir.Compare: _compare,
     ir.In: _in,
     ir.Is: _is,
-    ir.And: _and,
-    ir.Or: _or,
+    ir.And: _junction,
+    ir.Or: _junction,
     ir.Not: _not,
     ir.Neg: _neg,
     ir.If: _if,

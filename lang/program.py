@@ -368,11 +368,11 @@ def _input_path(e: ir.Expr) -> tuple[str, ...] | None:
 
 def load_program(source: str, filename: str = "<input>") -> Program:
     """Parse + validate, raising MCPPError with every error found."""
-    from .parser import parse_partial
+    from .parser import diagnostic_order, parse_partial
 
     doc, diags = parse_partial(source, filename)
     prog, more = build_program(doc)
-    errors = [d for d in diags + more if d.severity == "error"]
+    errors = sorted((d for d in diags + more if d.severity == "error"), key=diagnostic_order)
     if errors:
         raise MCPPError(errors, source)
     return prog
@@ -380,8 +380,8 @@ def load_program(source: str, filename: str = "<input>") -> Program:
 
 def check_source(source: str, filename: str = "<input>") -> tuple[Program, list[Diagnostic]]:
     """Everything `mcpp check` reports: syntax (with recovery) and validation diagnostics."""
-    from .parser import parse_partial
+    from .parser import diagnostic_order, parse_partial
 
     doc, diags = parse_partial(source, filename)
     prog, more = build_program(doc)
-    return prog, diags + more
+    return prog, sorted(diags + more, key=diagnostic_order)

@@ -7,8 +7,8 @@ import bisect
 from dataclasses import dataclass
 
 from mcpp.lang import ir
-from mcpp.lang.lexer import Job, LexError, Tok, tokenize
-from mcpp.lang.parser import _parser
+from mcpp.lang.lexer import Tok
+from mcpp.lang.parser import tokens
 
 from .incremental import Chunk
 
@@ -37,14 +37,7 @@ def chunk_at(chunks: list[Chunk], offset: int) -> Chunk | None:
 
 def tokens_of(chunk: Chunk, text: str) -> tuple[list[Tok], list[Tok]]:
     """The chunk's tokens (up to a lexical error) and its comments, at file positions."""
-    job = Job(chunk.line - 1, chunk.col - 1, chunk.start)
-    toks: list[Tok] = []
-    try:
-        for tok in tokenize(text[chunk.start : chunk.end], job, _parser().literals):
-            toks.append(tok)
-    except LexError:
-        pass
-    return toks, job.comments
+    return tokens(text, chunk.start, chunk.end)
 
 
 def here(chunks: list[Chunk], text: str, offset: int, *, touching: bool = True) -> Here:

@@ -17,7 +17,7 @@ from lsprotocol import types as t
 from pygls.uris import from_fs_path
 
 from mcpp.lang import ir
-from mcpp.lang.strings import unescape
+from mcpp.lang.strings import EscapeError, unescape
 
 from .documents import PolicyDocument
 from .locate import here, node_path, statement_at
@@ -124,7 +124,7 @@ def definition(doc: PolicyDocument, offset: int, uri: str) -> list[t.Location] |
     elif h.token is not None and h.token.type == "STRING":
         try:
             value = unescape(str(h.token))
-        except Exception:
+        except EscapeError:  # a half-typed string: take it as written
             value = str(h.token)[1:-1]
         if _annotation_key(h) == "id":
             return None  # the definition itself

@@ -98,6 +98,15 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     out["existing"] = out["unformatted"]
     out["upstream"] = f"{sys.executable} {UPSTREAM} --stdio"
     out["tmp"] = str(d)
+    case = '[[case]]\nname = "reads"\ntool = "read"\ndecision = "{}"\n'
+    (d / "tested").mkdir()
+    (d / "tested" / "p.mcpp").write_text(GOOD)
+    (d / "tested" / "p.test.toml").write_text(case.format("allow"))
+    out["tested"] = str(d / "tested" / "p.mcpp")
+    (d / "failing_test").mkdir()
+    (d / "failing_test" / "p.mcpp").write_text(GOOD)
+    (d / "failing_test" / "p.test.toml").write_text(case.format("deny"))
+    out["failing_test"] = str(d / "failing_test" / "p.mcpp")
     return out
 
 
@@ -138,6 +147,11 @@ TABLE = [
     (("eval", "{bad}", "--call", "{{nope"), 2),  # usage is reported before the policy is read
     (("eval", "{good}"), 2),
     (("eval", "{good}", "--call", '{{"name": "read"}}', "--now", "yesterday"), 2),
+    (("test", "{tested}"), 0),
+    (("test", "{failing_test}"), 1),
+    (("test", "{missing}"), 2),
+    (("test", "{good}"), 2),  # no good.test.toml beside it
+    (("test", "{tested}", "--format", "xml"), 2),
     # prove
     (("verify", "{good}"), 0),
     (("verify", "{failing}"), 1),
@@ -265,6 +279,7 @@ INTERNAL = [
     (("check", "{good}"), "mcpp.lang.program.check_source"),
     (("fmt", "--check", "{good}"), "mcpp.lang.formatter.format_document"),
     (("eval", "{good}", "--call", '{{"name": "read"}}'), "mcpp.runtime.engine.Engine.decide"),
+    (("test", "{tested}"), "mcpp.policytest.runner.run_paths"),
     (("verify", "{good}"), "mcpp.analyzer.verify.verify"),
     (("lint", "{good}"), "mcpp.analyzer.lints.lint"),
     (("diff", "{good}", "{good}"), "mcpp.analyzer.diff.diff_programs"),

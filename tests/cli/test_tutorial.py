@@ -82,7 +82,7 @@ class Reader:
 def test_the_tutorial_runs_as_written(tmp_path):
     reader = Reader(tmp_path)
     last_output = None
-    checked = {"text": 0, "cedar": 0, "python": 0, "json": 0}
+    checked = {"text": 0, "cedar": 0, "toml": 0, "python": 0, "json": 0}
     try:
         for b in blocks(TUTORIAL):
             where = f"docs/tutorial.md:{b.line}"
@@ -104,6 +104,9 @@ def test_the_tutorial_runs_as_written(tmp_path):
                 policy = (reader.cwd / "policy.mcpp").read_text()
                 assert excerpt_of(b.body, policy), f"{where}: this excerpt is not in the policy `mcpp init` wrote"
                 checked["cedar"] += 1
+            elif b.lang == "toml":  # the page: "Put cases in `policy.test.toml` beside the policy"
+                (reader.cwd / "policy.test.toml").write_text(b.body + "\n")
+                checked["toml"] += 1
             elif b.lang == "python":
                 (reader.cwd / "call.py").write_text(b.body + "\n")
                 checked["python"] += 1
@@ -117,4 +120,4 @@ def test_the_tutorial_runs_as_written(tmp_path):
                 pytest.fail(f"{where}: a ```{b.lang} block this test does not know how to check")
     finally:
         reader.stop()
-    assert checked == {"text": 13, "cedar": 2, "python": 1, "json": 1}, checked
+    assert checked == {"text": 15, "cedar": 2, "toml": 1, "python": 1, "json": 1}, checked
