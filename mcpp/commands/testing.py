@@ -1,8 +1,9 @@
 """`mcpp test`: run the example-based tests beside policies (`<policy>.test.toml`).
 
-Exit codes: 0 every case passed (and coverage is at least `--fail-under`); 1 a case
-failed, or coverage is under `--fail-under`; 2 a test file or policy cannot be read or is
-invalid (`file:line:col: error: …`, with the TOML key path), or bad usage.
+Exit codes (the table in mcpp.console): 0 every case passed (and coverage is at least
+`--fail-under`); 1 a case failed, coverage is under `--fail-under`, or a test file or
+policy has errors (`file:line:col: error: …`, with the TOML key path); 2 a test file or
+policy cannot be read, a path holds no test file, or bad usage.
 docs/testing.md documents the format, the coverage items and `--suggest`.
 """
 
@@ -66,7 +67,7 @@ def test_cmd(
         except OSError as e:
             die(f"cannot write {coverage_out}: {e.strerror}")
     code = run.exit_code(fail_under)
-    if code == 1 and not run.failed and fmt == "text":
+    if code == 1 and not run.failed and not run.problems and fmt == "text":  # only coverage fell short
         from mcpp.policytest.runner import total_percent
 
         print(f"coverage {total_percent(run.coverage.values()):.2f}% is under --fail-under {fail_under:g}%")

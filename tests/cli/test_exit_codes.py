@@ -107,6 +107,13 @@ def inputs(tmp_path_factory) -> dict[str, str]:
     (d / "failing_test" / "p.mcpp").write_text(GOOD)
     (d / "failing_test" / "p.test.toml").write_text(case.format("deny"))
     out["failing_test"] = str(d / "failing_test" / "p.mcpp")
+    for name, policy, test in (("broken_test", GOOD, case.format("maybe")), ("broken_policy", BAD, case.format("deny"))):
+        (d / name).mkdir()
+        (d / name / "p.mcpp").write_text(policy)
+        (d / name / "p.test.toml").write_text(test)
+        out[name] = str(d / name / "p.mcpp")
+    (d / "p.test.toml").write_bytes(b'[[case]]\nname = "caf\xe9"\n')
+    out["latin1_test"] = str(d / "p.test.toml")
     return out
 
 
@@ -149,7 +156,10 @@ TABLE = [
     (("eval", "{good}", "--call", '{{"name": "read"}}', "--now", "yesterday"), 2),
     (("test", "{tested}"), 0),
     (("test", "{failing_test}"), 1),
+    (("test", "{broken_test}"), 1),  # an invalid test file
+    (("test", "{broken_policy}"), 1),  # a policy with errors
     (("test", "{missing}"), 2),
+    (("test", "{latin1_test}"), 2),
     (("test", "{good}"), 2),  # no good.test.toml beside it
     (("test", "{tested}", "--format", "xml"), 2),
     # prove
