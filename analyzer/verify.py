@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import z3
 
 from mcpp.lang import ir
-from mcpp.lang.diagnostics import Diagnostic, Span
+from mcpp.lang.diagnostics import Diagnostic, Span, did_you_mean
 from mcpp.lang.ir import walk
 from mcpp.lang.program import AssertInfo, Program
 
@@ -89,10 +89,8 @@ def assert_problems(program: Program, catalog: set[str] | None = None) -> list[D
                 names = program.groups.get(ent.id, frozenset({ent.id})) if st.scope.action.op != "eq" else {ent.id}
                 for t in sorted(names):
                     if t not in catalog:
-                        import difflib
-
-                        near = difflib.get_close_matches(t, sorted(catalog), n=1)
-                        notes = (f"did you mean {near[0]!r}?",) if near else ()
+                        near = did_you_mean(t, sorted(catalog))
+                        notes = (f"did you mean {near!r}?",) if near else ()
                         out.append(Diagnostic(f"unknown tool {t!r} in assert {a.id!r}: the tool catalog has no such tool",
                                               ent.span, "error", "unknown-tool", program.filename, notes))
     return out

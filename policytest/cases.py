@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span
+from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span, did_you_mean
 from mcpp.runtime.engine import Grant
 
 SUFFIX = ".test.toml"
@@ -256,15 +256,13 @@ _KNOWN = {
 
 
 def _did_you_mean(loc: tuple) -> str:
-    import difflib
-
     parent = "file" if len(loc) == 1 else ("calls" if "calls" in loc[:-1] else "case")
     if len(loc) > 1 and loc[-2] == "grant":
         known: tuple = ("id", "label", "groups")
     else:
         known = _KNOWN[parent]
-    near = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    return f" (did you mean {near[0]!r}?)" if near else f" (expected one of {', '.join(known)})"
+    near = did_you_mean(str(loc[-1]), known)
+    return f" (did you mean {near!r}?)" if near else f" (expected one of {', '.join(known)})"
 
 
 # ---- loading ---------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def test_errors_of_a_file_are_sorted_by_position_whatever_phase_found_them(tmp_p
     assert p.stderr.rstrip().endswith("checked 1 file: 4 errors")
 
 
-@pytest.mark.parametrize("typed, suggestion", [("delete_repo", None), ("delete_pdo", "delete_pod"), ("raed", None)])
+@pytest.mark.parametrize("typed, suggestion", [("delete_repo", None), ("delete_pdo", "delete_pod"), ("raed", "read"), ("list_nodes", None)])
 def test_check_suggests_only_for_typos(tmp_path, typed, suggestion):
     catalog = tmp_path / "tools.json"
     catalog.write_text(_catalog([{"name": "delete_pod", "inputSchema": {"type": "object"}},
