@@ -100,10 +100,24 @@ def compile_cmd(
     group: List[str] = typer.Option([], "--group", help="A group the grant is in (repeatable, with --grant)"),
     server: Optional[str] = typer.Option(None, "--server", help="Compile for this server id"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
+    target: str = typer.Option("json", "--target", help="json (the gateway's form) or cedar (docs/cedar.md)"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", help="cedar: the tool catalog whose input schemas type context.input"),
+    schema_out: Optional[Path] = typer.Option(None, "--schema-out", help="cedar: also write the Cedar schema here (needs --catalog)"),
+    partial: bool = typer.Option(False, "--partial", help="cedar: leave out what Cedar cannot express, with a warning for each"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help="cedar: put the entity types and actions in this namespace"),
 ) -> None:
-    """Compile to the gateway's JSON form; refuse, naming the rule, what it cannot express."""
+    """Compile to the gateway's JSON form (or Cedar); refuse, naming the rule, what it cannot express."""
     from mcpp.lang.compiler import compile_program
 
+    if target == "cedar":
+        if grant is not None or label or group or server is not None:
+            die("--grant, --label, --group and --server apply to --target json")
+        _compile_cedar(file, out, catalog, schema_out, partial, namespace)
+        return
+    if target != "json":
+        die(f"--target must be json or cedar, not {target!r}")
+    if catalog is not None or schema_out is not None or partial or namespace is not None:
+        die("--catalog, --schema-out, --partial and --namespace apply to --target cedar")
     try:
         program = load_policy(file)
         doc = compile_program(program, _grant_ctx(grant, label, group), server)
@@ -116,6 +130,47 @@ def compile_cmd(
         sys.stdout.write(text)
     else:
         out.write_text(text, encoding="utf-8")
+
+
+def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], schema_out: Optional[Path],
+                   partial: bool, namespace: Optional[str]) -> None:
+    """`--target cedar` (lang/cedar_export.py): refusals are `file:line:col: error:` (exit 1);
+    with --partial each left-out statement is a warning and the rest is written."""
+    from mcpp.lang.cedar_export import export_program
+    from mcpp.lang.cedar_model import CedarNames, namespace_ok
+
+    if schema_out is not None and catalog is None:
+        die("--schema-out needs --catalog (the tools' input schemas type context.input)")
+    if namespace is not None and not namespace_ok(namespace):
+        die(f"--namespace: {namespace!r} is not a Cedar namespace (identifiers joined by ::)")
+    tools = None
+    if catalog is not None:
+        from mcpp.catalog import load_catalog
+
+        try:
+            tools = {name: t.input_schema for name, t in load_catalog(catalog).tools.items()}
+        except MCPPError as e:
+            fail(e, 2)
+    try:
+        program = load_policy(file)
+        source = getattr(program, "cedar", None)
+        names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
+        result = export_program(program, tools=tools, names=names, partial=partial, schema=schema_out is not None,
+                                contains_spans=source.contains_spans if source is not None else frozenset())
+    except MCPPError as e:
+        fail(e, 1)
+    text = program.document.source if program.document is not None else None
+    print_diagnostics(result.left_out, text)
+    if result.left_out:
+        n = len(result.left_out)
+        print(f"{n} statement{'s' if n != 1 else ''} left out: Cedar will not enforce {'them' if n != 1 else 'it'}",
+              file=sys.stderr)
+    if out is None:
+        sys.stdout.write(result.policies)
+    else:
+        out.write_text(result.policies, encoding="utf-8")
+    if schema_out is not None and result.schema is not None:
+        schema_out.write_text(result.schema, encoding="utf-8")
 
 
 def _translation_validate(program, doc, grant, label, groups, server) -> None:
