@@ -242,10 +242,7 @@ class _Typed:
 
     # -- names -------------------------------------------------------------------------
     def entity(self, etype: str, eid: str) -> C:
-        cedar = self.names.of(etype)
-        if cedar is None:
-            raise Refusal(f"this Cedar model has no {etype} type")
-        return Raw(f"{cedar}::{quote(eid)}")
+        return Raw(entity_text(self.names, etype, eid))
 
     def in_group(self, tool: str, target: str) -> bool:
         """Cedar's `Action::"tool" in Action::"target"` under mcpp's groups."""
@@ -299,6 +296,8 @@ class _Typed:
             if e.name == "principal":
                 return Val(CType("Entity", entity="Grant"), Raw("principal"))
             if e.name == "resource":
+                if self.names.gateway is not None:
+                    raise Refusal("AgentCore's resource is the gateway: conditions on `resource` have no AgentCore form", e.span)
                 return Val(CType("Entity", entity="Server"), Raw("resource"))
             ctx = CType("Record", attrs=(("input", self.inputs[self.tool], True),))  # type: ignore[index]
             return Val(ctx, Raw("context"))
@@ -349,6 +348,8 @@ class _Typed:
             return ERRV
         if ty is not None and ty.kind == "Entity":
             if ty.entity == "Grant" and e.attr == "label":
+                if self.names.gateway is not None:
+                    raise Refusal("AgentCore principals have no label (JWT claims are tags, which mcpp does not read)", e.span)
                 return Val(STRING, Attr(obj.text, "label"), guard=obj.guard)  # type: ignore[arg-type]
             return ERRV
         if ty is None or ty.kind != "Record":
@@ -731,10 +732,11 @@ class _Verbatim:
         self.contains_spans = contains_spans  # Cedar `.contains(v)` an import read as containsAny([v])
 
     def entity(self, ref: ir.EntityRef) -> C:
-        cedar = self.names.of(ref.type)
-        if cedar is None:
-            raise Refusal(f"this Cedar model has no {ref.type} type", ref.span)
-        return Raw(f"{cedar}::{quote(ref.id)}")
+        try:
+            return Raw(entity_text(self.names, ref.type, ref.id))
+        except Refusal as r:
+            r.span = ref.span
+            raise
 
     def expr(self, e: ir.Expr) -> C:
         x = self.expr
@@ -824,12 +826,31 @@ def _annotations(anns: tuple[ir.Annotation, ...]) -> list[str]:
     return [f"@{a.key}({quote(a.value)})" for a in anns]
 
 
-def _scope_text(names: CedarNames, scope: ir.Scope) -> str:
+def entity_text(names: CedarNames, etype: str, eid: str) -> str:
+    """An mcpp entity reference in the Cedar model `names`."""
+    if etype == "Action":
+        return names.action_ref(eid)
+    cedar = names.of(etype)
+    if cedar is None:
+        if names.gateway is not None and etype == "Group":
+            raise Refusal("AgentCore principals have no groups (JWT claims are tags, which mcpp does not read)")
+        raise Refusal(f"this Cedar model has no {etype} type")
+    if names.gateway is not None and etype == "Server":
+        raise Refusal("AgentCore's resource is the gateway: a server id has no AgentCore form")
+    return f"{cedar}::{quote(eid)}"
+
+
+def _scope_text(names: CedarNames, scope: ir.Scope, groups: dict[str, frozenset[str]] | None = None,
+                tools: dict | None = None) -> tuple[str, str, str]:
+    """The scope in Cedar. Under AgentCore (`names.gateway`) action groups, which its
+    generated schema does not have, are written as the tools they hold, and the resource
+    as AgentCore requires: the gateway's ARN when actions are named, else its type."""
     def ent(ref: ir.EntityRef) -> str:
-        cedar = names.of(ref.type)
-        if cedar is None:
-            raise Refusal(f"this Cedar model has no {ref.type} type", ref.span)
-        return f"{cedar}::{quote(ref.id)}"
+        try:
+            return entity_text(names, ref.type, ref.id)
+        except Refusal as r:
+            r.span = ref.span
+            raise
 
     def entity_scope(var: str, s: ir.EntityScope) -> str:
         if s.op == "any":
@@ -847,7 +868,17 @@ def _scope_text(names: CedarNames, scope: ir.Scope) -> str:
         return out
 
     a = scope.action
-    if a.op == "any":
+    if names.gateway is not None and a.op != "any":
+        named: set[str] = set()
+        for e in a.entities:
+            if a.op != "eq" and groups and e.id in groups:
+                named |= {t for t in groups[e.id] if tools is None or t in tools}
+            if tools is None or e.id in tools:
+                named.add(e.id)
+        listed = sorted(named)
+        action = (f"action == {names.action_ref(listed[0])}" if len(listed) == 1
+                  else "action in [" + ", ".join(names.action_ref(t) for t in listed) + "]")
+    elif a.op == "any":
         action = "action"
     elif a.op == "eq":
         action = f"action == {ent(a.entities[0])}"
@@ -855,12 +886,22 @@ def _scope_text(names: CedarNames, scope: ir.Scope) -> str:
         action = f"action in {ent(a.entities[0])}"
     else:
         action = "action in [" + ", ".join(ent(x) for x in a.entities) + "]"
-    return f"{entity_scope('principal', scope.principal)}, {action}, {entity_scope('resource', scope.resource)}"
+    if names.gateway is not None:
+        if scope.resource.op != "any":
+            raise Refusal("AgentCore's resource is the gateway: a resource scope has no AgentCore form", scope.resource.span)
+        resource = "resource is AgentCore::Gateway" if a.op == "any" else f"resource == {names.resource}::{quote(names.gateway)}"
+    else:
+        resource = entity_scope("resource", scope.resource)
+    return entity_scope("principal", scope.principal), action, resource
 
 
-def _policy_text(anns: list[str], effect: str, scope: str, clauses: list[tuple[str, C]]) -> str:
+def _policy_text(anns: list[str], effect: str, scope: tuple[str, str, str], clauses: list[tuple[str, C]]) -> str:
     lines = list(anns)
-    lines.append(f"{effect} ({scope})")
+    head = f"{effect} ({', '.join(scope)})"
+    if len(head) <= 80:
+        lines.append(head)
+    else:  # one scope element a line, as Cedar's formatter does
+        lines += [f"{effect} (", f"  {scope[0]},", f"  {scope[1]},", f"  {scope[2]}", ")"]
     for kind, body in clauses:
         body_lines = condition_lines(body)
         if len(body_lines) == 1:
@@ -914,6 +955,9 @@ def export_program(
     filename = program.filename
     if schema and tools is None:
         raise MCPPError([Diagnostic("a Cedar schema needs the tools' input schemas: give --catalog", Span(0, 0, 0, 0), file=filename)])
+    if names.gateway is not None and tools is None:
+        raise MCPPError([Diagnostic("AgentCore validates policies against the gateway's tool schemas: give --catalog",
+                                    Span(0, 0, 0, 0), file=filename)])
     inputs = {t: input_type(s) for t, s in (tools or {}).items()}
     typed = _Typed(program, names, inputs) if tools is not None else None
     verbatim = _Verbatim(names, contains_spans)
@@ -956,7 +1000,7 @@ def export_program(
                 hidden = sorted(t for t in program.hidden if typed is None or t in inputs)
                 if hidden and stmt is _first(statements, ir.Hide):
                     pid = fresh("hide")
-                    scope = "principal, action in [" + ", ".join(f"{names.action}::{quote(t)}" for t in hidden) + "], resource"
+                    scope = _listed_scope(names, hidden)
                     reason = "The tool is not available (hidden by policy)."
                     blocks.append(_policy_text([f"@id({quote(pid)})", f"@reason({quote(reason)})"], "forbid", scope, []))
                     ids.append(pid)
@@ -971,7 +1015,7 @@ def export_program(
                 rest = sorted(t for t in inputs if t not in named and t not in program.hidden)
                 if rest:
                     pid = fresh("default")
-                    scope = "principal, action in [" + ", ".join(f"{names.action}::{quote(t)}" for t in rest) + "], resource"
+                    scope = _listed_scope(names, rest)
                     blocks.append(_policy_text([f"@id({quote(pid)})"], "permit", scope, []))
                     ids.append(pid)
         except Refusal as r:
@@ -994,6 +1038,11 @@ def export_program(
         schema_out = schema_text(names, _schema_actions(program, inputs),
                                  header="Generated by `mcpp compile --target cedar` from " + filename)
     return CedarExport(policies, schema_out, diags, ids, [stmt for stmt, _ in problems])
+
+
+def _listed_scope(names: CedarNames, tools: list[str]) -> tuple[str, str, str]:
+    resource = "resource" if names.gateway is None else f"resource == {names.resource}::{quote(names.gateway)}"
+    return "principal", "action in [" + ", ".join(names.action_ref(t) for t in tools) + "]", resource
 
 
 def _first(statements, cls):
@@ -1038,7 +1087,8 @@ def _typed_policy(t: _Typed, info, names: CedarNames) -> str | None:
     if info.tools is None:
         tools = sorted(t.inputs)
     else:
-        unknown = sorted(x for x in info.tools if x not in t.inputs and x not in groups)
+        # a tool the scope names must be in the catalog; a group's other members cannot be called
+        unknown = sorted(e.id for e in stmt.scope.action.entities if e.id not in t.inputs and e.id not in groups)
         if unknown:
             raise Refusal(f"Action::{quote(unknown[0])} is not a tool of the catalog (Cedar's validator rejects unknown actions)",
                           stmt.scope.action.span)
@@ -1064,7 +1114,8 @@ def _typed_policy(t: _Typed, info, names: CedarNames) -> str | None:
         if all(x == first for x in chosen.values()):
             body = first
         else:
-            body = or_(*(and_(Bin("==", Raw("action"), Raw(f"{names.action}::{quote(tool)}")), x) for tool, x in chosen.items()))
+            body = or_(*(and_(Bin("==", Raw("action"), Raw(names.action_ref(tool))), x) for tool, x in chosen.items()))
         if body != TRUE:
             clauses.append(("when", body))
-    return _policy_text(_annotations(stmt.annotations), stmt.effect, _scope_text(names, stmt.scope), clauses)
+    return _policy_text(_annotations(stmt.annotations), stmt.effect,
+                        _scope_text(names, stmt.scope, t.program.groups, t.inputs), clauses)

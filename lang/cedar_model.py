@@ -41,12 +41,27 @@ class CedarNames:
     group: str | None = "Group"
     resource: str = "Server"
     action: str = "Action"
+    # AgentCore (`CedarNames.agentcore`): tool t is the action `<target>___t`, and the
+    # resource is one gateway, scoped as AgentCore requires (docs/cedar.md)
+    action_prefix: str = ""
+    gateway: str | None = None
 
     @staticmethod
     def with_namespace(namespace: str | None) -> "CedarNames":
         if not namespace:
             return CedarNames()
         return CedarNames(f"{namespace}::Grant", f"{namespace}::Group", f"{namespace}::Server", f"{namespace}::Action")
+
+    @staticmethod
+    def agentcore(gateway_arn: str, target: str) -> "CedarNames":
+        """Amazon Bedrock AgentCore Policy's model: principals are `AgentCore::OAuthUser`
+        (no label, no groups: JWT claims are tags), the resource is the gateway
+        `AgentCore::Gateway::"<arn>"`, and a target's tool t is `AgentCore::Action::"<target>___t"`."""
+        return CedarNames("AgentCore::OAuthUser", None, "AgentCore::Gateway", "AgentCore::Action",
+                          action_prefix=f"{target}___", gateway=gateway_arn)
+
+    def action_ref(self, tool: str) -> str:
+        return f"{self.action}::{quote(self.action_prefix + tool)}"
 
     def of(self, mcpp_type: str) -> str | None:
         """The Cedar name of an mcpp entity type (None: no Cedar type, e.g. no group type)."""
@@ -217,6 +232,8 @@ def input_type_name(tool: str, taken: set[str]) -> str | None:
 
 def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str = "") -> str:
     """The Cedar schema (human-readable form) declaring mcpp's entity types and `actions`."""
+    if names.gateway is not None:
+        return _agentcore_schema(names, actions, header)
     ns = names.namespace
     ind = "  " if ns else ""
     out: list[str] = []
@@ -257,4 +274,30 @@ def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str =
         out.append(f"{ind}}};")
     if ns:
         out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _agentcore_schema(names: CedarNames, actions: list[SchemaAction], header: str) -> str:
+    """AgentCore generates its schema from the gateway's tool manifest; this is that
+    schema as its documentation describes it (OAuthUser with `id` and string tags, the
+    Gateway, tool actions under the target, CallTool and Mcp), for checking the export
+    locally. The hierarchy above the tools is our reading of the documentation."""
+    target = names.action_prefix[:-3]
+    out = [f"// {line}" if line else "//" for line in header.splitlines()]
+    out.append("namespace AgentCore {")
+    out.append('  entity OAuthUser = { "id": String } tags String;')
+    out.append("  entity Gateway;")
+    out.append('  action "Mcp";')
+    out.append('  action "CallTool" in [Action::"Mcp"];')
+    out.append(f'  action {quote(target)} in [Action::"CallTool"];')
+    for a in actions:
+        if a.input is None:
+            continue
+        name = names.action_prefix + a.name
+        out.append(f"  action {quote(name)} in [Action::{quote(target)}] appliesTo {{")
+        out.append("    principal: [OAuthUser],")
+        out.append("    resource: [Gateway],")
+        out.append(f'    context: {{ "input": {_type_text(a.input, "    ")} }}')
+        out.append("  };")
+    out.append("}")
     return "\n".join(out) + "\n"

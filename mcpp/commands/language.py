@@ -105,6 +105,8 @@ def compile_cmd(
     schema_out: Optional[Path] = typer.Option(None, "--schema-out", help="cedar: also write the Cedar schema here (needs --catalog)"),
     partial: bool = typer.Option(False, "--partial", help="cedar: leave out what Cedar cannot express, with a warning for each"),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="cedar: put the entity types and actions in this namespace"),
+    agentcore_gateway: Optional[str] = typer.Option(None, "--agentcore-gateway", help="cedar: write for Amazon Bedrock AgentCore Policy, for the gateway with this ARN"),
+    agentcore_target: Optional[str] = typer.Option(None, "--agentcore-target", help="cedar: the AgentCore gateway target whose tools the policy governs"),
 ) -> None:
     """Compile to the gateway's JSON form (or Cedar); refuse, naming the rule, what it cannot express."""
     from mcpp.lang.compiler import compile_program
@@ -112,12 +114,12 @@ def compile_cmd(
     if target == "cedar":
         if grant is not None or label or group or server is not None:
             die("--grant, --label, --group and --server apply to --target json")
-        _compile_cedar(file, out, catalog, schema_out, partial, namespace)
+        _compile_cedar(file, out, catalog, schema_out, partial, namespace, agentcore_gateway, agentcore_target)
         return
     if target != "json":
         die(f"--target must be json or cedar, not {target!r}")
-    if catalog is not None or schema_out is not None or partial or namespace is not None:
-        die("--catalog, --schema-out, --partial and --namespace apply to --target cedar")
+    if catalog is not None or schema_out is not None or partial or namespace is not None or agentcore_gateway or agentcore_target:
+        die("--catalog, --schema-out, --partial, --namespace and --agentcore-* apply to --target cedar")
     try:
         program = load_policy(file)
         doc = compile_program(program, _grant_ctx(grant, label, group), server)
@@ -133,7 +135,7 @@ def compile_cmd(
 
 
 def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], schema_out: Optional[Path],
-                   partial: bool, namespace: Optional[str]) -> None:
+                   partial: bool, namespace: Optional[str], gateway: Optional[str], gateway_target: Optional[str]) -> None:
     """`--target cedar` (lang/cedar_export.py): refusals are `file:line:col: error:` (exit 1);
     with --partial each left-out statement is a warning and the rest is written."""
     from mcpp.lang.cedar_export import export_program
@@ -143,6 +145,12 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
         die("--schema-out needs --catalog (the tools' input schemas type context.input)")
     if namespace is not None and not namespace_ok(namespace):
         die(f"--namespace: {namespace!r} is not a Cedar namespace (identifiers joined by ::)")
+    if (gateway is None) != (gateway_target is None):
+        die("--agentcore-gateway and --agentcore-target go together (AgentCore names a tool <target>___<tool>)")
+    if gateway is not None and namespace is not None:
+        die("--namespace does not apply with --agentcore-gateway (AgentCore's namespace is AgentCore)")
+    if gateway is not None and catalog is None:
+        die("--agentcore-gateway needs --catalog (AgentCore validates policies against the tools' input schemas)")
     tools = None
     if catalog is not None:
         from mcpp.catalog import load_catalog
@@ -154,7 +162,10 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
     try:
         program = load_policy(file)
         source = getattr(program, "cedar", None)
-        names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
+        if gateway is not None:
+            names = CedarNames.agentcore(gateway, gateway_target)  # type: ignore[arg-type]
+        else:
+            names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
         result = export_program(program, tools=tools, names=names, partial=partial, schema=schema_out is not None,
                                 contains_spans=source.contains_spans if source is not None else frozenset())
     except MCPPError as e:

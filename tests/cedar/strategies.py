@@ -118,6 +118,15 @@ def cedar_value(v: object, schema: dict) -> object:
 
 def cedar_request(call, catalog: dict[str, dict] | None, names: CedarNames = CedarNames()) -> tuple[dict, list[dict]]:
     args = cedar_value(call.args, catalog[call.tool]) if catalog is not None else call.args
+    if names.gateway is not None:  # AgentCore: an OAuthUser (its id the JWT sub) calls the gateway
+        request = {
+            "principal": {"type": names.principal, "id": call.grant},
+            "action": {"type": names.action, "id": names.action_prefix + call.tool},
+            "resource": {"type": names.resource, "id": names.gateway},
+            "context": {"input": args},
+        }
+        return request, [{"uid": {"type": names.principal, "id": call.grant}, "attrs": {"id": call.grant}, "parents": [],
+                          "tags": {"username": call.label}}]
     request = {
         "principal": {"type": names.principal, "id": call.grant},
         "action": {"type": names.action, "id": call.tool},

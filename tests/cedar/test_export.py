@@ -242,3 +242,53 @@ def test_cli_partial_is_only_for_cedar(tmp_path):
     policy.write_text("permit (principal, action, resource);\n")
     r = run("compile", policy, "--partial")
     assert r.returncode == 2 and "apply to --target cedar" in r.stderr
+
+
+# ---- AgentCore --------------------------------------------------------------------------------
+
+ARN = "arn:aws:bedrock-agentcore:us-west-2:123456789012:gateway/refund-gateway"
+AGENTCORE = CedarNames.agentcore(ARN, "RefundTool")
+
+
+def test_agentcore_names_actions_by_target_and_scopes_the_gateway_as_it_requires():
+    src = (P + "when { context.input.amount < 500 };\n"
+           "forbid (principal, action, resource) when { context.input.note like \"*secret*\" };\n"
+           'permit (principal == Grant::"john", action in [Action::"read", Action::"refund"], resource);\n')
+    r = export_program(load_program(src, "p.mcpp"), tools=TOOLS, names=AGENTCORE, schema=True)
+    assert ('permit (\n  principal,\n  action == AgentCore::Action::"RefundTool___refund",\n'
+            f'  resource == AgentCore::Gateway::"{ARN}"\n)\nwhen {{ context.input.amount.lessThan(decimal("500.0")) }};') in r.policies
+    assert "forbid (principal, action, resource is AgentCore::Gateway)" in r.policies
+    assert 'principal == AgentCore::OAuthUser::"john"' in r.policies
+    v = cedarpy.validate_policies(r.policies, r.schema)
+    assert v.validation_passed, [str(e.error) for e in v.errors]
+
+
+@pytest.mark.parametrize("src,want", [
+    (P + 'when { principal.label == "x" };', "AgentCore principals have no label"),
+    (P + 'when { principal in Group::"ops" };', "AgentCore principals have no groups"),
+    ('permit (principal in Group::"ops", action, resource);', "AgentCore principals have no groups"),
+    ('permit (principal, action, resource == Server::"s");', "a resource scope has no AgentCore form"),
+    (P + 'when { resource == Server::"s" };', "conditions on `resource` have no AgentCore form"),
+])
+def test_agentcore_refuses_what_its_model_lacks(src, want):
+    assert want in refusal(src, tools=TOOLS, names=AGENTCORE)
+
+
+def test_agentcore_groups_are_written_as_their_tools():
+    src = 'group Action::"money" = [Action::"refund", Action::"ghost"];\npermit (principal, action in Action::"money", resource);'
+    r = export_program(load_program(src, "p.mcpp"), tools=TOOLS, names=AGENTCORE)
+    assert 'action == AgentCore::Action::"RefundTool___refund"' in r.policies
+
+
+def test_cli_agentcore(tmp_path):
+    policy = tmp_path / "p.mcpp"
+    policy.write_text(P + "when { context.input.amount < 500 };\n")
+    catalog = tmp_path / "tools.json"
+    catalog.write_text(json.dumps({"tools": [{"name": n, "inputSchema": s} for n, s in TOOLS.items()]}))
+    r = run("compile", "--target", "cedar", policy, "--catalog", catalog, "--agentcore-gateway", ARN, "--agentcore-target", "RefundTool")
+    assert r.returncode == 0, r.stderr
+    assert 'AgentCore::Action::"RefundTool___refund"' in r.stdout
+    r = run("compile", "--target", "cedar", policy, "--agentcore-gateway", ARN)
+    assert r.returncode == 2 and "go together" in r.stderr
+    r = run("compile", "--target", "cedar", policy, "--agentcore-gateway", ARN, "--agentcore-target", "T")
+    assert r.returncode == 2 and "needs --catalog" in r.stderr

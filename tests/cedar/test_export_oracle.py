@@ -39,6 +39,18 @@ def test_typed_export_in_a_namespace(data):
     check_typed_export(load_program(format_document(doc)), catalog, requests, CedarNames.with_namespace("Acme::Mcp"))
 
 
+@given(st.data())
+def test_agentcore_export_decides_as_mcpp(data):
+    """In AgentCore's model (OAuthUser, the gateway, `<target>___<tool>` actions): policies
+    without grant labels, groups or servers export, validate against AgentCore's schema
+    as its documentation describes it, and decide as mcpp does."""
+    catalog = data.draw(catalogs())
+    doc = data.draw(documents(cedar=False, principal=False))
+    requests = data.draw(st.lists(typed_calls(catalog), min_size=1, max_size=4))
+    names = CedarNames.agentcore("arn:aws:bedrock-agentcore:us-west-2:123456789012:gateway/gw-1", "Target")
+    check_typed_export(load_program(format_document(doc)), catalog, requests, names)
+
+
 # ---- untyped: no catalog, Cedar's evaluation without a schema ------------------------------
 
 
