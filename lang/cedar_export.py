@@ -785,10 +785,12 @@ class _Verbatim:
             if cedar is None:
                 raise Refusal(f"this Cedar model has no {e.type} type", e.span)
             return IsC(x(e.obj), cedar, x(e.in_) if e.in_ is not None else None)
-        if isinstance(e, ir.And):
-            return AndC((x(e.left), x(e.right)))
-        if isinstance(e, ir.Or):
-            return OrC((x(e.left), x(e.right)))
+        if isinstance(e, (ir.And, ir.Or)):  # one flat chain: `&&` and `||` are associative in Cedar
+            cls = AndC if isinstance(e, ir.And) else OrC
+            parts: list[C] = []
+            for side in (x(e.left), x(e.right)):
+                parts.extend(side.items if isinstance(side, cls) else (side,))
+            return cls(tuple(parts))
         if isinstance(e, ir.Not):
             return NotC(x(e.expr))
         if isinstance(e, ir.Neg):
