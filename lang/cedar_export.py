@@ -24,7 +24,8 @@ Two modes:
   without a schema, whose meaning on Cedar's values (no fractions, no null) is mcpp's
   (tests/runtime/test_cedar_oracle.py). Only what Cedar shares is accepted.
 
-Refused in both: limits (Cedar has no counters), regexes that are not `like` patterns,
+Refused in both: limits (Cedar has no counters), regexes that are not a few `like`
+patterns joined by `||` (`lang.cedar_regex`),
 negation of an argument (Cedar's overflows at -2^63), `if` used as a value, record
 comparisons. docs/cedar.md has the full table.
 """
@@ -37,6 +38,7 @@ from decimal import Decimal
 from fractions import Fraction
 
 from . import ir
+from .cedar_regex import regex_as_likes
 from .cedar_model import (
     BOOL,
     DECIMAL_SCALE,
@@ -97,69 +99,6 @@ class CedarExport:
     left_out: list[Diagnostic] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)
     left_out_statements: list = field(default_factory=list)
-
-
-# ---- regexes that are `like` patterns -----------------------------------------------------
-
-_META = set(".^$*+?()[]{}|\\")
-_ESCAPABLE = set(".^$*+?()[]{}|\\/-_ ,:;=!@#%&'\"<>~`")
-
-
-def regex_as_like(regex: str) -> tuple[str, ...] | None:
-    """The `like` chunks equal to an unanchored RE2 search for `regex`, or None.
-
-    Exact cases: literal text (escapes allowed), optionally pinned by `^` and `$`, with
-    `.*` wildcards inside only under the `(?s)` flag (plain `.` stops at a newline,
-    `like`'s `*` does not). Unpinned ends become `*`: an RE2 search finds the text anywhere."""
-    s = regex
-    dotall = False
-    if s.startswith("(?s)"):
-        dotall, s = True, s[4:]
-    start = s.startswith("^")
-    if start:
-        s = s[1:]
-    end = s.endswith("$") and not _escaped_at(s, len(s) - 1)
-    if end:
-        s = s[:-1]
-    chunks: list[str] = []
-    buf: list[str] = []
-    i = 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\":
-            if i + 1 >= len(s) or s[i + 1] not in _ESCAPABLE:
-                return None
-            buf.append(s[i + 1])
-            i += 2
-            continue
-        if s.startswith(".*", i) and dotall:
-            chunks.append("".join(buf))
-            buf = []
-            i += 2
-            while s.startswith(".*", i):
-                i += 2
-            continue
-        if c in _META:
-            return None
-        buf.append(c)
-        i += 1
-    chunks.append("".join(buf))
-    if not start:
-        chunks.insert(0, "")
-    if not end:
-        chunks.append("")
-    if len(chunks) > 2:  # `**` is `*`: drop empty chunks between wildcards
-        chunks = [chunks[0]] + [c for c in chunks[1:-1] if c] + [chunks[-1]]
-    return tuple(chunks)
-
-
-def _escaped_at(s: str, i: int) -> bool:
-    n = 0
-    j = i - 1
-    while j >= 0 and s[j] == "\\":
-        n += 1
-        j -= 1
-    return n % 2 == 1
 
 
 # ---- numbers -----------------------------------------------------------------------------
@@ -385,12 +324,9 @@ class _Typed:
         if isinstance(e, ir.Has):
             return self.has(e)
         if isinstance(e, ir.Like):
-            return self.bool_val(self.like(self.val(e.obj), e.pattern))
+            return self.bool_val(self.like(self.val(e.obj), [e.pattern]))
         if isinstance(e, ir.Matches):
-            chunks = regex_as_like(e.regex)
-            if chunks is None:
-                raise Refusal(f"the regex {quote(e.regex)} is not a `like` pattern (Cedar has no regexes)", e.span)
-            return self.bool_val(self.like(self.val(e.obj), chunks))
+            return self.bool_val(self.like(self.val(e.obj), _likes(e)))
         if isinstance(e, ir.Is):
             return self.bool_val(self.is_(e))
         if isinstance(e, ir.Call):
@@ -493,14 +429,17 @@ class _Typed:
             return Val(BOOL, Bin(op, a.text, b.text), guard=guard)  # type: ignore[arg-type]
         return Val(BOOL, Method(a.text, _DECIMAL_CMP[op], (b.text,)), guard=guard)  # type: ignore[arg-type]
 
-    def like(self, v: Val, chunks: tuple[str, ...]) -> Val:
+    def like(self, v: Val, patterns: list[tuple[str, ...]]) -> Val:
+        """`v like p1 || v like p2 …` (one pattern for `like`, several for a regex)."""
         if v.err:
             return ERRV
         if v.is_const:
-            return Val(BOOL, const=like_match(v.const, chunks)) if isinstance(v.const, str) else ERRV
+            if not isinstance(v.const, str):
+                return ERRV
+            return Val(BOOL, const=any(like_match(v.const, p) for p in patterns))
         if v.ty is None or v.ty.kind != "String":
             return ERRV
-        return Val(BOOL, LikeC(v.text, chunks), guard=v.guard)  # type: ignore[arg-type]
+        return Val(BOOL, or_(*(LikeC(v.text, p) for p in patterns)), guard=v.guard)  # type: ignore[arg-type]
 
     def has(self, e: ir.Has) -> Cond:
         obj = self.val(e.obj)
@@ -705,6 +644,14 @@ class _Typed:
         return Val(BOOL, Method(s.text, "containsAll" if want_all else "containsAny", (t.text,)), guard=guard)  # type: ignore[arg-type]
 
 
+def _likes(e: ir.Matches) -> list[tuple[str, ...]]:
+    patterns = regex_as_likes(e.regex)
+    if patterns is None:
+        raise Refusal(f"the regex {quote(e.regex)} is not a `like` pattern or a few of them joined by `||` "
+                      "(Cedar has no regexes)", e.span)
+    return patterns
+
+
 _DECIMAL_CMP = {"<": "lessThan", "<=": "lessThanOrEqual", ">": "greaterThan", ">=": "greaterThanOrEqual"}
 
 
@@ -768,10 +715,9 @@ class _Verbatim:
         if isinstance(e, ir.Like):
             return LikeC(x(e.obj), e.pattern)
         if isinstance(e, ir.Matches):
-            chunks = regex_as_like(e.regex)
-            if chunks is None:
-                raise Refusal(f"the regex {quote(e.regex)} is not a `like` pattern (Cedar has no regexes)", e.span)
-            return LikeC(x(e.obj), chunks)
+            obj = x(e.obj)
+            likes = [LikeC(obj, p) for p in _likes(e)]
+            return likes[0] if len(likes) == 1 else OrC(tuple(likes))
         if isinstance(e, ir.Compare):
             return Bin(e.op, x(e.left), x(e.right))
         if isinstance(e, ir.In):

@@ -24,7 +24,7 @@ CATALOGS = {
 # what each example cannot take to Cedar, by reason
 LEFT_OUT = {
     "github": ["regex"],
-    "http": ["regex", "regex", "counters"],
+    "http": ["regex", "counters"],
     "kubernetes": ["counters"],
     "refunds": ["counters"],
     "shell": ["regex", "regex"],

@@ -9,7 +9,8 @@ import sys
 import cedarpy
 import pytest
 
-from mcpp.lang.cedar_export import export_program, regex_as_like
+from mcpp.lang.cedar_export import export_program
+from mcpp.lang.cedar_regex import regex_as_like, regex_as_likes
 from mcpp.lang.cedar_model import CedarNames, ctype_of
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.program import load_program
@@ -66,6 +67,7 @@ CONVERSIONS = [
     (P + 'when { context.input.note.matches("^acme/") };', 'when { context.input.note like "acme/*" }'),
     (P + r'when { context.input.note.matches("\\.pdf$") };', 'when { context.input.note like "*.pdf" }'),
     (P + 'when { context.input.note.matches("(?s)^a.*b$") };', 'when { context.input.note like "a*b" }'),
+    (P + 'when { context.input.note.matches("^(ab|cd)$") };', 'when { context.input.note like "ab" || context.input.note like "cd" }'),
     # null and cross-type equality are decided by the types
     (P + "when { context.input.note == null };", "when { false }"),
     (P + "when { context.input.note != 5 };", ""),
@@ -104,8 +106,8 @@ def test_hide_and_default_allow_export_by_name():
 
 REFUSALS = [
     ('limit "n" (principal, action, resource) max 1 per hour;', {}, "1:1: error: cannot export to Cedar: limit \"n\": Cedar has no counters"),
-    (P + 'when { context.input.note.matches("a|b") };', {"tools": TOOLS},
-     '1:65: error: cannot export to Cedar: permit "policy0": the regex "a|b" is not a `like` pattern'),
+    (P + 'when { context.input.note.matches("a+") };', {"tools": TOOLS},
+     '1:65: error: cannot export to Cedar: permit "policy0": the regex "a+" is not a `like` pattern'),
     (P + 'when { context.input.note.matches("^a.*b$") };', {"tools": TOOLS}, "is not a `like` pattern"),
     (P + "when { context.input.either == \"x\" };", {"tools": TOOLS}, "argument 'either' of tool 'refund' has no Cedar type (a union (anyOf))"),
     (P + "when { -context.input.count < 1 };", {"tools": TOOLS}, "negating an argument"),
@@ -124,7 +126,7 @@ def test_refusals_name_the_rule_and_the_reason(src, kw, want):
 
 
 def test_partial_leaves_out_and_lists_each_with_its_consequence():
-    src = ('forbid (principal, action, resource) when { context.input.note.matches("a|b") };\n'
+    src = ('forbid (principal, action, resource) when { context.input.note.matches("a+") };\n'
            'permit (principal, action, resource);\nlimit "n" (principal, action, resource) max 1 per hour;\n')
     r = export_program(load_program(src, "p.mcpp"), partial=True)
     msgs = [d.render() for d in r.left_out]
@@ -144,10 +146,24 @@ def test_groups_sharing_a_tool_name_are_refused():
 @pytest.mark.parametrize("regex,chunks", [
     ("abc", ("", "abc", "")), ("^abc$", ("abc",)), ("^a", ("a", "")), (r"a\.b$", ("", "a.b")),
     ("", ("", "")), ("(?s)x.*y", ("", "x", "y", "")), ("(?s)^.*$", ("", "")), (r"a\*", ("", "a*", "")),
-    ("a.*b", None), ("a|b", None), ("[ab]", None), ("a+", None), (r"\d", None), ("(?i)a", None), ("a$b", None),
+    ("a.*b", None), ("a+", None), (r"\d", None), ("(?i)a", None), ("a$b", None),
 ])
 def test_regex_as_like(regex, chunks):
     assert regex_as_like(regex) == chunks
+
+
+@pytest.mark.parametrize("regex,patterns", [
+    ("a|b", [("", "a", ""), ("", "b", "")]),
+    ("^(x|xy)$", [("x",), ("xy",)]),
+    (r"^https://(docs\.acme\.com|github\.com/acme/)", [("https://docs.acme.com", ""), ("https://github.com/acme/", "")]),
+    ("^colou?r$", [("colour",), ("color",)]),
+    ("[ab]c", [("", "ac", ""), ("", "bc", "")]),
+    ("(^|/)etc", [("etc", ""), ("", "/etc", "")]),
+    ("x|", [("", "")]),
+    ("[^a]", None), ("a(^|b)", None), ("(?i)a|b", None), ("[a-z]", None), ("(a|b)(c|d)(e|f)(g|h)(i|j)(k|l)", None),
+])
+def test_regex_as_likes(regex, patterns):
+    assert regex_as_likes(regex) == patterns
 
 
 # ---- the schema --------------------------------------------------------------------------------
