@@ -8,12 +8,16 @@ import sys
 
 import cedarpy
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mcpp.lang.cedar_export import export_program
 from mcpp.lang.cedar_regex import regex_as_like, regex_as_likes
 from mcpp.lang.cedar_model import CedarNames, ctype_of
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.program import load_program
+from mcpp.lang.regex import compile_regex
+from mcpp.lang.values import like_match
 
 TOOLS = {
     "refund": {"type": "object", "properties": {"amount": {"type": "number"}, "count": {"type": "integer"},
@@ -308,3 +312,15 @@ def test_cli_agentcore(tmp_path):
     assert r.returncode == 2 and "go together" in r.stderr
     r = run("compile", "--target", "cedar", policy, "--agentcore-gateway", ARN, "--agentcore-target", "T")
     assert r.returncode == 2 and "needs --catalog" in r.stderr
+
+
+CONVERTIBLE = ["a|b", "^(x|xy)$", "^colou?r$", "[ab]c", "(^|/)etc", "(?s)^a.*b$", "(?s)a.*", r"\.pdf$", "^$", "x|",
+               "(?:ab|c)?d", "^(a|b)(c|d)$", r"^a\*b", "[a-c]x?$"]
+
+
+@given(st.sampled_from(CONVERTIBLE), st.text(alphabet="abcdxy/et.\n*pf", max_size=8))
+def test_like_patterns_search_as_re2_does(regex, s):
+    """The `||` of the patterns matches exactly the strings mcpp's RE2 search finds."""
+    patterns = regex_as_likes(regex)
+    assert patterns is not None
+    assert any(like_match(s, p) for p in patterns) == (compile_regex(regex).search(s) is not None)
