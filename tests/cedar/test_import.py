@@ -41,16 +41,16 @@ REPORTS = {
         "13:3: error: Cedar extension method getTag() is not supported in mcpp",
     ],
     "agentcore_iam.cedar": [
+        "13:8: error: a grant has no attribute 'id'",
+        "16:3: error: a second principal type AgentCore::OAuthUser (the first is AgentCore::IamEntity)",
         "20:8: error: Cedar extension method hasTag() is not supported in mcpp",
         "20:37: error: Cedar extension method getTag() is not supported in mcpp",
-        "16:3: error: a second principal type AgentCore::OAuthUser (the first is AgentCore::IamEntity)",
-        "13:8: error: a grant has no attribute 'id'",
     ],
     "agentcore_time.cedar": [
         "9:8: error: Cedar extension method toTime() is not supported in mcpp",
         "9:38: error: Cedar extension function duration() is not supported in mcpp",
-        "16:38: error: Cedar extension function decimal() is not supported in mcpp",
         "16:8: error: Cedar extension method lessThan() is not supported in mcpp",
+        "16:38: error: Cedar extension function decimal() is not supported in mcpp",
     ],
     "cedar_for_agents_enum.cedar": [
         "9:27: error: entity type MyMcpServer::format has no place in mcpp's request model",
