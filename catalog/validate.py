@@ -83,7 +83,7 @@ class _Validator:
     def tool_ref(self, ent: ir.EntityRef, severity: str, where: str) -> None:
         if ent.type != "Action" or ent.id in self.program.groups or ent.id in self.catalog.tools:
             return
-        near = difflib.get_close_matches(ent.id, list(self.catalog.tools), n=1, cutoff=0.6)
+        near = difflib.get_close_matches(ent.id, list(self.catalog.tools), n=1, cutoff=0.875)  # a typo, not a sibling (delete_repo ≠ delete_pod)
         server = self.catalog.server_name or "the server"
         notes = []
         fix = None

@@ -189,9 +189,13 @@ def key_path(loc: tuple) -> str:
 
 
 class TestFileError(MCPPError):
-    """A test file that cannot be read or is not a valid test file (exit 2)."""
+    """A test file that is not a valid test file (exit 1: the input has errors)."""
 
     __test__ = False  # not a pytest class, whatever its name
+
+
+class TestFileUnreadable(TestFileError):
+    """A test file that cannot be read at all (exit 2, like every unreadable input)."""
 
 
 def _diag(path: Path, lines: _Lines | None, loc: tuple, message: str) -> Diagnostic:
@@ -412,15 +416,16 @@ def load_test_file(path: Path) -> TestFile:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise TestFileError([Diagnostic("no such test file", Span(0, 0, 0, 0), "error", "test-file", str(path))]) from None
+        raise TestFileUnreadable([Diagnostic("no such test file", Span(0, 0, 0, 0), "error", "test-file",
+                                             str(path))]) from None
     except OSError as e:
-        raise TestFileError([Diagnostic(f"cannot read: {e.strerror}", Span(0, 0, 0, 0), "error", "test-file",
-                                        str(path))]) from None
+        raise TestFileUnreadable([Diagnostic(f"cannot read: {e.strerror}", Span(0, 0, 0, 0), "error", "test-file",
+                                             str(path))]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise TestFileError([Diagnostic(f"not UTF-8 text ({e.reason})", Span(0, 0, 0, 0), "error", "test-file",
-                                        str(path))]) from None
+        raise TestFileUnreadable([Diagnostic(f"not UTF-8 text ({e.reason})", Span(0, 0, 0, 0), "error", "test-file",
+                                             str(path))]) from None
     return parse_test_file(text, path)
 
 

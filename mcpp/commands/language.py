@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -10,27 +11,37 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, emit_json, fail, print_diagnostics
+from mcpp.console import (ERRORS, USAGE, die, emit_json, fail, load_policy, note, plural, print_diagnostics,
+                          read_input, read_stdin, write_output)
+from mcpp.help import AUTHOR, DEPLOY, command
 from mcpp.lang.diagnostics import MCPPError
-from mcpp.lang.load import is_json, load_policy, read_text
+from mcpp.lang.load import is_json, read_text
 
 
 def check(
-    files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .json)"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Also validate against this tool catalog "
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json)"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="Also validate against this tool catalog "
                                            "(default: the one the policy names, if any; see docs/catalogs.md)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Parse and validate; print `file:line:col: error: …` for every problem. Exit 1 on errors."""
     from mcpp.lang.jsonform import loads
     from mcpp.lang.program import check_source
 
-    errors = 0
+    if catalog is not None:  # a --catalog that cannot be used is a usage error, not the policy's
+        from mcpp.catalog import load_catalog
+
+        try:
+            load_catalog(catalog)
+        except MCPPError as e:
+            fail(e, USAGE)
+    errors = warnings = unreadable = 0
     for f in files:
         try:
             text = read_text(f)
         except MCPPError as e:
             print_diagnostics(e.diagnostics)
-            errors += 1
+            unreadable += 1
             continue
         if is_json(f, text):
             try:
@@ -45,41 +56,60 @@ def check(
             diags = diags + catalog_diagnostics(f, prog, catalog)
         print_diagnostics(diags, text)
         errors += sum(1 for d in diags if d.severity == "error")
+        warnings += sum(1 for d in diags if d.severity == "warning")
+    found = [plural(errors, "error")] if errors else []
+    found += [plural(warnings, "warning")] if warnings else []
+    readable = len(files) - unreadable
+    summary = [f"checked {plural(readable, 'file')}: {', '.join(found) or 'no problems'}"] if readable else []
+    summary += [f"{plural(unreadable, 'file')} could not be read"] if unreadable else []
+    note("; ".join(summary), quiet)
+    if unreadable:
+        raise typer.Exit(USAGE)
     if errors:
-        print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 def fmt(
-    files: List[Path] = typer.Argument(..., help="Files to format in place; `-` reads stdin, writes stdout"),
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Files to format in place; `-` reads stdin, writes stdout"),
     check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a file is not formatted"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Format .mcpp files canonically (idempotent, comments kept)."""
     from mcpp.lang.formatter import format_document
     from mcpp.lang.parser import parse
 
-    unformatted = []
-    for f in files:
-        if str(f) == "-":
-            text = sys.stdin.read()
-            try:
-                sys.stdout.write(format_document(parse(text, "<stdin>")))
-            except MCPPError as e:
-                fail(e, 1)
-            continue
+    # read everything, then format everything, then write: a missing file (2) or a syntax
+    # error (1) anywhere leaves every file as it was
+    texts = [(f, read_stdin() if str(f) == "-" else read_input(f)) for f in files]
+    formatted, errors = [], []
+    for f, text in texts:
         try:
-            text = read_text(f)
-            out = format_document(parse(text, str(f)))
+            formatted.append((f, text, format_document(parse(text, "<stdin>" if str(f) == "-" else str(f)))))
         except MCPPError as e:
-            fail(e, 1)
-        if out != text:
+            errors.extend(e.diagnostics)
+            print_diagnostics(e.diagnostics, text)
+    if errors:
+        raise typer.Exit(ERRORS)
+    unformatted = []
+    for f, text, out in formatted:
+        if str(f) == "-":
+            sys.stdout.write(out)
+        elif out != text:
             unformatted.append(str(f))
             if not check_only:
-                f.write_text(out, encoding="utf-8")
-    if check_only and unformatted:
+                write_output(f, out)
+    named = [f for f in files if str(f) != "-"]
+    if check_only:
         for name in unformatted:
             print(f"would reformat {name}", file=sys.stderr)
-        raise typer.Exit(1)
+        if named:
+            note(f"{len(unformatted)} of {plural(len(named), 'file')} would be reformatted" if unformatted
+                 else f"{plural(len(named), 'file')} already formatted", quiet)
+        if unformatted:
+            raise typer.Exit(ERRORS)
+    elif named:
+        note(f"reformatted {len(unformatted)} of {plural(len(named), 'file')}" if unformatted
+             else f"{plural(len(named), 'file')} already formatted", quiet)
 
 
 def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
@@ -93,20 +123,21 @@ def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
 
 
 def compile_cmd(
-    file: Path = typer.Argument(..., help="A .mcpp policy"),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout"),
-    grant: Optional[str] = typer.Option(None, "--grant", help="Compile the document for this grant id"),
-    label: str = typer.Option("", "--label", help="The grant's label (with --grant)"),
-    group: List[str] = typer.Option([], "--group", help="A group the grant is in (repeatable, with --grant)"),
-    server: Optional[str] = typer.Option(None, "--server", help="Compile for this server id"),
+    file: Path = typer.Argument(..., metavar="FILE", help="A .mcpp policy"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here instead of stdout"),
+    grant: Optional[str] = typer.Option(None, "--grant", metavar="ID", help="Compile the document for this grant id"),
+    label: str = typer.Option("", "--label", metavar="LABEL", help="The grant's label (with --grant)"),
+    group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant is in (with --grant)"),
+    server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Compile for this server id"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
-    target: str = typer.Option("json", "--target", help="json (the gateway's form) or cedar (docs/cedar.md)"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", help="cedar: the tool catalog whose input schemas type context.input"),
-    schema_out: Optional[Path] = typer.Option(None, "--schema-out", help="cedar: also write the Cedar schema here (needs --catalog)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
+    target: str = typer.Option("json", "--target", metavar="FORM", help="json (the gateway's form) or cedar (docs/cedar.md)"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="cedar: the tool catalog whose input schemas type context.input"),
+    schema_out: Optional[Path] = typer.Option(None, "--schema-out", metavar="FILE", help="cedar: also write the Cedar schema here (needs --catalog)"),
     partial: bool = typer.Option(False, "--partial", help="cedar: leave out what Cedar cannot express, with a warning for each"),
-    namespace: Optional[str] = typer.Option(None, "--namespace", help="cedar: put the entity types and actions in this namespace"),
-    agentcore_gateway: Optional[str] = typer.Option(None, "--agentcore-gateway", help="cedar: write for Amazon Bedrock AgentCore Policy, for the gateway with this ARN"),
-    agentcore_target: Optional[str] = typer.Option(None, "--agentcore-target", help="cedar: the AgentCore gateway target whose tools the policy governs"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NS", help="cedar: put the entity types and actions in this namespace"),
+    agentcore_gateway: Optional[str] = typer.Option(None, "--agentcore-gateway", metavar="ARN", help="cedar: write for Amazon Bedrock AgentCore Policy, for the gateway with this ARN"),
+    agentcore_target: Optional[str] = typer.Option(None, "--agentcore-target", metavar="NAME", help="cedar: the AgentCore gateway target whose tools the policy governs"),
 ) -> None:
     """Compile to the gateway's JSON form (or Cedar); refuse, naming the rule, what it cannot express."""
     from mcpp.lang.compiler import compile_program
@@ -114,28 +145,33 @@ def compile_cmd(
     if target == "cedar":
         if grant is not None or label or group or server is not None:
             die("--grant, --label, --group and --server apply to --target json")
-        _compile_cedar(file, out, catalog, schema_out, partial, namespace, agentcore_gateway, agentcore_target)
+        _compile_cedar(file, out, catalog, schema_out, partial, namespace, agentcore_gateway, agentcore_target, quiet)
         return
     if target != "json":
         die(f"--target must be json or cedar, not {target!r}")
     if catalog is not None or schema_out is not None or partial or namespace is not None or agentcore_gateway or agentcore_target:
         die("--catalog, --schema-out, --partial, --namespace and --agentcore-* apply to --target cedar")
+    ctx = _grant_ctx(grant, label, group)
+    program = load_policy(file)
     try:
-        program = load_policy(file)
-        doc = compile_program(program, _grant_ctx(grant, label, group), server)
+        doc = compile_program(program, ctx, server)
     except MCPPError as e:
-        fail(e, 1)
+        fail(e, ERRORS)
     if validate:
         _translation_validate(program, doc, grant, label, group, server)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_output(out, text)
+        tools = doc.get("tools", {}) if isinstance(doc, dict) else {}
+        note(f"wrote {out}: {plural(len(tools), 'tool')}, "
+             + ("proved to decide every call as the source does" if validate else "not validated (--no-validate)"), quiet)
 
 
 def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], schema_out: Optional[Path],
-                   partial: bool, namespace: Optional[str], gateway: Optional[str], gateway_target: Optional[str]) -> None:
+                   partial: bool, namespace: Optional[str], gateway: Optional[str], gateway_target: Optional[str],
+                   quiet: bool) -> None:
     """`--target cedar` (lang/cedar_export.py): refusals are `file:line:col: error:` (exit 1);
     with --partial each left-out statement is a warning and the rest is written."""
     from mcpp.lang.cedar_export import export_program
@@ -158,30 +194,30 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
         try:
             tools = {name: t.input_schema for name, t in load_catalog(catalog).tools.items()}
         except MCPPError as e:
-            fail(e, 2)
+            fail(e, USAGE)
+    program = load_policy(file)
+    source = getattr(program, "cedar", None)
+    if gateway is not None:
+        names = CedarNames.agentcore(gateway, gateway_target)  # type: ignore[arg-type]
+    else:
+        names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
     try:
-        program = load_policy(file)
-        source = getattr(program, "cedar", None)
-        if gateway is not None:
-            names = CedarNames.agentcore(gateway, gateway_target)  # type: ignore[arg-type]
-        else:
-            names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
         result = export_program(program, tools=tools, names=names, partial=partial, schema=schema_out is not None,
                                 contains_spans=source.contains_spans if source is not None else frozenset())
     except MCPPError as e:
-        fail(e, 1)
-    text = program.document.source if program.document is not None else None
-    print_diagnostics(result.left_out, text)
+        fail(e, ERRORS)
+    print_diagnostics(result.left_out, program.document.source if program.document is not None else None)
     if result.left_out:
         n = len(result.left_out)
-        print(f"{n} statement{'s' if n != 1 else ''} left out: Cedar will not enforce {'them' if n != 1 else 'it'}",
-              file=sys.stderr)
+        print(f"{plural(n, 'statement')} left out: Cedar will not enforce {'them' if n != 1 else 'it'}", file=sys.stderr)
     if out is None:
         sys.stdout.write(result.policies)
     else:
-        out.write_text(result.policies, encoding="utf-8")
+        write_output(out, result.policies)
+        n = len(result.ids)
+        note(f"wrote {out}: {n} Cedar {'policy' if n == 1 else 'policies'}", quiet)
     if schema_out is not None and result.schema is not None:
-        schema_out.write_text(result.schema, encoding="utf-8")
+        write_output(schema_out, result.schema)
 
 
 def _translation_validate(program, doc, grant, label, groups, server) -> None:
@@ -192,24 +228,43 @@ def _translation_validate(program, doc, grant, label, groups, server) -> None:
         return
     problem = validate_translation(program, doc, grant=grant, label=label, groups=list(groups), server=server)
     if problem is not None:
-        die(f"translation validation failed, nothing written: {problem}", 1)
+        die(f"translation validation failed, nothing written: {problem}", ERRORS)
 
 
 def decompile(
-    file: Path = typer.Argument(..., help="A JSON-form policy"),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout"),
+    file: Path = typer.Argument(..., metavar="FILE", help="A JSON-form policy (from `mcpp compile`)"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here instead of stdout"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Turn a JSON-form policy into readable .mcpp."""
     from mcpp.lang.decompiler import decompile as run
 
+    source = read_input(file)
+    if _is_mcpp_source(file, source):
+        die(f"{file}: this is a .mcpp file; did you mean `mcpp compile {shlex.quote(str(file))}`? "
+            "(decompile reads the JSON form that compile writes)")
     try:
-        text = run(read_text(file), str(file))
+        text = run(source, str(file))
     except MCPPError as e:
-        fail(e, 1)
+        fail(e, ERRORS)
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_output(out, text)
+        note(f"wrote {out}", quiet)
+
+
+def _is_mcpp_source(path: Path, text: str) -> bool:
+    """A `.mcpp` file, or text that is no JSON at all but parses as mcpp: given to decompile,
+    it is the wrong command, not a broken JSON document."""
+    if path.suffix == ".mcpp":
+        return True
+    if not text.strip() or text.lstrip().startswith(("{", "[", '"')):
+        return False
+    from mcpp.lang.parser import parse_partial
+
+    _, diags = parse_partial(text, str(path))
+    return not any(d.severity == "error" for d in diags)
 
 
 def _parse_now(now: Optional[str]) -> Optional[float]:
@@ -225,15 +280,17 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
         die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
 
 
-def _call_fields(obj: object, where: str):
+def _call_fields(obj: object):
     if not isinstance(obj, dict):
-        raise ValueError(f"{where}: a call must be a JSON object like {{\"name\": …, \"arguments\": {{…}}}}")
+        raise ValueError("a call must be a JSON object like {\"name\": …, \"arguments\": {…}}")
     name = obj.get("name")
     if not isinstance(name, str):
-        raise ValueError(f"{where}: \"name\" (the tool) must be a string")
+        raise ValueError("\"name\" (the tool) must be a string")
     args = obj.get("arguments", {})
     if args is None:
         args = {}
+    if not isinstance(args, dict):
+        raise ValueError("\"arguments\" must be a JSON object of the tool's arguments")
     return name, args
 
 
@@ -253,67 +310,54 @@ def _grant_of(value, default):
 
 
 def eval_cmd(
-    policy: Path = typer.Argument(..., help="A .mcpp or JSON-form policy"),
-    call: Optional[str] = typer.Option(None, "--call", help='tools/call params: {"name": …, "arguments": {…}}'),
-    calls: Optional[Path] = typer.Option(None, "--calls", help="A file of calls, one JSON object a line"),
-    grant: str = typer.Option("anonymous", "--grant", help="The grant id making the call"),
-    label: str = typer.Option("", "--label", help="The grant's label"),
-    group: List[str] = typer.Option([], "--group", help="A group the grant is in (repeatable)"),
-    server: str = typer.Option("default", "--server", help="The server id"),
-    now: Optional[str] = typer.Option(None, "--now", help="Evaluate at this time (epoch or ISO 8601), for limits"),
+    policy: Path = typer.Argument(..., metavar="FILE", help="A .mcpp or JSON-form policy"),
+    call: Optional[str] = typer.Option(None, "--call", metavar="JSON", help='tools/call params: {"name": …, "arguments": {…}}'),
+    calls: Optional[Path] = typer.Option(None, "--calls", metavar="FILE", help="A file of calls, one JSON object a line (limits count across lines)"),
+    grant: str = typer.Option("anonymous", "--grant", metavar="ID", help="The grant id making the call"),
+    label: str = typer.Option("", "--label", metavar="LABEL", help="The grant's label"),
+    group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant is in"),
+    server: str = typer.Option("default", "--server", metavar="ID", help="The server id"),
+    now: Optional[str] = typer.Option(None, "--now", metavar="TIME", help="Evaluate at this time (epoch seconds or ISO 8601), for limits"),
 ) -> None:
     """Decide tool calls; print one JSON decision per call."""
     from mcpp.runtime.engine import Engine, Grant
 
     if (call is None) == (calls is None):
         die("give exactly one of --call JSON or --calls FILE")
-    try:
-        engine = Engine(load_policy(policy))
-    except MCPPError as e:
-        fail(e, 2)
-    base_grant = Grant(grant, label, frozenset(group))
     ts = _parse_now(now)
-    filename = engine.filename
+    base_grant = Grant(grant, label, frozenset(group))
+    # every call is read and checked before the policy loads: bad usage exits 2 whatever the policy holds
     if call is not None:
-        try:
-            obj = json.loads(call)
-            name, args = _call_fields(obj, "--call")
-            g = _grant_of(obj.get("grant"), base_grant)
-            srv = obj.get("server", server)
-        except (ValueError, json.JSONDecodeError) as e:
-            die(f"--call: {e}")
-        d = engine.decide(name, args, g, srv if isinstance(srv, str) else server, now=ts)
-        emit_json(d.to_dict(filename))
-        return
-    text = read_or_die(calls)
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            name, args = _call_fields(obj, f"{calls}:{n}")
-            g = _grant_of(obj.get("grant"), base_grant)
-            srv = obj.get("server", server)
-            if not isinstance(srv, str):
-                raise ValueError("\"server\" must be a string")
-        except json.JSONDecodeError as e:
-            die(f"{calls}:{n}: invalid JSON: {e.msg}")
-        except ValueError as e:
-            die(f"{calls}:{n}: {e}" if not str(e).startswith(str(calls)) else str(e))
-        d = engine.decide(name, args, g, srv, now=ts)
-        emit_json(d.to_dict(filename))
+        requests = [_request(call, "--call", base_grant, server)]
+    else:
+        text = read_input(calls)
+        requests = [_request(line, f"{calls}:{n}", base_grant, server)
+                    for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    engine = Engine(load_policy(policy))
+    for name, args, g, srv in requests:
+        emit_json(engine.decide(name, args, g, srv, now=ts).to_dict(engine.filename))
 
 
-def read_or_die(path: Path) -> str:
+def _request(text: str, where: str, base_grant, server: str):
+    """(tool, arguments, grant, server) from one call's JSON, or exit 2 naming `where` once."""
     try:
-        return read_text(path)
-    except MCPPError as e:
-        fail(e, 2)
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        die(f"{where}: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})")
+    try:
+        name, args = _call_fields(obj)
+        g = _grant_of(obj.get("grant"), base_grant)
+        srv = obj.get("server", server)
+        if not isinstance(srv, str):
+            raise ValueError("\"server\" must be a string")
+    except ValueError as e:
+        die(f"{where}: {e}")
+    return name, args, g, srv
 
 
 def register(app: typer.Typer) -> None:
-    app.command("check")(check)
-    app.command("fmt")(fmt)
-    app.command("compile")(compile_cmd)
-    app.command("decompile")(decompile)
-    app.command("eval")(eval_cmd)
+    command(app, "check", check, AUTHOR)
+    command(app, "fmt", fmt, AUTHOR)
+    command(app, "eval", eval_cmd, AUTHOR)
+    command(app, "compile", compile_cmd, DEPLOY)
+    command(app, "decompile", decompile, DEPLOY)

@@ -71,6 +71,7 @@ class ServerConfig:
     session_idle_seconds: float = 1800.0
     catalog: str | None = None  # a pinned catalog (docs/gateway.md, "Pinning a catalog")
     catalog_max_age: float = 300.0  # seconds a listing is trusted before a call re-lists the tools
+    enforce_input_schema: bool = True  # typed calls: arguments must conform to the tool's inputSchema
 
     @property
     def kind(self) -> str:
@@ -83,10 +84,21 @@ class GatewayConfig:
     port: int = 8787
     state_dir: str = "mcpp-state"
     redis_url: str | None = None
+    redis_timeout: float = 1.0  # seconds for one Redis operation (and to connect); a failure opens the breaker
+    grant_cache_seconds: float = 300.0  # with Redis down: how old a grant record read from Redis may be and still serve
     max_body_bytes: int = 4 * 1024 * 1024
+    max_header_bytes: int = 32768  # request line + header fields; more is 431
+    max_headers: int = 100  # header fields; more is 431
+    header_timeout: float = 10.0  # seconds for a request head to arrive; then 408
+    body_timeout: float = 30.0  # seconds for a request body to arrive; then 408
+    idle_timeout: float = 5.0  # seconds a kept-alive connection may idle between requests
+    max_connections: int = 1000  # open connections (and requests in progress); more get 503
+    max_response_bytes: int = 64 * 1024 * 1024  # an upstream answer the gateway reads whole (tools/list, JSON); more is an error
     upstream_timeout: float = 120.0
     connect_timeout: float = 10.0
     upstream_keepalive: float = 2.0
+    ops_listen: tuple[str, int] | None = None  # /healthz and /metrics on their own address (and only there)
+    ops_token: "Credential | None" = None  # when set, /healthz and /metrics need `Authorization: Bearer <it>`
     allowed_hosts: tuple[str, ...] | None = None  # None: loopback names when bound to loopback
     allowed_origins: tuple[str, ...] | None = None
     audit_synchronous: str = "normal"
@@ -116,6 +128,15 @@ class GatewayConfig:
             return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
         return None
 
+    def ops_host_allowlist(self) -> tuple[str, ...] | None:
+        """Host allowlist of the separate operations listener: loopback names when it is on
+        loopback (any port), otherwise none (a dedicated monitoring address; use ops_token)."""
+        if self.ops_listen is None:
+            return self.host_allowlist()
+        if is_loopback(self.ops_listen[0]):
+            return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+        return None
+
     def origin_allowlist(self) -> tuple[str, ...] | None:
         if self.allowed_origins is not None:
             return self.allowed_origins
@@ -134,13 +155,16 @@ def is_loopback(host: str) -> bool:
 
 
 _GATEWAY_KEYS = {
-    "host", "port", "state_dir", "redis_url", "redis_url_env", "max_body_bytes", "upstream_timeout",
+    "host", "port", "state_dir", "redis_url", "redis_url_env", "redis_timeout", "grant_cache_seconds", "max_body_bytes",
+    "max_header_bytes", "max_headers",
+    "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_response_bytes", "upstream_timeout",
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
-    "reload_interval", "log_level",
+    "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
 }
+_INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connections", "max_response_bytes"}
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
-    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age",
+    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema",
 }
 _CRED_KEYS = {"header", "env", "prefix", "from_env", "from_file"}
 
@@ -225,12 +249,26 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
     nums = {}
     for key, default, lo in (
         ("max_body_bytes", 4 * 1024 * 1024, 1024), ("upstream_timeout", 120.0, 0.1), ("connect_timeout", 10.0, 0.1),
-        ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1),
+        ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1), ("max_header_bytes", 32768, 1024),
+        ("max_headers", 100, 8), ("header_timeout", 10.0, 0.1), ("body_timeout", 30.0, 0.1), ("idle_timeout", 5.0, 0.1),
+        ("max_connections", 1000, 1), ("max_response_bytes", 64 * 1024 * 1024, 65536), ("redis_timeout", 1.0, 0.01),
+        ("grant_cache_seconds", 300.0, 0.0),
     ):
-        v = _typed(g, key, (int, float), "gateway", default)
+        v = _typed(g, key, int if key in _INT_KEYS else (int, float), "gateway", default)
         if v < lo:
             raise ConfigError(f"gateway.{key}: must be at least {lo}")
         nums[key] = v
+    ops_listen = None
+    if "ops_listen" in g:
+        ops_listen = parse_listen(_typed(g, "ops_listen", str, "gateway"), "gateway.ops_listen")
+        if ops_listen[1] == port and port != 0:
+            raise ConfigError("gateway.ops_listen: must use another port than the MCP listener")
+    te, tf = _typed(g, "ops_token_env", str, "gateway"), _typed(g, "ops_token_file", str, "gateway")
+    if te is not None and tf is not None:
+        raise ConfigError("gateway: give ops_token_env or ops_token_file, not both")
+    ops_token = Credential(None, None, "", te, _rel(base, tf) if tf else None) if (te or tf) else None
+    if ops_token is not None:
+        ops_token.resolve("gateway.ops_token")  # must be readable now; read again at start
     hosts = _str_list(g["allowed_hosts"], "gateway.allowed_hosts") if "allowed_hosts" in g else None
     origins = _str_list(g["allowed_origins"], "gateway.allowed_origins") if "allowed_origins" in g else None
 
@@ -255,9 +293,15 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
     return GatewayConfig(
         host=host, port=port, state_dir=_rel(base, _typed(g, "state_dir", str, "gateway", "mcpp-state")),
         redis_url=redis_url, max_body_bytes=int(nums["max_body_bytes"]), upstream_timeout=float(nums["upstream_timeout"]),
+        max_header_bytes=int(nums["max_header_bytes"]), max_headers=int(nums["max_headers"]),
+        header_timeout=float(nums["header_timeout"]), body_timeout=float(nums["body_timeout"]),
+        idle_timeout=float(nums["idle_timeout"]), max_connections=int(nums["max_connections"]),
+        max_response_bytes=int(nums["max_response_bytes"]), redis_timeout=float(nums["redis_timeout"]),
+        grant_cache_seconds=float(nums["grant_cache_seconds"]),
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
         reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),
+        ops_listen=ops_listen, ops_token=ops_token,
         source=source,
     )
 
@@ -318,7 +362,7 @@ def _server(s, where: str, base: Path) -> ServerConfig:
         grant_policies=tuple((k, _rel(base, v)) for k, v in gp.items()), credentials=tuple(creds),
         anonymous=bool(_typed(s, "anonymous", bool, where, False)), max_sessions=max_sessions,
         session_idle_seconds=float(idle), catalog=_rel(base, catalog) if catalog else None,
-        catalog_max_age=float(max_age),
+        catalog_max_age=float(max_age), enforce_input_schema=bool(_typed(s, "enforce_input_schema", bool, where, True)),
     )
 
 
@@ -348,6 +392,16 @@ def _credential(c, where: str, http: bool, base: Path) -> Credential:
     return Credential(header, env, prefix, fe, _rel(base, ff) if ff else None)
 
 
+def parse_listen(text: str, where: str) -> tuple[str, int]:
+    """`host:port` (an IPv6 host in brackets) → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: expected host:port, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
 def check_upstream_url(url: str, where: str) -> None:
     from urllib.parse import urlsplit
 
@@ -365,7 +419,7 @@ def check_upstream_url(url: str, where: str) -> None:
 def quick_config(
     policy: str, upstream: str | None, stdio: str | None, port: int, state: str, host: str = "127.0.0.1",
     anonymous: bool = False, max_body_bytes: int | None = None, upstream_timeout: float | None = None,
-    pin_catalog: str | None = None,
+    pin_catalog: str | None = None, enforce_input_schema: bool = True,
 ) -> GatewayConfig:
     """The config `mcpp serve --policy … (--upstream | --stdio)` stands for: one server, id `default`."""
     if (upstream is None) == (stdio is None):
@@ -381,7 +435,8 @@ def quick_config(
         if not command:
             raise ConfigError("--stdio: empty command")
     server = ServerConfig(id="default", url=upstream, command=command, policy=str(Path(policy).resolve()), anonymous=anonymous,
-                          catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None)
+                          catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None,
+                          enforce_input_schema=enforce_input_schema)
     kw = {}
     if max_body_bytes is not None:
         kw["max_body_bytes"] = max_body_bytes

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
-from .counters import RedisCounters, SQLiteCounters
+from .counters import SQLiteCounters
 from .grants import open_grants, redis_client
 from .http_client import HTTPUpstream
 from .logs import Logger
@@ -26,7 +26,17 @@ from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry
 from .proxy import GatewayApp, SessionBinder
+from mcpp.catalog.conformance import SchemaCache
+from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
 from .stdio import StdioUpstream
+
+
+# settings read once, at start: a reload that changes them is logged as config_needs_restart
+RESTART_FIELDS = (
+    "host", "port", "state_dir", "redis_url", "audit_synchronous", "redis_timeout", "grant_cache_seconds",
+    "max_header_bytes", "max_headers", "header_timeout", "idle_timeout", "max_connections", "max_response_bytes",
+    "ops_listen",
+)
 
 
 def session_key(state_dir: str, redis) -> bytes:
@@ -58,15 +68,29 @@ class Runtime:
         self.metrics = Metrics()
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-        self.redis = redis_client(config.redis_url) if config.redis_url else None
-        self.grants = open_grants(config.state_dir, config.redis_url)
-        self.counters = RedisCounters(self.redis) if self.redis is not None else SQLiteCounters(config.state_dir)
+        if config.redis_url:
+            # the session key is read once, at start, with the synchronous client (nothing is
+            # being served yet); everything after goes through the asyncio client and breaker
+            sync = redis_client(config.redis_url)
+            try:
+                key = session_key(config.state_dir, sync)
+            finally:
+                sync.close()
+            self.redis = AsyncRedis(config.redis_url, config.redis_timeout, self.log, self.metrics)
+            self.grants = AsyncRedisGrants(self.redis, config.grant_cache_seconds)
+            self.counters = DeferredCounters(self.redis)
+        else:
+            key = session_key(config.state_dir, None)
+            self.redis = None
+            self.grants = open_grants(config.state_dir, None)
+            self.counters = SQLiteCounters(config.state_dir)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous)
         self.audit_writer = GroupCommit(self.audit)
-        self.sessions = SessionBinder(session_key(config.state_dir, self.redis))
+        self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
         self.pins = PinRegistry()
         self.listings = ListingTracker()
+        self.schemas = SchemaCache()
         self.upstreams: dict = {}
         self.credential_headers: dict[str, list[tuple[str, str]]] = {}
         self.config_error: str | None = None
@@ -74,6 +98,10 @@ class Runtime:
         self.cred_mtimes = _cred_mtimes(config)
         self.started_at = time.time()
         self._visible_cache: dict = {}
+        self._known: dict = {}
+        self.mcp_port: int | None = None  # the listeners' ports (set by serve())
+        self.ops_port: int | None = None
+        self.ops_secret = config.ops_token.resolve("gateway.ops_token") if config.ops_token else None
         self._reload_task = None
         self._build_upstreams(config, None)
         self._preload(config)
@@ -97,7 +125,8 @@ class Runtime:
             if s.id in ups:
                 ups[s.id].close()
             if s.kind == "http":
-                ups[s.id] = HTTPUpstream(s.url, self.config.connect_timeout, self.config.upstream_keepalive)
+                ups[s.id] = HTTPUpstream(s.url, self.config.connect_timeout, self.config.upstream_keepalive,
+                                         max_response_bytes=self.config.max_response_bytes)
             else:
                 env = [(c.env, v) for c, v in zip(s.credentials, values)]
                 ups[s.id] = StdioUpstream(s, env, self.log, self.metrics)
@@ -114,9 +143,19 @@ class Runtime:
             for _, p in s.grant_policies:
                 yield s, p, f"grant-policy:{Path(p).stem}"
 
+    def refusals(self) -> list[str]:
+        """Why configured policies are not in force (`server <id>: <reason>`), for start-up:
+        `mcpp serve` refuses to start while there is any."""
+        out = []
+        for s, path, role in self._policy_paths(self.config):
+            st = self.registry.states.get((s.id, path))
+            if st is not None and st.current is None:
+                out.append(f"server {s.id}: policy refused: {st.error or 'not loaded'}")
+        return out
+
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
-            st, fresh = self.registry.state(s.id, path, role)
+            st, fresh = self.registry.state(s.id, path, role, s.catalog)
             self._report(st, fresh)
         for s in cfg.servers:
             if s.catalog:
@@ -166,7 +205,7 @@ class Runtime:
         path, role = self.policy_path(server, caller)
         if path is None:
             return DenyAll(f"no policy is configured for server {server.id}"), None
-        st, fresh = self.registry.state(server.id, path, role)
+        st, fresh = self.registry.state(server.id, path, role, server.catalog)
         if fresh:
             self._report(st, True)
         cur = st.current
@@ -197,8 +236,90 @@ class Runtime:
         self._visible_cache[key] = (program, set(vis))
         return set(vis)
 
+    def known_tools(self, engine, server) -> frozenset:
+        """Tools a metric label may name: those the policy names, and those of a pinned catalog."""
+        program = getattr(engine, "program", None)
+        pin = self.pins.states.get((server.id, server.catalog)) if server.catalog else None
+        cur = pin.current if pin is not None else None
+        key = (id(program), id(cur))
+        hit = self._known.get(key)
+        if hit is not None and hit[0] is program and hit[1] is cur:
+            return hit[2]
+        names = set(program.named_tools()) if program is not None else set()
+        if cur is not None:
+            names |= set(cur.catalog.tools)
+        if len(self._known) > 64:
+            self._known.clear()
+        self._known[key] = (program, cur, frozenset(names))
+        return self._known[key][2]
+
+    def rule_label(self, pointer: str, tool: str, engine, server) -> str:
+        """The rule pointer as a metric label: a tool nobody named becomes `other`, so callers
+        cannot mint label values with made-up tool names."""
+        if tool in self.known_tools(engine, server):
+            return pointer
+        from mcpp.runtime.engine import escape_pointer
+
+        seg = escape_pointer(tool)
+        for prefix in ("/tools/", "/catalog/"):
+            if pointer.startswith(prefix + seg) and pointer[len(prefix) + len(seg):len(prefix) + len(seg) + 1] in ("", "/"):
+                return prefix + "other" + pointer[len(prefix) + len(seg):]
+        return pointer
+
+    async def grant_record(self, gid: str):
+        """The grant record for an id (None if there is none); StoreUnavailable or an
+        sqlite3 error if the grant store cannot be read."""
+        if self.redis is not None:
+            return await self.grants.aget(gid)
+        return self.grants.get(gid)
+
+    async def decide(self, engine, tool: str, args, grant, server_id: str):
+        """`engine.decide`, with limit counters in Redis reserved by an awaited round trip
+        (redis_store.DeferredCounters) instead of a blocking one. A limited call while Redis
+        is unavailable is refused (LIMIT_STORE_DOWN); a call no limit applies to is decided
+        without Redis."""
+        store = self.counters
+        if not isinstance(store, DeferredCounters) or getattr(engine, "store", None) is not store:
+            return engine.decide(tool, args, grant, server_id)
+        now = time.time()
+        with store.recording() as plan:
+            decision = engine.decide(tool, args, grant, server_id, now=now)
+        if not decision.allowed or not plan.charges:
+            return decision
+        try:
+            bad = await store.reserve_async(plan.charges)
+        except StoreUnavailable as e:
+            self.log.warning("limit_store_unavailable", tool=tool, error=str(e))
+            from mcpp.runtime.engine import Decision, Rule
+
+            return Decision(False, tool, Rule(LIMIT_STORE_DOWN), (
+                "The limit store is unavailable, so calls under a limit cannot be counted and are refused; "
+                "the call was not forwarded. Try again shortly."))
+        if bad is None:
+            return decision
+        with store.replaying(bad):
+            denied = engine.decide(tool, args, grant, server_id, now=now)
+        if denied.allowed:  # the engine did not mirror its first pass: never let it through
+            from mcpp.runtime.engine import Decision, Rule
+
+            return Decision(False, tool, Rule("/error"), "policy evaluation failed: limit replay mismatch")
+        return denied
+
+    def head_refused(self, status: int, reason: str) -> None:
+        """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
+        self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
+
+    def close_stores(self) -> None:
+        for store in (self.grants, self.counters, self.audit):
+            close = getattr(store, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    pass
+
     # ---- health ------------------------------------------------------------------------
-    def health(self) -> tuple[int, dict]:
+    async def health(self) -> tuple[int, dict]:
         servers = {}
         degraded = self.config_error is not None
         for s in self.config.servers:
@@ -217,16 +338,20 @@ class Runtime:
                 degraded = degraded or pin is None or pin.error is not None
         stores_ok, store_error = True, None
         try:
-            self.grants.ping()
             if self.redis is not None:
-                self.redis.ping()
+                await self.redis.ping()  # within redis_timeout; at once while the breaker is open
+            else:
+                self.grants.ping()
+        except StoreUnavailable as e:
+            stores_ok, store_error = False, str(e)
         except Exception as e:
             stores_ok, store_error = False, f"{type(e).__name__}: {e}"
         body = {
             "status": "ok" if stores_ok and not degraded else ("unavailable" if not stores_ok else "degraded"),
             "replica": self.replica, "uptime_s": round(time.time() - self.started_at, 1),
             "config": {"path": self.config_path, "error": self.config_error},
-            "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error},
+            "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error,
+                      **({"breaker": "open" if self.redis.is_open else "closed"} if self.redis is not None else {})},
             "servers": servers,
         }
         return (200 if stores_ok else 503), body
@@ -245,6 +370,8 @@ class Runtime:
         for up in self.upstreams.values():
             if hasattr(up, "aclose"):
                 await up.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
 
     async def _reload_loop(self) -> None:
         while True:
@@ -276,11 +403,13 @@ class Runtime:
     async def _reload_config(self) -> None:
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-            for field in ("host", "port", "state_dir", "redis_url", "audit_synchronous"):
+            for field in RESTART_FIELDS:
                 if getattr(new, field) != getattr(self.config, field):
                     self.log.warning("config_needs_restart", field=field)
                     new = _keep(new, field, getattr(self.config, field))
             old = self.config
+            if new.ops_token is not None:
+                new.ops_token.resolve("gateway.ops_token")  # refused below if it cannot be read
             self._build_upstreams(new, old)
         except ConfigError as e:
             self.config_error = str(e)
@@ -288,6 +417,7 @@ class Runtime:
             self.log.error("config_refused", path=self.config_path, error=str(e))
             return
         self.config = new
+        self.ops_secret = new.ops_token.resolve("gateway.ops_token") if new.ops_token else None
         self.cred_mtimes = _cred_mtimes(new)
         self.config_error = None
         self._preload(new)
@@ -297,7 +427,10 @@ class Runtime:
 
 
 def _cred_mtimes(cfg: GatewayConfig) -> dict:
-    return {c.from_file: _mtime(c.from_file) for s in cfg.servers for c in s.credentials if c.from_file}
+    files = {c.from_file: _mtime(c.from_file) for s in cfg.servers for c in s.credentials if c.from_file}
+    if cfg.ops_token is not None and cfg.ops_token.from_file:
+        files[cfg.ops_token.from_file] = _mtime(cfg.ops_token.from_file)
+    return files
 
 
 def _keep(cfg: GatewayConfig, field: str, value):
@@ -316,8 +449,20 @@ def _mtime(path):
         return None
 
 
-def build_app(config: GatewayConfig, config_path: str | None = None, log: Logger | None = None) -> tuple[GatewayApp, Runtime]:
+class StartRefused(Exception):
+    """The gateway will not start: a configured policy does not load or fails a gate."""
+
+
+def build_app(config: GatewayConfig, config_path: str | None = None, log: Logger | None = None,
+              strict: bool = False) -> tuple[GatewayApp, Runtime]:
+    """The app and its runtime. `strict` (what `mcpp serve` uses): raise StartRefused when a
+    configured policy is not in force, rather than serving it as deny-all."""
     rt = Runtime(config, config_path, log)
+    if strict:
+        refused = rt.refusals()
+        if refused:
+            rt.close_stores()
+            raise StartRefused("; ".join(refused))
     return GatewayApp(rt), rt
 
 
@@ -325,16 +470,45 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
     """Run until SIGINT/SIGTERM (uvicorn handles both: in-flight requests finish first)."""
     import uvicorn
 
-    app, rt = build_app(config, config_path)
+    from .http_server import HeadLimits, bounded_protocol
+
+    app, rt = build_app(config, config_path, strict=True)
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
+    limits = HeadLimits(config.max_header_bytes, config.max_headers, config.header_timeout)
+    http = bounded_protocol(limits, rt.head_refused)
     uconfig = uvicorn.Config(
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,
         log_level="warning", timeout_graceful_shutdown=10, server_header=False, date_header=False,
         proxy_headers=False,  # X-Forwarded-* would let a client pick the address in logs; not trusted
+        timeout_keep_alive=config.idle_timeout, limit_concurrency=config.max_connections,
     )
-    rt.log.info("listening", host=config.host, port=config.port, loop=loop, http=http)
-    uvicorn.Server(uconfig).run()
+    # both listeners are bound here, before serving: a port that is taken fails the start
+    mcp_sock = _bind(config.host, config.port)
+    sockets = [mcp_sock]
+    rt.mcp_port = mcp_sock.getsockname()[1]
+    if config.ops_listen is not None:
+        ops_sock = _bind(*config.ops_listen)
+        sockets.append(ops_sock)
+        rt.ops_port = ops_sock.getsockname()[1]
+        rt.log.info("listening_ops", host=config.ops_listen[0], port=rt.ops_port)
+    rt.log.info("listening", host=config.host, port=rt.mcp_port, loop=loop, http="httptools")
+    uvicorn.Server(uconfig).run(sockets=sockets)
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _has(mod: str) -> bool:
