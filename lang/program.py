@@ -63,7 +63,8 @@ class Program:
     limits: list[LimitInfo] = field(default_factory=list)
     asserts: list[AssertInfo] = field(default_factory=list)
     document: ir.Document | None = None
-    origin: str = "mcpp"  # mcpp | json
+    origin: str = "mcpp"  # mcpp | json | cedar
+    cedar: object = None  # a .cedar file: what lang.cedar_import learnt of it (CedarSource)
     filename: str = "<input>"
     _plan: object = field(default=None, repr=False, compare=False)
 
@@ -368,20 +369,29 @@ def _input_path(e: ir.Expr) -> tuple[str, ...] | None:
 
 def load_program(source: str, filename: str = "<input>") -> Program:
     """Parse + validate, raising MCPPError with every error found."""
-    from .parser import diagnostic_order, parse_partial
-
-    doc, diags = parse_partial(source, filename)
-    prog, more = build_program(doc)
-    errors = sorted((d for d in diags + more if d.severity == "error"), key=diagnostic_order)
+    prog, diags = check_source(source, filename)
+    errors = [d for d in diags if d.severity == "error"]
     if errors:
         raise MCPPError(errors, source)
     return prog
 
 
 def check_source(source: str, filename: str = "<input>") -> tuple[Program, list[Diagnostic]]:
-    """Everything `mcpp check` reports: syntax (with recovery) and validation diagnostics."""
+    """Everything `mcpp check` reports: syntax (with recovery) and validation diagnostics,
+    in source order. A `.cedar` file is read with Cedar's meaning and type names
+    (lang/cedar_import.py)."""
     from .parser import diagnostic_order, parse_partial
 
     doc, diags = parse_partial(source, filename)
+    cedar = None
+    if filename.endswith(".cedar"):
+        from .cedar_import import read_cedar
+
+        doc, cedar, diags = read_cedar(doc, diags)
     prog, more = build_program(doc)
+    if cedar is not None:
+        from .cedar_import import without_follow_ons
+
+        prog.origin, prog.cedar = "cedar", cedar
+        more = without_follow_ons(diags, more)
     return prog, sorted(diags + more, key=diagnostic_order)

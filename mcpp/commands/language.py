@@ -131,10 +131,26 @@ def compile_cmd(
     server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Compile for this server id"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
+    target: str = typer.Option("json", "--target", metavar="FORM", help="json (the gateway's form) or cedar (docs/cedar.md)"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="cedar: the tool catalog whose input schemas type context.input"),
+    schema_out: Optional[Path] = typer.Option(None, "--schema-out", metavar="FILE", help="cedar: also write the Cedar schema here (needs --catalog)"),
+    partial: bool = typer.Option(False, "--partial", help="cedar: leave out what Cedar cannot express, with a warning for each"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NS", help="cedar: put the entity types and actions in this namespace"),
+    agentcore_gateway: Optional[str] = typer.Option(None, "--agentcore-gateway", metavar="ARN", help="cedar: write for Amazon Bedrock AgentCore Policy, for the gateway with this ARN"),
+    agentcore_target: Optional[str] = typer.Option(None, "--agentcore-target", metavar="NAME", help="cedar: the AgentCore gateway target whose tools the policy governs"),
 ) -> None:
-    """Compile to the gateway's JSON form; refuse, naming the rule, what it cannot express."""
+    """Compile to the gateway's JSON form (or Cedar); refuse, naming the rule, what it cannot express."""
     from mcpp.lang.compiler import compile_program
 
+    if target == "cedar":
+        if grant is not None or label or group or server is not None:
+            die("--grant, --label, --group and --server apply to --target json")
+        _compile_cedar(file, out, catalog, schema_out, partial, namespace, agentcore_gateway, agentcore_target, quiet)
+        return
+    if target != "json":
+        die(f"--target must be json or cedar, not {target!r}")
+    if catalog is not None or schema_out is not None or partial or namespace is not None or agentcore_gateway or agentcore_target:
+        die("--catalog, --schema-out, --partial, --namespace and --agentcore-* apply to --target cedar")
     ctx = _grant_ctx(grant, label, group)
     program = load_policy(file)
     try:
@@ -151,6 +167,57 @@ def compile_cmd(
         tools = doc.get("tools", {}) if isinstance(doc, dict) else {}
         note(f"wrote {out}: {plural(len(tools), 'tool')}, "
              + ("proved to decide every call as the source does" if validate else "not validated (--no-validate)"), quiet)
+
+
+def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], schema_out: Optional[Path],
+                   partial: bool, namespace: Optional[str], gateway: Optional[str], gateway_target: Optional[str],
+                   quiet: bool) -> None:
+    """`--target cedar` (lang/cedar_export.py): refusals are `file:line:col: error:` (exit 1);
+    with --partial each left-out statement is a warning and the rest is written."""
+    from mcpp.lang.cedar_export import export_program
+    from mcpp.lang.cedar_model import CedarNames, namespace_ok
+
+    if schema_out is not None and catalog is None:
+        die("--schema-out needs --catalog (the tools' input schemas type context.input)")
+    if namespace is not None and not namespace_ok(namespace):
+        die(f"--namespace: {namespace!r} is not a Cedar namespace (identifiers joined by ::)")
+    if (gateway is None) != (gateway_target is None):
+        die("--agentcore-gateway and --agentcore-target go together (AgentCore names a tool <target>___<tool>)")
+    if gateway is not None and namespace is not None:
+        die("--namespace does not apply with --agentcore-gateway (AgentCore's namespace is AgentCore)")
+    if gateway is not None and catalog is None:
+        die("--agentcore-gateway needs --catalog (AgentCore validates policies against the tools' input schemas)")
+    tools = None
+    if catalog is not None:
+        from mcpp.catalog import load_catalog
+
+        try:
+            tools = {name: t.input_schema for name, t in load_catalog(catalog).tools.items()}
+        except MCPPError as e:
+            fail(e, USAGE)
+    program = load_policy(file)
+    source = getattr(program, "cedar", None)
+    if gateway is not None:
+        names = CedarNames.agentcore(gateway, gateway_target)  # type: ignore[arg-type]
+    else:
+        names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
+    try:
+        result = export_program(program, tools=tools, names=names, partial=partial, schema=schema_out is not None,
+                                contains_spans=source.contains_spans if source is not None else frozenset())
+    except MCPPError as e:
+        fail(e, ERRORS)
+    print_diagnostics(result.left_out, program.document.source if program.document is not None else None)
+    if result.left_out:
+        n = len(result.left_out)
+        print(f"{plural(n, 'statement')} left out: Cedar will not enforce {'them' if n != 1 else 'it'}", file=sys.stderr)
+    if out is None:
+        sys.stdout.write(result.policies)
+    else:
+        write_output(out, result.policies)
+        n = len(result.ids)
+        note(f"wrote {out}: {n} Cedar {'policy' if n == 1 else 'policies'}", quiet)
+    if schema_out is not None and result.schema is not None:
+        write_output(schema_out, result.schema)
 
 
 def _translation_validate(program, doc, grant, label, groups, server) -> None:
