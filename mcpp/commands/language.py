@@ -10,7 +10,7 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, emit_json, fail, print_diagnostics
+from mcpp.console import die, fail, print_diagnostics
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.load import is_json, load_policy, read_text
 
@@ -159,33 +159,6 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
         die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
 
 
-def _call_fields(obj: object, where: str):
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: a call must be a JSON object like {{\"name\": …, \"arguments\": {{…}}}}")
-    name = obj.get("name")
-    if not isinstance(name, str):
-        raise ValueError(f"{where}: \"name\" (the tool) must be a string")
-    args = obj.get("arguments", {})
-    if args is None:
-        args = {}
-    return name, args
-
-
-def _grant_of(value, default):
-    from mcpp.runtime.engine import Grant
-
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return Grant(value, default.label if value == default.id else "", default.groups if value == default.id else frozenset())
-    if isinstance(value, dict) and isinstance(value.get("id"), str):
-        groups = value.get("groups", [])
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise ValueError("\"grant.groups\" must be a list of strings")
-        return Grant(value["id"], str(value.get("label", "")), frozenset(groups))
-    raise ValueError("\"grant\" must be a grant id or {\"id\", \"label\", \"groups\"}")
-
-
 def eval_cmd(
     policy: Path = typer.Argument(..., help="A .mcpp or JSON-form policy"),
     call: Optional[str] = typer.Option(None, "--call", help='tools/call params: {"name": …, "arguments": {…}}'),
@@ -197,45 +170,41 @@ def eval_cmd(
     now: Optional[str] = typer.Option(None, "--now", help="Evaluate at this time (epoch or ISO 8601), for limits"),
 ) -> None:
     """Decide tool calls; print one JSON decision per call."""
-    from mcpp.runtime.engine import Engine, Grant
+    from mcpp import Grant, PolicyError, load_policy
+    from mcpp._eval import CallError, call_fields, grant_of, json_writer, parse_call, run_calls
 
     if (call is None) == (calls is None):
         die("give exactly one of --call JSON or --calls FILE")
     try:
-        engine = Engine(load_policy(policy))
-    except MCPPError as e:
-        fail(e, 2)
+        pol = load_policy(policy)
+    except PolicyError as e:
+        print(e.render(), file=sys.stderr)
+        raise typer.Exit(2)
     base_grant = Grant(grant, label, frozenset(group))
     ts = _parse_now(now)
-    filename = engine.filename
     if call is not None:
         try:
-            obj = json.loads(call)
-            name, args = _call_fields(obj, "--call")
-            g = _grant_of(obj.get("grant"), base_grant)
-            srv = obj.get("server", server)
-        except (ValueError, json.JSONDecodeError) as e:
-            die(f"--call: {e}")
-        d = engine.decide(name, args, g, srv if isinstance(srv, str) else server, now=ts)
-        emit_json(d.to_dict(filename))
-        return
-    text = read_or_die(calls)
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            name, args = _call_fields(obj, f"{calls}:{n}")
-            g = _grant_of(obj.get("grant"), base_grant)
+            obj = parse_call(call)
+            name, args = call_fields(obj)
+            g = grant_of(obj.get("grant"), base_grant)
             srv = obj.get("server", server)
             if not isinstance(srv, str):
                 raise ValueError("\"server\" must be a string")
         except json.JSONDecodeError as e:
-            die(f"{calls}:{n}: invalid JSON: {e.msg}")
+            die(f"--call: invalid JSON: {e.msg}")
         except ValueError as e:
-            die(f"{calls}:{n}: {e}" if not str(e).startswith(str(calls)) else str(e))
-        d = engine.decide(name, args, g, srv, now=ts)
-        emit_json(d.to_dict(filename))
+            die(f"--call: {e}")
+        d = pol.decide(name, args, principal=g, server=srv, now=ts)
+        json_writer(sys.stdout.write)(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    text = read_or_die(calls)
+    try:
+        run_calls(pol, text, json_writer(sys.stdout.write), principal=base_grant, server=server, now=ts, where=str(calls))
+    except CallError as e:
+        sys.stdout.flush()
+        die(str(e))
+    sys.stdout.flush()
 
 
 def read_or_die(path: Path) -> str:
