@@ -45,6 +45,11 @@ _EXPORTS: dict[str, str] = {
     "MemoryCounters": "mcpp.runtime.limits",
     "SQLiteCounters": "mcpp.runtime.gateway.counters",
     "RedisCounters": "mcpp.runtime.gateway.counters",
+    "PolicyMiddleware": "mcpp._middleware",
+    "AuditSink": "mcpp._middleware",
+    "AuditRow": "mcpp._middleware",
+    "SQLiteAudit": "mcpp._middleware",
+    "token_principal": "mcpp._middleware",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -7,6 +7,13 @@ from mcpp._errors import (
     PolicySyntaxError as PolicySyntaxError,
     PolicyValidationError as PolicyValidationError,
 )
+from mcpp._middleware import (
+    AuditRow as AuditRow,
+    AuditSink as AuditSink,
+    PolicyMiddleware as PolicyMiddleware,
+    SQLiteAudit as SQLiteAudit,
+    token_principal as token_principal,
+)
 from mcpp._policy import Policy as Policy, Principal as Principal, diff as diff, load_policy as load_policy
 from mcpp._types import (
     AssertResult as AssertResult,
