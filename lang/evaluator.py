@@ -500,12 +500,16 @@ def _call(e: ir.Call) -> Closure:
             k = _input_key(arg)
             if k is not None:
 
+                strs = frozenset(v for v in values if type(v) is str)
+
                 def contains_arg(env):  # ["a", "b"].contains(context.input.k)
                     v = env.input.get(k, ERR)
+                    t = type(v)
+                    if t is str:
+                        return v in strs
                     if v is ERR:
                         return ERR
-                    t = type(v)
-                    return (t, v) in members if (t is str or t is bool or v is None) else False
+                    return (t, v) in members if (t is bool or v is None) else False
 
                 return contains_arg
 

@@ -32,7 +32,6 @@ from ._policy import Policy
 
 _BLOCK = 2048  # lines per write
 _CACHE_MAX = 20_000
-_NO_GROUPS: list = []  # "groups" absent: none
 
 
 class CallError(ValueError):
@@ -95,7 +94,8 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
     decide = engine.decide
     filename = engine.filename
     scan = _DECODER.scan_once
-    grants: dict[object, Grant] = {}
+    by_name: dict[str, Grant] = {}  # "grant": "<id>"
+    by_id: dict[str, tuple[dict, Grant]] = {}  # "grant": {"id", "label", "groups"}
     encoded: dict[int, tuple] = {}
     lines = text.split("\n")
     skipped = 0
@@ -124,26 +124,23 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
                     g = obj.get("grant")
                     if g is None:
                         grant = principal
-                    else:
-                        # a repeated grant is built once; the key is its content, in a shape
-                        # no other value of "grant" has (a grant that is not valid is never stored)
-                        key: object = None
-                        if type(g) is str:
-                            key = g
-                        elif type(g) is dict:
-                            groups = g.get("groups", _NO_GROUPS)
-                            if type(groups) is list:
-                                key = (g.get("id"), g.get("label", ""), *groups)
-                        try:
-                            grant = grants.get(key) if key is not None else None
-                        except TypeError:  # an unhashable value: not the usual shape
-                            key = grant = None
+                    elif type(g) is str:
+                        grant = by_name.get(g)
                         if grant is None:
+                            grant = _bounded_put(by_name, g, grant_of(g, principal))
+                    else:
+                        # a repeated grant object is built once: the last valid object seen
+                        # with its id, if equal to this one (equal JSON values are equal
+                        # strings and lists of strings, so it is valid too), gives the Grant
+                        try:
+                            hit = by_id.get(g.get("id")) if type(g) is dict else None
+                        except TypeError:  # an id that is not even hashable
+                            hit = None
+                        if hit is not None and hit[0] == g:
+                            grant = hit[1]
+                        else:
                             grant = grant_of(g, principal)
-                            if key is not None:
-                                if len(grants) >= _CACHE_MAX:
-                                    grants.clear()
-                                grants[key] = grant
+                            _bounded_put(by_id, grant.id, (g, grant))
                     srv = obj.get("server", server)
                     if type(srv) is not str:
                         raise ValueError("\"server\" must be a string")
@@ -184,6 +181,13 @@ def json_writer(write: Callable[[str], object]) -> Callable[[str], None]:
             write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
 
     return safe
+
+
+def _bounded_put(cache: dict, key, value):
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def _encode(d, filename: str | None) -> str:

@@ -52,6 +52,9 @@ class Rule:
 
 @dataclass(slots=True)
 class Decision:
+    """Never changed once made: the engine hands the same object to every call one cause
+    decides (a tool's failing permit step, a forbid, an allowing permit)."""
+
     allowed: bool
     tool: str
     rule: Rule
@@ -115,7 +118,7 @@ class CompiledRule:
     """A policy or limit compiled once: scope checks plus one closure per clause."""
 
     __slots__ = ("info", "id", "checks", "clauses", "stmt", "reason", "steps", "flat", "causes", "applies",
-                 "allow_message")
+                 "fail_index", "allow_message")
 
     def __init__(self, info: PolicyInfo | LimitInfo, stmt: ir.Policy | ir.Limit):
         self.info = info
@@ -134,6 +137,7 @@ class CompiledRule:
         self.flat = [(fn, want) for steps in self.steps for fn, want, _ in steps]
         self.causes = [(c, cond) for c, steps in zip(stmt.clauses, self.steps) for _, _, cond in steps]
         self.applies = self._specialise()
+        self.fail_index = self._specialise_fail()
         self.allow_message = f"Allowed by {self.id}."
 
     def _specialise(self) -> Callable[[Env], bool]:
@@ -169,19 +173,37 @@ class CompiledRule:
 
         return applies
 
-    def fail_index(self, env: Env) -> int | None:
-        """None when the rule applies; else why not: -1 (the scope), or the index in
-        `causes` of the first step that does not hold. One pass: a denial's explanation
-        costs no second evaluation."""
-        for check in self.checks:
-            if not check(env):
-                return -1
-        i = 0
-        for fn, want in self.flat:
-            if fn(env) is not want:
-                return i
-            i += 1
-        return None
+    def _specialise_fail(self) -> Callable[[Env], int | None]:
+        """`fail_index(env)`: None when the rule applies; else why not: -1 (the scope), or
+        the index in `causes` of the first step that does not hold. One pass, so a
+        denial's explanation costs no second evaluation; loop-free for the usual sizes."""
+        checks = self.checks
+        flat = self.flat
+        if not checks and len(flat) == 1:
+            (f1, w1), = flat
+            return lambda env: None if f1(env) is w1 else 0
+        if not checks and len(flat) == 2:
+            (f1, w1), (f2, w2) = flat
+
+            def fail2(env: Env) -> int | None:
+                if f1(env) is not w1:
+                    return 0
+                return None if f2(env) is w2 else 1
+
+            return fail2
+
+        def fail_index(env: Env) -> int | None:
+            for check in checks:
+                if not check(env):
+                    return -1
+            i = 0
+            for fn, want in flat:
+                if fn(env) is not want:
+                    return i
+                i += 1
+            return None
+
+        return fail_index
 
     def evaluate(self, env: Env) -> bool | None:
         """True (applies), False (scope or a clause does not hold) or None (a clause errored)."""
@@ -220,8 +242,8 @@ class ToolRules:
     permits: list[CompiledRule] = field(default_factory=list)
     forbids: list[CompiledRule] = field(default_factory=list)
     counters: list[tuple[CounterGroup, list[CompiledRule]]] = field(default_factory=list)
-    # for a named tool: the allowing permit (None: the default) → its rule and message,
-    # and the first permit's failing step (`fail_index`; None: no permit) → the denial's
+    # for a named tool: the allowing permit (None: the default) → its allow, and the first
+    # permit's failing step (`fail_index`; None: no permit) → its denial (Decisions, shared)
     allowed: dict = field(default_factory=dict)
     denied: dict = field(default_factory=dict)
     first: CompiledRule | None = field(init=False)  # permits[0], tried first
@@ -270,7 +292,9 @@ class Engine:
         self._principals: dict[str, Entity] = {}
         self._actions: dict[str, Entity] = {}
         self._resources: dict[str, Entity] = {}
-        self._explained: dict[tuple, tuple[Rule, str]] = {}  # a denial's rule and message, per cause
+        # the decision of a cause (a tool's failing permit step, forbid, allowing permit):
+        # built once, shared by every call it decides (decisions are never changed)
+        self._explained: dict[tuple, Decision] = {}
         self._pointers: dict = {}
         self._group_parents: dict[str, frozenset] = {
             t: frozenset(("Action", g) for g in tp.ancestors) for t, tp in plan.tools.items() if tp.ancestors
@@ -353,9 +377,7 @@ class Engine:
                             break
                     if allowed_by is None and not plan.default_allows:
                         hit = rules.denied.get(cause) if plan.tool is not None else None
-                        if hit is None:
-                            return self._explain_no_permit(tool, rules, cause)
-                        return Decision(False, tool, hit[0], hit[1])
+                        return hit if hit is not None else self._explain_no_permit(tool, rules, cause)
             elif not plan.default_allows:
                 return self._explain_no_permit(tool, rules, None)
             for f in rules.forbids:
@@ -370,13 +392,14 @@ class Engine:
             if plan.tool is not None:  # a named tool: its rules are its own
                 hit = rules.allowed.get(allowed_by)
                 if hit is None:
-                    hit = rules.allowed[allowed_by] = self._allow_rule(tool, allowed_by)
+                    hit = rules.allowed[allowed_by] = self._allowed(tool, allowed_by)
             else:
                 hit = self._explained.get((tool, id(allowed_by)))
                 if hit is None:
-                    hit = _bounded_put(self._explained, (tool, id(allowed_by)), self._allow_rule(tool, allowed_by))
-            rule, message = hit
-            return Decision(True, tool, rule, message, reservation, limit_info)
+                    hit = _bounded_put(self._explained, (tool, id(allowed_by)), self._allowed(tool, allowed_by))
+            if reservation is None and limit_info is None:
+                return hit
+            return Decision(True, tool, hit.rule, hit.message, reservation, limit_info)
         except Exception as e:  # fail closed
             return Decision(False, str(tool), Rule("/error"), f"policy evaluation failed: {type(e).__name__}: {e}")
 
@@ -402,12 +425,16 @@ class Engine:
                     errored.append(r.id)
         return Explanation(decision, tuple(satisfied), tuple(errored), self.program)
 
-    def _allow_rule(self, tool: str, allowed_by: CompiledRule | None) -> tuple[Rule, str]:
+    def _allowed(self, tool: str, allowed_by: CompiledRule | None) -> Decision:
+        """The allow of `tool` by `allowed_by` (None: the default), holding no budget."""
         if allowed_by is None:
-            return Rule("/default", None, self.program.default_span), f"Tool {tool} is allowed by default."
-        if allowed_by.info.tools is None:
-            return Rule(f"/policies/{escape_pointer(allowed_by.id)}", allowed_by.id, allowed_by.stmt.span), allowed_by.allow_message
-        return Rule(self._tool_pointer(tool), allowed_by.id, allowed_by.stmt.span), allowed_by.allow_message
+            rule, message = Rule("/default", None, self.program.default_span), f"Tool {tool} is allowed by default."
+        elif allowed_by.info.tools is None:
+            rule = Rule(f"/policies/{escape_pointer(allowed_by.id)}", allowed_by.id, allowed_by.stmt.span)
+            message = allowed_by.allow_message
+        else:
+            rule, message = Rule(self._tool_pointer(tool), allowed_by.id, allowed_by.stmt.span), allowed_by.allow_message
+        return Decision(True, tool, rule, message)
 
     # -- limits ------------------------------------------------------------------------
     def _limits(self, tool, counters, env, grant, now, reserve, store):
@@ -476,16 +503,17 @@ class Engine:
         hit = cache.get(key)
         if hit is None:
             if cause is None:
-                hit = (Rule("/default", None, self.program.default_span), f"Tool {tool} is not allowed by policy (default deny).")
+                hit = Decision(False, tool, Rule("/default", None, self.program.default_span),
+                               f"Tool {tool} is not allowed by policy (default deny).")
             else:
                 p = rules.permits[0]
                 where, cond = ("scope", None) if cause < 0 else p.causes[cause]
-                hit = self._no_permit_rule(tool, p, where, cond)
+                hit = Decision(False, tool, *self._no_permit_rule(tool, p, where, cond))
             if cache is self._explained:
                 _bounded_put(cache, key, hit)
             else:
                 cache[key] = hit
-        return Decision(False, tool, hit[0], hit[1])
+        return hit
 
     def _no_permit_rule(self, tool: str, p: CompiledRule, where, cond) -> tuple[Rule, str]:
         """The rule and message naming why permit `p` does not apply (`first_failing`)."""
@@ -532,8 +560,8 @@ class Engine:
                     pointer = self._pointer(tool, "deny_if", cond)
             message = f.reason or f"Denied by {pointer}."
             span = f.clauses[0][2].span if f.clauses else f.stmt.span
-            hit = _bounded_put(self._explained, key, (Rule(pointer, f.id, span), message))
-        return Decision(False, tool, hit[0], hit[1])
+            hit = _bounded_put(self._explained, key, Decision(False, tool, Rule(pointer, f.id, span), message))
+        return hit
 
 
 def _bounded_put(cache: dict, key, value):

@@ -199,6 +199,10 @@ def eval_cmd(
         sys.stdout.flush()
         return
     text = read_or_die(calls)
+    # the policy and the calls live until the command ends: no collection need look at them
+    import gc
+
+    gc.freeze()
     try:
         run_calls(pol, text, json_writer(sys.stdout.write), principal=base_grant, server=server, now=ts, where=str(calls))
     except CallError as e:
