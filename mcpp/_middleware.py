@@ -131,6 +131,8 @@ class PolicyMiddleware:
         args = params.get("arguments")
         if args is None:
             args = {}
+        elif isinstance(args, Mapping) and type(args) is not dict:
+            args = dict(args)  # a read-only view from the SDK or a middleware: the same object
         try:
             grant = self.caller()
         except Exception as e:  # an identity that cannot be established calls nothing

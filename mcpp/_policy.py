@@ -38,8 +38,9 @@ PolicySource = Union[str, "os.PathLike[str]"]
 
 def _is_text(source: str) -> bool:
     """A `str` is policy text (not a path) when it could not be a file name: it has a line
-    break or a `;` (every .mcpp statement ends with one), or it is a JSON object."""
-    return "\n" in source or ";" in source or source.lstrip().startswith("{")
+    break or a `;` (every .mcpp statement ends with one), it is a JSON object, or it is
+    empty (an empty policy: everything denied)."""
+    return "\n" in source or ";" in source or source.lstrip().startswith("{") or not source.strip()
 
 
 def load_policy(

@@ -151,6 +151,32 @@ async def test_limits_deny_the_call_after_the_budget(kind, mode):
 
 
 @pytest.mark.parametrize("mode", sorted(MODES))
+async def test_concurrent_calls_get_exactly_the_budget(mode):
+    """Calls in flight together: the limit holds (reservations are taken before the tool runs)."""
+    import anyio
+
+    ran: list = []
+    server = MCPServer("guarded", middleware=[mcpp.PolicyMiddleware(mcpp.load_policy(POLICY))])
+
+    @server.tool()
+    async def charge(amount: float) -> str:
+        ran.append(amount)
+        await anyio.sleep(0.05)  # still running while the others are decided
+        return "charged"
+
+    results: list = []
+    async with Client(server, mode=mode) as c:
+        async def one(i: int) -> None:
+            results.append(await c.call_tool("charge", {"amount": i}))
+
+        async with anyio.create_task_group() as tg:
+            for i in range(6):
+                tg.start_soon(one, i)
+    assert sum(1 for r in results if not r.is_error) == 2 and len(ran) == 2
+    assert all(r.content[0].text.startswith("[POLICY DENIED] Charge budget exhausted.") for r in results if r.is_error)
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
 async def test_a_call_that_fails_before_answering_gives_its_budget_back(mode, tmp_path):
     policy = mcpp.load_policy(POLICY + 'limit "flaky" (principal, action == Action::"flaky", resource) max 1 per hour scope grant;\n')
     ran: list = []

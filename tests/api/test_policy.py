@@ -182,6 +182,7 @@ def test_a_path_str_and_text_are_told_apart(tmp_path):
         assert p.filename == str(f) and p.decide("t").allowed
     p = mcpp.load_policy('permit (principal, action == Action::"t", resource);')
     assert p.filename == "<input>"
+    assert mcpp.load_policy("").decide("t").rule == "/default"  # empty text: an empty policy, not the path ""
     with pytest.raises(TypeError):
         mcpp.load_policy(b"permit (principal, action, resource);")  # type: ignore[arg-type]
 
