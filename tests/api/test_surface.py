@@ -74,3 +74,33 @@ def test_public_signatures_are_fully_annotated():
         params = [p for p in fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]
                   if p != "self"]
         assert set(params) <= set(hints) and "return" in hints, (fn.__qualname__, hints)
+
+
+USER_PROGRAM = """\
+import mcpp
+
+policy: mcpp.Policy = mcpp.load_policy("permit (principal, action, resource);")
+d = policy.decide("t", {"a": 1}, principal=mcpp.Grant("g"))
+allowed: bool = d.allowed
+where: mcpp.Span | None = d.span
+results: list[mcpp.AssertResult] = policy.verify()
+changes: list[mcpp.ToolDiff] = mcpp.diff(policy, policy)
+guard = mcpp.PolicyMiddleware(policy, principal="svc", audit=mcpp.SQLiteAudit("state"))
+wrong: str = d.limit
+"""
+
+
+def test_a_user_program_type_checks_against_the_stub(tmp_path):
+    """mypy, on a program using the API, installed as a wheel lays it out: the types come
+    through (`py.typed`, `__init__.pyi`), and a misuse is an error."""
+    from tests.test_layers import _installed_layout
+
+    site = _installed_layout(tmp_path / "site")
+    (tmp_path / "user.py").write_text(USER_PROGRAM)
+    p = subprocess.run([sys.executable, "-m", "mypy", "user.py", "--follow-imports=silent", "--no-incremental",
+                        "--python-version", "3.11"],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**__import__("os").environ,
+                                                                                       "MYPYPATH": str(site)})
+    errors = [line for line in p.stdout.splitlines() if ": error:" in line]
+    assert errors == [f'user.py:10: error: Incompatible types in assignment (expression has type "LimitHit | None", '
+                      f'variable has type "str")  [assignment]'], p.stdout
