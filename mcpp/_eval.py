@@ -133,11 +133,11 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
                         # with its id, if equal to this one (equal JSON values are equal
                         # strings and lists of strings, so it is valid too), gives the Grant
                         try:
-                            hit = by_id.get(g.get("id")) if type(g) is dict else None
+                            seen = by_id.get(g.get("id")) if type(g) is dict else None
                         except TypeError:  # an id that is not even hashable
-                            hit = None
-                        if hit is not None and hit[0] == g:
-                            grant = hit[1]
+                            seen = None
+                        if seen is not None and seen[0] == g:
+                            grant = seen[1]
                         else:
                             grant = grant_of(g, principal)
                             _bounded_put(by_id, grant.id, (g, grant))
