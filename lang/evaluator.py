@@ -21,15 +21,20 @@ Closure = Callable[["Env"], object]
 class Env:
     """One request as the expression language sees it."""
 
-    __slots__ = ("principal", "action", "resource", "context", "input", "groups_of")
+    __slots__ = ("principal", "action", "resource", "input", "groups_of")
 
     def __init__(self, principal: Entity, action: Entity, resource: Entity, args: dict, groups_of=None):
         self.principal = principal
         self.action = action
         self.resource = resource
         self.input = args
-        self.context = {"input": args}
         self.groups_of = groups_of  # action group lookup for literal Action entities
+
+    @property
+    def context(self) -> dict:
+        """The `context` record, `{"input": <arguments>}`: built when an expression reads
+        `context` itself, which is rare (`context.input.k` reads `input` directly)."""
+        return {"input": self.input}
 
     def ancestors(self, e: Entity) -> frozenset:
         if e == self.principal:
