@@ -280,35 +280,6 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
         die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
 
 
-def _call_fields(obj: object):
-    if not isinstance(obj, dict):
-        raise ValueError("a call must be a JSON object like {\"name\": …, \"arguments\": {…}}")
-    name = obj.get("name")
-    if not isinstance(name, str):
-        raise ValueError("\"name\" (the tool) must be a string")
-    args = obj.get("arguments", {})
-    if args is None:
-        args = {}
-    if not isinstance(args, dict):
-        raise ValueError("\"arguments\" must be a JSON object of the tool's arguments")
-    return name, args
-
-
-def _grant_of(value, default):
-    from mcpp.runtime.engine import Grant
-
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return Grant(value, default.label if value == default.id else "", default.groups if value == default.id else frozenset())
-    if isinstance(value, dict) and isinstance(value.get("id"), str):
-        groups = value.get("groups", [])
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise ValueError("\"grant.groups\" must be a list of strings")
-        return Grant(value["id"], str(value.get("label", "")), frozenset(groups))
-    raise ValueError("\"grant\" must be a grant id or {\"id\", \"label\", \"groups\"}")
-
-
 def eval_cmd(
     policy: Path = typer.Argument(..., metavar="FILE", help="A .mcpp or JSON-form policy"),
     call: Optional[str] = typer.Option(None, "--call", metavar="JSON", help='tools/call params: {"name": …, "arguments": {…}}'),
@@ -320,39 +291,53 @@ def eval_cmd(
     now: Optional[str] = typer.Option(None, "--now", metavar="TIME", help="Evaluate at this time (epoch seconds or ISO 8601), for limits"),
 ) -> None:
     """Decide tool calls; print one JSON decision per call."""
-    from mcpp.runtime.engine import Engine, Grant
+    from mcpp import Grant, PolicyError, PolicyFileError
+    from mcpp import load_policy as load_api_policy
+    from mcpp._eval import CallError, call_fields, grant_of, json_writer, parse_call, run_calls
 
     if (call is None) == (calls is None):
         die("give exactly one of --call JSON or --calls FILE")
     ts = _parse_now(now)
     base_grant = Grant(grant, label, frozenset(group))
-    # every call is read and checked before the policy loads: bad usage exits 2 whatever the policy holds
+    # the inputs are read (and a single --call checked) before the policy loads: bad usage
+    # exits 2 whatever the policy holds; a bad line of --calls stops the run at that line
     if call is not None:
-        requests = [_request(call, "--call", base_grant, server)]
+        try:
+            obj = parse_call(call)
+            name, args = call_fields(obj)
+            g = grant_of(obj.get("grant"), base_grant)
+            srv = obj.get("server", server)
+            if not isinstance(srv, str):
+                raise ValueError("\"server\" must be a string")
+        except json.JSONDecodeError as e:
+            die(f"--call: invalid JSON: {e.msg}")
+        except ValueError as e:
+            die(f"--call: {e}")
     else:
         text = read_input(calls)
-        requests = [_request(line, f"{calls}:{n}", base_grant, server)
-                    for n, line in enumerate(text.splitlines(), 1) if line.strip()]
-    engine = Engine(load_policy(policy))
-    for name, args, g, srv in requests:
-        emit_json(engine.decide(name, args, g, srv, now=ts).to_dict(engine.filename))
-
-
-def _request(text: str, where: str, base_grant, server: str):
-    """(tool, arguments, grant, server) from one call's JSON, or exit 2 naming `where` once."""
     try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as e:
-        die(f"{where}: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})")
+        pol = load_api_policy(policy)
+    except PolicyFileError as e:
+        print(e.render(), file=sys.stderr)
+        raise typer.Exit(USAGE)
+    except PolicyError as e:
+        print(e.render(), file=sys.stderr)
+        raise typer.Exit(ERRORS)
+    if call is not None:
+        d = pol.decide(name, args, principal=g, server=srv, now=ts)
+        json_writer(sys.stdout.write)(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    # the policy and the calls live until the command ends: no collection need look at them
+    import gc
+
+    gc.freeze()
     try:
-        name, args = _call_fields(obj)
-        g = _grant_of(obj.get("grant"), base_grant)
-        srv = obj.get("server", server)
-        if not isinstance(srv, str):
-            raise ValueError("\"server\" must be a string")
-    except ValueError as e:
-        die(f"{where}: {e}")
-    return name, args, g, srv
+        run_calls(pol, text, json_writer(sys.stdout.write), principal=base_grant, server=server, now=ts, where=str(calls))
+    except CallError as e:
+        sys.stdout.flush()
+        die(str(e))
+    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:
