@@ -107,8 +107,13 @@ def lint_gate(program: Program, path: str, catalog: str | None = None) -> list[s
     argument; analyzer/safety.py), typed by the catalog: such a policy never decides."""
     from mcpp.analyzer.safety import blocking_findings
 
-    found = blocking_findings(program, _catalog(program, path, catalog))
-    return [f"{path}:{d.span.line}: {d.code}: {d.message}" for d in found]
+    cat = _catalog(program, path, catalog)
+    found = blocking_findings(program, cat)
+    hint = "" if cat is not None else (
+        " (give the server its tool catalog — `catalog = \"tools.json\"`, `--pin-catalog` or the policy's "
+        "`@catalog` — so the analysis can count on the gateway's schema check, or guard the argument in the permit)"
+    )
+    return [f"{path}:{d.span.line}: {d.code}: {d.message}{hint}" for d in found]
 
 
 # Gates a loaded policy must pass before it may decide: each returns the reasons it is
