@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping, Union
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import NotExpressible, atom
 from mcpp.lang.diagnostics import Span
 from mcpp.lang.evaluator import Closure, Env, compile_expr, scope_check
+from mcpp.lang.identity import PrincipalError, check_user_groups, user_attributes
 from mcpp.lang.plan import CounterGroup, ToolPlan
 from mcpp.lang.program import LimitInfo, PolicyInfo, Program
+from mcpp.lang.strings import quote
 from mcpp.lang.values import Entity, is_number
 
 from .limits import Charge, CounterStore, MemoryCounters, Reservation, iso, window_bounds
@@ -32,6 +34,25 @@ class Grant:
     id: str = "anonymous"
     label: str = ""
     groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class User:
+    """The caller as an authenticated user (`User::"id"`, docs/language.md §1.1).
+
+    `id` is the access token's subject (issuer-qualified when the gateway trusts several
+    issuers); `attrs` its claims as the gateway mapped and typed them, checked against the
+    policy's `entity User` declaration (a caller that does not fit it is denied, `/principal`);
+    `groups` from a groups claim. `grant_id` is the credential or session key the gateway
+    counts `scope grant` limits by; None counts them per user, like `scope principal`."""
+
+    id: str
+    attrs: Mapping[str, object] = field(default_factory=dict, hash=False)
+    groups: frozenset[str] = frozenset()
+    grant_id: str | None = None
+
+
+Caller = Union[Grant, User]  # what `Engine.decide` accepts as its third argument
 
 
 @dataclass(slots=True)
@@ -236,6 +257,7 @@ class Engine:
             r.id: compile_expr(r.stmt.increment) for r in compiled.values() if getattr(r.stmt, "increment", None) is not None
         }
         self._entities: dict = {}  # grant / tool / server → Entity, built once
+        self._users: dict[str, tuple[User, Entity]] = {}  # user id → (the User, its Entity)
         self._pointers: dict = {}
         self._group_parents: dict[str, frozenset] = {
             t: frozenset(("Action", g) for g in tp.ancestors) for t, tp in plan.tools.items() if tp.ancestors
@@ -245,12 +267,18 @@ class Engine:
     def _groups_of(self, tool: str) -> frozenset:
         return self._group_parents.get(tool, frozenset())
 
-    def env(self, tool: str, args: dict, grant: Grant, server: str) -> Env:
+    def env(self, tool: str, args: dict, grant: Caller, server: str) -> Env:
+        """The request as conditions see it; `grant` is the caller, a Grant or a User
+        (PrincipalError when a user does not fit the policy's `entity User`)."""
         cache = self._entities
-        principal = cache.get(grant.id)
-        if principal is None or principal.attrs["label"] != grant.label or principal.groups is not grant.groups:
-            principal = Entity("Grant", grant.id, {"label": grant.label}, frozenset(("Group", g) for g in grant.groups))
-            principal.groups = grant.groups
+        if type(grant) is Grant:
+            principal = cache.get(grant.id)
+            if principal is None or principal.attrs["label"] != grant.label or principal.groups is not grant.groups:
+                principal = Entity("Grant", grant.id, {"label": grant.label}, frozenset(("Group", g) for g in grant.groups))
+                principal.groups = grant.groups
+            cache[grant.id] = principal
+        else:
+            principal = self._user_entity(grant)
         action = cache.get(("Action", tool))
         if action is None:
             action = Entity("Action", tool, None, self._groups_of(tool))
@@ -259,29 +287,52 @@ class Engine:
             resource = Entity("Server", server)
         if len(cache) > 50_000:  # bounded: grants and tools come from callers
             cache.clear()
-        cache[grant.id] = principal
         cache[("Action", tool)] = action
         cache[("Server", server)] = resource
         return Env(principal, action, resource, args, self._groups_of)
+
+    def _user_entity(self, user: "User") -> Entity:
+        """A user as the principal entity: its declared attributes, typed, and its groups
+        (built once per user and kept while the same user calls)."""
+        if not isinstance(user, User):
+            raise TypeError(f"the caller must be a Grant or a User, not {type(user).__name__}")
+        hit = self._users.get(user.id)
+        if hit is not None and (hit[0] is user or hit[0] == user):
+            return hit[1]
+        decl = self.program.user_decl
+        check_user_groups(decl, user.groups)
+        entity = Entity("User", user.id, user_attributes(decl, user.attrs), frozenset(("Group", g) for g in user.groups))
+        if len(self._users) > 50_000:  # bounded: users come from tokens
+            self._users.clear()
+        self._users[user.id] = (user, entity)
+        return entity
 
     # -- deciding ----------------------------------------------------------------------
     def decide(
         self,
         tool: str,
         args: object = None,
-        grant: Grant | None = None,
+        grant: Caller | None = None,
         server: str = "default",
         now: float | None = None,
         reserve: bool = True,
     ) -> Decision:
-        """The decision for one `tools/call`. With `reserve`, an allow holds its limit budget."""
+        """The decision for one `tools/call` by `grant`, the caller (a Grant or a User).
+        With `reserve`, an allow holds its limit budget."""
         try:
             return self._decide(tool, {} if args is None else args, grant or Grant(), server, now, reserve)
+        except PrincipalError as e:  # fail closed: the gateway's claims do not fit the policy
+            return Decision(False, str(tool), Rule("/principal", None, self._user_span()),
+                            f"The caller does not fit the policy's `entity User` declaration: {e}.")
         except Exception as e:  # fail closed
             return Decision(False, str(tool), Rule("/error"), f"policy evaluation failed: {type(e).__name__}: {e}")
 
+    def _user_span(self) -> Span | None:
+        decl = self.program.user_decl
+        return decl.span if decl is not None and self.filename else None
+
     def explain(
-        self, tool: str, args: object = None, grant: Grant | None = None, server: str = "default"
+        self, tool: str, args: object = None, grant: Caller | None = None, server: str = "default"
     ) -> "Explanation":
         """Cedar's full answer for one call, beside the decision: every policy that
         applies (its scope matches and every clause holds) and every policy whose
@@ -291,7 +342,7 @@ class Engine:
         decision = self.decide(tool, args, grant, server, reserve=False)
         satisfied: list[str] = []
         errored: list[str] = []
-        if type(tool) is str and type(args if args is not None else {}) is dict:
+        if type(tool) is str and type(args if args is not None else {}) is dict and decision.rule.pointer != "/principal":
             rules = self.index.get(tool, self.other)
             env = self.env(tool, {} if args is None else args, grant, server)
             for r in rules.permits + rules.forbids:
@@ -367,7 +418,7 @@ class Engine:
             amount, cap, binding = CounterGroup.charge([(r.info, a) for r, a in applicable])
             key = group.key
             start, end = window_bounds(key.window, now)
-            scope_id = grant.id if key.scope == "grant" else "*"
+            scope_id = _scope_id(key.scope, grant)
             store_key = f"{self.namespace}|{key.counter}|{key.scope}:{scope_id}|{key.window}:{start}"
             charges.append(Charge(store_key, amount, cap, end))  # type: ignore[arg-type]
             meta.append((next(r for r, _ in applicable if r.info is binding), end))
@@ -447,6 +498,20 @@ class Engine:
         message = f.reason or f"Denied by {pointer}."
         span = f.clauses[0][2].span if f.clauses else f.stmt.span
         return Decision(False, tool, Rule(pointer, f.id, span), message)
+
+
+def _scope_id(scope: str, caller: Caller) -> str:
+    """Whom a limit's count belongs to: `grant` — the grant (for a user, the credential
+    the gateway names, else the user); `principal` — the caller as an entity, so a user
+    counts across all their sessions and clients, and grants and users never share a
+    count; `policy` — everyone."""
+    if scope == "grant":
+        if type(caller) is Grant:
+            return caller.id
+        return caller.grant_id if caller.grant_id is not None else f"User::{quote(caller.id)}"
+    if scope == "principal":
+        return f"{'Grant' if type(caller) is Grant else 'User'}::{quote(caller.id)}"
+    return "*"
 
 
 def _num(v) -> str:
