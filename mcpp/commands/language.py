@@ -87,9 +87,25 @@ def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
 
     if grant is None:
         if label or groups:
-            die("--label and --group need --grant")
+            die("--label and --group need --grant (or --user for --group)")
         return None
     return GrantContext(grant, label, frozenset(groups))
+
+
+def _user_ctx(user: str, claims: List[str], groups: List[str]):
+    """`--user ID --claim name=JSON …`: the claims are JSON values, typed by `entity User`."""
+    from mcpp.lang.compiler import UserContext
+
+    values = {}
+    for c in claims:
+        name, eq, text = c.partition("=")
+        if not eq or not name:
+            die(f"--claim {c!r}: write NAME=JSON, e.g. --claim refund_cap=5000 or --claim 'email=\"a@b.c\"'")
+        try:
+            values[name] = json.loads(text)
+        except json.JSONDecodeError as e:
+            die(f"--claim {name}: not a JSON value ({e.msg}): {text!r}")
+    return UserContext(user, tuple(values.items()), frozenset(groups))
 
 
 def compile_cmd(
@@ -98,18 +114,30 @@ def compile_cmd(
     grant: Optional[str] = typer.Option(None, "--grant", help="Compile the document for this grant id"),
     label: str = typer.Option("", "--label", help="The grant's label (with --grant)"),
     group: List[str] = typer.Option([], "--group", help="A group the grant is in (repeatable, with --grant)"),
+    user: Optional[str] = typer.Option(None, "--user", help="Compile the document for this user (OAuth subject)"),
+    claim: List[str] = typer.Option([], "--claim", help="A claim of the user: NAME=JSON, typed by `entity User` "
+                                    "(repeatable, with --user)"),
     server: Optional[str] = typer.Option(None, "--server", help="Compile for this server id"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
 ) -> None:
     """Compile to the gateway's JSON form; refuse, naming the rule, what it cannot express."""
     from mcpp.lang.compiler import compile_program
 
+    if user is not None and grant is not None:
+        die("give --grant or --user, not both")
+    if claim and user is None:
+        die("--claim needs --user")
+    if user is not None and label:
+        die("--label is a grant's; a user's attributes are --claim NAME=JSON")
+    principal = _user_ctx(user, claim, group) if user is not None else _grant_ctx(grant, label, group)
     try:
         program = load_policy(file)
-        doc = compile_program(program, _grant_ctx(grant, label, group), server)
+        doc = compile_program(program, principal, server)
     except MCPPError as e:
         fail(e, 1)
-    if validate:
+    if validate and user is not None:
+        _translation_validate_user(program, doc, principal, server)
+    elif validate:
         _translation_validate(program, doc, grant, label, group, server)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if out is None:
@@ -125,6 +153,23 @@ def _translation_validate(program, doc, grant, label, groups, server) -> None:
     except ImportError:  # the analyzer is an optional part of a partial checkout
         return
     problem = validate_translation(program, doc, grant=grant, label=label, groups=list(groups), server=server)
+    if problem is not None:
+        die(f"translation validation failed, nothing written: {problem}", 1)
+
+
+def _translation_validate_user(program, doc, principal, server) -> None:
+    """For --user: the proof is against the policy as that user sees it (principal folded
+    by the evaluator, `lang.compiler.specialise`); the analyzer does not model users yet."""
+    try:
+        from mcpp.analyzer.translation import validate_translation
+    except ImportError:  # the analyzer is an optional part of a partial checkout
+        return
+    from mcpp.lang.compiler import specialise
+
+    view, why = specialise(program, principal)
+    if view is None:
+        die(f"translation validation failed, nothing written: {why} (--no-validate writes it unproved)", 1)
+    problem = validate_translation(view, doc, server=server)
     if problem is not None:
         die(f"translation validation failed, nothing written: {problem}", 1)
 
