@@ -141,6 +141,7 @@ class _Validator:
         self.filename = filename
         self.diags: list[Diagnostic] = []
         self.principals = PrincipalChecks(None, False, self.error, self.warning)
+        self.reads_principal = False  # the expressions validated so far read a principal attribute
 
     def error(self, msg: str, span: Span, code: str = "validation", notes=()) -> None:
         self.diags.append(Diagnostic(msg, span, "error", code, self.filename, tuple(notes)))
@@ -185,10 +186,9 @@ class _Validator:
                 notes=("split it into several when/unless clauses (they are ANDed) or several policies",),
             )
             return
-        if condition:
-            self.principals.boolean(e)
+        reads_before = self.reads_principal
+        self.reads_principal = False
         for n in walk(e):
-            self.principals.types(n)
             if isinstance(n, ir.EntityLit):
                 self.entity(n.entity, ENTITY_TYPES, "here")
             elif isinstance(n, ir.GetAttr):
@@ -233,6 +233,12 @@ class _Validator:
                     self.error(f"{n.method}() needs a set", n.obj.span, code="type")
                 if n.method in ("containsAll", "containsAny") and isinstance(n.args[0], (ir.Lit, ir.RecordLit)):
                     self.error(f"{n.method}() takes a set", n.args[0].span, code="type")
+        if self.reads_principal:  # declared attribute types: only what reads the principal pays for them
+            if condition:
+                self.principals.boolean(e)
+            for n in walk(e):
+                self.principals.types(n)
+        self.reads_principal = self.reads_principal or reads_before
 
     def string_operand(self, obj: ir.Expr, what: str) -> None:
         if isinstance(obj, (ir.Lit, ir.SetLit, ir.RecordLit, ir.EntityLit)) and not (
@@ -250,6 +256,7 @@ class _Validator:
                     notes=("tool-call arguments are under context.input, e.g. context.input." + n.attr,),
                 )
             elif obj.name == "principal":
+                self.reads_principal = True
                 self.principals.get_attr(n)
             elif obj.name in ("action", "resource"):
                 self.error(f"{obj.name} has no attributes", n.span)
@@ -376,11 +383,13 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
         return pid
 
     for s in doc.statements:
+        v.reads_principal = False
         if isinstance(s, ir.Policy):
             v.scope(s.scope)
             for c in s.clauses:
                 v.expr(c.expr)
-            v.principals.rule(s, s.effect)
+            if v.reads_principal:
+                v.principals.rule(s, s.effect)
             pid = take_id(s.annotations, s.span, "policy")
             prog.policies.append(PolicyInfo(s, pid, len(prog.policies), action_tools(s.scope.action, prog.groups)))
         elif isinstance(s, ir.Limit):
@@ -391,14 +400,16 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
                 v.expr(s.increment, condition=False)
                 if _input_path(s.increment) is None:
                     v.error("a limit increment must be an argument path such as context.input.bytes", s.increment.span)
-            v.principals.rule(s, "limit")
+            if v.reads_principal:
+                v.principals.rule(s, "limit")
             lid = take_id(s.annotations, s.span, "limit")
             prog.limits.append(LimitInfo(s, lid, action_tools(s.scope.action, prog.groups)))
         elif isinstance(s, ir.Assert):
             v.scope(s.scope)
             for c in s.clauses:
                 v.expr(c.expr)
-            v.principals.rule(s, "assert")
+            if v.reads_principal:
+                v.principals.rule(s, "assert")
             aid = take_id(s.annotations, s.span, "assert")
             prog.asserts.append(AssertInfo(s, aid, action_tools(s.scope.action, prog.groups)))
     return prog, v.diags
