@@ -234,7 +234,8 @@ class ProgramEncoder:
     def scope_ok(self, scope: ir.Scope):
         req = self.req
         ctx = self.ctx
-        p = OR(ctx, *(AND(ctx, g, self._entity_scope(scope.principal, ent)) for g, ent in self.caller()))
+        p = True if scope.principal.op == "any" else OR(
+            ctx, *(AND(ctx, g, self._entity_scope(scope.principal, ent)) for g, ent in self.caller()))
         r = self._entity_scope(scope.resource, Ent("Server", req.sid, "resource"))
         return AND(ctx, p, r)
 
