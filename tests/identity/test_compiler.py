@@ -162,3 +162,23 @@ def test_cli_errors(tmp_path, args, message):
     p = mcpp("compile", f, *args)
     assert p.returncode in (1, 2) and message in p.stderr, p.stderr
     assert p.stdout == ""
+
+
+@settings(max_examples=max(10, settings.default.max_examples // 5), deadline=None)
+@given(st.data())
+def test_translation_validation_proves_a_users_document(data):
+    """What `mcpp compile --user` runs before writing: the analyzer proves the document
+    equivalent to the policy as the user sees it (no false alarms on random policies)."""
+    from mcpp.analyzer.translation import validate_translation
+
+    doc = data.draw(identity_documents())
+    program = load_program(format_document(doc))
+    user = data.draw(users(doc.statements[0]))
+    ctx = UserContext(user.id, tuple(user.attrs.items()), user.groups)
+    try:
+        out = compile_program(program, ctx)
+    except MCPPError:
+        return
+    view, why = specialise(program, ctx)
+    assert view is not None, why
+    assert validate_translation(view, out, timeout_ms=20000) is None
