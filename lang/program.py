@@ -272,7 +272,7 @@ def _entity_decl(s: ir.EntityDecl, prog: Program, v: _Validator) -> None:
             v.error(f"{s.name} cannot be declared: only `entity User` can", s.name_span,
                     notes=("grants carry `label`; groups, actions and servers have no attributes",))
         else:
-            v.error(f"unknown entity type {s.name}: only `entity User` can be declared", s.name_span,
+            v.error(f"unknown entity type {s.name} (only `entity User` can be declared)", s.name_span,
                     notes=("users are the callers an OAuth token authenticates; see docs/language.md §3.4",))
         return
     if prog.user_decl is not None:

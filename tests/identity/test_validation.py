@@ -126,7 +126,7 @@ def test_without_a_declaration_users_have_no_attributes():
 
 DECLARATION_ERRORS = [
     ("entity Grant { x: Long };", "Grant cannot be declared: only `entity User` can"),
-    ("entity Member;", "unknown entity type Member: only `entity User` can be declared"),
+    ("entity Member;", "unknown entity type Member (only `entity User` can be declared)"),
     ("entity User in [Server];", "users can be in groups only (`in [Group]`), not in Server"),
     (DECL + DECL.strip(), "`entity User` is declared twice"),
 ]
