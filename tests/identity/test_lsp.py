@@ -40,3 +40,12 @@ def test_limit_scopes_and_statement_snippets():
 def test_hovers():
     assert "entity User in [Group]" in hover_markdown("entity", "")
     assert "OAuth" in hover_markdown("User", "")
+
+
+def test_a_misspelt_declaration_gets_a_fix():
+    from mcpp.lang.program import check_source
+    from mcpp.lsp.fixes import language_fix
+
+    text = "entity Usr { a: Long };"
+    (d,) = check_source(text)[1]
+    assert language_fix(d, text) == {"title": "Replace with User", "edits": [{"start": 7, "end": 10, "text": "User"}]}
