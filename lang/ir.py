@@ -104,7 +104,7 @@ def walk(node: Node):
 
 @dataclass(slots=True, unsafe_hash=True)
 class EntityRef(Node):
-    """`Type::"id"` — Grant, Group, Action (a tool or an action group), Server."""
+    """`Type::"id"` — Grant, User, Group, Action (a tool or an action group), Server."""
 
     type: str
     id: str
@@ -365,13 +365,14 @@ class Group(Node):
 
 @dataclass(slots=True, unsafe_hash=True)
 class Limit(Node):
-    """A counter: at most `max` units per calendar `window`, per grant or per policy."""
+    """A counter: at most `max` units per calendar `window`, per grant, per principal
+    (a user across all their sessions, or a grant) or per policy."""
 
     counter: str
     scope: Scope
     max: int | float | None
     window: str | None  # minute | hour | day
-    scope_kind: str = "grant"  # grant | policy
+    scope_kind: str = "grant"  # grant | principal | policy
     increment: Expr | None = None
     clauses: tuple[Clause, ...] = ()
     annotations: tuple[Annotation, ...] = ()
@@ -394,7 +395,38 @@ class Assert(Node):
     span: Span = _span()
 
 
-Statement = Union[Policy, Default, Hide, Group, Limit, Assert]
+@dataclass(slots=True, unsafe_hash=True)
+class AttrDecl(Node):
+    """One declared attribute: `email: String`, `refund_cap?: Long` (`optional`: `?`).
+    `type` is one of `lang.identity.ATTR_TYPES`, written as in the source."""
+
+    name: str
+    type: str
+    optional: bool = False
+    span: Span = _span()
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class EntityDecl(Node):
+    """`entity User in [Group] { email: String, refund_cap?: Long };` — the parents and
+    attributes of an entity type, in Cedar's schema syntax. Only `User` (the caller
+    authenticated by an OAuth token) may be declared; validation says so."""
+
+    name: str
+    parents: tuple[str, ...] = ()
+    attrs: tuple[AttrDecl, ...] = ()
+    annotations: tuple[Annotation, ...] = ()
+    name_span: Span = field(default=NOSPAN, compare=False, repr=False)
+    span: Span = _span()
+
+    def attr(self, name: str) -> AttrDecl | None:
+        for a in self.attrs:
+            if a.name == name:
+                return a
+        return None
+
+
+Statement = Union[Policy, Default, Hide, Group, Limit, Assert, EntityDecl]
 
 
 @dataclass(slots=True, unsafe_hash=True)

@@ -40,7 +40,7 @@ class CounterKey(NamedTuple):
     witnesses and reports can sort and unpack it."""
 
     counter: str
-    scope: str  # grant | policy
+    scope: str  # grant | principal | policy: whose count (the engine's `_scope_id`)
     window: str  # minute | hour | day
 
     @staticmethod

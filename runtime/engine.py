@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping, Union
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import NotExpressible, atom
 from mcpp.lang.diagnostics import Span
 from mcpp.lang.evaluator import Closure, Env, compile_expr, scope_check
+from mcpp.lang.identity import PrincipalError, check_user_groups, user_attributes
 from mcpp.lang.plan import CounterGroup, ToolPlan
 from mcpp.lang.program import LimitInfo, PolicyInfo, Program
+from mcpp.lang.strings import quote
 from mcpp.lang.values import Entity, is_number
 
 from .limits import Charge, CounterStore, MemoryCounters, Reservation, iso, window_bounds
@@ -32,6 +34,25 @@ class Grant:
     id: str = "anonymous"
     label: str = ""
     groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class User:
+    """The caller as an authenticated user (`User::"id"`, docs/language.md §1.1).
+
+    `id` is the access token's subject (issuer-qualified when the gateway trusts several
+    issuers); `attrs` its claims as the gateway mapped and typed them, checked against the
+    policy's `entity User` declaration (a caller that does not fit it is denied, `/principal`);
+    `groups` from a groups claim. `grant_id` is the credential or session key the gateway
+    counts `scope grant` limits by; None counts them per user, like `scope principal`."""
+
+    id: str
+    attrs: Mapping[str, object] = field(default_factory=dict, hash=False)
+    groups: frozenset[str] = frozenset()
+    grant_id: str | None = None
+
+
+Caller = Union[Grant, User]  # what `Engine.decide` accepts as its third argument
 
 
 @dataclass(slots=True)
@@ -295,6 +316,7 @@ class Engine:
         # the decision of a cause (a tool's failing permit step, forbid, allowing permit):
         # built once, shared by every call it decides (decisions are never changed)
         self._explained: dict[tuple, Decision] = {}
+        self._users: dict[str, tuple[User, Entity]] = {}  # user id → (the User, its Entity)
         self._pointers: dict = {}
         self._group_parents: dict[str, frozenset] = {
             t: frozenset(("Action", g) for g in tp.ancestors) for t, tp in plan.tools.items() if tp.ancestors
@@ -305,17 +327,24 @@ class Engine:
     def _groups_of(self, tool: str) -> frozenset:
         return self._group_parents.get(tool, frozenset())
 
-    def env(self, tool: str, args: dict, grant: Grant, server: str) -> Env:
+    def env(self, tool: str, args: dict, grant: Caller, server: str) -> Env:
+        """The request as conditions see it; `grant` is the caller, a Grant or a User
+        (PrincipalError when a user does not fit the policy's `entity User`)."""
+        return Env(self._caller(grant), self._actions.get(tool) or self._action(tool),
+                   self._resources.get(server) or self._resource(server), args, self._groups_fn)
+
+    # entities are built once per caller, tool and server (`decide` inlines the lookups)
+    def _caller(self, grant: Caller) -> Entity:
+        if type(grant) is not Grant:
+            return self._user_entity(grant)  # type: ignore[arg-type]
         principal = self._principals.get(grant.id)
         if principal is None or (
             (principal.groups is not grant.groups and principal.groups != grant.groups)
             or principal.attrs["label"] != grant.label
         ):
             principal = self._principal(grant)
-        return Env(principal, self._actions.get(tool) or self._action(tool),
-                   self._resources.get(server) or self._resource(server), args, self._groups_fn)
+        return principal
 
-    # entities are built once per grant, tool and server (`decide` inlines the lookups)
     def _principal(self, grant: Grant) -> Entity:
         principal = Entity("Grant", grant.id, {"label": grant.label}, frozenset(("Group", g) for g in grant.groups))
         principal.groups = grant.groups
@@ -327,19 +356,36 @@ class Engine:
     def _resource(self, server: str) -> Entity:
         return _bounded_put(self._resources, server, Entity("Server", server))
 
+    def _user_entity(self, user: "User") -> Entity:
+        """A user as the principal entity: its declared attributes, typed, and its groups
+        (built once per user and kept while the same user calls)."""
+        if not isinstance(user, User):
+            raise TypeError(f"the caller must be a Grant or a User, not {type(user).__name__}")
+        hit = self._users.get(user.id)
+        if hit is not None and (hit[0] is user or hit[0] == user):
+            return hit[1]
+        decl = self.program.user_decl
+        check_user_groups(decl, user.groups)
+        entity = Entity("User", user.id, user_attributes(decl, user.attrs), frozenset(("Group", g) for g in user.groups))
+        if len(self._users) > 50_000:  # bounded: users come from tokens
+            self._users.clear()
+        self._users[user.id] = (user, entity)
+        return entity
+
     # -- deciding ----------------------------------------------------------------------
     def decide(
         self,
         tool: str,
         args: object = None,
-        grant: Grant | None = None,
+        grant: Caller | None = None,
         server: str = "default",
         now: float | None = None,
         reserve: bool = True,
         store: CounterStore | None = None,
     ) -> Decision:
-        """The decision for one `tools/call`. With `reserve`, an allow holds its limit budget
-        (in `store`, this call's counter store, else the engine's)."""
+        """The decision for one `tools/call` by `grant`, the caller (a Grant or a User).
+        With `reserve`, an allow holds its limit budget (in `store`, this call's counter
+        store, else the engine's)."""
         try:
             if args is None:
                 args = {}
@@ -354,12 +400,15 @@ class Engine:
             if plan.hidden:
                 span = self.program.hidden.get(tool)
                 return Decision(False, tool, Rule("/hide", None, span), f"Tool {tool} is not available (hidden by policy).")
-            principal = self._principals.get(grant.id)
-            if principal is None or (
-                (principal.groups is not grant.groups and principal.groups != grant.groups)
-                or principal.attrs["label"] != grant.label
-            ):
-                principal = self._principal(grant)
+            if type(grant) is Grant:
+                principal = self._principals.get(grant.id)
+                if principal is None or (
+                    (principal.groups is not grant.groups and principal.groups != grant.groups)
+                    or principal.attrs["label"] != grant.label
+                ):
+                    principal = self._principal(grant)
+            else:
+                principal = self._user_entity(grant)
             env = Env(principal, self._actions.get(tool) or self._action(tool),
                       self._resources.get(server) or self._resource(server), args, self._groups_fn)
             allowed_by: CompiledRule | None = None
@@ -400,11 +449,18 @@ class Engine:
             if reservation is None and limit_info is None:
                 return hit
             return Decision(True, tool, hit.rule, hit.message, reservation, limit_info)
+        except PrincipalError as e:  # fail closed: the gateway's claims do not fit the policy
+            return Decision(False, str(tool), Rule("/principal", None, self._user_span()),
+                            f"The caller does not fit the policy's `entity User` declaration: {e}.")
         except Exception as e:  # fail closed
             return Decision(False, str(tool), Rule("/error"), f"policy evaluation failed: {type(e).__name__}: {e}")
 
+    def _user_span(self) -> Span | None:
+        decl = self.program.user_decl
+        return decl.span if decl is not None and self.filename else None
+
     def explain(
-        self, tool: str, args: object = None, grant: Grant | None = None, server: str = "default"
+        self, tool: str, args: object = None, grant: Caller | None = None, server: str = "default"
     ) -> "Explanation":
         """Cedar's full answer for one call, beside the decision: every policy that
         applies (its scope matches and every clause holds) and every policy whose
@@ -414,7 +470,7 @@ class Engine:
         decision = self.decide(tool, args, grant, server, reserve=False)
         satisfied: list[str] = []
         errored: list[str] = []
-        if type(tool) is str and type(args if args is not None else {}) is dict:
+        if type(tool) is str and type(args if args is not None else {}) is dict and decision.rule.pointer != "/principal":
             rules = self.index.get(tool, self.other)
             env = self.env(tool, {} if args is None else args, grant, server)
             for r in rules.permits + rules.forbids:
@@ -464,7 +520,7 @@ class Engine:
             amount, cap, binding = CounterGroup.charge([(r.info, a) for r, a in applicable])
             key = group.key
             start, end = window_bounds(key.window, now)
-            scope_id = grant.id if key.scope == "grant" else "*"
+            scope_id = _scope_id(key.scope, grant)
             store_key = f"{self.namespace}|{key.counter}|{key.scope}:{scope_id}|{key.window}:{start}"
             charges.append(Charge(store_key, amount, cap, end))  # type: ignore[arg-type]
             meta.append((next(r for r, _ in applicable if r.info is binding), end))
@@ -570,6 +626,20 @@ def _bounded_put(cache: dict, key, value):
         cache.clear()
     cache[key] = value
     return value
+
+
+def _scope_id(scope: str, caller: Caller) -> str:
+    """Whom a limit's count belongs to: `grant` — the grant (for a user, the credential
+    the gateway names, else the user); `principal` — the caller as an entity, so a user
+    counts across all their sessions and clients, and grants and users never share a
+    count; `policy` — everyone."""
+    if scope == "grant":
+        if type(caller) is Grant:
+            return caller.id
+        return caller.grant_id if caller.grant_id is not None else f"User::{quote(caller.id)}"
+    if scope == "principal":
+        return f"{'Grant' if type(caller) is Grant else 'User'}::{quote(caller.id)}"
+    return "*"
 
 
 def _num(v) -> str:

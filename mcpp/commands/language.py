@@ -117,9 +117,25 @@ def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
 
     if grant is None:
         if label or groups:
-            die("--label and --group need --grant")
+            die("--label and --group need --grant (or --user for --group)")
         return None
     return GrantContext(grant, label, frozenset(groups))
+
+
+def _user_ctx(user: str, claims: List[str], groups: List[str]):
+    """`--user ID --claim name=JSON …`: the claims are JSON values, typed by `entity User`."""
+    from mcpp.lang.compiler import UserContext
+
+    values = {}
+    for c in claims:
+        name, eq, text = c.partition("=")
+        if not eq or not name:
+            die(f"--claim {c!r}: write NAME=JSON, e.g. --claim refund_cap=5000 or --claim 'email=\"a@b.c\"'")
+        try:
+            values[name] = json.loads(text)
+        except json.JSONDecodeError as e:
+            die(f"--claim {name}: not a JSON value ({e.msg}): {text!r}")
+    return UserContext(user, tuple(values.items()), frozenset(groups))
 
 
 def compile_cmd(
@@ -127,7 +143,10 @@ def compile_cmd(
     out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here instead of stdout"),
     grant: Optional[str] = typer.Option(None, "--grant", metavar="ID", help="Compile the document for this grant id"),
     label: str = typer.Option("", "--label", metavar="LABEL", help="The grant's label (with --grant)"),
-    group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant is in (with --grant)"),
+    group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant or user is in (repeatable)"),
+    user: Optional[str] = typer.Option(None, "--user", metavar="ID", help="Compile the document for this user (OAuth subject)"),
+    claim: List[str] = typer.Option([], "--claim", metavar="NAME=JSON", help="A claim of the user, typed by `entity User` "
+                                    "(repeatable, with --user)"),
     server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Compile for this server id"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
@@ -143,21 +162,29 @@ def compile_cmd(
     from mcpp.lang.compiler import compile_program
 
     if target == "cedar":
-        if grant is not None or label or group or server is not None:
-            die("--grant, --label, --group and --server apply to --target json")
+        if grant is not None or label or group or server is not None or user is not None or claim:
+            die("--grant, --label, --group, --user, --claim and --server apply to --target json")
         _compile_cedar(file, out, catalog, schema_out, partial, namespace, agentcore_gateway, agentcore_target, quiet)
         return
     if target != "json":
         die(f"--target must be json or cedar, not {target!r}")
     if catalog is not None or schema_out is not None or partial or namespace is not None or agentcore_gateway or agentcore_target:
         die("--catalog, --schema-out, --partial, --namespace and --agentcore-* apply to --target cedar")
-    ctx = _grant_ctx(grant, label, group)
+    if user is not None and grant is not None:
+        die("give --grant or --user, not both")
+    if claim and user is None:
+        die("--claim needs --user")
+    if user is not None and label:
+        die("--label is a grant's; a user's attributes are --claim NAME=JSON")
+    principal = _user_ctx(user, claim, group) if user is not None else _grant_ctx(grant, label, group)
     program = load_policy(file)
     try:
-        doc = compile_program(program, ctx, server)
+        doc = compile_program(program, principal, server)
     except MCPPError as e:
         fail(e, ERRORS)
-    if validate:
+    if validate and user is not None:
+        _translation_validate_user(program, doc, principal, server)
+    elif validate:
         _translation_validate(program, doc, grant, label, group, server)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if out is None:
@@ -229,6 +256,23 @@ def _translation_validate(program, doc, grant, label, groups, server) -> None:
     problem = validate_translation(program, doc, grant=grant, label=label, groups=list(groups), server=server)
     if problem is not None:
         die(f"translation validation failed, nothing written: {problem}", ERRORS)
+
+
+def _translation_validate_user(program, doc, principal, server) -> None:
+    """For --user: the proof is against the policy as that user sees it (principal folded
+    by the evaluator, `lang.compiler.specialise`); the analyzer does not model users yet."""
+    try:
+        from mcpp.analyzer.translation import validate_translation
+    except ImportError:  # the analyzer is an optional part of a partial checkout
+        return
+    from mcpp.lang.compiler import specialise
+
+    view, why = specialise(program, principal)
+    if view is None:
+        die(f"translation validation failed, nothing written: {why} (--no-validate writes it unproved)", 1)
+    problem = validate_translation(view, doc, server=server)
+    if problem is not None:
+        die(f"translation validation failed, nothing written: {problem}", 1)
 
 
 def decompile(
