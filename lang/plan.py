@@ -10,15 +10,25 @@ action groups hold a tool, or how limits sharing a counter are charged.
 For a call to tool `t`:
 
 1. `hidden` → deny.
-2. `permits` (those naming `t`, then those naming no tool, each in source order): the
-   first that applies allows; if none applies, `default_allows` (default allow and no
-   permit names `t`) lets the call go on, otherwise deny, naming `permits[0]`.
-3. `forbids` (same order): the first that applies denies.
+2. `permits` (the ordinary ones: those naming `t`, then those naming no tool, each in
+   source order): the first that applies allows; if none applies, `default_allows`
+   (default allow and no permit, ordinary or approval, names `t`) lets the call go on;
+   otherwise `approvals` (the `@approval` permits, same order): the first that applies
+   lets the call go on *subject to a person's approval*; if none applies, deny, naming
+   `permits[0]` (else `approvals[0]`).
+3. `forbids` (same order): the first that applies denies — an approval-bound call too.
 4. `counters`: the limits on `t`, grouped by counter key (counter, scope, window). For a
    group, the applicable limits' increments are added and the total must stay within
    the smallest of their `max`es (`CounterGroup.charge`); the first limit with that max
-   names a denial. All groups are reserved together or none.
-5. allow.
+   names a denial. All groups are reserved together or none. An approval-bound call is
+   checked here without reserving; it reserves only when it runs, once approved
+   (`APPROVAL_RULE`).
+5. allow — or, when step 2 went on only through an approval permit, *approval*: the
+   call runs once a person approves it.
+
+`APPROVAL_RULE` states step 2's combination in words; the engine, the Z3 encoder and
+the compiler (which refuses approval permits: the JSON form has no such effect) read
+`ToolPlan.permits` and `ToolPlan.approvals` and nothing else.
 
 Action scopes use Cedar's entity `in`: reflexive, then transitive through groups, so a
 tool named like a group is `in` that group (`program.action_tools`).
@@ -33,6 +43,14 @@ from typing import NamedTuple
 from . import ir
 from .ir import walk
 from .program import LimitInfo, PolicyInfo, Program
+
+
+APPROVAL_RULE = (
+    "A call needs a person's approval exactly when no ordinary permit applies to it, the "
+    "default does not cover it, and an @approval permit applies; forbids, hide and limits "
+    "deny it as they deny any call. If an ordinary permit (or the default) also allows the "
+    "call, no approval is needed."
+)
 
 
 class CounterKey(NamedTuple):
@@ -72,11 +90,12 @@ class ToolPlan:
 
     tool: str | None
     hidden: bool
-    permits: tuple[PolicyInfo, ...]
+    permits: tuple[PolicyInfo, ...]  # ordinary permits: an allow needs nobody
     forbids: tuple[PolicyInfo, ...]
     default_allows: bool
     counters: tuple[CounterGroup, ...]
     ancestors: frozenset[str]  # the action groups the tool is in
+    approvals: tuple[PolicyInfo, ...] = ()  # @approval permits: tried only when no permit applies and the default does not cover
 
     @property
     def limits(self) -> tuple[LimitInfo, ...]:
@@ -140,8 +159,9 @@ def _tool_plan(program: Program, tool: str | None) -> ToolPlan:
         return tuple(named + [i for i in infos if i.tools is None])
 
     permits = ordered(program.permits)
+    approvals = ordered(program.approvals)
     forbids = ordered(program.forbids)
-    names_tool = any(p.tools is not None for p in permits)
+    names_tool = any(p.tools is not None for p in permits + approvals)
     groups: dict[CounterKey, list[LimitInfo]] = {}
     for li in program.limits:
         if _covers(li.tools, tool) and li.stmt.max is not None and li.stmt.window is not None:
@@ -154,6 +174,7 @@ def _tool_plan(program: Program, tool: str | None) -> ToolPlan:
         default_allows=program.default == "allow" and not names_tool,
         counters=tuple(CounterGroup(k, tuple(v)) for k, v in groups.items()),
         ancestors=program.action_ancestors(tool) if tool is not None else frozenset(),
+        approvals=approvals,
     )
 
 

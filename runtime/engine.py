@@ -1,7 +1,11 @@
 """The decision engine: runs a `Program` (from .mcpp or from the JSON form) on tool calls.
 
 It executes the program's decision plan (`mcpp.lang.plan`): per tool, hidden, then
-permits (`require`), then forbids (`deny_if`), then limits grouped by counter. The
+permits (`require`) and, when none applies and the default does not cover the tool, the
+`@approval` permits, then forbids (`deny_if`), then limits grouped by counter. A call
+only an approval permit allows is decided `needs_approval` (decision "approval"): not
+allowed until a person approves it; `decide(..., approved=True)` is that call being run
+after approval, and only then are its limits reserved. The
 engine decides nothing the plan does not say; it only turns each rule into closures
 once (`CompiledRule`), so a call touches only its tool's rules. The decision equals
 Cedar's (deny unless a permit applies, any applicable forbid wins); the order only
@@ -52,16 +56,25 @@ class Rule:
 
 @dataclass(slots=True)
 class Decision:
+    """`allowed`: the call may run now. `needs_approval`: an `@approval` permit is what
+    allows it (lang/plan.py); unless it was decided with `approved=True`, it is then not
+    allowed (decision "approval") and holds no limit budget. `approval` is the text the
+    approver is shown."""
+
     allowed: bool
     tool: str
     rule: Rule
     message: str
     reservation: Reservation | None = None
     limit: dict | None = None
+    needs_approval: bool = False
+    approval: str | None = None
 
     @property
     def decision(self) -> str:
-        return "allow" if self.allowed else "deny"
+        if self.allowed:
+            return "allow"
+        return "approval" if self.needs_approval else "deny"
 
     def to_dict(self, filename: str | None = None) -> dict:
         d = {
@@ -75,6 +88,9 @@ class Decision:
             d["span"] = f"{filename}:{self.rule.span.line}:{self.rule.span.col}"
         if self.limit is not None:
             d["limit"] = self.limit
+        if self.needs_approval:
+            d["needs_approval"] = True
+            d["approval"] = self.approval
         return d
 
     def release(self) -> None:
@@ -96,7 +112,7 @@ class Explanation:
     def determining(self) -> tuple[str, ...]:
         """Cedar's reasons: the applying policies of the deciding effect (forbids for a
         denial, permits for an allow)."""
-        effect = "permit" if self.decision.allowed else "forbid"
+        effect = "permit" if self.decision.allowed or self.decision.needs_approval else "forbid"
         effects = {p.id: p.effect for p in self.program.policies}
         return tuple(i for i in self.satisfied if effects[i] == effect)
 
@@ -197,6 +213,7 @@ class ToolRules:
     counters: list[tuple[CounterGroup, list[CompiledRule]]] = field(default_factory=list)
     hidden: bool = False
     default_allows: bool = False
+    approvals: list[CompiledRule] = field(default_factory=list)
 
     @property
     def limits(self) -> list[CompiledRule]:
@@ -227,6 +244,7 @@ class Engine:
                 [(g, [rule(li) for li in g.limits]) for g in tp.counters],
                 tp.hidden,
                 tp.default_allows,
+                [rule(a) for a in tp.approvals],
             )
 
         plan = program.plan()
@@ -273,10 +291,14 @@ class Engine:
         server: str = "default",
         now: float | None = None,
         reserve: bool = True,
+        approved: bool = False,
     ) -> Decision:
-        """The decision for one `tools/call`. With `reserve`, an allow holds its limit budget."""
+        """The decision for one `tools/call`. With `reserve`, an allow holds its limit budget.
+        `approved`: a person approved this exact call, so a call only an `@approval` permit
+        allows is allowed (and reserves); without it such a call is decided "approval",
+        its limits checked but not reserved."""
         try:
-            return self._decide(tool, {} if args is None else args, grant or Grant(), server, now, reserve)
+            return self._decide(tool, {} if args is None else args, grant or Grant(), server, now, reserve, approved)
         except Exception as e:  # fail closed
             return Decision(False, str(tool), Rule("/error"), f"policy evaluation failed: {type(e).__name__}: {e}")
 
@@ -294,7 +316,7 @@ class Engine:
         if type(tool) is str and type(args if args is not None else {}) is dict:
             rules = self.index.get(tool, self.other)
             env = self.env(tool, {} if args is None else args, grant, server)
-            for r in rules.permits + rules.forbids:
+            for r in rules.permits + rules.approvals + rules.forbids:
                 state = r.evaluate(env)
                 if state is True:
                     satisfied.append(r.id)
@@ -302,7 +324,7 @@ class Engine:
                     errored.append(r.id)
         return Explanation(decision, tuple(satisfied), tuple(errored), self.program)
 
-    def _decide(self, tool, args, grant, server, now, reserve) -> Decision:
+    def _decide(self, tool, args, grant, server, now, reserve, approved=False) -> Decision:
         if type(tool) is not str:
             return Decision(False, str(tool), Rule("/request"), "tool name must be a string")
         if type(args) is not dict:
@@ -317,17 +339,31 @@ class Engine:
             if p.applies(env):
                 allowed_by = p
                 break
+        approval_by: CompiledRule | None = None
         if allowed_by is None and not rules.default_allows:
-            return self._explain_no_permit(tool, rules, env)
+            for a in rules.approvals:
+                if a.applies(env):
+                    approval_by = a
+                    break
+            if approval_by is None:
+                return self._explain_no_permit(tool, rules, env)
         for f in rules.forbids:
             if f.applies(env):
                 return self._explain_forbid(tool, f, env)
         reservation = None
         limit_info = None
         if rules.counters:
-            denied, reservation, limit_info = self._limits(tool, rules.counters, env, grant, now, reserve)
+            # an approval-bound call reserves only when it runs: once approved
+            hold = reserve and (approval_by is None or approved)
+            denied, reservation, limit_info = self._limits(tool, rules.counters, env, grant, now, hold)
             if denied is not None:
                 return denied
+        if approval_by is not None:
+            text = approval_by.info.approval or ""
+            rule = Rule(f"/policies/{escape_pointer(approval_by.id)}", approval_by.id, approval_by.stmt.span)
+            message = (f"Allowed by {approval_by.id} after a person's approval." if approved else
+                       f"Tool {tool} needs a person's approval ({approval_by.id})" + (f": {text}" if text else "."))
+            return Decision(approved, tool, rule, message, reservation, limit_info, True, text)
         if allowed_by is None:
             rule = Rule("/default", None, self.program.default_span)
             message = f"Tool {tool} is allowed by default."
@@ -399,12 +435,12 @@ class Engine:
 
     # -- explanations ----------------------------------------------------------------
     def _explain_no_permit(self, tool: str, rules: ToolRules, env: Env) -> Decision:
-        if not rules.permits:
+        if not rules.permits and not rules.approvals:
             return Decision(
                 False, tool, Rule("/default", None, self.program.default_span),
                 f"Tool {tool} is not allowed by policy (default deny).",
             )
-        p = rules.permits[0]
+        p = rules.permits[0] if rules.permits else rules.approvals[0]
         where, cond = p.first_failing(env)
         span = p.stmt.span
         reason = p.reason
@@ -412,7 +448,7 @@ class Engine:
         if isinstance(where, ir.Clause):
             span = where.span
             reason = where.reason or reason
-            if cond is not None and p.info.tools is not None:
+            if cond is not None and p.info.tools is not None and p.info.approval is None:
                 pointer = self._pointer(tool, "require", cond)
         if pointer is None:
             pointer = f"/policies/{escape_pointer(p.id)}"

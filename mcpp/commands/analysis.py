@@ -250,7 +250,11 @@ def _direction_text(d, name: str, direction) -> str:
     if direction.status == "unknown":
         return f"{name}? undecided: {direction.reason}"
     w = direction.witness
-    verb = "newly allowed" if name == "looser" else "newly denied"
+    verbs = {("deny", "allow"): "newly allowed", ("allow", "deny"): "newly denied",
+             ("deny", "approval"): "newly allowed with a person's approval", ("approval", "deny"): "newly denied",
+             ("approval", "allow"): "no longer needs approval", ("allow", "approval"): "newly needs approval"}
+    verb = verbs.get((direction.old["decision"], direction.new["decision"]),
+                     "newly allowed" if name == "looser" else "newly denied")
     return (f"{verb}: {w.brief()} (old: {direction.old['decision']} by {direction.old['rule']}; "
             f"new: {direction.new['decision']} by {direction.new['rule']})")
 
