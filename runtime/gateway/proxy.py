@@ -455,12 +455,17 @@ class GatewayApp(ApprovalSteps):
                 rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
                 typed = {"kind": "error", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": type(e).__name__,
                          "message": f"Tool {name} could not be checked against its input schema (internal error); the call was not forwarded."}
+        ctx = CallContext(server, caller, name, args, rid, None, None, "deny", "", modern, params, headers)
         try:
             engine, policy_sha = rt.engine_for(server, caller)
             role = rt.policy_role(server, caller)
             if typed is not None:
                 decision = Decision(False, name, Rule(typed["pointer"]), typed["message"])
             else:
+                if server.shadow:
+                    # a candidate policy beside the one in force, decided first so that it reads
+                    # the limit counts as they stood before this call; it reserves nothing, never acts
+                    await self.shadow_decide(ctx, role)
                 decision = await rt.decide(engine, name, args, caller.grant, server.id)
         except Exception as e:  # fail closed
             decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
@@ -477,11 +482,9 @@ class GatewayApp(ApprovalSteps):
         # the policy decided (not a typed-call refusal, no missing policy, no engine failure):
         # only such decisions have a shadow to compare with and may be passed in log-only mode
         policy_decided = typed is None and decision.rule.pointer not in ("/no-policy", "/error", LIMIT_STORE_DOWN)
-        ctx = CallContext(server, caller, name, args, rid, engine, policy_sha, decision.decision, decision.rule.pointer,
-                          modern, params, headers)
-        if policy_decided and server.shadow:
-            # a candidate policy beside the one in force: it reserves nothing and never acts
-            await self.shadow_decide(ctx, role)
+        ctx.engine, ctx.policy_sha, ctx.decided, ctx.rule = engine, policy_sha, decision.decision, decision.rule.pointer
+        if not policy_decided:  # nothing the policy decided to compare the shadow with
+            ctx.shadow = ctx.shadow_sha = None
         log_only = rt.config.mode == "log-only"
         approval = None
         if decision.needs_approval and not decision.allowed and policy_decided and not log_only:
