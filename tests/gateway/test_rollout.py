@@ -205,3 +205,83 @@ async def test_log_only_never_denies_and_marks_everything(tmp_path, upstream, st
     assert m == {'{server="default",decision="approval"}': 1, '{server="default",decision="deny"}': 4}
     assert "mcpp_log_only 1" in httpx2.get(f"{g.base}/metrics").text
     assert g.health()["log_only_passed"] == 5
+
+
+OLD_POD = """
+default deny;
+permit (principal, action == Action::"delete_pod", resource) when { context.input.namespace in ["dev", "staging"] };
+permit (principal, action == Action::"echo", resource);
+"""
+NEW_POD = """
+default deny;
+permit (principal, action == Action::"delete_pod", resource) when { context.input.namespace == "dev" };
+permit (principal, action == Action::"echo", resource);
+"""
+
+
+@pytest.mark.parametrize("values", ["none", "hashed", "full"])
+async def test_diff_audit_replays_the_calls_the_gateway_audited(tmp_path, upstream, start_gateway, values):
+    """Calls through a real gateway, then `mcpp diff OLD NEW --audit`: which of them the
+    change would have decided differently, as precisely as the retained values allow."""
+    port = free_port()
+    write(tmp_path / "old.mcpp", OLD_POD)
+    new = write(tmp_path / "new.mcpp", NEW_POD)
+    cfg = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+audit_values = "{values}"
+[[servers]]
+id = "default"
+url = "{upstream.url}"
+policy = "old.mcpp"
+""")
+    state = tmp_path / "state"
+    alice = create_grant(state, "alice")
+    g = start_gateway("--config", str(cfg), port=port)
+    http, c = client(g.url(), alice["token"], "auto")
+    async with http, c:
+        for ns in ("staging", "dev", "staging", "prod"):
+            await c.call_tool("delete_pod", {"namespace": ns, "name": "api"})
+        await c.call_tool("echo", {"text": "secret-value-123"})
+    g.stop()
+    stored = [r["arg_values"] for r in rows(state)]
+    if values == "none":
+        assert stored == [None] * 5
+    else:
+        assert all(stored)
+        assert ("secret-value-123" in stored[-1]) == (values == "full")
+    out = mcpp("diff", str(tmp_path / "old.mcpp"), str(new), "--audit", str(state / "audit.db"), "--format", "json")
+    audit = json.loads(out.stdout)["audit"]
+    assert audit["rows"] == 5 and audit["hash_key"] == (values == "hashed")
+    calls = {(c["tool"], c["status"], c["rows"]) for c in audit["calls"]}
+    if values == "none":
+        # keys only: every delete_pod row looks alike; whether it changes depends on the value
+        assert calls == {("delete_pod", "may-change", 4)}
+        assert audit["rows_that_may_change"] == 4 and audit["rows_unchanged"] == 1
+    else:
+        assert calls == {("delete_pod", "changes", 2)}  # the two staging deletions, and only they
+        assert audit["rows_changing"] == 2 and audit["rows_unchanged"] == 3
+    text = mcpp("diff", str(tmp_path / "old.mcpp"), str(new), "--audit", str(state / "audit.db")).stdout
+    assert "past calls in" in text and "limits are compared at zero counts" in text
+
+
+async def test_retained_values_are_erased_past_their_bound(tmp_path, upstream, start_gateway):
+    port = free_port()
+    cfg, state = config(tmp_path, upstream, port, shadow=None)
+    cfg.write_text(cfg.read_text().replace('mode = "enforce"', 'mode = "enforce"\naudit_values = "full"'))
+    alice = create_grant(state, "alice")
+    g = start_gateway("--config", str(cfg), port=port)
+    http, c = client(g.url(), alice["token"], "auto")
+    async with http, c:
+        await c.call_tool("echo", {"text": "kept for now"})
+    g.stop()
+    assert rows(state)[-1]["arg_values"] is not None
+    # the next gateway on this state, with a bound these rows are past, erases them at its first sweep
+    cfg.write_text(cfg.read_text().replace('audit_values = "full"', 'audit_values = "full"\naudit_values_days = 0'))
+    g2 = start_gateway("--config", str(cfg), port=port, name="gateway2")
+    deadline = time.time() + 20
+    while rows(state)[-1]["arg_values"] is not None and time.time() < deadline:
+        time.sleep(0.2)
+    assert rows(state)[-1]["arg_values"] is None
+    assert any(r.get("event") == "audit_values_purged" for r in g2.log_records())
