@@ -285,3 +285,34 @@ async def test_retained_values_are_erased_past_their_bound(tmp_path, upstream, s
         time.sleep(0.2)
     assert rows(state)[-1]["arg_values"] is None
     assert any(r.get("event") == "audit_values_purged" for r in g2.log_records())
+
+
+async def test_shadow_and_approval_limits_read_redis_counters_without_reserving(tmp_path, upstream, start_gateway, redis_url):
+    """With counters in Redis, the non-reserving checks (a shadow's limits, an
+    approval-bound call's limits) read the shared counts with one awaited read."""
+    port = free_port()
+    cfg, state = config(tmp_path, upstream, port)
+    write(tmp_path / "policy.mcpp", ENFORCING + '@approval("x") permit (principal, action == Action::"delete_pod", resource);\n'
+          'limit "charges" (principal, action == Action::"delete_pod", resource) max 3 per hour;\n')
+    cfg.write_text(cfg.read_text().replace('mode = "enforce"', f'mode = "enforce"\nredis_url = "{redis_url}"'))
+    alice = json.loads(mcpp("grant", "create", "--server", "default", "--label", "alice-redis", "--config", str(cfg),
+                            "--json").stdout)
+    g = start_gateway("--config", str(cfg), port=port)
+    http, c = client(g.url(), alice["token"], "auto")
+    async with http, c:
+        for _ in range(2):
+            assert not (await c.call_tool("charge", {"amount": 1})).is_error
+        r = await c.call_tool("delete_pod", {"namespace": "a", "name": "b"})  # counts 2 of 3: asks for approval
+        assert r.is_error and "[APPROVAL REQUIRED]" in r.content[0].text
+        assert not (await c.call_tool("charge", {"amount": 1})).is_error
+        r = await c.call_tool("delete_pod", {"namespace": "a", "name": "b"})  # the budget is spent: the limit denies
+        assert r.is_error and r.content[0].text.startswith("[POLICY DENIED] Limit 'charges' exceeded.")
+    audit = [(r["tool"], r["decision"], r["shadow_decision"], r["shadow_rule"]) for r in rows(state)]
+    assert audit == [
+        ("charge", "allow", "allow", "/tools/charge"),
+        ("charge", "allow", "deny", "/tools/charge/limits/charges"),
+        ("delete_pod", "approval", "deny", "/default"),
+        ("charge", "allow", "deny", "/tools/charge/limits/charges"),
+        ("delete_pod", "deny", "deny", "/default"),
+    ]
+    assert not any(r.get("event") == "limit_store_unavailable" for r in g.log_records())
