@@ -111,10 +111,15 @@ class Stream:
         await self.send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+def form_elicitation(caps) -> bool:
+    """The client can show a form: `elicitation: {}` (form, by the spec's default) or with `form`."""
+    e = caps.get("elicitation") if isinstance(caps, dict) else None
+    return isinstance(e, dict) and (not e or "form" in e)
+
+
 def client_elicits_modern(params: dict) -> bool:
     meta = params.get("_meta") if isinstance(params, dict) else None
-    caps = meta.get("io.modelcontextprotocol/clientCapabilities") if isinstance(meta, dict) else None
-    return isinstance(caps, dict) and isinstance(caps.get("elicitation"), dict)
+    return form_elicitation(meta.get("io.modelcontextprotocol/clientCapabilities") if isinstance(meta, dict) else None)
 
 
 def elicitation_params(ctx: CallContext, a) -> dict:
@@ -191,7 +196,7 @@ class ApprovalSteps:
                 await self._ask_modern(send, ctx, decision, a, bind)
                 return None
             caps = rt.session_caps.get((server.id, _session(fwd)))
-            if not ctx.modern and isinstance(caps, dict) and isinstance(caps.get("elicitation"), dict):
+            if not ctx.modern and form_elicitation(caps):
                 return await self._ask_legacy(receive, send, fwd, ctx, decision, a, step)
         await self._awaiting(send, ctx, decision, a)
         return None

@@ -268,3 +268,16 @@ approval_elicitation = false
         assert "A person rejected this call" in result_text(r)
     answers = [r for r in rows(state) if r["outcome"] == "approval"]
     assert [(r["decision"], r["message"]) for r in answers] == [("rejected", f"approval {approval_id} rejected by dave via http")]
+
+
+async def test_a_client_that_can_only_open_urls_is_not_sent_a_form(gw, upstream):
+    async with httpx2.AsyncClient(timeout=30) as http:
+        headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+                   "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "charge",
+                   "Authorization": f"Bearer {gw.alice['token']}"}
+        meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {"url": {}}}}
+        r = await http.post(gw.url(), headers=headers, content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                            "params": {"name": "charge", "arguments": {"amount": 123}, "_meta": meta}}))
+        res = r.json()["result"]
+        assert res["resultType"] == "complete" and res["content"][0]["text"].startswith("[APPROVAL REQUIRED]")
