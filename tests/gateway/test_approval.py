@@ -32,13 +32,13 @@ limit "charges" (principal, action == Action::"charge", resource) max 3 per hour
 def client(url: str, token: str, mode: str, answer=None, seen=None):
     """The SDK client; `answer(params)` is its elicitation handler (None: it has none)."""
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0))
-    cb = None
-    if answer is not None:
-        async def cb(context, params):
-            if seen is not None:
-                seen.append(params)
-            return answer(params)
-    return http, Client(streamable_http_client(url, http_client=http), mode=mode, elicitation_callback=cb)
+    async def handler(context, params):
+        if seen is not None:
+            seen.append(params)
+        return answer(params)
+
+    return http, Client(streamable_http_client(url, http_client=http), mode=mode,
+                        elicitation_callback=handler if answer is not None else None)
 
 
 def accept(params):
