@@ -835,7 +835,12 @@ class ToolDecision:
     permit of the plan applies, or the plan's default allows; no forbid applies; for each
     counter group, every applicable limit has a valid increment and the count plus the
     group's summed increments stays within the smallest max among its applicable limits.
-    `count` is the request's variable for the counter key."""
+    `count` is the request's variable for the counter key.
+
+    Three outcomes, as the engine's `Decision`: `allowed` (runs now: `Decision.allowed`),
+    `needs_approval` (runs once a person approves: decision "approval"; the plan's
+    `approvals` apply, no ordinary permit does, the default does not cover), and `runs`
+    (either: what a call can do at all)."""
 
     program: Program
     tool: str
@@ -843,6 +848,7 @@ class ToolDecision:
     hidden: bool
     permits: list = field(default_factory=list)  # (PolicyInfo, formula)
     forbids: list = field(default_factory=list)
+    approvals: list = field(default_factory=list)  # (PolicyInfo, formula) of the @approval permits
     counters: list = field(default_factory=list)  # (CounterKey, [(LimitInfo, applies, valid, amount)])
     default_covers: bool = False
 
@@ -861,6 +867,9 @@ class ToolDecision:
 
     def forbidden(self):
         return OR(self.enc.ctx, *(f for _, f in self.forbids))
+
+    def approvable(self):
+        return OR(self.enc.ctx, *(f for _, f in self.approvals))
 
     def limits_ok(self, zero: bool):
         """All counter groups pass; `zero`: at fresh counters, else at the request's counters."""
@@ -881,6 +890,20 @@ class ToolDecision:
         ctx = self.enc.ctx
         return AND(ctx, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
 
+    def needs_approval(self, zero: bool = True):
+        """The call waits for a person (lang/plan.py's APPROVAL_RULE)."""
+        if self.hidden or not self.approvals:
+            return False
+        ctx = self.enc.ctx
+        return AND(ctx, NOT(ctx, self.permitted()), self.approvable(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+
+    def runs(self, zero: bool = True):
+        """Allowed, or allowed once a person approves."""
+        if self.hidden:
+            return False
+        ctx = self.enc.ctx
+        return AND(ctx, OR(ctx, self.permitted(), self.approvable()), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+
     def allowed_without_limits(self):
         if self.hidden:
             return False
@@ -899,6 +922,8 @@ def decide(req: Request, program: Program, tool: str) -> ToolDecision:
         d.permits.append((p, enc.applies(p.stmt)))
     for f in tp.forbids:
         d.forbids.append((f, enc.applies(f.stmt)))
+    for a in tp.approvals:
+        d.approvals.append((a, enc.applies(a.stmt)))
     ctx = req.ctx
     for group in tp.counters:
         if group.key in plan.counter_bounds:

@@ -300,6 +300,14 @@ def compile_program(
         if d not in errors:
             errors.append(d)
 
+    # the JSON form has allow and deny, nothing that waits for a person (the policy
+    # product's articles have no such notion either): an @approval permit is refused,
+    # never compiled as an ordinary permit (that would run the call without anyone)
+    for p in program.approvals:
+        refuse(_Refusal(p.id, p.stmt.span,
+                        "it is an @approval permit (a call it allows waits for a person), and the JSON form "
+                        "has no effect for approval; compiling it as a permit would run those calls unapproved"))
+
     # the tools it does not name ("any other tool") decide the JSON `default`
     json_default = "deny"
     try:

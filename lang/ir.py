@@ -386,7 +386,7 @@ class Limit(Node):
 
 @dataclass(slots=True, unsafe_hash=True)
 class Assert(Node):
-    """A property the analyzer proves: kind allow | deny | hidden | visible."""
+    """A property the analyzer proves: kind allow | deny | hidden | visible | approval."""
 
     kind: str
     scope: Scope

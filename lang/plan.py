@@ -10,15 +10,25 @@ action groups hold a tool, or how limits sharing a counter are charged.
 For a call to tool `t`:
 
 1. `hidden` → deny.
-2. `permits` (those naming `t`, then those naming no tool, each in source order): the
-   first that applies allows; if none applies, `default_allows` (default allow and no
-   permit names `t`) lets the call go on, otherwise deny, naming `permits[0]`.
-3. `forbids` (same order): the first that applies denies.
+2. `permits` (the ordinary ones: those naming `t`, then those naming no tool, each in
+   source order): the first that applies allows; if none applies, `default_allows`
+   (default allow and no permit, ordinary or approval, names `t`) lets the call go on;
+   otherwise `approvals` (the `@approval` permits, same order): the first that applies
+   lets the call go on *subject to a person's approval*; if none applies, deny, naming
+   `permits[0]` (else `approvals[0]`).
+3. `forbids` (same order): the first that applies denies — an approval-bound call too.
 4. `counters`: the limits on `t`, grouped by counter key (counter, scope, window). For a
    group, the applicable limits' increments are added and the total must stay within
    the smallest of their `max`es (`CounterGroup.charge`); the first limit with that max
-   names a denial. All groups are reserved together or none.
-5. allow.
+   names a denial. All groups are reserved together or none. An approval-bound call is
+   checked here without reserving; it reserves only when it runs, once approved
+   (`APPROVAL_RULE`).
+5. allow — or, when step 2 went on only through an approval permit, *approval*: the
+   call runs once a person approves it.
+
+`APPROVAL_RULE` states step 2's combination in words; the engine, the Z3 encoder and
+the compiler (which refuses approval permits: the JSON form has no such effect) read
+`ToolPlan.permits` and `ToolPlan.approvals` and nothing else.
 
 Action scopes use Cedar's entity `in`: reflexive, then transitive through groups, so a
 tool named like a group is `in` that group (`program.action_tools`).
@@ -33,6 +43,14 @@ from typing import NamedTuple
 from . import ir
 from .ir import walk
 from .program import LimitInfo, PolicyInfo, Program
+
+
+APPROVAL_RULE = (
+    "A call needs a person's approval exactly when no ordinary permit applies to it, the "
+    "default does not cover it, and an @approval permit applies; forbids, hide and limits "
+    "deny it as they deny any call. If an ordinary permit (or the default) also allows the "
+    "call, no approval is needed."
+)
 
 
 class CounterKey(NamedTuple):
@@ -72,11 +90,12 @@ class ToolPlan:
 
     tool: str | None
     hidden: bool
-    permits: tuple[PolicyInfo, ...]
+    permits: tuple[PolicyInfo, ...]  # ordinary permits: an allow needs nobody
     forbids: tuple[PolicyInfo, ...]
     default_allows: bool
     counters: tuple[CounterGroup, ...]
     ancestors: frozenset[str]  # the action groups the tool is in
+    approvals: tuple[PolicyInfo, ...] = ()  # @approval permits: tried only when no permit applies and the default does not cover
 
     @property
     def limits(self) -> tuple[LimitInfo, ...]:
@@ -131,13 +150,14 @@ class _Index:
     def __init__(self, program: Program):
         self.program = program
         self.named: dict[str, dict[str, list]] = {}  # tool → kind → infos naming it
-        self.any: dict[str, list] = {"permit": [], "forbid": [], "limit": []}
+        self.any: dict[str, list] = {"permit": [], "approval": [], "forbid": [], "limit": []}
         self.order = {id(li): i for i, li in enumerate(program.limits)}
         self.ancestors: dict[str, set[str]] = {}
         for g, members in program.groups.items():
             for t in members:
                 self.ancestors.setdefault(t, set()).add(g)
-        for kind, infos in (("permit", program.permits), ("forbid", program.forbids), ("limit", program.limits)):
+        for kind, infos in (("permit", program.permits), ("approval", program.approvals), ("forbid", program.forbids),
+                            ("limit", program.limits)):
             for info in infos:
                 if info.tools is None:
                     self.any[kind].append(info)
@@ -149,8 +169,9 @@ class _Index:
         program = self.program
         mine = self.named.get(tool, {}) if tool is not None else {}
         permits = tuple(mine.get("permit", []) + self.any["permit"])
+        approvals = tuple(mine.get("approval", []) + self.any["approval"])
         forbids = tuple(mine.get("forbid", []) + self.any["forbid"])
-        names_tool = bool(mine.get("permit"))
+        names_tool = bool(mine.get("permit") or mine.get("approval"))
         groups: dict[CounterKey, list[LimitInfo]] = {}
         for li in sorted(mine.get("limit", []) + self.any["limit"], key=lambda li: self.order[id(li)]):
             if li.stmt.max is not None and li.stmt.window is not None:
@@ -163,6 +184,7 @@ class _Index:
             default_allows=program.default == "allow" and not names_tool,
             counters=tuple(CounterGroup(k, tuple(v)) for k, v in groups.items()),
             ancestors=frozenset(self.ancestors.get(tool, ())) if tool is not None else frozenset(),
+            approvals=approvals,
         )
 
 

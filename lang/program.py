@@ -33,6 +33,7 @@ class PolicyInfo:
     id: str
     index: int
     tools: frozenset[str] | None
+    approval: str | None = None  # `@approval("…")` on a permit: what the approver is shown ("" when bare)
 
     @property
     def effect(self) -> str:
@@ -84,7 +85,13 @@ class Program:
 
     @property
     def permits(self) -> list[PolicyInfo]:
-        return [p for p in self.policies if p.effect == "permit"]
+        """The ordinary permits (an allow needs nobody); `approvals` are the others."""
+        return [p for p in self.policies if p.effect == "permit" and p.approval is None]
+
+    @property
+    def approvals(self) -> list[PolicyInfo]:
+        """The `@approval` permits: a call they allow waits for a person (lang/plan.py)."""
+        return [p for p in self.policies if p.approval is not None]
 
     @property
     def forbids(self) -> list[PolicyInfo]:
@@ -385,6 +392,9 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
 
     for s in doc.statements:
         v.reads_principal = False
+        if not isinstance(s, ir.Policy) and ir.annotation(getattr(s, "annotations", ()), "approval") is not None:
+            v.error("@approval applies to permits only", _annotation_span(s, "approval"), code="approval",
+                    notes=("write `@approval(\"…\") permit (…) when { … };` for calls a person must approve",))
         if isinstance(s, ir.Policy):
             v.scope(s.scope)
             for c in s.clauses:
@@ -392,7 +402,13 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
             if v.reads_principal:
                 v.principals.rule(s, s.effect)
             pid = take_id(s.annotations, s.span, "policy")
-            prog.policies.append(PolicyInfo(s, pid, len(prog.policies), action_tools(s.scope.action, prog.groups)))
+            approval = ir.annotation(s.annotations, "approval")
+            if approval is not None and s.effect != "permit":
+                v.error("@approval applies to permits only: a forbid always denies, with or without a person",
+                        _annotation_span(s, "approval"), code="approval")
+                approval = None
+            prog.policies.append(PolicyInfo(s, pid, len(prog.policies), action_tools(s.scope.action, prog.groups),
+                                            approval))
         elif isinstance(s, ir.Limit):
             v.scope(s.scope)
             for c in s.clauses:
@@ -414,6 +430,13 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
             aid = take_id(s.annotations, s.span, "assert")
             prog.asserts.append(AssertInfo(s, aid, action_tools(s.scope.action, prog.groups)))
     return prog, v.diags
+
+
+def _annotation_span(s, key: str) -> Span:
+    for a in getattr(s, "annotations", ()):
+        if a.key == key:
+            return a.span
+    return s.span
 
 
 def _input_path(e: ir.Expr) -> tuple[str, ...] | None:

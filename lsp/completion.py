@@ -36,7 +36,7 @@ SNIPPETS = {
               '  max ${4:10} per ${5|minute,hour,day|} scope ${6|grant,principal,policy|};',
               'limit "counter" (principal, action == Action::"tool", resource)\n  max 10 per hour scope grant;',
               "a budget: at most N calls (or units) per window"),
-    "assert": ('@id("${1:name}")\nassert ${2|deny,allow,hidden,visible|} (principal, action == Action::"${3:tool}", '
+    "assert": ('@id("${1:name}")\nassert ${2|deny,allow,approval,hidden,visible|} (principal, action == Action::"${3:tool}", '
                'resource)\nwhen { ${4:context.input.${5:arg} == "${6:value}"} };',
                'assert deny (principal, action == Action::"tool", resource)\nwhen { true };',
                "a property the analyzer proves"),
@@ -163,7 +163,7 @@ class Completer:
         if prev == "default":
             return [self.kw("allow"), self.kw("deny")]
         if prev == "assert":
-            return [self.kw(w) for w in ("deny", "allow", "hidden", "visible")]
+            return [self.kw(w) for w in ("deny", "allow", "approval", "hidden", "visible")]
         if prev == "per":
             return [self.item(w, K.EnumMember, "limit window") for w in ("minute", "hour", "day")]
         if prev == "scope":

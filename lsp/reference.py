@@ -43,13 +43,16 @@ KEYWORDS: dict[str, tuple[str, str]] = {
               "across all their sessions and clients), or across all callers."),
     "increment": ("6-limits", "**increment context.input.path** — count this argument instead of 1 per call; "
                   "missing, non-numeric or negative denies the call (fails closed)."),
-    "assert": ("7-assertions", "**assert allow | deny | hidden | visible (scope) [clauses]** — a property the "
+    "assert": ("7-assertions", "**assert allow | deny | approval | hidden | visible (scope) [clauses]** — a property the "
                "analyzer proves with Z3 (`mcpp verify`); never affects decisions. A failed assert shows a "
                "counterexample call."),
     "hidden": ("7-assertions", "**assert hidden** — the tools in scope are never listed in `tools/list` for "
                "matching grants."),
     "visible": ("7-assertions", "**assert visible** — the tools in scope are listed in `tools/list` for every "
                 "matching grant."),
+    "approval": ("7-assertions", "**assert approval** — every matching call that can run needs a person's approval "
+                 "(none is allowed outright). On a permit, `@approval(\"…\")` makes its calls wait for a person "
+                 "(docs/approval.md)."),
     "if": ("41-operators-loosest-first", "**if c then a else b** — `c` must be boolean (else error); only the "
            "chosen branch is evaluated."),
     "then": ("41-operators-loosest-first", "**if c then a else b** — the branch taken when `c` is true."),

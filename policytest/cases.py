@@ -65,7 +65,7 @@ class _CallFields(_Model):
 
 
 class _Expect(_Model):
-    decision: Literal["allow", "deny"] | None = None
+    decision: Literal["allow", "deny", "approval"] | None = None
     rule: StrictStr | None = None
     policy: StrictStr | None = None
     message: StrictStr | None = None
@@ -243,7 +243,7 @@ def _pydantic_errors(path: Path, lines: _Lines, e: ValidationError) -> list[Diag
         if kind == "extra_forbidden" and clean:
             msg = f"unknown key {clean[-1]!r}" + _did_you_mean(clean)
         if kind == "literal_error":
-            msg = 'expected "allow" or "deny"'
+            msg = 'expected "allow", "deny" or "approval"'
         out.append(_diag(path, lines, clean, msg))
     return sorted(out, key=lambda d: (d.span.line, d.span.col))
 
@@ -380,7 +380,7 @@ def parse_test_file(text: str, path: Path) -> TestFile:
                 if tool is None:
                     problems.append((sloc + ("tool",), "which tool does this call? (set `tool` here or on the case)"))
                 if s.decision is None:
-                    problems.append((sloc + ("decision",), 'required: "allow" or "deny"'))
+                    problems.append((sloc + ("decision",), 'required: "allow", "deny" or "approval"'))
                 steps.append(Step(
                     tool or "", args if args is not None else (case_args if case_args is not None else {}),
                     _grant(s.grant) or case_grant or Grant(), s.server or c.server or "default",
@@ -390,7 +390,7 @@ def parse_test_file(text: str, path: Path) -> TestFile:
             if c.tool is None:
                 problems.append((loc + ("tool",), "required: the tool the call is to (or give `calls`, a sequence)"))
             if c.decision is None:
-                problems.append((loc + ("decision",), 'required: "allow" or "deny"'))
+                problems.append((loc + ("decision",), 'required: "allow", "deny" or "approval"'))
             steps.append(Step(c.tool or "", case_args if case_args is not None else {}, case_grant or Grant(),
                               c.server or "default", case_time or DEFAULT_TIME, _expect(c), 1, lines.case_line(ci)))
         cases.append(Case(c.name, steps, ci, lines.case_line(ci)))

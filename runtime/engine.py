@@ -1,7 +1,11 @@
 """The decision engine: runs a `Program` (from .mcpp or from the JSON form) on tool calls.
 
 It executes the program's decision plan (`mcpp.lang.plan`): per tool, hidden, then
-permits (`require`), then forbids (`deny_if`), then limits grouped by counter. The
+permits (`require`) and, when none applies and the default does not cover the tool, the
+`@approval` permits, then forbids (`deny_if`), then limits grouped by counter. A call
+only an approval permit allows is decided `needs_approval` (decision "approval"): not
+allowed until a person approves it; `decide(..., approved=True)` is that call being run
+after approval, and only then are its limits reserved. The
 engine decides nothing the plan does not say; it only turns each rule into closures
 once (`CompiledRule`), so a call touches only its tool's rules. The decision equals
 Cedar's (deny unless a permit applies, any applicable forbid wins); the order only
@@ -73,8 +77,11 @@ class Rule:
 
 @dataclass(slots=True)
 class Decision:
-    """Never changed once made: the engine hands the same object to every call one cause
-    decides (a tool's failing permit step, a forbid, an allowing permit)."""
+    """`allowed`: the call may run now. `needs_approval`: an `@approval` permit is what
+    allows it (lang/plan.py); unless it was decided with `approved=True`, it is then not
+    allowed (decision "approval") and holds no limit budget. `approval` is the text the
+    approver is shown. Never changed once made: the engine hands the same object to every
+    call one cause decides (a tool's failing permit step, a forbid, an allowing permit)."""
 
     allowed: bool
     tool: str
@@ -82,10 +89,14 @@ class Decision:
     message: str
     reservation: Reservation | None = None
     limit: dict | None = None
+    needs_approval: bool = False
+    approval: str | None = None
 
     @property
     def decision(self) -> str:
-        return "allow" if self.allowed else "deny"
+        if self.allowed:
+            return "allow"
+        return "approval" if self.needs_approval else "deny"
 
     def to_dict(self, filename: str | None = None) -> dict:
         d = {
@@ -99,6 +110,9 @@ class Decision:
             d["span"] = f"{filename}:{self.rule.span.line}:{self.rule.span.col}"
         if self.limit is not None:
             d["limit"] = self.limit
+        if self.needs_approval:
+            d["needs_approval"] = True
+            d["approval"] = self.approval
         return d
 
     def release(self) -> None:
@@ -120,7 +134,7 @@ class Explanation:
     def determining(self) -> tuple[str, ...]:
         """Cedar's reasons: the applying policies of the deciding effect (forbids for a
         denial, permits for an allow)."""
-        effect = "permit" if self.decision.allowed else "forbid"
+        effect = "permit" if self.decision.allowed or self.decision.needs_approval else "forbid"
         effects = {p.id: p.effect for p in self.program.policies}
         return tuple(i for i in self.satisfied if effects[i] == effect)
 
@@ -263,6 +277,7 @@ class ToolRules:
     permits: list[CompiledRule] = field(default_factory=list)
     forbids: list[CompiledRule] = field(default_factory=list)
     counters: list[tuple[CounterGroup, list[CompiledRule]]] = field(default_factory=list)
+    approvals: list[CompiledRule] = field(default_factory=list)
     # for a named tool: the allowing permit (None: the default) → its allow, and the first
     # permit's failing step (`fail_index`; None: no permit) → its denial (Decisions, shared)
     allowed: dict = field(default_factory=dict)
@@ -301,6 +316,7 @@ class Engine:
                 [rule(p) for p in tp.permits],
                 [rule(f) for f in tp.forbids],
                 [(g, [rule(li) for li in g.limits]) for g in tp.counters],
+                [rule(a) for a in tp.approvals],
             )
 
         plan = program.plan()
@@ -382,10 +398,13 @@ class Engine:
         now: float | None = None,
         reserve: bool = True,
         store: CounterStore | None = None,
+        approved: bool = False,
     ) -> Decision:
         """The decision for one `tools/call` by `grant`, the caller (a Grant or a User).
         With `reserve`, an allow holds its limit budget (in `store`, this call's counter
-        store, else the engine's)."""
+        store, else the engine's). `approved`: a person approved this exact call, so a call
+        only an `@approval` permit allows is allowed (and reserves); without it such a call
+        is decided "approval", its limits checked but not reserved."""
         try:
             if args is None:
                 args = {}
@@ -413,6 +432,7 @@ class Engine:
                       self._resources.get(server) or self._resource(server), args, self._groups_fn)
             allowed_by: CompiledRule | None = None
             first = rules.first
+            cause: int | None = None
             if first is not None:
                 # the first permit is tried by `fail_index`, which also says why it fails:
                 # a denial names it, so no rule is evaluated twice
@@ -424,20 +444,34 @@ class Engine:
                         if p.applies(env):
                             allowed_by = p
                             break
-                    if allowed_by is None and not plan.default_allows:
-                        hit = rules.denied.get(cause) if plan.tool is not None else None
-                        return hit if hit is not None else self._explain_no_permit(tool, rules, cause)
-            elif not plan.default_allows:
-                return self._explain_no_permit(tool, rules, None)
+            approval_by: CompiledRule | None = None
+            if allowed_by is None and not plan.default_allows:
+                for a in rules.approvals:
+                    if a.applies(env):
+                        approval_by = a
+                        break
+                if approval_by is None:
+                    if first is None and rules.approvals:
+                        return self._explain_no_approval(tool, rules.approvals[0], env)
+                    hit = rules.denied.get(cause) if plan.tool is not None and first is not None else None
+                    return hit if hit is not None else self._explain_no_permit(tool, rules, cause)
             for f in rules.forbids:
                 if f.applies(env):
                     return self._explain_forbid(tool, f, env)
             reservation = None
             limit_info = None
             if rules.counters:
-                denied, reservation, limit_info = self._limits(tool, rules.counters, env, grant, now, reserve, store or self.store)
+                # an approval-bound call reserves only when it runs: once approved
+                hold = reserve and (approval_by is None or approved)
+                denied, reservation, limit_info = self._limits(tool, rules.counters, env, grant, now, hold, store or self.store)
                 if denied is not None:
                     return denied
+            if approval_by is not None:
+                text = approval_by.info.approval or ""
+                rule = Rule(f"/policies/{escape_pointer(approval_by.id)}", approval_by.id, approval_by.stmt.span)
+                message = (f"Allowed by {approval_by.id} after a person's approval." if approved else
+                           f"Tool {tool} needs a person's approval ({approval_by.id})" + (f": {text}" if text else "."))
+                return Decision(approved, tool, rule, message, reservation, limit_info, True, text)
             if plan.tool is not None:  # a named tool: its rules are its own
                 hit = rules.allowed.get(allowed_by)
                 if hit is None:
@@ -473,7 +507,7 @@ class Engine:
         if type(tool) is str and type(args if args is not None else {}) is dict and decision.rule.pointer != "/principal":
             rules = self.index.get(tool, self.other)
             env = self.env(tool, {} if args is None else args, grant, server)
-            for r in rules.permits + rules.forbids:
+            for r in rules.permits + rules.approvals + rules.forbids:
                 state = r.evaluate(env)
                 if state is True:
                     satisfied.append(r.id)
@@ -551,6 +585,13 @@ class Engine:
         return Decision(False, tool, Rule(pointer, r.id, lim.span), message, None, info)
 
     # -- explanations ----------------------------------------------------------------
+    def _explain_no_approval(self, tool: str, a: CompiledRule, env: Env) -> Decision:
+        """No permit names the tool and no `@approval` permit applies: the first approval
+        permit names the denial (not cached: approval permits are the rare case)."""
+        cause = a.fail_index(env)
+        where, cond = ("scope", None) if cause is None or cause < 0 else a.causes[cause]
+        return Decision(False, tool, *self._no_permit_rule(tool, a, where, cond))
+
     def _explain_no_permit(self, tool: str, rules: ToolRules, cause: int | None) -> Decision:
         """No permit applies: the first permit names the denial, at `cause` (its
         `fail_index`); with no permit at all, the default does."""
@@ -579,7 +620,7 @@ class Engine:
         if isinstance(where, ir.Clause):
             span = where.span
             reason = where.reason or reason
-            if cond is not None and p.info.tools is not None:
+            if cond is not None and p.info.tools is not None and p.info.approval is None:
                 pointer = self._pointer(tool, "require", cond)
         if pointer is None:
             pointer = f"/policies/{escape_pointer(p.id)}"

@@ -210,6 +210,9 @@ def diff_cmd(
     fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
     timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
     fail_on: str = typer.Option("none", "--fail-on", metavar="CHANGE", help="looser | stricter | any | none: exit 1 when such a change is found (or cannot be ruled out)"),
+    audit: Optional[Path] = typer.Option(None, "--audit", metavar="DB", help="A gateway audit database (audit.db): also list the real past calls whose decision would change"),
+    since: Optional[str] = typer.Option(None, "--since", metavar="TIME", help="With --audit: only calls since (ISO time, epoch seconds, or an age like 7d)"),
+    server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="With --audit: only calls to this server"),
 ) -> None:
     """Per tool: equivalent, stricter, looser or both, with a concrete call for each direction."""
     from mcpp.analyzer.diff import diff_programs
@@ -218,10 +221,18 @@ def diff_cmd(
     fmt = _format(fmt)
     if fail_on not in ("looser", "stricter", "any", "none"):
         die("--fail-on must be looser, stricter, any or none")
+    if audit is not None and not audit.is_file():
+        die(f"--audit: {audit}: no such audit database")
+    if (since or server) and audit is None:
+        die("--since and --server select audited calls: give --audit DB")
     (p_old, _), (p_new, _) = load_checked([old, new])
     diffs = diff_programs(p_old, p_new, timeout_ms=timeout)
+    past = _past_calls(p_old, p_new, audit, since, server, timeout) if audit is not None else None
     if fmt == "json":
-        print(dumps({"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}))
+        doc = {"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}
+        if past is not None:
+            doc["audit"] = past
+        print(dumps(doc))
     elif fmt == "sarif":
         results = []
         for d in diffs:
@@ -242,6 +253,8 @@ def diff_cmd(
                     print("  " + _direction_text(d, name, direction))
         changed = [d for d in diffs if d.status != "equivalent"]
         print(f"{len(changed)} of {len(diffs)} tool cases changed")
+        if past is not None:
+            _print_past(past)
     if _fails(diffs, fail_on):
         raise typer.Exit(ERRORS)
 
@@ -256,7 +269,11 @@ def _direction_text(d, name: str, direction) -> str:
     if direction.status == "unknown":
         return f"{name}? undecided: {direction.reason}"
     w = direction.witness
-    verb = "newly allowed" if name == "looser" else "newly denied"
+    verbs = {("deny", "allow"): "newly allowed", ("allow", "deny"): "newly denied",
+             ("deny", "approval"): "newly allowed with a person's approval", ("approval", "deny"): "newly denied",
+             ("approval", "allow"): "no longer needs approval", ("allow", "approval"): "newly needs approval"}
+    verb = verbs.get((direction.old["decision"], direction.new["decision"]),
+                     "newly allowed" if name == "looser" else "newly denied")
     example = f"any tool neither version names, e.g. {w.brief()}" if d.other else w.brief()
     return (f"{verb}: {example} (old: {direction.old['decision']} by {direction.old['rule']}; "
             f"new: {direction.new['decision']} by {direction.new['rule']})")
@@ -270,6 +287,83 @@ def _line_of(decision: dict) -> int:
         except ValueError:
             return 1
     return 1
+
+
+REPLAY_NOTE = {
+    "keys": "argument keys only (values were not retained): `has` is known, every value is not",
+    "hashed": "hashed values: shape, types, and equality with every constant the policies compare with; not order or patterns",
+    "full": "full values: replayed exactly",
+}
+
+
+def _past_calls(p_old, p_new, db: Path, since, server, timeout: int) -> dict:
+    """The audited calls, grouped by what the audit knows of them, replayed (analyzer/replay.py)."""
+    import re
+
+    from mcpp.analyzer.replay import PastCall, replay
+    from mcpp.commands.gateway import _time
+    from mcpp.runtime.gateway.audit import AuditLog
+
+    try:
+        log = AuditLog(db.parent, readonly=True)
+        if log.path.resolve() != db.resolve():
+            log.close()
+            die(f"--audit: expected a file named audit.db, not {db.name}")
+        rows = log.query(server=server, since=_time(since, "--since"))
+    except Exception as e:
+        die(f"--audit: cannot read {db}: {type(e).__name__}: {e}")
+    key_file = db.parent / "audit-values.key"
+    key = bytes.fromhex(key_file.read_text().strip()) if key_file.exists() else None
+    calls: dict = {}
+    skipped = {"answers": 0, "before_policy": 0}
+    for r in rows:
+        if r["decision"] not in ("allow", "deny", "approval"):
+            skipped["answers"] += 1  # a person's answer, not a call
+            continue
+        if re.match(r"^/tools/[^/]*/schema(/|$)", r["rule"]) or r["rule"].startswith("/catalog/") or r["rule"] in (
+                "/no-policy", "/error", "/limits/store-unavailable", "/approval/unbindable"):
+            skipped["before_policy"] += 1  # refused before any policy decided: a new policy changes nothing
+            continue
+        values = r.get("arg_values")
+        known = values.get("kind") if isinstance(values, dict) and values.get("kind") in ("hashed", "full") else "keys"
+        keys = tuple(r["arg_keys"])
+        complete = not any(k.startswith("…(+") for k in keys)
+        groups = tuple(r["grant_groups"]) if r.get("grant_groups") is not None else None
+        pc = PastCall(r["tool"], r["grant_id"], r["grant_label"], groups, r["server"], keys, complete, known,
+                      json.dumps(values) if known != "keys" else None)
+        calls.setdefault(pc, []).append(r["seq"])
+    results = replay(p_old, p_new, calls, key=key, timeout_ms=timeout)
+    by = {s: [x for x in results if x.status == s] for s in ("changes", "may-change", "unknown", "unchanged")}
+    return {
+        "database": str(db), "rows": len(rows), "distinct_calls": len(results),
+        "rows_changing": sum(len(x.rows) for x in by["changes"]),
+        "rows_that_may_change": sum(len(x.rows) for x in by["may-change"]),
+        "rows_unchanged": sum(len(x.rows) for x in by["unchanged"]),
+        "rows_undecided": sum(len(x.rows) for x in by["unknown"]),
+        "not_replayed": skipped, "hash_key": key is not None,
+        "calls": [x.to_dict() for x in results if x.status != "unchanged"],
+    }
+
+
+def _print_past(past: dict) -> None:
+    print(f"past calls in {past['database']}: {past['rows']} rows, {past['distinct_calls']} distinct calls")
+    for c in past["calls"]:
+        who = f"{c['grant_label']}({c['grant_id']})" if c["grant_label"] else c["grant_id"]
+        head = f"  {c['status']:<10} {c['rows']} row{'s' if c['rows'] != 1 else ''}  {c['tool']} by {who} on {c['server']} [{c['known']}]"
+        if "call" in c:
+            args = json.dumps(c["call"]["request"]["params"]["arguments"], ensure_ascii=False)
+            head += (f": old {c['old']['decision']} by {c['old']['rule']}; new {c['new']['decision']} by {c['new']['rule']}"
+                     f"; {'e.g. ' if c['status'] != 'changes' or c['known'] != 'full' else ''}arguments {args}")
+        print(head)
+        if c.get("reason"):
+            print(f"             {c['reason']}")
+    print(f"{past['rows_changing']} rows change, {past['rows_that_may_change']} may change, "
+          f"{past['rows_unchanged']} unchanged, {past['rows_undecided']} undecided; not replayed: "
+          f"{past['not_replayed']['before_policy']} refused before the policy, {past['not_replayed']['answers']} approval answers")
+    kinds = sorted({c["known"] for c in past["calls"]})
+    for k in kinds:
+        print(f"  [{k}] {REPLAY_NOTE[k]}")
+    print("  limits are compared at zero counts: the audit does not record the counts a past call met")
 
 
 def _fails(diffs, fail_on: str) -> bool:

@@ -66,16 +66,24 @@ def serve(
     upstream_timeout: Optional[float] = typer.Option(None, "--upstream-timeout", metavar="SECONDS", help="Quick start: seconds to wait for the upstream"),
     pin_catalog: Optional[Path] = typer.Option(None, "--pin-catalog", metavar="CATALOG", help="Quick start: refuse calls to tools that differ from this catalog (mcpp catalog pull)"),
     no_input_schema: bool = typer.Option(False, "--no-enforce-input-schema", help="Quick start: do not check calls against the tools' input schemas (typed calls are on by default)"),
+    shadow: Optional[Path] = typer.Option(None, "--shadow", help="Quick start: a candidate policy decided beside --policy and never enforced (docs/rollout.md)"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="enforce (default) | log-only: decide and audit every call, deny nothing the policy denies (whole gateway; overrides the config's mode)"),
 ) -> None:
     """Run the gateway: every tools/call is decided by the policy before the upstream sees it."""
     from mcpp.runtime.gateway.config import ConfigError, quick_config
     from mcpp.runtime.gateway.server import StartRefused
     from mcpp.runtime.gateway.server import serve as run
 
+    if mode is not None and mode not in ("enforce", "log-only"):
+        die("--mode must be enforce or log-only")
     if config is not None:
-        if policy or upstream or stdio or pin_catalog or no_input_schema:
-            die("--config and the quick-start flags (--policy, --upstream, --stdio, --pin-catalog, --no-enforce-input-schema) are exclusive")
+        if policy or upstream or stdio or pin_catalog or no_input_schema or shadow:
+            die("--config and the quick-start flags (--policy, --upstream, --stdio, --pin-catalog, --no-enforce-input-schema, --shadow) are exclusive")
         cfg = _config(config)
+        if mode is not None:
+            from dataclasses import replace
+
+            cfg = replace(cfg, mode=mode)
         path = str(config.resolve())
     else:
         if policy is None:
@@ -90,9 +98,12 @@ def serve(
                 load_catalog(pin_catalog)
             except CatalogError as e:
                 die(f"--pin-catalog: {catalog_error_text(e)}")
+        if shadow is not None and not shadow.is_file():
+            die(f"{shadow}: no such policy file")
         try:
             cfg = quick_config(str(policy), upstream, stdio, port, str(state), host, anonymous, max_body_bytes, upstream_timeout,
-                               str(pin_catalog) if pin_catalog is not None else None, not no_input_schema)
+                               str(pin_catalog) if pin_catalog is not None else None, not no_input_schema,
+                               str(shadow) if shadow is not None else None, mode or "enforce")
         except ConfigError as e:
             die(str(e))
         path = None
@@ -197,25 +208,27 @@ def audit(
     state: Optional[Path] = typer.Option(None, "--state", metavar="DIR", help=f"The state directory `mcpp serve --state` uses (default: {DEFAULT_STATE}, as serve's)"),
     grant: Optional[str] = typer.Option(None, "--grant", metavar="ID|LABEL", help="Only calls by this grant (its id or label)"),
     tool: Optional[str] = typer.Option(None, "--tool", metavar="NAME", help="Only calls to this tool"),
-    decision: Optional[str] = typer.Option(None, "--decision", metavar="DECISION", help="Only allow or only deny"),
+    decision: Optional[str] = typer.Option(None, "--decision", metavar="DECISION", help="allow, deny or approval (a call held for a person); approved or rejected (a person's answer)"),
     server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Only calls to this server id"),
     since: Optional[str] = typer.Option(None, "--since", metavar="TIME", help="From this time: ISO 8601, epoch seconds, or an age (15m, 2h, 1d)"),
     until: Optional[str] = typer.Option(None, "--until", metavar="TIME", help="Up to this time: ISO 8601, epoch seconds, or an age"),
     limit: Optional[int] = typer.Option(None, "--limit", metavar="N", help="At most this many rows (the newest)"),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new rows (tail)"),
     as_json: bool = typer.Option(False, "--json", help="JSON lines (an export)"),
+    mismatches: bool = typer.Option(False, "--mismatches", help="Only calls the shadow policy decided differently (docs/rollout.md)"),
 ) -> None:
     """Query or tail the audit log: one row per decided tools/call (argument keys only)."""
     from mcpp.runtime.gateway.audit import AuditLog
 
-    if decision is not None and decision not in ("allow", "deny"):
-        die("--decision: allow or deny")
+    if decision is not None and decision not in ("allow", "deny", "approval", "approved", "rejected"):
+        die("--decision: allow, deny, approval, approved or rejected")
     state_dir, _, _ = _state(config, state)
     if not (Path(state_dir) / "audit.db").exists():
         die(f"no audit log in {state_dir}: `mcpp serve` writes one there once it has decided a call"
             f" (give the directory serve uses: --state DIR or --config FILE)")
     log = AuditLog(state_dir, readonly=True)
-    filters = dict(grant=grant, tool=tool, decision=decision, server=server, since=_time(since, "--since"), until=_time(until, "--until"))
+    filters = dict(grant=grant, tool=tool, decision=decision, server=server, since=_time(since, "--since"),
+                   until=_time(until, "--until"), mismatches=mismatches)
     rows = log.query(**filters, limit=limit, newest=limit is not None)
     last = 0
     try:
@@ -239,16 +252,103 @@ def _line(r: dict) -> str:
     grant = f"{r['grant_label']}({r['grant_id']})" if r["grant_label"] else r["grant_id"]
     out = (f"{r['time']}  {r['decision']:<5} tool={r['tool']} rule={r['rule']} grant={grant} server={r['server']}"
            f" args=[{args}] request_id={r['request_id']}")
-    if r["decision"] == "deny":
+    if r["decision"] != "allow":
         out += f" reason={json.dumps(r['message'], ensure_ascii=False)}"
-    if r["outcome"] not in ("forwarded", "denied"):
+    if r["outcome"] not in ("forwarded", "denied") or (r["decision"] != "allow" and r["outcome"] == "forwarded"):
         out += f" outcome={r['outcome']}"
+    if r.get("approval_id"):
+        out += f" approval={r['approval_id']}"
+    if r.get("shadow_decision"):
+        mark = "" if r["shadow_decision"] == r["decision"] else " MISMATCH"
+        out += f" shadow={r['shadow_decision']} shadow_rule={r['shadow_rule']}{mark}"
+    if r.get("mode") == "log-only":
+        out += " mode=LOG-ONLY"
     if r["trace_id"]:
         out += f" trace_id={r['trace_id']}"
     return out
+
+
+def _approvals(config, state):
+    from mcpp.runtime.gateway.approvals import ApprovalStore
+
+    state_dir, _, cfg = _state(config, state)
+    return ApprovalStore(state_dir), state_dir, cfg
+
+
+def approvals_list(
+    status: Optional[str] = typer.Option("pending", "--status", help="pending | approved | rejected | used | expired | all"),
+    server: Optional[str] = typer.Option(None, "--server"),
+    config: Optional[Path] = typer.Option(None, "--config"),
+    state: Optional[Path] = typer.Option(None, "--state"),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per approval"),
+) -> None:
+    """List approvals (pending by default): the exact call each one would run."""
+    from mcpp.runtime.gateway.approvals import STATUSES, shown_arguments
+
+    if status not in STATUSES + ("all",):
+        die(f"--status must be one of {', '.join(STATUSES + ('all',))}")
+    store, _, _ = _approvals(config, state)
+    for a in store.list(None if status == "all" else status, server):
+        if as_json:
+            emit_json(a.public())
+        else:
+            p = a.public()
+            who = f"{a.grant_label}({a.grant_id})" if a.grant_label else a.grant_id
+            line = (f"{a.id}  {a.status:<8} tool={a.tool} server={a.server} grant={who} arguments={shown_arguments(a)}"
+                    f" expires={p['expires']}")
+            if a.reason:
+                line += f" reason={json.dumps(a.reason, ensure_ascii=False)}"
+            if a.decided_by:
+                line += f" by={a.decided_by} via={a.decided_via}"
+            print(line)
+
+
+def _answer(approval_id: str, approve: bool, by: Optional[str], config, state) -> None:
+    import getpass
+
+    from mcpp.runtime.gateway.approvals import ApprovalError, answer_row, shown_arguments
+    from mcpp.runtime.gateway.audit import AuditLog
+
+    store, state_dir, cfg = _approvals(config, state)
+    who = by or getpass.getuser()
+    if not 1 <= len(who) <= 128:
+        die("--by: 1 to 128 characters")
+    try:
+        a = store.decide(approval_id, approve, who, "cli")
+    except ApprovalError as e:
+        die(str(e), 1)
+    log = AuditLog(state_dir, cfg.audit_synchronous if cfg else "normal")
+    log.write(answer_row(a, None, cfg.mode if cfg else "enforce"))
+    log.close()
+    print(f"{a.status} {a.id}: tool {a.tool} on {a.server} for {a.grant_label or a.grant_id} with {shown_arguments(a)}")
+    if approve:
+        print(f"The same call runs once when it is made again, until {a.public()['expires']}.", file=sys.stderr)
+
+
+def approve(
+    approval_id: str = typer.Argument(..., help="The approval id (ap_…) the agent was given"),
+    by: Optional[str] = typer.Option(None, "--by", help="Who approves (default: the OS user); recorded in the audit"),
+    config: Optional[Path] = typer.Option(None, "--config"),
+    state: Optional[Path] = typer.Option(None, "--state"),
+) -> None:
+    """Approve one pending call: that exact call (tool, arguments, grant, server) runs once."""
+    _answer(approval_id, True, by, config, state)
+
+
+def reject(
+    approval_id: str = typer.Argument(..., help="The approval id (ap_…)"),
+    by: Optional[str] = typer.Option(None, "--by", help="Who rejects (default: the OS user); recorded in the audit"),
+    config: Optional[Path] = typer.Option(None, "--config"),
+    state: Optional[Path] = typer.Option(None, "--state"),
+) -> None:
+    """Reject one pending call: the same call is refused until the approval expires."""
+    _answer(approval_id, False, by, config, state)
 
 
 def register(app: typer.Typer) -> None:
     command(app, "serve", serve, RUN)
     app.add_typer(grant_app, name="grant", rich_help_panel=RUN)
     command(app, "audit", audit, RUN)
+    command(app, "approvals", approvals_list, RUN)
+    command(app, "approve", approve, RUN)
+    command(app, "reject", reject, RUN)

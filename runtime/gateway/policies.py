@@ -134,7 +134,7 @@ class DenyAll:
         self.why = why
         self.program = None
 
-    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True) -> Decision:
+    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:
         return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
 
 

@@ -14,8 +14,8 @@ BAD = [
     ('[[case]]\nname = "x"\ntool = \n', ["3:8: not valid TOML: Invalid value"]),
     ('[[case]]\nname = "x"\ntool = "t"\ndecison = "allow"\n',
      ["4:1: case[0].decison: unknown key 'decison' (did you mean 'decision'?)"]),
-    ('[[case]]\nname = "x"\ntool = "t"\ndecision = "permit"\n', ['4:1: case[0].decision: expected "allow" or "deny"']),
-    ('[[case]]\nname = "x"\ntool = "t"\n', ['1:1: case[0].decision: required: "allow" or "deny"']),
+    ('[[case]]\nname = "x"\ntool = "t"\ndecision = "permit"\n', ['4:1: case[0].decision: expected "allow", "deny" or "approval"']),
+    ('[[case]]\nname = "x"\ntool = "t"\n', ['1:1: case[0].decision: required: "allow", "deny" or "approval"']),
     ('[[case]]\nname = "x"\ndecision = "deny"\n', ["1:1: case[0].tool: required"]),
     ('[[case]]\ntool = "t"\ndecision = "deny"\n', ["1:1: case[0].name: required"]),
     ('[[case]]\nname = "x"\ntool = "t"\ngrant = 5\ndecision = "deny"\n',
@@ -42,11 +42,11 @@ BAD = [
      ["5:1: case[0].calls[0].repeat: Input should be greater than or equal to 1"]),
     ('[[case]]\nname = "x"\n[[case.calls]]\ndecision = "deny"\n', ["3:1: case[0].calls[0].tool: which tool"]),
     ('[[case]]\nname = "x"\ntool = "t"\n[[case.calls]]\nrepeat = 2\n',
-     ['4:1: case[0].calls[0].decision: required: "allow" or "deny"']),
+     ['4:1: case[0].calls[0].decision: required: "allow", "deny" or "approval"']),
     ('policies = []\n', ["1:1: policies: name at least one policy file"]),
     ('polices = ["p.mcpp"]\n', ["1:1: polices: unknown key 'polices' (did you mean 'policies'?)"]),
     ('[[case]]\nname = "a"\ntool = "t"\ndecision = "deny"\n[[case]]\nname = "b"\ntool = 1\ndecision = "no"\n',
-     ["7:1: case[1].tool: expected a string", '8:1: case[1].decision: expected "allow" or "deny"']),
+     ["7:1: case[1].tool: expected a string", '8:1: case[1].decision: expected "allow", "deny" or "approval"']),
 ]
 
 

@@ -130,7 +130,7 @@ def test_junit_lists_invalid_test_files_as_errors(tmp_path):
     root = ET.fromstring(p.stdout)
     assert root.get("errors") == "1"
     err = root.find("testsuite/testcase/error")
-    assert 'case[0].decision: expected "allow" or "deny"' in err.get("message")
+    assert 'case[0].decision: expected "allow", "deny" or "approval"' in err.get("message")
     assert "p.test.toml:4:1: error:" in p.stderr
 
 
