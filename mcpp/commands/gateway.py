@@ -67,6 +67,7 @@ def serve(
     pin_catalog: Optional[Path] = typer.Option(None, "--pin-catalog", metavar="CATALOG", help="Quick start: refuse calls to tools that differ from this catalog (mcpp catalog pull)"),
     no_input_schema: bool = typer.Option(False, "--no-enforce-input-schema", help="Quick start: do not check calls against the tools' input schemas (typed calls are on by default)"),
     shadow: Optional[Path] = typer.Option(None, "--shadow", help="Quick start: a candidate policy decided beside --policy and never enforced (docs/rollout.md)"),
+    approval_elicitation: bool = typer.Option(False, "--approval-elicitation", help="Quick start: ask for approvals through MCP elicitation where the client supports it (trusts the client to show the form to a person: docs/approval.md)"),
     mode: Optional[str] = typer.Option(None, "--mode", help="enforce (default) | log-only: decide and audit every call, deny nothing the policy denies (whole gateway; overrides the config's mode)"),
 ) -> None:
     """Run the gateway: every tools/call is decided by the policy before the upstream sees it."""
@@ -77,8 +78,9 @@ def serve(
     if mode is not None and mode not in ("enforce", "log-only"):
         die("--mode must be enforce or log-only")
     if config is not None:
-        if policy or upstream or stdio or pin_catalog or no_input_schema or shadow:
-            die("--config and the quick-start flags (--policy, --upstream, --stdio, --pin-catalog, --no-enforce-input-schema, --shadow) are exclusive")
+        if policy or upstream or stdio or pin_catalog or no_input_schema or shadow or approval_elicitation:
+            die("--config and the quick-start flags (--policy, --upstream, --stdio, --pin-catalog, --no-enforce-input-schema, "
+                "--shadow, --approval-elicitation) are exclusive")
         cfg = _config(config)
         if mode is not None:
             from dataclasses import replace
@@ -103,7 +105,7 @@ def serve(
         try:
             cfg = quick_config(str(policy), upstream, stdio, port, str(state), host, anonymous, max_body_bytes, upstream_timeout,
                                str(pin_catalog) if pin_catalog is not None else None, not no_input_schema,
-                               str(shadow) if shadow is not None else None, mode or "enforce")
+                               str(shadow) if shadow is not None else None, mode or "enforce", approval_elicitation)
         except ConfigError as e:
             die(str(e))
         path = None

@@ -73,7 +73,7 @@ class ServerConfig:
     catalog_max_age: float = 300.0  # seconds a listing is trusted before a call re-lists the tools
     enforce_input_schema: bool = True  # typed calls: arguments must conform to the tool's inputSchema
     shadow: str | None = None  # a candidate policy decided beside `policy`, never enforced (docs/rollout.md)
-    approval_elicitation: bool = True  # ask the client's user through MCP elicitation (docs/approval.md)
+    approval_elicitation: bool = False  # ask the client's user through MCP elicitation (opt in: docs/approval.md)
 
     @property
     def kind(self) -> str:
@@ -400,7 +400,7 @@ def _server(s, where: str, base: Path) -> ServerConfig:
         session_idle_seconds=float(idle), catalog=_rel(base, catalog) if catalog else None,
         catalog_max_age=float(max_age), enforce_input_schema=bool(_typed(s, "enforce_input_schema", bool, where, True)),
         shadow=_rel(base, shadow) if shadow else None,
-        approval_elicitation=bool(_typed(s, "approval_elicitation", bool, where, True)),
+        approval_elicitation=bool(_typed(s, "approval_elicitation", bool, where, False)),
     )
 
 
@@ -458,7 +458,7 @@ def quick_config(
     policy: str, upstream: str | None, stdio: str | None, port: int, state: str, host: str = "127.0.0.1",
     anonymous: bool = False, max_body_bytes: int | None = None, upstream_timeout: float | None = None,
     pin_catalog: str | None = None, enforce_input_schema: bool = True, shadow: str | None = None,
-    mode: str = "enforce",
+    mode: str = "enforce", approval_elicitation: bool = False,
 ) -> GatewayConfig:
     """The config `mcpp serve --policy … (--upstream | --stdio)` stands for: one server, id `default`."""
     if (upstream is None) == (stdio is None):
@@ -476,7 +476,8 @@ def quick_config(
     server = ServerConfig(id="default", url=upstream, command=command, policy=str(Path(policy).resolve()), anonymous=anonymous,
                           catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None,
                           enforce_input_schema=enforce_input_schema,
-                          shadow=str(Path(shadow).resolve()) if shadow else None)
+                          shadow=str(Path(shadow).resolve()) if shadow else None,
+                          approval_elicitation=approval_elicitation)
     if mode not in MODES:
         raise ConfigError('--mode: must be "enforce" or "log-only"')
     kw: dict = {"mode": mode}

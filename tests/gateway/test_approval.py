@@ -53,7 +53,7 @@ def decline(params):
 def gw(tmp_path, upstream, start_gateway):
     policy = write(tmp_path / "policy.mcpp", POLICY)
     state = tmp_path / "state"
-    g = start_gateway("--policy", str(policy), "--upstream", upstream.url, state=state)
+    g = start_gateway("--policy", str(policy), "--upstream", upstream.url, "--approval-elicitation", state=state)
     g.alice = create_grant(state, "alice")
     g.bob = create_grant(state, "bob")
     return g
