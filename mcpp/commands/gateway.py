@@ -188,6 +188,7 @@ def audit(
     config: Optional[Path] = typer.Option(None, "--config"),
     state: Optional[Path] = typer.Option(None, "--state"),
     grant: Optional[str] = typer.Option(None, "--grant", help="A grant id or label"),
+    subject: Optional[str] = typer.Option(None, "--subject", help="An OAuth user (the principal id, as audited)"),
     tool: Optional[str] = typer.Option(None, "--tool"),
     decision: Optional[str] = typer.Option(None, "--decision", help="allow or deny"),
     server: Optional[str] = typer.Option(None, "--server"),
@@ -206,7 +207,7 @@ def audit(
     if not (Path(state_dir) / "audit.db").exists():
         die(f"no audit log in {state_dir}")
     log = AuditLog(state_dir, readonly=True)
-    filters = dict(grant=grant, tool=tool, decision=decision, server=server, since=_time(since, "--since"), until=_time(until, "--until"))
+    filters = dict(grant=grant, subject=subject, tool=tool, decision=decision, server=server, since=_time(since, "--since"), until=_time(until, "--until"))
     rows = log.query(**filters, limit=limit, newest=limit is not None)
     last = 0
     try:
@@ -227,8 +228,11 @@ def audit(
 
 def _line(r: dict) -> str:
     args = " ".join(r["arg_keys"])
-    grant = f"{r['grant_label']}({r['grant_id']})" if r["grant_label"] else r["grant_id"]
-    out = (f"{r['time']}  {r['decision']:<5} tool={r['tool']} rule={r['rule']} grant={grant} server={r['server']}"
+    if r.get("subject"):
+        who = f"user={r['subject']} issuer={r['issuer']}"
+    else:
+        who = "grant=" + (f"{r['grant_label']}({r['grant_id']})" if r["grant_label"] else r["grant_id"])
+    out = (f"{r['time']}  {r['decision']:<5} tool={r['tool']} rule={r['rule']} {who} server={r['server']}"
            f" args=[{args}] request_id={r['request_id']}")
     if r["decision"] == "deny":
         out += f" reason={json.dumps(r['message'], ensure_ascii=False)}"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 COLUMNS = (
     "seq", "ts", "request_id", "trace_id", "grant_id", "grant_label", "server", "tool", "decision", "rule",
-    "message", "arg_keys", "outcome", "policy_sha256", "replica",
+    "message", "arg_keys", "outcome", "policy_sha256", "replica", "issuer", "subject",
 )
 
 
@@ -42,11 +42,13 @@ class AuditRow:
     outcome: str  # forwarded | denied | upstream_error | error
     policy_sha256: str | None = None
     replica: str | None = None
+    issuer: str | None = None  # an OAuth caller: the token's issuer (grant callers: None)
+    subject: str | None = None  # …and the user (a keyed pseudonym when `sub` is a private claim)
 
 
 def _values(r: AuditRow) -> tuple:
     return (r.ts, r.request_id, r.trace_id, r.grant_id, r.grant_label, r.server, r.tool, r.decision, r.rule,
-            r.message, json.dumps(r.arg_keys), r.outcome, r.policy_sha256, r.replica)
+            r.message, json.dumps(r.arg_keys), r.outcome, r.policy_sha256, r.replica, r.issuer, r.subject)
 
 
 class GroupCommit:
@@ -102,13 +104,22 @@ class AuditLog:
                   seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, request_id TEXT, trace_id TEXT,
                   grant_id TEXT NOT NULL, grant_label TEXT NOT NULL, server TEXT NOT NULL, tool TEXT NOT NULL,
                   decision TEXT NOT NULL, rule TEXT NOT NULL, message TEXT NOT NULL, arg_keys TEXT NOT NULL,
-                  outcome TEXT NOT NULL, policy_sha256 TEXT, replica TEXT);
+                  outcome TEXT NOT NULL, policy_sha256 TEXT, replica TEXT, issuer TEXT, subject TEXT);
                 CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
                 """
             )
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(audit)")}
+            for col in ("issuer", "subject"):  # databases from before identity
+                if col not in have:
+                    try:
+                        self.db.execute(f"ALTER TABLE audit ADD COLUMN {col} TEXT")
+                    except sqlite3.OperationalError:  # another process added it first
+                        pass
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(audit)")}
+        self.columns = [c for c in COLUMNS if c in have or c == "seq"]  # (a read-only open of an older database)
         self._insert = (
             "INSERT INTO audit(ts, request_id, trace_id, grant_id, grant_label, server, tool, decision, rule, message,"
-            " arg_keys, outcome, policy_sha256, replica) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " arg_keys, outcome, policy_sha256, replica, issuer, subject) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
         )
 
     def write(self, r: AuditRow) -> int:
@@ -136,8 +147,11 @@ class AuditLog:
 
     def query(self, *, grant: str | None = None, tool: str | None = None, decision: str | None = None,
               server: str | None = None, since: float | None = None, until: float | None = None,
-              after_seq: int = 0, limit: int | None = None, newest: bool = False) -> list[dict]:
+              after_seq: int = 0, limit: int | None = None, newest: bool = False, subject: str | None = None) -> list[dict]:
         where, args = ["seq > ?"], [after_seq]
+        if subject:
+            where.append("subject = ?")
+            args.append(subject)
         if grant:
             where.append("(grant_id = ? OR grant_label = ?)")
             args += [grant, grant]
@@ -151,15 +165,16 @@ class AuditLog:
         if until is not None:
             where.append("ts < ?")
             args.append(until)
-        sql = f"SELECT {', '.join(COLUMNS)} FROM audit WHERE {' AND '.join(where)} ORDER BY seq {'DESC' if newest else 'ASC'}"
+        sql = f"SELECT {', '.join(self.columns)} FROM audit WHERE {' AND '.join(where)} ORDER BY seq {'DESC' if newest else 'ASC'}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
-        rows = [self._dict(r) for r in self.db.execute(sql, args).fetchall()]
+        rows = [self._dict(r, self.columns) for r in self.db.execute(sql, args).fetchall()]
         return list(reversed(rows)) if newest else rows
 
     @staticmethod
-    def _dict(r) -> dict:
-        d = dict(zip(COLUMNS, r))
+    def _dict(r, columns=COLUMNS) -> dict:
+        d = {c: None for c in COLUMNS}
+        d.update(zip(columns, r))
         d["time"] = iso_ms(d.pop("ts"))
         d["arg_keys"] = json.loads(d["arg_keys"])
         return d

@@ -43,6 +43,9 @@ from mcpp.runtime.engine import Decision, Grant, Rule, escape_pointer
 
 from . import jsonrpc as rpc
 from .audit import AuditRow
+from .jwks import IdPUnavailable
+from .oauth import AuthFailure
+from .principals import Caller
 from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
@@ -90,12 +93,6 @@ def audit_keys(args) -> list[str]:
     if len(keys) > MAX_AUDIT_KEYS:
         out.append(f"…(+{len(keys) - MAX_AUDIT_KEYS} keys)")
     return out
-
-
-@dataclass
-class Caller:
-    grant: Grant
-    record: object | None  # GrantRecord, or None for an anonymous server
 
 
 class TooLarge(Exception):
@@ -157,6 +154,8 @@ class GatewayApp:
                     await self.ops(scope, send, path, rt.config.ops_host_allowlist())
                 else:
                     await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "this listener serves /healthz and /metrics"}))
+            elif path.startswith("/.well-known/oauth-protected-resource"):
+                await self.resource_metadata(scope, send, path)
             elif path.startswith("/mcp/"):
                 rest = path[5:]
                 server_id, _, tail = rest.partition("/")
@@ -217,6 +216,29 @@ class GatewayApp:
         else:
             await _respond(send, 200, rt.metrics.render().encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
+    async def resource_metadata(self, scope, send, path: str) -> None:
+        """RFC 9728 Protected Resource Metadata of an OAuth server: public, readable from any
+        origin (browser-based clients discover with it), GET only."""
+        rt = self.rt
+        sid = rt.metadata_paths.get(path)
+        rs = rt.resource_servers.get(sid) if sid is not None else None
+        cors = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"GET, OPTIONS"),
+                (b"access-control-allow-headers", b"mcp-protocol-version")]
+        if rs is None:
+            await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "no OAuth-protected server at this path"}), extra=cors)
+            return
+        if not _host_ok(_headers(scope).get("host"), rt.config.host_allowlist()):
+            await _respond(send, 421, rpc.dumps({"error": "Invalid Host header"}))
+            return
+        if scope["method"] == "OPTIONS":
+            await _respond(send, 204, b"", None, cors)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, 405, b"", None, [(b"allow", b"GET, OPTIONS"), *cors])
+            return
+        await _respond(send, 200, rpc.dumps(rs.metadata_document()), JSON,
+                       [(b"cache-control", b"public, max-age=300"), *cors])
+
     # ---- one MCP request -------------------------------------------------------------
     async def mcp(self, scope, receive, send, server_id: str) -> None:
         rt = self.rt
@@ -253,9 +275,19 @@ class GatewayApp:
             await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE, "upstream not configured")))
             return
         fwd = self.forward_headers(headers, server)
+        if caller.identity is not None and server.oauth is not None and server.oauth.token_exchange is not None:
+            # the upstream gets a token of its own for this user (RFC 8693), never the caller's
+            try:
+                fwd.append(await rt.exchange_header(server, caller, headers["authorization"].partition(" ")[2].strip()))
+            except IdPUnavailable as e:
+                rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", "token_exchange")))
+                rt.log.error("token_exchange_failed", server=server.id, **rt.who(caller), error=str(e))
+                await _respond(send, 502, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE,
+                                                              "the upstream credential for this user could not be obtained")))
+                return
         sid = headers.get("mcp-session-id")
         if sid is not None:
-            inner = rt.sessions.unwrap(sid, caller.grant.id, server.id)
+            inner = rt.sessions.unwrap(sid, caller.key, server.id)
             if inner is None:
                 await _respond(send, 404, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Session not found")))
                 return
@@ -318,46 +350,86 @@ class GatewayApp:
             rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", method_label(mname))), time.perf_counter() - t0)
 
     async def authenticate(self, send, server, headers) -> Caller | None:
+        """The caller, or None when the request was answered (401, 403, 503). A server with
+        `[servers.oauth]` takes OAuth access tokens (and grant tokens, unless
+        `accept_grants = false`); its challenges point to its resource metadata."""
         rt = self.rt
         auth = headers.get("authorization")
         if auth is None and server.anonymous:
             grant = Grant("anonymous", "anonymous", rt.config.groups_of("anonymous", "anonymous"))
             return Caller(grant, None)
+        rs = rt.resource_servers.get(server.id) if server.oauth is not None else None
+        scheme, _, token = (auth or "").partition(" ")
+        token = token.strip()
+        bearer = auth is not None and scheme.lower() == "bearer" and bool(token)
+        gid = grant_id_of(token) if bearer else None
+        if rs is not None and bearer and gid is None:
+            return await self.authenticate_oauth(send, server, rs, token)
         reason = None
         record = None
         if auth is None:
             reason = "missing"
+        elif not bearer:
+            reason = "malformed"
+        elif rs is not None and not rs.oauth.accept_grants:
+            reason = "grants_not_accepted"
         else:
-            scheme, _, token = auth.partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer" or not token:
-                reason = "malformed"
-            else:
-                gid = grant_id_of(token)
-                try:
-                    record = await rt.grant_record(gid) if gid else None
-                except Exception as e:  # the grant store is down: nobody gets in
-                    rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
-                    await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR, "grant store unavailable")))
-                    return None
-                if not check_token(record, token):
-                    reason = "revoked" if record is not None and record.revoked_at and _same(record, token) else "invalid"
-                elif record.server != server.id:
-                    reason = "wrong_server"
+            try:
+                record = await rt.grant_record(gid) if gid else None
+            except Exception as e:  # the grant store is down: nobody gets in
+                rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
+                await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR, "grant store unavailable")))
+                return None
+            if not check_token(record, token):
+                reason = "revoked" if record is not None and record.revoked_at and _same(record, token) else "invalid"
+            elif record.server != server.id:
+                reason = "wrong_server"
         if reason is not None:
             rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", reason)))
             rt.log.info("auth_failed", server=server.id, reason=reason, grant_id=record.id if record else None)
             err = "invalid_request" if reason in ("missing", "malformed") else "invalid_token"
-            www = f'Bearer realm="mcpp", error="{err}"'.encode() if reason != "missing" else b'Bearer realm="mcpp"'
             text = {"missing": "a grant token is required (Authorization: Bearer <token>)",
                     "malformed": "the Authorization header must be 'Bearer <grant token>'",
                     "revoked": "this grant has been revoked", "invalid": "invalid grant token",
-                    "wrong_server": "this grant is not for this server"}[reason]
+                    "wrong_server": "this grant is not for this server",
+                    "grants_not_accepted": "this server accepts OAuth access tokens only"}[reason]
+            if rs is not None:
+                if reason == "missing":
+                    text = "an access token is required (Authorization: Bearer <token>)"
+                www = rs.challenge(None if reason == "missing" else AuthFailure(401, err, text, reason))
+            else:
+                www = f'Bearer realm="mcpp", error="{err}"'.encode() if reason != "missing" else b'Bearer realm="mcpp"'
             await _respond(send, 401, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"Unauthorized: {text}")), JSON,
                            [(b"www-authenticate", www)])
             return None
         groups = frozenset(record.groups) | rt.config.groups_of(record.id, record.label)
         return Caller(Grant(record.id, record.label, groups), record)
+
+    async def authenticate_oauth(self, send, server, rs, token: str) -> Caller | None:
+        """An OAuth access token (oauth.py): 401 with the challenge when it is not valid for
+        this server, 403 `insufficient_scope` when a required scope is missing, 503 when
+        its issuer cannot be reached to check it."""
+        rt = self.rt
+        identity = None
+        try:
+            identity = await rs.authenticate(token)
+            rs.check_scopes(identity)
+        except AuthFailure as f:
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", f.reason)))
+            who = {} if identity is None else {"issuer": identity.issuer, "subject": identity.log_subject(rt.pseudonym)}
+            rt.log.info("auth_failed", server=server.id, reason=f.reason, **who)
+            word = "Forbidden" if f.status == 403 else "Unauthorized"
+            await _respond(send, f.status, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"{word}: {f.description}")), JSON,
+                           [(b"www-authenticate", rs.challenge(f))])
+            return None
+        except IdPUnavailable as e:  # the token cannot be checked: nobody gets in
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", "idp_unavailable")))
+            rt.log.error("idp_unavailable", server=server.id, error=str(e))
+            await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR,
+                                                          "the identity provider is unavailable; try again shortly")),
+                           extra=[(b"retry-after", b"5")])
+            return None
+        return Caller(None, None, identity)
 
     def forward_headers(self, headers: dict, server) -> list[tuple[str, str]]:
         out = [(k, v) for k, v in headers.items() if k in FORWARD_REQUEST_HEADERS or k.startswith("mcp-param-")]
@@ -450,7 +522,7 @@ class GatewayApp:
             if typed is not None:
                 decision = Decision(False, name, Rule(typed["pointer"]), typed["message"])
             else:
-                decision = await rt.decide(engine, name, args, caller.grant, server.id)
+                decision = await rt.decide(engine, name, args, caller.principal, server.id)
         except Exception as e:  # fail closed
             decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
         # what went wrong is for the operator (the log, /healthz, the audit row), never for
@@ -477,12 +549,14 @@ class GatewayApp:
                 decision = Decision(False, name, Rule(pointer(name)), pinned["message"])
         row = AuditRow(
             ts=time.time(), request_id=clip(json.dumps(rid), MAX_AUDIT_ID), trace_id=_trace_id(params, headers),
-            grant_id=caller.grant.id, grant_label=caller.grant.label, server=server.id, tool=name,
+            grant_id=caller.grant_id, grant_label=caller.grant_label, server=server.id, tool=name,
             decision=decision.decision, rule=clip(decision.rule.pointer, MAX_AUDIT_TEXT),
             message=clip(decision.message + (f" [operator detail: {detail}]" if detail else ""), MAX_AUDIT_TEXT),
             arg_keys=audit_keys(args),
             outcome="forwarded" if decision.allowed else ("rejected" if (pinned or typed or {}).get("rejection") else "denied"),
             policy_sha256=policy_sha, replica=rt.replica,
+            issuer=caller.identity.issuer if caller.identity is not None else None,
+            subject=caller.identity.log_subject(rt.pseudonym) if caller.identity is not None else None,
         )
         try:
             seq = await rt.audit_writer.submit(row)
@@ -495,17 +569,17 @@ class GatewayApp:
                                                 ("rule", rt.rule_label(decision.rule.pointer, name, engine, server))))
         level = "info" if not decision.allowed else "debug"  # the audit log has every allow
         if rt.log.enabled(level):
-            rt.log.log(level, "decision", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label, tool=name,
+            rt.log.log(level, "decision", server=server.id, **rt.who(caller), tool=name,
                         decision=decision.decision, rule=decision.rule.pointer, request_id=row.request_id, audit_seq=seq)
         if pinned is not None:
             rt.metrics.inc("mcpp_catalog_denials_total", (("server", server.id), ("kind", pinned["kind"])))
-            rt.log.warning("catalog_denied", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label,
+            rt.log.warning("catalog_denied", server=server.id, **rt.who(caller),
                            tool=name, kind=pinned["kind"], reason=pinned["reason"], catalog=server.catalog,
                            pinned=pinned.get("pinned"), live=pinned.get("live"), request_id=row.request_id, audit_seq=seq)
         if typed is not None:
             rt.metrics.inc("mcpp_schema_denials_total", (("server", server.id), ("kind", typed["kind"])))
             rt.log.log("info" if typed["kind"] in ("invalid_arguments", "unlisted") else "warning", "schema_denied",
-                       server=server.id, grant_id=caller.grant.id, tool=name, kind=typed["kind"], reason=clip(typed["reason"], 500),
+                       server=server.id, **rt.who(caller), tool=name, kind=typed["kind"], reason=clip(typed["reason"], 500),
                        rule=clip(typed["pointer"], 500), request_id=row.request_id, audit_seq=seq)
         refused = pinned if pinned is not None else typed
         if refused is not None and refused.get("rejection"):
@@ -818,7 +892,7 @@ class GatewayApp:
             if k in PASS_RESPONSE_HEADERS:
                 out.append((k.encode(), v.encode("latin-1")))
             elif k == "mcp-session-id":
-                out.append((b"mcp-session-id", self.rt.sessions.wrap(v, caller.grant.id, server.id).encode()))
+                out.append((b"mcp-session-id", self.rt.sessions.wrap(v, caller.key, server.id).encode()))
         return out
 
     async def send_upstream_bytes(self, send, status, headers, data: bytes) -> None:
