@@ -205,7 +205,6 @@ class ResourceServer:
             "resource": self.oauth.resource,
             "authorization_servers": [t.cfg.issuer for t in self.trusted],
             "bearer_methods_supported": ["header"],
-            "resource_signing_alg_values_supported": self.algorithms,
         }
         if self.oauth.scopes_supported:
             doc["scopes_supported"] = list(self.oauth.scopes_supported)
