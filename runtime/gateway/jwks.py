@@ -158,6 +158,9 @@ class IssuerClient:
         if c.method == "client_secret_post":
             data.update(client_id=c.client_id, client_secret=secret)
             return {}
+        # client_id is also in the body (RFC 6749 §3.2.1 allows it; some servers, the SDK's among
+        # them, look the client up by it)
+        data["client_id"] = c.client_id
         pair = f"{quote(c.client_id, safe='')}:{quote(secret, safe='')}".encode()
         return {"authorization": "Basic " + base64.b64encode(pair).decode()}
 
