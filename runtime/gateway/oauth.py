@@ -89,6 +89,8 @@ def typed_claim(value, typ: str):
             return value, None
         if type(value) is float and value.is_integer() and LONG_MIN <= value <= LONG_MAX:
             return int(value), None
+        if type(value) is int:
+            return None, "expected a 64-bit integer, got an integer out of range"
         return None, f"expected a 64-bit integer, got {_kind(value)}"
     if typ == "Bool":
         return (value, None) if isinstance(value, bool) else (None, f"expected a boolean, got {_kind(value)}")

@@ -262,6 +262,8 @@ def parse_issuers(raw, base: Path) -> tuple[IssuerConfig, ...]:
             raise OAuthConfigError(f"{where}: {name!r} is not a valid name (letters, digits, _ . -; at most 64)")
         if not isinstance(t, dict):
             raise OAuthConfigError(f"{where}: expected a table")
+        if "client_secret" in t:
+            raise OAuthConfigError(f"{where}: secrets are never inline; use client_secret_env or client_secret_file")
         _unknown(t, _ISSUER_KEYS, where)
         iss = _get(t, "issuer", str, where)
         if iss is None:
@@ -297,8 +299,6 @@ def parse_issuers(raw, base: Path) -> tuple[IssuerConfig, ...]:
                 raise OAuthConfigError(f"{where}.introspection_endpoint: set introspection = true to use it")
         cid = _get(t, "client_id", str, where)
         se, sf = _get(t, "client_secret_env", str, where), _get(t, "client_secret_file", str, where)
-        if "client_secret" in t:
-            raise OAuthConfigError(f"{where}: secrets are never inline; use client_secret_env or client_secret_file")
         if se is not None and sf is not None:
             raise OAuthConfigError(f"{where}: give client_secret_env or client_secret_file, not both")
         method = _get(t, "client_auth", str, where, "client_secret_basic")
