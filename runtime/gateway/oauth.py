@@ -259,8 +259,8 @@ class ResourceServer:
 
     async def _jwt(self, token: str) -> tuple[Identity, float]:
         try:
-            header = jwt.get_unverified_header(token)
-            unverified = jwt.decode(token, options={"verify_signature": False})
+            parts = jwt.decode_complete(token, options={"verify_signature": False})  # to route by iss and kid
+            header, unverified = parts["header"], parts["payload"]
         except jwt.PyJWTError:
             raise _invalid("the access token is not a well-formed JWT", "malformed_token") from None
         alg = header.get("alg")
