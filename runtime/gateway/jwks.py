@@ -51,7 +51,8 @@ class Fetcher:
         if self._client is None:
             import httpx2
 
-            self._client = httpx2.AsyncClient(follow_redirects=False, trust_env=False,
+            # trust_env: the operator's HTTPS_PROXY / SSL_CERT_FILE apply (an IdP behind a proxy or a private CA)
+            self._client = httpx2.AsyncClient(follow_redirects=False, trust_env=True,
                                               limits=httpx2.Limits(max_connections=32, max_keepalive_connections=8))
         return self._client
 
