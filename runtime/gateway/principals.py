@@ -14,7 +14,7 @@ can match a user.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mcpp.runtime import engine as _engine
 from mcpp.runtime.engine import Grant
@@ -39,6 +39,11 @@ class Identity:
     groups_private: bool
     expires_at: float | None  # epoch seconds: the token's exp (None: the issuer gave none)
     via: str  # jwt | introspection
+    principal: object = field(default=None, compare=False, repr=False)  # engine_principal(self), built once
+
+    def __post_init__(self):
+        if self.principal is None:  # one principal per validated token: the engine keeps it by identity
+            object.__setattr__(self, "principal", engine_principal(self))
 
     def log_subject(self, pseudonym) -> str:
         """The subject as logs and the audit show it: itself, or a keyed hash when `sub` is
@@ -74,7 +79,7 @@ class Caller:
 
     def __post_init__(self):
         if self.principal is None:
-            self.principal = self.grant if self.grant is not None else engine_principal(self.identity)
+            self.principal = self.grant if self.grant is not None else self.identity.principal
 
     @property
     def key(self) -> str:
