@@ -449,3 +449,38 @@ def test_issuer_down_fails_closed(tmp_path, upstream):
         assert post(g, token).status_code == 503  # still closed, answered at once (no new fetch for RETRY_AFTER)
     finally:
         g.stop()
+
+
+# ---- sessions and health ---------------------------------------------------------------------
+
+def test_a_session_is_bound_to_its_user(gw, auth):
+    """2025-11-25: a session opened by one user is unknown (404) to another user, and to a
+    grant; the same user with a fresh token keeps it."""
+    aud = resource(gw)
+    alice, alice2 = (auth.mint({"sub": "sess-alice", "aud": aud, "scope": "mcp", "jti": j}) for j in ("1", "2"))
+    bob = auth.mint({"sub": "sess-bob", "aud": aud, "scope": "mcp"})
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    r = httpx2.post(gw.url("pay"), headers={**headers, "Authorization": f"Bearer {alice}"}, content=json.dumps(init), timeout=30)
+    assert r.status_code == 200, r.text
+    sid = r.headers["mcp-session-id"]
+    ping = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "ping"})
+    legacy = {**headers, "Mcp-Session-Id": sid, "MCP-Protocol-Version": "2025-11-25"}
+    assert httpx2.post(gw.url("pay"), headers={**legacy, "Authorization": f"Bearer {bob}"}, content=ping, timeout=30).status_code == 404
+    grant = create_grant(gw.state, "sess-bot", "pay")["token"]
+    assert httpx2.post(gw.url("pay"), headers={**legacy, "Authorization": f"Bearer {grant}"}, content=ping, timeout=30).status_code == 404
+    r = httpx2.post(gw.url("pay"), headers={**legacy, "Authorization": f"Bearer {alice2}"}, content=ping, timeout=30)
+    assert r.status_code == 200, r.text
+
+
+def test_health_shows_the_resource_servers(gw, auth):
+    h = gw.health()
+    o = h["servers"]["pay"]["oauth"]
+    assert o["resource"] == resource(gw) and o["accept_grants"] is True
+    assert o["metadata"] == f"http://127.0.0.1:{gw.port}/.well-known/oauth-protected-resource/mcp/pay"
+    assert o["issuers"] == [{"name": "local", "issuer": auth.issuer, "keys_fetched": True}]
+    assert o["cached_tokens"] >= 1
+    assert "oauth" not in h["servers"]["plain"]
+    text = httpx2.get(f"{gw.base}/metrics", timeout=5).text
+    assert re.search(r'mcpp_idp_requests_total\{issuer="local",what="jwks",result="200"\} \d+', text)
