@@ -68,6 +68,8 @@ class Request:
         self.schemas = schemas  # typed calls: tool → SchemaAssumption (None: untyped analysis)
         self.assumptions: list = []
         self.tool: str | None = None
+        self.user: z3.BoolRef | None = None  # identity phase 1: "the caller is a user" (see `ProgramEncoder.caller`)
+        self.user_attrs: dict[str, tuple] = {}
         self.path(())
 
     def typed(self, tool: str) -> None:
@@ -180,6 +182,8 @@ class ProgramEncoder:
         self._havocs = 0
         self.havoc_vars: list = []  # fresh booleans (not functions of the call)
         self.reasons: set[str] = set()  # why a formula is an over-approximation
+        # identity phase 1: whether the caller may be a user (see `caller`)
+        self.users = bool(getattr(program, "identity_aware", False)) and req.grant is None
 
     # -- helpers ---------------------------------------------------------------------------
     def havoc_bool(self, reason: str) -> z3.BoolRef:
@@ -229,9 +233,74 @@ class ProgramEncoder:
 
     def scope_ok(self, scope: ir.Scope):
         req = self.req
-        p = self._entity_scope(scope.principal, Ent("Grant", req.gid, "principal"))
+        ctx = self.ctx
+        p = True if scope.principal.op == "any" else OR(
+            ctx, *(AND(ctx, g, self._entity_scope(scope.principal, ent)) for g, ent in self.caller()))
         r = self._entity_scope(scope.resource, Ent("Server", req.sid, "resource"))
-        return AND(self.ctx, p, r)
+        return AND(ctx, p, r)
+
+    # -- identity, phase 1 -----------------------------------------------------------------
+    # A policy that declares `entity User` or names the type User (`Program.identity_aware`)
+    # may be called by users (docs/language.md §1.1). Until the analyzer models principals
+    # symbolically (identity phase 2), the caller of such a policy is a grant or a user as
+    # a free boolean says, with the same id and groups, and a user's declared attributes
+    # are fresh values of their declared types (present or not when optional). That keeps
+    # every real caller's behaviour, so an UNSAT answer stays a proof; but witnesses are
+    # grants, so a counterexample that needs a user does not replay and the answer is
+    # UNKNOWN with the reason below — never a wrong PASS, and no lint claims a fact from it.
+    # A policy that never names users is analysed for grant callers, exactly as before.
+    USER_REASON = ("the caller may be a user (the policy declares `entity User` or names User), and the "
+                   "analyzer does not model users yet: a counterexample that needs one cannot be confirmed")
+
+    def caller(self) -> list[tuple[object, Ent]]:
+        """The principal's alternatives: (guard, entity)."""
+        gid = self.req.gid
+        if not self.users:
+            return [(True, Ent("Grant", gid, "principal"))]
+        u = self.user_kind()
+        return [(NOT(self.ctx, u), Ent("Grant", gid, "principal")), (u, Ent("User", gid, "principal"))]
+
+    def user_kind(self):
+        """The caller is a user (a request variable, shared by every program compared on it)."""
+        if not self.users:
+            return False
+        self.reasons.add(self.USER_REASON)
+        if self.req.user is None:
+            self.req.user = z3.Bool("principal.is_user", self.ctx)
+        return self.req.user
+
+    def user_attr(self, name: str):
+        """(present, SV) of a user's declared attribute `name`, or None when not declared:
+        a fresh value of the declared type, the same for every program on this request."""
+        decl = self.program.user_decl.attr(name) if getattr(self.program, "user_decl", None) is not None else None
+        if decl is None:
+            return None
+        self.reasons.add(self.USER_REASON)
+        key = f"{name}:{decl.type}:{decl.optional}"
+        hit = self.req.user_attrs.get(key)
+        if hit is None:
+            ctx = self.ctx
+            tag = f"user[{name!r}]"
+            present = z3.Bool(tag + ".present", ctx) if decl.optional else True
+            t = decl.type
+            if t == "String":
+                alt = Alt("str", True, z3.String(tag, ctx))
+            elif t == "Long":
+                alt = Alt("num", True, z3.Real(tag, ctx))
+            elif t == "Bool":
+                alt = Alt("bool", True, z3.Bool(tag, ctx))
+            else:  # Set<…>: an array no argument path holds
+                alt = Alt("arr", True, ArgArr(PathVar(self.S, tag), (("principal", name),)))
+            hit = self.req.user_attrs[key] = (present, SV([alt]))
+        return hit
+
+    def _kind(self, etype: str):
+        """The caller is of type `etype`."""
+        if etype == "Grant":
+            return NOT(self.ctx, self.user_kind()) if self.users else True
+        if etype == "User":
+            return self.user_kind()
+        return False
 
     def applies(self, stmt):
         """Scope matches, every `when` is true, every `unless` is false (errors: no)."""
@@ -265,8 +334,8 @@ class ProgramEncoder:
         ctx = self.ctx
         same = self.ent_eq(a, b)
         anc: object = False
-        if a.type == "Grant" and b.type == "Group":
-            is_principal = self.id_eq(a.id, self.req.gid)
+        if a.type in ("Grant", "User") and b.type == "Group":
+            is_principal = self.is_principal(a)
             if isinstance(b.id, str):
                 anc = AND(ctx, is_principal, self.req.member(b.id))
             else:
@@ -292,7 +361,7 @@ class ProgramEncoder:
         if isinstance(e, ir.Var):
             req = self.req
             if e.name == "principal":
-                return SV.const("ent", Ent("Grant", req.gid, "principal"))
+                return SV([Alt("ent", g, ent) for g, ent in self.caller()])
             if e.name == "action":
                 return SV.const("ent", Ent("Action", self.tool, "action"))
             if e.name == "resource":
@@ -404,13 +473,18 @@ class ProgramEncoder:
             elif a.kind == "ent" and a.val.type == "Grant" and attr == "label":
                 # the principal's attributes, on the principal and on any literal naming it
                 out.append(Alt("str", AND(ctx, a.guard, self.is_principal(a.val)), self.req.label))
+            elif a.kind == "ent" and a.val.type == "User" and self.users:
+                hit = self.user_attr(attr)
+                if hit is not None:
+                    present, value = hit
+                    out += value.guarded(ctx, AND(ctx, a.guard, self.is_principal(a.val), present)).alts
         return SV(out)
 
     def is_principal(self, ent: Ent):
-        """The entity is the calling grant (Cedar looks entity literals up in the store)."""
+        """The entity is the caller (Cedar looks entity literals up in the store)."""
         if ent.origin == "principal":
             return True
-        return self.id_eq(ent.id, self.req.gid)
+        return AND(self.ctx, self._kind(ent.type), self.id_eq(ent.id, self.req.gid))
 
     def has(self, obj: SV, keys: tuple) -> SV:
         """`e has a.b.c` (RFC 62): false at the first absent key, an error at a non-record."""
@@ -448,6 +522,12 @@ class ProgramEncoder:
                 if len(keys) == 1:
                     return True, mine
                 return NOT(ctx, mine), False  # `label` is a string: `has` below it errors
+            hit = self.user_attr(keys[0]) if a.val.type == "User" and self.users else None
+            if hit is not None:  # a user's declared attribute (identity phase 1)
+                mine = AND(ctx, self.is_principal(a.val), hit[0])
+                if len(keys) == 1:
+                    return True, mine
+                return NOT(ctx, mine), False  # a declared attribute is no record: `has` below it errors
             return True, False
         return False, False
 
@@ -755,7 +835,12 @@ class ToolDecision:
     permit of the plan applies, or the plan's default allows; no forbid applies; for each
     counter group, every applicable limit has a valid increment and the count plus the
     group's summed increments stays within the smallest max among its applicable limits.
-    `count` is the request's variable for the counter key."""
+    `count` is the request's variable for the counter key.
+
+    Three outcomes, as the engine's `Decision`: `allowed` (runs now: `Decision.allowed`),
+    `needs_approval` (runs once a person approves: decision "approval"; the plan's
+    `approvals` apply, no ordinary permit does, the default does not cover), and `runs`
+    (either: what a call can do at all)."""
 
     program: Program
     tool: str
@@ -763,6 +848,7 @@ class ToolDecision:
     hidden: bool
     permits: list = field(default_factory=list)  # (PolicyInfo, formula)
     forbids: list = field(default_factory=list)
+    approvals: list = field(default_factory=list)  # (PolicyInfo, formula) of the @approval permits
     counters: list = field(default_factory=list)  # (CounterKey, [(LimitInfo, applies, valid, amount)])
     default_covers: bool = False
 
@@ -781,6 +867,9 @@ class ToolDecision:
 
     def forbidden(self):
         return OR(self.enc.ctx, *(f for _, f in self.forbids))
+
+    def approvable(self):
+        return OR(self.enc.ctx, *(f for _, f in self.approvals))
 
     def limits_ok(self, zero: bool):
         """All counter groups pass; `zero`: at fresh counters, else at the request's counters."""
@@ -801,6 +890,20 @@ class ToolDecision:
         ctx = self.enc.ctx
         return AND(ctx, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
 
+    def needs_approval(self, zero: bool = True):
+        """The call waits for a person (lang/plan.py's APPROVAL_RULE)."""
+        if self.hidden or not self.approvals:
+            return False
+        ctx = self.enc.ctx
+        return AND(ctx, NOT(ctx, self.permitted()), self.approvable(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+
+    def runs(self, zero: bool = True):
+        """Allowed, or allowed once a person approves."""
+        if self.hidden:
+            return False
+        ctx = self.enc.ctx
+        return AND(ctx, OR(ctx, self.permitted(), self.approvable()), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+
     def allowed_without_limits(self):
         if self.hidden:
             return False
@@ -819,6 +922,8 @@ def decide(req: Request, program: Program, tool: str) -> ToolDecision:
         d.permits.append((p, enc.applies(p.stmt)))
     for f in tp.forbids:
         d.forbids.append((f, enc.applies(f.stmt)))
+    for a in tp.approvals:
+        d.approvals.append((a, enc.applies(a.stmt)))
     ctx = req.ctx
     for group in tp.counters:
         if group.key in plan.counter_bounds:

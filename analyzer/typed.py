@@ -175,3 +175,12 @@ def _required_everywhere(view: View) -> list[str]:
         req = [k for k in alt.get("required", []) if isinstance(k, str)] if isinstance(alt.get("required"), list) else []
         out = req if out is None else [k for k in out if k in req]
     return out or []
+
+
+def catalog_schemas(catalog) -> dict[str, SchemaAssumption]:
+    """The typed-call assumption for every tool of a catalog (`catalog.model.Catalog`),
+    over the schema the gateway really checks (`closed_world`: undeclared top-level
+    arguments refused)."""
+    from mcpp.catalog.conformance import closed_world
+
+    return {name: SchemaAssumption(name, closed_world(t.input_schema)) for name, t in catalog.tools.items()}

@@ -13,12 +13,11 @@ condition, it lets the call through uncounted (fails open) — an error.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import has_path, input_path
-from mcpp.lang.diagnostics import Diagnostic, Span
+from mcpp.lang.diagnostics import Diagnostic, Span, did_you_mean
 from mcpp.lang.formatter import expr as fmt_expr
 from mcpp.lang.program import Program
 
@@ -83,14 +82,14 @@ class _Validator:
     def tool_ref(self, ent: ir.EntityRef, severity: str, where: str) -> None:
         if ent.type != "Action" or ent.id in self.program.groups or ent.id in self.catalog.tools:
             return
-        near = difflib.get_close_matches(ent.id, list(self.catalog.tools), n=1, cutoff=0.6)
+        near = did_you_mean(ent.id, self.catalog.tools)
         server = self.catalog.server_name or "the server"
         notes = []
         fix = None
         if near:
-            notes.append(f"did you mean {near[0]!r}?")
-            fix = {"title": f"Replace with Action::\"{near[0]}\"",
-                   "edits": [_edit(ent.span, str(ir.EntityRef("Action", near[0])))]}
+            notes.append(f"did you mean {near!r}?")
+            fix = {"title": f"Replace with Action::\"{near}\"",
+                   "edits": [_edit(ent.span, str(ir.EntityRef("Action", near)))]}
         if severity == "error":
             notes.append("a rule about a tool the server does not have never governs the tool you meant")
         self.emit((UNKNOWN_TOOL, ent.span.start), f"unknown tool {ent.id!r} {where}: the catalog of {server} has no such tool",

@@ -21,6 +21,9 @@ from .lexer import Tok
 from .strings import EscapeError, unescape
 
 EXTENSION_FUNCTIONS = {"decimal", "ip", "datetime", "duration"}
+LIMIT_SCOPES = ("grant", "principal", "policy")
+ATTR_SCALARS = ("String", "Long", "Bool")
+_TYPES_NOTE = "attribute types: String, Long, Bool, Set<String>, Set<Long>, Set<Bool>"
 UNSUPPORTED_METHODS = {
     "lessThan", "lessThanOrEqual", "greaterThan", "greaterThanOrEqual", "isIpv4", "isIpv6",
     "isLoopback", "isMulticast", "isInRange", "getTag", "hasTag", "offset", "durationSince",
@@ -34,7 +37,7 @@ _MAX_INT_DIGITS = len(str(int(_MAX_NUMBER)))
 # Toks that carry meaning; punctuation and keyword tokens only give positions.
 _SEMANTIC = {
     "INPUT_PATH", "NAME", "STRING", "NUMBER", "VAR", "COMPARE", "ADD_OP", "EFFECT", "CLAUSE_KIND",
-    "DEFAULT_KIND", "ASSERT_KIND", "ENTITY_TYPE", "TRUE", "FALSE", "NULL",
+    "DEFAULT_KIND", "ASSERT_KIND", "ENTITY_TYPE", "TRUE", "FALSE", "NULL", "OPTIONAL_MARK",
 }
 
 
@@ -461,8 +464,8 @@ class IRBuilder:
             self.error("limit needs a window: 'per minute', 'per hour' or 'per day'", span)
         elif window not in ("minute", "hour", "day"):
             self.error(f"unknown window '{window}': use minute, hour or day", options["per"][1])
-        if scope_kind not in ("grant", "policy"):
-            self.error(f"unknown limit scope '{scope_kind}': use grant or policy", options["scope"][1])
+        if scope_kind not in LIMIT_SCOPES:
+            self.error(f"unknown limit scope '{scope_kind}': use grant, principal or policy", options["scope"][1])
         increment = options.get("increment", (None, span))[0]
         return ir.Limit(
             counter, scope, mx, window, scope_kind, increment, tuple(clauses), annotations, tuple(order), span,
@@ -471,6 +474,63 @@ class IRBuilder:
     @rule
     def assert_decl(self, span, annotations, kind, scope, *clauses):
         return ir.Assert(str(kind), scope, tuple(clauses), annotations, span)
+
+    # -- entity declarations (Cedar schema syntax) ---------------------------------
+    @rule
+    def entity_parents(self, span, *names):
+        return _Pos(("parents", tuple(str(n) for n in names)), span)
+
+    @rule
+    def entity_attrs(self, span, *attrs):
+        seen: set[str] = set()
+        for a in attrs:
+            if a.name in seen:
+                self.error(f"attribute {a.name!r} is declared twice", a.span)
+            seen.add(a.name)
+        return _Pos(("attrs", tuple(attrs)), span)
+
+    @rule
+    def attr_type(self, span, name, inner=None):
+        return _Pos((str(name), inner), span)
+
+    @rule
+    def attr_decl(self, span, name, *rest):
+        optional = len(rest) == 2
+        typ = rest[-1]
+        key = self.string(name) if name.type == "STRING" else str(name)
+        return ir.AttrDecl(key, self.attr_type_text(typ), optional, span)
+
+    def attr_type_text(self, typ: _Pos) -> str:
+        """The canonical text of a declared type; an unsupported one is an error (kept as
+        written, so the IR still says what the file says)."""
+        name, inner = typ.value
+        if inner is None:
+            if name == "Set":
+                self.error("Set needs an element type: Set<String>, Set<Long> or Set<Bool>", typ.span)
+            elif name not in ATTR_SCALARS:
+                self.error(f"unknown attribute type {name!r}", typ.span, notes=(_TYPES_NOTE,))
+            return name
+        inner_name, nested = inner.value
+        text = f"{name}<{self.attr_type_text(inner) if nested is not None else inner_name}>"
+        if name != "Set":
+            self.error(f"{name} takes no element type", typ.span, notes=(_TYPES_NOTE,))
+        elif nested is not None:
+            self.error("a set's elements are String, Long or Bool (sets of sets are not supported)", inner.span)
+        elif inner_name not in ATTR_SCALARS:
+            self.error(f"unknown set element type {inner_name!r}", inner.span, notes=(_TYPES_NOTE,))
+        return text
+
+    @rule
+    def entity_decl(self, span, annotations, name, *parts):
+        parents: tuple[str, ...] = ()
+        attrs: tuple = ()
+        for p in parts:
+            kind, value = p.value
+            if kind == "parents":
+                parents = value
+            else:
+                attrs = value
+        return ir.EntityDecl(str(name), parents, attrs, annotations, self.tspan(name), span)
 
     @rule
     def start(self, span, *statements):

@@ -8,28 +8,56 @@ regex, a condition on the principal without `--grant`, conditions on tools the
 document does not list) is refused with the rule's id, span and the reason.
 
 Conditions on the principal, the resource or the action are folded to constants
-first (per tool, and per grant when one is given), using the evaluator's closures,
-so the folding means exactly what evaluation means.
+first (per tool, and per principal when one is given: a grant, or a user with its
+claims), using the evaluator's closures, so the folding means exactly what evaluation
+means. The JSON form has no identity: one document is compiled per principal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from . import ir
 from .atoms import BOTTOM, TOP, NotExpressible, _and, dnf, input_path
 from .diagnostics import Diagnostic, MCPPError, Span
 from .evaluator import Env, compile_expr, scope_check
+from .identity import PrincipalError, check_user_groups, user_attributes
 from .ir import walk
 from .plan import ToolPlan
 from .program import LimitInfo, PolicyInfo, Program
 from .values import ERR, Entity
 
+
 @dataclass(frozen=True)
 class GrantContext:
+    """Compile for this grant (`mcpp compile --grant ID --label L --group G`)."""
+
     id: str
     label: str = ""
     groups: frozenset[str] = frozenset()
+
+    def entity(self, program: Program) -> Entity:
+        return Entity("Grant", self.id, {"label": self.label}, frozenset(("Group", x) for x in self.groups))
+
+
+@dataclass(frozen=True)
+class UserContext:
+    """Compile for this user (`mcpp compile --user ID --claim name=JSON --group G`): its
+    claims are typed by the policy's `entity User` declaration (`user_attributes`)."""
+
+    id: str
+    claims: tuple[tuple[str, object], ...] = ()
+    groups: frozenset[str] = frozenset()
+
+    def entity(self, program: Program) -> Entity:
+        """The user as the principal entity; PrincipalError when it does not fit `entity User`."""
+        check_user_groups(program.user_decl, self.groups)
+        attrs = user_attributes(program.user_decl, dict(self.claims))
+        return Entity("User", self.id, attrs, frozenset(("Group", x) for x in self.groups))
+
+
+PrincipalContext = GrantContext | UserContext
 
 
 class _Unknown(Exception):
@@ -42,14 +70,13 @@ class _Unknown(Exception):
 class _Ctx:
     program: Program
     tool: str | None  # None: "any other tool"
-    grant: GrantContext | None
+    grant: PrincipalContext | None  # the principal: a grant or a user
     server: str | None
     _env: object = field(default=None)
 
     def env(self) -> Env:
         if self._env is None:
-            g = self.grant or GrantContext("?")
-            principal = Entity("Grant", g.id, {"label": g.label}, frozenset(("Group", x) for x in g.groups))
+            principal = (self.grant or GrantContext("?")).entity(self.program)
             groups_of = self.program.action_ancestors
             action = Entity("Action", self.tool or "?", None, frozenset(("Action", x) for x in groups_of(self.tool or "")))
             self._env = Env(principal, action, Entity("Server", self.server or "?"), {}, lambda t: frozenset(("Action", x) for x in groups_of(t)))
@@ -84,7 +111,7 @@ def fold(e: ir.Expr, ctx: _Ctx) -> ir.Expr:
     used = _vars(e)
     if "context" not in used:
         if "principal" in used and ctx.grant is None:
-            raise _Unknown("the principal (grant)", e.span)
+            raise _Unknown("the principal (grant or user)", e.span)
         if "resource" in used and ctx.server is None:
             raise _Unknown("the resource (server)", e.span)
         if "action" in used and ctx.tool is None:
@@ -116,7 +143,7 @@ def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str, span: Span) -> bool
         if check is None:
             continue
         if known is None:
-            what = "grant" if var == "principal" else "server"
+            what = "grant or user" if var == "principal" else "server"
             raise _Refusal(rule_id, s.span, f"its {var} scope depends on the {what}, which one JSON document cannot carry")
         if not check(ctx.env()):
             return False
@@ -234,21 +261,36 @@ def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
         inc = li.stmt.increment
         if inc is not None and any("." in k for k in input_path(inc) or ()):
             raise _Refusal(li.id, li.stmt.span, "its increment path has a key with a '.'")
+        if li.stmt.scope_kind == "principal":
+            raise _Refusal(li.id, li.stmt.span, "it counts per principal (`scope principal`), and the JSON form "
+                           "counts per grant or per policy")
         limits.append(li.stmt)
     return _ToolPlan(allow, deny_if, limits)
 
 
 def compile_program(
-    program: Program, grant: GrantContext | None = None, server: str | None = None
+    program: Program, grant: PrincipalContext | None = None, server: str | None = None
 ) -> dict:
-    """The JSON form, or MCPPError naming each rule that cannot be expressed."""
+    """The JSON form, or MCPPError naming each rule that cannot be expressed. `grant` fixes
+    the principal (a GrantContext or a UserContext): rules that read it are compiled for
+    that one caller; without it they are refused."""
     errors: list[Diagnostic] = []
     native = "`mcpp serve` and `mcpp eval` run this policy natively."
+    if isinstance(grant, UserContext):
+        try:
+            grant.entity(program)
+        except PrincipalError as e:
+            raise MCPPError([Diagnostic(
+                f"--user {grant.id}: the user does not fit `entity User`: {e}",
+                program.user_decl.span if program.user_decl is not None else Span(1, 1, 1, 1),
+                "error", "compile", program.filename,
+            )], program.document.source if program.document else None) from None
 
     def refuse(r: _Refusal) -> None:
         notes = [native]
-        if "grant" in r.reason:
-            notes.insert(0, "compile one document per grant: mcpp compile FILE --grant ID [--label L] [--group G]")
+        if "grant or user" in r.reason:
+            notes.insert(0, "compile one document per grant or per user: mcpp compile FILE --grant ID [--label L] "
+                            "[--group G], or --user ID [--claim NAME=JSON] [--group G]")
         elif "server" in r.reason:
             notes.insert(0, "compile one document per server: mcpp compile FILE --server ID")
         d = Diagnostic(
@@ -257,6 +299,14 @@ def compile_program(
         )
         if d not in errors:
             errors.append(d)
+
+    # the JSON form has allow and deny, nothing that waits for a person (the policy
+    # product's articles have no such notion either): an @approval permit is refused,
+    # never compiled as an ordinary permit (that would run the call without anyone)
+    for p in program.approvals:
+        refuse(_Refusal(p.id, p.stmt.span,
+                        "it is an @approval permit (a call it allows waits for a person), and the JSON form "
+                        "has no effect for approval; compiling it as a permit would run those calls unapproved"))
 
     # the tools it does not name ("any other tool") decide the JSON `default`
     json_default = "deny"
@@ -325,3 +375,68 @@ def _tool_order(program: Program):
             else:
                 first.setdefault(e.id, len(first))
     return lambda t: (first.get(t, len(first)), t)
+
+
+# ---- one principal's view of a program -----------------------------------------------------
+
+
+def _reads_principal(e: ir.Expr) -> bool:
+    return any(
+        (isinstance(n, ir.Var) and n.name == "principal")
+        or (isinstance(n, ir.EntityLit) and n.entity.type in ("Grant", "User"))
+        for n in walk(e)
+    )
+
+
+def _fold_principal(e: ir.Expr, ctx: _Ctx) -> ir.Expr:
+    """Replace every sub-expression that reads the principal (or names a grant or a user:
+    an entity literal naming the caller has its attributes) but not the call by its value
+    for this caller, computed by the evaluator."""
+    if not _reads_principal(e):
+        return e
+    if not (_vars(e) - {"principal"}):
+        return _value_node(compile_expr(e)(ctx.env()), e.span)
+    new = e.map_children(lambda c: _fold_principal(c, ctx))  # type: ignore[arg-type]
+    if not isinstance(new, _LAZY) and any(isinstance(c, ir.Error) for c in new.children()):
+        return ir.Error(e.span)
+    return new
+
+
+_NEVER = ir.Clause("when", ir.Lit(False))
+
+
+def specialise(program: Program, principal: PrincipalContext) -> tuple[Program | None, str]:
+    """`program` as this one caller sees it: principal scopes decided (a scope that holds
+    becomes `principal`, one that does not adds `when { false }`), and every sub-expression
+    that reads the principal but not the call replaced by its value. It decides every call
+    by this caller as `program` does and reads nothing of the principal: what translation
+    validation proves a `--user` document against, while the analyzer does not model
+    users (docs/language.md §9). (None, why) when a principal value remains inside a
+    condition on the call, where it cannot be folded away."""
+    from .program import build_program
+
+    doc = program.document
+    if doc is None:
+        return None, "the program has no source"
+    ctx = _Ctx(program, None, principal, None)
+    stmts: list = []
+    for s in doc.statements:
+        if not isinstance(s, (ir.Policy, ir.Limit, ir.Assert)):
+            stmts.append(s)
+            continue
+        check = scope_check(s.scope.principal, "principal")
+        holds = check is None or check(ctx.env())
+        clauses = tuple(
+            ir.Clause(c.kind, _fold_principal(c.expr, ctx), c.annotations, c.span) for c in s.clauses
+        )
+        if not holds:
+            clauses = (_NEVER,) + clauses
+        scope = ir.Scope(ir.EntityScope(), s.scope.action, s.scope.resource, s.scope.span)
+        for c in clauses:
+            if _reads_principal(c.expr):
+                return None, (f"a condition of the rule at line {s.span.line} uses the principal inside a "
+                              "condition on the call, which the analyzer cannot check for a user yet")
+        stmts.append(dataclasses.replace(s, scope=scope, clauses=clauses))
+    out, _ = build_program(ir.Document(tuple(stmts), doc.comments, doc.source, doc.filename))
+    out.origin = program.origin
+    return out, ""

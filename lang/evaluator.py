@@ -23,15 +23,20 @@ Closure = Callable[["Env"], object]
 class Env:
     """One request as the expression language sees it."""
 
-    __slots__ = ("principal", "action", "resource", "context", "input", "groups_of")
+    __slots__ = ("principal", "action", "resource", "input", "groups_of")
 
     def __init__(self, principal: Entity, action: Entity, resource: Entity, args: dict, groups_of=None):
         self.principal = principal
         self.action = action
         self.resource = resource
         self.input = args
-        self.context = {"input": args}
         self.groups_of = groups_of  # action group lookup for literal Action entities
+
+    @property
+    def context(self) -> dict:
+        """The `context` record, `{"input": <arguments>}`: built when an expression reads
+        `context` itself, which is rare (`context.input.k` reads `input` directly)."""
+        return {"input": self.input}
 
     def ancestors(self, e: Entity) -> frozenset:
         if e == self.principal:
@@ -170,6 +175,7 @@ def _get_attr(e: ir.GetAttr) -> Closure:
         def get1(env):
             return env.input.get(k, ERR)
 
+        get1.input_path = path  # type: ignore[attr-defined]  # see _input_key
         return get1
     if path is not None:
 
@@ -183,6 +189,7 @@ def _get_attr(e: ir.GetAttr) -> Closure:
                     return ERR
             return v
 
+        getn.input_path = path  # type: ignore[attr-defined]
         return getn
     obj = compile_expr(e.obj)
     attr = e.attr
@@ -198,9 +205,28 @@ def _get_attr(e: ir.GetAttr) -> Closure:
     return get
 
 
+def _input_key(fn: Closure) -> str | None:
+    """The argument `k` when `fn` is exactly the closure reading `context.input.k`.
+
+    An operator whose operand is such a read performs it inline (one call less on the hot
+    path: this is the shape of most conditions). The mark sits on the closure itself, not
+    on the IR, so a closure wrapped by anything (a tracer, a test double) is never
+    inlined and keeps being called."""
+    path = getattr(fn, "input_path", None)
+    return path[0] if path is not None and len(path) == 1 else None
+
+
 def _has(e: ir.Has) -> Closure:
     obj = compile_expr(e.obj)
     path = e.path
+    if getattr(obj, "input_path", None) == () and len(path) == 1:
+        (k1,) = path
+
+        def has_arg(env):  # `context.input has k`
+            v = env.input
+            return k1 in v if type(v) is dict else ERR
+
+        return has_arg
 
     def has(env):
         v = obj(env)
@@ -249,6 +275,16 @@ def _matches(e: ir.Matches) -> Closure:
 
 def _eq_const(left: Closure, v: object, negate: bool) -> Closure:
     tv = type(v)
+    k = _input_key(left)
+    if (tv is str or tv is bool or v is None) and k is not None:
+
+        def eq_arg(env):
+            a = env.input.get(k, ERR)
+            if a is ERR:
+                return ERR
+            return (type(a) is tv and a == v) != negate
+
+        return eq_arg
     if tv is str or tv is bool or v is None:
 
         def eq(env):
@@ -274,6 +310,17 @@ def _cmp_const(left: Closure, op: str, v: object) -> Closure:
     f = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
     if not is_number(v):
         return lambda env: ERR
+    k = _input_key(left)
+    if k is not None:
+
+        def cmp_arg(env):
+            a = env.input.get(k, ERR)
+            t = type(a)
+            if t is int or t is float:
+                return f(a, v)
+            return ERR
+
+        return cmp_arg
 
     def cmp(env):
         a = left(env)
@@ -496,6 +543,21 @@ def _call(e: ir.Call) -> Closure:
         values = [i.value for i in e.obj.items] if all(isinstance(i, ir.Lit) for i in e.obj.items) else None
         if values and all(type(v) in (str, bool) or v is None for v in values):
             members = {(type(v), v) for v in values}
+            k = _input_key(arg)
+            if k is not None:
+
+                strs = frozenset(v for v in values if type(v) is str)
+
+                def contains_arg(env):  # ["a", "b"].contains(context.input.k)
+                    v = env.input.get(k, ERR)
+                    t = type(v)
+                    if t is str:
+                        return v in strs
+                    if v is ERR:
+                        return ERR
+                    return (t, v) in members if (t is bool or v is None) else False
+
+                return contains_arg
 
             def contains_const(env):  # ["a", "b"].contains(x): a hash lookup
                 v = arg(env)

@@ -31,58 +31,63 @@ class Node:
 
     def children(self) -> tuple["Node", ...]:
         out: list[Node] = []
-        for name in _child_fields(type(self)):
+        for name, kind in _child_fields(type(self)):
             v = getattr(self, name)
-            if isinstance(v, Node):
-                out.append(v)
-            elif isinstance(v, tuple):
-                for x in v:
-                    if isinstance(x, Node):
-                        out.append(x)
-                    elif isinstance(x, tuple):  # record entries: (key, expr)
-                        out.extend(y for y in x if isinstance(y, Node))
+            if kind == "one":
+                if v is not None:
+                    out.append(v)
+            elif kind == "many":
+                out.extend(v)
+            else:  # record entries: (key, expr)
+                out.extend(x for _, x in v)
         return tuple(out)
 
     def map_children(self: N, fn: Callable[["Node"], "Node"]) -> N:
         """A copy with `fn` applied to every child (span kept); `self` if none changed.
         Nodes are never mutated: this is how a pass builds a changed tree."""
         changes = {}
-        for name in _child_fields(type(self)):
+        for name, kind in _child_fields(type(self)):
             v = getattr(self, name)
-            if isinstance(v, Node):
+            if kind == "one":
+                if v is None:
+                    continue
                 nv = fn(v)
-            elif isinstance(v, tuple) and any(isinstance(x, (Node, tuple)) for x in v):
-                nv = tuple(
-                    fn(x) if isinstance(x, Node)
-                    else tuple(fn(y) if isinstance(y, Node) else y for y in x) if isinstance(x, tuple)
-                    else x
-                    for x in v
-                )
+                changed = nv is not v
+            elif kind == "many":
+                nv = tuple(fn(x) for x in v)
+                changed = any(a is not b for a, b in zip(nv, v))
             else:
-                continue
-            if any(a is not b for a, b in _pairs(nv, v)):
+                nv = tuple((k, fn(x)) for k, x in v)
+                changed = any(a[1] is not b[1] for a, b in zip(nv, v))
+            if changed:
                 changes[name] = nv
         return dataclasses.replace(self, **changes) if changes else self  # type: ignore[type-var]
 
 
-def _pairs(a, b):
-    if isinstance(a, tuple) and isinstance(b, tuple):
-        for x, y in zip(a, b):
-            yield from _pairs(x, y)
-    else:
-        yield a, b
+_CHILD_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}
 
 
-_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
-
-
-def _child_fields(cls: type) -> tuple[str, ...]:
-    names = _CHILD_FIELDS.get(cls)
-    if names is None:
-        names = _CHILD_FIELDS[cls] = tuple(
-            f.name for f in dataclasses.fields(cls) if f.name not in ("span", "source")
-        )
-    return names
+def _child_fields(cls: type) -> tuple[tuple[str, str], ...]:
+    """The fields of a node class that hold nodes, read once from its annotations:
+    ("one", a node or None), ("many", a tuple of nodes) or ("pairs", a tuple of
+    (key, node))."""
+    fields = _CHILD_FIELDS.get(cls)
+    if fields is None:
+        out = []
+        for f in dataclasses.fields(cls):
+            t = str(f.type).replace('"', "").replace("'", "")
+            if f.name in ("span", "source"):
+                continue
+            if t.startswith("tuple[tuple["):
+                out.append((f.name, "pairs"))
+            elif t.startswith("tuple["):
+                inner = t[len("tuple["):].split(",")[0].strip()
+                if inner in _NODE_NAMES:
+                    out.append((f.name, "many"))
+            elif t.split("|")[0].strip() in _NODE_NAMES:
+                out.append((f.name, "one"))
+        fields = _CHILD_FIELDS[cls] = tuple(out)
+    return fields
 
 
 def walk(node: Node):
@@ -99,7 +104,7 @@ def walk(node: Node):
 
 @dataclass(slots=True, unsafe_hash=True)
 class EntityRef(Node):
-    """`Type::"id"` — Grant, Group, Action (a tool or an action group), Server."""
+    """`Type::"id"` — Grant, User, Group, Action (a tool or an action group), Server."""
 
     type: str
     id: str
@@ -360,13 +365,14 @@ class Group(Node):
 
 @dataclass(slots=True, unsafe_hash=True)
 class Limit(Node):
-    """A counter: at most `max` units per calendar `window`, per grant or per policy."""
+    """A counter: at most `max` units per calendar `window`, per grant, per principal
+    (a user across all their sessions, or a grant) or per policy."""
 
     counter: str
     scope: Scope
     max: int | float | None
     window: str | None  # minute | hour | day
-    scope_kind: str = "grant"  # grant | policy
+    scope_kind: str = "grant"  # grant | principal | policy
     increment: Expr | None = None
     clauses: tuple[Clause, ...] = ()
     annotations: tuple[Annotation, ...] = ()
@@ -380,7 +386,7 @@ class Limit(Node):
 
 @dataclass(slots=True, unsafe_hash=True)
 class Assert(Node):
-    """A property the analyzer proves: kind allow | deny | hidden | visible."""
+    """A property the analyzer proves: kind allow | deny | hidden | visible | approval."""
 
     kind: str
     scope: Scope
@@ -389,7 +395,38 @@ class Assert(Node):
     span: Span = _span()
 
 
-Statement = Union[Policy, Default, Hide, Group, Limit, Assert]
+@dataclass(slots=True, unsafe_hash=True)
+class AttrDecl(Node):
+    """One declared attribute: `email: String`, `refund_cap?: Long` (`optional`: `?`).
+    `type` is one of `lang.identity.ATTR_TYPES`, written as in the source."""
+
+    name: str
+    type: str
+    optional: bool = False
+    span: Span = _span()
+
+
+@dataclass(slots=True, unsafe_hash=True)
+class EntityDecl(Node):
+    """`entity User in [Group] { email: String, refund_cap?: Long };` — the parents and
+    attributes of an entity type, in Cedar's schema syntax. Only `User` (the caller
+    authenticated by an OAuth token) may be declared; validation says so."""
+
+    name: str
+    parents: tuple[str, ...] = ()
+    attrs: tuple[AttrDecl, ...] = ()
+    annotations: tuple[Annotation, ...] = ()
+    name_span: Span = field(default=NOSPAN, compare=False, repr=False)
+    span: Span = _span()
+
+    def attr(self, name: str) -> AttrDecl | None:
+        for a in self.attrs:
+            if a.name == name:
+                return a
+        return None
+
+
+Statement = Union[Policy, Default, Hide, Group, Limit, Assert, EntityDecl]
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -406,3 +443,10 @@ class Document(Node):
     comments: tuple[Comment, ...] = field(default=(), compare=False)
     source: str = field(default="", compare=False, repr=False)
     filename: str = field(default="<input>", compare=False)
+
+
+# the names an annotation may use for a node-valued field (`_child_fields` reads them)
+_NODE_NAMES = frozenset(
+    [name for name, v in list(globals().items()) if isinstance(v, type) and issubclass(v, Node)]
+    + ["Expr", "Statement"]
+)

@@ -44,7 +44,7 @@ GRAMMAR = (Path(__file__).with_name("grammar.lark")).read_text()
 
 # The words that start a statement (the grammar's start state accepts them, and `@`);
 # tests/lang/test_grammar_agreement.py checks this against the table.
-STATEMENT_KEYWORDS = ("permit", "forbid", "default", "hide", "group", "limit", "assert")
+STATEMENT_KEYWORDS = ("permit", "forbid", "default", "hide", "group", "limit", "assert", "entity")
 
 # Words for the terminals that are classes rather than fixed text; every other terminal
 # is shown as the text or words it matches (see `_display`).

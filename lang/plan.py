@@ -10,15 +10,25 @@ action groups hold a tool, or how limits sharing a counter are charged.
 For a call to tool `t`:
 
 1. `hidden` → deny.
-2. `permits` (those naming `t`, then those naming no tool, each in source order): the
-   first that applies allows; if none applies, `default_allows` (default allow and no
-   permit names `t`) lets the call go on, otherwise deny, naming `permits[0]`.
-3. `forbids` (same order): the first that applies denies.
+2. `permits` (the ordinary ones: those naming `t`, then those naming no tool, each in
+   source order): the first that applies allows; if none applies, `default_allows`
+   (default allow and no permit, ordinary or approval, names `t`) lets the call go on;
+   otherwise `approvals` (the `@approval` permits, same order): the first that applies
+   lets the call go on *subject to a person's approval*; if none applies, deny, naming
+   `permits[0]` (else `approvals[0]`).
+3. `forbids` (same order): the first that applies denies — an approval-bound call too.
 4. `counters`: the limits on `t`, grouped by counter key (counter, scope, window). For a
    group, the applicable limits' increments are added and the total must stay within
    the smallest of their `max`es (`CounterGroup.charge`); the first limit with that max
-   names a denial. All groups are reserved together or none.
-5. allow.
+   names a denial. All groups are reserved together or none. An approval-bound call is
+   checked here without reserving; it reserves only when it runs, once approved
+   (`APPROVAL_RULE`).
+5. allow — or, when step 2 went on only through an approval permit, *approval*: the
+   call runs once a person approves it.
+
+`APPROVAL_RULE` states step 2's combination in words; the engine, the Z3 encoder and
+the compiler (which refuses approval permits: the JSON form has no such effect) read
+`ToolPlan.permits` and `ToolPlan.approvals` and nothing else.
 
 Action scopes use Cedar's entity `in`: reflexive, then transitive through groups, so a
 tool named like a group is `in` that group (`program.action_tools`).
@@ -35,12 +45,20 @@ from .ir import walk
 from .program import LimitInfo, PolicyInfo, Program
 
 
+APPROVAL_RULE = (
+    "A call needs a person's approval exactly when no ordinary permit applies to it, the "
+    "default does not cover it, and an @approval permit applies; forbids, hide and limits "
+    "deny it as they deny any call. If an ordinary permit (or the default) also allows the "
+    "call, no approval is needed."
+)
+
+
 class CounterKey(NamedTuple):
     """What a limit counts against: limits with equal keys share one count. A tuple, so
     witnesses and reports can sort and unpack it."""
 
     counter: str
-    scope: str  # grant | policy
+    scope: str  # grant | principal | policy: whose count (the engine's `_scope_id`)
     window: str  # minute | hour | day
 
     @staticmethod
@@ -72,11 +90,12 @@ class ToolPlan:
 
     tool: str | None
     hidden: bool
-    permits: tuple[PolicyInfo, ...]
+    permits: tuple[PolicyInfo, ...]  # ordinary permits: an allow needs nobody
     forbids: tuple[PolicyInfo, ...]
     default_allows: bool
     counters: tuple[CounterGroup, ...]
     ancestors: frozenset[str]  # the action groups the tool is in
+    approvals: tuple[PolicyInfo, ...] = ()  # @approval permits: tried only when no permit applies and the default does not cover
 
     @property
     def limits(self) -> tuple[LimitInfo, ...]:
@@ -108,53 +127,65 @@ class DecisionPlan:
 def mentioned_tools(program: Program) -> set[str]:
     """Every tool or action group name any statement of `program` mentions. Any other
     tool is decided exactly as `DecisionPlan.other`: no scope names it, no group holds
-    it, and every `Action::"x"` literal differs from it."""
-    out = set(program.named_tools()) | set(program.groups)
-    for info in program.asserts:
-        if info.tools:
-            out |= info.tools
-    stmts = program.document.statements if program.document else ()
-    for s in stmts:
-        scope = getattr(s, "scope", None)
-        if scope is not None:
-            out |= {e.id for e in scope.action.entities}
-        exprs = [c.expr for c in getattr(s, "clauses", ())]
-        if isinstance(s, ir.Limit) and s.increment is not None:
-            exprs.append(s.increment)
-        for e in exprs:
-            out |= {n.entity.id for n in walk(e) if isinstance(n, ir.EntityLit) and n.entity.type == "Action"}
-        if isinstance(s, ir.Hide):
-            out |= {t.id for t in s.tools}
-        if isinstance(s, ir.Group):
-            out |= {s.entity.id} | {m.id for m in s.members}
+    it, and every `Action::"x"` literal differs from it. (A superset of
+    `Program.named_tools`: one walk over the document.)"""
+    out = set(program.hidden) | set(program.groups)
+    for members in program.groups.values():
+        out |= members
+    for coll in (program.policies, program.limits, program.asserts):
+        for info in coll:
+            if info.tools:
+                out |= info.tools
+    for s in program.document.statements if program.document else ():
+        for n in walk(s):
+            if isinstance(n, ir.EntityRef) and n.type == "Action":
+                out.add(n.id)
     return out
 
 
-def _covers(tools: frozenset[str] | None, tool: str | None) -> bool:
-    return tools is None or (tool is not None and tool in tools)
+class _Index:
+    """Rules by the tools their scopes name, built in one pass, so planning every tool
+    costs the rules that name it (not every rule of the program for every tool)."""
 
+    def __init__(self, program: Program):
+        self.program = program
+        self.named: dict[str, dict[str, list]] = {}  # tool → kind → infos naming it
+        self.any: dict[str, list] = {"permit": [], "approval": [], "forbid": [], "limit": []}
+        self.order = {id(li): i for i, li in enumerate(program.limits)}
+        self.ancestors: dict[str, set[str]] = {}
+        for g, members in program.groups.items():
+            for t in members:
+                self.ancestors.setdefault(t, set()).add(g)
+        for kind, infos in (("permit", program.permits), ("approval", program.approvals), ("forbid", program.forbids),
+                            ("limit", program.limits)):
+            for info in infos:
+                if info.tools is None:
+                    self.any[kind].append(info)
+                    continue
+                for t in info.tools:
+                    self.named.setdefault(t, {}).setdefault(kind, []).append(info)
 
-def _tool_plan(program: Program, tool: str | None) -> ToolPlan:
-    def ordered(infos):
-        named = [i for i in infos if i.tools is not None and tool is not None and tool in i.tools]
-        return tuple(named + [i for i in infos if i.tools is None])
-
-    permits = ordered(program.permits)
-    forbids = ordered(program.forbids)
-    names_tool = any(p.tools is not None for p in permits)
-    groups: dict[CounterKey, list[LimitInfo]] = {}
-    for li in program.limits:
-        if _covers(li.tools, tool) and li.stmt.max is not None and li.stmt.window is not None:
-            groups.setdefault(CounterKey.of(li.stmt), []).append(li)
-    return ToolPlan(
-        tool=tool,
-        hidden=tool is not None and tool in program.hidden,
-        permits=permits,
-        forbids=forbids,
-        default_allows=program.default == "allow" and not names_tool,
-        counters=tuple(CounterGroup(k, tuple(v)) for k, v in groups.items()),
-        ancestors=program.action_ancestors(tool) if tool is not None else frozenset(),
-    )
+    def plan(self, tool: str | None) -> ToolPlan:
+        program = self.program
+        mine = self.named.get(tool, {}) if tool is not None else {}
+        permits = tuple(mine.get("permit", []) + self.any["permit"])
+        approvals = tuple(mine.get("approval", []) + self.any["approval"])
+        forbids = tuple(mine.get("forbid", []) + self.any["forbid"])
+        names_tool = bool(mine.get("permit") or mine.get("approval"))
+        groups: dict[CounterKey, list[LimitInfo]] = {}
+        for li in sorted(mine.get("limit", []) + self.any["limit"], key=lambda li: self.order[id(li)]):
+            if li.stmt.max is not None and li.stmt.window is not None:
+                groups.setdefault(CounterKey.of(li.stmt), []).append(li)
+        return ToolPlan(
+            tool=tool,
+            hidden=tool is not None and tool in program.hidden,
+            permits=permits,
+            forbids=forbids,
+            default_allows=program.default == "allow" and not names_tool,
+            counters=tuple(CounterGroup(k, tuple(v)) for k, v in groups.items()),
+            ancestors=frozenset(self.ancestors.get(tool, ())) if tool is not None else frozenset(),
+            approvals=approvals,
+        )
 
 
 def build_plan(program: Program) -> DecisionPlan:
@@ -163,9 +194,10 @@ def build_plan(program: Program) -> DecisionPlan:
     if cached is not None:
         return cached
     plan = DecisionPlan(program)
+    index = _Index(program)
     for tool in sorted(mentioned_tools(program)):
-        plan.tools[tool] = _tool_plan(program, tool)
-    plan.other = _tool_plan(program, None)
+        plan.tools[tool] = index.plan(tool)
+    plan.other = index.plan(None)
     for li in program.limits:
         if li.stmt.max is not None and li.stmt.window is not None:
             key = CounterKey.of(li.stmt)

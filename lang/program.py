@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from . import ir
 from .ir import walk
 from .diagnostics import Diagnostic, MCPPError, Span
+from .identity import GRANT_ATTRS, PrincipalChecks, names_users
 from .regex import regex_error
 from .values import is_number
 
-ENTITY_TYPES = {"Grant", "Group", "Action", "Server"}
-PRINCIPAL_ATTRS = {"label"}
+ENTITY_TYPES = {"Grant", "User", "Group", "Action", "Server"}
+PRINCIPAL_ATTRS = set(GRANT_ATTRS)  # a grant's; a user's are declared (`entity User`)
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class PolicyInfo:
     id: str
     index: int
     tools: frozenset[str] | None
+    approval: str | None = None  # `@approval("…")` on a permit: what the approver is shown ("" when bare)
 
     @property
     def effect(self) -> str:
@@ -63,7 +65,15 @@ class Program:
     limits: list[LimitInfo] = field(default_factory=list)
     asserts: list[AssertInfo] = field(default_factory=list)
     document: ir.Document | None = None
-    origin: str = "mcpp"  # mcpp | json
+    # `entity User …`: the attributes and parents of user callers (None: not declared,
+    # which means users with no attributes, in groups; lang/identity.py)
+    user_decl: ir.EntityDecl | None = None
+    # whether user callers are considered: the policy declares `entity User` or names the
+    # type User. Validation reports reads that error for users, and the analyzer treats the
+    # caller's kind as unknown, only then; a gateway serving users may set it.
+    identity_aware: bool = False
+    origin: str = "mcpp"  # mcpp | json | cedar
+    cedar: object = None  # a .cedar file: what lang.cedar_import learnt of it (CedarSource)
     filename: str = "<input>"
     _plan: object = field(default=None, repr=False, compare=False)
 
@@ -75,7 +85,13 @@ class Program:
 
     @property
     def permits(self) -> list[PolicyInfo]:
-        return [p for p in self.policies if p.effect == "permit"]
+        """The ordinary permits (an allow needs nobody); `approvals` are the others."""
+        return [p for p in self.policies if p.effect == "permit" and p.approval is None]
+
+    @property
+    def approvals(self) -> list[PolicyInfo]:
+        """The `@approval` permits: a call they allow waits for a person (lang/plan.py)."""
+        return [p for p in self.policies if p.approval is not None]
 
     @property
     def forbids(self) -> list[PolicyInfo]:
@@ -97,6 +113,11 @@ class Program:
 
     def action_ancestors(self, tool: str) -> frozenset[str]:
         return frozenset(g for g, members in self.groups.items() if tool in members)
+
+    @property
+    def principal_attrs(self) -> dict[str, ir.AttrDecl]:
+        """The declared attributes of user callers, by name (a grant's one is `label`)."""
+        return {a.name: a for a in self.user_decl.attrs} if self.user_decl is not None else {}
 
 
 def _action_literals(e: ir.Expr, program: Program) -> set[str]:
@@ -127,6 +148,8 @@ class _Validator:
     def __init__(self, filename: str):
         self.filename = filename
         self.diags: list[Diagnostic] = []
+        self.principals = PrincipalChecks(None, False, self.error, self.warning)
+        self.reads_principal = False  # the expressions validated so far read a principal attribute
 
     def error(self, msg: str, span: Span, code: str = "validation", notes=()) -> None:
         self.diags.append(Diagnostic(msg, span, "error", code, self.filename, tuple(notes)))
@@ -140,7 +163,8 @@ class _Validator:
             self.error(
                 f"unknown entity type {ent.type}",
                 ent.span,
-                notes=("entity types are Grant, Group (of grants), Action (a tool or action group) and Server",),
+                notes=("entity types are Grant, User, Group (of grants and users), Action (a tool or action group) "
+                       "and Server",),
             )
         elif ent.type not in allowed:
             self.error(f"{ent.type} cannot be used {where}; expected {' or '.join(sorted(allowed))}", ent.span)
@@ -148,9 +172,10 @@ class _Validator:
     def scope(self, scope: ir.Scope) -> None:
         p = scope.principal
         if p.entity is not None:
-            self.entity(p.entity, {"Grant"} if p.op == "eq" else {"Grant", "Group"}, "in the principal scope")
-        if p.type is not None and p.type != "Grant":
-            self.error(f"principals are of type Grant, not {p.type}", p.span)
+            self.entity(p.entity, {"Grant", "User"} if p.op == "eq" else {"Grant", "User", "Group"},
+                        "in the principal scope")
+        if p.type is not None and p.type not in ("Grant", "User"):
+            self.error(f"principals are of type Grant or User, not {p.type}", p.span)
         for e in scope.action.entities:
             self.entity(e, {"Action"}, "in the action scope")
         r = scope.resource
@@ -160,7 +185,7 @@ class _Validator:
             self.error(f"resources are of type Server, not {r.type}", r.span)
 
     # -- expressions ----------------------------------------------------------------
-    def expr(self, e: ir.Expr) -> None:
+    def expr(self, e: ir.Expr, condition: bool = True) -> None:
         depth = nesting_depth(e)
         if depth > MAX_DEPTH:
             self.error(
@@ -169,6 +194,8 @@ class _Validator:
                 notes=("split it into several when/unless clauses (they are ANDed) or several policies",),
             )
             return
+        reads_before = self.reads_principal
+        self.reads_principal = False
         for n in walk(e):
             if isinstance(n, ir.EntityLit):
                 self.entity(n.entity, ENTITY_TYPES, "here")
@@ -177,6 +204,8 @@ class _Validator:
             elif isinstance(n, ir.Has):
                 if isinstance(n.obj, ir.Var) and n.obj.name == "context" and n.path[0] != "input":
                     self.error(f"context has only the attribute input, so `has {n.path[0]}` is always false", n.span)
+                elif isinstance(n.obj, ir.Var) and n.obj.name == "principal":
+                    self.principals.has(n)
             elif isinstance(n, ir.Matches):
                 problem = regex_error(n.regex)
                 if problem:
@@ -212,6 +241,12 @@ class _Validator:
                     self.error(f"{n.method}() needs a set", n.obj.span, code="type")
                 if n.method in ("containsAll", "containsAny") and isinstance(n.args[0], (ir.Lit, ir.RecordLit)):
                     self.error(f"{n.method}() takes a set", n.args[0].span, code="type")
+        if self.reads_principal:  # declared attribute types: only what reads the principal pays for them
+            if condition:
+                self.principals.boolean(e)
+            for n in walk(e):
+                self.principals.types(n)
+        self.reads_principal = self.reads_principal or reads_before
 
     def string_operand(self, obj: ir.Expr, what: str) -> None:
         if isinstance(obj, (ir.Lit, ir.SetLit, ir.RecordLit, ir.EntityLit)) and not (
@@ -228,17 +263,34 @@ class _Validator:
                     n.span,
                     notes=("tool-call arguments are under context.input, e.g. context.input." + n.attr,),
                 )
-            elif obj.name == "principal" and n.attr not in PRINCIPAL_ATTRS:
-                self.error(
-                    f"a grant has no attribute {n.attr!r}",
-                    n.span,
-                    notes=("grants carry `label`; test membership with `principal in Group::\"name\"`",),
-                )
+            elif obj.name == "principal":
+                self.reads_principal = True
+                self.principals.get_attr(n)
             elif obj.name in ("action", "resource"):
                 self.error(f"{obj.name} has no attributes", n.span)
         elif isinstance(obj, (ir.Lit, ir.SetLit, ir.EntityLit)):
             self.error(f"cannot read attribute {n.attr!r} of this value", n.span, code="type")
 
+
+
+def _entity_decl(s: ir.EntityDecl, prog: Program, v: _Validator) -> None:
+    """`entity User …`: the one entity type a policy declares (lang/identity.py)."""
+    if s.name != "User":
+        if s.name in ENTITY_TYPES:
+            v.error(f"{s.name} cannot be declared: only `entity User` can", s.name_span,
+                    notes=("grants carry `label`; groups, actions and servers have no attributes",))
+        else:
+            v.error(f"unknown entity type {s.name} (only `entity User` can be declared)", s.name_span,
+                    notes=("users are the callers an OAuth token authenticates; see docs/language.md §3.4",))
+        return
+    if prog.user_decl is not None:
+        v.error("`entity User` is declared twice", s.name_span,
+                notes=(f"the first is at line {prog.user_decl.span.line}",))
+        return
+    for parent in s.parents:
+        if parent != "Group":
+            v.error(f"users can be in groups only (`in [Group]`), not in {parent}", s.span)
+    prog.user_decl = s
 
 
 def _expand_groups(groups: dict[str, ir.Group], v: _Validator) -> dict[str, frozenset[str]]:
@@ -295,7 +347,9 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
         prog.default = defaults[0].decision
         prog.default_span = defaults[0].span
     for s in doc.statements:
-        if isinstance(s, ir.Group):
+        if isinstance(s, ir.EntityDecl):
+            _entity_decl(s, prog, v)
+        elif isinstance(s, ir.Group):
             v.entity(s.entity, {"Action"}, "as an action group")
             for m in s.members:
                 v.entity(m, {"Action"}, "in an action group")
@@ -308,6 +362,8 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
             for t in s.tools:
                 v.entity(t, {"Action"}, "in hide")
                 prog.hidden.setdefault(t.id, t.span)
+    prog.identity_aware = prog.user_decl is not None or names_users(doc)
+    v.principals = PrincipalChecks(prog.user_decl, prog.identity_aware, v.error, v.warning)
     prog.groups = _expand_groups(group_decls, v)
     for name in list(prog.hidden):
         if name in prog.groups:  # hiding a group hides every tool `in` it (itself included)
@@ -335,29 +391,52 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
         return pid
 
     for s in doc.statements:
+        v.reads_principal = False
+        if not isinstance(s, ir.Policy) and ir.annotation(getattr(s, "annotations", ()), "approval") is not None:
+            v.error("@approval applies to permits only", _annotation_span(s, "approval"), code="approval",
+                    notes=("write `@approval(\"…\") permit (…) when { … };` for calls a person must approve",))
         if isinstance(s, ir.Policy):
             v.scope(s.scope)
             for c in s.clauses:
                 v.expr(c.expr)
+            if v.reads_principal:
+                v.principals.rule(s, s.effect)
             pid = take_id(s.annotations, s.span, "policy")
-            prog.policies.append(PolicyInfo(s, pid, len(prog.policies), action_tools(s.scope.action, prog.groups)))
+            approval = ir.annotation(s.annotations, "approval")
+            if approval is not None and s.effect != "permit":
+                v.error("@approval applies to permits only: a forbid always denies, with or without a person",
+                        _annotation_span(s, "approval"), code="approval")
+                approval = None
+            prog.policies.append(PolicyInfo(s, pid, len(prog.policies), action_tools(s.scope.action, prog.groups),
+                                            approval))
         elif isinstance(s, ir.Limit):
             v.scope(s.scope)
             for c in s.clauses:
                 v.expr(c.expr)
             if s.increment is not None:
-                v.expr(s.increment)
+                v.expr(s.increment, condition=False)
                 if _input_path(s.increment) is None:
                     v.error("a limit increment must be an argument path such as context.input.bytes", s.increment.span)
+            if v.reads_principal:
+                v.principals.rule(s, "limit")
             lid = take_id(s.annotations, s.span, "limit")
             prog.limits.append(LimitInfo(s, lid, action_tools(s.scope.action, prog.groups)))
         elif isinstance(s, ir.Assert):
             v.scope(s.scope)
             for c in s.clauses:
                 v.expr(c.expr)
+            if v.reads_principal:
+                v.principals.rule(s, "assert")
             aid = take_id(s.annotations, s.span, "assert")
             prog.asserts.append(AssertInfo(s, aid, action_tools(s.scope.action, prog.groups)))
     return prog, v.diags
+
+
+def _annotation_span(s, key: str) -> Span:
+    for a in getattr(s, "annotations", ()):
+        if a.key == key:
+            return a.span
+    return s.span
 
 
 def _input_path(e: ir.Expr) -> tuple[str, ...] | None:
@@ -368,20 +447,29 @@ def _input_path(e: ir.Expr) -> tuple[str, ...] | None:
 
 def load_program(source: str, filename: str = "<input>") -> Program:
     """Parse + validate, raising MCPPError with every error found."""
-    from .parser import diagnostic_order, parse_partial
-
-    doc, diags = parse_partial(source, filename)
-    prog, more = build_program(doc)
-    errors = sorted((d for d in diags + more if d.severity == "error"), key=diagnostic_order)
+    prog, diags = check_source(source, filename)
+    errors = [d for d in diags if d.severity == "error"]
     if errors:
         raise MCPPError(errors, source)
     return prog
 
 
 def check_source(source: str, filename: str = "<input>") -> tuple[Program, list[Diagnostic]]:
-    """Everything `mcpp check` reports: syntax (with recovery) and validation diagnostics."""
+    """Everything `mcpp check` reports: syntax (with recovery) and validation diagnostics,
+    in source order. A `.cedar` file is read with Cedar's meaning and type names
+    (lang/cedar_import.py)."""
     from .parser import diagnostic_order, parse_partial
 
     doc, diags = parse_partial(source, filename)
+    cedar = None
+    if filename.endswith(".cedar"):
+        from .cedar_import import read_cedar
+
+        doc, cedar, diags = read_cedar(doc, diags)
     prog, more = build_program(doc)
+    if cedar is not None:
+        from .cedar_import import without_follow_ons
+
+        prog.origin, prog.cedar = "cedar", cedar
+        more = without_follow_ons(diags, more)
     return prog, sorted(diags + more, key=diagnostic_order)

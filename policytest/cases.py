@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span
+from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span, did_you_mean
 from mcpp.runtime.engine import Grant
 
 SUFFIX = ".test.toml"
@@ -65,7 +65,7 @@ class _CallFields(_Model):
 
 
 class _Expect(_Model):
-    decision: Literal["allow", "deny"] | None = None
+    decision: Literal["allow", "deny", "approval"] | None = None
     rule: StrictStr | None = None
     policy: StrictStr | None = None
     message: StrictStr | None = None
@@ -189,9 +189,13 @@ def key_path(loc: tuple) -> str:
 
 
 class TestFileError(MCPPError):
-    """A test file that cannot be read or is not a valid test file (exit 2)."""
+    """A test file that is not a valid test file (exit 1: the input has errors)."""
 
     __test__ = False  # not a pytest class, whatever its name
+
+
+class TestFileUnreadable(TestFileError):
+    """A test file that cannot be read at all (exit 2, like every unreadable input)."""
 
 
 def _diag(path: Path, lines: _Lines | None, loc: tuple, message: str) -> Diagnostic:
@@ -239,7 +243,7 @@ def _pydantic_errors(path: Path, lines: _Lines, e: ValidationError) -> list[Diag
         if kind == "extra_forbidden" and clean:
             msg = f"unknown key {clean[-1]!r}" + _did_you_mean(clean)
         if kind == "literal_error":
-            msg = 'expected "allow" or "deny"'
+            msg = 'expected "allow", "deny" or "approval"'
         out.append(_diag(path, lines, clean, msg))
     return sorted(out, key=lambda d: (d.span.line, d.span.col))
 
@@ -252,15 +256,13 @@ _KNOWN = {
 
 
 def _did_you_mean(loc: tuple) -> str:
-    import difflib
-
     parent = "file" if len(loc) == 1 else ("calls" if "calls" in loc[:-1] else "case")
     if len(loc) > 1 and loc[-2] == "grant":
         known: tuple = ("id", "label", "groups")
     else:
         known = _KNOWN[parent]
-    near = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    return f" (did you mean {near[0]!r}?)" if near else f" (expected one of {', '.join(known)})"
+    near = did_you_mean(str(loc[-1]), known)
+    return f" (did you mean {near!r}?)" if near else f" (expected one of {', '.join(known)})"
 
 
 # ---- loading ---------------------------------------------------------------------------------
@@ -378,7 +380,7 @@ def parse_test_file(text: str, path: Path) -> TestFile:
                 if tool is None:
                     problems.append((sloc + ("tool",), "which tool does this call? (set `tool` here or on the case)"))
                 if s.decision is None:
-                    problems.append((sloc + ("decision",), 'required: "allow" or "deny"'))
+                    problems.append((sloc + ("decision",), 'required: "allow", "deny" or "approval"'))
                 steps.append(Step(
                     tool or "", args if args is not None else (case_args if case_args is not None else {}),
                     _grant(s.grant) or case_grant or Grant(), s.server or c.server or "default",
@@ -388,7 +390,7 @@ def parse_test_file(text: str, path: Path) -> TestFile:
             if c.tool is None:
                 problems.append((loc + ("tool",), "required: the tool the call is to (or give `calls`, a sequence)"))
             if c.decision is None:
-                problems.append((loc + ("decision",), 'required: "allow" or "deny"'))
+                problems.append((loc + ("decision",), 'required: "allow", "deny" or "approval"'))
             steps.append(Step(c.tool or "", case_args if case_args is not None else {}, case_grant or Grant(),
                               c.server or "default", case_time or DEFAULT_TIME, _expect(c), 1, lines.case_line(ci)))
         cases.append(Case(c.name, steps, ci, lines.case_line(ci)))
@@ -412,15 +414,16 @@ def load_test_file(path: Path) -> TestFile:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise TestFileError([Diagnostic("no such test file", Span(0, 0, 0, 0), "error", "test-file", str(path))]) from None
+        raise TestFileUnreadable([Diagnostic("no such test file", Span(0, 0, 0, 0), "error", "test-file",
+                                             str(path))]) from None
     except OSError as e:
-        raise TestFileError([Diagnostic(f"cannot read: {e.strerror}", Span(0, 0, 0, 0), "error", "test-file",
-                                        str(path))]) from None
+        raise TestFileUnreadable([Diagnostic(f"cannot read: {e.strerror}", Span(0, 0, 0, 0), "error", "test-file",
+                                             str(path))]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise TestFileError([Diagnostic(f"not UTF-8 text ({e.reason})", Span(0, 0, 0, 0), "error", "test-file",
-                                        str(path))]) from None
+        raise TestFileUnreadable([Diagnostic(f"not UTF-8 text ({e.reason})", Span(0, 0, 0, 0), "error", "test-file",
+                                             str(path))]) from None
     return parse_test_file(text, path)
 
 

@@ -239,7 +239,7 @@ class Coverage:
         if not rules.plan.hidden:
             # Cedar's view, as `Engine.explain`: every rule of the tool, not only those
             # the engine's order reached before the decision was settled
-            for r in rules.permits + rules.forbids + rules.limits:
+            for r in rules.permits + rules.approvals + rules.forbids + rules.limits:
                 state = r.evaluate(env)
                 if state is True:
                     self.applied[r.id] += 1

@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span
-from mcpp.lang.load import load_policy
+from mcpp.lang.load import load_policy, read_text
 from mcpp.lang.program import Program
 from mcpp.runtime.engine import Engine
 
-from .cases import Case, Step, Target, TestFile, TestFileError, discover, load_test_file
+from .cases import Case, Step, Target, TestFile, TestFileError, TestFileUnreadable, discover, load_test_file
 from .coverage import CaseCounters, Coverage, CoverageReport
 
 
@@ -65,6 +65,10 @@ class FileResult:
 class Run:
     files: list[FileResult] = field(default_factory=list)
     problems: list[tuple[Diagnostic, str | None]] = field(default_factory=list)  # (diagnostic, its source text)
+    # how many of the problems are bad usage or unreadable input (a path that does not exist,
+    # a file that cannot be read, a test file that does not test the policy given) rather
+    # than errors in a file: they decide between exit 2 and exit 1
+    unusable: int = 0
     untested: list[Path] = field(default_factory=list)
     coverage: dict[str, CoverageReport] = field(default_factory=dict)
 
@@ -81,11 +85,12 @@ class Run:
         return sum(1 for c in self.cases if not c.passed)
 
     def exit_code(self, fail_under: float | None = None) -> int:
-        """2 an unreadable or invalid test file or policy; 1 a failing case (or coverage
-        under `fail_under`); 0 otherwise."""
-        if self.problems:
+        """The CLI's table (README, "Exit codes"): 2 bad usage or an unreadable test file or
+        policy; 1 an invalid test file or policy, a failing case, or coverage under
+        `fail_under`; 0 otherwise."""
+        if self.unusable:
             return 2
-        if self.failed:
+        if self.problems or self.failed:
             return 1
         if fail_under is not None and self.coverage and total_percent(self.coverage.values()) < fail_under:
             return 1
@@ -133,6 +138,15 @@ class _Policies:
         self.with_coverage = with_coverage
         self.loaded: dict[Path, tuple[Program, Engine, Coverage | None] | MCPPError] = {}
         self.names: dict[Path, str] = {}
+        self.unreadable: set[Path] = set()
+
+    @staticmethod
+    def readable(path: Path) -> bool:
+        try:
+            read_text(path)
+        except MCPPError:
+            return False
+        return True
 
     def get(self, path: Path):
         key = path.resolve()
@@ -142,6 +156,8 @@ class _Policies:
                 program = load_policy(path)
             except MCPPError as e:
                 hit = e
+                if not self.readable(path):  # cannot be read (exit 2), rather than has errors (exit 1)
+                    self.unreadable.add(key)
             else:
                 if self.with_coverage:
                     cov = Coverage(program)
@@ -161,11 +177,13 @@ def run_test_file(tf: TestFile, policies: _Policies, run: Run, only: Path | None
             names = ", ".join(str(p) for p in tf.policies)
             run.problems.append((Diagnostic(f"this test file does not test {only} (its policies: {names})",
                                             Span(1, 1, 1, 2), "error", "test-file", str(tf.path)), None))
+            run.unusable += 1
             return
     for policy in targets:
         hit = policies.get(policy)
         if isinstance(hit, MCPPError):
             if not any(d.file == str(policy) for d, _ in run.problems):
+                run.unusable += policy.resolve() in policies.unreadable
                 for d in hit.diagnostics:
                     run.problems.append((d, hit.source))
                 if not hit.diagnostics:
@@ -184,6 +202,7 @@ def run_paths(paths: list[Path], coverage: bool = False) -> Run:
     run = Run()
     targets, problems, untested = discover(paths)
     run.problems += [(d, None) for d in problems]
+    run.unusable += len(problems)  # paths that do not exist or hold no test file
     run.untested = untested
     policies = _Policies(coverage)
     for t in targets:
@@ -201,6 +220,7 @@ def run_target(t: Target, policies: _Policies, run: Run) -> None:
         tf = load_test_file(t.test)
     except TestFileError as e:
         run.problems += [(d, e.source) for d in e.diagnostics]
+        run.unusable += isinstance(e, TestFileUnreadable)
         return
     run_test_file(tf, policies, run, t.only)
 

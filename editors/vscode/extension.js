@@ -36,7 +36,7 @@ function start(context) {
     const why = err instanceof Error ? err.message : String(err);
     vscode.window.showErrorMessage(
       `mcpp: could not start the language server (${serverOptions().command} ${serverOptions().args.join(" ")}): ` +
-        `${why.replace(/\.$/, "")}. Install mcpp (pip install mcpp) or set "mcpp.server.path".`
+        `${why.replace(/\.$/, "")}. Install mcpp (pip install mcpp-policy) or set "mcpp.server.path".`
     );
   });
 }

@@ -1,8 +1,9 @@
 """`mcpp test`: run the example-based tests beside policies (`<policy>.test.toml`).
 
-Exit codes: 0 every case passed (and coverage is at least `--fail-under`); 1 a case
-failed, or coverage is under `--fail-under`; 2 a test file or policy cannot be read or is
-invalid (`file:line:col: error: …`, with the TOML key path), or bad usage.
+Exit codes (the table in mcpp.console): 0 every case passed (and coverage is at least
+`--fail-under`); 1 a case failed, coverage is under `--fail-under`, or a test file or
+policy has errors (`file:line:col: error: …`, with the TOML key path); 2 a test file or
+policy cannot be read, a path holds no test file, or bad usage.
 docs/testing.md documents the format, the coverage items and `--suggest`.
 """
 
@@ -21,19 +22,19 @@ FORMATS = ("text", "json", "junit")
 
 
 def test_cmd(
-    paths: List[Path] = typer.Argument(None, help="Policies (their <name>.test.toml is run), test files, or "
+    paths: List[Path] = typer.Argument(None, metavar="PATH", help="Policies (their <name>.test.toml is run), test files, or "
                                                   "directories (every *.test.toml under them); default: ."),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json | junit"),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | junit"),
     coverage: bool = typer.Option(False, "--coverage", help="Report which rules, limits, conditions and asserts "
                                                             "the cases exercised"),
-    coverage_out: Optional[Path] = typer.Option(None, "--coverage-out", help="Also write the coverage report "
+    coverage_out: Optional[Path] = typer.Option(None, "--coverage-out", metavar="FILE", help="Also write the coverage report "
                                                                               "as JSON to this file"),
-    fail_under: Optional[float] = typer.Option(None, "--fail-under", help="Exit 1 when the total coverage is "
+    fail_under: Optional[float] = typer.Option(None, "--fail-under", metavar="PERCENT", help="Exit 1 when the total coverage is "
                                                                            "below this percentage (implies --coverage)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Text format: list failing cases only"),
     suggest: bool = typer.Option(False, "--suggest", help="Print proposed cases (TOML) for each rule of the "
                                                           "given policies instead of running tests"),
-    timeout: int = typer.Option(5000, "--timeout", help="--suggest: Z3 timeout per query, in milliseconds"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="--suggest: Z3 timeout per query, in milliseconds"),
 ) -> None:
     """Run the test cases beside policies on the engine; report pass/fail with a diff, and coverage."""
     if fmt not in FORMATS:
@@ -66,7 +67,7 @@ def test_cmd(
         except OSError as e:
             die(f"cannot write {coverage_out}: {e.strerror}")
     code = run.exit_code(fail_under)
-    if code == 1 and not run.failed and fmt == "text":
+    if code == 1 and not run.failed and not run.problems and fmt == "text":  # only coverage fell short
         from mcpp.policytest.runner import total_percent
 
         print(f"coverage {total_percent(run.coverage.values()):.2f}% is under --fail-under {fail_under:g}%")
@@ -80,10 +81,11 @@ def _suggest(paths: List[Path], timeout: int) -> None:
     for p in paths:
         if p.is_dir() or p.name.endswith(".test.toml"):
             die(f"--suggest takes policy files, not {p}")
-    for p in paths:
-        program, _ = load_checked(p)
+    for program, _ in load_checked(paths):
         sys.stdout.write(suggest_toml(program, timeout_ms=timeout))
 
 
 def register(app: typer.Typer) -> None:
-    app.command("test")(test_cmd)
+    from mcpp.help import AUTHOR, command
+
+    command(app, "test", test_cmd, AUTHOR)

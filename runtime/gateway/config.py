@@ -74,6 +74,8 @@ class ServerConfig:
     catalog: str | None = None  # a pinned catalog (docs/gateway.md, "Pinning a catalog")
     catalog_max_age: float = 300.0  # seconds a listing is trusted before a call re-lists the tools
     enforce_input_schema: bool = True  # typed calls: arguments must conform to the tool's inputSchema
+    shadow: str | None = None  # a candidate policy decided beside `policy`, never enforced (docs/rollout.md)
+    approval_elicitation: bool = True  # ask the client's user through MCP elicitation (docs/approval.md)
     oauth: "ServerOAuth | None" = None  # identity: an OAuth 2.1 resource server (oauth_config.py)
 
     @property
@@ -108,6 +110,12 @@ class GatewayConfig:
     reload_interval: float = 1.0
     log_level: str = "info"
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # group → grant labels or ids
+    mode: str = "enforce"  # enforce | log-only: decide and audit, never deny (docs/rollout.md)
+    audit_values: str = "none"  # none | hashed | full: argument values kept in the audit (docs/rollout.md)
+    audit_values_days: float = 30.0  # retained values are erased from rows older than this
+    approval_ttl: float = 3600.0  # seconds an approval request (and the approval) stays valid
+    approval_wait: float = 120.0  # seconds a call waits on an elicitation answer (2025 sessions) before it returns
+    admin_token: "Credential | None" = None  # when set: POST /approvals/<id>/approve|reject with this bearer token
     public_url: str | None = None  # the gateway as clients reach it (default resource URIs: <public_url>/mcp/<id>)
     issuers: tuple["IssuerConfig", ...] = ()  # authorization servers servers may trust ([issuers.<name>])
     servers: tuple[ServerConfig, ...] = ()
@@ -170,12 +178,17 @@ _GATEWAY_KEYS = {
     "max_header_bytes", "max_headers",
     "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_response_bytes", "upstream_timeout",
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
-    "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file", "public_url",
+    "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
+    "mode", "audit_values", "audit_values_days", "approval_ttl", "approval_wait", "admin_token_env", "admin_token_file",
+    "public_url",
 }
+MODES = ("enforce", "log-only")
+AUDIT_VALUES = ("none", "hashed", "full")
 _INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connections", "max_response_bytes"}
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
-    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema", "oauth",
+    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema",
+    "shadow", "approval_elicitation", "oauth",
 }
 _CRED_KEYS = {"header", "env", "prefix", "from_env", "from_file"}
 
@@ -280,6 +293,24 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
     ops_token = Credential(None, None, "", te, _rel(base, tf) if tf else None) if (te or tf) else None
     if ops_token is not None:
         ops_token.resolve("gateway.ops_token")  # must be readable now; read again at start
+    mode = _typed(g, "mode", str, "gateway", "enforce")
+    if mode not in MODES:
+        raise ConfigError('gateway.mode: must be "enforce" or "log-only"')
+    audit_values = _typed(g, "audit_values", str, "gateway", "none")
+    if audit_values not in AUDIT_VALUES:
+        raise ConfigError('gateway.audit_values: must be "none", "hashed" or "full"')
+    rollout = {}
+    for key, default, lo in (("audit_values_days", 30.0, 0.0), ("approval_ttl", 3600.0, 1.0), ("approval_wait", 120.0, 0.0)):
+        v = _typed(g, key, (int, float), "gateway", default)
+        if v < lo:
+            raise ConfigError(f"gateway.{key}: must be at least {lo:g}")
+        rollout[key] = float(v)
+    ae, af = _typed(g, "admin_token_env", str, "gateway"), _typed(g, "admin_token_file", str, "gateway")
+    if ae is not None and af is not None:
+        raise ConfigError("gateway: give admin_token_env or admin_token_file, not both")
+    admin_token = Credential(None, None, "", ae, _rel(base, af) if af else None) if (ae or af) else None
+    if admin_token is not None:
+        admin_token.resolve("gateway.admin_token")  # must be readable now; read again on every (re)load
     hosts = _str_list(g["allowed_hosts"], "gateway.allowed_hosts") if "allowed_hosts" in g else None
     origins = _str_list(g["allowed_origins"], "gateway.allowed_origins") if "allowed_origins" in g else None
 
@@ -328,7 +359,8 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
         reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),
-        ops_listen=ops_listen, ops_token=ops_token, public_url=public_url, issuers=issuers,
+        ops_listen=ops_listen, ops_token=ops_token,
+        mode=mode, audit_values=audit_values, admin_token=admin_token, **rollout, public_url=public_url, issuers=issuers,
         source=source,
     )
 
@@ -390,6 +422,11 @@ def _server(s, where: str, base: Path, public_url: str | None = None, issuers: t
         ex = oauth.token_exchange
         if ex is not None and any(c.header and c.header.lower() == ex.header.lower() for c in creds):
             raise ConfigError(f"{where}.oauth.token_exchange.header: {ex.header} is also a static credential of this server")
+    shadow = _typed(s, "shadow", str, where)
+    if shadow is not None and not shadow.strip():
+        raise ConfigError(f"{where}.shadow: empty path")
+    if shadow is not None and policy is None:
+        raise ConfigError(f"{where}.shadow: a shadow policy is decided beside `policy`; this server has none")
     cred_envs = {c.env for c in creds if c.env}
     clash = cred_envs & set(env_raw)
     if clash:
@@ -401,6 +438,8 @@ def _server(s, where: str, base: Path, public_url: str | None = None, issuers: t
         anonymous=bool(_typed(s, "anonymous", bool, where, False)), max_sessions=max_sessions,
         session_idle_seconds=float(idle), catalog=_rel(base, catalog) if catalog else None,
         catalog_max_age=float(max_age), enforce_input_schema=bool(_typed(s, "enforce_input_schema", bool, where, True)),
+        shadow=_rel(base, shadow) if shadow else None,
+        approval_elicitation=bool(_typed(s, "approval_elicitation", bool, where, True)),
         oauth=oauth,
     )
 
@@ -458,7 +497,8 @@ def check_upstream_url(url: str, where: str) -> None:
 def quick_config(
     policy: str, upstream: str | None, stdio: str | None, port: int, state: str, host: str = "127.0.0.1",
     anonymous: bool = False, max_body_bytes: int | None = None, upstream_timeout: float | None = None,
-    pin_catalog: str | None = None, enforce_input_schema: bool = True,
+    pin_catalog: str | None = None, enforce_input_schema: bool = True, shadow: str | None = None,
+    mode: str = "enforce",
 ) -> GatewayConfig:
     """The config `mcpp serve --policy … (--upstream | --stdio)` stands for: one server, id `default`."""
     if (upstream is None) == (stdio is None):
@@ -475,8 +515,11 @@ def quick_config(
             raise ConfigError("--stdio: empty command")
     server = ServerConfig(id="default", url=upstream, command=command, policy=str(Path(policy).resolve()), anonymous=anonymous,
                           catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None,
-                          enforce_input_schema=enforce_input_schema)
-    kw = {}
+                          enforce_input_schema=enforce_input_schema,
+                          shadow=str(Path(shadow).resolve()) if shadow else None)
+    if mode not in MODES:
+        raise ConfigError('--mode: must be "enforce" or "log-only"')
+    kw: dict = {"mode": mode}
     if max_body_bytes is not None:
         kw["max_body_bytes"] = max_body_bytes
     if upstream_timeout is not None:

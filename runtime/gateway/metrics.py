@@ -49,6 +49,12 @@ class Metrics:
             "mcpp_redis_breaker_open": ("gauge", "1 while the Redis circuit breaker is open (Redis unreachable or hung)"),
             "mcpp_redis_breaker_trips_total": ("counter", "Times the Redis circuit breaker opened"),
             "mcpp_redis_refused_total": ("counter", "Redis operations refused at once because the breaker was open"),
+            "mcpp_shadow_decisions_total": ("counter", "tools/call decided by both the enforcing and the shadow policy, by server, result (agree | mismatch: the decisions differ), both decisions and both rule pointers (AgentCore: PolicyMismatch)"),
+            "mcpp_shadow_healthy": ("gauge", "1 when the server's newest shadow policy file is the one in force"),
+            "mcpp_shadow_reloads_total": ("counter", "Shadow policy reloads by server and result"),
+            "mcpp_log_only": ("gauge", "1 while the gateway runs in log-only mode: nothing the policy denies is stopped"),
+            "mcpp_log_only_passed_total": ("counter", "Calls log-only mode forwarded that enforcing would have stopped, by server and decision"),
+            "mcpp_approvals_total": ("counter", "Approval events by server and event (requested, elicited, approved, rejected, used, restored, expired_wait)"),
             "mcpp_request_duration_seconds": ("histogram", "Time from request to response headers, by server and method"),
             "mcpp_decision_duration_seconds": ("histogram", "Time spent deciding a tools/call (including limits)"),
         }

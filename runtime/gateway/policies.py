@@ -35,7 +35,7 @@ class LoadedPolicy:
     loaded_at: float
 
 
-def load_verified(path: str) -> tuple[Program, str]:
+def load_verified(path: str, catalog: str | None = None) -> tuple[Program, str]:
     """Parse, validate and pass every gate (POLICY_GATES: the assertions, proved); raise
     PolicyRefused with the reason. Used at start (`mcpp serve` refuses to start), on every
     reload (the last good policy stays in force) and by `mcpp grant create --policy`."""
@@ -59,26 +59,42 @@ def load_verified(path: str) -> tuple[Program, str]:
     except MCPPError as e:
         raise PolicyRefused(e.render().strip().splitlines()[0] if e.render().strip() else str(e)) from None
     for gate in POLICY_GATES:
-        reasons = gate(program, path)
+        reasons = gate(program, path, catalog)
         if reasons:
             raise PolicyRefused(reasons[0])
     return program, sha
 
 
-def assert_gate(program: Program, path: str) -> list[str]:
-    """The policy's `assert` statements, proved by the analyzer (`mcpp verify`): an assert
-    that fails, or that could not be proved, keeps the policy out of force."""
+def _catalog(program: Program, path: str, catalog: str | None):
+    """The catalog the policy is analysed with: the server's pinned catalog, else the one
+    the policy names (`@catalog`, mcpp.toml), else None (untyped). Raises PolicyRefused
+    when a named catalog cannot be loaded."""
+    from mcpp.catalog.locate import find_catalog_for
+    from mcpp.catalog.model import CatalogError, load_catalog
+
+    try:
+        return load_catalog(catalog) if catalog else find_catalog_for(path, program)
+    except CatalogError as e:
+        raise PolicyRefused(f"{path}: cannot use the tool catalog: {e.diagnostics[0].message}") from None
+
+
+def assert_gate(program: Program, path: str, catalog: str | None = None) -> list[str]:
+    """The policy's `assert` statements, proved by the analyzer (`mcpp verify`, typed by
+    the catalog): an assert that fails, or that could not be proved, keeps the policy out
+    of force."""
     if not program.asserts:
         return []
-    try:
-        from mcpp.analyzer.verify import assert_problems, verify
-    except ImportError:  # pragma: no cover - the analyzer ships with mcpp
-        return [f"{path}: has assert statements but the analyzer is not available"]
+    from mcpp.analyzer.solve import Session
+    from mcpp.analyzer.typed import catalog_schemas
+    from mcpp.analyzer.verify import assert_problems, verify
+
     problems = [d for d in assert_problems(program) if d.severity == "error"]
     if problems:
         return [f"{path}:{d.span.line}: {d.message}" for d in problems]
+    cat = _catalog(program, path, catalog)
+    session = Session(2000, schemas=catalog_schemas(cat) if cat is not None else None)
     out = []
-    for r in verify(program):
+    for r in verify(program, session=session):
         if r.status == "fail":
             out.append(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) fails: {r.message}")
         elif r.status != "pass":
@@ -86,19 +102,25 @@ def assert_gate(program: Program, path: str) -> list[str]:
     return out
 
 
+def lint_gate(program: Program, path: str, catalog: str | None = None) -> list[str]:
+    """Error-level analyzer findings (a forbid a caller skips with a missing or mistyped
+    argument; analyzer/safety.py), typed by the catalog: such a policy never decides."""
+    from mcpp.analyzer.safety import blocking_findings
+
+    cat = _catalog(program, path, catalog)
+    found = blocking_findings(program, cat)
+    hint = "" if cat is not None else (
+        " (give the server its tool catalog — `catalog = \"tools.json\"`, `--pin-catalog` or the policy's "
+        "`@catalog` — so the analysis can count on the gateway's schema check, or guard the argument in the permit)"
+    )
+    return [f"{path}:{d.span.line}: {d.code}: {d.message}{hint}" for d in found]
+
+
 # Gates a loaded policy must pass before it may decide: each returns the reasons it is
 # refused (an empty list: it passes), as `path:line: message`. They run at start, where a
 # refusal stops `mcpp serve` (exit 1), and on every reload, where the last good policy stays.
-# The lint gate (error-level findings that make a rule bypassable, issue 10) is added with
-# `register_policy_gate`.
-PolicyGate = Callable[[Program, str], list[str]]
-POLICY_GATES: list[PolicyGate] = [assert_gate]
-
-
-def register_policy_gate(gate: PolicyGate) -> None:
-    """Add a gate (idempotent): `gate(program, path) -> [reason, …]`."""
-    if gate not in POLICY_GATES:
-        POLICY_GATES.append(gate)
+PolicyGate = Callable[[Program, str, "str | None"], list[str]]
+POLICY_GATES: list[PolicyGate] = [assert_gate, lint_gate]
 
 
 class DenyAll:
@@ -112,16 +134,16 @@ class DenyAll:
         self.why = why
         self.program = None
 
-    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True) -> Decision:
+    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:
         return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
 
 
 class PolicyState(FileState):
     """One (server, policy file): the engine in force and the newest refusal."""
 
-    def __init__(self, server: str, path: str, namespace: str, store, gate=None):
+    def __init__(self, server: str, path: str, namespace: str, store, catalog: str | None = None, gate=None):
         super().__init__(server, path)
-        self.namespace, self.store = namespace, store
+        self.namespace, self.store, self.catalog = namespace, store, catalog
         self.gate = gate  # a further gate for this (server, role): gate(program) -> [reason, …]
         self.current: LoadedPolicy | None = None
         self.error_at: float | None = None
@@ -135,7 +157,7 @@ class PolicyState(FileState):
     def load(self) -> tuple[bool, str | None]:
         self.mark_seen()
         try:
-            program, sha = load_verified(self.path)
+            program, sha = load_verified(self.path, self.catalog)
             reasons = self.gate(program) if self.gate is not None else []
             if reasons:
                 raise PolicyRefused(reasons[0])
@@ -173,7 +195,7 @@ class PolicyRegistry(Registry[PolicyState]):
         # check: the claims mapping against the policy's `entity User`)
         self.gate_for: Callable[[str, str], Callable | None] = lambda server, role: None
 
-    def state(self, server: str, path: str, role: str) -> tuple[PolicyState, bool]:
+    def state(self, server: str, path: str, role: str, catalog: str | None = None) -> tuple[PolicyState, bool]:
         # the counter namespace must match across replicas whose config paths differ
         return self.get_or_load(
-            server, path, lambda: PolicyState(server, path, f"{server}|{role}", self.store, self.gate_for(server, role)))
+            server, path, lambda: PolicyState(server, path, f"{server}|{role}", self.store, catalog, self.gate_for(server, role)))

@@ -4,22 +4,15 @@ user into the engine's principal.
 A request is made by a *grant* (an mcpp grant token: `Grant::"g_…"`, its label and
 configured groups) or by a *user* (an OAuth access token: `User::"<sub>"`, issuer-qualified
 where a server trusts several issuers, with the claims the config maps as attributes and
-groups from a groups claim). The engine's `User` principal (runtime/engine.py, identity
-design) is built by `engine_principal` and nowhere else. Where the engine has no `User`
-yet, a user decides as a grant whose id cannot be any grant's (`user:<id>`; grant ids are
-`g_<hex>` or `anonymous`), with no label and the user's groups — so `principal in
-Group::"sre"` already works and no grant rule (`principal == Grant::"…"`, a label test)
-can match a user.
+groups from a groups claim). The engine's `User` principal (runtime/engine.py) is built by
+`engine_principal` and nowhere else.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mcpp.runtime import engine as _engine
-from mcpp.runtime.engine import Grant
-
-_USER = getattr(_engine, "User", None)  # the engine's User principal, once it has one
+from mcpp.runtime.engine import Grant, User
 
 
 @dataclass(frozen=True)
@@ -56,14 +49,14 @@ class Identity:
 
 
 def engine_principal(identity: Identity):
-    """The engine's principal for an authenticated user. The one place user → principal."""
-    if _USER is not None:
-        return _USER(identity.user_id, identity.attrs, identity.groups, None)
-    return Grant(f"user:{identity.user_id}", "", identity.groups)
+    """The engine's principal for an authenticated user. The one place user → principal:
+    `User::"<id>"` with the mapped attributes and the groups claim; no grant id, so `scope
+    grant` limits count per user, like `scope principal`."""
+    return User(identity.user_id, identity.attrs, identity.groups, None)
 
 
 def is_user_principal(principal) -> bool:
-    return _USER is not None and isinstance(principal, _USER)
+    return isinstance(principal, User)
 
 
 @dataclass
@@ -76,6 +69,7 @@ class Caller:
     record: object | None  # GrantRecord, or None (anonymous server, OAuth user)
     identity: Identity | None = None
     principal: object | None = None
+    shown: str | None = None  # a user as logs and people see it (the subject, or its pseudonym); set by the gateway
 
     def __post_init__(self):
         if self.principal is None:
@@ -96,6 +90,21 @@ class Caller:
     @property
     def grant_label(self) -> str:
         return self.grant.label if self.grant is not None else ""
+
+    @property
+    def actor_id(self) -> str:
+        """Who asked, for records such as approvals: the grant id, or `user:<subject>`
+        (the pseudonym when `sub` is private)."""
+        if self.identity is not None:
+            return f"user:{self.shown or self.identity.user_id}"
+        return self.grant.id
+
+    @property
+    def actor(self) -> str:
+        """Who asked, for a person to read: the grant's label (else id), or the user."""
+        if self.identity is not None:
+            return self.actor_id
+        return self.grant.label or self.grant.id
 
 
 def scope_may_match(scope, principal_type: str, principal_id: str, groups) -> bool:
@@ -128,8 +137,10 @@ def user_visible(program, names, user_id: str, groups) -> set[str]:
         tp = plan.for_tool(name)
         if tp.hidden:
             continue
+        # an @approval permit counts: a person may let the call run
         if tp.default_allows or any(
-            scope_may_match(p.stmt.scope.principal, "User", user_id, groups) for p in tp.permits
+            scope_may_match(p.stmt.scope.principal, "User", user_id, groups)
+            for p in (*tp.permits, *getattr(tp, "approvals", ()))
         ):
             out.add(name)
     return out

@@ -40,8 +40,10 @@ from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METH
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpp.runtime.engine import Decision, Grant, Rule, escape_pointer
+from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
+from .approving import ELICIT_PREFIX, ApprovalSteps, CallContext, track_session_caps
 from .audit import AuditRow
 from .jwks import IdPUnavailable
 from .oauth import AuthFailure
@@ -134,7 +136,7 @@ def _host_ok(host: str | None, allowed) -> bool:
     return hit
 
 
-class GatewayApp:
+class GatewayApp(ApprovalSteps):
     def __init__(self, rt):
         self.rt = rt
 
@@ -163,6 +165,8 @@ class GatewayApp:
                     await _respond(send, 404, rpc.dumps({"error": "not found"}))
                     return
                 await self.mcp(scope, receive, send, server_id)
+            elif path == "/approvals" or path.startswith("/approvals/"):
+                await self.approvals_http(scope, receive, send, path)
             elif path in ("/healthz", "/metrics") and rt.config.ops_listen is None:
                 await self.ops(scope, send, path, rt.config.host_allowlist())
             else:
@@ -296,6 +300,8 @@ class GatewayApp:
             await self.forward(scope, receive, send, server, caller, upstream, method, fwd, b"", None)
             if method == "DELETE" and sid is not None and server.catalog:
                 rt.listings.forget((server.id, inner))
+            if method == "DELETE" and sid is not None:
+                rt.session_caps.pop((server.id, inner), None)
             rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", method), ("status", "-")))
             return
         try:
@@ -339,6 +345,10 @@ class GatewayApp:
                 code, message = rej
                 await _respond(send, ERROR_CODE_HTTP_STATUS.get(code, 400), rpc.dumps(rpc.error(msg.get("id"), code, message)))
                 return
+        if mname is None and isinstance(msg.get("id"), str) and msg["id"].startswith(ELICIT_PREFIX):
+            # a 2025 client's answer to the gateway's own elicitation (docs/approval.md): never forwarded
+            await self.elicitation_response(send, server, caller, fwd, msg)
+            return
         try:
             if mname == "tools/call" and has_id:
                 await self.call_tool(scope, receive, send, server, caller, upstream, fwd, body, msg, modern, headers)
@@ -429,7 +439,7 @@ class GatewayApp:
                                                           "the identity provider is unavailable; try again shortly")),
                            extra=[(b"retry-after", b"5")])
             return None
-        return Caller(None, None, identity)
+        return Caller(None, None, identity, shown=identity.log_subject(rt.pseudonym))
 
     def forward_headers(self, headers: dict, server) -> list[tuple[str, str]]:
         out = [(k, v) for k, v in headers.items() if k in FORWARD_REQUEST_HEADERS or k.startswith("mcp-param-")]
@@ -506,7 +516,7 @@ class GatewayApp:
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
             return
         t0 = time.perf_counter()
-        engine, policy_sha = None, None
+        engine, policy_sha, role = None, None, "server"
         typed = None
         if server.enforce_input_schema:
             # typed calls: the arguments must conform to the tool's declared schema before
@@ -517,11 +527,17 @@ class GatewayApp:
                 rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
                 typed = {"kind": "error", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": type(e).__name__,
                          "message": f"Tool {name} could not be checked against its input schema (internal error); the call was not forwarded."}
+        ctx = CallContext(server, caller, name, args, rid, None, None, "deny", "", modern, params, headers)
         try:
             engine, policy_sha = rt.engine_for(server, caller)
+            role = rt.policy_role(server, caller)
             if typed is not None:
                 decision = Decision(False, name, Rule(typed["pointer"]), typed["message"])
             else:
+                if server.shadow:
+                    # a candidate policy beside the one in force, decided first so that it reads
+                    # the limit counts as they stood before this call; it reserves nothing, never acts
+                    await self.shadow_decide(ctx, role)
                 decision = await rt.decide(engine, name, args, caller.principal, server.id)
         except Exception as e:  # fail closed
             decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
@@ -535,8 +551,25 @@ class GatewayApp:
         elif decision.rule.pointer == "/no-policy":
             detail = getattr(engine, "why", None)
         rt.metrics.observe("mcpp_decision_duration_seconds", (("server", server.id),), time.perf_counter() - t0)
+        # the policy decided (not a typed-call refusal, no missing policy, no engine failure):
+        # only such decisions have a shadow to compare with and may be passed in log-only mode
+        policy_decided = typed is None and decision.rule.pointer not in ("/no-policy", "/error", LIMIT_STORE_DOWN)
+        ctx.engine, ctx.policy_sha, ctx.decided, ctx.rule = engine, policy_sha, decision.decision, decision.rule.pointer
+        if not policy_decided:  # nothing the policy decided to compare the shadow with
+            ctx.shadow = ctx.shadow_sha = None
+        log_only = rt.config.mode == "log-only"
+        approval = None
+        if decision.needs_approval and not decision.allowed and policy_decided and not log_only:
+            # human approval (docs/approval.md): the call runs only once a person said yes
+            step = await self.approval_step(scope, receive, send, upstream, fwd, msg, ctx, decision)
+            if step is None:
+                return  # answered here (asked, waiting, rejected or refused), and audited
+            decision, approval = step
+            decided_body = approval.body or decided_body
+        # log-only: what the policy denies (or holds for approval) is forwarded anyway, marked
+        passed = log_only and not decision.allowed and policy_decided
         pinned = None
-        if decision.allowed and server.catalog:
+        if (decision.allowed or passed) and server.catalog:
             # the policy allows it; the tool must also still be the one that was reviewed
             try:
                 pinned = await self.pin_check(server, name, upstream, fwd, params, modern)
@@ -547,30 +580,24 @@ class GatewayApp:
             if pinned is not None:
                 decision.release()
                 decision = Decision(False, name, Rule(pointer(name)), pinned["message"])
-        row = AuditRow(
-            ts=time.time(), request_id=clip(json.dumps(rid), MAX_AUDIT_ID), trace_id=_trace_id(params, headers),
-            grant_id=caller.grant_id, grant_label=caller.grant_label, server=server.id, tool=name,
-            decision=decision.decision, rule=clip(decision.rule.pointer, MAX_AUDIT_TEXT),
-            message=clip(decision.message + (f" [operator detail: {detail}]" if detail else ""), MAX_AUDIT_TEXT),
-            arg_keys=audit_keys(args),
-            outcome="forwarded" if decision.allowed else ("rejected" if (pinned or typed or {}).get("rejection") else "denied"),
-            policy_sha256=policy_sha, replica=rt.replica,
-            issuer=caller.identity.issuer if caller.identity is not None else None,
-            subject=caller.identity.log_subject(rt.pseudonym) if caller.identity is not None else None,
-        )
-        try:
-            seq = await rt.audit_writer.submit(row)
-        except Exception as e:  # no audit row, no call
-            decision.release()
-            rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
-            await _respond(send, 503, rpc.dumps(rpc.error(rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")))
+                passed = False
+                if approval is not None:  # it did not run: the approval may run it later
+                    approval.restore(rt)
+                    approval.id = None
+        forwarding = decision.allowed or passed
+        if forwarding:
+            outcome = "forwarded"
+        else:
+            outcome = "rejected" if (pinned or typed or {}).get("rejection") else "denied"
+        ran_approved = approval is not None and approval.id is not None and decision.allowed
+        row = self.call_row(ctx, decision, outcome, detail, approval_id=approval.id if ran_approved else None,
+                            decision_kind="approval" if ran_approved else None)
+        seq = await self.write_audit(send, ctx, row, decision, sse=approval.sse if approval else None)
+        if seq is None:
+            if approval is not None:
+                approval.restore(rt)
             return
-        rt.metrics.inc("mcpp_decisions_total", (("server", server.id), ("decision", decision.decision),
-                                                ("rule", rt.rule_label(decision.rule.pointer, name, engine, server))))
-        level = "info" if not decision.allowed else "debug"  # the audit log has every allow
-        if rt.log.enabled(level):
-            rt.log.log(level, "decision", server=server.id, **rt.who(caller), tool=name,
-                        decision=decision.decision, rule=decision.rule.pointer, request_id=row.request_id, audit_seq=seq)
+        self.count_decision(ctx, row, seq, passed)
         if pinned is not None:
             rt.metrics.inc("mcpp_catalog_denials_total", (("server", server.id), ("kind", pinned["kind"])))
             rt.log.warning("catalog_denied", server=server.id, **rt.who(caller),
@@ -588,7 +615,7 @@ class GatewayApp:
             err = refused["rejection"]
             await _respond(send, 400, rpc.dumps(rpc.error(rid, err.get("code"), str(err.get("message", "")), err.get("data"))))
             return
-        if not decision.allowed:
+        if not forwarding:
             meta = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
             if decision.limit is not None:
                 meta["io.mcpp/decision"]["limit"] = decision.limit
@@ -598,7 +625,10 @@ class GatewayApp:
                 meta["io.mcpp/decision"]["schema"] = {"kind": typed["kind"]}
             prefix = rpc.ERROR_PREFIX if decision.rule.pointer == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
             out = rpc.tool_error_result(rid, prefix + decision.message, modern, meta)
-            await _respond(send, 200, rpc.dumps(out))
+            if approval is not None and approval.sse is not None:
+                await approval.sse.finish(out)
+            else:
+                await _respond(send, 200, rpc.dumps(out))
             return
         # forward what was decided, re-serialised: a duplicate key or an odd encoding in the
         # original bytes cannot make the upstream read a different call than the policy did
@@ -608,16 +638,103 @@ class GatewayApp:
             settled.append(outcome)
             if not OUTCOME_COUNTED.get(outcome, True):
                 decision.release()
+                if approval is not None:  # it certainly did not run: the approval is not spent
+                    approval.restore(rt)
             if outcome != "forwarded":
                 try:
                     rt.audit.set_outcome(seq, outcome)
                 except Exception as e:
                     rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
 
-        outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
-                                     watch_id=rid, modern=modern, settle=settle)
+        if approval is not None and approval.sse is not None:
+            # a 2025 session's call that waited on an elicitation: its stream is already open
+            outcome = await self.forward_into_stream(approval.sse, server, upstream, fwd, decided_body, rid, modern, settle)
+        else:
+            outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
+                                         watch_id=rid, modern=modern, settle=settle)
         if not settled:
             settle(outcome)
+
+    # ---- audit rows, metrics and the shadow policy (docs/rollout.md) ---------------------------
+    def call_row(self, ctx: "CallContext", decision, outcome: str, detail=None, approval_id=None,
+                 decision_kind: str | None = None, rule: str | None = None, message: str | None = None) -> AuditRow:
+        """The audit row of a decided call. `decision` is the policy's word (allow, deny,
+        approval), `outcome` what the gateway did; in log-only mode they may disagree."""
+        rt = self.rt
+        text = message if message is not None else decision.message
+        return AuditRow(
+            ts=time.time(), request_id=clip(json.dumps(ctx.rid), MAX_AUDIT_ID), trace_id=_trace_id(ctx.params, ctx.headers),
+            grant_id=ctx.caller.grant_id, grant_label=ctx.caller.grant_label, server=ctx.server.id, tool=ctx.name,
+            decision=decision_kind or decision.decision, rule=clip(rule or decision.rule.pointer, MAX_AUDIT_TEXT),
+            message=clip(text + (f" [operator detail: {detail}]" if detail else ""), MAX_AUDIT_TEXT),
+            arg_keys=audit_keys(ctx.args), outcome=outcome, policy_sha256=ctx.policy_sha, replica=rt.replica,
+            mode=rt.config.mode, shadow_decision=ctx.shadow.decision if ctx.shadow is not None else None,
+            shadow_rule=clip(ctx.shadow.rule.pointer, MAX_AUDIT_TEXT) if ctx.shadow is not None else None,
+            shadow_sha256=ctx.shadow_sha, approval_id=approval_id,
+            grant_groups=sorted(ctx.caller.principal.groups) if not (ctx.caller.identity and ctx.caller.identity.groups_private) else None,
+            arg_values=retain(ctx.args, rt.config.audit_values, rt.values_key),
+            issuer=ctx.caller.identity.issuer if ctx.caller.identity is not None else None,
+            subject=ctx.caller.identity.log_subject(rt.pseudonym) if ctx.caller.identity is not None else None,
+        )
+
+    async def write_audit(self, send, ctx: "CallContext", row: AuditRow, decision=None, sse=None) -> int | None:
+        """Commit the row; if it cannot be written, nothing is forwarded (503, or an error
+        event on a stream already open) and None is returned."""
+        rt = self.rt
+        try:
+            return await rt.audit_writer.submit(row)
+        except Exception as e:  # no audit row, no call
+            if decision is not None:
+                decision.release()
+            rt.log.error("audit_write_failed", server=ctx.server.id, error=f"{type(e).__name__}: {e}")
+            err = rpc.error(ctx.rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")
+            if sse is not None:
+                await sse.finish(err)
+            else:
+                await _respond(send, 503, rpc.dumps(err))
+            return None
+
+    def count_decision(self, ctx: "CallContext", row: AuditRow, seq: int, passed: bool = False) -> None:
+        rt = self.rt
+        server, name = ctx.server, ctx.name
+        rule_label = rt.rule_label(row.rule, name, ctx.engine, server)
+        rt.metrics.inc("mcpp_decisions_total", (("server", server.id), ("decision", row.decision), ("rule", rule_label)))
+        if ctx.shadow is not None:
+            agree = ctx.shadow.decision == ctx.decided
+            rt.metrics.inc("mcpp_shadow_decisions_total", (
+                ("server", server.id), ("result", "agree" if agree else "mismatch"), ("decision", ctx.decided),
+                ("shadow_decision", ctx.shadow.decision), ("rule", rt.rule_label(ctx.rule, name, ctx.engine, server)),
+                ("shadow_rule", rt.rule_label(ctx.shadow.rule.pointer, name, ctx.shadow_engine, server))))
+            if not agree:
+                rt.log.info("shadow_mismatch", server=server.id, **rt.who(ctx.caller), tool=name,
+                            decision=ctx.decided, rule=ctx.rule, shadow_decision=ctx.shadow.decision,
+                            shadow_rule=ctx.shadow.rule.pointer, request_id=row.request_id, audit_seq=seq)
+        if passed:
+            rt.log_only_passed += 1
+            rt.metrics.inc("mcpp_log_only_passed_total", (("server", server.id), ("decision", row.decision)))
+        level = "info" if row.outcome != "forwarded" or passed else "debug"  # the audit log has every allow
+        if rt.log.enabled(level):
+            extra = {"mode": "log-only", "enforced": False} if passed else {}
+            rt.log.log(level, "decision", server=server.id, **rt.who(ctx.caller),
+                       tool=name, decision=row.decision, rule=row.rule, outcome=row.outcome, request_id=row.request_id,
+                       audit_seq=seq, **extra)
+
+    async def shadow_decide(self, ctx: "CallContext", role: str) -> None:
+        """The shadow policy's decision of this call, against the same limit counters and
+        reserving nothing (`reserve=False`). Whatever happens here never changes what the
+        enforcing policy decided: a failure is logged and leaves no shadow decision."""
+        rt = self.rt
+        try:
+            engine, sha = rt.shadow_for(ctx.server, role)
+            if engine is None:
+                return
+            d = await rt.decide(engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, reserve=False)
+            if d.rule.pointer in ("/error", LIMIT_STORE_DOWN):
+                rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=clip(d.message, 500))
+                return
+            ctx.shadow, ctx.shadow_sha, ctx.shadow_engine = d, sha, engine
+        except Exception as e:
+            rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=f"{type(e).__name__}: {e}")
 
     # ---- tools/list --------------------------------------------------------------------
     async def list_tools(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern):
@@ -886,13 +1003,15 @@ class GatewayApp:
             return ("unusable_schema", str(e), f"Tool {name} cannot be checked: its declared input schema cannot be used ({e}).")
 
     # ---- forwarding ----------------------------------------------------------------------
-    def response_headers(self, resp, server, caller) -> list[tuple[bytes, bytes]]:
+    def response_headers(self, resp, server, caller, caps=None) -> list[tuple[bytes, bytes]]:
         out = []
         for k, v in resp.headers:
             if k in PASS_RESPONSE_HEADERS:
                 out.append((k.encode(), v.encode("latin-1")))
             elif k == "mcp-session-id":
                 out.append((b"mcp-session-id", self.rt.sessions.wrap(v, caller.key, server.id).encode()))
+                if caps is not None:  # an initialize: what this session's client can be asked (elicitation)
+                    track_session_caps(self.rt, server.id, v, caps)
         return out
 
     async def send_upstream_bytes(self, send, status, headers, data: bytes) -> None:
@@ -928,7 +1047,10 @@ class GatewayApp:
             rt.log.error("upstream_auth_failed", server=server.id, status=status)
             err = UpstreamError(f"the upstream refused the gateway's credential (HTTP {status})", "auth", True)
             return await self.upstream_failed(send, server, rid, err, tool_call, modern, state=state, outcome="rejected")
-        headers = self.response_headers(resp, server, caller)
+        caps = None
+        if isinstance(msg, dict) and msg.get("method") == "initialize" and isinstance(msg.get("params"), dict):
+            caps = msg["params"].get("capabilities")
+        headers = self.response_headers(resp, server, caller, caps if isinstance(caps, dict) else None)
         ctype = (resp.header("content-type") or "").lower()
         streaming = ctype.startswith("text/event-stream") and status == 200
         if not streaming:

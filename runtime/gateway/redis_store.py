@@ -168,6 +168,8 @@ class _Plan:
     verdict: int | None = None
     charges: list[Charge] | None = None
     calls: int = 0
+    peek: dict = field(default_factory=dict)  # counter values read ahead (non-reserving checks)
+    peeked: list = field(default_factory=list)  # keys a non-reserving check read
 
 
 _PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("mcpp_counter_plan", default=None)
@@ -207,12 +209,20 @@ class DeferredCounters:
         task.add_done_callback(self._pending.discard)
 
     def value(self, key: str) -> float:
-        raise StoreUnavailable("the Redis counter store has no synchronous reads")
+        """A non-reserving limit check (a shadow policy, a call waiting for approval) reads
+        counts inside `recording(peek=…)`: the keys it asks for are noted and the values
+        read ahead are returned (0 before they were read; the gateway then reads them with
+        `values_async` and decides again)."""
+        plan = _PLAN.get()
+        if plan is None:
+            raise StoreUnavailable("the Redis counter store has no synchronous reads")
+        plan.peeked.append(key)
+        return float(plan.peek.get(key, 0))
 
     # -- the gateway's side ---------------------------------------------------------------
     @contextlib.contextmanager
-    def recording(self):
-        plan = _Plan("record")
+    def recording(self, peek: dict | None = None):
+        plan = _Plan("record", peek=peek or {})
         token = _PLAN.set(plan)
         try:
             yield plan
@@ -226,6 +236,12 @@ class DeferredCounters:
             yield
         finally:
             _PLAN.reset(token)
+
+    async def values_async(self, keys: list[str]) -> dict:
+        """Current counts of these keys (one MGET)."""
+        keys = list(dict.fromkeys(keys))
+        vals = await self.store.run(lambda: self.store.client.mget([RedisCounters.PREFIX + k for k in keys]))
+        return {k: float(v) if v is not None else 0.0 for k, v in zip(keys, vals)}
 
     async def reserve_async(self, charges: list[Charge]) -> int | None:
         keys = [RedisCounters.PREFIX + c.key for c in charges]

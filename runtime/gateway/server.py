@@ -16,6 +16,7 @@ import socket
 import time
 from pathlib import Path
 
+from .approvals import ApprovalStore
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteCounters
@@ -93,6 +94,16 @@ class Runtime:
         self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
         self.registry.gate_for = self._identity_gate
+        # shadow policies (docs/rollout.md): loaded and reloaded like the enforcing ones, in
+        # a registry of their own, so a shadow that fails never touches enforcement
+        self.shadows = PolicyRegistry(self.counters)
+        self.approvals = ApprovalStore(config.state_dir)
+        self.values_key = values_key(config.state_dir) if config.audit_values == "hashed" else None
+        self.admin_secret = config.admin_token.resolve("gateway.admin_token") if config.admin_token else None
+        self.session_caps: dict = {}  # (server, upstream session) → the client's capabilities (initialize)
+        self.elicitations: dict = {}  # JSON-RPC id of a gateway elicitation → (future, grant, server, session)
+        self.log_only_passed = 0  # calls log-only mode let through that enforcing would have stopped
+        self.shadows.gate_for = self._identity_gate  # a shadow is decided for users too
         self.pins = PinRegistry()
         self.listings = ListingTracker()
         self.schemas = SchemaCache()
@@ -240,6 +251,26 @@ class Runtime:
             for _, p in s.grant_policies:
                 yield s, p, f"grant-policy:{Path(p).stem}"
 
+    def shadow_for(self, server, role: str):
+        """(engine, sha256) of the server's shadow policy for a call its `policy` decides
+        (`role` "server"), else (None, None). A shadow that is not in force decides nothing."""
+        if not server.shadow or role != "server":
+            return None, None
+        st, fresh = self.shadows.state(server.id, server.shadow, "server")  # the enforcing policy's counters
+        if fresh:
+            self._report_shadow(st)
+        cur = st.current
+        return (cur.engine, cur.sha256) if cur is not None else (None, None)
+
+    def _report_shadow(self, st) -> None:
+        good = st.error is None
+        self.metrics.set("mcpp_shadow_healthy", (("server", st.server), ("policy", Path(st.path).name)), 1 if good else 0)
+        if good:
+            self.log.info("shadow_loaded", server=st.server, path=st.path, sha256=st.current.sha256)
+        else:  # logged and shown in /healthz; enforcement is untouched
+            self.log.error("shadow_refused", server=st.server, path=st.path, error=st.error,
+                           in_force=st.current.sha256 if st.current else None)
+
     def refusals(self) -> list[str]:
         """Why configured policies are not in force (`server <id>: <reason>`), for start-up:
         `mcpp serve` refuses to start while there is any."""
@@ -252,8 +283,14 @@ class Runtime:
 
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
-            st, fresh = self.registry.state(s.id, path, role)
+            st, fresh = self.registry.state(s.id, path, role, s.catalog)
             self._report(st, fresh)
+        for s in cfg.servers:
+            if s.shadow:
+                st, fresh = self.shadows.state(s.id, s.shadow, "server")
+                if fresh:
+                    self._report_shadow(st)
+        self.shadows.retain({(s.id, s.shadow) for s in cfg.servers if s.shadow})
         for s in cfg.servers:
             if s.catalog:
                 st, fresh = self.pins.state(s.id, s.catalog)
@@ -289,6 +326,9 @@ class Runtime:
             self.log.error("policy_refused", server=st.server, path=st.path, error=st.error,
                            in_force=st.current.sha256 if st.current else None)
 
+    def policy_role(self, server, caller) -> str:
+        return self.policy_path(server, caller)[1]
+
     def policy_path(self, server, caller) -> tuple[str | None, str]:
         rec = caller.record
         if rec is not None and rec.policy:
@@ -304,7 +344,7 @@ class Runtime:
         path, role = self.policy_path(server, caller)
         if path is None:
             return DenyAll(f"no policy is configured for server {server.id}"), None
-        st, fresh = self.registry.state(server.id, path, role)
+        st, fresh = self.registry.state(server.id, path, role, server.catalog)
         if fresh:
             self._report(st, True)
         cur = st.current
@@ -376,44 +416,56 @@ class Runtime:
             return await self.grants.aget(gid)
         return self.grants.get(gid)
 
-    async def decide(self, engine, tool: str, args, grant, server_id: str):
+    async def decide(self, engine, tool: str, args, grant, server_id: str, reserve: bool = True,
+                     approved: bool = False):
         """`engine.decide`, with limit counters in Redis reserved by an awaited round trip
         (redis_store.DeferredCounters) instead of a blocking one. A limited call while Redis
         is unavailable is refused (LIMIT_STORE_DOWN); a call no limit applies to is decided
-        without Redis."""
+        without Redis. A check that does not reserve (`reserve=False`: a shadow policy; a
+        call waiting for approval) reads the counts it needs with one awaited read first."""
         store = self.counters
         if not isinstance(store, DeferredCounters) or getattr(engine, "store", None) is not store:
-            return engine.decide(tool, args, grant, server_id)
+            return engine.decide(tool, args, grant, server_id, reserve=reserve, approved=approved)
         now = time.time()
         with store.recording() as plan:
-            decision = engine.decide(tool, args, grant, server_id, now=now)
+            decision = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
+        if plan.peeked:  # a limit was checked without reserving: against the real counts
+            try:
+                values = await store.values_async(plan.peeked)
+            except StoreUnavailable as e:
+                return self._store_down(tool, e)
+            with store.recording(peek=values) as plan:
+                decision = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
         if not decision.allowed or not plan.charges:
             return decision
         try:
             bad = await store.reserve_async(plan.charges)
         except StoreUnavailable as e:
-            self.log.warning("limit_store_unavailable", tool=tool, error=str(e))
-            from mcpp.runtime.engine import Decision, Rule
-
-            return Decision(False, tool, Rule(LIMIT_STORE_DOWN), (
-                "The limit store is unavailable, so calls under a limit cannot be counted and are refused; "
-                "the call was not forwarded. Try again shortly."))
+            return self._store_down(tool, e)
         if bad is None:
             return decision
         with store.replaying(bad):
-            denied = engine.decide(tool, args, grant, server_id, now=now)
+            denied = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
         if denied.allowed:  # the engine did not mirror its first pass: never let it through
             from mcpp.runtime.engine import Decision, Rule
 
             return Decision(False, tool, Rule("/error"), "policy evaluation failed: limit replay mismatch")
         return denied
 
+    def _store_down(self, tool: str, e: Exception):
+        from mcpp.runtime.engine import Decision, Rule
+
+        self.log.warning("limit_store_unavailable", tool=tool, error=str(e))
+        return Decision(False, tool, Rule(LIMIT_STORE_DOWN), (
+            "The limit store is unavailable, so calls under a limit cannot be counted and are refused; "
+            "the call was not forwarded. Try again shortly."))
+
     def head_refused(self, status: int, reason: str) -> None:
         """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
         self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
 
     def close_stores(self) -> None:
-        for store in (self.grants, self.counters, self.audit):
+        for store in (self.grants, self.counters, self.audit, self.approvals):
             close = getattr(store, "close", None)
             if close is not None:
                 try:
@@ -443,6 +495,10 @@ class Runtime:
                                 for t in rs.trusted],
                     "cached_tokens": len(rs.cache),
                 }
+            if s.shadow:
+                sh = self.shadows.states.get((s.id, s.shadow))
+                servers[s.id]["shadow"] = sh.health() if sh else {"path": s.shadow, "in_force": False, "error": "not loaded yet"}
+                degraded = degraded or sh is None or sh.error is not None
             if s.catalog:
                 pin = self.pins.states.get((s.id, s.catalog))
                 servers[s.id]["catalog"] = pin.health() if pin else {"path": s.catalog, "in_force": False, "error": "not loaded yet"}
@@ -457,8 +513,11 @@ class Runtime:
             stores_ok, store_error = False, str(e)
         except Exception as e:
             stores_ok, store_error = False, f"{type(e).__name__}: {e}"
+        log_only = self.config.mode == "log-only"
         body = {
-            "status": "ok" if stores_ok and not degraded else ("unavailable" if not stores_ok else "degraded"),
+            "status": "ok" if stores_ok and not degraded and not log_only else ("unavailable" if not stores_ok else "degraded"),
+            "mode": self.config.mode,
+            **({"warning": LOG_ONLY_WARNING, "log_only_passed": self.log_only_passed} if log_only else {}),
             "replica": self.replica, "uptime_s": round(time.time() - self.started_at, 1),
             "config": {"path": self.config_path, "error": self.config_error},
             "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error,
@@ -471,7 +530,31 @@ class Runtime:
     async def start(self) -> None:
         self._reload_task = asyncio.ensure_future(self._reload_loop())
         self.log.info("started", servers=[s.id for s in self.config.servers], state_dir=self.config.state_dir,
-                      store="redis" if self.redis is not None else "sqlite")
+                      store="redis" if self.redis is not None else "sqlite", mode=self.config.mode)
+        self.warn_log_only()
+
+    def warn_log_only(self) -> None:
+        """Log-only mode is said loudly: at start, at every change and every LOG_ONLY_EVERY seconds."""
+        self.metrics.set("mcpp_log_only", (), 1 if self.config.mode == "log-only" else 0)
+        if self.config.mode == "log-only":
+            self.log.warning("log_only_mode", warning=LOG_ONLY_WARNING, passed_since_start=self.log_only_passed)
+        self._log_only_at = time.monotonic()
+
+    def periodic(self) -> None:
+        """Once per reload tick: the log-only reminder, expired approvals, retained values past their bound."""
+        now = time.monotonic()
+        if self.config.mode == "log-only" and now - getattr(self, "_log_only_at", 0) >= LOG_ONLY_EVERY:
+            self.warn_log_only()
+        if now - getattr(self, "_purged_at", -PURGE_EVERY) >= PURGE_EVERY:
+            self._purged_at = now
+            try:
+                self.approvals.expire()
+                # always, whatever audit_values is now: values kept under an earlier config age out too
+                n = self.audit.purge_values(time.time() - self.config.audit_values_days * 86400)
+                if n:
+                    self.log.info("audit_values_purged", rows=n, older_than_days=self.config.audit_values_days)
+            except Exception as e:
+                self.log.error("purge_failed", error=f"{type(e).__name__}: {e}")
 
     async def stop(self) -> None:
         if self._reload_task is not None:
@@ -490,6 +573,7 @@ class Runtime:
             await asyncio.sleep(self.config.reload_interval)
             try:
                 await self.reload_once()
+                self.periodic()
             except Exception as e:  # the loop must survive anything
                 self.log.error("reload_error", error=f"{type(e).__name__}: {e}")
 
@@ -507,6 +591,10 @@ class Runtime:
             self._report(st, False)
             if ok:
                 self._visible_cache.clear()
+        for st in self.shadows.changed():
+            ok, err = await asyncio.to_thread(st.load)
+            self.metrics.inc("mcpp_shadow_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
+            self._report_shadow(st)
         for st in self.pins.changed():
             ok, err = await asyncio.to_thread(st.load)
             self.metrics.inc("mcpp_catalog_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
@@ -532,8 +620,14 @@ class Runtime:
             self.metrics.inc("mcpp_policy_reloads_total", (("server", "*"), ("result", "config_refused")))
             self.log.error("config_refused", path=self.config_path, error=str(e))
             return
+        mode_changed = new.mode != self.config.mode
         self.config = new
         self.ops_secret = new.ops_token.resolve("gateway.ops_token") if new.ops_token else None
+        self.admin_secret = new.admin_token.resolve("gateway.admin_token") if new.admin_token else None
+        if new.audit_values == "hashed" and self.values_key is None:
+            self.values_key = values_key(new.state_dir)
+        if mode_changed:
+            self.warn_log_only()
         self.cred_mtimes = _cred_mtimes(new)
         self.config_error = None
         self._preload(new)
@@ -547,9 +641,34 @@ def _cred_mtimes(cfg: GatewayConfig) -> dict:
     for i in cfg.issuers:  # the gateway's client secret at an issuer is read when used; watched like the rest
         if i.client is not None and i.client.secret.from_file:
             files[i.client.secret.from_file] = _mtime(i.client.secret.from_file)
-    if cfg.ops_token is not None and cfg.ops_token.from_file:
-        files[cfg.ops_token.from_file] = _mtime(cfg.ops_token.from_file)
+    for tok in (cfg.ops_token, cfg.admin_token):
+        if tok is not None and tok.from_file:
+            files[tok.from_file] = _mtime(tok.from_file)
     return files
+
+
+LOG_ONLY_WARNING = ("LOG-ONLY MODE: policies decide and every call is audited, but nothing the policy denies is "
+                    "stopped (typed-call and pinned-catalog refusals and authentication still apply)")
+LOG_ONLY_EVERY = 60.0  # seconds between log-only reminders in the log
+PURGE_EVERY = 300.0  # seconds between sweeps of expired approvals and retained values
+
+
+def values_key(state_dir: str) -> bytes:
+    """The secret that keys hashed audit values (`<state>/audit-values.key`, mode 0600):
+    without it a hashed value cannot be tested against a guess."""
+    path = Path(state_dir) / "audit-values.key"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return bytes.fromhex(path.read_text().strip())
 
 
 def _keep(cfg: GatewayConfig, field: str, value):

@@ -70,9 +70,17 @@ limits = st.builds(
 
 
 @st.composite
-def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: bool = True):
+def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: bool = True,
+             with_approvals: bool = False):
     doc = draw(base.documents(principal=principal, max_policies=max_policies))
     stmts = list(doc.statements)
+    if with_approvals:  # some permits become @approval permits (docs/approval.md)
+        marked = []
+        for s in stmts:
+            if isinstance(s, ir.Policy) and s.effect == "permit" and draw(st.booleans()):
+                s = ir.Policy(s.effect, s.scope, s.clauses, (ir.Annotation("approval", "a person decides"),))
+            marked.append(s)
+        stmts = marked
     if with_limits:
         stmts += draw(st.lists(limits, max_size=1))
     prog, diags = build_program(ir.Document(tuple(stmts)))
@@ -82,7 +90,7 @@ def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: b
 def assertions(principal: bool = True):
     return st.builds(
         lambda kind, pol: ir.Assert(kind, pol.scope, pol.clauses),
-        st.sampled_from(["deny", "allow"]),
+        st.sampled_from(["deny", "allow", "approval"]),
         base.policies(False, principal),
     )
 

@@ -22,10 +22,10 @@ async def raw_request(port: int, data: bytes, timeout: float = 10.0) -> tuple[in
     """Send bytes as they are on a fresh connection; the status code (None if the server
     closed without answering) and whatever came back before the connection closed."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    out = b""  # the server may close while the head is still being written (drain raises)
     try:
         writer.write(data)
         await writer.drain()
-        out = b""
         async with asyncio.timeout(timeout):
             while True:
                 chunk = await reader.read(65536)

@@ -54,7 +54,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path):
         ("serve", "--policy", str(tmp_path / "p.mcpp"), "--upstream", "http://x/mcp", "--stdio", "cat"),
         ("serve", "--config", str(write(tmp_path / "c.toml", "[gateway]\nport = 'x'\n"))),
         ("serve", "--policy", str(tmp_path / "p.mcpp"), "--upstream", "http://x/mcp", "--anonymous", "--host", "0.0.0.0"),
-        ("grant", "create", "--server", "default", "--label", "a"),
+        ("grant", "create", "--server", "default", "--label", "a", "--state", str(tmp_path / "st"), "--config", "x.toml"),
         ("grant", "revoke", "g_nope", "--state", str(tmp_path / "st")),
         ("audit", "--state", str(tmp_path / "empty")),
     ]

@@ -1,9 +1,5 @@
 """Policies on who the caller is, through the gateway: a real authorization server's tokens,
 the config's claims mapping, and a policy with `entity User` deciding on `principal.*`.
-
-Needs the engine's `User` principal and the language's `entity User` (the identity work);
-without them the module is skipped with that reason (the gateway then decides users as
-grants with a `user:` id: principals.engine_principal).
 """
 
 from __future__ import annotations
@@ -13,12 +9,8 @@ import time
 
 import pytest
 
-from mcpp.runtime import engine as _engine
-
 from .oauth_peers import AuthServer, gateway_env, oauth_config
 from .peers import Gateway, call_tool, free_port, write
-
-pytestmark = pytest.mark.skipif(not hasattr(_engine, "User"), reason="needs the engine's User principal (identity)")
 
 POLICY = """
 entity User in [Group] { email: String, scopes: Set<String>, refund_cap?: Long };
@@ -28,7 +20,8 @@ permit (principal is User, action == Action::"refund_payment", resource)
 when { principal has refund_cap && context.input.amount <= principal.refund_cap };
 permit (principal, action in [Action::"echo", Action::"delete_pod"], resource);
 @reason("Deleting pods needs the k8s:write scope.")
-forbid (principal, action == Action::"delete_pod", resource) unless { principal.scopes.contains("k8s:write") };
+forbid (principal, action == Action::"delete_pod", resource)
+unless { principal is User && principal.scopes.contains("k8s:write") };
 """
 CLAIMS = """email = { claim = "email", type = "String" }
 scopes = { claim = "scope", type = "Set<String>" }

@@ -13,7 +13,7 @@ import sys
 import httpx2
 
 from mcpp.runtime.gateway import policies
-from mcpp.runtime.gateway.policies import PolicyRefused, load_verified, register_policy_gate
+from mcpp.runtime.gateway.policies import PolicyRefused, load_verified
 
 from .peers import ALLOW_ALL, POLICY, call_tool, create_grant, free_port, result_text, write
 
@@ -52,50 +52,35 @@ grant_policies = {{ contractor = "failing.mcpp" }}
     assert r.returncode == 1 and "server api: policy refused: " in r.stderr and "no-echo" in r.stderr, r.stderr
 
 
-def test_policy_gates_can_be_added():
-    """The hook the lint gate (error-level findings) plugs into: a gate's reasons refuse."""
-    def no_default_allow(program, path):
-        return [f"{path}: default allow is not accepted here"] if program.default == "allow" else []
+BYPASSABLE = (
+    'permit (principal, action == Action::"refund_payment", resource);\n'
+    'forbid (principal, action == Action::"refund_payment", resource) when { context.input.amount > 1000 };\n'
+)
+REFUND_TOOL = {
+    "name": "refund_payment", "description": "Refund a charge",
+    "inputSchema": {"type": "object", "properties": {"charge_id": {"type": "string"}, "amount": {"type": "number"}},
+                    "required": ["charge_id", "amount"]},
+}
 
-    register_policy_gate(no_default_allow)
+
+def test_a_bypassable_forbid_keeps_the_policy_out_unless_calls_are_typed(tmp_path):
+    """The lint gate (analyzer/safety.py): a forbid a caller skips with `{"amount": "5000"}`
+    refuses the policy; with the tool's catalog (the policy's own `@catalog`, or the
+    server's pin), the gateway's schema check makes that call impossible and it loads."""
+    from mcpp.catalog.model import Catalog
+
+    untyped = tmp_path / "refunds.mcpp"
+    untyped.write_text(BYPASSABLE)
     try:
-        import tempfile
-        from pathlib import Path
-
-        with tempfile.TemporaryDirectory() as d:
-            p = Path(d) / "open.mcpp"
-            p.write_text("default allow;\n")
-            try:
-                load_verified(str(p))
-            except PolicyRefused as e:
-                assert "default allow is not accepted here" in str(e)
-            else:
-                raise AssertionError("the gate did not refuse")
-            p.write_text(ALLOW_ALL)
-            load_verified(str(p))
-    finally:
-        policies.POLICY_GATES.remove(no_default_allow)
+        load_verified(str(untyped))
+    except PolicyRefused as e:
+        assert "forbid-bypass" in str(e), e
+    else:
+        raise AssertionError("a bypassable forbid was accepted")
+    Catalog.from_tools([REFUND_TOOL]).write(tmp_path / "tools.json")
+    typed = tmp_path / "typed.mcpp"
+    typed.write_text('@catalog("tools.json")\ndefault deny;\n' + BYPASSABLE)
+    load_verified(str(typed))
+    load_verified(str(untyped), catalog=str(tmp_path / "tools.json"))  # a server's pinned catalog
 
 
-async def test_what_the_agent_reads_never_has_paths_parse_errors_or_counterexamples(tmp_path, upstream, start_gateway):
-    """A grant's own policy is verified when the grant is created, then broken before the
-    gateway first uses it: that grant's calls are denied with a plain message; the reason
-    (with the file path and the parse error) is in /healthz, the log and the audit row."""
-    server_policy = write(tmp_path / "server.mcpp", ALLOW_ALL)
-    own = write(tmp_path / "own-policy.mcpp", ALLOW_ALL)
-    state = tmp_path / "state"
-    grant = create_grant(state, "bob", "default", "--policy", str(own))
-    g = start_gateway("--policy", str(server_policy), "--upstream", upstream.url, state=state)
-    own.write_text(BROKEN)
-    async with httpx2.AsyncClient(timeout=30) as http:
-        r = await call_tool(http, g.url(), grant["token"], "echo", {"text": "x"})
-    text = result_text(r)
-    assert text == "[POLICY DENIED] " + policies.DenyAll.DENIAL
-    assert "own-policy" not in text and "/" not in text and "error" not in text.lower()
-    assert r["result"]["_meta"]["io.mcpp/decision"]["rule"] == "/no-policy"
-    health = g.health()
-    errors = [p["error"] for p in health["servers"]["default"]["policies"] if p["error"]]
-    assert errors and "own-policy.mcpp:1:" in errors[0]
-    row = sqlite3.connect(state / "audit.db").execute("SELECT message FROM audit ORDER BY seq DESC LIMIT 1").fetchone()[0]
-    assert row.startswith(policies.DenyAll.DENIAL) and "own-policy.mcpp:1:" in row
-    assert any(e.get("event") == "policy_refused" and "own-policy.mcpp" in json.dumps(e) for e in g.log_records())

@@ -68,13 +68,18 @@ def sdk_upstream(tmp_path_factory):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("seed", ["refund-deny-if.json", "refunds.mcpp"])
 async def test_wrong_types_never_reach_the_upstream_and_conforming_calls_decide_as_before(tmp_path, sdk_upstream, start_gateway, seed, mode):
+    pin: tuple[str, ...] = ()
     if seed.endswith(".json"):
         policy = write(tmp_path / seed, json.dumps(REFUND_JSON))
+        # its forbid alone is bypassable ({"amount": "5000"} makes `gt` error): served only
+        # with the upstream's catalog, which lets the analyzer count on the schema check
+        mcpp("catalog", "pull", "--url", sdk_upstream.url, "-o", str(tmp_path / "tools.json"), "-q")
+        pin = ("--pin-catalog", str(tmp_path / "tools.json"))
     else:
         policy = write(tmp_path / seed, (EXAMPLES / seed).read_text())
     state = tmp_path / "state"
     grant = create_grant(state, "typed")
-    g = start_gateway("--policy", str(policy), "--upstream", sdk_upstream.url, state=state)
+    g = start_gateway("--policy", str(policy), "--upstream", sdk_upstream.url, *pin, state=state)
     before = len(sdk_upstream.ran("refund_payment"))
     http, c = client(g.url(), grant["token"], mode)
     async with http, c:
@@ -97,14 +102,18 @@ async def test_wrong_types_never_reach_the_upstream_and_conforming_calls_decide_
             assert r.is_error and r.content[0].text.startswith("[POLICY DENIED] ")
             assert "schema" not in (r.meta or {})["io.mcpp/decision"]["rule"]
         # a tool the upstream does not list (a name variant) is refused the same way
+        # (with a pinned catalog, the pin refuses it: docs/gateway.md, "Pinning a catalog")
         for name in ("refund_payment ", "Refund_Payment", "refund_paymenT", "refund\u200bpayment"):
             r = await c.call_tool(name, {"charge_id": "c", "amount": 1})
-            assert r.is_error and "is not offered by this server" in r.content[0].text, name
-            assert (r.meta or {})["io.mcpp/decision"]["schema"] == {"kind": "unlisted"}
+            assert r.is_error and r.content[0].text.startswith("[POLICY DENIED] "), name
+            if not pin:
+                assert "is not offered by this server" in r.content[0].text, name
+                assert (r.meta or {})["io.mcpp/decision"]["schema"] == {"kind": "unlisted"}
     assert [x["args"] for x in sdk_upstream.ran("refund_payment")[before:]] == [{"charge_id": "ch_1", "amount": 500.0}]
     rows = audit(state)
     schema_rows = [r for r in rows if "/schema" in r["rule"]]
-    assert len(schema_rows) == len(WRONG) + 4 and all(r["decision"] == "deny" and r["outcome"] == "denied" for r in schema_rows)
+    assert len(schema_rows) == len(WRONG) + (0 if pin else 4)
+    assert all(r["decision"] == "deny" and r["outcome"] == "denied" for r in schema_rows)
     assert "5000" not in json.dumps([r["message"] for r in schema_rows])  # values are never stored
 
 

@@ -1,5 +1,5 @@
-"""Test files that cannot be used exit 2 with `file:line:col: error: <key path>: …`, one
-line per problem, never a traceback."""
+"""Invalid test files exit 1 with `file:line:col: error: <key path>: …`, one line per
+problem, never a traceback; test files that cannot be read, or paths with none, exit 2."""
 
 import pytest
 
@@ -14,8 +14,8 @@ BAD = [
     ('[[case]]\nname = "x"\ntool = \n', ["3:8: not valid TOML: Invalid value"]),
     ('[[case]]\nname = "x"\ntool = "t"\ndecison = "allow"\n',
      ["4:1: case[0].decison: unknown key 'decison' (did you mean 'decision'?)"]),
-    ('[[case]]\nname = "x"\ntool = "t"\ndecision = "permit"\n', ['4:1: case[0].decision: expected "allow" or "deny"']),
-    ('[[case]]\nname = "x"\ntool = "t"\n', ['1:1: case[0].decision: required: "allow" or "deny"']),
+    ('[[case]]\nname = "x"\ntool = "t"\ndecision = "permit"\n', ['4:1: case[0].decision: expected "allow", "deny" or "approval"']),
+    ('[[case]]\nname = "x"\ntool = "t"\n', ['1:1: case[0].decision: required: "allow", "deny" or "approval"']),
     ('[[case]]\nname = "x"\ndecision = "deny"\n', ["1:1: case[0].tool: required"]),
     ('[[case]]\ntool = "t"\ndecision = "deny"\n', ["1:1: case[0].name: required"]),
     ('[[case]]\nname = "x"\ntool = "t"\ngrant = 5\ndecision = "deny"\n',
@@ -42,11 +42,11 @@ BAD = [
      ["5:1: case[0].calls[0].repeat: Input should be greater than or equal to 1"]),
     ('[[case]]\nname = "x"\n[[case.calls]]\ndecision = "deny"\n', ["3:1: case[0].calls[0].tool: which tool"]),
     ('[[case]]\nname = "x"\ntool = "t"\n[[case.calls]]\nrepeat = 2\n',
-     ['4:1: case[0].calls[0].decision: required: "allow" or "deny"']),
+     ['4:1: case[0].calls[0].decision: required: "allow", "deny" or "approval"']),
     ('policies = []\n', ["1:1: policies: name at least one policy file"]),
     ('polices = ["p.mcpp"]\n', ["1:1: polices: unknown key 'polices' (did you mean 'policies'?)"]),
     ('[[case]]\nname = "a"\ntool = "t"\ndecision = "deny"\n[[case]]\nname = "b"\ntool = 1\ndecision = "no"\n',
-     ["7:1: case[1].tool: expected a string", '8:1: case[1].decision: expected "allow" or "deny"']),
+     ["7:1: case[1].tool: expected a string", '8:1: case[1].decision: expected "allow", "deny" or "approval"']),
 ]
 
 
@@ -60,17 +60,18 @@ def test_invalid_test_files_name_the_key_and_its_line(tmp_path, text, expected):
         assert got.startswith(want), (got, want)
 
 
-def test_the_cli_exits_2_and_prints_file_line_col(tmp_path):
+def test_the_cli_exits_1_and_prints_file_line_col(tmp_path):
     policy = pair(tmp_path, POLICY, BAD[1][0])
     p = mcpp("test", policy)
-    assert p.returncode == 2
+    assert p.returncode == 1  # an invalid test file is input with errors
     assert f"{tmp_path / 'p.test.toml'}:4:1: error: case[0].decison: unknown key" in p.stderr
     assert "  decison = \"allow\"\n  ^" in p.stderr  # the line, underlined
 
 
 def test_unreadable_inputs_exit_2(tmp_path):
     (tmp_path / "p.test.toml").write_bytes(b"\xff\xfe[[case]]")
-    assert "not UTF-8 text" in mcpp("test", tmp_path / "p.test.toml").stderr
+    p = mcpp("test", tmp_path / "p.test.toml")
+    assert p.returncode == 2 and "not UTF-8 text" in p.stderr
     assert mcpp("test", tmp_path / "missing.mcpp").returncode == 2
     (tmp_path / "lonely.mcpp").write_text(POLICY)
     p = mcpp("test", tmp_path / "lonely.mcpp")
@@ -81,11 +82,11 @@ def test_unreadable_inputs_exit_2(tmp_path):
     assert p.returncode == 2 and "no *.test.toml files under this directory" in p.stderr
 
 
-def test_a_broken_policy_exits_2_with_its_diagnostics(tmp_path):
+def test_a_broken_policy_exits_1_with_its_diagnostics(tmp_path):
     pair(tmp_path, 'permit (principal, action == Action::"t", resource) when { context.input.n <= };\n',
          '[[case]]\nname = "x"\ntool = "t"\ndecision = "deny"\n')
     p = mcpp("test", tmp_path)
-    assert p.returncode == 2 and f"{tmp_path / 'p.mcpp'}:1:" in p.stderr and "error" in p.stderr
+    assert p.returncode == 1 and f"{tmp_path / 'p.mcpp'}:1:" in p.stderr and "error" in p.stderr
 
 
 def test_a_test_file_that_names_another_policy(tmp_path):

@@ -51,4 +51,4 @@ def test_a_broken_test_file_is_one_information_diagnostic(tmp_path):
     (tmp_path / "p.test.toml").write_text('[[case]]\nname = "x"\ntool = "pay"\ndecision = "perhaps"\n')
     (d,) = _run(policy, POLICY)
     assert d["code"] == "test-file" and d["severity"] == "info"
-    assert 'p.test.toml:4:1: case[0].decision: expected "allow" or "deny"' in d["message"]
+    assert 'p.test.toml:4:1: case[0].decision: expected "allow", "deny" or "approval"' in d["message"]
