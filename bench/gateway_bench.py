@@ -18,7 +18,17 @@ reports CPU time per call of the gateway process (from /proc), and the cost of t
 input-schema check alone (in-process, on the fixture's `echo` schema and on a larger
 captured one).
 
-    python3 bench/gateway_bench.py [--calls 2000] [--concurrency 1 32] [--clients sdk-auto sdk-legacy raw] [--json]
+`--auth identity` runs the gateway as an OAuth resource server instead (a config file
+with `[servers.oauth]`, the test authorization server tests/gateway/fixtures/auth_server.py
+started beside it): every call carries a real RS256 JWT access token, validated against the
+issuer's published keys on first sight and from the per-token cache after, its claims
+mapped to the principal (a groups claim and two attributes), the scope checked, issuer and
+subject audited. The run then also reports, in-process, what authentication costs per
+request: a cached token, a token validated from scratch (signature and claims), and a
+grant token for comparison.
+
+    python3 bench/gateway_bench.py [--calls 2000] [--concurrency 1 32] [--clients sdk-auto sdk-legacy raw]
+                                   [--auth grant|identity] [--json]
 """
 
 from __future__ import annotations
@@ -40,6 +50,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "gateway" / "fixtures" / "upstream_server.py"
+AUTH_SERVER = ROOT / "tests" / "gateway" / "fixtures" / "auth_server.py"
 CATALOG = ROOT / "tests" / "catalog" / "fixtures" / "github.json"
 POLICY = "permit (principal, action, resource);\n"
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
@@ -223,6 +234,94 @@ def schema_check_cost(echo_schema: dict) -> dict:
     return out
 
 
+IDENTITY_CONFIG = """
+[gateway]
+port = {port}
+state_dir = "state"
+
+[issuers.local]
+issuer = "{issuer}"
+
+[[servers]]
+id = "default"
+url = "{upstream}"
+policy = "policy.mcpp"
+enforce_input_schema = {typed}
+
+[servers.oauth]
+resource = "http://127.0.0.1:{port}/mcp/default"
+issuers = ["local"]
+required_scopes = ["mcp"]
+groups_claim = "groups"
+private_claims = ["email"]
+
+[servers.oauth.claims]
+email = {{ claim = "email", type = "String" }}
+dept = {{ claim = "dept", type = "String" }}
+"""
+
+
+def start_identity(tmp: Path, up_port: int, gw_port: int, typed: bool, procs: list) -> tuple[str, str]:
+    """The authorization server fixture and a config trusting it; (config path, a token)."""
+    import httpx2
+
+    as_port = free_port()
+    auth = subprocess.Popen([sys.executable, str(AUTH_SERVER), "--port", str(as_port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    procs.append(auth)
+    wait_port(as_port, auth)
+    base = f"http://127.0.0.1:{as_port}"
+    issuer = httpx2.get(f"{base}/control/stats", timeout=10).json()["issuer"]
+    httpx2.post(f"{base}/control/ttl", json={"seconds": 6 * 3600}, timeout=10).raise_for_status()
+    token = httpx2.post(f"{base}/control/mint", json={"claims": {
+        "sub": "bench-user", "aud": f"http://127.0.0.1:{gw_port}/mcp/default", "scope": "mcp tools",
+        "groups": ["sre", "payments"], "email": "bench@acme.test", "dept": "platform"}}, timeout=10).json()["token"]
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(IDENTITY_CONFIG.format(port=gw_port, issuer=issuer, upstream=f"http://127.0.0.1:{up_port}/mcp",
+                                          typed="true" if typed else "false"))
+    return str(cfg), token
+
+
+def auth_cost(cfg_path: str, token: str, grant_token: str | None, state: Path, n: int = 2000) -> dict:
+    """µs per request of authentication alone, in-process, against the running issuer: a
+    cached token (the steady state), a token validated from scratch, a grant token."""
+    from mcpp.runtime.gateway.config import load_config
+    from mcpp.runtime.gateway.jwks import Fetcher, IssuerClient
+    from mcpp.runtime.gateway.oauth import ResourceServer
+
+    cfg = load_config(cfg_path)
+    server = cfg.server("default")
+
+    async def go() -> dict:
+        fetcher = Fetcher()
+        clients = {i.name: IssuerClient(i, fetcher) for i in cfg.issuers}
+        rs = ResourceServer("default", server.oauth, clients)
+        await rs.authenticate(token)  # fetches metadata and keys once
+        t0 = time.perf_counter()
+        for _ in range(n):
+            rs.check_scopes(await rs.authenticate(token))
+        cached = (time.perf_counter() - t0) / n * 1e6
+        t0 = time.perf_counter()
+        for _ in range(n // 10):
+            rs.cache = type(rs.cache)()
+            rs.check_scopes(await rs.authenticate(token))
+        fresh = (time.perf_counter() - t0) / (n // 10) * 1e6
+        await fetcher.aclose()
+        return {"oauth_cached_us": round(cached, 2), "oauth_validate_us": round(fresh, 2)}
+
+    out = asyncio.run(go())
+    if grant_token is not None:
+        from mcpp.runtime.gateway.grants import SQLiteGrants, check_token, grant_id_of
+
+        store = SQLiteGrants(state)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            check_token(store.get(grant_id_of(grant_token)), grant_token)
+        out["grant_us"] = round((time.perf_counter() - t0) / n * 1e6, 2)
+        store.close()
+    return out
+
+
 async def echo_schema(url: str) -> dict:
     import httpx2
     from mcp import Client
@@ -239,6 +338,8 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     ap.add_argument("--clients", nargs="+", default=["sdk-auto", "sdk-legacy", "raw"], choices=["sdk-auto", "sdk-legacy", "raw"])
     ap.add_argument("--no-enforce-input-schema", action="store_true", help="run the gateway without typed calls (to compare)")
+    ap.add_argument("--auth", choices=["grant", "identity"], default="grant",
+                    help="how clients authenticate: a grant token (default) or an OAuth JWT from a local issuer")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     a = ap.parse_args()
     try:
@@ -259,20 +360,25 @@ def main() -> None:
         grant = json.loads(subprocess.run(
             [sys.executable, "-m", "mcpp", "grant", "create", "--server", "default", "--label", "bench",
              "--state", str(tmp / "state"), "--json"], check=True, capture_output=True, text=True).stdout)
-        gw = subprocess.Popen(
-            [sys.executable, "-m", "mcpp", "serve", "--policy", str(tmp / "policy.mcpp"), "--upstream",
-             f"http://127.0.0.1:{up_port}/mcp", "--port", str(gw_port), "--state", str(tmp / "state")]
-            + (["--no-enforce-input-schema"] if a.no_enforce_input_schema else []),
-            stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"), start_new_session=True)
+        if a.auth == "identity":
+            cfg_path, token = start_identity(tmp, up_port, gw_port, not a.no_enforce_input_schema, procs)
+            serve_args = ["--config", cfg_path]
+        else:
+            token = grant["token"]
+            serve_args = ["--policy", str(tmp / "policy.mcpp"), "--upstream", f"http://127.0.0.1:{up_port}/mcp",
+                          "--port", str(gw_port), "--state", str(tmp / "state")] + (
+                ["--no-enforce-input-schema"] if a.no_enforce_input_schema else [])
+        gw = subprocess.Popen([sys.executable, "-m", "mcpp", "serve", *serve_args],
+                              stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"), start_new_session=True)
         procs.append(gw)
         wait_port(gw_port, gw)
         direct_url, gw_url = f"http://127.0.0.1:{up_port}/mcp", f"http://127.0.0.1:{gw_port}/mcp/default/"
 
         def targets(kind: str):
             if kind == "raw":
-                return RawTarget("direct", direct_url, None), RawTarget("gateway", gw_url, grant["token"])
+                return RawTarget("direct", direct_url, None), RawTarget("gateway", gw_url, token)
             mode = kind.split("-")[1]
-            return SDKTarget("direct", direct_url, None, mode), SDKTarget("gateway", gw_url, grant["token"], mode)
+            return SDKTarget("direct", direct_url, None, mode), SDKTarget("gateway", gw_url, token, mode)
 
         async def go():
             results = {}
@@ -285,6 +391,7 @@ def main() -> None:
 
         results, echo = asyncio.run(go())
         cost = schema_check_cost(echo)
+        auth_us = auth_cost(cfg_path, token, grant["token"], tmp / "state") if a.auth == "identity" else None
         audited = subprocess.run([sys.executable, "-c", (
             "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from audit').fetchone()[0])"),
             str(tmp / "state" / "audit.db")], capture_output=True, text=True).stdout.strip()
@@ -296,14 +403,16 @@ def main() -> None:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(p.pid, signal.SIGKILL)
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
-            "calls_per_target": a.calls, "typed_calls": not a.no_enforce_input_schema,
+            "calls_per_target": a.calls, "typed_calls": not a.no_enforce_input_schema, "auth": a.auth,
+            "auth_us": auth_us,
             "audit_rows_written": int(audited or 0), "schema_check_us": cost,
             "load_average": os.getloadavg()}
     if a.json:
         print(json.dumps({"meta": meta, "results": results}, indent=2))
         return
     print(f"mcpp gateway benchmark — Python {meta['python']}, {meta['cpus']} CPUs, tools/call echo, "
-          f"typed calls {'on' if meta['typed_calls'] else 'off'}, audit on")
+          f"typed calls {'on' if meta['typed_calls'] else 'off'}, audit on, "
+          f"auth {'OAuth JWT (identity)' if a.auth == 'identity' else 'grant token'}")
     print(f"{'client':<11} {'conc':>4} {'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}")
     for key, r in results.items():
         kind, conc = key.rsplit(" c", 1)
@@ -313,6 +422,9 @@ def main() -> None:
         print(f"{'':<11}      added p50 {r['added_p50_ms']:.3f} ms, p99 {r['added_p99_ms']:.3f} ms; "
               f"throughput {r['throughput_ratio'] * 100:.1f}% of direct; gateway CPU {r['gateway_cpu_ms_per_call']:.3f} ms/call")
     print("input-schema check per call: " + ", ".join(f"{k} {v} µs" for k, v in cost.items()))
+    if auth_us is not None:
+        print(f"authentication per request: OAuth token cached {auth_us['oauth_cached_us']} µs, validated from scratch "
+              f"{auth_us['oauth_validate_us']} µs; grant token {auth_us.get('grant_us')} µs")
     print(f"audit rows written by the gateway: {meta['audit_rows_written']}; load average {meta['load_average']}")
 
 

@@ -209,6 +209,7 @@ def audit(
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help="The gateway config (TOML) whose state_dir or redis_url to use"),
     state: Optional[Path] = typer.Option(None, "--state", metavar="DIR", help=f"The state directory `mcpp serve --state` uses (default: {DEFAULT_STATE}, as serve's)"),
     grant: Optional[str] = typer.Option(None, "--grant", metavar="ID|LABEL", help="Only calls by this grant (its id or label)"),
+    subject: Optional[str] = typer.Option(None, "--subject", metavar="ID", help="Only calls by this OAuth user (the principal id, as audited)"),
     tool: Optional[str] = typer.Option(None, "--tool", metavar="NAME", help="Only calls to this tool"),
     decision: Optional[str] = typer.Option(None, "--decision", metavar="DECISION", help="allow, deny or approval (a call held for a person); approved or rejected (a person's answer)"),
     server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Only calls to this server id"),
@@ -229,7 +230,7 @@ def audit(
         die(f"no audit log in {state_dir}: `mcpp serve` writes one there once it has decided a call"
             f" (give the directory serve uses: --state DIR or --config FILE)")
     log = AuditLog(state_dir, readonly=True)
-    filters = dict(grant=grant, tool=tool, decision=decision, server=server, since=_time(since, "--since"),
+    filters = dict(grant=grant, subject=subject, tool=tool, decision=decision, server=server, since=_time(since, "--since"),
                    until=_time(until, "--until"), mismatches=mismatches)
     rows = log.query(**filters, limit=limit, newest=limit is not None)
     last = 0
@@ -251,8 +252,11 @@ def audit(
 
 def _line(r: dict) -> str:
     args = " ".join(r["arg_keys"])
-    grant = f"{r['grant_label']}({r['grant_id']})" if r["grant_label"] else r["grant_id"]
-    out = (f"{r['time']}  {r['decision']:<5} tool={r['tool']} rule={r['rule']} grant={grant} server={r['server']}"
+    if r.get("subject"):
+        who = f"user={r['subject']} issuer={r['issuer']}"
+    else:
+        who = "grant=" + (f"{r['grant_label']}({r['grant_id']})" if r["grant_label"] else r["grant_id"])
+    out = (f"{r['time']}  {r['decision']:<5} tool={r['tool']} rule={r['rule']} {who} server={r['server']}"
            f" args=[{args}] request_id={r['request_id']}")
     if r["decision"] != "allow":
         out += f" reason={json.dumps(r['message'], ensure_ascii=False)}"

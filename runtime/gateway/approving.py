@@ -123,7 +123,7 @@ def client_elicits_modern(params: dict) -> bool:
 
 
 def elicitation_params(ctx: CallContext, a) -> dict:
-    who = ctx.caller.grant.label or ctx.caller.grant.id
+    who = ctx.caller.actor
     reason = f" {a.reason}" if a.reason else ""
     message = (f"Approve this call? {who} asks to run the tool {ctx.name} on {ctx.server.id} with the arguments "
                f"{shown_arguments(a)}.{reason} (approval {a.id}; one run of exactly this call)")
@@ -156,7 +156,7 @@ class ApprovalSteps:
         rt = self.rt
         server, caller = ctx.server, ctx.caller
         try:
-            bind = binding(ctx.name, ctx.args, caller.grant.id, server.id)
+            bind = binding(ctx.name, ctx.args, caller.key, server.id)
         except Unbindable:
             d = Decision(False, ctx.name, Rule("/approval/unbindable"), (
                 "This call needs a person's approval, but its arguments hold a number that canonical JSON "
@@ -167,17 +167,17 @@ class ApprovalSteps:
         answer = self._modern_answer(ctx, bind, msg, step)
         if answer is not None:
             approval_id, verdict = answer
-            await self._apply_answer(approval_id, verdict, f"elicitation:{caller.grant.label or caller.grant.id}",
+            await self._apply_answer(approval_id, verdict, f"elicitation:{caller.actor}",
                                      "elicitation", server.id)
         a = None
         for _ in range(3):  # a used-up approval (a racing identical call) asks anew
             a, created = rt.approvals.request(
-                bind, server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label, tool=ctx.name,
+                bind, server=server.id, grant_id=caller.actor_id, grant_label=caller.grant_label, tool=ctx.name,
                 arguments=ctx.args, reason=decision.approval or "", rule=decision.rule.pointer,
                 policy_sha256=ctx.policy_sha, ttl=rt.config.approval_ttl)
             if created:
                 rt.metrics.inc("mcpp_approvals_total", (("server", server.id), ("event", "requested")))
-                rt.log.info("approval_requested", server=server.id, approval_id=a.id, grant_id=caller.grant.id,
+                rt.log.info("approval_requested", server=server.id, approval_id=a.id, **rt.who(caller),
                             tool=ctx.name, rule=decision.rule.pointer, expires=iso_ms(a.expires))
             if a.status != "approved":
                 break
@@ -205,7 +205,7 @@ class ApprovalSteps:
         """An approved call: decided again as approved (reserving its limits now), then the
         approval is used up. None when another call used it first."""
         rt = self.rt
-        d = await rt.decide(ctx.engine, ctx.name, ctx.args, ctx.caller.grant, ctx.server.id, approved=True)
+        d = await rt.decide(ctx.engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, approved=True)
         if not d.allowed:  # e.g. its limit is spent: denied, the approval stays for a later run
             return d, step
         if not rt.approvals.consume(a.id):
@@ -213,7 +213,7 @@ class ApprovalSteps:
             return None
         step.id = a.id
         rt.metrics.inc("mcpp_approvals_total", (("server", ctx.server.id), ("event", "used")))
-        rt.log.info("approval_used", server=ctx.server.id, approval_id=a.id, tool=ctx.name, grant_id=ctx.caller.grant.id)
+        rt.log.info("approval_used", server=ctx.server.id, approval_id=a.id, tool=ctx.name, **rt.who(ctx.caller))
         return d, step
 
     # -- 2026-07-28: input_required with an elicitation form -------------------------------------
@@ -248,7 +248,7 @@ class ApprovalSteps:
         if not hmac.compare_digest(state, self._state_token(approval_id, bind)):
             # another call's state (an argument changed), or a forged one: it answers nothing
             self.rt.log.warning("approval_state_mismatch", server=ctx.server.id, tool=ctx.name,
-                                grant_id=ctx.caller.grant.id)
+                                **self.rt.who(ctx.caller))
             return None
         verdict = _approves(answer)
         return None if verdict is None else (approval_id, verdict)
@@ -275,7 +275,7 @@ class ApprovalSteps:
         rt = self.rt
         eid = f"{ELICIT_PREFIX}{a.id}-{next(_IDS)}"
         fut = asyncio.get_running_loop().create_future()
-        rt.elicitations[eid] = (fut, ctx.caller.grant.id, ctx.server.id, _session(fwd))
+        rt.elicitations[eid] = (fut, ctx.caller.key, ctx.server.id, _session(fwd))
         sse = Stream(send)
         try:
             await sse.start()
@@ -293,7 +293,7 @@ class ApprovalSteps:
             reply = fut.result()
             verdict = _approves(reply.get("result") if isinstance(reply, dict) else None)
             if verdict is not None:
-                await self._apply_answer(a.id, verdict, f"elicitation:{ctx.caller.grant.label or ctx.caller.grant.id}",
+                await self._apply_answer(a.id, verdict, f"elicitation:{ctx.caller.actor}",
                                          "elicitation", ctx.server.id)
         elif gone.done() and not gone.cancelled():
             # the client went away unanswered: nothing runs; the approval stays pending for an approver
@@ -325,7 +325,7 @@ class ApprovalSteps:
         from .proxy import _respond
 
         pending = self.rt.elicitations.get(msg.get("id"))
-        if pending is None or pending[1:] != (caller.grant.id, server.id, _session(fwd)):
+        if pending is None or pending[1:] != (caller.key, server.id, _session(fwd)):
             await _respond(send, 404, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "no such pending elicitation")))
             return
         fut = pending[0]

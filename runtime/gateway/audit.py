@@ -24,10 +24,11 @@ COLUMNS = (
     "seq", "ts", "request_id", "trace_id", "grant_id", "grant_label", "server", "tool", "decision", "rule",
     "message", "arg_keys", "outcome", "policy_sha256", "replica",
     "mode", "shadow_decision", "shadow_rule", "shadow_sha256", "approval_id", "grant_groups", "arg_values",
+    "issuer", "subject",
 )
 # columns added after the first release: added to an older database when it is opened
 _ADDED = {"mode": "TEXT", "shadow_decision": "TEXT", "shadow_rule": "TEXT", "shadow_sha256": "TEXT",
-          "approval_id": "TEXT", "grant_groups": "TEXT", "arg_values": "TEXT"}
+          "approval_id": "TEXT", "grant_groups": "TEXT", "arg_values": "TEXT", "issuer": "TEXT", "subject": "TEXT"}
 
 
 @dataclass
@@ -53,13 +54,15 @@ class AuditRow:
     approval_id: str | None = None
     grant_groups: list[str] | None = None  # the groups the call was decided with
     arg_values: str | None = None  # opt-in (audit_values): hashed or full values, JSON
+    issuer: str | None = None  # an OAuth caller: the token's issuer (grant callers: None)
+    subject: str | None = None  # …and the user's id (a keyed pseudonym when `sub` is a private claim)
 
 
 def _values(r: AuditRow) -> tuple:
     return (r.ts, r.request_id, r.trace_id, r.grant_id, r.grant_label, r.server, r.tool, r.decision, r.rule,
             r.message, json.dumps(r.arg_keys), r.outcome, r.policy_sha256, r.replica,
             r.mode, r.shadow_decision, r.shadow_rule, r.shadow_sha256, r.approval_id,
-            json.dumps(r.grant_groups) if r.grant_groups is not None else None, r.arg_values)
+            json.dumps(r.grant_groups) if r.grant_groups is not None else None, r.arg_values, r.issuer, r.subject)
 
 
 class GroupCommit:
@@ -168,8 +171,13 @@ class AuditLog:
     def query(self, *, grant: str | None = None, tool: str | None = None, decision: str | None = None,
               server: str | None = None, since: float | None = None, until: float | None = None,
               after_seq: int = 0, limit: int | None = None, newest: bool = False,
-              mismatches: bool = False) -> list[dict]:
+              mismatches: bool = False, subject: str | None = None) -> list[dict]:
         where, args = ["seq > ?"], [after_seq]
+        if subject:  # an OAuth user (docs/gateway.md, Identity)
+            if "subject" not in self.columns:
+                return []
+            where.append("subject = ?")
+            args.append(subject)
         if mismatches:  # the shadow policy decided differently (docs/rollout.md)
             if "shadow_decision" not in self.columns:
                 return []

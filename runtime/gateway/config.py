@@ -15,6 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .oauth_config import IssuerConfig, OAuthConfigError, ServerOAuth, check_url, parse_issuers, parse_server_oauth
+
 SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -74,6 +76,7 @@ class ServerConfig:
     enforce_input_schema: bool = True  # typed calls: arguments must conform to the tool's inputSchema
     shadow: str | None = None  # a candidate policy decided beside `policy`, never enforced (docs/rollout.md)
     approval_elicitation: bool = False  # ask the client's user through MCP elicitation (opt in: docs/approval.md)
+    oauth: "ServerOAuth | None" = None  # identity: an OAuth 2.1 resource server (oauth_config.py)
 
     @property
     def kind(self) -> str:
@@ -113,6 +116,8 @@ class GatewayConfig:
     approval_ttl: float = 3600.0  # seconds an approval request (and the approval) stays valid
     approval_wait: float = 120.0  # seconds a call waits on an elicitation answer (2025 sessions) before it returns
     admin_token: "Credential | None" = None  # when set: POST /approvals/<id>/approve|reject with this bearer token
+    public_url: str | None = None  # the gateway as clients reach it (default resource URIs: <public_url>/mcp/<id>)
+    issuers: tuple["IssuerConfig", ...] = ()  # authorization servers servers may trust ([issuers.<name>])
     servers: tuple[ServerConfig, ...] = ()
     source: str | None = None  # the config file, when there is one
 
@@ -120,6 +125,12 @@ class GatewayConfig:
         for s in self.servers:
             if s.id == server_id:
                 return s
+        return None
+
+    def issuer(self, name: str) -> "IssuerConfig | None":
+        for i in self.issuers:
+            if i.name == name:
+                return i
         return None
 
     def groups_of(self, grant_id: str, label: str) -> frozenset[str]:
@@ -169,6 +180,7 @@ _GATEWAY_KEYS = {
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
     "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
     "mode", "audit_values", "audit_values_days", "approval_ttl", "approval_wait", "admin_token_env", "admin_token_file",
+    "public_url",
 }
 MODES = ("enforce", "log-only")
 AUDIT_VALUES = ("none", "hashed", "full")
@@ -176,7 +188,7 @@ _INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connectio
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
     "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema",
-    "shadow", "approval_elicitation",
+    "shadow", "approval_elicitation", "oauth",
 }
 _CRED_KEYS = {"header", "env", "prefix", "from_env", "from_file"}
 
@@ -235,7 +247,7 @@ def _str_list(v, where: str) -> tuple[str, ...]:
 
 
 def _build(data: dict, base: Path, source: str) -> GatewayConfig:
-    _unknown(data, {"gateway", "servers", "groups"}, "top level")
+    _unknown(data, {"gateway", "servers", "groups", "issuers"}, "top level")
     g = data.get("gateway", {})
     if not isinstance(g, dict):
         raise ConfigError("[gateway]: expected a table")
@@ -307,19 +319,35 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         raise ConfigError("[groups]: expected a table of group = [grant labels or ids]")
     groups = tuple((name, _str_list(v, f"groups.{name}")) for name, v in groups_raw.items())
 
+    public_url = _typed(g, "public_url", str, "gateway")
+    try:
+        if public_url is not None:
+            check_url(public_url, "gateway.public_url")
+        issuers = parse_issuers(data.get("issuers", {}), base)
+    except OAuthConfigError as e:
+        raise ConfigError(str(e)) from None
+
     servers_raw = data.get("servers", [])
     if not isinstance(servers_raw, list):
         raise ConfigError("servers: expected [[servers]] tables")
     servers = []
     seen = set()
     for i, s in enumerate(servers_raw):
-        srv = _server(s, f"servers[{i}]", base)
+        srv = _server(s, f"servers[{i}]", base, public_url, issuers)
         if srv.id in seen:
             raise ConfigError(f"servers[{i}].id: duplicate server id {srv.id!r}")
         seen.add(srv.id)
         servers.append(srv)
     if not servers:
         raise ConfigError("no [[servers]]: the gateway has nothing to serve")
+    resources: dict[str, str] = {}
+    for i, srv in enumerate(servers):
+        if srv.oauth is None:
+            continue
+        path = srv.oauth.metadata_path()
+        if path in resources:
+            raise ConfigError(f"servers[{i}].oauth.resource: the same resource path as server {resources[path]}")
+        resources[path] = srv.id
     return GatewayConfig(
         host=host, port=port, state_dir=_rel(base, _typed(g, "state_dir", str, "gateway", "mcpp-state")),
         redis_url=redis_url, max_body_bytes=int(nums["max_body_bytes"]), upstream_timeout=float(nums["upstream_timeout"]),
@@ -332,12 +360,12 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
         reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),
         ops_listen=ops_listen, ops_token=ops_token,
-        mode=mode, audit_values=audit_values, admin_token=admin_token, **rollout,
+        mode=mode, audit_values=audit_values, admin_token=admin_token, **rollout, public_url=public_url, issuers=issuers,
         source=source,
     )
 
 
-def _server(s, where: str, base: Path) -> ServerConfig:
+def _server(s, where: str, base: Path, public_url: str | None = None, issuers: tuple = ()) -> ServerConfig:
     if not isinstance(s, dict):
         raise ConfigError(f"{where}: expected a table")
     _unknown(s, _SERVER_KEYS, where)
@@ -383,6 +411,17 @@ def _server(s, where: str, base: Path) -> ServerConfig:
     max_age = _typed(s, "catalog_max_age", (int, float), where, 300.0)
     if max_age < 0:
         raise ConfigError(f"{where}.catalog_max_age: must be at least 0")
+    oauth = None
+    if "oauth" in s:
+        try:
+            oauth = parse_server_oauth(s["oauth"], f"{where}.oauth", sid, public_url, issuers, url is not None)
+        except OAuthConfigError as e:
+            raise ConfigError(str(e)) from None
+        if bool(s.get("anonymous")):
+            raise ConfigError(f"{where}: anonymous and oauth are exclusive (a request without a token gets the OAuth challenge)")
+        ex = oauth.token_exchange
+        if ex is not None and any(c.header and c.header.lower() == ex.header.lower() for c in creds):
+            raise ConfigError(f"{where}.oauth.token_exchange.header: {ex.header} is also a static credential of this server")
     shadow = _typed(s, "shadow", str, where)
     if shadow is not None and not shadow.strip():
         raise ConfigError(f"{where}.shadow: empty path")
@@ -401,6 +440,7 @@ def _server(s, where: str, base: Path) -> ServerConfig:
         catalog_max_age=float(max_age), enforce_input_schema=bool(_typed(s, "enforce_input_schema", bool, where, True)),
         shadow=_rel(base, shadow) if shadow else None,
         approval_elicitation=bool(_typed(s, "approval_elicitation", bool, where, False)),
+        oauth=oauth,
     )
 
 

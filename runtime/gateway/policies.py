@@ -141,9 +141,10 @@ class DenyAll:
 class PolicyState(FileState):
     """One (server, policy file): the engine in force and the newest refusal."""
 
-    def __init__(self, server: str, path: str, namespace: str, store, catalog: str | None = None):
+    def __init__(self, server: str, path: str, namespace: str, store, catalog: str | None = None, gate=None):
         super().__init__(server, path)
         self.namespace, self.store, self.catalog = namespace, store, catalog
+        self.gate = gate  # a further gate for this (server, role): gate(program) -> [reason, …]
         self.current: LoadedPolicy | None = None
         self.error_at: float | None = None
 
@@ -157,6 +158,9 @@ class PolicyState(FileState):
         self.mark_seen()
         try:
             program, sha = load_verified(self.path, self.catalog)
+            reasons = self.gate(program) if self.gate is not None else []
+            if reasons:
+                raise PolicyRefused(reasons[0])
         except PolicyRefused as e:
             self.error, self.error_at = str(e), time.time()
             return False, str(e)
@@ -187,7 +191,11 @@ class PolicyRegistry(Registry[PolicyState]):
     def __init__(self, store):
         super().__init__()
         self.store = store
+        # gate_for(server, role) -> a gate for that policy, or None (the gateway's identity
+        # check: the claims mapping against the policy's `entity User`)
+        self.gate_for: Callable[[str, str], Callable | None] = lambda server, role: None
 
     def state(self, server: str, path: str, role: str, catalog: str | None = None) -> tuple[PolicyState, bool]:
         # the counter namespace must match across replicas whose config paths differ
-        return self.get_or_load(server, path, lambda: PolicyState(server, path, f"{server}|{role}", self.store, catalog))
+        return self.get_or_load(
+            server, path, lambda: PolicyState(server, path, f"{server}|{role}", self.store, catalog, self.gate_for(server, role)))

@@ -45,6 +45,9 @@ from mcpp.runtime.retained import retain
 from . import jsonrpc as rpc
 from .approving import ELICIT_PREFIX, ApprovalSteps, CallContext, track_session_caps
 from .audit import AuditRow
+from .jwks import IdPUnavailable
+from .oauth import AuthFailure
+from .principals import Caller
 from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
@@ -92,12 +95,6 @@ def audit_keys(args) -> list[str]:
     if len(keys) > MAX_AUDIT_KEYS:
         out.append(f"…(+{len(keys) - MAX_AUDIT_KEYS} keys)")
     return out
-
-
-@dataclass
-class Caller:
-    grant: Grant
-    record: object | None  # GrantRecord, or None for an anonymous server
 
 
 class TooLarge(Exception):
@@ -159,6 +156,8 @@ class GatewayApp(ApprovalSteps):
                     await self.ops(scope, send, path, rt.config.ops_host_allowlist())
                 else:
                     await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "this listener serves /healthz and /metrics"}))
+            elif path.startswith("/.well-known/oauth-protected-resource"):
+                await self.resource_metadata(scope, send, path)
             elif path.startswith("/mcp/"):
                 rest = path[5:]
                 server_id, _, tail = rest.partition("/")
@@ -221,6 +220,29 @@ class GatewayApp(ApprovalSteps):
         else:
             await _respond(send, 200, rt.metrics.render().encode(), b"text/plain; version=0.0.4; charset=utf-8")
 
+    async def resource_metadata(self, scope, send, path: str) -> None:
+        """RFC 9728 Protected Resource Metadata of an OAuth server: public, readable from any
+        origin (browser-based clients discover with it), GET only."""
+        rt = self.rt
+        sid = rt.metadata_paths.get(path)
+        rs = rt.resource_servers.get(sid) if sid is not None else None
+        cors = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"GET, OPTIONS"),
+                (b"access-control-allow-headers", b"mcp-protocol-version")]
+        if rs is None:
+            await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "no OAuth-protected server at this path"}), extra=cors)
+            return
+        if not _host_ok(_headers(scope).get("host"), rt.config.host_allowlist()):
+            await _respond(send, 421, rpc.dumps({"error": "Invalid Host header"}))
+            return
+        if scope["method"] == "OPTIONS":
+            await _respond(send, 204, b"", None, cors)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, 405, b"", None, [(b"allow", b"GET, OPTIONS"), *cors])
+            return
+        await _respond(send, 200, rpc.dumps(rs.metadata_document()), JSON,
+                       [(b"cache-control", b"public, max-age=300"), *cors])
+
     # ---- one MCP request -------------------------------------------------------------
     async def mcp(self, scope, receive, send, server_id: str) -> None:
         rt = self.rt
@@ -257,9 +279,19 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE, "upstream not configured")))
             return
         fwd = self.forward_headers(headers, server)
+        if caller.identity is not None and server.oauth is not None and server.oauth.token_exchange is not None:
+            # the upstream gets a token of its own for this user (RFC 8693), never the caller's
+            try:
+                fwd.append(await rt.exchange_header(server, caller, headers["authorization"].partition(" ")[2].strip()))
+            except IdPUnavailable as e:
+                rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", "token_exchange")))
+                rt.log.error("token_exchange_failed", server=server.id, **rt.who(caller), error=str(e))
+                await _respond(send, 502, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE,
+                                                              "the upstream credential for this user could not be obtained")))
+                return
         sid = headers.get("mcp-session-id")
         if sid is not None:
-            inner = rt.sessions.unwrap(sid, caller.grant.id, server.id)
+            inner = rt.sessions.unwrap(sid, caller.key, server.id)
             if inner is None:
                 await _respond(send, 404, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Session not found")))
                 return
@@ -328,46 +360,86 @@ class GatewayApp(ApprovalSteps):
             rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", method_label(mname))), time.perf_counter() - t0)
 
     async def authenticate(self, send, server, headers) -> Caller | None:
+        """The caller, or None when the request was answered (401, 403, 503). A server with
+        `[servers.oauth]` takes OAuth access tokens (and grant tokens, unless
+        `accept_grants = false`); its challenges point to its resource metadata."""
         rt = self.rt
         auth = headers.get("authorization")
         if auth is None and server.anonymous:
             grant = Grant("anonymous", "anonymous", rt.config.groups_of("anonymous", "anonymous"))
             return Caller(grant, None)
+        rs = rt.resource_servers.get(server.id) if server.oauth is not None else None
+        scheme, _, token = (auth or "").partition(" ")
+        token = token.strip()
+        bearer = auth is not None and scheme.lower() == "bearer" and bool(token)
+        gid = grant_id_of(token) if bearer else None
+        if rs is not None and bearer and gid is None:
+            return await self.authenticate_oauth(send, server, rs, token)
         reason = None
         record = None
         if auth is None:
             reason = "missing"
+        elif not bearer:
+            reason = "malformed"
+        elif rs is not None and not rs.oauth.accept_grants:
+            reason = "grants_not_accepted"
         else:
-            scheme, _, token = auth.partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer" or not token:
-                reason = "malformed"
-            else:
-                gid = grant_id_of(token)
-                try:
-                    record = await rt.grant_record(gid) if gid else None
-                except Exception as e:  # the grant store is down: nobody gets in
-                    rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
-                    await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR, "grant store unavailable")))
-                    return None
-                if not check_token(record, token):
-                    reason = "revoked" if record is not None and record.revoked_at and _same(record, token) else "invalid"
-                elif record.server != server.id:
-                    reason = "wrong_server"
+            try:
+                record = await rt.grant_record(gid) if gid else None
+            except Exception as e:  # the grant store is down: nobody gets in
+                rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
+                await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR, "grant store unavailable")))
+                return None
+            if not check_token(record, token):
+                reason = "revoked" if record is not None and record.revoked_at and _same(record, token) else "invalid"
+            elif record.server != server.id:
+                reason = "wrong_server"
         if reason is not None:
             rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", reason)))
             rt.log.info("auth_failed", server=server.id, reason=reason, grant_id=record.id if record else None)
             err = "invalid_request" if reason in ("missing", "malformed") else "invalid_token"
-            www = f'Bearer realm="mcpp", error="{err}"'.encode() if reason != "missing" else b'Bearer realm="mcpp"'
             text = {"missing": "a grant token is required (Authorization: Bearer <token>)",
                     "malformed": "the Authorization header must be 'Bearer <grant token>'",
                     "revoked": "this grant has been revoked", "invalid": "invalid grant token",
-                    "wrong_server": "this grant is not for this server"}[reason]
+                    "wrong_server": "this grant is not for this server",
+                    "grants_not_accepted": "this server accepts OAuth access tokens only"}[reason]
+            if rs is not None:
+                if reason == "missing":
+                    text = "an access token is required (Authorization: Bearer <token>)"
+                www = rs.challenge(None if reason == "missing" else AuthFailure(401, err, text, reason))
+            else:
+                www = f'Bearer realm="mcpp", error="{err}"'.encode() if reason != "missing" else b'Bearer realm="mcpp"'
             await _respond(send, 401, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"Unauthorized: {text}")), JSON,
                            [(b"www-authenticate", www)])
             return None
         groups = frozenset(record.groups) | rt.config.groups_of(record.id, record.label)
         return Caller(Grant(record.id, record.label, groups), record)
+
+    async def authenticate_oauth(self, send, server, rs, token: str) -> Caller | None:
+        """An OAuth access token (oauth.py): 401 with the challenge when it is not valid for
+        this server, 403 `insufficient_scope` when a required scope is missing, 503 when
+        its issuer cannot be reached to check it."""
+        rt = self.rt
+        identity = None
+        try:
+            identity = await rs.authenticate(token)
+            rs.check_scopes(identity)
+        except AuthFailure as f:
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", f.reason)))
+            who = {} if identity is None else {"issuer": identity.issuer, "subject": identity.log_subject(rt.pseudonym)}
+            rt.log.info("auth_failed", server=server.id, reason=f.reason, **who)
+            word = "Forbidden" if f.status == 403 else "Unauthorized"
+            await _respond(send, f.status, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"{word}: {f.description}")), JSON,
+                           [(b"www-authenticate", rs.challenge(f))])
+            return None
+        except IdPUnavailable as e:  # the token cannot be checked: nobody gets in
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", "idp_unavailable")))
+            rt.log.error("idp_unavailable", server=server.id, error=str(e))
+            await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR,
+                                                          "the identity provider is unavailable; try again shortly")),
+                           extra=[(b"retry-after", b"5")])
+            return None
+        return Caller(None, None, identity, shown=identity.log_subject(rt.pseudonym))
 
     def forward_headers(self, headers: dict, server) -> list[tuple[str, str]]:
         out = [(k, v) for k, v in headers.items() if k in FORWARD_REQUEST_HEADERS or k.startswith("mcp-param-")]
@@ -466,7 +538,7 @@ class GatewayApp(ApprovalSteps):
                     # a candidate policy beside the one in force, decided first so that it reads
                     # the limit counts as they stood before this call; it reserves nothing, never acts
                     await self.shadow_decide(ctx, role)
-                decision = await rt.decide(engine, name, args, caller.grant, server.id)
+                decision = await rt.decide(engine, name, args, caller.principal, server.id)
         except Exception as e:  # fail closed
             decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
         # what went wrong is for the operator (the log, /healthz, the audit row), never for
@@ -528,13 +600,13 @@ class GatewayApp(ApprovalSteps):
         self.count_decision(ctx, row, seq, passed)
         if pinned is not None:
             rt.metrics.inc("mcpp_catalog_denials_total", (("server", server.id), ("kind", pinned["kind"])))
-            rt.log.warning("catalog_denied", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label,
+            rt.log.warning("catalog_denied", server=server.id, **rt.who(caller),
                            tool=name, kind=pinned["kind"], reason=pinned["reason"], catalog=server.catalog,
                            pinned=pinned.get("pinned"), live=pinned.get("live"), request_id=row.request_id, audit_seq=seq)
         if typed is not None:
             rt.metrics.inc("mcpp_schema_denials_total", (("server", server.id), ("kind", typed["kind"])))
             rt.log.log("info" if typed["kind"] in ("invalid_arguments", "unlisted") else "warning", "schema_denied",
-                       server=server.id, grant_id=caller.grant.id, tool=name, kind=typed["kind"], reason=clip(typed["reason"], 500),
+                       server=server.id, **rt.who(caller), tool=name, kind=typed["kind"], reason=clip(typed["reason"], 500),
                        rule=clip(typed["pointer"], 500), request_id=row.request_id, audit_seq=seq)
         refused = pinned if pinned is not None else typed
         if refused is not None and refused.get("rejection"):
@@ -592,14 +664,17 @@ class GatewayApp(ApprovalSteps):
         text = message if message is not None else decision.message
         return AuditRow(
             ts=time.time(), request_id=clip(json.dumps(ctx.rid), MAX_AUDIT_ID), trace_id=_trace_id(ctx.params, ctx.headers),
-            grant_id=ctx.caller.grant.id, grant_label=ctx.caller.grant.label, server=ctx.server.id, tool=ctx.name,
+            grant_id=ctx.caller.grant_id, grant_label=ctx.caller.grant_label, server=ctx.server.id, tool=ctx.name,
             decision=decision_kind or decision.decision, rule=clip(rule or decision.rule.pointer, MAX_AUDIT_TEXT),
             message=clip(text + (f" [operator detail: {detail}]" if detail else ""), MAX_AUDIT_TEXT),
             arg_keys=audit_keys(ctx.args), outcome=outcome, policy_sha256=ctx.policy_sha, replica=rt.replica,
             mode=rt.config.mode, shadow_decision=ctx.shadow.decision if ctx.shadow is not None else None,
             shadow_rule=clip(ctx.shadow.rule.pointer, MAX_AUDIT_TEXT) if ctx.shadow is not None else None,
-            shadow_sha256=ctx.shadow_sha, approval_id=approval_id, grant_groups=sorted(ctx.caller.grant.groups),
+            shadow_sha256=ctx.shadow_sha, approval_id=approval_id,
+            grant_groups=sorted(ctx.caller.principal.groups) if not (ctx.caller.identity and ctx.caller.identity.groups_private) else None,
             arg_values=retain(ctx.args, rt.config.audit_values, rt.values_key),
+            issuer=ctx.caller.identity.issuer if ctx.caller.identity is not None else None,
+            subject=ctx.caller.identity.log_subject(rt.pseudonym) if ctx.caller.identity is not None else None,
         )
 
     async def write_audit(self, send, ctx: "CallContext", row: AuditRow, decision=None, sse=None) -> int | None:
@@ -631,7 +706,7 @@ class GatewayApp(ApprovalSteps):
                 ("shadow_decision", ctx.shadow.decision), ("rule", rt.rule_label(ctx.rule, name, ctx.engine, server)),
                 ("shadow_rule", rt.rule_label(ctx.shadow.rule.pointer, name, ctx.shadow_engine, server))))
             if not agree:
-                rt.log.info("shadow_mismatch", server=server.id, grant_id=ctx.caller.grant.id, tool=name,
+                rt.log.info("shadow_mismatch", server=server.id, **rt.who(ctx.caller), tool=name,
                             decision=ctx.decided, rule=ctx.rule, shadow_decision=ctx.shadow.decision,
                             shadow_rule=ctx.shadow.rule.pointer, request_id=row.request_id, audit_seq=seq)
         if passed:
@@ -640,7 +715,7 @@ class GatewayApp(ApprovalSteps):
         level = "info" if row.outcome != "forwarded" or passed else "debug"  # the audit log has every allow
         if rt.log.enabled(level):
             extra = {"mode": "log-only", "enforced": False} if passed else {}
-            rt.log.log(level, "decision", server=server.id, grant_id=ctx.caller.grant.id, grant_label=ctx.caller.grant.label,
+            rt.log.log(level, "decision", server=server.id, **rt.who(ctx.caller),
                        tool=name, decision=row.decision, rule=row.rule, outcome=row.outcome, request_id=row.request_id,
                        audit_seq=seq, **extra)
 
@@ -653,7 +728,7 @@ class GatewayApp(ApprovalSteps):
             engine, sha = rt.shadow_for(ctx.server, role)
             if engine is None:
                 return
-            d = await rt.decide(engine, ctx.name, ctx.args, ctx.caller.grant, ctx.server.id, reserve=False)
+            d = await rt.decide(engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, reserve=False)
             if d.rule.pointer in ("/error", LIMIT_STORE_DOWN):
                 rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=clip(d.message, 500))
                 return
@@ -934,7 +1009,7 @@ class GatewayApp(ApprovalSteps):
             if k in PASS_RESPONSE_HEADERS:
                 out.append((k.encode(), v.encode("latin-1")))
             elif k == "mcp-session-id":
-                out.append((b"mcp-session-id", self.rt.sessions.wrap(v, caller.grant.id, server.id).encode()))
+                out.append((b"mcp-session-id", self.rt.sessions.wrap(v, caller.key, server.id).encode()))
                 if caps is not None:  # an initialize: what this session's client can be asked (elicitation)
                     track_session_caps(self.rt, server.id, v, caps)
         return out

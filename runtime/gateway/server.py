@@ -22,10 +22,14 @@ from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteCounters
 from .grants import open_grants, redis_client
 from .http_client import HTTPUpstream
+from .jwks import Fetcher, IdPUnavailable, IssuerClient
+from .oauth import ResourceServer, TokenCache
+from .oauth_config import mapping_problems
 from .logs import Logger
 from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry
+from .principals import is_user_principal, user_visible
 from .proxy import GatewayApp, SessionBinder
 from mcpp.catalog.conformance import SchemaCache
 from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
@@ -89,6 +93,7 @@ class Runtime:
         self.audit_writer = GroupCommit(self.audit)
         self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
+        self.registry.gate_for = self._identity_gate
         # shadow policies (docs/rollout.md): loaded and reloaded like the enforcing ones, in
         # a registry of their own, so a shadow that fails never touches enforcement
         self.shadows = PolicyRegistry(self.counters)
@@ -98,6 +103,7 @@ class Runtime:
         self.session_caps: dict = {}  # (server, upstream session) → the client's capabilities (initialize)
         self.elicitations: dict = {}  # JSON-RPC id of a gateway elicitation → (future, grant, server, session)
         self.log_only_passed = 0  # calls log-only mode let through that enforcing would have stopped
+        self.shadows.gate_for = self._identity_gate  # a shadow is decided for users too
         self.pins = PinRegistry()
         self.listings = ListingTracker()
         self.schemas = SchemaCache()
@@ -113,6 +119,14 @@ class Runtime:
         self.ops_port: int | None = None
         self.ops_secret = config.ops_token.resolve("gateway.ops_token") if config.ops_token else None
         self._reload_task = None
+        # identity: the issuers' clients, each OAuth server's resource-server side, the
+        # well-known paths of their metadata, and tokens obtained by exchange
+        self.fetcher = Fetcher()
+        self.issuer_clients: dict[str, IssuerClient] = {}
+        self.resource_servers: dict[str, ResourceServer] = {}
+        self.metadata_paths: dict[str, str] = {}
+        self.exchanged = TokenCache()
+        self._build_identity(config, None)
         self._build_upstreams(config, None)
         self._preload(config)
 
@@ -145,6 +159,90 @@ class Runtime:
                 ups.pop(sid).close()
                 creds.pop(sid, None)
         self.upstreams, self.credential_headers = ups, creds
+
+    def _build_identity(self, cfg: GatewayConfig, old: GatewayConfig | None) -> None:
+        """(Re)create the issuers' clients and the resource servers that changed; a client or
+        resource server whose configuration is unchanged keeps its keys and token cache."""
+        clients = {}
+        for ic in cfg.issuers:
+            prev = self.issuer_clients.get(ic.name)
+            clients[ic.name] = prev if prev is not None and prev.cfg == ic else IssuerClient(ic, self.fetcher, self.log, self.metrics)
+        servers, paths = {}, {}
+        for s in cfg.servers:
+            if s.oauth is None:
+                continue
+            prev = self.resource_servers.get(s.id)
+            if prev is not None and prev.oauth == s.oauth and all(t.client is clients[t.cfg.name] for t in prev.trusted):
+                rs = prev
+            else:
+                rs = ResourceServer(s.id, s.oauth, clients, self.log, self.metrics)
+            servers[s.id] = rs
+            for p in {s.oauth.metadata_path(), f"/.well-known/oauth-protected-resource/mcp/{s.id}"}:
+                paths[p] = paths[p + "/"] = s.id
+        self.issuer_clients, self.resource_servers, self.metadata_paths = clients, servers, paths
+        if old is not None:
+            self.exchanged = TokenCache()
+
+    def _identity_gate(self, server_id: str, role: str):
+        """For a server's own policy (the one users are decided by): the claims mapping must
+        give users every attribute the policy's `entity User` requires, typed alike."""
+        if role != "server":
+            return None
+
+        def gate(program) -> list[str]:
+            s = self.config.server(server_id)
+            if s is None or s.oauth is None:
+                return []
+            return [f"{program.filename}: {p}" for p in mapping_problems(s.oauth, getattr(program, "user_decl", None))]
+
+        return gate
+
+    def identity_problems(self, cfg: GatewayConfig) -> list[str]:
+        """Mapping problems of `cfg` against the policies in force (a config reload that has
+        any is refused)."""
+        out = []
+        for s in cfg.servers:
+            if s.oauth is None or not s.policy:
+                continue
+            st = self.registry.states.get((s.id, s.policy))
+            if st is not None and st.current is not None:
+                decl = getattr(st.current.program, "user_decl", None)
+                out += [f"servers[{s.id}].oauth.claims: {p} ({s.policy})" for p in mapping_problems(s.oauth, decl)]
+        return out
+
+    def pseudonym(self, text: str) -> str:
+        """A stable keyed hash standing for a private subject in logs and the audit."""
+        import hashlib
+        import hmac
+
+        return "anon:" + hmac.new(self.sessions.key, b"subject\0" + text.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def who(self, caller) -> dict:
+        """Log fields naming the caller: the grant (id, label), or the user (issuer, subject
+        — pseudonymised when `sub` is private). Never a token or a private claim."""
+        ident = caller.identity
+        if ident is None:
+            return {"grant_id": caller.grant_id, "grant_label": caller.grant_label}
+        return {"issuer": ident.issuer, "subject": ident.log_subject(self.pseudonym), "client_id": ident.client_id}
+
+    async def exchange_header(self, server, caller, token: str) -> tuple[str, str]:
+        """The upstream header carrying the per-user token obtained by RFC 8693 exchange at
+        the token's issuer (cached per token until shortly before it expires)."""
+        import hashlib
+
+        ex = server.oauth.token_exchange
+        digest = hashlib.sha256(f"{server.id}\0{token}".encode("utf-8", "surrogatepass")).digest()
+        hit = self.exchanged.get(digest)
+        if hit is None:
+            client = self.issuer_clients[caller.identity.issuer_name]
+            upstream_token, life = await client.exchange(token, ex)
+            now = time.time()
+            until = now + max(0.0, (life or 300.0) - 30.0)
+            if caller.identity.expires_at is not None:
+                until = min(until, caller.identity.expires_at)
+            hit = upstream_token
+            self.exchanged.put(digest, hit, until)
+        return ex.header.lower(), ex.prefix + hit
 
     def _policy_paths(self, cfg: GatewayConfig):
         for s in cfg.servers:
@@ -235,9 +333,11 @@ class Runtime:
         rec = caller.record
         if rec is not None and rec.policy:
             return rec.policy, f"grant-policy:{Path(rec.policy).stem}"
-        for key, path in server.grant_policies:
-            if key == caller.grant.id or (caller.grant.label and key == caller.grant.label):
-                return path, f"grant-policy:{Path(path).stem}"
+        g = caller.grant
+        if g is not None:  # a user is decided by the server's policy
+            for key, path in server.grant_policies:
+                if key == g.id or (g.label and key == g.label):
+                    return path, f"grant-policy:{Path(path).stem}"
         return server.policy, "server"
 
     def engine_for(self, server, caller):
@@ -256,17 +356,21 @@ class Runtime:
         program = getattr(engine, "program", None)
         if program is None:
             return set()
-        g = caller.grant
-        key = (id(program), g.id, g.label, g.groups, server.id, tuple(names))
+        g = caller.principal
+        user = is_user_principal(g)
+        key = (id(program), type(g).__name__, g.id, getattr(g, "label", ""), g.groups, server.id, tuple(names))
         hit = self._visible_cache.get(key)
         if hit is not None and hit[0] is program:
             return hit[1]
         try:
-            from mcpp.analyzer.visibility import visible_tools
+            if user:  # until the analyzer models users: by the rules' scopes (principals.user_visible)
+                vis = user_visible(program, names, g.id, g.groups)
+            else:
+                from mcpp.analyzer.visibility import visible_tools
 
-            vis = await asyncio.to_thread(
-                visible_tools, program, names, grant_id=g.id, label=g.label, groups=g.groups, server=server.id
-            )
+                vis = await asyncio.to_thread(
+                    visible_tools, program, names, grant_id=g.id, label=g.label, groups=g.groups, server=server.id
+                )
         except Exception as e:  # without the analyzer's answer, fall back to what is certain: hidden tools go
             self.log.warning("visibility_failed", server=server.id, error=f"{type(e).__name__}: {e}")
             vis = {n for n in names if n not in program.hidden}
@@ -383,6 +487,14 @@ class Runtime:
                 "upstream": s.url if s.kind == "http" else {"command": list(s.command), **(up.health() if up else {})},
                 "policy": s.policy, "policies": pols,
             }
+            rs = self.resource_servers.get(s.id)
+            if rs is not None:
+                servers[s.id]["oauth"] = {
+                    "resource": rs.oauth.resource, "metadata": rs.metadata_url, "accept_grants": rs.oauth.accept_grants,
+                    "issuers": [{"name": t.cfg.name, "issuer": t.cfg.issuer, "keys_fetched": t.client.keys_fetched}
+                                for t in rs.trusted],
+                    "cached_tokens": len(rs.cache),
+                }
             if s.shadow:
                 sh = self.shadows.states.get((s.id, s.shadow))
                 servers[s.id]["shadow"] = sh.health() if sh else {"path": s.shadow, "in_force": False, "error": "not loaded yet"}
@@ -454,6 +566,7 @@ class Runtime:
                 await up.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+        await self.fetcher.aclose()
 
     async def _reload_loop(self) -> None:
         while True:
@@ -497,7 +610,11 @@ class Runtime:
             old = self.config
             if new.ops_token is not None:
                 new.ops_token.resolve("gateway.ops_token")  # refused below if it cannot be read
+            problems = self.identity_problems(new)
+            if problems:
+                raise ConfigError(problems[0])
             self._build_upstreams(new, old)
+            self._build_identity(new, old)
         except ConfigError as e:
             self.config_error = str(e)
             self.metrics.inc("mcpp_policy_reloads_total", (("server", "*"), ("result", "config_refused")))
@@ -521,6 +638,9 @@ class Runtime:
 
 def _cred_mtimes(cfg: GatewayConfig) -> dict:
     files = {c.from_file: _mtime(c.from_file) for s in cfg.servers for c in s.credentials if c.from_file}
+    for i in cfg.issuers:  # the gateway's client secret at an issuer is read when used; watched like the rest
+        if i.client is not None and i.client.secret.from_file:
+            files[i.client.secret.from_file] = _mtime(i.client.secret.from_file)
     for tok in (cfg.ops_token, cfg.admin_token):
         if tok is not None and tok.from_file:
             files[tok.from_file] = _mtime(tok.from_file)
