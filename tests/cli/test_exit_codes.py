@@ -94,6 +94,16 @@ def inputs(tmp_path_factory) -> dict[str, str]:
 
     AuditLog(state).db.close()
     out["state"] = str(state)
+    # and approvals held by the gateway: one for each row that answers one
+    from mcpp.runtime.gateway.approvals import ApprovalStore
+
+    store = ApprovalStore(state)
+    for key in ("approve_me", "reject_me", "decided"):
+        a, _ = store.request(f"bind-{key}", server="default", grant_id="g", grant_label="a", tool="charge",
+                             arguments={"amount": 5}, reason="", rule="/tools/charge", policy_sha256=None, ttl=3600)
+        out[key] = a.id
+    store.decide(out["decided"], True, "carol", "cli")
+    store.close()
     out["emptystate"] = str(d / "emptystate")
     out["existing"] = out["unformatted"]
     out["upstream"] = f"{sys.executable} {UPSTREAM} --stdio"
@@ -234,6 +244,18 @@ TABLE = [
     (("audit", "--state", "{state}", "--decision", "maybe"), 2),
     (("audit", "--state", "{state}", "--since", "last tuesday"), 2),
     (("audit", "--config", "{missing}"), 2),
+    (("approvals", "--state", "{state}"), 0),
+    (("approvals", "--state", "{state}", "--status", "all", "--json"), 0),
+    (("approvals", "--state", "{state}", "--status", "maybe"), 2),
+    (("approvals", "--state", "{emptystate}"), 2),
+    (("approvals", "--config", "{missing}"), 2),
+    (("approve", "{approve_me}", "--by", "carol", "--state", "{state}"), 0),
+    (("approve", "{decided}", "--state", "{state}"), 1),
+    (("approve", "ap_nope", "--state", "{state}"), 2),
+    (("approve", "{decided}", "--state", "{emptystate}"), 2),
+    (("reject", "{reject_me}", "--by", "carol", "--state", "{state}"), 0),
+    (("reject", "{decided}", "--state", "{state}"), 1),
+    (("reject", "ap_nope", "--state", "{state}"), 2),
     (("lsp", "--log-file", "{nowhere}"), 2),
     (("lsp", "--bogus"), 2),
     # the root
@@ -302,6 +324,9 @@ INTERNAL = [
     (("serve", "--policy", "{good}", "--upstream", "http://127.0.0.1:1/mcp"), "mcpp.runtime.gateway.server.serve"),
     (("grant", "list", "--state", "{state}"), "mcpp.runtime.gateway.grants.SQLiteGrants.list"),
     (("audit", "--state", "{state}"), "mcpp.runtime.gateway.audit.AuditLog.query"),
+    (("approvals", "--state", "{state}"), "mcpp.runtime.gateway.approvals.ApprovalStore.list"),
+    (("approve", "ap_nope", "--state", "{state}"), "mcpp.runtime.gateway.approvals.ApprovalStore.decide"),
+    (("reject", "ap_nope", "--state", "{state}"), "mcpp.runtime.gateway.approvals.ApprovalStore.decide"),
     (("lsp",), "mcpp.lsp.server.run"),
 ]
 
@@ -363,7 +388,7 @@ def test_every_command_has_a_row_for_each_class_it_can_reach():
     for args, code in TABLE:
         codes.setdefault(key(args), set()).add(code)
     internal = {key(a) for a, _ in INTERNAL}
-    no_errors_class = {"catalog pull", "catalog show", "init", "grant list", "grant revoke", "audit", "lsp"}
+    no_errors_class = {"catalog pull", "catalog show", "init", "grant list", "grant revoke", "audit", "approvals", "lsp"}
     for name in sorted(names):
         expected = {0, 2} | (set() if name in no_errors_class else {1})
         if name in ("serve",):
