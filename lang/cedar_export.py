@@ -1070,13 +1070,20 @@ def _principal_types(t: _Typed, scope: ir.EntityScope) -> list[str]:
     """The principal types a policy's scope admits, among those the export models: grants,
     and users when the program is identity-aware (it declares or names `User`)."""
     modelled = ["Grant", "User"] if t.program.identity_aware and t.names.user is not None else ["Grant"]
-    if scope.op == "eq":
-        only = scope.entity.type  # type: ignore[union-attr]
-    elif scope.op in ("is", "is_in"):
-        only = scope.type
-    else:
+    if scope.op == "any":
         return modelled
-    return [p for p in modelled if p == only] or modelled[:1]
+    if scope.op == "eq":
+        admitted = [scope.entity.type]  # type: ignore[union-attr]
+    elif scope.op == "is":
+        admitted = [scope.type]
+    else:  # `in E` / `is T in E`: the types that can be E or in it
+        target = scope.entity.type  # type: ignore[union-attr]
+        admitted = [p for p in ("Grant", "User") if p == target or (target == "Group" and t.may_be_in_groups(p))]
+        if scope.op == "is_in":
+            admitted = [p for p in admitted if p == scope.type]
+    if t.names.user is None and "User" in admitted and len(admitted) == 1:
+        return ["Grant"]  # the scope names users, which this model lacks: its text is refused
+    return [p for p in modelled if p in admitted]
 
 
 def _listed_scope(names: CedarNames, tools: list[str]) -> tuple[str, str, str]:
@@ -1138,6 +1145,11 @@ def _typed_policy(t: _Typed, info, names: CedarNames) -> str | None:
     if any(x.id in t.inputs and x.id in groups for x in stmt.scope.action.entities):
         raise Refusal("its action scope names a group that shares a tool's name", stmt.scope.action.span)
     ptypes = _principal_types(t, stmt.scope.principal)
+    if not ptypes:
+        # no caller the export models can match the scope (`principal is User in Group::"g"` where
+        # users are in no group): mcpp never applies it, and Cedar's validator rejects it as impossible
+        _scope_text(names, stmt.scope, t.program.groups, t.inputs)  # what cannot be written is still refused
+        return None
     clauses: list[tuple[str, C]] = []
     for c in stmt.clauses:
         per: dict[str, dict[str, Cond]] = {}
