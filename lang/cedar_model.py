@@ -255,10 +255,13 @@ def input_type_name(tool: str, taken: set[str]) -> str | None:
     return None
 
 
-def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str = "", user: SchemaUser | None = None) -> str:
+def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str = "", user: SchemaUser | None = None,
+                grants: bool = True) -> str:
     """The Cedar schema (human-readable form) declaring mcpp's entity types and `actions`.
     `user`: callers may also be users (`entity User` in the policy): the schema declares
-    the user type with its attributes, and every action's principals include it."""
+    the user type with its attributes, and every action's principals include it.
+    `grants=False` (with `user`): users are the only callers, as in an imported Cedar file
+    whose schema types its principal."""
     if names.gateway is not None:
         return _agentcore_schema(names, actions, header)
     ns = names.namespace
@@ -285,16 +288,20 @@ def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str =
     out += common
     if names.group:
         out.append(f"{ind}entity {_local(names.group, ns)};")
-        out.append(f"{ind}entity {_local(names.principal, ns)} in [{_local(names.group, ns)}] = {{")
-    else:
-        out.append(f"{ind}entity {_local(names.principal, ns)} = {{")
-    out.append(f"{ind}  \"label\": String")
-    out.append(f"{ind}}};")
-    principals = _local(names.principal, ns)
+    principal_types = []
+    if grants or not user_name:
+        if names.group:
+            out.append(f"{ind}entity {_local(names.principal, ns)} in [{_local(names.group, ns)}] = {{")
+        else:
+            out.append(f"{ind}entity {_local(names.principal, ns)} = {{")
+        out.append(f"{ind}  \"label\": String")
+        out.append(f"{ind}}};")
+        principal_types.append(_local(names.principal, ns))
     if user_name and user is not None:
         parents = f" in [{_local(names.group, ns)}]" if user.in_groups and names.group else ""
         out.append(f"{ind}entity {user_name}{parents} = {_type_text(user.attrs, ind)};")
-        principals += f", {user_name}"
+        principal_types.append(user_name)
+    principals = ", ".join(principal_types)
     out.append(f"{ind}entity {_local(names.resource, ns)};")
     for a in actions:
         line = f"{ind}action {quote(a.name)}"
