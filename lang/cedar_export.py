@@ -19,7 +19,12 @@ Two modes:
   integer or number arguments, `null`, `hide` (a forbid) and `default allow` (a permit
   naming the tools no permit names). When a policy covers tools whose arguments have
   different types, its clause is split per tool (`action == Action::"t" && …`), which
-  Cedar's validator type-checks per action.
+  Cedar's validator type-checks per action. A program about users (`entity User`, or
+  naming `User`) is translated the same way per principal type: the schema declares
+  `User` with the declared attributes and every action's principals are `[Grant, User]`;
+  a clause that reads grants and users differently is split by `principal is …`, and
+  the declared types fix what a read means (a `Set` attribute's `contains` is Cedar's,
+  a `String` one's is `like "*…*"`, a `Long` compares as `Long`).
 - **Untyped** (no catalog). The policies are printed as written, for Cedar's evaluation
   without a schema, whose meaning on Cedar's values (no fractions, no null) is mcpp's
   (tests/runtime/test_cedar_oracle.py). Only what Cedar shares is accepted.

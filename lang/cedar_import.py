@@ -10,6 +10,10 @@ program mean what Cedar means, or says precisely why it cannot:
   is a group (`Group`), the resource's type is `Server`, and `Ns::Action` is `Action`.
   One type per role; any other entity type is reported. Exporting the program again
   (`mcpp compile --target cedar`) writes the file's names back.
+- **Users.** When that schema (below) gives the principal type attributes and the file
+  reads one, the principal is mcpp's `User` instead, declared as `entity User` from the
+  schema's attribute types (String, Long, Bool, sets of them; other types are reported
+  where read), its one parent type the group type.
 - **Action groups.** Cedar declares them in the schema, not in policies. A schema next
   to the file (`policy.cedarschema` for `policy.cedar`, the cedar-for-agents generator's
   output) is read for its `action … in [...]` memberships; without one, `action in
