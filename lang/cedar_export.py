@@ -541,12 +541,14 @@ class _Typed:
         """Cedar's entity `in`: reflexive, then the hierarchy (grant → groups, tool → groups)."""
         if not b.is_const:
             raise Refusal("`in` with a computed right side", span)
-        targets = b.const if isinstance(b.const, list) else [b.const]
-        if not all(isinstance(t, tuple) for t in targets):
+        consts = b.const if isinstance(b.const, list) else [b.const]
+        if not all(isinstance(t, tuple) for t in consts):
             return ERRV
+        targets: list[tuple[str, str]] = consts  # type: ignore[assignment]
         atype = a.ty.entity  # type: ignore[union-attr]
         if a.is_const:
             kind, aid = a.const  # type: ignore[misc]
+            kind, aid = str(kind), str(aid)
             if kind == "Action":
                 return Val(BOOL, const=any(t[0] == "Action" and self.in_group(aid, t[1]) for t in targets))
             if kind in ("Grant", "User"):  # the caller's groups: Cedar reads them from the entity store
