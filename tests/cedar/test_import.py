@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cedarpy
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from mcpp.lang.cedar_export import export_program
@@ -22,6 +22,7 @@ from mcpp.lang.formatter import format_document
 from mcpp.lang.program import check_source, load_program
 from mcpp.runtime.engine import Engine, Grant, User
 from tests.cedar.strategies import cedar_request, typed_calls
+from tests.identity import strategies as ids
 from tests.strategies import GROUPS, calls, documents
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -363,3 +364,43 @@ def test_groups_are_cedar_groups():
     engine = Engine(program)
     assert engine.decide("t", {}, Grant("g", "", frozenset({"ops"}))).allowed
     assert not engine.decide("t", {}, Grant("g", "", frozenset(set(GROUPS) - {"ops"}))).allowed
+
+
+@settings(suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_imported_cedar_users_decide_as_cedar(tmp_path_factory, data):
+    """Random Cedar policies about users with attributes and groups (tests/identity's,
+    in namespace Ns, grants left out), next to a schema that types `Ns::User`: mcpp
+    reads the principal as a user when the file reads an attribute, and decides every
+    call by a random user as cedarpy does; exported again, the text is the same."""
+    doc = data.draw(ids.identity_documents(max_policies=2))
+    decl = doc.statements[0]
+    names = CedarNames.with_namespace("Ns")
+    text = export_program(load_program(format_document(doc)), names=names).policies
+    assume("Grant" not in text and "label" not in text)
+    fields = ", ".join(f'"{a.name}"{"?" if a.optional else ""}: {a.type}' for a in decl.attrs)
+    folder = tmp_path_factory.mktemp("users")
+    (folder / "p.cedarschema").write_text(
+        "namespace Ns {\n  entity Group;\n  entity Server;\n"
+        f"  entity User in [Group] = {{ {fields} }};\n"
+        '  action "t0", "t1", "other" appliesTo { principal: [User], resource: [Server], context: {} };\n}\n')
+    program = load_program(text, str(folder / "p.cedar"))
+    reads = any(f"principal.{a.name}" in text or f"principal has {a.name}" in text for a in decl.attrs)
+    assert (program.user_decl is not None) == reads, text
+    event("read as users" if reads else "read as grants (no attribute read)")
+    again = export_program(program, names=program.cedar.names, contains_spans=program.cedar.contains_spans).policies
+    assert again == text
+    engine = Engine(program)
+    policy_set = cedarpy.PolicySet.from_str(text)
+    for call in data.draw(st.lists(ids.calls(decl), min_size=1, max_size=6)):
+        caller = call.caller
+        if isinstance(caller, Grant):
+            continue
+        mcpp_caller = caller if reads else Grant(caller.id, "", caller.groups)
+        request = {"principal": {"type": "Ns::User", "id": caller.id}, "action": {"type": "Ns::Action", "id": call.tool},
+                   "resource": {"type": "Ns::Server", "id": "s0"}, "context": {"input": call.args}}
+        entities = [{"uid": {"type": "Ns::User", "id": caller.id}, "attrs": dict(caller.attrs),
+                     "parents": [{"type": "Ns::Group", "id": g} for g in sorted(caller.groups)]}]
+        answer = cedarpy.is_authorized(request, policy_set, entities)
+        allowed = engine.decide(call.tool, call.args, mcpp_caller, "s0", reserve=False).allowed
+        assert allowed == (answer.decision == cedarpy.Decision.Allow), f"{text}\n{call}\n{answer.diagnostics.errors}"
