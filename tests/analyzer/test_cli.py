@@ -41,7 +41,8 @@ def test_verify_json_and_sarif():
     (f,) = data["files"]
     cap = next(a for a in f["asserts"] if a["id"] == "cap")
     assert cap["status"] == "fail" and cap["counterexample"]["request"]["params"]["name"] == "refund"
-    assert data["summary"] == {"passed": 1, "failed": 1, "unknown": 0}
+    assert data["summary"] == {"passed": 1, "failed": 1, "unknown": 0, "blocking": 0, "bypassable_allowed": 0}
+    assert f["typed"] is None and f["findings"] == []
     r = run("verify", FIX / "asserts-fail.mcpp", "--format", "sarif")
     _check_sarif(json.loads(r.stdout), {"assert-failed"})
 
@@ -81,9 +82,14 @@ def test_malformed_assert_and_unknown_tool_exit_1(tmp_path):
     g = tmp_path / "b.mcpp"
     g.write_text('permit (principal, action == Action::"read", resource);\nassert allow (principal, action == Action::"raed", resource);\n')
     catalog = tmp_path / "tools.json"
-    catalog.write_text(json.dumps({"tools": [{"name": "read"}, {"name": "write"}]}))
-    r = run("verify", g, "--tools", catalog)
-    assert r.exit_code == 1 and "unknown tool 'raed'" in r.stderr and "did you mean 'read'" in r.stderr
+    obj = {"type": "object", "properties": {}}
+    catalog.write_text(json.dumps({"tools": [{"name": "read", "inputSchema": obj}, {"name": "write", "inputSchema": obj}]}))
+    for flag in ("--catalog", "--tools"):  # --tools: the old name, the same files
+        r = run("verify", g, flag, catalog)
+        assert r.exit_code == 1 and "unknown tool 'raed'" in r.stderr and "did you mean 'read'" in r.stderr
+    names = tmp_path / "names.json"  # the old `--tools` list of names is no catalog: nothing to type calls by
+    names.write_text('["read", "write"]')
+    assert run("verify", g, "--tools", names).exit_code == 2
 
 
 def test_lint_exit_codes_and_formats():
