@@ -721,8 +721,10 @@ def _typo(linter: Linter, f, c: ir.Clause, tool: str) -> tuple[str, dict | None]
             why = f"{tool} does not declare `{'.'.join(p[: info.at + 1])}`"
             near = p[: info.at] + (info.suggestion,) + p[info.at + 1:] if info.suggestion else None
         else:
-            read = {q for st in _statements_for(linter.program, tool) for cl in st.clauses
-                    for q in _read_paths_expr(cl.expr)} - {p}
+            read = {q for st in _statements_for(linter.program, tool) if st is not f.stmt for cl in st.clauses
+                    for q in _read_paths_expr(cl.expr)}
+            if p in read:
+                continue  # other rules read it too: a name, not a slip
             hit = did_you_mean(".".join(p), sorted(".".join(q) for q in read))
             if hit is None:
                 continue
