@@ -1,10 +1,15 @@
 """`mcpp verify | lint | diff`: the analyzer on the command line.
 
 Exit codes (the table in mcpp.console): 0 everything passed; 1 the input has errors
-(syntax, validation, a malformed assertion, an unknown tool with `--tools`, a bad regex,
-reported with the same `file:line:col: error:` diagnostics as `mcpp check`), an
-assertion failed or could not be decided, an error-level lint fired, or `diff --fail-on`
-matched; 2 bad usage or unreadable input (a missing file, an unusable `--tools` catalog).
+(syntax, validation, a malformed assertion, a bad regex, and with a catalog every error of
+`mcpp check --catalog`, reported with the same `file:line:col: error:` diagnostics), an
+assertion failed or could not be decided, an error-level lint fired (in `verify` too: a
+rule a caller can bypass, unless `--allow-bypassable`), or `diff --fail-on` matched; 2 bad
+usage or unreadable input (a missing file, an unusable `--catalog`).
+
+With a catalog (`--catalog`, or the policy's own `@catalog`/mcpp.toml) the analysis is
+typed: calls conform to each tool's inputSchema, as the gateway enforces (docs/analyzer.md,
+"Typed analysis"), and every output says so.
 """
 
 from __future__ import annotations
@@ -61,12 +66,10 @@ class Loaded:
         return typed_session(self.catalog, timeout_ms)
 
 
-def catalog_option(catalog: Optional[Path], tools: Optional[Path] = None):
-    """(Catalog, name) from `--catalog` (or its deprecated alias `--tools`), or (None, None).
-    A catalog that cannot be used is unreadable input (exit 2), as in `mcpp check`."""
-    if catalog is not None and tools is not None and catalog != tools:
-        die("--tools is the old name of --catalog: give one of them")
-    path = catalog if catalog is not None else tools
+def catalog_option(catalog: Optional[Path]):
+    """(Catalog, name) from `--catalog` (or `--tools`, its old name), or (None, None). A
+    catalog that cannot be used is unreadable input (exit 2), as in `mcpp check`."""
+    path = catalog
     if path is None:
         return None, None
     from mcpp.catalog import load_catalog
@@ -150,8 +153,8 @@ def _program(path: Path, text: str):
 
 
 CATALOG_HELP = ("Tool catalog (from `mcpp catalog pull`): the analysis is typed by each tool's inputSchema, and "
-                "unknown tools and arguments are errors (default: the policy's @catalog or mcpp.toml)")
-TOOLS_HELP = "Deprecated: the old name of --catalog"
+                "unknown tools and arguments are errors (default: the policy's @catalog or mcpp.toml; "
+                "--tools is the old name)")
 
 
 # ---- verify ------------------------------------------------------------------------------
@@ -161,8 +164,7 @@ def verify_cmd(
     files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files with `assert` statements"),
     fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
     timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help=CATALOG_HELP),
-    tools: Optional[Path] = typer.Option(None, "--tools", metavar="CATALOG", help=TOOLS_HELP, hidden=True),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP),
     allow_bypassable: bool = typer.Option(False, "--allow-bypassable", help="Report rules a caller can bypass "
                                           "(error-level lint findings) as warnings instead of failing"),
 ) -> None:
@@ -174,7 +176,7 @@ def verify_cmd(
     from mcpp.analyzer.verify import assert_problems, verify
 
     fmt = _format(fmt)
-    cat, name = catalog_option(catalog, tools)
+    cat, name = catalog_option(catalog)
     loaded = load_checked(files, cat, name)
     bad = False
     for item in loaded:
@@ -254,8 +256,7 @@ def lint_cmd(
     timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
     only: List[str] = typer.Option([], "--only", metavar="LINT", help="Run only this lint (docs/lints/ lists them)"),
     disable: List[str] = typer.Option([], "--disable", metavar="LINT", help="Skip this lint"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help=CATALOG_HELP),
-    tools: Optional[Path] = typer.Option(None, "--tools", metavar="CATALOG", help=TOOLS_HELP, hidden=True),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP),
 ) -> None:
     """Find dead, redundant and bypassable rules, unsatisfiable conditions, unanchored allowlist
     regexes, and policies that allow everything or nothing. Exit 1 on an error-level finding."""
@@ -267,7 +268,7 @@ def lint_cmd(
         if name not in LINTS:
             die(f"unknown lint {name!r}; lints are {', '.join(sorted(LINTS))}")
     chosen = (set(only) or set(LINTS)) - set(disable)
-    cat, name = catalog_option(catalog, tools)
+    cat, name = catalog_option(catalog)
     loaded = load_checked(files, cat, name)
     findings = []
     for item in loaded:
@@ -305,9 +306,8 @@ def diff_cmd(
     audit: Optional[Path] = typer.Option(None, "--audit", metavar="DB", help="A gateway audit database (audit.db): also list the real past calls whose decision would change"),
     since: Optional[str] = typer.Option(None, "--since", metavar="TIME", help="With --audit: only calls since (ISO time, epoch seconds, or an age like 7d)"),
     server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="With --audit: only calls to this server"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help=CATALOG_HELP.replace(
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP.replace(
         "the policy's @catalog or mcpp.toml", "NEW's @catalog or mcpp.toml, else OLD's")),
-    tools: Optional[Path] = typer.Option(None, "--tools", metavar="CATALOG", help=TOOLS_HELP, hidden=True),
 ) -> None:
     """Per tool: equivalent, stricter, looser or both, with a concrete call for each direction."""
     from mcpp.analyzer.diff import diff_programs
@@ -320,7 +320,7 @@ def diff_cmd(
         die(f"--audit: {audit}: no such audit database")
     if (since or server) and audit is None:
         die("--since and --server select audited calls: give --audit DB")
-    cat, name = catalog_option(catalog, tools)
+    cat, name = catalog_option(catalog)
     l_old, l_new = load_checked([old, new], cat, name)
     p_old, p_new = l_old.program, l_new.program
     typed = l_new if l_new.catalog is not None else l_old  # both are judged on the same calls: NEW's catalog first

@@ -192,7 +192,6 @@ TABLE = [
     (("verify", "{good}", "--catalog", "{missing}"), 2),
     (("verify", "{good}", "--catalog", "{notjson}"), 2),
     (("verify", "{good}", "--tools", "{toolnames}"), 2),  # a list of names has no schemas: not a catalog
-    (("verify", "{good}", "--catalog", "{catalog}", "--tools", "{catalog2}"), 2),
     (("verify", "{good}", "--format", "xml"), 2),
     (("lint", "{good}"), 0),
     (("lint", "{good}", "--catalog", "{catalog}"), 0),
