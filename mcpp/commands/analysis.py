@@ -157,6 +157,11 @@ CATALOG_HELP = ("Tool catalog (from `mcpp catalog pull`): the analysis is typed 
                 "--tools is the old name)")
 
 
+def _typed_properties(loaded: list[Loaded]) -> dict | None:
+    typed = {str(item.path): item.typed_dict() for item in loaded if item.catalog is not None}
+    return {"typed": typed} if typed else None
+
+
 # ---- verify ------------------------------------------------------------------------------
 
 
@@ -207,7 +212,7 @@ def verify_cmd(
         }))
     elif fmt == "sarif":
         diags = [d for item, rs, ds in per_file for d in assert_diagnostics(item.program, rs) + ds]
-        print(dumps(sarif(diags)))
+        print(dumps(sarif(diags, properties=_typed_properties(loaded))))
     else:
         for item, rs, ds in per_file:
             print(f"{item.path}")
@@ -279,7 +284,7 @@ def lint_cmd(
         print(dumps({"findings": [diag_dict(d) for d in all_diags],
                      "typed": {str(item.path): item.typed_dict() for item in loaded if item.catalog is not None}}))
     elif fmt == "sarif":
-        print(dumps(sarif(all_diags)))
+        print(dumps(sarif(all_diags, properties=_typed_properties(loaded))))
     else:
         for item, text, ds in findings:
             if item.typed_line:
