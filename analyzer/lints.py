@@ -718,6 +718,8 @@ def _typo(linter: Linter, f, c: ir.Clause, tool: str) -> tuple[str, dict | None]
             info = follow(schemas[tool].schema, p, tool)
             if info.problem_kind not in ("absent", "undeclared"):
                 continue
+            if info.problem_kind == "undeclared" and not info.suggestion:
+                continue  # the schema lets other keys through: the argument may be meant, guard it
             why = f"{tool} does not declare `{'.'.join(p[: info.at + 1])}`"
             near = p[: info.at] + (info.suggestion,) + p[info.at + 1:] if info.suggestion else None
         else:

@@ -185,3 +185,13 @@ def test_lint_fix_never_repeats_a_typo(text, cat):
     edits = d.data["fix"]["edits"]
     assert edits and all(e["text"] == "context.input.path" for e in edits)
     assert not any("pth" in e["text"] for e in edits) and "pth" not in d.data["fix"]["title"]
+
+
+def test_an_undeclared_argument_of_an_open_schema_with_no_near_name_is_guarded():
+    """`additionalProperties: true`: the call may carry `note`, nothing declared is near it, so
+    the usual guard is the advice (no claim that the name is wrong)."""
+    cat = Catalog.from_tools([{"name": "read_file", "inputSchema": {
+        "type": "object", "properties": {"path": STR}, "required": ["path"], "additionalProperties": True}}])
+    text = TYPO.replace("context.input.pth", "context.input.note")
+    (d,) = [d for d in lint(prog(text), timeout_ms=10000, session=typed_session(cat, 10000)) if d.code == "forbid-bypass"]
+    assert "did you mean" not in d.notes[0] and "guard it where an error denies" in d.notes[0]
