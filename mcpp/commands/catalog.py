@@ -146,7 +146,7 @@ def init_cmd(
     else:
         write_output(out, text)
         note(f"{out}: starter policy for {plural(len(cat.tools), 'tool')}; review every comment, then "
-             f"`mcpp check {out} && mcpp verify {out}`", quiet)
+             f"`mcpp check {out} && mcpp verify {out} && mcpp lint {out}`", quiet)
 
 
 def register(app: typer.Typer) -> None:
