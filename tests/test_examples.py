@@ -85,3 +85,14 @@ def test_http_allowlist_is_anchored(form, tool):
     p = subprocess.run([sys.executable, "-m", "mcpp", "eval", f"examples/http.{form}", "--call", ok],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert json.loads(p.stdout)["decision"] == "allow", p.stdout + p.stderr
+
+
+@pytest.mark.parametrize("form", ["mcpp", "json"])
+@pytest.mark.parametrize("name", NAMES)
+def test_serve_would_put_every_example_in_force(name, form):
+    """`mcpp serve`'s gates (asserts proved and no error-level finding, typed by the
+    catalog the policy names) accept the example as shipped."""
+    from mcpp.runtime.gateway.policies import load_verified
+
+    program, _ = load_verified(str(EXAMPLES / f"{name}.{form}"))
+    assert program.asserts or form == "json"

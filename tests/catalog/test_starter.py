@@ -201,6 +201,9 @@ def test_starter_passes_lint_typed_by_its_own_catalog(name, tmp_path):
     catalog = find_catalog_for(str(path), program)
     assert catalog is not None and set(catalog.tools) == set(load_catalog(FIXTURES / f"{name}.json").tools)
     assert unsafe_findings(program, catalog) == []
+    from mcpp.runtime.gateway.policies import load_verified
+
+    load_verified(str(path))  # `mcpp serve` would put it in force: asserts proved, nothing blocking
 
 
 BOUNDED = Catalog.from_tools([
