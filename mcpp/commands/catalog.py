@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -136,10 +137,8 @@ def init_cmd(
         die(f"{out} exists; pass --force to overwrite it")
     ref = None
     if out is not None:
-        try:
-            ref = str(Path(catalog).resolve().relative_to(out.resolve().parent))
-        except ValueError:
-            ref = str(Path(catalog).resolve())
+        # relative to the policy (as @catalog is read), so the pair can move together
+        ref = Path(os.path.relpath(Path(catalog).resolve(), out.resolve().parent)).as_posix()
     text = starter_policy(cat, catalog_ref=ref if ref is not None else str(catalog))
     if out is None:
         sys.stdout.write(text)

@@ -250,3 +250,13 @@ def test_amount_guards_sit_in_the_permit(tmp_path):
 
     results = verify(program)  # untyped: the permit fails closed without the schema's help
     assert results and all(res.status == "pass" for res in results), [(x.id, x.message) for x in results]
+
+
+def test_init_names_the_catalog_relative_to_the_policy(tmp_path):
+    shutil.copy(FIXTURES / "memory.json", tmp_path / "tools.json")
+    (tmp_path / "policies").mkdir()
+    r = run_mcpp("init", "--catalog", "tools.json", "-o", "policies/memory.mcpp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert '@catalog("../tools.json")\ndefault deny;' in (tmp_path / "policies" / "memory.mcpp").read_text()
+    r = run_mcpp("check", "-q", "policies/memory.mcpp", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
