@@ -98,7 +98,9 @@ def assert_problems(program: Program, catalog=None) -> list[Diagnostic]:
             for ent in st.scope.action.entities:
                 names = program.groups.get(ent.id, frozenset({ent.id})) if st.scope.action.op != "eq" else {ent.id}
                 for t in sorted(names):
-                    if t not in catalog:
+                    # a group's own name is in its `in` (Cedar's reflexive `in`): only a
+                    # tool of that name could be called, and a catalog without one has none
+                    if t not in catalog and t not in program.groups:
                         near = did_you_mean(t, sorted(catalog))
                         notes = (f"did you mean {near!r}?",) if near else ()
                         out.append(Diagnostic(f"unknown tool {t!r} in assert {a.id!r}: the tool catalog has no such tool",
@@ -123,7 +125,7 @@ def verify(program: Program, *, timeout_ms: int = 2000, session: Session | None 
             tools = all_tools
         elif catalog is not None:
             tools = sorted(t for t in a.tools if t in session.schemas)
-            missing = sorted(t for t in a.tools if t not in session.schemas)
+            missing = sorted(t for t in a.tools if t not in session.schemas and t not in program.groups)
             if missing:  # `assert_problems(program, catalog)` reports it as an input error first
                 out.append(AssertResult(a.id, a.stmt.kind, "unknown",
                                         f"the catalog has no tool {', '.join(repr(t) for t in missing)}: an assertion "

@@ -125,6 +125,16 @@ def test_an_assert_about_a_tool_the_catalog_lacks_is_never_proved():
     assert d.code == "assert-unknown" and "delete_repo" in d.message
 
 
+def test_a_group_name_in_an_assert_is_not_a_missing_tool():
+    """`in` is reflexive, so a group's own name is among the tools an assert names; with a
+    catalog that has no tool of that name it is simply never called — not an unknown tool."""
+    text = ('group Action::"payments" = [Action::"refund_payment", Action::"get_charge"];\n' + REFUND
+            + 'assert deny (principal, action in Action::"payments", resource) when { context.input.amount > 1000 };\n')
+    (r,) = verify(prog(text), timeout_ms=10000, session=typed_session(PAYMENTS, 10000))
+    assert (r.status, r.tools_checked) == ("pass", 2), r.message
+    assert not [d for d in analyze(prog(text), catalog=PAYMENTS) if d.severity == "error"]
+
+
 def test_typed_diff_has_no_stand_in_case():
     old = prog("default deny;\npermit (principal, action == Action::\"get_charge\", resource);\n")
     new = prog("default allow;\nforbid (principal, action == Action::\"refund_payment\", resource);\n")
