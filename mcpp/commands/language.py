@@ -384,7 +384,7 @@ def eval_cmd(
             if not isinstance(srv, str):
                 raise ValueError("\"server\" must be a string")
         except json.JSONDecodeError as e:
-            die(f"--call: invalid JSON: {e.msg}")
+            die(f"--call: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})")
         except ValueError as e:
             die(f"--call: {e}")
     else:
