@@ -103,6 +103,7 @@ class Request:
         self.user_vars: list = []  # every variable of a symbolic user (kind, attributes)
         self.user_typing: list = []  # what every real user's attributes satisfy (Long: a 64-bit integer)
         self.user_in_groups: z3.BoolRef | None = None  # the user is in some group (any, named or not)
+        self.users_possible = False  # some program compared on this request names users (`share_users`)
         self.path(())
 
     def typed(self, tool: str) -> None:
@@ -200,6 +201,11 @@ class Request:
             out.append(z3.Implies(z3.Or(*self.groups.values()), self.user_in_groups))
         return out
 
+    def share_users(self, *programs: Program) -> None:
+        """Programs compared on one request (diff, translation validation) see the same
+        callers: when one of them names users, a user may call every one of them."""
+        self.users_possible = self.users_possible or any(getattr(p, "identity_aware", False) for p in programs)
+
     def caller_is_grant(self):
         """The constraint that the caller is a grant (a recorded grant call, say)."""
         if self.fixed_user:
@@ -259,7 +265,8 @@ class ProgramEncoder:
         self.havoc_vars: list = []  # fresh booleans (not functions of the call)
         self.reasons: set[str] = set()  # why a formula is an over-approximation
         # whether the caller may be a user (see `caller`): a policy that names users, or a fixed user
-        self.users = req.fixed_user or (bool(getattr(program, "identity_aware", False)) and req.grant is None)
+        self.users = req.fixed_user or (
+            req.grant is None and (req.users_possible or bool(getattr(program, "identity_aware", False))))
 
     # -- helpers ---------------------------------------------------------------------------
     def havoc_bool(self, reason: str) -> z3.BoolRef:

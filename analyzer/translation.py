@@ -47,6 +47,7 @@ def _compare(program: Program, jprog: Program, fixed, server, timeout_ms: int) -
     ctx = session.ctx
     for tool in named + [other]:
         req = session.request(fixed, server)
+        req.share_users(program, jprog)
         src, out = decide(req, program, tool), decide(req, jprog, tool)
         a, b = src.allowed(zero=False), out.allowed(zero=False)
         for src_allows, q in ((True, AND(ctx, a, NOT(ctx, b))), (False, AND(ctx, b, NOT(ctx, a)))):
