@@ -178,8 +178,8 @@ class Request:
         return self.user
 
     def in_groups(self) -> z3.BoolRef:
-        """The caller is in some group, named by a rule or not (an `entity User` without
-        `in [Group]` refuses such a user)."""
+        """The caller, a user, is in some group, named by a rule or not (an `entity User`
+        without `in [Group]` refuses such a user). Meaningless for a grant."""
         if self.user_in_groups is None:
             self.user_in_groups = z3.Bool("principal.in_some_group", self.ctx)
             self.user_vars.append(self.user_in_groups)
@@ -197,8 +197,9 @@ class Request:
             ps = [p for p in ps if p is not True]
             if len(ps) > 1:
                 out.append(z3.AtMost(*ps, 1))
-        if self.user_in_groups is not None and self.groups:
-            out.append(z3.Implies(z3.Or(*self.groups.values()), self.user_in_groups))
+        if self.user_in_groups is not None and self.groups and self.user is not None:
+            # a user in a named group is in some group (a grant's groups say nothing of it)
+            out.append(z3.Implies(z3.And(self.user, z3.Or(*self.groups.values())), self.user_in_groups))
         return out
 
     def share_users(self, *programs: Program) -> None:
