@@ -139,7 +139,8 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
         return AssertResult(a.id, st.kind, "unknown", "; ".join(unknown), st.span, reasons=sorted(set(reasons)), tools_checked=len(tools))
     what = {"deny": "every matching call is denied", "allow": "every matching call is allowed",
             "approval": "every matching call that can run needs a person's approval",
-            "hidden": "the tools are hidden from every matching grant", "visible": "the tools are visible to every matching grant"}[st.kind]
+            "hidden": "the tools are hidden from every matching {who}", "visible": "the tools are visible to every matching {who}"}[st.kind]
+    what = what.format(who="grant or user" if getattr(program, "identity_aware", False) else "grant")
     return AssertResult(a.id, st.kind, "pass", f"proved: {what} ({len(tools)} tool{'s' if len(tools) != 1 else ''} checked)",
                         st.span, tools_checked=len(tools))
 
