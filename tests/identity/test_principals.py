@@ -378,3 +378,42 @@ def test_encoding_is_exact_for_users_and_grants(data):
         rules = {r.id: r for r in plan.permits + plan.forbids}
         for info, formula in d.permits + d.forbids:
             assert _holds(session, req, formula, w) == rules[info.id].applies(env), (format_document(doc), info.id, caller)
+
+
+# ---- programs compared on one request; the gateway's cache key -----------------------------
+
+
+def test_diff_sees_the_users_a_new_policy_admits():
+    """`diff` between a policy for grants and one for users: a user may call both, and the
+    looser direction is a user, replayed through both engines."""
+    from mcpp.analyzer.diff import diff_programs
+
+    old = load_program('permit (principal, action == Action::"t", resource) when { principal has label && principal.label == "x" };')
+    new = load_program(DECL + 'permit (principal, action == Action::"t", resource) when '
+                              '{ principal has label && principal.label == "x" };\n'
+                              'permit (principal is User, action == Action::"t", resource) when { principal.email like "*@corp" };')
+    (t,) = [d for d in diff_programs(old, new, timeout_ms=10000) if d.tool == "t"]
+    looser = t.looser.to_dict()
+    assert looser["status"] == "yes" and looser["call"]["caller"]["type"] == "User"
+    assert looser["call"]["caller"]["attrs"]["email"].endswith("@corp")
+    assert (looser["old"]["decision"], looser["new"]["decision"]) == ("deny", "allow")
+    assert t.stricter.to_dict()["status"] == "no"
+
+
+KEYS = [
+    # (a, b, the same key)
+    (User("u", {"scopes": ["a", "b"]}, frozenset({"g"})), User("u", {"scopes": ["b", "a"]}, frozenset({"g"})), True),
+    (User("u", {"scopes": ["a"]}, frozenset({"g"})), User("u", {"scopes": ["a", "b"]}, frozenset({"g"})), False),
+    (User("u", {"cap": 1}, frozenset()), User("u", {"cap": True}, frozenset()), False),  # 1 == True in Python
+    (User("u", {}, frozenset({"g"})), User("u", {}, frozenset()), False),
+    (User("u", {}, frozenset()), User("v", {}, frozenset()), False),
+]
+
+
+@pytest.mark.parametrize("a, b, same", KEYS)
+def test_the_gateway_caches_tools_list_per_principal(a, b, same):
+    from mcpp.runtime.engine import Grant
+    from mcpp.runtime.gateway.principals import principal_key
+
+    assert (principal_key(a) == principal_key(b)) == same
+    assert principal_key(Grant("u")) != principal_key(User("u"))
