@@ -13,10 +13,11 @@ what it does per line, and why:
   objects for the same cause, so the encoded line is cached by their identity (the
   cache holds the rule, so an id cannot be reused while its entry lives); limit denials,
   whose reset time varies, are encoded each time;
-- write in blocks of lines rather than a write and a flush per call.
+- write once, at the end, rather than a write and a flush per call.
 
-A line that is not a call stops the run with `where:line: message` (`CallError`); the
-decisions before it have been written.
+A line that is not a call stops the run with `where:line: message` (`CallError`) and
+nothing is written: a batch is decided whole or not at all, so a script never reads the
+decisions of half a file as if they were the file's.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ from mcpp.runtime.engine import Grant
 
 from ._policy import Policy
 
-_BLOCK = 2048  # lines per write
 _CACHE_MAX = 20_000
 
 
@@ -76,20 +76,30 @@ def grant_of(value: object, default: Grant) -> Grant:
     raise ValueError("\"grant\" must be a grant id or {\"id\", \"label\", \"groups\"}")
 
 
+_NOT_ARGUMENTS = "\"arguments\" must be a JSON object of the tool's arguments"
+
+
 def call_fields(obj: object) -> tuple[str, object]:
+    """A call's tool name and arguments (absent or null: none). Arguments that are not an
+    object are not a `tools/call` (MCP declares them an object): bad input, not a decision."""
     if not isinstance(obj, dict):
         raise ValueError("a call must be a JSON object like {\"name\": …, \"arguments\": {…}}")
     name = obj.get("name")
     if not isinstance(name, str):
         raise ValueError("\"name\" (the tool) must be a string")
-    args = obj.get("arguments", {})
-    return name, {} if args is None else args
+    args = obj.get("arguments")
+    if args is None:
+        return name, {}
+    if type(args) is not dict:
+        raise ValueError(_NOT_ARGUMENTS)
+    return name, args
 
 
 def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, principal: Grant,
               server: str, now: float | None, where: str) -> int:
     """Decide every call in `text` (JSON Lines), writing one decision line per call with
-    `write`; the number of calls. Raises `CallError` at the first line that is not a call."""
+    `write`; the number of calls. Raises `CallError` at the first line that is not a call,
+    having written nothing."""
     engine = policy._engine
     decide = engine.decide
     filename = engine.filename
@@ -99,73 +109,72 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
     encoded: dict[int, tuple] = {}
     lines = text.split("\n")
     skipped = 0
-    for start in range(0, len(lines), _BLOCK):
-        out: list[str] = []
+    out: list[str] = []
+    for n, line in enumerate(lines, 1):
         try:
-            for n, line in enumerate(lines[start:start + _BLOCK], start + 1):
+            try:
+                obj, end = scan(line, 0)
+                if end != len(line) and line[end:].strip():
+                    raise ValueError
+            except (StopIteration, ValueError):
+                if not line.strip():
+                    skipped += 1
+                    continue
+                obj = parse_call(line)  # the whole line, for the error message
+            if type(obj) is not dict:
+                raise ValueError("a call must be a JSON object like {\"name\": …, \"arguments\": {…}}")
+            name = obj.get("name")
+            if type(name) is not str:
+                raise ValueError("\"name\" (the tool) must be a string")
+            args = obj.get("arguments")
+            if args is None:
+                args = {}
+            elif type(args) is not dict:
+                raise ValueError(_NOT_ARGUMENTS)
+            g = obj.get("grant")
+            if g is None:
+                grant = principal
+            elif type(g) is str:
+                grant = by_name.get(g)
+                if grant is None:
+                    grant = _bounded_put(by_name, g, grant_of(g, principal))
+            else:
+                # a repeated grant object is built once: the last valid object seen
+                # with its id, if equal to this one (equal JSON values are equal
+                # strings and lists of strings, so it is valid too), gives the Grant
                 try:
-                    try:
-                        obj, end = scan(line, 0)
-                        if end != len(line) and line[end:].strip():
-                            raise ValueError
-                    except (StopIteration, ValueError):
-                        if not line.strip():
-                            skipped += 1
-                            continue
-                        obj = parse_call(line)  # the whole line, for the error message
-                    if type(obj) is not dict:
-                        raise ValueError("a call must be a JSON object like {\"name\": …, \"arguments\": {…}}")
-                    name = obj.get("name")
-                    if type(name) is not str:
-                        raise ValueError("\"name\" (the tool) must be a string")
-                    args = obj.get("arguments")
-                    if args is None:
-                        args = {}
-                    g = obj.get("grant")
-                    if g is None:
-                        grant = principal
-                    elif type(g) is str:
-                        grant = by_name.get(g)
-                        if grant is None:
-                            grant = _bounded_put(by_name, g, grant_of(g, principal))
-                    else:
-                        # a repeated grant object is built once: the last valid object seen
-                        # with its id, if equal to this one (equal JSON values are equal
-                        # strings and lists of strings, so it is valid too), gives the Grant
-                        try:
-                            seen = by_id.get(g.get("id")) if type(g) is dict else None
-                        except TypeError:  # an id that is not even hashable
-                            seen = None
-                        if seen is not None and seen[0] == g:
-                            grant = seen[1]
-                        else:
-                            grant = grant_of(g, principal)
-                            _bounded_put(by_id, grant.id, (g, grant))
-                    srv = obj.get("server", server)
-                    if type(srv) is not str:
-                        raise ValueError("\"server\" must be a string")
-                except json.JSONDecodeError as e:
-                    raise CallError(f"{where}:{n}: invalid JSON: {e.msg}") from None
-                except (ValueError, RecursionError) as e:
-                    raise CallError(f"{where}:{n}: {e}") from None
-                d = decide(name, args, grant, srv, now)
-                if d.limit is None:
-                    # the engine builds one Rule object per tool and cause and always pairs
-                    # it with the same message object: rule and message determine the line.
-                    # The entry keeps its rule alive, so its id is not reused meanwhile.
-                    rule = d.rule
-                    hit = encoded.get(id(rule))
-                    if hit is None or hit[1] is not d.message:
-                        if len(encoded) >= _CACHE_MAX:
-                            encoded.clear()
-                        hit = encoded[id(rule)] = (rule, d.message, _encode(d, filename))
-                    out.append(hit[2])
+                    seen = by_id.get(g.get("id")) if type(g) is dict else None
+                except TypeError:  # an id that is not even hashable
+                    seen = None
+                if seen is not None and seen[0] == g:
+                    grant = seen[1]
                 else:
-                    out.append(_encode(d, filename))
-        finally:
-            if out:
-                out.append("")
-                write("\n".join(out))
+                    grant = grant_of(g, principal)
+                    _bounded_put(by_id, grant.id, (g, grant))
+            srv = obj.get("server", server)
+            if type(srv) is not str:
+                raise ValueError("\"server\" must be a string")
+        except json.JSONDecodeError as e:
+            raise CallError(f"{where}:{n}: invalid JSON: {e.msg}") from None
+        except (ValueError, RecursionError) as e:
+            raise CallError(f"{where}:{n}: {e}") from None
+        d = decide(name, args, grant, srv, now)
+        if d.limit is None:
+            # the engine builds one Rule object per tool and cause and always pairs
+            # it with the same message object: rule and message determine the line.
+            # The entry keeps its rule alive, so its id is not reused meanwhile.
+            rule = d.rule
+            hit = encoded.get(id(rule))
+            if hit is None or hit[1] is not d.message:
+                if len(encoded) >= _CACHE_MAX:
+                    encoded.clear()
+                hit = encoded[id(rule)] = (rule, d.message, _encode(d, filename))
+            out.append(hit[2])
+        else:
+            out.append(_encode(d, filename))
+    if out:
+        out.append("")
+        write("\n".join(out))
     return len(lines) - skipped
 
 

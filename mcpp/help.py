@@ -29,7 +29,7 @@ RUN = "Run"
 # the commands of the root, in this order within their panels (one not named here comes
 # last); a subgroup (catalog, grant) lists its commands in the order they were registered
 ORDER = ["check", "fmt", "eval", "test", "verify", "lint", "diff", "compile", "decompile", "catalog", "init",
-         "serve", "grant", "audit", "lsp"]
+         "serve", "grant", "audit", "approvals", "approve", "reject", "lsp"]
 PANELS = {
     AUTHOR: "Author policies",
     PROVE: "Prove properties",

@@ -64,7 +64,7 @@ def serve(
     anonymous: bool = typer.Option(False, "--anonymous", help="Quick start: accept requests without a token as grant 'anonymous' (loopback only)"),
     max_body_bytes: Optional[int] = typer.Option(None, "--max-body-bytes", metavar="BYTES", help="Quick start: request body limit (413 above)"),
     upstream_timeout: Optional[float] = typer.Option(None, "--upstream-timeout", metavar="SECONDS", help="Quick start: seconds to wait for the upstream"),
-    pin_catalog: Optional[Path] = typer.Option(None, "--pin-catalog", metavar="CATALOG", help="Quick start: refuse calls to tools that differ from this catalog (mcpp catalog pull)"),
+    pin_catalog: Optional[Path] = typer.Option(None, "--pin-catalog", "--catalog", metavar="CATALOG", help="Quick start: pin this catalog (mcpp catalog pull): calls to tools that differ from it are refused, and the policy is checked and analysed against it"),
     no_input_schema: bool = typer.Option(False, "--no-enforce-input-schema", help="Quick start: do not check calls against the tools' input schemas (typed calls are on by default)"),
     shadow: Optional[Path] = typer.Option(None, "--shadow", help="Quick start: a candidate policy decided beside --policy and never enforced (docs/rollout.md)"),
     approval_elicitation: bool = typer.Option(False, "--approval-elicitation", help="Quick start: ask for approvals through MCP elicitation where the client supports it (trusts the client to show the form to a person: docs/approval.md)"),
@@ -274,18 +274,27 @@ def _line(r: dict) -> str:
     return out
 
 
+_CONFIG_HELP = "The gateway config (TOML) whose state_dir to use"
+_STATE_HELP = f"The state directory `mcpp serve --state` uses (default: {DEFAULT_STATE}, as serve's)"
+
+
 def _approvals(config, state):
     from mcpp.runtime.gateway.approvals import ApprovalStore
 
     state_dir, _, cfg = _state(config, state)
+    # an approver names the gateway's state directory; one that holds no approvals is a
+    # wrong directory (usage), not an empty queue to create there
+    if not (Path(state_dir) / "approvals.db").exists():
+        die(f"no approvals in {state_dir}: `mcpp serve` keeps them there"
+            f" (give the directory serve uses: --state DIR or --config FILE)")
     return ApprovalStore(state_dir), state_dir, cfg
 
 
 def approvals_list(
-    status: Optional[str] = typer.Option("pending", "--status", help="pending | approved | rejected | used | expired | all"),
-    server: Optional[str] = typer.Option(None, "--server"),
-    config: Optional[Path] = typer.Option(None, "--config"),
-    state: Optional[Path] = typer.Option(None, "--state"),
+    status: Optional[str] = typer.Option("pending", "--status", metavar="STATUS", help="pending | approved | rejected | used | expired | all"),
+    server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Only approvals for calls to this server id"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help=_CONFIG_HELP),
+    state: Optional[Path] = typer.Option(None, "--state", metavar="DIR", help=_STATE_HELP),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per approval"),
 ) -> None:
     """List approvals (pending by default): the exact call each one would run."""
@@ -322,7 +331,9 @@ def _answer(approval_id: str, approve: bool, by: Optional[str], config, state) -
     try:
         a = store.decide(approval_id, approve, who, "cli")
     except ApprovalError as e:
-        die(str(e), 1)
+        # no such approval: a wrong id (usage, as `grant revoke`); one already answered or
+        # expired: the request cannot be done (1)
+        die(str(e), USAGE if store.get(approval_id) is None else 1)
     log = AuditLog(state_dir, cfg.audit_synchronous if cfg else "normal")
     log.write(answer_row(a, None, cfg.mode if cfg else "enforce"))
     log.close()
@@ -332,20 +343,20 @@ def _answer(approval_id: str, approve: bool, by: Optional[str], config, state) -
 
 
 def approve(
-    approval_id: str = typer.Argument(..., help="The approval id (ap_…) the agent was given"),
-    by: Optional[str] = typer.Option(None, "--by", help="Who approves (default: the OS user); recorded in the audit"),
-    config: Optional[Path] = typer.Option(None, "--config"),
-    state: Optional[Path] = typer.Option(None, "--state"),
+    approval_id: str = typer.Argument(..., metavar="ID", help="The approval id (ap_…) the agent was given"),
+    by: Optional[str] = typer.Option(None, "--by", metavar="NAME", help="Who approves (default: the OS user); recorded in the audit"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help=_CONFIG_HELP),
+    state: Optional[Path] = typer.Option(None, "--state", metavar="DIR", help=_STATE_HELP),
 ) -> None:
     """Approve one pending call: that exact call (tool, arguments, grant, server) runs once."""
     _answer(approval_id, True, by, config, state)
 
 
 def reject(
-    approval_id: str = typer.Argument(..., help="The approval id (ap_…)"),
-    by: Optional[str] = typer.Option(None, "--by", help="Who rejects (default: the OS user); recorded in the audit"),
-    config: Optional[Path] = typer.Option(None, "--config"),
-    state: Optional[Path] = typer.Option(None, "--state"),
+    approval_id: str = typer.Argument(..., metavar="ID", help="The approval id (ap_…)"),
+    by: Optional[str] = typer.Option(None, "--by", metavar="NAME", help="Who rejects (default: the OS user); recorded in the audit"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE", help=_CONFIG_HELP),
+    state: Optional[Path] = typer.Option(None, "--state", metavar="DIR", help=_STATE_HELP),
 ) -> None:
     """Reject one pending call: the same call is refused until the approval expires."""
     _answer(approval_id, False, by, config, state)

@@ -75,7 +75,9 @@ def _catalog(program: Program, path: str, catalog: str | None):
     try:
         return load_catalog(catalog) if catalog else find_catalog_for(path, program)
     except CatalogError as e:
-        raise PolicyRefused(f"{path}: cannot use the tool catalog: {e.diagnostics[0].message}") from None
+        d = e.diagnostics[0]
+        where = d.file if d.file != "<input>" else (catalog or "it names")
+        raise PolicyRefused(f"{path}: cannot use the tool catalog {where}: {d.message}") from None
 
 
 def assert_gate(program: Program, path: str, catalog: str | None = None) -> list[str]:

@@ -44,6 +44,9 @@ REFUSED = ('@id("either") permit (principal, action == Action::"t", resource) '
            "when { context.input.a == 1 || context.input.b == 1 };\n")
 BYPASS = ('permit (principal, action == Action::"refund", resource);\n'
           'forbid (principal, action == Action::"refund", resource) when { context.input.amount > 1000 };\n')
+UNKNOWN_TOOL = GOOD + '@id("no-delete")\nassert deny (principal, action == Action::"delete_repo", resource);\n'
+TYPO = ('default deny;\npermit (principal, action == Action::"read", resource);\n'
+        'forbid (principal, action == Action::"read", resource) when { context.input.pth like "*secret*" };\n')
 CATALOG_TOOLS = [
     {"name": "read", "description": "Read a file", "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}},
      "annotations": {"readOnlyHint": True}},
@@ -74,6 +77,11 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "catalog": ("tools.json", _catalog(CATALOG_TOOLS)),
         "catalog2": ("tools2.json", _catalog(CATALOG_TOOLS[:1])),
         "toolnames": ("names.json", '["read", "write"]'),
+        "unknowntool": ("unknowntool.mcpp", UNKNOWN_TOOL),
+        "typo": ("typo.mcpp", TYPO),
+        "annotated": ("annotated.mcpp", '@catalog("tools.json")\n' + GOOD),
+        "annotated_typo": ("annotated_typo.mcpp", '@catalog("tools.json")\n' + TYPO),
+        "annotated_missing": ("annotated_missing.mcpp", '@catalog("nope.json")\n' + GOOD),
         "badconfig": ("gateway.toml", '[gateway]\nport = 1\nbogus = 2\n[[servers]]\nid = "default"\nurl = "http://127.0.0.1:1/mcp"\npolicy = "good.mcpp"\n'),
         "goodconfig": ("ok.toml", '[gateway]\nstate_dir = "state"\n[[servers]]\nid = "default"\nurl = "http://127.0.0.1:1/mcp"\npolicy = "good.mcpp"\n'),
     }
@@ -94,6 +102,16 @@ def inputs(tmp_path_factory) -> dict[str, str]:
 
     AuditLog(state).db.close()
     out["state"] = str(state)
+    # and approvals held by the gateway: one for each row that answers one
+    from mcpp.runtime.gateway.approvals import ApprovalStore
+
+    store = ApprovalStore(state)
+    for key in ("approve_me", "reject_me", "decided"):
+        a, _ = store.request(f"bind-{key}", server="default", grant_id="g", grant_label="a", tool="charge",
+                             arguments={"amount": 5}, reason="", rule="/tools/charge", policy_sha256=None, ttl=3600)
+        out[key] = a.id
+    store.decide(out["decided"], True, "carol", "cli")
+    store.close()
     out["emptystate"] = str(d / "emptystate")
     out["existing"] = out["unformatted"]
     out["upstream"] = f"{sys.executable} {UPSTREAM} --stdio"
@@ -127,6 +145,9 @@ TABLE = [
     (("check", "{good}"), 0),
     (("check", "{good}", "--catalog", "{catalog}"), 0),
     (("check", "{bad}"), 1),
+    (("check", "{typo}", "--catalog", "{catalog}"), 1),  # an argument the schema does not declare: an error
+    (("check", "{unknowntool}", "--catalog", "{catalog}"), 1),  # an assert about a tool the catalog lacks
+    (("check", "{annotated_typo}"), 1),
     (("check", "{badjson}"), 1),
     (("check", "{missing}"), 2),
     (("check", "{dir}"), 2),
@@ -166,24 +187,45 @@ TABLE = [
     (("verify", "{good}"), 0),
     (("verify", "{failing}"), 1),
     (("verify", "{bad}"), 1),
-    (("verify", "{good}", "--tools", "{toolnames}"), 0),
+    (("verify", "{good}", "--catalog", "{catalog}"), 0),
+    (("verify", "{good}", "--tools", "{catalog}"), 0),  # the old name of --catalog, the same files
+    (("verify", "{annotated}"), 0),  # typed by its own @catalog
+    (("verify", "{unknowntool}"), 0),  # untyped: an assert about a tool the policy does not govern
+    (("verify", "{unknowntool}", "--catalog", "{catalog}"), 1),  # typed: the catalog has no such tool
+    (("verify", "{typo}", "--catalog", "{catalog}"), 1),  # an argument the schema does not declare
+    (("verify", "{annotated_typo}"), 1),
+    (("verify", "{annotated_missing}"), 1),  # a named catalog that cannot be used: an error at the annotation
+    (("verify", "{bypass}"), 1),  # a rule a caller can bypass
+    (("verify", "{bypass}", "--allow-bypassable"), 0),
     (("verify", "{missing}"), 2),
     (("verify", "{good}", "{missing}"), 2),
-    (("verify", "{good}", "--tools", "{missing}"), 2),
-    (("verify", "{good}", "--tools", "{notjson}"), 2),
+    (("verify", "{good}", "--catalog", "{missing}"), 2),
+    (("verify", "{good}", "--catalog", "{notjson}"), 2),
+    (("verify", "{good}", "--tools", "{toolnames}"), 2),  # a list of names has no schemas: not a catalog
     (("verify", "{good}", "--format", "xml"), 2),
     (("lint", "{good}"), 0),
+    (("lint", "{good}", "--catalog", "{catalog}"), 0),
     (("lint", "{bypass}"), 1),
     (("lint", "{bad}"), 1),
+    (("lint", "{annotated_typo}"), 1),
+    (("lint", "{unknowntool}", "--catalog", "{catalog}"), 1),
     (("lint", "{missing}"), 2),
+    (("lint", "{good}", "--catalog", "{missing}"), 2),
     (("lint", "{good}", "--only", "nope"), 2),
     (("diff", "{good}", "{good}"), 0),
+    (("diff", "{good}", "{annotated}"), 0),
+    (("diff", "{good}", "{good}", "--catalog", "{catalog}"), 0),
     (("diff", "{good}", "{looser}", "--fail-on", "looser"), 1),
     (("diff", "{bad}", "{good}"), 1),
+    (("diff", "{good}", "{typo}", "--catalog", "{catalog}"), 1),
     (("diff", "{missing}", "{good}"), 2),
+    (("diff", "{good}", "{good}", "--catalog", "{notjson}"), 2),
     (("diff", "{good}", "{good}", "--fail-on", "sometimes"), 2),
     # deploy
     (("compile", "{good}"), 0),
+    (("compile", "{good}", "--catalog", "{catalog}"), 0),
+    (("compile", "{typo}", "--catalog", "{catalog}"), 1),
+    (("compile", "{good}", "--catalog", "{missing}"), 2),
     (("compile", "{refused}"), 1),
     (("compile", "{bad}"), 1),
     (("compile", "{missing}"), 2),
@@ -216,6 +258,7 @@ TABLE = [
     (("serve",), 2),
     (("serve", "--policy", "{missing}", "--upstream", "http://127.0.0.1:1/mcp"), 2),
     (("serve", "--config", "{missing}"), 2),
+    (("serve", "--policy", "{good}", "--upstream", "http://127.0.0.1:1/mcp", "--catalog", "{missing}"), 2),
     (("serve", "--config", "{dir}"), 2),
     (("serve", "--config", "{badconfig}"), 1),
     (("serve", "--policy", "{good}", "--upstream", "http://127.0.0.1:1/mcp", "--host", "0.0.0.0", "--anonymous"), 2),
@@ -234,6 +277,18 @@ TABLE = [
     (("audit", "--state", "{state}", "--decision", "maybe"), 2),
     (("audit", "--state", "{state}", "--since", "last tuesday"), 2),
     (("audit", "--config", "{missing}"), 2),
+    (("approvals", "--state", "{state}"), 0),
+    (("approvals", "--state", "{state}", "--status", "all", "--json"), 0),
+    (("approvals", "--state", "{state}", "--status", "maybe"), 2),
+    (("approvals", "--state", "{emptystate}"), 2),
+    (("approvals", "--config", "{missing}"), 2),
+    (("approve", "{approve_me}", "--by", "carol", "--state", "{state}"), 0),
+    (("approve", "{decided}", "--state", "{state}"), 1),
+    (("approve", "ap_nope", "--state", "{state}"), 2),
+    (("approve", "{decided}", "--state", "{emptystate}"), 2),
+    (("reject", "{reject_me}", "--by", "carol", "--state", "{state}"), 0),
+    (("reject", "{decided}", "--state", "{state}"), 1),
+    (("reject", "ap_nope", "--state", "{state}"), 2),
     (("lsp", "--log-file", "{nowhere}"), 2),
     (("lsp", "--bogus"), 2),
     # the root
@@ -302,6 +357,9 @@ INTERNAL = [
     (("serve", "--policy", "{good}", "--upstream", "http://127.0.0.1:1/mcp"), "mcpp.runtime.gateway.server.serve"),
     (("grant", "list", "--state", "{state}"), "mcpp.runtime.gateway.grants.SQLiteGrants.list"),
     (("audit", "--state", "{state}"), "mcpp.runtime.gateway.audit.AuditLog.query"),
+    (("approvals", "--state", "{state}"), "mcpp.runtime.gateway.approvals.ApprovalStore.list"),
+    (("approve", "ap_nope", "--state", "{state}"), "mcpp.runtime.gateway.approvals.ApprovalStore.decide"),
+    (("reject", "ap_nope", "--state", "{state}"), "mcpp.runtime.gateway.approvals.ApprovalStore.decide"),
     (("lsp",), "mcpp.lsp.server.run"),
 ]
 
@@ -363,7 +421,7 @@ def test_every_command_has_a_row_for_each_class_it_can_reach():
     for args, code in TABLE:
         codes.setdefault(key(args), set()).add(code)
     internal = {key(a) for a, _ in INTERNAL}
-    no_errors_class = {"catalog pull", "catalog show", "init", "grant list", "grant revoke", "audit", "lsp"}
+    no_errors_class = {"catalog pull", "catalog show", "init", "grant list", "grant revoke", "audit", "approvals", "lsp"}
     for name in sorted(names):
         expected = {0, 2} | (set() if name in no_errors_class else {1})
         if name in ("serve",):

@@ -94,7 +94,7 @@ def test_root_help_groups_commands_by_job():
         "Author policies": ["check", "fmt", "eval", "test"],
         "Prove properties": ["verify", "lint", "diff"],
         "Deploy: compile, catalogs, starter policies": ["compile", "decompile", "catalog", "init"],
-        "Run the gateway and the editor server": ["serve", "grant", "audit", "lsp"],
+        "Run the gateway and the editor server": ["serve", "grant", "audit", "approvals", "approve", "reject", "lsp"],
     }
     listed = [c for title in PANELS.values() for c in sections[title]]
     assert sorted(listed) == sorted(ROOT_COMMAND.commands)  # every command in exactly one group

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import shlex
+import subprocess
 import sys
 import time
 
@@ -262,7 +263,9 @@ catalog = "pinned.json"
         assert "echo" in await list_all(c)
 
 
-async def test_pin_that_never_loaded_refuses_everything(tmp_path, upstream, start_gateway):
+def test_a_pin_that_does_not_load_stops_serve_from_starting(tmp_path, upstream):
+    """No last good catalog to keep at start: `mcpp serve` refuses to run (exit 1, the
+    reason with its JSON pointer on stderr) rather than serve a route it cannot check."""
     write(tmp_path / "policy.mcpp", ALLOW_ALL)
     write(tmp_path / "pinned.json", '{"mcppCatalog": 1, "tools": []}')  # tools must be an object
     port = free_port()
@@ -277,20 +280,14 @@ url = "{upstream.url}"
 policy = "policy.mcpp"
 catalog = "pinned.json"
 """)
-    grant = create_grant(tmp_path / "state", "agent")
-    g = start_gateway("--config", str(cfg), port=port)
-    health = g.health()
-    assert health["status"] == "degraded" and health["servers"]["default"]["catalog"]["in_force"] is False
     before = len(upstream.ran())
-    http, c = client(g.url(), grant["token"], "legacy")
-    async with http, c:
-        assert await list_all(c) == []  # nothing could be called, so nothing is listed
-        r = await c.call_tool("echo", {"text": "x"})
-        assert r.is_error and r.content[0].text == (
-            "[POLICY DENIED] Tool echo cannot be checked: the pinned catalog pinned.json is not loaded. "
-            "No call to this server is forwarded until it loads.")  # why (with its path) is in /healthz and the log
+    r = subprocess.run([sys.executable, "-m", "mcpp", "serve", "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=120)
+    last = r.stderr.strip().splitlines()[-1]
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert last.startswith("mcpp: error: server default: ") and "pinned.json" in last, last
+    assert "/tools: must be an object mapping tool names to entries" in last, last
     assert len(upstream.ran()) == before
-    assert audit_rows(tmp_path / "state")[-1]["rule"] == "/catalog/echo"
 
 
 async def test_stdio_sessions_are_pinned_separately(tmp_path, start_gateway):
