@@ -77,6 +77,7 @@ def diff_programs(old: Program, new: Program, *, timeout_ms: int = 2000, session
 def _diff_tool(session: Session, old: Program, new: Program, tool: str, is_other: bool) -> ToolDiff:
     ctx = session.ctx
     req = session.request()
+    req.share_users(old, new)
     d_old, d_new = decide(req, old, tool), decide(req, new, tool)
     a_old, a_new = d_old.allowed(zero=False), d_new.allowed(zero=False)
     r_old, r_new = d_old.runs(zero=False), d_new.runs(zero=False)

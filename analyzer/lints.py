@@ -9,6 +9,7 @@ solver cannot settle in time produce no finding (they are counted in `Linter.unk
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from dataclasses import dataclass
@@ -371,7 +372,7 @@ class Linter:
             args = copy.deepcopy(w.args)
             if not _assign(args, p, str(target)):
                 continue
-            cand = type(w)(w.tool, args, w.grant_id, w.label, w.groups, w.server, dict(w.counters))
+            cand = dataclasses.replace(w, args=args, counters=dict(w.counters))  # the same caller, grant or user
             if self.session.nonconforming(cand.tool, cand.args) is not None:
                 continue  # typed: the gateway would refuse it, so it is no bypass
             d2 = self.session.replayer.decide(self.program, cand)

@@ -135,9 +135,13 @@ class Session:
         ctx = self.ctx
         prefs = []
         if req.grant is None:
-            prefs.append(req.gid == string_val("anonymous", ctx))
+            if req.user is not None:  # a user reads as User::"u1", a grant as anonymous
+                prefs.append(z3.If(req.user, req.gid == string_val("u1", ctx), req.gid == string_val("anonymous", ctx)))
+            else:
+                prefs.append(req.gid == string_val("anonymous", ctx))
             prefs.append(req.label == string_val("", ctx))
             prefs += [z3.Not(b) for b in req.groups.values()]
+            prefs += _user_prefs(req)
         if req.server is None:
             prefs.append(req.sid == string_val("default", ctx))
         printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
@@ -172,3 +176,33 @@ class Session:
         finally:
             s.pop()
             s.set("timeout", self.timeout_ms)
+
+
+def _user_prefs(req: Request) -> list:
+    """Readable users: printable strings, whole small numbers, short sets whose first
+    elements have the declared type (the encoding does not force it: see
+    `ProgramEncoder.USER_REASON`), no group nobody names."""
+    ctx = req.ctx
+    E = req.S.Elem
+    out = []
+    printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
+    for key, (present, sv) in req.user_attrs.items():
+        t = key.split(":", 1)[1]
+        (alt,) = sv.alts
+        if t == "String":
+            out.append(z3.InRe(alt.val, printable))
+        elif t == "Long":
+            out.append(z3.And(alt.val >= -1000000, alt.val <= 1000000))
+        elif t.startswith("Set<"):
+            items = alt.val.var.items
+            out.append(z3.Length(items) <= 3)
+            test = {"Set<String>": E.is_estr, "Set<Long>": E.is_enum, "Set<Bool>": E.is_ebool}[t]
+            for i in range(3):
+                out.append(z3.Implies(z3.Length(items) > i, test(items[i])))
+                if t == "Set<String>":
+                    out.append(z3.Implies(z3.Length(items) > i, z3.InRe(E.es(items[i]), printable)))
+                if t == "Set<Long>":
+                    out.append(z3.Implies(z3.Length(items) > i, z3.IsInt(E.en(items[i]))))
+    if req.user_in_groups is not None:
+        out.append(z3.Not(req.user_in_groups))
+    return out

@@ -41,7 +41,7 @@ from mcpp.lang.diagnostics import Diagnostic, Span, did_you_mean
 from mcpp.lang.ir import walk
 from mcpp.lang.program import AssertInfo, Program
 
-from .encode import decide, query_tools
+from .encode import ProgramEncoder, decide, query_tools
 from .solve import Session
 from .sym import AND, NOT, string_val, z
 from .witness import Witness, matches_scope
@@ -161,7 +161,8 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
         return AssertResult(a.id, st.kind, "unknown", "; ".join(unknown), st.span, reasons=sorted(set(reasons)), tools_checked=len(tools))
     what = {"deny": "every matching call is denied", "allow": "every matching call is allowed",
             "approval": "every matching call that can run needs a person's approval",
-            "hidden": "the tools are hidden from every matching grant", "visible": "the tools are visible to every matching grant"}[st.kind]
+            "hidden": "the tools are hidden from every matching {who}", "visible": "the tools are visible to every matching {who}"}[st.kind]
+    what = what.format(who="grant or user" if getattr(program, "identity_aware", False) else "grant")
     return AssertResult(a.id, st.kind, "pass", f"proved: {what} ({len(tools)} tool{'s' if len(tools) != 1 else ''} checked)",
                         st.span, tools_checked=len(tools))
 
@@ -171,8 +172,8 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
     st = a.stmt
     req = session.request()
     d = decide(req, program, tool)
-    selected = d.enc.applies(st)
     ctx = session.ctx
+    selected = AND(ctx, d.fits, d.enc.applies(st))  # over callers that fit `entity User` (docs/analyzer.md)
     if st.kind == "allow":
         q = AND(ctx, selected, NOT(ctx, d.allowed(zero=False)))
     elif st.kind == "approval":
@@ -204,7 +205,7 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
     elif st.kind == "approval":
         msg = f"this call to {_label(tool, other)} runs without a person's approval: it is allowed{by}: {w.brief()}"
     elif st.kind == "hidden":
-        msg = f"{_label(tool, other)} is visible to grant {w.grant_id!r}: this call {how}{by}: {w.brief()}"
+        msg = f"{_label(tool, other)} is visible to {'a user' if w.user else f'grant {w.grant_id!r}'}: this call {how}{by}: {w.brief()}"
     elif decision.needs_approval:
         msg = f"this call to {_label(tool, other)} needs a person's approval ({decision.rule.pointer}): {w.brief()}"
     else:
@@ -236,7 +237,7 @@ def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other
         return AssertResult(a.id, st.kind, "fail", f"{_label(tool, other)} is hidden by `hide`: no grant sees it",
                             st.span, tool)
     allowed = z(ctx, d.runs(zero=True))
-    selected = z(ctx, d.enc.applies(st))
+    selected = z(ctx, AND(ctx, d.fits, d.enc.applies(st)))
     base = req.constraints()
     args_vars = [x for v in req.paths.values() for x in v.variables()] + [flag for flag, _, _ in req.objeq]
     seen: list[z3.BoolRef] = []
@@ -261,11 +262,16 @@ def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other
         session.queries += 1
         gid, label, groups, server = _grant_of(req, m)
         if r2 == z3.unsat:
-            who = f"grant {gid!r}" + (f" (label {label!r})" if label else "") + (
-                " in " + ", ".join(f"Group::\"{g}\"" for g in groups) if groups else "")
-            w = Witness(tool, {}, gid, label, groups, server)
+            from .witness import Decoder
+
+            w = Decoder(req, m).witness(tool)
+            w.args, w.counters = {}, {}
+            if w.user and not _user_sees_nothing(program, w, tool):
+                return AssertResult(a.id, st.kind, "unknown",
+                                    f"a user to whom {_label(tool, other)} may be invisible could not be confirmed: "
+                                    + ProgramEncoder.USER_REASON, st.span, tool, reasons=[ProgramEncoder.USER_REASON])
             return AssertResult(a.id, st.kind, "fail",
-                                f"{_label(tool, other)} is not visible to {who} on server {server!r}: no call to it is allowed",
+                                f"{_label(tool, other)} is not visible to {w.caller()} on server {server!r}: no call to it is allowed",
                                 st.span, tool, w)
         if r2 == z3.unknown:
             return AssertResult(a.id, st.kind, "unknown", f"the solver gave up ({s2.reason_unknown()})", st.span, tool)
@@ -284,9 +290,25 @@ def _grant_substitution(req, m):
     if req.grant is None:
         pairs += [(req.gid, m.eval(req.gid, model_completion=True)), (req.label, m.eval(req.label, model_completion=True))]
         pairs += [(b, m.eval(b, model_completion=True)) for b in req.groups.values()]
+        pairs += [(v, m.eval(v, model_completion=True)) for v in req.user_vars]  # the user, its attributes
     if req.server is None:
         pairs.append((req.sid, m.eval(req.sid, model_completion=True)))
     return pairs
+
+
+def _user_sees_nothing(program: Program, w: Witness, tool: str) -> bool:
+    """Confirm a `visible` counterexample that is a user, exactly: the decoded user (with
+    only well-typed attributes) fixed as the caller, no call to `tool` can run."""
+    from .encode import FixedUser
+    from .visibility import _can_allow
+    from mcpp.lang.identity import PrincipalError
+
+    try:
+        user = FixedUser.of(program, w.grant_id, w.attrs, w.groups)
+    except PrincipalError:
+        return False  # the decoded user does not fit the declaration: it is no counterexample
+    session = Session(5000)
+    return not _can_allow(session, program, tool, user, w.server)  # undecided: True, so not confirmed
 
 
 def _grant_of(req, m):
