@@ -28,7 +28,7 @@ from mcpp.lang.program import Program
 
 from . import regex as rx
 from .sym import (
-    AND, EQ, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, real_val, string_val, z,
+    AND, EQ, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, re_union, real_val, string_val, z,
 )
 
 
@@ -96,7 +96,7 @@ class Request:
         out = [self.paths[()].is_("obj")]
         for p, v in self.paths.items():
             if p:
-                out.append(z3.Or(self.paths[p[:-1]].is_("obj"), v.is_("missing")))
+                out.append(OR(self.ctx, self.paths[p[:-1]].is_("obj"), v.is_("missing")))
         for key, c in self.counters.items():
             out.append(c >= 0)
             if key in self.counter_max:  # a reservation never takes a counter past a max that counts it
@@ -112,8 +112,8 @@ class Request:
             if k not in fields:
                 parts.append(self.paths[p + (k,)].is_("missing"))
         for k, cond in fields.items():
-            parts.append(z(self.ctx, cond))
-        return z3.And(*parts)
+            parts.append(cond)
+        return z(self.ctx, AND(self.ctx, *parts))
 
 
 def mentioned_tools(program: Program) -> set[str]:
@@ -552,8 +552,9 @@ class ProgramEncoder:
                 units.append((a.guard, e))
         if any(g is not True for g, _ in units):
             return self.havoc_bool("a set literal with non-constant items compared with an array argument")
-        re_items = [z3.Re(z3.Unit(e)) for _, e in units]
-        lang = re_items[0] if len(re_items) == 1 else z3.Union(*re_items)
+        # an item that no element can equal (an entity) adds nothing: with no other item,
+        # only the empty array is a subset (Star of the empty language is {ε})
+        lang = re_union(z3.ReSort(self.S.Seq), (z3.Re(z3.Unit(e)) for _, e in units))
         return z3.InRe(items, z3.Star(lang))
 
     def obj_eq(self, x, y):
@@ -714,10 +715,12 @@ class ProgramEncoder:
             parts = []
             for it in s.items:
                 for a in it.alts:
+                    if a.kind == "ent":
+                        continue  # an argument array holds no entities: such an item matches nothing
                     e = self.elem(a)
                     if e is None:
                         parts.append(AND(ctx, a.guard, self.havoc_bool("a nested literal in containsAny")))
-                    elif a.kind != "ent":
+                    else:
                         parts.append(AND(ctx, a.guard, z3.Contains(items, z3.Unit(e))))
             return OR(ctx, *parts)
         if s.path == t.path:

@@ -549,6 +549,8 @@ class Z3Regex:
         return hit
 
     def _build(self, n):
+        from .sym import re_concat, re_union
+
         z3 = self.z3
         if isinstance(n, Eps):
             return z3.Re(self.literal(""), self.ctx)
@@ -562,9 +564,7 @@ class Z3Regex:
                     ranges.append(z3.Re(self.char(lo), self.ctx))
                 else:
                     ranges.append(z3.Range(self.char(lo), self.char(hi), self.ctx))
-            if not ranges:
-                return z3.Empty(self.sort)
-            return ranges[0] if len(ranges) == 1 else z3.Union(*ranges)
+            return re_union(self.sort, ranges)
         if isinstance(n, Cat):
             parts = []
             buf = []  # runs of single characters become one string literal
@@ -578,15 +578,15 @@ class Z3Regex:
                 parts.append(self(x))
             if buf:
                 parts.append(z3.Re(self.literal("".join(buf)), self.ctx))
-            return parts[0] if len(parts) == 1 else z3.Concat(*parts)
+            return re_concat(self.ctx, parts)
         if isinstance(n, Alt):
-            return z3.Union(*(self(x) for x in n.items))
+            return re_union(self.sort, [self(x) for x in n.items])
         if isinstance(n, Rep):
             inner = self(n.node)
             if n.hi is None:
                 if n.lo == 0:
                     return z3.Star(inner)
-                return z3.Concat(z3.Loop(inner, n.lo, n.lo), z3.Star(inner))
+                return re_concat(self.ctx, [z3.Loop(inner, n.lo, n.lo), z3.Star(inner)])
             if n.hi == 0:  # never Loop(r, 0, 0): Z3 reads it as unbounded
                 return z3.Re(self.literal(""), self.ctx)
             return z3.Loop(inner, n.lo, n.hi)

@@ -234,7 +234,7 @@ def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other
         # havoc booleans stand for facts about *this* call: fresh copies per call found
         args_fix += [(h, z3.FreshBool("havoc", ctx)) for h in d.enc.havoc_vars]
         cons = [z3.substitute(c, *args_fix) for c in base]
-        seen.append(z3.Not(z3.And(z3.substitute(allowed, *args_fix), *cons)))
+        seen.append(z3.Not(z(ctx, AND(ctx, z3.substitute(allowed, *args_fix), *cons))))
     return AssertResult(a.id, st.kind, "unknown", f"no conclusion after {rounds} refinement rounds", st.span, tool)
 
 

@@ -265,7 +265,7 @@ def pin(req, w: Witness) -> list:
     keys no rule reads."""
     from mcpp.runtime.values import cedar_eq
 
-    from .sym import real_val, string_val
+    from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
     S = req.S
@@ -313,7 +313,7 @@ def pin(req, w: Witness) -> list:
         elif x is None:
             out.append(v.is_("null"))
         elif isinstance(x, list):
-            seq = z3.Empty(S.Seq) if not x else (z3.Unit(elem(x[0])) if len(x) == 1 else z3.Concat(*[z3.Unit(elem(i)) for i in x]))
+            seq = seq_of(S.Seq, [z3.Unit(elem(i)) for i in x])
             out += [v.is_("arr"), v.items == seq, v.cid == cls(x)]
         else:
             extra = bool(set(x) - req.children.get(p, set()))

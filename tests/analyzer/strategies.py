@@ -118,3 +118,128 @@ def calls_for(prog):
         st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
         st.sampled_from(base.SERVERS + ["default"]),
     )
+
+
+# ---- any expression, well typed or not ---------------------------------------------------------
+#
+# The shapes random policies rarely produce: entities on either side of `in`, `is T in`
+# over every right-hand kind, sets of entities, empty and nested set literals, records,
+# strings outside ASCII. Each is a value or an error for the evaluator, and the encoder
+# must say the same (tests/analyzer/test_expressions.py).
+
+WILD_TOOLS = ["t0", "t1", "grp", "t9"]  # "grp" is also an action group: `in` is reflexive
+WILD_GROUPS = {"grp": ("t0",), "outer": ("grp", "t1")}  # nested: t0 is in grp, grp in outer
+WILD_ENTITIES = [("Grant", "g0"), ("Grant", "g1"), ("Group", "ops"), ("Group", "finance"), ("Action", "t0"),
+                 ("Action", "grp"), ("Action", "outer"), ("Server", "s0")]
+WILD_STRINGS = ["", "x", "ß", "SS", "K", "\u212a", "k", "\U0001f600", " ß😀bB", "1", "a*b"]
+WILD_REGEXES = ["^x$", "[^a]", "(?i)k", "\\p{Greek}", "^$", "ß|ss", "\U0001f600$", "[\\d\\s]+", "(?i)SS"]
+WILD_KEYS = ["a", "b", "k"]
+
+
+def _ent(t):
+    return ir.EntityLit(ir.EntityRef(*t))
+
+
+_wild_leaves = st.one_of(
+    st.lists(st.sampled_from(WILD_KEYS), min_size=1, max_size=2).map(base.input_path),
+    st.sampled_from(WILD_KEYS).map(lambda k: ir.Neg(base.input_path([k]))),
+    st.sampled_from(["principal", "action", "resource"]).map(ir.Var),
+    st.just(ir.GetAttr(ir.Var("context"), "input")),
+    st.just(ir.GetAttr(ir.Var("principal"), "label")),
+    st.sampled_from(WILD_ENTITIES).map(_ent),
+    st.one_of(st.integers(-2, 2), st.sampled_from([0.5, 1.0]), st.sampled_from(WILD_STRINGS), st.booleans(), st.none()).map(ir.Lit),
+)
+
+wild_bools = st.deferred(lambda: _wild_bools)
+wild_values = st.recursive(
+    _wild_leaves,
+    lambda sub: st.one_of(
+        st.lists(sub, max_size=3).map(lambda xs: ir.SetLit(tuple(xs))),
+        st.dictionaries(st.sampled_from(WILD_KEYS), sub, max_size=2).map(lambda d: ir.RecordLit(tuple(d.items()))),
+        st.builds(lambda d, k: ir.GetAttr(ir.RecordLit(tuple(d.items())), k),
+                  st.dictionaries(st.sampled_from(WILD_KEYS), sub, min_size=1, max_size=2), st.sampled_from(WILD_KEYS)),
+        st.builds(ir.If, wild_bools, sub, sub),
+    ),
+    max_leaves=4,
+)
+
+wild_entities = st.one_of(st.sampled_from(["principal", "action", "resource"]).map(ir.Var), st.sampled_from(WILD_ENTITIES).map(_ent))
+# the right side of `in` and `is T in`: an entity, a set (of entities, of anything, empty,
+# nested), an argument (array or not), or anything else
+_in_targets = st.one_of(
+    wild_entities,
+    st.lists(wild_entities, max_size=3).map(lambda xs: ir.SetLit(tuple(xs))),
+    st.lists(st.one_of(wild_entities, wild_values), max_size=3).map(lambda xs: ir.SetLit(tuple(xs))),
+    st.sampled_from(WILD_KEYS).map(lambda k: base.input_path([k])),
+    wild_values,
+)
+
+_wild_atoms = st.one_of(
+    st.builds(ir.Compare, st.sampled_from(["==", "!=", "<", ">="]), wild_values, wild_values),
+    st.builds(ir.In, st.one_of(wild_entities, wild_values), _in_targets),
+    st.deferred(lambda: _is_atoms),
+    st.builds(ir.Has, wild_values, st.lists(st.sampled_from(WILD_KEYS + ["label"]), min_size=1, max_size=2).map(tuple)),
+    st.builds(lambda o, m, a: ir.Call(o, m, (a,)), wild_values, st.sampled_from(["contains", "containsAll", "containsAny"]), wild_values),
+    wild_values.map(lambda o: ir.Call(o, "isEmpty", ())),
+    st.builds(ir.Like, wild_values, st.sampled_from([("", ""), ("ß",), ("", "😀", ""), ("k",), ("SS", "")])),
+    st.builds(ir.Matches, wild_values, st.sampled_from(WILD_REGEXES)),
+    wild_values,  # a value used as a boolean
+)
+
+_VAR_TYPES = {"principal": "Grant", "action": "Action", "resource": "Server"}
+
+
+@st.composite
+def _is_atom(draw):
+    """`e is T [in E]`, mostly with T the type `e` has, so `in E` gets evaluated."""
+    obj = draw(st.one_of(wild_entities, wild_entities, wild_values))
+    own = _VAR_TYPES.get(obj.name) if isinstance(obj, ir.Var) else obj.entity.type if isinstance(obj, ir.EntityLit) else None
+    types = ["Grant", "Action", "Server", "Group"]
+    t = draw(st.sampled_from([own] * 3 + types if own else types))
+    return ir.Is(obj, t, draw(st.one_of(st.none(), _in_targets, _in_targets)))
+
+
+_is_atoms = _is_atom()
+
+_wild_bools = st.recursive(
+    _wild_atoms,
+    lambda sub: st.one_of(st.builds(ir.And, sub, sub), st.builds(ir.Or, sub, sub), sub.map(ir.Not), st.builds(ir.If, sub, sub, sub)),
+    max_leaves=3,
+)
+
+wild_scalars = st.one_of(st.sampled_from([1, 1.0, -1, 0.5, True, False, None]), st.sampled_from(WILD_STRINGS))
+wild_args = st.dictionaries(
+    st.sampled_from(WILD_KEYS),
+    st.one_of(
+        st.sampled_from([[], {}, [[]], [1, "x"]]),  # the values where set and record encodings have edges
+        st.recursive(wild_scalars, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(st.sampled_from(WILD_KEYS), sub, max_size=2)),
+                     max_leaves=4),
+    ),
+    max_size=3,
+)
+
+
+@dataclass(frozen=True)
+class WildCall:
+    tool: str
+    args: dict
+    grant: str
+    label: str
+    groups: tuple
+    server: str
+
+
+wild_calls = st.builds(
+    WildCall, st.sampled_from(WILD_TOOLS), wild_args, st.sampled_from(["g0", "g1"]), st.sampled_from(["", "ß", "alice"]),
+    st.lists(st.sampled_from(["ops", "finance"]), unique=True, max_size=2).map(lambda g: tuple(sorted(g))),
+    st.sampled_from(["s0", "s1"]),
+)
+
+
+def wild_program(expr_list, kinds=None):
+    """A program with one permit per expression (in order), over the wild groups."""
+    groups = tuple(ir.Group(ir.EntityRef("Action", g), tuple(ir.EntityRef("Action", m) for m in ms)) for g, ms in WILD_GROUPS.items())
+    kinds = kinds or ["when"] * len(expr_list)
+    pols = tuple(ir.Policy("permit", ir.Scope(), (ir.Clause(k, e),)) for k, e in zip(kinds, expr_list))
+    prog, diags = build_program(ir.Document(groups + pols))
+    return prog, [d for d in diags if d.severity == "error"]
