@@ -645,6 +645,11 @@ class ProgramEncoder:
         return dg, AND(ctx, dg, OR(ctx, *hits))
 
     def is_(self, obj: SV, etype: str, in_: SV | None) -> SV:
+        """`e is T` and `e is T in E`: an error unless `e` is an entity; false when its
+        type is not T (without evaluating E); otherwise exactly `e in E`, the `in`
+        operator's encoding for every kind of E (an entity, a literal set, an argument
+        array: defined only when empty, since arguments hold no entities; anything
+        else: an error)."""
         ctx = self.ctx
         defined, value = [], []
         for x in obj.of("ent"):
@@ -655,15 +660,9 @@ class ProgramEncoder:
                 defined.append(x.guard)
                 value.append(x.guard)
                 continue
-            for y in in_.alts:
-                g = AND(ctx, x.guard, y.guard)
-                if y.kind == "ent":
-                    defined.append(g)
-                    value.append(AND(ctx, g, self.entity_in(x.val, y.val)))
-                elif y.kind == "arr" and isinstance(y.val, LitArr):
-                    dg, hit = self._in_literal_entities(x.val, y.val, g)
-                    defined.append(dg)
-                    value.append(hit)
+            inside = self.in_(SV([x]), in_)  # every alternative is guarded by x.guard
+            defined.append(inside.defined(ctx))
+            value.append(inside.truth(ctx, True))
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
 
     def call(self, e: ir.Call) -> SV:

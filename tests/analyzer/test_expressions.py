@@ -117,3 +117,53 @@ def test_every_n_ary_z3_term_goes_through_the_helpers():
     offenders = [f"{p.name}:{i}" for p in root.glob("*.py") if p.name != "sym.py"
                  for i, line in enumerate(p.read_text().splitlines(), 1) if direct.search(line)]
     assert offenders == []
+
+
+# every left kind × every right kind of `in` and `is T in`, on the argument values where
+# the encodings have edges: one meaning per operator, whatever the operands
+LEFTS = ["principal", "action", 'Group::"ops"', 'Action::"grp"', "context.input.a", '"x"', "1"]
+RIGHTS = ['Group::"ops"', 'Action::"grp"', 'Action::"outer"', "action", "principal", "[]", '[Group::"ops", Group::"finance"]',
+          '[Action::"outer"]', '[principal, 1]', "[[]]", '["x", 1]', "context.input.a", "context.input.b", '"x"', "1", "{}"]
+ARGS = [{}, {"a": []}, {"a": [1]}, {"a": ["x"]}, {"a": "x"}, {"a": 1}, {"a": {}}, {"a": [[]]}, {"b": []}, {"a": [], "b": ["x"]}]
+
+
+def test_in_and_is_in_over_every_operand_kind():
+    from .strategies import WildCall
+
+    calls = [WildCall(tool, a, "g0", "", groups, "s0") for a in ARGS for tool, groups in (("t0", ("ops",)), ("grp", ()))]
+    for left in LEFTS:
+        for right in RIGHTS:
+            for form in (f"{left} in {right}", f"{left} is Grant in {right}", f"{left} is Action in {right}",
+                         f"!({left} is Grant in {right})"):
+                check_expression(_parse_expr(form), calls)
+
+
+# `is T in <argument>` through every command: an argument array holds no entities, so the
+# test is false on an empty array and an error otherwise; each command must see the call
+# `{"arr": []}` that the engine (and Cedar) allows
+IS_IN_ARG = 'permit (principal, action == Action::"t", resource) when { !(principal is Grant in context.input.arr) };\n'
+
+
+def test_is_in_an_argument_through_verify_diff_lint_and_visibility():
+    from mcpp.analyzer.diff import diff_programs
+    from mcpp.analyzer.lints import lint
+    from mcpp.analyzer.verify import verify
+    from mcpp.analyzer.visibility import clear_cache, visible_tools
+    from mcpp.lang.program import load_program
+
+    prog = load_program(IS_IN_ARG + 'assert deny (principal, action == Action::"t", resource);')
+    assert Engine(prog).decide("t", {"arr": []}, reserve=False).allowed
+    assert not Engine(prog).decide("t", {"arr": [1]}, reserve=False).allowed  # an error: the permit does not apply
+    (r,) = verify(prog)
+    assert r.status == "fail" and r.witness.args == {"arr": []}
+
+    old = load_program('permit (principal, action == Action::"t", resource) when { false };')
+    new = load_program('permit (principal, action == Action::"t", resource) unless { principal is Grant in context.input.approvers };')
+    (t,) = [d for d in diff_programs(old, new) if d.tool == "t"]
+    assert t.status == "looser" and t.looser.witness.args == {"approvers": []}
+
+    codes = {d.code for d in lint(new)}
+    assert "always-denies" not in codes and "unsatisfiable-condition" not in codes
+
+    clear_cache()
+    assert visible_tools(new, ["t"], grant_id="g") == {"t"}
