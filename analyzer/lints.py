@@ -23,7 +23,7 @@ from mcpp.runtime.closures import compile_expr
 from mcpp.runtime.values import ERR, json_type
 
 from . import regex as rx
-from .encode import decide, mentioned_tools, other_tool
+from .encode import decide, query_tools
 from .solve import Session
 from .sym import AND, NOT, OR, z
 
@@ -61,9 +61,10 @@ class Linter:
         self.session = session or Session(timeout_ms)
         self.ctx = self.session.ctx
         self.only = set(only) if only else None
-        named = mentioned_tools(program) - (set(program.groups) - program.named_tools())
-        self.named = sorted(named)
-        self.other = other_tool(program)
+        # the same tool list as verify and diff: every mentioned name, action group names
+        # included (a tool may be called like a group, and `in` is reflexive), plus the
+        # stand-in for every other tool
+        self.named, self.other = query_tools(program)
         self.tools = self.named + [self.other]
         self._tool: dict[str, tuple] = {}
         self._engine = None
