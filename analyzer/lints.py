@@ -155,6 +155,21 @@ class Linter:
             return f"{info.id!r} (line {stmt.span.line})"
         return repr(info.id)
 
+    def closes_default(self, p, tools=None) -> list[str]:
+        """The tools for which permit `p` alone takes the tool out of `default allow`
+        (docs/language.md §5: a tool that some permit names is not covered by the
+        default): deleting `p` would let every call to them that no forbid or limit
+        stops through. Under `default deny`, or for a permit naming no tool, none."""
+        if self.program.default != "allow" or p.tools is None:
+            return []
+        out = []
+        for t in sorted(p.tools if tools is None else set(tools) & p.tools):
+            if t in self.program.hidden:
+                continue  # hidden: denied whatever the permits say
+            if not any(q is not p and q.tools is not None and t in q.tools for q in self.program.permits):
+                out.append(t)
+        return out
+
     def never(self, t: str) -> str:
         return f"{t!r}" if t != self.other else f"any tool the policy does not name (e.g. {t!r})"
 
@@ -169,20 +184,26 @@ class Linter:
             if any(self.can_apply(info, stmt, t) != "unsat" for t in tools):
                 continue
             kind = "assertion" if isinstance(stmt, ir.Assert) else type(stmt).__name__.lower()
+            notes = _vacuous_note(kind)
+            closes: list[str] = []
             if isinstance(stmt, ir.Policy):
                 kind = stmt.effect
+                if kind == "permit":
+                    closes = self.closes_default(info)
+                    if closes:
+                        notes = (_closes_note(closes),)
             # the narrowest culprit: one clause that can never hold on its own
             for c in stmt.clauses:
                 if all(self.sat(t, self.tool(t)[1].enc.clause_ok(c)).unsat for t in tools):
                     want = "true" if c.kind == "when" else "false"
                     self.report("unsatisfiable-condition",
                                 f"this `{c.kind}` condition can never be {want}, so {kind} {self.where(info)} never applies",
-                                c.span, notes=_vacuous_note(kind), rule=info.id)
+                                c.span, notes=notes, rule=info.id, closes_default=closes)
                     break
             else:
                 self.report("unsatisfiable-condition",
                             f"the scope and conditions of {kind} {self.where(info)} can never hold together, so it never applies",
-                            stmt.span, notes=_vacuous_note(kind), rule=info.id)
+                            stmt.span, notes=notes, rule=info.id, closes_default=closes)
 
     # -- dead-permit ----------------------------------------------------------------------------
     def dead_permits(self) -> None:
@@ -215,14 +236,31 @@ class Linter:
             reported = {t: why for t, why in dead.items() if why != "never applies"}
             if not reported:
                 continue
+            # under `default allow` a permit that never lets a call through still decides
+            # something: the tools it alone names are out of the default (every call to
+            # them is denied unless another permit allows it); say that, not "no effect"
+            closing = set(self.closes_default(p, reported))
             if live:
                 for t, why in reported.items():
-                    self.report("dead-permit", f"permit {self.where(p)} never takes effect for tool {self.never(t)}: {why}",
-                                p.policy.span, rule=p.id, tool=t)
-            else:
-                whys = sorted(set(reported.values()))
-                self.report("dead-permit", f"permit {self.where(p)} never takes effect: {'; '.join(whys)}",
-                            p.policy.span, rule=p.id, tools=sorted(reported))
+                    if t in closing:
+                        msg = (f"permit {self.where(p)} never allows a call to tool {self.never(t)} ({why}); "
+                               f"its only effect is to take {t!r} out of `default allow`")
+                        self.report("dead-permit", msg, p.policy.span, notes=(_closes_note([t]),), rule=p.id, tool=t,
+                                    closes_default=[t])
+                    else:
+                        self.report("dead-permit", f"permit {self.where(p)} never takes effect for tool {self.never(t)}: {why}",
+                                    p.policy.span, rule=p.id, tool=t)
+                continue
+            whys = "; ".join(sorted(set(reported.values())))
+            plain = sorted(set(reported) - closing)
+            if plain:
+                self.report("dead-permit", f"permit {self.where(p)} never takes effect: {whys}",
+                            p.policy.span, rule=p.id, tools=plain)
+            if closing:
+                names = ", ".join(repr(t) for t in sorted(closing))
+                self.report("dead-permit", f"permit {self.where(p)} never allows a call ({whys}); its only effect is to "
+                            f"take {names} out of `default allow`", p.policy.span, notes=(_closes_note(sorted(closing)),),
+                            rule=p.id, tools=sorted(closing), closes_default=sorted(closing))
 
     def _overriders(self, t: str, mine) -> str:
         """Which forbids (and limits) make the permit useless: an unsat core over them."""
@@ -266,6 +304,8 @@ class Linter:
                 r_tools = set(self.tools_of(r))
                 if not any(self.can_apply(r, r.policy, t) == "sat" for t in sorted(r_tools)):
                     continue  # never applies: unsatisfiable-condition's finding, not a redundancy
+                if effect == "permit" and self.closes_default(r):
+                    continue  # removing r would put a tool back under `default allow`
                 cands = []
                 pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
                 for q in pool:
@@ -273,10 +313,6 @@ class Linter:
                         continue
                     if not reads[q.id] <= reads[r.id]:
                         continue  # q reads something r does not: it is not a generalisation of r
-                    if effect == "permit" and prog.default == "allow" and q.tools is None and not all(
-                        any(o is not r and o.tools is not None and t in o.tools for o in rules) for t in r_tools
-                    ):
-                        continue  # removing r would un-govern a tool under `default allow`
                     cands.append(q)
                 cands.sort(key=lambda q: (abs(q.index - r.index)))
                 for q in cands[:MAX_REDUNDANCY_CANDIDATES]:
@@ -416,6 +452,9 @@ class Linter:
 
     # -- always-allows / always-denies ----------------------------------------------------------
     def always(self) -> None:
+        """Both at fresh counters (the most permissive state): a limit with `max 0` or an
+        invalid increment denies there; a limit that denies only once its counter fills
+        is mentioned, not counted as a denial."""
         ctx = self.ctx
         prog = self.program
         span = prog.default_span or _first_span(prog)
@@ -428,7 +467,7 @@ class Linter:
             o = self.sat(t, d.allowed(zero=True))
             if o.status != "unsat":
                 can_allow.append(t)
-            o2 = self.sat(t, NOT(ctx, d.allowed_without_limits()))
+            o2 = self.sat(t, NOT(ctx, d.allowed(zero=True)))
             if o2.unsat:
                 always.append(t)
         if not can_allow and (self.only is None or "always-denies" in self.only):
@@ -438,12 +477,14 @@ class Linter:
         if self.only is not None and "always-allows" not in self.only:
             return
         if set(always) >= set(self.tools) and not prog.hidden:
-            self.report("always-allows", "this policy allows every call: no tool, argument or grant is ever denied",
+            limited = " (until a limit's counter is full)" if prog.limits else ""
+            self.report("always-allows", f"this policy allows every call{limited}: no tool, argument or grant is denied",
                         span, notes=("add `default deny` and permits for what the agent needs",))
         elif self.other in always:
+            limited = " (until a limit's counter is full)" if any(li.tools is None for li in prog.limits) else ""
             self.report("always-allows",
                         f"under `default allow`, every tool this policy does not name is allowed for every caller with "
-                        f"any arguments (e.g. {self.other!r})",
+                        f"any arguments{limited} (e.g. {self.other!r})",
                         span, notes=("a new or renamed upstream tool is allowed without review; prefer `default deny` "
                                      "with permits, or hide the dangerous tools",), tool=self.other)
 
@@ -453,6 +494,13 @@ class Linter:
 
 def lint(program: Program, *, timeout_ms: int = 2000, only=None, session: Session | None = None) -> list[Diagnostic]:
     return Linter(program, timeout_ms=timeout_ms, session=session, only=only).run()
+
+
+def _closes_note(tools) -> str:
+    names = ", ".join(repr(t) for t in tools)
+    return (f"under `default allow`, a permit that names a tool takes it out of the default: calls to {names} are "
+            f"denied unless another permit allows them, and deleting this permit would allow them; to deny "
+            f"{'it' if len(tools) == 1 else 'them'}, say so with a forbid")
 
 
 def _vacuous_note(kind: str) -> tuple[str, ...]:
