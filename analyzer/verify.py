@@ -36,7 +36,7 @@ from mcpp.lang.program import AssertInfo, Program, walk
 from .encode import decide, query_tools
 from .solve import Session
 from .sym import AND, NOT, string_val, z
-from .witness import Witness, matches_scope
+from .witness import Decoder, Witness, matches_scope
 
 
 @dataclass
@@ -187,30 +187,37 @@ def _by(program: Program, decision) -> str:
 
 def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str,
              rounds: int = 16) -> AssertResult | None:
+    """∀ selected grant ∃ allowed call, by refinement; None when proved.
+
+    A counterexample (a grant and server for which no call is allowed) is replayed
+    before it is reported, like every other one (`_replay_invisible`)."""
     st = a.assertion
     ctx = session.ctx
     req = session.request()
     d = decide(req, program, tool)
-    if d.hidden:
-        return AssertResult(a.id, st.kind, "fail", f"{_label(tool, other)} is hidden by `hide`: no grant sees it",
-                            st.span, tool)
     allowed = z(ctx, d.allowed(zero=True))
     selected = z(ctx, d.enc.applies(st))
     base = req.constraints()
     args_vars = [x for v in req.paths.values() for x in v.variables()] + [flag for flag, _, _ in req.objeq]
     seen: list[z3.BoolRef] = []
+    served: list[dict] = []  # arguments of the calls found allowed for earlier grants: replay probes
     for i in range(rounds):
         # a grant (and server) that none of the calls found so far serves
         s = z3.Solver(ctx=ctx)
         s.set("timeout", session.timeout_ms)
-        s.add(selected, *seen)
+        s.add(selected, *base, *seen)
         r = s.check()
         session.queries += 1
         if r == z3.unsat:
-            return None
+            return None  # every selected grant is served (or the assertion selects none)
         if r == z3.unknown:
             return AssertResult(a.id, st.kind, "unknown", f"the solver gave up ({s.reason_unknown()})", st.span, tool)
         m = session._prefer(s, req) or s.model()  # a readable grant (anonymous, server default) if one fits
+        gid, label, groups, server = _grant_of(req, m)
+        w = Witness(tool, {}, gid, label, groups, server)
+        if d.hidden:
+            msg = f"{_label(tool, other)} is hidden by `hide`: no grant sees it"
+            return _replay_invisible(session, program, a, w, served, msg, d.enc.reasons)
         fixed = _grant_substitution(req, m)
         # is there any call that serves it?
         s2 = z3.Solver(ctx=ctx)
@@ -218,17 +225,15 @@ def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other
         s2.add(z3.substitute(allowed, *fixed), *[z3.substitute(c, *fixed) for c in base])
         r2 = s2.check()
         session.queries += 1
-        gid, label, groups, server = _grant_of(req, m)
         if r2 == z3.unsat:
             who = f"grant {gid!r}" + (f" (label {label!r})" if label else "") + (
                 " in " + ", ".join(f"Group::\"{g}\"" for g in groups) if groups else "")
-            w = Witness(tool, {}, gid, label, groups, server)
-            return AssertResult(a.id, st.kind, "fail",
-                                f"{_label(tool, other)} is not visible to {who} on server {server!r}: no call to it is allowed",
-                                st.span, tool, w)
+            msg = f"{_label(tool, other)} is not visible to {who} on server {server!r}: no call to it is allowed"
+            return _replay_invisible(session, program, a, w, served, msg, d.enc.reasons)
         if r2 == z3.unknown:
             return AssertResult(a.id, st.kind, "unknown", f"the solver gave up ({s2.reason_unknown()})", st.span, tool)
         m2 = s2.model()
+        served.append(Decoder(req, m2).witness(tool).args)
         # the arguments that serve this grant; later grants must avoid being served by them
         args_fix = [(v, m2.eval(v, model_completion=True)) for v in args_vars]
         # havoc booleans stand for facts about *this* call: fresh copies per call found
@@ -236,6 +241,41 @@ def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other
         cons = [z3.substitute(c, *args_fix) for c in base]
         seen.append(z3.Not(z(ctx, AND(ctx, z3.substitute(allowed, *args_fix), *cons))))
     return AssertResult(a.id, st.kind, "unknown", f"no conclusion after {rounds} refinement rounds", st.span, tool)
+
+
+def _replay_invisible(session: Session, program: Program, a: AssertInfo, w: Witness, probes: list[dict],
+                      message: str, reasons) -> AssertResult:
+    """Confirm "no call to the tool is allowed for this grant and server" with the code
+    that enforces it, or answer UNKNOWN: the assertion selects the grant (engine), the
+    engine denies the call with no arguments and every call found allowed for an earlier
+    grant, and the gateway's tools/list filter (`visible_tools`) leaves the tool out."""
+    from .visibility import visible_tools
+
+    st = a.assertion
+    engine = session.replayer.engine(program)
+    problem = None
+    first = None
+    if not matches_scope(program, st, w, engine):
+        problem = f"the engine does not select grant {w.grant_id!r} on server {w.server!r} for this assertion"
+    else:
+        for args in [{}] + probes:
+            probe = Witness(w.tool, args, w.grant_id, w.label, w.groups, w.server)
+            decision = session.replayer.decide(program, probe)
+            first = first or decision
+            if decision.allowed:
+                problem = f"the engine allows {probe.brief()}"
+                break
+    if problem is None:
+        shown = visible_tools(program, [w.tool], grant_id=w.grant_id, label=w.label, groups=w.groups, server=w.server,
+                              timeout_ms=session.timeout_ms)
+        if shown:
+            problem = "the gateway's tools/list still shows the tool for this grant (its own check could not decide)"
+    if problem is not None:
+        why = "; ".join(sorted(reasons)) or "the witness did not replay (an analyzer bug: please report it)"
+        return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be confirmed ({problem}): {why}",
+                            st.span, w.tool, reasons=sorted(reasons))
+    dd = first.to_dict(program.filename if program.origin == "mcpp" else None)
+    return AssertResult(a.id, st.kind, "fail", message, st.span, w.tool, w, dd)
 
 
 def _grant_substitution(req, m):
