@@ -48,11 +48,14 @@ class Request:
     `grant`/`server` fix those parts to constants (translation validation under
     `--grant`, visibility for one grant)."""
 
-    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None):
+    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None,
+                 budget_ms: int | None = None):
         self.ctx = ctx
         self.S = sorts
         self.grant = grant
         self.server = server
+        self.budget_ms = budget_ms  # the analysis' per-query timeout: also bounds each regex translation
+        self.widest_class = 0  # the widest character class among the regexes encoded over this request
         self.gid = string_val(grant.id, ctx) if grant else z3.String("grant.id", ctx)
         self.label = string_val(grant.label, ctx) if grant else z3.String("grant.label", ctx)
         self.sid = string_val(server, ctx) if server is not None else z3.String("server", ctx)
@@ -63,6 +66,11 @@ class Request:
         self.counter_max: dict[tuple, Fraction] = {}  # the largest max of the limits sharing a counter
         self.objeq: list[tuple[z3.BoolRef, tuple, dict]] = []  # (flag, path, literal fields)
         self.path(())
+
+    @property
+    def isolate(self) -> bool:
+        """Checks over this request must run where they can be killed (solve.bounded)."""
+        return self.widest_class > rx.WIDE_CLASS
 
     # -- variables -------------------------------------------------------------------------
     def member(self, group: str):
@@ -455,15 +463,24 @@ class ProgramEncoder:
                 value.append(AND(ctx, a.guard, sym(a.val)))
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
 
+    def _in_language(self, s, ast):
+        self.req.widest_class = max(self.req.widest_class, rx.widest_class(ast))
+        return z3.InRe(s, self.regex()(ast))
+
     def _like(self, s, pattern):
         try:
-            return z3.InRe(s, self.regex()(rx.like_ast(pattern)))
+            return self._in_language(s, rx.like_ast(pattern))
         except rx.Unsupported as u:
             return self.unknown_test("like", pattern, s, f"a `like` pattern with {u.reason}")
 
     def _matches(self, s, pattern):
         try:
-            return z3.InRe(s, self.regex()(rx.search_ast(pattern)))
+            with rx.time_limit(self.req.budget_ms):
+                ast = rx.search_ast(pattern)
+            return self._in_language(s, ast)
+        except rx.OutOfTime:
+            return self.unknown_test("matches", pattern, s,
+                                     f"the translation of regex {pattern!r} ran past the {self.req.budget_ms} ms timeout")
         except rx.Unsupported as u:
             return self.unknown_test("matches", pattern, s, f"regex {pattern!r} uses {u.reason}, which the analyzer does not model")
 

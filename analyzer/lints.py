@@ -24,7 +24,7 @@ from mcpp.runtime.values import ERR, json_type
 
 from . import regex as rx
 from .encode import decide, query_tools
-from .solve import Session
+from .solve import OutOfTime, Session, bounded
 from .sym import AND, NOT, OR, z
 
 
@@ -48,7 +48,8 @@ LINTS = {
     )
 }
 
-MAX_REDUNDANCY_CANDIDATES = 8  # per rule: implication checks against the closest rules
+MAX_REDUNDANCY_CANDIDATES = 8
+EXAMPLE_MS = 1000  # the unanchored-regex example: a courtesy, so a short bound  # per rule: implication checks against the closest rules
 
 
 def docs_path(lint_id: str) -> str:
@@ -267,7 +268,6 @@ class Linter:
         req, d = self.tool(t)
         ctx = self.ctx
         s = z3.Solver(ctx=ctx)
-        s.set("timeout", self.session.timeout_ms)
         s.add(z(ctx, mine), *req.constraints())
         lits = {}
         for i, (f, formula) in enumerate(d.forbids):
@@ -277,9 +277,14 @@ class Linter:
         lit = z3.Bool("use_limits", ctx)
         s.add(z3.Implies(lit, z(ctx, d.limits_ok(zero=True))))
         lits[str(lit)] = ("limit", None)
-        if s.check(*[z3.Bool(k, ctx) for k in lits]) != z3.unsat:
+        try:
+            names = self.session.solve(s, lambda r: [str(c) for c in s.unsat_core()] if r == z3.unsat else None,
+                                       isolate=req.isolate, assumptions=[z3.Bool(k, ctx) for k in lits])
+        except OutOfTime:
+            names = None
+        if names is None:
             return "overridden by forbids"
-        core = [lits[str(c)] for c in s.unsat_core() if str(c) in lits]
+        core = [lits[n] for n in names if n in lits]
         forbids = [fid for kind, fid in core if kind == "forbid"]
         parts = []
         if forbids:
@@ -429,9 +434,13 @@ class Linter:
                         continue
                     seen.add(id(node))
                     try:
-                        start, end = rx.anchored(node.regex)
-                    except Exception:
+                        with rx.time_limit(self.session.timeout_ms):
+                            start, end = rx.anchored(node.regex)
+                    except rx.OutOfTime:
+                        self.unknown += 1  # undecided: no finding
                         continue
+                    except rx.Unsupported:
+                        continue  # a feature the parser does not model: no claim about its anchors
                     if start and end:
                         continue
                     example = _unanchored_example(node.regex, start, end)
@@ -773,17 +782,23 @@ def _unanchored_example(pattern: str, start: bool, end: bool) -> str | None:
 
     ctx = z3.Context()
     try:  # strings the pattern matches whole, its anchors satisfied at both ends
-        lang = rx.Z3Regex(ctx)(rx._Anchors().P(rx.parse(pattern), True, True))
-    except Exception:
+        with rx.time_limit(EXAMPLE_MS):
+            ast = rx.whole_match_ast(pattern)
+    except rx.Unsupported:  # also OutOfTime: the example is a courtesy, the finding stands without it
         return None
+    lang = rx.Z3Regex(ctx)(ast)
     s = z3.String("s", ctx)
     sol = z3.Solver(ctx=ctx)
-    sol.set("timeout", 1000)
+    sol.set("timeout", EXAMPLE_MS)
     printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
     sol.add(z3.InRe(s, lang), z3.InRe(s, printable), z3.Length(s) <= 40)
-    if sol.check() != z3.sat:
+    then = (lambda r: string_of(sol.model().eval(s, model_completion=True)) if r == z3.sat else None)
+    try:
+        base = bounded(sol, then, budget_ms=EXAMPLE_MS, isolate=rx.widest_class(ast) > rx.WIDE_CLASS)
+    except OutOfTime:
         return None
-    base = string_of(sol.model().eval(s, model_completion=True))
+    if base is None:
+        return None
     cand = ("evil.example/" if not start else "") + base + (".evil.example" if not end else "")
     return cand if compile_regex(pattern).search(cand) else None
 

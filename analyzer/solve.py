@@ -1,5 +1,11 @@
-"""Running queries: one fresh Z3 context per analysis, a timeout on every check, and
+"""Running queries: one fresh Z3 context per analysis, a bound on every check, and
 readable witnesses.
+
+Every check goes through `bounded`: Z3's own timeout, and for a query whose regexes
+hold a character class wider than `regex.WIDE_CLASS` (where Z3's regex derivatives
+ignore the timeout and interrupts, measured running for minutes) a child process that
+is killed at the deadline. Either way the answer is sat, unsat or UNKNOWN with the
+reason; no check runs unbounded.
 
 Readability is a preference, not a constraint: after a SAT answer the query is asked
 again under assumption literals (server "default", grant "anonymous", no groups,
@@ -9,7 +15,14 @@ unsat core are dropped and the rest kept. The first model is used if that fails.
 
 from __future__ import annotations
 
+import os
+import pickle
+import select
+import signal
+import time
+import warnings
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import z3
 
@@ -17,6 +30,7 @@ from .encode import FixedGrant, Request
 from .sym import Sorts, string_val
 from .witness import Decoder, Replayer, Witness
 
+T = TypeVar("T")
 
 PREFER_MS = 250  # readability is worth a little time, not a slow analysis
 
@@ -40,6 +54,93 @@ class Cancelled(Exception):
     """The caller no longer wants this analysis (the document changed)."""
 
 
+class OutOfTime(Exception):
+    """A check was stopped at its deadline; `reason` says why, for an UNKNOWN."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+GRACE_MS = 500  # past Z3's own timeout, for the child to decode and send its answer
+CAN_FORK = hasattr(os, "fork")
+
+
+def bounded(solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, budget_ms: int, isolate: bool = False,
+            assumptions=(), cancel=None) -> T:
+    """`then(solver.check(*assumptions))`, never running unbounded.
+
+    In-process the solver's own timeout bounds the check. With `isolate` (a query Z3
+    may not stop: see `regex.WIDE_CLASS`) the check and `then` run in a forked child,
+    which shares the parent's Z3 objects copy-on-write and sends back `then`'s
+    (picklable) value; past `budget_ms` + GRACE_MS the child is killed and OutOfTime is
+    raised. Without fork (Windows) the check runs in-process."""
+    if not (isolate and CAN_FORK):
+        return then(solver.check(*assumptions))
+    return _in_child(lambda: then(solver.check(*assumptions)), budget_ms + GRACE_MS, cancel)
+
+
+def _in_child(job: Callable[[], T], deadline_ms: int, cancel=None) -> T:
+    r, w = os.pipe()
+    with warnings.catch_warnings():  # Python 3.12+ warns about fork in a threaded process; the child only runs `job`
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # the child: one answer down the pipe, then exit without any of the parent's cleanup
+        try:
+            os.close(r)
+            try:
+                payload = pickle.dumps((True, job()))
+            except BaseException as e:  # handed to the parent, which raises it
+                try:
+                    payload = pickle.dumps((False, e))
+                except Exception:
+                    payload = pickle.dumps((False, RuntimeError(f"{type(e).__name__}: {e}")))
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(w, view):]
+        finally:
+            os._exit(0)
+    os.close(w)
+    chunks: list[bytes] = []
+    end = time.monotonic() + deadline_ms / 1000
+    stop: BaseException | None = None
+    try:
+        while True:
+            left = end - time.monotonic()
+            if left <= 0:
+                stop = OutOfTime(f"the solver did not stop at its timeout and was stopped after {deadline_ms} ms "
+                                 f"(a regex with a character class of more than {_wide()} ranges)")
+                break
+            if cancel is not None and cancel.is_set():
+                stop = Cancelled()
+                break
+            ready, _, _ = select.select([r], [], [], min(left, 0.1))
+            if ready:
+                chunk = os.read(r, 1 << 16)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        if stop is not None:
+            os.kill(pid, signal.SIGKILL)
+        os.close(r)
+        _, status = os.waitpid(pid, 0)
+    if stop is not None:
+        raise stop
+    if not chunks:
+        raise OutOfTime(f"the solver process ended without an answer (status {status})")
+    ok, value = pickle.loads(b"".join(chunks))
+    if ok:
+        return value
+    raise value
+
+
+def _wide() -> int:
+    from .regex import WIDE_CLASS
+
+    return WIDE_CLASS
+
+
 class Session:
     """One analysis: its own Z3 context (never shared between threads) and a per-query
     timeout. `cancel` (a threading.Event) stops it between queries."""
@@ -53,38 +154,55 @@ class Session:
         self.queries = 0
 
     def request(self, grant: FixedGrant | None = None, server: str | None = None) -> Request:
-        return Request(self.ctx, self.sorts, grant, server)
+        return Request(self.ctx, self.sorts, grant, server, budget_ms=self.timeout_ms)
+
+    def solve(self, solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, isolate: bool = False,
+              assumptions=(), extra_ms: int = 0) -> T:
+        """Every check of an analysis: `bounded`, with this session's timeout (set on the
+        solver here) and cancellation. Raises OutOfTime or Cancelled."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+        self.queries += 1
+        solver.set("timeout", self.timeout_ms)
+        return bounded(solver, then, budget_ms=self.timeout_ms + extra_ms, isolate=isolate, assumptions=assumptions,
+                       cancel=self.cancel)
 
     def check(self, req: Request, formula, *, tool: str | None = None, witness: bool = False) -> Outcome:
         """Is `formula` satisfiable by some real call? With `witness`, decode a readable one for `tool`."""
         if formula is False:
             return Outcome("unsat")
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled()
-        self.queries += 1
         s = z3.Solver(ctx=self.ctx)
-        s.set("timeout", self.timeout_ms)
         if formula is not True:
             s.add(formula)
         s.add(*req.constraints())
+
+        def then(r) -> Outcome:
+            if r == z3.unsat:
+                return Outcome("unsat")
+            if r == z3.unknown:
+                return Outcome("unknown", self.unknown_reason(s))
+            if not witness:
+                return Outcome("sat")
+            model = s.model()  # before _prefer's checks replace it
+            model = self._prefer(s, req) or model
+            return Outcome("sat", witness=Decoder(req, model).witness(tool or "?"))
+
         try:
-            r = s.check()
-        except z3.Z3Exception as e:  # pragma: no cover - defensive: never a traceback
+            return self.solve(s, then, isolate=req.isolate, extra_ms=self.prefer_budget() if witness else 0)
+        except OutOfTime as e:
+            return Outcome("unknown", e.reason)
+        except z3.Z3Exception as e:  # defensive: never a traceback
             return Outcome("unknown", f"Z3 failed: {e}")
-        if r == z3.unsat:
-            return Outcome("unsat")
-        if r == z3.unknown:
-            why = s.reason_unknown()
-            if why in ("timeout", "canceled", "max. resource limit exceeded"):
-                return Outcome("unknown", f"the solver timed out after {self.timeout_ms} ms")
-            return Outcome("unknown", f"the solver gave up ({why})")
-        if not witness:
-            return Outcome("sat")
-        model = s.model()
-        better = self._prefer(s, req)
-        if better is not None:
-            model = better
-        return Outcome("sat", witness=Decoder(req, model).witness(tool or "?"))
+
+    def prefer_budget(self) -> int:
+        """The longest `_prefer` can take: three checks of at most PREFER_MS each."""
+        return 3 * min(self.timeout_ms, PREFER_MS)
+
+    def unknown_reason(self, s: z3.Solver) -> str:
+        why = s.reason_unknown()
+        if why in ("timeout", "canceled", "max. resource limit exceeded"):
+            return f"the solver timed out after {self.timeout_ms} ms"
+        return f"the solver gave up ({why})"
 
     def _prefer(self, s: z3.Solver, req: Request):
         """A model of `s` that also meets as many readability preferences as possible, or None."""

@@ -33,10 +33,10 @@ from mcpp.lang import ir
 from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.program import AssertInfo, Program, walk
 
-from .encode import decide, query_tools
-from .solve import Session
+from .encode import ProgramEncoder, decide, query_tools
+from .solve import OutOfTime, Session
 from .sym import AND, NOT, string_val, z
-from .witness import Decoder, Witness, matches_scope
+from .witness import Decoder, Witness, arg_assignment, matches_scope
 
 
 @dataclass
@@ -189,58 +189,88 @@ def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other
              rounds: int = 16) -> AssertResult | None:
     """∀ selected grant ∃ allowed call, by refinement; None when proved.
 
-    A counterexample (a grant and server for which no call is allowed) is replayed
-    before it is reported, like every other one (`_replay_invisible`)."""
+    Each round asks for a selected grant (and server) that none of the calls found so
+    far serves, then for a call that serves it. The calls are real ones (decoded from
+    the model and pinned back), so a proof means: every selected grant is served by one
+    of these concrete calls. That is only a proof when the encoding is exact (an
+    over-approximated "allowed" could serve a grant the engine does not), so with
+    approximations the answer is at best UNKNOWN. A counterexample (a grant for which
+    no call is allowed) is replayed before it is reported (`_replay_invisible`)."""
     st = a.assertion
     ctx = session.ctx
     req = session.request()
     d = decide(req, program, tool)
     allowed = z(ctx, d.allowed(zero=True))
-    selected = z(ctx, d.enc.applies(st))
+    # the assertion's own encoder: an approximation in what it selects keeps a proof
+    # sound (it covers more grants); only one in `allowed` can make a grant look served
+    sel = ProgramEncoder(req, program, tool)
+    selected = z(ctx, sel.applies(st))
     base = req.constraints()
-    args_vars = [x for v in req.paths.values() for x in v.variables()] + [flag for flag, _, _ in req.objeq]
-    seen: list[z3.BoolRef] = []
-    served: list[dict] = []  # arguments of the calls found allowed for earlier grants: replay probes
-    for i in range(rounds):
+    seen: list = []
+    served: list[dict] = []  # the calls found allowed for earlier grants: refinements and replay probes
+
+    def unknown(reason: str) -> AssertResult:
+        return AssertResult(a.id, st.kind, "unknown", reason, st.span, tool, reasons=sorted(d.enc.reasons | sel.reasons))
+
+    for _ in range(rounds):
         # a grant (and server) that none of the calls found so far serves
         s = z3.Solver(ctx=ctx)
-        s.set("timeout", session.timeout_ms)
         s.add(selected, *base, *seen)
-        r = s.check()
-        session.queries += 1
-        if r == z3.unsat:
+
+        def grant_then(r, s=s):
+            if r != z3.sat:
+                return str(r), session.unknown_reason(s) if r == z3.unknown else ""
+            m = s.model()
+            m = session._prefer(s, req) or m  # a readable grant (anonymous, server default) if one fits
+            return "sat", _grant_of(req, m)
+
+        try:
+            status, got = session.solve(s, grant_then, isolate=req.isolate, extra_ms=session.prefer_budget())
+        except OutOfTime as e:
+            return unknown(e.reason)
+        if status == "unsat":
+            if d.enc.reasons:  # the calls found serve every grant *by the approximated encoding*
+                return unknown("visibility is ∀ grant ∃ call: an approximated encoding cannot prove it")
             return None  # every selected grant is served (or the assertion selects none)
-        if r == z3.unknown:
-            return AssertResult(a.id, st.kind, "unknown", f"the solver gave up ({s.reason_unknown()})", st.span, tool)
-        m = session._prefer(s, req) or s.model()  # a readable grant (anonymous, server default) if one fits
-        gid, label, groups, server = _grant_of(req, m)
+        if status != "sat":
+            return unknown(got)
+        gid, label, groups, server = got
         w = Witness(tool, {}, gid, label, groups, server)
         if d.hidden:
             msg = f"{_label(tool, other)} is hidden by `hide`: no grant sees it"
-            return _replay_invisible(session, program, a, w, served, msg, d.enc.reasons)
-        fixed = _grant_substitution(req, m)
+            return _replay_invisible(session, program, a, w, served, msg, d.enc.reasons | sel.reasons)
+        fixed = _grant_pairs(req, gid, label, groups, server)
         # is there any call that serves it?
         s2 = z3.Solver(ctx=ctx)
-        s2.set("timeout", session.timeout_ms)
         s2.add(z3.substitute(allowed, *fixed), *[z3.substitute(c, *fixed) for c in base])
-        r2 = s2.check()
-        session.queries += 1
-        if r2 == z3.unsat:
+
+        def call_then(r, s2=s2):
+            if r != z3.sat:
+                return str(r), session.unknown_reason(s2) if r == z3.unknown else ""
+            return "sat", Decoder(req, s2.model()).witness(tool).args
+
+        try:
+            status, got = session.solve(s2, call_then, isolate=req.isolate)
+        except OutOfTime as e:
+            return unknown(e.reason)
+        if status == "unsat":
             who = f"grant {gid!r}" + (f" (label {label!r})" if label else "") + (
                 " in " + ", ".join(f"Group::\"{g}\"" for g in groups) if groups else "")
             msg = f"{_label(tool, other)} is not visible to {who} on server {server!r}: no call to it is allowed"
-            return _replay_invisible(session, program, a, w, served, msg, d.enc.reasons)
-        if r2 == z3.unknown:
-            return AssertResult(a.id, st.kind, "unknown", f"the solver gave up ({s2.reason_unknown()})", st.span, tool)
-        m2 = s2.model()
-        served.append(Decoder(req, m2).witness(tool).args)
-        # the arguments that serve this grant; later grants must avoid being served by them
-        args_fix = [(v, m2.eval(v, model_completion=True)) for v in args_vars]
+            return _replay_invisible(session, program, a, w, served, msg, d.enc.reasons | sel.reasons)
+        if status != "sat":
+            return unknown(got)
+        served.append(got)
+        # later grants must not be served by this call: its arguments pinned, the grant free
+        args_fix = arg_assignment(req, got, complete=True)
         # havoc booleans stand for facts about *this* call: fresh copies per call found
         args_fix += [(h, z3.FreshBool("havoc", ctx)) for h in d.enc.havoc_vars]
+        # an object-literal equality flag is the value of its definition on these arguments
+        for flag, p, fields in req.objeq:
+            args_fix.append((flag, z3.simplify(z3.substitute(z(ctx, req._objeq_def(p, fields)), *args_fix))))
         cons = [z3.substitute(c, *args_fix) for c in base]
         seen.append(z3.Not(z(ctx, AND(ctx, z3.substitute(allowed, *args_fix), *cons))))
-    return AssertResult(a.id, st.kind, "unknown", f"no conclusion after {rounds} refinement rounds", st.span, tool)
+    return unknown(f"no conclusion after {rounds} refinement rounds")
 
 
 def _replay_invisible(session: Session, program: Program, a: AssertInfo, w: Witness, probes: list[dict],
@@ -278,13 +308,15 @@ def _replay_invisible(session: Session, program: Program, a: AssertInfo, w: Witn
     return AssertResult(a.id, st.kind, "fail", message, st.span, w.tool, w, dd)
 
 
-def _grant_substitution(req, m):
+def _grant_pairs(req, gid: str, label: str, groups, server: str) -> list[tuple]:
+    """The substitution fixing the request's grant and server variables to these values."""
+    ctx = req.ctx
     pairs = []
     if req.grant is None:
-        pairs += [(req.gid, m.eval(req.gid, model_completion=True)), (req.label, m.eval(req.label, model_completion=True))]
-        pairs += [(b, m.eval(b, model_completion=True)) for b in req.groups.values()]
+        pairs += [(req.gid, string_val(gid, ctx, raw=True)), (req.label, string_val(label, ctx, raw=True))]
+        pairs += [(b, z3.BoolVal(g in groups, ctx)) for g, b in req.groups.items()]
     if req.server is None:
-        pairs.append((req.sid, m.eval(req.sid, model_completion=True)))
+        pairs.append((req.sid, string_val(server, ctx, raw=True)))
     return pairs
 
 

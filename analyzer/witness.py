@@ -263,6 +263,25 @@ def pin(req, w: Witness) -> list:
     soundness argument says exists for every real call (docs/analyzer.md, "Soundness").
     Compound values get class ids by Cedar equality; objects get `extra` when they hold
     keys no rule reads."""
+    from .sym import real_val, string_val
+
+    ctx = req.ctx
+    out = []
+    if req.grant is None:
+        out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
+        out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
+    if req.server is None:
+        out.append(req.sid == string_val(w.server, ctx))
+    for key, var in req.counters.items():
+        out.append(var == real_val(w.counters.get(key, 0), ctx))
+    return out + [var == value for var, value in arg_assignment(req, w.args)]
+
+
+def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
+    """(variable, value) pairs giving every argument-path variable of `req` its value for
+    the concrete arguments `args`. The payloads of the kinds a path does not have are
+    left out, or with `complete` set to fixed defaults (the encoding reads a payload only
+    under its kind, so any value does): a substitution must leave no variable free."""
     from mcpp.runtime.values import cedar_eq
 
     from .sym import real_val, seq_of, string_val
@@ -291,31 +310,30 @@ def pin(req, w: Witness) -> list:
         return E.ecomp(z3.IntVal(cls(x), ctx))
 
     out = []
-    if req.grant is None:
-        out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
-        out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
-    if req.server is None:
-        out.append(req.sid == string_val(w.server, ctx))
-    for key, var in req.counters.items():
-        out.append(var == real_val(w.counters.get(key, 0), ctx))
     for p, v in req.paths.items():
-        x = w.args
+        x = args
         for k in p:
             x = x.get(k, _MISSING) if isinstance(x, dict) else _MISSING
+        fixed = {}
         if x is _MISSING:
-            out.append(v.is_("missing"))
+            kind = "missing"
         elif isinstance(x, bool):
-            out += [v.is_("bool"), v.b == z3.BoolVal(x, ctx)]
+            kind, fixed = "bool", {v.b: z3.BoolVal(x, ctx)}
         elif isinstance(x, (int, float)):
-            out += [v.is_("num"), v.n == real_val(x, ctx)]
+            kind, fixed = "num", {v.n: real_val(x, ctx)}
         elif isinstance(x, str):
-            out += [v.is_("str"), v.s == string_val(x, ctx)]
+            kind, fixed = "str", {v.s: string_val(x, ctx)}
         elif x is None:
-            out.append(v.is_("null"))
+            kind = "null"
         elif isinstance(x, list):
-            seq = seq_of(S.Seq, [z3.Unit(elem(i)) for i in x])
-            out += [v.is_("arr"), v.items == seq, v.cid == cls(x)]
+            kind, fixed = "arr", {v.items: seq_of(S.Seq, [z3.Unit(elem(i)) for i in x]), v.cid: z3.IntVal(cls(x), ctx)}
         else:
             extra = bool(set(x) - req.children.get(p, set()))
-            out += [v.is_("obj"), v.extra == z3.BoolVal(extra, ctx), v.cid == cls(x)]
+            kind, fixed = "obj", {v.extra: z3.BoolVal(extra, ctx), v.cid: z3.IntVal(cls(x), ctx)}
+        out.append((v.kind, S.kinds[kind]))
+        out += list(fixed.items())
+        if complete:
+            defaults = {v.s: string_val("", ctx), v.n: real_val(0, ctx), v.b: z3.BoolVal(False, ctx),
+                        v.items: z3.Empty(S.Seq), v.cid: z3.IntVal(-1, ctx), v.extra: z3.BoolVal(False, ctx)}
+            out += [(var, val) for var, val in defaults.items() if not any(var.eq(f) for f in fixed)]
     return out

@@ -193,3 +193,18 @@ def test_visible_and_hidden_results_replay_on_rich_programs(data):
                 assert not engine.decide(w.tool, c.args, w.grant, w.server, reserve=False).allowed, (r.message, c)
         else:  # a call the engine allows
             assert engine.decide(w.tool, w.args, w.grant, w.server, reserve=False).allowed, r.message
+
+
+def test_visible_is_proved_only_over_an_exact_allowed():
+    """visible is ∀ grant ∃ call: an approximated "allowed" could serve a grant the engine
+    does not, so it cannot prove it; an approximated selection (more grants) can."""
+    over_selection = load_program(
+        'permit (principal, action == Action::"t", resource);\n'
+        'assert visible (principal, action == Action::"t", resource) when { principal.label.matches("\\\\bok\\\\b") };\n')
+    (r,) = verify(over_selection)
+    assert r.status == "pass", r.message
+    over_allowed = load_program(
+        'permit (principal, action == Action::"t", resource) when { context.input.s.matches("\\\\bok\\\\b") };\n'
+        'assert visible (principal, action == Action::"t", resource);\n')
+    (r,) = verify(over_allowed)
+    assert r.status == "unknown" and any("\\b" in x for x in r.reasons), r.message
