@@ -4,7 +4,8 @@ Every finding is a `Diagnostic` whose `code` is the lint id and whose `data["doc
 points at its page in docs/lints/. A lint reports only what it proved: an UNSAT answer
 (e.g. "this permit never takes effect") is a proof, and a SAT answer used as evidence
 (e.g. a call that bypasses a forbid) is replayed through the engine first. Queries the
-solver cannot settle in time produce no finding (they are counted in `Linter.unknown`).
+solver cannot settle in time produce no finding of their own; the `undecided` finding
+lists them per lint (tools and reasons), so a timeout never reads as a clean result.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ LINTS = {
         LintInfo("unanchored-regex", "warning", "an allowlist regex without ^ or $"),
         LintInfo("always-allows", "warning", "calls allowed for everyone, whatever the arguments"),
         LintInfo("always-denies", "warning", "a policy that allows no call at all"),
+        LintInfo("undecided", "warning", "checks a lint could not decide in time: its findings may be incomplete"),
     )
 }
 
@@ -71,6 +73,8 @@ class Linter:
         self._engine = None
         self._applies: dict = {}
         self.unknown = 0
+        self.undecided: list[tuple[str, str | None, str]] = []  # (lint id, tool, reason): reported, never silent
+        self._lint = ""
         self.findings: list[Diagnostic] = []
 
     # -- plumbing -------------------------------------------------------------------------
@@ -94,8 +98,14 @@ class Linter:
         req, _ = self.tool(t)
         o = self.session.check(req, formula, tool=t, witness=witness)
         if o.status == "unknown":
-            self.unknown += 1
+            self.undecide(t, o.reason)
         return o
+
+    def undecide(self, tool: str | None, reason: str) -> None:
+        """A check the current lint could not decide: no finding rests on it, and the
+        `undecided` finding says so (a timeout is never a silent pass)."""
+        self.unknown += 1
+        self.undecided.append((self._lint, tool, reason))
 
     def can_apply(self, info, stmt, t: str) -> str:
         """sat | unsat | unknown: can the rule apply to a call to `t`? (asked once per pair)"""
@@ -146,9 +156,25 @@ class Linter:
             ("always-allows", self.always),
         ):
             if self.only is None or lint_id in self.only or (lint_id == "always-allows" and "always-denies" in self.only):
+                self._lint = lint_id
                 fn()
+        self._report_undecided()
         self.findings.sort(key=lambda d: (d.span.line, d.span.col, d.code))
         return self.findings
+
+    def _report_undecided(self) -> None:
+        by_lint: dict[str, list] = {}
+        for lint_id, tool, reason in self.undecided:
+            by_lint.setdefault(lint_id, []).append((tool, reason))
+        span = self.program.default_span or _first_span(self.program)
+        for lint_id, items in sorted(by_lint.items()):
+            tools = sorted({t for t, _ in items if t is not None})
+            reasons = sorted({r for _, r in items})
+            where = f" (tools: {', '.join(self.never(t) for t in tools)})" if tools else ""
+            self.report("undecided", f"{lint_id}: {len(items)} check{'s' if len(items) != 1 else ''} could not be decided"
+                        f"{where}: {reasons[0]}; its findings may be incomplete",
+                        span, notes=tuple(reasons[1:]) + ("raise --timeout, or simplify the rules involved",),
+                        lint=lint_id, tools=tools, reasons=reasons)
 
     def where(self, info) -> str:
         stmt = getattr(info, "policy", None) or getattr(info, "limit", None) or info.assertion
@@ -280,7 +306,8 @@ class Linter:
         try:
             names = self.session.solve(s, lambda r: [str(c) for c in s.unsat_core()] if r == z3.unsat else None,
                                        isolate=req.isolate, assumptions=[z3.Bool(k, ctx) for k in lits])
-        except OutOfTime:
+        except OutOfTime as e:  # the permit is proved dead; only the explanation is missing
+            self.undecide(t, e.reason)
             names = None
         if names is None:
             return "overridden by forbids"
@@ -436,8 +463,8 @@ class Linter:
                     try:
                         with rx.time_limit(self.session.timeout_ms):
                             start, end = rx.anchored(node.regex)
-                    except rx.OutOfTime:
-                        self.unknown += 1  # undecided: no finding
+                    except rx.OutOfTime as e:
+                        self.undecide(None, f"regex {node.regex!r}: {e.reason}")
                         continue
                     except rx.Unsupported:
                         continue  # a feature the parser does not model: no claim about its anchors

@@ -36,7 +36,7 @@ from mcpp.lang.program import AssertInfo, Program, walk
 from .encode import ProgramEncoder, decide, query_tools
 from .solve import OutOfTime, Session
 from .sym import AND, NOT, string_val, z
-from .witness import Decoder, Witness, arg_assignment, matches_scope
+from .witness import Decoder, ReplayError, Witness, arg_assignment, matches_scope
 
 
 @dataclass
@@ -156,7 +156,12 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
     w = o.witness
     decision = session.replayer.decide(program, w)
     want_allowed = st.kind != "allow"
-    if decision.allowed != want_allowed or not matches_scope(program, st, w, session.replayer.engine(program)):
+    try:
+        selected_by_engine = matches_scope(program, st, w, session.replayer.engine(program))
+    except ReplayError as e:
+        return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be checked: {e.reason}",
+                            st.span, tool, reasons=sorted(d.enc.reasons))
+    if decision.allowed != want_allowed or not selected_by_engine:
         why = "; ".join(sorted(d.enc.reasons)) or "the witness did not replay (an analyzer bug: please report it)"
         return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be confirmed: {why}",
                             st.span, tool, reasons=sorted(d.enc.reasons))
@@ -285,9 +290,13 @@ def _replay_invisible(session: Session, program: Program, a: AssertInfo, w: Witn
     engine = session.replayer.engine(program)
     problem = None
     first = None
-    if not matches_scope(program, st, w, engine):
+    try:
+        selected_by_engine = matches_scope(program, st, w, engine)
+    except ReplayError as e:
+        selected_by_engine, problem = False, e.reason
+    if problem is None and not selected_by_engine:
         problem = f"the engine does not select grant {w.grant_id!r} on server {w.server!r} for this assertion"
-    else:
+    elif problem is None:
         for args in [{}] + probes:
             probe = Witness(w.tool, args, w.grant_id, w.label, w.groups, w.server)
             decision = session.replayer.decide(program, probe)

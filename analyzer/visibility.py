@@ -11,6 +11,7 @@ Results are cached per (program, grant, server): the gateway asks on every `tool
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 
@@ -18,6 +19,8 @@ from mcpp.lang.program import Program
 
 from .encode import FixedGrant, decide, mentioned_tools, other_tool
 from .solve import Session
+
+log = logging.getLogger("mcpp.analyzer")
 
 _LOCK = threading.Lock()
 _CACHE: "OrderedDict[tuple, tuple[Program, dict[str, bool]]]" = OrderedDict()
@@ -71,11 +74,14 @@ def visible_tools(
 def _can_allow(session: Session, program: Program, tool: str, grant: FixedGrant, server: str) -> bool:
     if tool in program.hidden:
         return False
+    req = session.request(grant, server)
     try:
-        req = session.request(grant, server)
         d = decide(req, program, tool)
-        o = session.check(req, d.allowed(zero=True))
-    except Exception:  # never fail the listing: show the tool, the call is still enforced
+        o = session.check(req, d.allowed(zero=True))  # timeouts and solver failures: "unknown", shown below
+    except Exception:
+        # no failure is expected here (regex limits and timeouts are answers, not errors);
+        # should one happen, show the tool (the call itself is still enforced) and log it
+        log.exception("visibility of tool %r for grant %r could not be decided", tool, grant.id)
         return True
     return not o.unsat
 

@@ -10,6 +10,7 @@ enforces it.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -19,6 +20,8 @@ from mcpp.lang.program import Program
 from mcpp.runtime.engine import Decision, Engine, Grant
 
 from .sym import string_of
+
+log = logging.getLogger("mcpp.analyzer")
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a fixed instant, so counter windows are stable
 
@@ -117,28 +120,36 @@ class Replayer:
         return engine.decide(w.tool, w.args, w.grant, w.server, now=NOW, reserve=False)
 
 
-def replay(program: Program, w: Witness) -> Decision:
-    return Replayer().decide(program, w)
+class ReplayError(Exception):
+    """The engine could not evaluate what a witness was to be checked against; `reason`
+    says why. Callers answer UNKNOWN with it: a check that cannot run never passes."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
 
 
 def matches_scope(program: Program, stmt, w: Witness, engine: Engine | None = None) -> bool:
-    """Whether the assert (or any policy-shaped statement) applies to the witness call."""
+    """Whether the assertion (or any statement with a scope and clauses) selects the
+    witness call, by the engine's own rule evaluation: the scope matches and every
+    clause has its wanted value (an erroring clause does not). Raises ReplayError when
+    the evaluation itself fails (a pattern the engine cannot compile, an expression too
+    deep for Python's stack, or a bug, which is also logged): never read as "no"."""
     from mcpp.lang import ir
+    from mcpp.lang.program import PolicyInfo
+    from mcpp.lang.regex import RegexError
     from mcpp.runtime.engine import CompiledRule
 
     engine = engine or Engine(program)
     policy = ir.Policy("permit", stmt.scope, stmt.clauses)
-
-    class _Info:
-        id = "assert"
-        tools = None
-
-    rule = CompiledRule(_Info(), policy)
-    env = engine.env(w.tool, w.args, w.grant, w.server)
     try:
-        return rule.applies(env)
-    except Exception:
-        return False
+        rule = CompiledRule(PolicyInfo(policy, "assertion", -1, None), policy)
+        return rule.evaluate(engine.env(w.tool, w.args, w.grant, w.server)) is True
+    except (RegexError, RecursionError) as e:
+        raise ReplayError(f"the engine cannot evaluate the conditions on the witness ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        log.exception("evaluating a statement's scope on a witness failed")
+        raise ReplayError(f"the engine failed evaluating the conditions on the witness ({type(e).__name__}: {e})") from e
 
 
 # ---- decoding models ----------------------------------------------------------------------------
