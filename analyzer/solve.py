@@ -145,8 +145,9 @@ class Session:
     """One analysis: its own Z3 context (never shared between threads) and a per-query
     timeout. `cancel` (a threading.Event) stops it between queries."""
 
-    def __init__(self, timeout_ms: int = 2000, cancel=None):
+    def __init__(self, timeout_ms: int = 2000, cancel=None, schemas: dict | None = None):
         self.cancel = cancel
+        self.schemas = schemas  # typed calls (analyzer/typed.py): tool → SchemaAssumption
         self.ctx = z3.Context()
         self.sorts = Sorts(self.ctx)
         self.timeout_ms = max(1, int(timeout_ms))
@@ -154,7 +155,7 @@ class Session:
         self.queries = 0
 
     def request(self, grant: FixedGrant | None = None, server: str | None = None) -> Request:
-        return Request(self.ctx, self.sorts, grant, server, budget_ms=self.timeout_ms)
+        return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms)
 
     def solve(self, solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, isolate: bool = False,
               assumptions=(), extra_ms: int = 0) -> T:

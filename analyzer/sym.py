@@ -120,6 +120,13 @@ def seq_of(sort, units) -> z3.SeqRef:
     return units[0] if len(units) == 1 else z3.Concat(*units)
 
 
+def SUM(ctx, *terms) -> z3.ArithRef:
+    """The sum of real terms: 0 for none."""
+    if not terms:
+        return real_val(0, ctx)
+    return terms[0] if len(terms) == 1 else z3.Sum(*terms)
+
+
 def z(ctx, b) -> z3.BoolRef:
     """A Z3 boolean for a possibly-constant one."""
     return z3.BoolVal(b, ctx) if isinstance(b, bool) else b

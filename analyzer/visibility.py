@@ -17,7 +17,9 @@ from collections import OrderedDict
 
 from mcpp.lang.program import Program
 
-from .encode import FixedGrant, decide, mentioned_tools, other_tool
+from mcpp.lang.plan import mentioned_tools
+
+from .encode import FixedGrant, decide, other_tool
 from .solve import Session
 
 log = logging.getLogger("mcpp.analyzer")
@@ -77,10 +79,10 @@ def _can_allow(session: Session, program: Program, tool: str, grant: FixedGrant,
     req = session.request(grant, server)
     try:
         d = decide(req, program, tool)
-        o = session.check(req, d.allowed(zero=True))  # timeouts and solver failures: "unknown", shown below
+        o = session.check(req, d.runs(zero=True))  # an approval-bound tool is listed: calling it asks a person
     except Exception:
-        # no failure is expected here (regex limits and timeouts are answers, not errors);
-        # should one happen, show the tool (the call itself is still enforced) and log it
+        # no failure is expected here (regex limits and timeouts are "unknown" answers, not
+        # errors); should one happen, show the tool (the call itself is still enforced) and log it
         log.exception("visibility of tool %r for grant %r could not be decided", tool, grant.id)
         return True
     return not o.unsat

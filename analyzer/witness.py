@@ -293,7 +293,7 @@ def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
     the concrete arguments `args`. The payloads of the kinds a path does not have are
     left out, or with `complete` set to fixed defaults (the encoding reads a payload only
     under its kind, so any value does): a substitution must leave no variable free."""
-    from mcpp.runtime.values import cedar_eq
+    from mcpp.lang.values import cedar_eq
 
     from .sym import real_val, seq_of, string_val
 

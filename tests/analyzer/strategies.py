@@ -51,7 +51,8 @@ texts = st.text(alphabet=ALPHABET, max_size=8)
 from dataclasses import dataclass  # noqa: E402
 
 from mcpp.lang import ir  # noqa: E402
-from mcpp.lang.program import build_program, walk  # noqa: E402
+from mcpp.lang.ir import walk  # noqa: E402
+from mcpp.lang.program import build_program  # noqa: E402
 
 from tests import strategies as base  # noqa: E402
 
@@ -69,9 +70,17 @@ limits = st.builds(
 
 
 @st.composite
-def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: bool = True):
+def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: bool = True,
+             with_approvals: bool = False):
     doc = draw(base.documents(principal=principal, max_policies=max_policies))
     stmts = list(doc.statements)
+    if with_approvals:  # some permits become @approval permits (docs/approval.md)
+        marked = []
+        for s in stmts:
+            if isinstance(s, ir.Policy) and s.effect == "permit" and draw(st.booleans()):
+                s = ir.Policy(s.effect, s.scope, s.clauses, (ir.Annotation("approval", "a person decides"),))
+            marked.append(s)
+        stmts = marked
     if with_limits:
         stmts += draw(st.lists(limits, max_size=1))
     prog, diags = build_program(ir.Document(tuple(stmts)))
@@ -81,7 +90,7 @@ def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: b
 def assertions(principal: bool = True):
     return st.builds(
         lambda kind, pol: ir.Assert(kind, pol.scope, pol.clauses),
-        st.sampled_from(["deny", "allow"]),
+        st.sampled_from(["deny", "allow", "approval"]),
         base.policies(False, principal),
     )
 
@@ -89,7 +98,7 @@ def assertions(principal: bool = True):
 def literals(prog) -> list:
     """Constants the policy compares with, and their neighbours: where decisions flip."""
     out = []
-    stmts = [p.policy for p in prog.policies] + [li.limit for li in prog.limits] + [a.assertion for a in prog.asserts]
+    stmts = [p.stmt for p in prog.policies] + [li.stmt for li in prog.limits] + [a.stmt for a in prog.asserts]
     for s in stmts:
         for c in s.clauses:
             for n in walk(c.expr):
@@ -337,7 +346,7 @@ def _read_keys(prog) -> tuple[list[str], set[str]]:
     from mcpp.lang.atoms import input_path
 
     out, targets = set(), set()
-    for s in [p.policy for p in prog.policies] + [li.limit for li in prog.limits] + [a.assertion for a in prog.asserts]:
+    for s in [i.stmt for i in prog.policies + prog.limits + prog.asserts]:
         for c in s.clauses:
             for n in walk(c.expr):
                 p = input_path(n) if isinstance(n, ir.GetAttr) else None

@@ -4,7 +4,7 @@ The hand-picked table in test_exactness.py covers what someone thought of; this 
 expressions from operators applied to anything (entities on either side of `in`,
 `is T in` over entities, literal sets, argument arrays and scalars, empty and nested
 set literals, records, strings outside ASCII) and holds the encoding to
-`runtime.closures` on random concrete calls: the evaluator's outcome (true, false, or
+`lang.evaluator` on random concrete calls: the evaluator's outcome (true, false, or
 neither: an error or a non-boolean) is a model of the encoding, and when the encoding
 names no approximation, no other outcome is. Building the encoding must never raise.
 """
@@ -20,7 +20,7 @@ from mcpp.analyzer.solve import Session
 from mcpp.analyzer.sym import NOT, OR, z
 from mcpp.analyzer.witness import Witness, pin
 from mcpp.lang.formatter import expr as text
-from mcpp.runtime.closures import compile_expr
+from mcpp.lang.evaluator import compile_expr
 from mcpp.runtime.engine import Engine
 
 from .strategies import wild_bools, wild_calls, wild_program

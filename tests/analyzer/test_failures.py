@@ -29,7 +29,7 @@ def test_a_scope_the_engine_cannot_evaluate_is_an_error_not_a_no(monkeypatch, ca
     monkeypatch.setattr(engine_mod.CompiledRule, "evaluate", boom)
     with caplog.at_level(logging.ERROR, logger="mcpp.analyzer"):
         with pytest.raises(ReplayError, match=type(error).__name__):
-            matches_scope(prog, prog.asserts[0].assertion, Witness("t", {"n": 2}))
+            matches_scope(prog, prog.asserts[0].stmt, Witness("t", {"n": 2}))
         (r,) = verify(prog)  # the counterexample cannot be checked: UNKNOWN, not FAIL and not PASS
     assert r.status == "unknown" and type(error).__name__ in r.message
     assert any(rec.name == "mcpp.analyzer" for rec in caplog.records) == logged

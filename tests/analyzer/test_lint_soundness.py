@@ -31,7 +31,7 @@ from mcpp.analyzer.lints import lint
 from mcpp.analyzer.witness import Witness, matches_scope
 from mcpp.lang import ir
 from mcpp.lang.program import Program, build_program
-from mcpp.runtime.closures import compile_expr
+from mcpp.lang.evaluator import compile_expr
 from mcpp.runtime.engine import Engine, Grant
 
 from .strategies import calls_for, programs, rich_calls_for, rich_programs
@@ -46,13 +46,13 @@ def _decide(prog, c, tool=None):
 def _stmt_of(prog: Program, rule: str):
     for info in prog.policies:
         if info.id == rule:
-            return info.policy
+            return info.stmt
     for info in prog.limits:
         if info.id == rule:
-            return info.limit
+            return info.stmt
     for info in prog.asserts:
         if info.id == rule:
-            return info.assertion
+            return info.stmt
     raise KeyError(rule)
 
 

@@ -80,7 +80,7 @@ def test_rich_assert_counterexamples_replay_and_proofs_hold(data):
     calls = data.draw(st.lists(rich_calls_for(prog), max_size=10))
     engine = Engine(prog)
     for a, r in zip(prog.asserts, verify(prog, timeout_ms=20000)):
-        st_ = a.assertion
+        st_ = a.stmt
         if r.status == "fail":
             assert matches_scope(prog, st_, r.witness, engine)
             assert _allowed(prog, r.witness) == (st_.kind == "deny"), r.message

@@ -52,7 +52,7 @@ def test_decisions_equal_cedarpy(doc, requests):
     text = format_document(doc)
     program = load_program(text)
     engine = Engine(program)
-    rules = [CompiledRule(p, p.policy) for p in program.policies]
+    rules = [CompiledRule(p, p.stmt) for p in program.policies]
     policy_set = cedarpy.PolicySet.from_str(text)
     for call in requests:
         request = {
