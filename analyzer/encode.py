@@ -73,6 +73,9 @@ class Request:
         self.tool: str | None = None
         self.user: z3.BoolRef | None = None  # identity phase 1: "the caller is a user" (see `ProgramEncoder.caller`)
         self.user_attrs: dict[str, tuple] = {}
+        self._constraints: tuple | None = None  # (shape, list): see `constraints`
+        self.solver = None  # solve.Session's incremental solver over this request (see Session.check)
+        self.preferences = None  # solve.Session._prefer's readability preferences, per shape
         self.path(())
 
     @property
@@ -120,10 +123,16 @@ class Request:
     def constraints(self) -> list:
         """What every real call satisfies: `arguments` is an object, a key below a
         non-object is absent, counters are non-negative, and the definitions of
-        object-literal equalities over the keys tracked *now*."""
+        object-literal equalities over the keys tracked *now*.
+
+        The list depends only on what the request tracks (`shape`), so it is built once
+        per shape: a lint asks thousands of queries over a few hundred requests."""
         for a in self.assumptions:
             if a is not False:
                 a.prepare(self)
+        shape = self.shape()
+        if self._constraints is not None and self._constraints[0] == shape:
+            return list(self._constraints[1])
         out = [self.paths[()].is_("obj")]
         for a in self.assumptions:
             out += [z3.BoolVal(False, self.ctx)] if a is False else a.constraints(self)
@@ -136,7 +145,15 @@ class Request:
                 out.append(c <= real_val(self.counter_max[key], self.ctx))
         for flag, p, fields in self.objeq:
             out.append(flag == self._objeq_def(p, fields))
-        return out
+        self._constraints = (shape, out)
+        return list(out)
+
+    def shape(self) -> tuple:
+        """What `constraints()` is a function of: the paths (children are only ever added
+        with a path), counters and their bounds, object-literal equalities and assumptions
+        tracked so far. Equal shapes, equal constraints."""
+        return (len(self.paths), len(self.counters), tuple(self.counter_max.items()), len(self.objeq),
+                len(self.assumptions))
 
     def _objeq_def(self, p, fields):
         v = self.paths[p]

@@ -73,6 +73,7 @@ class Linter:
         self._tool: dict[str, tuple] = {}
         self._engine = None
         self._applies: dict = {}
+        self._batched: set[str] = set()
         self.unknown = 0
         self.undecided: list[tuple[str, str | None, str]] = []  # (lint id, tool, reason): reported, never silent
         self._lint = ""
@@ -112,9 +113,27 @@ class Linter:
         """sat | unsat | unknown: can the rule apply to a call to `t`? (asked once per pair)"""
         key = (id(stmt), t)
         hit = self._applies.get(key)
+        if hit is None and t not in self._batched:
+            self._batch_applies(t)
+            hit = self._applies.get(key)
         if hit is None:
             hit = self._applies[key] = self.sat(t, self.tool(t)[1].enc.applies(stmt)).status
         return hit
+
+    def _batch_applies(self, t: str) -> None:
+        """Settle "can it apply to `t`?" for every rule and assertion of the tool with a few
+        shared checks (Session.which_sat: the same answers, fewer queries); what those
+        leave open is asked rule by rule."""
+        self._batched.add(t)
+        stmts = [i.stmt for i in (*self.program.policies, *self.program.limits, *self.program.asserts)
+                 if i.tools is None or t in i.tools]
+        stmts = [st for st in stmts if (id(st), t) not in self._applies]
+        if not stmts:
+            return
+        req, d = self.tool(t)
+        for st, status in zip(stmts, self.session.which_sat(req, [d.enc.applies(st) for st in stmts])):
+            if status is not None:
+                self._applies[(id(st), t)] = status
 
     def tools_of(self, info) -> list[str]:
         return self.tools if info.tools is None else sorted(info.tools)

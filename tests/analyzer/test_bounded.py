@@ -66,8 +66,13 @@ def test_an_isolated_check_returns_what_then_computes_and_raises_what_it_raises(
 def test_the_issue_policy_is_unknown_in_verify_and_diff_and_lint_terminates():
     prog = load_program(ISSUE)
     (r,) = verify(prog, timeout_ms=1000)
-    assert r.status == "unknown", r.message  # never PASS: " ß😀bB" does match
+    # never PASS (" ß😀bB" does match): UNKNOWN when the check is stopped at its deadline,
+    # or, when Z3 happens to finish in time (an incremental solver sometimes does), the FAIL
+    # with a counterexample the engine replayed
+    assert r.status in ("unknown", "fail"), r.message
     assert Engine(prog).decide("t", {"s": " ß😀bB"}, reserve=False).allowed
+    if r.status == "fail":
+        assert Engine(prog).decide("t", r.witness.args, reserve=False).allowed, r.message
     other = load_program('permit (principal, action == Action::"t", resource);')
     (t,) = [d for d in diff_programs(prog, other, timeout_ms=1000) if d.tool == "t"]
     assert t.status in ("looser", "unknown")
@@ -75,12 +80,13 @@ def test_the_issue_policy_is_unknown_in_verify_and_diff_and_lint_terminates():
 
 
 @needs_fork
-def test_the_command_line_answers_unknown(tmp_path):
+def test_the_command_line_answers_unknown_or_a_replayed_fail(tmp_path):
     f = tmp_path / "caps.mcpp"
     f.write_text(ISSUE)
     p = subprocess.run([sys.executable, "-m", "mcpp", "verify", "--timeout", "1000", str(f)],
                        capture_output=True, text=True, timeout=600)
-    assert p.returncode == 1 and "UNKNOWN" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 1 and ("UNKNOWN" in p.stdout or "decision: allow" in p.stdout), p.stdout + p.stderr
+    assert "PASS" not in p.stdout, p.stdout
 
 
 def test_translating_a_pattern_is_bounded():
