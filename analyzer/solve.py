@@ -21,6 +21,7 @@ import select
 import signal
 import time
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, TypeVar
 
@@ -33,6 +34,7 @@ from .witness import Decoder, Replayer, Witness
 T = TypeVar("T")
 
 PREFER_MS = 250  # readability is worth a little time, not a slow analysis
+MAX_LIVE_SOLVERS = 8  # incremental solvers kept per session (see Session.solver_for)
 
 
 @dataclass
@@ -153,6 +155,7 @@ class Session:
         self.timeout_ms = max(1, int(timeout_ms))
         self.replayer = Replayer()
         self.queries = 0
+        self._live: OrderedDict[int, Request] = OrderedDict()  # requests with a live solver, least recent first
 
     def request(self, grant: FixedGrant | None = None, server: str | None = None) -> Request:
         return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms)
@@ -207,11 +210,21 @@ class Session:
         tracked more since (new paths change the constraints), a new solver."""
         cons = req.constraints()
         shape = req.shape()
-        if req.solver is not None and req.solver[0] == shape:
+        key = id(req)
+        if req.solver is not None and req.solver[0] == shape and key in self._live:
+            self._live.move_to_end(key)
             return req.solver[1]
         s = z3.Solver(ctx=self.ctx)
         s.add(*cons)
         req.solver = (shape, s)
+        # a solver holds its own copy of everything it learnt: keep the most recently used
+        # few alive (a lint visits the tools lint by lint), not one per tool of a large
+        # policy (1,000 live solvers took 11 GB on a 5,000-rule lint)
+        self._live[key] = req
+        self._live.move_to_end(key)
+        while len(self._live) > MAX_LIVE_SOLVERS:
+            _, old = self._live.popitem(last=False)
+            old.solver = None
         return s
 
     def which_sat(self, req: Request, formulas: list) -> list[str | None]:
