@@ -5,7 +5,7 @@ over the same call). The tool is never symbolic: queries are split per tool (eac
 a program names, plus a fresh name standing for every tool it does not name, see
 `other_tool`). Per (program, tool) a `ProgramEncoder` turns expressions into symbolic
 values (`sym.SV`: a guarded union of typed alternatives; no alternative holding is an
-evaluation error), exactly as `mcpp.runtime.closures` evaluates them: short-circuit
+evaluation error), exactly as `mcpp.lang.evaluator` evaluates them: short-circuit
 `&&`/`||`/`if`, `has` per RFC 62, `==` across types is false, arrays as sets, `in` on
 entities and on sets, substring `contains`, `like`, RE2 search.
 
@@ -30,7 +30,8 @@ from mcpp.lang.program import Program
 
 from . import regex as rx
 from .sym import (
-    AND, EQ, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, real_val, string_val, z,
+    AND, EQ, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, re_union, real_val, string_val,
+    z,
 )
 
 
@@ -81,11 +82,13 @@ class Request:
     `--grant`, visibility for one grant)."""
 
     def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None,
-                 schemas: dict | None = None):
+                 schemas: dict | None = None, budget_ms: int | None = None):
         self.ctx = ctx
         self.S = sorts
         self.grant = grant
         self.server = server
+        self.budget_ms = budget_ms  # the analysis' per-query timeout: also bounds each regex translation
+        self.widest_class = 0  # the widest character class among the regexes encoded over this request
         self.gid = string_val(grant.id, ctx) if grant else z3.String("grant.id", ctx)
         self.label = string_val(grant.label, ctx) if grant else z3.String("grant.label", ctx)
         self.sid = string_val(server, ctx) if server is not None else z3.String("server", ctx)
@@ -104,7 +107,15 @@ class Request:
         self.user_typing: list = []  # what every real user's attributes satisfy (Long: a 64-bit integer)
         self.user_in_groups: z3.BoolRef | None = None  # the user is in some group (any, named or not)
         self.users_possible = False  # some program compared on this request names users (`share_users`)
+        self._constraints: tuple | None = None  # (shape, list): see `constraints`
+        self.solver = None  # solve.Session's incremental solver over this request (see Session.check)
+        self.preferences = None  # solve.Session._prefer's readability preferences, per shape
         self.path(())
+
+    @property
+    def isolate(self) -> bool:
+        """Checks over this request must run where they can be killed (solve.bounded)."""
+        return self.widest_class > rx.WIDE_CLASS
 
     def typed(self, tool: str) -> None:
         """Fix the tool this request calls; with a catalog, assume the gateway's schema
@@ -146,16 +157,22 @@ class Request:
     def constraints(self) -> list:
         """What every real call satisfies: `arguments` is an object, a key below a
         non-object is absent, counters are non-negative, and the definitions of
-        object-literal equalities over the keys tracked *now*."""
+        object-literal equalities over the keys tracked *now*.
+
+        The list depends only on what the request tracks (`shape`), so it is built once
+        per shape: a lint asks thousands of queries over a few hundred requests."""
         for a in self.assumptions:
             if a is not False:
                 a.prepare(self)
+        shape = self.shape()
+        if self._constraints is not None and self._constraints[0] == shape:
+            return list(self._constraints[1])
         out = [self.paths[()].is_("obj")]
         for a in self.assumptions:
             out += [z3.BoolVal(False, self.ctx)] if a is False else a.constraints(self)
         for p, v in self.paths.items():
             if p:
-                out.append(z3.Or(self.paths[p[:-1]].is_("obj"), v.is_("missing")))
+                out.append(OR(self.ctx, self.paths[p[:-1]].is_("obj"), v.is_("missing")))
         for key, c in self.counters.items():
             out.append(c >= 0)
             if key in self.counter_max:  # a reservation never takes a counter past a max that counts it
@@ -163,7 +180,17 @@ class Request:
         for flag, p, fields in self.objeq:
             out.append(flag == self._objeq_def(p, fields))
         out += self.principal_constraints()
-        return out
+        self._constraints = (shape, out)
+        return list(out)
+
+    def shape(self) -> tuple:
+        """What `constraints()` is a function of: the paths (children are only ever added
+        with a path), counters and their bounds, object-literal equalities, assumptions and
+        what the caller-as-user constraints read (attributes, typing, group variables), all
+        tracked so far and only ever added to. Equal shapes, equal constraints."""
+        return (len(self.paths), len(self.counters), tuple(self.counter_max.items()), len(self.objeq),
+                len(self.assumptions), len(self.user_typing), len(self.user_attrs), len(self.groups),
+                self.user is not None, self.user_in_groups is not None)
 
     # -- the caller as a user ------------------------------------------------------------------
     @property
@@ -220,8 +247,8 @@ class Request:
             if k not in fields:
                 parts.append(self.paths[p + (k,)].is_("missing"))
         for k, cond in fields.items():
-            parts.append(z(self.ctx, cond))
-        return z3.And(*parts)
+            parts.append(cond)
+        return z(self.ctx, AND(self.ctx, *parts))
 
 
 def other_tool(*programs: Program) -> str:
@@ -665,15 +692,24 @@ class ProgramEncoder:
                 value.append(AND(ctx, a.guard, sym(a.val)))
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
 
+    def _in_language(self, s, ast):
+        self.req.widest_class = max(self.req.widest_class, rx.widest_class(ast))
+        return z3.InRe(s, self.regex()(ast))
+
     def _like(self, s, pattern):
         try:
-            return z3.InRe(s, self.regex()(rx.like_ast(pattern)))
+            return self._in_language(s, rx.like_ast(pattern))
         except rx.Unsupported as u:
             return self.unknown_test("like", pattern, s, f"a `like` pattern with {u.reason}")
 
     def _matches(self, s, pattern):
         try:
-            return z3.InRe(s, self.regex()(rx.search_ast(pattern)))
+            with rx.time_limit(self.req.budget_ms):
+                ast = rx.search_ast(pattern)
+            return self._in_language(s, ast)
+        except rx.OutOfTime:
+            return self.unknown_test("matches", pattern, s,
+                                     f"the translation of regex {pattern!r} ran past the {self.req.budget_ms} ms timeout")
         except rx.Unsupported as u:
             return self.unknown_test("matches", pattern, s, f"regex {pattern!r} uses {u.reason}, which the analyzer does not model")
 
@@ -762,8 +798,9 @@ class ProgramEncoder:
                 units.append((a.guard, e))
         if any(g is not True for g, _ in units):
             return self.havoc_bool("a set literal with non-constant items compared with an array argument")
-        re_items = [z3.Re(z3.Unit(e)) for _, e in units]
-        lang = re_items[0] if len(re_items) == 1 else z3.Union(*re_items)
+        # an item that no element can equal (an entity) adds nothing: with no other item,
+        # only the empty array is a subset (Star of the empty language is {ε})
+        lang = re_union(z3.ReSort(self.S.Seq), (z3.Re(z3.Unit(e)) for _, e in units))
         return z3.InRe(items, z3.Star(lang))
 
     def obj_eq(self, x, y):
@@ -854,6 +891,11 @@ class ProgramEncoder:
         return dg, AND(ctx, dg, OR(ctx, *hits))
 
     def is_(self, obj: SV, etype: str, in_: SV | None) -> SV:
+        """`e is T` and `e is T in E`: an error unless `e` is an entity; false when its
+        type is not T (without evaluating E); otherwise exactly `e in E`, the `in`
+        operator's encoding for every kind of E (an entity, a literal set, an argument
+        array: defined only when empty, since arguments hold no entities; anything
+        else: an error)."""
         ctx = self.ctx
         defined, value = [], []
         for x in obj.of("ent"):
@@ -864,15 +906,9 @@ class ProgramEncoder:
                 defined.append(x.guard)
                 value.append(x.guard)
                 continue
-            for y in in_.alts:
-                g = AND(ctx, x.guard, y.guard)
-                if y.kind == "ent":
-                    defined.append(g)
-                    value.append(AND(ctx, g, self.entity_in(x.val, y.val)))
-                elif y.kind == "arr" and isinstance(y.val, LitArr):
-                    dg, hit = self._in_literal_entities(x.val, y.val, g)
-                    defined.append(dg)
-                    value.append(hit)
+            inside = self.in_(SV([x]), in_)  # every alternative is guarded by x.guard
+            defined.append(inside.defined(ctx))
+            value.append(inside.truth(ctx, True))
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
 
     def call(self, e: ir.Call) -> SV:
@@ -924,10 +960,12 @@ class ProgramEncoder:
             parts = []
             for it in s.items:
                 for a in it.alts:
+                    if a.kind == "ent":
+                        continue  # an argument array holds no entities: such an item matches nothing
                     e = self.elem(a)
                     if e is None:
                         parts.append(AND(ctx, a.guard, self.havoc_bool("a nested literal in containsAny")))
-                    elif a.kind != "ent":
+                    else:
                         parts.append(AND(ctx, a.guard, z3.Contains(items, z3.Unit(e))))
             return OR(ctx, *parts)
         if s.path == t.path:
@@ -1001,7 +1039,7 @@ class ToolDecision:
         parts = []
         for key, rows in self.counters:
             count = real_val(Fraction(0), ctx) if zero else self.req.counter(key)
-            total = z3.Sum(*(z3.If(z(ctx, applies), self.enc.num_term(amount), real_val(Fraction(0), ctx))
+            total = SUM(ctx, *(z3.If(z(ctx, applies), self.enc.num_term(amount), real_val(Fraction(0), ctx))
                              for _, applies, _, amount in rows), count)
             for li, applies, valid, _ in rows:
                 cap = real_val(Fraction(li.stmt.max), ctx)

@@ -10,12 +10,16 @@ reported only after both engines replay it; anything undecided is reported too, 
 
 from __future__ import annotations
 
+import logging
+
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.program import Program, build_program
 
 from .encode import FixedGrant, FixedUser, decide, query_tools
 from .solve import Session
 from .sym import AND, NOT
+
+log = logging.getLogger("mcpp.analyzer")
 
 
 def validate_translation(
@@ -37,7 +41,8 @@ def validate_translation(
     fixed = FixedGrant(grant, label or "", frozenset(groups or ())) if grant is not None else user
     try:
         return _compare(program, jprog, fixed, server, timeout_ms)
-    except Exception as e:  # fail closed, never a traceback
+    except Exception as e:  # fail closed (compilation refuses), never a traceback; logged, since none is expected
+        log.exception("translation validation failed")
         return f"the analyzer failed: {type(e).__name__}: {e}"
 
 

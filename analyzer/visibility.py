@@ -15,6 +15,7 @@ two tokens of the same person with different claims are two principals.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 
@@ -24,6 +25,8 @@ from mcpp.lang.plan import mentioned_tools
 
 from .encode import FixedGrant, FixedUser, decide, other_tool
 from .solve import Session
+
+log = logging.getLogger("mcpp.analyzer")
 
 _LOCK = threading.Lock()
 _CACHE: "OrderedDict[tuple, tuple[Program, dict[str, bool]]]" = OrderedDict()
@@ -102,11 +105,14 @@ def _visible(program: Program, tool_names, grant, server: str, timeout_ms: int) 
 def _can_allow(session: Session, program: Program, tool: str, grant: FixedGrant | FixedUser, server: str) -> bool:
     if tool in program.hidden:
         return False
+    req = session.request(grant, server)
     try:
-        req = session.request(grant, server)
         d = decide(req, program, tool)
         o = session.check(req, d.runs(zero=True))  # an approval-bound tool is listed: calling it asks a person
-    except Exception:  # never fail the listing: show the tool, the call is still enforced
+    except Exception:
+        # no failure is expected here (regex limits and timeouts are "unknown" answers, not
+        # errors); should one happen, show the tool (the call itself is still enforced) and log it
+        log.exception("visibility of tool %r for grant %r could not be decided", tool, grant.id)
         return True
     return not o.unsat
 

@@ -10,6 +10,7 @@ enforces it.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
 
@@ -19,6 +20,8 @@ from mcpp.lang.program import Program
 from mcpp.runtime.engine import Decision, Engine, Grant, User
 
 from .sym import string_of
+
+log = logging.getLogger("mcpp.analyzer")
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a fixed instant, so counter windows are stable
 
@@ -134,24 +137,41 @@ class Replayer:
         return engine.decide(w.tool, w.args, w.grant, w.server, now=NOW, reserve=False)
 
 
+class ReplayError(Exception):
+    """The engine could not evaluate what a witness was to be checked against; `reason`
+    says why. Callers answer UNKNOWN with it: a check that cannot run never passes."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def matches_scope(program: Program, stmt, w: Witness, engine: Engine | None = None) -> bool:
-    """Whether the assert (or any policy-shaped statement) applies to the witness call."""
+    """Whether the assertion (or any statement with a scope and clauses) selects the
+    witness call, by the engine's own rule evaluation: the scope matches and every
+    clause has its wanted value (an erroring clause does not). Raises ReplayError when
+    the evaluation itself fails (a pattern the engine cannot compile, an expression too
+    deep for Python's stack, or a bug, which is also logged): never read as "no"."""
     from mcpp.lang import ir
+    from mcpp.lang.identity import PrincipalError
+    from mcpp.lang.program import PolicyInfo
+    from mcpp.lang.regex import RegexError
     from mcpp.runtime.engine import CompiledRule
 
     engine = engine or Engine(program)
     policy = ir.Policy("permit", stmt.scope, stmt.clauses)
-
-    class _Info:
-        id = "assert"
-        tools = None
-
-    rule = CompiledRule(_Info(), policy)
     try:
-        env = engine.env(w.tool, w.args, w.grant, w.server)  # a user who does not fit `entity User`: no
-        return rule.applies(env)
-    except Exception:
-        return False
+        rule = CompiledRule(PolicyInfo(policy, "assertion", -1, None), policy)
+        try:
+            env = engine.env(w.tool, w.args, w.grant, w.server)
+        except PrincipalError:  # a user who does not fit `entity User`: the engine denies it everything
+            return False
+        return rule.evaluate(env) is True
+    except (RegexError, RecursionError) as e:
+        raise ReplayError(f"the engine cannot evaluate the conditions on the witness ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        log.exception("evaluating a statement's scope on a witness failed")
+        raise ReplayError(f"the engine failed evaluating the conditions on the witness ({type(e).__name__}: {e})") from e
 
 
 # ---- decoding models ----------------------------------------------------------------------------
@@ -312,9 +332,29 @@ def pin(req, w: Witness) -> list:
     soundness argument says exists for every real call (docs/analyzer.md, "Soundness").
     Compound values get class ids by Cedar equality; objects get `extra` when they hold
     keys no rule reads."""
+    from .sym import real_val, string_val
+
+    ctx = req.ctx
+    out = []
+    if req.grant is None:
+        out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
+        out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
+        out += _pin_user(req, w)
+    if req.server is None:
+        out.append(req.sid == string_val(w.server, ctx))
+    for key, var in req.counters.items():
+        out.append(var == real_val(w.counters.get(key, 0), ctx))
+    return out + [var == value for var, value in arg_assignment(req, w.args)]
+
+
+def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
+    """(variable, value) pairs giving every argument-path variable of `req` its value for
+    the concrete arguments `args`. The payloads of the kinds a path does not have are
+    left out, or with `complete` set to fixed defaults (the encoding reads a payload only
+    under its kind, so any value does): a substitution must leave no variable free."""
     from mcpp.lang.values import cedar_eq
 
-    from .sym import real_val, string_val
+    from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
     S = req.S
@@ -340,43 +380,50 @@ def pin(req, w: Witness) -> list:
         return E.ecomp(z3.IntVal(cls(x), ctx))
 
     out = []
-    if req.grant is None:
-        out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
-        out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
-        out += _pin_user(req, w, elem)
-    if req.server is None:
-        out.append(req.sid == string_val(w.server, ctx))
-    for key, var in req.counters.items():
-        out.append(var == real_val(w.counters.get(key, 0), ctx))
     for p, v in req.paths.items():
-        x = w.args
+        x = args
         for k in p:
             x = x.get(k, _MISSING) if isinstance(x, dict) else _MISSING
+        fixed = {}
         if x is _MISSING:
-            out.append(v.is_("missing"))
+            kind = "missing"
         elif isinstance(x, bool):
-            out += [v.is_("bool"), v.b == z3.BoolVal(x, ctx)]
+            kind, fixed = "bool", {v.b: z3.BoolVal(x, ctx)}
         elif isinstance(x, (int, float)):
-            out += [v.is_("num"), v.n == real_val(x, ctx)]
+            kind, fixed = "num", {v.n: real_val(x, ctx)}
         elif isinstance(x, str):
-            out += [v.is_("str"), v.s == string_val(x, ctx)]
+            kind, fixed = "str", {v.s: string_val(x, ctx)}
         elif x is None:
-            out.append(v.is_("null"))
+            kind = "null"
         elif isinstance(x, list):
-            seq = z3.Empty(S.Seq) if not x else (z3.Unit(elem(x[0])) if len(x) == 1 else z3.Concat(*[z3.Unit(elem(i)) for i in x]))
-            out += [v.is_("arr"), v.items == seq, v.cid == cls(x)]
+            kind, fixed = "arr", {v.items: seq_of(S.Seq, [z3.Unit(elem(i)) for i in x]), v.cid: z3.IntVal(cls(x), ctx)}
         else:
             extra = bool(set(x) - req.children.get(p, set()))
-            out += [v.is_("obj"), v.extra == z3.BoolVal(extra, ctx), v.cid == cls(x)]
+            kind, fixed = "obj", {v.extra: z3.BoolVal(extra, ctx), v.cid: z3.IntVal(cls(x), ctx)}
+        out.append((v.kind, S.kinds[kind]))
+        out += list(fixed.items())
+        if complete:
+            defaults = {v.s: string_val("", ctx), v.n: real_val(0, ctx), v.b: z3.BoolVal(False, ctx),
+                        v.items: z3.Empty(S.Seq), v.cid: z3.IntVal(-1, ctx), v.extra: z3.BoolVal(False, ctx)}
+            out += [(var, val) for var, val in defaults.items() if not any(var.eq(f) for f in fixed)]
     return out
 
 
-def _pin_user(req, w: Witness, elem) -> list:
+def _pin_user(req, w: Witness) -> list:
     """The caller's kind and, for a user, its attributes (by declared type: a value of
     another type is no value of that attribute) and whether it is in any group."""
     from .sym import real_val, string_val
 
     ctx = req.ctx
+    E = req.S.Elem
+
+    def elem(x):  # a user's set attributes hold Strings, Longs or Bools (`entity User`)
+        if isinstance(x, bool):
+            return E.ebool(z3.BoolVal(x, ctx))
+        if isinstance(x, (int, float)):
+            return E.enum(real_val(x, ctx))
+        return E.estr(string_val(x, ctx))
+
     out = []
     if req.user is not None:
         out.append(req.user == z3.BoolVal(w.user, ctx))
