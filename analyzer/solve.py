@@ -28,7 +28,7 @@ from typing import Callable, TypeVar
 import z3
 
 from .encode import FixedGrant, Request
-from .sym import OR, Sorts, string_val, z
+from .sym import AND, OR, Sorts, string_val, z
 from .witness import Decoder, Replayer, Witness
 
 T = TypeVar("T")
@@ -391,7 +391,7 @@ def _user_prefs(req: Request) -> list:
         if t == "String":
             out.append(z3.InRe(alt.val, printable))
         elif t == "Long":
-            out.append(z3.And(alt.val >= -1000000, alt.val <= 1000000))
+            out.append(AND(ctx, alt.val >= -1000000, alt.val <= 1000000))
         elif t.startswith("Set<"):
             items = alt.val.var.items
             out.append(z3.Length(items) <= 3)
