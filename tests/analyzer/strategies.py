@@ -48,33 +48,21 @@ texts = st.text(alphabet=ALPHABET, max_size=8)
 
 # ---- policies with limits and assertions -----------------------------------------------------
 
-from dataclasses import dataclass  # noqa: E402
-
 from mcpp.lang import ir  # noqa: E402
-from mcpp.lang.program import build_program, walk  # noqa: E402
+from mcpp.lang.program import build_program  # noqa: E402
 
 from tests import strategies as base  # noqa: E402
 
-limits = st.builds(
-    lambda tool, mx, window, scope, inc: ir.Limit(
-        "c_" + tool, ir.Scope(action=ir.ActionScope("eq", (ir.EntityRef("Action", tool),))), mx, window, scope,
-        base.input_path([inc]) if inc else None,
-    ),
-    st.sampled_from(base.TOOLS),
-    st.sampled_from([0, 1, 5, 1000]),
-    st.sampled_from(["minute", "hour", "day"]),
-    st.sampled_from(["grant", "policy"]),
-    st.sampled_from([None, "a", "b"]),
-)
+limits = base.limits()
 
 
 @st.composite
 def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: bool = True):
-    doc = draw(base.documents(principal=principal, max_policies=max_policies))
-    stmts = list(doc.statements)
-    if with_limits:
-        stmts += draw(st.lists(limits, max_size=1))
-    prog, diags = build_program(ir.Document(tuple(stmts)))
+    """Random programs (tests/strategies.py): action groups, nested groups, tools named like
+    groups, `default allow` with hide, and up to four limits sharing counters."""
+    doc = draw(base.documents(principal=principal, max_policies=max_policies, with_limits=with_limits))
+    prog, diags = build_program(doc)
+    assert not [d for d in diags if d.severity == "error"], diags
     return prog
 
 
@@ -86,35 +74,11 @@ def assertions(principal: bool = True):
     )
 
 
-def literals(prog) -> list:
-    """Constants the policy compares with, and their neighbours: where decisions flip."""
-    out = []
-    stmts = [p.policy for p in prog.policies] + [li.limit for li in prog.limits] + [a.assertion for a in prog.asserts]
-    for s in stmts:
-        for c in s.clauses:
-            for n in walk(c.expr):
-                if isinstance(n, ir.Lit) and n.value not in out:
-                    out.append(n.value)
-                    if isinstance(n.value, (int, float)) and not isinstance(n.value, bool):
-                        out += [n.value + 1, n.value - 1, str(n.value)]
-                elif isinstance(n, ir.Like):
-                    out.append("".join(n.pattern))
-                    out.append("q".join(n.pattern))
-    return out
+def statements(prog) -> list:
+    return [p.policy for p in prog.policies] + [li.limit for li in prog.limits] + [a.assertion for a in prog.asserts]
 
 
 def calls_for(prog):
-    """Random calls, biased toward the policy's own constants."""
-    lits = literals(prog)
-    values = st.one_of(base.arg_values(False), st.sampled_from(lits)) if lits else base.arg_values(False)
-    leaf = st.one_of(values, st.lists(values, max_size=3))
-    args = st.dictionaries(st.sampled_from(base.KEYS), st.one_of(leaf, st.dictionaries(st.sampled_from(base.KEYS), leaf, max_size=2)), max_size=3)
-    return st.builds(
-        base.Call,
-        st.sampled_from(base.TOOLS + ["other"]),
-        args,
-        st.sampled_from(base.GRANTS + ["anonymous"]),
-        st.sampled_from(base.LABELS),
-        st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
-        st.sampled_from(base.SERVERS + ["default"]),
-    )
+    """Random calls (the "anonymous" grant and the "default" server included), biased
+    toward the program's own argument paths and constants."""
+    return base.calls_for(statements(prog), grants=base.GRANTS + ["anonymous"], servers=base.SERVERS + ["default"])
