@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import z3
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mcpp.analyzer.encode import decide, query_tools
@@ -21,7 +21,7 @@ from mcpp.analyzer.verify import verify
 from mcpp.analyzer.witness import NOW, StateStore, Witness, matches_scope, pin
 from mcpp.lang import ir
 from mcpp.lang.program import build_program
-from mcpp.runtime.engine import Engine, Grant
+from mcpp.runtime.engine import Engine
 
 from .strategies import assertions, calls_for, programs
 
@@ -116,7 +116,6 @@ def test_never_allowed_is_never_contradicted(data):
 
 
 @given(st.data())
-@settings(max_examples=150)
 def test_assert_counterexamples_replay_and_proofs_hold(data):
     prog = data.draw(programs(max_policies=3))
     asserts = data.draw(st.lists(assertions(), min_size=1, max_size=2))
