@@ -97,7 +97,8 @@ principal_entities = st.one_of(
     st.sampled_from(GROUPS).map(lambda g: entity("Group", g)),
     st.sampled_from(GRANTS).map(lambda g: entity("Grant", g)),
 )
-action_entities = st.sampled_from(ACTION_IDS).map(lambda t: entity("Action", t))
+# half of the action literals name a group: group-on-group `in` is where the meanings part
+action_entities = st.one_of(st.sampled_from(TOOLS), st.sampled_from(ACTION_GROUPS)).map(lambda t: entity("Action", t))
 server_entities = st.sampled_from(SERVERS).map(lambda s: entity("Server", s))
 
 
@@ -138,6 +139,7 @@ def action_atoms():
         action_entities.map(lambda e: ir.In(ACTION, e)),
         st.lists(action_entities, min_size=1, max_size=3).map(lambda es: ir.In(ACTION, ir.SetLit(tuple(es)))),
         st.tuples(action_entities, action_entities).map(lambda ab: ir.In(ab[0], ab[1])),  # Action::"t0" in Action::"ops"
+        st.permutations(ACTION_GROUPS).map(lambda gs: ir.In(entity("Action", gs[0]), entity("Action", gs[1]))),  # group in group
         action_entities.map(lambda e: ir.Is(ACTION, "Action", e)),
     )
 
@@ -211,7 +213,7 @@ def entity_scopes(var: str, principal: bool = True):
     )
 
 
-action_refs = st.sampled_from(ACTION_IDS).map(action)
+action_refs = st.one_of(st.sampled_from(TOOLS), st.sampled_from(ACTION_GROUPS)).map(action)
 
 action_scopes = st.one_of(
     st.just(ir.ActionScope()),
@@ -261,13 +263,15 @@ def limits(principal: bool = True):
 
 @st.composite
 def group_decls(draw) -> list[ir.Group]:
-    """Action groups, possibly nested (a group holds only groups declared after it, so
-    there is no cycle) and possibly empty; a member may be a tool or a group's name."""
+    """Action groups, often nested (a group holds only groups declared after it, so there
+    is no cycle) and possibly empty; a member may be a tool or a group's name."""
     names = draw(st.lists(st.sampled_from(ACTION_GROUPS), max_size=len(ACTION_GROUPS), unique=True))
     out = []
     for i, name in enumerate(names):
-        pool = TOOLS + names[i + 1:]
-        members = draw(st.lists(st.sampled_from(pool), max_size=3, unique=True))
+        inner = names[i + 1:]
+        members = draw(st.lists(st.sampled_from(TOOLS + inner), max_size=3, unique=True))
+        if inner and draw(st.booleans()) and inner[0] not in members:
+            members.append(inner[0])  # nest
         out.append(ir.Group(action(name), tuple(action(m) for m in members)))
     return out
 
