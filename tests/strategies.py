@@ -127,8 +127,17 @@ def principal_atoms():
         principal_entities.map(lambda e: ir.Is(PRINCIPAL, "Grant", e)),
         entity_sets(principal_entities).map(lambda s: ir.Is(PRINCIPAL, "Grant", s)),
         server_entities.map(lambda e: ir.Is(RESOURCE, "Server", e)),
+    )
+
+
+@cache
+def argument_entity_atoms():
+    """An argument where an entity or a set of entities belongs: `principal is Grant in
+    context.input.a`, `principal in context.input.a` (an error, or false for `[]`)."""
+    return st.one_of(
         paths.map(lambda p: ir.Is(PRINCIPAL, "Grant", p)),
         paths.map(lambda p: ir.In(PRINCIPAL, p)),
+        paths.map(lambda p: ir.Is(RESOURCE, "Server", p)),
     )
 
 
@@ -162,7 +171,7 @@ def atoms(cedar: bool, principal: bool = True):
         action_atoms(),
     ]
     if principal:
-        choices.append(principal_atoms())
+        choices += [principal_atoms(), argument_entity_atoms()]
     if not cedar:
         choices += [
             st.builds(lambda p, s: ir.In(p, s), paths, set_lits(False)),
@@ -393,10 +402,10 @@ def _args_for(draw, paths_, placed, cedar: bool):
 
 def calls_for(statements, cedar: bool = False, grants=GRANTS, servers=SERVERS):
     """Random calls, biased toward the statements' own argument paths and constants (and
-    the edges of i64)."""
+    the edges of i64, and the empty set and record: `principal in []` has a value)."""
     lits = [v for v in literals(statements) + EDGE_INTS if not cedar or _cedar_value(v)]
     placed = st.one_of(st.sampled_from(lits), scalar_values(cedar), arg_values(cedar),
-                       st.lists(st.sampled_from(lits), max_size=3))
+                       st.lists(st.sampled_from(lits), max_size=3), st.sampled_from([[], {}]))
     return st.builds(
         Call,
         st.sampled_from(CALL_TOOLS),

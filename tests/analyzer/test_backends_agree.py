@@ -15,6 +15,7 @@ sharing counters (summed increments against the smallest max, per docs/language.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 
@@ -71,9 +72,9 @@ def _replay(prog, w: Witness):
 def test_witnesses_replay_and_unsat_answers_hold_on_samples(data):
     prog = data.draw(programs(max_policies=4), label="program")
     note(_text(prog))
-    samples = data.draw(st.lists(st.tuples(calls_for(prog), counter_states(prog)), max_size=8), label="samples")
     session = Session(TIMEOUT_MS)
     named, other = query_tools(prog)
+    samples = data.draw(st.lists(st.tuples(calls_for(prog), counter_states(prog)), max_size=8), label="samples")
     for tool in named + [other]:
         req = session.request()
         d = decide(req, prog, tool)
@@ -89,9 +90,11 @@ def test_witnesses_replay_and_unsat_answers_hold_on_samples(data):
                     assert got.allowed == want, (tool, want, o.witness.brief(), got.to_dict())
                 continue
             event("unsat")
-            for c, counters in samples:
-                if (c.tool if c.tool in named else other) != tool:
-                    continue
+            # the sampled calls to this tool, and a few more drawn for it alone
+            mine = [(c, n) for c, n in samples if (c.tool if c.tool in named else other) == tool]
+            mine += [(dataclasses.replace(c, tool=tool), n) for c, n in data.draw(
+                st.lists(st.tuples(calls_for(prog), counter_states(prog)), max_size=4), label=f"samples for {tool}")]
+            for c, counters in mine:
                 w = Witness(c.tool, c.args, c.grant, c.label, tuple(sorted(c.groups)), c.server, counters)
                 got = _replay(prog, w)
                 assert got.allowed != want, (f"Z3: {tool} is never {'allowed' if want else 'denied'}", w.brief(), got.to_dict())
