@@ -2,9 +2,11 @@
 
 The CheckNoNewAccess question, asked per tool (each tool either version names, plus
 one name standing for every other tool) and in both directions, over the same symbolic
-call and the same limit counters: *looser* = a call NEW allows and OLD denies,
-*stricter* = the reverse. Each direction found comes with a concrete call that both
-engines replay with the claimed decisions.
+call and the same limit counters. Decisions are ranked deny < approval < allow (an
+`@approval` permit's call runs once a person approves it): *looser* = a call NEW ranks
+higher than OLD (newly allowed, newly allowed with approval, or no longer needing
+approval), *stricter* = the reverse. Each direction found comes with a concrete call
+that both engines replay with the claimed decisions.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from mcpp.lang.program import Program
 
 from .encode import decide, query_tools
 from .solve import Session
-from .sym import AND, NOT
+from .sym import AND, NOT, OR
 from .witness import Witness
 
 
@@ -74,9 +76,14 @@ def _diff_tool(session: Session, old: Program, new: Program, tool: str, is_other
     req = session.request()
     d_old, d_new = decide(req, old, tool), decide(req, new, tool)
     a_old, a_new = d_old.allowed(zero=False), d_new.allowed(zero=False)
+    r_old, r_new = d_old.runs(zero=False), d_new.runs(zero=False)
     reasons = sorted(d_old.enc.reasons | d_new.enc.reasons)
     dirs = []
-    for new_allows, q in ((True, AND(ctx, a_new, NOT(ctx, a_old))), (False, AND(ctx, a_old, NOT(ctx, a_new)))):
+    # rank = [runs] + [allowed]: rank(new) > rank(old) iff it runs where it did not, or
+    # is allowed outright where it was not (allowed implies runs)
+    higher = OR(ctx, AND(ctx, r_new, NOT(ctx, r_old)), AND(ctx, a_new, NOT(ctx, a_old)))
+    lower = OR(ctx, AND(ctx, r_old, NOT(ctx, r_new)), AND(ctx, a_old, NOT(ctx, a_new)))
+    for new_allows, q in ((True, higher), (False, lower)):
         o = session.check(req, q, tool=tool, witness=True)
         if o.unsat:
             dirs.append(Direction("no"))
@@ -86,12 +93,17 @@ def _diff_tool(session: Session, old: Program, new: Program, tool: str, is_other
             continue
         w = o.witness
         r_old, r_new = session.replayer.decide(old, w), session.replayer.decide(new, w)
-        if r_new.allowed != new_allows or r_old.allowed == new_allows:
+        if (rank(r_new) > rank(r_old)) != new_allows or rank(r_new) == rank(r_old):
             why = "; ".join(reasons) or "the witness did not replay (an analyzer bug: please report it)"
             dirs.append(Direction("unknown", reason=f"a possible difference could not be confirmed: {why}"))
             continue
         dirs.append(Direction("yes", w, _dec(r_old, old), _dec(r_new, new)))
     return ToolDiff(tool, is_other, dirs[0], dirs[1], reasons)
+
+
+def rank(decision) -> int:
+    """deny 0 < approval 1 < allow 2."""
+    return 2 if decision.allowed else (1 if decision.needs_approval else 0)
 
 
 def _dec(decision, program: Program) -> dict:

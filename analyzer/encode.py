@@ -24,6 +24,8 @@ import z3
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import input_path
+from mcpp.lang.plan import CounterKey, mentioned_tools
+from mcpp.lang.values import like_match
 from mcpp.lang.program import Program
 
 from . import regex as rx
@@ -48,7 +50,8 @@ class Request:
     `grant`/`server` fix those parts to constants (translation validation under
     `--grant`, visibility for one grant)."""
 
-    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None):
+    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None,
+                 schemas: dict | None = None):
         self.ctx = ctx
         self.S = sorts
         self.grant = grant
@@ -59,10 +62,26 @@ class Request:
         self.groups: dict[str, object] = {}
         self.paths: dict[tuple, PathVar] = {}
         self.children: dict[tuple, set] = {}
-        self.counters: dict[tuple, z3.ArithRef] = {}
-        self.counter_max: dict[tuple, Fraction] = {}  # the largest max of the limits sharing a counter
+        self.counters: dict[CounterKey, z3.ArithRef] = {}
+        self.counter_max: dict[CounterKey, Fraction] = {}  # the plan's bound on each count
         self.objeq: list[tuple[z3.BoolRef, tuple, dict]] = []  # (flag, path, literal fields)
+        self.schemas = schemas  # typed calls: tool → SchemaAssumption (None: untyped analysis)
+        self.assumptions: list = []
+        self.tool: str | None = None
+        self.user: z3.BoolRef | None = None  # identity phase 1: "the caller is a user" (see `ProgramEncoder.caller`)
+        self.user_attrs: dict[str, tuple] = {}
         self.path(())
+
+    def typed(self, tool: str) -> None:
+        """Fix the tool this request calls; with a catalog, assume the gateway's schema
+        check passed (analyzer/typed.py) — and a tool the catalog lacks is refused, so no
+        call to it reaches the policy."""
+        if self.tool == tool:
+            return
+        assert self.tool is None, f"one request calls one tool ({self.tool!r}, not {tool!r})"
+        self.tool = tool
+        if self.schemas is not None:
+            self.assumptions.append(self.schemas.get(tool, False))
 
     # -- variables -------------------------------------------------------------------------
     def member(self, group: str):
@@ -82,10 +101,11 @@ class Request:
             v = self.paths[p] = PathVar(self.S, "args" + "".join(f"[{k!r}]" for k in p))
         return v
 
-    def counter(self, key: tuple) -> z3.ArithRef:
+    def counter(self, key: tuple[str, str, str]) -> z3.ArithRef:
+        key = CounterKey(*key)
         v = self.counters.get(key)
         if v is None:
-            v = self.counters[key] = z3.Real("counter:" + "/".join(map(str, key)), self.ctx)
+            v = self.counters[key] = z3.Real(f"counter:{key.counter}/{key.scope}/{key.window}", self.ctx)
         return v
 
     # -- well-formedness -------------------------------------------------------------------
@@ -93,7 +113,12 @@ class Request:
         """What every real call satisfies: `arguments` is an object, a key below a
         non-object is absent, counters are non-negative, and the definitions of
         object-literal equalities over the keys tracked *now*."""
+        for a in self.assumptions:
+            if a is not False:
+                a.prepare(self)
         out = [self.paths[()].is_("obj")]
+        for a in self.assumptions:
+            out += [z3.BoolVal(False, self.ctx)] if a is False else a.constraints(self)
         for p, v in self.paths.items():
             if p:
                 out.append(z3.Or(self.paths[p[:-1]].is_("obj"), v.is_("missing")))
@@ -114,34 +139,6 @@ class Request:
         for k, cond in fields.items():
             parts.append(z(self.ctx, cond))
         return z3.And(*parts)
-
-
-def mentioned_tools(program: Program) -> set[str]:
-    """Every tool or action group id any statement of `program` mentions."""
-    out = set(program.named_tools()) | set(program.groups)
-    stmts = list(program.document.statements) if program.document else []
-    for s in stmts:
-        scope = getattr(s, "scope", None)
-        if scope is not None:
-            out |= {e.id for e in scope.action.entities}
-        for c in getattr(s, "clauses", ()):
-            out |= _action_ids(c.expr)
-        if isinstance(s, ir.Limit) and s.increment is not None:
-            out |= _action_ids(s.increment)
-        if isinstance(s, ir.Hide):
-            out |= {t.id for t in s.tools}
-        if isinstance(s, ir.Group):
-            out |= {s.entity.id} | {m.id for m in s.members}
-    for a in program.asserts:
-        if a.tools:
-            out |= a.tools
-    return out
-
-
-def _action_ids(e) -> set[str]:
-    from mcpp.lang.program import walk
-
-    return {n.entity.id for n in walk(e) if isinstance(n, ir.EntityLit) and n.entity.type == "Action"}
 
 
 def other_tool(*programs: Program) -> str:
@@ -185,6 +182,8 @@ class ProgramEncoder:
         self._havocs = 0
         self.havoc_vars: list = []  # fresh booleans (not functions of the call)
         self.reasons: set[str] = set()  # why a formula is an over-approximation
+        # identity phase 1: whether the caller may be a user (see `caller`)
+        self.users = bool(getattr(program, "identity_aware", False)) and req.grant is None
 
     # -- helpers ---------------------------------------------------------------------------
     def havoc_bool(self, reason: str) -> z3.BoolRef:
@@ -234,9 +233,74 @@ class ProgramEncoder:
 
     def scope_ok(self, scope: ir.Scope):
         req = self.req
-        p = self._entity_scope(scope.principal, Ent("Grant", req.gid, "principal"))
+        ctx = self.ctx
+        p = True if scope.principal.op == "any" else OR(
+            ctx, *(AND(ctx, g, self._entity_scope(scope.principal, ent)) for g, ent in self.caller()))
         r = self._entity_scope(scope.resource, Ent("Server", req.sid, "resource"))
-        return AND(self.ctx, p, r)
+        return AND(ctx, p, r)
+
+    # -- identity, phase 1 -----------------------------------------------------------------
+    # A policy that declares `entity User` or names the type User (`Program.identity_aware`)
+    # may be called by users (docs/language.md §1.1). Until the analyzer models principals
+    # symbolically (identity phase 2), the caller of such a policy is a grant or a user as
+    # a free boolean says, with the same id and groups, and a user's declared attributes
+    # are fresh values of their declared types (present or not when optional). That keeps
+    # every real caller's behaviour, so an UNSAT answer stays a proof; but witnesses are
+    # grants, so a counterexample that needs a user does not replay and the answer is
+    # UNKNOWN with the reason below — never a wrong PASS, and no lint claims a fact from it.
+    # A policy that never names users is analysed for grant callers, exactly as before.
+    USER_REASON = ("the caller may be a user (the policy declares `entity User` or names User), and the "
+                   "analyzer does not model users yet: a counterexample that needs one cannot be confirmed")
+
+    def caller(self) -> list[tuple[object, Ent]]:
+        """The principal's alternatives: (guard, entity)."""
+        gid = self.req.gid
+        if not self.users:
+            return [(True, Ent("Grant", gid, "principal"))]
+        u = self.user_kind()
+        return [(NOT(self.ctx, u), Ent("Grant", gid, "principal")), (u, Ent("User", gid, "principal"))]
+
+    def user_kind(self):
+        """The caller is a user (a request variable, shared by every program compared on it)."""
+        if not self.users:
+            return False
+        self.reasons.add(self.USER_REASON)
+        if self.req.user is None:
+            self.req.user = z3.Bool("principal.is_user", self.ctx)
+        return self.req.user
+
+    def user_attr(self, name: str):
+        """(present, SV) of a user's declared attribute `name`, or None when not declared:
+        a fresh value of the declared type, the same for every program on this request."""
+        decl = self.program.user_decl.attr(name) if getattr(self.program, "user_decl", None) is not None else None
+        if decl is None:
+            return None
+        self.reasons.add(self.USER_REASON)
+        key = f"{name}:{decl.type}:{decl.optional}"
+        hit = self.req.user_attrs.get(key)
+        if hit is None:
+            ctx = self.ctx
+            tag = f"user[{name!r}]"
+            present = z3.Bool(tag + ".present", ctx) if decl.optional else True
+            t = decl.type
+            if t == "String":
+                alt = Alt("str", True, z3.String(tag, ctx))
+            elif t == "Long":
+                alt = Alt("num", True, z3.Real(tag, ctx))
+            elif t == "Bool":
+                alt = Alt("bool", True, z3.Bool(tag, ctx))
+            else:  # Set<…>: an array no argument path holds
+                alt = Alt("arr", True, ArgArr(PathVar(self.S, tag), (("principal", name),)))
+            hit = self.req.user_attrs[key] = (present, SV([alt]))
+        return hit
+
+    def _kind(self, etype: str):
+        """The caller is of type `etype`."""
+        if etype == "Grant":
+            return NOT(self.ctx, self.user_kind()) if self.users else True
+        if etype == "User":
+            return self.user_kind()
+        return False
 
     def applies(self, stmt):
         """Scope matches, every `when` is true, every `unless` is false (errors: no)."""
@@ -270,8 +334,8 @@ class ProgramEncoder:
         ctx = self.ctx
         same = self.ent_eq(a, b)
         anc: object = False
-        if a.type == "Grant" and b.type == "Group":
-            is_principal = self.id_eq(a.id, self.req.gid)
+        if a.type in ("Grant", "User") and b.type == "Group":
+            is_principal = self.is_principal(a)
             if isinstance(b.id, str):
                 anc = AND(ctx, is_principal, self.req.member(b.id))
             else:
@@ -292,10 +356,12 @@ class ProgramEncoder:
         ctx = self.ctx
         if isinstance(e, ir.Lit):
             return self.lit(e.value)
+        if isinstance(e, ir.Error):
+            return SV([])  # no alternative holds: an error
         if isinstance(e, ir.Var):
             req = self.req
             if e.name == "principal":
-                return SV.const("ent", Ent("Grant", req.gid, "principal"))
+                return SV([Alt("ent", g, ent) for g, ent in self.caller()])
             if e.name == "action":
                 return SV.const("ent", Ent("Action", self.tool, "action"))
             if e.name == "resource":
@@ -311,7 +377,7 @@ class ProgramEncoder:
         if isinstance(e, ir.Has):
             return self.has(self.expr(e.obj), e.path)
         if isinstance(e, ir.Like):
-            return self.string_test(self.expr(e.obj), lambda s: self._like(s, e.pattern), lambda s: _like_py(s, e.pattern))
+            return self.string_test(self.expr(e.obj), lambda s: self._like(s, e.pattern), lambda s: like_match(s, e.pattern))
         if isinstance(e, ir.Matches):
             return self.string_test(self.expr(e.obj), lambda s: self._matches(s, e.regex), lambda s: _matches_py(s, e.regex))
         if isinstance(e, ir.Compare):
@@ -404,9 +470,21 @@ class ProgramEncoder:
                 f = a.val.get(attr)
                 if f is not None:
                     out += f.guarded(ctx, a.guard).alts
-            elif a.kind == "ent" and a.val.origin == "principal" and attr == "label":
-                out.append(Alt("str", a.guard, self.req.label))
+            elif a.kind == "ent" and a.val.type == "Grant" and attr == "label":
+                # the principal's attributes, on the principal and on any literal naming it
+                out.append(Alt("str", AND(ctx, a.guard, self.is_principal(a.val)), self.req.label))
+            elif a.kind == "ent" and a.val.type == "User" and self.users:
+                hit = self.user_attr(attr)
+                if hit is not None:
+                    present, value = hit
+                    out += value.guarded(ctx, AND(ctx, a.guard, self.is_principal(a.val), present)).alts
         return SV(out)
+
+    def is_principal(self, ent: Ent):
+        """The entity is the caller (Cedar looks entity literals up in the store)."""
+        if ent.origin == "principal":
+            return True
+        return AND(self.ctx, self._kind(ent.type), self.id_eq(ent.id, self.req.gid))
 
     def has(self, obj: SV, keys: tuple) -> SV:
         """`e has a.b.c` (RFC 62): false at the first absent key, an error at a non-record."""
@@ -439,8 +517,17 @@ class ProgramEncoder:
             rest = self.has(f, keys[1:])
             return rest.defined(ctx), rest.truth(ctx, True)
         if a.kind == "ent":
-            if a.val.origin == "principal" and keys[0] == "label":
-                return (True, True) if len(keys) == 1 else (False, False)  # `label` is a string
+            if a.val.type == "Grant" and keys[0] == "label":
+                mine = self.is_principal(a.val)
+                if len(keys) == 1:
+                    return True, mine
+                return NOT(ctx, mine), False  # `label` is a string: `has` below it errors
+            hit = self.user_attr(keys[0]) if a.val.type == "User" and self.users else None
+            if hit is not None:  # a user's declared attribute (identity phase 1)
+                mine = AND(ctx, self.is_principal(a.val), hit[0])
+                if len(keys) == 1:
+                    return True, mine
+                return NOT(ctx, mine), False  # a declared attribute is no record: `has` below it errors
             return True, False
         return False, False
 
@@ -732,12 +819,6 @@ def _cmp(op, x, y, enc: ProgramEncoder):
     return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
 
 
-def _like_py(s: str, chunks) -> bool:
-    import re
-
-    return re.fullmatch(".*".join(re.escape(c) for c in chunks), s, re.DOTALL) is not None
-
-
 def _matches_py(s: str, pattern: str) -> bool:
     from mcpp.lang.regex import compile_regex
 
@@ -749,13 +830,17 @@ def _matches_py(s: str, pattern: str) -> bool:
 
 @dataclass
 class ToolDecision:
-    """The decision of one program for one tool, as formulas over a Request.
+    """The decision of one program for one tool, as formulas over a Request, read off the
+    program's decision plan (`mcpp.lang.plan`, docs/language.md §5): hidden → deny; a
+    permit of the plan applies, or the plan's default allows; no forbid applies; for each
+    counter group, every applicable limit has a valid increment and the count plus the
+    group's summed increments stays within the smallest max among its applicable limits.
+    `count` is the request's variable for the counter key.
 
-    `allowed(state)` follows docs/language.md §5: hidden → deny; some permit naming the
-    tool (or naming no tool) applies, or `default allow` and no permit names it; no forbid
-    applies; every applicable limit has a valid increment with `count + increment ≤ max`,
-    where `count` is the request's counter variable for (counter, scope, window).
-    """
+    Three outcomes, as the engine's `Decision`: `allowed` (runs now: `Decision.allowed`),
+    `needs_approval` (runs once a person approves: decision "approval"; the plan's
+    `approvals` apply, no ordinary permit does, the default does not cover), and `runs`
+    (either: what a call can do at all)."""
 
     program: Program
     tool: str
@@ -763,12 +848,18 @@ class ToolDecision:
     hidden: bool
     permits: list = field(default_factory=list)  # (PolicyInfo, formula)
     forbids: list = field(default_factory=list)
-    limits: list = field(default_factory=list)  # (LimitInfo, applies, valid, amount)
+    approvals: list = field(default_factory=list)  # (PolicyInfo, formula) of the @approval permits
+    counters: list = field(default_factory=list)  # (CounterKey, [(LimitInfo, applies, valid, amount)])
     default_covers: bool = False
 
     @property
     def req(self) -> Request:
         return self.enc.req
+
+    @property
+    def limits(self) -> list:
+        """(LimitInfo, applies, valid, amount) of every limit on the tool."""
+        return [row for _, rows in self.counters for row in rows]
 
     def permitted(self):
         ctx = self.enc.ctx
@@ -777,19 +868,20 @@ class ToolDecision:
     def forbidden(self):
         return OR(self.enc.ctx, *(f for _, f in self.forbids))
 
+    def approvable(self):
+        return OR(self.enc.ctx, *(f for _, f in self.approvals))
+
     def limits_ok(self, zero: bool):
-        """All applicable limits pass; `zero`: at fresh counters, else at the request's counters."""
+        """All counter groups pass; `zero`: at fresh counters, else at the request's counters."""
         ctx = self.enc.ctx
         parts = []
-        for li, applies, valid, amount in self.limits:
-            lim = li.limit
-            count = 0 if zero else self.req.counter(counter_key(lim))
-            cap = Fraction(lim.max) if lim.max is not None else Fraction(0)
-            if isinstance(amount, Fraction):
-                fits = (count + amount <= cap) if isinstance(count, int) else (count + real_val(amount, ctx) <= real_val(cap, ctx))
-            else:
-                fits = (amount <= real_val(cap, ctx)) if isinstance(count, int) else (count + amount <= real_val(cap, ctx))
-            parts.append(IMPLIES(ctx, applies, AND(ctx, valid, fits)))
+        for key, rows in self.counters:
+            count = real_val(Fraction(0), ctx) if zero else self.req.counter(key)
+            total = z3.Sum(*(z3.If(z(ctx, applies), self.enc.num_term(amount), real_val(Fraction(0), ctx))
+                             for _, applies, _, amount in rows), count)
+            for li, applies, valid, _ in rows:
+                cap = real_val(Fraction(li.stmt.max), ctx)
+                parts.append(IMPLIES(ctx, applies, AND(ctx, valid, total <= cap)))
         return AND(ctx, *parts)
 
     def allowed(self, zero: bool = True):
@@ -798,6 +890,20 @@ class ToolDecision:
         ctx = self.enc.ctx
         return AND(ctx, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
 
+    def needs_approval(self, zero: bool = True):
+        """The call waits for a person (lang/plan.py's APPROVAL_RULE)."""
+        if self.hidden or not self.approvals:
+            return False
+        ctx = self.enc.ctx
+        return AND(ctx, NOT(ctx, self.permitted()), self.approvable(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+
+    def runs(self, zero: bool = True):
+        """Allowed, or allowed once a person approves."""
+        if self.hidden:
+            return False
+        ctx = self.enc.ctx
+        return AND(ctx, OR(ctx, self.permitted(), self.approvable()), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+
     def allowed_without_limits(self):
         if self.hidden:
             return False
@@ -805,103 +911,41 @@ class ToolDecision:
         return AND(ctx, self.permitted(), NOT(ctx, self.forbidden()))
 
 
-def counter_key(lim: ir.Limit) -> tuple:
-    return (lim.counter, lim.scope_kind, lim.window)
-
-
-@dataclass
-class ProgramIndex:
-    """Rules by tool, built once per program: a query for one tool touches only its rules."""
-
-    policies: dict  # tool → [PolicyInfo] naming it
-    limits: dict  # tool → [LimitInfo] naming it
-    any_policies: list  # naming no tool: they apply to every tool
-    any_limits: list
-    permit_tools: set  # tools some permit names
-    counter_max: dict  # counter key → the largest max among the limits that count it
-
-    def policies_for(self, tool: str) -> list:
-        named = self.policies.get(tool, [])
-        if not self.any_policies:
-            return named
-        return sorted(named + self.any_policies, key=lambda p: p.index)
-
-    def limits_for(self, tool: str) -> list:
-        return self.limits.get(tool, []) + self.any_limits
-
-
-_INDEXES: dict[int, tuple] = {}
-
-
-def index(program: Program) -> ProgramIndex:
-    hit = _INDEXES.get(id(program))
-    if hit is not None and hit[0] is program:
-        return hit[1]
-    pol: dict = {}
-    lim: dict = {}
-    any_p, any_l, permit_tools, cmax = [], [], set(), {}
-    for p in program.policies:
-        if p.tools is None:
-            any_p.append(p)
-            continue
-        for t in p.tools:
-            pol.setdefault(t, []).append(p)
-        if p.effect == "permit":
-            permit_tools |= p.tools
-    sharing: dict = {}
-    for li in program.limits:
-        if li.limit.max is not None:
-            key = counter_key(li.limit)
-            cmax[key] = max(cmax.get(key, Fraction(0)), Fraction(li.limit.max))
-            sharing.setdefault(key, []).append(li)
-        if li.tools is None:
-            any_l.append(li)
-        else:
-            for t in li.tools:
-                lim.setdefault(t, []).append(li)
-    for key, group in sharing.items():
-        # the engine checks each applicable limit against the stored count, then adds
-        # every charge: two limits on one counter that can apply to the same call can
-        # take it past its max, so such a counter gets no upper bound
-        for i, a in enumerate(group):
-            if any(a.tools is None or b.tools is None or a.tools & b.tools for b in group[i + 1 :]):
-                cmax.pop(key, None)
-                break
-    out = ProgramIndex(pol, lim, any_p, any_l, permit_tools, cmax)
-    if len(_INDEXES) > 256:
-        _INDEXES.clear()
-    _INDEXES[id(program)] = (program, out)
-    return out
-
-
 def decide(req: Request, program: Program, tool: str) -> ToolDecision:
+    """Encode the plan of `program` for `tool` over `req`."""
+    plan = program.plan()
+    tp = plan.for_tool(tool)
+    req.typed(tool)
     enc = ProgramEncoder(req, program, tool)
-    d = ToolDecision(program, tool, enc, tool in program.hidden)
-    ix = index(program)
-    for p in ix.policies_for(tool):
-        f = enc.applies(p.policy)
-        (d.permits if p.effect == "permit" else d.forbids).append((p, f))
-    d.default_covers = program.default == "allow" and tool not in ix.permit_tools
+    d = ToolDecision(program, tool, enc, tp.hidden, default_covers=tp.default_allows)
+    for p in tp.permits:
+        d.permits.append((p, enc.applies(p.stmt)))
+    for f in tp.forbids:
+        d.forbids.append((f, enc.applies(f.stmt)))
+    for a in tp.approvals:
+        d.approvals.append((a, enc.applies(a.stmt)))
     ctx = req.ctx
-    for li in ix.limits_for(tool):
-        key = counter_key(li.limit)
-        if key in ix.counter_max:  # the bound of the counter this limit reads, over the whole program
-            req.counter_max[key] = max(req.counter_max.get(key, Fraction(0)), ix.counter_max[key])
-        applies = enc.applies(li.limit)
-        if li.limit.increment is None:
-            valid, amount = True, Fraction(1)
-        else:
-            sv = enc.expr(li.limit.increment)
-            nums = sv.of("num")
-            valid = OR(ctx, *(AND(ctx, a.guard, enc.num_term(a.val) >= 0) for a in nums))
-            if len(nums) == 1 and nums[0].guard is True and isinstance(nums[0].val, Fraction):
-                amount = nums[0].val
-                valid = amount >= 0
-            elif nums:
-                amount = nums[0].val if len(nums) == 1 else z3.If(z(ctx, nums[0].guard), enc.num_term(nums[0].val), enc.num_term(nums[-1].val))
-                amount = enc.num_term(amount)
+    for group in tp.counters:
+        if group.key in plan.counter_bounds:
+            req.counter_max[group.key] = plan.counter_bounds[group.key]
+        rows = []
+        for li in group.limits:
+            applies = enc.applies(li.stmt)
+            if li.stmt.increment is None:
+                valid, amount = True, Fraction(1)
             else:
-                amount = Fraction(0)
-                valid = False
-        d.limits.append((li, applies, valid, amount))
+                sv = enc.expr(li.stmt.increment)
+                nums = sv.of("num")
+                if len(nums) == 1 and nums[0].guard is True and isinstance(nums[0].val, Fraction):
+                    amount = nums[0].val
+                    valid = amount >= 0
+                elif nums:
+                    valid = OR(ctx, *(AND(ctx, a.guard, enc.num_term(a.val) >= 0) for a in nums))
+                    amount = enc.num_term(nums[-1].val)
+                    for a in reversed(nums[:-1]):
+                        amount = z3.If(z(ctx, a.guard), enc.num_term(a.val), amount)
+                else:
+                    amount, valid = Fraction(0), False
+            rows.append((li, applies, valid, amount))
+        d.counters.append((group.key, rows))
     return d

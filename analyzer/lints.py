@@ -18,12 +18,15 @@ import z3
 from mcpp.lang import ir
 from mcpp.lang.atoms import input_path
 from mcpp.lang.diagnostics import Diagnostic, Span
-from mcpp.lang.program import Program, walk
-from mcpp.runtime.closures import compile_expr
-from mcpp.runtime.values import ERR, json_type
+from mcpp.lang.ir import walk
+from mcpp.lang.program import Program
+from mcpp.lang.evaluator import compile_expr
+from mcpp.lang.values import ERR, json_type
+
+from mcpp.lang.plan import mentioned_tools
 
 from . import regex as rx
-from .encode import decide, mentioned_tools, other_tool
+from .encode import decide, other_tool
 from .solve import Session
 from .sym import AND, NOT, OR, z
 
@@ -111,9 +114,9 @@ class Linter:
         for policy-wide findings) silences it, like Regal's ignore directives."""
         stmts = []
         if rule is not None:
-            stmts = [i.policy for i in self.program.policies if i.id == rule]
-            stmts += [i.limit for i in self.program.limits if i.id == rule]
-            stmts += [i.assertion for i in self.program.asserts if i.id == rule]
+            stmts = [i.stmt for i in self.program.policies if i.id == rule]
+            stmts += [i.stmt for i in self.program.limits if i.id == rule]
+            stmts += [i.stmt for i in self.program.asserts if i.id == rule]
         elif self.program.document is not None:
             stmts = [s for s in self.program.document.statements if isinstance(s, ir.Default)]
         for st in stmts:
@@ -149,7 +152,7 @@ class Linter:
         return self.findings
 
     def where(self, info) -> str:
-        stmt = getattr(info, "policy", None) or getattr(info, "limit", None) or info.assertion
+        stmt = info.stmt
         if self.program.origin == "mcpp" and stmt.span.line:
             return f"{info.id!r} (line {stmt.span.line})"
         return repr(info.id)
@@ -159,8 +162,8 @@ class Linter:
 
     # -- unsatisfiable-condition ----------------------------------------------------------------
     def unsatisfiable_conditions(self) -> None:
-        rules = [(p, p.policy) for p in self.program.policies] + [(li, li.limit) for li in self.program.limits]
-        rules += [(a, a.assertion) for a in self.program.asserts]
+        rules = [(p, p.stmt) for p in self.program.policies] + [(li, li.stmt) for li in self.program.limits]
+        rules += [(a, a.stmt) for a in self.program.asserts]
         for info, stmt in rules:
             if not stmt.clauses and stmt.scope.principal.op == "any" and stmt.scope.resource.op == "any":
                 continue
@@ -195,8 +198,8 @@ class Linter:
                 if d.hidden:
                     dead[t] = "hidden"
                     continue
-                mine = d.enc.applies(p.policy)
-                if self.can_apply(p, p.policy, t) != "sat":
+                mine = d.enc.applies(p.stmt)
+                if self.can_apply(p, p.stmt, t) != "sat":
                     dead[t] = "never applies"  # unsatisfiable-condition reports it (or unknown)
                     continue
                 effect = AND(ctx, mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
@@ -217,11 +220,11 @@ class Linter:
             if live:
                 for t, why in reported.items():
                     self.report("dead-permit", f"permit {self.where(p)} never takes effect for tool {self.never(t)}: {why}",
-                                p.policy.span, rule=p.id, tool=t)
+                                p.stmt.span, rule=p.id, tool=t)
             else:
                 whys = sorted(set(reported.values()))
                 self.report("dead-permit", f"permit {self.where(p)} never takes effect: {'; '.join(whys)}",
-                            p.policy.span, rule=p.id, tools=sorted(reported))
+                            p.stmt.span, rule=p.id, tools=sorted(reported))
 
     def _overriders(self, t: str, mine) -> str:
         """Which forbids (and limits) make the permit useless: an unsat core over them."""
@@ -255,7 +258,7 @@ class Linter:
         prog = self.program
         for effect in ("permit", "forbid"):
             rules = [p for p in prog.policies if p.effect == effect]
-            reads = {p.id: _reads(p.policy) for p in rules}
+            reads = {p.id: _reads(p.stmt) for p in rules}
             by_tool: dict = {}
             for p in rules:
                 for t in (p.tools or ()):
@@ -263,7 +266,7 @@ class Linter:
             unscoped = [p for p in rules if p.tools is None]
             for r in rules:
                 r_tools = set(self.tools_of(r))
-                if not any(self.can_apply(r, r.policy, t) == "sat" for t in sorted(r_tools)):
+                if not any(self.can_apply(r, r.stmt, t) == "sat" for t in sorted(r_tools)):
                     continue  # never applies: unsatisfiable-condition's finding, not a redundancy
                 cands = []
                 pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
@@ -286,7 +289,7 @@ class Linter:
                     verb = "also applies" if effect == "permit" else "also applies (and denies)"
                     self.report("redundant-rule",
                                 f"{effect} {self.where(r)} is redundant: whenever it applies, {effect} {self.where(q)} {verb}",
-                                r.policy.span, notes=("removing it does not change any decision",), rule=r.id, implied_by=q.id)
+                                r.stmt.span, notes=("removing it does not change any decision",), rule=r.id, implied_by=q.id)
                     break
         _ = ctx
 
@@ -294,7 +297,7 @@ class Linter:
         ctx = self.ctx
         for t in sorted(tools):
             _, d = self.tool(t)
-            f = AND(ctx, d.enc.applies(r.policy), NOT(ctx, d.enc.applies(q.policy)))
+            f = AND(ctx, d.enc.applies(r.stmt), NOT(ctx, d.enc.applies(q.stmt)))
             if not self.sat(t, f).unsat:
                 return False
         return True
@@ -303,7 +306,7 @@ class Linter:
     def forbid_bypasses(self) -> None:
         ctx = self.ctx
         for f in self.program.forbids:
-            if not f.policy.clauses:
+            if not f.stmt.clauses:
                 continue
             for t in self.tools_of(f):
                 req, d = self.tool(t)
@@ -311,15 +314,15 @@ class Linter:
                     continue
                 enc = d.enc
                 oks, errs = [], []
-                for c in f.policy.clauses:
+                for c in f.stmt.clauses:
                     sv = enc.expr(c.expr)
                     oks.append(sv.truth(ctx, c.kind == "when"))
                     errs.append(NOT(ctx, OR(ctx, *(a.guard for a in sv.of("bool")))))
-                skipped = AND(ctx, enc.scope_ok(f.policy.scope), *(OR(ctx, ok, e) for ok, e in zip(oks, errs)), OR(ctx, *errs))
+                skipped = AND(ctx, enc.scope_ok(f.stmt.scope), *(OR(ctx, ok, e) for ok, e in zip(oks, errs)), OR(ctx, *errs))
                 base = AND(ctx, d.allowed(zero=True), skipped)
                 if base is False:
                     continue
-                read = _read_paths(f.policy)
+                read = _read_paths(f.stmt)
                 present = AND(ctx, *(NOT(ctx, req.path(p).is_("missing")) for p in read))
                 typed = self.sat(t, AND(ctx, base, present), witness=True)
                 o, mistyped = (typed, True) if typed.sat else (self.sat(t, base, witness=True), False)
@@ -327,7 +330,7 @@ class Linter:
                     continue
                 w = o.witness
                 decision = self.session.replayer.decide(self.program, w)
-                culprits = _erroring_clauses(self.engine, f.policy, w)
+                culprits = _erroring_clauses(self.engine, f.stmt, w)
                 if not decision.allowed or culprits is None:
                     continue  # not confirmed: no finding
                 if mistyped:
@@ -352,7 +355,7 @@ class Linter:
                 continue
             cand = type(w)(w.tool, args, w.grant_id, w.label, w.groups, w.server, dict(w.counters))
             d2 = self.session.replayer.decide(self.program, cand)
-            c2 = _erroring_clauses(self.engine, f.policy, cand)
+            c2 = _erroring_clauses(self.engine, f.stmt, cand)
             if d2.allowed and c2 is not None:
                 return cand, d2, c2
         return w, decision, culprits
@@ -385,7 +388,7 @@ class Linter:
     def unanchored_regexes(self) -> None:
         seen = set()
         for p in self.program.policies:
-            for c in p.policy.clauses:
+            for c in p.stmt.clauses:
                 allow_when = (p.effect == "permit") == (c.kind == "when")
                 for node, positive in _polar(c.expr, allow_when):
                     if not isinstance(node, ir.Matches) or not positive or id(node) in seen:
@@ -634,7 +637,7 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple
     it (`data["fix"]`: code-point offsets into the source, the catalog validator's format)."""
     guards = []
     e = c.expr
-    simple = isinstance(e, ir.Compare) and e.op in ("<", "<=", ">", ">=") and len(f.policy.clauses) == 1 and c.kind == "when"
+    simple = isinstance(e, ir.Compare) and e.op in ("<", "<=", ">", ">=") and len(f.stmt.clauses) == 1 and c.kind == "when"
     if simple and input_path(e.left) is not None and isinstance(e.right, ir.Lit):
         neg = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[e.op]
         guards.append(f"context.input.{'.'.join(input_path(e.left))} {neg} {_lit(e.right.value)}")
@@ -647,14 +650,14 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple
         pid = decision.rule.policy
         fix = None
         permit = next((p for p in linter.program.policies if p.id == pid), None)
-        end = permit.policy.span.end if permit is not None else 0
+        end = permit.stmt.span.end if permit is not None else 0
         if guards and end and source[end - 1 : end] == ";":
             fix = {"title": f"Guard permit {pid!r}: when {{ {clause} }}",
                    "edits": [_edit(source, end - 1, end - 1, f"\nwhen {{ {clause} }}")]}
         return (f"guard it where an error denies: add `when {{ {clause} }}` to permit {pid!r} "
                 f"(a permit whose condition errors does not apply, so a missing or mistyped argument is denied)"), fix
     stmt = f'permit (principal, action == Action::"{tool}", resource) when {{ {clause} }};'
-    end = f.policy.span.end
+    end = f.stmt.span.end
     fix = None
     if guards and end and source:
         fix = {"title": f"Govern the tool: {stmt}", "edits": [_edit(source, end, end, "\n\n" + stmt)]}

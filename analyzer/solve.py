@@ -44,8 +44,9 @@ class Session:
     """One analysis: its own Z3 context (never shared between threads) and a per-query
     timeout. `cancel` (a threading.Event) stops it between queries."""
 
-    def __init__(self, timeout_ms: int = 2000, cancel=None):
+    def __init__(self, timeout_ms: int = 2000, cancel=None, schemas: dict | None = None):
         self.cancel = cancel
+        self.schemas = schemas  # typed calls (analyzer/typed.py): tool → SchemaAssumption
         self.ctx = z3.Context()
         self.sorts = Sorts(self.ctx)
         self.timeout_ms = max(1, int(timeout_ms))
@@ -53,7 +54,7 @@ class Session:
         self.queries = 0
 
     def request(self, grant: FixedGrant | None = None, server: str | None = None) -> Request:
-        return Request(self.ctx, self.sorts, grant, server)
+        return Request(self.ctx, self.sorts, grant, server, self.schemas)
 
     def check(self, req: Request, formula, *, tool: str | None = None, witness: bool = False) -> Outcome:
         """Is `formula` satisfiable by some real call? With `witness`, decode a readable one for `tool`."""

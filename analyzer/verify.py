@@ -3,16 +3,23 @@
 An assertion's scope and `when`/`unless` clauses select calls exactly as a policy's
 would (a clause that errors leaves the call out). Over the selected calls:
 
-- `assert deny`: no call is allowed, even with every limit counter at zero.
-  Query: selected ∧ allowed(counters = 0). A model is a call the engine allows.
+- `assert deny`: no call is allowed, even with every limit counter at zero, and none
+  could run with a person's approval either (an `@approval` permit's call can run).
+  Query: selected ∧ runs(counters = 0). A model is a call the engine allows or holds for
+  approval.
 - `assert allow`: every call is allowed *whatever the limit counters say* (each counter
   anywhere from 0 to the largest `max` among the limits that count it). A limit "may
   deny" (its counter can be full), so a limited tool fails unless the call's increment
   is 0. Query: selected ∧ ¬allowed(counters free). A model is a call and counter values
   at which the engine denies it.
-- `assert hidden`: for every selected grant and server, no call to the tool is allowed
+- `assert approval`: every selected call that can run at all needs a person's approval:
+  none is allowed outright (counters zero, where the most calls are allowed). Query:
+  selected ∧ allowed(counters = 0). A model is a call that runs without anyone, e.g. one
+  an ordinary permit or the default also allows (lang/plan.py's APPROVAL_RULE).
+- `assert hidden`: for every selected grant and server, no call to the tool can run
   (counters zero), so the gateway never lists it. Same query as `deny`.
-- `assert visible`: for every selected grant and server, *some* call is allowed, so the
+- `assert visible`: for every selected grant and server, *some* call can run (allowed, or
+  allowed once approved: the gateway lists approval-bound tools), so the
   gateway lists the tool. This is ∀grant ∃arguments; it is decided by counterexample-
   guided refinement: guess a grant none of the calls found so far serve, then look for
   a call that serves it; a grant for which no call exists is the counterexample.
@@ -30,8 +37,9 @@ from dataclasses import dataclass, field
 import z3
 
 from mcpp.lang import ir
-from mcpp.lang.diagnostics import Diagnostic, Span
-from mcpp.lang.program import AssertInfo, Program, walk
+from mcpp.lang.diagnostics import Diagnostic, Span, did_you_mean
+from mcpp.lang.ir import walk
+from mcpp.lang.program import AssertInfo, Program
 
 from .encode import decide, query_tools
 from .solve import Session
@@ -74,7 +82,7 @@ def assert_problems(program: Program, catalog: set[str] | None = None) -> list[D
     catalog) tools the catalog does not have."""
     out = []
     for a in program.asserts:
-        st = a.assertion
+        st = a.stmt
         if st.kind in ("hidden", "visible"):
             for c in st.clauses:
                 if any(isinstance(n, ir.Var) and n.name == "context" for n in walk(c.expr)):
@@ -88,10 +96,8 @@ def assert_problems(program: Program, catalog: set[str] | None = None) -> list[D
                 names = program.groups.get(ent.id, frozenset({ent.id})) if st.scope.action.op != "eq" else {ent.id}
                 for t in sorted(names):
                     if t not in catalog:
-                        import difflib
-
-                        near = difflib.get_close_matches(t, sorted(catalog), n=1)
-                        notes = (f"did you mean {near[0]!r}?",) if near else ()
+                        near = did_you_mean(t, sorted(catalog))
+                        notes = (f"did you mean {near!r}?",) if near else ()
                         out.append(Diagnostic(f"unknown tool {t!r} in assert {a.id!r}: the tool catalog has no such tool",
                                               ent.span, "error", "unknown-tool", program.filename, notes))
     return out
@@ -114,7 +120,7 @@ def _label(tool: str, other: str) -> str:
 
 
 def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], other: str) -> AssertResult:
-    st = a.assertion
+    st = a.stmt
     unknown: list[str] = []
     reasons: list[str] = []
     for tool in tools:
@@ -132,6 +138,7 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
     if unknown:
         return AssertResult(a.id, st.kind, "unknown", "; ".join(unknown), st.span, reasons=sorted(set(reasons)), tools_checked=len(tools))
     what = {"deny": "every matching call is denied", "allow": "every matching call is allowed",
+            "approval": "every matching call that can run needs a person's approval",
             "hidden": "the tools are hidden from every matching grant", "visible": "the tools are visible to every matching grant"}[st.kind]
     return AssertResult(a.id, st.kind, "pass", f"proved: {what} ({len(tools)} tool{'s' if len(tools) != 1 else ''} checked)",
                         st.span, tools_checked=len(tools))
@@ -139,15 +146,17 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
 
 def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: str) -> AssertResult | None:
     """deny / allow / hidden for one tool: None when proved."""
-    st = a.assertion
+    st = a.stmt
     req = session.request()
     d = decide(req, program, tool)
     selected = d.enc.applies(st)
     ctx = session.ctx
     if st.kind == "allow":
         q = AND(ctx, selected, NOT(ctx, d.allowed(zero=False)))
-    else:
+    elif st.kind == "approval":
         q = AND(ctx, selected, d.allowed(zero=True))
+    else:  # deny, hidden: nothing runs, not even with a person's approval
+        q = AND(ctx, selected, d.runs(zero=True))
     o = session.check(req, q, tool=tool, witness=True)
     if o.unsat:
         return None
@@ -155,17 +164,27 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
         return AssertResult(a.id, st.kind, "unknown", o.reason, st.span, tool, reasons=sorted(d.enc.reasons))
     w = o.witness
     decision = session.replayer.decide(program, w)
-    want_allowed = st.kind != "allow"
-    if decision.allowed != want_allowed or not matches_scope(program, st, w, session.replayer.engine(program)):
+    if st.kind == "allow":
+        replayed = not decision.allowed
+    elif st.kind == "approval":
+        replayed = decision.allowed
+    else:
+        replayed = decision.allowed or decision.needs_approval
+    if not replayed or not matches_scope(program, st, w, session.replayer.engine(program)):
         why = "; ".join(sorted(d.enc.reasons)) or "the witness did not replay (an analyzer bug: please report it)"
         return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be confirmed: {why}",
                             st.span, tool, reasons=sorted(d.enc.reasons))
     dd = decision.to_dict(program.filename if program.origin == "mcpp" else None)
     by = _by(program, decision)
+    how = "can run once a person approves it" if decision.needs_approval and not decision.allowed else "is allowed"
     if st.kind == "deny":
-        msg = f"this call to {_label(tool, other)} is allowed{by}: {w.brief()}"
+        msg = f"this call to {_label(tool, other)} {how}{by}: {w.brief()}"
+    elif st.kind == "approval":
+        msg = f"this call to {_label(tool, other)} runs without a person's approval: it is allowed{by}: {w.brief()}"
     elif st.kind == "hidden":
-        msg = f"{_label(tool, other)} is visible to grant {w.grant_id!r}: this call is allowed{by}: {w.brief()}"
+        msg = f"{_label(tool, other)} is visible to grant {w.grant_id!r}: this call {how}{by}: {w.brief()}"
+    elif decision.needs_approval:
+        msg = f"this call to {_label(tool, other)} needs a person's approval ({decision.rule.pointer}): {w.brief()}"
     else:
         msg = f"this call to {_label(tool, other)} is denied by {decision.rule.pointer} ({decision.message}): {w.brief()}"
     return AssertResult(a.id, st.kind, "fail", msg, st.span, tool, w, dd)
@@ -187,14 +206,14 @@ def _by(program: Program, decision) -> str:
 
 def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str,
              rounds: int = 16) -> AssertResult | None:
-    st = a.assertion
+    st = a.stmt
     ctx = session.ctx
     req = session.request()
     d = decide(req, program, tool)
     if d.hidden:
         return AssertResult(a.id, st.kind, "fail", f"{_label(tool, other)} is hidden by `hide`: no grant sees it",
                             st.span, tool)
-    allowed = z(ctx, d.allowed(zero=True))
+    allowed = z(ctx, d.runs(zero=True))
     selected = z(ctx, d.enc.applies(st))
     base = req.constraints()
     args_vars = [x for v in req.paths.values() for x in v.variables()] + [flag for flag, _, _ in req.objeq]

@@ -16,7 +16,9 @@ from collections import OrderedDict
 
 from mcpp.lang.program import Program
 
-from .encode import FixedGrant, decide, mentioned_tools, other_tool
+from mcpp.lang.plan import mentioned_tools
+
+from .encode import FixedGrant, decide, other_tool
 from .solve import Session
 
 _LOCK = threading.Lock()
@@ -74,7 +76,7 @@ def _can_allow(session: Session, program: Program, tool: str, grant: FixedGrant,
     try:
         req = session.request(grant, server)
         d = decide(req, program, tool)
-        o = session.check(req, d.allowed(zero=True))
+        o = session.check(req, d.runs(zero=True))  # an approval-bound tool is listed: calling it asks a person
     except Exception:  # never fail the listing: show the tool, the call is still enforced
         return True
     return not o.unsat

@@ -117,10 +117,6 @@ class Replayer:
         return engine.decide(w.tool, w.args, w.grant, w.server, now=NOW, reserve=False)
 
 
-def replay(program: Program, w: Witness) -> Decision:
-    return Replayer().decide(program, w)
-
-
 def matches_scope(program: Program, stmt, w: Witness, engine: Engine | None = None) -> bool:
     """Whether the assert (or any policy-shaped statement) applies to the witness call."""
     from mcpp.lang import ir
@@ -263,7 +259,7 @@ def pin(req, w: Witness) -> list:
     soundness argument says exists for every real call (docs/analyzer.md, "Soundness").
     Compound values get class ids by Cedar equality; objects get `extra` when they hold
     keys no rule reads."""
-    from mcpp.runtime.values import cedar_eq
+    from mcpp.lang.values import cedar_eq
 
     from .sym import real_val, string_val
 

@@ -23,7 +23,7 @@ from mcpp.analyzer.diff import diff_programs  # noqa: E402
 from mcpp.analyzer.lints import lint  # noqa: E402
 from mcpp.analyzer.verify import verify  # noqa: E402
 from mcpp.lang.program import load_program  # noqa: E402
-from mcpp.loader import load_policy  # noqa: E402
+from mcpp.lang.load import load_policy  # noqa: E402
 
 RULES_PER_TOOL = 5
 NAMESPACES = ["dev", "staging", "sandbox", "qa", "prod", "payments-prod"]

@@ -1,21 +1,41 @@
 """Gateway overhead: repeated `tools/call` directly to an upstream and through `mcpp serve`.
 
 One run starts the SDK fixture upstream (tests/gateway/fixtures/upstream_server.py, an
-`MCPServer` over Streamable HTTP) and a gateway in front of it (quick start, a policy
-that allows `echo`, a real grant), then sends stateless 2026-07-28 `tools/call echo`
-requests over keep-alive connections with the same small client to both, alternating
-blocks so drift on a shared machine hits both alike. Every call through the gateway is
-decided, audited (a committed SQLite row) and forwarded.
+`MCPServer` over Streamable HTTP, SSE answers as the SDK's default) and a gateway in front
+of it (quick start, an allow-all policy, a real grant, typed calls and the audit on), then
+drives both with each client, alternating blocks so drift on a shared machine hits both
+alike:
 
-    python3 bench/gateway_bench.py [--calls 3000] [--concurrency 1 32] [--json]
+- `sdk-auto`: the official SDK client, `mcp.Client(..., mode="auto")` (2026-07-28,
+  stateless), one session, `call_tool("echo", …)` in a loop from `concurrency` tasks;
+- `sdk-legacy`: the same with `mode="legacy"` (2025-11-25, a session);
+- `raw`: a small hand-written keep-alive client sending 2026-07-28 requests (what the
+  first version of this benchmark used; it skips everything an SDK client does).
 
-Reports latency p50/p99 per concurrency and calls per second, direct vs gateway.
+Every call through the gateway is checked against the tool's input schema, decided,
+audited (a committed SQLite row) and forwarded. Besides latency and throughput, the run
+reports CPU time per call of the gateway process (from /proc), and the cost of the
+input-schema check alone (in-process, on the fixture's `echo` schema and on a larger
+captured one).
+
+`--auth identity` runs the gateway as an OAuth resource server instead (a config file
+with `[servers.oauth]`, the test authorization server tests/gateway/fixtures/auth_server.py
+started beside it): every call carries a real RS256 JWT access token, validated against the
+issuer's published keys on first sight and from the per-token cache after, its claims
+mapped to the principal (a groups claim and two attributes), the scope checked, issuer and
+subject audited. The run then also reports, in-process, what authentication costs per
+request: a cached token, a token validated from scratch (signature and claims), and a
+grant token for comparison.
+
+    python3 bench/gateway_bench.py [--calls 2000] [--concurrency 1 32] [--clients sdk-auto sdk-legacy raw]
+                                   [--auth grant|identity] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -30,8 +50,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "gateway" / "fixtures" / "upstream_server.py"
-POLICY = 'default deny;\npermit (principal, action == Action::"echo", resource);\n'
+AUTH_SERVER = ROOT / "tests" / "gateway" / "fixtures" / "auth_server.py"
+CATALOG = ROOT / "tests" / "catalog" / "fixtures" / "github.json"
+POLICY = "permit (principal, action, resource);\n"
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+CLK = os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -53,7 +76,14 @@ def wait_port(port: int, proc, timeout=30.0) -> None:
     raise SystemExit(f"port {port} did not open")
 
 
-class Target:
+def cpu_seconds(pid: int) -> float:
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK  # utime + stime
+
+
+class RawTarget:
+    """The hand-written client: one keep-alive pool, 2026-07-28 requests, JSON or SSE answers."""
+
     def __init__(self, name: str, url: str, token: str | None):
         from mcpp.runtime.gateway.http_client import HTTPUpstream
 
@@ -65,20 +95,52 @@ class Target:
         ] + ([("authorization", f"Bearer {token}")] if token else [])
         self.n = 0
 
-    async def call(self) -> float:
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        self.pool.close()
+
+    async def call(self) -> None:
         self.n += 1
         body = json.dumps({"jsonrpc": "2.0", "id": self.n, "method": "tools/call",
                            "params": {"name": "echo", "arguments": {"text": f"ping {self.n}"}, "_meta": META}}).encode()
-        t0 = time.perf_counter()
         resp = await self.pool.request("POST", self.headers, body, 30.0)
         data = await resp.read(30.0)
-        dt = time.perf_counter() - t0
         if resp.status != 200 or b'"isError":true' in data or b"ping" not in data:
             raise RuntimeError(f"{self.name}: unexpected response {resp.status} {data[:200]!r}")
-        return dt
 
 
-async def run_block(t: Target, calls: int, conc: int) -> tuple[list[float], float]:
+class SDKTarget:
+    """The official SDK client: one `mcp.Client` session; `call_tool` from every task."""
+
+    def __init__(self, name: str, url: str, token: str | None, mode: str):
+        self.name, self.url, self.token, self.mode = name, url, token, mode
+        self.n = 0
+        self.stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self):
+        import httpx2
+        from mcp import Client
+        from mcp.client.streamable_http import streamable_http_client
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        limits = httpx2.Limits(max_connections=64, max_keepalive_connections=64)
+        http = await self.stack.enter_async_context(httpx2.AsyncClient(headers=headers, timeout=30, limits=limits))
+        self.client = await self.stack.enter_async_context(Client(streamable_http_client(self.url, http_client=http), mode=self.mode))
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stack.aclose()
+
+    async def call(self) -> None:
+        self.n += 1
+        r = await self.client.call_tool("echo", {"text": f"ping {self.n}"})
+        if r.is_error or not r.content[0].text.startswith("ping"):
+            raise RuntimeError(f"{self.name}: unexpected result {r}")
+
+
+async def run_block(t, calls: int, conc: int) -> tuple[list[float], float]:
     lat: list[float] = []
     left = calls
 
@@ -86,7 +148,9 @@ async def run_block(t: Target, calls: int, conc: int) -> tuple[list[float], floa
         nonlocal left
         while left > 0:
             left -= 1
-            lat.append(await t.call())
+            t0 = time.perf_counter()
+            await t.call()
+            lat.append(time.perf_counter() - t0)
 
     t0 = time.perf_counter()
     await asyncio.gather(*[worker() for _ in range(conc)])
@@ -98,15 +162,35 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def measure(direct: Target, gateway: Target, calls: int, conc: int, blocks: int = 4) -> dict:
+async def measure(direct, gateway, calls: int, conc: int, gw_pid: int, blocks: int = 8) -> dict:
+    """Latency and throughput of both targets under the same conditions: at concurrency 1
+    the calls alternate one by one (direct, gateway, gateway, direct, …), so a shared
+    machine's load swings hit both alike; at higher concurrency, blocks alternate."""
     for t in (direct, gateway):  # warm up connections, caches and the upstream
         await run_block(t, max(200, conc * 10), conc)
     res = {t.name: {"lat": [], "time": 0.0, "calls": 0} for t in (direct, gateway)}
+    gw_cpu = 0.0
+    if conc == 1:
+        for i in range(calls):
+            for t in ((direct, gateway) if i % 2 == 0 else (gateway, direct)):
+                c0 = cpu_seconds(gw_pid) if t is gateway else 0.0
+                t0 = time.perf_counter()
+                await t.call()
+                dt = time.perf_counter() - t0
+                if t is gateway:
+                    gw_cpu += cpu_seconds(gw_pid) - c0
+                r = res[t.name]
+                r["lat"].append(dt)
+                r["time"] += dt
+                r["calls"] += 1
     per = max(1, calls // blocks)
-    for b in range(blocks):
+    for b in range(blocks if conc > 1 else 0):
         order = (direct, gateway) if b % 2 == 0 else (gateway, direct)
         for t in order:
+            c0 = cpu_seconds(gw_pid)
             lat, el = await run_block(t, per, conc)
+            if t is gateway:
+                gw_cpu += cpu_seconds(gw_pid) - c0
             r = res[t.name]
             r["lat"] += lat
             r["time"] += el
@@ -122,13 +206,140 @@ async def measure(direct: Target, gateway: Target, calls: int, conc: int, blocks
     out["added_p50_ms"] = round(g["p50_ms"] - d["p50_ms"], 3)
     out["added_p99_ms"] = round(g["p99_ms"] - d["p99_ms"], 3)
     out["throughput_ratio"] = round(g["calls_per_s"] / d["calls_per_s"], 3)
+    out["gateway_cpu_ms_per_call"] = round(gw_cpu / res["gateway"]["calls"] * 1000, 3)
     return out
+
+
+def schema_check_cost(echo_schema: dict) -> dict:
+    """µs per `check()` of conforming arguments, in this process (compiled once, as the gateway does)."""
+    from mcpp.catalog.conformance import SchemaCache, check
+
+    cache = SchemaCache()
+    out = {}
+    gh = json.loads(CATALOG.read_text())["tools"]["create_pull_request"]["tool"]["inputSchema"]
+    cases = {
+        "echo": (echo_schema, {"text": "ping"}),
+        "github create_pull_request": (gh, {"owner": "acme", "repo": "api", "title": "t", "head": "f", "base": "main",
+                                            "body": "b", "draft": False, "maintainer_can_modify": True}),
+    }
+    for name, (schema, args) in cases.items():
+        v = cache.get(schema)
+        assert check(v, args) is None, (name, check(v, args))
+        n = 20000
+        t0 = time.perf_counter()
+        for _ in range(n):
+            cache.get(schema)  # the cache lookup is part of the per-call cost
+            check(v, args)
+        out[name] = round((time.perf_counter() - t0) / n * 1e6, 2)
+    return out
+
+
+IDENTITY_CONFIG = """
+[gateway]
+port = {port}
+state_dir = "state"
+
+[issuers.local]
+issuer = "{issuer}"
+
+[[servers]]
+id = "default"
+url = "{upstream}"
+policy = "policy.mcpp"
+enforce_input_schema = {typed}
+
+[servers.oauth]
+resource = "http://127.0.0.1:{port}/mcp/default"
+issuers = ["local"]
+required_scopes = ["mcp"]
+groups_claim = "groups"
+private_claims = ["email"]
+
+[servers.oauth.claims]
+email = {{ claim = "email", type = "String" }}
+dept = {{ claim = "dept", type = "String" }}
+"""
+
+
+def start_identity(tmp: Path, up_port: int, gw_port: int, typed: bool, procs: list) -> tuple[str, str]:
+    """The authorization server fixture and a config trusting it; (config path, a token)."""
+    import httpx2
+
+    as_port = free_port()
+    auth = subprocess.Popen([sys.executable, str(AUTH_SERVER), "--port", str(as_port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    procs.append(auth)
+    wait_port(as_port, auth)
+    base = f"http://127.0.0.1:{as_port}"
+    issuer = httpx2.get(f"{base}/control/stats", timeout=10).json()["issuer"]
+    httpx2.post(f"{base}/control/ttl", json={"seconds": 6 * 3600}, timeout=10).raise_for_status()
+    token = httpx2.post(f"{base}/control/mint", json={"claims": {
+        "sub": "bench-user", "aud": f"http://127.0.0.1:{gw_port}/mcp/default", "scope": "mcp tools",
+        "groups": ["sre", "payments"], "email": "bench@acme.test", "dept": "platform"}}, timeout=10).json()["token"]
+    cfg = tmp / "gateway.toml"
+    cfg.write_text(IDENTITY_CONFIG.format(port=gw_port, issuer=issuer, upstream=f"http://127.0.0.1:{up_port}/mcp",
+                                          typed="true" if typed else "false"))
+    return str(cfg), token
+
+
+def auth_cost(cfg_path: str, token: str, grant_token: str | None, state: Path, n: int = 2000) -> dict:
+    """µs per request of authentication alone, in-process, against the running issuer: a
+    cached token (the steady state), a token validated from scratch, a grant token."""
+    from mcpp.runtime.gateway.config import load_config
+    from mcpp.runtime.gateway.jwks import Fetcher, IssuerClient
+    from mcpp.runtime.gateway.oauth import ResourceServer
+
+    cfg = load_config(cfg_path)
+    server = cfg.server("default")
+
+    async def go() -> dict:
+        fetcher = Fetcher()
+        clients = {i.name: IssuerClient(i, fetcher) for i in cfg.issuers}
+        rs = ResourceServer("default", server.oauth, clients)
+        await rs.authenticate(token)  # fetches metadata and keys once
+        t0 = time.perf_counter()
+        for _ in range(n):
+            rs.check_scopes(await rs.authenticate(token))
+        cached = (time.perf_counter() - t0) / n * 1e6
+        t0 = time.perf_counter()
+        for _ in range(n // 10):
+            rs.cache = type(rs.cache)()
+            rs.check_scopes(await rs.authenticate(token))
+        fresh = (time.perf_counter() - t0) / (n // 10) * 1e6
+        await fetcher.aclose()
+        return {"oauth_cached_us": round(cached, 2), "oauth_validate_us": round(fresh, 2)}
+
+    out = asyncio.run(go())
+    if grant_token is not None:
+        from mcpp.runtime.gateway.grants import SQLiteGrants, check_token, grant_id_of
+
+        store = SQLiteGrants(state)
+        t0 = time.perf_counter()
+        for _ in range(n):
+            check_token(store.get(grant_id_of(grant_token)), grant_token)
+        out["grant_us"] = round((time.perf_counter() - t0) / n * 1e6, 2)
+        store.close()
+    return out
+
+
+async def echo_schema(url: str) -> dict:
+    import httpx2
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    async with httpx2.AsyncClient(timeout=30) as http, Client(streamable_http_client(url, http_client=http)) as c:
+        tools = await c.list_tools()
+    return next(t.input_schema for t in tools.tools if t.name == "echo")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--calls", type=int, default=3000, help="measured calls per target and concurrency")
+    ap.add_argument("--calls", type=int, default=2000, help="measured calls per target, client and concurrency")
     ap.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    ap.add_argument("--clients", nargs="+", default=["sdk-auto", "sdk-legacy", "raw"], choices=["sdk-auto", "sdk-legacy", "raw"])
+    ap.add_argument("--no-enforce-input-schema", action="store_true", help="run the gateway without typed calls (to compare)")
+    ap.add_argument("--auth", choices=["grant", "identity"], default="grant",
+                    help="how clients authenticate: a grant token (default) or an OAuth JWT from a local issuer")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     a = ap.parse_args()
     try:
@@ -149,24 +360,38 @@ def main() -> None:
         grant = json.loads(subprocess.run(
             [sys.executable, "-m", "mcpp", "grant", "create", "--server", "default", "--label", "bench",
              "--state", str(tmp / "state"), "--json"], check=True, capture_output=True, text=True).stdout)
-        gw = subprocess.Popen(
-            [sys.executable, "-m", "mcpp", "serve", "--policy", str(tmp / "policy.mcpp"), "--upstream",
-             f"http://127.0.0.1:{up_port}/mcp", "--port", str(gw_port), "--state", str(tmp / "state")],
-            stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"), start_new_session=True)
+        if a.auth == "identity":
+            cfg_path, token = start_identity(tmp, up_port, gw_port, not a.no_enforce_input_schema, procs)
+            serve_args = ["--config", cfg_path]
+        else:
+            token = grant["token"]
+            serve_args = ["--policy", str(tmp / "policy.mcpp"), "--upstream", f"http://127.0.0.1:{up_port}/mcp",
+                          "--port", str(gw_port), "--state", str(tmp / "state")] + (
+                ["--no-enforce-input-schema"] if a.no_enforce_input_schema else [])
+        gw = subprocess.Popen([sys.executable, "-m", "mcpp", "serve", *serve_args],
+                              stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"), start_new_session=True)
         procs.append(gw)
         wait_port(gw_port, gw)
+        direct_url, gw_url = f"http://127.0.0.1:{up_port}/mcp", f"http://127.0.0.1:{gw_port}/mcp/default/"
+
+        def targets(kind: str):
+            if kind == "raw":
+                return RawTarget("direct", direct_url, None), RawTarget("gateway", gw_url, token)
+            mode = kind.split("-")[1]
+            return SDKTarget("direct", direct_url, None, mode), SDKTarget("gateway", gw_url, token, mode)
 
         async def go():
             results = {}
-            for conc in a.concurrency:
-                direct = Target("direct", f"http://127.0.0.1:{up_port}/mcp", None)
-                gateway = Target("gateway", f"http://127.0.0.1:{gw_port}/mcp/default/", grant["token"])
-                results[str(conc)] = await measure(direct, gateway, a.calls, conc)
-                direct.pool.close()
-                gateway.pool.close()
-            return results
+            for kind in a.clients:
+                for conc in a.concurrency:
+                    d, g = targets(kind)
+                    async with d, g:
+                        results[f"{kind} c{conc}"] = await measure(d, g, a.calls, conc, gw.pid)
+            return results, await echo_schema(direct_url)
 
-        results = asyncio.run(go())
+        results, echo = asyncio.run(go())
+        cost = schema_check_cost(echo)
+        auth_us = auth_cost(cfg_path, token, grant["token"], tmp / "state") if a.auth == "identity" else None
         audited = subprocess.run([sys.executable, "-c", (
             "import sqlite3,sys; print(sqlite3.connect(sys.argv[1]).execute('select count(*) from audit').fetchone()[0])"),
             str(tmp / "state" / "audit.db")], capture_output=True, text=True).stdout.strip()
@@ -178,19 +403,29 @@ def main() -> None:
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 os.killpg(p.pid, signal.SIGKILL)
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
-            "calls_per_target_per_concurrency": a.calls, "audit_rows_written": int(audited or 0)}
+            "calls_per_target": a.calls, "typed_calls": not a.no_enforce_input_schema, "auth": a.auth,
+            "auth_us": auth_us,
+            "audit_rows_written": int(audited or 0), "schema_check_us": cost,
+            "load_average": os.getloadavg()}
     if a.json:
         print(json.dumps({"meta": meta, "results": results}, indent=2))
         return
-    print(f"mcpp gateway benchmark — Python {meta['python']}, {meta['cpus']} CPUs, tools/call echo (2026-07-28, JSON)")
-    print(f"{'conc':>4} {'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}")
-    for conc, r in results.items():
+    print(f"mcpp gateway benchmark — Python {meta['python']}, {meta['cpus']} CPUs, tools/call echo, "
+          f"typed calls {'on' if meta['typed_calls'] else 'off'}, audit on, "
+          f"auth {'OAuth JWT (identity)' if a.auth == 'identity' else 'grant token'}")
+    print(f"{'client':<11} {'conc':>4} {'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}")
+    for key, r in results.items():
+        kind, conc = key.rsplit(" c", 1)
         for name in ("direct", "gateway"):
             x = r[name]
-            print(f"{conc:>4} {name:<8} {x['p50_ms']:>8.3f} {x['p99_ms']:>8.3f} {x['calls_per_s']:>9.1f}")
-        print(f"     added p50 {r['added_p50_ms']:.3f} ms, p99 {r['added_p99_ms']:.3f} ms; "
-              f"gateway throughput {r['throughput_ratio'] * 100:.1f}% of direct")
-    print(f"audit rows written by the gateway: {meta['audit_rows_written']}")
+            print(f"{kind:<11} {conc:>4} {name:<8} {x['p50_ms']:>8.3f} {x['p99_ms']:>8.3f} {x['calls_per_s']:>9.1f}")
+        print(f"{'':<11}      added p50 {r['added_p50_ms']:.3f} ms, p99 {r['added_p99_ms']:.3f} ms; "
+              f"throughput {r['throughput_ratio'] * 100:.1f}% of direct; gateway CPU {r['gateway_cpu_ms_per_call']:.3f} ms/call")
+    print("input-schema check per call: " + ", ".join(f"{k} {v} µs" for k, v in cost.items()))
+    if auth_us is not None:
+        print(f"authentication per request: OAuth token cached {auth_us['oauth_cached_us']} µs, validated from scratch "
+              f"{auth_us['oauth_validate_us']} µs; grant token {auth_us.get('grant_us')} µs")
+    print(f"audit rows written by the gateway: {meta['audit_rows_written']}; load average {meta['load_average']}")
 
 
 if __name__ == "__main__":

@@ -125,6 +125,51 @@ def bench_generated(n_rules: int, n_requests: int, repeat: int):
     return statistics.median(m), _p99(m), statistics.median(c), _p99(c), disagree
 
 
+def eval_calls_file(n_rules: int, count: int, path: Path) -> None:
+    """The generated requests as `mcpp eval --calls` input: one call a line, each with its
+    grant (id, label, groups) and server, as a caller replaying traffic would write them."""
+    grants = {True: {"id": "u-ops", "label": "ops-bot", "groups": ["ops"]}, False: {"id": "u-dev", "label": "dev-bot", "groups": []}}
+    with path.open("w", encoding="utf-8") as f:
+        for tool, args, is_ops in requests(n_rules, count):
+            f.write(json.dumps({"name": tool, "arguments": args, "grant": grants[is_ops], "server": "k8s"}) + "\n")
+
+
+def bench_eval(n_rules: int, count: int, rounds: int = 3) -> tuple[float, float]:
+    """`mcpp eval POLICY --calls FILE` end to end, in-process (the command's function, so
+    interpreter start-up is not counted): load the policy, read the file, parse each
+    line, decide, write each decision line to a file. Returns (µs per call, ms of fixed
+    cost): the command on `count` calls less the command on an empty file (which is the
+    policy load), divided by `count`; best of `rounds` each. Timed in CPU time of this
+    (single-threaded) process, like the parse figures, so a shared machine's other
+    work does not count."""
+    import tempfile
+
+    from mcpp.commands.language import eval_cmd
+
+    with tempfile.TemporaryDirectory() as tmp:
+        policy, calls, empty = Path(tmp) / f"gen{n_rules}.mcpp", Path(tmp) / "calls.jsonl", Path(tmp) / "empty.jsonl"
+        out = Path(tmp) / "out.jsonl"
+        policy.write_text(generate(n_rules), encoding="utf-8")
+        eval_calls_file(n_rules, count, calls)
+        empty.write_text("", encoding="utf-8")
+
+        def run(path: Path) -> float:
+            with out.open("w", encoding="utf-8") as f:
+                saved, sys.stdout = sys.stdout, f
+                try:
+                    t0 = time.process_time()
+                    eval_cmd(policy, None, path, "anonymous", "", [], "default", None)
+                    return time.process_time() - t0
+                finally:
+                    sys.stdout = saved
+
+        fixed = min(run(empty) for _ in range(rounds))
+        full = min(run(calls) for _ in range(rounds))
+        lines = out.read_text(encoding="utf-8").count("\n")
+        assert lines == count, f"mcpp eval wrote {lines} decisions for {count} calls"
+    return (full - fixed) / count * 1e6, fixed * 1000
+
+
 def _p99(xs):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(len(xs) * 0.99))]
@@ -163,8 +208,12 @@ def bench_parse(n_rules: int):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples (for a smoke run)")
+    ap.add_argument("--eval", action="store_true", help="only `mcpp eval --calls` beside cedarpy (10 and 1,000 rules)")
     args = ap.parse_args()
     repeat = 5 if args.quick else 40
+    if args.eval:
+        print_eval(args.quick)
+        return
     lines, secs = bench_parse(10000)
     print(f"== parsing + validation: {lines} lines (10,000 rules) in {secs * 1000:.0f} ms CPU = {lines / secs:,.0f} lines/s (target ≥ 20,000)")
     ex = "".join(p.read_text() for p in sorted((ROOT / "examples").glob("*.mcpp"))) * 40
@@ -186,6 +235,54 @@ def main() -> None:
         medians[n] = med
         print(f"{n:>7}{med:>11.2f}{p99:>11.2f}{cmed:>13.2f}{cp99:>13.2f}{med / cmed:>8.3f}{dis:>10}")
     print(f"growth 10 → 10,000 rules: {medians[10000] / medians[10]:.2f}× (target ≤ 1.5×)")
+    print()
+    # in a process of its own: this one now holds the 10,000-rule programs and cedarpy's
+    # policy sets, whose heap would be measured too
+    import subprocess
+
+    sys.stdout.flush()
+    subprocess.run([sys.executable, __file__, "--eval"] + (["--quick"] if args.quick else []), check=True)
+
+
+def bench_cedar_batch(n_rules: int, count: int, rounds: int = 3) -> float:
+    """cedarpy deciding the same requests in a loop, timed like `bench_eval` (CPU time of
+    the whole batch over its size, best of `rounds`): its in-process decision time, µs."""
+    import cedarpy
+
+    text = generate(n_rules)
+    policy_set = cedarpy.PolicySet.from_str(text)
+    grants = {True: Grant("u-ops", "ops-bot", frozenset({"ops"})), False: Grant("u-dev", "dev-bot")}
+    ents = {
+        is_ops: cedarpy.Entities.from_json_str(json.dumps([{
+            "uid": {"type": "Grant", "id": g.id}, "attrs": {"label": g.label},
+            "parents": [{"type": "Group", "id": x} for x in g.groups],
+        }]))
+        for is_ops, g in grants.items()
+    }
+    reqs = requests(n_rules, count)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.process_time()
+        for tool, args, is_ops in reqs:
+            req = {"principal": {"type": "Grant", "id": grants[is_ops].id}, "action": {"type": "Action", "id": tool},
+                   "resource": {"type": "Server", "id": "k8s"}, "context": {"input": args}}
+            cedarpy.is_authorized(req, policy_set, ents[is_ops])
+        best = min(best, time.process_time() - t0)
+    return best / count * 1e6
+
+
+def print_eval(quick: bool) -> None:
+    print("== mcpp eval --calls, end to end (read, parse, decide, write one JSON line a call) beside cedarpy deciding")
+    print("   the same calls in-process (both: CPU time of the batch / calls, best of 3; of 5 at 1,000 rules)")
+    print(f"{'rules':>7}{'calls':>8}{'mcpp eval µs/call':>19}{'cedarpy µs/call':>17}{'ratio':>8}{'load ms':>9}")
+    for n in (10, 1000):
+        # at 1,000 rules the policy load is a third of a second: more calls and rounds keep
+        # its run-to-run noise out of the per-call figure
+        calls = (2_000 if quick else 20_000) * (1 if n <= 10 else 2)
+        per_call, fixed = bench_eval(n, calls, rounds=3 if n <= 10 else 5)
+        cedar = bench_cedar_batch(n, calls if n <= 10 else calls // 10)
+        print(f"{n:>7}{calls:>8}{per_call:>19.2f}{cedar:>17.2f}{per_call / cedar:>8.3f}{fixed:>9.0f}")
+    print("(target: mcpp eval ≤ 1/10 of cedarpy's in-process decision, ratio ≤ 0.100)")
     print()
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from mcpp.runtime.values import json_type  # noqa: F401 - re-exported for catalog.validate
+from mcpp.lang.diagnostics import did_you_mean
+from mcpp.lang.values import json_type  # noqa: F401 - re-exported for catalog.validate
 
 JSON_TYPES = ("string", "number", "boolean", "null", "array", "object")
 _MAX_DEPTH = 32
@@ -225,8 +226,6 @@ class PathInfo:
 
 
 def follow(input_schema: dict, path: tuple[str, ...], tool: str) -> PathInfo:
-    import difflib
-
     view = root_view(input_schema)
     optional_at = None
     for i, key in enumerate(path):
@@ -236,8 +235,7 @@ def follow(input_schema: dict, path: tuple[str, ...], tool: str) -> PathInfo:
                             "not-object", i)
         ch = view.child(key)
         if ch.status != "declared":
-            near = difflib.get_close_matches(key, ch.siblings, n=1, cutoff=0.6)
-            suggestion = near[0] if near else None
+            suggestion = did_you_mean(key, ch.siblings)
             if ch.status == "absent":
                 msg = f"{tool} has no argument {'.'.join(path[:i + 1])!r}: {where} allow no other keys"
             else:
@@ -247,10 +245,6 @@ def follow(input_schema: dict, path: tuple[str, ...], tool: str) -> PathInfo:
             optional_at = i
         view = ch.view
     return PathInfo(view, optional_at=optional_at)
-
-
-def declared_names(input_schema: dict) -> list[str]:
-    return root_view(input_schema).child("\0").siblings
 
 
 def _describe(types: frozenset[str] | None) -> str:

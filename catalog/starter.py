@@ -50,6 +50,10 @@ ALLOWLIST_EXAMPLE = {
 }
 
 
+def _a(noun: str) -> str:
+    """`noun` with its indefinite article: "an amount", "a path", "a url" (said "you-are-ell")."""
+    return f"{'an' if noun[:1] in 'aeio' else 'a'} {noun}"
+
 def _path(p: tuple[str, ...]) -> ir.Expr:
     e: ir.Expr = ir.GetAttr(ir.Var("context"), "input")
     for k in p:
@@ -187,7 +191,7 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
                 what, reason, _ = GUARDS[a.kind]
                 cond = _guard_condition(a, section)
                 opt = "" if a.required else f" `{a.path_text}` is optional, so the guard tests for it first."
-                L += _comment(f"`{a.path_text}` is a {a.kind} ({a.why}): deny {what}.{opt}")
+                L += _comment(f"`{a.path_text}` is {_a(a.kind)} ({a.why}): deny {what}.{opt}")
                 gid = f"guard:{c.name}:{a.path_text}"
                 L.append(f"@id({quote(gid)})")
                 L.append(f"@reason({quote(reason)})")
@@ -205,7 +209,7 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
                                   "so pin the ones your agents need by adding to the permit above: "
                                   f"when {{ {ALLOWLIST_EXAMPLE[a.kind].format(p=a.path_text)} }}")
                 elif a.type == "nested":
-                    L += _comment(f"`{a.path_text}` is a {a.kind} inside a list: no rule can check each element; "
+                    L += _comment(f"`{a.path_text}` is {_a(a.kind)} inside a list: no rule can check each element; "
                                   f"hide {c.name} if that matters here.")
             L.append("")
         if section == "write":

@@ -13,12 +13,11 @@ condition, it lets the call through uncounted (fails open) — an error.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import has_path, input_path
-from mcpp.lang.diagnostics import Diagnostic, Span
+from mcpp.lang.diagnostics import Diagnostic, Span, did_you_mean
 from mcpp.lang.formatter import expr as fmt_expr
 from mcpp.lang.program import Program
 
@@ -26,6 +25,7 @@ from .model import Catalog
 from .schema import View, describe_types, follow, json_type
 
 UNKNOWN_TOOL = "catalog-unknown-tool"
+GROUP_IS_TOOL = "catalog-group-is-tool"
 UNKNOWN_ARGUMENT = "catalog-unknown-argument"
 TYPE_MISMATCH = "catalog-type-mismatch"
 NOT_A_STRING = "catalog-not-a-string"
@@ -82,14 +82,14 @@ class _Validator:
     def tool_ref(self, ent: ir.EntityRef, severity: str, where: str) -> None:
         if ent.type != "Action" or ent.id in self.program.groups or ent.id in self.catalog.tools:
             return
-        near = difflib.get_close_matches(ent.id, list(self.catalog.tools), n=1, cutoff=0.6)
+        near = did_you_mean(ent.id, self.catalog.tools)
         server = self.catalog.server_name or "the server"
         notes = []
         fix = None
         if near:
-            notes.append(f"did you mean {near[0]!r}?")
-            fix = {"title": f"Replace with Action::\"{near[0]}\"",
-                   "edits": [_edit(ent.span, str(ir.EntityRef("Action", near[0])))]}
+            notes.append(f"did you mean {near!r}?")
+            fix = {"title": f"Replace with Action::\"{near}\"",
+                   "edits": [_edit(ent.span, str(ir.EntityRef("Action", near)))]}
         if severity == "error":
             notes.append("a rule about a tool the server does not have never governs the tool you meant")
         self.emit((UNKNOWN_TOOL, ent.span.start), f"unknown tool {ent.id!r} {where}: the catalog of {server} has no such tool",
@@ -106,15 +106,23 @@ class _Validator:
             elif isinstance(s, ir.Group):
                 for t in s.members:
                     self.tool_ref(t, "error", f"in group {s.entity.id!r}")
+                if s.entity.id in self.catalog.tools:
+                    self.emit(
+                        (GROUP_IS_TOOL, s.entity.span.start),
+                        f"group {s.entity.id!r} has the name of a tool of {self.catalog.server_name or 'the server'}: `in` is reflexive, "
+                        "so every rule on the group governs that tool too",
+                        s.entity.span, "warning", GROUP_IS_TOOL,
+                        ("rename the group if the tool is not meant to be one of its members",),
+                    )
             elif isinstance(s, (ir.Policy, ir.Limit, ir.Assert)):
                 for t in s.scope.action.entities:
                     self.tool_ref(t, "error", "in the scope")
-        infos = [(p.policy, p.policy.effect, p.id, p.tools) for p in self.program.policies]
-        infos += [(l.limit, "limit", l.id, l.tools) for l in self.program.limits]
-        infos += [(a.assertion, "assert", a.id, a.tools) for a in self.program.asserts]
+        infos = [(p.stmt, p.stmt.effect, p.id, p.tools) for p in self.program.policies]
+        infos += [(l.stmt, "limit", l.id, l.tools) for l in self.program.limits]
+        infos += [(a.stmt, "assert", a.id, a.tools) for a in self.program.asserts]
         for stmt, kind, sid, tools in infos:
             for c in stmt.clauses:
-                for n in _walk(c.expr):
+                for n in ir.walk(c.expr):
                     if isinstance(n, ir.EntityLit):
                         self.tool_ref(n.entity, "error", "in a condition")
             known = sorted(t for t in (tools or ()) if t in self.catalog.tools)
@@ -157,8 +165,8 @@ class _Validator:
             self.string_op(e, st)
         elif isinstance(e, ir.Call):
             self.call(e, st)
-        for child in _children(e):
-            self.visit(child, known, st, clause)
+        for child in e.children():
+            self.visit(child, known, st, clause)  # type: ignore[arg-type]
 
     def views(self, path: Path, st: _Stmt) -> dict[str, View]:
         """Per tool, the schema view at `path` (tools where the path cannot exist are left out)."""
@@ -438,31 +446,6 @@ def _path_expr(path: Path) -> ir.Expr:
     return e
 
 
-def _children(e: ir.Expr):
-    if isinstance(e, (ir.GetAttr, ir.Has, ir.Like, ir.Matches)):
-        return (e.obj,)
-    if isinstance(e, (ir.Not, ir.Neg)):
-        return (e.expr,)
-    if isinstance(e, (ir.Compare, ir.In)):
-        return (e.left, e.right)
-    if isinstance(e, ir.Is):
-        return (e.obj,) + ((e.in_,) if e.in_ is not None else ())
-    if isinstance(e, ir.SetLit):
-        return e.items
-    if isinstance(e, ir.RecordLit):
-        return tuple(v for _, v in e.items)
-    if isinstance(e, ir.Call):
-        return (e.obj,) + e.args
-    return ()
-
-
-def _walk(e: ir.Expr):
-    yield e
-    for c in _children(e) if not isinstance(e, (ir.And, ir.Or, ir.If)) else (
-            (e.left, e.right) if not isinstance(e, ir.If) else (e.cond, e.then, e.else_)):
-        yield from _walk(c)
-
-
 def _strict(e: ir.Expr) -> set[Path]:
     """Argument paths read by every evaluation of `e` that does not error."""
     path = input_path(e)
@@ -476,8 +459,8 @@ def _strict(e: ir.Expr) -> set[Path]:
         base = input_path(e.obj)
         return _prefixes(base) if base else set()
     out: set[Path] = set()
-    for c in _children(e):
-        out |= _strict(c)
+    for c in e.children():
+        out |= _strict(c)  # type: ignore[arg-type]
     return out
 
 

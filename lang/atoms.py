@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import ir
+from .values import is_number
 
 OPS = ("eq", "neq", "lt", "lte", "gt", "gte", "in", "not_in", "exists", "regex", "contains")
 CMP_OP = {"==": "eq", "!=": "neq", "<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
@@ -282,6 +283,8 @@ def dnf(e: ir.Expr, positive: bool = True) -> list[tuple[Cond, ...]]:
         if isinstance(e.value, bool):
             return list(TOP) if e.value == positive else list(BOTTOM)
         return list(BOTTOM)  # a non-boolean condition is a type error: neither true nor false
+    if isinstance(e, ir.Error):
+        return list(BOTTOM)  # always errors: neither true nor false
     if isinstance(e, ir.And):
         if positive:
             return _and(dnf(e.left, True), dnf(e.right, True))
@@ -304,10 +307,17 @@ def dnf(e: ir.Expr, positive: bool = True) -> list[tuple[Cond, ...]]:
             _and(dnf(e.cond, True), dnf(e.then, positive)),
             _and(dnf(e.cond, False), dnf(e.else_, positive)),
         )
+    if isinstance(e, ir.Has) and not positive:
+        base = input_path(e.obj)
+        if base:
+            # F(context.input.a has b): `a` must be present (reading it otherwise errors)
+            # and a record (`has` on anything else errors) without `b`. The JSON form's
+            # `exists: false` on args.a.b alone would also hold when `a` is missing.
+            return [(Cond(base, "exists", True), Cond(base + e.path, "exists", False))]
     a = atom(e, positive)
     if a is None:
         raise NotExpressible("this condition has no JSON-form equivalent", getattr(e, "span", None))
-    if a.op in ("lt", "lte", "gt", "gte") and not _is_number(a.value):
+    if a.op in ("lt", "lte", "gt", "gte") and not is_number(a.value):
         return list(BOTTOM)  # comparing with a non-number always errors
     return [(a,)]
 
@@ -324,6 +334,3 @@ def defined(e: ir.Expr) -> list[tuple[Cond, ...]]:
             return [(Cond(path, "regex", ""),)]
     raise NotExpressible("this negated condition has no JSON-form equivalent", getattr(e, "span", None))
 
-
-def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -8,27 +8,56 @@ regex, a condition on the principal without `--grant`, conditions on tools the
 document does not list) is refused with the rule's id, span and the reason.
 
 Conditions on the principal, the resource or the action are folded to constants
-first (per tool, and per grant when one is given), using the evaluator's closures,
-so the folding means exactly what evaluation means.
+first (per tool, and per principal when one is given: a grant, or a user with its
+claims), using the evaluator's closures, so the folding means exactly what evaluation
+means. The JSON form has no identity: one document is compiled per principal.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from . import ir
-from .atoms import BOTTOM, TOP, NotExpressible, dnf, input_path
+from .atoms import BOTTOM, TOP, NotExpressible, _and, dnf, input_path
 from .diagnostics import Diagnostic, MCPPError, Span
-from .program import Program, walk
-
-_ERR_MARK = object()  # folded value of a sub-expression that always errors
+from .evaluator import Env, compile_expr, scope_check
+from .identity import PrincipalError, check_user_groups, user_attributes
+from .ir import walk
+from .plan import ToolPlan
+from .program import LimitInfo, PolicyInfo, Program
+from .values import ERR, Entity
 
 
 @dataclass(frozen=True)
 class GrantContext:
+    """Compile for this grant (`mcpp compile --grant ID --label L --group G`)."""
+
     id: str
     label: str = ""
     groups: frozenset[str] = frozenset()
+
+    def entity(self, program: Program) -> Entity:
+        return Entity("Grant", self.id, {"label": self.label}, frozenset(("Group", x) for x in self.groups))
+
+
+@dataclass(frozen=True)
+class UserContext:
+    """Compile for this user (`mcpp compile --user ID --claim name=JSON --group G`): its
+    claims are typed by the policy's `entity User` declaration (`user_attributes`)."""
+
+    id: str
+    claims: tuple[tuple[str, object], ...] = ()
+    groups: frozenset[str] = frozenset()
+
+    def entity(self, program: Program) -> Entity:
+        """The user as the principal entity; PrincipalError when it does not fit `entity User`."""
+        check_user_groups(program.user_decl, self.groups)
+        attrs = user_attributes(program.user_decl, dict(self.claims))
+        return Entity("User", self.id, attrs, frozenset(("Group", x) for x in self.groups))
+
+
+PrincipalContext = GrantContext | UserContext
 
 
 class _Unknown(Exception):
@@ -41,17 +70,13 @@ class _Unknown(Exception):
 class _Ctx:
     program: Program
     tool: str | None  # None: "any other tool"
-    grant: GrantContext | None
+    grant: PrincipalContext | None  # the principal: a grant or a user
     server: str | None
     _env: object = field(default=None)
 
-    def env(self):
+    def env(self) -> Env:
         if self._env is None:
-            from mcpp.runtime.closures import Env
-            from mcpp.runtime.values import Entity
-
-            g = self.grant or GrantContext("?")
-            principal = Entity("Grant", g.id, {"label": g.label}, frozenset(("Group", x) for x in g.groups))
+            principal = (self.grant or GrantContext("?")).entity(self.program)
             groups_of = self.program.action_ancestors
             action = Entity("Action", self.tool or "?", None, frozenset(("Action", x) for x in groups_of(self.tool or "")))
             self._env = Env(principal, action, Entity("Server", self.server or "?"), {}, lambda t: frozenset(("Action", x) for x in groups_of(t)))
@@ -62,14 +87,9 @@ def _vars(e: ir.Expr) -> set[str]:
     return {n.name for n in walk(e) if isinstance(n, ir.Var)}
 
 
-_STRICT = (ir.Compare, ir.In, ir.Like, ir.Matches, ir.Call, ir.Has, ir.GetAttr, ir.Is, ir.Neg, ir.SetLit, ir.RecordLit, ir.Not)
-
-
 def _value_node(v, span: Span) -> ir.Expr:
-    from mcpp.runtime.values import ERR, Entity
-
     if v is ERR:
-        return ir.Lit(_ERR_MARK, span)
+        return ir.Error(span)
     if isinstance(v, Entity):
         return ir.EntityLit(ir.EntityRef(v.type, v.id), span)
     if isinstance(v, list):
@@ -79,78 +99,30 @@ def _value_node(v, span: Span) -> ir.Expr:
     return ir.Lit(v, span)
 
 
+# operators that error when an operand errors (`&&`, `||` and `if` short-circuit instead)
+_LAZY = (ir.And, ir.Or, ir.If)
+
+
 def fold(e: ir.Expr, ctx: _Ctx) -> ir.Expr:
-    """Replace every sub-expression that does not read `context` by its value."""
+    """Replace every sub-expression that does not read `context` by its value, computed
+    by the evaluator (so folding means exactly what evaluation means). A sub-expression
+    whose value is an error becomes `ir.Error`, and so does a strict operation with an
+    `ir.Error` operand."""
     used = _vars(e)
     if "context" not in used:
         if "principal" in used and ctx.grant is None:
-            raise _Unknown("the principal (grant)", e.span)
+            raise _Unknown("the principal (grant or user)", e.span)
         if "resource" in used and ctx.server is None:
             raise _Unknown("the resource (server)", e.span)
         if "action" in used and ctx.tool is None:
             raise _Unknown("the action (tool name)", e.span)
-        if isinstance(e, (ir.Lit,)):
+        if isinstance(e, (ir.Lit, ir.Error)):
             return e
-        from mcpp.runtime.closures import compile_expr
-
         return _value_node(compile_expr(e)(ctx.env()), e.span)
-    # rebuild with folded children
-    if isinstance(e, ir.GetAttr):
-        new = ir.GetAttr(fold(e.obj, ctx), e.attr, e.span)
-    elif isinstance(e, ir.Has):
-        new = ir.Has(fold(e.obj, ctx), e.path, e.span)
-    elif isinstance(e, ir.Like):
-        new = ir.Like(fold(e.obj, ctx), e.pattern, e.span)
-    elif isinstance(e, ir.Matches):
-        new = ir.Matches(fold(e.obj, ctx), e.regex, e.span)
-    elif isinstance(e, ir.Compare):
-        new = ir.Compare(e.op, fold(e.left, ctx), fold(e.right, ctx), e.span)
-    elif isinstance(e, ir.In):
-        new = ir.In(fold(e.left, ctx), fold(e.right, ctx), e.span)
-    elif isinstance(e, ir.Is):
-        new = ir.Is(fold(e.obj, ctx), e.type, fold(e.in_, ctx) if e.in_ is not None else None, e.span)
-    elif isinstance(e, ir.And):
-        return ir.And(fold(e.left, ctx), fold(e.right, ctx), e.span)
-    elif isinstance(e, ir.Or):
-        return ir.Or(fold(e.left, ctx), fold(e.right, ctx), e.span)
-    elif isinstance(e, ir.If):
-        return ir.If(fold(e.cond, ctx), fold(e.then, ctx), fold(e.else_, ctx), e.span)
-    elif isinstance(e, ir.Not):
-        new = ir.Not(fold(e.expr, ctx), e.span)
-    elif isinstance(e, ir.Neg):
-        new = ir.Neg(fold(e.expr, ctx), e.span)
-    elif isinstance(e, ir.SetLit):
-        new = ir.SetLit(tuple(fold(i, ctx) for i in e.items), e.span)
-    elif isinstance(e, ir.RecordLit):
-        new = ir.RecordLit(tuple((k, fold(v, ctx)) for k, v in e.items), e.span)
-    elif isinstance(e, ir.Call):
-        new = ir.Call(fold(e.obj, ctx), e.method, tuple(fold(a, ctx) for a in e.args), e.span)
-    else:
-        return e
-    # a strict operation with an always-erroring operand always errors
-    for child in _children(new):
-        if isinstance(child, ir.Lit) and child.value is _ERR_MARK:
-            return ir.Lit(_ERR_MARK, e.span)
+    new = e.map_children(lambda c: fold(c, ctx))  # type: ignore[arg-type]
+    if not isinstance(new, _LAZY) and any(isinstance(c, ir.Error) for c in new.children()):
+        return ir.Error(e.span)
     return new
-
-
-def _children(e: ir.Expr):
-    if isinstance(e, (ir.GetAttr, ir.Has, ir.Like, ir.Matches, ir.Call)):
-        yield e.obj
-        yield from getattr(e, "args", ())
-    elif isinstance(e, (ir.Compare, ir.In)):
-        yield e.left
-        yield e.right
-    elif isinstance(e, ir.Is):
-        yield e.obj
-        if e.in_ is not None:
-            yield e.in_
-    elif isinstance(e, (ir.Not, ir.Neg)):
-        yield e.expr
-    elif isinstance(e, ir.SetLit):
-        yield from e.items
-    elif isinstance(e, ir.RecordLit):
-        yield from (v for _, v in e.items)
 
 
 _EVERY_TOOL = (
@@ -166,14 +138,12 @@ class _Refusal(Exception):
 
 def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str, span: Span) -> bool:
     """Fold the principal and resource scope; False if the rule cannot apply in this context."""
-    from mcpp.runtime.engine import _entity_scope_check
-
     for var, s, known in (("principal", scope.principal, ctx.grant), ("resource", scope.resource, ctx.server)):
-        check = _entity_scope_check(s, var)
+        check = scope_check(s, var)
         if check is None:
             continue
         if known is None:
-            what = "grant" if var == "principal" else "server"
+            what = "grant or user" if var == "principal" else "server"
             raise _Refusal(rule_id, s.span, f"its {var} scope depends on the {what}, which one JSON document cannot carry")
         if not check(ctx.env()):
             return False
@@ -228,26 +198,26 @@ class _ToolPlan:
     limits: list
 
 
-def _applicable(infos, ctx: _Ctx, names) -> list:
-    """The rules whose action scope covers the context's tool and that can apply there,
-    each with its clauses' DNFs."""
+def _applicable(infos: tuple[PolicyInfo, ...] | tuple[LimitInfo, ...], ctx: _Ctx) -> list:
+    """The plan's rules for this tool that can apply in this context, each with its
+    clauses' DNFs."""
     out = []
     for info in infos:
-        if names(info):
-            stmt = getattr(info, "policy", None) or info.limit
-            dnfs = _clause_dnfs(stmt, ctx, info.id)
-            if dnfs is not None:
-                out.append((info, dnfs))
+        dnfs = _clause_dnfs(info.stmt, ctx, info.id)
+        if dnfs is not None:
+            out.append((info, dnfs))
     return out
 
 
 def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
+    """The JSON entries of one tool (None: every tool the document does not name), read
+    off the program's decision plan."""
     tool = ctx.tool
-    names = lambda info: info.tools is None or (tool is not None and tool in info.tools)  # noqa: E731
-    named_permits = [p for p in program.permits if p.tools is not None and tool in p.tools] if tool else []
+    plan = program.plan()
+    tp: ToolPlan = plan.for_tool(tool) if tool is not None else plan.other
     allow: object = BOTTOM
-    applicable = _applicable(program.permits, ctx, names)
-    if program.default == "allow" and not named_permits:
+    applicable = _applicable(tp.permits, ctx)
+    if tp.default_allows:
         allow = TOP
     elif any(all(d == TOP for _, d in dnfs) for _, dnfs in applicable):
         allow = TOP
@@ -264,49 +234,63 @@ def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
                     "(split it into separate permits only if each can stand alone, or run it natively)",
                 )
             _check_keys(d[0], p.id, c.span)
-            entries.append((d[0], c.reason or p.policy.reason))
+            entries.append((d[0], c.reason or p.stmt.reason))
         allow = entries
     elif len(applicable) > 1:
         a, b = applicable[0][0], applicable[1][0]
         raise _Refusal(
-            b.id, b.policy.span,
+            b.id, b.stmt.span,
             f"permits {a.id!r} and {b.id!r} both apply to tool {tool!r}; the JSON form cannot express a "
             "disjunction of permits",
         )
     deny_if = []
-    for f, dnfs in _applicable(program.forbids, ctx, names):
+    for f, dnfs in _applicable(tp.forbids, ctx):
         combined = list(TOP)
-        from .atoms import _and
-
         try:
             for _, d in dnfs:
                 combined = _and(combined, d)
         except NotExpressible as ne:
-            raise _Refusal(f.id, f.policy.span, ne.reason)
+            raise _Refusal(f.id, f.stmt.span, ne.reason)
         for conj in combined:
-            _check_keys(conj, f.id, f.policy.span)
-            deny_if.append((conj, f.policy.reason))
+            _check_keys(conj, f.id, f.stmt.span)
+            deny_if.append((conj, f.stmt.reason))
     limits = []
-    for li, dnfs in _applicable(program.limits, ctx, names):
+    for li, dnfs in _applicable(tp.limits, ctx):
         if any(d != TOP for _, d in dnfs):
-            raise _Refusal(li.id, li.limit.span, "a limit with a condition has no JSON-form equivalent")
-        if li.limit.increment is not None and any("." in k for k in input_path(li.limit.increment)):
-            raise _Refusal(li.id, li.limit.span, "its increment path has a key with a '.'")
-        limits.append(li.limit)
+            raise _Refusal(li.id, li.stmt.span, "a limit with a condition has no JSON-form equivalent")
+        inc = li.stmt.increment
+        if inc is not None and any("." in k for k in input_path(inc) or ()):
+            raise _Refusal(li.id, li.stmt.span, "its increment path has a key with a '.'")
+        if li.stmt.scope_kind == "principal":
+            raise _Refusal(li.id, li.stmt.span, "it counts per principal (`scope principal`), and the JSON form "
+                           "counts per grant or per policy")
+        limits.append(li.stmt)
     return _ToolPlan(allow, deny_if, limits)
 
 
 def compile_program(
-    program: Program, grant: GrantContext | None = None, server: str | None = None
+    program: Program, grant: PrincipalContext | None = None, server: str | None = None
 ) -> dict:
-    """The JSON form, or MCPPError naming each rule that cannot be expressed."""
+    """The JSON form, or MCPPError naming each rule that cannot be expressed. `grant` fixes
+    the principal (a GrantContext or a UserContext): rules that read it are compiled for
+    that one caller; without it they are refused."""
     errors: list[Diagnostic] = []
     native = "`mcpp serve` and `mcpp eval` run this policy natively."
+    if isinstance(grant, UserContext):
+        try:
+            grant.entity(program)
+        except PrincipalError as e:
+            raise MCPPError([Diagnostic(
+                f"--user {grant.id}: the user does not fit `entity User`: {e}",
+                program.user_decl.span if program.user_decl is not None else Span(1, 1, 1, 1),
+                "error", "compile", program.filename,
+            )], program.document.source if program.document else None) from None
 
     def refuse(r: _Refusal) -> None:
         notes = [native]
-        if "grant" in r.reason:
-            notes.insert(0, "compile one document per grant: mcpp compile FILE --grant ID [--label L] [--group G]")
+        if "grant or user" in r.reason:
+            notes.insert(0, "compile one document per grant or per user: mcpp compile FILE --grant ID [--label L] "
+                            "[--group G], or --user ID [--claim NAME=JSON] [--group G]")
         elif "server" in r.reason:
             notes.insert(0, "compile one document per server: mcpp compile FILE --server ID")
         d = Diagnostic(
@@ -316,6 +300,14 @@ def compile_program(
         if d not in errors:
             errors.append(d)
 
+    # the JSON form has allow and deny, nothing that waits for a person (the policy
+    # product's articles have no such notion either): an @approval permit is refused,
+    # never compiled as an ordinary permit (that would run the call without anyone)
+    for p in program.approvals:
+        refuse(_Refusal(p.id, p.stmt.span,
+                        "it is an @approval permit (a call it allows waits for a person), and the JSON form "
+                        "has no effect for approval; compiling it as a permit would run those calls unapproved"))
+
     # the tools it does not name ("any other tool") decide the JSON `default`
     json_default = "deny"
     try:
@@ -323,15 +315,15 @@ def compile_program(
         if other.allow == TOP and not any(conj == () for conj, _ in other.deny_if):
             if other.deny_if:
                 f = next(f for f in program.forbids if f.tools is None)
-                raise _Refusal(f.id, f.policy.span, _EVERY_TOOL)
+                raise _Refusal(f.id, f.stmt.span, _EVERY_TOOL)
             if other.limits:
                 li = next(li for li in program.limits if li.tools is None)
-                raise _Refusal(li.id, li.limit.span, _EVERY_TOOL)
+                raise _Refusal(li.id, li.stmt.span, _EVERY_TOOL)
             json_default = "allow"
         elif other.allow not in (TOP, BOTTOM):
             p = next(p for p in program.permits if p.tools is None)
             raise _Refusal(
-                p.id, p.policy.span,
+                p.id, p.stmt.span,
                 "it permits every tool under a condition, and the JSON form has no conditions for tools it "
                 "does not list",
             )
@@ -340,7 +332,7 @@ def compile_program(
 
     tools: dict[str, dict] = {}
     hide: list[str] = list(program.hidden)
-    for tool in sorted(program.named_tools() - set(program.hidden), key=_tool_order(program)):
+    for tool in sorted(set(program.plan().tools) - set(program.hidden), key=_tool_order(program)):
         try:
             plan = _plan(program, _Ctx(program, tool, grant, server))
         except _Refusal as r:
@@ -385,11 +377,66 @@ def _tool_order(program: Program):
     return lambda t: (first.get(t, len(first)), t)
 
 
-def principal_references(program: Program) -> list[tuple[str, Span]]:
-    """Rules that read the principal: they need `--grant` to compile."""
-    out = []
-    for p in list(program.policies) + list(program.limits):
-        stmt = getattr(p, "policy", None) or p.limit
-        if stmt.scope.principal.op != "any" or any("principal" in _vars(c.expr) for c in stmt.clauses):
-            out.append((p.id, stmt.span))
-    return out
+# ---- one principal's view of a program -----------------------------------------------------
+
+
+def _reads_principal(e: ir.Expr) -> bool:
+    return any(
+        (isinstance(n, ir.Var) and n.name == "principal")
+        or (isinstance(n, ir.EntityLit) and n.entity.type in ("Grant", "User"))
+        for n in walk(e)
+    )
+
+
+def _fold_principal(e: ir.Expr, ctx: _Ctx) -> ir.Expr:
+    """Replace every sub-expression that reads the principal (or names a grant or a user:
+    an entity literal naming the caller has its attributes) but not the call by its value
+    for this caller, computed by the evaluator."""
+    if not _reads_principal(e):
+        return e
+    if not (_vars(e) - {"principal"}):
+        return _value_node(compile_expr(e)(ctx.env()), e.span)
+    new = e.map_children(lambda c: _fold_principal(c, ctx))  # type: ignore[arg-type]
+    if not isinstance(new, _LAZY) and any(isinstance(c, ir.Error) for c in new.children()):
+        return ir.Error(e.span)
+    return new
+
+
+_NEVER = ir.Clause("when", ir.Lit(False))
+
+
+def specialise(program: Program, principal: PrincipalContext) -> tuple[Program | None, str]:
+    """`program` as this one caller sees it: principal scopes decided (a scope that holds
+    becomes `principal`, one that does not adds `when { false }`), and every sub-expression
+    that reads the principal but not the call replaced by its value. It decides every call
+    by this caller as `program` does and reads nothing of the principal: what translation
+    validation proves a `--user` document against, while the analyzer does not model
+    users (docs/language.md §9). (None, why) when a principal value remains inside a
+    condition on the call, where it cannot be folded away."""
+    from .program import build_program
+
+    doc = program.document
+    if doc is None:
+        return None, "the program has no source"
+    ctx = _Ctx(program, None, principal, None)
+    stmts: list = []
+    for s in doc.statements:
+        if not isinstance(s, (ir.Policy, ir.Limit, ir.Assert)):
+            stmts.append(s)
+            continue
+        check = scope_check(s.scope.principal, "principal")
+        holds = check is None or check(ctx.env())
+        clauses = tuple(
+            ir.Clause(c.kind, _fold_principal(c.expr, ctx), c.annotations, c.span) for c in s.clauses
+        )
+        if not holds:
+            clauses = (_NEVER,) + clauses
+        scope = ir.Scope(ir.EntityScope(), s.scope.action, s.scope.resource, s.scope.span)
+        for c in clauses:
+            if _reads_principal(c.expr):
+                return None, (f"a condition of the rule at line {s.span.line} uses the principal inside a "
+                              "condition on the call, which the analyzer cannot check for a user yet")
+        stmts.append(dataclasses.replace(s, scope=scope, clauses=clauses))
+    out, _ = build_program(ir.Document(tuple(stmts), doc.comments, doc.source, doc.filename))
+    out.origin = program.origin
+    return out, ""

@@ -24,14 +24,6 @@ class Span:
     def __str__(self) -> str:
         return f"{self.line}:{self.col}"
 
-    def cover(self, other: "Span | None") -> "Span":
-        """The smallest span holding both (used for nodes built from two children)."""
-        if other is None:
-            return self
-        a, b = (self, other) if self.start <= other.start else (other, self)
-        last = self if (self.end, self.end_line, self.end_col) >= (other.end, other.end_line, other.end_col) else other
-        return Span(a.line, a.col, last.end_line, last.end_col, a.start, last.end)
-
     def contains(self, line: int, col: int) -> bool:
         if (line, col) < (self.line, self.col):
             return False
@@ -84,3 +76,39 @@ class MCPPError(Exception):
 
     def render(self) -> str:
         return "\n".join(d.render(self.source) for d in self.diagnostics)
+
+
+def did_you_mean(word: str, candidates: Iterable[str], max_edits: int | None = None) -> str | None:
+    """The candidate `word` is most likely a typo of, or None. One rule for every "did you
+    mean" mcpp prints: a typo is one edit (insert, delete, substitute, swap two
+    neighbours), two in a word longer than 12 characters — so `pth` suggests `path` and
+    `delete_pdo` suggests `delete_pod`, but neither `delete_repo` nor `list_nodes` suggests
+    a sibling tool (`delete_pod`, `list_pods`)."""
+    limit = max_edits if max_edits is not None else (1 if len(word) <= 12 else 2)
+    best: tuple[int, str] | None = None
+    for c in candidates:
+        if c == word:
+            continue
+        d = _edits(word, c, limit)
+        if d <= limit and (best is None or (d, c) < best):
+            best = (d, c)
+    return best[1] if best else None
+
+
+def _edits(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance, giving up (limit + 1) past `limit`."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        cur = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = 0 if a[i - 1] == b[j - 1] else 1
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                cur[j] = min(cur[j], prev2[j - 2] + 1)
+        if min(cur) > limit:
+            return limit + 1
+        prev2, prev = prev, cur
+    return prev[len(b)]

@@ -252,14 +252,24 @@ def statement_parts(s: ir.Statement) -> tuple[list[str], list[tuple[ir.Clause, l
         return lines, [(c, clause(c)) for c in s.clauses]
     if isinstance(s, ir.Assert):
         return head + scope_lines(f"assert {s.kind}", s.scope), [(c, clause(c)) for c in s.clauses]
+    if isinstance(s, ir.EntityDecl):
+        return head + entity_decl_lines(s), []
     raise TypeError(type(s))  # pragma: no cover
 
 
-def format_statement(s: ir.Statement) -> str:
-    header, clauses = statement_parts(s)
-    lines = header + [l for _, block in clauses for l in block]
-    lines[-1] += ";"
-    return "\n".join(lines)
+def entity_decl_lines(s: ir.EntityDecl) -> list[str]:
+    """`entity User in [Group] { a: String, b?: Long }` on one line when it fits, else one
+    attribute a line. No parents and no attributes print nothing (`entity User`)."""
+    head = f"entity {s.name}"
+    if s.parents:
+        head += " in [" + ", ".join(s.parents) + "]"
+    if not s.attrs:
+        return [head]
+    attrs = [f"{_key(a.name)}{'?' if a.optional else ''}: {a.type}" for a in s.attrs]
+    one = f"{head} {{ {', '.join(attrs)} }}"
+    if len(one) + 1 <= WIDTH:
+        return [one]
+    return [head + " {"] + [INDENT + a + "," for a in attrs[:-1]] + [INDENT + attrs[-1], "}"]
 
 
 # ---- documents with comments ---------------------------------------------------------------

@@ -14,6 +14,7 @@ engine as .mcpp and the analyzer sees one semantics:
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -22,6 +23,7 @@ from . import ir
 from .atoms import OPS, Cond, cond_expr, parse_path, path_expr
 from .diagnostics import Diagnostic, MCPPError, Span
 from .regex import regex_error
+from .values import is_number
 
 NOVALUE = object()
 
@@ -73,9 +75,6 @@ def _diag(file: str, ptr: str, message: str, code: str = "json") -> Diagnostic:
     return d
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
 
 def _pydantic_message(err: dict) -> str:
     t = err.get("type", "")
@@ -93,6 +92,10 @@ def validate(data: object, file: str = "<json>") -> PolicyDocument:
     diags: list[Diagnostic] = []
     if not isinstance(data, dict):
         raise MCPPError([_diag(file, "/", "a policy document must be a JSON object")])
+    for loc, value in _nonfinite(data, ()):
+        diags.append(_diag(file, pointer(loc), f"number {getattr(value, 'text', value)} is out of range (JSON numbers must be finite)"))
+    if diags:
+        raise MCPPError(diags)
     try:
         doc = PolicyDocument.model_validate(data)
     except ValidationError as e:
@@ -132,6 +135,19 @@ def validate(data: object, file: str = "<json>") -> PolicyDocument:
     return doc
 
 
+def _nonfinite(v: object, loc: tuple):
+    """Every number that decoded to infinity or NaN (`1e400` is valid JSON text, but no
+    value: Python reads it as infinity, which would compare above every bound)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        yield loc, v
+    elif isinstance(v, dict):
+        for k, x in v.items():
+            yield from _nonfinite(x, loc + (k,))
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            yield from _nonfinite(x, loc + (i,))
+
+
 def _check_condition(c: Condition, at: str, file: str) -> list[Diagnostic]:
     out = []
     if parse_path(c.path) is None:
@@ -146,7 +162,7 @@ def _check_condition(c: Condition, at: str, file: str) -> list[Diagnostic]:
         return out
     if v is NOVALUE:
         out.append(_diag(file, f"{at}/value", f"op {c.op!r} needs a value"))
-    elif c.op in ("lt", "lte", "gt", "gte") and not _is_number(v):
+    elif c.op in ("lt", "lte", "gt", "gte") and not is_number(v):
         out.append(_diag(file, f"{at}/value", f"op {c.op!r} compares numbers; value must be a number"))
     elif c.op in ("in", "not_in") and not isinstance(v, list):
         out.append(_diag(file, f"{at}/value", f"op {c.op!r} needs an array of values"))
@@ -157,14 +173,12 @@ def _check_condition(c: Condition, at: str, file: str) -> list[Diagnostic]:
             problem = regex_error(v)
             if problem:
                 out.append(_diag(file, f"{at}/value", problem, code="regex"))
-    if isinstance(v, float) and v != v:  # pragma: no cover - json never yields NaN unless asked
-        out.append(_diag(file, f"{at}/value", "NaN is not a JSON number"))
     return out
 
 
 def loads(text: str, file: str = "<json>") -> PolicyDocument:
     try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        data = json.loads(text, parse_constant=_reject_constant, parse_float=_float)
     except json.JSONDecodeError as e:
         raise MCPPError(
             [Diagnostic(f"invalid JSON: {e.msg}", Span(e.lineno, e.colno, e.lineno, e.colno + 1, e.pos, e.pos + 1), file=file)],
@@ -173,6 +187,21 @@ def loads(text: str, file: str = "<json>") -> PolicyDocument:
     except ValueError as e:
         raise MCPPError([_diag(file, "/", str(e))]) from None
     return validate(data, file)
+
+
+class _Written(float):
+    """A float that remembers its JSON text, so an out-of-range number is reported as written."""
+
+    text: str
+
+
+def _float(text: str) -> float:
+    v = float(text)
+    if math.isfinite(v):
+        return v
+    out = _Written(v)
+    out.text = text
+    return out
 
 
 def _reject_constant(name: str):

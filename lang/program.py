@@ -12,37 +12,44 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import ir
+from .ir import walk
 from .diagnostics import Diagnostic, MCPPError, Span
+from .identity import GRANT_ATTRS, PrincipalChecks, names_users
 from .regex import regex_error
+from .values import is_number
 
-ENTITY_TYPES = {"Grant", "Group", "Action", "Server"}
-PRINCIPAL_ATTRS = {"label"}
+ENTITY_TYPES = {"Grant", "User", "Group", "Action", "Server"}
+PRINCIPAL_ATTRS = set(GRANT_ATTRS)  # a grant's; a user's are declared (`entity User`)
 
 
 @dataclass(frozen=True)
 class PolicyInfo:
-    """A policy with its resolved id and the tools its action scope names (None = any tool)."""
+    """A policy with its resolved id and the tools its action scope names (None = any tool).
 
-    policy: ir.Policy
+    Every info object holds its statement as `stmt`, so code over rules of several kinds
+    needs no duck typing."""
+
+    stmt: ir.Policy
     id: str
     index: int
     tools: frozenset[str] | None
+    approval: str | None = None  # `@approval("…")` on a permit: what the approver is shown ("" when bare)
 
     @property
     def effect(self) -> str:
-        return self.policy.effect
+        return self.stmt.effect
 
 
 @dataclass(frozen=True)
 class LimitInfo:
-    limit: ir.Limit
+    stmt: ir.Limit
     id: str
     tools: frozenset[str] | None
 
 
 @dataclass(frozen=True)
 class AssertInfo:
-    assertion: ir.Assert
+    stmt: ir.Assert
     id: str
     tools: frozenset[str] | None
 
@@ -58,12 +65,33 @@ class Program:
     limits: list[LimitInfo] = field(default_factory=list)
     asserts: list[AssertInfo] = field(default_factory=list)
     document: ir.Document | None = None
-    origin: str = "mcpp"  # mcpp | json
+    # `entity User …`: the attributes and parents of user callers (None: not declared,
+    # which means users with no attributes, in groups; lang/identity.py)
+    user_decl: ir.EntityDecl | None = None
+    # whether user callers are considered: the policy declares `entity User` or names the
+    # type User. Validation reports reads that error for users, and the analyzer treats the
+    # caller's kind as unknown, only then; a gateway serving users may set it.
+    identity_aware: bool = False
+    origin: str = "mcpp"  # mcpp | json | cedar
+    cedar: object = None  # a .cedar file: what lang.cedar_import learnt of it (CedarSource)
     filename: str = "<input>"
+    _plan: object = field(default=None, repr=False, compare=False)
+
+    def plan(self):
+        """The decision plan every backend consumes (`lang.plan`), built once."""
+        from .plan import build_plan
+
+        return build_plan(self)
 
     @property
     def permits(self) -> list[PolicyInfo]:
-        return [p for p in self.policies if p.effect == "permit"]
+        """The ordinary permits (an allow needs nobody); `approvals` are the others."""
+        return [p for p in self.policies if p.effect == "permit" and p.approval is None]
+
+    @property
+    def approvals(self) -> list[PolicyInfo]:
+        """The `@approval` permits: a call they allow waits for a person (lang/plan.py)."""
+        return [p for p in self.policies if p.approval is not None]
 
     @property
     def forbids(self) -> list[PolicyInfo]:
@@ -79,45 +107,26 @@ class Program:
         for members in self.groups.values():
             tools |= members
         for p in self.policies:
-            for c in p.policy.clauses:
+            for c in p.stmt.clauses:
                 tools |= _action_literals(c.expr, self)
         return tools
 
     def action_ancestors(self, tool: str) -> frozenset[str]:
         return frozenset(g for g, members in self.groups.items() if tool in members)
 
+    @property
+    def principal_attrs(self) -> dict[str, ir.AttrDecl]:
+        """The declared attributes of user callers, by name (a grant's one is `label`)."""
+        return {a.name: a for a in self.user_decl.attrs} if self.user_decl is not None else {}
+
 
 def _action_literals(e: ir.Expr, program: Program) -> set[str]:
     out: set[str] = set()
     for node in walk(e):
         if isinstance(node, ir.EntityLit) and node.entity.type == "Action":
-            out |= program.groups.get(node.entity.id, frozenset({node.entity.id}))
+            out.add(node.entity.id)
+            out |= program.groups.get(node.entity.id, frozenset())
     return out
-
-
-def walk(e):
-    """Every sub-expression of `e`, pre-order."""
-    stack = [e]
-    while stack:
-        n = stack.pop()
-        yield n
-        if isinstance(n, (ir.GetAttr, ir.Has, ir.Like, ir.Matches, ir.Not, ir.Neg)):
-            stack.append(n.obj if hasattr(n, "obj") else n.expr)
-        elif isinstance(n, (ir.Compare, ir.In, ir.And, ir.Or)):
-            stack.extend((n.right, n.left))
-        elif isinstance(n, ir.Is):
-            if n.in_ is not None:
-                stack.append(n.in_)
-            stack.append(n.obj)
-        elif isinstance(n, ir.If):
-            stack.extend((n.else_, n.then, n.cond))
-        elif isinstance(n, ir.SetLit):
-            stack.extend(reversed(n.items))
-        elif isinstance(n, ir.RecordLit):
-            stack.extend(v for _, v in reversed(n.items))
-        elif isinstance(n, ir.Call):
-            stack.extend(reversed(n.args))
-            stack.append(n.obj)
 
 
 MAX_DEPTH = 200  # every backend recurses over expressions; keep far from Python's stack limit
@@ -130,35 +139,17 @@ def nesting_depth(e: ir.Expr) -> int:
     while stack:
         n, d = stack.pop()
         best = max(best, d)
-        for child in _children(n):
+        for child in n.children():
             stack.append((child, d + 1))
     return best
-
-
-def _children(n):
-    if isinstance(n, (ir.GetAttr, ir.Has, ir.Like, ir.Matches)):
-        return (n.obj,)
-    if isinstance(n, (ir.Not, ir.Neg)):
-        return (n.expr,)
-    if isinstance(n, (ir.Compare, ir.In, ir.And, ir.Or)):
-        return (n.left, n.right)
-    if isinstance(n, ir.Is):
-        return (n.obj,) if n.in_ is None else (n.obj, n.in_)
-    if isinstance(n, ir.If):
-        return (n.cond, n.then, n.else_)
-    if isinstance(n, ir.SetLit):
-        return n.items
-    if isinstance(n, ir.RecordLit):
-        return tuple(v for _, v in n.items)
-    if isinstance(n, ir.Call):
-        return (n.obj,) + n.args
-    return ()
 
 
 class _Validator:
     def __init__(self, filename: str):
         self.filename = filename
         self.diags: list[Diagnostic] = []
+        self.principals = PrincipalChecks(None, False, self.error, self.warning)
+        self.reads_principal = False  # the expressions validated so far read a principal attribute
 
     def error(self, msg: str, span: Span, code: str = "validation", notes=()) -> None:
         self.diags.append(Diagnostic(msg, span, "error", code, self.filename, tuple(notes)))
@@ -172,7 +163,8 @@ class _Validator:
             self.error(
                 f"unknown entity type {ent.type}",
                 ent.span,
-                notes=("entity types are Grant, Group (of grants), Action (a tool or action group) and Server",),
+                notes=("entity types are Grant, User, Group (of grants and users), Action (a tool or action group) "
+                       "and Server",),
             )
         elif ent.type not in allowed:
             self.error(f"{ent.type} cannot be used {where}; expected {' or '.join(sorted(allowed))}", ent.span)
@@ -180,9 +172,10 @@ class _Validator:
     def scope(self, scope: ir.Scope) -> None:
         p = scope.principal
         if p.entity is not None:
-            self.entity(p.entity, {"Grant"} if p.op == "eq" else {"Grant", "Group"}, "in the principal scope")
-        if p.type is not None and p.type != "Grant":
-            self.error(f"principals are of type Grant, not {p.type}", p.span)
+            self.entity(p.entity, {"Grant", "User"} if p.op == "eq" else {"Grant", "User", "Group"},
+                        "in the principal scope")
+        if p.type is not None and p.type not in ("Grant", "User"):
+            self.error(f"principals are of type Grant or User, not {p.type}", p.span)
         for e in scope.action.entities:
             self.entity(e, {"Action"}, "in the action scope")
         r = scope.resource
@@ -192,7 +185,7 @@ class _Validator:
             self.error(f"resources are of type Server, not {r.type}", r.span)
 
     # -- expressions ----------------------------------------------------------------
-    def expr(self, e: ir.Expr) -> None:
+    def expr(self, e: ir.Expr, condition: bool = True) -> None:
         depth = nesting_depth(e)
         if depth > MAX_DEPTH:
             self.error(
@@ -201,6 +194,8 @@ class _Validator:
                 notes=("split it into several when/unless clauses (they are ANDed) or several policies",),
             )
             return
+        reads_before = self.reads_principal
+        self.reads_principal = False
         for n in walk(e):
             if isinstance(n, ir.EntityLit):
                 self.entity(n.entity, ENTITY_TYPES, "here")
@@ -209,6 +204,8 @@ class _Validator:
             elif isinstance(n, ir.Has):
                 if isinstance(n.obj, ir.Var) and n.obj.name == "context" and n.path[0] != "input":
                     self.error(f"context has only the attribute input, so `has {n.path[0]}` is always false", n.span)
+                elif isinstance(n.obj, ir.Var) and n.obj.name == "principal":
+                    self.principals.has(n)
             elif isinstance(n, ir.Matches):
                 problem = regex_error(n.regex)
                 if problem:
@@ -219,7 +216,7 @@ class _Validator:
             elif isinstance(n, ir.Compare) and n.op in ("<", "<=", ">", ">="):
                 for side in (n.left, n.right):
                     if isinstance(side, (ir.Lit, ir.SetLit, ir.RecordLit, ir.EntityLit)) and not (
-                        isinstance(side, ir.Lit) and _is_number(side.value)
+                        isinstance(side, ir.Lit) and is_number(side.value)
                     ):
                         self.error(
                             f"`{n.op}` compares numbers; this operand is never a number, so the condition always errors",
@@ -244,6 +241,12 @@ class _Validator:
                     self.error(f"{n.method}() needs a set", n.obj.span, code="type")
                 if n.method in ("containsAll", "containsAny") and isinstance(n.args[0], (ir.Lit, ir.RecordLit)):
                     self.error(f"{n.method}() takes a set", n.args[0].span, code="type")
+        if self.reads_principal:  # declared attribute types: only what reads the principal pays for them
+            if condition:
+                self.principals.boolean(e)
+            for n in walk(e):
+                self.principals.types(n)
+        self.reads_principal = self.reads_principal or reads_before
 
     def string_operand(self, obj: ir.Expr, what: str) -> None:
         if isinstance(obj, (ir.Lit, ir.SetLit, ir.RecordLit, ir.EntityLit)) and not (
@@ -260,20 +263,34 @@ class _Validator:
                     n.span,
                     notes=("tool-call arguments are under context.input, e.g. context.input." + n.attr,),
                 )
-            elif obj.name == "principal" and n.attr not in PRINCIPAL_ATTRS:
-                self.error(
-                    f"a grant has no attribute {n.attr!r}",
-                    n.span,
-                    notes=("grants carry `label`; test membership with `principal in Group::\"name\"`",),
-                )
+            elif obj.name == "principal":
+                self.reads_principal = True
+                self.principals.get_attr(n)
             elif obj.name in ("action", "resource"):
                 self.error(f"{obj.name} has no attributes", n.span)
         elif isinstance(obj, (ir.Lit, ir.SetLit, ir.EntityLit)):
             self.error(f"cannot read attribute {n.attr!r} of this value", n.span, code="type")
 
 
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+def _entity_decl(s: ir.EntityDecl, prog: Program, v: _Validator) -> None:
+    """`entity User …`: the one entity type a policy declares (lang/identity.py)."""
+    if s.name != "User":
+        if s.name in ENTITY_TYPES:
+            v.error(f"{s.name} cannot be declared: only `entity User` can", s.name_span,
+                    notes=("grants carry `label`; groups, actions and servers have no attributes",))
+        else:
+            v.error(f"unknown entity type {s.name} (only `entity User` can be declared)", s.name_span,
+                    notes=("users are the callers an OAuth token authenticates; see docs/language.md §3.4",))
+        return
+    if prog.user_decl is not None:
+        v.error("`entity User` is declared twice", s.name_span,
+                notes=(f"the first is at line {prog.user_decl.span.line}",))
+        return
+    for parent in s.parents:
+        if parent != "Group":
+            v.error(f"users can be in groups only (`in [Group]`), not in {parent}", s.span)
+    prog.user_decl = s
 
 
 def _expand_groups(groups: dict[str, ir.Group], v: _Validator) -> dict[str, frozenset[str]]:
@@ -287,10 +304,9 @@ def _expand_groups(groups: dict[str, ir.Group], v: _Validator) -> dict[str, froz
             return frozenset()
         out: set[str] = set()
         for m in groups[name].members:
+            out.add(m.id)  # a member group is itself `in` this group, as in Cedar
             if m.id in groups:
                 out |= expand(m.id, trail + (name,))
-            else:
-                out.add(m.id)
         resolved[name] = frozenset(out)
         return resolved[name]
 
@@ -300,21 +316,19 @@ def _expand_groups(groups: dict[str, ir.Group], v: _Validator) -> dict[str, froz
 
 
 def action_tools(scope: ir.ActionScope, groups: dict[str, frozenset[str]]) -> frozenset[str] | None:
-    """The tools an action scope names, groups expanded (`in` is reflexive, as in Cedar)."""
+    """The tools an action scope names. `in` is Cedar's entity `in`: reflexive, then
+    every transitive member, so `in Action::"ops"` names a tool called `ops` too."""
     if scope.op == "any":
         return None
     out: set[str] = set()
     for e in scope.entities:
-        if scope.op == "eq":
-            out.add(e.id)
-        else:
-            out |= groups.get(e.id, frozenset({e.id}))
-            if e.id not in groups:
-                out.add(e.id)
+        out.add(e.id)
+        if scope.op != "eq":
+            out |= groups.get(e.id, frozenset())
     return frozenset(out)
 
 
-def build_program(doc: ir.Document, *, strict: bool = True) -> tuple[Program, list[Diagnostic]]:
+def build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
     """Resolve and validate; returns the program and its diagnostics (errors and warnings)."""
     from .parser import paused_gc
 
@@ -333,7 +347,9 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
         prog.default = defaults[0].decision
         prog.default_span = defaults[0].span
     for s in doc.statements:
-        if isinstance(s, ir.Group):
+        if isinstance(s, ir.EntityDecl):
+            _entity_decl(s, prog, v)
+        elif isinstance(s, ir.Group):
             v.entity(s.entity, {"Action"}, "as an action group")
             for m in s.members:
                 v.entity(m, {"Action"}, "in an action group")
@@ -346,10 +362,12 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
             for t in s.tools:
                 v.entity(t, {"Action"}, "in hide")
                 prog.hidden.setdefault(t.id, t.span)
+    prog.identity_aware = prog.user_decl is not None or names_users(doc)
+    v.principals = PrincipalChecks(prog.user_decl, prog.identity_aware, v.error, v.warning)
     prog.groups = _expand_groups(group_decls, v)
     for name in list(prog.hidden):
-        if name in prog.groups:  # hiding a group hides its tools
-            span = prog.hidden.pop(name)
+        if name in prog.groups:  # hiding a group hides every tool `in` it (itself included)
+            span = prog.hidden[name]
             for t in prog.groups[name]:
                 prog.hidden.setdefault(t, span)
 
@@ -373,29 +391,52 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
         return pid
 
     for s in doc.statements:
+        v.reads_principal = False
+        if not isinstance(s, ir.Policy) and ir.annotation(getattr(s, "annotations", ()), "approval") is not None:
+            v.error("@approval applies to permits only", _annotation_span(s, "approval"), code="approval",
+                    notes=("write `@approval(\"…\") permit (…) when { … };` for calls a person must approve",))
         if isinstance(s, ir.Policy):
             v.scope(s.scope)
             for c in s.clauses:
                 v.expr(c.expr)
+            if v.reads_principal:
+                v.principals.rule(s, s.effect)
             pid = take_id(s.annotations, s.span, "policy")
-            prog.policies.append(PolicyInfo(s, pid, len(prog.policies), action_tools(s.scope.action, prog.groups)))
+            approval = ir.annotation(s.annotations, "approval")
+            if approval is not None and s.effect != "permit":
+                v.error("@approval applies to permits only: a forbid always denies, with or without a person",
+                        _annotation_span(s, "approval"), code="approval")
+                approval = None
+            prog.policies.append(PolicyInfo(s, pid, len(prog.policies), action_tools(s.scope.action, prog.groups),
+                                            approval))
         elif isinstance(s, ir.Limit):
             v.scope(s.scope)
             for c in s.clauses:
                 v.expr(c.expr)
             if s.increment is not None:
-                v.expr(s.increment)
+                v.expr(s.increment, condition=False)
                 if _input_path(s.increment) is None:
                     v.error("a limit increment must be an argument path such as context.input.bytes", s.increment.span)
+            if v.reads_principal:
+                v.principals.rule(s, "limit")
             lid = take_id(s.annotations, s.span, "limit")
             prog.limits.append(LimitInfo(s, lid, action_tools(s.scope.action, prog.groups)))
         elif isinstance(s, ir.Assert):
             v.scope(s.scope)
             for c in s.clauses:
                 v.expr(c.expr)
+            if v.reads_principal:
+                v.principals.rule(s, "assert")
             aid = take_id(s.annotations, s.span, "assert")
             prog.asserts.append(AssertInfo(s, aid, action_tools(s.scope.action, prog.groups)))
     return prog, v.diags
+
+
+def _annotation_span(s, key: str) -> Span:
+    for a in getattr(s, "annotations", ()):
+        if a.key == key:
+            return a.span
+    return s.span
 
 
 def _input_path(e: ir.Expr) -> tuple[str, ...] | None:
@@ -406,20 +447,29 @@ def _input_path(e: ir.Expr) -> tuple[str, ...] | None:
 
 def load_program(source: str, filename: str = "<input>") -> Program:
     """Parse + validate, raising MCPPError with every error found."""
-    from .parser import parse_partial
-
-    doc, diags = parse_partial(source, filename)
-    prog, more = build_program(doc)
-    errors = [d for d in diags + more if d.severity == "error"]
+    prog, diags = check_source(source, filename)
+    errors = [d for d in diags if d.severity == "error"]
     if errors:
         raise MCPPError(errors, source)
     return prog
 
 
 def check_source(source: str, filename: str = "<input>") -> tuple[Program, list[Diagnostic]]:
-    """Everything `mcpp check` reports: syntax (with recovery) and validation diagnostics."""
-    from .parser import parse_partial
+    """Everything `mcpp check` reports: syntax (with recovery) and validation diagnostics,
+    in source order. A `.cedar` file is read with Cedar's meaning and type names
+    (lang/cedar_import.py)."""
+    from .parser import diagnostic_order, parse_partial
 
     doc, diags = parse_partial(source, filename)
+    cedar = None
+    if filename.endswith(".cedar"):
+        from .cedar_import import read_cedar
+
+        doc, cedar, diags = read_cedar(doc, diags)
     prog, more = build_program(doc)
-    return prog, diags + more
+    if cedar is not None:
+        from .cedar_import import without_follow_ons
+
+        prog.origin, prog.cedar = "cedar", cedar
+        more = without_follow_ons(diags, more)
+    return prog, sorted(diags + more, key=diagnostic_order)

@@ -8,6 +8,7 @@ rejects; those are refused here so a policy means the same in both.
 from __future__ import annotations
 
 import functools
+import re
 
 import re2
 
@@ -60,9 +61,23 @@ def compile_regex(pattern: str):
         msg = e.args[0] if e.args else str(e)
         if isinstance(msg, bytes):
             msg = msg.decode("utf-8", "replace")
-        raise RegexError(f"invalid RE2 regular expression: {msg}") from None
+        raise RegexError(f"invalid RE2 regular expression: {msg}{_why(msg, pattern)}") from None
     except (TypeError, ValueError) as e:  # e.g. surrogates that cannot be UTF-8 encoded
         raise RegexError(f"invalid regular expression: {e}") from None
+
+
+_BACKREF = re.compile(r"invalid escape sequence: \\[1-9kg]")
+_LOOKAROUND = re.compile(r"invalid perl operator: \(\?<?[=!]")
+_NO_BACKREFS = " (RE2 has no backreferences: it matches in linear time)"
+
+
+def _why(msg: str, pattern: str) -> str:
+    """What RE2's terse message means, for the features people reach for first."""
+    if _BACKREF.search(msg) or ("invalid perl operator: (?P" in msg and "(?P=" in pattern):
+        return _NO_BACKREFS
+    if _LOOKAROUND.search(msg):
+        return " (RE2 has no lookahead or lookbehind: it matches in linear time)"
+    return ""
 
 
 def regex_error(pattern: str) -> str | None:

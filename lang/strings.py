@@ -1,7 +1,10 @@
 """Cedar string literals: escapes in, canonical quoting out.
 
-Cedar accepts `\\n \\r \\t \\\\ \\0 \\' \\" \\u{hex}`; `like` patterns add `\\*` for a
-literal star. The formatter always re-quotes with `quote`, so output is canonical.
+Cedar accepts `\\n \\r \\t \\\\ \\0 \\' \\" \\xHH` (HH at most 7f) and `\\u{hex}` (1 to 6
+digits, a Unicode scalar value). In a `like` pattern a `*` is a wildcard however it is
+written — `*`, `\\u{2a}` or `\\x2a` — and only `\\*` is a literal star: Cedar decodes the
+other escapes first and then reads the stars (tests/lang/test_strings.py checks each case
+against cedarpy). The formatter always re-quotes with `quote`, so output is canonical.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ class EscapeError(ValueError):
 
 def unescape(literal: str, *, star: bool = False) -> tuple[str, ...] | str:
     """Decode a quoted literal. With `star=True` return the `like` chunks split at
-    unescaped `*` (so `"a*b"` → `("a", "b")` and `"a\\*b"` → `("a*b",)`)."""
+    wildcards: every `*` but one written `\\*` (so `"a*b"` and `"a\\u{2a}b"` → `("a", "b")`,
+    `"a\\*b"` → `("a*b",)`)."""
     body = literal[1:-1]
     chunks: list[str] = []
     buf: list[str] = []
@@ -35,6 +39,17 @@ def unescape(literal: str, *, star: bool = False) -> tuple[str, ...] | str:
             elif e == "*" and star:
                 buf.append("*")
                 i += 2
+            elif e == "x":
+                digits = body[i + 2 : i + 4]
+                if len(digits) != 2 or any(ch not in "0123456789abcdefABCDEF" for ch in digits) or int(digits, 16) > 0x7F:
+                    raise EscapeError("bad escape \\x, expected two hex digits up to 7f", i + 1)
+                c = chr(int(digits, 16))
+                i += 4
+                if c == "*" and star:
+                    chunks.append("".join(buf))
+                    buf = []
+                else:
+                    buf.append(c)
             elif e == "u" and i + 2 < n and body[i + 2] == "{":
                 close = body.find("}", i + 3)
                 digits = body[i + 3 : close] if close != -1 else ""
@@ -45,8 +60,12 @@ def unescape(literal: str, *, star: bool = False) -> tuple[str, ...] | str:
                 cp = int(digits, 16)
                 if cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
                     raise EscapeError(f"\\u{{{digits}}} is not a Unicode scalar value", i + 1)
-                buf.append(chr(cp))
                 i = close + 1
+                if cp == 0x2A and star:  # a star however written is a wildcard (Cedar)
+                    chunks.append("".join(buf))
+                    buf = []
+                else:
+                    buf.append(chr(cp))
             else:
                 raise EscapeError(f"unknown escape \\{e}", i + 1)
         elif c == "*" and star:

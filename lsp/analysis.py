@@ -170,5 +170,6 @@ class AnalyzerService:
             try:
                 proc.stdin.close()
                 await asyncio.wait_for(proc.wait(), 2)
-            except Exception:
+            except (OSError, asyncio.TimeoutError) as e:  # a worker that will not stop is killed
+                log.debug("analyzer worker did not stop: %s", e)
                 proc.kill()

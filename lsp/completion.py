@@ -33,10 +33,10 @@ SNIPPETS = {
                'forbid (principal, action == Action::"tool", resource)\nwhen { true };',
                "a policy that denies matching calls"),
     "limit": ('@id("${1:name}")\nlimit "${2:counter}" (principal, action == Action::"${3:tool}", resource)\n'
-              '  max ${4:10} per ${5|minute,hour,day|} scope ${6|grant,policy|};',
+              '  max ${4:10} per ${5|minute,hour,day|} scope ${6|grant,principal,policy|};',
               'limit "counter" (principal, action == Action::"tool", resource)\n  max 10 per hour scope grant;',
               "a budget: at most N calls (or units) per window"),
-    "assert": ('@id("${1:name}")\nassert ${2|deny,allow,hidden,visible|} (principal, action == Action::"${3:tool}", '
+    "assert": ('@id("${1:name}")\nassert ${2|deny,allow,approval,hidden,visible|} (principal, action == Action::"${3:tool}", '
                'resource)\nwhen { ${4:context.input.${5:arg} == "${6:value}"} };',
                'assert deny (principal, action == Action::"tool", resource)\nwhen { true };',
                "a property the analyzer proves"),
@@ -44,6 +44,8 @@ SNIPPETS = {
     "hide": ('hide [Action::"${1:tool}"];', 'hide [Action::"tool"];', "tools never listed nor callable"),
     "group": ('group Action::"${1:name}" = [Action::"${2:tool}"];', 'group Action::"name" = [Action::"tool"];',
               "an action group"),
+    "entity": ("entity User in [Group] { ${1:email}: ${2|String,Long,Bool,Set<String>|} };",
+               "entity User in [Group] { email: String };", "the attributes of user callers"),
 }
 CLAUSES = {
     "when": ("when { ${1:true} }", "when { true }"),
@@ -51,7 +53,7 @@ CLAUSES = {
 }
 EXPR_WORDS = ["context", "principal", "action", "resource", "if", "then", "else", "has", "like", "in", "is",
               "true", "false", "null"]
-ENTITY_TYPES = ["Action", "Group", "Grant", "Server"]
+ENTITY_TYPES = ["Action", "Group", "Grant", "User", "Server"]
 
 _INPUT_PATH = re.compile(r'context\s*\.\s*input((?:\s*\.\s*[_A-Za-z]\w*|\s*\[\s*"(?:[^"\\\n]|\\.)*"\s*\])*)\s*\.\s*(\w*)$')
 _SEGMENT = re.compile(r'\.\s*([_A-Za-z]\w*)|\[\s*"((?:[^"\\\n]|\\.)*)"\s*\]')
@@ -146,7 +148,7 @@ class Completer:
         if re.search(r"\bcontext\s*\.\s*(\w*)$", before):
             return [self.item("input", K.Property, "the call's arguments", KEYWORDS["input"][1])]
         if re.search(r"\bprincipal\s*\.\s*(\w*)$", before):
-            return [self.item("label", K.Property, "the grant's label", KEYWORDS["label"][1])]
+            return self._principal_attrs()
         if re.search(r"\.\s*(\w*)$", before) and not re.search(r"\d\.\s*\w*$", before):
             return self._methods()
         if re.search(r"\bAction::$", before):
@@ -161,11 +163,11 @@ class Completer:
         if prev == "default":
             return [self.kw("allow"), self.kw("deny")]
         if prev == "assert":
-            return [self.kw(w) for w in ("deny", "allow", "hidden", "visible")]
+            return [self.kw(w) for w in ("deny", "allow", "approval", "hidden", "visible")]
         if prev == "per":
             return [self.item(w, K.EnumMember, "limit window") for w in ("minute", "hour", "day")]
         if prev == "scope":
-            return [self.item(w, K.EnumMember, "limit scope") for w in ("grant", "policy")]
+            return [self.item(w, K.EnumMember, "limit scope") for w in ("grant", "principal", "policy")]
         stripped = before.rstrip()
         if stripped.endswith("@") or re.search(r"@\w*$", before):
             return [self.item(k, K.Property, "annotation", KEYWORDS[k][1]) for k in ("id", "reason", "catalog")]
@@ -179,6 +181,19 @@ class Completer:
             return items
         for name, (snip, plain, detail) in SNIPPETS.items():
             items.append(self.item(name, K.Snippet, detail, KEYWORDS[name][1], insert=plain, snippet=snip))
+        return items
+
+    def _principal_attrs(self) -> list[t.CompletionItem]:
+        """A grant's `label` and the attributes `entity User` declares."""
+        items = [self.item("label", K.Property, "the grant's label", KEYWORDS["label"][1])]
+        program = self.doc.program
+        for a in (program.user_decl.attrs if program is not None and program.user_decl is not None else ()):
+            if a.name == "label" or not _IDENT.match(a.name):
+                continue  # a quoted name is read as principal["x-y"], not after a dot
+            opt = " (optional: guard with `principal has " + a.name + "`)" if a.optional else ""
+            items.append(self.item(a.name, K.Property, f"user attribute: {a.type}{'?' if a.optional else ''}",
+                                   f"**principal.{a.name}** — a user's `{a.type}` attribute, declared by "
+                                   f"`entity User`{opt}. Grants do not have it."))
         return items
 
     def kw(self, word: str) -> t.CompletionItem:
@@ -225,18 +240,17 @@ class Completer:
         if not items and doc.program is not None:
             # no catalog: offer the argument paths this policy already reads at that depth
             from mcpp.lang.atoms import input_path
-            from mcpp.lang.program import walk
+            from mcpp.lang.ir import walk
 
             seen = set()
-            for coll, attr in ((doc.program.policies, "policy"), (doc.program.limits, "limit")):
-                for info in coll:
-                    if tools is not None and info.tools is not None and not set(tools) & set(info.tools):
-                        continue
-                    for c in getattr(info, attr).clauses:
-                        for n in walk(c.expr):
-                            p = input_path(n)
-                            if p and len(p) > len(path) and p[: len(path)] == path:
-                                seen.add(p[len(path)])
+            for info in [*doc.program.policies, *doc.program.limits]:
+                if tools is not None and info.tools is not None and not set(tools) & set(info.tools):
+                    continue
+                for c in info.stmt.clauses:
+                    for n in walk(c.expr):
+                        p = input_path(n)
+                        if p and len(p) > len(path) and p[: len(path)] == path:
+                            seen.add(p[len(path)])
             for name in sorted(seen):
                 if _IDENT.match(name):
                     items.append(self.item(name, K.Property, "argument used in this policy"))

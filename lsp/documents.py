@@ -92,8 +92,8 @@ class PolicyDocument:
         program = self.program
         if program is None:
             return
-        spans = {p.id: (p.policy.span, p.effect) for p in program.policies}
-        spans.update({li.id: (li.limit.span, "limit") for li in program.limits})
+        spans = {p.id: (p.stmt.span, p.effect) for p in program.policies}
+        spans.update({li.id: (li.stmt.span, "limit") for li in program.limits})
         data = d.data or {}
         decision = data.get("decision") if isinstance(data.get("decision"), dict) else None
         if decision and decision.get("policy") in spans:
@@ -130,9 +130,9 @@ class CatalogChecks:
         key = (id(catalog), tuple(sorted((g, tuple(sorted(m))) for g, m in program.groups.items())))
         if key != self.key:
             self.key, self.cache = key, {}
-        ids = {id(p.policy): p.id for p in program.policies}
-        ids.update({id(li.limit): li.id for li in program.limits})
-        ids.update({id(a.assertion): a.id for a in program.asserts})
+        ids = {id(p.stmt): p.id for p in program.policies}
+        ids.update({id(li.stmt): li.id for li in program.limits})
+        ids.update({id(a.stmt): a.id for a in program.asserts})
         out: list[Diagnostic] = []
         todo = []
         cache: dict[int, tuple] = {}
@@ -152,9 +152,9 @@ class CatalogChecks:
             sub = Program(
                 default=program.default, default_span=program.default_span, hidden=program.hidden,
                 groups=program.groups, group_spans=program.group_spans,
-                policies=[p for p in program.policies if id(p.policy) in wanted],
-                limits=[li for li in program.limits if id(li.limit) in wanted],
-                asserts=[a for a in program.asserts if id(a.assertion) in wanted],
+                policies=[p for p in program.policies if id(p.stmt) in wanted],
+                limits=[li for li in program.limits if id(li.stmt) in wanted],
+                asserts=[a for a in program.asserts if id(a.stmt) in wanted],
                 document=ir.Document(tuple(todo), (), program.document.source, program.filename),
                 filename=program.filename,
             )

@@ -153,8 +153,9 @@ def code_lenses(doc: PolicyDocument) -> list[t.CodeLens]:
         return []
     decisions = [decide(doc, c) for c in calls]
     allowed = sum(1 for d in decisions if d["decision"] == "allow")
+    held = sum(1 for d in decisions if d["decision"] == "approval")  # @approval permits: waits for a person
     title = f"▶ Evaluate {len(calls)} sample call{'s' if len(calls) != 1 else ''} ({path.name}): " \
-            f"{allowed} allow, {len(calls) - allowed} deny"
+            f"{allowed} allow, " + (f"{held} approval, " if held else "") + f"{len(calls) - allowed - held} deny"
     if problems:
         title += f" · {len(problems)} bad line{'s' if len(problems) != 1 else ''}: {problems[0]}"
     lenses = [t.CodeLens(range=top, command=t.Command(title=title, command=COMMAND,

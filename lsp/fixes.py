@@ -13,10 +13,9 @@ may be present too and are ignored here). Producers:
 
 from __future__ import annotations
 
-import difflib
 import re
 
-from mcpp.lang.diagnostics import Diagnostic
+from mcpp.lang.diagnostics import Diagnostic, did_you_mean
 
 _STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"')
 
@@ -49,7 +48,7 @@ def language_fix(d: Diagnostic, source: str) -> dict | None:
     if m:
         from mcpp.lang.program import ENTITY_TYPES
 
-        near = difflib.get_close_matches(m.group(1), sorted(ENTITY_TYPES), n=1, cutoff=0.5)
+        near = did_you_mean(m.group(1), sorted(ENTITY_TYPES), max_edits=max(1, len(m.group(1)) // 2))  # short type names
         if near and got.startswith(m.group(1)):
-            return {"title": f"Replace with {near[0]}", "edits": [edit(s, s + len(m.group(1)), near[0])]}
+            return {"title": f"Replace with {near}", "edits": [edit(s, s + len(m.group(1)), near)]}
     return None

@@ -2,15 +2,16 @@
 
 A 2,000-line policy takes ~100 ms to parse from scratch, the whole budget for showing
 diagnostics after a keystroke. The parser's own error recovery already works statement
-by statement (`split_statements`, then one parse per chunk at its position in the file),
-and a chunk's IR depends only on its text and that position. So we keep each chunk's IR
-between versions: chunks before the edit are reused as they are, chunks after it are
-reused with their spans moved by the edit's length, and only the chunks in between are
-parsed. The result is what `parse_partial` returns for the whole text (a property test
-holds the two to equality, spans included).
+by statement (`parse_chunks`: `split_statements`, then one `parse_chunk` per chunk at its
+position in the file), and a chunk's IR depends only on its text and that position (and,
+for a chunk that ends too early, on the token after it: `Parsed.reads_to`). So we keep
+each chunk's result between versions: chunks before the edit are reused as they are,
+chunks after it are reused with their spans moved by the edit's length, and only the
+chunks in between are parsed. The result is what `parse_partial` returns for the whole
+text (a property test holds the two to equality, spans included).
 
-Moving a chunk replaces each node's `span` attribute with a new `Span`; `Span` objects
-themselves are never mutated, so diagnostics that captured an old span keep it.
+IR nodes are never mutated: moving a chunk rebuilds its nodes with moved spans
+(`moved`), so a Document handed out earlier keeps its positions.
 """
 
 from __future__ import annotations
@@ -19,61 +20,98 @@ import dataclasses
 
 from mcpp.lang import ir
 from mcpp.lang.diagnostics import Diagnostic, Span
-# The per-chunk entry points of the parser's recovery path: the same calls
-# parse_partial makes for each statement chunk.
-from mcpp.lang.parser import _parser, _run, parse_partial, split_statements
+from mcpp.lang.parser import Parsed, assemble, parse_chunk, parse_chunks, paused_gc, split_statements
 
 
 class Chunk:
-    """One top-level statement (or a run of comments) and what parsing it produced."""
+    """One top-level statement (or a run of comments) and what parsing it produced.
+    `reads_to`: the end of the text the result depends on (see `Parsed.reads_to`)."""
 
-    __slots__ = ("start", "end", "line", "col", "statements", "comments", "diags")
+    __slots__ = ("start", "end", "line", "col", "statements", "comments", "diags", "reads_to")
 
-    def __init__(self, start, end, line, col, statements, comments, diags):
+    def __init__(self, start, end, line, col, statements, comments, diags, reads_to=None):
         self.start, self.end, self.line, self.col = start, end, line, col
         self.statements, self.comments, self.diags = statements, comments, diags
+        self.reads_to = end if reads_to is None else reads_to
+
+    @classmethod
+    def of(cls, parsed: Parsed, line: int, col: int) -> "Chunk":
+        return cls(parsed.start, parsed.end, line, col, list(parsed.statements), list(parsed.comments),
+                   list(parsed.diagnostics), parsed.reads_to)
 
     def has_syntax_error(self) -> bool:
         return any(d.code == "syntax" for d in self.diags)
 
 
-_CHILD_FIELDS: dict[type, tuple[str, ...]] = {}
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+_FIELDS: dict[type, tuple[str, ...] | None] = {}
 
 
-def _child_fields(cls: type) -> tuple[str, ...]:
-    names = _CHILD_FIELDS.get(cls)
-    if names is None:
-        names = _CHILD_FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.name != "span")
+def _fields(cls: type) -> tuple[str, ...] | None:
+    """The fields of an IR node class, span included (None: not a node)."""
+    names = tuple(f.name for f in dataclasses.fields(cls)) if dataclasses.is_dataclass(cls) else None
+    _FIELDS[cls] = names
     return names
+
+
+def moved(node, dpos: int, dline: int):
+    """`node` rebuilt with every span under it moved by `dpos` characters and `dline` lines
+    (columns stay: callers only move chunks whose first line starts at the same column).
+    Values that are not IR nodes (strings, numbers, None) are shared, not copied.
+    Iterative, so an expression nested thousands deep (`!!!…!x`) moves like any other."""
+    done: list = []  # rebuilt values, in order
+    todo: list = [(node, None)]  # (value, field names or None: not yet expanded)
+    while todo:
+        n, names = todo.pop()
+        t = type(n)
+        if names is None:
+            if t in _ATOMS:
+                done.append(n)
+                continue
+            if t is Span:
+                done.append(Span(n.line + dline, n.col, n.end_line + dline, n.end_col, n.start + dpos, n.end + dpos))
+                continue
+            if t is tuple:
+                todo.append((n, ()))
+                todo.extend((x, None) for x in reversed(n))
+                continue
+            fields = _FIELDS[t] if t in _FIELDS else _fields(t)
+            if fields is None:
+                done.append(n)
+                continue
+            todo.append((n, fields))
+            todo.extend((getattr(n, f), None) for f in reversed(fields))
+            continue
+        k = len(n) if t is tuple else len(names)
+        if k:
+            values = done[-k:]
+            del done[-k:]
+        else:
+            values = []
+        done.append(tuple(values) if t is tuple else t(*values))
+    return done[0]
 
 
 def _shift_span(s: Span, dpos: int, dline: int) -> Span:
     return Span(s.line + dline, s.col, s.end_line + dline, s.end_col, s.start + dpos, s.end + dpos)
 
 
-def shift_nodes(roots, dpos: int, dline: int) -> None:
-    """Move every node under `roots` by `dpos` characters and `dline` lines (columns stay:
-    callers only move chunks whose first line starts at the same column)."""
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack:
-        n = stack.pop()
-        if type(n) is tuple:
-            stack.extend(n)
-            continue
-        span = getattr(n, "span", None)
-        if span is None or id(n) in seen:
-            continue
-        seen.add(id(n))
-        n.span = _shift_span(span, dpos, dline)
-        for name in _child_fields(type(n)):
-            v = getattr(n, name)
-            if v is not None and not isinstance(v, (str, int, float)):
-                stack.append(v)
-
-
 def _shift_diag(d: Diagnostic, dpos: int, dline: int) -> Diagnostic:
     return dataclasses.replace(d, span=_shift_span(d.span, dpos, dline))
+
+
+def _moved_chunk(c: Chunk, dpos: int, dline: int) -> Chunk:
+    """A new Chunk for `c` moved by an edit before it (`c` and its IR stay as they were)."""
+    return Chunk(
+        c.start + dpos, c.end + dpos, c.line + dline, c.col,
+        [moved(s, dpos, dline) for s in c.statements], [moved(x, dpos, dline) for x in c.comments],
+        [_shift_diag(d, dpos, dline) for d in c.diags], c.reads_to + dpos,
+    )
+
+
+def _reads_all(c: Chunk, text: str) -> bool:
+    """Did the chunk's result come from the whole file (an error that cutting it hid)?"""
+    return c.reads_to > c.end and c.reads_to >= len(text)
 
 
 def _common_prefix(a: str, b: str) -> int:
@@ -131,38 +169,18 @@ class IncrementalParser:
     def _parse_chunk(self, text: str, a: int, b: int) -> Chunk:
         line = text.count("\n", 0, a) + 1
         col = a - (text.rfind("\n", 0, a) + 1) + 1
-        p = _parser()
-        with p.lock:
-            stmts, comments, diags, _ = _run(p, text[a:b], self.filename, line - 1, col - 1, a)
-        return Chunk(a, b, line, col, stmts, comments, diags)
+        return Chunk.of(parse_chunk(text, a, b, self.filename, line=line, col=col), line, col)
 
     def _first_parse(self, text: str) -> list[Chunk]:
-        """Parse the whole file in one go (3x faster than chunk by chunk when it has no
-        errors) and file the statements, comments and diagnostics under their chunks."""
-        import bisect
-
-        doc, diags = parse_partial(text, self.filename)
-        bounds = split_statements(text)
-        starts = [a for a, _ in bounds]
+        """Parse the whole file the way `parse_partial` does (one parse when it has no
+        syntax errors), keeping the result of each statement chunk."""
         chunks = []
         line, prev = 1, 0
-        for a, b in bounds:
-            line += text.count("\n", prev, a)
-            prev = a
-            col = a - (text.rfind("\n", 0, a) + 1) + 1
-            chunks.append(Chunk(a, b, line, col, [], [], []))
-        if not chunks:
-            return chunks
-
-        def home(span: Span) -> Chunk:
-            return chunks[max(0, bisect.bisect_right(starts, span.start) - 1)]
-
-        for s in doc.statements:
-            home(s.span).statements.append(s)
-        for c in doc.comments:
-            home(c.span).comments.append(c)
-        for d in diags:
-            home(d.span).diags.append(d)
+        for c in parse_chunks(text, self.filename):
+            line += text.count("\n", prev, c.start)
+            prev = c.start
+            col = c.start - (text.rfind("\n", 0, c.start) + 1) + 1
+            chunks.append(Chunk.of(c, line, col))
         return chunks
 
     def _bounds(self, text: str, edit: Edit) -> list[tuple[int, int]]:
@@ -200,7 +218,13 @@ class IncrementalParser:
 
     def update(self, text: str) -> tuple[ir.Document, list[Diagnostic], Edit | None]:
         """Parse `text`; returns the Document, its syntax diagnostics, and the edit from the
-        previous version (None on the first call)."""
+        previous version (None on the first call). The cyclic GC is paused meanwhile: the
+        IR is acyclic, and collections set off by the many nodes that moving the chunks
+        after an edit rebuilds cost more than rebuilding them."""
+        with paused_gc():
+            return self._update(text)
+
+    def _update(self, text: str) -> tuple[ir.Document, list[Diagnostic], Edit | None]:
         old_text, old_chunks = self.text, self.chunks
         edit = None
         chunks: list[Chunk] = []
@@ -216,21 +240,18 @@ class IncrementalParser:
             fresh = []
             for a, b in bounds:
                 c = None
+                old = None
                 if b <= edit.start:
                     old = by_start.get(a)
-                    if old is not None and old.end == b:
+                    # reused if its text, and any text after it that its result read, is unchanged
+                    if old is not None and old.end == b and (old.reads_to == old.end or old.reads_to < edit.start):
                         c = old
                 elif a >= edit.new_end:
                     old = by_start.get(a - delta)
-                    if old is not None and old.end == b - delta:
+                    if old is not None and old.end == b - delta and not _reads_all(old, old_text):
                         col = a - (text.rfind("\n", 0, a) + 1) + 1
                         if col == old.col:
-                            if delta or dline:
-                                shift_nodes(old.statements, delta, dline)
-                                shift_nodes(old.comments, delta, dline)
-                                old.diags = [_shift_diag(d, delta, dline) for d in old.diags]
-                                old.start, old.end, old.line = a, b, old.line + dline
-                            c = old
+                            c = _moved_chunk(old, delta, dline) if delta or dline else old
                 if c is None:
                     fresh.append(len(chunks))
                 else:
@@ -243,11 +264,5 @@ class IncrementalParser:
                     a, b = bounds[i]
                     chunks[i] = self._parse_chunk(text, a, b)
         self.text, self.chunks, self.reused = text, chunks, reused
-        stmts: list = []
-        comments: list = []
-        diags: list[Diagnostic] = []
-        for c in chunks:
-            stmts.extend(c.statements)
-            comments.extend(c.comments)
-            diags.extend(c.diags)
-        return ir.Document(tuple(stmts), tuple(comments), text, self.filename), diags, edit
+        doc, diags = assemble(((c.statements, c.comments, c.diags) for c in chunks), text, self.filename)
+        return doc, diags, edit

@@ -4,12 +4,11 @@ nodes), the innermost IR node, and the statement around it."""
 from __future__ import annotations
 
 import bisect
-import dataclasses
 from dataclasses import dataclass
 
 from mcpp.lang import ir
-from mcpp.lang.lexer import Job, LexError, Tok, tokenize
-from mcpp.lang.parser import _parser
+from mcpp.lang.lexer import Tok
+from mcpp.lang.parser import tokens
 
 from .incremental import Chunk
 
@@ -38,14 +37,7 @@ def chunk_at(chunks: list[Chunk], offset: int) -> Chunk | None:
 
 def tokens_of(chunk: Chunk, text: str) -> tuple[list[Tok], list[Tok]]:
     """The chunk's tokens (up to a lexical error) and its comments, at file positions."""
-    job = Job(chunk.line - 1, chunk.col - 1, chunk.start)
-    toks: list[Tok] = []
-    try:
-        for tok in tokenize(text[chunk.start : chunk.end], job, _parser().literals):
-            toks.append(tok)
-    except LexError:
-        pass
-    return toks, job.comments
+    return tokens(text, chunk.start, chunk.end)
 
 
 def here(chunks: list[Chunk], text: str, offset: int, *, touching: bool = True) -> Here:
@@ -65,28 +57,6 @@ def here(chunks: list[Chunk], text: str, offset: int, *, touching: bool = True) 
     return Here(None, toks[: i + 1], None, chunk)
 
 
-_CHILDREN: dict[type, tuple[str, ...]] = {}
-
-
-def _children(n) -> list:
-    cls = type(n)
-    names = _CHILDREN.get(cls)
-    if names is None:
-        names = _CHILDREN[cls] = tuple(f.name for f in dataclasses.fields(cls) if f.name != "span")
-    out = []
-    for name in names:
-        v = getattr(n, name)
-        if isinstance(v, tuple):
-            for x in v:
-                if isinstance(x, tuple):  # record entries: (key, expr)
-                    out.extend(y for y in x if hasattr(y, "span"))
-                elif hasattr(x, "span"):
-                    out.append(x)
-        elif hasattr(v, "span"):
-            out.append(v)
-    return out
-
-
 def statement_at(doc: ir.Document, offset: int):
     """The statement whose span holds `offset` (end inclusive), or None."""
     for s in doc.statements:
@@ -103,14 +73,14 @@ def node_path(root, offset: int) -> list:
     node = root
     while True:
         best = None
-        for ch in _children(node):
+        for ch in node.children():
             sp = ch.span
             if sp.start <= offset < sp.end or (sp.start == sp.end == offset):
                 best = ch
                 break
         if best is None:
             # the cursor right after a node (end of a word) counts as on it
-            for ch in _children(node):
+            for ch in node.children():
                 if ch.span.end == offset:
                     best = ch
                     break

@@ -17,7 +17,7 @@ from lsprotocol import types as t
 from pygls.uris import from_fs_path
 
 from mcpp.lang import ir
-from mcpp.lang.strings import unescape
+from mcpp.lang.strings import EscapeError, unescape
 
 from .documents import PolicyDocument
 from .locate import here, node_path, statement_at
@@ -26,10 +26,9 @@ S = t.SymbolKind
 
 
 def _stmt_id(program, stmt) -> str | None:
-    for coll, attr in ((program.policies, "policy"), (program.limits, "limit"), (program.asserts, "assertion")):
-        for info in coll:
-            if getattr(info, attr) is stmt:
-                return info.id
+    for info in [*program.policies, *program.limits, *program.asserts]:
+        if info.stmt is stmt:
+            return info.id
     return None
 
 
@@ -125,7 +124,7 @@ def definition(doc: PolicyDocument, offset: int, uri: str) -> list[t.Location] |
     elif h.token is not None and h.token.type == "STRING":
         try:
             value = unescape(str(h.token))
-        except Exception:
+        except EscapeError:  # a half-typed string: take it as written
             value = str(h.token)[1:-1]
         if _annotation_key(h) == "id":
             return None  # the definition itself
@@ -161,9 +160,9 @@ def _id_span(stmt):
 def _locations(doc: PolicyDocument, uri: str, kind: str, name: str) -> list[t.Location]:
     program = doc.program
     out = []
-    infos = [(p.id, p.policy, p.tools) for p in program.policies]
-    infos += [(li.id, li.limit, li.tools) for li in program.limits]
-    infos += [(a.id, a.assertion, a.tools) for a in program.asserts]
+    infos = [(p.id, p.stmt, p.tools) for p in program.policies]
+    infos += [(li.id, li.stmt, li.tools) for li in program.limits]
+    infos += [(a.id, a.stmt, a.tools) for a in program.asserts]
     for sid, stmt, tools in infos:
         if (kind == "id" and sid == name) or (kind == "tool" and tools is not None and name in tools):
             out.append(t.Location(uri=uri, range=doc.index.span_range(_id_span(stmt))))

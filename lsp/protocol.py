@@ -35,8 +35,8 @@ def _detail(exc: BaseException) -> str:
         lines = transform_error(cause)
         if lines:
             return "; ".join(line.replace("$.", "").replace("$", "params") for line in lines[:3])
-    except Exception:
-        pass
+    except (ImportError, TypeError, ValueError, AttributeError) as e:  # not a cattrs error: say it plainly
+        log.debug("no structured detail for %r: %s", cause, e)
     return str(cause) or type(cause).__name__
 
 
@@ -100,5 +100,5 @@ def report_server_error(server, error: Exception, source) -> None:
         from lsprotocol import types as t
 
         server.window_log_message(t.LogMessageParams(type=t.MessageType.Error, message=f"mcpp: {error}"))
-    except Exception:
-        pass
+    except (OSError, RuntimeError, ValueError) as e:  # the client is gone: the log above has it
+        log.debug("could not tell the client: %s", e)

@@ -15,8 +15,9 @@ KEYWORDS: dict[str, tuple[str, str]] = {
              "errors makes the policy not apply. Several clauses must all hold."),
     "unless": ("31-policies", "**unless { e }** — the policy applies only if `e` evaluates to `false`. A clause "
                "that errors makes the policy not apply."),
-    "principal": ("1-the-request-model", "**principal** — the caller: `Grant::\"<grant id>\"`. Its one attribute "
-                  "is `label`; `principal in Group::\"g\"` tests the groups the gateway puts the grant in."),
+    "principal": ("1-the-request-model", "**principal** — the caller: `Grant::\"<grant id>\"` (attribute `label`) or "
+                  "`User::\"<subject>\"` (the attributes `entity User` declares); `principal in Group::\"g\"` tests "
+                  "its groups."),
     "action": ("1-the-request-model", "**action** — the tool being called: `Action::\"<tool name>\"`. "
                "`action in Action::\"g\"` also matches the tools of action group `g`."),
     "resource": ("1-the-request-model", "**resource** — the upstream MCP server: `Server::\"<server id>\"`."),
@@ -38,16 +39,20 @@ KEYWORDS: dict[str, tuple[str, str]] = {
               "otherwise allowed; limits sharing a counter name share the count."),
     "max": ("6-limits", "**max N** — the most units a limit's counter may reach in one window (required)."),
     "per": ("6-limits", "**per minute | hour | day** — the limit's UTC calendar window (required)."),
-    "scope": ("6-limits", "**scope grant | policy** — count per grant (default) or across all grants."),
+    "scope": ("6-limits", "**scope grant | principal | policy** — count per grant (default), per caller (a user "
+              "across all their sessions and clients), or across all callers."),
     "increment": ("6-limits", "**increment context.input.path** — count this argument instead of 1 per call; "
                   "missing, non-numeric or negative denies the call (fails closed)."),
-    "assert": ("7-assertions", "**assert allow | deny | hidden | visible (scope) [clauses]** — a property the "
+    "assert": ("7-assertions", "**assert allow | deny | approval | hidden | visible (scope) [clauses]** — a property the "
                "analyzer proves with Z3 (`mcpp verify`); never affects decisions. A failed assert shows a "
                "counterexample call."),
     "hidden": ("7-assertions", "**assert hidden** — the tools in scope are never listed in `tools/list` for "
                "matching grants."),
     "visible": ("7-assertions", "**assert visible** — the tools in scope are listed in `tools/list` for every "
                 "matching grant."),
+    "approval": ("7-assertions", "**assert approval** — every matching call that can run needs a person's approval "
+                 "(none is allowed outright). On a permit, `@approval(\"…\")` makes its calls wait for a person "
+                 "(docs/approval.md)."),
     "if": ("41-operators-loosest-first", "**if c then a else b** — `c` must be boolean (else error); only the "
            "chosen branch is evaluated."),
     "then": ("41-operators-loosest-first", "**if c then a else b** — the branch taken when `c` is true."),
@@ -66,7 +71,12 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "null": ("10-divergences-from-cedar", "**null** — JSON `null` (an mcpp extension): a `null` argument equals it."),
     "Grant": ("1-the-request-model", "**Grant::\"id\"** — a caller's grant token; attribute `label`, groups from "
               "the gateway configuration."),
-    "Group": ("1-the-request-model", "**Group::\"name\"** — a group of grants: `principal in Group::\"ops\"`."),
+    "Group": ("1-the-request-model", "**Group::\"name\"** — a group of grants and users: `principal in Group::\"ops\"`."),
+    "User": ("11-grants-and-users", "**User::\"subject\"** — a caller authenticated by an OAuth token; its "
+             "attributes are the claims `entity User { … }` declares, its groups come from a groups claim."),
+    "entity": ("34-entity-user", "**entity User in [Group] { email: String, refund_cap?: Long }** — the attributes "
+               "user callers carry (Cedar schema syntax): String, Long, Bool, Set<…>; `?` marks an optional one, "
+               "to read after `principal has …`."),
     "Action": ("1-the-request-model", "**Action::\"name\"** — a tool, or an action group declared with `group`."),
     "Server": ("1-the-request-model", "**Server::\"id\"** — the upstream MCP server a call goes to."),
     "label": ("1-the-request-model", "**principal.label** — the grant's label (`\"\"` when unset)."),

@@ -57,8 +57,8 @@ class MCPPServer(LanguageServer):
         log.warning(message)
         try:
             self.window_log_message(t.LogMessageParams(type=kind, message=f"mcpp: {message}"))
-        except Exception:
-            pass
+        except (OSError, RuntimeError, ValueError) as e:  # the client is gone: the log above has it
+            log.debug("could not tell the client: %s", e)
 
     @property
     def encoding(self):

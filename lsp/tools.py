@@ -17,10 +17,9 @@ def statement_tools(program: Program | None, stmt) -> list[str] | None:
     """The tools a parsed statement's scope names (groups expanded); None = any tool."""
     if program is None or stmt is None:
         return None
-    for coll, attr in ((program.policies, "policy"), (program.limits, "limit"), (program.asserts, "assertion")):
-        for info in coll:
-            if getattr(info, attr) is stmt:
-                return None if info.tools is None else sorted(info.tools)
+    for info in [*program.policies, *program.limits, *program.asserts]:
+        if info.stmt is stmt:
+            return None if info.tools is None else sorted(info.tools)
     return None
 
 

@@ -54,6 +54,9 @@ def handle(req: dict) -> dict:
 
     timeout = req.get("timeout_ms", 2000)
     found = analyze(program, timeout_ms=int(timeout) if isinstance(timeout, (int, float)) else 2000)
+    from .coverage import coverage_diagnostics  # only when <name>.test.toml is beside the policy
+
+    found += coverage_diagnostics(program, filename, source)
     return {
         "id": rid,
         "diagnostics": [diag_to_json(d) for d in found],

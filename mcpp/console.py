@@ -1,27 +1,113 @@
-"""Shared CLI output: diagnostics to stderr, JSON to stdout, exits without tracebacks."""
+"""Shared CLI output and the one exit-code table every command follows.
+
+| code | meaning                                                                         |
+|------|---------------------------------------------------------------------------------|
+| 0    | success                                                                         |
+| 1    | the input has errors (syntax, validation, a compile refusal, a config with       |
+|      | errors) or a property failed (an assert, a lint, `diff --fail-on`, drift)        |
+| 2    | bad usage or unreadable input: a missing file, a directory, not UTF-8, invalid   |
+|      | JSON given to a JSON-only flag, an unusable catalog, a server that cannot be read |
+| 3    | an internal error (no traceback unless MCPP_DEBUG=1; see mcpp.cli.main)          |
+
+Commands never call `sys.exit` with a bare number: they use these names, so the table
+above (and the README's copy of it) is the whole story.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError
 
+OK = 0
+ERRORS = 1  # the input has errors, or a property failed
+USAGE = 2  # bad usage or unreadable input
+INTERNAL = 3
+
+
+def by_position(diags: list[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics in the order a reader meets them: per file, by line and column, whichever
+    phase (parser, validator, catalog check, analyzer) found them. Stable, so JSON-form
+    diagnostics (no position; their JSON pointer leads the message) keep their order."""
+    order: dict[str, int] = {}
+    for d in diags:
+        order.setdefault(d.file, len(order))
+    return sorted(diags, key=lambda d: (order[d.file], d.span.line, d.span.col))
+
 
 def print_diagnostics(diags: list[Diagnostic], source: str | None = None) -> None:
-    for d in diags:
+    for d in by_position(diags):
         print(d.render(source), file=sys.stderr)
 
 
-def fail(err: MCPPError, code: int = 2) -> NoReturn:
-    print(err.render(), file=sys.stderr)
+def fail(err: MCPPError, code: int = ERRORS) -> NoReturn:
+    print_diagnostics(err.diagnostics, err.source)
     sys.exit(code)
 
 
-def die(message: str, code: int = 2) -> NoReturn:
+def die(message: str, code: int = USAGE) -> NoReturn:
     print(f"mcpp: error: {message}", file=sys.stderr)
     sys.exit(code)
+
+
+def note(message: str, quiet: bool = False) -> None:
+    """A one-line summary on stderr (stdout stays the command's output), unless `-q`."""
+    if not quiet:
+        print(message, file=sys.stderr)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def read_input(path: str | Path) -> str:
+    """A file's text, or exit 2: a missing file, a directory or bytes that are not UTF-8 are
+    unreadable input, not errors in the input."""
+    from mcpp.lang.load import read_text
+
+    try:
+        return read_text(path)
+    except MCPPError as e:
+        fail(e, USAGE)
+
+
+def read_stdin(name: str = "<stdin>") -> str:
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        die(f"{name}: not UTF-8 text ({e.reason})")
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write a result file, or exit 2 naming why it cannot be written."""
+    try:
+        path.write_text(text, encoding="utf-8")
+    except IsADirectoryError:
+        die(f"{path}: is a directory; give a file name to write")
+    except OSError as e:
+        die(f"{path}: cannot write: {e.strerror or e}")
+
+
+def load_policy(path: str | Path):
+    """A policy file of either form as a Program: exit 2 when it cannot be read, 1 when it
+    has errors (each printed as `file:line:col: error: …`, or with its JSON pointer)."""
+    from mcpp.lang.load import is_json
+
+    text = read_input(path)
+    try:
+        if is_json(path, text):
+            from mcpp.lang.jsonform import load_program
+        else:
+            from mcpp.lang.program import load_program
+        return load_program(text, str(path))
+    except MCPPError as e:
+        if e.source is None:
+            e.source = text
+        fail(e, ERRORS)
 
 
 def emit_json(obj: object, out=None, indent: int | None = None) -> None:

@@ -1,26 +1,34 @@
 """The decision engine: runs a `Program` (from .mcpp or from the JSON form) on tool calls.
 
-Order, as in the JSON form: hidden tools, then permits (`require`), then forbids
-(`deny_if`), then limits. The decision equals Cedar's (deny unless a permit applies,
-any applicable forbid wins); the order only fixes *which* rule a denial names.
-Everything is compiled once and indexed by tool, so a call touches only its tool's
-rules; any failure while deciding denies.
+It executes the program's decision plan (`mcpp.lang.plan`): per tool, hidden, then
+permits (`require`) and, when none applies and the default does not cover the tool, the
+`@approval` permits, then forbids (`deny_if`), then limits grouped by counter. A call
+only an approval permit allows is decided `needs_approval` (decision "approval"): not
+allowed until a person approves it; `decide(..., approved=True)` is that call being run
+after approval, and only then are its limits reserved. The
+engine decides nothing the plan does not say; it only turns each rule into closures
+once (`CompiledRule`), so a call touches only its tool's rules. The decision equals
+Cedar's (deny unless a permit applies, any applicable forbid wins); the order only
+fixes *which* rule a denial names. Any failure while deciding denies.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Mapping, Union
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import NotExpressible, atom
 from mcpp.lang.diagnostics import Span
+from mcpp.lang.evaluator import Closure, Env, compile_expr, scope_check
+from mcpp.lang.identity import PrincipalError, check_user_groups, user_attributes
+from mcpp.lang.plan import CounterGroup, ToolPlan
 from mcpp.lang.program import LimitInfo, PolicyInfo, Program
+from mcpp.lang.strings import quote
+from mcpp.lang.values import Entity, is_number
 
-from .closures import Closure, Env, compile_expr
 from .limits import Charge, CounterStore, MemoryCounters, Reservation, iso, window_bounds
-from .values import Entity, is_number
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,25 @@ class Grant:
     id: str = "anonymous"
     label: str = ""
     groups: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class User:
+    """The caller as an authenticated user (`User::"id"`, docs/language.md §1.1).
+
+    `id` is the access token's subject (issuer-qualified when the gateway trusts several
+    issuers); `attrs` its claims as the gateway mapped and typed them, checked against the
+    policy's `entity User` declaration (a caller that does not fit it is denied, `/principal`);
+    `groups` from a groups claim. `grant_id` is the credential or session key the gateway
+    counts `scope grant` limits by; None counts them per user, like `scope principal`."""
+
+    id: str
+    attrs: Mapping[str, object] = field(default_factory=dict, hash=False)
+    groups: frozenset[str] = frozenset()
+    grant_id: str | None = None
+
+
+Caller = Union[Grant, User]  # what `Engine.decide` accepts as its third argument
 
 
 @dataclass(slots=True)
@@ -50,16 +77,26 @@ class Rule:
 
 @dataclass(slots=True)
 class Decision:
+    """`allowed`: the call may run now. `needs_approval`: an `@approval` permit is what
+    allows it (lang/plan.py); unless it was decided with `approved=True`, it is then not
+    allowed (decision "approval") and holds no limit budget. `approval` is the text the
+    approver is shown. Never changed once made: the engine hands the same object to every
+    call one cause decides (a tool's failing permit step, a forbid, an allowing permit)."""
+
     allowed: bool
     tool: str
     rule: Rule
     message: str
     reservation: Reservation | None = None
     limit: dict | None = None
+    needs_approval: bool = False
+    approval: str | None = None
 
     @property
     def decision(self) -> str:
-        return "allow" if self.allowed else "deny"
+        if self.allowed:
+            return "allow"
+        return "approval" if self.needs_approval else "deny"
 
     def to_dict(self, filename: str | None = None) -> dict:
         d = {
@@ -73,6 +110,9 @@ class Decision:
             d["span"] = f"{filename}:{self.rule.span.line}:{self.rule.span.col}"
         if self.limit is not None:
             d["limit"] = self.limit
+        if self.needs_approval:
+            d["needs_approval"] = True
+            d["approval"] = self.approval
         return d
 
     def release(self) -> None:
@@ -94,9 +134,12 @@ class Explanation:
     def determining(self) -> tuple[str, ...]:
         """Cedar's reasons: the applying policies of the deciding effect (forbids for a
         denial, permits for an allow)."""
-        effect = "permit" if self.decision.allowed else "forbid"
+        effect = "permit" if self.decision.allowed or self.decision.needs_approval else "forbid"
         effects = {p.id: p.effect for p in self.program.policies}
         return tuple(i for i in self.satisfied if effects[i] == effect)
+
+
+_ANONYMOUS = Grant()
 
 
 def escape_pointer(token: str) -> str:
@@ -106,38 +149,18 @@ def escape_pointer(token: str) -> str:
 # ---- compiled rules --------------------------------------------------------------
 
 
-def _entity_scope_check(scope: ir.EntityScope, var: str) -> Callable[[Env], bool] | None:
-    if scope.op == "any":
-        return None
-    get = (lambda env: env.principal) if var == "principal" else (lambda env: env.resource)
-    ent = scope.entity
-    etype = scope.type
-    if scope.op == "eq":
-        key = (ent.type, ent.id)
-        return lambda env: get(env).key == key
-    if scope.op == "in":
-        key = (ent.type, ent.id)
-        return lambda env: get(env).key == key or key in get(env).parents
-    if scope.op == "is":
-        return lambda env: get(env).type == etype
-    key = (ent.type, ent.id)  # is_in
-    return lambda env: get(env).type == etype and (get(env).key == key or key in get(env).parents)
-
-
 class CompiledRule:
     """A policy or limit compiled once: scope checks plus one closure per clause."""
 
-    __slots__ = ("info", "id", "checks", "clauses", "stmt", "reason", "steps", "applies", "allow_message")
+    __slots__ = ("info", "id", "checks", "clauses", "stmt", "reason", "steps", "flat", "causes", "applies",
+                 "fail_index", "allow_message")
 
     def __init__(self, info: PolicyInfo | LimitInfo, stmt: ir.Policy | ir.Limit):
         self.info = info
         self.id = info.id
         self.stmt = stmt
         self.reason = stmt.reason
-        checks = [
-            _entity_scope_check(stmt.scope.principal, "principal"),
-            _entity_scope_check(stmt.scope.resource, "resource"),
-        ]
+        checks = [scope_check(stmt.scope.principal, "principal"), scope_check(stmt.scope.resource, "resource")]
         self.checks = [c for c in checks if c is not None]
         self.clauses: list[tuple[Closure, bool, ir.Clause]] = [
             (compile_expr(c.expr), c.kind == "when", c) for c in stmt.clauses
@@ -145,30 +168,77 @@ class CompiledRule:
         # per clause, its top-level conjuncts of T (when) / F (unless), each with the JSON
         # condition it stands for: explaining a denial is then one pass, no analysis
         self.steps = [_steps(c.expr, c.kind == "when") for c in stmt.clauses]
+        # every clause's steps in order, and for each the clause and condition it stands for
+        self.flat = [(fn, want) for steps in self.steps for fn, want, _ in steps]
+        self.causes = [(c, cond) for c, steps in zip(stmt.clauses, self.steps) for _, _, cond in steps]
         self.applies = self._specialise()
+        self.fail_index = self._specialise_fail()
         self.allow_message = f"Allowed by {self.id}."
 
     def _specialise(self) -> Callable[[Env], bool]:
         """`applies(env)`: scope checks, then every clause true (when) / false (unless).
-        The common shapes get a loop-free function: this runs for every rule of a tool."""
+
+        A clause holds exactly when each of its steps does (`_steps`: T(a && b) is T(a)
+        and T(b); F(a || b) is F(a) and F(b); through `!`), so the rule is tested step by
+        step, with no frame for the `&&` itself. The common shapes get a loop-free
+        function: this runs for every rule of a tool."""
         checks = self.checks
-        fns = [(fn, want) for fn, want, _ in self.clauses]
-        if not checks and not fns:
-            return lambda env: True
-        if not checks and len(fns) == 1:
-            (fn, want), = fns
-            return lambda env: fn(env) is want
+        flat = self.flat
+        if not checks:
+            if not flat:
+                return lambda env: True
+            if len(flat) == 1:
+                (fn, want), = flat
+                return lambda env: fn(env) is want
+            if len(flat) == 2:
+                (f1, w1), (f2, w2) = flat
+                return lambda env: f1(env) is w1 and f2(env) is w2
+            if len(flat) == 3:
+                (f1, w1), (f2, w2), (f3, w3) = flat
+                return lambda env: f1(env) is w1 and f2(env) is w2 and f3(env) is w3
 
         def applies(env: Env) -> bool:
             for check in checks:
                 if not check(env):
                     return False
-            for fn, want in fns:
+            for fn, want in flat:
                 if fn(env) is not want:
                     return False
             return True
 
         return applies
+
+    def _specialise_fail(self) -> Callable[[Env], int | None]:
+        """`fail_index(env)`: None when the rule applies; else why not: -1 (the scope), or
+        the index in `causes` of the first step that does not hold. One pass, so a
+        denial's explanation costs no second evaluation; loop-free for the usual sizes."""
+        checks = self.checks
+        flat = self.flat
+        if not checks and len(flat) == 1:
+            (f1, w1), = flat
+            return lambda env: None if f1(env) is w1 else 0
+        if not checks and len(flat) == 2:
+            (f1, w1), (f2, w2) = flat
+
+            def fail2(env: Env) -> int | None:
+                if f1(env) is not w1:
+                    return 0
+                return None if f2(env) is w2 else 1
+
+            return fail2
+
+        def fail_index(env: Env) -> int | None:
+            for check in checks:
+                if not check(env):
+                    return -1
+            i = 0
+            for fn, want in flat:
+                if fn(env) is not want:
+                    return i
+                i += 1
+            return None
+
+        return fail_index
 
     def evaluate(self, env: Env) -> bool | None:
         """True (applies), False (scope or a clause does not hold) or None (a clause errored)."""
@@ -184,16 +254,10 @@ class CompiledRule:
     def first_failing(self, env: Env):
         """Why this rule does not apply: ("scope", None), (clause, the first failing JSON
         condition or None), or None (it applies)."""
-        for check in self.checks:
-            if not check(env):
-                return ("scope", None)
-        for (fn, want, clause), steps in zip(self.clauses, self.steps):
-            if fn(env) is not want:
-                for step_fn, step_want, cond in steps:
-                    if step_fn(env) is not step_want:
-                        return (clause, cond)
-                return (clause, None)  # pragma: no cover - a failing clause has a failing step
-        return None
+        i = self.fail_index(env)
+        if i is None:
+            return None
+        return ("scope", None) if i < 0 else self.causes[i]
 
 
 def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
@@ -207,10 +271,27 @@ def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
 
 @dataclass
 class ToolRules:
+    """A tool's plan with its rules compiled: what `decide` runs for one call."""
+
+    plan: ToolPlan
     permits: list[CompiledRule] = field(default_factory=list)
-    named_permits: int = 0
     forbids: list[CompiledRule] = field(default_factory=list)
-    limits: list[CompiledRule] = field(default_factory=list)
+    counters: list[tuple[CounterGroup, list[CompiledRule]]] = field(default_factory=list)
+    approvals: list[CompiledRule] = field(default_factory=list)
+    # for a named tool: the allowing permit (None: the default) → its allow, and the first
+    # permit's failing step (`fail_index`; None: no permit) → its denial (Decisions, shared)
+    allowed: dict = field(default_factory=dict)
+    denied: dict = field(default_factory=dict)
+    first: CompiledRule | None = field(init=False)  # permits[0], tried first
+    rest: tuple[CompiledRule, ...] = field(init=False)  # the other permits
+
+    def __post_init__(self) -> None:
+        self.first = self.permits[0] if self.permits else None
+        self.rest = tuple(self.permits[1:])
+
+    @property
+    def limits(self) -> list[CompiledRule]:
+        return [r for _, rules in self.counters for r in rules]
 
 
 class Engine:
@@ -220,77 +301,200 @@ class Engine:
         self.program = program
         self.store: CounterStore = store or MemoryCounters()
         self.namespace = namespace
-        self.default_allow = program.default == "allow"
-        self.hidden = frozenset(program.hidden)
         self.filename = program.filename if program.origin == "mcpp" else None  # spans only for source
-        permits = [CompiledRule(p, p.policy) for p in program.policies if p.effect == "permit"]
-        forbids = [CompiledRule(p, p.policy) for p in program.policies if p.effect == "forbid"]
-        limits = [CompiledRule(li, li.limit) for li in program.limits]
-        self._increments: dict[int, Closure] = {
-            id(r): compile_expr(r.stmt.increment) for r in limits if r.stmt.increment is not None
-        }
-        self.other = ToolRules(
-            [r for r in permits if r.info.tools is None],
-            0,
-            [r for r in forbids if r.info.tools is None],
-            [r for r in limits if r.info.tools is None],
-        )
-        self.index: dict[str, ToolRules] = {}
-        for tool in program.named_tools():
-            self.index[tool] = ToolRules(
-                [r for r in permits if r.info.tools is None or tool in r.info.tools],
-                sum(1 for r in permits if r.info.tools is not None and tool in r.info.tools),
-                [r for r in forbids if r.info.tools is None or tool in r.info.tools],
-                [r for r in limits if r.info.tools is None or tool in r.info.tools],
+        compiled: dict[str, CompiledRule] = {}
+
+        def rule(info: PolicyInfo | LimitInfo) -> CompiledRule:
+            r = compiled.get(info.id)
+            if r is None:
+                r = compiled[info.id] = CompiledRule(info, info.stmt)
+            return r
+
+        def rules(tp: ToolPlan) -> ToolRules:
+            return ToolRules(
+                tp,
+                [rule(p) for p in tp.permits],
+                [rule(f) for f in tp.forbids],
+                [(g, [rule(li) for li in g.limits]) for g in tp.counters],
+                [rule(a) for a in tp.approvals],
             )
-        self._entities: dict = {}  # grant / tool / server → Entity, built once
+
+        plan = program.plan()
+        self.other = rules(plan.other)
+        self.index: dict[str, ToolRules] = {t: rules(tp) for t, tp in plan.tools.items()}
+        self._increments: dict[str, Closure] = {
+            r.id: compile_expr(r.stmt.increment) for r in compiled.values() if getattr(r.stmt, "increment", None) is not None
+        }
+        # grant id / tool / server → Entity, built once (bounded: grants and tools come from callers)
+        self._principals: dict[str, Entity] = {}
+        self._actions: dict[str, Entity] = {}
+        self._resources: dict[str, Entity] = {}
+        # the decision of a cause (a tool's failing permit step, forbid, allowing permit):
+        # built once, shared by every call it decides (decisions are never changed)
+        self._explained: dict[tuple, Decision] = {}
+        self._users: dict[str, tuple[User, Entity]] = {}  # user id → (the User, its Entity)
         self._pointers: dict = {}
-        self._group_parents: dict[str, frozenset] = {}
-        for g, members in program.groups.items():
-            for t in members:
-                self._group_parents[t] = self._group_parents.get(t, frozenset()) | {("Action", g)}
+        self._group_parents: dict[str, frozenset] = {
+            t: frozenset(("Action", g) for g in tp.ancestors) for t, tp in plan.tools.items() if tp.ancestors
+        }
+        self._groups_fn = self._groups_of  # one bound method, not one per call
 
     # -- the request model -----------------------------------------------------------
     def _groups_of(self, tool: str) -> frozenset:
         return self._group_parents.get(tool, frozenset())
 
-    def env(self, tool: str, args: dict, grant: Grant, server: str) -> Env:
-        cache = self._entities
-        principal = cache.get(grant.id)
-        if principal is None or principal.attrs["label"] != grant.label or principal.groups is not grant.groups:
-            principal = Entity("Grant", grant.id, {"label": grant.label}, frozenset(("Group", g) for g in grant.groups))
-            principal.groups = grant.groups
-        action = cache.get(("Action", tool))
-        if action is None:
-            action = Entity("Action", tool, None, self._groups_of(tool))
-        resource = cache.get(("Server", server))
-        if resource is None:
-            resource = Entity("Server", server)
-        if len(cache) > 50_000:  # bounded: grants and tools come from callers
-            cache.clear()
-        cache[grant.id] = principal
-        cache[("Action", tool)] = action
-        cache[("Server", server)] = resource
-        return Env(principal, action, resource, args, self._groups_of)
+    def env(self, tool: str, args: dict, grant: Caller, server: str) -> Env:
+        """The request as conditions see it; `grant` is the caller, a Grant or a User
+        (PrincipalError when a user does not fit the policy's `entity User`)."""
+        return Env(self._caller(grant), self._actions.get(tool) or self._action(tool),
+                   self._resources.get(server) or self._resource(server), args, self._groups_fn)
+
+    # entities are built once per caller, tool and server (`decide` inlines the lookups)
+    def _caller(self, grant: Caller) -> Entity:
+        if type(grant) is not Grant:
+            return self._user_entity(grant)  # type: ignore[arg-type]
+        principal = self._principals.get(grant.id)
+        if principal is None or (
+            (principal.groups is not grant.groups and principal.groups != grant.groups)
+            or principal.attrs["label"] != grant.label
+        ):
+            principal = self._principal(grant)
+        return principal
+
+    def _principal(self, grant: Grant) -> Entity:
+        principal = Entity("Grant", grant.id, {"label": grant.label}, frozenset(("Group", g) for g in grant.groups))
+        principal.groups = grant.groups
+        return _bounded_put(self._principals, grant.id, principal)
+
+    def _action(self, tool: str) -> Entity:
+        return _bounded_put(self._actions, tool, Entity("Action", tool, None, self._groups_of(tool)))
+
+    def _resource(self, server: str) -> Entity:
+        return _bounded_put(self._resources, server, Entity("Server", server))
+
+    def _user_entity(self, user: "User") -> Entity:
+        """A user as the principal entity: its declared attributes, typed, and its groups
+        (built once per user and kept while the same user calls)."""
+        if not isinstance(user, User):
+            raise TypeError(f"the caller must be a Grant or a User, not {type(user).__name__}")
+        hit = self._users.get(user.id)
+        if hit is not None and (hit[0] is user or hit[0] == user):
+            return hit[1]
+        decl = self.program.user_decl
+        check_user_groups(decl, user.groups)
+        entity = Entity("User", user.id, user_attributes(decl, user.attrs), frozenset(("Group", g) for g in user.groups))
+        if len(self._users) > 50_000:  # bounded: users come from tokens
+            self._users.clear()
+        self._users[user.id] = (user, entity)
+        return entity
 
     # -- deciding ----------------------------------------------------------------------
     def decide(
         self,
         tool: str,
         args: object = None,
-        grant: Grant | None = None,
+        grant: Caller | None = None,
         server: str = "default",
         now: float | None = None,
         reserve: bool = True,
+        store: CounterStore | None = None,
+        approved: bool = False,
     ) -> Decision:
-        """The decision for one `tools/call`. With `reserve`, an allow holds its limit budget."""
+        """The decision for one `tools/call` by `grant`, the caller (a Grant or a User).
+        With `reserve`, an allow holds its limit budget (in `store`, this call's counter
+        store, else the engine's). `approved`: a person approved this exact call, so a call
+        only an `@approval` permit allows is allowed (and reserves); without it such a call
+        is decided "approval", its limits checked but not reserved."""
         try:
-            return self._decide(tool, {} if args is None else args, grant or Grant(), server, now, reserve)
+            if args is None:
+                args = {}
+            if grant is None:
+                grant = _ANONYMOUS
+            if type(tool) is not str:
+                return Decision(False, str(tool), Rule("/request"), "tool name must be a string")
+            if type(args) is not dict:
+                return Decision(False, tool, Rule("/request"), "tool arguments must be a JSON object")
+            rules = self.index.get(tool, self.other)
+            plan = rules.plan
+            if plan.hidden:
+                span = self.program.hidden.get(tool)
+                return Decision(False, tool, Rule("/hide", None, span), f"Tool {tool} is not available (hidden by policy).")
+            if type(grant) is Grant:
+                principal = self._principals.get(grant.id)
+                if principal is None or (
+                    (principal.groups is not grant.groups and principal.groups != grant.groups)
+                    or principal.attrs["label"] != grant.label
+                ):
+                    principal = self._principal(grant)
+            else:
+                principal = self._user_entity(grant)
+            env = Env(principal, self._actions.get(tool) or self._action(tool),
+                      self._resources.get(server) or self._resource(server), args, self._groups_fn)
+            allowed_by: CompiledRule | None = None
+            first = rules.first
+            cause: int | None = None
+            if first is not None:
+                # the first permit is tried by `fail_index`, which also says why it fails:
+                # a denial names it, so no rule is evaluated twice
+                cause = first.fail_index(env)
+                if cause is None:
+                    allowed_by = first
+                else:
+                    for p in rules.rest:
+                        if p.applies(env):
+                            allowed_by = p
+                            break
+            approval_by: CompiledRule | None = None
+            if allowed_by is None and not plan.default_allows:
+                for a in rules.approvals:
+                    if a.applies(env):
+                        approval_by = a
+                        break
+                if approval_by is None:
+                    if first is None and rules.approvals:
+                        return self._explain_no_approval(tool, rules.approvals[0], env)
+                    hit = rules.denied.get(cause) if plan.tool is not None and first is not None else None
+                    return hit if hit is not None else self._explain_no_permit(tool, rules, cause)
+            for f in rules.forbids:
+                if f.applies(env):
+                    return self._explain_forbid(tool, f, env)
+            reservation = None
+            limit_info = None
+            if rules.counters:
+                # an approval-bound call reserves only when it runs: once approved
+                hold = reserve and (approval_by is None or approved)
+                denied, reservation, limit_info = self._limits(tool, rules.counters, env, grant, now, hold, store or self.store)
+                if denied is not None:
+                    return denied
+            if approval_by is not None:
+                text = approval_by.info.approval or ""
+                rule = Rule(f"/policies/{escape_pointer(approval_by.id)}", approval_by.id, approval_by.stmt.span)
+                message = (f"Allowed by {approval_by.id} after a person's approval." if approved else
+                           f"Tool {tool} needs a person's approval ({approval_by.id})" + (f": {text}" if text else "."))
+                return Decision(approved, tool, rule, message, reservation, limit_info, True, text)
+            if plan.tool is not None:  # a named tool: its rules are its own
+                hit = rules.allowed.get(allowed_by)
+                if hit is None:
+                    hit = rules.allowed[allowed_by] = self._allowed(tool, allowed_by)
+            else:
+                hit = self._explained.get((tool, id(allowed_by)))
+                if hit is None:
+                    hit = _bounded_put(self._explained, (tool, id(allowed_by)), self._allowed(tool, allowed_by))
+            if reservation is None and limit_info is None:
+                return hit
+            return Decision(True, tool, hit.rule, hit.message, reservation, limit_info)
+        except PrincipalError as e:  # fail closed: the gateway's claims do not fit the policy
+            return Decision(False, str(tool), Rule("/principal", None, self._user_span()),
+                            f"The caller does not fit the policy's `entity User` declaration: {e}.")
         except Exception as e:  # fail closed
             return Decision(False, str(tool), Rule("/error"), f"policy evaluation failed: {type(e).__name__}: {e}")
 
+    def _user_span(self) -> Span | None:
+        decl = self.program.user_decl
+        return decl.span if decl is not None and self.filename else None
+
     def explain(
-        self, tool: str, args: object = None, grant: Grant | None = None, server: str = "default"
+        self, tool: str, args: object = None, grant: Caller | None = None, server: str = "default"
     ) -> "Explanation":
         """Cedar's full answer for one call, beside the decision: every policy that
         applies (its scope matches and every clause holds) and every policy whose
@@ -300,10 +504,10 @@ class Engine:
         decision = self.decide(tool, args, grant, server, reserve=False)
         satisfied: list[str] = []
         errored: list[str] = []
-        if type(tool) is str and type(args if args is not None else {}) is dict:
+        if type(tool) is str and type(args if args is not None else {}) is dict and decision.rule.pointer != "/principal":
             rules = self.index.get(tool, self.other)
             env = self.env(tool, {} if args is None else args, grant, server)
-            for r in rules.permits + rules.forbids:
+            for r in rules.permits + rules.approvals + rules.forbids:
                 state = r.evaluate(env)
                 if state is True:
                     satisfied.append(r.id)
@@ -311,93 +515,62 @@ class Engine:
                     errored.append(r.id)
         return Explanation(decision, tuple(satisfied), tuple(errored), self.program)
 
-    def _decide(self, tool, args, grant, server, now, reserve) -> Decision:
-        if type(tool) is not str:
-            return Decision(False, str(tool), Rule("/request"), "tool name must be a string")
-        if type(args) is not dict:
-            return Decision(False, tool, Rule("/request"), "tool arguments must be a JSON object")
-        if tool in self.hidden:
-            span = self.program.hidden.get(tool)
-            return Decision(False, tool, Rule("/hide", None, span), f"Tool {tool} is not available (hidden by policy).")
-        rules = self.index.get(tool, self.other)
-        env = self.env(tool, args, grant, server)
-        allowed_by: CompiledRule | None = None
-        for p in rules.permits:
-            if p.applies(env):
-                allowed_by = p
-                break
-        if allowed_by is None and not (self.default_allow and rules.named_permits == 0):
-            return self._explain_no_permit(tool, rules, env)
-        for f in rules.forbids:
-            if f.applies(env):
-                return self._explain_forbid(tool, f, env)
-        reservation = None
-        limit_info = None
-        if rules.limits:
-            denied, reservation, limit_info = self._limits(tool, rules.limits, env, grant, now, reserve)
-            if denied is not None:
-                return denied
+    def _allowed(self, tool: str, allowed_by: CompiledRule | None) -> Decision:
+        """The allow of `tool` by `allowed_by` (None: the default), holding no budget."""
         if allowed_by is None:
-            rule = Rule("/default", None, self.program.default_span)
-            message = f"Tool {tool} is allowed by default."
+            rule, message = Rule("/default", None, self.program.default_span), f"Tool {tool} is allowed by default."
         elif allowed_by.info.tools is None:
             rule = Rule(f"/policies/{escape_pointer(allowed_by.id)}", allowed_by.id, allowed_by.stmt.span)
             message = allowed_by.allow_message
         else:
-            rule = Rule(self._tool_pointer(tool), allowed_by.id, allowed_by.stmt.span)
-            message = allowed_by.allow_message
-        return Decision(True, tool, rule, message, reservation, limit_info)
+            rule, message = Rule(self._tool_pointer(tool), allowed_by.id, allowed_by.stmt.span), allowed_by.allow_message
+        return Decision(True, tool, rule, message)
 
     # -- limits ------------------------------------------------------------------------
-    def _limits(self, tool, limits, env, grant, now, reserve):
+    def _limits(self, tool, counters, env, grant, now, reserve, store):
+        """Charge the plan's counter groups (`CounterGroup.charge`): all or none."""
         now = time.time() if now is None else now
         charges: list[Charge] = []
         meta: list[tuple[CompiledRule, int]] = []
-        for r in limits:
-            if not r.applies(env):
+        for group, compiled in counters:
+            applicable = []
+            for r in compiled:
+                if not r.applies(env):
+                    continue
+                amount: object = 1
+                inc = self._increments.get(r.id)
+                if inc is not None:
+                    amount = inc(env)
+                    if not is_number(amount) or amount < 0:  # type: ignore[operator]
+                        lim: ir.Limit = r.stmt
+                        message = (
+                            f"Limit {lim.counter!r} counts the argument {_path_text(lim.increment)}, "
+                            "which is missing or not a non-negative number."
+                        )
+                        return self._limit_denial(tool, r, None, message), None, None
+                applicable.append((r, amount))
+            if not applicable:
                 continue
-            lim: ir.Limit = r.stmt
-            amount: object = 1
-            inc = self._increments.get(id(r))
-            if inc is not None:
-                amount = inc(env)
-                if not is_number(amount) or amount < 0:
-                    return (
-                        self._limit_denial(
-                            tool, r, None, f"Limit {lim.counter!r} counts the argument "
-                            f"{_path_text(lim.increment)}, which is missing or not a non-negative number.",
-                        ),
-                        None,
-                        None,
-                    )
-            start, end = window_bounds(lim.window, now)
-            scope_id = grant.id if lim.scope_kind == "grant" else "*"
-            key = f"{self.namespace}|{lim.counter}|{lim.scope_kind}:{scope_id}|{lim.window}:{start}"
-            for i, c in enumerate(charges):
-                if c.key == key:
-                    # limits sharing one counter: the call adds both increments, and the
-                    # result must stay within the smaller max (the binding limit names a denial)
-                    if lim.max < c.max:
-                        meta[i] = (r, end)
-                    charges[i] = Charge(key, c.amount + amount, min(c.max, lim.max), end)
-                    break
-            else:
-                charges.append(Charge(key, amount, lim.max, end))
-                meta.append((r, end))
+            amount, cap, binding = CounterGroup.charge([(r.info, a) for r, a in applicable])
+            key = group.key
+            start, end = window_bounds(key.window, now)
+            scope_id = _scope_id(key.scope, grant)
+            store_key = f"{self.namespace}|{key.counter}|{key.scope}:{scope_id}|{key.window}:{start}"
+            charges.append(Charge(store_key, amount, cap, end))  # type: ignore[arg-type]
+            meta.append((next(r for r, _ in applicable if r.info is binding), end))
         if not charges:
             return None, None, None
         if not reserve:
             for i, c in enumerate(charges):
-                if self.store.value(c.key) + c.amount > c.max:
+                if store.value(c.key) + c.amount > c.max:
                     r, end = meta[i]
                     return self._limit_denial(tool, r, end), None, None
             return None, None, None
-        bad = self.store.reserve(charges)
+        bad = store.reserve(charges)
         if bad is not None:
             r, end = meta[bad]
             return self._limit_denial(tool, r, end), None, None
-        r, end = meta[0]
-        return None, Reservation(self.store, charges), None
+        return None, Reservation(store, charges), None
 
     def _limit_denial(self, tool, r: CompiledRule, resets_at: int | None, message: str | None = None) -> Decision:
         lim: ir.Limit = r.stmt
@@ -412,26 +585,47 @@ class Engine:
         return Decision(False, tool, Rule(pointer, r.id, lim.span), message, None, info)
 
     # -- explanations ----------------------------------------------------------------
-    def _explain_no_permit(self, tool: str, rules: ToolRules, env: Env) -> Decision:
-        if not rules.permits:
-            return Decision(
-                False, tool, Rule("/default", None, self.program.default_span),
-                f"Tool {tool} is not allowed by policy (default deny).",
-            )
-        p = rules.permits[0]
-        where, cond = p.first_failing(env)
+    def _explain_no_approval(self, tool: str, a: CompiledRule, env: Env) -> Decision:
+        """No permit names the tool and no `@approval` permit applies: the first approval
+        permit names the denial (not cached: approval permits are the rare case)."""
+        cause = a.fail_index(env)
+        where, cond = ("scope", None) if cause is None or cause < 0 else a.causes[cause]
+        return Decision(False, tool, *self._no_permit_rule(tool, a, where, cond))
+
+    def _explain_no_permit(self, tool: str, rules: ToolRules, cause: int | None) -> Decision:
+        """No permit applies: the first permit names the denial, at `cause` (its
+        `fail_index`); with no permit at all, the default does."""
+        cache = rules.denied if rules.plan.tool is not None else self._explained
+        key = cause if rules.plan.tool is not None else (tool, cause)
+        hit = cache.get(key)
+        if hit is None:
+            if cause is None:
+                hit = Decision(False, tool, Rule("/default", None, self.program.default_span),
+                               f"Tool {tool} is not allowed by policy (default deny).")
+            else:
+                p = rules.permits[0]
+                where, cond = ("scope", None) if cause < 0 else p.causes[cause]
+                hit = Decision(False, tool, *self._no_permit_rule(tool, p, where, cond))
+            if cache is self._explained:
+                _bounded_put(cache, key, hit)
+            else:
+                cache[key] = hit
+        return hit
+
+    def _no_permit_rule(self, tool: str, p: CompiledRule, where, cond) -> tuple[Rule, str]:
+        """The rule and message naming why permit `p` does not apply (`first_failing`)."""
         span = p.stmt.span
         reason = p.reason
         pointer = None
         if isinstance(where, ir.Clause):
             span = where.span
             reason = where.reason or reason
-            if cond is not None and p.info.tools is not None:
+            if cond is not None and p.info.tools is not None and p.info.approval is None:
                 pointer = self._pointer(tool, "require", cond)
         if pointer is None:
             pointer = f"/policies/{escape_pointer(p.id)}"
         message = reason or f"Denied: the call does not satisfy {pointer}."
-        return Decision(False, tool, Rule(pointer, p.id, span), message)
+        return Rule(pointer, p.id, span), message
 
     def _tool_pointer(self, tool: str) -> str:
         ptr = self._pointers.get(tool)
@@ -453,14 +647,40 @@ class Engine:
         return ptr
 
     def _explain_forbid(self, tool: str, f: CompiledRule, env: Env) -> Decision:
-        pointer = f"/policies/{escape_pointer(f.id)}"
-        if f.clauses and f.info.tools is not None:
-            cond = f.steps[0][0][2]  # the first condition of the first clause
-            if cond is not None:
-                pointer = self._pointer(tool, "deny_if", cond)
-        message = f.reason or f"Denied by {pointer}."
-        span = f.clauses[0][2].span if f.clauses else f.stmt.span
-        return Decision(False, tool, Rule(pointer, f.id, span), message)
+        key = (tool, id(f))
+        hit = self._explained.get(key)
+        if hit is None:
+            pointer = f"/policies/{escape_pointer(f.id)}"
+            if f.clauses and f.info.tools is not None:
+                cond = f.steps[0][0][2]  # the first condition of the first clause
+                if cond is not None:
+                    pointer = self._pointer(tool, "deny_if", cond)
+            message = f.reason or f"Denied by {pointer}."
+            span = f.clauses[0][2].span if f.clauses else f.stmt.span
+            hit = _bounded_put(self._explained, key, Decision(False, tool, Rule(pointer, f.id, span), message))
+        return hit
+
+
+def _bounded_put(cache: dict, key, value):
+    """Store and return `value`; a cache that grows past its bound starts over."""
+    if len(cache) >= 50_000:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _scope_id(scope: str, caller: Caller) -> str:
+    """Whom a limit's count belongs to: `grant` — the grant (for a user, the credential
+    the gateway names, else the user); `principal` — the caller as an entity, so a user
+    counts across all their sessions and clients, and grants and users never share a
+    count; `policy` — everyone."""
+    if scope == "grant":
+        if type(caller) is Grant:
+            return caller.id
+        return caller.grant_id if caller.grant_id is not None else f"User::{quote(caller.id)}"
+    if scope == "principal":
+        return f"{'Grant' if type(caller) is Grant else 'User'}::{quote(caller.id)}"
+    return "*"
 
 
 def _num(v) -> str:

@@ -88,16 +88,17 @@ def test_eval_calls_share_limit_counters(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "args, needle",
+    "args, needle, code",  # codes: the table in mcpp.console; tests/cli/test_exit_codes.py has every command
     [
-        (["eval", "examples/refunds.mcpp", "--call", "{not json"], "--call"),
-        (["eval", "examples/refunds.mcpp", "--call", '{"arguments": {}}'], '"name"'),
-        (["eval", "examples/refunds.mcpp"], "exactly one of"),
-        (["eval", "missing.mcpp", "--call", '{"name": "x"}'], "no such file"),
-        (["compile", "missing.mcpp"], "no such file"),
-        (["eval", "examples/refunds.mcpp", "--call", '{"name": "x"}', "--now", "yesterday"], "--now"),
+        (["eval", "examples/refunds.mcpp", "--call", "{not json"], "--call: invalid JSON", 2),
+        (["eval", "examples/refunds.mcpp", "--call", '{"arguments": {}}'], '"name"', 2),
+        (["eval", "examples/refunds.mcpp"], "exactly one of", 2),
+        (["eval", "missing.mcpp", "--call", '{"name": "x"}'], "no such file", 2),
+        (["compile", "missing.mcpp"], "no such file", 2),
+        (["eval", "examples/refunds.mcpp", "--call", '{"name": "x"}', "--now", "yesterday"], "--now", 2),
+        (["decompile", "examples/refunds.mcpp"], "did you mean `mcpp compile examples/refunds.mcpp`?", 2),
     ],
 )
-def test_bad_input_is_a_clear_error(args, needle):
+def test_bad_input_is_a_clear_error(args, needle, code):
     p = mcpp(*args)
-    assert p.returncode != 0 and needle in p.stderr
+    assert p.returncode == code and needle in p.stderr, p.stderr

@@ -32,9 +32,11 @@ function start(context) {
   });
   context.subscriptions.push(client);
   return client.start().catch((err) => {
+    // vscode-languageclient rejects with a string when the executable cannot be spawned
+    const why = err instanceof Error ? err.message : String(err);
     vscode.window.showErrorMessage(
       `mcpp: could not start the language server (${serverOptions().command} ${serverOptions().args.join(" ")}): ` +
-        `${err.message}. Install mcpp (pip install mcpp) or set "mcpp.server.path".`
+        `${why.replace(/\.$/, "")}. Install mcpp (pip install mcpp-policy) or set "mcpp.server.path".`
     );
   });
 }

@@ -1,9 +1,10 @@
 """`mcpp verify | lint | diff`: the analyzer on the command line.
 
-Exit codes: 0 everything passed; 1 an assertion failed or could not be decided, an
-error-level lint fired, or `diff --fail-on` matched; 2 bad input (syntax, validation,
-a malformed assertion, an unknown tool with `--tools`, a bad regex), reported with the
-same `file:line:col: error:` diagnostics as `mcpp check`.
+Exit codes (the table in mcpp.console): 0 everything passed; 1 the input has errors
+(syntax, validation, a malformed assertion, an unknown tool with `--tools`, a bad regex,
+reported with the same `file:line:col: error:` diagnostics as `mcpp check`), an
+assertion failed or could not be decided, an error-level lint fired, or `diff --fail-on`
+matched; 2 bad usage or unreadable input (a missing file, an unusable `--tools` catalog).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, print_diagnostics
+from mcpp.help import PROVE, command
+from mcpp.console import ERRORS, USAGE, die, print_diagnostics, read_input
 from mcpp.lang.diagnostics import MCPPError
 
 FORMATS = ("text", "json", "sarif")
@@ -27,48 +29,49 @@ def _format(fmt: str) -> str:
     return fmt
 
 
-def load_checked(path: Path):
-    """A Program, or exit 2 with `mcpp check`'s diagnostics."""
+def load_checked(paths: list[Path]) -> list[tuple[object, str]]:
+    """(Program, source) per file, or exit with `mcpp check`'s diagnostics: 2 when a file
+    cannot be read (every file is read before any is checked), 1 when any has errors
+    (every file's errors are printed)."""
+    texts = [read_input(p) for p in paths]
+    out = []
+    errors = 0
+    for path, text in zip(paths, texts):
+        prog, diags = _program(path, text)
+        bad = [d for d in diags if d.severity == "error"]
+        print_diagnostics(bad, text)
+        errors += len(bad)
+        out.append((prog, text))
+    if errors:
+        print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
+        raise typer.Exit(ERRORS)
+    return out
+
+
+def _program(path: Path, text: str):
     from mcpp.lang.jsonform import loads
+    from mcpp.lang.load import is_json
     from mcpp.lang.program import build_program, check_source
-    from mcpp.loader import is_json, read_text
+
+    if not is_json(path, text):
+        return check_source(text, str(path))
+    from mcpp.lang.jsonform import to_document
 
     try:
-        text = read_text(path)
+        doc = loads(text, str(path))
     except MCPPError as e:
-        print_diagnostics(e.diagnostics)
-        raise typer.Exit(2)
-    if is_json(path, text):
-        from mcpp.lang.jsonform import to_document
-
-        try:
-            doc = loads(text, str(path))
-        except MCPPError as e:
-            print_diagnostics(e.diagnostics, text)
-            raise typer.Exit(2)
-        prog, diags = build_program(to_document(doc, str(path)))
-        prog.origin = "json"
-    else:
-        prog, diags = check_source(text, str(path))
-    errors = [d for d in diags if d.severity == "error"]
-    if errors:
-        print_diagnostics(errors, text)
-        print(f"{len(errors)} error{'s' if len(errors) != 1 else ''}", file=sys.stderr)
-        raise typer.Exit(2)
-    return prog, text
+        return None, e.diagnostics
+    prog, diags = build_program(to_document(doc, str(path)))
+    prog.origin = "json"
+    return prog, diags
 
 
 def _catalog(path: Optional[Path]) -> set[str] | None:
     """Tool names from a catalog: a JSON list of names, or MCP `tools/list` output."""
     if path is None:
         return None
-    from mcpp.loader import read_text
-
     try:
-        data = json.loads(read_text(path))
-    except MCPPError as e:
-        print_diagnostics(e.diagnostics)
-        raise typer.Exit(2)
+        data = json.loads(read_input(path))
     except json.JSONDecodeError as e:
         die(f"{path}: invalid JSON: {e.msg}")
     if isinstance(data, dict):
@@ -92,10 +95,10 @@ def _catalog(path: Optional[Path]) -> set[str] | None:
 
 
 def verify_cmd(
-    files: List[Path] = typer.Argument(..., help="Policy files with `assert` statements"),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
-    tools: Optional[Path] = typer.Option(None, "--tools", help="Tool catalog (JSON list or tools/list result): unknown tools in asserts are errors"),
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files with `assert` statements"),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    tools: Optional[Path] = typer.Option(None, "--tools", metavar="FILE", help="Tool catalog (JSON list or tools/list result): unknown tools in asserts are errors"),
 ) -> None:
     """Prove every `assert`: PASS, FAIL with a counterexample call, or UNKNOWN with the reason."""
     from mcpp.analyzer import assert_diagnostics
@@ -106,15 +109,14 @@ def verify_cmd(
     catalog = _catalog(tools)
     loaded = []
     bad = False
-    for f in files:
-        prog, text = load_checked(f)
+    for f, (prog, text) in zip(files, load_checked(files)):
         problems = assert_problems(prog, catalog)
         if problems:
             print_diagnostics(problems, text)
             bad = True
         loaded.append((f, prog))
     if bad:
-        raise typer.Exit(2)
+        raise typer.Exit(ERRORS)
     per_file = [(f, prog, verify(prog, timeout_ms=timeout)) for f, prog in loaded]
     results = [r for _, _, rs in per_file for r in rs]
     counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "unknown")}
@@ -135,7 +137,7 @@ def verify_cmd(
                 _print_assert(r)
         print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['unknown']} unknown")
     if counts["fail"] or counts["unknown"]:
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 def _print_assert(r) -> None:
@@ -161,11 +163,11 @@ def _print_assert(r) -> None:
 
 
 def lint_cmd(
-    files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .json)"),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
-    only: List[str] = typer.Option([], "--only", help="Run only this lint (repeatable)"),
-    disable: List[str] = typer.Option([], "--disable", help="Skip this lint (repeatable)"),
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json)"),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    only: List[str] = typer.Option([], "--only", metavar="LINT", help="Run only this lint (docs/lints/ lists them)"),
+    disable: List[str] = typer.Option([], "--disable", metavar="LINT", help="Skip this lint"),
 ) -> None:
     """Find dead, redundant and bypassable rules, unsatisfiable conditions, unanchored allowlist
     regexes, and policies that allow everything or nothing. Exit 1 on an error-level finding."""
@@ -177,7 +179,7 @@ def lint_cmd(
         if name not in LINTS:
             die(f"unknown lint {name!r}; lints are {', '.join(sorted(LINTS))}")
     chosen = (set(only) or set(LINTS)) - set(disable)
-    loaded = [(f,) + load_checked(f) for f in files]
+    loaded = [(f, prog, text) for f, (prog, text) in zip(files, load_checked(files))]
     findings = []
     for f, prog, text in loaded:
         ds = lint(prog, timeout_ms=timeout, only=chosen)
@@ -196,18 +198,21 @@ def lint_cmd(
         print(f"{errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
               f" in {len(files)} file{'s' if len(files) != 1 else ''}")
     if any(d.severity == "error" for d in all_diags):
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 # ---- diff ------------------------------------------------------------------------------------
 
 
 def diff_cmd(
-    old: Path = typer.Argument(..., help="The current policy (.mcpp or .json)"),
-    new: Path = typer.Argument(..., help="The proposed policy (.mcpp or .json)"),
-    fmt: str = typer.Option("text", "--format", "-f", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", help="Z3 timeout per query, in milliseconds"),
-    fail_on: str = typer.Option("none", "--fail-on", help="looser | stricter | any | none: exit 1 when such a change is found (or cannot be ruled out)"),
+    old: Path = typer.Argument(..., metavar="OLD", help="The current policy (.mcpp or .json)"),
+    new: Path = typer.Argument(..., metavar="NEW", help="The proposed policy (.mcpp or .json)"),
+    fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    fail_on: str = typer.Option("none", "--fail-on", metavar="CHANGE", help="looser | stricter | any | none: exit 1 when such a change is found (or cannot be ruled out)"),
+    audit: Optional[Path] = typer.Option(None, "--audit", metavar="DB", help="A gateway audit database (audit.db): also list the real past calls whose decision would change"),
+    since: Optional[str] = typer.Option(None, "--since", metavar="TIME", help="With --audit: only calls since (ISO time, epoch seconds, or an age like 7d)"),
+    server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="With --audit: only calls to this server"),
 ) -> None:
     """Per tool: equivalent, stricter, looser or both, with a concrete call for each direction."""
     from mcpp.analyzer.diff import diff_programs
@@ -216,11 +221,18 @@ def diff_cmd(
     fmt = _format(fmt)
     if fail_on not in ("looser", "stricter", "any", "none"):
         die("--fail-on must be looser, stricter, any or none")
-    p_old, _ = load_checked(old)
-    p_new, _ = load_checked(new)
+    if audit is not None and not audit.is_file():
+        die(f"--audit: {audit}: no such audit database")
+    if (since or server) and audit is None:
+        die("--since and --server select audited calls: give --audit DB")
+    (p_old, _), (p_new, _) = load_checked([old, new])
     diffs = diff_programs(p_old, p_new, timeout_ms=timeout)
+    past = _past_calls(p_old, p_new, audit, since, server, timeout) if audit is not None else None
     if fmt == "json":
-        print(dumps({"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}))
+        doc = {"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}
+        if past is not None:
+            doc["audit"] = past
+        print(dumps(doc))
     elif fmt == "sarif":
         results = []
         for d in diffs:
@@ -235,23 +247,35 @@ def diff_cmd(
         print(dumps(sarif([], results)))
     else:
         for d in diffs:
-            label = d.tool if not d.other else f"{d.tool} (any tool neither version names)"
-            print(f"{label}: {d.status}")
+            print(f"{OTHER_TOOLS if d.other else d.tool}: {d.status}")
             for name, direction in (("looser", d.looser), ("stricter", d.stricter)):
                 if direction.status != "no":
                     print("  " + _direction_text(d, name, direction))
         changed = [d for d in diffs if d.status != "equivalent"]
         print(f"{len(changed)} of {len(diffs)} tool cases changed")
+        if past is not None:
+            _print_past(past)
     if _fails(diffs, fail_on):
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
+
+
+# The analyzer decides every tool neither version names at once, through one stand-in name
+# (`delete_everything`, made unique): people read the case by what it covers, and the
+# stand-in only inside the example call.
+OTHER_TOOLS = "every tool neither version names"
 
 
 def _direction_text(d, name: str, direction) -> str:
     if direction.status == "unknown":
         return f"{name}? undecided: {direction.reason}"
     w = direction.witness
-    verb = "newly allowed" if name == "looser" else "newly denied"
-    return (f"{verb}: {w.brief()} (old: {direction.old['decision']} by {direction.old['rule']}; "
+    verbs = {("deny", "allow"): "newly allowed", ("allow", "deny"): "newly denied",
+             ("deny", "approval"): "newly allowed with a person's approval", ("approval", "deny"): "newly denied",
+             ("approval", "allow"): "no longer needs approval", ("allow", "approval"): "newly needs approval"}
+    verb = verbs.get((direction.old["decision"], direction.new["decision"]),
+                     "newly allowed" if name == "looser" else "newly denied")
+    example = f"any tool neither version names, e.g. {w.brief()}" if d.other else w.brief()
+    return (f"{verb}: {example} (old: {direction.old['decision']} by {direction.old['rule']}; "
             f"new: {direction.new['decision']} by {direction.new['rule']})")
 
 
@@ -265,6 +289,83 @@ def _line_of(decision: dict) -> int:
     return 1
 
 
+REPLAY_NOTE = {
+    "keys": "argument keys only (values were not retained): `has` is known, every value is not",
+    "hashed": "hashed values: shape, types, and equality with every constant the policies compare with; not order or patterns",
+    "full": "full values: replayed exactly",
+}
+
+
+def _past_calls(p_old, p_new, db: Path, since, server, timeout: int) -> dict:
+    """The audited calls, grouped by what the audit knows of them, replayed (analyzer/replay.py)."""
+    import re
+
+    from mcpp.analyzer.replay import PastCall, replay
+    from mcpp.commands.gateway import _time
+    from mcpp.runtime.gateway.audit import AuditLog
+
+    try:
+        log = AuditLog(db.parent, readonly=True)
+        if log.path.resolve() != db.resolve():
+            log.close()
+            die(f"--audit: expected a file named audit.db, not {db.name}")
+        rows = log.query(server=server, since=_time(since, "--since"))
+    except Exception as e:
+        die(f"--audit: cannot read {db}: {type(e).__name__}: {e}")
+    key_file = db.parent / "audit-values.key"
+    key = bytes.fromhex(key_file.read_text().strip()) if key_file.exists() else None
+    calls: dict = {}
+    skipped = {"answers": 0, "before_policy": 0}
+    for r in rows:
+        if r["decision"] not in ("allow", "deny", "approval"):
+            skipped["answers"] += 1  # a person's answer, not a call
+            continue
+        if re.match(r"^/tools/[^/]*/schema(/|$)", r["rule"]) or r["rule"].startswith("/catalog/") or r["rule"] in (
+                "/no-policy", "/error", "/limits/store-unavailable", "/approval/unbindable"):
+            skipped["before_policy"] += 1  # refused before any policy decided: a new policy changes nothing
+            continue
+        values = r.get("arg_values")
+        known = values.get("kind") if isinstance(values, dict) and values.get("kind") in ("hashed", "full") else "keys"
+        keys = tuple(r["arg_keys"])
+        complete = not any(k.startswith("…(+") for k in keys)
+        groups = tuple(r["grant_groups"]) if r.get("grant_groups") is not None else None
+        pc = PastCall(r["tool"], r["grant_id"], r["grant_label"], groups, r["server"], keys, complete, known,
+                      json.dumps(values) if known != "keys" else None)
+        calls.setdefault(pc, []).append(r["seq"])
+    results = replay(p_old, p_new, calls, key=key, timeout_ms=timeout)
+    by = {s: [x for x in results if x.status == s] for s in ("changes", "may-change", "unknown", "unchanged")}
+    return {
+        "database": str(db), "rows": len(rows), "distinct_calls": len(results),
+        "rows_changing": sum(len(x.rows) for x in by["changes"]),
+        "rows_that_may_change": sum(len(x.rows) for x in by["may-change"]),
+        "rows_unchanged": sum(len(x.rows) for x in by["unchanged"]),
+        "rows_undecided": sum(len(x.rows) for x in by["unknown"]),
+        "not_replayed": skipped, "hash_key": key is not None,
+        "calls": [x.to_dict() for x in results if x.status != "unchanged"],
+    }
+
+
+def _print_past(past: dict) -> None:
+    print(f"past calls in {past['database']}: {past['rows']} rows, {past['distinct_calls']} distinct calls")
+    for c in past["calls"]:
+        who = f"{c['grant_label']}({c['grant_id']})" if c["grant_label"] else c["grant_id"]
+        head = f"  {c['status']:<10} {c['rows']} row{'s' if c['rows'] != 1 else ''}  {c['tool']} by {who} on {c['server']} [{c['known']}]"
+        if "call" in c:
+            args = json.dumps(c["call"]["request"]["params"]["arguments"], ensure_ascii=False)
+            head += (f": old {c['old']['decision']} by {c['old']['rule']}; new {c['new']['decision']} by {c['new']['rule']}"
+                     f"; {'e.g. ' if c['status'] != 'changes' or c['known'] != 'full' else ''}arguments {args}")
+        print(head)
+        if c.get("reason"):
+            print(f"             {c['reason']}")
+    print(f"{past['rows_changing']} rows change, {past['rows_that_may_change']} may change, "
+          f"{past['rows_unchanged']} unchanged, {past['rows_undecided']} undecided; not replayed: "
+          f"{past['not_replayed']['before_policy']} refused before the policy, {past['not_replayed']['answers']} approval answers")
+    kinds = sorted({c["known"] for c in past["calls"]})
+    for k in kinds:
+        print(f"  [{k}] {REPLAY_NOTE[k]}")
+    print("  limits are compared at zero counts: the audit does not record the counts a past call met")
+
+
 def _fails(diffs, fail_on: str) -> bool:
     if fail_on == "none":
         return False
@@ -276,6 +377,6 @@ def _fails(diffs, fail_on: str) -> bool:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("verify")(verify_cmd)
-    app.command("lint")(lint_cmd)
-    app.command("diff")(diff_cmd)
+    command(app, "verify", verify_cmd, PROVE)
+    command(app, "lint", lint_cmd, PROVE)
+    command(app, "diff", diff_cmd, PROVE)

@@ -10,13 +10,13 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, fail
+from mcpp.help import DEPLOY, Command, command, group
+from mcpp.console import ERRORS, USAGE, die, fail, note, plural, write_output
 from mcpp.lang.diagnostics import MCPPError
 
-catalog_app = typer.Typer(
-    help="Capture a server's tools, compare captures, and check policies against them.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
+catalog_app = group(
+    "Capture a server's tools (pull), compare two captures (diff), and list how mcpp reads each tool (show). "
+    "Policies are checked against a catalog by `mcpp check`; `mcpp init` starts a policy from one."
 )
 
 
@@ -26,18 +26,19 @@ def _load(path: Path):
     try:
         return load_catalog(path)
     except MCPPError as e:
-        fail(e, 2)
+        fail(e, USAGE)  # a catalog is evidence the command reads: unusable means unreadable input
 
 
-@catalog_app.command("pull")
+@catalog_app.command("pull", cls=Command)
 def pull_cmd(
-    url: Optional[str] = typer.Option(None, "--url", help="A Streamable HTTP MCP endpoint, e.g. http://127.0.0.1:8000/mcp"),
-    header: List[str] = typer.Option([], "--header", help="An HTTP header NAME:VALUE for --url (repeatable)"),
-    stdio: Optional[str] = typer.Option(None, "--stdio", help='A command that speaks MCP on stdio, e.g. "npx -y @modelcontextprotocol/server-memory"'),
-    env: List[str] = typer.Option([], "--env", help="NAME=VALUE for the --stdio command's environment (repeatable)"),
-    cwd: Optional[Path] = typer.Option(None, "--cwd", help="Working directory for the --stdio command"),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the catalog here (default: stdout)"),
-    timeout: float = typer.Option(120.0, "--timeout", help="Seconds to wait for the whole capture"),
+    url: Optional[str] = typer.Option(None, "--url", metavar="URL", help="A Streamable HTTP MCP endpoint, e.g. http://127.0.0.1:8000/mcp"),
+    header: List[str] = typer.Option([], "--header", metavar="NAME:VALUE", help="An HTTP header for --url"),
+    stdio: Optional[str] = typer.Option(None, "--stdio", metavar='"CMD ARGS"', help='A command that speaks MCP on stdio, e.g. "npx -y @modelcontextprotocol/server-memory"'),
+    env: List[str] = typer.Option([], "--env", metavar="NAME=VALUE", help="An environment variable for the --stdio command"),
+    cwd: Optional[Path] = typer.Option(None, "--cwd", metavar="DIR", help="Working directory for the --stdio command"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the catalog here (default: stdout)"),
+    timeout: float = typer.Option(120.0, "--timeout", metavar="SECONDS", help="Seconds to wait for the whole capture"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Connect with the MCP SDK client, read every page of tools/list, and write a catalog."""
     from mcpp.catalog.pull import PullError, Target, parse_env, parse_header, pull
@@ -63,21 +64,26 @@ def pull_cmd(
             target = Target(command=cmd, env=dict(parse_env(x) for x in env), cwd=str(cwd) if cwd else None,
                             timeout=timeout)
         catalog = pull(target)
-    except PullError as e:
-        die(str(e), 1)
+    except PullError as e:  # the server could not be read, or answered with no usable tools/list
+        die(str(e), USAGE)
     text = catalog.dumps()
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
-        print(f"{out}: {len(catalog.tools)} tools from {catalog.server_name} {catalog.server_version}", file=sys.stderr)
+        write_output(out, text)
+        note(f"{out}: {plural(len(catalog.tools), 'tool')} from {_server(catalog)}", quiet)
 
 
-@catalog_app.command("diff")
+def _server(cat) -> str:
+    """"name version", without a stray space for a server that reports no version."""
+    return " ".join(x for x in (cat.server_name or "(unnamed server)", cat.server_version) if x)
+
+
+@catalog_app.command("diff", cls=Command)
 def diff_cmd(
-    old: Path = typer.Argument(..., help="The reviewed catalog"),
-    new: Path = typer.Argument(..., help="A fresh capture"),
-    format: str = typer.Option("text", "--format", help="text or json"),
+    old: Path = typer.Argument(..., metavar="OLD", help="The reviewed catalog"),
+    new: Path = typer.Argument(..., metavar="NEW", help="A fresh capture"),
+    format: str = typer.Option("text", "--format", metavar="FORMAT", help="text or json"),
 ) -> None:
     """Tools added, removed and changed between two catalogs. Exit 1 when anything changed (for CI)."""
     from mcpp.catalog.drift import diff_catalogs, has_drift, render_text
@@ -90,13 +96,13 @@ def diff_cmd(
     else:
         sys.stdout.write(render_text(d, str(old), str(new)))
     if has_drift(d):
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
-@catalog_app.command("show")
+@catalog_app.command("show", cls=Command)
 def show_cmd(
-    file: Path = typer.Argument(..., help="A catalog"),
-    format: str = typer.Option("text", "--format", help="text or json"),
+    file: Path = typer.Argument(..., metavar="CATALOG", help="A catalog from `mcpp catalog pull`"),
+    format: str = typer.Option("text", "--format", metavar="FORMAT", help="text or json"),
 ) -> None:
     """List a catalog's tools with their classification (what `mcpp init` would do with each)."""
     from mcpp.catalog.classify import classify
@@ -108,7 +114,7 @@ def show_cmd(
     if format == "json":
         sys.stdout.write(json.dumps([r.to_dict() for r in rows], indent=2, ensure_ascii=False) + "\n")
         return
-    print(f"{cat.server_name} {cat.server_version}: {len(rows)} tools")
+    print(f"{_server(cat)}: {plural(len(rows), 'tool')}")
     for r in rows:
         risky = ", ".join(f"{a.path_text} ({a.kind})" for a in r.risky)
         print(f"  {r.kind:<11} {r.name}" + (f"   guards: {risky}" if risky else ""))
@@ -116,9 +122,10 @@ def show_cmd(
 
 
 def init_cmd(
-    catalog: Path = typer.Option(..., "--catalog", help="A catalog from `mcpp catalog pull`"),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write the policy here (default: stdout)"),
+    catalog: Path = typer.Option(..., "--catalog", metavar="CATALOG", help="A catalog from `mcpp catalog pull`"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write the policy here (default: stdout)"),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output file"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Write a reviewable starting policy for a catalog: default deny, reads permitted, destructive tools
     hidden, writes permitted behind suggested argument guards; every choice commented."""
@@ -137,11 +144,11 @@ def init_cmd(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
-        print(f"{out}: starter policy for {len(cat.tools)} tools; review every comment, then "
-              f"`mcpp check {out} && mcpp verify {out}`", file=sys.stderr)
+        write_output(out, text)
+        note(f"{out}: starter policy for {plural(len(cat.tools), 'tool')}; review every comment, then "
+             f"`mcpp check {out} && mcpp verify {out}`", quiet)
 
 
 def register(app: typer.Typer) -> None:
-    app.add_typer(catalog_app, name="catalog")
-    app.command("init")(init_cmd)
+    app.add_typer(catalog_app, name="catalog", rich_help_panel=DEPLOY)
+    command(app, "init", init_cmd, DEPLOY)

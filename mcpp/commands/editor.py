@@ -8,7 +8,7 @@ import typer
 def lsp(
     stdio: bool = typer.Option(False, "--stdio", help="Talk LSP over stdin/stdout: the only transport, so this "
                                "changes nothing (some clients always pass it)"),
-    log_file: str = typer.Option(None, "--log-file", help="Also write the server's log to this file"),
+    log_file: str = typer.Option(None, "--log-file", metavar="FILE", help="Also write the server's log to this file"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level"),
 ) -> None:
     """Run the mcpp language server on stdio."""
@@ -31,4 +31,6 @@ def lsp(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("lsp")(lsp)
+    from mcpp.help import RUN, command
+
+    command(app, "lsp", lsp, RUN)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -10,27 +11,37 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import die, emit_json, fail, print_diagnostics
+from mcpp.console import (ERRORS, USAGE, die, emit_json, fail, load_policy, note, plural, print_diagnostics,
+                          read_input, read_stdin, write_output)
+from mcpp.help import AUTHOR, DEPLOY, command
 from mcpp.lang.diagnostics import MCPPError
-from mcpp.loader import is_json, load_policy, read_text
+from mcpp.lang.load import is_json, read_text
 
 
 def check(
-    files: List[Path] = typer.Argument(..., help="Policy files (.mcpp or .json)"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", help="Also validate against this tool catalog "
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json)"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="Also validate against this tool catalog "
                                            "(default: the one the policy names, if any; see docs/catalogs.md)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Parse and validate; print `file:line:col: error: …` for every problem. Exit 1 on errors."""
     from mcpp.lang.jsonform import loads
     from mcpp.lang.program import check_source
 
-    errors = 0
+    if catalog is not None:  # a --catalog that cannot be used is a usage error, not the policy's
+        from mcpp.catalog import load_catalog
+
+        try:
+            load_catalog(catalog)
+        except MCPPError as e:
+            fail(e, USAGE)
+    errors = warnings = unreadable = 0
     for f in files:
         try:
             text = read_text(f)
         except MCPPError as e:
             print_diagnostics(e.diagnostics)
-            errors += 1
+            unreadable += 1
             continue
         if is_json(f, text):
             try:
@@ -45,41 +56,60 @@ def check(
             diags = diags + catalog_diagnostics(f, prog, catalog)
         print_diagnostics(diags, text)
         errors += sum(1 for d in diags if d.severity == "error")
+        warnings += sum(1 for d in diags if d.severity == "warning")
+    found = [plural(errors, "error")] if errors else []
+    found += [plural(warnings, "warning")] if warnings else []
+    readable = len(files) - unreadable
+    summary = [f"checked {plural(readable, 'file')}: {', '.join(found) or 'no problems'}"] if readable else []
+    summary += [f"{plural(unreadable, 'file')} could not be read"] if unreadable else []
+    note("; ".join(summary), quiet)
+    if unreadable:
+        raise typer.Exit(USAGE)
     if errors:
-        print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
-        raise typer.Exit(1)
+        raise typer.Exit(ERRORS)
 
 
 def fmt(
-    files: List[Path] = typer.Argument(..., help="Files to format in place; `-` reads stdin, writes stdout"),
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Files to format in place; `-` reads stdin, writes stdout"),
     check_only: bool = typer.Option(False, "--check", help="Change nothing; exit 1 if a file is not formatted"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Format .mcpp files canonically (idempotent, comments kept)."""
     from mcpp.lang.formatter import format_document
     from mcpp.lang.parser import parse
 
-    unformatted = []
-    for f in files:
-        if str(f) == "-":
-            text = sys.stdin.read()
-            try:
-                sys.stdout.write(format_document(parse(text, "<stdin>")))
-            except MCPPError as e:
-                fail(e, 1)
-            continue
+    # read everything, then format everything, then write: a missing file (2) or a syntax
+    # error (1) anywhere leaves every file as it was
+    texts = [(f, read_stdin() if str(f) == "-" else read_input(f)) for f in files]
+    formatted, errors = [], []
+    for f, text in texts:
         try:
-            text = read_text(f)
-            out = format_document(parse(text, str(f)))
+            formatted.append((f, text, format_document(parse(text, "<stdin>" if str(f) == "-" else str(f)))))
         except MCPPError as e:
-            fail(e, 1)
-        if out != text:
+            errors.extend(e.diagnostics)
+            print_diagnostics(e.diagnostics, text)
+    if errors:
+        raise typer.Exit(ERRORS)
+    unformatted = []
+    for f, text, out in formatted:
+        if str(f) == "-":
+            sys.stdout.write(out)
+        elif out != text:
             unformatted.append(str(f))
             if not check_only:
-                f.write_text(out, encoding="utf-8")
-    if check_only and unformatted:
+                write_output(f, out)
+    named = [f for f in files if str(f) != "-"]
+    if check_only:
         for name in unformatted:
             print(f"would reformat {name}", file=sys.stderr)
-        raise typer.Exit(1)
+        if named:
+            note(f"{len(unformatted)} of {plural(len(named), 'file')} would be reformatted" if unformatted
+                 else f"{plural(len(named), 'file')} already formatted", quiet)
+        if unformatted:
+            raise typer.Exit(ERRORS)
+    elif named:
+        note(f"reformatted {len(unformatted)} of {plural(len(named), 'file')}" if unformatted
+             else f"{plural(len(named), 'file')} already formatted", quiet)
 
 
 def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
@@ -87,35 +117,134 @@ def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
 
     if grant is None:
         if label or groups:
-            die("--label and --group need --grant")
+            die("--label and --group need --grant (or --user for --group)")
         return None
     return GrantContext(grant, label, frozenset(groups))
 
 
+def _user_ctx(user: str, claims: List[str], groups: List[str]):
+    """`--user ID --claim name=JSON …`: the claims are JSON values, typed by `entity User`."""
+    from mcpp.lang.compiler import UserContext
+
+    values = {}
+    for c in claims:
+        name, eq, text = c.partition("=")
+        if not eq or not name:
+            die(f"--claim {c!r}: write NAME=JSON, e.g. --claim refund_cap=5000 or --claim 'email=\"a@b.c\"'")
+        try:
+            values[name] = json.loads(text)
+        except json.JSONDecodeError as e:
+            die(f"--claim {name}: not a JSON value ({e.msg}): {text!r}")
+    return UserContext(user, tuple(values.items()), frozenset(groups))
+
+
 def compile_cmd(
-    file: Path = typer.Argument(..., help="A .mcpp policy"),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout"),
-    grant: Optional[str] = typer.Option(None, "--grant", help="Compile the document for this grant id"),
-    label: str = typer.Option("", "--label", help="The grant's label (with --grant)"),
-    group: List[str] = typer.Option([], "--group", help="A group the grant is in (repeatable, with --grant)"),
-    server: Optional[str] = typer.Option(None, "--server", help="Compile for this server id"),
+    file: Path = typer.Argument(..., metavar="FILE", help="A .mcpp policy"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here instead of stdout"),
+    grant: Optional[str] = typer.Option(None, "--grant", metavar="ID", help="Compile the document for this grant id"),
+    label: str = typer.Option("", "--label", metavar="LABEL", help="The grant's label (with --grant)"),
+    group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant or user is in (repeatable)"),
+    user: Optional[str] = typer.Option(None, "--user", metavar="ID", help="Compile the document for this user (OAuth subject)"),
+    claim: List[str] = typer.Option([], "--claim", metavar="NAME=JSON", help="A claim of the user, typed by `entity User` "
+                                    "(repeatable, with --user)"),
+    server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="Compile for this server id"),
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
+    target: str = typer.Option("json", "--target", metavar="FORM", help="json (the gateway's form) or cedar (docs/cedar.md)"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="cedar: the tool catalog whose input schemas type context.input"),
+    schema_out: Optional[Path] = typer.Option(None, "--schema-out", metavar="FILE", help="cedar: also write the Cedar schema here (needs --catalog)"),
+    partial: bool = typer.Option(False, "--partial", help="cedar: leave out what Cedar cannot express, with a warning for each"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NS", help="cedar: put the entity types and actions in this namespace"),
+    agentcore_gateway: Optional[str] = typer.Option(None, "--agentcore-gateway", metavar="ARN", help="cedar: write for Amazon Bedrock AgentCore Policy, for the gateway with this ARN"),
+    agentcore_target: Optional[str] = typer.Option(None, "--agentcore-target", metavar="NAME", help="cedar: the AgentCore gateway target whose tools the policy governs"),
 ) -> None:
-    """Compile to the gateway's JSON form; refuse, naming the rule, what it cannot express."""
+    """Compile to the gateway's JSON form (or Cedar); refuse, naming the rule, what it cannot express."""
     from mcpp.lang.compiler import compile_program
 
+    if target == "cedar":
+        if grant is not None or label or group or server is not None or user is not None or claim:
+            die("--grant, --label, --group, --user, --claim and --server apply to --target json")
+        _compile_cedar(file, out, catalog, schema_out, partial, namespace, agentcore_gateway, agentcore_target, quiet)
+        return
+    if target != "json":
+        die(f"--target must be json or cedar, not {target!r}")
+    if catalog is not None or schema_out is not None or partial or namespace is not None or agentcore_gateway or agentcore_target:
+        die("--catalog, --schema-out, --partial, --namespace and --agentcore-* apply to --target cedar")
+    if user is not None and grant is not None:
+        die("give --grant or --user, not both")
+    if claim and user is None:
+        die("--claim needs --user")
+    if user is not None and label:
+        die("--label is a grant's; a user's attributes are --claim NAME=JSON")
+    principal = _user_ctx(user, claim, group) if user is not None else _grant_ctx(grant, label, group)
+    program = load_policy(file)
     try:
-        program = load_policy(file)
-        doc = compile_program(program, _grant_ctx(grant, label, group), server)
+        doc = compile_program(program, principal, server)
     except MCPPError as e:
-        fail(e, 1)
-    if validate:
+        fail(e, ERRORS)
+    if validate and user is not None:
+        _translation_validate_user(program, doc, principal, server)
+    elif validate:
         _translation_validate(program, doc, grant, label, group, server)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_output(out, text)
+        tools = doc.get("tools", {}) if isinstance(doc, dict) else {}
+        note(f"wrote {out}: {plural(len(tools), 'tool')}, "
+             + ("proved to decide every call as the source does" if validate else "not validated (--no-validate)"), quiet)
+
+
+def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], schema_out: Optional[Path],
+                   partial: bool, namespace: Optional[str], gateway: Optional[str], gateway_target: Optional[str],
+                   quiet: bool) -> None:
+    """`--target cedar` (lang/cedar_export.py): refusals are `file:line:col: error:` (exit 1);
+    with --partial each left-out statement is a warning and the rest is written."""
+    from mcpp.lang.cedar_export import export_program
+    from mcpp.lang.cedar_model import CedarNames, namespace_ok
+
+    if schema_out is not None and catalog is None:
+        die("--schema-out needs --catalog (the tools' input schemas type context.input)")
+    if namespace is not None and not namespace_ok(namespace):
+        die(f"--namespace: {namespace!r} is not a Cedar namespace (identifiers joined by ::)")
+    if (gateway is None) != (gateway_target is None):
+        die("--agentcore-gateway and --agentcore-target go together (AgentCore names a tool <target>___<tool>)")
+    if gateway is not None and namespace is not None:
+        die("--namespace does not apply with --agentcore-gateway (AgentCore's namespace is AgentCore)")
+    if gateway is not None and catalog is None:
+        die("--agentcore-gateway needs --catalog (AgentCore validates policies against the tools' input schemas)")
+    tools = None
+    if catalog is not None:
+        from mcpp.catalog import load_catalog
+
+        try:
+            tools = {name: t.input_schema for name, t in load_catalog(catalog).tools.items()}
+        except MCPPError as e:
+            fail(e, USAGE)
+    program = load_policy(file)
+    source = getattr(program, "cedar", None)
+    if gateway is not None:
+        names = CedarNames.agentcore(gateway, gateway_target)  # type: ignore[arg-type]
+    else:
+        names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
+    try:
+        result = export_program(program, tools=tools, names=names, partial=partial, schema=schema_out is not None,
+                                contains_spans=source.contains_spans if source is not None else frozenset())
+    except MCPPError as e:
+        fail(e, ERRORS)
+    print_diagnostics(result.left_out, program.document.source if program.document is not None else None)
+    if result.left_out:
+        n = len(result.left_out)
+        print(f"{plural(n, 'statement')} left out: Cedar will not enforce {'them' if n != 1 else 'it'}", file=sys.stderr)
+    if out is None:
+        sys.stdout.write(result.policies)
+    else:
+        write_output(out, result.policies)
+        n = len(result.ids)
+        note(f"wrote {out}: {n} Cedar {'policy' if n == 1 else 'policies'}", quiet)
+    if schema_out is not None and result.schema is not None:
+        write_output(schema_out, result.schema)
 
 
 def _translation_validate(program, doc, grant, label, groups, server) -> None:
@@ -126,24 +255,60 @@ def _translation_validate(program, doc, grant, label, groups, server) -> None:
         return
     problem = validate_translation(program, doc, grant=grant, label=label, groups=list(groups), server=server)
     if problem is not None:
+        die(f"translation validation failed, nothing written: {problem}", ERRORS)
+
+
+def _translation_validate_user(program, doc, principal, server) -> None:
+    """For --user: the proof is against the policy as that user sees it (principal folded
+    by the evaluator, `lang.compiler.specialise`); the analyzer does not model users yet."""
+    try:
+        from mcpp.analyzer.translation import validate_translation
+    except ImportError:  # the analyzer is an optional part of a partial checkout
+        return
+    from mcpp.lang.compiler import specialise
+
+    view, why = specialise(program, principal)
+    if view is None:
+        die(f"translation validation failed, nothing written: {why} (--no-validate writes it unproved)", 1)
+    problem = validate_translation(view, doc, server=server)
+    if problem is not None:
         die(f"translation validation failed, nothing written: {problem}", 1)
 
 
 def decompile(
-    file: Path = typer.Argument(..., help="A JSON-form policy"),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Write here instead of stdout"),
+    file: Path = typer.Argument(..., metavar="FILE", help="A JSON-form policy (from `mcpp compile`)"),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", metavar="FILE", help="Write here instead of stdout"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Turn a JSON-form policy into readable .mcpp."""
     from mcpp.lang.decompiler import decompile as run
 
+    source = read_input(file)
+    if _is_mcpp_source(file, source):
+        die(f"{file}: this is a .mcpp file; did you mean `mcpp compile {shlex.quote(str(file))}`? "
+            "(decompile reads the JSON form that compile writes)")
     try:
-        text = run(read_text(file), str(file))
+        text = run(source, str(file))
     except MCPPError as e:
-        fail(e, 1)
+        fail(e, ERRORS)
     if out is None:
         sys.stdout.write(text)
     else:
-        out.write_text(text, encoding="utf-8")
+        write_output(out, text)
+        note(f"wrote {out}", quiet)
+
+
+def _is_mcpp_source(path: Path, text: str) -> bool:
+    """A `.mcpp` file, or text that is no JSON at all but parses as mcpp: given to decompile,
+    it is the wrong command, not a broken JSON document."""
+    if path.suffix == ".mcpp":
+        return True
+    if not text.strip() or text.lstrip().startswith(("{", "[", '"')):
+        return False
+    from mcpp.lang.parser import parse_partial
+
+    _, diags = parse_partial(text, str(path))
+    return not any(d.severity == "error" for d in diags)
 
 
 def _parse_now(now: Optional[str]) -> Optional[float]:
@@ -159,95 +324,69 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
         die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
 
 
-def _call_fields(obj: object, where: str):
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: a call must be a JSON object like {{\"name\": …, \"arguments\": {{…}}}}")
-    name = obj.get("name")
-    if not isinstance(name, str):
-        raise ValueError(f"{where}: \"name\" (the tool) must be a string")
-    args = obj.get("arguments", {})
-    if args is None:
-        args = {}
-    return name, args
-
-
-def _grant_of(value, default):
-    from mcpp.runtime.engine import Grant
-
-    if value is None:
-        return default
-    if isinstance(value, str):
-        return Grant(value, default.label if value == default.id else "", default.groups if value == default.id else frozenset())
-    if isinstance(value, dict) and isinstance(value.get("id"), str):
-        groups = value.get("groups", [])
-        if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
-            raise ValueError("\"grant.groups\" must be a list of strings")
-        return Grant(value["id"], str(value.get("label", "")), frozenset(groups))
-    raise ValueError("\"grant\" must be a grant id or {\"id\", \"label\", \"groups\"}")
-
-
 def eval_cmd(
-    policy: Path = typer.Argument(..., help="A .mcpp or JSON-form policy"),
-    call: Optional[str] = typer.Option(None, "--call", help='tools/call params: {"name": …, "arguments": {…}}'),
-    calls: Optional[Path] = typer.Option(None, "--calls", help="A file of calls, one JSON object a line"),
-    grant: str = typer.Option("anonymous", "--grant", help="The grant id making the call"),
-    label: str = typer.Option("", "--label", help="The grant's label"),
-    group: List[str] = typer.Option([], "--group", help="A group the grant is in (repeatable)"),
-    server: str = typer.Option("default", "--server", help="The server id"),
-    now: Optional[str] = typer.Option(None, "--now", help="Evaluate at this time (epoch or ISO 8601), for limits"),
+    policy: Path = typer.Argument(..., metavar="FILE", help="A .mcpp or JSON-form policy"),
+    call: Optional[str] = typer.Option(None, "--call", metavar="JSON", help='tools/call params: {"name": …, "arguments": {…}}'),
+    calls: Optional[Path] = typer.Option(None, "--calls", metavar="FILE", help="A file of calls, one JSON object a line (limits count across lines)"),
+    grant: str = typer.Option("anonymous", "--grant", metavar="ID", help="The grant id making the call"),
+    label: str = typer.Option("", "--label", metavar="LABEL", help="The grant's label"),
+    group: List[str] = typer.Option([], "--group", metavar="GROUP", help="A group the grant is in"),
+    server: str = typer.Option("default", "--server", metavar="ID", help="The server id"),
+    now: Optional[str] = typer.Option(None, "--now", metavar="TIME", help="Evaluate at this time (epoch seconds or ISO 8601), for limits"),
 ) -> None:
     """Decide tool calls; print one JSON decision per call."""
-    from mcpp.runtime.engine import Engine, Grant
+    from mcpp import Grant, PolicyError, PolicyFileError
+    from mcpp import load_policy as load_api_policy
+    from mcpp._eval import CallError, call_fields, grant_of, json_writer, parse_call, run_calls
 
     if (call is None) == (calls is None):
         die("give exactly one of --call JSON or --calls FILE")
-    try:
-        engine = Engine(load_policy(policy))
-    except MCPPError as e:
-        fail(e, 2)
-    base_grant = Grant(grant, label, frozenset(group))
     ts = _parse_now(now)
-    filename = engine.filename
+    base_grant = Grant(grant, label, frozenset(group))
+    # the inputs are read (and a single --call checked) before the policy loads: bad usage
+    # exits 2 whatever the policy holds; a bad line of --calls stops the run at that line
     if call is not None:
         try:
-            obj = json.loads(call)
-            name, args = _call_fields(obj, "--call")
-            g = _grant_of(obj.get("grant"), base_grant)
-            srv = obj.get("server", server)
-        except (ValueError, json.JSONDecodeError) as e:
-            die(f"--call: {e}")
-        d = engine.decide(name, args, g, srv if isinstance(srv, str) else server, now=ts)
-        emit_json(d.to_dict(filename))
-        return
-    text = read_or_die(calls)
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            name, args = _call_fields(obj, f"{calls}:{n}")
-            g = _grant_of(obj.get("grant"), base_grant)
+            obj = parse_call(call)
+            name, args = call_fields(obj)
+            g = grant_of(obj.get("grant"), base_grant)
             srv = obj.get("server", server)
             if not isinstance(srv, str):
                 raise ValueError("\"server\" must be a string")
         except json.JSONDecodeError as e:
-            die(f"{calls}:{n}: invalid JSON: {e.msg}")
+            die(f"--call: invalid JSON: {e.msg}")
         except ValueError as e:
-            die(f"{calls}:{n}: {e}" if not str(e).startswith(str(calls)) else str(e))
-        d = engine.decide(name, args, g, srv, now=ts)
-        emit_json(d.to_dict(filename))
-
-
-def read_or_die(path: Path) -> str:
+            die(f"--call: {e}")
+    else:
+        text = read_input(calls)
     try:
-        return read_text(path)
-    except MCPPError as e:
-        fail(e, 2)
+        pol = load_api_policy(policy)
+    except PolicyFileError as e:
+        print(e.render(), file=sys.stderr)
+        raise typer.Exit(USAGE)
+    except PolicyError as e:
+        print(e.render(), file=sys.stderr)
+        raise typer.Exit(ERRORS)
+    if call is not None:
+        d = pol.decide(name, args, principal=g, server=srv, now=ts)
+        json_writer(sys.stdout.write)(json.dumps(d.to_dict(), ensure_ascii=False) + "\n")
+        sys.stdout.flush()
+        return
+    # the policy and the calls live until the command ends: no collection need look at them
+    import gc
+
+    gc.freeze()
+    try:
+        run_calls(pol, text, json_writer(sys.stdout.write), principal=base_grant, server=server, now=ts, where=str(calls))
+    except CallError as e:
+        sys.stdout.flush()
+        die(str(e))
+    sys.stdout.flush()
 
 
 def register(app: typer.Typer) -> None:
-    app.command("check")(check)
-    app.command("fmt")(fmt)
-    app.command("compile")(compile_cmd)
-    app.command("decompile")(decompile)
-    app.command("eval")(eval_cmd)
+    command(app, "check", check, AUTHOR)
+    command(app, "fmt", fmt, AUTHOR)
+    command(app, "eval", eval_cmd, AUTHOR)
+    command(app, "compile", compile_cmd, DEPLOY)
+    command(app, "decompile", decompile, DEPLOY)

@@ -4,6 +4,11 @@ SQLite in WAL mode. With `synchronous=NORMAL` (the default) a committed row is i
 WAL file when `write` returns, so it survives the gateway being SIGKILLed (the OS still
 has it); `synchronous=FULL` also survives power loss, at an fsync per call. Argument
 *keys* are stored, never values.
+
+The row is committed before the call is forwarded, so its cost is on every call's path:
+one index (on time, for `--since`/`--until`/`--follow`) is kept; queries by grant or tool
+scan (each secondary index cost about a third more per row on the development machine;
+databases created before keep the indexes they have).
 """
 
 from __future__ import annotations
@@ -18,7 +23,12 @@ from pathlib import Path
 COLUMNS = (
     "seq", "ts", "request_id", "trace_id", "grant_id", "grant_label", "server", "tool", "decision", "rule",
     "message", "arg_keys", "outcome", "policy_sha256", "replica",
+    "mode", "shadow_decision", "shadow_rule", "shadow_sha256", "approval_id", "grant_groups", "arg_values",
+    "issuer", "subject",
 )
+# columns added after the first release: added to an older database when it is opened
+_ADDED = {"mode": "TEXT", "shadow_decision": "TEXT", "shadow_rule": "TEXT", "shadow_sha256": "TEXT",
+          "approval_id": "TEXT", "grant_groups": "TEXT", "arg_values": "TEXT", "issuer": "TEXT", "subject": "TEXT"}
 
 
 @dataclass
@@ -30,18 +40,29 @@ class AuditRow:
     grant_label: str
     server: str
     tool: str
-    decision: str  # allow | deny
+    decision: str  # allow | deny | approval; approved | rejected for a person's answer
     rule: str
     message: str
     arg_keys: list[str]
-    outcome: str  # forwarded | denied | upstream_error | error
+    outcome: str  # forwarded | denied | awaiting_approval | upstream_error | … | approval (a person's answer)
     policy_sha256: str | None = None
     replica: str | None = None
+    mode: str = "enforce"  # enforce | log-only (nothing was denied on the policy's word)
+    shadow_decision: str | None = None  # the shadow policy's decision (docs/rollout.md), if one decided
+    shadow_rule: str | None = None
+    shadow_sha256: str | None = None
+    approval_id: str | None = None
+    grant_groups: list[str] | None = None  # the groups the call was decided with
+    arg_values: str | None = None  # opt-in (audit_values): hashed or full values, JSON
+    issuer: str | None = None  # an OAuth caller: the token's issuer (grant callers: None)
+    subject: str | None = None  # …and the user's id (a keyed pseudonym when `sub` is a private claim)
 
 
 def _values(r: AuditRow) -> tuple:
     return (r.ts, r.request_id, r.trace_id, r.grant_id, r.grant_label, r.server, r.tool, r.decision, r.rule,
-            r.message, json.dumps(r.arg_keys), r.outcome, r.policy_sha256, r.replica)
+            r.message, json.dumps(r.arg_keys), r.outcome, r.policy_sha256, r.replica,
+            r.mode, r.shadow_decision, r.shadow_rule, r.shadow_sha256, r.approval_id,
+            json.dumps(r.grant_groups) if r.grant_groups is not None else None, r.arg_values, r.issuer, r.subject)
 
 
 class GroupCommit:
@@ -99,14 +120,26 @@ class AuditLog:
                   decision TEXT NOT NULL, rule TEXT NOT NULL, message TEXT NOT NULL, arg_keys TEXT NOT NULL,
                   outcome TEXT NOT NULL, policy_sha256 TEXT, replica TEXT);
                 CREATE INDEX IF NOT EXISTS audit_ts ON audit(ts);
-                CREATE INDEX IF NOT EXISTS audit_grant ON audit(grant_id, ts);
-                CREATE INDEX IF NOT EXISTS audit_tool ON audit(tool, ts);
                 """
             )
-        self._insert = (
-            "INSERT INTO audit(ts, request_id, trace_id, grant_id, grant_label, server, tool, decision, rule, message,"
-            " arg_keys, outcome, policy_sha256, replica) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-        )
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(audit)")}
+            for col, kind in _ADDED.items():
+                if col not in have:
+                    try:
+                        self.db.execute(f"ALTER TABLE audit ADD COLUMN {col} {kind}")
+                    except sqlite3.OperationalError:  # another process added it first
+                        pass
+        self.columns = COLUMNS if not readonly else self._present()
+        cols = COLUMNS[1:]
+        self._insert = f"INSERT INTO audit({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+
+    def _present(self) -> tuple:
+        """The columns a database opened read-only has (an older one lacks the newer ones)."""
+        try:
+            have = {r[1] for r in self.db.execute("PRAGMA table_info(audit)")}
+        except sqlite3.Error:
+            return COLUMNS
+        return tuple(c for c in COLUMNS if c in have)
 
     def write(self, r: AuditRow) -> int:
         """Commit one row and return its sequence number (autocommit: the INSERT is the transaction)."""
@@ -125,6 +158,10 @@ class AuditLog:
             raise
         return seqs
 
+    def purge_values(self, before: float) -> int:
+        """Erase retained argument values from rows older than `before` (the retention bound)."""
+        return self.db.execute("UPDATE audit SET arg_values=NULL WHERE ts<? AND arg_values IS NOT NULL", (before,)).rowcount
+
     def set_outcome(self, seq: int, outcome: str, message: str | None = None) -> None:
         if message is None:
             self.db.execute("UPDATE audit SET outcome=? WHERE seq=?", (outcome, seq))
@@ -133,8 +170,18 @@ class AuditLog:
 
     def query(self, *, grant: str | None = None, tool: str | None = None, decision: str | None = None,
               server: str | None = None, since: float | None = None, until: float | None = None,
-              after_seq: int = 0, limit: int | None = None, newest: bool = False) -> list[dict]:
+              after_seq: int = 0, limit: int | None = None, newest: bool = False,
+              mismatches: bool = False, subject: str | None = None) -> list[dict]:
         where, args = ["seq > ?"], [after_seq]
+        if subject:  # an OAuth user (docs/gateway.md, Identity)
+            if "subject" not in self.columns:
+                return []
+            where.append("subject = ?")
+            args.append(subject)
+        if mismatches:  # the shadow policy decided differently (docs/rollout.md)
+            if "shadow_decision" not in self.columns:
+                return []
+            where.append("shadow_decision IS NOT NULL AND shadow_decision != decision")
         if grant:
             where.append("(grant_id = ? OR grant_label = ?)")
             args += [grant, grant]
@@ -148,17 +195,22 @@ class AuditLog:
         if until is not None:
             where.append("ts < ?")
             args.append(until)
-        sql = f"SELECT {', '.join(COLUMNS)} FROM audit WHERE {' AND '.join(where)} ORDER BY seq {'DESC' if newest else 'ASC'}"
+        sql = f"SELECT {', '.join(self.columns)} FROM audit WHERE {' AND '.join(where)} ORDER BY seq {'DESC' if newest else 'ASC'}"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         rows = [self._dict(r) for r in self.db.execute(sql, args).fetchall()]
         return list(reversed(rows)) if newest else rows
 
-    @staticmethod
-    def _dict(r) -> dict:
-        d = dict(zip(COLUMNS, r))
+    def _dict(self, r) -> dict:
+        d = {c: None for c in COLUMNS}
+        d.update(zip(self.columns, r))
         d["time"] = iso_ms(d.pop("ts"))
         d["arg_keys"] = json.loads(d["arg_keys"])
+        d["mode"] = d["mode"] or "enforce"
+        if d["grant_groups"] is not None:
+            d["grant_groups"] = json.loads(d["grant_groups"])
+        if d["arg_values"] is not None:
+            d["arg_values"] = json.loads(d["arg_values"])
         return d
 
     def count(self) -> int:

@@ -15,6 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from .oauth_config import IssuerConfig, OAuthConfigError, ServerOAuth, check_url, parse_issuers, parse_server_oauth
+
 SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -71,6 +73,10 @@ class ServerConfig:
     session_idle_seconds: float = 1800.0
     catalog: str | None = None  # a pinned catalog (docs/gateway.md, "Pinning a catalog")
     catalog_max_age: float = 300.0  # seconds a listing is trusted before a call re-lists the tools
+    enforce_input_schema: bool = True  # typed calls: arguments must conform to the tool's inputSchema
+    shadow: str | None = None  # a candidate policy decided beside `policy`, never enforced (docs/rollout.md)
+    approval_elicitation: bool = False  # ask the client's user through MCP elicitation (opt in: docs/approval.md)
+    oauth: "ServerOAuth | None" = None  # identity: an OAuth 2.1 resource server (oauth_config.py)
 
     @property
     def kind(self) -> str:
@@ -83,16 +89,35 @@ class GatewayConfig:
     port: int = 8787
     state_dir: str = "mcpp-state"
     redis_url: str | None = None
+    redis_timeout: float = 1.0  # seconds for one Redis operation (and to connect); a failure opens the breaker
+    grant_cache_seconds: float = 300.0  # with Redis down: how old a grant record read from Redis may be and still serve
     max_body_bytes: int = 4 * 1024 * 1024
+    max_header_bytes: int = 32768  # request line + header fields; more is 431
+    max_headers: int = 100  # header fields; more is 431
+    header_timeout: float = 10.0  # seconds for a request head to arrive; then 408
+    body_timeout: float = 30.0  # seconds for a request body to arrive; then 408
+    idle_timeout: float = 5.0  # seconds a kept-alive connection may idle between requests
+    max_connections: int = 1000  # open connections (and requests in progress); more get 503
+    max_response_bytes: int = 64 * 1024 * 1024  # an upstream answer the gateway reads whole (tools/list, JSON); more is an error
     upstream_timeout: float = 120.0
     connect_timeout: float = 10.0
     upstream_keepalive: float = 2.0
+    ops_listen: tuple[str, int] | None = None  # /healthz and /metrics on their own address (and only there)
+    ops_token: "Credential | None" = None  # when set, /healthz and /metrics need `Authorization: Bearer <it>`
     allowed_hosts: tuple[str, ...] | None = None  # None: loopback names when bound to loopback
     allowed_origins: tuple[str, ...] | None = None
     audit_synchronous: str = "normal"
     reload_interval: float = 1.0
     log_level: str = "info"
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # group → grant labels or ids
+    mode: str = "enforce"  # enforce | log-only: decide and audit, never deny (docs/rollout.md)
+    audit_values: str = "none"  # none | hashed | full: argument values kept in the audit (docs/rollout.md)
+    audit_values_days: float = 30.0  # retained values are erased from rows older than this
+    approval_ttl: float = 3600.0  # seconds an approval request (and the approval) stays valid
+    approval_wait: float = 120.0  # seconds a call waits on an elicitation answer (2025 sessions) before it returns
+    admin_token: "Credential | None" = None  # when set: POST /approvals/<id>/approve|reject with this bearer token
+    public_url: str | None = None  # the gateway as clients reach it (default resource URIs: <public_url>/mcp/<id>)
+    issuers: tuple["IssuerConfig", ...] = ()  # authorization servers servers may trust ([issuers.<name>])
     servers: tuple[ServerConfig, ...] = ()
     source: str | None = None  # the config file, when there is one
 
@@ -100,6 +125,12 @@ class GatewayConfig:
         for s in self.servers:
             if s.id == server_id:
                 return s
+        return None
+
+    def issuer(self, name: str) -> "IssuerConfig | None":
+        for i in self.issuers:
+            if i.name == name:
+                return i
         return None
 
     def groups_of(self, grant_id: str, label: str) -> frozenset[str]:
@@ -113,6 +144,15 @@ class GatewayConfig:
         if self.allowed_hosts is not None:  # (a tuple of literals: cheap to build per request)
             return self.allowed_hosts
         if self.loopback:
+            return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+        return None
+
+    def ops_host_allowlist(self) -> tuple[str, ...] | None:
+        """Host allowlist of the separate operations listener: loopback names when it is on
+        loopback (any port), otherwise none (a dedicated monitoring address; use ops_token)."""
+        if self.ops_listen is None:
+            return self.host_allowlist()
+        if is_loopback(self.ops_listen[0]):
             return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
         return None
 
@@ -134,13 +174,21 @@ def is_loopback(host: str) -> bool:
 
 
 _GATEWAY_KEYS = {
-    "host", "port", "state_dir", "redis_url", "redis_url_env", "max_body_bytes", "upstream_timeout",
+    "host", "port", "state_dir", "redis_url", "redis_url_env", "redis_timeout", "grant_cache_seconds", "max_body_bytes",
+    "max_header_bytes", "max_headers",
+    "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_response_bytes", "upstream_timeout",
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
-    "reload_interval", "log_level",
+    "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
+    "mode", "audit_values", "audit_values_days", "approval_ttl", "approval_wait", "admin_token_env", "admin_token_file",
+    "public_url",
 }
+MODES = ("enforce", "log-only")
+AUDIT_VALUES = ("none", "hashed", "full")
+_INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connections", "max_response_bytes"}
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
-    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age",
+    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema",
+    "shadow", "approval_elicitation", "oauth",
 }
 _CRED_KEYS = {"header", "env", "prefix", "from_env", "from_file"}
 
@@ -199,7 +247,7 @@ def _str_list(v, where: str) -> tuple[str, ...]:
 
 
 def _build(data: dict, base: Path, source: str) -> GatewayConfig:
-    _unknown(data, {"gateway", "servers", "groups"}, "top level")
+    _unknown(data, {"gateway", "servers", "groups", "issuers"}, "top level")
     g = data.get("gateway", {})
     if not isinstance(g, dict):
         raise ConfigError("[gateway]: expected a table")
@@ -225,12 +273,44 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
     nums = {}
     for key, default, lo in (
         ("max_body_bytes", 4 * 1024 * 1024, 1024), ("upstream_timeout", 120.0, 0.1), ("connect_timeout", 10.0, 0.1),
-        ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1),
+        ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1), ("max_header_bytes", 32768, 1024),
+        ("max_headers", 100, 8), ("header_timeout", 10.0, 0.1), ("body_timeout", 30.0, 0.1), ("idle_timeout", 5.0, 0.1),
+        ("max_connections", 1000, 1), ("max_response_bytes", 64 * 1024 * 1024, 65536), ("redis_timeout", 1.0, 0.01),
+        ("grant_cache_seconds", 300.0, 0.0),
     ):
-        v = _typed(g, key, (int, float), "gateway", default)
+        v = _typed(g, key, int if key in _INT_KEYS else (int, float), "gateway", default)
         if v < lo:
             raise ConfigError(f"gateway.{key}: must be at least {lo}")
         nums[key] = v
+    ops_listen = None
+    if "ops_listen" in g:
+        ops_listen = parse_listen(_typed(g, "ops_listen", str, "gateway"), "gateway.ops_listen")
+        if ops_listen[1] == port and port != 0:
+            raise ConfigError("gateway.ops_listen: must use another port than the MCP listener")
+    te, tf = _typed(g, "ops_token_env", str, "gateway"), _typed(g, "ops_token_file", str, "gateway")
+    if te is not None and tf is not None:
+        raise ConfigError("gateway: give ops_token_env or ops_token_file, not both")
+    ops_token = Credential(None, None, "", te, _rel(base, tf) if tf else None) if (te or tf) else None
+    if ops_token is not None:
+        ops_token.resolve("gateway.ops_token")  # must be readable now; read again at start
+    mode = _typed(g, "mode", str, "gateway", "enforce")
+    if mode not in MODES:
+        raise ConfigError('gateway.mode: must be "enforce" or "log-only"')
+    audit_values = _typed(g, "audit_values", str, "gateway", "none")
+    if audit_values not in AUDIT_VALUES:
+        raise ConfigError('gateway.audit_values: must be "none", "hashed" or "full"')
+    rollout = {}
+    for key, default, lo in (("audit_values_days", 30.0, 0.0), ("approval_ttl", 3600.0, 1.0), ("approval_wait", 120.0, 0.0)):
+        v = _typed(g, key, (int, float), "gateway", default)
+        if v < lo:
+            raise ConfigError(f"gateway.{key}: must be at least {lo:g}")
+        rollout[key] = float(v)
+    ae, af = _typed(g, "admin_token_env", str, "gateway"), _typed(g, "admin_token_file", str, "gateway")
+    if ae is not None and af is not None:
+        raise ConfigError("gateway: give admin_token_env or admin_token_file, not both")
+    admin_token = Credential(None, None, "", ae, _rel(base, af) if af else None) if (ae or af) else None
+    if admin_token is not None:
+        admin_token.resolve("gateway.admin_token")  # must be readable now; read again on every (re)load
     hosts = _str_list(g["allowed_hosts"], "gateway.allowed_hosts") if "allowed_hosts" in g else None
     origins = _str_list(g["allowed_origins"], "gateway.allowed_origins") if "allowed_origins" in g else None
 
@@ -239,30 +319,53 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         raise ConfigError("[groups]: expected a table of group = [grant labels or ids]")
     groups = tuple((name, _str_list(v, f"groups.{name}")) for name, v in groups_raw.items())
 
+    public_url = _typed(g, "public_url", str, "gateway")
+    try:
+        if public_url is not None:
+            check_url(public_url, "gateway.public_url")
+        issuers = parse_issuers(data.get("issuers", {}), base)
+    except OAuthConfigError as e:
+        raise ConfigError(str(e)) from None
+
     servers_raw = data.get("servers", [])
     if not isinstance(servers_raw, list):
         raise ConfigError("servers: expected [[servers]] tables")
     servers = []
     seen = set()
     for i, s in enumerate(servers_raw):
-        srv = _server(s, f"servers[{i}]", base)
+        srv = _server(s, f"servers[{i}]", base, public_url, issuers)
         if srv.id in seen:
             raise ConfigError(f"servers[{i}].id: duplicate server id {srv.id!r}")
         seen.add(srv.id)
         servers.append(srv)
     if not servers:
         raise ConfigError("no [[servers]]: the gateway has nothing to serve")
+    resources: dict[str, str] = {}
+    for i, srv in enumerate(servers):
+        if srv.oauth is None:
+            continue
+        path = srv.oauth.metadata_path()
+        if path in resources:
+            raise ConfigError(f"servers[{i}].oauth.resource: the same resource path as server {resources[path]}")
+        resources[path] = srv.id
     return GatewayConfig(
         host=host, port=port, state_dir=_rel(base, _typed(g, "state_dir", str, "gateway", "mcpp-state")),
         redis_url=redis_url, max_body_bytes=int(nums["max_body_bytes"]), upstream_timeout=float(nums["upstream_timeout"]),
+        max_header_bytes=int(nums["max_header_bytes"]), max_headers=int(nums["max_headers"]),
+        header_timeout=float(nums["header_timeout"]), body_timeout=float(nums["body_timeout"]),
+        idle_timeout=float(nums["idle_timeout"]), max_connections=int(nums["max_connections"]),
+        max_response_bytes=int(nums["max_response_bytes"]), redis_timeout=float(nums["redis_timeout"]),
+        grant_cache_seconds=float(nums["grant_cache_seconds"]),
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
         reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),
+        ops_listen=ops_listen, ops_token=ops_token,
+        mode=mode, audit_values=audit_values, admin_token=admin_token, **rollout, public_url=public_url, issuers=issuers,
         source=source,
     )
 
 
-def _server(s, where: str, base: Path) -> ServerConfig:
+def _server(s, where: str, base: Path, public_url: str | None = None, issuers: tuple = ()) -> ServerConfig:
     if not isinstance(s, dict):
         raise ConfigError(f"{where}: expected a table")
     _unknown(s, _SERVER_KEYS, where)
@@ -308,6 +411,22 @@ def _server(s, where: str, base: Path) -> ServerConfig:
     max_age = _typed(s, "catalog_max_age", (int, float), where, 300.0)
     if max_age < 0:
         raise ConfigError(f"{where}.catalog_max_age: must be at least 0")
+    oauth = None
+    if "oauth" in s:
+        try:
+            oauth = parse_server_oauth(s["oauth"], f"{where}.oauth", sid, public_url, issuers, url is not None)
+        except OAuthConfigError as e:
+            raise ConfigError(str(e)) from None
+        if bool(s.get("anonymous")):
+            raise ConfigError(f"{where}: anonymous and oauth are exclusive (a request without a token gets the OAuth challenge)")
+        ex = oauth.token_exchange
+        if ex is not None and any(c.header and c.header.lower() == ex.header.lower() for c in creds):
+            raise ConfigError(f"{where}.oauth.token_exchange.header: {ex.header} is also a static credential of this server")
+    shadow = _typed(s, "shadow", str, where)
+    if shadow is not None and not shadow.strip():
+        raise ConfigError(f"{where}.shadow: empty path")
+    if shadow is not None and policy is None:
+        raise ConfigError(f"{where}.shadow: a shadow policy is decided beside `policy`; this server has none")
     cred_envs = {c.env for c in creds if c.env}
     clash = cred_envs & set(env_raw)
     if clash:
@@ -318,7 +437,10 @@ def _server(s, where: str, base: Path) -> ServerConfig:
         grant_policies=tuple((k, _rel(base, v)) for k, v in gp.items()), credentials=tuple(creds),
         anonymous=bool(_typed(s, "anonymous", bool, where, False)), max_sessions=max_sessions,
         session_idle_seconds=float(idle), catalog=_rel(base, catalog) if catalog else None,
-        catalog_max_age=float(max_age),
+        catalog_max_age=float(max_age), enforce_input_schema=bool(_typed(s, "enforce_input_schema", bool, where, True)),
+        shadow=_rel(base, shadow) if shadow else None,
+        approval_elicitation=bool(_typed(s, "approval_elicitation", bool, where, False)),
+        oauth=oauth,
     )
 
 
@@ -348,6 +470,16 @@ def _credential(c, where: str, http: bool, base: Path) -> Credential:
     return Credential(header, env, prefix, fe, _rel(base, ff) if ff else None)
 
 
+def parse_listen(text: str, where: str) -> tuple[str, int]:
+    """`host:port` (an IPv6 host in brackets) → (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{where}: expected host:port, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
 def check_upstream_url(url: str, where: str) -> None:
     from urllib.parse import urlsplit
 
@@ -365,7 +497,8 @@ def check_upstream_url(url: str, where: str) -> None:
 def quick_config(
     policy: str, upstream: str | None, stdio: str | None, port: int, state: str, host: str = "127.0.0.1",
     anonymous: bool = False, max_body_bytes: int | None = None, upstream_timeout: float | None = None,
-    pin_catalog: str | None = None,
+    pin_catalog: str | None = None, enforce_input_schema: bool = True, shadow: str | None = None,
+    mode: str = "enforce", approval_elicitation: bool = False,
 ) -> GatewayConfig:
     """The config `mcpp serve --policy … (--upstream | --stdio)` stands for: one server, id `default`."""
     if (upstream is None) == (stdio is None):
@@ -381,8 +514,13 @@ def quick_config(
         if not command:
             raise ConfigError("--stdio: empty command")
     server = ServerConfig(id="default", url=upstream, command=command, policy=str(Path(policy).resolve()), anonymous=anonymous,
-                          catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None)
-    kw = {}
+                          catalog=str(Path(pin_catalog).resolve()) if pin_catalog else None,
+                          enforce_input_schema=enforce_input_schema,
+                          shadow=str(Path(shadow).resolve()) if shadow else None,
+                          approval_elicitation=approval_elicitation)
+    if mode not in MODES:
+        raise ConfigError('--mode: must be "enforce" or "log-only"')
+    kw: dict = {"mode": mode}
     if max_body_bytes is not None:
         kw["max_body_bytes"] = max_body_bytes
     if upstream_timeout is not None:

@@ -79,8 +79,15 @@ class Response:
                         while (await _wait(r.readuntil(b"\r\n"), timeout)) != b"\r\n":
                             pass  # trailers
                         break
-                    data = await _wait(r.readexactly(size + 2), timeout)
-                    yield data[:-2]
+                    # a chunk may be any size: hand it on in pieces, never hold it whole
+                    while size > 0:
+                        data = await _wait(r.read(min(size, 262144)), timeout)
+                        if not data:
+                            raise UpstreamError("upstream closed the connection mid-body", "closed", True)
+                        size -= len(data)
+                        yield data
+                    if await _wait(r.readexactly(2), timeout) != b"\r\n":
+                        raise ValueError("chunk not followed by CRLF")
             elif self._framing == "eof":
                 while True:
                     data = await _wait(r.read(262144), timeout)
@@ -92,18 +99,28 @@ class Response:
             raise UpstreamError("upstream closed the connection mid-body", "closed", True) from None
         except (ConnectionError, OSError) as e:
             raise UpstreamError(f"upstream connection failed mid-body: {e}", "closed", True) from None
-        except ValueError:
+        except (ValueError, asyncio.LimitOverrunError):
             raise UpstreamError("upstream sent a malformed chunked body", "protocol", True) from None
         finally:
             self.release()
 
-    async def read(self, timeout: float | None, limit: int = 64 * 1024 * 1024) -> bytes:
+    async def read(self, timeout: float | None, limit: int | None = None) -> bytes:
+        """The whole body, refused once its running total passes `limit` (the pool's
+        `max_response_bytes` by default): at most the limit and one piece is ever held."""
+        limit = self.pool.max_response_bytes if limit is None else limit
+        if self._framing == "length" and self._left > limit:
+            self.release()
+            raise UpstreamError(f"upstream response too large ({self._left} bytes; the limit is {limit})", "protocol", True)
         parts, size = [], 0
-        async for c in self.chunks(timeout):
-            size += len(c)
-            if size > limit:
-                raise UpstreamError("upstream response too large", "protocol", True)
-            parts.append(c)
+        chunks = self.chunks(timeout)
+        try:
+            async for c in chunks:
+                size += len(c)
+                if size > limit:
+                    raise UpstreamError(f"upstream response too large (more than {limit} bytes)", "protocol", True)
+                parts.append(c)
+        finally:
+            await chunks.aclose()
         return b"".join(parts)
 
     def release(self) -> None:
@@ -128,7 +145,8 @@ async def _wait(aw, timeout):
 
 
 class HTTPUpstream:
-    def __init__(self, url: str, connect_timeout: float = 10.0, keepalive: float = 2.0, max_idle: int = 128):
+    def __init__(self, url: str, connect_timeout: float = 10.0, keepalive: float = 2.0, max_idle: int = 128,
+                 max_response_bytes: int = 64 * 1024 * 1024):
         u = urlsplit(url)
         self.url = url
         self.tls = u.scheme == "https"
@@ -141,6 +159,7 @@ class HTTPUpstream:
         self.connect_timeout = connect_timeout
         self.keepalive = keepalive
         self.max_idle = max_idle
+        self.max_response_bytes = max_response_bytes
         self._idle: deque[_Conn] = deque()
         self._ssl = ssl.create_default_context() if self.tls else None
 

@@ -46,19 +46,30 @@ def sse_event(message: dict, event_id: str | None = None) -> bytes:
     return (head + "event: message\ndata: ").encode() + dumps(message) + b"\n\n"
 
 
-class SSEParser:
-    """Incremental `text/event-stream` parser (WHATWG rules for fields and line ends)."""
+class EventTooLarge(ValueError):
+    """An SSE event (or an unterminated line) grew past the parser's bound."""
 
-    def __init__(self) -> None:
+
+class SSEParser:
+    """Incremental `text/event-stream` parser (WHATWG rules for fields and line ends).
+    With `max_event`, an event whose data, or a line still waiting for its end, passes that
+    many bytes raises EventTooLarge: a watched stream cannot make the gateway buffer more."""
+
+    def __init__(self, max_event: int | None = None, comments: bool = False) -> None:
         self.buf = b""
         self.data: list[str] = []
         self.event: str | None = None
         self.id: str | None = None
         self.retry: str | None = None
         self.had_field = False
+        self.max_event = max_event
+        self.size = 0
+        self.comments = comments  # also return comment lines (keep-alives), as {"comment": text}
 
     def feed(self, chunk: bytes) -> list[dict]:
         self.buf += chunk
+        if self.max_event is not None and len(self.buf) + self.size > self.max_event:
+            raise EventTooLarge(f"an event-stream event is larger than {self.max_event} bytes")
         out = []
         while True:
             i = _line_end(self.buf)
@@ -70,9 +81,11 @@ class SSEParser:
             if line == "":
                 if self.had_field:
                     out.append({"data": "\n".join(self.data), "event": self.event, "id": self.id, "retry": self.retry})
-                self.data, self.event, self.retry, self.had_field = [], None, None, False
+                self.data, self.event, self.retry, self.had_field, self.size = [], None, None, False, 0
                 continue
             if line.startswith(":"):
+                if self.comments:
+                    out.append({"comment": line[1:]})
                 continue
             name, _, value = line.partition(":")
             if value.startswith(" "):
@@ -80,6 +93,7 @@ class SSEParser:
             self.had_field = True
             if name == "data":
                 self.data.append(value)
+                self.size += len(value) + 1
             elif name == "event":
                 self.event = value
             elif name == "id":
@@ -102,7 +116,9 @@ def _line_end(buf: bytes):
 
 
 def render_event(ev: dict, data: str | None = None) -> bytes:
-    """Serialise a parsed event again (used only where the gateway rewrites `tools/list`)."""
+    """Serialise a parsed event (or comment) again, for streams the gateway relays event by event."""
+    if "comment" in ev:
+        return b":" + ev["comment"].replace("\r", " ").replace("\n", " ").encode() + b"\n\n"
     lines = []
     if ev.get("id") is not None:
         lines.append(f"id: {ev['id']}")

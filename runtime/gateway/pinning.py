@@ -27,7 +27,7 @@ import json
 import secrets
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mcp_types import CLIENT_CAPABILITIES_META_KEY, CLIENT_INFO_META_KEY, PROTOCOL_VERSION_META_KEY
@@ -63,6 +63,7 @@ class LoadedPin:
     catalog: Catalog
     sha256: str  # of the file's bytes: which version of the pin decided
     loaded_at: float
+    checkers: dict = field(default_factory=dict)  # tool name → what checks its calls (proxy.schema_check)
 
 
 class PinState(FileState):
@@ -130,6 +131,18 @@ class Listing:
     key: bytes  # a fingerprint of the tools, so identical listings share one verdict
     complete: bool
     at: float  # time.monotonic() of the newest complete listing; -inf when it is not current
+    index: dict | None = None  # name → its definitions, built on first use
+    checkers: dict = field(default_factory=dict)  # name → what checks its calls (proxy.schema_check)
+
+    def definitions(self, name: str) -> list[dict]:
+        """Every definition the listing has for `name` (more than one: listed twice)."""
+        if self.index is None:
+            index: dict[str, list] = {}
+            for t in self.tools:
+                if isinstance(t, dict) and isinstance(t.get("name"), str):
+                    index.setdefault(t["name"], []).append(t)
+            self.index = index
+        return self.index.get(name, [])
 
 
 def _names(tools) -> list[str]:

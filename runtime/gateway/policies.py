@@ -13,6 +13,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.program import Program
@@ -34,8 +35,10 @@ class LoadedPolicy:
     loaded_at: float
 
 
-def load_verified(path: str) -> tuple[Program, str]:
-    """Parse, validate and prove the file's assertions; raise PolicyRefused with the reason."""
+def load_verified(path: str, catalog: str | None = None) -> tuple[Program, str]:
+    """Parse, validate and pass every gate (POLICY_GATES: the assertions, proved); raise
+    PolicyRefused with the reason. Used at start (`mcpp serve` refuses to start), on every
+    reload (the last good policy stays in force) and by `mcpp grant create --policy`."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -45,7 +48,7 @@ def load_verified(path: str) -> tuple[Program, str]:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise PolicyRefused(f"{path}: not UTF-8 text") from None
-    from mcpp.loader import is_json
+    from mcpp.lang.load import is_json
 
     try:
         if is_json(path, text):
@@ -55,41 +58,93 @@ def load_verified(path: str) -> tuple[Program, str]:
         program = load_program(text, path)
     except MCPPError as e:
         raise PolicyRefused(e.render().strip().splitlines()[0] if e.render().strip() else str(e)) from None
-    if program.asserts:
-        _verify(program, path)
+    for gate in POLICY_GATES:
+        reasons = gate(program, path, catalog)
+        if reasons:
+            raise PolicyRefused(reasons[0])
     return program, sha
 
 
-def _verify(program: Program, path: str) -> None:
+def _catalog(program: Program, path: str, catalog: str | None):
+    """The catalog the policy is analysed with: the server's pinned catalog, else the one
+    the policy names (`@catalog`, mcpp.toml), else None (untyped). Raises PolicyRefused
+    when a named catalog cannot be loaded."""
+    from mcpp.catalog.locate import find_catalog_for
+    from mcpp.catalog.model import CatalogError, load_catalog
+
     try:
-        from mcpp.analyzer.verify import assert_problems, verify
-    except ImportError:  # pragma: no cover - the analyzer ships with mcpp
-        raise PolicyRefused(f"{path}: has assert statements but the analyzer is not available") from None
+        return load_catalog(catalog) if catalog else find_catalog_for(path, program)
+    except CatalogError as e:
+        raise PolicyRefused(f"{path}: cannot use the tool catalog: {e.diagnostics[0].message}") from None
+
+
+def assert_gate(program: Program, path: str, catalog: str | None = None) -> list[str]:
+    """The policy's `assert` statements, proved by the analyzer (`mcpp verify`, typed by
+    the catalog): an assert that fails, or that could not be proved, keeps the policy out
+    of force."""
+    if not program.asserts:
+        return []
+    from mcpp.analyzer.solve import Session
+    from mcpp.analyzer.typed import catalog_schemas
+    from mcpp.analyzer.verify import assert_problems, verify
+
     problems = [d for d in assert_problems(program) if d.severity == "error"]
     if problems:
-        raise PolicyRefused(f"{path}:{problems[0].span.line}: {problems[0].message}")
-    for r in verify(program):
+        return [f"{path}:{d.span.line}: {d.message}" for d in problems]
+    cat = _catalog(program, path, catalog)
+    session = Session(2000, schemas=catalog_schemas(cat) if cat is not None else None)
+    out = []
+    for r in verify(program, session=session):
         if r.status == "fail":
-            raise PolicyRefused(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) fails: {r.message}")
+            out.append(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) fails: {r.message}")
+        elif r.status != "pass":
+            out.append(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) could not be proved: {r.message}")
+    return out
+
+
+def lint_gate(program: Program, path: str, catalog: str | None = None) -> list[str]:
+    """Error-level analyzer findings (a forbid a caller skips with a missing or mistyped
+    argument; analyzer/safety.py), typed by the catalog: such a policy never decides."""
+    from mcpp.analyzer.safety import blocking_findings
+
+    cat = _catalog(program, path, catalog)
+    found = blocking_findings(program, cat)
+    hint = "" if cat is not None else (
+        " (give the server its tool catalog — `catalog = \"tools.json\"`, `--pin-catalog` or the policy's "
+        "`@catalog` — so the analysis can count on the gateway's schema check, or guard the argument in the permit)"
+    )
+    return [f"{path}:{d.span.line}: {d.code}: {d.message}{hint}" for d in found]
+
+
+# Gates a loaded policy must pass before it may decide: each returns the reasons it is
+# refused (an empty list: it passes), as `path:line: message`. They run at start, where a
+# refusal stops `mcpp serve` (exit 1), and on every reload, where the last good policy stays.
+PolicyGate = Callable[[Program, str, "str | None"], list[str]]
+POLICY_GATES: list[PolicyGate] = [assert_gate, lint_gate]
 
 
 class DenyAll:
-    """The engine of a grant with no policy in force: every call is denied, with why."""
+    """The engine of a grant with no policy in force: every call is denied. Why (`why`: a
+    file path, a parse error, an assert's counterexample) is for the operator — the log,
+    /healthz and the audit row — never for the agent."""
+
+    DENIAL = "No policy is in force for this server, so every call is denied. The operator can see why in the gateway's health and log."
 
     def __init__(self, why: str):
         self.why = why
         self.program = None
 
-    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True) -> Decision:
-        return Decision(False, str(tool), Rule("/no-policy"), f"No policy is in force for this grant ({self.why}); every call is denied.")
+    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:
+        return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
 
 
 class PolicyState(FileState):
     """One (server, policy file): the engine in force and the newest refusal."""
 
-    def __init__(self, server: str, path: str, namespace: str, store):
+    def __init__(self, server: str, path: str, namespace: str, store, catalog: str | None = None, gate=None):
         super().__init__(server, path)
-        self.namespace, self.store = namespace, store
+        self.namespace, self.store, self.catalog = namespace, store, catalog
+        self.gate = gate  # a further gate for this (server, role): gate(program) -> [reason, …]
         self.current: LoadedPolicy | None = None
         self.error_at: float | None = None
 
@@ -102,7 +157,10 @@ class PolicyState(FileState):
     def load(self) -> tuple[bool, str | None]:
         self.mark_seen()
         try:
-            program, sha = load_verified(self.path)
+            program, sha = load_verified(self.path, self.catalog)
+            reasons = self.gate(program) if self.gate is not None else []
+            if reasons:
+                raise PolicyRefused(reasons[0])
         except PolicyRefused as e:
             self.error, self.error_at = str(e), time.time()
             return False, str(e)
@@ -133,7 +191,11 @@ class PolicyRegistry(Registry[PolicyState]):
     def __init__(self, store):
         super().__init__()
         self.store = store
+        # gate_for(server, role) -> a gate for that policy, or None (the gateway's identity
+        # check: the claims mapping against the policy's `entity User`)
+        self.gate_for: Callable[[str, str], Callable | None] = lambda server, role: None
 
-    def state(self, server: str, path: str, role: str) -> tuple[PolicyState, bool]:
+    def state(self, server: str, path: str, role: str, catalog: str | None = None) -> tuple[PolicyState, bool]:
         # the counter namespace must match across replicas whose config paths differ
-        return self.get_or_load(server, path, lambda: PolicyState(server, path, f"{server}|{role}", self.store))
+        return self.get_or_load(
+            server, path, lambda: PolicyState(server, path, f"{server}|{role}", self.store, catalog, self.gate_for(server, role)))

@@ -4,7 +4,8 @@ One endpoint per server, `/mcp/<server-id>/`, speaks both protocol eras the way 
 upstream does: requests are forwarded byte for byte, except that
 - `tools/call` is decided first: a denial is answered here (an `isError` result with
   `[POLICY DENIED] …`) and never reaches the upstream; an allowed call holds its limit
-  reservation until the upstream answers, and gives it back if the upstream fails;
+  reservation, and gives it back only when the upstream certainly did not run it
+  (OUTCOME_COUNTED: never sent, refused with an HTTP or a request-level JSON-RPC error);
 - `tools/list` results lose the tools this grant can never call and become private;
 - with a pinned catalog, tools whose definition changed since the pin are removed from
   `tools/list` and their calls refused (pinning.py);
@@ -35,15 +36,23 @@ from mcp.shared.inbound import (
     decode_header_value,
     find_duplicated_routing_header,
 )
+from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from mcpp.runtime.engine import Grant
+from mcpp.runtime.engine import Decision, Grant, Rule, escape_pointer
+from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
+from .approving import ELICIT_PREFIX, ApprovalSteps, CallContext, track_session_caps
 from .audit import AuditRow
+from .jwks import IdPUnavailable
+from .oauth import AuthFailure
+from .principals import Caller
 from .grants import check_token, grant_id_of
+from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
+from mcpp.catalog.conformance import SchemaUnusable, check
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -53,12 +62,39 @@ PASS_RESPONSE_HEADERS = {
     "content-type", "mcp-protocol-version", "allow", "cache-control", "x-accel-buffering", "retry-after",
 }
 JSON = b"application/json"
+MAX_TOOL_NAME = 128  # MCP: tool names are 1-128 characters
+MAX_METHOD_LENGTH = 128
+MAX_AUDIT_ID = 256  # characters of a JSON-RPC id kept in the audit row and the log
+MAX_AUDIT_TEXT = 2048  # characters of a rule pointer or message kept
+MAX_AUDIT_KEYS = 64  # argument keys kept per row, each at most MAX_TOOL_NAME characters
 
 
-@dataclass
-class Caller:
-    grant: Grant
-    record: object | None  # GrantRecord, or None for an anonymous server
+# JSON-RPC methods a client may send, by the spec: the only method names that become labels
+METHOD_LABELS = frozenset(SPEC_CLIENT_METHODS | SPEC_CLIENT_NOTIFICATION_METHODS)
+
+
+def method_label(mname) -> str:
+    if mname is None:
+        return "response"
+    return mname if mname in METHOD_LABELS else "other"
+
+
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters; a clipped value says how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…(+{len(text) - limit} chars)"
+
+
+def audit_keys(args) -> list[str]:
+    """The argument keys an audit row keeps: sorted, at most MAX_AUDIT_KEYS, each clipped."""
+    if not isinstance(args, dict):
+        return []
+    keys = sorted(args)
+    out = [clip(k, MAX_TOOL_NAME) for k in keys[:MAX_AUDIT_KEYS]]
+    if len(keys) > MAX_AUDIT_KEYS:
+        out.append(f"…(+{len(keys) - MAX_AUDIT_KEYS} keys)")
+    return out
 
 
 class TooLarge(Exception):
@@ -79,25 +115,28 @@ async def _respond(send, status: int, body: bytes = b"", content_type: bytes | N
 
 
 _HOST_CACHE: dict[tuple, bool] = {}
+MAX_HOST_LENGTH = 300  # a DNS name is at most 253 characters; with a scheme and a port, well under this
 
 
 def _host_ok(host: str | None, allowed) -> bool:
-    """Host/Origin against the allowlist's glob patterns (memoised: a handful of values recur)."""
+    """Host/Origin against the allowlist's glob patterns (memoised: a handful of values recur).
+    A value longer than any real host name is refused unread and never cached, so the cache
+    holds at most 4,096 short keys whatever clients send."""
     if allowed is None:
         return True
-    if not host:
+    if not host or len(host) > MAX_HOST_LENGTH:
         return False
     key = (host, allowed)
     hit = _HOST_CACHE.get(key)
     if hit is None:
         hit = any(fnmatch.fnmatchcase(host.lower(), pat.lower()) for pat in allowed)
-        if len(_HOST_CACHE) > 4096:
+        if len(_HOST_CACHE) >= 4096:
             _HOST_CACHE.clear()
         _HOST_CACHE[key] = hit
     return hit
 
 
-class GatewayApp:
+class GatewayApp(ApprovalSteps):
     def __init__(self, rt):
         self.rt = rt
 
@@ -108,19 +147,28 @@ class GatewayApp:
         if scope["type"] != "http":
             return
         path = scope["path"]
+        rt = self.rt
         try:
-            if path.startswith("/mcp/"):
+            local = scope.get("server")
+            on_ops = rt.ops_port is not None and local is not None and local[1] == rt.ops_port
+            if on_ops:  # the operations listener serves operations only
+                if path in ("/healthz", "/metrics"):
+                    await self.ops(scope, send, path, rt.config.ops_host_allowlist())
+                else:
+                    await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "this listener serves /healthz and /metrics"}))
+            elif path.startswith("/.well-known/oauth-protected-resource"):
+                await self.resource_metadata(scope, send, path)
+            elif path.startswith("/mcp/"):
                 rest = path[5:]
                 server_id, _, tail = rest.partition("/")
                 if tail:
                     await _respond(send, 404, rpc.dumps({"error": "not found"}))
                     return
                 await self.mcp(scope, receive, send, server_id)
-            elif path == "/healthz":
-                code, body = self.rt.health()
-                await _respond(send, code, rpc.dumps(body))
-            elif path == "/metrics":
-                await _respond(send, 200, self.rt.metrics.render().encode(), b"text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/approvals" or path.startswith("/approvals/"):
+                await self.approvals_http(scope, receive, send, path)
+            elif path in ("/healthz", "/metrics") and rt.config.ops_listen is None:
+                await self.ops(scope, send, path, rt.config.host_allowlist())
             else:
                 await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "MCP endpoints are /mcp/<server-id>/"}))
         except Exception as e:  # the last line of defence: a JSON-RPC error, never a traceback to the client
@@ -145,6 +193,56 @@ class GatewayApp:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
+    async def ops(self, scope, send, path: str, hosts) -> None:
+        """/healthz and /metrics: the same Host and Origin checks as MCP requests (a page a
+        browser was tricked into loading cannot read them), and the ops token when one is set."""
+        rt = self.rt
+        headers = _headers(scope)
+        if not _host_ok(headers.get("host"), hosts):
+            await _respond(send, 421, rpc.dumps({"error": "Invalid Host header"}))
+            return
+        origin = headers.get("origin")
+        if origin is not None and not _host_ok(origin, rt.config.origin_allowlist()):
+            await _respond(send, 403, rpc.dumps({"error": "Invalid Origin header"}))
+            return
+        if rt.ops_secret is not None:
+            auths = [v for k, v in scope["headers"] if k == b"authorization"]
+            scheme, _, token = (auths[0].decode("latin-1") if len(auths) == 1 else "").partition(" ")
+            good = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), rt.ops_secret.encode())
+            if not good:
+                rt.metrics.inc("mcpp_auth_failures_total", (("server", "-"), ("reason", "ops_token")))
+                await _respond(send, 401, rpc.dumps({"error": "the operations endpoints need the ops token"}), JSON,
+                               [(b"www-authenticate", b'Bearer realm="mcpp-ops"')])
+                return
+        if path == "/healthz":
+            code, body = await rt.health()
+            await _respond(send, code, rpc.dumps(body))
+        else:
+            await _respond(send, 200, rt.metrics.render().encode(), b"text/plain; version=0.0.4; charset=utf-8")
+
+    async def resource_metadata(self, scope, send, path: str) -> None:
+        """RFC 9728 Protected Resource Metadata of an OAuth server: public, readable from any
+        origin (browser-based clients discover with it), GET only."""
+        rt = self.rt
+        sid = rt.metadata_paths.get(path)
+        rs = rt.resource_servers.get(sid) if sid is not None else None
+        cors = [(b"access-control-allow-origin", b"*"), (b"access-control-allow-methods", b"GET, OPTIONS"),
+                (b"access-control-allow-headers", b"mcp-protocol-version")]
+        if rs is None:
+            await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "no OAuth-protected server at this path"}), extra=cors)
+            return
+        if not _host_ok(_headers(scope).get("host"), rt.config.host_allowlist()):
+            await _respond(send, 421, rpc.dumps({"error": "Invalid Host header"}))
+            return
+        if scope["method"] == "OPTIONS":
+            await _respond(send, 204, b"", None, cors)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _respond(send, 405, b"", None, [(b"allow", b"GET, OPTIONS"), *cors])
+            return
+        await _respond(send, 200, rpc.dumps(rs.metadata_document()), JSON,
+                       [(b"cache-control", b"public, max-age=300"), *cors])
+
     # ---- one MCP request -------------------------------------------------------------
     async def mcp(self, scope, receive, send, server_id: str) -> None:
         rt = self.rt
@@ -163,6 +261,12 @@ class GatewayApp:
         if origin is not None and not _host_ok(origin, cfg.origin_allowlist()):
             await _respond(send, 403, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid Origin header")))
             return
+        if sum(1 for k, _ in scope["headers"] if k == b"authorization") > 1:
+            # which one would count? Proxies and frameworks disagree (first wins, last wins,
+            # joined): refuse rather than pick one
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", "duplicate")))
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "more than one Authorization header")))
+            return
         caller = await self.authenticate(send, server, headers)
         if caller is None:
             return
@@ -175,9 +279,19 @@ class GatewayApp:
             await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE, "upstream not configured")))
             return
         fwd = self.forward_headers(headers, server)
+        if caller.identity is not None and server.oauth is not None and server.oauth.token_exchange is not None:
+            # the upstream gets a token of its own for this user (RFC 8693), never the caller's
+            try:
+                fwd.append(await rt.exchange_header(server, caller, headers["authorization"].partition(" ")[2].strip()))
+            except IdPUnavailable as e:
+                rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", "token_exchange")))
+                rt.log.error("token_exchange_failed", server=server.id, **rt.who(caller), error=str(e))
+                await _respond(send, 502, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE,
+                                                              "the upstream credential for this user could not be obtained")))
+                return
         sid = headers.get("mcp-session-id")
         if sid is not None:
-            inner = rt.sessions.unwrap(sid, caller.grant.id, server.id)
+            inner = rt.sessions.unwrap(sid, caller.key, server.id)
             if inner is None:
                 await _respond(send, 404, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Session not found")))
                 return
@@ -186,10 +300,18 @@ class GatewayApp:
             await self.forward(scope, receive, send, server, caller, upstream, method, fwd, b"", None)
             if method == "DELETE" and sid is not None and server.catalog:
                 rt.listings.forget((server.id, inner))
+            if method == "DELETE" and sid is not None:
+                rt.session_caps.pop((server.id, inner), None)
             rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", method), ("status", "-")))
             return
         try:
-            body = await self.read_body(scope, receive, cfg.max_body_bytes)
+            async with asyncio.timeout(cfg.body_timeout):
+                body = await self.read_body(scope, receive, cfg.max_body_bytes)
+        except TimeoutError:
+            rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", "?"), ("status", "408")))
+            await _respond(send, 408, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"request body not received within {cfg.body_timeout:g}s")),
+                           extra=[(b"connection", b"close")])
+            return
         except TooLarge:
             rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", "?"), ("status", "413")))
             await _respond(send, 413, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"request body exceeds {cfg.max_body_bytes} bytes")))
@@ -203,6 +325,11 @@ class GatewayApp:
         has_id = "id" in msg
         if mname is not None and (not isinstance(mname, str) or msg.get("jsonrpc") != "2.0"):
             await _respond(send, 400, rpc.dumps(rpc.error(msg.get("id") if has_id else None, rpc.INVALID_REQUEST, "Invalid JSON-RPC request")))
+            return
+        if mname is not None and len(mname) > MAX_METHOD_LENGTH:
+            # no MCP method comes near this; a longer one is caller text that would otherwise
+            # travel into logs and labels
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"method name longer than {MAX_METHOD_LENGTH} characters")))
             return
         if mname is None and not (has_id and ("result" in msg or "error" in msg)):
             await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC message")))
@@ -218,6 +345,10 @@ class GatewayApp:
                 code, message = rej
                 await _respond(send, ERROR_CODE_HTTP_STATUS.get(code, 400), rpc.dumps(rpc.error(msg.get("id"), code, message)))
                 return
+        if mname is None and isinstance(msg.get("id"), str) and msg["id"].startswith(ELICIT_PREFIX):
+            # a 2025 client's answer to the gateway's own elicitation (docs/approval.md): never forwarded
+            await self.elicitation_response(send, server, caller, fwd, msg)
+            return
         try:
             if mname == "tools/call" and has_id:
                 await self.call_tool(scope, receive, send, server, caller, upstream, fwd, body, msg, modern, headers)
@@ -226,49 +357,89 @@ class GatewayApp:
             else:
                 await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, body, msg)
         finally:
-            rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", mname or "response")), time.perf_counter() - t0)
+            rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", method_label(mname))), time.perf_counter() - t0)
 
     async def authenticate(self, send, server, headers) -> Caller | None:
+        """The caller, or None when the request was answered (401, 403, 503). A server with
+        `[servers.oauth]` takes OAuth access tokens (and grant tokens, unless
+        `accept_grants = false`); its challenges point to its resource metadata."""
         rt = self.rt
         auth = headers.get("authorization")
         if auth is None and server.anonymous:
             grant = Grant("anonymous", "anonymous", rt.config.groups_of("anonymous", "anonymous"))
             return Caller(grant, None)
+        rs = rt.resource_servers.get(server.id) if server.oauth is not None else None
+        scheme, _, token = (auth or "").partition(" ")
+        token = token.strip()
+        bearer = auth is not None and scheme.lower() == "bearer" and bool(token)
+        gid = grant_id_of(token) if bearer else None
+        if rs is not None and bearer and gid is None:
+            return await self.authenticate_oauth(send, server, rs, token)
         reason = None
         record = None
         if auth is None:
             reason = "missing"
+        elif not bearer:
+            reason = "malformed"
+        elif rs is not None and not rs.oauth.accept_grants:
+            reason = "grants_not_accepted"
         else:
-            scheme, _, token = auth.partition(" ")
-            token = token.strip()
-            if scheme.lower() != "bearer" or not token:
-                reason = "malformed"
-            else:
-                gid = grant_id_of(token)
-                try:
-                    record = rt.grants.get(gid) if gid else None
-                except Exception as e:  # the grant store is down: nobody gets in
-                    rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
-                    await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR, "grant store unavailable")))
-                    return None
-                if not check_token(record, token):
-                    reason = "revoked" if record is not None and record.revoked_at and _same(record, token) else "invalid"
-                elif record.server != server.id:
-                    reason = "wrong_server"
+            try:
+                record = await rt.grant_record(gid) if gid else None
+            except Exception as e:  # the grant store is down: nobody gets in
+                rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
+                await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR, "grant store unavailable")))
+                return None
+            if not check_token(record, token):
+                reason = "revoked" if record is not None and record.revoked_at and _same(record, token) else "invalid"
+            elif record.server != server.id:
+                reason = "wrong_server"
         if reason is not None:
             rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", reason)))
             rt.log.info("auth_failed", server=server.id, reason=reason, grant_id=record.id if record else None)
             err = "invalid_request" if reason in ("missing", "malformed") else "invalid_token"
-            www = f'Bearer realm="mcpp", error="{err}"'.encode() if reason != "missing" else b'Bearer realm="mcpp"'
             text = {"missing": "a grant token is required (Authorization: Bearer <token>)",
                     "malformed": "the Authorization header must be 'Bearer <grant token>'",
                     "revoked": "this grant has been revoked", "invalid": "invalid grant token",
-                    "wrong_server": "this grant is not for this server"}[reason]
+                    "wrong_server": "this grant is not for this server",
+                    "grants_not_accepted": "this server accepts OAuth access tokens only"}[reason]
+            if rs is not None:
+                if reason == "missing":
+                    text = "an access token is required (Authorization: Bearer <token>)"
+                www = rs.challenge(None if reason == "missing" else AuthFailure(401, err, text, reason))
+            else:
+                www = f'Bearer realm="mcpp", error="{err}"'.encode() if reason != "missing" else b'Bearer realm="mcpp"'
             await _respond(send, 401, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"Unauthorized: {text}")), JSON,
                            [(b"www-authenticate", www)])
             return None
         groups = frozenset(record.groups) | rt.config.groups_of(record.id, record.label)
         return Caller(Grant(record.id, record.label, groups), record)
+
+    async def authenticate_oauth(self, send, server, rs, token: str) -> Caller | None:
+        """An OAuth access token (oauth.py): 401 with the challenge when it is not valid for
+        this server, 403 `insufficient_scope` when a required scope is missing, 503 when
+        its issuer cannot be reached to check it."""
+        rt = self.rt
+        identity = None
+        try:
+            identity = await rs.authenticate(token)
+            rs.check_scopes(identity)
+        except AuthFailure as f:
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", f.reason)))
+            who = {} if identity is None else {"issuer": identity.issuer, "subject": identity.log_subject(rt.pseudonym)}
+            rt.log.info("auth_failed", server=server.id, reason=f.reason, **who)
+            word = "Forbidden" if f.status == 403 else "Unauthorized"
+            await _respond(send, f.status, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"{word}: {f.description}")), JSON,
+                           [(b"www-authenticate", rs.challenge(f))])
+            return None
+        except IdPUnavailable as e:  # the token cannot be checked: nobody gets in
+            rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", "idp_unavailable")))
+            rt.log.error("idp_unavailable", server=server.id, error=str(e))
+            await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.GATEWAY_ERROR,
+                                                          "the identity provider is unavailable; try again shortly")),
+                           extra=[(b"retry-after", b"5")])
+            return None
+        return Caller(None, None, identity, shown=identity.log_subject(rt.pseudonym))
 
     def forward_headers(self, headers: dict, server) -> list[tuple[str, str]]:
         out = [(k, v) for k, v in headers.items() if k in FORWARD_REQUEST_HEADERS or k.startswith("mcp-param-")]
@@ -331,6 +502,11 @@ class GatewayApp:
         if not isinstance(name, str):
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "tools/call needs params.name (a string)")))
             return
+        if not 1 <= len(name) <= MAX_TOOL_NAME:
+            # MCP tool names are 1-128 characters: anything else names no tool, and is refused
+            # before it can reach the audit log, the log, the metrics or the engine's caches
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, f"tool name must be 1 to {MAX_TOOL_NAME} characters")))
+            return
         args = params.get("arguments")
         if args is None:
             args = {}
@@ -340,17 +516,60 @@ class GatewayApp:
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
             return
         t0 = time.perf_counter()
+        engine, policy_sha, role = None, None, "server"
+        typed = None
+        if server.enforce_input_schema:
+            # typed calls: the arguments must conform to the tool's declared schema before
+            # the policy sees them, so no condition can be bypassed with a wrong type
+            try:
+                typed = await self.schema_check(server, name, args, upstream, fwd, params, modern)
+            except Exception as e:  # fail closed
+                rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
+                typed = {"kind": "error", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": type(e).__name__,
+                         "message": f"Tool {name} could not be checked against its input schema (internal error); the call was not forwarded."}
+        ctx = CallContext(server, caller, name, args, rid, None, None, "deny", "", modern, params, headers)
         try:
             engine, policy_sha = rt.engine_for(server, caller)
-            decision = engine.decide(name, args, caller.grant, server.id)
+            role = rt.policy_role(server, caller)
+            if typed is not None:
+                decision = Decision(False, name, Rule(typed["pointer"]), typed["message"])
+            else:
+                if server.shadow:
+                    # a candidate policy beside the one in force, decided first so that it reads
+                    # the limit counts as they stood before this call; it reserves nothing, never acts
+                    await self.shadow_decide(ctx, role)
+                decision = await rt.decide(engine, name, args, caller.principal, server.id)
         except Exception as e:  # fail closed
-            from mcpp.runtime.engine import Decision, Rule
-
             decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
-            policy_sha = None
+        # what went wrong is for the operator (the log, /healthz, the audit row), never for
+        # the agent: no file path, parse error or counterexample in what it reads
+        detail = None
+        if decision.rule.pointer == "/error" and typed is None:
+            detail = decision.message
+            rt.log.error("decision_error", server=server.id, tool=name, error=clip(detail, 500))
+            decision = Decision(False, name, decision.rule, "The policy could not be evaluated for this call; it was denied.")
+        elif decision.rule.pointer == "/no-policy":
+            detail = getattr(engine, "why", None)
         rt.metrics.observe("mcpp_decision_duration_seconds", (("server", server.id),), time.perf_counter() - t0)
+        # the policy decided (not a typed-call refusal, no missing policy, no engine failure):
+        # only such decisions have a shadow to compare with and may be passed in log-only mode
+        policy_decided = typed is None and decision.rule.pointer not in ("/no-policy", "/error", LIMIT_STORE_DOWN)
+        ctx.engine, ctx.policy_sha, ctx.decided, ctx.rule = engine, policy_sha, decision.decision, decision.rule.pointer
+        if not policy_decided:  # nothing the policy decided to compare the shadow with
+            ctx.shadow = ctx.shadow_sha = None
+        log_only = rt.config.mode == "log-only"
+        approval = None
+        if decision.needs_approval and not decision.allowed and policy_decided and not log_only:
+            # human approval (docs/approval.md): the call runs only once a person said yes
+            step = await self.approval_step(scope, receive, send, upstream, fwd, msg, ctx, decision)
+            if step is None:
+                return  # answered here (asked, waiting, rejected or refused), and audited
+            decision, approval = step
+            decided_body = approval.body or decided_body
+        # log-only: what the policy denies (or holds for approval) is forwarded anyway, marked
+        passed = log_only and not decision.allowed and policy_decided
         pinned = None
-        if decision.allowed and server.catalog:
+        if (decision.allowed or passed) and server.catalog:
             # the policy allows it; the tool must also still be the one that was reviewed
             try:
                 pinned = await self.pin_check(server, name, upstream, fwd, params, modern)
@@ -359,77 +578,182 @@ class GatewayApp:
                 pinned = {"kind": "error", "reason": f"{type(e).__name__}", "message": (
                     f"Tool {name} could not be checked against the pinned catalog (internal error); the call was not forwarded.")}
             if pinned is not None:
-                from mcpp.runtime.engine import Decision, Rule
-
                 decision.release()
                 decision = Decision(False, name, Rule(pointer(name)), pinned["message"])
-        row = AuditRow(
-            ts=time.time(), request_id=json.dumps(rid), trace_id=_trace_id(params, headers),
-            grant_id=caller.grant.id, grant_label=caller.grant.label, server=server.id, tool=name,
-            decision=decision.decision, rule=decision.rule.pointer, message=decision.message,
-            arg_keys=sorted(args) if isinstance(args, dict) else [],
-            outcome="forwarded" if decision.allowed else ("rejected" if pinned and pinned.get("rejection") else "denied"),
-            policy_sha256=policy_sha, replica=rt.replica,
-        )
-        try:
-            seq = await rt.audit_writer.submit(row)
-        except Exception as e:  # no audit row, no call
-            decision.release()
-            rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
-            await _respond(send, 503, rpc.dumps(rpc.error(rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")))
+                passed = False
+                if approval is not None:  # it did not run: the approval may run it later
+                    approval.restore(rt)
+                    approval.id = None
+        forwarding = decision.allowed or passed
+        if forwarding:
+            outcome = "forwarded"
+        else:
+            outcome = "rejected" if (pinned or typed or {}).get("rejection") else "denied"
+        ran_approved = approval is not None and approval.id is not None and decision.allowed
+        row = self.call_row(ctx, decision, outcome, detail, approval_id=approval.id if ran_approved else None,
+                            decision_kind="approval" if ran_approved else None)
+        seq = await self.write_audit(send, ctx, row, decision, sse=approval.sse if approval else None)
+        if seq is None:
+            if approval is not None:
+                approval.restore(rt)
             return
-        rt.metrics.inc("mcpp_decisions_total", (("server", server.id), ("decision", decision.decision), ("rule", decision.rule.pointer)))
-        level = "info" if not decision.allowed else "debug"  # the audit log has every allow
-        if rt.log.enabled(level):
-            rt.log.log(level, "decision", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label, tool=name,
-                        decision=decision.decision, rule=decision.rule.pointer, request_id=row.request_id, audit_seq=seq)
+        self.count_decision(ctx, row, seq, passed)
         if pinned is not None:
             rt.metrics.inc("mcpp_catalog_denials_total", (("server", server.id), ("kind", pinned["kind"])))
-            rt.log.warning("catalog_denied", server=server.id, grant_id=caller.grant.id, grant_label=caller.grant.label,
+            rt.log.warning("catalog_denied", server=server.id, **rt.who(caller),
                            tool=name, kind=pinned["kind"], reason=pinned["reason"], catalog=server.catalog,
                            pinned=pinned.get("pinned"), live=pinned.get("live"), request_id=row.request_id, audit_seq=seq)
-        if pinned is not None and pinned.get("rejection"):
+        if typed is not None:
+            rt.metrics.inc("mcpp_schema_denials_total", (("server", server.id), ("kind", typed["kind"])))
+            rt.log.log("info" if typed["kind"] in ("invalid_arguments", "unlisted") else "warning", "schema_denied",
+                       server=server.id, **rt.who(caller), tool=name, kind=typed["kind"], reason=clip(typed["reason"], 500),
+                       rule=clip(typed["pointer"], 500), request_id=row.request_id, audit_seq=seq)
+        refused = pinned if pinned is not None else typed
+        if refused is not None and refused.get("rejection"):
             # the upstream refused the protocol version: answer as it would have answered the
             # call itself, so a dual-era client falls back to the handshake
-            err = pinned["rejection"]
+            err = refused["rejection"]
             await _respond(send, 400, rpc.dumps(rpc.error(rid, err.get("code"), str(err.get("message", "")), err.get("data"))))
             return
-        if not decision.allowed:
+        if not forwarding:
             meta = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
             if decision.limit is not None:
                 meta["io.mcpp/decision"]["limit"] = decision.limit
             if pinned is not None:
                 meta["io.mcpp/decision"]["catalog"] = {"kind": pinned["kind"], "pinned": pinned.get("pinned"), "live": pinned.get("live")}
-            out = rpc.tool_error_result(rid, rpc.DENIED_PREFIX + decision.message, modern, meta)
-            await _respond(send, 200, rpc.dumps(out))
+            if typed is not None:
+                meta["io.mcpp/decision"]["schema"] = {"kind": typed["kind"]}
+            prefix = rpc.ERROR_PREFIX if decision.rule.pointer == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
+            out = rpc.tool_error_result(rid, prefix + decision.message, modern, meta)
+            if approval is not None and approval.sse is not None:
+                await approval.sse.finish(out)
+            else:
+                await _respond(send, 200, rpc.dumps(out))
             return
         # forward what was decided, re-serialised: a duplicate key or an odd encoding in the
         # original bytes cannot make the upstream read a different call than the policy did
-        outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
-                                     watch_id=rid, modern=modern)
-        if outcome != "completed":
-            if outcome != "client_disconnected_counted":
+        settled = []
+
+        def settle(outcome: str) -> None:
+            settled.append(outcome)
+            if not OUTCOME_COUNTED.get(outcome, True):
                 decision.release()
-            try:
-                rt.audit.set_outcome(seq, "client_disconnected" if outcome == "client_disconnected_counted" else outcome)
-            except Exception as e:
-                rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+                if approval is not None:  # it certainly did not run: the approval is not spent
+                    approval.restore(rt)
+            if outcome != "forwarded":
+                try:
+                    rt.audit.set_outcome(seq, outcome)
+                except Exception as e:
+                    rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+
+        if approval is not None and approval.sse is not None:
+            # a 2025 session's call that waited on an elicitation: its stream is already open
+            outcome = await self.forward_into_stream(approval.sse, server, upstream, fwd, decided_body, rid, modern, settle)
+        else:
+            outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
+                                         watch_id=rid, modern=modern, settle=settle)
+        if not settled:
+            settle(outcome)
+
+    # ---- audit rows, metrics and the shadow policy (docs/rollout.md) ---------------------------
+    def call_row(self, ctx: "CallContext", decision, outcome: str, detail=None, approval_id=None,
+                 decision_kind: str | None = None, rule: str | None = None, message: str | None = None) -> AuditRow:
+        """The audit row of a decided call. `decision` is the policy's word (allow, deny,
+        approval), `outcome` what the gateway did; in log-only mode they may disagree."""
+        rt = self.rt
+        text = message if message is not None else decision.message
+        return AuditRow(
+            ts=time.time(), request_id=clip(json.dumps(ctx.rid), MAX_AUDIT_ID), trace_id=_trace_id(ctx.params, ctx.headers),
+            grant_id=ctx.caller.grant_id, grant_label=ctx.caller.grant_label, server=ctx.server.id, tool=ctx.name,
+            decision=decision_kind or decision.decision, rule=clip(rule or decision.rule.pointer, MAX_AUDIT_TEXT),
+            message=clip(text + (f" [operator detail: {detail}]" if detail else ""), MAX_AUDIT_TEXT),
+            arg_keys=audit_keys(ctx.args), outcome=outcome, policy_sha256=ctx.policy_sha, replica=rt.replica,
+            mode=rt.config.mode, shadow_decision=ctx.shadow.decision if ctx.shadow is not None else None,
+            shadow_rule=clip(ctx.shadow.rule.pointer, MAX_AUDIT_TEXT) if ctx.shadow is not None else None,
+            shadow_sha256=ctx.shadow_sha, approval_id=approval_id,
+            grant_groups=sorted(ctx.caller.principal.groups) if not (ctx.caller.identity and ctx.caller.identity.groups_private) else None,
+            arg_values=retain(ctx.args, rt.config.audit_values, rt.values_key),
+            issuer=ctx.caller.identity.issuer if ctx.caller.identity is not None else None,
+            subject=ctx.caller.identity.log_subject(rt.pseudonym) if ctx.caller.identity is not None else None,
+        )
+
+    async def write_audit(self, send, ctx: "CallContext", row: AuditRow, decision=None, sse=None) -> int | None:
+        """Commit the row; if it cannot be written, nothing is forwarded (503, or an error
+        event on a stream already open) and None is returned."""
+        rt = self.rt
+        try:
+            return await rt.audit_writer.submit(row)
+        except Exception as e:  # no audit row, no call
+            if decision is not None:
+                decision.release()
+            rt.log.error("audit_write_failed", server=ctx.server.id, error=f"{type(e).__name__}: {e}")
+            err = rpc.error(ctx.rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")
+            if sse is not None:
+                await sse.finish(err)
+            else:
+                await _respond(send, 503, rpc.dumps(err))
+            return None
+
+    def count_decision(self, ctx: "CallContext", row: AuditRow, seq: int, passed: bool = False) -> None:
+        rt = self.rt
+        server, name = ctx.server, ctx.name
+        rule_label = rt.rule_label(row.rule, name, ctx.engine, server)
+        rt.metrics.inc("mcpp_decisions_total", (("server", server.id), ("decision", row.decision), ("rule", rule_label)))
+        if ctx.shadow is not None:
+            agree = ctx.shadow.decision == ctx.decided
+            rt.metrics.inc("mcpp_shadow_decisions_total", (
+                ("server", server.id), ("result", "agree" if agree else "mismatch"), ("decision", ctx.decided),
+                ("shadow_decision", ctx.shadow.decision), ("rule", rt.rule_label(ctx.rule, name, ctx.engine, server)),
+                ("shadow_rule", rt.rule_label(ctx.shadow.rule.pointer, name, ctx.shadow_engine, server))))
+            if not agree:
+                rt.log.info("shadow_mismatch", server=server.id, **rt.who(ctx.caller), tool=name,
+                            decision=ctx.decided, rule=ctx.rule, shadow_decision=ctx.shadow.decision,
+                            shadow_rule=ctx.shadow.rule.pointer, request_id=row.request_id, audit_seq=seq)
+        if passed:
+            rt.log_only_passed += 1
+            rt.metrics.inc("mcpp_log_only_passed_total", (("server", server.id), ("decision", row.decision)))
+        level = "info" if row.outcome != "forwarded" or passed else "debug"  # the audit log has every allow
+        if rt.log.enabled(level):
+            extra = {"mode": "log-only", "enforced": False} if passed else {}
+            rt.log.log(level, "decision", server=server.id, **rt.who(ctx.caller),
+                       tool=name, decision=row.decision, rule=row.rule, outcome=row.outcome, request_id=row.request_id,
+                       audit_seq=seq, **extra)
+
+    async def shadow_decide(self, ctx: "CallContext", role: str) -> None:
+        """The shadow policy's decision of this call, against the same limit counters and
+        reserving nothing (`reserve=False`). Whatever happens here never changes what the
+        enforcing policy decided: a failure is logged and leaves no shadow decision."""
+        rt = self.rt
+        try:
+            engine, sha = rt.shadow_for(ctx.server, role)
+            if engine is None:
+                return
+            d = await rt.decide(engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, reserve=False)
+            if d.rule.pointer in ("/error", LIMIT_STORE_DOWN):
+                rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=clip(d.message, 500))
+                return
+            ctx.shadow, ctx.shadow_sha, ctx.shadow_engine = d, sha, engine
+        except Exception as e:
+            rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=f"{type(e).__name__}: {e}")
 
     # ---- tools/list --------------------------------------------------------------------
     async def list_tools(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern):
+        """Relay a tools/list answer only after checking it: a JSON-RPC response to this
+        request whose `tools` is an array of named tools. Anything else becomes the
+        documented upstream error (HTTP 502, -32002); an HTTP 400 or 404 that carries a
+        JSON-RPC error (an unsupported protocol version, an unknown session) is relayed,
+        re-serialised, because clients act on it."""
         rt = self.rt
         rid = msg.get("id")
         pin = None
-        if server.catalog:
+        if server.catalog or server.enforce_input_schema:
+            # the pages are recorded as the scope's listing (pin checks, typed calls)
             params = msg.get("params")
             cursor = params.get("cursor") if isinstance(params, dict) else None
-            pin = (rt.pin_for(server), (server.id, _session_of(fwd)), cursor if isinstance(cursor, str) else None)
+            pin = (rt.pin_for(server) if server.catalog else None, (server.id, _session_of(fwd)),
+                   cursor if isinstance(cursor, str) else None)
         try:
             resp = await upstream.request("POST", fwd, body, rt.config.upstream_timeout)
-        except UpstreamError as e:
-            await self.upstream_failed(send, server, rid, e, tool_call=False)
-            return
-        try:
             data = await resp.read(rt.config.upstream_timeout)
         except UpstreamError as e:
             await self.upstream_failed(send, server, rid, e, tool_call=False)
@@ -438,39 +762,87 @@ class GatewayApp:
         headers = self.response_headers(resp, server, caller)
         headers += [(b"cache-control", b"private, no-store"), (b"vary", b"authorization")]
         headers = [h for h in headers if h[0] != b"cache-control" or h[1] == b"private, no-store"]
-        if resp.status != 200:
-            await self.send_upstream_bytes(send, resp.status, headers, data)
+        status = resp.status
+
+        def bad(why: str, kind: str = "protocol") -> UpstreamError:
+            return UpstreamError(f"the upstream's tools/list answer was refused: {why}", kind, True)
+
+        if status != 200:
+            err = _jsonrpc_error(data, ctype) if status in (400, 404) else None
+            if err is None:
+                kind = "auth" if status in (401, 403, 407) else "protocol"
+                await self.upstream_failed(send, server, rid, bad(f"HTTP {status}", kind), tool_call=False)
+                return
+            headers = [h for h in headers if h[0] != b"content-type"] + [(b"content-type", JSON)]
+            await self.send_upstream_bytes(send, status, headers, rpc.dumps(err))
             return
-        if ctype.startswith("text/event-stream"):
-            parser = rpc.SSEParser()
-            events = parser.feed(data) + parser.feed(b"\n\n")
-            out = []
-            for ev in events:
-                m = rpc.parse_message(ev["data"]) if ev["data"] else None
-                if isinstance(m, dict) and m.get("id") == rid and "result" in m:
-                    await self.filter_tools(m, server, caller, modern, pin)
-                    out.append(rpc.render_event(ev, json.dumps(m, separators=(",", ":"), ensure_ascii=False)))
-                else:
-                    out.append(rpc.render_event(ev))
-            data = b"".join(out)
-        else:
-            m = rpc.parse_message(data.decode("utf-8", "replace"))
-            if isinstance(m, dict) and "result" in m:
-                await self.filter_tools(m, server, caller, modern, pin)
+        try:
+            if ctype.startswith("text/event-stream"):
+                parser = rpc.SSEParser()
+                events = parser.feed(data) + parser.feed(b"\n\n")
+                out, answered = [], False
+                for ev in events:
+                    m = rpc.parse_message(ev["data"]) if ev["data"] else None
+                    if isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m):
+                        if m.get("id") != rid or answered:
+                            raise bad("an answer to another request")
+                        answered = True
+                        await self.checked_listing(m, server, caller, modern, pin, bad)
+                        out.append(rpc.render_event(ev, json.dumps(m, separators=(",", ":"), ensure_ascii=False)))
+                    elif isinstance(m, dict) and isinstance(m.get("method"), str):
+                        out.append(rpc.render_event(ev))  # the upstream's notifications and requests, as they were
+                    elif ev["data"]:
+                        raise bad("an event that is not a JSON-RPC message")
+                    else:
+                        out.append(rpc.render_event(ev))  # a priming event (an id, no data), for resumption
+                if not answered:
+                    raise bad("no answer to this request")
+                data = b"".join(out)
+            elif ctype.startswith("application/json"):
+                m = rpc.parse_message(data.decode("utf-8", "replace"))
+                if not isinstance(m, dict) or m.get("id") != rid or not ("result" in m or "error" in m):
+                    raise bad("not a JSON-RPC response to this request")
+                await self.checked_listing(m, server, caller, modern, pin, bad)
                 data = rpc.dumps(m)
+            else:
+                raise bad(f"content type {ctype[:40]!r}")
+        except UpstreamError as e:
+            await self.upstream_failed(send, server, rid, e, tool_call=False)
+            return
         await self.send_upstream_bytes(send, 200, headers, data)
 
-    async def filter_tools(self, m: dict, server, caller, modern: bool, pin=None) -> None:
+    async def checked_listing(self, m: dict, server, caller, modern: bool, pin, bad) -> None:
+        """Validate one tools/list response in place (raising `bad(...)`), then filter it.
+        An error response passes as it is; a result must have `tools`, an array; entries that
+        name no callable tool (not an object, no name of 1-128 characters) are dropped."""
+        if "error" in m:
+            if "result" in m or not isinstance(m["error"], dict):
+                raise bad("a malformed error")
+            return
         result = m.get("result")
         if not isinstance(result, dict):
-            return
+            raise bad("the result is not an object")
         tools = result.get("tools")
-        if isinstance(tools, list):
-            if pin is not None:
-                tools = self.pin_filter(server, pin, tools, result.get("nextCursor"))
-            names = [t.get("name") for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
-            visible = await self.rt.visible(server, caller, names)
-            result["tools"] = [t for t in tools if isinstance(t, dict) and t.get("name") in visible]
+        if not isinstance(tools, list):
+            raise bad("`tools` is not an array")
+        cursor = result.get("nextCursor")
+        if cursor is not None and not isinstance(cursor, str):
+            raise bad("`nextCursor` is not a string")
+        good = [t for t in tools if _callable_tool(t)]
+        if len(good) != len(tools):
+            self.rt.log.warning("upstream_tools_dropped", server=server.id, dropped=len(tools) - len(good),
+                                why="not an object with a name of 1 to 128 characters")
+        result["tools"] = good
+        await self.filter_tools(m, server, caller, modern, pin)
+
+    async def filter_tools(self, m: dict, server, caller, modern: bool, pin=None) -> None:
+        result = m["result"]
+        tools = result["tools"]
+        if pin is not None:
+            tools = self.pin_filter(server, pin, tools, result.get("nextCursor"))
+        names = [t["name"] for t in tools]
+        visible = await self.rt.visible(server, caller, names)
+        result["tools"] = [t for t in tools if t["name"] in visible]
         if modern or "ttlMs" in result or "cacheScope" in result:
             result["cacheScope"] = "private"
             result.setdefault("ttlMs", 0)
@@ -482,6 +854,8 @@ class GatewayApp:
         st, scope, cursor = pin
         rt = self.rt
         acc = rt.listings.observe_page(scope, cursor, tools, next_cursor)
+        if st is None:  # typed calls only: the listing is recorded, nothing is removed
+            return tools
         cur = st.current
         if cur is None:
             rt.log.warning("catalog_not_loaded", server=server.id, path=st.path, error=st.error, removed=len(tools))
@@ -509,6 +883,32 @@ class GatewayApp:
             rt.log.warning("catalog_drift", server=server.id, tool=name, kind=kind, reason=reason, catalog=server.catalog,
                            pinned=pinned.hash if pinned else None, live=live)
 
+    async def listing_for(self, server, name: str, upstream, fwd, params, modern: bool, purpose: str):
+        """The upstream's current tool listing for this call's scope (server, upstream
+        session): the one the gateway has if it is younger than `catalog_max_age` (and lists
+        the tool, or was taken within the last REFETCH_UNLISTED_AFTER seconds), else a fresh
+        one the gateway lists itself (every page; concurrent calls share one). Raises
+        FetchFailed (or anything else) when none can be had."""
+        rt = self.rt
+        scope = (server.id, _session_of(fwd))
+        listing = rt.listings.get(scope)
+        age = time.monotonic() - listing.at if listing is not None else float("inf")
+        if listing is None or age > server.catalog_max_age or (name not in listing.names and age > REFETCH_UNLISTED_AFTER):
+            timeout = rt.config.upstream_timeout
+            try:
+                listing = await rt.listings.fetch(scope, lambda: fetch_tools(upstream, fwd, params, modern, timeout))
+            except Exception:
+                rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "failed")))
+                raise
+            rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "ok")))
+            if purpose == "pin" or server.catalog:
+                cur = rt.pin_for(server).current
+                if cur is not None:
+                    drifted = rt.listings.verdict(cur, listing)
+                    if drifted:
+                        self.note_drift(server, cur, listing.tools, drifted)
+        return listing
+
     async def pin_check(self, server, name: str, upstream, fwd, params, modern: bool) -> dict | None:
         """None when the tool matches the pinned catalog; else {kind, message, reason, pinned?, live?}.
         Fail closed: no pin in force, no listing to be had, or a tool the upstream does not list refuse."""
@@ -518,29 +918,17 @@ class GatewayApp:
         if cur is None:
             why = st.error or "not loaded"
             return {"kind": "no_catalog", "reason": why, "message": (
-                f"Tool {name} cannot be checked: the pinned catalog {Path(st.path).name} is not loaded ({why}). "
+                f"Tool {name} cannot be checked: the pinned catalog {Path(st.path).name} is not loaded. "
                 "No call to this server is forwarded until it loads.")}
-        scope = (server.id, _session_of(fwd))
-        listing = rt.listings.get(scope)
-        now = time.monotonic()
-        age = now - listing.at if listing is not None else float("inf")
-        if listing is None or age > server.catalog_max_age or (name not in listing.names and age > REFETCH_UNLISTED_AFTER):
-            timeout = rt.config.upstream_timeout
-            try:
-                listing = await rt.listings.fetch(scope, lambda: fetch_tools(upstream, fwd, params, modern, timeout))
-            except Exception as e:  # FetchFailed, or anything else: the tool cannot be checked, so no call
-                why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
-                rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "failed")))
-                rt.log.warning("catalog_listing_failed", server=server.id, tool=name, error=why)
-                return {"kind": "unverifiable", "reason": why, "rejection": getattr(e, "rejection", None), "message": (
-                    f"Tool {name} cannot be checked against the pinned catalog: the upstream's tool list could not be "
-                    f"obtained ({why}). The call was not forwarded.")}
-            rt.metrics.inc("mcpp_catalog_listings_total", (("server", server.id), ("result", "ok")))
-            drifted = rt.listings.verdict(cur, listing)
-            if drifted:
-                self.note_drift(server, cur, listing.tools, drifted)
-        else:
-            drifted = rt.listings.verdict(cur, listing)
+        try:
+            listing = await self.listing_for(server, name, upstream, fwd, params, modern, "pin")
+        except Exception as e:  # FetchFailed, or anything else: the tool cannot be checked, so no call
+            why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
+            rt.log.warning("catalog_listing_failed", server=server.id, tool=name, error=why)
+            return {"kind": "unverifiable", "reason": why, "rejection": getattr(e, "rejection", None), "message": (
+                f"Tool {name} cannot be checked against the pinned catalog: the upstream's tool list could not be "
+                f"obtained ({why}). The call was not forwarded.")}
+        drifted = rt.listings.verdict(cur, listing)
         reason = drifted.get(name)
         if reason is not None:
             pinned = cur.catalog.tools.get(name)
@@ -554,14 +942,76 @@ class GatewayApp:
                 "the call was not forwarded.")}
         return None
 
+    # ---- typed calls (schemas.py) ----------------------------------------------------------
+    async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool) -> dict | None:
+        """None when the call's arguments conform to the tool's declared inputSchema; else
+        {kind, message, pointer, reason, rejection?}. The schema is the pinned catalog's when
+        the server pins one (a tool the pin lacks is left to the pin check, which refuses
+        it), otherwise the upstream's own listing's. Fail closed: a tool the upstream does
+        not list, a listing that cannot be had, or a schema that cannot be used refuse.
+        What a tool's definition means for checking (a validator, or why there is none) is
+        worked out once per pin or listing version, not per call."""
+        rt = self.rt
+        base = f"/tools/{escape_pointer(name)}/schema"
+        if server.catalog:
+            cur = rt.pin_for(server).current
+            tool = cur.catalog.tools.get(name) if cur is not None else None
+            if tool is None:
+                return None  # refused by the pin check (never forwarded), with the pin's reason
+            checker = _memo(cur.checkers, name, lambda: self._checker([{"inputSchema": tool.input_schema}], name))
+        else:
+            try:
+                listing = await self.listing_for(server, name, upstream, fwd, params, modern, "schema")
+            except Exception as e:
+                why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
+                rt.log.warning("schema_listing_failed", server=server.id, tool=name, error=why)
+                return {"kind": "unverifiable", "pointer": base, "reason": why, "rejection": getattr(e, "rejection", None),
+                        "message": (f"Tool {name} cannot be checked: the upstream's tool list could not be obtained ({why}). "
+                                    "The call was not forwarded.")}
+            defs = listing.definitions(name)
+            # memoised for listed tools only: the names callers send are not cache keys
+            checker = _memo(listing.checkers, name, lambda: self._checker(defs, name)) if defs else self._checker(defs, name)
+        if not isinstance(checker, tuple):
+            try:
+                v = check(checker, args)
+            except RecursionError:
+                return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
+                        "message": f"The arguments of {name} are nested too deeply to check."}
+            if v is None:
+                return None
+            return {"kind": "invalid_arguments", "pointer": base + v.pointer, "reason": v.message,
+                    "message": f"{v.message} (tool {name}; the call was not forwarded)"}
+        kind, reason, message = checker
+        return {"kind": kind, "pointer": base, "reason": reason, "message": message}
+
+    def _checker(self, defs: list[dict], name: str):
+        """A validator for the tool's calls, or (kind, reason, message) saying why there is none."""
+        if not defs:
+            return ("unlisted", f"the upstream does not list tool {name!r}",
+                    f"Tool {name} is not offered by this server (it is not in the server's tool list).")
+        schemas = {json.dumps(d.get("inputSchema"), sort_keys=True, default=str) for d in defs}
+        if len(schemas) > 1:
+            return ("ambiguous", f"the upstream lists tool {name!r} twice with different schemas",
+                    f"Tool {name} cannot be checked: the server lists it twice with different input schemas.")
+        schema = defs[0].get("inputSchema")
+        if not isinstance(schema, dict):
+            return ("no_schema", "no inputSchema object in the tool's definition",
+                    f"Tool {name} cannot be checked: the server declares no input schema for it.")
+        try:
+            return self.rt.schemas.get(schema)
+        except SchemaUnusable as e:
+            return ("unusable_schema", str(e), f"Tool {name} cannot be checked: its declared input schema cannot be used ({e}).")
+
     # ---- forwarding ----------------------------------------------------------------------
-    def response_headers(self, resp, server, caller) -> list[tuple[bytes, bytes]]:
+    def response_headers(self, resp, server, caller, caps=None) -> list[tuple[bytes, bytes]]:
         out = []
         for k, v in resp.headers:
             if k in PASS_RESPONSE_HEADERS:
                 out.append((k.encode(), v.encode("latin-1")))
             elif k == "mcp-session-id":
-                out.append((b"mcp-session-id", self.rt.sessions.wrap(v, caller.grant.id, server.id).encode()))
+                out.append((b"mcp-session-id", self.rt.sessions.wrap(v, caller.key, server.id).encode()))
+                if caps is not None:  # an initialize: what this session's client can be asked (elicitation)
+                    track_session_caps(self.rt, server.id, v, caps)
         return out
 
     async def send_upstream_bytes(self, send, status, headers, data: bytes) -> None:
@@ -569,66 +1019,55 @@ class GatewayApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    async def upstream_failed(self, send, server, rid, e: UpstreamError, tool_call: bool, modern: bool = False) -> None:
-        rt = self.rt
-        rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
-        rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e))
-        if tool_call:
-            fate = "was not executed" if not e.sent else "may or may not have run"
-            text = f"{rpc.ERROR_PREFIX}The upstream server failed ({e}); the call {fate}."
-            await _respond(send, 200, rpc.dumps(rpc.tool_error_result(rid, text, modern)))
-        elif rid is None:
-            await _respond(send, 502, rpc.dumps(rpc.error(None, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
-        else:
-            await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
-
     async def forward(self, scope, receive, send, server, caller, upstream, method, fwd, body, msg,
-                      watch_id=None, modern=False) -> str:
-        """Relay one exchange. With `watch_id` (a tools/call), return its outcome:
-        completed | input_required | upstream_error | rejected."""
+                      watch_id=None, modern=False, settle=None) -> str:
+        """Relay one exchange. With `watch_id` (a tools/call), return its audit outcome, which
+        says whether the upstream may have executed it (see OUTCOME_COUNTED):
+        forwarded | input_required | upstream_error | not_executed | rejected | client_disconnected.
+        `settle(outcome)` is called once, as soon as the outcome is known and before the
+        client reads the answer, so a refund is in place before the client can call again."""
         rt = self.rt
         rid = msg.get("id") if isinstance(msg, dict) else None
         timeout = rt.config.upstream_timeout
         tool_call = watch_id is not None
+        state = {"outcome": None, "settle": settle}
         try:
-            resp = await upstream.request(method, fwd, body, timeout if method != "GET" else timeout)
+            resp = await upstream.request(method, fwd, body, timeout)
         except UpstreamError as e:
-            await self.upstream_failed(send, server, rid, e, tool_call, modern)
-            return "upstream_error"
+            return await self.upstream_failed(send, server, rid, e, tool_call, modern, state=state,
+                                              outcome="upstream_error" if e.sent else "not_executed")
         status = resp.status
         if 300 <= status < 400:  # never let a client follow the upstream elsewhere (with its token)
             resp.release()
             err = UpstreamError(f"the upstream answered with a redirect (HTTP {status}), which the gateway does not follow", "protocol", True)
-            await self.upstream_failed(send, server, rid, err, tool_call, modern)
-            return "upstream_error"
+            return await self.upstream_failed(send, server, rid, err, tool_call, modern, state=state, outcome="rejected")
         if status in (401, 403, 407):  # the gateway's own upstream credential was refused
             resp.release()
             rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", f"http_{status}")))
             rt.log.error("upstream_auth_failed", server=server.id, status=status)
             err = UpstreamError(f"the upstream refused the gateway's credential (HTTP {status})", "auth", True)
-            await self.upstream_failed(send, server, rid, err, tool_call, modern)
-            return "upstream_error"
-        headers = self.response_headers(resp, server, caller)
+            return await self.upstream_failed(send, server, rid, err, tool_call, modern, state=state, outcome="rejected")
+        caps = None
+        if isinstance(msg, dict) and msg.get("method") == "initialize" and isinstance(msg.get("params"), dict):
+            caps = msg["params"].get("capabilities")
+        headers = self.response_headers(resp, server, caller, caps if isinstance(caps, dict) else None)
         ctype = (resp.header("content-type") or "").lower()
-        streaming = ctype.startswith("text/event-stream")
+        streaming = ctype.startswith("text/event-stream") and status == 200
         if not streaming:
             try:
                 data = await resp.read(timeout)
             except UpstreamError as e:
-                await self.upstream_failed(send, server, rid, e, tool_call, modern)
-                return "upstream_error"
-            outcome = "completed"
-            if tool_call:
-                outcome = _outcome(rpc.parse_message(data.decode("utf-8", "replace")), watch_id) if status == 200 else "rejected"
-            await self.send_upstream_bytes(send, status, headers, data)
-            return outcome
+                return await self.upstream_failed(send, server, rid, e, tool_call, modern, state=state, outcome="upstream_error")
+            if not tool_call:
+                await self.send_upstream_bytes(send, status, headers, data)
+                return "forwarded"
+            return await self.tool_reply(send, server, rid, status, headers, ctype, data, modern, state)
         # an event stream: pass every byte through as it comes. A client that goes away
         # closes the upstream stream too (in 2026-07-28 that is how a call is cancelled).
         await send({"type": "http.response.start", "status": status, "headers": headers})
-        state = {"outcome": None}
         chunk_timeout = None if method == "GET" else timeout
-        # with a pinned catalog, the stream is watched for tools/list_changed from the upstream
-        pin_scope = (server.id, _session_of(fwd)) if server.catalog else None
+        # with a pinned catalog or typed calls, the stream is watched for tools/list_changed
+        pin_scope = (server.id, _session_of(fwd)) if server.catalog or server.enforce_input_schema else None
         pipe = asyncio.ensure_future(self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope))
         disconnected = asyncio.Event()
         watcher = asyncio.ensure_future(_watch_disconnect(receive, disconnected))
@@ -642,40 +1081,160 @@ class GatewayApp:
                 except BaseException:
                     pass
             watcher.cancel()
-            resp.release()
+            rest = state.get("rest")
+            if rest is not None:  # answered: read the upstream's end in the background, keep the connection
+                task = asyncio.ensure_future(_drain(rest, rt.config.max_response_bytes))
+                _DRAINS.add(task)
+                task.add_done_callback(_DRAINS.discard)
+            else:
+                resp.release()
+        if state.get("ended"):
+            return state["outcome"] or "forwarded"
         if disconnected.is_set():
             # the call may still run upstream: keep its reservation (count it), say why
             if tool_call and state["outcome"] is None:
-                return "client_disconnected_counted"
-            return "completed"
+                _settle(state, "client_disconnected")
+            return state["outcome"] or "forwarded"
+        if tool_call and state["outcome"] is None:
+            # the stream ended without this call's answer: it may have run
+            _settle(state, "upstream_error")
+            text = f"{rpc.ERROR_PREFIX}The upstream ended its stream without answering; the call may or may not have run."
+            await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, text, modern)),
+                        "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
+        return state["outcome"] or "forwarded"
+
+    async def upstream_failed(self, send, server, rid, e: UpstreamError, tool_call: bool, modern: bool = False,
+                              state=None, outcome: str = "upstream_error") -> str:
+        """Answer for an upstream that failed: for a tools/call (settled as `outcome` first),
+        an `isError` result saying whether the call was not executed or may have run;
+        otherwise HTTP 502 with JSON-RPC -32002. Returns the outcome."""
+        rt = self.rt
+        rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
+        rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e))
         if tool_call:
-            return state["outcome"] or "upstream_error"
-        return "completed"
+            _settle(state, outcome)
+            fate = "may or may not have run" if OUTCOME_COUNTED[outcome] else "was not executed"
+            text = f"{rpc.ERROR_PREFIX}The upstream server failed ({e}); the call {fate}."
+            await _respond(send, 200, rpc.dumps(rpc.tool_error_result(rid, text, modern)))
+        else:
+            await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
+        return outcome
+
+    async def tool_reply(self, send, server, rid, status: int, headers, ctype: str, data: bytes, modern: bool, state) -> str:
+        """Check a whole (non-stream) answer to a tools/call before relaying it, and settle
+        what it means for the call (its audit outcome) before the client reads it."""
+        if status != 200:
+            err = _jsonrpc_error(data, ctype) if 400 <= status < 500 else None
+            if err is not None:  # refused before it ran (protocol version, unknown session): relayed, clients act on it
+                _settle(state, "rejected")
+                headers = [h for h in headers if h[0] != b"content-type"] + [(b"content-type", JSON)]
+                await self.send_upstream_bytes(send, status, headers, rpc.dumps(err))
+                return "rejected"
+            e = UpstreamError(f"the upstream answered HTTP {status}", "protocol", True)
+            return await self.upstream_failed(send, server, rid, e, True, modern, state=state,
+                                              outcome="rejected" if 400 <= status < 500 else "upstream_error")
+        m = rpc.parse_message(data.decode("utf-8", "replace")) if ctype.startswith("application/json") else None
+        outcome = _outcome(m, rid)
+        if outcome == "unreadable":
+            e = UpstreamError("the upstream's answer is not a JSON-RPC response to this call", "protocol", True)
+            return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
+        _settle(state, outcome)
+        await self.send_upstream_bytes(send, 200, headers, data)  # checked above: relayed as it came
+        return outcome
 
     async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None) -> None:
         rt = self.rt
-        parser = rpc.SSEParser() if watch_id is not None or pin_scope is not None else None
+        watched = watch_id is not None or pin_scope is not None
+        # a watched stream (a tools/call's, or one that may announce tools/list_changed) is
+        # relayed event by event, each one checked: an event whose data is not a JSON-RPC
+        # message, or half an event, never reaches the client
+        parser = rpc.SSEParser(rt.config.max_response_bytes, comments=True) if watched else None
+        dropped = 0
+        chunks = resp.chunks(chunk_timeout)
         try:
-            async for chunk in resp.chunks(chunk_timeout):
-                if parser is not None and (state["outcome"] is None or pin_scope is not None):
-                    for ev in parser.feed(chunk):
-                        m = rpc.parse_message(ev["data"]) if ev["data"] else None
-                        if not isinstance(m, dict):
-                            continue
+            async for chunk in chunks:
+                if parser is None:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    continue
+                try:
+                    events = parser.feed(chunk)
+                except rpc.EventTooLarge as e:
+                    raise UpstreamError(str(e), "protocol", True) from None
+                out = []
+                answered = False
+                for ev in events:
+                    if "comment" in ev:  # keep-alives keep the client's connection alive too
+                        out.append(rpc.render_event(ev))
+                        continue
+                    m = rpc.parse_message(ev["data"]) if ev["data"] else None
+                    if ev["data"] and not (isinstance(m, dict) and m.get("jsonrpc") == "2.0"):
+                        dropped += 1
+                        continue
+                    if m is not None:
                         if watch_id is not None and m.get("id") == watch_id and "method" not in m and state["outcome"] is None:
-                            state["outcome"] = _outcome(m, watch_id)
+                            outcome = _outcome(m, watch_id)
+                            _settle(state, "upstream_error" if outcome == "unreadable" else outcome)
+                            answered = True
                         elif pin_scope is not None and m.get("method") == "notifications/tools/list_changed":
                             rt.listings.invalidate(pin_scope)
-                            rt.log.info("catalog_relist_due", server=server.id, why="notifications/tools/list_changed")
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                            rt.log.info("catalog_relist_due" if server.catalog else "tools_relist_due", server=server.id,
+                                        why="notifications/tools/list_changed")
+                    out.append(rpc.render_event(ev))
+                if answered:
+                    # the answer ends a request's stream (the server closes it next): end the
+                    # client's now, in the same write, rather than wait for the upstream's end
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+                    state["ended"], state["rest"] = True, chunks
+                    return
+                if out:
+                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
         except UpstreamError as e:
             rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
             rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e), during="stream")
             if watch_id is not None and state["outcome"] is None:
+                _settle(state, "upstream_error")
                 text = f"{rpc.ERROR_PREFIX}The upstream server failed mid-call ({e}); the call may or may not have run."
-                await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, text, modern)), "more_body": True})
-                state["outcome"] = "upstream_error"
+                body = (b"\n\n" if parser is None else b"") + rpc.sse_event(rpc.tool_error_result(watch_id, text, modern))
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+        finally:
+            if dropped:
+                rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
+
+
+_DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
+
+
+async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
+    """Read what is left of an answered upstream stream so its connection can be reused;
+    a stream that does not end soon (or keeps sending) is closed instead."""
+    try:
+        async with asyncio.timeout(timeout):
+            async for c in chunks:
+                budget -= len(c)
+                if budget < 0:
+                    break
+    except BaseException:
+        pass
+    finally:
+        await chunks.aclose()  # releases the connection: to the pool if the body ended
+
+
+def _memo(memo: dict, key, make):
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = make()
+    return hit
+
+
+def _settle(state, outcome: str) -> None:
+    """Record a tools/call's outcome once, and run its settlement (refund, audit) then."""
+    if state is None or state["outcome"] is not None:
+        return
+    state["outcome"] = outcome
+    settle = state.get("settle")
+    if settle is not None:
+        settle(outcome)
 
 
 async def _watch_disconnect(receive, event: asyncio.Event) -> None:
@@ -706,15 +1265,54 @@ def _live_hash(tools, name: str) -> str | None:
     return None
 
 
+def _callable_tool(t) -> bool:
+    return isinstance(t, dict) and isinstance(t.get("name"), str) and 1 <= len(t["name"]) <= MAX_TOOL_NAME
+
+
+def _jsonrpc_error(data: bytes, ctype: str) -> dict | None:
+    """The JSON-RPC error object of an upstream's HTTP error body, rebuilt from its parts
+    (code, message, data), or None if the body is not one."""
+    if not ctype.startswith("application/json"):
+        return None
+    m = rpc.parse_message(data.decode("utf-8", "replace"))
+    err = m.get("error") if isinstance(m, dict) else None
+    if not isinstance(err, dict) or type(err.get("code")) is not int or not isinstance(err.get("message"), str):
+        return None
+    return rpc.error(m.get("id"), err["code"], err["message"], err.get("data"))
+
+
+# JSON-RPC errors that say a request was refused before it was dispatched: parse error,
+# invalid request, unknown method, invalid params (MCP: unknown tool, invalid arguments),
+# header mismatch and unsupported protocol version. Any other error may come from a tool
+# that ran.
+NOT_EXECUTED_CODES = frozenset({-32700, -32600, -32601, -32602, rpc.HEADER_MISMATCH, rpc.UNSUPPORTED_PROTOCOL_VERSION})
+
+# audit outcome of a forwarded tools/call → whether its limit reservation is kept. Given
+# back only when the upstream certainly did not execute the call (docs/gateway.md, Limits).
+OUTCOME_COUNTED = {
+    "forwarded": True,  # a result (an isError result too: the tool ran)
+    "upstream_error": True,  # timeout, connection lost after sending, 5xx, unreadable answer, other JSON-RPC errors
+    "client_disconnected": True,  # the client went away mid-stream; the upstream may still run it
+    "input_required": False,  # the tool asked for input before doing its work; the retry is decided again
+    "not_executed": False,  # never sent (connect failed), or a JSON-RPC error in NOT_EXECUTED_CODES
+    "rejected": False,  # HTTP 3xx or 4xx: the upstream refused the request
+}
+
+
 def _outcome(m, rid) -> str:
-    if not isinstance(m, dict) or m.get("id") != rid:
-        return "upstream_error"
+    """The outcome an upstream's answer to tools/call `rid` means ("unreadable" if it is not one)."""
+    if not isinstance(m, dict) or m.get("id") != rid or ("result" in m) == ("error" in m) or "method" in m:
+        return "unreadable"
     if "error" in m:
-        return "upstream_error"
+        err = m["error"]
+        code = err.get("code") if isinstance(err, dict) else None
+        return "not_executed" if type(code) is int and code in NOT_EXECUTED_CODES else "upstream_error"
     result = m.get("result")
-    if isinstance(result, dict) and result.get("resultType") == "input_required":
+    if not isinstance(result, dict):
+        return "unreadable"
+    if result.get("resultType") == "input_required":
         return "input_required"
-    return "completed"
+    return "forwarded"
 
 
 def _same(record, token: str) -> bool:

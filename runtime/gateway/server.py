@@ -16,17 +16,32 @@ import socket
 import time
 from pathlib import Path
 
+from .approvals import ApprovalStore
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
-from .counters import RedisCounters, SQLiteCounters
+from .counters import SQLiteCounters
 from .grants import open_grants, redis_client
 from .http_client import HTTPUpstream
+from .jwks import Fetcher, IdPUnavailable, IssuerClient
+from .oauth import ResourceServer, TokenCache
+from .oauth_config import mapping_problems
 from .logs import Logger
 from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry
+from .principals import is_user_principal, user_visible
 from .proxy import GatewayApp, SessionBinder
+from mcpp.catalog.conformance import SchemaCache
+from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
 from .stdio import StdioUpstream
+
+
+# settings read once, at start: a reload that changes them is logged as config_needs_restart
+RESTART_FIELDS = (
+    "host", "port", "state_dir", "redis_url", "audit_synchronous", "redis_timeout", "grant_cache_seconds",
+    "max_header_bytes", "max_headers", "header_timeout", "idle_timeout", "max_connections", "max_response_bytes",
+    "ops_listen",
+)
 
 
 def session_key(state_dir: str, redis) -> bytes:
@@ -58,15 +73,40 @@ class Runtime:
         self.metrics = Metrics()
         self.replica = f"{socket.gethostname()}:{os.getpid()}"
         Path(config.state_dir).mkdir(parents=True, exist_ok=True)
-        self.redis = redis_client(config.redis_url) if config.redis_url else None
-        self.grants = open_grants(config.state_dir, config.redis_url)
-        self.counters = RedisCounters(self.redis) if self.redis is not None else SQLiteCounters(config.state_dir)
+        if config.redis_url:
+            # the session key is read once, at start, with the synchronous client (nothing is
+            # being served yet); everything after goes through the asyncio client and breaker
+            sync = redis_client(config.redis_url)
+            try:
+                key = session_key(config.state_dir, sync)
+            finally:
+                sync.close()
+            self.redis = AsyncRedis(config.redis_url, config.redis_timeout, self.log, self.metrics)
+            self.grants = AsyncRedisGrants(self.redis, config.grant_cache_seconds)
+            self.counters = DeferredCounters(self.redis)
+        else:
+            key = session_key(config.state_dir, None)
+            self.redis = None
+            self.grants = open_grants(config.state_dir, None)
+            self.counters = SQLiteCounters(config.state_dir)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous)
         self.audit_writer = GroupCommit(self.audit)
-        self.sessions = SessionBinder(session_key(config.state_dir, self.redis))
+        self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
+        self.registry.gate_for = self._identity_gate
+        # shadow policies (docs/rollout.md): loaded and reloaded like the enforcing ones, in
+        # a registry of their own, so a shadow that fails never touches enforcement
+        self.shadows = PolicyRegistry(self.counters)
+        self.approvals = ApprovalStore(config.state_dir)
+        self.values_key = values_key(config.state_dir) if config.audit_values == "hashed" else None
+        self.admin_secret = config.admin_token.resolve("gateway.admin_token") if config.admin_token else None
+        self.session_caps: dict = {}  # (server, upstream session) → the client's capabilities (initialize)
+        self.elicitations: dict = {}  # JSON-RPC id of a gateway elicitation → (future, grant, server, session)
+        self.log_only_passed = 0  # calls log-only mode let through that enforcing would have stopped
+        self.shadows.gate_for = self._identity_gate  # a shadow is decided for users too
         self.pins = PinRegistry()
         self.listings = ListingTracker()
+        self.schemas = SchemaCache()
         self.upstreams: dict = {}
         self.credential_headers: dict[str, list[tuple[str, str]]] = {}
         self.config_error: str | None = None
@@ -74,7 +114,19 @@ class Runtime:
         self.cred_mtimes = _cred_mtimes(config)
         self.started_at = time.time()
         self._visible_cache: dict = {}
+        self._known: dict = {}
+        self.mcp_port: int | None = None  # the listeners' ports (set by serve())
+        self.ops_port: int | None = None
+        self.ops_secret = config.ops_token.resolve("gateway.ops_token") if config.ops_token else None
         self._reload_task = None
+        # identity: the issuers' clients, each OAuth server's resource-server side, the
+        # well-known paths of their metadata, and tokens obtained by exchange
+        self.fetcher = Fetcher()
+        self.issuer_clients: dict[str, IssuerClient] = {}
+        self.resource_servers: dict[str, ResourceServer] = {}
+        self.metadata_paths: dict[str, str] = {}
+        self.exchanged = TokenCache()
+        self._build_identity(config, None)
         self._build_upstreams(config, None)
         self._preload(config)
 
@@ -97,7 +149,8 @@ class Runtime:
             if s.id in ups:
                 ups[s.id].close()
             if s.kind == "http":
-                ups[s.id] = HTTPUpstream(s.url, self.config.connect_timeout, self.config.upstream_keepalive)
+                ups[s.id] = HTTPUpstream(s.url, self.config.connect_timeout, self.config.upstream_keepalive,
+                                         max_response_bytes=self.config.max_response_bytes)
             else:
                 env = [(c.env, v) for c, v in zip(s.credentials, values)]
                 ups[s.id] = StdioUpstream(s, env, self.log, self.metrics)
@@ -107,6 +160,90 @@ class Runtime:
                 creds.pop(sid, None)
         self.upstreams, self.credential_headers = ups, creds
 
+    def _build_identity(self, cfg: GatewayConfig, old: GatewayConfig | None) -> None:
+        """(Re)create the issuers' clients and the resource servers that changed; a client or
+        resource server whose configuration is unchanged keeps its keys and token cache."""
+        clients = {}
+        for ic in cfg.issuers:
+            prev = self.issuer_clients.get(ic.name)
+            clients[ic.name] = prev if prev is not None and prev.cfg == ic else IssuerClient(ic, self.fetcher, self.log, self.metrics)
+        servers, paths = {}, {}
+        for s in cfg.servers:
+            if s.oauth is None:
+                continue
+            prev = self.resource_servers.get(s.id)
+            if prev is not None and prev.oauth == s.oauth and all(t.client is clients[t.cfg.name] for t in prev.trusted):
+                rs = prev
+            else:
+                rs = ResourceServer(s.id, s.oauth, clients, self.log, self.metrics)
+            servers[s.id] = rs
+            for p in {s.oauth.metadata_path(), f"/.well-known/oauth-protected-resource/mcp/{s.id}"}:
+                paths[p] = paths[p + "/"] = s.id
+        self.issuer_clients, self.resource_servers, self.metadata_paths = clients, servers, paths
+        if old is not None:
+            self.exchanged = TokenCache()
+
+    def _identity_gate(self, server_id: str, role: str):
+        """For a server's own policy (the one users are decided by): the claims mapping must
+        give users every attribute the policy's `entity User` requires, typed alike."""
+        if role != "server":
+            return None
+
+        def gate(program) -> list[str]:
+            s = self.config.server(server_id)
+            if s is None or s.oauth is None:
+                return []
+            return [f"{program.filename}: {p}" for p in mapping_problems(s.oauth, getattr(program, "user_decl", None))]
+
+        return gate
+
+    def identity_problems(self, cfg: GatewayConfig) -> list[str]:
+        """Mapping problems of `cfg` against the policies in force (a config reload that has
+        any is refused)."""
+        out = []
+        for s in cfg.servers:
+            if s.oauth is None or not s.policy:
+                continue
+            st = self.registry.states.get((s.id, s.policy))
+            if st is not None and st.current is not None:
+                decl = getattr(st.current.program, "user_decl", None)
+                out += [f"servers[{s.id}].oauth.claims: {p} ({s.policy})" for p in mapping_problems(s.oauth, decl)]
+        return out
+
+    def pseudonym(self, text: str) -> str:
+        """A stable keyed hash standing for a private subject in logs and the audit."""
+        import hashlib
+        import hmac
+
+        return "anon:" + hmac.new(self.sessions.key, b"subject\0" + text.encode(), hashlib.sha256).hexdigest()[:24]
+
+    def who(self, caller) -> dict:
+        """Log fields naming the caller: the grant (id, label), or the user (issuer, subject
+        — pseudonymised when `sub` is private). Never a token or a private claim."""
+        ident = caller.identity
+        if ident is None:
+            return {"grant_id": caller.grant_id, "grant_label": caller.grant_label}
+        return {"issuer": ident.issuer, "subject": ident.log_subject(self.pseudonym), "client_id": ident.client_id}
+
+    async def exchange_header(self, server, caller, token: str) -> tuple[str, str]:
+        """The upstream header carrying the per-user token obtained by RFC 8693 exchange at
+        the token's issuer (cached per token until shortly before it expires)."""
+        import hashlib
+
+        ex = server.oauth.token_exchange
+        digest = hashlib.sha256(f"{server.id}\0{token}".encode("utf-8", "surrogatepass")).digest()
+        hit = self.exchanged.get(digest)
+        if hit is None:
+            client = self.issuer_clients[caller.identity.issuer_name]
+            upstream_token, life = await client.exchange(token, ex)
+            now = time.time()
+            until = now + max(0.0, (life or 300.0) - 30.0)
+            if caller.identity.expires_at is not None:
+                until = min(until, caller.identity.expires_at)
+            hit = upstream_token
+            self.exchanged.put(digest, hit, until)
+        return ex.header.lower(), ex.prefix + hit
+
     def _policy_paths(self, cfg: GatewayConfig):
         for s in cfg.servers:
             if s.policy:
@@ -114,10 +251,46 @@ class Runtime:
             for _, p in s.grant_policies:
                 yield s, p, f"grant-policy:{Path(p).stem}"
 
+    def shadow_for(self, server, role: str):
+        """(engine, sha256) of the server's shadow policy for a call its `policy` decides
+        (`role` "server"), else (None, None). A shadow that is not in force decides nothing."""
+        if not server.shadow or role != "server":
+            return None, None
+        st, fresh = self.shadows.state(server.id, server.shadow, "server")  # the enforcing policy's counters
+        if fresh:
+            self._report_shadow(st)
+        cur = st.current
+        return (cur.engine, cur.sha256) if cur is not None else (None, None)
+
+    def _report_shadow(self, st) -> None:
+        good = st.error is None
+        self.metrics.set("mcpp_shadow_healthy", (("server", st.server), ("policy", Path(st.path).name)), 1 if good else 0)
+        if good:
+            self.log.info("shadow_loaded", server=st.server, path=st.path, sha256=st.current.sha256)
+        else:  # logged and shown in /healthz; enforcement is untouched
+            self.log.error("shadow_refused", server=st.server, path=st.path, error=st.error,
+                           in_force=st.current.sha256 if st.current else None)
+
+    def refusals(self) -> list[str]:
+        """Why configured policies are not in force (`server <id>: <reason>`), for start-up:
+        `mcpp serve` refuses to start while there is any."""
+        out = []
+        for s, path, role in self._policy_paths(self.config):
+            st = self.registry.states.get((s.id, path))
+            if st is not None and st.current is None:
+                out.append(f"server {s.id}: policy refused: {st.error or 'not loaded'}")
+        return out
+
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
-            st, fresh = self.registry.state(s.id, path, role)
+            st, fresh = self.registry.state(s.id, path, role, s.catalog)
             self._report(st, fresh)
+        for s in cfg.servers:
+            if s.shadow:
+                st, fresh = self.shadows.state(s.id, s.shadow, "server")
+                if fresh:
+                    self._report_shadow(st)
+        self.shadows.retain({(s.id, s.shadow) for s in cfg.servers if s.shadow})
         for s in cfg.servers:
             if s.catalog:
                 st, fresh = self.pins.state(s.id, s.catalog)
@@ -153,20 +326,25 @@ class Runtime:
             self.log.error("policy_refused", server=st.server, path=st.path, error=st.error,
                            in_force=st.current.sha256 if st.current else None)
 
+    def policy_role(self, server, caller) -> str:
+        return self.policy_path(server, caller)[1]
+
     def policy_path(self, server, caller) -> tuple[str | None, str]:
         rec = caller.record
         if rec is not None and rec.policy:
             return rec.policy, f"grant-policy:{Path(rec.policy).stem}"
-        for key, path in server.grant_policies:
-            if key == caller.grant.id or (caller.grant.label and key == caller.grant.label):
-                return path, f"grant-policy:{Path(path).stem}"
+        g = caller.grant
+        if g is not None:  # a user is decided by the server's policy
+            for key, path in server.grant_policies:
+                if key == g.id or (g.label and key == g.label):
+                    return path, f"grant-policy:{Path(path).stem}"
         return server.policy, "server"
 
     def engine_for(self, server, caller):
         path, role = self.policy_path(server, caller)
         if path is None:
             return DenyAll(f"no policy is configured for server {server.id}"), None
-        st, fresh = self.registry.state(server.id, path, role)
+        st, fresh = self.registry.state(server.id, path, role, server.catalog)
         if fresh:
             self._report(st, True)
         cur = st.current
@@ -178,17 +356,21 @@ class Runtime:
         program = getattr(engine, "program", None)
         if program is None:
             return set()
-        g = caller.grant
-        key = (id(program), g.id, g.label, g.groups, server.id, tuple(names))
+        g = caller.principal
+        user = is_user_principal(g)
+        key = (id(program), type(g).__name__, g.id, getattr(g, "label", ""), g.groups, server.id, tuple(names))
         hit = self._visible_cache.get(key)
         if hit is not None and hit[0] is program:
             return hit[1]
         try:
-            from mcpp.analyzer.visibility import visible_tools
+            if user:  # until the analyzer models users: by the rules' scopes (principals.user_visible)
+                vis = user_visible(program, names, g.id, g.groups)
+            else:
+                from mcpp.analyzer.visibility import visible_tools
 
-            vis = await asyncio.to_thread(
-                visible_tools, program, names, grant_id=g.id, label=g.label, groups=g.groups, server=server.id
-            )
+                vis = await asyncio.to_thread(
+                    visible_tools, program, names, grant_id=g.id, label=g.label, groups=g.groups, server=server.id
+                )
         except Exception as e:  # without the analyzer's answer, fall back to what is certain: hidden tools go
             self.log.warning("visibility_failed", server=server.id, error=f"{type(e).__name__}: {e}")
             vis = {n for n in names if n not in program.hidden}
@@ -197,8 +379,102 @@ class Runtime:
         self._visible_cache[key] = (program, set(vis))
         return set(vis)
 
+    def known_tools(self, engine, server) -> frozenset:
+        """Tools a metric label may name: those the policy names, and those of a pinned catalog."""
+        program = getattr(engine, "program", None)
+        pin = self.pins.states.get((server.id, server.catalog)) if server.catalog else None
+        cur = pin.current if pin is not None else None
+        key = (id(program), id(cur))
+        hit = self._known.get(key)
+        if hit is not None and hit[0] is program and hit[1] is cur:
+            return hit[2]
+        names = set(program.named_tools()) if program is not None else set()
+        if cur is not None:
+            names |= set(cur.catalog.tools)
+        if len(self._known) > 64:
+            self._known.clear()
+        self._known[key] = (program, cur, frozenset(names))
+        return self._known[key][2]
+
+    def rule_label(self, pointer: str, tool: str, engine, server) -> str:
+        """The rule pointer as a metric label: a tool nobody named becomes `other`, so callers
+        cannot mint label values with made-up tool names."""
+        if tool in self.known_tools(engine, server):
+            return pointer
+        from mcpp.runtime.engine import escape_pointer
+
+        seg = escape_pointer(tool)
+        for prefix in ("/tools/", "/catalog/"):
+            if pointer.startswith(prefix + seg) and pointer[len(prefix) + len(seg):len(prefix) + len(seg) + 1] in ("", "/"):
+                return prefix + "other" + pointer[len(prefix) + len(seg):]
+        return pointer
+
+    async def grant_record(self, gid: str):
+        """The grant record for an id (None if there is none); StoreUnavailable or an
+        sqlite3 error if the grant store cannot be read."""
+        if self.redis is not None:
+            return await self.grants.aget(gid)
+        return self.grants.get(gid)
+
+    async def decide(self, engine, tool: str, args, grant, server_id: str, reserve: bool = True,
+                     approved: bool = False):
+        """`engine.decide`, with limit counters in Redis reserved by an awaited round trip
+        (redis_store.DeferredCounters) instead of a blocking one. A limited call while Redis
+        is unavailable is refused (LIMIT_STORE_DOWN); a call no limit applies to is decided
+        without Redis. A check that does not reserve (`reserve=False`: a shadow policy; a
+        call waiting for approval) reads the counts it needs with one awaited read first."""
+        store = self.counters
+        if not isinstance(store, DeferredCounters) or getattr(engine, "store", None) is not store:
+            return engine.decide(tool, args, grant, server_id, reserve=reserve, approved=approved)
+        now = time.time()
+        with store.recording() as plan:
+            decision = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
+        if plan.peeked:  # a limit was checked without reserving: against the real counts
+            try:
+                values = await store.values_async(plan.peeked)
+            except StoreUnavailable as e:
+                return self._store_down(tool, e)
+            with store.recording(peek=values) as plan:
+                decision = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
+        if not decision.allowed or not plan.charges:
+            return decision
+        try:
+            bad = await store.reserve_async(plan.charges)
+        except StoreUnavailable as e:
+            return self._store_down(tool, e)
+        if bad is None:
+            return decision
+        with store.replaying(bad):
+            denied = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
+        if denied.allowed:  # the engine did not mirror its first pass: never let it through
+            from mcpp.runtime.engine import Decision, Rule
+
+            return Decision(False, tool, Rule("/error"), "policy evaluation failed: limit replay mismatch")
+        return denied
+
+    def _store_down(self, tool: str, e: Exception):
+        from mcpp.runtime.engine import Decision, Rule
+
+        self.log.warning("limit_store_unavailable", tool=tool, error=str(e))
+        return Decision(False, tool, Rule(LIMIT_STORE_DOWN), (
+            "The limit store is unavailable, so calls under a limit cannot be counted and are refused; "
+            "the call was not forwarded. Try again shortly."))
+
+    def head_refused(self, status: int, reason: str) -> None:
+        """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
+        self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
+
+    def close_stores(self) -> None:
+        for store in (self.grants, self.counters, self.audit, self.approvals):
+            close = getattr(store, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    pass
+
     # ---- health ------------------------------------------------------------------------
-    def health(self) -> tuple[int, dict]:
+    async def health(self) -> tuple[int, dict]:
         servers = {}
         degraded = self.config_error is not None
         for s in self.config.servers:
@@ -211,22 +487,41 @@ class Runtime:
                 "upstream": s.url if s.kind == "http" else {"command": list(s.command), **(up.health() if up else {})},
                 "policy": s.policy, "policies": pols,
             }
+            rs = self.resource_servers.get(s.id)
+            if rs is not None:
+                servers[s.id]["oauth"] = {
+                    "resource": rs.oauth.resource, "metadata": rs.metadata_url, "accept_grants": rs.oauth.accept_grants,
+                    "issuers": [{"name": t.cfg.name, "issuer": t.cfg.issuer, "keys_fetched": t.client.keys_fetched}
+                                for t in rs.trusted],
+                    "cached_tokens": len(rs.cache),
+                }
+            if s.shadow:
+                sh = self.shadows.states.get((s.id, s.shadow))
+                servers[s.id]["shadow"] = sh.health() if sh else {"path": s.shadow, "in_force": False, "error": "not loaded yet"}
+                degraded = degraded or sh is None or sh.error is not None
             if s.catalog:
                 pin = self.pins.states.get((s.id, s.catalog))
                 servers[s.id]["catalog"] = pin.health() if pin else {"path": s.catalog, "in_force": False, "error": "not loaded yet"}
                 degraded = degraded or pin is None or pin.error is not None
         stores_ok, store_error = True, None
         try:
-            self.grants.ping()
             if self.redis is not None:
-                self.redis.ping()
+                await self.redis.ping()  # within redis_timeout; at once while the breaker is open
+            else:
+                self.grants.ping()
+        except StoreUnavailable as e:
+            stores_ok, store_error = False, str(e)
         except Exception as e:
             stores_ok, store_error = False, f"{type(e).__name__}: {e}"
+        log_only = self.config.mode == "log-only"
         body = {
-            "status": "ok" if stores_ok and not degraded else ("unavailable" if not stores_ok else "degraded"),
+            "status": "ok" if stores_ok and not degraded and not log_only else ("unavailable" if not stores_ok else "degraded"),
+            "mode": self.config.mode,
+            **({"warning": LOG_ONLY_WARNING, "log_only_passed": self.log_only_passed} if log_only else {}),
             "replica": self.replica, "uptime_s": round(time.time() - self.started_at, 1),
             "config": {"path": self.config_path, "error": self.config_error},
-            "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error},
+            "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error,
+                      **({"breaker": "open" if self.redis.is_open else "closed"} if self.redis is not None else {})},
             "servers": servers,
         }
         return (200 if stores_ok else 503), body
@@ -235,7 +530,31 @@ class Runtime:
     async def start(self) -> None:
         self._reload_task = asyncio.ensure_future(self._reload_loop())
         self.log.info("started", servers=[s.id for s in self.config.servers], state_dir=self.config.state_dir,
-                      store="redis" if self.redis is not None else "sqlite")
+                      store="redis" if self.redis is not None else "sqlite", mode=self.config.mode)
+        self.warn_log_only()
+
+    def warn_log_only(self) -> None:
+        """Log-only mode is said loudly: at start, at every change and every LOG_ONLY_EVERY seconds."""
+        self.metrics.set("mcpp_log_only", (), 1 if self.config.mode == "log-only" else 0)
+        if self.config.mode == "log-only":
+            self.log.warning("log_only_mode", warning=LOG_ONLY_WARNING, passed_since_start=self.log_only_passed)
+        self._log_only_at = time.monotonic()
+
+    def periodic(self) -> None:
+        """Once per reload tick: the log-only reminder, expired approvals, retained values past their bound."""
+        now = time.monotonic()
+        if self.config.mode == "log-only" and now - getattr(self, "_log_only_at", 0) >= LOG_ONLY_EVERY:
+            self.warn_log_only()
+        if now - getattr(self, "_purged_at", -PURGE_EVERY) >= PURGE_EVERY:
+            self._purged_at = now
+            try:
+                self.approvals.expire()
+                # always, whatever audit_values is now: values kept under an earlier config age out too
+                n = self.audit.purge_values(time.time() - self.config.audit_values_days * 86400)
+                if n:
+                    self.log.info("audit_values_purged", rows=n, older_than_days=self.config.audit_values_days)
+            except Exception as e:
+                self.log.error("purge_failed", error=f"{type(e).__name__}: {e}")
 
     async def stop(self) -> None:
         if self._reload_task is not None:
@@ -245,12 +564,16 @@ class Runtime:
         for up in self.upstreams.values():
             if hasattr(up, "aclose"):
                 await up.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.fetcher.aclose()
 
     async def _reload_loop(self) -> None:
         while True:
             await asyncio.sleep(self.config.reload_interval)
             try:
                 await self.reload_once()
+                self.periodic()
             except Exception as e:  # the loop must survive anything
                 self.log.error("reload_error", error=f"{type(e).__name__}: {e}")
 
@@ -268,6 +591,10 @@ class Runtime:
             self._report(st, False)
             if ok:
                 self._visible_cache.clear()
+        for st in self.shadows.changed():
+            ok, err = await asyncio.to_thread(st.load)
+            self.metrics.inc("mcpp_shadow_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
+            self._report_shadow(st)
         for st in self.pins.changed():
             ok, err = await asyncio.to_thread(st.load)
             self.metrics.inc("mcpp_catalog_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
@@ -276,18 +603,31 @@ class Runtime:
     async def _reload_config(self) -> None:
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
-            for field in ("host", "port", "state_dir", "redis_url", "audit_synchronous"):
+            for field in RESTART_FIELDS:
                 if getattr(new, field) != getattr(self.config, field):
                     self.log.warning("config_needs_restart", field=field)
                     new = _keep(new, field, getattr(self.config, field))
             old = self.config
+            if new.ops_token is not None:
+                new.ops_token.resolve("gateway.ops_token")  # refused below if it cannot be read
+            problems = self.identity_problems(new)
+            if problems:
+                raise ConfigError(problems[0])
             self._build_upstreams(new, old)
+            self._build_identity(new, old)
         except ConfigError as e:
             self.config_error = str(e)
             self.metrics.inc("mcpp_policy_reloads_total", (("server", "*"), ("result", "config_refused")))
             self.log.error("config_refused", path=self.config_path, error=str(e))
             return
+        mode_changed = new.mode != self.config.mode
         self.config = new
+        self.ops_secret = new.ops_token.resolve("gateway.ops_token") if new.ops_token else None
+        self.admin_secret = new.admin_token.resolve("gateway.admin_token") if new.admin_token else None
+        if new.audit_values == "hashed" and self.values_key is None:
+            self.values_key = values_key(new.state_dir)
+        if mode_changed:
+            self.warn_log_only()
         self.cred_mtimes = _cred_mtimes(new)
         self.config_error = None
         self._preload(new)
@@ -297,7 +637,38 @@ class Runtime:
 
 
 def _cred_mtimes(cfg: GatewayConfig) -> dict:
-    return {c.from_file: _mtime(c.from_file) for s in cfg.servers for c in s.credentials if c.from_file}
+    files = {c.from_file: _mtime(c.from_file) for s in cfg.servers for c in s.credentials if c.from_file}
+    for i in cfg.issuers:  # the gateway's client secret at an issuer is read when used; watched like the rest
+        if i.client is not None and i.client.secret.from_file:
+            files[i.client.secret.from_file] = _mtime(i.client.secret.from_file)
+    for tok in (cfg.ops_token, cfg.admin_token):
+        if tok is not None and tok.from_file:
+            files[tok.from_file] = _mtime(tok.from_file)
+    return files
+
+
+LOG_ONLY_WARNING = ("LOG-ONLY MODE: policies decide and every call is audited, but nothing the policy denies is "
+                    "stopped (typed-call and pinned-catalog refusals and authentication still apply)")
+LOG_ONLY_EVERY = 60.0  # seconds between log-only reminders in the log
+PURGE_EVERY = 300.0  # seconds between sweeps of expired approvals and retained values
+
+
+def values_key(state_dir: str) -> bytes:
+    """The secret that keys hashed audit values (`<state>/audit-values.key`, mode 0600):
+    without it a hashed value cannot be tested against a guess."""
+    path = Path(state_dir) / "audit-values.key"
+    if not path.exists():
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink(missing_ok=True)
+    return bytes.fromhex(path.read_text().strip())
 
 
 def _keep(cfg: GatewayConfig, field: str, value):
@@ -316,8 +687,20 @@ def _mtime(path):
         return None
 
 
-def build_app(config: GatewayConfig, config_path: str | None = None, log: Logger | None = None) -> tuple[GatewayApp, Runtime]:
+class StartRefused(Exception):
+    """The gateway will not start: a configured policy does not load or fails a gate."""
+
+
+def build_app(config: GatewayConfig, config_path: str | None = None, log: Logger | None = None,
+              strict: bool = False) -> tuple[GatewayApp, Runtime]:
+    """The app and its runtime. `strict` (what `mcpp serve` uses): raise StartRefused when a
+    configured policy is not in force, rather than serving it as deny-all."""
     rt = Runtime(config, config_path, log)
+    if strict:
+        refused = rt.refusals()
+        if refused:
+            rt.close_stores()
+            raise StartRefused("; ".join(refused))
     return GatewayApp(rt), rt
 
 
@@ -325,16 +708,45 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
     """Run until SIGINT/SIGTERM (uvicorn handles both: in-flight requests finish first)."""
     import uvicorn
 
-    app, rt = build_app(config, config_path)
+    from .http_server import HeadLimits, bounded_protocol
+
+    app, rt = build_app(config, config_path, strict=True)
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    http = "httptools" if _has("httptools") else "h11"
+    limits = HeadLimits(config.max_header_bytes, config.max_headers, config.header_timeout)
+    http = bounded_protocol(limits, rt.head_refused)
     uconfig = uvicorn.Config(
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,
         log_level="warning", timeout_graceful_shutdown=10, server_header=False, date_header=False,
         proxy_headers=False,  # X-Forwarded-* would let a client pick the address in logs; not trusted
+        timeout_keep_alive=config.idle_timeout, limit_concurrency=config.max_connections,
     )
-    rt.log.info("listening", host=config.host, port=config.port, loop=loop, http=http)
-    uvicorn.Server(uconfig).run()
+    # both listeners are bound here, before serving: a port that is taken fails the start
+    mcp_sock = _bind(config.host, config.port)
+    sockets = [mcp_sock]
+    rt.mcp_port = mcp_sock.getsockname()[1]
+    if config.ops_listen is not None:
+        ops_sock = _bind(*config.ops_listen)
+        sockets.append(ops_sock)
+        rt.ops_port = ops_sock.getsockname()[1]
+        rt.log.info("listening_ops", host=config.ops_listen[0], port=rt.ops_port)
+    rt.log.info("listening", host=config.host, port=rt.mcp_port, loop=loop, http="httptools")
+    uvicorn.Server(uconfig).run(sockets=sockets)
+
+
+def _bind(host: str, port: int):
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
 
 
 def _has(mod: str) -> bool:

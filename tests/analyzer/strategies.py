@@ -57,11 +57,18 @@ limits = base.limits()
 
 
 @st.composite
-def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: bool = True):
+def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: bool = True,
+             with_approvals: bool = False):
     """Random programs (tests/strategies.py): action groups, nested groups, tools named like
-    groups, `default allow` with hide, and up to four limits sharing counters."""
+    groups, `default allow` with hide, up to four limits sharing counters, and (with
+    `with_approvals`) some permits marked `@approval` (docs/approval.md)."""
     doc = draw(base.documents(principal=principal, max_policies=max_policies, with_limits=with_limits))
-    prog, diags = build_program(doc)
+    stmts = list(doc.statements)
+    if with_approvals:
+        stmts = [ir.Policy(s.effect, s.scope, s.clauses, (ir.Annotation("approval", "a person decides"),))
+                 if isinstance(s, ir.Policy) and s.effect == "permit" and draw(st.booleans()) else s
+                 for s in stmts]
+    prog, diags = build_program(ir.Document(tuple(stmts)))
     assert not [d for d in diags if d.severity == "error"], diags
     return prog
 
@@ -69,13 +76,13 @@ def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: b
 def assertions(principal: bool = True):
     return st.builds(
         lambda kind, pol: ir.Assert(kind, pol.scope, pol.clauses),
-        st.sampled_from(["deny", "allow"]),
+        st.sampled_from(["deny", "allow", "approval"]),
         base.policies(False, principal),
     )
 
 
 def statements(prog) -> list:
-    return [p.policy for p in prog.policies] + [li.limit for li in prog.limits] + [a.assertion for a in prog.asserts]
+    return [p.stmt for p in prog.policies] + [li.stmt for li in prog.limits] + [a.stmt for a in prog.asserts]
 
 
 def calls_for(prog):

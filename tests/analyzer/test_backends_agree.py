@@ -48,8 +48,8 @@ def _bounds(prog) -> dict:
     exceeds it (a reservation never passes a max that counts it)."""
     out: dict = {}
     for li in prog.limits:
-        key = (li.limit.counter, li.limit.scope_kind, li.limit.window)
-        out[key] = max(out.get(key, 0), li.limit.max)
+        key = (li.stmt.counter, li.stmt.scope_kind, li.stmt.window)
+        out[key] = max(out.get(key, 0), li.stmt.max)
     return out
 
 

@@ -59,31 +59,31 @@ def _check_sarif(doc, rule_ids):
         assert res["message"]["text"]
 
 
-def test_input_errors_exit_2_with_check_diagnostics(tmp_path):
+def test_input_errors_exit_1_with_check_diagnostics(tmp_path):
     bad = tmp_path / "bad.mcpp"
     bad.write_text('permit (principal, action == Action::"a", resource) when { context.input.x.matches("(") };\n')
     check = run("check", bad)
     for cmd in ("verify", "lint"):
         r = run(cmd, bad)
-        assert r.exit_code == 2
+        assert r.exit_code == 1
         assert f"{bad}:1:" in r.stderr and ": error: " in r.stderr
         assert r.stderr.splitlines()[0] == check.stderr.splitlines()[0]
     r = run("diff", bad, FIX / "dead-permit.mcpp")
-    assert r.exit_code == 2
+    assert r.exit_code == 1
 
 
-def test_malformed_assert_and_unknown_tool_exit_2(tmp_path):
+def test_malformed_assert_and_unknown_tool_exit_1(tmp_path):
     f = tmp_path / "a.mcpp"
     f.write_text('permit (principal, action == Action::"read", resource);\n'
                  'assert hidden (principal, action == Action::"read", resource) when { context.input.x == 1 };\n')
     r = run("verify", f)
-    assert r.exit_code == 2 and f"{f}:2:" in r.stderr and "tools/list" in r.stderr
+    assert r.exit_code == 1 and f"{f}:2:" in r.stderr and "tools/list" in r.stderr
     g = tmp_path / "b.mcpp"
     g.write_text('permit (principal, action == Action::"read", resource);\nassert allow (principal, action == Action::"raed", resource);\n')
     catalog = tmp_path / "tools.json"
     catalog.write_text(json.dumps({"tools": [{"name": "read"}, {"name": "write"}]}))
     r = run("verify", g, "--tools", catalog)
-    assert r.exit_code == 2 and "unknown tool 'raed'" in r.stderr and "did you mean 'read'" in r.stderr
+    assert r.exit_code == 1 and "unknown tool 'raed'" in r.stderr and "did you mean 'read'" in r.stderr
 
 
 def test_lint_exit_codes_and_formats():

@@ -13,9 +13,9 @@ from mcpp.analyzer.solve import Session
 from mcpp.analyzer.sym import NOT, OR, z
 from mcpp.analyzer.witness import Witness, pin
 from mcpp.lang.program import load_program
-from mcpp.runtime.closures import compile_expr
+from mcpp.lang.evaluator import compile_expr
 from mcpp.runtime.engine import Engine
-from mcpp.runtime.values import ERR
+from mcpp.lang.values import ERR
 
 EXPRESSIONS = [
     'principal in [Group::"finance", Group::"ops"]',
@@ -95,10 +95,10 @@ def test_expression_values_match_the_evaluator(a, grant, label, groups, server, 
     svs = []
     for p in prog.policies:
         enc = ProgramEncoder(req, prog, tool)  # one per expression: its own approximation reasons
-        svs.append((p, enc.expr(p.policy.clauses[0].expr), enc.reasons))
+        svs.append((p, enc.expr(p.stmt.clauses[0].expr), enc.reasons))
     exact = 0
     for p, sv, reasons in svs:
-        expected = category(compile_expr(p.policy.clauses[0].expr)(env))
+        expected = category(compile_expr(p.stmt.clauses[0].expr)(env))
         t, f = sv.truth(ctx, True), sv.truth(ctx, False)
         cats = {"true": t, "false": f, "other": NOT(ctx, OR(ctx, t, f))}
         s = z3.Solver(ctx=ctx)
@@ -119,6 +119,6 @@ def test_approximations_are_named():
     session = Session()
     enc = ProgramEncoder(session.request(), prog, "t0")
     for p in prog.policies:
-        enc.expr(p.policy.clauses[0].expr)
+        enc.expr(p.stmt.clauses[0].expr)
     assert any("two array arguments" in r for r in enc.reasons)
     assert ERR is not None

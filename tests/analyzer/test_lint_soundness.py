@@ -19,7 +19,7 @@ from __future__ import annotations
 from hypothesis import given, note
 from hypothesis import strategies as st
 
-from mcpp.analyzer.encode import mentioned_tools
+from mcpp.lang.plan import mentioned_tools
 from mcpp.analyzer.lints import lint
 from mcpp.analyzer.witness import NOW, StateStore
 from mcpp.lang import ir
@@ -43,15 +43,15 @@ def _full(prog) -> dict:
     """Every counter at the largest max counting it."""
     out: dict = {}
     for li in prog.limits:
-        key = (li.limit.counter, li.limit.scope_kind, li.limit.window)
-        out[key] = max(out.get(key, 0), li.limit.max)
+        key = (li.stmt.counter, li.stmt.scope_kind, li.stmt.window)
+        out[key] = max(out.get(key, 0), li.stmt.max)
     return out
 
 
 def _without(prog, rule_id: str):
     """The program with the statement whose id is `rule_id` deleted."""
-    stmt = next((p.policy for p in prog.policies if p.id == rule_id), None) or next(
-        li.limit for li in prog.limits if li.id == rule_id)
+    stmt = next((p.stmt for p in prog.policies if p.id == rule_id), None) or next(
+        li.stmt for li in prog.limits if li.id == rule_id)
     kept = tuple(s for s in prog.document.statements if s is not stmt)
     out, _ = build_program(ir.Document(kept))
     return out

@@ -11,7 +11,7 @@ from mcpp.analyzer import analyze
 from mcpp.analyzer.lints import LINTS, lint
 from mcpp.analyzer.witness import NOW, StateStore
 from mcpp.lang.program import load_program
-from mcpp.loader import load_policy
+from mcpp.lang.load import load_policy
 from mcpp.runtime.engine import Engine
 
 ROOT = Path(__file__).resolve().parents[2]

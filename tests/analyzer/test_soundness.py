@@ -38,8 +38,8 @@ def _decide(prog, w: Witness):
 def _bounds(prog) -> dict:
     out: dict = {}
     for li in prog.limits:
-        key = (li.limit.counter, li.limit.scope_kind, li.limit.window)
-        out[key] = max(out.get(key, 0), int(li.limit.max))
+        key = (li.stmt.counter, li.stmt.scope_kind, li.stmt.window)
+        out[key] = max(out.get(key, 0), int(li.stmt.max))
     return out
 
 
@@ -115,7 +115,7 @@ def test_never_allowed_is_never_contradicted(data):
 
 @given(st.data())
 def test_assert_counterexamples_replay_and_proofs_hold(data):
-    prog = data.draw(programs(max_policies=3))
+    prog = data.draw(programs(max_policies=3, with_approvals=data.draw(st.booleans())))
     asserts = data.draw(st.lists(assertions(), min_size=1, max_size=2))
     doc = ir.Document(tuple(prog.document.statements) + tuple(asserts))
     prog, _ = build_program(doc)
@@ -124,12 +124,18 @@ def test_assert_counterexamples_replay_and_proofs_hold(data):
     named, other = query_tools(prog)
     for a, r in zip(prog.asserts, results):
         assert r.status != "unknown", r.message
-        st_ = a.assertion
+        st_ = a.stmt
         if r.status == "fail":
             w = r.witness
             assert matches_scope(prog, st_, w)
             decision = _decide(prog, w)
-            assert decision.allowed == (st_.kind == "deny"), (r.message, decision.to_dict())
+            runs = decision.allowed or decision.needs_approval
+            if st_.kind == "deny":  # a call that runs, with or without a person
+                assert runs, (r.message, decision.to_dict())
+            elif st_.kind == "approval":  # a call that runs without a person
+                assert decision.allowed, (r.message, decision.to_dict())
+            else:
+                assert not decision.allowed, (r.message, decision.to_dict())
             assert decision.to_dict()["rule"] == r.decision["rule"]
             continue
         for c in calls:
@@ -139,6 +145,9 @@ def test_assert_counterexamples_replay_and_proofs_hold(data):
             if a.tools is not None and tool not in a.tools or not matches_scope(prog, st_, w):
                 continue
             if st_.kind == "deny":
+                d = _decide(prog, w)
+                assert not d.allowed and not d.needs_approval, (a.id, c)
+            elif st_.kind == "approval":  # nothing runs without a person
                 assert not _decide(prog, w).allowed, (a.id, c)
             else:  # allowed whatever the counters say
                 full = _bounds(prog)

@@ -53,7 +53,7 @@ def test_cli_pull_http_with_header_all_pages(http_server, tmp_path):
 
 def test_cli_pull_http_without_token_is_a_clear_error(http_server, tmp_path):
     r = run_mcpp("catalog", "pull", "--url", http_server, "-o", str(tmp_path / "x.json"))
-    assert r.returncode == 1
+    assert r.returncode == 2  # a server that cannot be read is unreadable input
     assert r.stderr.startswith("mcpp: error: could not list tools from url: " + http_server)
     assert "Traceback" not in r.stderr
     assert not (tmp_path / "x.json").exists()
@@ -61,24 +61,24 @@ def test_cli_pull_http_without_token_is_a_clear_error(http_server, tmp_path):
 
 def test_cli_pull_errors_are_clear(tmp_path):
     r = run_mcpp("catalog", "pull", "--stdio", "definitely-not-a-command-xyz --flag")
-    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "could not list tools from stdio: definitely-not-a-command-xyz --flag" in r.stderr
     # a server that dies prints why on stderr; the error carries it
     script = tmp_path / "dies.py"
     script.write_text("import sys\nprint('Please set API_TOKEN', file=sys.stderr)\nsys.exit(1)\n")
     r = run_mcpp("catalog", "pull", "--stdio", f"{sys.executable} {script}")
-    assert r.returncode == 1 and "Please set API_TOKEN" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "Please set API_TOKEN" in r.stderr and "Traceback" not in r.stderr
     for args, msg in [((), "give exactly one of --url"), (("--url", "ftp://x"), "expected an http"),
                       (("--url", "http://127.0.0.1:1/mcp", "--header", "nocolon"), "expected NAME:VALUE"),
                       (("--stdio", "x", "--header", "a:b"), "--header applies to --url"),
                       (("--stdio", "'unterminated"), "cannot split")]:
         r = run_mcpp("catalog", "pull", *args)
-        assert r.returncode in (1, 2) and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
+        assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr, (args, r.stderr)
 
 
 def test_cli_pull_refused_connection_is_clear():
     r = run_mcpp("catalog", "pull", "--url", "http://127.0.0.1:9/mcp", "--timeout", "20")
-    assert r.returncode == 1 and "could not list tools from url: http://127.0.0.1:9/mcp" in r.stderr
+    assert r.returncode == 2 and "could not list tools from url: http://127.0.0.1:9/mcp" in r.stderr
     assert "Traceback" not in r.stderr
 
 

@@ -118,7 +118,7 @@ def test_starter_policy_checks_verifies_and_compiles(name, tmp_path):
     prog, ds = check_source(src, "policy.mcpp")
     assert ds == []
     assert validate(prog, load_catalog(tmp_path / "tools.json")) == []
-    r = run_mcpp("check", "policy.mcpp", cwd=tmp_path)  # finds the catalog through @catalog
+    r = run_mcpp("check", "-q", "policy.mcpp", cwd=tmp_path)  # finds the catalog through @catalog
     assert r.returncode == 0 and r.stderr == "", r.stderr
     r = run_mcpp("compile", "policy.mcpp", "-o", "policy.json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -46,6 +46,25 @@ def test_unknown_tool_with_did_you_mean_and_fix():
     assert apply_fix(src, ds[0]).count('Action::"create_issue"') == 1
 
 
+K8S = Catalog.from_tools([{"name": n, "inputSchema": {"type": "object"}} for n in
+                         ("delete_pod", "list_pods", "get_pod_logs", "search_nodes", "create_issue", "echo")])
+
+
+@pytest.mark.parametrize("typed, suggested", [
+    ("delete_pdo", "delete_pod"), ("delet_pod", "delete_pod"), ("list_pod", "list_pods"),
+    ("get_pod_log", "get_pod_logs"), ("craete_issue", "create_issue"), ("echoo", "echo"),
+    # similar names that are other tools, not typos: no suggestion
+    ("delete_repo", None), ("list_nodes", None), ("search_code", None), ("get_issue", None), ("update_issue", None),
+])
+def test_did_you_mean_is_offered_for_typos_only(typed, suggested):
+    src = f'permit (principal, action == Action::"{typed}", resource);\n'
+    (d,) = diags(src, K8S)
+    assert d.code == "catalog-unknown-tool"
+    notes = [n for n in d.notes if n.startswith("did you mean")]
+    assert notes == ([f"did you mean {suggested!r}?"] if suggested else [])
+    assert ("fix" in d.data) == (suggested is not None)
+
+
 def test_unknown_argument_error_and_fix():
     src = ('permit (principal, action == Action::"create_issue", resource)\n'
            'when { context.input.reop like "acme/*" };\n')
@@ -191,7 +210,7 @@ def test_no_catalog_changes_nothing(tmp_path):
     assert find_catalog_for(str(p), prog) is None
     assert catalog_diagnostics(p, prog) == []
     r = run_mcpp("check", str(p))
-    assert r.returncode == 0 and r.stderr == ""
+    assert r.returncode == 0 and r.stderr == "checked 1 file: no problems\n"
 
 
 def test_check_finds_the_catalog_by_annotation_config_and_option(tmp_path):

@@ -177,15 +177,14 @@ def start_gateway(tmp_path):
         g.stop()
 
 
-@pytest.fixture(scope="module")
-def redis_url(tmp_path_factory):
+def start_redis(d: Path) -> tuple[str, Proc]:
+    """A throwaway redis-server on loopback (its URL and process); missing: skip, or fail in CI."""
     exe = shutil.which("redis-server")
     if exe is None:
         if os.environ.get("CI"):
             pytest.fail("redis-server is not installed; run .ci/setup.d/gateway.sh")
         pytest.skip("redis-server is not installed")
     port = free_port()
-    d = tmp_path_factory.mktemp("redis")
     proc = Proc([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(d)],
                 d / "redis.log")
     deadline = time.time() + 20
@@ -195,7 +194,13 @@ def redis_url(tmp_path_factory):
             break
         except OSError:
             time.sleep(0.1)
-    yield f"redis://127.0.0.1:{port}/0"
+    return f"redis://127.0.0.1:{port}/0", proc
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory):
+    url, proc = start_redis(tmp_path_factory.mktemp("redis"))
+    yield url
     proc.stop()
 
 

@@ -39,6 +39,12 @@ token = "ghp_inline"
     assert "invalid TOML" in _bad(tmp_path, "[[servers]\n")
     assert "header, not env" in _bad(tmp_path, '[[servers]]\nid = "a"\nurl = "http://x/mcp"\n[[servers.credentials]]\nenv = "X"\nfrom_env = "Y"\n')
     assert "set by the gateway" in _bad(tmp_path, '[[servers]]\nid = "a"\nurl = "http://x/mcp"\n[[servers.credentials]]\nheader = "Mcp-Session-Id"\nfrom_env = "Y"\n')
+    srv = '[[servers]]\nid = "a"\nurl = "http://x/mcp"\n'
+    assert "another port" in _bad(tmp_path, '[gateway]\nport = 9000\nops_listen = "127.0.0.1:9000"\n' + srv)
+    assert "expected host:port" in _bad(tmp_path, '[gateway]\nops_listen = "nowhere"\n' + srv)
+    assert "MCPP_NO_SUCH_OPS_TOKEN is not set" in _bad(tmp_path, '[gateway]\nops_token_env = "MCPP_NO_SUCH_OPS_TOKEN"\n' + srv)
+    assert "gateway.max_headers: expected an integer" in _bad(tmp_path, '[gateway]\nmax_headers = 8.5\n' + srv)
+    assert "gateway.header_timeout: must be at least" in _bad(tmp_path, '[gateway]\nheader_timeout = 0\n' + srv)
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):
@@ -48,7 +54,7 @@ def test_cli_errors_are_messages_not_tracebacks(tmp_path):
         ("serve", "--policy", str(tmp_path / "p.mcpp"), "--upstream", "http://x/mcp", "--stdio", "cat"),
         ("serve", "--config", str(write(tmp_path / "c.toml", "[gateway]\nport = 'x'\n"))),
         ("serve", "--policy", str(tmp_path / "p.mcpp"), "--upstream", "http://x/mcp", "--anonymous", "--host", "0.0.0.0"),
-        ("grant", "create", "--server", "default", "--label", "a"),
+        ("grant", "create", "--server", "default", "--label", "a", "--state", str(tmp_path / "st"), "--config", "x.toml"),
         ("grant", "revoke", "g_nope", "--state", str(tmp_path / "st")),
         ("audit", "--state", str(tmp_path / "empty")),
     ]

@@ -72,6 +72,10 @@ async def test_two_replicas_share_one_limit_and_revocation(tmp_path, upstream, r
     allowed, denied = _split(await _burst([g1.url(), g2.url()], grant["token"], 100))
     assert len(allowed) == 5 and len(denied) == 95
     assert len(upstream.ran("charge")) - before == 5
+    # the denial is the engine's own (decided again with the failing counter replayed)
+    for r in denied:
+        assert result_text(r).startswith("[POLICY DENIED] Charge budget exhausted. (limit charges: 5 per hour per grant; resets at ")
+        assert r["result"]["_meta"]["io.mcpp/decision"]["rule"] == "/tools/charge/limits/charges"
     assert g1.health()["store"]["kind"] == "redis"
     # both replicas served part of the burst
     audited = [len(json.loads("[" + ",".join(mcpp("audit", "--config", c, "--json").stdout.splitlines()) + "]")) for c in (c1, c2)]
@@ -95,7 +99,9 @@ limit "echoes" (principal, action == Action::"echo", resource) max 2 per day sco
 """)
         state = tmp_path / "state"
         grant = create_grant(state, "a")
-        g = start_gateway("--policy", str(policy), "--upstream", up.url, state=state)
+        # without typed calls, so the call is decided and forwarded to the dead upstream (with
+        # them it is refused earlier, for want of the upstream's tool list: never reserved)
+        g = start_gateway("--policy", str(policy), "--upstream", up.url, "--no-enforce-input-schema", state=state)
         async with httpx2.AsyncClient(timeout=30) as http:
             up.proc.kill()  # the upstream is down: the call fails and gives its unit back
             r = await call_tool(http, g.url(), grant["token"], "echo", {"text": "lost"})
@@ -106,6 +112,6 @@ limit "echoes" (principal, action == Action::"echo", resource) max 2 per day sco
         assert [bool(r["result"].get("isError")) for r in oks] == [False, False, True]
         assert "limit echoes: 2 per day per policy" in result_text(oks[2])
         rows = [json.loads(x) for x in mcpp("audit", "--state", str(state), "--json").stdout.splitlines()]
-        assert [r["outcome"] for r in rows] == ["upstream_error", "forwarded", "forwarded", "denied"]
+        assert [r["outcome"] for r in rows] == ["not_executed", "forwarded", "forwarded", "denied"]
     finally:
         up.stop()

@@ -111,7 +111,8 @@ async def test_matching_pin_passes_and_changed_tools_are_hidden_and_refused(tmp_
         assert r.meta["io.mcpp/decision"]["catalog"]["kind"] == "changed"
         assert r.meta["io.mcpp/decision"]["catalog"]["pinned"] == pinned["echo"]["sha256"]
 
-        r = await c.call_tool("delete_pod", {"namespace": "dev", "name": "x", "grace_seconds": 0})
+        # (arguments that fit the pinned schema: a new argument is refused earlier, by the typed-call check)
+        r = await c.call_tool("delete_pod", {"namespace": "dev", "name": "x"})
         assert r.is_error and "the definition of tool 'delete_pod' changed since it was pinned (inputSchema differ" in r.content[0].text
 
         r = await c.call_tool("exfiltrate", {"data": "secrets"})
@@ -130,7 +131,7 @@ async def test_matching_pin_passes_and_changed_tools_are_hidden_and_refused(tmp_
     assert set(rows) == {"echo", "delete_pod", "exfiltrate"}
     assert rows["echo"]["rule"] == "/catalog/echo" and rows["echo"]["outcome"] == "denied"
     assert rows["echo"]["message"].startswith("Tool echo does not match the pinned catalog: the definition of tool 'echo' changed")
-    assert rows["delete_pod"]["rule"] == "/catalog/delete_pod" and rows["delete_pod"]["arg_keys"] == ["grace_seconds", "name", "namespace"]
+    assert rows["delete_pod"]["rule"] == "/catalog/delete_pod" and rows["delete_pod"]["arg_keys"] == ["name", "namespace"]
     assert rows["exfiltrate"]["rule"] == "/catalog/exfiltrate" and "added after the policy was reviewed" in rows["exfiltrate"]["message"]
     assert [r["tool"] for r in audit_rows(state, "--decision", "allow")] == ["echo", "add"]
     # the log has the drift (once per definition) and each refusal, with the reason
@@ -285,8 +286,9 @@ catalog = "pinned.json"
     async with http, c:
         assert await list_all(c) == []  # nothing could be called, so nothing is listed
         r = await c.call_tool("echo", {"text": "x"})
-        assert r.is_error and r.content[0].text.startswith(
-            "[POLICY DENIED] Tool echo cannot be checked: the pinned catalog pinned.json is not loaded (")
+        assert r.is_error and r.content[0].text == (
+            "[POLICY DENIED] Tool echo cannot be checked: the pinned catalog pinned.json is not loaded. "
+            "No call to this server is forwarded until it loads.")  # why (with its path) is in /healthz and the log
     assert len(upstream.ran()) == before
     assert audit_rows(tmp_path / "state")[-1]["rule"] == "/catalog/echo"
 

@@ -58,7 +58,7 @@ def test_extensions_parse():
 
 
 def _walk(e):
-    from mcpp.lang.program import walk
+    from mcpp.lang.ir import walk
 
     return walk(e)
 
@@ -115,7 +115,9 @@ def test_recovery_one_diagnostic_per_broken_statement_and_good_ones_kept():
         'permit (principal, action == Action::"d", resource);\n'
     )
     doc, diags = parse_partial(src, "p.mcpp")
-    assert [d.span.line for d in diags] == [2, 3, 5]
+    # the missing `;` after `default deny` is found where the next statement starts
+    assert [d.span.line for d in diags] == [2, 3, 6]
+    assert diags[2].message == "expected ';' before 'permit'" and diags[2].span.col == 1
     kept = [s.scope.action.entities[0].id for s in doc.statements if isinstance(s, ir.Policy)]
     assert kept == ["a", "c", "d"]
 

@@ -177,3 +177,23 @@ def test_catalog_checks_cache_equals_a_full_validation():
         assert [(d.code, d.message, d.span, d.data) for d in got] == [(d.code, d.message, d.span, d.data) for d in want]
         saw_fix = saw_fix or any("fix" in d.data for d in want)
     assert saw_fix  # the findings moved included fixes with offsets
+
+
+def test_a_document_handed_out_keeps_its_spans_after_later_edits():
+    """IR nodes are never mutated: moving the statements after an edit rebuilds them."""
+    base = EXAMPLES[0].read_text(encoding="utf-8")
+    p = IncrementalParser("t.mcpp")
+    first, _, _ = p.update(base)
+    before = _spans(first)
+    second, _, _ = p.update("\n\n" + base)
+    assert _spans(first) == before
+    assert [s.span.line for s in second.statements] == [s.span.line + 2 for s in first.statements]
+
+
+def test_moving_a_deeply_nested_statement():
+    deep = "permit (principal, action, resource) when { " + "!" * 3000 + "true };\n"
+    p = IncrementalParser("t.mcpp")
+    p.update("// a\ndefault deny;\n" + deep)
+    doc, diags, _ = p.update("// ab\ndefault deny;\n" + deep)
+    assert not diags and doc.statements[1].span.start == len("// ab\ndefault deny;\n")
+    assert p.reused == 1  # the deep statement was moved, not parsed again

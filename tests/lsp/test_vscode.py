@@ -55,7 +55,7 @@ def test_vsix_builds(tmp_path):
               "extension/language-configuration.json", "extension/node_modules/vscode-languageclient/node.js",
               "extension/node_modules/vscode-languageclient/node_modules/minimatch/package.json"):
         assert f in names, f
-    assert not any(n.startswith("extension/test/") for n in names)
+    assert not any(n.startswith(("extension/test/", "extension/e2e/")) for n in names)  # tests stay out
     assert not any("/vscode-textmate/" in n or "/@vscode/vsce/" in n for n in names)  # dev dependencies stay out
     assert manifest["contributes"]["languages"][0]["extensions"] == [".mcpp"]
 

@@ -4,9 +4,9 @@ if exists('b:current_syntax')
 endif
 
 syn keyword mcppEffect permit forbid
-syn keyword mcppDeclaration default hide group limit assert
+syn keyword mcppDeclaration default hide group limit assert entity
 syn keyword mcppClause when unless
-syn keyword mcppDecision allow deny hidden visible
+syn keyword mcppDecision allow deny hidden visible approval
 syn keyword mcppOption max per scope increment
 syn keyword mcppWindow minute hour day
 syn keyword mcppVariable principal action resource context

@@ -8,7 +8,7 @@ const assert = require("node:assert/strict");
 const Module = require("node:module");
 const path = require("node:path");
 
-function load(settings) {
+function load(settings, startError) {
   const calls = { commands: [], clients: [], watchers: [], messages: [] };
   const config = { get: (key) => settings[key] };
   const vscode = {
@@ -30,7 +30,7 @@ function load(settings) {
       this.args = { id, name, serverOptions, clientOptions };
       calls.clients.push(this);
     }
-    start() { return Promise.resolve(); }
+    start() { return startError === undefined ? Promise.resolve() : Promise.reject(startError); }
     stop() { return Promise.resolve(); }
     dispose() {}
   }
@@ -79,4 +79,21 @@ test("the commands the package declares are the ones the extension registers", a
   assert.equal(pkg.contributes.languages[0].id, "mcpp");
   assert.deepEqual(pkg.contributes.languages[0].extensions, [".mcpp"]);
   assert.equal(pkg.contributes.grammars[0].scopeName, "source.mcpp");
+});
+
+test("a server that cannot be started is reported with the client's reason", async () => {
+  // vscode-languageclient rejects with a string when the executable cannot be spawned
+  // (seen in code-server: the message used to end in "undefined")
+  for (const [err, reason] of [
+    ["Launching server using command /nope/mcpp failed. Error: spawn /nope/mcpp ENOENT", "spawn /nope/mcpp ENOENT"],
+    [new Error("connection closed"), "connection closed"],
+  ]) {
+    const { ext, calls } = load({ "server.path": "/nope/mcpp" }, err);
+    await ext.activate({ subscriptions: [] });
+    assert.equal(calls.messages.length, 1);
+    const [m] = calls.messages;
+    assert.ok(m.startsWith("mcpp: could not start the language server (/nope/mcpp lsp): "), m);
+    assert.ok(m.includes(reason) && !m.includes("undefined") && !m.includes(".."), m);
+    assert.ok(m.endsWith('set "mcpp.server.path".'), m);
+  }
 });

@@ -1,4 +1,10 @@
-"""Runtime values: JSON values as decoded by `json`, plus entities and the error marker.
+"""Values and the concrete meaning of mcpp's operators on them: JSON values as decoded
+by `json`, plus entities and the error marker.
+
+This module is the one place for what an operator means on concrete values: equality
+(`cedar_eq`), set membership, `like`, the number test and JSON type names. The
+evaluator (`lang.evaluator`) applies them; the Z3 encoding (`analyzer.encode`) states
+the same meaning symbolically and is held to this one by property tests.
 
 Equality is Cedar's: values of different types are unequal (never an error), arrays
 compare as sets, `1 == 1.0` (JSON numbers), and `true != 1`.
@@ -47,8 +53,27 @@ class Entity:
 
 
 def is_number(v: object) -> bool:
+    """A JSON number: int or float, never bool (`True` is not `1` in mcpp or Cedar)."""
     t = type(v)
     return t is int or t is float
+
+
+def like_match(s: str, chunks: tuple[str, ...]) -> bool:
+    """Cedar `like`: `chunks` are the literal pieces between `*` wildcards; a wildcard
+    matches any text, newlines included. Greedy leftmost matching of the middle pieces
+    is exact for patterns whose only metacharacter is `*`."""
+    if len(chunks) == 1:
+        return s == chunks[0]
+    first, last = chunks[0], chunks[-1]
+    if len(s) < len(first) + len(last) or not s.startswith(first) or not s.endswith(last):
+        return False
+    pos, end = len(first), len(s) - len(last)
+    for c in chunks[1:-1]:
+        i = s.find(c, pos, end)
+        if i < 0:
+            return False
+        pos = i + len(c)
+    return True
 
 
 def cedar_eq(a: object, b: object) -> bool:

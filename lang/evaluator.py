@@ -1,20 +1,21 @@
-"""Compile IR expressions once into Python closures: the evaluator's hot path.
+"""The evaluator: IR expressions compiled once into Python closures (the hot path).
 
 Each closure takes an `Env` and returns a value or `ERR`. This is the one concrete
-implementation of mcpp's expression semantics; the compiler folds constants with it
-and the tests hold it against cedarpy and the Z3 encoding.
+implementation of mcpp's expression semantics (operators' meanings on values live in
+`lang.values`); the engine decides with it, the compiler folds constants with it, and
+the tests hold it against cedarpy and the Z3 encoding.
 """
 
 from __future__ import annotations
 
-import re
-from typing import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator, Protocol
 
-from mcpp.lang import ir
-from mcpp.lang.atoms import input_path
-from mcpp.lang.regex import compile_regex
-
-from .values import ERR, Entity, cedar_eq, is_number, set_contains
+from . import ir
+from .atoms import FLIP, input_path
+from .regex import compile_regex
+from .values import ERR, Entity, cedar_eq, is_number, like_match, set_contains, type_name
 
 Closure = Callable[["Env"], object]
 
@@ -22,15 +23,20 @@ Closure = Callable[["Env"], object]
 class Env:
     """One request as the expression language sees it."""
 
-    __slots__ = ("principal", "action", "resource", "context", "input", "groups_of")
+    __slots__ = ("principal", "action", "resource", "input", "groups_of")
 
     def __init__(self, principal: Entity, action: Entity, resource: Entity, args: dict, groups_of=None):
         self.principal = principal
         self.action = action
         self.resource = resource
         self.input = args
-        self.context = {"input": args}
         self.groups_of = groups_of  # action group lookup for literal Action entities
+
+    @property
+    def context(self) -> dict:
+        """The `context` record, `{"input": <arguments>}`: built when an expression reads
+        `context` itself, which is rare (`context.input.k` reads `input` directly)."""
+        return {"input": self.input}
 
     def ancestors(self, e: Entity) -> frozenset:
         if e == self.principal:
@@ -41,9 +47,82 @@ class Env:
             return self.groups_of(e.id)
         return e.parents
 
+    def attrs(self, e: Entity) -> dict:
+        """An entity's attributes as the request's entity store has them: an entity
+        literal naming the principal (`Grant::"g0"` when g0 calls) is the principal,
+        as in Cedar; any other literal is an entity without attributes."""
+        if e == self.principal:
+            return self.principal.attrs
+        return e.attrs
+
+
+def scope_check(scope: ir.EntityScope, var: str) -> Callable[[Env], bool] | None:
+    """The principal or resource scope as a test on the request (None: `any`). Scope `in`
+    is Cedar's entity `in`: reflexive, then the entity's ancestors."""
+    if scope.op == "any":
+        return None
+    get = (lambda env: env.principal) if var == "principal" else (lambda env: env.resource)
+    ent = scope.entity
+    etype = scope.type
+    if scope.op == "is":
+        return lambda env: get(env).type == etype
+    assert ent is not None
+    key = (ent.type, ent.id)
+    if scope.op == "eq":
+        return lambda env: get(env).key == key
+    if scope.op == "in":
+        return lambda env: get(env).key == key or key in get(env).parents
+    return lambda env: get(env).type == etype and (get(env).key == key or key in get(env).parents)  # is_in
+
 
 def _const(v: object) -> Closure:
     return lambda env: v
+
+
+# ---- tracing ----------------------------------------------------------------------------
+#
+# `mcpp test --coverage` needs to know which values each sub-expression took. Rather than
+# a second evaluator (which could drift from this one), closures compiled inside
+# `tracing(tracer)` are wrapped to report every value they return. The switch is read
+# once per node *at compile time*: closures compiled outside `tracing` are exactly the
+# untraced ones, so the engine's hot path pays nothing for the feature.
+
+
+class Tracer(Protocol):
+    def outcomes(self, node: ir.Expr) -> set:
+        """The set to which a traced closure adds the outcome of each evaluation of
+        `node`: True, False, "error", or the type name (`values.type_name`) of any
+        other value. The tracer keys it by node identity (equal nodes at different
+        places are different conditions)."""
+
+
+_TRACER: ContextVar[Tracer | None] = ContextVar("mcpp_evaluator_tracer", default=None)
+
+
+@contextmanager
+def tracing(tracer: Tracer) -> Iterator[Tracer]:
+    """Compile traced closures inside this block (in this thread or task only)."""
+    token = _TRACER.set(tracer)
+    try:
+        yield tracer
+    finally:
+        _TRACER.reset(token)
+
+
+def outcome(v: object) -> object:
+    """What a tracer records of one value: the boolean itself, or its type name."""
+    return v if v is True or v is False else type_name(v)
+
+
+def _traced(fn: Closure, node: ir.Expr, tracer: Tracer) -> Closure:
+    add = tracer.outcomes(node).add
+
+    def traced(env):
+        v = fn(env)
+        add(outcome(v))
+        return v
+
+    return traced
 
 
 def compile_expr(e: ir.Expr) -> Closure:
@@ -52,8 +131,11 @@ def compile_expr(e: ir.Expr) -> Closure:
         raise TypeError(f"cannot evaluate {type(e).__name__}")
     if type(e) in (ir.SetLit, ir.RecordLit) and _is_constant(e):
         # a literal set or record is built once, not on every call (values are never mutated)
-        return _const(fn(e)(None))
-    return fn(e)
+        closure = _const(fn(e)(None))
+    else:
+        closure = fn(e)
+    tracer = _TRACER.get()
+    return closure if tracer is None else _traced(closure, e, tracer)
 
 
 def _is_constant(e: ir.Expr) -> bool:
@@ -93,6 +175,7 @@ def _get_attr(e: ir.GetAttr) -> Closure:
         def get1(env):
             return env.input.get(k, ERR)
 
+        get1.input_path = path  # type: ignore[attr-defined]  # see _input_key
         return get1
     if path is not None:
 
@@ -106,6 +189,7 @@ def _get_attr(e: ir.GetAttr) -> Closure:
                     return ERR
             return v
 
+        getn.input_path = path  # type: ignore[attr-defined]
         return getn
     obj = compile_expr(e.obj)
     attr = e.attr
@@ -115,15 +199,34 @@ def _get_attr(e: ir.GetAttr) -> Closure:
         if type(v) is dict:
             return v.get(attr, ERR)
         if isinstance(v, Entity):
-            return v.attrs.get(attr, ERR)
+            return env.attrs(v).get(attr, ERR)
         return ERR
 
     return get
 
 
+def _input_key(fn: Closure) -> str | None:
+    """The argument `k` when `fn` is exactly the closure reading `context.input.k`.
+
+    An operator whose operand is such a read performs it inline (one call less on the hot
+    path: this is the shape of most conditions). The mark sits on the closure itself, not
+    on the IR, so a closure wrapped by anything (a tracer, a test double) is never
+    inlined and keeps being called."""
+    path = getattr(fn, "input_path", None)
+    return path[0] if path is not None and len(path) == 1 else None
+
+
 def _has(e: ir.Has) -> Closure:
     obj = compile_expr(e.obj)
     path = e.path
+    if getattr(obj, "input_path", None) == () and len(path) == 1:
+        (k1,) = path
+
+        def has_arg(env):  # `context.input has k`
+            v = env.input
+            return k1 in v if type(v) is dict else ERR
+
+        return has_arg
 
     def has(env):
         v = obj(env)
@@ -133,9 +236,10 @@ def _has(e: ir.Has) -> Closure:
                     return False
                 v = v[k]
             elif isinstance(v, Entity):
-                if k not in v.attrs:
+                attrs = env.attrs(v)
+                if k not in attrs:
                     return False
-                v = v.attrs[k]
+                v = attrs[k]
             else:
                 return ERR
         return True
@@ -145,14 +249,13 @@ def _has(e: ir.Has) -> Closure:
 
 def _like(e: ir.Like) -> Closure:
     obj = compile_expr(e.obj)
-    rx = re.compile(".*".join(re.escape(c) for c in e.pattern), re.DOTALL)
-    fullmatch = rx.fullmatch
+    chunks = e.pattern
 
     def like(env):
         v = obj(env)
         if type(v) is not str:
             return ERR
-        return fullmatch(v) is not None
+        return like_match(v, chunks)
 
     return like
 
@@ -172,6 +275,16 @@ def _matches(e: ir.Matches) -> Closure:
 
 def _eq_const(left: Closure, v: object, negate: bool) -> Closure:
     tv = type(v)
+    k = _input_key(left)
+    if (tv is str or tv is bool or v is None) and k is not None:
+
+        def eq_arg(env):
+            a = env.input.get(k, ERR)
+            if a is ERR:
+                return ERR
+            return (type(a) is tv and a == v) != negate
+
+        return eq_arg
     if tv is str or tv is bool or v is None:
 
         def eq(env):
@@ -197,6 +310,17 @@ def _cmp_const(left: Closure, op: str, v: object) -> Closure:
     f = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
     if not is_number(v):
         return lambda env: ERR
+    k = _input_key(left)
+    if k is not None:
+
+        def cmp_arg(env):
+            a = env.input.get(k, ERR)
+            t = type(a)
+            if t is int or t is float:
+                return f(a, v)
+            return ERR
+
+        return cmp_arg
 
     def cmp(env):
         a = left(env)
@@ -212,8 +336,6 @@ def _compare(e: ir.Compare) -> Closure:
     op = e.op
     left_e, right_e = e.left, e.right
     if isinstance(left_e, ir.Lit) and not isinstance(right_e, ir.Lit):
-        from mcpp.lang.atoms import FLIP
-
         left_e, right_e, op = right_e, left_e, FLIP[op]
     left = compile_expr(left_e)
     if isinstance(right_e, ir.Lit):
@@ -318,34 +440,24 @@ def _is(e: ir.Is) -> Closure:
     return is_
 
 
-def _and(e: ir.And) -> Closure:
+def _junction(e: ir.And | ir.Or) -> Closure:
+    """`&&` and `||`, Cedar's way: the left operand must be a boolean; if it is the
+    short-circuit value (false for `&&`, true for `||`) that is the answer, else the
+    right operand, which must be a boolean too."""
     a, b = compile_expr(e.left), compile_expr(e.right)
+    stop = isinstance(e, ir.Or)
+    go_on = not stop
 
-    def and_(env):
+    def junction(env):
         x = a(env)
-        if x is False:
-            return False
-        if x is not True:
+        if x is stop:
+            return stop
+        if x is not go_on:
             return ERR
         y = b(env)
         return y if type(y) is bool else ERR
 
-    return and_
-
-
-def _or(e: ir.Or) -> Closure:
-    a, b = compile_expr(e.left), compile_expr(e.right)
-
-    def or_(env):
-        x = a(env)
-        if x is True:
-            return True
-        if x is not False:
-            return ERR
-        y = b(env)
-        return y if type(y) is bool else ERR
-
-    return or_
+    return junction
 
 
 def _not(e: ir.Not) -> Closure:
@@ -431,6 +543,21 @@ def _call(e: ir.Call) -> Closure:
         values = [i.value for i in e.obj.items] if all(isinstance(i, ir.Lit) for i in e.obj.items) else None
         if values and all(type(v) in (str, bool) or v is None for v in values):
             members = {(type(v), v) for v in values}
+            k = _input_key(arg)
+            if k is not None:
+
+                strs = frozenset(v for v in values if type(v) is str)
+
+                def contains_arg(env):  # ["a", "b"].contains(context.input.k)
+                    v = env.input.get(k, ERR)
+                    t = type(v)
+                    if t is str:
+                        return v in strs
+                    if v is ERR:
+                        return ERR
+                    return (t, v) in members if (t is bool or v is None) else False
+
+                return contains_arg
 
             def contains_const(env):  # ["a", "b"].contains(x): a hash lookup
                 v = arg(env)
@@ -472,7 +599,12 @@ def _call(e: ir.Call) -> Closure:
     return contains_set
 
 
+def _error(e: ir.Error) -> Closure:
+    return _const(ERR)
+
+
 _COMPILERS = {
+    ir.Error: _error,
     ir.Lit: _lit,
     ir.Var: _var,
     ir.EntityLit: _entity,
@@ -483,8 +615,8 @@ _COMPILERS = {
     ir.Compare: _compare,
     ir.In: _in,
     ir.Is: _is,
-    ir.And: _and,
-    ir.Or: _or,
+    ir.And: _junction,
+    ir.Or: _junction,
     ir.Not: _not,
     ir.Neg: _neg,
     ir.If: _if,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span
-from mcpp.lang.program import Program
+from .diagnostics import Diagnostic, MCPPError, Span
+from .program import Program
 
 
 def read_text(path: str | Path) -> str:
@@ -32,9 +32,9 @@ def load_policy(path: str | Path) -> Program:
     """`.json` → the JSON form; anything else → .mcpp source. Raises MCPPError."""
     text = read_text(path)
     if is_json(path, text):
-        from mcpp.lang.jsonform import load_program
+        from .jsonform import load_program
 
         return load_program(text, str(path))
-    from mcpp.lang.program import load_program
+    from .program import load_program
 
     return load_program(text, str(path))

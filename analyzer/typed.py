@@ -1,0 +1,186 @@
+"""Typed calls: what a tool's `inputSchema` guarantees about every call the gateway forwards.
+
+The gateway refuses a `tools/call` whose arguments do not conform to the tool's declared
+schema before the policy decides (docs/gateway.md, "Typed calls"). With a catalog, the
+analyzer may therefore assume conformance: a proof then covers every call that can reach
+the policy, and a bypass lint reports only the types the schema still allows.
+
+Soundness: the constraints added here must hold for *every* value that conforms, so a
+proof (UNSAT) under them stays a proof about every forwarded call. Everything uncertain
+widens, exactly as `catalog.schema` does for validation: `anyOf`/`oneOf` become the union
+of their branches, an unresolvable `$ref` is "anything", `items`, `uniqueItems`,
+`multipleOf`, `format` and `patternProperties` add nothing, and a `pattern` the regex
+translator does not model adds nothing. A counterexample is still replayed through the
+engine, and checked against the schema by the same validator the gateway runs, before it
+is reported.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import z3
+
+from mcpp.catalog.schema import View, root_view
+from mcpp.lang.values import is_number
+
+from . import regex as rx
+from .sym import AND, IMPLIES, NOT, OR, PathVar, real_val, string_val
+
+MAX_REQUIRED_DEPTH = 4  # required keys below this depth are not materialised in witnesses
+
+
+class SchemaAssumption:
+    """The calls of one tool conform to `input_schema` (a JSON Schema object)."""
+
+    def __init__(self, tool: str, input_schema: dict):
+        self.tool = tool
+        self.schema = input_schema if isinstance(input_schema, dict) else {}
+        self.root = root_view(self.schema)
+
+    # -- the request's paths -------------------------------------------------------------------
+    def prepare(self, req) -> None:
+        """Track every required key (to a small depth), so a witness carries what the schema
+        demands even when no rule reads it."""
+        todo: list[tuple[tuple, View]] = [((), self.root)]
+        while todo:
+            path, view = todo.pop()
+            if len(path) >= MAX_REQUIRED_DEPTH:
+                continue
+            for key in _required_everywhere(view):
+                child = view.child(key)
+                req.path(path + (key,))
+                todo.append((path + (key,), child.view))
+
+    def constraints(self, req) -> list:
+        ctx = req.ctx
+        out: list = []
+        views: dict[tuple, View | None] = {(): self.root}
+        for path in sorted(req.paths, key=len):
+            if not path:
+                out.append(self._value(req, req.paths[()], self.root))
+                continue
+            parent = views.get(path[:-1])
+            if parent is None:  # below a path the schema says nothing about (or cannot exist)
+                views[path] = None
+                continue
+            child = parent.child(path[-1])
+            var = req.paths[path]
+            if child.status == "absent":
+                out.append(var.is_("missing"))
+                views[path] = None
+                continue
+            if child.required:
+                out.append(IMPLIES(ctx, req.paths[path[:-1]].is_("obj"), NOT(ctx, var.is_("missing"))))
+            out.append(OR(ctx, var.is_("missing"), self._value(req, var, child.view)))
+            views[path] = child.view
+        return [c for c in out if c is not True]
+
+    # -- one value ----------------------------------------------------------------------------
+    def _value(self, req, var: PathVar, view: View):
+        """`var` (present) satisfies some alternative of `view`."""
+        return OR(req.ctx, *(self._alternative(req, var, alt) for alt in view.alts)) if view.alts else False
+
+    def _alternative(self, req, var: PathVar, alt: dict):
+        ctx = req.ctx
+        parts: list = []
+        kinds = _kinds(alt.get("type"))
+        if kinds is not None:
+            parts.append(OR(ctx, *(var.is_(k) for k in kinds)))
+            if alt.get("type") == "integer" or alt.get("type") == ["integer"]:
+                parts.append(z3.IsInt(var.n))
+        values = alt.get("enum") if isinstance(alt.get("enum"), list) else (
+            [alt["const"]] if "const" in alt else None)
+        if values is not None:
+            parts.append(OR(ctx, *(_equals(req, var, v) for v in values)))
+        num = var.is_("num")
+        for key, op in (("minimum", ">="), ("maximum", "<="), ("exclusiveMinimum", ">"), ("exclusiveMaximum", "<")):
+            bound = alt.get(key)
+            if is_number(bound) and math.isfinite(bound):
+                b = real_val(Fraction(bound), ctx)
+                cmp = {">=": var.n >= b, "<=": var.n <= b, ">": var.n > b, "<": var.n < b}[op]
+                parts.append(IMPLIES(ctx, num, cmp))
+        s = var.is_("str")
+        for key, cmp in (("minLength", lambda n: z3.Length(var.s) >= n), ("maxLength", lambda n: z3.Length(var.s) <= n)):
+            n = alt.get(key)
+            if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+                parts.append(IMPLIES(ctx, s, cmp(n)))
+        pattern = alt.get("pattern")
+        if isinstance(pattern, str):
+            regex = _regex(req, pattern)
+            if regex is not None:
+                parts.append(IMPLIES(ctx, s, z3.InRe(var.s, regex)))
+        arr = var.is_("arr")
+        for key, cmp in (("minItems", lambda n: z3.Length(var.items) >= n), ("maxItems", lambda n: z3.Length(var.items) <= n)):
+            n = alt.get(key)
+            if isinstance(n, int) and not isinstance(n, bool) and n >= 0:
+                parts.append(IMPLIES(ctx, arr, cmp(n)))
+        return AND(ctx, *parts)
+
+
+def _kinds(t) -> list[str] | None:
+    names = [t] if isinstance(t, str) else t if isinstance(t, list) and all(isinstance(x, str) for x in t) else None
+    if names is None:
+        return None
+    out = []
+    for name in names:
+        kind = {"string": "str", "number": "num", "integer": "num", "boolean": "bool", "null": "null",
+                "array": "arr", "object": "obj"}.get(name)
+        if kind is not None and kind not in out:
+            out.append(kind)
+    return out
+
+
+def _equals(req, var: PathVar, v):
+    ctx = req.ctx
+    if v is None:
+        return var.is_("null")
+    if isinstance(v, bool):
+        return AND(ctx, var.is_("bool"), var.b == z3.BoolVal(v, ctx))
+    if is_number(v):
+        if not math.isfinite(v):
+            return False
+        return AND(ctx, var.is_("num"), var.n == real_val(Fraction(v), ctx))
+    if isinstance(v, str):
+        try:
+            return AND(ctx, var.is_("str"), var.s == string_val(v, ctx))
+        except rx.Unsupported:
+            return var.is_("str")
+    if isinstance(v, list):
+        return var.is_("arr")  # compound members are not modelled: any array may be the one
+    if isinstance(v, dict):
+        return var.is_("obj")
+    return True
+
+
+def _regex(req, pattern: str):
+    cache = req.S.cache
+    tr = cache.get("regex")
+    if tr is None:
+        tr = cache["regex"] = rx.Z3Regex(req.ctx)
+    try:
+        return tr(rx.search_ast(pattern))  # JSON Schema's `pattern` is a search, as RE2's
+    except rx.Unsupported:
+        return None
+
+
+def _required_everywhere(view: View) -> list[str]:
+    """Keys every object alternative of `view` requires."""
+    out: list[str] | None = None
+    for alt in view.alts:
+        t = _kinds(alt.get("type"))
+        if t is not None and "obj" not in t:
+            continue
+        req = [k for k in alt.get("required", []) if isinstance(k, str)] if isinstance(alt.get("required"), list) else []
+        out = req if out is None else [k for k in out if k in req]
+    return out or []
+
+
+def catalog_schemas(catalog) -> dict[str, SchemaAssumption]:
+    """The typed-call assumption for every tool of a catalog (`catalog.model.Catalog`),
+    over the schema the gateway really checks (`closed_world`: undeclared top-level
+    arguments refused)."""
+    from mcpp.catalog.conformance import closed_world
+
+    return {name: SchemaAssumption(name, closed_world(t.input_schema)) for name, t in catalog.tools.items()}

@@ -1,0 +1,305 @@
+"""Typed calls: does a call's `arguments` conform to its tool's declared `inputSchema`?
+
+The gateway checks every `tools/call` with this module before the policy decides, and
+the analyzer checks its counterexamples with it (so a reported call is one the gateway
+would forward) and assumes what it guarantees (`analyzer/typed.py`, over `closed_world`).
+It lives with the catalogs because both sit on it.
+
+A `tools/call` whose arguments do not conform to the tool's declared
+`inputSchema` is denied before the policy decides, so no policy can be bypassed by sending
+a value of the wrong type (`{"amount": "5000"}` where the tool declares a number: the
+policy's `args.amount > 1000` errors, the forbid does not apply, and an SDK upstream
+coerces the string and refunds 5000).
+
+Validation is the `jsonschema` library's: the validator class the schema's `$schema`
+names (JSON Schema 2020-12 when it names none, as MCP declares), compiled once per
+distinct schema (by the SHA-256 of its canonical JSON) and kept in a bounded cache. Two
+changes to the stock classes, both fail-closed:
+
+- Regular expressions (`pattern`, `patternProperties`, and the `additionalProperties`
+  that depends on them) run on RE2 (`mcpp.lang.regex`), in linear time: the pattern comes
+  from the upstream but the string comes from the caller, and Python's backtracking `re`
+  can be made to spin for minutes. A pattern RE2 cannot run (lookaround, backreferences)
+  makes the schema unusable, and calls to that tool are refused.
+- A schema that combines `unevaluatedProperties` with `patternProperties` is refused too
+  (jsonschema evaluates that combination with Python's `re`).
+
+What the caller reads names the argument and what was expected, never the value it sent
+(values are not stored anywhere; the same message goes to the audit log), and the rule
+pointer is `/tools/<tool>/schema` + the JSON pointer of the failing keyword in the schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from itertools import chain
+
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import SchemaError, ValidationError, best_match
+
+from mcpp.lang.regex import RegexError, compile_regex
+
+MAX_VALIDATORS = 1024  # distinct schemas kept compiled
+_KNOWN_DIALECTS = {
+    "https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2019-09/schema",
+    "http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-06/schema",
+    "http://json-schema.org/draft-04/schema",
+}
+
+
+def escape(token: str) -> str:
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+# ---- RE2-backed keywords --------------------------------------------------------------
+
+
+def _search(pattern: str, text: str) -> bool:
+    try:
+        return compile_regex(pattern).search(text) is not None
+    except (TypeError, ValueError, UnicodeError):  # a lone surrogate in the caller's string: no match
+        return False
+
+
+def _pattern(validator, patrn, instance, schema):
+    if validator.is_type(instance, "string") and not _search(patrn, instance):
+        yield ValidationError("does not match the pattern")
+
+
+def _pattern_properties(validator, pattern_properties, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    for pattern, subschema in pattern_properties.items():
+        for k, v in instance.items():
+            if _search(pattern, k):
+                yield from validator.descend(v, subschema, path=k, schema_path=pattern)
+
+
+def _additional(instance, schema) -> list[str]:
+    properties = schema.get("properties", {})
+    patterns = list(schema.get("patternProperties", {}))
+    return [k for k in instance if k not in properties and not any(_search(p, k) for p in patterns)]
+
+
+def _additional_properties(validator, ap, instance, schema):
+    if not validator.is_type(instance, "object"):
+        return
+    extras = _additional(instance, schema)
+    if validator.is_type(ap, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], ap, path=extra)
+    elif not ap and extras:
+        yield ValidationError("additional properties are not allowed")
+
+
+_RE2_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties}
+_CLASSES: dict[type, type] = {}
+
+
+def _re2_class(base: type) -> type:
+    cls = _CLASSES.get(base)
+    if cls is None:
+        cls = _CLASSES[base] = validators.extend(base, _RE2_KEYWORDS)
+    return cls
+
+
+# ---- compiling schemas ------------------------------------------------------------------
+
+
+class SchemaUnusable(Exception):
+    """The declared schema cannot be used to check calls (the reason is for the operator)."""
+
+
+def _walk(node):
+    """Every (key, value) of every object in a schema."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            for k, v in n.items():
+                yield k, v
+                stack.append(v)
+        elif isinstance(n, list):
+            stack.extend(n)
+
+
+def compile_schema(schema) -> object:
+    """A validator for `schema`, or SchemaUnusable."""
+    if not isinstance(schema, (dict, bool)):
+        raise SchemaUnusable("the input schema is not a JSON object")
+    base = Draft202012Validator
+    if isinstance(schema, dict) and "$schema" in schema:
+        uri = schema["$schema"]
+        if not isinstance(uri, str) or uri.rstrip("#") not in _KNOWN_DIALECTS:
+            raise SchemaUnusable(f"unsupported JSON Schema dialect {str(uri)[:100]!r}")
+        base = validators.validator_for(schema, default=Draft202012Validator)
+    try:
+        base.check_schema(schema)
+    except SchemaError as e:
+        raise SchemaUnusable(f"not a valid JSON Schema: {e.message[:200]}") from None
+    keys = {k for k, _ in _walk(schema)}
+    if "unevaluatedProperties" in keys and "patternProperties" in keys:
+        raise SchemaUnusable("unevaluatedProperties with patternProperties is not supported")
+    for k, v in _walk(schema):
+        patterns = [v] if k == "pattern" and isinstance(v, str) else (list(v) if k == "patternProperties" and isinstance(v, dict) else [])
+        for p in patterns:
+            try:
+                compile_regex(p)
+            except RegexError as e:
+                raise SchemaUnusable(f"the pattern {p[:80]!r} cannot be run in linear time ({e})") from None
+    return _re2_class(base)(schema)
+
+
+# keywords that can admit or describe properties beyond `properties`: when a top-level
+# schema has none of them, the properties it lists are all the arguments the tool takes
+_OPEN_ENDED = {"additionalProperties", "patternProperties", "unevaluatedProperties", "allOf", "anyOf", "oneOf", "$ref",
+               "$dynamicRef", "if", "then", "else", "dependentSchemas", "dependencies", "not"}
+
+
+def closed_world(schema):
+    """The schema calls are checked against: as declared, except that an argument the tool
+    does not declare at all is refused (`additionalProperties: false` at the top level)
+    unless the schema says anything about other properties. SDK servers drop or reject
+    undeclared arguments; a lenient server might act on them, and no policy can guard an
+    argument the tool does not declare."""
+    if isinstance(schema, dict) and "properties" in schema and not (_OPEN_ENDED & schema.keys()):
+        return {**schema, "additionalProperties": False}
+    return schema
+
+
+class SchemaCache:
+    """Compiled validators by schema fingerprint (least recently used dropped first), and
+    the reason a schema is unusable, so each distinct schema is compiled once."""
+
+    def __init__(self, size: int = MAX_VALIDATORS):
+        self.size = size
+        self._by_key: OrderedDict[bytes, object] = OrderedDict()
+
+    def get(self, schema):
+        try:
+            key = hashlib.sha256(json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).digest()
+        except (TypeError, ValueError):
+            raise SchemaUnusable("the input schema is not plain JSON (NaN or Infinity)") from None
+        hit = self._by_key.get(key)
+        if hit is None:
+            try:
+                hit = compile_schema(closed_world(schema))
+            except SchemaUnusable as e:
+                hit = e
+            except RecursionError:
+                hit = SchemaUnusable("the input schema is nested too deeply")
+            self._by_key[key] = hit
+            while len(self._by_key) > self.size:
+                self._by_key.popitem(last=False)
+        else:
+            self._by_key.move_to_end(key)
+        if isinstance(hit, SchemaUnusable):
+            raise hit
+        return hit
+
+
+# ---- checking a call --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    pointer: str  # JSON pointer into the schema, of the keyword that failed
+    message: str  # for the caller and the audit: names the argument, never its value
+
+
+def check(validator, args) -> Violation | None:
+    """None if `args` conforms; else the most relevant violation."""
+    errors = validator.iter_errors(args)
+    first = next(errors, None)
+    if first is None:
+        return None
+    err = best_match(chain([first], errors))
+    return Violation("".join("/" + escape(str(p)) for p in err.absolute_schema_path), describe(err))
+
+
+_JSON_TYPE = (
+    (bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"), (list, "an array"),
+    (dict, "an object"), (type(None), "null"),
+)
+_TYPE_WORD = {"string": "a string", "number": "a number", "integer": "an integer", "boolean": "true or false",
+              "array": "an array", "object": "an object", "null": "null"}
+
+
+def _kind(value) -> str:
+    for t, word in _JSON_TYPE:
+        if type(value) is t:
+            return word
+    return "a value"
+
+
+def _where(path) -> str:
+    if not path:
+        return "The arguments object"
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return f"Argument {_clip(out)!r}"
+
+
+def _clip(text: str, n: int = 128) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
+def _literal(v) -> str:
+    return _clip(json.dumps(v, ensure_ascii=False), 60)
+
+
+def _choices(values) -> str:
+    shown = ", ".join(_literal(v) for v in list(values)[:10])
+    return shown + (", …" if len(values) > 10 else "")
+
+
+def describe(err: ValidationError) -> str:
+    """A sentence a model can act on: which argument, what the schema expects."""
+    kw, val, inst, path = err.validator, err.validator_value, err.instance, list(err.absolute_path)
+    if kw is None:  # the `false` schema
+        kw = "false"
+    if kw == "required" and isinstance(inst, dict):
+        missing = [p for p in val if p not in inst]
+        name = _where(path + missing[:1])
+        return f"{name} is required but missing."
+    if kw in ("additionalProperties", "unevaluatedProperties") and isinstance(inst, dict):
+        schema = err.schema if isinstance(err.schema, dict) else {}
+        extras = _additional(inst, schema) if kw == "additionalProperties" else sorted(inst)
+        names = ", ".join(repr(_clip(str(x))) for x in extras[:5]) + (", …" if len(extras) > 5 else "")
+        where = "" if not path else f" in {_where(path)[9:]}"
+        return f"Unexpected argument{'s' if len(extras) != 1 else ''} {names}{where}: the tool does not declare {'them' if len(extras) != 1 else 'it'}."
+    where = _where(path)
+    if kw == "type":
+        want = val if isinstance(val, list) else [val]
+        words = " or ".join(_TYPE_WORD.get(t, str(t)) for t in want)
+        return f"{where} must be {words}, not {_kind(inst)}."
+    simple = {
+        "enum": lambda: f"must be one of {_choices(val)}",
+        "const": lambda: f"must be {_literal(val)}",
+        "minimum": lambda: f"must be at least {val}",
+        "maximum": lambda: f"must be at most {val}",
+        "exclusiveMinimum": lambda: f"must be greater than {val}",
+        "exclusiveMaximum": lambda: f"must be less than {val}",
+        "multipleOf": lambda: f"must be a multiple of {val}",
+        "minLength": lambda: f"must be at least {val} characters long",
+        "maxLength": lambda: f"must be at most {val} characters long",
+        "pattern": lambda: f"must match the pattern {_clip(str(val), 80)!r}",
+        "minItems": lambda: f"must have at least {val} items",
+        "maxItems": lambda: f"must have at most {val} items",
+        "uniqueItems": lambda: "must not repeat items",
+        "minProperties": lambda: f"must have at least {val} properties",
+        "maxProperties": lambda: f"must have at most {val} properties",
+        "format": lambda: f"must be a valid {_clip(str(val), 40)}",
+        "anyOf": lambda: "does not match any of the forms the tool accepts",
+        "oneOf": lambda: "must match exactly one of the forms the tool accepts",
+        "not": lambda: "has a form the tool does not accept",
+        "false": lambda: "is not accepted by the tool",
+    }
+    phrase = simple.get(kw)
+    if phrase is not None:
+        return f"{where} {phrase()}."
+    return f"{where} does not conform to the tool's input schema ({_clip(str(kw), 40)})."

@@ -1,0 +1,1069 @@
+"""`mcpp compile --target cedar`: an mcpp program as Cedar policies (and a Cedar schema),
+deciding every call as mcpp does — or a refusal naming each statement Cedar cannot
+express and why.
+
+Two modes:
+
+- **Typed** (a tool catalog is given). Each tool's arguments have Cedar types
+  (`lang.cedar_model`), the output validates under Cedar's strict validator against the
+  schema written next to it, and the policies decide every call whose arguments fit
+  that schema exactly as mcpp does. Cedar's validator refuses conditions that can
+  error (an optional argument read without `has`, `==` across types), so each clause
+  is rewritten into an error-free condition with the same meaning: mcpp skips a policy
+  whose clause errors, so a `when` clause becomes "e evaluates to true", T(e), and an
+  `unless` clause "e evaluates to false", F(e), built as the JSON compiler builds its
+  conditions (docs/language.md §9), with `has` guards where an argument is optional.
+  Types decide much statically (`==` between a string and a number is false, a key the
+  schema lacks is absent), so several mcpp extensions export exactly: value `in` sets
+  (`[…].contains(x)`), substring `contains` (`like "*…*"`), fractions compared with
+  integer or number arguments, `null`, `hide` (a forbid) and `default allow` (a permit
+  naming the tools no permit names). When a policy covers tools whose arguments have
+  different types, its clause is split per tool (`action == Action::"t" && …`), which
+  Cedar's validator type-checks per action.
+- **Untyped** (no catalog). The policies are printed as written, for Cedar's evaluation
+  without a schema, whose meaning on Cedar's values (no fractions, no null) is mcpp's
+  (tests/runtime/test_cedar_oracle.py). Only what Cedar shares is accepted.
+
+Refused in both: limits (Cedar has no counters), regexes that are not a few `like`
+patterns joined by `||` (`lang.cedar_regex`),
+negation of an argument (Cedar's overflows at -2^63), `if` used as a value, record
+comparisons. docs/cedar.md has the full table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+
+from . import ir
+from .cedar_regex import regex_as_likes
+from .cedar_model import (
+    BOOL,
+    DECIMAL_SCALE,
+    LONG_MAX,
+    LONG_MIN,
+    STRING,
+    CedarNames,
+    CType,
+    SchemaAction,
+    input_type,
+    schema_text,
+)
+from .cedar_text import (
+    FALSE,
+    TRUE,
+    AndC,
+    Attr,
+    Bin,
+    C,
+    HasC,
+    IfC,
+    IsC,
+    LikeC,
+    Method,
+    NotC,
+    OrC,
+    Raw,
+    RecC,
+    SetC,
+    and_,
+    condition_lines,
+    not_,
+    or_,
+)
+from .diagnostics import Diagnostic, MCPPError, Span
+from .program import Program
+from .strings import quote
+from .values import cedar_eq, is_number, like_match
+
+
+class Refusal(Exception):
+    """A construct Cedar cannot express: the message says what and why."""
+
+    def __init__(self, message: str, span: Span | None = None):
+        super().__init__(message)
+        self.message = message
+        self.span = span
+
+
+@dataclass
+class CedarExport:
+    """The result: Cedar policy text, the schema (typed mode, when asked for), what was
+    left out (`--partial`), and the mcpp id of each exported policy in output order
+    (Cedar names an unannotated policy by its position, `policy<N>`)."""
+
+    policies: str
+    schema: str | None
+    left_out: list[Diagnostic] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    left_out_statements: list = field(default_factory=list)
+
+
+# ---- numbers -----------------------------------------------------------------------------
+
+
+def decimal_text(q: Fraction) -> str | None:
+    """`decimal("…")` for an exact value on Cedar's 1/10,000 grid within its range."""
+    units = q * DECIMAL_SCALE
+    if units.denominator != 1 or not (LONG_MIN <= units.numerator <= LONG_MAX):
+        return None
+    n = units.numerator
+    sign = "-" if n < 0 else ""
+    whole, frac = divmod(abs(n), DECIMAL_SCALE)
+    digits = f"{frac:04d}".rstrip("0") or "0"
+    return f'decimal("{sign}{whole}.{digits}")'
+
+
+def exact(v: int | float) -> Fraction:
+    """The number a JSON value stands for: a float by its shortest decimal text, which is
+    what was written (and what a Cedar decimal parses)."""
+    if isinstance(v, float):
+        return Fraction(Decimal(repr(v)))
+    return Fraction(v)
+
+
+def _grid_bound(q: Fraction, op: str, scale: int) -> Fraction:
+    """For `x op q` with `x` on the grid 1/scale: an equivalent bound on the grid
+    (`x < q` ⟺ `x < ceil(q)`, `x <= q` ⟺ `x <= floor(q)`, …)."""
+    units = q * scale
+    if op in ("<", ">="):
+        return Fraction(math.ceil(units), scale)
+    return Fraction(math.floor(units), scale)
+
+
+# ---- typed values --------------------------------------------------------------------------
+
+NOCONST = object()
+
+
+@dataclass(frozen=True)
+class Val:
+    """A typed expression: Cedar text (or a constant), its type, and the guards under
+    which it does not error (`has` tests, conjoined). `err`: it always errors."""
+
+    ty: CType | None
+    text: C | None = None
+    const: object = NOCONST
+    guard: tuple[C, ...] = ()
+    err: bool = False
+
+    @property
+    def is_const(self) -> bool:
+        return self.const is not NOCONST
+
+
+ERRV = Val(None, err=True)
+
+
+@dataclass(frozen=True)
+class Cond:
+    """A boolean expression as two error-free Cedar conditions: `t` "evaluates to true"
+    and `f` "evaluates to false". `total`: it never errors, so `f` is `!t`."""
+
+    t: C
+    f: C
+    total: bool = False
+
+
+FALSE_COND = Cond(FALSE, FALSE)
+
+
+class _Typed:
+    """Translation of one program against a tool catalog (see the module docstring)."""
+
+    def __init__(self, program: Program, names: CedarNames, inputs: dict[str, CType]):
+        self.program = program
+        self.names = names
+        self.inputs = inputs
+        self.tool: str | None = None
+
+    # -- names -------------------------------------------------------------------------
+    def entity(self, etype: str, eid: str) -> C:
+        return Raw(entity_text(self.names, etype, eid))
+
+    def in_group(self, tool: str, target: str) -> bool:
+        """Cedar's `Action::"tool" in Action::"target"` under mcpp's groups."""
+        return tool == target or tool in self.program.groups.get(target, frozenset())
+
+    # -- literals as typed Cedar values ------------------------------------------------
+    def lit_as(self, v: object, ty: CType) -> C | None:
+        """The literal `v` as a Cedar value of type `ty`; None if no value of `ty` equals it."""
+        k = ty.kind
+        if k == "String":
+            return Raw(quote(v)) if isinstance(v, str) else None
+        if k == "Bool":
+            return Raw("true" if v else "false") if isinstance(v, bool) else None
+        if k == "Long":
+            if is_number(v):
+                q = exact(v)  # type: ignore[arg-type]
+                if q.denominator == 1 and LONG_MIN <= q.numerator <= LONG_MAX:
+                    return Raw(str(q.numerator))
+            return None
+        if k == "decimal":
+            if is_number(v):
+                t = decimal_text(exact(v))  # type: ignore[arg-type]
+                return Raw(t) if t else None
+            return None
+        if k == "Set":
+            if not isinstance(v, list):
+                return None
+            items = [self.lit_as(x, ty.elem) for x in v]  # type: ignore[arg-type]
+            if any(i is None for i in items):
+                return None
+            return SetC(tuple(dict.fromkeys(items)))  # type: ignore[arg-type]
+        if k == "Entity":
+            if isinstance(v, tuple) and v[0] == ty.entity:
+                return self.entity(v[0], v[1])
+            return None
+        if k == "Record":
+            if isinstance(v, dict):
+                raise Refusal("a record literal compared with an argument (Cedar's validator needs both records to have one type)")
+            return None
+        return None
+
+    # -- expressions as values -----------------------------------------------------------
+    def val(self, e: ir.Expr) -> Val:
+        if isinstance(e, ir.Lit):
+            return Val(None, const=e.value)
+        if isinstance(e, ir.EntityLit):
+            return Val(CType("Entity", entity=e.entity.type), const=(e.entity.type, e.entity.id))
+        if isinstance(e, ir.Var):
+            if e.name == "action":
+                return Val(CType("Entity", entity="Action"), const=("Action", self.tool))
+            if e.name == "principal":
+                return Val(CType("Entity", entity="Grant"), Raw("principal"))
+            if e.name == "resource":
+                if self.names.gateway is not None:
+                    raise Refusal("AgentCore's resource is the gateway: conditions on `resource` have no AgentCore form", e.span)
+                return Val(CType("Entity", entity="Server"), Raw("resource"))
+            ctx = CType("Record", attrs=(("input", self.inputs[self.tool], True),))  # type: ignore[index]
+            return Val(ctx, Raw("context"))
+        if isinstance(e, ir.GetAttr):
+            return self.get_attr(e)
+        if isinstance(e, ir.SetLit):
+            if all(isinstance(i, (ir.Lit, ir.EntityLit)) for i in e.items):
+                return Val(None, const=[self.val(i).const for i in e.items])
+            raise Refusal("a set literal with non-literal members", e.span)
+        if isinstance(e, ir.RecordLit):
+            raise Refusal("a record literal (Cedar's validator needs it compared with a record of one type)", e.span)
+        if isinstance(e, ir.Neg):
+            raise Refusal("negating an argument: Cedar's `-` overflows at -9223372036854775808 where mcpp's does not", e.span)
+        if isinstance(e, ir.Error):
+            return ERRV
+        if isinstance(e, ir.If):
+            c = self.cond(e)
+            if c == FALSE_COND:
+                return ERRV
+            raise Refusal("`if … then … else …` used as a value: write it as a condition", e.span)
+        c = self.cond(e)
+        return self.cond_val(c)
+
+    @staticmethod
+    def cond_val(c: Cond) -> Val:
+        if c.t == FALSE and c.f == FALSE:
+            return ERRV
+        if c.total:
+            if c.t in (TRUE, FALSE):
+                return Val(BOOL, const=c.t == TRUE)
+            return Val(BOOL, c.t)
+        if c.f == FALSE:
+            return Val(BOOL, const=True, guard=(c.t,))
+        if c.t == FALSE:
+            return Val(BOOL, const=False, guard=(c.f,))
+        return Val(BOOL, c.t, guard=(or_(c.t, c.f),))
+
+    def get_attr(self, e: ir.GetAttr) -> Val:
+        obj = self.val(e.obj)
+        if obj.err:
+            return ERRV
+        ty = obj.ty
+        if obj.is_const:
+            if isinstance(obj.const, dict):
+                return Val(None, const=obj.const[e.attr]) if e.attr in obj.const else ERRV
+            if isinstance(obj.const, tuple):
+                raise Refusal(f"reads attribute {e.attr!r} of an entity literal (Cedar looks it up in the entity store)", e.span)
+            return ERRV
+        if ty is not None and ty.kind == "Entity":
+            if ty.entity == "Grant" and e.attr == "label":
+                if self.names.gateway is not None:
+                    raise Refusal("AgentCore principals have no label (JWT claims are tags, which mcpp does not read)", e.span)
+                return Val(STRING, Attr(obj.text, "label"), guard=obj.guard)  # type: ignore[arg-type]
+            return ERRV
+        if ty is None or ty.kind != "Record":
+            return ERRV
+        found = ty.attr(e.attr)
+        if found is None:
+            return ERRV  # no call that fits the schema has this key
+        aty, required = found
+        if aty.kind == "Opaque":
+            raise Refusal(f"argument {e.attr!r} of tool {self.tool!r} has no Cedar type ({aty.why})", e.span)
+        guard = obj.guard if required else obj.guard + (HasC(obj.text, e.attr),)  # type: ignore[arg-type]
+        return Val(aty, Attr(obj.text, e.attr), guard=guard)  # type: ignore[arg-type]
+
+    # -- expressions as conditions -----------------------------------------------------------
+    def cond(self, e: ir.Expr) -> Cond:
+        if isinstance(e, ir.And):
+            a, b = self.cond(e.left), self.cond(e.right)
+            return Cond(and_(a.t, b.t), or_(a.f, and_(a.t, b.f)), a.total and b.total)
+        if isinstance(e, ir.Or):
+            a, b = self.cond(e.left), self.cond(e.right)
+            return Cond(or_(a.t, and_(a.f, b.t)), and_(a.f, b.f), a.total and b.total)
+        if isinstance(e, ir.Not):
+            a = self.cond(e.expr)
+            return Cond(a.f, a.t, a.total)
+        if isinstance(e, ir.If):
+            c, a, b = self.cond(e.cond), self.cond(e.then), self.cond(e.else_)
+            return Cond(or_(and_(c.t, a.t), and_(c.f, b.t)), or_(and_(c.t, a.f), and_(c.f, b.f)),
+                        c.total and a.total and b.total)
+        if isinstance(e, ir.Compare):
+            return self.bool_val(self.compare(e))
+        if isinstance(e, ir.In):
+            return self.bool_val(self.in_(e))
+        if isinstance(e, ir.Has):
+            return self.has(e)
+        if isinstance(e, ir.Like):
+            return self.bool_val(self.like(self.val(e.obj), [e.pattern]))
+        if isinstance(e, ir.Matches):
+            return self.bool_val(self.like(self.val(e.obj), _likes(e)))
+        if isinstance(e, ir.Is):
+            return self.bool_val(self.is_(e))
+        if isinstance(e, ir.Call):
+            return self.bool_val(self.call(e))
+        return self.bool_val(self.val(e))
+
+    @staticmethod
+    def bool_val(v: Val) -> Cond:
+        """mcpp's boolean positions: a non-boolean errors."""
+        if v.err:
+            return FALSE_COND
+        guard = and_(*v.guard)
+        if v.is_const:
+            if not isinstance(v.const, bool):
+                return FALSE_COND
+            return Cond(guard, FALSE, not v.guard) if v.const else Cond(FALSE, guard, not v.guard)
+        if v.ty is None or v.ty.kind != "Bool":
+            return FALSE_COND
+        return Cond(and_(guard, v.text), and_(guard, not_(v.text)), not v.guard)  # type: ignore[arg-type]
+
+    # -- operators ------------------------------------------------------------------------------
+    def compare(self, e: ir.Compare) -> Val:
+        a, b = self.val(e.left), self.val(e.right)
+        op = e.op
+        if a.err or b.err:
+            return ERRV
+        if a.is_const and not b.is_const:
+            a, b, op = b, a, {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}[op]
+        guard = a.guard + b.guard
+        if a.is_const:  # both constant: mcpp's meaning, folded
+            if op in ("==", "!="):
+                return Val(BOOL, const=cedar_eq(a.const, b.const) == (op == "=="))
+            if is_number(a.const) and is_number(b.const):
+                return Val(BOOL, const=_cmp(exact(a.const), op, exact(b.const)))  # type: ignore[arg-type]
+            return ERRV
+        if op in ("==", "!="):
+            eq = self.equals(a, b, e.span)
+            if eq is None:
+                return Val(BOOL, const=op == "!=", guard=guard)
+            return Val(BOOL, eq if op == "==" else not_(eq), guard=guard)
+        return self.order(a, op, b, guard, e.span)
+
+    def equals(self, a: Val, b: Val, span: Span) -> C | None:
+        """`a == b` (a not constant) as Cedar text, or None when it is always false."""
+        ta = a.ty
+        assert ta is not None
+        if b.is_const:
+            if ta.kind == "Set" and b.const == []:
+                return Method(a.text, "isEmpty", ())  # type: ignore[arg-type]
+            if ta.kind == "Set" and isinstance(b.const, list) and ta.elem and ta.elem.kind == "Record":
+                raise Refusal("a set of records compared with a literal", span)
+            lit = self.lit_as(b.const, ta)
+            return None if lit is None else Bin("==", a.text, lit)  # type: ignore[arg-type]
+        tb = b.ty
+        assert tb is not None
+        if self.same_type(ta, tb, span):
+            return Bin("==", a.text, b.text)  # type: ignore[arg-type]
+        return None
+
+    def same_type(self, ta: CType, tb: CType, span: Span) -> bool:
+        """Whether values of two argument types can be equal (Cedar compares them only then)."""
+        kinds = {ta.kind, tb.kind}
+        if kinds == {"Long", "decimal"}:
+            raise Refusal("compares an integer argument with a number argument (Cedar has no common type for them)", span)
+        if ta.kind != tb.kind:
+            return False
+        if ta.kind == "Record":
+            raise Refusal("compares two record arguments", span)
+        if ta.kind == "Set":
+            return self.same_type(ta.elem, tb.elem, span)  # type: ignore[arg-type]
+        if ta.kind == "Entity":
+            return ta.entity == tb.entity
+        return True
+
+    def order(self, a: Val, op: str, b: Val, guard: tuple[C, ...], span: Span) -> Val:
+        ta = a.ty
+        assert ta is not None
+        if ta.kind not in ("Long", "decimal"):
+            return ERRV
+        if b.is_const:
+            if not is_number(b.const):
+                return ERRV
+            q = exact(b.const)  # type: ignore[arg-type]
+            scale = 1 if ta.kind == "Long" else DECIMAL_SCALE
+            bound = _grid_bound(q, op, scale)
+            lo, hi = Fraction(LONG_MIN, scale), Fraction(LONG_MAX, scale)
+            if bound > hi or bound < lo:  # every value of the type is on one side
+                below = bound > hi
+                return Val(BOOL, const=below == (op in ("<", "<=")), guard=guard)
+            if ta.kind == "Long":
+                return Val(BOOL, Bin(op, a.text, Raw(str(bound.numerator))), guard=guard)  # type: ignore[arg-type]
+            return Val(BOOL, Method(a.text, _DECIMAL_CMP[op], (Raw(decimal_text(bound)),)), guard=guard)  # type: ignore[arg-type]
+        tb = b.ty
+        assert tb is not None
+        if {ta.kind, tb.kind} == {"Long", "decimal"}:
+            raise Refusal("orders an integer argument against a number argument (Cedar has no common type for them)", span)
+        if tb.kind != ta.kind:
+            return ERRV
+        if ta.kind == "Long":
+            return Val(BOOL, Bin(op, a.text, b.text), guard=guard)  # type: ignore[arg-type]
+        return Val(BOOL, Method(a.text, _DECIMAL_CMP[op], (b.text,)), guard=guard)  # type: ignore[arg-type]
+
+    def like(self, v: Val, patterns: list[tuple[str, ...]]) -> Val:
+        """`v like p1 || v like p2 …` (one pattern for `like`, several for a regex)."""
+        if v.err:
+            return ERRV
+        if v.is_const:
+            if not isinstance(v.const, str):
+                return ERRV
+            return Val(BOOL, const=any(like_match(v.const, p) for p in patterns))
+        if v.ty is None or v.ty.kind != "String":
+            return ERRV
+        return Val(BOOL, or_(*(LikeC(v.text, p) for p in patterns)), guard=v.guard)  # type: ignore[arg-type]
+
+    def has(self, e: ir.Has) -> Cond:
+        obj = self.val(e.obj)
+        if obj.err:
+            return FALSE_COND
+        if obj.is_const:
+            if isinstance(obj.const, tuple):
+                raise Refusal("`has` on an entity literal (Cedar looks it up in the entity store)", e.span)
+            if not isinstance(obj.const, dict):
+                return FALSE_COND
+            cur: object = obj.const
+            for k in e.path:
+                if not isinstance(cur, dict):
+                    return FALSE_COND
+                if k not in cur:
+                    return Cond(FALSE, TRUE, True)
+                cur = cur[k]
+            return Cond(TRUE, FALSE, True)
+        guard = and_(*obj.guard)
+        ty, text_ = obj.ty, obj.text
+        present: list[C] = []  # conditions for the path so far to be present
+        f_parts: list[C] = []
+        for k in e.path:
+            if ty is None or ty.kind == "Entity":
+                if ty is not None and ty.entity == "Grant":
+                    found = (STRING, True) if k == "label" else None
+                else:
+                    found = None
+                if found is None:
+                    f_parts.append(and_(*present))
+                    return Cond(FALSE, and_(guard, or_(*f_parts)), False)
+            elif ty.kind != "Record":
+                return Cond(FALSE, and_(guard, or_(*f_parts)), False)  # errors once the prefix is there
+            else:
+                found = ty.attr(k)
+                if found is not None and found[0].kind == "Opaque":
+                    raise Refusal(f"argument {k!r} of tool {self.tool!r} has no Cedar type ({found[0].why})", e.span)
+            if found is None:
+                f_parts.append(and_(*present))
+                return Cond(FALSE, and_(guard, or_(*f_parts)), False)
+            aty, required = found
+            if not required:
+                test = HasC(text_, k)  # type: ignore[arg-type]
+                f_parts.append(and_(*present, not_(test)))
+                present.append(test)
+            ty, text_ = aty, Attr(text_, k)  # type: ignore[arg-type]
+        return Cond(and_(guard, *present), and_(guard, or_(*f_parts)), not obj.guard and not f_parts)
+
+    def is_(self, e: ir.Is) -> Val:
+        v = self.val(e.obj)
+        if v.err:
+            return ERRV
+        if v.ty is None or v.ty.kind != "Entity":
+            return ERRV
+        same = v.ty.entity == e.type
+        if e.in_ is None or not same:
+            return Val(BOOL, const=same, guard=v.guard)
+        return self.entity_in(v, self.val(e.in_), e.span)
+
+    def in_(self, e: ir.In) -> Val:
+        a, b = self.val(e.left), self.val(e.right)
+        if a.err or b.err:
+            return ERRV
+        if a.ty is not None and a.ty.kind == "Entity":
+            return self.entity_in(a, b, e.span)
+        return self.member(b, a, e.span)
+
+    def entity_in(self, a: Val, b: Val, span: Span) -> Val:
+        """Cedar's entity `in`: reflexive, then the hierarchy (grant → groups, tool → groups)."""
+        if not b.is_const:
+            raise Refusal("`in` with a computed right side", span)
+        targets = b.const if isinstance(b.const, list) else [b.const]
+        if not all(isinstance(t, tuple) for t in targets):
+            return ERRV
+        atype = a.ty.entity  # type: ignore[union-attr]
+        if a.is_const:
+            kind, aid = a.const  # type: ignore[misc]
+            if kind == "Action":
+                return Val(BOOL, const=any(t[0] == "Action" and self.in_group(aid, t[1]) for t in targets))
+            if kind == "Grant":  # the caller's groups: Cedar reads them from the entity store
+                parts = [Bin("in", self.entity(kind, aid), self.entity(t[0], t[1])) for t in targets if t[0] in ("Grant", "Group")]
+                return Val(BOOL, or_(*parts)) if parts else Val(BOOL, const=False)
+            return Val(BOOL, const=any(t == a.const for t in targets))
+        parts = []
+        for t in targets:
+            if atype == "Grant" and t[0] in ("Grant", "Group"):
+                parts.append(Bin("in", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
+            elif atype == "Server" and t[0] == "Server":
+                parts.append(Bin("==", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
+        return Val(BOOL, or_(*parts)) if parts else Val(BOOL, const=False)
+
+    def member(self, s: Val, v: Val, span: Span) -> Val:
+        """mcpp's `v in S` / `S.contains(v)` on non-entities: set membership by `==`."""
+        guard = s.guard + v.guard
+        if s.is_const:
+            if not isinstance(s.const, list):
+                return ERRV
+            if v.is_const:
+                return Val(BOOL, const=any(cedar_eq(x, v.const) for x in s.const))
+            ty = v.ty
+            assert ty is not None
+            if ty.kind == "Entity":
+                return self.entity_in(v, s, span)
+            items = [self.lit_as(x, ty) for x in s.const]
+            kept = tuple(dict.fromkeys(i for i in items if i is not None))
+            if not kept:
+                return Val(BOOL, const=False, guard=guard)
+            return Val(BOOL, Method(SetC(kept), "contains", (v.text,)), guard=guard)  # type: ignore[arg-type]
+        st = s.ty
+        if st is None or st.kind != "Set":
+            return ERRV
+        if v.is_const:
+            if st.elem.kind == "Record" and isinstance(v.const, dict):  # type: ignore[union-attr]
+                raise Refusal("membership of a record literal in a set argument", span)
+            lit = self.lit_as(v.const, st.elem)  # type: ignore[arg-type]
+            if lit is None:
+                return Val(BOOL, const=False, guard=guard)
+            return Val(BOOL, Method(s.text, "contains", (lit,)), guard=guard)  # type: ignore[arg-type]
+        if not self.same_type(st.elem, v.ty, span):  # type: ignore[arg-type]
+            return Val(BOOL, const=False, guard=guard)
+        return Val(BOOL, Method(s.text, "contains", (v.text,)), guard=guard)  # type: ignore[arg-type]
+
+    def call(self, e: ir.Call) -> Val:
+        obj = self.val(e.obj)
+        if obj.err:
+            return ERRV
+        if e.method == "isEmpty":
+            if obj.is_const:
+                return Val(BOOL, const=len(obj.const) == 0) if isinstance(obj.const, list) else ERRV  # type: ignore[arg-type]
+            if obj.ty is None or obj.ty.kind != "Set":
+                return ERRV
+            return Val(BOOL, Method(obj.text, "isEmpty", ()), guard=obj.guard)  # type: ignore[arg-type]
+        arg = self.val(e.args[0])
+        if arg.err:
+            return ERRV
+        if e.method == "contains":
+            if obj.is_const and isinstance(obj.const, str) or (obj.ty is not None and obj.ty.kind == "String"):
+                return self.substring(obj, arg, e.span)
+            return self.member(obj, arg, e.span)
+        return self.contains_set(obj, arg, e.method == "containsAll", e.span)
+
+    def substring(self, s: Val, v: Val, span: Span) -> Val:
+        """mcpp's extension: `s.contains(v)` on strings is a substring test."""
+        if v.is_const:
+            if not isinstance(v.const, str):
+                return ERRV
+            if s.is_const:
+                return Val(BOOL, const=v.const in s.const)  # type: ignore[operator]
+            return Val(BOOL, LikeC(s.text, ("", v.const, "")), guard=s.guard)  # type: ignore[arg-type]
+        if v.ty is not None and v.ty.kind == "String":
+            raise Refusal("a substring test between two computed strings (Cedar's `like` takes a literal pattern)", span)
+        return ERRV
+
+    def contains_set(self, s: Val, t: Val, want_all: bool, span: Span) -> Val:
+        guard = s.guard + t.guard
+        if s.is_const and t.is_const:
+            if not (isinstance(s.const, list) and isinstance(t.const, list)):
+                return ERRV
+            hit = [any(cedar_eq(x, y) for x in s.const) for y in t.const]
+            return Val(BOOL, const=all(hit) if want_all else any(hit))
+        if s.is_const:  # a literal set against a set argument
+            if not isinstance(s.const, list) or t.ty is None or t.ty.kind != "Set":
+                return ERRV
+            elem = t.ty.elem
+            assert elem is not None
+            if elem.kind == "Record":
+                raise Refusal("a literal set compared with a set of records", span)
+            kept = tuple(dict.fromkeys(i for i in (self.lit_as(x, elem) for x in s.const) if i is not None))
+            if not kept:  # no member of the argument can be in the literal
+                return Val(BOOL, Method(t.text, "isEmpty", ()), guard=guard) if want_all else Val(BOOL, const=False, guard=guard)  # type: ignore[arg-type]
+            return Val(BOOL, Method(SetC(kept), "containsAll" if want_all else "containsAny", (t.text,)), guard=guard)  # type: ignore[arg-type]
+        if s.ty is None or s.ty.kind != "Set":
+            return ERRV
+        elem = s.ty.elem
+        assert elem is not None
+        if t.is_const:
+            if not isinstance(t.const, list):
+                return ERRV
+            if elem.kind == "Record" and t.const:
+                raise Refusal("a set of records compared with a literal set", span)
+            items = [self.lit_as(x, elem) for x in t.const]
+            if want_all:
+                if any(i is None for i in items):
+                    return Val(BOOL, const=False, guard=guard)
+                kept = tuple(dict.fromkeys(items))
+                if not kept:
+                    return Val(BOOL, const=True, guard=guard)
+            else:
+                kept = tuple(dict.fromkeys(i for i in items if i is not None))
+                if not kept:
+                    return Val(BOOL, const=False, guard=guard)
+            if len(kept) == 1:  # on a set, containsAll([v]) and containsAny([v]) are contains(v)
+                return Val(BOOL, Method(s.text, "contains", kept), guard=guard)  # type: ignore[arg-type]
+            return Val(BOOL, Method(s.text, "containsAll" if want_all else "containsAny", (SetC(kept),)), guard=guard)  # type: ignore[arg-type]
+        if t.ty is None or t.ty.kind != "Set":
+            return ERRV
+        if not self.same_type(elem, t.ty.elem, span):  # type: ignore[arg-type]
+            # no member of one can equal a member of the other
+            if want_all:
+                return Val(BOOL, Method(t.text, "isEmpty", ()), guard=guard)  # type: ignore[arg-type]
+            return Val(BOOL, const=False, guard=guard)
+        return Val(BOOL, Method(s.text, "containsAll" if want_all else "containsAny", (t.text,)), guard=guard)  # type: ignore[arg-type]
+
+
+def _likes(e: ir.Matches) -> list[tuple[str, ...]]:
+    patterns = regex_as_likes(e.regex)
+    if patterns is None:
+        raise Refusal(f"the regex {quote(e.regex)} is not a `like` pattern or a few of them joined by `||` "
+                      "(Cedar has no regexes)", e.span)
+    return patterns
+
+
+_DECIMAL_CMP = {"<": "lessThan", "<=": "lessThanOrEqual", ">": "greaterThan", ">=": "greaterThanOrEqual"}
+
+
+def _cmp(a: Fraction, op: str, b: Fraction) -> bool:
+    return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+
+
+# ---- untyped: Cedar's shared subset, printed as written --------------------------------------
+
+_ENTITY_VARS = {"principal", "action", "resource"}
+
+
+def _never_entity(e: ir.Expr) -> bool:
+    return not (isinstance(e, ir.EntityLit) or (isinstance(e, ir.Var) and e.name in _ENTITY_VARS)
+                or isinstance(e, ir.If))
+
+
+def _always_entity(e: ir.Expr) -> bool:
+    return isinstance(e, ir.EntityLit) or (isinstance(e, ir.Var) and e.name in _ENTITY_VARS)
+
+
+class _Verbatim:
+    def __init__(self, names: CedarNames, contains_spans: frozenset = frozenset()):
+        self.names = names
+        self.contains_spans = contains_spans  # Cedar `.contains(v)` an import read as containsAny([v])
+
+    def entity(self, ref: ir.EntityRef) -> C:
+        try:
+            return Raw(entity_text(self.names, ref.type, ref.id))
+        except Refusal as r:
+            r.span = ref.span
+            raise
+
+    def expr(self, e: ir.Expr) -> C:
+        x = self.expr
+        if isinstance(e, ir.Lit):
+            v = e.value
+            if v is None:
+                raise Refusal("`null` (Cedar has no null; with --catalog a comparison with null exports)", e.span)
+            if isinstance(v, float):
+                raise Refusal("a fractional number (Cedar has none; with --catalog comparisons with number arguments export)", e.span)
+            if isinstance(v, bool):
+                return TRUE if v else FALSE
+            if isinstance(v, int):
+                return Raw(str(v))
+            return Raw(quote(v))
+        if isinstance(e, ir.Var):
+            return Raw(e.name)
+        if isinstance(e, ir.EntityLit):
+            return self.entity(e.entity)
+        if isinstance(e, ir.GetAttr):
+            return Attr(x(e.obj), e.attr)
+        if isinstance(e, ir.Has):
+            obj = x(e.obj)
+            parts: list[C] = []
+            cur = obj
+            for k in e.path:
+                parts.append(HasC(cur, k))
+                cur = Attr(cur, k)
+            return parts[0] if len(parts) == 1 else AndC(tuple(parts))
+        if isinstance(e, ir.Like):
+            return LikeC(x(e.obj), e.pattern)
+        if isinstance(e, ir.Matches):
+            obj = x(e.obj)
+            likes = [LikeC(obj, p) for p in _likes(e)]
+            return likes[0] if len(likes) == 1 else OrC(tuple(likes))
+        if isinstance(e, ir.Compare):
+            return Bin(e.op, x(e.left), x(e.right))
+        if isinstance(e, ir.In):
+            if _always_entity(e.left):
+                return Bin("in", x(e.left), x(e.right))
+            if _never_entity(e.left):  # mcpp's value membership is Cedar's set `contains`
+                return Method(x(e.right), "contains", (x(e.left),))
+            raise Refusal("`in` whose left side may or may not be an entity", e.span)
+        if isinstance(e, ir.Is):
+            cedar = self.names.of(e.type)
+            if cedar is None:
+                raise Refusal(f"this Cedar model has no {e.type} type", e.span)
+            return IsC(x(e.obj), cedar, x(e.in_) if e.in_ is not None else None)
+        if isinstance(e, (ir.And, ir.Or)):  # one flat chain: `&&` and `||` are associative in Cedar
+            cls = AndC if isinstance(e, ir.And) else OrC
+            parts: list[C] = []
+            for side in (x(e.left), x(e.right)):
+                parts.extend(side.items if isinstance(side, cls) else (side,))
+            return cls(tuple(parts))
+        if isinstance(e, ir.Not):
+            return NotC(x(e.expr))
+        if isinstance(e, ir.Neg):
+            raise Refusal("negating an argument: Cedar's `-` overflows at -9223372036854775808 where mcpp's does not", e.span)
+        if isinstance(e, ir.If):
+            return IfC(x(e.cond), x(e.then), x(e.else_))
+        if isinstance(e, ir.SetLit):
+            return SetC(tuple(x(i) for i in e.items))
+        if isinstance(e, ir.RecordLit):
+            return RecC(tuple((k, x(v)) for k, v in e.items))
+        if isinstance(e, ir.Call):
+            if e.method == "containsAny" and e.span in self.contains_spans and isinstance(e.args[0], ir.SetLit) \
+                    and len(e.args[0].items) == 1:
+                return Method(x(e.obj), "contains", (x(e.args[0].items[0]),))
+            if e.method == "contains" and not isinstance(e.obj, ir.SetLit) and _may_be_string(e.args[0]):
+                raise Refusal("`.contains(…)` with a string is a substring test in mcpp when the receiver is a string "
+                              "and an error in Cedar; with --catalog, string arguments export as `like \"*…*\"`", e.span)
+            return Method(x(e.obj), e.method, tuple(x(a) for a in e.args))
+        if isinstance(e, ir.Error):
+            raise Refusal("a condition that always errors", e.span)
+        raise Refusal(f"{type(e).__name__} has no Cedar form", getattr(e, "span", None))  # pragma: no cover
+
+
+def _may_be_string(e: ir.Expr) -> bool:
+    if isinstance(e, ir.Lit):
+        return isinstance(e.value, str)
+    return not isinstance(e, (ir.SetLit, ir.RecordLit, ir.EntityLit, ir.Compare, ir.In, ir.Has, ir.Like,
+                              ir.Matches, ir.Is, ir.And, ir.Or, ir.Not, ir.Call))
+
+
+# ---- statements ------------------------------------------------------------------------------
+
+
+def _annotations(anns: tuple[ir.Annotation, ...]) -> list[str]:
+    return [f"@{a.key}({quote(a.value)})" for a in anns]
+
+
+def entity_text(names: CedarNames, etype: str, eid: str) -> str:
+    """An mcpp entity reference in the Cedar model `names`."""
+    if etype == "Action":
+        return names.action_ref(eid)
+    cedar = names.of(etype)
+    if cedar is None:
+        if names.gateway is not None and etype == "Group":
+            raise Refusal("AgentCore principals have no groups (JWT claims are tags, which mcpp does not read)")
+        raise Refusal(f"this Cedar model has no {etype} type")
+    if names.gateway is not None and etype == "Server":
+        raise Refusal("AgentCore's resource is the gateway: a server id has no AgentCore form")
+    return f"{cedar}::{quote(eid)}"
+
+
+def _scope_text(names: CedarNames, scope: ir.Scope, groups: dict[str, frozenset[str]] | None = None,
+                tools: dict | None = None) -> tuple[str, str, str]:
+    """The scope in Cedar. Under AgentCore (`names.gateway`) action groups, which its
+    generated schema does not have, are written as the tools they hold, and the resource
+    as AgentCore requires: the gateway's ARN when actions are named, else its type."""
+    def ent(ref: ir.EntityRef) -> str:
+        try:
+            return entity_text(names, ref.type, ref.id)
+        except Refusal as r:
+            r.span = ref.span
+            raise
+
+    def entity_scope(var: str, s: ir.EntityScope) -> str:
+        if s.op == "any":
+            return var
+        if s.op == "eq":
+            return f"{var} == {ent(s.entity)}"  # type: ignore[arg-type]
+        if s.op == "in":
+            return f"{var} in {ent(s.entity)}"  # type: ignore[arg-type]
+        cedar = names.of(s.type)  # type: ignore[arg-type]
+        if cedar is None:
+            raise Refusal(f"this Cedar model has no {s.type} type", s.span)
+        out = f"{var} is {cedar}"
+        if s.op == "is_in":
+            out += f" in {ent(s.entity)}"  # type: ignore[arg-type]
+        return out
+
+    a = scope.action
+    if names.gateway is not None and a.op != "any":
+        named: set[str] = set()
+        for e in a.entities:
+            if a.op != "eq" and groups and e.id in groups:
+                named |= {t for t in groups[e.id] if tools is None or t in tools}
+            if tools is None or e.id in tools:
+                named.add(e.id)
+        listed = sorted(named)
+        action = (f"action == {names.action_ref(listed[0])}" if len(listed) == 1
+                  else "action in [" + ", ".join(names.action_ref(t) for t in listed) + "]")
+    elif a.op == "any":
+        action = "action"
+    elif a.op == "eq":
+        action = f"action == {ent(a.entities[0])}"
+    elif a.op == "in":
+        action = f"action in {ent(a.entities[0])}"
+    else:
+        action = "action in [" + ", ".join(ent(x) for x in a.entities) + "]"
+    if names.gateway is not None:
+        if scope.resource.op != "any":
+            raise Refusal("AgentCore's resource is the gateway: a resource scope has no AgentCore form", scope.resource.span)
+        resource = "resource is AgentCore::Gateway" if a.op == "any" else f"resource == {names.resource}::{quote(names.gateway)}"
+    else:
+        resource = entity_scope("resource", scope.resource)
+    return entity_scope("principal", scope.principal), action, resource
+
+
+def _policy_text(anns: list[str], effect: str, scope: tuple[str, str, str], clauses: list[tuple[str, C]]) -> str:
+    lines = list(anns)
+    head = f"{effect} ({', '.join(scope)})"
+    if len(head) <= 80:
+        lines.append(head)
+    else:  # one scope element a line, as Cedar's formatter does
+        lines += [f"{effect} (", f"  {scope[0]},", f"  {scope[1]},", f"  {scope[2]}", ")"]
+    for kind, body in clauses:
+        body_lines = condition_lines(body)
+        if len(body_lines) == 1:
+            lines.append(f"{kind} {{ {body_lines[0]} }}")
+        else:
+            lines.append(f"{kind} {{")
+            lines += ["  " + line for line in body_lines]
+            lines.append("}")
+    lines[-1] += ";"
+    return "\n".join(lines)
+
+
+def _consequence(stmt: ir.Statement) -> str:
+    if isinstance(stmt, ir.Limit):
+        return "Cedar will not count calls, so it never denies one for this limit"
+    if isinstance(stmt, ir.Default):
+        return "Cedar will deny the tools it allows"
+    if isinstance(stmt, ir.Policy) and stmt.effect == "forbid":
+        return "Cedar will NOT deny the calls it denies"
+    return "Cedar will deny the calls only it allows"
+
+
+def _kind(stmt: ir.Statement, program: Program) -> str:
+    """How a diagnostic names the statement: `forbid "no-prod"`, `limit "posts"`, …"""
+    if isinstance(stmt, ir.Policy):
+        pid = next((p.id for p in program.policies if p.stmt is stmt), None)
+        return f"{stmt.effect} {quote(pid)}" if pid else stmt.effect
+    if isinstance(stmt, ir.Limit):
+        return f"limit {quote(stmt.counter)}"
+    if isinstance(stmt, ir.Default):
+        return f"default {stmt.decision}"
+    if isinstance(stmt, ir.Group):
+        return f"group Action::{quote(stmt.entity.id)}"
+    return type(stmt).__name__.lower()
+
+
+def export_program(
+    program: Program,
+    *,
+    tools: dict[str, dict] | None = None,
+    names: CedarNames | None = None,
+    partial: bool = False,
+    schema: bool = False,
+    contains_spans: frozenset = frozenset(),
+) -> CedarExport:
+    """Export `program` to Cedar. `tools`: tool name → input JSON Schema (typed mode).
+    Raises MCPPError with one diagnostic per statement Cedar cannot express, unless
+    `partial`, which leaves them out and lists them as warnings. `contains_spans`: spans
+    of `containsAny([v])` calls an import wrote for Cedar's `.contains(v)` (printed back so)."""
+    names = names or CedarNames()
+    filename = program.filename
+    if schema and tools is None:
+        raise MCPPError([Diagnostic("a Cedar schema needs the tools' input schemas: give --catalog", Span(0, 0, 0, 0), file=filename)])
+    if names.gateway is not None and tools is None:
+        raise MCPPError([Diagnostic("AgentCore validates policies against the gateway's tool schemas: give --catalog",
+                                    Span(0, 0, 0, 0), file=filename)])
+    inputs = {t: input_type(s) for t, s in (tools or {}).items()}
+    typed = _Typed(program, names, inputs) if tools is not None else None
+    verbatim = _Verbatim(names, contains_spans)
+    problems: list[tuple[ir.Statement, Refusal]] = []
+    blocks: list[str] = []
+    ids: list[str] = []
+    used_ids = {p.id for p in program.policies} | {li.id for li in program.limits}
+
+    def fresh(base: str) -> str:
+        n, pid = 0, base
+        while pid in used_ids:
+            n += 1
+            pid = f"{base}-{n}"
+        used_ids.add(pid)
+        return pid
+
+    if typed is not None:
+        clash = sorted(set(program.groups) & set(inputs))
+        for g in clash:
+            problems.append((_group_stmt(program, g), Refusal(
+                f"action group {g!r} has the name of a catalog tool: Cedar has one action per name", program.group_spans.get(g))))
+
+    info_of = {id(p.stmt): p for p in program.policies}
+    doc = program.document
+    statements = doc.statements if doc is not None else tuple(p.stmt for p in program.policies)
+    for stmt in statements:
+        try:
+            if isinstance(stmt, ir.Policy):
+                info = info_of[id(stmt)]
+                if typed is not None:
+                    block = _typed_policy(typed, info, names)
+                else:
+                    block = _verbatim_policy(verbatim, info, names)
+                if block is not None:
+                    blocks.append(block)
+                    ids.append(info.id)
+            elif isinstance(stmt, ir.Limit):
+                raise Refusal("Cedar has no counters", stmt.span)
+            elif isinstance(stmt, ir.Hide):
+                hidden = sorted(t for t in program.hidden if typed is None or t in inputs)
+                if hidden and stmt is _first(statements, ir.Hide):
+                    pid = fresh("hide")
+                    scope = _listed_scope(names, hidden)
+                    reason = "The tool is not available (hidden by policy)."
+                    blocks.append(_policy_text([f"@id({quote(pid)})", f"@reason({quote(reason)})"], "forbid", scope, []))
+                    ids.append(pid)
+            elif isinstance(stmt, ir.Default) and stmt.decision == "allow" and stmt is _first(statements, ir.Default):
+                if typed is None:
+                    raise Refusal("`default allow` needs --catalog: Cedar has no default, so the export permits by name "
+                                  "the catalog's tools that no permit names", stmt.span)
+                named: set[str] = set()
+                for p in program.permits:
+                    if p.tools is not None:
+                        named |= p.tools
+                rest = sorted(t for t in inputs if t not in named and t not in program.hidden)
+                if rest:
+                    pid = fresh("default")
+                    scope = _listed_scope(names, rest)
+                    blocks.append(_policy_text([f"@id({quote(pid)})"], "permit", scope, []))
+                    ids.append(pid)
+        except Refusal as r:
+            if r.span is None:
+                r.span = stmt.span
+            problems.append((stmt, r))
+    diags: list[Diagnostic] = []
+    for stmt, r in problems:
+        if partial:
+            diags.append(Diagnostic(f"left out of the Cedar export: {_kind(stmt, program)}: {r.message}; {_consequence(stmt)}",
+                                    r.span or stmt.span, "warning", "cedar-export", filename))
+        else:
+            diags.append(Diagnostic(f"cannot export to Cedar: {_kind(stmt, program)}: {r.message}",
+                                    r.span or stmt.span, "error", "cedar-export", filename))
+    if diags and not partial:
+        raise MCPPError(diags, doc.source if doc is not None else None)
+    policies = "\n\n".join(blocks) + ("\n" if blocks else "")
+    schema_out = None
+    if schema and typed is not None:
+        schema_out = schema_text(names, _schema_actions(program, inputs),
+                                 header="Generated by `mcpp compile --target cedar` from " + filename)
+    return CedarExport(policies, schema_out, diags, ids, [stmt for stmt, _ in problems])
+
+
+def _listed_scope(names: CedarNames, tools: list[str]) -> tuple[str, str, str]:
+    resource = "resource" if names.gateway is None else f"resource == {names.resource}::{quote(names.gateway)}"
+    return "principal", "action in [" + ", ".join(names.action_ref(t) for t in tools) + "]", resource
+
+
+def _first(statements, cls):
+    return next((s for s in statements if isinstance(s, cls)), None)
+
+
+def _group_stmt(program: Program, name: str) -> ir.Statement:
+    doc = program.document
+    for s in doc.statements if doc is not None else ():
+        if isinstance(s, ir.Group) and s.entity.id == name:
+            return s
+    return ir.Group(ir.EntityRef("Action", name), ())
+
+
+def _schema_actions(program: Program, inputs: dict[str, CType]) -> list[SchemaAction]:
+    """Groups as actions, each tool `in` the groups that list it directly (Cedar's `in`
+    is transitive, so nested groups keep their meaning)."""
+    direct: dict[str, list[str]] = {}
+    doc = program.document
+    for s in doc.statements if doc is not None else ():
+        if isinstance(s, ir.Group) and s.entity.id not in inputs:
+            for m in s.members:
+                if m.id in inputs or m.id in program.groups:
+                    direct.setdefault(m.id, [])
+                    if s.entity.id not in direct[m.id]:
+                        direct[m.id].append(s.entity.id)
+    out = [SchemaAction(g, sorted(direct.get(g, []))) for g in sorted(program.groups) if g not in inputs]
+    out += [SchemaAction(t, sorted(direct.get(t, [])), inputs[t]) for t in sorted(inputs)]
+    return out
+
+
+def _verbatim_policy(v: _Verbatim, info, names: CedarNames) -> str:
+    stmt: ir.Policy = info.stmt
+    scope = _scope_text(names, stmt.scope)
+    clauses = [(c.kind, v.expr(c.expr)) for c in stmt.clauses]
+    return _policy_text(_annotations(stmt.annotations), stmt.effect, scope, clauses)
+
+
+def _typed_policy(t: _Typed, info, names: CedarNames) -> str | None:
+    stmt: ir.Policy = info.stmt
+    groups = t.program.groups
+    if info.tools is None:
+        tools = sorted(t.inputs)
+    else:
+        # a tool the scope names must be in the catalog; a group's other members cannot be called
+        unknown = sorted(e.id for e in stmt.scope.action.entities if e.id not in t.inputs and e.id not in groups)
+        if unknown:
+            raise Refusal(f"Action::{quote(unknown[0])} is not a tool of the catalog (Cedar's validator rejects unknown actions)",
+                          stmt.scope.action.span)
+        tools = sorted(x for x in info.tools if x in t.inputs)
+        if not tools:
+            raise Refusal("its action scope names no tool of the catalog (Cedar's validator rejects a policy that applies to no action)",
+                          stmt.scope.action.span)
+    if any(x.id in t.inputs and x.id in groups for x in stmt.scope.action.entities):
+        raise Refusal("its action scope names a group that shares a tool's name", stmt.scope.action.span)
+    clauses: list[tuple[str, C]] = []
+    for c in stmt.clauses:
+        per_tool: dict[str, Cond] = {}
+        for tool in tools:
+            t.tool = tool
+            per_tool[tool] = t.cond(c.expr)
+        t.tool = None
+        conds = list(per_tool.values())
+        if c.kind == "unless" and all(x.total for x in conds) and all(x.t == conds[0].t for x in conds):
+            clauses.append(("unless", conds[0].t))
+            continue
+        chosen = {tool: (x.t if c.kind == "when" else x.f) for tool, x in per_tool.items()}
+        first = next(iter(chosen.values()))
+        if all(x == first for x in chosen.values()):
+            body = first
+        else:
+            body = or_(*(and_(Bin("==", Raw("action"), Raw(names.action_ref(tool))), x) for tool, x in chosen.items()))
+        if body != TRUE:
+            clauses.append(("when", body))
+    return _policy_text(_annotations(stmt.annotations), stmt.effect,
+                        _scope_text(names, stmt.scope, t.program.groups, t.inputs), clauses)

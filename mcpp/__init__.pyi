@@ -1,0 +1,34 @@
+# Types of the public API for type checkers; at run time `__init__.py` loads each name
+# on first use. Keep in step with `_EXPORTS` there (tests/api/test_surface.py checks).
+from mcpp._errors import (
+    CatalogError as CatalogError,
+    PolicyError as PolicyError,
+    PolicyFileError as PolicyFileError,
+    PolicySyntaxError as PolicySyntaxError,
+    PolicyValidationError as PolicyValidationError,
+)
+from mcpp._middleware import (
+    AuditRow as AuditRow,
+    AuditSink as AuditSink,
+    PolicyMiddleware as PolicyMiddleware,
+    SQLiteAudit as SQLiteAudit,
+    token_principal as token_principal,
+)
+from mcpp._policy import Policy as Policy, Principal as Principal, diff as diff, load_policy as load_policy
+from mcpp._types import (
+    AssertResult as AssertResult,
+    Change as Change,
+    Decision as Decision,
+    Diagnostic as Diagnostic,
+    Explanation as Explanation,
+    LimitHit as LimitHit,
+    Span as Span,
+    ToolDiff as ToolDiff,
+)
+from mcpp.runtime.engine import Grant as Grant
+from mcpp.runtime.gateway.counters import RedisCounters as RedisCounters, SQLiteCounters as SQLiteCounters
+from mcpp.runtime.limits import CounterStore as CounterStore, MemoryCounters as MemoryCounters
+
+__version__: str
+DISTRIBUTION: str
+__all__: list[str]

@@ -1,0 +1,231 @@
+"""The values the public API returns: decisions, explanations, proofs, diffs, diagnostics.
+
+Plain frozen dataclasses with typed fields, built from the toolchain's internal objects
+(which stay free to change). Each has `to_dict()` giving the JSON the command line
+prints for the same thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "AssertResult", "Change", "Decision", "Diagnostic", "Explanation", "LimitHit", "Span", "ToolDiff",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A place in a .mcpp file: 1-based line and column of the first and last character."""
+
+    file: str | None
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __str__(self) -> str:
+        return f"{self.file or '<input>'}:{self.line}:{self.col}"
+
+    @staticmethod
+    def _of(span, file: str | None) -> Span | None:
+        """From an internal span; None where there is no source position (JSON input)."""
+        if span is None or not span.line:
+            return None
+        return Span(file, span.line, span.col, span.end_line, span.end_col)
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in a policy. `span` is None for JSON documents, whose messages
+    start with the JSON pointer of the offending value (also in `pointer`)."""
+
+    message: str
+    severity: Literal["error", "warning", "info"]
+    code: str
+    file: str
+    span: Span | None = None
+    notes: tuple[str, ...] = ()
+    pointer: str | None = None
+
+    def render(self, source: str | None = None) -> str:
+        """`file:line:col: severity: message` (and the line, underlined, given the source)."""
+        from mcpp.lang.diagnostics import Diagnostic as _D, Span as _S
+
+        s = self.span
+        inner = _S(s.line, s.col, s.end_line, s.end_col) if s is not None else _S(0, 0, 0, 0)
+        return _D(self.message, inner, self.severity, self.code, self.file, self.notes).render(source)
+
+    @staticmethod
+    def _of(d) -> Diagnostic:
+        return Diagnostic(d.message, d.severity, d.code, d.file, Span._of(d.span, d.file), tuple(d.notes),
+                          d.data.get("pointer") if isinstance(d.data, dict) else None)
+
+
+@dataclass(frozen=True, slots=True)
+class LimitHit:
+    """The limit that denied a call: its counter, budget, window and scope, and when the
+    window resets (ISO 8601, UTC)."""
+
+    counter: str
+    max: float
+    window: Literal["minute", "hour", "day"]
+    scope: Literal["grant", "global"]
+    resets_at: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"counter": self.counter, "max": self.max, "window": self.window, "scope": self.scope}
+        if self.resets_at is not None:
+            d["resets_at"] = self.resets_at
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The decision for one `tools/call`.
+
+    `rule` is the JSON pointer of the deciding rule (`/tools/<tool>/require/…`,
+    `/policies/<id>`, `/default`, `/hide`, `/tools/<tool>/limits/<counter>`), `policy` the
+    deciding statement's id, `span` where it is in the source (None for JSON-form
+    policies), `message` the text a denied caller sees. An allowed call that a limit
+    counts holds its budget: call `release()` if the call then does not happen."""
+
+    allowed: bool
+    tool: str
+    rule: str
+    policy: str | None
+    message: str
+    span: Span | None = None
+    limit: LimitHit | None = None
+    _reservation: Any = field(default=None, repr=False, compare=False)
+
+    @property
+    def decision(self) -> Literal["allow", "deny"]:
+        return "allow" if self.allowed else "deny"
+
+    def release(self) -> None:
+        """Give back the limit budget this allowed call holds (idempotent; a no-op for a denial)."""
+        if self._reservation is not None:
+            self._reservation.release()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object `mcpp eval` prints for this decision."""
+        d: dict[str, Any] = {"decision": self.decision, "rule": self.rule, "message": self.message,
+                             "policy": self.policy, "tool": self.tool}
+        if self.span is not None and self.span.file:
+            d["span"] = f"{self.span.file}:{self.span.line}:{self.span.col}"
+        if self.limit is not None:
+            d["limit"] = self.limit.to_dict()
+        return d
+
+    @staticmethod
+    def _of(d, filename: str | None) -> Decision:
+        """From the engine's decision; `filename` is None for a JSON-form policy (no spans)."""
+        limit = None
+        if d.limit is not None:
+            lim = d.limit
+            limit = LimitHit(lim["counter"], lim["max"], lim["window"], lim["scope"], lim.get("resets_at"))
+        span = Span._of(d.rule.span, filename) if filename else None
+        return Decision(d.allowed, d.tool, d.rule.pointer, d.rule.policy, d.message, span, limit, d.reservation)
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Cedar's full answer for one call beside the decision: the ids of the policies that
+    apply (`satisfied`), of those whose evaluation errored (`errored`, which Cedar skips),
+    and Cedar's reasons (`determining`: the applying policies of the deciding effect)."""
+
+    decision: Decision
+    satisfied: tuple[str, ...]
+    errored: tuple[str, ...]
+    determining: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decision": self.decision.to_dict(), "satisfied": list(self.satisfied),
+                "errored": list(self.errored), "determining": list(self.determining)}
+
+
+@dataclass(frozen=True, slots=True)
+class AssertResult:
+    """One `assert` statement, proved (`pass`), refuted with a counterexample (`fail`), or
+    undecided in the time budget (`unknown`, with the reason in `message`/`reasons`).
+    `counterexample` is a concrete call (and grant, server, counters) the engine decides
+    against the assertion; `decision` is that replayed decision."""
+
+    id: str
+    kind: Literal["allow", "deny", "hidden", "visible"]
+    status: Literal["pass", "fail", "unknown"]
+    message: str
+    span: Span | None
+    tool: str | None = None
+    counterexample: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
+    reasons: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "pass"
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id, "kind": self.kind, "status": self.status, "message": self.message}
+        if self.span is not None:
+            d["line"], d["col"] = self.span.line, self.span.col
+        for k in ("tool", "counterexample", "decision"):
+            if getattr(self, k) is not None:
+                d[k] = getattr(self, k)
+        if self.reasons:
+            d["reasons"] = list(self.reasons)
+        return d
+
+    @staticmethod
+    def _of(r, filename: str | None) -> AssertResult:
+        d = r.to_dict()
+        return AssertResult(r.id, r.kind, r.status, r.message, Span._of(r.span, filename), r.tool,
+                            d.get("counterexample"), r.decision, tuple(str(x) for x in r.reasons))
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One direction of a diff for one tool: `yes` with a concrete call (`call`) and the two
+    versions' replayed decisions (`old`, `new`), `no` (proved), or `unknown` (`reason`)."""
+
+    status: Literal["yes", "no", "unknown"]
+    call: dict[str, Any] | None = None
+    old: dict[str, Any] | None = None
+    new: dict[str, Any] | None = None
+    reason: str = ""
+
+    @staticmethod
+    def _of(direction) -> Change:
+        d = direction.to_dict()
+        return Change(d["status"], d.get("call"), d.get("old"), d.get("new"), d.get("reason", ""))
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDiff:
+    """How a change to a policy changes one tool: `looser` (some call newly allowed),
+    `stricter` (some call newly denied), `both`, `equivalent` or `unknown`. `other_tools`
+    marks the entry that stands for every tool neither version names."""
+
+    tool: str
+    other_tools: bool
+    status: Literal["equivalent", "looser", "stricter", "both", "unknown"]
+    looser: Change
+    stricter: Change
+
+    def to_dict(self) -> dict[str, Any]:
+        def ch(c: Change) -> dict[str, Any]:
+            d: dict[str, Any] = {"status": c.status}
+            if c.call is not None:
+                d.update(call=c.call, old=c.old, new=c.new)
+            if c.reason:
+                d["reason"] = c.reason
+            return d
+
+        return {"tool": self.tool, "other_tools": self.other_tools, "status": self.status,
+                "looser": ch(self.looser), "stricter": ch(self.stricter)}
+
+    @staticmethod
+    def _of(t) -> ToolDiff:
+        return ToolDiff(t.tool, t.other, t.status, Change._of(t.looser), Change._of(t.stricter))

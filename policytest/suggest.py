@@ -1,0 +1,355 @@
+"""`mcpp test --suggest`: proposed test cases, per rule, from Z3 witnesses.
+
+For each permit, forbid and limit the analyzer is asked (one `Session`, the encoder's
+`decide` over the decision plan, readable witnesses) for two calls:
+
+- one the rule **decides**: a permit applies and no earlier permit does, no forbid
+  applies, the limits pass at zero counters (the engine allows it, naming the permit);
+  a forbid applies and no earlier forbid does, the call being permitted (denied,
+  naming the forbid); for a limit, a call it counts with a positive increment, repeated
+  until the limit denies it (a sequence);
+- one that **flips** it: the rule does not apply and the decision is the opposite
+  (a permit's call denied, a forbid's call allowed), asked first with the decided
+  call's grant and server fixed so the two differ in the arguments only; for a limit,
+  the same sequence one call short, still allowed.
+
+Each proposed case is run on the engine exactly as `mcpp test` runs it, its expectations
+are what the engine said, and it is printed only if the decision names the rule as
+intended — so every printed case passes when pasted into the test file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import tomlkit
+
+from mcpp.analyzer.encode import FixedGrant, decide, query_tools
+from mcpp.analyzer.solve import Session
+from mcpp.analyzer.sym import AND, NOT, OR, real_val
+from mcpp.analyzer.witness import Witness
+from mcpp.lang.program import LimitInfo, PolicyInfo, Program
+from mcpp.runtime.engine import Engine
+
+from .cases import DEFAULT_TIME, Case, Step
+from .coverage import CaseCounters
+from .runner import actual_of, run_case
+
+MAX_SEQUENCE = 1000  # calls; a limit that needs more is reported, not suggested
+
+
+@dataclass
+class Suggestion:
+    rule: str
+    kind: str  # permit | forbid | limit
+    line: int
+    cases: list[Case]
+    notes: list[str]
+
+
+def _step(w: Witness, repeat: int = 1) -> Step:
+    return Step(w.tool, w.args, w.grant, w.server, DEFAULT_TIME, {}, repeat)
+
+
+def _settle(program: Program, case: Case) -> bool:
+    """Run `case` on a fresh engine and write what it said into its expectations."""
+    engine = Engine(program, store=CaseCounters())
+    engine.store = CaseCounters()
+    for step in case.steps:
+        d = None
+        for _ in range(step.repeat):
+            d = engine.decide(step.tool, step.arguments, step.grant, step.server, now=step.time.timestamp())
+        assert d is not None
+        step.expect = {k: v for k, v in actual_of(d).items() if v is not None}
+    check = run_case(Engine(program, store=CaseCounters()), case, Path(program.filename))
+    return check.passed
+
+
+def _names(info) -> str:
+    return getattr(info, "effect", "limit")
+
+
+class Suggester:
+    def __init__(self, program: Program, timeout_ms: int = 5000):
+        self.program = program
+        self.session = Session(timeout_ms)
+        self.plan = program.plan()
+        self.named, self.other = query_tools(program)
+
+    def line(self, info) -> int:
+        return info.stmt.span.line if self.program.origin == "mcpp" else 0  # the JSON form has no lines
+
+    def tools_of(self, info) -> list[str]:
+        tools = sorted(info.tools) if info.tools is not None else [self.other]
+        return [t for t in tools if not self.plan.for_tool(t).hidden]
+
+    def witness(self, formula_of, tool: str, grant: FixedGrant | None = None, server: str | None = None,
+                like: Witness | None = None):
+        """A call satisfying `formula_of(decide(...))`. Asked first for a readable one —
+        no `null` argument, and (with `like`) every argument of `like` keeping its JSON
+        type — then without those wishes."""
+        req = self.session.request(grant, server)
+        d = decide(req, self.program, tool)
+        formula = formula_of(d)
+        ctx = self.session.ctx
+        wishes = [NOT(ctx, v.is_("null")) for p, v in req.paths.items() if p]
+        if like is not None:
+            for path, value in _leaves(like.args):
+                if path in req.paths:
+                    wishes.append(req.paths[path].is_(_kind(value)))
+        if wishes:
+            o = self.session.check(req, AND(ctx, formula, *wishes), tool=tool, witness=True)
+            if o.sat:
+                return o.witness, o
+        o = self.session.check(req, formula, tool=tool, witness=True)
+        return o.witness if o.sat else None, o
+
+    # -- permits and forbids -----------------------------------------------------------------
+    def policy(self, info: PolicyInfo) -> Suggestion:
+        sug = Suggestion(info.id, info.effect, self.line(info), [], [])
+        tools = self.tools_of(info)
+        if not tools:
+            sug.notes.append("every tool it names is hidden: it never decides a call")
+            return sug
+        allow = info.effect == "permit"
+        ctx = self.session.ctx
+        for tool in tools:
+            def decides(d, info=info):
+                rows = d.permits if allow else d.forbids
+                i = next(k for k, (p, _) in enumerate(rows) if p.id == info.id)
+                earlier = OR(ctx, *(f for _, f in rows[:i]))
+                mine = rows[i][1]
+                if allow:
+                    return AND(ctx, NOT(ctx, earlier), mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
+                return AND(ctx, d.permitted(), NOT(ctx, earlier), mine)
+
+            w, o = self.witness(decides, tool)
+            if w is None:
+                if o.status == "unknown":
+                    sug.notes.append(f"{tool}: the solver could not find a call ({o.reason})")
+                continue
+            case = Case(f"{info.effect} {info.id} {'allows' if allow else 'denies'} {tool}", [_step(w)], 0)
+            if not _settle(self.program, case) or case.steps[0].expect.get("policy") != info.id:
+                sug.notes.append(f"{tool}: a witness did not replay as decided by {info.id} (an analyzer bug: please report it)")
+                continue
+            sug.cases.append(case)
+
+            def flips(d, info=info):
+                rows = d.permits if allow else d.forbids
+                mine = next(f for p, f in rows if p.id == info.id)
+                opposite = NOT(ctx, d.allowed(zero=True)) if allow else d.allowed(zero=True)
+                return AND(ctx, NOT(ctx, mine), opposite)
+
+            fixed = FixedGrant(w.grant_id, w.label, frozenset(w.groups))
+            w2, _ = self.witness(flips, tool, fixed, w.server, like=w)
+            if w2 is None:
+                w2, _ = self.witness(flips, tool, like=w)
+            if w2 is None:
+                sug.notes.append(f"no call to {tool} flips it: whenever {info.id} does not apply, the decision is still "
+                                 f"{'allow' if allow else 'deny'} (or it applies to every call)")
+                return sug
+            flip = Case(f"{info.effect} {info.id} does not apply: {tool} is {'denied' if allow else 'allowed'}",
+                        [_step(w2)], 0)
+            if _settle(self.program, flip) and flip.steps[0].expect.get("decision") == ("deny" if allow else "allow"):
+                sug.cases.append(flip)
+            else:
+                sug.notes.append(f"{tool}: a flipping witness did not replay (an analyzer bug: please report it)")
+            return sug
+        # No call is decided by it: an earlier rule or a stricter permit always settles
+        # the call first. A call it applies to still exercises it (coverage is Cedar's
+        # "satisfied"); propose one, and say why it is not named.
+        for tool in tools:
+            def applies(d, info=info):
+                rows = d.permits if allow else d.forbids
+                return next(f for p, f in rows if p.id == info.id)
+
+            w, _ = self.witness(applies, tool)
+            if w is None:
+                continue
+            case = Case(f"{info.effect} {info.id} applies to {tool} (another rule decides)", [_step(w)], 0)
+            if _settle(self.program, case):
+                sug.notes.append(f"no call is decided by it: another rule always settles the call first "
+                                 f"(`mcpp lint` says which); here it applies, and {case.steps[0].expect['rule']} decides")
+                sug.cases.append(case)
+                return sug
+        if not sug.notes:
+            sug.notes.append("no call satisfies it (`mcpp lint` reports it as dead)")
+        return sug
+
+    # -- limits ---------------------------------------------------------------------------------
+    def limit(self, info: LimitInfo) -> Suggestion:
+        sug = Suggestion(info.id, "limit", self.line(info), [], [])
+        if info.stmt.max is None or info.stmt.window is None:
+            return sug
+        ctx = self.session.ctx
+        cap = real_val(Fraction(info.stmt.max), ctx)
+        for tool in self.tools_of(info):
+            def counted(d, calls: int):
+                """An allowed call the limit counts, exhausting it within `calls` calls."""
+                for _, rows in d.counters:
+                    for li, applies, valid, amount in rows:
+                        if li.id == info.id:
+                            a = d.enc.num_term(amount)
+                            return AND(ctx, d.allowed(zero=True), applies, valid, a > 0, a * calls > cap)
+                return False
+
+            w = None
+            for calls in (2, 10, 100, MAX_SEQUENCE):  # as short a sequence as the policy lets us
+                w, _ = self.witness(lambda d: counted(d, calls), tool)
+                if w is not None:
+                    break
+            if w is None:
+                continue
+            engine = Engine(self.program, store=CaseCounters())
+            allowed = 0
+            denial = None
+            for _ in range(MAX_SEQUENCE + 1):
+                d = engine.decide(w.tool, w.args, w.grant, w.server, now=DEFAULT_TIME.timestamp())
+                if not d.allowed:
+                    denial = d
+                    break
+                allowed += 1
+            if denial is None:
+                sug.notes.append(f"{tool}: exhausting it takes more than {MAX_SEQUENCE} calls of the witness "
+                                 f"{json.dumps(w.args)}; write that case by hand with a larger increment")
+                return sug
+            if denial.rule.policy != info.id:
+                sug.notes.append(f"{tool}: the sequence was denied by {denial.rule.pointer}, not by this limit")
+                continue
+            steps = ([_step(w, allowed)] if allowed else []) + [_step(w)]
+            case = Case(f"limit {info.id}: call {allowed + 1} to {tool} is over the budget", steps, 0)
+            if _settle(self.program, case):
+                sug.cases.append(case)
+            if allowed:
+                short = Case(f"limit {info.id}: {allowed} call{'s' if allowed != 1 else ''} to {tool} "
+                             f"{'are' if allowed != 1 else 'is'} within the budget", [_step(w, allowed)], 0)
+                if _settle(self.program, short):
+                    sug.cases.append(short)
+            return sug
+        if not sug.notes:
+            sug.notes.append("no allowed call is counted by it with a positive increment")
+        return sug
+
+    def all(self) -> list[Suggestion]:
+        infos = sorted(list(self.program.policies) + list(self.program.limits), key=lambda i: i.stmt.span.start)
+        return [self.policy(i) if isinstance(i, PolicyInfo) else self.limit(i) for i in infos]
+
+
+def _leaves(args: dict, prefix: tuple = ()):
+    for k, v in args.items():
+        yield prefix + (k,), v
+        if isinstance(v, dict):
+            yield from _leaves(v, prefix + (k,))
+
+
+def _kind(v) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, (int, float)):
+        return "num"
+    if isinstance(v, str):
+        return "str"
+    return "arr" if isinstance(v, list) else "obj"
+
+
+# ---- TOML -------------------------------------------------------------------------------------
+
+
+def _inline(v):
+    if isinstance(v, dict):
+        t = tomlkit.inline_table()
+        for k, x in v.items():
+            t.append(k, _inline(x))
+        return t
+    if isinstance(v, list):
+        a = tomlkit.array()
+        for x in v:
+            a.append(_inline(x))
+        return a
+    return v
+
+
+def _has_null(v) -> bool:
+    if v is None:
+        return True
+    if isinstance(v, dict):
+        return any(_has_null(x) for x in v.values())
+    if isinstance(v, list):
+        return any(_has_null(x) for x in v)
+    return False
+
+
+def _call_fields(t, step: Step) -> None:
+    t.add("tool", step.tool)
+    if step.arguments:
+        if _has_null(step.arguments):  # TOML has no null: the JSON text carries it
+            t.add("arguments_json", json.dumps(step.arguments, ensure_ascii=False))
+        else:
+            t.add("arguments", _inline(step.arguments))
+    g = step.grant
+    if g.label or g.groups:
+        t.add("grant", _inline({"id": g.id, **({"label": g.label} if g.label else {}),
+                                **({"groups": sorted(g.groups)} if g.groups else {})}))
+    elif g.id != "anonymous":
+        t.add("grant", g.id)
+    if step.server != "default":
+        t.add("server", step.server)
+
+
+def _expect_fields(t, step: Step) -> None:
+    for k in ("decision", "rule", "policy", "message"):
+        if k in step.expect:
+            t.add(k, step.expect[k])
+
+
+def case_toml(case: Case) -> str:
+    doc = tomlkit.document()
+    t = tomlkit.table()
+    t.add("name", case.name)
+    if len(case.steps) == 1 and case.steps[0].repeat == 1:
+        _call_fields(t, case.steps[0])
+        _expect_fields(t, case.steps[0])
+    else:
+        first = case.steps[0]
+        shared = all((s.tool, s.arguments, s.grant, s.server) == (first.tool, first.arguments, first.grant, first.server)
+                     for s in case.steps)
+        if shared:  # the same call again and again: say it once, on the case
+            _call_fields(t, first)
+        calls = tomlkit.aot()
+        for s in case.steps:
+            st = tomlkit.table()
+            if not shared:
+                _call_fields(st, s)
+            if s.repeat > 1:
+                st.add("repeat", s.repeat)
+            _expect_fields(st, s)
+            calls.append(st)
+        t.add("calls", calls)
+    aot = tomlkit.aot()
+    aot.append(t)
+    doc.add("case", aot)
+    return tomlkit.dumps(doc)
+
+
+def suggest_toml(program: Program, timeout_ms: int = 5000) -> str:
+    """Every suggestion for `program`, as TOML to paste into its test file."""
+    sugs = Suggester(program, timeout_ms).all()
+    n = sum(len(s.cases) for s in sugs)
+    out = [f"# `mcpp test --suggest {program.filename}`: {n} proposed case{'s' if n != 1 else ''}, each checked "
+           "on the engine.", "# Keep the ones that state what you mean; a case you disagree with is a bug to fix.", ""]
+    for s in sugs:
+        where = f" (line {s.line})" if s.line else ""
+        out.append(f"# ---- {s.kind} {s.rule!r}{where}")
+        for note in s.notes:
+            out.append(f"# {note}")
+        for c in s.cases:
+            out.append(case_toml(c).rstrip("\n"))
+            out.append("")
+        if not s.cases:
+            out.append("")
+    return "\n".join(out).rstrip("\n") + "\n"

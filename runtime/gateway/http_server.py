@@ -1,0 +1,186 @@
+"""The gateway's HTTP/1.1 server protocol: uvicorn's httptools protocol with bounds on what a
+client can make the gateway hold before it has shown a token.
+
+uvicorn reads a request head of any size, for as long as the client likes: a 16 MiB
+header was read whole, and a connection that sent half a header stayed open (300 such
+connections were held for 40 s and more). This subclass adds, per connection:
+
+- `max_header_bytes`: the request line and all header lines together; more is answered
+  `431 Request Header Fields Too Large` and the connection closed. What is buffered before
+  the refusal is at most the limit plus one socket read.
+- `max_headers`: the number of header lines (431 too).
+- `header_timeout`: seconds from the first byte of a request (or from the connection
+  opening) until its head is complete; then 408 and close. A new connection that sends
+  nothing is closed after the same time.
+- `idle_timeout`: seconds a kept-alive connection may sit between requests (uvicorn's
+  keep-alive timeout).
+
+The body is bounded by the app (`max_body_bytes`, 413; `body_timeout`, 408), which reads it.
+
+It also sends what one event-loop turn writes as one write (`_Corked`): uvicorn writes a
+response's status line and headers, its body, and a chunked stream's terminator as
+separate writes, each a syscall, a TCP segment and a wake-up of the client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+
+@dataclass(frozen=True)
+class HeadLimits:
+    max_header_bytes: int = 32768
+    max_headers: int = 100
+    header_timeout: float = 10.0
+
+
+class _HeadRefused(Exception):
+    def __init__(self, status: int, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+class _Corked:
+    """A connection's transport whose writes within one event-loop turn go out as one."""
+
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled")
+
+    def __init__(self, transport, loop):
+        self._t, self._loop = transport, loop
+        self._buf: list[bytes] = []
+        self._scheduled = False
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self._buf.append(data)
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if self._buf:
+            data = b"".join(self._buf)
+            self._buf.clear()
+            if not self._t.is_closing():
+                self._t.write(data)
+
+    def close(self) -> None:
+        self._flush()
+        self._t.close()
+
+    def __getattr__(self, name):
+        return getattr(self._t, name)
+
+
+def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
+    """An httptools protocol class with these limits (uvicorn instantiates it per connection).
+    `on_refusal(status, reason)` is told about each refused head (for metrics)."""
+
+    class BoundedHttpToolsProtocol(HttpToolsProtocol):
+        _limits = limits
+
+        def connection_made(self, transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self.transport = _Corked(transport, self.loop)  # (flow control keeps the real one)
+            self._in_head = False
+            self._head_bytes = 0  # exact: request line and header fields parsed so far
+            self._head_raw = 0  # raw bytes of reads that ended inside the head
+            self._head_count = 0
+            self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
+
+        def connection_lost(self, exc) -> None:
+            self._cancel_head_timer()
+            super().connection_lost(exc)
+
+        def _cancel_head_timer(self) -> None:
+            timer = getattr(self, "_head_timer", None)
+            if timer is not None:
+                timer.cancel()
+                self._head_timer = None
+
+        def _head_timeout(self) -> None:
+            self._head_timer = None
+            if self._in_head or self.cycle is None:
+                self._refuse(408, "request head not received in time")
+
+        def _refuse(self, status: int, reason: str) -> None:
+            if on_refusal is not None:
+                try:
+                    on_refusal(status, reason)
+                except Exception:
+                    pass
+            if self.transport.is_closing():
+                return
+            body = reason.encode()
+            self.transport.write(b"".join([
+                STATUS_LINE[status], b"content-type: text/plain; charset=utf-8\r\n",
+                b"content-length: ", str(len(body)).encode(), b"\r\n", b"connection: close\r\n\r\n", body,
+            ]))
+            self.transport.close()
+            self._in_head = False
+            self._cancel_head_timer()
+
+        def data_received(self, data: bytes) -> None:
+            if self.transport.is_closing():
+                return
+            self._unset_keepalive_if_required()
+            try:
+                self.parser.feed_data(data)
+            except _HeadRefused as e:
+                self._refuse(e.status, e.reason)
+                return
+            except httptools.HttpParserCallbackError as e:
+                cause = e.__context__ or e.__cause__
+                if isinstance(cause, _HeadRefused):
+                    self._refuse(cause.status, cause.reason)
+                    return
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+                return
+            except httptools.HttpParserError:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+                return
+            except httptools.HttpParserUpgrade:
+                self._refuse(400, "protocol upgrades are not supported")
+                return
+            if self._in_head:
+                # a head still incomplete after this read: all of it counts (the parser
+                # holds partial header values in memory until a line ends)
+                self._head_raw += len(data)
+                if self._head_raw > self._limits.max_header_bytes:
+                    self._refuse(431, "request header fields too large")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
+            self._head_bytes = self._head_raw = self._head_count = 0
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
+
+        def on_url(self, url: bytes) -> None:
+            self._head_bytes += len(url)
+            if self._head_bytes > self._limits.max_header_bytes:
+                raise _HeadRefused(431, "request header fields too large")
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._head_count += 1
+            self._head_bytes += len(name) + len(value) + 4
+            if self._head_count > self._limits.max_headers:
+                raise _HeadRefused(431, f"more than {self._limits.max_headers} header fields")
+            if self._head_bytes > self._limits.max_header_bytes:
+                raise _HeadRefused(431, "request header fields too large")
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._cancel_head_timer()
+            super().on_headers_complete()
+
+    return BoundedHttpToolsProtocol

@@ -1,0 +1,131 @@
+"""The typed-call checker on its own (runtime/gateway/schemas.py), as properties: on schemas
+drawn from the JSON Schema subset real MCP servers use (types, enum, required, nested
+objects, arrays, minimum/maximum, pattern, lengths), the gateway accepts exactly what the
+stock `jsonschema` validator accepts (with undeclared top-level arguments refused), its
+RE2 keywords agree with Python's `re` on ordinary patterns, a refusal's pointer resolves
+in the schema, and its message never carries the value that was sent."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
+
+from mcpp.catalog.conformance import SchemaCache, SchemaUnusable, check, closed_world
+
+PATTERNS = ["^[a-z]+$", "^ch_", "[0-9]", "^acme/[A-Za-z0-9_.-]+$", "^(dev|staging)$", "x{2,3}", "^$"]
+TYPES = ["string", "number", "integer", "boolean", "null"]
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(alphabet="abcxyz_/019 ", max_size=8),
+)
+json_values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.sampled_from(["a", "b", "c", "path", "n"]), inner, max_size=3)), max_leaves=8)
+
+
+@st.composite
+def leaf_schema(draw):
+    t = draw(st.sampled_from(TYPES))
+    s: dict = {"type": t}
+    if t == "string":
+        if draw(st.booleans()):
+            s["pattern"] = draw(st.sampled_from(PATTERNS))
+        if draw(st.booleans()):
+            s["maxLength"] = draw(st.integers(0, 6))
+        if draw(st.booleans()):
+            s["enum"] = draw(st.lists(st.text(alphabet="abc", max_size=3), min_size=1, max_size=3, unique=True))
+    elif t in ("number", "integer"):
+        if draw(st.booleans()):
+            s["minimum"] = draw(st.integers(-5, 5))
+        if draw(st.booleans()):
+            s["maximum"] = draw(st.integers(5, 1000))
+    return s
+
+
+schemas = st.recursive(leaf_schema(), lambda inner: st.one_of(
+    st.builds(lambda items: {"type": "array", "items": items}, inner),
+    st.builds(lambda props, req: {"type": "object", "properties": props, "required": sorted(set(req) & set(props))},
+              st.dictionaries(st.sampled_from(["a", "b", "c", "path", "n"]), inner, min_size=1, max_size=3),
+              st.lists(st.sampled_from(["a", "b", "c", "path", "n"]), max_size=3)),
+), max_leaves=6)
+
+tool_schemas = st.builds(lambda props, req: {"type": "object", "properties": props, "required": sorted(set(req) & set(props))},
+                         st.dictionaries(st.sampled_from(["a", "b", "c", "path", "n"]), schemas, min_size=1, max_size=3),
+                         st.lists(st.sampled_from(["a", "b", "c", "path", "n"]), max_size=3))
+
+
+def resolve(schema, pointer: str):
+    node = schema
+    for tok in pointer.split("/")[1:]:
+        tok = tok.replace("~1", "/").replace("~0", "~")
+        node = node[int(tok)] if isinstance(node, list) else node[tok]
+    return node
+
+
+def strings_in(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_in(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in strings_in(v)]
+    return []
+
+
+CACHE = SchemaCache()
+
+
+@settings(max_examples=300)
+@given(tool_schemas, st.one_of(json_values, st.dictionaries(st.sampled_from(["a", "b", "c", "path", "n", "zz"]), json_values, max_size=4)))
+def test_accepts_exactly_what_jsonschema_accepts(schema, args):
+    closed = closed_world(schema)
+    stock = Draft202012Validator(closed).is_valid(args)
+    v = check(CACHE.get(schema), args)
+    assert (v is None) == stock, (schema, args, v)
+    if v is not None:
+        assert resolve(closed, v.pointer) is not None
+        schema_text = json.dumps(closed)
+        for s in strings_in(args):
+            if len(s) >= 4 and s not in schema_text and s not in ("true", "null"):
+                assert s not in v.message, (s, v.message)
+
+
+def test_undeclared_arguments_and_open_schemas():
+    declared = {"type": "object", "properties": {"a": {"type": "string"}}}
+    v = check(CACHE.get(declared), {"a": "x", "b": 1})
+    assert v is not None and v.pointer == "/additionalProperties" and "'b'" in v.message
+    # a schema that says anything about other properties is taken as it is
+    for open_ in ({**declared, "additionalProperties": True}, {**declared, "patternProperties": {"^b": {"type": "integer"}}},
+                  {"allOf": [declared]}):
+        assert check(CACHE.get(open_), {"a": "x", "b": 1}) is None, open_
+
+
+def test_unusable_schemas_are_refused():
+    for bad, why in (
+        ({"type": "objekt"}, "not a valid JSON Schema"),
+        ({"$schema": "https://example.com/my-dialect"}, "unsupported JSON Schema dialect"),
+        ({"type": "object", "properties": {"a": {"type": "string", "pattern": "(?=x)y"}}}, "linear time"),
+        ({"type": "object", "unevaluatedProperties": False, "patternProperties": {"^a": {}}}, "not supported"),
+        ([], "not a JSON object"),
+    ):
+        try:
+            CACHE.get(bad)
+        except SchemaUnusable as e:
+            assert why in str(e), (bad, e)
+        else:
+            raise AssertionError(f"{bad} was accepted")
+
+
+def test_dialects_and_catastrophic_patterns():
+    draft7 = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+              "properties": {"n": {"type": "number", "exclusiveMaximum": 10}}}
+    assert check(CACHE.get(draft7), {"n": 10}) is not None and check(CACHE.get(draft7), {"n": 9}) is None
+    # a pattern Python's backtracking `re` takes exponential time on runs in linear time on RE2
+    evil = {"type": "object", "properties": {"s": {"type": "string", "pattern": "^(a+)+$"}}}
+    v = check(CACHE.get(evil), {"s": "a" * 50_000 + "!"})
+    assert v is not None and v.pointer == "/properties/s/pattern"
+    # a lone surrogate in the caller's string is not a match (and not a crash)
+    assert check(CACHE.get(evil), {"s": "\ud800"}) is not None

@@ -1,0 +1,203 @@
+"""A scripted upstream: a loopback HTTP/1.1 server, in the test's own event loop, that
+answers just enough MCP (stateless, JSON responses) and misbehaves on cue.
+
+The SDK fixture upstream is a correct server; the gateway must also survive incorrect
+ones (non-JSON replies, wrong ids, redirects, a `tools` member that is an object, one
+100 MiB chunk, a dropped connection). Each `tools/call` is answered by the behaviour
+named by the called tool (see `BEHAVIOURS`), and every call that reached the server is
+recorded in `calls`, which is what "the upstream executed it" means for these tests.
+`tools/list` is answered by `list_mode`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from .peers import free_port
+
+BEHAVIOURS = (
+    "ok", "is_error", "input_required", "garbage", "wrong_id", "http400", "http401", "http404", "http302",
+    "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
+    "sse_hang",
+)
+STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
+          503: "Service Unavailable", 200: "OK"}
+
+
+def tool_def(name: str, schema: dict | None = None) -> dict:
+    return {"name": name, "description": f"scripted: {name}",
+            "inputSchema": schema or {"type": "object", "properties": {}, "additionalProperties": True}}
+
+
+class ScriptedUpstream:
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.calls: list[tuple[str, dict]] = []
+        self.list_mode = "ok"
+        self.tools = [tool_def(b) for b in BEHAVIOURS]
+        self.release = asyncio.Event()  # "hang" answers once this is set
+        self.lists = 0
+        self._server = None
+        self._writers: set = set()
+
+    async def __aenter__(self) -> "ScriptedUpstream":
+        self._server = await asyncio.start_server(self._conn, "127.0.0.1", self.port)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.release.set()
+        self._server.close()
+        for w in list(self._writers):
+            w.close()
+        try:
+            async with asyncio.timeout(5):
+                await self._server.wait_closed()
+        except TimeoutError:
+            pass
+
+    def executed(self, tool: str | None = None) -> list[dict]:
+        return [a for t, a in self.calls if tool is None or t == tool]
+
+    async def _conn(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        length = int(v.strip())
+                body = await reader.readexactly(length) if length else b""
+                keep = await self._answer(body, writer)
+                if not keep:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    @staticmethod
+    def _send(writer, status: int, body: bytes, ctype: str = "application/json", extra: str = "") -> None:
+        writer.write((f"HTTP/1.1 {status} {STATUS.get(status, 'X')}\r\ncontent-type: {ctype}\r\n"
+                      f"content-length: {len(body)}\r\n{extra}\r\n").encode() + body)
+
+    async def _answer(self, body: bytes, writer) -> bool:
+        msg = json.loads(body) if body else {}
+        rid, method = msg.get("id"), msg.get("method")
+        if method == "tools/list":
+            self.lists += 1
+            return await self._list(rid, writer)
+        if method != "tools/call":
+            self._send(writer, 200, json.dumps({"jsonrpc": "2.0", "id": rid, "result": {}}).encode())
+            return True
+        name = msg["params"]["name"]
+        self.calls.append((name, msg["params"].get("arguments") or {}))
+        ok = {"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": f"ran {name}"}]}}
+        if name in ("ok",) or name not in BEHAVIOURS:
+            self._send(writer, 200, json.dumps(ok).encode())
+        elif name == "is_error":
+            ok["result"]["isError"] = True
+            self._send(writer, 200, json.dumps(ok).encode())
+        elif name == "input_required":
+            res = {"resultType": "input_required", "inputRequests": {"x": {"method": "roots/list", "params": {}}}}
+            self._send(writer, 200, json.dumps({"jsonrpc": "2.0", "id": rid, "result": res}).encode())
+        elif name == "garbage":
+            self._send(writer, 200, b"<html>this is not JSON</html>", "application/json")
+        elif name == "wrong_id":
+            ok["id"] = f"not-{rid}"
+            self._send(writer, 200, json.dumps(ok).encode())
+        elif name.startswith("http"):
+            status = int(name[4:])
+            extra = "location: http://127.0.0.1:1/elsewhere\r\n" if status == 302 else ""
+            self._send(writer, status, json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": -32600, "message": name}}).encode(),
+                       extra=extra)
+        elif name.startswith("rpc_"):
+            code = -int(name[4:])
+            self._send(writer, 200, json.dumps({"jsonrpc": "2.0", "id": rid, "error": {"code": code, "message": name}}).encode())
+        elif name == "drop":
+            return False
+        elif name == "hang":
+            try:
+                async with asyncio.timeout(60):
+                    await self.release.wait()
+            except TimeoutError:
+                return False
+            self._send(writer, 200, json.dumps(ok).encode())
+        elif name.startswith("sse_"):
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+            event = b"event: message\r\ndata: " + json.dumps(ok).encode() + b"\r\n\r\n"
+            if name == "sse_ok":
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+            elif name == "sse_hang":  # headers, a comment, then nothing until released
+                writer.write(b"%x\r\n%s\r\n" % (len(b": open\n\n"), b": open\n\n"))
+                await writer.drain()
+                try:
+                    async with asyncio.timeout(60):
+                        await self.release.wait()
+                except TimeoutError:
+                    pass
+                return False
+            elif name == "sse_garbage":
+                junk = b"event: message\r\ndata: {not json\r\n\r\n"
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(junk), junk))
+            else:
+                writer.write(b"%x\r\n%s\r\n" % (len(event[:20]), event[:20]))
+                await writer.drain()
+                return False
+        await writer.drain()
+        return True
+
+    async def _list(self, rid, writer) -> bool:
+        mode = self.list_mode
+        good = {"jsonrpc": "2.0", "id": rid, "result": {"tools": self.tools}}
+        if mode == "ok":
+            self._send(writer, 200, json.dumps(good).encode())
+        elif mode in ("302", "401", "500"):
+            extra = "location: http://127.0.0.1:1/elsewhere\r\n" if mode == "302" else ""
+            self._send(writer, int(mode), b'{"error": "no"}', extra=extra)
+        elif mode == "tools_object":
+            good["result"]["tools"] = {t["name"]: t for t in self.tools}
+            self._send(writer, 200, json.dumps(good).encode())
+        elif mode == "bad_entries":
+            good["result"]["tools"] = self.tools[:2] + ["a string", {"name": 42}, {"name": "z" * 200}, {"description": "nameless"}]
+            self._send(writer, 200, json.dumps(good).encode())
+        elif mode == "garbage":
+            self._send(writer, 200, b"not json at all")
+        elif mode == "wrong_id":
+            good["id"] = "someone-else"
+            self._send(writer, 200, json.dumps(good).encode())
+        elif mode == "huge_chunk":
+            # one 100 MiB chunk: the gateway must stop reading at its cap, not buffer it whole
+            size = 100 << 20
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n")
+            writer.write(b"%x\r\n" % size)
+            piece = b" " * (1 << 20)
+            try:
+                for _ in range(100):
+                    writer.write(piece)
+                    await writer.drain()
+                writer.write(b"\r\n0\r\n\r\n")
+                await writer.drain()
+            except ConnectionError:
+                pass
+            return False
+        elif mode == "huge_length":
+            size = 100 << 20
+            writer.write(f"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n".encode())
+            piece = b" " * (1 << 20)
+            try:
+                for _ in range(100):
+                    writer.write(piece)
+                    await writer.drain()
+            except ConnectionError:
+                pass
+            return False
+        await writer.drain()
+        return True

@@ -1,0 +1,136 @@
+"""Limit accounting matches what may have run: one test row per row of the outcome table in
+docs/gateway.md ("Limits"). Each allowed `tools/call` reserves one unit; the unit is given
+back only when the upstream certainly did not execute the call.
+
+The upstream is the scripted one (scripted.py), which answers each call the way the called
+tool's name says and records every call it received, so "executed" is observable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+
+import httpx2
+import pytest
+
+from .peers import MODERN_META, call_tool, create_grant, free_port, write
+from .scripted import ScriptedUpstream
+
+POLICY = 'permit (principal, action, resource);\nlimit "calls" (principal, action, resource) max 1000 per hour scope grant;\n'
+
+# tool (scripted behaviour) → (audit outcome, unit kept?, what the client reads)
+ROWS = [
+    ("ok", "forwarded", True, "result"),
+    ("is_error", "forwarded", True, "result"),  # the tool ran and reported an error
+    ("sse_ok", "forwarded", True, "result"),
+    ("input_required", "input_required", False, "result"),
+    ("garbage", "upstream_error", True, "may or may not have run"),  # HTTP 200, not JSON
+    ("wrong_id", "upstream_error", True, "may or may not have run"),  # HTTP 200, another id
+    ("http500", "upstream_error", True, "may or may not have run"),
+    ("http503", "upstream_error", True, "may or may not have run"),
+    ("rpc_32603", "upstream_error", True, "error"),  # an internal error may come from a tool that ran
+    ("drop", "upstream_error", True, "may or may not have run"),  # connection closed after the request was sent
+    ("hang", "upstream_error", True, "may or may not have run"),  # timed out
+    ("sse_drop", "upstream_error", True, "may or may not have run"),  # stream broke off mid-event
+    ("sse_garbage", "upstream_error", True, "may or may not have run"),  # stream ended without an answer
+    ("rpc_32601", "not_executed", False, "error"),  # method not found: refused before dispatch
+    ("rpc_32602", "not_executed", False, "error"),  # unknown tool / invalid params
+    ("http400", "rejected", False, "error"),  # a JSON-RPC error with HTTP 400: relayed
+    ("http404", "rejected", False, "error"),
+    ("http401", "rejected", False, "was not executed"),  # the gateway's credential was refused
+    ("http302", "rejected", False, "was not executed"),  # a redirect is never followed
+]
+
+
+def charged(state) -> float:
+    db = state / "counters.db"
+    if not db.exists():
+        return 0
+    return sqlite3.connect(db).execute("SELECT COALESCE(SUM(value), 0) FROM counters").fetchone()[0]
+
+
+def outcomes(state) -> list[tuple[str, str]]:
+    return sqlite3.connect(state / "audit.db").execute("SELECT tool, outcome FROM audit ORDER BY seq").fetchall()
+
+
+def what_client_read(r: dict) -> str:
+    if "error" in r:
+        return "error"
+    res = r["result"]
+    if res.get("isError") and res["content"][0]["text"].startswith("[GATEWAY ERROR]"):
+        text = res["content"][0]["text"]
+        return "may or may not have run" if "may or may not have run" in text else (
+            "was not executed" if "was not executed" in text else text)
+    return "result"
+
+
+@pytest.fixture
+async def scripted(tmp_path, start_gateway):
+    async with ScriptedUpstream() as up:
+        port = free_port()
+        dead = free_port()  # nothing listens here
+        write(tmp_path / "policy.mcpp", POLICY)
+        config = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+upstream_timeout = 1.0
+
+[[servers]]
+id = "default"
+url = "{up.url}"
+policy = "policy.mcpp"
+
+[[servers]]
+id = "down"
+url = "http://127.0.0.1:{dead}/mcp"
+policy = "policy.mcpp"
+enforce_input_schema = false  # with typed calls on, the gateway would refuse it for want of a tool list
+""")
+        grant = create_grant(tmp_path / "state", "acct")
+        down = create_grant(tmp_path / "state", "acct-down", "down")
+        g = start_gateway("--config", str(config), port=port)
+        g.token, g.down_token, g.state = grant["token"], down["token"], tmp_path / "state"
+        yield up, g
+
+
+async def test_every_outcome_row_counts_or_refunds_as_documented(scripted):
+    up, g = scripted
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for i, (tool, outcome, kept, reads) in enumerate(ROWS):
+            before, ran_before = charged(g.state), len(up.executed(tool))
+            r = await call_tool(http, g.url(), g.token, tool, {"i": i}, rid=i)
+            assert what_client_read(r) == reads, (tool, r)
+            assert outcomes(g.state)[-1] == (tool, outcome), tool
+            assert charged(g.state) - before == (1 if kept else 0), tool
+            assert len(up.executed(tool)) == ran_before + 1, tool  # it did reach the upstream
+        # the one row that never reaches an upstream: nothing listens on the other server's port
+        before = charged(g.state)
+        r = await call_tool(http, g.url("down"), g.down_token, "ok", {}, rid=99)
+        assert what_client_read(r) == "was not executed"
+        assert outcomes(g.state)[-1] == ("ok", "not_executed")
+        assert charged(g.state) == before
+
+
+async def test_client_that_disconnects_mid_stream_keeps_the_unit(scripted):
+    up, g = scripted
+    before = charged(g.state)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "sse_hang", "arguments": {}, "_meta": MODERN_META}})
+    headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": "tools/call", "Mcp-Name": "sse_hang"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        async with http.stream("POST", g.url(), headers=headers, content=body) as resp:
+            assert resp.status_code == 200
+            async for _ in resp.aiter_bytes():
+                break  # the stream is open upstream; the client leaves
+    deadline = time.time() + 15
+    while time.time() < deadline and outcomes(g.state)[-1][1] == "forwarded":
+        await asyncio.sleep(0.1)
+    assert outcomes(g.state)[-1] == ("sse_hang", "client_disconnected")
+    assert charged(g.state) - before == 1
+    assert len(up.executed("sse_hang")) == 1
