@@ -24,6 +24,7 @@ that shrinking ends on short names, zero and the first choice.
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 from functools import cache
@@ -158,7 +159,6 @@ def atoms(cedar: bool, principal: bool = True):
     choices = [
         st.builds(lambda op, p, v: ir.Compare(op, p, v), st.sampled_from(["==", "!="]), paths, lits(cedar)),
         st.builds(lambda op, p, v: ir.Compare(op, p, v), st.sampled_from(["<", "<=", ">", ">="]), paths, ints.map(ir.Lit)),
-        st.builds(lambda op, p, v: ir.Compare(op, ir.Neg(p), v), st.sampled_from(["<", "==", ">="]), paths, ints.map(ir.Lit)),
         st.builds(lambda ks: ir.Has(ir.GetAttr(ir.Var("context"), "input"), tuple(ks)),
                   st.lists(st.sampled_from(KEYS), min_size=1, max_size=2)),
         st.builds(lambda p, pat: ir.Like(p, pat), paths,
@@ -174,6 +174,9 @@ def atoms(cedar: bool, principal: bool = True):
         choices += [principal_atoms(), argument_entity_atoms()]
     if not cedar:
         choices += [
+            # `-<argument>` is exact in mcpp and overflows at i64's minimum in Cedar: a
+            # documented divergence (docs/language.md §10), outside the shared subset
+            st.builds(lambda op, p, v: ir.Compare(op, ir.Neg(p), v), st.sampled_from(["<", "==", ">="]), paths, ints.map(ir.Lit)),
             st.builds(lambda p, s: ir.In(p, s), paths, set_lits(False)),
             st.builds(lambda p, r: ir.Matches(p, r), paths, st.sampled_from(REGEXES)),
             st.builds(lambda p, v: ir.Call(p, "contains", (ir.Lit(v),)), paths, st.sampled_from(STRS)),
@@ -396,7 +399,7 @@ def _args_for(draw, paths_, placed, cedar: bool):
             if type(d.get(k)) is not dict:
                 d[k] = {}
             d = d[k]
-        d[p[-1]] = draw(placed)
+        d[p[-1]] = copy.deepcopy(draw(placed))  # a fresh value: a later path may write into it
     return args
 
 
@@ -405,7 +408,7 @@ def calls_for(statements, cedar: bool = False, grants=GRANTS, servers=SERVERS):
     the edges of i64, and the empty set and record: `principal in []` has a value)."""
     lits = [v for v in literals(statements) + EDGE_INTS if not cedar or _cedar_value(v)]
     placed = st.one_of(st.sampled_from(lits), scalar_values(cedar), arg_values(cedar),
-                       st.lists(st.sampled_from(lits), max_size=3), st.sampled_from([[], {}]))
+                       st.lists(st.sampled_from(lits), max_size=3), st.builds(list), st.builds(dict))
     return st.builds(
         Call,
         st.sampled_from(CALL_TOOLS),
