@@ -752,6 +752,8 @@ class ProgramEncoder:
                     dg, hit = self._in_literal_entities(x.val, y.val, g)
                     defined.append(dg)
                     value.append(hit)
+                elif y.kind == "arr":  # an argument array has no entities: false when empty, else an error
+                    defined.append(AND(ctx, g, z3.Length(y.val.var.items) == 0))
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
 
     def call(self, e: ir.Call) -> SV:

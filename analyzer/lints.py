@@ -160,6 +160,15 @@ class Linter:
     def never(self, t: str) -> str:
         return f"{t!r}" if t != self.other else f"any tool the policy does not name (e.g. {t!r})"
 
+    def closes_default(self, p) -> set[str]:
+        """Under `default allow`, the tools only this permit names: the default does not
+        cover them because of it (lang/plan.py), so deleting it opens them."""
+        prog = self.program
+        if prog.default != "allow" or p.tools is None or not isinstance(p.stmt, ir.Policy) or p.stmt.effect != "permit":
+            return set()
+        others = [o for o in list(prog.permits) + list(prog.approvals) if o is not p and o.tools is not None]
+        return {t for t in p.tools if t not in prog.hidden and not any(t in o.tools for o in others)}
+
     # -- unsatisfiable-condition ----------------------------------------------------------------
     def unsatisfiable_conditions(self) -> None:
         rules = [(p, p.stmt) for p in self.program.policies] + [(li, li.stmt) for li in self.program.limits]
@@ -173,18 +182,23 @@ class Linter:
             kind = "assertion" if isinstance(stmt, ir.Assert) else type(stmt).__name__.lower()
             if isinstance(stmt, ir.Policy):
                 kind = stmt.effect
+            closes = sorted(self.closes_default(info)) if isinstance(stmt, ir.Policy) else []
+            notes = _vacuous_note(kind) if not closes else (
+                f"under `default allow` it still names {', '.join(map(repr, closes))}, so every call to "
+                f"{'it' if len(closes) == 1 else 'them'} is denied; deleting it would allow "
+                f"{'it' if len(closes) == 1 else 'them'}: fix it, or write a forbid if that is the intent",)
             # the narrowest culprit: one clause that can never hold on its own
             for c in stmt.clauses:
                 if all(self.sat(t, self.tool(t)[1].enc.clause_ok(c)).unsat for t in tools):
                     want = "true" if c.kind == "when" else "false"
                     self.report("unsatisfiable-condition",
                                 f"this `{c.kind}` condition can never be {want}, so {kind} {self.where(info)} never applies",
-                                c.span, notes=_vacuous_note(kind), rule=info.id)
+                                c.span, notes=notes, rule=info.id)
                     break
             else:
                 self.report("unsatisfiable-condition",
                             f"the scope and conditions of {kind} {self.where(info)} can never hold together, so it never applies",
-                            stmt.span, notes=_vacuous_note(kind), rule=info.id)
+                            stmt.span, notes=notes, rule=info.id)
 
     # -- dead-permit ----------------------------------------------------------------------------
     def dead_permits(self) -> None:
@@ -197,6 +211,9 @@ class Linter:
                 req, d = self.tool(t)
                 if d.hidden:
                     dead[t] = "hidden"
+                    continue
+                if t in self.closes_default(p):
+                    live = True  # deleting it lets `default allow` cover t: it takes effect
                     continue
                 mine = d.enc.applies(p.stmt)
                 if self.can_apply(p, p.stmt, t) != "sat":
@@ -439,15 +456,17 @@ class Linter:
             return
         if self.only is not None and "always-allows" not in self.only:
             return
+        # a permission finding: limits may still deny a call (the note says so when there are any)
+        limited = ("limits still count and may deny calls",) if prog.limits else ()
         if set(always) >= set(self.tools) and not prog.hidden:
             self.report("always-allows", "this policy allows every call: no tool, argument or grant is ever denied",
-                        span, notes=("add `default deny` and permits for what the agent needs",))
+                        span, notes=(*limited, "add `default deny` and permits for what the agent needs"))
         elif self.other in always:
             self.report("always-allows",
                         f"under `default allow`, every tool this policy does not name is allowed for every caller with "
                         f"any arguments (e.g. {self.other!r})",
-                        span, notes=("a new or renamed upstream tool is allowed without review; prefer `default deny` "
-                                     "with permits, or hide the dangerous tools",), tool=self.other)
+                        span, notes=(*limited, "a new or renamed upstream tool is allowed without review; prefer "
+                                     "`default deny` with permits, or hide the dangerous tools"), tool=self.other)
 
 
 # ---- helpers -------------------------------------------------------------------------------------

@@ -2,14 +2,16 @@
 groups, `default allow` with hide, limits sharing counters), sampled calls never
 contradict a finding:
 
-- an unsatisfiable rule never applies, and deleting it changes no decision (its note says
-  "it has no effect on any decision"), counters empty or full;
+- an unsatisfiable rule never applies, and deleting it changes no decision when its note
+  says "it has no effect on any decision", counters empty or full (under `default allow`
+  a permit that alone names a tool closes it, and the note says deleting it opens it);
 - a dead permit never lets a call through, and deleting it changes no decision for the
   tools it is dead for (under `default allow`, deleting the only permit that names a tool
   opens the tool: such a permit is not dead);
 - deleting a redundant rule changes no decision;
 - a forbid bypass replays as an allowed call; an always-denying policy denies every
-  sampled call; always-allows holds for tools the policy does not name.
+  sampled call; always-allows (a permission finding: the note says when limits still
+  count) holds for tools the policy does not name, the limits set aside.
 
 Only public APIs: `Engine.explain` says which policies apply, `Engine.decide` decides.
 """
@@ -76,7 +78,10 @@ def test_lint_findings_hold_on_sampled_calls(prog, data):
             for c in calls:
                 x = engine.explain(c.tool, c.args, _grant(c), c.server)
                 assert rule not in x.satisfied, (d.message, c)
-            _same_decisions(prog, _without(prog, rule), calls, d.message)
+            if any("no effect on any decision" in n for n in d.notes):
+                _same_decisions(prog, _without(prog, rule), calls, d.message)
+            else:  # under `default allow` it names tools: deleting it opens them, and the note says so
+                assert prog.default == "allow" and "deleting it would allow" in " ".join(d.notes), d.notes
         elif d.code == "dead-permit":
             tools = set(d.data.get("tools") or [d.data.get("tool")])
             mine = [c for c in calls if c.tool in tools]
@@ -97,6 +102,10 @@ def test_lint_findings_hold_on_sampled_calls(prog, data):
             for c in calls:
                 assert not _decide(prog, c).allowed, c
         elif d.code == "always-allows" and d.data.get("tool"):
+            # a permission finding (limits may still deny, and the note says so): every
+            # call to a tool the policy does not name is allowed once the limits are gone
+            unlimited, _ = build_program(ir.Document(tuple(s for s in prog.document.statements if not isinstance(s, ir.Limit))))
+            assert bool(prog.limits) == any("limits still count" in n for n in d.notes), d.notes
             for c in calls:
                 if c.tool not in mentioned_tools(prog):
-                    assert _decide(prog, c).allowed, c
+                    assert _decide(unlimited, c).allowed, c
