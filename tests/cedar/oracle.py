@@ -41,7 +41,8 @@ def _exported_program(program, left_out: list):
     return load_program(format_document(ir.Document(tuple(kept))))
 
 
-def check_typed_export(program, catalog, requests, names=CedarNames(), left_out_ok=("is not a `like` pattern",)):
+def check_typed_export(program, catalog, requests, names=CedarNames(), left_out_ok=("is not a `like` pattern", "is not a tool of the catalog",
+                                                                                "names no tool of the catalog")):
     """Export `program` against `catalog` (leaving out what Cedar cannot express, which
     must be one of `left_out_ok`), validate it strictly against the exported schema, and
     hold cedarpy's decision and reasons for each call to mcpp's on what was exported."""
