@@ -33,6 +33,7 @@ from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.formatter import format_document
 from mcpp.runtime.engine import Engine, Grant
 from tests import strategies as base
+from tests.profiles import programs_in_ci
 
 from .strategies import calls_for, programs
 
@@ -69,6 +70,7 @@ def _replay(prog, w: Witness):
 
 
 @given(st.data())
+@programs_in_ci(2000)
 def test_witnesses_replay_and_unsat_answers_hold_on_samples(data):
     prog = data.draw(programs(max_policies=4), label="program")
     note(_text(prog))
@@ -143,6 +145,7 @@ LATER = 4_102_444_800.0  # 2100-01-01: one instant for the whole sequence, windo
 
 
 @given(st.data())
+@programs_in_ci(2000)
 def test_engine_json_and_z3_agree_on_call_sequences(data):
     prog = data.draw(programs(max_policies=4), label="program")
     note(_text(prog))

@@ -21,7 +21,7 @@ from mcpp.lang import ir
 from mcpp.lang.formatter import format_document
 from mcpp.lang.program import load_program
 from mcpp.runtime.engine import Engine, Grant
-from tests.profiles import scaled
+from tests.profiles import programs_in_ci, scaled
 from tests.strategies import ACTION_IDS, GROUPS, calls_for, documents, respell, spellings
 
 _ERR_ID = re.compile(r"policy `([^`]+)`")
@@ -76,7 +76,7 @@ def compare(text_mcpp: str, text_cedar: str, doc: ir.Document, requests) -> None
 
 
 @given(st.data())
-@scaled(5)
+@programs_in_ci(2000, factor=5)
 def test_decisions_equal_cedarpy(data):
     doc = data.draw(documents(cedar=True), label="policies")
     requests = data.draw(st.lists(calls_for(doc.statements, cedar=True), min_size=1, max_size=6), label="calls")
