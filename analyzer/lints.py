@@ -238,6 +238,15 @@ class Linter:
     def never(self, t: str) -> str:
         return f"{t!r}" if t != self.other else f"any tool the policy does not name (e.g. {t!r})"
 
+    def closes_default(self, p) -> set[str]:
+        """Under `default allow`, the tools only this permit names: the default does not
+        cover them because of it (lang/plan.py), so deleting it opens them."""
+        prog = self.program
+        if prog.default != "allow" or p.tools is None or not isinstance(p.stmt, ir.Policy) or p.stmt.effect != "permit":
+            return set()
+        others = [o for o in list(prog.permits) + list(prog.approvals) if o is not p and o.tools is not None]
+        return {t for t in p.tools if t not in prog.hidden and not any(t in o.tools for o in others)}
+
     # -- unsatisfiable-condition ----------------------------------------------------------------
     def unsatisfiable_conditions(self) -> None:
         rules = [(p, p.stmt) for p in self.program.policies] + [(li, li.stmt) for li in self.program.limits]
@@ -283,6 +292,9 @@ class Linter:
                 req, d = self.tool(t)
                 if d.hidden:
                     dead[t] = "hidden"
+                    continue
+                if t in self.closes_default(p):
+                    live = True  # deleting it lets `default allow` cover t: it takes effect
                     continue
                 mine = d.enc.applies(p.stmt)
                 if self.can_apply(p, p.stmt, t) != "sat":
