@@ -231,21 +231,14 @@ class Linter:
         for t in sorted(p.tools if tools is None else set(tools) & p.tools):
             if t in self.program.hidden:
                 continue  # hidden: denied whatever the permits say
-            if not any(q is not p and q.tools is not None and t in q.tools for q in self.program.permits):
+            # an `@approval` permit names its tools too (lang/plan.py)
+            if not any(q is not p and q.tools is not None and t in q.tools
+                       for q in list(self.program.permits) + list(self.program.approvals)):
                 out.append(t)
         return out
 
     def never(self, t: str) -> str:
         return f"{t!r}" if t != self.other else f"any tool the policy does not name (e.g. {t!r})"
-
-    def closes_default(self, p) -> set[str]:
-        """Under `default allow`, the tools only this permit names: the default does not
-        cover them because of it (lang/plan.py), so deleting it opens them."""
-        prog = self.program
-        if prog.default != "allow" or p.tools is None or not isinstance(p.stmt, ir.Policy) or p.stmt.effect != "permit":
-            return set()
-        others = [o for o in list(prog.permits) + list(prog.approvals) if o is not p and o.tools is not None]
-        return {t for t in p.tools if t not in prog.hidden and not any(t in o.tools for o in others)}
 
     # -- unsatisfiable-condition ----------------------------------------------------------------
     def unsatisfiable_conditions(self) -> None:
