@@ -203,13 +203,15 @@ def _encode(d, filename: str | None) -> str:
     """`json.dumps(Decision.to_dict())` for an engine decision (same keys, order, escaping)."""
     rule = d.rule
     policy = "null" if rule.policy is None else _str(rule.policy)
-    s = (f'{{"decision": "{"allow" if d.allowed else "deny"}", "rule": {_str(rule.pointer)}, '
+    s = (f'{{"decision": "{d.decision}", "rule": {_str(rule.pointer)}, '
          f'"message": {_str(d.message)}, "policy": {policy}, "tool": {_str(d.tool)}')
     span = rule.span
     if span is not None and span.line and filename:
         s += f', "span": {_str(f"{filename}:{span.line}:{span.col}")}'
     if d.limit is not None:
         s += f', "limit": {json.dumps(d.limit, ensure_ascii=False)}'
+    if d.needs_approval:
+        s += f', "needs_approval": true, "approval": {"null" if d.approval is None else _str(d.approval)}'
     return s + "}"
 
 
