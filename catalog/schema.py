@@ -9,10 +9,10 @@ requires it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from mcpp.lang.diagnostics import did_you_mean
+from mcpp.lang.regex import RegexError, compile_regex
 from mcpp.lang.values import json_type  # noqa: F401 - re-exported for catalog.validate
 
 JSON_TYPES = ("string", "number", "boolean", "null", "array", "object")
@@ -178,11 +178,11 @@ class View:
             pats = alt.get("patternProperties")
             if isinstance(pats, dict):
                 for pat, sub in pats.items():
-                    try:
-                        if re.search(pat, key):
+                    try:  # RE2, as the gateway's validator runs it (catalog/conformance.py)
+                        if compile_regex(pat).search(key) is not None:
                             declared.extend(resolve(sub, self.root))
                             pattern_hit = True
-                    except re.error:
+                    except (RegexError, TypeError, ValueError, UnicodeError):
                         open_ = True
             if pattern_hit:
                 continue

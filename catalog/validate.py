@@ -114,7 +114,11 @@ class _Validator:
         for s in doc.statements:
             if isinstance(s, ir.Hide):
                 for t in s.tools:
-                    self.tool_ref(t, "warning", "in hide")
+                    # hiding a tool the server does not have may be deliberate (in case it
+                    # appears); one a letter away from a real tool is a typo that leaves the
+                    # tool meant listed and callable (fail open): an error
+                    typo = t.type == "Action" and did_you_mean(t.id, self.catalog.tools) is not None
+                    self.tool_ref(t, "error" if typo else "warning", "in hide")
             elif isinstance(s, ir.Group):
                 for t in s.members:
                     self.tool_ref(t, "error", f"in group {s.entity.id!r}")
@@ -220,7 +224,10 @@ class _Validator:
         kinds = {r.problem_kind for r in bad.values()}
         tools = sorted(bad)
         first = bad[tools[0]]
-        severity = "warning" if kinds == {"undeclared"} else "error"
+        # a key the schema lets through but does not declare: in a permit the condition
+        # fails closed (the tool never reads it, so callers rarely send it), in a forbid or a
+        # limit it fails open (the guard applies only to callers who send the key)
+        severity = "warning" if kinds == {"undeclared"} and st.kind not in ("forbid", "limit") else "error"
         notes = []
         fix = None
         if len(tools) > 1:
@@ -231,9 +238,11 @@ class _Validator:
             if isinstance(e, ir.GetAttr):
                 fix = {"title": f"Use context.input.{'.'.join(fixed)}",
                        "edits": [_edit(e.span, fmt_expr(_path_expr(fixed)))]}
-        if severity == "warning":
+        if kinds == {"undeclared"}:
             notes.append("the schema lets undeclared keys through, but the server ignores what it does not declare; "
                          "a condition on it tests something the tool never reads")
+            if severity == "error":
+                notes.append(f"a {st.kind} guarded by it applies only to callers who choose to send it")
         elif st.kind in ("forbid", "limit"):
             if kinds == {"absent"}:
                 notes.append("the gateway refuses calls with arguments the tool does not declare (typed calls), "

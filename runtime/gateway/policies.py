@@ -65,13 +65,27 @@ def load_verified(path: str, catalog: str | None = None) -> tuple[Program, str]:
     return program, sha
 
 
+# the `catalog` of a server that does not check calls against their schemas
+# (`enforce_input_schema = false`): its policies are analysed untyped, whatever they name
+UNTYPED = "<untyped: the server does not enforce input schemas>"
+
+
+def route_catalog(catalog: str | None, enforce_input_schema: bool) -> str | None:
+    """What a server's policies are analysed with: its pinned catalog (or the policy's own
+    `@catalog`) only when the gateway enforces the schemas the analysis would assume."""
+    return catalog if enforce_input_schema else UNTYPED
+
+
 def _catalog(program: Program, path: str, catalog: str | None):
     """The catalog the policy is analysed with: the server's pinned catalog, else the one
-    the policy names (`@catalog`, mcpp.toml), else None (untyped). Raises PolicyRefused
-    when a named catalog cannot be loaded."""
+    the policy names (`@catalog`, mcpp.toml), else None (untyped); None too when the server
+    does not enforce input schemas (UNTYPED): a typed proof would assume a check that never
+    runs. Raises PolicyRefused when a named catalog cannot be loaded."""
     from mcpp.catalog.locate import find_catalog_for
     from mcpp.catalog.model import CatalogError, load_catalog
 
+    if catalog == UNTYPED:
+        return None
     try:
         return load_catalog(catalog) if catalog else find_catalog_for(path, program)
     except CatalogError as e:

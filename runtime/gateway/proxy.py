@@ -512,6 +512,9 @@ class GatewayApp(ApprovalSteps):
             args = {}
         try:
             decided_body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        except UnicodeEncodeError:  # a ValueError too: a lone surrogate (`"\ud800"`) is no Unicode text
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "strings must be valid Unicode (a lone surrogate is not)")))
+            return
         except ValueError:
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
             return

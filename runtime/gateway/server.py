@@ -28,7 +28,7 @@ from .oauth_config import mapping_problems
 from .logs import Logger
 from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
-from .policies import DenyAll, PolicyRegistry
+from .policies import DenyAll, PolicyRegistry, route_catalog
 from .principals import is_user_principal, principal_key, user_visible
 from .proxy import GatewayApp, SessionBinder
 from mcpp.catalog.conformance import SchemaCache
@@ -283,7 +283,7 @@ class Runtime:
 
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
-            st, fresh = self.registry.state(s.id, path, role, s.catalog)
+            st, fresh = self.registry.state(s.id, path, role, route_catalog(s.catalog, s.enforce_input_schema))
             self._report(st, fresh)
         for s in cfg.servers:
             if s.shadow:
@@ -344,7 +344,7 @@ class Runtime:
         path, role = self.policy_path(server, caller)
         if path is None:
             return DenyAll(f"no policy is configured for server {server.id}"), None
-        st, fresh = self.registry.state(server.id, path, role, server.catalog)
+        st, fresh = self.registry.state(server.id, path, role, route_catalog(server.catalog, server.enforce_input_schema))
         if fresh:
             self._report(st, True)
         cur = st.current
