@@ -30,7 +30,7 @@ from mcpp.lang.program import Program
 
 from . import regex as rx
 from .sym import (
-    AND, EQ, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, real_val, string_val, z,
+    AND, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, real_val, string_val, z,
 )
 
 

@@ -98,7 +98,7 @@ class Linter:
             self.unknown += 1
         return o
 
-    def can_apply(self, info, stmt, t: str) -> str:
+    def can_apply(self, stmt, t: str) -> str:
         """sat | unsat | unknown: can the rule apply to a call to `t`? (asked once per pair)"""
         key = (id(stmt), t)
         hit = self._applies.get(key)
@@ -168,7 +168,7 @@ class Linter:
             if not stmt.clauses and stmt.scope.principal.op == "any" and stmt.scope.resource.op == "any":
                 continue
             tools = self.tools_of(info)
-            if any(self.can_apply(info, stmt, t) != "unsat" for t in tools):
+            if any(self.can_apply(stmt, t) != "unsat" for t in tools):
                 continue
             kind = "assertion" if isinstance(stmt, ir.Assert) else type(stmt).__name__.lower()
             if isinstance(stmt, ir.Policy):
@@ -199,7 +199,7 @@ class Linter:
                     dead[t] = "hidden"
                     continue
                 mine = d.enc.applies(p.stmt)
-                if self.can_apply(p, p.stmt, t) != "sat":
+                if self.can_apply(p.stmt, t) != "sat":
                     dead[t] = "never applies"  # unsatisfiable-condition reports it (or unknown)
                     continue
                 effect = AND(ctx, mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
@@ -266,7 +266,7 @@ class Linter:
             unscoped = [p for p in rules if p.tools is None]
             for r in rules:
                 r_tools = set(self.tools_of(r))
-                if not any(self.can_apply(r, r.stmt, t) == "sat" for t in sorted(r_tools)):
+                if not any(self.can_apply(r.stmt, t) == "sat" for t in sorted(r_tools)):
                     continue  # never applies: unsatisfiable-condition's finding, not a redundancy
                 cands = []
                 pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
@@ -361,7 +361,6 @@ class Linter:
         return w, decision, culprits
 
     def _report_bypass(self, f, t, w, decision, clauses, mistyped: bool) -> None:
-        import json
 
         c = clauses[0]
         problems = []

@@ -103,7 +103,7 @@ def replay(old: Program, new: Program, calls: dict[PastCall, list[int]], *, key:
     return out
 
 
-def _decide(engine: Engine, program: Program, w: Witness):
+def _decide(engine: Engine, w: Witness):
     return engine.decide(w.tool, w.args, w.grant, w.server, now=NOW, reserve=False)
 
 
@@ -113,7 +113,7 @@ def _concrete(r: Replayed, old, new, engines) -> None:
     c = r.call
     args = json.loads(c.values)["arguments"]
     w = Witness(c.tool, args, c.grant_id, c.label, tuple(c.groups or ()), c.server, {})
-    d_old, d_new = _decide(engines[0], old, w), _decide(engines[1], new, w)
+    d_old, d_new = _decide(engines[0], w), _decide(engines[1], w)
     if rank(d_old) != rank(d_new):
         r.status, r.witness = "changes", w
         r.old, r.new = _dec(d_old, old), _dec(d_new, new)
@@ -140,7 +140,7 @@ def _symbolic(r: Replayed, old, new, engines, session: Session, lits: list, key:
         return
     w = o.witness
     w.grant_id, w.label = c.grant_id, c.label  # fixed by the facts
-    x_old, x_new = _decide(engines[0], old, w), _decide(engines[1], new, w)
+    x_old, x_new = _decide(engines[0], w), _decide(engines[1], w)
     if rank(x_old) == rank(x_new):
         r.status = "unknown"
         r.reason = "a possible change could not be confirmed: " + ("; ".join(reasons) or "the witness did not replay")

@@ -64,12 +64,12 @@ def _search(pattern: str, text: str) -> bool:
         return False
 
 
-def _pattern(validator, patrn, instance, schema):
+def _pattern(validator, patrn, instance, schema):  # noqa: ARG001 (jsonschema's keyword-validator signature)
     if validator.is_type(instance, "string") and not _search(patrn, instance):
         yield ValidationError("does not match the pattern")
 
 
-def _pattern_properties(validator, pattern_properties, instance, schema):
+def _pattern_properties(validator, pattern_properties, instance, schema):  # noqa: ARG001 (jsonschema's signature)
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in pattern_properties.items():

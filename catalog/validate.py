@@ -118,7 +118,7 @@ class _Validator:
                 for t in s.scope.action.entities:
                     self.tool_ref(t, "error", "in the scope")
         infos = [(p.stmt, p.stmt.effect, p.id, p.tools) for p in self.program.policies]
-        infos += [(l.stmt, "limit", l.id, l.tools) for l in self.program.limits]
+        infos += [(lim.stmt, "limit", lim.id, lim.tools) for lim in self.program.limits]
         infos += [(a.stmt, "assert", a.id, a.tools) for a in self.program.asserts]
         for stmt, kind, sid, tools in infos:
             for c in stmt.clauses:
@@ -202,7 +202,7 @@ class _Validator:
                     optional[t] = p
                     break
         if optional:
-            self.unguarded(e, path, optional, st, clause)
+            self.unguarded(e, optional, st, clause)
 
     def unknown_path(self, e, path: Path, bad: dict, st: _Stmt) -> None:
         kinds = {r.problem_kind for r in bad.values()}
@@ -228,7 +228,7 @@ class _Validator:
             notes.append(f"a {st.kind} whose condition reads a missing argument never applies")
         self.emit((UNKNOWN_ARGUMENT, e.span.start), first.problem, e.span, severity, UNKNOWN_ARGUMENT, notes, fix)
 
-    def unguarded(self, e, path: Path, optional: dict[str, Path], st: _Stmt, clause: ir.Clause) -> None:
+    def unguarded(self, e, optional: dict[str, Path], st: _Stmt, clause: ir.Clause) -> None:
         opt = max(optional.values(), key=len)
         name = ".".join(opt)
         tools = sorted(optional)

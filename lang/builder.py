@@ -170,7 +170,7 @@ class IRBuilder:
         return ir.Var(str(tok), span)
 
     @rule
-    def input_path(self, span, tok):
+    def input_path(self, _span, tok):
         """`context.input.a.b` (one token) → the GetAttr chain, each node with its own span."""
         line, col, start = tok.line, tok.column, tok.start_pos
         e: ir.Expr = ir.Var("context", Span(line, col, line, col + 7, start, start + 7))
@@ -181,7 +181,7 @@ class IRBuilder:
         return e
 
     @rule
-    def primary(self, span, inner):  # `( expr )`
+    def primary(self, _span, inner):  # `( expr )`
         return inner
 
     # -- entities ------------------------------------------------------------
@@ -198,7 +198,7 @@ class IRBuilder:
         return ir.EntityLit(ref, span)
 
     @rule
-    def entity_items(self, span, *ents):
+    def entity_items(self, _span, *ents):
         return tuple(ents)
 
     # -- expressions ---------------------------------------------------------
@@ -239,7 +239,7 @@ class IRBuilder:
         return ir.Is(obj, etype.value, in_, span)
 
     @rule
-    def arith(self, span, a, op, b):
+    def arith(self, span, _a, op, _b):
         self.error(
             f"arithmetic ('{op}') is not supported in mcpp",
             span,
@@ -297,7 +297,7 @@ class IRBuilder:
         return ir.Lit(False, span)
 
     @rule
-    def func_call(self, span, name, *args):
+    def func_call(self, span, name, *_args):
         name = str(name)
         if name in EXTENSION_FUNCTIONS:
             self.error(
@@ -323,7 +323,7 @@ class IRBuilder:
         return ir.RecordLit(tuple(entries), span)
 
     @rule
-    def record_entry(self, span, key, value):
+    def record_entry(self, _span, key, value):
         k = self.string(key) if key.type == "STRING" else str(key)
         return (k, value)
 
@@ -333,7 +333,7 @@ class IRBuilder:
         return ir.Annotation(str(name), self.string(value) if value is not None else "", span)
 
     @rule
-    def annotations(self, span, *items):
+    def annotations(self, _span, *items):
         seen: set[str] = set()
         for a in items:
             if a.key in seen:
@@ -433,7 +433,7 @@ class IRBuilder:
         return _Pos(("increment", expr), span)
 
     @rule
-    def expr_path(self, span, e):
+    def expr_path(self, _span, e):
         return e
 
     @rule
@@ -533,5 +533,5 @@ class IRBuilder:
         return ir.EntityDecl(str(name), parents, attrs, annotations, self.tspan(name), span)
 
     @rule
-    def start(self, span, *statements):
+    def start(self, _span, *statements):
         return list(statements)

@@ -373,7 +373,7 @@ def read_cedar(doc: ir.Document, diags: list[Diagnostic]) -> tuple[ir.Document, 
     for s in doc.statements:
         if isinstance(s, (ir.Policy, ir.Assert)):
             out.append(dataclasses.replace(s, scope=rw.scope(s.scope), clauses=tuple(rw.clause(c) for c in s.clauses)))
-    schema_file, groups = _sibling_schema(doc.filename, names, r)
+    schema_file, groups = _sibling_schema(doc.filename, r)
     group_stmts = [ir.Group(ir.EntityRef("Action", g), tuple(ir.EntityRef("Action", m) for m in members))
                    for g, members in sorted(groups.items())]
     _warn_unknown_groups(out, groups, r)
@@ -393,7 +393,7 @@ def without_follow_ons(reported: list[Diagnostic], more: list[Diagnostic]) -> li
     return [d for d in more if not (d.severity == "error" and inside(d.span))]
 
 
-def _sibling_schema(filename: str, names: CedarNames, r: _Reader) -> tuple[str | None, dict[str, list[str]]]:
+def _sibling_schema(filename: str, r: _Reader) -> tuple[str | None, dict[str, list[str]]]:
     path = Path(filename).with_suffix(".cedarschema")
     if filename.startswith("<") or not path.is_file():
         return None, {}

@@ -37,7 +37,7 @@ class GrantContext:
     label: str = ""
     groups: frozenset[str] = frozenset()
 
-    def entity(self, program: Program) -> Entity:
+    def entity(self, program: Program) -> Entity:  # noqa: ARG002 (PrincipalContext: a user reads the program)
         return Entity("Grant", self.id, {"label": self.label}, frozenset(("Group", x) for x in self.groups))
 
 
@@ -136,7 +136,7 @@ class _Refusal(Exception):
         self.rule_id, self.span, self.reason = rule_id, span, reason
 
 
-def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str, span: Span) -> bool:
+def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str) -> bool:
     """Fold the principal and resource scope; False if the rule cannot apply in this context."""
     for var, s, known in (("principal", scope.principal, ctx.grant), ("resource", scope.resource, ctx.server)):
         check = scope_check(s, var)
@@ -152,7 +152,7 @@ def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str, span: Span) -> bool
 
 def _clause_dnfs(stmt, ctx: _Ctx, rule_id: str) -> list[tuple[ir.Clause, list]] | None:
     """Each clause's DNF (T for when, F for unless); None if the rule never applies here."""
-    if not _scope_applies(stmt.scope, ctx, rule_id, stmt.span):
+    if not _scope_applies(stmt.scope, ctx, rule_id):
         return None
     out = []
     for c in stmt.clauses:

@@ -76,7 +76,7 @@ def scope_check(scope: ir.EntityScope, var: str) -> Callable[[Env], bool] | None
 
 
 def _const(v: object) -> Closure:
-    return lambda env: v
+    return lambda _env: v
 
 
 # ---- tracing ----------------------------------------------------------------------------
@@ -309,7 +309,7 @@ def _cmp_const(left: Closure, op: str, v: object) -> Closure:
 
     f = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
     if not is_number(v):
-        return lambda env: ERR
+        return lambda _env: ERR
     k = _input_key(left)
     if k is not None:
 
@@ -599,7 +599,7 @@ def _call(e: ir.Call) -> Closure:
     return contains_set
 
 
-def _error(e: ir.Error) -> Closure:
+def _error(_e: ir.Error) -> Closure:
     return _const(ERR)
 
 

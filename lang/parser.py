@@ -471,7 +471,6 @@ def split_statements(text: str) -> list[tuple[int, int]]:
     i = 0
     depth = 0
     start = 0
-    last_stmt_kw = -1  # offset where annotations before a keyword begin
     ann_start = -1
     seen_content = False
     while i < n:

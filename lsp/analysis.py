@@ -34,7 +34,7 @@ class Job:
 class AnalyzerService:
     def __init__(self, on_result: Callable[[Job, dict], None], notify: Callable[[str], None] | None = None):
         self.on_result = on_result
-        self.notify = notify or (lambda msg: None)
+        self.notify = notify or (lambda _msg: None)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._queue: dict[str, Job] = {}
         self._running: Job | None = None

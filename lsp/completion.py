@@ -100,14 +100,14 @@ class Completer:
         before = doc.text[start:offset]
         tok = h.token
         if tok is not None and tok.type == "STRING" and tok.start_pos < offset < tok.end_pos:
-            return self._in_string(h, offset)
+            return self._in_string(offset)
         if tok is None and _open_string(before):
-            return self._in_string(h, offset)
-        items = self._by_context(h, before, offset)
+            return self._in_string(offset)
+        items = self._by_context(before, offset)
         return t.CompletionList(is_incomplete=False, items=items)
 
     # -- strings: tool names after Action:: -------------------------------------------
-    def _in_string(self, h, offset: int) -> t.CompletionList:
+    def _in_string(self, offset: int) -> t.CompletionList:
         text = self.doc.text
         q = text.rfind('"', 0, offset)
         if q < 0 or not text[:q].rstrip().endswith("Action::"):
@@ -141,7 +141,7 @@ class Completer:
         return list(items.values())
 
     # -- everything outside strings ---------------------------------------------------
-    def _by_context(self, h, before: str, offset: int) -> list[t.CompletionItem]:
+    def _by_context(self, before: str, offset: int) -> list[t.CompletionItem]:
         m = _INPUT_PATH.search(before)
         if m:
             return self._arguments(m, before, offset)

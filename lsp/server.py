@@ -216,7 +216,7 @@ def initialize(ls: MCPPServer, params: t.InitializeParams) -> None:
 
 
 @server.feature(t.INITIALIZED)
-async def initialized(ls: MCPPServer, params: t.InitializedParams) -> None:
+async def initialized(ls: MCPPServer, params: t.InitializedParams) -> None:  # noqa: ARG001 (pygls passes params)
     ls.analyzer.warm_up()
     await ls.pull_settings()
 
@@ -257,7 +257,7 @@ def did_change_watched_files(ls: MCPPServer, params: t.DidChangeWatchedFilesPara
 
 
 @server.feature(t.SHUTDOWN)
-async def shutdown(ls: MCPPServer, params) -> None:
+async def shutdown(ls: MCPPServer, params) -> None:  # noqa: ARG001 (pygls passes params)
     await ls.analyzer.close()
 
 
@@ -412,7 +412,7 @@ def analyze_now(ls: MCPPServer, *args):
 
 @server.command(STATUS)
 @_robust
-def status(ls: MCPPServer, *args):
+def status(ls: MCPPServer, *_args):
     """`mcpp.status`: what the server is doing — per document the versions checked and
     analysed and where the last check spent its time; the analyzer's counters."""
     a = ls.analyzer
@@ -434,7 +434,7 @@ def status(ls: MCPPServer, *args):
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="mcpp-lsp %(levelname)s %(message)s")
     run()
 

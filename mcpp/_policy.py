@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import MCPPError

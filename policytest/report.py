@@ -9,7 +9,7 @@ from datetime import timezone
 from pathlib import Path
 
 from .cases import Step
-from .coverage import CATEGORIES, CoverageReport
+from .coverage import CATEGORIES
 from .runner import CaseResult, Mismatch, Run, total_percent
 
 

@@ -186,7 +186,7 @@ class CompiledRule:
         flat = self.flat
         if not checks:
             if not flat:
-                return lambda env: True
+                return lambda _env: True
             if len(flat) == 1:
                 (fn, want), = flat
                 return lambda env: fn(env) is want
@@ -457,7 +457,7 @@ class Engine:
                     return hit if hit is not None else self._explain_no_permit(tool, rules, cause)
             for f in rules.forbids:
                 if f.applies(env):
-                    return self._explain_forbid(tool, f, env)
+                    return self._explain_forbid(tool, f)
             reservation = None
             limit_info = None
             if rules.counters:
@@ -646,7 +646,7 @@ class Engine:
             self._pointers[key] = ptr
         return ptr
 
-    def _explain_forbid(self, tool: str, f: CompiledRule, env: Env) -> Decision:
+    def _explain_forbid(self, tool: str, f: CompiledRule) -> Decision:
         key = (tool, id(f))
         hit = self._explained.get(key)
         if hit is None:

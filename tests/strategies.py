@@ -52,7 +52,7 @@ def principal_atoms():
     return st.one_of(
         st.sampled_from(GRANTS).map(lambda g: ir.Compare("==", ir.Var("principal"), ir.EntityLit(ir.EntityRef("Grant", g)))),
         st.sampled_from(GROUPS).map(lambda g: ir.In(ir.Var("principal"), ir.EntityLit(ir.EntityRef("Group", g)))),
-        st.sampled_from(LABELS).map(lambda l: ir.Compare("==", ir.GetAttr(ir.Var("principal"), "label"), ir.Lit(l))),
+        st.sampled_from(LABELS).map(lambda lab: ir.Compare("==", ir.GetAttr(ir.Var("principal"), "label"), ir.Lit(lab))),
         st.sampled_from(TOOLS).map(lambda t: ir.Compare("==", ir.Var("action"), ir.EntityLit(ir.EntityRef("Action", t)))),
         st.lists(st.sampled_from(TOOLS), min_size=1, max_size=2, unique=True).map(
             lambda ts: ir.In(ir.Var("action"), ir.SetLit(tuple(ir.EntityLit(ir.EntityRef("Action", t)) for t in ts)))

@@ -17,7 +17,7 @@ from typing import List, Optional
 import typer
 
 from mcpp.help import PROVE, command
-from mcpp.console import ERRORS, USAGE, die, print_diagnostics, read_input
+from mcpp.console import ERRORS, die, print_diagnostics, read_input
 from mcpp.lang.diagnostics import MCPPError
 
 FORMATS = ("text", "json", "sarif")

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import (ERRORS, USAGE, die, emit_json, fail, load_policy, note, plural, print_diagnostics,
+from mcpp.console import (ERRORS, USAGE, die, fail, load_policy, note, plural, print_diagnostics,
                           read_input, read_stdin, write_output)
 from mcpp.help import AUTHOR, DEPLOY, command
 from mcpp.lang.diagnostics import MCPPError

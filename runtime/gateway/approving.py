@@ -152,7 +152,7 @@ class ApprovalSteps:
     elicitation answers, and the admin endpoint."""
 
     # -- the step ------------------------------------------------------------------------------
-    async def approval_step(self, scope, receive, send, upstream, fwd, msg, ctx: CallContext, decision: Decision):
+    async def approval_step(self, receive, send, fwd, msg, ctx: CallContext, decision: Decision):
         rt = self.rt
         server, caller = ctx.server, ctx.caller
         try:
@@ -385,7 +385,7 @@ class ApprovalSteps:
             await _respond(send, 200, rpc.dumps(out))
 
     # -- forwarding an approved call on an open stream ---------------------------------------------
-    async def forward_into_stream(self, sse: Stream, server, upstream, fwd, body: bytes, rid, modern: bool, settle) -> str:
+    async def forward_into_stream(self, sse: Stream, upstream, fwd, body: bytes, rid, modern: bool, settle) -> str:
         """Forward a call whose answer goes on a stream the gateway already opened (a 2025
         session's elicitation): the upstream's answer is read whole and relayed as events."""
         from .proxy import _jsonrpc_error, _outcome

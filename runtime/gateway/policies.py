@@ -136,7 +136,7 @@ class DenyAll:
         self.why = why
         self.program = None
 
-    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:
+    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:  # noqa: ARG002 (Engine.decide's signature)
         return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
 
 
@@ -195,7 +195,7 @@ class PolicyRegistry(Registry[PolicyState]):
         self.store = store
         # gate_for(server, role) -> a gate for that policy, or None (the gateway's identity
         # check: the claims mapping against the policy's `entity User`)
-        self.gate_for: Callable[[str, str], Callable | None] = lambda server, role: None
+        self.gate_for: Callable[[str, str], Callable | None] = lambda _server, _role: None
 
     def state(self, server: str, path: str, role: str, catalog: str | None = None) -> tuple[PolicyState, bool]:
         # the counter namespace must match across replicas whose config paths differ

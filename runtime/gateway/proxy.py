@@ -26,7 +26,6 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from mcp.shared.inbound import (
@@ -297,7 +296,7 @@ class GatewayApp(ApprovalSteps):
                 return
             fwd.append(("mcp-session-id", inner))
         if method != "POST":
-            await self.forward(scope, receive, send, server, caller, upstream, method, fwd, b"", None)
+            await self.forward(receive, send, server, caller, upstream, method, fwd, b"", None)
             if method == "DELETE" and sid is not None and server.catalog:
                 rt.listings.forget((server.id, inner))
             if method == "DELETE" and sid is not None:
@@ -351,11 +350,11 @@ class GatewayApp(ApprovalSteps):
             return
         try:
             if mname == "tools/call" and has_id:
-                await self.call_tool(scope, receive, send, server, caller, upstream, fwd, body, msg, modern, headers)
+                await self.call_tool(receive, send, server, caller, upstream, fwd, msg, modern, headers)
             elif mname == "tools/list" and has_id:
-                await self.list_tools(scope, receive, send, server, caller, upstream, fwd, body, msg, modern)
+                await self.list_tools(send, server, caller, upstream, fwd, body, msg, modern)
             else:
-                await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, body, msg)
+                await self.forward(receive, send, server, caller, upstream, "POST", fwd, body, msg)
         finally:
             rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", method_label(mname))), time.perf_counter() - t0)
 
@@ -494,7 +493,7 @@ class GatewayApp(ApprovalSteps):
         return b"".join(parts)
 
     # ---- tools/call --------------------------------------------------------------------
-    async def call_tool(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern, headers):
+    async def call_tool(self, receive, send, server, caller, upstream, fwd, msg, modern, headers):
         rt = self.rt
         rid = msg.get("id")
         params = msg.get("params")
@@ -561,7 +560,7 @@ class GatewayApp(ApprovalSteps):
         approval = None
         if decision.needs_approval and not decision.allowed and policy_decided and not log_only:
             # human approval (docs/approval.md): the call runs only once a person said yes
-            step = await self.approval_step(scope, receive, send, upstream, fwd, msg, ctx, decision)
+            step = await self.approval_step(receive, send, fwd, msg, ctx, decision)
             if step is None:
                 return  # answered here (asked, waiting, rejected or refused), and audited
             decision, approval = step
@@ -648,9 +647,9 @@ class GatewayApp(ApprovalSteps):
 
         if approval is not None and approval.sse is not None:
             # a 2025 session's call that waited on an elicitation: its stream is already open
-            outcome = await self.forward_into_stream(approval.sse, server, upstream, fwd, decided_body, rid, modern, settle)
+            outcome = await self.forward_into_stream(approval.sse, upstream, fwd, decided_body, rid, modern, settle)
         else:
-            outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
+            outcome = await self.forward(receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
                                          watch_id=rid, modern=modern, settle=settle)
         if not settled:
             settle(outcome)
@@ -737,7 +736,7 @@ class GatewayApp(ApprovalSteps):
             rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=f"{type(e).__name__}: {e}")
 
     # ---- tools/list --------------------------------------------------------------------
-    async def list_tools(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern):
+    async def list_tools(self, send, server, caller, upstream, fwd, body, msg, modern):
         """Relay a tools/list answer only after checking it: a JSON-RPC response to this
         request whose `tools` is an array of named tools. Anything else becomes the
         documented upstream error (HTTP 502, -32002); an HTTP 400 or 404 that carries a
@@ -1019,7 +1018,7 @@ class GatewayApp(ApprovalSteps):
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    async def forward(self, scope, receive, send, server, caller, upstream, method, fwd, body, msg,
+    async def forward(self, receive, send, server, caller, upstream, method, fwd, body, msg,
                       watch_id=None, modern=False, settle=None) -> str:
         """Relay one exchange. With `watch_id` (a tools/call), return its audit outcome, which
         says whether the upstream may have executed it (see OUTCOME_COUNTED):

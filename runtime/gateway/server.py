@@ -22,7 +22,7 @@ from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteCounters
 from .grants import open_grants, redis_client
 from .http_client import HTTPUpstream
-from .jwks import Fetcher, IdPUnavailable, IssuerClient
+from .jwks import Fetcher, IssuerClient
 from .oauth import ResourceServer, TokenCache
 from .oauth_config import mapping_problems
 from .logs import Logger
@@ -284,7 +284,7 @@ class Runtime:
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
             st, fresh = self.registry.state(s.id, path, role, s.catalog)
-            self._report(st, fresh)
+            self._report(st)
         for s in cfg.servers:
             if s.shadow:
                 st, fresh = self.shadows.state(s.id, s.shadow, "server")
@@ -317,7 +317,7 @@ class Runtime:
             self._report_pin(st)
         return st
 
-    def _report(self, st, fresh: bool, ok: bool | None = None) -> None:
+    def _report(self, st) -> None:
         good = st.error is None
         self.metrics.set("mcpp_policy_healthy", (("server", st.server), ("policy", Path(st.path).name)), 1 if good else 0)
         if good:
@@ -346,7 +346,7 @@ class Runtime:
             return DenyAll(f"no policy is configured for server {server.id}"), None
         st, fresh = self.registry.state(server.id, path, role, server.catalog)
         if fresh:
-            self._report(st, True)
+            self._report(st)
         cur = st.current
         return st.engine(), (cur.sha256 if cur else None)
 
@@ -460,7 +460,7 @@ class Runtime:
             "The limit store is unavailable, so calls under a limit cannot be counted and are refused; "
             "the call was not forwarded. Try again shortly."))
 
-    def head_refused(self, status: int, reason: str) -> None:
+    def head_refused(self, status: int, reason: str) -> None:  # noqa: ARG002 (bounded_protocol's callback)
         """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
         self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
 
@@ -588,7 +588,7 @@ class Runtime:
         for st in self.registry.changed():
             ok, err = await asyncio.to_thread(st.load)
             self.metrics.inc("mcpp_policy_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
-            self._report(st, False)
+            self._report(st)
             if ok:
                 self._visible_cache.clear()
         for st in self.shadows.changed():

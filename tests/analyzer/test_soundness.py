@@ -21,7 +21,7 @@ from mcpp.analyzer.verify import verify
 from mcpp.analyzer.witness import NOW, StateStore, Witness, matches_scope, pin
 from mcpp.lang import ir
 from mcpp.lang.program import build_program
-from mcpp.runtime.engine import Engine, Grant
+from mcpp.runtime.engine import Engine
 
 from .strategies import assertions, calls_for, programs
 

@@ -8,7 +8,6 @@ import json
 
 import pytest
 from hypothesis import assume, given, settings
-from hypothesis import strategies as st
 
 from mcpp.analyzer.diff import diff_programs
 from mcpp.analyzer.translation import validate_translation

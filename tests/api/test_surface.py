@@ -102,5 +102,5 @@ def test_a_user_program_type_checks_against_the_stub(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**__import__("os").environ,
                                                                                        "MYPYPATH": str(site)})
     errors = [line for line in p.stdout.splitlines() if ": error:" in line]
-    assert errors == [f'user.py:10: error: Incompatible types in assignment (expression has type "LimitHit | None", '
-                      f'variable has type "str")  [assignment]'], p.stdout
+    assert errors == ['user.py:10: error: Incompatible types in assignment (expression has type "LimitHit | None", '
+                      'variable has type "str")  [assignment]'], p.stdout
