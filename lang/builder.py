@@ -48,7 +48,8 @@ _TOKENS = (Tok, Token)
 def _edge(c, last: bool) -> Span | None:
     """The span of the first (or last) token or node inside a builder value."""
     if isinstance(c, _TOKENS):
-        return Span(c.line, c.column, c.end_line, c.end_column, c.start_pos, c.end_pos)
+        # lark types a Token's position Optional; the parser's tokens all carry one
+        return Span(c.line, c.column, c.end_line, c.end_column, c.start_pos, c.end_pos)  # type: ignore[arg-type]
     span = getattr(c, "span", None)
     if span is not None:
         return span

@@ -220,7 +220,7 @@ class _Rewrite:
         if isinstance(e, ir.EntityLit):
             return dataclasses.replace(e, entity=self.ref(e.entity))
         if isinstance(e, ir.Is):
-            e = dataclasses.replace(e, type=self.type_name(e.type))
+            e = dataclasses.replace(e, type=self.mapping.get(e.type, e.type))
         if isinstance(e, ir.Matches):
             self.r.error("`.matches()` is an mcpp extension, not Cedar", e.span,
                          notes=("Cedar matches strings with `like` (`*` wildcards)",))

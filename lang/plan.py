@@ -204,5 +204,5 @@ def build_plan(program: Program) -> DecisionPlan:
             # every reservation keeps a count within the smallest max of the limits it
             # charges, so no count of this program passes the largest max on its key
             plan.counter_bounds[key] = max(plan.counter_bounds.get(key, Fraction(0)), Fraction(li.stmt.max))
-    program._plan = plan  # type: ignore[attr-defined]
+    program._plan = plan
     return plan

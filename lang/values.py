@@ -12,6 +12,8 @@ compare as sets, `1 == 1.0` (JSON numbers), and `true != 1`.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class _Err:
     """The result of an erroring evaluation (missing attribute, wrong type)."""
@@ -76,13 +78,13 @@ def like_match(s: str, chunks: tuple[str, ...]) -> bool:
     return True
 
 
-def cedar_eq(a: object, b: object) -> bool:
+def cedar_eq(a: Any, b: Any) -> bool:
     ta, tb = type(a), type(b)
     if ta is tb:
         if ta is list:
-            return _set_eq(a, b)  # type: ignore[arg-type]
+            return _set_eq(a, b)
         if ta is dict:
-            return a.keys() == b.keys() and all(cedar_eq(a[k], b[k]) for k in a)  # type: ignore[union-attr,index]
+            return a.keys() == b.keys() and all(cedar_eq(a[k], b[k]) for k in a)
         return a == b
     if (ta is int and tb is float) or (ta is float and tb is int):
         return a == b
