@@ -38,7 +38,7 @@ class Entity:
         self.id = id
         self.attrs = attrs or {}
         self.parents = parents  # frozenset of (type, id)
-        self.groups = None  # for grants: the group names it was built from (a cache check)
+        self.groups: frozenset[str] | None = None  # for grants: the group names it was built from (a cache check)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Entity) and self.type == other.type and self.id == other.id

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Union, cast
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import NotExpressible, atom
@@ -99,7 +99,7 @@ class Decision:
         return "approval" if self.needs_approval else "deny"
 
     def to_dict(self, filename: str | None = None) -> dict:
-        d = {
+        d: dict[str, object] = {
             "decision": self.decision,
             "rule": self.rule.pointer,
             "message": self.message,
@@ -320,10 +320,12 @@ class Engine:
             )
 
         plan = program.plan()
+        assert plan.other is not None  # build_plan sets it
         self.other = rules(plan.other)
         self.index: dict[str, ToolRules] = {t: rules(tp) for t, tp in plan.tools.items()}
         self._increments: dict[str, Closure] = {
-            r.id: compile_expr(r.stmt.increment) for r in compiled.values() if getattr(r.stmt, "increment", None) is not None
+            r.id: compile_expr(r.stmt.increment) for r in compiled.values()
+            if isinstance(r.stmt, ir.Limit) and r.stmt.increment is not None
         }
         # grant id / tool / server → Entity, built once (bounded: grants and tools come from callers)
         self._principals: dict[str, Entity] = {}
@@ -427,7 +429,7 @@ class Engine:
                 ):
                     principal = self._principal(grant)
             else:
-                principal = self._user_entity(grant)
+                principal = self._user_entity(cast(User, grant))  # not a Grant: a User
             env = Env(principal, self._actions.get(tool) or self._action(tool),
                       self._resources.get(server) or self._resource(server), args, self._groups_fn)
             allowed_by: CompiledRule | None = None
@@ -467,7 +469,7 @@ class Engine:
                 if denied is not None:
                     return denied
             if approval_by is not None:
-                text = approval_by.info.approval or ""
+                text = cast(PolicyInfo, approval_by.info).approval or ""  # an approval rule is a policy
                 rule = Rule(f"/policies/{escape_pointer(approval_by.id)}", approval_by.id, approval_by.stmt.span)
                 message = (f"Allowed by {approval_by.id} after a person's approval." if approved else
                            f"Tool {tool} needs a person's approval ({approval_by.id})" + (f": {text}" if text else "."))
@@ -504,9 +506,10 @@ class Engine:
         decision = self.decide(tool, args, grant, server, reserve=False)
         satisfied: list[str] = []
         errored: list[str] = []
-        if type(tool) is str and type(args if args is not None else {}) is dict and decision.rule.pointer != "/principal":
+        call_args = {} if args is None else args
+        if type(tool) is str and type(call_args) is dict and decision.rule.pointer != "/principal":
             rules = self.index.get(tool, self.other)
-            env = self.env(tool, {} if args is None else args, grant, server)
+            env = self.env(tool, call_args, grant, server)
             for r in rules.permits + rules.approvals + rules.forbids:
                 state = r.evaluate(env)
                 if state is True:
@@ -541,7 +544,7 @@ class Engine:
                 inc = self._increments.get(r.id)
                 if inc is not None:
                     amount = inc(env)
-                    if not is_number(amount) or amount < 0:  # type: ignore[operator]
+                    if not is_number(amount) or amount < 0:
                         lim: ir.Limit = r.stmt
                         message = (
                             f"Limit {lim.counter!r} counts the argument {_path_text(lim.increment)}, "
@@ -556,7 +559,7 @@ class Engine:
             start, end = window_bounds(key.window, now)
             scope_id = _scope_id(key.scope, grant)
             store_key = f"{self.namespace}|{key.counter}|{key.scope}:{scope_id}|{key.window}:{start}"
-            charges.append(Charge(store_key, amount, cap, end))  # type: ignore[arg-type]
+            charges.append(Charge(store_key, amount, cap, end))
             meta.append((next(r for r, _ in applicable if r.info is binding), end))
         if not charges:
             return None, None, None
@@ -573,11 +576,12 @@ class Engine:
         return None, Reservation(store, charges), None
 
     def _limit_denial(self, tool, r: CompiledRule, resets_at: int | None, message: str | None = None) -> Decision:
-        lim: ir.Limit = r.stmt
+        lim = cast(ir.Limit, r.stmt)  # a limit's rule
         info = {"counter": lim.counter, "max": lim.max, "window": lim.window, "scope": lim.scope_kind}
         if resets_at is not None:
             info["resets_at"] = iso(resets_at)
         if message is None:
+            assert resets_at is not None  # callers without a message pass the window's end
             base = lim.reason or f"Limit {lim.counter!r} exceeded."
             per = f"{_num(lim.max)} per {lim.window} per {lim.scope_kind}"
             message = f"{base} (limit {lim.counter}: {per}; resets at {iso(resets_at)})"
@@ -595,8 +599,8 @@ class Engine:
     def _explain_no_permit(self, tool: str, rules: ToolRules, cause: int | None) -> Decision:
         """No permit applies: the first permit names the denial, at `cause` (its
         `fail_index`); with no permit at all, the default does."""
-        cache = rules.denied if rules.plan.tool is not None else self._explained
-        key = cause if rules.plan.tool is not None else (tool, cause)
+        cache: dict[Any, Decision] = rules.denied if rules.plan.tool is not None else self._explained
+        key: object = cause if rules.plan.tool is not None else (tool, cause)
         hit = cache.get(key)
         if hit is None:
             if cause is None:
@@ -620,7 +624,7 @@ class Engine:
         if isinstance(where, ir.Clause):
             span = where.span
             reason = where.reason or reason
-            if cond is not None and p.info.tools is not None and p.info.approval is None:
+            if cond is not None and p.info.tools is not None and cast(PolicyInfo, p.info).approval is None:  # a permit
                 pointer = self._pointer(tool, "require", cond)
         if pointer is None:
             pointer = f"/policies/{escape_pointer(p.id)}"
@@ -677,7 +681,8 @@ def _scope_id(scope: str, caller: Caller) -> str:
     if scope == "grant":
         if type(caller) is Grant:
             return caller.id
-        return caller.grant_id if caller.grant_id is not None else f"User::{quote(caller.id)}"
+        user = cast(User, caller)  # not a Grant: a User
+        return user.grant_id if user.grant_id is not None else f"User::{quote(user.id)}"
     if scope == "principal":
         return f"{'Grant' if type(caller) is Grant else 'User'}::{quote(caller.id)}"
     return "*"

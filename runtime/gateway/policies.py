@@ -52,10 +52,13 @@ def load_verified(path: str, catalog: str | None = None) -> tuple[Program, str]:
 
     try:
         if is_json(path, text):
-            from mcpp.lang.jsonform import load_program
+            from mcpp.lang.jsonform import load_program as load_json_program
+
+            program = load_json_program(text, path)
         else:
             from mcpp.lang.program import load_program
-        program = load_program(text, path)
+
+            program = load_program(text, path)
     except MCPPError as e:
         raise PolicyRefused(e.render().strip().splitlines()[0] if e.render().strip() else str(e)) from None
     for gate in POLICY_GATES:
@@ -140,14 +143,13 @@ class DenyAll:
         return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
 
 
-class PolicyState(FileState):
+class PolicyState(FileState["LoadedPolicy"]):
     """One (server, policy file): the engine in force and the newest refusal."""
 
     def __init__(self, server: str, path: str, namespace: str, store, catalog: str | None = None, gate=None):
         super().__init__(server, path)
         self.namespace, self.store, self.catalog = namespace, store, catalog
         self.gate = gate  # a further gate for this (server, role): gate(program) -> [reason, …]
-        self.current: LoadedPolicy | None = None
         self.error_at: float | None = None
 
     def engine(self):

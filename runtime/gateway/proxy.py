@@ -411,6 +411,7 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 401, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"Unauthorized: {text}")), JSON,
                            [(b"www-authenticate", www)])
             return None
+        assert record is not None  # a reason was set otherwise
         groups = frozenset(record.groups) | rt.config.groups_of(record.id, record.label)
         return Caller(Grant(record.id, record.label, groups), record)
 

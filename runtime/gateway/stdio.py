@@ -272,8 +272,10 @@ class StdioUpstream:
             await session.send(body)
             return _Reply(202, [])
         key = _key(msg["id"])
-        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        given = msg.get("params")
+        params = given if isinstance(given, dict) else {}
+        given_meta = params.get("_meta")
+        meta = given_meta if isinstance(given_meta, dict) else {}
         q = session.open(key, meta.get("progressToken"))
         try:
             await session.send(body)
