@@ -168,6 +168,7 @@ class AnalyzerService:
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
             try:
+                assert proc.stdin is not None  # started with a pipe
                 proc.stdin.close()
                 await asyncio.wait_for(proc.wait(), 2)
             except (OSError, asyncio.TimeoutError) as e:  # a worker that will not stop is killed

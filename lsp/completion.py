@@ -9,6 +9,8 @@ import re
 
 from lsprotocol import types as t
 
+from mcpp.lang.program import LimitInfo, PolicyInfo
+
 from .documents import PolicyDocument
 from .locate import here
 from .reference import KEYWORDS, OPERATORS
@@ -154,7 +156,9 @@ class Completer:
         if re.search(r"\bAction::$", before):
             return self._tool_items(quoted=True)
         depth_brace, depth_paren = _depths(before)
-        word = re.search(r"(\w*)$", before).group(1)
+        trailing = re.search(r"(\w*)$", before)
+        assert trailing is not None  # `\w*$` matches every string
+        word = trailing.group(1)
         prev = _prev_word(before[: len(before) - len(word)])
         if depth_brace > 0:
             return self._expression_items()
@@ -209,8 +213,8 @@ class Completer:
     def _scope_items(self) -> list[t.CompletionItem]:
         items = [self.kw(w) for w in ("principal", "action", "resource", "in", "is")]
         items.append(self.item("==", K.Operator, "operator", OPERATORS["=="][1]))
-        items += [self.item(f'Action::"{name}"', K.Function, "tool", insert=f'Action::"{name}"')
-                  for name in (list(self.doc.catalog.tools) if self.doc.catalog else [])]
+        names: list[str] = list(self.doc.catalog.tools) if self.doc.catalog else []
+        items += [self.item(f'Action::"{name}"', K.Function, "tool", insert=f'Action::"{name}"') for name in names]
         items += [self.item(f"{e}::", K.Class, "entity type", KEYWORDS[e][1]) for e in ENTITY_TYPES]
         return items
 
@@ -243,7 +247,8 @@ class Completer:
             from mcpp.lang.ir import walk
 
             seen = set()
-            for info in [*doc.program.policies, *doc.program.limits]:
+            infos: list[PolicyInfo | LimitInfo] = [*doc.program.policies, *doc.program.limits]
+            for info in infos:
                 if tools is not None and info.tools is not None and not set(tools) & set(info.tools):
                     continue
                 for c in info.stmt.clauses:

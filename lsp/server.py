@@ -40,6 +40,8 @@ GC_IDLE_S = 1.0
 
 
 class MCPPServer(LanguageServer):
+    protocol: MCPPProtocol  # protocol_cls below
+
     def __init__(self) -> None:
         super().__init__("mcpp", __version__, protocol_cls=MCPPProtocol,
                          text_document_sync_kind=t.TextDocumentSyncKind.Incremental)
@@ -47,7 +49,7 @@ class MCPPServer(LanguageServer):
         self.settings = Settings()
         self.catalogs = CatalogCache()
         self.analyzer = AnalyzerService(self._analysis_done, self._log)
-        self._gc_timer = None
+        self._gc_timer: asyncio.TimerHandle | None = None
 
     def report_server_error(self, error, source):
         report_server_error(self, error, source)
@@ -68,7 +70,7 @@ class MCPPServer(LanguageServer):
             return t.PositionEncodingKind.Utf16
 
     def roots(self) -> list[str]:
-        out = []
+        out: list[str] = []
         try:
             ws = self.workspace
         except RuntimeError:
@@ -319,7 +321,7 @@ def formatting(ls: MCPPServer, params: t.DocumentFormattingParams):
     from mcpp.lang.formatter import format_document
 
     doc = ls.doc(params.text_document.uri)
-    if doc.program is None or any(f.diag.code == "syntax" for f in doc.fast):
+    if doc.program is None or doc.program.document is None or any(f.diag.code == "syntax" for f in doc.fast):
         return None  # nothing to format until it parses; the diagnostics say why
     new = format_document(doc.program.document)
     if new == doc.text:
