@@ -106,7 +106,7 @@ class Group(TyperGroup):
 
     def format_options(self, ctx: Ctx, formatter: Formatter) -> None:
         opts = [_option_record(p) for p in self.get_params(ctx)
-                if p.param_type_name == "option" and not p.hidden]
+                if p.param_type_name == "option" and not getattr(p, "hidden", False)]
         if opts:
             with formatter.section("Options"):
                 formatter.write_dl(opts)
@@ -114,8 +114,8 @@ class Group(TyperGroup):
 
     def format_commands(self, ctx: Ctx, formatter: Formatter) -> None:
         rows: dict[str | None, list[tuple[str, str]]] = {}
-        commands = [(n, self.get_command(ctx, n)) for n in self.list_commands(ctx)]
-        commands = [(n, c) for n, c in commands if c is not None and not c.hidden]
+        found = [(n, self.get_command(ctx, n)) for n in self.list_commands(ctx)]
+        commands = [(n, c) for n, c in found if c is not None and not c.hidden]
         if ctx.parent is None:
             commands.sort(key=lambda nc: ORDER.index(nc[0]) if nc[0] in ORDER else len(ORDER))  # stable
         if not commands:

@@ -358,6 +358,7 @@ def eval_cmd(
         except ValueError as e:
             die(f"--call: {e}")
     else:
+        assert calls is not None  # exactly one of the two (checked above)
         text = read_input(calls)
     try:
         pol = load_api_policy(policy)
