@@ -272,7 +272,7 @@ class ProgramEncoder:
     def user_attr(self, name: str):
         """(present, SV) of a user's declared attribute `name`, or None when not declared:
         a fresh value of the declared type, the same for every program on this request."""
-        decl = self.program.user_decl.attr(name) if getattr(self.program, "user_decl", None) is not None else None
+        decl = self.program.user_decl.attr(name) if self.program.user_decl is not None else None
         if decl is None:
             return None
         self.reasons.add(self.USER_REASON)
@@ -311,6 +311,7 @@ class ProgramEncoder:
             return True
         if s.op == "is":
             return ent.type == s.type
+        assert s.entity is not None  # `==` and `in` name one
         target = Ent(s.entity.type, s.entity.id)
         if s.op == "eq":
             return self.ent_eq(ent, target)

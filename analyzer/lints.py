@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 from dataclasses import dataclass
+from typing import Any
 
 import z3
 
@@ -19,7 +20,7 @@ from mcpp.lang import ir
 from mcpp.lang.atoms import input_path
 from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.ir import walk
-from mcpp.lang.program import Program
+from mcpp.lang.program import AssertInfo, LimitInfo, PolicyInfo, Program
 from mcpp.lang.evaluator import compile_expr
 from mcpp.lang.values import ERR, json_type
 
@@ -112,7 +113,7 @@ class Linter:
     def suppressed(self, lint_id: str, rule: str | None) -> bool:
         """`@suppress("lint-id, …")` on the statement a finding is about (or on `default`
         for policy-wide findings) silences it, like Regal's ignore directives."""
-        stmts = []
+        stmts: list[ir.Policy | ir.Limit | ir.Assert | ir.Default] = []
         if rule is not None:
             stmts = [i.stmt for i in self.program.policies if i.id == rule]
             stmts += [i.stmt for i in self.program.limits if i.id == rule]
@@ -162,6 +163,7 @@ class Linter:
 
     # -- unsatisfiable-condition ----------------------------------------------------------------
     def unsatisfiable_conditions(self) -> None:
+        rules: list[tuple[PolicyInfo | LimitInfo | AssertInfo, ir.Policy | ir.Limit | ir.Assert]]
         rules = [(p, p.stmt) for p in self.program.policies] + [(li, li.stmt) for li in self.program.limits]
         rules += [(a, a.stmt) for a in self.program.asserts]
         for info, stmt in rules:
@@ -411,7 +413,7 @@ class Linter:
                     if not end:
                         notes.append("if a prefix is meant (a URL or path), end it at a delimiter instead, e.g. `(/|$)`")
                     fix = _replace_regex_literal(self.program, node, fixed)
-                    extra = {"fix": fix} if fix else {}
+                    extra: dict[str, Any] = {"fix": fix} if fix else {}
                     self.report("unanchored-regex", msg, node.span, notes=tuple(notes), rule=p.id, regex=node.regex,
                                 **extra)
 
@@ -470,7 +472,7 @@ def _first_span(prog: Program) -> Span:
 
 def _reads(stmt) -> frozenset:
     """What a rule's applicability depends on: argument paths, principal/resource parts."""
-    out = set()
+    out: set[str | tuple] = set()
     for part, s in (("principal", stmt.scope.principal), ("resource", stmt.scope.resource)):
         if s.op != "any":
             out.add(part)
@@ -506,7 +508,7 @@ def _read_paths(stmt) -> list[tuple]:
 
 def _read_paths_expr(e) -> list[tuple]:
     """Argument paths the expression reads as values (not through `has`)."""
-    out = []
+    out: list[tuple] = []
     for n in walk(e):
         if isinstance(n, ir.GetAttr):
             p = input_path(n)
@@ -637,9 +639,10 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple
     guards = []
     e = c.expr
     simple = isinstance(e, ir.Compare) and e.op in ("<", "<=", ">", ">=") and len(f.stmt.clauses) == 1 and c.kind == "when"
-    if simple and input_path(e.left) is not None and isinstance(e.right, ir.Lit):
+    left = input_path(e.left) if simple and isinstance(e, ir.Compare) else None
+    if isinstance(e, ir.Compare) and left is not None and isinstance(e.right, ir.Lit):
         neg = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[e.op]
-        guards.append(f"context.input.{'.'.join(input_path(e.left))} {neg} {_lit(e.right.value)}")
+        guards.append(f"context.input.{'.'.join(left)} {neg} {_lit(e.right.value)}")
     else:
         for p in _read_paths_expr(e):
             guards.append(_type_guard(p, _expected_type(e, p)))

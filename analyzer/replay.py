@@ -111,6 +111,7 @@ def _concrete(r: Replayed, old, new, engines) -> None:
     import json
 
     c = r.call
+    assert c.values is not None  # known == "full": the values were kept
     args = json.loads(c.values)["arguments"]
     w = Witness(c.tool, args, c.grant_id, c.label, tuple(c.groups or ()), c.server, {})
     d_old, d_new = _decide(engines[0], w), _decide(engines[1], w)
@@ -139,6 +140,7 @@ def _symbolic(r: Replayed, old, new, engines, session: Session, lits: list, key:
         r.status, r.reason = "unknown", o.reason
         return
     w = o.witness
+    assert w is not None  # sat, asked with witness=True
     w.grant_id, w.label = c.grant_id, c.label  # fixed by the facts
     x_old, x_new = _decide(engines[0], w), _decide(engines[1], w)
     if rank(x_old) == rank(x_new):
@@ -181,7 +183,7 @@ def _facts(req, c: PastCall, lits: list, key: bytes | None):
                 parts += _children(req, path, set(info), complete=True)
             elif kind == "arr" and isinstance(info, int):
                 parts.append(z3.Length(v.items) == info)
-            elif kind in ("str", "num", "bool") and usable and info is not None:
+            elif kind in ("str", "num", "bool") and usable and key is not None and info is not None:
                 parts += _equalities(v, kind, info, lits, key, ctx)
         # a path a rule reads below a recorded scalar or array is absent; under an unrecorded one, unknown
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass, field
+from typing import Any
 from fractions import Fraction
 
 import z3
@@ -172,7 +173,7 @@ class LitArr:
 class ArgArr:
     """An array that is the value of argument path `path` (term `var`)."""
 
-    var: object
+    var: PathVar
     path: tuple
 
 
@@ -209,7 +210,7 @@ class Ent:
 class Alt:
     kind: str  # str num bool null arr obj ent
     guard: object  # bool or z3.BoolRef
-    val: object = None
+    val: Any = None  # by kind: a Python constant or Z3 term, an Ent (ent), ArgArr/LitArr (arr), ArgObj/LitObj (obj)
 
 
 @dataclass

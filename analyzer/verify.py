@@ -33,6 +33,7 @@ replay (possible only where the encoding over-approximates) makes the result UNK
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import z3
 
@@ -61,7 +62,7 @@ class AssertResult:
     tools_checked: int = 0
 
     def to_dict(self) -> dict:
-        d = {"id": self.id, "kind": self.kind, "status": self.status, "message": self.message,
+        d: dict[str, Any] = {"id": self.id, "kind": self.kind, "status": self.status, "message": self.message,
              "line": self.span.line, "col": self.span.col, "tools_checked": self.tools_checked}
         if self.tool is not None:
             d["tool"] = self.tool
@@ -163,6 +164,7 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
     if o.status == "unknown":
         return AssertResult(a.id, st.kind, "unknown", o.reason, st.span, tool, reasons=sorted(d.enc.reasons))
     w = o.witness
+    assert w is not None  # sat, asked with witness=True
     decision = session.replayer.decide(program, w)
     if st.kind == "allow":
         replayed = not decision.allowed

@@ -120,16 +120,12 @@ class Replayer:
 def matches_scope(program: Program, stmt, w: Witness, engine: Engine | None = None) -> bool:
     """Whether the assert (or any policy-shaped statement) applies to the witness call."""
     from mcpp.lang import ir
+    from mcpp.lang.program import PolicyInfo
     from mcpp.runtime.engine import CompiledRule
 
     engine = engine or Engine(program)
     policy = ir.Policy("permit", stmt.scope, stmt.clauses)
-
-    class _Info:
-        id = "assert"
-        tools = None
-
-    rule = CompiledRule(_Info(), policy)
+    rule = CompiledRule(PolicyInfo(policy, "assert", -1, None), policy)  # the assert read as a permit
     env = engine.env(w.tool, w.args, w.grant, w.server)
     try:
         return rule.applies(env)

@@ -12,7 +12,7 @@ compare as sets, `1 == 1.0` (JSON numbers), and `true != 1`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 
 class _Err:
@@ -54,7 +54,7 @@ class Entity:
         return (self.type, self.id)
 
 
-def is_number(v: object) -> bool:
+def is_number(v: object) -> TypeGuard[int | float]:
     """A JSON number: int or float, never bool (`True` is not `1` in mcpp or Cedar)."""
     t = type(v)
     return t is int or t is float
