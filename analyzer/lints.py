@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import z3
 
@@ -25,6 +25,9 @@ from mcpp.lang.evaluator import compile_expr
 from mcpp.lang.values import ERR, json_type
 
 from mcpp.lang.plan import mentioned_tools
+
+if TYPE_CHECKING:
+    from mcpp.runtime.engine import Engine
 
 from . import regex as rx
 from .encode import decide, other_tool
@@ -70,7 +73,7 @@ class Linter:
         self.other = other_tool(program)
         self.tools = self.named + [self.other]
         self._tool: dict[str, tuple] = {}
-        self._engine = None
+        self._engine: Engine | None = None
         self._applies: dict = {}
         self.unknown = 0
         self.findings: list[Diagnostic] = []

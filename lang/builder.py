@@ -96,6 +96,7 @@ def rule(fn):
                 if s is not None:
                     last = (s.end_line, s.end_col, s.end)
                     break
+            assert last is not None  # a rule with a positioned first child has a last one
             span = Span(first[0], first[1], last[0], last[1], first[2], last[2])
         vals = [c for c in children if c is not None and (type(c) not in _TOKENS or c.type in _SEMANTIC)]
         return fn(self, span, *vals)

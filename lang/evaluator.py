@@ -323,7 +323,7 @@ def _cmp_const(left: Closure, op: str, v: object) -> Closure:
         return cmp_arg
 
     def cmp(env):
-        a = left(env)
+        a: Any = left(env)  # a number when `t` says so
         t = type(a)
         if t is int or t is float:
             return f(a, v)

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import TYPE_CHECKING
 
 from mcpp.lang import ir
 from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.program import Program, build_program
+
+if TYPE_CHECKING:
+    from mcpp.runtime.engine import Engine
 
 from .findings import Finding
 from .fixes import language_fix
@@ -33,7 +37,7 @@ class PolicyDocument:
         self.analysis: list[Finding] = []  # the analyzer's, moved along with edits
         self.analysis_version: int | None = None  # the version `analysis` was computed for
         self.timings: dict[str, float] = {}
-        self._engine = None
+        self._engine: Engine | None = None
 
     def update(self, text: str, version: int | None, catalogs, settings, roots: list[str]) -> None:
         """Re-check the new text: parse (incrementally), validate, check against the catalog."""

@@ -536,30 +536,33 @@ class Engine:
         charges: list[Charge] = []
         meta: list[tuple[CompiledRule, int]] = []
         for group, compiled in counters:
-            applicable = []
+            applicable: list[tuple[CompiledRule, int | float]] = []
             for r in compiled:
                 if not r.applies(env):
                     continue
-                amount: object = 1
                 inc = self._increments.get(r.id)
-                if inc is not None:
-                    amount = inc(env)
-                    if not is_number(amount) or amount < 0:
-                        lim: ir.Limit = r.stmt
-                        message = (
-                            f"Limit {lim.counter!r} counts the argument {_path_text(lim.increment)}, "
-                            "which is missing or not a non-negative number."
-                        )
-                        return self._limit_denial(tool, r, None, message), None, None
+                if inc is None:
+                    applicable.append((r, 1))
+                    continue
+                amount = inc(env)
+                if not is_number(amount) or amount < 0:
+                    lim = cast(ir.Limit, r.stmt)  # a limit's rule
+                    message = (
+                        f"Limit {lim.counter!r} counts the argument {_path_text(lim.increment)}, "
+                        "which is missing or not a non-negative number."
+                    )
+                    return self._limit_denial(tool, r, None, message), None, None
                 applicable.append((r, amount))
             if not applicable:
                 continue
-            amount, cap, binding = CounterGroup.charge([(r.info, a) for r, a in applicable])
+            # a counter group's rules are limits
+            total, cap, binding = CounterGroup.charge(cast("list[tuple[LimitInfo, int | float]]",
+                                                           [(r.info, a) for r, a in applicable]))
             key = group.key
             start, end = window_bounds(key.window, now)
             scope_id = _scope_id(key.scope, grant)
             store_key = f"{self.namespace}|{key.counter}|{key.scope}:{scope_id}|{key.window}:{start}"
-            charges.append(Charge(store_key, amount, cap, end))
+            charges.append(Charge(store_key, total, cap, end))
             meta.append((next(r for r, _ in applicable if r.info is binding), end))
         if not charges:
             return None, None, None

@@ -26,10 +26,12 @@ import hashlib
 import hmac
 import json
 import time
+from typing import Any
 from pathlib import Path
 
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
+    InboundLadderRejection,
     NAME_BEARING_METHODS,
     classify_inbound_request,
     decode_header_value,
@@ -453,9 +455,8 @@ class GatewayApp(ApprovalSteps):
             return rpc.HEADER_MISMATCH, f"{dup} header given more than once"
         if modern:
             verdict = classify_inbound_request(msg, headers=headers, supported_modern_versions=MODERN_PROTOCOL_VERSIONS)
-            code = getattr(verdict, "code", None)
-            if code is not None:
-                return code, verdict.message
+            if isinstance(verdict, InboundLadderRejection):
+                return verdict.code, verdict.message
             return None
         # a legacy request need not carry them, but if it does they must agree with the body
         hm = headers.get("mcp-method")
@@ -590,7 +591,7 @@ class GatewayApp(ApprovalSteps):
         else:
             outcome = "rejected" if (pinned or typed or {}).get("rejection") else "denied"
         ran_approved = approval is not None and approval.id is not None and decision.allowed
-        row = self.call_row(ctx, decision, outcome, detail, approval_id=approval.id if ran_approved else None,
+        row = self.call_row(ctx, decision, outcome, detail, approval_id=approval.id if ran_approved and approval is not None else None,
                             decision_kind="approval" if ran_approved else None)
         seq = await self.write_audit(send, ctx, row, decision, sse=approval.sse if approval else None)
         if seq is None:
@@ -616,7 +617,7 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 400, rpc.dumps(rpc.error(rid, err.get("code"), str(err.get("message", "")), err.get("data"))))
             return
         if not forwarding:
-            meta = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
+            meta: dict[str, dict[str, Any]] = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
             if decision.limit is not None:
                 meta["io.mcpp/decision"]["limit"] = decision.limit
             if pinned is not None:
