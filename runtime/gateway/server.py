@@ -286,7 +286,7 @@ class Runtime:
 
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
-            st, fresh = self.registry.state(s.id, path, role, s.catalog)
+            st, _ = self.registry.state(s.id, path, role, s.catalog)
             self._report(st)
         for s in cfg.servers:
             if s.shadow:
