@@ -12,13 +12,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import typer
 
 from mcpp.help import PROVE, command
 from mcpp.console import ERRORS, die, print_diagnostics, read_input
-from mcpp.lang.diagnostics import MCPPError
+from mcpp.lang.diagnostics import Diagnostic, MCPPError
+
+if TYPE_CHECKING:
+    from mcpp.lang.program import Program
 
 FORMATS = ("text", "json", "sarif")
 
@@ -29,12 +32,12 @@ def _format(fmt: str) -> str:
     return fmt
 
 
-def load_checked(paths: list[Path]) -> list[tuple[object, str]]:
+def load_checked(paths: list[Path]) -> list[tuple[Program, str]]:
     """(Program, source) per file, or exit with `mcpp check`'s diagnostics: 2 when a file
     cannot be read (every file is read before any is checked), 1 when any has errors
     (every file's errors are printed)."""
     texts = [read_input(p) for p in paths]
-    out = []
+    out: list[tuple[Program | None, str]] = []
     errors = 0
     for path, text in zip(paths, texts):
         prog, diags = _program(path, text)
@@ -45,10 +48,12 @@ def load_checked(paths: list[Path]) -> list[tuple[object, str]]:
     if errors:
         print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
         raise typer.Exit(ERRORS)
-    return out
+    checked = [(p, t) for p, t in out if p is not None]
+    assert len(checked) == len(out)  # a file without errors has a program
+    return checked
 
 
-def _program(path: Path, text: str):
+def _program(path: Path, text: str) -> tuple[Program | None, list[Diagnostic]]:
     from mcpp.lang.jsonform import loads
     from mcpp.lang.load import is_json
     from mcpp.lang.program import build_program, check_source
@@ -229,7 +234,7 @@ def diff_cmd(
     diffs = diff_programs(p_old, p_new, timeout_ms=timeout)
     past = _past_calls(p_old, p_new, audit, since, server, timeout) if audit is not None else None
     if fmt == "json":
-        doc = {"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}
+        doc: dict[str, Any] = {"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}
         if past is not None:
             doc["audit"] = past
         print(dumps(doc))
@@ -325,7 +330,8 @@ def _past_calls(p_old, p_new, db: Path, since, server, timeout: int) -> dict:
             skipped["before_policy"] += 1  # refused before any policy decided: a new policy changes nothing
             continue
         values = r.get("arg_values")
-        known = values.get("kind") if isinstance(values, dict) and values.get("kind") in ("hashed", "full") else "keys"
+        kind = values.get("kind") if isinstance(values, dict) else None
+        known = kind if isinstance(kind, str) and kind in ("hashed", "full") else "keys"
         keys = tuple(r["arg_keys"])
         complete = not any(k.startswith("…(+") for k in keys)
         groups = tuple(r["grant_groups"]) if r.get("grant_groups") is not None else None
