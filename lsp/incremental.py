@@ -39,9 +39,6 @@ class Chunk:
         return cls(parsed.start, parsed.end, line, col, list(parsed.statements), list(parsed.comments),
                    list(parsed.diagnostics), parsed.reads_to)
 
-    def has_syntax_error(self) -> bool:
-        return any(d.code == "syntax" for d in self.diags)
-
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 _FIELDS: dict[type, tuple[str, ...] | None] = {}

@@ -251,14 +251,6 @@ class CompiledRule:
                 return False if (v is True or v is False) else None
         return True
 
-    def first_failing(self, env: Env):
-        """Why this rule does not apply: ("scope", None), (clause, the first failing JSON
-        condition or None), or None (it applies)."""
-        i = self.fail_index(env)
-        if i is None:
-            return None
-        return ("scope", None) if i < 0 else self.causes[i]
-
 
 def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
     """Flatten T(a && b …) / F(a || b …) (through `!`) into its parts, in source order."""
@@ -620,7 +612,7 @@ class Engine:
         return hit
 
     def _no_permit_rule(self, tool: str, p: CompiledRule, where, cond) -> tuple[Rule, str]:
-        """The rule and message naming why permit `p` does not apply (`first_failing`)."""
+        """The rule and message naming why permit `p` does not apply (`fail_index`, read through `causes`)."""
         span = p.stmt.span
         reason = p.reason
         pointer = None
