@@ -19,7 +19,12 @@ Two modes:
   integer or number arguments, `null`, `hide` (a forbid) and `default allow` (a permit
   naming the tools no permit names). When a policy covers tools whose arguments have
   different types, its clause is split per tool (`action == Action::"t" && …`), which
-  Cedar's validator type-checks per action.
+  Cedar's validator type-checks per action. A program about users (`entity User`, or
+  naming `User`) is translated the same way per principal type: the schema declares
+  `User` with the declared attributes and every action's principals are `[Grant, User]`;
+  a clause that reads grants and users differently is split by `principal is …`, and
+  the declared types fix what a read means (a `Set` attribute's `contains` is Cedar's,
+  a `String` one's is `like "*…*"`, a `Long` compares as `Long`).
 - **Untyped** (no catalog). The policies are printed as written, for Cedar's evaluation
   without a schema, whose meaning on Cedar's values (no fractions, no null) is mcpp's
   (tests/runtime/test_cedar_oracle.py). Only what Cedar shares is accepted.
@@ -36,7 +41,6 @@ import math
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
-from typing import cast
 
 from . import ir
 from .cedar_regex import regex_as_likes
@@ -49,6 +53,8 @@ from .cedar_model import (
     CedarNames,
     CType,
     SchemaAction,
+    SchemaUser,
+    declared_type,
     input_type,
     schema_text,
 )
@@ -172,13 +178,19 @@ FALSE_COND = Cond(FALSE, FALSE)
 
 
 class _Typed:
-    """Translation of one program against a tool catalog (see the module docstring)."""
+    """Translation of one program against a tool catalog (see the module docstring).
+
+    Each clause is translated once per tool and per principal type it may be called with
+    (`tool`, `ptype`): a grant, or — when the program is identity-aware — a user, whose
+    attributes have the types `entity User` declares (`user_attrs`)."""
 
     def __init__(self, program: Program, names: CedarNames, inputs: dict[str, CType]):
         self.program = program
         self.names = names
         self.inputs = inputs
         self.tool: str | None = None
+        self.ptype = "Grant"
+        self.user_attrs = _user_attrs(program)
 
     # -- names -------------------------------------------------------------------------
     def entity(self, etype: str, eid: str) -> C:
@@ -198,13 +210,13 @@ class _Typed:
             return Raw("true" if v else "false") if isinstance(v, bool) else None
         if k == "Long":
             if is_number(v):
-                q = exact(v)
+                q = exact(v)  # type: ignore[arg-type]
                 if q.denominator == 1 and LONG_MIN <= q.numerator <= LONG_MAX:
                     return Raw(str(q.numerator))
             return None
         if k == "decimal":
             if is_number(v):
-                t = decimal_text(exact(v))
+                t = decimal_text(exact(v))  # type: ignore[arg-type]
                 return Raw(t) if t else None
             return None
         if k == "Set":
@@ -234,7 +246,7 @@ class _Typed:
             if e.name == "action":
                 return Val(CType("Entity", entity="Action"), const=("Action", self.tool))
             if e.name == "principal":
-                return Val(CType("Entity", entity="Grant"), Raw("principal"))
+                return Val(CType("Entity", entity=self.ptype), Raw("principal"))
             if e.name == "resource":
                 if self.names.gateway is not None:
                     raise Refusal("AgentCore's resource is the gateway: conditions on `resource` have no AgentCore form", e.span)
@@ -287,10 +299,19 @@ class _Typed:
                 raise Refusal(f"reads attribute {e.attr!r} of an entity literal (Cedar looks it up in the entity store)", e.span)
             return ERRV
         if ty is not None and ty.kind == "Entity":
+            if ty.entity == "Grant" and self.names.user is None and e.attr in self.user_attrs:
+                raise Refusal(_AGENTCORE_USERS if self.names.gateway is not None else "this Cedar model has no User type", e.span)
             if ty.entity == "Grant" and e.attr == "label":
                 if self.names.gateway is not None:
                     raise Refusal("AgentCore principals have no label (JWT claims are tags, which mcpp does not read)", e.span)
                 return Val(STRING, Attr(obj.text, "label"), guard=obj.guard)  # type: ignore[arg-type]
+            if ty.entity == "User":
+                found = self.user_attrs.get(e.attr)
+                if found is None:
+                    return ERRV  # mcpp: an attribute the user lacks errors
+                aty, required = found
+                guard = obj.guard if required else obj.guard + (HasC(obj.text, e.attr),)  # type: ignore[arg-type]
+                return Val(aty, Attr(obj.text, e.attr), guard=guard)  # type: ignore[arg-type]
             return ERRV
         if ty is None or ty.kind != "Record":
             return ERRV
@@ -361,7 +382,7 @@ class _Typed:
             if op in ("==", "!="):
                 return Val(BOOL, const=cedar_eq(a.const, b.const) == (op == "=="))
             if is_number(a.const) and is_number(b.const):
-                return Val(BOOL, const=_cmp(exact(a.const), op, exact(b.const)))
+                return Val(BOOL, const=_cmp(exact(a.const), op, exact(b.const)))  # type: ignore[arg-type]
             return ERRV
         if op in ("==", "!="):
             eq = self.equals(a, b, e.span)
@@ -391,7 +412,7 @@ class _Typed:
         """Whether values of two argument types can be equal (Cedar compares them only then)."""
         kinds = {ta.kind, tb.kind}
         if kinds == {"Long", "decimal"}:
-            raise Refusal("compares an integer argument with a number argument (Cedar has no common type for them)", span)
+            raise Refusal("compares an integer with a number (Cedar has no common type for Long and decimal)", span)
         if ta.kind != tb.kind:
             return False
         if ta.kind == "Record":
@@ -410,7 +431,7 @@ class _Typed:
         if b.is_const:
             if not is_number(b.const):
                 return ERRV
-            q = exact(b.const)
+            q = exact(b.const)  # type: ignore[arg-type]
             scale = 1 if ta.kind == "Long" else DECIMAL_SCALE
             bound = _grid_bound(q, op, scale)
             lo, hi = Fraction(LONG_MIN, scale), Fraction(LONG_MAX, scale)
@@ -423,7 +444,8 @@ class _Typed:
         tb = b.ty
         assert tb is not None
         if {ta.kind, tb.kind} == {"Long", "decimal"}:
-            raise Refusal("orders an integer argument against a number argument (Cedar has no common type for them)", span)
+            x, y = (a, b) if ta.kind == "Long" else (b, a)
+            raise Refusal(f"orders an integer {_noun(x)} against a number {_noun(y)} (Cedar has no common type for them)", span)
         if tb.kind != ta.kind:
             return ERRV
         if ta.kind == "Long":
@@ -465,8 +487,13 @@ class _Typed:
         f_parts: list[C] = []
         for k in e.path:
             if ty is None or ty.kind == "Entity":
+                if ty is not None and ty.entity == "Grant" and self.names.user is None and k in self.user_attrs:
+                    raise Refusal(_AGENTCORE_USERS if self.names.gateway is not None else "this Cedar model has no User type",
+                                  e.span)
                 if ty is not None and ty.entity == "Grant":
                     found = (STRING, True) if k == "label" else None
+                elif ty is not None and ty.entity == "User":
+                    found = self.user_attrs.get(k)
                 else:
                     found = None
                 if found is None:
@@ -495,6 +522,8 @@ class _Typed:
             return ERRV
         if v.ty is None or v.ty.kind != "Entity":
             return ERRV
+        if e.type == "User" and self.names.user is None:
+            raise Refusal(_AGENTCORE_USERS if self.names.gateway is not None else "this Cedar model has no User type", e.span)
         same = v.ty.entity == e.type
         if e.in_ is None or not same:
             return Val(BOOL, const=same, guard=v.guard)
@@ -513,25 +542,35 @@ class _Typed:
         if not b.is_const:
             raise Refusal("`in` with a computed right side", span)
         consts = b.const if isinstance(b.const, list) else [b.const]
-        targets = [t for t in consts if isinstance(t, tuple)]
-        if len(targets) != len(consts):
+        if not all(isinstance(t, tuple) for t in consts):
             return ERRV
+        targets: list[tuple[str, str]] = consts  # type: ignore[assignment]
         atype = a.ty.entity  # type: ignore[union-attr]
         if a.is_const:
-            kind, aid = cast("tuple[str, str]", a.const)  # an entity constant: (type, id)
+            kind, aid = a.const  # type: ignore[misc]
+            kind, aid = str(kind), str(aid)
             if kind == "Action":
                 return Val(BOOL, const=any(t[0] == "Action" and self.in_group(aid, t[1]) for t in targets))
-            if kind == "Grant":  # the caller's groups: Cedar reads them from the entity store
-                parts = [Bin("in", self.entity(kind, aid), self.entity(t[0], t[1])) for t in targets if t[0] in ("Grant", "Group")]
+            if kind in ("Grant", "User"):  # the caller's groups: Cedar reads them from the entity store
+                parts = [Bin("in", self.entity(kind, aid), self.entity(t[0], t[1])) for t in targets
+                         if t[0] == kind or (t[0] == "Group" and self.may_be_in_groups(kind))]
                 return Val(BOOL, or_(*parts)) if parts else Val(BOOL, const=False)
             return Val(BOOL, const=any(t == a.const for t in targets))
         parts = []
         for t in targets:
-            if atype == "Grant" and t[0] in ("Grant", "Group"):
+            if atype in ("Grant", "User") and (t[0] == atype or (t[0] == "Group" and self.may_be_in_groups(atype))):
                 parts.append(Bin("in", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
             elif atype == "Server" and t[0] == "Server":
                 parts.append(Bin("==", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
         return Val(BOOL, or_(*parts)) if parts else Val(BOOL, const=False)
+
+    def may_be_in_groups(self, ptype: str) -> bool:
+        """Grants may be in groups; users when `entity User` says `in [Group]` (else the
+        engine denies a user with groups, so for every user it decides `in Group` is false)."""
+        if ptype != "User":
+            return True
+        decl = self.program.user_decl
+        return decl is None or "Group" in decl.parents
 
     def member(self, s: Val, v: Val, span: Span) -> Val:
         """mcpp's `v in S` / `S.contains(v)` on non-entities: set membership by `==`."""
@@ -570,7 +609,7 @@ class _Typed:
             return ERRV
         if e.method == "isEmpty":
             if obj.is_const:
-                return Val(BOOL, const=len(obj.const) == 0) if isinstance(obj.const, list) else ERRV
+                return Val(BOOL, const=len(obj.const) == 0) if isinstance(obj.const, list) else ERRV  # type: ignore[arg-type]
             if obj.ty is None or obj.ty.kind != "Set":
                 return ERRV
             return Val(BOOL, Method(obj.text, "isEmpty", ()), guard=obj.guard)  # type: ignore[arg-type]
@@ -626,7 +665,7 @@ class _Typed:
             if want_all:
                 if any(i is None for i in items):
                     return Val(BOOL, const=False, guard=guard)
-                kept = tuple(dict.fromkeys(i for i in items if i is not None))  # none is
+                kept = tuple(dict.fromkeys(items))
                 if not kept:
                     return Val(BOOL, const=True, guard=guard)
             else:
@@ -644,6 +683,22 @@ class _Typed:
                 return Val(BOOL, Method(t.text, "isEmpty", ()), guard=guard)  # type: ignore[arg-type]
             return Val(BOOL, const=False, guard=guard)
         return Val(BOOL, Method(s.text, "containsAll" if want_all else "containsAny", (t.text,)), guard=guard)  # type: ignore[arg-type]
+
+
+def _noun(v: Val) -> str:
+    """What a typed value is, for a refusal: a principal's attribute or a tool argument."""
+    t = v.text
+    while isinstance(t, Attr) and isinstance(t.obj, Attr):
+        t = t.obj
+    if isinstance(t, Attr) and t.obj == Raw("principal"):
+        return f"principal attribute ({t.name})"
+    return "argument"
+
+
+def _user_attrs(program: Program) -> dict[str, tuple[CType, bool]]:
+    """A user's attributes as Cedar types: name → (type, required), from `entity User`."""
+    decl = program.user_decl
+    return {a.name: (declared_type(a.type), not a.optional) for a in decl.attrs} if decl is not None else {}
 
 
 def _likes(e: ir.Matches) -> list[tuple[str, ...]]:
@@ -676,9 +731,19 @@ def _always_entity(e: ir.Expr) -> bool:
 
 
 class _Verbatim:
-    def __init__(self, names: CedarNames, contains_spans: frozenset = frozenset()):
+    def __init__(self, names: CedarNames, contains_spans: frozenset = frozenset(), user_decl: ir.EntityDecl | None = None):
         self.names = names
         self.contains_spans = contains_spans  # Cedar `.contains(v)` an import read as containsAny([v])
+        self.user_decl = user_decl  # `entity User`: the declared types of `principal.x`
+
+    def declared(self, e: ir.Expr) -> str | None:
+        """The declared type of `principal.x` (None: not a declared user attribute)."""
+        if self.user_decl is None:
+            return None
+        if isinstance(e, ir.GetAttr) and isinstance(e.obj, ir.Var) and e.obj.name == "principal":
+            a = self.user_decl.attr(e.attr)
+            return a.type if a is not None else None
+        return None
 
     def entity(self, ref: ir.EntityRef) -> C:
         try:
@@ -699,7 +764,6 @@ class _Verbatim:
                 return TRUE if v else FALSE
             if isinstance(v, int):
                 return Raw(str(v))
-            assert isinstance(v, str)  # a literal's last kind
             return Raw(quote(v))
         if isinstance(e, ir.Var):
             return Raw(e.name)
@@ -709,12 +773,12 @@ class _Verbatim:
             return Attr(x(e.obj), e.attr)
         if isinstance(e, ir.Has):
             obj = x(e.obj)
-            checks: list[C] = []
+            parts: list[C] = []
             cur = obj
             for k in e.path:
-                checks.append(HasC(cur, k))
+                parts.append(HasC(cur, k))
                 cur = Attr(cur, k)
-            return checks[0] if len(checks) == 1 else AndC(tuple(checks))
+            return parts[0] if len(parts) == 1 else AndC(tuple(parts))
         if isinstance(e, ir.Like):
             return LikeC(x(e.obj), e.pattern)
         if isinstance(e, ir.Matches):
@@ -754,6 +818,11 @@ class _Verbatim:
             if e.method == "containsAny" and e.span in self.contains_spans and isinstance(e.args[0], ir.SetLit) \
                     and len(e.args[0].items) == 1:
                 return Method(x(e.obj), "contains", (x(e.args[0].items[0]),))
+            declared = self.declared(e.obj) if e.method == "contains" else None
+            if declared is not None and declared.startswith("Set<"):  # a set for every caller that has it
+                return Method(x(e.obj), "contains", (x(e.args[0]),))
+            if declared == "String" and isinstance(e.args[0], ir.Lit) and isinstance(e.args[0].value, str):
+                return LikeC(x(e.obj), ("", e.args[0].value, ""))  # mcpp's substring test on a string attribute
             if e.method == "contains" and not isinstance(e.obj, ir.SetLit) and _may_be_string(e.args[0]):
                 raise Refusal("`.contains(…)` with a string is a substring test in mcpp when the receiver is a string "
                               "and an error in Cedar; with --catalog, string arguments export as `like \"*…*\"`", e.span)
@@ -777,6 +846,10 @@ def _annotations(anns: tuple[ir.Annotation, ...]) -> list[str]:
     return [f"@{a.key}({quote(a.value)})" for a in anns]
 
 
+_AGENTCORE_USERS = ("AgentCore's principal is its one OAuthUser type, whose JWT claims are tags, which mcpp does not "
+                    "read: mcpp users (`entity User`) have no AgentCore form")
+
+
 def entity_text(names: CedarNames, etype: str, eid: str) -> str:
     """An mcpp entity reference in the Cedar model `names`."""
     if etype == "Action":
@@ -785,6 +858,8 @@ def entity_text(names: CedarNames, etype: str, eid: str) -> str:
     if cedar is None:
         if names.gateway is not None and etype == "Group":
             raise Refusal("AgentCore principals have no groups (JWT claims are tags, which mcpp does not read)")
+        if etype == "User" and names.gateway is not None:
+            raise Refusal(_AGENTCORE_USERS)
         raise Refusal(f"this Cedar model has no {etype} type")
     if names.gateway is not None and etype == "Server":
         raise Refusal("AgentCore's resource is the gateway: a server id has no AgentCore form")
@@ -812,6 +887,8 @@ def _scope_text(names: CedarNames, scope: ir.Scope, groups: dict[str, frozenset[
             return f"{var} in {ent(s.entity)}"  # type: ignore[arg-type]
         cedar = names.of(s.type)  # type: ignore[arg-type]
         if cedar is None:
+            if s.type == "User" and names.gateway is not None:
+                raise Refusal(_AGENTCORE_USERS, s.span)
             raise Refusal(f"this Cedar model has no {s.type} type", s.span)
         out = f"{var} is {cedar}"
         if s.op == "is_in":
@@ -911,7 +988,7 @@ def export_program(
                                     Span(0, 0, 0, 0), file=filename)])
     inputs = {t: input_type(s) for t, s in (tools or {}).items()}
     typed = _Typed(program, names, inputs) if tools is not None else None
-    verbatim = _Verbatim(names, contains_spans)
+    verbatim = _Verbatim(names, contains_spans, program.user_decl)
     problems: list[tuple[ir.Statement, Refusal]] = []
     blocks: list[str] = []
     ids: list[str] = []
@@ -974,21 +1051,58 @@ def export_program(
                 r.span = stmt.span
             problems.append((stmt, r))
     diags: list[Diagnostic] = []
-    for stmt, refusal in problems:
+    for stmt, r in problems:
         if partial:
-            diags.append(Diagnostic(f"left out of the Cedar export: {_kind(stmt, program)}: {refusal.message}; "
-                                    f"{_consequence(stmt)}", refusal.span or stmt.span, "warning", "cedar-export", filename))
+            diags.append(Diagnostic(f"left out of the Cedar export: {_kind(stmt, program)}: {r.message}; {_consequence(stmt)}",
+                                    r.span or stmt.span, "warning", "cedar-export", filename))
         else:
-            diags.append(Diagnostic(f"cannot export to Cedar: {_kind(stmt, program)}: {refusal.message}",
-                                    refusal.span or stmt.span, "error", "cedar-export", filename))
+            diags.append(Diagnostic(f"cannot export to Cedar: {_kind(stmt, program)}: {r.message}",
+                                    r.span or stmt.span, "error", "cedar-export", filename))
     if diags and not partial:
         raise MCPPError(diags, doc.source if doc is not None else None)
     policies = "\n\n".join(blocks) + ("\n" if blocks else "")
     schema_out = None
     if schema and typed is not None:
-        schema_out = schema_text(names, _schema_actions(program, inputs),
+        user = None
+        if program.identity_aware and names.user is not None:
+            decl = program.user_decl
+            user = SchemaUser(CType("Record", attrs=tuple((n, ty, req) for n, (ty, req) in _user_attrs(program).items())),
+                              decl is None or "Group" in decl.parents)
+        schema_out = schema_text(names, _schema_actions(program, inputs), user=user,
+                                 grants="Grant" in _modelled(program, names),
                                  header="Generated by `mcpp compile --target cedar` from " + filename)
     return CedarExport(policies, schema_out, diags, ids, [stmt for stmt, _ in problems])
+
+
+def _modelled(program: Program, names: CedarNames) -> list[str]:
+    """The principal types the export models: grants, and users when the program is
+    identity-aware; users alone for a Cedar file whose principal the import read as a
+    user (its Cedar schema has no grants)."""
+    if not (program.identity_aware and names.user is not None):
+        return ["Grant"]
+    if getattr(program.cedar, "users_only", False):
+        return ["User"]
+    return ["Grant", "User"]
+
+
+def _principal_types(t: _Typed, scope: ir.EntityScope) -> list[str]:
+    """The principal types a policy's scope admits, among those the export models: grants,
+    and users when the program is identity-aware (it declares or names `User`)."""
+    modelled = _modelled(t.program, t.names)
+    if scope.op == "any":
+        return modelled
+    if scope.op == "eq":
+        admitted = [scope.entity.type]  # type: ignore[union-attr]
+    elif scope.op == "is":
+        admitted = [scope.type]
+    else:  # `in E` / `is T in E`: the types that can be E or in it
+        target = scope.entity.type  # type: ignore[union-attr]
+        admitted = [p for p in ("Grant", "User") if p == target or (target == "Group" and t.may_be_in_groups(p))]
+        if scope.op == "is_in":
+            admitted = [p for p in admitted if p == scope.type]
+    if t.names.user is None and "User" in admitted and len(admitted) == 1:
+        return ["Grant"]  # the scope names users, which this model lacks: its text is refused
+    return [p for p in modelled if p in admitted]
 
 
 def _listed_scope(names: CedarNames, tools: list[str]) -> tuple[str, str, str]:
@@ -1049,23 +1163,40 @@ def _typed_policy(t: _Typed, info, names: CedarNames) -> str | None:
                           stmt.scope.action.span)
     if any(x.id in t.inputs and x.id in groups for x in stmt.scope.action.entities):
         raise Refusal("its action scope names a group that shares a tool's name", stmt.scope.action.span)
+    ptypes = _principal_types(t, stmt.scope.principal)
+    if not ptypes:
+        # no caller the export models can match the scope (`principal is User in Group::"g"` where
+        # users are in no group): mcpp never applies it, and Cedar's validator rejects it as impossible
+        _scope_text(names, stmt.scope, t.program.groups, t.inputs)  # what cannot be written is still refused
+        return None
     clauses: list[tuple[str, C]] = []
     for c in stmt.clauses:
-        per_tool: dict[str, Cond] = {}
-        for tool in tools:
-            t.tool = tool
-            per_tool[tool] = t.cond(c.expr)
-        t.tool = None
-        conds = list(per_tool.values())
+        per: dict[str, dict[str, Cond]] = {}
+        for ptype in ptypes:
+            t.ptype = ptype
+            per[ptype] = {}
+            for tool in tools:
+                t.tool = tool
+                per[ptype][tool] = t.cond(c.expr)
+        t.tool, t.ptype = None, "Grant"
+        conds = [x for by_tool in per.values() for x in by_tool.values()]
         if c.kind == "unless" and all(x.total for x in conds) and all(x.t == conds[0].t for x in conds):
             clauses.append(("unless", conds[0].t))
             continue
-        chosen = {tool: (x.t if c.kind == "when" else x.f) for tool, x in per_tool.items()}
-        first = next(iter(chosen.values()))
-        if all(x == first for x in chosen.values()):
-            body = first
-        else:
-            body = or_(*(and_(Bin("==", Raw("action"), Raw(names.action_ref(tool))), x) for tool, x in chosen.items()))
+        bodies: dict[str, C] = {}
+        for ptype, by_tool in per.items():
+            chosen = {tool: (x.t if c.kind == "when" else x.f) for tool, x in by_tool.items()}
+            first = next(iter(chosen.values()))
+            if all(x == first for x in chosen.values()):
+                bodies[ptype] = first
+            else:
+                bodies[ptype] = or_(*(and_(Bin("==", Raw("action"), Raw(names.action_ref(tool))), x)
+                                      for tool, x in chosen.items()))
+        first_body = next(iter(bodies.values()))
+        if all(b == first_body for b in bodies.values()):
+            body = first_body
+        else:  # grants and users read differently: Cedar's validator types each branch for its principal type
+            body = or_(*(and_(IsC(Raw("principal"), names.of(ptype), None), b) for ptype, b in bodies.items()))  # type: ignore[arg-type]
         if body != TRUE:
             clauses.append(("when", body))
     return _policy_text(_annotations(stmt.annotations), stmt.effect,

@@ -10,6 +10,10 @@ program mean what Cedar means, or says precisely why it cannot:
   is a group (`Group`), the resource's type is `Server`, and `Ns::Action` is `Action`.
   One type per role; any other entity type is reported. Exporting the program again
   (`mcpp compile --target cedar`) writes the file's names back.
+- **Users.** When that schema (below) gives the principal type attributes and the file
+  reads one, the principal is mcpp's `User` instead, declared as `entity User` from the
+  schema's attribute types (String, Long, Bool, sets of them; other types are reported
+  where read), its one parent type the group type.
 - **Action groups.** Cedar declares them in the schema, not in policies. A schema next
   to the file (`policy.cedarschema` for `policy.cedar`, the cedar-for-agents generator's
   output) is read for its `action … in [...]` memberships; without one, `action in
@@ -47,6 +51,8 @@ class CedarSource:
     names: CedarNames
     contains_spans: frozenset = frozenset()
     schema_file: str | None = None
+    # the file's principal is a user typed by the schema (so its callers are users only)
+    users_only: bool = False
 
 
 class _Reader:
@@ -197,10 +203,11 @@ def _type_mapping(doc: ir.Document, r: _Reader) -> tuple[dict[str, str], CedarNa
 
 
 class _Rewrite:
-    def __init__(self, mapping: dict[str, str], r: _Reader):
+    def __init__(self, mapping: dict[str, str], r: _Reader, unreadable: dict[str, str] | None = None):
         self.mapping = mapping
         self.r = r
         self.contains_spans: set[Span] = set()
+        self.unreadable = unreadable or {}  # user attribute → its schema type mcpp cannot declare
 
     def ref(self, e: ir.EntityRef) -> ir.EntityRef:
         t = self.mapping.get(e.type)
@@ -220,7 +227,12 @@ class _Rewrite:
         if isinstance(e, ir.EntityLit):
             return dataclasses.replace(e, entity=self.ref(e.entity))
         if isinstance(e, ir.Is):
-            e = dataclasses.replace(e, type=self.mapping.get(e.type, e.type))
+            e = dataclasses.replace(e, type=self.type_name(e.type))
+        attr = _principal_attr(e)
+        if attr is not None and attr in self.unreadable:
+            self.r.error(f"the principal's attribute {attr!r} has the Cedar type {self.unreadable[attr]}, "
+                         "which mcpp does not read", e.span,
+                         notes=("mcpp's users have String, Long and Bool attributes and sets of them (`entity User`)",))
         if isinstance(e, ir.Matches):
             self.r.error("`.matches()` is an mcpp extension, not Cedar", e.span,
                          notes=("Cedar matches strings with `like` (`*` wildcards)",))
@@ -248,6 +260,15 @@ class _Rewrite:
         for a in c.annotations:
             self.r.error(f"an annotation on a {c.kind} clause (@{a.key}) is an mcpp extension, not Cedar", a.span)
         return dataclasses.replace(c, expr=self.expr(c.expr))
+
+
+def _principal_attr(e: ir.Expr) -> str | None:
+    """`x` for `principal.x` and `principal has x`."""
+    if isinstance(e, ir.GetAttr) and isinstance(e.obj, ir.Var) and e.obj.name == "principal":
+        return e.attr
+    if isinstance(e, ir.Has) and isinstance(e.obj, ir.Var) and e.obj.name == "principal":
+        return e.path[0]
+    return None
 
 
 def _entity_side(e: ir.Expr) -> bool:
@@ -350,6 +371,167 @@ def _step(toks: list[str], i: int, depth: int, groups: dict[str, list[str]], nam
     return i, depth
 
 
+# ---- entity types from a schema ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SchemaEntity:
+    """An `entity` declaration of a Cedar schema: its parent types and its attributes,
+    each (name, Cedar type text with spaces removed, required)."""
+
+    parents: tuple[str, ...] = ()
+    attrs: tuple[tuple[str, str, bool], ...] = ()
+
+
+def schema_entity_types(text: str) -> dict[str, SchemaEntity]:
+    """The `entity` declarations of a Cedar schema (human-readable form), by fully
+    qualified name (`MyMcpServer::User`). Parents are qualified in the declaration's
+    namespace; attribute types are kept as written (`String`, `Set<Long>`, `decimal`,
+    `{…}`). Everything else in the schema is skipped; junk never raises."""
+    return _schema_entities(text)[0]
+
+
+def schema_principal_types(text: str) -> set[str]:
+    """The types the schema's actions name as `principal: [...]`, fully qualified."""
+    return _schema_entities(text)[1]
+
+
+def _schema_entities(text: str) -> tuple[dict[str, SchemaEntity], set[str]]:
+    from .strings import EscapeError, unescape
+
+    toks = [t for t in _TOKEN.findall(text) if t.strip() and not t.startswith("//")]
+    out: dict[str, SchemaEntity] = {}
+    principals: set[str] = set()
+    stack: list[tuple[str, int]] = []  # (namespace, brace depth of its body)
+    depth = 0
+
+    def name(tok: str) -> str:
+        if tok.startswith('"'):
+            try:
+                return str(unescape(tok))
+            except EscapeError:
+                return tok[1:-1]
+        return tok
+
+    def qualify(n: str) -> str:
+        ns = stack[-1][0] if stack else ""
+        return f"{ns}::{n}" if ns and "::" not in n else n
+
+    def path(i: int) -> tuple[str, int]:  # A::B::C from token i
+        parts = [toks[i]]
+        i += 1
+        while i + 1 < len(toks) and toks[i] == "::":
+            parts.append(toks[i + 1])
+            i += 2
+        return "::".join(parts), i
+
+    def record(i: int) -> tuple[list[tuple[str, str, bool]], int]:  # toks[i] == "{"
+        attrs: list[tuple[str, str, bool]] = []
+        i += 1
+        while i < len(toks) and toks[i] != "}":
+            if toks[i] == "@":  # an annotation on the attribute
+                i += 2
+                if i < len(toks) and toks[i] == "(":
+                    while i < len(toks) and toks[i] != ")":
+                        i += 1
+                    i += 1
+                continue
+            if toks[i] == ",":
+                i += 1
+                continue
+            attr = name(toks[i])
+            i += 1
+            required = True
+            if i < len(toks) and toks[i] == "?":
+                required = False
+                i += 1
+            if i < len(toks) and toks[i] == ":":
+                i += 1
+            level, parts = 0, []
+            while i < len(toks) and not (level == 0 and toks[i] in (",", "}")):
+                if toks[i] in ("{", "<"):
+                    level += 1
+                elif toks[i] in ("}", ">"):
+                    level -= 1
+                parts.append(toks[i])
+                i += 1
+            attrs.append((attr, "".join(parts), required))
+        return attrs, i + 1
+
+    i = 0
+    while i < len(toks):
+        t = toks[i]
+        if t == "namespace":
+            ns, i = path(i + 1) if i + 1 < len(toks) else ("", i + 1)
+            if i < len(toks) and toks[i] == "{":
+                depth += 1
+                stack.append((ns, depth))
+                i += 1
+            continue
+        if t == "{":
+            depth += 1
+        elif t == "}":
+            if stack and stack[-1][1] == depth:
+                stack.pop()
+            depth = max(0, depth - 1)
+        elif t == "principal" and i + 2 < len(toks) and toks[i + 1] == ":" and toks[i + 2] == "[" and depth > len(stack):
+            i += 3  # `principal: [A, B]` in an action's appliesTo
+            while i < len(toks) and toks[i] not in ("]", ";", "}"):
+                if toks[i] == ",":
+                    i += 1
+                    continue
+                p, i = path(i)
+                principals.add(qualify(p))
+            continue
+        elif t == "entity" and (i == 0 or toks[i - 1] in (";", "{", "}", ")")):
+            i += 1
+            names: list[str] = []
+            while i < len(toks) and toks[i] not in ("in", "=", "{", ";", "tags", "enum"):
+                if toks[i] != ",":
+                    names.append(toks[i])
+                i += 1
+            parents: list[str] = []
+            if i < len(toks) and toks[i] == "in":
+                i += 1
+                bracket = i < len(toks) and toks[i] == "["
+                i += bracket
+                while i < len(toks) and toks[i] not in ("]", "=", "{", ";", "tags"):
+                    if toks[i] == ",":
+                        i += 1
+                        continue
+                    p, i = path(i)
+                    parents.append(qualify(p))
+                    if not bracket:
+                        break
+                if i < len(toks) and toks[i] == "]":
+                    i += 1
+            if i < len(toks) and toks[i] == "=":
+                i += 1
+            attrs: list[tuple[str, str, bool]] = []
+            if i < len(toks) and toks[i] == "{":
+                attrs, i = record(i)
+            for n in names:
+                out[qualify(n)] = SchemaEntity(tuple(parents), tuple(attrs))
+            continue
+        i += 1
+    return out, principals
+
+
+_SCALARS = {"String": "String", "Long": "Long", "Bool": "Bool", "Boolean": "Bool"}
+
+
+def declared_attr_type(cedar: str) -> str | None:
+    """A schema attribute type as an `entity User` type (`String`, `Long`, `Bool`,
+    `Set<…>` of those), or None when mcpp's declaration has no such type."""
+    t = cedar.removeprefix("__cedar::")
+    if t in _SCALARS:
+        return _SCALARS[t]
+    if t.startswith("Set<") and t.endswith(">"):
+        inner = t[4:-1].removeprefix("__cedar::")
+        return f"Set<{_SCALARS[inner]}>" if inner in _SCALARS else None
+    return None
+
+
 # ---- the import ------------------------------------------------------------------------------
 
 _NOT_CEDAR = {ir.Default: "default", ir.Hide: "hide", ir.Group: "group", ir.Limit: "limit"}
@@ -368,17 +550,72 @@ def read_cedar(doc: ir.Document, diags: list[Diagnostic]) -> tuple[ir.Document, 
                     notes=("a .cedar file holds Cedar policies (and mcpp `assert`s, which Cedar ignores on export); "
                            "write mcpp declarations in a .mcpp file",))
     mapping, names = _type_mapping(doc, r)
-    rw = _Rewrite(mapping, r)
+    schema_file, schema = _sibling_schema(doc.filename, r)
+    groups = schema_action_groups(schema) if schema is not None else {}
+    decl, unreadable = None, {}
+    if schema is not None:
+        uses = _role_uses(doc)
+        named = [t for role, t, _ in uses if role == "principal"]
+        group_named = any(role == "principal-in" and mapping.get(t) == "Group" for role, t, _ in uses)
+        read = {a for s in doc.statements if isinstance(s, (ir.Policy, ir.Assert))
+                for c in s.clauses for n in ir.walk(c.expr) for a in [_principal_attr(n)] if a is not None}
+        mapping, names, decl, unreadable = _users_from_schema(schema, named[0] if named else None, group_named, read,
+                                                              mapping, names)
+    rw = _Rewrite(mapping, r, unreadable)
     out: list[ir.Statement] = []
     for s in doc.statements:
         if isinstance(s, (ir.Policy, ir.Assert)):
             out.append(dataclasses.replace(s, scope=rw.scope(s.scope), clauses=tuple(rw.clause(c) for c in s.clauses)))
-    schema_file, groups = _sibling_schema(doc.filename, r)
     group_stmts = [ir.Group(ir.EntityRef("Action", g), tuple(ir.EntityRef("Action", m) for m in members))
                    for g, members in sorted(groups.items())]
     _warn_unknown_groups(out, groups, r)
-    new = ir.Document(tuple(group_stmts) + tuple(out), doc.comments, doc.source, doc.filename)
-    return new, CedarSource(names, frozenset(rw.contains_spans), schema_file), r.diags
+    head: tuple[ir.Statement, ...] = (decl,) if decl is not None else ()
+    new = ir.Document(head + tuple(group_stmts) + tuple(out), doc.comments, doc.source, doc.filename)
+    return new, CedarSource(names, frozenset(rw.contains_spans), schema_file, decl is not None), r.diags
+
+
+def _users_from_schema(schema: str, named: str | None, group_named: bool, read: set[str], mapping: dict[str, str],
+                       names: CedarNames):
+    """When the schema next to the file gives the principal type attributes (the
+    cedar-for-agents generator's `User = { id, username }`, a schema typing claims) and
+    the file reads one of them other than `label`, the principal is mcpp's user, declared
+    as `entity User` from the schema (a file that reads none stays with grants, which the
+    analyzer models fully and which decide alike): the attributes
+    whose types mcpp's declaration has (String, Long, Bool, sets of them), in groups
+    when the schema makes it a member of the group type. Which type is the principal:
+    the one the file names, else the schema's actions' one principal type. Returns the
+    mapping, the names, the declaration (None: the principal stays a grant) and the
+    attributes mcpp cannot read (name → Cedar type)."""
+    entities = schema_entity_types(schema)
+    principal = named
+    if principal is None:
+        declared = sorted(schema_principal_types(schema))
+        principal = declared[0] if len(declared) == 1 else None
+    ent = entities.get(principal) if principal is not None else None
+    if ent is None or not (read & {a[0] for a in ent.attrs if a[0] != "label"}):
+        return mapping, names, None, {}
+    attrs: list[ir.AttrDecl] = []
+    unreadable: dict[str, str] = {}
+    for attr, cedar_type, required in ent.attrs:
+        t = declared_attr_type(cedar_type)
+        if t is None:
+            unreadable[attr] = cedar_type
+        else:
+            attrs.append(ir.AttrDecl(attr, t, not required))
+    group = names.group
+    if ent.parents and group not in ent.parents and len(ent.parents) == 1 and not group_named:
+        group = ent.parents[0]  # the file uses no group type: the schema's
+    mapping = {cedar: mcpp for cedar, mcpp in mapping.items() if mcpp not in ("Grant", "Group")}
+    mapping[principal] = "User"  # type: ignore[index]
+    if group is not None:
+        mapping[group] = "Group"
+    ns = names.namespace
+    grant = f"{ns}::Grant" if ns else "Grant"
+    if grant not in mapping:
+        mapping[grant] = "Grant"
+    names = dataclasses.replace(names, principal=grant, group=group, user=principal)
+    parents = ("Group",) if group is not None and group in ent.parents else ()
+    return mapping, names, ir.EntityDecl("User", parents, tuple(attrs)), unreadable
 
 
 def without_follow_ons(reported: list[Diagnostic], more: list[Diagnostic]) -> list[Diagnostic]:
@@ -393,16 +630,17 @@ def without_follow_ons(reported: list[Diagnostic], more: list[Diagnostic]) -> li
     return [d for d in more if not (d.severity == "error" and inside(d.span))]
 
 
-def _sibling_schema(filename: str, r: _Reader) -> tuple[str | None, dict[str, list[str]]]:
+def _sibling_schema(filename: str, r: _Reader) -> tuple[str | None, str | None]:
+    """The schema next to the file (its path and text), if there is one."""
     path = Path(filename).with_suffix(".cedarschema")
     if filename.startswith("<") or not path.is_file():
-        return None, {}
+        return None, None
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        r.warning(f"cannot read the schema {path} for action groups: {e}", NOSPAN)
-        return None, {}
-    return str(path), schema_action_groups(text)
+        r.warning(f"cannot read the schema {path} for action groups and the principal's attributes: {e}", NOSPAN)
+        return None, None
+    return str(path), text
 
 
 def _warn_unknown_groups(stmts: list[ir.Statement], groups: dict[str, list[str]], r: _Reader) -> None:
@@ -434,6 +672,6 @@ def _explain_parse(d: Diagnostic) -> Diagnostic:
             "`mcpp compile --target cedar` writes decimals back from such comparisons",))
     if "ip()" in m or "datetime()" in m or "duration()" in m:
         return dataclasses.replace(d, notes=("mcpp has no IP address or time values",))
-    if m.startswith("unexpected character '?'"):
+    if m.startswith("unexpected character '?'") or m.startswith("unexpected '?'"):
         return dataclasses.replace(d, notes=("Cedar templates (?principal, ?resource) are not read: link them first",))
     return d

@@ -31,11 +31,13 @@ DECIMAL_SCALE = 10_000  # Cedar's decimal: an i64 count of 1/10,000ths
 
 @dataclass(frozen=True)
 class CedarNames:
-    """The Cedar entity type names of mcpp's four types, fully qualified.
+    """The Cedar entity type names of mcpp's types, fully qualified.
 
-    mcpp's own names are the default. `with_namespace("NS")` puts all four in one
+    mcpp's own names are the default. `with_namespace("NS")` puts all of them in one
     namespace (the generator's shape); an imported file keeps the names it used, so
-    exporting it again writes them back."""
+    exporting it again writes them back. `user` is the type of callers authenticated by
+    an OAuth token (mcpp's `User`, typed by `entity User`); None: the model has no users
+    (AgentCore's principal is one OAuthUser type, read as mcpp's grant)."""
 
     principal: str = "Grant"
     group: str | None = "Group"
@@ -45,12 +47,14 @@ class CedarNames:
     # resource is one gateway, scoped as AgentCore requires (docs/cedar.md)
     action_prefix: str = ""
     gateway: str | None = None
+    user: str | None = "User"
 
     @staticmethod
     def with_namespace(namespace: str | None) -> "CedarNames":
         if not namespace:
             return CedarNames()
-        return CedarNames(f"{namespace}::Grant", f"{namespace}::Group", f"{namespace}::Server", f"{namespace}::Action")
+        return CedarNames(f"{namespace}::Grant", f"{namespace}::Group", f"{namespace}::Server", f"{namespace}::Action",
+                          user=f"{namespace}::User")
 
     @staticmethod
     def agentcore(gateway_arn: str, target: str) -> "CedarNames":
@@ -58,14 +62,15 @@ class CedarNames:
         (no label, no groups: JWT claims are tags), the resource is the gateway
         `AgentCore::Gateway::"<arn>"`, and a target's tool t is `AgentCore::Action::"<target>___t"`."""
         return CedarNames("AgentCore::OAuthUser", None, "AgentCore::Gateway", "AgentCore::Action",
-                          action_prefix=f"{target}___", gateway=gateway_arn)
+                          action_prefix=f"{target}___", gateway=gateway_arn, user=None)
 
     def action_ref(self, tool: str) -> str:
         return f"{self.action}::{quote(self.action_prefix + tool)}"
 
     def of(self, mcpp_type: str) -> str | None:
         """The Cedar name of an mcpp entity type (None: no Cedar type, e.g. no group type)."""
-        return {"Grant": self.principal, "Group": self.group, "Server": self.resource, "Action": self.action}.get(mcpp_type)
+        return {"Grant": self.principal, "Group": self.group, "Server": self.resource, "Action": self.action,
+                "User": self.user}.get(mcpp_type)
 
     @property
     def namespace(self) -> str:
@@ -181,6 +186,26 @@ def ctype_of(schema: object, depth: int = 0) -> CType:
     return opaque(f"type {t!r}")
 
 
+def declared_type(t: str) -> CType:
+    """The Cedar type of an `entity User` attribute type (`String`, `Long`, `Bool`,
+    `Set<…>` of those: lang.identity.ATTR_TYPES), which is already Cedar's."""
+    if t.startswith("Set<") and t.endswith(">"):
+        return CType("Set", elem=declared_type(t[4:-1]))
+    scalar = {"String": STRING, "Long": LONG, "Bool": BOOL}.get(t)
+    if scalar is None:
+        raise ValueError(f"not a declared attribute type: {t!r}")
+    return scalar
+
+
+@dataclass(frozen=True)
+class SchemaUser:
+    """The user principal type of a schema: its attributes (a Record type) and whether
+    users may be in groups (`entity User in [Group]`)."""
+
+    attrs: CType
+    in_groups: bool = True
+
+
 def input_type(input_schema: dict) -> CType:
     """A tool's `context.input` record. Opaque attributes stay in it (so a policy that
     reads one is refused with the reason) but the schema text leaves them out."""
@@ -231,8 +256,13 @@ def input_type_name(tool: str, taken: set[str]) -> str | None:
     return None
 
 
-def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str = "") -> str:
-    """The Cedar schema (human-readable form) declaring mcpp's entity types and `actions`."""
+def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str = "", user: SchemaUser | None = None,
+                grants: bool = True) -> str:
+    """The Cedar schema (human-readable form) declaring mcpp's entity types and `actions`.
+    `user`: callers may also be users (`entity User` in the policy): the schema declares
+    the user type with its attributes, and every action's principals include it.
+    `grants=False` (with `user`): users are the only callers, as in an imported Cedar file
+    whose schema types its principal."""
     if names.gateway is not None:
         return _agentcore_schema(names, actions, header)
     ns = names.namespace
@@ -242,7 +272,12 @@ def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str =
         out += [f"// {line}" if line else "//" for line in header.splitlines()]
     if ns:
         out.append(f"namespace {ns} {{")
+    if user is not None and names.user is None:
+        raise ValueError("this Cedar model has no user type")
+    user_name = _local(names.user, ns) if user is not None and names.user else None
     entity_names = {_local(n, ns) for n in (names.principal, names.group, names.resource) if n}
+    if user_name:
+        entity_names.add(user_name)
     common: list[str] = []
     type_names: dict[str, str] = {}
     for a in actions:
@@ -254,11 +289,20 @@ def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str =
     out += common
     if names.group:
         out.append(f"{ind}entity {_local(names.group, ns)};")
-        out.append(f"{ind}entity {_local(names.principal, ns)} in [{_local(names.group, ns)}] = {{")
-    else:
-        out.append(f"{ind}entity {_local(names.principal, ns)} = {{")
-    out.append(f"{ind}  \"label\": String")
-    out.append(f"{ind}}};")
+    principal_types = []
+    if grants or not user_name:
+        if names.group:
+            out.append(f"{ind}entity {_local(names.principal, ns)} in [{_local(names.group, ns)}] = {{")
+        else:
+            out.append(f"{ind}entity {_local(names.principal, ns)} = {{")
+        out.append(f"{ind}  \"label\": String")
+        out.append(f"{ind}}};")
+        principal_types.append(_local(names.principal, ns))
+    if user_name and user is not None:
+        parents = f" in [{_local(names.group, ns)}]" if user.in_groups and names.group else ""
+        out.append(f"{ind}entity {user_name}{parents} = {_type_text(user.attrs, ind)};")
+        principal_types.append(user_name)
+    principals = ", ".join(principal_types)
     out.append(f"{ind}entity {_local(names.resource, ns)};")
     for a in actions:
         line = f"{ind}action {quote(a.name)}"
@@ -269,7 +313,7 @@ def schema_text(names: CedarNames, actions: list[SchemaAction], *, header: str =
             continue
         ctx = type_names.get(a.name) or _type_text(a.input, ind + "    ")
         out.append(line + " appliesTo {")
-        out.append(f"{ind}  principal: [{_local(names.principal, ns)}],")
+        out.append(f"{ind}  principal: [{principals}],")
         out.append(f"{ind}  resource: [{_local(names.resource, ns)}],")
         out.append(f"{ind}  context: {{ \"input\": {ctx} }}")
         out.append(f"{ind}}};")

@@ -10,7 +10,7 @@ from mcpp.lang.cedar_export import export_program
 from mcpp.lang.cedar_model import CedarNames
 from mcpp.lang.formatter import format_document
 from mcpp.lang.program import load_program
-from mcpp.runtime.engine import Engine, Grant
+from mcpp.runtime.engine import Engine
 from tests.cedar.strategies import cedar_request
 
 
@@ -44,7 +44,9 @@ def _exported_program(program, left_out: list):
 def check_typed_export(program, catalog, requests, names=CedarNames(), left_out_ok=("is not a `like` pattern",)):
     """Export `program` against `catalog` (leaving out what Cedar cannot express, which
     must be one of `left_out_ok`), validate it strictly against the exported schema, and
-    hold cedarpy's decision and reasons for each call to mcpp's on what was exported."""
+    hold cedarpy's decision and reasons for each call to mcpp's on what was exported.
+    Calls by users need `program` to declare or name `User`: only then does the
+    exported schema admit them."""
     result = export_program(program, tools=catalog, names=names, partial=True, schema=True)
     note(f"--- mcpp\n{program.document.source}\n--- cedar\n{result.policies}\n--- schema\n{result.schema}")
     for d in result.left_out:
@@ -62,7 +64,7 @@ def check_typed_export(program, catalog, requests, names=CedarNames(), left_out_
         request, entities = cedar_request(call, catalog, names)
         answer = cedarpy.is_authorized(request, policy_set, entities, schema=result.schema)
         assert answer.decision in (cedarpy.Decision.Allow, cedarpy.Decision.Deny), answer.diagnostics.errors
-        explanation = engine.explain(call.tool, call.args, Grant(call.grant, call.label, call.groups), call.server)
+        explanation = engine.explain(call.tool, call.args, call.caller(), call.server)
         allowed = explanation.decision.allowed
         context = f"{call}\ncedar: {answer.decision} {answer.diagnostics.reasons} {answer.diagnostics.errors}\nmcpp: {explanation}"
         assert allowed == (answer.decision == cedarpy.Decision.Allow), context

@@ -1,6 +1,11 @@
 """Hypothesis strategies for the Cedar export: random tool catalogs (input JSON Schemas
 over the keys tests/strategies.py's policies read), calls whose arguments fit them, and
-the same call as a Cedar request (for cedarpy with the exported schema)."""
+the same call as a Cedar request (for cedarpy with the exported schema).
+
+With identity: programs that declare `entity User` (attributes required or optional,
+with or without `in [Group]`, sometimes declaring `label`) and mix tests/identity's
+principal conditions with all of tests/strategies.py's argument conditions, and calls by
+grants and by users that fit the declaration."""
 
 from __future__ import annotations
 
@@ -8,8 +13,12 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from mcpp.lang import ir
 from mcpp.lang.cedar_export import decimal_text, exact
 from mcpp.lang.cedar_model import CedarNames
+from mcpp.runtime.engine import Grant, User
+from tests import strategies as general
+from tests.identity import strategies as identity
 from tests.strategies import GRANTS, GROUPS, KEYS, LABELS, SERVERS, STRS, TOOLS
 
 CATALOG_TOOLS = TOOLS + ["other"]
@@ -81,17 +90,25 @@ def arguments(draw, schema: dict, strings=tuple(STRS)) -> dict:
 
 @dataclass(frozen=True)
 class TypedCall:
+    """A call by a grant (`grant`, `label`, `groups`) or, when `user` is set, by that user."""
+
     tool: str
     args: dict
     grant: str
     label: str
     groups: frozenset
     server: str
+    user: User | None = None
+
+    def caller(self) -> Grant | User:
+        return self.user if self.user is not None else Grant(self.grant, self.label, self.groups)
 
 
 @st.composite
-def typed_calls(draw, catalog: dict[str, dict], strings=tuple(STRS)) -> TypedCall:
+def typed_calls(draw, catalog: dict[str, dict], strings=tuple(STRS), decl: ir.EntityDecl | None = None) -> TypedCall:
+    """A call whose arguments fit `catalog`; with `decl`, by a grant or a user that fits it."""
     tool = draw(st.sampled_from(sorted(catalog)))
+    user = draw(st.one_of(st.none(), users(decl))) if decl is not None else None
     return TypedCall(
         tool,
         draw(arguments(catalog[tool], strings)),
@@ -99,7 +116,79 @@ def typed_calls(draw, catalog: dict[str, dict], strings=tuple(STRS)) -> TypedCal
         draw(st.sampled_from(LABELS)),
         draw(st.frozensets(st.sampled_from(GROUPS), max_size=2)),
         draw(st.sampled_from(SERVERS)),
+        user,
     )
+
+
+# ---- identity: `entity User` declarations, principal conditions, users ---------------------
+
+USER_GROUPS = sorted(set(GROUPS) | set(identity.GROUPS))
+
+
+@st.composite
+def user_decls(draw) -> ir.EntityDecl:
+    """`entity User [in [Group]] { … }`: tests/identity's attributes, each required or
+    optional, sometimes `label` too (a user's own label, read as grants' is)."""
+    attrs = [ir.AttrDecl(name, t, draw(st.booleans())) for name, t in identity.ATTRS.items()]
+    if draw(st.booleans()):
+        attrs.append(ir.AttrDecl("label", "String", draw(st.booleans())))
+    parents = ("Group",) if draw(st.booleans()) else ()
+    return ir.EntityDecl("User", parents, tuple(attrs))
+
+
+def _identity_exprs():
+    atoms = st.one_of(general.atoms(False), identity.principal_atoms(), identity.principal_atoms())
+    return st.recursive(
+        atoms,
+        lambda sub: st.one_of(st.builds(ir.And, sub, sub), st.builds(ir.Or, sub, sub), st.builds(ir.Not, sub),
+                              st.builds(ir.If, sub, sub, sub)),
+        max_leaves=5,
+    )
+
+
+def _identity_policies():
+    return st.builds(
+        lambda eff, p, a, r, cs: ir.Policy(eff, ir.Scope(p, a, r), tuple(cs)),
+        st.sampled_from(["permit", "permit", "forbid"]),
+        identity.principal_scopes(),
+        general.action_scopes,
+        general.entity_scopes("resource"),
+        st.lists(st.builds(ir.Clause, st.sampled_from(["when", "unless"]), _identity_exprs()), max_size=2),
+    )
+
+
+@st.composite
+def identity_documents(draw, max_policies: int = 4) -> ir.Document:
+    """`entity User`, then `default` and `hide` sometimes, then policies that read who the
+    caller is (grants and users) and the arguments."""
+    stmts: list = [draw(user_decls())]
+    d = draw(st.sampled_from([None, "allow", "deny"]))
+    if d:
+        stmts.append(ir.Default(d))
+    hidden = draw(st.lists(st.sampled_from(TOOLS), max_size=1, unique=True))
+    if hidden:
+        stmts.append(ir.Hide(tuple(ir.EntityRef("Action", t) for t in hidden)))
+    stmts += draw(st.lists(_identity_policies(), min_size=1, max_size=max_policies))
+    return ir.Document(tuple(stmts))
+
+
+def _user_value(t: str):
+    if t == "String":
+        return st.sampled_from(identity.EMAILS + LABELS)
+    if t == "Long":
+        return st.integers(-3, 2000)
+    if t == "Bool":
+        return st.booleans()
+    return st.lists(st.sampled_from(identity.SCOPES), max_size=3, unique=True)
+
+
+@st.composite
+def users(draw, decl: ir.EntityDecl) -> User:
+    """A user that fits `decl`: every required attribute, some optional ones, groups only
+    when users may be in groups."""
+    attrs = {a.name: draw(_user_value(a.type)) for a in decl.attrs if not a.optional or draw(st.booleans())}
+    groups = draw(st.frozensets(st.sampled_from(USER_GROUPS), max_size=2)) if "Group" in decl.parents else frozenset()
+    return User(draw(st.sampled_from(identity.USERS)), attrs, groups)
 
 
 def cedar_value(v: object, schema: dict) -> object:
@@ -127,15 +216,20 @@ def cedar_request(call, catalog: dict[str, dict] | None, names: CedarNames = Ced
         }
         return request, [{"uid": {"type": names.principal, "id": call.grant}, "attrs": {"id": call.grant}, "parents": [],
                           "tags": {"username": call.label}}]
+    user = getattr(call, "user", None)
+    if user is not None:  # a user: its attributes (sets as Cedar sets) and its groups
+        principal = {"type": names.user, "id": user.id}
+        groups = [{"type": names.group, "id": g} for g in sorted(user.groups)]
+        entity = {"uid": principal, "attrs": dict(user.attrs), "parents": groups}
+    else:
+        principal = {"type": names.principal, "id": call.grant}
+        groups = [{"type": names.group, "id": g} for g in sorted(call.groups)]
+        entity = {"uid": principal, "attrs": {"label": call.label}, "parents": groups}
     request = {
-        "principal": {"type": names.principal, "id": call.grant},
+        "principal": principal,
         "action": {"type": names.action, "id": call.tool},
         "resource": {"type": names.resource, "id": call.server},
         "context": {"input": args},
     }
-    groups = [{"type": names.group, "id": g} for g in sorted(call.groups)]
-    entities = [
-        {"uid": {"type": names.principal, "id": call.grant}, "attrs": {"label": call.label}, "parents": groups},
-        *({"uid": {"type": names.group, "id": g}, "attrs": {}, "parents": []} for g in GROUPS),
-    ]
+    entities = [entity, *({"uid": {"type": names.group, "id": g}, "attrs": {}, "parents": []} for g in USER_GROUPS)]
     return request, entities

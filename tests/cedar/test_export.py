@@ -106,6 +106,103 @@ def test_hide_and_default_allow_export_by_name():
     assert "@id(\"default\")" not in out  # every catalog tool is named or hidden
 
 
+# ---- users (`entity User`) ---------------------------------------------------------------------
+
+U = "entity User in [Group] { email: String, cap?: Long, scopes: Set<String>, admin: Bool, ids?: Set<Long> };\n"
+
+USER_CONVERSIONS = [
+    # a declared set's contains is Cedar's; grants have no such attribute, so only users match
+    (U + P + 'when { principal.scopes.contains("k8s:write") };', 'when { principal is User && principal.scopes.contains("k8s:write") }'),
+    (U + P + 'unless { principal.scopes.contains("k8s:write") };', 'when { principal is User && !principal.scopes.contains("k8s:write") }'),
+    (U + P + "when { principal.ids.containsAny([1, 2]) };",
+     "when { principal is User && principal has ids && principal.ids.containsAny([1, 2]) }"),
+    # Long comparisons, optional attributes guarded by `has`, against literals and integer arguments
+    (U + P + "when { principal.cap >= 10.5 };", "when { principal is User && principal has cap && principal.cap >= 11 }"),
+    (U + P + "when { context.input.count <= principal.cap };",
+     "when { principal is User && context.input has count && principal has cap && context.input.count <= principal.cap }"),
+    # a declared string's contains is mcpp's substring test: `like`
+    (U + P + 'when { principal.email.contains("@corp") };', 'when { principal is User && principal.email like "*@corp*" }'),
+    (U + P + 'when { principal.email like "*@corp.com" };', 'when { principal is User && principal.email like "*@corp.com" }'),
+    (U + P + "when { principal.admin };", "when { principal is User && principal.admin }"),
+    # grants and users read differently: one branch per principal type
+    (U + P + 'when { principal has email || principal.label == "ci" };',
+     'when { principal is Grant && principal.label == "ci" || principal is User }'),
+    # `is`, `==` and `in` on users
+    (U + P + "when { principal is User };", "when { principal is User }"),
+    (U + P + 'when { principal == User::"ann" };', 'when { principal is User && principal == User::"ann" }'),
+    (U + P + 'when { principal is User in Group::"sre" };', 'when { principal is User && principal in Group::"sre" }'),
+    # in the scope: only users, no `is` needed
+    (U + 'permit (principal is User, action == Action::"refund", resource) when { principal.admin };', "when { principal.admin }"),
+]
+
+
+@pytest.mark.parametrize("src,want", USER_CONVERSIONS)
+def test_user_conversions(src, want):
+    got = body(src)
+    assert got.endswith(want), got
+
+
+def test_users_in_the_schema():
+    r = export_program(load_program(U + P + "when { principal.admin };", "p.mcpp"), tools=TOOLS, schema=True)
+    assert ('entity User in [Group] = {\n  "email": String,\n  "cap"?: Long,\n  "scopes": Set<String>,\n'
+            '  "admin": Bool,\n  "ids"?: Set<Long>\n};') in r.schema
+    assert r.schema.count("principal: [Grant, User],") == len(TOOLS)
+    # without `in [Group]` users are in no group; a policy only for users in a group cannot apply
+    r = export_program(load_program('entity User { admin: Bool };\npermit (principal is User in Group::"g", action, resource);\n'
+                                    'permit (principal in Group::"g", action == Action::"read", resource);', "p.mcpp"),
+                       tools=TOOLS, schema=True)
+    assert "entity User = {" in r.schema and r.ids == ["policy1"]
+    assert cedarpy.validate_policies(r.policies, r.schema).validation_passed
+    # a program that never names users keeps grants alone
+    r = export_program(load_program(P + ";", "p.mcpp"), tools=TOOLS, schema=True)
+    assert "User" not in r.schema and "principal: [Grant]," in r.schema
+    # in a namespace
+    r = export_program(load_program(U + 'permit (principal == User::"a", action, resource);', "p.mcpp"), tools=TOOLS, schema=True,
+                       names=CedarNames.with_namespace("Acme"))
+    assert 'principal == Acme::User::"a"' in r.policies and "principal: [Grant, User]," in r.schema
+    assert cedarpy.validate_policies(r.policies, r.schema).validation_passed
+
+
+def test_the_issues_example_exports_untyped_and_typed():
+    src = ("entity User in [Group] { email: String, refund_cap: Long, scopes: Set<String> };\ndefault deny;\n"
+           'permit (principal in Group::"payments", action == Action::"refund", resource) '
+           "when { context.input.count <= principal.refund_cap };\n"
+           'forbid (principal, action == Action::"read", resource) unless { principal.scopes.contains("k8s:write") };\n'
+           'permit (principal is User, action == Action::"read", resource);\n')
+    untyped = export_program(load_program(src, "p.mcpp")).policies
+    assert 'unless { principal.scopes.contains("k8s:write") };' in untyped
+    out = " ".join(typed(src).split())
+    assert 'forbid (principal, action == Action::"read", resource) when { principal is User && !principal.scopes.contains("k8s:write") };' in out
+
+
+USER_REFUSALS = [
+    # Cedar has no Long/decimal conversion
+    (U + P + "when { context.input.amount <= principal.cap };", {"tools": TOOLS},
+     "2:65: error: cannot export to Cedar: permit \"policy0\": orders an integer principal attribute (cap) against a number argument"),
+    (U + P + "when { context.input.amount == principal.cap };", {"tools": TOOLS}, "compares an integer with a number"),
+    # untyped: a substring test between two computed strings
+    (U + P + "when { principal.email.contains(context.input.note) };", {}, "substring test in mcpp"),
+]
+
+
+@pytest.mark.parametrize("src,kw,want", USER_REFUSALS)
+def test_user_refusals(src, kw, want):
+    assert want in refusal(src, **kw)
+
+
+@pytest.mark.parametrize("src", [
+    U + 'permit (principal is User, action, resource);',
+    U + 'permit (principal == User::"ann", action, resource);',
+    U + P + "when { principal.admin };",
+    U + P + "when { principal has email };",
+    U + P + "when { principal is User };",
+])
+def test_agentcore_has_no_users(src):
+    """AgentCore's principal is one OAuthUser type with claims as tags: a policy about mcpp
+    users is refused rather than read as about grants (which would change its meaning)."""
+    assert "mcpp users (`entity User`) have no AgentCore form" in refusal(src, tools=TOOLS, names=AGENTCORE)
+
+
 # ---- refusals ---------------------------------------------------------------------------------
 
 REFUSALS = [
