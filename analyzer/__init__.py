@@ -17,22 +17,27 @@ from mcpp.lang.diagnostics import Diagnostic, Span
 ASSERT_DOCS = "docs/analyzer.md#assertions"
 
 
-def analyze(program, *, timeout_ms: int = 2000, cancel=None) -> list[Diagnostic]:
+def analyze(program, *, timeout_ms: int = 2000, cancel=None, catalog=None) -> list[Diagnostic]:
     """Lints plus every assertion that failed or could not be decided, as diagnostics.
 
     Codes: a lint id, `assert-failed` (error; the message holds the counterexample call),
     `assert-unknown` (warning), `assert` (an input error in an assertion). Never raises:
     an internal failure becomes one `analyzer-error` diagnostic. `timeout_ms` is per
-    query; setting `cancel` (a threading.Event) makes it return [] at the next query."""
+    query; setting `cancel` (a threading.Event) makes it return [] at the next query.
+    With `catalog` (a `catalog.model.Catalog`) the analysis is typed (analyzer/typed.py):
+    calls are assumed to conform to their tool's inputSchema, as the gateway enforces."""
     from .lints import lint
-    from .solve import Cancelled, Session
+    from .solve import Cancelled
+    from .typed import typed_session
     from .verify import assert_problems, verify
 
     out: list[Diagnostic] = []
     try:
+        # unknown tools are the catalog check's findings (`catalog-unknown-tool`, an error at the
+        # same span); a typed `verify` reports an assertion about one UNKNOWN, never PASS
         problems = assert_problems(program)
         out += problems
-        session = Session(timeout_ms, cancel)
+        session = typed_session(catalog, timeout_ms, cancel)
         out += lint(program, session=session)
         if not problems:
             out += assert_diagnostics(program, verify(program, session=session))

@@ -64,6 +64,9 @@ class ToolDiff:
 
 def diff_programs(old: Program, new: Program, *, timeout_ms: int = 2000, session: Session | None = None) -> list[ToolDiff]:
     session = session or Session(timeout_ms)
+    catalog = session.tools()
+    if catalog is not None:  # typed: the catalog's tools, each with its schema; no stand-in
+        return [_diff_tool(session, old, new, tool, False) for tool in catalog]
     named, other = query_tools(old, new)
     out = []
     for tool in named + [other]:

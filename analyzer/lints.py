@@ -68,10 +68,22 @@ class Linter:
         self.session = session or Session(timeout_ms)
         self.ctx = self.session.ctx
         self.only = set(only) if only else None
-        named = mentioned_tools(program) - (set(program.groups) - program.named_tools())
-        self.named = sorted(named)
-        self.other = other_tool(program)
-        self.tools = self.named + [self.other]
+        catalog = self.session.tools()
+        if catalog is not None:
+            # typed (a catalog): exactly the catalog's tools, each with its own schema. No
+            # stand-in: a tool the catalog does not list cannot be called through the gateway,
+            # so a query about "any other tool" would be vacuous (and "allows every call" true
+            # of a tool that has no calls).
+            self.catalog: set[str] | None = set(catalog)
+            self.named = sorted(catalog)
+            self.other: str | None = None
+            self.tools = list(self.named)
+        else:
+            named = mentioned_tools(program) - (set(program.groups) - program.named_tools())
+            self.catalog = None
+            self.named = sorted(named)
+            self.other = other_tool(program)
+            self.tools = self.named + [self.other]
         self._tool: dict[str, tuple] = {}
         self._engine: Engine | None = None
         self._applies: dict = {}
@@ -111,7 +123,11 @@ class Linter:
         return hit
 
     def tools_of(self, info) -> list[str]:
-        return self.tools if info.tools is None else sorted(info.tools)
+        if info.tools is None:
+            return self.tools
+        if self.catalog is not None:  # a tool the catalog lacks has no calls (`mcpp check` reports it)
+            return sorted(t for t in info.tools if t in self.catalog)
+        return sorted(info.tools)
 
     def suppressed(self, lint_id: str, rule: str | None) -> bool:
         """`@suppress("lint-id, …")` on the statement a finding is about (or on `default`
@@ -173,6 +189,8 @@ class Linter:
             if not stmt.clauses and stmt.scope.principal.op == "any" and stmt.scope.resource.op == "any":
                 continue
             tools = self.tools_of(info)
+            if not tools:
+                continue  # typed: only tools the catalog lacks (an error of `mcpp check`), no calls to judge
             if any(self.can_apply(stmt, t) != "unsat" for t in tools):
                 continue
             kind = "assertion" if isinstance(stmt, ir.Assert) else type(stmt).__name__.lower()
@@ -359,6 +377,8 @@ class Linter:
             if not _assign(args, p, str(target)):
                 continue
             cand = type(w)(w.tool, args, w.grant_id, w.label, w.groups, w.server, dict(w.counters))
+            if self.session.nonconforming(cand.tool, cand.args) is not None:
+                continue  # typed: the gateway would refuse it, so it is no bypass
             d2 = self.session.replayer.decide(self.program, cand)
             c2 = _erroring_clauses(self.engine, f.stmt, cand)
             if d2.allowed and c2 is not None:
@@ -443,9 +463,20 @@ class Linter:
             return
         if self.only is not None and "always-allows" not in self.only:
             return
-        if set(always) >= set(self.tools) and not prog.hidden:
+        if self.tools and set(always) >= set(self.tools) and not prog.hidden:
             self.report("always-allows", "this policy allows every call: no tool, argument or grant is ever denied",
                         span, notes=("add `default deny` and permits for what the agent needs",))
+        elif self.catalog is not None:
+            named = mentioned_tools(prog)
+            open_tools = [t for t in always if t not in named]
+            if prog.default == "allow" and open_tools:
+                shown = ", ".join(repr(t) for t in open_tools[:8]) + (", …" if len(open_tools) > 8 else "")
+                self.report("always-allows",
+                            f"under `default allow`, {len(open_tools)} tool{'s' if len(open_tools) != 1 else ''} of the "
+                            f"catalog this policy does not name {'are' if len(open_tools) != 1 else 'is'} allowed for every "
+                            f"caller with any arguments: {shown}",
+                            span, notes=("prefer `default deny` with permits, or hide the dangerous tools",),
+                            tools=open_tools)
         elif self.other in always:
             self.report("always-allows",
                         f"under `default allow`, every tool this policy does not name is allowed for every caller with "
@@ -638,7 +669,15 @@ def _type_guard(path: tuple, t: str | None) -> str:
 
 def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple[str, dict | None]:
     """How to close the hole where errors fail closed (in the permit), and the edit that does
-    it (`data["fix"]`: code-point offsets into the source, the catalog validator's format)."""
+    it (`data["fix"]`: code-point offsets into the source, the catalog validator's format).
+
+    A misspelt argument is never repeated in a guard (a permit guarded on `pth` would deny
+    every call): when the forbid reads a path the tool's schema does not declare (typed),
+    or, untyped, a near miss of a path other rules for the tool read, the advice and the
+    fix are the correct name instead."""
+    typo = _typo(linter, f, c, tool)
+    if typo is not None:
+        return typo
     guards = []
     e = c.expr
     simple = isinstance(e, ir.Compare) and e.op in ("<", "<=", ">", ">=") and len(f.stmt.clauses) == 1 and c.kind == "when"
@@ -668,6 +707,52 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple
         fix = {"title": f"Govern the tool: {stmt}", "edits": [_edit(source, end, end, "\n\n" + stmt)]}
     return (f"guard it where an error denies: govern the tool with `{stmt}` (a permit fails closed; under "
             f"`default allow` naming the tool in a permit makes every other call to it denied)"), fix
+
+
+def _typo(linter: Linter, f, c: ir.Clause, tool: str) -> tuple[str, dict | None] | None:
+    """(advice, fix) when the clause reads a misspelt argument of `tool`, else None."""
+    from mcpp.lang.diagnostics import did_you_mean
+
+    schemas = linter.session.schemas
+    for p in _read_paths_expr(c.expr):
+        near: tuple | None = None
+        why = ""
+        if schemas is not None and tool in schemas:
+            from mcpp.catalog.schema import follow
+
+            info = follow(schemas[tool].schema, p, tool)
+            if info.problem_kind not in ("absent", "undeclared"):
+                continue
+            if info.problem_kind == "undeclared" and not info.suggestion:
+                continue  # the schema lets other keys through: the argument may be meant, guard it
+            why = f"{tool} does not declare `{'.'.join(p[: info.at + 1])}`"
+            near = p[: info.at] + (info.suggestion,) + p[info.at + 1:] if info.suggestion else None
+        else:
+            read = {q for st in _statements_for(linter.program, tool) if st is not f.stmt for cl in st.clauses
+                    for q in _read_paths_expr(cl.expr)}
+            if p in read:
+                continue  # other rules read it too: a name, not a slip
+            hit = did_you_mean(".".join(p), sorted(".".join(q) for q in read))
+            if hit is None:
+                continue
+            near = tuple(hit.split("."))
+            why = f"`{'.'.join(p)}` is read nowhere else for {tool}, but `{hit}` is"
+        if near is None:
+            return (f"{why}: the condition can never hold, so the forbid never applies; correct the argument name "
+                    "(a guard on a misspelt argument would deny every call)"), None
+        name = ".".join(near)
+        source = linter.program.document.source if linter.program.document is not None else ""
+        edits = [_edit(source, n.span.start, n.span.end, "context.input." + name)
+                 for cl in f.stmt.clauses for n in walk(cl.expr)
+                 if isinstance(n, ir.GetAttr) and input_path(n) == p and n.span.end > n.span.start] if source else []
+        fix = {"title": f"Use context.input.{name}", "edits": edits} if edits else None
+        return f"{why}: did you mean `{name}`? correct the name in the forbid (a guard on a misspelt argument would deny every call)", fix
+    return None
+
+
+def _statements_for(program: Program, tool: str):
+    infos = list(program.policies) + list(program.limits) + list(program.asserts)
+    return [i.stmt for i in infos if i.tools is None or tool in i.tools]
 
 
 def _edit(source: str, start: int, end: int, text: str) -> dict:

@@ -37,7 +37,8 @@ def diag_dict(d: Diagnostic) -> dict:
     return out
 
 
-def sarif(diags: list[Diagnostic], extra_results: list[dict] | None = None) -> dict:
+def sarif(diags: list[Diagnostic], extra_results: list[dict] | None = None, properties: dict | None = None) -> dict:
+    """SARIF 2.1.0: one run; `properties` (e.g. what a typed analysis assumed) go on the run."""
     used = sorted({d.code for d in diags} | {r["ruleId"] for r in extra_results or []})
     rules = []
     for rid in used:
@@ -68,14 +69,10 @@ def sarif(diags: list[Diagnostic], extra_results: list[dict] | None = None) -> d
         r = dict(r)
         r["ruleIndex"] = index[r["ruleId"]]
         results.append(r)
-    return {
-        "$schema": SARIF_SCHEMA,
-        "version": "2.1.0",
-        "runs": [{
-            "tool": {"driver": {"name": "mcpp", "version": _version(), "rules": rules}},
-            "results": results,
-        }],
-    }
+    run = {"tool": {"driver": {"name": "mcpp", "version": _version(), "rules": rules}}, "results": results}
+    if properties:
+        run["properties"] = properties
+    return {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
 
 
 def _version() -> str:

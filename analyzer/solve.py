@@ -52,6 +52,44 @@ class Session:
         self.timeout_ms = max(1, int(timeout_ms))
         self.replayer = Replayer()
         self.queries = 0
+        self._validators: dict = {}
+
+    @property
+    def typed(self) -> bool:
+        """Is this a typed analysis (a catalog: calls conform to their tool's inputSchema)?"""
+        return self.schemas is not None
+
+    def tools(self) -> list[str] | None:
+        """With a catalog, the tools a call can name: the catalog's, and nothing else (the
+        gateway refuses a call to a tool its catalog does not list). None when untyped."""
+        return sorted(self.schemas) if self.schemas is not None else None
+
+    def nonconforming(self, tool: str, args) -> str | None:
+        """In a typed analysis, why a witness's arguments are not a call the gateway would
+        forward (checked by the gateway's own validator, catalog/conformance.py), else None.
+
+        The encoding assumes conformance, so a witness that does not conform is an analyzer
+        bug: callers report UNKNOWN, never a FAIL the gateway could not produce."""
+        if self.schemas is None:
+            return None
+        assumption = self.schemas.get(tool)
+        if assumption is None:
+            return f"the catalog has no tool {tool!r}, so the gateway refuses every call to it"
+        from mcpp.catalog.conformance import SchemaUnusable, check, compile_schema
+
+        v = self._validators.get(tool)
+        if v is None:
+            try:
+                v = compile_schema(assumption.schema)
+            except SchemaUnusable as e:
+                v = e
+            self._validators[tool] = v
+        if isinstance(v, SchemaUnusable):
+            return f"the input schema of {tool!r} is unusable ({v}), so the gateway refuses every call to it"
+        violation = check(v, args)
+        if violation is None:
+            return None
+        return f"{violation.message} (schema {violation.pointer or '/'})"
 
     def request(self, grant: FixedGrant | None = None, server: str | None = None) -> Request:
         return Request(self.ctx, self.sorts, grant, server, self.schemas)
@@ -85,7 +123,12 @@ class Session:
         better = self._prefer(s, req)
         if better is not None:
             model = better
-        return Outcome("sat", witness=Decoder(req, model).witness(tool or "?"))
+        w = Decoder(req, model).witness(tool or "?")
+        why = self.nonconforming(w.tool, w.args)
+        if why is not None:
+            return Outcome("unknown", "the counterexample does not conform to the tool's inputSchema, which the gateway "
+                           f"enforces: {why} (an analyzer bug: please report it)")
+        return Outcome("sat", witness=w)
 
     def _prefer(self, s: z3.Solver, req: Request):
         """A model of `s` that also meets as many readability preferences as possible, or None."""

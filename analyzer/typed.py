@@ -184,3 +184,11 @@ def catalog_schemas(catalog) -> dict[str, SchemaAssumption]:
     from mcpp.catalog.conformance import closed_world
 
     return {name: SchemaAssumption(name, closed_world(t.input_schema)) for name, t in catalog.tools.items()}
+
+
+def typed_session(catalog, timeout_ms: int = 2000, cancel=None):
+    """A `solve.Session` for a typed analysis over `catalog` (a `catalog.model.Catalog`),
+    or an untyped one when `catalog` is None."""
+    from .solve import Session
+
+    return Session(timeout_ms, cancel, schemas=catalog_schemas(catalog) if catalog is not None else None)

@@ -78,9 +78,12 @@ class AssertResult:
         return d
 
 
-def assert_problems(program: Program, catalog: set[str] | None = None) -> list[Diagnostic]:
+def assert_problems(program: Program, catalog=None) -> list[Diagnostic]:
     """Input errors in assertions: `hidden`/`visible` reading arguments, and (with a tool
-    catalog) tools the catalog does not have."""
+    catalog: a set of tool names, or a `catalog.model.Catalog`) tools the catalog does not
+    have."""
+    if catalog is not None and not isinstance(catalog, (set, frozenset)):
+        catalog = set(catalog.tools)
     out = []
     for a in program.asserts:
         st = a.stmt
@@ -96,7 +99,9 @@ def assert_problems(program: Program, catalog: set[str] | None = None) -> list[D
             for ent in st.scope.action.entities:
                 names = program.groups.get(ent.id, frozenset({ent.id})) if st.scope.action.op != "eq" else {ent.id}
                 for t in sorted(names):
-                    if t not in catalog:
+                    # a group's own name is in its `in` (Cedar's reflexive `in`): only a
+                    # tool of that name could be called, and a catalog without one has none
+                    if t not in catalog and t not in program.groups:
                         near = did_you_mean(t, sorted(catalog))
                         notes = (f"did you mean {near!r}?",) if near else ()
                         out.append(Diagnostic(f"unknown tool {t!r} in assert {a.id!r}: the tool catalog has no such tool",
@@ -107,20 +112,37 @@ def assert_problems(program: Program, catalog: set[str] | None = None) -> list[D
 def verify(program: Program, *, timeout_ms: int = 2000, session: Session | None = None) -> list[AssertResult]:
     """Decide every `assert` of the program."""
     session = session or Session(timeout_ms)
-    named, other = query_tools(program)
-    all_tools = named + [other]
+    catalog = session.tools()
+    if catalog is not None:
+        # typed (a catalog): the catalog's tools are every tool a call can name, each with its
+        # own schema; no stand-in (a tool the catalog lacks never reaches the policy)
+        all_tools, other = catalog, None
+    else:
+        named, other = query_tools(program)
+        all_tools = named + [other]
     out = []
     for a in program.asserts:
-        tools = sorted(a.tools) if a.tools is not None else all_tools
+        if a.tools is None:
+            tools = all_tools
+        elif catalog is not None:
+            tools = sorted(t for t in a.tools if t in session.schemas)
+            missing = sorted(t for t in a.tools if t not in session.schemas and t not in program.groups)
+            if missing:  # `assert_problems(program, catalog)` reports it as an input error first
+                out.append(AssertResult(a.id, a.stmt.kind, "unknown",
+                                        f"the catalog has no tool {', '.join(repr(t) for t in missing)}: an assertion "
+                                        "about a tool the gateway refuses proves nothing", a.stmt.span))
+                continue
+        else:
+            tools = sorted(a.tools)
         out.append(_check(session, program, a, tools, other))
     return out
 
 
-def _label(tool: str, other: str) -> str:
+def _label(tool: str, other: str | None) -> str:
     return f"{tool} (standing for every tool the policy does not name)" if tool == other else tool
 
 
-def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], other: str) -> AssertResult:
+def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], other: str | None) -> AssertResult:
     st = a.stmt
     unknown: list[str] = []
     reasons: list[str] = []
@@ -145,7 +167,7 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
                         st.span, tools_checked=len(tools))
 
 
-def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: str) -> AssertResult | None:
+def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: str | None) -> AssertResult | None:
     """deny / allow / hidden for one tool: None when proved."""
     st = a.stmt
     req = session.request()
@@ -206,7 +228,7 @@ def _by(program: Program, decision) -> str:
 # ---- visible: ∀ grant ∃ call -------------------------------------------------------------
 
 
-def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str,
+def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str | None,
              rounds: int = 16) -> AssertResult | None:
     st = a.stmt
     ctx = session.ctx

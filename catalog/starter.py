@@ -3,13 +3,21 @@
 Every statement is preceded by the reason for it. The shape is fixed: `default deny`
 (tools the server adds later stay denied until reviewed); secret-exposing and
 destructive tools hidden; read-only tools permitted; writes permitted with a shared
-rate limit, and every read or write that takes a risky argument gets a `forbid` guard
-on the values that are dangerous anywhere (traversal and credential paths,
-internal-network URLs, shell metacharacters, production namespaces, large amounts).
-Guards are `forbid`s with positive conditions so that they compile to the JSON form's
-`deny_if`, and each optional argument is tested with `has` first so no guard can be
-skipped by leaving the argument out. `assert`s at the end state what the policy
-protects; `mcpp verify` proves them.
+rate limit, and every read or write that takes a risky argument gets a guard on the
+values that are dangerous anywhere (traversal and credential paths, internal-network
+URLs, shell metacharacters, production namespaces, large amounts).
+
+Guards fail closed. Where the guard is a bound the JSON form can require (an amount
+`<= 1000`), it sits in the permit: a call whose amount is missing or not a number makes
+the permit error, and an erroring permit denies. Where it is a denylist (a path regex,
+a `like "*prod*"`), it has to stay a `forbid` with a positive condition — the JSON form
+cannot require a negated regex or `like` — and a forbid that errors does not apply. Such
+guards rely on typed calls: the gateway refuses every call whose arguments do not
+conform to the tool's `inputSchema` before the policy decides, and the starter records
+its `@catalog` so that `mcpp lint`, `verify` and `serve` analyse it under the same
+guarantee (docs/catalogs.md §5). An optional argument is tested with `has` first, so
+leaving it out is a deliberate exemption, not a bypass. `assert`s at the end state what
+the policy protects; `mcpp verify` proves them.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ GUARDS = {
             "URLs must not point at local files, internal networks or cloud metadata.", '"http://169.254.169.254/*"'),
     "command": ("shell metacharacters and privileged or destructive commands (sudo, rm, curl, …)",
                 "Commands with shell metacharacters or privileged programs are not allowed.", '"sudo *"'),
-    "amount": (f"amounts above {AMOUNT_CAP} (a starting cap: set your own)",
+    "amount": (f"amounts of at most {AMOUNT_CAP} (a starting cap: set your own)",
                f"Amounts above {AMOUNT_CAP} need a person.", None),
     "namespace": ("production namespaces (any name containing \"prod\") and kube-system",
                   "Production and system namespaces are off limits.", '"*prod*"'),
@@ -50,9 +58,17 @@ ALLOWLIST_EXAMPLE = {
 }
 
 
-def _a(noun: str) -> str:
-    """`noun` with its indefinite article: "an amount", "a path", "a url" (said "you-are-ell")."""
-    return f"{'an' if noun[:1] in 'aeio' else 'a'} {noun}"
+# what each kind of risky argument is, with its article, in the comments the starter writes
+NOUN = {
+    "path": ("a file path", "file paths"), "url": ("a URL", "URLs"), "command": ("a shell command", "shell commands"),
+    "amount": ("an amount of money", "amounts"), "namespace": ("a namespace", "namespaces"),
+    "channel": ("a channel", "channels"), "repository": ("a repository", "repositories"),
+}
+PERMIT_GUARDS = ("amount",)  # bounds a permit can require (fail closed); the other guards are denylists
+
+
+def _noun(kind: str, plural: bool = False) -> str:
+    return NOUN.get(kind, (f"a {kind}", f"{kind}s"))[1 if plural else 0]
 
 def _path(p: tuple[str, ...]) -> ir.Expr:
     e: ir.Expr = ir.GetAttr(ir.Var("context"), "input")
@@ -71,8 +87,6 @@ def _guard_condition(a: RiskyArg, tool_kind: str) -> str | None:
         cond = fmt(ir.Matches(p, URL_RE))
     elif a.kind == "command":
         cond = fmt(ir.Matches(p, COMMAND_RE))
-    elif a.kind == "amount":
-        cond = fmt(ir.Compare(">", p, ir.Lit(AMOUNT_CAP)))
     elif a.kind == "namespace":
         cond = f'{fmt(p)} like "*prod*" || {fmt(p)} in ["kube-system", "kube-public"]'
     else:
@@ -81,6 +95,17 @@ def _guard_condition(a: RiskyArg, tool_kind: str) -> str | None:
         has = fmt(ir.Has(ir.GetAttr(ir.Var("context"), "input"), a.path))
         cond = f"{has} && ({cond})" if "||" in cond else f"{has} && {cond}"
     return cond
+
+
+def _permit_condition(a: RiskyArg) -> str:
+    """What a permit requires of a bounded argument: true only for a number within the bound,
+    an error (so the permit denies) when it is missing or of another type."""
+    return fmt(ir.Compare("<=", _path(a.path), ir.Lit(AMOUNT_CAP)))
+
+
+def _permit_reason(bounds: list[RiskyArg]) -> str:
+    names = " or ".join(f"`{a.path_text}`" for a in bounds)
+    return f"Amounts above {AMOUNT_CAP} (or a call without a numeric {names}) need a person."
 
 
 def _assert_condition(a: RiskyArg) -> str | None:
@@ -143,7 +168,13 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
                   f"{catalog_ref or 'its catalog'}" + (f" (captured {catalog.captured_at})." if catalog.captured_at else "."))
     L += _comment("Every choice below says why. Annotations are hints from the server, which is not trusted, so "
                   "each verdict also weighs the tool's name; where they disagree the more dangerous reading wins. "
-                  "Review it, then run `mcpp check`, `mcpp verify` and `mcpp compile`.")
+                  "Review it, then run `mcpp check`, `mcpp verify`, `mcpp lint` and `mcpp compile`.")
+    if any(a.kind not in PERMIT_GUARDS for sec in ("read", "write") for c in p[sec] for a in _guards_for(c, sec)):
+        L += _comment("The argument guards that are `forbid`s are denylists, and they count on typed calls: `mcpp "
+                      "serve` refuses every call whose arguments do not conform to the tool's input schema before "
+                      "the policy decides, so no forbid can be skipped by sending a value of the wrong type. The "
+                      "`@catalog` below makes `mcpp lint`, `mcpp verify` and `mcpp serve` analyse the policy under "
+                      "that guarantee; keep it.")
     L.append("")
     L += _comment("Deny what is not permitted below, including tools the server adds after this review.")
     if catalog_ref:
@@ -162,7 +193,7 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
                 why = "exposes secrets — " + why
             elif c.unguardable:
                 args = ", ".join(a.path_text for a in c.unguardable)
-                why = (f"takes a list ({args}) of {c.unguardable[0].kind}s that no rule can check one by one, so it "
+                why = (f"takes a list ({args}) of {_noun(c.unguardable[0].kind, plural=True)} that no rule can check one by one, so it "
                        "would bypass the guards on its sibling tools — " + why)
             else:
                 why = "destructive — " + why
@@ -182,24 +213,39 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
         L.append("")
         for c in p[section]:
             L += _comment(f"{c.name}: {'reads' if section == 'read' else 'writes'} — {c.reason}.")
-            L.append(f"@id({quote(section + ':' + c.name)})")
-            L.append(f"permit (principal, action == {_act(c.name)}, resource);")
             guards = _guards_for(c, section)
+            bounds = [a for a in guards if a.kind in PERMIT_GUARDS]
+            denylists = [a for a in guards if a.kind not in PERMIT_GUARDS]
             if not guards and section == "read":
                 unguarded_reads.append(c.name)
-            for a in guards:
+            for a in bounds:
+                what = GUARDS[a.kind][0]
+                absent = ("it is optional, but a call that omits it is denied too (the server's default could be "
+                          "anything)" if not a.required else "a call without it is denied")
+                L += _comment(f"`{a.path_text}` is {_noun(a.kind)} ({a.why}): the permit allows only {what}; {absent}, "
+                              "and so is one whose value is not a number (the condition errors, and a permit that "
+                              "errors denies).")
+            L.append(f"@id({quote(section + ':' + c.name)})")
+            if bounds:
+                L.append(f"@reason({quote(_permit_reason(bounds))})")
+                L.append(f"permit (principal, action == {_act(c.name)}, resource)")
+                L.append("when { " + " && ".join(_permit_condition(a) for a in bounds) + " };")
+            else:
+                L.append(f"permit (principal, action == {_act(c.name)}, resource);")
+            for a in denylists:
                 what, reason, _ = GUARDS[a.kind]
                 cond = _guard_condition(a, section)
                 opt = "" if a.required else f" `{a.path_text}` is optional, so the guard tests for it first."
-                L += _comment(f"`{a.path_text}` is {_a(a.kind)} ({a.why}): deny {what}.{opt}")
+                L += _comment(f"`{a.path_text}` is {_noun(a.kind)} ({a.why}): deny {what}.{opt}")
                 gid = f"guard:{c.name}:{a.path_text}"
                 L.append(f"@id({quote(gid)})")
                 L.append(f"@reason({quote(reason)})")
                 L.append(f"forbid (principal, action == {_act(c.name)}, resource)")
                 L.append(f"when {{ {cond} }};")
+            for a in guards:
                 ac = _assert_condition(a)
                 if ac is not None:
-                    asserts += _comment(f"{c.name} refuses {a.kind}s like this one.")
+                    asserts += _comment(f"{c.name} refuses {_noun(a.kind, plural=True)} like this one.")
                     asserts += [f"@id({quote('protects:' + c.name + ':' + a.path_text)})",
                                 f"assert deny (principal, action == {_act(c.name)}, resource)",
                                 f"when {{ {ac} }};", ""]
@@ -209,7 +255,7 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
                                   "so pin the ones your agents need by adding to the permit above: "
                                   f"when {{ {ALLOWLIST_EXAMPLE[a.kind].format(p=a.path_text)} }}")
                 elif a.type == "nested":
-                    L += _comment(f"`{a.path_text}` is {_a(a.kind)} inside a list: no rule can check each element; "
+                    L += _comment(f"`{a.path_text}` is {_noun(a.kind)} inside a list: no rule can check each element; "
                                   f"hide {c.name} if that matters here.")
             L.append("")
         if section == "write":

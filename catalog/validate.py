@@ -22,6 +22,7 @@ from mcpp.lang.diagnostics import Diagnostic, Span, did_you_mean
 from mcpp.lang.formatter import expr as fmt_expr
 from mcpp.lang.program import Program
 
+from .conformance import closed_world
 from .model import Catalog
 from .schema import View, describe_types, follow, json_type
 
@@ -71,6 +72,17 @@ class _Validator:
         self.source = program.document.source if program.document is not None else ""
         self.file = program.filename
         self.out: dict[tuple, Diagnostic] = {}
+        self._schemas: dict[str, dict] = {}
+
+    def schema(self, tool: str) -> dict:
+        """The schema calls to `tool` are checked against by the gateway (typed calls): as
+        declared, but an argument the tool does not declare at all is refused unless the
+        schema says something about other keys (`conformance.closed_world`). So a condition
+        on an undeclared argument reads a key no forwarded call has: an error."""
+        hit = self._schemas.get(tool)
+        if hit is None:
+            hit = self._schemas[tool] = closed_world(self.catalog.tools[tool].input_schema)
+        return hit
 
     # -- output -----------------------------------------------------------------------
     def emit(self, key: tuple, msg: str, span: Span, severity: str, code: str, notes=(), fix: dict | None = None):
@@ -174,7 +186,7 @@ class _Validator:
         """Per tool, the schema view at `path` (tools where the path cannot exist are left out)."""
         out = {}
         for t in st.tools:
-            info = follow(self.catalog.tools[t].input_schema, path, t)
+            info = follow(self.schema(t), path, t)
             if info.view is not None:
                 out[t] = info.view
         return out
@@ -182,7 +194,7 @@ class _Validator:
     def read(self, e: ir.Expr, path: Path, known: frozenset, st: _Stmt, clause: ir.Clause) -> None:
         if not path:
             return
-        results = {t: follow(self.catalog.tools[t].input_schema, path, t) for t in st.tools}
+        results = {t: follow(self.schema(t), path, t) for t in st.tools}
         bad = {t: r for t, r in results.items() if r.problem}
         if st.any_tool:
             # A rule for every tool reads arguments that only some tools have; that is fine
@@ -197,7 +209,7 @@ class _Validator:
         for t, r in results.items():
             if r.problem is not None or r.optional_at is None:
                 continue
-            schema = self.catalog.tools[t].input_schema
+            schema = self.schema(t)
             for i in range(r.optional_at, len(path)):
                 p = path[: i + 1]
                 if p not in known and _optional_segment(schema, p, t):
@@ -225,6 +237,9 @@ class _Validator:
             notes.append("the schema lets undeclared keys through, but the server ignores what it does not declare; "
                          "a condition on it tests something the tool never reads")
         elif st.kind in ("forbid", "limit"):
+            if kinds == {"absent"}:
+                notes.append("the gateway refuses calls with arguments the tool does not declare (typed calls), "
+                             "so no call it forwards has this one")
             notes.append(f"a {st.kind} whose condition reads a missing argument is skipped: it never applies")
         else:
             notes.append(f"a {st.kind} whose condition reads a missing argument never applies")
@@ -287,7 +302,7 @@ class _Validator:
             return
         bad = {}
         for t in st.tools:
-            r = follow(self.catalog.tools[t].input_schema, path, t)
+            r = follow(self.schema(t), path, t)
             if r.problem and r.problem_kind != "undeclared":
                 bad[t] = r
         if bad:
@@ -401,7 +416,7 @@ class _Validator:
         path = input_path(e)
         if path is None or not path or st.any_tool:
             return
-        results = {t: follow(self.catalog.tools[t].input_schema, path, t) for t in st.tools}
+        results = {t: follow(self.schema(t), path, t) for t in st.tools}
         bad = {t: r for t, r in results.items() if r.problem}
         if bad:
             self.unknown_path(e, path, bad, st)

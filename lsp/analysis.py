@@ -29,6 +29,7 @@ class Job:
     timeout_ms: int
     deadline_s: float
     cancelled: bool = False
+    catalog: str | None = None  # the catalog file the analysis is typed by (the document's; None: untyped)
 
 
 class AnalyzerService:
@@ -129,6 +130,8 @@ class AnalyzerService:
             if job.cancelled:
                 return
             request = {"id": rid, "source": job.text, "filename": job.filename, "timeout_ms": job.timeout_ms}
+            if job.catalog is not None:
+                request["catalog"] = job.catalog
             assert proc.stdin is not None and proc.stdout is not None
             proc.stdin.write((json.dumps(request, ensure_ascii=False) + "\n").encode("utf-8"))
             await proc.stdin.drain()

@@ -12,6 +12,7 @@ import asyncio
 import functools
 import gc
 import logging
+import os
 import sys
 import time
 from urllib.parse import unquote, urlparse
@@ -131,7 +132,9 @@ class MCPPServer(LanguageServer):
     def job(self, doc: PolicyDocument) -> Job:
         # every solver query is bounded by the timeout; the deadline only catches a worker
         # that hangs outside the solver (a big policy makes thousands of queries)
-        return Job(doc.uri, doc.version, doc.text, doc.filename, self.settings.analyzer_timeout_ms, JOB_DEADLINE_S)
+        catalog = getattr(doc.catalog, "path", None) if getattr(doc, "catalog", None) is not None else None
+        return Job(doc.uri, doc.version, doc.text, doc.filename, self.settings.analyzer_timeout_ms, JOB_DEADLINE_S,
+                   catalog=os.path.abspath(catalog) if catalog else None)
 
     def publish(self, doc: PolicyDocument) -> None:
         base, tags = self.settings.docs_base_url, self.tags_ok()

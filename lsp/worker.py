@@ -5,7 +5,9 @@ The language server runs Z3 here rather than in a thread so that a stale analysi
 be cancelled by ending the process (a solver call cannot be interrupted from Python),
 and so that the solver never holds the GIL the editor's keystrokes are waiting for.
 
-Request: `{"id", "source", "filename", "timeout_ms"}`.
+Request: `{"id", "source", "filename", "timeout_ms", "catalog"?}`; with `catalog` (the path of
+the catalog the document is checked against: its `@catalog`, mcpp.toml, or the `mcpp.catalog`
+setting) the analysis is typed (docs/analyzer.md, "Typed analysis").
 Reply: `{"id", "diagnostics": [...], "elapsed_ms"}`, or `{"id", "skipped": why}` when the
 text has errors (the analysis of a half-parsed policy would mislead), or `{"id", "error"}`.
 """
@@ -53,7 +55,8 @@ def handle(req: dict) -> dict:
     from mcpp.analyzer import analyze
 
     timeout = req.get("timeout_ms", 2000)
-    found = analyze(program, timeout_ms=int(timeout) if isinstance(timeout, (int, float)) else 2000)
+    catalog = _catalog(req.get("catalog"))
+    found = analyze(program, timeout_ms=int(timeout) if isinstance(timeout, (int, float)) else 2000, catalog=catalog)
     from .coverage import coverage_diagnostics  # only when <name>.test.toml is beside the policy
 
     found += coverage_diagnostics(program, filename, source)
@@ -62,6 +65,32 @@ def handle(req: dict) -> dict:
         "diagnostics": [diag_to_json(d) for d in found],
         "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
     }
+
+
+_CATALOGS: dict = {}
+
+
+def _catalog(path):
+    """The catalog at `path`, re-read when the file changes; None when there is none or it
+    cannot be loaded (the server already shows why, and an untyped analysis only reports more)."""
+    if not isinstance(path, str) or not path:
+        return None
+    from mcpp.catalog import CatalogError, load_catalog
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    key = (st.st_mtime_ns, st.st_size)
+    hit = _CATALOGS.get(path)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    try:
+        cat = load_catalog(path)
+    except CatalogError:
+        cat = None
+    _CATALOGS[path] = (key, cat)
+    return cat
 
 
 def main() -> None:

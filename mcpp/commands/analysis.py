@@ -1,27 +1,31 @@
 """`mcpp verify | lint | diff`: the analyzer on the command line.
 
 Exit codes (the table in mcpp.console): 0 everything passed; 1 the input has errors
-(syntax, validation, a malformed assertion, an unknown tool with `--tools`, a bad regex,
-reported with the same `file:line:col: error:` diagnostics as `mcpp check`), an
-assertion failed or could not be decided, an error-level lint fired, or `diff --fail-on`
-matched; 2 bad usage or unreadable input (a missing file, an unusable `--tools` catalog).
+(syntax, validation, a malformed assertion, a bad regex, and with a catalog every error of
+`mcpp check --catalog`, reported with the same `file:line:col: error:` diagnostics), an
+assertion failed or could not be decided, an error-level lint fired (in `verify` too: a
+rule a caller can bypass, unless `--allow-bypassable`), or `diff --fail-on` matched; 2 bad
+usage or unreadable input (a missing file, an unusable `--catalog`).
+
+With a catalog (`--catalog`, or the policy's own `@catalog`/mcpp.toml) the analysis is
+typed: calls conform to each tool's inputSchema, as the gateway enforces (docs/analyzer.md,
+"Typed analysis"), and every output says so.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import List, Optional
 
 import typer
 
 from mcpp.help import PROVE, command
-from mcpp.console import ERRORS, die, print_diagnostics, read_input
-from mcpp.lang.diagnostics import Diagnostic, MCPPError
-
-if TYPE_CHECKING:
-    from mcpp.lang.program import Program
+from mcpp.console import ERRORS, USAGE, die, fail, print_diagnostics, read_input
+from mcpp.lang.diagnostics import MCPPError
 
 FORMATS = ("text", "json", "sarif")
 
@@ -32,28 +36,105 @@ def _format(fmt: str) -> str:
     return fmt
 
 
-def load_checked(paths: list[Path]) -> list[tuple[Program, str]]:
-    """(Program, source) per file, or exit with `mcpp check`'s diagnostics: 2 when a file
-    cannot be read (every file is read before any is checked), 1 when any has errors
-    (every file's errors are printed)."""
+TYPED_NOTE = "calls assumed to conform to each tool's inputSchema, which the gateway enforces"
+
+
+@dataclass
+class Loaded:
+    """One policy file as the analyzer commands read it: the program, its text, and the
+    catalog its analysis is typed by (None: untyped), with the name it was given by."""
+
+    path: Path
+    program: object
+    text: str
+    catalog: object = None
+    catalog_name: str | None = None
+
+    @property
+    def typed_line(self) -> str | None:
+        return f"typed by catalog {self.catalog_name}: {TYPED_NOTE}" if self.catalog is not None else None
+
+    def typed_dict(self) -> dict | None:
+        if self.catalog is None:
+            return None
+        return {"catalog": self.catalog_name, "server": self.catalog.server_name, "tools": len(self.catalog.tools),
+                "assumption": TYPED_NOTE}
+
+    def session(self, timeout_ms: int):
+        from mcpp.analyzer.typed import typed_session
+
+        return typed_session(self.catalog, timeout_ms)
+
+
+def catalog_option(catalog: Optional[Path]):
+    """(Catalog, name) from `--catalog` (or `--tools`, its old name), or (None, None). A
+    catalog that cannot be used is unreadable input (exit 2), as in `mcpp check`."""
+    path = catalog
+    if path is None:
+        return None, None
+    from mcpp.catalog import load_catalog
+
+    try:
+        return load_catalog(path), str(path)
+    except MCPPError as e:
+        fail(e, USAGE)
+
+
+def load_checked(paths: list[Path], catalog=None, catalog_name: str | None = None,
+                 own_catalogs: bool = True) -> list[Loaded]:
+    """Every file, checked, or exit with `mcpp check`'s diagnostics: 2 when a file cannot be
+    read (every file is read before any is checked), 1 when any has errors (every file's
+    errors are printed).
+
+    The catalog of each file is `catalog` (a `--catalog` option) or, with `own_catalogs`,
+    the one the policy names (`@catalog`, resolved against the policy's directory, or an
+    `mcpp.toml`). With a catalog, its errors are the file's errors too (`mcpp check
+    --catalog`): unknown tools, arguments the schema does not declare, types that can
+    never match; a named catalog that cannot be used is an error at its annotation."""
     texts = [read_input(p) for p in paths]
-    out: list[tuple[Program | None, str]] = []
+    out = []
     errors = 0
     for path, text in zip(paths, texts):
         prog, diags = _program(path, text)
+        cat, name = catalog, catalog_name
         bad = [d for d in diags if d.severity == "error"]
+        if not bad:
+            cat, name, cdiags = _catalog_for(path, prog, catalog, catalog_name, own_catalogs)
+            bad = [d for d in cdiags if d.severity == "error"]
+            if cat is not None:
+                from mcpp.analyzer.verify import assert_problems
+
+                bad += [d for d in assert_problems(prog, cat) if d.code == "unknown-tool" and not any(
+                    b.span.start == d.span.start and b.code == "catalog-unknown-tool" for b in bad)]
         print_diagnostics(bad, text)
         errors += len(bad)
-        out.append((prog, text))
+        out.append(Loaded(path, prog, text, cat, name))
     if errors:
         print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
         raise typer.Exit(ERRORS)
-    checked = [(p, t) for p, t in out if p is not None]
-    assert len(checked) == len(out)  # a file without errors has a program
-    return checked
+    return out
 
 
-def _program(path: Path, text: str) -> tuple[Program | None, list[Diagnostic]]:
+def _catalog_for(path: Path, prog, catalog, catalog_name, own: bool):
+    """(catalog, its name, diagnostics) for one checked program."""
+    from mcpp.catalog import CatalogError, catalog_diagnostics, find_catalog_for, find_catalog_ref, validate
+
+    mcpp_source = getattr(prog, "origin", "mcpp") == "mcpp" and prog.document is not None
+    if catalog is not None:
+        return catalog, catalog_name, (validate(prog, catalog) if mcpp_source else [])
+    if not own or not mcpp_source:
+        return None, None, []
+    try:
+        found = find_catalog_for(str(path), prog)
+    except CatalogError:
+        return None, None, catalog_diagnostics(path, prog)  # the error, at the annotation
+    if found is None:
+        return None, None, []
+    ref = find_catalog_ref(str(path), prog)
+    return found, str(ref.path) if ref is not None else "?", validate(prog, found)
+
+
+def _program(path: Path, text: str):
     from mcpp.lang.jsonform import loads
     from mcpp.lang.load import is_json
     from mcpp.lang.program import build_program, check_source
@@ -71,29 +152,14 @@ def _program(path: Path, text: str) -> tuple[Program | None, list[Diagnostic]]:
     return prog, diags
 
 
-def _catalog(path: Optional[Path]) -> set[str] | None:
-    """Tool names from a catalog: a JSON list of names, or MCP `tools/list` output."""
-    if path is None:
-        return None
-    try:
-        data = json.loads(read_input(path))
-    except json.JSONDecodeError as e:
-        die(f"{path}: invalid JSON: {e.msg}")
-    if isinstance(data, dict):
-        data = data.get("result", data)
-        data = data.get("tools", data) if isinstance(data, dict) else data
-    names = set()
-    if isinstance(data, list):
-        for t in data:
-            if isinstance(t, str):
-                names.add(t)
-            elif isinstance(t, dict) and isinstance(t.get("name"), str):
-                names.add(t["name"])
-            else:
-                die(f"{path}: a tool catalog lists tool names or objects with a \"name\"")
-    else:
-        die(f"{path}: a tool catalog is a JSON list of tools or a tools/list result")
-    return names
+CATALOG_HELP = ("Tool catalog (from `mcpp catalog pull`): the analysis is typed by each tool's inputSchema, and "
+                "unknown tools and arguments are errors (default: the policy's @catalog or mcpp.toml; "
+                "--tools is the old name)")
+
+
+def _typed_properties(loaded: list[Loaded]) -> dict | None:
+    typed = {str(item.path): item.typed_dict() for item in loaded if item.catalog is not None}
+    return {"typed": typed} if typed else None
 
 
 # ---- verify ------------------------------------------------------------------------------
@@ -103,45 +169,67 @@ def verify_cmd(
     files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files with `assert` statements"),
     fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
     timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
-    tools: Optional[Path] = typer.Option(None, "--tools", metavar="FILE", help="Tool catalog (JSON list or tools/list result): unknown tools in asserts are errors"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP),
+    allow_bypassable: bool = typer.Option(False, "--allow-bypassable", help="Report rules a caller can bypass "
+                                          "(error-level lint findings) as warnings instead of failing"),
 ) -> None:
-    """Prove every `assert`: PASS, FAIL with a counterexample call, or UNKNOWN with the reason."""
+    """Prove every `assert` (PASS, FAIL with a counterexample call, or UNKNOWN with the reason), and fail on
+    rules a caller can bypass (the error-level findings of `mcpp lint`)."""
     from mcpp.analyzer import assert_diagnostics
-    from mcpp.analyzer.report import dumps, sarif
+    from mcpp.analyzer.report import diag_dict, dumps, sarif
+    from mcpp.analyzer.safety import blocking_findings
     from mcpp.analyzer.verify import assert_problems, verify
 
     fmt = _format(fmt)
-    catalog = _catalog(tools)
-    loaded = []
+    cat, name = catalog_option(catalog)
+    loaded = load_checked(files, cat, name)
     bad = False
-    for f, (prog, text) in zip(files, load_checked(files)):
-        problems = assert_problems(prog, catalog)
+    for item in loaded:
+        problems = [d for d in assert_problems(item.program) if d.code != "unknown-tool"]
         if problems:
-            print_diagnostics(problems, text)
+            print_diagnostics(problems, item.text)
             bad = True
-        loaded.append((f, prog))
     if bad:
         raise typer.Exit(ERRORS)
-    per_file = [(f, prog, verify(prog, timeout_ms=timeout)) for f, prog in loaded]
-    results = [r for _, _, rs in per_file for r in rs]
+    per_file = []
+    for item in loaded:
+        session = item.session(timeout)
+        results = verify(item.program, timeout_ms=timeout, session=session)
+        found = blocking_findings(item.program, item.catalog, timeout_ms=timeout)
+        if allow_bypassable:
+            found = [dataclasses.replace(d, severity="warning") for d in found]
+        per_file.append((item, results, found))
+    results = [r for _, rs, _ in per_file for r in rs]
+    findings = [d for _, _, ds in per_file for d in ds]
+    blocking = sum(1 for d in findings if d.severity == "error")
     counts = {s: sum(1 for r in results if r.status == s) for s in ("pass", "fail", "unknown")}
     if fmt == "json":
         print(dumps({
-            "files": [{"file": str(f), "asserts": [r.to_dict() for r in rs]} for f, _, rs in per_file],
-            "summary": {"passed": counts["pass"], "failed": counts["fail"], "unknown": counts["unknown"]},
+            "files": [{"file": str(item.path), "typed": item.typed_dict(), "asserts": [r.to_dict() for r in rs],
+                       "findings": [diag_dict(d) for d in ds]} for item, rs, ds in per_file],
+            "summary": {"passed": counts["pass"], "failed": counts["fail"], "unknown": counts["unknown"],
+                        "blocking": blocking, "bypassable_allowed": len(findings) - blocking},
         }))
     elif fmt == "sarif":
-        diags = [d for _, prog, rs in per_file for d in assert_diagnostics(prog, rs)]
-        print(dumps(sarif(diags)))
+        diags = [d for item, rs, ds in per_file for d in assert_diagnostics(item.program, rs) + ds]
+        print(dumps(sarif(diags, properties=_typed_properties(loaded))))
     else:
-        for f, prog, rs in per_file:
-            print(f"{f}")
+        for item, rs, ds in per_file:
+            print(f"{item.path}")
+            if item.typed_line:
+                print(f"  {item.typed_line}")
             if not rs:
                 print("  no assertions")
             for r in rs:
                 _print_assert(r)
-        print(f"{counts['pass']} passed, {counts['fail']} failed, {counts['unknown']} unknown")
-    if counts["fail"] or counts["unknown"]:
+            for d in ds:
+                print("  " + d.render(item.text).replace("\n", "\n  ") + f"\n    docs: {d.data.get('docs')}")
+        line = f"{counts['pass']} passed, {counts['fail']} failed, {counts['unknown']} unknown"
+        if findings:
+            line += (f"; {len(findings)} bypassable rule{'s' if len(findings) != 1 else ''} "
+                     + ("(allowed by --allow-bypassable)" if not blocking else "(mcpp lint explains; --allow-bypassable downgrades)"))
+        print(line)
+    if counts["fail"] or counts["unknown"] or blocking:
         raise typer.Exit(ERRORS)
 
 
@@ -173,6 +261,7 @@ def lint_cmd(
     timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
     only: List[str] = typer.Option([], "--only", metavar="LINT", help="Run only this lint (docs/lints/ lists them)"),
     disable: List[str] = typer.Option([], "--disable", metavar="LINT", help="Skip this lint"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP),
 ) -> None:
     """Find dead, redundant and bypassable rules, unsatisfiable conditions, unanchored allowlist
     regexes, and policies that allow everything or nothing. Exit 1 on an error-level finding."""
@@ -184,18 +273,22 @@ def lint_cmd(
         if name not in LINTS:
             die(f"unknown lint {name!r}; lints are {', '.join(sorted(LINTS))}")
     chosen = (set(only) or set(LINTS)) - set(disable)
-    loaded = [(f, prog, text) for f, (prog, text) in zip(files, load_checked(files))]
+    cat, name = catalog_option(catalog)
+    loaded = load_checked(files, cat, name)
     findings = []
-    for f, prog, text in loaded:
-        ds = lint(prog, timeout_ms=timeout, only=chosen)
-        findings.append((f, text, [d for d in ds if d.code in chosen]))
+    for item in loaded:
+        ds = lint(item.program, timeout_ms=timeout, only=chosen, session=item.session(timeout))
+        findings.append((item, item.text, [d for d in ds if d.code in chosen]))
     all_diags = [d for _, _, ds in findings for d in ds]
     if fmt == "json":
-        print(dumps({"findings": [diag_dict(d) for d in all_diags]}))
+        print(dumps({"findings": [diag_dict(d) for d in all_diags],
+                     "typed": {str(item.path): item.typed_dict() for item in loaded if item.catalog is not None}}))
     elif fmt == "sarif":
-        print(dumps(sarif(all_diags)))
+        print(dumps(sarif(all_diags, properties=_typed_properties(loaded))))
     else:
-        for f, text, ds in findings:
+        for item, text, ds in findings:
+            if item.typed_line:
+                print(f"{item.path}: {item.typed_line}")
             for d in ds:
                 print(d.render(text) + f"\n  docs: {d.data.get('docs')}")
         errors = sum(1 for d in all_diags if d.severity == "error")
@@ -218,6 +311,8 @@ def diff_cmd(
     audit: Optional[Path] = typer.Option(None, "--audit", metavar="DB", help="A gateway audit database (audit.db): also list the real past calls whose decision would change"),
     since: Optional[str] = typer.Option(None, "--since", metavar="TIME", help="With --audit: only calls since (ISO time, epoch seconds, or an age like 7d)"),
     server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="With --audit: only calls to this server"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP.replace(
+        "the policy's @catalog or mcpp.toml", "NEW's @catalog or mcpp.toml, else OLD's")),
 ) -> None:
     """Per tool: equivalent, stricter, looser or both, with a concrete call for each direction."""
     from mcpp.analyzer.diff import diff_programs
@@ -230,11 +325,14 @@ def diff_cmd(
         die(f"--audit: {audit}: no such audit database")
     if (since or server) and audit is None:
         die("--since and --server select audited calls: give --audit DB")
-    (p_old, _), (p_new, _) = load_checked([old, new])
-    diffs = diff_programs(p_old, p_new, timeout_ms=timeout)
+    cat, name = catalog_option(catalog)
+    l_old, l_new = load_checked([old, new], cat, name)
+    p_old, p_new = l_old.program, l_new.program
+    typed = l_new if l_new.catalog is not None else l_old  # both are judged on the same calls: NEW's catalog first
+    diffs = diff_programs(p_old, p_new, timeout_ms=timeout, session=typed.session(timeout))
     past = _past_calls(p_old, p_new, audit, since, server, timeout) if audit is not None else None
     if fmt == "json":
-        doc: dict[str, Any] = {"old": str(old), "new": str(new), "tools": [d.to_dict() for d in diffs]}
+        doc = {"old": str(old), "new": str(new), "typed": typed.typed_dict(), "tools": [d.to_dict() for d in diffs]}
         if past is not None:
             doc["audit"] = past
         print(dumps(doc))
@@ -251,6 +349,8 @@ def diff_cmd(
                 results.append(location_result(rule, text, str(new), line, 1, props))
         print(dumps(sarif([], results)))
     else:
+        if typed.typed_line:
+            print(typed.typed_line)
         for d in diffs:
             print(f"{OTHER_TOOLS if d.other else d.tool}: {d.status}")
             for name, direction in (("looser", d.looser), ("stricter", d.stricter)):
@@ -330,8 +430,7 @@ def _past_calls(p_old, p_new, db: Path, since, server, timeout: int) -> dict:
             skipped["before_policy"] += 1  # refused before any policy decided: a new policy changes nothing
             continue
         values = r.get("arg_values")
-        kind = values.get("kind") if isinstance(values, dict) else None
-        known = kind if isinstance(kind, str) and kind in ("hashed", "full") else "keys"
+        known = values.get("kind") if isinstance(values, dict) and values.get("kind") in ("hashed", "full") else "keys"
         keys = tuple(r["arg_keys"])
         complete = not any(k.startswith("…(+") for k in keys)
         groups = tuple(r["grant_groups"]) if r.get("grant_groups") is not None else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -136,17 +137,15 @@ def init_cmd(
         die(f"{out} exists; pass --force to overwrite it")
     ref = None
     if out is not None:
-        try:
-            ref = str(Path(catalog).resolve().relative_to(out.resolve().parent))
-        except ValueError:
-            ref = str(Path(catalog).resolve())
+        # relative to the policy (as @catalog is read), so the pair can move together
+        ref = Path(os.path.relpath(Path(catalog).resolve(), out.resolve().parent)).as_posix()
     text = starter_policy(cat, catalog_ref=ref if ref is not None else str(catalog))
     if out is None:
         sys.stdout.write(text)
     else:
         write_output(out, text)
         note(f"{out}: starter policy for {plural(len(cat.tools), 'tool')}; review every comment, then "
-             f"`mcpp check {out} && mcpp verify {out}`", quiet)
+             f"`mcpp check {out} && mcpp verify {out} && mcpp lint {out}`", quiet)
 
 
 def register(app: typer.Typer) -> None:

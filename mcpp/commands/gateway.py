@@ -65,7 +65,7 @@ def serve(
     anonymous: bool = typer.Option(False, "--anonymous", help="Quick start: accept requests without a token as grant 'anonymous' (loopback only)"),
     max_body_bytes: Optional[int] = typer.Option(None, "--max-body-bytes", metavar="BYTES", help="Quick start: request body limit (413 above)"),
     upstream_timeout: Optional[float] = typer.Option(None, "--upstream-timeout", metavar="SECONDS", help="Quick start: seconds to wait for the upstream"),
-    pin_catalog: Optional[Path] = typer.Option(None, "--pin-catalog", metavar="CATALOG", help="Quick start: refuse calls to tools that differ from this catalog (mcpp catalog pull)"),
+    pin_catalog: Optional[Path] = typer.Option(None, "--pin-catalog", "--catalog", metavar="CATALOG", help="Quick start: pin this catalog (mcpp catalog pull): calls to tools that differ from it are refused, and the policy is checked and analysed against it"),
     no_input_schema: bool = typer.Option(False, "--no-enforce-input-schema", help="Quick start: do not check calls against the tools' input schemas (typed calls are on by default)"),
     shadow: Optional[Path] = typer.Option(None, "--shadow", help="Quick start: a candidate policy decided beside --policy and never enforced (docs/rollout.md)"),
     approval_elicitation: bool = typer.Option(False, "--approval-elicitation", help="Quick start: ask for approvals through MCP elicitation where the client supports it (trusts the client to show the form to a person: docs/approval.md)"),

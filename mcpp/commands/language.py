@@ -151,7 +151,9 @@ def compile_cmd(
     validate: bool = typer.Option(True, "--validate/--no-validate", help="Prove the output equivalent (Z3)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
     target: str = typer.Option("json", "--target", metavar="FORM", help="json (the gateway's form) or cedar (docs/cedar.md)"),
-    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="cedar: the tool catalog whose input schemas type context.input"),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="The tool catalog: the policy must "
+                                           "check clean against it (unknown tools and arguments refuse the compile); "
+                                           "cedar: its input schemas type context.input"),
     schema_out: Optional[Path] = typer.Option(None, "--schema-out", metavar="FILE", help="cedar: also write the Cedar schema here (needs --catalog)"),
     partial: bool = typer.Option(False, "--partial", help="cedar: leave out what Cedar cannot express, with a warning for each"),
     namespace: Optional[str] = typer.Option(None, "--namespace", metavar="NS", help="cedar: put the entity types and actions in this namespace"),
@@ -168,8 +170,8 @@ def compile_cmd(
         return
     if target != "json":
         die(f"--target must be json or cedar, not {target!r}")
-    if catalog is not None or schema_out is not None or partial or namespace is not None or agentcore_gateway or agentcore_target:
-        die("--catalog, --schema-out, --partial, --namespace and --agentcore-* apply to --target cedar")
+    if schema_out is not None or partial or namespace is not None or agentcore_gateway or agentcore_target:
+        die("--schema-out, --partial, --namespace and --agentcore-* apply to --target cedar")
     if user is not None and grant is not None:
         die("give --grant or --user, not both")
     if claim and user is None:
@@ -177,7 +179,10 @@ def compile_cmd(
     if user is not None and label:
         die("--label is a grant's; a user's attributes are --claim NAME=JSON")
     principal = _user_ctx(user, claim, group) if user is not None else _grant_ctx(grant, label, group)
+    cat = _usable_catalog(catalog)
     program = load_policy(file)
+    if cat is not None:
+        _catalog_gate(file, program, cat)
     try:
         doc = compile_program(program, principal, server)
     except MCPPError as e:
@@ -194,6 +199,31 @@ def compile_cmd(
         tools = doc.get("tools", {}) if isinstance(doc, dict) else {}
         note(f"wrote {out}: {plural(len(tools), 'tool')}, "
              + ("proved to decide every call as the source does" if validate else "not validated (--no-validate)"), quiet)
+
+
+def _usable_catalog(path: Optional[Path]):
+    """The `--catalog` given to a command, loaded; unusable is unreadable input (exit 2)."""
+    if path is None:
+        return None
+    from mcpp.catalog import load_catalog
+
+    try:
+        return load_catalog(path)
+    except MCPPError as e:
+        fail(e, USAGE)
+
+
+def _catalog_gate(file: Path, program, catalog) -> None:
+    """`mcpp check --catalog`'s errors refuse the command (exit 1): a rule about a tool the
+    catalog does not list, or an argument its schema does not declare, governs nothing."""
+    from mcpp.catalog import validate
+
+    if program.document is None or getattr(program, "origin", "mcpp") != "mcpp":
+        return
+    bad = [d for d in validate(program, catalog) if d.severity == "error"]
+    if bad:
+        print_diagnostics(bad, program.document.source)
+        die(f"{plural(len(bad), 'error')} against the catalog, nothing written", ERRORS)
 
 
 def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], schema_out: Optional[Path],

@@ -81,8 +81,8 @@ def _suggest(paths: List[Path], timeout: int) -> None:
     for p in paths:
         if p.is_dir() or p.name.endswith(".test.toml"):
             die(f"--suggest takes policy files, not {p}")
-    for program, _ in load_checked(paths):
-        sys.stdout.write(suggest_toml(program, timeout_ms=timeout))
+    for item in load_checked(paths, own_catalogs=False):  # suggestions are concrete calls: checked by the engine
+        sys.stdout.write(suggest_toml(item.program, timeout_ms=timeout))
 
 
 def register(app: typer.Typer) -> None:

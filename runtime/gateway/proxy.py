@@ -53,7 +53,7 @@ from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
-from mcpp.catalog.conformance import SchemaUnusable, check
+from .schemas import check_arguments, tool_checker
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -972,36 +972,11 @@ class GatewayApp(ApprovalSteps):
             defs = listing.definitions(name)
             # memoised for listed tools only: the names callers send are not cache keys
             checker = _memo(listing.checkers, name, lambda: self._checker(defs, name)) if defs else self._checker(defs, name)
-        if not isinstance(checker, tuple):
-            try:
-                v = check(checker, args)
-            except RecursionError:
-                return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
-                        "message": f"The arguments of {name} are nested too deeply to check."}
-            if v is None:
-                return None
-            return {"kind": "invalid_arguments", "pointer": base + v.pointer, "reason": v.message,
-                    "message": f"{v.message} (tool {name}; the call was not forwarded)"}
-        kind, reason, message = checker
-        return {"kind": kind, "pointer": base, "reason": reason, "message": message}
+        return check_arguments(checker, name, args)
 
     def _checker(self, defs: list[dict], name: str):
         """A validator for the tool's calls, or (kind, reason, message) saying why there is none."""
-        if not defs:
-            return ("unlisted", f"the upstream does not list tool {name!r}",
-                    f"Tool {name} is not offered by this server (it is not in the server's tool list).")
-        schemas = {json.dumps(d.get("inputSchema"), sort_keys=True, default=str) for d in defs}
-        if len(schemas) > 1:
-            return ("ambiguous", f"the upstream lists tool {name!r} twice with different schemas",
-                    f"Tool {name} cannot be checked: the server lists it twice with different input schemas.")
-        schema = defs[0].get("inputSchema")
-        if not isinstance(schema, dict):
-            return ("no_schema", "no inputSchema object in the tool's definition",
-                    f"Tool {name} cannot be checked: the server declares no input schema for it.")
-        try:
-            return self.rt.schemas.get(schema)
-        except SchemaUnusable as e:
-            return ("unusable_schema", str(e), f"Tool {name} cannot be checked: its declared input schema cannot be used ({e}).")
+        return tool_checker(self.rt.schemas, defs, name)
 
     # ---- forwarding ----------------------------------------------------------------------
     def response_headers(self, resp, server, caller, caps=None) -> list[tuple[bytes, bytes]]:

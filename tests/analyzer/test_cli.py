@@ -40,7 +40,8 @@ def test_verify_json_and_sarif():
     (f,) = data["files"]
     cap = next(a for a in f["asserts"] if a["id"] == "cap")
     assert cap["status"] == "fail" and cap["counterexample"]["request"]["params"]["name"] == "refund"
-    assert data["summary"] == {"passed": 1, "failed": 1, "unknown": 0}
+    assert data["summary"] == {"passed": 1, "failed": 1, "unknown": 0, "blocking": 0, "bypassable_allowed": 0}
+    assert f["typed"] is None and f["findings"] == []
     r = run("verify", FIX / "asserts-fail.mcpp", "--format", "sarif")
     _check_sarif(json.loads(r.stdout), {"assert-failed"})
 
@@ -80,9 +81,14 @@ def test_malformed_assert_and_unknown_tool_exit_1(tmp_path):
     g = tmp_path / "b.mcpp"
     g.write_text('permit (principal, action == Action::"read", resource);\nassert allow (principal, action == Action::"raed", resource);\n')
     catalog = tmp_path / "tools.json"
-    catalog.write_text(json.dumps({"tools": [{"name": "read"}, {"name": "write"}]}))
-    r = run("verify", g, "--tools", catalog)
-    assert r.exit_code == 1 and "unknown tool 'raed'" in r.stderr and "did you mean 'read'" in r.stderr
+    obj = {"type": "object", "properties": {}}
+    catalog.write_text(json.dumps({"tools": [{"name": "read", "inputSchema": obj}, {"name": "write", "inputSchema": obj}]}))
+    for flag in ("--catalog", "--tools"):  # --tools: the old name, the same files
+        r = run("verify", g, flag, catalog)
+        assert r.exit_code == 1 and "unknown tool 'raed'" in r.stderr and "did you mean 'read'" in r.stderr
+    names = tmp_path / "names.json"  # the old `--tools` list of names is no catalog: nothing to type calls by
+    names.write_text('["read", "write"]')
+    assert run("verify", g, "--tools", names).exit_code == 2
 
 
 def test_lint_exit_codes_and_formats():
@@ -121,3 +127,79 @@ def test_diff_fail_on(tmp_path):
 def test_missing_file_exits_2_without_traceback():
     p = subprocess.run([sys.executable, "-m", "mcpp", "verify", "/nonexistent.mcpp"], capture_output=True, text=True)
     assert p.returncode == 2 and "Traceback" not in p.stderr and "no such file" in p.stderr
+
+
+# ---- the issue's reproductions, through the commands (issue 10) ---------------------------------
+
+
+REFUND_TOOLS = {"tools": [
+    {"name": "refund_payment", "inputSchema": {"type": "object", "properties": {
+        "charge_id": {"type": "string"}, "amount": {"type": "number"}}, "required": ["charge_id", "amount"]}},
+    {"name": "get_charge", "inputSchema": {"type": "object", "properties": {"charge_id": {"type": "string"}},
+                                           "required": ["charge_id"]}},
+]}
+REFUND = """default deny;
+permit (principal, action in [Action::"refund_payment", Action::"get_charge"], resource);
+@id("big-refunds")
+forbid (principal, action == Action::"refund_payment", resource)
+when { context.input.amount > 1000 };
+@id("no-big")
+assert deny (principal, action == Action::"refund_payment", resource) when { context.input.amount > 1000 };
+"""
+TYPED_LINE = "typed by catalog {}: calls assumed to conform to each tool's inputSchema, which the gateway enforces"
+
+
+@pytest.fixture
+def refund(tmp_path):
+    (tmp_path / "tools.json").write_text(json.dumps(REFUND_TOOLS))
+    (tmp_path / "refund.mcpp").write_text(REFUND)
+    (tmp_path / "annotated.mcpp").write_text('@catalog("tools.json")\n' + REFUND)
+    return tmp_path
+
+
+def test_refund_untyped_verify_fails_on_the_bypass(refund):
+    r = run("verify", refund / "refund.mcpp")
+    assert r.exit_code == 1 and "PASS    no-big" in r.stdout  # the assert is proved, the bypass still fails verify
+    assert "forbid-bypass" in r.stdout or "bypassed with a mistyped argument" in r.stdout
+    assert '"amount": "1500"' in r.stdout and "1 bypassable rule" in r.stdout
+    r = run("verify", refund / "refund.mcpp", "--allow-bypassable")
+    assert r.exit_code == 0 and "warning: forbid 'big-refunds'" in r.stdout
+    data = json.loads(run("verify", refund / "refund.mcpp", "-f", "json").stdout)
+    assert data["summary"]["blocking"] == 1 and data["files"][0]["findings"][0]["code"] == "forbid-bypass"
+
+
+@pytest.mark.parametrize("how", ["option", "annotation"])
+def test_refund_typed_by_the_catalog_passes_and_says_so(refund, how):
+    args = [refund / "refund.mcpp", "--catalog", refund / "tools.json"] if how == "option" else [refund / "annotated.mcpp"]
+    name = str(refund / "tools.json")
+    r = run("verify", *args)
+    assert r.exit_code == 0, r.output
+    assert TYPED_LINE.format(name) in r.stdout and "1 passed, 0 failed, 0 unknown" in r.stdout
+    r = run("lint", *args, "-f", "json")
+    data = json.loads(r.stdout)
+    assert r.exit_code == 0 and not [d for d in data["findings"] if d["code"] == "forbid-bypass"]
+    (typed,) = data["typed"].values()
+    assert typed["catalog"] == name and typed["tools"] == 2
+    r = run("diff", *args[:1], *args[:1], *args[1:])
+    assert r.exit_code == 0 and r.stdout.startswith(TYPED_LINE.format(name))
+    assert "every tool neither version names" not in r.stdout  # the closed world has no stand-in
+
+
+@pytest.mark.parametrize("policy, needle, where", [
+    # an assert about a tool the catalog does not list: an error, never PASS
+    ('assert deny (principal, action == Action::"delete_repo", resource);\n', "unknown tool 'delete_repo'", ":9:35:"),
+    # a condition on an argument the schema does not declare: an error, with the suggestion
+    ('forbid (principal, action == Action::"refund_payment", resource) when { context.input.amout > 5 };\n',
+     "did you mean 'amount'?", ":9:73:"),
+    # a limit about a tool the catalog does not list
+    ('limit "n" (principal, action == Action::"refnd_payment", resource) max 3 per day;\n',
+     "did you mean 'refund_payment'?", ":9:33:"),
+])
+def test_catalog_errors_in_check_and_verify(refund, policy, needle, where):
+    f = refund / "bad.mcpp"
+    f.write_text('@catalog("tools.json")\n' + REFUND + policy)
+    for cmd in ("check", "verify", "lint"):
+        r = run(cmd, f)
+        assert r.exit_code == 1, (cmd, r.output)
+        assert needle in r.stderr and f"{f}{where} error:" in r.stderr, (cmd, r.stderr)
+        assert "PASS" not in r.stdout

@@ -1,4 +1,4 @@
-"""The typed-call checker on its own (runtime/gateway/schemas.py), as properties: on schemas
+"""The typed-call checker on its own (catalog/conformance.py), as properties: on schemas
 drawn from the JSON Schema subset real MCP servers use (types, enum, required, nested
 objects, arrays, minimum/maximum, pattern, lengths), the gateway accepts exactly what the
 stock `jsonschema` validator accepts (with undeclared top-level arguments refused), its

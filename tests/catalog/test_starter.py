@@ -3,6 +3,7 @@ passes check (with its catalog), verify (every assert proved) and compile."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -182,3 +183,80 @@ def test_catalog_show_lists_classifications():
     assert r.returncode == 0
     assert "write       trigger-long-running-operation" in r.stdout
     assert "secret      get-env" in r.stdout
+
+
+@pytest.mark.parametrize("name", SERVERS)
+def test_starter_passes_lint_typed_by_its_own_catalog(name, tmp_path):
+    """`mcpp init` then lint, on each captured catalog: no error-level finding and no
+    fail-open warning. The catalog is found the way `mcpp serve` finds it — through the
+    `@catalog` the starter records — so the analysis counts on the gateway's typed calls."""
+    from mcpp.catalog.locate import find_catalog_for
+    from tests.safe_lint import unsafe_findings
+
+    shutil.copy(FIXTURES / f"{name}.json", tmp_path / "tools.json")
+    r = run_mcpp("init", "--catalog", "tools.json", "-o", "policy.mcpp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "policy.mcpp"
+    program = load_program(path.read_text(), str(path))
+    catalog = find_catalog_for(str(path), program)
+    assert catalog is not None and set(catalog.tools) == set(load_catalog(FIXTURES / f"{name}.json").tools)
+    assert unsafe_findings(program, catalog) == []
+    from mcpp.runtime.gateway.policies import load_verified
+
+    load_verified(str(path))  # `mcpp serve` would put it in force: asserts proved, nothing blocking
+
+
+BOUNDED = Catalog.from_tools([
+    {"name": "refund_payment", "annotations": {"readOnlyHint": False, "destructiveHint": False},
+     "inputSchema": {"type": "object", "required": ["charge_id"],
+                     "properties": {"charge_id": {"type": "string"}, "amount": {"type": "number"},
+                                    "fee": {"type": "number", "minimum": 0}, "path": {"type": "string"}}}},
+], server_name="payments", server_version="1")
+
+
+def test_amount_guards_sit_in_the_permit(tmp_path):
+    """A bound the permit can require goes there, so a missing or mistyped amount denies
+    even without the schema's help; denylists stay forbids (typed by the catalog). The
+    policy still compiles to the JSON form (the bound is a `require`)."""
+    from tests.safe_lint import unsafe_findings
+
+    src = starter_policy(BOUNDED, "tools.json")
+    (tmp_path / "tools.json").write_text(BOUNDED.dumps())
+    (tmp_path / "p.mcpp").write_text(src)
+    r = run_mcpp("compile", "p.mcpp", "-o", "p.json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    require = json.loads((tmp_path / "p.json").read_text())["tools"]["refund_payment"]["require"]
+    assert [c for e in require for c in e["conditions"]] == [
+        {"path": "args.amount", "op": "lte", "value": 1000}, {"path": "args.fee", "op": "lte", "value": 1000}]
+    assert ('permit (principal, action == Action::"refund_payment", resource)\n'
+            "when { context.input.amount <= 1000 && context.input.fee <= 1000 };") in src
+    assert "forbid (principal, action == Action::\"refund_payment\", resource)\nwhen { context.input has path &&" in src
+    assert "context.input.amount >" not in src.split("// What this policy protects")[0]
+    program = load_program(src, "p.mcpp")
+    assert unsafe_findings(program, BOUNDED) == []
+    engine = Engine(program)
+    g = Grant("agent", "", frozenset())
+
+    def decide(**args):
+        return engine.decide("refund_payment", {"charge_id": "ch_1", **args}, g, "s", reserve=False)
+
+    assert decide(amount=1000, fee=0).decision == "allow"
+    for args in ({"amount": 1001, "fee": 0}, {"amount": "5000", "fee": 0}, {"amount": [5000], "fee": 0},
+                 {"amount": None, "fee": 0}, {"fee": 0}, {"amount": 10}, {"amount": 10, "fee": 2000}):
+        d = decide(**args)
+        assert d.decision == "deny", args
+        assert "Amounts above 1000" in d.message, (args, d.message)
+    from mcpp.analyzer.verify import verify
+
+    results = verify(program)  # untyped: the permit fails closed without the schema's help
+    assert results and all(res.status == "pass" for res in results), [(x.id, x.message) for x in results]
+
+
+def test_init_names_the_catalog_relative_to_the_policy(tmp_path):
+    shutil.copy(FIXTURES / "memory.json", tmp_path / "tools.json")
+    (tmp_path / "policies").mkdir()
+    r = run_mcpp("init", "--catalog", "tools.json", "-o", "policies/memory.mcpp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert '@catalog("../tools.json")\ndefault deny;' in (tmp_path / "policies" / "memory.mcpp").read_text()
+    r = run_mcpp("check", "-q", "policies/memory.mcpp", cwd=tmp_path)
+    assert r.returncode == 0 and r.stderr == "", r.stderr

@@ -177,11 +177,19 @@ def test_guard_in_an_earlier_clause_counts():
     assert diags(src, FS) == []
 
 
-def test_undeclared_key_in_an_open_schema_is_a_warning():
-    cat = Catalog.from_tools([{"name": "t", "inputSchema": {"type": "object", "properties": {"repo": {"type": "string"}}}}])
+@pytest.mark.parametrize("schema, severity", [
+    # typed calls: the gateway refuses an argument the tool does not declare (conformance.closed_world),
+    # so a condition on one reads a key no forwarded call has
+    ({"type": "object", "properties": {"repo": {"type": "string"}}}, "error"),
+    ({"type": "object", "properties": {"repo": {"type": "string"}}, "additionalProperties": False}, "error"),
+    # a schema that says other keys are welcome: the call may carry it, the server may ignore it
+    ({"type": "object", "properties": {"repo": {"type": "string"}}, "additionalProperties": True}, "warning"),
+])
+def test_undeclared_key_is_an_error_unless_the_schema_lets_other_keys_through(schema, severity):
+    cat = Catalog.from_tools([{"name": "t", "inputSchema": schema}])
     src = 'permit (principal, action == Action::"t", resource) when { context.input.rpo == "x" };\n'
     (d,) = diags(src, cat)
-    assert (d.code, d.severity) == ("catalog-unknown-argument", "warning") and "did you mean 'repo'?" in d.notes
+    assert (d.code, d.severity) == ("catalog-unknown-argument", severity) and "did you mean 'repo'?" in d.notes
 
 
 def test_a_rule_for_every_tool_only_needs_some_tool_to_have_the_argument():

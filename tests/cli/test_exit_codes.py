@@ -41,6 +41,9 @@ REFUSED = ('@id("either") permit (principal, action == Action::"t", resource) '
            "when { context.input.a == 1 || context.input.b == 1 };\n")
 BYPASS = ('permit (principal, action == Action::"refund", resource);\n'
           'forbid (principal, action == Action::"refund", resource) when { context.input.amount > 1000 };\n')
+UNKNOWN_TOOL = GOOD + '@id("no-delete")\nassert deny (principal, action == Action::"delete_repo", resource);\n'
+TYPO = ('default deny;\npermit (principal, action == Action::"read", resource);\n'
+        'forbid (principal, action == Action::"read", resource) when { context.input.pth like "*secret*" };\n')
 CATALOG_TOOLS = [
     {"name": "read", "description": "Read a file", "inputSchema": {"type": "object", "properties": {"path": {"type": "string"}}},
      "annotations": {"readOnlyHint": True}},
@@ -71,6 +74,11 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "catalog": ("tools.json", _catalog(CATALOG_TOOLS)),
         "catalog2": ("tools2.json", _catalog(CATALOG_TOOLS[:1])),
         "toolnames": ("names.json", '["read", "write"]'),
+        "unknowntool": ("unknowntool.mcpp", UNKNOWN_TOOL),
+        "typo": ("typo.mcpp", TYPO),
+        "annotated": ("annotated.mcpp", '@catalog("tools.json")\n' + GOOD),
+        "annotated_typo": ("annotated_typo.mcpp", '@catalog("tools.json")\n' + TYPO),
+        "annotated_missing": ("annotated_missing.mcpp", '@catalog("nope.json")\n' + GOOD),
         "badconfig": ("gateway.toml", '[gateway]\nport = 1\nbogus = 2\n[[servers]]\nid = "default"\nurl = "http://127.0.0.1:1/mcp"\npolicy = "good.mcpp"\n'),
         "goodconfig": ("ok.toml", '[gateway]\nstate_dir = "state"\n[[servers]]\nid = "default"\nurl = "http://127.0.0.1:1/mcp"\npolicy = "good.mcpp"\n'),
     }
@@ -134,6 +142,9 @@ TABLE = [
     (("check", "{good}"), 0),
     (("check", "{good}", "--catalog", "{catalog}"), 0),
     (("check", "{bad}"), 1),
+    (("check", "{typo}", "--catalog", "{catalog}"), 1),  # an argument the schema does not declare: an error
+    (("check", "{unknowntool}", "--catalog", "{catalog}"), 1),  # an assert about a tool the catalog lacks
+    (("check", "{annotated_typo}"), 1),
     (("check", "{badjson}"), 1),
     (("check", "{missing}"), 2),
     (("check", "{dir}"), 2),
@@ -173,24 +184,45 @@ TABLE = [
     (("verify", "{good}"), 0),
     (("verify", "{failing}"), 1),
     (("verify", "{bad}"), 1),
-    (("verify", "{good}", "--tools", "{toolnames}"), 0),
+    (("verify", "{good}", "--catalog", "{catalog}"), 0),
+    (("verify", "{good}", "--tools", "{catalog}"), 0),  # the old name of --catalog, the same files
+    (("verify", "{annotated}"), 0),  # typed by its own @catalog
+    (("verify", "{unknowntool}"), 0),  # untyped: an assert about a tool the policy does not govern
+    (("verify", "{unknowntool}", "--catalog", "{catalog}"), 1),  # typed: the catalog has no such tool
+    (("verify", "{typo}", "--catalog", "{catalog}"), 1),  # an argument the schema does not declare
+    (("verify", "{annotated_typo}"), 1),
+    (("verify", "{annotated_missing}"), 1),  # a named catalog that cannot be used: an error at the annotation
+    (("verify", "{bypass}"), 1),  # a rule a caller can bypass
+    (("verify", "{bypass}", "--allow-bypassable"), 0),
     (("verify", "{missing}"), 2),
     (("verify", "{good}", "{missing}"), 2),
-    (("verify", "{good}", "--tools", "{missing}"), 2),
-    (("verify", "{good}", "--tools", "{notjson}"), 2),
+    (("verify", "{good}", "--catalog", "{missing}"), 2),
+    (("verify", "{good}", "--catalog", "{notjson}"), 2),
+    (("verify", "{good}", "--tools", "{toolnames}"), 2),  # a list of names has no schemas: not a catalog
     (("verify", "{good}", "--format", "xml"), 2),
     (("lint", "{good}"), 0),
+    (("lint", "{good}", "--catalog", "{catalog}"), 0),
     (("lint", "{bypass}"), 1),
     (("lint", "{bad}"), 1),
+    (("lint", "{annotated_typo}"), 1),
+    (("lint", "{unknowntool}", "--catalog", "{catalog}"), 1),
     (("lint", "{missing}"), 2),
+    (("lint", "{good}", "--catalog", "{missing}"), 2),
     (("lint", "{good}", "--only", "nope"), 2),
     (("diff", "{good}", "{good}"), 0),
+    (("diff", "{good}", "{annotated}"), 0),
+    (("diff", "{good}", "{good}", "--catalog", "{catalog}"), 0),
     (("diff", "{good}", "{looser}", "--fail-on", "looser"), 1),
     (("diff", "{bad}", "{good}"), 1),
+    (("diff", "{good}", "{typo}", "--catalog", "{catalog}"), 1),
     (("diff", "{missing}", "{good}"), 2),
+    (("diff", "{good}", "{good}", "--catalog", "{notjson}"), 2),
     (("diff", "{good}", "{good}", "--fail-on", "sometimes"), 2),
     # deploy
     (("compile", "{good}"), 0),
+    (("compile", "{good}", "--catalog", "{catalog}"), 0),
+    (("compile", "{typo}", "--catalog", "{catalog}"), 1),
+    (("compile", "{good}", "--catalog", "{missing}"), 2),
     (("compile", "{refused}"), 1),
     (("compile", "{bad}"), 1),
     (("compile", "{missing}"), 2),
@@ -223,6 +255,7 @@ TABLE = [
     (("serve",), 2),
     (("serve", "--policy", "{missing}", "--upstream", "http://127.0.0.1:1/mcp"), 2),
     (("serve", "--config", "{missing}"), 2),
+    (("serve", "--policy", "{good}", "--upstream", "http://127.0.0.1:1/mcp", "--catalog", "{missing}"), 2),
     (("serve", "--config", "{dir}"), 2),
     (("serve", "--config", "{badconfig}"), 1),
     (("serve", "--policy", "{good}", "--upstream", "http://127.0.0.1:1/mcp", "--host", "0.0.0.0", "--anonymous"), 2),

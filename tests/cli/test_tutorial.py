@@ -120,4 +120,4 @@ def test_the_tutorial_runs_as_written(tmp_path):
                 pytest.fail(f"{where}: a ```{b.lang} block this test does not know how to check")
     finally:
         reader.stop()
-    assert checked == {"text": 15, "cedar": 2, "toml": 1, "python": 1, "json": 1}, checked
+    assert checked == {"text": 16, "cedar": 2, "toml": 1, "python": 1, "json": 1}, checked

@@ -45,7 +45,8 @@ def _catalog(tmp_path, version):
 def test_init_uses_the_right_article(tmp_path):
     p = mcpp("init", "--catalog", _catalog(tmp_path, "1.0"))
     assert p.returncode == 0
-    assert "`amount` is an amount (" in p.stdout and "`path` is a path (" in p.stdout
+    assert "`amount` is an amount of money (" in p.stdout and "`path` is a file path (" in p.stdout
+    assert "refund_payment refuses amounts like this one" in p.stdout
     assert not re.search(r"\ba [aeio]", p.stdout), re.findall(r".*\ba [aeio].*", p.stdout)
 
 

@@ -76,6 +76,9 @@ async def test_wrong_types_never_reach_the_upstream_and_conforming_calls_decide_
         mcpp("catalog", "pull", "--url", sdk_upstream.url, "-o", str(tmp_path / "tools.json"), "-q")
         pin = ("--pin-catalog", str(tmp_path / "tools.json"))
     else:
+        # the example as shipped, beside the catalog its @catalog names
+        (tmp_path / "catalogs").mkdir()
+        write(tmp_path / "catalogs" / "refunds.json", (EXAMPLES / "catalogs" / "refunds.json").read_text())
         policy = write(tmp_path / seed, (EXAMPLES / seed).read_text())
     state = tmp_path / "state"
     grant = create_grant(state, "typed")

@@ -193,3 +193,34 @@ async def test_findings_move_with_edits_until_the_next_analysis(client):
     change(client, uri, 3, "principal ,", t.Range(start=at, end=t.Position(line=line + 3, character=at.character + 11)))
     await wait_diags(client, uri, lambda d: "assert-failed" not in codes(d), timeout=3)
     assert moved
+
+
+TYPED = '''default deny;
+
+permit (principal, action == Action::"delete_pod", resource);
+
+@id("slow-kills-only")
+forbid (principal, action == Action::"delete_pod", resource)
+when { context.input.grace_seconds < 30 };
+'''
+
+
+@pytest.mark.parametrize("catalog, severity, kind", [
+    (None, "error", "mistyped"),  # untyped: {"grace_seconds": "29"} skips the forbid
+    ("k8s.tools.json", "warning", "missing"),  # typed: an integer, so only omitting it is left
+])
+def test_worker_analysis_is_typed_by_the_documents_catalog(catalog, severity, kind):
+    from mcpp.lsp.worker import handle
+
+    path = str(Path(__file__).parent / "fixtures" / catalog) if catalog else None
+    reply = handle({"id": 1, "source": TYPED, "filename": "p.mcpp", "timeout_ms": 5000, "catalog": path})
+    (d,) = [d for d in reply["diagnostics"] if d["code"] == "forbid-bypass"]
+    assert d["severity"] == severity and f"with a {kind} argument" in d["message"]
+
+
+async def test_analysis_is_typed_by_the_policys_catalog(client):
+    text = '@catalog("k8s.tools.json")\n' + TYPED
+    uri = open_doc(client, "typed.mcpp", text)
+    diags = await wait_diags(client, uri, lambda d: "forbid-bypass" in codes(d), what="forbid-bypass")
+    d = next(x for x in diags if x.code == "forbid-bypass")
+    assert d.severity == t.DiagnosticSeverity.Warning and "missing argument" in d.message

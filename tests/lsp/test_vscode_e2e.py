@@ -44,7 +44,10 @@ FIRST_DIAGNOSTIC_MS = 120_000  # the server's first start imports Z3; a loaded 2
 STEP_MS = 30_000
 
 # the policy a user opens: examples/refunds.mcpp with `=` typed for `<=` on the refund cap
-POLICY = (ROOT / "examples" / "refunds.mcpp").read_text(encoding="utf-8")
+# (its `@catalog` line left out: the workspace names its catalog in mcpp.toml, below)
+EXAMPLE = (ROOT / "examples" / "refunds.mcpp").read_text(encoding="utf-8")
+POLICY = EXAMPLE.replace('@catalog("catalogs/refunds.json")\n', "", 1)
+assert POLICY != EXAMPLE
 BROKEN_LINE = "when { context.input.amount = 1000 };"
 BROKEN = POLICY.replace("when { context.input.amount <= 1000 };", BROKEN_LINE, 1)
 FIXED_LINE = "when { context.input.amount == 1000 };"  # what the quick fix makes of it
