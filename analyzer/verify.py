@@ -125,8 +125,10 @@ def verify(program: Program, *, timeout_ms: int = 2000, session: Session | None 
         if a.tools is None:
             tools = all_tools
         elif catalog is not None:
-            tools = sorted(t for t in a.tools if t in session.schemas)
-            missing = sorted(t for t in a.tools if t not in session.schemas and t not in program.groups)
+            schemas = session.schemas
+            assert schemas is not None  # typed: the catalog is the schemas' tools
+            tools = sorted(t for t in a.tools if t in schemas)
+            missing = sorted(t for t in a.tools if t not in schemas and t not in program.groups)
             if missing:  # `assert_problems(program, catalog)` reports it as an input error first
                 out.append(AssertResult(a.id, a.stmt.kind, "unknown",
                                         f"the catalog has no tool {', '.join(repr(t) for t in missing)}: an assertion "

@@ -182,7 +182,7 @@ def compile_cmd(
     cat = _usable_catalog(catalog)
     program = load_policy(file)
     if cat is not None:
-        _catalog_gate(file, program, cat)
+        _catalog_gate(program, cat)
     try:
         doc = compile_program(program, principal, server)
     except MCPPError as e:
@@ -213,7 +213,7 @@ def _usable_catalog(path: Optional[Path]):
         fail(e, USAGE)
 
 
-def _catalog_gate(file: Path, program, catalog) -> None:
+def _catalog_gate(program, catalog) -> None:
     """`mcpp check --catalog`'s errors refuse the command (exit 1): a rule about a tool the
     catalog does not list, or an argument its schema does not declare, governs nothing."""
     from mcpp.catalog import validate

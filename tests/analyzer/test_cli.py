@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from typer.testing import CliRunner
 
 from mcpp.cli import app

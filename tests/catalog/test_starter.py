@@ -14,7 +14,7 @@ from mcpp.catalog.starter import plan, starter_policy
 from mcpp.lang.program import check_source, load_program
 from mcpp.runtime.engine import Engine, Grant
 
-from .conftest import FIXTURES, run_mcpp
+from .conftest import FIXTURES, SERVERS, run_mcpp
 
 # tool → (what init does with it, the risky arguments it guards); hidden tools list why.
 EXPECTED = {
