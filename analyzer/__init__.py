@@ -12,6 +12,8 @@ See docs/analyzer.md for the encoding, its soundness argument and its limits.
 
 from __future__ import annotations
 
+import logging
+
 from mcpp.lang.diagnostics import Diagnostic, Span
 
 ASSERT_DOCS = "docs/analyzer.md#assertions"
@@ -43,7 +45,8 @@ def analyze(program, *, timeout_ms: int = 2000, cancel=None, catalog=None) -> li
             out += assert_diagnostics(program, verify(program, session=session))
     except Cancelled:
         return []
-    except Exception as e:  # never a traceback in the editor
+    except Exception as e:  # never a traceback in the editor: one diagnostic, and the traceback in the log
+        logging.getLogger("mcpp.analyzer").exception("analysis failed")
         out.append(Diagnostic(f"the analyzer failed: {type(e).__name__}: {e}", Span(1, 1, 1, 1), "info",
                               "analyzer-error", program.filename, (), {"docs": "docs/analyzer.md"}))
     return out

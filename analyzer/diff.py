@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mcpp.lang import ir
 from mcpp.lang.program import Program
 
 from .encode import decide, query_tools
@@ -69,14 +70,42 @@ def diff_programs(old: Program, new: Program, *, timeout_ms: int = 2000, session
         return [_diff_tool(session, old, new, tool, False) for tool in catalog]
     named, other = query_tools(old, new)
     out = []
+    same_context = _context(old) is not None and _context(old) == _context(new)
     for tool in named + [other]:
+        if same_context and _plan_key(old, tool) == _plan_key(new, tool):
+            out.append(ToolDiff(tool, tool == other, Direction("no"), Direction("no")))
+            continue
         out.append(_diff_tool(session, old, new, tool, tool == other))
     return out
+
+
+def _context(program: Program):
+    """What a tool's decision may depend on besides its own plan: the program-wide facts
+    the encoder reads (default, identity, user declaration, groups, hidden tools) and every
+    statement that is not a rule, as IR (equality ignores spans); None for a program
+    without a document (never shortcut)."""
+    if program.document is None:
+        return None
+    return (program.origin, program.default, program.identity_aware, program.user_decl,
+            tuple(sorted(program.groups.items())), tuple(sorted(program.hidden)),
+            tuple(st for st in program.document.statements if not isinstance(st, (ir.Policy, ir.Limit, ir.Assert))))
+
+
+def _plan_key(program: Program, tool: str):
+    """What decides calls to `tool` (lang/plan.py): with equal keys and equal contexts two
+    versions decide every call to it alike, so `diff` answers "equivalent" without
+    encoding the tool (a one-rule change in a 1,000-rule policy encodes one tool, not all)."""
+    plan = program.plan()
+    tp = plan.for_tool(tool)
+    return (tp.hidden, tp.default_allows, tp.ancestors,
+            tuple(p.stmt for p in tp.permits), tuple(p.stmt for p in tp.approvals), tuple(f.stmt for f in tp.forbids),
+            tuple((g.key, plan.counter_bounds.get(g.key), tuple(li.stmt for li in g.limits)) for g in tp.counters))
 
 
 def _diff_tool(session: Session, old: Program, new: Program, tool: str, is_other: bool) -> ToolDiff:
     ctx = session.ctx
     req = session.request()
+    req.share_users(old, new)
     d_old, d_new = decide(req, old, tool), decide(req, new, tool)
     a_old, a_new = d_old.allowed(zero=False), d_new.allowed(zero=False)
     r_old, r_new = d_old.runs(zero=False), d_new.runs(zero=False)

@@ -5,7 +5,7 @@ over the same call). The tool is never symbolic: queries are split per tool (eac
 a program names, plus a fresh name standing for every tool it does not name, see
 `other_tool`). Per (program, tool) a `ProgramEncoder` turns expressions into symbolic
 values (`sym.SV`: a guarded union of typed alternatives; no alternative holding is an
-evaluation error), exactly as `mcpp.runtime.closures` evaluates them: short-circuit
+evaluation error), exactly as `mcpp.lang.evaluator` evaluates them: short-circuit
 `&&`/`||`/`if`, `has` per RFC 62, `==` across types is false, arrays as sets, `in` on
 entities and on sets, substring `contains`, `like`, RE2 search.
 
@@ -30,7 +30,8 @@ from mcpp.lang.program import Program
 
 from . import regex as rx
 from .sym import (
-    AND, IMPLIES, NOT, OR, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, real_val, string_val, z,
+    AND, EQ, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, re_union, real_val, string_val,
+    z,
 )
 
 
@@ -44,6 +45,36 @@ class FixedGrant:
     groups: frozenset = frozenset()
 
 
+@dataclass(frozen=True)
+class FixedUser:
+    """One user as the caller (`tools/list` for this user): its id, its attributes as the
+    engine sees them (`lang.identity.user_attributes`: declared, typed; sorted (name,
+    value) pairs, sets as tuples) and its groups. `label` is empty: a user has none."""
+
+    id: str
+    attrs: tuple = ()
+    groups: frozenset = frozenset()
+    label: str = ""
+
+    @classmethod
+    def of(cls, program, user_id: str, attrs, groups) -> "FixedUser":
+        """The user as `program`'s engine would see it; PrincipalError when it does not fit
+        the policy's `entity User` declaration (the engine then denies every call)."""
+        from mcpp.lang.identity import check_user_groups, user_attributes, user_decl
+
+        decl = user_decl(program)
+        check_user_groups(decl, groups)
+        typed = user_attributes(decl, attrs)
+        return cls(user_id, tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in typed.items())),
+                   frozenset(groups))
+
+    def attr(self, name: str):
+        for k, v in self.attrs:
+            if k == name:
+                return v
+        return None
+
+
 class Request:
     """The call's free variables: grant id/label/groups, server, argument paths, counters.
 
@@ -51,11 +82,13 @@ class Request:
     `--grant`, visibility for one grant)."""
 
     def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None,
-                 schemas: dict | None = None):
+                 schemas: dict | None = None, budget_ms: int | None = None):
         self.ctx = ctx
         self.S = sorts
         self.grant = grant
         self.server = server
+        self.budget_ms = budget_ms  # the analysis' per-query timeout: also bounds each regex translation
+        self.widest_class = 0  # the widest character class among the regexes encoded over this request
         self.gid = string_val(grant.id, ctx) if grant else z3.String("grant.id", ctx)
         self.label = string_val(grant.label, ctx) if grant else z3.String("grant.label", ctx)
         self.sid = string_val(server, ctx) if server is not None else z3.String("server", ctx)
@@ -68,9 +101,21 @@ class Request:
         self.schemas = schemas  # typed calls: tool → SchemaAssumption (None: untyped analysis)
         self.assumptions: list = []
         self.tool: str | None = None
-        self.user: z3.BoolRef | None = None  # identity phase 1: "the caller is a user" (see `ProgramEncoder.caller`)
-        self.user_attrs: dict[str, tuple] = {}
+        self.user: z3.BoolRef | None = None  # "the caller is a user" (see `ProgramEncoder.caller`)
+        self.user_attrs: dict[str, tuple] = {}  # "name:type" → (present, SV) of a symbolic user's attribute
+        self.user_vars: list = []  # every variable of a symbolic user (kind, attributes)
+        self.user_typing: list = []  # what every real user's attributes satisfy (Long: a 64-bit integer)
+        self.user_in_groups: z3.BoolRef | None = None  # the user is in some group (any, named or not)
+        self.users_possible = False  # some program compared on this request names users (`share_users`)
+        self._constraints: tuple | None = None  # (shape, list): see `constraints`
+        self.solver = None  # solve.Session's incremental solver over this request (see Session.check)
+        self.preferences = None  # solve.Session._prefer's readability preferences, per shape
         self.path(())
+
+    @property
+    def isolate(self) -> bool:
+        """Checks over this request must run where they can be killed (solve.bounded)."""
+        return self.widest_class > rx.WIDE_CLASS
 
     def typed(self, tool: str) -> None:
         """Fix the tool this request calls; with a catalog, assume the gateway's schema
@@ -112,23 +157,88 @@ class Request:
     def constraints(self) -> list:
         """What every real call satisfies: `arguments` is an object, a key below a
         non-object is absent, counters are non-negative, and the definitions of
-        object-literal equalities over the keys tracked *now*."""
+        object-literal equalities over the keys tracked *now*.
+
+        The list depends only on what the request tracks (`shape`), so it is built once
+        per shape: a lint asks thousands of queries over a few hundred requests."""
         for a in self.assumptions:
             if a is not False:
                 a.prepare(self)
+        shape = self.shape()
+        if self._constraints is not None and self._constraints[0] == shape:
+            return list(self._constraints[1])
         out = [self.paths[()].is_("obj")]
         for a in self.assumptions:
             out += [z3.BoolVal(False, self.ctx)] if a is False else a.constraints(self)
         for p, v in self.paths.items():
             if p:
-                out.append(z3.Or(self.paths[p[:-1]].is_("obj"), v.is_("missing")))
+                out.append(OR(self.ctx, self.paths[p[:-1]].is_("obj"), v.is_("missing")))
         for key, c in self.counters.items():
             out.append(c >= 0)
             if key in self.counter_max:  # a reservation never takes a counter past a max that counts it
                 out.append(c <= real_val(self.counter_max[key], self.ctx))
         for flag, p, fields in self.objeq:
             out.append(flag == self._objeq_def(p, fields))
+        out += self.principal_constraints()
+        self._constraints = (shape, out)
+        return list(out)
+
+    def shape(self) -> tuple:
+        """What `constraints()` is a function of: the paths (children are only ever added
+        with a path), counters and their bounds, object-literal equalities, assumptions and
+        what the caller-as-user constraints read (attributes, typing, group variables), all
+        tracked so far and only ever added to. Equal shapes, equal constraints."""
+        return (len(self.paths), len(self.counters), tuple(self.counter_max.items()), len(self.objeq),
+                len(self.assumptions), len(self.user_typing), len(self.user_attrs), len(self.groups),
+                self.user is not None, self.user_in_groups is not None)
+
+    # -- the caller as a user ------------------------------------------------------------------
+    @property
+    def fixed_user(self) -> bool:
+        return isinstance(self.grant, FixedUser)
+
+    def user_var(self) -> z3.BoolRef:
+        """`principal.is_user`: shared by every program compared on this request."""
+        if self.user is None:
+            self.user = z3.Bool("principal.is_user", self.ctx)
+            self.user_vars.append(self.user)
+        return self.user
+
+    def in_groups(self) -> z3.BoolRef:
+        """The caller, a user, is in some group, named by a rule or not (an `entity User`
+        without `in [Group]` refuses such a user). Meaningless for a grant."""
+        if self.user_in_groups is None:
+            self.user_in_groups = z3.Bool("principal.in_some_group", self.ctx)
+            self.user_vars.append(self.user_in_groups)
+        return self.user_in_groups
+
+    def principal_constraints(self) -> list:
+        """What every real caller satisfies: a user's Long attributes are 64-bit integers,
+        a user has at most one value per attribute name (declarations compared in one query
+        may type a name differently), and membership in a named group is membership in some."""
+        out = list(self.user_typing)
+        by_name: dict[str, list] = {}
+        for key, (present, _) in self.user_attrs.items():
+            by_name.setdefault(key.split(":", 1)[0], []).append(present)
+        for name, ps in by_name.items():
+            ps = [p for p in ps if p is not True]
+            if len(ps) > 1:
+                out.append(z3.AtMost(*ps, 1))
+        if self.user_in_groups is not None and self.groups and self.user is not None:
+            # a user in a named group is in some group (a grant's groups say nothing of it)
+            out.append(z3.Implies(z3.And(self.user, z3.Or(*self.groups.values())), self.user_in_groups))
         return out
+
+    def share_users(self, *programs: Program) -> None:
+        """Programs compared on one request (diff, translation validation) see the same
+        callers: when one of them names users, a user may call every one of them."""
+        self.users_possible = self.users_possible or any(getattr(p, "identity_aware", False) for p in programs)
+
+    def caller_is_grant(self):
+        """The constraint that the caller is a grant (a recorded grant call, say)."""
+        if self.fixed_user:
+            return False
+        return True if self.user is None else z3.Not(self.user)
 
     def _objeq_def(self, p, fields):
         v = self.paths[p]
@@ -137,8 +247,8 @@ class Request:
             if k not in fields:
                 parts.append(self.paths[p + (k,)].is_("missing"))
         for k, cond in fields.items():
-            parts.append(z(self.ctx, cond))
-        return z3.And(*parts)
+            parts.append(cond)
+        return z(self.ctx, AND(self.ctx, *parts))
 
 
 def other_tool(*programs: Program) -> str:
@@ -182,8 +292,9 @@ class ProgramEncoder:
         self._havocs = 0
         self.havoc_vars: list = []  # fresh booleans (not functions of the call)
         self.reasons: set[str] = set()  # why a formula is an over-approximation
-        # identity phase 1: whether the caller may be a user (see `caller`)
-        self.users = bool(getattr(program, "identity_aware", False)) and req.grant is None
+        # whether the caller may be a user (see `caller`): a policy that names users, or a fixed user
+        self.users = req.fixed_user or (
+            req.grant is None and (req.users_possible or bool(getattr(program, "identity_aware", False))))
 
     # -- helpers ---------------------------------------------------------------------------
     def havoc_bool(self, reason: str) -> z3.BoolRef:
@@ -239,24 +350,26 @@ class ProgramEncoder:
         r = self._entity_scope(scope.resource, Ent("Server", req.sid, "resource"))
         return AND(ctx, p, r)
 
-    # -- identity, phase 1 -----------------------------------------------------------------
+    # -- the caller: a grant or a user --------------------------------------------------------
     # A policy that declares `entity User` or names the type User (`Program.identity_aware`)
-    # may be called by users (docs/language.md §1.1). Until the analyzer models principals
-    # symbolically (identity phase 2), the caller of such a policy is a grant or a user as
-    # a free boolean says, with the same id and groups, and a user's declared attributes
-    # are fresh values of their declared types (present or not when optional). That keeps
-    # every real caller's behaviour, so an UNSAT answer stays a proof; but witnesses are
-    # grants, so a counterexample that needs a user does not replay and the answer is
-    # UNKNOWN with the reason below — never a wrong PASS, and no lint claims a fact from it.
+    # may be called by users (docs/language.md §1.1). The caller is then a grant or a user
+    # as a request variable says (`principal.is_user`), with the same id and group
+    # variables; a user's declared attributes are variables of their declared types
+    # (present or not: whether a required one is missing decides only whether the user
+    # fits the declaration, see `fits`). A witness names the user and its attributes and
+    # replays through the engine as that `User`. With a fixed user (`FixedUser`, tools/list
+    # for one caller) the principal is that user, attributes and all, as constants.
     # A policy that never names users is analysed for grant callers, exactly as before.
-    USER_REASON = ("the caller may be a user (the policy declares `entity User` or names User), and the "
-                   "analyzer does not model users yet: a counterexample that needs one cannot be confirmed")
+    USER_REASON = ("a user's Set attribute is modelled as a sequence of any values, so a model may put an "
+                   "element of another type in it; such a user does not exist")
 
     def caller(self) -> list[tuple[object, Ent]]:
         """The principal's alternatives: (guard, entity)."""
         gid = self.req.gid
         if not self.users:
             return [(True, Ent("Grant", gid, "principal"))]
+        if self.req.fixed_user:
+            return [(True, Ent("User", gid, "principal"))]
         u = self.user_kind()
         return [(NOT(self.ctx, u), Ent("Grant", gid, "principal")), (u, Ent("User", gid, "principal"))]
 
@@ -264,35 +377,72 @@ class ProgramEncoder:
         """The caller is a user (a request variable, shared by every program compared on it)."""
         if not self.users:
             return False
-        self.reasons.add(self.USER_REASON)
-        if self.req.user is None:
-            self.req.user = z3.Bool("principal.is_user", self.ctx)
-        return self.req.user
+        if self.req.fixed_user:
+            return True
+        return self.req.user_var()
 
-    def user_attr(self, name: str):
+    def user_attr(self, name: str, reading: bool = True):
         """(present, SV) of a user's declared attribute `name`, or None when not declared:
-        a fresh value of the declared type, the same for every program on this request."""
-        decl = self.program.user_decl.attr(name) if self.program.user_decl is not None else None
+        with a fixed user, its value; else a variable of the declared type, the same for
+        every program on this request that declares `name` with this type."""
+        decl = self.program.user_decl.attr(name) if getattr(self.program, "user_decl", None) is not None else None
         if decl is None:
             return None
-        self.reasons.add(self.USER_REASON)
-        key = f"{name}:{decl.type}:{decl.optional}"
+        if self.req.fixed_user:
+            v = self.req.grant.attr(name)
+            if v is None:
+                return (False, SV([]))
+            if isinstance(v, tuple):
+                return (True, SV([Alt("arr", True, LitArr(tuple(self.lit(x) for x in v)))]))
+            if isinstance(v, bool):
+                return (True, SV.const("bool", v))
+            if isinstance(v, int):
+                return (True, SV.const("num", Fraction(v)))
+            return (True, self.lit(v))
+        t = decl.type
+        key = f"{name}:{t}"
         hit = self.req.user_attrs.get(key)
         if hit is None:
             ctx = self.ctx
-            tag = f"user[{name!r}]"
-            present = z3.Bool(tag + ".present", ctx) if decl.optional else True
-            t = decl.type
+            tag = f"user[{name!r}:{t}]"
+            present = z3.Bool(tag + ".present", ctx)
+            self.req.user_vars.append(present)
             if t == "String":
-                alt = Alt("str", True, z3.String(tag, ctx))
+                var = z3.String(tag, ctx)
+                alt = Alt("str", True, var)
+                self.req.user_vars.append(var)
             elif t == "Long":
-                alt = Alt("num", True, z3.Real(tag, ctx))
+                var = z3.Real(tag, ctx)
+                alt = Alt("num", True, var)
+                self.req.user_vars.append(var)
+                lo, hi = real_val(-(2**63), ctx), real_val(2**63 - 1, ctx)
+                self.req.user_typing += [z3.IsInt(var), var >= lo, var <= hi]
             elif t == "Bool":
-                alt = Alt("bool", True, z3.Bool(tag, ctx))
+                var = z3.Bool(tag, ctx)
+                alt = Alt("bool", True, var)
+                self.req.user_vars.append(var)
             else:  # Set<…>: an array no argument path holds
-                alt = Alt("arr", True, ArgArr(PathVar(self.S, tag), (("principal", name),)))
+                pv = PathVar(self.S, tag)
+                alt = Alt("arr", True, ArgArr(pv, (("principal", name),)))
+                self.req.user_vars += pv.variables()
             hit = self.req.user_attrs[key] = (present, SV([alt]))
+        if reading and decl.type.startswith("Set<"):
+            self.reasons.add(self.USER_REASON)
         return hit
+
+    def fits(self):
+        """The caller fits this program's `entity User` (else the engine denies the call,
+        rule `/principal`): every required attribute present, no group unless `in [Group]`.
+        A grant always fits."""
+        if not self.users or self.req.fixed_user:
+            return True  # a fixed user was checked when it was made (FixedUser.of)
+        from mcpp.lang.identity import user_decl
+
+        decl = user_decl(self.program)
+        parts = [self.user_attr(a.name, reading=False)[0] for a in decl.attrs if not a.optional]
+        if "Group" not in decl.parents:
+            parts.append(z3.Not(self.req.in_groups()))
+        return IMPLIES(self.ctx, self.user_kind(), AND(self.ctx, *parts))
 
     def _kind(self, etype: str):
         """The caller is of type `etype`."""
@@ -311,7 +461,6 @@ class ProgramEncoder:
             return True
         if s.op == "is":
             return ent.type == s.type
-        assert s.entity is not None  # `==` and `in` name one
         target = Ent(s.entity.type, s.entity.id)
         if s.op == "eq":
             return self.ent_eq(ent, target)
@@ -543,15 +692,24 @@ class ProgramEncoder:
                 value.append(AND(ctx, a.guard, sym(a.val)))
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
 
+    def _in_language(self, s, ast):
+        self.req.widest_class = max(self.req.widest_class, rx.widest_class(ast))
+        return z3.InRe(s, self.regex()(ast))
+
     def _like(self, s, pattern):
         try:
-            return z3.InRe(s, self.regex()(rx.like_ast(pattern)))
+            return self._in_language(s, rx.like_ast(pattern))
         except rx.Unsupported as u:
             return self.unknown_test("like", pattern, s, f"a `like` pattern with {u.reason}")
 
     def _matches(self, s, pattern):
         try:
-            return z3.InRe(s, self.regex()(rx.search_ast(pattern)))
+            with rx.time_limit(self.req.budget_ms):
+                ast = rx.search_ast(pattern)
+            return self._in_language(s, ast)
+        except rx.OutOfTime:
+            return self.unknown_test("matches", pattern, s,
+                                     f"the translation of regex {pattern!r} ran past the {self.req.budget_ms} ms timeout")
         except rx.Unsupported as u:
             return self.unknown_test("matches", pattern, s, f"regex {pattern!r} uses {u.reason}, which the analyzer does not model")
 
@@ -640,8 +798,9 @@ class ProgramEncoder:
                 units.append((a.guard, e))
         if any(g is not True for g, _ in units):
             return self.havoc_bool("a set literal with non-constant items compared with an array argument")
-        re_items = [z3.Re(z3.Unit(e)) for _, e in units]
-        lang = re_items[0] if len(re_items) == 1 else z3.Union(*re_items)
+        # an item that no element can equal (an entity) adds nothing: with no other item,
+        # only the empty array is a subset (Star of the empty language is {ε})
+        lang = re_union(z3.ReSort(self.S.Seq), (z3.Re(z3.Unit(e)) for _, e in units))
         return z3.InRe(items, z3.Star(lang))
 
     def obj_eq(self, x, y):
@@ -732,6 +891,11 @@ class ProgramEncoder:
         return dg, AND(ctx, dg, OR(ctx, *hits))
 
     def is_(self, obj: SV, etype: str, in_: SV | None) -> SV:
+        """`e is T` and `e is T in E`: an error unless `e` is an entity; false when its
+        type is not T (without evaluating E); otherwise exactly `e in E`, the `in`
+        operator's encoding for every kind of E (an entity, a literal set, an argument
+        array: defined only when empty, since arguments hold no entities; anything
+        else: an error)."""
         ctx = self.ctx
         defined, value = [], []
         for x in obj.of("ent"):
@@ -742,15 +906,9 @@ class ProgramEncoder:
                 defined.append(x.guard)
                 value.append(x.guard)
                 continue
-            for y in in_.alts:
-                g = AND(ctx, x.guard, y.guard)
-                if y.kind == "ent":
-                    defined.append(g)
-                    value.append(AND(ctx, g, self.entity_in(x.val, y.val)))
-                elif y.kind == "arr" and isinstance(y.val, LitArr):
-                    dg, hit = self._in_literal_entities(x.val, y.val, g)
-                    defined.append(dg)
-                    value.append(hit)
+            inside = self.in_(SV([x]), in_)  # every alternative is guarded by x.guard
+            defined.append(inside.defined(ctx))
+            value.append(inside.truth(ctx, True))
         return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
 
     def call(self, e: ir.Call) -> SV:
@@ -802,10 +960,12 @@ class ProgramEncoder:
             parts = []
             for it in s.items:
                 for a in it.alts:
+                    if a.kind == "ent":
+                        continue  # an argument array holds no entities: such an item matches nothing
                     e = self.elem(a)
                     if e is None:
                         parts.append(AND(ctx, a.guard, self.havoc_bool("a nested literal in containsAny")))
-                    elif a.kind != "ent":
+                    else:
                         parts.append(AND(ctx, a.guard, z3.Contains(items, z3.Unit(e))))
             return OR(ctx, *parts)
         if s.path == t.path:
@@ -852,6 +1012,7 @@ class ToolDecision:
     approvals: list = field(default_factory=list)  # (PolicyInfo, formula) of the @approval permits
     counters: list = field(default_factory=list)  # (CounterKey, [(LimitInfo, applies, valid, amount)])
     default_covers: bool = False
+    fits: object = True  # the caller fits the policy's `entity User` (`ProgramEncoder.fits`)
 
     @property
     def req(self) -> Request:
@@ -878,7 +1039,7 @@ class ToolDecision:
         parts = []
         for key, rows in self.counters:
             count = real_val(Fraction(0), ctx) if zero else self.req.counter(key)
-            total = z3.Sum(*(z3.If(z(ctx, applies), self.enc.num_term(amount), real_val(Fraction(0), ctx))
+            total = SUM(ctx, *(z3.If(z(ctx, applies), self.enc.num_term(amount), real_val(Fraction(0), ctx))
                              for _, applies, _, amount in rows), count)
             for li, applies, valid, _ in rows:
                 cap = real_val(Fraction(li.stmt.max), ctx)
@@ -889,27 +1050,29 @@ class ToolDecision:
         if self.hidden:
             return False
         ctx = self.enc.ctx
-        return AND(ctx, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        return AND(ctx, self.fits, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
 
     def needs_approval(self, zero: bool = True):
         """The call waits for a person (lang/plan.py's APPROVAL_RULE)."""
         if self.hidden or not self.approvals:
             return False
         ctx = self.enc.ctx
-        return AND(ctx, NOT(ctx, self.permitted()), self.approvable(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        return AND(ctx, self.fits, NOT(ctx, self.permitted()), self.approvable(), NOT(ctx, self.forbidden()),
+                   self.limits_ok(zero))
 
     def runs(self, zero: bool = True):
         """Allowed, or allowed once a person approves."""
         if self.hidden:
             return False
         ctx = self.enc.ctx
-        return AND(ctx, OR(ctx, self.permitted(), self.approvable()), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        return AND(ctx, self.fits, OR(ctx, self.permitted(), self.approvable()), NOT(ctx, self.forbidden()),
+                   self.limits_ok(zero))
 
     def allowed_without_limits(self):
         if self.hidden:
             return False
         ctx = self.enc.ctx
-        return AND(ctx, self.permitted(), NOT(ctx, self.forbidden()))
+        return AND(ctx, self.fits, self.permitted(), NOT(ctx, self.forbidden()))
 
 
 def decide(req: Request, program: Program, tool: str) -> ToolDecision:
@@ -918,7 +1081,7 @@ def decide(req: Request, program: Program, tool: str) -> ToolDecision:
     tp = plan.for_tool(tool)
     req.typed(tool)
     enc = ProgramEncoder(req, program, tool)
-    d = ToolDecision(program, tool, enc, tp.hidden, default_covers=tp.default_allows)
+    d = ToolDecision(program, tool, enc, tp.hidden, default_covers=tp.default_allows, fits=enc.fits())
     for p in tp.permits:
         d.permits.append((p, enc.applies(p.stmt)))
     for f in tp.forbids:

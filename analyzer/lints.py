@@ -4,15 +4,16 @@ Every finding is a `Diagnostic` whose `code` is the lint id and whose `data["doc
 points at its page in docs/lints/. A lint reports only what it proved: an UNSAT answer
 (e.g. "this permit never takes effect") is a proof, and a SAT answer used as evidence
 (e.g. a call that bypasses a forbid) is replayed through the engine first. Queries the
-solver cannot settle in time produce no finding (they are counted in `Linter.unknown`).
+solver cannot settle in time produce no finding of their own; the `undecided` finding
+lists them per lint (tools and reasons), so a timeout never reads as a clean result.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import z3
 
@@ -20,18 +21,14 @@ from mcpp.lang import ir
 from mcpp.lang.atoms import input_path
 from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.ir import walk
-from mcpp.lang.program import AssertInfo, LimitInfo, PolicyInfo, Program
+from mcpp.lang.plan import mentioned_tools
+from mcpp.lang.program import Program
 from mcpp.lang.evaluator import compile_expr
 from mcpp.lang.values import ERR, json_type
 
-from mcpp.lang.plan import mentioned_tools
-
-if TYPE_CHECKING:
-    from mcpp.runtime.engine import Engine
-
 from . import regex as rx
-from .encode import decide, other_tool
-from .solve import Session
+from .encode import decide, query_tools
+from .solve import OutOfTime, Session, bounded
 from .sym import AND, NOT, OR, z
 
 
@@ -52,10 +49,12 @@ LINTS = {
         LintInfo("unanchored-regex", "warning", "an allowlist regex without ^ or $"),
         LintInfo("always-allows", "warning", "calls allowed for everyone, whatever the arguments"),
         LintInfo("always-denies", "warning", "a policy that allows no call at all"),
+        LintInfo("undecided", "warning", "checks a lint could not decide in time: its findings may be incomplete"),
     )
 }
 
-MAX_REDUNDANCY_CANDIDATES = 8  # per rule: implication checks against the closest rules
+MAX_REDUNDANCY_CANDIDATES = 8
+EXAMPLE_MS = 1000  # the unanchored-regex example: a courtesy, so a short bound  # per rule: implication checks against the closest rules
 
 
 def docs_path(lint_id: str) -> str:
@@ -79,15 +78,19 @@ class Linter:
             self.other: str | None = None
             self.tools = list(self.named)
         else:
-            named = mentioned_tools(program) - (set(program.groups) - program.named_tools())
+            # the same tool list as verify and diff: every mentioned name, action group names
+            # included (a tool may be called like a group, and `in` is reflexive), plus the
+            # stand-in for every other tool
             self.catalog = None
-            self.named = sorted(named)
-            self.other = other_tool(program)
+            self.named, self.other = query_tools(program)
             self.tools = self.named + [self.other]
         self._tool: dict[str, tuple] = {}
-        self._engine: Engine | None = None
+        self._engine = None
         self._applies: dict = {}
+        self._batched: set[str] = set()
         self.unknown = 0
+        self.undecided: list[tuple[str, str | None, str]] = []  # (lint id, tool, reason): reported, never silent
+        self._lint = ""
         self.findings: list[Diagnostic] = []
 
     # -- plumbing -------------------------------------------------------------------------
@@ -111,16 +114,40 @@ class Linter:
         req, _ = self.tool(t)
         o = self.session.check(req, formula, tool=t, witness=witness)
         if o.status == "unknown":
-            self.unknown += 1
+            self.undecide(t, o.reason)
         return o
 
-    def can_apply(self, stmt, t: str) -> str:
+    def undecide(self, tool: str | None, reason: str) -> None:
+        """A check the current lint could not decide: no finding rests on it, and the
+        `undecided` finding says so (a timeout is never a silent pass)."""
+        self.unknown += 1
+        self.undecided.append((self._lint, tool, reason))
+
+    def can_apply(self, info, stmt, t: str) -> str:
         """sat | unsat | unknown: can the rule apply to a call to `t`? (asked once per pair)"""
         key = (id(stmt), t)
         hit = self._applies.get(key)
+        if hit is None and t not in self._batched:
+            self._batch_applies(t)
+            hit = self._applies.get(key)
         if hit is None:
             hit = self._applies[key] = self.sat(t, self.tool(t)[1].enc.applies(stmt)).status
         return hit
+
+    def _batch_applies(self, t: str) -> None:
+        """Settle "can it apply to `t`?" for every rule and assertion of the tool with a few
+        shared checks (Session.which_sat: the same answers, fewer queries); what those
+        leave open is asked rule by rule."""
+        self._batched.add(t)
+        stmts = [i.stmt for i in (*self.program.policies, *self.program.limits, *self.program.asserts)
+                 if i.tools is None or t in i.tools]
+        stmts = [st for st in stmts if (id(st), t) not in self._applies]
+        if not stmts:
+            return
+        req, d = self.tool(t)
+        for st, status in zip(stmts, self.session.which_sat(req, [d.enc.applies(st) for st in stmts])):
+            if status is not None:
+                self._applies[(id(st), t)] = status
 
     def tools_of(self, info) -> list[str]:
         if info.tools is None:
@@ -132,7 +159,7 @@ class Linter:
     def suppressed(self, lint_id: str, rule: str | None) -> bool:
         """`@suppress("lint-id, …")` on the statement a finding is about (or on `default`
         for policy-wide findings) silences it, like Regal's ignore directives."""
-        stmts: list[ir.Policy | ir.Limit | ir.Assert | ir.Default] = []
+        stmts = []
         if rule is not None:
             stmts = [i.stmt for i in self.program.policies if i.id == rule]
             stmts += [i.stmt for i in self.program.limits if i.id == rule]
@@ -167,9 +194,25 @@ class Linter:
             ("always-allows", self.always),
         ):
             if self.only is None or lint_id in self.only or (lint_id == "always-allows" and "always-denies" in self.only):
+                self._lint = lint_id
                 fn()
+        self._report_undecided()
         self.findings.sort(key=lambda d: (d.span.line, d.span.col, d.code))
         return self.findings
+
+    def _report_undecided(self) -> None:
+        by_lint: dict[str, list] = {}
+        for lint_id, tool, reason in self.undecided:
+            by_lint.setdefault(lint_id, []).append((tool, reason))
+        span = self.program.default_span or _first_span(self.program)
+        for lint_id, items in sorted(by_lint.items()):
+            tools = sorted({t for t, _ in items if t is not None})
+            reasons = sorted({r for _, r in items})
+            where = f" (tools: {', '.join(self.never(t) for t in tools)})" if tools else ""
+            self.report("undecided", f"{lint_id}: {len(items)} check{'s' if len(items) != 1 else ''} could not be decided"
+                        f"{where}: {reasons[0]}; its findings may be incomplete",
+                        span, notes=tuple(reasons[1:]) + ("raise --timeout, or simplify the rules involved",),
+                        lint=lint_id, tools=tools, reasons=reasons)
 
     def where(self, info) -> str:
         stmt = info.stmt
@@ -177,12 +220,26 @@ class Linter:
             return f"{info.id!r} (line {stmt.span.line})"
         return repr(info.id)
 
+    def closes_default(self, p, tools=None) -> list[str]:
+        """The tools for which permit `p` alone takes the tool out of `default allow`
+        (docs/language.md §5: a tool that some permit names is not covered by the
+        default): deleting `p` would let every call to them that no forbid or limit
+        stops through. Under `default deny`, or for a permit naming no tool, none."""
+        if self.program.default != "allow" or p.tools is None:
+            return []
+        out = []
+        for t in sorted(p.tools if tools is None else set(tools) & p.tools):
+            if t in self.program.hidden:
+                continue  # hidden: denied whatever the permits say
+            if not any(q is not p and q.tools is not None and t in q.tools for q in self.program.permits):
+                out.append(t)
+        return out
+
     def never(self, t: str) -> str:
         return f"{t!r}" if t != self.other else f"any tool the policy does not name (e.g. {t!r})"
 
     # -- unsatisfiable-condition ----------------------------------------------------------------
     def unsatisfiable_conditions(self) -> None:
-        rules: list[tuple[PolicyInfo | LimitInfo | AssertInfo, ir.Policy | ir.Limit | ir.Assert]]
         rules = [(p, p.stmt) for p in self.program.policies] + [(li, li.stmt) for li in self.program.limits]
         rules += [(a, a.stmt) for a in self.program.asserts]
         for info, stmt in rules:
@@ -191,23 +248,29 @@ class Linter:
             tools = self.tools_of(info)
             if not tools:
                 continue  # typed: only tools the catalog lacks (an error of `mcpp check`), no calls to judge
-            if any(self.can_apply(stmt, t) != "unsat" for t in tools):
+            if any(self.can_apply(info, stmt, t) != "unsat" for t in tools):
                 continue
             kind = "assertion" if isinstance(stmt, ir.Assert) else type(stmt).__name__.lower()
+            notes = _vacuous_note(kind)
+            closes: list[str] = []
             if isinstance(stmt, ir.Policy):
                 kind = stmt.effect
+                if kind == "permit":
+                    closes = self.closes_default(info)
+                    if closes:
+                        notes = (_closes_note(closes),)
             # the narrowest culprit: one clause that can never hold on its own
             for c in stmt.clauses:
                 if all(self.sat(t, self.tool(t)[1].enc.clause_ok(c)).unsat for t in tools):
                     want = "true" if c.kind == "when" else "false"
                     self.report("unsatisfiable-condition",
                                 f"this `{c.kind}` condition can never be {want}, so {kind} {self.where(info)} never applies",
-                                c.span, notes=_vacuous_note(kind), rule=info.id)
+                                c.span, notes=notes, rule=info.id, closes_default=closes)
                     break
             else:
                 self.report("unsatisfiable-condition",
                             f"the scope and conditions of {kind} {self.where(info)} can never hold together, so it never applies",
-                            stmt.span, notes=_vacuous_note(kind), rule=info.id)
+                            stmt.span, notes=notes, rule=info.id, closes_default=closes)
 
     # -- dead-permit ----------------------------------------------------------------------------
     def dead_permits(self) -> None:
@@ -222,7 +285,7 @@ class Linter:
                     dead[t] = "hidden"
                     continue
                 mine = d.enc.applies(p.stmt)
-                if self.can_apply(p.stmt, t) != "sat":
+                if self.can_apply(p, p.stmt, t) != "sat":
                     dead[t] = "never applies"  # unsatisfiable-condition reports it (or unknown)
                     continue
                 effect = AND(ctx, mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
@@ -240,21 +303,37 @@ class Linter:
             reported = {t: why for t, why in dead.items() if why != "never applies"}
             if not reported:
                 continue
+            # under `default allow` a permit that never lets a call through still decides
+            # something: the tools it alone names are out of the default (every call to
+            # them is denied unless another permit allows it); say that, not "no effect"
+            closing = set(self.closes_default(p, reported))
             if live:
                 for t, why in reported.items():
-                    self.report("dead-permit", f"permit {self.where(p)} never takes effect for tool {self.never(t)}: {why}",
-                                p.stmt.span, rule=p.id, tool=t)
-            else:
-                whys = sorted(set(reported.values()))
-                self.report("dead-permit", f"permit {self.where(p)} never takes effect: {'; '.join(whys)}",
-                            p.stmt.span, rule=p.id, tools=sorted(reported))
+                    if t in closing:
+                        msg = (f"permit {self.where(p)} never allows a call to tool {self.never(t)} ({why}); "
+                               f"its only effect is to take {t!r} out of `default allow`")
+                        self.report("dead-permit", msg, p.stmt.span, notes=(_closes_note([t]),), rule=p.id, tool=t,
+                                    closes_default=[t])
+                    else:
+                        self.report("dead-permit", f"permit {self.where(p)} never takes effect for tool {self.never(t)}: {why}",
+                                    p.stmt.span, rule=p.id, tool=t)
+                continue
+            whys = "; ".join(sorted(set(reported.values())))
+            plain = sorted(set(reported) - closing)
+            if plain:
+                self.report("dead-permit", f"permit {self.where(p)} never takes effect: {whys}",
+                            p.stmt.span, rule=p.id, tools=plain)
+            if closing:
+                names = ", ".join(repr(t) for t in sorted(closing))
+                self.report("dead-permit", f"permit {self.where(p)} never allows a call ({whys}); its only effect is to "
+                            f"take {names} out of `default allow`", p.stmt.span, notes=(_closes_note(sorted(closing)),),
+                            rule=p.id, tools=sorted(closing), closes_default=sorted(closing))
 
     def _overriders(self, t: str, mine) -> str:
         """Which forbids (and limits) make the permit useless: an unsat core over them."""
         req, d = self.tool(t)
         ctx = self.ctx
         s = z3.Solver(ctx=ctx)
-        s.set("timeout", self.session.timeout_ms)
         s.add(z(ctx, mine), *req.constraints())
         lits = {}
         for i, (f, formula) in enumerate(d.forbids):
@@ -264,9 +343,15 @@ class Linter:
         lit = z3.Bool("use_limits", ctx)
         s.add(z3.Implies(lit, z(ctx, d.limits_ok(zero=True))))
         lits[str(lit)] = ("limit", None)
-        if s.check(*[z3.Bool(k, ctx) for k in lits]) != z3.unsat:
+        try:
+            names = self.session.solve(s, lambda r: [str(c) for c in s.unsat_core()] if r == z3.unsat else None,
+                                       isolate=req.isolate, assumptions=[z3.Bool(k, ctx) for k in lits])
+        except OutOfTime as e:  # the permit is proved dead; only the explanation is missing
+            self.undecide(t, e.reason)
+            names = None
+        if names is None:
             return "overridden by forbids"
-        core = [lits[str(c)] for c in s.unsat_core() if str(c) in lits]
+        core = [lits[n] for n in names if n in lits]
         forbids = [fid for kind, fid in core if kind == "forbid"]
         parts = []
         if forbids:
@@ -289,8 +374,10 @@ class Linter:
             unscoped = [p for p in rules if p.tools is None]
             for r in rules:
                 r_tools = set(self.tools_of(r))
-                if not any(self.can_apply(r.stmt, t) == "sat" for t in sorted(r_tools)):
+                if not any(self.can_apply(r, r.stmt, t) == "sat" for t in sorted(r_tools)):
                     continue  # never applies: unsatisfiable-condition's finding, not a redundancy
+                if effect == "permit" and self.closes_default(r):
+                    continue  # removing r would put a tool back under `default allow`
                 cands = []
                 pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
                 for q in pool:
@@ -298,10 +385,6 @@ class Linter:
                         continue
                     if not reads[q.id] <= reads[r.id]:
                         continue  # q reads something r does not: it is not a generalisation of r
-                    if effect == "permit" and prog.default == "allow" and q.tools is None and not all(
-                        any(o is not r and o.tools is not None and t in o.tools for o in rules) for t in r_tools
-                    ):
-                        continue  # removing r would un-govern a tool under `default allow`
                     cands.append(q)
                 cands.sort(key=lambda q: (abs(q.index - r.index)))
                 for q in cands[:MAX_REDUNDANCY_CANDIDATES]:
@@ -376,7 +459,7 @@ class Linter:
             args = copy.deepcopy(w.args)
             if not _assign(args, p, str(target)):
                 continue
-            cand = type(w)(w.tool, args, w.grant_id, w.label, w.groups, w.server, dict(w.counters))
+            cand = dataclasses.replace(w, args=args, counters=dict(w.counters))  # the same caller, grant or user
             if self.session.nonconforming(cand.tool, cand.args) is not None:
                 continue  # typed: the gateway would refuse it, so it is no bypass
             d2 = self.session.replayer.decide(self.program, cand)
@@ -386,6 +469,7 @@ class Linter:
         return w, decision, culprits
 
     def _report_bypass(self, f, t, w, decision, clauses, mistyped: bool) -> None:
+        import json
 
         c = clauses[0]
         problems = []
@@ -419,9 +503,13 @@ class Linter:
                         continue
                     seen.add(id(node))
                     try:
-                        start, end = rx.anchored(node.regex)
-                    except Exception:
+                        with rx.time_limit(self.session.timeout_ms):
+                            start, end = rx.anchored(node.regex)
+                    except rx.OutOfTime as e:
+                        self.undecide(None, f"regex {node.regex!r}: {e.reason}")
                         continue
+                    except rx.Unsupported:
+                        continue  # a feature the parser does not model: no claim about its anchors
                     if start and end:
                         continue
                     example = _unanchored_example(node.regex, start, end)
@@ -436,12 +524,15 @@ class Linter:
                     if not end:
                         notes.append("if a prefix is meant (a URL or path), end it at a delimiter instead, e.g. `(/|$)`")
                     fix = _replace_regex_literal(self.program, node, fixed)
-                    extra: dict[str, Any] = {"fix": fix} if fix else {}
+                    extra = {"fix": fix} if fix else {}
                     self.report("unanchored-regex", msg, node.span, notes=tuple(notes), rule=p.id, regex=node.regex,
                                 **extra)
 
     # -- always-allows / always-denies ----------------------------------------------------------
     def always(self) -> None:
+        """Both at fresh counters (the most permissive state): a limit with `max 0` or an
+        invalid increment denies there; a limit that denies only once its counter fills
+        is mentioned, not counted as a denial."""
         ctx = self.ctx
         prog = self.program
         span = prog.default_span or _first_span(prog)
@@ -454,7 +545,7 @@ class Linter:
             o = self.sat(t, d.allowed(zero=True))
             if o.status != "unsat":
                 can_allow.append(t)
-            o2 = self.sat(t, NOT(ctx, d.allowed_without_limits()))
+            o2 = self.sat(t, NOT(ctx, d.allowed(zero=True)))
             if o2.unsat:
                 always.append(t)
         if not can_allow and (self.only is None or "always-denies" in self.only):
@@ -464,7 +555,8 @@ class Linter:
         if self.only is not None and "always-allows" not in self.only:
             return
         if self.tools and set(always) >= set(self.tools) and not prog.hidden:
-            self.report("always-allows", "this policy allows every call: no tool, argument or grant is ever denied",
+            limited = " (until a limit's counter is full)" if prog.limits else ""
+            self.report("always-allows", f"this policy allows every call{limited}: no tool, argument or grant is denied",
                         span, notes=("add `default deny` and permits for what the agent needs",))
         elif self.catalog is not None:
             named = mentioned_tools(prog)
@@ -478,9 +570,10 @@ class Linter:
                             span, notes=("prefer `default deny` with permits, or hide the dangerous tools",),
                             tools=open_tools)
         elif self.other in always:
+            limited = " (until a limit's counter is full)" if any(li.tools is None for li in prog.limits) else ""
             self.report("always-allows",
                         f"under `default allow`, every tool this policy does not name is allowed for every caller with "
-                        f"any arguments (e.g. {self.other!r})",
+                        f"any arguments{limited} (e.g. {self.other!r})",
                         span, notes=("a new or renamed upstream tool is allowed without review; prefer `default deny` "
                                      "with permits, or hide the dangerous tools",), tool=self.other)
 
@@ -490,6 +583,13 @@ class Linter:
 
 def lint(program: Program, *, timeout_ms: int = 2000, only=None, session: Session | None = None) -> list[Diagnostic]:
     return Linter(program, timeout_ms=timeout_ms, session=session, only=only).run()
+
+
+def _closes_note(tools) -> str:
+    names = ", ".join(repr(t) for t in tools)
+    return (f"under `default allow`, a permit that names a tool takes it out of the default: calls to {names} are "
+            f"denied unless another permit allows them, and deleting this permit would allow them; to deny "
+            f"{'it' if len(tools) == 1 else 'them'}, say so with a forbid")
 
 
 def _vacuous_note(kind: str) -> tuple[str, ...]:
@@ -506,7 +606,7 @@ def _first_span(prog: Program) -> Span:
 
 def _reads(stmt) -> frozenset:
     """What a rule's applicability depends on: argument paths, principal/resource parts."""
-    out: set[str | tuple] = set()
+    out = set()
     for part, s in (("principal", stmt.scope.principal), ("resource", stmt.scope.resource)):
         if s.op != "any":
             out.add(part)
@@ -542,7 +642,7 @@ def _read_paths(stmt) -> list[tuple]:
 
 def _read_paths_expr(e) -> list[tuple]:
     """Argument paths the expression reads as values (not through `has`)."""
-    out: list[tuple] = []
+    out = []
     for n in walk(e):
         if isinstance(n, ir.GetAttr):
             p = input_path(n)
@@ -681,10 +781,9 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple
     guards = []
     e = c.expr
     simple = isinstance(e, ir.Compare) and e.op in ("<", "<=", ">", ">=") and len(f.stmt.clauses) == 1 and c.kind == "when"
-    left = input_path(e.left) if simple and isinstance(e, ir.Compare) else None
-    if isinstance(e, ir.Compare) and left is not None and isinstance(e.right, ir.Lit):
+    if simple and input_path(e.left) is not None and isinstance(e.right, ir.Lit):
         neg = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[e.op]
-        guards.append(f"context.input.{'.'.join(left)} {neg} {_lit(e.right.value)}")
+        guards.append(f"context.input.{'.'.join(input_path(e.left))} {neg} {_lit(e.right.value)}")
     else:
         for p in _read_paths_expr(e):
             guards.append(_type_guard(p, _expected_type(e, p)))
@@ -817,17 +916,23 @@ def _unanchored_example(pattern: str, start: bool, end: bool) -> str | None:
 
     ctx = z3.Context()
     try:  # strings the pattern matches whole, its anchors satisfied at both ends
-        lang = rx.Z3Regex(ctx)(rx._Anchors().P(rx.parse(pattern), True, True))
-    except Exception:
+        with rx.time_limit(EXAMPLE_MS):
+            ast = rx.whole_match_ast(pattern)
+    except rx.Unsupported:  # also OutOfTime: the example is a courtesy, the finding stands without it
         return None
+    lang = rx.Z3Regex(ctx)(ast)
     s = z3.String("s", ctx)
     sol = z3.Solver(ctx=ctx)
-    sol.set("timeout", 1000)
+    sol.set("timeout", EXAMPLE_MS)
     printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
     sol.add(z3.InRe(s, lang), z3.InRe(s, printable), z3.Length(s) <= 40)
-    if sol.check() != z3.sat:
+    then = (lambda r: string_of(sol.model().eval(s, model_completion=True)) if r == z3.sat else None)
+    try:
+        base = bounded(sol, then, budget_ms=EXAMPLE_MS, isolate=rx.widest_class(ast) > rx.WIDE_CLASS)
+    except OutOfTime:
         return None
-    base = string_of(sol.model().eval(s, model_completion=True))
+    if base is None:
+        return None
     cand = ("evil.example/" if not start else "") + base + (".evil.example" if not end else "")
     return cand if compile_regex(pattern).search(cand) else None
 

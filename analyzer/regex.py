@@ -27,6 +27,9 @@ from __future__ import annotations
 
 import re
 import threading
+import time
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -41,6 +44,61 @@ class Unsupported(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class OutOfTime(Unsupported):
+    """The translation of a pattern ran past its time limit (see `time_limit`)."""
+
+
+# ---- bounded work ------------------------------------------------------------------------------
+#
+# Translating a pattern asks RE2 for the character set of every distinct atom, one scan
+# of up to 1.1M code points each (≈ 40 ms for a Unicode property class): a pattern of
+# thousands of such atoms is minutes of work before Z3 sees anything. The analysis sets
+# a deadline (its per-query timeout) around each translation; a scan that would start
+# after it raises OutOfTime, which the encoder treats like any unsupported feature (an
+# unconstrained test, named in the reasons).
+
+_DEADLINE: ContextVar[float | None] = ContextVar("mcpp_regex_deadline", default=None)
+
+
+@contextmanager
+def time_limit(ms: int | None):
+    """Translations inside the block give up (OutOfTime) once `ms` milliseconds have passed."""
+    if ms is None:
+        yield
+        return
+    token = _DEADLINE.set(time.monotonic() + ms / 1000)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _check_deadline() -> None:
+    deadline = _DEADLINE.get()
+    if deadline is not None and time.monotonic() > deadline:
+        raise OutOfTime("a translation that ran out of time")
+
+
+# Z3's regex derivatives (seq::derive) do not check the solver's timeout or interrupt.
+# On a class of hundreds of ranges (\p{Lu}, \p{L}: ~650) a 3-character string kept a
+# check running for minutes under a 1 s timeout; classes up to ~230 ranges (\p{S}) never
+# did in fuzzing. A query whose regexes hold a class wider than this runs in a child
+# process that is killed at the deadline (analyzer/solve.py).
+WIDE_CLASS = 64
+
+
+@lru_cache(maxsize=4096)
+def widest_class(n) -> int:
+    """The number of ranges of the widest character class in the AST."""
+    if isinstance(n, Chars):
+        return len(n.ivs)
+    if isinstance(n, (Cat, Alt)):
+        return max((widest_class(x) for x in n.items), default=0)
+    if isinstance(n, Rep):
+        return widest_class(n.node)
+    return 0
 
 
 # ---- AST ---------------------------------------------------------------------------------
@@ -280,6 +338,7 @@ def charset(atom: str, fold: bool, dotall: bool) -> tuple[tuple[int, int], ...]:
     """The code points one occurrence of `atom` matches under the flags, as intervals."""
     import re2
 
+    _check_deadline()
     opts = re2.Options()
     opts.never_capture = True
     opts.log_errors = False
@@ -549,6 +608,8 @@ class Z3Regex:
         return hit
 
     def _build(self, n):
+        from .sym import re_concat, re_union
+
         z3 = self.z3
         if isinstance(n, Eps):
             return z3.Re(self.literal(""), self.ctx)
@@ -562,9 +623,7 @@ class Z3Regex:
                     ranges.append(z3.Re(self.char(lo), self.ctx))
                 else:
                     ranges.append(z3.Range(self.char(lo), self.char(hi), self.ctx))
-            if not ranges:
-                return z3.Empty(self.sort)
-            return ranges[0] if len(ranges) == 1 else z3.Union(*ranges)
+            return re_union(self.sort, ranges)
         if isinstance(n, Cat):
             parts = []
             buf = []  # runs of single characters become one string literal
@@ -578,15 +637,15 @@ class Z3Regex:
                 parts.append(self(x))
             if buf:
                 parts.append(z3.Re(self.literal("".join(buf)), self.ctx))
-            return parts[0] if len(parts) == 1 else z3.Concat(*parts)
+            return re_concat(self.ctx, parts)
         if isinstance(n, Alt):
-            return z3.Union(*(self(x) for x in n.items))
+            return re_union(self.sort, [self(x) for x in n.items])
         if isinstance(n, Rep):
             inner = self(n.node)
             if n.hi is None:
                 if n.lo == 0:
                     return z3.Star(inner)
-                return z3.Concat(z3.Loop(inner, n.lo, n.lo), z3.Star(inner))
+                return re_concat(self.ctx, [z3.Loop(inner, n.lo, n.lo), z3.Star(inner)])
             if n.hi == 0:  # never Loop(r, 0, 0): Z3 reads it as unbounded
                 return z3.Re(self.literal(""), self.ctx)
             return z3.Loop(inner, n.lo, n.hi)
@@ -601,6 +660,11 @@ class Z3Regex:
 
 
 # ---- facts for lints -------------------------------------------------------------------------
+
+
+def whole_match_ast(pattern: str):
+    """The strings the pattern matches whole, with its anchors satisfied at both ends."""
+    return _Anchors().P(parse(pattern), True, True)
 
 
 def anchored(pattern: str) -> tuple[bool, bool]:

@@ -126,6 +126,7 @@ def _symbolic(r: Replayed, old, new, engines, session: Session, lits: list, key:
     c = r.call
     ctx = session.ctx
     req = session.request(None, c.server)
+    req.share_users(old, new)
     d_old, d_new = decide(req, old, c.tool), decide(req, new, c.tool)
     a_old, a_new = d_old.allowed(zero=True), d_new.allowed(zero=True)
     u_old, u_new = d_old.runs(zero=True), d_new.runs(zero=True)
@@ -169,7 +170,7 @@ def _facts(req, c: PastCall, lits: list, key: bytes | None):
     import json
 
     ctx = req.ctx
-    parts = [req.gid == string_val(c.grant_id, ctx), req.label == string_val(c.label, ctx)]
+    parts = [req.caller_is_grant(), req.gid == string_val(c.grant_id, ctx), req.label == string_val(c.label, ctx)]
     if c.groups is not None:
         parts += [b == (g in c.groups) for g, b in req.groups.items()]
     if c.known == "hashed" and c.values:

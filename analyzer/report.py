@@ -76,11 +76,11 @@ def sarif(diags: list[Diagnostic], extra_results: list[dict] | None = None, prop
 
 
 def _version() -> str:
-    try:
-        from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
         return version("mcpp")
-    except Exception:  # pragma: no cover - not installed
+    except PackageNotFoundError:  # pragma: no cover - run from a checkout without installing
         return "0"
 
 

@@ -94,6 +94,42 @@ def IMPLIES(ctx, a, b):
     return OR(ctx, NOT(ctx, a), b)
 
 
+# Z3's n-ary constructors (And, Or, Union, Concat) reject an empty argument list
+# ("At least one argument expected"); every n-ary term the analyzer builds goes through
+# AND/OR above or these, which give the neutral element instead.
+
+
+def re_union(sort, items) -> z3.ReRef:
+    """The union of regexes: the empty language for none."""
+    items = list(items)
+    if not items:
+        return z3.Empty(sort)
+    return items[0] if len(items) == 1 else z3.Union(*items)
+
+
+def re_concat(ctx, items) -> z3.ReRef:
+    """The concatenation of regexes: the language {ε} for none."""
+    items = list(items)
+    if not items:
+        return z3.Re(string_val("", ctx))
+    return items[0] if len(items) == 1 else z3.Concat(*items)
+
+
+def seq_of(sort, units) -> z3.SeqRef:
+    """The sequence of these unit terms (`z3.Unit(e)` each): the empty sequence for none."""
+    units = list(units)
+    if not units:
+        return z3.Empty(sort)
+    return units[0] if len(units) == 1 else z3.Concat(*units)
+
+
+def SUM(ctx, *terms) -> z3.ArithRef:
+    """The sum of real terms: 0 for none."""
+    if not terms:
+        return real_val(0, ctx)
+    return terms[0] if len(terms) == 1 else z3.Sum(*terms)
+
+
 def z(ctx, b) -> z3.BoolRef:
     """A Z3 boolean for a possibly-constant one."""
     return z3.BoolVal(b, ctx) if isinstance(b, bool) else b

@@ -10,18 +10,24 @@ reported only after both engines replay it; anything undecided is reported too, 
 
 from __future__ import annotations
 
+import logging
+
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.program import Program, build_program
 
-from .encode import FixedGrant, decide, query_tools
+from .encode import FixedGrant, FixedUser, decide, query_tools
 from .solve import Session
 from .sym import AND, NOT
 
+log = logging.getLogger("mcpp.analyzer")
+
 
 def validate_translation(
-    program: Program, doc: dict, *, grant=None, label: str = "", groups=(), server=None, timeout_ms: int = 5000
+    program: Program, doc: dict, *, grant=None, label: str = "", groups=(), server=None, timeout_ms: int = 5000,
+    user: FixedUser | None = None,
 ) -> str | None:
-    """None when `doc` provably decides every call as `program` does; else why not."""
+    """None when `doc` provably decides every call as `program` does; else why not.
+    With `grant` (or `user`, a `FixedUser`), every call by that one caller."""
     from mcpp.lang import jsonform
 
     try:
@@ -32,10 +38,11 @@ def validate_translation(
     if any(d.severity == "error" for d in diags):
         return "the compiled document does not load: " + "; ".join(d.message for d in diags if d.severity == "error")
     jprog.origin = "json"
-    fixed = FixedGrant(grant, label or "", frozenset(groups or ())) if grant is not None else None
+    fixed = FixedGrant(grant, label or "", frozenset(groups or ())) if grant is not None else user
     try:
         return _compare(program, jprog, fixed, server, timeout_ms)
-    except Exception as e:  # fail closed, never a traceback
+    except Exception as e:  # fail closed (compilation refuses), never a traceback; logged, since none is expected
+        log.exception("translation validation failed")
         return f"the analyzer failed: {type(e).__name__}: {e}"
 
 
@@ -45,6 +52,7 @@ def _compare(program: Program, jprog: Program, fixed, server, timeout_ms: int) -
     ctx = session.ctx
     for tool in named + [other]:
         req = session.request(fixed, server)
+        req.share_users(program, jprog)
         src, out = decide(req, program, tool), decide(req, jprog, tool)
         a, b = src.allowed(zero=False), out.allowed(zero=False)
         for src_allows, q in ((True, AND(ctx, a, NOT(ctx, b))), (False, AND(ctx, b, NOT(ctx, a)))):

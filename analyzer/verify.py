@@ -42,10 +42,10 @@ from mcpp.lang.diagnostics import Diagnostic, Span, did_you_mean
 from mcpp.lang.ir import walk
 from mcpp.lang.program import AssertInfo, Program
 
-from .encode import decide, query_tools
-from .solve import Session
+from .encode import ProgramEncoder, decide, query_tools
+from .solve import OutOfTime, Session
 from .sym import AND, NOT, string_val, z
-from .witness import Witness, matches_scope
+from .witness import Decoder, ReplayError, Witness, _pin_user, arg_assignment, matches_scope
 
 
 @dataclass
@@ -164,7 +164,8 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
         return AssertResult(a.id, st.kind, "unknown", "; ".join(unknown), st.span, reasons=sorted(set(reasons)), tools_checked=len(tools))
     what = {"deny": "every matching call is denied", "allow": "every matching call is allowed",
             "approval": "every matching call that can run needs a person's approval",
-            "hidden": "the tools are hidden from every matching grant", "visible": "the tools are visible to every matching grant"}[st.kind]
+            "hidden": "the tools are hidden from every matching {who}", "visible": "the tools are visible to every matching {who}"}[st.kind]
+    what = what.format(who="grant or user" if getattr(program, "identity_aware", False) else "grant")
     return AssertResult(a.id, st.kind, "pass", f"proved: {what} ({len(tools)} tool{'s' if len(tools) != 1 else ''} checked)",
                         st.span, tools_checked=len(tools))
 
@@ -174,8 +175,8 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
     st = a.stmt
     req = session.request()
     d = decide(req, program, tool)
-    selected = d.enc.applies(st)
     ctx = session.ctx
+    selected = AND(ctx, d.fits, d.enc.applies(st))  # over callers that fit `entity User` (docs/analyzer.md)
     if st.kind == "allow":
         q = AND(ctx, selected, NOT(ctx, d.allowed(zero=False)))
     elif st.kind == "approval":
@@ -196,7 +197,12 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
         replayed = decision.allowed
     else:
         replayed = decision.allowed or decision.needs_approval
-    if not replayed or not matches_scope(program, st, w, session.replayer.engine(program)):
+    try:
+        selected_by_engine = matches_scope(program, st, w, session.replayer.engine(program))
+    except ReplayError as e:
+        return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be checked: {e.reason}",
+                            st.span, tool, reasons=sorted(d.enc.reasons))
+    if not replayed or not selected_by_engine:
         why = "; ".join(sorted(d.enc.reasons)) or "the witness did not replay (an analyzer bug: please report it)"
         return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be confirmed: {why}",
                             st.span, tool, reasons=sorted(d.enc.reasons))
@@ -208,7 +214,7 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
     elif st.kind == "approval":
         msg = f"this call to {_label(tool, other)} runs without a person's approval: it is allowed{by}: {w.brief()}"
     elif st.kind == "hidden":
-        msg = f"{_label(tool, other)} is visible to grant {w.grant_id!r}: this call {how}{by}: {w.brief()}"
+        msg = f"{_label(tool, other)} is visible to {'a user' if w.user else f'grant {w.grant_id!r}'}: this call {how}{by}: {w.brief()}"
     elif decision.needs_approval:
         msg = f"this call to {_label(tool, other)} needs a person's approval ({decision.rule.pointer}): {w.brief()}"
     else:
@@ -230,66 +236,149 @@ def _by(program: Program, decision) -> str:
 # ---- visible: ∀ grant ∃ call -------------------------------------------------------------
 
 
-def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str | None,
+def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str,
              rounds: int = 16) -> AssertResult | None:
+    """∀ selected grant ∃ allowed call, by refinement; None when proved.
+
+    Each round asks for a selected grant (and server) that none of the calls found so
+    far serves, then for a call that serves it. The calls are real ones (decoded from
+    the model and pinned back), so a proof means: every selected grant is served by one
+    of these concrete calls. That is only a proof when the encoding is exact (an
+    over-approximated "allowed" could serve a grant the engine does not), so with
+    approximations the answer is at best UNKNOWN. A counterexample (a grant for which
+    no call is allowed) is replayed before it is reported (`_replay_invisible`)."""
     st = a.stmt
     ctx = session.ctx
     req = session.request()
     d = decide(req, program, tool)
-    if d.hidden:
-        return AssertResult(a.id, st.kind, "fail", f"{_label(tool, other)} is hidden by `hide`: no grant sees it",
-                            st.span, tool)
-    allowed = z(ctx, d.runs(zero=True))
-    selected = z(ctx, d.enc.applies(st))
+    allowed = z(ctx, d.runs(zero=True))  # approval-bound calls run once approved: visible
+    # the assertion's own encoder: an approximation in what it selects keeps a proof
+    # sound (it covers more grants); only one in `allowed` can make a grant look served
+    sel = ProgramEncoder(req, program, tool)
+    selected = z(ctx, AND(ctx, d.fits, sel.applies(st)))  # a user who does not fit `entity User` is served nothing
     base = req.constraints()
-    args_vars = [x for v in req.paths.values() for x in v.variables()] + [flag for flag, _, _ in req.objeq]
-    seen: list[z3.BoolRef] = []
-    for i in range(rounds):
+    seen: list = []
+    served: list[dict] = []  # the calls found allowed for earlier grants: refinements and replay probes
+
+    def unknown(reason: str) -> AssertResult:
+        return AssertResult(a.id, st.kind, "unknown", reason, st.span, tool, reasons=sorted(d.enc.reasons | sel.reasons))
+
+    for _ in range(rounds):
         # a grant (and server) that none of the calls found so far serves
         s = z3.Solver(ctx=ctx)
-        s.set("timeout", session.timeout_ms)
-        s.add(selected, *seen)
-        r = s.check()
-        session.queries += 1
-        if r == z3.unsat:
-            return None
-        if r == z3.unknown:
-            return AssertResult(a.id, st.kind, "unknown", f"the solver gave up ({s.reason_unknown()})", st.span, tool)
-        m = session._prefer(s, req) or s.model()  # a readable grant (anonymous, server default) if one fits
-        fixed = _grant_substitution(req, m)
+        s.add(selected, *base, *seen)
+
+        def grant_then(r, s=s):
+            if r != z3.sat:
+                return str(r), session.unknown_reason(s) if r == z3.unknown else ""
+            m = s.model()
+            m = session._prefer(s, req) or m  # a readable grant (anonymous, server default) if one fits
+            caller = Decoder(req, m).witness(tool)  # the grant or the user (with its claims), and the server
+            caller.args, caller.counters = {}, {}
+            return "sat", caller
+
+        try:
+            status, got = session.solve(s, grant_then, isolate=req.isolate, extra_ms=session.prefer_budget())
+        except OutOfTime as e:
+            return unknown(e.reason)
+        if status == "unsat":
+            if d.enc.reasons:  # the calls found serve every grant *by the approximated encoding*
+                return unknown("visibility is ∀ grant ∃ call: an approximated encoding cannot prove it")
+            return None  # every selected grant is served (or the assertion selects none)
+        if status != "sat":
+            return unknown(got)
+        w = got
+        gid, label, groups, server = w.grant_id, w.label, w.groups, w.server
+        if d.hidden:
+            msg = f"{_label(tool, other)} is hidden by `hide`: no grant sees it"
+            return _replay_invisible(session, program, a, w, served, msg, d.enc.reasons | sel.reasons)
+        fixed = _grant_pairs(req, gid, label, groups, server)
         # is there any call that serves it?
         s2 = z3.Solver(ctx=ctx)
-        s2.set("timeout", session.timeout_ms)
         s2.add(z3.substitute(allowed, *fixed), *[z3.substitute(c, *fixed) for c in base])
-        r2 = s2.check()
-        session.queries += 1
-        gid, label, groups, server = _grant_of(req, m)
-        if r2 == z3.unsat:
-            who = f"grant {gid!r}" + (f" (label {label!r})" if label else "") + (
+        s2.add(*_pin_user(req, w))  # a user caller: its kind, claims and groups fixed too
+
+        def call_then(r, s2=s2):
+            if r != z3.sat:
+                return str(r), session.unknown_reason(s2) if r == z3.unknown else ""
+            return "sat", Decoder(req, s2.model()).witness(tool).args
+
+        try:
+            status, got = session.solve(s2, call_then, isolate=req.isolate)
+        except OutOfTime as e:
+            return unknown(e.reason)
+        if status == "unsat":
+            who = w.caller() if w.user else f"grant {gid!r}" + (f" (label {label!r})" if label else "") + (
                 " in " + ", ".join(f"Group::\"{g}\"" for g in groups) if groups else "")
-            w = Witness(tool, {}, gid, label, groups, server)
-            return AssertResult(a.id, st.kind, "fail",
-                                f"{_label(tool, other)} is not visible to {who} on server {server!r}: no call to it is allowed",
-                                st.span, tool, w)
-        if r2 == z3.unknown:
-            return AssertResult(a.id, st.kind, "unknown", f"the solver gave up ({s2.reason_unknown()})", st.span, tool)
-        m2 = s2.model()
-        # the arguments that serve this grant; later grants must avoid being served by them
-        args_fix = [(v, m2.eval(v, model_completion=True)) for v in args_vars]
+            msg = f"{_label(tool, other)} is not visible to {who} on server {server!r}: no call to it is allowed"
+            return _replay_invisible(session, program, a, w, served, msg, d.enc.reasons | sel.reasons)
+        if status != "sat":
+            return unknown(got)
+        served.append(got)
+        # later grants must not be served by this call: its arguments pinned, the grant free
+        args_fix = arg_assignment(req, got, complete=True)
         # havoc booleans stand for facts about *this* call: fresh copies per call found
         args_fix += [(h, z3.FreshBool("havoc", ctx)) for h in d.enc.havoc_vars]
+        # an object-literal equality flag is the value of its definition on these arguments
+        for flag, p, fields in req.objeq:
+            args_fix.append((flag, z3.simplify(z3.substitute(z(ctx, req._objeq_def(p, fields)), *args_fix))))
         cons = [z3.substitute(c, *args_fix) for c in base]
-        seen.append(z3.Not(z3.And(z3.substitute(allowed, *args_fix), *cons)))
-    return AssertResult(a.id, st.kind, "unknown", f"no conclusion after {rounds} refinement rounds", st.span, tool)
+        seen.append(z3.Not(z(ctx, AND(ctx, z3.substitute(allowed, *args_fix), *cons))))
+    return unknown(f"no conclusion after {rounds} refinement rounds")
 
 
-def _grant_substitution(req, m):
+def _replay_invisible(session: Session, program: Program, a: AssertInfo, w: Witness, probes: list[dict],
+                      message: str, reasons) -> AssertResult:
+    """Confirm "no call to the tool is allowed for this grant and server" with the code
+    that enforces it, or answer UNKNOWN: the assertion selects the grant (engine), the
+    engine denies the call with no arguments and every call found allowed for an earlier
+    grant, and the gateway's tools/list filter (`visible_tools`) leaves the tool out."""
+    from .visibility import visible_tools, visible_tools_for_user
+
+    st = a.stmt
+    engine = session.replayer.engine(program)
+    problem = None
+    first = None
+    try:
+        selected_by_engine = matches_scope(program, st, w, engine)
+    except ReplayError as e:
+        selected_by_engine, problem = False, e.reason
+    if problem is None and not selected_by_engine:
+        problem = f"the engine does not select {w.caller()} on server {w.server!r} for this assertion"
+    elif problem is None:
+        for args in [{}] + probes:
+            probe = Witness(w.tool, args, w.grant_id, w.label, w.groups, w.server, user=w.user, attrs=w.attrs)
+            decision = session.replayer.decide(program, probe)
+            first = first or decision
+            if decision.allowed or decision.needs_approval:
+                problem = f"the engine {'allows' if decision.allowed else 'runs once approved'} {probe.brief()}"
+                break
+    if problem is None:
+        if w.user:
+            shown = visible_tools_for_user(program, [w.tool], user_id=w.grant_id, attrs=w.attrs, groups=w.groups,
+                                           server=w.server, timeout_ms=session.timeout_ms)
+        else:
+            shown = visible_tools(program, [w.tool], grant_id=w.grant_id, label=w.label, groups=w.groups,
+                                  server=w.server, timeout_ms=session.timeout_ms)
+        if shown:
+            problem = "the gateway's tools/list still shows the tool for this grant (its own check could not decide)"
+    if problem is not None:
+        why = "; ".join(sorted(reasons)) or "the witness did not replay (an analyzer bug: please report it)"
+        return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be confirmed ({problem}): {why}",
+                            st.span, w.tool, reasons=sorted(reasons))
+    dd = first.to_dict(program.filename if program.origin == "mcpp" else None)
+    return AssertResult(a.id, st.kind, "fail", message, st.span, w.tool, w, dd)
+
+
+def _grant_pairs(req, gid: str, label: str, groups, server: str) -> list[tuple]:
+    """The substitution fixing the request's grant and server variables to these values."""
+    ctx = req.ctx
     pairs = []
     if req.grant is None:
-        pairs += [(req.gid, m.eval(req.gid, model_completion=True)), (req.label, m.eval(req.label, model_completion=True))]
-        pairs += [(b, m.eval(b, model_completion=True)) for b in req.groups.values()]
+        pairs += [(req.gid, string_val(gid, ctx, raw=True)), (req.label, string_val(label, ctx, raw=True))]
+        pairs += [(b, z3.BoolVal(g in groups, ctx)) for g, b in req.groups.items()]
     if req.server is None:
-        pairs.append((req.sid, m.eval(req.sid, model_completion=True)))
+        pairs.append((req.sid, string_val(server, ctx, raw=True)))
     return pairs
 
 

@@ -10,15 +10,18 @@ enforces it.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 import z3
 
 from mcpp.lang.program import Program
-from mcpp.runtime.engine import Decision, Engine, Grant
+from mcpp.runtime.engine import Decision, Engine, Grant, User
 
 from .sym import string_of
+
+log = logging.getLogger("mcpp.analyzer")
 
 NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a fixed instant, so counter windows are stable
 
@@ -27,26 +30,47 @@ NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z: a fixed instant, so counter windo
 class Witness:
     tool: str
     args: dict
-    grant_id: str = "anonymous"
+    grant_id: str = "anonymous"  # the caller's id: a grant's, or a user's (`user`)
     label: str = ""
     groups: tuple = ()
     server: str = "default"
     counters: dict = field(default_factory=dict)  # (counter, scope, window) → count
+    user: bool = False  # the caller is `User::"<grant_id>"` with `attrs`, not a grant
+    attrs: dict = field(default_factory=dict)  # a user's attributes (its mapped claims)
 
     @property
-    def grant(self) -> Grant:
+    def grant(self):
+        """The caller as the engine takes it: a Grant, or a User."""
+        if self.user:
+            return User(self.grant_id, dict(self.attrs), frozenset(self.groups))
         return Grant(self.grant_id, self.label, frozenset(self.groups))
 
     def call(self) -> dict:
         """The MCP `tools/call` JSON-RPC request."""
         return {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": self.tool, "arguments": self.args}}
 
+    def caller(self) -> str:
+        """Who calls, for people: `grant "g" (label "l") in Group::"x"`, or
+        `User::"u1" {email: "a@b.c", groups: ["sre"]}` (the user and its claims)."""
+        if self.user:
+            parts = [f"{k}: {json.dumps(v, ensure_ascii=False)}" for k, v in sorted(self.attrs.items())]
+            parts.append(f"groups: {json.dumps(list(self.groups), ensure_ascii=False)}")
+            return f"User::{json.dumps(self.grant_id, ensure_ascii=False)} {{{', '.join(parts)}}}"
+        who = f"grant {self.grant_id!r}"
+        if self.label:
+            who += f" (label {self.label!r})"
+        if self.groups:
+            who += " in " + ", ".join(f"Group::{json.dumps(g)}" for g in self.groups)
+        return who
+
     def to_dict(self) -> dict:
-        d = {
-            "request": self.call(),
-            "grant": {"id": self.grant_id, "label": self.label, "groups": list(self.groups)},
-            "server": self.server,
-        }
+        d = {"request": self.call()}
+        if self.user:
+            d["caller"] = {"type": "User", "id": self.grant_id, "attrs": dict(sorted(self.attrs.items())),
+                           "groups": list(self.groups)}
+        else:
+            d["grant"] = {"id": self.grant_id, "label": self.label, "groups": list(self.groups)}
+        d["server"] = self.server
         if self.counters:
             d["counters"] = [
                 {"counter": c, "scope": s, "window": w, "count": _num(v)} for (c, s, w), v in sorted(self.counters.items())
@@ -55,12 +79,8 @@ class Witness:
 
     def brief(self) -> str:
         """One line for messages: the call, then who made it where."""
-        who = f"grant {self.grant_id!r}"
-        if self.label:
-            who += f" (label {self.label!r})"
-        if self.groups:
-            who += " in " + ", ".join(f"Group::{json.dumps(g)}" for g in self.groups)
-        text = f"{json.dumps({'name': self.tool, 'arguments': self.args}, ensure_ascii=False)} by {who} on server {self.server!r}"
+        text = (f"{json.dumps({'name': self.tool, 'arguments': self.args}, ensure_ascii=False)} by {self.caller()} "
+                f"on server {self.server!r}")
         if self.counters:
             text += " with " + ", ".join(f"counter {c!r} ({s}, per {w}) at {_num(v)}" for (c, s, w), v in sorted(self.counters.items()))
         return text
@@ -91,7 +111,7 @@ class StateStore:
         counter = "|".join(parts[1:-2])
         return float(self.counts.get((counter, scope, window), 0))
 
-    def reserve(self, charges):  # noqa: ARG002 (CounterStore's signature)  # pragma: no cover - replay never reserves
+    def reserve(self, charges):  # pragma: no cover - replay never reserves
         raise RuntimeError("replay does not reserve")
 
     def release(self, charges):  # pragma: no cover
@@ -117,20 +137,41 @@ class Replayer:
         return engine.decide(w.tool, w.args, w.grant, w.server, now=NOW, reserve=False)
 
 
+class ReplayError(Exception):
+    """The engine could not evaluate what a witness was to be checked against; `reason`
+    says why. Callers answer UNKNOWN with it: a check that cannot run never passes."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
 def matches_scope(program: Program, stmt, w: Witness, engine: Engine | None = None) -> bool:
-    """Whether the assert (or any policy-shaped statement) applies to the witness call."""
+    """Whether the assertion (or any statement with a scope and clauses) selects the
+    witness call, by the engine's own rule evaluation: the scope matches and every
+    clause has its wanted value (an erroring clause does not). Raises ReplayError when
+    the evaluation itself fails (a pattern the engine cannot compile, an expression too
+    deep for Python's stack, or a bug, which is also logged): never read as "no"."""
     from mcpp.lang import ir
+    from mcpp.lang.identity import PrincipalError
     from mcpp.lang.program import PolicyInfo
+    from mcpp.lang.regex import RegexError
     from mcpp.runtime.engine import CompiledRule
 
     engine = engine or Engine(program)
     policy = ir.Policy("permit", stmt.scope, stmt.clauses)
-    rule = CompiledRule(PolicyInfo(policy, "assert", -1, None), policy)  # the assert read as a permit
-    env = engine.env(w.tool, w.args, w.grant, w.server)
     try:
-        return rule.applies(env)
-    except Exception:
-        return False
+        rule = CompiledRule(PolicyInfo(policy, "assertion", -1, None), policy)
+        try:
+            env = engine.env(w.tool, w.args, w.grant, w.server)
+        except PrincipalError:  # a user who does not fit `entity User`: the engine denies it everything
+            return False
+        return rule.evaluate(env) is True
+    except (RegexError, RecursionError) as e:
+        raise ReplayError(f"the engine cannot evaluate the conditions on the witness ({type(e).__name__}: {e})") from e
+    except Exception as e:
+        log.exception("evaluating a statement's scope on a witness failed")
+        raise ReplayError(f"the engine failed evaluating the conditions on the witness ({type(e).__name__}: {e})") from e
 
 
 # ---- decoding models ----------------------------------------------------------------------------
@@ -167,11 +208,14 @@ class Decoder:
     def witness(self, tool: str) -> Witness:
         req = self.req
         groups = tuple(sorted(g for g, b in req.groups.items() if z3.is_true(self.ev(b))))
-        if req.grant is not None:
+        if req.grant is not None:  # a fixed grant or user
             gid, label, groups = req.grant.id, req.grant.label, tuple(sorted(req.grant.groups))
         else:
             gid, label = self.string(req.gid), self.string(req.label)
         server = req.server if req.server is not None else self.string(req.sid)
+        user, attrs = self.user()
+        if user and req.user_in_groups is not None and z3.is_true(self.ev(req.user_in_groups)) and not groups:
+            groups = (self.unnamed_group(),)  # in a group no rule names
         counters = {}
         for key, var in req.counters.items():
             v = self.number(var)
@@ -180,7 +224,40 @@ class Decoder:
         args = self.value(())
         if not isinstance(args, dict):  # pragma: no cover - constrained to be an object
             args = {}
-        return Witness(tool, args, gid, label, groups, server, counters)
+        return Witness(tool, args, gid, label, groups, server, counters, user, attrs)
+
+    def user(self) -> tuple[bool, dict]:
+        """(the caller is a user, its attributes: each present one, of its declared type;
+        set elements of another type, which no real claim holds, are left out)."""
+        req = self.req
+        if req.fixed_user:
+            return True, {k: list(v) if isinstance(v, tuple) else v for k, v in req.grant.attrs}
+        if req.user is None or not z3.is_true(self.ev(req.user)):
+            return False, {}
+        attrs = {}
+        for key, (present, sv) in sorted(req.user_attrs.items()):
+            name, t = key.split(":", 1)
+            if name in attrs or not z3.is_true(self.ev(present)):
+                continue
+            (alt,) = sv.alts
+            if t == "String":
+                attrs[name] = self.string(alt.val)
+            elif t == "Long":
+                attrs[name] = int(self.number(alt.val))
+            elif t == "Bool":
+                attrs[name] = z3.is_true(self.ev(alt.val))
+            else:
+                want = {"Set<String>": str, "Set<Long>": int, "Set<Bool>": bool}[t]
+                items = self.items(alt.val.var.items, 3)
+                attrs[name] = [x for x in items if type(x) is want]
+        return True, attrs
+
+    def unnamed_group(self) -> str:
+        name, n = "other_group", 1
+        while name in self.req.groups:
+            n += 1
+            name = f"other_group_{n}"
+        return name
 
     def kind(self, v) -> str:
         return str(self.ev(v.kind))
@@ -255,9 +332,29 @@ def pin(req, w: Witness) -> list:
     soundness argument says exists for every real call (docs/analyzer.md, "Soundness").
     Compound values get class ids by Cedar equality; objects get `extra` when they hold
     keys no rule reads."""
+    from .sym import real_val, string_val
+
+    ctx = req.ctx
+    out = []
+    if req.grant is None:
+        out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
+        out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
+        out += _pin_user(req, w)
+    if req.server is None:
+        out.append(req.sid == string_val(w.server, ctx))
+    for key, var in req.counters.items():
+        out.append(var == real_val(w.counters.get(key, 0), ctx))
+    return out + [var == value for var, value in arg_assignment(req, w.args)]
+
+
+def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
+    """(variable, value) pairs giving every argument-path variable of `req` its value for
+    the concrete arguments `args`. The payloads of the kinds a path does not have are
+    left out, or with `complete` set to fixed defaults (the encoding reads a payload only
+    under its kind, so any value does): a substitution must leave no variable free."""
     from mcpp.lang.values import cedar_eq
 
-    from .sym import real_val, string_val
+    from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
     S = req.S
@@ -283,31 +380,83 @@ def pin(req, w: Witness) -> list:
         return E.ecomp(z3.IntVal(cls(x), ctx))
 
     out = []
-    if req.grant is None:
-        out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
-        out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
-    if req.server is None:
-        out.append(req.sid == string_val(w.server, ctx))
-    for key, var in req.counters.items():
-        out.append(var == real_val(w.counters.get(key, 0), ctx))
     for p, v in req.paths.items():
-        x = w.args
+        x = args
         for k in p:
             x = x.get(k, _MISSING) if isinstance(x, dict) else _MISSING
+        fixed = {}
         if x is _MISSING:
-            out.append(v.is_("missing"))
+            kind = "missing"
         elif isinstance(x, bool):
-            out += [v.is_("bool"), v.b == z3.BoolVal(x, ctx)]
+            kind, fixed = "bool", {v.b: z3.BoolVal(x, ctx)}
         elif isinstance(x, (int, float)):
-            out += [v.is_("num"), v.n == real_val(x, ctx)]
+            kind, fixed = "num", {v.n: real_val(x, ctx)}
         elif isinstance(x, str):
-            out += [v.is_("str"), v.s == string_val(x, ctx)]
+            kind, fixed = "str", {v.s: string_val(x, ctx)}
         elif x is None:
-            out.append(v.is_("null"))
+            kind = "null"
         elif isinstance(x, list):
-            seq = z3.Empty(S.Seq) if not x else (z3.Unit(elem(x[0])) if len(x) == 1 else z3.Concat(*[z3.Unit(elem(i)) for i in x]))
-            out += [v.is_("arr"), v.items == seq, v.cid == cls(x)]
+            kind, fixed = "arr", {v.items: seq_of(S.Seq, [z3.Unit(elem(i)) for i in x]), v.cid: z3.IntVal(cls(x), ctx)}
         else:
             extra = bool(set(x) - req.children.get(p, set()))
-            out += [v.is_("obj"), v.extra == z3.BoolVal(extra, ctx), v.cid == cls(x)]
+            kind, fixed = "obj", {v.extra: z3.BoolVal(extra, ctx), v.cid: z3.IntVal(cls(x), ctx)}
+        out.append((v.kind, S.kinds[kind]))
+        out += list(fixed.items())
+        if complete:
+            defaults = {v.s: string_val("", ctx), v.n: real_val(0, ctx), v.b: z3.BoolVal(False, ctx),
+                        v.items: z3.Empty(S.Seq), v.cid: z3.IntVal(-1, ctx), v.extra: z3.BoolVal(False, ctx)}
+            out += [(var, val) for var, val in defaults.items() if not any(var.eq(f) for f in fixed)]
     return out
+
+
+def _pin_user(req, w: Witness) -> list:
+    """The caller's kind and, for a user, its attributes (by declared type: a value of
+    another type is no value of that attribute) and whether it is in any group."""
+    from .sym import real_val, string_val
+
+    ctx = req.ctx
+    E = req.S.Elem
+
+    def elem(x):  # a user's set attributes hold Strings, Longs or Bools (`entity User`)
+        if isinstance(x, bool):
+            return E.ebool(z3.BoolVal(x, ctx))
+        if isinstance(x, (int, float)):
+            return E.enum(real_val(x, ctx))
+        return E.estr(string_val(x, ctx))
+
+    out = []
+    if req.user is not None:
+        out.append(req.user == z3.BoolVal(w.user, ctx))
+    if req.user_in_groups is not None:
+        out.append(req.user_in_groups == z3.BoolVal(bool(w.user and w.groups), ctx))
+    for key, (present, sv) in req.user_attrs.items():
+        name, t = key.split(":", 1)
+        v = w.attrs.get(name) if w.user else None
+        ok = v is not None and _fits_type(t, v)
+        out.append(present == z3.BoolVal(ok, ctx))
+        if not ok:
+            continue
+        (alt,) = sv.alts
+        if t == "String":
+            out.append(alt.val == string_val(v, ctx))
+        elif t == "Long":
+            out.append(alt.val == real_val(v, ctx))
+        elif t == "Bool":
+            out.append(alt.val == z3.BoolVal(v, ctx))
+        else:
+            items = list(v)
+            S = req.S
+            seq = z3.Empty(S.Seq) if not items else (
+                z3.Unit(elem(items[0])) if len(items) == 1 else z3.Concat(*[z3.Unit(elem(i)) for i in items]))
+            out.append(alt.val.var.items == seq)
+    return out
+
+
+def _fits_type(t: str, v) -> bool:
+    from mcpp.lang.identity import PrincipalError, typed_value
+
+    try:
+        typed_value(t, v)
+    except PrincipalError:
+        return False
+    return True

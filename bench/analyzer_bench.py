@@ -3,14 +3,19 @@ policies of 100, 1,000 and 5,000 rules, timed in one run, with the growth betwee
 
     python3 bench/analyzer_bench.py            # all sizes
     python3 bench/analyzer_bench.py 100 1000   # chosen sizes
+    python3 bench/analyzer_bench.py --no-examples 1000
 
-Targets on the project's 2-core machine: each example verified < 1 s; all lints on
-1,000 rules < 30 s; diff of two 1,000-rule versions < 30 s. Figures are recorded in
-docs/analyzer.md.
+Targets on the project's 2-core machine (issue 9): each example verified < 1 s; all
+lints on 1,000 rules < 5 s; diff of two 1,000-rule versions < 2 s. Each figure is
+printed as wall-clock time and as the CPU time of this (single-threaded) process: on a
+machine shared with other jobs the wall clock measures the neighbours, the CPU time
+measures the analyzer, so the targets are judged on CPU time and both are recorded in
+docs/performance.md.
 """
 
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -21,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 from mcpp.analyzer.diff import diff_programs  # noqa: E402
 from mcpp.analyzer.lints import lint  # noqa: E402
+from mcpp.analyzer.solve import Session  # noqa: E402
 from mcpp.analyzer.verify import verify  # noqa: E402
 from mcpp.lang.program import load_program  # noqa: E402
 from mcpp.lang.load import load_policy  # noqa: E402
@@ -70,37 +76,58 @@ def timed(fn):
     return time.perf_counter() - t, result
 
 
-def main(sizes: list[int]) -> int:
+def cpu_timed(fn):
+    """(wall s, CPU s of this process, result): Z3 runs in-process and single-threaded;
+    the few isolated checks that fork a child are not counted (none in these policies)."""
+    w, c = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - w, time.process_time() - c, result
+
+
+def main(sizes: list[int], examples: bool = True) -> int:
+    import platform
     import subprocess
 
-    print("== mcpp verify, per example (in-process; and the whole command, process start included)")
+    print(f"$ python3 bench/analyzer_bench.py {' '.join(sys.argv[1:])}".rstrip())
+    print(f"  python {platform.python_version()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     worst = 0.0
-    for path in sorted((ROOT / "examples").glob("*.mcpp")):
-        dt, results = timed(lambda: verify(load_policy(path), timeout_ms=5000))
-        cli, proc = timed(lambda: subprocess.run([sys.executable, "-m", "mcpp", "verify", str(path)],
-                                                 capture_output=True, text=True, cwd=ROOT))
-        worst = max(worst, dt)
-        status = ", ".join(f"{r.id}={r.status.upper()}" for r in results)
-        print(f"  {path.name:<18} {dt:6.3f} s  (command {cli:5.2f} s, exit {proc.returncode}; {len(results)} asserts: {status})")
-    print(f"  slowest example: {worst:.3f} s (target < 1 s)")
+    if examples:
+        print("== mcpp verify, per example (in-process; and the whole command, process start included)")
+        for path in sorted((ROOT / "examples").glob("*.mcpp")):
+            dt, results = timed(lambda: verify(load_policy(path), timeout_ms=5000))
+            cli, proc = timed(lambda: subprocess.run([sys.executable, "-m", "mcpp", "verify", str(path)],
+                                                     capture_output=True, text=True, cwd=ROOT))
+            worst = max(worst, dt)
+            status = ", ".join(f"{r.id}={r.status.upper()}" for r in results)
+            print(f"  {path.name:<18} {dt:6.3f} s  (command {cli:5.2f} s, exit {proc.returncode}; {len(results)} asserts: {status})")
+        print(f"  slowest example: {worst:.3f} s (target < 1 s)")
 
-    print("\n== lint and diff on generated policies")
-    print(f"  {'rules':>6} {'tools':>6} {'lint s':>9} {'findings':>9} {'diff s':>9} {'changed':>8} {'lint x':>7} {'diff x':>7}")
+    print("\n== lint and diff on generated policies (wall s / CPU s)")
+    print(f"  {'rules':>6} {'tools':>6} {'lint wall':>10} {'lint cpu':>9} {'queries':>8} {'findings':>9} "
+          f"{'diff wall':>10} {'diff cpu':>9} {'changed':>8} {'lint x':>7} {'diff x':>7}")
     prev = None
     failures = 0
     for n in sizes:
         old = load_program(generate(n), f"gen{n}.mcpp")
         new = load_program(generate(n, change=0.02), f"gen{n}-new.mcpp")
-        lint_s, findings = timed(lambda: lint(old, timeout_ms=5000))
-        diff_s, diffs = timed(lambda: diff_programs(old, new, timeout_ms=5000))
+        session = Session(5000)
+        lint_w, lint_c, findings = cpu_timed(lambda: lint(old, session=session))
+        diff_w, diff_c, diffs = cpu_timed(lambda: diff_programs(old, new, timeout_ms=5000))
         changed = sum(1 for d in diffs if d.status != "equivalent")
         unknown = sum(1 for d in diffs if d.status == "unknown")
-        growth = ("", "") if prev is None else (f"{lint_s / prev[0]:6.1f}x", f"{diff_s / prev[1]:6.1f}x")
-        print(f"  {n:>6} {len(diffs) - 1:>6} {lint_s:>9.2f} {len(findings):>9} {diff_s:>9.2f} {changed:>8} {growth[0]:>7} {growth[1]:>7}"
-              + (f"  ({unknown} unknown)" if unknown else ""))
-        if n == 1000 and (lint_s >= 30 or diff_s >= 30):
-            failures += 1
-        prev = (lint_s, diff_s)
+        undecided = sum(1 for d in findings if d.code == "undecided")
+        growth = ("", "") if prev is None else (f"{lint_c / prev[0]:6.1f}x", f"{diff_c / prev[1]:6.1f}x")
+        print(f"  {n:>6} {len(diffs) - 1:>6} {lint_w:>10.2f} {lint_c:>9.2f} {session.queries:>8} {len(findings):>9} "
+              f"{diff_w:>10.2f} {diff_c:>9.2f} {changed:>8} {growth[0]:>7} {growth[1]:>7}"
+              + (f"  ({unknown} unknown)" if unknown else "") + (f"  ({undecided} undecided)" if undecided else ""))
+        if n == 1000:
+            if lint_c >= 5:
+                print(f"  target missed: all lints on 1,000 rules took {lint_c:.2f} s of CPU (target < 5 s)")
+                failures += 1
+            if diff_c >= 2:
+                print(f"  target missed: diff of two 1,000-rule versions took {diff_c:.2f} s of CPU (target < 2 s)")
+                failures += 1
+        prev = (lint_c, diff_c)
     if worst >= 1.0:
         failures += 1
     print("\ntargets met" if not failures else f"\n{failures} target(s) missed")
@@ -108,5 +135,7 @@ def main(sizes: list[int]) -> int:
 
 
 if __name__ == "__main__":
-    sizes = [int(a) for a in sys.argv[1:]] or [100, 1000, 5000]
-    sys.exit(main(sizes))
+    args = sys.argv[1:]
+    examples = "--no-examples" not in args
+    sizes = [int(a) for a in args if a != "--no-examples"] or [100, 1000, 5000]
+    sys.exit(main(sizes, examples))

@@ -411,9 +411,9 @@ def specialise(program: Program, principal: PrincipalContext) -> tuple[Program |
     """`program` as this one caller sees it: principal scopes decided (a scope that holds
     becomes `principal`, one that does not adds `when { false }`), and every sub-expression
     that reads the principal but not the call replaced by its value. It decides every call
-    by this caller as `program` does and reads nothing of the principal: what translation
-    validation proves a `--user` document against, while the analyzer does not model
-    users (docs/language.md §9). (None, why) when a principal value remains inside a
+    by this caller as `program` does and reads nothing of the principal (translation
+    validation of a `--user` document fixes the user in the analyzer instead:
+    `analyzer.encode.FixedUser`). (None, why) when a principal value remains inside a
     condition on the call, where it cannot be folded away."""
     from .program import build_program
 

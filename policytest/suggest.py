@@ -93,8 +93,8 @@ class Suggester:
         type — then without those wishes."""
         req = self.session.request(grant, server)
         d = decide(req, self.program, tool)
-        formula = formula_of(d)
         ctx = self.session.ctx
+        formula = AND(ctx, req.caller_is_grant(), formula_of(d))  # a test file's steps are grant calls
         wishes = [NOT(ctx, v.is_("null")) for p, v in req.paths.items() if p]
         if like is not None:
             for path, value in _leaves(like.args):

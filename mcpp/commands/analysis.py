@@ -249,8 +249,11 @@ def _print_assert(r) -> None:
         if r.witness.args or r.kind != "visible":
             print("          request: " + json.dumps(r.witness.call(), ensure_ascii=False))
         g = r.witness
-        print(f"          grant:   {json.dumps({'id': g.grant_id, 'label': g.label, 'groups': list(g.groups)}, ensure_ascii=False)}"
-              f"  server: {json.dumps(g.server, ensure_ascii=False)}")
+        if g.user:  # the user and its claims, as the engine replayed it
+            print(f"          caller:  {g.caller()}  server: {json.dumps(g.server, ensure_ascii=False)}")
+        else:
+            print(f"          grant:   {json.dumps({'id': g.grant_id, 'label': g.label, 'groups': list(g.groups)}, ensure_ascii=False)}"
+                  f"  server: {json.dumps(g.server, ensure_ascii=False)}")
         if g.counters:
             print("          counters: " + ", ".join(f"{c} ({s}, per {w}) = {v}" for (c, s, w), v in sorted(g.counters.items())))
     if r.decision is not None and r.status == "fail":

@@ -289,18 +289,20 @@ def _translation_validate(program, doc, grant, label, groups, server) -> None:
 
 
 def _translation_validate_user(program, doc, principal, server) -> None:
-    """For --user: the proof is against the policy as that user sees it (principal folded
-    by the evaluator, `lang.compiler.specialise`); the analyzer does not model users yet."""
+    """For --user: the proof is against the policy with that user fixed as the caller
+    (its typed claims and groups: `analyzer.encode.FixedUser`), over every call it makes."""
     try:
+        from mcpp.analyzer.encode import FixedUser
         from mcpp.analyzer.translation import validate_translation
     except ImportError:  # the analyzer is an optional part of a partial checkout
         return
-    from mcpp.lang.compiler import specialise
+    from mcpp.lang.identity import PrincipalError
 
-    view, why = specialise(program, principal)
-    if view is None:
-        die(f"translation validation failed, nothing written: {why} (--no-validate writes it unproved)", 1)
-    problem = validate_translation(view, doc, server=server)
+    try:
+        user = FixedUser.of(program, principal.id, dict(principal.claims), principal.groups)
+    except PrincipalError as e:  # compile_program refuses such a user first; fail closed anyway
+        die(f"translation validation failed, nothing written: --user {principal.id}: {e}", 1)
+    problem = validate_translation(program, doc, server=server, user=user)
     if problem is not None:
         die(f"translation validation failed, nothing written: {problem}", 1)
 
@@ -384,7 +386,7 @@ def eval_cmd(
             if not isinstance(srv, str):
                 raise ValueError("\"server\" must be a string")
         except json.JSONDecodeError as e:
-            die(f"--call: invalid JSON: {e.msg}")
+            die(f"--call: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})")
         except ValueError as e:
             die(f"--call: {e}")
     else:

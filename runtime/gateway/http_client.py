@@ -11,10 +11,13 @@ ever retried, since a retried `tools/call` could run twice.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections import deque
 from urllib.parse import urlsplit
+
+log = logging.getLogger("mcpp.gateway")
 
 
 class UpstreamError(Exception):
@@ -34,10 +37,15 @@ class _Conn:
         self.idle_since = time.monotonic()
 
     def close(self) -> None:
+        """Drop the connection. A socket already gone (OSError) or a loop already closed
+        (RuntimeError, at shutdown) leaves nothing to close; anything else is a bug and is
+        logged, not swallowed (closing still must not fail the request it ends)."""
         try:
             self.writer.close()
+        except (OSError, RuntimeError):
+            pass  # nothing left to close
         except Exception:
-            pass
+            log.exception("closing an upstream connection failed")
 
 
 class Response:

@@ -59,6 +59,24 @@ def is_user_principal(principal) -> bool:
     return isinstance(principal, User)
 
 
+def principal_key(principal) -> tuple:
+    """What decides a principal's `tools/list`, as a cache key: a grant's id, label and
+    groups; a user's id, attributes (its mapped claims, sets in order) and groups. Two
+    tokens of one person with different claims are two keys."""
+    if isinstance(principal, User):
+        attrs = tuple(sorted((k, _frozen(v)) for k, v in principal.attrs.items()))
+        return ("User", principal.id, attrs, frozenset(principal.groups))
+    return ("Grant", principal.id, principal.label, frozenset(principal.groups))
+
+
+def _frozen(v):
+    if isinstance(v, (list, tuple, set, frozenset)):
+        return ("set", tuple(sorted((_frozen(x) for x in v), key=repr)))
+    if isinstance(v, dict):
+        return ("map", tuple(sorted((k, _frozen(x)) for k, x in v.items())))
+    return (type(v).__name__, v)
+
+
 @dataclass
 class Caller:
     """The caller of one request. `principal` is what the engine decides for: the grant, or
@@ -135,7 +153,7 @@ def scope_may_match(scope, principal_type: str, principal_id: str, groups) -> bo
 
 
 def user_visible(program, names, user_id: str, groups) -> set[str]:
-    """`tools/list` for a user, until the analyzer models users (identity phase 2): a tool is
+    """`tools/list` for a user when the analyzer cannot answer (it failed): a tool is
     listed unless it is hidden, or default deny holds for it and no permit that names it can
     apply to this user by its scope. Conditions are taken as possibly true and forbids as
     possibly not applying, so a tool some call by this user could be allowed for is always

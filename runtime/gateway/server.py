@@ -30,7 +30,7 @@ from .logs import Logger
 from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry
-from .principals import is_user_principal, user_visible
+from .principals import is_user_principal, principal_key, user_visible
 from .proxy import GatewayApp, SessionBinder
 from mcpp.catalog.conformance import SchemaCache
 from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
@@ -361,13 +361,18 @@ class Runtime:
             return set()
         g = caller.principal
         user = is_user_principal(g)
-        key = (id(program), type(g).__name__, g.id, getattr(g, "label", ""), g.groups, server.id, tuple(names))
+        key = (id(program), principal_key(g), server.id, tuple(names))  # per principal: a user's claims count
         hit = self._visible_cache.get(key)
         if hit is not None and hit[0] is program:
             return hit[1]
         try:
-            if user:  # until the analyzer models users: by the rules' scopes (principals.user_visible)
-                vis = user_visible(program, names, g.id, g.groups)
+            if user:  # exact for this user: its claims and groups fixed (analyzer.visibility)
+                from mcpp.analyzer.visibility import visible_tools_for_user
+
+                vis = await asyncio.to_thread(
+                    visible_tools_for_user, program, names, user_id=g.id, attrs=dict(g.attrs), groups=g.groups,
+                    server=server.id,
+                )
             else:
                 from mcpp.analyzer.visibility import visible_tools
 
@@ -376,7 +381,7 @@ class Runtime:
                 )
         except Exception as e:  # without the analyzer's answer, fall back to what is certain: hidden tools go
             self.log.warning("visibility_failed", server=server.id, error=f"{type(e).__name__}: {e}")
-            vis = {n for n in names if n not in program.hidden}
+            vis = user_visible(program, names, g.id, g.groups) if user else {n for n in names if n not in program.hidden}
         if len(self._visible_cache) > 10_000:
             self._visible_cache.clear()
         self._visible_cache[key] = (program, set(vis))

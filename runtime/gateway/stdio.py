@@ -162,8 +162,15 @@ class StdioSession:
                 if not line:
                     break
                 self.up.log.debug("stdio_stderr", server=self.up.server.id, session=self.id[:8], line=line[:500].decode("utf-8", "replace").rstrip())
-        except Exception:
-            pass
+        except (asyncio.LimitOverrunError, ValueError):
+            # a stderr line past the stream's limit: stop reading it (the process is
+            # watched through stdout; its exit is logged by `_died`), and say so
+            self.up.log.warning("stdio_stderr_line_too_long", server=self.up.server.id, session=self.id[:8])
+        except (ConnectionError, OSError) as e:  # the pipe broke: the process is going away
+            self.up.log.debug("stdio_stderr_closed", server=self.up.server.id, session=self.id[:8], error=str(e))
+        except Exception as e:  # none expected: logged, never silent (stderr is diagnostics only)
+            self.up.log.error("stdio_stderr_failed", server=self.up.server.id, session=self.id[:8],
+                              error=f"{type(e).__name__}: {e}")
 
     async def _died(self) -> None:
         if self.dead:

@@ -126,3 +126,273 @@ def calls_for(prog):
         st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
         st.sampled_from(base.SERVERS + ["default"]),
     )
+
+
+# ---- any expression, well typed or not ---------------------------------------------------------
+#
+# The shapes random policies rarely produce: entities on either side of `in`, `is T in`
+# over every right-hand kind, sets of entities, empty and nested set literals, records,
+# strings outside ASCII. Each is a value or an error for the evaluator, and the encoder
+# must say the same (tests/analyzer/test_expressions.py).
+
+WILD_TOOLS = ["t0", "t1", "grp", "t9"]  # "grp" is also an action group: `in` is reflexive
+WILD_GROUPS = {"grp": ("t0",), "outer": ("grp", "t1")}  # nested: t0 is in grp, grp in outer
+WILD_ENTITIES = [("Grant", "g0"), ("Grant", "g1"), ("Group", "ops"), ("Group", "finance"), ("Action", "t0"),
+                 ("Action", "grp"), ("Action", "outer"), ("Server", "s0")]
+WILD_STRINGS = ["", "x", "ß", "SS", "K", "\u212a", "k", "\U0001f600", " ß😀bB", "1", "a*b"]
+WILD_REGEXES = ["^x$", "[^a]", "(?i)k", "\\p{Greek}", "^$", "ß|ss", "\U0001f600$", "[\\d\\s]+", "(?i)SS"]
+WILD_KEYS = ["a", "b", "k"]
+
+
+def _ent(t):
+    return ir.EntityLit(ir.EntityRef(*t))
+
+
+_wild_leaves = st.one_of(
+    st.lists(st.sampled_from(WILD_KEYS), min_size=1, max_size=2).map(base.input_path),
+    st.sampled_from(WILD_KEYS).map(lambda k: ir.Neg(base.input_path([k]))),
+    st.sampled_from(["principal", "action", "resource"]).map(ir.Var),
+    st.just(ir.GetAttr(ir.Var("context"), "input")),
+    st.just(ir.GetAttr(ir.Var("principal"), "label")),
+    st.sampled_from(WILD_ENTITIES).map(_ent),
+    st.one_of(st.integers(-2, 2), st.sampled_from([0.5, 1.0]), st.sampled_from(WILD_STRINGS), st.booleans(), st.none()).map(ir.Lit),
+)
+
+wild_bools = st.deferred(lambda: _wild_bools)
+wild_values = st.recursive(
+    _wild_leaves,
+    lambda sub: st.one_of(
+        st.lists(sub, max_size=3).map(lambda xs: ir.SetLit(tuple(xs))),
+        st.dictionaries(st.sampled_from(WILD_KEYS), sub, max_size=2).map(lambda d: ir.RecordLit(tuple(d.items()))),
+        st.builds(lambda d, k: ir.GetAttr(ir.RecordLit(tuple(d.items())), k),
+                  st.dictionaries(st.sampled_from(WILD_KEYS), sub, min_size=1, max_size=2), st.sampled_from(WILD_KEYS)),
+        st.builds(ir.If, wild_bools, sub, sub),
+    ),
+    max_leaves=4,
+)
+
+wild_entities = st.one_of(st.sampled_from(["principal", "action", "resource"]).map(ir.Var), st.sampled_from(WILD_ENTITIES).map(_ent))
+# the right side of `in` and `is T in`: an entity, a set (of entities, of anything, empty,
+# nested), an argument (array or not), or anything else
+_in_targets = st.one_of(
+    wild_entities,
+    st.lists(wild_entities, max_size=3).map(lambda xs: ir.SetLit(tuple(xs))),
+    st.lists(st.one_of(wild_entities, wild_values), max_size=3).map(lambda xs: ir.SetLit(tuple(xs))),
+    st.sampled_from(WILD_KEYS).map(lambda k: base.input_path([k])),
+    wild_values,
+)
+
+_wild_atoms = st.one_of(
+    st.builds(ir.Compare, st.sampled_from(["==", "!=", "<", ">="]), wild_values, wild_values),
+    st.builds(ir.In, st.one_of(wild_entities, wild_values), _in_targets),
+    st.deferred(lambda: _is_atoms),
+    st.builds(ir.Has, wild_values, st.lists(st.sampled_from(WILD_KEYS + ["label"]), min_size=1, max_size=2).map(tuple)),
+    st.builds(lambda o, m, a: ir.Call(o, m, (a,)), wild_values, st.sampled_from(["contains", "containsAll", "containsAny"]), wild_values),
+    wild_values.map(lambda o: ir.Call(o, "isEmpty", ())),
+    st.builds(ir.Like, wild_values, st.sampled_from([("", ""), ("ß",), ("", "😀", ""), ("k",), ("SS", "")])),
+    st.builds(ir.Matches, wild_values, st.sampled_from(WILD_REGEXES)),
+    wild_values,  # a value used as a boolean
+)
+
+_VAR_TYPES = {"principal": "Grant", "action": "Action", "resource": "Server"}
+
+
+@st.composite
+def _is_atom(draw):
+    """`e is T [in E]`, mostly with T the type `e` has, so `in E` gets evaluated."""
+    obj = draw(st.one_of(wild_entities, wild_entities, wild_values))
+    own = _VAR_TYPES.get(obj.name) if isinstance(obj, ir.Var) else obj.entity.type if isinstance(obj, ir.EntityLit) else None
+    types = ["Grant", "Action", "Server", "Group"]
+    t = draw(st.sampled_from([own] * 3 + types if own else types))
+    return ir.Is(obj, t, draw(st.one_of(st.none(), _in_targets, _in_targets)))
+
+
+_is_atoms = _is_atom()
+
+_wild_bools = st.recursive(
+    _wild_atoms,
+    lambda sub: st.one_of(st.builds(ir.And, sub, sub), st.builds(ir.Or, sub, sub), sub.map(ir.Not), st.builds(ir.If, sub, sub, sub)),
+    max_leaves=3,
+)
+
+wild_scalars = st.one_of(st.sampled_from([1, 1.0, -1, 0.5, True, False, None]), st.sampled_from(WILD_STRINGS))
+wild_args = st.dictionaries(
+    st.sampled_from(WILD_KEYS),
+    st.one_of(
+        st.sampled_from([[], {}, [[]], [1, "x"]]),  # the values where set and record encodings have edges
+        st.recursive(wild_scalars, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(st.sampled_from(WILD_KEYS), sub, max_size=2)),
+                     max_leaves=4),
+    ),
+    max_size=3,
+)
+
+
+@dataclass(frozen=True)
+class WildCall:
+    tool: str
+    args: dict
+    grant: str
+    label: str
+    groups: tuple
+    server: str
+
+
+wild_calls = st.builds(
+    WildCall, st.sampled_from(WILD_TOOLS), wild_args, st.sampled_from(["g0", "g1"]), st.sampled_from(["", "ß", "alice"]),
+    st.lists(st.sampled_from(["ops", "finance"]), unique=True, max_size=2).map(lambda g: tuple(sorted(g))),
+    st.sampled_from(["s0", "s1"]),
+)
+
+
+def wild_program(expr_list, kinds=None):
+    """A program with one permit per expression (in order), over the wild groups."""
+    groups = tuple(ir.Group(ir.EntityRef("Action", g), tuple(ir.EntityRef("Action", m) for m in ms)) for g, ms in WILD_GROUPS.items())
+    kinds = kinds or ["when"] * len(expr_list)
+    pols = tuple(ir.Policy("permit", ir.Scope(), (ir.Clause(k, e),)) for k, e in zip(kinds, expr_list))
+    prog, diags = build_program(ir.Document(groups + pols))
+    return prog, [d for d in diags if d.severity == "error"]
+
+
+# ---- rich programs: defaults, hide, groups named like tools, any expression ------------------
+#
+# `programs()` above never declares a group and never names a tool like one; these do
+# (a tool "t1" that is also a group, a nested group), under every default, with `hide`,
+# and with clauses drawn from the wild expressions as well as the ordinary ones.
+
+RICH_GROUPS = {"t1": ("t0", "t2"), "grp": ("t0",), "outer": ("grp", "t2")}
+RICH_TOOLS = ["t0", "t1", "t2", "grp", "outer"]  # every group name is a tool name too
+RICH_CALL_TOOLS = RICH_TOOLS + ["other"]
+
+
+def _act(t):
+    return ir.EntityRef("Action", t)
+
+
+rich_action_scopes = st.one_of(
+    st.just(ir.ActionScope()),
+    st.sampled_from(RICH_TOOLS).map(lambda t: ir.ActionScope("eq", (_act(t),))),
+    st.sampled_from(list(RICH_GROUPS)).map(lambda g: ir.ActionScope("in", (_act(g),))),
+    st.lists(st.sampled_from(RICH_TOOLS), min_size=1, max_size=2, unique=True).map(lambda ts: ir.ActionScope("in_list", tuple(map(_act, ts)))),
+)
+
+_action_atoms = st.one_of(
+    st.builds(lambda op, t: ir.Compare(op, ir.Var("action"), ir.EntityLit(_act(t))), st.sampled_from(["==", "!="]), st.sampled_from(RICH_TOOLS)),
+    st.sampled_from(list(RICH_GROUPS)).map(lambda g: ir.In(ir.Var("action"), ir.EntityLit(_act(g)))),
+)
+
+# request entities against argument values: `principal is Grant in context.input.a`,
+# `action in context.input.b` (defined only when the argument is an empty array)
+_membership_atoms = st.builds(
+    lambda var, target, is_: ir.Is(ir.Var(var), _VAR_TYPES[var], target) if is_ else ir.In(ir.Var(var), target),
+    st.sampled_from(list(_VAR_TYPES)),
+    st.one_of(st.sampled_from(base.KEYS).map(lambda k: base.input_path([k])), _in_targets),
+    st.booleans(),
+)
+
+rich_exprs = st.one_of(
+    base.exprs(False, True),
+    wild_bools,
+    _action_atoms,
+    _membership_atoms,
+    st.builds(ir.Not, _membership_atoms),
+    st.builds(ir.And, _membership_atoms, base.exprs(False, True)),
+    st.builds(ir.And, _action_atoms, base.exprs(False, True)),
+)
+
+
+def rich_policies():
+    return st.builds(
+        lambda eff, p, a, r, cs: ir.Policy(eff, ir.Scope(p, a, r), tuple(cs)),
+        st.sampled_from(["permit", "forbid"]),
+        base.entity_scopes("principal"),
+        rich_action_scopes,
+        base.entity_scopes("resource"),
+        st.lists(st.builds(ir.Clause, st.sampled_from(["when", "unless"]), rich_exprs), max_size=2),
+    )
+
+
+@st.composite
+def rich_programs(draw, max_policies: int = 4, with_limits: bool = True, defaults=(None, "allow", "deny")):
+    stmts: list = []
+    d = draw(st.sampled_from(list(defaults)))
+    if d:
+        stmts.append(ir.Default(d))
+    for g, members in RICH_GROUPS.items():
+        stmts.append(ir.Group(_act(g), tuple(map(_act, members))))
+    hidden = draw(st.lists(st.sampled_from(RICH_TOOLS), max_size=1, unique=True))
+    if hidden:
+        stmts.append(ir.Hide(tuple(map(_act, hidden))))
+    first = len(stmts)
+    stmts += draw(st.lists(rich_policies(), max_size=max_policies - 1))
+    # one rule, anywhere among the policies, is about the shapes this generator exists for
+    focus = draw(st.one_of(_membership_atoms, st.builds(ir.Not, _membership_atoms), _action_atoms, wild_bools))
+    stmts.insert(draw(st.integers(first, len(stmts))),
+                 ir.Policy(draw(st.sampled_from(["permit", "forbid"])), ir.Scope(action=draw(rich_action_scopes)),
+                           (ir.Clause(draw(st.sampled_from(["when", "unless"])), focus),)))
+    if with_limits:
+        stmts += draw(st.lists(limits, max_size=1))
+    prog, diags = build_program(ir.Document(tuple(stmts)))
+    if any(x.severity == "error" for x in diags):
+        from hypothesis import reject
+
+        reject()
+    return prog
+
+
+def _read_keys(prog) -> tuple[list[str], set[str]]:
+    """The top-level argument keys the rules read, and those read as the right side of
+    `in` / `is T in` (where an empty array is the only value that is not an error)."""
+    from mcpp.lang.atoms import input_path
+
+    out, targets = set(), set()
+    for s in [i.stmt for i in prog.policies + prog.limits + prog.asserts]:
+        for c in s.clauses:
+            for n in walk(c.expr):
+                p = input_path(n) if isinstance(n, ir.GetAttr) else None
+                if p:
+                    out.add(p[0])
+                right = n.right if isinstance(n, ir.In) else n.in_ if isinstance(n, ir.Is) else None
+                p = input_path(right) if right is not None else None
+                if p:
+                    targets.add(p[0])
+    return sorted(out), targets
+
+
+@st.composite
+def _rich_args(draw, prog, values):
+    """Arguments for the keys the policy reads: absent, an empty array, another edge
+    value, a policy constant, or anything; plus sometimes a key it does not read."""
+    keys = st.sampled_from(sorted(set(base.KEYS) | set(WILD_KEYS)))
+    anything = st.recursive(values, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(keys, sub, max_size=2)), max_leaves=4)
+    choice = st.sampled_from(["absent", "empty", "edge", "value", "any"])
+    args = {}
+    read, targets = _read_keys(prog)
+    for k in read:
+        how = draw(st.sampled_from(["empty", "empty", "any"]) if k in targets else choice)
+        if how == "empty":
+            args[k] = []
+        elif how == "edge":
+            args[k] = draw(st.sampled_from([{}, [[]], [1, "x"], [None], {"a": []}]))
+        elif how == "value":
+            args[k] = draw(values)
+        elif how == "any":
+            args[k] = draw(anything)
+    args.update(draw(st.dictionaries(keys, anything, max_size=1)))
+    return args
+
+
+def rich_calls_for(prog):
+    """Calls to every tool name (group names included), biased toward the policy's
+    constants and toward the argument values where encodings have edges."""
+    lits = literals(prog)
+    values = st.one_of(base.arg_values(False), wild_scalars, st.sampled_from(lits)) if lits else st.one_of(base.arg_values(False), wild_scalars)
+    named = sorted((set(prog.named_tools()) | set(prog.groups)) & set(RICH_TOOLS))
+    return st.builds(
+        base.Call,
+        st.one_of(st.sampled_from(named), st.sampled_from(RICH_CALL_TOOLS)) if named else st.sampled_from(RICH_CALL_TOOLS),
+        _rich_args(prog, values),
+        st.sampled_from(base.GRANTS + ["anonymous"]),
+        st.sampled_from(base.LABELS + ["ß"]),
+        st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
+        st.sampled_from(base.SERVERS + ["default"]),
+    )

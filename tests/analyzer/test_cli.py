@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,8 @@ def test_diff_fail_on(tmp_path):
     old = ROOT / "examples" / "refunds.mcpp"
     new = tmp_path / "refunds.mcpp"
     new.write_text(old.read_text().replace("amount <= 1000", "amount <= 2000"))
+    (tmp_path / "catalogs").mkdir()  # the copy names its catalog (`@catalog`) beside it, as the original
+    shutil.copy(ROOT / "examples" / "catalogs" / "refunds.json", tmp_path / "catalogs" / "refunds.json")
     r = run("diff", old, new)
     assert r.exit_code == 0 and "refund_payment: looser" in r.stdout and "newly allowed" in r.stdout
     assert run("diff", old, new, "--fail-on", "looser").exit_code == 1

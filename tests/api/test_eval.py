@@ -151,12 +151,16 @@ def mcpp_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mcpp", *args], capture_output=True, text=True, cwd=ROOT, timeout=120)
 
 
-def test_the_command_prints_the_decisions_before_a_bad_line(tmp_path):
+def test_a_bad_line_means_no_decision_is_printed(tmp_path):
+    """A batch is decided whole or not at all: a script never reads the decisions of half
+    a file as the file's (the first line alone would be an allow)."""
     f = tmp_path / "calls.jsonl"
     f.write_text('{"name": "refund_payment", "arguments": {"amount": 5}}\n{"name": 5}\n')
     p = mcpp_cli("eval", "examples/refunds.mcpp", "--calls", str(f))
-    assert p.returncode != 0 and f"{f}:2: " in p.stderr and "Traceback" not in p.stderr
-    assert json.loads(p.stdout)["decision"] == "allow"
+    assert p.returncode == 2 and f"{f}:2: " in p.stderr and "Traceback" not in p.stderr
+    assert p.stdout == ""
+    f.write_text('{"name": "refund_payment", "arguments": {"amount": 5}}\n')
+    assert json.loads(mcpp_cli("eval", "examples/refunds.mcpp", "--calls", str(f)).stdout)["decision"] == "allow"
 
 
 def test_a_lone_surrogate_is_written_as_its_escape(tmp_path):

@@ -66,3 +66,13 @@ def matches(expected: str, actual: str) -> bool:
 def excerpt_of(excerpt: str, text: str) -> bool:
     """Whether `excerpt` (with `…`) is a run of lines somewhere in `text`."""
     return matches(f"{ELLIPSIS}\n{excerpt}\n{ELLIPSIS}", text)
+
+
+_FILE_MARKER = re.compile(r"#\s*([\w.-]+\.\w+)\s*$")
+
+
+def file_marker(block: Block) -> str | None:
+    """The file a block says it is by its first line (`# gateway.toml`), or None."""
+    first = block.body.splitlines()[0] if block.body else ""
+    m = _FILE_MARKER.fullmatch(first)
+    return m.group(1) if m else None

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from .oauth_peers import AuthServer, gateway_env, oauth_config
-from .peers import Gateway, call_tool, free_port, write
+from .peers import MODERN_META, Gateway, call_tool, free_port, parse_response, write
 
 POLICY = """
 entity User in [Group] { email: String, scopes: Set<String>, refund_cap?: Long };
@@ -22,6 +22,7 @@ permit (principal, action in [Action::"echo", Action::"delete_pod"], resource);
 @reason("Deleting pods needs the k8s:write scope.")
 forbid (principal, action == Action::"delete_pod", resource)
 unless { principal is User && principal.scopes.contains("k8s:write") };
+permit (principal in Group::"sre", action == Action::"whoami", resource);
 """
 CLAIMS = """email = { claim = "email", type = "String" }
 scopes = { claim = "scope", type = "Set<String>" }
@@ -55,6 +56,20 @@ async def _call(g, tok, name, args):
         return await call_tool(h, g.url("pay"), tok, name, args)
 
 
+async def _listed(g, tok) -> set[str]:
+    import json
+
+    import httpx2
+
+    body = {"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {"_meta": MODERN_META}}
+    async with httpx2.AsyncClient(timeout=30) as h:
+        r = await h.post(g.url("pay"), headers={
+            "Authorization": f"Bearer {tok}", "Content-Type": "application/json", "MCP-Protocol-Version": "2026-07-28",
+            "Accept": "application/json, text/event-stream", "Mcp-Method": "tools/list"}, content=json.dumps(body))
+    msg = parse_response(r)
+    return {t["name"] for t in msg["result"]["tools"]}
+
+
 def _text(r) -> str:
     return r["result"]["content"][0]["text"]
 
@@ -75,6 +90,27 @@ async def test_principal_attributes_decide(peers, upstream):
     assert not r["result"]["isError"], r
     assert [(x["tool"], x["args"]) for x in upstream.ran()[before:]] == [
         ("refund_payment", {"charge_id": "ch_1", "amount": 500.0}), ("delete_pod", {"namespace": "dev", "name": "a"})]
+
+
+async def test_tools_list_is_exact_per_user(peers):
+    """Two users with different groups and claims get different `tools/list` answers, each
+    exact for that user (analyzer.visibility with the user fixed): a tool is listed when
+    some call by *this* user could be allowed. A rule's scope alone would list delete_pod
+    and refund_payment for dana (permits whose scope matches every user); her claims rule
+    them out. The same person with other claims is another principal, with its own answer."""
+    auth, g, _ = peers
+    sam = token(auth, g, sub="sam", scope="mcp k8s:write", cap=1000, groups=["sre"])
+    dana = token(auth, g, sub="dana", scope="mcp", groups=["dev"])
+    assert await _listed(g, sam) == {"echo", "delete_pod", "refund_payment", "whoami"}
+    assert await _listed(g, dana) == {"echo"}
+    dana_writer = token(auth, g, sub="dana", scope="mcp k8s:write", groups=["dev"])
+    assert await _listed(g, dana_writer) == {"echo", "delete_pod"}
+    assert await _listed(g, dana) == {"echo"}  # the cache keeps her first token's answer apart
+    # what is listed is what the engine lets each of them run
+    r = await _call(g, dana, "delete_pod", {"namespace": "dev", "name": "a"})
+    assert r["result"]["isError"]
+    r = await _call(g, sam, "whoami", {})
+    assert not r["result"]["isError"], r
 
 
 async def test_a_claim_of_another_type_is_left_out_and_named_in_the_log(peers):

@@ -1,8 +1,8 @@
-"""The analyzer meanwhile (identity phase 1): in a policy that declares `entity User` or
-names User, the caller may be a user, whose kind and attributes the analyzer does not
-model yet. It must then never prove what a user breaks (UNKNOWN instead of a wrong PASS),
-lints must claim nothing a user refutes, and a policy that never names users is analysed
-exactly as before."""
+"""The analyzer and callers who are users: in a policy that declares `entity User` or
+names User, the caller may be a user, whose kind, attributes and groups are symbolic. It
+never proves what a user breaks, lints claim nothing a user refutes, and a policy that
+never names users is analysed exactly as before. (The tables that prove and refute
+principal asserts, with replayed user counterexamples, are in test_principals.py.)"""
 
 from __future__ import annotations
 
@@ -33,15 +33,15 @@ APPLY = DECL + (
 
 CASES = [
     # (policy, assert, the statuses the analyzer may answer, the truth)
-    # a user with a cap of 5000 refunds 2000: false, so never PASS
+    # a user with a cap of 5000 refunds 2000: false, and a user shows it
     (REFUNDS, 'assert deny (principal, action == Action::"refund", resource) when { context.input.amount > 1000 };',
-     {"unknown", "fail"}, "fail"),
-    # only a user with the write scope gets through: false for users, never PASS
+     {"fail"}, "fail"),
+    # only a user with the write scope gets through: false for users
     (APPLY, 'assert deny (principal, action == Action::"apply", resource) unless { principal is Grant };',
-     {"unknown", "fail"}, "fail"),
-    # a user's attribute decides, and the assert names it: still never PASS when false
+     {"fail"}, "fail"),
+    # a user's attribute decides, and the assert names it
     (APPLY, 'assert deny (principal, action == Action::"apply", resource) when { principal.email like "*@contractor.com" };',
-     {"unknown", "fail"}, "fail"),
+     {"fail"}, "fail"),
     # true for every caller: provable without modelling users
     (REFUNDS, 'assert deny (principal, action == Action::"refund", resource) unless { principal in Group::"payments" };',
      {"pass"}, "pass"),
@@ -61,17 +61,16 @@ def test_verify_never_proves_what_a_user_breaks(policy, claim, allowed, truth):
     assert result.status in allowed, result.message
     if truth == "fail":
         assert result.status != "pass"
-    if result.status == "unknown":
-        assert any("the caller may be a user" in r for r in result.reasons), result.reasons
 
 
-def test_an_assert_on_a_user_attribute_is_unknown_not_pass():
-    """The brief's acceptance test: the refund cap is a user's attribute; the assert is false
-    (a user with a high cap refunds more), and the analyzer, which cannot show a user as a
-    witness yet, says so honestly."""
+def test_an_assert_on_a_user_attribute_fails_with_the_user():
+    """The refund cap is a user's attribute; the assert is false (a user with a high cap
+    refunds more), and the counterexample is that user, its claims and its group."""
     (r,) = verify(load_program(CASES[0][0] + CASES[0][1]), timeout_ms=10000)
-    assert r.status == "unknown"
-    assert "does not model users yet" in r.message
+    assert r.status == "fail", r.message
+    w = r.witness
+    assert w.user and "payments" in w.groups and w.attrs["refund_cap"] >= w.args["amount"] > 1000
+    assert 'User::"' in r.message and "refund_cap" in r.message
 
 
 def test_lints_claim_nothing_a_user_refutes():
