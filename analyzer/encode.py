@@ -30,7 +30,7 @@ from mcpp.lang.program import Program
 
 from . import regex as rx
 from .sym import (
-    AND, EQ, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, re_union, real_val, string_val,
+    AND, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, re_union, real_val, string_val,
     z,
 )
 

@@ -111,7 +111,7 @@ class StateStore:
         counter = "|".join(parts[1:-2])
         return float(self.counts.get((counter, scope, window), 0))
 
-    def reserve(self, charges):  # pragma: no cover - replay never reserves
+    def reserve(self, charges):  # noqa: ARG002 (CounterStore's signature)  # pragma: no cover - replay never reserves
         raise RuntimeError("replay does not reserve")
 
     def release(self, charges):  # pragma: no cover

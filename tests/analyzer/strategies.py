@@ -49,6 +49,8 @@ texts = st.text(alphabet=ALPHABET, max_size=8)
 # ---- policies with limits and assertions -----------------------------------------------------
 
 
+from dataclasses import dataclass  # noqa: E402
+
 from mcpp.lang import ir  # noqa: E402
 from mcpp.lang.ir import walk  # noqa: E402
 from mcpp.lang.program import build_program  # noqa: E402
