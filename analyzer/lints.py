@@ -143,8 +143,9 @@ class Linter:
         shared checks (Session.which_sat: the same answers, fewer queries); what those
         leave open is asked rule by rule."""
         self._batched.add(t)
-        stmts = [i.stmt for i in (*self.program.policies, *self.program.limits, *self.program.asserts)
-                 if i.tools is None or t in i.tools]
+        infos: tuple[PolicyInfo | LimitInfo | AssertInfo, ...] = (
+            *self.program.policies, *self.program.limits, *self.program.asserts)
+        stmts = [i.stmt for i in infos if i.tools is None or t in i.tools]
         stmts = [st for st in stmts if (id(st), t) not in self._applies]
         if not stmts:
             return

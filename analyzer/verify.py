@@ -236,7 +236,7 @@ def _by(program: Program, decision) -> str:
 # ---- visible: ∀ grant ∃ call -------------------------------------------------------------
 
 
-def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str,
+def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str | None,
              rounds: int = 16) -> AssertResult | None:
     """∀ selected grant ∃ allowed call, by refinement; None when proved.
 
@@ -366,6 +366,7 @@ def _replay_invisible(session: Session, program: Program, a: AssertInfo, w: Witn
         why = "; ".join(sorted(reasons)) or "the witness did not replay (an analyzer bug: please report it)"
         return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be confirmed ({problem}): {why}",
                             st.span, w.tool, reasons=sorted(reasons))
+    assert first is not None  # the probes ran
     dd = first.to_dict(program.filename if program.origin == "mcpp" else None)
     return AssertResult(a.id, st.kind, "fail", message, st.span, w.tool, w, dd)
 
