@@ -226,7 +226,7 @@ class Request:
                 out.append(z3.AtMost(*ps, 1))
         if self.user_in_groups is not None and self.groups and self.user is not None:
             # a user in a named group is in some group (a grant's groups say nothing of it)
-            out.append(z3.Implies(z3.And(self.user, z3.Or(*self.groups.values())), self.user_in_groups))
+            out.append(z3.Implies(z(self.ctx, AND(self.ctx, self.user, OR(self.ctx, *self.groups.values()))), self.user_in_groups))
         return out
 
     def share_users(self, *programs: Program) -> None:

@@ -236,7 +236,9 @@ class Linter:
         for t in sorted(p.tools if tools is None else set(tools) & p.tools):
             if t in self.program.hidden:
                 continue  # hidden: denied whatever the permits say
-            if not any(q is not p and q.tools is not None and t in q.tools for q in self.program.permits):
+            # an `@approval` permit names its tools too (lang/plan.py)
+            if not any(q is not p and q.tools is not None and t in q.tools
+                       for q in list(self.program.permits) + list(self.program.approvals)):
                 out.append(t)
         return out
 
@@ -289,6 +291,9 @@ class Linter:
                 req, d = self.tool(t)
                 if d.hidden:
                     dead[t] = "hidden"
+                    continue
+                if t in self.closes_default(p):
+                    live = True  # deleting it lets `default allow` cover t: it takes effect
                     continue
                 mine = d.enc.applies(p.stmt)
                 if self.can_apply(p.stmt, t) != "sat":

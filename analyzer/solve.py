@@ -27,8 +27,8 @@ from typing import Callable, TypeVar
 
 import z3
 
-from .encode import FixedGrant, FixedUser, Request
-from .sym import OR, Sorts, string_val, z
+from .encode import FixedGrant, Request
+from .sym import AND, OR, Sorts, string_val, z
 from .witness import Decoder, Replayer, Witness
 
 T = TypeVar("T")
@@ -195,7 +195,7 @@ class Session:
             return None
         return f"{violation.message} (schema {violation.pointer or '/'})"
 
-    def request(self, grant: FixedGrant | FixedUser | None = None, server: str | None = None) -> Request:
+    def request(self, grant: FixedGrant | None = None, server: str | None = None) -> Request:
         return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms)
 
     def solve(self, solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, isolate: bool = False,
@@ -391,7 +391,7 @@ def _user_prefs(req: Request) -> list:
         if t == "String":
             out.append(z3.InRe(alt.val, printable))
         elif t == "Long":
-            out.append(z3.And(alt.val >= -1000000, alt.val <= 1000000))
+            out.append(AND(ctx, alt.val >= -1000000, alt.val <= 1000000))
         elif t.startswith("Set<"):
             items = alt.val.var.items
             out.append(z3.Length(items) <= 3)

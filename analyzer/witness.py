@@ -413,7 +413,7 @@ def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
 def _pin_user(req, w: Witness) -> list:
     """The caller's kind and, for a user, its attributes (by declared type: a value of
     another type is no value of that attribute) and whether it is in any group."""
-    from .sym import real_val, string_val
+    from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
     E = req.S.Elem
@@ -447,8 +447,7 @@ def _pin_user(req, w: Witness) -> list:
         else:
             items = list(v)
             S = req.S
-            seq = z3.Empty(S.Seq) if not items else (
-                z3.Unit(elem(items[0])) if len(items) == 1 else z3.Concat(*[z3.Unit(elem(i)) for i in items]))
+            seq = seq_of(S.Seq, [z3.Unit(elem(i)) for i in items])
             out.append(alt.val.var.items == seq)
     return out
 

@@ -57,34 +57,23 @@ from mcpp.lang.program import build_program  # noqa: E402
 
 from tests import strategies as base  # noqa: E402
 
-limits = st.builds(
-    lambda tool, mx, window, scope, inc: ir.Limit(
-        "c_" + tool, ir.Scope(action=ir.ActionScope("eq", (ir.EntityRef("Action", tool),))), mx, window, scope,
-        base.input_path([inc]) if inc else None,
-    ),
-    st.sampled_from(base.TOOLS),
-    st.sampled_from([0, 1, 5, 1000]),
-    st.sampled_from(["minute", "hour", "day"]),
-    st.sampled_from(["grant", "policy"]),
-    st.sampled_from([None, "a", "b"]),
-)
+limits = base.limits()
 
 
 @st.composite
 def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: bool = True,
              with_approvals: bool = False):
-    doc = draw(base.documents(principal=principal, max_policies=max_policies))
+    """Random programs (tests/strategies.py): action groups, nested groups, tools named like
+    groups, `default allow` with hide, up to four limits sharing counters, and (with
+    `with_approvals`) some permits marked `@approval` (docs/approval.md)."""
+    doc = draw(base.documents(principal=principal, max_policies=max_policies, with_limits=with_limits))
     stmts = list(doc.statements)
-    if with_approvals:  # some permits become @approval permits (docs/approval.md)
-        marked = []
-        for s in stmts:
-            if isinstance(s, ir.Policy) and s.effect == "permit" and draw(st.booleans()):
-                s = ir.Policy(s.effect, s.scope, s.clauses, (ir.Annotation("approval", "a person decides"),))
-            marked.append(s)
-        stmts = marked
-    if with_limits:
-        stmts += draw(st.lists(limits, max_size=1))
+    if with_approvals:
+        stmts = [ir.Policy(s.effect, s.scope, s.clauses, (ir.Annotation("approval", "a person decides"),))
+                 if isinstance(s, ir.Policy) and s.effect == "permit" and draw(st.booleans()) else s
+                 for s in stmts]
     prog, diags = build_program(ir.Document(tuple(stmts)))
+    assert not [d for d in diags if d.severity == "error"], diags
     return prog
 
 
@@ -96,11 +85,14 @@ def assertions(principal: bool = True):
     )
 
 
+def statements(prog) -> list:
+    return [p.stmt for p in prog.policies] + [li.stmt for li in prog.limits] + [a.stmt for a in prog.asserts]
+
+
 def literals(prog) -> list:
     """Constants the policy compares with, and their neighbours: where decisions flip."""
     out = []
-    stmts = [p.stmt for p in prog.policies] + [li.stmt for li in prog.limits] + [a.stmt for a in prog.asserts]
-    for s in stmts:
+    for s in statements(prog):
         for c in s.clauses:
             for n in walk(c.expr):
                 if isinstance(n, ir.Lit) and n.value not in out:
@@ -114,20 +106,9 @@ def literals(prog) -> list:
 
 
 def calls_for(prog):
-    """Random calls, biased toward the policy's own constants."""
-    lits = literals(prog)
-    values = st.one_of(base.arg_values(False), st.sampled_from(lits)) if lits else base.arg_values(False)
-    leaf = st.one_of(values, st.lists(values, max_size=3))
-    args = st.dictionaries(st.sampled_from(base.KEYS), st.one_of(leaf, st.dictionaries(st.sampled_from(base.KEYS), leaf, max_size=2)), max_size=3)
-    return st.builds(
-        base.Call,
-        st.sampled_from(base.TOOLS + ["other"]),
-        args,
-        st.sampled_from(base.GRANTS + ["anonymous"]),
-        st.sampled_from(base.LABELS),
-        st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
-        st.sampled_from(base.SERVERS + ["default"]),
-    )
+    """Random calls (the "anonymous" grant and the "default" server included), biased
+    toward the program's own argument paths and constants."""
+    return base.calls_for(statements(prog), grants=base.GRANTS + ["anonymous"], servers=base.SERVERS + ["default"])
 
 
 # ---- any expression, well typed or not ---------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 
 from mcpp.analyzer.diff import diff_programs
 from mcpp.analyzer.translation import validate_translation
@@ -29,7 +29,6 @@ def _json_program(doc: dict):
 
 
 @given(programs(principal=False, max_policies=4))
-@settings(max_examples=150)
 def test_compiled_and_decompiled_forms_are_equivalent(prog):
     try:
         doc = compile_program(prog)

@@ -132,13 +132,8 @@ def test_starter_policy_checks_verifies_and_compiles(name, tmp_path):
     assert any(res.id == "hidden-stay-hidden" for res in results) == bool(hidden)
 
 
-def test_mcpp_verify_cli_when_available(tmp_path):
-    """`mcpp verify` is the analyzer's command; once it exists the starter must pass it too."""
-    from mcpp.cli import app
-
-    names = {c.name for c in app.registered_commands}
-    if "verify" not in names:
-        pytest.skip("`mcpp verify` is not registered yet (the analyzer's CLI is being built)")
+def test_mcpp_verify_passes_on_the_starter(tmp_path):
+    """The starter policy's own asserts pass `mcpp verify`."""
     shutil.copy(FIXTURES / "filesystem.json", tmp_path / "tools.json")
     assert run_mcpp("init", "--catalog", "tools.json", "-o", "p.mcpp", cwd=tmp_path).returncode == 0
     r = run_mcpp("verify", "p.mcpp", cwd=tmp_path)

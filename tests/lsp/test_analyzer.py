@@ -128,7 +128,6 @@ async def test_edit_cancels_a_running_analysis(client):
         await asyncio.sleep(0.05)
     started = st["analyzer"]["started"]
     # typing while it runs: the version-1 analysis is stopped, not awaited
-    t0 = loop.time()
     change(client, uri, 2, FAILING_ASSERT)
     await wait_diags(client, uri, lambda d: "assert-failed" in codes(d), what="analysis of version 2")
     st = await status(client)
@@ -136,24 +135,24 @@ async def test_edit_cancels_a_running_analysis(client):
     assert st["analyzer"]["started"] > started  # the stopped worker was replaced
     assert st["documents"][uri]["analysis_version"] == 2
     # version 1's findings (many lints on the generated policy) were never published for version 2
-    assert loop.time() - t0 < 25
 
 
 async def test_typing_is_not_blocked_by_analysis(client):
-    """Syntax diagnostics for each edit come back while the analyzer is busy."""
+    """Syntax diagnostics for each edit come back while the analyzer is busy: before the
+    analysis of that version (seconds of solving) has finished. An ordering, not a
+    stopwatch; the latency itself is measured by bench/lsp_bench.py."""
     from lang_bench import generate
 
     slow = generate(120)
     uri = open_doc(client, "busy.mcpp", slow)
     await asyncio.sleep(0.3)  # the analysis has started (debounce 50 ms)
-    loop = asyncio.get_running_loop()
     for v in range(2, 6):
         broken = slow + ("permit (" if v % 2 == 0 else "")
-        t0 = loop.time()
         change(client, uri, v, broken)
         want_error = v % 2 == 0
-        await wait_diags(client, uri, lambda d: any(x.code == "syntax" for x in d) == want_error, timeout=5)
-        assert loop.time() - t0 < 2.0
+        await wait_diags(client, uri, lambda d: any(x.code == "syntax" for x in d) == want_error)
+        st = await status(client)
+        assert st["documents"][uri]["analysis_version"] != v, st
 
 
 @pytest.mark.parametrize("client", [{"mcpp": {"analyzer": {"enabled": False}}}], indirect=True)
@@ -186,12 +185,13 @@ async def test_findings_move_with_edits_until_the_next_analysis(client):
     change(client, uri, 2, "// a\n// b\n", t.Range(start=t.Position(line=0, character=0),
                                                  end=t.Position(line=0, character=0)))
     moved = await wait_diags(client, uri, lambda d: any(x.code == "assert-failed" and x.range.start.line == line + 2
-                                                         for x in d), timeout=3)
-    assert (await status(client))["documents"][uri]["analysis_version"] == 1  # not re-analysed yet
+                                                         for x in d))
+    assert (await status(client))["documents"][uri]["analysis_version"] == 1  # moved, not re-analysed (debounce 4 s)
     # an edit inside the assert drops its (now stale) finding
     at = t.Position(line=line + 3, character=len("assert deny ("))
     change(client, uri, 3, "principal ,", t.Range(start=at, end=t.Position(line=line + 3, character=at.character + 11)))
-    await wait_diags(client, uri, lambda d: "assert-failed" not in codes(d), timeout=3)
+    await wait_diags(client, uri, lambda d: "assert-failed" not in codes(d))
+    assert (await status(client))["documents"][uri]["analysis_version"] == 1  # dropped, not re-analysed
     assert moved
 
 

@@ -8,7 +8,7 @@ import random
 import sys
 from pathlib import Path
 
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from lsprotocol import types as t
 
@@ -79,7 +79,6 @@ def test_random_edits_of_the_examples():
             _same_as_full_parse(p, text)
 
 
-@settings(max_examples=60, deadline=None)
 @given(documents(), st.integers(0, 2**32), st.integers(1, 12))
 def test_random_documents_and_edits(doc, seed, steps):
     base = format_document(doc)
