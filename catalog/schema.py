@@ -166,9 +166,11 @@ class View:
             if ts is not None and "object" not in ts:
                 continue
             object_alts += 1
-            props = alt.get("properties") if isinstance(alt.get("properties"), dict) else {}
+            given = alt.get("properties")
+            props = given if isinstance(given, dict) else {}
             names.extend(k for k in props if k not in names)
-            req = alt.get("required") if isinstance(alt.get("required"), list) else []
+            listed = alt.get("required")
+            req = listed if isinstance(listed, list) else []
             if key not in req:
                 required_all = False
             if key in props:

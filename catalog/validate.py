@@ -14,6 +14,7 @@ condition, it lets the call through uncounted (fails open) — an error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import has_path, input_path
@@ -133,8 +134,9 @@ class _Validator:
             elif isinstance(s, (ir.Policy, ir.Limit, ir.Assert)):
                 for t in s.scope.action.entities:
                     self.tool_ref(t, "error", "in the scope")
+        infos: list[tuple[ir.Policy | ir.Limit | ir.Assert, str, str, frozenset[str] | None]]
         infos = [(p.stmt, p.stmt.effect, p.id, p.tools) for p in self.program.policies]
-        infos += [(l.stmt, "limit", l.id, l.tools) for l in self.program.limits]
+        infos += [(lim.stmt, "limit", lim.id, lim.tools) for lim in self.program.limits]
         infos += [(a.stmt, "assert", a.id, a.tools) for a in self.program.asserts]
         for stmt, kind, sid, tools in infos:
             for c in stmt.clauses:
@@ -218,7 +220,7 @@ class _Validator:
                     optional[t] = p
                     break
         if optional:
-            self.unguarded(e, path, optional, st, clause)
+            self.unguarded(e, optional, st, clause)
 
     def unknown_path(self, e, path: Path, bad: dict, st: _Stmt) -> None:
         kinds = {r.problem_kind for r in bad.values()}
@@ -252,7 +254,7 @@ class _Validator:
             notes.append(f"a {st.kind} whose condition reads a missing argument never applies")
         self.emit((UNKNOWN_ARGUMENT, e.span.start), first.problem, e.span, severity, UNKNOWN_ARGUMENT, notes, fix)
 
-    def unguarded(self, e, path: Path, optional: dict[str, Path], st: _Stmt, clause: ir.Clause) -> None:
+    def unguarded(self, e, optional: dict[str, Path], st: _Stmt, clause: ir.Clause) -> None:
         opt = max(optional.values(), key=len)
         name = ".".join(opt)
         tools = sorted(optional)
@@ -354,7 +356,7 @@ class _Validator:
                 notes.append(f"the argument is a string: compare with {fmt_expr(text)}")
             elif all(ts is not None and "number" in ts for ts in wrong.values()) and lt == "string":
                 try:
-                    num = float(lit.value)
+                    num = float(cast(str, lit.value))  # lt == "string"
                     val = int(num) if num.is_integer() else num
                     fix = {"title": "Compare with the number", "edits": [_edit(lit.span, fmt_expr(ir.Lit(val)))]}
                     notes.append(f"the argument is a number: compare with {fmt_expr(ir.Lit(val))}")
@@ -364,8 +366,8 @@ class _Validator:
                       f"`{name}` is {ty}, so it never equals {fmt_expr(lit)} (always {always})",
                       lit.span, "error", TYPE_MISMATCH, notes, fix)
             return
-        sets = [v.values for v in views.values()]
-        if all(s is not None for s in sets) and not any(_json_eq(lit.value, x) for s in sets for x in s):
+        sets = [v.values for v in views.values() if v.values is not None]
+        if len(sets) == len(views) and not any(_json_eq(lit.value, x) for s in sets for x in s):
             allowed = sorted({fmt_expr(ir.Lit(x)) for s in sets for x in s if isinstance(x, (str, int, float, bool)) or x is None})
             self.emit((ENUM_MISMATCH, lit.span.start),
                       f"`{name}` only takes {', '.join(allowed)}; {fmt_expr(lit)} never matches", lit.span, "warning",

@@ -52,10 +52,13 @@ def load_verified(path: str, catalog: str | None = None) -> tuple[Program, str]:
 
     try:
         if is_json(path, text):
-            from mcpp.lang.jsonform import load_program
+            from mcpp.lang.jsonform import load_program as load_json_program
+
+            program = load_json_program(text, path)
         else:
             from mcpp.lang.program import load_program
-        program = load_program(text, path)
+
+            program = load_program(text, path)
     except MCPPError as e:
         raise PolicyRefused(e.render().strip().splitlines()[0] if e.render().strip() else str(e)) from None
     for gate in POLICY_GATES:
@@ -150,18 +153,17 @@ class DenyAll:
         self.why = why
         self.program = None
 
-    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:
+    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:  # noqa: ARG002 (Engine.decide's signature)
         return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
 
 
-class PolicyState(FileState):
+class PolicyState(FileState["LoadedPolicy"]):
     """One (server, policy file): the engine in force and the newest refusal."""
 
     def __init__(self, server: str, path: str, namespace: str, store, catalog: str | None = None, gate=None):
         super().__init__(server, path)
         self.namespace, self.store, self.catalog = namespace, store, catalog
         self.gate = gate  # a further gate for this (server, role): gate(program) -> [reason, …]
-        self.current: LoadedPolicy | None = None
         self.error_at: float | None = None
 
     def engine(self):
@@ -209,7 +211,7 @@ class PolicyRegistry(Registry[PolicyState]):
         self.store = store
         # gate_for(server, role) -> a gate for that policy, or None (the gateway's identity
         # check: the claims mapping against the policy's `entity User`)
-        self.gate_for: Callable[[str, str], Callable | None] = lambda server, role: None
+        self.gate_for: Callable[[str, str], Callable | None] = lambda _server, _role: None
 
     def state(self, server: str, path: str, role: str, catalog: str | None = None) -> tuple[PolicyState, bool]:
         # the counter namespace must match across replicas whose config paths differ

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import mcpp
 from mcpp._eval import CallError, run_calls
 from mcpp.lang.formatter import format_document
-from tests.strategies import GRANTS, GROUPS, LABELS, SERVERS, calls, documents
+from tests.strategies import GRANTS, GROUPS, LABELS, calls, documents
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_900_000_000.0

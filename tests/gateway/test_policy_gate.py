@@ -5,17 +5,13 @@ the file path, the parse error or the counterexample go to the log, /healthz and
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import subprocess
 import sys
 
-import httpx2
 
-from mcpp.runtime.gateway import policies
 from mcpp.runtime.gateway.policies import PolicyRefused, load_verified
 
-from .peers import ALLOW_ALL, POLICY, call_tool, create_grant, free_port, result_text, write
+from .peers import ALLOW_ALL, POLICY, free_port, write
 
 BROKEN = 'permit (principal, action == Action::"echo", resource) when { context.input.text == ;\n'
 FAILS_ASSERT = ALLOW_ALL + '@id("no-echo")\nassert deny (principal, action == Action::"echo", resource);\n'
