@@ -15,7 +15,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from .oauth_config import IssuerConfig, OAuthConfigError, ServerOAuth, check_url, parse_issuers, parse_server_oauth
+from .oauth_config import (IssuerConfig, OAuthConfigError, ServerOAuth, check_url, parse_issuers, parse_server_oauth,
+                           read_secret)
 
 SERVER_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -42,21 +43,7 @@ class Credential:
     from_file: str | None
 
     def resolve(self, where: str) -> str:
-        if self.from_env is not None:
-            value = os.environ.get(self.from_env)
-            if value is None:
-                raise ConfigError(f"{where}: environment variable {self.from_env} is not set")
-        else:
-            assert self.from_file is not None  # the config sets one of the two
-            try:
-                value = Path(self.from_file).read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise ConfigError(f"{where}: cannot read credential file {self.from_file}: {e.strerror}") from None
-        if not value:
-            raise ConfigError(f"{where}: the credential is empty")
-        if any(c in value for c in "\r\n\0"):
-            raise ConfigError(f"{where}: the credential contains a line break or NUL")
-        return self.prefix + value
+        return self.prefix + read_secret(self.from_env, self.from_file, where, ConfigError)
 
 
 @dataclass(frozen=True)

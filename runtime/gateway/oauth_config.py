@@ -46,6 +46,28 @@ class OAuthConfigError(Exception):
     """A problem in the identity configuration; the message starts with its key path."""
 
 
+def read_secret(from_env: str | None, from_file: str | None, where: str, error: type[Exception]) -> str:
+    """A secret the config names by reference (an environment variable, else a file, read
+    when the config loads): one line, never empty. `error` is the caller's config error
+    type; its message starts with `where` (the key path)."""
+    import os
+
+    if from_env is not None:
+        value = os.environ.get(from_env)
+        if value is None:
+            raise error(f"{where}: environment variable {from_env} is not set")
+    else:
+        assert from_file is not None  # the config sets one of the two
+        try:
+            value = Path(from_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise error(f"{where}: cannot read {from_file}: {e.strerror}") from None
+    # a line break in a value that goes into a header would split it (header injection)
+    if not value or any(c in value for c in "\r\n\0"):
+        raise error(f"{where}: the secret is empty or contains a line break")
+    return value
+
+
 @dataclass(frozen=True)
 class SecretRef:
     """A secret by reference: an environment variable or a file, read when the config loads."""
@@ -54,21 +76,7 @@ class SecretRef:
     from_file: str | None
 
     def resolve(self, where: str) -> str:
-        import os
-
-        if self.from_env is not None:
-            value = os.environ.get(self.from_env)
-            if value is None:
-                raise OAuthConfigError(f"{where}: environment variable {self.from_env} is not set")
-        else:
-            assert self.from_file is not None  # the config sets one of the two
-            try:
-                value = Path(self.from_file).read_text(encoding="utf-8").strip()
-            except OSError as e:
-                raise OAuthConfigError(f"{where}: cannot read {self.from_file}: {e.strerror}") from None
-        if not value or any(c in value for c in "\r\n\0"):
-            raise OAuthConfigError(f"{where}: the secret is empty or contains a line break")
-        return value
+        return read_secret(self.from_env, self.from_file, where, OAuthConfigError)
 
 
 @dataclass(frozen=True)
