@@ -552,13 +552,17 @@ class _Typed:
             if kind == "Action":
                 return Val(BOOL, const=any(t[0] == "Action" and self.in_group(aid, t[1]) for t in targets))
             if kind in ("Grant", "User"):  # the caller's groups: Cedar reads them from the entity store
+                if any(t == (kind, aid) for t in targets):
+                    return Val(BOOL, const=True)
                 parts = [Bin("in", self.entity(kind, aid), self.entity(t[0], t[1])) for t in targets
-                         if t[0] == kind or (t[0] == "Group" and self.may_be_in_groups(kind))]
+                         if t[0] == "Group" and self.may_be_in_groups(kind)]
                 return Val(BOOL, or_(*parts)) if parts else Val(BOOL, const=False)
             return Val(BOOL, const=any(t == a.const for t in targets))
         parts = []
         for t in targets:
-            if atype in ("Grant", "User") and (t[0] == atype or (t[0] == "Group" and self.may_be_in_groups(atype))):
+            if atype in _CALLERS and t[0] == atype:  # no caller is another's parent: `==` (see _CALLERS)
+                parts.append(Bin("==", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
+            elif atype in _CALLERS and t[0] == "Group" and self.may_be_in_groups(atype):
                 parts.append(Bin("in", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
             elif atype == "Server" and t[0] == "Server":
                 parts.append(Bin("==", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
@@ -719,6 +723,12 @@ def _cmp(a: Fraction, op: str, b: Fraction) -> bool:
 # ---- untyped: Cedar's shared subset, printed as written --------------------------------------
 
 _ENTITY_VARS = {"principal", "action", "resource"}
+# The caller types. No caller is ever another caller's parent (a grant's or user's parents
+# are groups), so `x in Grant::"g"` is `x == Grant::"g"` in Cedar as in mcpp; the export
+# writes the equality, because a Cedar file's `principal in T::"…"` names a group type
+# (`principal in Role::"admin"`), and the import could not read the principal's own type
+# back in its role (docs/cedar.md, "Import").
+_CALLERS = ("Grant", "User")
 
 
 def _never_entity(e: ir.Expr) -> bool:
@@ -789,7 +799,7 @@ class _Verbatim:
             return Bin(e.op, x(e.left), x(e.right))
         if isinstance(e, ir.In):
             if _always_entity(e.left):
-                return Bin("in", x(e.left), x(e.right))
+                return self.entity_in(e, x)
             if _never_entity(e.left):  # mcpp's value membership is Cedar's set `contains`
                 return Method(x(e.right), "contains", (x(e.left),))
             raise Refusal("`in` whose left side may or may not be an entity", e.span)
@@ -830,6 +840,25 @@ class _Verbatim:
         if isinstance(e, ir.Error):
             raise Refusal("a condition that always errors", e.span)
         raise Refusal(f"{type(e).__name__} has no Cedar form", getattr(e, "span", None))  # pragma: no cover
+
+
+    def entity_in(self, e: ir.In, x) -> C:
+        """Cedar's entity `in`, a caller-typed target written as `==` (see _CALLERS)."""
+        def caller(i: ir.Expr) -> bool:
+            return isinstance(i, ir.EntityLit) and i.entity.type in _CALLERS
+
+        if caller(e.right):
+            return Bin("==", x(e.left), x(e.right))
+        if isinstance(e.right, ir.SetLit) and any(caller(i) for i in e.right.items):
+            if not all(isinstance(i, ir.EntityLit) for i in e.right.items):
+                raise Refusal("`in` a set that mixes a caller entity with other values", e.right.span)
+            left = x(e.left)
+            rest = tuple(x(i) for i in e.right.items if not caller(i))
+            parts = [Bin("==", left, x(i)) for i in e.right.items if caller(i)]
+            if rest:
+                parts.append(Bin("in", left, SetC(rest)))
+            return parts[0] if len(parts) == 1 else OrC(tuple(parts))
+        return Bin("in", x(e.left), x(e.right))
 
 
 def _may_be_string(e: ir.Expr) -> bool:
@@ -884,6 +913,8 @@ def _scope_text(names: CedarNames, scope: ir.Scope, groups: dict[str, frozenset[
         if s.op == "eq":
             return f"{var} == {ent(s.entity)}"  # type: ignore[arg-type]
         if s.op == "in":
+            if var == "principal" and s.entity.type in _CALLERS:  # type: ignore[union-attr]
+                return f"{var} == {ent(s.entity)}"  # type: ignore[arg-type]  # see _CALLERS
             return f"{var} in {ent(s.entity)}"  # type: ignore[arg-type]
         cedar = names.of(s.type)  # type: ignore[arg-type]
         if cedar is None:
