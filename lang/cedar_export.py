@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclasses_replace
 from decimal import Decimal
 from fractions import Fraction
 
@@ -764,6 +765,9 @@ class _Verbatim:
 
     def expr(self, e: ir.Expr) -> C:
         x = self.expr
+        decided = self.static(e)
+        if decided is not None:
+            return decided
         if isinstance(e, ir.Lit):
             v = e.value
             if v is None:
@@ -781,6 +785,12 @@ class _Verbatim:
             return self.entity(e.entity)
         if isinstance(e, ir.GetAttr):
             return Attr(x(e.obj), e.attr)
+        if isinstance(e, ir.Has) and isinstance(e.obj, ir.EntityLit):
+            # only the caller's own entity has attributes (mcpp's and Cedar's entity store):
+            # written against `principal`, which the import reads in its role
+            if e.obj.entity.type not in _CALLERS:
+                return FALSE
+            return AndC((Bin("==", Raw("principal"), x(e.obj)), x(dataclasses_replace(e, obj=ir.Var("principal", e.obj.span)))))
         if isinstance(e, ir.Has):
             obj = x(e.obj)
             parts: list[C] = []
@@ -843,22 +853,70 @@ class _Verbatim:
 
 
     def entity_in(self, e: ir.In, x) -> C:
-        """Cedar's entity `in`, a caller-typed target written as `==` (see _CALLERS)."""
-        def caller(i: ir.Expr) -> bool:
-            return isinstance(i, ir.EntityLit) and i.entity.type in _CALLERS
-
-        if caller(e.right):
-            return Bin("==", x(e.left), x(e.right))
-        if isinstance(e.right, ir.SetLit) and any(caller(i) for i in e.right.items):
-            if not all(isinstance(i, ir.EntityLit) for i in e.right.items):
+        """Cedar's entity `in`, written so that the import reads each type back in its
+        role (docs/cedar.md, "Import"): a caller-typed target as `==` (see _CALLERS),
+        targets the left side's type can never be in dropped (`principal in
+        Server::"s"` is false), and a literal that is no caller (a group, a server) in
+        literals decided here (such an entity has no parents: `in` is `==`)."""
+        kinds = _kinds(e.left)
+        items = e.right.items if isinstance(e.right, ir.SetLit) else (e.right,)
+        if kinds is None or not items or not all(isinstance(i, ir.EntityLit) for i in items):
+            if any(isinstance(i, ir.EntityLit) and i.entity.type in _CALLERS for i in items):
                 raise Refusal("`in` a set that mixes a caller entity with other values", e.right.span)
-            left = x(e.left)
-            rest = tuple(x(i) for i in e.right.items if not caller(i))
-            parts = [Bin("==", left, x(i)) for i in e.right.items if caller(i)]
-            if rest:
-                parts.append(Bin("in", left, SetC(rest)))
-            return parts[0] if len(parts) == 1 else OrC(tuple(parts))
-        return Bin("in", x(e.left), x(e.right))
+            return Bin("in", x(e.left), x(e.right))
+        refs = [i.entity for i in items]  # type: ignore[union-attr]
+        if isinstance(e.left, ir.EntityLit) and e.left.entity.type not in _CALLERS + ("Action",):
+            a = e.left.entity
+            return TRUE if any((r.type, r.id) == (a.type, a.id) for r in refs) else FALSE
+        left = x(e.left)
+        eq = [r for r in refs if r.type in kinds and r.type != "Action"]
+        within = [r for r in refs if (r.type == "Group" and kinds & set(_CALLERS)) or (r.type == "Action" and "Action" in kinds)]
+        parts: list[C] = [Bin("==", left, self.entity(r)) for r in eq]
+        if within:
+            target = self.entity(within[0]) if len(within) == 1 and not isinstance(e.right, ir.SetLit) \
+                else SetC(tuple(self.entity(r) for r in within))
+            parts.append(Bin("in", left, target))
+        if not parts:
+            return FALSE
+        return parts[0] if len(parts) == 1 else OrC(tuple(parts))
+
+    def static(self, e: ir.Expr) -> C | None:
+        """`==`/`!=`/`is` whose answer the types decide (`principal == Group::"a"`,
+        `Grant::"g" == "x"`, `resource is Grant`), decided here: written as they are,
+        the import would read an entity type in the wrong role, or in none."""
+        if isinstance(e, ir.Compare) and e.op in ("==", "!="):
+            a, b = _kinds(e.left), _kinds(e.right)
+            if a is None or b is None:
+                return None
+            if isinstance(e.left, ir.EntityLit) and isinstance(e.right, ir.EntityLit):
+                same = (e.left.entity.type, e.left.entity.id) == (e.right.entity.type, e.right.entity.id)
+            elif a & b:
+                return None
+            else:
+                same = False
+            return TRUE if same == (e.op == "==") else FALSE
+        if isinstance(e, ir.Is):
+            k = _kinds(e.obj)
+            if k is None:
+                return None
+            if e.type not in k:
+                return FALSE
+            if isinstance(e.obj, ir.EntityLit):
+                return TRUE if e.in_ is None else self.expr(ir.In(e.obj, e.in_, e.span))
+        return None
+
+
+def _kinds(e: ir.Expr) -> set[str] | None:
+    """The entity types `e` may have, "value" for a non-entity; None: not known here."""
+    if isinstance(e, ir.EntityLit):
+        return {e.entity.type}
+    if isinstance(e, ir.Var):
+        return {"principal": set(_CALLERS), "resource": {"Server"}, "action": {"Action"}}.get(e.name)
+    if isinstance(e, ir.Lit) and e.value is not None and not isinstance(e.value, float):
+        return {"value"}
+    if isinstance(e, (ir.SetLit, ir.RecordLit)):
+        return {"value"}
+    return None
 
 
 def _may_be_string(e: ir.Expr) -> bool:
