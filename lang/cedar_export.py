@@ -859,6 +859,12 @@ class _Verbatim:
         Server::"s"` is false), and a literal that is no caller (a group, a server) in
         literals decided here (such an entity has no parents: `in` is `==`)."""
         kinds = _kinds(e.left)
+        if isinstance(e.right, ir.Var) and e.right.name in ("principal", "resource") and kinds is not None:
+            # nothing is in a caller or a server but itself: `in` is `==`
+            if not kinds & _kinds(e.right):  # type: ignore[operator]
+                return FALSE
+            if isinstance(e.left, ir.EntityLit):
+                return Bin("==", Raw(e.right.name), x(e.left))
         items = e.right.items if isinstance(e.right, ir.SetLit) else (e.right,)
         if kinds is None or not items or not all(isinstance(i, ir.EntityLit) for i in items):
             if any(isinstance(i, ir.EntityLit) and i.entity.type in _CALLERS for i in items):

@@ -40,6 +40,8 @@ CASES = [
      'permit (principal, action, resource) when { Grant::"g0" has label };'),
     ("`is … in` on a literal of the principal's type",
      'permit (principal, action, resource) when { Grant::"g0" is Grant in Group::"a" };'),
+    ("a literal in the principal or the resource",
+     'permit (principal, action, resource) when { Grant::"g0" in principal || Server::"s0" in resource || Group::"a" in principal };'),
     ("the scope's `in` and a group in a condition",
      'permit (principal in Grant::"g0", action, resource) when { principal in Group::"a" };'),
 ]
