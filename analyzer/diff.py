@@ -124,6 +124,7 @@ def _diff_tool(session: Session, old: Program, new: Program, tool: str, is_other
             dirs.append(Direction("unknown", reason=o.reason))
             continue
         w = o.witness
+        assert w is not None  # sat, asked with witness=True
         r_old, r_new = session.replayer.decide(old, w), session.replayer.decide(new, w)
         if (rank(r_new) > rank(r_old)) != new_allows or rank(r_new) == rank(r_old):
             why = "; ".join(reasons) or "the witness did not replay (an analyzer bug: please report it)"

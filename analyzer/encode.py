@@ -30,7 +30,7 @@ from mcpp.lang.program import Program
 
 from . import regex as rx
 from .sym import (
-    AND, EQ, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, re_union, real_val, string_val,
+    AND, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, re_union, real_val, string_val,
     z,
 )
 
@@ -81,7 +81,7 @@ class Request:
     `grant`/`server` fix those parts to constants (translation validation under
     `--grant`, visibility for one grant)."""
 
-    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | None = None, server: str | None = None,
+    def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | FixedUser | None = None, server: str | None = None,
                  schemas: dict | None = None, budget_ms: int | None = None):
         self.ctx = ctx
         self.S = sorts
@@ -108,8 +108,8 @@ class Request:
         self.user_in_groups: z3.BoolRef | None = None  # the user is in some group (any, named or not)
         self.users_possible = False  # some program compared on this request names users (`share_users`)
         self._constraints: tuple | None = None  # (shape, list): see `constraints`
-        self.solver = None  # solve.Session's incremental solver over this request (see Session.check)
-        self.preferences = None  # solve.Session._prefer's readability preferences, per shape
+        self.solver: tuple | None = None  # solve.Session's incremental solver over this request (see Session.check)
+        self.preferences: tuple | None = None  # solve.Session._prefer's readability preferences, per shape
         self.path(())
 
     @property
@@ -385,10 +385,10 @@ class ProgramEncoder:
         """(present, SV) of a user's declared attribute `name`, or None when not declared:
         with a fixed user, its value; else a variable of the declared type, the same for
         every program on this request that declares `name` with this type."""
-        decl = self.program.user_decl.attr(name) if getattr(self.program, "user_decl", None) is not None else None
+        decl = self.program.user_decl.attr(name) if self.program.user_decl is not None else None
         if decl is None:
             return None
-        if self.req.fixed_user:
+        if isinstance(self.req.grant, FixedUser):  # fixed_user
             v = self.req.grant.attr(name)
             if v is None:
                 return (False, SV([]))
@@ -461,6 +461,7 @@ class ProgramEncoder:
             return True
         if s.op == "is":
             return ent.type == s.type
+        assert s.entity is not None  # `==` and `in` name one
         target = Ent(s.entity.type, s.entity.id)
         if s.op == "eq":
             return self.ent_eq(ent, target)

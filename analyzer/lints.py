@@ -14,6 +14,7 @@ import dataclasses
 import re
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import z3
 
@@ -22,11 +23,14 @@ from mcpp.lang.atoms import input_path
 from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.ir import walk
 from mcpp.lang.plan import mentioned_tools
-from mcpp.lang.program import Program
+from mcpp.lang.program import AssertInfo, LimitInfo, PolicyInfo, Program
 from mcpp.lang.evaluator import compile_expr
 from mcpp.lang.values import ERR, json_type
 
 from . import regex as rx
+
+if TYPE_CHECKING:
+    from mcpp.runtime.engine import Engine
 from .encode import decide, query_tools
 from .solve import OutOfTime, Session, bounded
 from .sym import AND, NOT, OR, z
@@ -85,7 +89,7 @@ class Linter:
             self.named, self.other = query_tools(program)
             self.tools = self.named + [self.other]
         self._tool: dict[str, tuple] = {}
-        self._engine = None
+        self._engine: Engine | None = None
         self._applies: dict = {}
         self._batched: set[str] = set()
         self.unknown = 0
@@ -123,7 +127,7 @@ class Linter:
         self.unknown += 1
         self.undecided.append((self._lint, tool, reason))
 
-    def can_apply(self, info, stmt, t: str) -> str:
+    def can_apply(self, stmt, t: str) -> str:
         """sat | unsat | unknown: can the rule apply to a call to `t`? (asked once per pair)"""
         key = (id(stmt), t)
         hit = self._applies.get(key)
@@ -139,8 +143,9 @@ class Linter:
         shared checks (Session.which_sat: the same answers, fewer queries); what those
         leave open is asked rule by rule."""
         self._batched.add(t)
-        stmts = [i.stmt for i in (*self.program.policies, *self.program.limits, *self.program.asserts)
-                 if i.tools is None or t in i.tools]
+        infos: tuple[PolicyInfo | LimitInfo | AssertInfo, ...] = (
+            *self.program.policies, *self.program.limits, *self.program.asserts)
+        stmts = [i.stmt for i in infos if i.tools is None or t in i.tools]
         stmts = [st for st in stmts if (id(st), t) not in self._applies]
         if not stmts:
             return
@@ -159,7 +164,7 @@ class Linter:
     def suppressed(self, lint_id: str, rule: str | None) -> bool:
         """`@suppress("lint-id, …")` on the statement a finding is about (or on `default`
         for policy-wide findings) silences it, like Regal's ignore directives."""
-        stmts = []
+        stmts: list[ir.Policy | ir.Limit | ir.Assert | ir.Default] = []
         if rule is not None:
             stmts = [i.stmt for i in self.program.policies if i.id == rule]
             stmts += [i.stmt for i in self.program.limits if i.id == rule]
@@ -242,6 +247,7 @@ class Linter:
 
     # -- unsatisfiable-condition ----------------------------------------------------------------
     def unsatisfiable_conditions(self) -> None:
+        rules: list[tuple[PolicyInfo | LimitInfo | AssertInfo, ir.Policy | ir.Limit | ir.Assert]]
         rules = [(p, p.stmt) for p in self.program.policies] + [(li, li.stmt) for li in self.program.limits]
         rules += [(a, a.stmt) for a in self.program.asserts]
         for info, stmt in rules:
@@ -250,7 +256,7 @@ class Linter:
             tools = self.tools_of(info)
             if not tools:
                 continue  # typed: only tools the catalog lacks (an error of `mcpp check`), no calls to judge
-            if any(self.can_apply(info, stmt, t) != "unsat" for t in tools):
+            if any(self.can_apply(stmt, t) != "unsat" for t in tools):
                 continue
             kind = "assertion" if isinstance(stmt, ir.Assert) else type(stmt).__name__.lower()
             notes = _vacuous_note(kind)
@@ -290,7 +296,7 @@ class Linter:
                     live = True  # deleting it lets `default allow` cover t: it takes effect
                     continue
                 mine = d.enc.applies(p.stmt)
-                if self.can_apply(p, p.stmt, t) != "sat":
+                if self.can_apply(p.stmt, t) != "sat":
                     dead[t] = "never applies"  # unsatisfiable-condition reports it (or unknown)
                     continue
                 effect = AND(ctx, mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
@@ -379,7 +385,7 @@ class Linter:
             unscoped = [p for p in rules if p.tools is None]
             for r in rules:
                 r_tools = set(self.tools_of(r))
-                if not any(self.can_apply(r, r.stmt, t) == "sat" for t in sorted(r_tools)):
+                if not any(self.can_apply(r.stmt, t) == "sat" for t in sorted(r_tools)):
                     continue  # never applies: unsatisfiable-condition's finding, not a redundancy
                 if effect == "permit" and self.closes_default(r):
                     continue  # removing r would put a tool back under `default allow`
@@ -474,7 +480,6 @@ class Linter:
         return w, decision, culprits
 
     def _report_bypass(self, f, t, w, decision, clauses, mistyped: bool) -> None:
-        import json
 
         c = clauses[0]
         problems = []
@@ -529,7 +534,7 @@ class Linter:
                     if not end:
                         notes.append("if a prefix is meant (a URL or path), end it at a delimiter instead, e.g. `(/|$)`")
                     fix = _replace_regex_literal(self.program, node, fixed)
-                    extra = {"fix": fix} if fix else {}
+                    extra: dict[str, Any] = {"fix": fix} if fix else {}
                     self.report("unanchored-regex", msg, node.span, notes=tuple(notes), rule=p.id, regex=node.regex,
                                 **extra)
 
@@ -611,7 +616,7 @@ def _first_span(prog: Program) -> Span:
 
 def _reads(stmt) -> frozenset:
     """What a rule's applicability depends on: argument paths, principal/resource parts."""
-    out = set()
+    out: set[str | tuple] = set()
     for part, s in (("principal", stmt.scope.principal), ("resource", stmt.scope.resource)):
         if s.op != "any":
             out.add(part)
@@ -647,7 +652,7 @@ def _read_paths(stmt) -> list[tuple]:
 
 def _read_paths_expr(e) -> list[tuple]:
     """Argument paths the expression reads as values (not through `has`)."""
-    out = []
+    out: list[tuple] = []
     for n in walk(e):
         if isinstance(n, ir.GetAttr):
             p = input_path(n)
@@ -786,9 +791,10 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple
     guards = []
     e = c.expr
     simple = isinstance(e, ir.Compare) and e.op in ("<", "<=", ">", ">=") and len(f.stmt.clauses) == 1 and c.kind == "when"
-    if simple and input_path(e.left) is not None and isinstance(e.right, ir.Lit):
+    left = input_path(e.left) if simple and isinstance(e, ir.Compare) else None
+    if isinstance(e, ir.Compare) and left is not None and isinstance(e.right, ir.Lit):
         neg = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[e.op]
-        guards.append(f"context.input.{'.'.join(input_path(e.left))} {neg} {_lit(e.right.value)}")
+        guards.append(f"context.input.{'.'.join(left)} {neg} {_lit(e.right.value)}")
     else:
         for p in _read_paths_expr(e):
             guards.append(_type_guard(p, _expected_type(e, p)))
@@ -931,7 +937,10 @@ def _unanchored_example(pattern: str, start: bool, end: bool) -> str | None:
     sol.set("timeout", EXAMPLE_MS)
     printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
     sol.add(z3.InRe(s, lang), z3.InRe(s, printable), z3.Length(s) <= 40)
-    then = (lambda r: string_of(sol.model().eval(s, model_completion=True)) if r == z3.sat else None)
+
+    def then(r):
+        return string_of(sol.model().eval(s, model_completion=True)) if r == z3.sat else None
+
     try:
         base = bounded(sol, then, budget_ms=EXAMPLE_MS, isolate=rx.widest_class(ast) > rx.WIDE_CLASS)
     except OutOfTime:

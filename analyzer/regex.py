@@ -149,7 +149,7 @@ ANY = Chars(((0, TOP),))
 
 
 def cat(*items):
-    out = []
+    out: list = []
     for x in items:
         if x == NOTHING:
             return NOTHING

@@ -103,7 +103,7 @@ def replay(old: Program, new: Program, calls: dict[PastCall, list[int]], *, key:
     return out
 
 
-def _decide(engine: Engine, program: Program, w: Witness):
+def _decide(engine: Engine, w: Witness):
     return engine.decide(w.tool, w.args, w.grant, w.server, now=NOW, reserve=False)
 
 
@@ -111,9 +111,10 @@ def _concrete(r: Replayed, old, new, engines) -> None:
     import json
 
     c = r.call
+    assert c.values is not None  # known == "full": the values were kept
     args = json.loads(c.values)["arguments"]
     w = Witness(c.tool, args, c.grant_id, c.label, tuple(c.groups or ()), c.server, {})
-    d_old, d_new = _decide(engines[0], old, w), _decide(engines[1], new, w)
+    d_old, d_new = _decide(engines[0], w), _decide(engines[1], w)
     if rank(d_old) != rank(d_new):
         r.status, r.witness = "changes", w
         r.old, r.new = _dec(d_old, old), _dec(d_new, new)
@@ -140,8 +141,9 @@ def _symbolic(r: Replayed, old, new, engines, session: Session, lits: list, key:
         r.status, r.reason = "unknown", o.reason
         return
     w = o.witness
+    assert w is not None  # sat, asked with witness=True
     w.grant_id, w.label = c.grant_id, c.label  # fixed by the facts
-    x_old, x_new = _decide(engines[0], old, w), _decide(engines[1], new, w)
+    x_old, x_new = _decide(engines[0], w), _decide(engines[1], w)
     if rank(x_old) == rank(x_new):
         r.status = "unknown"
         r.reason = "a possible change could not be confirmed: " + ("; ".join(reasons) or "the witness did not replay")
@@ -182,7 +184,7 @@ def _facts(req, c: PastCall, lits: list, key: bytes | None):
                 parts += _children(req, path, set(info), complete=True)
             elif kind == "arr" and isinstance(info, int):
                 parts.append(z3.Length(v.items) == info)
-            elif kind in ("str", "num", "bool") and usable and info is not None:
+            elif kind in ("str", "num", "bool") and usable and key is not None and info is not None:
                 parts += _equalities(v, kind, info, lits, key, ctx)
         # a path a rule reads below a recorded scalar or array is absent; under an unrecorded one, unknown
     else:

@@ -27,7 +27,7 @@ from typing import Callable, TypeVar
 
 import z3
 
-from .encode import FixedGrant, Request
+from .encode import FixedGrant, FixedUser, Request
 from .sym import AND, OR, Sorts, string_val, z
 from .witness import Decoder, Replayer, Witness
 
@@ -195,7 +195,7 @@ class Session:
             return None
         return f"{violation.message} (schema {violation.pointer or '/'})"
 
-    def request(self, grant: FixedGrant | None = None, server: str | None = None) -> Request:
+    def request(self, grant: FixedGrant | FixedUser | None = None, server: str | None = None) -> Request:
         return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms)
 
     def solve(self, solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, isolate: bool = False,

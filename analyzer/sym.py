@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass, field
+from typing import Any
 from fractions import Fraction
 
 import z3
@@ -49,13 +50,15 @@ def real_val(v, ctx: z3.Context) -> z3.ArithRef:
 
 
 # ---- constant-folding booleans ---------------------------------------------------------------
+# They take the Z3 context first, as every term builder here does, so call sites read alike;
+# folding constants needs no context (`_ctx`).
 
 
 def is_const(b) -> bool:
     return isinstance(b, bool)
 
 
-def AND(ctx, *xs):
+def AND(_ctx, *xs):
     out = []
     for x in xs:
         if x is False:
@@ -68,7 +71,7 @@ def AND(ctx, *xs):
     return out[0] if len(out) == 1 else z3.And(*out)
 
 
-def OR(ctx, *xs):
+def OR(_ctx, *xs):
     out = []
     for x in xs:
         if x is True:
@@ -81,7 +84,7 @@ def OR(ctx, *xs):
     return out[0] if len(out) == 1 else z3.Or(*out)
 
 
-def NOT(ctx, x):
+def NOT(_ctx, x):
     if isinstance(x, bool):
         return not x
     return z3.Not(x)
@@ -132,13 +135,6 @@ def z(ctx, b) -> z3.BoolRef:
     return z3.BoolVal(b, ctx) if isinstance(b, bool) else b
 
 
-def EQ(ctx, a, b):
-    """Equality of two payloads that may be Python constants or Z3 terms."""
-    if not isinstance(a, z3.ExprRef) and not isinstance(b, z3.ExprRef):
-        return a == b
-    return a == b  # z3 overloads ==
-
-
 # ---- sorts -----------------------------------------------------------------------------------
 
 
@@ -160,13 +156,13 @@ class Sorts:
     def __init__(self, ctx: z3.Context):
         self.ctx = ctx
         self.cache: dict = {}  # per-context helpers: the regex translator, unknown tests
-        S, R, B, I = z3.StringSort(ctx), z3.RealSort(ctx), z3.BoolSort(ctx), z3.IntSort(ctx)
+        S, R, B, Z = z3.StringSort(ctx), z3.RealSort(ctx), z3.BoolSort(ctx), z3.IntSort(ctx)
         E = z3.Datatype("Elem", ctx)
         E.declare("estr", ("es", S))
         E.declare("enum", ("en", R))
         E.declare("ebool", ("eb", B))
         E.declare("enull")
-        E.declare("ecomp", ("ecid", I))
+        E.declare("ecomp", ("ecid", Z))
         self.Elem = E.create()
         self.Seq = z3.SeqSort(self.Elem)
         self.Kind, values = z3.EnumSort("Kind", list(KINDS), ctx=ctx)
@@ -213,7 +209,7 @@ class LitArr:
 class ArgArr:
     """An array that is the value of argument path `path` (term `var`)."""
 
-    var: object
+    var: PathVar
     path: tuple
 
 
@@ -250,7 +246,7 @@ class Ent:
 class Alt:
     kind: str  # str num bool null arr obj ent
     guard: object  # bool or z3.BoolRef
-    val: object = None
+    val: Any = None  # by kind: a Python constant or Z3 term, an Ent (ent), ArgArr/LitArr (arr), ArgObj/LitObj (obj)
 
 
 @dataclass
@@ -264,7 +260,7 @@ class SV:
         return SV([Alt(kind, True, val)])
 
     @staticmethod
-    def boolean(ctx, defined, value) -> "SV":
+    def boolean(_ctx, defined, value) -> "SV":
         if defined is False:
             return SV([])
         return SV([Alt("bool", defined, value)])

@@ -63,6 +63,7 @@ def _compare(program: Program, jprog: Program, fixed, server, timeout_ms: int) -
             if o.status == "unknown":
                 return f"could not prove the JSON form equivalent for {label}: {o.reason}"
             w = o.witness
+            assert w is not None  # sat, asked with witness=True
             d_src = session.replayer.decide(program, w)
             d_out = session.replayer.decide(jprog, w)
             if d_src.allowed != src_allows or d_out.allowed == src_allows:

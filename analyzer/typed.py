@@ -37,12 +37,17 @@ class SchemaAssumption:
     def __init__(self, tool: str, input_schema: dict):
         self.tool = tool
         self.schema = input_schema if isinstance(input_schema, dict) else {}
-        self.root = root_view(self.schema)
+        self.root = root_view(as_2020_12(self.schema))
+        # a schema whose meaning this module does not read exactly as the gateway's
+        # validator does assumes nothing beyond "the arguments are an object" (sound)
+        self.unmodelled = unmodelled(self.schema)
 
     # -- the request's paths -------------------------------------------------------------------
     def prepare(self, req) -> None:
         """Track every required key (to a small depth), so a witness carries what the schema
         demands even when no rule reads it."""
+        if self.unmodelled:
+            return
         todo: list[tuple[tuple, View]] = [((), self.root)]
         while todo:
             path, view = todo.pop()
@@ -55,6 +60,8 @@ class SchemaAssumption:
 
     def constraints(self, req) -> list:
         ctx = req.ctx
+        if self.unmodelled:
+            return [req.paths[()].is_("obj")]
         out: list = []
         views: dict[tuple, View | None] = {(): self.root}
         for path in sorted(req.paths, key=len):
@@ -175,6 +182,75 @@ def _required_everywhere(view: View) -> list[str]:
         req = [k for k in alt.get("required", []) if isinstance(k, str)] if isinstance(alt.get("required"), list) else []
         out = req if out is None else [k for k in out if k in req]
     return out or []
+
+
+_DIALECT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+_DIALECT_2019_09 = "https://json-schema.org/draft/2019-09/schema"
+_DRAFTS_6_7 = ("http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-06/schema")
+# keywords drafts 6 and 7 do not have: their validators ignore them
+_NEWER_KEYWORDS = ("dependentSchemas", "dependentRequired", "unevaluatedProperties", "unevaluatedItems", "prefixItems",
+                   "minContains", "maxContains")
+
+
+def _dialect(schema: dict) -> str | None:
+    d = schema.get("$schema")
+    return d.rstrip("#") if isinstance(d, str) else (None if d is None else "?")
+
+
+def as_2020_12(schema: dict) -> dict:
+    """A draft-6/7 schema as its validator reads it, in 2020-12 terms: a `$ref` replaces
+    its siblings (they are ignored beside it), and keywords those drafts lack are dropped.
+    Other dialects are left alone (`unmodelled` decides whether they are read at all)."""
+    if _dialect(schema) not in _DRAFTS_6_7:
+        return schema
+
+    def walk(n, depth=0):
+        if depth > 64:
+            return {}
+        if isinstance(n, dict):
+            if isinstance(n.get("$ref"), str):
+                keep = {"$ref": n["$ref"]}
+                if n is schema:  # the root keeps the definitions its references point into
+                    keep.update({k: walk(v, depth + 1) for k, v in n.items() if k in ("definitions", "$defs")})
+                return keep
+            return {k: walk(v, depth + 1) for k, v in n.items() if k not in _NEWER_KEYWORDS}
+        if isinstance(n, list):
+            return [walk(x, depth + 1) for x in n]
+        return n
+
+    return walk(schema)
+
+
+def unmodelled(schema: dict) -> str | None:
+    """Why the typed-call assumption must not be read from `schema`, or None.
+
+    The model below reads JSON Schema 2020-12 (the dialect MCP declares) with local `$ref`s
+    resolved against the document root. The gateway validates by the schema's declared
+    `$schema` and resolves references by the standard's base-URI rules, so where those can
+    differ from the model — another dialect (draft-07 ignores keywords beside a `$ref`,
+    draft-04 has no `const`), an `$id` that moves the base of a reference, a reference with
+    percent-encoding or one that is not local — the analysis assumes nothing of that tool's
+    arguments: a proof stays a proof, only less is proved."""
+    dialect = _dialect(schema)
+    if dialect not in (None, _DIALECT_2020_12, _DIALECT_2019_09) + _DRAFTS_6_7:
+        return f"the schema declares the dialect {str(schema.get('$schema'))[:80]!r}; the analysis reads 2020-12 and drafts 6, 7 and 2019-09"
+    stack: list = [schema]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            if n is not schema and "$id" in n:
+                return "a nested `$id` changes what its references resolve to"
+            for key in ("$ref", "$dynamicRef", "$recursiveRef"):
+                ref = n.get(key)
+                if ref is not None and (not isinstance(ref, str) or not ref.startswith("#") or "%" in ref
+                                        or key != "$ref"):
+                    return f"the reference {str(ref)[:80]!r} is not a plain local pointer"
+            if "$anchor" in n or "$dynamicAnchor" in n or "$recursiveAnchor" in n:
+                return "anchors change what references resolve to"
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
+    return None
 
 
 def catalog_schemas(catalog) -> dict[str, SchemaAssumption]:

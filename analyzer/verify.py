@@ -33,6 +33,7 @@ replay (possible only where the encoding over-approximates) makes the result UNK
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import z3
 
@@ -61,7 +62,7 @@ class AssertResult:
     tools_checked: int = 0
 
     def to_dict(self) -> dict:
-        d = {"id": self.id, "kind": self.kind, "status": self.status, "message": self.message,
+        d: dict[str, Any] = {"id": self.id, "kind": self.kind, "status": self.status, "message": self.message,
              "line": self.span.line, "col": self.span.col, "tools_checked": self.tools_checked}
         if self.tool is not None:
             d["tool"] = self.tool
@@ -124,8 +125,10 @@ def verify(program: Program, *, timeout_ms: int = 2000, session: Session | None 
         if a.tools is None:
             tools = all_tools
         elif catalog is not None:
-            tools = sorted(t for t in a.tools if t in session.schemas)
-            missing = sorted(t for t in a.tools if t not in session.schemas and t not in program.groups)
+            schemas = session.schemas
+            assert schemas is not None  # typed: the catalog is the schemas' tools
+            tools = sorted(t for t in a.tools if t in schemas)
+            missing = sorted(t for t in a.tools if t not in schemas and t not in program.groups)
             if missing:  # `assert_problems(program, catalog)` reports it as an input error first
                 out.append(AssertResult(a.id, a.stmt.kind, "unknown",
                                         f"the catalog has no tool {', '.join(repr(t) for t in missing)}: an assertion "
@@ -186,6 +189,7 @@ def _one(session: Session, program: Program, a: AssertInfo, tool: str, other: st
     if o.status == "unknown":
         return AssertResult(a.id, st.kind, "unknown", o.reason, st.span, tool, reasons=sorted(d.enc.reasons))
     w = o.witness
+    assert w is not None  # sat, asked with witness=True
     decision = session.replayer.decide(program, w)
     if st.kind == "allow":
         replayed = not decision.allowed
@@ -232,7 +236,7 @@ def _by(program: Program, decision) -> str:
 # ---- visible: ∀ grant ∃ call -------------------------------------------------------------
 
 
-def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str,
+def _visible(session: Session, program: Program, a: AssertInfo, tool: str, other: str | None,
              rounds: int = 16) -> AssertResult | None:
     """∀ selected grant ∃ allowed call, by refinement; None when proved.
 
@@ -362,6 +366,7 @@ def _replay_invisible(session: Session, program: Program, a: AssertInfo, w: Witn
         why = "; ".join(sorted(reasons)) or "the witness did not replay (an analyzer bug: please report it)"
         return AssertResult(a.id, st.kind, "unknown", f"a possible counterexample could not be confirmed ({problem}): {why}",
                             st.span, w.tool, reasons=sorted(reasons))
+    assert first is not None  # the probes ran
     dd = first.to_dict(program.filename if program.origin == "mcpp" else None)
     return AssertResult(a.id, st.kind, "fail", message, st.span, w.tool, w, dd)
 

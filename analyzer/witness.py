@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import Any
 
 import z3
 
@@ -64,7 +65,7 @@ class Witness:
         return who
 
     def to_dict(self) -> dict:
-        d = {"request": self.call()}
+        d: dict[str, Any] = {"request": self.call()}
         if self.user:
             d["caller"] = {"type": "User", "id": self.grant_id, "attrs": dict(sorted(self.attrs.items())),
                            "groups": list(self.groups)}
@@ -111,7 +112,7 @@ class StateStore:
         counter = "|".join(parts[1:-2])
         return float(self.counts.get((counter, scope, window), 0))
 
-    def reserve(self, charges):  # pragma: no cover - replay never reserves
+    def reserve(self, charges):  # noqa: ARG002 (CounterStore's signature)  # pragma: no cover - replay never reserves
         raise RuntimeError("replay does not reserve")
 
     def release(self, charges):  # pragma: no cover
@@ -234,7 +235,7 @@ class Decoder:
             return True, {k: list(v) if isinstance(v, tuple) else v for k, v in req.grant.attrs}
         if req.user is None or not z3.is_true(self.ev(req.user)):
             return False, {}
-        attrs = {}
+        attrs: dict[str, object] = {}
         for key, (present, sv) in sorted(req.user_attrs.items()):
             name, t = key.split(":", 1)
             if name in attrs or not z3.is_true(self.ev(present)):
@@ -434,7 +435,7 @@ def _pin_user(req, w: Witness) -> list:
         v = w.attrs.get(name) if w.user else None
         ok = v is not None and _fits_type(t, v)
         out.append(present == z3.BoolVal(ok, ctx))
-        if not ok:
+        if not ok or v is None:
             continue
         (alt,) = sv.alts
         if t == "String":

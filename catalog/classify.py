@@ -124,7 +124,9 @@ def classify(tool: ToolInfo) -> Classification:
         kind = "destructive"
         reason = "no annotations and " + name_text + ": the spec's defaults make it destructive until shown otherwise"
     else:
-        kind = max((by_ann, by_name), key=lambda k: rank[k])
+        worst = max((by_ann, by_name), key=lambda k: rank[k])
+        assert worst is not None  # one of the two is set
+        kind = worst
         reason = f"{ann_text}; {name_text}"
         if conflict:
             reason += f" — the name contradicts the server's hint, so the more dangerous reading ({kind}) wins"

@@ -36,9 +36,11 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any
 
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
+from jsonschema.protocols import Validator
 
 from mcpp.lang.regex import RegexError, compile_regex
 
@@ -64,12 +66,12 @@ def _search(pattern: str, text: str) -> bool:
         return False
 
 
-def _pattern(validator, patrn, instance, schema):
+def _pattern(validator, patrn, instance, schema):  # noqa: ARG001 (jsonschema's keyword-validator signature)
     if validator.is_type(instance, "string") and not _search(patrn, instance):
         yield ValidationError("does not match the pattern")
 
 
-def _pattern_properties(validator, pattern_properties, instance, schema):
+def _pattern_properties(validator, pattern_properties, instance, schema):  # noqa: ARG001 (jsonschema's signature)
     if not validator.is_type(instance, "object"):
         return
     for pattern, subschema in pattern_properties.items():
@@ -130,14 +132,15 @@ def compile_schema(schema) -> object:
     """A validator for `schema`, or SchemaUnusable."""
     if not isinstance(schema, (dict, bool)):
         raise SchemaUnusable("the input schema is not a JSON object")
-    base = Draft202012Validator
+    base: type[Validator] = Draft202012Validator
     if isinstance(schema, dict) and "$schema" in schema:
         uri = schema["$schema"]
         if not isinstance(uri, str) or uri.rstrip("#") not in _KNOWN_DIALECTS:
             raise SchemaUnusable(f"unsupported JSON Schema dialect {str(uri)[:100]!r}")
         base = validators.validator_for(schema, default=Draft202012Validator)
     try:
-        base.check_schema(schema)
+        # the stubs type a schema as a mapping; jsonschema takes the boolean schemas too
+        base.check_schema(schema)  # type: ignore[arg-type]
     except SchemaError as e:
         raise SchemaUnusable(f"not a valid JSON Schema: {e.message[:200]}") from None
     keys = {k for k, _ in _walk(schema)}
@@ -259,9 +262,9 @@ def _choices(values) -> str:
 
 def describe(err: ValidationError) -> str:
     """A sentence a model can act on: which argument, what the schema expects."""
-    kw, val, inst, path = err.validator, err.validator_value, err.instance, list(err.absolute_path)
-    if kw is None:  # the `false` schema
-        kw = "false"
+    val: Any = err.validator_value  # the keyword's value, as the schema wrote it
+    inst, path = err.instance, list(err.absolute_path)
+    kw = err.validator if isinstance(err.validator, str) else "false"  # None: the `false` schema
     if kw == "required" and isinstance(inst, dict):
         missing = [p for p in val if p not in inst]
         name = _where(path + missing[:1])

@@ -94,6 +94,7 @@ def catalog_diagnostics(policy_path: str | Path, program, catalog_path: str | Pa
 
     from .validate import validate
 
+    catalog: Catalog | None
     try:
         if catalog_path is not None:
             catalog = load_catalog(catalog_path)

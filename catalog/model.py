@@ -95,7 +95,8 @@ class ToolInfo:
     @classmethod
     def from_wire(cls, tool: dict) -> "ToolInfo":
         tool = sort_keys(definition_of(tool))
-        raw_ann = tool.get("annotations") if isinstance(tool.get("annotations"), dict) else {}
+        given = tool.get("annotations")
+        raw_ann = given if isinstance(given, dict) else {}
         title = tool.get("title")
         if title is None and isinstance(raw_ann.get("title"), str):
             title = raw_ann["title"]
@@ -103,7 +104,7 @@ class ToolInfo:
         return cls(
             name=tool["name"],
             title=title if isinstance(title, str) else None,
-            description=tool.get("description") if isinstance(tool.get("description"), str) else "",
+            description=description if isinstance(description := tool.get("description"), str) else "",
             input_schema=schema if isinstance(schema, dict) else {"type": "object"},
             annotations=effective_annotations(raw_ann),
             hash=tool_hash(tool),

@@ -9,10 +9,10 @@ requires it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 from mcpp.lang.diagnostics import did_you_mean
+from mcpp.lang.regex import RegexError, compile_regex
 from mcpp.lang.values import json_type  # noqa: F401 - re-exported for catalog.validate
 
 JSON_TYPES = ("string", "number", "boolean", "null", "array", "object")
@@ -166,9 +166,11 @@ class View:
             if ts is not None and "object" not in ts:
                 continue
             object_alts += 1
-            props = alt.get("properties") if isinstance(alt.get("properties"), dict) else {}
+            given = alt.get("properties")
+            props = given if isinstance(given, dict) else {}
             names.extend(k for k in props if k not in names)
-            req = alt.get("required") if isinstance(alt.get("required"), list) else []
+            listed = alt.get("required")
+            req = listed if isinstance(listed, list) else []
             if key not in req:
                 required_all = False
             if key in props:
@@ -178,11 +180,11 @@ class View:
             pats = alt.get("patternProperties")
             if isinstance(pats, dict):
                 for pat, sub in pats.items():
-                    try:
-                        if re.search(pat, key):
+                    try:  # RE2, as the gateway's validator runs it (catalog/conformance.py)
+                        if compile_regex(pat).search(key) is not None:
                             declared.extend(resolve(sub, self.root))
                             pattern_hit = True
-                    except re.error:
+                    except (RegexError, TypeError, ValueError, UnicodeError):
                         open_ = True
             if pattern_hit:
                 continue

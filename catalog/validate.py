@@ -14,6 +14,7 @@ condition, it lets the call through uncounted (fails open) — an error.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import has_path, input_path
@@ -114,7 +115,11 @@ class _Validator:
         for s in doc.statements:
             if isinstance(s, ir.Hide):
                 for t in s.tools:
-                    self.tool_ref(t, "warning", "in hide")
+                    # hiding a tool the server does not have may be deliberate (in case it
+                    # appears); one a letter away from a real tool is a typo that leaves the
+                    # tool meant listed and callable (fail open): an error
+                    typo = t.type == "Action" and did_you_mean(t.id, self.catalog.tools) is not None
+                    self.tool_ref(t, "error" if typo else "warning", "in hide")
             elif isinstance(s, ir.Group):
                 for t in s.members:
                     self.tool_ref(t, "error", f"in group {s.entity.id!r}")
@@ -129,8 +134,9 @@ class _Validator:
             elif isinstance(s, (ir.Policy, ir.Limit, ir.Assert)):
                 for t in s.scope.action.entities:
                     self.tool_ref(t, "error", "in the scope")
+        infos: list[tuple[ir.Policy | ir.Limit | ir.Assert, str, str, frozenset[str] | None]]
         infos = [(p.stmt, p.stmt.effect, p.id, p.tools) for p in self.program.policies]
-        infos += [(l.stmt, "limit", l.id, l.tools) for l in self.program.limits]
+        infos += [(lim.stmt, "limit", lim.id, lim.tools) for lim in self.program.limits]
         infos += [(a.stmt, "assert", a.id, a.tools) for a in self.program.asserts]
         for stmt, kind, sid, tools in infos:
             for c in stmt.clauses:
@@ -214,13 +220,16 @@ class _Validator:
                     optional[t] = p
                     break
         if optional:
-            self.unguarded(e, path, optional, st, clause)
+            self.unguarded(e, optional, st, clause)
 
     def unknown_path(self, e, path: Path, bad: dict, st: _Stmt) -> None:
         kinds = {r.problem_kind for r in bad.values()}
         tools = sorted(bad)
         first = bad[tools[0]]
-        severity = "warning" if kinds == {"undeclared"} else "error"
+        # a key the schema lets through but does not declare: in a permit the condition
+        # fails closed (the tool never reads it, so callers rarely send it), in a forbid or a
+        # limit it fails open (the guard applies only to callers who send the key)
+        severity = "warning" if kinds == {"undeclared"} and st.kind not in ("forbid", "limit") else "error"
         notes = []
         fix = None
         if len(tools) > 1:
@@ -231,9 +240,11 @@ class _Validator:
             if isinstance(e, ir.GetAttr):
                 fix = {"title": f"Use context.input.{'.'.join(fixed)}",
                        "edits": [_edit(e.span, fmt_expr(_path_expr(fixed)))]}
-        if severity == "warning":
+        if kinds == {"undeclared"}:
             notes.append("the schema lets undeclared keys through, but the server ignores what it does not declare; "
                          "a condition on it tests something the tool never reads")
+            if severity == "error":
+                notes.append(f"a {st.kind} guarded by it applies only to callers who choose to send it")
         elif st.kind in ("forbid", "limit"):
             if kinds == {"absent"}:
                 notes.append("the gateway refuses calls with arguments the tool does not declare (typed calls), "
@@ -243,7 +254,7 @@ class _Validator:
             notes.append(f"a {st.kind} whose condition reads a missing argument never applies")
         self.emit((UNKNOWN_ARGUMENT, e.span.start), first.problem, e.span, severity, UNKNOWN_ARGUMENT, notes, fix)
 
-    def unguarded(self, e, path: Path, optional: dict[str, Path], st: _Stmt, clause: ir.Clause) -> None:
+    def unguarded(self, e, optional: dict[str, Path], st: _Stmt, clause: ir.Clause) -> None:
         opt = max(optional.values(), key=len)
         name = ".".join(opt)
         tools = sorted(optional)
@@ -345,7 +356,7 @@ class _Validator:
                 notes.append(f"the argument is a string: compare with {fmt_expr(text)}")
             elif all(ts is not None and "number" in ts for ts in wrong.values()) and lt == "string":
                 try:
-                    num = float(lit.value)
+                    num = float(cast(str, lit.value))  # lt == "string"
                     val = int(num) if num.is_integer() else num
                     fix = {"title": "Compare with the number", "edits": [_edit(lit.span, fmt_expr(ir.Lit(val)))]}
                     notes.append(f"the argument is a number: compare with {fmt_expr(ir.Lit(val))}")
@@ -355,8 +366,8 @@ class _Validator:
                       f"`{name}` is {ty}, so it never equals {fmt_expr(lit)} (always {always})",
                       lit.span, "error", TYPE_MISMATCH, notes, fix)
             return
-        sets = [v.values for v in views.values()]
-        if all(s is not None for s in sets) and not any(_json_eq(lit.value, x) for s in sets for x in s):
+        sets = [v.values for v in views.values() if v.values is not None]
+        if len(sets) == len(views) and not any(_json_eq(lit.value, x) for s in sets for x in s):
             allowed = sorted({fmt_expr(ir.Lit(x)) for s in sets for x in s if isinstance(x, (str, int, float, bool)) or x is None})
             self.emit((ENUM_MISMATCH, lit.span.start),
                       f"`{name}` only takes {', '.join(allowed)}; {fmt_expr(lit)} never matches", lit.span, "warning",

@@ -214,6 +214,7 @@ def cond_expr(c: Cond) -> ir.Expr:
         h = ir.Has(ir.GetAttr(ir.Var("context"), "input"), c.path) if c.path else ir.Lit(True)
         return h if c.value is not False else ir.Not(h)
     if c.op == "regex":
+        assert isinstance(c.value, str), c  # validation refuses a non-string pattern
         return ir.Matches(p, c.value)
     if c.op == "contains":
         return ir.Call(p, "contains", (value_expr(c.value),))

@@ -48,7 +48,8 @@ _TOKENS = (Tok, Token)
 def _edge(c, last: bool) -> Span | None:
     """The span of the first (or last) token or node inside a builder value."""
     if isinstance(c, _TOKENS):
-        return Span(c.line, c.column, c.end_line, c.end_column, c.start_pos, c.end_pos)
+        # lark types a Token's position Optional; the parser's tokens all carry one
+        return Span(c.line, c.column, c.end_line, c.end_column, c.start_pos, c.end_pos)  # type: ignore[arg-type]
     span = getattr(c, "span", None)
     if span is not None:
         return span
@@ -95,6 +96,7 @@ def rule(fn):
                 if s is not None:
                     last = (s.end_line, s.end_col, s.end)
                     break
+            assert last is not None  # a rule with a positioned first child has a last one
             span = Span(first[0], first[1], last[0], last[1], first[2], last[2])
         vals = [c for c in children if c is not None and (type(c) not in _TOKENS or c.type in _SEMANTIC)]
         return fn(self, span, *vals)
@@ -170,7 +172,7 @@ class IRBuilder:
         return ir.Var(str(tok), span)
 
     @rule
-    def input_path(self, span, tok):
+    def input_path(self, _span, tok):
         """`context.input.a.b` (one token) → the GetAttr chain, each node with its own span."""
         line, col, start = tok.line, tok.column, tok.start_pos
         e: ir.Expr = ir.Var("context", Span(line, col, line, col + 7, start, start + 7))
@@ -181,7 +183,7 @@ class IRBuilder:
         return e
 
     @rule
-    def primary(self, span, inner):  # `( expr )`
+    def primary(self, _span, inner):  # `( expr )`
         return inner
 
     # -- entities ------------------------------------------------------------
@@ -198,7 +200,7 @@ class IRBuilder:
         return ir.EntityLit(ref, span)
 
     @rule
-    def entity_items(self, span, *ents):
+    def entity_items(self, _span, *ents):
         return tuple(ents)
 
     # -- expressions ---------------------------------------------------------
@@ -239,7 +241,7 @@ class IRBuilder:
         return ir.Is(obj, etype.value, in_, span)
 
     @rule
-    def arith(self, span, a, op, b):
+    def arith(self, span, _a, op, _b):
         self.error(
             f"arithmetic ('{op}') is not supported in mcpp",
             span,
@@ -297,7 +299,7 @@ class IRBuilder:
         return ir.Lit(False, span)
 
     @rule
-    def func_call(self, span, name, *args):
+    def func_call(self, span, name, *_args):
         name = str(name)
         if name in EXTENSION_FUNCTIONS:
             self.error(
@@ -323,7 +325,7 @@ class IRBuilder:
         return ir.RecordLit(tuple(entries), span)
 
     @rule
-    def record_entry(self, span, key, value):
+    def record_entry(self, _span, key, value):
         k = self.string(key) if key.type == "STRING" else str(key)
         return (k, value)
 
@@ -333,7 +335,7 @@ class IRBuilder:
         return ir.Annotation(str(name), self.string(value) if value is not None else "", span)
 
     @rule
-    def annotations(self, span, *items):
+    def annotations(self, _span, *items):
         seen: set[str] = set()
         for a in items:
             if a.key in seen:
@@ -433,7 +435,7 @@ class IRBuilder:
         return _Pos(("increment", expr), span)
 
     @rule
-    def expr_path(self, span, e):
+    def expr_path(self, _span, e):
         return e
 
     @rule
@@ -533,5 +535,5 @@ class IRBuilder:
         return ir.EntityDecl(str(name), parents, attrs, annotations, self.tspan(name), span)
 
     @rule
-    def start(self, span, *statements):
+    def start(self, _span, *statements):
         return list(statements)

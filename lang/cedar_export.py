@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from dataclasses import replace as dataclasses_replace
 from decimal import Decimal
 from fractions import Fraction
+from typing import cast
 
 from . import ir
 from .cedar_regex import regex_as_likes
@@ -211,13 +212,13 @@ class _Typed:
             return Raw("true" if v else "false") if isinstance(v, bool) else None
         if k == "Long":
             if is_number(v):
-                q = exact(v)  # type: ignore[arg-type]
+                q = exact(v)
                 if q.denominator == 1 and LONG_MIN <= q.numerator <= LONG_MAX:
                     return Raw(str(q.numerator))
             return None
         if k == "decimal":
             if is_number(v):
-                t = decimal_text(exact(v))  # type: ignore[arg-type]
+                t = decimal_text(exact(v))
                 return Raw(t) if t else None
             return None
         if k == "Set":
@@ -383,7 +384,7 @@ class _Typed:
             if op in ("==", "!="):
                 return Val(BOOL, const=cedar_eq(a.const, b.const) == (op == "=="))
             if is_number(a.const) and is_number(b.const):
-                return Val(BOOL, const=_cmp(exact(a.const), op, exact(b.const)))  # type: ignore[arg-type]
+                return Val(BOOL, const=_cmp(exact(a.const), op, exact(b.const)))
             return ERRV
         if op in ("==", "!="):
             eq = self.equals(a, b, e.span)
@@ -432,7 +433,7 @@ class _Typed:
         if b.is_const:
             if not is_number(b.const):
                 return ERRV
-            q = exact(b.const)  # type: ignore[arg-type]
+            q = exact(b.const)
             scale = 1 if ta.kind == "Long" else DECIMAL_SCALE
             bound = _grid_bound(q, op, scale)
             lo, hi = Fraction(LONG_MIN, scale), Fraction(LONG_MAX, scale)
@@ -548,8 +549,8 @@ class _Typed:
         targets: list[tuple[str, str]] = consts  # type: ignore[assignment]
         atype = a.ty.entity  # type: ignore[union-attr]
         if a.is_const:
-            kind, aid = a.const  # type: ignore[misc]
-            kind, aid = str(kind), str(aid)
+            pair = cast("tuple[object, object]", a.const)  # an entity constant: (type, id)
+            kind, aid = str(pair[0]), str(pair[1])
             if kind == "Action":
                 return Val(BOOL, const=any(t[0] == "Action" and self.in_group(aid, t[1]) for t in targets))
             if kind in ("Grant", "User"):  # the caller's groups: Cedar reads them from the entity store
@@ -614,7 +615,7 @@ class _Typed:
             return ERRV
         if e.method == "isEmpty":
             if obj.is_const:
-                return Val(BOOL, const=len(obj.const) == 0) if isinstance(obj.const, list) else ERRV  # type: ignore[arg-type]
+                return Val(BOOL, const=len(obj.const) == 0) if isinstance(obj.const, list) else ERRV
             if obj.ty is None or obj.ty.kind != "Set":
                 return ERRV
             return Val(BOOL, Method(obj.text, "isEmpty", ()), guard=obj.guard)  # type: ignore[arg-type]
@@ -670,7 +671,7 @@ class _Typed:
             if want_all:
                 if any(i is None for i in items):
                     return Val(BOOL, const=False, guard=guard)
-                kept = tuple(dict.fromkeys(items))
+                kept = tuple(dict.fromkeys(i for i in items if i is not None))  # none is
                 if not kept:
                     return Val(BOOL, const=True, guard=guard)
             else:
@@ -778,6 +779,7 @@ class _Verbatim:
                 return TRUE if v else FALSE
             if isinstance(v, int):
                 return Raw(str(v))
+            assert isinstance(v, str)  # a literal's last kind
             return Raw(quote(v))
         if isinstance(e, ir.Var):
             return Raw(e.name)
@@ -793,12 +795,12 @@ class _Verbatim:
             return AndC((Bin("==", Raw("principal"), x(e.obj)), x(dataclasses_replace(e, obj=ir.Var("principal", e.obj.span)))))
         if isinstance(e, ir.Has):
             obj = x(e.obj)
-            parts: list[C] = []
+            checks: list[C] = []
             cur = obj
             for k in e.path:
-                parts.append(HasC(cur, k))
+                checks.append(HasC(cur, k))
                 cur = Attr(cur, k)
-            return parts[0] if len(parts) == 1 else AndC(tuple(parts))
+            return checks[0] if len(checks) == 1 else AndC(tuple(checks))
         if isinstance(e, ir.Like):
             return LikeC(x(e.obj), e.pattern)
         if isinstance(e, ir.Matches):
@@ -1146,13 +1148,13 @@ def export_program(
                 r.span = stmt.span
             problems.append((stmt, r))
     diags: list[Diagnostic] = []
-    for stmt, r in problems:
+    for stmt, refusal in problems:
         if partial:
-            diags.append(Diagnostic(f"left out of the Cedar export: {_kind(stmt, program)}: {r.message}; {_consequence(stmt)}",
-                                    r.span or stmt.span, "warning", "cedar-export", filename))
+            diags.append(Diagnostic(f"left out of the Cedar export: {_kind(stmt, program)}: {refusal.message}; "
+                                    f"{_consequence(stmt)}", refusal.span or stmt.span, "warning", "cedar-export", filename))
         else:
-            diags.append(Diagnostic(f"cannot export to Cedar: {_kind(stmt, program)}: {r.message}",
-                                    r.span or stmt.span, "error", "cedar-export", filename))
+            diags.append(Diagnostic(f"cannot export to Cedar: {_kind(stmt, program)}: {refusal.message}",
+                                    refusal.span or stmt.span, "error", "cedar-export", filename))
     if diags and not partial:
         raise MCPPError(diags, doc.source if doc is not None else None)
     policies = "\n\n".join(blocks) + ("\n" if blocks else "")

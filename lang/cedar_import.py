@@ -266,7 +266,7 @@ class _Rewrite:
         if isinstance(e, ir.EntityLit):
             return dataclasses.replace(e, entity=self.ref(e.entity))
         if isinstance(e, ir.Is):
-            e = dataclasses.replace(e, type=self.type_name(e.type))
+            e = dataclasses.replace(e, type=self.mapping.get(e.type, e.type))
         attr = _principal_attr(e)
         if attr is not None and attr in self.unreadable:
             self.r.error(f"the principal's attribute {attr!r} has the Cedar type {self.unreadable[attr]}, "

@@ -171,7 +171,8 @@ def ctype_of(schema: object, depth: int = 0) -> CType:
         props = schema.get("properties") or {}
         if not isinstance(props, dict):
             return opaque("\"properties\" is not an object")
-        required = schema.get("required") if isinstance(schema.get("required"), list) else []
+        listed = schema.get("required")
+        required = listed if isinstance(listed, list) else []
         attrs = []
         for name in sorted(props):
             at = ctype_of(props[name], depth + 1)

@@ -24,7 +24,6 @@ from .diagnostics import Diagnostic, MCPPError, Span
 from .evaluator import Env, compile_expr, scope_check
 from .identity import PrincipalError, check_user_groups, user_attributes
 from .ir import walk
-from .plan import ToolPlan
 from .program import LimitInfo, PolicyInfo, Program
 from .values import ERR, Entity
 
@@ -37,7 +36,7 @@ class GrantContext:
     label: str = ""
     groups: frozenset[str] = frozenset()
 
-    def entity(self, program: Program) -> Entity:
+    def entity(self, program: Program) -> Entity:  # noqa: ARG002 (PrincipalContext: a user reads the program)
         return Entity("Grant", self.id, {"label": self.label}, frozenset(("Group", x) for x in self.groups))
 
 
@@ -72,7 +71,7 @@ class _Ctx:
     tool: str | None  # None: "any other tool"
     grant: PrincipalContext | None  # the principal: a grant or a user
     server: str | None
-    _env: object = field(default=None)
+    _env: Env | None = field(default=None)
 
     def env(self) -> Env:
         if self._env is None:
@@ -119,7 +118,7 @@ def fold(e: ir.Expr, ctx: _Ctx) -> ir.Expr:
         if isinstance(e, (ir.Lit, ir.Error)):
             return e
         return _value_node(compile_expr(e)(ctx.env()), e.span)
-    new = e.map_children(lambda c: fold(c, ctx))  # type: ignore[arg-type]
+    new = e.map_children(lambda c: fold(c, ctx))
     if not isinstance(new, _LAZY) and any(isinstance(c, ir.Error) for c in new.children()):
         return ir.Error(e.span)
     return new
@@ -136,7 +135,7 @@ class _Refusal(Exception):
         self.rule_id, self.span, self.reason = rule_id, span, reason
 
 
-def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str, span: Span) -> bool:
+def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str) -> bool:
     """Fold the principal and resource scope; False if the rule cannot apply in this context."""
     for var, s, known in (("principal", scope.principal, ctx.grant), ("resource", scope.resource, ctx.server)):
         check = scope_check(s, var)
@@ -152,7 +151,7 @@ def _scope_applies(scope: ir.Scope, ctx: _Ctx, rule_id: str, span: Span) -> bool
 
 def _clause_dnfs(stmt, ctx: _Ctx, rule_id: str) -> list[tuple[ir.Clause, list]] | None:
     """Each clause's DNF (T for when, F for unless); None if the rule never applies here."""
-    if not _scope_applies(stmt.scope, ctx, rule_id, stmt.span):
+    if not _scope_applies(stmt.scope, ctx, rule_id):
         return None
     out = []
     for c in stmt.clauses:
@@ -178,7 +177,9 @@ def _entry(conj, on_deny: str | None) -> dict:
 def _limit_json(lim: ir.Limit) -> dict:
     d: dict = {"counter": lim.counter, "max": lim.max, "window": lim.window, "scope": lim.scope_kind}
     if lim.increment is not None:
-        d["increment_from"] = "args." + ".".join(input_path(lim.increment))
+        path = input_path(lim.increment)
+        assert path is not None, lim.increment  # validation: an increment is an argument path
+        d["increment_from"] = "args." + ".".join(path)
     if lim.reason:
         d["on_deny"] = lim.reason
     return d
@@ -193,7 +194,7 @@ def _check_keys(conj, rule_id: str, span: Span) -> None:
 
 @dataclass
 class _ToolPlan:
-    allow: object  # TOP | BOTTOM | list of (conj, on_deny) require entries
+    allow: list  # TOP | BOTTOM | list of (conj, on_deny) require entries
     deny_if: list
     limits: list
 
@@ -214,8 +215,9 @@ def _plan(program: Program, ctx: _Ctx) -> _ToolPlan:
     off the program's decision plan."""
     tool = ctx.tool
     plan = program.plan()
-    tp: ToolPlan = plan.for_tool(tool) if tool is not None else plan.other
-    allow: object = BOTTOM
+    tp = plan.for_tool(tool) if tool is not None else plan.other
+    assert tp is not None  # build_plan always sets `other`
+    allow: list = BOTTOM
     applicable = _applicable(tp.permits, ctx)
     if tp.default_allows:
         allow = TOP
@@ -396,7 +398,7 @@ def _fold_principal(e: ir.Expr, ctx: _Ctx) -> ir.Expr:
         return e
     if not (_vars(e) - {"principal"}):
         return _value_node(compile_expr(e)(ctx.env()), e.span)
-    new = e.map_children(lambda c: _fold_principal(c, ctx))  # type: ignore[arg-type]
+    new = e.map_children(lambda c: _fold_principal(c, ctx))
     if not isinstance(new, _LAZY) and any(isinstance(c, ir.Error) for c in new.children()):
         return ir.Error(e.span)
     return new

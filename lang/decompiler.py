@@ -14,6 +14,7 @@ byte, counts. Any other regex stays `.matches(…)`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 from . import ir
 from .formatter import format_document
@@ -26,7 +27,7 @@ _WILDCARD = "(?s:.*)"
 def decompile(text: str, filename: str = "<json>") -> str:
     doc = to_document(loads(text, filename), filename)
     header = f"// Decompiled from {Path(filename).name} by `mcpp decompile`; @id values are JSON pointers into it.\n\n"
-    return header + format_document(_restore_like(doc))
+    return header + format_document(doc.map_children(_restore_like))
 
 
 def like_chunks(regex: str) -> tuple[str, ...] | None:
@@ -82,5 +83,5 @@ def _restore_like(node: ir.Node) -> ir.Node:
     if isinstance(node, ir.Matches):
         chunks = like_chunks(node.regex)
         if chunks is not None:
-            return ir.Like(_restore_like(node.obj), chunks, node.span)
+            return ir.Like(cast(ir.Expr, _restore_like(node.obj)), chunks, node.span)  # an expression stays one
     return node.map_children(_restore_like)

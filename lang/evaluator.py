@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Callable, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol, cast
 
 from . import ir
 from .atoms import FLIP, input_path
@@ -76,7 +76,7 @@ def scope_check(scope: ir.EntityScope, var: str) -> Callable[[Env], bool] | None
 
 
 def _const(v: object) -> Closure:
-    return lambda env: v
+    return lambda _env: v
 
 
 # ---- tracing ----------------------------------------------------------------------------
@@ -131,7 +131,7 @@ def compile_expr(e: ir.Expr) -> Closure:
         raise TypeError(f"cannot evaluate {type(e).__name__}")
     if type(e) in (ir.SetLit, ir.RecordLit) and _is_constant(e):
         # a literal set or record is built once, not on every call (values are never mutated)
-        closure = _const(fn(e)(None))
+        closure = _const(fn(e)(cast(Env, None)))  # a constant reads no environment
     else:
         closure = fn(e)
     tracer = _TRACER.get()
@@ -309,7 +309,7 @@ def _cmp_const(left: Closure, op: str, v: object) -> Closure:
 
     f = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}[op]
     if not is_number(v):
-        return lambda env: ERR
+        return lambda _env: ERR
     k = _input_key(left)
     if k is not None:
 
@@ -323,7 +323,7 @@ def _cmp_const(left: Closure, op: str, v: object) -> Closure:
         return cmp_arg
 
     def cmp(env):
-        a = left(env)
+        a: Any = left(env)  # a number when `t` says so
         t = type(a)
         if t is int or t is float:
             return f(a, v)
@@ -379,7 +379,7 @@ def _entity_in(a: Entity, b: Entity, env: Env) -> bool:
 def _in(e: ir.In) -> Closure:
     left = compile_expr(e.left)
     if isinstance(e.right, ir.SetLit) and all(isinstance(i, ir.Lit) for i in e.right.items):
-        values = [i.value for i in e.right.items]
+        values = [i.value for i in e.right.items if isinstance(i, ir.Lit)]  # all are
         hashable = {(type(v), v) for v in values if type(v) in (str, bool) or v is None}
         if values and len(hashable) == len(values):
 
@@ -540,7 +540,8 @@ def _call(e: ir.Call) -> Closure:
         return is_empty
     arg = compile_expr(e.args[0])
     if m == "contains" and isinstance(e.obj, ir.SetLit) and _is_constant(e.obj):
-        values = [i.value for i in e.obj.items] if all(isinstance(i, ir.Lit) for i in e.obj.items) else None
+        values = ([i.value for i in e.obj.items if isinstance(i, ir.Lit)]
+                  if all(isinstance(i, ir.Lit) for i in e.obj.items) else None)
         if values and all(type(v) in (str, bool) or v is None for v in values):
             members = {(type(v), v) for v in values}
             k = _input_key(arg)
@@ -599,11 +600,11 @@ def _call(e: ir.Call) -> Closure:
     return contains_set
 
 
-def _error(e: ir.Error) -> Closure:
+def _error(_e: ir.Error) -> Closure:
     return _const(ERR)
 
 
-_COMPILERS = {
+_COMPILERS: dict[type, Callable[[Any], Closure]] = {
     ir.Error: _error,
     ir.Lit: _lit,
     ir.Var: _var,

@@ -115,7 +115,7 @@ def _chain(e: ir.Expr) -> tuple[str, list[ir.Expr]] | None:
     for cls, op in ((ir.And, "&&"), (ir.Or, "||")):
         if isinstance(e, cls):
             parts: list[ir.Expr] = []
-            node = e
+            node: ir.Expr = e
             while isinstance(node, cls):
                 parts.append(node.right)
                 node = node.left
@@ -323,7 +323,7 @@ def format_document(doc: ir.Document) -> str:
                 before, after = _item_comments(items, inside)
                 head = f"group {s.entity} = " if isinstance(s, ir.Group) else "hide "
                 header = [_annotation(a) for a in s.annotations] + _entity_list(head, items, "", before, after)
-        clause_of = {}
+        clause_of: dict[int, list[str]] = {}
         head_comments: list[str] = []
         clause_trailing: dict[int, list[str]] = {}
         clause_spans = [c.span for c, _ in clauses]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Callable, TypeVar, Union
+from typing import Any, Callable, TypeVar, Union
 
 from .diagnostics import NOSPAN, Span
 
@@ -42,10 +42,11 @@ class Node:
                 out.extend(x for _, x in v)
         return tuple(out)
 
-    def map_children(self: N, fn: Callable[["Node"], "Node"]) -> N:
+    def map_children(self: N, fn: Callable[[Any], "Node"]) -> N:
         """A copy with `fn` applied to every child (span kept); `self` if none changed.
         Nodes are never mutated: this is how a pass builds a changed tree."""
         changes = {}
+        nv: object
         for name, kind in _child_fields(type(self)):
             v = getattr(self, name)
             if kind == "one":

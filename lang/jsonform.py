@@ -17,7 +17,8 @@ import json
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
+from pydantic_core import ErrorDetails
 
 from . import ir
 from .atoms import OPS, Cond, cond_expr, parse_path, path_expr
@@ -76,7 +77,7 @@ def _diag(file: str, ptr: str, message: str, code: str = "json") -> Diagnostic:
 
 
 
-def _pydantic_message(err: dict) -> str:
+def _pydantic_message(err: ErrorDetails) -> str:
     t = err.get("type", "")
     if t == "extra_forbidden":
         return "unknown key"
@@ -211,12 +212,19 @@ def _reject_constant(name: str):
 # ---- meaning: JSON form → IR -------------------------------------------------------------
 
 
+def _checked_path(path: str) -> tuple[str, ...]:
+    """An argument path `validate` accepted, parsed."""
+    parsed = parse_path(path)
+    assert parsed is not None, path  # validate refused it otherwise
+    return parsed
+
+
 def _scope(tool: str) -> ir.Scope:
     return ir.Scope(ir.EntityScope(), ir.ActionScope("eq", (ir.EntityRef("Action", tool),)), ir.EntityScope())
 
 
 def _conj(conditions: list[Condition]) -> ir.Expr:
-    exprs = [cond_expr(Cond(parse_path(c.path), c.op, True if c.value is NOVALUE else c.value)) for c in conditions]
+    exprs = [cond_expr(Cond(_checked_path(c.path), c.op, True if c.value is NOVALUE else c.value)) for c in conditions]
     if not exprs:
         return ir.Lit(True)
     e = exprs[0]
@@ -247,7 +255,7 @@ def to_document(doc: PolicyDocument, filename: str = "<json>") -> ir.Document:
                 )
             )
         for i, lim in enumerate(entry.limits):
-            inc = path_expr(parse_path(lim.increment_from)) if lim.increment_from else None
+            inc = path_expr(_checked_path(lim.increment_from)) if lim.increment_from else None
             stmts.append(
                 ir.Limit(
                     lim.counter, _scope(tool), lim.max, lim.window, lim.scope, inc, (),

@@ -271,6 +271,7 @@ class Scanner:
                     return None  # trailing blanks
                 return self._fail(bad)
             shape = m.lastgroup
+            assert shape is not None  # every alternative of the pattern is a named group
             start = m.start(shape)
             if start != pos and "\n" in text[pos:start]:
                 self._lines(pos, start)
@@ -286,7 +287,9 @@ class Scanner:
                 self.pos = end
                 continue
             elif shape == "ETYPE":
-                key = _IDENT.match(text, start).group(0)
+                ident = _IDENT.match(text, start)
+                assert ident is not None  # an ETYPE starts with an identifier
+                key = ident.group(0)
                 if key not in self.keywords:
                     key = ""
             else:
@@ -299,7 +302,9 @@ class Scanner:
                 return self._fail(start)
             name, length = choice
             if length == WORD:
-                end = _IDENT.match(text, start).end()
+                ident = _IDENT.match(text, start)
+                assert ident is not None  # the lexicon says a word starts here
+                end = ident.end()
             elif length != WHOLE:
                 end = start + length
             self.pos = end

@@ -32,9 +32,9 @@ def load_policy(path: str | Path) -> Program:
     """`.json` → the JSON form; anything else → .mcpp source. Raises MCPPError."""
     text = read_text(path)
     if is_json(path, text):
-        from .jsonform import load_program
+        from .jsonform import load_program as load_json_program
 
-        return load_program(text, str(path))
+        return load_json_program(text, str(path))
     from .program import load_program
 
     return load_program(text, str(path))

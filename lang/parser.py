@@ -471,7 +471,6 @@ def split_statements(text: str) -> list[tuple[int, int]]:
     i = 0
     depth = 0
     start = 0
-    last_stmt_kw = -1  # offset where annotations before a keyword begin
     ann_start = -1
     seen_content = False
     while i < n:
@@ -578,8 +577,9 @@ def _chunks(p: _Parser, source: str, filename: str, whole: Parsed) -> list[Parse
     if not any(d.code == "syntax" for c in chunks for d in c.diagnostics):
         # Cutting the file hid the error (e.g. a string left open): report the whole-file one.
         i = home(whole.diagnostics[0].span)
-        c = chunks[i]
-        chunks[i] = Parsed(c.statements, c.comments, whole.diagnostics + c.diagnostics, False, c.start, c.end, len(source))
+        hit = chunks[i]
+        chunks[i] = Parsed(hit.statements, hit.comments, whole.diagnostics + hit.diagnostics, False, hit.start, hit.end,
+                           len(source))
     return chunks
 
 

@@ -74,14 +74,20 @@ class CounterGroup:
     limits: tuple[LimitInfo, ...]
 
     @staticmethod
-    def charge(applicable: list[tuple[LimitInfo, object]]) -> tuple[object, object, LimitInfo]:
+    def charge(applicable: list[tuple[LimitInfo, int | float]]) -> tuple[int | float, int | float, LimitInfo]:
         """For the limits of this group that apply to a call, each with its increment:
         (the amount the call adds, the max the total must stay within, the limit that
         names a denial). One call adds every increment; the smallest max binds."""
-        amount = sum(inc for _, inc in applicable)  # type: ignore[misc]
-        cap = min(li.stmt.max for li, _ in applicable)  # type: ignore[type-var]
+        amount = sum(inc for _, inc in applicable)
+        cap = min(_max(li) for li, _ in applicable)
         binding = next(li for li, _ in applicable if li.stmt.max == cap)
         return amount, cap, binding
+
+
+def _max(li: LimitInfo) -> int | float:
+    """A counted limit's max (a limit in a counter group has one)."""
+    assert li.stmt.max is not None
+    return li.stmt.max
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,5 +210,5 @@ def build_plan(program: Program) -> DecisionPlan:
             # every reservation keeps a count within the smallest max of the limits it
             # charges, so no count of this program passes the largest max on its key
             plan.counter_bounds[key] = max(plan.counter_bounds.get(key, Fraction(0)), Fraction(li.stmt.max))
-    program._plan = plan  # type: ignore[attr-defined]
+    program._plan = plan
     return plan

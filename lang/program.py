@@ -10,6 +10,7 @@ error) — all at once, each with its span.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import ir
 from .ir import walk
@@ -17,6 +18,9 @@ from .diagnostics import Diagnostic, MCPPError, Span
 from .identity import GRANT_ATTRS, PrincipalChecks, names_users
 from .regex import regex_error
 from .values import is_number
+
+if TYPE_CHECKING:
+    from .plan import DecisionPlan
 
 ENTITY_TYPES = {"Grant", "User", "Group", "Action", "Server"}
 PRINCIPAL_ATTRS = set(GRANT_ATTRS)  # a grant's; a user's are declared (`entity User`)
@@ -77,7 +81,7 @@ class Program:
     filename: str = "<input>"
     _plan: object = field(default=None, repr=False, compare=False)
 
-    def plan(self):
+    def plan(self) -> DecisionPlan:
         """The decision plan every backend consumes (`lang.plan`), built once."""
         from .plan import build_plan
 
@@ -135,7 +139,7 @@ MAX_DEPTH = 200  # every backend recurses over expressions; keep far from Python
 def nesting_depth(e: ir.Expr) -> int:
     """The depth of the expression tree (a chain `a && b && c` counts one level per operand)."""
     best = 0
-    stack = [(e, 1)]
+    stack: list[tuple[ir.Node, int]] = [(e, 1)]
     while stack:
         n, d = stack.pop()
         best = max(best, d)
@@ -368,8 +372,8 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
     for name in list(prog.hidden):
         if name in prog.groups:  # hiding a group hides every tool `in` it (itself included)
             span = prog.hidden[name]
-            for t in prog.groups[name]:
-                prog.hidden.setdefault(t, span)
+            for tool in prog.groups[name]:
+                prog.hidden.setdefault(tool, span)
 
     ids: dict[str, Span] = {}
     counters = {"permit": 0}

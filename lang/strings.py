@@ -9,6 +9,8 @@ against cedarpy). The formatter always re-quotes with `quote`, so output is cano
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 _SIMPLE = {"n": "\n", "r": "\r", "t": "\t", "\\": "\\", "0": "\0", "'": "'", '"': '"'}
 
 
@@ -16,6 +18,16 @@ class EscapeError(ValueError):
     def __init__(self, message: str, offset: int):
         super().__init__(message)
         self.offset = offset  # offset inside the literal, quotes included
+
+
+@overload
+def unescape(literal: str) -> str: ...
+@overload
+def unescape(literal: str, *, star: Literal[False]) -> str: ...
+@overload
+def unescape(literal: str, *, star: Literal[True]) -> tuple[str, ...]: ...
+@overload
+def unescape(literal: str, *, star: bool) -> tuple[str, ...] | str: ...
 
 
 def unescape(literal: str, *, star: bool = False) -> tuple[str, ...] | str:

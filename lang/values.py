@@ -12,6 +12,8 @@ compare as sets, `1 == 1.0` (JSON numbers), and `true != 1`.
 
 from __future__ import annotations
 
+from typing import Any, TypeGuard
+
 
 class _Err:
     """The result of an erroring evaluation (missing attribute, wrong type)."""
@@ -36,7 +38,7 @@ class Entity:
         self.id = id
         self.attrs = attrs or {}
         self.parents = parents  # frozenset of (type, id)
-        self.groups = None  # for grants: the group names it was built from (a cache check)
+        self.groups: frozenset[str] | None = None  # for grants: the group names it was built from (a cache check)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Entity) and self.type == other.type and self.id == other.id
@@ -52,7 +54,7 @@ class Entity:
         return (self.type, self.id)
 
 
-def is_number(v: object) -> bool:
+def is_number(v: object) -> TypeGuard[int | float]:
     """A JSON number: int or float, never bool (`True` is not `1` in mcpp or Cedar)."""
     t = type(v)
     return t is int or t is float
@@ -76,13 +78,13 @@ def like_match(s: str, chunks: tuple[str, ...]) -> bool:
     return True
 
 
-def cedar_eq(a: object, b: object) -> bool:
+def cedar_eq(a: Any, b: Any) -> bool:
     ta, tb = type(a), type(b)
     if ta is tb:
         if ta is list:
-            return _set_eq(a, b)  # type: ignore[arg-type]
+            return _set_eq(a, b)
         if ta is dict:
-            return a.keys() == b.keys() and all(cedar_eq(a[k], b[k]) for k in a)  # type: ignore[union-attr,index]
+            return a.keys() == b.keys() and all(cedar_eq(a[k], b[k]) for k in a)
         return a == b
     if (ta is int and tb is float) or (ta is float and tb is int):
         return a == b

@@ -7,6 +7,8 @@ whose text is no longer there (the document moved on) is not offered.
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from lsprotocol import types as t
 
 from .documents import PolicyDocument
@@ -21,7 +23,7 @@ def _range(obj) -> t.Range | None:
         return None
 
 
-def quick_fixes(doc: PolicyDocument, diagnostics: list[t.Diagnostic]) -> list[t.CodeAction]:
+def quick_fixes(doc: PolicyDocument, diagnostics: Sequence[t.Diagnostic]) -> list[t.CodeAction]:
     actions: list[t.CodeAction] = []
     seen: set[str] = set()
     for d in diagnostics:
@@ -29,7 +31,7 @@ def quick_fixes(doc: PolicyDocument, diagnostics: list[t.Diagnostic]) -> list[t.
         fix = data.get("fix") if data else None
         if not isinstance(fix, dict) or not isinstance(fix.get("edits"), list):
             continue
-        edits = []
+        edits: list[t.TextEdit] = []
         for e in fix["edits"]:
             rng = _range(e.get("range")) if isinstance(e, dict) else None
             if rng is None or not isinstance(e.get("newText"), str):

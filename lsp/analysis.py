@@ -35,7 +35,7 @@ class Job:
 class AnalyzerService:
     def __init__(self, on_result: Callable[[Job, dict], None], notify: Callable[[str], None] | None = None):
         self.on_result = on_result
-        self.notify = notify or (lambda msg: None)
+        self.notify = notify or (lambda _msg: None)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._queue: dict[str, Job] = {}
         self._running: Job | None = None
@@ -171,6 +171,7 @@ class AnalyzerService:
         proc, self._proc = self._proc, None
         if proc is not None and proc.returncode is None:
             try:
+                assert proc.stdin is not None  # started with a pipe
                 proc.stdin.close()
                 await asyncio.wait_for(proc.wait(), 2)
             except (OSError, asyncio.TimeoutError) as e:  # a worker that will not stop is killed

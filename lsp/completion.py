@@ -9,6 +9,8 @@ import re
 
 from lsprotocol import types as t
 
+from mcpp.lang.program import LimitInfo, PolicyInfo
+
 from .documents import PolicyDocument
 from .locate import here
 from .reference import KEYWORDS, OPERATORS
@@ -100,14 +102,14 @@ class Completer:
         before = doc.text[start:offset]
         tok = h.token
         if tok is not None and tok.type == "STRING" and tok.start_pos < offset < tok.end_pos:
-            return self._in_string(h, offset)
+            return self._in_string(offset)
         if tok is None and _open_string(before):
-            return self._in_string(h, offset)
-        items = self._by_context(h, before, offset)
+            return self._in_string(offset)
+        items = self._by_context(before, offset)
         return t.CompletionList(is_incomplete=False, items=items)
 
     # -- strings: tool names after Action:: -------------------------------------------
-    def _in_string(self, h, offset: int) -> t.CompletionList:
+    def _in_string(self, offset: int) -> t.CompletionList:
         text = self.doc.text
         q = text.rfind('"', 0, offset)
         if q < 0 or not text[:q].rstrip().endswith("Action::"):
@@ -141,7 +143,7 @@ class Completer:
         return list(items.values())
 
     # -- everything outside strings ---------------------------------------------------
-    def _by_context(self, h, before: str, offset: int) -> list[t.CompletionItem]:
+    def _by_context(self, before: str, offset: int) -> list[t.CompletionItem]:
         m = _INPUT_PATH.search(before)
         if m:
             return self._arguments(m, before, offset)
@@ -154,7 +156,9 @@ class Completer:
         if re.search(r"\bAction::$", before):
             return self._tool_items(quoted=True)
         depth_brace, depth_paren = _depths(before)
-        word = re.search(r"(\w*)$", before).group(1)
+        trailing = re.search(r"(\w*)$", before)
+        assert trailing is not None  # `\w*$` matches every string
+        word = trailing.group(1)
         prev = _prev_word(before[: len(before) - len(word)])
         if depth_brace > 0:
             return self._expression_items()
@@ -209,8 +213,8 @@ class Completer:
     def _scope_items(self) -> list[t.CompletionItem]:
         items = [self.kw(w) for w in ("principal", "action", "resource", "in", "is")]
         items.append(self.item("==", K.Operator, "operator", OPERATORS["=="][1]))
-        items += [self.item(f'Action::"{name}"', K.Function, "tool", insert=f'Action::"{name}"')
-                  for name in (list(self.doc.catalog.tools) if self.doc.catalog else [])]
+        names: list[str] = list(self.doc.catalog.tools) if self.doc.catalog else []
+        items += [self.item(f'Action::"{name}"', K.Function, "tool", insert=f'Action::"{name}"') for name in names]
         items += [self.item(f"{e}::", K.Class, "entity type", KEYWORDS[e][1]) for e in ENTITY_TYPES]
         return items
 
@@ -243,7 +247,8 @@ class Completer:
             from mcpp.lang.ir import walk
 
             seen = set()
-            for info in [*doc.program.policies, *doc.program.limits]:
+            infos: list[PolicyInfo | LimitInfo] = [*doc.program.policies, *doc.program.limits]
+            for info in infos:
                 if tools is not None and info.tools is not None and not set(tools) & set(info.tools):
                     continue
                 for c in info.stmt.clauses:

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from typing import TYPE_CHECKING
 
 from mcpp.lang import ir
 from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.program import Program, build_program
+
+if TYPE_CHECKING:
+    from mcpp.runtime.engine import Engine
 
 from .findings import Finding
 from .fixes import language_fix
@@ -33,7 +37,7 @@ class PolicyDocument:
         self.analysis: list[Finding] = []  # the analyzer's, moved along with edits
         self.analysis_version: int | None = None  # the version `analysis` was computed for
         self.timings: dict[str, float] = {}
-        self._engine = None
+        self._engine: Engine | None = None
 
     def update(self, text: str, version: int | None, catalogs, settings, roots: list[str]) -> None:
         """Re-check the new text: parse (incrementally), validate, check against the catalog."""
@@ -121,7 +125,7 @@ class CatalogChecks:
     policy on each keystroke would cost more than parsing it."""
 
     def __init__(self) -> None:
-        self.key = None
+        self.key: tuple | None = None
         self.cache: dict[int, tuple] = {}  # id(stmt) → (stmt, rule id, start, line, diags)
 
     def run(self, program: Program, catalog) -> list[Diagnostic]:
@@ -136,7 +140,9 @@ class CatalogChecks:
         out: list[Diagnostic] = []
         todo = []
         cache: dict[int, tuple] = {}
-        for s in program.document.statements:
+        document = program.document
+        assert document is not None  # built from a source
+        for s in document.statements:
             hit = self.cache.get(id(s))
             if hit is not None and hit[0] is s and hit[1] == ids.get(id(s)):
                 _, sid, start, line, diags = hit
@@ -155,7 +161,7 @@ class CatalogChecks:
                 policies=[p for p in program.policies if id(p.stmt) in wanted],
                 limits=[li for li in program.limits if id(li.stmt) in wanted],
                 asserts=[a for a in program.asserts if id(a.stmt) in wanted],
-                document=ir.Document(tuple(todo), (), program.document.source, program.filename),
+                document=ir.Document(tuple(todo), (), document.source, program.filename),
                 filename=program.filename,
             )
             found = validate(sub, catalog)

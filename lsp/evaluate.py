@@ -134,7 +134,7 @@ def summary(decisions: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _lens_line(doc: PolicyDocument, d: dict) -> int:
+def _lens_line(d: dict) -> int:
     rng = d.get("range")
     return rng["start"]["line"] if rng else 0
 
@@ -163,7 +163,7 @@ def code_lenses(doc: PolicyDocument) -> list[t.CodeLens]:
     by_line: dict[int, list[tuple[Call, dict]]] = {}
     for c, d in zip(calls, decisions):
         if d.get("range"):
-            by_line.setdefault(_lens_line(doc, d), []).append((c, d))
+            by_line.setdefault(_lens_line(d), []).append((c, d))
     for line, items in sorted(by_line.items()):
         pos = t.Position(line=line, character=0)
         for c, d in items[:3]:

@@ -78,7 +78,7 @@ class Finding:
     end: int
     fix: dict | None = None  # {"title", "edits": [(start, end, text, old)]}
     related: tuple = ()  # ((start, end, message), …): other places the finding is about
-    static: object = field(default=None, compare=False, repr=False)  # cached JSON of the fixed parts
+    static: tuple[tuple, dict] | None = field(default=None, compare=False, repr=False)  # cached JSON of the fixed parts
 
     @classmethod
     def of(cls, d: Diagnostic, index: LineIndex, source: str) -> "Finding":
@@ -86,7 +86,7 @@ class Finding:
         fix = None
         raw = d.data.get("fix") if isinstance(d.data, dict) else None
         if isinstance(raw, dict) and isinstance(raw.get("edits"), list):
-            edits = []
+            edits: list[tuple[int, int, str, str]] = []
             for e in raw["edits"]:
                 if not (isinstance(e, dict) and isinstance(e.get("start"), int) and isinstance(e.get("end"), int)
                         and isinstance(e.get("text"), str) and 0 <= e["start"] <= e["end"] <= len(source)):
@@ -111,7 +111,7 @@ class Finding:
             return None
         fix = None
         if self.fix is not None:
-            edits = []
+            edits: list[tuple[int, int, str, str]] = []
             for s, e, text, old in self.fix["edits"]:
                 m = move(s, e)
                 if m is None:

@@ -39,9 +39,6 @@ class Chunk:
         return cls(parsed.start, parsed.end, line, col, list(parsed.statements), list(parsed.comments),
                    list(parsed.diagnostics), parsed.reads_to)
 
-    def has_syntax_error(self) -> bool:
-        return any(d.code == "syntax" for d in self.diags)
-
 
 _ATOMS = frozenset({str, int, float, bool, type(None)})
 _FIELDS: dict[type, tuple[str, ...] | None] = {}
@@ -190,19 +187,19 @@ class IncrementalParser:
         text from there on is unchanged)."""
         import bisect
 
-        old = self.chunks
-        if not old:
+        old, prev = self.chunks, self.text
+        if not old or prev is None:
             return split_statements(text)
         ends = [c.end for c in old]
         i0 = bisect.bisect_left(ends, edit.start)
         i0 = min(i0, len(old) - 1)
         # Back up to a boundary made by a `;`: a boundary made by a statement keyword sits
         # before the keyword's annotations, so text after it decided where it is.
-        while i0 > 0 and self.text[old[i0].start - 1] != ";":
+        while i0 > 0 and prev[old[i0].start - 1] != ";":
             i0 -= 1
         a = old[i0].start
         delta = edit.delta
-        cands = [j for j in range(i0, len(old)) if old[j].end >= edit.old_end and self.text[old[j].end - 1] == ";"]
+        cands = [j for j in range(i0, len(old)) if old[j].end >= edit.old_end and prev[old[j].end - 1] == ";"]
         step = 1
         k = 0
         while k < len(cands):
@@ -238,8 +235,9 @@ class IncrementalParser:
             dline = text.count("\n", edit.start, edit.new_end) - old_text.count("\n", edit.start, edit.old_end)
             by_start = {c.start: c for c in old_chunks}
             fresh = []
+            slots: list[Chunk | None] = []  # None: to parse
             for a, b in bounds:
-                c = None
+                c: Chunk | None = None
                 old = None
                 if b <= edit.start:
                     old = by_start.get(a)
@@ -253,16 +251,17 @@ class IncrementalParser:
                         if col == old.col:
                             c = _moved_chunk(old, delta, dline) if delta or dline else old
                 if c is None:
-                    fresh.append(len(chunks))
+                    fresh.append(len(slots))
                 else:
                     reused += 1
-                chunks.append(c)
+                slots.append(c)
             if len(fresh) > 40 and len(fresh) * 3 > len(bounds):
                 chunks, reused = self._first_parse(text), 0  # a paste or a rewrite: one parse is faster
             else:
                 for i in fresh:
                     a, b = bounds[i]
-                    chunks[i] = self._parse_chunk(text, a, b)
+                    slots[i] = self._parse_chunk(text, a, b)
+                chunks = [c for c in slots if c is not None]  # every slot is filled now
         self.text, self.chunks, self.reused = text, chunks, reused
         doc, diags = assemble(((c.statements, c.comments, c.diags) for c in chunks), text, self.filename)
         return doc, diags, edit

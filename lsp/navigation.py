@@ -159,8 +159,9 @@ def _id_span(stmt):
 
 def _locations(doc: PolicyDocument, uri: str, kind: str, name: str) -> list[t.Location]:
     program = doc.program
+    assert program is not None  # a located name is in a parsed program
     out = []
-    infos = [(p.id, p.stmt, p.tools) for p in program.policies]
+    infos: list[tuple[str, ir.Policy | ir.Limit | ir.Assert, frozenset[str] | None]] = [(p.id, p.stmt, p.tools) for p in program.policies]
     infos += [(li.id, li.stmt, li.tools) for li in program.limits]
     infos += [(a.id, a.stmt, a.tools) for a in program.asserts]
     for sid, stmt, tools in infos:

@@ -41,6 +41,8 @@ GC_IDLE_S = 1.0
 
 
 class MCPPServer(LanguageServer):
+    protocol: MCPPProtocol  # protocol_cls below
+
     def __init__(self) -> None:
         super().__init__("mcpp", __version__, protocol_cls=MCPPProtocol,
                          text_document_sync_kind=t.TextDocumentSyncKind.Incremental)
@@ -48,7 +50,7 @@ class MCPPServer(LanguageServer):
         self.settings = Settings()
         self.catalogs = CatalogCache()
         self.analyzer = AnalyzerService(self._analysis_done, self._log)
-        self._gc_timer = None
+        self._gc_timer: asyncio.TimerHandle | None = None
 
     def report_server_error(self, error, source):
         report_server_error(self, error, source)
@@ -69,7 +71,7 @@ class MCPPServer(LanguageServer):
             return t.PositionEncodingKind.Utf16
 
     def roots(self) -> list[str]:
-        out = []
+        out: list[str] = []
         try:
             ws = self.workspace
         except RuntimeError:
@@ -219,7 +221,7 @@ def initialize(ls: MCPPServer, params: t.InitializeParams) -> None:
 
 
 @server.feature(t.INITIALIZED)
-async def initialized(ls: MCPPServer, params: t.InitializedParams) -> None:
+async def initialized(ls: MCPPServer, params: t.InitializedParams) -> None:  # noqa: ARG001 (pygls passes params)
     ls.analyzer.warm_up()
     await ls.pull_settings()
 
@@ -260,7 +262,7 @@ def did_change_watched_files(ls: MCPPServer, params: t.DidChangeWatchedFilesPara
 
 
 @server.feature(t.SHUTDOWN)
-async def shutdown(ls: MCPPServer, params) -> None:
+async def shutdown(ls: MCPPServer, params) -> None:  # noqa: ARG001 (pygls passes params)
     await ls.analyzer.close()
 
 
@@ -322,7 +324,7 @@ def formatting(ls: MCPPServer, params: t.DocumentFormattingParams):
     from mcpp.lang.formatter import format_document
 
     doc = ls.doc(params.text_document.uri)
-    if doc.program is None or any(f.diag.code == "syntax" for f in doc.fast):
+    if doc.program is None or doc.program.document is None or any(f.diag.code == "syntax" for f in doc.fast):
         return None  # nothing to format until it parses; the diagnostics say why
     new = format_document(doc.program.document)
     if new == doc.text:
@@ -415,7 +417,7 @@ def analyze_now(ls: MCPPServer, *args):
 
 @server.command(STATUS)
 @_robust
-def status(ls: MCPPServer, *args):
+def status(ls: MCPPServer, *_args):
     """`mcpp.status`: what the server is doing — per document the versions checked and
     analysed and where the last check spent its time; the analyzer's counters."""
     a = ls.analyzer
@@ -437,7 +439,7 @@ def status(ls: MCPPServer, *args):
     }
 
 
-def main(argv: list[str] | None = None) -> None:
+def main() -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="mcpp-lsp %(levelname)s %(message)s")
     run()
 

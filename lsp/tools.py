@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from mcpp.lang.program import Program
+from mcpp.lang.program import AssertInfo, LimitInfo, PolicyInfo, Program
 
 _SCOPE_EQ = re.compile(r'\baction\s*==\s*Action::"((?:[^"\\\n]|\\.)*)"')
 _SCOPE_IN = re.compile(r'\baction\s+in\s+Action::"((?:[^"\\\n]|\\.)*)"')
@@ -17,7 +17,8 @@ def statement_tools(program: Program | None, stmt) -> list[str] | None:
     """The tools a parsed statement's scope names (groups expanded); None = any tool."""
     if program is None or stmt is None:
         return None
-    for info in [*program.policies, *program.limits, *program.asserts]:
+    infos: list[PolicyInfo | LimitInfo | AssertInfo] = [*program.policies, *program.limits, *program.asserts]
+    for info in infos:
         if info.stmt is stmt:
             return None if info.tools is None else sorted(info.tools)
     return None

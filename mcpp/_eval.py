@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from typing import Any
 from json.encoder import encode_basestring
 
 from mcpp.runtime.engine import Grant
@@ -52,7 +53,7 @@ def _no_constant(name: str):
 _DECODER = json.JSONDecoder(parse_float=_finite, parse_constant=_no_constant)
 
 
-def parse_call(line: str) -> object:
+def parse_call(line: str) -> Any:
     """One line as JSON (strict: no NaN or Infinity, no number that overflows a float)."""
     return _DECODER.decode(line)
 
@@ -79,7 +80,7 @@ def grant_of(value: object, default: Grant) -> Grant:
 _NOT_ARGUMENTS = "\"arguments\" must be a JSON object of the tool's arguments"
 
 
-def call_fields(obj: object) -> tuple[str, object]:
+def call_fields(obj: object) -> tuple[str, dict]:
     """A call's tool name and arguments (absent or null: none). Arguments that are not an
     object are not a `tools/call` (MCP declares them an object): bad input, not a decision."""
     if not isinstance(obj, dict):
@@ -103,9 +104,10 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
     engine = policy._engine
     decide = engine.decide
     filename = engine.filename
-    scan = _DECODER.scan_once
+    # typeshed leaves out the attribute JSONDecoder.__init__ sets (the C scanner)
+    scan = _DECODER.scan_once  # type: ignore[attr-defined]
     by_name: dict[str, Grant] = {}  # "grant": "<id>"
-    by_id: dict[str, tuple[dict, Grant]] = {}  # "grant": {"id", "label", "groups"}
+    by_id: dict[Any, tuple[dict, Grant]] = {}  # "grant": {"id", "label", "groups"}
     encoded: dict[int, tuple] = {}
     lines = text.split("\n")
     skipped = 0
@@ -135,9 +137,8 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
             if g is None:
                 grant = principal
             elif type(g) is str:
-                grant = by_name.get(g)
-                if grant is None:
-                    grant = _bounded_put(by_name, g, grant_of(g, principal))
+                named = by_name.get(g)
+                grant = named if named is not None else _bounded_put(by_name, g, grant_of(g, principal))
             else:
                 # a repeated grant object is built once: the last valid object seen
                 # with its id, if equal to this one (equal JSON values are equal
@@ -203,13 +204,15 @@ def _encode(d, filename: str | None) -> str:
     """`json.dumps(Decision.to_dict())` for an engine decision (same keys, order, escaping)."""
     rule = d.rule
     policy = "null" if rule.policy is None else _str(rule.policy)
-    s = (f'{{"decision": "{"allow" if d.allowed else "deny"}", "rule": {_str(rule.pointer)}, '
+    s = (f'{{"decision": "{d.decision}", "rule": {_str(rule.pointer)}, '
          f'"message": {_str(d.message)}, "policy": {policy}, "tool": {_str(d.tool)}')
     span = rule.span
     if span is not None and span.line and filename:
         s += f', "span": {_str(f"{filename}:{span.line}:{span.col}")}'
     if d.limit is not None:
         s += f', "limit": {json.dumps(d.limit, ensure_ascii=False)}'
+    if d.needs_approval:
+        s += f', "needs_approval": true, "approval": {"null" if d.approval is None else _str(d.approval)}'
     return s + "}"
 
 

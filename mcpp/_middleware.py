@@ -137,7 +137,7 @@ class PolicyMiddleware:
             grant = self.caller()
         except Exception as e:  # an identity that cannot be established calls nothing
             log.warning("identity failed: %s: %s", type(e).__name__, e)
-            return _denied(ctx, name, "/identity", f"The caller's identity could not be established ({type(e).__name__}).")
+            return _denied(ctx, "/identity", f"The caller's identity could not be established ({type(e).__name__}).")
         decision = self.policy.decide(name, args, principal=grant, server=self.server)
         seq = None
         if self.audit is not None:
@@ -157,7 +157,7 @@ class PolicyMiddleware:
         if not decision.allowed:
             log.info("denied %s for %s: %s (%s)", name, grant.id, decision.rule, decision.message)
             limit = decision.limit.to_dict() if decision.limit is not None else None
-            return _denied(ctx, name, decision.rule, decision.message, limit)
+            return _denied(ctx, decision.rule, decision.message, limit)
         try:
             result = await call_next(ctx)
         except Exception:
@@ -209,7 +209,7 @@ def _modern(ctx: Any) -> bool:
     return getattr(ctx, "protocol_version", None) in MODERN_PROTOCOL_VERSIONS
 
 
-def _denied(ctx: Any, tool: str, rule: str, message: str, limit: dict | None = None) -> dict[str, Any]:
+def _denied(ctx: Any, rule: str, message: str, limit: dict | None = None) -> dict[str, Any]:
     """The gateway's denial (`rpc.tool_error_result`): a result the model can read."""
     meta: dict[str, Any] = {"decision": "deny", "rule": rule}
     if limit is not None:

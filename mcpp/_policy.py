@@ -12,10 +12,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
-from mcpp.lang.diagnostics import MCPPError
+from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError
 from mcpp.runtime.engine import Engine, Grant
 from mcpp.runtime.limits import CounterStore
 
@@ -96,7 +95,8 @@ class Policy:
             if json_form:
                 from mcpp.lang.jsonform import load_program as load_json
 
-                program, diags = load_json(text, name), []
+                program = load_json(text, name)
+                diags: list[LangDiagnostic] = []
             else:
                 from mcpp.lang.program import check_source
 

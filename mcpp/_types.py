@@ -99,10 +99,15 @@ class Decision:
     span: Span | None = None
     limit: LimitHit | None = None
     _reservation: Any = field(default=None, repr=False, compare=False)
+    needs_approval: bool = False  # an `@approval` permit allows it once a person approves
+    approval: str | None = None  # what the approver is shown (the permit's `@approval` text)
 
     @property
-    def decision(self) -> Literal["allow", "deny"]:
-        return "allow" if self.allowed else "deny"
+    def decision(self) -> Literal["allow", "deny", "approval"]:
+        """"approval": not allowed now, and allowed once a person approves this exact call."""
+        if self.allowed:
+            return "allow"
+        return "approval" if self.needs_approval else "deny"
 
     def release(self) -> None:
         """Give back the limit budget this allowed call holds (idempotent; a no-op for a denial)."""
@@ -117,6 +122,9 @@ class Decision:
             d["span"] = f"{self.span.file}:{self.span.line}:{self.span.col}"
         if self.limit is not None:
             d["limit"] = self.limit.to_dict()
+        if self.needs_approval:
+            d["needs_approval"] = True
+            d["approval"] = self.approval
         return d
 
     @staticmethod
@@ -127,7 +135,8 @@ class Decision:
             lim = d.limit
             limit = LimitHit(lim["counter"], lim["max"], lim["window"], lim["scope"], lim.get("resets_at"))
         span = Span._of(d.rule.span, filename) if filename else None
-        return Decision(d.allowed, d.tool, d.rule.pointer, d.rule.policy, d.message, span, limit, d.reservation)
+        return Decision(d.allowed, d.tool, d.rule.pointer, d.rule.policy, d.message, span, limit, d.reservation,
+                        needs_approval=d.needs_approval, approval=d.approval)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,9 +100,11 @@ def load_policy(path: str | Path):
     text = read_input(path)
     try:
         if is_json(path, text):
-            from mcpp.lang.jsonform import load_program
-        else:
-            from mcpp.lang.program import load_program
+            from mcpp.lang.jsonform import load_program as load_json_program
+
+            return load_json_program(text, str(path))
+        from mcpp.lang.program import load_program
+
         return load_program(text, str(path))
     except MCPPError as e:
         if e.source is None:

@@ -49,7 +49,7 @@ def metavar(param: Param) -> str:
     return name
 
 
-def _option_record(param: Param, ctx: Ctx) -> tuple[str, str]:
+def _option_record(param: Param) -> tuple[str, str]:
     names = ", ".join(param.opts)
     if param.secondary_opts:
         names += " / " + ", ".join(param.secondary_opts)
@@ -89,7 +89,7 @@ class Command(TyperCommand):
             if _is_argument(p):
                 args.append((metavar(p), getattr(p, "help", None) or ""))
             elif p.param_type_name == "option":
-                opts.append(_option_record(p, ctx))
+                opts.append(_option_record(p))
         if args:
             with formatter.section("Arguments"):
                 formatter.write_dl(args)
@@ -101,12 +101,12 @@ class Command(TyperCommand):
 class Group(TyperGroup):
     """A command group: its options as Command writes them, its commands under their panels."""
 
-    def collect_usage_pieces(self, ctx: Ctx) -> list[str]:
+    def collect_usage_pieces(self, ctx: Ctx) -> list[str]:  # noqa: ARG002 (click's signature)
         return ([self.options_metavar] if self.options_metavar else []) + [self.subcommand_metavar]
 
     def format_options(self, ctx: Ctx, formatter: Formatter) -> None:
-        opts = [_option_record(p, ctx) for p in self.get_params(ctx)
-                if p.param_type_name == "option" and not p.hidden]
+        opts = [_option_record(p) for p in self.get_params(ctx)
+                if p.param_type_name == "option" and not getattr(p, "hidden", False)]
         if opts:
             with formatter.section("Options"):
                 formatter.write_dl(opts)
@@ -114,8 +114,8 @@ class Group(TyperGroup):
 
     def format_commands(self, ctx: Ctx, formatter: Formatter) -> None:
         rows: dict[str | None, list[tuple[str, str]]] = {}
-        commands = [(n, self.get_command(ctx, n)) for n in self.list_commands(ctx)]
-        commands = [(n, c) for n, c in commands if c is not None and not c.hidden]
+        found = [(n, self.get_command(ctx, n)) for n in self.list_commands(ctx)]
+        commands = [(n, c) for n, c in found if c is not None and not c.hidden]
         if ctx.parent is None:
             commands.sort(key=lambda nc: ORDER.index(nc[0]) if nc[0] in ORDER else len(ORDER))  # stable
         if not commands:

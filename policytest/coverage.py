@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from mcpp.lang import formatter, ir
 from mcpp.lang.evaluator import Env, compile_expr, outcome, tracing
 from mcpp.lang.ir import walk
-from mcpp.lang.program import Program
+from mcpp.lang.program import AssertInfo, PolicyInfo, Program
 from mcpp.runtime.engine import CompiledRule, Decision, Engine, Grant
 
 CATEGORIES = ("rules", "limits", "conditions", "asserts")
@@ -146,7 +146,7 @@ class _NoCall(Env):
     def _read(self):
         raise _ReadsCall()
 
-    principal = action = resource = input = context = groups_of = property(_read)  # type: ignore[assignment]
+    principal = action = resource = input = context = groups_of = property(_read)
 
 
 def _constant_value(e: ir.Expr) -> object | None:
@@ -185,10 +185,10 @@ def condition_points(program: Program) -> list[ConditionPoint]:
     return out
 
 
-class _AssertInfo:
-    def __init__(self, id: str):
-        self.id = id
-        self.tools = None
+def _as_permit(a: AssertInfo) -> CompiledRule:
+    """An assert compiled as the permit with its scope and clauses (its id, any tool)."""
+    permit = ir.Policy("permit", a.stmt.scope, a.stmt.clauses)
+    return CompiledRule(PolicyInfo(permit, a.id, -1, None), permit)
 
 
 class Coverage:
@@ -204,8 +204,7 @@ class Coverage:
         self.exhausted: Counter[str] = Counter()
         self.in_scope: Counter[str] = Counter()
         self.calls = 0
-        self._asserts = [(a, CompiledRule(_AssertInfo(a.id), ir.Policy("permit", a.stmt.scope, a.stmt.clauses)))
-                         for a in program.asserts]
+        self._asserts = [(a, _as_permit(a)) for a in program.asserts]
 
     # -- the evaluator's Tracer protocol -----------------------------------------------------
     def outcomes(self, node: ir.Expr) -> set:
@@ -282,7 +281,7 @@ class Coverage:
             rep.conditions.append({
                 "rule": point.rule, "role": point.role, "line": line, "col": col,
                 "text": formatter.expr(point.node),
-                "seen": sorted(names.get(v, v) for v in seen),  # type: ignore[arg-type]
+                "seen": sorted(names.get(v, v) for v in seen),
                 "items": [names[v] for v in point.needs],
                 "covered": [names[v] for v in point.needs if v in seen],
             })

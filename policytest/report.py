@@ -9,7 +9,7 @@ from datetime import timezone
 from pathlib import Path
 
 from .cases import Step
-from .coverage import CATEGORIES, CoverageReport
+from .coverage import CATEGORIES
 from .runner import CaseResult, Mismatch, Run, total_percent
 
 
@@ -154,7 +154,7 @@ def _classname(test: Path) -> str:
 def junit(run: Run) -> str:
     root = ET.Element("testsuites", name="mcpp test", tests=str(len(run.cases) + len(run.problems)),
                       failures=str(run.failed), errors=str(len(run.problems)))
-    multi = {}
+    multi: dict[Path, set[Path]] = {}
     for f in run.files:
         multi.setdefault(f.test, set()).add(f.policy)
     for f in run.files:

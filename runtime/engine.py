@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Union, cast
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import NotExpressible, atom
@@ -99,7 +99,7 @@ class Decision:
         return "approval" if self.needs_approval else "deny"
 
     def to_dict(self, filename: str | None = None) -> dict:
-        d = {
+        d: dict[str, object] = {
             "decision": self.decision,
             "rule": self.rule.pointer,
             "message": self.message,
@@ -186,7 +186,7 @@ class CompiledRule:
         flat = self.flat
         if not checks:
             if not flat:
-                return lambda env: True
+                return lambda _env: True
             if len(flat) == 1:
                 (fn, want), = flat
                 return lambda env: fn(env) is want
@@ -251,14 +251,6 @@ class CompiledRule:
                 return False if (v is True or v is False) else None
         return True
 
-    def first_failing(self, env: Env):
-        """Why this rule does not apply: ("scope", None), (clause, the first failing JSON
-        condition or None), or None (it applies)."""
-        i = self.fail_index(env)
-        if i is None:
-            return None
-        return ("scope", None) if i < 0 else self.causes[i]
-
 
 def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
     """Flatten T(a && b …) / F(a || b …) (through `!`) into its parts, in source order."""
@@ -320,10 +312,12 @@ class Engine:
             )
 
         plan = program.plan()
+        assert plan.other is not None  # build_plan sets it
         self.other = rules(plan.other)
         self.index: dict[str, ToolRules] = {t: rules(tp) for t, tp in plan.tools.items()}
         self._increments: dict[str, Closure] = {
-            r.id: compile_expr(r.stmt.increment) for r in compiled.values() if getattr(r.stmt, "increment", None) is not None
+            r.id: compile_expr(r.stmt.increment) for r in compiled.values()
+            if isinstance(r.stmt, ir.Limit) and r.stmt.increment is not None
         }
         # grant id / tool / server → Entity, built once (bounded: grants and tools come from callers)
         self._principals: dict[str, Entity] = {}
@@ -427,7 +421,7 @@ class Engine:
                 ):
                     principal = self._principal(grant)
             else:
-                principal = self._user_entity(grant)
+                principal = self._user_entity(cast(User, grant))  # not a Grant: a User
             env = Env(principal, self._actions.get(tool) or self._action(tool),
                       self._resources.get(server) or self._resource(server), args, self._groups_fn)
             allowed_by: CompiledRule | None = None
@@ -457,7 +451,7 @@ class Engine:
                     return hit if hit is not None else self._explain_no_permit(tool, rules, cause)
             for f in rules.forbids:
                 if f.applies(env):
-                    return self._explain_forbid(tool, f, env)
+                    return self._explain_forbid(tool, f)
             reservation = None
             limit_info = None
             if rules.counters:
@@ -467,7 +461,7 @@ class Engine:
                 if denied is not None:
                     return denied
             if approval_by is not None:
-                text = approval_by.info.approval or ""
+                text = cast(PolicyInfo, approval_by.info).approval or ""  # an approval rule is a policy
                 rule = Rule(f"/policies/{escape_pointer(approval_by.id)}", approval_by.id, approval_by.stmt.span)
                 message = (f"Allowed by {approval_by.id} after a person's approval." if approved else
                            f"Tool {tool} needs a person's approval ({approval_by.id})" + (f": {text}" if text else "."))
@@ -504,9 +498,10 @@ class Engine:
         decision = self.decide(tool, args, grant, server, reserve=False)
         satisfied: list[str] = []
         errored: list[str] = []
-        if type(tool) is str and type(args if args is not None else {}) is dict and decision.rule.pointer != "/principal":
+        call_args = {} if args is None else args
+        if type(tool) is str and type(call_args) is dict and decision.rule.pointer != "/principal":
             rules = self.index.get(tool, self.other)
-            env = self.env(tool, {} if args is None else args, grant, server)
+            env = self.env(tool, call_args, grant, server)
             for r in rules.permits + rules.approvals + rules.forbids:
                 state = r.evaluate(env)
                 if state is True:
@@ -533,30 +528,33 @@ class Engine:
         charges: list[Charge] = []
         meta: list[tuple[CompiledRule, int]] = []
         for group, compiled in counters:
-            applicable = []
+            applicable: list[tuple[CompiledRule, int | float]] = []
             for r in compiled:
                 if not r.applies(env):
                     continue
-                amount: object = 1
                 inc = self._increments.get(r.id)
-                if inc is not None:
-                    amount = inc(env)
-                    if not is_number(amount) or amount < 0:  # type: ignore[operator]
-                        lim: ir.Limit = r.stmt
-                        message = (
-                            f"Limit {lim.counter!r} counts the argument {_path_text(lim.increment)}, "
-                            "which is missing or not a non-negative number."
-                        )
-                        return self._limit_denial(tool, r, None, message), None, None
+                if inc is None:
+                    applicable.append((r, 1))
+                    continue
+                amount = inc(env)
+                if not is_number(amount) or amount < 0:
+                    lim = cast(ir.Limit, r.stmt)  # a limit's rule
+                    message = (
+                        f"Limit {lim.counter!r} counts the argument {_path_text(lim.increment)}, "
+                        "which is missing or not a non-negative number."
+                    )
+                    return self._limit_denial(tool, r, None, message), None, None
                 applicable.append((r, amount))
             if not applicable:
                 continue
-            amount, cap, binding = CounterGroup.charge([(r.info, a) for r, a in applicable])
+            # a counter group's rules are limits
+            total, cap, binding = CounterGroup.charge(cast("list[tuple[LimitInfo, int | float]]",
+                                                           [(r.info, a) for r, a in applicable]))
             key = group.key
             start, end = window_bounds(key.window, now)
             scope_id = _scope_id(key.scope, grant)
             store_key = f"{self.namespace}|{key.counter}|{key.scope}:{scope_id}|{key.window}:{start}"
-            charges.append(Charge(store_key, amount, cap, end))  # type: ignore[arg-type]
+            charges.append(Charge(store_key, total, cap, end))
             meta.append((next(r for r, _ in applicable if r.info is binding), end))
         if not charges:
             return None, None, None
@@ -573,11 +571,12 @@ class Engine:
         return None, Reservation(store, charges), None
 
     def _limit_denial(self, tool, r: CompiledRule, resets_at: int | None, message: str | None = None) -> Decision:
-        lim: ir.Limit = r.stmt
+        lim = cast(ir.Limit, r.stmt)  # a limit's rule
         info = {"counter": lim.counter, "max": lim.max, "window": lim.window, "scope": lim.scope_kind}
         if resets_at is not None:
             info["resets_at"] = iso(resets_at)
         if message is None:
+            assert resets_at is not None  # callers without a message pass the window's end
             base = lim.reason or f"Limit {lim.counter!r} exceeded."
             per = f"{_num(lim.max)} per {lim.window} per {lim.scope_kind}"
             message = f"{base} (limit {lim.counter}: {per}; resets at {iso(resets_at)})"
@@ -595,8 +594,8 @@ class Engine:
     def _explain_no_permit(self, tool: str, rules: ToolRules, cause: int | None) -> Decision:
         """No permit applies: the first permit names the denial, at `cause` (its
         `fail_index`); with no permit at all, the default does."""
-        cache = rules.denied if rules.plan.tool is not None else self._explained
-        key = cause if rules.plan.tool is not None else (tool, cause)
+        cache: dict[Any, Decision] = rules.denied if rules.plan.tool is not None else self._explained
+        key: object = cause if rules.plan.tool is not None else (tool, cause)
         hit = cache.get(key)
         if hit is None:
             if cause is None:
@@ -613,14 +612,14 @@ class Engine:
         return hit
 
     def _no_permit_rule(self, tool: str, p: CompiledRule, where, cond) -> tuple[Rule, str]:
-        """The rule and message naming why permit `p` does not apply (`first_failing`)."""
+        """The rule and message naming why permit `p` does not apply (`fail_index`, read through `causes`)."""
         span = p.stmt.span
         reason = p.reason
         pointer = None
         if isinstance(where, ir.Clause):
             span = where.span
             reason = where.reason or reason
-            if cond is not None and p.info.tools is not None and p.info.approval is None:
+            if cond is not None and p.info.tools is not None and cast(PolicyInfo, p.info).approval is None:  # a permit
                 pointer = self._pointer(tool, "require", cond)
         if pointer is None:
             pointer = f"/policies/{escape_pointer(p.id)}"
@@ -646,7 +645,7 @@ class Engine:
             self._pointers[key] = ptr
         return ptr
 
-    def _explain_forbid(self, tool: str, f: CompiledRule, env: Env) -> Decision:
+    def _explain_forbid(self, tool: str, f: CompiledRule) -> Decision:
         key = (tool, id(f))
         hit = self._explained.get(key)
         if hit is None:
@@ -677,7 +676,8 @@ def _scope_id(scope: str, caller: Caller) -> str:
     if scope == "grant":
         if type(caller) is Grant:
             return caller.id
-        return caller.grant_id if caller.grant_id is not None else f"User::{quote(caller.id)}"
+        user = cast(User, caller)  # not a Grant: a User
+        return user.grant_id if user.grant_id is not None else f"User::{quote(user.id)}"
     if scope == "principal":
         return f"{'Grant' if type(caller) is Grant else 'User'}::{quote(caller.id)}"
     return "*"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from typing import Any
 
 import rfc8785
 
@@ -76,7 +77,7 @@ def retain(arguments, kind: str, key: bytes | None) -> str | None:
     assert key is not None
     paths: dict[str, list] = {}
     truncated = False
-    stack = [((), arguments, 0)]
+    stack: list[tuple[tuple, Any, int]] = [((), arguments, 0)]
     while stack:
         path, v, depth = stack.pop()
         if len(paths) >= MAX_PATHS:
@@ -94,7 +95,7 @@ def retain(arguments, kind: str, key: bytes | None) -> str | None:
             paths[_pointer(path)] = ["arr", len(v)]
         else:
             paths[_pointer(path)] = [t, hash_value(key, v)]
-    out = {"kind": "hashed", "key": key_id(key), "paths": paths}
+    out: dict[str, object] = {"kind": "hashed", "key": key_id(key), "paths": paths}
     if truncated:
         out["truncated"] = True
     return json.dumps(out, separators=(",", ":"), ensure_ascii=False)

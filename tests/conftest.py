@@ -19,7 +19,7 @@ STRICT = bool(os.environ.get("CI"))
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
+def pytest_runtest_makereport(item, call):  # noqa: ARG001 (pytest's hook signature)
     outcome = yield
     report = outcome.get_result()
     if STRICT and report.skipped and not hasattr(report, "wasxfail"):

@@ -114,7 +114,7 @@ def principal_atoms():
         st.sampled_from(GRANTS).map(lambda g: ir.Compare("==", PRINCIPAL, entity("Grant", g))),
         principal_entities.map(lambda e: ir.In(PRINCIPAL, e)),
         entity_sets(principal_entities).map(lambda s: ir.In(PRINCIPAL, s)),
-        st.sampled_from(LABELS).map(lambda l: ir.Compare("==", ir.GetAttr(PRINCIPAL, "label"), ir.Lit(l))),
+        st.sampled_from(LABELS).map(lambda lab: ir.Compare("==", ir.GetAttr(PRINCIPAL, "label"), ir.Lit(lab))),
         st.sampled_from([("",), ("a", ""), ("", "b", ""), ("*",)]).map(lambda p: ir.Like(ir.GetAttr(PRINCIPAL, "label"), p)),
         st.just(ir.Has(PRINCIPAL, ("label",))),
         st.sampled_from(GRANTS).map(lambda g: ir.Has(entity("Grant", g), ("label",))),

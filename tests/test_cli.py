@@ -26,7 +26,7 @@ def test_check_reports_every_error_with_file_line_col(tmp_path):
     )
     p = mcpp("check", f)
     assert p.returncode == 1
-    lines = [l for l in p.stderr.splitlines() if ": error: " in l]
+    lines = [line for line in p.stderr.splitlines() if ": error: " in line]
     assert lines[0].startswith(f"{f}:1:") and lines[1].startswith(f"{f}:2:")
     assert "^" in p.stderr  # the offending span is underlined
     assert mcpp("check", *sorted(ROOT.glob("examples/*.mcpp"))).returncode == 0
@@ -79,9 +79,9 @@ def test_eval_calls_share_limit_counters(tmp_path):
     f = tmp_path / "calls.jsonl"
     lines = [{"name": "delete_pod", "arguments": {"namespace": "dev"}}] * 6
     lines.append({"name": "delete_pod", "arguments": {"namespace": "dev"}, "grant": "someone-else"})
-    f.write_text("\n".join(json.dumps(l) for l in lines) + "\n")
+    f.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     p = mcpp("eval", "examples/kubernetes.mcpp", "--calls", f, "--now", "2026-11-28T10:15:00Z")
-    decisions = [json.loads(l) for l in p.stdout.splitlines()]
+    decisions = [json.loads(line) for line in p.stdout.splitlines()]
     assert [d["decision"] for d in decisions] == ["allow"] * 5 + ["deny", "allow"]
     assert decisions[5]["rule"] == "/tools/delete_pod/limits/delete_pod"
     assert "resets at 2026-11-28T11:00:00Z" in decisions[5]["message"]

@@ -2,8 +2,8 @@
 
 The import package `mcpp` is assembled from several top-level folders (pyproject's
 `package-dir`), which import-linter cannot follow through an editable install, so the
-test lays the package out as an installed copy would be — a tree of symlinks — and runs
-the standard tool on it."""
+test lays the package out as an installed copy would be — a tree of symlinks
+(tests/layout.py) — and runs the standard tool on it."""
 
 from __future__ import annotations
 
@@ -11,32 +11,15 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _installed_layout(dest: Path) -> Path:
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    package_dir: dict[str, str] = config["tool"]["setuptools"]["package-dir"]
-    base = dest / "mcpp"
-    base.mkdir(parents=True)
-    for entry in (ROOT / package_dir["mcpp"]).iterdir():
-        (base / entry.name).symlink_to(entry)
-    for name, folder in package_dir.items():
-        if name == "mcpp":
-            continue
-        target = base / name.split(".", 1)[1]
-        assert not target.exists(), f"{name} collides with a file of the mcpp folder"
-        target.symlink_to(ROOT / folder)
-    return dest
+from tests.layout import ROOT, installed_layout
 
 
 def test_import_contracts_hold(tmp_path):
     lint_imports = shutil.which("lint-imports")
     assert lint_imports, "import-linter is a test dependency (pip install -e '.[test]')"
-    tree = _installed_layout(tmp_path / "site")
+    tree = installed_layout(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": str(tree)}
     run = subprocess.run(
         [lint_imports, str(ROOT / "pyproject.toml"), "--no-cache"],

@@ -19,13 +19,17 @@ import sys
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from mcpp.help import PROVE, command
 from mcpp.console import ERRORS, USAGE, die, fail, print_diagnostics, read_input
-from mcpp.lang.diagnostics import MCPPError
+from mcpp.lang.diagnostics import Diagnostic, MCPPError
+
+if TYPE_CHECKING:
+    from mcpp.catalog import Catalog
+    from mcpp.lang.program import Program
 
 FORMATS = ("text", "json", "sarif")
 
@@ -45,9 +49,9 @@ class Loaded:
     catalog its analysis is typed by (None: untyped), with the name it was given by."""
 
     path: Path
-    program: object
+    program: Program
     text: str
-    catalog: object = None
+    catalog: Catalog | None = None
     catalog_name: str | None = None
 
     @property
@@ -92,13 +96,14 @@ def load_checked(paths: list[Path], catalog=None, catalog_name: str | None = Non
     --catalog`): unknown tools, arguments the schema does not declare, types that can
     never match; a named catalog that cannot be used is an error at its annotation."""
     texts = [read_input(p) for p in paths]
-    out = []
+    out: list[tuple[Path, Program | None, str, Catalog | None, str | None]] = []
     errors = 0
     for path, text in zip(paths, texts):
         prog, diags = _program(path, text)
         cat, name = catalog, catalog_name
         bad = [d for d in diags if d.severity == "error"]
         if not bad:
+            assert prog is not None  # no errors: a program
             cat, name, cdiags = _catalog_for(path, prog, catalog, catalog_name, own_catalogs)
             bad = [d for d in cdiags if d.severity == "error"]
             if cat is not None:
@@ -108,11 +113,15 @@ def load_checked(paths: list[Path], catalog=None, catalog_name: str | None = Non
                     b.span.start == d.span.start and b.code == "catalog-unknown-tool" for b in bad)]
         print_diagnostics(bad, text)
         errors += len(bad)
-        out.append(Loaded(path, prog, text, cat, name))
+        out.append((path, prog, text, cat, name))
     if errors:
         print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
         raise typer.Exit(ERRORS)
-    return out
+    loaded = []
+    for path, prog, text, cat, name in out:
+        assert prog is not None  # a file without errors has a program
+        loaded.append(Loaded(path, prog, text, cat, name))
+    return loaded
 
 
 def _catalog_for(path: Path, prog, catalog, catalog_name, own: bool):
@@ -134,7 +143,7 @@ def _catalog_for(path: Path, prog, catalog, catalog_name, own: bool):
     return found, str(ref.path) if ref is not None else "?", validate(prog, found)
 
 
-def _program(path: Path, text: str):
+def _program(path: Path, text: str) -> tuple[Program | None, list[Diagnostic]]:
     from mcpp.lang.jsonform import loads
     from mcpp.lang.load import is_json
     from mcpp.lang.program import build_program, check_source
@@ -433,7 +442,8 @@ def _past_calls(p_old, p_new, db: Path, since, server, timeout: int) -> dict:
             skipped["before_policy"] += 1  # refused before any policy decided: a new policy changes nothing
             continue
         values = r.get("arg_values")
-        known = values.get("kind") if isinstance(values, dict) and values.get("kind") in ("hashed", "full") else "keys"
+        kind = values.get("kind") if isinstance(values, dict) else None
+        known = kind if isinstance(kind, str) and kind in ("hashed", "full") else "keys"
         keys = tuple(r["arg_keys"])
         complete = not any(k.startswith("…(+") for k in keys)
         groups = tuple(r["grant_groups"]) if r.get("grant_groups") is not None else None

@@ -6,7 +6,7 @@ import typer
 
 
 def lsp(
-    stdio: bool = typer.Option(False, "--stdio", help="Talk LSP over stdin/stdout: the only transport, so this "
+    stdio: bool = typer.Option(False, "--stdio", help="Talk LSP over stdin/stdout: the only transport, so this "  # noqa: ARG001 (clients pass it)
                                "changes nothing (some clients always pass it)"),
     log_file: str = typer.Option(None, "--log-file", metavar="FILE", help="Also write the server's log to this file"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level"),

@@ -7,7 +7,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import typer
 
@@ -21,7 +21,7 @@ grant_app = group("Create, list and revoke grant tokens (the bearer tokens agent
 DEFAULT_STATE = "mcpp-state"
 
 
-def _config(config: Optional[Path]):
+def _config(config: Path):
     from mcpp.runtime.gateway.config import ConfigError, load_config
 
     read_input(config)  # a missing or unreadable file exits 2; a file with errors, 1
@@ -40,6 +40,7 @@ def _state(config: Optional[Path], state: Optional[Path]) -> tuple[str, str | No
     if config is not None:
         cfg = _config(config)
         return cfg.state_dir, cfg.redis_url, cfg
+    assert state is not None  # set above when neither was given
     return str(state.resolve()), None, None
 
 
@@ -230,7 +231,7 @@ def audit(
         die(f"no audit log in {state_dir}: `mcpp serve` writes one there once it has decided a call"
             f" (give the directory serve uses: --state DIR or --config FILE)")
     log = AuditLog(state_dir, readonly=True)
-    filters = dict(grant=grant, subject=subject, tool=tool, decision=decision, server=server, since=_time(since, "--since"),
+    filters: dict[str, Any] = dict(grant=grant, subject=subject, tool=tool, decision=decision, server=server, since=_time(since, "--since"),
                    until=_time(until, "--until"), mismatches=mismatches)
     rows = log.query(**filters, limit=limit, newest=limit is not None)
     last = 0

@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from mcpp.console import (ERRORS, USAGE, die, emit_json, fail, load_policy, note, plural, print_diagnostics,
+from mcpp.console import (ERRORS, USAGE, die, fail, load_policy, note, plural, print_diagnostics,
                           read_input, read_stdin, write_output)
 from mcpp.help import AUTHOR, DEPLOY, command
 from mcpp.lang.diagnostics import MCPPError
@@ -182,7 +182,7 @@ def compile_cmd(
     cat = _usable_catalog(catalog)
     program = load_policy(file)
     if cat is not None:
-        _catalog_gate(file, program, cat)
+        _catalog_gate(program, cat)
     try:
         doc = compile_program(program, principal, server)
     except MCPPError as e:
@@ -213,7 +213,7 @@ def _usable_catalog(path: Optional[Path]):
         fail(e, USAGE)
 
 
-def _catalog_gate(file: Path, program, catalog) -> None:
+def _catalog_gate(program, catalog) -> None:
     """`mcpp check --catalog`'s errors refuse the command (exit 1): a rule about a tool the
     catalog does not list, or an argument its schema does not declare, governs nothing."""
     from mcpp.catalog import validate
@@ -390,6 +390,7 @@ def eval_cmd(
         except ValueError as e:
             die(f"--call: {e}")
     else:
+        assert calls is not None  # exactly one of the two (checked above)
         text = read_input(calls)
     try:
         pol = load_api_policy(policy)

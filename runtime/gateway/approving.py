@@ -28,6 +28,7 @@ import hmac
 import itertools
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from mcpp.runtime.engine import Decision, Rule
 
@@ -35,6 +36,12 @@ from . import jsonrpc as rpc
 from .approvals import ApprovalError, Unbindable, answer_row, binding, shown_arguments
 from .audit import iso_ms
 from .http_client import UpstreamError
+from .principals import Caller
+
+if TYPE_CHECKING:
+    from .audit import AuditRow
+    from .config import ServerConfig
+    from .server import Runtime
 
 INPUT_KEY = "io.mcpp/approval"  # the gateway's key in inputRequests / inputResponses
 STATE_PREFIX = "mcpp-approval:"  # the gateway's requestState
@@ -48,12 +55,12 @@ _IDS = itertools.count(1)
 class CallContext:
     """One tools/call as the decision path sees it."""
 
-    server: object
-    caller: object
+    server: ServerConfig
+    caller: Caller
     name: str
     args: dict
     rid: object
-    engine: object
+    engine: Any  # an Engine, or the registry's DenyAll / NoPolicy stand-in
     policy_sha: str | None
     decided: str  # the enforcing policy's decision: allow | deny | approval
     rule: str
@@ -62,7 +69,7 @@ class CallContext:
     headers: dict
     shadow: Decision | None = None
     shadow_sha: str | None = None
-    shadow_engine: object = None
+    shadow_engine: Any = None
 
 
 @dataclass
@@ -151,8 +158,22 @@ class ApprovalSteps:
     """Mixed into GatewayApp: the approval step of the tools/call path, the 2025 sessions'
     elicitation answers, and the admin endpoint."""
 
+    rt: Runtime  # set by GatewayApp
+
+    if TYPE_CHECKING:  # GatewayApp's, which this is mixed into
+        def call_row(self, ctx: CallContext, decision, outcome: str, detail=None, approval_id=None,
+                     decision_kind: str | None = None, rule: str | None = None,
+                     message: str | None = None) -> AuditRow: ...
+
+        async def write_audit(self, send, ctx: CallContext, row: AuditRow, decision=None, sse=None) -> int | None: ...
+
+        def count_decision(self, ctx: CallContext, row: AuditRow, seq: int, passed: bool = False) -> None: ...
+
+        @staticmethod
+        async def read_body(scope, receive, limit: int) -> bytes: ...
+
     # -- the step ------------------------------------------------------------------------------
-    async def approval_step(self, scope, receive, send, upstream, fwd, msg, ctx: CallContext, decision: Decision):
+    async def approval_step(self, receive, send, fwd, msg, ctx: CallContext, decision: Decision):
         rt = self.rt
         server, caller = ctx.server, ctx.caller
         try:
@@ -184,6 +205,7 @@ class ApprovalSteps:
             run = await self._run_approved(ctx, a, step)
             if run is not None:
                 return run
+        assert a is not None  # the loop ran
         if a.status == "rejected":
             d = Decision(False, ctx.name, Rule(decision.rule.pointer, decision.rule.policy), (
                 f"A person rejected this call (approval {a.id}); it was not forwarded. The same call is refused until "
@@ -227,25 +249,25 @@ class ApprovalSteps:
         params = ctx.params
         state = params.get("requestState")
         responses = params.get("inputResponses")
-        ours_state = isinstance(state, str) and state.startswith(STATE_PREFIX)
-        ours_response = isinstance(responses, dict) and INPUT_KEY in responses
-        if not (ours_state or ours_response):
+        ours_state = state if isinstance(state, str) and state.startswith(STATE_PREFIX) else None
+        ours_response = responses if isinstance(responses, dict) and INPUT_KEY in responses else None
+        if ours_state is None and ours_response is None:
             return None
-        answer = responses.get(INPUT_KEY) if ours_response else None
+        answer = ours_response.get(INPUT_KEY) if ours_response is not None else None
         clean = dict(params)
-        if ours_state:
+        if ours_state is not None:
             clean.pop("requestState")
-        if ours_response:
-            rest = {k: v for k, v in responses.items() if k != INPUT_KEY}
+        if ours_response is not None:
+            rest = {k: v for k, v in ours_response.items() if k != INPUT_KEY}
             if rest:
                 clean["inputResponses"] = rest
             else:
                 clean.pop("inputResponses")
         step.body = json.dumps({**msg, "params": clean}, separators=(",", ":"), ensure_ascii=False).encode()
-        if not ours_state:
+        if ours_state is None:
             return None
-        approval_id, _, mac = state[len(STATE_PREFIX):].partition(".")
-        if not hmac.compare_digest(state, self._state_token(approval_id, bind)):
+        approval_id, _, mac = ours_state[len(STATE_PREFIX):].partition(".")
+        if not hmac.compare_digest(ours_state, self._state_token(approval_id, bind)):
             # another call's state (an argument changed), or a forged one: it answers nothing
             self.rt.log.warning("approval_state_mismatch", server=ctx.server.id, tool=ctx.name,
                                 **self.rt.who(ctx.caller))
@@ -385,7 +407,7 @@ class ApprovalSteps:
             await _respond(send, 200, rpc.dumps(out))
 
     # -- forwarding an approved call on an open stream ---------------------------------------------
-    async def forward_into_stream(self, sse: Stream, server, upstream, fwd, body: bytes, rid, modern: bool, settle) -> str:
+    async def forward_into_stream(self, sse: Stream, upstream, fwd, body: bytes, rid, modern: bool, settle) -> str:
         """Forward a call whose answer goes on a stream the gateway already opened (a 2025
         session's elicitation): the upstream's answer is read whole and relayed as events."""
         from .proxy import _jsonrpc_error, _outcome

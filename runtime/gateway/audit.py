@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from typing import Any
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -104,6 +105,13 @@ def iso_ms(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(ts * 1000) % 1000:03d}Z"
 
 
+def _seq(cursor: sqlite3.Cursor) -> int:
+    """The sequence number an INSERT gave its row."""
+    seq = cursor.lastrowid
+    assert seq is not None  # set by every INSERT
+    return seq
+
+
 class AuditLog:
     def __init__(self, state_dir: str | Path, synchronous: str = "normal", readonly: bool = False):
         Path(state_dir).mkdir(parents=True, exist_ok=True)
@@ -143,14 +151,14 @@ class AuditLog:
 
     def write(self, r: AuditRow) -> int:
         """Commit one row and return its sequence number (autocommit: the INSERT is the transaction)."""
-        return self.db.execute(self._insert, _values(r)).lastrowid
+        return _seq(self.db.execute(self._insert, _values(r)))
 
     def write_many(self, rows: list[AuditRow]) -> list[int]:
         """Commit several rows in one transaction (group commit); their sequence numbers."""
         db = self.db
         db.execute("BEGIN")
         try:
-            seqs = [db.execute(self._insert, _values(r)).lastrowid for r in rows]
+            seqs = [_seq(db.execute(self._insert, _values(r))) for r in rows]
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
@@ -172,7 +180,8 @@ class AuditLog:
               server: str | None = None, since: float | None = None, until: float | None = None,
               after_seq: int = 0, limit: int | None = None, newest: bool = False,
               mismatches: bool = False, subject: str | None = None) -> list[dict]:
-        where, args = ["seq > ?"], [after_seq]
+        where: list[str] = ["seq > ?"]
+        args: list[object] = [after_seq]
         if subject:  # an OAuth user (docs/gateway.md, Identity)
             if "subject" not in self.columns:
                 return []
@@ -202,7 +211,7 @@ class AuditLog:
         return list(reversed(rows)) if newest else rows
 
     def _dict(self, r) -> dict:
-        d = {c: None for c in COLUMNS}
+        d: dict[str, Any] = {c: None for c in COLUMNS}
         d.update(zip(self.columns, r))
         d["time"] = iso_ms(d.pop("ts"))
         d["arg_keys"] = json.loads(d["arg_keys"])

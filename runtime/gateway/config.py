@@ -47,6 +47,7 @@ class Credential:
             if value is None:
                 raise ConfigError(f"{where}: environment variable {self.from_env} is not set")
         else:
+            assert self.from_file is not None  # the config sets one of the two
             try:
                 value = Path(self.from_file).read_text(encoding="utf-8").strip()
             except OSError as e:

@@ -17,6 +17,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 TOKEN_PREFIX = "mcpp"
 _DUMMY_HASH = hashlib.sha256(b"mcpp-no-such-grant").hexdigest()
@@ -57,7 +58,7 @@ def grant_id_of(token: str) -> str | None:
     return parts[1]
 
 
-def check_token(record: GrantRecord | None, token: str) -> bool:
+def check_token(record: GrantRecord | None, token: str) -> TypeGuard[GrantRecord]:
     """Constant-time: a missing record still costs one comparison."""
     ok = hmac.compare_digest(record.token_hash if record else _DUMMY_HASH, token_hash(token))
     return ok and record is not None and record.revoked_at is None

@@ -52,7 +52,8 @@ class Response:
     """Status and headers of an upstream response; the body is read with `chunks()`."""
 
     def __init__(self, pool: "HTTPUpstream", conn: _Conn, status: int, headers: list[tuple[str, str]], framing, length):
-        self.pool, self.conn = pool, conn
+        self.pool = pool
+        self.conn: _Conn | None = conn
         self.status = status
         self.headers = headers
         self._framing = framing  # "none" | "length" | "chunked" | "eof"
@@ -70,6 +71,7 @@ class Response:
 
     async def chunks(self, timeout: float | None):
         """Yield body bytes as they arrive; `timeout` bounds the wait for each piece."""
+        assert self.conn is not None, "the body is read once"
         r = self.conn.reader
         try:
             if self._framing == "length":
@@ -158,6 +160,7 @@ class HTTPUpstream:
         u = urlsplit(url)
         self.url = url
         self.tls = u.scheme == "https"
+        assert u.hostname is not None, url  # the config takes only http(s) URLs with a host
         self.host = u.hostname
         self.port = u.port or (443 if self.tls else 80)
         self.path = (u.path or "/") + (f"?{u.query}" if u.query else "")

@@ -24,6 +24,7 @@ separate writes, each a syscall, a TCP segment and a wake-up of the client.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import httptools
@@ -84,14 +85,15 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
     class BoundedHttpToolsProtocol(HttpToolsProtocol):
         _limits = limits
 
-        def connection_made(self, transport) -> None:  # type: ignore[override]
+        def connection_made(self, transport) -> None:
             super().connection_made(transport)
-            self.transport = _Corked(transport, self.loop)  # (flow control keeps the real one)
+            # (flow control keeps the real one; _Corked stands in for the transport by duck typing)
+            self.transport = _Corked(transport, self.loop)  # type: ignore[assignment]
             self._in_head = False
             self._head_bytes = 0  # exact: request line and header fields parsed so far
             self._head_raw = 0  # raw bytes of reads that ended inside the head
             self._head_count = 0
-            self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
+            self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
 
         def connection_lost(self, exc) -> None:
             self._cancel_head_timer()

@@ -317,5 +317,6 @@ class IssuerClient:
         if status != 200 or not isinstance(tok, str) or not tok or any(c in tok for c in "\r\n\0 "):
             err = body.get("error") if body is not None else None
             raise IdPUnavailable(f"{url}: token exchange refused: HTTP {status}" + (f" {str(err)[:100]}" if err else ""))
+        assert body is not None  # the token came from it
         life = body.get("expires_in")
         return tok, float(life) if isinstance(life, (int, float)) and not isinstance(life, bool) and life > 0 else None

@@ -32,6 +32,7 @@ import hashlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import jwt
 
@@ -40,6 +41,7 @@ from .oauth_config import ClaimMap, IssuerConfig, ServerOAuth, subject_prefix
 from .principals import Identity
 
 CACHE_SIZE = 10_000
+V = TypeVar("V")  # what a TokenCache holds per token
 MAX_CACHE_SECONDS = 3600.0  # a validated token is checked again at least this often (keys may have been withdrawn)
 MAX_SUBJECT = 256  # characters of a `sub`
 MAX_GROUPS = 1000
@@ -141,16 +143,17 @@ def map_claims(oauth: ServerOAuth, claims: dict, on_problem=None) -> tuple[dict,
 
 # ---- the cache -------------------------------------------------------------------------------
 
-class TokenCache:
+class TokenCache(Generic[V]):
     """Validated tokens by SHA-256: bounded (least recently used out), each entry dropped at
-    its expiry."""
+    its expiry. Holds an Identity per access token, or (the gateway's token exchange) the
+    upstream token it was exchanged for."""
 
     def __init__(self, size: int = CACHE_SIZE):
         self.size = size
-        self._d: OrderedDict[bytes, tuple[Identity, float]] = OrderedDict()
+        self._d: OrderedDict[bytes, tuple[V, float]] = OrderedDict()
         self.hits = self.misses = 0
 
-    def get(self, digest: bytes) -> Identity | None:
+    def get(self, digest: bytes) -> V | None:
         hit = self._d.get(digest)
         if hit is None:
             self.misses += 1
@@ -164,7 +167,7 @@ class TokenCache:
         self.hits += 1
         return identity
 
-    def put(self, digest: bytes, identity: Identity, until: float) -> None:
+    def put(self, digest: bytes, identity: V, until: float) -> None:
         self._d[digest] = (identity, until)
         self._d.move_to_end(digest)
         while len(self._d) > self.size:
@@ -197,7 +200,7 @@ class ResourceServer:
         self.algorithms = sorted({a for t in self.trusted for a in t.cfg.algorithms})
         r = oauth.resource
         self.audiences = [r, r.rstrip("/")] if r.endswith("/") else [r, r + "/"]
-        self.cache = TokenCache()
+        self.cache: TokenCache[Identity] = TokenCache()
         self.metadata_url = oauth.metadata_url()
         self._required = frozenset(oauth.required_scopes)
 

@@ -66,12 +66,11 @@ class LoadedPin:
     checkers: dict = field(default_factory=dict)  # tool name → what checks its calls (proxy.schema_check)
 
 
-class PinState(FileState):
+class PinState(FileState["LoadedPin"]):
     """One pinned catalog file: the version in force and the newest refusal (like a policy)."""
 
     def __init__(self, server: str, path: str):
         super().__init__(server, path)
-        self.current: LoadedPin | None = None
 
     def load(self) -> tuple[bool, str | None]:
         self.mark_seen()
@@ -219,7 +218,8 @@ class ListingTracker:
     def observe_page(self, scope, cursor, tools: list, next_cursor) -> list:
         """Record one page of a `tools/list` result; return the round's tools so far (this page last)."""
         if cursor is None:
-            prior, from_start = [], True
+            prior: list = []
+            from_start = True
         else:
             prior, from_start = self.rounds.pop((scope, cursor), ([], False))
         acc = prior + [t for t in tools if isinstance(t, dict)]

@@ -52,10 +52,13 @@ def load_verified(path: str, catalog: str | None = None) -> tuple[Program, str]:
 
     try:
         if is_json(path, text):
-            from mcpp.lang.jsonform import load_program
+            from mcpp.lang.jsonform import load_program as load_json_program
+
+            program = load_json_program(text, path)
         else:
             from mcpp.lang.program import load_program
-        program = load_program(text, path)
+
+            program = load_program(text, path)
     except MCPPError as e:
         raise PolicyRefused(e.render().strip().splitlines()[0] if e.render().strip() else str(e)) from None
     for gate in POLICY_GATES:
@@ -65,13 +68,27 @@ def load_verified(path: str, catalog: str | None = None) -> tuple[Program, str]:
     return program, sha
 
 
+# the `catalog` of a server that does not check calls against their schemas
+# (`enforce_input_schema = false`): its policies are analysed untyped, whatever they name
+UNTYPED = "<untyped: the server does not enforce input schemas>"
+
+
+def route_catalog(catalog: str | None, enforce_input_schema: bool) -> str | None:
+    """What a server's policies are analysed with: its pinned catalog (or the policy's own
+    `@catalog`) only when the gateway enforces the schemas the analysis would assume."""
+    return catalog if enforce_input_schema else UNTYPED
+
+
 def _catalog(program: Program, path: str, catalog: str | None):
     """The catalog the policy is analysed with: the server's pinned catalog, else the one
-    the policy names (`@catalog`, mcpp.toml), else None (untyped). Raises PolicyRefused
-    when a named catalog cannot be loaded."""
+    the policy names (`@catalog`, mcpp.toml), else None (untyped); None too when the server
+    does not enforce input schemas (UNTYPED): a typed proof would assume a check that never
+    runs. Raises PolicyRefused when a named catalog cannot be loaded."""
     from mcpp.catalog.locate import find_catalog_for
     from mcpp.catalog.model import CatalogError, load_catalog
 
+    if catalog == UNTYPED:
+        return None
     try:
         return load_catalog(catalog) if catalog else find_catalog_for(path, program)
     except CatalogError as e:
@@ -136,18 +153,17 @@ class DenyAll:
         self.why = why
         self.program = None
 
-    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:
+    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:  # noqa: ARG002 (Engine.decide's signature)
         return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
 
 
-class PolicyState(FileState):
+class PolicyState(FileState["LoadedPolicy"]):
     """One (server, policy file): the engine in force and the newest refusal."""
 
     def __init__(self, server: str, path: str, namespace: str, store, catalog: str | None = None, gate=None):
         super().__init__(server, path)
         self.namespace, self.store, self.catalog = namespace, store, catalog
         self.gate = gate  # a further gate for this (server, role): gate(program) -> [reason, …]
-        self.current: LoadedPolicy | None = None
         self.error_at: float | None = None
 
     def engine(self):
@@ -195,7 +211,7 @@ class PolicyRegistry(Registry[PolicyState]):
         self.store = store
         # gate_for(server, role) -> a gate for that policy, or None (the gateway's identity
         # check: the claims mapping against the policy's `entity User`)
-        self.gate_for: Callable[[str, str], Callable | None] = lambda server, role: None
+        self.gate_for: Callable[[str, str], Callable | None] = lambda _server, _role: None
 
     def state(self, server: str, path: str, role: str, catalog: str | None = None) -> tuple[PolicyState, bool]:
         # the counter namespace must match across replicas whose config paths differ

@@ -32,11 +32,11 @@ class Identity:
     groups_private: bool
     expires_at: float | None  # epoch seconds: the token's exp (None: the issuer gave none)
     via: str  # jwt | introspection
-    principal: object = field(default=None, compare=False, repr=False)  # engine_principal(self), built once
+    principal: User = field(init=False, compare=False, repr=False)  # engine_principal(self), built once
 
     def __post_init__(self):
-        if self.principal is None:  # one principal per validated token: the engine keeps it by identity
-            object.__setattr__(self, "principal", engine_principal(self))
+        # one principal per validated token: the engine keeps it by identity
+        object.__setattr__(self, "principal", engine_principal(self))
 
     def log_subject(self, pseudonym) -> str:
         """The subject as logs and the audit show it: itself, or a keyed hash when `sub` is
@@ -48,7 +48,7 @@ class Identity:
         return {k: v for k, v in self.attrs.items() if k not in self.private}
 
 
-def engine_principal(identity: Identity):
+def engine_principal(identity: Identity) -> User:
     """The engine's principal for an authenticated user. The one place user → principal:
     `User::"<id>"` with the mapped attributes and the groups claim; no grant id, so `scope
     grant` limits count per user, like `scope principal`."""
@@ -86,12 +86,15 @@ class Caller:
     grant: Grant | None
     record: object | None  # GrantRecord, or None (anonymous server, OAuth user)
     identity: Identity | None = None
-    principal: object | None = None
     shown: str | None = None  # a user as logs and people see it (the subject, or its pseudonym); set by the gateway
+    principal: Grant | User = field(init=False)  # set by __post_init__
 
-    def __post_init__(self):
-        if self.principal is None:
-            self.principal = self.grant if self.grant is not None else self.identity.principal
+    def __post_init__(self) -> None:
+        if self.grant is not None:
+            self.principal = self.grant
+        else:
+            assert self.identity is not None, "a caller has a grant or an identity"
+            self.principal = self.identity.principal
 
     @property
     def key(self) -> str:
@@ -99,7 +102,13 @@ class Caller:
         grant id, which has no NUL)."""
         if self.identity is not None:
             return f"user\0{self.identity.issuer}\0{self.identity.subject}"
-        return self.grant.id
+        return self._grant.id
+
+    @property
+    def _grant(self) -> Grant:
+        """The grant of a caller without an identity (a caller has one or the other)."""
+        assert self.grant is not None, "a caller has a grant or an identity"
+        return self.grant
 
     @property
     def grant_id(self) -> str:
@@ -115,14 +124,14 @@ class Caller:
         (the pseudonym when `sub` is private)."""
         if self.identity is not None:
             return f"user:{self.shown or self.identity.user_id}"
-        return self.grant.id
+        return self._grant.id
 
     @property
     def actor(self) -> str:
         """Who asked, for a person to read: the grant's label (else id), or the user."""
         if self.identity is not None:
             return self.actor_id
-        return self.grant.label or self.grant.id
+        return self._grant.label or self._grant.id
 
 
 def scope_may_match(scope, principal_type: str, principal_id: str, groups) -> bool:

@@ -26,11 +26,12 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from mcp.shared.inbound import (
     ERROR_CODE_HTTP_STATUS,
+    InboundLadderRejection,
     NAME_BEARING_METHODS,
     classify_inbound_request,
     decode_header_value,
@@ -297,7 +298,7 @@ class GatewayApp(ApprovalSteps):
                 return
             fwd.append(("mcp-session-id", inner))
         if method != "POST":
-            await self.forward(scope, receive, send, server, caller, upstream, method, fwd, b"", None)
+            await self.forward(receive, send, server, caller, upstream, method, fwd, b"", None)
             if method == "DELETE" and sid is not None and server.catalog:
                 rt.listings.forget((server.id, inner))
             if method == "DELETE" and sid is not None:
@@ -351,11 +352,11 @@ class GatewayApp(ApprovalSteps):
             return
         try:
             if mname == "tools/call" and has_id:
-                await self.call_tool(scope, receive, send, server, caller, upstream, fwd, body, msg, modern, headers)
+                await self.call_tool(receive, send, server, caller, upstream, fwd, msg, modern, headers)
             elif mname == "tools/list" and has_id:
-                await self.list_tools(scope, receive, send, server, caller, upstream, fwd, body, msg, modern)
+                await self.list_tools(send, server, caller, upstream, fwd, body, msg, modern)
             else:
-                await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, body, msg)
+                await self.forward(receive, send, server, caller, upstream, "POST", fwd, body, msg)
         finally:
             rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", method_label(mname))), time.perf_counter() - t0)
 
@@ -412,6 +413,7 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 401, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, f"Unauthorized: {text}")), JSON,
                            [(b"www-authenticate", www)])
             return None
+        assert record is not None  # a reason was set otherwise
         groups = frozenset(record.groups) | rt.config.groups_of(record.id, record.label)
         return Caller(Grant(record.id, record.label, groups), record)
 
@@ -453,9 +455,8 @@ class GatewayApp(ApprovalSteps):
             return rpc.HEADER_MISMATCH, f"{dup} header given more than once"
         if modern:
             verdict = classify_inbound_request(msg, headers=headers, supported_modern_versions=MODERN_PROTOCOL_VERSIONS)
-            code = getattr(verdict, "code", None)
-            if code is not None:
-                return code, verdict.message
+            if isinstance(verdict, InboundLadderRejection):
+                return verdict.code, verdict.message
             return None
         # a legacy request need not carry them, but if it does they must agree with the body
         hm = headers.get("mcp-method")
@@ -494,7 +495,7 @@ class GatewayApp(ApprovalSteps):
         return b"".join(parts)
 
     # ---- tools/call --------------------------------------------------------------------
-    async def call_tool(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern, headers):
+    async def call_tool(self, receive, send, server, caller, upstream, fwd, msg, modern, headers):
         rt = self.rt
         rid = msg.get("id")
         params = msg.get("params")
@@ -512,6 +513,9 @@ class GatewayApp(ApprovalSteps):
             args = {}
         try:
             decided_body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        except UnicodeEncodeError:  # a ValueError too: a lone surrogate (`"\ud800"`) is no Unicode text
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "strings must be valid Unicode (a lone surrogate is not)")))
+            return
         except ValueError:
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
             return
@@ -561,7 +565,7 @@ class GatewayApp(ApprovalSteps):
         approval = None
         if decision.needs_approval and not decision.allowed and policy_decided and not log_only:
             # human approval (docs/approval.md): the call runs only once a person said yes
-            step = await self.approval_step(scope, receive, send, upstream, fwd, msg, ctx, decision)
+            step = await self.approval_step(receive, send, fwd, msg, ctx, decision)
             if step is None:
                 return  # answered here (asked, waiting, rejected or refused), and audited
             decision, approval = step
@@ -590,7 +594,7 @@ class GatewayApp(ApprovalSteps):
         else:
             outcome = "rejected" if (pinned or typed or {}).get("rejection") else "denied"
         ran_approved = approval is not None and approval.id is not None and decision.allowed
-        row = self.call_row(ctx, decision, outcome, detail, approval_id=approval.id if ran_approved else None,
+        row = self.call_row(ctx, decision, outcome, detail, approval_id=approval.id if ran_approved and approval is not None else None,
                             decision_kind="approval" if ran_approved else None)
         seq = await self.write_audit(send, ctx, row, decision, sse=approval.sse if approval else None)
         if seq is None:
@@ -616,7 +620,7 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 400, rpc.dumps(rpc.error(rid, err.get("code"), str(err.get("message", "")), err.get("data"))))
             return
         if not forwarding:
-            meta = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
+            meta: dict[str, dict[str, Any]] = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
             if decision.limit is not None:
                 meta["io.mcpp/decision"]["limit"] = decision.limit
             if pinned is not None:
@@ -648,9 +652,9 @@ class GatewayApp(ApprovalSteps):
 
         if approval is not None and approval.sse is not None:
             # a 2025 session's call that waited on an elicitation: its stream is already open
-            outcome = await self.forward_into_stream(approval.sse, server, upstream, fwd, decided_body, rid, modern, settle)
+            outcome = await self.forward_into_stream(approval.sse, upstream, fwd, decided_body, rid, modern, settle)
         else:
-            outcome = await self.forward(scope, receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
+            outcome = await self.forward(receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
                                          watch_id=rid, modern=modern, settle=settle)
         if not settled:
             settle(outcome)
@@ -737,7 +741,7 @@ class GatewayApp(ApprovalSteps):
             rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=f"{type(e).__name__}: {e}")
 
     # ---- tools/list --------------------------------------------------------------------
-    async def list_tools(self, scope, receive, send, server, caller, upstream, fwd, body, msg, modern):
+    async def list_tools(self, send, server, caller, upstream, fwd, body, msg, modern):
         """Relay a tools/list answer only after checking it: a JSON-RPC response to this
         request whose `tools` is an array of named tools. Anything else becomes the
         documented upstream error (HTTP 502, -32002); an HTTP 400 or 404 that carries a
@@ -994,7 +998,7 @@ class GatewayApp(ApprovalSteps):
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data})
 
-    async def forward(self, scope, receive, send, server, caller, upstream, method, fwd, body, msg,
+    async def forward(self, receive, send, server, caller, upstream, method, fwd, body, msg,
                       watch_id=None, modern=False, settle=None) -> str:
         """Relay one exchange. With `watch_id` (a tools/call), return its audit outcome, which
         says whether the upstream may have executed it (see OUTCOME_COUNTED):

@@ -258,9 +258,5 @@ class DeferredCounters:
         except StoreUnavailable as e:
             self.store.log.warning("limit_refund_lost", error=str(e), counters=len(charges))
 
-    async def value_async(self, key: str) -> float:
-        v = await self.store.run(lambda: self.store.client.get(RedisCounters.PREFIX + key))
-        return float(v) if v is not None else 0
-
     def close(self) -> None:
         pass

@@ -10,7 +10,9 @@ from __future__ import annotations
 import abc
 import os
 import threading
-from typing import Callable, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
+
+T = TypeVar("T")  # what a loaded file holds
 
 
 def stat_key(path: str):
@@ -22,12 +24,12 @@ def stat_key(path: str):
     return (st.st_mtime_ns, st.st_size, st.st_ino)
 
 
-class FileState(abc.ABC):
+class FileState(abc.ABC, Generic[T]):
     """One reloadable file. Subclasses implement `load() -> (ok, error)` and set `current`."""
 
     def __init__(self, server: str, path: str):
         self.server, self.path = server, path
-        self.current = None
+        self.current: T | None = None
         self.error: str | None = None
         self.seen = None  # stat of the version last tried
 
@@ -42,7 +44,7 @@ class FileState(abc.ABC):
         """Try the file as it is now; on success it replaces the version in force."""
 
 
-S = TypeVar("S", bound=FileState)
+S = TypeVar("S", bound="FileState[Any]")
 
 
 class Registry(Generic[S]):

@@ -15,20 +15,21 @@ import secrets
 import socket
 import time
 from pathlib import Path
+from typing import cast
 
 from .approvals import ApprovalStore
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteCounters
-from .grants import open_grants, redis_client
+from .grants import SQLiteGrants, redis_client
 from .http_client import HTTPUpstream
-from .jwks import Fetcher, IdPUnavailable, IssuerClient
+from .jwks import Fetcher, IssuerClient
 from .oauth import ResourceServer, TokenCache
 from .oauth_config import mapping_problems
 from .logs import Logger
 from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
-from .policies import DenyAll, PolicyRegistry
+from .policies import DenyAll, PolicyRegistry, route_catalog
 from .principals import is_user_principal, principal_key, user_visible
 from .proxy import GatewayApp, SessionBinder
 from mcpp.catalog.conformance import SchemaCache
@@ -81,13 +82,13 @@ class Runtime:
                 key = session_key(config.state_dir, sync)
             finally:
                 sync.close()
-            self.redis = AsyncRedis(config.redis_url, config.redis_timeout, self.log, self.metrics)
-            self.grants = AsyncRedisGrants(self.redis, config.grant_cache_seconds)
-            self.counters = DeferredCounters(self.redis)
+            self.redis: AsyncRedis | None = AsyncRedis(config.redis_url, config.redis_timeout, self.log, self.metrics)
+            self.grants: AsyncRedisGrants | SQLiteGrants = AsyncRedisGrants(self.redis, config.grant_cache_seconds)
+            self.counters: DeferredCounters | SQLiteCounters = DeferredCounters(self.redis)
         else:
             key = session_key(config.state_dir, None)
             self.redis = None
-            self.grants = open_grants(config.state_dir, None)
+            self.grants = SQLiteGrants(config.state_dir)
             self.counters = SQLiteCounters(config.state_dir)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous)
         self.audit_writer = GroupCommit(self.audit)
@@ -118,14 +119,14 @@ class Runtime:
         self.mcp_port: int | None = None  # the listeners' ports (set by serve())
         self.ops_port: int | None = None
         self.ops_secret = config.ops_token.resolve("gateway.ops_token") if config.ops_token else None
-        self._reload_task = None
+        self._reload_task: asyncio.Task | None = None
         # identity: the issuers' clients, each OAuth server's resource-server side, the
         # well-known paths of their metadata, and tokens obtained by exchange
         self.fetcher = Fetcher()
         self.issuer_clients: dict[str, IssuerClient] = {}
         self.resource_servers: dict[str, ResourceServer] = {}
         self.metadata_paths: dict[str, str] = {}
-        self.exchanged = TokenCache()
+        self.exchanged: TokenCache[str] = TokenCache()  # upstream tokens by (server, access token)
         self._build_identity(config, None)
         self._build_upstreams(config, None)
         self._preload(config)
@@ -142,17 +143,19 @@ class Runtime:
             prev = old.server(s.id) if old else None
             values = resolved[s.id]
             if s.kind == "http":
-                creds[s.id] = [(c.header.lower(), v) for c, v in zip(s.credentials, values)]
+                # an http server's credentials each name a header (config)
+                creds[s.id] = [(cast(str, c.header).lower(), v) for c, v in zip(s.credentials, values)]
             same_env = s.kind == "http" or [(c.env, v) for c, v in zip(s.credentials, values)] == getattr(ups.get(s.id), "cred_env", None)
             if prev is not None and prev == s and s.id in ups and same_env:
                 continue
             if s.id in ups:
                 ups[s.id].close()
             if s.kind == "http":
+                assert s.url is not None  # kind http
                 ups[s.id] = HTTPUpstream(s.url, self.config.connect_timeout, self.config.upstream_keepalive,
                                          max_response_bytes=self.config.max_response_bytes)
             else:
-                env = [(c.env, v) for c, v in zip(s.credentials, values)]
+                env = [(cast(str, c.env), v) for c, v in zip(s.credentials, values)]  # a stdio one names a variable
                 ups[s.id] = StdioUpstream(s, env, self.log, self.metrics)
         for sid in list(ups):
             if cfg.server(sid) is None:
@@ -171,9 +174,9 @@ class Runtime:
         for s in cfg.servers:
             if s.oauth is None:
                 continue
-            prev = self.resource_servers.get(s.id)
-            if prev is not None and prev.oauth == s.oauth and all(t.client is clients[t.cfg.name] for t in prev.trusted):
-                rs = prev
+            prev_rs = self.resource_servers.get(s.id)
+            if prev_rs is not None and prev_rs.oauth == s.oauth and all(t.client is clients[t.cfg.name] for t in prev_rs.trusted):
+                rs = prev_rs
             else:
                 rs = ResourceServer(s.id, s.oauth, clients, self.log, self.metrics)
             servers[s.id] = rs
@@ -283,8 +286,8 @@ class Runtime:
 
     def _preload(self, cfg: GatewayConfig) -> None:
         for s, path, role in self._policy_paths(cfg):
-            st, fresh = self.registry.state(s.id, path, role, s.catalog)
-            self._report(st, fresh)
+            st, _ = self.registry.state(s.id, path, role, route_catalog(s.catalog, s.enforce_input_schema))
+            self._report(st)
         for s in cfg.servers:
             if s.shadow:
                 st, fresh = self.shadows.state(s.id, s.shadow, "server")
@@ -293,9 +296,9 @@ class Runtime:
         self.shadows.retain({(s.id, s.shadow) for s in cfg.servers if s.shadow})
         for s in cfg.servers:
             if s.catalog:
-                st, fresh = self.pins.state(s.id, s.catalog)
+                pin, fresh = self.pins.state(s.id, s.catalog)
                 if fresh:
-                    self._report_pin(st)
+                    self._report_pin(pin)
         self.pins.retain({(s.id, s.catalog) for s in cfg.servers if s.catalog})
 
     def _report_pin(self, st) -> None:
@@ -317,7 +320,7 @@ class Runtime:
             self._report_pin(st)
         return st
 
-    def _report(self, st, fresh: bool, ok: bool | None = None) -> None:
+    def _report(self, st) -> None:
         good = st.error is None
         self.metrics.set("mcpp_policy_healthy", (("server", st.server), ("policy", Path(st.path).name)), 1 if good else 0)
         if good:
@@ -344,9 +347,9 @@ class Runtime:
         path, role = self.policy_path(server, caller)
         if path is None:
             return DenyAll(f"no policy is configured for server {server.id}"), None
-        st, fresh = self.registry.state(server.id, path, role, server.catalog)
+        st, fresh = self.registry.state(server.id, path, role, route_catalog(server.catalog, server.enforce_input_schema))
         if fresh:
-            self._report(st, True)
+            self._report(st)
         cur = st.current
         return st.engine(), (cur.sha256 if cur else None)
 
@@ -417,7 +420,7 @@ class Runtime:
     async def grant_record(self, gid: str):
         """The grant record for an id (None if there is none); StoreUnavailable or an
         sqlite3 error if the grant store cannot be read."""
-        if self.redis is not None:
+        if isinstance(self.grants, AsyncRedisGrants):  # with Redis
             return await self.grants.aget(gid)
         return self.grants.get(gid)
 
@@ -465,7 +468,7 @@ class Runtime:
             "The limit store is unavailable, so calls under a limit cannot be counted and are refused; "
             "the call was not forwarded. Try again shortly."))
 
-    def head_refused(self, status: int, reason: str) -> None:
+    def head_refused(self, status: int, reason: str) -> None:  # noqa: ARG002 (bounded_protocol's callback)
         """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
         self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
 
@@ -489,7 +492,7 @@ class Runtime:
             degraded = degraded or any(p["error"] for p in pols)
             up = self.upstreams.get(s.id)
             servers[s.id] = {
-                "upstream": s.url if s.kind == "http" else {"command": list(s.command), **(up.health() if up else {})},
+                "upstream": s.url if s.kind == "http" else {"command": list(s.command or ()), **(up.health() if up else {})},
                 "policy": s.policy, "policies": pols,
             }
             rs = self.resource_servers.get(s.id)
@@ -513,6 +516,7 @@ class Runtime:
             if self.redis is not None:
                 await self.redis.ping()  # within redis_timeout; at once while the breaker is open
             else:
+                assert isinstance(self.grants, SQLiteGrants)  # without Redis
                 self.grants.ping()
         except StoreUnavailable as e:
             stores_ok, store_error = False, str(e)
@@ -593,19 +597,20 @@ class Runtime:
         for st in self.registry.changed():
             ok, err = await asyncio.to_thread(st.load)
             self.metrics.inc("mcpp_policy_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
-            self._report(st, False)
+            self._report(st)
             if ok:
                 self._visible_cache.clear()
         for st in self.shadows.changed():
             ok, err = await asyncio.to_thread(st.load)
             self.metrics.inc("mcpp_shadow_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
             self._report_shadow(st)
-        for st in self.pins.changed():
-            ok, err = await asyncio.to_thread(st.load)
-            self.metrics.inc("mcpp_catalog_reloads_total", (("server", st.server), ("result", "ok" if ok else "refused")))
-            self._report_pin(st)
+        for pin in self.pins.changed():
+            ok, err = await asyncio.to_thread(pin.load)
+            self.metrics.inc("mcpp_catalog_reloads_total", (("server", pin.server), ("result", "ok" if ok else "refused")))
+            self._report_pin(pin)
 
     async def _reload_config(self) -> None:
+        assert self.config_path is not None  # only a gateway started from a file reloads it
         try:
             new = await asyncio.to_thread(load_config, self.config_path)
             for field in RESTART_FIELDS:
@@ -723,7 +728,9 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,
         log_level="warning", timeout_graceful_shutdown=10, server_header=False, date_header=False,
         proxy_headers=False,  # X-Forwarded-* would let a client pick the address in logs; not trusted
-        timeout_keep_alive=config.idle_timeout, limit_concurrency=config.max_connections,
+        # uvicorn annotates int; it hands the seconds to loop.call_later, which takes a float
+        timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
+        limit_concurrency=config.max_connections,
     )
     # both listeners are bound here, before serving: a port that is taken fails the start
     mcp_sock = _bind(config.host, config.port)

@@ -50,7 +50,7 @@ class _Reply:
         async for c in self._stream(timeout):
             yield c
 
-    async def read(self, timeout, limit: int = 64 * 1024 * 1024) -> bytes:
+    async def read(self, timeout, limit: int = 64 * 1024 * 1024) -> bytes:  # noqa: ARG002 (the upstream reply's signature)
         return b"".join([c async for c in self.chunks(timeout)])
 
     def release(self) -> None:
@@ -279,8 +279,10 @@ class StdioUpstream:
             await session.send(body)
             return _Reply(202, [])
         key = _key(msg["id"])
-        params = msg.get("params") if isinstance(msg.get("params"), dict) else {}
-        meta = params.get("_meta") if isinstance(params.get("_meta"), dict) else {}
+        given = msg.get("params")
+        params = given if isinstance(given, dict) else {}
+        given_meta = params.get("_meta")
+        meta = given_meta if isinstance(given_meta, dict) else {}
         q = session.open(key, meta.get("progressToken"))
         try:
             await session.send(body)
@@ -346,7 +348,7 @@ class StdioUpstream:
             q.put_nowait(session.backlog.popleft())
         session.standalone = q
 
-        async def stream(timeout):
+        async def stream(timeout):  # noqa: ARG001 (a _Reply stream; this one keeps itself alive)
             try:
                 yield b": stream open\n\n"
                 while True:

@@ -48,6 +48,7 @@ texts = st.text(alphabet=ALPHABET, max_size=8)
 
 # ---- policies with limits and assertions -----------------------------------------------------
 
+
 from dataclasses import dataclass  # noqa: E402
 
 from mcpp.lang import ir  # noqa: E402

@@ -44,7 +44,7 @@ def test_a_check_that_does_not_stop_is_stopped_at_the_deadline():
     solver.add(z3.InRe(s, rx.Z3Regex(ctx)(rx.search_ast("[\\p{Lu}a]$"))), s == string_val("abc", ctx))
     assert rx.widest_class(rx.search_ast("[\\p{Lu}a]$")) > rx.WIDE_CLASS  # such a query is isolated
     with pytest.raises(OutOfTime, match="did not stop"):  # whatever runs past the deadline: here, the work after the check
-        bounded(solver, lambda r: time.sleep(600), budget_ms=100, isolate=True)
+        bounded(solver, lambda _r: time.sleep(600), budget_ms=100, isolate=True)
     # the parent's context is untouched: it still answers
     t = z3.Solver(ctx=ctx)
     t.add(s == string_val("x", ctx))
@@ -59,7 +59,7 @@ def test_an_isolated_check_returns_what_then_computes_and_raises_what_it_raises(
     solver.add(x > 2, x < 4)
     assert bounded(solver, lambda r: (str(r), solver.model()[x].as_long()), budget_ms=5000, isolate=True) == ("sat", 3)
     with pytest.raises(ZeroDivisionError):
-        bounded(solver, lambda r: 1 // 0, budget_ms=5000, isolate=True)
+        bounded(solver, lambda _r: 1 // 0, budget_ms=5000, isolate=True)
 
 
 @needs_fork

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from typer.testing import CliRunner
 
 from mcpp.cli import app

@@ -23,7 +23,7 @@ DENY_T = ('permit (principal, action == Action::"t", resource) when { context.in
 def test_a_scope_the_engine_cannot_evaluate_is_an_error_not_a_no(monkeypatch, caplog, error, logged):
     prog = load_program(DENY_T)
 
-    def boom(self, env):
+    def boom(_self, _env):
         raise error
 
     monkeypatch.setattr(engine_mod.CompiledRule, "evaluate", boom)
@@ -43,7 +43,7 @@ def test_undecided_lint_checks_are_reported(monkeypatch):
     quiet = lint(prog)
     assert not [d for d in quiet if d.code == "undecided"]
 
-    def undecided(self, req, formula, **kw):  # every check runs out of time
+    def undecided(_self, _req, _formula, **_kw):  # every check runs out of time
         return solve.Outcome("unknown", "the solver timed out after 1 ms")
 
     monkeypatch.setattr(solve.Session, "check", undecided)
@@ -59,7 +59,7 @@ def test_an_unexpected_failure_in_visibility_shows_the_tool_and_is_logged(monkey
     prog = load_program('permit (principal, action == Action::"t", resource) when { context.input.n > 1 };')
     visibility.clear_cache()
 
-    def boom(*a, **k):
+    def boom(*_a, **_k):
         raise TypeError("a bug")
 
     monkeypatch.setattr(visibility, "decide", boom)

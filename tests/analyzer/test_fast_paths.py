@@ -58,7 +58,7 @@ def test_incremental_checks_and_batched_applies_answer_as_fresh_solvers(prog):
 
 def _force_full(monkeypatch):
     counter = iter(range(10**9))
-    monkeypatch.setattr(diff_mod, "_plan_key", lambda program, tool: next(counter))
+    monkeypatch.setattr(diff_mod, "_plan_key", lambda _program, _tool: next(counter))
 
 
 def _pairs():

@@ -77,7 +77,7 @@ def _never(s):
     return dataclasses.replace(s, clauses=(ir.Clause("when", ir.Lit(False)),))
 
 
-def _drop(s):
+def _drop(_s):
     return None
 
 

@@ -205,3 +205,44 @@ def test_an_undeclared_argument_of_an_open_schema_with_no_near_name_is_guarded()
     text = TYPO.replace("context.input.pth", "context.input.note")
     (d,) = [d for d in lint(prog(text), timeout_ms=10000, session=typed_session(cat, 10000)) if d.code == "forbid-bypass"]
     assert "did you mean" not in d.notes[0] and "guard it where an error denies" in d.notes[0]
+
+
+# ---- schemas the gateway's validator reads otherwise than 2020-12 (hostile review) -----------
+
+CAPPED = {"type": "number", "maximum": 1000}
+# (schema, "the analysis reads the cap"): each is a schema the gateway validates
+# by its own dialect and reference rules; where that is not the 2020-12 reading, a proof
+# must not lean on the cap
+DIALECTS = [
+    ({"type": "object", "properties": {"amount": CAPPED}, "required": ["amount"]}, True),
+    ({"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+      "properties": {"amount": CAPPED}, "required": ["amount"]}, True),
+    # draft-07: a keyword beside `$ref` is ignored, so the cap is no cap
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object", "definitions": {"money": NUM},
+      "properties": {"amount": {"$ref": "#/definitions/money", "maximum": 1000}}, "required": ["amount"]}, False),
+    # draft-07 without a `$ref`: read as written
+    ({"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+      "properties": {"amount": CAPPED}, "required": ["amount"]}, True),
+    # draft-04 (no `const`, boolean exclusive bounds): not read at all
+    ({"$schema": "http://json-schema.org/draft-04/schema#", "type": "object",
+      "properties": {"amount": CAPPED}, "required": ["amount"]}, False),
+    # a nested `$id` moves the base `#` refers to; a percent-encoded pointer
+    ({"type": "object", "properties": {"amount": {"$id": "https://x.example/m", "$ref": "#/$defs/m",
+                                                   "$defs": {"m": NUM}}}, "$defs": {"m": CAPPED}, "required": ["amount"]},
+     False),
+    ({"type": "object", "$defs": {"money capped": CAPPED}, "properties": {"amount": {"$ref": "#/$defs/money%20capped"}},
+      "required": ["amount"]}, False),
+]
+
+
+@pytest.mark.parametrize("schema, capped", DIALECTS)
+def test_a_proof_leans_only_on_what_the_gateway_validates(schema, capped):
+    cat = Catalog.from_tools([{"name": "refund_payment", "inputSchema": schema}])
+    text = ('default deny;\npermit (principal, action == Action::"refund_payment", resource);\n'
+            'assert deny (principal, action == Action::"refund_payment", resource) when { context.input.amount > 1000 };\n')
+    (r,) = verify(prog(text), timeout_ms=10000, session=typed_session(cat, 10000))
+    # not read: never a PASS; a FAIL only with a call the gateway forwards, else UNKNOWN
+    # (draft-04's `maximum` and the percent-decoded pointer do cap: the gateway refuses 1001)
+    assert r.status == "pass" if capped else r.status in ("fail", "unknown"), r.message
+    if r.status == "fail":  # the counterexample is a call the gateway's own validator forwards
+        _witness_conforms(cat, r.to_dict()["counterexample"])

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import mcpp
 from mcpp._eval import CallError, run_calls
 from mcpp.lang.formatter import format_document
-from tests.strategies import GRANTS, GROUPS, LABELS, SERVERS, calls, documents
+from tests.strategies import GRANTS, GROUPS, LABELS, calls, documents
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_900_000_000.0
@@ -170,3 +170,18 @@ def test_a_lone_surrogate_is_written_as_its_escape(tmp_path):
         p = mcpp_cli("eval", "examples/refunds.mcpp", *args)
         assert p.returncode == 0, p.stderr
         assert json.loads(p.stdout)["tool"] == "\ud800x"
+
+
+def test_a_call_held_for_approval_says_so_in_both_forms(tmp_path):
+    """`"decision": "approval"` with the approver's text, as `Engine.decide(...).to_dict()`
+    and docs/approval.md say, for one `--call` and in a `--calls` batch alike."""
+    policy = tmp_path / "ap.mcpp"
+    policy.write_text('@approval("a person checks big refunds")\npermit (principal, action == Action::"refund", resource);\n')
+    call = '{"name": "refund", "arguments": {}}'
+    (tmp_path / "calls.jsonl").write_text(call + "\n")
+    one = json.loads(mcpp_cli("eval", str(policy), "--call", call).stdout)
+    batch = json.loads(mcpp_cli("eval", str(policy), "--calls", str(tmp_path / "calls.jsonl")).stdout)
+    assert one == batch
+    assert (one["decision"], one["needs_approval"], one["approval"]) == ("approval", True, "a person checks big refunds")
+    d = mcpp.load_policy(policy).decide("refund", {})
+    assert d.decision == "approval" and not d.allowed and d.to_dict() == {**one, "span": d.to_dict()["span"]}

@@ -74,10 +74,10 @@ def lowlevel(policy: mcpp.Policy, ran: list, **kw) -> Server:
     schema = {"type": "object"}
     names = ["echo", "delete_pod", "get_secret", "charge", "unlisted_by_policy", "flaky"]
 
-    async def list_tools(ctx, params) -> types.ListToolsResult:
+    async def list_tools(ctx, params) -> types.ListToolsResult:  # noqa: ARG001 (the MCP SDK's handler signature)
         return types.ListToolsResult(tools=[types.Tool(name=n, input_schema=schema) for n in names])
 
-    async def call_tool(ctx, params) -> types.CallToolResult:
+    async def call_tool(ctx, params) -> types.CallToolResult:  # noqa: ARG001 (the MCP SDK's handler signature)
         ran.append((params.name, dict(params.arguments or {})))
         if params.name == "flaky":
             raise RuntimeError("the tool failed before answering")

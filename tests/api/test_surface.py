@@ -93,14 +93,14 @@ wrong: str = d.limit
 def test_a_user_program_type_checks_against_the_stub(tmp_path):
     """mypy, on a program using the API, installed as a wheel lays it out: the types come
     through (`py.typed`, `__init__.pyi`), and a misuse is an error."""
-    from tests.test_layers import _installed_layout
+    from tests.layout import installed_layout
 
-    site = _installed_layout(tmp_path / "site")
+    site = installed_layout(tmp_path / "site")
     (tmp_path / "user.py").write_text(USER_PROGRAM)
     p = subprocess.run([sys.executable, "-m", "mypy", "user.py", "--follow-imports=silent", "--no-incremental",
                         "--python-version", "3.11"],
                        capture_output=True, text=True, cwd=tmp_path, timeout=600, env={**__import__("os").environ,
                                                                                        "MYPYPATH": str(site)})
     errors = [line for line in p.stdout.splitlines() if ": error:" in line]
-    assert errors == [f'user.py:10: error: Incompatible types in assignment (expression has type "LimitHit | None", '
-                      f'variable has type "str")  [assignment]'], p.stdout
+    assert errors == ['user.py:10: error: Incompatible types in assignment (expression has type "LimitHit | None", '
+                      'variable has type "str")  [assignment]'], p.stdout

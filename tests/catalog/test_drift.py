@@ -92,7 +92,7 @@ def test_check_pinned_refuses_changed_and_new_tools():
     assert check_pinned(pinned, [{"no": "name"}] + BASE) == {}
 
 
-def test_drift_from_a_live_server(tmp_path, monkeypatch):
+def test_drift_from_a_live_server(tmp_path):
     """Capture the SDK test server, change it (MCPP_TEST_TOOL_VARIANT=2), capture again: the diff and
     the pin both name the changed and the added tool."""
     first = pull(Target(command=[sys.executable, str(SERVER), "stdio"], timeout=60))

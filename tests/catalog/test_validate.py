@@ -34,6 +34,17 @@ def apply_fix(src: str, d) -> str:
     return src
 
 
+@pytest.mark.parametrize("hidden, severity", [
+    ("delete_everythng", "error"),  # a typo: the tool meant stays listed and callable
+    ("drop_db", "warning"),  # no such tool and none like it: a hide in case it appears
+])
+def test_hide_of_a_tool_the_catalog_lacks(hidden, severity):
+    cat = Catalog.from_tools([{"name": "delete_everything", "inputSchema": {"type": "object"}}])
+    src = f'default allow;\nhide Action::"{hidden}";\n'
+    ((code, sev),) = [(d.code, d.severity) for d in diags(src, cat)]
+    assert (code, sev) == ("catalog-unknown-tool", severity)
+
+
 def test_unknown_tool_with_did_you_mean_and_fix():
     src = 'default deny;\npermit (principal, action == Action::"create_isue", resource);\nhide Action::"drop_db";\n'
     ds = diags(src, GITHUB)
@@ -190,6 +201,17 @@ def test_undeclared_key_is_an_error_unless_the_schema_lets_other_keys_through(sc
     src = 'permit (principal, action == Action::"t", resource) when { context.input.rpo == "x" };\n'
     (d,) = diags(src, cat)
     assert (d.code, d.severity) == ("catalog-unknown-argument", severity) and "did you mean 'repo'?" in d.notes
+
+
+@pytest.mark.parametrize("effect, severity", [("permit", "warning"), ("forbid", "error")])
+def test_an_undeclared_nested_key_fails_open_in_a_forbid(effect, severity):
+    """`opts` lets other keys through: a permit on `opts.forse` fails closed (a warning), a
+    forbid on it applies only to callers who choose to send it (fail open: an error)."""
+    cat = Catalog.from_tools([{"name": "t", "inputSchema": {"type": "object", "properties": {
+        "opts": {"type": "object", "properties": {"force": {"type": "boolean"}}, "additionalProperties": True}}}}])
+    src = f'{effect} (principal, action == Action::"t", resource) when {{ context.input.opts.forse == true }};\n'
+    (d,) = [d for d in diags(src, cat) if d.code == "catalog-unknown-argument"]
+    assert d.severity == severity and "did you mean 'opts.force'?" in d.notes
 
 
 def test_a_rule_for_every_tool_only_needs_some_tool_to_have_the_argument():

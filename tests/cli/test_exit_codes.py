@@ -10,13 +10,10 @@ process by making one function the command calls raise, the way a bug would.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
@@ -311,7 +308,7 @@ def test_fmt_stdin_that_is_not_utf8_is_unreadable_input():
     assert p.returncode == 2 and b"not UTF-8" in p.stderr and b"Traceback" not in p.stderr
 
 
-def test_lsp_exits_0_when_its_client_closes(inputs):
+def test_lsp_exits_0_when_its_client_closes():
     p = mcpp("lsp", stdin="")
     assert p.returncode == 0
 
@@ -377,7 +374,7 @@ def _in_process(argv: list[str], monkeypatch, target: str):
         module, _, cls = module.rpartition(".")
         owner = getattr(importlib.import_module(module), cls)
 
-    def boom(*a, **k):
+    def boom(*_a, **_k):
         raise RuntimeError("injected fault")
 
     monkeypatch.setattr(owner, attr, boom)

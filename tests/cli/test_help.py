@@ -68,7 +68,7 @@ def test_help_describes_every_option_by_metavar(path, cmd):
 
 
 @pytest.mark.parametrize("path, cmd", COMMANDS, ids=[" ".join(p) or "mcpp" for p, _ in COMMANDS])
-def test_help_mentions_only_commands_that_exist(path, cmd):
+def test_help_mentions_only_commands_that_exist(path, cmd):  # noqa: ARG001 (parametrized with the pair)
     text = " ".join(_help(path).split())
     for m in re.finditer(r"`mcpp ([a-z]+(?: [a-z]+)?)", text):
         words = m.group(1).split()

@@ -479,3 +479,15 @@ async def test_name_variants_never_reach_a_lenient_upstream(tmp_path, start_gate
                 assert r.json()["result"]["isError"] and text.startswith("[POLICY DENIED]"), (name, text)
             assert result_text(await call_tool(http, g.url(), g.token, "ok", {})) == "ran ok"
         assert up.executed() == [{}] and [t for t, _ in up.calls] == ["ok"]
+
+
+async def test_a_lone_surrogate_is_refused_for_what_it_is(tmp_path, upstream, start_gateway):
+    """`"\\ud800"` is valid JSON but no Unicode text: refused before the policy (400, with
+    the reason), never forwarded."""
+    g = _gw(tmp_path, start_gateway, upstream.url)
+    before = len(upstream.ran())
+    async with httpx2.AsyncClient(timeout=10) as http:
+        r = await call_tool(http, g.url(), g.token, "echo", {"text": "a\ud800b"})
+        assert "valid Unicode" in json.dumps(r), r
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "ok"})) == "ok"
+    assert [x["args"] for x in upstream.ran()[before:]] == [{"text": "ok"}]

@@ -32,7 +32,7 @@ limit "charges" (principal, action == Action::"charge", resource) max 3 per hour
 def client(url: str, token: str, mode: str, answer=None, seen=None):
     """The SDK client; `answer(params)` is its elicitation handler (None: it has none)."""
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=httpx2.Timeout(30.0))
-    async def handler(context, params):
+    async def handler(context, params):  # noqa: ARG001 (the MCP SDK's handler signature)
         if seen is not None:
             seen.append(params)
         return answer(params)
@@ -41,11 +41,11 @@ def client(url: str, token: str, mode: str, answer=None, seen=None):
                         elicitation_callback=handler if answer is not None else None)
 
 
-def accept(params):
+def accept(_params):
     return types.ElicitResult(action="accept", content={"approve": True})
 
 
-def decline(params):
+def decline(_params):
     return types.ElicitResult(action="decline")
 
 
@@ -270,7 +270,8 @@ approval_elicitation = false
     assert [(r["decision"], r["message"]) for r in answers] == [("rejected", f"approval {approval_id} rejected by dave via http")]
 
 
-async def test_a_client_that_can_only_open_urls_is_not_sent_a_form(gw, upstream):
+@pytest.mark.usefixtures("upstream")
+async def test_a_client_that_can_only_open_urls_is_not_sent_a_form(gw):
     async with httpx2.AsyncClient(timeout=30) as http:
         headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
                    "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "charge",

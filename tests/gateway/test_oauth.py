@@ -40,7 +40,7 @@ def _env():
     return dict(os.environ, MCPP_TEST_GW_SECRET=GATEWAY_CLIENT[1], MCPP_TEST_UPSTREAM_TOKEN=UPSTREAM_TOKEN)
 
 
-def _config(tmp, auth, upstream, port: int, *, refresh_min: float = 0, leeway: float = 0) -> str:
+def _config(auth, upstream, port: int, *, refresh_min: float = 0, leeway: float = 0) -> str:
     base = f"http://127.0.0.1:{port}/mcp"
     return f"""
 [gateway]
@@ -105,7 +105,7 @@ policy = "policy.mcpp"
 def start(tmp, auth, upstream, **kw) -> Gateway:
     port = free_port()
     write(tmp / "policy.mcpp", POLICY)
-    cfg = write(tmp / "gateway.toml", _config(tmp, auth, upstream, port, **kw))
+    cfg = write(tmp / "gateway.toml", _config(auth, upstream, port, **kw))
     return Gateway(tmp, ["--config", str(cfg)], port, tmp / "state", env=_env())
 
 
@@ -247,7 +247,8 @@ async def test_groups_claim_decides_and_filters_tools_list(gw, auth):
     assert listed(dev) == {"echo", "whoami"}
 
 
-async def test_grant_tokens_beside_oauth(gw, auth):
+@pytest.mark.usefixtures("auth")
+async def test_grant_tokens_beside_oauth(gw):
     grant = create_grant(gw.state, "ci-bot", "pay")
     r = await call(gw, grant["token"])
     assert r["status"] == 200 and not r["result"]["isError"]

@@ -30,7 +30,7 @@ issuers = ["acme"]
 '''
 
 
-def load(tmp_path, text: str, env=None, monkeypatch=None):
+def load(tmp_path, text: str):
     write(tmp_path / "p.mcpp", "permit (principal, action, resource);\n")
     return load_config(write(tmp_path / "gw.toml", text))
 
@@ -153,7 +153,7 @@ BAD = [
 
 
 @pytest.mark.parametrize("what,text,message", BAD, ids=[b[0] for b in BAD])
-def test_refused_with_the_key_path(tmp_path, what, text, message):
+def test_refused_with_the_key_path(tmp_path, what, text, message):  # noqa: ARG001 (`what` names the case)
     with pytest.raises(ConfigError) as e:
         load(tmp_path, text)
     assert message in str(e.value), str(e.value)
@@ -255,7 +255,7 @@ MAPPING = [
 
 
 @pytest.mark.parametrize("what,decl,claims,extra,want", MAPPING, ids=[m[0] for m in MAPPING])
-def test_mapping_against_entity_user(tmp_path, what, decl, claims, extra, want):
+def test_mapping_against_entity_user(tmp_path, what, decl, claims, extra, want):  # noqa: ARG001 (`what` names the case)
     problems = mapping_problems(_oauth(tmp_path, claims, extra), _decl(decl))
     assert len(problems) == len(want)
     for p, w in zip(problems, want):

@@ -5,17 +5,13 @@ the file path, the parse error or the counterexample go to the log, /healthz and
 
 from __future__ import annotations
 
-import json
-import sqlite3
 import subprocess
 import sys
 
-import httpx2
 
-from mcpp.runtime.gateway import policies
 from mcpp.runtime.gateway.policies import PolicyRefused, load_verified
 
-from .peers import ALLOW_ALL, POLICY, call_tool, create_grant, free_port, result_text, write
+from .peers import ALLOW_ALL, POLICY, free_port, write
 
 BROKEN = 'permit (principal, action == Action::"echo", resource) when { context.input.text == ;\n'
 FAILS_ASSERT = ALLOW_ALL + '@id("no-echo")\nassert deny (principal, action == Action::"echo", resource);\n'
@@ -84,3 +80,29 @@ def test_a_bypassable_forbid_keeps_the_policy_out_unless_calls_are_typed(tmp_pat
     load_verified(str(untyped), catalog=str(tmp_path / "tools.json"))  # a server's pinned catalog
 
 
+
+
+def test_a_server_that_does_not_check_schemas_analyses_its_policies_untyped(tmp_path):
+    """`enforce_input_schema = false`: no call is checked against its schema, so a proof
+    that assumed one would be about calls that are not the ones forwarded. The policy is
+    analysed untyped whatever it or the server names (and the bypassable forbid refused)."""
+    from mcpp.catalog.model import Catalog
+    from mcpp.runtime.gateway.policies import route_catalog
+
+    Catalog.from_tools([REFUND_TOOL]).write(tmp_path / "tools.json")
+    typed = tmp_path / "typed.mcpp"
+    typed.write_text('@catalog("tools.json")\ndefault deny;\n' + BYPASSABLE)
+    load_verified(str(typed), route_catalog(None, enforce_input_schema=True))
+    for pinned in (None, str(tmp_path / "tools.json")):
+        load_verified(str(typed), route_catalog(pinned, enforce_input_schema=True))
+        try:
+            load_verified(str(typed), route_catalog(pinned, enforce_input_schema=False))
+        except PolicyRefused as e:
+            assert "forbid-bypass" in str(e), e
+        else:
+            raise AssertionError("typed analysis without the gateway's schema check")
+    # and through `mcpp serve`: the quick start with its schema check off refuses to start
+    port = str(free_port())
+    r = serve("--policy", str(typed), "--upstream", "http://127.0.0.1:9/mcp", "--port", port, "--state",
+              str(tmp_path / "st"), "--no-enforce-input-schema")
+    assert r.returncode == 1 and "forbid-bypass" in r.stderr and "Traceback" not in r.stderr, r.stderr

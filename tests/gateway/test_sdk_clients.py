@@ -77,7 +77,8 @@ async def test_tools_list_filtered_and_private(gw, mode):
     assert body["result"]["cacheScope"] == "private"
 
 
-async def test_denial_shape_and_audit_row(gw, upstream):
+@pytest.mark.usefixtures("upstream")
+async def test_denial_shape_and_audit_row(gw):
     http, c = client(gw.url(), gw.alice["token"], "auto")
     async with http, c:
         r = await c.call_tool("delete_pod", {"namespace": "prod-zz9", "name": "secret-value-xyz"})

@@ -74,7 +74,7 @@ def principal_atoms():
                   st.integers(0, 2000)),
         st.sampled_from(KEYS).map(lambda k: ir.Compare("<=", _arg(k), _p("cap"))),
         st.just(_p("admin")),
-        st.sampled_from(LABELS).map(lambda l: ir.Compare("==", _p("label"), ir.Lit(l))),
+        st.sampled_from(LABELS).map(lambda lab: ir.Compare("==", _p("label"), ir.Lit(lab))),
         st.sampled_from(EMAILS).map(lambda e: ir.Compare("==", _p("nick"), ir.Lit(e))),
     )
 

@@ -16,7 +16,7 @@ from mcpp.lang.compiler import GrantContext, UserContext, compile_program, speci
 from mcpp.lang.diagnostics import MCPPError
 from mcpp.lang.formatter import format_document
 from mcpp.lang.program import load_program
-from mcpp.runtime.engine import Engine, Grant, User
+from mcpp.runtime.engine import Engine, Grant
 
 from ..test_cli import mcpp
 from .strategies import calls, identity_documents, users

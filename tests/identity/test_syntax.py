@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
 
 from mcpp.lang import ir
 from mcpp.lang.formatter import format_document, format_source

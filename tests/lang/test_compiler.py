@@ -95,8 +95,8 @@ def same_decisions(program, doc, grant: Grant, server: str, requests):
         assert a.allowed == b.allowed, (tool, args, a, b, json.dumps(doc))
 
 
-@given(documents(principal=True, max_policies=4), st.lists(calls(), min_size=1, max_size=8), st.data())
-def test_compiled_json_decides_like_the_source(doc, requests, data):
+@given(documents(principal=True, max_policies=4), st.lists(calls(), min_size=1, max_size=8))
+def test_compiled_json_decides_like_the_source(doc, requests):
     program, diags = build_program(doc)
     first = requests[0]
     grant = Grant(first.grant, first.label, first.groups)

@@ -124,7 +124,7 @@ def test_fmt_keeps_every_comment_and_is_idempotent(doc, data):
         out.append(line + (f" // after {i}" if data.draw(st.booleans(), label=f"after {i}") else ""))
     text = "\n".join(out) + "\n"
     formatted = format_source(text)
-    for c in [l[l.index("//"):] for l in out if "//" in l]:
+    for c in [line[line.index("//"):] for line in out if "//" in line]:
         for part in c.split("//")[1:]:
             assert "//" + part.rstrip() in formatted or ("//" + part).rstrip() in formatted
     assert format_source(formatted) == formatted

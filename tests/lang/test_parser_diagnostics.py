@@ -26,7 +26,7 @@ POLICY = "permit (principal, action, resource)"
         (f'{POLICY}\n@id("x") {POLICY};', "expected ';' before '@id'", "@id"),
         (f"default deny\n{POLICY};", "expected ';' before 'permit'", "permit"),
         (f'{POLICY}\nlimit "c" (principal, action, resource) max 1 per hour;', "expected ';' before 'limit'", "limit"),
-        (f'hide Action::"x"\nassert deny (principal, action, resource);', "expected ';' before 'assert'", "assert"),
+        ('hide Action::"x"\nassert deny (principal, action, resource);', "expected ';' before 'assert'", "assert"),
         # missing at the very end: the end of the input is where it is missing
         (f"{POLICY} when {{ true }}", "unexpected end of input, expected one of ';'", "\0"),
         # grammar names never leak: an entity, in words

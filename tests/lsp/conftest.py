@@ -40,7 +40,7 @@ async def client(lsp_client: LanguageClient, request):
     lsp_client.code_lens_refreshes = 0
 
     @lsp_client.feature(t.WORKSPACE_CODE_LENS_REFRESH)
-    def code_lens_refresh(params):  # VS Code's capabilities say it supports this request
+    def code_lens_refresh(params):  # noqa: ARG001 (pygls passes params)  # VS Code's capabilities say it supports this request
         lsp_client.code_lens_refreshes += 1
 
     for section, value in getattr(request, "param", SETTINGS).items():

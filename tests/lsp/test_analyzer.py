@@ -158,7 +158,7 @@ async def test_typing_is_not_blocked_by_analysis(client):
 @pytest.mark.parametrize("client", [{"mcpp": {"analyzer": {"enabled": False}}}], indirect=True)
 async def test_analyzer_can_be_disabled(client):
     uri = open_doc(client, "off.mcpp", FAILING_ASSERT)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     await asyncio.sleep(2.0)
     assert "assert-failed" not in codes(client.diagnostics[uri])
     st = await status(client)

@@ -44,7 +44,7 @@ async def lenses(client, uri):
 async def test_lenses_show_decisions_of_sample_calls(client):
     write_samples(client)
     uri = open_doc(client, "k.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     ls = await lenses(client, uri)
     top = ls[0]
     assert top.range.start == t.Position(line=0, character=0)
@@ -65,7 +65,7 @@ async def test_lenses_show_decisions_of_sample_calls(client):
 
 async def test_evaluate_command_returns_and_shows_the_decision(client):
     uri = open_doc(client, "k.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     d = await client.workspace_execute_command_async(t.ExecuteCommandParams(
         command="mcpp.evaluate",
         arguments=[{"uri": uri, "name": "delete_pod", "arguments": {"namespace": "prod"}}]))
@@ -86,7 +86,7 @@ async def test_evaluate_command_returns_and_shows_the_decision(client):
 
 async def test_evaluate_rejects_bad_calls_and_broken_policies(client):
     uri = open_doc(client, "k.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     for bad, why in [({"uri": uri, "arguments": {}}, '"name" (the tool) must be a non-empty string'),
                      ({"uri": uri, "name": "x", "grant": 7}, '"grant" must be a grant id'),
                      ({"uri": "file:///nowhere.mcpp", "name": "x"}, "is not open")]:
@@ -109,7 +109,7 @@ async def test_evaluate_rejects_bad_calls_and_broken_policies(client):
 async def test_bad_sample_lines_are_reported_in_the_lens(client):
     write_samples(client, lines=[json.dumps(SAMPLES[0]), "{not json", json.dumps({"arguments": {}})])
     uri = open_doc(client, "k.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     top = (await lenses(client, uri))[0]
     assert top.command.title.startswith("▶ Evaluate 1 sample call (k.calls.jsonl): 1 allow, 0 deny · 2 bad lines")
     assert "k.calls.jsonl:2: not JSON" in top.command.title
@@ -117,14 +117,14 @@ async def test_bad_sample_lines_are_reported_in_the_lens(client):
 
 async def test_no_samples_no_lenses(client):
     uri = open_doc(client, "lonely.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     assert list(await lenses(client, uri)) == []
 
 
 async def test_changed_samples_file_refreshes_lenses(client):
     write_samples(client, lines=[json.dumps(SAMPLES[0])])
     uri = open_doc(client, "k.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     assert (await lenses(client, uri))[0].command.title.startswith("▶ Evaluate 1 sample call")
     write_samples(client)
     client.workspace_did_change_watched_files(t.DidChangeWatchedFilesParams(changes=[t.FileEvent(

@@ -36,7 +36,7 @@ when { context.input.namespace == "prod" };
 
 async def opened(client, name="k.mcpp", text=POLICY):
     uri = open_doc(client, name, text)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     return uri
 
 

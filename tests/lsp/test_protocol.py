@@ -152,7 +152,7 @@ def test_malformed_notification_is_survived(raw):
 
 async def test_typed_client_sees_errors_as_exceptions(client):
     uri = open_doc(client, "p.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     with pytest.raises(JsonRpcException) as e:
         await client.workspace_execute_command_async(t.ExecuteCommandParams(command="mcpp.evaluate", arguments=[]))
     assert e.value.code == -32602

@@ -35,7 +35,7 @@ async def test_settings_are_pulled_and_used(client):
 
 async def test_change_configuration_rechecks_open_documents(client):
     uri = open_doc(client, "p.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     await asyncio.sleep(0.2)
     assert not any(x.code.startswith("catalog") for x in client.diagnostics[uri])
     client.set_configuration(item={"catalog": "k8s.tools.json"}, section="mcpp")
@@ -53,7 +53,7 @@ async def test_change_configuration_rechecks_open_documents(client):
                                               "catalog": 42}}], indirect=True)
 async def test_bad_setting_values_are_logged_and_defaulted(client):
     uri = open_doc(client, "p.mcpp", POLICY)
-    await wait_diags(client, uri, lambda d: True)
+    await wait_diags(client, uri, lambda _d: True)
     st = await status(client)
     assert st["settings"]["analyzer.timeoutMs"] == 2000 and st["settings"]["analyzer.enabled"] is True
     logs = [m.message for m in client.log_messages]

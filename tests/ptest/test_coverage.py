@@ -2,7 +2,6 @@
 traced and untraced engines decide alike, and untraced closures are the plain ones."""
 
 import json
-from pathlib import Path
 
 import pytest
 from hypothesis import given

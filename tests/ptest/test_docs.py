@@ -31,7 +31,7 @@ def toml_blocks(md: Path) -> list[str]:
     return re.findall(r"```toml\n(.*?)```", md.read_text(encoding="utf-8"), re.S)
 
 
-def test_the_format_example_passes_on_the_refunds_policy(tmp_path):
+def test_the_format_example_passes_on_the_refunds_policy():
     first = toml_blocks(DOC)[0]
     tf = parse_test_file(first, ROOT / "examples" / "refunds.test.toml")
     _, results = run_with_coverage(load_policy(ROOT / "examples" / "refunds.mcpp"), tf)

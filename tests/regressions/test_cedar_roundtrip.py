@@ -48,7 +48,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("name,source", CASES, ids=[c[0] for c in CASES])
-def test_the_export_reads_back_in_its_roles(name, source):
+def test_the_export_reads_back_in_its_roles(name, source):  # noqa: ARG001 (`name` names the case)
     src = load_program(source)
     text = export_program(src, names=NAMES).policies
     back = load_program(text, "p.cedar")  # refusing its own export is a failure too

@@ -53,7 +53,7 @@ CEDAR = [
 
 
 @pytest.mark.parametrize("name,text,tool,args,grant,decision,errored", CEDAR, ids=[c[0] for c in CEDAR])
-def test_engine_answers_as_cedar(name, text, tool, args, grant, decision, errored):
+def test_engine_answers_as_cedar(name, text, tool, args, grant, decision, errored):  # noqa: ARG001 (`name` names the case)
     call = Call(tool, args, grant, "", frozenset(), "s0")
     doc = parse(text)
     policies = "".join(line + "\n" for line in text.splitlines() if not line.startswith("group "))  # as written
@@ -98,7 +98,7 @@ VERIFY = [
 
 
 @pytest.mark.parametrize("name,text,expected", VERIFY, ids=[c[0] for c in VERIFY])
-def test_verify_answers_as_the_engine_runs(name, text, expected):
+def test_verify_answers_as_the_engine_runs(name, text, expected):  # noqa: ARG001 (`name` names the case)
     results = {r.id: r for r in verify(load_program(text), timeout_ms=20000)}
     assert {i: results[i].status for i in expected} == expected, {i: results[i].message for i in expected}
 
@@ -130,7 +130,7 @@ LINTS = [
 
 
 @pytest.mark.parametrize("name,text,wrong", LINTS, ids=[c[0] for c in LINTS])
-def test_lints_say_nothing_the_engine_contradicts(name, text, wrong):
+def test_lints_say_nothing_the_engine_contradicts(name, text, wrong):  # noqa: ARG001 (`name` names the case)
     found = {d.code for d in lint(load_program(text), timeout_ms=20000)}
     assert not found & wrong, found
 

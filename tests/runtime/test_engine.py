@@ -101,7 +101,7 @@ def test_hidden_and_request_shape():
 
 def test_an_exception_while_deciding_denies(monkeypatch):
     e = engine("default allow;")
-    monkeypatch.setattr(e, "_principal", lambda *a: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(e, "_principal", lambda *_a: (_ for _ in ()).throw(RuntimeError("boom")))
     d = e.decide("t", {})
     assert (d.allowed, d.rule.pointer) == (False, "/error") and "boom" in d.message
 
