@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclasses_replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import cast
@@ -553,13 +554,17 @@ class _Typed:
             if kind == "Action":
                 return Val(BOOL, const=any(t[0] == "Action" and self.in_group(aid, t[1]) for t in targets))
             if kind in ("Grant", "User"):  # the caller's groups: Cedar reads them from the entity store
+                if any(t == (kind, aid) for t in targets):
+                    return Val(BOOL, const=True)
                 parts = [Bin("in", self.entity(kind, aid), self.entity(t[0], t[1])) for t in targets
-                         if t[0] == kind or (t[0] == "Group" and self.may_be_in_groups(kind))]
+                         if t[0] == "Group" and self.may_be_in_groups(kind)]
                 return Val(BOOL, or_(*parts)) if parts else Val(BOOL, const=False)
             return Val(BOOL, const=any(t == a.const for t in targets))
         parts = []
         for t in targets:
-            if atype in ("Grant", "User") and (t[0] == atype or (t[0] == "Group" and self.may_be_in_groups(atype))):
+            if atype in _CALLERS and t[0] == atype:  # no caller is another's parent: `==` (see _CALLERS)
+                parts.append(Bin("==", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
+            elif atype in _CALLERS and t[0] == "Group" and self.may_be_in_groups(atype):
                 parts.append(Bin("in", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
             elif atype == "Server" and t[0] == "Server":
                 parts.append(Bin("==", a.text, self.entity(t[0], t[1])))  # type: ignore[arg-type]
@@ -720,6 +725,12 @@ def _cmp(a: Fraction, op: str, b: Fraction) -> bool:
 # ---- untyped: Cedar's shared subset, printed as written --------------------------------------
 
 _ENTITY_VARS = {"principal", "action", "resource"}
+# The caller types. No caller is ever another caller's parent (a grant's or user's parents
+# are groups), so `x in Grant::"g"` is `x == Grant::"g"` in Cedar as in mcpp; the export
+# writes the equality, because a Cedar file's `principal in T::"…"` names a group type
+# (`principal in Role::"admin"`), and the import could not read the principal's own type
+# back in its role (docs/cedar.md, "Import").
+_CALLERS = ("Grant", "User")
 
 
 def _never_entity(e: ir.Expr) -> bool:
@@ -755,6 +766,9 @@ class _Verbatim:
 
     def expr(self, e: ir.Expr) -> C:
         x = self.expr
+        decided = self.static(e)
+        if decided is not None:
+            return decided
         if isinstance(e, ir.Lit):
             v = e.value
             if v is None:
@@ -773,6 +787,12 @@ class _Verbatim:
             return self.entity(e.entity)
         if isinstance(e, ir.GetAttr):
             return Attr(x(e.obj), e.attr)
+        if isinstance(e, ir.Has) and isinstance(e.obj, ir.EntityLit):
+            # only the caller's own entity has attributes (mcpp's and Cedar's entity store):
+            # written against `principal`, which the import reads in its role
+            if e.obj.entity.type not in _CALLERS:
+                return FALSE
+            return AndC((Bin("==", Raw("principal"), x(e.obj)), x(dataclasses_replace(e, obj=ir.Var("principal", e.obj.span)))))
         if isinstance(e, ir.Has):
             obj = x(e.obj)
             checks: list[C] = []
@@ -791,7 +811,7 @@ class _Verbatim:
             return Bin(e.op, x(e.left), x(e.right))
         if isinstance(e, ir.In):
             if _always_entity(e.left):
-                return Bin("in", x(e.left), x(e.right))
+                return self.entity_in(e, x)
             if _never_entity(e.left):  # mcpp's value membership is Cedar's set `contains`
                 return Method(x(e.right), "contains", (x(e.left),))
             raise Refusal("`in` whose left side may or may not be an entity", e.span)
@@ -832,6 +852,79 @@ class _Verbatim:
         if isinstance(e, ir.Error):
             raise Refusal("a condition that always errors", e.span)
         raise Refusal(f"{type(e).__name__} has no Cedar form", getattr(e, "span", None))  # pragma: no cover
+
+
+    def entity_in(self, e: ir.In, x) -> C:
+        """Cedar's entity `in`, written so that the import reads each type back in its
+        role (docs/cedar.md, "Import"): a caller-typed target as `==` (see _CALLERS),
+        targets the left side's type can never be in dropped (`principal in
+        Server::"s"` is false), and a literal that is no caller (a group, a server) in
+        literals decided here (such an entity has no parents: `in` is `==`)."""
+        kinds = _kinds(e.left)
+        if isinstance(e.right, ir.Var) and e.right.name in ("principal", "resource") and kinds is not None:
+            # nothing is in a caller or a server but itself: `in` is `==`
+            if not kinds & _kinds(e.right):  # type: ignore[operator]
+                return FALSE
+            if isinstance(e.left, ir.EntityLit):
+                return Bin("==", Raw(e.right.name), x(e.left))
+        items = e.right.items if isinstance(e.right, ir.SetLit) else (e.right,)
+        if kinds is None or not items or not all(isinstance(i, ir.EntityLit) for i in items):
+            if any(isinstance(i, ir.EntityLit) and i.entity.type in _CALLERS for i in items):
+                raise Refusal("`in` a set that mixes a caller entity with other values", e.right.span)
+            return Bin("in", x(e.left), x(e.right))
+        refs = [i.entity for i in items]  # type: ignore[union-attr]
+        if isinstance(e.left, ir.EntityLit) and e.left.entity.type not in _CALLERS + ("Action",):
+            a = e.left.entity
+            return TRUE if any((r.type, r.id) == (a.type, a.id) for r in refs) else FALSE
+        left = x(e.left)
+        eq = [r for r in refs if r.type in kinds and r.type != "Action"]
+        within = [r for r in refs if (r.type == "Group" and kinds & set(_CALLERS)) or (r.type == "Action" and "Action" in kinds)]
+        parts: list[C] = [Bin("==", left, self.entity(r)) for r in eq]
+        if within:
+            target = self.entity(within[0]) if len(within) == 1 and not isinstance(e.right, ir.SetLit) \
+                else SetC(tuple(self.entity(r) for r in within))
+            parts.append(Bin("in", left, target))
+        if not parts:
+            return FALSE
+        return parts[0] if len(parts) == 1 else OrC(tuple(parts))
+
+    def static(self, e: ir.Expr) -> C | None:
+        """`==`/`!=`/`is` whose answer the types decide (`principal == Group::"a"`,
+        `Grant::"g" == "x"`, `resource is Grant`), decided here: written as they are,
+        the import would read an entity type in the wrong role, or in none."""
+        if isinstance(e, ir.Compare) and e.op in ("==", "!="):
+            a, b = _kinds(e.left), _kinds(e.right)
+            if a is None or b is None:
+                return None
+            if isinstance(e.left, ir.EntityLit) and isinstance(e.right, ir.EntityLit):
+                same = (e.left.entity.type, e.left.entity.id) == (e.right.entity.type, e.right.entity.id)
+            elif a & b:
+                return None
+            else:
+                same = False
+            return TRUE if same == (e.op == "==") else FALSE
+        if isinstance(e, ir.Is):
+            k = _kinds(e.obj)
+            if k is None:
+                return None
+            if e.type not in k:
+                return FALSE
+            if isinstance(e.obj, ir.EntityLit):
+                return TRUE if e.in_ is None else self.expr(ir.In(e.obj, e.in_, e.span))
+        return None
+
+
+def _kinds(e: ir.Expr) -> set[str] | None:
+    """The entity types `e` may have, "value" for a non-entity; None: not known here."""
+    if isinstance(e, ir.EntityLit):
+        return {e.entity.type}
+    if isinstance(e, ir.Var):
+        return {"principal": set(_CALLERS), "resource": {"Server"}, "action": {"Action"}}.get(e.name)
+    if isinstance(e, ir.Lit) and e.value is not None and not isinstance(e.value, float):
+        return {"value"}
+    if isinstance(e, (ir.SetLit, ir.RecordLit)):
+        return {"value"}
+    return None
 
 
 def _may_be_string(e: ir.Expr) -> bool:
@@ -886,6 +979,8 @@ def _scope_text(names: CedarNames, scope: ir.Scope, groups: dict[str, frozenset[
         if s.op == "eq":
             return f"{var} == {ent(s.entity)}"  # type: ignore[arg-type]
         if s.op == "in":
+            if var == "principal" and s.entity.type in _CALLERS:  # type: ignore[union-attr]
+                return f"{var} == {ent(s.entity)}"  # type: ignore[arg-type]  # see _CALLERS
             return f"{var} in {ent(s.entity)}"  # type: ignore[arg-type]
         cedar = names.of(s.type)  # type: ignore[arg-type]
         if cedar is None:

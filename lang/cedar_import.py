@@ -111,6 +111,15 @@ def _role_uses(doc: ir.Document):
                         seen.add(id(b))
             elif isinstance(n, ir.In):
                 v = var_of(n.left)
+                if v is None and isinstance(n.left, ir.EntityLit) and not _is_action_type(n.left.entity.type):
+                    # `E in F`, E an entity literal: the caller's own entity asked about its groups
+                    # (mcpp's export writes `Grant::"g" in Group::"a"` so); resolved in _type_mapping
+                    lt = n.left.entity.type
+                    out.append(("literal-in", lt, n.left.entity.span))
+                    for ref in targets(n.right):
+                        out.append((f"literal-in:{lt}", ref.type, ref.span))
+                    seen.update(id(i) for i in ir.walk(n))
+                    continue
                 for ref in targets(n.right):
                     out.append((f"{v}-in" if v in ("principal", "resource") else (v or "other"), ref.type, ref.span))
                 if v:
@@ -141,6 +150,7 @@ def _type_mapping(doc: ir.Document, r: _Reader) -> tuple[dict[str, str], CedarNa
         if t not in [x for x, _ in roles[role]]:
             roles[role].append((t, span))
 
+    uses = _resolve_literal_in(uses)
     principal_types = {t for role, t, _ in uses if role == "principal"}
     for role, t, span in uses:
         if _is_action_type(t):
@@ -172,7 +182,7 @@ def _type_mapping(doc: ir.Document, r: _Reader) -> tuple[dict[str, str], CedarNa
         inverse[mcpp] = cedar
     taken_roles = {t: role for role, found in roles.items() for t, _ in found}
     for role, t, span in uses:
-        if role == "other" and t not in taken_roles and not _is_action_type(t):
+        if role in ("other", "literal") and t not in taken_roles and not _is_action_type(t):
             r.error(
                 f"entity type {t} has no place in mcpp's request model",
                 span,
@@ -197,6 +207,35 @@ def _type_mapping(doc: ir.Document, r: _Reader) -> tuple[dict[str, str], CedarNa
     for mcpp in MCPP_TYPES:  # the defaults in the file's namespace read as themselves
         full.setdefault(name(mcpp), mcpp)
     return full, names
+
+
+def _resolve_literal_in(uses: list[tuple[str, str, Span]]) -> list[tuple[str, str, Span]]:
+    """Roles for `E in F` with an entity literal E. A type the file uses as the resource's
+    keeps that role (`Server::"s" in Server::"t"`, F the resource type too); when F has
+    E's own type, `in` is `==` and says nothing of roles (the other uses decide them);
+    otherwise E is a caller asked about its groups: E's type is the principal's and F's a
+    group (or the principal's, read as the principal)."""
+    resource_types = {t for role, t, _ in uses if role in ("resource", "resource-in")}
+    out: list[tuple[str, str, Span]] = []
+    for role, t, span in uses:
+        if role == "literal-in":
+            if t in resource_types:
+                out.append(("resource", t, span))
+            elif any(r == f"literal-in:{t}" and x != t for r, x, _ in uses):
+                out.append(("principal", t, span))
+            else:
+                out.append(("literal", t, span))  # in a role only if another use gives it one
+        elif role.startswith("literal-in:"):
+            left = role.partition(":")[2]
+            if left in resource_types:
+                out.append(("resource-in", t, span))
+            elif t == left:
+                out.append(("literal", t, span))
+            else:
+                out.append(("principal-in", t, span))
+        else:
+            out.append((role, t, span))
+    return out
 
 
 # ---- rewriting -------------------------------------------------------------------------------
@@ -554,7 +593,7 @@ def read_cedar(doc: ir.Document, diags: list[Diagnostic]) -> tuple[ir.Document, 
     groups = schema_action_groups(schema) if schema is not None else {}
     decl, unreadable = None, {}
     if schema is not None:
-        uses = _role_uses(doc)
+        uses = _resolve_literal_in(_role_uses(doc))
         named = [t for role, t, _ in uses if role == "principal"]
         group_named = any(role == "principal-in" and mapping.get(t) == "Group" for role, t, _ in uses)
         read = {a for s in doc.statements if isinstance(s, (ir.Policy, ir.Assert))

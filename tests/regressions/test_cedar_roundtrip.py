@@ -22,6 +22,28 @@ CASES = [
      'permit (principal, action, resource) when { principal in Grant::"g0" };'),
     ("an entity literal of the principal's type in a condition",
      'permit (principal, action, resource) when { Grant::"g0" in Group::"a" };'),
+    ("`principal in` a set holding the principal's type and a group",
+     'permit (principal, action, resource) when { principal in [Grant::"g0", Group::"a"] };'),
+    ("a literal of the principal's type in a set holding its own type",
+     'permit (principal, action, resource) when { Grant::"g0" in [Grant::"g1", Group::"a"] };'),
+    ("`principal is … in` the principal's own type",
+     'permit (principal is Grant in Grant::"g0", action, resource);'),
+    ("literals of the principal's type compared",
+     'permit (principal, action, resource) when { Grant::"g0" == Grant::"g1" || Grant::"g0" == "g0" };'),
+    ("the principal compared with a group, tested against a server",
+     'permit (principal, action, resource) when { principal == Group::"a" || principal is Group || principal in Server::"s0" };'),
+    ("a group or server literal in groups",
+     'permit (principal, action, resource) when { Group::"a" in Group::"a" && !(Server::"s0" in Group::"a") };'),
+    ("the resource in a group",
+     'permit (principal, action, resource) unless { resource in Group::"a" };'),
+    ("`has` on a literal of the principal's type",
+     'permit (principal, action, resource) when { Grant::"g0" has label };'),
+    ("`is … in` on a literal of the principal's type",
+     'permit (principal, action, resource) when { Grant::"g0" is Grant in Group::"a" };'),
+    ("a literal in the principal or the resource",
+     'permit (principal, action, resource) when { Grant::"g0" in principal || Server::"s0" in resource || Group::"a" in principal };'),
+    ("the scope's `in` and a group in a condition",
+     'permit (principal in Grant::"g0", action, resource) when { principal in Group::"a" };'),
 ]
 
 
@@ -30,7 +52,11 @@ def test_the_export_reads_back_in_its_roles(name, source):  # noqa: ARG001 (`nam
     src = load_program(source)
     text = export_program(src, names=NAMES).policies
     back = load_program(text, "p.cedar")  # refusing its own export is a failure too
-    assert (back.cedar.names.principal, back.cedar.names.group) == ("Ns::User", "Ns::Team"), text
+    # each type the file names is read in its role; a type the file does not name cannot
+    # have its name read (the import takes a default), but never the other role's
+    got = (back.cedar.names.principal, back.cedar.names.group)
+    for mine, want, other in zip(got, ("Ns::User", "Ns::Team"), ("Ns::Team", "Ns::User")):
+        assert mine == want if f"{want}::" in text else mine != other, (text, got)
     for grant, groups in (("g0", frozenset()), ("g1", frozenset()), ("g0", frozenset({"a"}))):
         want = Engine(src).decide("t0", {}, Grant(grant, "", groups), "s0", reserve=False).allowed
         got = Engine(back).decide("t0", {}, Grant(grant, "", groups), "s0", reserve=False).allowed
