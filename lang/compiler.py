@@ -190,6 +190,8 @@ def _check_keys(conj, rule_id: str, span: Span) -> None:
         for k in c.path:
             if "." in k:
                 raise _Refusal(rule_id, span, f"argument key {k!r} contains a '.', which JSON-form paths cannot express")
+            if k == "":
+                raise _Refusal(rule_id, span, "an empty argument key, which JSON-form paths cannot express")
 
 
 @dataclass

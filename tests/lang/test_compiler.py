@@ -55,6 +55,19 @@ def test_refusals_name_the_rule_and_reason():
     assert "rule 'f'" in msg and "every tool" in msg
 
 
+@pytest.mark.parametrize("condition, reason", [
+    ('context.input["a.b"] == 1', "contains a '.'"),
+    ('context.input has ""', "an empty argument key"),
+    ('context.input.a has ""', "an empty argument key"),
+    ('context.input[""] == 1', "an empty argument key"),
+])
+def test_keys_a_json_path_cannot_spell_are_refused_by_name(condition, reason):
+    """`args.a.b` would name a nested key and `args.a.` no key at all: the compiler refuses
+    such a key with the rule's name, before translation validation would have to."""
+    msg = refusal(f'@id("k") permit (principal, action == Action::"t", resource) when {{ {condition} }};')
+    assert "rule 'k'" in msg and reason in msg
+
+
 def test_per_grant_compilation():
     src = (
         'permit (principal in Group::"finance", action == Action::"refund", resource);\n'
