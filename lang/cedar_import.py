@@ -319,32 +319,35 @@ def _entity_side(e: ir.Expr) -> bool:
 _TOKEN = re.compile(r'\s+|//[^\n]*|"(?:[^"\\]|\\.)*"|[_a-zA-Z][_a-zA-Z0-9]*|::|.', re.S)
 
 
+
+def _token_name(tok: str) -> str:
+    """A schema token as a name: a quoted string unescaped (as written if it does not
+    unescape), anything else as it is."""
+    from .strings import EscapeError, unescape
+
+    if tok.startswith('"'):
+        try:
+            return str(unescape(tok))
+        except EscapeError:
+            return tok[1:-1]
+    return tok
+
 def schema_action_groups(text: str) -> dict[str, list[str]]:
     """`action "t" in [Action::"g", …]` memberships of a Cedar schema (human-readable
     form): group → its direct members. Everything else in the schema is skipped."""
-    from .strings import EscapeError, unescape
-
     toks = [t for t in _TOKEN.findall(text) if t.strip() and not t.startswith("//")]
-
-    def name(tok: str) -> str:
-        if tok.startswith('"'):
-            try:
-                return str(unescape(tok))
-            except EscapeError:
-                return tok[1:-1]
-        return tok
 
     groups: dict[str, list[str]] = {}
     i, depth = 0, 0
     while i < len(toks):
         start = i
-        i, depth = _step(toks, i, depth, groups, name)
+        i, depth = _step(toks, i, depth, groups)
         if i == start:  # a stray token: every step moves on
             i += 1
     return groups
 
 
-def _step(toks: list[str], i: int, depth: int, groups: dict[str, list[str]], name) -> tuple[int, int]:
+def _step(toks: list[str], i: int, depth: int, groups: dict[str, list[str]]) -> tuple[int, int]:
     """One declaration (or namespace bracket) of a schema from token `i`: the next token
     index and the namespace depth."""
     t = toks[i]
@@ -365,7 +368,7 @@ def _step(toks: list[str], i: int, depth: int, groups: dict[str, list[str]], nam
         names = []
         while i < len(toks) and toks[i] not in ("in", "appliesTo", "attributes", ";", "{"):
             if toks[i] != ",":
-                names.append(name(toks[i]))
+                names.append(_token_name(toks[i]))
             i += 1
         parents = []
         if i < len(toks) and toks[i] == "in":
@@ -378,7 +381,7 @@ def _step(toks: list[str], i: int, depth: int, groups: dict[str, list[str]], nam
                 tok = toks[i]
                 if tok in (",", "]") or (not bracket and tok in ("appliesTo", "attributes", ";", "{")):
                     if ref:
-                        parents.append(name(ref[-1]))
+                        parents.append(_token_name(ref[-1]))
                         ref = []
                     if tok == "]":
                         i += 1
@@ -436,21 +439,11 @@ def schema_principal_types(text: str) -> set[str]:
 
 
 def _schema_entities(text: str) -> tuple[dict[str, SchemaEntity], set[str]]:
-    from .strings import EscapeError, unescape
-
     toks = [t for t in _TOKEN.findall(text) if t.strip() and not t.startswith("//")]
     out: dict[str, SchemaEntity] = {}
     principals: set[str] = set()
     stack: list[tuple[str, int]] = []  # (namespace, brace depth of its body)
     depth = 0
-
-    def name(tok: str) -> str:
-        if tok.startswith('"'):
-            try:
-                return str(unescape(tok))
-            except EscapeError:
-                return tok[1:-1]
-        return tok
 
     def qualify(n: str) -> str:
         ns = stack[-1][0] if stack else ""
@@ -478,7 +471,7 @@ def _schema_entities(text: str) -> tuple[dict[str, SchemaEntity], set[str]]:
             if toks[i] == ",":
                 i += 1
                 continue
-            attr = name(toks[i])
+            attr = _token_name(toks[i])
             i += 1
             required = True
             if i < len(toks) and toks[i] == "?":
