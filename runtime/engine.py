@@ -190,7 +190,11 @@ class CompiledRule:
         # matters when a policy's thousands of rules no longer fit in the CPU caches.
         if not checks:
             if not flat:
-                return _always
+
+                def applies0(_env: Env) -> bool:  # one per rule: `decide` tells rules apart by their tests
+                    return True
+
+                return applies0
             if len(flat) == 1:
                 (f1, w1), = flat
 
@@ -274,10 +278,6 @@ class CompiledRule:
         return True
 
 
-def _always(_env: Env) -> bool:
-    return True
-
-
 def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
     """Flatten T(a && b …) / F(a || b …) (through `!`) into its parts, in source order."""
     if isinstance(e, ir.Not):
@@ -290,17 +290,21 @@ def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
 class ToolRules:
     """A tool's plan with its rules compiled: what `decide` runs for one call.
 
-    Laid out for a policy of thousands of tools, where a call's reads of its tool's
-    objects miss the CPU caches (docs/performance.md, "Growth"): slotted, with the plan's
-    flags copied in and the hot slots first, so a call reads this one object and not the
-    plan beside it; the action entity kept here (no second lookup by tool name); the
-    rule sequences `decide` walks as tuples shared between tools with equal ones (most
-    tools share the global forbids, `()` when empty); and the cached denials in a tuple
-    indexed by the failing step. `permits`, `forbids`, `approvals` and `counters` keep
-    the lists others read (coverage, tests)."""
+    Laid out for a policy of thousands of tools, where a call's reads of its own tool's
+    objects miss the CPU caches (docs/performance.md, "Growth"). The plan's flags are
+    copied in, so a call reads this one object and not the plan beside it; the action
+    entity is kept here, so no second dictionary is looked up by tool name. The rules
+    `decide` walks are held as their test functions (`first`: the first permit's
+    `fail_index`; `rest`, `deny_if`: `applies`), not the `CompiledRule`s around them, in
+    tuples shared between tools with equal ones (most tools share the global forbids,
+    and `()` when empty). The decisions a named tool's calls share are cached in tuples
+    by position (`denied`, `allows`, `forbidden`): a tuple is one object, a dict two,
+    and a position needs no hashing. `plan`, `permits`, `forbids`, `approvals` and
+    `counters` hold the compiled rules, aligned with those tuples, for explanations
+    and for others (coverage, tests)."""
 
     __slots__ = ("hidden", "first", "rest", "default_allows", "named", "denied", "deny_if", "approve", "counted",
-                 "allowed", "action", "permits", "forbids", "counters", "approvals", "plan")
+                 "allows", "forbidden", "action", "permits", "forbids", "counters", "approvals", "plan")
 
     def __init__(self, plan: ToolPlan, permits: list[CompiledRule], forbids: list[CompiledRule],
                  counters: list[tuple[CounterGroup, list[CompiledRule]]], approvals: list[CompiledRule],
@@ -313,17 +317,19 @@ class ToolRules:
         self.hidden = plan.hidden
         self.default_allows = plan.default_allows
         self.named = plan.tool is not None  # a named tool: its rules are its own
-        self.first: CompiledRule | None = permits[0] if permits else None  # tried first
-        self.rest: tuple[CompiledRule, ...] = share(tuple(permits[1:]))  # the other permits
-        self.deny_if: tuple[CompiledRule, ...] = share(tuple(forbids))
+        # permits[0]'s `fail_index` (tried first: it also says why it fails), the others' `applies`
+        self.first: Callable[[Env], int | None] | None = permits[0].fail_index if permits else None
+        self.rest: tuple[Callable[[Env], bool], ...] = share(tuple(p.applies for p in permits[1:]))
+        self.deny_if: tuple[Callable[[Env], bool], ...] = share(tuple(f.applies for f in forbids))
         self.approve: tuple[CompiledRule, ...] = share(tuple(approvals))
         self.counted: tuple[tuple[CounterGroup, list[CompiledRule]], ...] = tuple(counters)
-        # for a named tool, the denial naming the first permit at each failing step
-        # (`fail_index`: index i for causes[i], the last for the scope), or the default's
-        # denial (index 0) when no permit names it; filled as calls are decided
-        self.denied: tuple[Decision | None, ...] = (None,) * (len(self.first.causes) + 1 if self.first else 1)
-        # for a named tool: the allowing permit (None: the default) → its allow (shared)
-        self.allowed: dict = {}
+        # for a named tool: the denial naming permits[0] at each failing step (index i for
+        # its causes[i], the last for its scope), or the default's denial (index 0) when
+        # no permit names the tool; the allow by each permit (by position, the default's
+        # last); the denial by each forbid (by position). Filled as calls are decided.
+        self.denied: tuple[Decision | None, ...] = (None,) * (len(permits[0].causes) + 1 if permits else 1)
+        self.allows: tuple[Decision | None, ...] = (None,) * (len(permits) + 1)
+        self.forbidden: tuple[Decision | None, ...] = (None,) * len(forbids)
         self.action = action  # the tool as an entity (named tools; None for `other`)
 
     @property
@@ -381,7 +387,9 @@ class Engine:
         self._actions: dict[str, Entity] = {}
         self._resources: dict[str, Entity] = {}
         # the decision of a cause (a tool's failing permit step, forbid, allowing permit):
-        # built once, shared by every call it decides (decisions are never changed)
+        # built once, shared by every call it decides (decisions are never changed); a
+        # named tool keeps its own in its ToolRules, here are those of tools no statement
+        # names, by (tool, "deny" | "allow" | "forbid", failing step or position)
         self._explained: dict[tuple, Decision] = {}
         self._users: dict[str, tuple[User, Entity]] = {}  # user id → (the User, its Entity)
         self._pointers: dict = {}
@@ -479,19 +487,19 @@ class Engine:
             if action is None:
                 action = self._actions.get(tool) or self._action(tool)
             env = Env(principal, action, self._resources.get(server) or self._resource(server), args, self._groups_fn)
-            allowed_by: CompiledRule | None = None
+            allowed_by: Callable | None = None  # the test of the permit that allows: `first` or one of `rest`
             first = rules.first
             cause: int | None = None
             if first is not None:
-                # the first permit is tried by `fail_index`, which also says why it fails:
-                # a denial names it, so no rule is evaluated twice
-                cause = first.fail_index(env)
+                # the first permit is tried by its `fail_index`, which also says why it
+                # fails: a denial names it, so no rule is evaluated twice
+                cause = first(env)
                 if cause is None:
                     allowed_by = first
                 else:
-                    for p in rules.rest:
-                        if p.applies(env):
-                            allowed_by = p
+                    for applies in rules.rest:
+                        if applies(env):
+                            allowed_by = applies
                             break
             approval_by: CompiledRule | None = None
             if allowed_by is None and not rules.default_allows:
@@ -506,9 +514,9 @@ class Engine:
                         return self._explain_no_permit(tool, rules, None)
                     hit = rules.denied[cause] if rules.named else None  # type: ignore[index]  # cause: an int here
                     return hit if hit is not None else self._explain_no_permit(tool, rules, cause)
-            for f in rules.deny_if:
-                if f.applies(env):
-                    return self._explain_forbid(tool, f)
+            for applies in rules.deny_if:
+                if applies(env):
+                    return self._explain_forbid(tool, rules, rules.deny_if.index(applies))
             reservation = None
             limit_info = None
             if rules.counted:
@@ -523,14 +531,18 @@ class Engine:
                 message = (f"Allowed by {approval_by.id} after a person's approval." if approved else
                            f"Tool {tool} needs a person's approval ({approval_by.id})" + (f": {text}" if text else "."))
                 return Decision(approved, tool, rule, message, reservation, limit_info, True, text)
+            # the allowing permit's position: permits[0] 0, rest[i] i + 1, the default -1
+            at = -1 if allowed_by is None else 0 if allowed_by is first else rules.rest.index(allowed_by) + 1
             if rules.named:  # a named tool: its rules are its own
-                hit = rules.allowed.get(allowed_by)
+                hit = rules.allows[at]
                 if hit is None:
-                    hit = rules.allowed[allowed_by] = self._allowed(tool, allowed_by)
+                    hit = self._allowed(tool, rules.permits[at] if at >= 0 else None)
+                    rules.allows = _filled(rules.allows, at, hit)
             else:
-                hit = self._explained.get((tool, id(allowed_by)))
+                hit = self._explained.get((tool, "allow", at))
                 if hit is None:
-                    hit = _bounded_put(self._explained, (tool, id(allowed_by)), self._allowed(tool, allowed_by))
+                    hit = _bounded_put(self._explained, (tool, "allow", at),
+                                       self._allowed(tool, rules.permits[at] if at >= 0 else None))
             if reservation is None and limit_info is None:
                 return hit
             return Decision(True, tool, hit.rule, hit.message, reservation, limit_info)
@@ -656,7 +668,7 @@ class Engine:
         if rules.named:
             hit = rules.denied[slot]
         else:
-            hit = self._explained.get((tool, cause))
+            hit = self._explained.get((tool, "deny", cause))
         if hit is None:
             if cause is None:
                 hit = Decision(False, tool, Rule("/default", None, self.program.default_span),
@@ -666,13 +678,9 @@ class Engine:
                 where, cond = ("scope", None) if cause < 0 else p.causes[cause]
                 hit = Decision(False, tool, *self._no_permit_rule(tool, p, where, cond))
             if rules.named:
-                # a new tuple, not an update in place: a racing thread's fill may be lost
-                # (it is rebuilt, equal, on a later call), never a torn one
-                filled = list(rules.denied)
-                filled[slot] = hit
-                rules.denied = tuple(filled)
+                rules.denied = _filled(rules.denied, slot, hit)
             else:
-                _bounded_put(self._explained, (tool, cause), hit)
+                _bounded_put(self._explained, (tool, "deny", cause), hit)
         return hit
 
     def _no_permit_rule(self, tool: str, p: CompiledRule, where, cond) -> tuple[Rule, str]:
@@ -709,10 +717,12 @@ class Engine:
             self._pointers[key] = ptr
         return ptr
 
-    def _explain_forbid(self, tool: str, f: CompiledRule) -> Decision:
-        key = (tool, id(f))
-        hit = self._explained.get(key)
+    def _explain_forbid(self, tool: str, rules: ToolRules, at: int) -> Decision:
+        """The denial by the forbid at position `at` of the tool's (cached: for a named
+        tool in `rules.forbidden`, for any other by tool)."""
+        hit = rules.forbidden[at] if rules.named else self._explained.get((tool, "forbid", at))
         if hit is None:
+            f = rules.forbids[at]
             pointer = f"/policies/{escape_pointer(f.id)}"
             if f.clauses and f.info.tools is not None:
                 cond = f.steps[0][0][2]  # the first condition of the first clause
@@ -720,8 +730,21 @@ class Engine:
                     pointer = self._pointer(tool, "deny_if", cond)
             message = f.reason or f"Denied by {pointer}."
             span = f.clauses[0][2].span if f.clauses else f.stmt.span
-            hit = _bounded_put(self._explained, key, Decision(False, tool, Rule(pointer, f.id, span), message))
+            hit = Decision(False, tool, Rule(pointer, f.id, span), message)
+            if rules.named:
+                rules.forbidden = _filled(rules.forbidden, at, hit)
+            else:
+                _bounded_put(self._explained, (tool, "forbid", at), hit)
         return hit
+
+
+def _filled(cached: tuple, i: int, value: object) -> tuple:
+    """`cached` with `value` at `i`: a new tuple, not an update in place, so a thread
+    that races another's fill may lose it (it is rebuilt, equal, on a later call) but
+    never reads a torn one."""
+    out = list(cached)
+    out[i] = value
+    return tuple(out)
 
 
 def _bounded_put(cache: dict, key, value):
