@@ -423,8 +423,8 @@ class Engine:
     def __init__(self, program: Program, store: CounterStore | None = None, namespace: str = "default"):
         # the cyclic GC paused while the rules compile: the closures and tables are
         # acyclic, and at 10,000 rules the collections that their allocations trigger
-        # (each one a walk of the whole heap, the program's IR included) took most of
-        # the build: 2.1 s of CPU, against 0.3 s with them paused
+        # (each one a walk of the whole heap, the program's IR included) were most of
+        # the build: 2.2–3.0 s of CPU, 0.5–0.7 s with them paused (docs/performance.md)
         with paused_gc():
             self._build(program, store, namespace)
 
