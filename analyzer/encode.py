@@ -289,6 +289,7 @@ class ProgramEncoder:
         self.program = program
         self.tool = tool
         self._memo: dict[int, tuple[object, SV]] = {}
+        self._applies: dict[int, tuple[object, object]] = {}  # statement id → (statement, formula)
         self._havocs = 0
         self.havoc_vars: list = []  # fresh booleans (not functions of the call)
         self.reasons: set[str] = set()  # why a formula is an over-approximation
@@ -453,8 +454,16 @@ class ProgramEncoder:
         return False
 
     def applies(self, stmt):
-        """Scope matches, every `when` is true, every `unless` is false (errors: no)."""
-        return AND(self.ctx, self.scope_ok(stmt.scope), *(self.clause_ok(c) for c in stmt.clauses))
+        """Scope matches, every `when` is true, every `unless` is false (errors: no).
+
+        Built once per statement (the decision and every lint ask it: building the
+        terms through the bindings costs more than most checks)."""
+        hit = self._applies.get(id(stmt))
+        if hit is not None and hit[0] is stmt:
+            return hit[1]
+        f = AND(self.ctx, self.scope_ok(stmt.scope), *(self.clause_ok(c) for c in stmt.clauses))
+        self._applies[id(stmt)] = (stmt, f)
+        return f
 
     def _entity_scope(self, s: ir.EntityScope, ent: Ent):
         if s.op == "any":

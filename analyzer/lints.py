@@ -14,7 +14,7 @@ import dataclasses
 import re
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import z3
 
@@ -32,7 +32,7 @@ from . import regex as rx
 if TYPE_CHECKING:
     from mcpp.runtime.engine import Engine
 from .encode import decide, query_tools
-from .solve import OutOfTime, Session, bounded
+from .solve import OutOfTime, Outcome, Session, bounded
 from .sym import AND, NOT, OR, z
 
 
@@ -92,6 +92,9 @@ class Linter:
         self._engine: Engine | None = None
         self._applies: dict = {}
         self._batched: set[str] = set()
+        self._settled: dict[tuple, Outcome] = {}  # (tool, question) → answer (see `_prefetch`)
+        self._tools_sets: dict[int, frozenset] = {}
+        self._namers: dict[str, list] | None = None  # tool → the permits and approvals that name it
         self.unknown = 0
         self.undecided: list[tuple[str, str | None, str]] = []  # (lint id, tool, reason): reported, never silent
         self._lint = ""
@@ -114,9 +117,20 @@ class Linter:
             hit = self._tool[t] = (req, decide(req, self.program, t))
         return hit
 
-    def sat(self, t: str, formula, witness: bool = False):
+    def sat(self, t: str, formula, witness: bool = False, likely: bool = False):
         req, _ = self.tool(t)
-        o = self.session.check(req, formula, tool=t, witness=witness)
+        o = self.session.check(req, formula, tool=t, witness=witness, likely=likely)
+        if o.status == "unknown":
+            self.undecide(t, o.reason)
+        return o
+
+    def ask(self, t: str, key: tuple, formula: Callable[[], Any], witness: bool = False, likely: bool = False) -> Outcome:
+        """`sat(t, formula())`, answered from what `_prefetch` settled for `t` when it
+        asked this question (`key`) already: the same answer, with the same `undecided`
+        bookkeeping, as asking it here."""
+        o = self._settled.pop((t, key), None)
+        if o is None:
+            return self.sat(t, formula(), witness=witness, likely=likely)
         if o.status == "unknown":
             self.undecide(t, o.reason)
         return o
@@ -154,6 +168,83 @@ class Linter:
             if status is not None:
                 self._applies[(id(st), t)] = status
 
+    # -- the per-tool pass ---------------------------------------------------------------
+    # The lints below ask their questions rule by rule, and rules of different tools never
+    # share a question. Asked in that order, the questions about one tool are spread over
+    # every lint, and the tool's incremental solver (Session.solver_for) is rebuilt for
+    # each lint: building, filling and freeing hundreds of solvers cost more than solving.
+    # So before the lints run, `_prefetch` visits the tools one at a time and settles the
+    # questions the lints will ask about it — can each rule apply, does each permit take
+    # effect, can the tool be allowed or denied at all (Session.which_sat: a few shared
+    # models) and the first forbid-bypass search of each forbid — with one solver, freed
+    # when the tool is done. The lints then read the answers (`ask`, `can_apply`): the
+    # same questions over the same constraints, so the same sat/unsat answers; what the
+    # pass left open (a batch that ran out of time) the lint asks itself, as before, and
+    # only a lint that reads an UNKNOWN reports it (`undecided`).
+
+    def _prefetch(self) -> None:
+        applies = any(self.enabled(x) for x in ("unsatisfiable-condition", "dead-permit", "redundant-rule"))
+        dead = self.enabled("dead-permit")
+        always = self.enabled("always-allows")
+        bypass = self.enabled("forbid-bypass")
+        infos: tuple[PolicyInfo | LimitInfo | AssertInfo, ...] = (
+            *self.program.policies, *self.program.limits, *self.program.asserts)
+        forbids = [f for f in self.program.forbids if f.stmt.clauses] if bypass else []
+        searched: set[int] = set()  # forbids whose first bypass search is settled
+        for t in self.tools:
+            req, d = self.tool(t)
+            questions: list[tuple[tuple, object]] = []  # (key, formula)
+            if applies and t not in self._batched:
+                self._batched.add(t)
+                for i in infos:
+                    if (i.tools is None or t in i.tools) and (id(i.stmt), t) not in self._applies:
+                        questions.append((("applies", i.stmt), d.enc.applies(i.stmt)))
+            if dead and not d.hidden:
+                for p in self.program.permits:
+                    if t in self._tools_set(p) and t not in self.closes_default(p, (t,)):
+                        questions.append((("effect", id(p.stmt)), self._effect(p, t)))
+            if always and not d.hidden:
+                allowed = d.allowed(zero=True)
+                questions += [(("allowed",), allowed), (("denied",), NOT(self.ctx, allowed))]
+            searches = []
+            for f in forbids:
+                if id(f.stmt) in searched or t not in self._tools_set(f):
+                    continue
+                qs = self._bypass_queries(f, t)
+                if qs is not None:
+                    searched.add(id(f.stmt))
+                    searches.append((f, qs))
+            # every formula is built before the first check: the solver is made for the
+            # request's final shape and serves every question about the tool. The bypass
+            # searches first: their witnesses are read, and a solver fresh from the
+            # request's constraints finds them fastest (after the batch below, measured 10x
+            # slower: Z3 keeps the phases of its last models)
+            for f, (base, typed) in searches:
+                o = self._settled[(t, ("bypass-typed", id(f.stmt)))] = self.session.check(
+                    req, typed, tool=t, witness=True, likely=True)
+                if not o.sat:
+                    self._settled[(t, ("bypass", id(f.stmt)))] = self.session.check(req, base, tool=t, witness=True, likely=True)
+            # then the yes/no questions, the calls that allow and those that deny each
+            # asked as one conjunction first (most hold together)
+            if questions:
+                sides = [_side(k) for k, _ in questions]
+                together = [[i for i, x in enumerate(sides) if x == "allow"], [i for i, x in enumerate(sides) if x == "deny"]]
+                statuses = self.session.which_sat(req, [q for _, q in questions], together)
+                for (key, _), status in zip(questions, statuses):
+                    if status is None:
+                        continue
+                    if key[0] == "applies":
+                        self._applies[(id(key[1]), t)] = status
+                    else:
+                        self._settled[(t, key)] = Outcome(status)
+            self.session.release(req)
+
+    def _tools_set(self, info) -> frozenset:
+        hit = self._tools_sets.get(id(info))
+        if hit is None:
+            hit = self._tools_sets[id(info)] = frozenset(self.tools_of(info))
+        return hit
+
     def tools_of(self, info) -> list[str]:
         if info.tools is None:
             return self.tools
@@ -189,7 +280,11 @@ class Linter:
                        tuple(notes), {"docs": docs_path(lint_id), **data})
         self.findings.append(d)
 
+    def enabled(self, lint_id: str) -> bool:
+        return self.only is None or lint_id in self.only or (lint_id == "always-allows" and "always-denies" in self.only)
+
     def run(self) -> list[Diagnostic]:
+        self._prefetch()
         for lint_id, fn in (
             ("unsatisfiable-condition", self.unsatisfiable_conditions),
             ("dead-permit", self.dead_permits),
@@ -198,7 +293,7 @@ class Linter:
             ("unanchored-regex", self.unanchored_regexes),
             ("always-allows", self.always),
         ):
-            if self.only is None or lint_id in self.only or (lint_id == "always-allows" and "always-denies" in self.only):
+            if self.enabled(lint_id):
                 self._lint = lint_id
                 fn()
         self._report_undecided()
@@ -232,13 +327,17 @@ class Linter:
         stops through. Under `default deny`, or for a permit naming no tool, none."""
         if self.program.default != "allow" or p.tools is None:
             return []
+        if self._namers is None:
+            self._namers = {}
+            # an `@approval` permit names its tools too (lang/plan.py)
+            for q in list(self.program.permits) + list(self.program.approvals):
+                for name in q.tools or ():
+                    self._namers.setdefault(name, []).append(q)
         out = []
         for t in sorted(p.tools if tools is None else set(tools) & p.tools):
             if t in self.program.hidden:
                 continue  # hidden: denied whatever the permits say
-            # an `@approval` permit names its tools too (lang/plan.py)
-            if not any(q is not p and q.tools is not None and t in q.tools
-                       for q in list(self.program.permits) + list(self.program.approvals)):
+            if not any(q is not p for q in self._namers.get(t, ())):
                 out.append(t)
         return out
 
@@ -282,7 +381,6 @@ class Linter:
 
     # -- dead-permit ----------------------------------------------------------------------------
     def dead_permits(self) -> None:
-        ctx = self.ctx
         for p in self.program.permits:
             tools = self.tools_of(p)
             dead: dict[str, str] = {}
@@ -299,8 +397,7 @@ class Linter:
                 if self.can_apply(p.stmt, t) != "sat":
                     dead[t] = "never applies"  # unsatisfiable-condition reports it (or unknown)
                     continue
-                effect = AND(ctx, mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
-                o = self.sat(t, effect)
+                o = self.ask(t, ("effect", id(p.stmt)), lambda: self._effect(p, t))
                 if o.unsat:
                     dead[t] = self._overriders(t, mine)
                 elif o.sat:
@@ -339,6 +436,12 @@ class Linter:
                 self.report("dead-permit", f"permit {self.where(p)} never allows a call ({whys}); its only effect is to "
                             f"take {names} out of `default allow`", p.stmt.span, notes=(_closes_note(sorted(closing)),),
                             rule=p.id, tools=sorted(closing), closes_default=sorted(closing))
+
+    def _effect(self, p, t: str):
+        """Permit `p` lets a call to `t` through at fresh counters: it applies, no forbid
+        does, every limit passes."""
+        _, d = self.tool(t)
+        return AND(self.ctx, d.enc.applies(p.stmt), NOT(self.ctx, d.forbidden()), d.limits_ok(zero=True))
 
     def _overriders(self, t: str, mine) -> str:
         """Which forbids (and limits) make the permit useless: an unsat core over them."""
@@ -420,32 +523,41 @@ class Linter:
         return True
 
     # -- forbid-bypass --------------------------------------------------------------------------
-    def forbid_bypasses(self) -> None:
+    def _bypass_queries(self, f, t: str):
+        """(skipped, skipped with every read argument present) for forbid `f` on tool `t`:
+        calls allowed at fresh counters on which the forbid does not apply only because
+        some clause errors. None when there are none by construction (hidden, or False)."""
         ctx = self.ctx
+        req, d = self.tool(t)
+        if d.hidden:
+            return None
+        enc = d.enc
+        oks, errs = [], []
+        for c in f.stmt.clauses:
+            sv = enc.expr(c.expr)
+            oks.append(sv.truth(ctx, c.kind == "when"))
+            errs.append(NOT(ctx, OR(ctx, *(a.guard for a in sv.of("bool")))))
+        skipped = AND(ctx, enc.scope_ok(f.stmt.scope), *(OR(ctx, ok, e) for ok, e in zip(oks, errs)), OR(ctx, *errs))
+        base = AND(ctx, d.allowed(zero=True), skipped)
+        if base is False:
+            return None
+        present = AND(ctx, *(NOT(ctx, req.path(p).is_("missing")) for p in _read_paths(f.stmt)))
+        return base, AND(ctx, base, present)
+
+    def forbid_bypasses(self) -> None:
         for f in self.program.forbids:
             if not f.stmt.clauses:
                 continue
             for t in self.tools_of(f):
-                req, d = self.tool(t)
-                if d.hidden:
+                qs = self._bypass_queries(f, t)
+                if qs is None:
                     continue
-                enc = d.enc
-                oks, errs = [], []
-                for c in f.stmt.clauses:
-                    sv = enc.expr(c.expr)
-                    oks.append(sv.truth(ctx, c.kind == "when"))
-                    errs.append(NOT(ctx, OR(ctx, *(a.guard for a in sv.of("bool")))))
-                skipped = AND(ctx, enc.scope_ok(f.stmt.scope), *(OR(ctx, ok, e) for ok, e in zip(oks, errs)), OR(ctx, *errs))
-                base = AND(ctx, d.allowed(zero=True), skipped)
-                if base is False:
-                    continue
-                read = _read_paths(f.stmt)
-                present = AND(ctx, *(NOT(ctx, req.path(p).is_("missing")) for p in read))
-                typed = self.sat(t, AND(ctx, base, present), witness=True)
-                o, mistyped = (typed, True) if typed.sat else (self.sat(t, base, witness=True), False)
-                if not o.sat:
-                    continue
+                typed = self.ask(t, ("bypass-typed", id(f.stmt)), lambda: qs[1], witness=True, likely=True)
+                o, mistyped = (typed, True) if typed.sat else (
+                    self.ask(t, ("bypass", id(f.stmt)), lambda: qs[0], witness=True, likely=True), False)
                 w = o.witness
+                if not o.sat or w is None:  # (a sat witness query always has one)
+                    continue
                 decision = self.session.replayer.decide(self.program, w)
                 culprits = _erroring_clauses(self.engine, f.stmt, w)
                 if not decision.allowed or culprits is None:
@@ -552,10 +664,10 @@ class Linter:
             req, d = self.tool(t)
             if d.hidden:
                 continue
-            o = self.sat(t, d.allowed(zero=True))
+            o = self.ask(t, ("allowed",), lambda: d.allowed(zero=True))
             if o.status != "unsat":
                 can_allow.append(t)
-            o2 = self.sat(t, NOT(ctx, d.allowed(zero=True)))
+            o2 = self.ask(t, ("denied",), lambda: NOT(ctx, d.allowed(zero=True)))
             if o2.unsat:
                 always.append(t)
         if not can_allow and (self.only is None or "always-denies" in self.only):
@@ -606,6 +718,18 @@ def _vacuous_note(kind: str) -> tuple[str, ...]:
     if kind == "assertion":
         return ("an assertion that selects no call proves nothing",)
     return ("it has no effect on any decision; fix or delete it",)
+
+
+def _side(key: tuple) -> str:
+    """Which questions tend to hold together (Session.which_sat's groups): a call allowed,
+    through every permit that can apply, under every limit; a call denied by every forbid."""
+    if key[0] in ("allowed", "effect"):
+        return "allow"
+    if key[0] == "denied":
+        return "deny"
+    if key[0] == "applies" and isinstance(key[1], (ir.Policy, ir.Limit)):
+        return "deny" if isinstance(key[1], ir.Policy) and key[1].effect == "forbid" else "allow"
+    return "other"
 
 
 def _first_span(prog: Program) -> Span:
