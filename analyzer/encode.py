@@ -1023,6 +1023,7 @@ class ToolDecision:
     counters: list = field(default_factory=list)  # (CounterKey, [(LimitInfo, applies, valid, amount)])
     default_covers: bool = False
     fits: object = True  # the caller fits the policy's `entity User` (`ProgramEncoder.fits`)
+    _built: dict = field(default_factory=dict, repr=False, compare=False)  # (method, zero) → formula
 
     @property
     def req(self) -> Request:
@@ -1045,6 +1046,12 @@ class ToolDecision:
 
     def limits_ok(self, zero: bool):
         """All counter groups pass; `zero`: at fresh counters, else at the request's counters."""
+        hit = self._built.get(("limits_ok", zero))
+        if hit is None:
+            hit = self._built[("limits_ok", zero)] = self._limits_ok(zero)
+        return hit
+
+    def _limits_ok(self, zero: bool):
         ctx = self.enc.ctx
         parts = []
         for key, rows in self.counters:
@@ -1057,10 +1064,15 @@ class ToolDecision:
         return AND(ctx, *parts)
 
     def allowed(self, zero: bool = True):
+        """Built once per decision and `zero` (every lint asks it of every tool)."""
         if self.hidden:
             return False
-        ctx = self.enc.ctx
-        return AND(ctx, self.fits, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        hit = self._built.get(("allowed", zero))
+        if hit is None:
+            ctx = self.enc.ctx
+            hit = self._built[("allowed", zero)] = AND(
+                ctx, self.fits, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        return hit
 
     def needs_approval(self, zero: bool = True):
         """The call waits for a person (lang/plan.py's APPROVAL_RULE)."""

@@ -10,10 +10,12 @@ lists them per lint (tools and reasons), so a timeout never reads as a clean res
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Callable
 
 import z3
@@ -25,6 +27,7 @@ from mcpp.lang.ir import walk
 from mcpp.lang.plan import mentioned_tools
 from mcpp.lang.program import AssertInfo, LimitInfo, PolicyInfo, Program
 from mcpp.lang.evaluator import compile_expr
+from mcpp.lang.parser import paused_gc
 from mcpp.lang.values import ERR, json_type
 
 from . import regex as rx
@@ -94,7 +97,23 @@ class Linter:
         self._batched: set[str] = set()
         self._settled: dict[tuple, Outcome] = {}  # (tool, question) → answer (see `_prefetch`)
         self._tools_sets: dict[int, frozenset] = {}
+        self._bypass: dict[tuple, tuple | None] = {}  # (forbid id, tool) → `_bypass_queries`
         self._namers: dict[str, list] | None = None  # tool → the permits and approvals that name it
+        # the program's statements indexed once: by id, and by the tools they name (every
+        # per-tool or per-finding lookup was a scan of all statements: quadratic in size)
+        self.permits = program.permits
+        self.forbids = program.forbids
+        self.infos: list[PolicyInfo | LimitInfo | AssertInfo] = [*program.policies, *program.limits, *program.asserts]
+        self._by_id: dict[str, list] = {}
+        self._naming: dict[str, list[int]] = {}  # tool → positions in `infos` of the statements naming it
+        self._unscoped: list[int] = []  # positions of the statements that name no tool (every tool's)
+        for n, i in enumerate(self.infos):
+            self._by_id.setdefault(i.id, []).append(i)
+            if i.tools is None:
+                self._unscoped.append(n)
+            else:
+                for name in i.tools:
+                    self._naming.setdefault(name, []).append(n)
         self.unknown = 0
         self.undecided: list[tuple[str, str | None, str]] = []  # (lint id, tool, reason): reported, never silent
         self._lint = ""
@@ -157,10 +176,7 @@ class Linter:
         shared checks (Session.which_sat: the same answers, fewer queries); what those
         leave open is asked rule by rule."""
         self._batched.add(t)
-        infos: tuple[PolicyInfo | LimitInfo | AssertInfo, ...] = (
-            *self.program.policies, *self.program.limits, *self.program.asserts)
-        stmts = [i.stmt for i in infos if i.tools is None or t in i.tools]
-        stmts = [st for st in stmts if (id(st), t) not in self._applies]
+        stmts = [st for st in self.statements_for(t) if (id(st), t) not in self._applies]
         if not stmts:
             return
         req, d = self.tool(t)
@@ -187,27 +203,27 @@ class Linter:
         dead = self.enabled("dead-permit")
         always = self.enabled("always-allows")
         bypass = self.enabled("forbid-bypass")
-        infos: tuple[PolicyInfo | LimitInfo | AssertInfo, ...] = (
-            *self.program.policies, *self.program.limits, *self.program.asserts)
-        forbids = [f for f in self.program.forbids if f.stmt.clauses] if bypass else []
         searched: set[int] = set()  # forbids whose first bypass search is settled
         for t in self.tools:
             req, d = self.tool(t)
+            mine = self.infos_for(t)
             questions: list[tuple[tuple, object]] = []  # (key, formula)
             if applies and t not in self._batched:
                 self._batched.add(t)
-                for i in infos:
-                    if (i.tools is None or t in i.tools) and (id(i.stmt), t) not in self._applies:
+                for i in mine:
+                    if (id(i.stmt), t) not in self._applies:
                         questions.append((("applies", i.stmt), d.enc.applies(i.stmt)))
+            permits = [i for i in mine if isinstance(i, PolicyInfo) and i.effect == "permit" and i.approval is None]
             if dead and not d.hidden:
-                for p in self.program.permits:
+                for p in permits:
                     if t in self._tools_set(p) and t not in self.closes_default(p, (t,)):
                         questions.append((("effect", id(p.stmt)), self._effect(p, t)))
             if always and not d.hidden:
                 allowed = d.allowed(zero=True)
                 questions += [(("allowed",), allowed), (("denied",), NOT(self.ctx, allowed))]
             searches = []
-            for f in forbids:
+            forbids = [i for i in mine if isinstance(i, PolicyInfo) and i.effect == "forbid" and i.stmt.clauses]
+            for f in forbids if bypass else ():
                 if id(f.stmt) in searched or t not in self._tools_set(f):
                     continue
                 qs = self._bypass_queries(f, t)
@@ -239,6 +255,14 @@ class Linter:
                         self._settled[(t, key)] = Outcome(status)
             self.session.release(req)
 
+    def infos_for(self, t: str) -> list:
+        """The statements (policies, limits, assertions) that can concern a call to `t`, in
+        program order: those naming it and those naming no tool."""
+        return [self.infos[n] for n in sorted(self._naming.get(t, []) + self._unscoped)]
+
+    def statements_for(self, t: str) -> list:
+        return [i.stmt for i in self.infos_for(t)]
+
     def _tools_set(self, info) -> frozenset:
         hit = self._tools_sets.get(id(info))
         if hit is None:
@@ -257,9 +281,7 @@ class Linter:
         for policy-wide findings) silences it, like Regal's ignore directives."""
         stmts: list[ir.Policy | ir.Limit | ir.Assert | ir.Default] = []
         if rule is not None:
-            stmts = [i.stmt for i in self.program.policies if i.id == rule]
-            stmts += [i.stmt for i in self.program.limits if i.id == rule]
-            stmts += [i.stmt for i in self.program.asserts if i.id == rule]
+            stmts = [i.stmt for i in self._by_id.get(rule, ())]
         elif self.program.document is not None:
             stmts = [s for s in self.program.document.statements if isinstance(s, ir.Default)]
         for st in stmts:
@@ -284,6 +306,12 @@ class Linter:
         return self.only is None or lint_id in self.only or (lint_id == "always-allows" and "always-denies" in self.only)
 
     def run(self) -> list[Diagnostic]:
+        # the cyclic GC paused, as for parsing: the terms and findings are acyclic, and
+        # collections while they pile up cost a sixth of a large lint
+        with paused_gc():
+            return self._run()
+
+    def _run(self) -> list[Diagnostic]:
         self._prefetch()
         for lint_id, fn in (
             ("unsatisfiable-condition", self.unsatisfiable_conditions),
@@ -330,7 +358,7 @@ class Linter:
         if self._namers is None:
             self._namers = {}
             # an `@approval` permit names its tools too (lang/plan.py)
-            for q in list(self.program.permits) + list(self.program.approvals):
+            for q in list(self.permits) + list(self.program.approvals):
                 for name in q.tools or ():
                     self._namers.setdefault(name, []).append(q)
         out = []
@@ -381,7 +409,7 @@ class Linter:
 
     # -- dead-permit ----------------------------------------------------------------------------
     def dead_permits(self) -> None:
-        for p in self.program.permits:
+        for p in self.permits:
             tools = self.tools_of(p)
             dead: dict[str, str] = {}
             live = False
@@ -526,7 +554,14 @@ class Linter:
     def _bypass_queries(self, f, t: str):
         """(skipped, skipped with every read argument present) for forbid `f` on tool `t`:
         calls allowed at fresh counters on which the forbid does not apply only because
-        some clause errors. None when there are none by construction (hidden, or False)."""
+        some clause errors. None when there are none by construction (hidden, or False).
+        Built once per pair (`_prefetch` and the lint both ask)."""
+        key = (id(f.stmt), t)
+        if key not in self._bypass:
+            self._bypass[key] = self._build_bypass_queries(f, t)
+        return self._bypass[key]
+
+    def _build_bypass_queries(self, f, t: str):
         ctx = self.ctx
         req, d = self.tool(t)
         if d.hidden:
@@ -545,7 +580,7 @@ class Linter:
         return base, AND(ctx, base, present)
 
     def forbid_bypasses(self) -> None:
-        for f in self.program.forbids:
+        for f in self.forbids:
             if not f.stmt.clauses:
                 continue
             for t in self.tools_of(f):
@@ -927,7 +962,7 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple
     if decision.rule.policy:
         pid = decision.rule.policy
         fix = None
-        permit = next((p for p in linter.program.policies if p.id == pid), None)
+        permit = next((p for p in linter._by_id.get(pid, ()) if isinstance(p, PolicyInfo)), None)
         end = permit.stmt.span.end if permit is not None else 0
         if guards and end and source[end - 1 : end] == ";":
             fix = {"title": f"Guard permit {pid!r}: when {{ {clause} }}",
@@ -962,7 +997,7 @@ def _typo(linter: Linter, f, c: ir.Clause, tool: str) -> tuple[str, dict | None]
             why = f"{tool} does not declare `{'.'.join(p[: info.at + 1])}`"
             near = p[: info.at] + (info.suggestion,) + p[info.at + 1:] if info.suggestion else None
         else:
-            read = {q for st in _statements_for(linter.program, tool) if st is not f.stmt for cl in st.clauses
+            read = {q for st in linter.statements_for(tool) if st is not f.stmt for cl in st.clauses
                     for q in _read_paths_expr(cl.expr)}
             if p in read:
                 continue  # other rules read it too: a name, not a slip
@@ -984,18 +1019,17 @@ def _typo(linter: Linter, f, c: ir.Clause, tool: str) -> tuple[str, dict | None]
     return None
 
 
-def _statements_for(program: Program, tool: str):
-    infos = list(program.policies) + list(program.limits) + list(program.asserts)
-    return [i.stmt for i in infos if i.tools is None or tool in i.tools]
+@lru_cache(maxsize=4)
+def _line_starts(source: str) -> list[int]:
+    return [0] + [m.end() for m in re.finditer("\n", source)]
 
 
 def _edit(source: str, start: int, end: int, text: str) -> dict:
-    line = source.count("\n", 0, start) + 1
-    col = start - (source.rfind("\n", 0, start) + 1) + 1
-    end_line = source.count("\n", 0, end) + 1
-    end_col = end - (source.rfind("\n", 0, end) + 1) + 1
-    return {"start": start, "end": end, "line": line, "col": col, "end_line": end_line, "end_col": end_col,
-            "text": text}
+    starts = _line_starts(source)  # (counting newlines from the top per edit was quadratic in the file)
+    line = bisect.bisect_right(starts, start)
+    end_line = bisect.bisect_right(starts, end)
+    return {"start": start, "end": end, "line": line, "col": start - starts[line - 1] + 1, "end_line": end_line,
+            "end_col": end - starts[end_line - 1] + 1, "text": text}
 
 
 def _replace_regex_literal(program: Program, node: ir.Matches, fixed: str) -> dict | None:

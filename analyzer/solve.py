@@ -361,32 +361,41 @@ class Session:
             return out
         s = self.solver_for(req)
 
-        def ask(formula) -> tuple[str, list[int]]:
+        def ask(formula, read: list[int]) -> tuple[str, list[int]]:
+            """Check `formula`; when sat, which of `read` the model makes true."""
             lit = z3.FreshBool("batch", ctx)
             s.add(z3.Implies(lit, z(ctx, formula)))
 
             def then(r):
                 if r != z3.sat:
                     return str(r), []
+                if not read:
+                    return "sat", []
                 m = s.model()
-                return "sat", [i for i in todo if z3.is_true(m.eval(z(ctx, formulas[i]), model_completion=True))]
+                return "sat", [i for i in read if z3.is_true(m.eval(z(ctx, formulas[i]), model_completion=True))]
 
             return self.solve(s, then, isolate=req.isolate, assumptions=[lit])
 
+        grouped = {i for group in together for i in group}
         for group in together:
             group = [i for i in group if out[i] is None]
-            if len(group) < 2:
+            if not group:
                 continue
             try:
-                status, hits = ask(AND(ctx, *(formulas[i] for i in group)))
+                # a model is read only for the formulas no group asks for (the rest get
+                # their own conjunction): taking it out of Z3 costs half a check
+                status, hits = ask(AND(ctx, *(formulas[i] for i in group)),
+                                   [i for i in todo if i not in grouped])
             except (OutOfTime, z3.Z3Exception):
                 continue  # the disjunctions below may still settle them
+            if status == "sat":
+                hits += group
             for i in hits:
                 out[i] = "sat"
             todo = [i for i in todo if out[i] is None]
         while todo:
             try:
-                status, hits = ask(OR(ctx, *(formulas[i] for i in todo)))
+                status, hits = ask(OR(ctx, *(formulas[i] for i in todo)), todo)
             except (OutOfTime, z3.Z3Exception):
                 break  # left to `check`, which reports it
             if status == "unsat":
@@ -455,17 +464,28 @@ class Session:
                 prefs += _user_prefs(req)
             if req.server is None:
                 prefs.append(req.sid == string_val("default", ctx))
-            printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
+            cache = self.sorts.cache  # a path's preferences are the same terms in every request
             for p, v in req.paths.items():
                 if not p:
                     continue
-                prefs.append(z3.InRe(v.s, printable))  # (a length bound here costs 10x; Z3's strings are short anyway)
-                prefs.append(z3.IsInt(v.n))
-                prefs.append(z3.Length(v.items) <= 3)
-                prefs.append(z3.Not(v.extra))
+                hit = cache.get(("prefer", v.name))
+                if hit is None:
+                    printable = cache.get("printable")
+                    if printable is None:
+                        printable = cache["printable"] = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
+                    hit = cache[("prefer", v.name)] = [
+                        z3.InRe(v.s, printable),  # (a length bound here costs 10x; Z3's strings are short anyway)
+                        z3.IsInt(v.n), z3.Length(v.items) <= 3, z3.Not(v.extra)]
+                prefs += hit
             prefs += [c == 0 for c in req.counters.values()]
-            lits = [z3.Bool(f"prefer{i}", ctx) for i in range(len(prefs))]
-            guarded = [z3.Implies(lit, pref) for lit, pref in zip(lits, prefs)]
+            lits, guarded = [], []
+            for pref in prefs:  # one literal per preference term, in every request of the session
+                hit = cache.get(("guard", pref.get_id()))
+                if hit is None:
+                    lit = z3.FreshBool("prefer", ctx)
+                    hit = cache[("guard", pref.get_id())] = (lit, z3.Implies(lit, pref))
+                lits.append(hit[0])
+                guarded.append(hit[1])
             req.preferences = (key, (prefs, lits, guarded))
         return prefs, lits, guarded
 
