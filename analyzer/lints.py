@@ -98,6 +98,8 @@ class Linter:
         self._settled: dict[tuple, Outcome] = {}  # (tool, question) → answer (see `_prefetch`)
         self._tools_sets: dict[int, frozenset] = {}
         self._bypass: dict[tuple, tuple | None] = {}  # (forbid id, tool) → `_bypass_queries`
+        self._claimed: dict[int, frozenset] = {}  # statement id → `_claims`
+        self._searches = (0, 0)  # (bypass searches that found a call, all of them): see `_search`
         self._namers: dict[str, list] | None = None  # tool → the permits and approvals that name it
         # the program's statements indexed once: by id, and by the tools they name (every
         # per-tool or per-finding lookup was a scan of all statements: quadratic in size)
@@ -136,20 +138,23 @@ class Linter:
             hit = self._tool[t] = (req, decide(req, self.program, t))
         return hit
 
-    def sat(self, t: str, formula, witness: bool = False, likely: bool = False):
+    def sat(self, t: str, formula, witness: bool = False):
         req, _ = self.tool(t)
-        o = self.session.check(req, formula, tool=t, witness=witness, likely=likely)
+        o = self.session.check(req, formula, tool=t, witness=witness)
         if o.status == "unknown":
             self.undecide(t, o.reason)
         return o
 
-    def ask(self, t: str, key: tuple, formula: Callable[[], Any], witness: bool = False, likely: bool = False) -> Outcome:
+    def ask(self, t: str, key: tuple, formula: Callable[[], Any]) -> Outcome:
         """`sat(t, formula())`, answered from what `_prefetch` settled for `t` when it
         asked this question (`key`) already: the same answer, with the same `undecided`
         bookkeeping, as asking it here."""
+        return self._asked(t, key, lambda: self.session.check(self.tool(t)[0], formula()))
+
+    def _asked(self, t: str, key: tuple, asking: Callable[[], Outcome]) -> Outcome:
         o = self._settled.pop((t, key), None)
         if o is None:
-            return self.sat(t, formula(), witness=witness, likely=likely)
+            o = asking()
         if o.status == "unknown":
             self.undecide(t, o.reason)
         return o
@@ -207,20 +212,20 @@ class Linter:
         for t in self.tools:
             req, d = self.tool(t)
             mine = self.infos_for(t)
-            questions: list[tuple[tuple, object]] = []  # (key, formula)
+            questions: list[tuple[tuple, object, object]] = []  # (key, formula, the statement it is about)
             if applies and t not in self._batched:
                 self._batched.add(t)
                 for i in mine:
                     if (id(i.stmt), t) not in self._applies:
-                        questions.append((("applies", i.stmt), d.enc.applies(i.stmt)))
+                        questions.append((("applies", i.stmt), d.enc.applies(i.stmt), i.stmt))
             permits = [i for i in mine if isinstance(i, PolicyInfo) and i.effect == "permit" and i.approval is None]
             if dead and not d.hidden:
                 for p in permits:
                     if t in self._tools_set(p) and t not in self.closes_default(p, (t,)):
-                        questions.append((("effect", id(p.stmt)), self._effect(p, t)))
+                        questions.append((("effect", id(p.stmt)), self._effect(p, t), p.stmt))
             if always and not d.hidden:
                 allowed = d.allowed(zero=True)
-                questions += [(("allowed",), allowed), (("denied",), NOT(self.ctx, allowed))]
+                questions += [(("allowed",), allowed, None), (("denied",), NOT(self.ctx, allowed), None)]
             searches = []
             forbids = [i for i in mine if isinstance(i, PolicyInfo) and i.effect == "forbid" and i.stmt.clauses]
             for f in forbids if bypass else ():
@@ -236,17 +241,14 @@ class Linter:
             # request's constraints finds them fastest (after the batch below, measured 10x
             # slower: Z3 keeps the phases of its last models)
             for f, (base, typed) in searches:
-                o = self._settled[(t, ("bypass-typed", id(f.stmt)))] = self.session.check(
-                    req, typed, tool=t, witness=True, likely=True)
+                o = self._settled[(t, ("bypass-typed", id(f.stmt)))] = self._search(t, typed)
                 if not o.sat:
-                    self._settled[(t, ("bypass", id(f.stmt)))] = self.session.check(req, base, tool=t, witness=True, likely=True)
+                    self._settled[(t, ("bypass", id(f.stmt)))] = self._search(t, base)
             # then the yes/no questions, the calls that allow and those that deny each
             # asked as one conjunction first (most hold together)
             if questions:
-                sides = [_side(k) for k, _ in questions]
-                together = [[i for i, x in enumerate(sides) if x == "allow"], [i for i, x in enumerate(sides) if x == "deny"]]
-                statuses = self.session.which_sat(req, [q for _, q in questions], together)
-                for (key, _), status in zip(questions, statuses):
+                statuses = self.session.which_sat(req, [q for _, q, _ in questions], _together(questions, self._claims))
+                for (key, _, _), status in zip(questions, statuses):
                     if status is None:
                         continue
                     if key[0] == "applies":
@@ -262,6 +264,22 @@ class Linter:
 
     def statements_for(self, t: str) -> list:
         return [i.stmt for i in self.infos_for(t)]
+
+    def _search(self, t: str, formula) -> Outcome:
+        """A forbid-bypass search on `t` (`Session.check` with a witness). Whether it is
+        asked readable-first (`likely`) follows how the searches so far went: a policy whose
+        forbids can be bypassed gets one check per search instead of two, one whose
+        forbids hold pays no preference check on each proof."""
+        found, asked = self._searches
+        o = self.session.check(self.tool(t)[0], formula, tool=t, witness=True, likely=2 * found >= asked)
+        self._searches = (found + o.sat, asked + 1)
+        return o
+
+    def _claims(self, stmt) -> frozenset:
+        hit = self._claimed.get(id(stmt))
+        if hit is None:
+            hit = self._claimed[id(stmt)] = _claims(stmt)
+        return hit
 
     def _tools_set(self, info) -> frozenset:
         hit = self._tools_sets.get(id(info))
@@ -587,9 +605,9 @@ class Linter:
                 qs = self._bypass_queries(f, t)
                 if qs is None:
                     continue
-                typed = self.ask(t, ("bypass-typed", id(f.stmt)), lambda: qs[1], witness=True, likely=True)
+                typed = self._asked(t, ("bypass-typed", id(f.stmt)), lambda: self._search(t, qs[1]))
                 o, mistyped = (typed, True) if typed.sat else (
-                    self.ask(t, ("bypass", id(f.stmt)), lambda: qs[0], witness=True, likely=True), False)
+                    self._asked(t, ("bypass", id(f.stmt)), lambda: self._search(t, qs[0])), False)
                 w = o.witness
                 if not o.sat or w is None:  # (a sat witness query always has one)
                     continue
@@ -755,16 +773,47 @@ def _vacuous_note(kind: str) -> tuple[str, ...]:
     return ("it has no effect on any decision; fix or delete it",)
 
 
-def _side(key: tuple) -> str:
-    """Which questions tend to hold together (Session.which_sat's groups): a call allowed,
-    through every permit that can apply, under every limit; a call denied by every forbid."""
-    if key[0] in ("allowed", "effect"):
-        return "allow"
-    if key[0] == "denied":
-        return "deny"
-    if key[0] == "applies" and isinstance(key[1], (ir.Policy, ir.Limit)):
-        return "deny" if isinstance(key[1], ir.Policy) and key[1].effect == "forbid" else "allow"
-    return "other"
+def _together(questions: list[tuple[tuple, object, object]], claims: Callable[[Any], frozenset]) -> list[list[int]]:
+    """`Session.which_sat`'s groups for a tool's questions ((key, formula, the statement it
+    is about or None), by position): a call allowed, through every permit that can apply,
+    under every limit; a call denied by every forbid. A rule joins its group only if its
+    conditions read no argument (or request object) that another rule in the group reads:
+    two regexes on one string make a conjunction an intersection of languages, which took
+    Z3 a hundred times longer than each alone; such a rule is left to the disjunctions."""
+    groups: dict[str, list[int]] = {"allow": [], "deny": []}
+    claimed: dict[str, dict[str, int]] = {"allow": {}, "deny": {}}  # what is read → the statement reading it
+    for n, (key, _, stmt) in enumerate(questions):
+        if key[0] in ("allowed", "effect"):
+            side = "allow"
+        elif key[0] == "denied":
+            side = "deny"
+        elif isinstance(stmt, (ir.Policy, ir.Limit)):
+            side = "deny" if isinstance(stmt, ir.Policy) and stmt.effect == "forbid" else "allow"
+        else:
+            continue  # an assertion: the disjunctions
+        if stmt is not None:
+            reads = claims(stmt)
+            mine = claimed[side]
+            if any(mine.get(r, id(stmt)) != id(stmt) for r in reads):
+                continue
+            for r in reads:
+                mine[r] = id(stmt)
+        groups[side].append(n)
+    return [groups["allow"], groups["deny"]]
+
+
+def _claims(stmt) -> frozenset:
+    """What a rule's conditions read: top-level argument keys, and the request objects."""
+    out: set[str] = set()
+    for c in stmt.clauses:
+        for n in walk(c.expr):
+            if isinstance(n, ir.GetAttr):
+                p = input_path(n)
+                if p:
+                    out.add("arg:" + p[0])
+            elif isinstance(n, ir.Var) and n.name in ("principal", "resource"):
+                out.add(n.name)
+    return frozenset(out)
 
 
 def _first_span(prog: Program) -> Span:

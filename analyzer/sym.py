@@ -194,11 +194,13 @@ class PathVar:
     carry `cid`, an opaque equality-class id, so a nested value inside another array can
     be compared with them; objects carry `extra`: keys exist that no rule reads."""
 
-    __slots__ = ("sorts", "name", "kind", "s", "n", "b", "items", "cid", "extra", "_is")
+    __slots__ = ("kinds", "name", "kind", "s", "n", "b", "items", "cid", "extra", "_is")
 
     def __new__(cls, sorts: Sorts, name: str):
         """One per name and context: the same name is the same Z3 constants, so the
-        requests of a session share it (and its `is_` terms) instead of rebuilding them."""
+        requests of a session share it (and its `is_` terms) instead of rebuilding them.
+        (It keeps the kind constants, not `sorts`, whose cache holds it: no reference
+        cycle, so a session's context is freed as soon as the session is.)"""
         key = ("path", name)
         hit = sorts.cache.get(key)
         if hit is None:
@@ -208,7 +210,7 @@ class PathVar:
 
     def _setup(self, sorts: Sorts, name: str) -> None:
         ctx = sorts.ctx
-        self.sorts = sorts
+        self.kinds = sorts.kinds
         self.name = name
         self.kind = z3.Const(name + ".kind", sorts.Kind)
         self.s = z3.String(name + ".str", ctx)
@@ -222,7 +224,7 @@ class PathVar:
     def is_(self, kind: str) -> z3.BoolRef:
         hit = self._is.get(kind)
         if hit is None:
-            hit = self._is[kind] = self.kind == self.sorts.kinds[kind]
+            hit = self._is[kind] = self.kind == self.kinds[kind]
         return hit
 
     def variables(self) -> list:
