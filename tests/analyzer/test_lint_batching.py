@@ -5,9 +5,11 @@ lints' questions with a few shared checks on one solver: grouped conjunctions an
 disjunctions (`Session.which_sat`), and forbid-bypass searches asked readable-first
 (`Session.check(likely=True)`). `PerRule` below is the linter without any of that: every
 question on its own check, as the lints asked before, and a witness found by a plain
-check and then `_prefer`. On generated programs — the plain and rich generators, and
-many tools with several rules each reading the same or different arguments — both
-report the same findings: code, severity, position, message, notes and data.
+check and then `_prefer`. On generated programs — the plain and rich generators, users
+as callers, and many tools with several rules each reading the same or different
+arguments — both
+report the same findings: code, severity, position, message, notes and data. (Programs
+that name users come from tests/identity/strategies.py.)
 
 Forbid-bypass findings carry a counterexample, which is one model among many (both are
 replayed through the engine before they are reported): for them the rule, tool and
@@ -25,6 +27,8 @@ from mcpp.analyzer.lints import Linter
 from mcpp.analyzer.solve import Outcome
 from mcpp.lang import ir
 from mcpp.lang.program import build_program, load_program
+
+from tests.identity.strategies import identity_documents
 
 from .strategies import assertions, programs, rich_programs, tool_policy_texts
 
@@ -89,6 +93,13 @@ def test_rich_programs(prog):
 @given(tool_policy_texts())
 def test_many_tools_several_rules_each(text):
     assert_same_findings(load_program(text))
+
+
+@given(identity_documents(max_policies=6))
+def test_programs_that_name_users(doc):
+    prog, diags = build_program(doc)
+    assume(not any(d.severity == "error" for d in diags))
+    assert_same_findings(prog)
 
 
 def _bench_shaped(n_tools: int) -> str:
