@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import hashlib
 import hmac
 import json
@@ -176,8 +177,10 @@ class GatewayApp(ApprovalSteps):
             self.rt.log.error("internal_error", path=path, error=f"{type(e).__name__}: {e}")
             try:
                 await _respond(send, 500, rpc.dumps(rpc.error(None, rpc.INTERNAL_ERROR, "internal gateway error")))
-            except Exception:
-                pass
+            except (OSError, RuntimeError):
+                pass  # the client is gone, or part of an answer was already sent: nothing more can be said
+            except Exception as e2:
+                self.rt.log.error("internal_error_unanswered", path=path, error=f"{type(e2).__name__}: {e2}")
 
     async def _lifespan(self, receive, send):
         while True:
@@ -1066,8 +1069,10 @@ class GatewayApp(ApprovalSteps):
                 pipe.cancel()
                 try:
                     await pipe
-                except BaseException:
-                    pass
+                except asyncio.CancelledError:
+                    pass  # what cancel() asked for
+                except Exception as e:  # the relay broke while being stopped: say so, the answer is settled below
+                    rt.log.warning("stream_relay_failed", server=server.id, error=f"{type(e).__name__}: {e}")
             watcher.cancel()
             rest = state.get("rest")
             if rest is not None:  # answered: read the upstream's end in the background, keep the connection
@@ -1190,6 +1195,7 @@ class GatewayApp(ApprovalSteps):
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
 
 
+_log = logging.getLogger("mcpp.gateway")
 _DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
 
 
@@ -1202,8 +1208,10 @@ async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
                 budget -= len(c)
                 if budget < 0:
                     break
-    except BaseException:
-        pass
+    except (TimeoutError, UpstreamError, asyncio.CancelledError):
+        pass  # the stream did not end in time, broke off, or the gateway is stopping: the connection is closed
+    except Exception:
+        _log.exception("draining an answered upstream stream failed")
     finally:
         await chunks.aclose()  # releases the connection: to the pool if the body ended
 
