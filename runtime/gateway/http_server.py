@@ -113,9 +113,9 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
         def _refuse(self, status: int, reason: str) -> None:
             if on_refusal is not None:
                 try:
-                    on_refusal(status, reason)
-                except Exception:
-                    pass
+                    on_refusal(status, reason)  # (a metrics counter)
+                except Exception:  # telemetry must not keep the refusal from being sent
+                    self.logger.exception("counting a refused request head failed")
             if self.transport.is_closing():
                 return
             body = reason.encode()
