@@ -20,7 +20,7 @@ import z3
 from mcpp.lang.program import Program
 from mcpp.runtime.engine import Decision, Engine, Grant, User
 
-from .sym import string_of
+from .sym import UserSet, string_of
 
 log = logging.getLogger("mcpp.analyzer")
 
@@ -228,8 +228,8 @@ class Decoder:
         return Witness(tool, args, gid, label, groups, server, counters, user, attrs)
 
     def user(self) -> tuple[bool, dict]:
-        """(the caller is a user, its attributes: each present one, of its declared type;
-        set elements of another type, which no real claim holds, are left out)."""
+        """(the caller is a user, its attributes: each present one, of its declared type —
+        a set's elements are of its element type by construction, `sym.UserSet`)."""
         req = self.req
         if req.fixed_user:
             return True, {k: list(v) if isinstance(v, tuple) else v for k, v in req.grant.attrs}
@@ -248,10 +248,22 @@ class Decoder:
             elif t == "Bool":
                 attrs[name] = z3.is_true(self.ev(alt.val))
             else:
-                want = {"Set<String>": str, "Set<Long>": int, "Set<Bool>": bool}[t]
-                items = self.items(alt.val.var.items, 3)
-                attrs[name] = [x for x in items if type(x) is want]
+                attrs[name] = self.user_set(alt.val)
         return True, attrs
+
+    def user_set(self, us) -> list:
+        """A user's set attribute: its first 64 elements (readability prefers at most 3)."""
+        n = self.ev(us.length).as_long()
+        out: list = []
+        for i in range(min(n, 64)):
+            x = self.ev(us.seq[i])
+            if us.elem == "str":
+                out.append(self.string(x))
+            elif us.elem == "num":
+                out.append(x.as_long())
+            else:
+                out.append(z3.is_true(x))
+        return out
 
     def unnamed_group(self) -> str:
         name, n = "other_group", 1
@@ -315,6 +327,10 @@ class Decoder:
             for p, v in self.req.paths.items():
                 if self.kind(v) in ("arr", "obj") and self.ev(v.cid).as_long() == cid:
                     return self.value(p, depth + 1)
+        for present, sv in self.req.user_attrs.values():  # … or a user's set
+            us = sv.alts[0].val
+            if isinstance(us, UserSet) and z3.is_true(self.ev(present)) and self.ev(us.cid).as_long() == cid:
+                return self.user_set(us)
         return {"mcpp_value": cid}
 
 
@@ -416,14 +432,13 @@ def _pin_user(req, w: Witness) -> list:
     from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
-    E = req.S.Elem
 
-    def elem(x):  # a user's set attributes hold Strings, Longs or Bools (`entity User`)
+    def elem(x):  # a set element of the declared type (`_fits_type` checked it)
         if isinstance(x, bool):
-            return E.ebool(z3.BoolVal(x, ctx))
-        if isinstance(x, (int, float)):
-            return E.enum(real_val(x, ctx))
-        return E.estr(string_val(x, ctx))
+            return z3.BoolVal(x, ctx)
+        if isinstance(x, int):
+            return z3.IntVal(x, ctx)
+        return string_val(x, ctx)
 
     out = []
     if req.user is not None:
@@ -445,10 +460,8 @@ def _pin_user(req, w: Witness) -> list:
         elif t == "Bool":
             out.append(alt.val == z3.BoolVal(v, ctx))
         else:
-            items = list(v)
-            S = req.S
-            seq = seq_of(S.Seq, [z3.Unit(elem(i)) for i in items])
-            out.append(alt.val.var.items == seq)
+            us = alt.val
+            out.append(us.seq == seq_of(us.seq.sort(), [z3.Unit(elem(i)) for i in v]))
     return out
 
 
