@@ -353,37 +353,33 @@ def pin(req, w: Witness) -> list:
 
     ctx = req.ctx
     out = []
+    reps: list = []  # compound values by Cedar equality: the arguments' and the user's sets share them
     if req.grant is None:
         out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
         out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
-        out += _pin_user(req, w)
+        out += _pin_user(req, w, reps)
     if req.server is None:
         out.append(req.sid == string_val(w.server, ctx))
     for key, var in req.counters.items():
         out.append(var == real_val(w.counters.get(key, 0), ctx))
-    return out + [var == value for var, value in arg_assignment(req, w.args)]
+    return out + [var == value for var, value in arg_assignment(req, w.args, reps=reps)]
 
 
-def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
+def arg_assignment(req, args: dict, complete: bool = False, reps: list | None = None) -> list[tuple]:
     """(variable, value) pairs giving every argument-path variable of `req` its value for
     the concrete arguments `args`. The payloads of the kinds a path does not have are
     left out, or with `complete` set to fixed defaults (the encoding reads a payload only
-    under its kind, so any value does): a substitution must leave no variable free."""
-    from mcpp.lang.values import cedar_eq
-
+    under its kind, so any value does): a substitution must leave no variable free.
+    `reps`: the compound values given class ids so far (`pin` shares them with the user)."""
     from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
     S = req.S
     E = S.Elem
-    reps: list = []
+    reps = [] if reps is None else reps
 
     def cls(x) -> int:
-        for i, r in enumerate(reps):
-            if cedar_eq(r, x):
-                return i
-        reps.append(x)
-        return len(reps) - 1
+        return _class_of(reps, x)
 
     def elem(x):
         if isinstance(x, bool):
@@ -426,9 +422,21 @@ def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
     return out
 
 
-def _pin_user(req, w: Witness) -> list:
+def _class_of(reps: list, x) -> int:
+    """The equality-class id of compound value `x` among `reps` (Cedar equality; new: added)."""
+    from mcpp.lang.values import cedar_eq
+
+    for i, r in enumerate(reps):
+        if cedar_eq(r, x):
+            return i
+    reps.append(x)
+    return len(reps) - 1
+
+
+def _pin_user(req, w: Witness, reps: list | None = None) -> list:
     """The caller's kind and, for a user, its attributes (by declared type: a value of
-    another type is no value of that attribute) and whether it is in any group."""
+    another type is no value of that attribute) and whether it is in any group. With
+    `reps` (`pin`), a set attribute's class id too, among the arguments' compounds."""
     from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
@@ -462,6 +470,8 @@ def _pin_user(req, w: Witness) -> list:
         else:
             us = alt.val
             out.append(us.seq == seq_of(us.seq.sort(), [z3.Unit(elem(i)) for i in v]))
+            if reps is not None:
+                out.append(us.cid == _class_of(reps, list(v)))
     return out
 
 
