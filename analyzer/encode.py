@@ -847,7 +847,7 @@ class ProgramEncoder:
             return True, z3.IntVal(int(v), ctx)
         n = self.num_term(a.val)
         lo, hi = real_val(LONG_MIN, ctx), real_val(LONG_MAX, ctx)
-        return z3.And(z3.IsInt(n), n >= lo, n <= hi), z3.ToInt(n)
+        return AND(ctx, z3.IsInt(n), n >= lo, n <= hi), z3.ToInt(n)
 
     def obj_eq(self, x, y):
         ctx = self.ctx
@@ -1043,7 +1043,7 @@ def _longs(ctx, us: UserSet) -> z3.BoolRef:
     that nothing tests within range, so a witness's user is one the engine accepts.)"""
     i = z3.Int(us.key + ".i", ctx)
     x = us.seq[i]
-    return z3.ForAll([i], z3.Implies(z3.And(i >= 0, i < us.length), z3.And(x >= LONG_MIN, x <= LONG_MAX)))
+    return z3.ForAll([i], z3.Implies(AND(ctx, i >= 0, i < us.length), AND(ctx, x >= LONG_MIN, x <= LONG_MAX)))
 
 
 def _length(arr):

@@ -395,7 +395,7 @@ def _user_prefs(req: Request) -> list:
             out.append(us.length <= 3)
             for i in range(3):
                 x = us.seq[i]
-                small = z3.InRe(x, printable) if us.elem == "str" else z3.And(x >= -1000000, x <= 1000000)
+                small = z3.InRe(x, printable) if us.elem == "str" else AND(ctx, x >= -1000000, x <= 1000000)
                 out.append(z3.Implies(us.length > i, small))
         elif t == "Set<Bool>":
             out.append(alt.val.length <= 2)
