@@ -240,6 +240,13 @@ class Request:
             return False
         return True if self.user is None else z3.Not(self.user)
 
+    def caller_is_user(self):
+        """The constraint that the caller is a user (a test file's user caller, say). Only
+        meaningful where the programs compared on this request may be called by users."""
+        if isinstance(self.grant, FixedGrant):
+            return False
+        return True if self.fixed_user else self.user_var()
+
     def _objeq_def(self, p, fields):
         v = self.paths[p]
         parts = [v.is_("obj"), z3.Not(v.extra)]
