@@ -26,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import tomlkit
+import z3
 
 from mcpp.analyzer.encode import FixedGrant, FixedUser, decide, query_tools
 from mcpp.analyzer.solve import Session
@@ -99,7 +100,8 @@ class Suggester:
         req = self.session.request(caller, server)
         d = decide(req, self.program, tool)
         ctx = self.session.ctx
-        who = req.caller_is_user() if kind == "user" else req.caller_is_grant()
+        # (a user's id is a token's subject, never empty: docs/gateway.md)
+        who = AND(ctx, req.caller_is_user(), z3.Length(req.gid) > 0) if kind == "user" else req.caller_is_grant()
         # a user that fits the declaration: one the engine denies wholesale (/principal)
         # would exercise no rule
         formula = AND(ctx, who, d.fits, formula_of(d))
