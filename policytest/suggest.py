@@ -220,7 +220,7 @@ class Suggester:
         empty = []
         for kind in self.kinds:
             before = (len(sug.cases), len(sug.notes))
-            self._limit(info, kind, sug)
+            self._limit(info, Fraction(info.stmt.max), kind, sug)
             if (len(sug.cases), len(sug.notes)) == before:
                 empty.append(kind)
         if len(empty) == len(self.kinds):
@@ -229,10 +229,10 @@ class Suggester:
             sug.notes += [f"no allowed call{self.by(kind)} is counted by it with a positive increment" for kind in empty]
         return sug
 
-    def _limit(self, info: LimitInfo, kind: str, sug: Suggestion) -> None:
+    def _limit(self, info: LimitInfo, most: Fraction, kind: str, sug: Suggestion) -> None:
         ctx = self.session.ctx
         by = self.by(kind)
-        cap = real_val(Fraction(info.stmt.max), ctx)
+        cap = real_val(most, ctx)
         for tool in self.tools_of(info):
             def counted(d, calls: int):
                 """An allowed call the limit counts, exhausting it within `calls` calls."""
