@@ -236,6 +236,7 @@ def set_atoms():
         names.map(lambda a: ir.Call(_p(a), "isEmpty", ())),
         st.builds(lambda a, s: ir.Compare("==", _p(a), s), names, _set_lits()),
         st.builds(lambda a, m, b: ir.Call(_p(a), m, (_p(b),)), names, methods, names),
+        st.builds(lambda a, m, k: ir.Call(_p(a), m, (_arg(k),)), names, methods, keys),  # widened: two arrays
         names.map(lambda a: ir.Has(P, (a,))),
         st.builds(lambda k, a: ir.Call(_arg(k), "contains", (_p(a),)), keys, names),  # an argument array holding the set
     )
