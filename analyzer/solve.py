@@ -378,11 +378,9 @@ class Session:
 
 
 def _user_prefs(req: Request) -> list:
-    """Readable users: printable strings, whole small numbers, short sets whose first
-    elements have the declared type (the encoding does not force it: see
-    `ProgramEncoder.USER_REASON`), no group nobody names."""
+    """Readable users: printable strings, small numbers, short sets of such elements, no
+    group nobody names."""
     ctx = req.ctx
-    E = req.S.Elem
     out = []
     printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
     for key, (present, sv) in req.user_attrs.items():
@@ -392,16 +390,15 @@ def _user_prefs(req: Request) -> list:
             out.append(z3.InRe(alt.val, printable))
         elif t == "Long":
             out.append(AND(ctx, alt.val >= -1000000, alt.val <= 1000000))
-        elif t.startswith("Set<"):
-            items = alt.val.var.items
-            out.append(z3.Length(items) <= 3)
-            test = {"Set<String>": E.is_estr, "Set<Long>": E.is_enum, "Set<Bool>": E.is_ebool}[t]
+        elif t in ("Set<String>", "Set<Long>"):
+            us = alt.val
+            out.append(us.length <= 3)
             for i in range(3):
-                out.append(z3.Implies(z3.Length(items) > i, test(items[i])))
-                if t == "Set<String>":
-                    out.append(z3.Implies(z3.Length(items) > i, z3.InRe(E.es(items[i]), printable)))
-                if t == "Set<Long>":
-                    out.append(z3.Implies(z3.Length(items) > i, z3.IsInt(E.en(items[i]))))
+                x = us.seq[i]
+                small = z3.InRe(x, printable) if us.elem == "str" else AND(ctx, x >= -1000000, x <= 1000000)
+                out.append(z3.Implies(us.length > i, small))
+        elif t == "Set<Bool>":
+            out.append(alt.val.length <= 2)
     if req.user_in_groups is not None:
         out.append(z3.Not(req.user_in_groups))
     return out

@@ -18,7 +18,9 @@ from mcpp.lang.load import load_policy, read_text
 from mcpp.lang.program import Program
 from mcpp.runtime.engine import Engine
 
-from .cases import Case, Step, Target, TestFile, TestFileError, TestFileUnreadable, discover, load_test_file
+from .cases import (
+    Case, Step, Target, TestFile, TestFileError, TestFileUnreadable, discover, load_test_file, user_diagnostics,
+)
 from .coverage import CaseCounters, Coverage, CoverageReport
 
 
@@ -118,10 +120,10 @@ def run_case(engine: Engine, case: Case, policy: Path, coverage: Coverage | None
     for si, step in enumerate(case.steps):
         now = step.time.timestamp()
         for ri in range(step.repeat):
-            d = engine.decide(step.tool, step.arguments, step.grant, step.server, now=now, reserve=True)
+            d = engine.decide(step.tool, step.arguments, step.caller, step.server, now=now, reserve=True)
             result.calls += 1
             if coverage is not None:
-                coverage.observe(engine, step.tool, step.arguments, step.grant, step.server, d)
+                coverage.observe(engine, step.tool, step.arguments, step.caller, step.server, d)
             actual = actual_of(d)
             if any(actual.get(k) != v for k, v in step.expect.items()):
                 result.mismatch = Mismatch(step, si, ri, dict(step.expect), actual)
@@ -190,7 +192,11 @@ def run_test_file(tf: TestFile, policies: _Policies, run: Run, only: Path | None
                     run.problems.append((Diagnostic("the policy cannot be loaded", Span(0, 0, 0, 0), "error",
                                                     "policy", str(policy)), None))
             continue
-        _, engine, cov = hit
+        program, engine, cov = hit
+        bad = user_diagnostics(tf, program)
+        if bad:  # a user attribute the policy does not declare: the case would test nothing
+            run.problems += [(d, tf.text) for d in bad]
+            continue
         fr = FileResult(tf.path, policy)
         for case in tf.cases:
             fr.cases.append(run_case(engine, case, policy, cov))
