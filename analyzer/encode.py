@@ -296,6 +296,7 @@ class ProgramEncoder:
         self.program = program
         self.tool = tool
         self._memo: dict[int, tuple[object, SV]] = {}
+        self._applies: dict[int, tuple[object, object]] = {}  # statement id → (statement, formula)
         self._havocs = 0
         self.havoc_vars: list = []  # fresh booleans (not functions of the call)
         self.reasons: set[str] = set()  # why a formula is an over-approximation
@@ -460,8 +461,16 @@ class ProgramEncoder:
         return False
 
     def applies(self, stmt):
-        """Scope matches, every `when` is true, every `unless` is false (errors: no)."""
-        return AND(self.ctx, self.scope_ok(stmt.scope), *(self.clause_ok(c) for c in stmt.clauses))
+        """Scope matches, every `when` is true, every `unless` is false (errors: no).
+
+        Built once per statement (the decision and every lint ask it: building the
+        terms through the bindings costs more than most checks)."""
+        hit = self._applies.get(id(stmt))
+        if hit is not None and hit[0] is stmt:
+            return hit[1]
+        f = AND(self.ctx, self.scope_ok(stmt.scope), *(self.clause_ok(c) for c in stmt.clauses))
+        self._applies[id(stmt)] = (stmt, f)
+        return f
 
     def _entity_scope(self, s: ir.EntityScope, ent: Ent):
         if s.op == "any":
@@ -1103,6 +1112,7 @@ class ToolDecision:
     counters: list = field(default_factory=list)  # (CounterKey, [(LimitInfo, applies, valid, amount)])
     default_covers: bool = False
     fits: object = True  # the caller fits the policy's `entity User` (`ProgramEncoder.fits`)
+    _built: dict = field(default_factory=dict, repr=False, compare=False)  # (method, zero) → formula
 
     @property
     def req(self) -> Request:
@@ -1125,6 +1135,12 @@ class ToolDecision:
 
     def limits_ok(self, zero: bool):
         """All counter groups pass; `zero`: at fresh counters, else at the request's counters."""
+        hit = self._built.get(("limits_ok", zero))
+        if hit is None:
+            hit = self._built[("limits_ok", zero)] = self._limits_ok(zero)
+        return hit
+
+    def _limits_ok(self, zero: bool):
         ctx = self.enc.ctx
         parts = []
         for key, rows in self.counters:
@@ -1137,10 +1153,15 @@ class ToolDecision:
         return AND(ctx, *parts)
 
     def allowed(self, zero: bool = True):
+        """Built once per decision and `zero` (every lint asks it of every tool)."""
         if self.hidden:
             return False
-        ctx = self.enc.ctx
-        return AND(ctx, self.fits, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        hit = self._built.get(("allowed", zero))
+        if hit is None:
+            ctx = self.enc.ctx
+            hit = self._built[("allowed", zero)] = AND(
+                ctx, self.fits, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        return hit
 
     def needs_approval(self, zero: bool = True):
         """The call waits for a person (lang/plan.py's APPROVAL_RULE)."""

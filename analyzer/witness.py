@@ -273,7 +273,14 @@ class Decoder:
         return name
 
     def kind(self, v) -> str:
-        return str(self.ev(v.kind))
+        """The kind the model gives the path (by the constant's identity: printing the
+        term, as str() does, costs a tenth of a millisecond each)."""
+        names = self.S.cache.get("kind names")
+        if names is None:
+            names = self.S.cache["kind names"] = {c.get_id(): k for k, c in self.S.kinds.items()}
+        val = self.ev(v.kind)
+        hit = names.get(val.get_id())
+        return hit if hit is not None else str(val)
 
     def value(self, p: tuple, depth: int = 0):
         v = self.req.paths[p]
