@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
-from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError
+from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore
 
@@ -32,7 +32,7 @@ Principal = Union[Grant, User, str]
 (an authenticated user: id, attributes from its token's claims, groups), which the
 policy's `entity User` declaration types."""
 
-PolicySource = Union[str, "os.PathLike[str]"]
+PolicySource = Union[str, "os.PathLike[str]", bytes]
 CatalogSource = Union[str, "os.PathLike[str]", "Catalog"]
 
 
@@ -51,11 +51,13 @@ def load_policy(
     filename: str | None = None,
     namespace: str = "default",
 ) -> Policy:
-    """Load a policy from a file (a `Path`, or a `str` naming one) or from its text.
+    """Load a policy from a file (a `Path`, or a `str` naming one), from its text, or
+    from a file's content as `bytes` (UTF-8; what a caller that also hashes or caches
+    the file read — the gateway does both).
 
     `.json` files and text starting with `{` are the JSON form; anything else is .mcpp
-    (text given a `filename` is read by its name first, as a file would be: `*.json` is
-    the JSON form, `*.mcpp` is .mcpp).
+    (text or bytes given a `filename` are read by its name first, as the file would be:
+    `*.json` is the JSON form, `*.mcpp` is .mcpp).
     `catalog` (a catalog file or a loaded `mcpp.catalog.Catalog`) is checked against the
     policy the way `mcpp check --catalog` does and kept as `Policy.catalog`. `counters`
     is where limits count (default: in this process's memory; see `SQLiteCounters`,
@@ -72,12 +74,19 @@ def load_policy(
             raise from_mcpp_error(e, file_error=True) from None
         name = filename or str(path)
         json_form = is_json(path, text)
-    elif isinstance(source, str):
-        text = source
+    elif isinstance(source, (str, bytes)):
         name = filename or "<input>"
-        json_form = is_json(filename, text) if filename else text.lstrip().startswith("{")
+        if isinstance(source, bytes):
+            try:
+                text = source.decode("utf-8")
+            except UnicodeDecodeError as e:
+                err = MCPPError([LangDiagnostic(f"not UTF-8 text ({e.reason})", _NOWHERE, file=name)])
+                raise from_mcpp_error(err, file_error=True) from None
+        else:
+            text = source
+        json_form = is_json(name, text)  # `<input>`: text starting with `{`
     else:
-        raise TypeError(f"load_policy takes a path or policy text, not {type(source).__name__}")
+        raise TypeError(f"load_policy takes a path, policy text or bytes, not {type(source).__name__}")
     if not isinstance(namespace, str):
         raise TypeError(f"namespace must be a string, not {type(namespace).__name__}")
     return Policy._load(text, name, json_form, catalog=catalog, counters=counters, namespace=namespace)
@@ -337,6 +346,7 @@ def diff(old: Policy | PolicySource, new: Policy | PolicySource, *, timeout_ms: 
 # ---- arguments ----------------------------------------------------------------------------
 
 _ANONYMOUS = Grant()
+_NOWHERE = LangSpan(0, 0, 0, 0)
 
 
 def _principal(principal: Principal | None) -> Grant | User:
