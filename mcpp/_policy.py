@@ -11,12 +11,13 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import cached_property
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
 from mcpp.runtime.engine import Engine, Grant, User
-from mcpp.runtime.limits import CounterStore
+from mcpp.runtime.limits import CounterStore, MemoryCounters
 
 from ._errors import PolicyValidationError, from_mcpp_error
 from ._types import AssertResult, Decision, Diagnostic, Explanation, ToolDiff, UserDeclaration
@@ -103,8 +104,9 @@ class Policy:
         language server's, parsed incrementally as the user types — so that such a
         tool decides and proves through the same methods as everyone else."""
         self._program = program
-        self._engine = Engine(program, counters, namespace)
-        self._filename = self._engine.filename  # None for the JSON form: no source spans
+        self._store: CounterStore = counters if counters is not None else MemoryCounters()
+        self._namespace = namespace
+        self._filename = program.filename if program.origin == "mcpp" else None  # the JSON form has no source spans
         self.catalog = catalog
         self.warnings: tuple[Diagnostic, ...] = tuple(warnings)
         # the public decision of each shared engine decision (see `decide`)
@@ -138,8 +140,16 @@ class Policy:
                 diags = diags + more
         except MCPPError as e:
             raise from_mcpp_error(e) from None
-        return cls(program, counters=counters, catalog=cat, warnings=(Diagnostic._of(d) for d in diags),
-                   namespace=namespace)
+        policy = cls(program, counters=counters, catalog=cat, warnings=(Diagnostic._of(d) for d in diags),
+                     namespace=namespace)
+        policy._engine  # compiled now, so that the first decision pays nothing
+        return policy
+
+    @cached_property
+    def _engine(self) -> Engine:
+        """The decision engine, compiled on first use: `load_policy` compiles it at once;
+        a policy wrapped only to be proved (the language server's analysis) never needs it."""
+        return Engine(self._program, self._store, self._namespace)
 
     # -- what it is ---------------------------------------------------------------------
     @property
@@ -155,12 +165,12 @@ class Policy:
     @property
     def counters(self) -> CounterStore:
         """The store limits count in when `decide` is given none."""
-        return self._engine.store
+        return self._store
 
     @property
     def namespace(self) -> str:
         """The prefix of this policy's counter keys (`load_policy(namespace=…)`)."""
-        return self._engine.namespace
+        return self._namespace
 
     @property
     def tools(self) -> frozenset[str]:
@@ -254,7 +264,7 @@ class Policy:
         g = _principal(principal)
         srv = server or "default"
         try:
-            if type(g) is User:
+            if isinstance(g, User):
                 from mcpp.analyzer.visibility import visible_tools_for_user
 
                 return set(visible_tools_for_user(self._program, names, user_id=g.id, attrs=dict(g.attrs),
@@ -266,7 +276,7 @@ class Policy:
         except Exception as e:
             if on_error is not None:
                 on_error(e)
-            if type(g) is User:
+            if isinstance(g, User):
                 return _user_visible(self._program, names, g.id, g.groups)
             return {n for n in names if n not in self._program.hidden}
 
@@ -279,12 +289,12 @@ class Policy:
         """Prove every `assert` statement (Z3), in source order. Raises
         `PolicyValidationError` for a malformed assertion (or, with a catalog, one naming
         a tool the catalog does not have), `CatalogError` for a catalog that cannot be used."""
+        cat = self._typing(catalog)
         if not self._program.asserts:
             return []  # nothing to prove: no need to load the prover
         from mcpp.analyzer.typed import typed_session
         from mcpp.analyzer.verify import assert_problems, verify
 
-        cat = self._typing(catalog)
         problems = [d for d in assert_problems(self._program, set(cat.tools) if cat is not None else None)
                     if d.severity == "error"]
         if problems:
