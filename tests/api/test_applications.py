@@ -80,7 +80,7 @@ def test_what_a_user_sees(staff):
     tools = ["refund", "read", "deploy", "drop_db", "other"]
     assert staff.visible(tools, principal=ALICE) == {"refund", "read", "deploy"}
     plain = mcpp.User("carol", {"email": "c@example.com"})
-    assert staff.visible(tools, principal=plain) == {"refund", "read"}  # refund: if a cap were given
+    assert staff.visible(tools, principal=plain) == {"read"}  # exact for this user: no cap, so no refund
     assert staff.visible(tools, principal=mcpp.User("bob", {})) == set()  # does not fit: sees nothing
     assert staff.visible(tools, principal=mcpp.Grant("g1", "", frozenset({"ops"}))) == {"read", "deploy"}
 
@@ -153,8 +153,8 @@ def test_policies_sharing_a_store_count_apart_unless_they_share_a_namespace():
     [
         (b"permit (principal, action, resource);\r\n", "p.mcpp", "mcpp"),
         (b"permit (principal, action, resource);", None, "mcpp"),
-        (b'{"version": 1, "default": "deny", "tools": {"t": {}}}', "p.json", "json"),
-        (b'{"version": 1, "default": "deny", "tools": {"t": {}}}', None, "json"),
+        (b'{"version": "1", "default": "deny", "tools": {"t": {}}}', "p.json", "json"),
+        (b'{"version": "1", "default": "deny", "tools": {"t": {}}}', None, "json"),
     ],
 )
 def test_a_files_bytes_load_like_the_file(tmp_path, data, filename, origin):
@@ -179,7 +179,7 @@ def test_bytes_that_are_not_utf8_are_a_file_error():
         # a name says which form text is, as it would for the file
         ("{not json", "p.json", mcpp.PolicySyntaxError),
         ("permit (principal, action, resource)", "p.json", mcpp.PolicySyntaxError),
-        ('{"version": 1}', "p.mcpp", mcpp.PolicySyntaxError),  # .mcpp text that starts with `{`
+        ('{"version": "1"}', "p.mcpp", mcpp.PolicySyntaxError),  # .mcpp text that starts with `{`
     ],
 )
 def test_text_is_read_as_its_filename_says(text, filename, error):
@@ -191,9 +191,10 @@ def test_text_is_read_as_its_filename_says(text, filename, error):
 
 def test_the_tools_a_policy_names(staff):
     assert staff.tools == {"refund", "read", "deploy", "drop_db"}
-    grouped = mcpp.load_policy('action "ro" = ["get", "list"];\npermit (principal, action in Action::"ro", resource);\n'
+    grouped = mcpp.load_policy('group Action::"ro" = [Action::"get", Action::"list"];\n'
+                               'permit (principal, action in Action::"ro", resource);\n'
                                'forbid (principal, action, resource) when { action == Action::"rm" };')
-    assert grouped.tools == {"get", "list", "rm"}
+    assert grouped.tools == {"get", "list", "ro", "rm"}  # a group is itself an action (language.md §3.3)
 
 
 # ---- proofs: typed, lint, analyze ------------------------------------------------------------
@@ -229,10 +230,10 @@ def test_lint_finds_a_bypassable_forbid_and_a_catalog_types_it_away(catalog_file
 
 
 def test_verify_is_typed_by_the_catalog(catalog_file):
-    source = BYPASS + '@id("no-big") assert deny (principal, action == Action::"refund_payment", resource) ' \
-                      'when { context.input.amount > 1000 };\n'
+    source = BYPASS + '@id("no-string-amounts") assert deny (principal, action == Action::"refund_payment", resource) ' \
+                      'when { context.input.amount == "1500" };\n'
     policy = mcpp.load_policy(source)
-    assert [r.status for r in policy.verify()] == ["fail"]  # "1500" bypasses the forbid
+    assert [r.status for r in policy.verify()] == ["fail"]  # "1500" bypasses the forbid: the permit allows it
     assert [r.status for r in policy.verify(catalog=catalog_file)] == ["pass"]
 
 
@@ -275,13 +276,13 @@ def test_a_span_is_equal_by_place_not_offset():
 
 
 def test_named_catalog(tmp_path, catalog_file):  # noqa: ARG001 (the fixture writes tools.json beside the policy)
-    (tmp_path / "named.mcpp").write_text('@catalog("tools.json")\n' + BYPASS)
+    (tmp_path / "named.mcpp").write_text('@catalog("tools.json") default deny;\n' + BYPASS)
     named = mcpp.load_policy(tmp_path / "named.mcpp")
     cat = named.named_catalog()
     assert cat is not None and set(cat.tools) == {"refund_payment"}
     assert named.lint(errors_only=True, catalog=cat) == []
     assert mcpp.load_policy(BYPASS, filename=str(tmp_path / "plain.mcpp")).named_catalog() is None
-    (tmp_path / "broken.mcpp").write_text('@catalog("gone.json")\n' + BYPASS)
+    (tmp_path / "broken.mcpp").write_text('@catalog("gone.json") default deny;\n' + BYPASS)
     with pytest.raises(mcpp.CatalogError, match="no such catalog file"):
         mcpp.load_policy(tmp_path / "broken.mcpp").named_catalog()
 
