@@ -363,15 +363,6 @@ def _principal(principal: Principal | None) -> Grant | User:
     """The engine's principal for an API principal (a grant, a grant id or a user)."""
     if principal is None:
         return _ANONYMOUS
-    if type(principal) is User:
-        if type(principal.id) is str and type(principal.groups) is frozenset:
-            return principal  # its attributes are checked against the policy's `entity User` when decided
-        if not isinstance(principal.id, str):
-            raise TypeError("User.id must be a string")
-        groups = principal.groups
-        if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
-            raise TypeError("User.groups must be a collection of group names (strings)")
-        return replace(principal, groups=frozenset(groups))
     if type(principal) is Grant:
         groups = principal.groups
         if type(groups) is frozenset and type(principal.id) is str and type(principal.label) is str:
@@ -380,6 +371,15 @@ def _principal(principal: Principal | None) -> Grant | User:
             raise TypeError("Grant.id and Grant.label must be strings")
         if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
             raise TypeError("Grant.groups must be a collection of group names (strings)")
+        return replace(principal, groups=frozenset(groups))
+    if type(principal) is User:
+        if type(principal.id) is str and type(principal.groups) is frozenset:
+            return principal  # its attributes are checked against the policy's `entity User` when decided
+        if not isinstance(principal.id, str):
+            raise TypeError("User.id must be a string")
+        groups = principal.groups
+        if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
+            raise TypeError("User.groups must be a collection of group names (strings)")
         return replace(principal, groups=frozenset(groups))
     if isinstance(principal, str):
         return Grant(principal)
