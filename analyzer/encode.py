@@ -1092,7 +1092,11 @@ def decide(req: Request, program: Program, tool: str) -> ToolDecision:
     ctx = req.ctx
     for group in tp.counters:
         if group.key in plan.counter_bounds:
-            req.counter_max[group.key] = plan.counter_bounds[group.key]
+            # one request may encode two versions of a policy (diff): a count either version
+            # can reach is a state to compare them in, so the larger bound stands
+            bound = plan.counter_bounds[group.key]
+            have = req.counter_max.get(group.key)
+            req.counter_max[group.key] = bound if have is None else max(have, bound)
         rows = []
         for li in group.limits:
             applies = enc.applies(li.stmt)

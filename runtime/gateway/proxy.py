@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import hashlib
 import hmac
 import json
@@ -176,8 +177,10 @@ class GatewayApp(ApprovalSteps):
             self.rt.log.error("internal_error", path=path, error=f"{type(e).__name__}: {e}")
             try:
                 await _respond(send, 500, rpc.dumps(rpc.error(None, rpc.INTERNAL_ERROR, "internal gateway error")))
-            except Exception:
-                pass
+            except (OSError, RuntimeError):
+                pass  # the client is gone, or part of an answer was already sent: nothing more can be said
+            except Exception as e2:
+                self.rt.log.error("internal_error_unanswered", path=path, error=f"{type(e2).__name__}: {e2}")
 
     async def _lifespan(self, receive, send):
         while True:
@@ -262,7 +265,9 @@ class GatewayApp(ApprovalSteps):
         if origin is not None and not _host_ok(origin, cfg.origin_allowlist()):
             await _respond(send, 403, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid Origin header")))
             return
-        if sum(1 for k, _ in scope["headers"] if k == b"authorization") > 1:
+        # a header name given twice makes the dict shorter than the list: only then look closer
+        repeated = len(headers) != len(scope["headers"])
+        if repeated and sum(1 for k, _ in scope["headers"] if k == b"authorization") > 1:
             # which one would count? Proxies and frameworks disagree (first wins, last wins,
             # joined): refuse rather than pick one
             rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", "duplicate")))
@@ -341,7 +346,7 @@ class GatewayApp(ApprovalSteps):
             return
         modern = headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS
         if mname is not None and has_id:
-            rej = self.check_routing_headers(scope, headers, msg, modern)
+            rej = self.check_routing_headers(scope, headers, msg, modern, repeated)
             if rej is not None:
                 code, message = rej
                 await _respond(send, ERROR_CODE_HTTP_STATUS.get(code, 400), rpc.dumps(rpc.error(msg.get("id"), code, message)))
@@ -449,10 +454,12 @@ class GatewayApp(ApprovalSteps):
         return out
 
     @staticmethod
-    def check_routing_headers(scope, headers, msg, modern):
-        dup = find_duplicated_routing_header((k.decode("latin-1"), v) for k, v in scope["headers"])
-        if dup is not None:
-            return rpc.HEADER_MISMATCH, f"{dup} header given more than once"
+    def check_routing_headers(scope, headers, msg, modern, repeated: bool = True):
+        """`repeated`: some header name occurs more than once (else no routing header can)."""
+        if repeated:
+            dup = find_duplicated_routing_header((k.decode("latin-1"), v) for k, v in scope["headers"])
+            if dup is not None:
+                return rpc.HEADER_MISMATCH, f"{dup} header given more than once"
         if modern:
             verdict = classify_inbound_request(msg, headers=headers, supported_modern_versions=MODERN_PROTOCOL_VERSIONS)
             if isinstance(verdict, InboundLadderRejection):
@@ -601,7 +608,8 @@ class GatewayApp(ApprovalSteps):
             if approval is not None:
                 approval.restore(rt)
             return
-        self.count_decision(ctx, row, seq, passed)
+        if not forwarding:  # (a forwarded call is counted once its answer is on its way)
+            self.count_decision(ctx, row, seq, passed)
         if pinned is not None:
             rt.metrics.inc("mcpp_catalog_denials_total", (("server", server.id), ("kind", pinned["kind"])))
             rt.log.warning("catalog_denied", server=server.id, **rt.who(caller),
@@ -650,14 +658,18 @@ class GatewayApp(ApprovalSteps):
                 except Exception as e:
                     rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
 
-        if approval is not None and approval.sse is not None:
-            # a 2025 session's call that waited on an elicitation: its stream is already open
-            outcome = await self.forward_into_stream(approval.sse, upstream, fwd, decided_body, rid, modern, settle)
-        else:
-            outcome = await self.forward(receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
-                                         watch_id=rid, modern=modern, settle=settle)
-        if not settled:
-            settle(outcome)
+        try:
+            if approval is not None and approval.sse is not None:
+                # a 2025 session's call that waited on an elicitation: its stream is already open
+                outcome = await self.forward_into_stream(approval.sse, upstream, fwd, decided_body, rid, modern, settle)
+            else:
+                outcome = await self.forward(receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
+                                             watch_id=rid, modern=modern, settle=settle)
+            if not settled:
+                settle(outcome)
+        finally:
+            # metrics and the decision log line: telemetry, kept off the path to the answer
+            self.count_decision(ctx, row, seq, passed)
 
     # ---- audit rows, metrics and the shadow policy (docs/rollout.md) ---------------------------
     def call_row(self, ctx: "CallContext", decision, outcome: str, detail=None, approval_id=None,
@@ -1057,8 +1069,10 @@ class GatewayApp(ApprovalSteps):
                 pipe.cancel()
                 try:
                     await pipe
-                except BaseException:
-                    pass
+                except asyncio.CancelledError:
+                    pass  # what cancel() asked for
+                except Exception as e:  # the relay broke while being stopped: say so, the answer is settled below
+                    rt.log.warning("stream_relay_failed", server=server.id, error=f"{type(e).__name__}: {e}")
             watcher.cancel()
             rest = state.get("rest")
             if rest is not None:  # answered: read the upstream's end in the background, keep the connection
@@ -1181,6 +1195,7 @@ class GatewayApp(ApprovalSteps):
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
 
 
+_log = logging.getLogger("mcpp.gateway")
 _DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
 
 
@@ -1193,8 +1208,10 @@ async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
                 budget -= len(c)
                 if budget < 0:
                     break
-    except BaseException:
-        pass
+    except (TimeoutError, UpstreamError, asyncio.CancelledError):
+        pass  # the stream did not end in time, broke off, or the gateway is stopping: the connection is closed
+    except Exception:
+        _log.exception("draining an answered upstream stream failed")
     finally:
         await chunks.aclose()  # releases the connection: to the pool if the body ended
 

@@ -467,8 +467,8 @@ class Runtime:
             if close is not None:
                 try:
                     close()
-                except Exception:
-                    pass
+                except Exception as e:  # shutting down goes on; a store that would not close is said
+                    self.log.warning("store_close_failed", store=type(store).__name__, error=f"{type(e).__name__}: {e}")
 
     # ---- health ------------------------------------------------------------------------
     async def health(self) -> tuple[int, dict]:

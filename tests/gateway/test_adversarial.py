@@ -140,6 +140,14 @@ async def test_headers_are_bounded_and_slow_heads_are_cut(tmp_path, upstream, st
     many = "".join(f"X-H{i}: v\r\n" for i in range(120))
     status, out = await raw_request(g.port, head(many))
     assert status == 431 and b"more than 100 header fields" in out
+    # ...and as soon as they are parsed, while the head is still open (no blank line yet)
+    reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    try:
+        writer.write(b"POST /mcp/default/ HTTP/1.1\r\n" + many.encode())
+        out = await asyncio.wait_for(reader.read(4096), 10)
+    finally:
+        writer.close()
+    assert out.startswith(b"HTTP/1.1 431") and b"more than 100 header fields" in out, out[:80]
     # a 16 MiB header is refused while it is still arriving: the gateway closes the connection
     reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
     sent, refused = 0, False
