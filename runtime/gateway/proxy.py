@@ -41,7 +41,7 @@ from mcp.shared.inbound import (
 from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from mcpp.runtime.engine import Decision, Grant, Rule, escape_pointer
+from mcpp import Decision, Grant
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
@@ -54,7 +54,7 @@ from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
-from .schemas import check_arguments, tool_checker
+from .schemas import check_arguments, escape_pointer, tool_checker
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -543,7 +543,7 @@ class GatewayApp(ApprovalSteps):
             engine, policy_sha = rt.engine_for(server, caller)
             role = rt.policy_role(server, caller)
             if typed is not None:
-                decision = Decision(False, name, Rule(typed["pointer"]), typed["message"])
+                decision = Decision(False, name, typed["pointer"], None, typed["message"])
             else:
                 if server.shadow:
                     # a candidate policy beside the one in force, decided first so that it reads
@@ -551,21 +551,21 @@ class GatewayApp(ApprovalSteps):
                     await self.shadow_decide(ctx, role)
                 decision = await rt.decide(engine, name, args, caller.principal, server.id)
         except Exception as e:  # fail closed
-            decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
+            decision = Decision(False, name, "/error", None, f"policy evaluation failed: {type(e).__name__}")
         # what went wrong is for the operator (the log, /healthz, the audit row), never for
         # the agent: no file path, parse error or counterexample in what it reads
         detail = None
-        if decision.rule.pointer == "/error" and typed is None:
+        if decision.rule == "/error" and typed is None:
             detail = decision.message
             rt.log.error("decision_error", server=server.id, tool=name, error=clip(detail, 500))
-            decision = Decision(False, name, decision.rule, "The policy could not be evaluated for this call; it was denied.")
-        elif decision.rule.pointer == "/no-policy":
+            decision = Decision(False, name, decision.rule, None, "The policy could not be evaluated for this call; it was denied.")
+        elif decision.rule == "/no-policy":
             detail = getattr(engine, "why", None)
         rt.metrics.observe("mcpp_decision_duration_seconds", (("server", server.id),), time.perf_counter() - t0)
         # the policy decided (not a typed-call refusal, no missing policy, no engine failure):
         # only such decisions have a shadow to compare with and may be passed in log-only mode
-        policy_decided = typed is None and decision.rule.pointer not in ("/no-policy", "/error", LIMIT_STORE_DOWN)
-        ctx.engine, ctx.policy_sha, ctx.decided, ctx.rule = engine, policy_sha, decision.decision, decision.rule.pointer
+        policy_decided = typed is None and decision.rule not in ("/no-policy", "/error", LIMIT_STORE_DOWN)
+        ctx.engine, ctx.policy_sha, ctx.decided, ctx.rule = engine, policy_sha, decision.decision, decision.rule
         if not policy_decided:  # nothing the policy decided to compare the shadow with
             ctx.shadow = ctx.shadow_sha = None
         log_only = rt.config.mode == "log-only"
@@ -590,7 +590,7 @@ class GatewayApp(ApprovalSteps):
                     f"Tool {name} could not be checked against the pinned catalog (internal error); the call was not forwarded.")}
             if pinned is not None:
                 decision.release()
-                decision = Decision(False, name, Rule(pointer(name)), pinned["message"])
+                decision = Decision(False, name, pointer(name), None, pinned["message"])
                 passed = False
                 if approval is not None:  # it did not run: the approval may run it later
                     approval.restore(rt)
@@ -628,14 +628,14 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 400, rpc.dumps(rpc.error(rid, err.get("code"), str(err.get("message", "")), err.get("data"))))
             return
         if not forwarding:
-            meta: dict[str, dict[str, Any]] = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
+            meta: dict[str, dict[str, Any]] = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule}}
             if decision.limit is not None:
-                meta["io.mcpp/decision"]["limit"] = decision.limit
+                meta["io.mcpp/decision"]["limit"] = decision.limit.to_dict()
             if pinned is not None:
                 meta["io.mcpp/decision"]["catalog"] = {"kind": pinned["kind"], "pinned": pinned.get("pinned"), "live": pinned.get("live")}
             if typed is not None:
                 meta["io.mcpp/decision"]["schema"] = {"kind": typed["kind"]}
-            prefix = rpc.ERROR_PREFIX if decision.rule.pointer == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
+            prefix = rpc.ERROR_PREFIX if decision.rule == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
             out = rpc.tool_error_result(rid, prefix + decision.message, modern, meta)
             if approval is not None and approval.sse is not None:
                 await approval.sse.finish(out)
@@ -681,11 +681,11 @@ class GatewayApp(ApprovalSteps):
         return AuditRow(
             ts=time.time(), request_id=clip(json.dumps(ctx.rid), MAX_AUDIT_ID), trace_id=_trace_id(ctx.params, ctx.headers),
             grant_id=ctx.caller.grant_id, grant_label=ctx.caller.grant_label, server=ctx.server.id, tool=ctx.name,
-            decision=decision_kind or decision.decision, rule=clip(rule or decision.rule.pointer, MAX_AUDIT_TEXT),
+            decision=decision_kind or decision.decision, rule=clip(rule or decision.rule, MAX_AUDIT_TEXT),
             message=clip(text + (f" [operator detail: {detail}]" if detail else ""), MAX_AUDIT_TEXT),
             arg_keys=audit_keys(ctx.args), outcome=outcome, policy_sha256=ctx.policy_sha, replica=rt.replica,
             mode=rt.config.mode, shadow_decision=ctx.shadow.decision if ctx.shadow is not None else None,
-            shadow_rule=clip(ctx.shadow.rule.pointer, MAX_AUDIT_TEXT) if ctx.shadow is not None else None,
+            shadow_rule=clip(ctx.shadow.rule, MAX_AUDIT_TEXT) if ctx.shadow is not None else None,
             shadow_sha256=ctx.shadow_sha, approval_id=approval_id,
             grant_groups=sorted(ctx.caller.principal.groups) if not (ctx.caller.identity and ctx.caller.identity.groups_private) else None,
             arg_values=retain(ctx.args, rt.config.audit_values, rt.values_key),
@@ -720,11 +720,11 @@ class GatewayApp(ApprovalSteps):
             rt.metrics.inc("mcpp_shadow_decisions_total", (
                 ("server", server.id), ("result", "agree" if agree else "mismatch"), ("decision", ctx.decided),
                 ("shadow_decision", ctx.shadow.decision), ("rule", rt.rule_label(ctx.rule, name, ctx.engine, server)),
-                ("shadow_rule", rt.rule_label(ctx.shadow.rule.pointer, name, ctx.shadow_engine, server))))
+                ("shadow_rule", rt.rule_label(ctx.shadow.rule, name, ctx.shadow_engine, server))))
             if not agree:
                 rt.log.info("shadow_mismatch", server=server.id, **rt.who(ctx.caller), tool=name,
                             decision=ctx.decided, rule=ctx.rule, shadow_decision=ctx.shadow.decision,
-                            shadow_rule=ctx.shadow.rule.pointer, request_id=row.request_id, audit_seq=seq)
+                            shadow_rule=ctx.shadow.rule, request_id=row.request_id, audit_seq=seq)
         if passed:
             rt.log_only_passed += 1
             rt.metrics.inc("mcpp_log_only_passed_total", (("server", server.id), ("decision", row.decision)))
@@ -745,7 +745,7 @@ class GatewayApp(ApprovalSteps):
             if engine is None:
                 return
             d = await rt.decide(engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, reserve=False)
-            if d.rule.pointer in ("/error", LIMIT_STORE_DOWN):
+            if d.rule in ("/error", LIMIT_STORE_DOWN):
                 rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=clip(d.message, 500))
                 return
             ctx.shadow, ctx.shadow_sha, ctx.shadow_engine = d, sha, engine

@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from mcpp.runtime.limits import Charge
+from mcpp import Charge
 
 from .counters import _RELEASE, _RESERVE, RedisCounters
 from .grants import GrantRecord, _hash

@@ -15,7 +15,12 @@ from __future__ import annotations
 import json
 
 from mcpp.catalog.conformance import SchemaCache, SchemaUnusable, check
-from mcpp.runtime.engine import escape_pointer
+
+
+def escape_pointer(token: str) -> str:
+    """One JSON Pointer reference token (RFC 6901: `~` → `~0`, `/` → `~1`), as in the rule
+    pointers decisions name (`/tools/<tool>/…`), which the gateway builds and reads."""
+    return token.replace("~", "~0").replace("/", "~1")
 
 
 def tool_checker(schemas: SchemaCache, defs: list[dict], name: str):
