@@ -13,6 +13,13 @@ of their branches, an unresolvable `$ref` is "anything", `items`, `uniqueItems`,
 translator does not model adds nothing. A counterexample is still replayed through the
 engine, and checked against the schema by the same validator the gateway runs, before it
 is reported.
+
+Defaults: the gateway fills a tool's declared defaults into the call after the schema
+check and before the decision (catalog/defaults.py), so a key it fills is present in every
+call the policy decides — the constraints say so (`View.child(...).required`), over the
+plan the gateway uses (made from the schema as declared) — and a counterexample is the
+filled call (`fill`, applied by `Session.check` before it is checked and replayed). A key
+whose default is not filled (a combinator could apply another) stays possibly absent.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from fractions import Fraction
 
 import z3
 
+from mcpp.catalog.defaults import fill_level, plan
 from mcpp.catalog.schema import View, root_view
 from mcpp.lang.values import is_number
 
@@ -37,15 +45,18 @@ class SchemaAssumption:
     def __init__(self, tool: str, input_schema: dict):
         self.tool = tool
         self.schema = input_schema if isinstance(input_schema, dict) else {}
-        self.root = root_view(as_2020_12(self.schema))
+        # defaults are planned from the schema as declared, as the gateway fills them
+        # (catalog/defaults.py): a key it fills is in every call the policy decides
+        self.root = root_view(as_2020_12(self.schema), fill_from=self.schema)
+        self.defaults = plan(self.schema)
         # a schema whose meaning this module does not read exactly as the gateway's
         # validator does assumes nothing beyond "the arguments are an object" (sound)
         self.unmodelled = unmodelled(self.schema)
 
     # -- the request's paths -------------------------------------------------------------------
     def prepare(self, req) -> None:
-        """Track every required key (to a small depth), so a witness carries what the schema
-        demands even when no rule reads it."""
+        """Track every required key and every key the gateway fills in (to a small depth),
+        so a witness carries what the schema demands even when no rule reads it."""
         if self.unmodelled:
             return
         todo: list[tuple[tuple, View]] = [((), self.root)]
@@ -53,7 +64,9 @@ class SchemaAssumption:
             path, view = todo.pop()
             if len(path) >= MAX_REQUIRED_DEPTH:
                 continue
-            for key in _required_everywhere(view):
+            keys = _required_everywhere(view)
+            keys += [k for k in view.filled() if k not in keys]
+            for key in keys:
                 child = view.child(key)
                 req.path(path + (key,))
                 todo.append((path + (key,), child.view))
@@ -78,11 +91,15 @@ class SchemaAssumption:
                 out.append(var.is_("missing"))
                 views[path] = None
                 continue
-            if child.required:
+            if child.required:  # required by the schema, or filled in by the gateway
                 out.append(IMPLIES(ctx, req.paths[path[:-1]].is_("obj"), NOT(ctx, var.is_("missing"))))
             out.append(OR(ctx, var.is_("missing"), self._value(req, var, child.view)))
             views[path] = child.view
         return [c for c in out if c is not True]
+
+    def fill(self, args):
+        """The arguments as the gateway forwards them: declared defaults filled in."""
+        return fill_level(self.defaults, args)
 
     # -- one value ----------------------------------------------------------------------------
     def _value(self, req, var: PathVar, view: View):
