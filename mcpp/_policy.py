@@ -53,7 +53,9 @@ def load_policy(
 
     `.json` files and text starting with `{` are the JSON form; anything else is .mcpp.
     `catalog` (a catalog file or a loaded `mcpp.catalog.Catalog`) is checked against the
-    policy the way `mcpp check --catalog` does and kept as `Policy.catalog`. `counters`
+    policy the way `mcpp check --catalog` does and kept as `Policy.catalog`; `decide` and
+    `explain` then fill each tool's declared defaults into the arguments, as the gateway
+    does before it decides (docs/gateway.md, "Typed calls"). `counters`
     is where limits count (default: in this process's memory; see `SQLiteCounters`,
     `RedisCounters`). `filename` names text in diagnostics and spans (default
     `<input>`). Raises a `PolicyError` subclass with every problem found."""
@@ -152,9 +154,21 @@ class Policy:
         reason in the message (fail closed). Limits count in `counters` (default: the
         policy's store) at `now` (default: the current time); an allowed call holds its
         budget until `Decision.release()`. `dry_run` decides without counting."""
-        d = self._engine.decide(tool, arguments, _grant(principal), server or "default", _epoch(now),
-                                not dry_run, counters)
+        d = self._engine.decide(tool, self._filled(tool, arguments), _grant(principal), server or "default",
+                                _epoch(now), not dry_run, counters)
         return Decision._of(d, self._filename)
+
+    def _filled(self, tool: str, arguments):
+        """With a catalog, the arguments as the gateway decides them: the tool's declared
+        defaults filled in where the call omits them (catalog/defaults.py)."""
+        if self.catalog is None:
+            return arguments
+        t = self.catalog.tools.get(tool) if isinstance(tool, str) else None
+        if t is None:
+            return arguments
+        from mcpp.catalog.defaults import fill
+
+        return fill(t.input_schema, {} if arguments is None else arguments)
 
     def explain(
         self,
@@ -166,7 +180,7 @@ class Policy:
     ) -> Explanation:
         """The decision (counting nothing) with every policy that applies and every one
         whose evaluation errored: Cedar's reasons and errors for the same request."""
-        x = self._engine.explain(tool, arguments, _grant(principal), server or "default")
+        x = self._engine.explain(tool, self._filled(tool, arguments), _grant(principal), server or "default")
         return Explanation(Decision._of(x.decision, self._filename), x.satisfied, x.errored, x.determining)
 
     def visible(self, tools: Iterable[str], *, principal: Principal | None = None,
