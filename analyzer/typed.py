@@ -25,12 +25,17 @@ whose default is not filled (a combinator could apply another) stays possibly ab
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
 import z3
 
-from mcpp.catalog.defaults import fill_level, plan
+from mcpp.catalog.defaults import Caveat, caveats, fill_level, plan
 from mcpp.catalog.schema import View, root_view
+from mcpp.lang import ir
+from mcpp.lang.atoms import has_path, input_path
+from mcpp.lang.diagnostics import Span
+from mcpp.lang.ir import walk
 from mcpp.lang.values import is_number
 
 from . import regex as rx
@@ -49,6 +54,7 @@ class SchemaAssumption:
         # (catalog/defaults.py): a key it fills is in every call the policy decides
         self.root = root_view(as_2020_12(self.schema), fill_from=self.schema)
         self.defaults = plan(self.schema)
+        self._caveats: list[Caveat] | None = None
         # a schema whose meaning this module does not read exactly as the gateway's
         # validator does assumes nothing beyond "the arguments are an object" (sound)
         self.unmodelled = unmodelled(self.schema)
@@ -100,6 +106,13 @@ class SchemaAssumption:
     def fill(self, args):
         """The arguments as the gateway forwards them: declared defaults filled in."""
         return fill_level(self.defaults, args)
+
+    @property
+    def caveats(self) -> list[Caveat]:
+        """The defaults of this tool the gateway does not fill, or refuses (catalog/defaults.py)."""
+        if self._caveats is None:
+            self._caveats = caveats(self.schema)
+        return self._caveats
 
     # -- one value ----------------------------------------------------------------------------
     def _value(self, req, var: PathVar, view: View):
@@ -268,6 +281,58 @@ def unmodelled(schema: dict) -> str | None:
         elif isinstance(n, list):
             stack.extend(n)
     return None
+
+
+@dataclass(frozen=True)
+class DefaultCaveat:
+    """A typed-call caveat of a policy: an argument a rule reads whose declared default the
+    gateway does not fill (the analysis treats it as possibly absent; the upstream may run
+    the call with that default), or fills but refuses (it does not conform to its schema)."""
+
+    tool: str
+    caveat: Caveat
+    rule: str  # the first statement that reads it
+    span: Span  # where
+
+    @property
+    def argument(self) -> str:
+        return self.caveat.where
+
+    def message(self) -> str:
+        c = self.caveat
+        if c.kind == "refused":
+            return f"{self.tool}: argument `{c.where}`: {c.reason}"
+        return (f"{self.tool}: argument `{c.where}`: {c.reason}; the analysis treats it as possibly absent, but the upstream "
+                "may run a call that omits it with its declared default")
+
+    def to_dict(self) -> dict:
+        return {"tool": self.tool, "argument": self.argument, "kind": self.caveat.kind, "reason": self.caveat.reason,
+                "rule": self.rule, "line": self.span.line, "message": self.message()}
+
+
+def default_caveats(program, schemas: dict[str, SchemaAssumption] | None) -> list[DefaultCaveat]:
+    """The typed-call caveats about defaults that matter to `program`: for each tool, each
+    caveat of its schema whose argument (or an object around it, or an argument inside
+    it) a statement that applies to the tool reads, at the first such read."""
+    if not schemas:
+        return []
+    infos = [*program.policies, *program.limits, *program.asserts]
+    reads = []
+    for info in infos:
+        for node in walk(info.stmt):
+            p = input_path(node) if isinstance(node, ir.GetAttr) else (has_path(node) if isinstance(node, ir.Has) else None)
+            if p:
+                reads.append((info, node, p))
+    out = []
+    for tool in sorted(schemas):
+        for c in schemas[tool].caveats:
+            for info, node, p in reads:
+                if info.tools is not None and tool not in info.tools:
+                    continue
+                if p[: len(c.path)] == c.path or c.path[: len(p)] == p:
+                    out.append(DefaultCaveat(tool, c, info.id, node.span))
+                    break
+    return out
 
 
 def catalog_schemas(catalog) -> dict[str, SchemaAssumption]:

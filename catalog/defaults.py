@@ -103,6 +103,7 @@ class Caveat:
 
     path: tuple[str, ...]  # the argument (or the object) it is about
     reason: str
+    kind: str = "unfilled"  # unfilled (possibly absent, the upstream may apply it) | refused (calls omitting it are refused)
 
     @property
     def where(self) -> str:
@@ -450,7 +451,7 @@ def caveats(schema) -> list[Caveat]:
             bad = _bad_default(validator, lvl.sources.get(k, []), d)
             if bad:
                 out.append(Caveat(path + (k,), f"its default {_show(d)} {bad}, so the gateway refuses every call "
-                                                "that omits it"))
+                                                "that omits it", "refused"))
         for k, child in lvl.children.items():
             walk(child, path + (k,), stack + (id(lvl),))
 
