@@ -161,7 +161,7 @@ def _sdk_schema() -> dict:
     def shapes(a: str, b: str | None = None, c: Optional[str] = None, d: str = "x", e: str | None = "y",
                f: str | None = ..., g: float = 5000, h: Opts = Opts(), i: Opts | None = None,
                j: list[Opts] = [], k: Literal["a", "b"] = "a", m: dict = {}) -> str:  # noqa: B006 (the SDK's own idiom)
-        return ""
+        return repr((a, b, c, d, e, f, g, h, i, j, k, m))
 
     tools = asyncio.run(server.list_tools())
     (tool,) = tools

@@ -273,35 +273,35 @@ def _sdk_catalog() -> Catalog:
 
     @server.tool()
     def write_file(content: str, path: str | None = None) -> str:
-        return ""
+        return repr((content, path))
 
     @server.tool()
     def read_file(path: Optional[str] = None) -> str:
-        return ""
+        return repr((path,))
 
     @server.tool()
     def fetch_url(url: Annotated[str | None, Field(description="The page")] = None) -> str:
-        return ""
+        return repr((url,))
 
     @server.tool()
     def run_command(command: str | None = None) -> str:
-        return ""
+        return repr((command,))
 
     @server.tool()
     def deploy(name: str, namespace: str | None = None) -> str:
-        return ""
+        return repr((name, namespace))
 
     @server.tool()
     def copy_file(source: str = "/srv/in", destination: str | None = "/srv/out") -> str:
-        return ""
+        return repr((source, destination))
 
     @server.tool()
     def update_config(path: str | None) -> str:
-        return ""
+        return repr((path,))
 
     @server.tool()
     def refund(charge_id: str, amount: float | None = None, fee: float = 5) -> str:
-        return ""
+        return repr((charge_id, amount, fee))
 
     tools = asyncio.run(server.list_tools())
     defs = [json.loads(t.model_dump_json(by_alias=True, exclude_none=True)) for t in tools]
