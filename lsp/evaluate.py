@@ -114,7 +114,13 @@ def decide(doc: PolicyDocument, call: Call) -> dict:
     """The engine's decision for `call`, as `mcpp eval` prints it, plus the decisive
     rule's range in the document."""
     engine = doc.engine()
-    d = engine.decide(call.name, call.arguments, call.grant, call.server, reserve=False)
+    args = call.arguments
+    tool = doc.catalog.tools.get(call.name) if doc.catalog is not None else None
+    if tool is not None:  # as the gateway decides it: the tool's declared defaults filled in
+        from mcpp.catalog.defaults import fill
+
+        args = fill(tool.input_schema, args)
+    d = engine.decide(call.name, args, call.grant, call.server, reserve=False)
     out = d.to_dict(doc.filename)
     out["call"] = call.to_json()
     if d.rule.span is not None and d.rule.span.line:

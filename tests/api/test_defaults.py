@@ -56,3 +56,24 @@ def test_eval_fills_with_the_policy_catalog(tmp_path):
     r = subprocess.run([sys.executable, "-m", "mcpp", "eval", "p.mcpp", "--calls", "calls.jsonl"], cwd=tmp_path,
                        capture_output=True, text=True)
     assert r.returncode == 1 and "cannot use the tool catalog" in r.stderr and r.stdout == "", r.stderr
+
+
+def test_mcpp_test_decides_the_filled_call(tmp_path):
+    """`mcpp test` on a policy that names its catalog: a case is decided as the gateway
+    decides it. A forbid that reads `!(has amount)` looks like it denies the omitted call;
+    the gateway fills 5000 in, so it does not — and the case says what really happens."""
+    (tmp_path / "tools.json").write_text(CAT.dumps())
+    policy = POLICY + ('@id("must-say")\nforbid (principal, action == Action::"refund_payment", resource)\n'
+                       'when { !(context.input has amount) };\n')
+    (tmp_path / "p.mcpp").write_text(policy)
+    (tmp_path / "p.test.toml").write_text(
+        '[[case]]\nname = "omitted"\ntool = "refund_payment"\narguments = { charge_id = "c" }\n'
+        'decision = "deny"\npolicy = "cap"\n\n'
+        '[[case]]\nname = "small"\ntool = "refund_payment"\narguments = { charge_id = "c", amount = 10 }\n'
+        'decision = "allow"\n')
+    r = subprocess.run([sys.executable, "-m", "mcpp", "test", "p.mcpp"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1].startswith("2 passed, 0 failed"), r.stdout
+    (tmp_path / "tools.json").unlink()  # named but missing: an error, never a run without it
+    r = subprocess.run([sys.executable, "-m", "mcpp", "test", "p.mcpp"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 1 and "no such catalog file" in r.stderr, r.stdout + r.stderr
