@@ -23,7 +23,7 @@ import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import z3
 from z3 import z3core
@@ -196,6 +196,23 @@ class Session:
             return None
         return f"{violation.message} (schema {violation.pointer or '/'})"
 
+    def admit(self, tool: str, args) -> tuple[str | None, Any]:
+        """(why the gateway would not forward the call, or None; the arguments it would
+        decide and forward). In a typed analysis that is the gateway's admission: the call
+        conforms, its tool's declared defaults are filled in (catalog/defaults.py), and the
+        filled call conforms too; a witness is replayed and reported as the filled call."""
+        why = self.nonconforming(tool, args)
+        if why is not None or self.schemas is None:
+            return why, args
+        assumption = self.schemas.get(tool)
+        filled = assumption.fill(args) if assumption is not None else args
+        if filled is args:
+            return None, args
+        why = self.nonconforming(tool, filled)
+        if why is not None:
+            return f"the tool's declared default does not conform once filled in: {why}", args
+        return None, filled
+
     def request(self, grant: FixedGrant | FixedUser | None = None, server: str | None = None) -> Request:
         return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms)
 
@@ -257,7 +274,7 @@ class Session:
 
     def _witness(self, req: Request, model, tool: str | None) -> Outcome:
         w = Decoder(req, model).witness(tool or "?")
-        why = self.nonconforming(w.tool, w.args)
+        why, w.args = self.admit(w.tool, w.args)
         if why is not None:
             return Outcome("unknown", "the counterexample does not conform to the tool's inputSchema, which the gateway "
                            f"enforces: {why} (an analyzer bug: please report it)")

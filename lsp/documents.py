@@ -115,7 +115,7 @@ class PolicyDocument:
         if self._policy is None and self.program is not None:
             from mcpp import Policy
 
-            self._policy = Policy(self.program)
+            self._policy = Policy(self.program, catalog=self.catalog)  # decides as the gateway: defaults filled
         return self._policy
 
 

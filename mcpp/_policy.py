@@ -60,7 +60,9 @@ def load_policy(
     (text or bytes given a `filename` are read by its name first, as the file would be:
     `*.json` is the JSON form, `*.mcpp` is .mcpp).
     `catalog` (a catalog file or a loaded `mcpp.catalog.Catalog`) is checked against the
-    policy the way `mcpp check --catalog` does and kept as `Policy.catalog`. `counters`
+    policy the way `mcpp check --catalog` does and kept as `Policy.catalog`; `decide` and
+    `explain` then fill each tool's declared defaults into the arguments, as the gateway
+    does before it decides (docs/gateway.md, "Typed calls"). `counters`
     is where limits count (default: in this process's memory; see `SQLiteCounters`,
     `RedisCounters`), under keys that start with `namespace` (policies sharing a store
     count apart unless they share a namespace). `filename` names text in diagnostics and
@@ -221,7 +223,7 @@ class Policy:
         are checked against the counts as they stand. `approved` says a person approved
         this exact call, so a call only an `@approval` permit allows is allowed (and its
         limits count) instead of being decided `"approval"`."""
-        d = self._engine.decide(tool, arguments, _principal(principal), server or "default", _epoch(now),
+        d = self._engine.decide(tool, self._filled(tool, arguments), _principal(principal), server or "default", _epoch(now),
                                 not dry_run, counters, approved)
         if d.reservation is not None or d.limit is not None:
             return Decision._of(d, self._filename)
@@ -238,6 +240,18 @@ class Policy:
         self._decisions[id(d)] = (d, out)
         return out
 
+    def _filled(self, tool: str, arguments):
+        """With a catalog, the arguments as the gateway decides them: the tool's declared
+        defaults filled in where the call omits them (catalog/defaults.py)."""
+        if self.catalog is None:
+            return arguments
+        t = self.catalog.tools.get(tool) if isinstance(tool, str) else None
+        if t is None:
+            return arguments
+        from mcpp.catalog.defaults import fill
+
+        return fill(t.input_schema, {} if arguments is None else arguments)
+
     def explain(
         self,
         tool: str,
@@ -248,7 +262,7 @@ class Policy:
     ) -> Explanation:
         """The decision (counting nothing) with every policy that applies and every one
         whose evaluation errored: Cedar's reasons and errors for the same request."""
-        x = self._engine.explain(tool, arguments, _principal(principal), server or "default")
+        x = self._engine.explain(tool, self._filled(tool, arguments), _principal(principal), server or "default")
         return Explanation(Decision._of(x.decision, self._filename), x.satisfied, x.errored, x.determining)
 
     def visible(self, tools: Iterable[str], *, principal: Principal | None = None,

@@ -54,7 +54,7 @@ from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
-from .schemas import check_arguments, escape_pointer, tool_checker
+from .schemas import admit, escape_pointer, tool_checker
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -533,7 +533,10 @@ class GatewayApp(ApprovalSteps):
             # typed calls: the arguments must conform to the tool's declared schema before
             # the policy sees them, so no condition can be bypassed with a wrong type
             try:
-                typed = await self.schema_check(server, name, args, upstream, fwd, params, modern)
+                typed, filled = await self.schema_check(server, name, args, upstream, fwd, params, modern)
+                if filled is not args:  # the tool's declared defaults, filled in: what is decided, audited and forwarded
+                    args, msg = filled, {**msg, "params": {**params, "arguments": filled}}
+                    decided_body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
             except Exception as e:  # fail closed
                 rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
                 typed = {"kind": "error", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": type(e).__name__,
@@ -959,9 +962,10 @@ class GatewayApp(ApprovalSteps):
         return None
 
     # ---- typed calls (schemas.py) ----------------------------------------------------------
-    async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool) -> dict | None:
-        """None when the call's arguments conform to the tool's declared inputSchema; else
-        {kind, message, pointer, reason, rejection?}. The schema is the pinned catalog's when
+    async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool) -> tuple[dict | None, Any]:
+        """(None, the arguments with the tool's declared defaults filled in) when the call's
+        arguments conform to the tool's declared inputSchema (schemas.admit); else
+        ({kind, message, pointer, reason, rejection?}, args). The schema is the pinned catalog's when
         the server pins one (a tool the pin lacks is left to the pin check, which refuses
         it), otherwise the upstream's own listing's. Fail closed: a tool the upstream does
         not list, a listing that cannot be had, or a schema that cannot be used refuse.
@@ -973,7 +977,7 @@ class GatewayApp(ApprovalSteps):
             cur = rt.pin_for(server).current
             tool = cur.catalog.tools.get(name) if cur is not None else None
             if tool is None:
-                return None  # refused by the pin check (never forwarded), with the pin's reason
+                return None, args  # refused by the pin check (never forwarded), with the pin's reason
             checker = _memo(cur.checkers, name, lambda: self._checker([{"inputSchema": tool.input_schema}], name))
         else:
             try:
@@ -983,11 +987,11 @@ class GatewayApp(ApprovalSteps):
                 rt.log.warning("schema_listing_failed", server=server.id, tool=name, error=why)
                 return {"kind": "unverifiable", "pointer": base, "reason": why, "rejection": getattr(e, "rejection", None),
                         "message": (f"Tool {name} cannot be checked: the upstream's tool list could not be obtained ({why}). "
-                                    "The call was not forwarded.")}
+                                    "The call was not forwarded.")}, args
             defs = listing.definitions(name)
             # memoised for listed tools only: the names callers send are not cache keys
             checker = _memo(listing.checkers, name, lambda: self._checker(defs, name)) if defs else self._checker(defs, name)
-        return check_arguments(checker, name, args)
+        return admit(checker, name, args)
 
     def _checker(self, defs: list[dict], name: str):
         """A validator for the tool's calls, or (kind, reason, message) saying why there is none."""
