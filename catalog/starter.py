@@ -227,13 +227,16 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
                 unguarded_reads.append(c.name)
             for a in bounds:
                 what = GUARDS[a.kind][0]
-                absent = ("it is optional, but a call that omits it is denied too (the server's default could be "
-                          "anything)" if not a.required else
-                          "a call that omits it is decided with the default the schema declares, which the gateway "
-                          "fills in" if a.filled else "a call without it is denied")
-                L += _comment(f"`{a.path_text}` is {_noun(a.kind)} ({a.why}): the permit allows only {what}; {absent}, "
-                              "and so is one whose value is not a number (the condition errors, and a permit that "
-                              "errors denies).")
+                if a.filled:
+                    absent = ("it is optional, and a call that omits it is decided with the default the schema "
+                              "declares (the gateway fills it in before deciding); one whose value is not a number "
+                              "is denied")
+                else:
+                    absent = ("it is optional, but a call that omits it is denied too (the server's default could be "
+                              "anything), and so is one whose value is not a number" if not a.required else
+                              "a call without it is denied, and so is one whose value is not a number")
+                L += _comment(f"`{a.path_text}` is {_noun(a.kind)} ({a.why}): the permit allows only {what}; {absent} "
+                              "(the condition errors, and a permit that errors denies).")
             L.append(f"@id({quote(section + ':' + c.name)})")
             if bounds:
                 L.append(f"@reason({quote(_permit_reason(bounds))})")

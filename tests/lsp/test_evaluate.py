@@ -155,3 +155,14 @@ async def test_evaluate_fills_declared_defaults_with_the_policys_catalog(client)
                                              "arguments": {"charge_id": "c", "amount": 10}}]))
     assert [x["decision"] for x in ds] == ["deny", "allow"] and ds[0]["policy"] == "cap"
     assert ds[0]["call"]["arguments"] == {"charge_id": "c"}  # shown as sent
+
+
+def test_hover_names_a_default_the_gateway_fills():
+    from mcpp.lsp.hover import _filled_text
+
+    schema = {"type": "object", "properties": {"amount": {"type": "number", "default": 5000},
+                                               "opts": {"type": "object", "properties": {"m": {"default": "s"}}},
+                                               "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}}}
+    assert _filled_text(schema, ("amount",)) == " (default `5000`, filled in by the gateway)"
+    assert _filled_text(schema, ("opts", "m")) == ' (default `"s"`, filled in by the gateway)'
+    assert _filled_text(schema, ("note",)) == ""  # null defaults are never filled
