@@ -44,6 +44,26 @@ class HeadLimits:
     max_header_bytes: int = 32768
     max_headers: int = 100
     header_timeout: float = 10.0
+    # everything one request may send (head, body with its chunk framing, trailers): the
+    # body itself is bounded by the app, which may answer without reading it
+    max_message_bytes: int = 32768 + 2 * 4 * 1024 * 1024 + 65536
+
+
+class _Trailers(list):
+    """The header list after the head is complete: a chunked body's trailer section is
+    parsed by the same callback (uvicorn appends each field to `headers`), so its fields
+    are counted against the same limit; the scope keeps the head's own list."""
+
+    __slots__ = ("_max",)
+
+    def __init__(self, max_fields: int):
+        super().__init__()
+        self._max = max_fields
+
+    def append(self, item) -> None:
+        if len(self) >= self._max:
+            raise _HeadRefused(431, f"more than {self._max} trailer fields")
+        super().append(item)
 
 
 class _HeadRefused(Exception):
@@ -112,10 +132,16 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             self.transport = _Corked(transport, self.loop)  # type: ignore[assignment]
             self._in_head = False
             self._head_raw = 0  # raw bytes of reads that ended inside the head
+            self._in_message = False
+            self._msg_raw = 0  # raw bytes of reads since the request began
+            self._rest_timer: asyncio.TimerHandle | None = None  # an answered request's unread rest
             self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
 
         def connection_lost(self, exc) -> None:
             self._cancel_head_timer()
+            if self._rest_timer is not None:
+                self._rest_timer.cancel()
+                self._rest_timer = None
             super().connection_lost(exc)
 
         def _cancel_head_timer(self) -> None:
@@ -136,6 +162,14 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
                 except Exception:  # telemetry must not keep the refusal from being sent
                     self.logger.exception("counting a refused request head failed")
             if self.transport.is_closing():
+                return
+            cycle = self.cycle
+            if self.pipeline or (cycle is not None and not cycle.response_complete):
+                # an earlier request on this connection is still being answered (or this
+                # one is): an answer written now would be read as that request's. Close.
+                self.transport.close()
+                self._in_head = False
+                self._cancel_head_timer()
                 return
             body = reason.encode()
             self.transport.write(b"".join([
@@ -170,6 +204,13 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             except httptools.HttpParserUpgrade:
                 self._refuse(400, "protocol upgrades are not supported")
                 return
+            if self._in_message:
+                # everything a request sends counts, including a body or trailers sent
+                # after the gateway has answered without reading them
+                self._msg_raw += len(data)
+                if self._msg_raw > self._limits.max_message_bytes:
+                    self._refuse(413, "request too large")
+                    return
             if self._in_head:
                 # a head still incomplete after this read: all of it counts (the parser
                 # holds partial header values in memory until a line ends)
@@ -183,6 +224,8 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             super().on_message_begin()
             self._in_head = True
             self._head_raw = 0
+            self._in_message = True
+            self._msg_raw = 0
             if self._head_timer is None:
                 self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
 
@@ -199,5 +242,29 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             if len(self.url) + 4 * len(headers) + sum(map(len, chain.from_iterable(headers))) > self._limits.max_header_bytes:
                 raise _HeadRefused(431, "request header fields too large")
             super().on_headers_complete()
+            self.headers = _Trailers(self._limits.max_headers)  # the scope keeps the head's list
+
+        def on_message_complete(self) -> None:
+            self._in_message = False
+            if self._rest_timer is not None:
+                self._rest_timer.cancel()
+                self._rest_timer = None
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            cycle = self.cycle
+            if cycle is not None and cycle.response_complete and cycle.more_body and not self.pipeline and self._rest_timer is None:
+                # answered before its request was read to the end (a 401 before the body):
+                # the rest is read and dropped for at most `header_timeout`, then the
+                # connection is closed, however slowly the rest comes. (Closing at once would
+                # make the kernel reset a connection whose client is still sending, and a
+                # reset can destroy the answer before the client reads it.)
+                self._rest_timer = self.loop.call_later(self._limits.header_timeout, self._rest_timeout)
+            super().on_response_complete()
+
+        def _rest_timeout(self) -> None:
+            self._rest_timer = None
+            if self._in_message:
+                self.transport.close()
 
     return BoundedHttpToolsProtocol

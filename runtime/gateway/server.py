@@ -711,7 +711,8 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
 
     app, rt = build_app(config, config_path, strict=True)
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    limits = HeadLimits(config.max_header_bytes, config.max_headers, config.header_timeout)
+    limits = HeadLimits(config.max_header_bytes, config.max_headers, config.header_timeout,
+                        config.max_header_bytes + 2 * config.max_body_bytes + 65536)
     http = bounded_protocol(limits, rt.head_refused)
     uconfig = uvicorn.Config(
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,
