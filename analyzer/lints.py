@@ -56,6 +56,8 @@ LINTS = {
         LintInfo("unanchored-regex", "warning", "an allowlist regex without ^ or $"),
         LintInfo("always-allows", "warning", "calls allowed for everyone, whatever the arguments"),
         LintInfo("always-denies", "warning", "a policy that allows no call at all"),
+        LintInfo("unfilled-default", "warning",
+                 "an argument a rule reads whose declared default the gateway does not fill (or refuses)"),
         LintInfo("undecided", "warning", "checks a lint could not decide in time: its findings may be incomplete"),
     )
 }
@@ -338,6 +340,7 @@ class Linter:
             ("forbid-bypass", self.forbid_bypasses),
             ("unanchored-regex", self.unanchored_regexes),
             ("always-allows", self.always),
+            ("unfilled-default", self.unfilled_defaults),
         ):
             if self.enabled(lint_id):
                 self._lint = lint_id
@@ -666,6 +669,21 @@ class Linter:
         extra = {"fix": fix} if fix else {}
         self.report("forbid-bypass", msg, c.span, "error" if mistyped else "warning", [advice],
                     rule=f.id, tool=t, counterexample=w.to_dict(), **extra)
+
+    # -- unfilled-default -----------------------------------------------------------------------
+    def unfilled_defaults(self) -> None:
+        """Typed only: the gateway fills each tool's declared defaults in before the policy
+        decides (catalog/defaults.py), and the analysis counts on it; where a default is not
+        filled (a combinator could apply another one) or is refused, a rule that reads the
+        argument is told so."""
+        from .typed import default_caveats
+
+        for c in default_caveats(self.program, self.session.schemas):
+            notes = (("pass the argument explicitly, or correct the server's schema",) if c.caveat.kind == "refused" else
+                     ("guard the omission in the rule itself (e.g. a permit that requires the argument), or give the "
+                      "argument one unconditional default in the schema",))
+            self.report("unfilled-default", c.message(), c.span, notes=notes, rule=c.rule, tool=c.tool,
+                        argument=c.argument, kind=c.caveat.kind)
 
     # -- unanchored-regex -----------------------------------------------------------------------
     def unanchored_regexes(self) -> None:

@@ -23,7 +23,7 @@ import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import z3
 from z3 import z3core
@@ -196,6 +196,23 @@ class Session:
             return None
         return f"{violation.message} (schema {violation.pointer or '/'})"
 
+    def admit(self, tool: str, args) -> tuple[str | None, Any]:
+        """(why the gateway would not forward the call, or None; the arguments it would
+        decide and forward). In a typed analysis that is the gateway's admission: the call
+        conforms, its tool's declared defaults are filled in (catalog/defaults.py), and the
+        filled call conforms too; a witness is replayed and reported as the filled call."""
+        why = self.nonconforming(tool, args)
+        if why is not None or self.schemas is None:
+            return why, args
+        assumption = self.schemas.get(tool)
+        filled = assumption.fill(args) if assumption is not None else args
+        if filled is args:
+            return None, args
+        why = self.nonconforming(tool, filled)
+        if why is not None:
+            return f"the tool's declared default does not conform once filled in: {why}", args
+        return None, filled
+
     def request(self, grant: FixedGrant | FixedUser | None = None, server: str | None = None) -> Request:
         return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms)
 
@@ -257,7 +274,7 @@ class Session:
 
     def _witness(self, req: Request, model, tool: str | None) -> Outcome:
         w = Decoder(req, model).witness(tool or "?")
-        why = self.nonconforming(w.tool, w.args)
+        why, w.args = self.admit(w.tool, w.args)
         if why is not None:
             return Outcome("unknown", "the counterexample does not conform to the tool's inputSchema, which the gateway "
                            f"enforces: {why} (an analyzer bug: please report it)")
@@ -499,11 +516,9 @@ def _assert(s: z3.Solver, terms: list) -> None:
 
 
 def _user_prefs(req: Request) -> list:
-    """Readable users: printable strings, whole small numbers, short sets whose first
-    elements have the declared type (the encoding does not force it: see
-    `ProgramEncoder.USER_REASON`), no group nobody names."""
+    """Readable users: printable strings, small numbers, short sets of such elements, no
+    group nobody names."""
     ctx = req.ctx
-    E = req.S.Elem
     out = []
     printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
     for key, (present, sv) in req.user_attrs.items():
@@ -513,16 +528,15 @@ def _user_prefs(req: Request) -> list:
             out.append(z3.InRe(alt.val, printable))
         elif t == "Long":
             out.append(AND(ctx, alt.val >= -1000000, alt.val <= 1000000))
-        elif t.startswith("Set<"):
-            items = alt.val.var.items
-            out.append(z3.Length(items) <= 3)
-            test = {"Set<String>": E.is_estr, "Set<Long>": E.is_enum, "Set<Bool>": E.is_ebool}[t]
+        elif t in ("Set<String>", "Set<Long>"):
+            us = alt.val
+            out.append(us.length <= 3)
             for i in range(3):
-                out.append(z3.Implies(z3.Length(items) > i, test(items[i])))
-                if t == "Set<String>":
-                    out.append(z3.Implies(z3.Length(items) > i, z3.InRe(E.es(items[i]), printable)))
-                if t == "Set<Long>":
-                    out.append(z3.Implies(z3.Length(items) > i, z3.IsInt(E.en(items[i]))))
+                x = us.seq[i]
+                small = z3.InRe(x, printable) if us.elem == "str" else AND(ctx, x >= -1000000, x <= 1000000)
+                out.append(z3.Implies(us.length > i, small))
+        elif t == "Set<Bool>":
+            out.append(alt.val.length <= 2)
     if req.user_in_groups is not None:
         out.append(z3.Not(req.user_in_groups))
     return out

@@ -250,6 +250,37 @@ class ArgArr:
 
 
 @dataclass(frozen=True)
+class UserSet:
+    """A user's `Set<String>`, `Set<Long>` or `Set<Bool>` attribute: a sequence of the
+    element type's own Z3 values (strings; integers, each within 64 bits; booleans), so
+    every element has the declared type, as every real user's does (the gateway leaves
+    out a claim with an element of another type, the engine refuses such a user). `cid`
+    is its equality-class id when it is compared as an element of an argument array.
+
+    Not an `Elem` sequence like an argument array: a sequence that may hold values of
+    any kind needs a quantifier to say they all have one kind, and with one Z3 answers
+    "unknown" where the typed sequence gives a proof (`"a" in nums` is false)."""
+
+    key: str  # "name:Set<T>": the same attribute of every program compared on one request
+    elem: str  # the kind of every element: str | num | bool
+    seq: Any  # Seq(String) / Seq(Int) / Seq(Bool)
+    cid: Any
+
+    @property
+    def length(self):
+        return z3.Length(self.seq)
+
+
+SET_ELEMS = {"Set<String>": "str", "Set<Long>": "num", "Set<Bool>": "bool"}
+
+
+def user_set(ctx: z3.Context, key: str, t: str, tag: str) -> UserSet:
+    elem = SET_ELEMS[t]
+    sort = {"str": z3.StringSort, "num": z3.IntSort, "bool": z3.BoolSort}[elem](ctx)
+    return UserSet(key, elem, z3.Const(tag + ".items", z3.SeqSort(sort)), z3.Int(tag + ".cid", ctx))
+
+
+@dataclass(frozen=True)
 class LitObj:
     fields: tuple  # ((key, SV), ...)
 
@@ -282,7 +313,7 @@ class Ent:
 class Alt:
     kind: str  # str num bool null arr obj ent
     guard: object  # bool or z3.BoolRef
-    val: Any = None  # by kind: a Python constant or Z3 term, an Ent (ent), ArgArr/LitArr (arr), ArgObj/LitObj (obj)
+    val: Any = None  # by kind: a Python constant or Z3 term, an Ent (ent), ArgArr/LitArr/UserSet (arr), ArgObj/LitObj (obj)
 
 
 @dataclass
