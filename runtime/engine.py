@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Union, cast
+from typing import Callable, Mapping, Union, cast
 
 from mcpp.lang import ir
 from mcpp.lang.atoms import NotExpressible, atom
@@ -152,8 +152,9 @@ def escape_pointer(token: str) -> str:
 class CompiledRule:
     """A policy or limit compiled once: scope checks plus one closure per clause."""
 
-    __slots__ = ("info", "id", "checks", "clauses", "stmt", "reason", "steps", "flat", "causes", "applies",
-                 "fail_index", "allow_message")
+    # what a call reads first, so a rule's hot slots share a cache line
+    __slots__ = ("applies", "fail_index", "info", "id", "checks", "clauses", "stmt", "reason", "steps", "flat",
+                 "causes", "allow_message")
 
     def __init__(self, info: PolicyInfo | LimitInfo, stmt: ir.Policy | ir.Limit):
         self.info = info
@@ -184,20 +185,40 @@ class CompiledRule:
         function: this runs for every rule of a tool."""
         checks = self.checks
         flat = self.flat
+        # Every part is bound as a parameter default, not closed over: a call reads its
+        # parts from the one defaults tuple instead of one cell object each, which
+        # matters when a policy's thousands of rules no longer fit in the CPU caches.
         if not checks:
             if not flat:
-                return lambda _env: True
+
+                def applies0(_env: Env) -> bool:  # one per rule: `decide` tells rules apart by their tests
+                    return True
+
+                return applies0
             if len(flat) == 1:
-                (fn, want), = flat
-                return lambda env: fn(env) is want
+                (f1, w1), = flat
+
+                def applies1(env: Env, f1: Closure = f1, w1: bool = w1) -> bool:
+                    return f1(env) is w1
+
+                return applies1
             if len(flat) == 2:
                 (f1, w1), (f2, w2) = flat
-                return lambda env: f1(env) is w1 and f2(env) is w2
+
+                def applies2(env: Env, f1: Closure = f1, w1: bool = w1, f2: Closure = f2, w2: bool = w2) -> bool:
+                    return f1(env) is w1 and f2(env) is w2
+
+                return applies2
             if len(flat) == 3:
                 (f1, w1), (f2, w2), (f3, w3) = flat
-                return lambda env: f1(env) is w1 and f2(env) is w2 and f3(env) is w3
 
-        def applies(env: Env) -> bool:
+                def applies3(env: Env, f1: Closure = f1, w1: bool = w1, f2: Closure = f2, w2: bool = w2,
+                             f3: Closure = f3, w3: bool = w3) -> bool:
+                    return f1(env) is w1 and f2(env) is w2 and f3(env) is w3
+
+                return applies3
+
+        def applies(env: Env, checks: tuple = tuple(checks), flat: tuple = tuple(flat)) -> bool:
             for check in checks:
                 if not check(env):
                     return False
@@ -211,23 +232,28 @@ class CompiledRule:
     def _specialise_fail(self) -> Callable[[Env], int | None]:
         """`fail_index(env)`: None when the rule applies; else why not: -1 (the scope), or
         the index in `causes` of the first step that does not hold. One pass, so a
-        denial's explanation costs no second evaluation; loop-free for the usual sizes."""
+        denial's explanation costs no second evaluation; loop-free for the usual sizes
+        (parts bound as defaults, as in `_specialise`)."""
         checks = self.checks
         flat = self.flat
         if not checks and len(flat) == 1:
             (f1, w1), = flat
-            return lambda env: None if f1(env) is w1 else 0
+
+            def fail1(env: Env, f1: Closure = f1, w1: bool = w1) -> int | None:
+                return None if f1(env) is w1 else 0
+
+            return fail1
         if not checks and len(flat) == 2:
             (f1, w1), (f2, w2) = flat
 
-            def fail2(env: Env) -> int | None:
+            def fail2(env: Env, f1: Closure = f1, w1: bool = w1, f2: Closure = f2, w2: bool = w2) -> int | None:
                 if f1(env) is not w1:
                     return 0
                 return None if f2(env) is w2 else 1
 
             return fail2
 
-        def fail_index(env: Env) -> int | None:
+        def fail_index(env: Env, checks: tuple = tuple(checks), flat: tuple = tuple(flat)) -> int | None:
             for check in checks:
                 if not check(env):
                     return -1
@@ -261,29 +287,86 @@ def _steps(e: ir.Expr, want: bool) -> list[tuple[Closure, bool, object]]:
     return [(compile_expr(e), want, _atom_or_none(e, want))]
 
 
-@dataclass
 class ToolRules:
-    """A tool's plan with its rules compiled: what `decide` runs for one call."""
+    """A tool's plan with its rules compiled: what `decide` runs for one call.
 
-    plan: ToolPlan
-    permits: list[CompiledRule] = field(default_factory=list)
-    forbids: list[CompiledRule] = field(default_factory=list)
-    counters: list[tuple[CounterGroup, list[CompiledRule]]] = field(default_factory=list)
-    approvals: list[CompiledRule] = field(default_factory=list)
-    # for a named tool: the allowing permit (None: the default) → its allow, and the first
-    # permit's failing step (`fail_index`; None: no permit) → its denial (Decisions, shared)
-    allowed: dict = field(default_factory=dict)
-    denied: dict = field(default_factory=dict)
-    first: CompiledRule | None = field(init=False)  # permits[0], tried first
-    rest: tuple[CompiledRule, ...] = field(init=False)  # the other permits
+    Laid out for a policy of thousands of tools, where a call's reads of its own tool's
+    objects miss the CPU caches (docs/performance.md, "Growth"). The plan's flags are
+    copied in, so a call reads this one object and not the plan beside it; the action
+    entity is kept here, so no second dictionary is looked up by tool name. The rules
+    `decide` walks are held as their test functions (`first`: the first permit's
+    `fail_index`; `rest`, `deny_if`: `applies`), not the `CompiledRule`s around them, in
+    tuples shared between tools with equal ones (most tools share the global forbids,
+    and `()` when empty). The decisions a named tool's calls share are cached in tuples
+    by position (`denied`, `allows`, `forbidden`): a tuple is one object, a dict two,
+    and a position needs no hashing. What only explanations and others (coverage,
+    tests) read — the plan and the compiled rules, aligned with those tuples — sits in
+    `detail`, so the object a call reads is twelve slots: two cache lines."""
 
-    def __post_init__(self) -> None:
-        self.first = self.permits[0] if self.permits else None
-        self.rest = tuple(self.permits[1:])
+    __slots__ = ("action", "allows", "approve", "counted", "default_allows", "denied", "deny_if", "detail", "first",
+                 "hidden", "named", "rest")
+
+    def __init__(self, plan: ToolPlan, permits: list[CompiledRule], forbids: list[CompiledRule],
+                 counters: list[tuple[CounterGroup, list[CompiledRule]]], approvals: list[CompiledRule],
+                 action: Entity | None = None, share: Callable[[tuple], tuple] = lambda t: t):
+        self.detail = ToolDetail(plan, permits, forbids, counters, approvals)
+        self.hidden = plan.hidden
+        self.default_allows = plan.default_allows
+        self.named = plan.tool is not None  # a named tool: its rules are its own
+        # permits[0]'s `fail_index` (tried first: it also says why it fails), the others' `applies`
+        self.first: Callable[[Env], int | None] | None = permits[0].fail_index if permits else None
+        self.rest: tuple[Callable[[Env], bool], ...] = share(tuple(p.applies for p in permits[1:]))
+        self.deny_if: tuple[Callable[[Env], bool], ...] = share(tuple(f.applies for f in forbids))
+        self.approve: tuple[CompiledRule, ...] = share(tuple(approvals))
+        self.counted: tuple[tuple[CounterGroup, list[CompiledRule]], ...] = tuple(counters)
+        # for a named tool: the denial naming permits[0] at each failing step (index i for
+        # its causes[i], the last for its scope), or the default's denial (index 0) when
+        # no permit names the tool; the allow by each permit (by position, the default's
+        # last). Filled as calls are decided.
+        self.denied: tuple[Decision | None, ...] = (None,) * (len(permits[0].causes) + 1 if permits else 1)
+        self.allows: tuple[Decision | None, ...] = (None,) * (len(permits) + 1)
+        self.action = action  # the tool as an entity (named tools; None for `other`)
+
+    @property
+    def plan(self) -> ToolPlan:
+        return self.detail.plan
+
+    @property
+    def permits(self) -> list[CompiledRule]:
+        return self.detail.permits
+
+    @property
+    def forbids(self) -> list[CompiledRule]:
+        return self.detail.forbids
+
+    @property
+    def approvals(self) -> list[CompiledRule]:
+        return self.detail.approvals
+
+    @property
+    def counters(self) -> list[tuple[CounterGroup, list[CompiledRule]]]:
+        return self.detail.counters
 
     @property
     def limits(self) -> list[CompiledRule]:
-        return [r for _, rules in self.counters for r in rules]
+        return [r for _, rules in self.detail.counters for r in rules]
+
+
+class ToolDetail:
+    """The side of a `ToolRules` that calls do not read: its plan, its compiled rules (in
+    the plan's order, aligned with the tests `decide` walks), and a named tool's
+    denials by each forbid (by position, filled as calls are decided)."""
+
+    __slots__ = ("plan", "permits", "forbids", "counters", "approvals", "forbidden")
+
+    def __init__(self, plan: ToolPlan, permits: list[CompiledRule], forbids: list[CompiledRule],
+                 counters: list[tuple[CounterGroup, list[CompiledRule]]], approvals: list[CompiledRule]):
+        self.plan = plan
+        self.permits = permits
+        self.forbids = forbids
+        self.counters = counters
+        self.approvals = approvals
+        self.forbidden: tuple[Decision | None, ...] = (None,) * len(forbids)
 
 
 class Engine:
@@ -302,6 +385,18 @@ class Engine:
                 r = compiled[info.id] = CompiledRule(info, info.stmt)
             return r
 
+        plan = program.plan()
+        assert plan.other is not None  # build_plan sets it
+        self._group_parents: dict[str, frozenset] = {
+            t: frozenset(("Action", g) for g in tp.ancestors) for t, tp in plan.tools.items() if tp.ancestors
+        }
+
+        shared: dict[tuple, tuple] = {}
+
+        def share(t: tuple) -> tuple:
+            """One tuple for equal sequences of rules (the rules live as long as the engine)."""
+            return shared.setdefault(tuple(map(id, t)), t)
+
         def rules(tp: ToolPlan) -> ToolRules:
             return ToolRules(
                 tp,
@@ -309,10 +404,10 @@ class Engine:
                 [rule(f) for f in tp.forbids],
                 [(g, [rule(li) for li in g.limits]) for g in tp.counters],
                 [rule(a) for a in tp.approvals],
+                None if tp.tool is None else Entity("Action", tp.tool, None, self._groups_of(tp.tool)),
+                share,
             )
 
-        plan = program.plan()
-        assert plan.other is not None  # build_plan sets it
         self.other = rules(plan.other)
         self.index: dict[str, ToolRules] = {t: rules(tp) for t, tp in plan.tools.items()}
         self._increments: dict[str, Closure] = {
@@ -324,13 +419,12 @@ class Engine:
         self._actions: dict[str, Entity] = {}
         self._resources: dict[str, Entity] = {}
         # the decision of a cause (a tool's failing permit step, forbid, allowing permit):
-        # built once, shared by every call it decides (decisions are never changed)
+        # built once, shared by every call it decides (decisions are never changed); a
+        # named tool keeps its own in its ToolRules, here are those of tools no statement
+        # names, by (tool, "deny" | "allow" | "forbid", failing step or position)
         self._explained: dict[tuple, Decision] = {}
         self._users: dict[str, tuple[User, Entity]] = {}  # user id → (the User, its Entity)
         self._pointers: dict = {}
-        self._group_parents: dict[str, frozenset] = {
-            t: frozenset(("Action", g) for g in tp.ancestors) for t, tp in plan.tools.items() if tp.ancestors
-        }
         self._groups_fn = self._groups_of  # one bound method, not one per call
 
     # -- the request model -----------------------------------------------------------
@@ -409,8 +503,7 @@ class Engine:
             if type(args) is not dict:
                 return Decision(False, tool, Rule("/request"), "tool arguments must be a JSON object")
             rules = self.index.get(tool, self.other)
-            plan = rules.plan
-            if plan.hidden:
+            if rules.hidden:
                 span = self.program.hidden.get(tool)
                 return Decision(False, tool, Rule("/hide", None, span), f"Tool {tool} is not available (hidden by policy).")
             if type(grant) is Grant:
@@ -422,42 +515,46 @@ class Engine:
                     principal = self._principal(grant)
             else:
                 principal = self._user_entity(cast(User, grant))  # not a Grant: a User
-            env = Env(principal, self._actions.get(tool) or self._action(tool),
-                      self._resources.get(server) or self._resource(server), args, self._groups_fn)
-            allowed_by: CompiledRule | None = None
+            action = rules.action  # a named tool's entity; any other is built once per name
+            if action is None:
+                action = self._actions.get(tool) or self._action(tool)
+            env = Env(principal, action, self._resources.get(server) or self._resource(server), args, self._groups_fn)
+            allowed_by: Callable | None = None  # the test of the permit that allows: `first` or one of `rest`
             first = rules.first
             cause: int | None = None
             if first is not None:
-                # the first permit is tried by `fail_index`, which also says why it fails:
-                # a denial names it, so no rule is evaluated twice
-                cause = first.fail_index(env)
+                # the first permit is tried by its `fail_index`, which also says why it
+                # fails: a denial names it, so no rule is evaluated twice
+                cause = first(env)
                 if cause is None:
                     allowed_by = first
                 else:
-                    for p in rules.rest:
-                        if p.applies(env):
-                            allowed_by = p
+                    for applies in rules.rest:
+                        if applies(env):
+                            allowed_by = applies
                             break
             approval_by: CompiledRule | None = None
-            if allowed_by is None and not plan.default_allows:
-                for a in rules.approvals:
+            if allowed_by is None and not rules.default_allows:
+                for a in rules.approve:
                     if a.applies(env):
                         approval_by = a
                         break
                 if approval_by is None:
-                    if first is None and rules.approvals:
-                        return self._explain_no_approval(tool, rules.approvals[0], env)
-                    hit = rules.denied.get(cause) if plan.tool is not None and first is not None else None
+                    if first is None:
+                        if rules.approve:
+                            return self._explain_no_approval(tool, rules.approve[0], env)
+                        return self._explain_no_permit(tool, rules, None)
+                    hit = rules.denied[cause] if rules.named else None  # type: ignore[index]  # cause: an int here
                     return hit if hit is not None else self._explain_no_permit(tool, rules, cause)
-            for f in rules.forbids:
-                if f.applies(env):
-                    return self._explain_forbid(tool, f)
+            for applies in rules.deny_if:
+                if applies(env):
+                    return self._explain_forbid(tool, rules, rules.deny_if.index(applies))
             reservation = None
             limit_info = None
-            if rules.counters:
+            if rules.counted:
                 # an approval-bound call reserves only when it runs: once approved
                 hold = reserve and (approval_by is None or approved)
-                denied, reservation, limit_info = self._limits(tool, rules.counters, env, grant, now, hold, store or self.store)
+                denied, reservation, limit_info = self._limits(tool, rules.counted, env, grant, now, hold, store or self.store)
                 if denied is not None:
                     return denied
             if approval_by is not None:
@@ -466,14 +563,18 @@ class Engine:
                 message = (f"Allowed by {approval_by.id} after a person's approval." if approved else
                            f"Tool {tool} needs a person's approval ({approval_by.id})" + (f": {text}" if text else "."))
                 return Decision(approved, tool, rule, message, reservation, limit_info, True, text)
-            if plan.tool is not None:  # a named tool: its rules are its own
-                hit = rules.allowed.get(allowed_by)
+            # the allowing permit's position: permits[0] 0, rest[i] i + 1, the default -1
+            at = -1 if allowed_by is None else 0 if allowed_by is first else rules.rest.index(allowed_by) + 1
+            if rules.named:  # a named tool: its rules are its own
+                hit = rules.allows[at]
                 if hit is None:
-                    hit = rules.allowed[allowed_by] = self._allowed(tool, allowed_by)
+                    hit = self._allowed(tool, rules.permits[at] if at >= 0 else None)
+                    rules.allows = _filled(rules.allows, at, hit)
             else:
-                hit = self._explained.get((tool, id(allowed_by)))
+                hit = self._explained.get((tool, "allow", at))
                 if hit is None:
-                    hit = _bounded_put(self._explained, (tool, id(allowed_by)), self._allowed(tool, allowed_by))
+                    hit = _bounded_put(self._explained, (tool, "allow", at),
+                                       self._allowed(tool, rules.permits[at] if at >= 0 else None))
             if reservation is None and limit_info is None:
                 return hit
             return Decision(True, tool, hit.rule, hit.message, reservation, limit_info)
@@ -593,10 +694,13 @@ class Engine:
 
     def _explain_no_permit(self, tool: str, rules: ToolRules, cause: int | None) -> Decision:
         """No permit applies: the first permit names the denial, at `cause` (its
-        `fail_index`); with no permit at all, the default does."""
-        cache: dict[Any, Decision] = rules.denied if rules.plan.tool is not None else self._explained
-        key: object = cause if rules.plan.tool is not None else (tool, cause)
-        hit = cache.get(key)
+        `fail_index`); with no permit at all, the default does. Cached: for a named tool
+        in `rules.denied` (at `cause`, or 0 for the default), for any other by tool."""
+        slot = 0 if cause is None else cause
+        if rules.named:
+            hit = rules.denied[slot]
+        else:
+            hit = self._explained.get((tool, "deny", cause))
         if hit is None:
             if cause is None:
                 hit = Decision(False, tool, Rule("/default", None, self.program.default_span),
@@ -605,10 +709,10 @@ class Engine:
                 p = rules.permits[0]
                 where, cond = ("scope", None) if cause < 0 else p.causes[cause]
                 hit = Decision(False, tool, *self._no_permit_rule(tool, p, where, cond))
-            if cache is self._explained:
-                _bounded_put(cache, key, hit)
+            if rules.named:
+                rules.denied = _filled(rules.denied, slot, hit)
             else:
-                cache[key] = hit
+                _bounded_put(self._explained, (tool, "deny", cause), hit)
         return hit
 
     def _no_permit_rule(self, tool: str, p: CompiledRule, where, cond) -> tuple[Rule, str]:
@@ -645,10 +749,13 @@ class Engine:
             self._pointers[key] = ptr
         return ptr
 
-    def _explain_forbid(self, tool: str, f: CompiledRule) -> Decision:
-        key = (tool, id(f))
-        hit = self._explained.get(key)
+    def _explain_forbid(self, tool: str, rules: ToolRules, at: int) -> Decision:
+        """The denial by the forbid at position `at` of the tool's (cached: for a named
+        tool in its `ToolDetail.forbidden`, for any other by tool)."""
+        detail = rules.detail
+        hit = detail.forbidden[at] if rules.named else self._explained.get((tool, "forbid", at))
         if hit is None:
+            f = detail.forbids[at]
             pointer = f"/policies/{escape_pointer(f.id)}"
             if f.clauses and f.info.tools is not None:
                 cond = f.steps[0][0][2]  # the first condition of the first clause
@@ -656,8 +763,21 @@ class Engine:
                     pointer = self._pointer(tool, "deny_if", cond)
             message = f.reason or f"Denied by {pointer}."
             span = f.clauses[0][2].span if f.clauses else f.stmt.span
-            hit = _bounded_put(self._explained, key, Decision(False, tool, Rule(pointer, f.id, span), message))
+            hit = Decision(False, tool, Rule(pointer, f.id, span), message)
+            if rules.named:
+                detail.forbidden = _filled(detail.forbidden, at, hit)
+            else:
+                _bounded_put(self._explained, (tool, "forbid", at), hit)
         return hit
+
+
+def _filled(cached: tuple, i: int, value: object) -> tuple:
+    """`cached` with `value` at `i`: a new tuple, not an update in place, so a thread
+    that races another's fill may lose it (it is rebuilt, equal, on a later call) but
+    never reads a torn one."""
+    out = list(cached)
+    out[i] = value
+    return tuple(out)
 
 
 def _bounded_put(cache: dict, key, value):
