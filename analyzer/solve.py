@@ -372,8 +372,10 @@ class Session:
         Every model found shows each open formula true in it (evaluated in the model,
         completed) satisfiable. First, each group of `together` (indices of formulas that
         tend to hold at once) is asked as a conjunction: one check settles the whole group
-        when it holds. Then, while formulas are open, one model of their disjunction; an
-        unsatisfiable disjunction shows each of them unsatisfiable."""
+        when it holds (a group of one either way), and its model is read only for the
+        formulas in no group. Then, while formulas are open, one model of their
+        disjunction; an unsatisfiable disjunction shows each of them unsatisfiable. A
+        check that runs out of time leaves its formulas open."""
         ctx = self.ctx
         out: list[str | None] = [None] * len(formulas)
         for i, f in enumerate(formulas):
@@ -416,6 +418,8 @@ class Session:
                 continue  # the disjunctions below may still settle them
             if status == "sat":
                 hits += group
+            elif status == "unsat" and len(group) == 1:  # a conjunction of one: the formula itself
+                out[group[0]] = "unsat"
             for i in hits:
                 out[i] = "sat"
             todo = [i for i in todo if out[i] is None]
