@@ -102,6 +102,8 @@ class Linter:
         self._bypass: dict[tuple, tuple | None] = {}  # (forbid id, tool) → `_bypass_queries`
         self._claimed: dict[int, frozenset] = {}  # statement id → `_claims`
         self._searches = (0, 0)  # (bypass searches that found a call, all of them): see `_search`
+        self._redundancy: dict | None = None  # see `_redundancy_index`
+        self._redundant: dict[int, Any] = {}  # statement id → `_implied_by`, settled by `_prefetch`
         self._namers: dict[str, list] | None = None  # tool → the permits and approvals that name it
         # the program's statements indexed once: by id, and by the tools they name (every
         # per-tool or per-finding lookup was a scan of all statements: quadratic in size)
@@ -210,7 +212,8 @@ class Linter:
         dead = self.enabled("dead-permit")
         always = self.enabled("always-allows")
         bypass = self.enabled("forbid-bypass")
-        searched: set[int] = set()  # forbids whose first bypass search is settled
+        redundant = self.enabled("redundant-rule")
+        found: set[int] = set()  # forbids a bypass search found a call for: the lint stops there
         for t in self.tools:
             req, d = self.tool(t)
             mine = self.infos_for(t)
@@ -231,11 +234,12 @@ class Linter:
             searches = []
             forbids = [i for i in mine if isinstance(i, PolicyInfo) and i.effect == "forbid" and i.stmt.clauses]
             for f in forbids if bypass else ():
-                if id(f.stmt) in searched or t not in self._tools_set(f):
+                # the lint searches a forbid's tools in this order until a search finds a
+                # call (and it replays): so does the pass
+                if id(f.stmt) in found or t not in self._tools_set(f):
                     continue
                 qs = self._bypass_queries(f, t)
                 if qs is not None:
-                    searched.add(id(f.stmt))
                     searches.append((f, qs))
             # every formula is built before the first check: the solver is made for the
             # request's final shape and serves every question about the tool. The bypass
@@ -245,7 +249,9 @@ class Linter:
             for f, (base, typed) in searches:
                 o = self._settled[(t, ("bypass-typed", id(f.stmt)))] = self._search(t, typed)
                 if not o.sat:
-                    self._settled[(t, ("bypass", id(f.stmt)))] = self._search(t, base)
+                    o = self._settled[(t, ("bypass", id(f.stmt)))] = self._search(t, base)
+                if o.sat:
+                    found.add(id(f.stmt))
             # then the yes/no questions, the calls that allow and those that deny each
             # asked as one conjunction first (most hold together)
             if questions:
@@ -257,6 +263,15 @@ class Linter:
                         self._applies[(id(key[1]), t)] = status
                     else:
                         self._settled[(t, key)] = Outcome(status)
+            if redundant:
+                # a rule of this tool alone: whether another rule implies it asks only about
+                # this tool (once "can it apply?" is settled here, so an UNKNOWN of that is
+                # still reported by the lint that asks it first)
+                self._lint = "redundant-rule"
+                for i in mine:
+                    if isinstance(i, PolicyInfo) and self.tools_of(i) == [t] and (id(i.stmt), t) in self._applies:
+                        self._redundant[id(i.stmt)] = self._implied_by(i)
+                self._lint = ""
             self.session.release(req)
 
     def infos_for(self, t: str) -> list:
@@ -525,42 +540,57 @@ class Linter:
 
     # -- redundant-rule -------------------------------------------------------------------------
     def redundant_rules(self) -> None:
-        ctx = self.ctx
-        prog = self.program
         for effect in ("permit", "forbid"):
-            rules = [p for p in prog.policies if p.effect == effect]
-            reads = {p.id: _reads(p.stmt) for p in rules}
-            by_tool: dict = {}
-            for p in rules:
-                for t in (p.tools or ()):
-                    by_tool.setdefault(t, []).append(p)
-            unscoped = [p for p in rules if p.tools is None]
-            for r in rules:
-                r_tools = set(self.tools_of(r))
-                if not any(self.can_apply(r.stmt, t) == "sat" for t in sorted(r_tools)):
-                    continue  # never applies: unsatisfiable-condition's finding, not a redundancy
-                if effect == "permit" and self.closes_default(r):
-                    continue  # removing r would put a tool back under `default allow`
-                cands = []
-                pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
-                for q in pool:
-                    if q is r or not _covers(q, r_tools):
-                        continue
-                    if not reads[q.id] <= reads[r.id]:
-                        continue  # q reads something r does not: it is not a generalisation of r
-                    cands.append(q)
-                cands.sort(key=lambda q: (abs(q.index - r.index)))
-                for q in cands[:MAX_REDUNDANCY_CANDIDATES]:
-                    if not self._implies(r, q, r_tools):
-                        continue
-                    if q.index > r.index and self._implies(q, r, set(self.tools_of(q)) & r_tools) and set(self.tools_of(q)) <= r_tools:
-                        continue  # equivalent rules: the later one is reported
-                    verb = "also applies" if effect == "permit" else "also applies (and denies)"
-                    self.report("redundant-rule",
-                                f"{effect} {self.where(r)} is redundant: whenever it applies, {effect} {self.where(q)} {verb}",
-                                r.stmt.span, notes=("removing it does not change any decision",), rule=r.id, implied_by=q.id)
-                    break
-        _ = ctx
+            for r in self._redundancy_index()[effect][0]:
+                q = self._redundant.pop(id(r.stmt)) if id(r.stmt) in self._redundant else self._implied_by(r)
+                if q is None:
+                    continue
+                verb = "also applies" if effect == "permit" else "also applies (and denies)"
+                self.report("redundant-rule",
+                            f"{effect} {self.where(r)} is redundant: whenever it applies, {effect} {self.where(q)} {verb}",
+                            r.stmt.span, notes=("removing it does not change any decision",), rule=r.id, implied_by=q.id)
+
+    def _redundancy_index(self) -> dict:
+        """effect → (its rules in order, what each reads, the rules naming each tool, the
+        rules naming none)."""
+        if self._redundancy is None:
+            self._redundancy = {}
+            for effect in ("permit", "forbid"):
+                rules = [p for p in self.program.policies if p.effect == effect]
+                by_tool: dict = {}
+                for p in rules:
+                    for t in (p.tools or ()):
+                        by_tool.setdefault(t, []).append(p)
+                self._redundancy[effect] = (rules, {p.id: _reads(p.stmt) for p in rules}, by_tool,
+                                            [p for p in rules if p.tools is None])
+        return self._redundancy
+
+    def _implied_by(self, r):
+        """The rule of the same effect that makes `r` redundant (it applies whenever `r`
+        does), or None. Asked by `redundant_rules`, or ahead by `_prefetch` for a rule of
+        one tool while that tool's solver is alive: the same questions, the same answer."""
+        rules, reads, by_tool, unscoped = self._redundancy_index()[r.effect]
+        r_tools = set(self.tools_of(r))
+        if not any(self.can_apply(r.stmt, t) == "sat" for t in sorted(r_tools)):
+            return None  # never applies: unsatisfiable-condition's finding, not a redundancy
+        if r.effect == "permit" and self.closes_default(r):
+            return None  # removing r would put a tool back under `default allow`
+        cands = []
+        pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
+        for q in pool:
+            if q is r or not _covers(q, r_tools):
+                continue
+            if not reads[q.id] <= reads[r.id]:
+                continue  # q reads something r does not: it is not a generalisation of r
+            cands.append(q)
+        cands.sort(key=lambda q: (abs(q.index - r.index)))
+        for q in cands[:MAX_REDUNDANCY_CANDIDATES]:
+            if not self._implies(r, q, r_tools):
+                continue
+            if q.index > r.index and self._implies(q, r, set(self.tools_of(q)) & r_tools) and set(self.tools_of(q)) <= r_tools:
+                continue  # equivalent rules: the later one is reported
+            return q
+        return None
 
     def _implies(self, r, q, tools) -> bool:
         ctx = self.ctx
