@@ -1,6 +1,6 @@
 """Decision latency and parse speed: mcpp's engine side by side with cedarpy.
 
-    python bench/lang_bench.py [--quick]
+    python bench/lang_bench.py [--quick] [--growth | --eval]
 
 Generated policies spread their rules over tools the way real ones do (a few rules
 per tool, plus global forbids), in the Cedar subset so cedarpy runs the very same
@@ -26,6 +26,8 @@ from mcpp.lang.program import build_program, load_program  # noqa: E402
 from mcpp.runtime.engine import Engine, Grant  # noqa: E402
 
 NAMESPACES = ["dev", "staging", "sandbox", "prod", "payments-prod"]
+SIZES = (10, 1000, 10000)  # rules in the generated policies
+ROUNDS = 30  # interleaved rounds of mcpp's decisions per size (`mcpp_rounds`): ~0.1 s each
 
 
 def generate(n_rules: int, seed: int = 7) -> str:
@@ -89,13 +91,22 @@ def time_each(fn, items, repeat: int) -> list[float]:
     return samples
 
 
-def bench_generated(n_rules: int, n_requests: int, repeat: int):
-    import cedarpy
-
+def generated_case(n_rules: int, n_requests: int, with_cedar: bool = True):
+    """The engine on the generated policy of `n_rules` (and cedarpy on the same text):
+    (mcpp's decide, cedarpy's, the requests), each decide taking one request."""
     text = generate(n_rules)
     engine = Engine(load_program(text, f"gen{n_rules}.mcpp"))
     ops, dev = Grant("u-ops", "ops-bot", frozenset({"ops"})), Grant("u-dev", "dev-bot")
     reqs = requests(n_rules, n_requests)
+
+    def mine(r):
+        tool, args, is_ops = r
+        return engine.decide(tool, args, ops if is_ops else dev, "k8s", reserve=False).allowed
+
+    if not with_cedar:
+        return mine, None, reqs
+    import cedarpy
+
     policy_set = cedarpy.PolicySet.from_str(text)
     ents = {
         g.id: cedarpy.Entities.from_json_str(json.dumps([{
@@ -105,10 +116,6 @@ def bench_generated(n_rules: int, n_requests: int, repeat: int):
         for g in (ops, dev)
     }
 
-    def mine(r):
-        tool, args, is_ops = r
-        return engine.decide(tool, args, ops if is_ops else dev, "k8s", reserve=False).allowed
-
     def cedar(r):
         tool, args, is_ops = r
         g = ops if is_ops else dev
@@ -116,13 +123,32 @@ def bench_generated(n_rules: int, n_requests: int, repeat: int):
                "resource": {"type": "Server", "id": "k8s"}, "context": {"input": args}}
         return cedarpy.is_authorized(req, policy_set, ents[g.id]).allowed
 
-    disagree = sum(1 for r in reqs if mine(r) != cedar(r))
-    # best of three rounds: the machine may be shared, and a median is only as good as its round
-    rounds_m = [time_each(mine, reqs, repeat) for _ in range(3)]
-    rounds_c = [time_each(cedar, reqs, max(1, repeat // 4)) for _ in range(3)]
-    m = min(rounds_m, key=statistics.median)
-    c = min(rounds_c, key=statistics.median)
-    return statistics.median(m), _p99(m), statistics.median(c), _p99(c), disagree
+    return mine, cedar, reqs
+
+
+def mcpp_rounds(cases: dict, repeat: int, rounds: int) -> dict[int, list[list[float]]]:
+    """Per size, `rounds` rounds of per-decision samples (every request `repeat` times).
+    The rounds are interleaved across sizes — round r measures every size once, in turn —
+    so a busy spell of the shared machine falls on all sizes alike rather than on
+    whichever size it happened to be measuring; the same method for every size."""
+    out: dict[int, list[list[float]]] = {n: [] for n in cases}
+    for _ in range(rounds):
+        for n, (mine, _cedar, reqs) in cases.items():
+            out[n].append(time_each(mine, reqs, repeat))
+    return out
+
+
+def print_growth(per_round: dict[int, list[list[float]]]) -> dict[int, float]:
+    """The best round's median per size (the table's figure), the spread of the round
+    medians, and the growth to 10,000 rules: best over best, and round by round."""
+    meds = {n: [statistics.median(s) for s in rs] for n, rs in per_round.items()}
+    best = {n: min(m) for n, m in meds.items()}
+    spread = ", ".join(f"{n:,}: {min(m):.2f}–{max(m):.2f} (median {statistics.median(m):.2f})" for n, m in meds.items())
+    print(f"mcpp round medians over {len(meds[10])} interleaved rounds, µs: {spread}")
+    ratios = sorted(b / a for a, b in zip(meds[10], meds[10000]))
+    print(f"growth 10 → 10,000 rules: {best[10000] / best[10]:.2f}× (best round of each; target ≤ 1.5×); "
+          f"round by round {statistics.median(ratios):.2f}× median, {ratios[0]:.2f}–{ratios[-1]:.2f}")
+    return best
 
 
 def eval_calls_file(n_rules: int, count: int, path: Path) -> None:
@@ -209,10 +235,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer samples (for a smoke run)")
     ap.add_argument("--eval", action="store_true", help="only `mcpp eval --calls` beside cedarpy (10 and 1,000 rules)")
+    ap.add_argument("--growth", action="store_true",
+                    help="only mcpp's decision latency on the generated policies, and its growth (no cedarpy)")
     args = ap.parse_args()
     repeat = 5 if args.quick else 40
     if args.eval:
         print_eval(args.quick)
+        return
+    if args.growth:
+        cases = {n: generated_case(n, 200, with_cedar=False) for n in SIZES}
+        per_round = mcpp_rounds(cases, repeat, 3 if args.quick else ROUNDS)
+        print(f"{'rules':>7}{'mcpp p50':>11}{'mcpp p99':>11}")
+        for n in SIZES:
+            m = min(per_round[n], key=statistics.median)
+            print(f"{n:>7}{statistics.median(m):>11.2f}{_p99(m):>11.2f}")
+        print_growth(per_round)
         return
     lines, secs = bench_parse(10000)
     print(f"== parsing + validation: {lines} lines (10,000 rules) in {secs * 1000:.0f} ms CPU = {lines / secs:,.0f} lines/s (target ≥ 20,000)")
@@ -229,12 +266,16 @@ def main() -> None:
     print()
     print("== generated policies, same text and requests in both engines (µs per decision)")
     print(f"{'rules':>7}{'mcpp p50':>11}{'mcpp p99':>11}{'cedarpy p50':>13}{'cedarpy p99':>13}{'ratio':>8}{'disagree':>10}")
-    medians = {}
-    for n in (10, 1000, 10000):
-        med, p99, cmed, cp99, dis = bench_generated(n, 200, repeat)
-        medians[n] = med
-        print(f"{n:>7}{med:>11.2f}{p99:>11.2f}{cmed:>13.2f}{cp99:>13.2f}{med / cmed:>8.3f}{dis:>10}")
-    print(f"growth 10 → 10,000 rules: {medians[10000] / medians[10]:.2f}× (target ≤ 1.5×)")
+    cases = {n: generated_case(n, 200) for n in SIZES}
+    per_round = mcpp_rounds(cases, repeat, 3 if args.quick else ROUNDS)
+    for n, (mine, cedar, reqs) in cases.items():
+        m = min(per_round[n], key=statistics.median)  # a median is only as good as its round
+        # cedarpy: best of three rounds, a quarter of the repeats (at 10,000 rules a decision takes ~50 ms)
+        c = min((time_each(cedar, reqs, max(1, repeat // 4)) for _ in range(3)), key=statistics.median)
+        dis = sum(1 for r in reqs if mine(r) != cedar(r))
+        med, cmed = statistics.median(m), statistics.median(c)
+        print(f"{n:>7}{med:>11.2f}{_p99(m):>11.2f}{cmed:>13.2f}{_p99(c):>13.2f}{med / cmed:>8.3f}{dis:>10}")
+    print_growth(per_round)
     print()
     # in a process of its own: this one now holds the 10,000-rule programs and cedarpy's
     # policy sets, whose heap would be measured too
