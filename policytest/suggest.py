@@ -133,17 +133,8 @@ class Suggester:
         if not tools:
             sug.notes.append("every tool it names is hidden: it never decides a call")
             return sug
-        empty = []
-        for kind in self.kinds:
-            before = (len(sug.cases), len(sug.notes))
-            self._policy(info, tools, kind, sug)
-            if (len(sug.cases), len(sug.notes)) == before:
-                empty.append(kind)
-        if len(empty) == len(self.kinds):
-            sug.notes.append("no call satisfies it (`mcpp lint` reports it as dead)")
-        else:
-            sug.notes += [f"no call{self.by(kind)} satisfies it" for kind in empty]
-        return sug
+        return self._each_kind(sug, lambda kind: self._policy(info, tools, kind, sug),
+                               "no call satisfies it (`mcpp lint` reports it as dead)", "no call{by} satisfies it")
 
     def _policy(self, info: PolicyInfo, tools: list[str], kind: str, sug: Suggestion) -> None:
         allow = info.effect == "permit"
@@ -217,16 +208,23 @@ class Suggester:
         sug = Suggestion(info.id, "limit", self.line(info), [], [])
         if info.stmt.max is None or info.stmt.window is None:
             return sug
+        return self._each_kind(sug, lambda kind: self._limit(info, Fraction(info.stmt.max), kind, sug),
+                               "no allowed call is counted by it with a positive increment",
+                               "no allowed call{by} is counted by it with a positive increment")
+
+    def _each_kind(self, sug: Suggestion, step, none: str, none_by: str) -> Suggestion:
+        """`step(kind)` for each kind of caller (grants, users); a kind it proposed nothing
+        for is noted (`none_by`, with `{by}` naming the kind), or `none` when no kind got any."""
         empty = []
         for kind in self.kinds:
             before = (len(sug.cases), len(sug.notes))
-            self._limit(info, Fraction(info.stmt.max), kind, sug)
+            step(kind)
             if (len(sug.cases), len(sug.notes)) == before:
                 empty.append(kind)
         if len(empty) == len(self.kinds):
-            sug.notes.append("no allowed call is counted by it with a positive increment")
+            sug.notes.append(none)
         else:
-            sug.notes += [f"no allowed call{self.by(kind)} is counted by it with a positive increment" for kind in empty]
+            sug.notes += [none_by.format(by=self.by(kind)) for kind in empty]
         return sug
 
     def _limit(self, info: LimitInfo, most: Fraction, kind: str, sug: Suggestion) -> None:
