@@ -30,8 +30,8 @@ from mcpp.lang.program import Program
 
 from . import regex as rx
 from .sym import (
-    AND, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, re_union, real_val, string_val,
-    z,
+    AND, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, UserSet, re_union, real_val,
+    string_val, user_set, z,
 )
 
 
@@ -240,6 +240,13 @@ class Request:
             return False
         return True if self.user is None else z3.Not(self.user)
 
+    def caller_is_user(self):
+        """The constraint that the caller is a user (a test file's user caller, say). Only
+        meaningful where the programs compared on this request may be called by users."""
+        if isinstance(self.grant, FixedGrant):
+            return False
+        return True if self.fixed_user else self.user_var()
+
     def _objeq_def(self, p, fields):
         v = self.paths[p]
         parts = [v.is_("obj"), z3.Not(v.extra)]
@@ -289,6 +296,7 @@ class ProgramEncoder:
         self.program = program
         self.tool = tool
         self._memo: dict[int, tuple[object, SV]] = {}
+        self._applies: dict[int, tuple[object, object]] = {}  # statement id → (statement, formula)
         self._havocs = 0
         self.havoc_vars: list = []  # fresh booleans (not functions of the call)
         self.reasons: set[str] = set()  # why a formula is an over-approximation
@@ -360,8 +368,6 @@ class ProgramEncoder:
     # replays through the engine as that `User`. With a fixed user (`FixedUser`, tools/list
     # for one caller) the principal is that user, attributes and all, as constants.
     # A policy that never names users is analysed for grant callers, exactly as before.
-    USER_REASON = ("a user's Set attribute is modelled as a sequence of any values, so a model may put an "
-                   "element of another type in it; such a user does not exist")
 
     def caller(self) -> list[tuple[object, Ent]]:
         """The principal's alternatives: (guard, entity)."""
@@ -381,10 +387,12 @@ class ProgramEncoder:
             return True
         return self.req.user_var()
 
-    def user_attr(self, name: str, reading: bool = True):
+    def user_attr(self, name: str):
         """(present, SV) of a user's declared attribute `name`, or None when not declared:
         with a fixed user, its value; else a variable of the declared type, the same for
-        every program on this request that declares `name` with this type."""
+        every program on this request that declares `name` with this type. A `Set<…>` is a
+        sequence of its element type (`sym.UserSet`): no element of another type, and a
+        Long element within 64 bits, exactly the sets real users carry."""
         decl = self.program.user_decl.attr(name) if self.program.user_decl is not None else None
         if decl is None:
             return None
@@ -421,13 +429,13 @@ class ProgramEncoder:
                 var = z3.Bool(tag, ctx)
                 alt = Alt("bool", True, var)
                 self.req.user_vars.append(var)
-            else:  # Set<…>: an array no argument path holds
-                pv = PathVar(self.S, tag)
-                alt = Alt("arr", True, ArgArr(pv, (("principal", name),)))
-                self.req.user_vars += pv.variables()
+            else:  # Set<…>: a sequence of the element type (sym.UserSet)
+                us = user_set(ctx, key, t, tag)
+                alt = Alt("arr", True, us)
+                self.req.user_vars += [us.seq, us.cid]
+                if us.elem == "num":
+                    self.req.user_typing.append(_longs(ctx, us))
             hit = self.req.user_attrs[key] = (present, SV([alt]))
-        if reading and decl.type.startswith("Set<"):
-            self.reasons.add(self.USER_REASON)
         return hit
 
     def fits(self):
@@ -439,7 +447,7 @@ class ProgramEncoder:
         from mcpp.lang.identity import user_decl
 
         decl = user_decl(self.program)
-        parts = [self.user_attr(a.name, reading=False)[0] for a in decl.attrs if not a.optional]
+        parts = [self.user_attr(a.name)[0] for a in decl.attrs if not a.optional]
         if "Group" not in decl.parents:
             parts.append(z3.Not(self.req.in_groups()))
         return IMPLIES(self.ctx, self.user_kind(), AND(self.ctx, *parts))
@@ -453,8 +461,16 @@ class ProgramEncoder:
         return False
 
     def applies(self, stmt):
-        """Scope matches, every `when` is true, every `unless` is false (errors: no)."""
-        return AND(self.ctx, self.scope_ok(stmt.scope), *(self.clause_ok(c) for c in stmt.clauses))
+        """Scope matches, every `when` is true, every `unless` is false (errors: no).
+
+        Built once per statement (the decision and every lint ask it: building the
+        terms through the bindings costs more than most checks)."""
+        hit = self._applies.get(id(stmt))
+        if hit is not None and hit[0] is stmt:
+            return hit[1]
+        f = AND(self.ctx, self.scope_ok(stmt.scope), *(self.clause_ok(c) for c in stmt.clauses))
+        self._applies[id(stmt)] = (stmt, f)
+        return f
 
     def _entity_scope(self, s: ir.EntityScope, ent: Ent):
         if s.op == "any":
@@ -769,13 +785,18 @@ class ProgramEncoder:
 
     def set_eq(self, x, y):
         ctx = self.ctx
-        if isinstance(x, ArgArr) and isinstance(y, LitArr):
+        if isinstance(x, (ArgArr, UserSet)) and isinstance(y, LitArr):
             x, y = y, x
         if isinstance(x, LitArr) and isinstance(y, LitArr):
             return AND(ctx, self.subset_lit(x, y), self.subset_lit(y, x))
-        if isinstance(x, LitArr) and isinstance(y, ArgArr):
+        if isinstance(x, LitArr):
             return AND(ctx, *(self.member(y, i) for i in x.items), self.arg_subset(y, x))
-        if x.path == y.path:
+        if isinstance(x, UserSet) and isinstance(y, UserSet):
+            if x.key == y.key:
+                return True
+            if x.elem != y.elem:  # no element is in both: equal only when both are empty
+                return AND(ctx, x.length == 0, y.length == 0)
+        if isinstance(x, ArgArr) and isinstance(y, ArgArr) and x.path == y.path:
             return True
         return self.havoc_bool("equality of two array arguments")
 
@@ -783,8 +804,10 @@ class ProgramEncoder:
         ctx = self.ctx
         return AND(ctx, *(OR(ctx, *(self.eq(i, j) for j in y.items)) for i in x.items))
 
-    def arg_subset(self, x: ArgArr, lit: LitArr):
-        """Every element of the argument array is one of the literal's items."""
+    def arg_subset(self, x: ArgArr | UserSet, lit: LitArr):
+        """Every element of the argument array (or the user's set) is one of the literal's items."""
+        if isinstance(x, UserSet):
+            return self.user_subset(x, lit)
         items = x.var.items
         if not lit.items:
             return z3.Length(items) == 0
@@ -803,6 +826,44 @@ class ProgramEncoder:
         # only the empty array is a subset (Star of the empty language is {ε})
         lang = re_union(z3.ReSort(self.S.Seq), (z3.Re(z3.Unit(e)) for _, e in units))
         return z3.InRe(items, z3.Star(lang))
+
+    def user_subset(self, x: UserSet, lit: LitArr):
+        """Every element of a user's set is one of the literal's items: the items of the
+        set's element type, as the regex (a|b|…)* over the typed sequence; an item of
+        another kind can equal no element, so it adds nothing."""
+        units = []
+        for it in lit.items:
+            for a in it.alts:
+                hit = self.typed_elem(x, a)
+                if hit is None:
+                    continue
+                cond, term = hit
+                if a.guard is not True or cond is not True or not _ground(term):
+                    return self.havoc_bool("a set literal with non-constant items compared with an array argument")
+                units.append(term)
+        lang = re_union(z3.ReSort(x.seq.sort()), (z3.Re(z3.Unit(t)) for t in units))
+        return z3.InRe(x.seq, z3.Star(lang))
+
+    def typed_elem(self, us: UserSet, a: Alt):
+        """(condition, term): `a`'s value as an element of the user's set `us`, a term of its
+        element sort, equal to an element exactly when the condition holds and the term is
+        in the sequence; None when no element can equal it (another kind; for a Long set, a
+        constant that is no 64-bit integer)."""
+        if a.kind != us.elem:
+            return None
+        ctx = self.ctx
+        if us.elem == "str":
+            return True, self.str_term(a.val)
+        if us.elem == "bool":
+            return True, self.bool_term(a.val)
+        if isinstance(a.val, Fraction):
+            v = a.val
+            if v.denominator != 1 or not LONG_MIN <= v <= LONG_MAX:
+                return None
+            return True, z3.IntVal(int(v), ctx)
+        n = self.num_term(a.val)
+        lo, hi = real_val(LONG_MIN, ctx), real_val(LONG_MAX, ctx)
+        return AND(ctx, z3.IsInt(n), n >= lo, n <= hi), z3.ToInt(n)
 
     def obj_eq(self, x, y):
         ctx = self.ctx
@@ -838,6 +899,8 @@ class ProgramEncoder:
             return E.enull
         if a.kind == "arr" and isinstance(a.val, ArgArr):
             return E.ecomp(a.val.var.cid)
+        if a.kind == "arr" and isinstance(a.val, UserSet):
+            return E.ecomp(a.val.cid)
         if a.kind == "obj" and isinstance(a.val, ArgObj):
             return E.ecomp(self.req.path(a.val.path).cid)
         return None
@@ -847,6 +910,13 @@ class ProgramEncoder:
         ctx = self.ctx
         if isinstance(arr, LitArr):
             return OR(ctx, *(self.eq(i, v) for i in arr.items))
+        if isinstance(arr, UserSet):  # only a value of the element type can be an element
+            hits = []
+            for a in v.alts:
+                hit = self.typed_elem(arr, a)
+                if hit is not None:
+                    hits.append(AND(ctx, a.guard, hit[0], z3.Contains(arr.seq, z3.Unit(hit[1]))))
+            return OR(ctx, *hits)
         items = arr.var.items
         out = []
         for a in v.alts:
@@ -875,8 +945,8 @@ class ProgramEncoder:
                         dg, hit = self._in_literal_entities(x.val, y.val, g)
                         defined.append(dg)
                         value.append(hit)
-                    elif y.kind == "arr":  # an argument array has no entities: fine only when empty
-                        dg = AND(ctx, g, z3.Length(y.val.var.items) == 0)
+                    elif y.kind == "arr":  # an argument array (a user's set) has no entities: fine only when empty
+                        dg = AND(ctx, g, _length(y.val) == 0)
                         defined.append(dg)
                 elif y.kind == "arr":
                     defined.append(g)
@@ -922,7 +992,7 @@ class ProgramEncoder:
                 if isinstance(a.val, LitArr):
                     value.append(AND(ctx, a.guard, len(a.val.items) == 0))
                 else:
-                    value.append(AND(ctx, a.guard, z3.Length(a.val.var.items) == 0))
+                    value.append(AND(ctx, a.guard, _length(a.val) == 0))
             return SV.boolean(ctx, OR(ctx, *defined), OR(ctx, *value))
         v = self.expr(e.args[0])
         vdef = v.defined(ctx)
@@ -956,6 +1026,8 @@ class ProgramEncoder:
             return AND(ctx, *parts) if want_all else OR(ctx, *parts)
         if isinstance(s, LitArr) and want_all:
             return self.arg_subset(t, s)
+        if isinstance(s, LitArr) and isinstance(t, UserSet):  # containsAny: an item of the element type is in it
+            return self.member(t, SV([a for it in s.items for a in it.alts]))
         if isinstance(s, LitArr):
             items = t.var.items
             parts = []
@@ -969,9 +1041,35 @@ class ProgramEncoder:
                     else:
                         parts.append(AND(ctx, a.guard, z3.Contains(items, z3.Unit(e))))
             return OR(ctx, *parts)
-        if s.path == t.path:
-            return True if want_all else z3.Length(s.var.items) > 0
+        if isinstance(s, UserSet) and isinstance(t, UserSet) and s.key != t.key and s.elem != t.elem:
+            return t.length == 0 if want_all else False  # no element is in both
+        same = (s.key == t.key) if isinstance(s, UserSet) and isinstance(t, UserSet) else (
+            isinstance(s, ArgArr) and isinstance(t, ArgArr) and s.path == t.path)
+        if same:
+            return True if want_all else _length(s) > 0
         return self.havoc_bool(f"{'containsAll' if want_all else 'containsAny'} between two array arguments")
+
+
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1  # Cedar's Long: a user's Long (and Set<Long>) attribute
+
+
+def _longs(ctx, us: UserSet) -> z3.BoolRef:
+    """Every element of a user's Set<Long> is a 64-bit integer. (Membership tests check the
+    range themselves, `typed_elem`, so no proof needs this quantifier; it keeps elements
+    that nothing tests within range, so a witness's user is one the engine accepts.)"""
+    i = z3.Int(us.key + ".i", ctx)
+    x = us.seq[i]
+    return z3.ForAll([i], z3.Implies(AND(ctx, i >= 0, i < us.length), AND(ctx, x >= LONG_MIN, x <= LONG_MAX)))
+
+
+def _length(arr):
+    """The number of elements of a non-literal array: an argument's or a user's set."""
+    return arr.length if isinstance(arr, UserSet) else z3.Length(arr.var.items)
+
+
+def _ground(t) -> bool:
+    """A constant term (a regex over sequences needs constant units)."""
+    return z3.is_string_value(t) or z3.is_int_value(t) or z3.is_true(t) or z3.is_false(t)
 
 
 def _cmp(op, x, y, enc: ProgramEncoder):
@@ -1014,6 +1112,7 @@ class ToolDecision:
     counters: list = field(default_factory=list)  # (CounterKey, [(LimitInfo, applies, valid, amount)])
     default_covers: bool = False
     fits: object = True  # the caller fits the policy's `entity User` (`ProgramEncoder.fits`)
+    _built: dict = field(default_factory=dict, repr=False, compare=False)  # (method, zero) → formula
 
     @property
     def req(self) -> Request:
@@ -1036,6 +1135,12 @@ class ToolDecision:
 
     def limits_ok(self, zero: bool):
         """All counter groups pass; `zero`: at fresh counters, else at the request's counters."""
+        hit = self._built.get(("limits_ok", zero))
+        if hit is None:
+            hit = self._built[("limits_ok", zero)] = self._limits_ok(zero)
+        return hit
+
+    def _limits_ok(self, zero: bool):
         ctx = self.enc.ctx
         parts = []
         for key, rows in self.counters:
@@ -1048,10 +1153,15 @@ class ToolDecision:
         return AND(ctx, *parts)
 
     def allowed(self, zero: bool = True):
+        """Built once per decision and `zero` (every lint asks it of every tool)."""
         if self.hidden:
             return False
-        ctx = self.enc.ctx
-        return AND(ctx, self.fits, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        hit = self._built.get(("allowed", zero))
+        if hit is None:
+            ctx = self.enc.ctx
+            hit = self._built[("allowed", zero)] = AND(
+                ctx, self.fits, self.permitted(), NOT(ctx, self.forbidden()), self.limits_ok(zero))
+        return hit
 
     def needs_approval(self, zero: bool = True):
         """The call waits for a person (lang/plan.py's APPROVAL_RULE)."""
@@ -1092,7 +1202,11 @@ def decide(req: Request, program: Program, tool: str) -> ToolDecision:
     ctx = req.ctx
     for group in tp.counters:
         if group.key in plan.counter_bounds:
-            req.counter_max[group.key] = plan.counter_bounds[group.key]
+            # one request may encode two versions of a policy (diff): a count either version
+            # can reach is a state to compare them in, so the larger bound stands
+            bound = plan.counter_bounds[group.key]
+            have = req.counter_max.get(group.key)
+            req.counter_max[group.key] = bound if have is None else max(have, bound)
         rows = []
         for li in group.limits:
             applies = enc.applies(li.stmt)

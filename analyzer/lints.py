@@ -10,11 +10,13 @@ lists them per lint (tools and reasons), so a timeout never reads as a clean res
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import re
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, Callable
 
 import z3
 
@@ -25,6 +27,7 @@ from mcpp.lang.ir import walk
 from mcpp.lang.plan import mentioned_tools
 from mcpp.lang.program import AssertInfo, LimitInfo, PolicyInfo, Program
 from mcpp.lang.evaluator import compile_expr
+from mcpp.lang.parser import paused_gc
 from mcpp.lang.values import ERR, json_type
 
 from . import regex as rx
@@ -32,7 +35,7 @@ from . import regex as rx
 if TYPE_CHECKING:
     from mcpp.runtime.engine import Engine
 from .encode import decide, query_tools
-from .solve import OutOfTime, Session, bounded
+from .solve import OutOfTime, Outcome, Session, bounded
 from .sym import AND, NOT, OR, z
 
 
@@ -53,6 +56,8 @@ LINTS = {
         LintInfo("unanchored-regex", "warning", "an allowlist regex without ^ or $"),
         LintInfo("always-allows", "warning", "calls allowed for everyone, whatever the arguments"),
         LintInfo("always-denies", "warning", "a policy that allows no call at all"),
+        LintInfo("unfilled-default", "warning",
+                 "an argument a rule reads whose declared default the gateway does not fill (or refuses)"),
         LintInfo("undecided", "warning", "checks a lint could not decide in time: its findings may be incomplete"),
     )
 }
@@ -92,6 +97,29 @@ class Linter:
         self._engine: Engine | None = None
         self._applies: dict = {}
         self._batched: set[str] = set()
+        self._settled: dict[tuple, Outcome] = {}  # (tool, question) → answer (see `_prefetch`)
+        self._tools_sets: dict[int, frozenset] = {}
+        self._bypass: dict[tuple, tuple | None] = {}  # (forbid id, tool) → `_bypass_queries`
+        self._claimed: dict[int, frozenset] = {}  # statement id → `_claims`
+        self._searches = (0, 0)  # (bypass searches that found a call, all of them): see `_search`
+        self._redundancy: dict | None = None  # see `_redundancy_index`
+        self._redundant: dict[int, Any] = {}  # statement id → `_implied_by`, settled by `_prefetch`
+        self._namers: dict[str, list] | None = None  # tool → the permits and approvals that name it
+        # the program's statements indexed once: by id, and by the tools they name (every
+        # per-tool or per-finding lookup was a scan of all statements: quadratic in size)
+        self.permits = program.permits
+        self.forbids = program.forbids
+        self.infos: list[PolicyInfo | LimitInfo | AssertInfo] = [*program.policies, *program.limits, *program.asserts]
+        self._by_id: dict[str, list] = {}
+        self._naming: dict[str, list[int]] = {}  # tool → positions in `infos` of the statements naming it
+        self._unscoped: list[int] = []  # positions of the statements that name no tool (every tool's)
+        for n, i in enumerate(self.infos):
+            self._by_id.setdefault(i.id, []).append(i)
+            if i.tools is None:
+                self._unscoped.append(n)
+            else:
+                for name in i.tools:
+                    self._naming.setdefault(name, []).append(n)
         self.unknown = 0
         self.undecided: list[tuple[str, str | None, str]] = []  # (lint id, tool, reason): reported, never silent
         self._lint = ""
@@ -121,6 +149,20 @@ class Linter:
             self.undecide(t, o.reason)
         return o
 
+    def ask(self, t: str, key: tuple, formula: Callable[[], Any]) -> Outcome:
+        """`sat(t, formula())`, answered from what `_prefetch` settled for `t` when it
+        asked this question (`key`) already: the same answer, with the same `undecided`
+        bookkeeping, as asking it here."""
+        return self._asked(t, key, lambda: self.session.check(self.tool(t)[0], formula()))
+
+    def _asked(self, t: str, key: tuple, asking: Callable[[], Outcome]) -> Outcome:
+        o = self._settled.pop((t, key), None)
+        if o is None:
+            o = asking()
+        if o.status == "unknown":
+            self.undecide(t, o.reason)
+        return o
+
     def undecide(self, tool: str | None, reason: str) -> None:
         """A check the current lint could not decide: no finding rests on it, and the
         `undecided` finding says so (a timeout is never a silent pass)."""
@@ -143,16 +185,124 @@ class Linter:
         shared checks (Session.which_sat: the same answers, fewer queries); what those
         leave open is asked rule by rule."""
         self._batched.add(t)
-        infos: tuple[PolicyInfo | LimitInfo | AssertInfo, ...] = (
-            *self.program.policies, *self.program.limits, *self.program.asserts)
-        stmts = [i.stmt for i in infos if i.tools is None or t in i.tools]
-        stmts = [st for st in stmts if (id(st), t) not in self._applies]
+        stmts = [st for st in self.statements_for(t) if (id(st), t) not in self._applies]
         if not stmts:
             return
         req, d = self.tool(t)
         for st, status in zip(stmts, self.session.which_sat(req, [d.enc.applies(st) for st in stmts])):
             if status is not None:
                 self._applies[(id(st), t)] = status
+
+    # -- the per-tool pass ---------------------------------------------------------------
+    # The lints below ask their questions rule by rule, and rules of different tools never
+    # share a question. Asked in that order, the questions about one tool are spread over
+    # every lint, and the tool's incremental solver (Session.solver_for) is rebuilt for
+    # each lint: building, filling and freeing hundreds of solvers cost more than solving.
+    # So before the lints run, `_prefetch` visits the tools one at a time and settles the
+    # questions the lints will ask about it — can each rule apply, does each permit take
+    # effect, can the tool be allowed or denied at all (Session.which_sat: a few shared
+    # models) and the first forbid-bypass search of each forbid — with one solver, freed
+    # when the tool is done. The lints then read the answers (`ask`, `can_apply`): the
+    # same questions over the same constraints, so the same sat/unsat answers; what the
+    # pass left open (a batch that ran out of time) the lint asks itself, as before, and
+    # only a lint that reads an UNKNOWN reports it (`undecided`).
+
+    def _prefetch(self) -> None:
+        applies = any(self.enabled(x) for x in ("unsatisfiable-condition", "dead-permit", "redundant-rule"))
+        dead = self.enabled("dead-permit")
+        always = self.enabled("always-allows")
+        bypass = self.enabled("forbid-bypass")
+        redundant = self.enabled("redundant-rule")
+        found: set[int] = set()  # forbids a bypass search found a call for: the lint stops there
+        for t in self.tools:
+            req, d = self.tool(t)
+            mine = self.infos_for(t)
+            questions: list[tuple[tuple, object, object]] = []  # (key, formula, the statement it is about)
+            if applies and t not in self._batched:
+                self._batched.add(t)
+                for i in mine:
+                    if (id(i.stmt), t) not in self._applies:
+                        questions.append((("applies", i.stmt), d.enc.applies(i.stmt), i.stmt))
+            permits = [i for i in mine if isinstance(i, PolicyInfo) and i.effect == "permit" and i.approval is None]
+            if dead and not d.hidden:
+                for p in permits:
+                    if t in self._tools_set(p) and t not in self.closes_default(p, (t,)):
+                        questions.append((("effect", id(p.stmt)), self._effect(p, t), p.stmt))
+            if always and not d.hidden:
+                allowed = d.allowed(zero=True)
+                questions += [(("allowed",), allowed, None), (("denied",), NOT(self.ctx, allowed), None)]
+            searches = []
+            forbids = [i for i in mine if isinstance(i, PolicyInfo) and i.effect == "forbid" and i.stmt.clauses]
+            for f in forbids if bypass else ():
+                # the lint searches a forbid's tools in this order until a search finds a
+                # call (and it replays): so does the pass
+                if id(f.stmt) in found or t not in self._tools_set(f):
+                    continue
+                qs = self._bypass_queries(f, t)
+                if qs is not None:
+                    searches.append((f, qs))
+            # every formula is built before the first check: the solver is made for the
+            # request's final shape and serves every question about the tool. The bypass
+            # searches first: their witnesses are read, and a solver fresh from the
+            # request's constraints finds them fastest (after the batch below, measured 10x
+            # slower: Z3 keeps the phases of its last models)
+            for f, (base, typed) in searches:
+                o = self._settled[(t, ("bypass-typed", id(f.stmt)))] = self._search(t, typed)
+                if not o.sat:
+                    o = self._settled[(t, ("bypass", id(f.stmt)))] = self._search(t, base)
+                if o.sat:
+                    found.add(id(f.stmt))
+            # then the yes/no questions, the calls that allow and those that deny each
+            # asked as one conjunction first (most hold together)
+            if questions:
+                statuses = self.session.which_sat(req, [q for _, q, _ in questions], _together(questions, self._claims))
+                for (key, _, _), status in zip(questions, statuses):
+                    if status is None:
+                        continue
+                    if key[0] == "applies":
+                        self._applies[(id(key[1]), t)] = status
+                    else:
+                        self._settled[(t, key)] = Outcome(status)
+            if redundant:
+                # a rule of this tool alone: whether another rule implies it asks only about
+                # this tool (once "can it apply?" is settled here, so an UNKNOWN of that is
+                # still reported by the lint that asks it first)
+                self._lint = "redundant-rule"
+                for i in mine:
+                    if isinstance(i, PolicyInfo) and self.tools_of(i) == [t] and (id(i.stmt), t) in self._applies:
+                        self._redundant[id(i.stmt)] = self._implied_by(i)
+                self._lint = ""
+            self.session.release(req)
+
+    def infos_for(self, t: str) -> list:
+        """The statements (policies, limits, assertions) that can concern a call to `t`, in
+        program order: those naming it and those naming no tool."""
+        return [self.infos[n] for n in sorted(self._naming.get(t, []) + self._unscoped)]
+
+    def statements_for(self, t: str) -> list:
+        return [i.stmt for i in self.infos_for(t)]
+
+    def _search(self, t: str, formula) -> Outcome:
+        """A forbid-bypass search on `t` (`Session.check` with a witness). Whether it is
+        asked readable-first (`likely`) follows how the searches so far went: a policy whose
+        forbids can be bypassed gets one check per search instead of two, one whose
+        forbids hold pays no preference check on each proof."""
+        found, asked = self._searches
+        o = self.session.check(self.tool(t)[0], formula, tool=t, witness=True, likely=2 * found >= asked)
+        self._searches = (found + o.sat, asked + 1)
+        return o
+
+    def _claims(self, stmt) -> frozenset:
+        hit = self._claimed.get(id(stmt))
+        if hit is None:
+            hit = self._claimed[id(stmt)] = _claims(stmt)
+        return hit
+
+    def _tools_set(self, info) -> frozenset:
+        hit = self._tools_sets.get(id(info))
+        if hit is None:
+            hit = self._tools_sets[id(info)] = frozenset(self.tools_of(info))
+        return hit
 
     def tools_of(self, info) -> list[str]:
         if info.tools is None:
@@ -166,9 +316,7 @@ class Linter:
         for policy-wide findings) silences it, like Regal's ignore directives."""
         stmts: list[ir.Policy | ir.Limit | ir.Assert | ir.Default] = []
         if rule is not None:
-            stmts = [i.stmt for i in self.program.policies if i.id == rule]
-            stmts += [i.stmt for i in self.program.limits if i.id == rule]
-            stmts += [i.stmt for i in self.program.asserts if i.id == rule]
+            stmts = [i.stmt for i in self._by_id.get(rule, ())]
         elif self.program.document is not None:
             stmts = [s for s in self.program.document.statements if isinstance(s, ir.Default)]
         for st in stmts:
@@ -189,7 +337,17 @@ class Linter:
                        tuple(notes), {"docs": docs_path(lint_id), **data})
         self.findings.append(d)
 
+    def enabled(self, lint_id: str) -> bool:
+        return self.only is None or lint_id in self.only or (lint_id == "always-allows" and "always-denies" in self.only)
+
     def run(self) -> list[Diagnostic]:
+        # the cyclic GC paused, as for parsing: the terms and findings are acyclic, and
+        # collections while they pile up cost a sixth of a large lint
+        with paused_gc():
+            return self._run()
+
+    def _run(self) -> list[Diagnostic]:
+        self._prefetch()
         for lint_id, fn in (
             ("unsatisfiable-condition", self.unsatisfiable_conditions),
             ("dead-permit", self.dead_permits),
@@ -197,8 +355,9 @@ class Linter:
             ("forbid-bypass", self.forbid_bypasses),
             ("unanchored-regex", self.unanchored_regexes),
             ("always-allows", self.always),
+            ("unfilled-default", self.unfilled_defaults),
         ):
-            if self.only is None or lint_id in self.only or (lint_id == "always-allows" and "always-denies" in self.only):
+            if self.enabled(lint_id):
                 self._lint = lint_id
                 fn()
         self._report_undecided()
@@ -232,13 +391,17 @@ class Linter:
         stops through. Under `default deny`, or for a permit naming no tool, none."""
         if self.program.default != "allow" or p.tools is None:
             return []
+        if self._namers is None:
+            self._namers = {}
+            # an `@approval` permit names its tools too (lang/plan.py)
+            for q in list(self.permits) + list(self.program.approvals):
+                for name in q.tools or ():
+                    self._namers.setdefault(name, []).append(q)
         out = []
         for t in sorted(p.tools if tools is None else set(tools) & p.tools):
             if t in self.program.hidden:
                 continue  # hidden: denied whatever the permits say
-            # an `@approval` permit names its tools too (lang/plan.py)
-            if not any(q is not p and q.tools is not None and t in q.tools
-                       for q in list(self.program.permits) + list(self.program.approvals)):
+            if not any(q is not p for q in self._namers.get(t, ())):
                 out.append(t)
         return out
 
@@ -282,8 +445,7 @@ class Linter:
 
     # -- dead-permit ----------------------------------------------------------------------------
     def dead_permits(self) -> None:
-        ctx = self.ctx
-        for p in self.program.permits:
+        for p in self.permits:
             tools = self.tools_of(p)
             dead: dict[str, str] = {}
             live = False
@@ -299,8 +461,7 @@ class Linter:
                 if self.can_apply(p.stmt, t) != "sat":
                     dead[t] = "never applies"  # unsatisfiable-condition reports it (or unknown)
                     continue
-                effect = AND(ctx, mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
-                o = self.sat(t, effect)
+                o = self.ask(t, ("effect", id(p.stmt)), lambda: self._effect(p, t))
                 if o.unsat:
                     dead[t] = self._overriders(t, mine)
                 elif o.sat:
@@ -340,6 +501,12 @@ class Linter:
                             f"take {names} out of `default allow`", p.stmt.span, notes=(_closes_note(sorted(closing)),),
                             rule=p.id, tools=sorted(closing), closes_default=sorted(closing))
 
+    def _effect(self, p, t: str):
+        """Permit `p` lets a call to `t` through at fresh counters: it applies, no forbid
+        does, every limit passes."""
+        _, d = self.tool(t)
+        return AND(self.ctx, d.enc.applies(p.stmt), NOT(self.ctx, d.forbidden()), d.limits_ok(zero=True))
+
     def _overriders(self, t: str, mine) -> str:
         """Which forbids (and limits) make the permit useless: an unsat core over them."""
         req, d = self.tool(t)
@@ -373,42 +540,57 @@ class Linter:
 
     # -- redundant-rule -------------------------------------------------------------------------
     def redundant_rules(self) -> None:
-        ctx = self.ctx
-        prog = self.program
         for effect in ("permit", "forbid"):
-            rules = [p for p in prog.policies if p.effect == effect]
-            reads = {p.id: _reads(p.stmt) for p in rules}
-            by_tool: dict = {}
-            for p in rules:
-                for t in (p.tools or ()):
-                    by_tool.setdefault(t, []).append(p)
-            unscoped = [p for p in rules if p.tools is None]
-            for r in rules:
-                r_tools = set(self.tools_of(r))
-                if not any(self.can_apply(r.stmt, t) == "sat" for t in sorted(r_tools)):
-                    continue  # never applies: unsatisfiable-condition's finding, not a redundancy
-                if effect == "permit" and self.closes_default(r):
-                    continue  # removing r would put a tool back under `default allow`
-                cands = []
-                pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
-                for q in pool:
-                    if q is r or not _covers(q, r_tools):
-                        continue
-                    if not reads[q.id] <= reads[r.id]:
-                        continue  # q reads something r does not: it is not a generalisation of r
-                    cands.append(q)
-                cands.sort(key=lambda q: (abs(q.index - r.index)))
-                for q in cands[:MAX_REDUNDANCY_CANDIDATES]:
-                    if not self._implies(r, q, r_tools):
-                        continue
-                    if q.index > r.index and self._implies(q, r, set(self.tools_of(q)) & r_tools) and set(self.tools_of(q)) <= r_tools:
-                        continue  # equivalent rules: the later one is reported
-                    verb = "also applies" if effect == "permit" else "also applies (and denies)"
-                    self.report("redundant-rule",
-                                f"{effect} {self.where(r)} is redundant: whenever it applies, {effect} {self.where(q)} {verb}",
-                                r.stmt.span, notes=("removing it does not change any decision",), rule=r.id, implied_by=q.id)
-                    break
-        _ = ctx
+            for r in self._redundancy_index()[effect][0]:
+                q = self._redundant.pop(id(r.stmt)) if id(r.stmt) in self._redundant else self._implied_by(r)
+                if q is None:
+                    continue
+                verb = "also applies" if effect == "permit" else "also applies (and denies)"
+                self.report("redundant-rule",
+                            f"{effect} {self.where(r)} is redundant: whenever it applies, {effect} {self.where(q)} {verb}",
+                            r.stmt.span, notes=("removing it does not change any decision",), rule=r.id, implied_by=q.id)
+
+    def _redundancy_index(self) -> dict:
+        """effect → (its rules in order, what each reads, the rules naming each tool, the
+        rules naming none)."""
+        if self._redundancy is None:
+            self._redundancy = {}
+            for effect in ("permit", "forbid"):
+                rules = [p for p in self.program.policies if p.effect == effect]
+                by_tool: dict = {}
+                for p in rules:
+                    for t in (p.tools or ()):
+                        by_tool.setdefault(t, []).append(p)
+                self._redundancy[effect] = (rules, {p.id: _reads(p.stmt) for p in rules}, by_tool,
+                                            [p for p in rules if p.tools is None])
+        return self._redundancy
+
+    def _implied_by(self, r):
+        """The rule of the same effect that makes `r` redundant (it applies whenever `r`
+        does), or None. Asked by `redundant_rules`, or ahead by `_prefetch` for a rule of
+        one tool while that tool's solver is alive: the same questions, the same answer."""
+        rules, reads, by_tool, unscoped = self._redundancy_index()[r.effect]
+        r_tools = set(self.tools_of(r))
+        if not any(self.can_apply(r.stmt, t) == "sat" for t in sorted(r_tools)):
+            return None  # never applies: unsatisfiable-condition's finding, not a redundancy
+        if r.effect == "permit" and self.closes_default(r):
+            return None  # removing r would put a tool back under `default allow`
+        cands = []
+        pool = rules if r.tools is None else unscoped + by_tool.get(min(r.tools), [])
+        for q in pool:
+            if q is r or not _covers(q, r_tools):
+                continue
+            if not reads[q.id] <= reads[r.id]:
+                continue  # q reads something r does not: it is not a generalisation of r
+            cands.append(q)
+        cands.sort(key=lambda q: (abs(q.index - r.index)))
+        for q in cands[:MAX_REDUNDANCY_CANDIDATES]:
+            if not self._implies(r, q, r_tools):
+                continue
+            if q.index > r.index and self._implies(q, r, set(self.tools_of(q)) & r_tools) and set(self.tools_of(q)) <= r_tools:
+                continue  # equivalent rules: the later one is reported
+            return q
+        return None
 
     def _implies(self, r, q, tools) -> bool:
         ctx = self.ctx
@@ -420,32 +602,48 @@ class Linter:
         return True
 
     # -- forbid-bypass --------------------------------------------------------------------------
-    def forbid_bypasses(self) -> None:
+    def _bypass_queries(self, f, t: str):
+        """(skipped, skipped with every read argument present) for forbid `f` on tool `t`:
+        calls allowed at fresh counters on which the forbid does not apply only because
+        some clause errors. None when there are none by construction (hidden, or False).
+        Built once per pair (`_prefetch` and the lint both ask)."""
+        key = (id(f.stmt), t)
+        if key not in self._bypass:
+            self._bypass[key] = self._build_bypass_queries(f, t)
+        return self._bypass[key]
+
+    def _build_bypass_queries(self, f, t: str):
         ctx = self.ctx
-        for f in self.program.forbids:
+        req, d = self.tool(t)
+        if d.hidden:
+            return None
+        enc = d.enc
+        oks, errs = [], []
+        for c in f.stmt.clauses:
+            sv = enc.expr(c.expr)
+            oks.append(sv.truth(ctx, c.kind == "when"))
+            errs.append(NOT(ctx, OR(ctx, *(a.guard for a in sv.of("bool")))))
+        skipped = AND(ctx, enc.scope_ok(f.stmt.scope), *(OR(ctx, ok, e) for ok, e in zip(oks, errs)), OR(ctx, *errs))
+        base = AND(ctx, d.allowed(zero=True), skipped)
+        if base is False:
+            return None
+        present = AND(ctx, *(NOT(ctx, req.path(p).is_("missing")) for p in _read_paths(f.stmt)))
+        return base, AND(ctx, base, present)
+
+    def forbid_bypasses(self) -> None:
+        for f in self.forbids:
             if not f.stmt.clauses:
                 continue
             for t in self.tools_of(f):
-                req, d = self.tool(t)
-                if d.hidden:
+                qs = self._bypass_queries(f, t)
+                if qs is None:
                     continue
-                enc = d.enc
-                oks, errs = [], []
-                for c in f.stmt.clauses:
-                    sv = enc.expr(c.expr)
-                    oks.append(sv.truth(ctx, c.kind == "when"))
-                    errs.append(NOT(ctx, OR(ctx, *(a.guard for a in sv.of("bool")))))
-                skipped = AND(ctx, enc.scope_ok(f.stmt.scope), *(OR(ctx, ok, e) for ok, e in zip(oks, errs)), OR(ctx, *errs))
-                base = AND(ctx, d.allowed(zero=True), skipped)
-                if base is False:
-                    continue
-                read = _read_paths(f.stmt)
-                present = AND(ctx, *(NOT(ctx, req.path(p).is_("missing")) for p in read))
-                typed = self.sat(t, AND(ctx, base, present), witness=True)
-                o, mistyped = (typed, True) if typed.sat else (self.sat(t, base, witness=True), False)
-                if not o.sat:
-                    continue
+                typed = self._asked(t, ("bypass-typed", id(f.stmt)), lambda: self._search(t, qs[1]))
+                o, mistyped = (typed, True) if typed.sat else (
+                    self._asked(t, ("bypass", id(f.stmt)), lambda: self._search(t, qs[0])), False)
                 w = o.witness
+                if not o.sat or w is None:  # (a sat witness query always has one)
+                    continue
                 decision = self.session.replayer.decide(self.program, w)
                 culprits = _erroring_clauses(self.engine, f.stmt, w)
                 if not decision.allowed or culprits is None:
@@ -502,6 +700,21 @@ class Linter:
         self.report("forbid-bypass", msg, c.span, "error" if mistyped else "warning", [advice],
                     rule=f.id, tool=t, counterexample=w.to_dict(), **extra)
 
+    # -- unfilled-default -----------------------------------------------------------------------
+    def unfilled_defaults(self) -> None:
+        """Typed only: the gateway fills each tool's declared defaults in before the policy
+        decides (catalog/defaults.py), and the analysis counts on it; where a default is not
+        filled (a combinator could apply another one) or is refused, a rule that reads the
+        argument is told so."""
+        from .typed import default_caveats
+
+        for c in default_caveats(self.program, self.session.schemas):
+            notes = (("pass the argument explicitly, or correct the server's schema",) if c.caveat.kind == "refused" else
+                     ("guard the omission in the rule itself (e.g. a permit that requires the argument), or give the "
+                      "argument one unconditional default in the schema",))
+            self.report("unfilled-default", c.message(), c.span, notes=notes, rule=c.rule, tool=c.tool,
+                        argument=c.argument, kind=c.caveat.kind)
+
     # -- unanchored-regex -----------------------------------------------------------------------
     def unanchored_regexes(self) -> None:
         seen = set()
@@ -552,10 +765,10 @@ class Linter:
             req, d = self.tool(t)
             if d.hidden:
                 continue
-            o = self.sat(t, d.allowed(zero=True))
+            o = self.ask(t, ("allowed",), lambda: d.allowed(zero=True))
             if o.status != "unsat":
                 can_allow.append(t)
-            o2 = self.sat(t, NOT(ctx, d.allowed(zero=True)))
+            o2 = self.ask(t, ("denied",), lambda: NOT(ctx, d.allowed(zero=True)))
             if o2.unsat:
                 always.append(t)
         if not can_allow and (self.only is None or "always-denies" in self.only):
@@ -606,6 +819,49 @@ def _vacuous_note(kind: str) -> tuple[str, ...]:
     if kind == "assertion":
         return ("an assertion that selects no call proves nothing",)
     return ("it has no effect on any decision; fix or delete it",)
+
+
+def _together(questions: list[tuple[tuple, object, object]], claims: Callable[[Any], frozenset]) -> list[list[int]]:
+    """`Session.which_sat`'s groups for a tool's questions ((key, formula, the statement it
+    is about or None), by position): a call allowed, through every permit that can apply,
+    under every limit; a call denied by every forbid. A rule joins its group only if its
+    conditions read no argument (or request object) that another rule in the group reads:
+    two regexes on one string make a conjunction an intersection of languages, which took
+    Z3 a hundred times longer than each alone; such a rule is left to the disjunctions."""
+    groups: dict[str, list[int]] = {"allow": [], "deny": []}
+    claimed: dict[str, dict[str, int]] = {"allow": {}, "deny": {}}  # what is read → the statement reading it
+    for n, (key, _, stmt) in enumerate(questions):
+        if key[0] in ("allowed", "effect"):
+            side = "allow"
+        elif key[0] == "denied":
+            side = "deny"
+        elif isinstance(stmt, (ir.Policy, ir.Limit)):
+            side = "deny" if isinstance(stmt, ir.Policy) and stmt.effect == "forbid" else "allow"
+        else:
+            continue  # an assertion: the disjunctions
+        if stmt is not None:
+            reads = claims(stmt)
+            mine = claimed[side]
+            if any(mine.get(r, id(stmt)) != id(stmt) for r in reads):
+                continue
+            for r in reads:
+                mine[r] = id(stmt)
+        groups[side].append(n)
+    return [groups["allow"], groups["deny"]]
+
+
+def _claims(stmt) -> frozenset:
+    """What a rule's conditions read: top-level argument keys, and the request objects."""
+    out: set[str] = set()
+    for c in stmt.clauses:
+        for n in walk(c.expr):
+            if isinstance(n, ir.GetAttr):
+                p = input_path(n)
+                if p:
+                    out.add("arg:" + p[0])
+            elif isinstance(n, ir.Var) and n.name in ("principal", "resource"):
+                out.add(n.name)
+    return frozenset(out)
 
 
 def _first_span(prog: Program) -> Span:
@@ -803,7 +1059,7 @@ def _guard_advice(linter: Linter, f, c: ir.Clause, tool: str, decision) -> tuple
     if decision.rule.policy:
         pid = decision.rule.policy
         fix = None
-        permit = next((p for p in linter.program.policies if p.id == pid), None)
+        permit = next((p for p in linter._by_id.get(pid, ()) if isinstance(p, PolicyInfo)), None)
         end = permit.stmt.span.end if permit is not None else 0
         if guards and end and source[end - 1 : end] == ";":
             fix = {"title": f"Guard permit {pid!r}: when {{ {clause} }}",
@@ -838,7 +1094,7 @@ def _typo(linter: Linter, f, c: ir.Clause, tool: str) -> tuple[str, dict | None]
             why = f"{tool} does not declare `{'.'.join(p[: info.at + 1])}`"
             near = p[: info.at] + (info.suggestion,) + p[info.at + 1:] if info.suggestion else None
         else:
-            read = {q for st in _statements_for(linter.program, tool) if st is not f.stmt for cl in st.clauses
+            read = {q for st in linter.statements_for(tool) if st is not f.stmt for cl in st.clauses
                     for q in _read_paths_expr(cl.expr)}
             if p in read:
                 continue  # other rules read it too: a name, not a slip
@@ -860,18 +1116,17 @@ def _typo(linter: Linter, f, c: ir.Clause, tool: str) -> tuple[str, dict | None]
     return None
 
 
-def _statements_for(program: Program, tool: str):
-    infos = list(program.policies) + list(program.limits) + list(program.asserts)
-    return [i.stmt for i in infos if i.tools is None or tool in i.tools]
+@lru_cache(maxsize=4)
+def _line_starts(source: str) -> list[int]:
+    return [0] + [m.end() for m in re.finditer("\n", source)]
 
 
 def _edit(source: str, start: int, end: int, text: str) -> dict:
-    line = source.count("\n", 0, start) + 1
-    col = start - (source.rfind("\n", 0, start) + 1) + 1
-    end_line = source.count("\n", 0, end) + 1
-    end_col = end - (source.rfind("\n", 0, end) + 1) + 1
-    return {"start": start, "end": end, "line": line, "col": col, "end_line": end_line, "end_col": end_col,
-            "text": text}
+    starts = _line_starts(source)  # (counting newlines from the top per edit was quadratic in the file)
+    line = bisect.bisect_right(starts, start)
+    end_line = bisect.bisect_right(starts, end)
+    return {"start": start, "end": end, "line": line, "col": start - starts[line - 1] + 1, "end_line": end_line,
+            "end_col": end - starts[end_line - 1] + 1, "text": text}
 
 
 def _replace_regex_literal(program: Program, node: ir.Matches, fixed: str) -> dict | None:

@@ -23,9 +23,10 @@ import time
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, Sequence, TypeVar
 
 import z3
+from z3 import z3core
 
 from .encode import FixedGrant, FixedUser, Request
 from .sym import AND, OR, Sorts, string_val, z
@@ -195,6 +196,23 @@ class Session:
             return None
         return f"{violation.message} (schema {violation.pointer or '/'})"
 
+    def admit(self, tool: str, args) -> tuple[str | None, Any]:
+        """(why the gateway would not forward the call, or None; the arguments it would
+        decide and forward). In a typed analysis that is the gateway's admission: the call
+        conforms, its tool's declared defaults are filled in (catalog/defaults.py), and the
+        filled call conforms too; a witness is replayed and reported as the filled call."""
+        why = self.nonconforming(tool, args)
+        if why is not None or self.schemas is None:
+            return why, args
+        assumption = self.schemas.get(tool)
+        filled = assumption.fill(args) if assumption is not None else args
+        if filled is args:
+            return None, args
+        why = self.nonconforming(tool, filled)
+        if why is not None:
+            return f"the tool's declared default does not conform once filled in: {why}", args
+        return None, filled
+
     def request(self, grant: FixedGrant | FixedUser | None = None, server: str | None = None) -> Request:
         return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms)
 
@@ -205,20 +223,40 @@ class Session:
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
         self.queries += 1
-        if getattr(solver, "mcpp_timeout", None) != self.timeout_ms:  # setting parameters costs a millisecond
-            solver.set("timeout", self.timeout_ms)
-            solver.mcpp_timeout = self.timeout_ms
+        self._set_timeout(solver, self.timeout_ms)
         return bounded(solver, then, budget_ms=self.timeout_ms + extra_ms, isolate=isolate, assumptions=assumptions,
                        cancel=self.cancel)
 
-    def check(self, req: Request, formula, *, tool: str | None = None, witness: bool = False) -> Outcome:
-        """Is `formula` satisfiable by some real call? With `witness`, decode a readable one for `tool`."""
+    def check(self, req: Request, formula, *, tool: str | None = None, witness: bool = False,
+              likely: bool = False) -> Outcome:
+        """Is `formula` satisfiable by some real call? With `witness`, decode a readable one for `tool`.
+
+        `likely` (with `witness`): the caller expects a witness, so the readable one is
+        asked for first (`_preferred`), which settles most such queries in one check
+        instead of a plain check and then the preferences; the answer is the same."""
         if formula is False:
             return Outcome("unsat")
         s = self.solver_for(req)
         lit = z3.FreshBool("query", self.ctx)  # this query, and only it, is assumed
         if formula is not True:
             s.add(z3.Implies(lit, formula))
+        try:
+            return self._check(s, req, lit, tool, witness, likely)
+        finally:
+            _retire(s, lit)
+
+    def _check(self, s: z3.Solver, req: Request, lit, tool: str | None, witness: bool, likely: bool) -> Outcome:
+        prefer = witness
+        if witness and likely:
+            try:
+                first = self._preferred(s, req, lit, tool)
+            except OutOfTime:  # isolated and killed: the plain check below has its own budget
+                first = None
+            except z3.Z3Exception as e:  # defensive: never a traceback
+                return Outcome("unknown", f"Z3 failed: {e}")
+            if isinstance(first, Outcome):
+                return first
+            prefer = first is None  # "exhausted": the preferences were tried, keep the first model
 
         def then(r) -> Outcome:
             if r == z3.unsat:
@@ -228,21 +266,70 @@ class Session:
             if not witness:
                 return Outcome("sat")
             model = s.model()  # before _prefer's checks replace it
-            model = self._prefer(s, req, [lit]) or model
-            w = Decoder(req, model).witness(tool or "?")
-            why = self.nonconforming(w.tool, w.args)
-            if why is not None:
-                return Outcome("unknown", "the counterexample does not conform to the tool's inputSchema, which the gateway "
-                               f"enforces: {why} (an analyzer bug: please report it)")
-            return Outcome("sat", witness=w)
+            if prefer:
+                model = self._prefer(s, req, [lit]) or model
+            return self._witness(req, model, tool)
 
         try:
             return self.solve(s, then, isolate=req.isolate, assumptions=[lit],
-                              extra_ms=self.prefer_budget() if witness else 0)
+                              extra_ms=self.prefer_budget() if prefer else 0)
         except OutOfTime as e:
             return Outcome("unknown", e.reason)
         except z3.Z3Exception as e:  # defensive: never a traceback
             return Outcome("unknown", f"Z3 failed: {e}")
+
+    def _witness(self, req: Request, model, tool: str | None) -> Outcome:
+        w = Decoder(req, model).witness(tool or "?")
+        why, w.args = self.admit(w.tool, w.args)
+        if why is not None:
+            return Outcome("unknown", "the counterexample does not conform to the tool's inputSchema, which the gateway "
+                           f"enforces: {why} (an analyzer bug: please report it)")
+        return Outcome("sat", witness=w)
+
+    def _preferred(self, s: z3.Solver, req: Request, lit, tool: str | None) -> Outcome | str | None:
+        """The query `lit` asked with the readability preferences assumed from the start:
+        `_prefer`'s rounds (each unsat core's preferences dropped, at most three checks of
+        PREFER_MS) without the plain check before them. A model is the witness; a core
+        with no preference in it proves the query unsatisfiable (the preferences are only
+        assumed). Otherwise "exhausted" (the rounds ran out: the plain check decides and
+        its first model is kept) or None (a check ran out of time or there are no
+        preferences: the plain check and `_prefer` as usual)."""
+        prefs, lits, guarded = self._preferences(req)
+        if not prefs:
+            return None
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
+        self.queries += 1
+
+        def job() -> Outcome | str | None:
+            s.push()  # the preferences, each behind its own literal, for this query only
+            try:
+                _assert(s, guarded)
+                self._set_timeout(s, min(self.timeout_ms, PREFER_MS))
+                active = list(lits)
+                for _ in range(3):
+                    r = s.check(lit, *active)
+                    if r == z3.sat:
+                        return self._witness(req, s.model(), tool)
+                    if r != z3.unsat:
+                        return None
+                    core = {c.get_id() for c in s.unsat_core()}  # ids: printing costs more than the check
+                    kept = [a for a in active if a.get_id() not in core]
+                    if len(kept) == len(active):
+                        return Outcome("unsat")  # without any preference: the query itself
+                    active = kept
+                return "exhausted"
+            finally:
+                s.pop()
+
+        if not (req.isolate and CAN_FORK):
+            return job()
+        return _in_child(job, self.prefer_budget() + GRACE_MS, self.cancel)
+
+    def _set_timeout(self, s: z3.Solver, ms: int) -> None:
+        if getattr(s, "mcpp_timeout", None) != ms:  # setting parameters costs a millisecond
+            s.set("timeout", ms)
+            s.mcpp_timeout = ms
 
     def solver_for(self, req: Request) -> z3.Solver:
         """The incremental solver of `req`: its well-formedness constraints asserted once,
@@ -270,14 +357,25 @@ class Session:
             old.solver = None
         return s
 
-    def which_sat(self, req: Request, formulas: list) -> list[str | None]:
+    def release(self, req: Request) -> None:
+        """Free `req`'s incremental solver now (a caller done with a request); a later
+        check over it builds a new one."""
+        if self._live.pop(id(req), None) is not None:
+            req.solver = None
+
+    def which_sat(self, req: Request, formulas: list, together: Sequence[list[int]] = ()) -> list[str | None]:
         """For each formula, "sat" or "unsat" over `req` where a few shared checks settle
-        it, else None (then ask it alone with `check`). One model of the disjunction of
-        the open formulas shows every formula it satisfies (evaluated in that model,
-        completed) satisfiable; an unsatisfiable disjunction shows each unsatisfiable.
-        Either way the answer is the one `check` would give: a lint asking "can this rule
-        apply?" for every rule of a tool pays two or three checks instead of one per rule.
-        Raises Cancelled like `check`."""
+        it, else None (then ask it alone with `check`). Either way the answer is the one
+        `check` would give: a lint asking a dozen questions about a tool pays two or three
+        checks instead of one per question. Raises Cancelled like `check`.
+
+        Every model found shows each open formula true in it (evaluated in the model,
+        completed) satisfiable. First, each group of `together` (indices of formulas that
+        tend to hold at once) is asked as a conjunction: one check settles the whole group
+        when it holds (a group of one either way), and its model is read only for the
+        formulas in no group. Then, while formulas are open, one model of their
+        disjunction; an unsatisfiable disjunction shows each of them unsatisfiable. A
+        check that runs out of time leaves its formulas open."""
         ctx = self.ctx
         out: list[str | None] = [None] * len(formulas)
         for i, f in enumerate(formulas):
@@ -287,18 +385,47 @@ class Session:
         if not todo:
             return out
         s = self.solver_for(req)
-        while todo:
-            lit = z3.FreshBool("batch", ctx)
-            s.add(z3.Implies(lit, z(ctx, OR(ctx, *(formulas[i] for i in todo)))))
 
-            def then(r, todo=todo):
+        def ask(formula, read: list[int]) -> tuple[str, list[int]]:
+            """Check `formula`; when sat, which of `read` the model makes true."""
+            lit = z3.FreshBool("batch", ctx)
+            s.add(z3.Implies(lit, z(ctx, formula)))
+
+            def then(r):
                 if r != z3.sat:
                     return str(r), []
+                if not read:
+                    return "sat", []
                 m = s.model()
-                return "sat", [i for i in todo if z3.is_true(m.eval(z(ctx, formulas[i]), model_completion=True))]
+                return "sat", [i for i in read if z3.is_true(m.eval(z(ctx, formulas[i]), model_completion=True))]
 
             try:
-                status, hits = self.solve(s, then, isolate=req.isolate, assumptions=[lit])
+                return self.solve(s, then, isolate=req.isolate, assumptions=[lit])
+            finally:
+                _retire(s, lit)
+
+        grouped = {i for group in together for i in group}
+        for group in together:
+            group = [i for i in group if out[i] is None]
+            if not group:
+                continue
+            try:
+                # a model is read only for the formulas no group asks for (the rest get
+                # their own conjunction): taking it out of Z3 costs half a check
+                status, hits = ask(AND(ctx, *(formulas[i] for i in group)),
+                                   [i for i in todo if i not in grouped])
+            except (OutOfTime, z3.Z3Exception):
+                continue  # the disjunctions below may still settle them
+            if status == "sat":
+                hits += group
+            elif status == "unsat" and len(group) == 1:  # a conjunction of one: the formula itself
+                out[group[0]] = "unsat"
+            for i in hits:
+                out[i] = "sat"
+            todo = [i for i in todo if out[i] is None]
+        while todo:
+            try:
+                status, hits = ask(OR(ctx, *(formulas[i] for i in todo)), todo)
             except (OutOfTime, z3.Z3Exception):
                 break  # left to `check`, which reports it
             if status == "unsat":
@@ -325,41 +452,13 @@ class Session:
     def _prefer(self, s: z3.Solver, req: Request, assumed=()):
         """A model of `s` under the assumptions `assumed` that also meets as many
         readability preferences as possible, or None."""
-        ctx = self.ctx
-        key = (req.shape(), len(req.groups))
-        cached = req.preferences
-        if cached is not None and cached[0] == key:  # built once per request shape: building costs more than checking
-            prefs, lits = cached[1]
-        else:
-            prefs = []
-            if req.grant is None:
-                if req.user is not None:  # a user reads as User::"u1", a grant as anonymous
-                    prefs.append(z3.If(req.user, req.gid == string_val("u1", ctx), req.gid == string_val("anonymous", ctx)))
-                else:
-                    prefs.append(req.gid == string_val("anonymous", ctx))
-                prefs.append(req.label == string_val("", ctx))
-                prefs += [z3.Not(b) for b in req.groups.values()]
-                prefs += _user_prefs(req)
-            if req.server is None:
-                prefs.append(req.sid == string_val("default", ctx))
-            printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
-            for p, v in req.paths.items():
-                if not p:
-                    continue
-                prefs.append(z3.InRe(v.s, printable))  # (a length bound here costs 10x; Z3's strings are short anyway)
-                prefs.append(z3.IsInt(v.n))
-                prefs.append(z3.Length(v.items) <= 3)
-                prefs.append(z3.Not(v.extra))
-            prefs += [c == 0 for c in req.counters.values()]
-            lits = [z3.Bool(f"prefer{i}", ctx) for i in range(len(prefs))]
-            req.preferences = (key, (prefs, lits))
+        prefs, lits, guarded = self._preferences(req)
         if not prefs:
             return None
         s.push()
         try:
-            for lit, pref in zip(lits, prefs):
-                s.add(z3.Implies(lit, pref))
-            s.set("timeout", min(self.timeout_ms, PREFER_MS))
+            _assert(s, guarded)
+            self._set_timeout(s, min(self.timeout_ms, PREFER_MS))
             active = list(lits)
             for _ in range(3):
                 r = s.check(*assumed, *active)
@@ -374,15 +473,74 @@ class Session:
             return None
         finally:
             s.pop()
-            s.set("timeout", self.timeout_ms)
+
+    def _preferences(self, req: Request) -> tuple[list, list, list]:
+        """(preferences, their assumption literals, `literal → preference` for each) for
+        `req`: built once per request shape (building costs more than checking)."""
+        ctx = self.ctx
+        key = (req.shape(), len(req.groups))
+        cached = req.preferences
+        if cached is not None and cached[0] == key:
+            prefs, lits, guarded = cached[1]
+        else:
+            prefs = []
+            if req.grant is None:
+                if req.user is not None:  # a user reads as User::"u1", a grant as anonymous
+                    prefs.append(z3.If(req.user, req.gid == string_val("u1", ctx), req.gid == string_val("anonymous", ctx)))
+                else:
+                    prefs.append(req.gid == string_val("anonymous", ctx))
+                prefs.append(req.label == string_val("", ctx))
+                prefs += [z3.Not(b) for b in req.groups.values()]
+                prefs += _user_prefs(req)
+            if req.server is None:
+                prefs.append(req.sid == string_val("default", ctx))
+            cache = self.sorts.cache  # a path's preferences are the same terms in every request
+            for p, v in req.paths.items():
+                if not p:
+                    continue
+                hit = cache.get(("prefer", v.name))
+                if hit is None:
+                    printable = cache.get("printable")
+                    if printable is None:
+                        printable = cache["printable"] = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
+                    hit = cache[("prefer", v.name)] = [
+                        z3.InRe(v.s, printable),  # (a length bound here costs 10x; Z3's strings are short anyway)
+                        z3.IsInt(v.n), z3.Length(v.items) <= 3, z3.Not(v.extra)]
+                prefs += hit
+            prefs += [c == 0 for c in req.counters.values()]
+            lits, guarded = [], []
+            for pref in prefs:  # one literal per preference term, in every request of the session
+                hit = cache.get(("guard", pref.get_id()))
+                if hit is None:
+                    lit = z3.FreshBool("prefer", ctx)
+                    hit = cache[("guard", pref.get_id())] = (lit, z3.Implies(lit, pref))
+                lits.append(hit[0])
+                guarded.append(hit[1])
+            req.preferences = (key, (prefs, lits, guarded))
+        return prefs, lits, guarded
+
+
+def _retire(s: z3.Solver, lit) -> None:
+    """A query's literal, once it is answered, is asserted false: `lit → formula` then
+    constrains nothing (as before, its literal being free), and Z3 stops carrying the
+    formula into later checks — it had kept choosing old literals true (it reuses the
+    last model's values) and solving their formulas again, which made the checks that
+    followed a batch 3–4 times slower."""
+    z3core.Z3_solver_assert(s.ctx.ref(), s.solver, z3core.Z3_mk_not(s.ctx.ref(), lit.as_ast()))
+
+
+def _assert(s: z3.Solver, terms: list) -> None:
+    """`s.add(*terms)` for terms already built in the solver's context, without the
+    bindings' per-term coercions (a witness query asserts two dozen preferences)."""
+    ctx, solver = s.ctx.ref(), s.solver
+    for t in terms:
+        z3core.Z3_solver_assert(ctx, solver, t.as_ast())
 
 
 def _user_prefs(req: Request) -> list:
-    """Readable users: printable strings, whole small numbers, short sets whose first
-    elements have the declared type (the encoding does not force it: see
-    `ProgramEncoder.USER_REASON`), no group nobody names."""
+    """Readable users: printable strings, small numbers, short sets of such elements, no
+    group nobody names."""
     ctx = req.ctx
-    E = req.S.Elem
     out = []
     printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
     for key, (present, sv) in req.user_attrs.items():
@@ -392,16 +550,15 @@ def _user_prefs(req: Request) -> list:
             out.append(z3.InRe(alt.val, printable))
         elif t == "Long":
             out.append(AND(ctx, alt.val >= -1000000, alt.val <= 1000000))
-        elif t.startswith("Set<"):
-            items = alt.val.var.items
-            out.append(z3.Length(items) <= 3)
-            test = {"Set<String>": E.is_estr, "Set<Long>": E.is_enum, "Set<Bool>": E.is_ebool}[t]
+        elif t in ("Set<String>", "Set<Long>"):
+            us = alt.val
+            out.append(us.length <= 3)
             for i in range(3):
-                out.append(z3.Implies(z3.Length(items) > i, test(items[i])))
-                if t == "Set<String>":
-                    out.append(z3.Implies(z3.Length(items) > i, z3.InRe(E.es(items[i]), printable)))
-                if t == "Set<Long>":
-                    out.append(z3.Implies(z3.Length(items) > i, z3.IsInt(E.en(items[i]))))
+                x = us.seq[i]
+                small = z3.InRe(x, printable) if us.elem == "str" else AND(ctx, x >= -1000000, x <= 1000000)
+                out.append(z3.Implies(us.length > i, small))
+        elif t == "Set<Bool>":
+            out.append(alt.val.length <= 2)
     if req.user_in_groups is not None:
         out.append(z3.Not(req.user_in_groups))
     return out

@@ -68,7 +68,7 @@ def AND(_ctx, *xs):
         out.append(x)
     if not out:
         return True
-    return out[0] if len(out) == 1 else z3.And(*out)
+    return out[0] if len(out) == 1 else _nary(z3core.Z3_mk_and, out)
 
 
 def OR(_ctx, *xs):
@@ -81,13 +81,33 @@ def OR(_ctx, *xs):
         out.append(x)
     if not out:
         return False
-    return out[0] if len(out) == 1 else z3.Or(*out)
+    return out[0] if len(out) == 1 else _nary(z3core.Z3_mk_or, out)
 
 
 def NOT(_ctx, x):
     if isinstance(x, bool):
         return not x
-    return z3.Not(x)
+    _same_context(x.ctx, (x,))
+    return z3.BoolRef(z3core.Z3_mk_not(x.ctx.ref(), x.as_ast()), x.ctx)
+
+
+# The analyzer builds hundreds of thousands of connectives: through the C API directly,
+# as z3.And/Or/Not would, less their per-argument coercions (a third of encoding time).
+# Z3 itself still checks the sorts (an ill-sorted argument raises Z3Exception); mixing
+# contexts, which the C API would not catch, is refused here.
+
+
+def _nary(mk, xs: list) -> z3.BoolRef:
+    ctx = xs[0].ctx
+    _same_context(ctx, xs)
+    arr = (z3.Ast * len(xs))(*(x.as_ast() for x in xs))
+    return z3.BoolRef(mk(ctx.ref(), len(xs), arr), ctx)
+
+
+def _same_context(ctx, xs) -> None:
+    for x in xs:
+        if not isinstance(x, z3.BoolRef) or x.ctx is not ctx:
+            raise z3.Z3Exception(f"a boolean term of this context expected, not {type(x).__name__}")
 
 
 def IMPLIES(ctx, a, b):
@@ -174,11 +194,23 @@ class PathVar:
     carry `cid`, an opaque equality-class id, so a nested value inside another array can
     be compared with them; objects carry `extra`: keys exist that no rule reads."""
 
-    __slots__ = ("sorts", "name", "kind", "s", "n", "b", "items", "cid", "extra")
+    __slots__ = ("kinds", "name", "kind", "s", "n", "b", "items", "cid", "extra", "_is")
 
-    def __init__(self, sorts: Sorts, name: str):
+    def __new__(cls, sorts: Sorts, name: str):
+        """One per name and context: the same name is the same Z3 constants, so the
+        requests of a session share it (and its `is_` terms) instead of rebuilding them.
+        (It keeps the kind constants, not `sorts`, whose cache holds it: no reference
+        cycle, so a session's context is freed as soon as the session is.)"""
+        key = ("path", name)
+        hit = sorts.cache.get(key)
+        if hit is None:
+            hit = sorts.cache[key] = super().__new__(cls)
+            hit._setup(sorts, name)
+        return hit
+
+    def _setup(self, sorts: Sorts, name: str) -> None:
         ctx = sorts.ctx
-        self.sorts = sorts
+        self.kinds = sorts.kinds
         self.name = name
         self.kind = z3.Const(name + ".kind", sorts.Kind)
         self.s = z3.String(name + ".str", ctx)
@@ -187,9 +219,13 @@ class PathVar:
         self.items = z3.Const(name + ".items", sorts.Seq)
         self.cid = z3.Int(name + ".cid", ctx)
         self.extra = z3.Bool(name + ".extra", ctx)
+        self._is: dict[str, z3.BoolRef] = {}
 
     def is_(self, kind: str) -> z3.BoolRef:
-        return self.kind == self.sorts.kinds[kind]
+        hit = self._is.get(kind)
+        if hit is None:
+            hit = self._is[kind] = self.kind == self.kinds[kind]
+        return hit
 
     def variables(self) -> list:
         return [self.kind, self.s, self.n, self.b, self.items, self.cid, self.extra]
@@ -211,6 +247,37 @@ class ArgArr:
 
     var: PathVar
     path: tuple
+
+
+@dataclass(frozen=True)
+class UserSet:
+    """A user's `Set<String>`, `Set<Long>` or `Set<Bool>` attribute: a sequence of the
+    element type's own Z3 values (strings; integers, each within 64 bits; booleans), so
+    every element has the declared type, as every real user's does (the gateway leaves
+    out a claim with an element of another type, the engine refuses such a user). `cid`
+    is its equality-class id when it is compared as an element of an argument array.
+
+    Not an `Elem` sequence like an argument array: a sequence that may hold values of
+    any kind needs a quantifier to say they all have one kind, and with one Z3 answers
+    "unknown" where the typed sequence gives a proof (`"a" in nums` is false)."""
+
+    key: str  # "name:Set<T>": the same attribute of every program compared on one request
+    elem: str  # the kind of every element: str | num | bool
+    seq: Any  # Seq(String) / Seq(Int) / Seq(Bool)
+    cid: Any
+
+    @property
+    def length(self):
+        return z3.Length(self.seq)
+
+
+SET_ELEMS = {"Set<String>": "str", "Set<Long>": "num", "Set<Bool>": "bool"}
+
+
+def user_set(ctx: z3.Context, key: str, t: str, tag: str) -> UserSet:
+    elem = SET_ELEMS[t]
+    sort = {"str": z3.StringSort, "num": z3.IntSort, "bool": z3.BoolSort}[elem](ctx)
+    return UserSet(key, elem, z3.Const(tag + ".items", z3.SeqSort(sort)), z3.Int(tag + ".cid", ctx))
 
 
 @dataclass(frozen=True)
@@ -246,7 +313,7 @@ class Ent:
 class Alt:
     kind: str  # str num bool null arr obj ent
     guard: object  # bool or z3.BoolRef
-    val: Any = None  # by kind: a Python constant or Z3 term, an Ent (ent), ArgArr/LitArr (arr), ArgObj/LitObj (obj)
+    val: Any = None  # by kind: a Python constant or Z3 term, an Ent (ent), ArgArr/LitArr/UserSet (arr), ArgObj/LitObj (obj)
 
 
 @dataclass

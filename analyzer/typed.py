@@ -13,16 +13,29 @@ of their branches, an unresolvable `$ref` is "anything", `items`, `uniqueItems`,
 translator does not model adds nothing. A counterexample is still replayed through the
 engine, and checked against the schema by the same validator the gateway runs, before it
 is reported.
+
+Defaults: the gateway fills a tool's declared defaults into the call after the schema
+check and before the decision (catalog/defaults.py), so a key it fills is present in every
+call the policy decides — the constraints say so (`View.child(...).required`), over the
+plan the gateway uses (made from the schema as declared) — and a counterexample is the
+filled call (`fill`, applied by `Session.check` before it is checked and replayed). A key
+whose default is not filled (a combinator could apply another) stays possibly absent.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from fractions import Fraction
 
 import z3
 
+from mcpp.catalog.defaults import Caveat, caveats, fill_level, plan
 from mcpp.catalog.schema import View, root_view
+from mcpp.lang import ir
+from mcpp.lang.atoms import has_path, input_path
+from mcpp.lang.diagnostics import Span
+from mcpp.lang.ir import walk
 from mcpp.lang.values import is_number
 
 from . import regex as rx
@@ -37,15 +50,19 @@ class SchemaAssumption:
     def __init__(self, tool: str, input_schema: dict):
         self.tool = tool
         self.schema = input_schema if isinstance(input_schema, dict) else {}
-        self.root = root_view(as_2020_12(self.schema))
+        # defaults are planned from the schema as declared, as the gateway fills them
+        # (catalog/defaults.py): a key it fills is in every call the policy decides
+        self.root = root_view(as_2020_12(self.schema), fill_from=self.schema)
+        self.defaults = plan(self.schema)
+        self._caveats: list[Caveat] | None = None
         # a schema whose meaning this module does not read exactly as the gateway's
         # validator does assumes nothing beyond "the arguments are an object" (sound)
         self.unmodelled = unmodelled(self.schema)
 
     # -- the request's paths -------------------------------------------------------------------
     def prepare(self, req) -> None:
-        """Track every required key (to a small depth), so a witness carries what the schema
-        demands even when no rule reads it."""
+        """Track every required key and every key the gateway fills in (to a small depth),
+        so a witness carries what the schema demands even when no rule reads it."""
         if self.unmodelled:
             return
         todo: list[tuple[tuple, View]] = [((), self.root)]
@@ -53,7 +70,9 @@ class SchemaAssumption:
             path, view = todo.pop()
             if len(path) >= MAX_REQUIRED_DEPTH:
                 continue
-            for key in _required_everywhere(view):
+            keys = _required_everywhere(view)
+            keys += [k for k in view.filled() if k not in keys]
+            for key in keys:
                 child = view.child(key)
                 req.path(path + (key,))
                 todo.append((path + (key,), child.view))
@@ -78,11 +97,22 @@ class SchemaAssumption:
                 out.append(var.is_("missing"))
                 views[path] = None
                 continue
-            if child.required:
+            if child.required:  # required by the schema, or filled in by the gateway
                 out.append(IMPLIES(ctx, req.paths[path[:-1]].is_("obj"), NOT(ctx, var.is_("missing"))))
             out.append(OR(ctx, var.is_("missing"), self._value(req, var, child.view)))
             views[path] = child.view
         return [c for c in out if c is not True]
+
+    def fill(self, args):
+        """The arguments as the gateway forwards them: declared defaults filled in."""
+        return fill_level(self.defaults, args)
+
+    @property
+    def caveats(self) -> list[Caveat]:
+        """The defaults of this tool the gateway does not fill, or refuses (catalog/defaults.py)."""
+        if self._caveats is None:
+            self._caveats = caveats(self.schema)
+        return self._caveats
 
     # -- one value ----------------------------------------------------------------------------
     def _value(self, req, var: PathVar, view: View):
@@ -251,6 +281,58 @@ def unmodelled(schema: dict) -> str | None:
         elif isinstance(n, list):
             stack.extend(n)
     return None
+
+
+@dataclass(frozen=True)
+class DefaultCaveat:
+    """A typed-call caveat of a policy: an argument a rule reads whose declared default the
+    gateway does not fill (the analysis treats it as possibly absent; the upstream may run
+    the call with that default), or fills but refuses (it does not conform to its schema)."""
+
+    tool: str
+    caveat: Caveat
+    rule: str  # the first statement that reads it
+    span: Span  # where
+
+    @property
+    def argument(self) -> str:
+        return self.caveat.where
+
+    def message(self) -> str:
+        c = self.caveat
+        if c.kind == "refused":
+            return f"{self.tool}: argument `{c.where}`: {c.reason}"
+        return (f"{self.tool}: argument `{c.where}`: {c.reason}; the analysis treats it as possibly absent, but the upstream "
+                "may run a call that omits it with its declared default")
+
+    def to_dict(self) -> dict:
+        return {"tool": self.tool, "argument": self.argument, "kind": self.caveat.kind, "reason": self.caveat.reason,
+                "rule": self.rule, "line": self.span.line, "message": self.message()}
+
+
+def default_caveats(program, schemas: dict[str, SchemaAssumption] | None) -> list[DefaultCaveat]:
+    """The typed-call caveats about defaults that matter to `program`: for each tool, each
+    caveat of its schema whose argument (or an object around it, or an argument inside
+    it) a statement that applies to the tool reads, at the first such read."""
+    if not schemas:
+        return []
+    infos = [*program.policies, *program.limits, *program.asserts]
+    reads = []
+    for info in infos:
+        for node in walk(info.stmt):
+            p = input_path(node) if isinstance(node, ir.GetAttr) else (has_path(node) if isinstance(node, ir.Has) else None)
+            if p:
+                reads.append((info, node, p))
+    out = []
+    for tool in sorted(schemas):
+        for c in schemas[tool].caveats:
+            for info, node, p in reads:
+                if info.tools is not None and tool not in info.tools:
+                    continue
+                if p[: len(c.path)] == c.path or c.path[: len(p)] == p:
+                    out.append(DefaultCaveat(tool, c, info.id, node.span))
+                    break
+    return out
 
 
 def catalog_schemas(catalog) -> dict[str, SchemaAssumption]:

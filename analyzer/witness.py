@@ -20,7 +20,7 @@ import z3
 from mcpp.lang.program import Program
 from mcpp.runtime.engine import Decision, Engine, Grant, User
 
-from .sym import string_of
+from .sym import UserSet, string_of
 
 log = logging.getLogger("mcpp.analyzer")
 
@@ -228,8 +228,8 @@ class Decoder:
         return Witness(tool, args, gid, label, groups, server, counters, user, attrs)
 
     def user(self) -> tuple[bool, dict]:
-        """(the caller is a user, its attributes: each present one, of its declared type;
-        set elements of another type, which no real claim holds, are left out)."""
+        """(the caller is a user, its attributes: each present one, of its declared type —
+        a set's elements are of its element type by construction, `sym.UserSet`)."""
         req = self.req
         if req.fixed_user:
             return True, {k: list(v) if isinstance(v, tuple) else v for k, v in req.grant.attrs}
@@ -248,10 +248,22 @@ class Decoder:
             elif t == "Bool":
                 attrs[name] = z3.is_true(self.ev(alt.val))
             else:
-                want = {"Set<String>": str, "Set<Long>": int, "Set<Bool>": bool}[t]
-                items = self.items(alt.val.var.items, 3)
-                attrs[name] = [x for x in items if type(x) is want]
+                attrs[name] = self.user_set(alt.val)
         return True, attrs
+
+    def user_set(self, us) -> list:
+        """A user's set attribute: its first 64 elements (readability prefers at most 3)."""
+        n = self.ev(us.length).as_long()
+        out: list = []
+        for i in range(min(n, 64)):
+            x = self.ev(us.seq[i])
+            if us.elem == "str":
+                out.append(self.string(x))
+            elif us.elem == "num":
+                out.append(x.as_long())
+            else:
+                out.append(z3.is_true(x))
+        return out
 
     def unnamed_group(self) -> str:
         name, n = "other_group", 1
@@ -261,7 +273,14 @@ class Decoder:
         return name
 
     def kind(self, v) -> str:
-        return str(self.ev(v.kind))
+        """The kind the model gives the path (by the constant's identity: printing the
+        term, as str() does, costs a tenth of a millisecond each)."""
+        names = self.S.cache.get("kind names")
+        if names is None:
+            names = self.S.cache["kind names"] = {c.get_id(): k for k, c in self.S.kinds.items()}
+        val = self.ev(v.kind)
+        hit = names.get(val.get_id())
+        return hit if hit is not None else str(val)
 
     def value(self, p: tuple, depth: int = 0):
         v = self.req.paths[p]
@@ -315,6 +334,10 @@ class Decoder:
             for p, v in self.req.paths.items():
                 if self.kind(v) in ("arr", "obj") and self.ev(v.cid).as_long() == cid:
                     return self.value(p, depth + 1)
+        for present, sv in self.req.user_attrs.values():  # … or a user's set
+            us = sv.alts[0].val
+            if isinstance(us, UserSet) and z3.is_true(self.ev(present)) and self.ev(us.cid).as_long() == cid:
+                return self.user_set(us)
         return {"mcpp_value": cid}
 
 
@@ -337,37 +360,33 @@ def pin(req, w: Witness) -> list:
 
     ctx = req.ctx
     out = []
+    reps: list = []  # compound values by Cedar equality: the arguments' and the user's sets share them
     if req.grant is None:
         out += [req.gid == string_val(w.grant_id, ctx), req.label == string_val(w.label, ctx)]
         out += [b == z3.BoolVal(g in w.groups, ctx) for g, b in req.groups.items()]
-        out += _pin_user(req, w)
+        out += _pin_user(req, w, reps)
     if req.server is None:
         out.append(req.sid == string_val(w.server, ctx))
     for key, var in req.counters.items():
         out.append(var == real_val(w.counters.get(key, 0), ctx))
-    return out + [var == value for var, value in arg_assignment(req, w.args)]
+    return out + [var == value for var, value in arg_assignment(req, w.args, reps=reps)]
 
 
-def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
+def arg_assignment(req, args: dict, complete: bool = False, reps: list | None = None) -> list[tuple]:
     """(variable, value) pairs giving every argument-path variable of `req` its value for
     the concrete arguments `args`. The payloads of the kinds a path does not have are
     left out, or with `complete` set to fixed defaults (the encoding reads a payload only
-    under its kind, so any value does): a substitution must leave no variable free."""
-    from mcpp.lang.values import cedar_eq
-
+    under its kind, so any value does): a substitution must leave no variable free.
+    `reps`: the compound values given class ids so far (`pin` shares them with the user)."""
     from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
     S = req.S
     E = S.Elem
-    reps: list = []
+    reps = [] if reps is None else reps
 
     def cls(x) -> int:
-        for i, r in enumerate(reps):
-            if cedar_eq(r, x):
-                return i
-        reps.append(x)
-        return len(reps) - 1
+        return _class_of(reps, x)
 
     def elem(x):
         if isinstance(x, bool):
@@ -410,20 +429,31 @@ def arg_assignment(req, args: dict, complete: bool = False) -> list[tuple]:
     return out
 
 
-def _pin_user(req, w: Witness) -> list:
+def _class_of(reps: list, x) -> int:
+    """The equality-class id of compound value `x` among `reps` (Cedar equality; new: added)."""
+    from mcpp.lang.values import cedar_eq
+
+    for i, r in enumerate(reps):
+        if cedar_eq(r, x):
+            return i
+    reps.append(x)
+    return len(reps) - 1
+
+
+def _pin_user(req, w: Witness, reps: list | None = None) -> list:
     """The caller's kind and, for a user, its attributes (by declared type: a value of
-    another type is no value of that attribute) and whether it is in any group."""
+    another type is no value of that attribute) and whether it is in any group. With
+    `reps` (`pin`), a set attribute's class id too, among the arguments' compounds."""
     from .sym import real_val, seq_of, string_val
 
     ctx = req.ctx
-    E = req.S.Elem
 
-    def elem(x):  # a user's set attributes hold Strings, Longs or Bools (`entity User`)
+    def elem(x):  # a set element of the declared type (`_fits_type` checked it)
         if isinstance(x, bool):
-            return E.ebool(z3.BoolVal(x, ctx))
-        if isinstance(x, (int, float)):
-            return E.enum(real_val(x, ctx))
-        return E.estr(string_val(x, ctx))
+            return z3.BoolVal(x, ctx)
+        if isinstance(x, int):
+            return z3.IntVal(x, ctx)
+        return string_val(x, ctx)
 
     out = []
     if req.user is not None:
@@ -445,10 +475,10 @@ def _pin_user(req, w: Witness) -> list:
         elif t == "Bool":
             out.append(alt.val == z3.BoolVal(v, ctx))
         else:
-            items = list(v)
-            S = req.S
-            seq = seq_of(S.Seq, [z3.Unit(elem(i)) for i in items])
-            out.append(alt.val.var.items == seq)
+            us = alt.val
+            out.append(us.seq == seq_of(us.seq.sort(), [z3.Unit(elem(i)) for i in v]))
+            if reps is not None:
+                out.append(us.cid == _class_of(reps, list(v)))
     return out
 
 

@@ -27,8 +27,13 @@ subject audited. The run then also reports, in-process, what authentication cost
 request: a cached token, a token validated from scratch (signature and claims), and a
 grant token for comparison.
 
+`--floor` measures bench/floor_proxy.py in the same run, the same way: the thinnest proxy on
+the gateway's own HTTP stack (uvicorn, httptools, uvloop, mcpp's upstream client) and
+nothing else. What it adds is what any Python proxy on this stack adds; what the gateway
+adds beyond it is the cost of governing the call.
+
     python3 bench/gateway_bench.py [--calls 2000] [--concurrency 1 32] [--clients sdk-auto sdk-legacy raw]
-                                   [--auth grant|identity] [--json]
+                                   [--auth grant|identity] [--floor] [--json]
 """
 
 from __future__ import annotations
@@ -340,6 +345,8 @@ def main() -> None:
     ap.add_argument("--no-enforce-input-schema", action="store_true", help="run the gateway without typed calls (to compare)")
     ap.add_argument("--auth", choices=["grant", "identity"], default="grant",
                     help="how clients authenticate: a grant token (default) or an OAuth JWT from a local issuer")
+    ap.add_argument("--floor", action="store_true",
+                    help="also measure bench/floor_proxy.py, the thinnest proxy on the same HTTP stack, against direct")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     a = ap.parse_args()
     try:
@@ -373,6 +380,14 @@ def main() -> None:
         procs.append(gw)
         wait_port(gw_port, gw)
         direct_url, gw_url = f"http://127.0.0.1:{up_port}/mcp", f"http://127.0.0.1:{gw_port}/mcp/default/"
+        floor = None
+        if a.floor:
+            fl_port = free_port()
+            floor = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_proxy.py"), direct_url, str(fl_port)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            procs.append(floor)
+            wait_port(fl_port, floor)
+            floor_url = f"http://127.0.0.1:{fl_port}/mcp"
 
         def targets(kind: str):
             if kind == "raw":
@@ -387,6 +402,11 @@ def main() -> None:
                     d, g = targets(kind)
                     async with d, g:
                         results[f"{kind} c{conc}"] = await measure(d, g, a.calls, conc, gw.pid)
+                    if floor is not None:  # the same measurement, the floor proxy in the gateway's place
+                        d = SDKTarget("direct", direct_url, None, kind.split("-")[1]) if kind != "raw" else RawTarget("direct", direct_url, None)
+                        f = SDKTarget("gateway", floor_url, None, kind.split("-")[1]) if kind != "raw" else RawTarget("gateway", floor_url, None)
+                        async with d, f:
+                            results[f"{kind} c{conc} floor"] = await measure(d, f, a.calls, conc, floor.pid)
             return results, await echo_schema(direct_url)
 
         results, echo = asyncio.run(go())
@@ -415,12 +435,15 @@ def main() -> None:
           f"auth {'OAuth JWT (identity)' if a.auth == 'identity' else 'grant token'}")
     print(f"{'client':<11} {'conc':>4} {'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}")
     for key, r in results.items():
-        kind, conc = key.rsplit(" c", 1)
+        is_floor = key.endswith(" floor")
+        kind, conc = key.removesuffix(" floor").rsplit(" c", 1)
         for name in ("direct", "gateway"):
             x = r[name]
-            print(f"{kind:<11} {conc:>4} {name:<8} {x['p50_ms']:>8.3f} {x['p99_ms']:>8.3f} {x['calls_per_s']:>9.1f}")
+            shown = "floor" if is_floor and name == "gateway" else name
+            print(f"{kind:<11} {conc:>4} {shown:<8} {x['p50_ms']:>8.3f} {x['p99_ms']:>8.3f} {x['calls_per_s']:>9.1f}")
         print(f"{'':<11}      added p50 {r['added_p50_ms']:.3f} ms, p99 {r['added_p99_ms']:.3f} ms; "
-              f"throughput {r['throughput_ratio'] * 100:.1f}% of direct; gateway CPU {r['gateway_cpu_ms_per_call']:.3f} ms/call")
+              f"throughput {r['throughput_ratio'] * 100:.1f}% of direct; {'floor proxy' if is_floor else 'gateway'} CPU "
+              f"{r['gateway_cpu_ms_per_call']:.3f} ms/call")
     print("input-schema check per call: " + ", ".join(f"{k} {v} µs" for k, v in cost.items()))
     if auth_us is not None:
         print(f"authentication per request: OAuth token cached {auth_us['oauth_cached_us']} µs, validated from scratch "

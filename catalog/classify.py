@@ -61,15 +61,18 @@ class RiskyArg:
     path: tuple[str, ...]
     kind: str  # path | url | command | amount | namespace | channel | repository
     type: str  # string | number | array (a list of them) | nested (inside a list of objects)
-    required: bool
+    required: bool  # in every call the policy decides (required, or filled in with the schema's default)
     why: str
+    nullable: bool = False  # the schema allows null (the Python SDK's `x: str | None = None`)
+    filled: bool = False  # optional, but the gateway fills the schema's default in when a call omits it
 
     @property
     def path_text(self) -> str:
         return ".".join(self.path)
 
     def to_dict(self) -> dict:
-        return {"path": self.path_text, "kind": self.kind, "type": self.type, "required": self.required, "why": self.why}
+        return {"path": self.path_text, "kind": self.kind, "type": self.type, "required": self.required, "why": self.why,
+                "nullable": self.nullable, "filled": self.filled}
 
 
 @dataclass
@@ -157,17 +160,20 @@ def risky_args(tool: ToolInfo) -> list[RiskyArg]:
             ch = view.child(key)
             path = prefix + (key,)
             ts = ch.view.types or frozenset()
-            req = required_chain and key in required
+            # required: in every call the policy decides (the gateway fills a declared default in)
+            req = required_chain and (key in required or ch.filled)
             kind, why = _risk_of(key, ch.view)
             if kind is not None:
+                null = ch.view.types is None or "null" in ch.view.types
+                filled = required_chain and ch.filled and key not in required
                 if in_array:
-                    out.append(RiskyArg(path, kind, "nested", req, why))
+                    out.append(RiskyArg(path, kind, "nested", req, why, null, filled))
                 elif "array" in ts and not ({"string", "number"} & ts):
-                    out.append(RiskyArg(path, kind, "array", req, why))
+                    out.append(RiskyArg(path, kind, "array", req, why, null, filled))
                 elif kind == "amount" and "number" in ts:
-                    out.append(RiskyArg(path, kind, "number", req, why))
+                    out.append(RiskyArg(path, kind, "number", req, why, null, filled))
                 elif kind != "amount" and "string" in ts:
-                    out.append(RiskyArg(path, kind, "string", req, why))
+                    out.append(RiskyArg(path, kind, "string", req, why, null, filled))
                 continue
             if "object" in ts:
                 visit(ch.view, path, req, in_array, depth + 1)

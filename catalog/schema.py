@@ -10,10 +10,14 @@ requires it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from mcpp.lang.diagnostics import did_you_mean
 from mcpp.lang.regex import RegexError, compile_regex
 from mcpp.lang.values import json_type  # noqa: F401 - re-exported for catalog.validate
+
+if TYPE_CHECKING:
+    from .defaults import Level
 
 JSON_TYPES = ("string", "number", "boolean", "null", "array", "object")
 _MAX_DEPTH = 32
@@ -117,10 +121,15 @@ def _values(alt: dict) -> list | None:
 
 @dataclass
 class View:
-    """The schemas a value at some argument path may satisfy."""
+    """The schemas a value at some argument path may satisfy.
+
+    `level` is what the gateway fills in when the value is an object (catalog/defaults.py):
+    a key with a fillable default is always present in the calls the policy decides, so
+    `child` reports it required."""
 
     alts: list[dict]
     root: dict
+    level: Level | None = None
 
     @property
     def types(self) -> frozenset[str] | None:
@@ -152,7 +161,11 @@ class View:
         for alt in self.alts:
             it = alt.get("items")
             alts.extend(resolve(it, self.root) if it is not None else [{}])
-        return View(alts, self.root)
+        return View(alts, self.root)  # nothing is filled inside array elements
+
+    def filled(self) -> list[str]:
+        """The keys the gateway fills in when this value is an object (and they are absent)."""
+        return list(self.level.defaults) if self.level is not None else []
 
     def child(self, key: str) -> "Child":
         """What the schema says about `value[key]` when the value is an object."""
@@ -200,19 +213,28 @@ class View:
             status = "declared" if declared else "undeclared"
         else:
             alts, status = [], "absent"
-        return Child(status, View(alts, self.root), required_all and object_alts > 0, names)
+        level = self.level.children.get(key) if self.level is not None else None
+        filled = self.level is not None and key in self.level.defaults
+        return Child(status, View(alts, self.root, level), (required_all and object_alts > 0) or filled, names, filled)
 
 
 @dataclass
 class Child:
     status: str  # declared | undeclared (the schema lets any key through) | absent (the schema forbids it)
     view: View
-    required: bool
+    required: bool  # in every call the policy decides: required by the schema, or filled in (`filled`)
     siblings: list[str] = field(default_factory=list)
+    filled: bool = False  # the gateway fills its declared default in when a call omits it
 
 
-def root_view(input_schema: dict) -> View:
-    return View(resolve(input_schema, input_schema), input_schema)
+def root_view(input_schema: dict, fill_from=None) -> View:
+    """The view of a tool's arguments. Defaults are planned from `fill_from` (default: the
+    same schema): the analyzer reads a draft-7 schema rewritten in 2020-12 terms, but the
+    gateway fills from the schema as declared."""
+    from .defaults import plan  # (defaults reads this module's resolution)
+
+    return View(resolve(input_schema, input_schema), input_schema,
+                plan(input_schema if fill_from is None else fill_from))
 
 
 @dataclass

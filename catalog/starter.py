@@ -91,9 +91,16 @@ def _guard_condition(a: RiskyArg, tool_kind: str) -> str | None:
         cond = f'{fmt(p)} like "*prod*" || {fmt(p)} in ["kube-system", "kube-public"]'
     else:
         return None
+    tests = []  # what must hold before the value is read, each false (never an error) when it fails
     if not a.required:
-        has = fmt(ir.Has(ir.GetAttr(ir.Var("context"), "input"), a.path))
-        cond = f"{has} && ({cond})" if "||" in cond else f"{has} && {cond}"
+        tests.append(fmt(ir.Has(ir.GetAttr(ir.Var("context"), "input"), a.path)))
+    if a.nullable:
+        # null means "not given" to an SDK server (`path: str | None = None`); reading it as a
+        # string would error, and a forbid that errors is skipped: `{"path": null}` would
+        # bypass the guard (the gateway forwards null, which the schema allows)
+        tests.append(fmt(ir.Compare("!=", p, ir.Lit(None))))
+    if tests:
+        cond = " && ".join(tests) + (f" && ({cond})" if "||" in cond else f" && {cond}")
     return cond
 
 
@@ -220,11 +227,16 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
                 unguarded_reads.append(c.name)
             for a in bounds:
                 what = GUARDS[a.kind][0]
-                absent = ("it is optional, but a call that omits it is denied too (the server's default could be "
-                          "anything)" if not a.required else "a call without it is denied")
-                L += _comment(f"`{a.path_text}` is {_noun(a.kind)} ({a.why}): the permit allows only {what}; {absent}, "
-                              "and so is one whose value is not a number (the condition errors, and a permit that "
-                              "errors denies).")
+                if a.filled:
+                    absent = ("it is optional, and a call that omits it is decided with the default the schema "
+                              "declares (the gateway fills it in before deciding); one whose value is not a number "
+                              "is denied")
+                else:
+                    absent = ("it is optional, but a call that omits it is denied too (the server's default could be "
+                              "anything), and so is one whose value is not a number" if not a.required else
+                              "a call without it is denied, and so is one whose value is not a number")
+                L += _comment(f"`{a.path_text}` is {_noun(a.kind)} ({a.why}): the permit allows only {what}; {absent} "
+                              "(the condition errors, and a permit that errors denies).")
             L.append(f"@id({quote(section + ':' + c.name)})")
             if bounds:
                 L.append(f"@reason({quote(_permit_reason(bounds))})")
@@ -235,7 +247,13 @@ def starter_policy(catalog: Catalog, catalog_ref: str | None = None) -> str:
             for a in denylists:
                 what, reason, _ = GUARDS[a.kind]
                 cond = _guard_condition(a, section)
-                opt = "" if a.required else f" `{a.path_text}` is optional, so the guard tests for it first."
+                opt = ("" if a.required else f" `{a.path_text}` is optional, so the guard tests for it first.")
+                if a.filled:
+                    opt = (f" `{a.path_text}` is optional, but the gateway fills the default the schema declares in "
+                           "before deciding, so the guard sees it.")
+                if a.nullable:
+                    opt += (f" `{a.path_text}` may be null, which means \"not given\" to the server: the guard lets it "
+                            "through rather than erroring on it (a forbid that errors would be skipped).")
                 L += _comment(f"`{a.path_text}` is {_noun(a.kind)} ({a.why}): deny {what}.{opt}")
                 gid = f"guard:{c.name}:{a.path_text}"
                 L.append(f"@id({quote(gid)})")

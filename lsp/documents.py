@@ -11,7 +11,7 @@ from mcpp.lang.diagnostics import Diagnostic, Span
 from mcpp.lang.program import Program, build_program
 
 if TYPE_CHECKING:
-    from mcpp.runtime.engine import Engine
+    from mcpp import Policy
 
 from .findings import Finding
 from .fixes import language_fix
@@ -37,7 +37,7 @@ class PolicyDocument:
         self.analysis: list[Finding] = []  # the analyzer's, moved along with edits
         self.analysis_version: int | None = None  # the version `analysis` was computed for
         self.timings: dict[str, float] = {}
-        self._engine: Engine | None = None
+        self._policy: Policy | None = None
 
     def update(self, text: str, version: int | None, catalogs, settings, roots: list[str]) -> None:
         """Re-check the new text: parse (incrementally), validate, check against the catalog."""
@@ -76,7 +76,7 @@ class PolicyDocument:
             self.analysis = [m for m in (f.moved(edit) for f in self.analysis) if m is not None]
         else:
             self.analysis = []
-        self._engine = None
+        self._policy = None
         t4 = time.perf_counter()
         self.timings = {"parse_ms": (t1 - t0) * 1000, "validate_ms": (t2 - t1) * 1000,
                         "catalog_ms": (t3 - t2) * 1000, "findings_ms": (t4 - t3) * 1000,
@@ -108,14 +108,15 @@ class PolicyDocument:
             span, kind = spans[data["implied_by"]]
             yield (*self.index.span_offsets(span), f"{kind} {data['implied_by']!r} applies whenever this rule does")
 
-    def engine(self):
-        """The decision engine for this version (built on first use: compiling every rule
-        costs more than a keystroke should)."""
-        if self._engine is None and self.program is not None:
-            from mcpp.runtime.engine import Engine
+    def policy(self) -> Policy | None:
+        """This version as a `mcpp.Policy`, for deciding sample calls through the public
+        API like every other caller (built on first use: compiling every rule costs more
+        than a keystroke should). It wraps the program parsed incrementally here."""
+        if self._policy is None and self.program is not None:
+            from mcpp import Policy
 
-            self._engine = Engine(self.program)
-        return self._engine
+            self._policy = Policy(self.program, catalog=self.catalog)  # decides as the gateway: defaults filled
+        return self._policy
 
 
 class CatalogChecks:

@@ -14,10 +14,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from lsprotocol import types as t
 
-from mcpp.runtime.engine import Grant
+from mcpp import Grant
+from mcpp.lang.diagnostics import Span
 
 from .documents import PolicyDocument
 
@@ -111,14 +113,18 @@ def load_samples(path: Path) -> tuple[list[Call], list[str]]:
 
 
 def decide(doc: PolicyDocument, call: Call) -> dict:
-    """The engine's decision for `call`, as `mcpp eval` prints it, plus the decisive
-    rule's range in the document."""
-    engine = doc.engine()
-    d = engine.decide(call.name, call.arguments, call.grant, call.server, reserve=False)
-    out = d.to_dict(doc.filename)
+    """The decision for `call` (`Policy.decide`, counting nothing), as `mcpp eval` prints
+    it, plus the decisive rule's range in the document."""
+    policy = doc.policy()
+    assert policy is not None  # a document is checked before it is evaluated
+    # arguments that are not an object are decided too (denied, `/request`), never raised
+    args = cast("dict[str, Any]", call.arguments)
+    d = policy.decide(call.name, args, principal=call.grant, server=call.server, dry_run=True)
+    out = d.to_dict()
     out["call"] = call.to_json()
-    if d.rule.span is not None and d.rule.span.line:
-        r = doc.index.span_range(d.rule.span)
+    if d.span is not None:
+        s = d.span
+        r = doc.index.span_range(Span(s.line, s.col, s.end_line, s.end_col, s.start, s.end))
         out["range"] = {"start": {"line": r.start.line, "character": r.start.character},
                         "end": {"line": r.end.line, "character": r.end.character}}
     return out

@@ -3,6 +3,8 @@ operators and methods (their meaning, from the language reference)."""
 
 from __future__ import annotations
 
+import json
+
 from lsprotocol import types as t
 
 from mcpp.lang import ir
@@ -134,6 +136,18 @@ def _tools_in_scope(doc: PolicyDocument, stmt, h) -> list[str] | None:
     return None
 
 
+def _filled_text(schema: dict, path: tuple[str, ...]) -> str:
+    """` (default 5000, filled in by the gateway)` for an argument with a declared default the
+    gateway fills into calls that omit it (catalog/defaults.py), else ``."""
+    from mcpp.catalog.defaults import level_at
+
+    level = level_at(schema, path[:-1])
+    if level is None or path[-1] not in level.defaults:
+        return ""
+    text = json.dumps(level.defaults[path[-1]], ensure_ascii=False)
+    return f" (default `{text if len(text) <= 40 else text[:40] + '…'}`, filled in by the gateway)"
+
+
 def _argument_markdown(doc: PolicyDocument, tools: list[str] | None, path: tuple[str, ...]) -> str:
     name = ".".join(path)
     head = f"**argument** `context.input.{name}` (`args.{name}` in the JSON form)"
@@ -151,7 +165,7 @@ def _argument_markdown(doc: PolicyDocument, tools: list[str] | None, path: tuple
         optional = info.optional_at is not None
         desc = description_of(info.view)
         rows.append(f"- `{tool}`: {types_text(info.view)}{' (optional)' if optional else ''}"
-                    + (f" — {desc}" if desc else ""))
+                    + _filled_text(catalog.tools[tool].input_schema, path) + (f" — {desc}" if desc else ""))
     if not rows:
         return head + "\n\nNo catalogued tool in this rule's scope has this argument."
     return head + "\n\n" + "\n".join(rows)

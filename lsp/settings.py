@@ -18,7 +18,7 @@ DEFAULT_DOCS_BASE = "https://github.com/mcpp-lang/mcpp/blob/main/"
 class Settings:
     catalog: str | None = None  # a catalog file; relative paths are resolved against the workspace root
     analyzer_enabled: bool = True
-    analyzer_timeout_ms: int = 2000  # per solver query, passed to mcpp.analyzer.analyze
+    analyzer_timeout_ms: int = 2000  # per solver query, passed to Policy.analyze
     analyzer_debounce_ms: int = 300  # quiet time after the last edit before the analyzer starts
     docs_base_url: str = DEFAULT_DOCS_BASE
     problems: list[str] = field(default_factory=list)  # what was wrong with the values given

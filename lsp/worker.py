@@ -21,10 +21,11 @@ import time
 
 
 def diag_to_json(d) -> dict:
+    """A diagnostic (the API's `mcpp.Diagnostic`, or the language's) as the reply carries it."""
     s = d.span
     return {
         "message": d.message,
-        "span": [s.line, s.col, s.end_line, s.end_col, s.start, s.end],
+        "span": [s.line, s.col, s.end_line, s.end_col, s.start, s.end] if s is not None else [0, 0, 0, 0, 0, 0],
         "severity": d.severity,
         "code": d.code,
         "notes": list(d.notes),
@@ -42,6 +43,8 @@ def diag_from_json(obj: dict):
 
 
 def handle(req: dict) -> dict:
+    """One analysis: the text checked by the language (a half-parsed policy is not
+    analysed), then proved through the public API (`Policy.analyze`, typed by the catalog)."""
     from mcpp.lang.program import check_source
 
     rid = req.get("id")
@@ -52,17 +55,18 @@ def handle(req: dict) -> dict:
     program, diags = check_source(source, filename)
     if any(d.severity == "error" for d in diags):
         return {"id": rid, "skipped": "the policy has errors"}
-    from mcpp.analyzer import analyze
+    from mcpp import Policy
 
     timeout = req.get("timeout_ms", 2000)
     catalog = _catalog(req.get("catalog"))
-    found = analyze(program, timeout_ms=int(timeout) if isinstance(timeout, (int, float)) else 2000, catalog=catalog)
+    policy = Policy(program)  # the program just checked, not parsed again
+    found = policy.analyze(timeout_ms=int(timeout) if isinstance(timeout, (int, float)) else 2000, catalog=catalog)
     from .coverage import coverage_diagnostics  # only when <name>.test.toml is beside the policy
 
-    found += coverage_diagnostics(program, filename, source)
+    covered = coverage_diagnostics(program, filename, source)
     return {
         "id": rid,
-        "diagnostics": [diag_to_json(d) for d in found],
+        "diagnostics": [diag_to_json(d) for d in found] + [diag_to_json(d) for d in covered],
         "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
     }
 

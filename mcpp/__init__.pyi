@@ -24,10 +24,12 @@ from mcpp._types import (
     LimitHit as LimitHit,
     Span as Span,
     ToolDiff as ToolDiff,
+    UserAttribute as UserAttribute,
+    UserDeclaration as UserDeclaration,
 )
-from mcpp.runtime.engine import Grant as Grant
+from mcpp.runtime.engine import Grant as Grant, User as User
 from mcpp.runtime.gateway.counters import RedisCounters as RedisCounters, SQLiteCounters as SQLiteCounters
-from mcpp.runtime.limits import CounterStore as CounterStore, MemoryCounters as MemoryCounters
+from mcpp.runtime.limits import Charge as Charge, CounterStore as CounterStore, MemoryCounters as MemoryCounters
 
 __version__: str
 DISTRIBUTION: str

@@ -28,10 +28,10 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from mcpp.runtime.engine import Grant
+from mcpp.runtime.engine import Grant, User
 from mcpp.runtime.gateway.audit import AuditLog, AuditRow
 
-from ._policy import Policy, Principal, _grant
+from ._policy import Policy, Principal, _principal
 
 if TYPE_CHECKING:
     from mcp.server.auth.provider import AccessToken
@@ -94,7 +94,7 @@ class PolicyMiddleware:
         if not isinstance(policy, Policy):
             raise TypeError("PolicyMiddleware needs a mcpp.Policy (mcpp.load_policy(...))")
         self.policy = policy
-        self.principal = _grant(principal)
+        self.principal = _principal(principal)
         self.identify = identify or token_principal
         self.server = server
         self.audit = audit
@@ -111,14 +111,14 @@ class PolicyMiddleware:
         return await call_next(ctx)
 
     # -- who calls ---------------------------------------------------------------------------
-    def caller(self) -> Grant:
+    def caller(self) -> Grant | User:
         """The principal of the current request: its access token's, else the configured one."""
         from mcp.server.auth.middleware.auth_context import get_access_token
 
         token = get_access_token()
         if token is None:
             return self.principal
-        return _grant(self.identify(token))
+        return _principal(self.identify(token))
 
     # -- tools/call ----------------------------------------------------------------------------
     async def _call(self, ctx: Any, call_next: CallNext) -> Any:
@@ -143,7 +143,7 @@ class PolicyMiddleware:
         if self.audit is not None:
             row = AuditRow(
                 ts=time.time(), request_id=json.dumps(ctx.request_id), trace_id=_trace_id(ctx),
-                grant_id=grant.id, grant_label=grant.label, server=self.server, tool=name,
+                grant_id=grant.id, grant_label=getattr(grant, "label", ""), server=self.server, tool=name,
                 decision=decision.decision, rule=decision.rule, message=decision.message,
                 arg_keys=sorted(str(k) for k in args) if isinstance(args, dict) else [],
                 outcome="forwarded" if decision.allowed else "denied",

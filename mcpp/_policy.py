@@ -9,17 +9,18 @@ analyzer (Z3) is imported only by the methods that prove things (`verify`, `visi
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
+from functools import cached_property
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
-from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError
-from mcpp.runtime.engine import Engine, Grant
-from mcpp.runtime.limits import CounterStore
+from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
+from mcpp.runtime.engine import Engine, Grant, User
+from mcpp.runtime.limits import CounterStore, MemoryCounters
 
 from ._errors import PolicyValidationError, from_mcpp_error
-from ._types import AssertResult, Decision, Diagnostic, Explanation, ToolDiff
+from ._types import AssertResult, Decision, Diagnostic, Explanation, ToolDiff, UserDeclaration
 
 if TYPE_CHECKING:
     from mcpp.catalog import Catalog
@@ -27,12 +28,13 @@ if TYPE_CHECKING:
 
 __all__ = ["Policy", "Principal", "diff", "load_policy"]
 
-Principal = Union[Grant, str]
-"""Who makes a call: a `Grant` (id, label, groups), or a grant id as a string. Other kinds
-of principal (an authenticated user with claims) will join this union; `principal=`
-stays a keyword argument, so code written for grants keeps working."""
+Principal = Union[Grant, User, str]
+"""Who makes a call: a `Grant` (id, label, groups), a grant id as a string, or a `User`
+(an authenticated user: id, attributes from its token's claims, groups), which the
+policy's `entity User` declaration types."""
 
-PolicySource = Union[str, "os.PathLike[str]"]
+PolicySource = Union[str, "os.PathLike[str]", bytes]
+CatalogSource = Union[str, "os.PathLike[str]", "Catalog"]
 
 
 def _is_text(source: str) -> bool:
@@ -45,18 +47,26 @@ def _is_text(source: str) -> bool:
 def load_policy(
     source: PolicySource,
     *,
-    catalog: str | os.PathLike[str] | Catalog | None = None,
+    catalog: CatalogSource | None = None,
     counters: CounterStore | None = None,
     filename: str | None = None,
+    namespace: str = "default",
 ) -> Policy:
-    """Load a policy from a file (a `Path`, or a `str` naming one) or from its text.
+    """Load a policy from a file (a `Path`, or a `str` naming one), from its text, or
+    from a file's content as `bytes` (UTF-8; what a caller that also hashes or caches
+    the file read — the gateway does both).
 
-    `.json` files and text starting with `{` are the JSON form; anything else is .mcpp.
+    `.json` files and text starting with `{` are the JSON form; anything else is .mcpp
+    (text or bytes given a `filename` are read by its name first, as the file would be:
+    `*.json` is the JSON form, `*.mcpp` is .mcpp).
     `catalog` (a catalog file or a loaded `mcpp.catalog.Catalog`) is checked against the
-    policy the way `mcpp check --catalog` does and kept as `Policy.catalog`. `counters`
+    policy the way `mcpp check --catalog` does and kept as `Policy.catalog`; `decide` and
+    `explain` then fill each tool's declared defaults into the arguments, as the gateway
+    does before it decides (docs/gateway.md, "Typed calls"). `counters`
     is where limits count (default: in this process's memory; see `SQLiteCounters`,
-    `RedisCounters`). `filename` names text in diagnostics and spans (default
-    `<input>`). Raises a `PolicyError` subclass with every problem found."""
+    `RedisCounters`), under keys that start with `namespace` (policies sharing a store
+    count apart unless they share a namespace). `filename` names text in diagnostics and
+    spans (default `<input>`). Raises a `PolicyError` subclass with every problem found."""
     from mcpp.lang.load import is_json, read_text
 
     if isinstance(source, os.PathLike) or (isinstance(source, str) and not _is_text(source)):
@@ -67,13 +77,22 @@ def load_policy(
             raise from_mcpp_error(e, file_error=True) from None
         name = filename or str(path)
         json_form = is_json(path, text)
-    elif isinstance(source, str):
-        text = source
+    elif isinstance(source, (str, bytes)):
         name = filename or "<input>"
-        json_form = text.lstrip().startswith("{")
+        if isinstance(source, bytes):
+            try:
+                text = source.decode("utf-8")
+            except UnicodeDecodeError as e:
+                err = MCPPError([LangDiagnostic(f"not UTF-8 text ({e.reason})", _NOWHERE, file=name)])
+                raise from_mcpp_error(err, file_error=True) from None
+        else:
+            text = source
+        json_form = is_json(name, text)  # `<input>`: text starting with `{`
     else:
-        raise TypeError(f"load_policy takes a path or policy text, not {type(source).__name__}")
-    return Policy._load(text, name, json_form, catalog=catalog, counters=counters)
+        raise TypeError(f"load_policy takes a path, policy text or bytes, not {type(source).__name__}")
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a string, not {type(namespace).__name__}")
+    return Policy._load(text, name, json_form, catalog=catalog, counters=counters, namespace=namespace)
 
 
 class Policy:
@@ -81,16 +100,24 @@ class Policy:
     limit counters, which live in the counter store."""
 
     def __init__(self, program: Program, *, counters: CounterStore | None = None,
-                 catalog: Catalog | None = None, warnings: Iterable[Diagnostic] = ()) -> None:
-        """Use `load_policy`; this wraps a program the toolchain already built."""
+                 catalog: Catalog | None = None, warnings: Iterable[Diagnostic] = (),
+                 namespace: str = "default") -> None:
+        """Use `load_policy`. This wraps a program the toolchain already built — the
+        language server's, parsed incrementally as the user types — so that such a
+        tool decides and proves through the same methods as everyone else."""
         self._program = program
-        self._engine = Engine(program, counters)
-        self._filename = self._engine.filename  # None for the JSON form: no source spans
+        self._store: CounterStore = counters if counters is not None else MemoryCounters()
+        self._namespace = namespace
+        self._filename = program.filename if program.origin == "mcpp" else None  # the JSON form has no source spans
         self.catalog = catalog
         self.warnings: tuple[Diagnostic, ...] = tuple(warnings)
+        # the public decision of each shared engine decision (see `decide`)
+        self._decisions: dict[int, tuple[Any, Decision]] = {}
+        self._tools: frozenset[str] | None = None
 
     @classmethod
-    def _load(cls, text: str, name: str, json_form: bool, *, catalog=None, counters=None) -> Policy:
+    def _load(cls, text: str, name: str, json_form: bool, *, catalog=None, counters=None,
+              namespace: str = "default") -> Policy:
         try:
             if json_form:
                 from mcpp.lang.jsonform import load_program as load_json
@@ -115,7 +142,16 @@ class Policy:
                 diags = diags + more
         except MCPPError as e:
             raise from_mcpp_error(e) from None
-        return cls(program, counters=counters, catalog=cat, warnings=(Diagnostic._of(d) for d in diags))
+        policy = cls(program, counters=counters, catalog=cat, warnings=(Diagnostic._of(d) for d in diags),
+                     namespace=namespace)
+        policy._engine  # compiled now, so that the first decision pays nothing
+        return policy
+
+    @cached_property
+    def _engine(self) -> Engine:
+        """The decision engine, compiled on first use: `load_policy` compiles it at once;
+        a policy wrapped only to be proved (the language server's analysis) never needs it."""
+        return Engine(self._program, self._store, self._namespace)
 
     # -- what it is ---------------------------------------------------------------------
     @property
@@ -131,7 +167,38 @@ class Policy:
     @property
     def counters(self) -> CounterStore:
         """The store limits count in when `decide` is given none."""
-        return self._engine.store
+        return self._store
+
+    @property
+    def namespace(self) -> str:
+        """The prefix of this policy's counter keys (`load_policy(namespace=…)`)."""
+        return self._namespace
+
+    @property
+    def tools(self) -> frozenset[str]:
+        """Every tool the policy names: in scopes, `hide`, limits, assertions, conditions
+        and action groups. Any other tool is decided by the policy's default."""
+        if self._tools is None:
+            self._tools = frozenset(self._program.named_tools())
+        return self._tools
+
+    @property
+    def user_declaration(self) -> UserDeclaration | None:
+        """The policy's `entity User` declaration (None: it declares none, so a `User`
+        principal has no attributes and may be in any groups)."""
+        decl = self._program.user_decl
+        return UserDeclaration._of(decl, self._filename) if decl is not None else None
+
+    def named_catalog(self) -> Catalog | None:
+        """The catalog the policy names — its `@catalog("…")` annotation, else the
+        `catalog` of the nearest `mcpp.toml` above its file — loaded; None when it names
+        none. Raises `CatalogError` when the named catalog cannot be used."""
+        from mcpp.catalog import find_catalog_for
+
+        try:
+            return find_catalog_for(self.filename, self._program)
+        except MCPPError as e:
+            raise from_mcpp_error(e) from None
 
     # -- deciding -----------------------------------------------------------------------
     def decide(
@@ -144,6 +211,7 @@ class Policy:
         now: float | datetime | None = None,
         counters: CounterStore | None = None,
         dry_run: bool = False,
+        approved: bool = False,
     ) -> Decision:
         """Decide one `tools/call`: `tool` with its JSON `arguments`, made by `principal`
         (default: the anonymous grant) on `server` (default `"default"`).
@@ -151,10 +219,38 @@ class Policy:
         Never raises for a bad call: anything that cannot be decided is denied, with the
         reason in the message (fail closed). Limits count in `counters` (default: the
         policy's store) at `now` (default: the current time); an allowed call holds its
-        budget until `Decision.release()`. `dry_run` decides without counting."""
-        d = self._engine.decide(tool, arguments, _grant(principal), server or "default", _epoch(now),
-                                not dry_run, counters)
-        return Decision._of(d, self._filename)
+        budget until `Decision.release()`. `dry_run` decides without counting: limits
+        are checked against the counts as they stand. `approved` says a person approved
+        this exact call, so a call only an `@approval` permit allows is allowed (and its
+        limits count) instead of being decided `"approval"`."""
+        d = self._engine.decide(tool, self._filled(tool, arguments), _principal(principal), server or "default", _epoch(now),
+                                not dry_run, counters, approved)
+        if d.reservation is not None or d.limit is not None:
+            return Decision._of(d, self._filename)
+        # The engine hands every call one cause decides the same decision object (a
+        # tool's failing permit step, a forbid, an allowing permit), so its public form is
+        # built once. The entry holds the engine's object, so its id is not reused while
+        # the entry lives; the identity check skips an entry of an id that was.
+        hit = self._decisions.get(id(d))
+        if hit is not None and hit[0] is d:
+            return hit[1]
+        out = Decision._of(d, self._filename)
+        if len(self._decisions) >= 4096:
+            self._decisions.clear()
+        self._decisions[id(d)] = (d, out)
+        return out
+
+    def _filled(self, tool: str, arguments):
+        """With a catalog, the arguments as the gateway decides them: the tool's declared
+        defaults filled in where the call omits them (catalog/defaults.py)."""
+        if self.catalog is None:
+            return arguments
+        t = self.catalog.tools.get(tool) if isinstance(tool, str) else None
+        if t is None:
+            return arguments
+        from mcpp.catalog.defaults import fill
+
+        return fill(t.input_schema, {} if arguments is None else arguments)
 
     def explain(
         self,
@@ -166,36 +262,95 @@ class Policy:
     ) -> Explanation:
         """The decision (counting nothing) with every policy that applies and every one
         whose evaluation errored: Cedar's reasons and errors for the same request."""
-        x = self._engine.explain(tool, arguments, _grant(principal), server or "default")
+        x = self._engine.explain(tool, self._filled(tool, arguments), _principal(principal), server or "default")
         return Explanation(Decision._of(x.decision, self._filename), x.satisfied, x.errored, x.determining)
 
     def visible(self, tools: Iterable[str], *, principal: Principal | None = None,
-                server: str | None = None) -> set[str]:
+                server: str | None = None, on_error: Callable[[Exception], object] | None = None) -> set[str]:
         """The tools of `tools` some call could be allowed for — the gateway's `tools/list`
         filter (proved with Z3, cached per policy, principal and server). Hidden tools are
-        never visible. Where the solver cannot answer in time a tool stays listed: its
-        calls are still decided one by one."""
+        never visible; a `User` that does not fit the policy's `entity User` sees none.
+        Where the solver cannot answer in time a tool stays listed: its calls are still
+        decided one by one. If the analyzer fails, `on_error` (when given) is called with
+        the exception, and the answer is what is certain without it: hidden tools go, and
+        for a user, tools whose every permit is for other principals."""
         names = [t for t in tools if isinstance(t, str)]
-        g = _grant(principal)
+        g = _principal(principal)
+        srv = server or "default"
         try:
+            if isinstance(g, User):
+                from mcpp.analyzer.visibility import visible_tools_for_user
+
+                return set(visible_tools_for_user(self._program, names, user_id=g.id, attrs=dict(g.attrs),
+                                                  groups=g.groups, server=srv))
             from mcpp.analyzer.visibility import visible_tools
 
             return set(visible_tools(self._program, names, grant_id=g.id, label=g.label, groups=g.groups,
-                                     server=server or "default"))
-        except Exception:  # without the analyzer's answer, what is certain: hidden tools go
+                                     server=srv))
+        except Exception as e:
+            if on_error is not None:
+                on_error(e)
+            if isinstance(g, User):
+                return _user_visible(self._program, names, g.id, g.groups)
             return {n for n in names if n not in self._program.hidden}
 
     # -- proving ------------------------------------------------------------------------
-    def verify(self, *, timeout_ms: int = 2000) -> list[AssertResult]:
+    # Each proof is typed by a catalog when there is one (`catalog=`, else the policy's
+    # own `catalog`): calls are taken to conform to each tool's input schema, as the
+    # gateway enforces (docs/analyzer.md, "Typed analysis"). A catalog given here only
+    # types the proof; checking the policy against it is `load_policy(catalog=…)`'s.
+    def verify(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None) -> list[AssertResult]:
         """Prove every `assert` statement (Z3), in source order. Raises
         `PolicyValidationError` for a malformed assertion (or, with a catalog, one naming
-        a tool the catalog does not have)."""
+        a tool the catalog does not have), `CatalogError` for a catalog that cannot be used."""
+        cat = self._typing(catalog)
+        if not self._program.asserts:
+            return []  # nothing to prove: no need to load the prover
+        from mcpp.analyzer.typed import typed_session
         from mcpp.analyzer.verify import assert_problems, verify
 
-        problems = assert_problems(self._program, set(self.catalog.tools) if self.catalog is not None else None)
+        problems = [d for d in assert_problems(self._program, set(cat.tools) if cat is not None else None)
+                    if d.severity == "error"]
         if problems:
             raise PolicyValidationError([Diagnostic._of(d) for d in problems])
-        return [AssertResult._of(r, self._filename) for r in verify(self._program, timeout_ms=timeout_ms)]
+        results = verify(self._program, session=typed_session(cat, timeout_ms))
+        return [AssertResult._of(r, self._filename) for r in results]
+
+    def lint(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None,
+             errors_only: bool = False) -> list[Diagnostic]:
+        """The analyzer's findings (`mcpp lint`; docs/lints/): rules that can never
+        apply, that another makes redundant, that a caller can bypass, …, in source
+        order. `errors_only`: only the error-level ones — a rule a caller can bypass with
+        a missing or mistyped argument — which `mcpp verify` fails on and `mcpp serve`
+        refuses to enforce (checked alone, which is faster)."""
+        from mcpp.analyzer.typed import typed_session
+
+        cat = self._typing(catalog)
+        if errors_only:
+            from mcpp.analyzer.safety import blocking_findings
+
+            found = blocking_findings(self._program, cat, timeout_ms=timeout_ms)
+        else:
+            from mcpp.analyzer.lints import lint
+
+            found = lint(self._program, timeout_ms=timeout_ms, session=typed_session(cat, timeout_ms))
+        return [Diagnostic._of(d) for d in found]
+
+    def analyze(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None) -> list[Diagnostic]:
+        """Everything the analyzer finds, as diagnostics: the lint findings, malformed
+        assertions, and each assertion that fails (`assert-failed`, its counterexample in
+        `data`) or could not be decided (`assert-unknown`) — what the language server
+        shows. Never raises for the policy: an analyzer failure is one `analyzer-error`
+        diagnostic."""
+        from mcpp.analyzer import analyze
+
+        return [Diagnostic._of(d) for d in analyze(self._program, timeout_ms=timeout_ms, catalog=self._typing(catalog))]
+
+    def _typing(self, catalog: CatalogSource | None) -> Catalog | None:
+        try:
+            return _catalog(catalog) if catalog is not None else self.catalog
+        except MCPPError as e:
+            raise from_mcpp_error(e) from None
 
     def __repr__(self) -> str:
         return f"<mcpp.Policy {self.filename!r} ({self.origin})>"
@@ -215,10 +370,11 @@ def diff(old: Policy | PolicySource, new: Policy | PolicySource, *, timeout_ms: 
 # ---- arguments ----------------------------------------------------------------------------
 
 _ANONYMOUS = Grant()
+_NOWHERE = LangSpan(0, 0, 0, 0)
 
 
-def _grant(principal: Principal | None) -> Grant:
-    """The engine's principal for an API principal (a grant or a grant id)."""
+def _principal(principal: Principal | None) -> Grant | User:
+    """The engine's principal for an API principal (a grant, a grant id or a user)."""
     if principal is None:
         return _ANONYMOUS
     if type(principal) is Grant:
@@ -230,9 +386,18 @@ def _grant(principal: Principal | None) -> Grant:
         if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
             raise TypeError("Grant.groups must be a collection of group names (strings)")
         return replace(principal, groups=frozenset(groups))
+    if type(principal) is User:
+        if type(principal.id) is str and type(principal.groups) is frozenset:
+            return principal  # its attributes are checked against the policy's `entity User` when decided
+        if not isinstance(principal.id, str):
+            raise TypeError("User.id must be a string")
+        groups = principal.groups
+        if isinstance(groups, str) or not all(isinstance(g, str) for g in groups):
+            raise TypeError("User.groups must be a collection of group names (strings)")
+        return replace(principal, groups=frozenset(groups))
     if isinstance(principal, str):
         return Grant(principal)
-    raise TypeError(f"principal must be a mcpp.Grant or a grant id, not {type(principal).__name__}")
+    raise TypeError(f"principal must be a mcpp.Grant, a mcpp.User or a grant id, not {type(principal).__name__}")
 
 
 def _epoch(now: float | datetime | None) -> float | None:
@@ -255,3 +420,42 @@ def _catalog(catalog):
     if isinstance(catalog, (str, os.PathLike)):
         return load_catalog(os.fspath(catalog))  # CatalogError is an MCPPError: the caller maps it
     raise TypeError(f"catalog must be a path or a mcpp.catalog.Catalog, not {type(catalog).__name__}")
+
+
+def _user_visible(program, names: list[str], user_id: str, groups) -> set[str]:
+    """`visible` for a user when the analyzer cannot answer: a tool is listed unless it
+    is hidden, or default deny holds for it and no permit that names it can apply to this
+    user by its scope. Conditions are taken as possibly true and forbids as possibly not
+    applying, so a tool some call by this user could be allowed for is always listed
+    (showing a tool only lets the agent try; the call is still decided)."""
+    plan = program.plan()
+    out = set()
+    for name in names:
+        tp = plan.for_tool(name)
+        if tp.hidden:
+            continue
+        # an @approval permit counts: a person may let the call run
+        if tp.default_allows or any(
+            _scope_may_match(p.stmt.scope.principal, "User", user_id, groups)
+            for p in (*tp.permits, *getattr(tp, "approvals", ()))
+        ):
+            out.add(name)
+    return out
+
+
+def _scope_may_match(scope, principal_type: str, principal_id: str, groups) -> bool:
+    """Whether a rule's principal scope can match this caller (exact: the scope reads only
+    the principal's type, id and groups)."""
+    op = scope.op
+    if op == "any":
+        return True
+    if op == "is":
+        return scope.type == principal_type
+    ent = scope.entity
+    me = ent.type == principal_type and ent.id == principal_id
+    if op == "eq":
+        return me
+    within = me or (ent.type == "Group" and ent.id in groups)
+    if op == "in":
+        return within
+    return scope.type == principal_type and within  # is … in …

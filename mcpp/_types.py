@@ -7,23 +7,33 @@ prints for the same thing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 __all__ = [
     "AssertResult", "Change", "Decision", "Diagnostic", "Explanation", "LimitHit", "Span", "ToolDiff",
+    "UserAttribute", "UserDeclaration",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class Span:
-    """A place in a .mcpp file: 1-based line and column of the first and last character."""
+    """A place in a .mcpp file: 1-based line and column of the first and last character.
+
+    `start` and `end` are the same place as 0-based code-point offsets into the text
+    (`text[start:end]` is the spanned source), for tools that place it exactly (the
+    language server); both are 0 where only the line and column are known. They do not
+    take part in comparisons: two spans are equal when they name the same lines and
+    columns of the same file."""
 
     file: str | None
     line: int
     col: int
     end_line: int
     end_col: int
+    start: int = field(default=0, compare=False)
+    end: int = field(default=0, compare=False)
 
     def __str__(self) -> str:
         return f"{self.file or '<input>'}:{self.line}:{self.col}"
@@ -33,13 +43,20 @@ class Span:
         """From an internal span; None where there is no source position (JSON input)."""
         if span is None or not span.line:
             return None
-        return Span(file, span.line, span.col, span.end_line, span.end_col)
+        return Span(file, span.line, span.col, span.end_line, span.end_col, span.start, span.end)
 
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
     """One problem found in a policy. `span` is None for JSON documents, whose messages
-    start with the JSON pointer of the offending value (also in `pointer`)."""
+    start with the JSON pointer of the offending value (also in `pointer`), and for
+    findings about the whole file.
+
+    `data` holds what a tool needs beyond the message, as JSON values, by key (each
+    present only where it applies): `docs` (the page that explains the code), `fix` (text
+    edits that resolve it), `counterexample` and `decision` (a failing assertion's call
+    and its replayed decision), `assert` and `kind`, `implied_by` (the rule that makes this
+    one redundant) — what `mcpp lint --format json` prints and the language server shows."""
 
     message: str
     severity: Literal["error", "warning", "info"]
@@ -48,19 +65,21 @@ class Diagnostic:
     span: Span | None = None
     notes: tuple[str, ...] = ()
     pointer: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def render(self, source: str | None = None) -> str:
         """`file:line:col: severity: message` (and the line, underlined, given the source)."""
         from mcpp.lang.diagnostics import Diagnostic as _D, Span as _S
 
         s = self.span
-        inner = _S(s.line, s.col, s.end_line, s.end_col) if s is not None else _S(0, 0, 0, 0)
+        inner = _S(s.line, s.col, s.end_line, s.end_col, s.start, s.end) if s is not None else _S(0, 0, 0, 0)
         return _D(self.message, inner, self.severity, self.code, self.file, self.notes).render(source)
 
     @staticmethod
     def _of(d) -> Diagnostic:
+        data = dict(d.data) if isinstance(d.data, dict) else {}
         return Diagnostic(d.message, d.severity, d.code, d.file, Span._of(d.span, d.file), tuple(d.notes),
-                          d.data.get("pointer") if isinstance(d.data, dict) else None)
+                          data.get("pointer"), data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,3 +257,34 @@ class ToolDiff:
     @staticmethod
     def _of(t) -> ToolDiff:
         return ToolDiff(t.tool, t.other, t.status, Change._of(t.looser), Change._of(t.stricter))
+
+
+@dataclass(frozen=True, slots=True)
+class UserAttribute:
+    """One attribute of the policy's `entity User` declaration: `email: String` or, with
+    `optional`, `refund_cap?: Long`. `type` is written as in the source (`String`,
+    `Long`, `Bool`, `Set<String>`, …)."""
+
+    name: str
+    type: str
+    optional: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class UserDeclaration:
+    """The policy's `entity User` declaration (docs/language.md): what an authenticated
+    user must bring to be decided — each attribute, typed — and whether users may be in
+    groups (`entity User in [Group]`). A `User` principal that does not fit it is denied
+    (rule `/principal`)."""
+
+    attributes: tuple[UserAttribute, ...]
+    groups: bool
+    span: Span | None = None
+
+    def attribute(self, name: str) -> UserAttribute | None:
+        return next((a for a in self.attributes if a.name == name), None)
+
+    @staticmethod
+    def _of(decl, filename: str | None) -> UserDeclaration:
+        return UserDeclaration(tuple(UserAttribute(a.name, a.type, bool(a.optional)) for a in decl.attrs),
+                               "Group" in tuple(decl.parents), Span._of(decl.span, filename) if filename else None)

@@ -15,6 +15,10 @@ the key can be found in the text, its `file:line:col`.
     arguments = { amount = 50 }
     decision = "allow"
     policy = "refund-cap"
+
+The caller is a grant (`grant`, the default: `anonymous`) or, for a policy with users
+(`entity User`), a user with its claims as the gateway maps them (`user = { id = "alice",
+attrs = { scopes = ["k8s:write"] }, groups = ["sre"] }`), the engine's `User`.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span, did_you_mean
-from mcpp.runtime.engine import Grant
+from mcpp.runtime.engine import Caller, Grant, User
 
 SUFFIX = ".test.toml"
 POLICY_SUFFIXES = (".mcpp", ".json")
@@ -55,11 +59,18 @@ class GrantModel(_Model):
     groups: list[StrictStr] = []
 
 
+class UserModel(_Model):
+    id: StrictStr = Field(min_length=1)
+    attrs: dict[str, Any] = {}
+    groups: list[StrictStr] = []
+
+
 class _CallFields(_Model):
     tool: StrictStr | None = None
     arguments: dict[str, Any] | None = None
     arguments_json: StrictStr | None = None
     grant: StrictStr | GrantModel | None = None
+    user: StrictStr | UserModel | None = None
     server: StrictStr | None = None
     time: datetime | None = None
 
@@ -94,12 +105,13 @@ class Step:
 
     tool: str
     arguments: dict
-    grant: Grant
+    caller: Caller  # a Grant, or a User (its id, claims and groups)
     server: str
     time: datetime
     expect: dict  # a subset of decision / rule / policy / message
     repeat: int = 1
     line: int = 0
+    caller_at: tuple = ()  # the key path of the `user` that gave the caller (its attributes are checked per policy)
 
 
 @dataclass
@@ -223,16 +235,16 @@ def _pydantic_errors(path: Path, lines: _Lines, e: ValidationError) -> list[Diag
     out: list[Diagnostic] = []
     seen: set[tuple] = set()
     errors = e.errors()
-    # `grant` is a string or a table: when it is a table with a bad key, the error about
-    # the table is the one to show, not "expected a string"
-    deep = {tuple(x["loc"])[: list(x["loc"]).index("GrantModel")] for x in errors
-            if "GrantModel" in x["loc"] and list(x["loc"]).index("GrantModel") < len(x["loc"]) - 1}
+    # `grant` and `user` are a string or a table: when it is a table with a bad key, the
+    # error about the table is the one to show, not "expected a string"
+    deep = {tuple(x["loc"])[: list(x["loc"]).index(m)] for x in errors for m in _CALLER_MODELS
+            if m in x["loc"] and list(x["loc"]).index(m) < len(x["loc"]) - 1}
     for err in errors:
         loc = tuple(err["loc"])
         if "str" in loc and loc[: loc.index("str")] in deep:
             continue
         # `grant = "id" | {…}` reports one error per alternative; name the key once
-        clean = tuple(p for p in loc if p not in ("str", "GrantModel", "function-after[_check_json()]"))
+        clean = tuple(p for p in loc if p not in ("str", *_CALLER_MODELS, "function-after[_check_json()]"))
         if clean in seen:
             continue
         seen.add(clean)
@@ -240,6 +252,10 @@ def _pydantic_errors(path: Path, lines: _Lines, e: ValidationError) -> list[Diag
         msg = _PYDANTIC_TYPES.get(kind, err.get("msg", "invalid"))
         if clean and clean[-1] == "grant" and kind in ("string_type", "model_type", "dict_type"):
             msg = 'expected a grant id or a table { id = "…", label = "…", groups = ["…"] }'
+        if clean and clean[-1] == "user" and kind in ("string_type", "model_type", "dict_type"):
+            msg = 'expected a user id or a table { id = "…", attrs = { … }, groups = ["…"] }'
+        if kind == "string_too_short" and clean[-2:] == ("user", "id"):
+            msg = "a user id is not empty"
         if kind == "extra_forbidden" and clean:
             msg = f"unknown key {clean[-1]!r}" + _did_you_mean(clean)
         if kind == "literal_error":
@@ -248,10 +264,11 @@ def _pydantic_errors(path: Path, lines: _Lines, e: ValidationError) -> list[Diag
     return sorted(out, key=lambda d: (d.span.line, d.span.col))
 
 
+_CALLER_MODELS = ("GrantModel", "UserModel")
 _KNOWN = {
     "file": ("policies", "case"),
-    "case": ("name", "tool", "arguments", "arguments_json", "grant", "server", "time", "calls") + EXPECT_KEYS,
-    "calls": ("tool", "arguments", "arguments_json", "grant", "server", "time", "repeat") + EXPECT_KEYS,
+    "case": ("name", "tool", "arguments", "arguments_json", "grant", "user", "server", "time", "calls") + EXPECT_KEYS,
+    "calls": ("tool", "arguments", "arguments_json", "grant", "user", "server", "time", "repeat") + EXPECT_KEYS,
 }
 
 
@@ -259,6 +276,8 @@ def _did_you_mean(loc: tuple) -> str:
     parent = "file" if len(loc) == 1 else ("calls" if "calls" in loc[:-1] else "case")
     if len(loc) > 1 and loc[-2] == "grant":
         known: tuple = ("id", "label", "groups")
+    elif len(loc) > 1 and loc[-2] == "user":
+        known = ("id", "attrs", "groups")
     else:
         known = _KNOWN[parent]
     near = did_you_mean(str(loc[-1]), known)
@@ -308,12 +327,57 @@ def _arguments(m: _CallFields, loc: tuple, problems: list[tuple[tuple, str]]) ->
     return None
 
 
-def _grant(g: str | GrantModel | None) -> Grant | None:
-    if g is None:
-        return None
+def _caller(m: _CallFields, loc: tuple, problems: list[tuple[tuple, str]]) -> tuple[Caller | None, tuple]:
+    """The caller a case or call gives (None: it gives none) and, for a user, the key path
+    of its `user`. A user's attributes are JSON values (the claims as the gateway maps
+    them); whether the policy declares them is checked per policy (`user_problems`)."""
+    if m.grant is not None and m.user is not None:
+        problems.append((loc + ("user",), "give `grant` or `user`, not both: a call has one caller"))
+        return None, ()
+    g = m.grant
     if isinstance(g, str):
-        return Grant(g)
-    return Grant(g.id, g.label, frozenset(g.groups))
+        return Grant(g), ()
+    if g is not None:
+        return Grant(g.id, g.label, frozenset(g.groups)), ()
+    u = m.user
+    if u is None:
+        return None, ()
+    if isinstance(u, str):
+        if not u:
+            problems.append((loc + ("user",), "a user id is not empty"))
+        return User(u), loc + ("user",)
+    _json_value(u.attrs, loc + ("user", "attrs"), problems)
+    return User(u.id, dict(u.attrs), frozenset(u.groups)), loc + ("user",)
+
+
+def user_diagnostics(tf: "TestFile", program) -> list[Diagnostic]:
+    """`user_problems` for every case of a test file, as `file:line:col` diagnostics."""
+    lines = _Lines.scan(tf.text)
+    found = user_problems(program, [s for c in tf.cases for s in c.steps])
+    return sorted((_diag(tf.path, lines, loc, msg) for loc, msg in found), key=lambda d: (d.span.line, d.span.col))
+
+
+def user_problems(program, steps) -> list[tuple[tuple, str]]:
+    """(key path, message) for each attribute a test's user has that `program` does not
+    declare: the engine would drop it silently, so a misspelt claim would test nothing."""
+    from mcpp.lang.identity import user_decl
+
+    decl = user_decl(program)
+    declared = [a.name for a in decl.attrs]
+    out: list[tuple[tuple, str]] = []
+    seen: set[tuple] = set()
+    for step in steps:
+        if not isinstance(step.caller, User) or step.caller_at in seen:
+            continue
+        seen.add(step.caller_at)
+        for name in step.caller.attrs:
+            if name in declared:
+                continue
+            near = did_you_mean(name, declared)
+            hint = f" (did you mean {near!r}?)" if near else (
+                f" (it declares {', '.join(declared)})" if declared else " (it has no `entity User { … }` declaration)")
+            out.append((step.caller_at + ("attrs", name), f"{program.filename} declares no user attribute {name!r}{hint}"))
+    return out
 
 
 def _time(t: datetime | None, loc: tuple, problems: list[tuple[tuple, str]]) -> datetime | None:
@@ -362,7 +426,7 @@ def parse_test_file(text: str, path: Path) -> TestFile:
             problems.append((loc + ("name",), f"a second case named {c.name!r} (the first is case[{names[c.name]}])"))
         names.setdefault(c.name, ci)
         case_args = _arguments(c, loc, problems)
-        case_grant = _grant(c.grant)
+        case_caller, case_at = _caller(c, loc, problems)
         case_time = _time(c.time, loc, problems)
         steps: list[Step] = []
         if c.calls is not None:
@@ -375,24 +439,27 @@ def parse_test_file(text: str, path: Path) -> TestFile:
             for si, s in enumerate(c.calls):
                 sloc = loc + ("calls", si)
                 args = _arguments(s, sloc, problems)
+                scaller, sat = _caller(s, sloc, problems)
                 stime = _time(s.time, sloc, problems)
                 tool = s.tool if s.tool is not None else c.tool
                 if tool is None:
                     problems.append((sloc + ("tool",), "which tool does this call? (set `tool` here or on the case)"))
                 if s.decision is None:
                     problems.append((sloc + ("decision",), 'required: "allow", "deny" or "approval"'))
+                caller, at = (scaller, sat) if scaller is not None else (case_caller, case_at)
                 steps.append(Step(
                     tool or "", args if args is not None else (case_args if case_args is not None else {}),
-                    _grant(s.grant) or case_grant or Grant(), s.server or c.server or "default",
-                    stime or case_time or DEFAULT_TIME, _expect(s), s.repeat, lines.call_line(ci, si),
+                    caller or Grant(), s.server or c.server or "default",
+                    stime or case_time or DEFAULT_TIME, _expect(s), s.repeat, lines.call_line(ci, si), at,
                 ))
         else:
             if c.tool is None:
                 problems.append((loc + ("tool",), "required: the tool the call is to (or give `calls`, a sequence)"))
             if c.decision is None:
                 problems.append((loc + ("decision",), 'required: "allow", "deny" or "approval"'))
-            steps.append(Step(c.tool or "", case_args if case_args is not None else {}, case_grant or Grant(),
-                              c.server or "default", case_time or DEFAULT_TIME, _expect(c), 1, lines.case_line(ci)))
+            steps.append(Step(c.tool or "", case_args if case_args is not None else {}, case_caller or Grant(),
+                              c.server or "default", case_time or DEFAULT_TIME, _expect(c), 1, lines.case_line(ci),
+                              case_at))
         cases.append(Case(c.name, steps, ci, lines.case_line(ci)))
     if model.policies is not None and not model.policies:
         problems.append((("policies",), "name at least one policy file (or leave `policies` out)"))

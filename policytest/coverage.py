@@ -33,7 +33,8 @@ from mcpp.lang import formatter, ir
 from mcpp.lang.evaluator import Env, compile_expr, outcome, tracing
 from mcpp.lang.ir import walk
 from mcpp.lang.program import AssertInfo, PolicyInfo, Program
-from mcpp.runtime.engine import CompiledRule, Decision, Engine, Grant
+from mcpp.lang.identity import PrincipalError
+from mcpp.runtime.engine import Caller, CompiledRule, Decision, Engine
 
 CATEGORIES = ("rules", "limits", "conditions", "asserts")
 
@@ -223,7 +224,7 @@ class Coverage:
         with tracing(self):
             return Engine(self.program, store=CaseCounters())
 
-    def observe(self, engine: Engine, tool: str, args: dict, grant: Grant, server: str, decision: Decision) -> None:
+    def observe(self, engine: Engine, tool: str, args: dict, grant: Caller, server: str, decision: Decision) -> None:
         """After each call: which rule decided it, which rules apply to it, which asserts
         it falls under."""
         self.calls += 1
@@ -234,7 +235,10 @@ class Coverage:
         if type(tool) is not str or type(args) is not dict:
             return  # a malformed request reaches no rule
         rules = engine.index.get(tool, engine.other)
-        env = engine.env(tool, args, grant, server)
+        try:
+            env = engine.env(tool, args, grant, server)
+        except PrincipalError:  # a user the policy's `entity User` refuses: denied before any rule (/principal)
+            return
         if not rules.plan.hidden:
             # Cedar's view, as `Engine.explain`: every rule of the tool, not only those
             # the engine's order reached before the decision was settled

@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 from datetime import timezone
 from pathlib import Path
 
+from mcpp.runtime.engine import Grant, User
+
 from .cases import Step
 from .coverage import CATEGORIES
 from .runner import CaseResult, Mismatch, Run, total_percent
@@ -17,13 +19,30 @@ def _v(value: object) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def caller_text(c: Grant | User) -> str:
+    """`grant "g" (label "l") in Group::"x"`, or `User::"alice" {scopes: ["k8s:write"],
+    groups: ["sre"]}` (as `mcpp verify` shows a user)."""
+    if isinstance(c, User):
+        parts = [f"{k}: {_v(v)}" for k, v in sorted(c.attrs.items())]
+        parts.append(f"groups: {_v(sorted(c.groups))}")
+        return f"User::{_v(c.id)} {{{', '.join(parts)}}}"
+    who = f"grant {_v(c.id)}"
+    if c.label:
+        who += f" (label {_v(c.label)})"
+    if c.groups:
+        who += " in " + ", ".join(f"Group::{_v(x)}" for x in sorted(c.groups))
+    return who
+
+
+def caller_dict(c: Grant | User) -> dict:
+    """The caller in JSON reports: under `grant` for a grant, `user` for a user."""
+    if isinstance(c, User):
+        return {"user": {"id": c.id, "attrs": dict(sorted(c.attrs.items())), "groups": sorted(c.groups)}}
+    return {"grant": {"id": c.id, "label": c.label, "groups": sorted(c.groups)}}
+
+
 def call_text(step: Step) -> str:
-    g = step.grant
-    who = f"grant {_v(g.id)}"
-    if g.label:
-        who += f" (label {_v(g.label)})"
-    if g.groups:
-        who += " in " + ", ".join(f"Group::{_v(x)}" for x in sorted(g.groups))
+    who = caller_text(step.caller)
     when = step.time.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     return f"{step.tool} {_v(step.arguments)} by {who} on server {_v(step.server)} at {when}"
 
@@ -112,7 +131,7 @@ def _case_dict(c: CaseResult) -> dict:
         d["failure"] = {
             "call": m.step_index, "repeat": m.repeat_index, "line": m.step.line or c.case.line,
             "request": {"name": m.step.tool, "arguments": m.step.arguments},
-            "grant": {"id": m.step.grant.id, "label": m.step.grant.label, "groups": sorted(m.step.grant.groups)},
+            **caller_dict(m.step.caller),
             "server": m.step.server, "time": m.step.time.isoformat(),
             "expected": m.expected, "actual": m.actual, "mismatched": m.keys,
         }

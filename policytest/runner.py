@@ -18,7 +18,9 @@ from mcpp.lang.load import load_policy, read_text
 from mcpp.lang.program import Program
 from mcpp.runtime.engine import Engine
 
-from .cases import Case, Step, Target, TestFile, TestFileError, TestFileUnreadable, discover, load_test_file
+from .cases import (
+    Case, Step, Target, TestFile, TestFileError, TestFileUnreadable, discover, load_test_file, user_diagnostics,
+)
 from .coverage import CaseCounters, Coverage, CoverageReport
 
 
@@ -111,17 +113,20 @@ def actual_of(decision) -> dict:
             "message": decision.message}
 
 
-def run_case(engine: Engine, case: Case, policy: Path, coverage: Coverage | None = None) -> CaseResult:
+def run_case(engine: Engine, case: Case, policy: Path, coverage: Coverage | None = None, fill=None) -> CaseResult:
+    """`fill(tool, arguments)`, given when the policy names a catalog: the arguments as the
+    gateway decides them, the tool's declared defaults filled in (catalog/defaults.py)."""
     engine.store = CaseCounters()
     result = CaseResult(case, policy)
     t0 = _time.perf_counter()
     for si, step in enumerate(case.steps):
         now = step.time.timestamp()
         for ri in range(step.repeat):
-            d = engine.decide(step.tool, step.arguments, step.grant, step.server, now=now, reserve=True)
+            args = fill(step.tool, step.arguments) if fill is not None else step.arguments
+            d = engine.decide(step.tool, args, step.caller, step.server, now=now, reserve=True)
             result.calls += 1
             if coverage is not None:
-                coverage.observe(engine, step.tool, step.arguments, step.grant, step.server, d)
+                coverage.observe(engine, step.tool, args, step.caller, step.server, d)
             actual = actual_of(d)
             if any(actual.get(k) != v for k, v in step.expect.items()):
                 result.mismatch = Mismatch(step, si, ri, dict(step.expect), actual)
@@ -139,6 +144,7 @@ class _Policies:
         self.loaded: dict[Path, tuple[Program, Engine, Coverage | None] | MCPPError] = {}
         self.names: dict[Path, str] = {}
         self.unreadable: set[Path] = set()
+        self.fills: dict[Path, object] = {}  # a policy that names a catalog: its `fill` (run_case)
 
     @staticmethod
     def readable(path: Path) -> bool:
@@ -159,6 +165,11 @@ class _Policies:
                 if not self.readable(path):  # cannot be read (exit 2), rather than has errors (exit 1)
                     self.unreadable.add(key)
             else:
+                try:  # the catalog it names: calls are decided with declared defaults filled in
+                    self.fills[key] = _filler(path, program)
+                except MCPPError as e:  # named but unusable: an error, never skipped
+                    self.loaded[key] = e
+                    return e
                 if self.with_coverage:
                     cov = Coverage(program)
                     hit = (program, cov.engine(), cov)
@@ -190,11 +201,34 @@ def run_test_file(tf: TestFile, policies: _Policies, run: Run, only: Path | None
                     run.problems.append((Diagnostic("the policy cannot be loaded", Span(0, 0, 0, 0), "error",
                                                     "policy", str(policy)), None))
             continue
-        _, engine, cov = hit
+        program, engine, cov = hit
+        bad = user_diagnostics(tf, program)
+        if bad:  # a user attribute the policy does not declare: the case would test nothing
+            run.problems += [(d, tf.text) for d in bad]
+            continue
         fr = FileResult(tf.path, policy)
+        fill = policies.fills.get(policy.resolve())
         for case in tf.cases:
-            fr.cases.append(run_case(engine, case, policy, cov))
+            fr.cases.append(run_case(engine, case, policy, cov, fill))
         run.files.append(fr)
+
+
+def _filler(path: Path, program: Program):
+    """`fill(tool, arguments)` for a policy that names a catalog (`@catalog`, mcpp.toml),
+    else None. Raises CatalogError (an MCPPError) when the named catalog cannot be used."""
+    from mcpp.catalog.defaults import fill
+    from mcpp.catalog.locate import find_catalog_for
+
+    catalog = find_catalog_for(str(path), program) if program.document is not None else None
+    if catalog is None:
+        return None
+    tools = catalog.tools
+
+    def filled(tool: str, arguments):
+        t = tools.get(tool)
+        return fill(t.input_schema, arguments) if t is not None else arguments
+
+    return filled
 
 
 def run_paths(paths: list[Path], coverage: bool = False) -> Run:

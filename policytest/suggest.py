@@ -26,13 +26,15 @@ from fractions import Fraction
 from pathlib import Path
 
 import tomlkit
+import z3
 
-from mcpp.analyzer.encode import FixedGrant, decide, query_tools
+from mcpp.analyzer.encode import FixedGrant, FixedUser, decide, query_tools
 from mcpp.analyzer.solve import Session
 from mcpp.analyzer.sym import AND, NOT, OR, real_val
 from mcpp.analyzer.witness import Witness
+from mcpp.lang.identity import PrincipalError
 from mcpp.lang.program import LimitInfo, PolicyInfo, Program
-from mcpp.runtime.engine import Engine
+from mcpp.runtime.engine import Engine, User
 
 from .cases import DEFAULT_TIME, Case, Step
 from .coverage import CaseCounters
@@ -61,15 +63,11 @@ def _settle(program: Program, case: Case) -> bool:
     for step in case.steps:
         d = None
         for _ in range(step.repeat):
-            d = engine.decide(step.tool, step.arguments, step.grant, step.server, now=step.time.timestamp())
+            d = engine.decide(step.tool, step.arguments, step.caller, step.server, now=step.time.timestamp())
         assert d is not None
         step.expect = {k: v for k, v in actual_of(d).items() if v is not None}
     check = run_case(Engine(program, store=CaseCounters()), case, Path(program.filename))
     return check.passed
-
-
-def _names(info) -> str:
-    return getattr(info, "effect", "limit")
 
 
 class Suggester:
@@ -78,6 +76,9 @@ class Suggester:
         self.session = Session(timeout_ms)
         self.plan = program.plan()
         self.named, self.other = query_tools(program)
+        # who calls: grants, and users too where the policy has them (`entity User`, or
+        # `User` named): each rule gets its cases per kind of caller
+        self.kinds = ("grant", "user") if program.identity_aware else ("grant",)
 
     def line(self, info) -> int:
         return info.stmt.span.line if self.program.origin == "mcpp" else 0  # the JSON form has no lines
@@ -86,15 +87,24 @@ class Suggester:
         tools = sorted(info.tools) if info.tools is not None else [self.other]
         return [t for t in tools if not self.plan.for_tool(t).hidden]
 
-    def witness(self, formula_of, tool: str, grant: FixedGrant | None = None, server: str | None = None,
-                like: Witness | None = None):
-        """A call satisfying `formula_of(decide(...))`. Asked first for a readable one —
-        no `null` argument, and (with `like`) every argument of `like` keeping its JSON
-        type — then without those wishes."""
-        req = self.session.request(grant, server)
+    def by(self, kind: str) -> str:
+        """What a case name and a note say of the caller: nothing for a policy without
+        users (its cases read as they always did), else who calls."""
+        return f" by a {kind}" if len(self.kinds) > 1 else ""
+
+    def witness(self, formula_of, tool: str, kind: str = "grant", caller: FixedGrant | FixedUser | None = None,
+                server: str | None = None, like: Witness | None = None):
+        """A call by a caller of `kind` satisfying `formula_of(decide(...))`. Asked first
+        for a readable one — no `null` argument, and (with `like`) every argument of `like`
+        keeping its JSON type — then without those wishes."""
+        req = self.session.request(caller, server)
         d = decide(req, self.program, tool)
         ctx = self.session.ctx
-        formula = AND(ctx, req.caller_is_grant(), formula_of(d))  # a test file's steps are grant calls
+        # (a user's id is a token's subject, never empty: docs/gateway.md)
+        who = AND(ctx, req.caller_is_user(), z3.Length(req.gid) > 0) if kind == "user" else req.caller_is_grant()
+        # a user that fits the declaration: one the engine denies wholesale (/principal)
+        # would exercise no rule
+        formula = AND(ctx, who, d.fits, formula_of(d))
         wishes = [NOT(ctx, v.is_("null")) for p, v in req.paths.items() if p]
         if like is not None:
             for path, value in _leaves(like.args):
@@ -107,6 +117,15 @@ class Suggester:
         o = self.session.check(req, formula, tool=tool, witness=True)
         return o.witness if o.sat else None, o
 
+    def fixed(self, w: Witness) -> FixedGrant | FixedUser | None:
+        """The witness's caller, fixed: the flipping call is asked of the same caller."""
+        if not w.user:
+            return FixedGrant(w.grant_id, w.label, frozenset(w.groups))
+        try:
+            return FixedUser.of(self.program, w.grant_id, w.attrs, w.groups)
+        except PrincipalError:  # pragma: no cover - a replayed witness's user fits the declaration
+            return None
+
     # -- permits and forbids -----------------------------------------------------------------
     def policy(self, info: PolicyInfo) -> Suggestion:
         sug = Suggestion(info.id, info.effect, self.line(info), [], [])
@@ -114,8 +133,13 @@ class Suggester:
         if not tools:
             sug.notes.append("every tool it names is hidden: it never decides a call")
             return sug
+        return self._each_kind(sug, lambda kind: self._policy(info, tools, kind, sug),
+                               "no call satisfies it (`mcpp lint` reports it as dead)", "no call{by} satisfies it")
+
+    def _policy(self, info: PolicyInfo, tools: list[str], kind: str, sug: Suggestion) -> None:
         allow = info.effect == "permit"
         ctx = self.session.ctx
+        by = self.by(kind)
         for tool in tools:
             def decides(d, info=info):
                 rows = d.permits if allow else d.forbids
@@ -126,14 +150,15 @@ class Suggester:
                     return AND(ctx, NOT(ctx, earlier), mine, NOT(ctx, d.forbidden()), d.limits_ok(zero=True))
                 return AND(ctx, d.permitted(), NOT(ctx, earlier), mine)
 
-            w, o = self.witness(decides, tool)
+            w, o = self.witness(decides, tool, kind)
             if w is None:
                 if o.status == "unknown":
-                    sug.notes.append(f"{tool}: the solver could not find a call ({o.reason})")
+                    sug.notes.append(f"{tool}{by}: the solver could not find a call ({o.reason})")
                 continue
-            case = Case(f"{info.effect} {info.id} {'allows' if allow else 'denies'} {tool}", [_step(w)], 0)
+            case = Case(f"{info.effect} {info.id} {'allows' if allow else 'denies'} {tool}{by}", [_step(w)], 0)
             if not _settle(self.program, case) or case.steps[0].expect.get("policy") != info.id:
-                sug.notes.append(f"{tool}: a witness did not replay as decided by {info.id} (an analyzer bug: please report it)")
+                sug.notes.append(f"{tool}{by}: a witness did not replay as decided by {info.id} "
+                                 "(an analyzer bug: please report it)")
                 continue
             sug.cases.append(case)
 
@@ -143,21 +168,23 @@ class Suggester:
                 opposite = NOT(ctx, d.allowed(zero=True)) if allow else d.allowed(zero=True)
                 return AND(ctx, NOT(ctx, mine), opposite)
 
-            fixed = FixedGrant(w.grant_id, w.label, frozenset(w.groups))
-            w2, _ = self.witness(flips, tool, fixed, w.server, like=w)
+            fixed = self.fixed(w)
+            w2 = None
+            if fixed is not None:
+                w2, _ = self.witness(flips, tool, kind, fixed, w.server, like=w)
             if w2 is None:
-                w2, _ = self.witness(flips, tool, like=w)
+                w2, _ = self.witness(flips, tool, kind, like=w)
             if w2 is None:
-                sug.notes.append(f"no call to {tool} flips it: whenever {info.id} does not apply, the decision is still "
-                                 f"{'allow' if allow else 'deny'} (or it applies to every call)")
-                return sug
-            flip = Case(f"{info.effect} {info.id} does not apply: {tool} is {'denied' if allow else 'allowed'}",
+                sug.notes.append(f"no call to {tool}{by} flips it: whenever {info.id} does not apply, the decision is "
+                                 f"still {'allow' if allow else 'deny'} (or it applies to every call)")
+                return
+            flip = Case(f"{info.effect} {info.id} does not apply: {tool}{by} is {'denied' if allow else 'allowed'}",
                         [_step(w2)], 0)
             if _settle(self.program, flip) and flip.steps[0].expect.get("decision") == ("deny" if allow else "allow"):
                 sug.cases.append(flip)
             else:
-                sug.notes.append(f"{tool}: a flipping witness did not replay (an analyzer bug: please report it)")
-            return sug
+                sug.notes.append(f"{tool}{by}: a flipping witness did not replay (an analyzer bug: please report it)")
+            return
         # No call is decided by it: an earlier rule or a stricter permit always settles
         # the call first. A call it applies to still exercises it (coverage is Cedar's
         # "satisfied"); propose one, and say why it is not named.
@@ -166,26 +193,44 @@ class Suggester:
                 rows = d.permits if allow else d.forbids
                 return next(f for p, f in rows if p.id == info.id)
 
-            w, _ = self.witness(applies, tool)
+            w, _ = self.witness(applies, tool, kind)
             if w is None:
                 continue
-            case = Case(f"{info.effect} {info.id} applies to {tool} (another rule decides)", [_step(w)], 0)
+            case = Case(f"{info.effect} {info.id} applies to {tool}{by} (another rule decides)", [_step(w)], 0)
             if _settle(self.program, case):
-                sug.notes.append(f"no call is decided by it: another rule always settles the call first "
+                sug.notes.append(f"no call{by} is decided by it: another rule always settles the call first "
                                  f"(`mcpp lint` says which); here it applies, and {case.steps[0].expect['rule']} decides")
                 sug.cases.append(case)
-                return sug
-        if not sug.notes:
-            sug.notes.append("no call satisfies it (`mcpp lint` reports it as dead)")
-        return sug
+                return
 
     # -- limits ---------------------------------------------------------------------------------
     def limit(self, info: LimitInfo) -> Suggestion:
         sug = Suggestion(info.id, "limit", self.line(info), [], [])
         if info.stmt.max is None or info.stmt.window is None:
             return sug
+        return self._each_kind(sug, lambda kind: self._limit(info, Fraction(info.stmt.max), kind, sug),
+                               "no allowed call is counted by it with a positive increment",
+                               "no allowed call{by} is counted by it with a positive increment")
+
+    def _each_kind(self, sug: Suggestion, step, none: str, none_by: str) -> Suggestion:
+        """`step(kind)` for each kind of caller (grants, users); a kind it proposed nothing
+        for is noted (`none_by`, with `{by}` naming the kind), or `none` when no kind got any."""
+        empty = []
+        for kind in self.kinds:
+            before = (len(sug.cases), len(sug.notes))
+            step(kind)
+            if (len(sug.cases), len(sug.notes)) == before:
+                empty.append(kind)
+        if len(empty) == len(self.kinds):
+            sug.notes.append(none)
+        else:
+            sug.notes += [none_by.format(by=self.by(kind)) for kind in empty]
+        return sug
+
+    def _limit(self, info: LimitInfo, most: Fraction, kind: str, sug: Suggestion) -> None:
         ctx = self.session.ctx
-        cap = real_val(Fraction(info.stmt.max), ctx)
+        by = self.by(kind)
+        cap = real_val(most, ctx)
         for tool in self.tools_of(info):
             def counted(d, calls: int):
                 """An allowed call the limit counts, exhausting it within `calls` calls."""
@@ -198,7 +243,7 @@ class Suggester:
 
             w = None
             for calls in (2, 10, 100, MAX_SEQUENCE):  # as short a sequence as the policy lets us
-                w, _ = self.witness(lambda d: counted(d, calls), tool)
+                w, _ = self.witness(lambda d: counted(d, calls), tool, kind)
                 if w is not None:
                     break
             if w is None:
@@ -213,25 +258,22 @@ class Suggester:
                     break
                 allowed += 1
             if denial is None:
-                sug.notes.append(f"{tool}: exhausting it takes more than {MAX_SEQUENCE} calls of the witness "
+                sug.notes.append(f"{tool}{by}: exhausting it takes more than {MAX_SEQUENCE} calls of the witness "
                                  f"{json.dumps(w.args)}; write that case by hand with a larger increment")
-                return sug
+                return
             if denial.rule.policy != info.id:
-                sug.notes.append(f"{tool}: the sequence was denied by {denial.rule.pointer}, not by this limit")
+                sug.notes.append(f"{tool}{by}: the sequence was denied by {denial.rule.pointer}, not by this limit")
                 continue
             steps = ([_step(w, allowed)] if allowed else []) + [_step(w)]
-            case = Case(f"limit {info.id}: call {allowed + 1} to {tool} is over the budget", steps, 0)
+            case = Case(f"limit {info.id}: call {allowed + 1} to {tool}{by} is over the budget", steps, 0)
             if _settle(self.program, case):
                 sug.cases.append(case)
             if allowed:
-                short = Case(f"limit {info.id}: {allowed} call{'s' if allowed != 1 else ''} to {tool} "
+                short = Case(f"limit {info.id}: {allowed} call{'s' if allowed != 1 else ''} to {tool}{by} "
                              f"{'are' if allowed != 1 else 'is'} within the budget", [_step(w, allowed)], 0)
                 if _settle(self.program, short):
                     sug.cases.append(short)
-            return sug
-        if not sug.notes:
-            sug.notes.append("no allowed call is counted by it with a positive increment")
-        return sug
+            return
 
     def all(self) -> list[Suggestion]:
         infos = sorted(list(self.program.policies) + list(self.program.limits), key=lambda i: i.stmt.span.start)
@@ -291,8 +333,14 @@ def _call_fields(t, step: Step) -> None:
             t.add("arguments_json", json.dumps(step.arguments, ensure_ascii=False))
         else:
             t.add("arguments", _inline(step.arguments))
-    g = step.grant
-    if g.label or g.groups:
+    g = step.caller
+    if isinstance(g, User):
+        if g.attrs or g.groups:
+            t.add("user", _inline({"id": g.id, **({"attrs": dict(sorted(g.attrs.items()))} if g.attrs else {}),
+                                   **({"groups": sorted(g.groups)} if g.groups else {})}))
+        else:
+            t.add("user", g.id)
+    elif g.label or g.groups:
         t.add("grant", _inline({"id": g.id, **({"label": g.label} if g.label else {}),
                                 **({"groups": sorted(g.groups)} if g.groups else {})}))
     elif g.id != "anonymous":
@@ -316,7 +364,7 @@ def case_toml(case: Case) -> str:
         _expect_fields(t, case.steps[0])
     else:
         first = case.steps[0]
-        shared = all((s.tool, s.arguments, s.grant, s.server) == (first.tool, first.arguments, first.grant, first.server)
+        shared = all((s.tool, s.arguments, s.caller, s.server) == (first.tool, first.arguments, first.caller, first.server)
                      for s in case.steps)
         if shared:  # the same call again and again: say it once, on the case
             _call_fields(t, first)

@@ -53,6 +53,7 @@ class Loaded:
     text: str
     catalog: Catalog | None = None
     catalog_name: str | None = None
+    _caveats: list | None = dataclasses.field(default=None, repr=False)
 
     @property
     def typed_line(self) -> str | None:
@@ -62,7 +63,22 @@ class Loaded:
         if self.catalog is None:
             return None
         return {"catalog": self.catalog_name, "server": self.catalog.server_name, "tools": len(self.catalog.tools),
-                "assumption": TYPED_NOTE}
+                "assumption": TYPED_NOTE, "caveats": [c.to_dict() for c in self.caveats]}
+
+    @property
+    def caveats(self) -> list:
+        """The typed-call caveats about defaults (analyzer/typed.py `default_caveats`): an
+        argument a rule reads whose declared default the gateway does not fill, or refuses."""
+        if self.catalog is None:
+            return []
+        if self._caveats is None:
+            from mcpp.analyzer.typed import catalog_schemas, default_caveats
+
+            self._caveats = default_caveats(self.program, catalog_schemas(self.catalog))
+        return self._caveats
+
+    def caveat_lines(self) -> list[str]:
+        return [f"caveat (line {c.span.line}): {c.message()}" for c in self.caveats]
 
     def session(self, timeout_ms: int):
         from mcpp.analyzer.typed import typed_session
@@ -227,6 +243,8 @@ def verify_cmd(
             print(f"{item.path}")
             if item.typed_line:
                 print(f"  {item.typed_line}")
+            for line in item.caveat_lines():
+                print(f"  {line}")
             if not rs:
                 print("  no assertions")
             for r in rs:

@@ -356,6 +356,27 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
         die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
 
 
+def _own_catalog(pol, path: Path) -> None:
+    """The catalog the policy names (`@catalog`, mcpp.toml), checked against it and kept, so
+    that `eval` fills each tool's declared defaults in as the gateway does (the policy is
+    loaded once; a named catalog that cannot be used is an error, never skipped)."""
+    from mcpp._errors import from_mcpp_error
+    from mcpp.catalog import catalog_diagnostics, find_catalog_for, validate
+
+    prog = pol._program
+    source = prog.document.source if prog.document is not None else None
+    try:
+        cat = find_catalog_for(str(path), prog)
+    except MCPPError:  # the error, at the annotation that names the catalog
+        raise from_mcpp_error(MCPPError(catalog_diagnostics(path, prog), source)) from None
+    if cat is None:
+        return
+    errors = [d for d in validate(prog, cat) if d.severity == "error"]
+    if errors:
+        raise from_mcpp_error(MCPPError(errors, source))
+    pol.catalog = cat
+
+
 def eval_cmd(
     policy: Path = typer.Argument(..., metavar="FILE", help="A .mcpp or JSON-form policy"),
     call: Optional[str] = typer.Option(None, "--call", metavar="JSON", help='tools/call params: {"name": …, "arguments": {…}}'),
@@ -394,6 +415,7 @@ def eval_cmd(
         text = read_input(calls)
     try:
         pol = load_api_policy(policy)
+        _own_catalog(pol, policy)
     except PolicyFileError as e:
         print(e.render(), file=sys.stderr)
         raise typer.Exit(USAGE)

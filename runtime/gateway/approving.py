@@ -30,7 +30,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from mcpp.runtime.engine import Decision, Rule
+from mcpp import Decision
 
 from . import jsonrpc as rpc
 from .approvals import ApprovalError, Unbindable, answer_row, binding, shown_arguments
@@ -60,7 +60,7 @@ class CallContext:
     name: str
     args: dict
     rid: object
-    engine: Any  # an Engine, or the registry's DenyAll / NoPolicy stand-in
+    engine: Any  # the mcpp.Policy that decided, or the registry's DenyAll stand-in
     policy_sha: str | None
     decided: str  # the enforcing policy's decision: allow | deny | approval
     rule: str
@@ -179,7 +179,7 @@ class ApprovalSteps:
         try:
             bind = binding(ctx.name, ctx.args, caller.key, server.id)
         except Unbindable:
-            d = Decision(False, ctx.name, Rule("/approval/unbindable"), (
+            d = Decision(False, ctx.name, "/approval/unbindable", None, (
                 "This call needs a person's approval, but its arguments hold a number that canonical JSON "
                 "(RFC 8785) cannot represent exactly, so no approval can be bound to it; it was denied."))
             await self._deny(send, ctx, d, None)
@@ -194,12 +194,12 @@ class ApprovalSteps:
         for _ in range(3):  # a used-up approval (a racing identical call) asks anew
             a, created = rt.approvals.request(
                 bind, server=server.id, grant_id=caller.actor_id, grant_label=caller.grant_label, tool=ctx.name,
-                arguments=ctx.args, reason=decision.approval or "", rule=decision.rule.pointer,
+                arguments=ctx.args, reason=decision.approval or "", rule=decision.rule,
                 policy_sha256=ctx.policy_sha, ttl=rt.config.approval_ttl)
             if created:
                 rt.metrics.inc("mcpp_approvals_total", (("server", server.id), ("event", "requested")))
                 rt.log.info("approval_requested", server=server.id, approval_id=a.id, **rt.who(caller),
-                            tool=ctx.name, rule=decision.rule.pointer, expires=iso_ms(a.expires))
+                            tool=ctx.name, rule=decision.rule, expires=iso_ms(a.expires))
             if a.status != "approved":
                 break
             run = await self._run_approved(ctx, a, step)
@@ -207,7 +207,7 @@ class ApprovalSteps:
                 return run
         assert a is not None  # the loop ran
         if a.status == "rejected":
-            d = Decision(False, ctx.name, Rule(decision.rule.pointer, decision.rule.policy), (
+            d = Decision(False, ctx.name, decision.rule, decision.policy, (
                 f"A person rejected this call (approval {a.id}); it was not forwarded. The same call is refused until "
                 f"{iso_ms(a.expires)}."))
             await self._deny(send, ctx, d, a.id)
@@ -286,7 +286,7 @@ class ApprovalSteps:
         result = {"resultType": "input_required",
                   "inputRequests": {INPUT_KEY: {"method": "elicitation/create", "params": elicitation_params(ctx, a)}},
                   "requestState": self._state_token(a.id, bind),
-                  "_meta": {"io.mcpp/decision": {"decision": "approval", "rule": decision.rule.pointer,
+                  "_meta": {"io.mcpp/decision": {"decision": "approval", "rule": decision.rule,
                                                   "approval": {"id": a.id, "status": a.status, "expires_at": iso_ms(a.expires)}}}}
         from .proxy import _respond
 
@@ -332,7 +332,7 @@ class ApprovalSteps:
                 return run
             cur = rt.approvals.get(a.id)
         if cur is not None and cur.status == "rejected":
-            d = Decision(False, ctx.name, Rule(decision.rule.pointer, decision.rule.policy), (
+            d = Decision(False, ctx.name, decision.rule, decision.policy, (
                 f"A person rejected this call (approval {a.id}); it was not forwarded. The same call is refused until "
                 f"{iso_ms(cur.expires)}."))
             await self._deny(send, ctx, d, a.id, sse)
@@ -380,7 +380,7 @@ class ApprovalSteps:
             return
         self.count_decision(ctx, row, seq)
         out = rpc.tool_error_result(ctx.rid, rpc.DENIED_PREFIX + d.message, ctx.modern,
-                                    {"io.mcpp/decision": {"decision": "deny", "rule": d.rule.pointer}})
+                                    {"io.mcpp/decision": {"decision": "deny", "rule": d.rule}})
         if sse is not None:
             await sse.finish(out)
         else:
@@ -398,7 +398,7 @@ class ApprovalSteps:
         text = (f"{APPROVAL_PREFIX}This call needs a person's approval{reason} Approval id {a.id} (expires "
                 f"{iso_ms(a.expires)}). Once an approver has approved it (mcpp approve {a.id}), make the same call "
                 "again with the same arguments; it runs once. The call was not forwarded.")
-        meta = {"io.mcpp/decision": {"decision": "approval", "rule": decision.rule.pointer,
+        meta = {"io.mcpp/decision": {"decision": "approval", "rule": decision.rule,
                                      "approval": {"id": a.id, "status": a.status, "expires_at": iso_ms(a.expires)}}}
         out = rpc.tool_error_result(ctx.rid, text, ctx.modern, meta)
         if sse is not None:

@@ -7,6 +7,7 @@ problem is reported with where it is (`servers[1].credentials[0]: …`), never a
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -71,6 +72,10 @@ class ServerConfig:
         return "http" if self.url is not None else "stdio"
 
 
+_LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+_LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
+
+
 @dataclass(frozen=True)
 class GatewayConfig:
     host: str = "127.0.0.1"
@@ -122,18 +127,33 @@ class GatewayConfig:
         return None
 
     def groups_of(self, grant_id: str, label: str) -> frozenset[str]:
+        if not self.groups:  # (the common case, asked on every request)
+            return frozenset()
         return frozenset(g for g, members in self.groups if grant_id in members or (label and label in members))
 
-    @property
+    @functools.cached_property
     def loopback(self) -> bool:
+        # cached: asked on every request, and a frozen config's host never changes
         return is_loopback(self.host)
 
-    def host_allowlist(self) -> tuple[str, ...] | None:
-        if self.allowed_hosts is not None:  # (a tuple of literals: cheap to build per request)
+    @functools.cached_property
+    def _host_allowlist(self) -> tuple[str, ...] | None:
+        if self.allowed_hosts is not None:
             return self.allowed_hosts
         if self.loopback:
-            return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+            return _LOOPBACK_HOSTS
         return None
+
+    @functools.cached_property
+    def _origin_allowlist(self) -> tuple[str, ...] | None:
+        if self.allowed_origins is not None:
+            return self.allowed_origins
+        if self.loopback:
+            return _LOOPBACK_ORIGINS
+        return None
+
+    def host_allowlist(self) -> tuple[str, ...] | None:
+        return self._host_allowlist
 
     def ops_host_allowlist(self) -> tuple[str, ...] | None:
         """Host allowlist of the separate operations listener: loopback names when it is on
@@ -141,15 +161,11 @@ class GatewayConfig:
         if self.ops_listen is None:
             return self.host_allowlist()
         if is_loopback(self.ops_listen[0]):
-            return ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
+            return _LOOPBACK_HOSTS
         return None
 
     def origin_allowlist(self) -> tuple[str, ...] | None:
-        if self.allowed_origins is not None:
-            return self.allowed_origins
-        if self.loopback:
-            return ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*")
-        return None
+        return self._origin_allowlist
 
 
 def is_loopback(host: str) -> bool:

@@ -1,6 +1,6 @@
 """Limit counters shared beyond one process: SQLite (embedded) and Redis (replicas).
 
-Both implement `mcpp.runtime.limits.CounterStore`: `reserve` applies every charge or
+Both implement `mcpp.CounterStore`: `reserve` applies every charge or
 none (atomically: one SQLite write transaction, or one Redis Lua script), so N
 concurrent calls against a budget of K allow exactly K whichever replica they reach.
 """
@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from mcpp.runtime.limits import Charge
+from mcpp import Charge
 
 
 class SQLiteCounters:

@@ -17,15 +17,23 @@ connections were held for 40 s and more). This subclass adds, per connection:
 
 The body is bounded by the app (`max_body_bytes`, 413; `body_timeout`, 408), which reads it.
 
-It also sends what one event-loop turn writes as one write (`_Corked`): uvicorn writes a
-response's status line and headers, its body, and a chunked stream's terminator as
-separate writes, each a syscall, a TCP segment and a wake-up of the client.
+It also sends a response's head and its first body write as one write (`_Corked`): uvicorn
+writes a response's status line and headers, its body, and a chunked stream's terminator as
+separate writes, each a syscall, a TCP segment and a wake-up of the client. The pair goes
+out as soon as the body is written, not at the end of the event-loop turn, so the answer
+does not wait for what the handler does after it (audit outcome, metrics); a lone write
+goes out at the end of the turn.
+
+The head limits are checked exactly once per request, when the head is complete (from the
+URL and header fields uvicorn has collected), and on the running byte count of reads that
+end inside a head; a per-header-line check cost every request a dozen Python calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from itertools import chain
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -36,6 +44,26 @@ class HeadLimits:
     max_header_bytes: int = 32768
     max_headers: int = 100
     header_timeout: float = 10.0
+    # everything one request may send (head, body with its chunk framing, trailers): the
+    # body itself is bounded by the app, which may answer without reading it
+    max_message_bytes: int = 32768 + 2 * 4 * 1024 * 1024 + 65536
+
+
+class _Trailers(list):
+    """The header list after the head is complete: a chunked body's trailer section is
+    parsed by the same callback (uvicorn appends each field to `headers`), so its fields
+    are counted against the same limit; the scope keeps the head's own list."""
+
+    __slots__ = ("_max",)
+
+    def __init__(self, max_fields: int):
+        super().__init__()
+        self._max = max_fields
+
+    def append(self, item) -> None:
+        if len(self) >= self._max:
+            raise _HeadRefused(431, f"more than {self._max} trailer fields")
+        super().append(item)
 
 
 class _HeadRefused(Exception):
@@ -57,13 +85,26 @@ class _Corked:
     def write(self, data: bytes) -> None:
         if not data:
             return
+        if self._buf:
+            # a second write in this turn (a response's body after its head, a stream's
+            # first event after its head): both go out now, as one, rather than after
+            # whatever else this turn runs (the rest of the request's handler)
+            self._buf.append(data)
+            self._flush()
+            return
         self._buf.append(data)
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self._flush)
+            self._loop.call_soon(self._turn_ended)
+
+    def _turn_ended(self) -> None:
+        self._scheduled = False
+        self._flush()
+
+    def is_closing(self) -> bool:  # (asked on every request: spared the __getattr__ hop)
+        return self._t.is_closing()
 
     def _flush(self) -> None:
-        self._scheduled = False
         if self._buf:
             data = b"".join(self._buf)
             self._buf.clear()
@@ -90,13 +131,17 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             # (flow control keeps the real one; _Corked stands in for the transport by duck typing)
             self.transport = _Corked(transport, self.loop)  # type: ignore[assignment]
             self._in_head = False
-            self._head_bytes = 0  # exact: request line and header fields parsed so far
             self._head_raw = 0  # raw bytes of reads that ended inside the head
-            self._head_count = 0
+            self._in_message = False
+            self._msg_raw = 0  # raw bytes of reads since the request began
+            self._rest_timer: asyncio.TimerHandle | None = None  # an answered request's unread rest
             self._head_timer: asyncio.TimerHandle | None = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
 
         def connection_lost(self, exc) -> None:
             self._cancel_head_timer()
+            if self._rest_timer is not None:
+                self._rest_timer.cancel()
+                self._rest_timer = None
             super().connection_lost(exc)
 
         def _cancel_head_timer(self) -> None:
@@ -113,10 +158,18 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
         def _refuse(self, status: int, reason: str) -> None:
             if on_refusal is not None:
                 try:
-                    on_refusal(status, reason)
-                except Exception:
-                    pass
+                    on_refusal(status, reason)  # (a metrics counter)
+                except Exception:  # telemetry must not keep the refusal from being sent
+                    self.logger.exception("counting a refused request head failed")
             if self.transport.is_closing():
+                return
+            cycle = self.cycle
+            if self.pipeline or (cycle is not None and not cycle.response_complete):
+                # an earlier request on this connection is still being answered (or this
+                # one is): an answer written now would be read as that request's. Close.
+                self.transport.close()
+                self._in_head = False
+                self._cancel_head_timer()
                 return
             body = reason.encode()
             self.transport.write(b"".join([
@@ -151,38 +204,67 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             except httptools.HttpParserUpgrade:
                 self._refuse(400, "protocol upgrades are not supported")
                 return
+            if self._in_message:
+                # everything a request sends counts, including a body or trailers sent
+                # after the gateway has answered without reading them
+                self._msg_raw += len(data)
+                if self._msg_raw > self._limits.max_message_bytes:
+                    self._refuse(413, "request too large")
+                    return
             if self._in_head:
                 # a head still incomplete after this read: all of it counts (the parser
                 # holds partial header values in memory until a line ends)
                 self._head_raw += len(data)
                 if self._head_raw > self._limits.max_header_bytes:
                     self._refuse(431, "request header fields too large")
+                elif len(self.headers) > self._limits.max_headers:
+                    self._refuse(431, f"more than {self._limits.max_headers} header fields")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head = True
-            self._head_bytes = self._head_raw = self._head_count = 0
+            self._head_raw = 0
+            self._in_message = True
+            self._msg_raw = 0
             if self._head_timer is None:
                 self._head_timer = self.loop.call_later(self._limits.header_timeout, self._head_timeout)
-
-        def on_url(self, url: bytes) -> None:
-            self._head_bytes += len(url)
-            if self._head_bytes > self._limits.max_header_bytes:
-                raise _HeadRefused(431, "request header fields too large")
-            super().on_url(url)
-
-        def on_header(self, name: bytes, value: bytes) -> None:
-            self._head_count += 1
-            self._head_bytes += len(name) + len(value) + 4
-            if self._head_count > self._limits.max_headers:
-                raise _HeadRefused(431, f"more than {self._limits.max_headers} header fields")
-            if self._head_bytes > self._limits.max_header_bytes:
-                raise _HeadRefused(431, "request header fields too large")
-            super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._cancel_head_timer()
+            # the exact check, once per request rather than once per header line: uvicorn's
+            # own callbacks have collected the URL and the header fields; no more than the
+            # limit and one socket read can have been parsed (data_received counts every
+            # read that ended inside a head)
+            headers = self.headers
+            if len(headers) > self._limits.max_headers:
+                raise _HeadRefused(431, f"more than {self._limits.max_headers} header fields")
+            if len(self.url) + 4 * len(headers) + sum(map(len, chain.from_iterable(headers))) > self._limits.max_header_bytes:
+                raise _HeadRefused(431, "request header fields too large")
             super().on_headers_complete()
+            self.headers = _Trailers(self._limits.max_headers)  # the scope keeps the head's list
+
+        def on_message_complete(self) -> None:
+            self._in_message = False
+            if self._rest_timer is not None:
+                self._rest_timer.cancel()
+                self._rest_timer = None
+            super().on_message_complete()
+
+        def on_response_complete(self) -> None:
+            cycle = self.cycle
+            if cycle is not None and cycle.response_complete and cycle.more_body and not self.pipeline and self._rest_timer is None:
+                # answered before its request was read to the end (a 401 before the body):
+                # the rest is read and dropped for at most `header_timeout`, then the
+                # connection is closed, however slowly the rest comes. (Closing at once would
+                # make the kernel reset a connection whose client is still sending, and a
+                # reset can destroy the answer before the client reads it.)
+                self._rest_timer = self.loop.call_later(self._limits.header_timeout, self._rest_timeout)
+            super().on_response_complete()
+
+        def _rest_timeout(self) -> None:
+            self._rest_timer = None
+            if self._in_message:
+                self.transport.close()
 
     return BoundedHttpToolsProtocol

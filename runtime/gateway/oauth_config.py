@@ -447,15 +447,15 @@ def subject_prefix(issuer: IssuerConfig, trusted_by_server: int) -> str:
 
 def mapping_problems(oauth: ServerOAuth, decl) -> list[str]:
     """Why the claims mapping cannot give users what the policy's `entity User` declaration
-    says they have (an empty list: it can). `decl` is the program's `user_decl` (None: the
-    policy declares none, so users have no attributes and any groups). A required attribute
-    must be mapped with a compatible type; an optional one, if mapped, too; a groups claim
-    needs `in [Group]`."""
+    says they have (an empty list: it can). `decl` is the policy's `mcpp.UserDeclaration`
+    (None: the policy declares none, so users have no attributes and any groups). A required
+    attribute must be mapped with a compatible type; an optional one, if mapped, too; a
+    groups claim needs `in [Group]`."""
     if decl is None:
         return []
     out = []
     mapped = {m.attribute: m for m in oauth.claims}
-    for a in getattr(decl, "attrs", ()):
+    for a in decl.attributes:
         m = mapped.get(a.name)
         if m is None:
             if not a.optional:
@@ -464,6 +464,6 @@ def mapping_problems(oauth: ServerOAuth, decl) -> list[str]:
             continue
         if m.type != a.type:
             out.append(f"entity User declares {a.name!r} as {a.type}, but the claims mapping types it {m.type}")
-    if oauth.groups_claim is not None and "Group" not in tuple(getattr(decl, "parents", ("Group",))):
+    if oauth.groups_claim is not None and not decl.groups:
         out.append("groups_claim puts users in groups, but entity User is declared without `in [Group]`")
     return out

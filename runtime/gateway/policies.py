@@ -1,10 +1,12 @@
 """Policies in force: loaded, verified, hot-reloaded, with the last good one kept.
 
-A policy file (`.mcpp` or its JSON form) is parsed and, if it has `assert` statements,
-verified with the analyzer before it may replace the one in force. A file that fails
-either step is refused: the previous engine keeps deciding, and the failure is kept
-for `/healthz` and logged. A file that never loaded leaves its grants with no policy,
-which denies everything (fail closed).
+A policy file (`.mcpp` or its JSON form) is loaded with `mcpp.load_policy` and must pass
+the gates — its `assert` statements proved, no rule a caller can bypass (`Policy.verify`,
+`Policy.lint`) — before it may replace the one in force. A file that fails any step is
+refused: the previous policy keeps deciding, and the failure is kept for `/healthz` and
+logged. A file that never loaded leaves its grants with no policy, which denies
+everything (fail closed). The gateway reaches policies only through the public API
+(`import mcpp`; the layer contracts in pyproject.toml check it).
 """
 
 from __future__ import annotations
@@ -15,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from mcpp.lang.diagnostics import MCPPError
-from mcpp.lang.program import Program
-from mcpp.runtime.engine import Decision, Engine, Rule
+import mcpp
+from mcpp import Decision, Policy, PolicyError
 
 from .reloadable import FileState, Registry
 
@@ -29,43 +30,31 @@ class PolicyRefused(Exception):
 @dataclass
 class LoadedPolicy:
     path: str
-    program: Program
-    engine: Engine
+    policy: Policy
     sha256: str
     loaded_at: float
 
 
-def load_verified(path: str, catalog: str | None = None) -> tuple[Program, str]:
-    """Parse, validate and pass every gate (POLICY_GATES: the assertions, proved); raise
-    PolicyRefused with the reason. Used at start (`mcpp serve` refuses to start), on every
-    reload (the last good policy stays in force) and by `mcpp grant create --policy`."""
+def load_verified(path: str, catalog: str | None = None, counters=None, namespace: str = "default") -> tuple[Policy, str]:
+    """Load (`mcpp.load_policy`) and pass every gate (POLICY_GATES: the assertions, proved;
+    no rule a caller can bypass); raise PolicyRefused with the reason. Used at start (`mcpp
+    serve` refuses to start), on every reload (the last good policy stays in force) and by
+    `mcpp grant create --policy`. Limits count in `counters` under `namespace`."""
     try:
         data = Path(path).read_bytes()
     except OSError as e:
         raise PolicyRefused(f"cannot read {path}: {e.strerror}") from None
-    sha = hashlib.sha256(data).hexdigest()
+    sha = hashlib.sha256(data).hexdigest()  # of the bytes decided by, which the audit names
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PolicyRefused(f"{path}: not UTF-8 text") from None
-    from mcpp.lang.load import is_json
-
-    try:
-        if is_json(path, text):
-            from mcpp.lang.jsonform import load_program as load_json_program
-
-            program = load_json_program(text, path)
-        else:
-            from mcpp.lang.program import load_program
-
-            program = load_program(text, path)
-    except MCPPError as e:
-        raise PolicyRefused(e.render().strip().splitlines()[0] if e.render().strip() else str(e)) from None
+        policy = mcpp.load_policy(data, filename=path, counters=counters, namespace=namespace)
+    except PolicyError as e:
+        shown = e.render().strip()
+        raise PolicyRefused(shown.splitlines()[0] if shown else str(e)) from None
     for gate in POLICY_GATES:
-        reasons = gate(program, path, catalog)
+        reasons = gate(policy, path, catalog)
         if reasons:
             raise PolicyRefused(reasons[0])
-    return program, sha
+    return policy, sha
 
 
 # the `catalog` of a server that does not check calls against their schemas
@@ -79,104 +68,98 @@ def route_catalog(catalog: str | None, enforce_input_schema: bool) -> str | None
     return catalog if enforce_input_schema else UNTYPED
 
 
-def _catalog(program: Program, path: str, catalog: str | None):
+def _catalog(policy: Policy, path: str, catalog: str | None):
     """The catalog the policy is analysed with: the server's pinned catalog, else the one
     the policy names (`@catalog`, mcpp.toml), else None (untyped); None too when the server
     does not enforce input schemas (UNTYPED): a typed proof would assume a check that never
     runs. Raises PolicyRefused when a named catalog cannot be loaded."""
-    from mcpp.catalog.locate import find_catalog_for
-    from mcpp.catalog.model import CatalogError, load_catalog
+    from mcpp.catalog import CatalogError as UnusableCatalog, load_catalog
 
     if catalog == UNTYPED:
         return None
     try:
-        return load_catalog(catalog) if catalog else find_catalog_for(path, program)
-    except CatalogError as e:
+        return load_catalog(catalog) if catalog else policy.named_catalog()
+    except (UnusableCatalog, PolicyError) as e:  # a pinned catalog file; the one the policy names
         d = e.diagnostics[0]
         where = d.file if d.file != "<input>" else (catalog or "it names")
         raise PolicyRefused(f"{path}: cannot use the tool catalog {where}: {d.message}") from None
 
 
-def assert_gate(program: Program, path: str, catalog: str | None = None) -> list[str]:
-    """The policy's `assert` statements, proved by the analyzer (`mcpp verify`, typed by
-    the catalog): an assert that fails, or that could not be proved, keeps the policy out
-    of force."""
-    if not program.asserts:
-        return []
-    from mcpp.analyzer.solve import Session
-    from mcpp.analyzer.typed import catalog_schemas
-    from mcpp.analyzer.verify import assert_problems, verify
+def _line(span) -> int:
+    return span.line if span is not None else 0
 
-    problems = [d for d in assert_problems(program) if d.severity == "error"]
-    if problems:
-        return [f"{path}:{d.span.line}: {d.message}" for d in problems]
-    cat = _catalog(program, path, catalog)
-    session = Session(2000, schemas=catalog_schemas(cat) if cat is not None else None)
+
+def assert_gate(policy: Policy, path: str, catalog: str | None = None) -> list[str]:
+    """The policy's `assert` statements, proved (`Policy.verify`, typed by the catalog):
+    an assert that fails, or that could not be proved, keeps the policy out of force."""
+    cat = _catalog(policy, path, catalog)
+    try:
+        results = policy.verify(catalog=cat)
+    except PolicyError as e:  # a malformed assertion
+        return [f"{path}:{_line(d.span)}: {d.message}" for d in e.diagnostics]
     out = []
-    for r in verify(program, session=session):
+    for r in results:
         if r.status == "fail":
-            out.append(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) fails: {r.message}")
+            out.append(f"{path}:{_line(r.span)}: assert {r.id!r} ({r.kind}) fails: {r.message}")
         elif r.status != "pass":
-            out.append(f"{path}:{r.span.line}: assert {r.id!r} ({r.kind}) could not be proved: {r.message}")
+            out.append(f"{path}:{_line(r.span)}: assert {r.id!r} ({r.kind}) could not be proved: {r.message}")
     return out
 
 
-def lint_gate(program: Program, path: str, catalog: str | None = None) -> list[str]:
-    """Error-level analyzer findings (a forbid a caller skips with a missing or mistyped
-    argument; analyzer/safety.py), typed by the catalog: such a policy never decides."""
-    from mcpp.analyzer.safety import blocking_findings
-
-    cat = _catalog(program, path, catalog)
-    found = blocking_findings(program, cat)
+def lint_gate(policy: Policy, path: str, catalog: str | None = None) -> list[str]:
+    """Error-level analyzer findings (`Policy.lint(errors_only=True)`: a forbid a caller
+    skips with a missing or mistyped argument), typed by the catalog: such a policy never
+    decides."""
+    cat = _catalog(policy, path, catalog)
+    found = policy.lint(catalog=cat, errors_only=True)
     hint = "" if cat is not None else (
         " (give the server its tool catalog — `catalog = \"tools.json\"`, `--pin-catalog` or the policy's "
         "`@catalog` — so the analysis can count on the gateway's schema check, or guard the argument in the permit)"
     )
-    return [f"{path}:{d.span.line}: {d.code}: {d.message}{hint}" for d in found]
+    return [f"{path}:{_line(d.span)}: {d.code}: {d.message}{hint}" for d in found]
 
 
 # Gates a loaded policy must pass before it may decide: each returns the reasons it is
 # refused (an empty list: it passes), as `path:line: message`. They run at start, where a
 # refusal stops `mcpp serve` (exit 1), and on every reload, where the last good policy stays.
-PolicyGate = Callable[[Program, str, "str | None"], list[str]]
+PolicyGate = Callable[[Policy, str, "str | None"], list[str]]
 POLICY_GATES: list[PolicyGate] = [assert_gate, lint_gate]
 
 
 class DenyAll:
-    """The engine of a grant with no policy in force: every call is denied. Why (`why`: a
-    file path, a parse error, an assert's counterexample) is for the operator — the log,
-    /healthz and the audit row — never for the agent."""
+    """Stands in for the policy of a grant with no policy in force: every call is denied.
+    Why (`why`: a file path, a parse error, an assert's counterexample) is for the
+    operator — the log, /healthz and the audit row — never for the agent."""
 
     DENIAL = "No policy is in force for this server, so every call is denied. The operator can see why in the gateway's health and log."
 
     def __init__(self, why: str):
         self.why = why
-        self.program = None
 
-    def decide(self, tool, args=None, grant=None, server="default", now=None, reserve=True, approved=False) -> Decision:  # noqa: ARG002 (Engine.decide's signature)
-        return Decision(False, str(tool), Rule("/no-policy"), self.DENIAL)
+    def decide(self, tool, arguments=None, **_) -> Decision:  # noqa: ARG002 (Policy.decide's signature)
+        return Decision(False, str(tool), "/no-policy", None, self.DENIAL)
 
 
 class PolicyState(FileState["LoadedPolicy"]):
-    """One (server, policy file): the engine in force and the newest refusal."""
+    """One (server, policy file): the policy in force and the newest refusal."""
 
     def __init__(self, server: str, path: str, namespace: str, store, catalog: str | None = None, gate=None):
         super().__init__(server, path)
         self.namespace, self.store, self.catalog = namespace, store, catalog
-        self.gate = gate  # a further gate for this (server, role): gate(program) -> [reason, …]
+        self.gate = gate  # a further gate for this (server, role): gate(policy) -> [reason, …]
         self.error_at: float | None = None
 
-    def engine(self):
+    def policy(self) -> Policy | DenyAll:
         cur = self.current
         if cur is None:
             return DenyAll(f"policy {Path(self.path).name} failed to load: {self.error or 'not loaded'}")
-        return cur.engine
+        return cur.policy
 
     def load(self) -> tuple[bool, str | None]:
         self.mark_seen()
         try:
-            program, sha = load_verified(self.path, self.catalog)
-            reasons = self.gate(program) if self.gate is not None else []
+            policy, sha = load_verified(self.path, self.catalog, self.store, self.namespace)
+            reasons = self.gate(policy) if self.gate is not None else []
             if reasons:
                 raise PolicyRefused(reasons[0])
         except PolicyRefused as e:
@@ -188,7 +171,7 @@ class PolicyState(FileState["LoadedPolicy"]):
         if self.current is not None and self.current.sha256 == sha:
             self.error = None
             return True, None
-        self.current = LoadedPolicy(self.path, program, Engine(program, self.store, self.namespace), sha, time.time())
+        self.current = LoadedPolicy(self.path, policy, sha, time.time())
         self.error = self.error_at = None
         return True, None
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from mcpp.runtime.engine import Grant, User
+from mcpp import Grant, User
 
 
 @dataclass(frozen=True)
@@ -132,42 +132,3 @@ class Caller:
         if self.identity is not None:
             return self.actor_id
         return self._grant.label or self._grant.id
-
-
-def scope_may_match(scope, principal_type: str, principal_id: str, groups) -> bool:
-    """Whether a rule's principal scope can match this caller (exact: the scope reads only
-    the principal's type, id and groups)."""
-    op = scope.op
-    if op == "any":
-        return True
-    if op == "is":
-        return scope.type == principal_type
-    ent = scope.entity
-    me = ent.type == principal_type and ent.id == principal_id
-    if op == "eq":
-        return me
-    within = me or (ent.type == "Group" and ent.id in groups)
-    if op == "in":
-        return within
-    return scope.type == principal_type and within  # is … in …
-
-
-def user_visible(program, names, user_id: str, groups) -> set[str]:
-    """`tools/list` for a user when the analyzer cannot answer (it failed): a tool is
-    listed unless it is hidden, or default deny holds for it and no permit that names it can
-    apply to this user by its scope. Conditions are taken as possibly true and forbids as
-    possibly not applying, so a tool some call by this user could be allowed for is always
-    listed (showing a tool only lets the agent try; the call is still decided)."""
-    plan = program.plan()
-    out = set()
-    for name in names:
-        tp = plan.for_tool(name)
-        if tp.hidden:
-            continue
-        # an @approval permit counts: a person may let the call run
-        if tp.default_allows or any(
-            scope_may_match(p.stmt.scope.principal, "User", user_id, groups)
-            for p in (*tp.permits, *getattr(tp, "approvals", ()))
-        ):
-            out.add(name)
-    return out

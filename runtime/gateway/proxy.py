@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import logging
 import hashlib
 import hmac
 import json
@@ -40,7 +41,7 @@ from mcp.shared.inbound import (
 from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from mcpp.runtime.engine import Decision, Grant, Rule, escape_pointer
+from mcpp import Decision, Grant
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
@@ -53,7 +54,7 @@ from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
-from .schemas import check_arguments, tool_checker
+from .schemas import admit, escape_pointer, tool_checker
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -176,8 +177,10 @@ class GatewayApp(ApprovalSteps):
             self.rt.log.error("internal_error", path=path, error=f"{type(e).__name__}: {e}")
             try:
                 await _respond(send, 500, rpc.dumps(rpc.error(None, rpc.INTERNAL_ERROR, "internal gateway error")))
-            except Exception:
-                pass
+            except (OSError, RuntimeError):
+                pass  # the client is gone, or part of an answer was already sent: nothing more can be said
+            except Exception as e2:
+                self.rt.log.error("internal_error_unanswered", path=path, error=f"{type(e2).__name__}: {e2}")
 
     async def _lifespan(self, receive, send):
         while True:
@@ -262,7 +265,9 @@ class GatewayApp(ApprovalSteps):
         if origin is not None and not _host_ok(origin, cfg.origin_allowlist()):
             await _respond(send, 403, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid Origin header")))
             return
-        if sum(1 for k, _ in scope["headers"] if k == b"authorization") > 1:
+        # a header name given twice makes the dict shorter than the list: only then look closer
+        repeated = len(headers) != len(scope["headers"])
+        if repeated and sum(1 for k, _ in scope["headers"] if k == b"authorization") > 1:
             # which one would count? Proxies and frameworks disagree (first wins, last wins,
             # joined): refuse rather than pick one
             rt.metrics.inc("mcpp_auth_failures_total", (("server", server.id), ("reason", "duplicate")))
@@ -341,7 +346,7 @@ class GatewayApp(ApprovalSteps):
             return
         modern = headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS
         if mname is not None and has_id:
-            rej = self.check_routing_headers(scope, headers, msg, modern)
+            rej = self.check_routing_headers(scope, headers, msg, modern, repeated)
             if rej is not None:
                 code, message = rej
                 await _respond(send, ERROR_CODE_HTTP_STATUS.get(code, 400), rpc.dumps(rpc.error(msg.get("id"), code, message)))
@@ -449,10 +454,12 @@ class GatewayApp(ApprovalSteps):
         return out
 
     @staticmethod
-    def check_routing_headers(scope, headers, msg, modern):
-        dup = find_duplicated_routing_header((k.decode("latin-1"), v) for k, v in scope["headers"])
-        if dup is not None:
-            return rpc.HEADER_MISMATCH, f"{dup} header given more than once"
+    def check_routing_headers(scope, headers, msg, modern, repeated: bool = True):
+        """`repeated`: some header name occurs more than once (else no routing header can)."""
+        if repeated:
+            dup = find_duplicated_routing_header((k.decode("latin-1"), v) for k, v in scope["headers"])
+            if dup is not None:
+                return rpc.HEADER_MISMATCH, f"{dup} header given more than once"
         if modern:
             verdict = classify_inbound_request(msg, headers=headers, supported_modern_versions=MODERN_PROTOCOL_VERSIONS)
             if isinstance(verdict, InboundLadderRejection):
@@ -526,7 +533,10 @@ class GatewayApp(ApprovalSteps):
             # typed calls: the arguments must conform to the tool's declared schema before
             # the policy sees them, so no condition can be bypassed with a wrong type
             try:
-                typed = await self.schema_check(server, name, args, upstream, fwd, params, modern)
+                typed, filled = await self.schema_check(server, name, args, upstream, fwd, params, modern)
+                if filled is not args:  # the tool's declared defaults, filled in: what is decided, audited and forwarded
+                    args, msg = filled, {**msg, "params": {**params, "arguments": filled}}
+                    decided_body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
             except Exception as e:  # fail closed
                 rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
                 typed = {"kind": "error", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": type(e).__name__,
@@ -536,7 +546,7 @@ class GatewayApp(ApprovalSteps):
             engine, policy_sha = rt.engine_for(server, caller)
             role = rt.policy_role(server, caller)
             if typed is not None:
-                decision = Decision(False, name, Rule(typed["pointer"]), typed["message"])
+                decision = Decision(False, name, typed["pointer"], None, typed["message"])
             else:
                 if server.shadow:
                     # a candidate policy beside the one in force, decided first so that it reads
@@ -544,21 +554,21 @@ class GatewayApp(ApprovalSteps):
                     await self.shadow_decide(ctx, role)
                 decision = await rt.decide(engine, name, args, caller.principal, server.id)
         except Exception as e:  # fail closed
-            decision = Decision(False, name, Rule("/error"), f"policy evaluation failed: {type(e).__name__}")
+            decision = Decision(False, name, "/error", None, f"policy evaluation failed: {type(e).__name__}")
         # what went wrong is for the operator (the log, /healthz, the audit row), never for
         # the agent: no file path, parse error or counterexample in what it reads
         detail = None
-        if decision.rule.pointer == "/error" and typed is None:
+        if decision.rule == "/error" and typed is None:
             detail = decision.message
             rt.log.error("decision_error", server=server.id, tool=name, error=clip(detail, 500))
-            decision = Decision(False, name, decision.rule, "The policy could not be evaluated for this call; it was denied.")
-        elif decision.rule.pointer == "/no-policy":
+            decision = Decision(False, name, decision.rule, None, "The policy could not be evaluated for this call; it was denied.")
+        elif decision.rule == "/no-policy":
             detail = getattr(engine, "why", None)
         rt.metrics.observe("mcpp_decision_duration_seconds", (("server", server.id),), time.perf_counter() - t0)
         # the policy decided (not a typed-call refusal, no missing policy, no engine failure):
         # only such decisions have a shadow to compare with and may be passed in log-only mode
-        policy_decided = typed is None and decision.rule.pointer not in ("/no-policy", "/error", LIMIT_STORE_DOWN)
-        ctx.engine, ctx.policy_sha, ctx.decided, ctx.rule = engine, policy_sha, decision.decision, decision.rule.pointer
+        policy_decided = typed is None and decision.rule not in ("/no-policy", "/error", LIMIT_STORE_DOWN)
+        ctx.engine, ctx.policy_sha, ctx.decided, ctx.rule = engine, policy_sha, decision.decision, decision.rule
         if not policy_decided:  # nothing the policy decided to compare the shadow with
             ctx.shadow = ctx.shadow_sha = None
         log_only = rt.config.mode == "log-only"
@@ -583,7 +593,7 @@ class GatewayApp(ApprovalSteps):
                     f"Tool {name} could not be checked against the pinned catalog (internal error); the call was not forwarded.")}
             if pinned is not None:
                 decision.release()
-                decision = Decision(False, name, Rule(pointer(name)), pinned["message"])
+                decision = Decision(False, name, pointer(name), None, pinned["message"])
                 passed = False
                 if approval is not None:  # it did not run: the approval may run it later
                     approval.restore(rt)
@@ -601,7 +611,8 @@ class GatewayApp(ApprovalSteps):
             if approval is not None:
                 approval.restore(rt)
             return
-        self.count_decision(ctx, row, seq, passed)
+        if not forwarding:  # (a forwarded call is counted once its answer is on its way)
+            self.count_decision(ctx, row, seq, passed)
         if pinned is not None:
             rt.metrics.inc("mcpp_catalog_denials_total", (("server", server.id), ("kind", pinned["kind"])))
             rt.log.warning("catalog_denied", server=server.id, **rt.who(caller),
@@ -620,14 +631,14 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 400, rpc.dumps(rpc.error(rid, err.get("code"), str(err.get("message", "")), err.get("data"))))
             return
         if not forwarding:
-            meta: dict[str, dict[str, Any]] = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule.pointer}}
+            meta: dict[str, dict[str, Any]] = {"io.mcpp/decision": {"decision": "deny", "rule": decision.rule}}
             if decision.limit is not None:
-                meta["io.mcpp/decision"]["limit"] = decision.limit
+                meta["io.mcpp/decision"]["limit"] = decision.limit.to_dict()
             if pinned is not None:
                 meta["io.mcpp/decision"]["catalog"] = {"kind": pinned["kind"], "pinned": pinned.get("pinned"), "live": pinned.get("live")}
             if typed is not None:
                 meta["io.mcpp/decision"]["schema"] = {"kind": typed["kind"]}
-            prefix = rpc.ERROR_PREFIX if decision.rule.pointer == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
+            prefix = rpc.ERROR_PREFIX if decision.rule == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
             out = rpc.tool_error_result(rid, prefix + decision.message, modern, meta)
             if approval is not None and approval.sse is not None:
                 await approval.sse.finish(out)
@@ -650,14 +661,18 @@ class GatewayApp(ApprovalSteps):
                 except Exception as e:
                     rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
 
-        if approval is not None and approval.sse is not None:
-            # a 2025 session's call that waited on an elicitation: its stream is already open
-            outcome = await self.forward_into_stream(approval.sse, upstream, fwd, decided_body, rid, modern, settle)
-        else:
-            outcome = await self.forward(receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
-                                         watch_id=rid, modern=modern, settle=settle)
-        if not settled:
-            settle(outcome)
+        try:
+            if approval is not None and approval.sse is not None:
+                # a 2025 session's call that waited on an elicitation: its stream is already open
+                outcome = await self.forward_into_stream(approval.sse, upstream, fwd, decided_body, rid, modern, settle)
+            else:
+                outcome = await self.forward(receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
+                                             watch_id=rid, modern=modern, settle=settle)
+            if not settled:
+                settle(outcome)
+        finally:
+            # metrics and the decision log line: telemetry, kept off the path to the answer
+            self.count_decision(ctx, row, seq, passed)
 
     # ---- audit rows, metrics and the shadow policy (docs/rollout.md) ---------------------------
     def call_row(self, ctx: "CallContext", decision, outcome: str, detail=None, approval_id=None,
@@ -669,11 +684,11 @@ class GatewayApp(ApprovalSteps):
         return AuditRow(
             ts=time.time(), request_id=clip(json.dumps(ctx.rid), MAX_AUDIT_ID), trace_id=_trace_id(ctx.params, ctx.headers),
             grant_id=ctx.caller.grant_id, grant_label=ctx.caller.grant_label, server=ctx.server.id, tool=ctx.name,
-            decision=decision_kind or decision.decision, rule=clip(rule or decision.rule.pointer, MAX_AUDIT_TEXT),
+            decision=decision_kind or decision.decision, rule=clip(rule or decision.rule, MAX_AUDIT_TEXT),
             message=clip(text + (f" [operator detail: {detail}]" if detail else ""), MAX_AUDIT_TEXT),
             arg_keys=audit_keys(ctx.args), outcome=outcome, policy_sha256=ctx.policy_sha, replica=rt.replica,
             mode=rt.config.mode, shadow_decision=ctx.shadow.decision if ctx.shadow is not None else None,
-            shadow_rule=clip(ctx.shadow.rule.pointer, MAX_AUDIT_TEXT) if ctx.shadow is not None else None,
+            shadow_rule=clip(ctx.shadow.rule, MAX_AUDIT_TEXT) if ctx.shadow is not None else None,
             shadow_sha256=ctx.shadow_sha, approval_id=approval_id,
             grant_groups=sorted(ctx.caller.principal.groups) if not (ctx.caller.identity and ctx.caller.identity.groups_private) else None,
             arg_values=retain(ctx.args, rt.config.audit_values, rt.values_key),
@@ -708,11 +723,11 @@ class GatewayApp(ApprovalSteps):
             rt.metrics.inc("mcpp_shadow_decisions_total", (
                 ("server", server.id), ("result", "agree" if agree else "mismatch"), ("decision", ctx.decided),
                 ("shadow_decision", ctx.shadow.decision), ("rule", rt.rule_label(ctx.rule, name, ctx.engine, server)),
-                ("shadow_rule", rt.rule_label(ctx.shadow.rule.pointer, name, ctx.shadow_engine, server))))
+                ("shadow_rule", rt.rule_label(ctx.shadow.rule, name, ctx.shadow_engine, server))))
             if not agree:
                 rt.log.info("shadow_mismatch", server=server.id, **rt.who(ctx.caller), tool=name,
                             decision=ctx.decided, rule=ctx.rule, shadow_decision=ctx.shadow.decision,
-                            shadow_rule=ctx.shadow.rule.pointer, request_id=row.request_id, audit_seq=seq)
+                            shadow_rule=ctx.shadow.rule, request_id=row.request_id, audit_seq=seq)
         if passed:
             rt.log_only_passed += 1
             rt.metrics.inc("mcpp_log_only_passed_total", (("server", server.id), ("decision", row.decision)))
@@ -733,7 +748,7 @@ class GatewayApp(ApprovalSteps):
             if engine is None:
                 return
             d = await rt.decide(engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, reserve=False)
-            if d.rule.pointer in ("/error", LIMIT_STORE_DOWN):
+            if d.rule in ("/error", LIMIT_STORE_DOWN):
                 rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=clip(d.message, 500))
                 return
             ctx.shadow, ctx.shadow_sha, ctx.shadow_engine = d, sha, engine
@@ -947,9 +962,10 @@ class GatewayApp(ApprovalSteps):
         return None
 
     # ---- typed calls (schemas.py) ----------------------------------------------------------
-    async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool) -> dict | None:
-        """None when the call's arguments conform to the tool's declared inputSchema; else
-        {kind, message, pointer, reason, rejection?}. The schema is the pinned catalog's when
+    async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool) -> tuple[dict | None, Any]:
+        """(None, the arguments with the tool's declared defaults filled in) when the call's
+        arguments conform to the tool's declared inputSchema (schemas.admit); else
+        ({kind, message, pointer, reason, rejection?}, args). The schema is the pinned catalog's when
         the server pins one (a tool the pin lacks is left to the pin check, which refuses
         it), otherwise the upstream's own listing's. Fail closed: a tool the upstream does
         not list, a listing that cannot be had, or a schema that cannot be used refuse.
@@ -961,7 +977,7 @@ class GatewayApp(ApprovalSteps):
             cur = rt.pin_for(server).current
             tool = cur.catalog.tools.get(name) if cur is not None else None
             if tool is None:
-                return None  # refused by the pin check (never forwarded), with the pin's reason
+                return None, args  # refused by the pin check (never forwarded), with the pin's reason
             checker = _memo(cur.checkers, name, lambda: self._checker([{"inputSchema": tool.input_schema}], name))
         else:
             try:
@@ -971,11 +987,11 @@ class GatewayApp(ApprovalSteps):
                 rt.log.warning("schema_listing_failed", server=server.id, tool=name, error=why)
                 return {"kind": "unverifiable", "pointer": base, "reason": why, "rejection": getattr(e, "rejection", None),
                         "message": (f"Tool {name} cannot be checked: the upstream's tool list could not be obtained ({why}). "
-                                    "The call was not forwarded.")}
+                                    "The call was not forwarded.")}, args
             defs = listing.definitions(name)
             # memoised for listed tools only: the names callers send are not cache keys
             checker = _memo(listing.checkers, name, lambda: self._checker(defs, name)) if defs else self._checker(defs, name)
-        return check_arguments(checker, name, args)
+        return admit(checker, name, args)
 
     def _checker(self, defs: list[dict], name: str):
         """A validator for the tool's calls, or (kind, reason, message) saying why there is none."""
@@ -1057,8 +1073,10 @@ class GatewayApp(ApprovalSteps):
                 pipe.cancel()
                 try:
                     await pipe
-                except BaseException:
-                    pass
+                except asyncio.CancelledError:
+                    pass  # what cancel() asked for
+                except Exception as e:  # the relay broke while being stopped: say so, the answer is settled below
+                    rt.log.warning("stream_relay_failed", server=server.id, error=f"{type(e).__name__}: {e}")
             watcher.cancel()
             rest = state.get("rest")
             if rest is not None:  # answered: read the upstream's end in the background, keep the connection
@@ -1181,6 +1199,7 @@ class GatewayApp(ApprovalSteps):
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
 
 
+_log = logging.getLogger("mcpp.gateway")
 _DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
 
 
@@ -1193,8 +1212,10 @@ async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
                 budget -= len(c)
                 if budget < 0:
                     break
-    except BaseException:
-        pass
+    except (TimeoutError, UpstreamError, asyncio.CancelledError):
+        pass  # the stream did not end in time, broke off, or the gateway is stopping: the connection is closed
+    except Exception:
+        _log.exception("draining an answered upstream stream failed")
     finally:
         await chunks.aclose()  # releases the connection: to the pool if the body ended
 

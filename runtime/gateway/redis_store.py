@@ -34,7 +34,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from mcpp.runtime.limits import Charge
+from mcpp import Charge
 
 from .counters import _RELEASE, _RESERVE, RedisCounters
 from .grants import GrantRecord, _hash
@@ -123,8 +123,10 @@ class AsyncRedis:
             self._probe.cancel()
         try:
             await self.client.aclose()
-        except Exception:
-            pass
+        except (OSError, ConnectionError, TimeoutError):
+            pass  # the connection is already gone: nothing left to close
+        except Exception as e:  # (redis's own errors) closing must not fail shutdown, but is not silent
+            self.log.warning("redis_close_failed", error=f"{type(e).__name__}: {e}")
 
 
 def _ago(t: float) -> str:

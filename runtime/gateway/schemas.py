@@ -8,6 +8,11 @@ refusal the caller reads. Where the listing comes from, caching and memoising st
 the proxy; validation itself is `mcpp.catalog.conformance` (jsonschema, RE2 patterns).
 They are separate so that the property tests can run exactly what the gateway runs
 without a gateway (tests/gateway/test_typed_property.py).
+
+`admit` is the whole step: the check, then the tool's declared defaults filled in
+(catalog/defaults.py) so that the policy decides, and the upstream runs, the arguments an
+SDK server would run with; the filled call is checked again (a declared default that does
+not conform to its own schema refuses the call that omits it).
 """
 
 from __future__ import annotations
@@ -15,7 +20,13 @@ from __future__ import annotations
 import json
 
 from mcpp.catalog.conformance import SchemaCache, SchemaUnusable, check
-from mcpp.runtime.engine import escape_pointer
+from mcpp.catalog.defaults import fill
+
+
+def escape_pointer(token: str) -> str:
+    """One JSON Pointer reference token (RFC 6901: `~` → `~0`, `/` → `~1`), as in the rule
+    pointers decisions name (`/tools/<tool>/…`), which the gateway builds and reads."""
+    return token.replace("~", "~0").replace("/", "~1")
 
 
 def tool_checker(schemas: SchemaCache, defs: list[dict], name: str):
@@ -57,3 +68,36 @@ def check_arguments(checker, name: str, args) -> dict | None:
         return None
     return {"kind": "invalid_arguments", "pointer": base + v.pointer, "reason": v.message,
             "message": f"{v.message} (tool {name}; the call was not forwarded)"}
+
+
+def admit(checker, name: str, args) -> tuple[dict | None, object]:
+    """(None, the arguments the policy decides and the upstream runs) when the call may go
+    on to the policy, else (the refusal, `args`): `check_arguments`, then the declared
+    defaults of absent properties filled in (`catalog.defaults.fill`, over the schema the
+    validator checks). The filled arguments are `args` itself when nothing was filled; when
+    something was, they are checked again and must be JSON text the gateway can send."""
+    refusal = check_arguments(checker, name, args)
+    if refusal is not None or isinstance(checker, tuple):
+        return refusal, args
+    base = f"/tools/{escape_pointer(name)}/schema"
+    try:
+        filled = fill(checker.schema, args)
+        if filled is args:
+            return None, args
+        v = check(checker, filled)
+        if v is None:
+            json.dumps(filled, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except RecursionError:
+        return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
+                "message": f"The arguments of {name} are nested too deeply to check."}, args
+    except (ValueError, UnicodeEncodeError):  # a default with a lone surrogate: no JSON text can carry it
+        return {"kind": "invalid_default", "pointer": base, "reason": "a declared default is not valid JSON text",
+                "message": (f"Tool {name} declares a default for an argument this call omits that cannot be sent "
+                            "(it is not valid Unicode text); pass the argument explicitly. The call was not forwarded.")}, args
+    if v is not None:
+        return {"kind": "invalid_default", "pointer": base + v.pointer,
+                "reason": f"a declared default does not conform to the tool's own schema: {v.message}",
+                "message": (f"Tool {name} declares a default for an argument this call omits that does not conform to "
+                            f"its own input schema ({v.message}); pass the argument explicitly. The call was not "
+                            "forwarded.")}, args
+    return None, filled

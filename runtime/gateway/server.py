@@ -30,10 +30,12 @@ from .logs import Logger
 from .metrics import Metrics
 from .pinning import ListingTracker, PinRegistry
 from .policies import DenyAll, PolicyRegistry, route_catalog
-from .principals import is_user_principal, principal_key, user_visible
+from .principals import principal_key
 from .proxy import GatewayApp, SessionBinder
+from mcpp import Decision, Policy
 from mcpp.catalog.conformance import SchemaCache
 from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
+from .schemas import escape_pointer
 from .stdio import StdioUpstream
 
 
@@ -192,11 +194,11 @@ class Runtime:
         if role != "server":
             return None
 
-        def gate(program) -> list[str]:
+        def gate(policy) -> list[str]:
             s = self.config.server(server_id)
             if s is None or s.oauth is None:
                 return []
-            return [f"{program.filename}: {p}" for p in mapping_problems(s.oauth, getattr(program, "user_decl", None))]
+            return [f"{policy.filename}: {p}" for p in mapping_problems(s.oauth, policy.user_declaration)]
 
         return gate
 
@@ -209,7 +211,7 @@ class Runtime:
                 continue
             st = self.registry.states.get((s.id, s.policy))
             if st is not None and st.current is not None:
-                decl = getattr(st.current.program, "user_decl", None)
+                decl = st.current.policy.user_declaration
                 out += [f"servers[{s.id}].oauth.claims: {p} ({s.policy})" for p in mapping_problems(s.oauth, decl)]
         return out
 
@@ -255,7 +257,7 @@ class Runtime:
                 yield s, p, f"grant-policy:{Path(p).stem}"
 
     def shadow_for(self, server, role: str):
-        """(engine, sha256) of the server's shadow policy for a call its `policy` decides
+        """(policy, sha256) of the server's shadow policy for a call its `policy` decides
         (`role` "server"), else (None, None). A shadow that is not in force decides nothing."""
         if not server.shadow or role != "server":
             return None, None
@@ -263,7 +265,7 @@ class Runtime:
         if fresh:
             self._report_shadow(st)
         cur = st.current
-        return (cur.engine, cur.sha256) if cur is not None else (None, None)
+        return (cur.policy, cur.sha256) if cur is not None else (None, None)
 
     def _report_shadow(self, st) -> None:
         good = st.error is None
@@ -344,6 +346,8 @@ class Runtime:
         return server.policy, "server"
 
     def engine_for(self, server, caller):
+        """(the `mcpp.Policy` that decides this caller's calls on `server`, its sha256); a
+        `DenyAll` (and None) while no policy is in force: fail closed."""
         path, role = self.policy_path(server, caller)
         if path is None:
             return DenyAll(f"no policy is configured for server {server.id}"), None
@@ -351,66 +355,50 @@ class Runtime:
         if fresh:
             self._report(st)
         cur = st.current
-        return st.engine(), (cur.sha256 if cur else None)
+        return st.policy(), (cur.sha256 if cur else None)
 
     async def visible(self, server, caller, names: list[str]) -> set[str]:
-        """The tools some call could be allowed for (the analyzer's answer), cached per program."""
-        engine, _ = self.engine_for(server, caller)
-        program = getattr(engine, "program", None)
-        if program is None:
+        """The tools some call could be allowed for (`Policy.visible`, the analyzer's answer),
+        cached per policy and principal."""
+        policy, _ = self.engine_for(server, caller)
+        if not isinstance(policy, Policy):
             return set()
         g = caller.principal
-        user = is_user_principal(g)
-        key = (id(program), principal_key(g), server.id, tuple(names))  # per principal: a user's claims count
+        key = (id(policy), principal_key(g), server.id, tuple(names))  # per principal: a user's claims count
         hit = self._visible_cache.get(key)
-        if hit is not None and hit[0] is program:
+        if hit is not None and hit[0] is policy:
             return hit[1]
-        try:
-            if user:  # exact for this user: its claims and groups fixed (analyzer.visibility)
-                from mcpp.analyzer.visibility import visible_tools_for_user
-
-                vis = await asyncio.to_thread(
-                    visible_tools_for_user, program, names, user_id=g.id, attrs=dict(g.attrs), groups=g.groups,
-                    server=server.id,
-                )
-            else:
-                from mcpp.analyzer.visibility import visible_tools
-
-                vis = await asyncio.to_thread(
-                    visible_tools, program, names, grant_id=g.id, label=g.label, groups=g.groups, server=server.id
-                )
-        except Exception as e:  # without the analyzer's answer, fall back to what is certain: hidden tools go
+        failures: list[Exception] = []
+        # without the analyzer's answer (it failed), Policy.visible falls back to what is certain
+        vis = await asyncio.to_thread(policy.visible, names, principal=g, server=server.id, on_error=failures.append)
+        for e in failures:
             self.log.warning("visibility_failed", server=server.id, error=f"{type(e).__name__}: {e}")
-            vis = user_visible(program, names, g.id, g.groups) if user else {n for n in names if n not in program.hidden}
         if len(self._visible_cache) > 10_000:
             self._visible_cache.clear()
-        self._visible_cache[key] = (program, set(vis))
+        self._visible_cache[key] = (policy, set(vis))
         return set(vis)
 
-    def known_tools(self, engine, server) -> frozenset:
+    def known_tools(self, policy, server) -> frozenset:
         """Tools a metric label may name: those the policy names, and those of a pinned catalog."""
-        program = getattr(engine, "program", None)
         pin = self.pins.states.get((server.id, server.catalog)) if server.catalog else None
         cur = pin.current if pin is not None else None
-        key = (id(program), id(cur))
+        named = policy.tools if isinstance(policy, Policy) else frozenset()
+        if cur is None:
+            return named
+        key = (id(named), id(cur))
         hit = self._known.get(key)
-        if hit is not None and hit[0] is program and hit[1] is cur:
+        if hit is not None and hit[0] is named and hit[1] is cur:
             return hit[2]
-        names = set(program.named_tools()) if program is not None else set()
-        if cur is not None:
-            names |= set(cur.catalog.tools)
         if len(self._known) > 64:
             self._known.clear()
-        self._known[key] = (program, cur, frozenset(names))
+        self._known[key] = (named, cur, named | frozenset(cur.catalog.tools))
         return self._known[key][2]
 
-    def rule_label(self, pointer: str, tool: str, engine, server) -> str:
+    def rule_label(self, pointer: str, tool: str, policy, server) -> str:
         """The rule pointer as a metric label: a tool nobody named becomes `other`, so callers
         cannot mint label values with made-up tool names."""
-        if tool in self.known_tools(engine, server):
+        if tool in self.known_tools(policy, server):
             return pointer
-        from mcpp.runtime.engine import escape_pointer
-
         seg = escape_pointer(tool)
         for prefix in ("/tools/", "/catalog/"):
             if pointer.startswith(prefix + seg) and pointer[len(prefix) + len(seg):len(prefix) + len(seg) + 1] in ("", "/"):
@@ -424,26 +412,30 @@ class Runtime:
             return await self.grants.aget(gid)
         return self.grants.get(gid)
 
-    async def decide(self, engine, tool: str, args, grant, server_id: str, reserve: bool = True,
-                     approved: bool = False):
-        """`engine.decide`, with limit counters in Redis reserved by an awaited round trip
+    async def decide(self, policy, tool: str, args, principal, server_id: str, reserve: bool = True,
+                     approved: bool = False) -> Decision:
+        """`Policy.decide`, with limit counters in Redis reserved by an awaited round trip
         (redis_store.DeferredCounters) instead of a blocking one. A limited call while Redis
         is unavailable is refused (LIMIT_STORE_DOWN); a call no limit applies to is decided
         without Redis. A check that does not reserve (`reserve=False`: a shadow policy; a
-        call waiting for approval) reads the counts it needs with one awaited read first."""
+        call waiting for approval) reads the counts it needs with one awaited read first.
+        `policy` is a `mcpp.Policy`, or the `DenyAll` of a server with none in force."""
         store = self.counters
-        if not isinstance(store, DeferredCounters) or getattr(engine, "store", None) is not store:
-            return engine.decide(tool, args, grant, server_id, reserve=reserve, approved=approved)
+        dry_run = not reserve
+        if not isinstance(store, DeferredCounters) or getattr(policy, "counters", None) is not store:
+            return policy.decide(tool, args, principal=principal, server=server_id, dry_run=dry_run, approved=approved)
         now = time.time()
         with store.recording() as plan:
-            decision = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
+            decision = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
+                                     approved=approved)
         if plan.peeked:  # a limit was checked without reserving: against the real counts
             try:
                 values = await store.values_async(plan.peeked)
             except StoreUnavailable as e:
                 return self._store_down(tool, e)
             with store.recording(peek=values) as plan:
-                decision = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
+                decision = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
+                                         approved=approved)
         if not decision.allowed or not plan.charges:
             return decision
         try:
@@ -453,18 +445,15 @@ class Runtime:
         if bad is None:
             return decision
         with store.replaying(bad):
-            denied = engine.decide(tool, args, grant, server_id, now=now, reserve=reserve, approved=approved)
-        if denied.allowed:  # the engine did not mirror its first pass: never let it through
-            from mcpp.runtime.engine import Decision, Rule
-
-            return Decision(False, tool, Rule("/error"), "policy evaluation failed: limit replay mismatch")
+            denied = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
+                                   approved=approved)
+        if denied.allowed:  # the decision did not mirror its first pass: never let it through
+            return Decision(False, tool, "/error", None, "policy evaluation failed: limit replay mismatch")
         return denied
 
-    def _store_down(self, tool: str, e: Exception):
-        from mcpp.runtime.engine import Decision, Rule
-
+    def _store_down(self, tool: str, e: Exception) -> Decision:
         self.log.warning("limit_store_unavailable", tool=tool, error=str(e))
-        return Decision(False, tool, Rule(LIMIT_STORE_DOWN), (
+        return Decision(False, tool, LIMIT_STORE_DOWN, None, (
             "The limit store is unavailable, so calls under a limit cannot be counted and are refused; "
             "the call was not forwarded. Try again shortly."))
 
@@ -478,8 +467,8 @@ class Runtime:
             if close is not None:
                 try:
                     close()
-                except Exception:
-                    pass
+                except Exception as e:  # shutting down goes on; a store that would not close is said
+                    self.log.warning("store_close_failed", store=type(store).__name__, error=f"{type(e).__name__}: {e}")
 
     # ---- health ------------------------------------------------------------------------
     async def health(self) -> tuple[int, dict]:
@@ -722,7 +711,8 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
 
     app, rt = build_app(config, config_path, strict=True)
     loop = "uvloop" if _has("uvloop") else "asyncio"
-    limits = HeadLimits(config.max_header_bytes, config.max_headers, config.header_timeout)
+    limits = HeadLimits(config.max_header_bytes, config.max_headers, config.header_timeout,
+                        config.max_header_bytes + 2 * config.max_body_bytes + 65536)
     http = bounded_protocol(limits, rt.head_refused)
     uconfig = uvicorn.Config(
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,

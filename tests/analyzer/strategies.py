@@ -379,3 +379,64 @@ def rich_calls_for(prog):
         st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
         st.sampled_from(base.SERVERS + ["default"]),
     )
+
+
+# ---- many tools, several rules each: the shapes a large policy repeats -----------------------
+#
+# Rules per tool in the style of bench/analyzer_bench.py (guarded permits, forbids on
+# arguments, regex allowlists, limits, assertions), with argument keys drawn from a small
+# set so that rules of one tool read the same argument (two regexes on one string) or
+# different ones, plus rules naming several tools or none, hidden tools and both defaults.
+# tests/analyzer/test_lint_batching.py lints them per tool and rule by rule.
+
+ARG_KEYS = ["ns", "amount", "owner", "url"]
+
+
+def _arg(k: str) -> str:
+    return f"context.input.{k}"
+
+
+_conditions = st.one_of(
+    st.builds(lambda k, a, b: f'{_arg(k)} in ["{a}", "{b}"]', st.sampled_from(ARG_KEYS), st.sampled_from(["dev", "qa", "prod"]),
+              st.sampled_from(["staging", "sandbox"])),
+    st.builds(lambda k, n, op: f"{_arg(k)} {op} {n}", st.sampled_from(ARG_KEYS), st.sampled_from([0, 100, 1000]),
+              st.sampled_from(["<=", ">", "=="])),
+    st.builds(lambda k, p: f'{_arg(k)} like "{p}"', st.sampled_from(ARG_KEYS), st.sampled_from(["*prod*", "a*", "*.example"])),
+    st.builds(lambda k, r: f"{_arg(k)}.matches({r})", st.sampled_from(ARG_KEYS),
+              st.sampled_from(['"^[a-z]{2,8}$"', '"^https://(api|docs)\\\\.example\\\\.com/"', '"prod"', '"^[0-9]+$"'])),
+    st.builds(lambda k: f"context.input has {k}", st.sampled_from(ARG_KEYS)),
+    st.builds(lambda k, r: f"context.input has {k} && {_arg(k)}.matches({r})", st.sampled_from(ARG_KEYS),
+              st.sampled_from(['"^[a-z]{2,12}$"', '"x"'])),
+    st.sampled_from(['principal in Group::"ops"', 'principal.label == "ci"', "false"]),
+)
+
+
+@st.composite
+def _tool_rule(draw, tools: list[str]) -> str:
+    kind = draw(st.sampled_from(["permit", "permit", "forbid", "forbid", "limit", "assert"]))
+    named = draw(st.one_of(st.sampled_from(tools).map(lambda t: [t]),
+                           st.lists(st.sampled_from(tools), min_size=min(2, len(tools)), max_size=3, unique=True),
+                           st.just(None)))
+    action = "action" if named is None else (f'action == Action::"{named[0]}"' if len(named) == 1 else
+                                             "action in [" + ", ".join(f'Action::"{t}"' for t in named) + "]")
+    principal = draw(st.sampled_from(["principal", "principal", 'principal in Group::"ops"']))
+    conds = draw(st.lists(st.tuples(st.sampled_from(["when", "unless"]), _conditions), max_size=2))
+    body = "".join(f" {k} {{ {c} }}" for k, c in conds)
+    if kind == "limit":
+        inc = draw(st.sampled_from(["", " increment context.input.amount"]))
+        return (f'limit "{draw(st.sampled_from(["c0", "c1"]))}" ({principal}, {action}, resource) '
+                f'max {draw(st.sampled_from([0, 10, 100]))} per hour{inc}{body};')
+    if kind == "assert":
+        return f"assert {draw(st.sampled_from(['deny', 'allow']))} ({principal}, {action}, resource){body};"
+    return f"{kind} ({principal}, {action}, resource){body};"
+
+
+@st.composite
+def tool_policy_texts(draw, max_tools: int = 4, max_rules: int = 12) -> str:
+    """The text of a program over several tools, a few rules each."""
+    tools = [f"tool{i}" for i in range(draw(st.integers(1, max_tools)))]
+    lines = [draw(st.sampled_from(["default deny;", "default allow;", ""]))]
+    if draw(st.booleans()):
+        lines.append(f'hide Action::"{draw(st.sampled_from(tools))}";')
+    lines += draw(st.lists(_tool_rule(tools), min_size=1, max_size=max_rules))
+    return "\n".join(lines) + "\n"

@@ -141,3 +141,23 @@ def test_regression_false_and_zero_are_different_conditions():
                        'unless { context.input.a < 0 || context.input.a == false || context.input.a == 0 };')
     doc = compile_program(src)
     assert validate_translation(src, doc) is None
+
+
+@pytest.mark.parametrize("first,second", [(10, 3), (3, 10)])
+def test_diff_compares_in_every_count_either_version_can_reach(first, second):
+    """Both versions are encoded over one request: a counter's bound is the larger of
+    their maxes whichever is encoded first (it was the last one's, so the counts between
+    the two maxes were left out of the comparison), and the difference is reported."""
+    from mcpp.analyzer.encode import decide
+    from mcpp.analyzer.solve import Session
+
+    def prog(mx):
+        return load_program(f'permit (principal, action, resource);\nlimit "c" (principal, action == Action::"t", resource) max {mx} per hour scope grant;\n', "p.mcpp")
+
+    old, new = prog(first), prog(second)
+    req = Session().request()
+    decide(req, old, "t")
+    decide(req, new, "t")
+    assert list(req.counter_max.values()) == [10]
+    (d,) = [x for x in diff_programs(old, new) if x.tool == "t"]
+    assert d.status != "equivalent"

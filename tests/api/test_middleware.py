@@ -150,6 +150,31 @@ async def test_limits_deny_the_call_after_the_budget(kind, mode):
     assert [t for t, _ in ran] == ["charge", "charge"]
 
 
+USER_POLICY = '''\
+entity User in [Group] { email: String };
+permit (principal is User, action == Action::"echo", resource) when { principal.email like "*@example.com" };
+'''
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+async def test_a_user_principal_is_decided_by_its_attributes(kind, mode, tmp_path):
+    """The configured principal (or what `identify` returns) may be a `mcpp.User`: decided,
+    listed and audited by its id and claims, as the gateway does for an OAuth user."""
+    ran: list = []
+    audit = mcpp.SQLiteAudit(tmp_path)
+    for email, allowed in (("alice@example.com", True), ("alice@evil.test", False), (None, False)):
+        user = mcpp.User("alice", {"email": email} if email else {})  # no email: does not fit `entity User`
+        server = SERVERS[kind](mcpp.load_policy(USER_POLICY), ran, principal=user, audit=audit)
+        async with Client(server, mode=mode) as c:
+            listed = {t.name for t in (await c.list_tools()).tools}
+            r = await c.call_tool("echo", {"text": "hi"})
+        assert listed == ({"echo"} if allowed else set()), email
+        assert r.is_error is not allowed, email
+    assert ran == [("echo", {"text": "hi"})]
+    assert [(x["grant_id"], x["grant_label"], x["decision"], x["rule"]) for x in audit.query()] == [
+        ("alice", "", "allow", "/tools/echo"), ("alice", "", "deny", "/policies/policy0"), ("alice", "", "deny", "/principal")]
+
+
 @pytest.mark.parametrize("mode", sorted(MODES))
 async def test_concurrent_calls_get_exactly_the_budget(mode):
     """Calls in flight together: the limit holds (reservations are taken before the tool runs)."""

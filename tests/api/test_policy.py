@@ -183,8 +183,9 @@ def test_a_path_str_and_text_are_told_apart(tmp_path):
     p = mcpp.load_policy('permit (principal, action == Action::"t", resource);')
     assert p.filename == "<input>"
     assert mcpp.load_policy("").decide("t").rule == "/default"  # empty text: an empty policy, not the path ""
-    with pytest.raises(TypeError):
-        mcpp.load_policy(b"permit (principal, action, resource);")  # type: ignore[arg-type]
+    assert mcpp.load_policy(b"permit (principal, action, resource);").decide("t").allowed  # bytes: a file's content
+    with pytest.raises(TypeError, match="a path, policy text or bytes"):
+        mcpp.load_policy(3)  # type: ignore[arg-type]
 
 
 def test_a_catalog_is_checked_and_kept(tmp_path):

@@ -68,7 +68,8 @@ def test_public_signatures_are_fully_annotated():
     from mcpp import _policy
 
     targets = [mcpp.load_policy, mcpp.diff, mcpp.Policy.decide, mcpp.Policy.explain, mcpp.Policy.visible,
-               mcpp.Policy.verify, mcpp.Decision.release, mcpp.Decision.to_dict, mcpp.PolicyError.render]
+               mcpp.Policy.verify, mcpp.Policy.lint, mcpp.Policy.analyze, mcpp.Policy.named_catalog,
+               mcpp.Decision.release, mcpp.Decision.to_dict, mcpp.PolicyError.render, mcpp.UserDeclaration.attribute]
     for fn in targets:
         hints = typing.get_type_hints(fn, vars(_policy) | vars(mcpp._types) | {"Catalog": mcpp.catalog.Catalog})
         params = [p for p in fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]

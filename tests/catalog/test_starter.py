@@ -3,10 +3,13 @@ passes check (with its catalog), verify (every assert proved) and compile."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
+from typing import Annotated, Optional
 
 import pytest
+from pydantic import Field
 
 from mcpp.catalog import Catalog, load_catalog, validate
 from mcpp.catalog.classify import classify
@@ -255,3 +258,103 @@ def test_init_names_the_catalog_relative_to_the_policy(tmp_path):
     assert '@catalog("../tools.json")\ndefault deny;' in (tmp_path / "policies" / "memory.mcpp").read_text()
     r = run_mcpp("check", "-q", "policies/memory.mcpp", cwd=tmp_path)
     assert r.returncode == 0 and r.stderr == "", r.stderr
+
+
+# ---- the Python SDK's optional shapes (hostile finding 8) ---------------------------------------
+
+
+def _sdk_catalog() -> Catalog:
+    """Tools as the official Python SDK publishes them: optional arguments as `X | None =
+    None` (`{"anyOf": [{"type": "string"}, {"type": "null"}], "default": null}`),
+    `Optional[X]`, annotated, required-but-nullable, and defaults that are not null."""
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("sdk-shapes", version="1")
+
+    @server.tool()
+    def write_file(content: str, path: str | None = None) -> str:
+        return repr((content, path))
+
+    @server.tool()
+    def read_file(path: Optional[str] = None) -> str:
+        return repr((path,))
+
+    @server.tool()
+    def fetch_url(url: Annotated[str | None, Field(description="The page")] = None) -> str:
+        return repr((url,))
+
+    @server.tool()
+    def run_command(command: str | None = None) -> str:
+        return repr((command,))
+
+    @server.tool()
+    def deploy(name: str, namespace: str | None = None) -> str:
+        return repr((name, namespace))
+
+    @server.tool()
+    def copy_file(source: str = "/srv/in", destination: str | None = "/srv/out") -> str:
+        return repr((source, destination))
+
+    @server.tool()
+    def update_config(path: str | None) -> str:
+        return repr((path,))
+
+    @server.tool()
+    def refund(charge_id: str, amount: float | None = None, fee: float = 5) -> str:
+        return repr((charge_id, amount, fee))
+
+    tools = asyncio.run(server.list_tools())
+    defs = [json.loads(t.model_dump_json(by_alias=True, exclude_none=True)) for t in tools]
+    return Catalog.from_tools(defs, server_name="sdk-shapes", server_version="1")
+
+
+def test_starter_for_the_sdk_optional_shapes_is_not_bypassable(tmp_path):
+    """`mcpp init` on SDK optionals: every guard tests `!= null` before it reads a nullable
+    argument (null means "not given" to such a server, and a forbid that errors on it was
+    skipped), so the starter passes lint (typed), verify and `mcpp serve`'s gates; a null
+    argument is decided as an absent one, and a dangerous value is still denied."""
+    from mcpp.catalog.defaults import fill
+    from mcpp.runtime.gateway.policies import load_verified
+    from tests.safe_lint import unsafe_findings
+
+    cat = _sdk_catalog()
+    schema = cat.tools["write_file"].input_schema
+    assert schema["properties"]["path"] == {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None,
+                                            "title": "Path"}
+    (tmp_path / "tools.json").write_text(cat.dumps())
+    r = run_mcpp("init", "--catalog", "tools.json", "-o", "policy.mcpp", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    src = (tmp_path / "policy.mcpp").read_text()
+    program = load_program(src, str(tmp_path / "policy.mcpp"))
+    assert unsafe_findings(program, cat) == []
+    load_verified(str(tmp_path / "policy.mcpp"))  # `mcpp serve` puts it in force
+    r = run_mcpp("verify", "policy.mcpp", cwd=tmp_path)
+    assert r.returncode == 0 and "bypassable" not in r.stdout, r.stdout
+    assert "context.input has path && context.input.path != null && context.input.path.matches(" in src
+    # a defaulted argument is always present (the gateway fills it in), so no `has` before it
+    assert "context.input.destination != null && context.input.destination.matches(" in src
+    assert "context.input has destination" not in src
+    engine = Engine(program)
+    g = Grant("agent", "", frozenset())
+
+    def decide(tool: str, args: dict) -> str:
+        filled = fill(cat.tools[tool].input_schema, args)  # what the gateway decides
+        return engine.decide(tool, filled, g, "s", reserve=False).decision
+
+    for tool, arg, extra, bad in [("write_file", "path", {"content": "x"}, "/home/u/.ssh/id_rsa"),
+                                  ("read_file", "path", {}, "../../etc/passwd"),
+                                  ("fetch_url", "url", {}, "http://169.254.169.254/latest"),
+                                  ("run_command", "command", {}, "sudo rm -rf /"),
+                                  ("deploy", "namespace", {"name": "api"}, "prod-eu"),
+                                  ("copy_file", "destination", {}, "/etc/cron.d/x"),
+                                  ("update_config", "path", {}, "/root/.env")]:
+        if tool != "update_config":  # its path is required: the gateway's schema check refuses the omission
+            assert decide(tool, extra) == "allow", (tool, "absent")
+        assert decide(tool, {**extra, arg: None}) == "allow", (tool, "null")  # null: not given, never a bypass
+        assert decide(tool, {**extra, arg: "ok-value"}) == "allow", (tool, "ok")
+        assert decide(tool, {**extra, arg: bad}) == "deny", (tool, bad)
+    # the amount bound sits in the permit: null or omitted is denied (fails closed), the filled fee is decided
+    assert decide("refund", {"charge_id": "c", "amount": 10}) == "allow"
+    assert decide("refund", {"charge_id": "c", "amount": None}) == "deny"
+    assert decide("refund", {"charge_id": "c"}) == "deny"
+    assert decide("refund", {"charge_id": "c", "amount": 10, "fee": 5000}) == "deny"

@@ -143,23 +143,36 @@ def test_enum_mismatch_is_a_warning():
 
 
 def test_unguarded_optional_in_forbid_is_an_error_with_a_fail_closed_fix():
-    src = ('permit (principal, action == Action::"list_directory_with_sizes", resource);\n'
-           'forbid (principal, action == Action::"list_directory_with_sizes", resource)\n'
-           'when { context.input.sortBy == "size" };\n')
+    src = ('permit (principal, action == Action::"read_text_file", resource);\n'
+           'forbid (principal, action == Action::"read_text_file", resource)\n'
+           'when { context.input.head > 100 };\n')
     (d,) = diags(src, FS)
     assert d.code == "catalog-unguarded-optional" and d.severity == "error"
-    assert (d.span.line, d.span.col) == (3, 8) and text_at(src, d) == "context.input.sortBy"
+    assert (d.span.line, d.span.col) == (3, 8) and text_at(src, d) == "context.input.head"
     assert "fails open" in d.message
     fixed = apply_fix(src, d)
-    assert 'when { !(context.input has sortBy) || context.input.sortBy == "size" }' in fixed
+    assert 'when { !(context.input has head) || context.input.head > 100 }' in fixed
     assert diags(fixed, FS) == []
     from mcpp.lang.program import load_program
     from mcpp.runtime.engine import Engine, Grant
 
     g = Grant("g", "", frozenset())
     before, after = Engine(load_program(src)), Engine(load_program(fixed))
-    assert before.decide("list_directory_with_sizes", {"path": "/"}, g, "s").decision == "allow"  # fails open
-    assert after.decide("list_directory_with_sizes", {"path": "/"}, g, "s").decision == "deny"  # fails closed
+    assert before.decide("read_text_file", {"path": "/"}, g, "s").decision == "allow"  # fails open
+    assert after.decide("read_text_file", {"path": "/"}, g, "s").decision == "deny"  # fails closed
+
+
+def test_an_optional_argument_with_a_default_is_always_present():
+    """`sortBy` is optional with `"default": "name"`: the gateway fills it in before the
+    policy decides (catalog/defaults.py), so reading it without `has` cannot fail open."""
+    from mcpp.catalog.defaults import fill
+
+    src = ('permit (principal, action == Action::"list_directory_with_sizes", resource);\n'
+           'forbid (principal, action == Action::"list_directory_with_sizes", resource)\n'
+           'when { context.input.sortBy == "size" };\n')
+    assert diags(src, FS) == []
+    schema = FS.tools["list_directory_with_sizes"].input_schema
+    assert fill(schema, {"path": "/"}) == {"path": "/", "sortBy": "name"}
 
 
 def test_unguarded_optional_in_permit_is_a_warning_with_a_decision_preserving_fix():
@@ -277,7 +290,7 @@ def test_a_named_catalog_that_is_missing_or_broken_is_an_error(tmp_path):
 
 
 def test_diagnostic_data_is_json_serialisable():
-    src = 'forbid (principal, action == Action::"list_directory_with_sizes", resource) when { context.input.sortBy == "size" };'
+    src = 'forbid (principal, action == Action::"read_text_file", resource) when { context.input.head > 100 };'
     (d,) = diags(src, FS)
     json.dumps(d.data)
     e = d.data["fix"]["edits"][0]

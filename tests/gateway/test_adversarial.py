@@ -140,6 +140,14 @@ async def test_headers_are_bounded_and_slow_heads_are_cut(tmp_path, upstream, st
     many = "".join(f"X-H{i}: v\r\n" for i in range(120))
     status, out = await raw_request(g.port, head(many))
     assert status == 431 and b"more than 100 header fields" in out
+    # ...and as soon as they are parsed, while the head is still open (no blank line yet)
+    reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    try:
+        writer.write(b"POST /mcp/default/ HTTP/1.1\r\n" + many.encode())
+        out = await asyncio.wait_for(reader.read(4096), 10)
+    finally:
+        writer.close()
+    assert out.startswith(b"HTTP/1.1 431") and b"more than 100 header fields" in out, out[:80]
     # a 16 MiB header is refused while it is still arriving: the gateway closes the connection
     reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
     sent, refused = 0, False
@@ -189,6 +197,72 @@ async def test_headers_are_bounded_and_slow_heads_are_cut(tmp_path, upstream, st
         assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "after"})) == "after"
     grown = rss_kb(pid) - start
     assert grown < 16 * 1024, f"RSS grew by {grown} KiB"
+
+
+async def test_trailers_bodies_after_an_answer_and_pipelined_refusals_are_bounded(tmp_path, upstream, start_gateway):
+    """Hostile review of 2026-12-02: a chunked request's trailer section is parsed by the
+    header callback after the head is complete, so it escaped every head limit (100 MB of
+    trailer lines from a client without a token took RSS from 100 to 506 MB), and a body or
+    trailers trickled after the gateway had answered (a 401 before the body) kept the
+    connection open indefinitely. A refused head pipelined behind valid requests was
+    answered first, so a client read the 431 as the first request's answer.
+
+    Now: trailer fields count against `max_headers` and everything a request sends against
+    the head, body and framing bound (431/413, connection closed; RSS grows < 16 MiB); a
+    request answered before it was fully read loses its connection at once; a refusal
+    behind requests still in flight closes the connection without an answer."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="header_timeout = 1.0\nbody_timeout = 1.0")
+    pid = g.proc.p.pid
+    start = rss_kb(pid)
+    head = (f"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\nContent-Type: application/json\r\n"
+            "Transfer-Encoding: chunked\r\n\r\n2\r\n{}\r\n0\r\n").encode()  # no token: answered 401
+    # a trailer flood: the connection is cut long before 32 MB have gone
+    reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    sent, cut = 0, False
+    try:
+        writer.write(head)
+        line = b"X-T: " + b"t" * 40 + b"\r\n"
+        for _ in range(512):  # 512 x 64 KiB = 32 MiB, bounded
+            writer.write(line * (65536 // len(line)))
+            await asyncio.wait_for(writer.drain(), 10)
+            sent += 65536
+    except (ConnectionError, TimeoutError):
+        cut = True
+    finally:
+        writer.close()
+    assert cut and sent < 16 * (1 << 20), sent
+    # a trailer every 0.3 s after the 401: the gateway closes the connection instead of waiting
+    reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    got, closed = b"", False
+    writer.write(head)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 8  # header_timeout is 1 s: 8 s only bounds a broken build
+    try:
+        while loop.time() < deadline and not closed:
+            writer.write(b"X-Slow: 1\r\n")
+            await writer.drain()
+            try:
+                chunk = await asyncio.wait_for(reader.read(4096), 0.3)
+            except TimeoutError:
+                continue
+            got += chunk
+            closed = not chunk
+    except ConnectionError:
+        closed = True
+    finally:
+        writer.close()
+    assert got.startswith(b"HTTP/1.1 401"), got[:60]
+    assert closed, "the connection was kept open for the rest of an answered request"
+    # three pipelined requests and a refused fourth in one write: no answer is misattributed
+    get = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\n\r\n"
+    flood = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\n" + "".join(f"X-H{i}: v\r\n" for i in range(200)) + "\r\n"
+    status, out = await raw_request(g.port, (get * 3 + flood).encode())
+    assert b"431" not in out.split(b"\r\n", 1)[0], out[:80]  # never the first answer
+    statuses = [part.split(b"\r\n", 1)[0] for part in out.split(b"HTTP/1.1 ")[1:]]
+    assert all(st.startswith(b"200") for st in statuses[:3] if st), statuses
+    async with httpx2.AsyncClient(timeout=10) as http:
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "after"})) == "after"
+    assert rss_kb(pid) - start < 16 * 1024
 
 
 # ---- finding 4: long tool names, long method names, oversized audit fields -------------------------

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from mcpp.runtime.gateway.config import ConfigError, load_config
@@ -207,36 +205,11 @@ def test_map_claims_reports_names_never_values(tmp_path):
     assert problems[-1][0] == "groups"
 
 
-@dataclass(frozen=True)
-class Attr:  # the shape of lang.ir.AttrDecl (identity branch): name, type, optional
-    name: str
-    type: str
-    optional: bool = False
-
-
-@dataclass(frozen=True)
-class Decl:  # the shape of lang.ir.EntityDecl: parents and attrs
-    parents: tuple = ("Group",)
-    attrs: tuple = ()
-
-
 def _decl(source: str):
-    """`entity User …` parsed by the language when it has the declaration (identity), else
-    built in the same shape, so the check is exercised either way."""
-    from mcpp.lang import ir
+    """The `entity User …` declaration as the gateway reads it: `Policy.user_declaration`."""
+    import mcpp
 
-    if hasattr(ir, "EntityDecl"):
-        from mcpp.lang.program import load_program
-
-        return load_program(source + "\npermit (principal, action, resource);\n", "p.mcpp").user_decl
-    import re
-
-    m = re.match(r"entity User( in \[Group\])? \{(.*)\};", source.strip())
-    attrs = []
-    for part in filter(None, (p.strip() for p in m.group(2).split(","))):
-        name, typ = (x.strip() for x in part.split(":", 1))
-        attrs.append(Attr(name.rstrip("?"), typ, name.endswith("?")))
-    return Decl(("Group",) if m.group(1) else (), tuple(attrs))
+    return mcpp.load_policy(source + "\npermit (principal, action, resource);\n", filename="p.mcpp").user_declaration
 
 
 MAPPING = [

@@ -1,6 +1,8 @@
 """Typed calls end to end, as a property, in process: for random catalogs (input schemas
 from the JSON Schema subset real MCP servers use — types, `enum`, `required`, nested
-objects, arrays, `minimum`/`maximum`, `pattern`, pydantic's `anyOf` with null) and random
+objects, arrays, `minimum`/`maximum`, `pattern`, pydantic's `anyOf` with null, and
+`default`s as SDKs publish them: `x: T = value`, `Opts = Opts()`, `Opts | None = None`,
+now and then one its own schema refuses or only an `anyOf` branch declares) and random
 policies over their tools,
 
 - every call the gateway would forward conforms to its tool's schema (checked with the
@@ -12,9 +14,10 @@ policies over their tools,
   reach the policy.
 
 The admission path is the gateway's own: `runtime/gateway/schemas.py` turns the tool's
-listed definition into a validator (`tool_checker`) and checks the call's arguments
-(`check_arguments`), exactly as `proxy.schema_check` does; the policy then decides with
-the engine the gateway runs. Calls are drawn both to conform (from the schema) and not
+listed definition into a validator (`tool_checker`), checks the call's arguments and fills
+the declared defaults in (`admit`), exactly as `proxy.schema_check` does; the policy then
+decides the filled call with the engine the gateway runs, and a proved assert must hold on
+it (the analyzer treats a filled argument as always present). Calls are drawn both to conform (from the schema) and not
 (random JSON, and conforming calls with one argument replaced).
 """
 
@@ -31,10 +34,11 @@ from mcpp.analyzer.verify import verify
 from mcpp.analyzer.witness import NOW, StateStore, Witness, matches_scope
 from mcpp.catalog import Catalog
 from mcpp.catalog.conformance import SchemaCache, closed_world
+from mcpp.catalog.defaults import fill
 from mcpp.lang import ir
 from mcpp.lang.program import build_program, load_program
 from mcpp.runtime.engine import Engine
-from mcpp.runtime.gateway.schemas import check_arguments, tool_checker
+from mcpp.runtime.gateway.schemas import admit, tool_checker
 from tests import strategies as base
 from tests.analyzer.strategies import assertions, literals, programs
 
@@ -68,13 +72,30 @@ def leaf_schemas(draw) -> dict:
             s["minimum"] = lo
         if hi is not None:
             s["maximum"] = hi
-    if draw(st.integers(0, 5)) == 0:  # pydantic's Optional[...]: anyOf with null, default null
-        s = {"anyOf": [s, {"type": "null"}], "default": None}
+    if draw(st.integers(0, 2)) == 0:
+        # a default, as an SDK publishes `x: T = value`: mostly of the declared type, now
+        # and then one its own schema refuses (the gateway refuses calls that omit it)
+        s["default"] = draw(st.one_of(values_for(s, []), base.arg_values(False)) if draw(st.integers(0, 4)) else
+                            base.arg_values(False))
+    if draw(st.integers(0, 4)) == 0:  # pydantic's Optional[...]: anyOf with null, default null
+        form = draw(st.sampled_from(["null", "outer", "branch"]))
+        if form == "branch":  # the default only in a branch: ambiguous, never filled
+            s = {"anyOf": [s, {"type": "null"}]}
+        else:  # `x: T | None = None`, or `= value` (the default beside the anyOf)
+            inner = {k: v for k, v in s.items() if k != "default"}
+            s = {"anyOf": [inner, {"type": "null"}], "default": s.get("default") if form == "outer" else None}
     return s
 
 
 def _object(props: dict, required: list) -> dict:
     return {"type": "object", "properties": props, "required": sorted(set(required) & set(props))}
+
+
+def _object_forms(o: dict):
+    """A nested object as SDKs publish it: plain, with a default (`Opts = Opts()` → `{}` or
+    the model dumped), or pydantic's `Opts | None = None` (its defaults are filled once the
+    caller sends an object)."""
+    return st.sampled_from([o, {**o, "default": {}}, {"anyOf": [o, {"type": "null"}], "default": None}])
 
 
 schemas = st.recursive(
@@ -83,7 +104,7 @@ schemas = st.recursive(
         st.builds(lambda items, n: {"type": "array", "items": items, **({"maxItems": n} if n is not None else {})},
                   inner, st.sampled_from([None, 0, 2])),
         st.builds(_object, st.dictionaries(st.sampled_from(KEYS), inner, min_size=1, max_size=2),
-                  st.lists(st.sampled_from(KEYS), max_size=2)),
+                  st.lists(st.sampled_from(KEYS), max_size=2)).flatmap(_object_forms),
     ),
     max_leaves=4,
 )
@@ -164,11 +185,17 @@ def calls(draw, catalog: Catalog, prog) -> Witness:
 # ---- the gateway's admission path ------------------------------------------------------------
 
 
-def refusal(catalog: Catalog, w: Witness) -> dict | None:
-    """What `proxy.schema_check` answers for this call against the catalog's listing."""
+def admitted(catalog: Catalog, w: Witness) -> tuple[dict | None, Witness]:
+    """What `proxy.schema_check` answers for this call against the catalog's listing: the
+    refusal, or None and the call the policy decides (its declared defaults filled in)."""
     listed = catalog.tools.get(w.tool)
     defs = [listed.definition] if listed is not None else []
-    return check_arguments(tool_checker(CACHE, defs, w.tool), w.tool, w.args)
+    refused, args = admit(tool_checker(CACHE, defs, w.tool), w.tool, w.args)
+    return refused, Witness(**{**w.__dict__, "args": args})
+
+
+def refusal(catalog: Catalog, w: Witness) -> dict | None:
+    return admitted(catalog, w)[0]
 
 
 def decide(prog, w: Witness):
@@ -192,16 +219,24 @@ def test_forwarded_calls_conform_and_typed_proofs_hold_on_them(data):
     ws = data.draw(st.lists(calls(catalog, prog), min_size=1, max_size=8))
     results = verify(prog, session=Session(20000, schemas=catalog_schemas(catalog)))
     proved = [(a, r) for a, r in zip(prog.asserts, results) if r.status == "pass"]
-    for w in ws:
-        refused = refusal(catalog, w)
+    for sent in ws:
+        refused, w = admitted(catalog, sent)
         listed = catalog.tools.get(w.tool)
-        conforms = listed is not None and Draft202012Validator(closed_world(listed.input_schema)).is_valid(w.args)
-        # what the gateway lets through conforms; what does not conform (and every call to an
+        stock = Draft202012Validator(closed_world(listed.input_schema)) if listed is not None else None
+        conforms = stock is not None and stock.is_valid(sent.args)
+        # what the gateway lets through conforms, as sent and with the declared defaults
+        # filled in (catalog/defaults.py); what does not conform (and every call to an
         # unlisted tool) it refuses. It is stricter than the stock validator in one place:
         # `pattern` runs on RE2, whose `$` (like ECMA-262's, which JSON Schema names) does
         # not match before a final newline, as Python's `re` does.
         if refused is None:
-            assert conforms, (w.tool, w.args)
+            assert conforms and stock is not None and stock.is_valid(w.args), (w.tool, sent.args, w.args)
+            assert fill(listed.input_schema, w.args) == w.args  # filling is done once and for all
+            if w.args != sent.args:
+                event("forwarded with defaults filled in")
+        elif conforms and refused["kind"] == "invalid_default":  # a declared default its schema refuses
+            assert stock is not None and not stock.is_valid(fill(listed.input_schema, sent.args)) or \
+                refused["pointer"].endswith("/pattern"), (w.tool, sent.args, refused)
         elif conforms:
             assert refused["pointer"].endswith("/pattern"), (w.tool, w.args, refused)
         if refused is not None:

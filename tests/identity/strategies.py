@@ -189,3 +189,115 @@ def cedar_entities(caller) -> list[dict]:
 
 def cedar_principal(caller) -> dict:
     return {"type": "Grant" if isinstance(caller, Grant) else "User", "id": caller.id}
+
+
+# ---- user sets: Set<String>, Set<Long>, Set<Bool> attributes ---------------------------------
+# Every element of a real user's set has the declared type (the gateway leaves out a claim
+# with another, the engine refuses such a user); the analyzer's encoding says the same
+# (`sym.UserSet`). These generate what tests that: sets of each element type, every set
+# operation on them, and operands of every kind — literals that no element can equal (a
+# string tested against a Long set, 1.5, 2**63) and arguments of any JSON type.
+
+I64_MIN, I64_MAX = -(2**63), 2**63 - 1
+SET_ATTRS = {"scopes": "Set<String>", "roles": "Set<String>", "nums": "Set<Long>", "flags": "Set<Bool>"}
+SET_ELEMS = {"Set<String>": ["a", "b", "k8s:write"], "Set<Long>": [0, 1, -1, I64_MAX, I64_MIN], "Set<Bool>": [True, False]}
+ODD = ["a", 1, 1.5, 2**63, True, ""]  # literals of every kind, some no element of any set can equal
+
+
+@st.composite
+def set_decls(draw) -> ir.EntityDecl:
+    """`entity User in [Group] { scopes: Set<String>, roles: Set<String>, nums: Set<Long>,
+    flags: Set<Bool> }`, each attribute required or optional."""
+    return ir.EntityDecl("User", ("Group",), tuple(ir.AttrDecl(n, t, draw(st.booleans())) for n, t in SET_ATTRS.items()))
+
+
+def _any_lit():
+    return st.one_of(*(st.sampled_from(v) for v in SET_ELEMS.values()), st.sampled_from(ODD)).map(ir.Lit)
+
+
+def _set_lits():
+    return st.lists(_any_lit(), max_size=3).map(lambda xs: ir.SetLit(tuple(xs)))
+
+
+def set_atoms():
+    """Every operation on a user's set, with operands of every kind."""
+    P = ir.Var("principal")
+    names = st.sampled_from(list(SET_ATTRS))
+    methods = st.sampled_from(["containsAll", "containsAny"])
+    keys = st.sampled_from(KEYS)
+    own = names.flatmap(lambda a: st.sampled_from(SET_ELEMS[SET_ATTRS[a]]).map(
+        lambda v: ir.Call(_p(a), "contains", (ir.Lit(v),))))  # validation refuses a literal of another type
+    return st.one_of(
+        own,
+        st.builds(lambda a, k: ir.Call(_p(a), "contains", (_arg(k),)), names, keys),  # an argument of any type
+        st.builds(lambda a, k: ir.In(_arg(k), _p(a)), names, keys),
+        st.builds(lambda a, m, s: ir.Call(_p(a), m, (s,)), names, methods, _set_lits()),
+        st.builds(lambda a, m, s: ir.Call(s, m, (_p(a),)), names, methods, _set_lits()),
+        names.map(lambda a: ir.Call(_p(a), "isEmpty", ())),
+        st.builds(lambda a, s: ir.Compare("==", _p(a), s), names, _set_lits()),
+        st.builds(lambda a, m, b: ir.Call(_p(a), m, (_p(b),)), names, methods, names),
+        st.builds(lambda a, m, k: ir.Call(_p(a), m, (_arg(k),)), names, methods, keys),  # widened: two arrays
+        names.map(lambda a: ir.Has(P, (a,))),
+        st.builds(lambda k, a: ir.Call(_arg(k), "contains", (_p(a),)), keys, names),  # an argument array holding the set
+    )
+
+
+def set_exprs():
+    atoms = st.one_of(set_atoms(), set_atoms(), argument_atoms())
+    return st.recursive(
+        atoms,
+        lambda sub: st.one_of(st.builds(ir.And, sub, sub), st.builds(ir.Or, sub, sub), st.builds(ir.Not, sub)),
+        max_leaves=3,
+    )
+
+
+def set_policies():
+    return st.builds(
+        lambda eff, p, a, cs: ir.Policy(eff, ir.Scope(p, a, ir.EntityScope()), tuple(cs)),
+        st.sampled_from(["permit", "permit", "forbid"]),
+        st.sampled_from([ir.EntityScope(), ir.EntityScope("is", None, "User")]),
+        action_scopes,
+        st.lists(st.builds(ir.Clause, st.sampled_from(["when", "unless"]), set_exprs()), max_size=2),
+    )
+
+
+@st.composite
+def set_documents(draw, max_policies: int = 3) -> ir.Document:
+    """A declaration of set attributes, policies over them, and one assert about them."""
+    decl = draw(set_decls())
+    rules = tuple(draw(st.lists(set_policies(), min_size=1, max_size=max_policies)))
+    claim = ir.Assert(draw(st.sampled_from(["deny", "allow"])),
+                      ir.Scope(draw(st.sampled_from([ir.EntityScope(), ir.EntityScope("is", None, "User")])),
+                               draw(action_scopes), ir.EntityScope()),
+                      tuple(draw(st.lists(st.builds(ir.Clause, st.just("when"), set_exprs()), max_size=1))))
+    return ir.Document((decl,) + rules + (claim,))
+
+
+def _set_value(t: str):
+    """A set of the element type: the policy's values and any others, duplicates allowed."""
+    # (strings below U+2FA20: the analyzer's domain, docs/analyzer.md "Domain assumptions")
+    text = st.text(st.characters(max_codepoint=0x2FA1F), max_size=3)
+    elem = {"Set<String>": st.one_of(st.sampled_from(SET_ELEMS[t]), text),
+            "Set<Long>": st.one_of(st.sampled_from(SET_ELEMS[t]), st.integers(I64_MIN, I64_MAX)),
+            "Set<Bool>": st.booleans()}[t]
+    return st.lists(elem, max_size=4)
+
+
+@st.composite
+def set_users(draw, decl: ir.EntityDecl) -> User:
+    """A user that fits `decl`: every required set, some optional ones."""
+    attrs = {a.name: draw(_set_value(a.type)) for a in decl.attrs if not a.optional or draw(st.booleans())}
+    return User(draw(st.sampled_from(USERS)), attrs, draw(st.frozensets(st.sampled_from(GROUPS), max_size=1)))
+
+
+def set_args():
+    """Arguments of every JSON type, including arrays that hold a set's value."""
+    scalar = st.one_of(st.sampled_from(["a", "b", "k8s:write", "", 0, 1, -1, 1.5, True, False, None, I64_MAX, I64_MIN]),
+                       st.integers(I64_MIN, I64_MAX))
+    value = st.one_of(scalar, st.lists(st.one_of(scalar, st.lists(st.sampled_from(["a", "b", 1, True]), max_size=2)),
+                                       max_size=3))
+    return st.dictionaries(st.sampled_from(KEYS), value, max_size=2)
+
+
+def set_calls(decl: ir.EntityDecl):
+    return st.builds(Call, st.sampled_from(TOOLS + ["other"]), set_args(), st.one_of(set_users(decl), grants()))

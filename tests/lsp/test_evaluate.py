@@ -137,3 +137,32 @@ async def test_changed_samples_file_refreshes_lenses(client):
         await asyncio.sleep(0.05)
     assert (await lenses(client, uri))[0].command.title.startswith("▶ Evaluate 5 sample calls")
     assert client.code_lens_refreshes >= 1
+
+
+async def test_evaluate_fills_declared_defaults_with_the_policys_catalog(client):
+    """As the gateway decides it: a call that omits `amount` runs with the schema's 5000."""
+    (client.ws / "pay.tools.json").write_text(json.dumps({"tools": [{"name": "refund_payment", "inputSchema": {
+        "type": "object", "required": ["charge_id"],
+        "properties": {"charge_id": {"type": "string"}, "amount": {"type": "number", "default": 5000}}}}]}))
+    uri = open_doc(client, "pay.mcpp", '@catalog("pay.tools.json")\ndefault deny;\n'
+                   'permit (principal, action == Action::"refund_payment", resource);\n@id("cap")\n'
+                   'forbid (principal, action == Action::"refund_payment", resource)\n'
+                   'when { context.input has amount && context.input.amount > 1000 };\n')
+    await wait_diags(client, uri, lambda _d: True)
+    ds = await client.workspace_execute_command_async(t.ExecuteCommandParams(
+        command="mcpp.evaluate", arguments=[{"uri": uri, "name": "refund_payment", "arguments": {"charge_id": "c"}},
+                                            {"uri": uri, "name": "refund_payment",
+                                             "arguments": {"charge_id": "c", "amount": 10}}]))
+    assert [x["decision"] for x in ds] == ["deny", "allow"] and ds[0]["policy"] == "cap"
+    assert ds[0]["call"]["arguments"] == {"charge_id": "c"}  # shown as sent
+
+
+def test_hover_names_a_default_the_gateway_fills():
+    from mcpp.lsp.hover import _filled_text
+
+    schema = {"type": "object", "properties": {"amount": {"type": "number", "default": 5000},
+                                               "opts": {"type": "object", "properties": {"m": {"default": "s"}}},
+                                               "note": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}}}
+    assert _filled_text(schema, ("amount",)) == " (default `5000`, filled in by the gateway)"
+    assert _filled_text(schema, ("opts", "m")) == ' (default `"s"`, filled in by the gateway)'
+    assert _filled_text(schema, ("note",)) == ""  # null defaults are never filled

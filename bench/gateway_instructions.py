@@ -1,0 +1,104 @@
+"""Instructions per `tools/call` in the gateway process, counted by callgrind: a figure the
+machine's load does not move (latency and CPU time on a shared 2-core machine swing by
+25% and more between runs), for comparing two versions of the gateway's request path.
+
+It starts the SDK fixture upstream, then `mcpp serve` (allow-all policy, a grant, typed
+calls and the audit on, as bench/gateway_bench.py) under `valgrind --tool=callgrind` with
+counting off; warms up with 30 calls from the official SDK client; counts the next
+`--calls` calls only; and prints user-space instructions per call. `--floor` counts
+bench/floor_proxy.py the same way (the thinnest proxy on the same HTTP stack), so the
+difference is what governing a call costs. Kernel work (the syscalls) is not counted.
+Needs valgrind (`apt-get install valgrind`); the gateway runs about 50× slower under it.
+
+    python3 bench/gateway_instructions.py [--calls 200] [--client sdk-auto|sdk-legacy|raw] [--floor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import glob
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import gateway_bench as gb  # noqa: E402  (the fixture, the targets and the helpers are shared)
+
+
+def count(kind: str, calls: int, client: str, tmp: Path, up_port: int, token: str | None) -> float:
+    port = gb.free_port()
+    out = tmp / f"{kind}.callgrind"
+    grind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}", sys.executable]
+    if kind == "gateway":
+        cmd = grind + ["-m", "mcpp", "serve", "--policy", str(tmp / "policy.mcpp"), "--upstream",
+                       f"http://127.0.0.1:{up_port}/mcp", "--port", str(port), "--state", str(tmp / "state")]
+        url = f"http://127.0.0.1:{port}/mcp/default/"
+    else:
+        cmd = grind + [str(gb.ROOT / "bench" / "floor_proxy.py"), f"http://127.0.0.1:{up_port}/mcp", str(port)]
+        url, token = f"http://127.0.0.1:{port}/mcp", None
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(tmp / f"{kind}.log", "wb"), start_new_session=True)
+    try:
+        gb.wait_port(port, proc, timeout=300)
+
+        async def drive() -> None:
+            t = gb.RawTarget(kind, url, token) if client == "raw" else gb.SDKTarget(kind, url, token, client.split("-")[1])
+            async with t:
+                for _ in range(30):
+                    await t.call()
+                subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
+                for _ in range(calls):
+                    await t.call()
+                subprocess.run(["callgrind_control", "-i", "off", str(proc.pid)], check=True, capture_output=True)
+
+        asyncio.run(drive())
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(120)
+    total = 0
+    for f in glob.glob(f"{out}*"):
+        for line in open(f):
+            if line.startswith("totals:"):
+                total += int(line.split()[1])
+                break
+    return total / calls
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=200)
+    ap.add_argument("--client", choices=["sdk-auto", "sdk-legacy", "raw"], default="sdk-auto")
+    ap.add_argument("--floor", action="store_true", help="count bench/floor_proxy.py too")
+    a = ap.parse_args()
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("gateway_instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
+        raise SystemExit(2)
+    tmp = Path(tempfile.mkdtemp(prefix="mcpp-instr-"))
+    (tmp / "policy.mcpp").write_text(gb.POLICY)
+    up_port = gb.free_port()
+    up = subprocess.Popen([sys.executable, str(gb.FIXTURE), "--port", str(up_port)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        gb.wait_port(up_port, up)
+        grant = json.loads(subprocess.run(
+            [sys.executable, "-m", "mcpp", "grant", "create", "--server", "default", "--label", "bench",
+             "--state", str(tmp / "state"), "--json"], check=True, capture_output=True, text=True).stdout)
+        rows = [("gateway", count("gateway", a.calls, a.client, tmp, up_port, grant["token"]))]
+        if a.floor:
+            rows.append(("floor", count("floor", a.calls, a.client, tmp, up_port, None)))
+    finally:
+        os.killpg(up.pid, signal.SIGTERM)
+    print(f"user-space instructions per tools/call ({a.client}, {a.calls} calls counted, callgrind):")
+    for name, n in rows:
+        print(f"  {name:<8} {n / 1e6:.3f} M")
+    if a.floor:
+        print(f"  governing a call costs {(rows[0][1] - rows[1][1]) / 1e6:.3f} M beyond the floor")
+
+
+if __name__ == "__main__":
+    main()

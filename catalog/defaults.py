@@ -1,0 +1,484 @@
+"""Schema defaults: the values a server runs with when a call leaves an argument out.
+
+An SDK server fills in the `default` its tool's schema declares: the Python SDK publishes
+`amount: float = 5000` as `{"type": "number", "default": 5000}` (optional) and calls the
+function with 5000 when the call omits `amount`; the TypeScript SDK's zod `.default(…)`
+does the same. A policy that decided the call as sent would decide a call *without*
+`amount` (`context.input has amount` false, a forbid on `amount > 1000` skipped) while the
+upstream refunds 5000. So the gateway fills the declared defaults in after the schema
+check and before the decision, and forwards the filled call (docs/gateway.md, "Typed
+calls"): the policy decides, the audit records and the upstream runs the same arguments.
+The analyzer reads the same plan (`catalog.schema.View`, analyzer/typed.py): an argument
+this module fills is always present, so a proof covers what the upstream runs and a
+counterexample replays on the filled call.
+
+`fill(schema, args)` is that step, pure: the arguments with every fillable default of an
+absent property put in, at the top level and inside nested objects that are present
+(including objects that were themselves just filled in). What is fillable is decided
+once per schema (`plan`), by these rules:
+
+- A property is a fill candidate where an object's schema declares it in `properties`
+  unconditionally: in the schema itself, behind a local `$ref` (resolved as the rest of
+  catalog/ resolves them: `#`-pointers into the document) or an `allOf` member — all of
+  which apply to every value. Its default is the `default` those declarations carry
+  (with a `patternProperties` entry whose RE2 pattern matches the name, which applies
+  too). An `anyOf`/`oneOf` of which exactly one branch can be an object (pydantic's
+  `Opts | None`: `{"anyOf": [{"$ref": "#/$defs/Opts"}, {"type": "null"}]}`) is that
+  branch for an object value, so the properties of a present object are filled from it.
+- Not filled, because a different default could apply, and reported as a typed-call
+  caveat (`caveats`; `mcpp lint`'s `unfilled-default`, `mcpp verify`'s typed line) so it
+  is visible: a default that only a conditional subschema declares (`anyOf`/`oneOf`
+  branches, `if`/`then`/`else`, `dependentSchemas`/`dependencies`), two declarations
+  with different defaults, a pattern the gateway cannot run beside a default, a
+  reference that is not a local pointer (or `$dynamicRef`), and defaults inside array
+  items (`items`, `prefixItems`, …: no rule reads an element by position). The analyzer
+  treats such an argument as possibly absent — which it is, as the gateway forwards it
+  — and the caveat says that the upstream may run it with its default.
+- `null` defaults are never filled. The Python SDK writes `path: str | None = None` as
+  `{"anyOf": [{"type": "string"}, {"type": "null"}], "default": null}`: to such a server
+  an absent argument and a null one mean the same, so filling changes nothing it does,
+  while it would change what a policy reads (`context.input has path` would become true
+  on a null value, and a guard written `has path && path.matches(…)` would then error
+  instead of being false). An absent argument stays absent.
+- A default that does not conform to its own schema (`{"type": "number", "default":
+  "5000"}`, or 5000 under `maximum: 1000`) is filled like any other, and the gateway
+  re-checks the filled call: a call that omits such an argument is refused (fail closed:
+  the server would run a value its schema forbids, which no policy can reason about),
+  and the caller is told to pass the argument. `caveats` reports such defaults too. For
+  the analyzer nothing changes: every forwarded call has the argument, and it conforms.
+
+Defaults are copied into the call (`copy.deepcopy`), never shared with the schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from mcpp.lang.regex import RegexError, compile_regex
+
+from .schema import _pointer, _type_set, resolve
+
+_MAX_NODES = 4096  # schema nodes one closure may visit
+_MAX_LEVELS = 2048  # distinct object levels one plan may hold
+_MAX_CAVEAT_DEPTH = 8  # argument depth the caveat report walks to
+_PLAN_CACHE = 1024  # plans kept (by schema object)
+
+# keywords whose subschemas apply only sometimes: a default declared under them is
+# conditional, so it makes the property's default ambiguous
+_CONDITIONAL = ("anyOf", "oneOf", "if", "then", "else", "dependentSchemas", "dependencies")
+# keywords whose subschemas describe array elements: their defaults are never filled
+_ARRAY_KEYWORDS = ("items", "prefixItems", "additionalItems", "unevaluatedItems", "contains")
+_SCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas", "dependencies", "$defs", "definitions")
+_SCHEMA_ONE = ("additionalProperties", "unevaluatedProperties", "items", "additionalItems", "unevaluatedItems",
+               "contains", "not", "if", "then", "else", "propertyNames", "contentSchema")
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+
+
+@dataclass(eq=False)
+class Level:
+    """What filling does inside one object: the defaults of its absent keys, and the levels
+    of the objects at its keys. `notes` are the caveats of this level: (key or None, why a
+    default there is not filled, or is filled but refused)."""
+
+    defaults: dict[str, Any] = field(default_factory=dict)
+    children: dict[str, "Level"] = field(default_factory=dict)
+    notes: list[tuple[str | None, str]] = field(default_factory=list)
+    sources: dict[str, list] = field(default_factory=dict)  # key → the declarations its default is checked against
+
+    @property
+    def empty(self) -> bool:
+        return not self.defaults and not self.children and not self.notes
+
+
+EMPTY = Level()
+
+
+@dataclass(frozen=True)
+class Caveat:
+    """A default the gateway does not fill (the analysis treats the argument as possibly
+    absent, the upstream may run it with its default), or fills but refuses."""
+
+    path: tuple[str, ...]  # the argument (or the object) it is about
+    reason: str
+    kind: str = "unfilled"  # unfilled (possibly absent, the upstream may apply it) | refused (calls omitting it are refused)
+
+    @property
+    def where(self) -> str:
+        return ".".join(self.path) if self.path else "the arguments"
+
+
+# ---- filling ------------------------------------------------------------------------------
+
+
+def fill(schema, args):
+    """`args` with the declared non-null defaults of absent properties filled in, where the
+    schema makes them unambiguous (module docstring). Returns `args` itself when nothing is
+    filled; never changes it. Anything that is not an object is returned as it is."""
+    return fill_level(plan(schema), args)
+
+
+def fill_level(level: Level, value):
+    """`fill` from a plan already made (the analyzer and the gateway keep theirs)."""
+    if not isinstance(value, dict) or (not level.defaults and not level.children):
+        return value
+    out: dict | None = None
+    for k, d in level.defaults.items():
+        if k not in value:
+            if out is None:
+                out = dict(value)
+            out[k] = copy.deepcopy(d)
+    src = out if out is not None else value
+    for k, child in level.children.items():
+        v = src.get(k)
+        if isinstance(v, dict):
+            nv = fill_level(child, v)
+            if nv is not v:
+                if out is None:
+                    out = dict(value)
+                out[k] = nv
+    return out if out is not None else value
+
+
+# ---- planning -----------------------------------------------------------------------------
+
+_plans: dict[int, tuple[Any, Level]] = {}
+
+
+def plan(schema) -> Level:
+    """The fill plan of a tool's input schema (the root object's `Level`). Cached by the
+    schema object (held while cached, so its id cannot be reused); schemas are not
+    changed after they are loaded."""
+    hit = _plans.get(id(schema))
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    if not isinstance(schema, dict):
+        return EMPTY
+    lvl = _Planner(schema).level([schema])
+    if len(_plans) >= _PLAN_CACHE:
+        _plans.clear()
+    _plans[id(schema)] = (schema, lvl)
+    return lvl
+
+
+def level_at(schema, path: tuple[str, ...]) -> Level | None:
+    """The level of the object at `path` (None when nothing is filled inside it)."""
+    lvl: Level | None = plan(schema)
+    for k in path:
+        if lvl is None:
+            return None
+        lvl = lvl.children.get(k)
+    return lvl
+
+
+@dataclass
+class _Closure:
+    nodes: list  # the schemas that apply to the value unconditionally
+    conditional: list  # subschemas that may or may not apply
+    opaque: str | None = None  # why part of what applies cannot be seen
+
+
+class _Planner:
+    def __init__(self, root: dict):
+        self.root = root
+        self.levels: dict[frozenset, Level] = {}
+
+    def closure(self, schemas: list, as_object: bool) -> _Closure:
+        """Every schema that applies to a value of `schemas` whatever the value is: them,
+        their `$ref` targets and `allOf` members (and, for an object value, the one branch
+        of an `anyOf`/`oneOf` that can be an object)."""
+        nodes: list = []
+        cond: list = []
+        opaque = None
+        seen: set[int] = set()
+        todo = list(schemas)
+        while todo:
+            s = todo.pop(0)
+            if not isinstance(s, dict) or id(s) in seen:
+                continue  # true, false: nothing to fill from
+            if len(seen) >= _MAX_NODES:
+                opaque = "the schema is too large to read whole"
+                break
+            seen.add(id(s))
+            nodes.append(s)
+            if "$ref" in s:
+                ref = s["$ref"]
+                target = _pointer(self.root, ref) if isinstance(ref, str) and "%" not in ref else None
+                if target is None:
+                    opaque = f"the reference {str(ref)[:80]!r} is not a local pointer the gateway resolves the same way"
+                else:
+                    todo.append(target)
+            for key in ("$dynamicRef", "$recursiveRef"):
+                if key in s:
+                    opaque = f"`{key}` resolves at run time"
+            if isinstance(s.get("allOf"), list):
+                todo.extend(s["allOf"])
+            for key in ("anyOf", "oneOf"):
+                branches = s.get(key)
+                if not isinstance(branches, list):
+                    continue
+                if as_object:
+                    objects = [b for b in branches if self.may_be_object(b)]
+                    if len(objects) <= 1:
+                        todo.extend(objects)  # the only branch an object can match (none: no object is valid)
+                        continue
+                cond.extend(branches)
+            for key in ("if", "then", "else"):
+                if key in s:
+                    cond.append(s[key])
+            for key in ("dependentSchemas", "dependencies"):
+                d = s.get(key)
+                if isinstance(d, dict):
+                    cond.extend(v for v in d.values() if isinstance(v, (dict, bool)))
+        return _Closure(nodes, cond, opaque)
+
+    def may_be_object(self, schema) -> bool:
+        for alt in resolve(schema, self.root):
+            ts = _type_set(alt)
+            if ts is None or "object" in ts:
+                return True
+        return False
+
+    def reach(self, schemas: list) -> tuple[list, str | None]:
+        """Every schema that may apply to the value: the closure and, recursively, every
+        conditional branch."""
+        c = self.closure(schemas, as_object=False)
+        nodes, opaque = list(c.nodes), c.opaque
+        todo, seen = list(c.conditional), {id(n) for n in c.nodes}
+        while todo:
+            more = self.closure([todo.pop(0)], as_object=False)
+            opaque = opaque or more.opaque
+            for n in more.nodes:
+                if id(n) not in seen:
+                    seen.add(id(n))
+                    nodes.append(n)
+            todo.extend(more.conditional)
+            if len(seen) >= _MAX_NODES:
+                return nodes, "the schema is too large to read whole"
+        return nodes, opaque
+
+    def level(self, schemas: list) -> Level:
+        c = self.closure(schemas, as_object=True)
+        key = frozenset(id(n) for n in c.nodes)
+        hit = self.levels.get(key)
+        if hit is not None:
+            return hit
+        lvl = Level()
+        if len(self.levels) >= _MAX_LEVELS:
+            return lvl  # nothing filled deeper: the analyzer reads the same plan
+        self.levels[key] = lvl
+        if c.opaque is not None:
+            if any(_deep_default(n, self.root) for n in c.nodes):
+                lvl.notes.append((None, f"defaults inside it are not filled: {c.opaque}"))
+            return lvl
+        props: dict[str, list] = {}
+        for n in c.nodes:
+            p = n.get("properties")
+            if isinstance(p, dict):
+                for k, v in p.items():
+                    props.setdefault(k, []).append(v)
+        patterns = [(pat, sub) for n in c.nodes if isinstance(n.get("patternProperties"), dict)
+                    for pat, sub in n["patternProperties"].items()]
+        # what the conditional subschemas of this object declare, key by key
+        cond_nodes, cond_opaque = self.reach(c.conditional) if c.conditional else ([], None)
+        cond_decls: dict[str, list] = {}
+        for n in cond_nodes:
+            p = n.get("properties")
+            if isinstance(p, dict):
+                for k, v in p.items():
+                    cond_decls.setdefault(k, []).append(v)
+        cond_patterns = [(pat, sub) for n in cond_nodes if isinstance(n.get("patternProperties"), dict)
+                         for pat, sub in n["patternProperties"].items()]
+        for k in list(props) + [k for k in cond_decls if k not in props]:
+            self.key(lvl, k, props.get(k, []), patterns, cond_decls.get(k, []), cond_patterns, cond_opaque)
+        return lvl
+
+    def key(self, lvl: Level, k: str, decls: list, patterns: list, cond_decls: list, cond_patterns: list,
+            cond_opaque: str | None) -> None:
+        decls = list(decls)
+        unknown = None
+        for pat, sub in patterns:
+            hit = _search(pat, k)
+            if hit:
+                decls.append(sub)
+            elif hit is None and _deep_default(sub, self.root):
+                unknown = f"the pattern {pat[:60]!r} (which declares defaults) cannot be run to see if it applies"
+        cond = list(cond_decls) + [sub for pat, sub in cond_patterns if _search(pat, k) is not False]
+        if not decls:
+            # declared only conditionally: nothing to fill, but the upstream may apply a default
+            if any(_deep_default(s, self.root) for s in cond):
+                lvl.notes.append((k, "only conditional subschemas (anyOf/oneOf/if/then/else/dependentSchemas) declare "
+                                     "it with a default, so the gateway does not fill it"))
+            return
+        vc = self.closure(decls, as_object=False)
+        uncond = [n["default"] for n in vc.nodes if "default" in n]
+        extra, opaque = self.reach(vc.conditional) if vc.conditional else ([], None)
+        own = {id(x) for x in vc.nodes}
+        conditional = [n["default"] for n in extra if "default" in n and id(n) not in own]
+        cond_nodes, opaque2 = self.reach(cond) if cond else ([], None)
+        conditional += [n["default"] for n in cond_nodes if "default" in n]
+        opaque = vc.opaque or opaque or opaque2 or cond_opaque or unknown
+        nonnull = [d for d in uncond + conditional if d is not None]
+        if opaque is not None:
+            if nonnull or any(_deep_default(n, self.root) for n in vc.nodes):
+                lvl.notes.append((k, f"its default is not filled: {opaque}"))
+            return
+        distinct = {_canon(d) for d in uncond + conditional}
+        if not uncond:
+            if nonnull:
+                lvl.notes.append((k, "only conditional subschemas (anyOf/oneOf/if/then/else/dependentSchemas) declare "
+                                     f"a default for it ({_show(nonnull[0])}), so the gateway does not fill it"))
+        elif len(distinct) > 1:
+            shown = ", ".join(sorted(_show(d) for d in {_canon(d): d for d in uncond + conditional}.values()))
+            lvl.notes.append((k, f"its schema declares different defaults ({shown}), so the gateway fills none"))
+        elif uncond[0] is not None:
+            lvl.defaults[k] = uncond[0]
+            lvl.sources[k] = decls
+        # defaults a conditional declaration puts deeper inside it: not filled
+        if any(_deep_default(s, self.root, skip_top=True) for s in cond):
+            lvl.notes.append((k, "conditional subschemas declare defaults inside it, which the gateway does not fill"))
+        if any(_items_default(n, self.root) for n in vc.nodes):
+            lvl.notes.append((k, "its array items declare defaults, which the gateway does not fill"))
+        child = self.level(decls)
+        if not child.empty:
+            lvl.children[k] = child
+
+
+def _search(pattern, key: str) -> bool | None:
+    """Does the `patternProperties` pattern match `key` (RE2, as the validator runs it)? None: cannot tell."""
+    try:
+        return compile_regex(pattern).search(key) is not None
+    except (RegexError, TypeError, ValueError, UnicodeError):
+        return None
+
+
+def _canon(v) -> str:
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def _show(v) -> str:
+    text = json.dumps(v, ensure_ascii=False, default=str)
+    return text if len(text) <= 40 else text[:40] + "…"
+
+
+def _subschemas(n: dict, skip_arrays: bool = False):
+    for k in _SCHEMA_MAPS:
+        m = n.get(k)
+        if isinstance(m, dict) and k not in ("$defs", "definitions"):
+            yield from (v for v in m.values() if isinstance(v, dict))
+    for k in _SCHEMA_ONE:
+        if skip_arrays and k in _ARRAY_KEYWORDS:
+            continue
+        v = n.get(k)
+        if isinstance(v, dict):
+            yield v
+    for k in _SCHEMA_LISTS:
+        if skip_arrays and k in _ARRAY_KEYWORDS:
+            continue
+        v = n.get(k)
+        if isinstance(v, list):
+            yield from (x for x in v if isinstance(x, dict))
+
+
+def _deep_default(schema, root, skip_top: bool = False) -> bool:
+    """Does a non-null `default` appear anywhere in `schema` (following local references)?"""
+    todo = [(schema, True)]
+    seen: set[int] = set()
+    while todo:
+        n, top = todo.pop()
+        if not isinstance(n, dict) or id(n) in seen:
+            continue
+        seen.add(id(n))
+        if len(seen) > _MAX_NODES:
+            return True  # cannot tell: say so
+        if "default" in n and n["default"] is not None and not (top and skip_top):
+            return True
+        ref = n.get("$ref")
+        if isinstance(ref, str):
+            target = _pointer(root, ref)
+            if target is not None:
+                todo.append((target, top))
+        same = _same_value(n) if top else set()
+        for sub in _subschemas(n):
+            # a subschema of the same value (an allOf or anyOf member, if/then/else) is still "top"
+            todo.append((sub, top and id(sub) in same))
+    return False
+
+
+def _same_value(n: dict) -> set[int]:
+    out = set()
+    for k in ("allOf", "anyOf", "oneOf"):
+        if isinstance(n.get(k), list):
+            out |= {id(x) for x in n[k]}
+    for k in ("if", "then", "else"):
+        if k in n:
+            out.add(id(n[k]))
+    for k in ("dependentSchemas", "dependencies"):
+        if isinstance(n.get(k), dict):
+            out |= {id(x) for x in n[k].values()}
+    return out
+
+
+def _items_default(n: dict, root) -> bool:
+    for k in _ARRAY_KEYWORDS:
+        v = n.get(k)
+        subs = v if isinstance(v, list) else [v]
+        if any(isinstance(s, dict) and _deep_default(s, root) for s in subs):
+            return True
+    return False
+
+
+# ---- caveats ------------------------------------------------------------------------------
+
+
+def caveats(schema) -> list[Caveat]:
+    """The defaults of `schema` that are not filled (and why), and the filled defaults the
+    gateway refuses because they do not conform to their own schema or are not JSON text,
+    each at its argument path (arguments nested deeper than a few objects are left out)."""
+    out: list[Caveat] = []
+    if not isinstance(schema, dict):
+        return out
+    validator = _validator(schema)
+
+    def walk(lvl: Level, path: tuple[str, ...], stack: tuple) -> None:
+        if len(path) > _MAX_CAVEAT_DEPTH or id(lvl) in stack:
+            return
+        for k, why in lvl.notes:
+            out.append(Caveat(path + ((k,) if k is not None else ()), why))
+        for k, d in lvl.defaults.items():
+            bad = _bad_default(validator, lvl.sources.get(k, []), d)
+            if bad:
+                out.append(Caveat(path + (k,), f"its default {_show(d)} {bad}, so the gateway refuses every call "
+                                                "that omits it", "refused"))
+        for k, child in lvl.children.items():
+            walk(child, path + (k,), stack + (id(lvl),))
+
+    walk(plan(schema), (), ())
+    return out
+
+
+def _validator(schema):
+    from .conformance import SchemaUnusable, compile_schema
+
+    try:
+        return compile_schema(schema)
+    except (SchemaUnusable, RecursionError):
+        return None  # the gateway refuses every call to the tool: nothing to say about defaults
+
+
+def _bad_default(validator, sources: list, d) -> str | None:
+    try:
+        json.dumps(d, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (ValueError, UnicodeEncodeError):
+        return "is not JSON text the gateway can send"
+    if validator is None:
+        return None
+    for s in sources:
+        try:
+            if not validator.evolve(schema=s).is_valid(d):
+                return "does not conform to the argument's own schema"
+        except Exception:  # a reference the validator cannot resolve: the call check refuses it anyway
+            return None
+    return None

@@ -1,0 +1,179 @@
+"""`catalog.defaults`: which declared defaults the gateway fills into a call, and which it
+does not (each a caveat). Tables over the shapes that matter — top level, nested, `$ref`,
+`allOf`, pydantic's `X | None`, the combinators that make a default ambiguous, null,
+defaults that do not conform to their own schema — and the schemas the official Python
+SDK really publishes for optional arguments."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from typing import Literal, Optional
+
+import pytest
+from pydantic import BaseModel
+
+from mcpp.catalog.defaults import caveats, fill, plan
+from mcpp.catalog.schema import follow, root_view
+
+NUM5000 = {"type": "number", "default": 5000}
+OPTS = {"type": "object", "properties": {"mode": {"type": "string", "default": "safe"}, "depth": {"type": "integer"}}}
+
+
+def obj(props: dict, **extra) -> dict:
+    return {"type": "object", "properties": props, **extra}
+
+
+# (id, schema, arguments, the filled arguments)
+FILLS = [
+    ("top-level", obj({"amount": NUM5000, "id": {"type": "string"}}), {"id": "c"}, {"id": "c", "amount": 5000}),
+    ("present-kept", obj({"amount": NUM5000}), {"amount": 7}, {"amount": 7}),
+    ("null-default-not-filled", obj({"p": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}}), {}, {}),
+    ("explicit-null-kept", obj({"amount": NUM5000}), {"amount": None}, {"amount": None}),
+    ("optional-with-default", obj({"e": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": "y"}}), {}, {"e": "y"}),
+    ("falsy-defaults", obj({"a": {"default": 0}, "b": {"default": False}, "c": {"default": ""}, "d": {"default": []}}),
+     {}, {"a": 0, "b": False, "c": "", "d": []}),
+    ("nested-present", obj({"opts": OPTS}), {"opts": {}}, {"opts": {"mode": "safe"}}),
+    ("nested-absent-not-created", obj({"opts": OPTS}), {}, {}),
+    ("nested-wrong-type-left", obj({"opts": OPTS}), {"opts": "x"}, {"opts": "x"}),
+    ("nested-default-then-inside", obj({"opts": {**OPTS, "default": {}}}), {}, {"opts": {"mode": "safe"}}),
+    ("ref-with-default-sibling", {"$defs": {"O": OPTS}, **obj({"o": {"$ref": "#/$defs/O", "default": {"depth": 1}}})},
+     {}, {"o": {"depth": 1, "mode": "safe"}}),
+    ("default-behind-ref", {"$defs": {"Amt": NUM5000}, **obj({"a": {"$ref": "#/$defs/Amt"}})}, {}, {"a": 5000}),
+    ("ref-and-target-agree", {"$defs": {"Amt": NUM5000}, **obj({"a": {"$ref": "#/$defs/Amt", "default": 5000}})},
+     {}, {"a": 5000}),
+    ("root-behind-ref", {"$ref": "#/$defs/Args", "$defs": {"Args": obj({"a": NUM5000})}}, {}, {"a": 5000}),
+    ("allOf-member", {"type": "object", "allOf": [obj({"a": NUM5000}), obj({"b": {"default": "x"}})]}, {},
+     {"a": 5000, "b": "x"}),
+    ("optional-model-present", {"$defs": {"O": OPTS}, **obj({"o": {"anyOf": [{"$ref": "#/$defs/O"}, {"type": "null"}],
+                                                                  "default": None}})},
+     {"o": {}}, {"o": {"mode": "safe"}}),
+    ("optional-model-null", {"$defs": {"O": OPTS}, **obj({"o": {"anyOf": [{"$ref": "#/$defs/O"}, {"type": "null"}],
+                                                               "default": None}})},
+     {"o": None}, {"o": None}),
+    ("pattern-without-default", obj({"amount": NUM5000}, patternProperties={"^a": {"type": "number"}}), {},
+     {"amount": 5000}),
+    ("recursive", {"$defs": {"N": obj({"name": {"default": "n"}, "child": {"$ref": "#/$defs/N"}})},
+                   "$ref": "#/$defs/N"},
+     {"child": {"child": {}}}, {"child": {"child": {"name": "n"}, "name": "n"}, "name": "n"}),
+    ("a-list-is-not-filled", obj({"a": NUM5000}), [1], [1]),
+    ("no-arguments", obj({"a": NUM5000}), None, None),
+    # a default that does not conform is filled all the same: the gateway re-checks the
+    # filled call and refuses it (test_admit below)
+    ("wrong-typed-default", obj({"amount": {"type": "number", "default": "5000"}}), {}, {"amount": "5000"}),
+]
+
+# (id, schema, arguments: nothing is filled, the caveat's argument path, words in its reason)
+AMBIGUOUS = [
+    ("only-in-a-branch", obj({"k": {"anyOf": [{"const": "a", "default": "a"}, {"const": "b"}]}}), ("k",), "conditional"),
+    ("branches-disagree", obj({"k": {"default": "a", "anyOf": [{"type": "string", "default": "b"}, {"type": "null"}]}}),
+     ("k",), "different defaults"),
+    ("ref-and-target-disagree", {"$defs": {"Amt": NUM5000}, **obj({"a": {"$ref": "#/$defs/Amt", "default": 1}})},
+     ("a",), "different defaults"),
+    ("if-then", {**obj({"mode": {"type": "string", "default": "safe"}, "fast": {"type": "boolean"}}),
+                 "if": obj({"fast": {"const": True}}, required=["fast"]), "then": obj({"mode": {"default": "fast"}})},
+     ("mode",), "different defaults"),
+    ("dependentSchemas", {**obj({"a": {"type": "string"}, "b": {"type": "number"}}),
+                          "dependentSchemas": {"a": obj({"b": {"default": 1}})}}, ("b",), "conditional"),
+    ("two-object-branches", obj({"o": {"anyOf": [obj({"m": {"default": 1}}), obj({"m": {"default": 2}})]}}),
+     ("o", "m"), "conditional"),
+    ("pattern-disagrees", obj({"amount": NUM5000}, patternProperties={"^a": {"default": 1}}), ("amount",),
+     "different defaults"),
+    ("oneOf-at-the-root", {"type": "object", "oneOf": [obj({"a": {"default": 1}}), obj({"b": {"default": 2}})]},
+     ("a",), "conditional"),
+    ("array-items", obj({"xs": {"type": "array", "items": OPTS}}), ("xs",), "array items"),
+    ("not-a-local-ref", obj({"a": {"$ref": "https://example.com/amount.json", "default": 5}}), ("a",), "local pointer"),
+]
+
+
+@pytest.mark.parametrize("schema,args,want", [c[1:] for c in FILLS], ids=[c[0] for c in FILLS])
+def test_fill(schema, args, want):
+    snapshot = (copy.deepcopy(schema), copy.deepcopy(args))
+    out = fill(schema, args)
+    assert out == want
+    assert (schema, args) == snapshot  # pure: neither the schema nor the call is changed
+    if want == args:
+        assert out is args  # nothing filled: the very same object
+    else:  # what was filled is a copy: changing the call never changes the schema
+        json.dumps(out)
+        for v in out.values():
+            if isinstance(v, (dict, list)):
+                v.append(1) if isinstance(v, list) else v.update(x=1)
+        assert schema == snapshot[0]
+
+
+@pytest.mark.parametrize("schema,path,words", [c[1:] for c in AMBIGUOUS], ids=[c[0] for c in AMBIGUOUS])
+def test_ambiguous_defaults_are_not_filled_and_are_caveats(schema, path, words):
+    args = {"o": {}, "xs": [{}]} if path[0] in ("o", "xs") else {}
+    assert fill(schema, args) == args
+    found = [c for c in caveats(schema) if c.path == path]
+    assert found and found[0].kind == "unfilled" and words in found[0].reason, caveats(schema)
+    # the analyzer's view: the argument stays possibly absent
+    info = follow(schema, path, "t")
+    assert info.view is not None and info.optional_at is not None
+
+
+def test_a_filled_default_is_always_present_for_the_analyzer():
+    schema = {"$defs": {"O": OPTS}, **obj({"amount": NUM5000, "o": {"anyOf": [{"$ref": "#/$defs/O"}, {"type": "null"}],
+                                                                    "default": None}})}
+    root = root_view(schema)
+    assert root.child("amount").required and root.child("amount").filled
+    assert not root.child("o").required  # a null default: absent stays absent
+    assert root.child("o").view.child("mode").required  # filled whenever `o` is an object
+    assert not root.child("o").view.child("depth").required
+    assert follow(schema, ("amount",), "t").optional_at is None
+    assert follow(schema, ("o", "mode"), "t").optional_at == 0
+
+
+@pytest.mark.parametrize("schema,bad", [
+    (obj({"amount": {"type": "number", "default": "5000"}}), "does not conform"),
+    (obj({"amount": {"type": "number", "maximum": 1000, "default": 5000}}), "does not conform"),
+    ({"$defs": {"N": {"type": "number", "maximum": 10}}, **obj({"n": {"$ref": "#/$defs/N", "default": 50}})},
+     "does not conform"),
+    (obj({"s": {"type": "string", "default": "\ud800"}}), "not JSON text"),
+])
+def test_a_default_that_cannot_be_run_is_a_refused_caveat(schema, bad):
+    (c,) = caveats(schema)
+    assert c.kind == "refused" and bad in c.reason and "refuses every call that omits it" in c.reason
+
+
+def test_plans_are_made_once_per_schema():
+    schema = obj({"amount": NUM5000})
+    assert plan(schema) is plan(schema)
+    assert plan(copy.deepcopy(schema)) is not plan(schema)
+
+
+# ---- what the official Python SDK publishes ---------------------------------------------------
+
+
+class Opts(BaseModel):
+    mode: str = "safe"
+    limit: int = 10
+
+
+def _sdk_schema() -> dict:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer("shapes")
+
+    @server.tool()
+    def shapes(a: str, b: str | None = None, c: Optional[str] = None, d: str = "x", e: str | None = "y",
+               f: str | None = ..., g: float = 5000, h: Opts = Opts(), i: Opts | None = None,
+               j: list[Opts] = [], k: Literal["a", "b"] = "a", m: dict = {}) -> str:  # noqa: B006 (the SDK's own idiom)
+        return repr((a, b, c, d, e, f, g, h, i, j, k, m))
+
+    tools = asyncio.run(server.list_tools())
+    (tool,) = tools
+    return json.loads(json.dumps(tool.input_schema if hasattr(tool, "input_schema") else tool.inputSchema))
+
+
+def test_the_python_sdk_shapes():
+    schema = _sdk_schema()
+    assert schema["properties"]["b"] == {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None, "title": "B"}
+    filled = fill(schema, {"a": "s", "f": None})
+    assert filled == {"a": "s", "f": None, "d": "x", "e": "y", "g": 5000, "h": {"mode": "safe", "limit": 10},
+                      "j": [], "k": "a", "m": {}}  # b, c (null defaults) and i stay absent
+    assert fill(schema, {"a": "s", "f": "t", "i": {}, "h": {"limit": 3}})["i"] == {"mode": "safe", "limit": 10}
+    assert fill(schema, {"a": "s", "f": "t", "h": {"limit": 3}})["h"] == {"limit": 3, "mode": "safe"}
+    assert [(c.path, c.kind) for c in caveats(schema)] == [(("j",), "unfilled")]  # defaults inside list items
