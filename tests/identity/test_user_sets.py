@@ -268,8 +268,11 @@ def test_set_long_and_set_bool_are_no_claim_types():
     never present on a gateway user — so such sets reach the engine only from `mcpp
     compile --user` and tests, where the engine checks every element."""
     assert CLAIM_TYPES == ("String", "Long", "Bool", "Set<String>")
-    decl = load_program(OPEN).user_decl
-    need = load_program("entity User in [Group] { nums: Set<Long> };\npermit (principal, action, resource);\n").user_decl
+    from mcpp import load_policy
+
+    decl = load_policy(OPEN, filename="open.mcpp").user_declaration
+    need = load_policy("entity User in [Group] { nums: Set<Long> };\npermit (principal, action, resource);\n",
+                       filename="need.mcpp").user_declaration
     assert mapping_problems(OAUTH, decl) == []
     (problem,) = mapping_problems(OAUTH, need)
     assert "requires attribute 'nums' (Set<Long>)" in problem
