@@ -10,7 +10,7 @@ bench/floor_proxy.py the same way (the thinnest proxy on the same HTTP stack), s
 difference is what governing a call costs. Kernel work (the syscalls) is not counted.
 Needs valgrind (`apt-get install valgrind`); the gateway runs about 50× slower under it.
 
-    python3 bench/gateway_instructions.py [--calls 200] [--client sdk-auto|sdk-legacy|raw] [--floor]
+    python3 bench/gateway_instructions.py [--calls 200] [--client sdk-auto|sdk-legacy|raw] [--floor] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -74,11 +74,13 @@ def main() -> None:
     ap.add_argument("--calls", type=int, default=200)
     ap.add_argument("--client", choices=["sdk-auto", "sdk-legacy", "raw"], default="sdk-auto")
     ap.add_argument("--floor", action="store_true", help="count bench/floor_proxy.py too")
+    ap.add_argument("--keep", metavar="DIR", help="keep the callgrind files in DIR (for callgrind_annotate)")
     a = ap.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("gateway_instructions: valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         raise SystemExit(2)
-    tmp = Path(tempfile.mkdtemp(prefix="mcpp-instr-"))
+    tmp = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="mcpp-instr-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     (tmp / "policy.mcpp").write_text(gb.POLICY)
     up_port = gb.free_port()
     up = subprocess.Popen([sys.executable, str(gb.FIXTURE), "--port", str(up_port)], stdout=subprocess.DEVNULL,

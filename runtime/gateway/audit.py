@@ -8,7 +8,10 @@ has it); `synchronous=FULL` also survives power loss, at an fsync per call. Argu
 The row is committed before the call is forwarded, so its cost is on every call's path:
 one index (on time, for `--since`/`--until`/`--follow`) is kept; queries by grant or tool
 scan (each secondary index cost about a third more per row on the development machine;
-databases created before keep the indexes they have).
+databases created before keep the indexes they have). `seq` is the rowid without
+AUTOINCREMENT, which would write SQLite's sequence table on every insert (a quarter to a
+third of a commit's cost here): the gateway never deletes a row (retention erases values,
+`purge_values`), so the largest seq plus one is always a new number, and `seq` only grows.
 """
 
 from __future__ import annotations
@@ -123,7 +126,7 @@ class AuditLog:
             self.db.executescript(
                 """
                 CREATE TABLE IF NOT EXISTS audit (
-                  seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, request_id TEXT, trace_id TEXT,
+                  seq INTEGER PRIMARY KEY, ts REAL NOT NULL, request_id TEXT, trace_id TEXT,
                   grant_id TEXT NOT NULL, grant_label TEXT NOT NULL, server TEXT NOT NULL, tool TEXT NOT NULL,
                   decision TEXT NOT NULL, rule TEXT NOT NULL, message TEXT NOT NULL, arg_keys TEXT NOT NULL,
                   outcome TEXT NOT NULL, policy_sha256 TEXT, replica TEXT);

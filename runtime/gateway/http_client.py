@@ -76,31 +76,35 @@ class Response:
         try:
             if self._framing == "length":
                 while self._left > 0:
-                    data = await _wait(r.read(min(self._left, 262144)), timeout)
+                    data = await _wait(r.read(min(self._left, _PIECE)), timeout)
                     if not data:
                         raise UpstreamError("upstream closed the connection mid-body", "closed", True)
                     self._left -= len(data)
                     yield data
             elif self._framing == "chunked":
                 while True:
-                    line = await _wait(r.readuntil(b"\r\n"), timeout)
-                    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-                    if size == 0:
-                        while (await _wait(r.readuntil(b"\r\n"), timeout)) != b"\r\n":
-                            pass  # trailers
+                    # a chunk that fits one piece (an SSE event: nearly every chunk) is read
+                    # with its size line and its CRLF under one timeout: each timeout is a
+                    # timer armed and cancelled, three per chunk otherwise
+                    data = await _wait(_small_chunk(r), timeout)
+                    if data is None:  # the last chunk, and the trailers, were read
                         break
-                    # a chunk may be any size: hand it on in pieces, never hold it whole
-                    while size > 0:
-                        data = await _wait(r.read(min(size, 262144)), timeout)
-                        if not data:
-                            raise UpstreamError("upstream closed the connection mid-body", "closed", True)
-                        size -= len(data)
+                    if isinstance(data, bytes):
                         yield data
+                        continue
+                    # a chunk may be any size: hand it on in pieces, never hold it whole
+                    size = data
+                    while size > 0:
+                        piece = await _wait(r.read(min(size, _PIECE)), timeout)
+                        if not piece:
+                            raise UpstreamError("upstream closed the connection mid-body", "closed", True)
+                        size -= len(piece)
+                        yield piece
                     if await _wait(r.readexactly(2), timeout) != b"\r\n":
                         raise ValueError("chunk not followed by CRLF")
             elif self._framing == "eof":
                 while True:
-                    data = await _wait(r.read(262144), timeout)
+                    data = await _wait(r.read(_PIECE), timeout)
                     if not data:
                         break
                     yield data
@@ -141,6 +145,27 @@ class Response:
             self.pool._put(conn)
         else:
             conn.close()
+
+
+_PIECE = 262144  # the most of a body held at once
+
+
+async def _small_chunk(r: asyncio.StreamReader) -> bytes | int | None:
+    """One chunk of a chunked body: its data when it is at most `_PIECE` bytes (read with
+    its CRLF), else its size (the caller reads it in pieces), or None after the last chunk
+    and its trailers."""
+    line = await r.readuntil(b"\r\n")
+    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+    if size == 0:
+        while (await r.readuntil(b"\r\n")) != b"\r\n":
+            pass  # trailers
+        return None
+    if size > _PIECE:
+        return size
+    data = await r.readexactly(size + 2)
+    if data[-2:] != b"\r\n":
+        raise ValueError("chunk not followed by CRLF")
+    return data[:-2]
 
 
 async def _wait(aw, timeout):

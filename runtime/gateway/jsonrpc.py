@@ -4,6 +4,7 @@ that watches an upstream's event stream go by without changing a byte of it."""
 from __future__ import annotations
 
 import json
+import re
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -67,28 +68,35 @@ class SSEParser:
         self.comments = comments  # also return comment lines (keep-alives), as {"comment": text}
 
     def feed(self, chunk: bytes) -> list[dict]:
-        self.buf += chunk
-        if self.max_event is not None and len(self.buf) + self.size > self.max_event:
+        buf = self.buf + chunk
+        if self.max_event is not None and len(buf) + self.size > self.max_event:
+            self.buf = buf
             raise EventTooLarge(f"an event-stream event is larger than {self.max_event} bytes")
+        # the complete lines, split at once: a line ends at CRLF, LF or CR, and a CR that
+        # ends the buffer may be half of a CRLF, so it waits (with its line) for what follows
+        hold = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
+        cut = max(buf.rfind(b"\n", 0, hold), buf.rfind(b"\r", 0, hold))
+        if cut < 0:
+            self.buf = buf
+            return []
+        self.buf = buf[cut + 1:]
+        # (a line end is ASCII and never inside a UTF-8 sequence: decoding the lines
+        # together reads each one as decoding it alone would)
+        lines = _LINE_END.split(buf[:cut + 1].decode("utf-8", "replace"))
+        lines.pop()  # the empty text after the last line end
         out = []
-        while True:
-            i = _line_end(self.buf)
-            if i is None:
-                break
-            end, nxt = i
-            line = self.buf[:end].decode("utf-8", "replace")
-            self.buf = self.buf[nxt:]
+        for line in lines:
             if line == "":
                 if self.had_field:
                     out.append({"data": "\n".join(self.data), "event": self.event, "id": self.id, "retry": self.retry})
                 self.data, self.event, self.retry, self.had_field, self.size = [], None, None, False, 0
                 continue
-            if line.startswith(":"):
+            if line[0] == ":":
                 if self.comments:
                     out.append({"comment": line[1:]})
                 continue
             name, _, value = line.partition(":")
-            if value.startswith(" "):
+            if value[:1] == " ":
                 value = value[1:]
             self.had_field = True
             if name == "data":
@@ -103,16 +111,7 @@ class SSEParser:
         return out
 
 
-def _line_end(buf: bytes):
-    n = buf.find(b"\n")
-    r = buf.find(b"\r")
-    if r != -1 and (n == -1 or r < n):
-        if r + 1 < len(buf):
-            return (r, r + 2) if buf[r + 1:r + 2] == b"\n" else (r, r + 1)
-        return None  # a lone \r at the end may be half of \r\n
-    if n != -1:
-        return (n, n + 1)
-    return None
+_LINE_END = re.compile("\r\n|\r|\n")
 
 
 def render_event(ev: dict, data: str | None = None) -> bytes:

@@ -98,8 +98,12 @@ def typed_claim(value, typ: str):
         return (value, None) if isinstance(value, bool) else (None, f"expected a boolean, got {_kind(value)}")
     if isinstance(value, str):
         return sorted(set(value.split())), None
-    if isinstance(value, list) and all(isinstance(x, str) for x in value):
-        return sorted(set(value)), None
+    if isinstance(value, list):
+        bad = next((i for i, x in enumerate(value) if not isinstance(x, str)), None)
+        if bad is None:
+            return sorted(set(value)), None
+        # which element, and what it is; never its value (claims may be private)
+        return None, f"expected an array of strings, got an array whose element [{bad}] is {_kind(value[bad])}"
     return None, f"expected an array of strings, got {_kind(value)}"
 
 

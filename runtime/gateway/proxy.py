@@ -543,7 +543,7 @@ class GatewayApp(ApprovalSteps):
                          "message": f"Tool {name} could not be checked against its input schema (internal error); the call was not forwarded."}
         ctx = CallContext(server, caller, name, args, rid, None, None, "deny", "", modern, params, headers)
         try:
-            engine, policy_sha = rt.engine_for(server, caller)
+            engine, policy_sha = await rt.engine_for(server, caller)
             role = rt.policy_role(server, caller)
             if typed is not None:
                 decision = Decision(False, name, typed["pointer"], None, typed["message"])
@@ -1063,28 +1063,32 @@ class GatewayApp(ApprovalSteps):
         chunk_timeout = None if method == "GET" else timeout
         # with a pinned catalog or typed calls, the stream is watched for tools/list_changed
         pin_scope = (server.id, _session_of(fwd)) if server.catalog or server.enforce_input_schema else None
-        pipe = asyncio.ensure_future(self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope))
+        # the relay runs in this task; a watcher task stops it (by cancelling this task) if
+        # the client goes away. (One task per stream, not a relay task and a watcher raced
+        # with asyncio.wait: each task and wait is paid on every streamed call.)
+        me = asyncio.current_task()
+        assert me is not None
         disconnected = asyncio.Event()
-        watcher = asyncio.ensure_future(_watch_disconnect(receive, disconnected))
+        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, disconnected, me))
         try:
-            await asyncio.wait({pipe, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            await self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope)
+        except asyncio.CancelledError:
+            # the watcher's cancel is taken back; any other (the gateway stopping) goes on
+            if not disconnected.is_set() or me.uncancel() > 0:
+                raise
+        except Exception as e:  # the relay broke: say so, the answer is settled below
+            rt.log.warning("stream_relay_failed", server=server.id, error=f"{type(e).__name__}: {e}")
         finally:
-            if not pipe.done():
-                pipe.cancel()
-                try:
-                    await pipe
-                except asyncio.CancelledError:
-                    pass  # what cancel() asked for
-                except Exception as e:  # the relay broke while being stopped: say so, the answer is settled below
-                    rt.log.warning("stream_relay_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+            # (no await between the relay's end and this: the watcher cannot cancel this
+            # task after the relay is over)
             watcher.cancel()
-            rest = state.get("rest")
-            if rest is not None:  # answered: read the upstream's end in the background, keep the connection
-                task = asyncio.ensure_future(_drain(rest, rt.config.max_response_bytes))
-                _DRAINS.add(task)
-                task.add_done_callback(_DRAINS.discard)
-            else:
+            if state.get("rest") is None:
                 resp.release()
+        rest = state.get("rest")
+        if rest is not None:
+            # answered, and the client has its answer: read the upstream's end here, so the
+            # connection goes back to the pool (a task of its own cost every call as much)
+            await _drain(rest, rt.config.max_response_bytes)
         if state.get("ended"):
             return state["outcome"] or "forwarded"
         if disconnected.is_set():
@@ -1200,9 +1204,6 @@ class GatewayApp(ApprovalSteps):
 
 
 _log = logging.getLogger("mcpp.gateway")
-_DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
-
-
 async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
     """Read what is left of an answered upstream stream so its connection can be reused;
     a stream that does not end soon (or keeps sending) is closed instead."""
@@ -1212,8 +1213,8 @@ async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
                 budget -= len(c)
                 if budget < 0:
                     break
-    except (TimeoutError, UpstreamError, asyncio.CancelledError):
-        pass  # the stream did not end in time, broke off, or the gateway is stopping: the connection is closed
+    except (TimeoutError, UpstreamError):
+        pass  # the stream did not end in time, or broke off: the connection is closed
     except Exception:
         _log.exception("draining an answered upstream stream failed")
     finally:
@@ -1237,15 +1238,17 @@ def _settle(state, outcome: str) -> None:
         settle(outcome)
 
 
-async def _watch_disconnect(receive, event: asyncio.Event) -> None:
+async def _watch_disconnect(receive, event: asyncio.Event, relay: asyncio.Task) -> None:
+    """Wait for the client to go away; then stop `relay` (the task relaying its stream)."""
     try:
         while True:
             m = await receive()
             if m["type"] == "http.disconnect":
-                event.set()
-                return
-    except Exception:
-        event.set()
+                break
+    except Exception:  # the connection broke: gone as well
+        pass
+    event.set()
+    relay.cancel()
 
 
 def _session_of(fwd) -> str:
@@ -1335,19 +1338,48 @@ def _trace_id(params, headers) -> str | None:
 
 
 class SessionBinder:
-    """`Mcp-Session-Id` seen by clients = upstream id + "." + HMAC(grant, server, upstream id)."""
+    """`Mcp-Session-Id` seen by clients = upstream id + "." + HMAC(grant, server, upstream id).
+
+    Every request of a session carries the id, and every answer the upstream sends may
+    carry it back: the MACs of live sessions are remembered (a bounded memo, cleared when
+    full) so each request costs a lookup and a constant-time compare, not an HMAC. Only
+    MACs the gateway issued or verified are remembered, never a caller's guess, and only
+    for ids of a sane length."""
+
+    _MEMO_ENTRIES = 4096
+    _MEMO_ID_CHARS = 256
 
     def __init__(self, key: bytes):
         self.key = key
+        self._known: dict[tuple[str, str, str], str] = {}
 
     def _mac(self, inner: str, grant_id: str, server: str) -> str:
         return hmac.new(self.key, f"{grant_id}\0{server}\0{inner}".encode(), hashlib.sha256).hexdigest()[:32]
 
+    def _remember(self, ident: tuple[str, str, str], mac: str) -> None:
+        if len(ident[0]) <= self._MEMO_ID_CHARS:
+            if len(self._known) >= self._MEMO_ENTRIES:
+                self._known.clear()
+            self._known[ident] = mac
+
     def wrap(self, inner: str, grant_id: str, server: str) -> str:
-        return f"{inner}.{self._mac(inner, grant_id, server)}"
+        ident = (inner, grant_id, server)
+        mac = self._known.get(ident)
+        if mac is None:
+            mac = self._mac(inner, grant_id, server)
+            self._remember(ident, mac)
+        return f"{inner}.{mac}"
 
     def unwrap(self, outer: str, grant_id: str, server: str) -> str | None:
         inner, sep, mac = outer.rpartition(".")
         if not sep or not inner:
             return None
-        return inner if hmac.compare_digest(mac, self._mac(inner, grant_id, server)) else None
+        ident = (inner, grant_id, server)
+        known = self._known.get(ident)
+        if known is not None:
+            return inner if hmac.compare_digest(mac, known) else None
+        good = self._mac(inner, grant_id, server)
+        if not hmac.compare_digest(mac, good):
+            return None
+        self._remember(ident, good)
+        return inner

@@ -345,13 +345,21 @@ class Runtime:
                     return path, f"grant-policy:{Path(path).stem}"
         return server.policy, "server"
 
-    def engine_for(self, server, caller):
+    async def engine_for(self, server, caller):
         """(the `mcpp.Policy` that decides this caller's calls on `server`, its sha256); a
-        `DenyAll` (and None) while no policy is in force: fail closed."""
+        `DenyAll` (and None) while no policy is in force: fail closed.
+
+        A policy first used by this call (a grant's own policy, the first time that grant
+        calls) is loaded, and its asserts proved, in a worker thread: Z3 can take seconds,
+        and on the event loop it would stall every other caller meanwhile."""
         path, role = self.policy_path(server, caller)
         if path is None:
             return DenyAll(f"no policy is configured for server {server.id}"), None
-        st, fresh = self.registry.state(server.id, path, role, route_catalog(server.catalog, server.enforce_input_schema))
+        args = (server.id, path, role, route_catalog(server.catalog, server.enforce_input_schema))
+        if (server.id, path) in self.registry.states:
+            st, fresh = self.registry.state(*args)
+        else:
+            st, fresh = await asyncio.to_thread(self.registry.state, *args)
         if fresh:
             self._report(st)
         cur = st.current
@@ -360,7 +368,7 @@ class Runtime:
     async def visible(self, server, caller, names: list[str]) -> set[str]:
         """The tools some call could be allowed for (`Policy.visible`, the analyzer's answer),
         cached per policy and principal."""
-        policy, _ = self.engine_for(server, caller)
+        policy, _ = await self.engine_for(server, caller)
         if not isinstance(policy, Policy):
             return set()
         g = caller.principal

@@ -179,7 +179,9 @@ TYPED = [
     ("Long", 5.0, 5, None), ("Long", 5.5, None, "expected a 64-bit integer, got a number"),
     ("Bool", True, True, None), ("Bool", "true", None, "expected a boolean, got a string"),
     ("Set<String>", "read write read", ["read", "write"], None), ("Set<String>", ["b", "a", "b"], ["a", "b"], None),
-    ("Set<String>", [1, 2], None, "expected an array of strings, got an array"),
+    ("Set<String>", [1, 2], None, "expected an array of strings, got an array whose element [0] is an integer"),
+    ("Set<String>", ["a", "b", None], None, "expected an array of strings, got an array whose element [2] is null"),
+    ("Set<String>", ["a", ["b"]], None, "expected an array of strings, got an array whose element [1] is an array"),
     ("Set<String>", {"a": 1}, None, "expected an array of strings, got an object"),
 ]
 

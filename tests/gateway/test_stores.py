@@ -6,10 +6,15 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
+import asyncio
 
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mcpp.runtime.gateway.audit import AuditLog, AuditRow
 from mcpp.runtime.gateway.counters import RedisCounters, SQLiteCounters
 from mcpp.runtime.gateway.grants import redis_client
+from mcpp.runtime.gateway.http_client import _PIECE, Response, UpstreamError
 from mcpp.runtime.gateway.jsonrpc import SSEParser
 from mcpp.runtime.gateway.proxy import SessionBinder
 from mcpp.runtime.limits import Charge
@@ -64,3 +69,143 @@ def test_session_ids_are_bound_to_grant_and_server():
     assert s.unwrap(outer, "g_2", "srv") is None and s.unwrap(outer, "g_1", "other") is None
     assert s.unwrap("abc.def", "g_1", "srv") is None and s.unwrap(outer + "0", "g_1", "srv") is None
     assert all(0x21 <= ord(c) <= 0x7E for c in outer)
+
+
+# pieces of event-stream text, with every line ending, split and non-ASCII bytes
+_SSE_PIECES = st.sampled_from([b"data", b"data:", b"data: x", b"event: message", b"id: 1", b":c", b"retry: 5",
+                               b"foo: bar", b"d\xc3\xa9", b"\xc3", b"\xa9", b" ", b":", b"\xff", b"dat", b"a: y", b""])
+_SSE_ENDS = st.sampled_from([b"\n", b"\r", b"\r\n", b""])
+
+
+def _events_line_by_line(stream: bytes, comments: bool) -> list[dict]:
+    """The WHATWG event-stream reading, one line at a time, as the specification states it
+    (the reference the incremental parser is held to)."""
+    out, data, event, id_, retry, had = [], [], None, None, None, False
+    text = stream.decode("utf-8", "replace")
+    i, lines = 0, []
+    while True:  # a line ends at CRLF, CR or LF; an unterminated last line is never read
+        ends = [j for j in (text.find("\r", i), text.find("\n", i)) if j != -1]
+        if not ends:
+            break
+        j = min(ends)
+        lines.append(text[i:j])
+        i = j + 2 if text[j:j + 2] == "\r\n" else j + 1
+    for line in lines:
+        if line == "":
+            if had:
+                out.append({"data": "\n".join(data), "event": event, "id": id_, "retry": retry})
+            data, event, retry, had = [], None, None, False
+        elif line.startswith(":"):
+            if comments:
+                out.append({"comment": line[1:]})
+        else:
+            name, _, value = line.partition(":")
+            value = value[1:] if value.startswith(" ") else value
+            had = True
+            if name == "data":
+                data.append(value)
+            elif name == "event":
+                event = value
+            elif name == "id":
+                id_ = value
+            elif name == "retry":
+                retry = value
+    return out
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_SSE_PIECES, _SSE_ENDS), max_size=14), st.lists(st.integers(0, 80), max_size=6), st.booleans())
+def test_sse_parser_reads_any_split_as_the_whole_stream_line_by_line(parts, cuts, comments):
+    stream = b"".join(a + b for a, b in parts)
+    if stream.endswith(b"\r"):
+        stream += b"x"  # (a final CR may be half of a CRLF: both readings wait for the next byte)
+    cuts = sorted({c for c in cuts if c <= len(stream)})
+    p, events, prev = SSEParser(comments=comments), [], 0
+    for c in cuts + [len(stream)]:
+        events += p.feed(stream[prev:c])
+        prev = c
+    assert events == _events_line_by_line(stream, comments)
+
+
+def test_a_remembered_session_mac_is_one_the_gateway_issued_or_verified():
+    s = SessionBinder(b"k" * 32)
+    outer = s.wrap("sess-1", "g_1", "srv")
+    assert s.unwrap(outer, "g_1", "srv") == "sess-1" == s.unwrap(outer, "g_1", "srv")  # remembered: same answer
+    forged = "sess-2." + "0" * 32
+    assert s.unwrap(forged, "g_1", "srv") is None and ("sess-2", "g_1", "srv") not in s._known
+    assert s.unwrap("sess-1." + "0" * 32, "g_1", "srv") is None  # a remembered id with a wrong MAC
+    long_id = "x" * (SessionBinder._MEMO_ID_CHARS + 1)
+    assert s.unwrap(s.wrap(long_id, "g_1", "srv"), "g_1", "srv") == long_id
+    assert (long_id, "g_1", "srv") not in s._known  # too long to remember: still checked, every time
+    for i in range(SessionBinder._MEMO_ENTRIES + 10):
+        s.wrap(f"s{i}", "g", "srv")
+    assert len(s._known) <= SessionBinder._MEMO_ENTRIES
+
+
+class _Pool:
+    max_response_bytes = 1 << 30
+
+    def __init__(self):
+        self.returned = []
+
+    def _put(self, conn):
+        self.returned.append(conn)
+
+
+class _Conn:
+    def __init__(self, reader):
+        self.reader = reader
+
+    def close(self):
+        pass
+
+
+def _chunked_read(raw: bytes, splits: list[int]) -> tuple[bytes, bool]:
+    async def go():
+        r = asyncio.StreamReader(limit=1 << 20)
+        prev = 0
+        for c in sorted({c for c in splits if 0 < c < len(raw)}) + [len(raw)]:
+            r.feed_data(raw[prev:c])
+            prev = c
+        r.feed_eof()
+        pool = _Pool()
+        resp = Response(pool, _Conn(r), 200, [("transfer-encoding", "chunked")], "chunked", None)  # type: ignore[arg-type]
+        body = await resp.read(5)
+        return body, bool(pool.returned)
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize("sizes", [[], [1], [5, 0x10], [_PIECE], [_PIECE + 1, 3], [3 * _PIECE + 7]])
+def test_chunked_bodies_of_any_chunk_size_are_read_whole_and_the_connection_reused(sizes):
+    chunks = [bytes([65 + i % 26]) * n for i, n in enumerate(sizes)]
+    raw = b"".join(b"%x;ext=1\r\n" % len(c) + c + b"\r\n" for c in chunks) + b"0\r\nx-trailer: 1\r\n\r\n"
+    for splits in ([], [1, 2, 3, 7], list(range(0, len(raw), 4099))):
+        assert _chunked_read(raw, splits) == (b"".join(chunks), True)
+
+
+@pytest.mark.parametrize("raw", [
+    b"5\r\nabcde",            # the connection ends inside a chunk
+    b"5\r\nabcdeXY0\r\n\r\n",  # a chunk not followed by CRLF
+    b"zz\r\nab\r\n",          # a size that is not hexadecimal
+])
+def test_broken_chunked_bodies_are_upstream_errors(raw):
+    with pytest.raises(UpstreamError):
+        _chunked_read(raw, [])
+
+
+def _row(i: int) -> AuditRow:
+    return AuditRow(ts=1000.0 + i, request_id=str(i), trace_id=None, grant_id="g", grant_label="l", server="s",
+                    tool="t", decision="allow", rule="/policies/0", message="", arg_keys=[], outcome="forwarded")
+
+
+def test_audit_seq_only_grows_across_writes_batches_purges_and_reopening(tmp_path):
+    log = AuditLog(tmp_path)
+    seqs = [log.write(_row(0)), *log.write_many([_row(1), _row(2)]), log.write(_row(3))]
+    log.purge_values(before=2000.0)  # retention erases values, never rows
+    log.close()
+    log = AuditLog(tmp_path)
+    seqs.append(log.write(_row(4)))
+    assert seqs == sorted(set(seqs)) and len(seqs) == 5
+    assert [r["seq"] for r in log.query()] == seqs and [r["request_id"] for r in log.query()] == list("01234")
+    # (the rowid without AUTOINCREMENT: no sequence table written on every insert)
+    assert log.db.execute("SELECT name FROM sqlite_master WHERE name='sqlite_sequence'").fetchone() is None
