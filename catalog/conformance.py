@@ -44,6 +44,8 @@ from jsonschema.protocols import Validator
 
 from mcpp.lang.regex import RegexError, compile_regex
 
+from .depth import describe as describe_depth, too_deep
+
 MAX_VALIDATORS = 1024  # distinct schemas kept compiled
 _KNOWN_DIALECTS = {
     "https://json-schema.org/draft/2020-12/schema", "https://json-schema.org/draft/2019-09/schema",
@@ -132,6 +134,9 @@ def compile_schema(schema) -> object:
     """A validator for `schema`, or SchemaUnusable."""
     if not isinstance(schema, (dict, bool)):
         raise SchemaUnusable("the input schema is not a JSON object")
+    deep = too_deep(schema)
+    if deep is not None:  # the validator descends recursively: bounded before it runs (catalog/depth.py)
+        raise SchemaUnusable(f"the input schema is {describe_depth(deep)}")
     base: type[Validator] = Draft202012Validator
     if isinstance(schema, dict) and "$schema" in schema:
         uri = schema["$schema"]
@@ -182,6 +187,9 @@ class SchemaCache:
         self._by_key: OrderedDict[bytes, object] = OrderedDict()
 
     def get(self, schema):
+        deep = too_deep(schema)
+        if deep is not None:  # (hashing it below is recursive too)
+            raise SchemaUnusable(f"the input schema is {describe_depth(deep)}")
         try:
             key = hashlib.sha256(json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).digest()
         except (TypeError, ValueError):
