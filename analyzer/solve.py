@@ -191,7 +191,10 @@ class Session:
             self._validators[tool] = v
         if isinstance(v, SchemaUnusable):
             return f"the input schema of {tool!r} is unusable ({v}), so the gateway refuses every call to it"
-        violation = check(v, args)
+        try:
+            violation = check(v, args)
+        except SchemaUnusable as e:
+            return f"the input schema of {tool!r} is unusable ({e}), so the gateway refuses every call to it"
         if violation is None:
             return None
         return f"{violation.message} (schema {violation.pointer or '/'})"

@@ -76,10 +76,17 @@ def check_arguments(checker, name: str, args) -> dict | None:
     except RecursionError:
         return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
                 "message": f"The arguments of {name} are nested too deeply to check."}
+    except SchemaUnusable as e:
+        return _unusable(name, base, e)
     if v is None:
         return None
     return {"kind": "invalid_arguments", "pointer": base + v.pointer, "reason": v.message,
             "message": f"{v.message} (tool {name}; the call was not forwarded)"}
+
+
+def _unusable(name: str, base: str, e: SchemaUnusable) -> dict:
+    return {"kind": "unusable_schema", "pointer": base, "reason": str(e),
+            "message": f"Tool {name} cannot be checked: its declared input schema cannot be used ({e})."}
 
 
 def admit(checker, name: str, args) -> tuple[dict | None, object]:
@@ -107,6 +114,8 @@ def admit(checker, name: str, args) -> tuple[dict | None, object]:
     except RecursionError:
         return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
                 "message": f"The arguments of {name} are nested too deeply to check."}, args
+    except SchemaUnusable as e:
+        return _unusable(name, base, e), args
     except (ValueError, UnicodeEncodeError):  # a default with a lone surrogate: no JSON text can carry it
         return {"kind": "invalid_default", "pointer": base, "reason": "a declared default is not valid JSON text",
                 "message": (f"Tool {name} declares a default for an argument this call omits that cannot be sent "

@@ -41,6 +41,8 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from jsonschema.protocols import Validator
+from jsonschema_specifications import REGISTRY as SPECIFICATIONS
+from referencing.exceptions import Unresolvable
 
 from mcpp.lang.regex import RegexError, compile_regex
 
@@ -158,7 +160,10 @@ def compile_schema(schema) -> object:
                 compile_regex(p)
             except RegexError as e:
                 raise SchemaUnusable(f"the pattern {p[:80]!r} cannot be run in linear time ({e})") from None
-    return _re2_class(base)(schema)
+    # the metaschemas, and nothing fetched: jsonschema's default registry retrieves a remote
+    # `$ref` over the network (deprecated), which would let a tool's schema make the gateway
+    # request any URL on every call; a reference the schema cannot resolve itself refuses
+    return _re2_class(base)(schema, registry=SPECIFICATIONS)
 
 
 # keywords that can admit or describe properties beyond `properties`: when a top-level
@@ -222,13 +227,22 @@ class Violation:
 
 
 def check(validator, args) -> Violation | None:
-    """None if `args` conforms; else the most relevant violation."""
-    errors = validator.iter_errors(args)
-    first = next(errors, None)
-    if first is None:
-        return None
-    err = best_match(chain([first], errors))
+    """None if `args` conforms; else the most relevant violation. Raises SchemaUnusable when
+    validating needs a reference the schema does not resolve itself (never fetched)."""
+    try:
+        errors = validator.iter_errors(args)
+        first = next(errors, None)
+        if first is None:
+            return None
+        err = best_match(chain([first], errors))
+    except Unresolvable as e:
+        raise SchemaUnusable(unresolvable(e)) from None
     return Violation("".join("/" + escape(str(p)) for p in err.absolute_schema_path), describe(err))
+
+
+def unresolvable(e: Unresolvable) -> str:
+    return (f"the reference {str(getattr(e, 'ref', '?'))[:100]!r} cannot be resolved within the schema "
+            "(mcpp never fetches a remote schema)")
 
 
 _JSON_TYPE = (
