@@ -144,6 +144,14 @@ def _wide() -> int:
     return WIDE_CLASS
 
 
+# JSON Schema keywords the typed encoding reads exactly (analyzer/typed.py), and those
+# under which it widens: a witness failing one of the first, outside the second, is a bug
+_EXACT_KEYWORDS = frozenset({"type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                             "minLength", "maxLength", "minItems", "maxItems", "required"})
+_WIDENING = frozenset({"allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies",
+                       "patternProperties", "items", "prefixItems", "additionalItems", "unevaluatedProperties",
+                       "unevaluatedItems", "contains", "propertyNames", "$defs", "definitions"})
+
 class Session:
     """One analysis: its own Z3 context (never shared between threads) and a per-query
     timeout. `cancel` (a threading.Event) stops it between queries."""
@@ -158,6 +166,7 @@ class Session:
         self.queries = 0
         self._live: OrderedDict[int, Request] = OrderedDict()  # requests with a live solver, least recent first
         self._validators: dict = {}
+        self.violation = None  # the last witness check's failure (`_why_unconfirmed`)
 
     @property
     def typed(self) -> bool:
@@ -195,6 +204,7 @@ class Session:
             violation = check(v, args)
         except SchemaUnusable as e:
             return f"the input schema of {tool!r} is unusable ({e}), so the gateway refuses every call to it"
+        self.violation = violation
         if violation is None:
             return None
         return f"{violation.message} (schema {violation.pointer or '/'})"
@@ -283,11 +293,35 @@ class Session:
 
     def _witness(self, req: Request, model, tool: str | None) -> Outcome:
         w = Decoder(req, model).witness(tool or "?")
+        self.violation = None
         why, w.args = self.admit(w.tool, w.args)
         if why is not None:
             return Outcome("unknown", "the counterexample does not conform to the tool's inputSchema, which the gateway "
-                           f"enforces: {why} (an analyzer bug: please report it)")
+                           f"enforces: {why}{self._why_unconfirmed(w.tool)}")
         return Outcome("sat", witness=w)
+
+    def _why_unconfirmed(self, tool: str) -> str:
+        """Why the encoding's call was not one the gateway forwards. The encoding widens
+        what it does not read exactly (analyzer/typed.py), so a witness that does not
+        conform is expected where the schema is unmodelled, where the failing keyword is
+        one the encoding does not read, or where a declared default makes the filled call
+        invalid (catalog/defaults.py reports it: `unfilled-default`); only a keyword it
+        reads exactly, outside any combinator, failing is an analyzer bug."""
+        a = self.schemas.get(tool) if self.schemas is not None else None
+        if a is None:
+            return ""
+        if a.unmodelled:
+            return f"; the analysis reads nothing of this tool's schema ({a.unmodelled}), so it cannot confirm a call"
+        refused = [c for c in a.caveats if c.kind == "refused"]
+        if refused:
+            return (f"; the tool's declared default for `{refused[0].where}` makes calls that omit it invalid (`mcpp lint`: "
+                    "unfilled-default), which the analysis does not model")
+        v = self.violation
+        tokens = v.pointer.split("/")[1:] if v is not None else []
+        keyword = tokens[-1] if tokens else ""
+        if keyword in _EXACT_KEYWORDS and not (set(tokens[:-1]) & _WIDENING):
+            return " (an analyzer bug: please report it)"
+        return f"; the analysis does not model `{keyword or '?'}` here ({v.pointer if v else '/'}), so it found no conforming call"
 
     def _preferred(self, s: z3.Solver, req: Request, lit, tool: str | None) -> Outcome | str | None:
         """The query `lit` asked with the readability preferences assumed from the start:
