@@ -15,7 +15,7 @@ levels each).
 
 from __future__ import annotations
 
-MAX_NESTING = 128  # JSON objects and arrays one inside another, counting the outermost
+MAX_NESTING = 64  # JSON objects and arrays one inside another, counting the outermost
 
 
 def _escape(token) -> str:
