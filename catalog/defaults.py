@@ -18,9 +18,13 @@ absent property put in, at the top level and inside nested objects that are pres
 once per schema (`plan`), by these rules:
 
 - A property is a fill candidate where an object's schema declares it in `properties`
-  unconditionally: in the schema itself, behind a local `$ref` (resolved as the rest of
-  catalog/ resolves them: `#`-pointers into the document) or an `allOf` member — all of
-  which apply to every value. Its default is the `default` those declarations carry
+  unconditionally: in the schema itself, behind a `$ref` or an `allOf` member — all of
+  which apply to every value. A `$ref` resolves exactly as the gateway's validator
+  resolves it (`_Planner.lookup`: the `referencing` library over the validator's own
+  registry): against the base URI of the subschema it sits in, which a nested `$id`
+  moves, with anchors and percent-encoding; resolving `#/…` against the document root
+  instead would fill a default no applicable schema declares, and miss the one that
+  applies. Its default is the `default` those declarations carry
   (with a `patternProperties` entry whose RE2 pattern matches the name, which applies
   too). An `anyOf`/`oneOf` of which exactly one branch can be an object (pydantic's
   `Opts | None`: `{"anyOf": [{"$ref": "#/$defs/Opts"}, {"type": "null"}]}`) is that
@@ -30,7 +34,8 @@ once per schema (`plan`), by these rules:
   is visible: a default that only a conditional subschema declares (`anyOf`/`oneOf`
   branches, `if`/`then`/`else`, `dependentSchemas`/`dependencies`), two declarations
   with different defaults, a pattern the gateway cannot run beside a default, a
-  reference that is not a local pointer (or `$dynamicRef`), and defaults inside array
+  reference that cannot be resolved within the schema (remote: the validator never
+  fetches one, and refuses a call whose check needs it) or a `$dynamicRef`, and defaults inside array
   items (`items`, `prefixItems`, …: no rule reads an element by position). The analyzer
   treats such an argument as possibly absent — which it is, as the gateway forwards it
   — and the caveat says that the upstream may run it with its default.
@@ -44,8 +49,13 @@ once per schema (`plan`), by these rules:
   "5000"}`, or 5000 under `maximum: 1000`) is filled like any other, and the gateway
   re-checks the filled call: a call that omits such an argument is refused (fail closed:
   the server would run a value its schema forbids, which no policy can reason about),
-  and the caller is told to pass the argument. `caveats` reports such defaults too. For
-  the analyzer nothing changes: every forwarded call has the argument, and it conforms.
+  and the caller is told to pass the argument. The same holds for a default that conforms
+  on its own but makes the filled call invalid (`dependentRequired` on it, an
+  `additionalProperties: false` in another `allOf` member). `caveats` reports both: the
+  first by checking the default against its declarations, the second by probing the
+  smallest call that reaches the argument with the validator, filled and not
+  (`_breaks_call`). For the analyzer nothing changes: every forwarded call has the
+  argument, and it conforms.
 
 Defaults are copied into the call (`copy.deepcopy`), never shared with the schema.
 """
