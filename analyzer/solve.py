@@ -166,7 +166,7 @@ class Session:
         self.queries = 0
         self._live: OrderedDict[int, Request] = OrderedDict()  # requests with a live solver, least recent first
         self._validators: dict = {}
-        self.violation = None  # the last witness check's failure (`_why_unconfirmed`)
+        self.violation: Any = None  # the last witness check's failure, a conformance.Violation (`_why_unconfirmed`)
 
     @property
     def typed(self) -> bool:
@@ -317,7 +317,7 @@ class Session:
             return (f"; the tool's declared default for `{refused[0].where}` makes calls that omit it invalid (`mcpp lint`: "
                     "unfilled-default), which the analysis does not model")
         v = self.violation
-        tokens = v.pointer.split("/")[1:] if v is not None else []
+        tokens: list[str] = v.pointer.split("/")[1:] if v is not None else []
         keyword = tokens[-1] if tokens else ""
         if keyword in _EXACT_KEYWORDS and not (set(tokens[:-1]) & _WIDENING):
             return " (an analyzer bug: please report it)"

@@ -157,7 +157,10 @@ class CatalogAdmission:
         checker = self._checkers.get(tool)
         if checker is None:
             checker = self._checkers[tool] = tool_checker(self.schemas, [{"inputSchema": t.input_schema}], tool)
-        refusal, filled = admit(checker, tool, args) if not isinstance(checker, tuple) else (checker, args)
+        if isinstance(checker, tuple):  # no usable schema: the gateway refuses every call; decided by the policy here
+            refusal, filled = check_arguments(checker, tool, args), args
+        else:
+            refusal, filled = admit(checker, tool, args)
         if refusal is None:
             return None, filled
         if refusal["kind"] == "invalid_default":

@@ -529,16 +529,16 @@ def caveats(schema) -> list[Caveat]:
                                                 "that omits it", "refused"))
                 broken = True
                 continue
-            why = _breaks_call(validator, path, {k: _filled_value(lvl, k, d)})
-            if why:
+            broke = _breaks_call(validator, path, {k: _filled_value(lvl, k, d)})
+            if broke:
                 out.append(Caveat(path + (k,), f"its default {_show(d)} makes a call that omits it not conform to the "
-                                                f"tool's schema ({why}), so the gateway refuses such calls", "refused"))
+                                                f"tool's schema ({broke}), so the gateway refuses such calls", "refused"))
                 broken = True
         if not broken and len(lvl.defaults) > 1:
-            why = _breaks_call(validator, path, {k: _filled_value(lvl, k, d) for k, d in lvl.defaults.items()})
-            if why:
+            broke = _breaks_call(validator, path, {k: _filled_value(lvl, k, d) for k, d in lvl.defaults.items()})
+            if broke:
                 out.append(Caveat(path, f"its declared defaults ({', '.join(lvl.defaults)}) together make a call that "
-                                        f"omits them not conform to the tool's schema ({why}), so the gateway refuses "
+                                        f"omits them not conform to the tool's schema ({broke}), so the gateway refuses "
                                         "such calls", "refused"))
         for k, child in lvl.children.items():
             walk(child, path + (k,), stack + (id(lvl),))

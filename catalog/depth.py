@@ -15,6 +15,9 @@ levels each).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 MAX_NESTING = 64  # JSON objects and arrays one inside another, counting the outermost
 
 
@@ -30,6 +33,7 @@ def too_deep(value, limit: int = MAX_NESTING) -> str | None:
     while stack:
         entry = stack.pop()
         node, depth = entry[0], entry[1]
+        children: Iterable[tuple[Any, Any]]
         if isinstance(node, dict):
             children = node.items()
         elif isinstance(node, list):

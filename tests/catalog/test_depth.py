@@ -7,7 +7,6 @@ loader with a `CatalogError` naming the JSON pointer, the validator and the gate
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
