@@ -211,34 +211,56 @@ class _Planner:
                 else DRAFT202012
         except UnknownDialect:  # the validator refuses such a schema: nothing is filled for it
             self.spec = DRAFT202012
-        self.base: dict[int, Any] = {id(root): SPECIFICATIONS.resolver_with_root(self.spec.create_resource(root))}
+        try:
+            root_resolver: Any = SPECIFICATIONS.resolver_with_root(self.spec.create_resource(root))
+        except Exception:  # an `$id` that is no URI (the validator refuses the schema): nothing resolves
+            root_resolver = None
+        self.base: dict[int, Any] = {id(root): root_resolver}
+        # the subschemas of this document: a reference may only lead to one of them (the
+        # validator's registry also holds the metaschemas, whose defaults no server applies)
+        self.own: set[int] = set()
+        stack: list = [root]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, dict):
+                self.own.add(id(n))
+                stack.extend(n.values())
+            elif isinstance(n, list):
+                stack.extend(n)
 
     def enter(self, parent, child):
         """`child`, a subschema of `parent`, with the resolver it is read with recorded
         (its own `$id`, if any, moves the base). Returns `child`."""
         if isinstance(child, dict) and id(child) not in self.base:
-            r = self.base.get(id(parent)) or self.base[id(self.root)]
-            try:
-                r = r.in_subresource(Resource.from_contents(child, default_specification=self.spec))
-            except (CannotDetermineSpecification, TypeError, ValueError):
-                pass
+            r = self.base.get(id(parent), self.base[id(self.root)])
+            if r is not None:
+                try:
+                    r = r.in_subresource(Resource.from_contents(child, default_specification=self.spec))
+                except Exception:  # (CannotDetermineSpecification, a non-string `$id` or `$schema`, …)
+                    r = None  # its base is unknown: no reference inside it resolves (`lookup`)
             self.base[id(child)] = r
         return child
 
-    def lookup(self, node: dict, ref) -> Any:
-        """The subschema `node`'s `$ref` names, as the validator resolves it; None when it
-        cannot be resolved within the document (the validator refuses a call that needs it)."""
-        if not isinstance(ref, str):
-            return None
-        r = self.base.get(id(node)) or self.base[id(self.root)]
+    def lookup(self, node: dict, ref) -> tuple[Any, str | None]:
+        """(the subschema `node`'s `$ref` names, as the validator resolves it, None), or
+        (None, why it is not read): it cannot be resolved within the document (the
+        validator refuses a call that needs it), or it is another document (a metaschema
+        in the validator's registry: no server applies its defaults)."""
+        r = self.base.get(id(node), self.base[id(self.root)])
+        shown = repr(str(ref)[:80])
+        if not isinstance(ref, str) or r is None:
+            return None, f"the reference {shown} cannot be resolved within the schema (the gateway refuses a call that needs it)"
         try:
             resolved = r.lookup(ref)
-        except (Unresolvable, TypeError, ValueError, KeyError):
-            return None
+        except (Unresolvable, CannotDetermineSpecification, TypeError, ValueError, KeyError, AttributeError):
+            return None, f"the reference {shown} cannot be resolved within the schema (the gateway refuses a call that needs it)"
         target = resolved.contents
-        if isinstance(target, dict):
-            self.base.setdefault(id(target), resolved.resolver)
-        return target
+        if isinstance(target, bool):
+            return target, None  # `true`/`false`: nothing to fill from (the closure skips it)
+        if not isinstance(target, dict) or id(target) not in self.own:
+            return None, f"the reference {shown} names another document, whose defaults are not filled"
+        self.base.setdefault(id(target), resolved.resolver)
+        return target, None
 
     def closure(self, schemas: list, as_object: bool) -> _Closure:
         """Every schema that applies to a value of `schemas` whatever the value is: them,
@@ -260,10 +282,9 @@ class _Planner:
             nodes.append(s)
             if "$ref" in s:
                 ref = s["$ref"]
-                target = self.lookup(s, ref)
-                if target is None:
-                    opaque = (f"the reference {str(ref)[:80]!r} cannot be resolved within the schema (the gateway "
-                              "refuses a call that needs it)")
+                target, why = self.lookup(s, ref)
+                if why is not None:
+                    opaque = why
                 else:
                     todo.append(target)
             for key in ("$dynamicRef", "$recursiveRef"):
@@ -469,7 +490,7 @@ def _deep_default(schema, planner: _Planner, skip_top: bool = False) -> bool:
         if "default" in n and n["default"] is not None and not (top and skip_top):
             return True
         if "$ref" in n:
-            target = planner.lookup(n, n["$ref"])
+            target, _ = planner.lookup(n, n["$ref"])
             if target is not None:
                 todo.append((target, top))
         same = _same_value(n) if top else set()

@@ -149,3 +149,35 @@ def test_fill_puts_in_the_default_of_the_schema_the_validator_applies(layout):
     else:
         assert out == {"opts": {}}  # no applicable default: nothing injected
     assert not [c for c in caveats(schema) if c.kind == "refused"]
+
+
+O_A = {"type": "object", "properties": {"a": {"default": 1}}}
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"o": {"$id": 5, **O_A}}},
+    {"$id": 5, "type": "object", "properties": {"o": O_A}},
+    {"type": "object", "properties": {"o": {"$schema": 5, **O_A}}},
+    {"type": "object", "properties": {"o": {"$id": "::not a uri %%", **O_A}}},
+    {"type": "object", "properties": {"o": {"$ref": 5}}},
+    {"type": "object", "$defs": {"x": O_A}, "properties": {"o": {"$ref": "#/$defs/%"}}},
+    {"type": "object", "$defs": {"x": {"$ref": "#/$defs/y"}, "y": {"$ref": "#/$defs/x"}}, "properties": {"o": {"$ref": "#/$defs/x"}}},
+], ids=["id-int", "root-id-int", "schema-int", "id-no-uri", "ref-int", "ref-bad-percent", "ref-cycle"])
+def test_odd_identifiers_and_references_never_raise(schema):
+    """Schemas the validator refuses or cannot resolve: the plan is made all the same (eval
+    and the API fill before deciding, whatever the gateway then says), never a traceback."""
+    fill(schema, {"o": {}})
+    caveats(schema)
+
+
+def test_a_reference_to_a_metaschema_is_not_read_for_defaults():
+    schema = {"type": "object", "properties": {"o": {"$ref": "https://json-schema.org/draft/2020-12/schema",
+                                                     "default": {"x": 1}}}}
+    assert fill(schema, {"o": {}}) == {"o": {}} and fill(schema, {}) == {}
+    [c] = caveats(schema)
+    assert c.kind == "unfilled" and "another document" in c.reason
+
+
+def test_a_reference_to_true_keeps_the_sibling_default():
+    schema = {"type": "object", "$defs": {"t": True}, "properties": {"o": {"$ref": "#/$defs/t", "default": 3}}}
+    assert fill(schema, {}) == {"o": 3} and caveats(schema) == []
