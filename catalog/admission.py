@@ -154,18 +154,20 @@ class CatalogAdmission:
         if t is None:
             return None, args
         args = {} if args is None else args
+        try:
+            filled = fill(t.input_schema, args)
+        except RecursionError:  # (not within catalog/depth.py's bound: defensive)
+            filled = args
+        if filled is args:
+            return None, args  # nothing filled: nothing the filling can break (and no validation to pay for)
         checker = self._checkers.get(tool)
         if checker is None:
             checker = self._checkers[tool] = tool_checker(self.schemas, [{"inputSchema": t.input_schema}], tool)
         if isinstance(checker, tuple):  # no usable schema: the gateway refuses every call; decided by the policy here
-            refusal, filled = check_arguments(checker, tool, args), args
-        else:
-            refusal, filled = admit(checker, tool, args)
-        if refusal is None:
             return None, filled
+        refusal, out = admit(checker, tool, args)
+        if refusal is None:
+            return None, out
         if refusal["kind"] == "invalid_default":
             return refusal, args
-        try:  # refused as sent (or no usable schema): decided by the policy, defaults filled
-            return None, fill(t.input_schema, args)
-        except RecursionError:
-            return None, args
+        return None, filled  # refused as sent: decided by the policy, defaults filled
