@@ -144,6 +144,8 @@ def _wide() -> int:
     return WIDE_CLASS
 
 
+_FILLED = object()  # Session.violation: the witness conformed as sent, not once its defaults were filled in
+
 # JSON Schema keywords the typed encoding reads exactly (analyzer/typed.py), and those
 # under which it widens: a witness failing one of the first, outside the second, is a bug
 _EXACT_KEYWORDS = frozenset({"type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
@@ -223,6 +225,7 @@ class Session:
             return None, args
         why = self.nonconforming(tool, filled)
         if why is not None:
+            self.violation = _FILLED  # the call conformed as sent: the filling broke it (`_why_unconfirmed`)
             return f"the tool's declared default does not conform once filled in: {why}", args
         return None, filled
 
@@ -313,6 +316,10 @@ class Session:
         if a.unmodelled:
             return f"; the analysis reads nothing of this tool's schema ({a.unmodelled}), so it cannot confirm a call"
         refused = [c for c in a.caveats if c.kind == "refused"]
+        if self.violation is _FILLED:
+            where = f" for `{refused[0].where}`" if refused else ""
+            return (f"; the call conformed as sent, and the tool's declared default{where} makes it invalid once filled "
+                    "in (the gateway refuses it: `invalid_default`), which the analysis does not model")
         if refused:
             return (f"; the tool's declared default for `{refused[0].where}` makes calls that omit it invalid (`mcpp lint`: "
                     "unfilled-default), which the analysis does not model")

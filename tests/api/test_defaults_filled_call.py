@@ -165,3 +165,19 @@ def test_lint_and_verify_report_it_and_verify_calls_it_no_analyzer_bug(tmp_path)
     r = subprocess.run([sys.executable, "-m", "mcpp", "verify", "p.mcpp"], cwd=tmp_path, capture_output=True, text=True)
     assert "analyzer bug" not in r.stdout and "declared default for `mode`" in r.stdout, r.stdout
     assert fill(SCHEMAS["dependentRequired"], {}) == {"mode": "fast"}
+
+
+@pytest.mark.parametrize("schema,words", [
+    ({"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "string"}}, "dependentRequired": {"a": ["b"]}},
+     "does not model `dependentRequired`"),
+    ({"type": "object", "$defs": {"X": {"$id": "https://example.com/x", "type": "object"}},
+      "properties": {"a": {"type": "string"}, "b": {"$ref": "#/$defs/X"}}, "required": ["b"]},
+     "reads nothing of this tool's schema"),
+], ids=["unmodelled-keyword", "unmodelled-schema"])
+def test_an_expected_non_conforming_witness_is_unknown_with_its_reason_never_an_analyzer_bug(tmp_path, schema, words):
+    (tmp_path / "tools.json").write_text(Catalog.from_tools([{"name": "t", "inputSchema": schema}]).dumps())
+    (tmp_path / "p.mcpp").write_text('@catalog("tools.json")\ndefault deny;\npermit (principal, action, resource);\n'
+                                     '@id("x") assert deny (principal, action == Action::"t", resource) '
+                                     'when { context.input has a && !(context.input has b) };\n')
+    r = subprocess.run([sys.executable, "-m", "mcpp", "verify", "p.mcpp"], cwd=tmp_path, capture_output=True, text=True)
+    assert "UNKNOWN x" in r.stdout and words in r.stdout and "analyzer bug" not in r.stdout, r.stdout
