@@ -144,6 +144,16 @@ def _wide() -> int:
     return WIDE_CLASS
 
 
+_FILLED = object()  # Session.violation: the witness conformed as sent, not once its defaults were filled in
+
+# JSON Schema keywords the typed encoding reads exactly (analyzer/typed.py), and those
+# under which it widens: a witness failing one of the first, outside the second, is a bug
+_EXACT_KEYWORDS = frozenset({"type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
+                             "minLength", "maxLength", "minItems", "maxItems", "required"})
+_WIDENING = frozenset({"allOf", "anyOf", "oneOf", "not", "if", "then", "else", "dependentSchemas", "dependencies",
+                       "patternProperties", "items", "prefixItems", "additionalItems", "unevaluatedProperties",
+                       "unevaluatedItems", "contains", "propertyNames", "$defs", "definitions"})
+
 class Session:
     """One analysis: its own Z3 context (never shared between threads) and a per-query
     timeout. `cancel` (a threading.Event) stops it between queries."""
@@ -158,6 +168,7 @@ class Session:
         self.queries = 0
         self._live: OrderedDict[int, Request] = OrderedDict()  # requests with a live solver, least recent first
         self._validators: dict = {}
+        self.violation: Any = None  # the last witness check's failure, a conformance.Violation (`_why_unconfirmed`)
 
     @property
     def typed(self) -> bool:
@@ -191,7 +202,11 @@ class Session:
             self._validators[tool] = v
         if isinstance(v, SchemaUnusable):
             return f"the input schema of {tool!r} is unusable ({v}), so the gateway refuses every call to it"
-        violation = check(v, args)
+        try:
+            violation = check(v, args)
+        except SchemaUnusable as e:
+            return f"the input schema of {tool!r} is unusable ({e}), so the gateway refuses every call to it"
+        self.violation = violation
         if violation is None:
             return None
         return f"{violation.message} (schema {violation.pointer or '/'})"
@@ -210,6 +225,7 @@ class Session:
             return None, args
         why = self.nonconforming(tool, filled)
         if why is not None:
+            self.violation = _FILLED  # the call conformed as sent: the filling broke it (`_why_unconfirmed`)
             return f"the tool's declared default does not conform once filled in: {why}", args
         return None, filled
 
@@ -280,11 +296,39 @@ class Session:
 
     def _witness(self, req: Request, model, tool: str | None) -> Outcome:
         w = Decoder(req, model).witness(tool or "?")
+        self.violation = None
         why, w.args = self.admit(w.tool, w.args)
         if why is not None:
             return Outcome("unknown", "the counterexample does not conform to the tool's inputSchema, which the gateway "
-                           f"enforces: {why} (an analyzer bug: please report it)")
+                           f"enforces: {why}{self._why_unconfirmed(w.tool)}")
         return Outcome("sat", witness=w)
+
+    def _why_unconfirmed(self, tool: str) -> str:
+        """Why the encoding's call was not one the gateway forwards. The encoding widens
+        what it does not read exactly (analyzer/typed.py), so a witness that does not
+        conform is expected where the schema is unmodelled, where the failing keyword is
+        one the encoding does not read, or where a declared default makes the filled call
+        invalid (catalog/defaults.py reports it: `unfilled-default`); only a keyword it
+        reads exactly, outside any combinator, failing is an analyzer bug."""
+        a = self.schemas.get(tool) if self.schemas is not None else None
+        if a is None:
+            return ""
+        if a.unmodelled:
+            return f"; the analysis reads nothing of this tool's schema ({a.unmodelled}), so it cannot confirm a call"
+        refused = [c for c in a.caveats if c.kind == "refused"]
+        if self.violation is _FILLED:
+            where = f" for `{refused[0].where}`" if refused else ""
+            return (f"; the call conformed as sent, and the tool's declared default{where} makes it invalid once filled "
+                    "in (the gateway refuses it: `invalid_default`), which the analysis does not model")
+        if refused:
+            return (f"; the tool's declared default for `{refused[0].where}` makes calls that omit it invalid (`mcpp lint`: "
+                    "unfilled-default), which the analysis does not model")
+        v = self.violation
+        tokens: list[str] = v.pointer.split("/")[1:] if v is not None else []
+        keyword = tokens[-1] if tokens else ""
+        if keyword in _EXACT_KEYWORDS and not (set(tokens[:-1]) & _WIDENING):
+            return " (an analyzer bug: please report it)"
+        return f"; the analysis does not model `{keyword or '?'}` here ({v.pointer if v else '/'}), so it found no conforming call"
 
     def _preferred(self, s: z3.Solver, req: Request, lit, tool: str | None) -> Outcome | str | None:
         """The query `lit` asked with the readability preferences assumed from the start:

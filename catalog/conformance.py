@@ -41,8 +41,12 @@ from typing import Any
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from jsonschema.protocols import Validator
+from jsonschema_specifications import REGISTRY as SPECIFICATIONS
+from referencing.exceptions import Unresolvable
 
 from mcpp.lang.regex import RegexError, compile_regex
+
+from .depth import describe as describe_depth, too_deep
 
 MAX_VALIDATORS = 1024  # distinct schemas kept compiled
 _KNOWN_DIALECTS = {
@@ -132,6 +136,9 @@ def compile_schema(schema) -> object:
     """A validator for `schema`, or SchemaUnusable."""
     if not isinstance(schema, (dict, bool)):
         raise SchemaUnusable("the input schema is not a JSON object")
+    deep = too_deep(schema)
+    if deep is not None:  # the validator descends recursively: bounded before it runs (catalog/depth.py)
+        raise SchemaUnusable(f"the input schema is {describe_depth(deep)}")
     base: type[Validator] = Draft202012Validator
     if isinstance(schema, dict) and "$schema" in schema:
         uri = schema["$schema"]
@@ -153,7 +160,10 @@ def compile_schema(schema) -> object:
                 compile_regex(p)
             except RegexError as e:
                 raise SchemaUnusable(f"the pattern {p[:80]!r} cannot be run in linear time ({e})") from None
-    return _re2_class(base)(schema)
+    # the metaschemas, and nothing fetched: jsonschema's default registry retrieves a remote
+    # `$ref` over the network (deprecated), which would let a tool's schema make the gateway
+    # request any URL on every call; a reference the schema cannot resolve itself refuses
+    return _re2_class(base)(schema, registry=SPECIFICATIONS)
 
 
 # keywords that can admit or describe properties beyond `properties`: when a top-level
@@ -182,6 +192,9 @@ class SchemaCache:
         self._by_key: OrderedDict[bytes, object] = OrderedDict()
 
     def get(self, schema):
+        deep = too_deep(schema)
+        if deep is not None:  # (hashing it below is recursive too)
+            raise SchemaUnusable(f"the input schema is {describe_depth(deep)}")
         try:
             key = hashlib.sha256(json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).digest()
         except (TypeError, ValueError):
@@ -214,13 +227,22 @@ class Violation:
 
 
 def check(validator, args) -> Violation | None:
-    """None if `args` conforms; else the most relevant violation."""
-    errors = validator.iter_errors(args)
-    first = next(errors, None)
-    if first is None:
-        return None
-    err = best_match(chain([first], errors))
+    """None if `args` conforms; else the most relevant violation. Raises SchemaUnusable when
+    validating needs a reference the schema does not resolve itself (never fetched)."""
+    try:
+        errors = validator.iter_errors(args)
+        first = next(errors, None)
+        if first is None:
+            return None
+        err = best_match(chain([first], errors))
+    except Unresolvable as e:
+        raise SchemaUnusable(unresolvable(e)) from None
     return Violation("".join("/" + escape(str(p)) for p in err.absolute_schema_path), describe(err))
+
+
+def unresolvable(e: Unresolvable) -> str:
+    return (f"the reference {str(getattr(e, 'ref', '?'))[:100]!r} cannot be resolved within the schema "
+            "(mcpp never fetches a remote schema)")
 
 
 _JSON_TYPE = (

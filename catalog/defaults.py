@@ -18,9 +18,13 @@ absent property put in, at the top level and inside nested objects that are pres
 once per schema (`plan`), by these rules:
 
 - A property is a fill candidate where an object's schema declares it in `properties`
-  unconditionally: in the schema itself, behind a local `$ref` (resolved as the rest of
-  catalog/ resolves them: `#`-pointers into the document) or an `allOf` member — all of
-  which apply to every value. Its default is the `default` those declarations carry
+  unconditionally: in the schema itself, behind a `$ref` or an `allOf` member — all of
+  which apply to every value. A `$ref` resolves exactly as the gateway's validator
+  resolves it (`_Planner.lookup`: the `referencing` library over the validator's own
+  registry): against the base URI of the subschema it sits in, which a nested `$id`
+  moves, with anchors and percent-encoding; resolving `#/…` against the document root
+  instead would fill a default no applicable schema declares, and miss the one that
+  applies. Its default is the `default` those declarations carry
   (with a `patternProperties` entry whose RE2 pattern matches the name, which applies
   too). An `anyOf`/`oneOf` of which exactly one branch can be an object (pydantic's
   `Opts | None`: `{"anyOf": [{"$ref": "#/$defs/Opts"}, {"type": "null"}]}`) is that
@@ -30,7 +34,8 @@ once per schema (`plan`), by these rules:
   is visible: a default that only a conditional subschema declares (`anyOf`/`oneOf`
   branches, `if`/`then`/`else`, `dependentSchemas`/`dependencies`), two declarations
   with different defaults, a pattern the gateway cannot run beside a default, a
-  reference that is not a local pointer (or `$dynamicRef`), and defaults inside array
+  reference that cannot be resolved within the schema (remote: the validator never
+  fetches one, and refuses a call whose check needs it) or a `$dynamicRef`, and defaults inside array
   items (`items`, `prefixItems`, …: no rule reads an element by position). The analyzer
   treats such an argument as possibly absent — which it is, as the gateway forwards it
   — and the caveat says that the upstream may run it with its default.
@@ -44,8 +49,13 @@ once per schema (`plan`), by these rules:
   "5000"}`, or 5000 under `maximum: 1000`) is filled like any other, and the gateway
   re-checks the filled call: a call that omits such an argument is refused (fail closed:
   the server would run a value its schema forbids, which no policy can reason about),
-  and the caller is told to pass the argument. `caveats` reports such defaults too. For
-  the analyzer nothing changes: every forwarded call has the argument, and it conforms.
+  and the caller is told to pass the argument. The same holds for a default that conforms
+  on its own but makes the filled call invalid (`dependentRequired` on it, an
+  `additionalProperties: false` in another `allOf` member). `caveats` reports both: the
+  first by checking the default against its declarations, the second by probing the
+  smallest call that reaches the argument with the validator, filled and not
+  (`_breaks_call`). For the analyzer nothing changes: every forwarded call has the
+  argument, and it conforms.
 
 Defaults are copied into the call (`copy.deepcopy`), never shared with the schema.
 """
@@ -57,9 +67,14 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from jsonschema_specifications import REGISTRY as SPECIFICATIONS
+from referencing import Resource
+from referencing.exceptions import CannotDetermineSpecification, Unresolvable
+from referencing.jsonschema import DRAFT202012, UnknownDialect, specification_with
+
 from mcpp.lang.regex import RegexError, compile_regex
 
-from .schema import _pointer, _type_set, resolve
+from .schema import _type_set
 
 _MAX_NODES = 4096  # schema nodes one closure may visit
 _MAX_LEVELS = 2048  # distinct object levels one plan may hold
@@ -181,9 +196,71 @@ class _Closure:
 
 
 class _Planner:
+    """Reads one schema document. References resolve as the gateway's validator resolves
+    them (the `referencing` library jsonschema runs on, over the same registry: the
+    schema and the metaschemas, nothing fetched): against the base URI of the subschema
+    they sit in, which a nested `$id` moves, with anchors and percent-encoding as the
+    standard has them. `self.base` records the resolver each subschema is read with."""
+
     def __init__(self, root: dict):
         self.root = root
         self.levels: dict[frozenset, Level] = {}
+        dialect = root.get("$schema")
+        try:
+            self.spec = specification_with(dialect.rstrip("#"), default=DRAFT202012) if isinstance(dialect, str) \
+                else DRAFT202012
+        except UnknownDialect:  # the validator refuses such a schema: nothing is filled for it
+            self.spec = DRAFT202012
+        try:
+            root_resolver: Any = SPECIFICATIONS.resolver_with_root(self.spec.create_resource(root))
+        except Exception:  # an `$id` that is no URI (the validator refuses the schema): nothing resolves
+            root_resolver = None
+        self.base: dict[int, Any] = {id(root): root_resolver}
+        # the subschemas of this document: a reference may only lead to one of them (the
+        # validator's registry also holds the metaschemas, whose defaults no server applies)
+        self.own: set[int] = set()
+        stack: list = [root]
+        while stack:
+            n = stack.pop()
+            if isinstance(n, dict):
+                self.own.add(id(n))
+                stack.extend(n.values())
+            elif isinstance(n, list):
+                stack.extend(n)
+
+    def enter(self, parent, child):
+        """`child`, a subschema of `parent`, with the resolver it is read with recorded
+        (its own `$id`, if any, moves the base). Returns `child`."""
+        if isinstance(child, dict) and id(child) not in self.base:
+            r = self.base.get(id(parent), self.base[id(self.root)])
+            if r is not None:
+                try:
+                    r = r.in_subresource(Resource.from_contents(child, default_specification=self.spec))
+                except Exception:  # (CannotDetermineSpecification, a non-string `$id` or `$schema`, …)
+                    r = None  # its base is unknown: no reference inside it resolves (`lookup`)
+            self.base[id(child)] = r
+        return child
+
+    def lookup(self, node: dict, ref) -> tuple[Any, str | None]:
+        """(the subschema `node`'s `$ref` names, as the validator resolves it, None), or
+        (None, why it is not read): it cannot be resolved within the document (the
+        validator refuses a call that needs it), or it is another document (a metaschema
+        in the validator's registry: no server applies its defaults)."""
+        r = self.base.get(id(node), self.base[id(self.root)])
+        shown = repr(str(ref)[:80])
+        if not isinstance(ref, str) or r is None:
+            return None, f"the reference {shown} cannot be resolved within the schema (the gateway refuses a call that needs it)"
+        try:
+            resolved = r.lookup(ref)
+        except (Unresolvable, CannotDetermineSpecification, TypeError, ValueError, KeyError, AttributeError):
+            return None, f"the reference {shown} cannot be resolved within the schema (the gateway refuses a call that needs it)"
+        target = resolved.contents
+        if isinstance(target, bool):
+            return target, None  # `true`/`false`: nothing to fill from (the closure skips it)
+        if not isinstance(target, dict) or id(target) not in self.own:
+            return None, f"the reference {shown} names another document, whose defaults are not filled"
+        self.base.setdefault(id(target), resolved.resolver)
+        return target, None
 
     def closure(self, schemas: list, as_object: bool) -> _Closure:
         """Every schema that applies to a value of `schemas` whatever the value is: them,
@@ -205,20 +282,21 @@ class _Planner:
             nodes.append(s)
             if "$ref" in s:
                 ref = s["$ref"]
-                target = _pointer(self.root, ref) if isinstance(ref, str) and "%" not in ref else None
-                if target is None:
-                    opaque = f"the reference {str(ref)[:80]!r} is not a local pointer the gateway resolves the same way"
+                target, why = self.lookup(s, ref)
+                if why is not None:
+                    opaque = why
                 else:
                     todo.append(target)
             for key in ("$dynamicRef", "$recursiveRef"):
                 if key in s:
                     opaque = f"`{key}` resolves at run time"
             if isinstance(s.get("allOf"), list):
-                todo.extend(s["allOf"])
+                todo.extend(self.enter(s, x) for x in s["allOf"])
             for key in ("anyOf", "oneOf"):
                 branches = s.get(key)
                 if not isinstance(branches, list):
                     continue
+                branches = [self.enter(s, b) for b in branches]
                 if as_object:
                     objects = [b for b in branches if self.may_be_object(b)]
                     if len(objects) <= 1:
@@ -227,19 +305,34 @@ class _Planner:
                 cond.extend(branches)
             for key in ("if", "then", "else"):
                 if key in s:
-                    cond.append(s[key])
+                    cond.append(self.enter(s, s[key]))
             for key in ("dependentSchemas", "dependencies"):
                 d = s.get(key)
                 if isinstance(d, dict):
-                    cond.extend(v for v in d.values() if isinstance(v, (dict, bool)))
+                    cond.extend(self.enter(s, v) for v in d.values() if isinstance(v, (dict, bool)))
         return _Closure(nodes, cond, opaque)
 
-    def may_be_object(self, schema) -> bool:
-        for alt in resolve(schema, self.root):
-            ts = _type_set(alt)
-            if ts is None or "object" in ts:
-                return True
-        return False
+    def may_be_object(self, schema, depth: int = 0) -> bool:
+        """Can an object match `schema`? No only when something that applies to every value
+        of it (itself, its references, `allOf` members) or every `anyOf`/`oneOf` branch
+        allows no object; anything unresolvable may."""
+        if schema is False:
+            return False
+        if not isinstance(schema, dict) or depth > 8:
+            return True
+        c = self.closure([schema], as_object=False)
+        if c.opaque is not None:
+            return True
+        for n in c.nodes:
+            ts = _type_set(n)
+            if ts is not None and "object" not in ts:
+                return False
+            for key in ("anyOf", "oneOf"):
+                branches = n.get(key)
+                if isinstance(branches, list) and not any(self.may_be_object(self.enter(n, b), depth + 1)
+                                                          for b in branches):
+                    return False
+        return True
 
     def reach(self, schemas: list) -> tuple[list, str | None]:
         """Every schema that may apply to the value: the closure and, recursively, every
@@ -270,7 +363,7 @@ class _Planner:
             return lvl  # nothing filled deeper: the analyzer reads the same plan
         self.levels[key] = lvl
         if c.opaque is not None:
-            if any(_deep_default(n, self.root) for n in c.nodes):
+            if any(_deep_default(n, self) for n in c.nodes):
                 lvl.notes.append((None, f"defaults inside it are not filled: {c.opaque}"))
             return lvl
         props: dict[str, list] = {}
@@ -278,8 +371,8 @@ class _Planner:
             p = n.get("properties")
             if isinstance(p, dict):
                 for k, v in p.items():
-                    props.setdefault(k, []).append(v)
-        patterns = [(pat, sub) for n in c.nodes if isinstance(n.get("patternProperties"), dict)
+                    props.setdefault(k, []).append(self.enter(n, v))
+        patterns = [(pat, self.enter(n, sub)) for n in c.nodes if isinstance(n.get("patternProperties"), dict)
                     for pat, sub in n["patternProperties"].items()]
         # what the conditional subschemas of this object declare, key by key
         cond_nodes, cond_opaque = self.reach(c.conditional) if c.conditional else ([], None)
@@ -288,8 +381,8 @@ class _Planner:
             p = n.get("properties")
             if isinstance(p, dict):
                 for k, v in p.items():
-                    cond_decls.setdefault(k, []).append(v)
-        cond_patterns = [(pat, sub) for n in cond_nodes if isinstance(n.get("patternProperties"), dict)
+                    cond_decls.setdefault(k, []).append(self.enter(n, v))
+        cond_patterns = [(pat, self.enter(n, sub)) for n in cond_nodes if isinstance(n.get("patternProperties"), dict)
                          for pat, sub in n["patternProperties"].items()]
         for k in list(props) + [k for k in cond_decls if k not in props]:
             self.key(lvl, k, props.get(k, []), patterns, cond_decls.get(k, []), cond_patterns, cond_opaque)
@@ -303,12 +396,12 @@ class _Planner:
             hit = _search(pat, k)
             if hit:
                 decls.append(sub)
-            elif hit is None and _deep_default(sub, self.root):
+            elif hit is None and _deep_default(sub, self):
                 unknown = f"the pattern {pat[:60]!r} (which declares defaults) cannot be run to see if it applies"
         cond = list(cond_decls) + [sub for pat, sub in cond_patterns if _search(pat, k) is not False]
         if not decls:
             # declared only conditionally: nothing to fill, but the upstream may apply a default
-            if any(_deep_default(s, self.root) for s in cond):
+            if any(_deep_default(s, self) for s in cond):
                 lvl.notes.append((k, "only conditional subschemas (anyOf/oneOf/if/then/else/dependentSchemas) declare "
                                      "it with a default, so the gateway does not fill it"))
             return
@@ -322,7 +415,7 @@ class _Planner:
         opaque = vc.opaque or opaque or opaque2 or cond_opaque or unknown
         nonnull = [d for d in uncond + conditional if d is not None]
         if opaque is not None:
-            if nonnull or any(_deep_default(n, self.root) for n in vc.nodes):
+            if nonnull or any(_deep_default(n, self) for n in vc.nodes):
                 lvl.notes.append((k, f"its default is not filled: {opaque}"))
             return
         distinct = {_canon(d) for d in uncond + conditional}
@@ -337,9 +430,9 @@ class _Planner:
             lvl.defaults[k] = uncond[0]
             lvl.sources[k] = decls
         # defaults a conditional declaration puts deeper inside it: not filled
-        if any(_deep_default(s, self.root, skip_top=True) for s in cond):
+        if any(_deep_default(s, self, skip_top=True) for s in cond):
             lvl.notes.append((k, "conditional subschemas declare defaults inside it, which the gateway does not fill"))
-        if any(_items_default(n, self.root) for n in vc.nodes):
+        if any(_items_default(n, self) for n in vc.nodes):
             lvl.notes.append((k, "its array items declare defaults, which the gateway does not fill"))
         child = self.level(decls)
         if not child.empty:
@@ -382,8 +475,9 @@ def _subschemas(n: dict, skip_arrays: bool = False):
             yield from (x for x in v if isinstance(x, dict))
 
 
-def _deep_default(schema, root, skip_top: bool = False) -> bool:
-    """Does a non-null `default` appear anywhere in `schema` (following local references)?"""
+def _deep_default(schema, planner: _Planner, skip_top: bool = False) -> bool:
+    """Does a non-null `default` appear anywhere in `schema` (following its references as
+    the validator resolves them)?"""
     todo = [(schema, True)]
     seen: set[int] = set()
     while todo:
@@ -395,13 +489,13 @@ def _deep_default(schema, root, skip_top: bool = False) -> bool:
             return True  # cannot tell: say so
         if "default" in n and n["default"] is not None and not (top and skip_top):
             return True
-        ref = n.get("$ref")
-        if isinstance(ref, str):
-            target = _pointer(root, ref)
+        if "$ref" in n:
+            target, _ = planner.lookup(n, n["$ref"])
             if target is not None:
                 todo.append((target, top))
         same = _same_value(n) if top else set()
         for sub in _subschemas(n):
+            planner.enter(n, sub)
             # a subschema of the same value (an allOf or anyOf member, if/then/else) is still "top"
             todo.append((sub, top and id(sub) in same))
     return False
@@ -421,11 +515,11 @@ def _same_value(n: dict) -> set[int]:
     return out
 
 
-def _items_default(n: dict, root) -> bool:
+def _items_default(n: dict, planner: _Planner) -> bool:
     for k in _ARRAY_KEYWORDS:
         v = n.get(k)
         subs = v if isinstance(v, list) else [v]
-        if any(isinstance(s, dict) and _deep_default(s, root) for s in subs):
+        if any(isinstance(s, dict) and _deep_default(planner.enter(n, s), planner) for s in subs):
             return True
     return False
 
@@ -441,17 +535,32 @@ def caveats(schema) -> list[Caveat]:
     if not isinstance(schema, dict):
         return out
     validator = _validator(schema)
+    rebased = _rebased(schema)
 
     def walk(lvl: Level, path: tuple[str, ...], stack: tuple) -> None:
         if len(path) > _MAX_CAVEAT_DEPTH or id(lvl) in stack:
             return
         for k, why in lvl.notes:
             out.append(Caveat(path + ((k,) if k is not None else ()), why))
+        broken = False
         for k, d in lvl.defaults.items():
-            bad = _bad_default(validator, lvl.sources.get(k, []), d)
+            bad = _bad_default(validator, lvl.sources.get(k, []), d, rebased)
             if bad:
                 out.append(Caveat(path + (k,), f"its default {_show(d)} {bad}, so the gateway refuses every call "
                                                 "that omits it", "refused"))
+                broken = True
+                continue
+            broke = _breaks_call(validator, path, {k: _filled_value(lvl, k, d)})
+            if broke:
+                out.append(Caveat(path + (k,), f"its default {_show(d)} makes a call that omits it not conform to the "
+                                                f"tool's schema ({broke}), so the gateway refuses such calls", "refused"))
+                broken = True
+        if not broken and len(lvl.defaults) > 1:
+            broke = _breaks_call(validator, path, {k: _filled_value(lvl, k, d) for k, d in lvl.defaults.items()})
+            if broke:
+                out.append(Caveat(path, f"its declared defaults ({', '.join(lvl.defaults)}) together make a call that "
+                                        f"omits them not conform to the tool's schema ({broke}), so the gateway refuses "
+                                        "such calls", "refused"))
         for k, child in lvl.children.items():
             walk(child, path + (k,), stack + (id(lvl),))
 
@@ -468,12 +577,15 @@ def _validator(schema):
         return None  # the gateway refuses every call to the tool: nothing to say about defaults
 
 
-def _bad_default(validator, sources: list, d) -> str | None:
+def _bad_default(validator, sources: list, d, rebased: bool = False) -> str | None:
     try:
         json.dumps(d, ensure_ascii=False, allow_nan=False).encode("utf-8")
     except (ValueError, UnicodeEncodeError):
         return "is not JSON text the gateway can send"
-    if validator is None:
+    if validator is None or rebased:
+        # (a subschema checked on its own resolves its references against the root's
+        # base: under a nested `$id` that is not what the validator does, so only the
+        # whole-call probe, `_breaks_call`, speaks for such a schema)
         return None
     for s in sources:
         try:
@@ -482,3 +594,60 @@ def _bad_default(validator, sources: list, d) -> str | None:
         except Exception:  # a reference the validator cannot resolve: the call check refuses it anyway
             return None
     return None
+
+
+def _rebased(schema) -> bool:
+    """Does a subschema below the root declare its own base (`$id`, draft-04 `id`)?"""
+    stack = [schema]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            if n is not schema and (isinstance(n.get("$id"), str) or isinstance(n.get("id"), str)):
+                return True
+            stack.extend(n.values())
+        elif isinstance(n, list):
+            stack.extend(n)
+    return False
+
+
+def _filled_value(lvl: Level, k: str, d):
+    """The value `fill` puts at `k`: the default, with the defaults of an object it is
+    filled in too (as `fill_level` does for objects that were just filled in)."""
+    child = lvl.children.get(k)
+    return fill_level(child, d) if child is not None else d
+
+
+def _breaks_call(validator, path: tuple[str, ...], filled: dict) -> str | None:
+    """Does filling `filled` into the object at `path` make a call the validator accepted
+    not conform? Probed on the smallest call that reaches it (the objects along `path`,
+    nothing else): the errors the filled probe has that the bare one does not are the
+    defaults' doing (a `dependentRequired` the default triggers, an
+    `additionalProperties: false` in another `allOf` member that does not list it, a
+    `maxProperties`, a `not`…). What it says is the validator's own message. It can miss a
+    default that breaks only calls shaped otherwise — the gateway still refuses each such
+    call (`invalid_default`) — but what it reports is a call the gateway refuses."""
+    if validator is None:
+        return None
+
+    def probe(inner: dict) -> dict:
+        out = inner
+        for k in reversed(path):
+            out = {k: out}
+        return out
+
+    from jsonschema.exceptions import best_match
+    from referencing.exceptions import Unresolvable
+
+    from .conformance import describe
+
+    def ident(e) -> tuple:
+        return tuple(e.absolute_schema_path), tuple(e.absolute_path), e.validator
+
+    try:
+        before = {ident(e) for e in validator.iter_errors(probe({}))}
+        new = [e for e in validator.iter_errors(probe(copy.deepcopy(filled))) if ident(e) not in before]
+        if not new:
+            return None
+        return describe(best_match(new))
+    except (Unresolvable, RecursionError):
+        return None  # the call check refuses what needs such a reference, or nests that deep

@@ -82,7 +82,7 @@ def find_catalog_for(policy_path: str, program) -> Catalog | None:
         return load_catalog(ref.path)
     except CatalogError as e:
         where = "the @catalog annotation" if ref.origin == "annotation" else str(ref.config)
-        raise CatalogError(str(ref.path), f"{e.message} (named by {where} of {policy_path})") from None
+        raise CatalogError(str(ref.path), f"{e.message} (named by {where} of {policy_path})", e.pointer) from None
 
 
 def catalog_diagnostics(policy_path: str | Path, program, catalog_path: str | Path | None = None) -> list:

@@ -16,6 +16,8 @@ from typing import Any
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span
 
+from .depth import MAX_NESTING, clip as clip_pointer, describe as describe_depth, too_deep
+
 FORMAT_VERSION = 1
 
 # The spec fixes these defaults (MCP `ToolAnnotations`): a tool that says nothing is
@@ -38,6 +40,7 @@ class CatalogError(MCPPError):
         super().__init__([Diagnostic(text, _NOPOS, "error", "catalog", file)])
         self.file = file
         self.message = message
+        self.pointer = pointer
 
 
 def sort_keys(value: Any) -> Any:
@@ -133,6 +136,9 @@ class Catalog:
             problem = _tool_problem(t)
             if problem:
                 raise CatalogError(where, problem, f"/tools/{i}")
+            deep = _depth_problem(t)
+            if deep:
+                raise CatalogError(where, deep[1], f"/tools/{i}{deep[0]}")
             if t["name"] in out:
                 raise CatalogError(where, f"tool {t['name']!r} is listed twice", f"/tools/{i}")
             out[t["name"]] = ToolInfo.from_wire(t)
@@ -158,6 +164,16 @@ class Catalog:
         Path(path).write_text(self.dumps(), encoding="utf-8")
 
 
+def _depth_problem(t: Any) -> tuple[str, str] | None:
+    """(the pointer below the tool, the message) when the tool's definition nests deeper
+    than mcpp reads (catalog/depth.py); checked before anything recursive reads it
+    (`sort_keys`, the hash, the validator, the fill of a default)."""
+    deep = too_deep(t)
+    if deep is None:
+        return None
+    return clip_pointer(deep), f"tool {t['name']!r} is {describe_depth()}"
+
+
 def _tool_problem(t: Any) -> str | None:
     if not isinstance(t, dict):
         return "a tool must be a JSON object"
@@ -181,6 +197,9 @@ def parse_catalog(text: str, path: str = "<catalog>") -> Catalog:
         doc = json.loads(text)
     except json.JSONDecodeError as e:
         raise CatalogError(path, f"not JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise CatalogError(path, "nested too deeply to read (a tool definition may nest at most "
+                                 f"{MAX_NESTING} levels of objects and arrays)") from None
     if not isinstance(doc, dict):
         raise CatalogError(path, "a catalog is a JSON object")
     if "mcppCatalog" not in doc:
@@ -213,6 +232,9 @@ def parse_catalog(text: str, path: str = "<catalog>") -> Catalog:
         problem = _tool_problem(entry["tool"])
         if problem:
             raise CatalogError(path, problem, ptr + "/tool")
+        deep = _depth_problem(entry["tool"])
+        if deep:
+            raise CatalogError(path, deep[1], ptr + "/tool" + deep[0])
         actual = tool_hash(entry["tool"])
         if entry.get("sha256") != actual:
             raise CatalogError(

@@ -103,7 +103,7 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
     having written nothing."""
     engine = policy._engine
     decide = engine.decide
-    fill = policy._filled if policy.catalog is not None else None  # the tools' declared defaults, as the gateway fills them
+    admit = policy._admitted if policy.catalog is not None else None  # the gateway's admission: checked, defaults filled
     filename = engine.filename
     # typeshed leaves out the attribute JSONDecoder.__init__ sets (the C scanner)
     scan = _DECODER.scan_once  # type: ignore[attr-defined]
@@ -160,9 +160,10 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
             raise CallError(f"{where}:{n}: invalid JSON: {e.msg}") from None
         except (ValueError, RecursionError) as e:
             raise CallError(f"{where}:{n}: {e}") from None
-        if fill is not None:
-            args = fill(name, args)
-        d = decide(name, args, grant, srv, now)
+        refused = None
+        if admit is not None:
+            refused, args = admit(name, args)
+        d = refused if refused is not None else decide(name, args, grant, srv, now)
         if d.limit is None:
             # the engine builds one Rule object per tool and cause and always pairs
             # it with the same message object: rule and message determine the line.

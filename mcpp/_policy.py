@@ -114,6 +114,7 @@ class Policy:
         # the public decision of each shared engine decision (see `decide`)
         self._decisions: dict[int, tuple[Any, Decision]] = {}
         self._tools: frozenset[str] | None = None
+        self._admission: tuple[Any, Any] | None = None  # (the catalog, its CatalogAdmission): `_admitted`
 
     @classmethod
     def _load(cls, text: str, name: str, json_form: bool, *, catalog=None, counters=None,
@@ -223,7 +224,10 @@ class Policy:
         are checked against the counts as they stand. `approved` says a person approved
         this exact call, so a call only an `@approval` permit allows is allowed (and its
         limits count) instead of being decided `"approval"`."""
-        d = self._engine.decide(tool, self._filled(tool, arguments), _principal(principal), server or "default", _epoch(now),
+        refused, args = self._admitted(tool, arguments)
+        if refused is not None:  # the gateway refuses it before the policy decides
+            return Decision._of(refused, self._filename)
+        d = self._engine.decide(tool, args, _principal(principal), server or "default", _epoch(now),
                                 not dry_run, counters, approved)
         if d.reservation is not None or d.limit is not None:
             return Decision._of(d, self._filename)
@@ -240,17 +244,27 @@ class Policy:
         self._decisions[id(d)] = (d, out)
         return out
 
-    def _filled(self, tool: str, arguments):
-        """With a catalog, the arguments as the gateway decides them: the tool's declared
-        defaults filled in where the call omits them (catalog/defaults.py)."""
+    def _admitted(self, tool: str, arguments):
+        """(None, the arguments as the gateway decides them) or (the gateway's refusal, as an
+        engine decision; the arguments as given). Without a catalog, the arguments as given.
+        With one, the gateway's admission (catalog/admission.py): arguments that do not
+        conform to the tool's declared schema are refused (`invalid_arguments`), the declared
+        defaults are filled in where the call omits them, and a call that the filling makes
+        invalid is refused (`invalid_default`) — the decision, rule and message the gateway
+        gives. A tool the catalog does not list is decided by the policy."""
         if self.catalog is None:
-            return arguments
-        t = self.catalog.tools.get(tool) if isinstance(tool, str) else None
-        if t is None:
-            return arguments
-        from mcpp.catalog.defaults import fill
+            return None, arguments
+        adm = self._admission
+        if adm is None or adm[0] is not self.catalog:
+            from mcpp.catalog.admission import CatalogAdmission
 
-        return fill(t.input_schema, {} if arguments is None else arguments)
+            adm = self._admission = (self.catalog, CatalogAdmission(self.catalog))
+        refusal, args = adm[1].admit(tool, arguments)
+        if refusal is None:
+            return None, args
+        from mcpp.runtime.engine import Decision as EngineDecision, Rule
+
+        return EngineDecision(False, tool, Rule(refusal["pointer"]), refusal["message"]), arguments
 
     def explain(
         self,
@@ -262,7 +276,10 @@ class Policy:
     ) -> Explanation:
         """The decision (counting nothing) with every policy that applies and every one
         whose evaluation errored: Cedar's reasons and errors for the same request."""
-        x = self._engine.explain(tool, self._filled(tool, arguments), _principal(principal), server or "default")
+        refused, args = self._admitted(tool, arguments)
+        if refused is not None:  # refused before the policy decides: no policy applies
+            return Explanation(Decision._of(refused, self._filename), (), (), ())
+        x = self._engine.explain(tool, args, _principal(principal), server or "default")
         return Explanation(Decision._of(x.decision, self._filename), x.satisfied, x.errored, x.determining)
 
     def visible(self, tools: Iterable[str], *, principal: Principal | None = None,

@@ -114,18 +114,20 @@ def actual_of(decision) -> dict:
 
 
 def run_case(engine: Engine, case: Case, policy: Path, coverage: Coverage | None = None, fill=None) -> CaseResult:
-    """`fill(tool, arguments)`, given when the policy names a catalog: the arguments as the
-    gateway decides them, the tool's declared defaults filled in (catalog/defaults.py)."""
+    """`fill(tool, arguments)`, given when the policy names a catalog: the gateway's
+    admission (catalog/admission.py), (its refusal as a decision, or None; the arguments
+    as the gateway decides them, the tool's declared defaults filled in)."""
     engine.store = CaseCounters()
     result = CaseResult(case, policy)
     t0 = _time.perf_counter()
     for si, step in enumerate(case.steps):
         now = step.time.timestamp()
         for ri in range(step.repeat):
-            args = fill(step.tool, step.arguments) if fill is not None else step.arguments
-            d = engine.decide(step.tool, args, step.caller, step.server, now=now, reserve=True)
+            refused, args = fill(step.tool, step.arguments) if fill is not None else (None, step.arguments)
+            d = refused if refused is not None else engine.decide(step.tool, args, step.caller, step.server, now=now,
+                                                                 reserve=True)
             result.calls += 1
-            if coverage is not None:
+            if coverage is not None and refused is None:  # a refused call reaches no rule
                 coverage.observe(engine, step.tool, args, step.caller, step.server, d)
             actual = actual_of(d)
             if any(actual.get(k) != v for k, v in step.expect.items()):
@@ -215,20 +217,25 @@ def run_test_file(tf: TestFile, policies: _Policies, run: Run, only: Path | None
 
 def _filler(path: Path, program: Program):
     """`fill(tool, arguments)` for a policy that names a catalog (`@catalog`, mcpp.toml),
-    else None. Raises CatalogError (an MCPPError) when the named catalog cannot be used."""
-    from mcpp.catalog.defaults import fill
+    else None: the gateway's admission of the call (catalog/admission.py), (its refusal as
+    an engine decision, or None; the arguments the policy decides). Raises CatalogError
+    (an MCPPError) when the named catalog cannot be used."""
+    from mcpp.catalog.admission import CatalogAdmission
     from mcpp.catalog.locate import find_catalog_for
+    from mcpp.runtime.engine import Decision, Rule
 
     catalog = find_catalog_for(str(path), program) if program.document is not None else None
     if catalog is None:
         return None
-    tools = catalog.tools
+    admission = CatalogAdmission(catalog)
 
-    def filled(tool: str, arguments):
-        t = tools.get(tool)
-        return fill(t.input_schema, arguments) if t is not None else arguments
+    def admitted(tool: str, arguments):
+        refusal, args = admission.admit(tool, arguments)
+        if refusal is None:
+            return None, args
+        return Decision(False, tool, Rule(refusal["pointer"]), refusal["message"]), arguments
 
-    return filled
+    return admitted
 
 
 def run_paths(paths: list[Path], coverage: bool = False) -> Run:

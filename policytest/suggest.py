@@ -70,6 +70,25 @@ def _settle(program: Program, case: Case) -> bool:
     return check.passed
 
 
+def _decided_by(program: Program, case: Case, rule_id: str, decision: str) -> bool:
+    """Settle `case` and say whether the engine decided it `decision` naming `rule_id`: a
+    permit's denial also names the permit (`Denied: the call does not satisfy …`), so the
+    policy alone does not tell an allowing case from a denying one."""
+    if not _settle(program, case):
+        return False
+    expect = case.steps[0].expect
+    return expect.get("policy") == rule_id and expect.get("decision") == decision
+
+
+def _unconfirmed(who: str, what: str, reasons: list[str]) -> str:
+    """The note for a witness the engine did not decide as the formula said: expected where
+    the analysis over-approximates (its reasons, as `mcpp verify` shows them), a bug if not."""
+    if reasons:
+        return (f"{who}: no call {what} could be confirmed: the call the solver found is decided otherwise by the "
+                f"engine, since the analysis over-approximates {'; '.join(reasons)}")
+    return f"{who}: a witness did not replay as {what} (an analyzer bug: please report it)"
+
+
 class Suggester:
     def __init__(self, program: Program, timeout_ms: int = 5000):
         self.program = program
@@ -79,6 +98,7 @@ class Suggester:
         # who calls: grants, and users too where the policy has them (`entity User`, or
         # `User` named): each rule gets its cases per kind of caller
         self.kinds = ("grant", "user") if program.identity_aware else ("grant",)
+        self.reasons: set[str] = set()  # the over-approximations of the last formula asked (`witness`)
 
     def line(self, info) -> int:
         return info.stmt.span.line if self.program.origin == "mcpp" else 0  # the JSON form has no lines
@@ -105,6 +125,7 @@ class Suggester:
         # a user that fits the declaration: one the engine denies wholesale (/principal)
         # would exercise no rule
         formula = AND(ctx, who, d.fits, formula_of(d))
+        self.reasons = d.enc.reasons  # where the formula over-approximates: a witness may not replay
         wishes = [NOT(ctx, v.is_("null")) for p, v in req.paths.items() if p]
         if like is not None:
             for path, value in _leaves(like.args):
@@ -140,6 +161,7 @@ class Suggester:
         allow = info.effect == "permit"
         ctx = self.session.ctx
         by = self.by(kind)
+        unconfirmed = False
         for tool in tools:
             def decides(d, info=info):
                 rows = d.permits if allow else d.forbids
@@ -155,10 +177,13 @@ class Suggester:
                 if o.status == "unknown":
                     sug.notes.append(f"{tool}{by}: the solver could not find a call ({o.reason})")
                 continue
+            reasons = sorted(self.reasons)
             case = Case(f"{info.effect} {info.id} {'allows' if allow else 'denies'} {tool}{by}", [_step(w)], 0)
-            if not _settle(self.program, case) or case.steps[0].expect.get("policy") != info.id:
-                sug.notes.append(f"{tool}{by}: a witness did not replay as decided by {info.id} "
-                                 "(an analyzer bug: please report it)")
+            if not _decided_by(self.program, case, info.id, "allow" if allow else "deny"):
+                # the case's name says what it shows: a call the engine decides otherwise
+                # (the "does not apply" case again) is not proposed under that name
+                sug.notes.append(_unconfirmed(f"{tool}{by}", f"{'allowed' if allow else 'denied'} by {info.id}", reasons))
+                unconfirmed = True
                 continue
             sug.cases.append(case)
 
@@ -187,7 +212,10 @@ class Suggester:
             return
         # No call is decided by it: an earlier rule or a stricter permit always settles
         # the call first. A call it applies to still exercises it (coverage is Cedar's
-        # "satisfied"); propose one, and say why it is not named.
+        # "satisfied"); propose one, and say why it is not named. (Not when a witness was
+        # merely unconfirmed: that is no evidence another rule settles every call.)
+        if unconfirmed:
+            return
         for tool in tools:
             def applies(d, info=info):
                 rows = d.permits if allow else d.forbids
@@ -197,7 +225,10 @@ class Suggester:
             if w is None:
                 continue
             case = Case(f"{info.effect} {info.id} applies to {tool}{by} (another rule decides)", [_step(w)], 0)
-            if _settle(self.program, case):
+            st = case.steps[0]
+            satisfied = Engine(self.program, store=CaseCounters()).explain(st.tool, st.arguments, st.caller,
+                                                                            st.server).satisfied
+            if info.id in satisfied and _settle(self.program, case):
                 sug.notes.append(f"no call{by} is decided by it: another rule always settles the call first "
                                  f"(`mcpp lint` says which); here it applies, and {case.steps[0].expect['rule']} decides")
                 sug.cases.append(case)

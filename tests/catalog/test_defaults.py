@@ -83,7 +83,7 @@ AMBIGUOUS = [
     ("oneOf-at-the-root", {"type": "object", "oneOf": [obj({"a": {"default": 1}}), obj({"b": {"default": 2}})]},
      ("a",), "conditional"),
     ("array-items", obj({"xs": {"type": "array", "items": OPTS}}), ("xs",), "array items"),
-    ("not-a-local-ref", obj({"a": {"$ref": "https://example.com/amount.json", "default": 5}}), ("a",), "local pointer"),
+    ("not-a-local-ref", obj({"a": {"$ref": "https://example.com/amount.json", "default": 5}}), ("a",), "cannot be resolved"),
 ]
 
 

@@ -1,0 +1,173 @@
+"""Typed calls: the gateway's admission of one call, which everything that decides shares.
+
+These are the pure steps of the gateway's admission path for a `tools/call`
+(runtime/gateway/proxy.py `schema_check`): from the tool's definitions in a listing (the
+pinned catalog's, or the upstream's own `tools/list`) to a validator or the reason there
+is none, and from a validator and the call's arguments to None (conforms: the policy
+decides next) or the refusal the caller reads. Where the listing comes from, caching and
+memoising stay in the proxy; validation itself is `mcpp.catalog.conformance` (jsonschema,
+RE2 patterns).
+
+`admit` is the whole step: the check, then the tool's declared defaults filled in
+(catalog/defaults.py) so that the policy decides, and the upstream runs, the arguments an
+SDK server would run with; the filled call is checked again (a declared default that does
+not conform to the tool's schema — on its own, or in the call it is filled into — refuses
+the call that omits it: `invalid_default`).
+
+It lives with the catalogs, not in the gateway, because every other place that decides a
+call against a catalog must give the gateway's outcome: `mcpp eval` and the Python API
+with a catalog (`Policy.decide`), `mcpp test` for a policy that names one, and the
+language server (`CatalogAdmission`), and the property tests run exactly this
+(tests/gateway/test_typed_property.py). runtime/gateway/schemas.py re-exports it.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .conformance import SchemaCache, SchemaUnusable, check
+from .defaults import fill
+from .depth import describe as describe_depth, too_deep
+
+
+def escape_pointer(token: str) -> str:
+    """One JSON Pointer reference token (RFC 6901: `~` → `~0`, `/` → `~1`), as in the rule
+    pointers decisions name (`/tools/<tool>/…`), which the gateway builds and reads."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def tool_checker(schemas: SchemaCache, defs: list[dict], name: str):
+    """A validator for the calls of tool `name` (listed as `defs`: every definition the
+    listing has under that name), or (kind, reason, message) saying why calls to it are
+    refused: not listed, listed twice with different schemas, no schema, or a schema
+    that cannot be used."""
+    if not defs:
+        return ("unlisted", f"the upstream does not list tool {name!r}",
+                f"Tool {name} is not offered by this server (it is not in the server's tool list).")
+    for d in defs:
+        deep = too_deep(d.get("inputSchema"))
+        if deep is not None:  # (comparing the definitions below is recursive: bounded first)
+            why = f"the input schema is {describe_depth(deep)}"
+            return ("unusable_schema", why, f"Tool {name} cannot be checked: its declared input schema cannot be used ({why}).")
+    distinct = {json.dumps(d.get("inputSchema"), sort_keys=True, default=str) for d in defs}
+    if len(distinct) > 1:
+        return ("ambiguous", f"the upstream lists tool {name!r} twice with different schemas",
+                f"Tool {name} cannot be checked: the server lists it twice with different input schemas.")
+    schema = defs[0].get("inputSchema")
+    if not isinstance(schema, dict):
+        return ("no_schema", "no inputSchema object in the tool's definition",
+                f"Tool {name} cannot be checked: the server declares no input schema for it.")
+    try:
+        return schemas.get(schema)
+    except SchemaUnusable as e:
+        return ("unusable_schema", str(e), f"Tool {name} cannot be checked: its declared input schema cannot be used ({e}).")
+
+
+def check_arguments(checker, name: str, args) -> dict | None:
+    """None when `args` conforms (the call goes on to the policy); else the refusal:
+    {kind, pointer, reason, message}, the pointer `/tools/<tool>/schema` + the JSON pointer
+    of the failing keyword, the message naming the argument, never its value."""
+    base = f"/tools/{escape_pointer(name)}/schema"
+    if isinstance(checker, tuple):
+        kind, reason, message = checker
+        return {"kind": kind, "pointer": base, "reason": reason, "message": message}
+    try:
+        v = check(checker, args)
+    except RecursionError:
+        return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
+                "message": f"The arguments of {name} are nested too deeply to check."}
+    except SchemaUnusable as e:
+        return _unusable(name, base, e)
+    if v is None:
+        return None
+    return {"kind": "invalid_arguments", "pointer": base + v.pointer, "reason": v.message,
+            "message": f"{v.message} (tool {name}; the call was not forwarded)"}
+
+
+def _unusable(name: str, base: str, e: SchemaUnusable) -> dict:
+    return {"kind": "unusable_schema", "pointer": base, "reason": str(e),
+            "message": f"Tool {name} cannot be checked: its declared input schema cannot be used ({e})."}
+
+
+def admit(checker, name: str, args) -> tuple[dict | None, object]:
+    """(None, the arguments the policy decides and the upstream runs) when the call may go
+    on to the policy, else (the refusal, `args`): `check_arguments`, then the declared
+    defaults of absent properties filled in (`catalog.defaults.fill`, over the schema the
+    validator checks). The filled arguments are `args` itself when nothing was filled; when
+    something was, they are checked again and must be JSON text the gateway can send."""
+    refusal = check_arguments(checker, name, args)
+    if refusal is not None or isinstance(checker, tuple):
+        return refusal, args
+    base = f"/tools/{escape_pointer(name)}/schema"
+    try:
+        filled = fill(checker.schema, args)
+    except RecursionError:  # (a schema within catalog/depth.py's bound never gets here: defensive)
+        return {"kind": "invalid_default", "pointer": base, "reason": "a declared default is nested too deeply to fill",
+                "message": (f"Tool {name} declares a default for an argument this call omits that is nested too deeply "
+                            "to fill in; pass the argument explicitly. The call was not forwarded.")}, args
+    if filled is args:
+        return None, args
+    try:
+        v = check(checker, filled)
+        if v is None:
+            json.dumps(filled, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except RecursionError:
+        return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
+                "message": f"The arguments of {name} are nested too deeply to check."}, args
+    except SchemaUnusable as e:
+        return _unusable(name, base, e), args
+    except (ValueError, UnicodeEncodeError):  # a default with a lone surrogate: no JSON text can carry it
+        return {"kind": "invalid_default", "pointer": base, "reason": "a declared default is not valid JSON text",
+                "message": (f"Tool {name} declares a default for an argument this call omits that cannot be sent "
+                            "(it is not valid Unicode text); pass the argument explicitly. The call was not forwarded.")}, args
+    if v is not None:
+        return {"kind": "invalid_default", "pointer": base + v.pointer,
+                "reason": f"a declared default does not conform to the tool's own schema once filled in: {v.message}",
+                "message": (f"Tool {name} declares a default for an argument this call omits that makes the call not "
+                            f"conform to its own input schema ({v.message}); pass the argument explicitly. The call was "
+                            "not forwarded.")}, args
+    return None, filled
+
+
+class CatalogAdmission:
+    """The gateway's admission for the tools of one catalog (`catalog.model.Catalog`), as
+    `mcpp eval`, the Python API, `mcpp test` and the language server apply it: (the
+    gateway's refusal `{kind, pointer, reason, message}`, or None; the arguments the
+    policy decides, with the declared defaults filled in).
+
+    For every call the gateway forwards to the policy — one that conforms to the tool's
+    schema — the outcome is the gateway's: the filled call, or the `invalid_default`
+    refusal when filling the declared defaults makes the call not conform. A call that
+    does not conform as sent is not refused here: it is filled and decided by the policy,
+    as these tools always have (test cases and examples leave out arguments no rule
+    reads; the gateway refuses such a call before any rule, docs/gateway.md). A tool the
+    catalog does not list is left to the policy too. Validators are compiled once per
+    distinct schema."""
+
+    def __init__(self, catalog, schemas: SchemaCache | None = None):
+        self.tools = catalog.tools
+        self.schemas = schemas if schemas is not None else SchemaCache()
+        self._checkers: dict[str, object] = {}
+
+    def admit(self, tool, args) -> tuple[dict | None, object]:
+        t = self.tools.get(tool) if isinstance(tool, str) else None
+        if t is None:
+            return None, args
+        args = {} if args is None else args
+        try:
+            filled = fill(t.input_schema, args)
+        except RecursionError:  # (not within catalog/depth.py's bound: defensive)
+            filled = args
+        if filled is args:
+            return None, args  # nothing filled: nothing the filling can break (and no validation to pay for)
+        checker = self._checkers.get(tool)
+        if checker is None:
+            checker = self._checkers[tool] = tool_checker(self.schemas, [{"inputSchema": t.input_schema}], tool)
+        if isinstance(checker, tuple):  # no usable schema: the gateway refuses every call; decided by the policy here
+            return None, filled
+        refusal, out = admit(checker, tool, args)
+        if refusal is None:
+            return None, out
+        if refusal["kind"] == "invalid_default":
+            return refusal, args
+        return None, filled  # refused as sent: decided by the policy, defaults filled
