@@ -213,8 +213,8 @@ class Request:
         return self.user_in_groups
 
     def principal_constraints(self) -> list:
-        """What every real caller satisfies: a user's Long attributes are 64-bit integers,
-        a user has at most one value per attribute name (declarations compared in one query
+        """What every real caller satisfies: a user's id is not empty, its Long attributes
+        are 64-bit integers, a user has at most one value per attribute name (declarations compared in one query
         may type a name differently), and membership in a named group is membership in some."""
         out = list(self.user_typing)
         by_name: dict[str, list] = {}
@@ -224,6 +224,10 @@ class Request:
             ps = [p for p in ps if p is not True]
             if len(ps) > 1:
                 out.append(z3.AtMost(*ps, 1))
+        if self.user is not None and self.grant is None:
+            # a user's id is the access token's subject, never empty (the gateway refuses a
+            # token without a usable `sub`): no counterexample may need an empty one
+            out.append(z3.Implies(self.user, z3.Length(self.gid) > 0))
         if self.user_in_groups is not None and self.groups and self.user is not None:
             # a user in a named group is in some group (a grant's groups say nothing of it)
             out.append(z3.Implies(z(self.ctx, AND(self.ctx, self.user, OR(self.ctx, *self.groups.values()))), self.user_in_groups))

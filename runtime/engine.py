@@ -524,6 +524,8 @@ class Engine:
         hit = self._users.get(user.id)
         if hit is not None and (hit[0] is user or hit[0] == user):
             return hit[1]
+        if not user.id:  # (an access token's subject is never empty, and the analyzer assumes so)
+            raise PrincipalError("the user's id is empty")
         decl = self.program.user_decl
         check_user_groups(decl, user.groups)
         entity = Entity("User", user.id, user_attributes(decl, user.attrs), frozenset(("Group", g) for g in user.groups))

@@ -131,3 +131,17 @@ def test_the_property_sees_users_break_asserts():
     program = load_program(CASES[0][0] + CASES[0][1])
     big = User("u", {"email": "", "scopes": [], "refund_cap": 5000}, frozenset({"payments"}))
     assert Engine(program).decide("refund", {"amount": 2000}, big).allowed
+
+
+def test_no_user_has_an_empty_id_in_the_analysis_or_the_engine():
+    # an access token's subject is never empty (the gateway refuses it): a counterexample
+    # that needs User::"" is no counterexample, and the engine denies such a caller
+    src = ('entity User { };\ndefault deny;\npermit (principal is User, action == Action::"read", resource);\n'
+           'forbid (principal, action == Action::"read", resource) when { principal == User::"" };\n'
+           'assert allow (principal is User, action == Action::"read", resource);\n')
+    prog = load_program(src)
+    assert [r.status for r in verify(prog)] == ["pass"]
+    engine = Engine(prog)
+    assert engine.decide("read", {}, User("alice")).allowed
+    empty = engine.decide("read", {}, User(""))
+    assert not empty.allowed and empty.rule.pointer == "/principal" and "id is empty" in empty.message
