@@ -16,6 +16,7 @@ from mcpp._middleware import (
     token_principal as token_principal,
 )
 from mcpp._policy import (
+    CedarPolicies as CedarPolicies,
     Checked as Checked,
     Policy as Policy,
     Principal as Principal,
@@ -25,6 +26,7 @@ from mcpp._policy import (
     format_policy as format_policy,
     lint_names as lint_names,
     load_policy as load_policy,
+    replay as replay,
 )
 from mcpp._types import (
     AssertResult as AssertResult,
@@ -35,11 +37,13 @@ from mcpp._types import (
     Diagnostic as Diagnostic,
     Explanation as Explanation,
     LimitHit as LimitHit,
+    Replayed as Replayed,
     Span as Span,
     ToolDiff as ToolDiff,
     UserAttribute as UserAttribute,
     UserDeclaration as UserDeclaration,
 )
+from mcpp.analyzer.replay import PastCall as PastCall
 from mcpp.runtime.engine import Grant as Grant, User as User
 from mcpp.runtime.gateway.counters import RedisCounters as RedisCounters, SQLiteCounters as SQLiteCounters
 from mcpp.runtime.limits import Charge as Charge, CounterStore as CounterStore, MemoryCounters as MemoryCounters

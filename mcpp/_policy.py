@@ -9,7 +9,7 @@ analyzer (Z3) is imported only by the methods that prove things (`verify`, `visi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
 from datetime import datetime
@@ -20,13 +20,14 @@ from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
 from ._errors import CompileError, PolicyValidationError, from_mcpp_error
-from ._types import AssertResult, Caveat, Decision, Diagnostic, Explanation, ToolDiff, UserDeclaration
+from ._types import AssertResult, Caveat, Decision, Diagnostic, Explanation, Replayed, ToolDiff, UserDeclaration
 
 if TYPE_CHECKING:
     from mcpp.catalog import Catalog
     from mcpp.lang.program import Program
 
-__all__ = ["Checked", "Policy", "Principal", "check", "decompile", "diff", "format_policy", "lint_names", "load_policy"]
+__all__ = ["CedarPolicies", "Checked", "Policy", "Principal", "check", "decompile", "diff", "format_policy", "lint_names",
+           "load_policy", "replay"]
 
 Principal = Union[Grant, User, str]
 """Who makes a call: a `Grant` (id, label, groups), a grant id as a string, or a `User`
@@ -419,6 +420,50 @@ class Policy:
                 raise CompileError.of(problem, self.filename)
         return doc
 
+    def to_cedar(self, *, catalog: CatalogSource | None = None, namespace: str | None = None,
+                 agentcore: tuple[str, str] | None = None, partial: bool = False,
+                 schema: bool = False) -> CedarPolicies:
+        """The policy as Cedar policies (`mcpp compile --target cedar`; docs/cedar.md).
+
+        `catalog` (else the policy's own) types `context.input` by each tool's input
+        schema, and is needed for `schema` (also write the Cedar schema) and `agentcore`.
+        Entity types and actions are mcpp's names, or in `namespace`, or (a policy read
+        from a `.cedar` file) the names it used; `agentcore=(gateway_arn, target)` writes
+        for Amazon Bedrock AgentCore Policy instead. Raises `PolicyValidationError` with
+        one error per statement Cedar cannot express (limits, `hide`, …), unless
+        `partial`, which leaves them out and lists each in `CedarPolicies.left_out`.
+        A `namespace` that is not one (identifiers joined by `::`) is a `ValueError`."""
+        from mcpp.lang.cedar_export import export_program
+        from mcpp.lang.cedar_model import CedarNames, namespace_ok
+
+        if namespace is not None and not namespace_ok(namespace):
+            raise ValueError(f"{namespace!r} is not a Cedar namespace (identifiers joined by ::)")
+        if agentcore is not None and namespace is not None:
+            raise ValueError("a namespace does not apply with agentcore (AgentCore's namespace is AgentCore)")
+        cat = self._typing(catalog)
+        tools = {name: t.input_schema for name, t in cat.tools.items()} if cat is not None else None
+        program = self._program
+        imported = getattr(program, "cedar", None)  # read from a .cedar file: its names, its `.contains` calls
+        if agentcore is not None:
+            names = CedarNames.agentcore(*agentcore)
+        elif namespace is not None or imported is None:
+            names = CedarNames.with_namespace(namespace)
+        else:
+            names = imported.names
+        try:
+            result = export_program(program, tools=tools, names=names, partial=partial, schema=schema,
+                                    contains_spans=imported.contains_spans if imported is not None else frozenset())
+        except MCPPError as e:
+            raise from_mcpp_error(e) from None
+        return CedarPolicies(result.policies, result.schema, tuple(Diagnostic._of(d) for d in result.left_out),
+                             tuple(result.ids))
+
+    @property
+    def source(self) -> str | None:
+        """The text the policy was loaded from (what its spans point into)."""
+        doc = self._program.document
+        return doc.source if doc is not None else None
+
     def _translation_problem(self, doc, who, server, timeout_ms: int) -> str | None:
         """Why `doc` does not decide as the policy does (None: proved that it does)."""
         from mcpp.analyzer.translation import validate_translation
@@ -457,6 +502,22 @@ def diff(old: Policy | PolicySource, new: Policy | PolicySource, *, timeout_ms: 
                                                    session=typed_session(cat, timeout_ms))]
 
 
+def replay(old: Policy | PolicySource, new: Policy | PolicySource, calls: Mapping[Any, Sequence[int]], *,
+           key: bytes | None = None, timeout_ms: int = 5000) -> list[Replayed]:
+    """Past calls replayed against two versions of a policy (`mcpp diff --audit`): which
+    real calls would be decided differently. `calls` maps each distinct `mcpp.PastCall`
+    (what a gateway's audit row knows of a call: tool, caller, server, argument keys, and
+    for `hashed`/`full` audits the values' digest or the values) to the audit row numbers
+    it stands for; `key` is the audit's value-hashing key (`audit-values.key`) for
+    `hashed` rows. Limits are compared at zero counts (an audit does not record them)."""
+    from mcpp.analyzer.replay import replay as run
+
+    a = old if isinstance(old, Policy) else load_policy(old)
+    b = new if isinstance(new, Policy) else load_policy(new)
+    return [Replayed._of(r) for r in run(a._program, b._program, {c: list(rows) for c, rows in calls.items()},
+                                          key=key, timeout_ms=timeout_ms)]
+
+
 def lint_names() -> list[str]:
     """The name of every lint (docs/lints/), for `Policy.lint(only=…)`."""
     from mcpp.analyzer.lints import LINTS
@@ -465,6 +526,19 @@ def lint_names() -> list[str]:
 
 
 # ---- checking, formatting ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CedarPolicies:
+    """`Policy.to_cedar`'s result: the Cedar policy text, the Cedar schema (when asked
+    for), each statement left out (`partial`; a warning saying why Cedar cannot express
+    it), and the mcpp id of each written policy in output order (Cedar names an
+    unannotated policy by its position, `policy<N>`)."""
+
+    policies: str
+    schema: str | None
+    left_out: tuple[Diagnostic, ...] = ()
+    ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

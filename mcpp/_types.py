@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 __all__ = [
     "AssertResult", "Caveat", "Change", "Counterexample", "Decision", "Diagnostic", "Explanation", "LimitHit",
-    "Span", "ToolDiff", "UserAttribute", "UserDeclaration",
+    "Replayed", "Span", "ToolDiff", "UserAttribute", "UserDeclaration",
 ]
 
 
@@ -343,6 +343,40 @@ class ToolDiff:
     @staticmethod
     def _of(t) -> ToolDiff:
         return ToolDiff(t.tool, t.other, t.status, Change._of(t.looser), Change._of(t.stricter))
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One distinct past call (`mcpp.PastCall`: what an audit knows of it) replayed against
+    two versions of a policy (`mcpp.replay`), with the audit rows it stands for. `status`:
+    `changes` (its decision changes), `may-change` (it would for some call the audit
+    cannot tell from this one: `witness` is such a call), `unchanged`, or `unknown`
+    (`reason`). `old` and `new` are the two decisions of `witness`."""
+
+    call: Any  # mcpp.PastCall
+    rows: tuple[int, ...]
+    status: Literal["changes", "may-change", "unchanged", "unknown"]
+    witness: Counterexample | None = None
+    old: dict[str, Any] | None = None
+    new: dict[str, Any] | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON `mcpp diff --audit --format json` prints for it."""
+        c = self.call
+        d: dict[str, Any] = {"tool": c.tool, "grant_id": c.grant_id, "grant_label": c.label, "server": c.server,
+                             "known": c.known, "status": self.status, "rows": len(self.rows),
+                             "first_seq": min(self.rows), "last_seq": max(self.rows)}
+        if self.witness is not None:
+            d["call"] = self.witness.to_dict()
+            d["old"], d["new"] = self.old, self.new
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+    @staticmethod
+    def _of(r) -> Replayed:
+        return Replayed(r.call, tuple(r.rows), r.status, Counterexample._of(r.witness), r.old, r.new, r.reason)
 
 
 @dataclass(frozen=True, slots=True)

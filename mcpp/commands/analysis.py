@@ -396,7 +396,6 @@ def _past_calls(old: mcpp.Policy, new: mcpp.Policy, db: Path, since, server, tim
     """The audited calls, grouped by what the audit knows of them, replayed (analyzer/replay.py)."""
     import re
 
-    from mcpp.analyzer.replay import PastCall, replay
     from mcpp.commands.gateway import _time
     from mcpp.runtime.gateway.audit import AuditLog
 
@@ -426,10 +425,10 @@ def _past_calls(old: mcpp.Policy, new: mcpp.Policy, db: Path, since, server, tim
         keys = tuple(r["arg_keys"])
         complete = not any(k.startswith("…(+") for k in keys)
         groups = tuple(r["grant_groups"]) if r.get("grant_groups") is not None else None
-        pc = PastCall(r["tool"], r["grant_id"], r["grant_label"], groups, r["server"], keys, complete, known,
+        pc = mcpp.PastCall(r["tool"], r["grant_id"], r["grant_label"], groups, r["server"], keys, complete, known,
                       json.dumps(values) if known != "keys" else None)
         calls.setdefault(pc, []).append(r["seq"])
-    results = replay(old._program, new._program, calls, key=key, timeout_ms=timeout)
+    results = mcpp.replay(old, new, calls, key=key, timeout_ms=timeout)
     by = {s: [x for x in results if x.status == s] for s in ("changes", "may-change", "unknown", "unchanged")}
     return {
         "database": str(db), "rows": len(rows), "distinct_calls": len(results),

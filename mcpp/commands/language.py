@@ -200,13 +200,9 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
                    quiet: bool) -> None:
     """`--target cedar` (lang/cedar_export.py): refusals are `file:line:col: error:` (exit 1);
     with --partial each left-out statement is a warning and the rest is written."""
-    from mcpp.lang.cedar_export import export_program
-    from mcpp.lang.cedar_model import CedarNames, namespace_ok
-    from mcpp.lang.diagnostics import MCPPError
-
     if schema_out is not None and catalog is None:
         die("--schema-out needs --catalog (the tools' input schemas type context.input)")
-    if namespace is not None and not namespace_ok(namespace):
+    if namespace is not None and not _namespace_ok(namespace):
         die(f"--namespace: {namespace!r} is not a Cedar namespace (identifiers joined by ::)")
     if (gateway is None) != (gateway_target is None):
         die("--agentcore-gateway and --agentcore-target go together (AgentCore names a tool <target>___<tool>)")
@@ -214,21 +210,15 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
         die("--namespace does not apply with --agentcore-gateway (AgentCore's namespace is AgentCore)")
     if gateway is not None and catalog is None:
         die("--agentcore-gateway needs --catalog (AgentCore validates policies against the tools' input schemas)")
-    tools = None
-    if catalog is not None:
-        tools = {name: t.input_schema for name, t in _usable_catalog(catalog).tools.items()}
-    program = load_policy(file)._program
-    source = getattr(program, "cedar", None)
-    if gateway is not None:
-        names = CedarNames.agentcore(gateway, gateway_target)  # type: ignore[arg-type]
-    else:
-        names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
+    cat = _usable_catalog(catalog)
+    policy = load_policy(file)
     try:
-        result = export_program(program, tools=tools, names=names, partial=partial, schema=schema_out is not None,
-                                contains_spans=source.contains_spans if source is not None else frozenset())
-    except MCPPError as e:
+        result = policy.to_cedar(catalog=cat, namespace=namespace, partial=partial, schema=schema_out is not None,
+                                 agentcore=(gateway, gateway_target) if gateway is not None and gateway_target is not None
+                                 else None)
+    except mcpp.PolicyError as e:
         fail(e, ERRORS)
-    print_diagnostics(result.left_out, program.document.source if program.document is not None else None)
+    print_diagnostics(result.left_out, policy.source)
     if result.left_out:
         n = len(result.left_out)
         print(f"{plural(n, 'statement')} left out: Cedar will not enforce {'them' if n != 1 else 'it'}", file=sys.stderr)
@@ -240,6 +230,16 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
         note(f"wrote {out}: {n} Cedar {'policy' if n == 1 else 'policies'}", quiet)
     if schema_out is not None and result.schema is not None:
         write_output(schema_out, result.schema)
+
+
+def _namespace_ok(namespace: str) -> bool:
+    """Whether `--namespace` is a Cedar namespace: checked before anything is read (a
+    usage error, exit 2), by the API's own check (`Policy.to_cedar` raises ValueError)."""
+    try:
+        mcpp.load_policy("", filename="<namespace>").to_cedar(namespace=namespace)
+    except ValueError:
+        return False
+    return True
 
 
 def decompile(
