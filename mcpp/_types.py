@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mcpp.analyzer.replay import PastCall
+    from mcpp.runtime.engine import Grant, User
 
 __all__ = [
     "AssertResult", "Caveat", "Change", "Counterexample", "Decision", "Diagnostic", "Explanation", "LimitHit",
@@ -199,7 +203,7 @@ class Counterexample:
 
     tool: str
     arguments: dict[str, Any]
-    principal: Any  # mcpp.Grant | mcpp.User
+    principal: Grant | User
     server: str
     counters: tuple[tuple[str, str, str, Any], ...] = ()
     _witness: Any = field(default=None, repr=False, compare=False)
@@ -353,7 +357,7 @@ class Replayed:
     cannot tell from this one: `witness` is such a call), `unchanged`, or `unknown`
     (`reason`). `old` and `new` are the two decisions of `witness`."""
 
-    call: Any  # mcpp.PastCall
+    call: PastCall
     rows: tuple[int, ...]
     status: Literal["changes", "may-change", "unchanged", "unknown"]
     witness: Counterexample | None = None
