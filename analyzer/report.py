@@ -37,8 +37,10 @@ def diag_dict(d: Diagnostic) -> dict:
     return out
 
 
-def sarif(diags: list[Diagnostic], extra_results: list[dict] | None = None, properties: dict | None = None) -> dict:
-    """SARIF 2.1.0: one run; `properties` (e.g. what a typed analysis assumed) go on the run."""
+def sarif(diags: list, extra_results: list[dict] | None = None, properties: dict | None = None) -> dict:
+    """SARIF 2.1.0: one run; `properties` (e.g. what a typed analysis assumed) go on the run.
+    `diags` are the analyzer's diagnostics or the public API's (`mcpp.Diagnostic`, whose
+    span is None where there is no source position)."""
     used = sorted({d.code for d in diags} | {r["ruleId"] for r in extra_results or []})
     rules = []
     for rid in used:
@@ -55,12 +57,14 @@ def sarif(diags: list[Diagnostic], extra_results: list[dict] | None = None, prop
     results = []
     for d in diags:
         text = d.message + "".join(f"\nnote: {n}" for n in d.notes)
+        s = d.span  # None: a public `mcpp.Diagnostic` with no source position
+        where = (s.line, s.col, s.end_line, s.end_col) if s is not None else (0, 0, 0, 0)
         res = {
             "ruleId": d.code,
             "ruleIndex": index[d.code],
             "level": _LEVEL.get(d.severity, "warning"),
             "message": {"text": text},
-            "locations": [_location(d.file, d.span.line, d.span.col, d.span.end_line, d.span.end_col)],
+            "locations": [_location(d.file, *where)],
         }
         if d.data.get("counterexample"):
             res["properties"] = {"counterexample": d.data["counterexample"]}

@@ -50,6 +50,17 @@ class CatalogError(PolicyError):
     """A tool catalog that cannot be used."""
 
 
+class CompileError(PolicyError):
+    """`Policy.compile` could not prove that the JSON form it wrote decides every call as
+    the policy does (translation validation): a fault in mcpp's compiler, reported rather
+    than written. `str(error)` says which call decides differently, or why the proof
+    could not be done."""
+
+    @classmethod
+    def of(cls, problem: str, file: str) -> CompileError:
+        return cls([Diagnostic(problem, "error", "translation", file)])
+
+
 def from_mcpp_error(err, *, file_error: bool = False) -> PolicyError:
     """The public error for an internal `MCPPError`, by the codes of its diagnostics."""
     diags = tuple(Diagnostic._of(d) for d in err.diagnostics)

@@ -9,8 +9,8 @@ analyzer (Z3) is imported only by the methods that prove things (`verify`, `visi
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from functools import cached_property
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
@@ -19,14 +19,15 @@ from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span 
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
-from ._errors import PolicyValidationError, from_mcpp_error
-from ._types import AssertResult, Decision, Diagnostic, Explanation, ToolDiff, UserDeclaration
+from ._errors import CompileError, PolicyValidationError, from_mcpp_error
+from ._types import AssertResult, Caveat, Decision, Diagnostic, Explanation, Replayed, ToolDiff, UserDeclaration
 
 if TYPE_CHECKING:
     from mcpp.catalog import Catalog
     from mcpp.lang.program import Program
 
-__all__ = ["Policy", "Principal", "diff", "load_policy"]
+__all__ = ["CedarPolicies", "Checked", "Policy", "Principal", "check", "decompile", "diff", "format_policy", "lint_names",
+           "load_policy", "replay"]
 
 Principal = Union[Grant, User, str]
 """Who makes a call: a `Grant` (id, label, groups), a grant id as a string, or a `User`
@@ -67,6 +68,14 @@ def load_policy(
     `RedisCounters`), under keys that start with `namespace` (policies sharing a store
     count apart unless they share a namespace). `filename` names text in diagnostics and
     spans (default `<input>`). Raises a `PolicyError` subclass with every problem found."""
+    text, name, json_form = _read(source, filename)
+    if not isinstance(namespace, str):
+        raise TypeError(f"namespace must be a string, not {type(namespace).__name__}")
+    return Policy._load(text, name, json_form, catalog=catalog, counters=counters, namespace=namespace)
+
+
+def _read(source: PolicySource, filename: str | None) -> tuple[str, str, bool]:
+    """(text, the name diagnostics give it, whether it is the JSON form) of a policy source."""
     from mcpp.lang.load import is_json, read_text
 
     if isinstance(source, os.PathLike) or (isinstance(source, str) and not _is_text(source)):
@@ -89,10 +98,8 @@ def load_policy(
             text = source
         json_form = is_json(name, text)  # `<input>`: text starting with `{`
     else:
-        raise TypeError(f"load_policy takes a path, policy text or bytes, not {type(source).__name__}")
-    if not isinstance(namespace, str):
-        raise TypeError(f"namespace must be a string, not {type(namespace).__name__}")
-    return Policy._load(text, name, json_form, catalog=catalog, counters=counters, namespace=namespace)
+        raise TypeError(f"a policy is a path, policy text or bytes, not {type(source).__name__}")
+    return text, name, json_form
 
 
 class Policy:
@@ -330,16 +337,42 @@ class Policy:
                     if d.severity == "error"]
         if problems:
             raise PolicyValidationError([Diagnostic._of(d) for d in problems])
+        from mcpp.analyzer import assert_diagnostics
+
         results = verify(self._program, session=typed_session(cat, timeout_ms))
-        return [AssertResult._of(r, self._filename) for r in results]
+        findings = iter(assert_diagnostics(self._program, results))
+        return [AssertResult._of(r, self._filename, None if r.status == "pass" else next(findings)) for r in results]
+
+    def assertion_problems(self, *, catalog: CatalogSource | None = None) -> list[Diagnostic]:
+        """The malformed `assert` statements `verify` refuses, as diagnostics (errors and
+        warnings): `hidden`/`visible` assertions that read arguments, and (with a catalog:
+        `catalog=`, else the policy's own) assertions about tools the catalog does not have
+        (`unknown-tool`)."""
+        from mcpp.analyzer.verify import assert_problems
+
+        cat = self._typing(catalog)
+        return [Diagnostic._of(d) for d in assert_problems(self._program, cat)]
+
+    def caveats(self, *, catalog: CatalogSource | None = None) -> list[Caveat]:
+        """What a proof typed by the catalog (`catalog=`, else the policy's own) cannot
+        promise about declared defaults: each argument a rule reads whose default the
+        gateway does not fill, or fills but refuses (docs/analyzer.md, "Typed analysis").
+        Empty without a catalog."""
+        cat = self._typing(catalog)
+        if cat is None:
+            return []
+        from mcpp.analyzer.typed import catalog_schemas, default_caveats
+
+        return [Caveat._of(c) for c in default_caveats(self._program, catalog_schemas(cat))]
 
     def lint(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None,
-             errors_only: bool = False) -> list[Diagnostic]:
+             errors_only: bool = False, only: Iterable[str] | None = None) -> list[Diagnostic]:
         """The analyzer's findings (`mcpp lint`; docs/lints/): rules that can never
         apply, that another makes redundant, that a caller can bypass, …, in source
         order. `errors_only`: only the error-level ones — a rule a caller can bypass with
         a missing or mistyped argument — which `mcpp verify` fails on and `mcpp serve`
-        refuses to enforce (checked alone, which is faster)."""
+        refuses to enforce (checked alone, which is faster). `only`: run just these lints
+        (names from `mcpp.lint_names()`; an unknown name is a `ValueError`)."""
         from mcpp.analyzer.typed import typed_session
 
         cat = self._typing(catalog)
@@ -348,9 +381,17 @@ class Policy:
 
             found = blocking_findings(self._program, cat, timeout_ms=timeout_ms)
         else:
-            from mcpp.analyzer.lints import lint
+            from mcpp.analyzer.lints import LINTS, lint
 
-            found = lint(self._program, timeout_ms=timeout_ms, session=typed_session(cat, timeout_ms))
+            chosen = None
+            if only is not None:
+                chosen = {only} if isinstance(only, str) else set(only)
+                unknown = sorted(n for n in chosen if n not in LINTS)
+                if unknown:
+                    raise ValueError(f"unknown lint {unknown[0]!r}; lints are {', '.join(sorted(LINTS))}")
+            found = lint(self._program, timeout_ms=timeout_ms, only=chosen, session=typed_session(cat, timeout_ms))
+            if chosen is not None:
+                found = [d for d in found if d.code in chosen]
         return [Diagnostic._of(d) for d in found]
 
     def analyze(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None) -> list[Diagnostic]:
@@ -369,19 +410,259 @@ class Policy:
         except MCPPError as e:
             raise from_mcpp_error(e) from None
 
+    # -- compiling ----------------------------------------------------------------------
+    def compile(self, *, principal: Principal | None = None, server: str | None = None,
+                validate: bool = True, timeout_ms: int = 5000) -> dict[str, Any]:
+        """The policy in the gateway's JSON form (`mcpp compile`; docs/language.md), as a
+        JSON value. Rules that read the principal (or the server) are compiled for the one
+        `principal` (a `Grant`, a grant id, or a `User`, whose attributes are typed by the
+        policy's `entity User`) and `server` given; without them they are refused. Raises
+        `PolicyValidationError` naming each rule the JSON form cannot express, and, with
+        `validate` (the default), `CompileError` unless Z3 proves the result decides every
+        call as the policy does."""
+        from mcpp.lang.compiler import GrantContext, UserContext, compile_program
+
+        who: GrantContext | UserContext | None = None
+        if principal is not None:
+            p = _principal(principal)
+            who = (UserContext(p.id, tuple(p.attrs.items()), p.groups) if isinstance(p, User)
+                   else GrantContext(p.id, p.label, p.groups))
+        try:
+            doc = compile_program(self._program, who, server)
+        except MCPPError as e:
+            raise from_mcpp_error(e) from None
+        if validate:
+            problem = self._translation_problem(doc, who, server, timeout_ms)
+            if problem is not None:
+                raise CompileError.of(problem, self.filename)
+        return doc
+
+    def to_cedar(self, *, catalog: CatalogSource | None = None, namespace: str | None = None,
+                 agentcore: tuple[str, str] | None = None, partial: bool = False,
+                 schema: bool = False) -> CedarPolicies:
+        """The policy as Cedar policies (`mcpp compile --target cedar`; docs/cedar.md).
+
+        `catalog` (else the policy's own) types `context.input` by each tool's input
+        schema, and is needed for `schema` (also write the Cedar schema) and `agentcore`.
+        Entity types and actions are mcpp's names, or in `namespace`, or (a policy read
+        from a `.cedar` file) the names it used; `agentcore=(gateway_arn, target)` writes
+        for Amazon Bedrock AgentCore Policy instead. Raises `PolicyValidationError` with
+        one error per statement Cedar cannot express (limits, `hide`, …), unless
+        `partial`, which leaves them out and lists each in `CedarPolicies.left_out`.
+        A `namespace` that is not one (identifiers joined by `::`) is a `ValueError`."""
+        from mcpp.lang.cedar_export import export_program
+        from mcpp.lang.cedar_model import CedarNames, namespace_ok
+
+        if namespace is not None and not namespace_ok(namespace):
+            raise ValueError(f"{namespace!r} is not a Cedar namespace (identifiers joined by ::)")
+        if agentcore is not None and namespace is not None:
+            raise ValueError("a namespace does not apply with agentcore (AgentCore's namespace is AgentCore)")
+        cat = self._typing(catalog)
+        tools = {name: t.input_schema for name, t in cat.tools.items()} if cat is not None else None
+        program = self._program
+        imported = getattr(program, "cedar", None)  # read from a .cedar file: its names, its `.contains` calls
+        if agentcore is not None:
+            names = CedarNames.agentcore(*agentcore)
+        elif namespace is not None or imported is None:
+            names = CedarNames.with_namespace(namespace)
+        else:
+            names = imported.names
+        try:
+            result = export_program(program, tools=tools, names=names, partial=partial, schema=schema,
+                                    contains_spans=imported.contains_spans if imported is not None else frozenset())
+        except MCPPError as e:
+            raise from_mcpp_error(e) from None
+        return CedarPolicies(result.policies, result.schema, tuple(Diagnostic._of(d) for d in result.left_out),
+                             tuple(result.ids))
+
+    @property
+    def source(self) -> str | None:
+        """The text the policy was loaded from (what its spans point into)."""
+        doc = self._program.document
+        return doc.source if doc is not None else None
+
+    def _translation_problem(self, doc, who, server, timeout_ms: int) -> str | None:
+        """Why `doc` does not decide as the policy does (None: proved that it does)."""
+        from mcpp.analyzer.translation import validate_translation
+
+        if who is None or not hasattr(who, "claims"):
+            return validate_translation(self._program, doc, grant=who.id if who else None,
+                                        label=who.label if who else "", groups=list(who.groups) if who else [],
+                                        server=server, timeout_ms=timeout_ms)
+        from mcpp.analyzer.encode import FixedUser
+        from mcpp.lang.identity import PrincipalError
+
+        try:
+            user = FixedUser.of(self._program, who.id, dict(who.claims), who.groups)
+        except PrincipalError as e:  # compile_program refuses such a user first; fail closed anyway
+            return f"user {who.id}: {e}"
+        return validate_translation(self._program, doc, server=server, user=user, timeout_ms=timeout_ms)
+
     def __repr__(self) -> str:
         return f"<mcpp.Policy {self.filename!r} ({self.origin})>"
 
 
-def diff(old: Policy | PolicySource, new: Policy | PolicySource, *, timeout_ms: int = 2000) -> list[ToolDiff]:
+def diff(old: Policy | PolicySource, new: Policy | PolicySource, *, timeout_ms: int = 2000,
+         catalog: CatalogSource | None = None) -> list[ToolDiff]:
     """Per tool, which calls `new` newly allows (`looser`) or newly denies (`stricter`)
     compared with `old`, each with a concrete call both versions replay. Either side may
-    be a `Policy`, a path or policy text."""
+    be a `Policy`, a path or policy text. The comparison is typed by `catalog` (else
+    `new`'s catalog, else `old`'s): both are judged on the calls the catalog's input
+    schemas admit, and its tools are the cases."""
     from mcpp.analyzer.diff import diff_programs
+    from mcpp.analyzer.typed import typed_session
 
     a = old if isinstance(old, Policy) else load_policy(old)
     b = new if isinstance(new, Policy) else load_policy(new)
-    return [ToolDiff._of(t) for t in diff_programs(a._program, b._program, timeout_ms=timeout_ms)]
+    cat = b._typing(catalog) if catalog is not None else (b.catalog if b.catalog is not None else a.catalog)
+    return [ToolDiff._of(t) for t in diff_programs(a._program, b._program, timeout_ms=timeout_ms,
+                                                   session=typed_session(cat, timeout_ms))]
+
+
+def replay(old: Policy | PolicySource, new: Policy | PolicySource, calls: Mapping[Any, Sequence[int]], *,
+           key: bytes | None = None, timeout_ms: int = 5000) -> list[Replayed]:
+    """Past calls replayed against two versions of a policy (`mcpp diff --audit`): which
+    real calls would be decided differently. `calls` maps each distinct `mcpp.PastCall`
+    (what a gateway's audit row knows of a call: tool, caller, server, argument keys, and
+    for `hashed`/`full` audits the values' digest or the values) to the audit row numbers
+    it stands for; `key` is the audit's value-hashing key (`audit-values.key`) for
+    `hashed` rows. Limits are compared at zero counts (an audit does not record them)."""
+    from mcpp.analyzer.replay import replay as run
+
+    a = old if isinstance(old, Policy) else load_policy(old)
+    b = new if isinstance(new, Policy) else load_policy(new)
+    return [Replayed._of(r) for r in run(a._program, b._program, {c: list(rows) for c, rows in calls.items()},
+                                          key=key, timeout_ms=timeout_ms)]
+
+
+def lint_names() -> list[str]:
+    """The name of every lint (docs/lints/), for `Policy.lint(only=…)`."""
+    from mcpp.analyzer.lints import LINTS
+
+    return sorted(LINTS)
+
+
+# ---- checking, formatting ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CedarPolicies:
+    """`Policy.to_cedar`'s result: the Cedar policy text, the Cedar schema (when asked
+    for), each statement left out (`partial`; a warning saying why Cedar cannot express
+    it), and the mcpp id of each written policy in output order (Cedar names an
+    unannotated policy by its position, `policy<N>`)."""
+
+    policies: str
+    schema: str | None
+    left_out: tuple[Diagnostic, ...] = ()
+    ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What `mcpp check` finds in one policy, without raising for it.
+
+    `diagnostics` are the language's (syntax and validation; errors and warnings),
+    `catalog_diagnostics` those against the catalog (its unknown tools and arguments, or
+    one error at the `@catalog` annotation saying why the named catalog cannot be used).
+    `policy` is None when the language found errors; otherwise it is the policy, with
+    `catalog` as its own even when `catalog_diagnostics` has errors (such a policy is
+    one `load_policy` would refuse: use it to report, not to enforce). `source` is the
+    text, for rendering diagnostics; `catalog_name` names the catalog as found (the
+    argument, or the path the policy's annotation or mcpp.toml resolves to)."""
+
+    source: str
+    diagnostics: tuple[Diagnostic, ...]
+    catalog_diagnostics: tuple[Diagnostic, ...] = ()
+    policy: Policy | None = None
+    catalog: Catalog | None = None
+    catalog_name: str | None = None
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        """Every error-level diagnostic, the language's first."""
+        return [d for d in (*self.diagnostics, *self.catalog_diagnostics) if d.severity == "error"]
+
+
+def check(source: PolicySource, *, catalog: CatalogSource | None = None, filename: str | None = None,
+          named_catalog: bool = True) -> Checked:
+    """Check a policy as `mcpp check` does and return everything found, errors included
+    (`load_policy` raises at the first error instead). `source` is read as by
+    `load_policy`; a file that cannot be read raises `PolicyFileError`.
+
+    A .mcpp policy is checked against `catalog` (a file or a loaded catalog; one that
+    cannot be used raises `CatalogError`) or, with `named_catalog`, the catalog it names
+    (`@catalog`, else the nearest `mcpp.toml`). A JSON-form policy is not checked against
+    a catalog (its tools were checked when it was compiled); `catalog` is still kept as
+    its catalog. JSON-form documents have no warnings."""
+    text, name, json_form = _read(source, filename)
+    try:
+        cat = _catalog(catalog)
+    except MCPPError as e:
+        raise from_mcpp_error(e) from None
+    if json_form:
+        from mcpp.lang.jsonform import loads, to_document
+        from mcpp.lang.program import build_program
+
+        try:
+            doc = loads(text, name)
+        except MCPPError as e:
+            return Checked(text, tuple(Diagnostic._of(d) for d in e.diagnostics))
+        program, diags = build_program(to_document(doc, name))
+        program.origin = "json"
+        errors = tuple(Diagnostic._of(d) for d in diags if d.severity == "error")
+        if errors:
+            return Checked(text, errors)
+        return Checked(text, (), (), Policy(program, catalog=cat), cat, _catalog_label(catalog))
+    from mcpp.catalog import CatalogError as _CatalogError
+    from mcpp.catalog import catalog_diagnostics, find_catalog_for, find_catalog_ref, validate
+    from mcpp.lang.program import check_source
+
+    program, diags = check_source(text, name)
+    label = _catalog_label(catalog)
+    if cat is not None:
+        more = validate(program, cat)
+    elif named_catalog:
+        try:
+            cat = find_catalog_for(name, program)
+        except _CatalogError:
+            more = catalog_diagnostics(name, program)  # the error, at the annotation
+        else:
+            more = validate(program, cat) if cat is not None else []
+            if cat is not None:
+                ref = find_catalog_ref(name, program)
+                label = str(ref.path) if ref is not None else "?"
+    else:
+        more = []
+    found = tuple(Diagnostic._of(d) for d in diags)
+    policy = None
+    if not any(d.severity == "error" for d in diags):
+        policy = Policy(program, catalog=cat, warnings=found)
+    return Checked(text, found, tuple(Diagnostic._of(d) for d in more), policy, cat, label)
+
+
+def format_policy(text: str, *, filename: str = "<input>") -> str:
+    """.mcpp text formatted canonically (`mcpp fmt`: idempotent, comments kept). Raises
+    `PolicySyntaxError` for text that does not parse (formatting does not validate)."""
+    from mcpp.lang.formatter import format_document
+    from mcpp.lang.parser import parse
+
+    try:
+        return format_document(parse(text, filename))
+    except MCPPError as e:
+        raise from_mcpp_error(e) from None
+
+
+def decompile(text: str, *, filename: str = "<json>") -> str:
+    """A JSON-form policy (what `Policy.compile` returns, as JSON text) as readable .mcpp
+    (`mcpp decompile`). Raises `PolicySyntaxError` or `PolicyValidationError` for a
+    document that is not one."""
+    from mcpp.lang.decompiler import decompile as run
+
+    try:
+        return run(text, filename)
+    except MCPPError as e:
+        raise from_mcpp_error(e) from None
 
 
 # ---- arguments ----------------------------------------------------------------------------
@@ -437,6 +718,16 @@ def _catalog(catalog):
     if isinstance(catalog, (str, os.PathLike)):
         return load_catalog(os.fspath(catalog))  # CatalogError is an MCPPError: the caller maps it
     raise TypeError(f"catalog must be a path or a mcpp.catalog.Catalog, not {type(catalog).__name__}")
+
+
+def _catalog_label(catalog) -> str | None:
+    """How a catalog given as an argument is named in reports: its path (a loaded one, by
+    the file it was loaded from when it knows it)."""
+    if catalog is None:
+        return None
+    if isinstance(catalog, (str, os.PathLike)):
+        return os.fspath(catalog)
+    return getattr(catalog, "path", None) and str(catalog.path)
 
 
 def _user_visible(program, names: list[str], user_id: str, groups) -> set[str]:

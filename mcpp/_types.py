@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from mcpp.analyzer.replay import PastCall
+    from mcpp.runtime.engine import Grant, User
 
 __all__ = [
-    "AssertResult", "Change", "Decision", "Diagnostic", "Explanation", "LimitHit", "Span", "ToolDiff",
-    "UserAttribute", "UserDeclaration",
+    "AssertResult", "Caveat", "Change", "Counterexample", "Decision", "Diagnostic", "Explanation", "LimitHit",
+    "Replayed", "Span", "ToolDiff", "UserAttribute", "UserDeclaration",
 ]
 
 
@@ -74,6 +78,21 @@ class Diagnostic:
         s = self.span
         inner = _S(s.line, s.col, s.end_line, s.end_col, s.start, s.end) if s is not None else _S(0, 0, 0, 0)
         return _D(self.message, inner, self.severity, self.code, self.file, self.notes).render(source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object `mcpp lint --format json` prints for it (line and column 0:
+        no source position)."""
+        s = self.span
+        out: dict[str, Any] = {
+            "file": self.file, "line": s.line if s else 0, "col": s.col if s else 0,
+            "end_line": s.end_line if s else 0, "end_col": s.end_col if s else 0,
+            "severity": self.severity, "code": self.code, "message": self.message,
+        }
+        if self.notes:
+            out["notes"] = list(self.notes)
+        if self.data:
+            out["data"] = self.data
+        return out
 
     @staticmethod
     def _of(d) -> Diagnostic:
@@ -175,6 +194,71 @@ class Explanation:
 
 
 @dataclass(frozen=True, slots=True)
+class Counterexample:
+    """A concrete call the analyzer found and the engine replayed: the tool and its
+    arguments, who made it (a `Grant`, or a `User` with its attributes), on which server,
+    and (for limits) the counter values it met, as `(counter, scope, window, count)`.
+    `request()` is the MCP `tools/call` request, `caller()` and `brief()` the words
+    `mcpp verify` and `mcpp diff` print for it, `to_dict()` its JSON."""
+
+    tool: str
+    arguments: dict[str, Any]
+    principal: Grant | User
+    server: str
+    counters: tuple[tuple[str, str, str, Any], ...] = ()
+    _witness: Any = field(default=None, repr=False, compare=False)
+
+    def request(self) -> dict[str, Any]:
+        """The MCP `tools/call` JSON-RPC request."""
+        return self._witness.call()
+
+    def caller(self) -> str:
+        """Who calls, for people: `grant 'g' (label 'l') in Group::"x"`, or
+        `User::"u1" {email: "a@b.c", groups: ["sre"]}`."""
+        return self._witness.caller()
+
+    def brief(self) -> str:
+        """One line: the call, then who made it where (and at which counter values)."""
+        return self._witness.brief()
+
+    def to_dict(self) -> dict[str, Any]:
+        """`request`, the `grant` (or, for a user, `caller`), `server` and `counters`."""
+        return self._witness.to_dict()
+
+    @staticmethod
+    def _of(w) -> Counterexample | None:
+        if w is None:
+            return None
+        d = w.to_dict()
+        counters = tuple((c["counter"], c["scope"], c["window"], c["count"]) for c in d.get("counters", ()))
+        return Counterexample(w.tool, w.args, w.grant, w.server, counters, w)
+
+
+@dataclass(frozen=True, slots=True)
+class Caveat:
+    """A caveat of a typed analysis (docs/analyzer.md, "Typed analysis"): an argument a
+    rule reads whose declared default the gateway does not fill (`kind` "unfilled": the
+    proof treats it as possibly absent), or fills but refuses (`kind` "refused")."""
+
+    tool: str
+    argument: str
+    kind: str
+    reason: str
+    rule: str  # the first statement that reads it
+    line: int
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"tool": self.tool, "argument": self.argument, "kind": self.kind, "reason": self.reason,
+                "rule": self.rule, "line": self.line, "message": self.message}
+
+    @staticmethod
+    def _of(c) -> Caveat:
+        d = c.to_dict()
+        return Caveat(d["tool"], d["argument"], d["kind"], d["reason"], d["rule"], d["line"], d["message"])
+
+
+@dataclass(frozen=True, slots=True)
 class AssertResult:
     """One `assert` statement, proved (`pass`), refuted with a counterexample (`fail`), or
     undecided in the time budget (`unknown`, with the reason in `message`/`reasons`).
@@ -190,15 +274,18 @@ class AssertResult:
     counterexample: dict[str, Any] | None = None
     decision: dict[str, Any] | None = None
     reasons: tuple[str, ...] = ()
+    tools_checked: int = 0  # how many tools the proof covered (the catalog's, or those named and one stand-in)
+    witness: Counterexample | None = field(default=None, repr=False, compare=False)
+    finding: Diagnostic | None = field(default=None, repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
         return self.status == "pass"
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"id": self.id, "kind": self.kind, "status": self.status, "message": self.message}
-        if self.span is not None:
-            d["line"], d["col"] = self.span.line, self.span.col
+        d: dict[str, Any] = {"id": self.id, "kind": self.kind, "status": self.status, "message": self.message,
+                             "line": self.span.line if self.span else 0, "col": self.span.col if self.span else 0,
+                             "tools_checked": self.tools_checked}
         for k in ("tool", "counterexample", "decision"):
             if getattr(self, k) is not None:
                 d[k] = getattr(self, k)
@@ -207,10 +294,11 @@ class AssertResult:
         return d
 
     @staticmethod
-    def _of(r, filename: str | None) -> AssertResult:
+    def _of(r, filename: str | None, finding=None) -> AssertResult:
         d = r.to_dict()
         return AssertResult(r.id, r.kind, r.status, r.message, Span._of(r.span, filename), r.tool,
-                            d.get("counterexample"), r.decision, tuple(str(x) for x in r.reasons))
+                            d.get("counterexample"), r.decision, tuple(str(x) for x in r.reasons), r.tools_checked,
+                            Counterexample._of(r.witness), Diagnostic._of(finding) if finding is not None else None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,11 +311,13 @@ class Change:
     old: dict[str, Any] | None = None
     new: dict[str, Any] | None = None
     reason: str = ""
+    witness: Counterexample | None = field(default=None, repr=False, compare=False)
 
     @staticmethod
     def _of(direction) -> Change:
         d = direction.to_dict()
-        return Change(d["status"], d.get("call"), d.get("old"), d.get("new"), d.get("reason", ""))
+        return Change(d["status"], d.get("call"), d.get("old"), d.get("new"), d.get("reason", ""),
+                      Counterexample._of(direction.witness))
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +347,40 @@ class ToolDiff:
     @staticmethod
     def _of(t) -> ToolDiff:
         return ToolDiff(t.tool, t.other, t.status, Change._of(t.looser), Change._of(t.stricter))
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One distinct past call (`mcpp.PastCall`: what an audit knows of it) replayed against
+    two versions of a policy (`mcpp.replay`), with the audit rows it stands for. `status`:
+    `changes` (its decision changes), `may-change` (it would for some call the audit
+    cannot tell from this one: `witness` is such a call), `unchanged`, or `unknown`
+    (`reason`). `old` and `new` are the two decisions of `witness`."""
+
+    call: PastCall
+    rows: tuple[int, ...]
+    status: Literal["changes", "may-change", "unchanged", "unknown"]
+    witness: Counterexample | None = None
+    old: dict[str, Any] | None = None
+    new: dict[str, Any] | None = None
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON `mcpp diff --audit --format json` prints for it."""
+        c = self.call
+        d: dict[str, Any] = {"tool": c.tool, "grant_id": c.grant_id, "grant_label": c.label, "server": c.server,
+                             "known": c.known, "status": self.status, "rows": len(self.rows),
+                             "first_seq": min(self.rows), "last_seq": max(self.rows)}
+        if self.witness is not None:
+            d["call"] = self.witness.to_dict()
+            d["old"], d["new"] = self.old, self.new
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+    @staticmethod
+    def _of(r) -> Replayed:
+        return Replayed(r.call, tuple(r.rows), r.status, Counterexample._of(r.witness), r.old, r.new, r.reason)
 
 
 @dataclass(frozen=True, slots=True)

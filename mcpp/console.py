@@ -20,7 +20,19 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from mcpp.lang.diagnostics import Diagnostic, MCPPError
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from mcpp import Policy
+
+
+class Problems(Protocol):
+    """What `fail` prints: an error carrying diagnostics and the text they are in —
+    `mcpp.PolicyError`, and the catalog modules' `CatalogError`."""
+
+    diagnostics: Any
+    source: str | None
+
 
 OK = 0
 ERRORS = 1  # the input has errors, or a property failed
@@ -28,22 +40,28 @@ USAGE = 2  # bad usage or unreadable input
 INTERNAL = 3
 
 
-def by_position(diags: list[Diagnostic]) -> list[Diagnostic]:
-    """Diagnostics in the order a reader meets them: per file, by line and column, whichever
-    phase (parser, validator, catalog check, analyzer) found them. Stable, so JSON-form
-    diagnostics (no position; their JSON pointer leads the message) keep their order."""
+def by_position(diags: list) -> list:
+    """Diagnostics (`mcpp.Diagnostic`, or a catalog module's) in the order a reader meets
+    them: per file, by line and column, whichever phase (parser, validator, catalog check,
+    analyzer) found them. Stable, so JSON-form diagnostics (no position; their JSON
+    pointer leads the message) keep their order."""
     order: dict[str, int] = {}
     for d in diags:
         order.setdefault(d.file, len(order))
-    return sorted(diags, key=lambda d: (order[d.file], d.span.line, d.span.col))
+
+    def key(d):
+        s = d.span
+        return (order[d.file], s.line if s is not None else 0, s.col if s is not None else 0)
+
+    return sorted(diags, key=key)
 
 
-def print_diagnostics(diags: list[Diagnostic], source: str | None = None) -> None:
-    for d in by_position(diags):
+def print_diagnostics(diags, source: str | None = None) -> None:
+    for d in by_position(list(diags)):
         print(d.render(source), file=sys.stderr)
 
 
-def fail(err: MCPPError, code: int = ERRORS) -> NoReturn:
+def fail(err: Problems, code: int = ERRORS) -> NoReturn:
     print_diagnostics(err.diagnostics, err.source)
     sys.exit(code)
 
@@ -67,6 +85,7 @@ def read_input(path: str | Path) -> str:
     """A file's text, or exit 2: a missing file, a directory or bytes that are not UTF-8 are
     unreadable input, not errors in the input."""
     from mcpp.lang.load import read_text
+    from mcpp.lang.diagnostics import MCPPError
 
     try:
         return read_text(path)
@@ -92,23 +111,16 @@ def write_output(path: Path, text: str) -> None:
         die(f"{path}: cannot write: {e.strerror or e}")
 
 
-def load_policy(path: str | Path):
-    """A policy file of either form as a Program: exit 2 when it cannot be read, 1 when it
-    has errors (each printed as `file:line:col: error: …`, or with its JSON pointer)."""
-    from mcpp.lang.load import is_json
+def load_policy(path: str | Path) -> Policy:
+    """A policy file of either form (`mcpp.load_policy`): exit 2 when it cannot be read, 1
+    when it has errors (each printed as `file:line:col: error: …`, or with its JSON pointer)."""
+    import mcpp
 
-    text = read_input(path)
     try:
-        if is_json(path, text):
-            from mcpp.lang.jsonform import load_program as load_json_program
-
-            return load_json_program(text, str(path))
-        from mcpp.lang.program import load_program
-
-        return load_program(text, str(path))
-    except MCPPError as e:
-        if e.source is None:
-            e.source = text
+        return mcpp.load_policy(Path(path))
+    except mcpp.PolicyFileError as e:
+        fail(e, USAGE)
+    except mcpp.PolicyError as e:
         fail(e, ERRORS)
 
 

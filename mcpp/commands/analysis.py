@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+import mcpp
 from mcpp.help import PROVE, command
-from mcpp.console import ERRORS, USAGE, die, fail, print_diagnostics, read_input
-from mcpp.lang.diagnostics import Diagnostic, MCPPError
+from mcpp.console import ERRORS, USAGE, die, fail, print_diagnostics
 
 if TYPE_CHECKING:
     from mcpp.catalog import Catalog
-    from mcpp.lang.program import Program
 
 FORMATS = ("text", "json", "sarif")
 
@@ -45,11 +44,12 @@ TYPED_NOTE = "calls assumed to conform to each tool's inputSchema, which the gat
 
 @dataclass
 class Loaded:
-    """One policy file as the analyzer commands read it: the program, its text, and the
-    catalog its analysis is typed by (None: untyped), with the name it was given by."""
+    """One policy file as the analyzer commands read it: the policy (`mcpp.check`), its
+    text, and the catalog its analysis is typed by (None: untyped; also the policy's own
+    `catalog`), with the name it was given by."""
 
     path: Path
-    program: Program
+    policy: mcpp.Policy
     text: str
     catalog: Catalog | None = None
     catalog_name: str | None = None
@@ -66,24 +66,17 @@ class Loaded:
                 "assumption": TYPED_NOTE, "caveats": [c.to_dict() for c in self.caveats]}
 
     @property
-    def caveats(self) -> list:
-        """The typed-call caveats about defaults (analyzer/typed.py `default_caveats`): an
-        argument a rule reads whose declared default the gateway does not fill, or refuses."""
+    def caveats(self) -> list[mcpp.Caveat]:
+        """The typed-call caveats about defaults (`Policy.caveats`): an argument a rule
+        reads whose declared default the gateway does not fill, or refuses."""
         if self.catalog is None:
             return []
         if self._caveats is None:
-            from mcpp.analyzer.typed import catalog_schemas, default_caveats
-
-            self._caveats = default_caveats(self.program, catalog_schemas(self.catalog))
+            self._caveats = self.policy.caveats()
         return self._caveats
 
     def caveat_lines(self) -> list[str]:
-        return [f"caveat (line {c.span.line}): {c.message()}" for c in self.caveats]
-
-    def session(self, timeout_ms: int):
-        from mcpp.analyzer.typed import typed_session
-
-        return typed_session(self.catalog, timeout_ms)
+        return [f"caveat (line {c.line}): {c.message}" for c in self.caveats]
 
 
 def catalog_option(catalog: Optional[Path]):
@@ -92,89 +85,59 @@ def catalog_option(catalog: Optional[Path]):
     path = catalog
     if path is None:
         return None, None
-    from mcpp.catalog import load_catalog
+    from mcpp.catalog import CatalogError, load_catalog
 
     try:
         return load_catalog(path), str(path)
-    except MCPPError as e:
+    except CatalogError as e:
         fail(e, USAGE)
 
 
 def load_checked(paths: list[Path], catalog=None, catalog_name: str | None = None,
                  own_catalogs: bool = True) -> list[Loaded]:
-    """Every file, checked, or exit with `mcpp check`'s diagnostics: 2 when a file cannot be
-    read (every file is read before any is checked), 1 when any has errors (every file's
-    errors are printed).
+    """Every file, checked (`mcpp.check`), or exit with `mcpp check`'s diagnostics: 2 when
+    a file cannot be read (every file is read before any is reported), 1 when any has
+    errors (every file's errors are printed).
 
     The catalog of each file is `catalog` (a `--catalog` option) or, with `own_catalogs`,
-    the one the policy names (`@catalog`, resolved against the policy's directory, or an
-    `mcpp.toml`). With a catalog, its errors are the file's errors too (`mcpp check
+    the one a .mcpp policy names (`@catalog`, resolved against the policy's directory, or
+    an `mcpp.toml`). With a catalog, its errors are the file's errors too (`mcpp check
     --catalog`): unknown tools, arguments the schema does not declare, types that can
     never match; a named catalog that cannot be used is an error at its annotation."""
-    texts = [read_input(p) for p in paths]
-    out: list[tuple[Path, Program | None, str, Catalog | None, str | None]] = []
+    checked = []
+    for path in paths:
+        try:
+            checked.append(mcpp.check(path, catalog=catalog, named_catalog=own_catalogs))
+        except mcpp.PolicyFileError as e:
+            fail(e, USAGE)
+    out: list[Loaded] = []
     errors = 0
-    for path, text in zip(paths, texts):
-        prog, diags = _program(path, text)
-        cat, name = catalog, catalog_name
-        bad = [d for d in diags if d.severity == "error"]
+    for path, res in zip(paths, checked):
+        bad = [d for d in res.diagnostics if d.severity == "error"]
         if not bad:
-            assert prog is not None  # no errors: a program
-            cat, name, cdiags = _catalog_for(path, prog, catalog, catalog_name, own_catalogs)
+            pol = res.policy
+            assert pol is not None  # no errors: a policy
+            mcpp_source = pol.origin == "mcpp"
+            cat, name = catalog, catalog_name
+            if catalog is not None:
+                cdiags = list(res.catalog_diagnostics) if mcpp_source else []
+            elif not own_catalogs or not mcpp_source:
+                cat, name, cdiags = None, None, []
+            else:
+                cat, name, cdiags = res.catalog, res.catalog_name, list(res.catalog_diagnostics)
+            pol.catalog = cat  # the catalog the analysis is typed by
             bad = [d for d in cdiags if d.severity == "error"]
             if cat is not None:
-                from mcpp.analyzer.verify import assert_problems
-
-                bad += [d for d in assert_problems(prog, cat) if d.code == "unknown-tool" and not any(
-                    b.span.start == d.span.start and b.code == "catalog-unknown-tool" for b in bad)]
-        print_diagnostics(bad, text)
+                starts = {b.span.start for b in bad if b.code == "catalog-unknown-tool" and b.span is not None}
+                bad += [d for d in pol.assertion_problems() if d.code == "unknown-tool"
+                        and not (d.span is not None and d.span.start in starts)]
+            out.append(Loaded(path, pol, res.source, cat, name))
+        print_diagnostics(bad, res.source)
         errors += len(bad)
-        out.append((path, prog, text, cat, name))
     if errors:
         print(f"{errors} error{'s' if errors != 1 else ''}", file=sys.stderr)
         raise typer.Exit(ERRORS)
-    loaded = []
-    for path, prog, text, cat, name in out:
-        assert prog is not None  # a file without errors has a program
-        loaded.append(Loaded(path, prog, text, cat, name))
-    return loaded
-
-
-def _catalog_for(path: Path, prog, catalog, catalog_name, own: bool):
-    """(catalog, its name, diagnostics) for one checked program."""
-    from mcpp.catalog import CatalogError, catalog_diagnostics, find_catalog_for, find_catalog_ref, validate
-
-    mcpp_source = getattr(prog, "origin", "mcpp") == "mcpp" and prog.document is not None
-    if catalog is not None:
-        return catalog, catalog_name, (validate(prog, catalog) if mcpp_source else [])
-    if not own or not mcpp_source:
-        return None, None, []
-    try:
-        found = find_catalog_for(str(path), prog)
-    except CatalogError:
-        return None, None, catalog_diagnostics(path, prog)  # the error, at the annotation
-    if found is None:
-        return None, None, []
-    ref = find_catalog_ref(str(path), prog)
-    return found, str(ref.path) if ref is not None else "?", validate(prog, found)
-
-
-def _program(path: Path, text: str) -> tuple[Program | None, list[Diagnostic]]:
-    from mcpp.lang.jsonform import loads
-    from mcpp.lang.load import is_json
-    from mcpp.lang.program import build_program, check_source
-
-    if not is_json(path, text):
-        return check_source(text, str(path))
-    from mcpp.lang.jsonform import to_document
-
-    try:
-        doc = loads(text, str(path))
-    except MCPPError as e:
-        return None, e.diagnostics
-    prog, diags = build_program(to_document(doc, str(path)))
-    prog.origin = "json"
-    return prog, diags
+    return out
 
 
 CATALOG_HELP = ("Tool catalog (from `mcpp catalog pull`): the analysis is typed by each tool's inputSchema, and "
@@ -200,17 +163,14 @@ def verify_cmd(
 ) -> None:
     """Prove every `assert` (PASS, FAIL with a counterexample call, or UNKNOWN with the reason), and fail on
     rules a caller can bypass (the error-level findings of `mcpp lint`)."""
-    from mcpp.analyzer import assert_diagnostics
-    from mcpp.analyzer.report import diag_dict, dumps, sarif
-    from mcpp.analyzer.safety import blocking_findings
-    from mcpp.analyzer.verify import assert_problems, verify
+    from mcpp.analyzer.report import dumps, sarif
 
     fmt = _format(fmt)
     cat, name = catalog_option(catalog)
     loaded = load_checked(files, cat, name)
     bad = False
     for item in loaded:
-        problems = [d for d in assert_problems(item.program) if d.code != "unknown-tool"]
+        problems = [d for d in item.policy.assertion_problems() if d.code != "unknown-tool"]
         if problems:
             print_diagnostics(problems, item.text)
             bad = True
@@ -218,9 +178,12 @@ def verify_cmd(
         raise typer.Exit(ERRORS)
     per_file = []
     for item in loaded:
-        session = item.session(timeout)
-        results = verify(item.program, timeout_ms=timeout, session=session)
-        found = blocking_findings(item.program, item.catalog, timeout_ms=timeout)
+        try:
+            results = item.policy.verify(timeout_ms=timeout)
+        except mcpp.PolicyError as e:  # load_checked reported every malformed assertion; fail closed anyway
+            print_diagnostics(e.diagnostics, item.text)
+            raise typer.Exit(ERRORS)
+        found = item.policy.lint(errors_only=True, timeout_ms=timeout)
         if allow_bypassable:
             found = [dataclasses.replace(d, severity="warning") for d in found]
         per_file.append((item, results, found))
@@ -231,12 +194,12 @@ def verify_cmd(
     if fmt == "json":
         print(dumps({
             "files": [{"file": str(item.path), "typed": item.typed_dict(), "asserts": [r.to_dict() for r in rs],
-                       "findings": [diag_dict(d) for d in ds]} for item, rs, ds in per_file],
+                       "findings": [d.to_dict() for d in ds]} for item, rs, ds in per_file],
             "summary": {"passed": counts["pass"], "failed": counts["fail"], "unknown": counts["unknown"],
                         "blocking": blocking, "bypassable_allowed": len(findings) - blocking},
         }))
     elif fmt == "sarif":
-        diags = [d for item, rs, ds in per_file for d in assert_diagnostics(item.program, rs) + ds]
+        diags = [d for item, rs, ds in per_file for d in [r.finding for r in rs if r.finding is not None] + ds]
         print(dumps(sarif(diags, properties=_typed_properties(loaded))))
     else:
         for item, rs, ds in per_file:
@@ -260,20 +223,20 @@ def verify_cmd(
         raise typer.Exit(ERRORS)
 
 
-def _print_assert(r) -> None:
+def _print_assert(r: mcpp.AssertResult) -> None:
     tag = {"pass": "PASS   ", "fail": "FAIL   ", "unknown": "UNKNOWN"}[r.status]
-    print(f"  {tag} {r.id} ({r.kind}, line {r.span.line}): {r.message}")
-    if r.witness is not None and r.status == "fail":
-        if r.witness.args or r.kind != "visible":
-            print("          request: " + json.dumps(r.witness.call(), ensure_ascii=False))
-        g = r.witness
-        if g.user:  # the user and its claims, as the engine replayed it
+    print(f"  {tag} {r.id} ({r.kind}, line {r.span.line if r.span else 0}): {r.message}")
+    g = r.witness
+    if g is not None and r.status == "fail":
+        if g.arguments or r.kind != "visible":
+            print("          request: " + json.dumps(g.request(), ensure_ascii=False))
+        if isinstance(g.principal, mcpp.User):  # the user and its claims, as the engine replayed it
             print(f"          caller:  {g.caller()}  server: {json.dumps(g.server, ensure_ascii=False)}")
         else:
-            print(f"          grant:   {json.dumps({'id': g.grant_id, 'label': g.label, 'groups': list(g.groups)}, ensure_ascii=False)}"
+            print(f"          grant:   {json.dumps(g.to_dict()['grant'], ensure_ascii=False)}"
                   f"  server: {json.dumps(g.server, ensure_ascii=False)}")
         if g.counters:
-            print("          counters: " + ", ".join(f"{c} ({s}, per {w}) = {v}" for (c, s, w), v in sorted(g.counters.items())))
+            print("          counters: " + ", ".join(f"{c} ({s}, per {w}) = {v}" for c, s, w, v in g.counters))
     if r.decision is not None and r.status == "fail":
         d = r.decision
         print(f"          decision: {d['decision']} by {d['rule']}" + (f" (policy {d['policy']})" if d.get("policy") else "")
@@ -295,10 +258,10 @@ def lint_cmd(
 ) -> None:
     """Find dead, redundant and bypassable rules, unsatisfiable conditions, unanchored allowlist
     regexes, and policies that allow everything or nothing. Exit 1 on an error-level finding."""
-    from mcpp.analyzer.lints import LINTS, lint
-    from mcpp.analyzer.report import diag_dict, dumps, sarif
+    from mcpp.analyzer.report import dumps, sarif
 
     fmt = _format(fmt)
+    LINTS = mcpp.lint_names()
     for name in list(only) + list(disable):
         if name not in LINTS:
             die(f"unknown lint {name!r}; lints are {', '.join(sorted(LINTS))}")
@@ -307,11 +270,10 @@ def lint_cmd(
     loaded = load_checked(files, cat, name)
     findings = []
     for item in loaded:
-        ds = lint(item.program, timeout_ms=timeout, only=chosen, session=item.session(timeout))
-        findings.append((item, item.text, [d for d in ds if d.code in chosen]))
+        findings.append((item, item.text, item.policy.lint(timeout_ms=timeout, only=chosen)))
     all_diags = [d for _, _, ds in findings for d in ds]
     if fmt == "json":
-        print(dumps({"findings": [diag_dict(d) for d in all_diags],
+        print(dumps({"findings": [d.to_dict() for d in all_diags],
                      "typed": {str(item.path): item.typed_dict() for item in loaded if item.catalog is not None}}))
     elif fmt == "sarif":
         print(dumps(sarif(all_diags, properties=_typed_properties(loaded))))
@@ -345,7 +307,6 @@ def diff_cmd(
         "the policy's @catalog or mcpp.toml", "NEW's @catalog or mcpp.toml, else OLD's")),
 ) -> None:
     """Per tool: equivalent, stricter, looser or both, with a concrete call for each direction."""
-    from mcpp.analyzer.diff import diff_programs
     from mcpp.analyzer.report import dumps, location_result, sarif
 
     fmt = _format(fmt)
@@ -357,10 +318,9 @@ def diff_cmd(
         die("--since and --server select audited calls: give --audit DB")
     cat, name = catalog_option(catalog)
     l_old, l_new = load_checked([old, new], cat, name)
-    p_old, p_new = l_old.program, l_new.program
     typed = l_new if l_new.catalog is not None else l_old  # both are judged on the same calls: NEW's catalog first
-    diffs = diff_programs(p_old, p_new, timeout_ms=timeout, session=typed.session(timeout))
-    past = _past_calls(p_old, p_new, audit, since, server, timeout) if audit is not None else None
+    diffs = mcpp.diff(l_old.policy, l_new.policy, timeout_ms=timeout, catalog=typed.catalog)
+    past = _past_calls(l_old.policy, l_new.policy, audit, since, server, timeout) if audit is not None else None
     if fmt == "json":
         doc = {"old": str(old), "new": str(new), "typed": typed.typed_dict(), "tools": [d.to_dict() for d in diffs]}
         if past is not None:
@@ -382,7 +342,7 @@ def diff_cmd(
         if typed.typed_line:
             print(typed.typed_line)
         for d in diffs:
-            print(f"{OTHER_TOOLS if d.other else d.tool}: {d.status}")
+            print(f"{OTHER_TOOLS if d.other_tools else d.tool}: {d.status}")
             for name, direction in (("looser", d.looser), ("stricter", d.stricter)):
                 if direction.status != "no":
                     print("  " + _direction_text(d, name, direction))
@@ -400,16 +360,17 @@ def diff_cmd(
 OTHER_TOOLS = "every tool neither version names"
 
 
-def _direction_text(d, name: str, direction) -> str:
+def _direction_text(d: mcpp.ToolDiff, name: str, direction: mcpp.Change) -> str:
     if direction.status == "unknown":
         return f"{name}? undecided: {direction.reason}"
     w = direction.witness
+    assert w is not None and direction.old is not None and direction.new is not None  # a change found: its call
     verbs = {("deny", "allow"): "newly allowed", ("allow", "deny"): "newly denied",
              ("deny", "approval"): "newly allowed with a person's approval", ("approval", "deny"): "newly denied",
              ("approval", "allow"): "no longer needs approval", ("allow", "approval"): "newly needs approval"}
     verb = verbs.get((direction.old["decision"], direction.new["decision"]),
                      "newly allowed" if name == "looser" else "newly denied")
-    example = f"any tool neither version names, e.g. {w.brief()}" if d.other else w.brief()
+    example = f"any tool neither version names, e.g. {w.brief()}" if d.other_tools else w.brief()
     return (f"{verb}: {example} (old: {direction.old['decision']} by {direction.old['rule']}; "
             f"new: {direction.new['decision']} by {direction.new['rule']})")
 
@@ -431,11 +392,10 @@ REPLAY_NOTE = {
 }
 
 
-def _past_calls(p_old, p_new, db: Path, since, server, timeout: int) -> dict:
+def _past_calls(old: mcpp.Policy, new: mcpp.Policy, db: Path, since, server, timeout: int) -> dict:
     """The audited calls, grouped by what the audit knows of them, replayed (analyzer/replay.py)."""
     import re
 
-    from mcpp.analyzer.replay import PastCall, replay
     from mcpp.commands.gateway import _time
     from mcpp.runtime.gateway.audit import AuditLog
 
@@ -465,10 +425,10 @@ def _past_calls(p_old, p_new, db: Path, since, server, timeout: int) -> dict:
         keys = tuple(r["arg_keys"])
         complete = not any(k.startswith("…(+") for k in keys)
         groups = tuple(r["grant_groups"]) if r.get("grant_groups") is not None else None
-        pc = PastCall(r["tool"], r["grant_id"], r["grant_label"], groups, r["server"], keys, complete, known,
+        pc = mcpp.PastCall(r["tool"], r["grant_id"], r["grant_label"], groups, r["server"], keys, complete, known,
                       json.dumps(values) if known != "keys" else None)
         calls.setdefault(pc, []).append(r["seq"])
-    results = replay(p_old, p_new, calls, key=key, timeout_ms=timeout)
+    results = mcpp.replay(old, new, calls, key=key, timeout_ms=timeout)
     by = {s: [x for x in results if x.status == s] for s in ("changes", "may-change", "unknown", "unchanged")}
     return {
         "database": str(db), "rows": len(rows), "distinct_calls": len(results),

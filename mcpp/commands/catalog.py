@@ -13,7 +13,6 @@ import typer
 
 from mcpp.help import DEPLOY, Command, command, group
 from mcpp.console import ERRORS, USAGE, die, fail, note, plural, write_output
-from mcpp.lang.diagnostics import MCPPError
 
 catalog_app = group(
     "Capture a server's tools (pull), compare two captures (diff), and list how mcpp reads each tool (show). "
@@ -22,11 +21,11 @@ catalog_app = group(
 
 
 def _load(path: Path):
-    from mcpp.catalog import load_catalog
+    from mcpp.catalog import CatalogError, load_catalog
 
     try:
         return load_catalog(path)
-    except MCPPError as e:
+    except CatalogError as e:
         fail(e, USAGE)  # a catalog is evidence the command reads: unusable means unreadable input
 
 

@@ -7,15 +7,14 @@ import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 import typer
 
+import mcpp
 from mcpp.console import (ERRORS, USAGE, die, fail, load_policy, note, plural, print_diagnostics,
                           read_input, read_stdin, write_output)
 from mcpp.help import AUTHOR, DEPLOY, command
-from mcpp.lang.diagnostics import MCPPError
-from mcpp.lang.load import is_json, read_text
 
 
 def check(
@@ -25,36 +24,17 @@ def check(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Parse and validate; print `file:line:col: error: …` for every problem. Exit 1 on errors."""
-    from mcpp.lang.jsonform import loads
-    from mcpp.lang.program import check_source
-
-    if catalog is not None:  # a --catalog that cannot be used is a usage error, not the policy's
-        from mcpp.catalog import load_catalog
-
-        try:
-            load_catalog(catalog)
-        except MCPPError as e:
-            fail(e, USAGE)
+    cat = _usable_catalog(catalog)  # a --catalog that cannot be used is a usage error, not the policy's
     errors = warnings = unreadable = 0
     for f in files:
         try:
-            text = read_text(f)
-        except MCPPError as e:
+            res = mcpp.check(f, catalog=cat)
+        except mcpp.PolicyFileError as e:
             print_diagnostics(e.diagnostics)
             unreadable += 1
             continue
-        if is_json(f, text):
-            try:
-                loads(text, str(f))
-                diags = []
-            except MCPPError as e:
-                diags = e.diagnostics
-        else:
-            from mcpp.catalog import catalog_diagnostics
-
-            prog, diags = check_source(text, str(f))
-            diags = diags + catalog_diagnostics(f, prog, catalog)
-        print_diagnostics(diags, text)
+        diags = [*res.diagnostics, *res.catalog_diagnostics]
+        print_diagnostics(diags, res.source)
         errors += sum(1 for d in diags if d.severity == "error")
         warnings += sum(1 for d in diags if d.severity == "warning")
     found = [plural(errors, "error")] if errors else []
@@ -75,17 +55,15 @@ def fmt(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Format .mcpp files canonically (idempotent, comments kept)."""
-    from mcpp.lang.formatter import format_document
-    from mcpp.lang.parser import parse
-
     # read everything, then format everything, then write: a missing file (2) or a syntax
     # error (1) anywhere leaves every file as it was
     texts = [(f, read_stdin() if str(f) == "-" else read_input(f)) for f in files]
-    formatted, errors = [], []
+    formatted: list[tuple[Path, str, str]] = []
+    errors: list[mcpp.Diagnostic] = []
     for f, text in texts:
         try:
-            formatted.append((f, text, format_document(parse(text, "<stdin>" if str(f) == "-" else str(f)))))
-        except MCPPError as e:
+            formatted.append((f, text, mcpp.format_policy(text, filename="<stdin>" if str(f) == "-" else str(f))))
+        except mcpp.PolicyError as e:
             errors.extend(e.diagnostics)
             print_diagnostics(e.diagnostics, text)
     if errors:
@@ -112,20 +90,16 @@ def fmt(
              else f"{plural(len(named), 'file')} already formatted", quiet)
 
 
-def _grant_ctx(grant: Optional[str], label: str, groups: List[str]):
-    from mcpp.lang.compiler import GrantContext
-
+def _grant(grant: Optional[str], label: str, groups: List[str]) -> mcpp.Grant | None:
     if grant is None:
         if label or groups:
             die("--label and --group need --grant (or --user for --group)")
         return None
-    return GrantContext(grant, label, frozenset(groups))
+    return mcpp.Grant(grant, label, frozenset(groups))
 
 
-def _user_ctx(user: str, claims: List[str], groups: List[str]):
+def _user(user: str, claims: List[str], groups: List[str]) -> mcpp.User:
     """`--user ID --claim name=JSON …`: the claims are JSON values, typed by `entity User`."""
-    from mcpp.lang.compiler import UserContext
-
     values = {}
     for c in claims:
         name, eq, text = c.partition("=")
@@ -135,7 +109,7 @@ def _user_ctx(user: str, claims: List[str], groups: List[str]):
             values[name] = json.loads(text)
         except json.JSONDecodeError as e:
             die(f"--claim {name}: not a JSON value ({e.msg}): {text!r}")
-    return UserContext(user, tuple(values.items()), frozenset(groups))
+    return mcpp.User(user, values, frozenset(groups))
 
 
 def compile_cmd(
@@ -161,8 +135,6 @@ def compile_cmd(
     agentcore_target: Optional[str] = typer.Option(None, "--agentcore-target", metavar="NAME", help="cedar: the AgentCore gateway target whose tools the policy governs"),
 ) -> None:
     """Compile to the gateway's JSON form (or Cedar); refuse, naming the rule, what it cannot express."""
-    from mcpp.lang.compiler import compile_program
-
     if target == "cedar":
         if grant is not None or label or group or server is not None or user is not None or claim:
             die("--grant, --label, --group, --user, --claim and --server apply to --target json")
@@ -178,19 +150,17 @@ def compile_cmd(
         die("--claim needs --user")
     if user is not None and label:
         die("--label is a grant's; a user's attributes are --claim NAME=JSON")
-    principal = _user_ctx(user, claim, group) if user is not None else _grant_ctx(grant, label, group)
+    principal = _user(user, claim, group) if user is not None else _grant(grant, label, group)
     cat = _usable_catalog(catalog)
-    program = load_policy(file)
+    policy = load_policy(file)
     if cat is not None:
-        _catalog_gate(program, cat)
+        _catalog_gate(file, policy, cat)
     try:
-        doc = compile_program(program, principal, server)
-    except MCPPError as e:
+        doc = policy.compile(principal=principal, server=server, validate=validate)
+    except mcpp.CompileError as e:
+        die(f"translation validation failed, nothing written: {e}", ERRORS)
+    except mcpp.PolicyError as e:
         fail(e, ERRORS)
-    if validate and user is not None:
-        _translation_validate_user(program, doc, principal, server)
-    elif validate:
-        _translation_validate(program, doc, grant, label, group, server)
     text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
     if out is None:
         sys.stdout.write(text)
@@ -205,24 +175,23 @@ def _usable_catalog(path: Optional[Path]):
     """The `--catalog` given to a command, loaded; unusable is unreadable input (exit 2)."""
     if path is None:
         return None
-    from mcpp.catalog import load_catalog
+    from mcpp.catalog import CatalogError, load_catalog
 
     try:
         return load_catalog(path)
-    except MCPPError as e:
+    except CatalogError as e:
         fail(e, USAGE)
 
 
-def _catalog_gate(program, catalog) -> None:
+def _catalog_gate(file: Path, policy: mcpp.Policy, catalog) -> None:
     """`mcpp check --catalog`'s errors refuse the command (exit 1): a rule about a tool the
     catalog does not list, or an argument its schema does not declare, governs nothing."""
-    from mcpp.catalog import validate
-
-    if program.document is None or getattr(program, "origin", "mcpp") != "mcpp":
+    if policy.origin != "mcpp":
         return
-    bad = [d for d in validate(program, catalog) if d.severity == "error"]
+    res = mcpp.check(file, catalog=catalog)
+    bad = [d for d in res.catalog_diagnostics if d.severity == "error"]
     if bad:
-        print_diagnostics(bad, program.document.source)
+        print_diagnostics(bad, res.source)
         die(f"{plural(len(bad), 'error')} against the catalog, nothing written", ERRORS)
 
 
@@ -231,12 +200,9 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
                    quiet: bool) -> None:
     """`--target cedar` (lang/cedar_export.py): refusals are `file:line:col: error:` (exit 1);
     with --partial each left-out statement is a warning and the rest is written."""
-    from mcpp.lang.cedar_export import export_program
-    from mcpp.lang.cedar_model import CedarNames, namespace_ok
-
     if schema_out is not None and catalog is None:
         die("--schema-out needs --catalog (the tools' input schemas type context.input)")
-    if namespace is not None and not namespace_ok(namespace):
+    if namespace is not None and not _namespace_ok(namespace):
         die(f"--namespace: {namespace!r} is not a Cedar namespace (identifiers joined by ::)")
     if (gateway is None) != (gateway_target is None):
         die("--agentcore-gateway and --agentcore-target go together (AgentCore names a tool <target>___<tool>)")
@@ -244,26 +210,15 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
         die("--namespace does not apply with --agentcore-gateway (AgentCore's namespace is AgentCore)")
     if gateway is not None and catalog is None:
         die("--agentcore-gateway needs --catalog (AgentCore validates policies against the tools' input schemas)")
-    tools = None
-    if catalog is not None:
-        from mcpp.catalog import load_catalog
-
-        try:
-            tools = {name: t.input_schema for name, t in load_catalog(catalog).tools.items()}
-        except MCPPError as e:
-            fail(e, USAGE)
-    program = load_policy(file)
-    source = getattr(program, "cedar", None)
-    if gateway is not None:
-        names = CedarNames.agentcore(gateway, gateway_target)  # type: ignore[arg-type]
-    else:
-        names = CedarNames.with_namespace(namespace) if namespace is not None or source is None else source.names
+    cat = _usable_catalog(catalog)
+    policy = load_policy(file)
     try:
-        result = export_program(program, tools=tools, names=names, partial=partial, schema=schema_out is not None,
-                                contains_spans=source.contains_spans if source is not None else frozenset())
-    except MCPPError as e:
+        result = policy.to_cedar(catalog=cat, namespace=namespace, partial=partial, schema=schema_out is not None,
+                                 agentcore=(gateway, gateway_target) if gateway is not None and gateway_target is not None
+                                 else None)
+    except mcpp.PolicyError as e:
         fail(e, ERRORS)
-    print_diagnostics(result.left_out, program.document.source if program.document is not None else None)
+    print_diagnostics(result.left_out, policy.source)
     if result.left_out:
         n = len(result.left_out)
         print(f"{plural(n, 'statement')} left out: Cedar will not enforce {'them' if n != 1 else 'it'}", file=sys.stderr)
@@ -277,34 +232,14 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
         write_output(schema_out, result.schema)
 
 
-def _translation_validate(program, doc, grant, label, groups, server) -> None:
-    """Hook for the analyzer's proof that `doc` decides exactly as `program` (see mcpp.analyzer)."""
+def _namespace_ok(namespace: str) -> bool:
+    """Whether `--namespace` is a Cedar namespace: checked before anything is read (a
+    usage error, exit 2), by the API's own check (`Policy.to_cedar` raises ValueError)."""
     try:
-        from mcpp.analyzer.translation import validate_translation
-    except ImportError:  # the analyzer is an optional part of a partial checkout
-        return
-    problem = validate_translation(program, doc, grant=grant, label=label, groups=list(groups), server=server)
-    if problem is not None:
-        die(f"translation validation failed, nothing written: {problem}", ERRORS)
-
-
-def _translation_validate_user(program, doc, principal, server) -> None:
-    """For --user: the proof is against the policy with that user fixed as the caller
-    (its typed claims and groups: `analyzer.encode.FixedUser`), over every call it makes."""
-    try:
-        from mcpp.analyzer.encode import FixedUser
-        from mcpp.analyzer.translation import validate_translation
-    except ImportError:  # the analyzer is an optional part of a partial checkout
-        return
-    from mcpp.lang.identity import PrincipalError
-
-    try:
-        user = FixedUser.of(program, principal.id, dict(principal.claims), principal.groups)
-    except PrincipalError as e:  # compile_program refuses such a user first; fail closed anyway
-        die(f"translation validation failed, nothing written: --user {principal.id}: {e}", 1)
-    problem = validate_translation(program, doc, server=server, user=user)
-    if problem is not None:
-        die(f"translation validation failed, nothing written: {problem}", 1)
+        mcpp.load_policy("", filename="<namespace>").to_cedar(namespace=namespace)
+    except ValueError:
+        return False
+    return True
 
 
 def decompile(
@@ -313,15 +248,13 @@ def decompile(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr (with -o)"),
 ) -> None:
     """Turn a JSON-form policy into readable .mcpp."""
-    from mcpp.lang.decompiler import decompile as run
-
     source = read_input(file)
     if _is_mcpp_source(file, source):
         die(f"{file}: this is a .mcpp file; did you mean `mcpp compile {shlex.quote(str(file))}`? "
             "(decompile reads the JSON form that compile writes)")
     try:
-        text = run(source, str(file))
-    except MCPPError as e:
+        text = mcpp.decompile(source, filename=str(file))
+    except mcpp.PolicyError as e:
         fail(e, ERRORS)
     if out is None:
         sys.stdout.write(text)
@@ -337,10 +270,11 @@ def _is_mcpp_source(path: Path, text: str) -> bool:
         return True
     if not text.strip() or text.lstrip().startswith(("{", "[", '"')):
         return False
-    from mcpp.lang.parser import parse_partial
-
-    _, diags = parse_partial(text, str(path))
-    return not any(d.severity == "error" for d in diags)
+    try:
+        mcpp.format_policy(text, filename=str(path))  # it parses: .mcpp
+    except mcpp.PolicyError:
+        return False
+    return True
 
 
 def _parse_now(now: Optional[str]) -> Optional[float]:
@@ -356,25 +290,31 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
         die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
 
 
-def _own_catalog(pol, path: Path) -> None:
+def _own_catalog(pol: mcpp.Policy, path: Path) -> None:
     """The catalog the policy names (`@catalog`, mcpp.toml), checked against it and kept, so
     that `eval` fills each tool's declared defaults in as the gateway does (the policy is
-    loaded once; a named catalog that cannot be used is an error, never skipped)."""
-    from mcpp._errors import from_mcpp_error
-    from mcpp.catalog import catalog_diagnostics, find_catalog_for, validate
+    loaded once; a named catalog that cannot be used is an error, never skipped: exit 1
+    with the error at the annotation that names it)."""
+    from mcpp.catalog import catalog_diagnostics, validate
 
-    prog = pol._program
+    prog = pol._program  # the catalog modules check the toolchain's program
     source = prog.document.source if prog.document is not None else None
     try:
-        cat = find_catalog_for(str(path), prog)
-    except MCPPError:  # the error, at the annotation that names the catalog
-        raise from_mcpp_error(MCPPError(catalog_diagnostics(path, prog), source)) from None
+        cat = pol.named_catalog()
+    except mcpp.PolicyError:
+        _refuse(catalog_diagnostics(path, prog), source)
     if cat is None:
         return
     errors = [d for d in validate(prog, cat) if d.severity == "error"]
     if errors:
-        raise from_mcpp_error(MCPPError(errors, source))
+        _refuse(errors, source)
     pol.catalog = cat
+
+
+def _refuse(diags, source: str | None) -> NoReturn:
+    """The policy's errors, as `PolicyError.render()` prints them: exit 1."""
+    print("\n".join(d.render(source) for d in diags), file=sys.stderr)
+    raise typer.Exit(ERRORS)
 
 
 def eval_cmd(

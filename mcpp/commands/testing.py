@@ -82,7 +82,7 @@ def _suggest(paths: List[Path], timeout: int) -> None:
         if p.is_dir() or p.name.endswith(".test.toml"):
             die(f"--suggest takes policy files, not {p}")
     for item in load_checked(paths, own_catalogs=False):  # suggestions are concrete calls: checked by the engine
-        sys.stdout.write(suggest_toml(item.program, timeout_ms=timeout))
+        sys.stdout.write(suggest_toml(item.policy._program, timeout_ms=timeout))
 
 
 def register(app: typer.Typer) -> None:

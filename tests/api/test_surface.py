@@ -69,7 +69,10 @@ def test_public_signatures_are_fully_annotated():
 
     targets = [mcpp.load_policy, mcpp.diff, mcpp.Policy.decide, mcpp.Policy.explain, mcpp.Policy.visible,
                mcpp.Policy.verify, mcpp.Policy.lint, mcpp.Policy.analyze, mcpp.Policy.named_catalog,
-               mcpp.Decision.release, mcpp.Decision.to_dict, mcpp.PolicyError.render, mcpp.UserDeclaration.attribute]
+               mcpp.Decision.release, mcpp.Decision.to_dict, mcpp.PolicyError.render, mcpp.UserDeclaration.attribute,
+               mcpp.check, mcpp.format_policy, mcpp.decompile, mcpp.replay, mcpp.lint_names, mcpp.Policy.compile,
+               mcpp.Policy.to_cedar, mcpp.Policy.assertion_problems, mcpp.Policy.caveats, mcpp.Diagnostic.to_dict,
+               mcpp.Counterexample.request, mcpp.Counterexample.brief]
     for fn in targets:
         hints = typing.get_type_hints(fn, vars(_policy) | vars(mcpp._types) | {"Catalog": mcpp.catalog.Catalog})
         params = [p for p in fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]
