@@ -172,7 +172,7 @@ def _get_attr(e: ir.GetAttr) -> Closure:
     if path is not None and len(path) == 1:
         (k,) = path
 
-        def get1(env):
+        def get1(env, k=k, ERR=ERR):  # bound as defaults: see _get_attr's docstring
             return env.input.get(k, ERR)
 
         get1.input_path = path  # type: ignore[attr-defined]  # see _input_key
@@ -222,7 +222,7 @@ def _has(e: ir.Has) -> Closure:
     if getattr(obj, "input_path", None) == () and len(path) == 1:
         (k1,) = path
 
-        def has_arg(env):  # `context.input has k`
+        def has_arg(env, k1=k1, ERR=ERR):  # `context.input has k`
             v = env.input
             return k1 in v if type(v) is dict else ERR
 
@@ -251,7 +251,7 @@ def _like(e: ir.Like) -> Closure:
     obj = compile_expr(e.obj)
     chunks = e.pattern
 
-    def like(env):
+    def like(env, obj=obj, chunks=chunks, like_match=like_match, ERR=ERR):
         v = obj(env)
         if type(v) is not str:
             return ERR
@@ -278,7 +278,7 @@ def _eq_const(left: Closure, v: object, negate: bool) -> Closure:
     k = _input_key(left)
     if (tv is str or tv is bool or v is None) and k is not None:
 
-        def eq_arg(env):
+        def eq_arg(env, k=k, tv=tv, v=v, negate=negate, ERR=ERR):
             a = env.input.get(k, ERR)
             if a is ERR:
                 return ERR
@@ -313,7 +313,7 @@ def _cmp_const(left: Closure, op: str, v: object) -> Closure:
     k = _input_key(left)
     if k is not None:
 
-        def cmp_arg(env):
+        def cmp_arg(env, k=k, f=f, v=v, ERR=ERR):
             a = env.input.get(k, ERR)
             t = type(a)
             if t is int or t is float:
@@ -549,7 +549,7 @@ def _call(e: ir.Call) -> Closure:
 
                 strs = frozenset(v for v in values if type(v) is str)
 
-                def contains_arg(env):  # ["a", "b"].contains(context.input.k)
+                def contains_arg(env, k=k, strs=strs, members=members, ERR=ERR):  # ["a", "b"].contains(context.input.k)
                     v = env.input.get(k, ERR)
                     t = type(v)
                     if t is str:
