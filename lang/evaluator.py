@@ -148,6 +148,17 @@ def _is_constant(e: ir.Expr) -> bool:
     return False
 
 
+# ---- leaf closures ----------------------------------------------------------------------
+#
+# The closures that read an argument (`get1`, `has_arg`, `eq_arg`, `cmp_arg`,
+# `contains_arg`, `like`) take what they read as parameter defaults (`def get1(env, k=k,
+# ERR=ERR)`), not as free variables: a call then reads one defaults tuple, which sits
+# next to the function, instead of one cell object per variable. On a policy of
+# thousands of tools each call reads its own tool's closures after other tools' calls
+# have pushed them out of the CPU caches, so each object less is a cache miss less
+# (docs/performance.md, growth). They are only ever called with the one `env` argument.
+
+
 def _lit(e: ir.Lit) -> Closure:
     return _const(e.value)
 
@@ -172,7 +183,7 @@ def _get_attr(e: ir.GetAttr) -> Closure:
     if path is not None and len(path) == 1:
         (k,) = path
 
-        def get1(env, k=k, ERR=ERR):  # bound as defaults: see _get_attr's docstring
+        def get1(env, k=k, ERR=ERR):  # parts bound as defaults (see "leaf closures" above)
             return env.input.get(k, ERR)
 
         get1.input_path = path  # type: ignore[attr-defined]  # see _input_key
