@@ -8,6 +8,7 @@ the tests hold it against cedarpy and the Z3 encoding.
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator, Protocol, cast
@@ -157,6 +158,14 @@ def _is_constant(e: ir.Expr) -> bool:
 # thousands of tools each call reads its own tool's closures after other tools' calls
 # have pushed them out of the CPU caches, so each object less is a cache miss less
 # (docs/performance.md, growth). They are only ever called with the one `env` argument.
+# For the same reason the argument names and string constants they compare with are
+# interned (`_shared`): one `"namespace"` object for all rules instead of one each, which
+# stays in the caches, and a dictionary lookup with it finds an interned key by identity.
+
+
+def _shared(v: object) -> object:
+    """`v` itself, or for a string the interned equal one (see "leaf closures")."""
+    return sys.intern(v) if type(v) is str else v
 
 
 def _lit(e: ir.Lit) -> Closure:
@@ -180,6 +189,8 @@ def _entity(e: ir.EntityLit) -> Closure:
 
 def _get_attr(e: ir.GetAttr) -> Closure:
     path = input_path(e)
+    if path is not None:
+        path = tuple(sys.intern(k) for k in path)
     if path is not None and len(path) == 1:
         (k,) = path
 
@@ -231,7 +242,7 @@ def _has(e: ir.Has) -> Closure:
     obj = compile_expr(e.obj)
     path = e.path
     if getattr(obj, "input_path", None) == () and len(path) == 1:
-        (k1,) = path
+        k1 = sys.intern(path[0])
 
         def has_arg(env, k1=k1, ERR=ERR):  # `context.input has k`
             v = env.input
@@ -260,7 +271,19 @@ def _has(e: ir.Has) -> Closure:
 
 def _like(e: ir.Like) -> Closure:
     obj = compile_expr(e.obj)
-    chunks = e.pattern
+    chunks = tuple(sys.intern(c) for c in e.pattern)
+    k = _input_key(obj)
+    if k is not None and len(chunks) == 2:
+        first, last = chunks
+        least = len(first) + len(last)
+
+        def like_arg(env, k=k, first=first, last=last, least=least, ERR=ERR):  # context.input.k like "a*b"
+            v = env.input.get(k, ERR)
+            if type(v) is not str:
+                return ERR
+            return len(v) >= least and v.startswith(first) and v.endswith(last)
+
+        return like_arg
 
     def like(env, obj=obj, chunks=chunks, like_match=like_match, ERR=ERR):
         v = obj(env)
@@ -285,6 +308,7 @@ def _matches(e: ir.Matches) -> Closure:
 
 
 def _eq_const(left: Closure, v: object, negate: bool) -> Closure:
+    v = _shared(v)
     tv = type(v)
     k = _input_key(left)
     if (tv is str or tv is bool or v is None) and k is not None:
@@ -554,11 +578,20 @@ def _call(e: ir.Call) -> Closure:
         values = ([i.value for i in e.obj.items if isinstance(i, ir.Lit)]
                   if all(isinstance(i, ir.Lit) for i in e.obj.items) else None)
         if values and all(type(v) in (str, bool) or v is None for v in values):
+            values = [_shared(v) for v in values]
             members = {(type(v), v) for v in values}
             k = _input_key(arg)
-            if k is not None:
+            strs = frozenset(v for v in values if type(v) is str)
+            if k is not None and len(strs) == len(members):
 
-                strs = frozenset(v for v in values if type(v) is str)
+                def contains_str(env, k=k, strs=strs, ERR=ERR):  # ["a", "b"].contains(context.input.k)
+                    v = env.input.get(k, ERR)
+                    if type(v) is str:
+                        return v in strs
+                    return ERR if v is ERR else False  # only strings are members
+
+                return contains_str
+            if k is not None:
 
                 def contains_arg(env, k=k, strs=strs, members=members, ERR=ERR):  # ["a", "b"].contains(context.input.k)
                     v = env.input.get(k, ERR)
