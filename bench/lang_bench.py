@@ -160,40 +160,40 @@ def eval_calls_file(n_rules: int, count: int, path: Path) -> None:
             f.write(json.dumps({"name": tool, "arguments": args, "grant": grants[is_ops], "server": "k8s"}) + "\n")
 
 
-def bench_eval(n_rules: int, count: int, rounds: int = 3) -> tuple[float, float]:
+def eval_runner(n_rules: int, count: int, tmp: Path):
     """`mcpp eval POLICY --calls FILE` end to end, in-process (the command's function, so
     interpreter start-up is not counted): load the policy, read the file, parse each
-    line, decide, write each decision line to a file. Returns (µs per call, ms of fixed
-    cost): the command on `count` calls less the command on an empty file (which is the
-    policy load), divided by `count`; best of `rounds` each. Timed in CPU time of this
+    line, decide, write each decision line to a file. Returns a function that runs one
+    round — the command on an empty file (which is the policy load), then on `count`
+    calls — and returns the CPU seconds of each: timed in CPU time of this
     (single-threaded) process, like the parse figures, so a shared machine's other
     work does not count."""
-    import tempfile
-
     from mcpp.commands.language import eval_cmd
 
-    with tempfile.TemporaryDirectory() as tmp:
-        policy, calls, empty = Path(tmp) / f"gen{n_rules}.mcpp", Path(tmp) / "calls.jsonl", Path(tmp) / "empty.jsonl"
-        out = Path(tmp) / "out.jsonl"
-        policy.write_text(generate(n_rules), encoding="utf-8")
-        eval_calls_file(n_rules, count, calls)
-        empty.write_text("", encoding="utf-8")
+    policy, calls, empty = tmp / f"gen{n_rules}.mcpp", tmp / "calls.jsonl", tmp / "empty.jsonl"
+    out = tmp / "out.jsonl"
+    policy.write_text(generate(n_rules), encoding="utf-8")
+    eval_calls_file(n_rules, count, calls)
+    empty.write_text("", encoding="utf-8")
 
-        def run(path: Path) -> float:
-            with out.open("w", encoding="utf-8") as f:
-                saved, sys.stdout = sys.stdout, f
-                try:
-                    t0 = time.process_time()
-                    eval_cmd(policy, None, path, "anonymous", "", [], "default", None)
-                    return time.process_time() - t0
-                finally:
-                    sys.stdout = saved
+    def run(path: Path) -> float:
+        with out.open("w", encoding="utf-8") as f:
+            saved, sys.stdout = sys.stdout, f
+            try:
+                t0 = time.process_time()
+                eval_cmd(policy, None, path, "anonymous", "", [], "default", None)
+                return time.process_time() - t0
+            finally:
+                sys.stdout = saved
 
-        fixed = min(run(empty) for _ in range(rounds))
-        full = min(run(calls) for _ in range(rounds))
+    def one_round() -> tuple[float, float]:
+        fixed = run(empty)
+        full = run(calls)
         lines = out.read_text(encoding="utf-8").count("\n")
         assert lines == count, f"mcpp eval wrote {lines} decisions for {count} calls"
-    return (full - fixed) / count * 1e6, fixed * 1000
+        return fixed, full
+
+    return one_round
 
 
 def _p99(xs):
@@ -285,9 +285,10 @@ def main() -> None:
     subprocess.run([sys.executable, __file__, "--eval"] + (["--quick"] if args.quick else []), check=True)
 
 
-def bench_cedar_batch(n_rules: int, count: int, rounds: int = 3) -> float:
-    """cedarpy deciding the same requests in a loop, timed like `bench_eval` (CPU time of
-    the whole batch over its size, best of `rounds`): its in-process decision time, µs."""
+def cedar_runner(n_rules: int, count: int):
+    """cedarpy deciding the same requests in a loop, timed like `eval_runner` (CPU time of
+    the whole batch): a function that runs one batch and returns its in-process
+    decision time, µs per decision."""
     import cedarpy
 
     text = generate(n_rules)
@@ -301,29 +302,50 @@ def bench_cedar_batch(n_rules: int, count: int, rounds: int = 3) -> float:
         for is_ops, g in grants.items()
     }
     reqs = requests(n_rules, count)
-    best = float("inf")
-    for _ in range(rounds):
+
+    def one_batch() -> float:
         t0 = time.process_time()
         for tool, args, is_ops in reqs:
             req = {"principal": {"type": "Grant", "id": grants[is_ops].id}, "action": {"type": "Action", "id": tool},
                    "resource": {"type": "Server", "id": "k8s"}, "context": {"input": args}}
             cedarpy.is_authorized(req, policy_set, ents[is_ops])
-        best = min(best, time.process_time() - t0)
-    return best / count * 1e6
+        return (time.process_time() - t0) / count * 1e6
+
+    return one_batch
 
 
-def print_eval(quick: bool) -> None:
+def print_eval(quick: bool, rounds: int = 5) -> None:
+    """Rounds alternate between the two (mcpp's empty file, its calls, cedarpy's batch),
+    so a busy spell of the shared machine falls on both alike. The table's figures are
+    the best round of each (mcpp: best of its calls less best of its empty runs); the
+    line under it gives the ratio round by round (each round's mcpp over the same
+    round's cedarpy), which is what a busy machine moves."""
+    import tempfile
+
     print("== mcpp eval --calls, end to end (read, parse, decide, write one JSON line a call) beside cedarpy deciding")
-    print("   the same calls in-process (both: CPU time of the batch / calls, best of 3; of 5 at 1,000 rules)")
+    print(f"   the same calls in-process (both: CPU time of the batch / calls, best of {rounds} interleaved rounds)")
     print(f"{'rules':>7}{'calls':>8}{'mcpp eval µs/call':>19}{'cedarpy µs/call':>17}{'ratio':>8}{'load ms':>9}")
+    by_round = {}
     for n in (10, 1000):
-        # at 1,000 rules the policy load is a third of a second: more calls and rounds keep
-        # its run-to-run noise out of the per-call figure
+        # at 1,000 rules the policy load is a third of a second: more calls keep its
+        # run-to-run noise out of the per-call figure
         calls = (2_000 if quick else 20_000) * (1 if n <= 10 else 2)
-        per_call, fixed = bench_eval(n, calls, rounds=3 if n <= 10 else 5)
-        cedar = bench_cedar_batch(n, calls if n <= 10 else calls // 10)
-        print(f"{n:>7}{calls:>8}{per_call:>19.2f}{cedar:>17.2f}{per_call / cedar:>8.3f}{fixed:>9.0f}")
+        with tempfile.TemporaryDirectory() as tmp:
+            mine = eval_runner(n, calls, Path(tmp))
+            cedar = cedar_runner(n, calls if n <= 10 else calls // 10)
+            mine()  # warm-up, not counted: the first run imports the command's modules
+            fixed, full, theirs = [], [], []
+            for _ in range(rounds):
+                f, c = mine()
+                fixed.append(f)
+                full.append(c)
+                theirs.append(cedar())
+        per_call = (min(full) - min(fixed)) / calls * 1e6
+        print(f"{n:>7}{calls:>8}{per_call:>19.2f}{min(theirs):>17.2f}{per_call / min(theirs):>8.3f}{min(fixed) * 1000:>9.0f}")
+        by_round[n] = sorted((c - f) / calls * 1e6 / t for f, c, t in zip(fixed, full, theirs))
     print("(target: mcpp eval ≤ 1/10 of cedarpy's in-process decision, ratio ≤ 0.100)")
+    for n, ratios in by_round.items():
+        print(f"ratio round by round, {n:,} rules: median {statistics.median(ratios):.3f}, {ratios[0]:.3f}–{ratios[-1]:.3f}")
     print()
 
 

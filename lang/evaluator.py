@@ -8,6 +8,7 @@ the tests hold it against cedarpy and the Z3 encoding.
 
 from __future__ import annotations
 
+import sys
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any, Callable, Iterator, Protocol, cast
@@ -148,6 +149,25 @@ def _is_constant(e: ir.Expr) -> bool:
     return False
 
 
+# ---- leaf closures ----------------------------------------------------------------------
+#
+# The closures that read an argument (`get1`, `has_arg`, `eq_arg`, `cmp_arg`,
+# `contains_arg`, `like`) take what they read as parameter defaults (`def get1(env, k=k,
+# ERR=ERR)`), not as free variables: a call then reads one defaults tuple, which sits
+# next to the function, instead of one cell object per variable. On a policy of
+# thousands of tools each call reads its own tool's closures after other tools' calls
+# have pushed them out of the CPU caches, so each object less is a cache miss less
+# (docs/performance.md, growth). They are only ever called with the one `env` argument.
+# For the same reason the argument names and string constants they compare with are
+# interned (`_shared`): one `"namespace"` object for all rules instead of one each, which
+# stays in the caches, and a dictionary lookup with it finds an interned key by identity.
+
+
+def _shared(v: object) -> object:
+    """`v` itself, or for a string the interned equal one (see "leaf closures")."""
+    return sys.intern(v) if type(v) is str else v
+
+
 def _lit(e: ir.Lit) -> Closure:
     return _const(e.value)
 
@@ -169,10 +189,12 @@ def _entity(e: ir.EntityLit) -> Closure:
 
 def _get_attr(e: ir.GetAttr) -> Closure:
     path = input_path(e)
+    if path is not None:
+        path = tuple(sys.intern(k) for k in path)
     if path is not None and len(path) == 1:
         (k,) = path
 
-        def get1(env):
+        def get1(env, k=k, ERR=ERR):  # parts bound as defaults (see "leaf closures" above)
             return env.input.get(k, ERR)
 
         get1.input_path = path  # type: ignore[attr-defined]  # see _input_key
@@ -220,9 +242,9 @@ def _has(e: ir.Has) -> Closure:
     obj = compile_expr(e.obj)
     path = e.path
     if getattr(obj, "input_path", None) == () and len(path) == 1:
-        (k1,) = path
+        k1 = sys.intern(path[0])
 
-        def has_arg(env):  # `context.input has k`
+        def has_arg(env, k1=k1, ERR=ERR):  # `context.input has k`
             v = env.input
             return k1 in v if type(v) is dict else ERR
 
@@ -249,9 +271,21 @@ def _has(e: ir.Has) -> Closure:
 
 def _like(e: ir.Like) -> Closure:
     obj = compile_expr(e.obj)
-    chunks = e.pattern
+    chunks = tuple(sys.intern(c) for c in e.pattern)
+    k = _input_key(obj)
+    if k is not None and len(chunks) == 2:
+        first, last = chunks
+        least = len(first) + len(last)
 
-    def like(env):
+        def like_arg(env, k=k, first=first, last=last, least=least, ERR=ERR):  # context.input.k like "a*b"
+            v = env.input.get(k, ERR)
+            if type(v) is not str:
+                return ERR
+            return len(v) >= least and v.startswith(first) and v.endswith(last)
+
+        return like_arg
+
+    def like(env, obj=obj, chunks=chunks, like_match=like_match, ERR=ERR):
         v = obj(env)
         if type(v) is not str:
             return ERR
@@ -274,11 +308,12 @@ def _matches(e: ir.Matches) -> Closure:
 
 
 def _eq_const(left: Closure, v: object, negate: bool) -> Closure:
+    v = _shared(v)
     tv = type(v)
     k = _input_key(left)
     if (tv is str or tv is bool or v is None) and k is not None:
 
-        def eq_arg(env):
+        def eq_arg(env, k=k, tv=tv, v=v, negate=negate, ERR=ERR):
             a = env.input.get(k, ERR)
             if a is ERR:
                 return ERR
@@ -313,7 +348,7 @@ def _cmp_const(left: Closure, op: str, v: object) -> Closure:
     k = _input_key(left)
     if k is not None:
 
-        def cmp_arg(env):
+        def cmp_arg(env, k=k, f=f, v=v, ERR=ERR):
             a = env.input.get(k, ERR)
             t = type(a)
             if t is int or t is float:
@@ -543,13 +578,22 @@ def _call(e: ir.Call) -> Closure:
         values = ([i.value for i in e.obj.items if isinstance(i, ir.Lit)]
                   if all(isinstance(i, ir.Lit) for i in e.obj.items) else None)
         if values and all(type(v) in (str, bool) or v is None for v in values):
+            values = [_shared(v) for v in values]
             members = {(type(v), v) for v in values}
             k = _input_key(arg)
+            strs = frozenset(v for v in values if type(v) is str)
+            if k is not None and len(strs) == len(members):
+
+                def contains_str(env, k=k, strs=strs, ERR=ERR):  # ["a", "b"].contains(context.input.k)
+                    v = env.input.get(k, ERR)
+                    if type(v) is str:
+                        return v in strs
+                    return ERR if v is ERR else False  # only strings are members
+
+                return contains_str
             if k is not None:
 
-                strs = frozenset(v for v in values if type(v) is str)
-
-                def contains_arg(env):  # ["a", "b"].contains(context.input.k)
+                def contains_arg(env, k=k, strs=strs, members=members, ERR=ERR):  # ["a", "b"].contains(context.input.k)
                     v = env.input.get(k, ERR)
                     t = type(v)
                     if t is str:
