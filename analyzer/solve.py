@@ -28,6 +28,8 @@ from typing import Any, Callable, Sequence, TypeVar
 import z3
 from z3 import z3core
 
+from mcpp.catalog.defaults import FillTooLarge
+
 from .encode import FixedGrant, FixedUser, Request
 from .sym import AND, OR, Sorts, string_val, z
 from .witness import Decoder, Replayer, Witness
@@ -220,7 +222,11 @@ class Session:
         if why is not None or self.schemas is None:
             return why, args
         assumption = self.schemas.get(tool)
-        filled = assumption.fill(args) if assumption is not None else args
+        try:
+            filled = assumption.fill(args) if assumption is not None else args
+        except FillTooLarge as e:  # the gateway refuses such a call (invalid_default)
+            self.violation = _FILLED
+            return f"the tool's declared defaults are too large to fill in: {e}", args
         if filled is args:
             return None, args
         why = self.nonconforming(tool, filled)

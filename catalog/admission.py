@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 
 from .conformance import SchemaCache, SchemaUnusable, check
-from .defaults import fill
+from .defaults import FillTooLarge, fill
 from .depth import describe as describe_depth, too_deep
 
 
@@ -101,6 +101,10 @@ def admit(checker, name: str, args) -> tuple[dict | None, object]:
     base = f"/tools/{escape_pointer(name)}/schema"
     try:
         filled = fill(checker.schema, args)
+    except FillTooLarge as e:  # (defaults filled inside defaults, through references: bounded)
+        return {"kind": "invalid_default", "pointer": base, "reason": str(e),
+                "message": (f"Tool {name} declares defaults for arguments this call omits that are too large to fill in "
+                            f"({e}); pass the arguments explicitly. The call was not forwarded.")}, args
     except RecursionError:  # (a schema within catalog/depth.py's bound never gets here: defensive)
         return {"kind": "invalid_default", "pointer": base, "reason": "a declared default is nested too deeply to fill",
                 "message": (f"Tool {name} declares a default for an argument this call omits that is nested too deeply "
@@ -156,6 +160,8 @@ class CatalogAdmission:
         args = {} if args is None else args
         try:
             filled = fill(t.input_schema, args)
+        except FillTooLarge:  # refused below, as the gateway refuses it
+            filled = None
         except RecursionError:  # (not within catalog/depth.py's bound: defensive)
             filled = args
         if filled is args:

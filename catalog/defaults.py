@@ -128,10 +128,23 @@ class Caveat:
 # ---- filling ------------------------------------------------------------------------------
 
 
+MAX_FILLED_VALUES = 1_000  # JSON values the defaults may add to one call (real ones add a handful)
+MAX_FILLED_DEPTH = 64  # objects deep that filling goes (catalog/depth.py's bound on definitions)
+
+
+class FillTooLarge(ValueError):
+    """Filling would add more than MAX_FILLED_VALUES values, or go deeper than
+    MAX_FILLED_DEPTH objects. Defaults are filled inside defaults just filled in, and a
+    `$ref` can make a small schema do that again and again: a 2.7 KB schema whose levels
+    each default two properties to `{}` through a reference grew a 2-byte call into 16 MB.
+    The call is refused instead (`invalid_default`); lint reports the default."""
+
+
 def fill(schema, args):
     """`args` with the declared non-null defaults of absent properties filled in, where the
     schema makes them unambiguous (module docstring). Returns `args` itself when nothing is
-    filled; never changes it. Anything that is not an object is returned as it is."""
+    filled; never changes it. Anything that is not an object is returned as it is. Raises
+    FillTooLarge past the bounds above."""
     return fill_level(plan(schema), args)
 
 
@@ -139,22 +152,46 @@ def fill_level(level: Level, value):
     """`fill` from a plan already made (the analyzer and the gateway keep theirs)."""
     if not isinstance(value, dict) or (not level.defaults and not level.children):
         return value
+    return _fill(level, value, [MAX_FILLED_VALUES], 0)
+
+
+def _fill(level: Level, value: dict, budget: list[int], depth: int) -> dict:
+    if depth > MAX_FILLED_DEPTH:
+        raise FillTooLarge(f"the declared defaults nest filled objects deeper than {MAX_FILLED_DEPTH} levels")
     out: dict | None = None
     for k, d in level.defaults.items():
         if k not in value:
             if out is None:
                 out = dict(value)
+            budget[0] -= _values_in(d)
+            if budget[0] < 0:
+                raise FillTooLarge(f"the declared defaults would add more than {MAX_FILLED_VALUES} values to the call")
             out[k] = copy.deepcopy(d)
     src = out if out is not None else value
     for k, child in level.children.items():
         v = src.get(k)
-        if isinstance(v, dict):
-            nv = fill_level(child, v)
+        if isinstance(v, dict) and (child.defaults or child.children):
+            nv = _fill(child, v, budget, depth + 1)
             if nv is not v:
                 if out is None:
                     out = dict(value)
                 out[k] = nv
     return out if out is not None else value
+
+
+def _values_in(d) -> int:
+    """How many JSON values `d` is (1 for a scalar)."""
+    if not isinstance(d, (dict, list)):
+        return 1
+    n, stack = 0, [d]
+    while stack:
+        x = stack.pop()
+        n += 1
+        if isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return n
 
 
 # ---- planning -----------------------------------------------------------------------------
@@ -536,6 +573,19 @@ def caveats(schema) -> list[Caveat]:
         return out
     validator = _validator(schema)
     rebased = _rebased(schema)
+    filled: dict[tuple[int, str], Any] = {}  # (level, key) → the filled value, or the FillTooLarge it raised
+
+    def filled_value(lvl: Level, k: str, d):
+        key = (id(lvl), k)
+        if key not in filled:
+            try:
+                filled[key] = _filled_value(lvl, k, d)
+            except FillTooLarge as e:
+                filled[key] = e
+        hit = filled[key]
+        if isinstance(hit, FillTooLarge):
+            raise hit
+        return hit
 
     def walk(lvl: Level, path: tuple[str, ...], stack: tuple) -> None:
         if len(path) > _MAX_CAVEAT_DEPTH or id(lvl) in stack:
@@ -544,19 +594,34 @@ def caveats(schema) -> list[Caveat]:
             out.append(Caveat(path + ((k,) if k is not None else ()), why))
         broken = False
         for k, d in lvl.defaults.items():
+            try:
+                value = filled_value(lvl, k, d)
+            except FillTooLarge as e:
+                out.append(Caveat(path + (k,), f"{e} when it is filled in, so the gateway refuses every call that "
+                                                "omits it", "refused"))
+                broken = True
+                continue
             bad = _bad_default(validator, lvl.sources.get(k, []), d, rebased)
             if bad:
                 out.append(Caveat(path + (k,), f"its default {_show(d)} {bad}, so the gateway refuses every call "
                                                 "that omits it", "refused"))
                 broken = True
                 continue
-            broke = _breaks_call(validator, path, {k: _filled_value(lvl, k, d)})
+            broke = _breaks_call(validator, path, {k: value})
             if broke:
                 out.append(Caveat(path + (k,), f"its default {_show(d)} makes a call that omits it not conform to the "
                                                 f"tool's schema ({broke}), so the gateway refuses such calls", "refused"))
                 broken = True
         if not broken and len(lvl.defaults) > 1:
-            broke = _breaks_call(validator, path, {k: _filled_value(lvl, k, d) for k, d in lvl.defaults.items()})
+            try:  # (as the gateway fills a call that omits them all)
+                together = fill_level(lvl, {})
+            except FillTooLarge:
+                together = None
+            broke = _breaks_call(validator, path, together) if together is not None else None
+            if together is None:
+                out.append(Caveat(path, f"its declared defaults ({', '.join(lvl.defaults)}) together would add more "
+                                        f"than {MAX_FILLED_VALUES} values to a call that omits them, so the gateway "
+                                        "refuses such calls", "refused"))
             if broke:
                 out.append(Caveat(path, f"its declared defaults ({', '.join(lvl.defaults)}) together make a call that "
                                         f"omits them not conform to the tool's schema ({broke}), so the gateway refuses "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import ssl
 import time
 from collections import deque
@@ -148,6 +149,8 @@ class Response:
 
 
 _PIECE = 262144  # the most of a body held at once
+# RFC 9112 §7.1: chunk-size = 1*HEXDIG, then optional extensions (BWS ";" …); nothing else
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?\r\n\Z")
 
 
 async def _small_chunk(r: asyncio.StreamReader) -> bytes | int | None:
@@ -155,7 +158,10 @@ async def _small_chunk(r: asyncio.StreamReader) -> bytes | int | None:
     its CRLF), else its size (the caller reads it in pieces), or None after the last chunk
     and its trailers."""
     line = await r.readuntil(b"\r\n")
-    size = int(line.split(b";", 1)[0].strip() or b"0", 16)
+    m = _CHUNK_SIZE.match(line)
+    if m is None:  # (int(…, 16) alone would take "", "0x1a", "1_a", "+1a")
+        raise ValueError("bad chunk size line")
+    size = int(m.group(1), 16)
     if size == 0:
         while (await r.readuntil(b"\r\n")) != b"\r\n":
             pass  # trailers
@@ -166,6 +172,14 @@ async def _small_chunk(r: asyncio.StreamReader) -> bytes | int | None:
     if data[-2:] != b"\r\n":
         raise ValueError("chunk not followed by CRLF")
     return data[:-2]
+
+
+def _unread(reader: asyncio.StreamReader) -> bool:
+    """Bytes the upstream sent after the response ended. HTTP/1.1 has no unsolicited data:
+    such a connection is out of step (what follows would be read as the next call's
+    answer, possibly another caller's), so it is closed rather than pooled. (StreamReader
+    has no public view of its buffer; without one, every connection counts as clean.)"""
+    return bool(getattr(reader, "_buffer", b""))
 
 
 async def _wait(aw, timeout):
@@ -200,7 +214,7 @@ class HTTPUpstream:
         self._ssl = ssl.create_default_context() if self.tls else None
 
     def _put(self, conn: _Conn) -> None:
-        if len(self._idle) >= self.max_idle or conn.writer.is_closing() or conn.reader.at_eof():
+        if len(self._idle) >= self.max_idle or conn.writer.is_closing() or conn.reader.at_eof() or _unread(conn.reader):
             conn.close()
             return
         conn.idle_since = time.monotonic()
@@ -210,7 +224,7 @@ class HTTPUpstream:
         now = time.monotonic()
         while self._idle:
             conn = self._idle.pop()
-            if now - conn.idle_since > self.keepalive or conn.writer.is_closing() or conn.reader.at_eof():
+            if now - conn.idle_since > self.keepalive or conn.writer.is_closing() or conn.reader.at_eof() or _unread(conn.reader):
                 conn.close()
                 continue
             return conn

@@ -52,44 +52,73 @@ class EventTooLarge(ValueError):
 
 
 class SSEParser:
-    """Incremental `text/event-stream` parser (WHATWG rules for fields and line ends).
-    With `max_event`, an event whose data, or a line still waiting for its end, passes that
-    many bytes raises EventTooLarge: a watched stream cannot make the gateway buffer more."""
+    """Incremental `text/event-stream` parser (the WHATWG rules: CRLF, LF or CR ends a line;
+    a UTF-8 BOM that starts the stream is dropped; an event without a `data` line is not a
+    message; an `id` containing NUL is ignored).
+
+    An event is `{"data", "event", "id", "retry"}`: `data` None when the event had no data
+    line (it only sets the last event id or the retry time, which a client keeps without
+    dispatching anything). With `comments`, comment lines (keep-alives) come as
+    `{"comment": text}`. With `max_event`, an event whose data, or a line still waiting for
+    its end, passes that many bytes raises EventTooLarge: a watched stream cannot make the
+    gateway buffer more. Linear in the stream: a chunk without a line end is only set
+    aside, so one long line fed in small chunks is not rescanned or recopied each time."""
 
     def __init__(self, max_event: int | None = None, comments: bool = False) -> None:
-        self.buf = b""
+        self._pending: list[bytes] = []  # an unterminated line's bytes (no line end in them but a final CR)
+        self._plen = 0
+        self._started = False  # past the stream's first line (where a BOM is dropped)
         self.data: list[str] = []
         self.event: str | None = None
-        self.id: str | None = None
+        self.id: str | None = None  # the last event id: it carries over to later events
+        self._id_set = False  # this event set it
         self.retry: str | None = None
-        self.had_field = False
         self.max_event = max_event
-        self.size = 0
-        self.comments = comments  # also return comment lines (keep-alives), as {"comment": text}
+        self.size = 0  # the data of the event being read, in characters
+        self.comments = comments
+
+    def _too_large(self) -> EventTooLarge:
+        return EventTooLarge(f"an event-stream event is larger than {self.max_event} bytes")
 
     def feed(self, chunk: bytes) -> list[dict]:
-        buf = self.buf + chunk
-        if self.max_event is not None and len(buf) + self.size > self.max_event:
-            self.buf = buf
-            raise EventTooLarge(f"an event-stream event is larger than {self.max_event} bytes")
-        # the complete lines, split at once: a line ends at CRLF, LF or CR, and a CR that
-        # ends the buffer may be half of a CRLF, so it waits (with its line) for what follows
+        if not chunk:
+            return []
+        held_cr = self._plen > 0 and self._pending[-1].endswith(b"\r")
+        if not held_cr and b"\n" not in chunk and b"\r" not in chunk:
+            self._pending.append(chunk)
+            self._plen += len(chunk)
+            if self.max_event is not None and self._plen + self.size > self.max_event:
+                raise self._too_large()
+            return []
+        buf = b"".join(self._pending) + chunk if self._pending else chunk
+        # the complete lines, split at once: a CR that ends the buffer may be half of a
+        # CRLF, so it waits (with its line) for what follows
         hold = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
         cut = max(buf.rfind(b"\n", 0, hold), buf.rfind(b"\r", 0, hold))
+        rest = buf[cut + 1:]
+        self._pending, self._plen = ([rest], len(rest)) if rest else ([], 0)
         if cut < 0:
-            self.buf = buf
+            if self.max_event is not None and self._plen + self.size > self.max_event:
+                raise self._too_large()
             return []
-        self.buf = buf[cut + 1:]
         # (a line end is ASCII and never inside a UTF-8 sequence: decoding the lines
         # together reads each one as decoding it alone would)
-        lines = _LINE_END.split(buf[:cut + 1].decode("utf-8", "replace"))
+        text = buf[:cut + 1].decode("utf-8", "replace")
+        if not self._started:
+            self._started = True
+            if text.startswith("\ufeff"):
+                text = text[1:]
+        lines = _LINE_END.split(text)
         lines.pop()  # the empty text after the last line end
         out = []
+        limit = self.max_event
         for line in lines:
             if line == "":
-                if self.had_field:
+                if self.data:
                     out.append({"data": "\n".join(self.data), "event": self.event, "id": self.id, "retry": self.retry})
-                self.data, self.event, self.retry, self.had_field, self.size = [], None, None, False, 0
+                elif self._id_set or self.retry is not None:
+                    out.append({"data": None, "event": None, "id": self.id, "retry": self.retry})
+                self.data, self.event, self.retry, self._id_set, self.size = [], None, None, False, 0
                 continue
             if line[0] == ":":
                 if self.comments:
@@ -98,16 +127,20 @@ class SSEParser:
             name, _, value = line.partition(":")
             if value[:1] == " ":
                 value = value[1:]
-            self.had_field = True
             if name == "data":
                 self.data.append(value)
                 self.size += len(value) + 1
+                if limit is not None and self.size > limit:
+                    raise self._too_large()
             elif name == "event":
                 self.event = value
             elif name == "id":
-                self.id = value
+                if "\0" not in value:
+                    self.id, self._id_set = value, True
             elif name == "retry":
                 self.retry = value
+        if limit is not None and self._plen + self.size > limit:
+            raise self._too_large()
         return out
 
 
@@ -115,7 +148,9 @@ _LINE_END = re.compile("\r\n|\r|\n")
 
 
 def render_event(ev: dict, data: str | None = None) -> bytes:
-    """Serialise a parsed event (or comment) again, for streams the gateway relays event by event."""
+    """Serialise a parsed event (or comment) again, for streams the gateway relays event by
+    event; an event without data (it sets an id or a retry time) is written without a
+    data line, so the client dispatches no message for it either."""
     if "comment" in ev:
         return b":" + ev["comment"].replace("\r", " ").replace("\n", " ").encode() + b"\n\n"
     lines = []
@@ -125,9 +160,10 @@ def render_event(ev: dict, data: str | None = None) -> bytes:
         lines.append(f"event: {ev['event']}")
     if ev.get("retry") is not None:
         lines.append(f"retry: {ev['retry']}")
-    payload = ev.get("data", "") if data is None else data
-    for part in payload.split("\n"):
-        lines.append(f"data: {part}")
+    payload = ev.get("data") if data is None else data
+    if payload is not None:
+        for part in payload.split("\n"):
+            lines.append(f"data: {part}")
     return ("\n".join(lines) + "\n\n").encode()
 
 

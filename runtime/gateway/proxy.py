@@ -1075,6 +1075,8 @@ class GatewayApp(ApprovalSteps):
         except asyncio.CancelledError:
             # the watcher's cancel is taken back; any other (the gateway stopping) goes on
             if not disconnected.is_set() or me.uncancel() > 0:
+                if tool_call and state["outcome"] is None:
+                    _settle(state, "gateway_stopped")  # before the answer: it may still run upstream
                 raise
         except Exception as e:  # the relay broke: say so, the answer is settled below
             rt.log.warning("stream_relay_failed", server=server.id, error=f"{type(e).__name__}: {e}")
@@ -1082,13 +1084,17 @@ class GatewayApp(ApprovalSteps):
             # (no await between the relay's end and this: the watcher cannot cancel this
             # task after the relay is over)
             watcher.cancel()
-            if state.get("rest") is None:
+            rest = state.get("rest")
+            if rest is not None:
+                # answered: read the upstream's end in the background, so the connection goes
+                # back to the pool. (Not in this task: the server counts a request as open
+                # until its task ends, and an upstream that keeps an answered stream open
+                # would hold a connection slot for the drain's whole timeout.)
+                task = asyncio.get_running_loop().create_task(_drain(rest, rt.config.max_response_bytes))
+                _DRAINS.add(task)
+                task.add_done_callback(_DRAINS.discard)
+            else:
                 resp.release()
-        rest = state.get("rest")
-        if rest is not None:
-            # answered, and the client has its answer: read the upstream's end here, so the
-            # connection goes back to the pool (a task of its own cost every call as much)
-            await _drain(rest, rt.config.max_response_bytes)
         if state.get("ended"):
             return state["outcome"] or "forwarded"
         if disconnected.is_set():
@@ -1176,7 +1182,12 @@ class GatewayApp(ApprovalSteps):
                         if watch_id is not None and m.get("id") == watch_id and "method" not in m and state["outcome"] is None:
                             outcome = _outcome(m, watch_id)
                             _settle(state, "upstream_error" if outcome == "unreadable" else outcome)
+                            out.append(rpc.render_event(ev))
+                            # the answer ends the call's stream: nothing after it (a second
+                            # answer for the same id, say) reaches the client, whose call
+                            # was settled by this one
                             answered = True
+                            break
                         elif pin_scope is not None and m.get("method") == "notifications/tools/list_changed":
                             rt.listings.invalidate(pin_scope)
                             rt.log.info("catalog_relist_due" if server.catalog else "tools_relist_due", server=server.id,
@@ -1204,6 +1215,9 @@ class GatewayApp(ApprovalSteps):
 
 
 _log = logging.getLogger("mcpp.gateway")
+_DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
+
+
 async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
     """Read what is left of an answered upstream stream so its connection can be reused;
     a stream that does not end soon (or keeps sending) is closed instead."""
@@ -1213,8 +1227,8 @@ async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
                 budget -= len(c)
                 if budget < 0:
                     break
-    except (TimeoutError, UpstreamError):
-        pass  # the stream did not end in time, or broke off: the connection is closed
+    except (TimeoutError, UpstreamError, asyncio.CancelledError):
+        pass  # the stream did not end in time, broke off, or the gateway is stopping: the connection is closed
     except Exception:
         _log.exception("draining an answered upstream stream failed")
     finally:
@@ -1296,6 +1310,7 @@ OUTCOME_COUNTED = {
     "forwarded": True,  # a result (an isError result too: the tool ran)
     "upstream_error": True,  # timeout, connection lost after sending, 5xx, unreadable answer, other JSON-RPC errors
     "client_disconnected": True,  # the client went away mid-stream; the upstream may still run it
+    "gateway_stopped": True,  # the gateway stopped (SIGTERM) before the answer; the upstream may still run it
     "input_required": False,  # the tool asked for input before doing its work; the retry is decided again
     "not_executed": False,  # never sent (connect failed), or a JSON-RPC error in NOT_EXECUTED_CODES
     "rejected": False,  # HTTP 3xx or 4xx: the upstream refused the request
@@ -1372,7 +1387,7 @@ class SessionBinder:
 
     def unwrap(self, outer: str, grant_id: str, server: str) -> str | None:
         inner, sep, mac = outer.rpartition(".")
-        if not sep or not inner:
+        if not sep or not inner or not mac.isascii():  # (compare_digest takes ASCII text only)
             return None
         ident = (inner, grant_id, server)
         known = self._known.get(ident)

@@ -177,3 +177,30 @@ def test_the_python_sdk_shapes():
     assert fill(schema, {"a": "s", "f": "t", "i": {}, "h": {"limit": 3}})["i"] == {"mode": "safe", "limit": 10}
     assert fill(schema, {"a": "s", "f": "t", "h": {"limit": 3}})["h"] == {"limit": 3, "mode": "safe"}
     assert [(c.path, c.kind) for c in caveats(schema)] == [(("j",), "unfilled")]  # defaults inside list items
+
+
+def _doubling(levels: int) -> dict:
+    """Each level defaults two object properties to `{}` through a reference to the next:
+    filling a call that omits them all would add 2^levels objects (hostile12 finding 1)."""
+    defs = {f"l{i}": {"type": "object", "properties": {"x": {"$ref": f"#/$defs/l{i + 1}", "default": {}},
+                                                      "y": {"$ref": f"#/$defs/l{i + 1}", "default": {}}}}
+            for i in range(levels)}
+    defs[f"l{levels}"] = {"type": "object"}
+    return {"type": "object", "$defs": defs, "properties": {"x": {"$ref": "#/$defs/l0", "default": {}}}}
+
+
+def test_filling_is_bounded_where_references_make_defaults_grow():
+    from mcpp.catalog.admission import admit, tool_checker
+    from mcpp.catalog.conformance import SchemaCache
+    from mcpp.catalog.defaults import MAX_FILLED_VALUES, FillTooLarge, caveats, fill
+
+    small = fill(_doubling(4), {})  # the call and 2^5 - 1 filled objects: filled as declared
+    assert json.dumps(small).count("{") == 32
+    with pytest.raises(FillTooLarge):
+        fill(_doubling(20), {})  # would be 2^21 objects (16 MB from a 2-byte call)
+    checker = tool_checker(SchemaCache(), [{"inputSchema": _doubling(20)}], "t")
+    refusal, args = admit(checker, "t", {})
+    assert refusal is not None and refusal["kind"] == "invalid_default" and str(MAX_FILLED_VALUES) in refusal["reason"]
+    assert args == {}
+    found = caveats(_doubling(20))
+    assert found and found[0].kind == "refused" and found[0].path == ("x",) and str(MAX_FILLED_VALUES) in found[0].reason

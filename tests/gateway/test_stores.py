@@ -14,8 +14,8 @@ from hypothesis import given, settings, strategies as st
 from mcpp.runtime.gateway.audit import AuditLog, AuditRow
 from mcpp.runtime.gateway.counters import RedisCounters, SQLiteCounters
 from mcpp.runtime.gateway.grants import redis_client
-from mcpp.runtime.gateway.http_client import _PIECE, Response, UpstreamError
-from mcpp.runtime.gateway.jsonrpc import SSEParser
+from mcpp.runtime.gateway.http_client import _PIECE, HTTPUpstream, Response, UpstreamError, _Conn
+from mcpp.runtime.gateway.jsonrpc import EventTooLarge, SSEParser
 from mcpp.runtime.gateway.proxy import SessionBinder
 from mcpp.runtime.limits import Charge
 
@@ -69,19 +69,24 @@ def test_session_ids_are_bound_to_grant_and_server():
     assert s.unwrap(outer, "g_2", "srv") is None and s.unwrap(outer, "g_1", "other") is None
     assert s.unwrap("abc.def", "g_1", "srv") is None and s.unwrap(outer + "0", "g_1", "srv") is None
     assert all(0x21 <= ord(c) <= 0x7E for c in outer)
+    # a caller's id that is not ASCII is no session of ours (not an internal error)
+    assert s.unwrap("abc.déf", "g_1", "srv") is None and s.unwrap("é.é", "g_1", "srv") is None
+    assert s.unwrap(outer[:-1] + "é", "g_1", "srv") is None
 
 
 # pieces of event-stream text, with every line ending, split and non-ASCII bytes
 _SSE_PIECES = st.sampled_from([b"data", b"data:", b"data: x", b"event: message", b"id: 1", b":c", b"retry: 5",
-                               b"foo: bar", b"d\xc3\xa9", b"\xc3", b"\xa9", b" ", b":", b"\xff", b"dat", b"a: y", b""])
+                               b"foo: bar", b"d\xc3\xa9", b"\xc3", b"\xa9", b" ", b":", b"\xff", b"dat", b"a: y", b"",
+                               b"\xef\xbb\xbf", b"\xef\xbb", b"\xbf", b"id: a\x00b", b"id"])
 _SSE_ENDS = st.sampled_from([b"\n", b"\r", b"\r\n", b""])
 
 
 def _events_line_by_line(stream: bytes, comments: bool) -> list[dict]:
     """The WHATWG event-stream reading, one line at a time, as the specification states it
     (the reference the incremental parser is held to)."""
-    out, data, event, id_, retry, had = [], [], None, None, None, False
+    out, data, event, id_, id_set, retry = [], [], None, None, False, None
     text = stream.decode("utf-8", "replace")
+    text = text[1:] if text.startswith("\ufeff") else text  # a BOM that starts the stream
     i, lines = 0, []
     while True:  # a line ends at CRLF, CR or LF; an unterminated last line is never read
         ends = [j for j in (text.find("\r", i), text.find("\n", i)) if j != -1]
@@ -92,22 +97,23 @@ def _events_line_by_line(stream: bytes, comments: bool) -> list[dict]:
         i = j + 2 if text[j:j + 2] == "\r\n" else j + 1
     for line in lines:
         if line == "":
-            if had:
+            if data:  # a message: its data lines joined
                 out.append({"data": "\n".join(data), "event": event, "id": id_, "retry": retry})
-            data, event, retry, had = [], None, None, False
+            elif id_set or retry is not None:  # no message; the id or retry time still counts
+                out.append({"data": None, "event": None, "id": id_, "retry": retry})
+            data, event, id_set, retry = [], None, False, None
         elif line.startswith(":"):
             if comments:
                 out.append({"comment": line[1:]})
         else:
             name, _, value = line.partition(":")
             value = value[1:] if value.startswith(" ") else value
-            had = True
             if name == "data":
                 data.append(value)
             elif name == "event":
                 event = value
-            elif name == "id":
-                id_ = value
+            elif name == "id" and "\0" not in value:  # an id with NUL is ignored
+                id_, id_set = value, True
             elif name == "retry":
                 retry = value
     return out
@@ -142,37 +148,35 @@ def test_a_remembered_session_mac_is_one_the_gateway_issued_or_verified():
     assert len(s._known) <= SessionBinder._MEMO_ENTRIES
 
 
-class _Pool:
-    max_response_bytes = 1 << 30
-
-    def __init__(self):
-        self.returned = []
-
-    def _put(self, conn):
-        self.returned.append(conn)
-
-
-class _Conn:
-    def __init__(self, reader):
-        self.reader = reader
+class _Writer:
+    def is_closing(self):
+        return False
 
     def close(self):
         pass
 
 
 def _chunked_read(raw: bytes, splits: list[int]) -> tuple[bytes, bool]:
+    """The body of a chunked response fed in pieces, and whether its connection was pooled."""
     async def go():
         r = asyncio.StreamReader(limit=1 << 20)
         prev = 0
         for c in sorted({c for c in splits if 0 < c < len(raw)}) + [len(raw)]:
             r.feed_data(raw[prev:c])
             prev = c
-        r.feed_eof()
-        pool = _Pool()
-        resp = Response(pool, _Conn(r), 200, [("transfer-encoding", "chunked")], "chunked", None)  # type: ignore[arg-type]
+        pool = HTTPUpstream("http://127.0.0.1:9/mcp")
+        resp = Response(pool, _Conn(r, _Writer()), 200, [("transfer-encoding", "chunked")], "chunked", None)
         body = await resp.read(5)
-        return body, bool(pool.returned)
+        return body, len(pool._idle) == 1
     return asyncio.run(go())
+
+
+def test_a_connection_with_bytes_after_its_response_is_never_pooled():
+    # an upstream that sends more than its response (a second answer, say) would have it
+    # read as the next call's answer, maybe another caller's: the connection is closed
+    raw = b"2\r\nok\r\n0\r\n\r\n"
+    assert _chunked_read(raw, []) == (b"ok", True)
+    assert _chunked_read(raw + b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nRAN", []) == (b"ok", False)
 
 
 @pytest.mark.parametrize("sizes", [[], [1], [5, 0x10], [_PIECE], [_PIECE + 1, 3], [3 * _PIECE + 7]])
@@ -187,6 +191,9 @@ def test_chunked_bodies_of_any_chunk_size_are_read_whole_and_the_connection_reus
     b"5\r\nabcde",            # the connection ends inside a chunk
     b"5\r\nabcdeXY0\r\n\r\n",  # a chunk not followed by CRLF
     b"zz\r\nab\r\n",          # a size that is not hexadecimal
+    b"\r\n\r\n",              # an empty size line (not the last chunk)
+    b"0x2\r\nab\r\n0\r\n\r\n", b"1_0\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n",  # what int(…, 16) would take
+    b"+2\r\nab\r\n0\r\n\r\n", b" 2\r\nab\r\n0\r\n\r\n",
 ])
 def test_broken_chunked_bodies_are_upstream_errors(raw):
     with pytest.raises(UpstreamError):
@@ -209,3 +216,25 @@ def test_audit_seq_only_grows_across_writes_batches_purges_and_reopening(tmp_pat
     assert [r["seq"] for r in log.query()] == seqs and [r["request_id"] for r in log.query()] == list("01234")
     # (the rowid without AUTOINCREMENT: no sequence table written on every insert)
     assert log.db.execute("SELECT name FROM sqlite_master WHERE name='sqlite_sequence'").fetchone() is None
+
+
+def test_the_event_bound_counts_one_event_not_the_chunk_it_came_in():
+    small = b"".join(b'data: {"jsonrpc":"2.0","method":"notifications/progress","params":{"n":%d}}\n\n' % i
+                     for i in range(1000))
+    assert len(small) > 65536
+    assert len(SSEParser(65536).feed(small)) == 1000  # 1,000 small events in one chunk: none too large
+    with pytest.raises(EventTooLarge):
+        SSEParser(65536).feed(b"data: " + b"x" * 70000 + b"\n\n")  # one event too large, whole in a chunk
+    p = SSEParser(65536)
+    with pytest.raises(EventTooLarge):
+        for _ in range(20):  # a line that never ends, fed in pieces
+            p.feed(b"y" * 4096)
+
+
+def test_a_long_line_in_small_chunks_is_set_aside_not_rescanned():
+    p, piece = SSEParser(), b"z" * 4096
+    for _ in range(2048):  # 8 MiB in 4 KiB chunks (quadratic copying took seconds)
+        assert p.feed(piece) == []
+    assert p._plen == 2048 * 4096 and len(p._pending) == 2048
+    assert p.feed(b"\n\n") == []  # an unknown field, not data: no event
+    assert p._plen == 0
