@@ -299,11 +299,16 @@ class Policy:
     # own `catalog`): calls are taken to conform to each tool's input schema, as the
     # gateway enforces (docs/analyzer.md, "Typed analysis"). A catalog given here only
     # types the proof; checking the policy against it is `load_policy(catalog=…)`'s.
-    def verify(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None) -> list[AssertResult]:
+    def verify(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None,
+               deadline: float | None = None) -> list[AssertResult]:
         """Prove every `assert` statement (Z3), in source order. Raises
         `PolicyValidationError` for a malformed assertion (or, with a catalog, one naming
-        a tool the catalog does not have), `CatalogError` for a catalog that cannot be used."""
+        a tool the catalog does not have), `CatalogError` for a catalog that cannot be used.
+        `timeout_ms` bounds each solver query; `deadline` (seconds) the whole call: an
+        assertion not decided when it runs out is `unknown` ("the run's deadline of N s
+        ran out"), never `pass`."""
         cat = self._typing(catalog)
+        run = _deadline(deadline)
         if not self._program.asserts:
             return []  # nothing to prove: no need to load the prover
         from mcpp.analyzer.typed import typed_session
@@ -313,38 +318,44 @@ class Policy:
                     if d.severity == "error"]
         if problems:
             raise PolicyValidationError([Diagnostic._of(d) for d in problems])
-        results = verify(self._program, session=typed_session(cat, timeout_ms))
+        results = verify(self._program, session=typed_session(cat, timeout_ms, deadline=run))
         return [AssertResult._of(r, self._filename) for r in results]
 
     def lint(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None,
-             errors_only: bool = False) -> list[Diagnostic]:
+             errors_only: bool = False, deadline: float | None = None) -> list[Diagnostic]:
         """The analyzer's findings (`mcpp lint`; docs/lints/): rules that can never
         apply, that another makes redundant, that a caller can bypass, …, in source
         order. `errors_only`: only the error-level ones — a rule a caller can bypass with
         a missing or mistyped argument — which `mcpp verify` fails on and `mcpp serve`
-        refuses to enforce (checked alone, which is faster)."""
+        refuses to enforce (checked alone, which is faster). `deadline` (seconds) bounds
+        the whole call: the checks left when it runs out are listed by each lint's
+        `undecided` finding (with `errors_only`, as an error), never dropped."""
         from mcpp.analyzer.typed import typed_session
 
         cat = self._typing(catalog)
+        run = _deadline(deadline)
         if errors_only:
             from mcpp.analyzer.safety import blocking_findings
 
-            found = blocking_findings(self._program, cat, timeout_ms=timeout_ms)
+            found = blocking_findings(self._program, cat, timeout_ms=timeout_ms, deadline=run,
+                                      undecided=run is not None)
         else:
             from mcpp.analyzer.lints import lint
 
-            found = lint(self._program, timeout_ms=timeout_ms, session=typed_session(cat, timeout_ms))
+            found = lint(self._program, timeout_ms=timeout_ms, session=typed_session(cat, timeout_ms, deadline=run))
         return [Diagnostic._of(d) for d in found]
 
-    def analyze(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None) -> list[Diagnostic]:
+    def analyze(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None,
+                deadline: float | None = None) -> list[Diagnostic]:
         """Everything the analyzer finds, as diagnostics: the lint findings, malformed
         assertions, and each assertion that fails (`assert-failed`, its counterexample in
         `data`) or could not be decided (`assert-unknown`) — what the language server
         shows. Never raises for the policy: an analyzer failure is one `analyzer-error`
-        diagnostic."""
+        diagnostic. `deadline` (seconds) bounds the whole call, as for `verify`."""
         from mcpp.analyzer import analyze
 
-        return [Diagnostic._of(d) for d in analyze(self._program, timeout_ms=timeout_ms, catalog=self._typing(catalog))]
+        return [Diagnostic._of(d) for d in analyze(self._program, timeout_ms=timeout_ms, catalog=self._typing(catalog),
+                                                   deadline=_deadline(deadline))]
 
     def _typing(self, catalog: CatalogSource | None) -> Catalog | None:
         try:
@@ -356,15 +367,29 @@ class Policy:
         return f"<mcpp.Policy {self.filename!r} ({self.origin})>"
 
 
-def diff(old: Policy | PolicySource, new: Policy | PolicySource, *, timeout_ms: int = 2000) -> list[ToolDiff]:
+def diff(old: Policy | PolicySource, new: Policy | PolicySource, *, timeout_ms: int = 2000,
+         deadline: float | None = None) -> list[ToolDiff]:
     """Per tool, which calls `new` newly allows (`looser`) or newly denies (`stricter`)
     compared with `old`, each with a concrete call both versions replay. Either side may
-    be a `Policy`, a path or policy text."""
+    be a `Policy`, a path or policy text. `timeout_ms` bounds each solver query;
+    `deadline` (seconds, counted from the call after both are loaded) the whole diff: a
+    direction not decided when it runs out is `unknown`."""
     from mcpp.analyzer.diff import diff_programs
 
     a = old if isinstance(old, Policy) else load_policy(old)
     b = new if isinstance(new, Policy) else load_policy(new)
-    return [ToolDiff._of(t) for t in diff_programs(a._program, b._program, timeout_ms=timeout_ms)]
+    return [ToolDiff._of(t) for t in diff_programs(a._program, b._program, timeout_ms=timeout_ms,
+                                                   deadline=_deadline(deadline))]
+
+
+def _deadline(seconds: float | None):
+    """The analyzer's Deadline for a `deadline=` argument (seconds from now), or None.
+    Raises ValueError/TypeError for a negative, infinite or non-numeric value."""
+    if seconds is None:
+        return None
+    from mcpp.analyzer.deadline import deadline_of
+
+    return deadline_of(seconds)
 
 
 # ---- arguments ----------------------------------------------------------------------------
