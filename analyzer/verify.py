@@ -128,7 +128,7 @@ def verify(program: Program, *, timeout_ms: int = 2000, session: Session | None 
     for a in program.asserts:
         late = session.expired()
         if late is not None:  # not even encoded: the run is over
-            out.append(AssertResult(a.id, a.stmt.kind, "unknown", late, a.stmt.span, reasons=[late]))
+            out.append(AssertResult(a.id, a.stmt.kind, "unknown", late, a.stmt.span))
             continue
         if a.tools is None:
             tools = all_tools
@@ -161,7 +161,6 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
         if late is not None:
             left = len(tools) - n
             unknown.append(f"{left} tool{'s' if left != 1 else ''} not checked: {late}")
-            reasons.append(late)
             break
         if st.kind == "visible":
             r = _visible(session, program, a, tool, other)
