@@ -366,7 +366,7 @@ class Linter:
                 self._lint = lint_id
                 late = self.session.expired()
                 if late is not None and lint_id not in solver_free:
-                    self.undecide(None, f"not run: {late}")  # past the run's deadline: not even encoded
+                    self.undecide(None, f"the lint did not run: {late}")  # past the run's deadline: not even encoded
                     continue
                 fn()
         self._report_undecided()
@@ -384,8 +384,9 @@ class Linter:
             where = f" (tools: {', '.join(self.never(t) for t in tools)})" if tools else ""
             late = self.session.deadline is not None and any(self.session.deadline.reason in r for r in reasons)
             hint = "raise --deadline (the whole run's budget)" if late else "raise --timeout"
-            self.report("undecided", f"{lint_id}: {len(items)} check{'s' if len(items) != 1 else ''} could not be decided"
-                        f"{where}: {reasons[0]}; its findings may be incomplete",
+            what = (f"{len(items)} check{'s' if len(items) != 1 else ''} could not be decided{where}"
+                    if not reasons[0].startswith("the lint did not run") or len(items) > 1 else "not decided")
+            self.report("undecided", f"{lint_id}: {what}: {reasons[0]}; its findings may be incomplete",
                         span, notes=tuple(reasons[1:]) + (f"{hint}, or simplify the rules involved",),
                         lint=lint_id, tools=tools, reasons=reasons)
 
