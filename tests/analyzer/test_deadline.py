@@ -15,6 +15,7 @@ each k. What must hold whatever the point:
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -341,3 +342,66 @@ def test_lint_under_any_budget_finds_nothing_unproved(text, data):
         assert run.expired()
     # a lint that lost a finding says it could not decide everything (always-denies is always-allows' lint)
     assert {"always-allows" if m == "always-denies" else m for m in missed} <= undecided
+
+
+# ---- the command line: `--deadline SECONDS` ----------------------------------------------------
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from mcpp.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def policies(tmp_path):
+    old = tmp_path / "old.mcpp"
+    old.write_text(EASY)
+    new = tmp_path / "new.mcpp"
+    new.write_text(EASY.replace("size > 10", "size > 20"))
+    return old, new
+
+
+def test_cli_verify_past_its_deadline_is_unknown_and_exits_1(policies):
+    old, _ = policies
+    assert _cli("verify", old, "--allow-bypassable").exit_code == 1  # `reads-any` fails anyway
+    r = _cli("verify", old, "--deadline", "0", "--format", "json")
+    assert r.exit_code == 1, r.output
+    doc = json.loads(r.output)
+    asserts = doc["files"][0]["asserts"]
+    assert [(a["status"], a["message"]) for a in asserts] == [("unknown", REASON.format("0"))] * 3
+    assert doc["summary"]["passed"] == 0 and doc["summary"]["blocking"] == 1  # the bypass check: undecided, an error
+    (finding,) = doc["files"][0]["findings"]
+    assert finding["code"] == "undecided" and finding["severity"] == "error"
+    r = _cli("verify", old, "--deadline", "0")
+    assert "0 passed, 0 failed, 3 unknown; the bypassable-rule check undecided in 1 file" in r.output
+
+
+def test_cli_verify_within_its_deadline_answers_as_without(policies):
+    old, _ = policies
+    plain = json.loads(_cli("verify", old, "--format", "json").output)
+    timed = json.loads(_cli("verify", old, "--format", "json", "--deadline", "3600").output)
+    assert [a["status"] for a in timed["files"][0]["asserts"]] == [a["status"] for a in plain["files"][0]["asserts"]]
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "soon"])
+def test_cli_deadline_must_be_seconds(policies, value):
+    old, _ = policies
+    for cmd in (["verify", old], ["lint", old], ["diff", old, old]):
+        r = _cli(*cmd, "--deadline", value)
+        assert r.exit_code == 2, (cmd, value, r.output)
+
+
+def test_cli_lint_and_diff_past_their_deadline(policies):
+    old, new = policies
+    r = _cli("lint", old, "--deadline", "0", "--format", "json")
+    assert r.exit_code == 0  # the table: lint fails on error-level findings; undecided checks are warnings
+    codes = {(f["code"], f["data"].get("lint")) for f in json.loads(r.output)["findings"]}
+    assert ("undecided", "forbid-bypass") in codes
+    r = _cli("diff", old, new, "--deadline", "0", "--fail-on", "any", "--format", "json")
+    assert r.exit_code == 1  # an undecided direction counts for --fail-on
+    tools = {t["tool"]: t for t in json.loads(r.output)["tools"]}
+    assert tools["read"]["status"] == "unknown"
+    assert tools["read"]["looser"] == {"status": "unknown", "reason": REASON.format("0")}
+    assert _cli("diff", old, new, "--deadline", "0").exit_code == 0  # no --fail-on: a report
