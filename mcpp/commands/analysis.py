@@ -331,7 +331,9 @@ def lint_cmd(
     findings = []
     for item in loaded:
         ds = lint(item.program, timeout_ms=timeout, only=chosen, session=item.session(timeout, run))
-        findings.append((item, item.text, [d for d in ds if d.code in chosen]))
+        # `undecided` stays unless disabled by name: `--only X` must not hide that X was not fully checked
+        findings.append((item, item.text, [d for d in ds if d.code in chosen or (
+            d.code == "undecided" and "undecided" not in disable)]))
     all_diags = [d for _, _, ds in findings for d in ds]
     if fmt == "json":
         print(dumps({"findings": [diag_dict(d) for d in all_diags],

@@ -405,3 +405,12 @@ def test_cli_lint_and_diff_past_their_deadline(policies):
     assert tools["read"]["status"] == "unknown"
     assert tools["read"]["looser"] == {"status": "unknown", "reason": REASON.format("0")}
     assert _cli("diff", old, new, "--deadline", "0").exit_code == 0  # no --fail-on: a report
+
+
+def test_cli_lint_only_still_says_what_it_could_not_decide(policies):
+    old, _ = policies
+    r = _cli("lint", old, "--only", "dead-permit", "--deadline", "0", "--format", "json")
+    found = json.loads(r.output)["findings"]
+    assert [(f["code"], f["data"]["lint"]) for f in found] == [("undecided", "dead-permit")]
+    r = _cli("lint", old, "--only", "dead-permit", "--disable", "undecided", "--deadline", "0", "--format", "json")
+    assert json.loads(r.output)["findings"] == []  # silenced only by name
