@@ -19,7 +19,7 @@ from mcpp.lang.diagnostics import Diagnostic, Span
 ASSERT_DOCS = "docs/analyzer.md#assertions"
 
 
-def analyze(program, *, timeout_ms: int = 2000, cancel=None, catalog=None) -> list[Diagnostic]:
+def analyze(program, *, timeout_ms: int = 2000, cancel=None, catalog=None, deadline=None) -> list[Diagnostic]:
     """Lints plus every assertion that failed or could not be decided, as diagnostics.
 
     Codes: a lint id, `assert-failed` (error; the message holds the counterexample call),
@@ -27,7 +27,9 @@ def analyze(program, *, timeout_ms: int = 2000, cancel=None, catalog=None) -> li
     an internal failure becomes one `analyzer-error` diagnostic. `timeout_ms` is per
     query; setting `cancel` (a threading.Event) makes it return [] at the next query.
     With `catalog` (a `catalog.model.Catalog`) the analysis is typed (analyzer/typed.py):
-    calls are assumed to conform to their tool's inputSchema, as the gateway enforces."""
+    calls are assumed to conform to their tool's inputSchema, as the gateway enforces.
+    `deadline` (an analyzer.deadline.Deadline) bounds the whole analysis: what is left
+    undecided when it runs out is `undecided` / `assert-unknown`, never a clean result."""
     from .lints import lint
     from .solve import Cancelled
     from .typed import typed_session
@@ -39,7 +41,7 @@ def analyze(program, *, timeout_ms: int = 2000, cancel=None, catalog=None) -> li
         # same span); a typed `verify` reports an assertion about one UNKNOWN, never PASS
         problems = assert_problems(program)
         out += problems
-        session = typed_session(catalog, timeout_ms, cancel)
+        session = typed_session(catalog, timeout_ms, cancel, deadline)
         out += lint(program, session=session)
         if not problems:
             out += assert_diagnostics(program, verify(program, session=session))

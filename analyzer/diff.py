@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from mcpp.lang import ir
 from mcpp.lang.program import Program
 
+from .deadline import Deadline
 from .encode import decide, query_tools
 from .solve import Session
 from .sym import AND, NOT, OR
@@ -63,8 +64,13 @@ class ToolDiff:
                 "looser": self.looser.to_dict(), "stricter": self.stricter.to_dict()}
 
 
-def diff_programs(old: Program, new: Program, *, timeout_ms: int = 2000, session: Session | None = None) -> list[ToolDiff]:
-    session = session or Session(timeout_ms)
+def diff_programs(old: Program, new: Program, *, timeout_ms: int = 2000, session: Session | None = None,
+                  deadline: Deadline | None = None) -> list[ToolDiff]:
+    """Per tool, both directions. With a `deadline` (or the session's: the whole run's
+    budget, analyzer/deadline.py), a direction not decided when it runs out is UNKNOWN
+    with the deadline as its reason (a tool whose plan did not change is still
+    "equivalent": that needs no solver)."""
+    session = session or Session(timeout_ms, deadline=deadline)
     catalog = session.tools()
     if catalog is not None:  # typed: the catalog's tools, each with its schema; no stand-in
         return [_diff_tool(session, old, new, tool, False) for tool in catalog]
@@ -103,6 +109,9 @@ def _plan_key(program: Program, tool: str):
 
 
 def _diff_tool(session: Session, old: Program, new: Program, tool: str, is_other: bool) -> ToolDiff:
+    late = session.expired()
+    if late is not None:  # not even encoded: the run is over
+        return ToolDiff(tool, is_other, Direction("unknown", reason=late), Direction("unknown", reason=late), [late])
     ctx = session.ctx
     req = session.request()
     req.share_users(old, new)

@@ -29,6 +29,7 @@ from mcpp.lang.values import like_match
 from mcpp.lang.program import Program
 
 from . import regex as rx
+from .deadline import Deadline
 from .sym import (
     AND, IMPLIES, NOT, OR, SUM, Alt, ArgArr, ArgObj, Ent, LitArr, LitObj, PathVar, Sorts, SV, UserSet, re_union, real_val,
     string_val, user_set, z,
@@ -82,12 +83,13 @@ class Request:
     `--grant`, visibility for one grant)."""
 
     def __init__(self, ctx: z3.Context, sorts: Sorts, grant: FixedGrant | FixedUser | None = None, server: str | None = None,
-                 schemas: dict | None = None, budget_ms: int | None = None):
+                 schemas: dict | None = None, budget_ms: int | None = None, deadline: Deadline | None = None):
         self.ctx = ctx
         self.S = sorts
         self.grant = grant
         self.server = server
         self.budget_ms = budget_ms  # the analysis' per-query timeout: also bounds each regex translation
+        self.deadline = deadline  # the run's overall budget (analyzer/deadline.py): bounds them too
         self.widest_class = 0  # the widest character class among the regexes encoded over this request
         self.gid = string_val(grant.id, ctx) if grant else z3.String("grant.id", ctx)
         self.label = string_val(grant.label, ctx) if grant else z3.String("grant.label", ctx)
@@ -725,12 +727,13 @@ class ProgramEncoder:
 
     def _matches(self, s, pattern):
         try:
-            with rx.time_limit(self.req.budget_ms):
-                ast = rx.search_ast(pattern)
-            return self._in_language(s, ast)
-        except rx.OutOfTime:
-            return self.unknown_test("matches", pattern, s,
-                                     f"the translation of regex {pattern!r} ran past the {self.req.budget_ms} ms timeout")
+            with rx.time_limit(self.req.budget_ms, self.req.deadline):
+                return self._in_language(s, rx.search_ast(pattern))
+        except rx.OutOfTime as e:
+            deadline = self.req.deadline
+            why = f"was stopped: {e.reason}" if deadline is not None and e.reason == deadline.reason else (
+                f"ran past the {self.req.budget_ms} ms timeout")
+            return self.unknown_test("matches", pattern, s, f"the translation of regex {pattern!r} {why}")
         except rx.Unsupported as u:
             return self.unknown_test("matches", pattern, s, f"regex {pattern!r} uses {u.reason}, which the analyzer does not model")
 

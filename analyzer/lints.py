@@ -34,6 +34,7 @@ from . import regex as rx
 
 if TYPE_CHECKING:
     from mcpp.runtime.engine import Engine
+from .deadline import Deadline
 from .encode import decide, query_tools
 from .solve import OutOfTime, Outcome, Session, bounded
 from .sym import AND, NOT, OR, z
@@ -71,9 +72,10 @@ def docs_path(lint_id: str) -> str:
 
 
 class Linter:
-    def __init__(self, program: Program, *, timeout_ms: int = 2000, session: Session | None = None, only=None):
+    def __init__(self, program: Program, *, timeout_ms: int = 2000, session: Session | None = None, only=None,
+                 deadline: Deadline | None = None):
         self.program = program
-        self.session = session or Session(timeout_ms)
+        self.session = session or Session(timeout_ms, deadline=deadline)
         self.ctx = self.session.ctx
         self.only = set(only) if only else None
         catalog = self.session.tools()
@@ -215,6 +217,8 @@ class Linter:
         redundant = self.enabled("redundant-rule")
         found: set[int] = set()  # forbids a bypass search found a call for: the lint stops there
         for t in self.tools:
+            if self.session.expired() is not None:
+                break  # the run is over: each lint reports what it could not decide
             req, d = self.tool(t)
             mine = self.infos_for(t)
             questions: list[tuple[tuple, object, object]] = []  # (key, formula, the statement it is about)
@@ -348,6 +352,7 @@ class Linter:
 
     def _run(self) -> list[Diagnostic]:
         self._prefetch()
+        solver_free = ("unanchored-regex", "unfilled-default")  # syntactic: they run whatever the time
         for lint_id, fn in (
             ("unsatisfiable-condition", self.unsatisfiable_conditions),
             ("dead-permit", self.dead_permits),
@@ -359,6 +364,10 @@ class Linter:
         ):
             if self.enabled(lint_id):
                 self._lint = lint_id
+                late = self.session.expired()
+                if late is not None and lint_id not in solver_free:
+                    self.undecide(None, f"the lint did not run: {late}")  # past the run's deadline: not even encoded
+                    continue
                 fn()
         self._report_undecided()
         self.findings.sort(key=lambda d: (d.span.line, d.span.col, d.code))
@@ -373,9 +382,12 @@ class Linter:
             tools = sorted({t for t, _ in items if t is not None})
             reasons = sorted({r for _, r in items})
             where = f" (tools: {', '.join(self.never(t) for t in tools)})" if tools else ""
-            self.report("undecided", f"{lint_id}: {len(items)} check{'s' if len(items) != 1 else ''} could not be decided"
-                        f"{where}: {reasons[0]}; its findings may be incomplete",
-                        span, notes=tuple(reasons[1:]) + ("raise --timeout, or simplify the rules involved",),
+            late = self.session.deadline is not None and any(self.session.deadline.reason in r for r in reasons)
+            hint = "raise --deadline (the whole run's budget)" if late else "raise --timeout"
+            what = (f"{len(items)} check{'s' if len(items) != 1 else ''} could not be decided{where}"
+                    if not reasons[0].startswith("the lint did not run") or len(items) > 1 else "not decided")
+            self.report("undecided", f"{lint_id}: {what}: {reasons[0]}; its findings may be incomplete",
+                        span, notes=tuple(reasons[1:]) + (f"{hint}, or simplify the rules involved",),
                         lint=lint_id, tools=tools, reasons=reasons)
 
     def where(self, info) -> str:
@@ -726,7 +738,7 @@ class Linter:
                         continue
                     seen.add(id(node))
                     try:
-                        with rx.time_limit(self.session.timeout_ms):
+                        with rx.time_limit(self.session.timeout_ms, self.session.deadline):
                             start, end = rx.anchored(node.regex)
                     except rx.OutOfTime as e:
                         self.undecide(None, f"regex {node.regex!r}: {e.reason}")
@@ -735,7 +747,7 @@ class Linter:
                         continue  # a feature the parser does not model: no claim about its anchors
                     if start and end:
                         continue
-                    example = _unanchored_example(node.regex, start, end)
+                    example = _unanchored_example(node.regex, start, end, self.session.deadline)
                     missing = " and ".join(x for x, ok in (("`^`", start), ("`$`", end)) if not ok)
                     msg = (f"allowlist regex {node.regex!r} in {p.effect} {self.where(p)} is not anchored "
                            f"({missing} missing), so it matches anywhere in the value")
@@ -804,8 +816,12 @@ class Linter:
 # ---- helpers -------------------------------------------------------------------------------------
 
 
-def lint(program: Program, *, timeout_ms: int = 2000, only=None, session: Session | None = None) -> list[Diagnostic]:
-    return Linter(program, timeout_ms=timeout_ms, session=session, only=only).run()
+def lint(program: Program, *, timeout_ms: int = 2000, only=None, session: Session | None = None,
+         deadline: Deadline | None = None) -> list[Diagnostic]:
+    """The findings of the lints `only` names (all by default). With a `deadline` (or the
+    session's: the whole run's budget, analyzer/deadline.py) the checks not decided when
+    it runs out are listed by the `undecided` finding of their lint, never dropped."""
+    return Linter(program, timeout_ms=timeout_ms, session=session, only=only, deadline=deadline).run()
 
 
 def _closes_note(tools) -> str:
@@ -1173,23 +1189,31 @@ def _polar(e, positive: bool):
         yield from _polar(e.right, positive)
 
 
-def _unanchored_example(pattern: str, start: bool, end: bool) -> str | None:
+def _unanchored_example(pattern: str, start: bool, end: bool, deadline: Deadline | None = None) -> str | None:
     """A string the regex accepts that an anchored reading would not: the unanchored end
-    padded with attacker-controlled text, confirmed with RE2."""
+    padded with attacker-controlled text, confirmed with RE2. Within EXAMPLE_MS and what
+    is left of the run's `deadline`; None when out of time."""
     from mcpp.lang.regex import compile_regex
 
     from .sym import string_of, string_val
 
+    if deadline is not None and deadline.expired():
+        return None
+    ms = EXAMPLE_MS if deadline is None else deadline.cap(EXAMPLE_MS)
     ctx = z3.Context()
     try:  # strings the pattern matches whole, its anchors satisfied at both ends
-        with rx.time_limit(EXAMPLE_MS):
+        with rx.time_limit(ms, deadline):
             ast = rx.whole_match_ast(pattern)
+            lang = rx.Z3Regex(ctx)(ast)
     except rx.Unsupported:  # also OutOfTime: the example is a courtesy, the finding stands without it
         return None
-    lang = rx.Z3Regex(ctx)(ast)
+    if deadline is not None:  # what the translation left of it
+        if deadline.expired():
+            return None
+        ms = deadline.cap(ms)
     s = z3.String("s", ctx)
     sol = z3.Solver(ctx=ctx)
-    sol.set("timeout", EXAMPLE_MS)
+    sol.set("timeout", ms)
     printable = z3.Star(z3.Range(string_val(" ", ctx), string_val("~", ctx)))
     sol.add(z3.InRe(s, lang), z3.InRe(s, printable), z3.Length(s) <= 40)
 
@@ -1197,7 +1221,7 @@ def _unanchored_example(pattern: str, start: bool, end: bool) -> str | None:
         return string_of(sol.model().eval(s, model_completion=True)) if r == z3.sat else None
 
     try:
-        base = bounded(sol, then, budget_ms=EXAMPLE_MS, isolate=rx.widest_class(ast) > rx.WIDE_CLASS)
+        base = bounded(sol, then, budget_ms=ms, isolate=rx.widest_class(ast) > rx.WIDE_CLASS)
     except OutOfTime:
         return None
     if base is None:

@@ -54,21 +54,32 @@ class OutOfTime(Unsupported):
 #
 # Translating a pattern asks RE2 for the character set of every distinct atom, one scan
 # of up to 1.1M code points each (≈ 40 ms for a Unicode property class): a pattern of
-# thousands of such atoms is minutes of work before Z3 sees anything. The analysis sets
-# a deadline (its per-query timeout) around each translation; a scan that would start
-# after it raises OutOfTime, which the encoder treats like any unsupported feature (an
-# unconstrained test, named in the reasons).
+# thousands of such atoms is minutes of work before Z3 sees anything, and removing
+# anchors from repetitions (`_Anchors`) or building the Z3 terms of a huge AST takes
+# time too. The analysis sets a deadline (its per-query timeout, and the run's
+# `--deadline` when there is one) around each translation; a scan, anchor step or term
+# that would start after it raises OutOfTime, which the encoder treats like any
+# unsupported feature (an unconstrained test, named in the reasons).
 
-_DEADLINE: ContextVar[float | None] = ContextVar("mcpp_regex_deadline", default=None)
+_DEADLINE: ContextVar[tuple | None] = ContextVar("mcpp_regex_deadline", default=None)
 
 
 @contextmanager
-def time_limit(ms: int | None):
-    """Translations inside the block give up (OutOfTime) once `ms` milliseconds have passed."""
-    if ms is None:
+def time_limit(ms: int | None, run=None):
+    """Translations inside the block give up (OutOfTime) once `ms` milliseconds have
+    passed, or once `run` (an analyzer.deadline.Deadline: the whole run's budget) has.
+    Nested limits keep the earlier end."""
+    outer = _DEADLINE.get()
+    if ms is None and run is None:
         yield
         return
-    token = _DEADLINE.set(time.monotonic() + ms / 1000)
+    end = time.monotonic() + ms / 1000 if ms is not None else None
+    runs = (run,) if run is not None else ()
+    if outer is not None:
+        if outer[0] is not None:
+            end = outer[0] if end is None else min(end, outer[0])
+        runs += outer[1]
+    token = _DEADLINE.set((end, runs))
     try:
         yield
     finally:
@@ -76,8 +87,14 @@ def time_limit(ms: int | None):
 
 
 def _check_deadline() -> None:
-    deadline = _DEADLINE.get()
-    if deadline is not None and time.monotonic() > deadline:
+    limit = _DEADLINE.get()
+    if limit is None:
+        return
+    end, runs = limit
+    for run in runs:
+        if run.expired():
+            raise OutOfTime(run.reason)
+    if end is not None and time.monotonic() > end:
         raise OutOfTime("a translation that ran out of time")
 
 
@@ -250,6 +267,7 @@ class _Anchors:
         return out
 
     def _P(self, n, a: bool, b: bool):
+        _check_deadline()  # a repetition with anchors inside unrolls: bounded work, not small
         if isinstance(n, (Bos, Eos)):
             return NOTHING
         if not _has_anchor(n):
@@ -610,6 +628,7 @@ class Z3Regex:
     def _build(self, n):
         from .sym import re_concat, re_union
 
+        _check_deadline()  # one check per distinct node: a huge AST is many terms
         z3 = self.z3
         if isinstance(n, Eps):
             return z3.Re(self.literal(""), self.ctx)

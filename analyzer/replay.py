@@ -84,11 +84,13 @@ def rank(decision) -> int:
 
 
 def replay(old: Program, new: Program, calls: dict[PastCall, list[int]], *, key: bytes | None = None,
-           timeout_ms: int = 5000) -> list[Replayed]:
-    """Each distinct past call, with the audit rows it stands for, replayed against both."""
+           timeout_ms: int = 5000, deadline=None) -> list[Replayed]:
+    """Each distinct past call, with the audit rows it stands for, replayed against both.
+    `deadline` (analyzer/deadline.py): the run's budget; a symbolic question left when it
+    runs out is "unknown" (a call known in full is replayed by the engines alone)."""
     lits = _literals(old) + [v for v in _literals(new) if v not in _literals(old)]
     engines = (Engine(old, store=StateStore({})), Engine(new, store=StateStore({})))
-    session = Session(timeout_ms)
+    session = Session(timeout_ms, deadline=deadline)
     out = []
     for call, seqs in calls.items():
         r = Replayed(call, sorted(seqs))
@@ -123,6 +125,10 @@ def _concrete(r: Replayed, old, new, engines) -> None:
 
 
 def _symbolic(r: Replayed, old, new, engines, session: Session, lits: list, key: bytes | None) -> None:
+    late = session.expired()
+    if late is not None:  # the run is over: not even encoded
+        r.status, r.reason = "unknown", late
+        return
     c = r.call
     ctx = session.ctx
     req = session.request(None, c.server)

@@ -30,6 +30,7 @@ from z3 import z3core
 
 from mcpp.catalog.defaults import FillTooLarge
 
+from .deadline import Deadline
 from .encode import FixedGrant, FixedUser, Request
 from .sym import AND, OR, Sorts, string_val, z
 from .witness import Decoder, Replayer, Witness
@@ -68,11 +69,12 @@ class OutOfTime(Exception):
 
 
 GRACE_MS = 500  # past Z3's own timeout, for the child to decode and send its answer
+DEADLINE_GRACE_MS = 100  # the same when the run's deadline set the timeout: the run is over, not the query
 CAN_FORK = hasattr(os, "fork")
 
 
 def bounded(solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, budget_ms: int, isolate: bool = False,
-            assumptions=(), cancel=None) -> T:
+            assumptions=(), cancel=None, grace_ms: int = GRACE_MS) -> T:
     """`then(solver.check(*assumptions))`, never running unbounded.
 
     In-process the solver's own timeout bounds the check. With `isolate` (a query Z3
@@ -82,7 +84,7 @@ def bounded(solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, budget
     raised. Without fork (Windows) the check runs in-process."""
     if not (isolate and CAN_FORK):
         return then(solver.check(*assumptions))
-    return _in_child(lambda: then(solver.check(*assumptions)), budget_ms + GRACE_MS, cancel)
+    return _in_child(lambda: then(solver.check(*assumptions)), budget_ms + grace_ms, cancel)
 
 
 def _in_child(job: Callable[[], T], deadline_ms: int, cancel=None) -> T:
@@ -158,10 +160,14 @@ _WIDENING = frozenset({"allOf", "anyOf", "oneOf", "not", "if", "then", "else", "
 
 class Session:
     """One analysis: its own Z3 context (never shared between threads) and a per-query
-    timeout. `cancel` (a threading.Event) stops it between queries."""
+    timeout. `cancel` (a threading.Event) stops it between queries. `deadline` (shared
+    by every session of a run: analyzer/deadline.py) caps each query's timeout by what
+    is left of the run; once it has passed, every check raises OutOfTime at once."""
 
-    def __init__(self, timeout_ms: int = 2000, cancel=None, schemas: dict | None = None):
+    def __init__(self, timeout_ms: int = 2000, cancel=None, schemas: dict | None = None,
+                 deadline: Deadline | None = None):
         self.cancel = cancel
+        self.deadline = deadline
         self.schemas = schemas  # typed calls (analyzer/typed.py): tool → SchemaAssumption
         self.ctx = z3.Context()
         self.sorts = Sorts(self.ctx)
@@ -236,7 +242,19 @@ class Session:
         return None, filled
 
     def request(self, grant: FixedGrant | FixedUser | None = None, server: str | None = None) -> Request:
-        return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms)
+        return Request(self.ctx, self.sorts, grant, server, self.schemas, budget_ms=self.timeout_ms,
+                       deadline=self.deadline)
+
+    def expired(self) -> str | None:
+        """The run's deadline has passed: why (for an UNKNOWN), else None."""
+        if self.deadline is not None and self.deadline.expired():
+            return self.deadline.reason
+        return None
+
+    def query_ms(self, ms: int | None = None) -> int:
+        """A query's timeout (`ms`, by default the session's), capped by the run's deadline."""
+        ms = self.timeout_ms if ms is None else ms
+        return ms if self.deadline is None else self.deadline.cap(ms)
 
     def solve(self, solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, isolate: bool = False,
               assumptions=(), extra_ms: int = 0) -> T:
@@ -244,10 +262,23 @@ class Session:
         solver here) and cancellation. Raises OutOfTime or Cancelled."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
+        late = self.expired()
+        if late is not None:
+            raise OutOfTime(late)
         self.queries += 1
-        self._set_timeout(solver, self.timeout_ms)
-        return bounded(solver, then, budget_ms=self.timeout_ms + extra_ms, isolate=isolate, assumptions=assumptions,
-                       cancel=self.cancel)
+        ms = self.query_ms()
+        # a timeout the deadline shortened reads as the deadline's (`unknown_reason`)
+        capped = solver.mcpp_capped = ms < self.timeout_ms
+        self._set_timeout(solver, ms)
+        if extra_ms:
+            extra_ms = max(0, self.query_ms(ms + extra_ms) - ms)
+        try:
+            return bounded(solver, then, budget_ms=ms + extra_ms, isolate=isolate, assumptions=assumptions,
+                           cancel=self.cancel, grace_ms=DEADLINE_GRACE_MS if capped else GRACE_MS)
+        except OutOfTime:
+            if capped:  # killed at the run's deadline, not at the query's own timeout
+                raise OutOfTime(self.deadline.reason if self.deadline is not None else "") from None
+            raise
 
     def check(self, req: Request, formula, *, tool: str | None = None, witness: bool = False,
               likely: bool = False) -> Outcome:
@@ -258,6 +289,9 @@ class Session:
         instead of a plain check and then the preferences; the answer is the same."""
         if formula is False:
             return Outcome("unsat")
+        late = self.expired()
+        if late is not None:  # before the formula is asserted: asserting a large regex costs time too
+            return Outcome("unknown", late)
         s = self.solver_for(req)
         lit = z3.FreshBool("query", self.ctx)  # this query, and only it, is assumed
         if formula is not True:
@@ -349,13 +383,16 @@ class Session:
             return None
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
+        late = self.expired()
+        if late is not None:
+            raise OutOfTime(late)
         self.queries += 1
 
         def job() -> Outcome | str | None:
             s.push()  # the preferences, each behind its own literal, for this query only
             try:
                 _assert(s, guarded)
-                self._set_timeout(s, min(self.timeout_ms, PREFER_MS))
+                self._set_timeout(s, self.query_ms(min(self.timeout_ms, PREFER_MS)))
                 active = list(lits)
                 for _ in range(3):
                     r = s.check(lit, *active)
@@ -432,7 +469,7 @@ class Session:
             if f is False:
                 out[i] = "unsat"
         todo = [i for i, v in enumerate(out) if v is None]
-        if not todo:
+        if not todo or self.expired() is not None:  # past the deadline: `check` reports each as UNKNOWN
             return out
         s = self.solver_for(req)
 
@@ -490,12 +527,14 @@ class Session:
         return out
 
     def prefer_budget(self) -> int:
-        """The longest `_prefer` can take: three checks of at most PREFER_MS each."""
-        return 3 * min(self.timeout_ms, PREFER_MS)
+        """The longest `_prefer` can take: three checks of at most PREFER_MS each (capped by the deadline)."""
+        return self.query_ms(3 * min(self.timeout_ms, PREFER_MS))
 
     def unknown_reason(self, s: z3.Solver) -> str:
         why = s.reason_unknown()
         if why in ("timeout", "canceled", "max. resource limit exceeded"):
+            if self.deadline is not None and (getattr(s, "mcpp_capped", False) or self.deadline.expired()):
+                return self.deadline.reason
             return f"the solver timed out after {self.timeout_ms} ms"
         return f"the solver gave up ({why})"
 
@@ -503,12 +542,12 @@ class Session:
         """A model of `s` under the assumptions `assumed` that also meets as many
         readability preferences as possible, or None."""
         prefs, lits, guarded = self._preferences(req)
-        if not prefs:
+        if not prefs or self.expired() is not None:  # out of time: the first model will do
             return None
         s.push()
         try:
             _assert(s, guarded)
-            self._set_timeout(s, min(self.timeout_ms, PREFER_MS))
+            self._set_timeout(s, self.query_ms(min(self.timeout_ms, PREFER_MS)))
             active = list(lits)
             for _ in range(3):
                 r = s.check(*assumed, *active)

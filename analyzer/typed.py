@@ -344,9 +344,11 @@ def catalog_schemas(catalog) -> dict[str, SchemaAssumption]:
     return {name: SchemaAssumption(name, closed_world(t.input_schema)) for name, t in catalog.tools.items()}
 
 
-def typed_session(catalog, timeout_ms: int = 2000, cancel=None):
+def typed_session(catalog, timeout_ms: int = 2000, cancel=None, deadline=None):
     """A `solve.Session` for a typed analysis over `catalog` (a `catalog.model.Catalog`),
-    or an untyped one when `catalog` is None."""
+    or an untyped one when `catalog` is None; `deadline` is the run's budget
+    (analyzer/deadline.py), shared by every session of the run."""
     from .solve import Session
 
-    return Session(timeout_ms, cancel, schemas=catalog_schemas(catalog) if catalog is not None else None)
+    return Session(timeout_ms, cancel, schemas=catalog_schemas(catalog) if catalog is not None else None,
+                   deadline=deadline)

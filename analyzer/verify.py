@@ -42,6 +42,7 @@ from mcpp.lang.diagnostics import Diagnostic, Span, did_you_mean
 from mcpp.lang.ir import walk
 from mcpp.lang.program import AssertInfo, Program
 
+from .deadline import Deadline
 from .encode import ProgramEncoder, decide, query_tools
 from .solve import OutOfTime, Session
 from .sym import AND, NOT, string_val, z
@@ -109,9 +110,12 @@ def assert_problems(program: Program, catalog=None) -> list[Diagnostic]:
     return out
 
 
-def verify(program: Program, *, timeout_ms: int = 2000, session: Session | None = None) -> list[AssertResult]:
-    """Decide every `assert` of the program."""
-    session = session or Session(timeout_ms)
+def verify(program: Program, *, timeout_ms: int = 2000, session: Session | None = None,
+           deadline: Deadline | None = None) -> list[AssertResult]:
+    """Decide every `assert` of the program. With a `deadline` (or the session's: the
+    whole run's budget, analyzer/deadline.py), an assertion not decided when it runs out
+    is UNKNOWN with the deadline as its reason."""
+    session = session or Session(timeout_ms, deadline=deadline)
     catalog = session.tools()
     if catalog is not None:
         # typed (a catalog): the catalog's tools are every tool a call can name, each with its
@@ -122,6 +126,10 @@ def verify(program: Program, *, timeout_ms: int = 2000, session: Session | None 
         all_tools = named + [other]
     out = []
     for a in program.asserts:
+        late = session.expired()
+        if late is not None:  # not even encoded: the run is over
+            out.append(AssertResult(a.id, a.stmt.kind, "unknown", late, a.stmt.span))
+            continue
         if a.tools is None:
             tools = all_tools
         elif catalog is not None:
@@ -148,7 +156,12 @@ def _check(session: Session, program: Program, a: AssertInfo, tools: list[str], 
     st = a.stmt
     unknown: list[str] = []
     reasons: list[str] = []
-    for tool in tools:
+    for n, tool in enumerate(tools):
+        late = session.expired()
+        if late is not None:
+            left = len(tools) - n
+            unknown.append(f"{left} tool{'s' if left != 1 else ''} not checked: {late}")
+            break
         if st.kind == "visible":
             r = _visible(session, program, a, tool, other)
         else:
@@ -356,10 +369,10 @@ def _replay_invisible(session: Session, program: Program, a: AssertInfo, w: Witn
     if problem is None:
         if w.user:
             shown = visible_tools_for_user(program, [w.tool], user_id=w.grant_id, attrs=w.attrs, groups=w.groups,
-                                           server=w.server, timeout_ms=session.timeout_ms)
+                                           server=w.server, timeout_ms=session.query_ms())
         else:
             shown = visible_tools(program, [w.tool], grant_id=w.grant_id, label=w.label, groups=w.groups,
-                                  server=w.server, timeout_ms=session.timeout_ms)
+                                  server=w.server, timeout_ms=session.query_ms())
         if shown:
             problem = "the gateway's tools/list still shows the tool for this grant (its own check could not decide)"
     if problem is not None:

@@ -36,6 +36,7 @@ _EXPORTS: dict[str, str] = {
     "replay": "mcpp._policy",
     "Replayed": "mcpp._types",
     "PastCall": "mcpp.analyzer.replay",
+    "Deadline": "mcpp.analyzer.deadline",
     "Counterexample": "mcpp._types",
     "Caveat": "mcpp._types",
     "CompileError": "mcpp._errors",

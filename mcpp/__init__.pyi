@@ -43,6 +43,7 @@ from mcpp._types import (
     UserAttribute as UserAttribute,
     UserDeclaration as UserDeclaration,
 )
+from mcpp.analyzer.deadline import Deadline as Deadline
 from mcpp.analyzer.replay import PastCall as PastCall
 from mcpp.runtime.engine import Grant as Grant, User as User
 from mcpp.runtime.gateway.counters import RedisCounters as RedisCounters, SQLiteCounters as SQLiteCounters

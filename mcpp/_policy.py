@@ -23,6 +23,7 @@ from ._errors import CompileError, PolicyValidationError, from_mcpp_error
 from ._types import AssertResult, Caveat, Decision, Diagnostic, Explanation, Replayed, ToolDiff, UserDeclaration
 
 if TYPE_CHECKING:
+    from mcpp.analyzer.deadline import Deadline  # (deciding never loads the analyzer)
     from mcpp.catalog import Catalog
     from mcpp.lang.program import Program
 
@@ -208,6 +209,15 @@ class Policy:
         except MCPPError as e:
             raise from_mcpp_error(e) from None
 
+    def catalog_problems(self) -> list[Diagnostic]:
+        """The policy checked against the catalog it names (`mcpp check` does the same):
+        its unknown tools and arguments, errors and warnings — or, when the named catalog
+        cannot be used, one error at the annotation (or `mcpp.toml`) that names it. Empty
+        when it names none."""
+        from mcpp.catalog import catalog_diagnostics
+
+        return [Diagnostic._of(d) for d in catalog_diagnostics(self.filename, self._program)]
+
     # -- deciding -----------------------------------------------------------------------
     def decide(
         self,
@@ -323,11 +333,16 @@ class Policy:
     # own `catalog`): calls are taken to conform to each tool's input schema, as the
     # gateway enforces (docs/analyzer.md, "Typed analysis"). A catalog given here only
     # types the proof; checking the policy against it is `load_policy(catalog=…)`'s.
-    def verify(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None) -> list[AssertResult]:
+    def verify(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None,
+               deadline: float | Deadline | None = None) -> list[AssertResult]:
         """Prove every `assert` statement (Z3), in source order. Raises
         `PolicyValidationError` for a malformed assertion (or, with a catalog, one naming
-        a tool the catalog does not have), `CatalogError` for a catalog that cannot be used."""
+        a tool the catalog does not have), `CatalogError` for a catalog that cannot be used.
+        `timeout_ms` bounds each solver query; `deadline` (seconds) the whole call: an
+        assertion not decided when it runs out is `unknown` ("the run's deadline of N s
+        ran out"), never `pass`."""
         cat = self._typing(catalog)
+        run = _deadline(deadline)
         if not self._program.asserts:
             return []  # nothing to prove: no need to load the prover
         from mcpp.analyzer.typed import typed_session
@@ -339,7 +354,7 @@ class Policy:
             raise PolicyValidationError([Diagnostic._of(d) for d in problems])
         from mcpp.analyzer import assert_diagnostics
 
-        results = verify(self._program, session=typed_session(cat, timeout_ms))
+        results = verify(self._program, session=typed_session(cat, timeout_ms, deadline=run))
         findings = iter(assert_diagnostics(self._program, results))
         return [AssertResult._of(r, self._filename, None if r.status == "pass" else next(findings)) for r in results]
 
@@ -366,20 +381,29 @@ class Policy:
         return [Caveat._of(c) for c in default_caveats(self._program, catalog_schemas(cat))]
 
     def lint(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None,
-             errors_only: bool = False, only: Iterable[str] | None = None) -> list[Diagnostic]:
+             errors_only: bool = False, only: Iterable[str] | None = None,
+             deadline: float | Deadline | None = None, undecided: bool | None = None) -> list[Diagnostic]:
         """The analyzer's findings (`mcpp lint`; docs/lints/): rules that can never
         apply, that another makes redundant, that a caller can bypass, …, in source
         order. `errors_only`: only the error-level ones — a rule a caller can bypass with
         a missing or mistyped argument — which `mcpp verify` fails on and `mcpp serve`
         refuses to enforce (checked alone, which is faster). `only`: run just these lints
-        (names from `mcpp.lint_names()`; an unknown name is a `ValueError`)."""
+        (names from `mcpp.lint_names()`; an unknown name is a `ValueError`); a chosen
+        lint's `undecided` finding (checks it could not settle) is kept. `deadline`
+        (seconds, or a shared `mcpp.Deadline`) bounds the whole call: the checks left when
+        it runs out are listed by each lint's `undecided` finding (with `errors_only`, as
+        an error), never dropped. `undecided` (with `errors_only`): report the checks
+        left undecided by a timeout too, as errors — what `mcpp verify` fails on; by
+        default only when a `deadline` is given (the gateway's start-up gate does not)."""
         from mcpp.analyzer.typed import typed_session
 
         cat = self._typing(catalog)
+        run = _deadline(deadline)
         if errors_only:
             from mcpp.analyzer.safety import blocking_findings
 
-            found = blocking_findings(self._program, cat, timeout_ms=timeout_ms)
+            found = blocking_findings(self._program, cat, timeout_ms=timeout_ms, deadline=run,
+                                      undecided=run is not None if undecided is None else undecided)
         else:
             from mcpp.analyzer.lints import LINTS, lint
 
@@ -389,20 +413,22 @@ class Policy:
                 unknown = sorted(n for n in chosen if n not in LINTS)
                 if unknown:
                     raise ValueError(f"unknown lint {unknown[0]!r}; lints are {', '.join(sorted(LINTS))}")
-            found = lint(self._program, timeout_ms=timeout_ms, only=chosen, session=typed_session(cat, timeout_ms))
+            found = lint(self._program, timeout_ms=timeout_ms, only=chosen, session=typed_session(cat, timeout_ms, deadline=run))
             if chosen is not None:
-                found = [d for d in found if d.code in chosen]
+                found = [d for d in found if d.code in chosen or d.code == "undecided"]
         return [Diagnostic._of(d) for d in found]
 
-    def analyze(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None) -> list[Diagnostic]:
+    def analyze(self, *, timeout_ms: int = 2000, catalog: CatalogSource | None = None,
+                deadline: float | Deadline | None = None) -> list[Diagnostic]:
         """Everything the analyzer finds, as diagnostics: the lint findings, malformed
         assertions, and each assertion that fails (`assert-failed`, its counterexample in
         `data`) or could not be decided (`assert-unknown`) — what the language server
         shows. Never raises for the policy: an analyzer failure is one `analyzer-error`
-        diagnostic."""
+        diagnostic. `deadline` (seconds) bounds the whole call, as for `verify`."""
         from mcpp.analyzer import analyze
 
-        return [Diagnostic._of(d) for d in analyze(self._program, timeout_ms=timeout_ms, catalog=self._typing(catalog))]
+        return [Diagnostic._of(d) for d in analyze(self._program, timeout_ms=timeout_ms, catalog=self._typing(catalog),
+                                                   deadline=_deadline(deadline))]
 
     def _typing(self, catalog: CatalogSource | None) -> Catalog | None:
         try:
@@ -503,36 +529,41 @@ class Policy:
 
 
 def diff(old: Policy | PolicySource, new: Policy | PolicySource, *, timeout_ms: int = 2000,
-         catalog: CatalogSource | None = None) -> list[ToolDiff]:
+         catalog: CatalogSource | None = None, deadline: float | Deadline | None = None) -> list[ToolDiff]:
     """Per tool, which calls `new` newly allows (`looser`) or newly denies (`stricter`)
     compared with `old`, each with a concrete call both versions replay. Either side may
     be a `Policy`, a path or policy text. The comparison is typed by `catalog` (else
     `new`'s catalog, else `old`'s): both are judged on the calls the catalog's input
-    schemas admit, and its tools are the cases."""
+    schemas admit, and its tools are the cases. `timeout_ms` bounds each solver query;
+    `deadline` (seconds, counted from the call after both are loaded) the whole diff: a
+    direction not decided when it runs out is `unknown`."""
     from mcpp.analyzer.diff import diff_programs
     from mcpp.analyzer.typed import typed_session
 
     a = old if isinstance(old, Policy) else load_policy(old)
     b = new if isinstance(new, Policy) else load_policy(new)
     cat = b._typing(catalog) if catalog is not None else (b.catalog if b.catalog is not None else a.catalog)
+    run = _deadline(deadline)
     return [ToolDiff._of(t) for t in diff_programs(a._program, b._program, timeout_ms=timeout_ms,
-                                                   session=typed_session(cat, timeout_ms))]
+                                                   session=typed_session(cat, timeout_ms, deadline=run), deadline=run)]
 
 
 def replay(old: Policy | PolicySource, new: Policy | PolicySource, calls: Mapping[Any, Sequence[int]], *,
-           key: bytes | None = None, timeout_ms: int = 5000) -> list[Replayed]:
+           key: bytes | None = None, timeout_ms: int = 5000, deadline: float | Deadline | None = None) -> list[Replayed]:
     """Past calls replayed against two versions of a policy (`mcpp diff --audit`): which
     real calls would be decided differently. `calls` maps each distinct `mcpp.PastCall`
     (what a gateway's audit row knows of a call: tool, caller, server, argument keys, and
     for `hashed`/`full` audits the values' digest or the values) to the audit row numbers
     it stands for; `key` is the audit's value-hashing key (`audit-values.key`) for
-    `hashed` rows. Limits are compared at zero counts (an audit does not record them)."""
+    `hashed` rows. Limits are compared at zero counts (an audit does not record them).
+    `deadline` (seconds) bounds the whole replay: a call whose symbolic question is left
+    when it runs out is "unknown"."""
     from mcpp.analyzer.replay import replay as run
 
     a = old if isinstance(old, Policy) else load_policy(old)
     b = new if isinstance(new, Policy) else load_policy(new)
     return [Replayed._of(r) for r in run(a._program, b._program, {c: list(rows) for c, rows in calls.items()},
-                                          key=key, timeout_ms=timeout_ms)]
+                                          key=key, timeout_ms=timeout_ms, deadline=_deadline(deadline))]
 
 
 def lint_names() -> list[str]:
@@ -663,6 +694,17 @@ def decompile(text: str, *, filename: str = "<json>") -> str:
         return run(text, filename)
     except MCPPError as e:
         raise from_mcpp_error(e) from None
+
+
+def _deadline(seconds: float | Deadline | None):
+    """The analyzer's Deadline for a `deadline=` argument (seconds from now, or a
+    `mcpp.Deadline` several calls share: one budget for a whole run), or None.
+    Raises ValueError/TypeError for a negative, infinite or non-numeric value."""
+    if seconds is None:
+        return None
+    from mcpp.analyzer.deadline import deadline_of
+
+    return deadline_of(seconds)
 
 
 # ---- arguments ----------------------------------------------------------------------------

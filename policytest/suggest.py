@@ -415,6 +415,13 @@ def case_toml(case: Case) -> str:
     return tomlkit.dumps(doc)
 
 
+def suggest_file(path, timeout_ms: int = 5000) -> str:
+    """`suggest_toml` for a policy file (.mcpp or the JSON form): `mcpp test --suggest`."""
+    from mcpp.lang.load import load_policy
+
+    return suggest_toml(load_policy(path), timeout_ms)
+
+
 def suggest_toml(program: Program, timeout_ms: int = 5000) -> str:
     """Every suggestion for `program`, as TOML to paste into its test file."""
     sugs = Suggester(program, timeout_ms).all()

@@ -145,6 +145,21 @@ CATALOG_HELP = ("Tool catalog (from `mcpp catalog pull`): the analysis is typed 
                 "--tools is the old name)")
 
 
+DEADLINE_HELP = ("Seconds for the whole run (every file, query and regex translation); what is not decided "
+                 "by then is UNKNOWN. Default: no overall bound")
+
+
+def run_deadline(seconds: Optional[float]):
+    """The run's `mcpp.Deadline`, counted from now and shared by every file, query and
+    regex translation of the command; None without --deadline."""
+    if seconds is None:
+        return None
+    try:
+        return mcpp.Deadline(seconds)
+    except ValueError as e:
+        die(f"--deadline: {e}")
+
+
 def _typed_properties(loaded: list[Loaded]) -> dict | None:
     typed = {str(item.path): item.typed_dict() for item in loaded if item.catalog is not None}
     return {"typed": typed} if typed else None
@@ -160,12 +175,14 @@ def verify_cmd(
     catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP),
     allow_bypassable: bool = typer.Option(False, "--allow-bypassable", help="Report rules a caller can bypass "
                                           "(error-level lint findings) as warnings instead of failing"),
+    deadline: Optional[float] = typer.Option(None, "--deadline", metavar="SECONDS", help=DEADLINE_HELP),
 ) -> None:
     """Prove every `assert` (PASS, FAIL with a counterexample call, or UNKNOWN with the reason), and fail on
     rules a caller can bypass (the error-level findings of `mcpp lint`)."""
     from mcpp.analyzer.report import dumps, sarif
 
     fmt = _format(fmt)
+    run = run_deadline(deadline)
     cat, name = catalog_option(catalog)
     loaded = load_checked(files, cat, name)
     bad = False
@@ -179,11 +196,12 @@ def verify_cmd(
     per_file = []
     for item in loaded:
         try:
-            results = item.policy.verify(timeout_ms=timeout)
+            results = item.policy.verify(timeout_ms=timeout, deadline=run)
         except mcpp.PolicyError as e:  # load_checked reported every malformed assertion; fail closed anyway
             print_diagnostics(e.diagnostics, item.text)
             raise typer.Exit(ERRORS)
-        found = item.policy.lint(errors_only=True, timeout_ms=timeout)
+        # a bypass check left undecided (a timeout, the deadline) fails verify too: never a silent pass
+        found = item.policy.lint(errors_only=True, timeout_ms=timeout, deadline=run, undecided=True)
         if allow_bypassable:
             found = [dataclasses.replace(d, severity="warning") for d in found]
         per_file.append((item, results, found))
@@ -215,8 +233,11 @@ def verify_cmd(
             for d in ds:
                 print("  " + d.render(item.text).replace("\n", "\n  ") + f"\n    docs: {d.data.get('docs')}")
         line = f"{counts['pass']} passed, {counts['fail']} failed, {counts['unknown']} unknown"
-        if findings:
-            line += (f"; {len(findings)} bypassable rule{'s' if len(findings) != 1 else ''} "
+        undecided = sum(1 for d in findings if d.code == "undecided")  # the bypass check itself not decided
+        if undecided:
+            line += f"; the bypassable-rule check undecided in {undecided} file{'s' if undecided != 1 else ''}"
+        if len(findings) > undecided:
+            line += (f"; {len(findings) - undecided} bypassable rule{'s' if len(findings) - undecided != 1 else ''} "
                      + ("(allowed by --allow-bypassable)" if not blocking else "(mcpp lint explains; --allow-bypassable downgrades)"))
         print(line)
     if counts["fail"] or counts["unknown"] or blocking:
@@ -255,6 +276,7 @@ def lint_cmd(
     only: List[str] = typer.Option([], "--only", metavar="LINT", help="Run only this lint (docs/lints/ lists them)"),
     disable: List[str] = typer.Option([], "--disable", metavar="LINT", help="Skip this lint"),
     catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP),
+    deadline: Optional[float] = typer.Option(None, "--deadline", metavar="SECONDS", help=DEADLINE_HELP),
 ) -> None:
     """Find dead, redundant and bypassable rules, unsatisfiable conditions, unanchored allowlist
     regexes, and policies that allow everything or nothing. Exit 1 on an error-level finding."""
@@ -266,11 +288,14 @@ def lint_cmd(
         if name not in LINTS:
             die(f"unknown lint {name!r}; lints are {', '.join(sorted(LINTS))}")
     chosen = (set(only) or set(LINTS)) - set(disable)
+    run = run_deadline(deadline)
     cat, name = catalog_option(catalog)
     loaded = load_checked(files, cat, name)
     findings = []
     for item in loaded:
-        findings.append((item, item.text, item.policy.lint(timeout_ms=timeout, only=chosen)))
+        ds = item.policy.lint(timeout_ms=timeout, only=chosen, deadline=run)
+        # `undecided` stays unless disabled by name: `--only X` must not hide that X was not fully checked
+        findings.append((item, item.text, [d for d in ds if d.code != "undecided" or "undecided" not in disable]))
     all_diags = [d for _, _, ds in findings for d in ds]
     if fmt == "json":
         print(dumps({"findings": [d.to_dict() for d in all_diags],
@@ -305,6 +330,7 @@ def diff_cmd(
     server: Optional[str] = typer.Option(None, "--server", metavar="ID", help="With --audit: only calls to this server"),
     catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP.replace(
         "the policy's @catalog or mcpp.toml", "NEW's @catalog or mcpp.toml, else OLD's")),
+    deadline: Optional[float] = typer.Option(None, "--deadline", metavar="SECONDS", help=DEADLINE_HELP),
 ) -> None:
     """Per tool: equivalent, stricter, looser or both, with a concrete call for each direction."""
     from mcpp.analyzer.report import dumps, location_result, sarif
@@ -316,11 +342,12 @@ def diff_cmd(
         die(f"--audit: {audit}: no such audit database")
     if (since or server) and audit is None:
         die("--since and --server select audited calls: give --audit DB")
+    run = run_deadline(deadline)
     cat, name = catalog_option(catalog)
     l_old, l_new = load_checked([old, new], cat, name)
     typed = l_new if l_new.catalog is not None else l_old  # both are judged on the same calls: NEW's catalog first
-    diffs = mcpp.diff(l_old.policy, l_new.policy, timeout_ms=timeout, catalog=typed.catalog)
-    past = _past_calls(l_old.policy, l_new.policy, audit, since, server, timeout) if audit is not None else None
+    diffs = mcpp.diff(l_old.policy, l_new.policy, timeout_ms=timeout, catalog=typed.catalog, deadline=run)
+    past = _past_calls(l_old.policy, l_new.policy, audit, since, server, timeout, run) if audit is not None else None
     if fmt == "json":
         doc = {"old": str(old), "new": str(new), "typed": typed.typed_dict(), "tools": [d.to_dict() for d in diffs]}
         if past is not None:
@@ -392,7 +419,7 @@ REPLAY_NOTE = {
 }
 
 
-def _past_calls(old: mcpp.Policy, new: mcpp.Policy, db: Path, since, server, timeout: int) -> dict:
+def _past_calls(old: mcpp.Policy, new: mcpp.Policy, db: Path, since, server, timeout: int, deadline=None) -> dict:
     """The audited calls, grouped by what the audit knows of them, replayed (analyzer/replay.py)."""
     import re
 
@@ -428,7 +455,7 @@ def _past_calls(old: mcpp.Policy, new: mcpp.Policy, db: Path, since, server, tim
         pc = mcpp.PastCall(r["tool"], r["grant_id"], r["grant_label"], groups, r["server"], keys, complete, known,
                       json.dumps(values) if known != "keys" else None)
         calls.setdefault(pc, []).append(r["seq"])
-    results = mcpp.replay(old, new, calls, key=key, timeout_ms=timeout)
+    results = mcpp.replay(old, new, calls, key=key, timeout_ms=timeout, deadline=deadline)
     by = {s: [x for x in results if x.status == s] for s in ("changes", "may-change", "unknown", "unchanged")}
     return {
         "database": str(db), "rows": len(rows), "distinct_calls": len(results),

@@ -290,25 +290,17 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
         die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
 
 
-def _own_catalog(pol: mcpp.Policy, path: Path) -> None:
+def _own_catalog(pol: mcpp.Policy) -> None:
     """The catalog the policy names (`@catalog`, mcpp.toml), checked against it and kept, so
     that `eval` fills each tool's declared defaults in as the gateway does (the policy is
     loaded once; a named catalog that cannot be used is an error, never skipped: exit 1
     with the error at the annotation that names it)."""
-    from mcpp.catalog import catalog_diagnostics, validate
-
-    prog = pol._program  # the catalog modules check the toolchain's program
-    source = prog.document.source if prog.document is not None else None
-    try:
-        cat = pol.named_catalog()
-    except mcpp.PolicyError:
-        _refuse(catalog_diagnostics(path, prog), source)
-    if cat is None:
-        return
-    errors = [d for d in validate(prog, cat) if d.severity == "error"]
+    errors = [d for d in pol.catalog_problems() if d.severity == "error"]
     if errors:
-        _refuse(errors, source)
-    pol.catalog = cat
+        _refuse(errors, pol.source)
+    cat = pol.named_catalog()
+    if cat is not None:
+        pol.catalog = cat
 
 
 def _refuse(diags, source: str | None) -> NoReturn:
@@ -355,7 +347,7 @@ def eval_cmd(
         text = read_input(calls)
     try:
         pol = load_api_policy(policy)
-        _own_catalog(pol, policy)
+        _own_catalog(pol)
     except PolicyFileError as e:
         print(e.render(), file=sys.stderr)
         raise typer.Exit(USAGE)

@@ -76,13 +76,13 @@ def test_cmd(
 
 def _suggest(paths: List[Path], timeout: int) -> None:
     from mcpp.commands.analysis import load_checked
-    from mcpp.policytest.suggest import suggest_toml
+    from mcpp.policytest.suggest import suggest_file
 
     for p in paths:
         if p.is_dir() or p.name.endswith(".test.toml"):
             die(f"--suggest takes policy files, not {p}")
     for item in load_checked(paths, own_catalogs=False):  # suggestions are concrete calls: checked by the engine
-        sys.stdout.write(suggest_toml(item.policy._program, timeout_ms=timeout))
+        sys.stdout.write(suggest_file(item.path, timeout_ms=timeout))
 
 
 def register(app: typer.Typer) -> None:

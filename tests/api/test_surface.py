@@ -74,7 +74,8 @@ def test_public_signatures_are_fully_annotated():
                mcpp.Policy.to_cedar, mcpp.Policy.assertion_problems, mcpp.Policy.caveats, mcpp.Diagnostic.to_dict,
                mcpp.Counterexample.request, mcpp.Counterexample.brief]
     for fn in targets:
-        hints = typing.get_type_hints(fn, vars(_policy) | vars(mcpp._types) | {"Catalog": mcpp.catalog.Catalog})
+        hints = typing.get_type_hints(fn, vars(_policy) | vars(mcpp._types) | {"Catalog": mcpp.catalog.Catalog,
+                                                                             "Deadline": mcpp.Deadline})
         params = [p for p in fn.__code__.co_varnames[: fn.__code__.co_argcount + fn.__code__.co_kwonlyargcount]
                   if p != "self"]
         assert set(params) <= set(hints) and "return" in hints, (fn.__qualname__, hints)

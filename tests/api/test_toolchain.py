@@ -48,6 +48,29 @@ def test_check_against_a_catalog_keeps_the_policy_and_names_the_catalog(tmp_path
         mcpp.check(PERMIT, catalog=tmp_path / "missing.json")
 
 
+def test_catalog_problems_check_a_policy_against_the_catalog_it_names(tmp_path):
+    (tmp_path / "tools.json").write_text(json.dumps({"tools": [{"name": "refund", "inputSchema": {
+        "type": "object", "properties": {"amount": {"type": "number"}}}}]}))
+    named = '@catalog("tools.json")\ndefault deny;\n'
+    good = tmp_path / "good.mcpp"
+    good.write_text(named + PERMIT)
+    assert [d.severity for d in mcpp.load_policy(good).catalog_problems()] == ["warning"]  # `amount` is optional
+    typo = tmp_path / "typo.mcpp"
+    typo.write_text(named + 'permit (principal, action == Action::"refnd", resource);\n')
+    assert [d.code for d in mcpp.load_policy(typo).catalog_problems() if d.severity == "error"] == ["catalog-unknown-tool"]
+    gone = tmp_path / "gone.mcpp"
+    gone.write_text('@catalog("missing.json")\ndefault deny;\n' + PERMIT)
+    [err] = mcpp.load_policy(gone).catalog_problems()  # the named catalog cannot be used: one error, where it is named
+    assert err.severity == "error" and err.span is not None and err.span.line == 1
+    assert mcpp.load_policy(PERMIT).catalog_problems() == []  # names none
+
+
+def test_lint_only_keeps_the_chosen_lints_undecided_finding():
+    run = mcpp.Deadline(0)  # no time: every solver check of the chosen lint is left undecided
+    found = mcpp.load_policy(PERMIT + PERMIT).lint(only={"redundant-rule"}, deadline=run)
+    assert "undecided" in {d.code for d in found} and "redundant-rule" not in {d.code for d in found}
+
+
 def test_lint_only_runs_the_named_lints_and_refuses_unknown_names():
     policy = mcpp.load_policy(PERMIT + PERMIT)  # the second permit is redundant
     assert "redundant-rule" in mcpp.lint_names()
