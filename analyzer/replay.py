@@ -65,18 +65,7 @@ class Replayed:
     witness: Witness | None = None
     old: dict | None = None
     new: dict | None = None
-    reason: str = ""
-
-    def to_dict(self) -> dict:
-        c = self.call
-        d = {"tool": c.tool, "grant_id": c.grant_id, "grant_label": c.label, "server": c.server, "known": c.known,
-             "status": self.status, "rows": len(self.rows), "first_seq": min(self.rows), "last_seq": max(self.rows)}
-        if self.witness is not None:
-            d["call"] = self.witness.to_dict()
-            d["old"], d["new"] = self.old, self.new
-        if self.reason:
-            d["reason"] = self.reason
-        return d
+    reason: str = ""  # (its JSON is `mcpp.Replayed.to_dict`'s, the public value's)
 
 
 def rank(decision) -> int:
