@@ -9,6 +9,7 @@ tool's name says and records every call it received, so "executed" is observable
 from __future__ import annotations
 
 import asyncio
+import signal
 import json
 import sqlite3
 import time
@@ -68,7 +69,8 @@ def what_client_read(r: dict) -> str:
 
 
 @pytest.fixture
-async def scripted(tmp_path, start_gateway):
+async def scripted(tmp_path, start_gateway, request):
+    timeout = getattr(request, "param", 1.0)  # (indirect parametrisation: a longer upstream_timeout)
     async with ScriptedUpstream() as up:
         port = free_port()
         dead = free_port()  # nothing listens here
@@ -77,7 +79,7 @@ async def scripted(tmp_path, start_gateway):
 [gateway]
 port = {port}
 state_dir = "state"
-upstream_timeout = 1.0
+upstream_timeout = {timeout}
 
 [[servers]]
 id = "default"
@@ -132,5 +134,29 @@ async def test_client_that_disconnects_mid_stream_keeps_the_unit(scripted):
     while time.time() < deadline and outcomes(g.state)[-1][1] == "forwarded":
         await asyncio.sleep(0.1)
     assert outcomes(g.state)[-1] == ("sse_hang", "client_disconnected")
+    assert charged(g.state) - before == 1
+    assert len(up.executed("sse_hang")) == 1
+
+
+@pytest.mark.parametrize("scripted", [60.0], indirect=True)
+async def test_a_stream_cut_by_the_gateway_stopping_keeps_the_unit(scripted):
+    # SIGTERM while a call's stream is open upstream (before its answer, and well within
+    # upstream_timeout): uvicorn waits its graceful-shutdown time (10 s), then cancels the
+    # request; the call may still run upstream, so its unit is kept and the audit says why
+    # (not `forwarded`, which means a result)
+    up, g = scripted
+    before = charged(g.state)
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "sse_hang", "arguments": {}, "_meta": MODERN_META}})
+    headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": "tools/call", "Mcp-Name": "sse_hang"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        async with http.stream("POST", g.url(), headers=headers, content=body) as resp:
+            assert resp.status_code == 200
+            async for _ in resp.aiter_bytes():
+                break  # the stream is open (a comment came); the answer never will
+            g.proc.kill(signal.SIGTERM, wait=30)  # (returns once the gateway has exited)
+    assert outcomes(g.state)[-1] == ("sse_hang", "gateway_stopped")
     assert charged(g.state) - before == 1
     assert len(up.executed("sse_hang")) == 1
