@@ -256,16 +256,21 @@ class Session:
         ms = self.timeout_ms if ms is None else ms
         return ms if self.deadline is None else self.deadline.cap(ms)
 
-    def solve(self, solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, isolate: bool = False,
-              assumptions=(), extra_ms: int = 0) -> T:
-        """Every check of an analysis: `bounded`, with this session's timeout (set on the
-        solver here) and cancellation. Raises OutOfTime or Cancelled."""
+    def _start_query(self) -> None:
+        """Count a query about to run, unless the run was cancelled (Cancelled) or its
+        deadline has passed (OutOfTime): no query starts after either."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
         late = self.expired()
         if late is not None:
             raise OutOfTime(late)
         self.queries += 1
+
+    def solve(self, solver: z3.Solver, then: Callable[[z3.CheckSatResult], T], *, isolate: bool = False,
+              assumptions=(), extra_ms: int = 0) -> T:
+        """Every check of an analysis: `bounded`, with this session's timeout (set on the
+        solver here) and cancellation. Raises OutOfTime or Cancelled."""
+        self._start_query()
         ms = self.query_ms()
         # a timeout the deadline shortened reads as the deadline's (`unknown_reason`)
         capped = solver.mcpp_capped = ms < self.timeout_ms
@@ -381,12 +386,7 @@ class Session:
         prefs, lits, guarded = self._preferences(req)
         if not prefs:
             return None
-        if self.cancel is not None and self.cancel.is_set():
-            raise Cancelled()
-        late = self.expired()
-        if late is not None:
-            raise OutOfTime(late)
-        self.queries += 1
+        self._start_query()
 
         def job() -> Outcome | str | None:
             s.push()  # the preferences, each behind its own literal, for this query only

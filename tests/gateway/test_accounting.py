@@ -117,16 +117,21 @@ async def test_every_outcome_row_counts_or_refunds_as_documented(scripted):
         assert charged(g.state) == before
 
 
-async def test_client_that_disconnects_mid_stream_keeps_the_unit(scripted):
-    up, g = scripted
-    before = charged(g.state)
+def _hanging_stream(http, g):
+    """A 2026-07-28 tools/call of `sse_hang`, streamed: its head and a comment come, its answer never."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                        "params": {"name": "sse_hang", "arguments": {}, "_meta": MODERN_META}})
     headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
                "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
                "Mcp-Method": "tools/call", "Mcp-Name": "sse_hang"}
+    return http.stream("POST", g.url(), headers=headers, content=body)
+
+
+async def test_client_that_disconnects_mid_stream_keeps_the_unit(scripted):
+    up, g = scripted
+    before = charged(g.state)
     async with httpx2.AsyncClient(timeout=30) as http:
-        async with http.stream("POST", g.url(), headers=headers, content=body) as resp:
+        async with _hanging_stream(http, g) as resp:
             assert resp.status_code == 200
             async for _ in resp.aiter_bytes():
                 break  # the stream is open upstream; the client leaves
@@ -146,13 +151,8 @@ async def test_a_stream_cut_by_the_gateway_stopping_keeps_the_unit(scripted):
     # (not `forwarded`, which means a result)
     up, g = scripted
     before = charged(g.state)
-    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                       "params": {"name": "sse_hang", "arguments": {}, "_meta": MODERN_META}})
-    headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
-               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
-               "Mcp-Method": "tools/call", "Mcp-Name": "sse_hang"}
     async with httpx2.AsyncClient(timeout=30) as http:
-        async with http.stream("POST", g.url(), headers=headers, content=body) as resp:
+        async with _hanging_stream(http, g) as resp:
             assert resp.status_code == 200
             async for _ in resp.aiter_bytes():
                 break  # the stream is open (a comment came); the answer never will
