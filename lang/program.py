@@ -399,6 +399,12 @@ def _build_program(doc: ir.Document) -> tuple[Program, list[Diagnostic]]:
         if not isinstance(s, ir.Policy) and ir.annotation(getattr(s, "annotations", ()), "approval") is not None:
             v.error("@approval applies to permits only", _annotation_span(s, "approval"), code="approval",
                     notes=("write `@approval(\"…\") permit (…) when { … };` for calls a person must approve",))
+        if not isinstance(s, ir.Default) and ir.annotation(getattr(s, "annotations", ()), "catalog") is not None:
+            # the catalog a policy names is read from its `default` statement only: elsewhere
+            # the annotation would silently name nothing (no typed analysis, no tool checks)
+            v.warning("@catalog names the policy's catalog only on its `default` statement; here it is ignored",
+                      _annotation_span(s, "catalog"), code="catalog",
+                      notes=('write `@catalog("tools.json") default deny;` at the top of the policy',))
         if isinstance(s, ir.Policy):
             v.scope(s.scope)
             for c in s.clauses:
