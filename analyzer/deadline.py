@@ -18,12 +18,21 @@ import time
 from typing import Callable
 
 
+MAX_SECONDS = 1e9  # about 31 years: beyond it the arithmetic in milliseconds overflows, and no run waits that long
+
+
 class Deadline:
     """`seconds` from now on `clock` (time.monotonic by default)."""
 
     def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            raise ValueError(f"a deadline is a finite number of seconds >= 0, not {seconds!r}")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise TypeError(f"a deadline is a number of seconds, not {seconds!r}")
+        try:
+            seconds = float(seconds)
+        except OverflowError:  # (an int past float's range)
+            seconds = math.inf
+        if not (0 <= seconds <= MAX_SECONDS):
+            raise ValueError(f"a deadline is a number of seconds from 0 to {MAX_SECONDS:g}, not {seconds!r}")
         self.seconds = seconds
         self.clock = clock
         self.end = clock() + seconds
@@ -51,4 +60,4 @@ def deadline_of(value: float | Deadline | None) -> Deadline | None:
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"deadline must be a number of seconds, a Deadline or None, not {value!r}")
-    return Deadline(float(value))
+    return Deadline(value)

@@ -373,8 +373,9 @@ def diff_cmd(
             for name, direction in (("looser", d.looser), ("stricter", d.stricter)):
                 if direction.status != "no":
                     print("  " + _direction_text(d, name, direction))
-        changed = [d for d in diffs if d.status != "equivalent"]
-        print(f"{len(changed)} of {len(diffs)} tool cases changed")
+        changed = sum(1 for d in diffs if d.status in ("looser", "stricter", "both"))
+        undecided = sum(1 for d in diffs if d.status == "unknown")  # (not known to have changed)
+        print(f"{changed} of {len(diffs)} tool cases changed" + (f", {undecided} undecided" if undecided else ""))
         if past is not None:
             _print_past(past)
     if _fails(diffs, fail_on):

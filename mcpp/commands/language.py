@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 from datetime import datetime
@@ -155,6 +156,8 @@ def compile_cmd(
     policy = load_policy(file)
     if cat is not None:
         _catalog_gate(file, policy, cat)
+    else:
+        _named_catalog_gate(policy)
     try:
         doc = policy.compile(principal=principal, server=server, validate=validate)
     except mcpp.CompileError as e:
@@ -195,6 +198,17 @@ def _catalog_gate(file: Path, policy: mcpp.Policy, catalog) -> None:
         die(f"{plural(len(bad), 'error')} against the catalog, nothing written", ERRORS)
 
 
+def _named_catalog_gate(policy: mcpp.Policy) -> None:
+    """The same gate for the catalog the policy names itself (`@catalog`, mcpp.toml): its
+    errors, or a named catalog that cannot be used, refuse the command — never skipped."""
+    if policy.origin != "mcpp":
+        return
+    bad = [d for d in policy.catalog_problems() if d.severity == "error"]
+    if bad:
+        print_diagnostics(bad, policy.source)
+        die(f"{plural(len(bad), 'error')} against the catalog, nothing written", ERRORS)
+
+
 def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], schema_out: Optional[Path],
                    partial: bool, namespace: Optional[str], gateway: Optional[str], gateway_target: Optional[str],
                    quiet: bool) -> None:
@@ -212,6 +226,8 @@ def _compile_cedar(file: Path, out: Optional[Path], catalog: Optional[Path], sch
         die("--agentcore-gateway needs --catalog (AgentCore validates policies against the tools' input schemas)")
     cat = _usable_catalog(catalog)
     policy = load_policy(file)
+    if cat is None:
+        _named_catalog_gate(policy)
     try:
         result = policy.to_cedar(catalog=cat, namespace=namespace, partial=partial, schema=schema_out is not None,
                                  agentcore=(gateway, gateway_target) if gateway is not None and gateway_target is not None
@@ -281,9 +297,13 @@ def _parse_now(now: Optional[str]) -> Optional[float]:
     if now is None:
         return None
     try:
-        return float(now)
+        t = float(now)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(t) or abs(t) > 253402300799:  # (year 9999: a time some clock can show)
+            die(f"--now: not a time: {now!r} (epoch seconds or ISO 8601)")
+        return t
     try:
         return datetime.fromisoformat(now.replace("Z", "+00:00")).timestamp()
     except ValueError:
