@@ -171,7 +171,7 @@ def _typed_properties(loaded: list[Loaded]) -> dict | None:
 def verify_cmd(
     files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files with `assert` statements"),
     fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", min=1, help="Z3 timeout per query, in milliseconds"),
     catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP),
     allow_bypassable: bool = typer.Option(False, "--allow-bypassable", help="Report rules a caller can bypass "
                                           "(error-level lint findings) as warnings instead of failing"),
@@ -272,7 +272,7 @@ def _print_assert(r: mcpp.AssertResult) -> None:
 def lint_cmd(
     files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json)"),
     fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", min=1, help="Z3 timeout per query, in milliseconds"),
     only: List[str] = typer.Option([], "--only", metavar="LINT", help="Run only this lint (docs/lints/ lists them)"),
     disable: List[str] = typer.Option([], "--disable", metavar="LINT", help="Skip this lint"),
     catalog: Optional[Path] = typer.Option(None, "--catalog", "--tools", metavar="CATALOG", help=CATALOG_HELP),
@@ -323,7 +323,7 @@ def diff_cmd(
     old: Path = typer.Argument(..., metavar="OLD", help="The current policy (.mcpp or .json)"),
     new: Path = typer.Argument(..., metavar="NEW", help="The proposed policy (.mcpp or .json)"),
     fmt: str = typer.Option("text", "--format", "-f", metavar="FORMAT", help="text | json | sarif"),
-    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="Z3 timeout per query, in milliseconds"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", min=1, help="Z3 timeout per query, in milliseconds"),
     fail_on: str = typer.Option("none", "--fail-on", metavar="CHANGE", help="looser | stricter | any | none: exit 1 when such a change is found (or cannot be ruled out)"),
     audit: Optional[Path] = typer.Option(None, "--audit", metavar="DB", help="A gateway audit database (audit.db): also list the real past calls whose decision would change"),
     since: Optional[str] = typer.Option(None, "--since", metavar="TIME", help="With --audit: only calls since (ISO time, epoch seconds, or an age like 7d)"),

@@ -34,7 +34,7 @@ def test_cmd(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Text format: list failing cases only"),
     suggest: bool = typer.Option(False, "--suggest", help="Print proposed cases (TOML) for each rule of the "
                                                           "given policies instead of running tests"),
-    timeout: int = typer.Option(5000, "--timeout", metavar="MS", help="--suggest: Z3 timeout per query, in milliseconds"),
+    timeout: int = typer.Option(5000, "--timeout", metavar="MS", min=1, help="--suggest: Z3 timeout per query, in milliseconds"),
 ) -> None:
     """Run the test cases beside policies on the engine; report pass/fail with a diff, and coverage."""
     if fmt not in FORMATS:

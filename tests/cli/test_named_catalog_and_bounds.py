@@ -60,3 +60,13 @@ def test_diff_counts_undecided_tool_cases_apart_from_changed_ones(tmp_path):
     r = run("diff", "old.mcpp", "new.mcpp", "--deadline", "0", cwd=tmp_path)
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith("0 of ") and last.endswith(" undecided"), r.stdout
+
+
+@pytest.mark.parametrize("command", [["verify", "p.mcpp"], ["lint", "p.mcpp"], ["diff", "p.mcpp", "p.mcpp"],
+                                     ["test", "--suggest", "p.mcpp"]])
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_a_solver_timeout_must_be_a_positive_number_of_milliseconds(tmp_path, command, value):
+    # (Z3 reads 0 as "no timeout": a negative or zero one would have made every query unbounded)
+    (tmp_path / "p.mcpp").write_text("permit (principal, action, resource);\n")
+    r = run(*command, "--timeout", value, cwd=tmp_path)
+    assert r.returncode == 2 and "--timeout" in r.stderr
