@@ -9,6 +9,7 @@ tool's name says and records every call it received, so "executed" is observable
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import json
 import sqlite3
@@ -117,24 +118,28 @@ async def test_every_outcome_row_counts_or_refunds_as_documented(scripted):
         assert charged(g.state) == before
 
 
-def _hanging_stream(http, g):
-    """A 2026-07-28 tools/call of `sse_hang`, streamed: its head and a comment come, its answer never."""
+@contextlib.asynccontextmanager
+async def _hanging_stream(g):
+    """A 2026-07-28 tools/call of `sse_hang`, streamed and open: its head and a comment have
+    come, its answer never will. Leaving the block closes the client's side."""
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                        "params": {"name": "sse_hang", "arguments": {}, "_meta": MODERN_META}})
     headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
                "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
                "Mcp-Method": "tools/call", "Mcp-Name": "sse_hang"}
-    return http.stream("POST", g.url(), headers=headers, content=body)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        async with http.stream("POST", g.url(), headers=headers, content=body) as resp:
+            assert resp.status_code == 200
+            async for _ in resp.aiter_bytes():
+                break  # the stream is open upstream
+            yield
 
 
 async def test_client_that_disconnects_mid_stream_keeps_the_unit(scripted):
     up, g = scripted
     before = charged(g.state)
-    async with httpx2.AsyncClient(timeout=30) as http:
-        async with _hanging_stream(http, g) as resp:
-            assert resp.status_code == 200
-            async for _ in resp.aiter_bytes():
-                break  # the stream is open upstream; the client leaves
+    async with _hanging_stream(g):
+        pass  # the client leaves
     deadline = time.time() + 15
     while time.time() < deadline and outcomes(g.state)[-1][1] == "forwarded":
         await asyncio.sleep(0.1)
@@ -151,12 +156,8 @@ async def test_a_stream_cut_by_the_gateway_stopping_keeps_the_unit(scripted):
     # (not `forwarded`, which means a result)
     up, g = scripted
     before = charged(g.state)
-    async with httpx2.AsyncClient(timeout=30) as http:
-        async with _hanging_stream(http, g) as resp:
-            assert resp.status_code == 200
-            async for _ in resp.aiter_bytes():
-                break  # the stream is open (a comment came); the answer never will
-            g.proc.kill(signal.SIGTERM, wait=30)  # (returns once the gateway has exited)
+    async with _hanging_stream(g):
+        g.proc.kill(signal.SIGTERM, wait=30)  # (returns once the gateway has exited)
     assert outcomes(g.state)[-1] == ("sse_hang", "gateway_stopped")
     assert charged(g.state) - before == 1
     assert len(up.executed("sse_hang")) == 1
