@@ -93,7 +93,10 @@ class Runtime:
             self.grants = SQLiteGrants(config.state_dir)
             self.counters = SQLiteCounters(config.state_dir)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous)
-        self.audit_writer = GroupCommit(self.audit)
+        if self.audit.recovered:
+            self.log.warning("audit_recovered", rows=self.audit.recovered,
+                             detail="rows a stopped gateway made durable in its audit journal, now in the audit log")
+        self.audit_writer = GroupCommit(self.audit, self.audit.open_journal())
         self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
         self.registry.gate_for = self._identity_gate
@@ -573,6 +576,8 @@ class Runtime:
         if self.redis is not None:
             await self.redis.aclose()
         await self.fetcher.aclose()
+        if self.audit.journal is not None:  # every call has been answered: its rows are committed
+            self.audit.journal.close()
 
     async def _reload_loop(self) -> None:
         while True:
