@@ -103,7 +103,11 @@ def _concrete(r: Replayed, old, new, engines) -> None:
 
     c = r.call
     assert c.values is not None  # known == "full": the values were kept
-    args = json.loads(c.values)["arguments"]
+    kept = json.loads(c.values)
+    args = kept.get("arguments") if isinstance(kept, dict) else None
+    if not isinstance(args, dict):  # (a row written by something else, or edited)
+        r.status, r.reason = "unknown", "the row's kept values have no arguments object"
+        return
     w = Witness(c.tool, args, c.grant_id, c.label, tuple(c.groups or ()), c.server, {})
     d_old, d_new = _decide(engines[0], w), _decide(engines[1], w)
     if rank(d_old) != rank(d_new):

@@ -15,7 +15,7 @@ def read_text(path: str | Path) -> str:
     except FileNotFoundError:
         raise MCPPError([Diagnostic("no such file", Span(0, 0, 0, 0), file=str(p))]) from None
     except IsADirectoryError:
-        raise MCPPError([Diagnostic("is a directory, not a policy file", Span(0, 0, 0, 0), file=str(p))]) from None
+        raise MCPPError([Diagnostic("is a directory, not a file", Span(0, 0, 0, 0), file=str(p))]) from None
     except UnicodeDecodeError as e:
         raise MCPPError([Diagnostic(f"not UTF-8 text ({e.reason})", Span(0, 0, 0, 0), file=str(p))]) from None
     except OSError as e:

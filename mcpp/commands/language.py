@@ -19,7 +19,7 @@ from mcpp.help import AUTHOR, DEPLOY, command
 
 
 def check(
-    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json)"),
+    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json); `-` reads stdin"),
     catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="Also validate against this tool catalog "
                                            "(default: the one the policy names, if any; see docs/catalogs.md)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
@@ -29,7 +29,10 @@ def check(
     errors = warnings = unreadable = 0
     for f in files:
         try:
-            res = mcpp.check(f, catalog=cat)
+            if str(f) == "-":  # (the named catalog is looked for from the working directory)
+                res = mcpp.check(sys.stdin.buffer.read(), catalog=cat, filename="<stdin>")
+            else:
+                res = mcpp.check(f, catalog=cat)
         except mcpp.PolicyFileError as e:
             print_diagnostics(e.diagnostics)
             unreadable += 1
@@ -266,7 +269,8 @@ def decompile(
     """Turn a JSON-form policy into readable .mcpp."""
     source = read_input(file)
     if _is_mcpp_source(file, source):
-        die(f"{file}: this is a .mcpp file; did you mean `mcpp compile {shlex.quote(str(file))}`? "
+        what = "Cedar policy text" if file.suffix == ".cedar" else "a .mcpp file"
+        die(f"{file}: this is {what}; did you mean `mcpp compile {shlex.quote(str(file))}`? "
             "(decompile reads the JSON form that compile writes)")
     try:
         text = mcpp.decompile(source, filename=str(file))

@@ -113,3 +113,10 @@ def test_retained_forms():
     assert h["paths"][""] == ["obj", ["a", "b"]] and h["paths"]["/b"] == ["obj", ["c"]]
     assert h["paths"]["/b/c"] == ["arr", 2] and h["paths"]["/a"][0] == "str" and "x" not in json.dumps(h)
     assert retain({"a": 1}, "none", KEY) is None
+
+
+@pytest.mark.parametrize("values", ['{"other": 1}', '[1, 2]', '{"arguments": "x"}'])
+def test_kept_values_without_an_arguments_object_are_unknown_and_say_why(values):
+    call = PastCall("echo", "g1", "alice", (), "default", ("text",), True, "full", values)
+    (r,) = replay(OLD, NEW, {call: [1]}, key=KEY, timeout_ms=20000)
+    assert r.status == "unknown" and r.reason == "the row's kept values have no arguments object"

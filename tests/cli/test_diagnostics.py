@@ -140,3 +140,26 @@ def test_fmt_changes_nothing_when_any_input_is_bad(tmp_path):
         p = mcpp("fmt", ugly, bad)
         assert p.returncode == code and str(bad) in p.stderr
         assert ugly.read_text() == "default   deny ;\n"
+
+
+def test_decompile_of_cedar_text_says_so(tmp_path):
+    f = tmp_path / "policy.cedar"
+    f.write_text('permit (principal, action == Action::"echo", resource);\n')
+    p = mcpp("decompile", f)
+    assert p.returncode == 2 and f"{f}: this is Cedar policy text; did you mean `mcpp compile {f}`?" in p.stderr
+
+
+@pytest.mark.parametrize("text, code, needle", [
+    (GOOD, 0, "checked 1 file: no problems"),
+    ("permit (principal, action resource);\n", 1, "<stdin>:1:27: error:"),
+    ('{"version": "1", "default": "deny", "tools": {}}', 0, "checked 1 file"),  # the JSON form, by its text
+])
+def test_check_reads_stdin_for_a_dash(text, code, needle):
+    p = mcpp("check", "-", stdin=text)
+    assert p.returncode == code and needle in p.stderr, p.stderr
+
+
+def test_a_directory_is_not_a_file_whatever_it_was_meant_to_be(tmp_path):
+    for args in (["check", tmp_path], ["eval", ROOT / "examples" / "refunds.mcpp", "--calls", tmp_path]):
+        p = mcpp(*args)
+        assert p.returncode == 2 and f"{tmp_path}: error: is a directory, not a file" in p.stderr, p.stderr
