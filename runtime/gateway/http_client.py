@@ -293,8 +293,12 @@ class HTTPUpstream:
             conn.close()
             raise UpstreamError(f"upstream sent a malformed response: {e}", "protocol", True) from None
         framing, length = "eof", None
-        te = next((v for k, v in hdrs if k == "transfer-encoding"), None)
-        cl = next((v for k, v in hdrs if k == "content-length"), None)
+        te = cl = None
+        for k, v in hdrs:  # (the first of each counts)
+            if k == "transfer-encoding":
+                te = v if te is None else te
+            elif k == "content-length":
+                cl = v if cl is None else cl
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             framing = "none"
         elif te is not None and "chunked" in te.lower():
