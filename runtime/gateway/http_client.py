@@ -126,6 +126,18 @@ class Response:
         if self._framing == "length" and self._left > limit:
             self.release()
             raise UpstreamError(f"upstream response too large ({self._left} bytes; the limit is {limit})", "protocol", True)
+        if self._framing == "length" and self.conn is not None and _buffered(self.conn.reader) >= self._left:
+            # the whole body came with the head (a JSON answer nearly always does): taken
+            # from the buffer, which cannot wait, so no timer is armed and no chunk
+            # generator run for it. (`timeout` bounds waiting; here nothing waits.)
+            try:
+                data = await self.conn.reader.readexactly(self._left)
+            except (ConnectionError, OSError) as e:  # (a connection that broke after the bytes came)
+                self.release()
+                raise UpstreamError(f"upstream connection failed mid-body: {e}", "closed", True) from None
+            self._left, self._done = 0, True
+            self.release()
+            return data
         parts, size = [], 0
         chunks = self.chunks(timeout)
         try:
@@ -179,7 +191,12 @@ def _unread(reader: asyncio.StreamReader) -> bool:
     such a connection is out of step (what follows would be read as the next call's
     answer, possibly another caller's), so it is closed rather than pooled. (StreamReader
     has no public view of its buffer; without one, every connection counts as clean.)"""
-    return bool(getattr(reader, "_buffer", b""))
+    return _buffered(reader) > 0
+
+
+def _buffered(reader: asyncio.StreamReader) -> int:
+    """Bytes received and not yet read (0 when the reader has no view of its buffer)."""
+    return len(getattr(reader, "_buffer", b""))
 
 
 async def _wait(aw, timeout):
@@ -276,8 +293,12 @@ class HTTPUpstream:
             conn.close()
             raise UpstreamError(f"upstream sent a malformed response: {e}", "protocol", True) from None
         framing, length = "eof", None
-        te = next((v for k, v in hdrs if k == "transfer-encoding"), None)
-        cl = next((v for k, v in hdrs if k == "content-length"), None)
+        te = cl = None
+        for k, v in hdrs:  # (the first of each counts)
+            if k == "transfer-encoding":
+                te = v if te is None else te
+            elif k == "content-length":
+                cl = v if cl is None else cl
         if method == "HEAD" or status in (204, 304) or 100 <= status < 200:
             framing = "none"
         elif te is not None and "chunked" in te.lower():

@@ -167,8 +167,11 @@ def render_event(ev: dict, data: str | None = None) -> bytes:
     return ("\n".join(lines) + "\n\n").encode()
 
 
+_decode = json.JSONDecoder().decode  # json.loads' own decoder, without its per-call argument checks
+
+
 def parse_message(text: str):
     try:
-        return json.loads(text)
+        return _decode(text)
     except (ValueError, RecursionError):
         return None

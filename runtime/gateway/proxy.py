@@ -152,8 +152,14 @@ def _committed_seq(fut: asyncio.Future) -> int | None:
 
 
 class GatewayApp(ApprovalSteps):
+    MAX_GRANT_PRINCIPALS = 10_000
+
     def __init__(self, rt):
         self.rt = rt
+        # grant id → (its record, the config, its principal): a grant's principal is built
+        # once per record and config, not per request (records come from the grant store,
+        # after the token was checked; a changed record or a reloaded config rebuilds it)
+        self._grant_principals: dict[str, tuple[Any, Any, Grant]] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -432,8 +438,14 @@ class GatewayApp(ApprovalSteps):
                            [(b"www-authenticate", www)])
             return None
         assert record is not None  # a reason was set otherwise
-        groups = frozenset(record.groups) | rt.config.groups_of(record.id, record.label)
-        return Caller(Grant(record.id, record.label, groups), record)
+        cfg = rt.config
+        hit = self._grant_principals.get(record.id)
+        if hit is None or hit[0] is not record or hit[1] is not cfg:
+            groups = frozenset(record.groups) | cfg.groups_of(record.id, record.label)
+            if len(self._grant_principals) >= self.MAX_GRANT_PRINCIPALS:
+                self._grant_principals.clear()
+            hit = self._grant_principals[record.id] = (record, cfg, Grant(record.id, record.label, groups))
+        return Caller(hit[2], record)
 
     async def authenticate_oauth(self, send, server, rs, token: str) -> Caller | None:
         """An OAuth access token (oauth.py): 401 with the challenge when it is not valid for
@@ -462,7 +474,7 @@ class GatewayApp(ApprovalSteps):
         return Caller(None, None, identity, shown=identity.log_subject(rt.pseudonym))
 
     def forward_headers(self, headers: dict, server) -> list[tuple[str, str]]:
-        out = [(k, v) for k, v in headers.items() if k in FORWARD_REQUEST_HEADERS or k.startswith("mcp-param-")]
+        out = [(k, v) for k, v in headers.items() if k in FORWARD_REQUEST_HEADERS or k[:10] == "mcp-param-"]
         out.extend(self.rt.credential_headers.get(server.id, ()))
         return out
 
@@ -1021,7 +1033,6 @@ class GatewayApp(ApprovalSteps):
         What a tool's definition means for checking (a validator, or why there is none) is
         worked out once per pin or listing version, not per call."""
         rt = self.rt
-        base = f"/tools/{escape_pointer(name)}/schema"
         if server.catalog:
             cur = rt.pin_for(server).current
             tool = cur.catalog.tools.get(name) if cur is not None else None
@@ -1034,12 +1045,15 @@ class GatewayApp(ApprovalSteps):
             except Exception as e:
                 why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
                 rt.log.warning("schema_listing_failed", server=server.id, tool=name, error=why)
-                return {"kind": "unverifiable", "pointer": base, "reason": why, "rejection": getattr(e, "rejection", None),
+                return {"kind": "unverifiable", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": why, "rejection": getattr(e, "rejection", None),
                         "message": (f"Tool {name} cannot be checked: the upstream's tool list could not be obtained ({why}). "
                                     "The call was not forwarded.")}, args
-            defs = listing.definitions(name)
-            # memoised for listed tools only: the names callers send are not cache keys
-            checker = _memo(listing.checkers, name, lambda: self._checker(defs, name)) if defs else self._checker(defs, name)
+            checker = listing.checkers.get(name)
+            if checker is None:
+                defs = listing.definitions(name)
+                checker = self._checker(defs, name)
+                if defs:  # memoised for listed tools only: the names callers send are not cache keys
+                    listing.checkers[name] = checker
         return admit(checker, name, args)
 
     def _checker(self, defs: list[dict], name: str):
