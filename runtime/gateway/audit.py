@@ -24,10 +24,9 @@ import json
 import os
 import secrets
 import sqlite3
-import stat
 import time
 from typing import Any
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -82,8 +81,6 @@ def _values(r: AuditRow) -> tuple:
 # needs longer than this to answer (the SDK's server: 1–3 ms here); if it answers sooner,
 # the row is committed before the answer is relayed all the same
 JOURNALED_COMMIT_DELAY = 0.001
-# while the database cannot be written, journaled rows are tried again this often
-JOURNALED_RETRY = 1.0
 
 
 class GroupCommit:
@@ -95,22 +92,14 @@ class GroupCommit:
     Why not at once: the upstream this call has just woken is often put on the gateway's
     own CPU (the kernel expects the waker to sleep), and a commit run then would hold it
     off for as long as the commit takes; a moment later the upstream is at work and the
-    commit runs beside it. It also lets concurrent calls share commits.
+    commit runs beside it. It also lets concurrent calls share commits."""
 
-    A commit that fails fails the rows that are not journaled (their calls are answered
-    503 and not forwarded). Journaled rows are durable and their calls already sent: they
-    are kept and tried again every `JOURNALED_RETRY` seconds until the database takes them
-    (`on_retry(error, rows)` is told each time), and a gateway stopped meanwhile leaves them
-    in its journal for recovery."""
-
-    def __init__(self, log: "AuditLog", journal: "AuditJournal | None" = None, on_retry=None):
+    def __init__(self, log: "AuditLog", journal: "AuditJournal | None" = None):
         self.log = log
         self.journal = journal  # told when rows it holds are committed (it may then be emptied)
-        self.on_retry = on_retry
         self.pending: list = []
         self.scheduled = False  # a flush at the end of this turn
         self._timer = None  # a delayed flush (journaled rows only)
-        self.failing = False  # the last commit failed: journaled rows wait for the retry timer
 
     def submit(self, row: AuditRow, later: bool = False):
         import asyncio
@@ -129,9 +118,8 @@ class GroupCommit:
         return fut
 
     def flush(self) -> None:
-        """Commit what is pending now (a journaled row whose answer is about to be relayed),
-        unless commits are failing (then the retry timer does, not every answer)."""
-        if self.pending and not self.failing:
+        """Commit what is pending now (a journaled row whose answer is about to be relayed)."""
+        if self.pending:
             self._flush()
 
     def _flush(self) -> None:
@@ -145,21 +133,10 @@ class GroupCommit:
         try:
             seqs = self.log.write_many([r for r, _ in batch]) if len(batch) > 1 else [self.log.write(batch[0][0])]
         except Exception as e:
-            kept = [(r, f) for r, f in batch if r.jid is not None]
-            for r, f in batch:
-                if r.jid is None and not f.done():
+            for _, f in batch:
+                if not f.done():
                     f.set_exception(e)
-            if kept:  # durable and sent: committed once the database takes them
-                import asyncio
-
-                self.failing = True
-                self.pending[:0] = kept
-                if self._timer is None:
-                    self._timer = asyncio.get_running_loop().call_later(JOURNALED_RETRY, self._flush)
-                if self.on_retry is not None:
-                    self.on_retry(e, len(kept))
             return
-        self.failing = False
         for (_, f), s in zip(batch, seqs):
             if not f.done():
                 f.set_result(s)
@@ -194,16 +171,11 @@ class AuditJournal:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.name = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.path = self.dir / f"{self.name}.jsonl"
-        # made and locked under a name recovery does not read, then renamed: a recoverer
-        # can never take (and remove) a journal between its creation and its lock
-        opening = self.dir / f"{self.name}.opening"
-        self.fd = os.open(opening, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            os.rename(opening, self.path)
         except OSError:
             os.close(self.fd)
-            opening.unlink(missing_ok=True)
             raise
         self.fsync = synchronous == "full"
         self.max_bytes = max_bytes
@@ -216,17 +188,11 @@ class AuditJournal:
         self._write(json.dumps({"mcpp_audit_journal": 1, "base_seq": base_seq}).encode() + b"\n")
 
     def _write(self, data: bytes) -> None:
-        try:
-            n = os.write(self.fd, data)
-            if n != len(data):  # (a full disk)
-                raise OSError(f"audit journal: wrote {n} of {len(data)} bytes")
-            if self.fsync:
-                os.fdatasync(self.fd)
-        except OSError:
-            # the row is not durable and its call must not go on; what part of it was written
-            # is cut off, so the next row starts a line of its own (else both are unreadable)
-            os.ftruncate(self.fd, self.size)  # (if this fails too, every append fails: 503)
-            raise
+        n = os.write(self.fd, data)
+        if n != len(data):  # (a full disk): the row is not durable, the call must not go on
+            raise OSError(f"audit journal: wrote {n} of {len(data)} bytes")
+        if self.fsync:
+            os.fdatasync(self.fd)
         self.size += n
 
     def append(self, row: AuditRow) -> None:
@@ -242,12 +208,9 @@ class AuditJournal:
         if self.pending == 0 and self.size > self.max_bytes:
             # every row in the file is in the database with a seq ≤ last_seq; every row
             # appended from now on will get a larger one
-            try:
-                os.ftruncate(self.fd, 0)
-                self.size = 0
-                self._header(last_seq)
-            except OSError:  # not emptied (or emptied without a header: recovery then reads every id)
-                pass
+            os.ftruncate(self.fd, 0)
+            self.size = 0
+            self._header(last_seq)
 
     def close(self) -> None:
         """Remove the journal if the database has every row in it; else leave it for recovery."""
@@ -259,80 +222,37 @@ class AuditJournal:
         self.fd = -1
 
 
-_MAX_JOURNAL_LINE = 1 << 20  # an audit row's fields are clipped far below this
-
-
-@dataclass
-class Recovery:
-    """What `recover_journals` did: rows inserted, and journals it could not read whole
-    (renamed `*.corrupt`, kept for the operator) or left alone (not regular files)."""
-
-    rows: int = 0
-    corrupt: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-
-def _journal_rows(f, ncols: int) -> tuple[int, list[list], bool]:
-    """(base_seq, rows, whether any line other than a torn last one was unreadable)."""
-    base, rows, bad = 0, [], False
-    torn = False
-    for i, line in enumerate(iter(lambda: f.readline(_MAX_JOURNAL_LINE), b"")):
-        if torn:  # a line that is not the last one did not end: that is no torn append
-            bad = True
-        torn = not line.endswith(b"\n")
-        try:
-            rec = json.loads(line)
-        except (ValueError, RecursionError):
-            bad = bad or not torn  # (an append a crash cut short: its call was never sent)
-            continue
-        if i == 0 and isinstance(rec, dict):
-            b = rec.get("base_seq")
-            if type(b) is int and b >= 0:
-                base = b
-            else:
-                bad = True
-        elif (isinstance(rec, list) and len(rec) == ncols and isinstance(rec[-1], str)
-              and all(v is None or type(v) in (str, int, float) for v in rec)):
-            rows.append(rec)
-        else:
-            bad = True
-    return base, rows, bad
-
-
-def recover_journals(state_dir: str | Path, db: sqlite3.Connection) -> Recovery:
+def recover_journals(state_dir: str | Path, db: sqlite3.Connection) -> int:
     """Insert the rows of journals left by gateways that are gone (their lock is free) that
-    the database lacks; remove those journals (or keep one that was not wholly readable as
-    `*.corrupt`, after inserting what could be read). Only regular files are read."""
-    out = Recovery()
+    the database lacks; remove those journals. Returns the number of rows inserted."""
     d = Path(state_dir) / "audit-journal"
     if not d.is_dir():
-        return out
+        return 0
     cols = COLUMNS[1:]
     insert = f"INSERT INTO audit({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+    added = 0
     for path in sorted(d.glob("*.jsonl")):
         try:
-            # (no symlink followed, no FIFO waited on)
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:  # (recovered by another process meanwhile)
             continue
-        except OSError:
-            out.skipped.append(path.name)
-            continue
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                out.skipped.append(path.name)
-                continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 continue  # its gateway is running
-            try:
-                if os.stat(path, follow_symlinks=False).st_ino != os.fstat(fd).st_ino:
-                    continue  # (replaced since it was opened)
-            except FileNotFoundError:
-                continue
             with os.fdopen(os.dup(fd), "rb") as f:
-                base, rows, bad = _journal_rows(f, len(cols))
+                lines = f.read().split(b"\n")
+            base, rows = 0, []
+            for line in lines:
+                try:
+                    rec = json.loads(line)
+                except ValueError:  # an empty or torn line: that append never completed
+                    continue
+                if isinstance(rec, dict):
+                    base = int(rec.get("base_seq", 0))
+                elif isinstance(rec, list) and len(rec) == len(cols):
+                    rows.append(rec)
             have = {j for (j,) in db.execute("SELECT jid FROM audit WHERE seq > ? AND jid IS NOT NULL", (base,))}
             missing = [r for r in rows if r[-1] not in have]
             if missing:
@@ -344,15 +264,11 @@ def recover_journals(state_dir: str | Path, db: sqlite3.Connection) -> Recovery:
                     if db.in_transaction:
                         db.execute("ROLLBACK")
                     raise
-                out.rows += len(missing)
-            if bad:
-                os.rename(path, path.with_suffix(".corrupt"))
-                out.corrupt.append(path.name)
-            else:
-                path.unlink(missing_ok=True)
+                added += len(missing)
+            path.unlink(missing_ok=True)
         finally:
             os.close(fd)
-    return out
+    return added
 
 
 def iso_ms(ts: float) -> str:
@@ -397,17 +313,13 @@ class AuditLog:
         self.synchronous = synchronous
         self.journal: AuditJournal | None = None
         # rows a gateway that is gone made durable but never committed (AuditJournal)
-        self.recovery = Recovery()
+        self.recovered = 0
         if "jid" in self.columns:
             try:
-                self.recovery = recover_journals(state_dir, self.db)
+                self.recovered = recover_journals(state_dir, self.db)
             except (OSError, sqlite3.Error):
                 if not readonly:  # a reader (`mcpp audit`) shows what the database has
                     raise
-
-    @property
-    def recovered(self) -> int:
-        return self.recovery.rows
 
     def open_journal(self) -> "AuditJournal":
         """This process's audit journal (a gateway's: forwarded calls' rows go through it)."""

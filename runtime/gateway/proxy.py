@@ -754,7 +754,15 @@ class GatewayApp(ApprovalSteps):
         except Exception as e:  # no audit row, no call
             await self.audit_unavailable(send, ctx, e, decision)
             return None
-        return writer.submit(row, later=True)  # (a failed commit is retried: GroupCommit)
+        fut = writer.submit(row, later=True)
+        fut.add_done_callback(lambda f: self._journaled_commit_failed(ctx.server.id, f))
+        return fut
+
+    def _journaled_commit_failed(self, server_id: str, fut: asyncio.Future) -> None:
+        e = None if fut.cancelled() else fut.exception()
+        if e is not None:  # the call went on with its row in the journal: recovered at the next start
+            self.rt.log.error("audit_write_failed", server=server_id, error=f"{type(e).__name__}: {e}",
+                              detail="the row is kept in the audit journal")
 
     async def audit_unavailable(self, send, ctx: "CallContext", e: Exception, decision=None, sse=None) -> None:
         """The row could not be written: the call's reservation is given back and it is answered

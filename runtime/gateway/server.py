@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import cast
 
 from .approvals import ApprovalStore
-from .audit import JOURNALED_RETRY, AuditLog, GroupCommit
+from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteCounters
 from .grants import SQLiteGrants, redis_client
@@ -93,12 +93,10 @@ class Runtime:
             self.grants = SQLiteGrants(config.state_dir)
             self.counters = SQLiteCounters(config.state_dir)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous)
-        rec = self.audit.recovery
-        if rec.rows or rec.corrupt or rec.skipped:
-            self.log.warning("audit_recovered", rows=rec.rows, corrupt=rec.corrupt, skipped=rec.skipped,
-                             detail="rows a stopped gateway made durable in its audit journal, now in the audit log; "
-                                    "journals not wholly readable are kept as *.corrupt, files that are not journals are left alone")
-        self.audit_writer = GroupCommit(self.audit, self.audit.open_journal(), self._audit_retry)
+        if self.audit.recovered:
+            self.log.warning("audit_recovered", rows=self.audit.recovered,
+                             detail="rows a stopped gateway made durable in its audit journal, now in the audit log")
+        self.audit_writer = GroupCommit(self.audit, self.audit.open_journal())
         self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
         self.registry.gate_for = self._identity_gate
@@ -473,10 +471,6 @@ class Runtime:
     def head_refused(self, status: int, reason: str) -> None:  # noqa: ARG002 (bounded_protocol's callback)
         """A request head refused by the HTTP layer (431 too large, 408 too slow)."""
         self.metrics.inc("mcpp_requests_total", (("server", "-"), ("method", "-"), ("status", str(status))))
-
-    def _audit_retry(self, e: Exception, rows: int) -> None:
-        self.log.error("audit_write_failed", error=f"{type(e).__name__}: {e}", rows=rows,
-                       detail=f"forwarded calls' rows, durable in the audit journal; tried again every {JOURNALED_RETRY:g}s")
 
     def close_stores(self) -> None:
         for store in (self.grants, self.counters, self.audit, self.approvals):
