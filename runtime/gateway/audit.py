@@ -77,59 +77,30 @@ def _values(r: AuditRow) -> tuple:
             json.dumps(r.grant_groups) if r.grant_groups is not None else None, r.arg_values, r.issuer, r.subject, r.jid)
 
 
-# how long after its call is sent a journaled row is committed (GroupCommit): the upstream
-# needs longer than this to answer (the SDK's server: 1–3 ms here); if it answers sooner,
-# the row is committed before the answer is relayed all the same
-JOURNALED_COMMIT_DELAY = 0.001
-
-
 class GroupCommit:
     """Rows submitted in one event-loop turn share one commit; each caller still waits for
-    its own row to be committed before it answers, so durability per response is kept.
-
-    A journaled row (`later=True`: already durable, its call being sent) is committed
-    `JOURNALED_COMMIT_DELAY` later instead, unless something needs it sooner (`flush`).
-    Why not at once: the upstream this call has just woken is often put on the gateway's
-    own CPU (the kernel expects the waker to sleep), and a commit run then would hold it
-    off for as long as the commit takes; a moment later the upstream is at work and the
-    commit runs beside it. It also lets concurrent calls share commits."""
+    its own row to be committed before it answers, so durability per response is kept."""
 
     def __init__(self, log: "AuditLog", journal: "AuditJournal | None" = None):
         self.log = log
         self.journal = journal  # told when rows it holds are committed (it may then be emptied)
         self.pending: list = []
-        self.scheduled = False  # a flush at the end of this turn
-        self._timer = None  # a delayed flush (journaled rows only)
+        self.scheduled = False
 
-    def submit(self, row: AuditRow, later: bool = False):
+    def submit(self, row: AuditRow):
         import asyncio
 
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self.pending.append((row, fut))
-        if self.scheduled:
-            pass
-        elif later:
-            if self._timer is None:
-                self._timer = loop.call_later(JOURNALED_COMMIT_DELAY, self._flush)
-        else:
+        if not self.scheduled:
             self.scheduled = True
             loop.call_soon(self._flush)
         return fut
 
-    def flush(self) -> None:
-        """Commit what is pending now (a journaled row whose answer is about to be relayed)."""
-        if self.pending:
-            self._flush()
-
     def _flush(self) -> None:
         self.scheduled = False
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         batch, self.pending = self.pending, []
-        if not batch:  # (flushed early by `flush`)
-            return
         try:
             seqs = self.log.write_many([r for r, _ in batch]) if len(batch) > 1 else [self.log.write(batch[0][0])]
         except Exception as e:

@@ -684,8 +684,6 @@ class GatewayApp(ApprovalSteps):
 
         def settle(outcome: str) -> None:
             settled.append(outcome)
-            if committing is not None and not committing.done():
-                rt.audit_writer.flush()  # in the database before the client can read the answer
             if not OUTCOME_COUNTED.get(outcome, True):
                 decision.release()
                 if approval is not None:  # it certainly did not run: the approval is not spent
@@ -754,7 +752,7 @@ class GatewayApp(ApprovalSteps):
         except Exception as e:  # no audit row, no call
             await self.audit_unavailable(send, ctx, e, decision)
             return None
-        fut = writer.submit(row, later=True)
+        fut = writer.submit(row)
         fut.add_done_callback(lambda f: self._journaled_commit_failed(ctx.server.id, f))
         return fut
 

@@ -577,7 +577,6 @@ class Runtime:
             await self.redis.aclose()
         await self.fetcher.aclose()
         if self.audit.journal is not None:  # every call has been answered: its rows are committed
-            self.audit_writer.flush()
             self.audit.journal.close()
 
     async def _reload_loop(self) -> None:
