@@ -138,19 +138,6 @@ def _host_ok(host: str | None, allowed) -> bool:
     return hit
 
 
-def _once_committed(fut: asyncio.Future, fn) -> None:
-    """fn(seq) once a journaled row's commit is done (now, if it is); nothing if it failed."""
-    if fut.done():
-        if not fut.cancelled() and fut.exception() is None:
-            fn(fut.result())
-    else:
-        fut.add_done_callback(lambda f: _once_committed(f, fn))
-
-
-def _committed_seq(fut: asyncio.Future) -> int | None:
-    return fut.result() if fut.done() and not fut.cancelled() and fut.exception() is None else None
-
-
 class GatewayApp(ApprovalSteps):
     MAX_GRANT_PRINCIPALS = 10_000
 
@@ -631,19 +618,11 @@ class GatewayApp(ApprovalSteps):
         ran_approved = approval is not None and approval.id is not None and decision.allowed
         row = self.call_row(ctx, decision, outcome, detail, approval_id=approval.id if ran_approved and approval is not None else None,
                             decision_kind="approval" if ran_approved else None)
-        committing = None  # a journaled row's commit (the future of its seq)
-        if forwarding and approval is None and rt.audit_writer.journal is not None:
-            # durable now (one append), committed to the database once the call is sent
-            committing = await self.journal_audit(send, ctx, row, decision)
-            if committing is None:
-                return
-            seq = None
-        else:
-            seq = await self.write_audit(send, ctx, row, decision, sse=approval.sse if approval else None)
-            if seq is None:
-                if approval is not None:
-                    approval.restore(rt)
-                return
+        seq = await self.write_audit(send, ctx, row, decision, sse=approval.sse if approval else None)
+        if seq is None:
+            if approval is not None:
+                approval.restore(rt)
+            return
         if not forwarding:  # (a forwarded call is counted once its answer is on its way)
             self.count_decision(ctx, row, seq, passed)
         if pinned is not None:
@@ -689,10 +668,10 @@ class GatewayApp(ApprovalSteps):
                 if approval is not None:  # it certainly did not run: the approval is not spent
                     approval.restore(rt)
             if outcome != "forwarded":
-                if committing is None:
-                    self.set_outcome(server, seq, outcome)
-                else:
-                    _once_committed(committing, lambda s: self.set_outcome(server, s, outcome))
+                try:
+                    rt.audit.set_outcome(seq, outcome)
+                except Exception as e:
+                    rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
 
         try:
             if approval is not None and approval.sse is not None:
@@ -705,7 +684,7 @@ class GatewayApp(ApprovalSteps):
                 settle(outcome)
         finally:
             # metrics and the decision log line: telemetry, kept off the path to the answer
-            self.count_decision(ctx, row, seq if committing is None else _committed_seq(committing), passed)
+            self.count_decision(ctx, row, seq, passed)
 
     # ---- audit rows, metrics and the shadow policy (docs/rollout.md) ---------------------------
     def call_row(self, ctx: "CallContext", decision, outcome: str, detail=None, approval_id=None,
@@ -732,53 +711,19 @@ class GatewayApp(ApprovalSteps):
     async def write_audit(self, send, ctx: "CallContext", row: AuditRow, decision=None, sse=None) -> int | None:
         """Commit the row; if it cannot be written, nothing is forwarded (503, or an error
         event on a stream already open) and None is returned."""
-        try:
-            return await self.rt.audit_writer.submit(row)
-        except Exception as e:  # no audit row, no call
-            await self.audit_unavailable(send, ctx, e, decision, sse)
-            return None
-
-    async def journal_audit(self, send, ctx: "CallContext", row: AuditRow, decision) -> asyncio.Future | None:
-        """A call about to be forwarded: its row appended to the audit journal, durable
-        before the call is sent (audit.AuditJournal), and handed to the group commit, which
-        commits it in the next loop turn, once the call is on its way and before the client
-        can read the answer. Returns the future of the row's seq; None when the row could not
-        be made durable: then nothing is forwarded (503), as with write_audit."""
         rt = self.rt
-        writer = rt.audit_writer
-        assert writer.journal is not None  # (call_tool comes here only with one)
         try:
-            writer.journal.append(row)
+            return await rt.audit_writer.submit(row)
         except Exception as e:  # no audit row, no call
-            await self.audit_unavailable(send, ctx, e, decision)
+            if decision is not None:
+                decision.release()
+            rt.log.error("audit_write_failed", server=ctx.server.id, error=f"{type(e).__name__}: {e}")
+            err = rpc.error(ctx.rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")
+            if sse is not None:
+                await sse.finish(err)
+            else:
+                await _respond(send, 503, rpc.dumps(err))
             return None
-        fut = writer.submit(row)
-        fut.add_done_callback(lambda f: self._journaled_commit_failed(ctx.server.id, f))
-        return fut
-
-    def _journaled_commit_failed(self, server_id: str, fut: asyncio.Future) -> None:
-        e = None if fut.cancelled() else fut.exception()
-        if e is not None:  # the call went on with its row in the journal: recovered at the next start
-            self.rt.log.error("audit_write_failed", server=server_id, error=f"{type(e).__name__}: {e}",
-                              detail="the row is kept in the audit journal")
-
-    async def audit_unavailable(self, send, ctx: "CallContext", e: Exception, decision=None, sse=None) -> None:
-        """The row could not be written: the call's reservation is given back and it is answered
-        (503, or an error event on a stream already open), never forwarded."""
-        if decision is not None:
-            decision.release()
-        self.rt.log.error("audit_write_failed", server=ctx.server.id, error=f"{type(e).__name__}: {e}")
-        err = rpc.error(ctx.rid, rpc.GATEWAY_ERROR, "audit log unavailable; the call was not forwarded")
-        if sse is not None:
-            await sse.finish(err)
-        else:
-            await _respond(send, 503, rpc.dumps(err))
-
-    def set_outcome(self, server, seq: int, outcome: str) -> None:
-        try:
-            self.rt.audit.set_outcome(seq, outcome)
-        except Exception as e:
-            self.rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
 
     def count_decision(self, ctx: "CallContext", row: AuditRow, seq: int, passed: bool = False) -> None:
         rt = self.rt

@@ -93,10 +93,7 @@ class Runtime:
             self.grants = SQLiteGrants(config.state_dir)
             self.counters = SQLiteCounters(config.state_dir)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous)
-        if self.audit.recovered:
-            self.log.warning("audit_recovered", rows=self.audit.recovered,
-                             detail="rows a stopped gateway made durable in its audit journal, now in the audit log")
-        self.audit_writer = GroupCommit(self.audit, self.audit.open_journal())
+        self.audit_writer = GroupCommit(self.audit)
         self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
         self.registry.gate_for = self._identity_gate
@@ -576,8 +573,6 @@ class Runtime:
         if self.redis is not None:
             await self.redis.aclose()
         await self.fetcher.aclose()
-        if self.audit.journal is not None:  # every call has been answered: its rows are committed
-            self.audit.journal.close()
 
     async def _reload_loop(self) -> None:
         while True:

@@ -10,8 +10,6 @@ import time
 
 import httpx2
 
-from mcpp.runtime.gateway.audit import AuditLog
-
 from .peers import MODERN_META, POLICY, Upstream, call_tool, create_grant, result_text, write
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
@@ -163,13 +161,6 @@ async def test_sigkill_under_load_loses_no_audit_row(tmp_path, upstream, start_g
 
         await asyncio.gather(killer(), *[gated(i) for i in range(2000)])
     assert 150 <= len(answered) < 2000, len(answered)
-    # every answered call's row was committed before its answer went out
-    committed = {int(rid) for (rid,) in sqlite3.connect(g.state / "audit.db").execute("SELECT request_id FROM audit")}
-    assert {100000 + i for i, _ in answered} <= committed
-    # a call sent in the moment before the kill may have its row only in the audit journal,
-    # durable before it was sent: the next opener (a gateway's start, `mcpp audit`) recovers it
-    AuditLog(g.state).close()
-    assert list((g.state / "audit-journal").glob("*.jsonl")) == []
     rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, decision, tool FROM audit").fetchall()
     audited = {int(rid): (d, t) for rid, d, t in rows}
     for i, r in answered:
