@@ -162,6 +162,24 @@ async def run_block(t, calls: int, conc: int) -> tuple[list[float], float]:
     return lat, time.perf_counter() - t0
 
 
+@contextlib.contextmanager
+def upstream_and_grant(tmp: Path):
+    """The fixture upstream running and a grant in `tmp/state` (for the single-gateway
+    tools beside this one): yields (the upstream's process, its port, the grant's token)."""
+    (tmp / "policy.mcpp").write_text(POLICY)
+    up_port = free_port()
+    up = subprocess.Popen([sys.executable, str(FIXTURE), "--port", str(up_port)], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_port(up_port, up)
+        grant = json.loads(subprocess.run(
+            [sys.executable, "-m", "mcpp", "grant", "create", "--server", "default", "--label", "bench",
+             "--state", str(tmp / "state"), "--json"], check=True, capture_output=True, text=True).stdout)
+        yield up, up_port, grant["token"]
+    finally:
+        os.killpg(up.pid, signal.SIGTERM)
+
+
 def pct(xs: list[float], p: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]

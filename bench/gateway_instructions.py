@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import glob
-import json
 import os
 import shutil
 import signal
@@ -81,20 +80,10 @@ def main() -> None:
         raise SystemExit(2)
     tmp = Path(a.keep) if a.keep else Path(tempfile.mkdtemp(prefix="mcpp-instr-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    (tmp / "policy.mcpp").write_text(gb.POLICY)
-    up_port = gb.free_port()
-    up = subprocess.Popen([sys.executable, str(gb.FIXTURE), "--port", str(up_port)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        gb.wait_port(up_port, up)
-        grant = json.loads(subprocess.run(
-            [sys.executable, "-m", "mcpp", "grant", "create", "--server", "default", "--label", "bench",
-             "--state", str(tmp / "state"), "--json"], check=True, capture_output=True, text=True).stdout)
-        rows = [("gateway", count("gateway", a.calls, a.client, tmp, up_port, grant["token"]))]
+    with gb.upstream_and_grant(tmp) as (_, up_port, token):
+        rows = [("gateway", count("gateway", a.calls, a.client, tmp, up_port, token))]
         if a.floor:
             rows.append(("floor", count("floor", a.calls, a.client, tmp, up_port, None)))
-    finally:
-        os.killpg(up.pid, signal.SIGTERM)
     print(f"user-space instructions per tools/call ({a.client}, {a.calls} calls counted, callgrind):")
     for name, n in rows:
         print(f"  {name:<8} {n / 1e6:.3f} M")

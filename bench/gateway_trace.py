@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import json
 import os
 import re
 import signal
@@ -169,20 +168,10 @@ def main() -> None:
     a = ap.parse_args()
     _tracefs()
     tmp = Path(tempfile.mkdtemp(prefix="mcpp-trace-"))
-    (tmp / "policy.mcpp").write_text(gb.POLICY)
-    up_port = gb.free_port()
-    up = subprocess.Popen([sys.executable, str(gb.FIXTURE), "--port", str(up_port)], stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        gb.wait_port(up_port, up)
-        grant = json.loads(subprocess.run(
-            [sys.executable, "-m", "mcpp", "grant", "create", "--server", "default", "--label", "bench",
-             "--state", str(tmp / "state"), "--json"], check=True, capture_output=True, text=True).stdout)
-        runs = {"gateway": trace("gateway", a.client, a.calls, tmp, up, up_port, grant["token"])}
+    with gb.upstream_and_grant(tmp) as (up, up_port, token):
+        runs = {"gateway": trace("gateway", a.client, a.calls, tmp, up, up_port, token)}
         if a.floor:
-            runs["floor"] = trace("floor", a.client, a.calls, tmp, up, up_port, grant["token"])
-    finally:
-        os.killpg(up.pid, signal.SIGTERM)
+            runs["floor"] = trace("floor", a.client, a.calls, tmp, up, up_port, token)
     print(f"per-call segments ({a.client}, {a.calls} traced calls; median / p90 ms, ftrace timestamps):")
     keys = ["inbound", "upstream pickup", "outbound", "client pickup", "end to end"]
     print(f"  {'segment':<16}" + "".join(f"{k:>20}" for k in runs))
