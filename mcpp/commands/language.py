@@ -19,20 +19,23 @@ from mcpp.help import AUTHOR, DEPLOY, command
 
 
 def check(
-    files: List[Path] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json); `-` reads stdin"),
+    # (str, not Path: Path("./-") is "-", and a file named `-` must stay a file)
+    files: List[str] = typer.Argument(..., metavar="FILE", help="Policy files (.mcpp or .json); `-` reads stdin"),
     catalog: Optional[Path] = typer.Option(None, "--catalog", metavar="CATALOG", help="Also validate against this tool catalog "
                                            "(default: the one the policy names, if any; see docs/catalogs.md)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No summary line on stderr"),
 ) -> None:
     """Parse and validate; print `file:line:col: error: …` for every problem. Exit 1 on errors."""
+    if files.count("-") > 1:
+        die("`-` (standard input) can be given only once")
     cat = _usable_catalog(catalog)  # a --catalog that cannot be used is a usage error, not the policy's
     errors = warnings = unreadable = 0
     for f in files:
         try:
-            if str(f) == "-":  # (the named catalog is looked for from the working directory)
+            if f == "-":  # (the named catalog is looked for from the working directory)
                 res = mcpp.check(sys.stdin.buffer.read(), catalog=cat, filename="<stdin>")
             else:
-                res = mcpp.check(f, catalog=cat)
+                res = mcpp.check(Path(f), catalog=cat, filename=f)
         except mcpp.PolicyFileError as e:
             print_diagnostics(e.diagnostics)
             unreadable += 1
@@ -268,9 +271,10 @@ def decompile(
 ) -> None:
     """Turn a JSON-form policy into readable .mcpp."""
     source = read_input(file)
+    if file.suffix.lower() == ".cedar":  # (whether it parses or not: it is no JSON form)
+        die(f"{file}: a .cedar file is Cedar policy text; decompile reads the JSON form that `mcpp compile` writes")
     if _is_mcpp_source(file, source):
-        what = "Cedar policy text" if file.suffix == ".cedar" else "a .mcpp file"
-        die(f"{file}: this is {what}; did you mean `mcpp compile {shlex.quote(str(file))}`? "
+        die(f"{file}: this is a .mcpp file; did you mean `mcpp compile {shlex.quote(str(file))}`? "
             "(decompile reads the JSON form that compile writes)")
     try:
         text = mcpp.decompile(source, filename=str(file))
@@ -286,7 +290,7 @@ def decompile(
 def _is_mcpp_source(path: Path, text: str) -> bool:
     """A `.mcpp` file, or text that is no JSON at all but parses as mcpp: given to decompile,
     it is the wrong command, not a broken JSON document."""
-    if path.suffix == ".mcpp":
+    if path.suffix.lower() == ".mcpp":
         return True
     if not text.strip() or text.lstrip().startswith(("{", "[", '"')):
         return False

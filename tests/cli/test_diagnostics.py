@@ -142,11 +142,18 @@ def test_fmt_changes_nothing_when_any_input_is_bad(tmp_path):
         assert ugly.read_text() == "default   deny ;\n"
 
 
-def test_decompile_of_cedar_text_says_so(tmp_path):
-    f = tmp_path / "policy.cedar"
-    f.write_text('permit (principal, action == Action::"echo", resource);\n')
+@pytest.mark.parametrize("name, text", [
+    ("policy.cedar", 'permit (principal, action == Action::"echo", resource);\n'),
+    ("P.CEDAR", 'permit (principal, action == Action::"echo", resource);\n'),
+    ("mcpp-text.cedar", "default deny;\n"),  # (not Cedar either: still no JSON form)
+    ("ext.cedar", 'permit (principal, action, resource) when { context.input.a.lessThan(decimal("1.0")) };\n'),
+])
+def test_decompile_of_a_cedar_file_says_what_it_reads(tmp_path, name, text):
+    f = tmp_path / name
+    f.write_text(text)
     p = mcpp("decompile", f)
-    assert p.returncode == 2 and f"{f}: this is Cedar policy text; did you mean `mcpp compile {f}`?" in p.stderr
+    assert p.returncode == 2 and p.stderr == (
+        f"mcpp: error: {f}: a .cedar file is Cedar policy text; decompile reads the JSON form that `mcpp compile` writes\n")
 
 
 @pytest.mark.parametrize("text, code, needle", [
@@ -163,3 +170,11 @@ def test_a_directory_is_not_a_file_whatever_it_was_meant_to_be(tmp_path):
     for args in (["check", tmp_path], ["eval", ROOT / "examples" / "refunds.mcpp", "--calls", tmp_path]):
         p = mcpp(*args)
         assert p.returncode == 2 and f"{tmp_path}: error: is a directory, not a file" in p.stderr, p.stderr
+
+
+def test_a_file_named_dash_is_a_file_and_stdin_is_read_once(tmp_path):
+    (tmp_path / "-").write_text("permit (principal, action resource);\n")
+    p = mcpp("check", "./-", stdin=GOOD, cwd=tmp_path)
+    assert p.returncode == 1 and "./-:1:27: error:" in p.stderr
+    p = mcpp("check", "-", "-", stdin=GOOD)
+    assert p.returncode == 2 and "can be given only once" in p.stderr
