@@ -141,11 +141,16 @@ class Response:
         parts, size = [], 0
         chunks = self.chunks(timeout)
         try:
-            async for c in chunks:
-                size += len(c)
-                if size > limit:
-                    raise UpstreamError(f"upstream response too large (more than {limit} bytes)", "protocol", True)
-                parts.append(c)
+            # `timeout` bounds the whole body too, not only each read: an upstream that
+            # sends its answer a byte at a time cannot hold the call past it
+            async with asyncio.timeout(timeout):
+                async for c in chunks:
+                    size += len(c)
+                    if size > limit:
+                        raise UpstreamError(f"upstream response too large (more than {limit} bytes)", "protocol", True)
+                    parts.append(c)
+        except TimeoutError:
+            raise UpstreamError(f"upstream did not send its whole answer within {timeout:g}s", "timeout", True) from None
         finally:
             await chunks.aclose()
         return b"".join(parts)

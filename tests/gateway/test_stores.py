@@ -238,3 +238,28 @@ def test_a_long_line_in_small_chunks_is_set_aside_not_rescanned():
     assert p._plen == 2048 * 4096 and len(p._pending) == 2048
     assert p.feed(b"\n\n") == []  # an unknown field, not data: no event
     assert p._plen == 0
+
+
+@pytest.mark.parametrize("framing, head", [("chunked", [("transfer-encoding", "chunked")]), ("length", [("content-length", "12")])])
+def test_an_answer_sent_a_byte_at_a_time_is_bounded_by_the_timeout_as_a_whole(framing, head):
+    """Each byte comes well within the timeout; the whole answer would take 12 times it."""
+    async def go():
+        r = asyncio.StreamReader(limit=1 << 20)
+        body = b"c\r\n" + b"x" * 12 + b"\r\n0\r\n\r\n" if framing == "chunked" else b"x" * 12
+
+        async def trickle():
+            for i in range(len(body)):
+                r.feed_data(body[i:i + 1])
+                await asyncio.sleep(0.05)
+            r.feed_eof()
+
+        feeder = asyncio.get_running_loop().create_task(trickle())
+        pool = HTTPUpstream("http://127.0.0.1:9/mcp")
+        resp = Response(pool, _Conn(r, _Writer()), 200, head, framing, 12 if framing == "length" else None)
+        t0 = time.monotonic()
+        with pytest.raises(UpstreamError) as e:
+            await resp.read(0.2)
+        feeder.cancel()
+        return e.value, time.monotonic() - t0, len(pool._idle)
+    err, took, pooled = asyncio.run(go())
+    assert err.kind == "timeout" and "whole answer within 0.2s" in str(err) and took < 0.5 and pooled == 0
