@@ -69,21 +69,21 @@ def check_arguments(checker, name: str, args) -> dict | None:
     of the failing keyword, the message naming the argument, never its value."""
     if isinstance(checker, tuple):
         kind, reason, message = checker
-        return {"kind": kind, "pointer": _base(name), "reason": reason, "message": message}
+        return {"kind": kind, "pointer": schema_pointer(name), "reason": reason, "message": message}
     try:
         v = check(checker, args)
     except RecursionError:
-        return {"kind": "invalid_arguments", "pointer": _base(name), "reason": "arguments nested too deeply",
+        return {"kind": "invalid_arguments", "pointer": schema_pointer(name), "reason": "arguments nested too deeply",
                 "message": f"The arguments of {name} are nested too deeply to check."}
     except SchemaUnusable as e:
-        return _unusable(name, _base(name), e)
+        return _unusable(name, schema_pointer(name), e)
     if v is None:
         return None
-    return {"kind": "invalid_arguments", "pointer": _base(name) + v.pointer, "reason": v.message,
+    return {"kind": "invalid_arguments", "pointer": schema_pointer(name) + v.pointer, "reason": v.message,
             "message": f"{v.message} (tool {name}; the call was not forwarded)"}
 
 
-def _base(name: str) -> str:
+def schema_pointer(name: str) -> str:
     """The rule pointer of a tool's schema, `/tools/<tool>/schema`: built for refusals only
     (a call that conforms, nearly every call, never needs it)."""
     return f"/tools/{escape_pointer(name)}/schema"
@@ -106,16 +106,16 @@ def admit(checker, name: str, args) -> tuple[dict | None, object]:
     try:
         filled = fill(checker.schema, args)
     except FillTooLarge as e:  # (defaults filled inside defaults, through references: bounded)
-        return {"kind": "invalid_default", "pointer": _base(name), "reason": str(e),
+        return {"kind": "invalid_default", "pointer": schema_pointer(name), "reason": str(e),
                 "message": (f"Tool {name} declares defaults for arguments this call omits that are too large to fill in "
                             f"({e}); pass the arguments explicitly. The call was not forwarded.")}, args
     except RecursionError:  # (a schema within catalog/depth.py's bound never gets here: defensive)
-        return {"kind": "invalid_default", "pointer": _base(name), "reason": "a declared default is nested too deeply to fill",
+        return {"kind": "invalid_default", "pointer": schema_pointer(name), "reason": "a declared default is nested too deeply to fill",
                 "message": (f"Tool {name} declares a default for an argument this call omits that is nested too deeply "
                             "to fill in; pass the argument explicitly. The call was not forwarded.")}, args
     if filled is args:
         return None, args
-    base = _base(name)
+    base = schema_pointer(name)
     try:
         v = check(checker, filled)
         if v is None:

@@ -54,7 +54,7 @@ from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
 from .http_client import UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
-from .schemas import admit, escape_pointer, tool_checker
+from .schemas import admit, schema_pointer, tool_checker
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -551,7 +551,7 @@ class GatewayApp(ApprovalSteps):
                     decided_body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
             except Exception as e:  # fail closed
                 rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
-                typed = {"kind": "error", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": type(e).__name__,
+                typed = {"kind": "error", "pointer": schema_pointer(name), "reason": type(e).__name__,
                          "message": f"Tool {name} could not be checked against its input schema (internal error); the call was not forwarded."}
         ctx = CallContext(server, caller, name, args, rid, None, None, "deny", "", modern, params, headers)
         try:
@@ -996,7 +996,7 @@ class GatewayApp(ApprovalSteps):
             except Exception as e:
                 why = str(e) if isinstance(e, FetchFailed) else f"{type(e).__name__}: {e}"
                 rt.log.warning("schema_listing_failed", server=server.id, tool=name, error=why)
-                return {"kind": "unverifiable", "pointer": f"/tools/{escape_pointer(name)}/schema", "reason": why, "rejection": getattr(e, "rejection", None),
+                return {"kind": "unverifiable", "pointer": schema_pointer(name), "reason": why, "rejection": getattr(e, "rejection", None),
                         "message": (f"Tool {name} cannot be checked: the upstream's tool list could not be obtained ({why}). "
                                     "The call was not forwarded.")}, args
             checker = listing.checkers.get(name)
