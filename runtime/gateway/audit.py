@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .deferred import FIRST_PAUSE, is_locked, next_pause
+
 COLUMNS = (
     "seq", "ts", "request_id", "trace_id", "grant_id", "grant_label", "server", "tool", "decision", "rule",
     "message", "arg_keys", "outcome", "policy_sha256", "replica",
@@ -70,38 +72,102 @@ def _values(r: AuditRow) -> tuple:
 
 
 class GroupCommit:
-    """Rows submitted in one event-loop turn share one commit; each caller still waits for
-    its own row to be committed before it answers, so durability per response is kept."""
+    """The gateway's audit writer. Rows submitted in one event-loop turn share one commit;
+    each caller still waits for its own row to be committed before it answers, so
+    durability per response is kept.
 
-    def __init__(self, log: "AuditLog"):
+    The connection never sleeps on a lock (`AuditLog(wait=False)`): SQLite's busy timeout
+    waits in the calling thread, which is the event loop's, so one process holding
+    audit.db's write lock (a long `mcpp audit` export in a transaction, a backup tool)
+    stalled every call, `/healthz` and `/metrics` for up to 10 s each. A commit that finds
+    the file locked is tried again from the event loop, with backoff (deferred.py), and the
+    rows wait there; a row still unwritten `busy_timeout` seconds after it was submitted
+    fails, and its call is refused (503: no audit row, no call). Outcome updates (`set_outcome`)
+    are written at once when the file is free, and otherwise join the next commit: an
+    outcome that cannot be written in time is logged, since its call has already been
+    answered."""
+
+    def __init__(self, log: "AuditLog", busy_timeout: float = 10.0, logger=None):
         self.log = log
-        self.pending: list = []
-        self.scheduled = False
+        self.busy_timeout = busy_timeout
+        self.logger = logger
+        self.pending: list = []  # (row, future, deadline)
+        self.outcomes: list = []  # (seq, outcome, message, deadline)
+        self.scheduled = False  # a flush is due: this turn's end, or a retry's timer
+        self.pause = FIRST_PAUSE
 
     def submit(self, row: AuditRow):
         import asyncio
 
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        self.pending.append((row, fut))
+        self.pending.append((row, fut, time.monotonic() + self.busy_timeout))
         if not self.scheduled:
             self.scheduled = True
             loop.call_soon(self._flush)
         return fut
 
+    def set_outcome(self, seq: int, outcome: str, message: str | None = None) -> None:
+        """Record what became of a forwarded call: now if audit.db is free (so the row says
+        it before the client reads the answer), else with the next commit."""
+        if not self.scheduled:
+            try:
+                self.log.set_outcome(seq, outcome, message)
+                return
+            except sqlite3.OperationalError as e:
+                if not is_locked(e):
+                    raise
+        self.outcomes.append((seq, outcome, message, time.monotonic() + self.busy_timeout))
+        if not self.scheduled:
+            self._retry_later()
+
+    def _retry_later(self) -> None:
+        import asyncio
+
+        self.scheduled = True
+        asyncio.get_running_loop().call_later(self.pause, self._flush)
+        self.pause = next_pause(self.pause)
+
     def _flush(self) -> None:
         self.scheduled = False
         batch, self.pending = self.pending, []
+        outcomes, self.outcomes = self.outcomes, []
+        if not batch and not outcomes:
+            return
         try:
-            seqs = self.log.write_many([r for r, _ in batch]) if len(batch) > 1 else [self.log.write(batch[0][0])]
+            seqs = self.log.commit([r for r, _, _ in batch], [o[:3] for o in outcomes])
         except Exception as e:
-            for _, f in batch:
+            if is_locked(e):
+                self._locked(batch, outcomes)
+                return
+            for _, f, _ in batch:
                 if not f.done():
                     f.set_exception(e)
+            if outcomes and self.logger is not None:
+                self.logger.error("audit_write_failed", error=f"{type(e).__name__}: {e}", outcomes=len(outcomes))
             return
-        for (_, f), s in zip(batch, seqs):
+        self.pause = FIRST_PAUSE
+        for (_, f, _), s in zip(batch, seqs):
             if not f.done():
                 f.set_result(s)
+
+    def _locked(self, batch: list, outcomes: list) -> None:
+        """audit.db is locked: what is past its deadline fails, the rest waits for a retry."""
+        now = time.monotonic()
+        err = sqlite3.OperationalError(f"audit.db is locked by another process (waited {self.busy_timeout:g}s)")
+        keep = []
+        for item in batch:
+            if item[2] > now:
+                keep.append(item)
+            elif not item[1].done():
+                item[1].set_exception(err)
+        late = [o for o in outcomes if o[3] <= now]
+        if late and self.logger is not None:
+            self.logger.error("audit_write_failed", error=str(err), outcomes=len(late))
+        self.pending = keep + self.pending
+        self.outcomes = [o for o in outcomes if o[3] > now] + self.outcomes
+        if self.pending or self.outcomes:
+            self._retry_later()
 
 
 def iso_ms(ts: float) -> str:
@@ -116,7 +182,10 @@ def _seq(cursor: sqlite3.Cursor) -> int:
 
 
 class AuditLog:
-    def __init__(self, state_dir: str | Path, synchronous: str = "normal", readonly: bool = False):
+    def __init__(self, state_dir: str | Path, synchronous: str = "normal", readonly: bool = False, wait: bool = True):
+        """`wait=False`: once opened, a write that finds the file locked by another process
+        fails at once (SQLITE_BUSY) instead of sleeping up to 10 s in this thread (the
+        gateway's `GroupCommit` retries it from the event loop)."""
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(state_dir) / "audit.db"
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
@@ -140,6 +209,8 @@ class AuditLog:
                         self.db.execute(f"ALTER TABLE audit ADD COLUMN {col} {kind}")
                     except sqlite3.OperationalError:  # another process added it first
                         pass
+        if not wait:
+            self.db.execute("PRAGMA busy_timeout=0")
         self.columns = COLUMNS if not readonly else self._present()
         cols = COLUMNS[1:]
         self._insert = f"INSERT INTO audit({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
@@ -158,10 +229,19 @@ class AuditLog:
 
     def write_many(self, rows: list[AuditRow]) -> list[int]:
         """Commit several rows in one transaction (group commit); their sequence numbers."""
+        return self.commit(rows, [])
+
+    def commit(self, rows: list[AuditRow], outcomes: list[tuple[int, str, str | None]]) -> list[int]:
+        """Commit rows and outcome updates (seq, outcome, message) in one transaction; the
+        rows' sequence numbers. All or nothing: a failed commit leaves no trace."""
+        if len(rows) == 1 and not outcomes:
+            return [self.write(rows[0])]
         db = self.db
         db.execute("BEGIN")
         try:
             seqs = [_seq(db.execute(self._insert, _values(r))) for r in rows]
+            for seq, outcome, message in outcomes:
+                self.set_outcome(seq, outcome, message)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

@@ -14,16 +14,23 @@ from pathlib import Path
 
 from mcpp import Charge
 
+from .deferred import DeferredCounters, StoreUnavailable, is_locked, retry_while_locked
+
 
 class SQLiteCounters:
     """Counters in `<state>/counters.db`; `BEGIN IMMEDIATE` serialises writers across processes."""
 
-    def __init__(self, state_dir: str | Path):
+    def __init__(self, state_dir: str | Path, wait: bool = True):
+        """`wait=False`: once opened, a write that finds the file locked by another process
+        fails at once (SQLITE_BUSY) instead of sleeping up to 10 s in this thread; the
+        gateway's `SQLiteDeferredCounters` retries it from the event loop."""
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(Path(state_dir) / "counters.db", isolation_level=None, check_same_thread=False, timeout=10)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("CREATE TABLE IF NOT EXISTS counters (key TEXT PRIMARY KEY, value REAL NOT NULL, expires_at INTEGER NOT NULL)")
+        if not wait:
+            self.db.execute("PRAGMA busy_timeout=0")
         self._lock = threading.Lock()
         self._sweep_at = 0.0
 
@@ -77,6 +84,57 @@ class SQLiteCounters:
         self.db.close()
 
 
+class SQLiteDeferredCounters(DeferredCounters):
+    """The gateway's counters in `<state>/counters.db`: `SQLiteCounters`' transactions, on
+    a connection that never sleeps on a lock, awaited through deferred.py's two passes.
+    While another process holds the file locked, a limited call waits (asynchronously: the
+    gateway goes on serving) up to `busy_timeout` seconds, then is refused; a refund that
+    cannot be made in that time is lost, which over-counts (the safe direction)."""
+
+    name = "SQLite counter store"
+
+    def __init__(self, state_dir: str | Path, busy_timeout: float, log):
+        super().__init__()
+        self.sync = SQLiteCounters(state_dir, wait=False)
+        self.busy_timeout = busy_timeout
+        self.log = log
+
+    async def values_async(self, keys: list[str]) -> dict:
+        return await retry_while_locked(lambda: {k: self.sync.value(k) for k in dict.fromkeys(keys)},
+                                        self.busy_timeout, "counters.db")
+
+    async def reserve_async(self, charges: list[Charge]) -> int | None:
+        return await retry_while_locked(lambda: self.sync.reserve(charges), self.busy_timeout, "counters.db")
+
+    def release(self, charges: list[Charge]) -> None:
+        """Give a reservation back now, so it is in place before the client reads the answer
+        and can call again; only if counters.db is locked, in the background."""
+        try:
+            self.sync.release(charges)
+        except sqlite3.OperationalError as e:
+            if not is_locked(e):
+                self.log.warning("limit_refund_lost", error=f"counters.db: {e}", counters=len(charges))
+                return
+            super().release(charges)
+
+    async def release_async(self, charges: list[Charge]) -> None:
+        try:
+            await retry_while_locked(lambda: self.sync.release(charges), self.busy_timeout, "counters.db")
+        except StoreUnavailable as e:
+            self.log.warning("limit_refund_lost", error=str(e), counters=len(charges))
+
+    def close(self) -> None:
+        self.sync.close()
+
+
+def reserve_args(charges: list[Charge]) -> tuple[list[str], list]:
+    """KEYS and ARGV of `_RESERVE` for these charges."""
+    argv: list = [len(charges)]
+    for c in charges:
+        argv += [repr(float(c.amount)), repr(float(c.max)), int(c.expires_at)]
+    return [RedisCounters.PREFIX + c.key for c in charges], argv
+
+
 # KEYS: counter keys; ARGV: n, then per charge amount, max, expires_at. Returns -1 (all
 # reserved) or the 0-based index of the first charge that would pass its max (none applied).
 _RESERVE = """
@@ -121,10 +179,7 @@ class RedisCounters:
         self._release = client.register_script(_RELEASE)
 
     def reserve(self, charges: list[Charge]) -> int | None:
-        keys = [self.PREFIX + c.key for c in charges]
-        argv: list = [len(charges)]
-        for c in charges:
-            argv += [repr(float(c.amount)), repr(float(c.max)), int(c.expires_at)]
+        keys, argv = reserve_args(charges)
         bad = int(self._reserve(keys=keys, args=argv))
         return None if bad < 0 else bad
 

@@ -669,7 +669,7 @@ class GatewayApp(ApprovalSteps):
                     approval.restore(rt)
             if outcome != "forwarded":
                 try:
-                    rt.audit.set_outcome(seq, outcome)
+                    rt.audit_writer.set_outcome(seq, outcome)
                 except Exception as e:
                     rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
 

@@ -16,35 +16,24 @@ callers: calls under a limit are refused (the counter cannot be reserved), grant
 served from the records last read from Redis (`grant_cache_seconds`), and everything that
 does not need Redis (unlimited calls of known grants, `/metrics`) is untouched.
 
-Limit counters. The engine reserves counters synchronously (`CounterStore.reserve`), and
-that interface is the engine's. `DeferredCounters` implements it in two passes so the
-Redis round trip is awaited outside the engine: the gateway decides once while the store
-*records* the charges the engine asks for (answering "reserved"), then awaits the real
-all-or-nothing reservation (the same Lua script as before); if a counter is over its max,
-it decides again, at the same instant, while the store *replays* the index of the counter
-that failed, so the denial (its message, rule and reset time) is the engine's own.
+Limit counters: `RedisDeferredCounters` meets the engine's synchronous `CounterStore`
+interface in two passes (deferred.py), so the Redis round trip is awaited outside the
+engine; the reservation is the same all-or-nothing Lua script as `RedisCounters`'.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import contextvars
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
 
 from mcpp import Charge
 
-from .counters import _RELEASE, _RESERVE, RedisCounters
+from .counters import _RELEASE, _RESERVE, RedisCounters, reserve_args
+from .deferred import LIMIT_STORE_DOWN, DeferredCounters, StoreUnavailable
 from .grants import GrantRecord, _hash
 
-
-LIMIT_STORE_DOWN = "/limits/store-unavailable"  # the rule of a limited call refused while Redis is down
-
-
-class StoreUnavailable(Exception):
-    """Redis cannot be used right now (the breaker is open, or this operation failed)."""
+__all__ = ["LIMIT_STORE_DOWN", "StoreUnavailable", "AsyncRedis", "AsyncRedisGrants", "RedisDeferredCounters"]
 
 
 class AsyncRedis:
@@ -164,80 +153,18 @@ class AsyncRedisGrants:
         return rec
 
 
-@dataclass
-class _Plan:
-    mode: str  # "record" | "replay"
-    verdict: int | None = None
-    charges: list[Charge] | None = None
-    calls: int = 0
-    peek: dict = field(default_factory=dict)  # counter values read ahead (non-reserving checks)
-    peeked: list = field(default_factory=list)  # keys a non-reserving check read
+class RedisDeferredCounters(DeferredCounters):
+    """Limit counters in Redis, reserved by an awaited round trip (see deferred.py): the
+    same Lua scripts as `RedisCounters`, through the breaker."""
 
+    name = "Redis counter store"
 
-_PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("mcpp_counter_plan", default=None)
-
-
-@dataclass
-class DeferredCounters:
-    """The engine's CounterStore for Redis: `reserve` records (or replays) inside a
-    `recording()` / `replaying()` block; the real reservation is `reserve_async`."""
-
-    store: AsyncRedis
-    _pending: set = field(default_factory=set)
-
-    def __post_init__(self):
-        c = self.store.client
+    def __init__(self, store: AsyncRedis):
+        super().__init__()
+        self.store = store
+        c = store.client
         self._reserve = c.register_script(_RESERVE)
         self._release = c.register_script(_RELEASE)
-
-    # -- the engine's synchronous interface ----------------------------------------------
-    def reserve(self, charges: list[Charge]) -> int | None:
-        plan = _PLAN.get()
-        if plan is None:
-            raise StoreUnavailable("the Redis counter store is only usable through the gateway's decide()")
-        plan.calls += 1
-        if plan.calls > 1:  # one reservation per decision is what the two passes can mirror
-            raise StoreUnavailable("more than one reservation in one decision")
-        if plan.mode == "record":
-            plan.charges = list(charges)
-            return None
-        return plan.verdict
-
-    def release(self, charges: list[Charge]) -> None:
-        """Give a reservation back, in the background: a refund that cannot reach Redis is
-        lost, which over-counts (the safe direction)."""
-        task = asyncio.get_running_loop().create_task(self.release_async(charges))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    def value(self, key: str) -> float:
-        """A non-reserving limit check (a shadow policy, a call waiting for approval) reads
-        counts inside `recording(peek=…)`: the keys it asks for are noted and the values
-        read ahead are returned (0 before they were read; the gateway then reads them with
-        `values_async` and decides again)."""
-        plan = _PLAN.get()
-        if plan is None:
-            raise StoreUnavailable("the Redis counter store has no synchronous reads")
-        plan.peeked.append(key)
-        return float(plan.peek.get(key, 0))
-
-    # -- the gateway's side ---------------------------------------------------------------
-    @contextlib.contextmanager
-    def recording(self, peek: dict | None = None):
-        plan = _Plan("record", peek=peek or {})
-        token = _PLAN.set(plan)
-        try:
-            yield plan
-        finally:
-            _PLAN.reset(token)
-
-    @contextlib.contextmanager
-    def replaying(self, verdict: int):
-        token = _PLAN.set(_Plan("replay", verdict))
-        try:
-            yield
-        finally:
-            _PLAN.reset(token)
 
     async def values_async(self, keys: list[str]) -> dict:
         """Current counts of these keys (one MGET)."""
@@ -246,10 +173,7 @@ class DeferredCounters:
         return {k: float(v) if v is not None else 0.0 for k, v in zip(keys, vals)}
 
     async def reserve_async(self, charges: list[Charge]) -> int | None:
-        keys = [RedisCounters.PREFIX + c.key for c in charges]
-        argv: list = [len(charges)]
-        for c in charges:
-            argv += [repr(float(c.amount)), repr(float(c.max)), int(c.expires_at)]
+        keys, argv = reserve_args(charges)
         bad = int(await self.store.run(lambda: self._reserve(keys=keys, args=argv)))
         return None if bad < 0 else bad
 
@@ -260,5 +184,3 @@ class DeferredCounters:
         except StoreUnavailable as e:
             self.store.log.warning("limit_refund_lost", error=str(e), counters=len(charges))
 
-    def close(self) -> None:
-        pass

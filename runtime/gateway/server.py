@@ -20,7 +20,8 @@ from typing import cast
 from .approvals import ApprovalStore
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
-from .counters import SQLiteCounters
+from .counters import SQLiteDeferredCounters
+from .deferred import DeferredCounters
 from .grants import SQLiteGrants, redis_client
 from .http_client import HTTPUpstream
 from .jwks import Fetcher, IssuerClient
@@ -34,14 +35,14 @@ from .principals import principal_key
 from .proxy import GatewayApp, SessionBinder
 from mcpp import Decision, Policy
 from mcpp.catalog.conformance import SchemaCache
-from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, DeferredCounters, StoreUnavailable
+from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, RedisDeferredCounters, StoreUnavailable
 from .schemas import escape_pointer
 from .stdio import StdioUpstream
 
 
 # settings read once, at start: a reload that changes them is logged as config_needs_restart
 RESTART_FIELDS = (
-    "host", "port", "state_dir", "redis_url", "audit_synchronous", "redis_timeout", "grant_cache_seconds",
+    "host", "port", "state_dir", "redis_url", "audit_synchronous", "store_busy_timeout", "redis_timeout", "grant_cache_seconds",
     "max_header_bytes", "max_headers", "header_timeout", "idle_timeout", "max_connections", "max_response_bytes",
     "ops_listen",
 )
@@ -86,14 +87,15 @@ class Runtime:
                 sync.close()
             self.redis: AsyncRedis | None = AsyncRedis(config.redis_url, config.redis_timeout, self.log, self.metrics)
             self.grants: AsyncRedisGrants | SQLiteGrants = AsyncRedisGrants(self.redis, config.grant_cache_seconds)
-            self.counters: DeferredCounters | SQLiteCounters = DeferredCounters(self.redis)
+            self.counters: DeferredCounters = RedisDeferredCounters(self.redis)
         else:
             key = session_key(config.state_dir, None)
             self.redis = None
             self.grants = SQLiteGrants(config.state_dir)
-            self.counters = SQLiteCounters(config.state_dir)
-        self.audit = AuditLog(config.state_dir, config.audit_synchronous)
-        self.audit_writer = GroupCommit(self.audit)
+            self.counters = SQLiteDeferredCounters(config.state_dir, config.store_busy_timeout, self.log)
+        # neither store may sleep on a lock in the event loop's thread (deferred.py)
+        self.audit = AuditLog(config.state_dir, config.audit_synchronous, wait=False)
+        self.audit_writer = GroupCommit(self.audit, config.store_busy_timeout, self.log)
         self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
         self.registry.gate_for = self._identity_gate
@@ -422,10 +424,11 @@ class Runtime:
 
     async def decide(self, policy, tool: str, args, principal, server_id: str, reserve: bool = True,
                      approved: bool = False) -> Decision:
-        """`Policy.decide`, with limit counters in Redis reserved by an awaited round trip
-        (redis_store.DeferredCounters) instead of a blocking one. A limited call while Redis
-        is unavailable is refused (LIMIT_STORE_DOWN); a call no limit applies to is decided
-        without Redis. A check that does not reserve (`reserve=False`: a shadow policy; a
+        """`Policy.decide`, with limit counters (Redis, or SQLite's counters.db) reserved by
+        an awaited operation (deferred.DeferredCounters) instead of a blocking one. A limited
+        call while the store is unavailable (Redis down; counters.db locked by another
+        process past `store_busy_timeout`) is refused (LIMIT_STORE_DOWN); a call no limit
+        applies to is decided without the store. A check that does not reserve (`reserve=False`: a shadow policy; a
         call waiting for approval) reads the counts it needs with one awaited read first.
         `policy` is a `mcpp.Policy`, or the `DenyAll` of a server with none in force."""
         store = self.counters

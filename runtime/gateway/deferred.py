@@ -1,0 +1,172 @@
+"""Limit counters whose store is awaited, never waited on: the engine's synchronous
+`CounterStore` interface, met in two passes.
+
+The engine reserves counters synchronously (`CounterStore.reserve`), and that interface is
+the engine's. A store the gateway must not block its event loop on (Redis, which can hang;
+SQLite, which another process can hold locked) implements it here: the gateway decides
+once while the store *records* the charges the engine asks for (answering "reserved"),
+then awaits the real all-or-nothing reservation (`reserve_async`); if a counter is over its
+max, it decides again, at the same instant, while the store *replays* the index of the
+counter that failed, so the denial (its message, rule and reset time) is the engine's own.
+A store that cannot answer raises `StoreUnavailable`, and the gateway refuses the limited
+call (`LIMIT_STORE_DOWN`): fail closed, and only the calls that need the store wait.
+
+SQLite's own wait for a lock held by another process (its busy timeout) sleeps in the
+calling thread, which here is the event loop's: every call, `/healthz` and `/metrics`
+stalled behind one `mcpp` command or backup that held `audit.db` or `counters.db`. The
+gateway's connections therefore take no busy timeout at all, and `retry_while_locked`
+(counters) and `audit.GroupCommit` (the audit log) retry a locked write from the event
+loop, with backoff, until `store_busy_timeout` has passed.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import contextvars
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from typing import Callable, TypeVar
+
+from mcpp import Charge
+
+LIMIT_STORE_DOWN = "/limits/store-unavailable"  # the rule of a limited call refused while its store is down
+
+T = TypeVar("T")
+
+# first and longest pause between two tries of a locked SQLite write: short enough that a
+# lock held for a moment (another gateway's commit) costs about one pause; long enough
+# that a lock held for seconds costs the event loop a few dozen tries a second
+FIRST_PAUSE, LONGEST_PAUSE = 0.001, 0.05
+
+
+class StoreUnavailable(Exception):
+    """The counter store cannot be used right now (Redis unreachable or its breaker open;
+    a SQLite file locked past `store_busy_timeout`)."""
+
+
+def is_locked(e: BaseException) -> bool:
+    """A SQLite error that means "another connection holds the lock": worth trying again."""
+    code = getattr(e, "sqlite_errorcode", None)
+    if isinstance(e, sqlite3.OperationalError) and code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+    return False
+
+
+def next_pause(pause: float) -> float:
+    return min(pause * 2, LONGEST_PAUSE)
+
+
+async def retry_while_locked(op: Callable[[], T], timeout: float, what: str) -> T:
+    """`op()` (a synchronous SQLite transaction on a connection without a busy timeout),
+    tried again after a pause while another process holds the lock, for at most `timeout`
+    seconds; then StoreUnavailable. The first try costs nothing extra."""
+    try:
+        return op()
+    except sqlite3.OperationalError as e:
+        if not is_locked(e):
+            raise StoreUnavailable(f"{what}: {e}") from None
+    deadline = time.monotonic() + timeout
+    pause = FIRST_PAUSE
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise StoreUnavailable(f"{what} is locked by another process (waited {timeout:g}s)")
+        await asyncio.sleep(min(pause, left))
+        pause = next_pause(pause)
+        try:
+            return op()
+        except sqlite3.OperationalError as e:
+            if not is_locked(e):
+                raise StoreUnavailable(f"{what}: {e}") from None
+
+
+@dataclass
+class _Plan:
+    mode: str  # "record" | "replay"
+    verdict: int | None = None
+    charges: list[Charge] | None = None
+    calls: int = 0
+    peek: dict = field(default_factory=dict)  # counter values read ahead (non-reserving checks)
+    peeked: list = field(default_factory=list)  # keys a non-reserving check read
+
+
+_PLAN: contextvars.ContextVar[_Plan | None] = contextvars.ContextVar("mcpp_counter_plan", default=None)
+
+
+class DeferredCounters(abc.ABC):
+    """The engine's CounterStore: `reserve` records (or replays) inside a `recording()` /
+    `replaying()` block; a subclass does the real work in `values_async`, `reserve_async`
+    and `release_async`."""
+
+    name = "counter store"
+
+    def __init__(self) -> None:
+        self._pending: set = set()
+
+    # -- the engine's synchronous interface ----------------------------------------------
+    def reserve(self, charges: list[Charge]) -> int | None:
+        plan = _PLAN.get()
+        if plan is None:
+            raise StoreUnavailable(f"the {self.name} is only usable through the gateway's decide()")
+        plan.calls += 1
+        if plan.calls > 1:  # one reservation per decision is what the two passes can mirror
+            raise StoreUnavailable("more than one reservation in one decision")
+        if plan.mode == "record":
+            plan.charges = list(charges)
+            return None
+        return plan.verdict
+
+    def release(self, charges: list[Charge]) -> None:
+        """Give a reservation back, in the background: a refund that cannot reach the
+        store is lost, which over-counts (the safe direction)."""
+        task = asyncio.get_running_loop().create_task(self.release_async(charges))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def value(self, key: str) -> float:
+        """A non-reserving limit check (a shadow policy, a call waiting for approval) reads
+        counts inside `recording(peek=…)`: the keys it asks for are noted and the values
+        read ahead are returned (0 before they were read; the gateway then reads them with
+        `values_async` and decides again)."""
+        plan = _PLAN.get()
+        if plan is None:
+            raise StoreUnavailable(f"the {self.name} has no synchronous reads")
+        plan.peeked.append(key)
+        return float(plan.peek.get(key, 0))
+
+    # -- the gateway's side ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def recording(self, peek: dict | None = None):
+        plan = _Plan("record", peek=peek or {})
+        token = _PLAN.set(plan)
+        try:
+            yield plan
+        finally:
+            _PLAN.reset(token)
+
+    @contextlib.contextmanager
+    def replaying(self, verdict: int):
+        token = _PLAN.set(_Plan("replay", verdict))
+        try:
+            yield
+        finally:
+            _PLAN.reset(token)
+
+    @abc.abstractmethod
+    async def values_async(self, keys: list[str]) -> dict:
+        """Current counts of these keys."""
+
+    @abc.abstractmethod
+    async def reserve_async(self, charges: list[Charge]) -> int | None:
+        """Reserve every charge or none: the index of the first charge over its max
+        (nothing reserved), or None (all reserved)."""
+
+    @abc.abstractmethod
+    async def release_async(self, charges: list[Charge]) -> None:
+        """Give the charges back; a refund that cannot be made is logged, not raised."""
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,295 @@
+"""A SQLite store locked by another process stalls nothing but the calls that need it.
+
+SQLite's busy timeout sleeps in the calling thread; the gateway's was the event loop's, so
+one process holding `audit.db` (or `counters.db`) locked stalled every call, `/healthz` and
+`/metrics` for up to 10 s, one call after another. The gateway's connections now never
+sleep on a lock: a locked write is tried again from the event loop (deferred.py), the call
+that needs it waits up to `store_busy_timeout`, and then it is refused: 503 without an
+audit row, a limit-store denial without a counter. Every wait here is bounded in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from contextlib import contextmanager
+
+import httpx2
+import pytest
+
+from mcpp import Charge
+from mcpp.runtime.gateway.audit import AuditLog, AuditRow, GroupCommit
+from mcpp.runtime.gateway.counters import SQLiteDeferredCounters
+from mcpp.runtime.gateway.deferred import StoreUnavailable, is_locked, retry_while_locked
+
+from .peers import call_tool, result_text
+from .test_adversarial import _gw_config
+
+
+@contextmanager
+def locked(path):
+    """Hold `path`'s write lock from another connection (as another process would)."""
+    db = sqlite3.connect(path, isolation_level=None, timeout=10)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    finally:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        db.close()
+
+
+def _row(tool: str = "echo") -> AuditRow:
+    return AuditRow(ts=time.time(), request_id="1", trace_id=None, grant_id="g", grant_label="ops", server="default",
+                    tool=tool, decision="allow", rule="/tools/echo", message="", arg_keys=[], outcome="forwarded")
+
+
+class Ticks:
+    """Counts event-loop turns of 5 ms while it runs: a stalled loop counts none."""
+
+    def __init__(self):
+        self.n = 0
+        self.task = asyncio.ensure_future(self._run())
+
+    async def _run(self):
+        while True:
+            await asyncio.sleep(0.005)
+            self.n += 1
+
+    def stop(self) -> int:
+        self.task.cancel()
+        return self.n
+
+
+class Recorder:
+    def __init__(self):
+        self.records: list[tuple[str, dict]] = []
+
+    def error(self, event, **kw):
+        self.records.append((event, kw))
+
+    warning = error
+
+
+# ---- the audit writer -------------------------------------------------------------------------
+
+
+async def test_a_row_waits_for_a_lock_held_briefly_without_stalling_the_loop(tmp_path):
+    log = AuditLog(tmp_path, wait=False)
+    writer = GroupCommit(log, busy_timeout=5)
+    with locked(log.path) as other:
+        ticks = Ticks()
+        fut = writer.submit(_row())
+        await asyncio.sleep(0.3)
+        assert not fut.done(), "the row cannot be committed while another connection holds the lock"
+        other.execute("COMMIT")
+    seq = await asyncio.wait_for(fut, 2)
+    n = ticks.stop()
+    assert n >= 20, f"the event loop turned only {n} times in 0.3 s: it slept on the lock"
+    assert sqlite3.connect(log.path).execute("SELECT seq, tool FROM audit").fetchall() == [(seq, "echo")]
+
+
+async def test_a_row_past_the_busy_timeout_fails_and_the_next_one_is_written(tmp_path):
+    log = AuditLog(tmp_path, wait=False)
+    writer = GroupCommit(log, busy_timeout=0.2)
+    with locked(log.path):
+        ticks = Ticks()
+        started = time.monotonic()
+        fut = writer.submit(_row("first"))
+        with pytest.raises(sqlite3.OperationalError, match="locked by another process"):
+            await asyncio.wait_for(fut, 3)
+        waited = time.monotonic() - started
+        assert ticks.stop() >= 10
+        assert 0.2 <= waited < 1.5
+    assert await asyncio.wait_for(writer.submit(_row("second")), 2) >= 1
+    assert [t for (t,) in sqlite3.connect(log.path).execute("SELECT tool FROM audit")] == ["second"]
+
+
+async def test_a_busy_timeout_of_zero_refuses_at_once(tmp_path):
+    log = AuditLog(tmp_path, wait=False)
+    writer = GroupCommit(log, busy_timeout=0)
+    with locked(log.path):
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError):
+            await asyncio.wait_for(writer.submit(_row()), 2)
+        assert time.monotonic() - started < 0.5
+
+
+async def test_rows_submitted_while_locked_share_the_commit_after_it_in_order(tmp_path):
+    log = AuditLog(tmp_path, wait=False)
+    writer = GroupCommit(log, busy_timeout=5)
+    with locked(log.path) as other:
+        futs = [writer.submit(_row(f"t{i}")) for i in range(3)]
+        await asyncio.sleep(0.05)
+        futs += [writer.submit(_row(f"t{i}")) for i in range(3, 6)]
+        await asyncio.sleep(0.05)
+        other.execute("COMMIT")
+    seqs = await asyncio.wait_for(asyncio.gather(*futs), 2)
+    assert seqs == sorted(seqs) and len(set(seqs)) == 6
+    rows = sqlite3.connect(log.path).execute("SELECT seq, tool FROM audit ORDER BY seq").fetchall()
+    assert rows == [(s, f"t{i}") for i, s in enumerate(seqs)]
+
+
+async def test_an_outcome_is_written_at_once_when_free_and_after_the_lock_otherwise(tmp_path):
+    log = AuditLog(tmp_path, wait=False)
+    writer = GroupCommit(log, busy_timeout=5)
+    a = await writer.submit(_row("a"))
+    b = await writer.submit(_row("b"))
+    writer.set_outcome(a, "upstream_error")  # free: written before set_outcome returns
+    read = sqlite3.connect(log.path)
+    assert read.execute("SELECT outcome FROM audit WHERE seq=?", (a,)).fetchone() == ("upstream_error",)
+    with locked(log.path) as other:
+        writer.set_outcome(b, "client_disconnected")  # locked: queued, not raised, not blocking
+        c = writer.submit(_row("c"))
+        await asyncio.sleep(0.1)
+        other.execute("COMMIT")
+    await asyncio.wait_for(c, 2)
+    assert read.execute("SELECT tool, outcome FROM audit ORDER BY seq").fetchall() == [
+        ("a", "upstream_error"), ("b", "client_disconnected"), ("c", "forwarded")]
+
+
+async def test_an_outcome_that_cannot_be_written_in_time_is_logged(tmp_path):
+    log = AuditLog(tmp_path, wait=False)
+    rec = Recorder()
+    writer = GroupCommit(log, busy_timeout=0.1, logger=rec)
+    seq = await writer.submit(_row())
+    with locked(log.path):
+        writer.set_outcome(seq, "upstream_error")
+        deadline = time.monotonic() + 3
+        while not rec.records and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+    assert rec.records and rec.records[0][0] == "audit_write_failed"
+    assert "locked by another process" in rec.records[0][1]["error"]
+    assert not writer.outcomes and not writer.pending
+    assert sqlite3.connect(log.path).execute("SELECT outcome FROM audit").fetchone() == ("forwarded",)
+
+
+def test_a_reader_never_holds_up_a_write(tmp_path):
+    """WAL: a reader with an open transaction is not a lock on writers (no retry, no wait)."""
+    log = AuditLog(tmp_path, wait=False)
+    reader = sqlite3.connect(log.path, isolation_level=None)
+    reader.execute("BEGIN")
+    reader.execute("SELECT count(*) FROM audit").fetchone()
+    assert log.write(_row()) >= 1
+    reader.execute("COMMIT")
+
+
+# ---- the counters ------------------------------------------------------------------------------
+
+
+def _charge(amount=1.0, mx=5.0) -> Charge:
+    return Charge("k|grant|g1", amount, mx, int(time.time()) + 3600)
+
+
+async def test_counters_wait_for_a_brief_lock_and_refuse_past_the_timeout(tmp_path):
+    rec = Recorder()
+    store = SQLiteDeferredCounters(tmp_path, busy_timeout=0.3, log=rec)
+    path = tmp_path / "counters.db"
+    assert await store.reserve_async([_charge()]) is None
+    with locked(path) as other:
+        ticks = Ticks()
+        fut = asyncio.ensure_future(store.reserve_async([_charge()]))
+        await asyncio.sleep(0.1)
+        assert not fut.done()
+        other.execute("COMMIT")
+    assert await asyncio.wait_for(fut, 2) is None
+    assert ticks.stop() >= 10
+    with locked(path):
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="counters.db is locked by another process"):
+            await store.reserve_async([_charge()])
+        assert 0.3 <= time.monotonic() - started < 1.5
+        await store.release_async([_charge()])  # a refund that cannot be made is logged, not raised
+    assert rec.records[-1][0] == "limit_refund_lost"
+    assert (await store.values_async(["k|grant|g1"]))["k|grant|g1"] == 2.0
+    # over the max: the index of the charge that failed, nothing reserved
+    assert await store.reserve_async([_charge(), _charge(amount=10)]) == 1
+    assert (await store.values_async(["k|grant|g1"]))["k|grant|g1"] == 2.0
+
+
+async def test_an_error_that_is_not_a_lock_is_not_retried():
+    calls = []
+
+    def broken():
+        calls.append(1)
+        raise sqlite3.OperationalError("no such table: counters")
+
+    with pytest.raises(StoreUnavailable, match="no such table"):
+        await retry_while_locked(broken, 5, "counters.db")
+    assert calls == [1]
+    assert not is_locked(sqlite3.OperationalError("database is locked"))  # no error code: not ours to judge
+    assert not is_locked(ValueError("locked"))
+
+
+# ---- the gateway ---------------------------------------------------------------------------------
+
+
+async def test_a_locked_audit_db_holds_only_the_calls_that_need_it(tmp_path, upstream, start_gateway):
+    """With audit.db locked by another process, a tools/call waits while /healthz and
+    /metrics answer; released within `store_busy_timeout` the call goes through with its
+    row; held longer, the call is refused (503) and never reaches the upstream."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="store_busy_timeout = 2")
+    db = g.state / "audit.db"
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "warm"})) == "warm"
+        with locked(db) as other:
+            waiting = asyncio.ensure_future(call_tool(http, g.url(), g.token, "echo", {"text": "waited"}, rid=2))
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            assert (await http.get(f"{g.base}/healthz")).status_code == 200
+            assert (await http.get(f"{g.base}/metrics")).status_code == 200
+            assert time.monotonic() - started < 1.0, "the operations endpoints waited on audit.db"
+            assert not waiting.done(), "the call was answered before its audit row could be written"
+            other.execute("COMMIT")
+        assert result_text(await asyncio.wait_for(waiting, 5)) == "waited"
+        before = len(upstream.ran())
+        with locked(db):
+            started = time.monotonic()
+            r = await call_tool(http, g.url(), g.token, "echo", {"text": "refused"}, rid=3)
+            assert 2 <= time.monotonic() - started < 6
+        assert r["status"] == 503 and "audit log unavailable" in r["error"]["message"]
+        assert len(upstream.ran()) == before
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "after"}, rid=4)) == "after"
+    rows = sqlite3.connect(db).execute("SELECT request_id, outcome FROM audit ORDER BY seq").fetchall()
+    assert rows == [("1", "forwarded"), ("2", "forwarded"), ("4", "forwarded")]
+
+
+async def test_a_locked_counters_db_refuses_limited_calls_only(tmp_path, upstream, start_gateway):
+    """With counters.db locked past `store_busy_timeout`, a limited call is refused as a
+    limit-store failure (not forwarded, its row says so) while unlimited calls are served
+    at their normal pace; once released, limits count again."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="store_busy_timeout = 1")
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert result_text(await call_tool(http, g.url(), g.token, "charge", {"amount": 1})) == "charged 1.0"
+        ran = len(upstream.ran("charge"))
+        with locked(g.state / "counters.db"):
+            limited = asyncio.ensure_future(call_tool(http, g.url(), g.token, "charge", {"amount": 2}, rid=2))
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            free = await call_tool(http, g.url(), g.token, "echo", {"text": "free"}, rid=3)
+            assert result_text(free) == "free" and time.monotonic() - started < 0.9
+            r = await asyncio.wait_for(limited, 5)
+        assert r["result"]["isError"] and result_text(r).startswith("[GATEWAY ERROR] The limit store is unavailable")
+        assert len(upstream.ran("charge")) == ran
+        assert result_text(await call_tool(http, g.url(), g.token, "charge", {"amount": 4}, rid=4)) == "charged 4.0"
+    rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, rule, outcome FROM audit ORDER BY seq").fetchall()
+    assert ("2", "/limits/store-unavailable", "denied") in rows
+
+
+async def test_a_refund_is_made_at_once_when_free_and_after_the_lock_otherwise(tmp_path):
+    """The refund of a call that did not run is in place before its answer is read (the
+    client may call again at once); with counters.db locked it follows in the background."""
+    store = SQLiteDeferredCounters(tmp_path, busy_timeout=5, log=Recorder())
+    assert await store.reserve_async([_charge(amount=3)]) is None
+    store.release([_charge(amount=1)])  # no await: done when it returns
+    assert store.sync.value("k|grant|g1") == 2.0
+    with locked(tmp_path / "counters.db") as other:
+        store.release([_charge(amount=1)])
+        await asyncio.sleep(0.1)
+        assert store.sync.value("k|grant|g1") == 2.0
+        other.execute("COMMIT")
+    deadline = time.monotonic() + 3
+    while store.sync.value("k|grant|g1") != 1.0 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    assert store.sync.value("k|grant|g1") == 1.0
