@@ -179,6 +179,12 @@ class Policy:
         return self._store
 
     @property
+    def limited(self) -> bool:
+        """Whether the policy has any `limit`: without one, `decide` never touches the
+        counter store (a gateway need not prepare one for the call)."""
+        return bool(self._program.limits)
+
+    @property
     def namespace(self) -> str:
         """The prefix of this policy's counter keys (`load_policy(namespace=…)`)."""
         return self._namespace

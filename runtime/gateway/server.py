@@ -433,7 +433,8 @@ class Runtime:
         `policy` is a `mcpp.Policy`, or the `DenyAll` of a server with none in force."""
         store = self.counters
         dry_run = not reserve
-        if not isinstance(store, DeferredCounters) or getattr(policy, "counters", None) is not store:
+        if not getattr(policy, "limited", False) or getattr(policy, "counters", None) is not store:
+            # no limit (or not this store's): the store is never asked, so nothing to record
             return policy.decide(tool, args, principal=principal, server=server_id, dry_run=dry_run, approved=approved)
         now = time.time()
         with store.recording() as plan:

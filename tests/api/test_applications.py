@@ -319,3 +319,29 @@ def test_an_allowed_call_that_holds_a_budget_is_never_shared():
     first.release()  # idempotent: gives back one call's budget once
     assert policy.decide("t", {}, principal="g", now=NOON).allowed
     assert not policy.decide("t", {}, principal="g", now=NOON).allowed
+
+
+class _Untouchable:
+    """A counter store that fails any use: `limited` says when it is never used."""
+
+    def reserve(self, charges):
+        raise AssertionError(f"reserve {charges}")
+
+    def release(self, charges):
+        raise AssertionError(f"release {charges}")
+
+    def value(self, key):
+        raise AssertionError(f"value {key}")
+
+
+def test_limited_says_whether_decide_can_touch_the_store():
+    plain = mcpp.load_policy("permit (principal, action, resource);\nforbid (principal, action == Action::\"x\", resource);",
+                             counters=_Untouchable())
+    assert plain.limited is False
+    assert plain.decide("echo", {}).allowed and not plain.decide("x", {}).allowed  # the store was never asked
+    limited = mcpp.load_policy('permit (principal, action, resource);\n'
+                               'limit "n" (principal, action == Action::"x", resource) max 1 per hour scope grant;')
+    assert limited.limited is True
+    assert limited.decide("x", {}, principal="g1").allowed and not limited.decide("x", {}, principal="g1").allowed
+    as_json = mcpp.load_policy(json.dumps(limited.compile()), filename="p.json")
+    assert as_json.limited is True
