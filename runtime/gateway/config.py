@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import os
 import re
 import shlex
@@ -230,6 +231,8 @@ def _typed(obj: dict, key: str, types, where: str, default=None):
         raise ConfigError(f"{where}.{key}: expected {_tname(types)}, got a boolean")
     if not isinstance(v, types):
         raise ConfigError(f"{where}.{key}: expected {_tname(types)}, got {type(v).__name__}")
+    if isinstance(v, float) and not math.isfinite(v):  # TOML has nan and inf; no setting means them
+        raise ConfigError(f"{where}.{key}: must be a finite number, not {v}")
     return v
 
 

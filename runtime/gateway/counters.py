@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mcpp import Charge
 
-from .deferred import DeferredCounters, StoreUnavailable, is_locked, retry_while_locked
+from .deferred import DeferredCounters, StaleDecision, StoreUnavailable, is_locked, retry_while_locked
 
 
 class SQLiteCounters:
@@ -34,12 +34,18 @@ class SQLiteCounters:
         self._lock = threading.Lock()
         self._sweep_at = 0.0
 
-    def reserve(self, charges: list[Charge]) -> int | None:
+    def reserve(self, charges: list[Charge], fresh_only: bool = False) -> int | None:
+        """`fresh_only`: raise StaleDecision, reserving nothing, if a charge's window has
+        ended by the time the write lock is held (the gateway's decision was made before a
+        wait on the lock; a caller that decides and reserves at one instant need not ask)."""
         with self._lock:
             db = self.db
             db.execute("BEGIN IMMEDIATE")
             try:
                 now = time.time()
+                if fresh_only and any(c.expires_at <= now for c in charges):
+                    db.execute("ROLLBACK")
+                    raise StaleDecision(f"a limit window ended at {min(c.expires_at for c in charges)} before the reservation")
                 if now >= self._sweep_at:
                     self._sweep_at = now + 60
                     db.execute("DELETE FROM counters WHERE expires_at <= ?", (int(now),))
@@ -104,7 +110,8 @@ class SQLiteDeferredCounters(DeferredCounters):
                                         self.busy_timeout, "counters.db")
 
     async def reserve_async(self, charges: list[Charge]) -> int | None:
-        return await retry_while_locked(lambda: self.sync.reserve(charges), self.busy_timeout, "counters.db")
+        return await retry_while_locked(lambda: self.sync.reserve(charges, fresh_only=True), self.busy_timeout,
+                                        "counters.db")
 
     def release(self, charges: list[Charge]) -> None:
         """Give a reservation back now, so it is in place before the client reads the answer

@@ -40,6 +40,15 @@ T = TypeVar("T")
 FIRST_PAUSE, LONGEST_PAUSE = 0.001, 0.05
 
 
+class StaleDecision(Exception):
+    """The reservation came after a limit window the decision charged had ended (the call
+    waited on a locked store across the window's end): decide again, at the new instant.
+
+    Charging the old window would be wrong either way: its counter may already be swept
+    (then it reads 0, and every waiting call passed: 35 calls in 10 s under `max 5 per
+    minute`, hostile16 F1), and a call that runs now belongs to the window it runs in."""
+
+
 class StoreUnavailable(Exception):
     """The counter store cannot be used right now (Redis unreachable or its breaker open;
     a SQLite file locked past `store_busy_timeout`)."""
@@ -172,7 +181,8 @@ class DeferredCounters(abc.ABC):
     @abc.abstractmethod
     async def reserve_async(self, charges: list[Charge]) -> int | None:
         """Reserve every charge or none: the index of the first charge over its max
-        (nothing reserved), or None (all reserved)."""
+        (nothing reserved), or None (all reserved). StaleDecision (nothing reserved) if a
+        charge's window ended before the reservation could be made."""
 
     @abc.abstractmethod
     async def release_async(self, charges: list[Charge]) -> None:

@@ -21,7 +21,7 @@ from .approvals import ApprovalStore
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteDeferredCounters
-from .deferred import DeferredCounters
+from .deferred import DeferredCounters, StaleDecision
 from .grants import SQLiteGrants, redis_client
 from .http_client import HTTPUpstream
 from .jwks import Fetcher, IssuerClient
@@ -39,6 +39,9 @@ from .redis_store import LIMIT_STORE_DOWN, AsyncRedis, AsyncRedisGrants, RedisDe
 from .schemas import escape_pointer
 from .stdio import StdioUpstream
 
+
+# decisions made again when the limit store kept a call waiting across a window's end
+STALE_TRIES = 3
 
 # settings read once, at start: a reload that changes them is logged as config_needs_restart
 RESTART_FIELDS = (
@@ -436,32 +439,36 @@ class Runtime:
         if not getattr(policy, "limited", False) or getattr(policy, "counters", None) is not store:
             # no limit (or not this store's): the store is never asked, so nothing to record
             return policy.decide(tool, args, principal=principal, server=server_id, dry_run=dry_run, approved=approved)
-        now = time.time()
-        with store.recording() as plan:
-            decision = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
-                                     approved=approved)
-        if plan.peeked:  # a limit was checked without reserving: against the real counts
-            try:
-                values = await store.values_async(plan.peeked)
-            except StoreUnavailable as e:
-                return self._store_down(tool, e)
-            with store.recording(peek=values) as plan:
+        for _ in range(STALE_TRIES):
+            now = time.time()
+            with store.recording() as plan:
                 decision = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
                                          approved=approved)
-        if not decision.allowed or not plan.charges:
-            return decision
-        try:
-            bad = await store.reserve_async(plan.charges)
-        except StoreUnavailable as e:
-            return self._store_down(tool, e)
-        if bad is None:
-            return decision
-        with store.replaying(bad):
-            denied = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
-                                   approved=approved)
-        if denied.allowed:  # the decision did not mirror its first pass: never let it through
-            return Decision(False, tool, "/error", None, "policy evaluation failed: limit replay mismatch")
-        return denied
+            if plan.peeked:  # a limit was checked without reserving: against the real counts
+                try:
+                    values = await store.values_async(plan.peeked)
+                except StoreUnavailable as e:
+                    return self._store_down(tool, e)
+                with store.recording(peek=values) as plan:
+                    decision = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
+                                             approved=approved)
+            if not decision.allowed or not plan.charges:
+                return decision
+            try:
+                bad = await store.reserve_async(plan.charges)
+            except StaleDecision:  # it waited on the store across a window's end: decide again, now
+                continue
+            except StoreUnavailable as e:
+                return self._store_down(tool, e)
+            if bad is None:
+                return decision
+            with store.replaying(bad):
+                denied = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
+                                       approved=approved)
+            if denied.allowed:  # the decision did not mirror its first pass: never let it through
+                return Decision(False, tool, "/error", None, "policy evaluation failed: limit replay mismatch")
+            return denied
+        return self._store_down(tool, StoreUnavailable(f"the limit store kept the call waiting past {STALE_TRIES} window ends"))
 
     def _store_down(self, tool: str, e: Exception) -> Decision:
         self.log.warning("limit_store_unavailable", tool=tool, error=str(e))

@@ -45,6 +45,13 @@ token = "ghp_inline"
     assert "MCPP_NO_SUCH_OPS_TOKEN is not set" in _bad(tmp_path, '[gateway]\nops_token_env = "MCPP_NO_SUCH_OPS_TOKEN"\n' + srv)
     assert "gateway.max_headers: expected an integer" in _bad(tmp_path, '[gateway]\nmax_headers = 8.5\n' + srv)
     assert "gateway.header_timeout: must be at least" in _bad(tmp_path, '[gateway]\nheader_timeout = 0\n' + srv)
+    # hostile16 F2: TOML's nan and inf passed every `at least` check (nan compares false);
+    # store_busy_timeout = nan then meant "wait forever" for one store, "never" for another
+    for key in ("store_busy_timeout", "upstream_timeout", "approval_ttl", "redis_timeout"):
+        for v in ("nan", "inf", "+inf", "-nan"):
+            assert f"gateway.{key}: must be a finite number" in _bad(tmp_path, f'[gateway]\n{key} = {v}\n' + srv), (key, v)
+    assert "servers[0].catalog_max_age: must be a finite number" in _bad(tmp_path, srv + "catalog_max_age = inf\n")
+    assert "gateway.store_busy_timeout: must be at least 0" in _bad(tmp_path, '[gateway]\nstore_busy_timeout = -1\n' + srv)
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):

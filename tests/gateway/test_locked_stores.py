@@ -293,3 +293,45 @@ async def test_a_refund_is_made_at_once_when_free_and_after_the_lock_otherwise(t
     while store.sync.value("k|grant|g1") != 1.0 and time.monotonic() < deadline:
         await asyncio.sleep(0.02)
     assert store.sync.value("k|grant|g1") == 1.0
+
+
+async def test_calls_that_waited_across_a_window_end_are_decided_in_the_new_window(tmp_path, monkeypatch):
+    """hostile16 F1: `max 5 per minute` spent, counters.db locked from second 57 for 5 s,
+    30 calls meanwhile: all 30 ran. Each had been decided at its arrival, in the spent
+    minute, and reserved after the minute had ended, when the spent minute's counter read
+    0. Now a reservation made after a charged window's end is refused as stale and the call
+    decided again at the new instant: of the waiting calls, exactly the new window's
+    budget is allowed. (The clock is `time.time`, moved by the test; the lock is real.)"""
+    from types import SimpleNamespace
+
+    from mcpp import Grant
+    from mcpp.runtime.gateway.config import load_config
+    from mcpp.runtime.gateway.principals import Caller
+    from mcpp.runtime.gateway.server import Runtime
+
+    (tmp_path / "server.mcpp").write_text('permit (principal, action, resource);\n'
+                                          'limit "n" (principal, action == Action::"charge", resource) max 2 per minute scope grant;\n')
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f'[gateway]\nstate_dir = "{tmp_path / "state"}"\nstore_busy_timeout = 30\n\n[[servers]]\nid = "api"\n'
+                   'url = "http://127.0.0.1:9/mcp"\npolicy = "server.mcpp"\n')
+    rt = Runtime(load_config(cfg), str(cfg))
+    server = rt.config.server("api")
+    caller = Caller(Grant("g_1", "ops"), SimpleNamespace(policy=None))
+    policy, _ = await rt.engine_for(server, caller)
+    clock = [1_800_000_000.0 + 50]  # second 50 of a minute (1.8e9 is a multiple of 60)
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+
+    async def decide():
+        return await rt.decide(policy, "charge", {}, caller.principal, "api")
+
+    assert [(await decide()).allowed for _ in range(3)] == [True, True, False]  # the minute is spent
+    with locked(tmp_path / "state" / "counters.db") as other:
+        waiting = [asyncio.ensure_future(decide()) for _ in range(5)]
+        await asyncio.sleep(0.1)
+        assert not any(w.done() for w in waiting)
+        clock[0] += 15  # the next minute
+        other.execute("COMMIT")
+    decisions = await asyncio.wait_for(asyncio.gather(*waiting), 5)
+    assert sorted(d.allowed for d in decisions) == [False, False, False, True, True]
+    assert [d.rule for d in decisions if not d.allowed] == ["/tools/charge/limits/n"] * 3
+    rt.close_stores()
