@@ -380,7 +380,11 @@ class GatewayApp(ApprovalSteps):
         if mname is not None and has_id:
             gid = upstream_id()
             if mname != "tools/call":  # (call_tool puts it in the body it decided)
-                body = _request_bytes(msg, gid)
+                try:
+                    body = _request_bytes(msg, gid)
+                except (ValueError, RecursionError):  # (nested deeper than it can be written again)
+                    await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "request nested too deeply")))
+                    return
             if session is not None:
                 tracked = self._track((server.id, session), msg["id"], gid)
         elif mname == "notifications/cancelled" and session is not None:
@@ -598,7 +602,7 @@ class GatewayApp(ApprovalSteps):
         if args is None:
             args = {}
         try:
-            decided_body = json.dumps({**msg, "id": gid}, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+            decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
         except UnicodeEncodeError:  # a ValueError too: a lone surrogate (`"\ud800"`) is no Unicode text
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "strings must be valid Unicode (a lone surrogate is not)")))
             return
@@ -615,7 +619,7 @@ class GatewayApp(ApprovalSteps):
                 typed, filled = await self.schema_check(server, name, args, upstream, fwd, params, modern)
                 if filled is not args:  # the tool's declared defaults, filled in: what is decided, audited and forwarded
                     args, msg = filled, {**msg, "params": {**params, "arguments": filled}}
-                    decided_body = json.dumps({**msg, "id": gid}, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+                    decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
             except Exception as e:  # fail closed
                 rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
                 typed = {"kind": "error", "pointer": schema_pointer(name), "reason": type(e).__name__,
@@ -866,7 +870,7 @@ class GatewayApp(ApprovalSteps):
         status = resp.status
 
         def bad(why: str, kind: str = "protocol") -> UpstreamError:
-            resp.discard()  # (an answer not taken: its connection is not reused)
+            _discard(resp)  # (an answer not taken: its connection is not reused)
             return UpstreamError(f"the upstream's tools/list answer was refused: {why}", kind, True)
 
         if status != 200:
@@ -1148,7 +1152,7 @@ class GatewayApp(ApprovalSteps):
                 return await self.upstream_failed(send, server, rid, e, tool_call, modern, state=state, outcome="upstream_error")
             if not tool_call:
                 if gid is not None:
-                    data = self.mapped_answer(resp, server, rid, gid, status, ctype, data)
+                    data = self.mapped_answer(resp, rid, gid, status, ctype, data)
                     if data is None:
                         bad = UpstreamError("the upstream's answer is not a JSON-RPC response to this request", "protocol", True)
                         return await self.upstream_failed(send, server, rid, bad, False)
@@ -1236,7 +1240,7 @@ class GatewayApp(ApprovalSteps):
         if status != 200:
             err = _jsonrpc_error(data, ctype) if 400 <= status < 500 else None
             if err is not None and not _own_error(err, gid, rid):
-                resp.discard()  # another request's error: this call's answer may still come, to nobody
+                _discard(resp)  # another request's error: this call's answer may still come, to nobody
                 e = UpstreamError(f"the upstream answered HTTP {status} about another request", "protocol", True)
                 return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
             if err is not None:  # refused before it ran (protocol version, unknown session): relayed, clients act on it
@@ -1250,7 +1254,7 @@ class GatewayApp(ApprovalSteps):
         m = rpc.parse_message(data.decode("utf-8", "replace")) if ctype.startswith("application/json") else None
         outcome = _outcome(m, gid)
         if outcome == "unreadable":
-            resp.discard()
+            _discard(resp)
             e = UpstreamError("the upstream's answer is not a JSON-RPC response to this call", "protocol", True)
             return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
         assert isinstance(m, dict)  # (_outcome read it as an answer)
@@ -1259,7 +1263,8 @@ class GatewayApp(ApprovalSteps):
         await self.send_upstream_bytes(send, 200, headers, _encode(m))  # checked above: relayed with the client's id
         return outcome
 
-    def mapped_answer(self, resp, server, rid, gid: int, status: int, ctype: str, data: bytes) -> bytes | None:
+    @staticmethod
+    def mapped_answer(resp, rid, gid: int, status: int, ctype: str, data: bytes) -> bytes | None:
         """A whole answer to a request other than tools/call and tools/list, sent upstream
         as `gid`, with the client's id (`rid`) put back; None when it is not this request's
         answer (its connection is then not reused). HTTP 200 must be a JSON-RPC response
@@ -1273,7 +1278,7 @@ class GatewayApp(ApprovalSteps):
         if not (isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m)):
             if status != 200:
                 return data  # an HTTP error page: no answer to anyone's request
-            resp.discard()
+            _discard(resp)
             return None
         aid = m.get("id")
         if _is_gid(aid, gid):
@@ -1281,8 +1286,7 @@ class GatewayApp(ApprovalSteps):
             return _encode(m)
         if aid is None and status != 200 and "error" in m:
             return data
-        self.rt.log.warning("upstream_answer_dropped", server=server.id, why="an answer to another request")
-        resp.discard()
+        _discard(resp)
         return None
 
     async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None,
@@ -1323,7 +1327,7 @@ class GatewayApp(ApprovalSteps):
                         if gid is not None and "method" not in m:  # a response: this request's, or dropped
                             if not _is_gid(m.get("id"), gid):
                                 foreign += 1
-                                resp.discard()  # out of step: the connection is not reused
+                                _discard(resp)  # out of step: the connection is not reused
                                 continue
                             if watch_id is not None:
                                 outcome = _outcome(m, gid)
@@ -1402,6 +1406,14 @@ def upstream_id() -> int:
     return next(_UPSTREAM_IDS)
 
 
+def _discard(resp) -> None:
+    """Never reuse the connection of an answer not taken (http_client.Response.discard; a
+    stdio upstream's reply has no connection)."""
+    discard = getattr(resp, "discard", None)
+    if discard is not None:
+        discard()
+
+
 def _is_gid(value, gid: int) -> bool:
     """Whether an answer's id is `gid` (the number itself: not `true`, not a string)."""
     return value == gid and type(value) is int
@@ -1425,7 +1437,7 @@ def _encode(m) -> bytes:
     in a string (which UTF-8 cannot carry) every non-ASCII character is escaped instead, so
     the message still says what it said."""
     try:
-        return rpc.dumps(m)
+        return rpc.compact(m).encode()
     except UnicodeEncodeError:
         return json.dumps(m, separators=(",", ":")).encode()
 
@@ -1438,7 +1450,7 @@ def _request_bytes(msg: dict, gid: int) -> bytes:
 def _render_answer(ev: dict, m: dict) -> bytes:
     """An event whose answer the gateway rewrote (its id), serialised again."""
     try:
-        return rpc.render_event(ev, json.dumps(m, separators=(",", ":"), ensure_ascii=False))
+        return rpc.render_event(ev, rpc.compact(m))
     except UnicodeEncodeError:  # a lone surrogate: see _encode
         return rpc.render_event(ev, json.dumps(m, separators=(",", ":")))
 
