@@ -1,7 +1,8 @@
 """The gateway's ASGI app: route, authenticate, decide, forward, audit.
 
 One endpoint per server, `/mcp/<server-id>/`, speaks both protocol eras the way the
-upstream does: requests are forwarded byte for byte, except that
+upstream does: messages are forwarded as they came (a request re-serialised, to carry the
+gateway's id), except that
 - `tools/call` is decided first: a denial is answered here (an `isError` result with
   `[POLICY DENIED] …`) and never reaches the upstream; an allowed call holds its limit
   reservation, and gives it back only when the upstream certainly did not run it

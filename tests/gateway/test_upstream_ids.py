@@ -18,6 +18,10 @@ import sqlite3
 import httpx2
 import pytest
 
+from mcpp.runtime.gateway import jsonrpc as rpc
+from mcpp.runtime.gateway.http_client import HTTPUpstream, Response, _Conn
+from mcpp.runtime.gateway.proxy import upstream_id
+
 from .peers import call_tool, create_grant, free_port, result_text, write
 from .scripted import ScriptedUpstream, tool_def
 
@@ -275,3 +279,57 @@ async def test_a_cancellation_names_the_gateways_id(gw):
         answer = {"jsonrpc": "2.0", "id": 42, "result": {}}
         r = await http.post(g.url(), headers=_headers(g.a, session), content=json.dumps(answer))
         assert r.status_code == 202 and up.seen[-1] == answer
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_a_discarded_answer_takes_its_connection_out_of_the_pool():
+    async def go():
+        pool = HTTPUpstream("http://127.0.0.1:9/mcp")
+        conns = []
+        for _ in range(2):
+            r = asyncio.StreamReader()
+            r.feed_data(b"ok")
+            conns.append(_Conn(r, _Writer()))
+        kept, dropped = (Response(pool, c, 200, [("content-length", "2")], "length", 2) for c in conns)
+        assert await kept.read(5) == b"ok" and await dropped.read(5) == b"ok"
+        assert list(pool._idle) == conns  # both ended: both pooled
+        dropped.discard()  # its answer was not the request's: out of step
+        assert list(pool._idle) == [conns[0]] and conns[1].writer.closed and not conns[0].writer.closed
+        # a stream still being read: closed when released, never pooled
+        r = asyncio.StreamReader()
+        r.feed_data(b"2\r\nok\r\n0\r\n\r\n")
+        held = Response(pool, _Conn(r, _Writer()), 200, [("transfer-encoding", "chunked")], "chunked", None)
+        writer = held.conn.writer
+        held.discard()
+        assert await held.read(5) == b"ok"
+        assert writer.closed and list(pool._idle) == [conns[0]]
+    asyncio.run(go())
+
+
+def test_upstream_ids_are_unique_integers_a_javascript_number_holds():
+    ids = [upstream_id() for _ in range(1000)]
+    assert len(set(ids)) == 1000 and all(type(i) is int and 0 <= i < 2**53 for i in ids)
+
+
+@pytest.mark.parametrize("obj, finite", [
+    ({"jsonrpc": "2.0", "id": 2**53, "result": {"content": [{"type": "text", "text": "é \"q\" \u2028 \\"}],
+                                                "x": [1.5, -0.0, 1e300, None, True]}}, True),
+    ({"id": "", "a": {}}, True), ([], True), ("s", True), (0, True), ({"n": float("nan")}, False), ([float("inf")], False),
+])
+def test_the_compact_encoder_writes_what_json_dumps_writes(obj, finite):
+    assert rpc.compact(obj) == json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    if finite:
+        assert rpc.compact_finite(obj) == rpc.compact(obj)
+    else:
+        with pytest.raises(ValueError):
+            rpc.compact_finite(obj)
