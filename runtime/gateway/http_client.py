@@ -55,6 +55,7 @@ class Response:
     def __init__(self, pool: "HTTPUpstream", conn: _Conn, status: int, headers: list[tuple[str, str]], framing, length):
         self.pool = pool
         self.conn: _Conn | None = conn
+        self._pooled: _Conn | None = None  # the connection, once its ended body put it back in the pool
         self.status = status
         self.headers = headers
         self._framing = framing  # "none" | "length" | "chunked" | "eof"
@@ -160,9 +161,27 @@ class Response:
         if conn is None:
             return
         if self._done and self._reusable:
-            self.pool._put(conn)
+            if self.pool._put(conn):
+                self._pooled = conn
         else:
             conn.close()
+
+    def discard(self) -> None:
+        """Never reuse this response's connection: the answer on it was not the answer to
+        the request sent (a late second answer to an earlier request, say), so the
+        connection is out of step and what comes next on it belongs to nobody. Closed when
+        released, or taken back out of the pool if its body already ended. (Call it before
+        any `await` after reading the body: until then no other request can have taken
+        the connection from the pool.)"""
+        self._reusable = False
+        conn, self._pooled = self._pooled, None
+        if conn is None:
+            return
+        try:
+            self.pool._idle.remove(conn)
+        except ValueError:
+            return  # no longer pooled: already dropped (idle too long, closed by the upstream)
+        conn.close()
 
 
 _PIECE = 262144  # the most of a body held at once
@@ -235,12 +254,14 @@ class HTTPUpstream:
         self._idle: deque[_Conn] = deque()
         self._ssl = ssl.create_default_context() if self.tls else None
 
-    def _put(self, conn: _Conn) -> None:
+    def _put(self, conn: _Conn) -> bool:
+        """Pool the connection (True), or close it (False)."""
         if len(self._idle) >= self.max_idle or conn.writer.is_closing() or conn.reader.at_eof() or _unread(conn.reader):
             conn.close()
-            return
+            return False
         conn.idle_since = time.monotonic()
         self._idle.append(conn)
+        return True
 
     def _get(self) -> _Conn | None:
         now = time.monotonic()

@@ -1,7 +1,8 @@
 """The gateway's ASGI app: route, authenticate, decide, forward, audit.
 
 One endpoint per server, `/mcp/<server-id>/`, speaks both protocol eras the way the
-upstream does: requests are forwarded byte for byte, except that
+upstream does: messages are forwarded as they came (a request re-serialised, to carry the
+gateway's id), except that
 - `tools/call` is decided first: a denial is answered here (an `isError` result with
   `[POLICY DENIED] …`) and never reaches the upstream; an allowed call holds its limit
   reservation, and gives it back only when the upstream certainly did not run it
@@ -12,7 +13,11 @@ upstream does: requests are forwarded byte for byte, except that
 - `Mcp-Session-Id` is bound to the grant that opened the session (an HMAC), so one
   grant cannot ride another's session;
 - the client's `Authorization` never leaves the gateway: the upstream sees only the
-  credential configured for it.
+  credential configured for it;
+- every request goes upstream with an id the gateway assigned (`upstream_id`), and its
+  answer must carry that id: it is relayed with the client's id put back, and an answer
+  with any other id is never relayed (a late answer to an earlier request on a reused
+  connection, possibly another caller's).
 Every decided call is an audit row committed before the response is sent. Anything
 unexpected while deciding denies; anything unexpected while forwarding is an error
 result, never a retry.
@@ -25,7 +30,9 @@ import fnmatch
 import logging
 import hashlib
 import hmac
+import itertools
 import json
+import secrets
 import time
 from typing import Any
 from pathlib import Path
@@ -45,7 +52,7 @@ from mcpp import Decision, Grant
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
-from .approving import ELICIT_PREFIX, ApprovalSteps, CallContext, track_session_caps
+from .approving import ELICIT_PREFIX, ApprovalSteps, CallContext, Stream, track_session_caps
 from .audit import AuditRow
 from .jwks import IdPUnavailable
 from .oauth import AuthFailure
@@ -140,6 +147,8 @@ def _host_ok(host: str | None, allowed) -> bool:
 
 class GatewayApp(ApprovalSteps):
     MAX_GRANT_PRINCIPALS = 10_000
+    MAX_INFLIGHT_SESSIONS = 4096  # upstream sessions with requests in flight, tracked for cancellation
+    MAX_INFLIGHT_PER_SESSION = 256
 
     def __init__(self, rt):
         self.rt = rt
@@ -147,6 +156,10 @@ class GatewayApp(ApprovalSteps):
         # once per record and config, not per request (records come from the grant store,
         # after the token was checked; a changed record or a reloaded config rebuilds it)
         self._grant_principals: dict[str, tuple[Any, Any, Grant]] = {}
+        # (server id, upstream session id) → {client's request id: the gateway's id} of the
+        # requests in flight in that session: a client's `notifications/cancelled` names
+        # its own id, the upstream knows only the gateway's
+        self._inflight: dict[tuple[str, str], dict[int | str, int]] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -361,15 +374,73 @@ class GatewayApp(ApprovalSteps):
             # a 2025 client's answer to the gateway's own elicitation (docs/approval.md): never forwarded
             await self.elicitation_response(send, server, caller, fwd, msg)
             return
+        # a request goes upstream with the gateway's id, never the client's (upstream_id);
+        # a client's answer to the upstream's own request (no method) keeps the upstream's id
+        gid = tracked = None
+        session = inner if sid is not None else None
+        if mname is not None and has_id:
+            gid = upstream_id()
+            if mname != "tools/call":  # (call_tool puts it in the body it decided)
+                try:
+                    body = _request_bytes(msg, gid)
+                except (ValueError, RecursionError):  # (nested deeper than it can be written again)
+                    await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "request nested too deeply")))
+                    return
+            if session is not None:
+                tracked = self._track((server.id, session), msg["id"], gid)
+        elif mname == "notifications/cancelled" and session is not None:
+            body = self._cancel_body((server.id, session), msg) or body
         try:
-            if mname == "tools/call" and has_id:
-                await self.call_tool(receive, send, server, caller, upstream, fwd, msg, modern, headers)
-            elif mname == "tools/list" and has_id:
-                await self.list_tools(send, server, caller, upstream, fwd, body, msg, modern)
+            if mname == "tools/call" and gid is not None:
+                await self.call_tool(receive, send, server, caller, upstream, fwd, msg, modern, headers, gid)
+            elif mname == "tools/list" and gid is not None:
+                await self.list_tools(send, server, caller, upstream, fwd, body, msg, modern, gid)
             else:
-                await self.forward(receive, send, server, caller, upstream, "POST", fwd, body, msg)
+                await self.forward(receive, send, server, caller, upstream, "POST", fwd, body, msg, gid=gid)
         finally:
+            if tracked is not None:
+                self._untrack(tracked, gid)
             rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", method_label(mname))), time.perf_counter() - t0)
+
+    # ---- request ids: the gateway's upstream, the client's downstream ---------------------
+    def _track(self, scope: tuple[str, str], cid, gid: int) -> tuple | None:
+        """Note a request in flight in an upstream session, so that the client's
+        cancellation of it can name the gateway's id. Bounded: past the bounds a request is
+        not noted (its cancellation goes upstream as the client sent it, and names no
+        request there)."""
+        if type(cid) is not int and type(cid) is not str:
+            return None  # (JSON-RPC ids are strings and numbers; a fractional one is not noted)
+        ids = self._inflight.get(scope)
+        if ids is None:
+            if len(self._inflight) >= self.MAX_INFLIGHT_SESSIONS:
+                return None
+            ids = self._inflight[scope] = {}
+        elif len(ids) >= self.MAX_INFLIGHT_PER_SESSION:
+            return None
+        ids[cid] = gid
+        return scope, cid
+
+    def _untrack(self, tracked: tuple, gid: int | None) -> None:
+        scope, cid = tracked
+        ids = self._inflight.get(scope)
+        if ids is not None and ids.get(cid) == gid:  # (not a later request that reused the client's id)
+            del ids[cid]
+            if not ids:
+                del self._inflight[scope]
+
+    def _cancel_body(self, scope: tuple[str, str], msg: dict) -> bytes | None:
+        """A client's `notifications/cancelled` with the gateway's id of the request it
+        cancels, when that request is in flight in this session; else None (forwarded as sent)."""
+        params = msg.get("params")
+        if not isinstance(params, dict):
+            return None
+        cid = params.get("requestId")
+        if type(cid) is not int and type(cid) is not str:
+            return None
+        gid = self._inflight.get(scope, {}).get(cid)
+        if gid is None:
+            return None
+        return _encode({**msg, "params": {**params, "requestId": gid}})
 
     async def authenticate(self, send, server, headers) -> Caller | None:
         """The caller, or None when the request was answered (401, 403, 503). A server with
@@ -514,7 +585,8 @@ class GatewayApp(ApprovalSteps):
         return b"".join(parts)
 
     # ---- tools/call --------------------------------------------------------------------
-    async def call_tool(self, receive, send, server, caller, upstream, fwd, msg, modern, headers):
+    async def call_tool(self, receive, send, server, caller, upstream, fwd, msg, modern, headers, gid: int):
+        """`gid`: the id the call goes upstream with (upstream_id); `msg` keeps the client's."""
         rt = self.rt
         rid = msg.get("id")
         params = msg.get("params")
@@ -531,7 +603,7 @@ class GatewayApp(ApprovalSteps):
         if args is None:
             args = {}
         try:
-            decided_body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+            decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
         except UnicodeEncodeError:  # a ValueError too: a lone surrogate (`"\ud800"`) is no Unicode text
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "strings must be valid Unicode (a lone surrogate is not)")))
             return
@@ -548,7 +620,7 @@ class GatewayApp(ApprovalSteps):
                 typed, filled = await self.schema_check(server, name, args, upstream, fwd, params, modern)
                 if filled is not args:  # the tool's declared defaults, filled in: what is decided, audited and forwarded
                     args, msg = filled, {**msg, "params": {**params, "arguments": filled}}
-                    decided_body = json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+                    decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
             except Exception as e:  # fail closed
                 rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
                 typed = {"kind": "error", "pointer": schema_pointer(name), "reason": type(e).__name__,
@@ -591,7 +663,8 @@ class GatewayApp(ApprovalSteps):
             if step is None:
                 return  # answered here (asked, waiting, rejected or refused), and audited
             decision, approval = step
-            decided_body = approval.body or decided_body
+            if approval.body:  # the call without the gateway's own fields (approving.py), still with the client's id
+                decided_body = _request_bytes(rpc.parse_message(approval.body.decode()), gid)
         # log-only: what the policy denies (or holds for approval) is forwarded anyway, marked
         passed = log_only and not decision.allowed and policy_decided
         pinned = None
@@ -676,10 +749,11 @@ class GatewayApp(ApprovalSteps):
         try:
             if approval is not None and approval.sse is not None:
                 # a 2025 session's call that waited on an elicitation: its stream is already open
-                outcome = await self.forward_into_stream(approval.sse, upstream, fwd, decided_body, rid, modern, settle)
+                outcome = await self.forward_into_stream(_MappedStream(approval.sse, gid, rid), upstream, fwd, decided_body,
+                                                         gid, modern, settle)
             else:
                 outcome = await self.forward(receive, send, server, caller, upstream, "POST", fwd, decided_body, msg,
-                                             watch_id=rid, modern=modern, settle=settle)
+                                             watch_id=rid, modern=modern, settle=settle, gid=gid)
             if not settled:
                 settle(outcome)
         finally:
@@ -768,12 +842,13 @@ class GatewayApp(ApprovalSteps):
             rt.log.warning("shadow_error", server=ctx.server.id, tool=ctx.name, error=f"{type(e).__name__}: {e}")
 
     # ---- tools/list --------------------------------------------------------------------
-    async def list_tools(self, send, server, caller, upstream, fwd, body, msg, modern):
+    async def list_tools(self, send, server, caller, upstream, fwd, body, msg, modern, gid: int):
         """Relay a tools/list answer only after checking it: a JSON-RPC response to this
-        request whose `tools` is an array of named tools. Anything else becomes the
-        documented upstream error (HTTP 502, -32002); an HTTP 400 or 404 that carries a
-        JSON-RPC error (an unsupported protocol version, an unknown session) is relayed,
-        re-serialised, because clients act on it."""
+        request (`gid`, the id it went upstream with) whose `tools` is an array of named
+        tools, relayed with the client's id. Anything else becomes the documented upstream
+        error (HTTP 502, -32002); an HTTP 400 or 404 that carries a JSON-RPC error (an
+        unsupported protocol version, an unknown session) is relayed, re-serialised,
+        because clients act on it."""
         rt = self.rt
         rid = msg.get("id")
         pin = None
@@ -796,10 +871,13 @@ class GatewayApp(ApprovalSteps):
         status = resp.status
 
         def bad(why: str, kind: str = "protocol") -> UpstreamError:
+            _discard(resp)  # (an answer not taken: its connection is not reused)
             return UpstreamError(f"the upstream's tools/list answer was refused: {why}", kind, True)
 
         if status != 200:
             err = _jsonrpc_error(data, ctype) if status in (400, 404) else None
+            if err is not None and not _own_error(err, gid, rid):
+                err = None  # an error about another request: not this one's to relay
             if err is None:
                 kind = "auth" if status in (401, 403, 407) else "protocol"
                 await self.upstream_failed(send, server, rid, bad(f"HTTP {status}", kind), tool_call=False)
@@ -815,11 +893,12 @@ class GatewayApp(ApprovalSteps):
                 for ev in events:
                     m = rpc.parse_message(ev["data"]) if ev["data"] else None
                     if isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m):
-                        if m.get("id") != rid or answered:
+                        if not _is_gid(m.get("id"), gid) or answered:
                             raise bad("an answer to another request")
                         answered = True
                         await self.checked_listing(m, server, caller, modern, pin, bad)
-                        out.append(rpc.render_event(ev, json.dumps(m, separators=(",", ":"), ensure_ascii=False)))
+                        m["id"] = rid
+                        out.append(_render_answer(ev, m))
                     elif isinstance(m, dict) and isinstance(m.get("method"), str):
                         out.append(rpc.render_event(ev))  # the upstream's notifications and requests, as they were
                     elif ev["data"]:
@@ -831,10 +910,11 @@ class GatewayApp(ApprovalSteps):
                 data = b"".join(out)
             elif ctype.startswith("application/json"):
                 m = rpc.parse_message(data.decode("utf-8", "replace"))
-                if not isinstance(m, dict) or m.get("id") != rid or not ("result" in m or "error" in m):
+                if not isinstance(m, dict) or not _is_gid(m.get("id"), gid) or not ("result" in m or "error" in m):
                     raise bad("not a JSON-RPC response to this request")
                 await self.checked_listing(m, server, caller, modern, pin, bad)
-                data = rpc.dumps(m)
+                m["id"] = rid
+                data = _encode(m)
             else:
                 raise bad(f"content type {ctype[:40]!r}")
         except UpstreamError as e:
@@ -1029,12 +1109,16 @@ class GatewayApp(ApprovalSteps):
         await send({"type": "http.response.body", "body": data})
 
     async def forward(self, receive, send, server, caller, upstream, method, fwd, body, msg,
-                      watch_id=None, modern=False, settle=None) -> str:
+                      watch_id=None, modern=False, settle=None, gid: int | None = None) -> str:
         """Relay one exchange. With `watch_id` (a tools/call), return its audit outcome, which
         says whether the upstream may have executed it (see OUTCOME_COUNTED):
         forwarded | input_required | upstream_error | not_executed | rejected | client_disconnected.
         `settle(outcome)` is called once, as soon as the outcome is known and before the
-        client reads the answer, so a refund is in place before the client can call again."""
+        client reads the answer, so a refund is in place before the client can call again.
+        `gid`: the id a request went upstream with (in `body`; `msg` has the client's). Its
+        answer must carry it, and is relayed with the client's id instead; an answer with
+        another id is not relayed. (None: a notification, a client's answer, a GET or a
+        DELETE, which have no answer to map.)"""
         rt = self.rt
         rid = msg.get("id") if isinstance(msg, dict) else None
         timeout = rt.config.upstream_timeout
@@ -1068,9 +1152,15 @@ class GatewayApp(ApprovalSteps):
             except UpstreamError as e:
                 return await self.upstream_failed(send, server, rid, e, tool_call, modern, state=state, outcome="upstream_error")
             if not tool_call:
+                if gid is not None:
+                    data = self.mapped_answer(resp, rid, gid, status, ctype, data)
+                    if data is None:
+                        bad = UpstreamError("the upstream's answer is not a JSON-RPC response to this request", "protocol", True)
+                        return await self.upstream_failed(send, server, rid, bad, False)
                 await self.send_upstream_bytes(send, status, headers, data)
                 return "forwarded"
-            return await self.tool_reply(send, server, rid, status, headers, ctype, data, modern, state)
+            assert gid is not None  # (a tools/call always has one)
+            return await self.tool_reply(send, server, rid, status, headers, ctype, data, modern, state, gid, resp)
         # an event stream: pass every byte through as it comes. A client that goes away
         # closes the upstream stream too (in 2026-07-28 that is how a call is cancelled).
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -1085,7 +1175,7 @@ class GatewayApp(ApprovalSteps):
         disconnected = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, disconnected, me))
         try:
-            await self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope)
+            await self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope, gid, rid)
         except asyncio.CancelledError:
             # the watcher's cancel is taken back; any other (the gateway stopping) goes on
             if not disconnected.is_set() or me.uncancel() > 0:
@@ -1142,11 +1232,18 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
         return outcome
 
-    async def tool_reply(self, send, server, rid, status: int, headers, ctype: str, data: bytes, modern: bool, state) -> str:
-        """Check a whole (non-stream) answer to a tools/call before relaying it, and settle
-        what it means for the call (its audit outcome) before the client reads it."""
+    async def tool_reply(self, send, server, rid, status: int, headers, ctype: str, data: bytes, modern: bool, state,
+                         gid: int, resp) -> str:
+        """Check a whole (non-stream) answer to a tools/call (sent upstream as `gid`) before
+        relaying it with the client's id (`rid`), and settle what it means for the call (its
+        audit outcome) before the client reads it. An answer not taken is an upstream error,
+        and its connection is not reused."""
         if status != 200:
             err = _jsonrpc_error(data, ctype) if 400 <= status < 500 else None
+            if err is not None and not _own_error(err, gid, rid):
+                _discard(resp)  # another request's error: this call's answer may still come, to nobody
+                e = UpstreamError(f"the upstream answered HTTP {status} about another request", "protocol", True)
+                return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
             if err is not None:  # refused before it ran (protocol version, unknown session): relayed, clients act on it
                 _settle(state, "rejected")
                 headers = [h for h in headers if h[0] != b"content-type"] + [(b"content-type", JSON)]
@@ -1156,22 +1253,57 @@ class GatewayApp(ApprovalSteps):
             return await self.upstream_failed(send, server, rid, e, True, modern, state=state,
                                               outcome="rejected" if 400 <= status < 500 else "upstream_error")
         m = rpc.parse_message(data.decode("utf-8", "replace")) if ctype.startswith("application/json") else None
-        outcome = _outcome(m, rid)
+        outcome = _outcome(m, gid)
         if outcome == "unreadable":
+            _discard(resp)
             e = UpstreamError("the upstream's answer is not a JSON-RPC response to this call", "protocol", True)
             return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
+        assert isinstance(m, dict)  # (_outcome read it as an answer)
+        m["id"] = rid
         _settle(state, outcome)
-        await self.send_upstream_bytes(send, 200, headers, data)  # checked above: relayed as it came
+        await self.send_upstream_bytes(send, 200, headers, _encode(m))  # checked above: relayed with the client's id
         return outcome
 
-    async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None) -> None:
+    @staticmethod
+    def mapped_answer(resp, rid, gid: int, status: int, ctype: str, data: bytes) -> bytes | None:
+        """A whole answer to a request other than tools/call and tools/list, sent upstream
+        as `gid`, with the client's id (`rid`) put back; None when it is not this request's
+        answer (its connection is then not reused). HTTP 200 must be a JSON-RPC response
+        with the gateway's id. Another status may carry a JSON-RPC error about this request
+        (its id, or null when the request could not be read) or a body that is no JSON-RPC
+        message (relayed as it came); an error naming another id is not this request's.
+        (Called with no `await` since the body was read: see Response.discard.)"""
+        if not data:
+            return data if status != 200 else None
+        m = rpc.parse_message(data.decode("utf-8", "replace")) if ctype.startswith("application/json") else None
+        if not (isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m)):
+            if status != 200:
+                return data  # an HTTP error page: no answer to anyone's request
+            _discard(resp)
+            return None
+        aid = m.get("id")
+        if _is_gid(aid, gid):
+            m["id"] = rid
+            return _encode(m)
+        if aid is None and status != 200 and "error" in m:
+            return data
+        _discard(resp)
+        return None
+
+    async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None,
+                    gid: int | None = None, rid=None) -> None:
+        """Relay an upstream's event stream. `gid`: the id the request went upstream with
+        (a tools/call's: `watch_id` is then its client id); the response that carries it is
+        relayed with the client's id (`rid`) and ends the stream; a response with another
+        id is dropped, as is an event that is no JSON-RPC message. The upstream's own
+        requests and notifications pass as they came."""
         rt = self.rt
-        watched = watch_id is not None or pin_scope is not None
-        # a watched stream (a tools/call's, or one that may announce tools/list_changed) is
+        watched = gid is not None or pin_scope is not None
+        # a watched stream (a request's, or one that may announce tools/list_changed) is
         # relayed event by event, each one checked: an event whose data is not a JSON-RPC
         # message, or half an event, never reaches the client
         parser = rpc.SSEParser(rt.config.max_response_bytes, comments=True) if watched else None
-        dropped = 0
+        dropped = foreign = 0
         chunks = resp.chunks(chunk_timeout)
         try:
             async for chunk in chunks:
@@ -1193,11 +1325,17 @@ class GatewayApp(ApprovalSteps):
                         dropped += 1
                         continue
                     if m is not None:
-                        if watch_id is not None and m.get("id") == watch_id and "method" not in m and state["outcome"] is None:
-                            outcome = _outcome(m, watch_id)
-                            _settle(state, "upstream_error" if outcome == "unreadable" else outcome)
-                            out.append(rpc.render_event(ev))
-                            # the answer ends the call's stream: nothing after it (a second
+                        if gid is not None and "method" not in m:  # a response: this request's, or dropped
+                            if not _is_gid(m.get("id"), gid):
+                                foreign += 1
+                                _discard(resp)  # out of step: the connection is not reused
+                                continue
+                            if watch_id is not None:
+                                outcome = _outcome(m, gid)
+                                _settle(state, "upstream_error" if outcome == "unreadable" else outcome)
+                            m["id"] = rid
+                            out.append(_render_answer(ev, m))
+                            # the answer ends the request's stream: nothing after it (a second
                             # answer for the same id, say) reaches the client, whose call
                             # was settled by this one
                             answered = True
@@ -1226,6 +1364,8 @@ class GatewayApp(ApprovalSteps):
         finally:
             if dropped:
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
+            if foreign:
+                rt.log.warning("upstream_events_dropped", server=server.id, dropped=foreign, why="an answer to another request")
 
 
 _log = logging.getLogger("mcpp.gateway")
@@ -1247,6 +1387,100 @@ async def _drain(chunks, budget: int, timeout: float = 5.0) -> None:
         _log.exception("draining an answered upstream stream failed")
     finally:
         await chunks.aclose()  # releases the connection: to the pool if the body ended
+
+
+# ---- request ids --------------------------------------------------------------------------
+# The ids requests go upstream with: integers from one counter per gateway process, starting
+# at a random point below 2**52. Integers, because every MCP SDK takes them (a JSON-RPC id is
+# a string or a number; the TypeScript SDK reads numbers as doubles, which are exact below
+# 2**53, and the counter would need 2**52 requests to get there), they are short on the wire
+# and compared with one `==`; and the gateway's own requests upstream (pinning.py's listings)
+# use string ids, so they can never be taken for each other. Unique within the process, so
+# a late answer to one request can never be taken for another's answer, whoever sent it and
+# whatever id its client chose; the random start makes a restarted gateway, or a second
+# replica in front of the same upstream session, unlikely to reuse one either.
+_UPSTREAM_IDS = itertools.count(secrets.randbelow(1 << 52))
+
+
+def upstream_id() -> int:
+    """A new id for a request to an upstream (see above)."""
+    return next(_UPSTREAM_IDS)
+
+
+def _discard(resp) -> None:
+    """Never reuse the connection of an answer not taken (http_client.Response.discard; a
+    stdio upstream's reply has no connection)."""
+    discard = getattr(resp, "discard", None)
+    if discard is not None:
+        discard()
+
+
+def _is_gid(value, gid: int) -> bool:
+    """Whether an answer's id is `gid` (the number itself: not `true`, not a string)."""
+    return value == gid and type(value) is int
+
+
+def _own_error(err: dict, gid: int, rid) -> bool:
+    """Whether the JSON-RPC error of an HTTP error answer (`_jsonrpc_error`) is about the
+    request sent as `gid`: it names that id (put back to the client's, `rid`), or none (null:
+    the upstream could not read the request or its session). Another id is another request's."""
+    eid = err.get("id")
+    if eid is None:
+        return True
+    if _is_gid(eid, gid):
+        err["id"] = rid
+        return True
+    return False
+
+
+def _encode(m) -> bytes:
+    """A message the gateway re-serialises, as compact UTF-8 JSON; with a lone surrogate
+    in a string (which UTF-8 cannot carry) every non-ASCII character is escaped instead, so
+    the message still says what it said."""
+    try:
+        return rpc.compact(m).encode()
+    except UnicodeEncodeError:
+        return json.dumps(m, separators=(",", ":")).encode()
+
+
+def _request_bytes(msg: dict, gid: int) -> bytes:
+    """The client's request as the upstream gets it: with the gateway's id."""
+    return _encode({**msg, "id": gid})
+
+
+def _render_answer(ev: dict, m: dict) -> bytes:
+    """An event whose answer the gateway rewrote (its id), serialised again."""
+    try:
+        return rpc.render_event(ev, rpc.compact(m))
+    except UnicodeEncodeError:  # a lone surrogate: see _encode
+        return rpc.render_event(ev, json.dumps(m, separators=(",", ":")))
+
+
+class _MappedStream(Stream):
+    """The stream of a 2025 session's approved call (approving.forward_into_stream), which
+    forwards the call with the gateway's id `gid` and ends the stream with the upstream's
+    answer or an error result built with that id: the client reads its own id `rid`. An
+    answer naming any other id (forward_into_stream takes only `gid`'s, but an HTTP error
+    may name another) is replaced by an error result."""
+
+    def __init__(self, inner: Stream, gid: int, rid):
+        super().__init__(inner.send)
+        self.inner, self.gid, self.rid = inner, gid, rid
+        self.started = inner.started
+
+    async def event(self, message: dict) -> None:
+        await self.inner.event(message)  # the upstream's own requests and notifications
+
+    async def finish(self, message: dict | None = None) -> None:
+        if isinstance(message, dict) and "method" not in message:
+            mid = message.get("id")
+            if _is_gid(mid, self.gid):
+                message = {**message, "id": self.rid}
+            elif mid is not None:
+                message = rpc.tool_error_result(self.rid, f"{rpc.ERROR_PREFIX}The upstream server answered another request; "
+                                                "the call may or may not have run.", False)
+        self.done = True
+        await self.inner.finish(message)
 
 
 def _memo(memo: dict, key, make):
