@@ -92,7 +92,10 @@ class ApprovalError(Exception):
 
 
 class ApprovalStore:
-    def __init__(self, state_dir: str | Path):
+    def __init__(self, state_dir: str | Path, wait: bool = True):
+        """`wait=False`: once opened, a write that finds the file locked by another process
+        fails at once (SQLITE_BUSY) instead of sleeping up to 10 s in this thread: the
+        gateway retries it from the event loop (`Runtime.approvals_write`)."""
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(state_dir) / "approvals.db"
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
@@ -107,6 +110,8 @@ class ApprovalStore:
             CREATE INDEX IF NOT EXISTS approvals_binding ON approvals(binding, status);
             """
         )
+        if not wait:
+            self.db.execute("PRAGMA busy_timeout=0")
 
     # -- reading -----------------------------------------------------------------------------
     def _row(self, r) -> Approval:

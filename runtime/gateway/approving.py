@@ -35,6 +35,7 @@ from mcpp import Decision
 from . import jsonrpc as rpc
 from .approvals import ApprovalError, Unbindable, answer_row, binding, shown_arguments
 from .audit import iso_ms
+from .deferred import StoreUnavailable, is_locked
 from .http_client import UpstreamError
 from .principals import Caller
 
@@ -89,9 +90,27 @@ class Approved:
             return
         try:
             rt.approvals.restore(self.id, self.args)
-            rt.metrics.inc("mcpp_approvals_total", (("server", "-"), ("event", "restored")))
         except Exception as e:
-            rt.log.error("approval_restore_failed", approval_id=self.id, error=f"{type(e).__name__}: {e}")
+            if not is_locked(e):
+                rt.log.error("approval_restore_failed", approval_id=self.id, error=f"{type(e).__name__}: {e}")
+                return
+            # approvals.db is locked by another process: restored in the background, waiting
+            # on the lock without stalling the gateway (lost, and logged, after the timeout)
+            task = asyncio.get_running_loop().create_task(self._restore_later(rt))
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+            return
+        rt.metrics.inc("mcpp_approvals_total", (("server", "-"), ("event", "restored")))
+
+    async def _restore_later(self, rt) -> None:
+        assert self.id is not None
+        approval_id, args = self.id, self.args
+        try:
+            await rt.approvals_write(lambda: rt.approvals.restore(approval_id, args))
+        except Exception as e:
+            rt.log.error("approval_restore_failed", approval_id=approval_id, error=f"{type(e).__name__}: {e}")
+            return
+        rt.metrics.inc("mcpp_approvals_total", (("server", "-"), ("event", "restored")))
 
 
 class Stream:
@@ -192,10 +211,14 @@ class ApprovalSteps:
                                      "elicitation", server.id)
         a = None
         for _ in range(3):  # a used-up approval (a racing identical call) asks anew
-            a, created = rt.approvals.request(
-                bind, server=server.id, grant_id=caller.actor_id, grant_label=caller.grant_label, tool=ctx.name,
-                arguments=ctx.args, reason=decision.approval or "", rule=decision.rule,
-                policy_sha256=ctx.policy_sha, ttl=rt.config.approval_ttl)
+            try:
+                a, created = await rt.approvals_write(lambda: rt.approvals.request(
+                    bind, server=server.id, grant_id=caller.actor_id, grant_label=caller.grant_label, tool=ctx.name,
+                    arguments=ctx.args, reason=decision.approval or "", rule=decision.rule,
+                    policy_sha256=ctx.policy_sha, ttl=rt.config.approval_ttl))
+            except StoreUnavailable as e:
+                await self._deny(send, ctx, approvals_down(ctx.name, rt, e), None, prefix=rpc.ERROR_PREFIX)
+                return None
             if created:
                 rt.metrics.inc("mcpp_approvals_total", (("server", server.id), ("event", "requested")))
                 rt.log.info("approval_requested", server=server.id, approval_id=a.id, **rt.who(caller),
@@ -230,7 +253,12 @@ class ApprovalSteps:
         d = await rt.decide(ctx.engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, approved=True)
         if not d.allowed:  # e.g. its limit is spent: denied, the approval stays for a later run
             return d, step
-        if not rt.approvals.consume(a.id):
+        try:
+            consumed = await rt.approvals_write(lambda: rt.approvals.consume(a.id))
+        except StoreUnavailable as e:
+            d.release()
+            return approvals_down(ctx.name, rt, e), step
+        if not consumed:
             d.release()
             return None
         step.id = a.id
@@ -359,9 +387,12 @@ class ApprovalSteps:
     async def _apply_answer(self, approval_id: str, approve: bool, by: str, via: str, server_id: str) -> None:
         rt = self.rt
         try:
-            a = rt.approvals.decide(approval_id, approve, by, via)
+            a = await rt.approvals_write(lambda: rt.approvals.decide(approval_id, approve, by, via))
         except ApprovalError as e:  # already answered elsewhere, or expired: the current state stands
             rt.log.info("approval_answer_ignored", approval_id=approval_id, reason=str(e), via=via)
+            return
+        except StoreUnavailable as e:  # the answer is not recorded: the approval stays pending
+            rt.log.warning("approval_answer_lost", approval_id=approval_id, error=str(e), via=via)
             return
         rt.metrics.inc("mcpp_approvals_total", (("server", server_id), ("event", a.status)))
         rt.log.info("approval_" + a.status, server=server_id, approval_id=a.id, by=by, via=via, tool=a.tool,
@@ -371,7 +402,7 @@ class ApprovalSteps:
         except Exception as e:
             rt.log.error("audit_write_failed", server=server_id, error=f"{type(e).__name__}: {e}")
 
-    async def _deny(self, send, ctx: CallContext, d: Decision, approval_id, sse=None) -> None:
+    async def _deny(self, send, ctx: CallContext, d: Decision, approval_id, sse=None, prefix: str = rpc.DENIED_PREFIX) -> None:
         from .proxy import _respond
 
         row = self.call_row(ctx, d, "denied", approval_id=approval_id, decision_kind="deny")
@@ -379,7 +410,7 @@ class ApprovalSteps:
         if seq is None:
             return
         self.count_decision(ctx, row, seq)
-        out = rpc.tool_error_result(ctx.rid, rpc.DENIED_PREFIX + d.message, ctx.modern,
+        out = rpc.tool_error_result(ctx.rid, prefix + d.message, ctx.modern,
                                     {"io.mcpp/decision": {"decision": "deny", "rule": d.rule}})
         if sse is not None:
             await sse.finish(out)
@@ -514,9 +545,13 @@ class ApprovalSteps:
             await _respond(send, 400, rpc.dumps({"error": 'the body must be {"by": "<who decides>"} (1 to 128 characters)'}))
             return
         try:
-            a = rt.approvals.decide(parts[0], parts[1] == "approve", by, "http")
+            a = await rt.approvals_write(lambda: rt.approvals.decide(parts[0], parts[1] == "approve", by, "http"))
         except ApprovalError as e:
             await _respond(send, 409 if rt.approvals.get(parts[0]) else 404, rpc.dumps({"error": str(e)}))
+            return
+        except StoreUnavailable as e:
+            rt.log.warning("approval_answer_lost", approval_id=parts[0], error=str(e), via="http")
+            await _respond(send, 503, rpc.dumps({"error": "the approval store is unavailable; the answer was not recorded, try again"}))
             return
         rt.metrics.inc("mcpp_approvals_total", (("server", a.server), ("event", a.status)))
         rt.log.info("approval_" + a.status, server=a.server, approval_id=a.id, by=by, via="http", tool=a.tool,
@@ -551,3 +586,14 @@ def track_session_caps(rt, server_id: str, inner: str, caps) -> None:
         store.pop(next(iter(store)))
     store[(server_id, inner)] = caps
 
+
+APPROVALS_DOWN = "/approvals/store-unavailable"  # the rule of a call refused while approvals.db cannot be written
+_BACKGROUND: set = set()  # approval restores waiting on a locked approvals.db (kept referenced)
+
+
+def approvals_down(tool: str, rt, e: Exception) -> Decision:
+    """A call that needs the approval store while it cannot be written: refused (fail closed)."""
+    rt.log.warning("approval_store_unavailable", tool=tool, error=str(e))
+    return Decision(False, tool, APPROVALS_DOWN, None, (
+        "The approval store is unavailable, so a call that needs a person's approval cannot be asked for or run; "
+        "the call was not forwarded. Try again shortly."))

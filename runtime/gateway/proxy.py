@@ -52,7 +52,7 @@ from mcpp import Decision, Grant
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
-from .approving import ELICIT_PREFIX, ApprovalSteps, CallContext, Stream, track_session_caps
+from .approving import APPROVALS_DOWN, ELICIT_PREFIX, ApprovalSteps, CallContext, Stream, track_session_caps
 from .audit import AuditRow
 from .jwks import IdPUnavailable
 from .oauth import AuthFailure
@@ -723,7 +723,7 @@ class GatewayApp(ApprovalSteps):
                 meta["io.mcpp/decision"]["catalog"] = {"kind": pinned["kind"], "pinned": pinned.get("pinned"), "live": pinned.get("live")}
             if typed is not None:
                 meta["io.mcpp/decision"]["schema"] = {"kind": typed["kind"]}
-            prefix = rpc.ERROR_PREFIX if decision.rule == LIMIT_STORE_DOWN else rpc.DENIED_PREFIX
+            prefix = rpc.ERROR_PREFIX if decision.rule in (LIMIT_STORE_DOWN, APPROVALS_DOWN) else rpc.DENIED_PREFIX
             out = rpc.tool_error_result(rid, prefix + decision.message, modern, meta)
             if approval is not None and approval.sse is not None:
                 await approval.sse.finish(out)

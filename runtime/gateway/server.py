@@ -21,7 +21,7 @@ from .approvals import ApprovalStore
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteDeferredCounters
-from .deferred import DeferredCounters, StaleDecision
+from .deferred import DeferredCounters, StaleDecision, retry_while_locked
 from .grants import SQLiteGrants, redis_client
 from .http_client import HTTPUpstream
 from .jwks import Fetcher, IssuerClient
@@ -105,7 +105,7 @@ class Runtime:
         # shadow policies (docs/rollout.md): loaded and reloaded like the enforcing ones, in
         # a registry of their own, so a shadow that fails never touches enforcement
         self.shadows = PolicyRegistry(self.counters)
-        self.approvals = ApprovalStore(config.state_dir)
+        self.approvals = ApprovalStore(config.state_dir, wait=False)  # written through approvals_write
         self.values_key = values_key(config.state_dir) if config.audit_values == "hashed" else None
         self.admin_secret = config.admin_token.resolve("gateway.admin_token") if config.admin_token else None
         self.session_caps: dict = {}  # (server, upstream session) → the client's capabilities (initialize)
@@ -470,6 +470,12 @@ class Runtime:
             return denied
         return self._store_down(tool, StoreUnavailable(f"the limit store kept the call waiting past {STALE_TRIES} window ends"))
 
+    async def approvals_write(self, op):
+        """`op()`, a write to approvals.db, retried from the event loop while another
+        process holds the file locked (deferred.py); StoreUnavailable after
+        `store_busy_timeout`."""
+        return await retry_while_locked(op, self.config.store_busy_timeout, "approvals.db")
+
     def _store_down(self, tool: str, e: Exception) -> Decision:
         self.log.warning("limit_store_unavailable", tool=tool, error=str(e))
         return Decision(False, tool, LIMIT_STORE_DOWN, None, (
@@ -566,12 +572,15 @@ class Runtime:
             self._purged_at = now
             try:
                 self.approvals.expire()
+            except Exception as e:  # approvals.db locked or broken: the next sweep tries again
+                self.log.warning("purge_failed", what="approvals", error=f"{type(e).__name__}: {e}")
+            try:
                 # always, whatever audit_values is now: values kept under an earlier config age out too
                 n = self.audit.purge_values(time.time() - self.config.audit_values_days * 86400)
                 if n:
                     self.log.info("audit_values_purged", rows=n, older_than_days=self.config.audit_values_days)
             except Exception as e:
-                self.log.error("purge_failed", error=f"{type(e).__name__}: {e}")
+                self.log.warning("purge_failed", what="audit values", error=f"{type(e).__name__}: {e}")
 
     async def stop(self) -> None:
         if self._reload_task is not None:

@@ -335,3 +335,33 @@ async def test_calls_that_waited_across_a_window_end_are_decided_in_the_new_wind
     assert sorted(d.allowed for d in decisions) == [False, False, False, True, True]
     assert [d.rule for d in decisions if not d.allowed] == ["/tools/charge/limits/n"] * 3
     rt.close_stores()
+
+
+async def test_a_locked_approvals_db_holds_only_the_approval_bound_call(tmp_path, upstream, start_gateway):
+    """hostile16 F4: with approvals.db locked, one approval-bound call stalled every other
+    call for the whole lock (approvals.db was still written with a sleeping busy timeout).
+    Now the approval-bound call waits alone and, past `store_busy_timeout`, is refused as
+    a gateway error (not forwarded, no approval asked for); unrelated calls and /healthz
+    answer meanwhile; once the lock is gone approvals work as before."""
+    policy = ('permit (principal, action == Action::"echo", resource);\n'
+              '@approval("Charges over 100 need a person.")\n'
+              'permit (principal, action == Action::"charge", resource) when { context.input.amount > 100 };\n')
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="store_busy_timeout = 2", policy_text=policy)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "warm"})) == "warm"
+        with locked(g.state / "approvals.db"):
+            bound = asyncio.ensure_future(call_tool(http, g.url(), g.token, "charge", {"amount": 500}, rid=2))
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "free"}, rid=3)) == "free"
+            assert (await http.get(f"{g.base}/healthz")).status_code == 200
+            assert time.monotonic() - started < 1.0, "an unrelated call waited on approvals.db"
+            assert not bound.done()
+            r = await asyncio.wait_for(bound, 6)
+        assert r["result"]["isError"]
+        assert result_text(r).startswith("[GATEWAY ERROR] The approval store is unavailable"), result_text(r)
+        r = await call_tool(http, g.url(), g.token, "charge", {"amount": 500}, rid=4)
+        assert result_text(r).startswith("[APPROVAL REQUIRED]"), result_text(r)
+    assert upstream.ran("charge") == []
+    rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, rule, outcome FROM audit ORDER BY seq").fetchall()
+    assert ("2", "/approvals/store-unavailable", "denied") in rows
