@@ -144,7 +144,7 @@ class GroupCommit:
                 if not f.done():
                     f.set_exception(e)
             if outcomes and self.logger is not None:
-                self.logger.error("audit_write_failed", error=f"{type(e).__name__}: {e}", outcomes=len(outcomes))
+                self.logger.error("audit_write_failed", error=f"{type(e).__name__}: {e}", lost=_lost(outcomes))
             return
         self.pause = FIRST_PAUSE
         for (_, f, _), s in zip(batch, seqs):
@@ -163,11 +163,17 @@ class GroupCommit:
                 item[1].set_exception(err)
         late = [o for o in outcomes if o[3] <= now]
         if late and self.logger is not None:
-            self.logger.error("audit_write_failed", error=str(err), outcomes=len(late))
+            self.logger.error("audit_write_failed", error=str(err), lost=_lost(late))
         self.pending = keep + self.pending
         self.outcomes = [o for o in outcomes if o[3] > now] + self.outcomes
         if self.pending or self.outcomes:
             self._retry_later()
+
+
+def _lost(outcomes: list) -> list[dict]:
+    """Outcome updates that could not be written, for the log: which rows still say
+    `forwarded`, and what they should say."""
+    return [{"seq": seq, "outcome": outcome} for seq, outcome, *_ in outcomes]
 
 
 def iso_ms(ts: float) -> str:

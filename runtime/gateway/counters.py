@@ -118,16 +118,16 @@ class SQLiteDeferredCounters(DeferredCounters):
         and can call again; only if counters.db is locked, in the background."""
         try:
             self.sync.release(charges)
-        except sqlite3.OperationalError as e:
+        except sqlite3.Error as e:  # any SQLite failure: the refund is lost, never the answer
             if not is_locked(e):
-                self.log.warning("limit_refund_lost", error=f"counters.db: {e}", counters=len(charges))
+                self.log.warning("limit_refund_lost", error=f"counters.db: {type(e).__name__}: {e}", counters=len(charges))
                 return
             super().release(charges)
 
     async def release_async(self, charges: list[Charge]) -> None:
         try:
             await retry_while_locked(lambda: self.sync.release(charges), self.busy_timeout, "counters.db")
-        except StoreUnavailable as e:
+        except (StoreUnavailable, sqlite3.Error) as e:
             self.log.warning("limit_refund_lost", error=str(e), counters=len(charges))
 
     def close(self) -> None:

@@ -72,9 +72,9 @@ async def retry_while_locked(op: Callable[[], T], timeout: float, what: str) -> 
     seconds; then StoreUnavailable. The first try costs nothing extra."""
     try:
         return op()
-    except sqlite3.OperationalError as e:
+    except sqlite3.Error as e:  # a lock is waited out; any other SQLite failure is the store's
         if not is_locked(e):
-            raise StoreUnavailable(f"{what}: {e}") from None
+            raise StoreUnavailable(f"{what}: {type(e).__name__}: {e}") from None
     deadline = time.monotonic() + timeout
     pause = FIRST_PAUSE
     while True:
@@ -85,9 +85,9 @@ async def retry_while_locked(op: Callable[[], T], timeout: float, what: str) -> 
         pause = next_pause(pause)
         try:
             return op()
-        except sqlite3.OperationalError as e:
+        except sqlite3.Error as e:
             if not is_locked(e):
-                raise StoreUnavailable(f"{what}: {e}") from None
+                raise StoreUnavailable(f"{what}: {type(e).__name__}: {e}") from None
 
 
 class _Plan:

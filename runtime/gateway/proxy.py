@@ -737,7 +737,10 @@ class GatewayApp(ApprovalSteps):
         def settle(outcome: str) -> None:
             settled.append(outcome)
             if not OUTCOME_COUNTED.get(outcome, True):
-                decision.release()
+                try:
+                    decision.release()
+                except Exception as e:  # a refund that fails over-counts (the safe direction); the outcome is still recorded
+                    rt.log.warning("limit_refund_lost", server=server.id, error=f"{type(e).__name__}: {e}")
                 if approval is not None:  # it certainly did not run: the approval is not spent
                     approval.restore(rt)
             if outcome != "forwarded":

@@ -572,15 +572,13 @@ class Runtime:
             self._purged_at = now
             try:
                 self.approvals.expire()
-            except Exception as e:  # approvals.db locked or broken: the next sweep tries again
-                self.log.warning("purge_failed", what="approvals", error=f"{type(e).__name__}: {e}")
-            try:
                 # always, whatever audit_values is now: values kept under an earlier config age out too
                 n = self.audit.purge_values(time.time() - self.config.audit_values_days * 86400)
                 if n:
                     self.log.info("audit_values_purged", rows=n, older_than_days=self.config.audit_values_days)
-            except Exception as e:
-                self.log.warning("purge_failed", what="audit values", error=f"{type(e).__name__}: {e}")
+            except Exception as e:  # a file locked by another process (or broken): tried again soon, not in 5 min
+                self._purged_at = now - PURGE_EVERY + PURGE_RETRY
+                self.log.warning("purge_failed", error=f"{type(e).__name__}: {e}", retry_in=PURGE_RETRY)
 
     async def stop(self) -> None:
         if self._reload_task is not None:
@@ -678,6 +676,7 @@ LOG_ONLY_WARNING = ("LOG-ONLY MODE: policies decide and every call is audited, b
                     "stopped (typed-call and pinned-catalog refusals and authentication still apply)")
 LOG_ONLY_EVERY = 60.0  # seconds between log-only reminders in the log
 PURGE_EVERY = 300.0  # seconds between sweeps of expired approvals and retained values
+PURGE_RETRY = 5.0  # seconds until a sweep that failed (a locked file) is tried again
 
 
 def values_key(state_dir: str) -> bytes:

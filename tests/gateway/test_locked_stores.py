@@ -161,6 +161,7 @@ async def test_an_outcome_that_cannot_be_written_in_time_is_logged(tmp_path):
             await asyncio.sleep(0.02)
     assert rec.records and rec.records[0][0] == "audit_write_failed"
     assert "locked by another process" in rec.records[0][1]["error"]
+    assert rec.records[0][1]["lost"] == [{"seq": seq, "outcome": "upstream_error"}]  # which row is wrong (hostile16 F8)
     assert not writer.outcomes and not writer.pending
     assert sqlite3.connect(log.path).execute("SELECT outcome FROM audit").fetchone() == ("forwarded",)
 
@@ -363,3 +364,18 @@ async def test_a_locked_approvals_db_holds_only_the_approval_bound_call(tmp_path
     assert len(upstream.ran("charge")) == ran
     rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, rule, outcome FROM audit ORDER BY seq").fetchall()
     assert ("2", "/approvals/store-unavailable", "denied") in rows
+
+
+async def test_a_refund_that_fails_for_another_reason_is_logged_never_raised(tmp_path):
+    """hostile16 F5: a refund on a broken counters.db escaped as an exception (HTTP 500 to
+    the client, the audit outcome left unwritten). It is lost, which over-counts, and logged."""
+    rec = Recorder()
+    store = SQLiteDeferredCounters(tmp_path, busy_timeout=1, log=rec)
+    assert await store.reserve_async([_charge()]) is None
+    sqlite3.connect(tmp_path / "counters.db", isolation_level=None).execute("DROP TABLE counters")
+    store.release([_charge()])
+    await store.release_async([_charge()])
+    assert [e for e, _ in rec.records] == ["limit_refund_lost", "limit_refund_lost"]
+    assert "no such table" in rec.records[0][1]["error"]
+    with pytest.raises(StoreUnavailable, match="no such table"):  # a reservation on it: refused, not raised raw
+        await store.reserve_async([_charge()])
