@@ -441,7 +441,7 @@ class ApprovalSteps:
     async def forward_into_stream(self, sse: Stream, upstream, fwd, body: bytes, rid, modern: bool, settle) -> str:
         """Forward a call whose answer goes on a stream the gateway already opened (a 2025
         session's elicitation): the upstream's answer is read whole and relayed as events."""
-        from .proxy import _jsonrpc_error, _outcome
+        from .proxy import _is_gid, _jsonrpc_error, _outcome
 
         rt = self.rt
         timeout = rt.config.upstream_timeout
@@ -465,6 +465,10 @@ class ApprovalSteps:
         if resp.status != 200:
             err = _jsonrpc_error(data, ctype) if 400 <= resp.status < 500 else None
             outcome = "rejected" if 300 <= resp.status < 500 else "upstream_error"
+            if err is not None and err.get("id") is not None and not _is_gid(err.get("id"), rid):
+                # an error about another request (`rid` is the id this call went upstream
+                # with): this call was sent and may have run, so it stays counted
+                err, outcome = None, "upstream_error"
             if err is not None:
                 settle("rejected")
                 await sse.finish(err)
