@@ -17,6 +17,7 @@ third of a commit's cost here): the gateway never deletes a row (retention erase
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from typing import Any
@@ -135,6 +136,11 @@ class GroupCommit:
         if not batch and not outcomes:
             return
         try:
+            if self.log.replaced():  # rows go where `audit.db` is now, never into an unlinked file
+                if self.logger is not None:
+                    self.logger.warning("audit_db_reopened", path=str(self.log.path),
+                                        why="audit.db was deleted or replaced while the gateway ran")
+                self.log.reopen()
             seqs = self.log.commit([r for r, _, _ in batch], [o[:3] for o in outcomes])
         except Exception as e:
             if is_locked(e):
@@ -194,8 +200,15 @@ class AuditLog:
         gateway's `GroupCommit` retries it from the event loop)."""
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(state_dir) / "audit.db"
+        self.synchronous, self.readonly, self.wait = synchronous, readonly, wait
+        self._open()
+
+    def _open(self) -> None:
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        synchronous, readonly, wait = self.synchronous, self.readonly, self.wait
         self.db.execute("PRAGMA journal_mode=WAL")
+        st = os.stat(self.path)  # (the file exists once the journal mode is set)
+        self.file = (st.st_dev, st.st_ino)
         self.db.execute(f"PRAGMA synchronous={'FULL' if synchronous == 'full' else 'NORMAL'}")
         if not readonly:
             self.db.executescript(
@@ -220,6 +233,24 @@ class AuditLog:
         self.columns = COLUMNS if not readonly else self._present()
         cols = COLUMNS[1:]
         self._insert = f"INSERT INTO audit({', '.join(cols)}) VALUES ({','.join('?' * len(cols))})"
+
+    def replaced(self) -> bool:
+        """Whether `audit.db` is no longer the file this connection writes: deleted, or
+        renamed over (log rotation, or tampering). Rows written to it would be lost with the
+        unlinked file, and nobody reading `audit.db` would see them."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (st.st_dev, st.st_ino) != self.file
+
+    def reopen(self) -> None:
+        """Write to whatever `audit.db` is now (created, with its schema, if it is gone)."""
+        try:
+            self.db.close()
+        except sqlite3.Error:
+            pass
+        self._open()
 
     def _present(self) -> tuple:
         """The columns a database opened read-only has (an older one lacks the newer ones)."""

@@ -379,3 +379,36 @@ async def test_a_refund_that_fails_for_another_reason_is_logged_never_raised(tmp
     assert "no such table" in rec.records[0][1]["error"]
     with pytest.raises(StoreUnavailable, match="no such table"):  # a reservation on it: refused, not raised raw
         await store.reserve_async([_charge()])
+
+
+@pytest.mark.parametrize("how", ["deleted", "renamed away", "replaced by another file"])
+async def test_rows_go_to_audit_db_even_after_it_is_deleted_or_replaced(tmp_path, how):
+    """hostile16 F7: with audit.db deleted (or renamed over) under a running gateway, its
+    rows went on into the unlinked file: calls forwarded, no row anyone could read, nothing
+    logged. Before each commit the writer now checks that `audit.db` is still its file,
+    and otherwise writes to the one there now (created if gone), and says so."""
+    import os
+
+    log = AuditLog(tmp_path, wait=False)
+    rec = Recorder()
+    writer = GroupCommit(log, busy_timeout=1, logger=rec)
+    await writer.submit(_row("before"))
+    if how == "deleted":
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(f"{log.path}{suffix}"):
+                os.unlink(f"{log.path}{suffix}")
+    elif how == "renamed away":
+        os.rename(log.path, tmp_path / "audit.db.1")
+    else:
+        other = sqlite3.connect(tmp_path / "other.db")
+        other.execute("CREATE TABLE x(y)")
+        other.commit()
+        other.close()
+        os.replace(tmp_path / "other.db", log.path)
+    await asyncio.wait_for(writer.submit(_row("after")), 2)
+    tools = [t for (t,) in sqlite3.connect(log.path).execute("SELECT tool FROM audit")]
+    # (a file renamed over audit.db while audit.db-wal stays: SQLite replays that WAL into it)
+    assert tools == (["after"] if how != "replaced by another file" else tools[:-1] + ["after"])
+    assert [e for e, _ in rec.records] == ["audit_db_reopened"]
+    await asyncio.wait_for(writer.submit(_row("again")), 2)  # then written as usual, no second reopen
+    assert [e for e, _ in rec.records] == ["audit_db_reopened"]
