@@ -204,6 +204,21 @@ def redis_url(tmp_path_factory):
     proc.stop()
 
 
+def in_process_runtime(tmp_path: Path, policy_text: str, gateway: str = ""):
+    """A gateway `Runtime` in this process (no HTTP), one server `api` deciding with
+    `policy_text` (its upstream is never called); `gateway`: extra [gateway] TOML lines.
+    Returns the runtime and the server's config."""
+    from mcpp.runtime.gateway.config import load_config
+    from mcpp.runtime.gateway.server import Runtime
+
+    (tmp_path / "server.mcpp").write_text(policy_text)
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n{gateway}\n\n[[servers]]\nid = "api"\n'
+                   'url = "http://127.0.0.1:9/mcp"\npolicy = "server.mcpp"\n')
+    rt = Runtime(load_config(cfg), str(cfg))
+    return rt, rt.config.server("api")
+
+
 def write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
     return path

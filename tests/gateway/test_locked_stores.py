@@ -305,17 +305,14 @@ async def test_calls_that_waited_across_a_window_end_are_decided_in_the_new_wind
     from types import SimpleNamespace
 
     from mcpp import Grant
-    from mcpp.runtime.gateway.config import load_config
     from mcpp.runtime.gateway.principals import Caller
-    from mcpp.runtime.gateway.server import Runtime
 
-    (tmp_path / "server.mcpp").write_text('permit (principal, action, resource);\n'
-                                          'limit "n" (principal, action == Action::"charge", resource) max 2 per minute scope grant;\n')
-    cfg = tmp_path / "gateway.toml"
-    cfg.write_text(f'[gateway]\nstate_dir = "{tmp_path / "state"}"\nstore_busy_timeout = 30\n\n[[servers]]\nid = "api"\n'
-                   'url = "http://127.0.0.1:9/mcp"\npolicy = "server.mcpp"\n')
-    rt = Runtime(load_config(cfg), str(cfg))
-    server = rt.config.server("api")
+    from .peers import in_process_runtime
+
+    rt, server = in_process_runtime(
+        tmp_path, 'permit (principal, action, resource);\n'
+                  'limit "n" (principal, action == Action::"charge", resource) max 2 per minute scope grant;\n',
+        "store_busy_timeout = 30")
     caller = Caller(Grant("g_1", "ops"), SimpleNamespace(policy=None))
     policy, _ = await rt.engine_for(server, caller)
     clock = [1_800_000_000.0 + 50]  # second 50 of a minute (1.8e9 is a multiple of 60)

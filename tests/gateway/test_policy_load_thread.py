@@ -8,23 +8,18 @@ import asyncio
 import threading
 from types import SimpleNamespace
 
-from mcpp.runtime.gateway.config import load_config
 from mcpp.runtime.gateway.policies import PolicyState
 from mcpp.runtime.gateway.principals import Caller
-from mcpp.runtime.gateway.server import Runtime
 from mcpp import Grant
+
+from .peers import in_process_runtime
 
 
 def test_a_grant_policy_first_used_by_a_call_loads_in_a_worker_thread(tmp_path, monkeypatch):
-    (tmp_path / "server.mcpp").write_text('default deny;\npermit (principal, action == Action::"echo", resource);\n')
+    rt, server = in_process_runtime(tmp_path, 'default deny;\npermit (principal, action == Action::"echo", resource);\n')
     own = tmp_path / "own.mcpp"
     own.write_text('default deny;\npermit (principal, action == Action::"whoami", resource);\n'
                    'assert deny (principal, action == Action::"echo", resource);\n')
-    cfg = tmp_path / "gateway.toml"
-    cfg.write_text(f'[gateway]\nstate_dir = "{tmp_path / "state"}"\n\n[[servers]]\nid = "api"\n'
-                   'url = "http://127.0.0.1:9/mcp"\npolicy = "server.mcpp"\n')
-    rt = Runtime(load_config(cfg), str(cfg))
-    server = rt.config.server("api")
     loads: list[str] = []
     real = PolicyState.load
 
