@@ -390,9 +390,9 @@ def input_paths(statements) -> list[tuple[str, ...]]:
 @st.composite
 def _args_for(draw, paths_, placed, cedar: bool):
     """Random arguments, then a value at each path the policy reads, half of the time."""
-    args = draw(st.dictionaries(st.sampled_from(KEYS), arg_values(cedar), max_size=3))
+    args = draw(arg_dicts(cedar))
     for p in paths_:
-        if not draw(st.booleans()):
+        if not draw(_BOOLEANS):
             continue
         d = args
         for k in p[:-1]:
@@ -403,21 +403,33 @@ def _args_for(draw, paths_, placed, cedar: bool):
     return args
 
 
+_BOOLEANS = st.booleans()
+_EMPTY_LIST, _EMPTY_DICT = st.builds(list), st.builds(dict)
+
+
+@cache
+def arg_dicts(cedar: bool):
+    return st.dictionaries(st.sampled_from(KEYS), arg_values(cedar), max_size=3)
+
+
+@cache
+def _call_fields(cedar: bool, grants: tuple, servers: tuple):
+    """The parts of `calls_for`'s strategy that do not depend on the statements, built
+    (and validated by hypothesis) once: building and validating them afresh for every
+    program cost more than drawing from them."""
+    return (st.sampled_from(CALL_TOOLS), st.sampled_from(grants), st.sampled_from(LABELS),
+            st.frozensets(st.sampled_from(GROUPS), max_size=2), st.sampled_from(servers))
+
+
 def calls_for(statements, cedar: bool = False, grants=GRANTS, servers=SERVERS):
     """Random calls, biased toward the statements' own argument paths and constants (and
     the edges of i64, and the empty set and record: `principal in []` has a value)."""
     lits = [v for v in literals(statements) + EDGE_INTS if not cedar or _cedar_value(v)]
-    placed = st.one_of(st.sampled_from(lits), scalar_values(cedar), arg_values(cedar),
-                       st.lists(st.sampled_from(lits), max_size=3), st.builds(list), st.builds(dict))
-    return st.builds(
-        Call,
-        st.sampled_from(CALL_TOOLS),
-        _args_for(input_paths(statements), placed, cedar),
-        st.sampled_from(grants),
-        st.sampled_from(LABELS),
-        st.frozensets(st.sampled_from(GROUPS), max_size=2),
-        st.sampled_from(servers),
-    )
+    lit_values = st.sampled_from(lits)
+    placed = st.one_of(lit_values, scalar_values(cedar), arg_values(cedar),
+                       st.lists(lit_values, max_size=3), _EMPTY_LIST, _EMPTY_DICT)
+    tools, grants_, labels, groups, servers_ = _call_fields(cedar, tuple(grants), tuple(servers))
+    return st.builds(Call, tools, _args_for(input_paths(statements), placed, cedar), grants_, labels, groups, servers_)
 
 
 def _cedar_value(v) -> bool:

@@ -76,7 +76,9 @@ def test_witnesses_replay_and_unsat_answers_hold_on_samples(data):
     note(_text(prog))
     session = Session(TIMEOUT_MS)
     named, other = query_tools(prog)
-    samples = data.draw(st.lists(st.tuples(calls_for(prog), counter_states(prog)), max_size=8), label="samples")
+    sample = st.tuples(calls_for(prog), counter_states(prog))  # built once: building costs more than a draw
+    more = st.lists(sample, max_size=4)
+    samples = data.draw(st.lists(sample, max_size=8), label="samples")
     for tool in named + [other]:
         req = session.request()
         d = decide(req, prog, tool)
@@ -94,8 +96,7 @@ def test_witnesses_replay_and_unsat_answers_hold_on_samples(data):
             event("unsat")
             # the sampled calls to this tool, and a few more drawn for it alone
             mine = [(c, n) for c, n in samples if (c.tool if c.tool in named else other) == tool]
-            mine += [(dataclasses.replace(c, tool=tool), n) for c, n in data.draw(
-                st.lists(st.tuples(calls_for(prog), counter_states(prog)), max_size=4), label=f"samples for {tool}")]
+            mine += [(dataclasses.replace(c, tool=tool), n) for c, n in data.draw(more, label=f"samples for {tool}")]
             for c, counters in mine:
                 w = Witness(c.tool, c.args, c.grant, c.label, tuple(sorted(c.groups)), c.server, counters)
                 got = _replay(prog, w)
