@@ -436,7 +436,7 @@ def arg_dicts(cedar: bool):
 
 
 @cache
-def _call_fields(cedar: bool, grants: tuple, servers: tuple):
+def _call_fields(grants: tuple, servers: tuple):
     """The parts of `calls_for`'s strategy that do not depend on the statements, built
     (and validated by hypothesis) once: building and validating them afresh for every
     program cost more than drawing from them."""
@@ -451,7 +451,7 @@ def calls_for(statements, cedar: bool = False, grants=GRANTS, servers=SERVERS):
     lit_values = st.sampled_from(lits)
     placed = st.one_of(lit_values, scalar_values(cedar), arg_values(cedar),
                        st.lists(lit_values, max_size=3), _EMPTY_LIST, _EMPTY_DICT)
-    tools, grants_, labels, groups, servers_ = _call_fields(cedar, tuple(grants), tuple(servers))
+    tools, grants_, labels, groups, servers_ = _call_fields(tuple(grants), tuple(servers))
     return st.builds(Call, tools, _args_for(input_paths(statements), placed, cedar), grants_, labels, groups, servers_)
 
 

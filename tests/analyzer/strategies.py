@@ -50,6 +50,7 @@ texts = st.text(alphabet=ALPHABET, max_size=8)
 
 
 from dataclasses import dataclass  # noqa: E402
+from functools import cache  # noqa: E402
 
 from mcpp.lang import ir  # noqa: E402
 from mcpp.lang.ir import walk  # noqa: E402
@@ -58,6 +59,10 @@ from mcpp.lang.program import build_program  # noqa: E402
 from tests import strategies as base  # noqa: E402
 
 limits = base.limits()
+# Strategies the composites below draw from are built once, here or behind `cache`:
+# hypothesis validates a strategy object on its first draw, so one built inside a
+# composite is validated again at every example (for a recursive one, ~10 ms).
+_BOOLEANS = st.booleans()
 
 
 @st.composite
@@ -70,7 +75,7 @@ def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: b
     stmts = list(doc.statements)
     if with_approvals:
         stmts = [ir.Policy(s.effect, s.scope, s.clauses, (ir.Annotation("approval", "a person decides"),))
-                 if isinstance(s, ir.Policy) and s.effect == "permit" and draw(st.booleans()) else s
+                 if isinstance(s, ir.Policy) and s.effect == "permit" and draw(_BOOLEANS) else s
                  for s in stmts]
     prog, diags = build_program(ir.Document(tuple(stmts)))
     assert not [d for d in diags if d.severity == "error"], diags
@@ -283,6 +288,7 @@ rich_exprs = st.one_of(
 )
 
 
+@cache
 def rich_policies():
     return st.builds(
         lambda eff, p, a, r, cs: ir.Policy(eff, ir.Scope(p, a, r), tuple(cs)),
@@ -294,26 +300,48 @@ def rich_policies():
     )
 
 
+_RICH_HIDDEN = st.lists(st.sampled_from(RICH_TOOLS), max_size=1, unique=True)
+_FOCUS = st.one_of(_membership_atoms, st.builds(ir.Not, _membership_atoms), _action_atoms, wild_bools)
+_EFFECTS = st.sampled_from(["permit", "forbid"])
+_CLAUSE_KINDS = st.sampled_from(["when", "unless"])
+_ONE_LIMIT = st.lists(limits, max_size=1)
+
+
+@cache
+def _rich_defaults(defaults: tuple):
+    return st.sampled_from(list(defaults))
+
+
+@cache
+def _rich_policy_lists(max_size: int):
+    return st.lists(rich_policies(), max_size=max_size)
+
+
+@cache
+def _positions(first: int, last: int):
+    return st.integers(first, last)
+
+
 @st.composite
 def rich_programs(draw, max_policies: int = 4, with_limits: bool = True, defaults=(None, "allow", "deny")):
     stmts: list = []
-    d = draw(st.sampled_from(list(defaults)))
+    d = draw(_rich_defaults(tuple(defaults)))
     if d:
         stmts.append(ir.Default(d))
     for g, members in RICH_GROUPS.items():
         stmts.append(ir.Group(_act(g), tuple(map(_act, members))))
-    hidden = draw(st.lists(st.sampled_from(RICH_TOOLS), max_size=1, unique=True))
+    hidden = draw(_RICH_HIDDEN)
     if hidden:
         stmts.append(ir.Hide(tuple(map(_act, hidden))))
     first = len(stmts)
-    stmts += draw(st.lists(rich_policies(), max_size=max_policies - 1))
+    stmts += draw(_rich_policy_lists(max_policies - 1))
     # one rule, anywhere among the policies, is about the shapes this generator exists for
-    focus = draw(st.one_of(_membership_atoms, st.builds(ir.Not, _membership_atoms), _action_atoms, wild_bools))
-    stmts.insert(draw(st.integers(first, len(stmts))),
-                 ir.Policy(draw(st.sampled_from(["permit", "forbid"])), ir.Scope(action=draw(rich_action_scopes)),
-                           (ir.Clause(draw(st.sampled_from(["when", "unless"])), focus),)))
+    focus = draw(_FOCUS)
+    stmts.insert(draw(_positions(first, len(stmts))),
+                 ir.Policy(draw(_EFFECTS), ir.Scope(action=draw(rich_action_scopes)),
+                           (ir.Clause(draw(_CLAUSE_KINDS), focus),)))
     if with_limits:
-        stmts += draw(st.lists(limits, max_size=1))
+        stmts += draw(_ONE_LIMIT)
     prog, diags = build_program(ir.Document(tuple(stmts)))
     if any(x.severity == "error" for x in diags):
         from hypothesis import reject
@@ -341,26 +369,30 @@ def _read_keys(prog) -> tuple[list[str], set[str]]:
     return sorted(out), targets
 
 
+_RICH_KEYS = st.sampled_from(sorted(set(base.KEYS) | set(WILD_KEYS)))
+_HOW = st.sampled_from(["absent", "empty", "edge", "value", "any"])
+_HOW_TARGET = st.sampled_from(["empty", "empty", "any"])
+_EDGES = st.sampled_from([{}, [[]], [1, "x"], [None], {"a": []}])
+
+
 @st.composite
-def _rich_args(draw, prog, values):
+def _rich_args(draw, prog, values, anything, extra):
     """Arguments for the keys the policy reads: absent, an empty array, another edge
-    value, a policy constant, or anything; plus sometimes a key it does not read."""
-    keys = st.sampled_from(sorted(set(base.KEYS) | set(WILD_KEYS)))
-    anything = st.recursive(values, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(keys, sub, max_size=2)), max_leaves=4)
-    choice = st.sampled_from(["absent", "empty", "edge", "value", "any"])
+    value, a policy constant, or anything (`anything`: `values` nested); plus sometimes
+    a key it does not read (`extra`)."""
     args = {}
     read, targets = _read_keys(prog)
     for k in read:
-        how = draw(st.sampled_from(["empty", "empty", "any"]) if k in targets else choice)
+        how = draw(_HOW_TARGET if k in targets else _HOW)
         if how == "empty":
             args[k] = []
         elif how == "edge":
-            args[k] = draw(st.sampled_from([{}, [[]], [1, "x"], [None], {"a": []}]))
+            args[k] = draw(_EDGES)
         elif how == "value":
             args[k] = draw(values)
         elif how == "any":
             args[k] = draw(anything)
-    args.update(draw(st.dictionaries(keys, anything, max_size=1)))
+    args.update(draw(extra))
     return args
 
 
@@ -368,17 +400,31 @@ def rich_calls_for(prog):
     """Calls to every tool name (group names included), biased toward the policy's
     constants and toward the argument values where encodings have edges."""
     lits = literals(prog)
-    values = st.one_of(base.arg_values(False), wild_scalars, st.sampled_from(lits)) if lits else st.one_of(base.arg_values(False), wild_scalars)
+    values = st.one_of(base.arg_values(False), wild_scalars, st.sampled_from(lits)) if lits else _PLAIN_VALUES
+    anything = st.recursive(values, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(_RICH_KEYS, sub, max_size=2)),
+                            max_leaves=4) if lits else _PLAIN_ANYTHING
+    extra = st.dictionaries(_RICH_KEYS, anything, max_size=1) if lits else _PLAIN_EXTRA
     named = sorted((set(prog.named_tools()) | set(prog.groups)) & set(RICH_TOOLS))
     return st.builds(
         base.Call,
-        st.one_of(st.sampled_from(named), st.sampled_from(RICH_CALL_TOOLS)) if named else st.sampled_from(RICH_CALL_TOOLS),
-        _rich_args(prog, values),
-        st.sampled_from(base.GRANTS + ["anonymous"]),
-        st.sampled_from(base.LABELS + ["ß"]),
-        st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
-        st.sampled_from(base.SERVERS + ["default"]),
+        st.one_of(st.sampled_from(named), _RICH_CALL_TOOLS) if named else _RICH_CALL_TOOLS,
+        _rich_args(prog, values, anything, extra),
+        *_RICH_CALL_FIELDS,
     )
+
+
+# the parts of `rich_calls_for` that do not depend on the program
+_PLAIN_VALUES = st.one_of(base.arg_values(False), wild_scalars)
+_PLAIN_ANYTHING = st.recursive(_PLAIN_VALUES, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(_RICH_KEYS, sub, max_size=2)),
+                               max_leaves=4)
+_PLAIN_EXTRA = st.dictionaries(_RICH_KEYS, _PLAIN_ANYTHING, max_size=1)
+_RICH_CALL_TOOLS = st.sampled_from(RICH_CALL_TOOLS)
+_RICH_CALL_FIELDS = (
+    st.sampled_from(base.GRANTS + ["anonymous"]),
+    st.sampled_from(base.LABELS + ["ß"]),
+    st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
+    st.sampled_from(base.SERVERS + ["default"]),
+)
 
 
 # ---- many tools, several rules each: the shapes a large policy repeats -----------------------
