@@ -142,6 +142,7 @@ class Ledger:
         return out
 
 
+WHO = st.tuples(st.sampled_from(base.LABELS), st.frozensets(st.sampled_from(base.GROUPS), max_size=2))  # a grant's label and groups
 LATER = 4_102_444_800.0  # 2100-01-01: one instant for the whole sequence, windows never roll
 
 
@@ -150,8 +151,7 @@ LATER = 4_102_444_800.0  # 2100-01-01: one instant for the whole sequence, windo
 def test_engine_json_and_z3_agree_on_call_sequences(data):
     prog = data.draw(programs(max_policies=4), label="program")
     note(_text(prog))
-    who = {g: data.draw(st.tuples(st.sampled_from(base.LABELS), st.frozensets(st.sampled_from(base.GROUPS), max_size=2)),
-                        label=f"grant {g}") for g in base.GRANTS + ["anonymous"]}
+    who = {g: data.draw(WHO, label=f"grant {g}") for g in base.GRANTS + ["anonymous"]}
     steps = data.draw(st.lists(st.tuples(calls_for(prog), st.booleans()), min_size=1, max_size=8), label="calls")
     source_store, json_store = Ledger(), Ledger()
     source = Engine(prog, store=source_store)
