@@ -457,32 +457,60 @@ _conditions = st.one_of(
 )
 
 
+_RULE_KINDS = st.sampled_from(["permit", "permit", "forbid", "forbid", "limit", "assert"])
+_RULE_PRINCIPALS = st.sampled_from(["principal", "principal", 'principal in Group::"ops"'])
+_RULE_CONDITIONS = st.lists(st.tuples(st.sampled_from(["when", "unless"]), _conditions), max_size=2)
+_INCREMENTS = st.sampled_from(["", " increment context.input.amount"])
+_LIMIT_COUNTERS = st.sampled_from(["c0", "c1"])
+_LIMIT_MAXES = st.sampled_from([0, 10, 100])
+_ASSERT_KINDS = st.sampled_from(["deny", "allow"])
+
+
+@cache
+def _named_tools(tools: tuple):
+    tools_ = list(tools)
+    return st.one_of(st.sampled_from(tools_).map(lambda t: [t]),
+                     st.lists(st.sampled_from(tools_), min_size=min(2, len(tools_)), max_size=3, unique=True),
+                     st.just(None))
+
+
 @st.composite
 def _tool_rule(draw, tools: list[str]) -> str:
-    kind = draw(st.sampled_from(["permit", "permit", "forbid", "forbid", "limit", "assert"]))
-    named = draw(st.one_of(st.sampled_from(tools).map(lambda t: [t]),
-                           st.lists(st.sampled_from(tools), min_size=min(2, len(tools)), max_size=3, unique=True),
-                           st.just(None)))
+    kind = draw(_RULE_KINDS)
+    named = draw(_named_tools(tuple(tools)))
     action = "action" if named is None else (f'action == Action::"{named[0]}"' if len(named) == 1 else
                                              "action in [" + ", ".join(f'Action::"{t}"' for t in named) + "]")
-    principal = draw(st.sampled_from(["principal", "principal", 'principal in Group::"ops"']))
-    conds = draw(st.lists(st.tuples(st.sampled_from(["when", "unless"]), _conditions), max_size=2))
+    principal = draw(_RULE_PRINCIPALS)
+    conds = draw(_RULE_CONDITIONS)
     body = "".join(f" {k} {{ {c} }}" for k, c in conds)
     if kind == "limit":
-        inc = draw(st.sampled_from(["", " increment context.input.amount"]))
-        return (f'limit "{draw(st.sampled_from(["c0", "c1"]))}" ({principal}, {action}, resource) '
-                f'max {draw(st.sampled_from([0, 10, 100]))} per hour{inc}{body};')
+        inc = draw(_INCREMENTS)
+        return (f'limit "{draw(_LIMIT_COUNTERS)}" ({principal}, {action}, resource) '
+                f'max {draw(_LIMIT_MAXES)} per hour{inc}{body};')
     if kind == "assert":
-        return f"assert {draw(st.sampled_from(['deny', 'allow']))} ({principal}, {action}, resource){body};"
+        return f"assert {draw(_ASSERT_KINDS)} ({principal}, {action}, resource){body};"
     return f"{kind} ({principal}, {action}, resource){body};"
+
+
+_TEXT_DEFAULTS = st.sampled_from(["default deny;", "default allow;", ""])
+
+
+@cache
+def _tool_names(tools: tuple):
+    return st.sampled_from(list(tools))
+
+
+@cache
+def _tool_rules(tools: tuple, max_rules: int):
+    return st.lists(_tool_rule(list(tools)), min_size=1, max_size=max_rules)
 
 
 @st.composite
 def tool_policy_texts(draw, max_tools: int = 4, max_rules: int = 12) -> str:
     """The text of a program over several tools, a few rules each."""
-    tools = [f"tool{i}" for i in range(draw(st.integers(1, max_tools)))]
-    lines = [draw(st.sampled_from(["default deny;", "default allow;", ""]))]
-    if draw(st.booleans()):
-        lines.append(f'hide Action::"{draw(st.sampled_from(tools))}";')
-    lines += draw(st.lists(_tool_rule(tools), min_size=1, max_size=max_rules))
+    tools = [f"tool{i}" for i in range(draw(_positions(1, max_tools)))]
+    lines = [draw(_TEXT_DEFAULTS)]
+    if draw(_BOOLEANS):
+        lines.append(f'hide Action::"{draw(_tool_names(tuple(tools)))}";')
+    lines += draw(_tool_rules(tuple(tools), max_rules))
     return "\n".join(lines) + "\n"
