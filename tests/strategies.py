@@ -51,6 +51,7 @@ I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 EDGE_INTS = [I64_MIN, I64_MIN + 1, I64_MAX - 1, I64_MAX]
 
 ints = st.one_of(st.integers(-3, 1003), st.sampled_from(EDGE_INTS))
+_BOOLEANS = st.booleans()
 
 
 def input_path(keys) -> ir.Expr:
@@ -273,16 +274,39 @@ def limits(principal: bool = True):
     )
 
 
+# The strategies a composite below draws from, built once: hypothesis validates a strategy
+# object on its first draw, and a strategy built inside a composite is a new object (and a
+# new validation) at every example.
+_GROUP_NAMES = st.lists(st.sampled_from(ACTION_GROUPS), max_size=len(ACTION_GROUPS), unique=True)
+_DEFAULTS = st.sampled_from([None, "allow", "deny"])
+_HIDDEN = st.lists(st.sampled_from(ACTION_IDS), max_size=2, unique=True)
+
+
+@cache
+def _members(inner: tuple):
+    return st.lists(st.sampled_from(TOOLS + list(inner)), max_size=3, unique=True)
+
+
+@cache
+def _policy_lists(cedar: bool, principal: bool, max_policies: int):
+    return st.lists(policies(cedar, principal), min_size=1, max_size=max_policies)
+
+
+@cache
+def _limit_lists(principal: bool):
+    return st.lists(limits(principal), max_size=4)
+
+
 @st.composite
 def group_decls(draw) -> list[ir.Group]:
     """Action groups, often nested (a group holds only groups declared after it, so there
     is no cycle) and possibly empty; a member may be a tool or a group's name."""
-    names = draw(st.lists(st.sampled_from(ACTION_GROUPS), max_size=len(ACTION_GROUPS), unique=True))
+    names = draw(_GROUP_NAMES)
     out = []
     for i, name in enumerate(names):
         inner = names[i + 1:]
-        members = draw(st.lists(st.sampled_from(TOOLS + inner), max_size=3, unique=True))
-        if inner and draw(st.booleans()) and inner[0] not in members:
+        members = draw(_members(tuple(inner)))
+        if inner and draw(_BOOLEANS) and inner[0] not in members:
             members.append(inner[0])  # nest
         out.append(ir.Group(action(name), tuple(action(m) for m in members)))
     return out
@@ -292,16 +316,16 @@ def group_decls(draw) -> list[ir.Group]:
 def documents(draw, cedar: bool = False, principal: bool = True, max_policies: int = 5, with_limits: bool = False) -> ir.Document:
     stmts: list = []
     if not cedar:
-        d = draw(st.sampled_from([None, "allow", "deny"]))
+        d = draw(_DEFAULTS)
         if d:
             stmts.append(ir.Default(d))
-        hidden = draw(st.lists(st.sampled_from(ACTION_IDS), max_size=2, unique=True))
+        hidden = draw(_HIDDEN)
         if hidden:
             stmts.append(ir.Hide(tuple(action(t) for t in hidden)))
     stmts += draw(group_decls())
-    stmts += draw(st.lists(policies(cedar, principal), min_size=1, max_size=max_policies))
+    stmts += draw(_policy_lists(cedar, principal, max_policies))
     if with_limits and not cedar:
-        stmts += draw(st.lists(limits(principal), max_size=4))
+        stmts += draw(_limit_lists(principal))
     return ir.Document(tuple(stmts))
 
 
@@ -390,9 +414,9 @@ def input_paths(statements) -> list[tuple[str, ...]]:
 @st.composite
 def _args_for(draw, paths_, placed, cedar: bool):
     """Random arguments, then a value at each path the policy reads, half of the time."""
-    args = draw(st.dictionaries(st.sampled_from(KEYS), arg_values(cedar), max_size=3))
+    args = draw(arg_dicts(cedar))
     for p in paths_:
-        if not draw(st.booleans()):
+        if not draw(_BOOLEANS):
             continue
         d = args
         for k in p[:-1]:
@@ -403,21 +427,32 @@ def _args_for(draw, paths_, placed, cedar: bool):
     return args
 
 
+_EMPTY_LIST, _EMPTY_DICT = st.builds(list), st.builds(dict)
+
+
+@cache
+def arg_dicts(cedar: bool):
+    return st.dictionaries(st.sampled_from(KEYS), arg_values(cedar), max_size=3)
+
+
+@cache
+def _call_fields(grants: tuple, servers: tuple):
+    """The parts of `calls_for`'s strategy that do not depend on the statements, built
+    (and validated by hypothesis) once: building and validating them afresh for every
+    program cost more than drawing from them."""
+    return (st.sampled_from(CALL_TOOLS), st.sampled_from(grants), st.sampled_from(LABELS),
+            st.frozensets(st.sampled_from(GROUPS), max_size=2), st.sampled_from(servers))
+
+
 def calls_for(statements, cedar: bool = False, grants=GRANTS, servers=SERVERS):
     """Random calls, biased toward the statements' own argument paths and constants (and
     the edges of i64, and the empty set and record: `principal in []` has a value)."""
     lits = [v for v in literals(statements) + EDGE_INTS if not cedar or _cedar_value(v)]
-    placed = st.one_of(st.sampled_from(lits), scalar_values(cedar), arg_values(cedar),
-                       st.lists(st.sampled_from(lits), max_size=3), st.builds(list), st.builds(dict))
-    return st.builds(
-        Call,
-        st.sampled_from(CALL_TOOLS),
-        _args_for(input_paths(statements), placed, cedar),
-        st.sampled_from(grants),
-        st.sampled_from(LABELS),
-        st.frozensets(st.sampled_from(GROUPS), max_size=2),
-        st.sampled_from(servers),
-    )
+    lit_values = st.sampled_from(lits)
+    placed = st.one_of(lit_values, scalar_values(cedar), arg_values(cedar),
+                       st.lists(lit_values, max_size=3), _EMPTY_LIST, _EMPTY_DICT)
+    tools, grants_, labels, groups, servers_ = _call_fields(tuple(grants), tuple(servers))
+    return st.builds(Call, tools, _args_for(input_paths(statements), placed, cedar), grants_, labels, groups, servers_)
 
 
 def _cedar_value(v) -> bool:

@@ -50,6 +50,7 @@ texts = st.text(alphabet=ALPHABET, max_size=8)
 
 
 from dataclasses import dataclass  # noqa: E402
+from functools import cache  # noqa: E402
 
 from mcpp.lang import ir  # noqa: E402
 from mcpp.lang.ir import walk  # noqa: E402
@@ -58,6 +59,10 @@ from mcpp.lang.program import build_program  # noqa: E402
 from tests import strategies as base  # noqa: E402
 
 limits = base.limits()
+# Strategies the composites below draw from are built once, here or behind `cache`:
+# hypothesis validates a strategy object on its first draw, so one built inside a
+# composite is validated again at every example (for a recursive one, ~10 ms).
+_BOOLEANS = st.booleans()
 
 
 @st.composite
@@ -70,7 +75,7 @@ def programs(draw, principal: bool = True, max_policies: int = 4, with_limits: b
     stmts = list(doc.statements)
     if with_approvals:
         stmts = [ir.Policy(s.effect, s.scope, s.clauses, (ir.Annotation("approval", "a person decides"),))
-                 if isinstance(s, ir.Policy) and s.effect == "permit" and draw(st.booleans()) else s
+                 if isinstance(s, ir.Policy) and s.effect == "permit" and draw(_BOOLEANS) else s
                  for s in stmts]
     prog, diags = build_program(ir.Document(tuple(stmts)))
     assert not [d for d in diags if d.severity == "error"], diags
@@ -283,6 +288,7 @@ rich_exprs = st.one_of(
 )
 
 
+@cache
 def rich_policies():
     return st.builds(
         lambda eff, p, a, r, cs: ir.Policy(eff, ir.Scope(p, a, r), tuple(cs)),
@@ -294,26 +300,48 @@ def rich_policies():
     )
 
 
+_RICH_HIDDEN = st.lists(st.sampled_from(RICH_TOOLS), max_size=1, unique=True)
+_FOCUS = st.one_of(_membership_atoms, st.builds(ir.Not, _membership_atoms), _action_atoms, wild_bools)
+_EFFECTS = st.sampled_from(["permit", "forbid"])
+_CLAUSE_KINDS = st.sampled_from(["when", "unless"])
+_ONE_LIMIT = st.lists(limits, max_size=1)
+
+
+@cache
+def _rich_defaults(defaults: tuple):
+    return st.sampled_from(list(defaults))
+
+
+@cache
+def _rich_policy_lists(max_size: int):
+    return st.lists(rich_policies(), max_size=max_size)
+
+
+@cache
+def _positions(first: int, last: int):
+    return st.integers(first, last)
+
+
 @st.composite
 def rich_programs(draw, max_policies: int = 4, with_limits: bool = True, defaults=(None, "allow", "deny")):
     stmts: list = []
-    d = draw(st.sampled_from(list(defaults)))
+    d = draw(_rich_defaults(tuple(defaults)))
     if d:
         stmts.append(ir.Default(d))
     for g, members in RICH_GROUPS.items():
         stmts.append(ir.Group(_act(g), tuple(map(_act, members))))
-    hidden = draw(st.lists(st.sampled_from(RICH_TOOLS), max_size=1, unique=True))
+    hidden = draw(_RICH_HIDDEN)
     if hidden:
         stmts.append(ir.Hide(tuple(map(_act, hidden))))
     first = len(stmts)
-    stmts += draw(st.lists(rich_policies(), max_size=max_policies - 1))
+    stmts += draw(_rich_policy_lists(max_policies - 1))
     # one rule, anywhere among the policies, is about the shapes this generator exists for
-    focus = draw(st.one_of(_membership_atoms, st.builds(ir.Not, _membership_atoms), _action_atoms, wild_bools))
-    stmts.insert(draw(st.integers(first, len(stmts))),
-                 ir.Policy(draw(st.sampled_from(["permit", "forbid"])), ir.Scope(action=draw(rich_action_scopes)),
-                           (ir.Clause(draw(st.sampled_from(["when", "unless"])), focus),)))
+    focus = draw(_FOCUS)
+    stmts.insert(draw(_positions(first, len(stmts))),
+                 ir.Policy(draw(_EFFECTS), ir.Scope(action=draw(rich_action_scopes)),
+                           (ir.Clause(draw(_CLAUSE_KINDS), focus),)))
     if with_limits:
-        stmts += draw(st.lists(limits, max_size=1))
+        stmts += draw(_ONE_LIMIT)
     prog, diags = build_program(ir.Document(tuple(stmts)))
     if any(x.severity == "error" for x in diags):
         from hypothesis import reject
@@ -341,26 +369,30 @@ def _read_keys(prog) -> tuple[list[str], set[str]]:
     return sorted(out), targets
 
 
+_RICH_KEYS = st.sampled_from(sorted(set(base.KEYS) | set(WILD_KEYS)))
+_HOW = st.sampled_from(["absent", "empty", "edge", "value", "any"])
+_HOW_TARGET = st.sampled_from(["empty", "empty", "any"])
+_EDGES = st.sampled_from([{}, [[]], [1, "x"], [None], {"a": []}])
+
+
 @st.composite
-def _rich_args(draw, prog, values):
+def _rich_args(draw, prog, values, anything, extra):
     """Arguments for the keys the policy reads: absent, an empty array, another edge
-    value, a policy constant, or anything; plus sometimes a key it does not read."""
-    keys = st.sampled_from(sorted(set(base.KEYS) | set(WILD_KEYS)))
-    anything = st.recursive(values, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(keys, sub, max_size=2)), max_leaves=4)
-    choice = st.sampled_from(["absent", "empty", "edge", "value", "any"])
+    value, a policy constant, or anything (`anything`: `values` nested); plus sometimes
+    a key it does not read (`extra`)."""
     args = {}
     read, targets = _read_keys(prog)
     for k in read:
-        how = draw(st.sampled_from(["empty", "empty", "any"]) if k in targets else choice)
+        how = draw(_HOW_TARGET if k in targets else _HOW)
         if how == "empty":
             args[k] = []
         elif how == "edge":
-            args[k] = draw(st.sampled_from([{}, [[]], [1, "x"], [None], {"a": []}]))
+            args[k] = draw(_EDGES)
         elif how == "value":
             args[k] = draw(values)
         elif how == "any":
             args[k] = draw(anything)
-    args.update(draw(st.dictionaries(keys, anything, max_size=1)))
+    args.update(draw(extra))
     return args
 
 
@@ -368,17 +400,31 @@ def rich_calls_for(prog):
     """Calls to every tool name (group names included), biased toward the policy's
     constants and toward the argument values where encodings have edges."""
     lits = literals(prog)
-    values = st.one_of(base.arg_values(False), wild_scalars, st.sampled_from(lits)) if lits else st.one_of(base.arg_values(False), wild_scalars)
+    values = st.one_of(base.arg_values(False), wild_scalars, st.sampled_from(lits)) if lits else _PLAIN_VALUES
+    anything = st.recursive(values, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(_RICH_KEYS, sub, max_size=2)),
+                            max_leaves=4) if lits else _PLAIN_ANYTHING
+    extra = st.dictionaries(_RICH_KEYS, anything, max_size=1) if lits else _PLAIN_EXTRA
     named = sorted((set(prog.named_tools()) | set(prog.groups)) & set(RICH_TOOLS))
     return st.builds(
         base.Call,
-        st.one_of(st.sampled_from(named), st.sampled_from(RICH_CALL_TOOLS)) if named else st.sampled_from(RICH_CALL_TOOLS),
-        _rich_args(prog, values),
-        st.sampled_from(base.GRANTS + ["anonymous"]),
-        st.sampled_from(base.LABELS + ["ß"]),
-        st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
-        st.sampled_from(base.SERVERS + ["default"]),
+        st.one_of(st.sampled_from(named), _RICH_CALL_TOOLS) if named else _RICH_CALL_TOOLS,
+        _rich_args(prog, values, anything, extra),
+        *_RICH_CALL_FIELDS,
     )
+
+
+# the parts of `rich_calls_for` that do not depend on the program
+_PLAIN_VALUES = st.one_of(base.arg_values(False), wild_scalars)
+_PLAIN_ANYTHING = st.recursive(_PLAIN_VALUES, lambda sub: st.one_of(st.lists(sub, max_size=3), st.dictionaries(_RICH_KEYS, sub, max_size=2)),
+                               max_leaves=4)
+_PLAIN_EXTRA = st.dictionaries(_RICH_KEYS, _PLAIN_ANYTHING, max_size=1)
+_RICH_CALL_TOOLS = st.sampled_from(RICH_CALL_TOOLS)
+_RICH_CALL_FIELDS = (
+    st.sampled_from(base.GRANTS + ["anonymous"]),
+    st.sampled_from(base.LABELS + ["ß"]),
+    st.frozensets(st.sampled_from(base.GROUPS), max_size=2),
+    st.sampled_from(base.SERVERS + ["default"]),
+)
 
 
 # ---- many tools, several rules each: the shapes a large policy repeats -----------------------
@@ -411,32 +457,60 @@ _conditions = st.one_of(
 )
 
 
+_RULE_KINDS = st.sampled_from(["permit", "permit", "forbid", "forbid", "limit", "assert"])
+_RULE_PRINCIPALS = st.sampled_from(["principal", "principal", 'principal in Group::"ops"'])
+_RULE_CONDITIONS = st.lists(st.tuples(st.sampled_from(["when", "unless"]), _conditions), max_size=2)
+_INCREMENTS = st.sampled_from(["", " increment context.input.amount"])
+_LIMIT_COUNTERS = st.sampled_from(["c0", "c1"])
+_LIMIT_MAXES = st.sampled_from([0, 10, 100])
+_ASSERT_KINDS = st.sampled_from(["deny", "allow"])
+
+
+@cache
+def _named_tools(tools: tuple):
+    tools_ = list(tools)
+    return st.one_of(st.sampled_from(tools_).map(lambda t: [t]),
+                     st.lists(st.sampled_from(tools_), min_size=min(2, len(tools_)), max_size=3, unique=True),
+                     st.just(None))
+
+
 @st.composite
 def _tool_rule(draw, tools: list[str]) -> str:
-    kind = draw(st.sampled_from(["permit", "permit", "forbid", "forbid", "limit", "assert"]))
-    named = draw(st.one_of(st.sampled_from(tools).map(lambda t: [t]),
-                           st.lists(st.sampled_from(tools), min_size=min(2, len(tools)), max_size=3, unique=True),
-                           st.just(None)))
+    kind = draw(_RULE_KINDS)
+    named = draw(_named_tools(tuple(tools)))
     action = "action" if named is None else (f'action == Action::"{named[0]}"' if len(named) == 1 else
                                              "action in [" + ", ".join(f'Action::"{t}"' for t in named) + "]")
-    principal = draw(st.sampled_from(["principal", "principal", 'principal in Group::"ops"']))
-    conds = draw(st.lists(st.tuples(st.sampled_from(["when", "unless"]), _conditions), max_size=2))
+    principal = draw(_RULE_PRINCIPALS)
+    conds = draw(_RULE_CONDITIONS)
     body = "".join(f" {k} {{ {c} }}" for k, c in conds)
     if kind == "limit":
-        inc = draw(st.sampled_from(["", " increment context.input.amount"]))
-        return (f'limit "{draw(st.sampled_from(["c0", "c1"]))}" ({principal}, {action}, resource) '
-                f'max {draw(st.sampled_from([0, 10, 100]))} per hour{inc}{body};')
+        inc = draw(_INCREMENTS)
+        return (f'limit "{draw(_LIMIT_COUNTERS)}" ({principal}, {action}, resource) '
+                f'max {draw(_LIMIT_MAXES)} per hour{inc}{body};')
     if kind == "assert":
-        return f"assert {draw(st.sampled_from(['deny', 'allow']))} ({principal}, {action}, resource){body};"
+        return f"assert {draw(_ASSERT_KINDS)} ({principal}, {action}, resource){body};"
     return f"{kind} ({principal}, {action}, resource){body};"
+
+
+_TEXT_DEFAULTS = st.sampled_from(["default deny;", "default allow;", ""])
+
+
+@cache
+def _tool_names(tools: tuple):
+    return st.sampled_from(list(tools))
+
+
+@cache
+def _tool_rules(tools: tuple, max_rules: int):
+    return st.lists(_tool_rule(list(tools)), min_size=1, max_size=max_rules)
 
 
 @st.composite
 def tool_policy_texts(draw, max_tools: int = 4, max_rules: int = 12) -> str:
     """The text of a program over several tools, a few rules each."""
-    tools = [f"tool{i}" for i in range(draw(st.integers(1, max_tools)))]
-    lines = [draw(st.sampled_from(["default deny;", "default allow;", ""]))]
-    if draw(st.booleans()):
-        lines.append(f'hide Action::"{draw(st.sampled_from(tools))}";')
-    lines += draw(st.lists(_tool_rule(tools), min_size=1, max_size=max_rules))
+    tools = [f"tool{i}" for i in range(draw(_positions(1, max_tools)))]
+    lines = [draw(_TEXT_DEFAULTS)]
+    if draw(_BOOLEANS):
+        lines.append(f'hide Action::"{draw(_tool_names(tuple(tools)))}";')
+    lines += draw(_tool_rules(tuple(tools), max_rules))
     return "\n".join(lines) + "\n"

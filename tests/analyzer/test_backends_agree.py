@@ -76,7 +76,9 @@ def test_witnesses_replay_and_unsat_answers_hold_on_samples(data):
     note(_text(prog))
     session = Session(TIMEOUT_MS)
     named, other = query_tools(prog)
-    samples = data.draw(st.lists(st.tuples(calls_for(prog), counter_states(prog)), max_size=8), label="samples")
+    sample = st.tuples(calls_for(prog), counter_states(prog))  # built once: building costs more than a draw
+    more = st.lists(sample, max_size=4)
+    samples = data.draw(st.lists(sample, max_size=8), label="samples")
     for tool in named + [other]:
         req = session.request()
         d = decide(req, prog, tool)
@@ -94,8 +96,7 @@ def test_witnesses_replay_and_unsat_answers_hold_on_samples(data):
             event("unsat")
             # the sampled calls to this tool, and a few more drawn for it alone
             mine = [(c, n) for c, n in samples if (c.tool if c.tool in named else other) == tool]
-            mine += [(dataclasses.replace(c, tool=tool), n) for c, n in data.draw(
-                st.lists(st.tuples(calls_for(prog), counter_states(prog)), max_size=4), label=f"samples for {tool}")]
+            mine += [(dataclasses.replace(c, tool=tool), n) for c, n in data.draw(more, label=f"samples for {tool}")]
             for c, counters in mine:
                 w = Witness(c.tool, c.args, c.grant, c.label, tuple(sorted(c.groups)), c.server, counters)
                 got = _replay(prog, w)
@@ -141,6 +142,7 @@ class Ledger:
         return out
 
 
+WHO = st.tuples(st.sampled_from(base.LABELS), st.frozensets(st.sampled_from(base.GROUPS), max_size=2))  # a grant's label and groups
 LATER = 4_102_444_800.0  # 2100-01-01: one instant for the whole sequence, windows never roll
 
 
@@ -149,8 +151,7 @@ LATER = 4_102_444_800.0  # 2100-01-01: one instant for the whole sequence, windo
 def test_engine_json_and_z3_agree_on_call_sequences(data):
     prog = data.draw(programs(max_policies=4), label="program")
     note(_text(prog))
-    who = {g: data.draw(st.tuples(st.sampled_from(base.LABELS), st.frozensets(st.sampled_from(base.GROUPS), max_size=2)),
-                        label=f"grant {g}") for g in base.GRANTS + ["anonymous"]}
+    who = {g: data.draw(WHO, label=f"grant {g}") for g in base.GRANTS + ["anonymous"]}
     steps = data.draw(st.lists(st.tuples(calls_for(prog), st.booleans()), min_size=1, max_size=8), label="calls")
     source_store, json_store = Ledger(), Ledger()
     source = Engine(prog, store=source_store)
