@@ -200,6 +200,7 @@ class AuditLog:
         gateway's `GroupCommit` retries it from the event loop)."""
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         self.path = Path(state_dir) / "audit.db"
+        self._where = str(self.path)  # (os.stat of a str: a Path is converted on every call)
         self.synchronous, self.readonly, self.wait = synchronous, readonly, wait
         self._open()
 
@@ -239,7 +240,7 @@ class AuditLog:
         renamed over (log rotation, or tampering). Rows written to it would be lost with the
         unlinked file, and nobody reading `audit.db` would see them."""
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._where)
         except FileNotFoundError:
             return True
         return (st.st_dev, st.st_ino) != self.file
