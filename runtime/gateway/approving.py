@@ -441,7 +441,7 @@ class ApprovalSteps:
     async def forward_into_stream(self, sse: Stream, upstream, fwd, body: bytes, rid, modern: bool, settle) -> str:
         """Forward a call whose answer goes on a stream the gateway already opened (a 2025
         session's elicitation): the upstream's answer is read whole and relayed as events."""
-        from .proxy import _is_gid, _jsonrpc_error, _outcome
+        from .proxy import _discard, _is_gid, _jsonrpc_error, _outcome
 
         rt = self.rt
         timeout = rt.config.upstream_timeout
@@ -469,6 +469,7 @@ class ApprovalSteps:
                 # an error about another request (`rid` is the id this call went upstream
                 # with): this call was sent and may have run, so it stays counted
                 err, outcome = None, "upstream_error"
+                _discard(resp)
             if err is not None:
                 settle("rejected")
                 await sse.finish(err)
@@ -495,6 +496,7 @@ class ApprovalSteps:
             answer = rpc.parse_message(data.decode("utf-8", "replace"))
         outcome = _outcome(answer, rid)
         if outcome == "unreadable":
+            _discard(resp)  # out of step: never reused (before any await)
             await sse.finish(fail("its answer is not a JSON-RPC response to this call", "upstream_error"))
             return "upstream_error"
         settle(outcome)

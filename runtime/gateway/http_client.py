@@ -11,6 +11,7 @@ ever retried, since a retried `tools/call` could run twice.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 import ssl
@@ -30,12 +31,22 @@ class UpstreamError(Exception):
         self.sent = sent
 
 
-class _Conn:
-    __slots__ = ("reader", "writer", "idle_since")
+# Whose request this is (the caller's key, set by the gateway for the task serving it;
+# None: the gateway's own). A kept-alive connection is reused only for requests of the
+# caller it last served: bytes an upstream sends after an answer (a late second answer, the
+# rest of an answered event stream) cannot be told from the next answer by HTTP/1.1, and
+# must not become another caller's. (The gateway-assigned ids catch them where an answer
+# has an id; a notification's 202, a GET stream or an error without an id has none.)
+LANE: contextvars.ContextVar[object] = contextvars.ContextVar("mcpp_upstream_lane", default=None)
 
-    def __init__(self, reader, writer):
+
+class _Conn:
+    __slots__ = ("reader", "writer", "idle_since", "lane")
+
+    def __init__(self, reader, writer, lane=None):
         self.reader, self.writer = reader, writer
         self.idle_since = time.monotonic()
+        self.lane = lane
 
     def close(self) -> None:
         """Drop the connection. A socket already gone (OSError) or a loop already closed
@@ -177,11 +188,8 @@ class Response:
         conn, self._pooled = self._pooled, None
         if conn is None:
             return
-        try:
-            self.pool._idle.remove(conn)
-        except ValueError:
-            return  # no longer pooled: already dropped (idle too long, closed by the upstream)
-        conn.close()
+        if self.pool._unpool(conn):
+            conn.close()
 
 
 _PIECE = 262144  # the most of a body held at once
@@ -251,29 +259,42 @@ class HTTPUpstream:
         self.keepalive = keepalive
         self.max_idle = max_idle
         self.max_response_bytes = max_response_bytes
-        self._idle: deque[_Conn] = deque()
+        self._idle: dict[object, deque[_Conn]] = {}  # lane → its idle connections (LANE)
+        self._n_idle = 0
         self._ssl = ssl.create_default_context() if self.tls else None
 
     def _put(self, conn: _Conn) -> bool:
-        """Pool the connection (True), or close it (False)."""
-        if len(self._idle) >= self.max_idle or conn.writer.is_closing() or conn.reader.at_eof() or _unread(conn.reader):
+        """Pool the connection in its lane (True), or close it (False)."""
+        if self._n_idle >= self.max_idle or conn.writer.is_closing() or conn.reader.at_eof() or _unread(conn.reader):
             conn.close()
             return False
         conn.idle_since = time.monotonic()
-        self._idle.append(conn)
+        idle = self._idle.get(conn.lane)
+        if idle is None:
+            idle = self._idle[conn.lane] = deque()
+        idle.append(conn)
+        self._n_idle += 1
         return True
 
-    def _get(self) -> _Conn | None:
+    def _get(self, lane) -> _Conn | None:
+        idle = self._idle.get(lane)
+        if idle is None:
+            return None
         now = time.monotonic()
-        while self._idle:
-            conn = self._idle.pop()
-            if now - conn.idle_since > self.keepalive or conn.writer.is_closing() or conn.reader.at_eof() or _unread(conn.reader):
-                conn.close()
+        conn = None
+        while idle:
+            c = idle.pop()
+            self._n_idle -= 1
+            if now - c.idle_since > self.keepalive or c.writer.is_closing() or c.reader.at_eof() or _unread(c.reader):
+                c.close()
                 continue
-            return conn
-        return None
+            conn = c
+            break
+        if not idle:
+            del self._idle[lane]
+        return conn
 
-    async def _connect(self) -> _Conn:
+    async def _connect(self, lane) -> _Conn:
         try:
             async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=1 << 20)
@@ -281,11 +302,13 @@ class HTTPUpstream:
             raise UpstreamError(f"connecting to the upstream timed out after {self.connect_timeout:g}s", "connect", False) from None
         except (OSError, ssl.SSLError) as e:
             raise UpstreamError(f"cannot connect to the upstream: {e.strerror or e}", "connect", False) from None
-        return _Conn(reader, writer)
+        return _Conn(reader, writer, lane)
 
     async def request(self, method: str, headers: list[tuple[str, str]], body: bytes, timeout: float | None) -> Response:
-        """Send one request; return once the status line and headers are in."""
-        conn = self._get() or await self._connect()
+        """Send one request; return once the status line and headers are in. It goes on a
+        connection of its caller's lane (LANE), or a new one."""
+        lane = LANE.get()
+        conn = self._get(lane) or await self._connect(lane)
         lines = [f"{method} {self.path} HTTP/1.1", f"host: {self.host_header}"]
         for k, v in headers:
             lines.append(f"{k}: {v}")
@@ -338,9 +361,27 @@ class HTTPUpstream:
             framing = "length" if length > 0 else "none"
         return Response(self, conn, status, hdrs, framing, length)
 
+    def _unpool(self, conn: _Conn) -> bool:
+        """Take a pooled connection out of the pool; False if it is no longer there
+        (already taken, or dropped: idle too long, closed by the upstream)."""
+        idle = self._idle.get(conn.lane)
+        if idle is None or conn not in idle:
+            return False
+        idle.remove(conn)
+        self._n_idle -= 1
+        if not idle:
+            del self._idle[conn.lane]
+        return True
+
+    def idle_connections(self) -> list[_Conn]:
+        """Every pooled connection, lane by lane (for tests and diagnostics)."""
+        return [c for idle in self._idle.values() for c in idle]
+
     def close(self) -> None:
-        while self._idle:
-            self._idle.pop().close()
+        for conn in self.idle_connections():
+            conn.close()
+        self._idle.clear()
+        self._n_idle = 0
 
 
 def _parse_head(raw: bytes) -> tuple[int, list[tuple[str, str]]]:

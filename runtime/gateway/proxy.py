@@ -59,7 +59,7 @@ from .oauth import AuthFailure
 from .principals import Caller
 from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
-from .http_client import UpstreamError
+from .http_client import LANE, UpstreamError
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
 from .schemas import admit, schema_pointer, tool_checker
 
@@ -159,7 +159,7 @@ class GatewayApp(ApprovalSteps):
         # (server id, upstream session id) → {client's request id: the gateway's id} of the
         # requests in flight in that session: a client's `notifications/cancelled` names
         # its own id, the upstream knows only the gateway's
-        self._inflight: dict[tuple[str, str], dict[int | str, int]] = {}
+        self._inflight: dict[tuple, dict[int | str, int]] = {}  # keyed (server, session, caller)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -295,6 +295,9 @@ class GatewayApp(ApprovalSteps):
         caller = await self.authenticate(send, server, headers)
         if caller is None:
             return
+        # upstream connections are reused per caller (http_client.LANE); uvicorn serves each
+        # request in a task of its own, so this holds for this request only
+        LANE.set(caller.key)
         method = scope["method"]
         if method not in ("POST", "GET", "DELETE"):
             await _respond(send, 405, b"", None, [(b"allow", b"GET, POST, DELETE")])
@@ -378,18 +381,29 @@ class GatewayApp(ApprovalSteps):
         # a client's answer to the upstream's own request (no method) keeps the upstream's id
         gid = tracked = None
         session = inner if sid is not None else None
-        if mname is not None and has_id:
-            gid = upstream_id()
-            if mname != "tools/call":  # (call_tool puts it in the body it decided)
-                try:
+        if has_id and not _valid_id(msg["id"]):
+            # JSON-RPC ids are strings, numbers or null: an object, array or boolean would
+            # become a valid request upstream under the gateway's id (hostile17 F5)
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC id")))
+            return
+        # every message goes upstream as the gateway read it, re-serialised: a duplicate key or
+        # an odd encoding cannot make the upstream read a request where the gateway read a
+        # notification or a client's answer, which are forwarded undecided (hostile17 F10)
+        lane = (server.id, session, caller.key)  # (cancellations name only the caller's own requests)
+        try:
+            if mname is not None and has_id:
+                gid = upstream_id()
+                if mname != "tools/call":  # (call_tool puts it in the body it decided)
                     body = _request_bytes(msg, gid)
-                except (ValueError, RecursionError):  # (nested deeper than it can be written again)
-                    await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "request nested too deeply")))
-                    return
-            if session is not None:
-                tracked = self._track((server.id, session), msg["id"], gid)
-        elif mname == "notifications/cancelled" and session is not None:
-            body = self._cancel_body((server.id, session), msg) or body
+                if session is not None:
+                    tracked = self._track(lane, msg["id"], gid)
+            elif mname == "notifications/cancelled" and session is not None:
+                body = self._cancel_body(lane, msg) or _encode(msg)
+            else:
+                body = _encode(msg)
+        except (ValueError, RecursionError):  # (a number JSON cannot write, or nested too deep)
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, UNWRITABLE)))
+            return
         try:
             if mname == "tools/call" and gid is not None:
                 await self.call_tool(receive, send, server, caller, upstream, fwd, msg, modern, headers, gid)
@@ -403,7 +417,7 @@ class GatewayApp(ApprovalSteps):
             rt.metrics.observe("mcpp_request_duration_seconds", (("server", server.id), ("method", method_label(mname))), time.perf_counter() - t0)
 
     # ---- request ids: the gateway's upstream, the client's downstream ---------------------
-    def _track(self, scope: tuple[str, str], cid, gid: int) -> tuple | None:
+    def _track(self, scope: tuple, cid, gid: int) -> tuple | None:
         """Note a request in flight in an upstream session, so that the client's
         cancellation of it can name the gateway's id. Bounded: past the bounds a request is
         not noted (its cancellation goes upstream as the client sent it, and names no
@@ -428,7 +442,7 @@ class GatewayApp(ApprovalSteps):
             if not ids:
                 del self._inflight[scope]
 
-    def _cancel_body(self, scope: tuple[str, str], msg: dict) -> bytes | None:
+    def _cancel_body(self, scope: tuple, msg: dict) -> bytes | None:
         """A client's `notifications/cancelled` with the gateway's id of the request it
         cancels, when that request is in flight in this session; else None (forwarded as sent)."""
         params = msg.get("params")
@@ -901,7 +915,10 @@ class GatewayApp(ApprovalSteps):
                         answered = True
                         await self.checked_listing(m, server, caller, modern, pin, bad)
                         m["id"] = rid
-                        out.append(_render_answer(ev, m))
+                        try:
+                            out.append(_render_answer(ev, m))
+                        except ValueError:
+                            raise bad("a number out of range") from None
                     elif isinstance(m, dict) and isinstance(m.get("method"), str):
                         out.append(rpc.render_event(ev))  # the upstream's notifications and requests, as they were
                     elif ev["data"]:
@@ -917,7 +934,10 @@ class GatewayApp(ApprovalSteps):
                     raise bad("not a JSON-RPC response to this request")
                 await self.checked_listing(m, server, caller, modern, pin, bad)
                 m["id"] = rid
-                data = _encode(m)
+                try:
+                    data = _encode(m)
+                except ValueError:
+                    raise bad("a number out of range") from None
             else:
                 raise bad(f"content type {ctype[:40]!r}")
         except UpstreamError as e:
@@ -1160,6 +1180,12 @@ class GatewayApp(ApprovalSteps):
                     if data is None:
                         bad = UpstreamError("the upstream's answer is not a JSON-RPC response to this request", "protocol", True)
                         return await self.upstream_failed(send, server, rid, bad, False)
+                elif _is_answer(ctype, data):
+                    # a notification, a client's answer, a GET or a DELETE is answered by no
+                    # JSON-RPC response: this one is another request's, late (hostile17 F1)
+                    _discard(resp)
+                    bad = UpstreamError("the upstream sent an answer to another request", "protocol", True)
+                    return await self.upstream_failed(send, server, rid, bad, False)
                 await self.send_upstream_bytes(send, status, headers, data)
                 return "forwarded"
             assert gid is not None  # (a tools/call always has one)
@@ -1263,8 +1289,13 @@ class GatewayApp(ApprovalSteps):
             return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
         assert isinstance(m, dict)  # (_outcome read it as an answer)
         m["id"] = rid
+        try:
+            data = _encode(m)
+        except ValueError:  # a number JSON cannot write: relayed, it would be no JSON at all
+            e = UpstreamError("the upstream's answer has a number out of range", "protocol", True)
+            return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
         _settle(state, outcome)
-        await self.send_upstream_bytes(send, 200, headers, _encode(m))  # checked above: relayed with the client's id
+        await self.send_upstream_bytes(send, 200, headers, data)  # checked above: relayed with the client's id
         return outcome
 
     @staticmethod
@@ -1287,7 +1318,10 @@ class GatewayApp(ApprovalSteps):
         aid = m.get("id")
         if _is_gid(aid, gid):
             m["id"] = rid
-            return _encode(m)
+            try:
+                return _encode(m)
+            except ValueError:  # a number JSON cannot write
+                return None
         if aid is None and status != 200 and "error" in m:
             return data
         _discard(resp)
@@ -1333,11 +1367,22 @@ class GatewayApp(ApprovalSteps):
                                 foreign += 1
                                 _discard(resp)  # out of step: the connection is not reused
                                 continue
-                            if watch_id is not None:
-                                outcome = _outcome(m, gid)
-                                _settle(state, "upstream_error" if outcome == "unreadable" else outcome)
                             m["id"] = rid
-                            out.append(_render_answer(ev, m))
+                            try:
+                                rendered = _render_answer(ev, m) if _outcome(m, rid) != "unreadable" or watch_id is None else None
+                            except ValueError:  # a number JSON cannot write
+                                rendered = None
+                            if watch_id is not None:
+                                _settle(state, "upstream_error" if rendered is None else _outcome(m, rid))
+                            if rendered is None:
+                                # not a readable answer (neither or both of result and error, a
+                                # result that is no object, a number out of range): never relayed
+                                text = (f"{rpc.ERROR_PREFIX}The upstream's answer is not a JSON-RPC response to this "
+                                        "request; the call may or may not have run.")
+                                err = (rpc.tool_error_result(rid, text, modern) if watch_id is not None
+                                       else rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, text))
+                                rendered = rpc.sse_event(err)
+                            out.append(rendered)
                             # the answer ends the request's stream: nothing after it (a second
                             # answer for the same id, say) reaches the client, whose call
                             # was settled by this one
@@ -1371,6 +1416,7 @@ class GatewayApp(ApprovalSteps):
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=foreign, why="an answer to another request")
 
 
+UNWRITABLE = "the request cannot be forwarded as read: a number out of range, or nested too deep"
 _log = logging.getLogger("mcpp.gateway")
 _DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
 
@@ -1418,6 +1464,25 @@ def _discard(resp) -> None:
         discard()
 
 
+def _is_answer(ctype: str, data: bytes) -> bool:
+    """Whether a whole upstream body is a JSON-RPC response to some request."""
+    if not data or not ctype.startswith("application/json"):
+        return False
+    m = rpc.parse_message(data.decode("utf-8", "replace"))
+    # (an error about the message itself, which could not be read, has id null)
+    return isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m) and m.get("id") is not None
+
+
+def _valid_id(value) -> bool:
+    """A JSON-RPC id: a string, a number (not a boolean) or null."""
+    return value is None or (type(value) in (int, float, str))
+
+
+def _same_id(value, rid) -> bool:
+    """A JSON-RPC id equal to `rid` in value and in JSON type (1.0 is not 1, true is not 1)."""
+    return value == rid and type(value) is type(rid)
+
+
 def _is_gid(value, gid: int) -> bool:
     """Whether an answer's id is `gid` (the number itself: not `true`, not a string)."""
     return value == gid and type(value) is int
@@ -1439,11 +1504,13 @@ def _own_error(err: dict, gid: int, rid) -> bool:
 def _encode(m) -> bytes:
     """A message the gateway re-serialises, as compact UTF-8 JSON; with a lone surrogate
     in a string (which UTF-8 cannot carry) every non-ASCII character is escaped instead, so
-    the message still says what it said."""
+    the message still says what it said. ValueError for a number JSON cannot write
+    (`1e400` reads as infinity): written as `Infinity` it would be no JSON at all, which a
+    strict reader refuses whole (hostile17 F6), so such a message is not passed on."""
     try:
-        return rpc.compact(m).encode()
+        return rpc.compact_finite(m).encode()
     except UnicodeEncodeError:
-        return json.dumps(m, separators=(",", ":")).encode()
+        return json.dumps(m, separators=(",", ":"), allow_nan=False).encode()
 
 
 def _request_bytes(msg: dict, gid: int) -> bytes:
@@ -1452,11 +1519,9 @@ def _request_bytes(msg: dict, gid: int) -> bytes:
 
 
 def _render_answer(ev: dict, m: dict) -> bytes:
-    """An event whose answer the gateway rewrote (its id), serialised again."""
-    try:
-        return rpc.render_event(ev, rpc.compact(m))
-    except UnicodeEncodeError:  # a lone surrogate: see _encode
-        return rpc.render_event(ev, json.dumps(m, separators=(",", ":")))
+    """An event whose answer the gateway rewrote (its id), serialised again (ValueError:
+    see _encode)."""
+    return rpc.render_event(ev, _encode(m).decode())
 
 
 class _MappedStream(Stream):
@@ -1570,7 +1635,7 @@ OUTCOME_COUNTED = {
 
 def _outcome(m, rid) -> str:
     """The outcome an upstream's answer to tools/call `rid` means ("unreadable" if it is not one)."""
-    if not isinstance(m, dict) or m.get("id") != rid or ("result" in m) == ("error" in m) or "method" in m:
+    if not isinstance(m, dict) or not _same_id(m.get("id"), rid) or ("result" in m) == ("error" in m) or "method" in m:
         return "unreadable"
     if "error" in m:
         err = m["error"]

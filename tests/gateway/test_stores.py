@@ -167,7 +167,7 @@ def _chunked_read(raw: bytes, splits: list[int]) -> tuple[bytes, bool]:
         pool = HTTPUpstream("http://127.0.0.1:9/mcp")
         resp = Response(pool, _Conn(r, _Writer()), 200, [("transfer-encoding", "chunked")], "chunked", None)
         body = await resp.read(5)
-        return body, len(pool._idle) == 1
+        return body, len(pool.idle_connections()) == 1
     return asyncio.run(go())
 
 
@@ -260,6 +260,6 @@ def test_an_answer_sent_a_byte_at_a_time_is_bounded_by_the_timeout_as_a_whole(fr
         with pytest.raises(UpstreamError) as e:
             await resp.read(0.2)
         feeder.cancel()
-        return e.value, time.monotonic() - t0, len(pool._idle)
+        return e.value, time.monotonic() - t0, len(pool.idle_connections())
     err, took, pooled = asyncio.run(go())
     assert err.kind == "timeout" and "whole answer within 0.2s" in str(err) and took < 0.5 and pooled == 0

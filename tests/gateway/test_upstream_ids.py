@@ -27,7 +27,7 @@ from .scripted import ScriptedUpstream, tool_def
 
 POLICY = 'permit (principal, action, resource);\nlimit "calls" (principal, action, resource) max 1000 per hour scope grant;\n'
 LEGACY = "2025-06-18"
-TOOLS = ("ok", "late_second", "client_id", "sse_foreign", "sse_only_foreign", "hang")
+TOOLS = ("ok", "late_second", "client_id", "sse_foreign", "sse_only_foreign", "hang", "huge", "sse_unreadable")
 
 
 class IdUpstream(ScriptedUpstream):
@@ -38,12 +38,15 @@ class IdUpstream(ScriptedUpstream):
       to a client that used id 1 looked like before the gateway chose the ids);
     - `sse_foreign`: a stream with a response to another id, a notification, then the answer;
     - `sse_only_foreign`: a stream with a response to another id only;
+    - `huge`: an answer with a number no double holds (`1e400`, valid JSON);
+    - `sse_unreadable`: a stream whose answer has the right id but no result and no error;
     - `resources/read` of `foreign://x`: answered with another id."""
 
     def __init__(self) -> None:
         super().__init__()
         self.tools = [tool_def(n) for n in TOOLS]
         self.seen: list[dict] = []
+        self.raw: list[bytes] = []  # the bodies as they came
         self.stale: dict = {}  # writer → a second answer, written before the next one
         self.got_cancel = asyncio.Event()
         self.hanging = asyncio.Event()
@@ -54,6 +57,7 @@ class IdUpstream(ScriptedUpstream):
     async def _answer(self, body: bytes, writer) -> bool:
         msg = json.loads(body) if body else {}
         self.seen.append(msg)
+        self.raw.append(body)
         stale = self.stale.pop(writer, None)
         if stale is not None:
             writer.write(stale)  # the late second answer to the previous request: it comes first
@@ -76,7 +80,7 @@ class IdUpstream(ScriptedUpstream):
             await writer.drain()
             return True
         name = params.get("name") if method == "tools/call" else None
-        if name not in ("late_second", "client_id", "sse_foreign", "sse_only_foreign", "hang"):
+        if name not in TOOLS[1:]:
             return await super()._answer(body, writer)
         self.calls.append((name, params.get("arguments") or {}))
         who = (params.get("arguments") or {}).get("who", "")
@@ -89,6 +93,12 @@ class IdUpstream(ScriptedUpstream):
                                   .encode() + data)
         elif name == "client_id":
             self._send(writer, 200, json.dumps({**ok, "id": 1}).encode())
+        elif name == "huge":
+            self._send(writer, 200, b'{"jsonrpc":"2.0","id":%d,"result":{"content":[],"structuredContent":{"n":1e400}}}' % rid)
+        elif name == "sse_unreadable":
+            payload = b"event: message\r\ndata: " + json.dumps({"jsonrpc": "2.0", "id": rid}).encode() + b"\r\n\r\n"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-length: %d\r\n\r\n%s"
+                         % (len(payload), payload))
         elif name == "hang":
             self.hanging.set()
             try:
@@ -173,29 +183,37 @@ def _one(r) -> dict:
 
 
 async def test_a_late_second_answer_never_reaches_the_next_caller(gw):
+    """A's call is answered twice; the second answer comes first on the connection's next
+    exchange. Another caller never gets that connection (connections are reused per caller:
+    http_client.LANE), so B's call is answered as usual, whatever B sends. A's own next
+    call reads the stale answer, which carries an id the gateway did not send: it is not
+    relayed, the call is an upstream error (sent, so counted), and the connection dropped."""
     up, g = gw
     async with httpx2.AsyncClient(timeout=30) as http:
-        for i in range(3):  # (each round on a connection of its own: the stale answer closes it)
+        for i in range(3):
             before = charged(g.state)
             ra = await call_tool(http, g.url(), g.a, "late_second", {"who": f"A{i}"}, rid=1)
             assert result_text(ra) == f"ran late_second for A{i}"
             rb = await call_tool(http, g.url(), g.b, "ok", {"who": f"B{i}"}, rid=1)
-            # B's call read A's second answer first: not relayed (not A's text, not STALE), and
-            # the call is an upstream error, which may have run: its unit is kept
-            assert rb["id"] == 1 and rb["result"]["isError"] is True, rb
-            text = result_text(rb)
-            assert "STALE" not in json.dumps(rb) and f"A{i}" not in json.dumps(rb), rb
-            assert text.startswith("[GATEWAY ERROR]") and "may or may not have run" in text, text
-            assert audit(g.state)[-2:] == [("late_second", "forwarded", "1", "a"), ("ok", "upstream_error", "1", "b")]
-            assert charged(g.state) - before == 2  # A's call and B's: both kept (OUTCOME_COUNTED)
-            assert up.executed("ok")[-1] == {"who": f"B{i}"}  # it did reach the upstream
-            # the connection that carried the stale answer was not reused: B's next call is answered
-            rb2 = await call_tool(http, g.url(), g.b, "ok", {"who": f"B{i}-again"}, rid=1)
-            assert result_text(rb2) == "ran ok" and up.executed("ok")[-1] == {"who": f"B{i}-again"}, rb2
-            assert audit(g.state)[-1][:2] == ("ok", "forwarded")
+            assert result_text(rb) == "ran ok" and "STALE" not in json.dumps(rb) and f"A{i}" not in json.dumps(rb), rb
+            # a notification of B's: its own 202, never A's answer (hostile17 F1)
+            n = await http.post(g.url(), headers=_headers(g.b), content=json.dumps(
+                {"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            assert n.status_code == 202 and b"STALE" not in n.content, n.content
+            ra2 = await call_tool(http, g.url(), g.a, "ok", {"who": f"A{i}-next"}, rid=1)
+            assert ra2["id"] == 1 and ra2["result"]["isError"] is True, ra2
+            text = result_text(ra2)
+            assert "STALE" not in json.dumps(ra2) and text.startswith("[GATEWAY ERROR]") and "may or may not have run" in text
+            assert audit(g.state)[-3:] == [("late_second", "forwarded", "1", "a"), ("ok", "forwarded", "1", "b"),
+                                           ("ok", "upstream_error", "1", "a")]
+            assert charged(g.state) - before == 3  # every call kept: A's second may have run (OUTCOME_COUNTED)
+            assert up.executed("ok")[-1] == {"who": f"A{i}-next"}  # it did reach the upstream
+            # the connection that carried the stale answer was not reused: A's next call is answered
+            ra3 = await call_tool(http, g.url(), g.a, "ok", {"who": f"A{i}-again"}, rid=1)
+            assert result_text(ra3) == "ran ok" and up.executed("ok")[-1] == {"who": f"A{i}-again"}, ra3
     # the upstream never saw the client's id 1, and never one id twice
     ids = up.ids_of("tools/call")
-    assert len(ids) == 9 and len(set(ids)) == 9 and all(type(i) is int and i != 1 for i in ids), ids
+    assert len(ids) == 12 and len(set(ids)) == 12 and all(type(i) is int and i != 1 for i in ids), ids
 
 
 async def test_an_answer_with_another_id_is_never_relayed(gw):
@@ -302,9 +320,9 @@ def test_a_discarded_answer_takes_its_connection_out_of_the_pool():
             conns.append(_Conn(r, _Writer()))
         kept, dropped = (Response(pool, c, 200, [("content-length", "2")], "length", 2) for c in conns)
         assert await kept.read(5) == b"ok" and await dropped.read(5) == b"ok"
-        assert list(pool._idle) == conns  # both ended: both pooled
+        assert pool.idle_connections() == conns  # both ended: both pooled
         dropped.discard()  # its answer was not the request's: out of step
-        assert list(pool._idle) == [conns[0]] and conns[1].writer.closed and not conns[0].writer.closed
+        assert pool.idle_connections() == [conns[0]] and conns[1].writer.closed and not conns[0].writer.closed
         # a stream still being read: closed when released, never pooled
         r = asyncio.StreamReader()
         r.feed_data(b"2\r\nok\r\n0\r\n\r\n")
@@ -312,7 +330,7 @@ def test_a_discarded_answer_takes_its_connection_out_of_the_pool():
         writer = held.conn.writer
         held.discard()
         assert await held.read(5) == b"ok"
-        assert writer.closed and list(pool._idle) == [conns[0]]
+        assert writer.closed and pool.idle_connections() == [conns[0]]
     asyncio.run(go())
 
 
@@ -333,3 +351,80 @@ def test_the_compact_encoder_writes_what_json_dumps_writes(obj, finite):
     else:
         with pytest.raises(ValueError):
             rpc.compact_finite(obj)
+
+
+async def test_every_message_goes_upstream_as_the_gateway_read_it(gw):
+    """hostile17 F10: a forbidden tools/call dressed as a client's answer (a duplicate
+    `method`, the last one null) or as a notification went upstream as raw bytes, undecided:
+    an upstream whose JSON reader keeps the first of duplicate keys ran it. Every message is
+    now re-serialised as the gateway read it; F5: ids JSON-RPC forbids are refused."""
+    up, g = gw
+    async with httpx2.AsyncClient(timeout=30) as http:
+        disguised = [
+            b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"ok","arguments":{}},"result":{},"method":null}',
+            b'{"jsonrpc":"2.0","method":"tools/call","params":{"name":"ok","arguments":{}},"method":"notifications/progress"}',
+        ]
+        for body in disguised:
+            before = len(up.raw)
+            r = await http.post(g.url(), headers=_headers(g.a), content=body)
+            assert r.status_code == 202, r.text
+            assert len(up.raw) == before + 1 and b"tools/call" not in up.raw[-1], up.raw[-1]
+        for bad in (b"{}", b"[1]", b"true", b"false"):
+            before = len(up.raw)
+            r = await http.post(g.url(), headers=_headers(g.a), content=b'{"jsonrpc":"2.0","id":%s,"method":"ping"}' % bad)
+            assert r.status_code == 400 and "Invalid JSON-RPC id" in r.text, r.text
+            assert len(up.raw) == before
+    assert not any(m.get("method") == "tools/call" and m["params"]["name"] == "ok" and m.get("id") == 4 for m in up.seen)
+
+
+async def test_numbers_json_cannot_write_are_never_passed_on(gw):
+    """hostile17 F6: `1e400` (valid JSON, no double holds it) was written on as `Infinity`,
+    which is no JSON: a strict client refuses the whole answer. An answer with one is an
+    upstream error (the call was sent: counted); a request with one is refused."""
+    up, g = gw
+    async with httpx2.AsyncClient(timeout=30) as http:
+        r = await call_tool(http, g.url(), g.a, "huge", {}, rid=3)
+        assert r["result"]["isError"] is True and "Infinity" not in json.dumps(r), r
+        assert audit(g.state)[-1][:2] == ("huge", "upstream_error")
+        before = len(up.raw)
+        body = b'{"jsonrpc":"2.0","id":5,"method":"resources/read","params":{"uri":"x://y","_meta":{"n":1e400}}}'
+        r2 = await http.post(g.url(), headers=_headers(g.a), content=body)
+        assert r2.status_code == 400 and "number out of range" in r2.text and len(up.raw) == before
+
+
+async def test_an_unreadable_answer_on_a_stream_is_not_relayed(gw):
+    """hostile17 F11: an answer event with the call's id but neither result nor error was
+    settled as an upstream error and still relayed; it is replaced by the gateway's error."""
+    up, g = gw
+    async with httpx2.AsyncClient(timeout=30) as http:
+        r = await _rpc(http, g, g.a, "tools/call", {"name": "sse_unreadable", "arguments": {}}, 9)
+        m = _one(r)
+        assert m["id"] == 9 and m["result"]["isError"] is True and "not a JSON-RPC response" in m["result"]["content"][0]["text"]
+        assert audit(g.state)[-1][:2] == ("sse_unreadable", "upstream_error")
+
+
+async def test_a_cancellation_names_only_the_callers_own_requests(gw):
+    """hostile17 F2: with an upstream that gives every client the same session id, B's
+    cancellation of its id 5 was rewritten to A's call 5. The in-flight map is per caller:
+    B's cancellation of an id it has not in flight goes as sent and names none of A's."""
+    up, g = gw
+    async with httpx2.AsyncClient(timeout=30) as http:
+        init = {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}
+        sa = (await _rpc(http, g, g.a, "initialize", init, 0)).headers["mcp-session-id"]
+        sb = (await _rpc(http, g, g.b, "initialize", init, 0)).headers["mcp-session-id"]
+        up.release.clear()
+        up.hanging.clear()
+        call = asyncio.create_task(_rpc(http, g, g.a, "tools/call", {"name": "hang", "arguments": {}}, 5, sa))
+        async with asyncio.timeout(15):
+            await up.hanging.wait()
+        a_gid = up.seen[-1]["id"]
+        up.got_cancel.clear()
+        cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 5}}
+        r = await http.post(g.url(), headers=_headers(g.b, sb), content=json.dumps(cancel))
+        assert r.status_code == 202
+        async with asyncio.timeout(15):
+            await up.got_cancel.wait()
+        assert up.seen[-1]["params"]["requestId"] == 5 != a_gid  # not A's call
+        up.release.set()
+        async with asyncio.timeout(15):
+            assert _one(await call)["id"] == 5
