@@ -5,6 +5,7 @@ runs it (declared defaults filled in) — so every printed case passes when past
 
 from __future__ import annotations
 
+import shutil
 import tomllib
 from pathlib import Path
 
@@ -13,16 +14,17 @@ from hypothesis import HealthCheck, event, given, settings
 
 from mcpp.catalog import Catalog
 from mcpp.catalog.conformance import check, closed_world, compile_schema
+from mcpp.lang.load import load_policy
 from mcpp.lang.program import load_program
 from mcpp.policytest.cases import parse_test_file
-from mcpp.policytest.runner import catalog_fill, run_case
 from mcpp.policytest.coverage import CaseCounters
-from mcpp.policytest.suggest import Suggester, suggest_toml
+from mcpp.policytest.runner import catalog_fill, named_catalog, run_case, run_paths
+from mcpp.policytest.suggest import Suggester, suggest_file, suggest_toml
 from mcpp.runtime.engine import Engine
 from tests.analyzer.strategies import programs
 from tests.gateway.test_typed_property import catalogs
 
-from .helpers import mcpp
+from .helpers import ROOT, mcpp
 
 INT_FROM_1 = {"type": "integer", "minimum": 1}
 
@@ -225,3 +227,28 @@ def test_suggestions_for_random_typed_policies_pass_when_pasted(prog, cat):
         r = run_case(engine, case, Path("p.mcpp"), fill=fill)
         assert r.passed, (format_document(prog.document), cat.dumps(), text, case.name, r.mismatch)
     event(f"{len(tf.cases)} cases" if len(tf.cases) < 3 else "3+ cases")
+
+
+# ---- the examples: every one names its catalog --------------------------------------------------------
+
+EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.mcpp"))
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_the_examples_typed_suggestions_pass_when_pasted(tmp_path, name):
+    """`mcpp test --suggest examples/<name>` (typed by the example's own @catalog), pasted as
+    its test file: `mcpp test` (run_paths) passes every case, and each calls a catalog tool
+    with conforming arguments."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    policy = tmp_path / "examples" / name
+    text = suggest_file(policy, timeout_ms=10000)
+    assert "Typed by the policy's catalog" in text
+    (policy.parent / f"{policy.stem}.test.toml").write_text(text)
+    run = run_paths([policy])
+    assert not run.problems and run.failed == 0 and run.passed == text.count("[[case]]") > 0, (text, run.problems)
+    cat = named_catalog(policy, load_policy(policy))
+    assert cat is not None
+    validators = schemas_of(cat)
+    for case in parse_test_file(text, policy.with_suffix(".test.toml")).cases:
+        for st in case.steps:
+            assert check(validators[st.tool], st.arguments) is None, (case.name, st.arguments)
