@@ -159,11 +159,13 @@ class Suggester:
         True when it names only such tools."""
         if self.listed is None or info.tools is None:
             return False
-        # (a group's own name is in its `in`, Cedar's reflexive `in`: no tool of that name is
-        # no missing tool, as analyzer/verify.py reads it)
-        missing = sorted(t for t in info.tools if t not in self.listed and t not in self.program.groups)
-        sug.notes += [_unlisted(t) for t in missing]
-        return bool(missing) and not any(t in self.listed for t in info.tools)
+        if not any(t in self.listed for t in info.tools):  # every call it can decide is refused
+            sug.notes += [_unlisted(t) for t in sorted(info.tools)]
+            return True
+        # (a group's own name is in its `in`, Cedar's reflexive `in`: beside the group's tools
+        # the catalog lists, no tool of that name is no missing tool, as analyzer/verify.py reads it)
+        sug.notes += [_unlisted(t) for t in sorted(info.tools) if t not in self.listed and t not in self.program.groups]
+        return False
 
     def decide(self, engine: Engine, tool: str, args, caller, server: str, now: float):
         """`engine`'s decision of the call as a case writes it, after the admission (a
@@ -220,8 +222,12 @@ class Suggester:
             return sug
         tools = self.tools_of(info)
         if not tools:
-            sug.notes.append("every tool it names is hidden: it never decides a call" if self.listed is None
-                             or info.tools is not None else "every tool of the catalog is hidden: it never decides a call")
+            if self.listed is None or info.tools is not None:
+                sug.notes.append("every tool it names is hidden: it never decides a call")
+            elif self.listed:
+                sug.notes.append("every tool of the catalog is hidden: it never decides a call")
+            else:
+                sug.notes.append("the catalog lists no tool, so the gateway refuses every call")
             return sug
         return self._each_kind(sug, lambda kind: self._policy(info, tools, kind, sug),
                                "no call satisfies it (`mcpp lint` reports it as dead)", "no call{by} satisfies it")

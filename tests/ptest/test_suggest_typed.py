@@ -158,6 +158,26 @@ def test_a_rule_naming_only_tools_the_catalog_lacks_gets_a_note_and_no_case(tmp_
     assert {tool for c in cases for tool, _ in calls_of(c)} == {"pay"}
 
 
+PAY_ONLY = tools_json(pay=({"amount": {"type": "integer"}}, ()))
+GROUPS = 'group Action::"ops" = [];\ngroup Action::"fin" = [Action::"pay", Action::"void"];\n'
+
+
+@pytest.mark.parametrize("scope,notes,tools", [
+    ('action == Action::"void"', ["the catalog has no tool 'void', so the gateway refuses every call to it"], set()),
+    # a group's own name beside a listed member is no missing tool; its unlisted member is
+    ('action in Action::"fin"', ["the catalog has no tool 'void', so the gateway refuses every call to it"], {"pay"}),
+    # a group with no member in the catalog: only a tool named like it could be called, and none is
+    ('action in Action::"ops"', ["the catalog has no tool 'ops', so the gateway refuses every call to it"], set()),
+    ('action', [], {"pay"}),  # no tool scope: the catalog's tools
+])
+def test_which_tools_a_typed_rule_is_suggested_for(scope, notes, tools):
+    program = load_program(f'default deny;\n{GROUPS}@id("r") permit (principal, {scope}, resource) '
+                           'when { context.input.amount > 3 };\n', "p.mcpp")
+    (sug,) = Suggester(program, 5000, PAY_ONLY).all()
+    assert [n for n in sug.notes if "catalog" in n] == notes
+    assert {st.tool for c in sug.cases for st in c.steps} == tools
+
+
 def test_a_witness_the_admission_refuses_is_noted_not_proposed():
     """`multipleOf` is a keyword the typed encoding widens (it adds nothing: analyzer/typed.py),
     so the solver's call may not conform — here none can: it is noted, never proposed."""
