@@ -202,9 +202,26 @@ class Suggester:
         if wishes:
             o = self.session.check(req, AND(ctx, formula, *wishes), tool=tool, witness=True)
             if o.sat:
-                return o.witness, o
+                return self.as_sent(o.witness), o
         o = self.session.check(req, formula, tool=tool, witness=True)
-        return o.witness if o.sat else None, o
+        return self.as_sent(o.witness) if o.sat else None, o
+
+    def as_sent(self, w: Witness) -> Witness:
+        """Typed: a witness is the call the engine decides, its tool's declared defaults
+        filled in (`Session.admit`). As the case writes it, an argument is left out when the
+        gateway would fill exactly that value back in: the call left conforms, and is
+        admitted as the same filled call (so the engine decides it alike)."""
+        if self.listed is None or not isinstance(w.args, dict):
+            return w
+        decided = _canonical(w.args)
+        args = dict(w.args)
+        for key in sorted(w.args):
+            fewer = {k: v for k, v in args.items() if k != key}
+            why, filled = self.session.admit(w.tool, fewer)
+            if why is None and _canonical(filled) == decided:
+                args = fewer
+        w.args = args
+        return w
 
     def fixed(self, w: Witness) -> FixedGrant | FixedUser | None:
         """The witness's caller, fixed: the flipping call is asked of the same caller."""
@@ -409,6 +426,11 @@ class Suggester:
     def all(self) -> list[Suggestion]:
         infos = sorted(list(self.program.policies) + list(self.program.limits), key=lambda i: i.stmt.span.start)
         return [self.policy(i) if isinstance(i, PolicyInfo) else self.limit(i) for i in infos]
+
+
+def _canonical(v) -> str:
+    """JSON text that tells `1` from `1.0` from `true` (Python's `==` does not)."""
+    return json.dumps(v, sort_keys=True, ensure_ascii=False, default=str)
 
 
 def _leaves(args: dict, prefix: tuple = ()):

@@ -136,6 +136,21 @@ def test_untyped_suggestions_fail_under_the_catalog_typed_ones_pass():
     assert not failures(suggest_toml(program, timeout_ms=10000, catalog=cat))
 
 
+def test_an_argument_the_gateway_fills_back_in_is_left_out():
+    """A case writes the call as sent: an argument whose value is the declared default the
+    admission would fill in is left out (the engine decides the same filled call)."""
+    cat = tools_json(pay=({"amount": INT_FROM_1, "cur": {"type": "string", "default": "EUR"},
+                           "tags": {"type": "array", "items": {"type": "string"}, "default": []}}, ("amount",)))
+    program = load_program("default deny;\n" + TYPED[3].values[0], "p.mcpp")
+    sugs = {s.rule: s for s in Suggester(program, 5000, cat).all()}
+    (denied,) = [c for c in sugs["no-eur"].cases if c.name == "forbid no-eur denies pay"]
+    assert denied.steps[0].arguments.keys() == {"amount"}, denied.steps[0].arguments
+    assert all("tags" not in st.arguments for s in sugs.values() for c in s.cases for st in c.steps)
+    fill = catalog_fill(cat)
+    for c in (c for s in sugs.values() for c in s.cases):
+        assert run_case(Engine(program, store=CaseCounters()), c, Path("p.mcpp"), fill=fill).passed, c.name
+
+
 # ---- tools the catalog lacks -------------------------------------------------------------------------
 
 def test_a_rule_naming_only_tools_the_catalog_lacks_gets_a_note_and_no_case(tmp_path):
