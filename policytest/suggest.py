@@ -206,12 +206,12 @@ class Suggester:
         o = self.session.check(req, formula, tool=tool, witness=True)
         return self.as_sent(o.witness) if o.sat else None, o
 
-    def as_sent(self, w: Witness) -> Witness:
+    def as_sent(self, w: Witness | None) -> Witness | None:
         """Typed: a witness is the call the engine decides, its tool's declared defaults
         filled in (`Session.admit`). As the case writes it, an argument is left out when the
         gateway would fill exactly that value back in: the call left conforms, and is
         admitted as the same filled call (so the engine decides it alike)."""
-        if self.listed is None or not isinstance(w.args, dict):
+        if w is None or self.listed is None or not isinstance(w.args, dict):
             return w
         decided = _canonical(w.args)
         args = dict(w.args)
