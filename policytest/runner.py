@@ -220,11 +220,25 @@ def _filler(path: Path, program: Program):
     else None: the gateway's admission of the call (catalog/admission.py), (its refusal as
     an engine decision, or None; the arguments the policy decides). Raises CatalogError
     (an MCPPError) when the named catalog cannot be used."""
-    from mcpp.catalog.admission import CatalogAdmission
+    return catalog_fill(named_catalog(path, program))
+
+
+def named_catalog(path: Path, program: Program):
+    """The catalog `path`'s policy names (`@catalog`, mcpp.toml: catalog/locate.py), loaded,
+    or None (the JSON form names none). Raises CatalogError when it cannot be used. `mcpp
+    test` and `mcpp test --suggest` find it here."""
     from mcpp.catalog.locate import find_catalog_for
+
+    return find_catalog_for(str(path), program) if program.document is not None else None
+
+
+def catalog_fill(catalog):
+    """`fill(tool, arguments)` for `catalog` (a `catalog.model.Catalog`), or None without
+    one: the gateway's admission of the call (catalog/admission.py), (its refusal as an
+    engine decision, or None; the arguments the policy decides)."""
+    from mcpp.catalog.admission import CatalogAdmission
     from mcpp.runtime.engine import Decision, Rule
 
-    catalog = find_catalog_for(str(path), program) if program.document is not None else None
     if catalog is None:
         return None
     admission = CatalogAdmission(catalog)

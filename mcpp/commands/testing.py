@@ -75,14 +75,23 @@ def test_cmd(
 
 
 def _suggest(paths: List[Path], timeout: int) -> None:
+    from mcpp.catalog.model import CatalogError
     from mcpp.commands.analysis import load_checked
+    from mcpp.console import ERRORS, print_diagnostics
     from mcpp.policytest.suggest import suggest_file
 
     for p in paths:
         if p.is_dir() or p.name.endswith(".test.toml"):
             die(f"--suggest takes policy files, not {p}")
+    errors = 0
     for item in load_checked(paths, own_catalogs=False):  # suggestions are concrete calls: checked by the engine
-        sys.stdout.write(suggest_file(item.path, timeout_ms=timeout))
+        try:  # typed by the catalog the policy names, found as `mcpp test` finds it
+            sys.stdout.write(suggest_file(item.path, timeout_ms=timeout))
+        except CatalogError as e:  # named but unusable: `mcpp test`'s error, and its exit code
+            print_diagnostics(e.diagnostics, e.source)
+            errors += 1
+    if errors:
+        raise typer.Exit(ERRORS)
 
 
 def register(app: typer.Typer) -> None:
