@@ -36,7 +36,7 @@ from . import jsonrpc as rpc
 from .approvals import ApprovalError, Unbindable, answer_row, binding, shown_arguments
 from .audit import iso_ms
 from .deferred import StoreUnavailable, is_locked
-from .http_client import UpstreamError
+from .http_client import UpstreamError, discard
 from .principals import Caller
 
 if TYPE_CHECKING:
@@ -441,7 +441,7 @@ class ApprovalSteps:
     async def forward_into_stream(self, sse: Stream, upstream, fwd, body: bytes, rid, modern: bool, settle) -> str:
         """Forward a call whose answer goes on a stream the gateway already opened (a 2025
         session's elicitation): the upstream's answer is read whole and relayed as events."""
-        from .proxy import _discard, _is_gid, _jsonrpc_error, _outcome
+        from .proxy import _jsonrpc_error, _outcome, _same_id
 
         rt = self.rt
         timeout = rt.config.upstream_timeout
@@ -465,11 +465,11 @@ class ApprovalSteps:
         if resp.status != 200:
             err = _jsonrpc_error(data, ctype) if 400 <= resp.status < 500 else None
             outcome = "rejected" if 300 <= resp.status < 500 else "upstream_error"
-            if err is not None and err.get("id") is not None and not _is_gid(err.get("id"), rid):
+            if err is not None and err.get("id") is not None and not _same_id(err.get("id"), rid):
                 # an error about another request (`rid` is the id this call went upstream
                 # with): this call was sent and may have run, so it stays counted
                 err, outcome = None, "upstream_error"
-                _discard(resp)
+                discard(resp)
             if err is not None:
                 settle("rejected")
                 await sse.finish(err)
@@ -496,7 +496,7 @@ class ApprovalSteps:
             answer = rpc.parse_message(data.decode("utf-8", "replace"))
         outcome = _outcome(answer, rid)
         if outcome == "unreadable":
-            _discard(resp)  # out of step: never reused (before any await)
+            discard(resp)  # out of step: never reused (before any await)
             await sse.finish(fail("its answer is not a JSON-RPC response to this call", "upstream_error"))
             return "upstream_error"
         settle(outcome)

@@ -384,6 +384,15 @@ class HTTPUpstream:
         self._n_idle = 0
 
 
+def discard(resp) -> None:
+    """Never reuse the connection of an answer not taken: it was not the answer to the
+    request sent, so what comes next on it belongs to nobody (`Response.discard`; a stdio
+    upstream's reply has no connection). Call it before any await after reading the body."""
+    drop = getattr(resp, "discard", None)
+    if drop is not None:
+        drop()
+
+
 def _parse_head(raw: bytes) -> tuple[int, list[tuple[str, str]]]:
     text = raw.decode("latin-1")
     lines = text.split("\r\n")

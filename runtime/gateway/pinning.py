@@ -36,7 +36,7 @@ from mcpp.catalog import Catalog, CatalogError, parse_catalog, tool_hash
 from mcpp.catalog.drift import check_pinned
 
 from . import jsonrpc as rpc
-from .http_client import UpstreamError
+from .http_client import UpstreamError, discard
 from .reloadable import FileState, Registry
 
 MAX_SCOPES = 1024  # remembered listings (server × upstream session), least recently used dropped first
@@ -332,15 +332,6 @@ async def fetch_tools(upstream, fwd: list[tuple[str, str]], call_params: dict | 
     raise FetchFailed(f"the upstream's tools/list has more than {MAX_PAGES} pages")
 
 
-def _out_of_step(resp) -> None:
-    """Never reuse the connection of an answer that was not this listing's (an error, or
-    another request's answer): what comes next on it may be anyone's (http_client
-    `Response.discard`; a stdio reply has no connection). No await since the body was read."""
-    discard = getattr(resp, "discard", None)
-    if discard is not None:
-        discard()
-
-
 async def _one_request(upstream, headers, body: bytes, rid: str, timeout: float) -> dict:
     try:
         resp = await upstream.request("POST", headers, body, timeout)
@@ -355,7 +346,7 @@ async def _one_request(upstream, headers, body: bytes, rid: str, timeout: float)
     finally:
         resp.release()
     if resp.status != 200:
-        _out_of_step(resp)
+        discard(resp)  # another answer, or an error: out of step
         m = rpc.parse_message(data.decode("utf-8", "replace")) if ctype.startswith("application/json") else None
         err = m.get("error") if isinstance(m, dict) else None
         if resp.status == 400 and isinstance(err, dict) and err.get("code") == rpc.UNSUPPORTED_PROTOCOL_VERSION:
@@ -372,7 +363,7 @@ async def _one_request(upstream, headers, body: bytes, rid: str, timeout: float)
         m = rpc.parse_message(data.decode("utf-8", "replace"))
         answer = m if isinstance(m, dict) and m.get("id") == rid else None
     if answer is None:
-        _out_of_step(resp)
+        discard(resp)  # another answer, or an error: out of step
         raise FetchFailed("the upstream did not answer the gateway's tools/list")
     if "error" in answer:
         err = answer["error"] if isinstance(answer["error"], dict) else {}

@@ -34,7 +34,7 @@ import itertools
 import json
 import secrets
 import time
-from typing import Any
+from typing import Any, TypeGuard
 from pathlib import Path
 
 from mcp.shared.inbound import (
@@ -59,7 +59,7 @@ from .oauth import AuthFailure
 from .principals import Caller
 from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
-from .http_client import LANE, UpstreamError
+from .http_client import LANE, UpstreamError, discard
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
 from .schemas import admit, schema_pointer, tool_checker
 
@@ -888,7 +888,7 @@ class GatewayApp(ApprovalSteps):
         status = resp.status
 
         def bad(why: str, kind: str = "protocol") -> UpstreamError:
-            _discard(resp)  # (an answer not taken: its connection is not reused)
+            discard(resp)  # (an answer not taken: its connection is not reused)
             return UpstreamError(f"the upstream's tools/list answer was refused: {why}", kind, True)
 
         if status != 200:
@@ -909,8 +909,8 @@ class GatewayApp(ApprovalSteps):
                 out, answered = [], False
                 for ev in events:
                     m = rpc.parse_message(ev["data"]) if ev["data"] else None
-                    if isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m):
-                        if not _is_gid(m.get("id"), gid) or answered:
+                    if _is_response(m):
+                        if not _same_id(m.get("id"), gid) or answered:
                             raise bad("an answer to another request")
                         answered = True
                         await self.checked_listing(m, server, caller, modern, pin, bad)
@@ -930,7 +930,7 @@ class GatewayApp(ApprovalSteps):
                 data = b"".join(out)
             elif ctype.startswith("application/json"):
                 m = rpc.parse_message(data.decode("utf-8", "replace"))
-                if not isinstance(m, dict) or not _is_gid(m.get("id"), gid) or not ("result" in m or "error" in m):
+                if not isinstance(m, dict) or not _same_id(m.get("id"), gid) or not ("result" in m or "error" in m):
                     raise bad("not a JSON-RPC response to this request")
                 await self.checked_listing(m, server, caller, modern, pin, bad)
                 m["id"] = rid
@@ -1183,7 +1183,7 @@ class GatewayApp(ApprovalSteps):
                 elif _is_answer(ctype, data):
                     # a notification, a client's answer, a GET or a DELETE is answered by no
                     # JSON-RPC response: this one is another request's, late (hostile17 F1)
-                    _discard(resp)
+                    discard(resp)
                     bad = UpstreamError("the upstream sent an answer to another request", "protocol", True)
                     return await self.upstream_failed(send, server, rid, bad, False)
                 await self.send_upstream_bytes(send, status, headers, data)
@@ -1270,7 +1270,7 @@ class GatewayApp(ApprovalSteps):
         if status != 200:
             err = _jsonrpc_error(data, ctype) if 400 <= status < 500 else None
             if err is not None and not _own_error(err, gid, rid):
-                _discard(resp)  # another request's error: this call's answer may still come, to nobody
+                discard(resp)  # another request's error: this call's answer may still come, to nobody
                 e = UpstreamError(f"the upstream answered HTTP {status} about another request", "protocol", True)
                 return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
             if err is not None:  # refused before it ran (protocol version, unknown session): relayed, clients act on it
@@ -1284,7 +1284,7 @@ class GatewayApp(ApprovalSteps):
         m = rpc.parse_message(data.decode("utf-8", "replace")) if ctype.startswith("application/json") else None
         outcome = _outcome(m, gid)
         if outcome == "unreadable":
-            _discard(resp)
+            discard(resp)
             e = UpstreamError("the upstream's answer is not a JSON-RPC response to this call", "protocol", True)
             return await self.upstream_failed(send, server, rid, e, True, modern, state=state, outcome="upstream_error")
         assert isinstance(m, dict)  # (_outcome read it as an answer)
@@ -1310,13 +1310,13 @@ class GatewayApp(ApprovalSteps):
         if not data:
             return data if status != 200 else None
         m = rpc.parse_message(data.decode("utf-8", "replace")) if ctype.startswith("application/json") else None
-        if not (isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m)):
+        if not _is_response(m):
             if status != 200:
                 return data  # an HTTP error page: no answer to anyone's request
-            _discard(resp)
+            discard(resp)
             return None
         aid = m.get("id")
-        if _is_gid(aid, gid):
+        if _same_id(aid, gid):
             m["id"] = rid
             try:
                 return _encode(m)
@@ -1324,7 +1324,7 @@ class GatewayApp(ApprovalSteps):
                 return None
         if aid is None and status != 200 and "error" in m:
             return data
-        _discard(resp)
+        discard(resp)
         return None
 
     async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None,
@@ -1363,9 +1363,9 @@ class GatewayApp(ApprovalSteps):
                         continue
                     if m is not None:
                         if gid is not None and "method" not in m:  # a response: this request's, or dropped
-                            if not _is_gid(m.get("id"), gid):
+                            if not _same_id(m.get("id"), gid):
                                 foreign += 1
-                                _discard(resp)  # out of step: the connection is not reused
+                                discard(resp)  # out of step: the connection is not reused
                                 continue
                             m["id"] = rid
                             try:
@@ -1456,12 +1456,9 @@ def upstream_id() -> int:
     return next(_UPSTREAM_IDS)
 
 
-def _discard(resp) -> None:
-    """Never reuse the connection of an answer not taken (http_client.Response.discard; a
-    stdio upstream's reply has no connection)."""
-    discard = getattr(resp, "discard", None)
-    if discard is not None:
-        discard()
+def _is_response(m) -> TypeGuard[dict]:
+    """Whether a parsed message is a JSON-RPC response (a result or an error, no method)."""
+    return isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m)
 
 
 def _is_answer(ctype: str, data: bytes) -> bool:
@@ -1470,7 +1467,7 @@ def _is_answer(ctype: str, data: bytes) -> bool:
         return False
     m = rpc.parse_message(data.decode("utf-8", "replace"))
     # (an error about the message itself, which could not be read, has id null)
-    return isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m) and m.get("id") is not None
+    return _is_response(m) and m.get("id") is not None
 
 
 def _valid_id(value) -> bool:
@@ -1483,11 +1480,6 @@ def _same_id(value, rid) -> bool:
     return value == rid and type(value) is type(rid)
 
 
-def _is_gid(value, gid: int) -> bool:
-    """Whether an answer's id is `gid` (the number itself: not `true`, not a string)."""
-    return value == gid and type(value) is int
-
-
 def _own_error(err: dict, gid: int, rid) -> bool:
     """Whether the JSON-RPC error of an HTTP error answer (`_jsonrpc_error`) is about the
     request sent as `gid`: it names that id (put back to the client's, `rid`), or none (null:
@@ -1495,7 +1487,7 @@ def _own_error(err: dict, gid: int, rid) -> bool:
     eid = err.get("id")
     if eid is None:
         return True
-    if _is_gid(eid, gid):
+    if _same_id(eid, gid):
         err["id"] = rid
         return True
     return False
@@ -1542,7 +1534,7 @@ class _MappedStream(Stream):
     async def finish(self, message: dict | None = None) -> None:
         if isinstance(message, dict) and "method" not in message:
             mid = message.get("id")
-            if _is_gid(mid, self.gid):
+            if _same_id(mid, self.gid):
                 message = {**message, "id": self.rid}
             elif mid is not None:
                 message = rpc.tool_error_result(self.rid, f"{rpc.ERROR_PREFIX}The upstream server answered another request; "
