@@ -240,6 +240,21 @@ def check(validator, args) -> Violation | None:
     return Violation("".join("/" + escape(str(p)) for p in err.absolute_schema_path), describe(err))
 
 
+def only_missing(validator, args) -> bool:
+    """True when every way `args` fails its schema is a property the arguments object
+    itself must have and leaves out (`required`, met directly or through `$ref`, `allOf`,
+    `if`/`then`; not a branch of `anyOf`/`oneOf`). Such a call is a *partial* call: test
+    cases and examples name only the arguments a rule reads, and the tools that decide
+    outside the gateway still decide it (catalog/admission.py `CatalogAdmission`). Any
+    other failure — a wrong type, an undeclared argument, a bound, a pattern — is the
+    gateway's refusal there too. False when validating cannot finish (a reference the
+    schema does not resolve, nesting too deep): the gateway refuses those calls."""
+    try:
+        return all(e.validator == "required" and not e.absolute_path for e in validator.iter_errors(args))
+    except (Unresolvable, RecursionError):
+        return False
+
+
 def unresolvable(e: Unresolvable) -> str:
     return (f"the reference {str(getattr(e, 'ref', '?'))[:100]!r} cannot be resolved within the schema "
             "(mcpp never fetches a remote schema)")

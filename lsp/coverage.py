@@ -39,7 +39,7 @@ def coverage_diagnostics(program: Program, filename: str, source: str) -> list[D
 
 def _diagnostics(program: Program, filename: str, source: str) -> list[Diagnostic]:
     from mcpp.policytest.cases import TestFileError, load_test_file, test_files_for
-    from mcpp.policytest.runner import run_with_coverage
+    from mcpp.policytest.runner import filler, run_with_coverage
 
     path = Path(filename)
     if not path.is_absolute():
@@ -57,7 +57,10 @@ def _diagnostics(program: Program, filename: str, source: str) -> list[Diagnosti
                            top, "info", "test-file", filename, (), {"docs": DOCS})]
     if not any(p.resolve() == path.resolve() for p in tf.policies):
         return []
-    report, results = run_with_coverage(program, tf)
+    # the catalog the policy names admits each case's call as `mcpp test` admits it (a
+    # catalog that cannot be used is reported by the policy's own diagnostics; here it
+    # makes the except above say so)
+    report, results = run_with_coverage(program, tf, filler(path, program))
     out: list[Diagnostic] = []
     spans = {p.id: p.stmt.span for p in program.policies}
     spans.update({li.id: li.stmt.span for li in program.limits})

@@ -168,7 +168,7 @@ class _Policies:
                     self.unreadable.add(key)
             else:
                 try:  # the catalog it names: calls are decided with declared defaults filled in
-                    self.fills[key] = _filler(path, program)
+                    self.fills[key] = filler(path, program)
                 except MCPPError as e:  # named but unusable: an error, never skipped
                     self.loaded[key] = e
                     return e
@@ -215,7 +215,7 @@ def run_test_file(tf: TestFile, policies: _Policies, run: Run, only: Path | None
         run.files.append(fr)
 
 
-def _filler(path: Path, program: Program):
+def filler(path: Path, program: Program):
     """`fill(tool, arguments)` for a policy that names a catalog (`@catalog`, mcpp.toml),
     else None: the gateway's admission of the call (catalog/admission.py), (its refusal as
     an engine decision, or None; the arguments the policy decides). Raises CatalogError
@@ -280,12 +280,14 @@ def run_target(t: Target, policies: _Policies, run: Run) -> None:
     run_test_file(tf, policies, run, t.only)
 
 
-def run_with_coverage(program: Program, tf: TestFile) -> tuple[CoverageReport, list[CaseResult]]:
+def run_with_coverage(program: Program, tf: TestFile, fill=None) -> tuple[CoverageReport, list[CaseResult]]:
     """The cases of `tf` run on `program` (the text being edited: the language server's
-    question), with the coverage they reach."""
+    question), with the coverage they reach; `fill` as `run_case` takes it (`filler`:
+    the admission of the catalog the policy names, so the editor gives `mcpp test`'s
+    results)."""
     cov = Coverage(program)
     engine = cov.engine()
-    results = [run_case(engine, case, Path(program.filename), cov) for case in tf.cases]
+    results = [run_case(engine, case, Path(program.filename), cov, fill) for case in tf.cases]
     return cov.report(program.filename), results
 
 

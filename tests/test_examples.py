@@ -74,14 +74,16 @@ ISSUE_URL = "https://api.acme.com.evil.example/x"  # allowed by the unanchored r
 @pytest.mark.parametrize("form", ["mcpp", "json"])
 @pytest.mark.parametrize("tool", ["http_request.post", "http_request.get"])
 def test_http_allowlist_is_anchored(form, tool):
-    call = json.dumps({"name": tool, "arguments": {"url": ISSUE_URL, "body_bytes": 10}})
+    # (only the POST declares `body_bytes`: given to the GET, the gateway would refuse it first)
+    extra = {"body_bytes": 10} if tool.endswith("post") else {}
+    call = json.dumps({"name": tool, "arguments": {"url": ISSUE_URL, **extra}})
     p = subprocess.run([sys.executable, "-m", "mcpp", "eval", f"examples/http.{form}", "--call", call],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["decision"] == "deny", out
     assert "not on the Acme allowlist" in out["message"]
-    ok = json.dumps({"name": tool, "arguments": {"url": "https://api.acme.com/v1/x", "body_bytes": 10}})
+    ok = json.dumps({"name": tool, "arguments": {"url": "https://api.acme.com/v1/x", **extra}})
     p = subprocess.run([sys.executable, "-m", "mcpp", "eval", f"examples/http.{form}", "--call", ok],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert json.loads(p.stdout)["decision"] == "allow", p.stdout + p.stderr

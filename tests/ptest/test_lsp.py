@@ -52,3 +52,30 @@ def test_a_broken_test_file_is_one_information_diagnostic(tmp_path):
     (d,) = _run(policy, POLICY)
     assert d["code"] == "test-file" and d["severity"] == "info"
     assert 'p.test.toml:4:1: case[0].decision: expected "allow", "deny" or "approval"' in d["message"]
+
+
+def test_the_editor_admits_cases_through_the_named_catalog_as_mcpp_test_does():
+    """Every example names its catalog; its cases include calls the catalog's schema
+    refuses (a string amount, a repository path) and a partial call. Without the
+    catalog's admission the editor reported them failing while `mcpp test` passed them."""
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    for policy in sorted(examples.glob("*.mcpp")):
+        diags = _run(policy, policy.read_text())
+        assert [d for d in diags if d["code"] in ("test-failed", "test-file")] == [], (policy.name, diags)
+
+
+def test_a_case_the_catalog_refuses_fails_in_the_editor_when_it_expects_the_policy(tmp_path):
+    import json
+
+    (tmp_path / "tools.json").write_text(json.dumps({"tools": [{"name": "pay", "inputSchema": {
+        "type": "object", "properties": {"amount": {"type": "number"}}}}]}))
+    source = '@catalog("tools.json")\n' + POLICY
+    policy = tmp_path / "p.mcpp"
+    policy.write_text(source)
+    (tmp_path / "p.test.toml").write_text(TESTS.replace("amount = 5", 'amount = "5"'))
+    failed = [d for d in _run(policy, source) if d["code"] == "test-failed"]
+    assert len(failed) == 1 and "('small')" in failed[0]["message"]
+    (tmp_path / "p.test.toml").write_text(TESTS)  # the number the schema declares: the policy decides
+    assert [d for d in _run(policy, source) if d["code"] in ("test-failed", "test-file")] == []
