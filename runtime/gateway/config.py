@@ -102,6 +102,7 @@ class GatewayConfig:
     allowed_origins: tuple[str, ...] | None = None
     audit_synchronous: str = "normal"
     store_busy_timeout: float = 10.0  # seconds a call waits for audit.db or counters.db locked by another process
+    shutdown_timeout: float = 10.0  # seconds SIGTERM/SIGINT waits for in-flight requests before closing them
     reload_interval: float = 1.0
     log_level: str = "info"
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()  # group → grant labels or ids
@@ -184,7 +185,7 @@ _GATEWAY_KEYS = {
     "max_header_bytes", "max_headers",
     "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_response_bytes", "upstream_timeout",
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
-    "store_busy_timeout", "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
+    "store_busy_timeout", "shutdown_timeout", "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
     "mode", "audit_values", "audit_values_days", "approval_ttl", "approval_wait", "admin_token_env", "admin_token_file",
     "public_url",
 }
@@ -285,6 +286,7 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         ("max_headers", 100, 8), ("header_timeout", 10.0, 0.1), ("body_timeout", 30.0, 0.1), ("idle_timeout", 5.0, 0.1),
         ("max_connections", 1000, 1), ("max_response_bytes", 64 * 1024 * 1024, 65536), ("redis_timeout", 1.0, 0.01),
         ("grant_cache_seconds", 300.0, 0.0), ("store_busy_timeout", 10.0, 0.0),
+        ("shutdown_timeout", 10.0, 0.0),
     ):
         v = _typed(g, key, int if key in _INT_KEYS else (int, float), "gateway", default)
         if v < lo:
@@ -366,7 +368,8 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         grant_cache_seconds=float(nums["grant_cache_seconds"]),
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
-        store_busy_timeout=float(nums["store_busy_timeout"]), reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),
+        store_busy_timeout=float(nums["store_busy_timeout"]), shutdown_timeout=float(nums["shutdown_timeout"]),
+        reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),
         ops_listen=ops_listen, ops_token=ops_token,
         mode=mode, audit_values=audit_values, admin_token=admin_token, **rollout, public_url=public_url, issuers=issuers,
         source=source,

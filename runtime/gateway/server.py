@@ -47,7 +47,7 @@ STALE_TRIES = 3
 RESTART_FIELDS = (
     "host", "port", "state_dir", "redis_url", "audit_synchronous", "store_busy_timeout", "redis_timeout", "grant_cache_seconds",
     "max_header_bytes", "max_headers", "header_timeout", "idle_timeout", "max_connections", "max_response_bytes",
-    "ops_listen",
+    "ops_listen", "shutdown_timeout",
 )
 
 
@@ -743,11 +743,13 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
     http = bounded_protocol(limits, rt.head_refused)
     uconfig = uvicorn.Config(
         app, host=config.host, port=config.port, loop=loop, http=http, lifespan="on", access_log=False,
-        log_level="warning", timeout_graceful_shutdown=10, server_header=False, date_header=False,
+        log_level="warning", server_header=False, date_header=False,
         proxy_headers=False,  # X-Forwarded-* would let a client pick the address in logs; not trusted
         # uvicorn annotates int; it hands the seconds to loop.call_later, which takes a float
         timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
         limit_concurrency=config.max_connections,
+        # uvicorn annotates int; it is handed to asyncio.wait_for, which takes a float
+        timeout_graceful_shutdown=config.shutdown_timeout,  # type: ignore[arg-type]
     )
     # both listeners are bound here, before serving: a port that is taken fails the start
     mcp_sock = _bind(config.host, config.port)

@@ -81,6 +81,7 @@ async def scripted(tmp_path, start_gateway, request):
 port = {port}
 state_dir = "state"
 upstream_timeout = {timeout}
+shutdown_timeout = 1.5
 
 [[servers]]
 id = "default"
@@ -151,13 +152,15 @@ async def test_client_that_disconnects_mid_stream_keeps_the_unit(scripted):
 @pytest.mark.parametrize("scripted", [60.0], indirect=True)
 async def test_a_stream_cut_by_the_gateway_stopping_keeps_the_unit(scripted):
     # SIGTERM while a call's stream is open upstream (before its answer, and well within
-    # upstream_timeout): uvicorn waits its graceful-shutdown time (10 s), then cancels the
-    # request; the call may still run upstream, so its unit is kept and the audit says why
-    # (not `forwarded`, which means a result)
+    # upstream_timeout): the gateway waits `shutdown_timeout` (1.5 s here, 10 by default),
+    # then cancels the request; the call may still run upstream, so its unit is kept and
+    # the audit says why (not `forwarded`, which means a result)
     up, g = scripted
     before = charged(g.state)
     async with _hanging_stream(g):
+        t0 = time.monotonic()
         g.proc.kill(signal.SIGTERM, wait=30)  # (returns once the gateway has exited)
+        assert time.monotonic() - t0 < 8  # shutdown_timeout, not the default 10 s
     assert outcomes(g.state)[-1] == ("sse_hang", "gateway_stopped")
     assert charged(g.state) - before == 1
     assert len(up.executed("sse_hang")) == 1

@@ -47,11 +47,12 @@ token = "ghp_inline"
     assert "gateway.header_timeout: must be at least" in _bad(tmp_path, '[gateway]\nheader_timeout = 0\n' + srv)
     # hostile16 F2: TOML's nan and inf passed every `at least` check (nan compares false);
     # store_busy_timeout = nan then meant "wait forever" for one store, "never" for another
-    for key in ("store_busy_timeout", "upstream_timeout", "approval_ttl", "redis_timeout"):
+    for key in ("store_busy_timeout", "upstream_timeout", "approval_ttl", "redis_timeout", "shutdown_timeout"):
         for v in ("nan", "inf", "+inf", "-nan"):
             assert f"gateway.{key}: must be a finite number" in _bad(tmp_path, f'[gateway]\n{key} = {v}\n' + srv), (key, v)
     assert "servers[0].catalog_max_age: must be a finite number" in _bad(tmp_path, srv + "catalog_max_age = inf\n")
     assert "gateway.store_busy_timeout: must be at least 0" in _bad(tmp_path, '[gateway]\nstore_busy_timeout = -1\n' + srv)
+    assert "gateway.shutdown_timeout: must be at least 0" in _bad(tmp_path, '[gateway]\nshutdown_timeout = -1\n' + srv)
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):
