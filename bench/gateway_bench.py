@@ -27,10 +27,12 @@ subject audited. The run then also reports, in-process, what authentication cost
 request: a cached token, a token validated from scratch (signature and claims), and a
 grant token for comparison.
 
-`--floor` measures bench/floor_proxy.py in the same run, the same way: the thinnest proxy on
-the gateway's own HTTP stack (uvicorn, httptools, uvloop, mcpp's upstream client) and
-nothing else. What it adds is what any Python proxy on this stack adds; what the gateway
-adds beyond it is the cost of governing the call.
+`--floor` measures two more proxies in the same run, the same way: bench/relay_proxy.py, a
+byte relay (one more process and two more loopback hops, nothing parsed: the hop alone),
+and bench/floor_proxy.py, the thinnest HTTP proxy on the gateway's own stack (uvicorn,
+httptools, uvloop, mcpp's upstream client) and nothing else. The relay's figure is what
+any proxy costs here; the floor's, beyond it, what handling HTTP in Python costs; the
+gateway's, beyond the floor, the cost of governing the call.
 
     python3 bench/gateway_bench.py [--calls 2000] [--concurrency 1 32] [--clients sdk-auto sdk-legacy raw]
                                    [--auth grant|identity] [--floor] [--json]
@@ -364,7 +366,8 @@ def main() -> None:
     ap.add_argument("--auth", choices=["grant", "identity"], default="grant",
                     help="how clients authenticate: a grant token (default) or an OAuth JWT from a local issuer")
     ap.add_argument("--floor", action="store_true",
-                    help="also measure bench/floor_proxy.py, the thinnest proxy on the same HTTP stack, against direct")
+                    help="also measure, against direct, bench/relay_proxy.py (a byte relay: the hop alone) and "
+                         "bench/floor_proxy.py (the thinnest HTTP proxy on the gateway's own stack)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     a = ap.parse_args()
     try:
@@ -398,14 +401,15 @@ def main() -> None:
         procs.append(gw)
         wait_port(gw_port, gw)
         direct_url, gw_url = f"http://127.0.0.1:{up_port}/mcp", f"http://127.0.0.1:{gw_port}/mcp/default/"
-        floor = None
+        floors = []  # (label, process, url): the proxies measured in the gateway's place
         if a.floor:
-            fl_port = free_port()
-            floor = subprocess.Popen([sys.executable, str(ROOT / "bench" / "floor_proxy.py"), direct_url, str(fl_port)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-            procs.append(floor)
-            wait_port(fl_port, floor)
-            floor_url = f"http://127.0.0.1:{fl_port}/mcp"
+            for label, script, arg in (("relay", "relay_proxy.py", str(up_port)), ("floor", "floor_proxy.py", direct_url)):
+                fl_port = free_port()
+                fp = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), arg, str(fl_port)],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                procs.append(fp)
+                wait_port(fl_port, fp)
+                floors.append((label, fp, f"http://127.0.0.1:{fl_port}/mcp"))
 
         def targets(kind: str):
             if kind == "raw":
@@ -420,11 +424,11 @@ def main() -> None:
                     d, g = targets(kind)
                     async with d, g:
                         results[f"{kind} c{conc}"] = await measure(d, g, a.calls, conc, gw.pid)
-                    if floor is not None:  # the same measurement, the floor proxy in the gateway's place
+                    for label, fp, floor_url in floors:  # the same measurement, a floor proxy in the gateway's place
                         d = SDKTarget("direct", direct_url, None, kind.split("-")[1]) if kind != "raw" else RawTarget("direct", direct_url, None)
                         f = SDKTarget("gateway", floor_url, None, kind.split("-")[1]) if kind != "raw" else RawTarget("gateway", floor_url, None)
                         async with d, f:
-                            results[f"{kind} c{conc} floor"] = await measure(d, f, a.calls, conc, floor.pid)
+                            results[f"{kind} c{conc} {label}"] = await measure(d, f, a.calls, conc, fp.pid)
             return results, await echo_schema(direct_url)
 
         results, echo = asyncio.run(go())
@@ -453,14 +457,15 @@ def main() -> None:
           f"auth {'OAuth JWT (identity)' if a.auth == 'identity' else 'grant token'}")
     print(f"{'client':<11} {'conc':>4} {'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}")
     for key, r in results.items():
-        is_floor = key.endswith(" floor")
-        kind, conc = key.removesuffix(" floor").rsplit(" c", 1)
+        kind, conc = key.rsplit(" c", 1)
+        conc, _, floor_label = conc.partition(" ")
+        is_floor = bool(floor_label)
         for name in ("direct", "gateway"):
             x = r[name]
-            shown = "floor" if is_floor and name == "gateway" else name
+            shown = floor_label if is_floor and name == "gateway" else name
             print(f"{kind:<11} {conc:>4} {shown:<8} {x['p50_ms']:>8.3f} {x['p99_ms']:>8.3f} {x['calls_per_s']:>9.1f}")
         print(f"{'':<11}      added p50 {r['added_p50_ms']:.3f} ms, p99 {r['added_p99_ms']:.3f} ms; "
-              f"throughput {r['throughput_ratio'] * 100:.1f}% of direct; {'floor proxy' if is_floor else 'gateway'} CPU "
+              f"throughput {r['throughput_ratio'] * 100:.1f}% of direct; {floor_label + ' proxy' if is_floor else 'gateway'} CPU "
               f"{r['gateway_cpu_ms_per_call']:.3f} ms/call")
     print("input-schema check per call: " + ", ".join(f"{k} {v} µs" for k, v in cost.items()))
     if auth_us is not None:
