@@ -192,6 +192,16 @@ class GatewayApp(ApprovalSteps):
                 await self.ops(scope, send, path, rt.config.host_allowlist())
             else:
                 await _respond(send, 404, rpc.dumps({"error": "not found", "hint": "MCP endpoints are /mcp/<server-id>/"}))
+        except asyncio.CancelledError:
+            if not rt.stopping:
+                raise
+            # open when `shutdown_timeout` ended (a listing, a handshake, an approval's wait):
+            # a line in the log, not a traceback, and a 503 if nothing was answered yet
+            rt.log.warning("request_cancelled_at_shutdown", path=path)
+            try:
+                await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.INTERNAL_ERROR, "the gateway is stopping")))
+            except (OSError, RuntimeError):
+                pass  # part of an answer was already sent: uvicorn closes the connection
         except Exception as e:  # the last line of defence: a JSON-RPC error, never a traceback to the client
             self.rt.log.error("internal_error", path=path, error=f"{type(e).__name__}: {e}")
             try:
@@ -773,6 +783,18 @@ class GatewayApp(ApprovalSteps):
                                              watch_id=rid, modern=modern, settle=settle, gid=gid)
             if not settled:
                 settle(outcome)
+        except asyncio.CancelledError:
+            # sent, and unanswered when the gateway stopped (or its client left): it may
+            # still run upstream, so the unit stays, and the audit says why, not `forwarded`
+            if not settled:
+                settle("gateway_stopped")
+            if not rt.stopping:
+                raise
+            out = rpc.tool_error_result(rid, STOPPED_TEXT, modern)
+            if approval is not None and approval.sse is not None:
+                await approval.sse.finish(out)
+            else:
+                await _respond(send, 200, rpc.dumps(out))
         finally:
             # metrics and the decision log line: telemetry, kept off the path to the answer
             self.count_decision(ctx, row, seq, passed)
@@ -1203,6 +1225,7 @@ class GatewayApp(ApprovalSteps):
         assert me is not None
         disconnected = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, disconnected, me))
+        stopped = False  # cancelled by the gateway stopping, this call unanswered
         try:
             await self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope, gid, rid)
         except asyncio.CancelledError:
@@ -1210,7 +1233,11 @@ class GatewayApp(ApprovalSteps):
             if not disconnected.is_set() or me.uncancel() > 0:
                 if tool_call and state["outcome"] is None:
                     _settle(state, "gateway_stopped")  # before the answer: it may still run upstream
-                raise
+                    stopped = True
+                if not rt.stopping:
+                    raise
+                # `shutdown_timeout` has passed: the stream is ended below, with the call's
+                # error result if it had no answer, rather than cut (a traceback in the log)
         except Exception as e:  # the relay broke: say so, the answer is settled below
             rt.log.warning("stream_relay_failed", server=server.id, error=f"{type(e).__name__}: {e}")
         finally:
@@ -1228,6 +1255,12 @@ class GatewayApp(ApprovalSteps):
                 task.add_done_callback(_DRAINS.discard)
             else:
                 resp.release()
+        if rt.stopping and (stopped or not state.get("ended")) and not disconnected.is_set():
+            if stopped:
+                await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, STOPPED_TEXT, modern)),
+                            "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return state["outcome"] or "forwarded"
         if state.get("ended"):
             return state["outcome"] or "forwarded"
         if disconnected.is_set():
@@ -1614,6 +1647,8 @@ NOT_EXECUTED_CODES = frozenset({-32700, -32600, -32601, -32602, rpc.HEADER_MISMA
 
 # audit outcome of a forwarded tools/call → whether its limit reservation is kept. Given
 # back only when the upstream certainly did not execute the call (docs/gateway.md, Limits).
+STOPPED_TEXT = f"{rpc.ERROR_PREFIX}The gateway stopped before the upstream answered; the call may or may not have run."
+
 OUTCOME_COUNTED = {
     "forwarded": True,  # a result (an isError result too: the tool ran)
     "upstream_error": True,  # timeout, connection lost after sending, 5xx, unreadable answer, other JSON-RPC errors

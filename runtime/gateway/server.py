@@ -124,6 +124,9 @@ class Runtime:
         self._visible_cache: dict = {}
         self._known: dict = {}
         self.mcp_port: int | None = None  # the listeners' ports (set by serve())
+        # set when SIGTERM/SIGINT starts the shutdown (serve()): a request still open when
+        # `shutdown_timeout` ends is then cancelled, and answers that it was (proxy.py)
+        self.stopping = False
         self.ops_port: int | None = None
         self.ops_secret = config.ops_token.resolve("gateway.ops_token") if config.ops_token else None
         self._reload_task: asyncio.Task | None = None
@@ -761,7 +764,26 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
         rt.ops_port = ops_sock.getsockname()[1]
         rt.log.info("listening_ops", host=config.ops_listen[0], port=rt.ops_port)
     rt.log.info("listening", host=config.host, port=rt.mcp_port, loop=loop, http="httptools")
-    uvicorn.Server(uconfig).run(sockets=sockets)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None) -> None:
+            rt.stopping = True
+            rt.log.info("stopping", in_flight=len(self.server_state.tasks), shutdown_timeout=config.shutdown_timeout)
+            await super().shutdown(sockets)
+
+    def cancelled_at_timeout(record) -> bool:
+        """uvicorn's plain-text line for the requests it cancels at the shutdown timeout,
+        as one of the gateway's own JSON records (the log is JSON lines)."""
+        if record.getMessage().startswith("Cancel ") and "timeout graceful shutdown exceeded" in record.getMessage():
+            rt.log.warning("shutdown_timeout_exceeded", cancelled=record.args[0] if record.args else None,
+                           shutdown_timeout=config.shutdown_timeout)
+            return False
+        return True
+
+    import logging
+
+    logging.getLogger("uvicorn.error").addFilter(cancelled_at_timeout)
+    Server(uconfig).run(sockets=sockets)
 
 
 def _bind(host: str, port: int):

@@ -159,6 +159,13 @@ class ScriptedUpstream:
         good = {"jsonrpc": "2.0", "id": rid, "result": {"tools": self.tools}}
         if mode == "ok":
             self._send(writer, 200, json.dumps(good).encode())
+        elif mode == "hang":  # no answer until released
+            try:
+                async with asyncio.timeout(60):
+                    await self.release.wait()
+            except TimeoutError:
+                return False
+            self._send(writer, 200, json.dumps(good).encode())
         elif mode in ("302", "401", "500"):
             extra = "location: http://127.0.0.1:1/elsewhere\r\n" if mode == "302" else ""
             self._send(writer, int(mode), b'{"error": "no"}', extra=extra)

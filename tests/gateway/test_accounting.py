@@ -131,9 +131,10 @@ async def _hanging_stream(g):
     async with httpx2.AsyncClient(timeout=30) as http:
         async with http.stream("POST", g.url(), headers=headers, content=body) as resp:
             assert resp.status_code == 200
-            async for _ in resp.aiter_bytes():
+            chunks = resp.aiter_bytes()
+            async for _ in chunks:
                 break  # the stream is open upstream
-            yield
+            yield chunks  # (the rest of the stream, for a test that reads on)
 
 
 async def test_client_that_disconnects_mid_stream_keeps_the_unit(scripted):
@@ -157,10 +158,66 @@ async def test_a_stream_cut_by_the_gateway_stopping_keeps_the_unit(scripted):
     # the audit says why (not `forwarded`, which means a result)
     up, g = scripted
     before = charged(g.state)
-    async with _hanging_stream(g):
+    async with _hanging_stream(g) as rest:
         t0 = time.monotonic()
         g.proc.kill(signal.SIGTERM, wait=30)  # (returns once the gateway has exited)
         assert time.monotonic() - t0 < 8  # shutdown_timeout, not the default 10 s
+        # the stream is ended, not cut: the client reads the call's error result
+        tail = b"".join([chunk async for chunk in rest])
+    assert b"The gateway stopped before the upstream answered; the call may or may not have run." in tail, tail
     assert outcomes(g.state)[-1] == ("sse_hang", "gateway_stopped")
     assert charged(g.state) - before == 1
     assert len(up.executed("sse_hang")) == 1
+    _stopped_cleanly(g)
+
+
+def _stopped_cleanly(g) -> None:
+    """The stop is in the log as records, with no traceback (uvicorn logged one for every
+    request it cancelled at the shutdown timeout)."""
+    text = g.log.read_text()
+    assert "Traceback" not in text and "Exception in ASGI application" not in text, text[-3000:]
+    assert all(line.startswith("{") for line in text.splitlines()), text[-3000:]  # JSON lines only
+    events = [r.get("event") for r in g.log_records()]
+    assert "stopping" in events and "shutdown_timeout_exceeded" in events, events
+
+
+@pytest.mark.parametrize("scripted", [60.0], indirect=True)
+async def test_a_call_waiting_for_its_answer_when_the_gateway_stops_keeps_the_unit(scripted):
+    # the same with a whole (JSON) answer awaited: the row said `forwarded` (a result) and
+    # the client's connection was cut; now the row says why and the client is answered
+    up, g = scripted
+    before = charged(g.state)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        pending = asyncio.create_task(call_tool(http, g.url(), g.token, "hang", {}, rid=7))
+        deadline = time.time() + 15
+        while time.time() < deadline and not up.executed("hang"):
+            await asyncio.sleep(0.05)
+        assert up.executed("hang")
+        g.proc.kill(signal.SIGTERM, wait=30)
+        r = await pending
+    assert r["id"] == 7 and what_client_read(r) == "may or may not have run", r
+    assert "The gateway stopped before the upstream answered" in r["result"]["content"][0]["text"]
+    assert outcomes(g.state)[-1] == ("hang", "gateway_stopped")
+    assert charged(g.state) - before == 1
+    _stopped_cleanly(g)
+
+
+@pytest.mark.parametrize("scripted", [60.0], indirect=True)
+async def test_a_listing_open_when_the_gateway_stops_is_answered_503_without_a_traceback(scripted):
+    up, g = scripted
+    up.list_mode = "hang"
+    body = {"jsonrpc": "2.0", "id": 3, "method": "tools/list", "params": {"_meta": MODERN_META}}
+    headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": "tools/list"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        pending = asyncio.create_task(http.post(g.url(), headers=headers, content=json.dumps(body)))
+        deadline = time.time() + 15
+        while time.time() < deadline and not up.lists:
+            await asyncio.sleep(0.05)
+        assert up.lists
+        g.proc.kill(signal.SIGTERM, wait=30)
+        r = await pending
+    assert r.status_code == 503 and "stopping" in r.json()["error"]["message"], r.text
+    _stopped_cleanly(g)
+    assert any(x.get("event") == "request_cancelled_at_shutdown" for x in g.log_records())
