@@ -131,7 +131,9 @@ class GroupCommit:
 
     def _flush(self) -> None:
         self.scheduled = False
-        batch, self.pending = self.pending, []
+        # a row whose call was cancelled while it waited (the shutdown timeout) was not
+        # forwarded, and is not written as if it had been
+        batch, self.pending = [p for p in self.pending if not p[1].cancelled()], []
         outcomes, self.outcomes = self.outcomes, []
         if not batch and not outcomes:
             return
@@ -156,6 +158,18 @@ class GroupCommit:
         for (_, f, _), s in zip(batch, seqs):
             if not f.done():
                 f.set_result(s)
+
+    async def drain(self) -> None:
+        """At shutdown: outcome updates still queued (audit.db was locked) are written
+        before the process exits, retried until their own deadlines like any other; what
+        cannot be written is logged (`audit_write_failed`, with the rows it concerns),
+        never dropped without a word."""
+        import asyncio
+
+        while self.pending or self.outcomes:
+            if not self.scheduled:
+                self._flush()
+            await asyncio.sleep(self.pause)
 
     def _locked(self, batch: list, outcomes: list) -> None:
         """audit.db is locked: what is past its deadline fails, the rest waits for a retry."""

@@ -156,6 +156,19 @@ class DeferredCounters(abc.ABC):
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    async def drain(self, timeout: float, log) -> None:
+        """At shutdown: wait up to `timeout` for the refunds still being written (a locked
+        counters.db retries them); any left is logged as lost (`limit_refund_lost`: the
+        unit stays counted, the safe direction), not cancelled without a word."""
+        if not self._pending:
+            return
+        _, left = await asyncio.wait(set(self._pending), timeout=timeout)
+        if left:
+            log.warning("limit_refund_lost", error="the gateway stopped before the refund could be written",
+                        refunds=len(left))
+            for task in left:
+                task.cancel()
+
     def value(self, key: str) -> float:
         """A non-reserving limit check (a shadow policy, a call waiting for approval) reads
         counts inside `recording(peek=…)`: the keys it asks for are noted and the values

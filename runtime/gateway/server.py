@@ -586,6 +586,10 @@ class Runtime:
     async def stop(self) -> None:
         if self._reload_task is not None:
             self._reload_task.cancel()
+        # what answered calls still owe their stores (a refund, an outcome row), queued while
+        # a store was locked: written before exit, within store_busy_timeout, or logged lost
+        await self.counters.drain(self.config.store_busy_timeout, self.log)
+        await self.audit_writer.drain()
         for up in self.upstreams.values():
             up.close()
         for up in self.upstreams.values():

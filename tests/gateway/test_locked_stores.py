@@ -409,3 +409,59 @@ async def test_rows_go_to_audit_db_even_after_it_is_deleted_or_replaced(tmp_path
     assert [e for e, _ in rec.records] == ["audit_db_reopened"]
     await asyncio.wait_for(writer.submit(_row("again")), 2)  # then written as usual, no second reopen
     assert [e for e, _ in rec.records] == ["audit_db_reopened"]
+
+
+# ---- at shutdown (Runtime.stop): what answered calls still owe their stores ----------------
+
+
+async def _release_after(db, seconds: float) -> None:
+    await asyncio.sleep(seconds)
+    db.execute("COMMIT")
+
+
+async def test_queued_outcomes_are_written_before_the_gateway_exits(tmp_path):
+    log = AuditLog(tmp_path, wait=False)
+    writer = GroupCommit(log, busy_timeout=5, logger=Recorder())
+    seq = await writer.submit(_row("a"))
+    with locked(log.path) as other:
+        writer.set_outcome(seq, "gateway_stopped")  # locked: queued
+        # a call cancelled while its row waited (the shutdown timeout): never forwarded
+        waiting = writer.submit(_row("cancelled"))
+        waiting.cancel()
+        release = asyncio.ensure_future(_release_after(other, 0.2))
+        await asyncio.wait_for(writer.drain(), 3)
+        await release
+    rows = sqlite3.connect(log.path).execute("SELECT tool, outcome FROM audit ORDER BY seq").fetchall()
+    assert rows == [("a", "gateway_stopped")]  # the outcome landed; the cancelled call left no row
+    assert not writer.pending and not writer.outcomes
+
+
+async def test_an_outcome_the_lock_outlasts_at_shutdown_is_logged_and_the_drain_ends(tmp_path):
+    log = AuditLog(tmp_path, wait=False)
+    rec = Recorder()
+    writer = GroupCommit(log, busy_timeout=0.3, logger=rec)
+    seq = await writer.submit(_row("a"))
+    with locked(log.path):
+        writer.set_outcome(seq, "gateway_stopped")
+        t0 = time.monotonic()
+        await asyncio.wait_for(writer.drain(), 3)
+        assert time.monotonic() - t0 < 2  # within busy_timeout (and a retry's pause)
+    assert [e for e, _ in rec.records] == ["audit_write_failed"]
+    assert rec.records[0][1]["lost"] == [{"seq": seq, "outcome": "gateway_stopped"}]
+
+
+async def test_refunds_in_flight_are_written_before_the_gateway_exits_or_logged(tmp_path):
+    rec = Recorder()
+    store = SQLiteDeferredCounters(tmp_path, busy_timeout=5, log=rec)
+    assert await store.reserve_async([_charge(amount=3)]) is None
+    with locked(tmp_path / "counters.db") as other:
+        store.release([_charge(amount=1)])  # locked: retried in the background
+        release = asyncio.ensure_future(_release_after(other, 0.2))
+        await asyncio.wait_for(store.drain(5, rec), 3)
+        await release
+    assert store.sync.value("k|grant|g1") == 2.0 and rec.records == []
+    with locked(tmp_path / "counters.db"):
+        store.release([_charge(amount=1)])
+        await store.drain(0.2, rec)  # the lock outlasts the drain: lost, said, unit kept
+    assert [e for e, _ in rec.records] == ["limit_refund_lost"] and rec.records[0][1]["refunds"] == 1
+    assert store.sync.value("k|grant|g1") == 2.0
