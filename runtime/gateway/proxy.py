@@ -160,6 +160,9 @@ class GatewayApp(ApprovalSteps):
         # requests in flight in that session: a client's `notifications/cancelled` names
         # its own id, the upstream knows only the gateway's
         self._inflight: dict[tuple, dict[int | str, int]] = {}  # keyed (server, session, caller)
+        # the tasks relaying GET streams (a session's listening stream: no call waits on
+        # it), ended as soon as the gateway starts stopping (`end_listening`)
+        self._listening: set[asyncio.Task] = set()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -210,6 +213,16 @@ class GatewayApp(ApprovalSteps):
                 pass  # the client is gone, or part of an answer was already sent: nothing more can be said
             except Exception as e2:
                 self.rt.log.error("internal_error_unanswered", path=path, error=f"{type(e2).__name__}: {e2}")
+
+    def end_listening(self) -> int:
+        """The gateway is stopping (`Runtime.stopping` is set): end every GET stream now,
+        cleanly, instead of holding the shutdown for `shutdown_timeout`. They carry no
+        call; a client opens its listening stream again where it reconnects. Returns how
+        many were ended."""
+        tasks = list(self._listening)
+        for task in tasks:
+            task.cancel()
+        return len(tasks)
 
     async def _lifespan(self, receive, send):
         while True:
@@ -1226,6 +1239,8 @@ class GatewayApp(ApprovalSteps):
         disconnected = asyncio.Event()
         watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, disconnected, me))
         stopped = False  # cancelled by the gateway stopping, this call unanswered
+        if method == "GET":
+            self._listening.add(me)
         try:
             await self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope, gid, rid)
         except asyncio.CancelledError:
@@ -1244,6 +1259,7 @@ class GatewayApp(ApprovalSteps):
             # (no await between the relay's end and this: the watcher cannot cancel this
             # task after the relay is over)
             watcher.cancel()
+            self._listening.discard(me)
             rest = state.get("rest")
             if rest is not None:
                 # answered: read the upstream's end in the background, so the connection goes

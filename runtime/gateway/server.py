@@ -772,7 +772,8 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
     class Server(uvicorn.Server):
         async def shutdown(self, sockets=None) -> None:
             rt.stopping = True
-            rt.log.info("stopping", in_flight=len(self.server_state.tasks), shutdown_timeout=config.shutdown_timeout)
+            rt.log.info("stopping", in_flight=len(self.server_state.tasks), shutdown_timeout=config.shutdown_timeout,
+                        listening_streams_ended=app.end_listening())
             await super().shutdown(sockets)
 
     def cancelled_at_timeout(record) -> bool:

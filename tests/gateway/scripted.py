@@ -39,6 +39,7 @@ class ScriptedUpstream:
         self.tools = [tool_def(b) for b in BEHAVIOURS]
         self.release = asyncio.Event()  # "hang" answers once this is set
         self.lists = 0
+        self.listening = 0  # GET streams opened
         self._server = None
         self._writers: set = set()
 
@@ -74,6 +75,17 @@ class ScriptedUpstream:
                     if k.strip().lower() == b"content-length":
                         length = int(v.strip())
                 body = await reader.readexactly(length) if length else b""
+                if head.startswith(b"GET "):  # a listening stream: open, a comment, then nothing until released
+                    self.listening += 1
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                                 b"%x\r\n%s\r\n" % (len(b": listening\n\n"), b": listening\n\n"))
+                    await writer.drain()
+                    try:
+                        async with asyncio.timeout(60):
+                            await self.release.wait()
+                    except TimeoutError:
+                        pass
+                    return
                 keep = await self._answer(body, writer)
                 if not keep:
                     return

@@ -71,7 +71,9 @@ def what_client_read(r: dict) -> str:
 
 @pytest.fixture
 async def scripted(tmp_path, start_gateway, request):
-    timeout = getattr(request, "param", 1.0)  # (indirect parametrisation: a longer upstream_timeout)
+    # (indirect parametrisation: a longer upstream_timeout, or (upstream_timeout, shutdown_timeout))
+    param = getattr(request, "param", 1.0)
+    timeout, shutdown = param if isinstance(param, tuple) else (param, 1.5)
     async with ScriptedUpstream() as up:
         port = free_port()
         dead = free_port()  # nothing listens here
@@ -81,7 +83,7 @@ async def scripted(tmp_path, start_gateway, request):
 port = {port}
 state_dir = "state"
 upstream_timeout = {timeout}
-shutdown_timeout = 1.5
+shutdown_timeout = {shutdown}
 
 [[servers]]
 id = "default"
@@ -221,3 +223,26 @@ async def test_a_listing_open_when_the_gateway_stops_is_answered_503_without_a_t
     assert r.status_code == 503 and "stopping" in r.json()["error"]["message"], r.text
     _stopped_cleanly(g)
     assert any(x.get("event") == "request_cancelled_at_shutdown" for x in g.log_records())
+
+
+@pytest.mark.parametrize("scripted", [(60.0, 30.0)], indirect=True)
+async def test_listening_streams_are_ended_at_once_when_the_gateway_stops(scripted):
+    # a GET stream carries no call: it must not hold the stop for shutdown_timeout (30 s here)
+    up, g = scripted
+    headers = {"Authorization": f"Bearer {g.token}", "Accept": "text/event-stream"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        async with http.stream("GET", g.url(), headers=headers) as resp:
+            assert resp.status_code == 200
+            chunks = resp.aiter_bytes()
+            async for _ in chunks:
+                break  # open, upstream too
+            assert up.listening == 1
+            t0 = time.monotonic()
+            g.proc.kill(signal.SIGTERM, wait=30)
+            assert time.monotonic() - t0 < 8, "the stop waited for the listening stream"
+            rest = b"".join([c async for c in chunks])  # ended cleanly: no error reading to its end
+    assert rest == b""
+    records = g.log_records()
+    assert [r.get("listening_streams_ended") for r in records if r.get("event") == "stopping"] == [1]
+    text = g.log.read_text()
+    assert "Traceback" not in text and all(line.startswith("{") for line in text.splitlines()), text[-3000:]
