@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 
-from .conformance import SchemaCache, SchemaUnusable, check, only_missing
+from .conformance import SchemaCache, SchemaUnusable, check
 from .defaults import FillTooLarge, fill
 from .depth import describe as describe_depth, too_deep
 
@@ -144,18 +144,17 @@ class CatalogAdmission:
     gateway's refusal `{kind, pointer, reason, message}`, or None; the arguments the
     policy decides, with the declared defaults filled in).
 
-    A call whose arguments break the tool's schema is refused exactly as the gateway
-    refuses it (`invalid_arguments`: the same pointer and message), so `{"amount":
-    "5000"}` for a number, an undeclared argument or a value out of bounds never gets a
-    policy decision here that the gateway would not give. One difference is kept, and
-    documented: a *partial* call, whose only fault is leaving out properties the arguments
-    object requires (`conformance.only_missing`), is decided by the policy with the
-    declared defaults filled in — test cases and examples name only the arguments a rule
-    reads — where the gateway refuses it before any rule (docs/gateway.md). For every
-    call the gateway forwards to the policy the outcome is the gateway's: the filled call,
-    or the `invalid_default` refusal when filling the declared defaults makes the call not
-    conform. A tool the catalog does not list is left to the policy. Validators are
-    compiled once per distinct schema."""
+    It is the gateway's own step (`admit`, which proxy.py `schema_check` runs) over the
+    catalog's definition of the tool, with nothing added or excused: a call whose
+    arguments break the tool's schema (`{"amount": "5000"}` for a number, an undeclared
+    argument, a value out of bounds, a required argument left out) gets the gateway's
+    `invalid_arguments` refusal, a declared default that makes the filled call not
+    conform gets `invalid_default`, and a tool whose schema cannot be used refuses every
+    call, with the same pointers and messages. (An earlier version let a call that only
+    left out required arguments reach the policy; hostile review 18 found the policy then
+    deciding calls the gateway refuses in every completion: defaults filled unchecked,
+    `dependentSchemas`, `if`/`then`, `maxProperties`.) A tool the catalog does not list
+    is left to the policy. Validators are compiled once per distinct schema."""
 
     def __init__(self, catalog, schemas: SchemaCache | None = None):
         self.tools = catalog.tools
@@ -166,27 +165,7 @@ class CatalogAdmission:
         t = self.tools.get(tool) if isinstance(tool, str) else None
         if t is None:
             return None, args
-        args = {} if args is None else args
         checker = self._checkers.get(tool)
         if checker is None:
             checker = self._checkers[tool] = tool_checker(self.schemas, [{"inputSchema": t.input_schema}], tool)
-        if not isinstance(checker, tuple):
-            refusal = check_arguments(checker, tool, args)
-            if refusal is not None and not only_missing(checker, args):
-                return refusal, args  # the gateway's refusal, as it gives it
-        try:
-            filled = fill(t.input_schema, args)
-        except FillTooLarge:  # refused below, as the gateway refuses it
-            filled = None
-        except RecursionError:  # (not within catalog/depth.py's bound: defensive)
-            filled = args
-        if filled is args:
-            return None, args  # nothing filled: nothing the filling can break
-        if isinstance(checker, tuple):  # no usable schema: the gateway refuses every call; decided by the policy here
-            return None, filled
-        refusal, out = admit(checker, tool, args)
-        if refusal is None:
-            return None, out
-        if refusal["kind"] == "invalid_default":
-            return refusal, args
-        return None, filled  # a partial call: decided by the policy, defaults filled
+        return admit(checker, tool, {} if args is None else args)  # (the proxy reads absent arguments as {})

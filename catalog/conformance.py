@@ -35,7 +35,7 @@ import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 from typing import Any
 
 from jsonschema import Draft202012Validator, validators
@@ -101,7 +101,74 @@ def _additional_properties(validator, ap, instance, schema):
         yield ValidationError("additional properties are not allowed")
 
 
-_RE2_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties}
+# ---- keywords whose cost the caller must not control -------------------------------------
+# jsonschema's own `uniqueItems` compares unhashable items pairwise (a 43 kB array of objects
+# took 32 s), and its `anyOf`/`oneOf` collect every error of every branch, each with the
+# whole instance in its message, before saying the one thing a refusal uses (a 0.2 MB array
+# under a four-way anyOf took 16.7 s): hostile review 18, F5 and F9, on the event loop of the
+# gateway. Same verdicts, with bounded work: uniqueness by hashing, and at most
+# MAX_CONTEXT errors kept per branch (what `best_match` descends into to name a violation).
+
+MAX_CONTEXT = 32  # errors kept per anyOf/oneOf branch
+MAX_ERRORS = 256  # errors `check` weighs to name the most relevant violation
+
+
+def _same_key(value):
+    """A hashable key under which two JSON values are equal exactly when jsonschema's
+    `equal` says so: booleans are not numbers, 1 and 1.0 are the same number, arrays
+    compare element by element and objects key by key."""
+    if value is True or value is False:
+        return ("b", value)
+    if isinstance(value, (int, float)):
+        return ("n", value)
+    if isinstance(value, str):
+        return ("s", value)
+    if value is None:
+        return ("z",)
+    if isinstance(value, list):
+        return ("a", tuple(_same_key(v) for v in value))
+    if isinstance(value, dict):
+        return ("o", frozenset((k, _same_key(v)) for k, v in value.items()))
+    return ("?", id(value))  # (not JSON: the gateway never reads such a value)
+
+
+def _unique_items(validator, unique, instance, schema):  # noqa: ARG001 (jsonschema's signature)
+    if unique and validator.is_type(instance, "array") and len({_same_key(v) for v in instance}) != len(instance):
+        yield ValidationError("has non-unique elements")
+
+
+def _branch_errors(validator, instance, subschema, index) -> list:
+    return list(islice(validator.descend(instance, subschema, schema_path=index), MAX_CONTEXT))
+
+
+def _any_of(validator, any_of, instance, schema):  # noqa: ARG001 (jsonschema's signature)
+    context = []
+    for index, subschema in enumerate(any_of):
+        errs = _branch_errors(validator, instance, subschema, index)
+        if not errs:
+            return
+        context.extend(errs)
+    yield ValidationError("is not valid under any of the given schemas", context=context)
+
+
+def _one_of(validator, one_of, instance, schema):  # noqa: ARG001 (jsonschema's signature)
+    context, valid = [], 0
+    for index, subschema in enumerate(one_of):
+        errs = _branch_errors(validator, instance, subschema, index)
+        if errs:
+            if not valid:
+                context.extend(errs)
+        else:
+            valid += 1
+            if valid > 1:
+                yield ValidationError("is valid under more than one of the given schemas")
+                return
+    if not valid:
+        yield ValidationError("is not valid under any of the given schemas", context=context)
+
+
+_RE2_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties,
+                 "uniqueItems": _unique_items, "anyOf": _any_of, "oneOf": _one_of}
 _CLASSES: dict[type, type] = {}
 
 
@@ -196,13 +263,18 @@ class SchemaCache:
         if deep is not None:  # (hashing it below is recursive too)
             raise SchemaUnusable(f"the input schema is {describe_depth(deep)}")
         try:
-            key = hashlib.sha256(json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False).encode()).digest()
+            canon = json.dumps(schema, sort_keys=True, separators=(",", ":"), allow_nan=False)
         except (TypeError, ValueError):
             raise SchemaUnusable("the input schema is not plain JSON (NaN or Infinity)") from None
+        key = hashlib.sha256(canon.encode()).digest()
         hit = self._by_key.get(key)
         if hit is None:
             try:
-                hit = compile_schema(closed_world(schema))
+                # compiled from its canonical form (keys sorted): which violation a refusal
+                # names, when a call has several, follows the order keywords are checked
+                # in, so the pinned catalog's copy of a schema, the upstream's listing of it
+                # and every tool outside the gateway name the same one
+                hit = compile_schema(closed_world(json.loads(canon)))
             except SchemaUnusable as e:
                 hit = e
             except RecursionError:
@@ -234,25 +306,12 @@ def check(validator, args) -> Violation | None:
         first = next(errors, None)
         if first is None:
             return None
-        err = best_match(chain([first], errors))
+        # the first MAX_ERRORS errors are weighed, not all: a caller controls how many there
+        # are (300,000 wrong items cost 6 s), and the refusal names one
+        err = best_match(islice(chain([first], errors), MAX_ERRORS))
     except Unresolvable as e:
         raise SchemaUnusable(unresolvable(e)) from None
     return Violation("".join("/" + escape(str(p)) for p in err.absolute_schema_path), describe(err))
-
-
-def only_missing(validator, args) -> bool:
-    """True when every way `args` fails its schema is a property the arguments object
-    itself must have and leaves out (`required`, met directly or through `$ref`, `allOf`,
-    `if`/`then`; not a branch of `anyOf`/`oneOf`). Such a call is a *partial* call: test
-    cases and examples name only the arguments a rule reads, and the tools that decide
-    outside the gateway still decide it (catalog/admission.py `CatalogAdmission`). Any
-    other failure — a wrong type, an undeclared argument, a bound, a pattern — is the
-    gateway's refusal there too. False when validating cannot finish (a reference the
-    schema does not resolve, nesting too deep): the gateway refuses those calls."""
-    try:
-        return all(e.validator == "required" and not e.absolute_path for e in validator.iter_errors(args))
-    except (Unresolvable, RecursionError):
-        return False
 
 
 def unresolvable(e: Unresolvable) -> str:

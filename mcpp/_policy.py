@@ -65,8 +65,7 @@ def load_policy(
     policy the way `mcpp check --catalog` does and kept as `Policy.catalog`; `decide` and
     `explain` then admit each call as the gateway does before it decides (docs/gateway.md,
     "Typed calls"): arguments that break the tool's schema get the gateway's refusal, and
-    the tool's declared defaults are filled in (a call that only leaves out required
-    arguments is still decided: docs/api.md, "Typed calls"). `counters`
+    the tool's declared defaults are filled in. `counters`
     is where limits count (default: in this process's memory; see `SQLiteCounters`,
     `RedisCounters`), under keys that start with `namespace` (policies sharing a store
     count apart unless they share a namespace). `filename` names text in diagnostics and
@@ -273,11 +272,10 @@ class Policy:
         """(None, the arguments as the gateway decides them) or (the gateway's refusal, as an
         engine decision; the arguments as given). Without a catalog, the arguments as given.
         With one, the gateway's admission (catalog/admission.py `CatalogAdmission`):
-        arguments that break the tool's declared schema are refused (`invalid_arguments`)
-        unless the call only leaves out required ones (a partial call, decided by the
-        policy), the declared defaults are filled in where the call omits them, and a call
-        that the filling makes invalid is refused (`invalid_default`) — the decision, rule
-        and message the gateway gives. A tool the catalog does not list is decided by the
+        arguments that break the tool's declared schema are refused (`invalid_arguments`),
+        the declared defaults are filled in where the call omits them, and a call that the
+        filling makes invalid is refused (`invalid_default`) — the decision, rule and
+        message the gateway gives. A tool the catalog does not list is decided by the
         policy."""
         if self.catalog is None:
             return None, arguments

@@ -65,20 +65,21 @@ def test_compile_refusal_names_rule(tmp_path):
 
 
 def test_eval_call_prints_one_decision():
-    p = mcpp("eval", "examples/refunds.mcpp", "--call", '{"name": "refund_payment", "arguments": {"amount": 1500}}')
+    p = mcpp("eval", "examples/refunds.mcpp", "--call", '{"name": "refund_payment", "arguments": {"charge_id": "ch_12345678", "amount": 1500}}')
     assert p.returncode == 0
     d = json.loads(p.stdout)
     assert (d["decision"], d["rule"], d["message"]) == (
         "deny", "/tools/refund_payment/require/args.amount-lte", "Refund exceeds the $1000 policy limit.",
     )
-    p = mcpp("eval", "examples/refunds.json", "--call", '{"name": "refund_payment", "arguments": {"amount": 10}}')
+    p = mcpp("eval", "examples/refunds.json", "--call", '{"name": "refund_payment", "arguments": {"charge_id": "ch_12345678", "amount": 10}}')
     assert json.loads(p.stdout)["decision"] == "allow"
 
 
 def test_eval_calls_share_limit_counters(tmp_path):
     f = tmp_path / "calls.jsonl"
-    lines = [{"name": "delete_pod", "arguments": {"namespace": "dev"}}] * 6
-    lines.append({"name": "delete_pod", "arguments": {"namespace": "dev"}, "grant": "someone-else"})
+    pod = {"namespace": "dev", "name": "web-7d9f"}  # (both required by the example's catalog)
+    lines = [{"name": "delete_pod", "arguments": pod}] * 6
+    lines.append({"name": "delete_pod", "arguments": pod, "grant": "someone-else"})
     f.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
     p = mcpp("eval", "examples/kubernetes.mcpp", "--calls", f, "--now", "2026-11-28T10:15:00Z")
     decisions = [json.loads(line) for line in p.stdout.splitlines()]

@@ -203,8 +203,11 @@ class GatewayApp(ApprovalSteps):
             rt.log.warning("request_cancelled_at_shutdown", path=path)
             try:
                 await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.INTERNAL_ERROR, "the gateway is stopping")))
-            except (OSError, RuntimeError):
-                pass  # part of an answer was already sent: uvicorn closes the connection
+            except (OSError, RuntimeError):  # a stream already open (a call waiting for approval): ended, not cut
+                try:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                except (OSError, RuntimeError):
+                    pass  # the client is gone
         except Exception as e:  # the last line of defence: a JSON-RPC error, never a traceback to the client
             self.rt.log.error("internal_error", path=path, error=f"{type(e).__name__}: {e}")
             try:
@@ -654,7 +657,8 @@ class GatewayApp(ApprovalSteps):
             # typed calls: the arguments must conform to the tool's declared schema before
             # the policy sees them, so no condition can be bypassed with a wrong type
             try:
-                typed, filled = await self.schema_check(server, name, args, upstream, fwd, params, modern)
+                typed, filled = await self.schema_check(server, name, args, upstream, fwd, params, modern,
+                                                        large=len(decided_body) > OFF_LOOP_CHECK_BYTES)
                 if filled is not args:  # the tool's declared defaults, filled in: what is decided, audited and forwarded
                     args, msg = filled, {**msg, "params": {**params, "arguments": filled}}
                     decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
@@ -1112,7 +1116,8 @@ class GatewayApp(ApprovalSteps):
         return None
 
     # ---- typed calls (schemas.py) ----------------------------------------------------------
-    async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool) -> tuple[dict | None, Any]:
+    async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool,
+                           large: bool = False) -> tuple[dict | None, Any]:
         """(None, the arguments with the tool's declared defaults filled in) when the call's
         arguments conform to the tool's declared inputSchema (schemas.admit); else
         ({kind, message, pointer, reason, rejection?}, args). The schema is the pinned catalog's when
@@ -1120,7 +1125,11 @@ class GatewayApp(ApprovalSteps):
         it), otherwise the upstream's own listing's. Fail closed: a tool the upstream does
         not list, a listing that cannot be had, or a schema that cannot be used refuse.
         What a tool's definition means for checking (a validator, or why there is none) is
-        worked out once per pin or listing version, not per call."""
+        worked out once per pin or listing version, not per call. `large`: the call is big
+        enough that checking it takes long (a valid 1 MB array of strings takes 0.7 s of
+        jsonschema), so it is checked in a worker thread, not on the event loop that serves
+        every other request; a small call (nearly all) is checked inline, where a thread's
+        hand-off would cost more than the check."""
         rt = self.rt
         if server.catalog:
             cur = rt.pin_for(server).current
@@ -1143,6 +1152,8 @@ class GatewayApp(ApprovalSteps):
                 checker = self._checker(defs, name)
                 if defs:  # memoised for listed tools only: the names callers send are not cache keys
                     listing.checkers[name] = checker
+        if large:
+            return await asyncio.to_thread(admit, checker, name, args)
         return admit(checker, name, args)
 
     def _checker(self, defs: list[dict], name: str):
@@ -1663,6 +1674,7 @@ NOT_EXECUTED_CODES = frozenset({-32700, -32600, -32601, -32602, rpc.HEADER_MISMA
 
 # audit outcome of a forwarded tools/call → whether its limit reservation is kept. Given
 # back only when the upstream certainly did not execute the call (docs/gateway.md, Limits).
+OFF_LOOP_CHECK_BYTES = 65536  # a call larger than this is checked against its schema in a worker thread
 STOPPED_TEXT = f"{rpc.ERROR_PREFIX}The gateway stopped before the upstream answered; the call may or may not have run."
 
 OUTCOME_COUNTED = {

@@ -738,10 +738,12 @@ def build_app(config: GatewayConfig, config_path: str | None = None, log: Logger
 
 
 def serve(config: GatewayConfig, config_path: str | None = None) -> None:
-    """Run until SIGINT/SIGTERM (uvicorn handles both: in-flight requests finish first)."""
+    """Run until SIGINT/SIGTERM: in-flight requests finish first, or are answered and
+    audited as stopped (stopping.py)."""
     import uvicorn
 
     from .http_server import HeadLimits, bounded_protocol
+    from .stopping import GatewayServer
 
     app, rt = build_app(config, config_path, strict=True)
     loop = "uvloop" if _has("uvloop") else "asyncio"
@@ -755,8 +757,6 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
         # uvicorn annotates int; it hands the seconds to loop.call_later, which takes a float
         timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
         limit_concurrency=config.max_connections,
-        # uvicorn annotates int; it is handed to asyncio.wait_for, which takes a float
-        timeout_graceful_shutdown=config.shutdown_timeout,  # type: ignore[arg-type]
     )
     # both listeners are bound here, before serving: a port that is taken fails the start
     mcp_sock = _bind(config.host, config.port)
@@ -769,26 +769,8 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
         rt.log.info("listening_ops", host=config.ops_listen[0], port=rt.ops_port)
     rt.log.info("listening", host=config.host, port=rt.mcp_port, loop=loop, http="httptools")
 
-    class Server(uvicorn.Server):
-        async def shutdown(self, sockets=None) -> None:
-            rt.stopping = True
-            rt.log.info("stopping", in_flight=len(self.server_state.tasks), shutdown_timeout=config.shutdown_timeout,
-                        listening_streams_ended=app.end_listening())
-            await super().shutdown(sockets)
-
-    def cancelled_at_timeout(record) -> bool:
-        """uvicorn's plain-text line for the requests it cancels at the shutdown timeout,
-        as one of the gateway's own JSON records (the log is JSON lines)."""
-        if record.getMessage().startswith("Cancel ") and "timeout graceful shutdown exceeded" in record.getMessage():
-            rt.log.warning("shutdown_timeout_exceeded", cancelled=record.args[0] if record.args else None,
-                           shutdown_timeout=config.shutdown_timeout)
-            return False
-        return True
-
-    import logging
-
-    logging.getLogger("uvicorn.error").addFilter(cancelled_at_timeout)
-    Server(uconfig).run(sockets=sockets)
+    # stopping.py: every call open at SIGTERM/SIGINT is answered and audited before exit
+    GatewayServer(uconfig, rt, app).run(sockets=sockets)
 
 
 def _bind(host: str, port: int):

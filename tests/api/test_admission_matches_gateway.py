@@ -1,11 +1,13 @@
 """Every tool that decides a call against a catalog outside the gateway (`mcpp eval`, the
-Python API, `mcpp test`, the language server: `CatalogAdmission`) refuses a call whose
-arguments break the tool's schema exactly as the gateway refuses it: the same rule
-pointer and message. Before, such a call was decided by the policy, so `{"amount":
-"5000"}` for a declared number got a policy decision no gateway ever gives (the
-examples' own tests asserted one). The one documented difference: a *partial* call,
-whose only fault is leaving out properties the arguments object requires, is still
-decided by the policy (docs/api.md, "Typed calls")."""
+Python API, `mcpp test`, the language server: `CatalogAdmission`) admits it exactly as the
+gateway does: the same refusal (kind, rule pointer, reason, message) or the same filled
+arguments, for every call to a tool the catalog lists. Before, a call whose arguments
+broke the schema was decided by the policy, so `{"amount": "5000"}` for a declared number
+got a policy decision no gateway ever gives (the examples' own tests asserted one); a
+first fix still let a call that only left out required arguments through, and hostile
+review 18 found the policy then deciding calls the gateway refuses in every completion
+(defaults filled unchecked, `dependentSchemas`, `if`/`then`, `maxProperties`, a default
+too large to fill giving the policy no arguments at all)."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ from hypothesis import given, settings, strategies as st
 import mcpp
 from mcpp.catalog import Catalog
 from mcpp.catalog.admission import CatalogAdmission, admit, tool_checker
-from mcpp.catalog.conformance import SchemaCache, only_missing
+from mcpp.catalog.conformance import SchemaCache
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,8 +43,21 @@ IF_THEN = {"type": "object", "properties": {"mode": {"enum": ["a", "b"]}, "key":
 DEPENDENT = {"type": "object", "properties": {"p": {"type": "string"}, "q": {"type": "string"}},
              "dependentRequired": {"p": ["q"]}}
 UNRESOLVED = {"type": "object", "properties": {"a": {"$ref": "#/$defs/missing"}}}
+# hostile review 18: partial calls the policy decided although no completion can be forwarded
+BAD_DEFAULT = {"type": "object", "properties": {"order_id": {"type": "string"},
+                                                "amount": {"type": "number", "default": "5000"}}, "required": ["order_id"]}
+DEP_SCHEMAS = {"type": "object", "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"}},
+               "required": ["order_id"], "dependentSchemas": {"order_id": {"properties": {"amount": {"maximum": 100}}}}}
+MAX_PROPS = {"type": "object", "properties": {"order_id": {"type": "string"}, "amount": {"type": "number"},
+                                              "note": {"type": "string"}}, "required": ["order_id"], "maxProperties": 2}
+FALSE_PROP = {"type": "object", "properties": {"x": False, "y": {"type": "string"}}, "required": ["x"]}
+HUGE_DEFAULT = {"type": "object", "properties": {"id": {"type": "string"},  # more values than filling may add
+                                                 "opts": {"type": "object", "default": {f"k{i}": i for i in range(1500)}}},
+                "required": ["id"]}
+RE2_LOOKAHEAD = {"type": "object", "properties": {"path": {"type": "string", "pattern": "^(?!/etc/).*$"}}}
 SCHEMAS = {"amount": AMOUNT, "nested": NESTED, "ref": REF, "any": ANY, "allof": ALLOF, "if_then": IF_THEN,
-           "dependent": DEPENDENT, "unresolved": UNRESOLVED}
+           "dependent": DEPENDENT, "unresolved": UNRESOLVED, "bad_default": BAD_DEFAULT, "dep_schemas": DEP_SCHEMAS,
+           "max_props": MAX_PROPS, "false_prop": FALSE_PROP, "huge_default": HUGE_DEFAULT, "re2": RE2_LOOKAHEAD}
 CAT = Catalog.from_tools([{"name": n, "inputSchema": s} for n, s in SCHEMAS.items()])
 
 
@@ -52,50 +67,50 @@ def gateway(tool: str, args):
     return admit(tool_checker(SchemaCache(), [{"inputSchema": SCHEMAS[tool]}], tool), tool, args)
 
 
-# (tool, arguments, what the tools outside the gateway do): "refused" — the gateway's
-# refusal, rule and message alike; "partial" — decided by the policy although the gateway
-# refuses it (only required properties left out); "forwarded" — the gateway's arguments
+# (tool, arguments, the gateway's outcome kind: None when it forwards the call)
 TABLE = [
-    ("amount", {"charge_id": "ch_abcd", "amount": "5000"}, "refused"),  # a string where a number is declared
-    ("amount", {"charge_id": "ch_abcd", "amount": 5000, "note": "x"}, "refused"),  # an undeclared argument
-    ("amount", {"charge_id": "ch_abcd", "amount": 0}, "refused"),  # out of bounds
-    ("amount", {"charge_id": "../ch_abcd"}, "refused"),  # a pattern
-    ("amount", {"charge_id": "ch_abcd", "reason": "customer asked"}, "refused"),  # an enum
-    ("amount", {"amount": "5000"}, "refused"),  # left out *and* mistyped: the gateway's message, whichever it names
-    ("amount", {"amount": True}, "refused"),  # a boolean is no number
-    ("amount", {"amount": 5000}, "partial"),  # only the required charge_id left out
-    ("amount", {}, "partial"),
-    ("amount", {"charge_id": "ch_abcd", "amount": 12.5}, "forwarded"),
-    ("nested", {}, "partial"),
-    ("nested", {"target": {}}, "refused"),  # an object the case gives, incomplete: not the arguments object itself
-    ("nested", {"target": "ns1"}, "refused"),
-    ("ref", {}, "partial"),  # required through $ref
-    ("ref", {"q": 1}, "refused"),
-    ("any", {}, "refused"),  # which of a or b is meant cannot be told: anyOf fails as a whole
-    ("any", {"a": "x"}, "forwarded"),
-    ("allof", {}, "partial"),  # required through allOf; the default of y is still filled in
-    ("allof", {"x": "1"}, "refused"),
-    ("allof", {"x": 1}, "forwarded"),
-    ("if_then", {"mode": "b"}, "partial"),  # required through if/then
-    ("if_then", {"mode": "c"}, "refused"),
-    ("dependent", {"p": "x"}, "refused"),  # dependentRequired is a rule between arguments, not a left-out one
-    ("unresolved", {"a": 1}, "refused"),  # the gateway cannot check it: refused as unusable
+    ("amount", {"charge_id": "ch_abcd", "amount": "5000"}, "invalid_arguments"),  # a string where a number is declared
+    ("amount", {"charge_id": "ch_abcd", "amount": 5000, "note": "x"}, "invalid_arguments"),  # an undeclared argument
+    ("amount", {"charge_id": "ch_abcd", "amount": 0}, "invalid_arguments"),  # out of bounds
+    ("amount", {"charge_id": "../ch_abcd"}, "invalid_arguments"),  # a pattern
+    ("amount", {"charge_id": "ch_abcd", "reason": "customer asked"}, "invalid_arguments"),  # an enum
+    ("amount", {"amount": "5000"}, "invalid_arguments"),
+    ("amount", {"amount": True}, "invalid_arguments"),  # a boolean is no number
+    ("amount", {"amount": 5000}, "invalid_arguments"),  # a required argument left out
+    ("amount", {}, "invalid_arguments"),
+    ("amount", {"charge_id": "ch_abcd", "amount": 12.5}, None),
+    ("nested", {}, "invalid_arguments"),
+    ("nested", {"target": {}}, "invalid_arguments"),
+    ("ref", {}, "invalid_arguments"),
+    ("ref", {"q": "x"}, None),
+    ("any", {}, "invalid_arguments"),
+    ("any", {"a": "x"}, None),
+    ("allof", {}, "invalid_arguments"),
+    ("allof", {"x": 1}, None),  # the default of y is filled in
+    ("if_then", {"mode": "b"}, "invalid_arguments"),
+    ("dependent", {"p": "x"}, "invalid_arguments"),
+    ("unresolved", {"a": 1}, "unusable_schema"),  # the gateway cannot check it: refused as unusable
+    ("bad_default", {}, "invalid_arguments"),  # hostile18 F1: the default "5000" reached the policy
+    ("bad_default", {"order_id": "o1"}, "invalid_default"),
+    ("bad_default", {"order_id": "o1", "amount": 5}, None),
+    ("huge_default", {}, "invalid_arguments"),  # hostile18 F2: the policy got no arguments at all
+    ("huge_default", {"id": "i"}, "invalid_default"),
+    ("dep_schemas", {"amount": 5000}, "invalid_arguments"),  # hostile18 F3
+    ("dep_schemas", {"order_id": "o", "amount": 5000}, "invalid_arguments"),
+    ("max_props", {"amount": 1, "note": "n"}, "invalid_arguments"),
+    ("false_prop", {"y": "v"}, "invalid_arguments"),
+    ("re2", {"path": "/etc/shadow"}, "unusable_schema"),  # hostile18 F4: a pattern RE2 cannot run
+    ("re2", {}, "unusable_schema"),  # every call to the tool, as at the gateway
 ]
 
 
-@pytest.mark.parametrize("tool,args,want", TABLE, ids=[f"{t}-{json.dumps(a)}" for t, a, _ in TABLE])
-def test_outside_the_gateway_a_call_is_refused_as_the_gateway_refuses_it(tool, args, want):
+@pytest.mark.parametrize("tool,args,want", TABLE, ids=[f"{t}-{json.dumps(a)[:40]}" for t, a, _ in TABLE])
+def test_outside_the_gateway_a_call_is_admitted_as_the_gateway_admits_it(tool, args, want):
     g_refusal, g_args = gateway(tool, args)
+    assert (g_refusal or {}).get("kind") == want, g_refusal
     refusal, out = CatalogAdmission(CAT).admit(tool, args)
-    if want == "refused":
-        assert g_refusal is not None
-        assert refusal == g_refusal  # kind, pointer, reason and message: what the gateway answers
-    elif want == "partial":
-        assert g_refusal is not None and g_refusal["kind"] == "invalid_arguments"
-        assert refusal is None  # decided by the policy
-        assert only_missing(tool_checker(SchemaCache(), [{"inputSchema": SCHEMAS[tool]}], tool), args)
-    else:
-        assert g_refusal is None and refusal is None
+    assert refusal == g_refusal  # kind, pointer, reason and message: what the gateway answers
+    if g_refusal is None:
         assert out == g_args  # the arguments the gateway forwards, defaults filled in
 
 
@@ -103,21 +118,18 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(-
                     | st.sampled_from(["", "a", "b", "ch_abcd", "duplicate", "5000"]),
                     lambda inner: st.lists(inner, max_size=2) | st.dictionaries(st.sampled_from(["ns", "q", "x"]), inner, max_size=2),
                     max_leaves=4)
-KEYS = st.sampled_from(["charge_id", "amount", "reason", "target", "q", "a", "b", "x", "y", "mode", "key", "p", "note"])
+KEYS = st.sampled_from(["charge_id", "amount", "reason", "target", "q", "a", "b", "x", "y", "mode", "key", "p", "note",
+                        "order_id", "id", "path"])
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(sorted(SCHEMAS)), st.dictionaries(KEYS, JSON, max_size=4))
-def test_every_call_gets_the_gateway_outcome_unless_it_only_leaves_out_required_arguments(tool, args):
+def test_every_call_gets_the_gateway_outcome(tool, args):
     g_refusal, g_args = gateway(tool, args)
     refusal, out = CatalogAdmission(CAT).admit(tool, args)
+    assert refusal == g_refusal
     if g_refusal is None:
-        assert refusal is None and out == g_args
-    elif refusal is not None:
-        assert refusal == g_refusal
-    else:  # decided by the policy: only a partial call may be
-        assert g_refusal["kind"] == "invalid_arguments"
-        assert only_missing(tool_checker(SchemaCache(), [{"inputSchema": SCHEMAS[tool]}], tool), args)
+        assert out == g_args
 
 
 REFUNDS = ROOT / "examples" / "refunds.mcpp"

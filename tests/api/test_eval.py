@@ -155,11 +155,11 @@ def test_a_bad_line_means_no_decision_is_printed(tmp_path):
     """A batch is decided whole or not at all: a script never reads the decisions of half
     a file as the file's (the first line alone would be an allow)."""
     f = tmp_path / "calls.jsonl"
-    f.write_text('{"name": "refund_payment", "arguments": {"amount": 5}}\n{"name": 5}\n')
+    f.write_text('{"name": "refund_payment", "arguments": {"charge_id": "ch_12345678", "amount": 5}}\n{"name": 5}\n')
     p = mcpp_cli("eval", "examples/refunds.mcpp", "--calls", str(f))
     assert p.returncode == 2 and f"{f}:2: " in p.stderr and "Traceback" not in p.stderr
     assert p.stdout == ""
-    f.write_text('{"name": "refund_payment", "arguments": {"amount": 5}}\n')
+    f.write_text('{"name": "refund_payment", "arguments": {"charge_id": "ch_12345678", "amount": 5}}\n')
     assert json.loads(mcpp_cli("eval", "examples/refunds.mcpp", "--calls", str(f)).stdout)["decision"] == "allow"
 
 

@@ -86,7 +86,7 @@ def test_call_errors_name_the_flag_once(call, message):
 
 def test_calls_errors_name_the_file_and_line_once_and_decide_nothing(tmp_path):
     f = tmp_path / "calls.jsonl"
-    f.write_text('{"name": "refund_payment", "arguments": {"amount": 5}}\n\n{"name": 3}\n')
+    f.write_text('{"name": "refund_payment", "arguments": {"charge_id": "ch_12345678", "amount": 5}}\n\n{"name": 3}\n')
     p = mcpp("eval", POLICY, "--calls", f)
     assert p.returncode == 2 and p.stdout == ""
     assert p.stderr == f'mcpp: error: {f}:3: "name" (the tool) must be a string\n'

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import json
 import sqlite3
@@ -246,3 +247,31 @@ async def test_listening_streams_are_ended_at_once_when_the_gateway_stops(script
     assert [r.get("listening_streams_ended") for r in records if r.get("event") == "stopping"] == [1]
     text = g.log.read_text()
     assert "Traceback" not in text and all(line.startswith("{") for line in text.splitlines()), text[-3000:]
+
+
+@pytest.mark.parametrize("scripted", [(60.0, 30.0)], indirect=True)
+@pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM])
+async def test_a_second_signal_stops_at_once_and_still_answers_and_audits(scripted, second):
+    """`kill` then Ctrl-C (or a supervisor escalating): uvicorn's force-exit skipped the
+    cancelling and the application's shutdown, and the re-raised SIGTERM killed the process:
+    the client got nothing and the row stayed `forwarded` (hostile review 19, F1, F2). A
+    second signal now only ends the wait for open requests."""
+    up, g = scripted
+    before = charged(g.state)
+    async with httpx2.AsyncClient(timeout=30) as http:
+        pending = asyncio.create_task(call_tool(http, g.url(), g.token, "hang", {}, rid=9))
+        deadline = time.time() + 15
+        while time.time() < deadline and not up.executed("hang"):
+            await asyncio.sleep(0.05)
+        t0 = time.monotonic()
+        os.killpg(g.proc.p.pid, signal.SIGTERM)
+        await asyncio.sleep(0.5)  # the stop has begun: it would wait shutdown_timeout (30 s) for the call
+        g.proc.kill(second, wait=30)
+        assert time.monotonic() - t0 < 8
+        r = await pending
+    assert r["id"] == 9 and "The gateway stopped before the upstream answered" in r["result"]["content"][0]["text"], r
+    assert outcomes(g.state)[-1] == ("hang", "gateway_stopped")
+    assert charged(g.state) - before == 1
+    text = g.log.read_text()
+    assert "Traceback" not in text and all(line.startswith("{") for line in text.splitlines()), text[-3000:]
+    assert "stopping_at_second_signal" in [x.get("event") for x in g.log_records()]

@@ -97,3 +97,48 @@ policy = "policy.mcpp"
     ran = [line for line in record.read_text().splitlines() if line.strip()]
     tools = [json.loads(x)["tool"] for x in ran]
     assert tools.count("echo") == 2 and "delete_pod" not in tools
+
+
+async def test_a_call_in_flight_to_a_stdio_server_is_answered_and_audited_when_the_gateway_stops(tmp_path, start_gateway):
+    """SIGTERM (what Kubernetes, docker and systemd send) with a call at a stdio server:
+    uvicorn re-raised the signal as soon as the application's shutdown returned, which with
+    only stdio upstreams was before the cancelled request unwound — the client got no
+    answer and the row stayed `forwarded`, every time (hostile review 19, F3)."""
+    import asyncio
+    import signal
+    import sqlite3
+    import time
+
+    record = tmp_path / "ran.jsonl"
+    record.touch()
+    write(tmp_path / "policy.mcpp", 'permit (principal, action, resource);\n')
+    port = free_port()
+    config = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+shutdown_timeout = 1
+
+[[servers]]
+id = "default"
+command = [{json.dumps(sys.executable)}, {json.dumps(str(FIXTURE))}, "--stdio"]
+env = {{ MCPP_FIXTURE_LOG = {json.dumps(str(record))} }}
+policy = "policy.mcpp"
+enforce_input_schema = false
+""")
+    grant = create_grant(tmp_path / "state", "agent")
+    g = start_gateway("--config", str(config), port=port)
+    http, c = _client(g.url(), grant["token"], "legacy")  # (the fixture speaks the 2025 handshake era)
+    async with http, c:
+        pending = asyncio.create_task(c.call_tool("slow", {"seconds": 60}))
+        deadline = time.time() + 20
+        while time.time() < deadline and "slow" not in record.read_text():
+            await asyncio.sleep(0.05)
+        g.proc.kill(signal.SIGTERM, wait=30)
+        r = await asyncio.wait_for(pending, 20)
+    assert r.is_error and "The gateway stopped before the upstream answered" in r.content[0].text, r
+    rows = sqlite3.connect(tmp_path / "state" / "audit.db").execute("SELECT tool, outcome FROM audit").fetchall()
+    assert rows == [("slow", "gateway_stopped")]
+    assert g.proc.p.returncode == -signal.SIGTERM  # ends by the signal, once everything is written
+    text = g.log.read_text()
+    assert "Traceback" not in text and all(line.startswith("{") for line in text.splitlines()), text[-3000:]

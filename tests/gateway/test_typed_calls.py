@@ -220,3 +220,31 @@ async def test_real_catalogs_refuse_every_wrong_type(tmp_path, start_gateway, ca
         assert forwarded >= len(tools) * 0.8 and refused >= len(tools) // 2, (forwarded, refused, len(tools))
     finally:
         up.stop()
+
+
+async def test_a_large_call_is_checked_off_the_event_loop(tmp_path, sdk_upstream, start_gateway):
+    """A valid 2 MB array takes jsonschema seconds to check; checked on the event loop, it
+    held every other request (`/healthz`, other callers' calls) for that long. A call over
+    64 KiB is checked in a worker thread: the gateway keeps answering meanwhile."""
+    import asyncio
+    import time
+
+    policy = write(tmp_path / "p.mcpp", ALLOW_ALL)
+    state = tmp_path / "state"
+    grant = create_grant(state, "typed")
+    g = start_gateway("--policy", str(policy), "--upstream", sdk_upstream.url, state=state)
+    big = {"repo": "acme/api", "labels": [f"l{i}" for i in range(250_000)], "filter": {"state": "open", "limit": 10}}
+    async with httpx2.AsyncClient(timeout=60) as http:
+        task = asyncio.create_task(call_tool(http, g.url(), grant["token"], "search_issues", big, rid=1))
+        waits = []
+        t_end = time.monotonic() + 30
+        while not task.done() and time.monotonic() < t_end:
+            t0 = time.monotonic()
+            r = await http.get(f"{g.base}/healthz")
+            assert r.status_code == 200
+            waits.append(time.monotonic() - t0)
+            await asyncio.sleep(0.05)
+        answer = await task
+    assert "found 0 issues" in result_text(answer), answer  # checked, decided, forwarded
+    assert len(waits) >= 5, waits  # the big call took a while: the health checks ran beside it
+    assert max(waits) < 0.75, waits  # never held behind the check (it was 2 s and more)

@@ -1,0 +1,89 @@
+"""How the gateway stops: every call open at SIGTERM/SIGINT is answered and audited, and
+the process ends by the signal only once that is done.
+
+uvicorn's own stop does not give that (hostile review 19): after the graceful-shutdown
+timeout it cancels the open requests and at once runs the application's shutdown, and on
+leaving `serve()` it raises the captured signal again — SIGTERM with its default action,
+which kills the process before a cancelled request has unwound (with a stdio upstream,
+whose shutdown awaits nothing, every time: the client got no answer and the audit row
+stayed `forwarded`). A second signal sets uvicorn's `force_exit`, which skips both the
+cancelling and the application's shutdown (stdio children left running, outcomes lost,
+a traceback in the log).
+
+Here a first signal starts the stop: listeners close, listening streams end
+(`GatewayApp.end_listening`), open requests get `shutdown_timeout` seconds; a second
+signal ends that wait at once. Then what is still open is cancelled and given
+`UNWIND_SECONDS` to answer its client and settle its audit outcome (proxy.py), the
+application's shutdown runs (stdio children killed, queued store writes drained:
+`Runtime.stop`), and only then is the first signal raised again, so a service manager
+sees the exit status it expects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+
+import uvicorn
+
+UNWIND_SECONDS = 5.0  # for cancelled requests to answer and audit, after the wait
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class GatewayServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, rt, app) -> None:
+        super().__init__(config)
+        self.rt, self.app = rt, app
+        self.hurry = False  # a second signal: stop waiting for open requests
+        self._first_signal: int | None = None
+
+    def handle_exit(self, sig: int, frame) -> None:  # noqa: ARG002 (a signal handler's signature)
+        if self._first_signal is None:
+            self._first_signal = sig
+        if self.should_exit:
+            self.hurry = True
+        self.should_exit = True
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in _SIGNALS}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+        if self._first_signal is not None:
+            signal.raise_signal(self._first_signal)  # everything is answered and written: end by it
+
+    async def shutdown(self, sockets=None) -> None:
+        rt, state = self.rt, self.server_state
+        rt.stopping = True
+        timeout = rt.config.shutdown_timeout
+        rt.log.info("stopping", in_flight=len(state.tasks), shutdown_timeout=timeout,
+                    listening_streams_ended=self.app.end_listening())
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for connection in list(state.connections):
+            connection.shutdown()  # idle keep-alive connections close; busy ones after their answer
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (state.connections or state.tasks) and not self.hurry and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        open_tasks = list(state.tasks)
+        if open_tasks:
+            rt.log.warning("shutdown_timeout_exceeded" if not self.hurry else "stopping_at_second_signal",
+                           cancelled=len(open_tasks), shutdown_timeout=timeout)
+            for task in open_tasks:
+                task.cancel()
+            # each answers its client ("the gateway stopped …") and settles its audit outcome
+            _, left = await asyncio.wait(open_tasks, timeout=UNWIND_SECONDS)
+            if left:
+                rt.log.error("requests_not_unwound", count=len(left))
+        await self.lifespan.shutdown()
