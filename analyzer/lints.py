@@ -59,6 +59,7 @@ LINTS = {
         LintInfo("always-denies", "warning", "a policy that allows no call at all"),
         LintInfo("unfilled-default", "warning",
                  "an argument a rule reads whose declared default the gateway does not fill (or refuses)"),
+        LintInfo("unusable-schema", "warning", "a rule about a tool whose input schema the gateway cannot use"),
         LintInfo("undecided", "warning", "checks a lint could not decide in time: its findings may be incomplete"),
     )
 }
@@ -352,7 +353,7 @@ class Linter:
 
     def _run(self) -> list[Diagnostic]:
         self._prefetch()
-        solver_free = ("unanchored-regex", "unfilled-default")  # syntactic: they run whatever the time
+        solver_free = ("unanchored-regex", "unfilled-default", "unusable-schema")  # syntactic: they run whatever the time
         for lint_id, fn in (
             ("unsatisfiable-condition", self.unsatisfiable_conditions),
             ("dead-permit", self.dead_permits),
@@ -361,6 +362,7 @@ class Linter:
             ("unanchored-regex", self.unanchored_regexes),
             ("always-allows", self.always),
             ("unfilled-default", self.unfilled_defaults),
+            ("unusable-schema", self.unusable_schemas),
         ):
             if self.enabled(lint_id):
                 self._lint = lint_id
@@ -726,6 +728,27 @@ class Linter:
                       "argument one unconditional default in the schema",))
             self.report("unfilled-default", c.message(), c.span, notes=notes, rule=c.rule, tool=c.tool,
                         argument=c.argument, kind=c.caveat.kind)
+
+    # -- unusable-schema ------------------------------------------------------------------------
+    def unusable_schemas(self) -> None:
+        """Typed only: a tool whose declared input schema the gateway cannot use (a pattern
+        RE2 cannot run, an unknown dialect, …) has every call refused (`unusable_schema`),
+        so no rule about it ever applies; said once per tool, at the first statement that
+        names it."""
+        schemas = self.session.schemas or {}
+        infos = [*self.program.policies, *self.program.limits, *self.program.asserts]
+        for tool in sorted(schemas):
+            why = schemas[tool].refused
+            if not why:
+                continue
+            info = next((i for i in infos if i.tools is not None and tool in i.tools), None)
+            if info is None:
+                continue
+            self.report("unusable-schema",
+                        f"the gateway refuses every call to {tool}: its input schema cannot be used ({why})",
+                        info.stmt.span, notes=("correct the server's schema (or pin a catalog with a usable one); "
+                                               "until then no rule about this tool applies",),
+                        rule=info.id, tool=tool)
 
     # -- unanchored-regex -----------------------------------------------------------------------
     def unanchored_regexes(self) -> None:

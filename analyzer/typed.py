@@ -58,12 +58,16 @@ class SchemaAssumption:
         # a schema whose meaning this module does not read exactly as the gateway's
         # validator does assumes nothing beyond "the arguments are an object" (sound)
         self.unmodelled = unmodelled(self.schema)
+        # a schema the gateway cannot use (a pattern RE2 cannot run, say) refuses every
+        # call to its tool: no call of it reaches the policy (hostile review 18 F6: the
+        # encoding read such a pattern and raised)
+        self.refused = _unusable(self.schema)
 
     # -- the request's paths -------------------------------------------------------------------
     def prepare(self, req) -> None:
         """Track every required key and every key the gateway fills in (to a small depth),
         so a witness carries what the schema demands even when no rule reads it."""
-        if self.unmodelled:
+        if self.unmodelled or self.refused:
             return
         todo: list[tuple[tuple, View]] = [((), self.root)]
         while todo:
@@ -79,6 +83,8 @@ class SchemaAssumption:
 
     def constraints(self, req) -> list:
         ctx = req.ctx
+        if self.refused:
+            return [z3.BoolVal(False, ctx)]
         if self.unmodelled:
             return [req.paths[()].is_("obj")]
         out: list = []
@@ -111,7 +117,7 @@ class SchemaAssumption:
     def caveats(self) -> list[Caveat]:
         """The defaults of this tool the gateway does not fill, or refuses (catalog/defaults.py)."""
         if self._caveats is None:
-            self._caveats = caveats(self.schema)
+            self._caveats = [] if self.refused else caveats(self.schema)
         return self._caveats
 
     # -- one value ----------------------------------------------------------------------------
@@ -249,6 +255,24 @@ def as_2020_12(schema: dict) -> dict:
         return n
 
     return walk(schema)
+
+
+_GATEWAY_SCHEMAS = None  # the gateway's compiled validators (catalog/conformance.py), shared by every session
+
+
+def _unusable(schema: dict) -> str | None:
+    """Why the gateway cannot use `schema` (so refuses every call to its tool), or None:
+    its own compilation, not a second reading."""
+    global _GATEWAY_SCHEMAS
+    from mcpp.catalog.conformance import SchemaCache, SchemaUnusable
+
+    if _GATEWAY_SCHEMAS is None:
+        _GATEWAY_SCHEMAS = SchemaCache()
+    try:
+        _GATEWAY_SCHEMAS.get(schema)
+    except SchemaUnusable as e:
+        return str(e)
+    return None
 
 
 def unmodelled(schema: dict) -> str | None:
