@@ -58,6 +58,15 @@ class ScriptedUpstream:
         except TimeoutError:
             pass
 
+    async def _held(self) -> bool:
+        """Hold an answer until `release` is set, for at most 60 s; whether it was released."""
+        try:
+            async with asyncio.timeout(60):
+                await self.release.wait()
+            return True
+        except TimeoutError:
+            return False
+
     def executed(self, tool: str | None = None) -> list[dict]:
         return [a for t, a in self.calls if tool is None or t == tool]
 
@@ -80,11 +89,7 @@ class ScriptedUpstream:
                     writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
                                  b"%x\r\n%s\r\n" % (len(b": listening\n\n"), b": listening\n\n"))
                     await writer.drain()
-                    try:
-                        async with asyncio.timeout(60):
-                            await self.release.wait()
-                    except TimeoutError:
-                        pass
+                    await self._held()
                     return
                 keep = await self._answer(body, writer)
                 if not keep:
@@ -136,10 +141,7 @@ class ScriptedUpstream:
         elif name == "drop":
             return False
         elif name == "hang":
-            try:
-                async with asyncio.timeout(60):
-                    await self.release.wait()
-            except TimeoutError:
+            if not await self._held():
                 return False
             self._send(writer, 200, json.dumps(ok).encode())
         elif name.startswith("sse_"):
@@ -150,11 +152,7 @@ class ScriptedUpstream:
             elif name == "sse_hang":  # headers, a comment, then nothing until released
                 writer.write(b"%x\r\n%s\r\n" % (len(b": open\n\n"), b": open\n\n"))
                 await writer.drain()
-                try:
-                    async with asyncio.timeout(60):
-                        await self.release.wait()
-                except TimeoutError:
-                    pass
+                await self._held()
                 return False
             elif name == "sse_garbage":
                 junk = b"event: message\r\ndata: {not json\r\n\r\n"
@@ -172,10 +170,7 @@ class ScriptedUpstream:
         if mode == "ok":
             self._send(writer, 200, json.dumps(good).encode())
         elif mode == "hang":  # no answer until released
-            try:
-                async with asyncio.timeout(60):
-                    await self.release.wait()
-            except TimeoutError:
+            if not await self._held():
                 return False
             self._send(writer, 200, json.dumps(good).encode())
         elif mode in ("302", "401", "500"):

@@ -174,6 +174,16 @@ async def test_a_stream_cut_by_the_gateway_stopping_keeps_the_unit(scripted):
     _stopped_cleanly(g)
 
 
+async def _hanging_call(http, up, g, rid: int) -> asyncio.Task:
+    """A tools/call of `hang` in flight: sent, at the upstream, unanswered."""
+    pending = asyncio.create_task(call_tool(http, g.url(), g.token, "hang", {}, rid=rid))
+    deadline = time.time() + 15
+    while time.time() < deadline and not up.executed("hang"):
+        await asyncio.sleep(0.05)
+    assert up.executed("hang")
+    return pending
+
+
 def _stopped_cleanly(g) -> None:
     """The stop is in the log as records, with no traceback (uvicorn logged one for every
     request it cancelled at the shutdown timeout)."""
@@ -191,11 +201,7 @@ async def test_a_call_waiting_for_its_answer_when_the_gateway_stops_keeps_the_un
     up, g = scripted
     before = charged(g.state)
     async with httpx2.AsyncClient(timeout=30) as http:
-        pending = asyncio.create_task(call_tool(http, g.url(), g.token, "hang", {}, rid=7))
-        deadline = time.time() + 15
-        while time.time() < deadline and not up.executed("hang"):
-            await asyncio.sleep(0.05)
-        assert up.executed("hang")
+        pending = await _hanging_call(http, up, g, rid=7)
         g.proc.kill(signal.SIGTERM, wait=30)
         r = await pending
     assert r["id"] == 7 and what_client_read(r) == "may or may not have run", r
@@ -259,10 +265,7 @@ async def test_a_second_signal_stops_at_once_and_still_answers_and_audits(script
     up, g = scripted
     before = charged(g.state)
     async with httpx2.AsyncClient(timeout=30) as http:
-        pending = asyncio.create_task(call_tool(http, g.url(), g.token, "hang", {}, rid=9))
-        deadline = time.time() + 15
-        while time.time() < deadline and not up.executed("hang"):
-            await asyncio.sleep(0.05)
+        pending = await _hanging_call(http, up, g, rid=9)
         t0 = time.monotonic()
         os.killpg(g.proc.p.pid, signal.SIGTERM)
         await asyncio.sleep(0.5)  # the stop has begun: it would wait shutdown_timeout (30 s) for the call
