@@ -842,8 +842,17 @@ class GatewayApp(ApprovalSteps):
         """Commit the row; if it cannot be written, nothing is forwarded (503, or an error
         event on a stream already open) and None is returned."""
         rt = self.rt
+        committed = rt.audit_writer.submit(row)
         try:
-            return await rt.audit_writer.submit(row)
+            return await committed
+        except asyncio.CancelledError:
+            # the gateway stopped while the row waited (a locked audit.db): the call is never
+            # forwarded, so its unit goes back, and a row already committed says so
+            if decision is not None:
+                decision.release()
+            if committed.done() and not committed.cancelled() and committed.exception() is None:
+                rt.audit_writer.set_outcome(committed.result(), "not_executed")
+            raise
         except Exception as e:  # no audit row, no call
             if decision is not None:
                 decision.release()

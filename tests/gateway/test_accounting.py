@@ -278,3 +278,26 @@ async def test_a_second_signal_stops_at_once_and_still_answers_and_audits(script
     text = g.log.read_text()
     assert "Traceback" not in text and all(line.startswith("{") for line in text.splitlines()), text[-3000:]
     assert "stopping_at_second_signal" in [x.get("event") for x in g.log_records()]
+
+
+async def test_a_call_whose_row_waits_on_a_locked_audit_db_at_the_stop_is_refused_and_refunded(scripted):
+    """It never reached the upstream, so its unit goes back and no row claims otherwise
+    (hostile review 19, F6: it was refused 503 and kept its unit)."""
+    import sqlite3 as sq
+
+    up, g = scripted
+    before, ran = charged(g.state), len(up.executed("ok"))
+    other = sq.connect(g.state / "audit.db", isolation_level=None, timeout=10)
+    other.execute("BEGIN IMMEDIATE")  # another process holds audit.db's write lock
+    try:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            pending = asyncio.create_task(call_tool(http, g.url(), g.token, "ok", {}, rid=4))
+            await asyncio.sleep(0.5)  # decided, unit reserved, its row waiting for the lock
+            g.proc.kill(signal.SIGTERM, wait=30)
+            r = await pending
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert r.get("status") == 503, r
+    assert charged(g.state) == before and len(up.executed("ok")) == ran
+    assert ("ok", "forwarded") not in outcomes(g.state)
