@@ -38,7 +38,9 @@ from dataclasses import dataclass
 from itertools import chain, islice
 from typing import Any
 
+import attrs
 from jsonschema import Draft202012Validator, validators
+from jsonschema._utils import find_evaluated_item_indexes_by_schema, find_evaluated_property_keys_by_schema
 from jsonschema.exceptions import SchemaError, ValidationError, best_match
 from jsonschema.protocols import Validator
 from jsonschema_specifications import REGISTRY as SPECIFICATIONS
@@ -167,16 +169,60 @@ def _one_of(validator, one_of, instance, schema):  # noqa: ARG001 (jsonschema's 
         yield ValidationError("is not valid under any of the given schemas", context=context)
 
 
+def _unevaluated_items(validator, unevaluated, instance, schema):  # noqa: ARG001 (jsonschema's signature)
+    # jsonschema's own tests each index against a list of the evaluated ones: quadratic (a
+    # valid 62 kB call under `items` + `unevaluatedItems: false` took 4.9 s; hostile review 20, F5)
+    if not validator.is_type(instance, "array"):
+        return
+    evaluated = set(find_evaluated_item_indexes_by_schema(validator, instance, schema))
+    if any(i not in evaluated for i in range(len(instance))):
+        yield ValidationError("Unevaluated items are not allowed")
+
+
+def _unevaluated_properties(validator, unevaluated, instance, schema):
+    # the same, keyed by property name (a set, not a list, of the evaluated keys)
+    if not validator.is_type(instance, "object"):
+        return
+    evaluated = set(find_evaluated_property_keys_by_schema(validator, instance, schema))
+    for name in instance:
+        if name not in evaluated and next(validator.descend(instance[name], unevaluated, path=name, schema_path=name), None):
+            yield ValidationError("Unevaluated properties are not allowed")
+            return
+
+
 _RE2_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties,
-                 "uniqueItems": _unique_items, "anyOf": _any_of, "oneOf": _one_of}
-_CLASSES: dict[type, type] = {}
+                 "uniqueItems": _unique_items, "anyOf": _any_of, "oneOf": _one_of,
+                 "unevaluatedItems": _unevaluated_items, "unevaluatedProperties": _unevaluated_properties}
+_CLASSES: dict[type, type] = {}  # jsonschema's class for a dialect → mcpp's (these keywords)
+_OURS: set[type] = set()
 
 
 def _re2_class(base: type) -> type:
     cls = _CLASSES.get(base)
     if cls is None:
         cls = _CLASSES[base] = validators.extend(base, _RE2_KEYWORDS)
+        cls.evolve = _evolve  # type: ignore[method-assign]
+        _OURS.add(cls)
     return cls
+
+
+def _evolve(self, **changes):
+    """jsonschema's `evolve` (what `descend` calls for every subschema) with mcpp's keywords
+    kept: the stock one looks a subschema that names its `$schema` — and the root, reached
+    again through `$ref: "#"` when the root names its dialect, as zod-to-json-schema emits —
+    up in jsonschema's registry, and went on with the stock class: Python `re` for patterns
+    (a 26-byte argument took 8.8 s on the gateway's event loop), pairwise `uniqueItems`,
+    unbounded `anyOf` (hostile review 20, F1). The dialect still switches, to mcpp's class
+    for it."""
+    cls = type(self)
+    schema = changes.setdefault("schema", self.schema)
+    new = validators.validator_for(schema, default=cls)
+    if new not in _OURS:
+        new = _re2_class(new)
+    for field in attrs.fields(cls):
+        if field.init and field.alias not in changes:
+            changes[field.alias] = getattr(self, field.name)
+    return new(**changes)
 
 
 # ---- compiling schemas ------------------------------------------------------------------
@@ -311,6 +357,14 @@ def check(validator, args) -> Violation | None:
         err = best_match(islice(chain([first], errors), MAX_ERRORS))
     except Unresolvable as e:
         raise SchemaUnusable(unresolvable(e)) from None
+    except BaseException as e:
+        # a reference that recurses without end can overflow inside `referencing`'s Rust
+        # maps, which raise pyo3's PanicException: a BaseException that would pass every
+        # `except Exception` on its way out (hostile review 20, F3). It is the recursion
+        # callers already refuse ("nested too deeply").
+        if type(e).__name__ == "PanicException":
+            raise RecursionError("a schema reference recursed without end") from None
+        raise
     return Violation("".join("/" + escape(str(p)) for p in err.absolute_schema_path), describe(err))
 
 

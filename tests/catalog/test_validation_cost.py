@@ -14,22 +14,52 @@ import time
 import pytest
 from hypothesis import given, settings, strategies as st
 from jsonschema import Draft202012Validator
-from jsonschema._utils import uniq
+from jsonschema._utils import equal, uniq
 
 from mcpp.catalog.admission import admit, tool_checker
 from mcpp.catalog.conformance import SchemaCache, compile_schema
 
 SCALARS = st.none() | st.booleans() | st.sampled_from([0, 1, -1, 0.0, 1.0, 2.5]) | st.sampled_from(["", "a", "1", "true"])
-JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b"]), inner, max_size=2),
+JSON = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=2),
                     max_leaves=6)
+
+
+def _pairwise_unique(items) -> bool:
+    """The keyword's definition, with jsonschema's own equality, pair by pair (what
+    jsonschema's `uniq` falls back to; its sorted shortcut misses a repeat that sorting
+    leaves apart, such as [[1], [true], [1]]: hostile review 20, F2 — mcpp refuses it)."""
+    return not any(equal(a, b) for i, a in enumerate(items) for b in items[i + 1:])
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(JSON, max_size=6))
-def test_unique_items_agrees_with_jsonschema(items):
+def test_unique_items_agrees_with_jsonschemas_equality(items):
     """True is not 1, 1 is 1.0, [1] is [1.0], {"a": 1} is {"a": 1.0}: jsonschema's `equal`."""
     ours = compile_schema({"type": "array", "uniqueItems": True})
-    assert ours.is_valid(items) == uniq(items), items
+    assert ours.is_valid(items) == _pairwise_unique(items), items
+
+
+@pytest.mark.parametrize("items", [[[1], [True], [1]], [[0], [False], [0.0]], [[1, "a"], [True, "a"], [1, "a"]]])
+def test_a_repeat_jsonschemas_sorted_shortcut_misses_is_refused(items):
+    assert uniq(items)  # jsonschema's keyword would pass it
+    assert not compile_schema({"type": "array", "uniqueItems": True}).is_valid(items)
+
+
+@pytest.mark.parametrize("schema", [
+    {"type": "object", "properties": {"s": {"$schema": "https://json-schema.org/draft/2020-12/schema", "pattern": "^(a|a)+$"}}},
+    {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+     "properties": {"s": {"type": "string", "pattern": "^(a|a)+$"}, "child": {"$ref": "#"}}},
+], ids=["nested-$schema", "root-$schema-reached-by-$ref"])
+def test_every_subschema_is_checked_with_mcpps_keywords(schema):
+    """A subschema naming its `$schema`, or the root reached again through `$ref: "#"`,
+    switched jsonschema to its stock class: Python `re` (a 26-byte argument took 8.8 s on
+    the gateway's event loop), pairwise `uniqueItems`, unbounded `anyOf` (hostile review 20, F1)."""
+    checker = tool_checker(SchemaCache(), [{"inputSchema": schema}], "t")
+    evil = "a" * 28 + "!"  # (Python's `re`: about 36 s; RE2: microseconds)
+    t0 = time.perf_counter()
+    refusal, _ = admit(checker, "t", {"s": evil, "child": {"s": evil}} if "child" in str(schema) else {"s": evil})
+    assert refusal is not None and refusal["pointer"].endswith("/pattern")
+    assert time.perf_counter() - t0 < 3.0
 
 
 BRANCHES = [
@@ -54,6 +84,25 @@ def test_any_of_and_one_of_agree_with_jsonschema(keyword, branches, instance):
         assert {e.validator for e in ours.iter_errors(instance)} == {e.validator for e in stock.iter_errors(instance)}
 
 
+UNEVALUATED = [
+    {"type": "array", "prefixItems": [{"type": "integer"}], "unevaluatedItems": False},
+    {"type": "array", "prefixItems": [{"type": "integer"}], "unevaluatedItems": {"type": "string"}},
+    {"type": "array", "anyOf": [{"prefixItems": [{"type": "string"}]}, {"items": {"type": "integer"}}], "unevaluatedItems": False},
+    {"type": "array", "contains": {"type": "null"}, "unevaluatedItems": {"type": "boolean"}},
+    {"type": "object", "properties": {"a": {"type": "integer"}}, "unevaluatedProperties": False},
+    {"type": "object", "oneOf": [{"properties": {"a": {}}, "required": ["a"]}, {"properties": {"b": {}}, "required": ["b"]}],
+     "unevaluatedProperties": {"type": "string"}},
+    {"type": "object", "allOf": [{"$ref": "#/$defs/a"}], "$defs": {"a": {"properties": {"a": {"const": 1}}}},
+     "unevaluatedProperties": False},
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(UNEVALUATED), JSON)
+def test_unevaluated_keywords_agree_with_jsonschema(schema, instance):
+    assert compile_schema(schema).is_valid(instance) == Draft202012Validator(schema).is_valid(instance), (schema, instance)
+
+
 ARRAY_OF_STRINGS = {"type": "array", "items": {"type": "string"}}
 # (name, schema of the one argument `x`, its value, the refusal's pointer or None)
 COSTLY = [
@@ -69,6 +118,10 @@ COSTLY = [
      [{"k": i} for i in range(4000)], None),
     ("uniqueItems over 4000 objects, one repeated", {"type": "array", "uniqueItems": True},
      [{"k": i} for i in range(4000)] + [{"k": 0.0}], "/properties/x/uniqueItems"),
+    ("unevaluatedItems beside items over 40k items", {"type": "array", "items": {"type": "integer"}, "unevaluatedItems": False},
+     list(range(40_000)), None),
+    ("unevaluatedProperties over 20k properties", {"type": "object", "allOf": [{"additionalProperties": {"type": "integer"}}],
+                                                   "unevaluatedProperties": False}, {f"k{i}": i for i in range(20_000)}, None),
 ]
 
 
