@@ -736,7 +736,7 @@ class Linter:
         so no rule about it ever applies; said once per tool, at the first statement that
         names it."""
         schemas = self.session.schemas or {}
-        infos = [*self.program.policies, *self.program.limits, *self.program.asserts]
+        infos: list[Any] = [*self.program.policies, *self.program.limits, *self.program.asserts]
         for tool in sorted(schemas):
             why = schemas[tool].refused
             if not why:

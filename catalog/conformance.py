@@ -201,7 +201,7 @@ def _re2_class(base: type) -> type:
     cls = _CLASSES.get(base)
     if cls is None:
         cls = _CLASSES[base] = validators.extend(base, _RE2_KEYWORDS)
-        cls.evolve = _evolve  # type: ignore[method-assign]
+        cls.evolve = _evolve
         _OURS.add(cls)
     return cls
 
