@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .checkpoints import Checkpointer
 from .deferred import FIRST_PAUSE, is_locked, next_pause
 
 COLUMNS = (
@@ -216,7 +217,18 @@ class AuditLog:
         self.path = Path(state_dir) / "audit.db"
         self._where = str(self.path)  # (os.stat of a str: a Path is converted on every call)
         self.synchronous, self.readonly, self.wait = synchronous, readonly, wait
+        self.checkpointer: Checkpointer | None = None
         self._open()
+
+    def background_checkpoints(self, logger=None, **bounds) -> None:
+        """The gateway's writer: WAL checkpoints done ahead by a thread of their own
+        (checkpoints.py), rather than inside a call's commit on the event loop. `bounds`:
+        Checkpointer's `every` and `interval`."""
+        self.checkpointer = Checkpointer(self.path, logger=logger, **bounds)
+
+    def _committed(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
 
     def _open(self) -> None:
         self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
@@ -277,7 +289,9 @@ class AuditLog:
 
     def write(self, r: AuditRow) -> int:
         """Commit one row and return its sequence number (autocommit: the INSERT is the transaction)."""
-        return _seq(self.db.execute(self._insert, _values(r)))
+        seq = _seq(self.db.execute(self._insert, _values(r)))
+        self._committed()
+        return seq
 
     def write_many(self, rows: list[AuditRow]) -> list[int]:
         """Commit several rows in one transaction (group commit); their sequence numbers."""
@@ -299,17 +313,22 @@ class AuditLog:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self._committed()
         return seqs
 
     def purge_values(self, before: float) -> int:
         """Erase retained argument values from rows older than `before` (the retention bound)."""
-        return self.db.execute("UPDATE audit SET arg_values=NULL WHERE ts<? AND arg_values IS NOT NULL", (before,)).rowcount
+        n = self.db.execute("UPDATE audit SET arg_values=NULL WHERE ts<? AND arg_values IS NOT NULL", (before,)).rowcount
+        self._committed()
+        return n
 
     def set_outcome(self, seq: int, outcome: str, message: str | None = None) -> None:
         if message is None:
             self.db.execute("UPDATE audit SET outcome=? WHERE seq=?", (outcome, seq))
         else:
             self.db.execute("UPDATE audit SET outcome=?, message=? WHERE seq=?", (outcome, message, seq))
+        if not self.db.in_transaction:  # (its own commit, not part of `commit`'s)
+            self._committed()
 
     def query(self, *, grant: str | None = None, tool: str | None = None, decision: str | None = None,
               server: str | None = None, since: float | None = None, until: float | None = None,
@@ -361,6 +380,8 @@ class AuditLog:
         return self.db.execute("SELECT COUNT(*) FROM audit").fetchone()[0]
 
     def close(self) -> None:
+        if self.checkpointer is not None:
+            self.checkpointer.close()
         self.db.close()
 
 

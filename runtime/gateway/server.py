@@ -98,6 +98,7 @@ class Runtime:
             self.counters = SQLiteDeferredCounters(config.state_dir, config.store_busy_timeout, self.log)
         # neither store may sleep on a lock in the event loop's thread (deferred.py)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous, wait=False)
+        self.audit.background_checkpoints(self.log)  # (checkpoints.py: no fdatasync inside a call's commit)
         self.audit_writer = GroupCommit(self.audit, config.store_busy_timeout, self.log)
         self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
