@@ -216,13 +216,22 @@ def _evolve(self, **changes):
     for it."""
     cls = type(self)
     schema = changes.setdefault("schema", self.schema)
-    new = validators.validator_for(schema, default=cls)
-    if new not in _OURS:
-        new = _re2_class(new)
-    for field in attrs.fields(cls):
-        if field.init and field.alias not in changes:
-            changes[field.alias] = getattr(self, field.name)
+    if type(schema) is dict and "$schema" not in schema:
+        new = cls  # (what validator_for answers for it, without the lookup: nearly every subschema)
+    else:
+        new = validators.validator_for(schema, default=cls)
+        if new not in _OURS:
+            new = _re2_class(new)
+    fields = _INIT_FIELDS.get(cls)
+    if fields is None:
+        fields = _INIT_FIELDS[cls] = tuple((f.alias, f.name) for f in attrs.fields(cls) if f.init)
+    for alias, name in fields:
+        if alias not in changes:
+            changes[alias] = getattr(self, name)
     return new(**changes)
+
+
+_INIT_FIELDS: dict[type, tuple[tuple[str, str], ...]] = {}  # a validator class → its (alias, attribute) pairs
 
 
 # ---- compiling schemas ------------------------------------------------------------------
