@@ -34,8 +34,18 @@ httptools, uvloop, mcpp's upstream client) and nothing else. The relay's figure 
 any proxy costs here; the floor's, beyond it, what handling HTTP in Python costs; the
 gateway's, beyond the floor, the cost of governing the call.
 
+`--placement` says where the processes run, on a machine with at least two CPUs. At
+concurrency 1 the client, the proxy and the upstream take turns, and the figure moves with
+where the kernel puts each one when it is woken (a woken process that lands on a CPU still
+busy with the one that woke it waits for it): `shared` (the default) lets the kernel place
+all of them; `own-core` gives the gateway (or the floor proxy) CPU 1 and puts this client
+and the upstream on CPU 0, which approximates each process having a core of its own (the
+client and the upstream never run at once, but the gateway's work can overlap the
+client's); `sidecar` puts the gateway next to the upstream on CPU 1 and the client on CPU 0,
+so the gateway's work is on the call's path in full.
+
     python3 bench/gateway_bench.py [--calls 2000] [--concurrency 1 32] [--clients sdk-auto sdk-legacy raw]
-                                   [--auth grant|identity] [--floor] [--json]
+                                   [--auth grant|identity] [--floor] [--placement shared|own-core|sidecar] [--json]
 """
 
 from __future__ import annotations
@@ -357,6 +367,21 @@ async def echo_schema(url: str) -> dict:
     return next(t.input_schema for t in tools.tools if t.name == "echo")
 
 
+# --placement: (this client's CPUs, the upstream's, the gateway's or floor proxy's); None: the kernel's choice
+PLACEMENTS: dict[str, tuple[set[int] | None, set[int] | None, set[int] | None]] = {
+    "shared": (None, None, None),
+    "own-core": ({0}, {0}, {1}),
+    "sidecar": ({0}, {1}, {1}),
+}
+
+
+def _on(cpus: set[int] | None):
+    """A child's CPUs, set before it execs (so every thread it starts has them)."""
+    if cpus is None:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--calls", type=int, default=2000, help="measured calls per target, client and concurrency")
@@ -368,8 +393,15 @@ def main() -> None:
     ap.add_argument("--floor", action="store_true",
                     help="also measure, against direct, bench/relay_proxy.py (a byte relay: the hop alone) and "
                          "bench/floor_proxy.py (the thinnest HTTP proxy on the gateway's own stack)")
+    ap.add_argument("--placement", choices=list(PLACEMENTS), default="shared",
+                    help="which CPUs the client, the upstream and the proxy run on (see the module's docstring)")
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     a = ap.parse_args()
+    client_cpus, up_cpus, proxy_cpus = PLACEMENTS[a.placement]
+    if client_cpus is not None:
+        if (os.cpu_count() or 1) < 2:
+            ap.error(f"--placement {a.placement} needs at least two CPUs")
+        os.sched_setaffinity(0, client_cpus)
     try:
         import uvloop
 
@@ -382,7 +414,7 @@ def main() -> None:
     procs = []
     try:
         up = subprocess.Popen([sys.executable, str(FIXTURE), "--port", str(up_port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
+                              stderr=subprocess.DEVNULL, start_new_session=True, preexec_fn=_on(up_cpus))
         procs.append(up)
         wait_port(up_port, up)
         grant = json.loads(subprocess.run(
@@ -397,7 +429,8 @@ def main() -> None:
                           "--port", str(gw_port), "--state", str(tmp / "state")] + (
                 ["--no-enforce-input-schema"] if a.no_enforce_input_schema else [])
         gw = subprocess.Popen([sys.executable, "-m", "mcpp", "serve", *serve_args],
-                              stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"), start_new_session=True)
+                              stdout=subprocess.DEVNULL, stderr=open(tmp / "gateway.log", "wb"), start_new_session=True,
+                              preexec_fn=_on(proxy_cpus))
         procs.append(gw)
         wait_port(gw_port, gw)
         direct_url, gw_url = f"http://127.0.0.1:{up_port}/mcp", f"http://127.0.0.1:{gw_port}/mcp/default/"
@@ -406,7 +439,8 @@ def main() -> None:
             for label, script, arg in (("relay", "relay_proxy.py", str(up_port)), ("floor", "floor_proxy.py", direct_url)):
                 fl_port = free_port()
                 fp = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), arg, str(fl_port)],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                      preexec_fn=_on(proxy_cpus))
                 procs.append(fp)
                 wait_port(fl_port, fp)
                 floors.append((label, fp, f"http://127.0.0.1:{fl_port}/mcp"))
@@ -447,14 +481,14 @@ def main() -> None:
     meta = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine(),
             "calls_per_target": a.calls, "typed_calls": not a.no_enforce_input_schema, "auth": a.auth,
             "auth_us": auth_us,
-            "audit_rows_written": int(audited or 0), "schema_check_us": cost,
+            "audit_rows_written": int(audited or 0), "schema_check_us": cost, "placement": a.placement,
             "load_average": os.getloadavg()}
     if a.json:
         print(json.dumps({"meta": meta, "results": results}, indent=2))
         return
     print(f"mcpp gateway benchmark — Python {meta['python']}, {meta['cpus']} CPUs, tools/call echo, "
           f"typed calls {'on' if meta['typed_calls'] else 'off'}, audit on, "
-          f"auth {'OAuth JWT (identity)' if a.auth == 'identity' else 'grant token'}")
+          f"auth {'OAuth JWT (identity)' if a.auth == 'identity' else 'grant token'}, placement {a.placement}")
     print(f"{'client':<11} {'conc':>4} {'target':<8} {'p50 ms':>8} {'p99 ms':>8} {'calls/s':>9}")
     for key, r in results.items():
         kind, conc = key.rsplit(" c", 1)
