@@ -737,6 +737,25 @@ class GatewayApp(ApprovalSteps):
             if approval is not None:
                 approval.restore(rt)
             return
+        if forwarding and _client_gone(receive):
+            # the client went away while the call waited (a store locked by another process,
+            # the upstream's listing fetched for a pin): nobody reads the answer, and an agent
+            # whose HTTP client gave up may be sending the call again already: not forwarded,
+            # its unit given back, its row says so (hostile16 F3)
+            try:
+                decision.release()
+            except Exception as e:  # over-counts (the safe direction)
+                rt.log.warning("limit_refund_lost", server=server.id, error=f"{type(e).__name__}: {e}")
+            if approval is not None:
+                approval.restore(rt)
+            try:
+                rt.audit_writer.set_outcome(seq, "not_executed")
+            except Exception as e:
+                rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
+            rt.log.info("client_gone_before_forwarding", server=server.id, **rt.who(caller), tool=name,
+                        request_id=row.request_id, audit_seq=seq)
+            self.count_decision(ctx, row, seq, passed)
+            return
         if not forwarding:  # (a forwarded call is counted once its answer is on its way)
             self.count_decision(ctx, row, seq, passed)
         if pinned is not None:
@@ -1627,6 +1646,13 @@ def _settle(state, outcome: str) -> None:
     settle = state.get("settle")
     if settle is not None:
         settle(outcome)
+
+
+def _client_gone(receive) -> bool:
+    """Whether the client's connection has closed, as far as the server knows now: uvicorn's
+    request cycle (whose `receive` this is) marks it when the connection is lost. Asked, not
+    waited for: a request served by anything else counts as present."""
+    return getattr(getattr(receive, "__self__", None), "disconnected", False) is True
 
 
 async def _watch_disconnect(receive, event: asyncio.Event, relay: asyncio.Task) -> None:

@@ -23,7 +23,9 @@ from mcpp.runtime.gateway.audit import AuditLog, AuditRow, GroupCommit
 from mcpp.runtime.gateway.counters import SQLiteDeferredCounters
 from mcpp.runtime.gateway.deferred import StoreUnavailable, is_locked, retry_while_locked
 
-from .peers import call_tool, result_text
+import json
+
+from .peers import MODERN_META, call_tool, result_text
 from .test_adversarial import _gw_config
 
 
@@ -275,6 +277,51 @@ async def test_a_locked_counters_db_refuses_limited_calls_only(tmp_path, upstrea
         assert result_text(await call_tool(http, g.url(), g.token, "charge", {"amount": 4}, rid=4)) == "charged 4.0"
     rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, rule, outcome FROM audit ORDER BY seq").fetchall()
     assert ("2", "/limits/store-unavailable", "denied") in rows
+
+
+async def _call_then_leave(g, name: str, args: dict, rid: int, after: float) -> None:
+    """Send a whole tools/call on a connection of its own, and close it `after` seconds
+    later without reading the answer (an agent whose HTTP client gave up)."""
+    body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                       "params": {"name": name, "arguments": args, "_meta": MODERN_META}}).encode()
+    head = (f"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n"
+            f"Mcp-Method: tools/call\r\nMcp-Name: {name}\r\nAuthorization: Bearer {g.token}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    _, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    writer.write(head + body)
+    await writer.drain()
+    await asyncio.sleep(after)
+    writer.close()
+
+
+@pytest.mark.parametrize("store, tool", [("audit.db", "echo"), ("counters.db", "charge"), ("audit.db", "charge")])
+async def test_a_call_whose_client_left_while_it_waited_is_not_forwarded(tmp_path, upstream, start_gateway, store, tool):
+    """hostile16 F3: with a store locked, a call whose client closed its connection while
+    the call waited was forwarded once the lock went (an agent that timed out and retried
+    got it run twice). Now it is not forwarded, its row says `not_executed`, and a limited
+    call's unit is given back."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="store_busy_timeout = 10")
+    args = {"text": "left"} if tool == "echo" else {"amount": 7}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert (await call_tool(http, g.url(), g.token, "echo", {"text": "warm"}))["result"]
+        with locked(g.state / store) as other:
+            await _call_then_leave(g, tool, args, rid=2, after=0.4)
+            await asyncio.sleep(0.3)  # (the gateway has seen the connection close)
+            other.execute("COMMIT")
+        # the next call on the same lane is answered after the one that waited was settled
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "after"}, rid=3)) == "after"
+        await asyncio.sleep(0.3)
+        assert not [r for r in upstream.ran(tool) if r["args"] == args], "the call of a client that had left reached the upstream"
+        if tool == "charge":  # its unit was given back: all 5 of `max 5 per hour` are still there
+            for i in range(5):
+                assert result_text(await call_tool(http, g.url(), g.token, "charge", {"amount": i}, rid=10 + i)) == f"charged {float(i)}"
+            r = await call_tool(http, g.url(), g.token, "charge", {"amount": 9}, rid=20)
+            assert r["result"]["isError"]
+    rows = dict(sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, outcome FROM audit").fetchall())
+    assert rows["2"] == "not_executed"
+    gone = [r for r in g.log_records() if r.get("event") == "client_gone_before_forwarding"]
+    assert len(gone) == 1 and gone[0]["tool"] == tool and gone[0]["audit_seq"] >= 2
 
 
 async def test_a_refund_is_made_at_once_when_free_and_after_the_lock_otherwise(tmp_path):
