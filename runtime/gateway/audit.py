@@ -89,10 +89,15 @@ class GroupCommit:
     outcome that cannot be written in time is logged, since its call has already been
     answered."""
 
-    def __init__(self, log: "AuditLog", busy_timeout: float = 10.0, logger=None):
+    def __init__(self, log: "AuditLog", busy_timeout: float = 10.0, logger=None, max_waiting: int | None = None):
+        """`max_waiting`: how many rows may wait while audit.db is locked; past it, a row is
+        refused at once (its call gets 503), so waiting calls cannot hold every connection
+        the server takes (deferred.Waiters, hostile16 F10)."""
         self.log = log
         self.busy_timeout = busy_timeout
         self.logger = logger
+        self.max_waiting = max_waiting
+        self.locked = False  # the last commit found audit.db locked: rows are waiting
         self.pending: list = []  # (row, future, deadline)
         self.outcomes: list = []  # (seq, outcome, message, deadline)
         self.scheduled = False  # a flush is due: this turn's end, or a retry's timer
@@ -103,6 +108,10 @@ class GroupCommit:
 
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
+        if self.locked and self.max_waiting is not None and len(self.pending) >= self.max_waiting:
+            fut.set_exception(sqlite3.OperationalError(
+                f"audit.db is locked by another process, and {self.max_waiting} calls already wait for it"))
+            return fut
         self.pending.append((row, fut, time.monotonic() + self.busy_timeout))
         if not self.scheduled:
             self.scheduled = True
@@ -147,8 +156,10 @@ class GroupCommit:
             seqs = self.log.commit([r for r, _, _ in batch], [o[:3] for o in outcomes])
         except Exception as e:
             if is_locked(e):
+                self.locked = True
                 self._locked(batch, outcomes)
                 return
+            self.locked = False
             for _, f, _ in batch:
                 if not f.done():
                     f.set_exception(e)
@@ -156,6 +167,7 @@ class GroupCommit:
                 self.logger.error("audit_write_failed", error=f"{type(e).__name__}: {e}", lost=_lost(outcomes))
             return
         self.pause = FIRST_PAUSE
+        self.locked = False
         for (_, f, _), s in zip(batch, seqs):
             if not f.done():
                 f.set_result(s)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from mcpp import Charge
 
-from .deferred import DeferredCounters, StaleDecision, StoreUnavailable, is_locked, retry_while_locked
+from .deferred import DeferredCounters, StaleDecision, StoreUnavailable, Waiters, is_locked, retry_while_locked
 
 
 class SQLiteCounters:
@@ -99,19 +99,21 @@ class SQLiteDeferredCounters(DeferredCounters):
 
     name = "SQLite counter store"
 
-    def __init__(self, state_dir: str | Path, busy_timeout: float, log):
+    def __init__(self, state_dir: str | Path, busy_timeout: float, log, max_waiting: int | None = None):
+        """`max_waiting`: how many calls may wait for the file while it is locked (deferred.Waiters)."""
         super().__init__()
         self.sync = SQLiteCounters(state_dir, wait=False)
         self.busy_timeout = busy_timeout
         self.log = log
+        self.waiters = Waiters(max_waiting) if max_waiting is not None else None
 
     async def values_async(self, keys: list[str]) -> dict:
         return await retry_while_locked(lambda: {k: self.sync.value(k) for k in dict.fromkeys(keys)},
-                                        self.busy_timeout, "counters.db")
+                                        self.busy_timeout, "counters.db", self.waiters)
 
     async def reserve_async(self, charges: list[Charge]) -> int | None:
         return await retry_while_locked(lambda: self.sync.reserve(charges, fresh_only=True), self.busy_timeout,
-                                        "counters.db")
+                                        "counters.db", self.waiters)
 
     def release(self, charges: list[Charge]) -> None:
         """Give a reservation back now, so it is in place before the client reads the answer

@@ -66,28 +66,53 @@ def next_pause(pause: float) -> float:
     return min(pause * 2, LONGEST_PAUSE)
 
 
-async def retry_while_locked(op: Callable[[], T], timeout: float, what: str) -> T:
+class Waiters:
+    """How many calls are waiting for one locked store, and how many may. Each waits with
+    its connection open, and the server takes at most `max_connections`: with counters.db
+    locked, one agent's limited calls filled every slot, and every other request, calls no
+    limit applies to and `/healthz` included, got 503 (hostile16 F10). Past `cap`, a call
+    that finds the store locked is refused at once instead of waiting."""
+
+    __slots__ = ("n", "cap")
+
+    def __init__(self, cap: int):
+        self.n, self.cap = 0, cap
+
+    def full(self) -> bool:
+        return self.n >= self.cap
+
+
+async def retry_while_locked(op: Callable[[], T], timeout: float, what: str, waiters: Waiters | None = None) -> T:
     """`op()` (a synchronous SQLite transaction on a connection without a busy timeout),
     tried again after a pause while another process holds the lock, for at most `timeout`
-    seconds; then StoreUnavailable. The first try costs nothing extra."""
+    seconds; then StoreUnavailable. The first try costs nothing extra. With `waiters`, a
+    call that would wait when `waiters.cap` calls already do is refused at once."""
     try:
         return op()
     except sqlite3.Error as e:  # a lock is waited out; any other SQLite failure is the store's
         if not is_locked(e):
             raise StoreUnavailable(f"{what}: {type(e).__name__}: {e}") from None
-    deadline = time.monotonic() + timeout
-    pause = FIRST_PAUSE
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise StoreUnavailable(f"{what} is locked by another process (waited {timeout:g}s)")
-        await asyncio.sleep(min(pause, left))
-        pause = next_pause(pause)
-        try:
-            return op()
-        except sqlite3.Error as e:
-            if not is_locked(e):
-                raise StoreUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+    if waiters is not None:
+        if waiters.full():
+            raise StoreUnavailable(f"{what} is locked by another process, and {waiters.cap} calls already wait for it")
+        waiters.n += 1
+    try:
+        deadline = time.monotonic() + timeout
+        pause = FIRST_PAUSE
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise StoreUnavailable(f"{what} is locked by another process (waited {timeout:g}s)")
+            await asyncio.sleep(min(pause, left))
+            pause = next_pause(pause)
+            try:
+                return op()
+            except sqlite3.Error as e:
+                if not is_locked(e):
+                    raise StoreUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+    finally:
+        if waiters is not None:
+            waiters.n -= 1
 
 
 class _Plan:

@@ -51,6 +51,13 @@ RESTART_FIELDS = (
 )
 
 
+def store_waiters(config: GatewayConfig) -> int:
+    """How many calls may wait for one locked SQLite store (audit.db, counters.db): half the
+    connections the server takes, so the other half still serves everything else while a
+    lock lasts (deferred.Waiters)."""
+    return max(1, config.max_connections // 2)
+
+
 def session_key(state_dir: str, redis) -> bytes:
     """The HMAC key binding sessions to grants; shared through Redis when replicas are."""
     if redis is not None:
@@ -95,11 +102,12 @@ class Runtime:
             key = session_key(config.state_dir, None)
             self.redis = None
             self.grants = SQLiteGrants(config.state_dir)
-            self.counters = SQLiteDeferredCounters(config.state_dir, config.store_busy_timeout, self.log)
+            self.counters = SQLiteDeferredCounters(config.state_dir, config.store_busy_timeout, self.log,
+                                                   max_waiting=store_waiters(config))
         # neither store may sleep on a lock in the event loop's thread (deferred.py)
         self.audit = AuditLog(config.state_dir, config.audit_synchronous, wait=False)
         self.audit.background_checkpoints(self.log)  # (checkpoints.py: no fdatasync inside a call's commit)
-        self.audit_writer = GroupCommit(self.audit, config.store_busy_timeout, self.log)
+        self.audit_writer = GroupCommit(self.audit, config.store_busy_timeout, self.log, max_waiting=store_waiters(config))
         self.sessions = SessionBinder(key)
         self.registry = PolicyRegistry(self.counters)
         self.registry.gate_for = self._identity_gate

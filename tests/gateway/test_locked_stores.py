@@ -25,7 +25,7 @@ from mcpp.runtime.gateway.deferred import StoreUnavailable, is_locked, retry_whi
 
 import json
 
-from .peers import MODERN_META, call_tool, result_text
+from .peers import MODERN_META, call_tool, mcpp, result_text
 from .test_adversarial import _gw_config
 
 
@@ -277,6 +277,44 @@ async def test_a_locked_counters_db_refuses_limited_calls_only(tmp_path, upstrea
         assert result_text(await call_tool(http, g.url(), g.token, "charge", {"amount": 4}, rid=4)) == "charged 4.0"
     rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, rule, outcome FROM audit ORDER BY seq").fetchall()
     assert ("2", "/limits/store-unavailable", "denied") in rows
+
+
+@pytest.mark.parametrize("store, tool", [("counters.db", "charge"), ("audit.db", "echo")])
+async def test_calls_waiting_for_a_locked_store_cannot_take_every_connection(tmp_path, upstream, start_gateway, store, tool):
+    """hostile16 F10: with counters.db locked, one agent's waiting limited calls filled
+    `max_connections`, and another agent's unlimited call and /healthz got 503. At most
+    half the connections now wait for one store; past that a call needing the locked store
+    is refused at once, and everything else is still served."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="store_busy_timeout = 10\nmax_connections = 10")
+    other = json.loads(mcpp("grant", "create", "--server", "default", "--label", "other", "--config", str(g.config),
+                            "--json").stdout)["token"]
+    args = {"amount": 1} if tool == "charge" else {"text": "waits"}
+    async with httpx2.AsyncClient(timeout=30, limits=httpx2.Limits(max_connections=40)) as http:
+        assert (await call_tool(http, g.url(), g.token, "echo", {"text": "warm"}))["result"]
+        before = len([r for r in upstream.ran(tool) if r["args"] == args])  # (the upstream serves other tests too)
+        with locked(g.state / store) as other_db:
+            waiting = [asyncio.ensure_future(call_tool(http, g.url(), g.token, tool, args, rid=i)) for i in range(5)]
+            await asyncio.sleep(0.5)
+            assert not any(w.done() for w in waiting)  # five wait: the bound is 10 // 2
+            started = time.monotonic()
+            r = await call_tool(http, g.url(), g.token, tool, args, rid=99)  # the sixth: refused at once
+            assert time.monotonic() - started < 5
+            if store == "counters.db":
+                assert r["result"]["isError"] and result_text(r).startswith("[GATEWAY ERROR] The limit store is unavailable")
+                # another agent's call no limit applies to, and /healthz, are served meanwhile
+                async with httpx2.AsyncClient(timeout=10) as http2:
+                    assert result_text(await call_tool(http2, g.url(), other, "echo", {"text": "other"}, rid=7)) == "other"
+            else:
+                assert r["status"] == 503 and "audit log unavailable" in r["error"]["message"]
+            async with httpx2.AsyncClient(timeout=10) as http2:
+                assert (await http2.get(f"{g.base}/healthz")).status_code == 200
+            assert not any(w.done() for w in waiting)
+            other_db.execute("COMMIT")
+        done = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "after"}, rid=100)) == "after"  # unlocked
+    assert all(d.get("result") and not d["result"].get("isError") for d in done)  # the five that waited ran
+    ran = [r for r in upstream.ran(tool) if r["args"] == args]
+    assert len(ran) - before == 5
 
 
 async def _call_then_leave(g, name: str, args: dict, rid: int, after: float) -> None:
