@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .checkpoints import Checkpointer
-from .deferred import FIRST_PAUSE, is_locked, next_pause
+from .deferred import FIRST_PAUSE, is_locked, next_pause, wait_until
 
 COLUMNS = (
     "seq", "ts", "request_id", "trace_id", "grant_id", "grant_label", "server", "tool", "decision", "rule",
@@ -112,7 +112,7 @@ class GroupCommit:
             fut.set_exception(sqlite3.OperationalError(
                 f"audit.db is locked by another process, and {self.max_waiting} calls already wait for it"))
             return fut
-        self.pending.append((row, fut, time.monotonic() + self.busy_timeout))
+        self.pending.append((row, fut, wait_until(self.busy_timeout)))  # (a call's row: within the call's deadline)
         if not self.scheduled:
             self.scheduled = True
             loop.call_soon(self._flush)

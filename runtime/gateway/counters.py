@@ -109,11 +109,11 @@ class SQLiteDeferredCounters(DeferredCounters):
 
     async def values_async(self, keys: list[str]) -> dict:
         return await retry_while_locked(lambda: {k: self.sync.value(k) for k in dict.fromkeys(keys)},
-                                        self.busy_timeout, "counters.db", self.waiters)
+                                        self.busy_timeout, "counters.db", self.waiters, for_call=True)
 
     async def reserve_async(self, charges: list[Charge]) -> int | None:
         return await retry_while_locked(lambda: self.sync.reserve(charges, fresh_only=True), self.busy_timeout,
-                                        "counters.db", self.waiters)
+                                        "counters.db", self.waiters, for_call=True)
 
     def release(self, charges: list[Charge]) -> None:
         """Give a reservation back now, so it is in place before the client reads the answer

@@ -82,11 +82,29 @@ class Waiters:
         return self.n >= self.cap
 
 
-async def retry_while_locked(op: Callable[[], T], timeout: float, what: str, waiters: Waiters | None = None) -> T:
+# the monotonic time by which a call's waits for locked stores must be over: set once per
+# `tools/call`, so that a call that waits for counters.db and then for audit.db waits
+# `store_busy_timeout` in all, not once per file (hostile16 F9: a client sizing its timeout
+# from the docs gave up at 2 s on an answer that came at 4 s)
+CALL_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("mcpp_store_deadline", default=None)
+
+
+def wait_until(timeout: float) -> float:
+    """When a wait that starts now and may last `timeout` seconds must end: `timeout` from
+    now, or the calling `tools/call`'s deadline (CALL_DEADLINE) if that is sooner."""
+    end = time.monotonic() + timeout
+    call = CALL_DEADLINE.get()
+    return end if call is None or call > end else call
+
+
+async def retry_while_locked(op: Callable[[], T], timeout: float, what: str, waiters: Waiters | None = None,
+                             for_call: bool = False) -> T:
     """`op()` (a synchronous SQLite transaction on a connection without a busy timeout),
     tried again after a pause while another process holds the lock, for at most `timeout`
     seconds; then StoreUnavailable. The first try costs nothing extra. With `waiters`, a
-    call that would wait when `waiters.cap` calls already do is refused at once."""
+    call that would wait when `waiters.cap` calls already do is refused at once. With
+    `for_call`, the wait ends by the call's deadline too (CALL_DEADLINE); a background
+    write (a refund) keeps its own `timeout`, even when started from a call's task."""
     try:
         return op()
     except sqlite3.Error as e:  # a lock is waited out; any other SQLite failure is the store's
@@ -97,12 +115,13 @@ async def retry_while_locked(op: Callable[[], T], timeout: float, what: str, wai
             raise StoreUnavailable(f"{what} is locked by another process, and {waiters.cap} calls already wait for it")
         waiters.n += 1
     try:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = wait_until(timeout) if for_call else started + timeout
         pause = FIRST_PAUSE
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise StoreUnavailable(f"{what} is locked by another process (waited {timeout:g}s)")
+                raise StoreUnavailable(f"{what} is locked by another process (waited {min(timeout, deadline - started):.3g}s)")
             await asyncio.sleep(min(pause, left))
             pause = next_pause(pause)
             try:

@@ -59,6 +59,7 @@ from .oauth import AuthFailure
 from .principals import Caller
 from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
+from .deferred import CALL_DEADLINE
 from .http_client import LANE, UpstreamError, discard
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
 from .schemas import admit, schema_pointer, tool_checker
@@ -628,6 +629,8 @@ class GatewayApp(ApprovalSteps):
     async def call_tool(self, receive, send, server, caller, upstream, fwd, msg, modern, headers, gid: int):
         """`gid`: the id the call goes upstream with (upstream_id); `msg` keeps the client's."""
         rt = self.rt
+        # every wait for a locked store (counters.db, then audit.db) ends by this one deadline
+        CALL_DEADLINE.set(time.monotonic() + rt.config.store_busy_timeout)
         rid = msg.get("id")
         params = msg.get("params")
         name = params.get("name") if isinstance(params, dict) else None

@@ -317,6 +317,27 @@ async def test_calls_waiting_for_a_locked_store_cannot_take_every_connection(tmp
     assert len(ran) - before == 5
 
 
+@pytest.mark.parametrize("counters_free_after", [None, 1.2])
+async def test_a_call_waits_for_its_stores_once_in_all(tmp_path, upstream, start_gateway, counters_free_after):
+    """hostile16 F9: with counters.db and audit.db both locked, a limited call waited
+    `store_busy_timeout` for its reservation and then as long again for its row (4 s for
+    a 2 s setting). Its waits now share one deadline; nothing is forwarded."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="store_busy_timeout = 2")
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert (await call_tool(http, g.url(), g.token, "echo", {"text": "warm"}))["result"]
+        with locked(g.state / "audit.db"), locked(g.state / "counters.db") as counters:
+            started = time.monotonic()
+            call = asyncio.ensure_future(call_tool(http, g.url(), g.token, "charge", {"amount": 3}, rid=2))
+            if counters_free_after is not None:  # the reservation is made just in time; the row still waits
+                await asyncio.sleep(counters_free_after)
+                counters.execute("COMMIT")
+            r = await asyncio.wait_for(call, 10)
+            took = time.monotonic() - started
+        assert 1.9 <= took < 3.0, f"answered after {took:.2f}s; store_busy_timeout is 2"
+        assert r["status"] == 503 and "audit log unavailable" in r["error"]["message"]
+    assert not [x for x in upstream.ran("charge") if x["args"] == {"amount": 3.0}]
+
+
 async def _call_then_leave(g, name: str, args: dict, rid: int, after: float) -> None:
     """Send a whole tools/call on a connection of its own, and close it `after` seconds
     later without reading the answer (an agent whose HTTP client gave up)."""
