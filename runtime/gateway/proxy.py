@@ -49,6 +49,7 @@ from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METH
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpp import Decision, Grant
+from mcpp.catalog.admission import NotJSONText, json_bytes
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
@@ -643,12 +644,12 @@ class GatewayApp(ApprovalSteps):
         if args is None:
             args = {}
         try:
-            decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
-        except UnicodeEncodeError:  # a ValueError too: a lone surrogate (`"\ud800"`) is no Unicode text
-            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "strings must be valid Unicode (a lone surrogate is not)")))
-            return
-        except ValueError:
-            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
+            # NaN, ±Infinity or a lone surrogate anywhere in the message: refused before the
+            # schema and the policy, with the reason (lang/jsontext.py, which the API's
+            # `Policy.decide` applies too, so both refuse the same calls)
+            decided_body = json_bytes({**msg, "id": gid})
+        except NotJSONText as e:
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, str(e))))
             return
         t0 = time.perf_counter()
         engine, policy_sha, role = None, None, "server"
