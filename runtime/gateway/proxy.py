@@ -203,7 +203,9 @@ class GatewayApp(ApprovalSteps):
             # a line in the log, not a traceback, and a 503 if nothing was answered yet
             rt.log.warning("request_cancelled_at_shutdown", path=path)
             try:
-                await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.INTERNAL_ERROR, "the gateway is stopping")))
+                # the request's own id when its body was read (a client matches answers to
+                # requests by id; null is for an id that could not be read: hostile19 F7)
+                await _respond(send, 503, rpc.dumps(rpc.error(scope.get(RPC_ID), rpc.INTERNAL_ERROR, "the gateway is stopping")))
             except (OSError, RuntimeError):  # a stream already open (a call waiting for approval): ended, not cut
                 try:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -413,6 +415,8 @@ class GatewayApp(ApprovalSteps):
             # become a valid request upstream under the gateway's id (hostile17 F5)
             await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC id")))
             return
+        if has_id and mname is not None:
+            scope[RPC_ID] = msg["id"]  # read: an answer the gateway gives from here on can name it
         # every message goes upstream as the gateway read it, re-serialised: a duplicate key or
         # an odd encoding cannot make the upstream read a request where the gateway read a
         # notification or a client's answer, which are forwarded undecided (hostile17 F10)
@@ -1487,6 +1491,9 @@ class GatewayApp(ApprovalSteps):
 
 
 UNWRITABLE = "the request cannot be forwarded as read: a number out of range, or nested too deep"
+# the scope key of a request's JSON-RPC id, once its body is read and the id found valid: the
+# 503 of a request cancelled at the shutdown timeout names it (`GatewayApp.__call__`)
+RPC_ID = "mcpp.rpc_id"
 _log = logging.getLogger("mcpp.gateway")
 _DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
 

@@ -19,7 +19,7 @@ import time
 import httpx2
 import pytest
 
-from .peers import MODERN_META, call_tool, create_grant, free_port, write
+from .peers import MODERN_META, call_tool, create_grant, free_port, parse_response, write
 from .scripted import ScriptedUpstream
 
 POLICY = 'permit (principal, action, resource);\nlimit "calls" (principal, action, resource) max 1000 per hour scope grant;\n'
@@ -301,3 +301,50 @@ async def test_a_call_whose_row_waits_on_a_locked_audit_db_at_the_stop_is_refuse
     assert r.get("status") == 503, r
     assert charged(g.state) == before and len(up.executed("ok")) == ran
     assert ("ok", "forwarded") not in outcomes(g.state)
+
+
+# what a request is waiting on when `shutdown_timeout` ends, and its JSON-RPC id
+STOP_WAITS = [("listing", "list-3"), ("audit.db", 4), ("counters.db", "c-5")]
+
+
+@pytest.mark.parametrize("scripted", [60.0], indirect=True)
+@pytest.mark.parametrize("waiting,rid", STOP_WAITS, ids=[w for w, _ in STOP_WAITS])
+async def test_a_request_cancelled_at_the_stop_is_answered_with_its_own_id(scripted, waiting, rid):
+    """The 503 for a request still open at the shutdown timeout (a listing the upstream
+    has not answered; a call whose row, or whose limit reservation, waits for a database
+    another process holds locked) names the request's id, which the gateway had read: a
+    client matches answers to requests by id, and `null` is for a request whose id could
+    not be read (hostile review 19, F7: it was always null)."""
+    up, g = scripted
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert what_client_read(await call_tool(http, g.url(), g.token, "ok", {}, rid=0)) == "result"  # both dbs exist
+        other = None
+        if waiting != "listing":
+            other = sqlite3.connect(g.state / waiting, isolation_level=None, timeout=10)
+            other.execute("BEGIN IMMEDIATE")  # another process holds its write lock
+        try:
+            if waiting == "listing":
+                up.list_mode, lists = "hang", up.lists  # (the first call's schema check listed the tools)
+                body = {"jsonrpc": "2.0", "id": rid, "method": "tools/list", "params": {"_meta": MODERN_META}}
+                headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+                           "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+                           "Mcp-Method": "tools/list"}
+                pending = asyncio.create_task(http.post(g.url(), headers=headers, content=json.dumps(body)))
+                deadline = time.time() + 15
+                while time.time() < deadline and up.lists == lists:
+                    await asyncio.sleep(0.05)
+                assert up.lists > lists
+            else:
+                pending = asyncio.create_task(call_tool(http, g.url(), g.token, "ok", {}, rid=rid))
+                await asyncio.sleep(0.5)  # decided; waiting for the lock (store_busy_timeout: 10 s)
+            g.proc.kill(signal.SIGTERM, wait=30)
+            r = await pending
+        finally:
+            if other is not None:
+                other.execute("ROLLBACK")
+                other.close()
+    if waiting == "listing":
+        r = parse_response(r)
+    assert r == {"status": 503, "jsonrpc": "2.0", "id": rid,
+                 "error": {"code": -32603, "message": "the gateway is stopping"}}, r
+    _stopped_cleanly(g)
