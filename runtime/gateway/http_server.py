@@ -88,16 +88,17 @@ class _Corked:
     protocol may end writing instead and close once the client has sent its request
     (`BoundedHttpToolsProtocol._put_off_close`)."""
 
-    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off")
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended")
 
     def __init__(self, transport, loop, put_off=None):
         self._t, self._loop = transport, loop
         self._buf: list[bytes] = []
         self._scheduled = False
         self._put_off = put_off
+        self._ended = False  # `end_writing` was called: nothing more can be sent
 
     def write(self, data: bytes) -> None:
-        if not data:
+        if not data or self._ended:  # (after the FIN: the connection is closing, nothing is read as an answer)
             return
         if self._buf:
             # a second write in this turn (a response's body after its head, a stream's
@@ -138,6 +139,7 @@ class _Corked:
         """Everything written goes out, then the end of the stream (FIN): the client reads
         the whole answer and its end while it may still be sending."""
         self._flush()
+        self._ended = True
         if self._t.can_write_eof() and not self._t.is_closing():
             self._t.write_eof()
 
@@ -194,7 +196,8 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             closes when the request ends — or, bounded, after `header_timeout` (the rest
             timer), at the idle timeout, or when the gateway's stop ends, whichever is first."""
             cycle = self.cycle
-            if (self._draining or not self._in_message or cycle is None or not cycle.response_complete
+            # (a head still arriving is a next request, not this answer's: closed at once, as before)
+            if (self._draining or not self._in_message or self._in_head or cycle is None or not cycle.response_complete
                     or self.transport.is_closing()):
                 return False
             self._draining = True
