@@ -259,3 +259,22 @@ def test_mcpp_eval_calls_refuses_a_lone_surrogate_as_eval_call_does(tmp_path):
     assert first == json.loads(single.stdout)
     assert (first["decision"], first["rule"], first["message"]) == ("deny", "/request", NOT_UNICODE)
     assert second["decision"] == "allow"
+
+
+TEXT = st.text(st.sampled_from("a\u00e9\U0001f600\ud800\udfff"), max_size=3)  # lone surrogates among the rest
+ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([float("nan"), float("inf"), -float("inf")]) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=8)
+ALLOW_ALL = mcpp.load_policy("default allow;")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(TEXT, ANY_VALUE, max_size=3))
+def test_the_api_allows_exactly_what_the_gateway_lets_through(args):
+    """On `default allow`, a call is allowed iff the gateway would read it on to the policy."""
+    d = ALLOW_ALL.decide("t", args)
+    reason = gateway_reason("t", args)
+    assert (d.decision, d.message) == (("allow", "Tool t is allowed by default.") if reason is None
+                                       else ("deny", reason)), (args, d)
