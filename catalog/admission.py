@@ -28,6 +28,8 @@ import json
 from .conformance import SchemaCache, SchemaUnusable, check
 from .defaults import FillTooLarge, fill
 from .depth import describe as describe_depth, too_deep
+# (NotJSONText and the encoders: re-exported for the gateway, which may not import the language)
+from mcpp.lang.jsontext import NotJSONText, compact, compact_finite, json_bytes, unwritable  # noqa: F401
 
 
 def escape_pointer(token: str) -> str:
@@ -119,13 +121,13 @@ def admit(checker, name: str, args) -> tuple[dict | None, object]:
     try:
         v = check(checker, filled)
         if v is None:
-            json.dumps(filled, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            json_bytes(filled)  # (what the gateway forwards: NotJSONText, a ValueError, if it cannot)
     except RecursionError:
         return {"kind": "invalid_arguments", "pointer": base, "reason": "arguments nested too deeply",
                 "message": f"The arguments of {name} are nested too deeply to check."}, args
     except SchemaUnusable as e:
         return _unusable(name, base, e), args
-    except (ValueError, UnicodeEncodeError):  # a default with a lone surrogate: no JSON text can carry it
+    except ValueError:  # a default with a lone surrogate: no JSON text can carry it
         return {"kind": "invalid_default", "pointer": base, "reason": "a declared default is not valid JSON text",
                 "message": (f"Tool {name} declares a default for an argument this call omits that cannot be sent "
                             "(it is not valid Unicode text); pass the argument explicitly. The call was not forwarded.")}, args
@@ -136,6 +138,17 @@ def admit(checker, name: str, args) -> tuple[dict | None, object]:
                             f"conform to its own input schema ({v.message}); pass the argument explicitly. The call was "
                             "not forwarded.")}, args
     return None, filled
+
+
+def not_json(tool, args) -> dict | None:
+    """None when JSON text can carry the call (`tool`, `args`), else the gateway's refusal
+    of it, as a refusal here: kind `not_json`, rule `/request` (the engine's rule for a
+    call that is not a well-formed `tools/call`; the gateway answers it with a JSON-RPC
+    error, before any rule), its reason as the message (lang/jsontext.py)."""
+    why = unwritable([tool, args])
+    if why is None:
+        return None
+    return {"kind": "not_json", "pointer": "/request", "reason": why, "message": why}
 
 
 class CatalogAdmission:
@@ -154,7 +167,11 @@ class CatalogAdmission:
     left out required arguments reach the policy; hostile review 18 found the policy then
     deciding calls the gateway refuses in every completion: defaults filled unchecked,
     `dependentSchemas`, `if`/`then`, `maxProperties`.) A tool the catalog does not list
-    is left to the policy. Validators are compiled once per distinct schema."""
+    is left to the policy. Validators are compiled once per distinct schema.
+
+    Before all that, as at the gateway (proxy.py `call_tool`, for every call whether or not
+    the server checks schemas), a call no JSON text can carry — NaN, ±Infinity, a lone
+    surrogate, anywhere in it — is refused (`not_json`)."""
 
     def __init__(self, catalog, schemas: SchemaCache | None = None):
         self.tools = catalog.tools
@@ -162,6 +179,12 @@ class CatalogAdmission:
         self._checkers: dict[str, object] = {}
 
     def admit(self, tool, args) -> tuple[dict | None, object]:
+        # what no JSON text can carry (NaN, ±Infinity, a lone surrogate, at any depth, keys
+        # too) the gateway refuses before its schema check, for any tool: so here, first
+        # (lang/jsontext.py, the gateway's own definition; hostile review 18 F8)
+        refusal = not_json(tool, args)
+        if refusal is not None:
+            return refusal, args
         t = self.tools.get(tool) if isinstance(tool, str) else None
         if t is None:
             return None, args

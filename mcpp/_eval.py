@@ -163,6 +163,13 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
         refused = None
         if admit is not None:
             refused, args = admit(name, args)
+        elif "\\u" in line:
+            # in text read as UTF-8 (console.read_input refuses anything else), a lone
+            # surrogate can only come from a `\u` escape (NaN and Infinity are refused
+            # above, when the line is read): such a line is admitted as `Policy.decide`
+            # admits it, refused with the gateway's reason (lang/jsontext.py); any other line
+            # is not encoded again on this hot path
+            refused, args = policy._admitted(name, args)
         d = refused if refused is not None else decide(name, args, grant, srv, now)
         if d.limit is None:
             # the engine builds one Rule object per tool and cause and always pairs

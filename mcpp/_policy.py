@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
+from mcpp.lang.jsontext import unwritable
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
@@ -270,21 +271,33 @@ class Policy:
 
     def _admitted(self, tool: str, arguments):
         """(None, the arguments as the gateway decides them) or (the gateway's refusal, as an
-        engine decision; the arguments as given). Without a catalog, the arguments as given.
-        With one, the gateway's admission (catalog/admission.py `CatalogAdmission`):
+        engine decision; the arguments as given). Without a catalog, the arguments as given
+        (but see below). With one, the gateway's admission (catalog/admission.py `CatalogAdmission`):
         arguments that break the tool's declared schema are refused (`invalid_arguments`),
         the declared defaults are filled in where the call omits them, and a call that the
         filling makes invalid is refused (`invalid_default`) — the decision, rule and
         message the gateway gives. A tool the catalog does not list is decided by the
-        policy."""
-        if self.catalog is None:
-            return None, arguments
-        adm = self._admission
-        if adm is None or adm[0] is not self.catalog:
-            from mcpp.catalog.admission import CatalogAdmission
+        policy.
 
-            adm = self._admission = (self.catalog, CatalogAdmission(self.catalog))
-        refusal, args = adm[1].admit(tool, arguments)
+        With or without a catalog, a call no JSON text can carry (NaN, ±Infinity, a lone
+        surrogate, anywhere in the arguments or the tool name) is refused first, rule
+        `/request`, with the gateway's reason: the gateway refuses it before anything else
+        whether or not it checks schemas, so no policy may decide it here (hostile review
+        18 F8: NaN passed `maximum: 1000`, and `amount > 1000` is false for it)."""
+        if self.catalog is None:
+            # (the language's definition, not catalog/admission.py `not_json`: deciding
+            # without a catalog does not load jsonschema)
+            why = unwritable([tool, arguments])
+            if why is None:
+                return None, arguments
+            refusal: dict | None = {"pointer": "/request", "message": why}
+        else:
+            adm = self._admission
+            if adm is None or adm[0] is not self.catalog:
+                from mcpp.catalog.admission import CatalogAdmission
+
+                adm = self._admission = (self.catalog, CatalogAdmission(self.catalog))
+            refusal, args = adm[1].admit(tool, arguments)
         if refusal is None:
             return None, args
         from mcpp.runtime.engine import Decision as EngineDecision, Rule

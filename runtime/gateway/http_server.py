@@ -24,6 +24,12 @@ out as soon as the body is written, not at the end of the event-loop turn, so th
 does not wait for what the handler does after it (audit outcome, metrics); a lone write
 goes out at the end of the turn.
 
+A connection closed while its client is still sending the request (an answer given
+before the body was read, with `Connection: close` or while the gateway stops) is not
+closed at once: the answer is ended with a FIN, the rest is read and dropped, and the
+close follows the request's end (bounded), since a close with unread bytes makes the
+kernel reset the connection and the client loses the answer (`_put_off_close`).
+
 The head limits are checked exactly once per request, when the head is complete (from the
 URL and header fields uvicorn has collected), and on the running byte count of reads that
 end inside a head; a per-header-line check cost every request a dozen Python calls.
@@ -66,6 +72,10 @@ class _Trailers(list):
         super().append(item)
 
 
+class _Drained(Exception):
+    """Raised from the parser's callback to stop reading a connection being closed."""
+
+
 class _HeadRefused(Exception):
     def __init__(self, status: int, reason: str):
         super().__init__(reason)
@@ -73,17 +83,22 @@ class _HeadRefused(Exception):
 
 
 class _Corked:
-    """A connection's transport whose writes within one event-loop turn go out as one."""
+    """A connection's transport whose writes within one event-loop turn go out as one, and
+    whose `close()` (uvicorn's, once an answer is complete) asks `put_off` first: the
+    protocol may end writing instead and close once the client has sent its request
+    (`BoundedHttpToolsProtocol._put_off_close`)."""
 
-    __slots__ = ("_t", "_loop", "_buf", "_scheduled")
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended")
 
-    def __init__(self, transport, loop):
+    def __init__(self, transport, loop, put_off=None):
         self._t, self._loop = transport, loop
         self._buf: list[bytes] = []
         self._scheduled = False
+        self._put_off = put_off
+        self._ended = False  # `end_writing` was called: nothing more can be sent
 
     def write(self, data: bytes) -> None:
-        if not data:
+        if not data or self._ended:  # (after the FIN: the connection is closing, nothing is read as an answer)
             return
         if self._buf:
             # a second write in this turn (a response's body after its head, a stream's
@@ -112,8 +127,21 @@ class _Corked:
                 self._t.write(data)
 
     def close(self) -> None:
+        if self._put_off is not None and self._put_off():
+            return
+        self.close_now()
+
+    def close_now(self) -> None:
         self._flush()
         self._t.close()
+
+    def end_writing(self) -> None:
+        """Everything written goes out, then the end of the stream (FIN): the client reads
+        the whole answer and its end while it may still be sending."""
+        self._flush()
+        self._ended = True
+        if self._t.can_write_eof() and not self._t.is_closing():
+            self._t.write_eof()
 
     def __getattr__(self, name):
         return getattr(self._t, name)
@@ -129,7 +157,9 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             # (flow control keeps the real one; _Corked stands in for the transport by duck typing)
-            self.transport = _Corked(transport, self.loop)  # type: ignore[assignment]
+            self._corked = _Corked(transport, self.loop, self._put_off_close)
+            self.transport = self._corked  # type: ignore[assignment]
+            self._draining = False  # answered and closing: the request's rest is read and dropped
             self._in_head = False
             self._head_raw = 0  # raw bytes of reads that ended inside the head
             self._in_message = False
@@ -155,6 +185,39 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             if self._in_head or self.cycle is None:
                 self._refuse(408, "request head not received in time")
 
+        def _put_off_close(self) -> bool:
+            """Whether a close of the connection is put off (uvicorn closes it once an
+            answer is complete and the connection is not kept alive: `Connection: close`,
+            a 408, or the gateway stopping). While the client is still sending its request,
+            closing would leave its bytes unread, and the kernel answers unread bytes with
+            a reset, which destroys the answer before the client reads it (hostile review
+            20, F4: an upload at SIGTERM got no answer at all). So the answer is ended with
+            a FIN instead, the rest of the request is read and dropped, and the connection
+            closes when the request ends — or, bounded, after `header_timeout` (the rest
+            timer), at the idle timeout, or when the gateway's stop ends, whichever is first."""
+            cycle = self.cycle
+            # (a head still arriving is a next request, not this answer's: closed at once, as before)
+            if (self._draining or not self._in_message or self._in_head or cycle is None or not cycle.response_complete
+                    or self.transport.is_closing()):
+                return False
+            self._draining = True
+            self._corked.end_writing()
+            if self._rest_timer is None:
+                self._rest_timer = self.loop.call_later(self._limits.header_timeout, self._rest_timeout)
+            return True
+
+        def _drain(self, data: bytes) -> None:
+            """A read while the request's rest is dropped: parsed only to find where it ends
+            (`on_message_complete` closes), bounded by `max_message_bytes`."""
+            self._msg_raw += len(data)
+            if self._msg_raw > self._limits.max_message_bytes:
+                self._corked.close_now()
+                return
+            try:
+                self.parser.feed_data(data)
+            except Exception:  # (malformed, or a request pipelined after it: not read)
+                self._corked.close_now()
+
         def _refuse(self, status: int, reason: str) -> None:
             if on_refusal is not None:
                 try:
@@ -167,7 +230,7 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             if self.pipeline or (cycle is not None and not cycle.response_complete):
                 # an earlier request on this connection is still being answered (or this
                 # one is): an answer written now would be read as that request's. Close.
-                self.transport.close()
+                self._corked.close_now()
                 self._in_head = False
                 self._cancel_head_timer()
                 return
@@ -176,12 +239,15 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
                 STATUS_LINE[status], b"content-type: text/plain; charset=utf-8\r\n",
                 b"content-length: ", str(len(body)).encode(), b"\r\n", b"connection: close\r\n\r\n", body,
             ]))
-            self.transport.close()
+            self._corked.close_now()
             self._in_head = False
             self._cancel_head_timer()
 
         def data_received(self, data: bytes) -> None:
             if self.transport.is_closing():
+                return
+            if self._draining:
+                self._drain(data)
                 return
             self._unset_keepalive_if_required()
             try:
@@ -221,6 +287,8 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
                     self._refuse(431, f"more than {self._limits.max_headers} header fields")
 
         def on_message_begin(self) -> None:
+            if self._draining:  # a request pipelined after one answered while it was sent: not read
+                raise _Drained
             super().on_message_begin()
             self._in_head = True
             self._head_raw = 0
@@ -249,6 +317,9 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             if self._rest_timer is not None:
                 self._rest_timer.cancel()
                 self._rest_timer = None
+            if self._draining:  # all of it read: the close put off happens now, with nothing unread
+                self._corked.close_now()
+                return
             super().on_message_complete()
 
         def on_response_complete(self) -> None:
@@ -265,6 +336,6 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
         def _rest_timeout(self) -> None:
             self._rest_timer = None
             if self._in_message:
-                self.transport.close()
+                self._corked.close_now()
 
     return BoundedHttpToolsProtocol

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import re
 
+# a message as compact JSON text, and the same refusing what no JSON text can carry: one
+# definition, shared with everything else that decides a call (lang/jsontext.py)
+from mcpp.catalog.admission import compact, compact_finite  # noqa: F401 - re-exported
+
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
@@ -23,33 +27,6 @@ ERROR_PREFIX = "[GATEWAY ERROR] "
 
 def dumps(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _compact_encoder(allow_nan: bool):
-    """`json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)`
-    without its cost per call: json.dumps builds an encoder object and then a C encoder
-    on every call with arguments, which is as much work as encoding a small message. Here
-    the C encoder is built once. It skips the check for circular references, which no
-    parsed message can have (one would recurse until RecursionError, not ValueError)."""
-    enc = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)
-    make = getattr(json.encoder, "c_make_encoder", None)
-    if make is None:  # (no C accelerator: json's own path)
-        return enc.encode
-    try:
-        c = make(None, enc.default, json.encoder.encode_basestring, None, ":", ",", False, False, allow_nan)
-    except TypeError:  # (another signature: json's own path)
-        return enc.encode
-
-    def encode(obj) -> str:
-        return "".join(c(obj, 0))
-
-    return encode
-
-
-# a message as compact JSON text (non-finite numbers written as json.dumps writes them), and
-# the same refusing them (ValueError), for what the gateway forwards
-compact = _compact_encoder(True)
-compact_finite = _compact_encoder(False)
 
 
 def error(id_, code: int, message: str, data=None) -> dict:

@@ -49,6 +49,7 @@ from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METH
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpp import Decision, Grant
+from mcpp.catalog.admission import NotJSONText, json_bytes
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
@@ -203,7 +204,9 @@ class GatewayApp(ApprovalSteps):
             # a line in the log, not a traceback, and a 503 if nothing was answered yet
             rt.log.warning("request_cancelled_at_shutdown", path=path)
             try:
-                await _respond(send, 503, rpc.dumps(rpc.error(None, rpc.INTERNAL_ERROR, "the gateway is stopping")))
+                # the request's own id when its body was read (a client matches answers to
+                # requests by id; null is for an id that could not be read: hostile19 F7)
+                await _respond(send, 503, rpc.dumps(rpc.error(scope.get(RPC_ID), rpc.INTERNAL_ERROR, "the gateway is stopping")))
             except (OSError, RuntimeError):  # a stream already open (a call waiting for approval): ended, not cut
                 try:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -413,6 +416,8 @@ class GatewayApp(ApprovalSteps):
             # become a valid request upstream under the gateway's id (hostile17 F5)
             await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC id")))
             return
+        if has_id and mname is not None:
+            scope[RPC_ID] = msg["id"]  # read: an answer the gateway gives from here on can name it
         # every message goes upstream as the gateway read it, re-serialised: a duplicate key or
         # an odd encoding cannot make the upstream read a request where the gateway read a
         # notification or a client's answer, which are forwarded undecided (hostile17 F10)
@@ -646,12 +651,12 @@ class GatewayApp(ApprovalSteps):
         if args is None:
             args = {}
         try:
-            decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
-        except UnicodeEncodeError:  # a ValueError too: a lone surrogate (`"\ud800"`) is no Unicode text
-            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "strings must be valid Unicode (a lone surrogate is not)")))
-            return
-        except ValueError:
-            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, "numbers must be finite JSON numbers")))
+            # NaN, ±Infinity or a lone surrogate anywhere in the message: refused before the
+            # schema and the policy, with the reason (lang/jsontext.py, which the API's
+            # `Policy.decide` applies too, so both refuse the same calls)
+            decided_body = json_bytes({**msg, "id": gid})
+        except NotJSONText as e:
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, str(e))))
             return
         t0 = time.perf_counter()
         engine, policy_sha, role = None, None, "server"
@@ -1508,6 +1513,9 @@ class GatewayApp(ApprovalSteps):
 
 
 UNWRITABLE = "the request cannot be forwarded as read: a number out of range, or nested too deep"
+# the scope key of a request's JSON-RPC id, once its body is read and the id found valid: the
+# 503 of a request cancelled at the shutdown timeout names it (`GatewayApp.__call__`)
+RPC_ID = "mcpp.rpc_id"
 _log = logging.getLogger("mcpp.gateway")
 _DRAINS: set = set()  # background reads of answered upstream streams (kept referenced)
 

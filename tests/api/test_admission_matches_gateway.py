@@ -167,3 +167,114 @@ def test_a_mcpp_test_case_expecting_the_policy_for_a_string_amount_fails(tmp_pat
     p = subprocess.run([sys.executable, "-m", "mcpp", "test", str(test)], capture_output=True, text=True, timeout=120)
     assert p.returncode == 1, p.stdout + p.stderr
     assert TYPE_RULE in p.stdout and "1 failed" in p.stdout, p.stdout
+
+
+# hostile18 F8: values no JSON text can carry — NaN, ±Infinity, a lone surrogate (in a
+# value or a key, at any depth). The gateway refuses such a call before its schema check,
+# whether or not it checks schemas (proxy.py `call_tool`: 400 with the reason), so the API
+# refuses it too, with or without a catalog: decision deny, rule `/request`, the gateway's
+# reason as the message. NaN passed `maximum: 1000` (every comparison with it is false).
+CAPPED = {"type": "object", "properties": {"amount": {"type": "number", "maximum": 1000}, "note": {},
+                                           "tags": {"type": "array"}}}
+NOT_FINITE, NOT_UNICODE = "numbers must be finite JSON numbers", "strings must be valid Unicode (a lone surrogate is not)"
+CAPPED_CAT = Catalog.from_tools([{"name": "capped", "inputSchema": CAPPED}])
+ALLOW_CAPPED = 'permit (principal, action == Action::"capped", resource) unless { context.input.amount > 1000 };'
+NOT_JSON = [  # (arguments, the gateway's reason)
+    ({"amount": float("nan")}, NOT_FINITE),
+    ({"amount": float("inf")}, NOT_FINITE),
+    ({"amount": -float("inf")}, NOT_FINITE),
+    ({"amount": 5, "tags": [1, [2, {"deep": [float("nan")]}]]}, NOT_FINITE),  # nested in lists and objects
+    ({"amount": 5, "note": "a\ud800b"}, NOT_UNICODE),
+    ({"amount": 5, "note": "\udfff"}, NOT_UNICODE),
+    ({"amount": 5, "tags": [{"k": ["x", "\udc80"]}]}, NOT_UNICODE),
+    ({"amount": 5, "note": {"\ud800": 1}}, NOT_UNICODE),  # a key
+    ({"\ud800": 5}, NOT_UNICODE),  # a top-level key
+]
+NOT_JSON_IDS = [json.dumps(a)[:48] for a, _ in NOT_JSON]
+
+
+def gateway_reason(tool: str, args) -> str | None:
+    """The gateway's answer to the call before any schema or policy: the reason of its 400,
+    or None when it goes on (what proxy.py `call_tool` runs on the request it read)."""
+    from mcpp.catalog.admission import NotJSONText, json_bytes  # (as proxy.py imports them)
+
+    try:
+        json_bytes({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+    except NotJSONText as e:
+        return str(e)
+    return None
+
+
+@pytest.mark.parametrize("args,reason", NOT_JSON, ids=NOT_JSON_IDS)
+@pytest.mark.parametrize("with_catalog", [True, False], ids=["catalog", "no-catalog"])
+def test_a_call_no_json_text_can_carry_is_refused_as_the_gateway_refuses_it(args, reason, with_catalog):
+    assert gateway_reason("capped", args) == reason
+    policy = mcpp.load_policy(ALLOW_CAPPED, catalog=CAPPED_CAT if with_catalog else None)
+    for d in (policy.decide("capped", args, dry_run=True), policy.explain("capped", args).decision):
+        assert (d.decision, d.rule, d.policy, d.message) == ("deny", "/request", None, reason)
+    if with_catalog:  # `mcpp test` and the language server admit through CatalogAdmission
+        refusal, out = CatalogAdmission(CAPPED_CAT).admit("capped", args)
+        assert refusal == {"kind": "not_json", "pointer": "/request", "reason": reason, "message": reason}
+        assert out is args
+
+
+@pytest.mark.parametrize("args", [{"amount": 5}, {"amount": 999.5, "note": {"é日\U0001f600": "\U0001f600"},
+                                                 "tags": [None, True, -0.0, 1e308, -2**70, ""]}], ids=json.dumps)
+@pytest.mark.parametrize("with_catalog", [True, False], ids=["catalog", "no-catalog"])
+def test_json_values_still_reach_the_policy(args, with_catalog):
+    assert gateway_reason("capped", args) is None
+    policy = mcpp.load_policy(ALLOW_CAPPED, catalog=CAPPED_CAT if with_catalog else None)
+    d = policy.decide("capped", args, dry_run=True)
+    assert (d.decision, d.rule) == ("allow", "/tools/capped")
+
+
+def test_a_tool_name_no_json_text_can_carry_is_refused():
+    policy = mcpp.load_policy("default allow;")
+    d = policy.decide("to\ud800l", {})
+    assert gateway_reason("to\ud800l", {}) == NOT_UNICODE
+    assert (d.decision, d.rule, d.message) == ("deny", "/request", NOT_UNICODE)
+
+
+@pytest.mark.parametrize("args", [{"s": {1, 2}}, {"b": b"bytes"}, {"o": object()}], ids=["set", "bytes", "object"])
+def test_python_values_with_no_json_form_are_refused(args):
+    """Only the API can be handed these (the gateway reads JSON text): fail closed."""
+    d = mcpp.load_policy("default allow;").decide("t", args)
+    assert (d.decision, d.rule) == ("deny", "/request") and "JSON values" in d.message
+
+
+def test_mcpp_eval_calls_refuses_a_lone_surrogate_as_eval_call_does(tmp_path):
+    """`--calls` decides each line as `--call` (Policy.decide) does: NaN is refused when
+    the line is read; a lone surrogate (valid JSON syntax) is the gateway's refusal."""
+    policy = tmp_path / "p.mcpp"
+    policy.write_text("default allow;\n")
+    line = json.dumps({"name": "t", "arguments": {"a": [{"\ud800": "x"}]}})
+    calls = tmp_path / "calls.jsonl"
+    calls.write_text(line + "\n" + json.dumps({"name": "t", "arguments": {"a": "ok"}}) + "\n")
+    single = subprocess.run([sys.executable, "-m", "mcpp", "eval", str(policy), "--call", line],
+                            capture_output=True, text=True, timeout=120)
+    many = subprocess.run([sys.executable, "-m", "mcpp", "eval", str(policy), "--calls", str(calls)],
+                          capture_output=True, text=True, timeout=120)
+    assert single.returncode == many.returncode == 0, single.stderr + many.stderr
+    first, second = (json.loads(x) for x in many.stdout.splitlines())
+    assert first == json.loads(single.stdout)
+    assert (first["decision"], first["rule"], first["message"]) == ("deny", "/request", NOT_UNICODE)
+    assert second["decision"] == "allow"
+
+
+TEXT = st.text(st.sampled_from("a\u00e9\U0001f600\ud800\udfff"), max_size=3)  # lone surrogates among the rest
+ANY_VALUE = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([float("nan"), float("inf"), -float("inf")]) | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=8)
+ALLOW_ALL = mcpp.load_policy("default allow;")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(TEXT, ANY_VALUE, max_size=3))
+def test_the_api_allows_exactly_what_the_gateway_lets_through(args):
+    """On `default allow`, a call is allowed iff the gateway would read it on to the policy."""
+    d = ALLOW_ALL.decide("t", args)
+    reason = gateway_reason("t", args)
+    assert (d.decision, d.message) == (("allow", "Tool t is allowed by default.") if reason is None
+                                       else ("deny", reason)), (args, d)

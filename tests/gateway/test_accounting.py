@@ -19,7 +19,7 @@ import time
 import httpx2
 import pytest
 
-from .peers import MODERN_META, call_tool, create_grant, free_port, write
+from .peers import MODERN_META, call_tool, create_grant, free_port, parse_response, write
 from .scripted import ScriptedUpstream
 
 POLICY = 'permit (principal, action, resource);\nlimit "calls" (principal, action, resource) max 1000 per hour scope grant;\n'
@@ -301,3 +301,169 @@ async def test_a_call_whose_row_waits_on_a_locked_audit_db_at_the_stop_is_refuse
     assert r.get("status") == 503, r
     assert charged(g.state) == before and len(up.executed("ok")) == ran
     assert ("ok", "forwarded") not in outcomes(g.state)
+
+
+# what a request is waiting on when `shutdown_timeout` ends, and its JSON-RPC id
+STOP_WAITS = [("listing", "list-3"), ("audit.db", 4), ("counters.db", "c-5")]
+
+
+@pytest.mark.parametrize("scripted", [60.0], indirect=True)
+@pytest.mark.parametrize("waiting,rid", STOP_WAITS, ids=[w for w, _ in STOP_WAITS])
+async def test_a_request_cancelled_at_the_stop_is_answered_with_its_own_id(scripted, waiting, rid):
+    """The 503 for a request still open at the shutdown timeout (a listing the upstream
+    has not answered; a call whose row, or whose limit reservation, waits for a database
+    another process holds locked) names the request's id, which the gateway had read: a
+    client matches answers to requests by id, and `null` is for a request whose id could
+    not be read (hostile review 19, F7: it was always null)."""
+    up, g = scripted
+    async with httpx2.AsyncClient(timeout=30) as http:
+        assert what_client_read(await call_tool(http, g.url(), g.token, "ok", {}, rid=0)) == "result"  # both dbs exist
+        other = None
+        if waiting != "listing":
+            other = sqlite3.connect(g.state / waiting, isolation_level=None, timeout=10)
+            other.execute("BEGIN IMMEDIATE")  # another process holds its write lock
+        try:
+            if waiting == "listing":
+                up.list_mode, lists = "hang", up.lists  # (the first call's schema check listed the tools)
+                body = {"jsonrpc": "2.0", "id": rid, "method": "tools/list", "params": {"_meta": MODERN_META}}
+                headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+                           "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+                           "Mcp-Method": "tools/list"}
+                pending = asyncio.create_task(http.post(g.url(), headers=headers, content=json.dumps(body)))
+                deadline = time.time() + 15
+                while time.time() < deadline and up.lists == lists:
+                    await asyncio.sleep(0.05)
+                assert up.lists > lists
+            else:
+                pending = asyncio.create_task(call_tool(http, g.url(), g.token, "ok", {}, rid=rid))
+                await asyncio.sleep(0.5)  # decided; waiting for the lock (store_busy_timeout: 10 s)
+            g.proc.kill(signal.SIGTERM, wait=30)
+            r = await pending
+        finally:
+            if other is not None:
+                other.execute("ROLLBACK")
+                other.close()
+    if waiting == "listing":
+        r = parse_response(r)
+    assert r == {"status": 503, "jsonrpc": "2.0", "id": rid,
+                 "error": {"code": -32603, "message": "the gateway is stopping"}}, r
+    _stopped_cleanly(g)
+
+
+# ---- SIGTERM while a client is still uploading its request's body (hostile review 20, F4) ----
+UPLOAD = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                     "params": {"name": "ok", "arguments": {"x": "a" * 600_000}, "_meta": MODERN_META}}).encode()
+FIRST = 100_000  # sent before the signal; the rest after it
+
+
+async def _start_upload(g, host: str):
+    """A raw HTTP/1.1 POST of UPLOAD whose head and first FIRST bytes are sent."""
+    r, w = await asyncio.open_connection("127.0.0.1", g.port)
+    fields = {"Host": host, "Content-Length": str(len(UPLOAD)), "Authorization": f"Bearer {g.token}",
+              "Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+              "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "ok"}
+    head = "POST /mcp/default/ HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n"
+    w.write(head.encode() + UPLOAD[:FIRST])
+    await w.drain()
+    return r, w
+
+
+async def _send_rest(w, seconds: float) -> int:
+    """The rest of UPLOAD in 50 kB pieces (bounded: at most `seconds`); how much was sent."""
+    sent, until = FIRST, time.monotonic() + seconds
+    try:
+        while sent < len(UPLOAD) and time.monotonic() < until:
+            w.write(UPLOAD[sent:sent + 50_000])
+            sent = min(sent + 50_000, len(UPLOAD))
+            await asyncio.wait_for(w.drain(), 5)
+            await asyncio.sleep(0.02)
+    except (ConnectionError, OSError, TimeoutError):
+        pass
+    return sent
+
+
+async def _answer(r) -> bytes:
+    """Everything the gateway sends until it closes (bounded), or how the read failed."""
+    try:
+        return await asyncio.wait_for(r.read(), 10)
+    except (ConnectionError, OSError) as e:
+        return f"<{type(e).__name__}>".encode()
+
+
+def _head(answer: bytes) -> tuple[str, dict[str, str], bytes]:
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = dict((k.lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]))
+    return lines[0], fields, body
+
+
+STOPPING_BODY = {"jsonrpc": "2.0", "id": None, "error": {"code": -32603, "message": "the gateway is stopping"}}
+# (the request's Host, what the uploader reads once it has sent the rest, whether the call
+# ran): a request whose head had arrived is in flight, so its upload may finish within
+# shutdown_timeout and it is then decided and served like any other; one answered before
+# its body (a bad Host: 421) keeps its answer. Before, the stop closed the second at once
+# with the client's bytes unread, the kernel reset the connection, and the answer was lost.
+UPLOADS = [("good", "200", True), ("evil.example", "421", False)]
+
+
+@pytest.mark.parametrize("scripted", [(60.0, 3.0)], indirect=True)
+@pytest.mark.parametrize("host,status,runs", UPLOADS, ids=[s for _, s, _ in UPLOADS])
+async def test_an_upload_in_progress_at_the_stop_is_answered_not_reset(scripted, host, status, runs):
+    up, g = scripted
+    ran = len(up.executed("ok"))
+    r, w = await _start_upload(g, f"127.0.0.1:{g.port}" if host == "good" else host)
+    await asyncio.sleep(0.3)  # the head is read, the body is being read (or the 421 is written)
+    os.killpg(g.proc.p.pid, signal.SIGTERM)
+    t0 = time.monotonic()
+    sent = await _send_rest(w, seconds=2.5)
+    answer = await _answer(r)
+    w.close()
+    await asyncio.to_thread(g.proc.p.wait, 30)
+    assert time.monotonic() - t0 < 3.0 + 2, "the stop outlasted shutdown_timeout"
+    assert sent == len(UPLOAD)
+    line, fields, body = _head(answer)
+    assert line.startswith(f"HTTP/1.1 {status} "), answer[:300]
+    if runs:  # answered after the stop began: no next request on this connection
+        assert fields.get("connection") == "close", fields
+        assert json.loads(body)["result"]["content"][0]["text"] == "ran ok"
+    assert len(up.executed("ok")) == ran + runs
+    text = g.log.read_text()
+    assert "Traceback" not in text and all(line.startswith("{") for line in text.splitlines()), text[-3000:]
+
+
+async def _trickle(w, seconds: float) -> None:
+    """The rest of UPLOAD far too slowly (1 kB every 0.1 s), for at most `seconds`."""
+    until, sent = time.monotonic() + seconds, FIRST
+    try:
+        while time.monotonic() < until and sent < len(UPLOAD):
+            w.write(UPLOAD[sent:sent + 1000])
+            sent += 1000
+            await asyncio.wait_for(w.drain(), 2)
+            await asyncio.sleep(0.1)
+    except (ConnectionError, OSError, TimeoutError):
+        pass
+
+
+@pytest.mark.parametrize("scripted", [(60.0, 2.0)], indirect=True)
+@pytest.mark.parametrize("pace", ["stalled", "trickling"])
+async def test_an_upload_that_cannot_finish_does_not_hold_the_stop(scripted, pace):
+    """A client that stops sending part-way, or sends too slowly to finish, holds the stop
+    no longer than shutdown_timeout; its call was never decided, so it is refused (503)
+    and nothing runs. The stalled one reads that answer (all it sent was read, so the close
+    is clean); one still sending when the process exits may see a reset instead."""
+    up, g = scripted
+    r, w = await _start_upload(g, f"127.0.0.1:{g.port}")
+    await asyncio.sleep(0.3)
+    t0 = time.monotonic()
+    os.killpg(g.proc.p.pid, signal.SIGTERM)
+    trickle = asyncio.create_task(_trickle(w, 10) if pace == "trickling" else asyncio.sleep(0))
+    await asyncio.to_thread(g.proc.p.wait, 30)
+    assert time.monotonic() - t0 < 2.0 + 2, "an unfinished upload held the stop"
+    await trickle
+    answer = await _answer(r)
+    w.close()
+    if pace == "stalled":
+        line, _, body = _head(answer)
+        assert line.startswith("HTTP/1.1 503 ") and json.loads(body) == STOPPING_BODY, answer[:300]
+    assert not up.executed("ok")
+    assert "shutdown_timeout_exceeded" in [x.get("event") for x in g.log_records()]

@@ -555,6 +555,36 @@ async def test_name_variants_never_reach_a_lenient_upstream(tmp_path, start_gate
         assert up.executed() == [{}] and [t for t, _ in up.calls] == ["ok"]
 
 
+# hostile18 F8: what no JSON text can carry, wherever it is in the arguments (values the
+# client's json.dumps writes as NaN, Infinity, -Infinity and \ud800 escapes)
+NOT_JSON_ARGS = [
+    {"text": float("nan")},
+    {"text": "x", "n": [1, {"deep": [float("inf")]}]},
+    {"text": -float("inf")},
+    {"text": "x", "meta": [{"k": "\udfff"}]},
+    {"text": "x", "meta": {"\ud800": 1}},  # a key
+]
+
+
+async def test_the_gateway_and_the_api_refuse_the_same_unwritable_arguments(tmp_path, upstream, start_gateway):
+    """The gateway's 400 and `Policy.decide` (with no catalog: the gateway refuses these
+    whether or not it checks schemas) give the same reason, and nothing is forwarded."""
+    from mcpp import load_policy  # (`mcpp` here is the command-line helper)
+
+    g = _gw(tmp_path, start_gateway, upstream.url)
+    policy = load_policy(POLICY)
+    before = len(upstream.ran())
+    async with httpx2.AsyncClient(timeout=10) as http:
+        for i, args in enumerate(NOT_JSON_ARGS):
+            r = await call_tool(http, g.url(), g.token, "echo", args, rid=f"r{i}")
+            d = policy.decide("echo", args, dry_run=True)
+            assert (d.decision, d.rule) == ("deny", "/request"), d
+            assert r["status"] == 400 and r["id"] == f"r{i}", r
+            assert r["error"]["code"] == -32602 and r["error"]["message"] == d.message, (r, d)
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "ok"})) == "ok"
+    assert [x["args"] for x in upstream.ran()[before:]] == [{"text": "ok"}]
+
+
 async def test_a_lone_surrogate_is_refused_for_what_it_is(tmp_path, upstream, start_gateway):
     """`"\\ud800"` is valid JSON but no Unicode text: refused before the policy (400, with
     the reason), never forwarded."""

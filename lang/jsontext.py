@@ -1,0 +1,85 @@
+"""JSON text: what can be written as JSON and sent, and the reason when something cannot.
+
+The gateway refuses a `tools/call` whose message no JSON text can carry before it checks
+the tool's schema or asks the policy (runtime/gateway/proxy.py `call_tool`): a number
+that is not finite (`NaN`, `Infinity`, or `1e400`, which reads as infinity) has no JSON
+form, and a lone surrogate (`"\\ud800"`: valid JSON syntax) is no Unicode text, so UTF-8
+cannot carry it to the upstream. Everything else that decides a call must refuse the same
+calls for the same reasons — the Python API (`Policy.decide`, with or without a catalog),
+`mcpp eval`, and `CatalogAdmission` (`mcpp test`, the language server) — or the policy
+decides values the gateway never lets through (hostile review 18 F8: NaN passed
+`maximum: 1000`, since every comparison with it is false). This module is that one
+definition.
+
+It lives with the language, whose values are JSON values (`context.input` is the call's
+arguments): everything that decides may import it at no cost (deciding without a catalog
+must not load jsonschema). The gateway, which reaches the language only through the
+public API and the catalogs (docs/architecture.md), imports it from
+catalog/admission.py, the admission step it starts.
+"""
+
+from __future__ import annotations
+
+import json
+
+NOT_FINITE = "numbers must be finite JSON numbers"
+NOT_UNICODE = "strings must be valid Unicode (a lone surrogate is not)"
+# only the Python API can be handed these: the gateway and `mcpp eval` read JSON text
+NOT_JSON_VALUE = "values must be JSON values (objects with string keys, arrays, strings, numbers, booleans, null)"
+TOO_DEEP = "values are nested too deeply to be written as JSON"
+
+
+class NotJSONText(ValueError):
+    """A value no JSON text can carry; `str()` is the reason, as the gateway answers it."""
+
+
+def _compact_encoder(allow_nan: bool):
+    """`json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)`
+    without its cost per call: json.dumps builds an encoder object and then a C encoder
+    on every call with arguments, which is as much work as encoding a small message. Here
+    the C encoder is built once. It skips the check for circular references, which no
+    parsed message can have (one would recurse until RecursionError, not ValueError)."""
+    enc = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=allow_nan)
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # (no C accelerator: json's own path)
+        return enc.encode
+    try:
+        c = make(None, enc.default, json.encoder.encode_basestring, None, ":", ",", False, False, allow_nan)
+    except TypeError:  # (another signature: json's own path)
+        return enc.encode
+
+    def encode(obj) -> str:
+        return "".join(c(obj, 0))
+
+    return encode
+
+
+# a message as compact JSON text (non-finite numbers written as json.dumps writes them), and
+# the same refusing them (ValueError), for what the gateway forwards
+compact = _compact_encoder(True)
+compact_finite = _compact_encoder(False)
+
+
+def json_bytes(value) -> bytes:
+    """`value` as compact UTF-8 JSON text (what the gateway forwards), or NotJSONText with
+    the reason no JSON text can carry it. Every string is checked, keys included, at any
+    depth: encoding is the check, so it cannot miss a place a value can hide."""
+    try:
+        return compact_finite(value).encode()
+    except UnicodeEncodeError:  # (a ValueError too: caught first) a lone surrogate, in a value or a key
+        raise NotJSONText(NOT_UNICODE) from None
+    except ValueError:  # NaN or ±Infinity
+        raise NotJSONText(NOT_FINITE) from None
+    except TypeError:  # a set, bytes, an object, a non-string key json cannot coerce
+        raise NotJSONText(NOT_JSON_VALUE) from None
+    except RecursionError:  # (the gateway's reader refuses such nesting before: a parse error)
+        raise NotJSONText(TOO_DEEP) from None
+
+
+def unwritable(value) -> str | None:
+    """None when JSON text can carry `value`, else the reason (`json_bytes`'s)."""
+    try:
+        json_bytes(value)
+    except NotJSONText as e:
+        return str(e)
+    return None
