@@ -37,6 +37,18 @@ def _until(pred, timeout: float = 10.0) -> bool:
     return pred()
 
 
+def _started(log: AuditLog, **bounds) -> Checkpointer:
+    """The gateway's writer set-up (`background_checkpoints`), with the test's bounds."""
+    log.background_checkpoints(**bounds)
+    assert log.checkpointer is not None
+    return log.checkpointer
+
+
+def _caught_up(cp: Checkpointer) -> bool:
+    """Wait (bounded) until a finished checkpoint covers every commit so far."""
+    return _until(lambda: cp.covered == cp.commits)
+
+
 @pytest.fixture
 def log(tmp_path):
     log = AuditLog(tmp_path, wait=False)
@@ -50,14 +62,12 @@ AUTO = 1000  # SQLite's automatic checkpoint, in WAL frames: the writer's own bo
 
 def test_paced_commits_never_reach_the_writers_own_checkpoint(log):
     # the gateway's pattern: commits with time between them, in which the thread checkpoints
-    log.background_checkpoints(every=64, interval=0.02)
-    cp = log.checkpointer
-    assert cp is not None
+    cp = _started(log, every=64, interval=0.02)
     for i in range(3000):
         log.write(_row(i))
         if i % 64 == 63:  # a pause the thread's checkpoint fits in (waited for: a loaded machine is slow)
-            assert _until(lambda: cp.covered == cp.commits)
-    assert _until(lambda: cp.covered == cp.commits)
+            assert _caught_up(cp)
+    assert _caught_up(cp)
     assert cp.checkpoints >= 40 and cp.failures == 0
     # 3000 rows are ~7000 WAL frames: the WAL never reached SQLite's automatic checkpoint,
     # so no commit carried one (the WAL file never shrinks: its size is its high-water mark)
@@ -73,7 +83,7 @@ def test_the_wal_is_bounded_whatever_the_thread_does(log, every, interval):
     # holds the checkpoint lock, so the WAL can pass 1000 frames, but not by much (the thread
     # then yields to the writer: 1036-1870 frames after 20,000 such commits, every = 1 to 128,
     # on the development machine)
-    log.background_checkpoints(every=every, interval=interval)
+    _started(log, every=every, interval=interval)
     for i in range(5000):
         log.write(_row(i))
     assert _wal(log) < 3 * AUTO * FRAME  # unbounded, 5000 rows would be ~11,700 frames
@@ -82,9 +92,7 @@ def test_the_wal_is_bounded_whatever_the_thread_does(log, every, interval):
 
 @pytest.mark.parametrize("commit", ["write", "commit", "set_outcome", "purge_values"])
 def test_every_kind_of_commit_is_counted(log, commit):
-    log.background_checkpoints(every=10**9, interval=3600)
-    cp = log.checkpointer
-    assert cp is not None
+    cp = _started(log, every=10**9, interval=3600)
     seq = log.write(_row(0))
     before = cp.commits
     {"write": lambda: log.write(_row(1)),
@@ -95,7 +103,7 @@ def test_every_kind_of_commit_is_counted(log, commit):
 
 
 def test_a_reader_in_a_long_transaction_blocks_neither_the_writer_nor_the_thread(log):
-    log.background_checkpoints(every=32, interval=0.02)
+    cp = _started(log, every=32, interval=0.02)
     for i in range(100):
         log.write(_row(i))
     reader = sqlite3.connect(log.path, isolation_level=None)
@@ -106,9 +114,7 @@ def test_a_reader_in_a_long_transaction_blocks_neither_the_writer_nor_the_thread
         for i in range(300):
             log.write(_row(100 + i))
         assert time.monotonic() - t0 < 5
-        cp = log.checkpointer
-        assert cp is not None
-        assert _until(lambda: cp.covered == cp.commits)
+        assert _caught_up(cp)
         assert cp.failures == 0  # PASSIVE copies what it can and returns
     finally:
         reader.execute("COMMIT")
@@ -117,12 +123,10 @@ def test_a_reader_in_a_long_transaction_blocks_neither_the_writer_nor_the_thread
 
 
 def test_a_replaced_file_is_followed(log):
-    log.background_checkpoints(every=16, interval=0.02)
-    cp = log.checkpointer
-    assert cp is not None
+    cp = _started(log, every=16, interval=0.02)
     for i in range(50):
         log.write(_row(i))
-    assert _until(lambda: cp.covered == cp.commits)
+    assert _caught_up(cp)
     for suffix in ("", "-wal", "-shm"):
         try:
             os.unlink(str(log.path) + suffix)
@@ -143,9 +147,7 @@ def test_a_replaced_file_is_followed(log):
 
 def test_close_stops_the_thread(tmp_path):
     log = AuditLog(tmp_path, wait=False)
-    log.background_checkpoints()
-    cp = log.checkpointer
-    assert isinstance(cp, Checkpointer)
+    cp = _started(log)
     log.write(_row(0))
     log.close()
     assert not cp._thread.is_alive()
