@@ -106,7 +106,7 @@ class Approved:
         assert self.id is not None
         approval_id, args = self.id, self.args
         try:
-            await rt.approvals_write(lambda: rt.approvals.restore(approval_id, args))
+            await rt.approvals_write(lambda: rt.approvals.restore(approval_id, args), background=True)
         except Exception as e:
             rt.log.error("approval_restore_failed", approval_id=approval_id, error=f"{type(e).__name__}: {e}")
             return

@@ -21,7 +21,7 @@ from .approvals import ApprovalStore
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteDeferredCounters
-from .deferred import DeferredCounters, StaleDecision, retry_while_locked
+from .deferred import DeferredCounters, StaleDecision, Waiters, retry_while_locked
 from .grants import SQLiteGrants, redis_client
 from .http_client import HTTPUpstream
 from .jwks import Fetcher, IssuerClient
@@ -115,6 +115,7 @@ class Runtime:
         # a registry of their own, so a shadow that fails never touches enforcement
         self.shadows = PolicyRegistry(self.counters)
         self.approvals = ApprovalStore(config.state_dir, wait=False)  # written through approvals_write
+        self._approval_waiters = Waiters(store_waiters(config))
         self.values_key = values_key(config.state_dir) if config.audit_values == "hashed" else None
         self.admin_secret = config.admin_token.resolve("gateway.admin_token") if config.admin_token else None
         self.session_caps: dict = {}  # (server, upstream session) → the client's capabilities (initialize)
@@ -482,11 +483,17 @@ class Runtime:
             return denied
         return self._store_down(tool, StoreUnavailable(f"the limit store kept the call waiting past {STALE_TRIES} window ends"))
 
-    async def approvals_write(self, op):
+    async def approvals_write(self, op, background: bool = False):
         """`op()`, a write to approvals.db, retried from the event loop while another
         process holds the file locked (deferred.py); StoreUnavailable after
-        `store_busy_timeout`."""
-        return await retry_while_locked(op, self.config.store_busy_timeout, "approvals.db")
+        `store_busy_timeout`, or sooner: by the waiting call's deadline, or at once when
+        half of `max_connections` already wait for the file (as for audit.db and
+        counters.db). `background`: a write no request waits for (an approval given back),
+        which keeps its own timeout and holds no connection."""
+        if background:
+            return await retry_while_locked(op, self.config.store_busy_timeout, "approvals.db")
+        return await retry_while_locked(op, self.config.store_busy_timeout, "approvals.db", self._approval_waiters,
+                                        for_call=True)
 
     def _store_down(self, tool: str, e: Exception) -> Decision:
         self.log.warning("limit_store_unavailable", tool=tool, error=str(e))

@@ -279,16 +279,24 @@ async def test_a_locked_counters_db_refuses_limited_calls_only(tmp_path, upstrea
     assert ("2", "/limits/store-unavailable", "denied") in rows
 
 
-@pytest.mark.parametrize("store, tool", [("counters.db", "charge"), ("audit.db", "echo")])
+APPROVAL_POLICY = """
+permit (principal, action == Action::"echo", resource);
+@approval("Charges over 100 need a person.")
+permit (principal, action == Action::"charge", resource) when { context.input.amount > 100 };
+"""
+
+
+@pytest.mark.parametrize("store, tool", [("counters.db", "charge"), ("audit.db", "echo"), ("approvals.db", "charge")])
 async def test_calls_waiting_for_a_locked_store_cannot_take_every_connection(tmp_path, upstream, start_gateway, store, tool):
     """hostile16 F10: with counters.db locked, one agent's waiting limited calls filled
     `max_connections`, and another agent's unlimited call and /healthz got 503. At most
     half the connections now wait for one store; past that a call needing the locked store
     is refused at once, and everything else is still served."""
-    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="store_busy_timeout = 10\nmax_connections = 10")
+    policy = {"policy_text": APPROVAL_POLICY} if store == "approvals.db" else {}
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="store_busy_timeout = 10\nmax_connections = 10", **policy)
     other = json.loads(mcpp("grant", "create", "--server", "default", "--label", "other", "--config", str(g.config),
                             "--json").stdout)["token"]
-    args = {"amount": 1} if tool == "charge" else {"text": "waits"}
+    args = {"text": "waits"} if tool == "echo" else {"amount": 1 if store == "counters.db" else 500}
     async with httpx2.AsyncClient(timeout=30, limits=httpx2.Limits(max_connections=40)) as http:
         assert (await call_tool(http, g.url(), g.token, "echo", {"text": "warm"}))["result"]
         before = len([r for r in upstream.ran(tool) if r["args"] == args])  # (the upstream serves other tests too)
@@ -299,8 +307,9 @@ async def test_calls_waiting_for_a_locked_store_cannot_take_every_connection(tmp
             started = time.monotonic()
             r = await call_tool(http, g.url(), g.token, tool, args, rid=99)  # the sixth: refused at once
             assert time.monotonic() - started < 5
-            if store == "counters.db":
-                assert r["result"]["isError"] and result_text(r).startswith("[GATEWAY ERROR] The limit store is unavailable")
+            if store != "audit.db":
+                unavailable = "limit" if store == "counters.db" else "approval"
+                assert r["result"]["isError"] and result_text(r).startswith(f"[GATEWAY ERROR] The {unavailable} store is unavailable")
                 # another agent's call no limit applies to, and /healthz, are served meanwhile
                 async with httpx2.AsyncClient(timeout=10) as http2:
                     assert result_text(await call_tool(http2, g.url(), other, "echo", {"text": "other"}, rid=7)) == "other"
@@ -312,6 +321,9 @@ async def test_calls_waiting_for_a_locked_store_cannot_take_every_connection(tmp
             other_db.execute("COMMIT")
         done = await asyncio.wait_for(asyncio.gather(*waiting), 10)
         assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "after"}, rid=100)) == "after"  # unlocked
+    if store == "approvals.db":  # the five that waited asked a person (and did not run)
+        assert all(result_text(d).startswith("[APPROVAL REQUIRED]") for d in done)
+        return
     assert all(d.get("result") and not d["result"].get("isError") for d in done)  # the five that waited ran
     ran = [r for r in upstream.ran(tool) if r["args"] == args]
     assert len(ran) - before == 5
