@@ -225,6 +225,35 @@ async def test_an_error_that_is_not_a_lock_is_not_retried():
     assert not is_locked(ValueError("locked"))
 
 
+async def test_waiters_past_the_cap_are_refused_at_once_and_every_wait_is_counted_out(tmp_path):
+    """deferred.Waiters: with the cap reached, a call that finds the store locked is refused
+    at once; a wait that ends any way (written, timed out, cancelled) frees its place."""
+    store = SQLiteDeferredCounters(tmp_path, busy_timeout=5, log=Recorder(), max_waiting=2)
+    assert await store.reserve_async([_charge()]) is None
+    waiters = store.waiters
+    assert waiters is not None
+    with locked(tmp_path / "counters.db") as other:
+        first = asyncio.ensure_future(store.reserve_async([_charge()]))
+        second = asyncio.ensure_future(store.reserve_async([_charge()]))
+        await asyncio.sleep(0.05)
+        assert waiters.n == 2
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="2 calls already wait for it"):
+            await store.reserve_async([_charge()])
+        assert time.monotonic() - started < 1
+        second.cancel()  # (its client went, or the gateway stopped)
+        await asyncio.sleep(0.01)
+        assert waiters.n == 1
+        other.execute("COMMIT")
+    assert await asyncio.wait_for(first, 2) is None
+    assert waiters.n == 0
+    with locked(tmp_path / "counters.db"):  # timed out: counted out too
+        with pytest.raises(StoreUnavailable, match="waited"):
+            await retry_while_locked(lambda: store.sync.reserve([_charge()], fresh_only=True), 0.05, "counters.db", waiters)
+    assert waiters.n == 0
+    assert await store.reserve_async([_charge()]) is None  # unlocked: no wait, no count
+
+
 # ---- the gateway ---------------------------------------------------------------------------------
 
 
