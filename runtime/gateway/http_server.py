@@ -206,6 +206,13 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
                 self._rest_timer = self.loop.call_later(self._limits.header_timeout, self._rest_timeout)
             return True
 
+        @property
+        def draining(self) -> bool:
+            """Answered, and reading the rest of the request only to close cleanly: the
+            gateway's stop waits for such a connection only briefly (stopping.py
+            `DRAIN_GRACE_SECONDS`), not for its `header_timeout`."""
+            return self._draining
+
         def _drain(self, data: bytes) -> None:
             """A read while the request's rest is dropped: parsed only to find where it ends
             (`on_message_complete` closes), bounded by `max_message_bytes`."""

@@ -29,6 +29,11 @@ import threading
 import uvicorn
 
 UNWIND_SECONDS = 5.0  # for cancelled requests to answer and audit, after the wait
+# for clients answered while still sending their request (a 401 or 421 before the body, an
+# upload cut short by the 503) to finish sending, so that the close does not reset the
+# answer away. Not longer: a client answered before the stop that trickles the rest of a
+# large body held the stop for `header_timeout` (hostile review 22, F4: 9.5 s, nothing in flight)
+DRAIN_GRACE_SECONDS = 1.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -74,7 +79,8 @@ class GatewayServer(uvicorn.Server):
             connection.shutdown()  # idle keep-alive connections close; busy ones after their answer
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while (state.connections or state.tasks) and not self.hurry and loop.time() < deadline:
+        # (a connection only reading the rest of an answered request is not waited for here)
+        while (state.tasks or _live(state.connections)) and not self.hurry and loop.time() < deadline:
             await asyncio.sleep(0.05)
         open_tasks = list(state.tasks)
         if open_tasks:
@@ -86,4 +92,16 @@ class GatewayServer(uvicorn.Server):
             _, left = await asyncio.wait(open_tasks, timeout=UNWIND_SECONDS)
             if left:
                 rt.log.error("requests_not_unwound", count=len(left))
+        grace = loop.time() + DRAIN_GRACE_SECONDS
+        while any(_draining(c) for c in state.connections) and not self.hurry and loop.time() < grace:
+            await asyncio.sleep(0.05)
         await self.lifespan.shutdown()
+
+
+def _draining(connection) -> bool:
+    return getattr(connection, "draining", False) is True
+
+
+def _live(connections) -> bool:
+    """Whether any connection still has a request to answer (not one only draining)."""
+    return any(not _draining(c) for c in connections)
