@@ -27,6 +27,7 @@ NOT_UNICODE = "strings must be valid Unicode (a lone surrogate is not)"
 # only the Python API can be handed these: the gateway and `mcpp eval` read JSON text
 NOT_JSON_VALUE = "values must be JSON values (objects with string keys, arrays, strings, numbers, booleans, null)"
 TOO_DEEP = "values are nested too deeply to be written as JSON"
+TOO_MANY_DIGITS = "integers must have at most 4300 digits (the gateway cannot read longer ones: a parse error)"
 
 
 class NotJSONText(ValueError):
@@ -68,12 +69,30 @@ def json_bytes(value) -> bytes:
         return compact_finite(value).encode()
     except UnicodeEncodeError:  # (a ValueError too: caught first) a lone surrogate, in a value or a key
         raise NotJSONText(NOT_UNICODE) from None
-    except ValueError:  # NaN or ±Infinity
-        raise NotJSONText(NOT_FINITE) from None
+    except ValueError as e:  # NaN or ±Infinity; or an int past Python's digit limit, which no reader here reads back
+        raise NotJSONText(TOO_MANY_DIGITS if "digits" in str(e) else NOT_FINITE) from None
     except TypeError:  # a set, bytes, an object, a non-string key json cannot coerce
         raise NotJSONText(NOT_JSON_VALUE) from None
     except RecursionError:  # (the gateway's reader refuses such nesting before: a parse error)
         raise NotJSONText(TOO_DEEP) from None
+    except Exception:  # written by user code (a dict subclass's items(), say) that failed: refused, never raised
+        raise NotJSONText(NOT_JSON_VALUE) from None
+
+
+def as_read(value):
+    """`value` as a reader of its JSON text gets it (what the gateway decides when a client
+    sends the call this value would be written as): a tuple is an array, an `Enum` its
+    value, a subclass of dict, list, str, int or float the plain type, a key `1` the string
+    "1". The policy must decide that, not the Python object: the engine reads types
+    strictly, and a str `Enum` or a tuple skipped a `forbid` the gateway applies to the
+    same JSON (hostile review 22, F1). NotJSONText when no JSON text can carry `value`, or
+    when writing it fails in user code (an `items()` that raises: refused, not raised)."""
+    try:
+        return json.loads(json_bytes(value))
+    except NotJSONText:
+        raise
+    except Exception:  # (a dict subclass whose items() raises, a __str__ of a key that does)
+        raise NotJSONText(NOT_JSON_VALUE) from None
 
 
 def unwritable(value) -> str | None:

@@ -160,16 +160,18 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
             raise CallError(f"{where}:{n}: invalid JSON: {e.msg}") from None
         except (ValueError, RecursionError) as e:
             raise CallError(f"{where}:{n}: {e}") from None
-        refused = None
-        if admit is not None:
-            refused, args = admit(name, args)
+        refused = read = None
+        if admit is not None:  # (CatalogAdmission checks what JSON text can carry itself)
+            refused, read = admit(name, args, True)
         elif "\\u" in line:
             # in text read as UTF-8 (console.read_input refuses anything else), a lone
             # surrogate can only come from a `\u` escape (NaN and Infinity are refused
             # above, when the line is read): such a line is admitted as `Policy.decide`
             # admits it, refused with the gateway's reason (lang/jsontext.py); any other line
             # is not encoded again on this hot path
-            refused, args = policy._admitted(name, args)
+            refused, read = policy._admitted(name, args)
+        if read is not None:
+            name, args = read
         d = refused if refused is not None else decide(name, args, grant, srv, now)
         if d.limit is None:
             # the engine builds one Rule object per tool and cause and always pairs

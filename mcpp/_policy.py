@@ -16,12 +16,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
-from mcpp.lang.jsontext import unwritable
+from mcpp.lang.jsontext import NotJSONText, as_read
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
 from ._errors import CompileError, PolicyValidationError, from_mcpp_error
 from ._types import AssertResult, Caveat, Decision, Diagnostic, Explanation, Replayed, ToolDiff, UserDeclaration
+
+MAX_TOOL_NAME = 128  # MCP: tool names are 1 to 128 characters (the gateway refuses others with 400)
 
 if TYPE_CHECKING:
     from mcpp.analyzer.deadline import Deadline  # (deciding never loads the analyzer)
@@ -238,9 +240,18 @@ class Policy:
         counters: CounterStore | None = None,
         dry_run: bool = False,
         approved: bool = False,
+        from_json: bool = False,
     ) -> Decision:
         """Decide one `tools/call`: `tool` with its JSON `arguments`, made by `principal`
         (default: the anonymous grant) on `server` (default `"default"`).
+
+        What is decided is the call as the gateway reads it: `tool` and `arguments` are
+        written as JSON and read back first (a tuple is an array, an `Enum` its value, a
+        subclass the plain type, a key `1` the string "1"), and a call no JSON text can
+        carry (NaN, ±Infinity, a lone surrogate, anywhere) or whose tool name is not 1 to
+        128 characters is denied, rule `/request`, as the gateway refuses it.
+        `from_json=True` says they are already what a JSON reader returned (the gateway's
+        own case: it read them from the request), and skips that round trip.
 
         Never raises for a bad call: anything that cannot be decided is denied, with the
         reason in the message (fail closed). Limits count in `counters` (default: the
@@ -249,9 +260,10 @@ class Policy:
         are checked against the counts as they stand. `approved` says a person approved
         this exact call, so a call only an `@approval` permit allows is allowed (and its
         limits count) instead of being decided `"approval"`."""
-        refused, args = self._admitted(tool, arguments)
+        refused, read = self._admitted(tool, arguments, from_json)
         if refused is not None:  # the gateway refuses it before the policy decides
             return Decision._of(refused, self._filename)
+        tool, args = read
         d = self._engine.decide(tool, args, _principal(principal), server or "default", _epoch(now),
                                 not dry_run, counters, approved)
         if d.reservation is not None or d.limit is not None:
@@ -269,40 +281,46 @@ class Policy:
         self._decisions[id(d)] = (d, out)
         return out
 
-    def _admitted(self, tool: str, arguments):
-        """(None, the arguments as the gateway decides them) or (the gateway's refusal, as an
-        engine decision; the arguments as given). Without a catalog, the arguments as given
-        (but see below). With one, the gateway's admission (catalog/admission.py `CatalogAdmission`):
-        arguments that break the tool's declared schema are refused (`invalid_arguments`),
-        the declared defaults are filled in where the call omits them, and a call that the
-        filling makes invalid is refused (`invalid_default`) — the decision, rule and
-        message the gateway gives. A tool the catalog does not list is decided by the
-        policy.
+    def _admitted(self, tool: str, arguments, from_json: bool = False):
+        """(None, (the tool, the arguments) as the gateway decides them) or (the gateway's
+        refusal, as an engine decision, None).
 
-        With or without a catalog, a call no JSON text can carry (NaN, ±Infinity, a lone
-        surrogate, anywhere in the arguments or the tool name) is refused first, rule
-        `/request`, with the gateway's reason: the gateway refuses it before anything else
-        whether or not it checks schemas, so no policy may decide it here (hostile review
-        18 F8: NaN passed `maximum: 1000`, and `amount > 1000` is false for it)."""
-        if self.catalog is None:
-            # (the language's definition, not catalog/admission.py `not_json`: deciding
-            # without a catalog does not load jsonschema)
-            why = unwritable([tool, arguments])
-            if why is None:
-                return None, arguments
-            refusal: dict | None = {"pointer": "/request", "message": why}
-        else:
+        First the call as the gateway reads it (`from_json`: it is already): written as
+        JSON and read back (lang/jsontext.py `as_read`), so the policy decides the JSON
+        values the gateway would, never Python objects the engine reads otherwise (a str
+        `Enum`, a tuple, a key `1`: hostile review 22, F1); a call no JSON text can carry
+        (NaN, ±Infinity, a lone surrogate, anywhere; hostile review 18, F8) or whose tool
+        name is not 1 to 128 characters (MCP; the gateway answers 400) is refused, rule
+        `/request`, with the gateway's reason.
+
+        Then, with a catalog, the gateway's admission (catalog/admission.py
+        `CatalogAdmission`): arguments that break the tool's declared schema are refused
+        (`invalid_arguments`), the declared defaults are filled in where the call omits
+        them, and a call that the filling makes invalid is refused (`invalid_default`) —
+        the decision, rule and message the gateway gives. A tool the catalog does not list
+        is decided by the policy."""
+        refusal: dict | None = None
+        args = arguments
+        if not from_json:
+            try:
+                tool, args = as_read([tool, arguments])
+            except NotJSONText as e:
+                refusal = {"pointer": "/request", "message": str(e)}
+        if refusal is None and not (isinstance(tool, str) and 1 <= len(tool) <= MAX_TOOL_NAME):
+            refusal = {"pointer": "/request", "message": f"tool name must be 1 to {MAX_TOOL_NAME} characters"}
+        if refusal is None and self.catalog is not None:
             adm = self._admission
             if adm is None or adm[0] is not self.catalog:
                 from mcpp.catalog.admission import CatalogAdmission
 
                 adm = self._admission = (self.catalog, CatalogAdmission(self.catalog))
-            refusal, args = adm[1].admit(tool, arguments)
+            refusal, args = adm[1].admit(tool, args)
         if refusal is None:
-            return None, args
+            return None, (tool, args)
         from mcpp.runtime.engine import Decision as EngineDecision, Rule
 
-        return EngineDecision(False, tool, Rule(refusal["pointer"]), refusal["message"]), arguments
+        return EngineDecision(False, tool if isinstance(tool, str) else str(tool), Rule(refusal["pointer"]),
+                              refusal["message"]), None
 
     def explain(
         self,
@@ -314,9 +332,10 @@ class Policy:
     ) -> Explanation:
         """The decision (counting nothing) with every policy that applies and every one
         whose evaluation errored: Cedar's reasons and errors for the same request."""
-        refused, args = self._admitted(tool, arguments)
+        refused, read = self._admitted(tool, arguments)
         if refused is not None:  # refused before the policy decides: no policy applies
             return Explanation(Decision._of(refused, self._filename), (), (), ())
+        tool, args = read
         x = self._engine.explain(tool, args, _principal(principal), server or "default")
         return Explanation(Decision._of(x.decision, self._filename), x.satisfied, x.errored, x.determining)
 

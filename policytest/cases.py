@@ -291,17 +291,32 @@ _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)$")
 
 
 def _json_value(v: Any, loc: tuple, problems: list[tuple[tuple, str]]) -> None:
-    """Arguments are JSON: TOML's date-times and non-finite floats have no JSON form."""
+    """Arguments are JSON text the gateway can read, at any depth: TOML's date-times and
+    non-finite floats have no JSON form, and a lone surrogate (which `arguments_json` can
+    spell, `"\\ud800"`) is no Unicode text; the gateway refuses such a call before any
+    policy decides it (hostile review 22, F2: NaN one level down was decided here)."""
     if isinstance(v, dict):
         for k, x in v.items():
+            if isinstance(k, str) and not _unicode(k):
+                problems.append((loc + (k,), "a key that is not valid Unicode (a lone surrogate)"))
             _json_value(x, loc + (k,), problems)
     elif isinstance(v, list):
         for i, x in enumerate(v):
             _json_value(x, loc + (i,), problems)
     elif isinstance(v, float) and not math.isfinite(v):
         problems.append((loc, "not a JSON number (inf and nan have no JSON form)"))
+    elif isinstance(v, str) and not _unicode(v):
+        problems.append((loc, "not valid Unicode text (a lone surrogate)"))
     elif not (v is None or isinstance(v, (str, int, float, bool))):
         problems.append((loc, f"a TOML {type(v).__name__} is not a JSON value; write it as a string"))
+
+
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _arguments(m: _CallFields, loc: tuple, problems: list[tuple[tuple, str]]) -> dict | None:
@@ -317,9 +332,7 @@ def _arguments(m: _CallFields, loc: tuple, problems: list[tuple[tuple, str]]) ->
         if not isinstance(value, dict):
             problems.append((loc + ("arguments_json",), "the arguments of a tools/call are a JSON object"))
             return None
-        for k, x in value.items():
-            if isinstance(x, float) and not math.isfinite(x):
-                problems.append((loc + ("arguments_json", k), "not a JSON number"))
+        _json_value(value, loc + ("arguments_json",), problems)
         return value
     if m.arguments is not None:
         _json_value(m.arguments, loc + ("arguments",), problems)

@@ -32,6 +32,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import math
 import secrets
 import time
 from typing import Any, TypeGuard
@@ -381,6 +382,14 @@ class GatewayApp(ApprovalSteps):
             return
         mname = msg.get("method")
         has_id = "id" in msg
+        if has_id and not _valid_id(msg["id"]):
+            # JSON-RPC ids are strings, numbers or null: an object, array or boolean would
+            # become a valid request upstream under the gateway's id (hostile17 F5); an id
+            # the gateway cannot write back (NaN, 1e400, a lone surrogate) would break every
+            # answer to it, this one's first (hostile22 F3, F5). Checked before any answer
+            # names the id.
+            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC id")))
+            return
         if mname is not None and (not isinstance(mname, str) or msg.get("jsonrpc") != "2.0"):
             await _respond(send, 400, rpc.dumps(rpc.error(msg.get("id") if has_id else None, rpc.INVALID_REQUEST, "Invalid JSON-RPC request")))
             return
@@ -411,11 +420,6 @@ class GatewayApp(ApprovalSteps):
         # a client's answer to the upstream's own request (no method) keeps the upstream's id
         gid = tracked = None
         session = inner if sid is not None else None
-        if has_id and not _valid_id(msg["id"]):
-            # JSON-RPC ids are strings, numbers or null: an object, array or boolean would
-            # become a valid request upstream under the gateway's id (hostile17 F5)
-            await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "Invalid JSON-RPC id")))
-            return
         if has_id and mname is not None:
             scope[RPC_ID] = msg["id"]  # read: an answer the gateway gives from here on can name it
         # every message goes upstream as the gateway read it, re-serialised: a duplicate key or
@@ -1570,8 +1574,23 @@ def _is_answer(ctype: str, data: bytes) -> bool:
 
 
 def _valid_id(value) -> bool:
-    """A JSON-RPC id: a string, a number (not a boolean) or null."""
-    return value is None or (type(value) in (int, float, str))
+    """A JSON-RPC id: a string, a number (not a boolean) or null, that the gateway can
+    write back in its answers: a finite number (`NaN` and `1e400` read as numbers no JSON
+    can carry) and Unicode text (not a lone surrogate). Such an id made every answer to the
+    request unwritable or invalid JSON, the stop's 503 a plain-text 500 (hostile review 22,
+    F3 and F5), while the call itself was forwarded and ran."""
+    t = type(value)
+    if value is None or t is int:
+        return True
+    if t is float:
+        return math.isfinite(value)
+    if t is str:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    return False
 
 
 def _same_id(value, rid) -> bool:

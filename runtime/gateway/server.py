@@ -451,12 +451,13 @@ class Runtime:
         dry_run = not reserve
         if not getattr(policy, "limited", False) or getattr(policy, "counters", None) is not store:
             # no limit (or not this store's): the store is never asked, so nothing to record
-            return policy.decide(tool, args, principal=principal, server=server_id, dry_run=dry_run, approved=approved)
+            return policy.decide(tool, args, principal=principal, server=server_id, dry_run=dry_run, approved=approved,
+                                   from_json=True)
         for _ in range(STALE_TRIES):
             now = time.time()
             with store.recording() as plan:
                 decision = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
-                                         approved=approved)
+                                         approved=approved, from_json=True)
             if plan.peeked:  # a limit was checked without reserving: against the real counts
                 try:
                     values = await store.values_async(plan.peeked)
@@ -464,7 +465,7 @@ class Runtime:
                     return self._store_down(tool, e)
                 with store.recording(peek=values) as plan:
                     decision = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
-                                             approved=approved)
+                                             approved=approved, from_json=True)
             if not decision.allowed or not plan.charges:
                 return decision
             try:
@@ -477,7 +478,7 @@ class Runtime:
                 return decision
             with store.replaying(bad):
                 denied = policy.decide(tool, args, principal=principal, server=server_id, now=now, dry_run=dry_run,
-                                       approved=approved)
+                                       approved=approved, from_json=True)
             if denied.allowed:  # the decision did not mirror its first pass: never let it through
                 return Decision(False, tool, "/error", None, "policy evaluation failed: limit replay mismatch")
             return denied

@@ -369,11 +369,17 @@ async def test_every_message_goes_upstream_as_the_gateway_read_it(gw):
             r = await http.post(g.url(), headers=_headers(g.a), content=body)
             assert r.status_code == 202, r.text
             assert len(up.raw) == before + 1 and b"tools/call" not in up.raw[-1], up.raw[-1]
-        for bad in (b"{}", b"[1]", b"true", b"false"):
-            before = len(up.raw)
-            r = await http.post(g.url(), headers=_headers(g.a), content=b'{"jsonrpc":"2.0","id":%s,"method":"ping"}' % bad)
-            assert r.status_code == 400 and "Invalid JSON-RPC id" in r.text, r.text
-            assert len(up.raw) == before
+        # (and hostile22 F3/F5: ids the gateway could not write back in any answer: NaN,
+        # 1e400, a lone surrogate — a tools/call with one was forwarded and ran, and its
+        # answer was no JSON; the stop's 503 for it a plain-text 500)
+        for bad in (b"{}", b"[1]", b"true", b"false", b"NaN", b"-Infinity", b"1e400", b'"\\ud800"', b'"a\\udfff"'):
+            for method in (b'"ping"', b'"tools/call","params":{"name":"ok","arguments":{}}'):
+                before = len(up.raw)
+                r = await http.post(g.url(), headers=_headers(g.a),
+                                    content=b'{"jsonrpc":"2.0","id":%s,"method":%s}' % (bad, method))
+                assert r.status_code == 400 and r.json() == {"jsonrpc": "2.0", "id": None, "error": {
+                    "code": -32600, "message": "Invalid JSON-RPC id"}}, (bad, r.text)
+                assert len(up.raw) == before
     assert not any(m.get("method") == "tools/call" and m["params"]["name"] == "ok" and m.get("id") == 4 for m in up.seen)
 
 
