@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .checkpoints import Checkpointer
-from .deferred import FIRST_PAUSE, is_locked, next_pause, wait_until
+from .deferred import CALL_GONE, FIRST_PAUSE, HELD_LOCK, ClientGone, is_locked, next_pause, wait_until
 
 COLUMNS = (
     "seq", "ts", "request_id", "trace_id", "grant_id", "grant_label", "server", "tool", "decision", "rule",
@@ -97,8 +97,9 @@ class GroupCommit:
         self.busy_timeout = busy_timeout
         self.logger = logger
         self.max_waiting = max_waiting
-        self.locked = False  # the last commit found audit.db locked: rows are waiting
-        self.pending: list = []  # (row, future, deadline)
+        self.locked_since: float | None = None  # when commits began finding audit.db locked (None: they do not)
+        self.failure: str | None = None  # the last commit failed, not on a lock (audit.db broken): for /healthz
+        self.pending: list = []  # (row, future, deadline, has its client gone? or None)
         self.outcomes: list = []  # (seq, outcome, message, deadline)
         self.scheduled = False  # a flush is due: this turn's end, or a retry's timer
         self.pause = FIRST_PAUSE
@@ -108,11 +109,15 @@ class GroupCommit:
 
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
-        if self.locked and self.max_waiting is not None and len(self.pending) >= self.max_waiting:
+        since = self.locked_since
+        if (since is not None and self.max_waiting is not None and len(self.pending) >= self.max_waiting
+                and time.monotonic() - since >= HELD_LOCK):
+            # (held by another process, not another gateway's commit: deferred.Waiters)
             fut.set_exception(sqlite3.OperationalError(
                 f"audit.db is locked by another process, and {self.max_waiting} calls already wait for it"))
             return fut
-        self.pending.append((row, fut, wait_until(self.busy_timeout)))  # (a call's row: within the call's deadline)
+        # (a call's row: within the call's deadline; a row whose client has gone stops waiting)
+        self.pending.append((row, fut, wait_until(self.busy_timeout), CALL_GONE.get()))
         if not self.scheduled:
             self.scheduled = True
             loop.call_soon(self._flush)
@@ -153,22 +158,25 @@ class GroupCommit:
                     self.logger.warning("audit_db_reopened", path=str(self.log.path),
                                         why="audit.db was deleted or replaced while the gateway ran")
                 self.log.reopen()
-            seqs = self.log.commit([r for r, _, _ in batch], [o[:3] for o in outcomes])
+            seqs = self.log.commit([r for r, *_ in batch], [o[:3] for o in outcomes])
         except Exception as e:
             if is_locked(e):
-                self.locked = True
+                if self.locked_since is None:
+                    self.locked_since = time.monotonic()
                 self._locked(batch, outcomes)
                 return
-            self.locked = False
-            for _, f, _ in batch:
+            self.locked_since = None
+            self.failure = f"{type(e).__name__}: {e}"
+            for _, f, *_ in batch:
                 if not f.done():
                     f.set_exception(e)
             if outcomes and self.logger is not None:
                 self.logger.error("audit_write_failed", error=f"{type(e).__name__}: {e}", lost=_lost(outcomes))
             return
         self.pause = FIRST_PAUSE
-        self.locked = False
-        for (_, f, _), s in zip(batch, seqs):
+        self.locked_since = None
+        self.failure = None
+        for (_, f, *_), s in zip(batch, seqs):
             if not f.done():
                 f.set_result(s)
 
@@ -190,7 +198,11 @@ class GroupCommit:
         err = sqlite3.OperationalError(f"audit.db is locked by another process (waited {self.busy_timeout:g}s)")
         keep = []
         for item in batch:
-            if item[2] > now:
+            gone = item[3]
+            if gone is not None and gone():  # nobody waits for this call any more: neither does its row
+                if not item[1].done():
+                    item[1].set_exception(ClientGone("the client left while its call waited for audit.db"))
+            elif item[2] > now:
                 keep.append(item)
             elif not item[1].done():
                 item[1].set_exception(err)
@@ -201,6 +213,8 @@ class GroupCommit:
         self.outcomes = [o for o in outcomes if o[3] > now] + self.outcomes
         if self.pending or self.outcomes:
             self._retry_later()
+        else:  # nothing waits: the next row tries the file afresh (hostile21 F6: the flag outlived the lock)
+            self.locked_since = None
 
 
 def _lost(outcomes: list) -> list[dict]:
@@ -284,7 +298,15 @@ class AuditLog:
         return (st.st_dev, st.st_ino) != self.file
 
     def reopen(self) -> None:
-        """Write to whatever `audit.db` is now (created, with its schema, if it is gone)."""
+        """Write to whatever `audit.db` is now (created, with its schema, if it is gone).
+        The old file's WAL is copied into it first: closing a connection to a moved
+        database skips SQLite's last checkpoint, and the new file's first connection then
+        deletes the old WAL, rows and all (hostile21 F2: the last 84-611 answered calls had
+        no row in either file)."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        except sqlite3.Error:  # (best effort: a reader holding the old file keeps its frames)
+            pass
         try:
             self.db.close()
         except sqlite3.Error:

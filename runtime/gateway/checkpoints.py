@@ -110,6 +110,11 @@ class Checkpointer:
         """One PASSIVE checkpoint; the WAL's length in frames when it ran."""
         st = os.stat(self.path)
         if self._db is None or (st.st_dev, st.st_ino) != self._file:
+            if self._db is not None:  # the file was moved: what its WAL holds goes into it first (audit.py `reopen`)
+                try:
+                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error:
+                    pass
             self._close_db()
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
             db.execute("PRAGMA busy_timeout=0")

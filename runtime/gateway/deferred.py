@@ -66,20 +66,44 @@ def next_pause(pause: float) -> float:
     return min(pause * 2, LONGEST_PAUSE)
 
 
+# a lock held longer than this is another process holding the file, not another gateway's
+# commit on the same state directory (a few milliseconds): only then does a cap on waiters
+# refuse anything (hostile21 F3: two busy gateways refused calls on each other's commits)
+HELD_LOCK = 0.25
+
+
 class Waiters:
     """How many calls are waiting for one locked store, and how many may. Each waits with
     its connection open, and the server takes at most `max_connections`: with counters.db
     locked, one agent's limited calls filled every slot, and every other request, calls no
-    limit applies to and `/healthz` included, got 503 (hostile16 F10). Past `cap`, a call
-    that finds the store locked is refused at once instead of waiting."""
+    limit applies to and `/healthz` included, got 503 (hostile16 F10). Past `cap`, while
+    the calls waiting have been waiting `HELD_LOCK` seconds and more, a call that finds the
+    store locked is refused at once instead of waiting."""
 
-    __slots__ = ("n", "cap")
+    __slots__ = ("n", "cap", "since")
 
     def __init__(self, cap: int):
         self.n, self.cap = 0, cap
+        self.since = 0.0  # when the current run of waiting began (n went from 0 to 1)
 
     def full(self) -> bool:
-        return self.n >= self.cap
+        return self.n >= self.cap and time.monotonic() - self.since >= HELD_LOCK
+
+    def enter(self) -> None:
+        if self.n == 0:
+            self.since = time.monotonic()
+        self.n += 1
+
+
+class ClientGone(StoreUnavailable):
+    """The client of the call waiting for a store has gone: its wait ends, and its place
+    with it (hostile21 F5: five calls whose clients had left held the cap for the lock's
+    whole length, and other agents' calls were refused)."""
+
+
+# the calling `tools/call`'s "has my client gone?" (proxy.py `_client_gone`): asked between
+# tries of a locked store, so a call nobody waits for stops waiting
+CALL_GONE: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("mcpp_client_gone", default=None)
 
 
 # the monotonic time by which a call's waits for locked stores must be over: set once per
@@ -113,7 +137,8 @@ async def retry_while_locked(op: Callable[[], T], timeout: float, what: str, wai
     if waiters is not None:
         if waiters.full():
             raise StoreUnavailable(f"{what} is locked by another process, and {waiters.cap} calls already wait for it")
-        waiters.n += 1
+        waiters.enter()
+    gone = CALL_GONE.get() if for_call else None
     try:
         started = time.monotonic()
         deadline = wait_until(timeout) if for_call else started + timeout
@@ -124,6 +149,8 @@ async def retry_while_locked(op: Callable[[], T], timeout: float, what: str, wai
                 raise StoreUnavailable(f"{what} is locked by another process (waited {min(timeout, deadline - started):.3g}s)")
             await asyncio.sleep(min(pause, left))
             pause = next_pause(pause)
+            if gone is not None and gone():
+                raise ClientGone(f"the client left while its call waited for {what}")
             try:
                 return op()
             except sqlite3.Error as e:

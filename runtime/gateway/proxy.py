@@ -61,7 +61,7 @@ from .oauth import AuthFailure
 from .principals import Caller
 from .grants import check_token, grant_id_of
 from .redis_store import LIMIT_STORE_DOWN
-from .deferred import CALL_DEADLINE
+from .deferred import CALL_DEADLINE, CALL_GONE, ClientGone
 from .http_client import LANE, UpstreamError, discard
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
 from .schemas import admit, schema_pointer, tool_checker
@@ -638,8 +638,10 @@ class GatewayApp(ApprovalSteps):
     async def call_tool(self, receive, send, server, caller, upstream, fwd, msg, modern, headers, gid: int):
         """`gid`: the id the call goes upstream with (upstream_id); `msg` keeps the client's."""
         rt = self.rt
-        # every wait for a locked store (counters.db, then audit.db) ends by this one deadline
+        # every wait for a locked store (counters.db, then audit.db) ends by this one deadline,
+        # or as soon as the client has gone
         CALL_DEADLINE.set(time.monotonic() + rt.config.store_busy_timeout)
+        CALL_GONE.set(lambda: _client_gone(receive))
         rid = msg.get("id")
         params = msg.get("params")
         name = params.get("name") if isinstance(params, dict) else None
@@ -690,6 +692,12 @@ class GatewayApp(ApprovalSteps):
                     # the limit counts as they stood before this call; it reserves nothing, never acts
                     await self.shadow_decide(ctx, role)
                 decision = await rt.decide(engine, name, args, caller.principal, server.id)
+        except ClientGone:
+            # its client left while the decision waited on a locked counters.db: nothing was
+            # reserved, nothing is forwarded, and no row is written (the call was never decided)
+            rt.log.info("client_gone_before_forwarding", server=server.id, **rt.who(caller), tool=name,
+                        request_id=clip(json.dumps(rid), MAX_AUDIT_ID), audit_seq=None)
+            return
         except Exception as e:  # fail closed
             decision = Decision(False, name, "/error", None, f"policy evaluation failed: {type(e).__name__}")
         # what went wrong is for the operator (the log, /healthz, the audit row), never for
@@ -766,7 +774,8 @@ class GatewayApp(ApprovalSteps):
                 rt.log.error("audit_write_failed", server=server.id, error=f"{type(e).__name__}: {e}")
             rt.log.info("client_gone_before_forwarding", server=server.id, **rt.who(caller), tool=name,
                         request_id=row.request_id, audit_seq=seq)
-            self.count_decision(ctx, row, seq, passed)
+            row.outcome = "not_executed"  # (the decision's log line and metrics say what the row says)
+            self.count_decision(ctx, row, seq, False)
             return
         if not forwarding:  # (a forwarded call is counted once its answer is on its way)
             self.count_decision(ctx, row, seq, passed)
@@ -884,6 +893,12 @@ class GatewayApp(ApprovalSteps):
             if committed.done() and not committed.cancelled() and committed.exception() is None:
                 rt.audit_writer.set_outcome(committed.result(), "not_executed")
             raise
+        except ClientGone:  # its client left while the row waited on a locked audit.db: no row, no call
+            if decision is not None:
+                decision.release()
+            rt.log.info("client_gone_before_forwarding", server=ctx.server.id, **rt.who(ctx.caller), tool=ctx.name,
+                        request_id=row.request_id, audit_seq=None)
+            return None
         except Exception as e:  # no audit row, no call
             if decision is not None:
                 decision.release()

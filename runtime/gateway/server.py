@@ -21,7 +21,7 @@ from .approvals import ApprovalStore
 from .audit import AuditLog, GroupCommit
 from .config import ConfigError, GatewayConfig, load_config
 from .counters import SQLiteDeferredCounters
-from .deferred import DeferredCounters, StaleDecision, Waiters, retry_while_locked
+from .deferred import ClientGone, DeferredCounters, StaleDecision, Waiters, retry_while_locked
 from .grants import SQLiteGrants, redis_client
 from .http_client import HTTPUpstream
 from .jwks import Fetcher, IssuerClient
@@ -461,6 +461,8 @@ class Runtime:
             if plan.peeked:  # a limit was checked without reserving: against the real counts
                 try:
                     values = await store.values_async(plan.peeked)
+                except ClientGone:  # (nobody waits for this decision any more: the caller says so)
+                    raise
                 except StoreUnavailable as e:
                     return self._store_down(tool, e)
                 with store.recording(peek=values) as plan:
@@ -472,6 +474,8 @@ class Runtime:
                 bad = await store.reserve_async(plan.charges)
             except StaleDecision:  # it waited on the store across a window's end: decide again, now
                 continue
+            except ClientGone:  # (nothing was reserved)
+                raise
             except StoreUnavailable as e:
                 return self._store_down(tool, e)
             if bad is None:
@@ -556,6 +560,12 @@ class Runtime:
             stores_ok, store_error = False, str(e)
         except Exception as e:
             stores_ok, store_error = False, f"{type(e).__name__}: {e}"
+        # audit.db failing on something other than a lock (no row, no call: every tools/call
+        # is refused 503): unavailable, not "ok" (hostile21 F1: a renamed audit.db broke
+        # every call while /healthz said ok)
+        audit_error = self.audit_writer.failure
+        if audit_error is not None:
+            stores_ok = False
         log_only = self.config.mode == "log-only"
         body = {
             "status": "ok" if stores_ok and not degraded and not log_only else ("unavailable" if not stores_ok else "degraded"),
@@ -565,6 +575,7 @@ class Runtime:
             "config": {"path": self.config_path, "error": self.config_error},
             "store": {"kind": "redis" if self.redis is not None else "sqlite", "error": store_error,
                       **({"breaker": "open" if self.redis.is_open else "closed"} if self.redis is not None else {})},
+            "audit": {"error": audit_error},
             "servers": servers,
         }
         return (200 if stores_ok else 503), body
