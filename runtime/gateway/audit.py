@@ -209,6 +209,15 @@ class GroupCommit:
         late = [o for o in outcomes if o[3] <= now]
         if late and self.logger is not None:
             self.logger.error("audit_write_failed", error=str(err), lost=_lost(late))
+        since = self.locked_since
+        if self.max_waiting is not None and since is not None and now - since >= HELD_LOCK:
+            # held by another process: rows past the cap (a burst that came in before the lock
+            # counted as held) are refused now rather than hold their connections
+            cap = sqlite3.OperationalError(f"audit.db is locked by another process, and {self.max_waiting} calls already wait for it")
+            for item in keep[self.max_waiting:]:
+                if not item[1].done():
+                    item[1].set_exception(cap)
+            keep = keep[:self.max_waiting]
         self.pending = keep + self.pending
         self.outcomes = [o for o in outcomes if o[3] > now] + self.outcomes
         if self.pending or self.outcomes:

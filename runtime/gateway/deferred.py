@@ -134,10 +134,12 @@ async def retry_while_locked(op: Callable[[], T], timeout: float, what: str, wai
     except sqlite3.Error as e:  # a lock is waited out; any other SQLite failure is the store's
         if not is_locked(e):
             raise StoreUnavailable(f"{what}: {type(e).__name__}: {e}") from None
+    excess = False  # one of the calls that came past the cap before the lock counted as held
     if waiters is not None:
         if waiters.full():
             raise StoreUnavailable(f"{what} is locked by another process, and {waiters.cap} calls already wait for it")
         waiters.enter()
+        excess = waiters.n > waiters.cap
     gone = CALL_GONE.get() if for_call else None
     try:
         started = time.monotonic()
@@ -151,6 +153,9 @@ async def retry_while_locked(op: Callable[[], T], timeout: float, what: str, wai
             pause = next_pause(pause)
             if gone is not None and gone():
                 raise ClientGone(f"the client left while its call waited for {what}")
+            if excess and waiters is not None and time.monotonic() - waiters.since >= HELD_LOCK:
+                # (a burst that came in before the lock counted as held: all past the cap go now)
+                raise StoreUnavailable(f"{what} is locked by another process, and {waiters.cap} calls already wait for it")
             try:
                 return op()
             except sqlite3.Error as e:

@@ -140,6 +140,29 @@ async def test_the_row_cap_holds_only_while_a_lock_is_held_and_ends_with_it(tmp_
     assert len(set(await asyncio.wait_for(asyncio.gather(*burst), 2))) == 5
 
 
+async def test_a_burst_at_the_start_of_a_lock_is_cut_to_the_cap_once_the_lock_is_held(tmp_path):
+    """Calls that all came in before the lock counted as held (hostile21 F4, nine
+    approval-bound calls at once) are not all left waiting: once it is held, those past the
+    cap are refused, the first `cap` wait on; for rows and for the other stores' waits."""
+    log = AuditLog(tmp_path, wait=False)
+    writer = GroupCommit(log, busy_timeout=5, max_waiting=2)
+    store = SQLiteDeferredCounters(tmp_path, busy_timeout=5, log=Recorder(), max_waiting=2)
+    assert await store.reserve_async([_charge()]) is None
+    with locked(log.path) as audit_lock, locked(tmp_path / "counters.db") as counters_lock:
+        rows = [writer.submit(_row(f"r{i}")) for i in range(4)]
+        waits = [asyncio.ensure_future(store.reserve_async([_charge()])) for _ in range(4)]
+        await asyncio.sleep(HELD_LOCK + 0.2)
+        assert [f.done() for f in rows] == [False, False, True, True]
+        assert [f.done() for f in waits] == [False, False, True, True]
+        for f in rows[2:] + waits[2:]:
+            assert "2 calls already wait for it" in str(f.exception())
+        audit_lock.execute("COMMIT")
+        counters_lock.execute("COMMIT")
+    assert len(set(await asyncio.wait_for(asyncio.gather(*rows[:2]), 3))) == 2
+    assert await asyncio.wait_for(asyncio.gather(*waits[:2]), 3) == [None, None]
+    assert store.waiters is not None and store.waiters.n == 0
+
+
 async def test_rows_submitted_while_locked_share_the_commit_after_it_in_order(tmp_path):
     log = AuditLog(tmp_path, wait=False)
     writer = GroupCommit(log, busy_timeout=5)
