@@ -605,6 +605,25 @@ async def test_rows_go_to_audit_db_even_after_it_is_deleted_or_replaced(tmp_path
     assert [e for e, _ in rec.records] == ["audit_db_reopened"]
     await asyncio.wait_for(writer.submit(_row("again")), 2)  # then written as usual, no second reopen
     assert [e for e, _ in rec.records] == ["audit_db_reopened"]
+    if how == "renamed away":  # the rows still in the old file's WAL went into it first (hostile21 F2)
+        assert [t for (t,) in sqlite3.connect(tmp_path / "audit.db.1").execute("SELECT tool FROM audit")] == ["before"]
+
+
+async def test_a_commit_that_fails_for_another_reason_than_a_lock_is_reported(tmp_path):
+    """hostile21 F1: audit.db broken under the gateway (every call refused 503) while
+    /healthz said ok. The writer keeps the failure (`GroupCommit.failure`, what /healthz
+    reports as `audit.error`, status unavailable) until a commit succeeds again."""
+    log = AuditLog(tmp_path, wait=False)
+    writer = GroupCommit(log, busy_timeout=1)
+    await writer.submit(_row("before"))
+    assert writer.failure is None
+    log.db.execute("ALTER TABLE audit RENAME TO audit_gone")
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await asyncio.wait_for(writer.submit(_row("broken")), 2)
+    assert writer.failure is not None and "no such table" in writer.failure
+    log.db.execute("ALTER TABLE audit_gone RENAME TO audit")
+    await asyncio.wait_for(writer.submit(_row("after")), 2)
+    assert writer.failure is None
 
 
 # ---- at shutdown (Runtime.stop): what answered calls still owe their stores ----------------
