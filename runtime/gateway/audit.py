@@ -259,7 +259,9 @@ class AuditLog:
         """The gateway's writer: WAL checkpoints done ahead by a thread of their own
         (checkpoints.py), rather than inside a call's commit on the event loop. `bounds`:
         Checkpointer's `every` and `interval`."""
-        self.checkpointer = Checkpointer(self.path, logger=logger, **bounds)
+        cp = self.checkpointer = Checkpointer(self.path, logger=logger, **bounds)
+        with cp.lock:
+            cp.follow(self.file)
 
     def _committed(self) -> None:
         if self.checkpointer is not None:
@@ -312,6 +314,19 @@ class AuditLog:
         database skips SQLite's last checkpoint, and the new file's first connection then
         deletes the old WAL, rows and all (hostile21 F2: the last 84-611 answered calls had
         no row in either file)."""
+        cp = self.checkpointer
+        if cp is None:
+            self._reopen()
+            return
+        # the thread's connection to the old file goes first, so that this connection's close
+        # is the old file's last, and ends its WAL before the new file's path-named one is
+        # opened (checkpoints.py; hostile review 23, F1)
+        with cp.lock:
+            cp.follow((-1, -1))
+            self._reopen()
+            cp.follow(self.file)
+
+    def _reopen(self) -> None:
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         except sqlite3.Error:  # (best effort: a reader holding the old file keeps its frames)

@@ -22,8 +22,14 @@ at the next commit. So once the thread sees the WAL at that size, it leaves the 
 a writer that never paused for 20,000 commits took the WAL to 1036-1870 pages.) (A writer
 that never checkpointed, with the thread alone keeping up, let a busy WAL grow to 14 MB
 in a test: a PASSIVE checkpoint that commits overtake never completes, and an incomplete
-one does not let the WAL start over.) A file deleted or renamed over is followed: the
-thread reopens the path when the file there is not the one it has open.
+one does not let the WAL start over.) A file moved or deleted under the gateway is handled by the writer, never by the thread
+alone: SQLite names a database's WAL and shared-memory files after its path, so once
+`audit.db` names another file they belong to whichever connection opens that path next.
+The thread only ever checkpoints the file the writer has open (`follow`), and the writer's
+`AuditLog.reopen` takes the thread's lock, closes the thread's connection, copies and ends
+the old WAL, and only then opens the new file. (A thread that checkpointed its old
+connection after the move copied the new file's pages into the renamed one, and rows were
+lost: hostile review 23, F1.)
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+
+from .deferred import is_locked
 
 
 AUTO_FRAMES = 1000  # SQLite's automatic checkpoint (`wal_autocheckpoint`), which the writer keeps
@@ -56,7 +64,11 @@ class Checkpointer:
         self._wake = threading.Event()
         self._stop = False
         self._db: sqlite3.Connection | None = None
-        self._file: tuple[int, int] | None = None
+        self._file: tuple[int, int] | None = None  # the file the thread's connection is to
+        # the file the writer has open (`follow`): the only one the thread may checkpoint
+        self.writer_file: tuple[int, int] | None = None
+        # held by the thread for each checkpoint, and by the writer while it changes files
+        self.lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"wal-checkpoint:{Path(self.path).name}", daemon=True)
         self._thread.start()
 
@@ -65,6 +77,14 @@ class Checkpointer:
         behind = self.commits - self.covered
         if behind % self.every < n or behind == n:  # every `every`, and the first after a checkpoint (its timer)
             self._wake.set()
+
+    def follow(self, file: tuple[int, int]) -> None:
+        """The writer has `file` (st_dev, st_ino) open now; the caller holds `lock`. The
+        thread's connection to any other file is closed here, before that file's path-named
+        WAL can be reused by the writer's."""
+        if self._file != file:
+            self._close_db()
+        self.writer_file = file
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop = True
@@ -90,11 +110,13 @@ class Checkpointer:
                 continue
             try:
                 frames = self._checkpoint()
+            except sqlite3.OperationalError as e:
+                if not is_locked(e):
+                    self._failed(e)
+                    continue
+                frames = 0  # (busy for a moment, e.g. while the writer opens a new file: the next turn)
             except Exception as e:  # tried again with the next commits (and SQLite's own bound holds)
-                self.failures += 1
-                self._close_db()
-                if self.logger is not None:
-                    self.logger.warning("wal_checkpoint_failed", file=Path(self.path).name, error=f"{type(e).__name__}: {e}")
+                self._failed(e)
                 continue
             self.covered = max(self.covered, at)
             self.checkpoints += 1
@@ -104,23 +126,34 @@ class Checkpointer:
                 time.sleep(YIELD)
             if self.commits != self.covered:  # commits made while it ran: their own turn, on the same timer
                 self._wake.set()
-        self._close_db()
+        with self.lock:
+            self._close_db()
+
+    def _failed(self, e: Exception) -> None:
+        self.failures += 1
+        with self.lock:
+            self._close_db()
+        if self.logger is not None:
+            self.logger.warning("wal_checkpoint_failed", file=Path(self.path).name, error=f"{type(e).__name__}: {e}")
 
     def _checkpoint(self) -> int:
-        """One PASSIVE checkpoint; the WAL's length in frames when it ran."""
-        st = os.stat(self.path)
-        if self._db is None or (st.st_dev, st.st_ino) != self._file:
-            if self._db is not None:  # the file was moved: what its WAL holds goes into it first (audit.py `reopen`)
-                try:
-                    self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                except sqlite3.Error:
-                    pass
-            self._close_db()
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
-            db.execute("PRAGMA busy_timeout=0")
-            self._db, self._file = db, (st.st_dev, st.st_ino)
-        _busy, frames, _copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        return frames
+        """One PASSIVE checkpoint of the file the writer has open; the WAL's length in
+        frames when it ran (0: skipped, the path names another file until the writer
+        follows it)."""
+        with self.lock:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:  # moved away or deleted: the writer's reopen comes first
+                return 0
+            here = (st.st_dev, st.st_ino)
+            if here != self.writer_file:
+                return 0  # moved or replaced: the writer's reopen comes first (see the module's docstring)
+            if self._db is None:
+                db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+                db.execute("PRAGMA busy_timeout=0")
+                self._db, self._file = db, here
+            _busy, frames, _copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return frames
 
     def _close_db(self) -> None:
         if self._db is not None:
