@@ -163,12 +163,13 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
         refused = read = None
         if admit is not None:  # (CatalogAdmission checks what JSON text can carry itself)
             refused, read = admit(name, args, True)
-        elif "\\u" in line:
+        elif "\\u" in line or not 1 <= len(name) <= 128:
             # in text read as UTF-8 (console.read_input refuses anything else), a lone
             # surrogate can only come from a `\u` escape (NaN and Infinity are refused
             # above, when the line is read): such a line is admitted as `Policy.decide`
             # admits it, refused with the gateway's reason (lang/jsontext.py); any other line
-            # is not encoded again on this hot path
+            # is not encoded again on this hot path. So is a tool name the gateway refuses
+            # (not 1 to 128 characters: hostile23 F5)
             refused, read = policy._admitted(name, args)
         if read is not None:
             name, args = read

@@ -311,6 +311,13 @@ def _json_value(v: Any, loc: tuple, problems: list[tuple[tuple, str]]) -> None:
         problems.append((loc, f"a TOML {type(v).__name__} is not a JSON value; write it as a string"))
 
 
+def _tool_name(tool: str, loc: tuple, problems: list[tuple[tuple, str]]) -> None:
+    """MCP tool names are 1 to 128 characters: the gateway refuses any other with HTTP 400
+    before a policy decides (hostile review 23, F5: `mcpp test` decided them)."""
+    if not 1 <= len(tool) <= 128:
+        problems.append((loc, f"a tool name is 1 to 128 characters (this one has {len(tool)}); the gateway refuses any other"))
+
+
 def _unicode(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -457,6 +464,8 @@ def parse_test_file(text: str, path: Path) -> TestFile:
                 tool = s.tool if s.tool is not None else c.tool
                 if tool is None:
                     problems.append((sloc + ("tool",), "which tool does this call? (set `tool` here or on the case)"))
+                else:
+                    _tool_name(tool, sloc + ("tool",) if s.tool is not None else loc + ("tool",), problems)
                 if s.decision is None:
                     problems.append((sloc + ("decision",), 'required: "allow", "deny" or "approval"'))
                 caller, at = (scaller, sat) if scaller is not None else (case_caller, case_at)
@@ -468,6 +477,8 @@ def parse_test_file(text: str, path: Path) -> TestFile:
         else:
             if c.tool is None:
                 problems.append((loc + ("tool",), "required: the tool the call is to (or give `calls`, a sequence)"))
+            else:
+                _tool_name(c.tool, loc + ("tool",), problems)
             if c.decision is None:
                 problems.append((loc + ("decision",), 'required: "allow", "deny" or "approval"'))
             steps.append(Step(c.tool or "", case_args if case_args is not None else {}, case_caller or Grant(),

@@ -35,7 +35,7 @@ from mcpp import Decision
 from . import jsonrpc as rpc
 from .approvals import ApprovalError, Unbindable, answer_row, binding, shown_arguments
 from .audit import iso_ms
-from .deferred import StoreUnavailable, is_locked
+from .deferred import ClientGone, StoreUnavailable, is_locked
 from .http_client import UpstreamError, discard
 from .principals import Caller
 
@@ -216,6 +216,8 @@ class ApprovalSteps:
                     bind, server=server.id, grant_id=caller.actor_id, grant_label=caller.grant_label, tool=ctx.name,
                     arguments=ctx.args, reason=decision.approval or "", rule=decision.rule,
                     policy_sha256=ctx.policy_sha, ttl=rt.config.approval_ttl))
+            except ClientGone:  # (call_tool's: no decision, no row)
+                raise
             except StoreUnavailable as e:
                 await self._deny(send, ctx, approvals_down(ctx.name, rt, e), None, prefix=rpc.ERROR_PREFIX)
                 return None
@@ -255,6 +257,9 @@ class ApprovalSteps:
             return d, step
         try:
             consumed = await rt.approvals_write(lambda: rt.approvals.consume(a.id))
+        except ClientGone:  # its client left while the approval's use waited: not used, nothing forwarded
+            d.release()
+            raise
         except StoreUnavailable as e:
             d.release()
             return approvals_down(ctx.name, rt, e), step

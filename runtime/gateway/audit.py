@@ -99,6 +99,7 @@ class GroupCommit:
         self.max_waiting = max_waiting
         self.locked_since: float | None = None  # when commits began finding audit.db locked (None: they do not)
         self.failure: str | None = None  # the last commit failed, not on a lock (audit.db broken): for /healthz
+        self.failure_at = 0.0
         self.pending: list = []  # (row, future, deadline, has its client gone? or None)
         self.outcomes: list = []  # (seq, outcome, message, deadline)
         self.scheduled = False  # a flush is due: this turn's end, or a retry's timer
@@ -166,7 +167,7 @@ class GroupCommit:
                 self._locked(batch, outcomes)
                 return
             self.locked_since = None
-            self.failure = f"{type(e).__name__}: {e}"
+            self.failure, self.failure_at = f"{type(e).__name__}: {e}", time.monotonic()
             for _, f, *_ in batch:
                 if not f.done():
                     f.set_exception(e)

@@ -720,7 +720,12 @@ class GatewayApp(ApprovalSteps):
         approval = None
         if decision.needs_approval and not decision.allowed and policy_decided and not log_only:
             # human approval (docs/approval.md): the call runs only once a person said yes
-            step = await self.approval_step(receive, send, fwd, msg, ctx, decision)
+            try:
+                step = await self.approval_step(receive, send, fwd, msg, ctx, decision)
+            except ClientGone:  # its client left while approvals.db (or counters.db) was locked
+                rt.log.info("client_gone_before_forwarding", server=server.id, **rt.who(caller), tool=name,
+                            request_id=clip(json.dumps(rid), MAX_AUDIT_ID), audit_seq=None)
+                return
             if step is None:
                 return  # answered here (asked, waiting, rejected or refused), and audited
             decision, approval = step

@@ -51,6 +51,9 @@ RESTART_FIELDS = (
 )
 
 
+AUDIT_FAILURE_SHOWN = 30.0  # seconds /healthz reports audit.db's last failed commit, whatever it reads since
+
+
 def store_waiters(config: GatewayConfig) -> int:
     """How many calls may wait for one locked SQLite store (audit.db, counters.db): half the
     connections the server takes, so the other half still serves everything else while a
@@ -520,6 +523,22 @@ class Runtime:
                     self.log.warning("store_close_failed", store=type(store).__name__, error=f"{type(e).__name__}: {e}")
 
     # ---- health ------------------------------------------------------------------------
+    def audit_failing(self) -> str | None:
+        """Why audit.db cannot take rows, or None. The last commit's failure counts for
+        AUDIT_FAILURE_SHOWN seconds; after that only while the table cannot even be read: a
+        gateway with no traffic has no commit to clear it with, and a readiness check gating
+        on /healthz would keep traffic away for good (hostile23 F2)."""
+        w = self.audit_writer
+        if w.failure is None:
+            return None
+        if time.monotonic() - w.failure_at < AUDIT_FAILURE_SHOWN:
+            return w.failure
+        try:
+            self.audit.db.execute("SELECT seq FROM audit LIMIT 1").fetchone()
+        except Exception as e:  # (any failure: the table is not readable)
+            return f"{type(e).__name__}: {e}"
+        return None
+
     async def health(self) -> tuple[int, dict]:
         servers = {}
         degraded = self.config_error is not None
@@ -563,7 +582,7 @@ class Runtime:
         # audit.db failing on something other than a lock (no row, no call: every tools/call
         # is refused 503): unavailable, not "ok" (hostile21 F1: a renamed audit.db broke
         # every call while /healthz said ok)
-        audit_error = self.audit_writer.failure
+        audit_error = self.audit_failing()
         if audit_error is not None:
             stores_ok = False
         log_only = self.config.mode == "log-only"

@@ -34,6 +34,9 @@ BAD = [
      ["4:1: case[0].arguments_json: the arguments of a tools/call are a JSON object"]),
     ('[[case]]\nname = "x"\ntool = "t"\narguments_json = "{nope"\ndecision = "deny"\n',
      ["4:1: case[0].arguments_json: not JSON"]),
+    ('[[case]]\nname = "x"\ntool = ""\ndecision = "deny"\n', ["3:1: case[0].tool: a tool name is 1 to 128 characters"]),
+    ('[[case]]\nname = "x"\ntool = "%s"\ndecision = "deny"\n' % ("t" * 129),
+     ["3:1: case[0].tool: a tool name is 1 to 128 characters (this one has 129)"]),
     # (hostile22 F2: what the gateway cannot read, at any depth: only the top level was checked)
     ('[[case]]\nname = "x"\ntool = "t"\narguments_json = \'{"o": {"n": NaN}}\'\ndecision = "deny"\n',
      ["4:1: case[0].arguments_json.o.n: not a JSON number"]),
