@@ -29,7 +29,7 @@ from .conformance import SchemaCache, SchemaUnusable, check
 from .defaults import FillTooLarge, fill
 from .depth import describe as describe_depth, too_deep
 # (NotJSONText and the encoders: re-exported for the gateway, which may not import the language)
-from mcpp.lang.jsontext import NotJSONText, compact, compact_finite, json_bytes, unwritable  # noqa: F401
+from mcpp.lang.jsontext import NotJSONText, compact, compact_finite, is_text, json_bytes, unwritable  # noqa: F401
 
 
 def escape_pointer(token: str) -> str:

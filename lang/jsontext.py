@@ -79,6 +79,16 @@ def json_bytes(value) -> bytes:
         raise NotJSONText(NOT_JSON_VALUE) from None
 
 
+def is_text(text: str) -> bool:
+    """Whether UTF-8 can carry `text` (no lone surrogate): the one check for a single string
+    (an id, a key) where encoding a whole value is not what is asked."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def as_read(value):
     """`value` as a reader of its JSON text gets it (what the gateway decides when a client
     sends the call this value would be written as): a tuple is an array, an `Enum` its

@@ -35,6 +35,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span, did_you_mean
+from mcpp.lang.jsontext import is_text
 from mcpp.runtime.engine import Caller, Grant, User
 
 SUFFIX = ".test.toml"
@@ -297,7 +298,7 @@ def _json_value(v: Any, loc: tuple, problems: list[tuple[tuple, str]]) -> None:
     policy decides it (hostile review 22, F2: NaN one level down was decided here)."""
     if isinstance(v, dict):
         for k, x in v.items():
-            if isinstance(k, str) and not _unicode(k):
+            if isinstance(k, str) and not is_text(k):
                 problems.append((loc + (k,), "a key that is not valid Unicode (a lone surrogate)"))
             _json_value(x, loc + (k,), problems)
     elif isinstance(v, list):
@@ -305,7 +306,7 @@ def _json_value(v: Any, loc: tuple, problems: list[tuple[tuple, str]]) -> None:
             _json_value(x, loc + (i,), problems)
     elif isinstance(v, float) and not math.isfinite(v):
         problems.append((loc, "not a JSON number (inf and nan have no JSON form)"))
-    elif isinstance(v, str) and not _unicode(v):
+    elif isinstance(v, str) and not is_text(v):
         problems.append((loc, "not valid Unicode text (a lone surrogate)"))
     elif not (v is None or isinstance(v, (str, int, float, bool))):
         problems.append((loc, f"a TOML {type(v).__name__} is not a JSON value; write it as a string"))
@@ -316,14 +317,6 @@ def _tool_name(tool: str, loc: tuple, problems: list[tuple[tuple, str]]) -> None
     before a policy decides (hostile review 23, F5: `mcpp test` decided them)."""
     if not 1 <= len(tool) <= 128:
         problems.append((loc, f"a tool name is 1 to 128 characters (this one has {len(tool)}); the gateway refuses any other"))
-
-
-def _unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _arguments(m: _CallFields, loc: tuple, problems: list[tuple[tuple, str]]) -> dict | None:

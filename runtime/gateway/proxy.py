@@ -50,7 +50,7 @@ from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METH
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpp import Decision, Grant
-from mcpp.catalog.admission import NotJSONText, json_bytes
+from mcpp.catalog.admission import NotJSONText, is_text, json_bytes
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
@@ -1605,11 +1605,7 @@ def _valid_id(value) -> bool:
     if t is float:
         return math.isfinite(value)
     if t is str:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
+        return is_text(value)
     return False
 
 
