@@ -29,7 +29,9 @@ from .conformance import SchemaCache, SchemaUnusable, check
 from .defaults import FillTooLarge, fill
 from .depth import describe as describe_depth, too_deep
 # (NotJSONText and the encoders: re-exported for the gateway, which may not import the language)
-from mcpp.lang.jsontext import NotJSONText, compact, compact_finite, is_text, json_bytes, unwritable  # noqa: F401
+from mcpp.lang.jsontext import (  # noqa: F401
+    TOO_DEEP, NotJSONText, arguments_too_deep, compact, compact_finite, is_text, json_bytes, unwritable,
+)
 
 
 def escape_pointer(token: str) -> str:
@@ -144,10 +146,13 @@ def not_json(tool, args) -> dict | None:
     """None when JSON text can carry the call (`tool`, `args`), else the gateway's refusal
     of it, as a refusal here: kind `not_json`, rule `/request` (the engine's rule for a
     call that is not a well-formed `tools/call`; the gateway answers it with a JSON-RPC
-    error, before any rule), its reason as the message (lang/jsontext.py)."""
+    error, before any rule), its reason as the message (lang/jsontext.py): arguments nested
+    deeper than its bound too (`TOO_DEEP`)."""
     why = unwritable([tool, args])
     if why is None:
-        return None
+        if not arguments_too_deep(args):
+            return None
+        why = TOO_DEEP
     return {"kind": "not_json", "pointer": "/request", "reason": why, "message": why}
 
 

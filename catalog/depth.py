@@ -15,42 +15,8 @@ levels each).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
-
-MAX_NESTING = 64  # JSON objects and arrays one inside another, counting the outermost
-
-
-def _escape(token) -> str:
-    return str(token).replace("~", "~0").replace("/", "~1")
-
-
-def too_deep(value, limit: int = MAX_NESTING) -> str | None:
-    """The JSON pointer (relative to `value`) of the first object or array nested deeper
-    than `limit` levels, or None. Iterative, so it cannot itself run out of stack."""
-    # (node, depth, parent entry, key): the path is rebuilt only when it is needed
-    stack: list[tuple] = [(value, 1, None, None)]
-    while stack:
-        entry = stack.pop()
-        node, depth = entry[0], entry[1]
-        children: Iterable[tuple[Any, Any]]
-        if isinstance(node, dict):
-            children = node.items()
-        elif isinstance(node, list):
-            children = enumerate(node)
-        else:
-            continue
-        if depth > limit:
-            tokens = []
-            e = entry
-            while e[2] is not None:
-                tokens.append(_escape(e[3]))
-                e = e[2]
-            return "".join("/" + t for t in reversed(tokens))
-        for k, v in children:
-            if isinstance(v, (dict, list)):
-                stack.append((v, depth + 1, entry, k))
-    return None
+# (the bound and the walk are the language's: one for definitions and for calls' arguments)
+from mcpp.lang.nesting import MAX_NESTING, too_deep  # noqa: F401
 
 
 def clip(pointer: str) -> str:

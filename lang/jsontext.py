@@ -9,7 +9,8 @@ calls for the same reasons — the Python API (`Policy.decide`, with or without 
 `mcpp eval`, and `CatalogAdmission` (`mcpp test`, the language server) — or the policy
 decides values the gateway never lets through (hostile review 18 F8: NaN passed
 `maximum: 1000`, since every comparison with it is false). This module is that one
-definition.
+definition, with one more refusal of the same kind: arguments nested deeper than
+lang/nesting.py's bound (`arguments_too_deep`).
 
 It lives with the language, whose values are JSON values (`context.input` is the call's
 arguments): everything that decides may import it at no cost (deciding without a catalog
@@ -22,11 +23,15 @@ from __future__ import annotations
 
 import json
 
+from .nesting import MAX_NESTING, may_nest_deeper, too_deep
+
 NOT_FINITE = "numbers must be finite JSON numbers"
 NOT_UNICODE = "strings must be valid Unicode (a lone surrogate is not)"
 # only the Python API can be handed these: the gateway and `mcpp eval` read JSON text
 NOT_JSON_VALUE = "values must be JSON values (objects with string keys, arrays, strings, numbers, booleans, null)"
-TOO_DEEP = "values are nested too deeply to be written as JSON"
+# a call's arguments nested deeper than lang/nesting.py's bound: refused everywhere alike,
+# never left to where each recursive reader's stack runs out (hostile review 22, F7)
+TOO_DEEP = f"arguments may nest at most {MAX_NESTING} levels of objects and arrays"
 TOO_MANY_DIGITS = "integers must have at most 4300 digits (the gateway cannot read longer ones: a parse error)"
 
 
@@ -101,8 +106,21 @@ def as_read(value):
         return json.loads(json_bytes(value))
     except NotJSONText:
         raise
+    except RecursionError:  # (written at this stack depth, but not read back: as deep)
+        raise NotJSONText(TOO_DEEP) from None
     except Exception:  # (a dict subclass whose items() raises, a __str__ of a key that does)
         raise NotJSONText(NOT_JSON_VALUE) from None
+
+
+def arguments_too_deep(args, text: str | bytes | None = None) -> bool:
+    """Whether a call's arguments nest deeper than `MAX_NESTING` levels of objects and
+    arrays (the arguments object counting as one): such a call is refused with `TOO_DEEP`
+    by the gateway (400, before its schema check), the Python API and `mcpp eval` (rule
+    `/request`), and `CatalogAdmission`. `text`, JSON text that holds the arguments (the
+    gateway's request), lets nearly every call skip the walk (`may_nest_deeper`)."""
+    if text is not None and not may_nest_deeper(text):
+        return False
+    return too_deep(args) is not None
 
 
 def unwritable(value) -> str | None:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
-from mcpp.lang.jsontext import NotJSONText, as_read
+from mcpp.lang.jsontext import TOO_DEEP, NotJSONText, arguments_too_deep, as_read
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
@@ -289,8 +289,9 @@ class Policy:
         JSON and read back (lang/jsontext.py `as_read`), so the policy decides the JSON
         values the gateway would, never Python objects the engine reads otherwise (a str
         `Enum`, a tuple, a key `1`: hostile review 22, F1); a call no JSON text can carry
-        (NaN, ±Infinity, a lone surrogate, anywhere; hostile review 18, F8) or whose tool
-        name is not 1 to 128 characters (MCP; the gateway answers 400) is refused, rule
+        (NaN, ±Infinity, a lone surrogate, anywhere; hostile review 18, F8), whose tool
+        name is not 1 to 128 characters (MCP; the gateway answers 400) or whose arguments
+        nest deeper than lang/nesting.py's bound (hostile review 22, F7) is refused, rule
         `/request`, with the gateway's reason.
 
         Then, with a catalog, the gateway's admission (catalog/admission.py
@@ -308,6 +309,8 @@ class Policy:
                 refusal = {"pointer": "/request", "message": str(e)}
         if refusal is None and not (isinstance(tool, str) and 1 <= len(tool) <= MAX_TOOL_NAME):
             refusal = {"pointer": "/request", "message": f"tool name must be 1 to {MAX_TOOL_NAME} characters"}
+        if refusal is None and arguments_too_deep(args):
+            refusal = {"pointer": "/request", "message": TOO_DEEP}
         if refusal is None and self.catalog is not None:
             adm = self._admission
             if adm is None or adm[0] is not self.catalog:

@@ -370,6 +370,8 @@ def eval_cmd(
             die(f"--call: invalid JSON: {e.msg} (line {e.lineno}, column {e.colno})")
         except ValueError as e:
             die(f"--call: {e}")
+        except RecursionError:  # (beyond what json reads at all; a shallower excess is decided: refused)
+            die("--call: invalid JSON: nested too deeply to read")
     else:
         assert calls is not None  # exactly one of the two (checked above)
         text = read_input(calls)

@@ -50,7 +50,7 @@ from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METH
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpp import Decision, Grant
-from mcpp.catalog.admission import NotJSONText, is_text, json_bytes
+from mcpp.catalog.admission import TOO_DEEP, NotJSONText, arguments_too_deep, is_text, json_bytes
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
@@ -663,6 +663,11 @@ class GatewayApp(ApprovalSteps):
             decided_body = json_bytes({**msg, "id": gid})
         except NotJSONText as e:
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, str(e))))
+            return
+        if arguments_too_deep(args, decided_body):
+            # deeper than every recursive reader (the schema check, the engine) is known to
+            # manage at any stack depth: refused the same way the API and `mcpp eval` refuse it
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, TOO_DEEP)))
             return
         t0 = time.perf_counter()
         engine, policy_sha, role = None, None, "server"

@@ -1,0 +1,168 @@
+"""Arguments nested deeper than lang/nesting.py's bound are refused the same way by every
+part that decides a call, whatever the depth and whatever the caller's stack (hostile
+review 22, F7). Before, each part refused where its own recursion ran out: at depths
+970-990 the Python API allowed a call the gateway answered `Parse error`, `mcpp eval
+--call` denied what `--calls` allowed, and deeper `--call` crashed with exit 3; a
+recursive schema (`$ref: "#"`) moved the gateway's cut-off to about 240 levels, less in a
+deeper stack.
+
+The table runs each depth through the real gateway (an open schema and a recursive one),
+the Python API (from an empty stack and from 400 frames deep, with and without a
+catalog), `CatalogAdmission` (`mcpp test`, the language server), `mcpp eval --call` and
+`mcpp eval --calls`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import httpx2
+import pytest
+
+import mcpp
+from mcpp.catalog import Catalog
+from mcpp.catalog.admission import CatalogAdmission
+from mcpp.lang.jsontext import TOO_DEEP
+from mcpp.lang.nesting import MAX_NESTING
+
+from .peers import MODERN_META, create_grant, free_port, parse_response, write
+from .scripted import ScriptedUpstream, tool_def
+
+OPEN = {"type": "object"}
+RECURSIVE = {"type": "object", "properties": {"a": {"$ref": "#"}}}
+CATALOG = Catalog.from_tools([{"name": "open", "inputSchema": OPEN}, {"name": "rec", "inputSchema": RECURSIVE}])
+POLICY = "permit (principal, action, resource);\n"
+
+# the arguments object counts as one level: MAX_NESTING is the deepest allowed
+DEPTHS = [1, MAX_NESTING - 1, MAX_NESTING, MAX_NESTING + 1, 120, 250, 600, 975, 985, 995, 1500]
+UNREADABLE = 990  # deeper than this, no reader here reads the text at all (json's own recursion)
+UNREAD_BAND = 900  # from here the gateway may not read the request either (its stack is deeper): `Parse error`
+
+
+def args_text(levels: int) -> str:
+    """Arguments `levels` objects deep, {"a": {"a": … {}}} (valid for both schemas), as JSON
+    text (json.dumps itself recurses, so the text is built)."""
+    return '{"a":' * (levels - 1) + "{}" + "}" * (levels - 1)
+
+
+def body(tool: str, levels: int) -> str:
+    meta = json.dumps(MODERN_META)
+    return ('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"' + tool + '","_meta":' + meta
+            + ',"arguments":' + args_text(levels) + "}}")
+
+
+def expected(levels: int) -> str:
+    """allow (forwarded), deep (refused: TOO_DEEP), or unreadable (no JSON reader gets the
+    text: the gateway's `Parse error`, a usage error for `eval --call`)."""
+    if levels <= MAX_NESTING:
+        return "allow"
+    return "deep" if levels < UNREADABLE else "unreadable"
+
+
+@pytest.fixture
+async def gateway(tmp_path, start_gateway):
+    async with ScriptedUpstream() as up:
+        up.tools = [tool_def("open", OPEN), tool_def("rec", RECURSIVE)]
+        port = free_port()
+        write(tmp_path / "policy.mcpp", POLICY)
+        config = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+max_body_bytes = 1048576
+
+[[servers]]
+id = "default"
+url = "{up.url}"
+policy = "policy.mcpp"
+""")
+        grant = create_grant(tmp_path / "state", "deep")
+        g = start_gateway("--config", str(config), port=port)
+        g.token = grant["token"]
+        yield up, g
+
+
+@pytest.mark.parametrize("tool", ["open", "rec"])
+async def test_the_gateway_refuses_arguments_past_the_bound_at_every_depth(gateway, tool):
+    up, g = gateway
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": tool,
+               "Authorization": f"Bearer {g.token}"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for levels in DEPTHS:
+            before = len(up.calls)
+            r = parse_response(await http.post(g.url(), headers=headers, content=body(tool, levels)))
+            want = expected(levels)
+            if want == "allow":
+                assert r["status"] == 200 and not r["result"].get("isError"), (levels, r)
+                assert len(up.calls) == before + 1
+            else:
+                assert r["status"] == 400 and len(up.calls) == before, (levels, r)
+                # refused either way; which words depends on whether json could read it at all
+                words = {TOO_DEEP} if levels < UNREAD_BAND else {TOO_DEEP, "Parse error"} if want == "deep" else {"Parse error"}
+                assert r["error"]["message"] in words, (levels, r)
+
+
+def nested(levels: int) -> dict:
+    """The arguments of `args_text(levels)` as a reader returns them (built without recursion)."""
+    v: dict = {}
+    for _ in range(levels - 1):
+        v = {"a": v}
+    return v
+
+
+def _api_decisions(args) -> list[tuple[str, str | None, str]]:
+    out = []
+    for catalog in (None, CATALOG):
+        pol = mcpp.load_policy(POLICY, catalog=catalog)
+        for tool in ("open", "rec"):
+            for from_json in (False, True):
+                d = pol.decide(tool, args, dry_run=True, from_json=from_json)
+                out.append((d.decision, d.rule, d.message))
+    refusal, _ = CatalogAdmission(CATALOG).admit("rec", args)
+    out.append(("allow", None, "") if refusal is None else ("deny", refusal["pointer"], refusal["message"]))
+    return out
+
+
+def _deep_stack(frames: int, fn):
+    return fn() if frames == 0 else _deep_stack(frames - 1, fn)
+
+
+@pytest.mark.parametrize("levels", [d for d in DEPTHS if d < UNREADABLE])
+@pytest.mark.parametrize("stack", [0, 400])
+def test_the_api_refuses_the_same_calls_from_any_stack_depth(levels, stack):
+    args = nested(levels)
+    got = _deep_stack(stack, lambda: _api_decisions(args))
+    if expected(levels) == "allow":
+        assert all(d == "allow" for d, _, _ in got), got
+    else:
+        assert set(got) == {("deny", "/request", TOO_DEEP)}, got
+
+
+def test_mcpp_eval_call_and_calls_agree_with_the_gateway_at_every_depth(tmp_path):
+    policy = write(tmp_path / "p.mcpp", POLICY)
+    readable = [d for d in DEPTHS if d < UNREAD_BAND]
+    lines = ['{"name":"open","arguments":' + args_text(levels) + "}" for levels in readable]
+    calls = write(tmp_path / "calls.jsonl", "\n".join(lines) + "\n")
+    many = subprocess.run([sys.executable, "-m", "mcpp", "eval", str(policy), "--calls", str(calls)],
+                          capture_output=True, text=True, timeout=120)
+    assert many.returncode == 0, many.stderr
+    batch = [json.loads(x) for x in many.stdout.splitlines()]
+    assert len(batch) == len(lines)
+    for levels, line, got in zip(readable, lines, batch):
+        single = subprocess.run([sys.executable, "-m", "mcpp", "eval", str(policy), "--call", line],
+                                capture_output=True, text=True, timeout=120)
+        assert single.returncode == 0, single.stderr
+        assert json.loads(single.stdout) == got, levels
+        if expected(levels) == "allow":
+            assert got["decision"] == "allow", (levels, got)
+        else:
+            assert (got["decision"], got["rule"], got["message"]) == ("deny", "/request", TOO_DEEP), (levels, got)
+    # past what json reads at all: a usage error naming it, never a crash (exit 3 before)
+    deep = '{"name":"open","arguments":' + args_text(1500) + "}"
+    write(tmp_path / "deep.jsonl", deep + "\n")
+    for how in (["--call", deep], ["--calls", str(tmp_path / "deep.jsonl")]):
+        r = subprocess.run([sys.executable, "-m", "mcpp", "eval", str(policy), *how], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 2 and "nested too deeply" in r.stderr and "Traceback" not in r.stderr, (how[0], r.stderr)
