@@ -680,3 +680,57 @@ async def test_refunds_in_flight_are_written_before_the_gateway_exits_or_logged(
         await store.drain(0.2, rec)  # the lock outlasts the drain: lost, said, unit kept
     assert [e for e, _ in rec.records] == ["limit_refund_lost"] and rec.records[0][1]["refunds"] == 1
     assert store.sync.value("k|grant|g1") == 2.0
+
+
+async def test_a_call_whose_client_left_during_its_pin_check_is_not_forwarded(tmp_path, start_gateway):
+    """The last check before forwarding (proxy.py `call_tool`, hostile16 F3), which no store
+    wait reaches first: a pinned server's pin check fetches the upstream's `tools/list`
+    after the decision, and the upstream is slow to answer it. The client leaves meanwhile.
+    The call is decided and its row written, then not forwarded: the row says
+    `not_executed`, the log `client_gone_before_forwarding`, and its unit of `max 1` is
+    given back, so the next call runs."""
+    from mcpp.catalog import Catalog
+
+    from .peers import create_grant, free_port, write
+    from .scripted import ScriptedUpstream, tool_def
+
+    async with ScriptedUpstream() as up:
+        up.tools = [tool_def("ok")]
+        Catalog.from_tools(up.tools).write(tmp_path / "pinned.json")
+        write(tmp_path / "policy.mcpp", 'permit (principal, action, resource);\n'
+                                        'limit "once" (principal, action, resource) max 1 per hour scope grant;\n')
+        port = free_port()
+        config = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+
+[[servers]]
+id = "default"
+url = "{up.url}"
+policy = "policy.mcpp"
+catalog = "pinned.json"
+""")
+        grant = create_grant(tmp_path / "state", "pin")
+        g = start_gateway("--config", str(config), port=port)
+        g.token, g.state = grant["token"], tmp_path / "state"
+        up.list_mode = "hang"  # (answered once `release` is set)
+        listed = up.lists
+        await _call_then_leave(g, "ok", {"n": 1}, rid=2, after=0.5)
+        assert up.lists == listed + 1, "the pin check did not ask for the listing"
+        await asyncio.sleep(0.3)  # (the gateway has seen the connection close)
+        up.release.set()
+        deadline = time.monotonic() + 10
+        while not [r for r in g.log_records() if r.get("event") == "client_gone_before_forwarding"]:
+            assert time.monotonic() < deadline, "the call was not settled"
+            await asyncio.sleep(0.05)
+        assert up.calls == [], "the call of a client that had left reached the upstream"
+        rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, decision, outcome FROM audit").fetchall()
+        assert rows == [("2", "allow", "not_executed")]
+        gone = [r for r in g.log_records() if r.get("event") == "client_gone_before_forwarding"]
+        assert len(gone) == 1 and gone[0]["audit_seq"] is not None
+        async with httpx2.AsyncClient(timeout=30) as http:  # the unit was given back: `max 1` still has it
+            assert result_text(await call_tool(http, g.url(), g.token, "ok", {"n": 2}, rid=3)) == "ran ok"
+            r = await call_tool(http, g.url(), g.token, "ok", {"n": 3}, rid=4)
+            assert r["result"]["isError"] and "[POLICY DENIED]" in result_text(r)
+        assert up.calls == [("ok", {"n": 2})]
