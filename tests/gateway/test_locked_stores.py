@@ -691,29 +691,14 @@ async def test_a_call_whose_client_left_during_its_pin_check_is_not_forwarded(tm
     given back, so the next call runs."""
     from mcpp.catalog import Catalog
 
-    from .peers import create_grant, free_port, write
     from .scripted import ScriptedUpstream, tool_def
 
     async with ScriptedUpstream() as up:
         up.tools = [tool_def("ok")]
         Catalog.from_tools(up.tools).write(tmp_path / "pinned.json")
-        write(tmp_path / "policy.mcpp", 'permit (principal, action, resource);\n'
-                                        'limit "once" (principal, action, resource) max 1 per hour scope grant;\n')
-        port = free_port()
-        config = write(tmp_path / "gateway.toml", f"""
-[gateway]
-port = {port}
-state_dir = "state"
-
-[[servers]]
-id = "default"
-url = "{up.url}"
-policy = "policy.mcpp"
-catalog = "pinned.json"
-""")
-        grant = create_grant(tmp_path / "state", "pin")
-        g = start_gateway("--config", str(config), port=port)
-        g.token, g.state = grant["token"], tmp_path / "state"
+        g = _gw_config(tmp_path, start_gateway, up.url, server='catalog = "pinned.json"', policy_text=(
+            'permit (principal, action, resource);\n'
+            'limit "once" (principal, action, resource) max 1 per hour scope grant;\n'))
         up.list_mode = "hang"  # (answered once `release` is set)
         listed = up.lists
         await _call_then_leave(g, "ok", {"n": 1}, rid=2, after=0.5)

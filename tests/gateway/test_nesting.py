@@ -26,8 +26,9 @@ from mcpp.catalog.admission import CatalogAdmission
 from mcpp.lang.jsontext import TOO_DEEP
 from mcpp.lang.nesting import MAX_NESTING
 
-from .peers import MODERN_META, create_grant, free_port, parse_response, write
+from .peers import MODERN_META, parse_response, write
 from .scripted import ScriptedUpstream, tool_def
+from .test_adversarial import _gw_config
 
 OPEN = {"type": "object"}
 RECURSIVE = {"type": "object", "properties": {"a": {"$ref": "#"}}}
@@ -64,23 +65,7 @@ def expected(levels: int) -> str:
 async def gateway(tmp_path, start_gateway):
     async with ScriptedUpstream() as up:
         up.tools = [tool_def("open", OPEN), tool_def("rec", RECURSIVE)]
-        port = free_port()
-        write(tmp_path / "policy.mcpp", POLICY)
-        config = write(tmp_path / "gateway.toml", f"""
-[gateway]
-port = {port}
-state_dir = "state"
-max_body_bytes = 1048576
-
-[[servers]]
-id = "default"
-url = "{up.url}"
-policy = "policy.mcpp"
-""")
-        grant = create_grant(tmp_path / "state", "deep")
-        g = start_gateway("--config", str(config), port=port)
-        g.token = grant["token"]
-        yield up, g
+        yield up, _gw_config(tmp_path, start_gateway, up.url, gateway="max_body_bytes = 1048576", policy_text=POLICY)
 
 
 @pytest.mark.parametrize("tool", ["open", "rec"])
