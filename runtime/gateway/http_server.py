@@ -359,14 +359,15 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
             open connection against the limit, so a client that kept its connection alive
             after one request held a slot until `idle_timeout`, whatever it was refused
             for; connections busy with a request, or that have sent none yet, are kept."""
-            idle = []
+            idle: list[tuple[float, int, HttpToolsProtocol, asyncio.TimerHandle]] = []
             for p in self.connections:
                 timer = getattr(p, "timeout_keep_alive_task", None)
-                if p is not self and timer is not None and not getattr(p, "_in_message", True):
-                    idle.append((timer.when(), id(p), p))
-            idle.sort()
-            for _, _, p in idle[:wanted]:
-                p.timeout_keep_alive_task.cancel()
+                if (p is not self and timer is not None and isinstance(p, HttpToolsProtocol)
+                        and not getattr(p, "_in_message", True)):
+                    idle.append((timer.when(), id(p), p, timer))
+            idle.sort(key=lambda e: e[:2])
+            for _, _, p, timer in idle[:wanted]:
+                timer.cancel()
                 p.timeout_keep_alive_task = None
                 self.connections.discard(p)  # (at once: its connection_lost comes a turn later)
                 p.transport.close()
