@@ -58,8 +58,11 @@ class Checkpointer:
         self.every, self.interval = every, interval
         self.logger = logger
         self.commits = 0  # written by the writer's thread only
-        self.covered = 0  # commits a finished checkpoint covered: written by the checkpoint thread
+        # commits a turn of the thread has dealt with (checkpointed, or skipped: the writer's
+        # own bound then holds): written by the checkpoint thread
+        self.covered = 0
         self.checkpoints = 0  # checkpoints run (for tests)
+        self.skipped = 0  # turns that ran none: the file was locked, moved or gone
         self.failures = 0
         self._wake = threading.Event()
         self._stop = False
@@ -114,13 +117,18 @@ class Checkpointer:
                 if not is_locked(e):
                     self._failed(e)
                     continue
-                frames = 0  # (busy for a moment, e.g. while the writer opens a new file: the next turn)
+                frames = None  # (busy for a moment, e.g. while the writer opens a new file: the next turn)
             except Exception as e:  # tried again with the next commits (and SQLite's own bound holds)
                 self._failed(e)
                 continue
+            # (a skipped turn covers its commits too: retried at once, it would spin until the
+            # writer's next commit reopens the file)
             self.covered = max(self.covered, at)
-            self.checkpoints += 1
-            if frames >= AUTO_FRAMES:
+            if frames is None:
+                self.skipped += 1
+            else:
+                self.checkpoints += 1
+            if frames is not None and frames >= AUTO_FRAMES:
                 # commits overtake this thread's checkpoints: the writer's own must run, and it
                 # is skipped while this thread holds the checkpoint lock
                 time.sleep(YIELD)
@@ -136,18 +144,18 @@ class Checkpointer:
         if self.logger is not None:
             self.logger.warning("wal_checkpoint_failed", file=Path(self.path).name, error=f"{type(e).__name__}: {e}")
 
-    def _checkpoint(self) -> int:
+    def _checkpoint(self) -> int | None:
         """One PASSIVE checkpoint of the file the writer has open; the WAL's length in
-        frames when it ran (0: skipped, the path names another file until the writer
+        frames when it ran (None: skipped, the path names another file until the writer
         follows it)."""
         with self.lock:
             try:
                 st = os.stat(self.path)
             except FileNotFoundError:  # moved away or deleted: the writer's reopen comes first
-                return 0
+                return None
             here = (st.st_dev, st.st_ino)
             if here != self.writer_file:
-                return 0  # moved or replaced: the writer's reopen comes first (see the module's docstring)
+                return None  # moved or replaced: the writer's reopen comes first (see the module's docstring)
             if self._db is None:
                 db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
                 db.execute("PRAGMA busy_timeout=0")

@@ -198,3 +198,16 @@ def test_a_failing_checkpoint_is_logged_and_tried_again(tmp_path):
         assert cp.covered == 0  # nothing was covered: the writer's bound still counts these commits
     finally:
         cp.close()
+
+
+def test_a_turn_that_finds_the_file_moved_is_counted_as_skipped_not_as_a_checkpoint(log):
+    """While audit.db is moved and the writer has not reopened it yet, the thread runs no
+    checkpoint (the path names another file): its counters say so."""
+    cp = _started(log, every=1, interval=0.01)
+    log.write(_row(0))
+    assert _caught_up(cp)
+    ran = cp.checkpoints
+    os.rename(log.path, log.path.with_name("audit-moved.db"))
+    log.write(_row(1))  # (into the moved file: the writer has not asked `replaced()`)
+    assert _until(lambda: cp.skipped >= 1 and cp.covered == cp.commits)
+    assert cp.checkpoints == ran and cp.failures == 0
