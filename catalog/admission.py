@@ -27,7 +27,7 @@ import json
 
 from .conformance import SchemaCache, SchemaUnusable, check
 from .defaults import FillTooLarge, fill
-from .depth import describe as describe_depth, too_deep
+from .depth import MAX_NESTING, describe as describe_depth, too_deep
 # (NotJSONText and the encoders: re-exported for the gateway, which may not import the language)
 from mcpp.lang.jsontext import (  # noqa: F401
     TOO_DEEP, NotJSONText, arguments_too_deep, compact, compact_finite, is_text, json_bytes, unwritable,
@@ -120,6 +120,14 @@ def admit(checker, name: str, args) -> tuple[dict | None, object]:
     if filled is args:
         return None, args
     base = schema_pointer(name)
+    if arguments_too_deep(filled):
+        # the call was within the bound and the tool's own defaults took it past: the
+        # tool's declaration is at fault, and every part that admits calls refuses it alike
+        # (hostile review 24, F1: the API decided it, the gateway denied it at /request)
+        return {"kind": "invalid_default", "pointer": base, "reason": f"declared defaults, filled in, make the arguments nest "
+                f"deeper than {MAX_NESTING} levels", "message": (
+                    f"Tool {name} declares defaults for arguments this call omits that, filled in, nest the arguments deeper "
+                    f"than {MAX_NESTING} levels of objects and arrays; pass them explicitly. The call was not forwarded.")}, args
     try:
         v = check(checker, filled)
         if v is None:

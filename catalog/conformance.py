@@ -333,7 +333,10 @@ class SchemaCache:
             except SchemaUnusable as e:
                 hit = e
             except RecursionError:
-                hit = SchemaUnusable("the input schema is nested too deeply")
+                # within the bound above, so the caller's stack was deep, not the schema:
+                # refused this time, never remembered (hostile review 24, F9: one call from a
+                # deep stack refused the tool's every later call for the cache's lifetime)
+                raise SchemaUnusable("the input schema is nested too deeply to compile from here") from None
             self._by_key[key] = hit
             while len(self._by_key) > self.size:
                 self._by_key.popitem(last=False)

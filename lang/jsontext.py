@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from .nesting import MAX_NESTING, may_nest_deeper, too_deep
+from .nesting import MAX_NESTING, may_nest_deeper, text_too_deep, too_deep
 
 NOT_FINITE = "numbers must be finite JSON numbers"
 NOT_UNICODE = "strings must be valid Unicode (a lone surrogate is not)"
@@ -112,15 +112,24 @@ def as_read(value):
         raise NotJSONText(NOT_JSON_VALUE) from None
 
 
-def arguments_too_deep(args, text: str | bytes | None = None) -> bool:
+def arguments_too_deep(args, body: str | bytes | None = None) -> bool:
     """Whether a call's arguments nest deeper than `MAX_NESTING` levels of objects and
     arrays (the arguments object counting as one): such a call is refused with `TOO_DEEP`
     by the gateway (400, before its schema check), the Python API and `mcpp eval` (rule
-    `/request`), and `CatalogAdmission`. `text`, JSON text that holds the arguments (the
-    gateway's request), lets nearly every call skip the walk (`may_nest_deeper`)."""
-    if text is not None and not may_nest_deeper(text):
+    `/request`), `CatalogAdmission` and `mcpp test`. `body`, JSON text that holds the
+    arguments (the gateway's request), lets nearly every call skip the rest: no more
+    brackets than the bound, no nesting past it. Otherwise the arguments are written
+    again on their own and their text measured (lang/nesting.py `text_too_deep`: in C,
+    where a walk over the values took seconds of the gateway's event loop for a 4 MiB
+    body). Arguments no JSON text can carry are not this check's to refuse (`json_bytes`
+    is): they are measured by the walk."""
+    if body is not None and not may_nest_deeper(body):
         return False
-    return too_deep(args) is not None
+    try:
+        text = compact(args)
+    except Exception:  # (NaN written as NaN is JSON here; a set, bytes, a key json cannot write: the walk)
+        return too_deep(args) is not None
+    return text_too_deep(text)
 
 
 def unwritable(value) -> str | None:

@@ -19,6 +19,7 @@ empty stack).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -65,3 +66,31 @@ def may_nest_deeper(text: str | bytes, limit: int = MAX_NESTING) -> bool:
     if isinstance(text, bytes):
         return text.count(b"{") + text.count(b"[") > limit
     return text.count("{") + text.count("[") > limit
+
+
+# a JSON string as a JSON encoder writes it (quotes and backslashes inside escaped)
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+# what is left of JSON text once its strings are out: brackets, kept as parentheses (well
+# formed JSON nests them properly: one kind will do), and the rest of its grammar, dropped
+_PARENS = str.maketrans("[]{}", "()()", ",:0123456789+-.eEtrufalsn \t\r\n")
+
+
+def text_too_deep(text: str, limit: int = MAX_NESTING) -> bool:
+    """Whether the JSON `text` (as a JSON encoder writes it: well formed) nests deeper than
+    `limit` levels of objects and arrays: `too_deep`'s answer for the value it encodes,
+    without a Python step per value. The strings go first (a bracket in one is no
+    nesting), then everything but the brackets; each round then takes out the innermost
+    pairs, so what is left after `limit` rounds was nested deeper. Every step runs in C:
+    a 4 MiB body of `[[],[],…]` costs a few milliseconds, where the walk took 1.7 s of the
+    gateway's event loop (hostile review 24, F4)."""
+    if not may_nest_deeper(text, limit):
+        return False
+    s = _STRING.sub("", text).translate(_PARENS)
+    for _ in range(limit):
+        inner = s.replace("()", "")  # (one pass: a pair a removal exposes waits for the next round)
+        if not inner:
+            return False
+        if inner == s:  # (no innermost pair left: not JSON text; refused, as too deep to read)
+            return True
+        s = inner
+    return True

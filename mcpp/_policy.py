@@ -9,6 +9,7 @@ analyzer (Z3) is imported only by the methods that prove things (`verify`, `visi
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -24,6 +25,26 @@ from ._errors import CompileError, PolicyValidationError, from_mcpp_error
 from ._types import AssertResult, Caveat, Decision, Diagnostic, Explanation, Replayed, ToolDiff, UserDeclaration
 
 MAX_TOOL_NAME = 128  # MCP: tool names are 1 to 128 characters (the gateway refuses others with 400)
+
+# Python frames a decision may need below `sys.getrecursionlimit()`. Measured: arguments 64
+# levels deep under a recursive `$ref` (jsonschema, four frames a level) take 256; the first
+# call to a tool whose definition nests 62 levels (compiling it) 306; the same arguments
+# without a catalog 66; a condition nested 190 levels 6. A caller deeper than the limit
+# less this is refused up front, the same way every time (hostile review 24, F3, F10: from
+# 700 to 990 frames deep the API denied calls the gateway allows, or raised).
+STACK_HEADROOM = 400
+STACK_TOO_DEEP = (f"the call was not decided: it came from too deep in the Python stack (mcpp needs {STACK_HEADROOM} "
+                  "frames below sys.getrecursionlimit(); call from a shallower stack, or raise the limit)")
+
+
+def _stack_too_deep() -> bool:
+    """Whether the caller's stack leaves less than `STACK_HEADROOM` frames (a frame that
+    deep exists: `sys._getframe` walks the stack in C)."""
+    try:
+        sys._getframe(sys.getrecursionlimit() - STACK_HEADROOM)
+    except ValueError:
+        return False
+    return True
 
 if TYPE_CHECKING:
     from mcpp.analyzer.deadline import Deadline  # (deciding never loads the analyzer)
@@ -250,8 +271,11 @@ class Policy:
         subclass the plain type, a key `1` the string "1"), and a call no JSON text can
         carry (NaN, ±Infinity, a lone surrogate, anywhere) or whose tool name is not 1 to
         128 characters is denied, rule `/request`, as the gateway refuses it.
-        `from_json=True` says they are already what a JSON reader returned (the gateway's
-        own case: it read them from the request), and skips that round trip.
+        Arguments nested deeper than 64 levels of objects and arrays are denied the same
+        way. `from_json=True` says they are already what a JSON reader returned and the
+        gateway's reading refused (the gateway's own case: it read them from the request,
+        and refused NaN and arguments nested too deep there), and skips the round trip
+        and the nesting check.
 
         Never raises for a bad call: anything that cannot be decided is denied, with the
         reason in the message (fail closed). Limits count in `counters` (default: the
@@ -292,7 +316,9 @@ class Policy:
         (NaN, ±Infinity, a lone surrogate, anywhere; hostile review 18, F8), whose tool
         name is not 1 to 128 characters (MCP; the gateway answers 400) or whose arguments
         nest deeper than lang/nesting.py's bound (hostile review 22, F7) is refused, rule
-        `/request`, with the gateway's reason.
+        `/request`, with the gateway's reason. A call made from too deep in the Python
+        stack to decide it the same way every time is denied, rule `/error`
+        (`STACK_TOO_DEEP`).
 
         Then, with a catalog, the gateway's admission (catalog/admission.py
         `CatalogAdmission`): arguments that break the tool's declared schema are refused
@@ -302,6 +328,10 @@ class Policy:
         is decided by the policy."""
         refusal: dict | None = None
         args = arguments
+        if _stack_too_deep():
+            from mcpp.runtime.engine import Decision as EngineDecision, Rule
+
+            return EngineDecision(False, tool if isinstance(tool, str) else str(tool), Rule("/error"), STACK_TOO_DEEP), None
         if not from_json:
             try:
                 tool, args = as_read([tool, arguments])
@@ -309,7 +339,8 @@ class Policy:
                 refusal = {"pointer": "/request", "message": str(e)}
         if refusal is None and not (isinstance(tool, str) and 1 <= len(tool) <= MAX_TOOL_NAME):
             refusal = {"pointer": "/request", "message": f"tool name must be 1 to {MAX_TOOL_NAME} characters"}
-        if refusal is None and arguments_too_deep(args):
+        if refusal is None and not from_json and arguments_too_deep(args):
+            # (from_json: as the gateway hands them over, which refused deeper ones when it read them)
             refusal = {"pointer": "/request", "message": TOO_DEEP}
         if refusal is None and self.catalog is not None:
             adm = self._admission

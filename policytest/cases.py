@@ -35,7 +35,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span, did_you_mean
-from mcpp.lang.jsontext import is_text
+from mcpp.lang.jsontext import TOO_DEEP, is_text
+from mcpp.lang.nesting import too_deep
 from mcpp.runtime.engine import Caller, Grant, User
 
 SUFFIX = ".test.toml"
@@ -329,15 +330,30 @@ def _arguments(m: _CallFields, loc: tuple, problems: list[tuple[tuple, str]]) ->
         except json.JSONDecodeError as e:
             problems.append((loc + ("arguments_json",), f"not JSON: {e.msg} at character {e.pos}"))
             return None
+        except RecursionError:
+            problems.append((loc + ("arguments_json",), "not JSON that can be read: nested too deeply"))
+            return None
         if not isinstance(value, dict):
             problems.append((loc + ("arguments_json",), "the arguments of a tools/call are a JSON object"))
             return None
-        _json_value(value, loc + ("arguments_json",), problems)
-        return value
+        return value if _json_arguments(value, loc + ("arguments_json",), problems) else None
     if m.arguments is not None:
-        _json_value(m.arguments, loc + ("arguments",), problems)
-        return m.arguments
+        return m.arguments if _json_arguments(m.arguments, loc + ("arguments",), problems) else None
     return None
+
+
+def _json_arguments(args: dict, loc: tuple, problems: list[tuple[tuple, str]]) -> bool:
+    """Whether `args` are arguments the gateway reads on to a policy: nested at most
+    lang/nesting.py's bound (checked first: `_json_value` recurses), and JSON values
+    throughout. The gateway refuses deeper ones before any policy decides (400), as the
+    API and `mcpp eval` do (hostile review 24, F2: decided here without a catalog)."""
+    deep = too_deep(args)
+    if deep is not None:
+        problems.append((loc, f"{TOO_DEEP} (at {deep[:160]}); the gateway refuses such a call"))
+        return False
+    before = len(problems)
+    _json_value(args, loc, problems)
+    return len(problems) == before
 
 
 def _caller(m: _CallFields, loc: tuple, problems: list[tuple[tuple, str]]) -> tuple[Caller | None, tuple]:
@@ -418,6 +434,9 @@ def parse_test_file(text: str, path: Path) -> TestFile:
     """A test file from its text; raises TestFileError with every problem found."""
     try:
         data = tomllib.loads(text)
+    except RecursionError:  # (tomllib reads inline tables recursively: 500 levels deep overflowed)
+        raise TestFileError([Diagnostic("not valid TOML here: nested too deeply to read", Span(1, 1, 1, 2), "error",
+                                        "test-file", str(path))], text) from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = _TOML_POS.search(msg)
@@ -428,6 +447,9 @@ def parse_test_file(text: str, path: Path) -> TestFile:
     lines = _Lines.scan(text)
     try:
         model = FileModel.model_validate(data)
+    except RecursionError:
+        raise TestFileError([Diagnostic("nested too deeply to read", Span(1, 1, 1, 2), "error", "test-file", str(path))],
+                            text) from None
     except ValidationError as e:
         raise TestFileError(_pydantic_errors(path, lines, e), text) from None
     problems: list[tuple[tuple, str]] = []

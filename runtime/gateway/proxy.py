@@ -664,9 +664,12 @@ class GatewayApp(ApprovalSteps):
         except NotJSONText as e:
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, str(e))))
             return
-        if arguments_too_deep(args, decided_body):
+        large = len(decided_body) > OFF_LOOP_CHECK_BYTES
+        if (await asyncio.to_thread(arguments_too_deep, args, decided_body) if large
+                else arguments_too_deep(args, decided_body)):
             # deeper than every recursive reader (the schema check, the engine) is known to
             # manage at any stack depth: refused the same way the API and `mcpp eval` refuse it
+            # (measured in C, and off the event loop for a large body: hostile review 24, F4)
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, TOO_DEEP)))
             return
         t0 = time.perf_counter()
@@ -677,7 +680,7 @@ class GatewayApp(ApprovalSteps):
             # the policy sees them, so no condition can be bypassed with a wrong type
             try:
                 typed, filled = await self.schema_check(server, name, args, upstream, fwd, params, modern,
-                                                        large=len(decided_body) > OFF_LOOP_CHECK_BYTES)
+                                                        large=large)
                 if filled is not args:  # the tool's declared defaults, filled in: what is decided, audited and forwarded
                     args, msg = filled, {**msg, "params": {**params, "arguments": filled}}
                     decided_body = rpc.compact_finite({**msg, "id": gid}).encode()

@@ -25,6 +25,7 @@ from mcpp.catalog import Catalog
 from mcpp.catalog.admission import CatalogAdmission
 from mcpp.lang.jsontext import TOO_DEEP
 from mcpp.lang.nesting import MAX_NESTING
+from mcpp._policy import STACK_HEADROOM, STACK_TOO_DEEP
 
 from .peers import MODERN_META, parse_response, write
 from .scripted import ScriptedUpstream, tool_def
@@ -34,6 +35,8 @@ OPEN = {"type": "object"}
 RECURSIVE = {"type": "object", "properties": {"a": {"$ref": "#"}}}
 CATALOG = Catalog.from_tools([{"name": "open", "inputSchema": OPEN}, {"name": "rec", "inputSchema": RECURSIVE}])
 POLICY = "permit (principal, action, resource);\n"
+# `opts` filled in at every level: a call within the bound that the defaults take past it
+FILL = {"type": "object", "properties": {"opts": {"type": "object", "default": {}}, "z": {"$ref": "#"}}}
 
 # the arguments object counts as one level: MAX_NESTING is the deepest allowed
 DEPTHS = [1, MAX_NESTING - 1, MAX_NESTING, MAX_NESTING + 1, 120, 250, 600, 975, 985, 995, 1500]
@@ -64,7 +67,7 @@ def expected(levels: int) -> str:
 @pytest.fixture
 async def gateway(tmp_path, start_gateway):
     async with ScriptedUpstream() as up:
-        up.tools = [tool_def("open", OPEN), tool_def("rec", RECURSIVE)]
+        up.tools = [tool_def("open", OPEN), tool_def("rec", RECURSIVE), tool_def("fill", FILL)]
         yield up, _gw_config(tmp_path, start_gateway, up.url, gateway="max_body_bytes = 1048576", policy_text=POLICY)
 
 
@@ -97,14 +100,42 @@ def nested(levels: int) -> dict:
     return v
 
 
-def _api_decisions(args) -> list[tuple[str, str | None, str]]:
+def _policies() -> list:
+    """New ones each time: no schema compiled before, from another stack depth."""
+    return [mcpp.load_policy(POLICY, catalog=catalog) for catalog in (None, CATALOG)]
+
+
+async def test_the_gateway_refuses_defaults_that_nest_a_call_past_the_bound_as_the_api_does(gateway):
+    """hostile review 24, F1: the gateway's engine denied the filled call at `/request`
+    (and forwarded it in log-only mode) where the API allowed it. Both refuse it in the
+    admission now: the tool's declaration is at fault (`invalid_default`)."""
+    up, g = gateway
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "fill",
+               "Authorization": f"Bearer {g.token}"}
+    pol = mcpp.load_policy(POLICY, catalog=Catalog.from_tools([{"name": "fill", "inputSchema": FILL}]))
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for levels, runs in ((MAX_NESTING - 1, True), (MAX_NESTING, False)):
+            text = '{"z":' * (levels - 1) + "{}" + "}" * (levels - 1)
+            before = len(up.calls)
+            r = parse_response(await http.post(g.url(), headers=headers, content=body("fill", levels).replace(
+                args_text(levels), text)))
+            d = pol.decide("fill", json.loads(text), dry_run=True)
+            if runs:
+                assert not r["result"].get("isError") and len(up.calls) == before + 1 and d.decision == "allow", r
+            else:
+                assert r["result"]["isError"] and len(up.calls) == before, r
+                assert (d.decision, d.rule) == ("deny", "/tools/fill/schema")
+                assert d.message in r["result"]["content"][0]["text"]
+
+
+def _api_decisions(args, policies) -> list[tuple[str, str | None, str]]:
     out = []
-    for catalog in (None, CATALOG):
-        pol = mcpp.load_policy(POLICY, catalog=catalog)
+    for pol in policies:
         for tool in ("open", "rec"):
-            for from_json in (False, True):
-                d = pol.decide(tool, args, dry_run=True, from_json=from_json)
-                out.append((d.decision, d.rule, d.message))
+            d = pol.decide(tool, args, dry_run=True)
+            x = pol.explain(tool, args).decision
+            out += [(d.decision, d.rule, d.message), (x.decision, x.rule, x.message)]
     refusal, _ = CatalogAdmission(CATALOG).admit("rec", args)
     out.append(("allow", None, "") if refusal is None else ("deny", refusal["pointer"], refusal["message"]))
     return out
@@ -114,15 +145,71 @@ def _deep_stack(frames: int, fn):
     return fn() if frames == 0 else _deep_stack(frames - 1, fn)
 
 
+def _frames() -> int:
+    f, n = sys._getframe(), 0
+    while f is not None:
+        f, n = f.f_back, n + 1
+    return n
+
+
+# from an empty stack, and from as deep as the API decides from (STACK_HEADROOM below the limit)
+ROOMY = [0, sys.getrecursionlimit() - STACK_HEADROOM - 60]
+
+
 @pytest.mark.parametrize("levels", [d for d in DEPTHS if d < UNREADABLE])
-@pytest.mark.parametrize("stack", [0, 400])
+@pytest.mark.parametrize("stack", ROOMY)
 def test_the_api_refuses_the_same_calls_from_any_stack_depth(levels, stack):
-    args = nested(levels)
-    got = _deep_stack(stack, lambda: _api_decisions(args))
+    args, policies = nested(levels), _policies()
+    got = _deep_stack(max(0, stack - _frames()), lambda: _api_decisions(args, policies))
     if expected(levels) == "allow":
         assert all(d == "allow" for d, _, _ in got), got
     else:
         assert set(got) == {("deny", "/request", TOO_DEEP)}, got
+
+
+@pytest.mark.parametrize("levels", [1, MAX_NESTING, MAX_NESTING + 1])
+@pytest.mark.parametrize("stack", [sys.getrecursionlimit() - STACK_HEADROOM + 5, sys.getrecursionlimit() - 20])
+def test_from_too_deep_a_stack_every_call_is_denied_the_same_way_never_raised(levels, stack):
+    """hostile review 24, F3, F10: from 700 to 990 frames the answer depended on the depth
+    (allowed, denied as too deep, a schema "cannot be used" remembered for later calls, or
+    a RecursionError raised). Past the headroom the API now refuses up front, and a later
+    call from a shallow stack is decided as ever."""
+    args, policies = nested(levels), _policies()
+    got = _deep_stack(max(0, stack - _frames()), lambda: _api_decisions(args, policies)[:-1])
+    assert set(got) == {("deny", "/error", STACK_TOO_DEEP)}, got
+    pol = mcpp.load_policy(POLICY, catalog=CATALOG)
+    _deep_stack(max(0, stack - _frames()), lambda: pol.decide("rec", args, dry_run=True))
+    assert pol.decide("rec", args, dry_run=True).decision == ("allow" if levels <= MAX_NESTING else "deny")
+
+
+def test_from_json_takes_the_gateway_s_reading_as_checked():
+    """`from_json=True`: the arguments as the gateway hands them over, which refused deeper
+    ones when it read the request; not walked again (the gateway's decision skips it)."""
+    pol = mcpp.load_policy(POLICY)
+    assert pol.decide("open", nested(MAX_NESTING + 1), dry_run=True, from_json=True).decision == "allow"
+    assert pol.decide("open", nested(MAX_NESTING + 1), dry_run=True).rule == "/request"
+
+
+def test_defaults_that_nest_the_call_past_the_bound_are_the_tool_s_fault_everywhere():
+    """hostile review 24, F1: a call within the bound that the tool's declared defaults take
+    past it was allowed by the API and `mcpp test` and denied by the gateway's engine at
+    `/request`. The admission every part shares refuses it now (`invalid_default`)."""
+    schema = {"type": "object", "properties": {"opts": {"type": "object", "default": {}}, "z": {"$ref": "#"}}}
+    cat = Catalog.from_tools([{"name": "fill", "inputSchema": schema}])
+    pol = mcpp.load_policy(POLICY, catalog=cat)
+
+    def chain(levels: int) -> dict:
+        v: dict = {}
+        for _ in range(levels - 1):
+            v = {"z": v}
+        return v
+
+    ok = chain(MAX_NESTING - 1)  # (filled: `opts: {}` at every level, one deeper at the bottom)
+    refusal, _ = CatalogAdmission(cat).admit("fill", chain(MAX_NESTING))
+    assert refusal is not None and refusal["kind"] == "invalid_default" and "deeper than 64 levels" in refusal["reason"]
+    d = pol.decide("fill", chain(MAX_NESTING), dry_run=True)
+    assert (d.decision, d.rule) == ("deny", "/tools/fill/schema") and d.message == refusal["message"]
+    assert pol.decide("fill", ok, dry_run=True).decision == "allow"
 
 
 def test_mcpp_eval_call_and_calls_agree_with_the_gateway_at_every_depth(tmp_path):

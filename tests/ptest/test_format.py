@@ -46,6 +46,16 @@ BAD = [
      ["4:1: case[0].arguments_json.note: not valid Unicode text (a lone surrogate)"]),
     ('[[case]]\nname = "x"\ntool = "t"\narguments_json = \'{"\\udfff": 1}\'\ndecision = "deny"\n',
      ["4:1: case[0].arguments_json."]),
+    # (hostile24 F2, F5: nesting past the gateway's bound, without a catalog too; past what TOML
+    # and JSON read at all: an error, never a crash)
+    ('[[case]]\nname = "x"\ntool = "t"\narguments_json = \'%s\'\ndecision = "deny"\n' % ('{"a":' * 64 + "{}" + "}" * 64),
+     ["4:1: case[0].arguments_json: arguments may nest at most 64 levels of objects and arrays (at /a/a/a"]),
+    ('[[case]]\nname = "x"\ntool = "t"\narguments = %s\ndecision = "deny"\n' % ("{ a = " * 64 + "{}" + " }" * 64),
+     ["4:1: case[0].arguments: arguments may nest at most 64 levels"]),
+    ('[[case]]\nname = "x"\ntool = "t"\narguments_json = \'%s\'\ndecision = "deny"\n' % ("[" * 5000 + "]" * 5000),
+     ["4:1: case[0].arguments_json: not JSON that can be read: nested too deeply"]),
+    ('[[case]]\nname = "x"\ntool = "t"\narguments = %s\ndecision = "deny"\n' % ("{ a = " * 3000 + "{}" + " }" * 3000),
+     ["1:1: not valid TOML here: nested too deeply to read"]),
     ('[[case]]\nname = "x"\ntool = "t"\ndecision = "deny"\n\n[[case]]\nname = "x"\ntool = "t"\ndecision = "deny"\n',
      ["7:1: case[1].name: a second case named 'x' (the first is case[0])"]),
     ('[[case]]\nname = "x"\ntool = "t"\ndecision = "deny"\n[[case.calls]]\ndecision = "deny"\n',
