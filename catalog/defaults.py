@@ -208,11 +208,39 @@ def plan(schema) -> Level:
         return hit[1]
     if not isinstance(schema, dict):
         return EMPTY
-    lvl = _Planner(schema).level([schema])
+    lvl = _prune(_Planner(schema).level([schema]))
     if len(_plans) >= _PLAN_CACHE:
         _plans.clear()
     _plans[id(schema)] = (schema, lvl)
     return lvl
+
+
+def _prune(root: Level) -> Level:
+    """Drop the children through which nothing is filled or noted. A recursive reference
+    makes a level its own descendant, and the planner records such a child while the level
+    is still being built (hostile review 24, F7: it used to record none, and filling
+    stopped two levels down when the recursive key sorted before the defaulted one); once
+    the plan is whole, a child counts only if a default or a note is reachable through
+    it."""
+    seen: dict[int, Level] = {}
+    todo = [root]
+    while todo:
+        lvl = todo.pop()
+        if id(lvl) not in seen:
+            seen[id(lvl)] = lvl
+            todo.extend(lvl.children.values())
+    useful = {i for i, lvl in seen.items() if lvl.defaults or lvl.notes}
+    grew = True
+    while grew:
+        grew = False
+        for i, lvl in seen.items():
+            if i not in useful and any(id(c) in useful for c in lvl.children.values()):
+                useful.add(i)
+                grew = True
+    for lvl in seen.values():
+        for k in [k for k, c in lvl.children.items() if id(c) not in useful]:
+            del lvl.children[k]
+    return root
 
 
 def level_at(schema, path: tuple[str, ...]) -> Level | None:
@@ -242,6 +270,7 @@ class _Planner:
     def __init__(self, root: dict):
         self.root = root
         self.levels: dict[frozenset, Level] = {}
+        self.building: set[int] = set()  # the levels being planned (a reference back to one is a cycle)
         dialect = root.get("$schema")
         try:
             self.spec = specification_with(dialect.rstrip("#"), default=DRAFT202012) if isinstance(dialect, str) \
@@ -399,10 +428,18 @@ class _Planner:
         if len(self.levels) >= _MAX_LEVELS:
             return lvl  # nothing filled deeper: the analyzer reads the same plan
         self.levels[key] = lvl
+        self.building.add(id(lvl))
+        try:
+            self._plan_level(lvl, c)
+        finally:
+            self.building.discard(id(lvl))
+        return lvl
+
+    def _plan_level(self, lvl: Level, c: "_Closure") -> None:
         if c.opaque is not None:
             if any(_deep_default(n, self) for n in c.nodes):
                 lvl.notes.append((None, f"defaults inside it are not filled: {c.opaque}"))
-            return lvl
+            return
         props: dict[str, list] = {}
         for n in c.nodes:
             p = n.get("properties")
@@ -423,7 +460,6 @@ class _Planner:
                          for pat, sub in n["patternProperties"].items()]
         for k in list(props) + [k for k in cond_decls if k not in props]:
             self.key(lvl, k, props.get(k, []), patterns, cond_decls.get(k, []), cond_patterns, cond_opaque)
-        return lvl
 
     def key(self, lvl: Level, k: str, decls: list, patterns: list, cond_decls: list, cond_patterns: list,
             cond_opaque: str | None) -> None:
@@ -472,7 +508,7 @@ class _Planner:
         if any(_items_default(n, self) for n in vc.nodes):
             lvl.notes.append((k, "its array items declare defaults, which the gateway does not fill"))
         child = self.level(decls)
-        if not child.empty:
+        if not child.empty or id(child) in self.building:  # (still being built: a cycle; `_prune` settles it)
             lvl.children[k] = child
 
 

@@ -149,3 +149,19 @@ def test_at_the_bound_the_gateway_checks_even_from_a_deep_stack():
     assert not isinstance(chk, tuple), chk
     refusal, filled = at(500, lambda: admit(chk, "t", call))
     assert refusal is None and filled != call  # the innermost `x` was filled in
+
+
+@pytest.mark.parametrize("rec", ["a", "z"])
+def test_defaults_fill_every_level_of_a_recursive_schema_whatever_the_key_order(rec):
+    """hostile review 24, F7: with the recursive property sorting before the defaulted one,
+    the planner met its own level still empty and filled only two levels down; the SDK
+    server fills `d` at every level, so the policy decided another call than the upstream ran."""
+    from mcpp.catalog.defaults import fill
+
+    schema = {"type": "object", "properties": {rec: {"$ref": "#"}, "d": {"type": "integer", "default": 5000}}}
+    filled = fill(schema, {rec: {rec: {rec: {}}}})
+    assert filled == {"d": 5000, rec: {"d": 5000, rec: {"d": 5000, rec: {"d": 5000}}}}
+    # and a recursive schema with no default anywhere plans nothing to fill
+    bare = {"type": "object", "properties": {rec: {"$ref": "#"}, "d": {"type": "integer"}}}
+    value = {rec: {rec: {}}}
+    assert fill(bare, value) is value
