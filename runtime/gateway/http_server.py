@@ -344,33 +344,8 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
                 raise _HeadRefused(431, f"more than {self._limits.max_headers} header fields")
             if len(self.url) + 4 * len(headers) + sum(map(len, chain.from_iterable(headers))) > self._limits.max_header_bytes:
                 raise _HeadRefused(431, "request header fields too large")
-            limit = self.limit_concurrency
-            if limit is not None and len(self.connections) >= limit:
-                self._reclaim_idle(len(self.connections) - limit + 1)
             super().on_headers_complete()
             self.headers = _Trailers(self._limits.max_headers)  # the scope keeps the head's list
-
-        def _reclaim_idle(self, wanted: int) -> None:
-            """At `max_connections`, close up to `wanted` kept-alive connections idle between
-            requests, longest idle first, so that this request is served rather than
-            answered 503: an idle persistent connection may be closed at any time (RFC 9112
-            §9.5; nginx reuses its idle keep-alive connections the same way when it runs
-            out), and its client opens a new one for its next request. uvicorn counts every
-            open connection against the limit, so a client that kept its connection alive
-            after one request held a slot until `idle_timeout`, whatever it was refused
-            for; connections busy with a request, or that have sent none yet, are kept."""
-            idle: list[tuple[float, int, HttpToolsProtocol, asyncio.TimerHandle]] = []
-            for p in self.connections:
-                timer = getattr(p, "timeout_keep_alive_task", None)
-                if (p is not self and timer is not None and isinstance(p, HttpToolsProtocol)
-                        and not getattr(p, "_in_message", True)):
-                    idle.append((timer.when(), id(p), p, timer))
-            idle.sort(key=lambda e: e[:2])
-            for _, _, p, timer in idle[:wanted]:
-                timer.cancel()
-                p.timeout_keep_alive_task = None
-                self.connections.discard(p)  # (at once: its connection_lost comes a turn later)
-                p.transport.close()
 
         def on_message_complete(self) -> None:
             self._in_message = False
@@ -381,6 +356,14 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
                 self._corked.close_now()
                 return
             super().on_message_complete()
+            cycle = self.cycle
+            if (cycle is not None and cycle.response_complete and not self.pipeline and self.timeout_keep_alive_task is None
+                    and not self.transport.is_closing()):
+                # answered before its body arrived (a 401 before the body): the answer armed the
+                # idle timer, and the body's arrival took it back (uvicorn unsets it on every
+                # read), so the connection had no timer left and held its slot for good
+                # (hostile review 25, F2): it is idle again from here
+                self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
         def on_response_complete(self) -> None:
             cycle = self.cycle

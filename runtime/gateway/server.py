@@ -803,7 +803,11 @@ def serve(config: GatewayConfig, config_path: str | None = None) -> None:
         proxy_headers=False,  # X-Forwarded-* would let a client pick the address in logs; not trusted
         # uvicorn annotates int; it hands the seconds to loop.call_later, which takes a float
         timeout_keep_alive=config.idle_timeout,  # type: ignore[arg-type]
-        limit_concurrency=config.max_connections,
+        # uvicorn refuses a request once the open connections, its own included, reach the
+        # limit: `max_connections` connections are served with one more (hostile review 25,
+        # F4: `max_connections = N` served N-1, and with 2 the 2025-era SDK client, whose
+        # listening stream takes a slot, failed every call)
+        limit_concurrency=config.max_connections + 1,
     )
     # both listeners are bound here, before serving: a port that is taken fails the start
     mcp_sock = _bind(config.host, config.port)
