@@ -102,10 +102,11 @@ class _Corked:
     (`BoundedHttpToolsProtocol._put_off_close`). A 200 head written alone is held for its
     first body write, at most `HEAD_HOLD_SECONDS`."""
 
-    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_held")
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_held", "_grace")
 
-    def __init__(self, transport, loop, put_off=None):
+    def __init__(self, transport, loop, put_off=None, flush_grace: float = 5.0):
         self._t, self._loop = transport, loop
+        self._grace = flush_grace  # how long a close waits for a client to read what is still unsent
         self._buf: list[bytes] = []
         self._scheduled = False
         self._put_off = put_off
@@ -162,6 +163,18 @@ class _Corked:
     def close_now(self) -> None:
         self._flush()
         self._t.close()
+        if self._t.get_write_buffer_size():
+            # a transport's close waits for its buffer to be sent, for as long as the client
+            # does not read: a client that asked for a large answer and read none of it held
+            # its connection, and a `max_connections` slot, for good (hostile review 25, F5).
+            # It has `flush_grace` (the idle timeout) to read it; then the connection is reset
+            self._loop.call_later(self._grace, self._abort)
+
+    def _abort(self) -> None:
+        try:
+            self._t.abort()  # (after the close completed: nothing happens)
+        except Exception:  # the transport is gone already
+            pass
 
     def end_writing(self) -> None:
         """Everything written goes out, then the end of the stream (FIN): the client reads
@@ -185,7 +198,7 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
         def connection_made(self, transport) -> None:
             super().connection_made(transport)
             # (flow control keeps the real one; _Corked stands in for the transport by duck typing)
-            self._corked = _Corked(transport, self.loop, self._put_off_close)
+            self._corked = _Corked(transport, self.loop, self._put_off_close, float(self.timeout_keep_alive))
             self.transport = self._corked  # type: ignore[assignment]
             self._draining = False  # answered and closing: the request's rest is read and dropped
             self._in_head = False

@@ -13,7 +13,7 @@ import json
 
 import httpx2
 
-from .peers import POLICY, call_tool, create_grant, free_port, mcpp, result_text, write
+from .peers import MODERN_META, POLICY, call_tool, create_grant, free_port, mcpp, result_text, write
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -626,3 +626,31 @@ async def test_a_connection_answered_before_its_body_still_idles_out(tmp_path, u
     async with httpx2.AsyncClient(timeout=10) as a, httpx2.AsyncClient(timeout=10) as b:
         assert (await a.get(f"{g.base}/healthz")).status_code == 200
         assert (await b.get(f"{g.base}/healthz")).status_code == 200  # two connections, both served
+
+
+async def test_a_client_that_does_not_read_its_answer_cannot_hold_a_slot(tmp_path, upstream, start_gateway):
+    """hostile review 25, F5: a client that asked for a large answer and read none of it kept
+    its connection, and a `max_connections` slot, for good: a transport's close waits for
+    its buffer to be sent. It now has `idle_timeout` to read it, then it is reset."""
+    import socket
+
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="max_connections = 1\nidle_timeout = 1")
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "echo", "arguments": {"text": "x" * (3 << 20)}, "_meta": MODERN_META}}).encode()
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # (the kernel takes little of the answer)
+    sock.connect(("127.0.0.1", g.port))
+    sock.settimeout(30)
+    request = (f"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\nContent-Type: application/json\r\n"
+               f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {g.token}\r\n"
+               "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: echo\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    await asyncio.to_thread(sock.sendall, request)
+    head = await asyncio.to_thread(sock.recv, 400)  # the start of the answer; nothing more is read
+    assert head.startswith(b"HTTP/1.1 200") and b"DENIED" not in head and b"GATEWAY ERROR" not in head, head
+    async with httpx2.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"{g.base}/healthz")).status_code == 503  # its slot is taken meanwhile
+    await asyncio.sleep(4)  # idle_timeout to close, idle_timeout more to read the rest
+    async with httpx2.AsyncClient(timeout=10) as http:
+        assert (await http.get(f"{g.base}/healthz")).status_code == 200  # its slot is free again
+    sock.close()

@@ -39,6 +39,9 @@ class Transport:
     def write_eof(self) -> None:
         self.eof = True
 
+    def get_write_buffer_size(self) -> int:
+        return 0
+
 
 async def _turn() -> None:
     await asyncio.sleep(0)
