@@ -22,8 +22,7 @@ writes a response's status line and headers, its body, and a chunked stream's te
 separate writes, each a syscall, a TCP segment and a wake-up of the client. The pair goes
 out as soon as the body is written, not at the end of the event-loop turn, so the answer
 does not wait for what the handler does after it (audit outcome, metrics); a lone write
-goes out at the end of the turn, except a 200 head, which waits up to `HEAD_HOLD_SECONDS`
-for its body (a relayed event stream's first event comes in a later turn).
+goes out at the end of the turn.
 
 A connection closed while its client is still sending the request (an answer given
 before the body was read, with `Connection: close` or while the gateway stops) is not
@@ -83,26 +82,19 @@ class _HeadRefused(Exception):
         self.status, self.reason = status, reason
 
 
-# How long the head of a 200 response whose body has not been written yet waits for it.
-# uvicorn writes a stream's head as soon as the app starts the response, and the app (the
-# gateway relaying an upstream's event stream) writes the first event when the upstream
-# sends it, usually a fraction of a millisecond later: two writes, two wake-ups of the
-# client, on every call answered as a stream (the 2025-06-18 era's tools/call). Held this
-# long, the head goes out with the first event; a stream with nothing to say yet (a
-# listening GET, a slow tool) gets its head this much later, which no client can tell
-# from the network.
-HEAD_HOLD_SECONDS = 0.005
-_OK_HEAD = b"HTTP/1.1 200 "
-
-
 class _Corked:
     """A connection's transport whose writes within one event-loop turn go out as one, and
     whose `close()` (uvicorn's, once an answer is complete) asks `put_off` first: the
     protocol may end writing instead and close once the client has sent its request
-    (`BoundedHttpToolsProtocol._put_off_close`). A 200 head written alone is held for its
-    first body write, at most `HEAD_HOLD_SECONDS`."""
+    (`BoundedHttpToolsProtocol._put_off_close`).
 
-    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_held", "_grace")
+    A response's head is not held for its body beyond the turn: holding a relayed event
+    stream's head (5 ms at most) for its first event, so that both went out as one write,
+    made the 2025-era SDK client's calls slower, not faster (added p50 +0.97-1.79 ms held,
+    +0.79-1.50 ms not, four alternating runs): the client reads the head while the
+    upstream is still working, and held, that reading waited for the event."""
+
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_grace")
 
     def __init__(self, transport, loop, put_off=None, flush_grace: float = 5.0):
         self._t, self._loop = transport, loop
@@ -111,7 +103,6 @@ class _Corked:
         self._scheduled = False
         self._put_off = put_off
         self._ended = False  # `end_writing` was called: nothing more can be sent
-        self._held = None  # the timer that sends a held head
 
     def write(self, data: bytes) -> None:
         if not data or self._ended:  # (after the FIN: the connection is closing, nothing is read as an answer)
@@ -130,25 +121,12 @@ class _Corked:
 
     def _turn_ended(self) -> None:
         self._scheduled = False
-        buf = self._buf
-        if len(buf) == 1 and self._held is None and buf[0].startswith(_OK_HEAD):
-            # a response's head and nothing after it this turn: wait a moment for its body
-            # (another write sends both at once; a close or the FIN sends the head first)
-            self._held = self._loop.call_later(HEAD_HOLD_SECONDS, self._hold_ended)
-            return
-        self._flush()
-
-    def _hold_ended(self) -> None:
-        self._held = None
         self._flush()
 
     def is_closing(self) -> bool:  # (asked on every request: spared the __getattr__ hop)
         return self._t.is_closing()
 
     def _flush(self) -> None:
-        if self._held is not None:
-            self._held.cancel()
-            self._held = None
         if self._buf:
             data = b"".join(self._buf)
             self._buf.clear()
