@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from .nesting import MAX_NESTING, may_nest_deeper, text_too_deep, too_deep
+from .nesting import MAX_NESTING, text_too_deep, too_deep
 
 NOT_FINITE = "numbers must be finite JSON numbers"
 NOT_UNICODE = "strings must be valid Unicode (a lone surrogate is not)"
