@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -333,10 +334,11 @@ class SchemaCache:
             except SchemaUnusable as e:
                 hit = e
             except RecursionError:
-                # within the bound above, so the caller's stack was deep, not the schema:
-                # refused this time, never remembered (hostile review 24, F9: one call from a
-                # deep stack refused the tool's every later call for the cache's lifetime)
-                raise SchemaUnusable("the input schema is nested too deeply to compile from here") from None
+                # within the bound above, so the caller's stack may be what was deep: compiled
+                # again from an empty one (`on_fresh_stack`), and only what fails there too is
+                # remembered (hostile review 24, F9: one call from a deep stack refused the
+                # tool's every later call for the cache's lifetime)
+                hit = _compile_fresh(canon)
             self._by_key[key] = hit
             while len(self._by_key) > self.size:
                 self._by_key.popitem(last=False)
@@ -345,6 +347,21 @@ class SchemaCache:
         if isinstance(hit, SchemaUnusable):
             raise hit
         return hit
+
+
+def _compile_fresh(canon: str):
+    """The validator of the schema `canon`, compiled from an empty stack, or why not."""
+    def compile_it():
+        try:
+            return compile_schema(closed_world(json.loads(canon)))
+        except SchemaUnusable as e:
+            return e
+        except RecursionError:
+            return SchemaUnusable("the input schema is nested too deeply")
+
+    if threading.current_thread().name == FRESH_STACK:
+        return compile_it()
+    return on_fresh_stack(compile_it)
 
 
 # ---- checking a call --------------------------------------------------------------------
@@ -356,9 +373,50 @@ class Violation:
     message: str  # for the caller and the audit: names the argument, never its value
 
 
+FRESH_STACK = "mcpp-fresh-stack"
+
+
+def on_fresh_stack(fn, *args):
+    """`fn(*args)` run on a new thread, from an empty stack: what it returns, or raises.
+
+    jsonschema descends a few Python frames per level of the arguments and per `$ref` or
+    `allOf` hop of the schema, so whether a call within the nesting bound can be checked
+    depended on how deep the stack already was: the same call was allowed by the API,
+    refused by the gateway for a small body (checked on the event loop) and forwarded for
+    a large one (checked in a worker thread; hostile review 26, F1, F2). A check or a
+    compile that runs out of stack is run again here, so its answer is the one from an
+    empty stack wherever it was asked; one that runs out here too is refused, the same
+    way everywhere. (Only then: a thread costs about 0.1 ms.)"""
+    box: dict = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as e:  # (handed to the caller as it is)
+            box["error"] = e
+
+    t = threading.Thread(target=run, name=FRESH_STACK, daemon=True)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
 def check(validator, args) -> Violation | None:
     """None if `args` conforms; else the most relevant violation. Raises SchemaUnusable when
-    validating needs a reference the schema does not resolve itself (never fetched)."""
+    validating needs a reference the schema does not resolve itself (never fetched).
+    Decided as from an empty stack (`on_fresh_stack`); RecursionError when even that is
+    too shallow for these arguments under this schema."""
+    try:
+        return _check(validator, args)
+    except RecursionError:
+        if threading.current_thread().name == FRESH_STACK:
+            raise
+        return on_fresh_stack(_check, validator, args)
+
+
+def _check(validator, args) -> Violation | None:
     try:
         errors = validator.iter_errors(args)
         first = next(errors, None)

@@ -35,6 +35,24 @@ OPEN = {"type": "object"}
 RECURSIVE = {"type": "object", "properties": {"a": {"$ref": "#"}}}
 CATALOG = Catalog.from_tools([{"name": "open", "inputSchema": OPEN}, {"name": "rec", "inputSchema": RECURSIVE}])
 POLICY = "permit (principal, action, resource);\n"
+
+
+def hops(k: int) -> dict:
+    """A schema each level of whose arguments passes through `k` `allOf`/`$ref` hops (its
+    definition stays 5 levels deep): jsonschema needs a few frames per hop and level."""
+    defs = {f"h{i}": {"allOf": [{"$ref": f"#/$defs/h{i + 1}"}]} for i in range(k - 1)}
+    defs[f"h{k - 1}"] = {"type": "object", "properties": {"b": {"$ref": "#/$defs/h0"}, "pad": {"type": "string"}}}
+    return {"$defs": defs, "$ref": "#/$defs/h0"}
+
+
+HOPS = hops(4)
+
+
+def hop_text(levels: int, pad: str = "") -> str:
+    inner = '{"pad":"' + pad + '"}' if pad else "{}"
+    return '{"b":' * (levels - 1) + inner + "}" * (levels - 1)
+
+
 # `opts` filled in at every level: a call within the bound that the defaults take past it
 FILL = {"type": "object", "properties": {"opts": {"type": "object", "default": {}}, "z": {"$ref": "#"}}}
 
@@ -67,7 +85,7 @@ def expected(levels: int) -> str:
 @pytest.fixture
 async def gateway(tmp_path, start_gateway):
     async with ScriptedUpstream() as up:
-        up.tools = [tool_def("open", OPEN), tool_def("rec", RECURSIVE), tool_def("fill", FILL)]
+        up.tools = [tool_def("open", OPEN), tool_def("rec", RECURSIVE), tool_def("fill", FILL), tool_def("hops", HOPS)]
         yield up, _gw_config(tmp_path, start_gateway, up.url, gateway="max_body_bytes = 1048576", policy_text=POLICY)
 
 
@@ -127,6 +145,36 @@ async def test_the_gateway_refuses_defaults_that_nest_a_call_past_the_bound_as_t
                 assert r["result"]["isError"] and len(up.calls) == before, r
                 assert (d.decision, d.rule) == ("deny", "/tools/fill/schema")
                 assert d.message in r["result"]["content"][0]["text"]
+
+
+async def test_a_schema_check_that_needs_a_deep_stack_is_answered_alike_everywhere(gateway):
+    """hostile review 26, F1: under a schema of four `allOf`/`$ref` hops per level, 61-level
+    arguments (within the bound) were allowed by the API, refused "nested too deeply to
+    check" by the gateway for a small body (checked on the event loop) and forwarded for a
+    large one (checked in a worker thread). A check that runs out of stack is run again
+    from an empty one (conformance.py `on_fresh_stack`): one answer, whatever the stack."""
+    up, g = gateway
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "hops",
+               "Authorization": f"Bearer {g.token}"}
+    cat = Catalog.from_tools([{"name": "hops", "inputSchema": HOPS}])
+    seen: dict[int, str] = {}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for levels in (40, 58, 61, 64):
+            api = {_deep_stack(max(0, stack - _frames()), lambda: mcpp.load_policy(POLICY, catalog=cat).decide(
+                "hops", json.loads(hop_text(levels)), dry_run=True).decision) for stack in ROOMY}
+            assert len(api) == 1, (levels, api)
+            answers = set()
+            for pad in ("", "x" * 70000):  # (a body over 64 KiB is checked in a worker thread)
+                before = len(up.calls)
+                r = parse_response(await http.post(g.url(), headers=headers, content=body("hops", levels).replace(
+                    args_text(levels), hop_text(levels, pad))))
+                answers.add("allow" if len(up.calls) == before + 1 and not r["result"].get("isError") else "deny")
+            assert answers == api, (levels, answers, api)
+            seen[levels] = api.pop()
+    # from an empty stack 40 levels pass; 64 under four hops a level need more stack than
+    # Python has (refused as "nested too deeply to check", by every part alike)
+    assert seen[40] == "allow", seen
 
 
 def _api_decisions(args, policies) -> list[tuple[str, str | None, str]]:
