@@ -73,7 +73,7 @@ _STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
 _STRING_B = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 # what is left of JSON text once its strings are out: brackets, kept as parentheses (well
 # formed JSON nests them properly: one kind will do), and the rest of its grammar, dropped
-_GRAMMAR = ",:0123456789+-.eEtrufalsn \t\r\n"
+_GRAMMAR = ",:0123456789+-.eEtrufalsnNIiy \t\r\n"  # (NaN and Infinity too, which Python's encoder can write)
 _PARENS = str.maketrans("[]{}", "()()", _GRAMMAR)
 _PARENS_B = (bytes.maketrans(b"[]{}", b"()()"), _GRAMMAR.encode())
 _RUNS = re.compile(r"\(+|\)+")

@@ -383,6 +383,12 @@ class Policy:
         the exception, and the answer is what is certain without it: hidden tools go, and
         for a user, tools whose every permit is for other principals."""
         names = [t for t in tools if isinstance(t, str)]
+        if _stack_too_deep():
+            # the analyzer recurses: from too deep a stack it failed, and the answer became
+            # the fallback's (hostile review 26, F6). Asked from an empty stack instead
+            from mcpp.catalog.conformance import on_fresh_stack
+
+            return on_fresh_stack(lambda: self.visible(names, principal=principal, server=server, on_error=on_error))
         g = _principal(principal)
         srv = server or "default"
         try:

@@ -141,17 +141,28 @@ class _Corked:
     def close_now(self) -> None:
         self._flush()
         self._t.close()
-        if self._t.get_write_buffer_size():
+        left = self._t.get_write_buffer_size()
+        if left:
             # a transport's close waits for its buffer to be sent, for as long as the client
             # does not read: a client that asked for a large answer and read none of it held
             # its connection, and a `max_connections` slot, for good (hostile review 25, F5).
-            # It has `flush_grace` (the idle timeout) to read it; then the connection is reset
-            self._loop.call_later(self._grace, self._abort)
+            # A client that reads nothing for `flush_grace` (the idle timeout) is reset; one
+            # that is reading, however slowly, gets the whole answer (hostile review 26, F5)
+            self._loop.call_later(self._grace, self._check_progress, left)
 
-    def _abort(self) -> None:
+    def _check_progress(self, before: int) -> None:
+        try:
+            left = self._t.get_write_buffer_size()
+        except Exception:  # the transport is gone already
+            return
+        if not left:
+            return
+        if left < before:  # the client read some of it meanwhile: another period
+            self._loop.call_later(self._grace, self._check_progress, left)
+            return
         try:
             self._t.abort()  # (after the close completed: nothing happens)
-        except Exception:  # the transport is gone already
+        except Exception:
             pass
 
     def end_writing(self) -> None:
@@ -315,6 +326,14 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
         def on_message_begin(self) -> None:
             if self._draining:  # a request pipelined after one answered while it was sent: not read
                 raise _Drained
+            timer = self.timeout_keep_alive_task
+            if timer is not None:
+                # a request begins: the connection is not idle. (uvicorn unsets this timer at
+                # the start of each read; one armed within this read, when an early-answered
+                # request's body ended, would close the connection under the request that
+                # follows it in the same read: hostile review 26, F4)
+                timer.cancel()
+                self.timeout_keep_alive_task = None
             super().on_message_begin()
             self._in_head = True
             self._head_raw = 0

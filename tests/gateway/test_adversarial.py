@@ -654,3 +654,32 @@ async def test_a_client_that_does_not_read_its_answer_cannot_hold_a_slot(tmp_pat
     async with httpx2.AsyncClient(timeout=10) as http:
         assert (await http.get(f"{g.base}/healthz")).status_code == 200  # its slot is free again
     sock.close()
+
+
+async def test_a_request_read_with_the_end_of_an_early_answered_one_is_answered(tmp_path, upstream, start_gateway):
+    """hostile review 26, F4: the idle timer armed when an early-answered request's body
+    ended stayed armed under the next request when both came in one read, and closed the
+    connection `idle_timeout` into it: the client got no answer to a call that ran."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="idle_timeout = 1")
+    first = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "echo", "arguments": {}}}).encode()
+    call = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                       "params": {"name": "slow", "arguments": {"seconds": 1.6}, "_meta": MODERN_META}}).encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    writer.write(f"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(first)}\r\n\r\n".encode())  # no token: 401 before the body
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 401"), head
+    length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")][0].split(b":")[1])
+    await asyncio.wait_for(reader.readexactly(length), 10)
+    writer.write(first + (  # the first body's end and the next request, in one write
+        f"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\nContent-Type: application/json\r\n"
+        f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {g.token}\r\n"
+        "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: slow\r\n"
+        f"Content-Length: {len(call)}\r\n\r\n").encode() + call)
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")][0].split(b":")[1])
+    assert b"slept 1.6" in await asyncio.wait_for(reader.readexactly(length), 10)
+    writer.close()

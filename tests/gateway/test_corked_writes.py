@@ -89,15 +89,45 @@ async def test_nothing_is_written_to_a_closed_transport():
     assert t.writes == []
 
 
-async def test_a_close_with_unread_bytes_is_reset_after_the_grace():
-    """hostile review 25, F5: a transport's close waits for its buffer to be sent."""
+class Timers:
+    """A loop whose timers run when the test says (`call_later` only records them)."""
+
+    def __init__(self) -> None:
+        self.due: list = []
+        self.delays: list[float] = []
+
+    def call_later(self, delay, fn, *args):
+        self.delays.append(delay)
+        self.due.append((fn, args))
+
+    def call_soon(self, fn, *args):
+        self.due.append((fn, args))
+
+    def run_one(self) -> None:
+        fn, args = self.due.pop(0)
+        fn(*args)
+
+
+@pytest.mark.parametrize("reads,reset", [
+    ([], True),  # reads nothing in a period: reset (hostile review 25, F5)
+    ([1000, 1000, 0], True),  # reads, then stops: reset a period after it stopped
+    ([1000] * 6 + [None], False),  # reads slowly to the end: never reset (hostile review 26, F5)
+])
+def test_a_close_with_unread_bytes_waits_while_the_client_reads(reads, reset):
+    """`reads`: what the client reads in each grace period (None: the rest)."""
     t = Transport()
-    t.get_write_buffer_size = lambda: 1 << 20  # type: ignore[method-assign]
+    left = [8000]
+    t.get_write_buffer_size = lambda: left[0]  # type: ignore[method-assign]
     aborted = []
     t.abort = lambda: aborted.append(True)  # type: ignore[attr-defined]
-    c = _Corked(t, asyncio.get_running_loop(), flush_grace=0.01)
-    c.write(HEAD)
+    loop = Timers()
+    c = _Corked(t, loop, flush_grace=1.0)
     c.close_now()
     assert t.closed and not aborted
-    await asyncio.sleep(0.05)
-    assert aborted == [True]
+    for n in reads + [0]:
+        if not loop.due:
+            break
+        left[0] = 0 if n is None else left[0] - n
+        loop.run_one()
+    assert aborted == ([True] if reset else []), (reads, left)
+    assert not loop.due and set(loop.delays) == {1.0}  # (every period is the grace; nothing left pending)

@@ -286,3 +286,15 @@ def test_mcpp_eval_call_and_calls_agree_with_the_gateway_at_every_depth(tmp_path
         r = subprocess.run([sys.executable, "-m", "mcpp", "eval", str(policy), *how], capture_output=True, text=True,
                            timeout=120)
         assert r.returncode == 2 and "nested too deeply" in r.stderr and "Traceback" not in r.stderr, (how[0], r.stderr)
+
+
+def test_visible_answers_from_a_deep_stack_as_from_a_shallow_one():
+    """hostile review 26, F6: from about 980 frames the analyzer failed and `visible` gave
+    its fallback (every tool not hidden). Now it is asked from an empty stack."""
+    pol = mcpp.load_policy('permit (principal, action == Action::"a", resource);\n'
+                           'forbid (principal, action == Action::"b", resource);\n')
+    shallow = pol.visible(["a", "b"])
+    errors: list = []
+    deep = _deep_stack(max(0, sys.getrecursionlimit() - 25 - _frames()),
+                       lambda: pol.visible(["a", "b"], on_error=errors.append))
+    assert shallow == deep == {"a"} and errors == []

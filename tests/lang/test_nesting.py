@@ -56,3 +56,9 @@ def test_the_bracket_count_only_ever_errs_towards_measuring():
 def test_values_json_cannot_write_are_walked():
     deep = chain(MAX_NESTING + 1, "list")
     assert arguments_too_deep([{1, 2}, deep]) and not arguments_too_deep([{1, 2}])
+
+
+def test_python_s_own_non_finite_numbers_are_grammar_not_brackets():
+    """hostile review 26, F9: json.dumps writes NaN and Infinity (refused elsewhere first)."""
+    text = json.dumps({"a": float("nan"), "b": [float("inf"), -float("inf")]} | {f"k{i}": [[1]] for i in range(40)})
+    assert not text_too_deep(text) and not text_too_deep(text.encode())
