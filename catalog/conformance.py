@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -48,6 +47,7 @@ from jsonschema_specifications import REGISTRY as SPECIFICATIONS
 from referencing.exceptions import Unresolvable
 
 from mcpp.lang.regex import RegexError, compile_regex
+from mcpp.lang.stack import NoFreshStack, on_fresh_stack, on_fresh_stack_now
 
 from .depth import describe as describe_depth, too_deep
 
@@ -359,9 +359,12 @@ def _compile_fresh(canon: str):
         except RecursionError:
             return SchemaUnusable("the input schema is nested too deeply")
 
-    if threading.current_thread().name == FRESH_STACK:
+    if on_fresh_stack_now():
         return compile_it()
-    return on_fresh_stack(compile_it)
+    try:
+        return on_fresh_stack(compile_it)
+    except NoFreshStack as e:  # refused this time, and never remembered
+        raise SchemaUnusable(f"the input schema is nested too deeply to compile here ({e})") from None
 
 
 # ---- checking a call --------------------------------------------------------------------
@@ -373,36 +376,6 @@ class Violation:
     message: str  # for the caller and the audit: names the argument, never its value
 
 
-FRESH_STACK = "mcpp-fresh-stack"
-
-
-def on_fresh_stack(fn, *args):
-    """`fn(*args)` run on a new thread, from an empty stack: what it returns, or raises.
-
-    jsonschema descends a few Python frames per level of the arguments and per `$ref` or
-    `allOf` hop of the schema, so whether a call within the nesting bound can be checked
-    depended on how deep the stack already was: the same call was allowed by the API,
-    refused by the gateway for a small body (checked on the event loop) and forwarded for
-    a large one (checked in a worker thread; hostile review 26, F1, F2). A check or a
-    compile that runs out of stack is run again here, so its answer is the one from an
-    empty stack wherever it was asked; one that runs out here too is refused, the same
-    way everywhere. (Only then: a thread costs about 0.1 ms.)"""
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn(*args)
-        except BaseException as e:  # (handed to the caller as it is)
-            box["error"] = e
-
-    t = threading.Thread(target=run, name=FRESH_STACK, daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
-
-
 def check(validator, args) -> Violation | None:
     """None if `args` conforms; else the most relevant violation. Raises SchemaUnusable when
     validating needs a reference the schema does not resolve itself (never fetched).
@@ -411,9 +384,12 @@ def check(validator, args) -> Violation | None:
     try:
         return _check(validator, args)
     except RecursionError:
-        if threading.current_thread().name == FRESH_STACK:
+        if on_fresh_stack_now():
             raise
-        return on_fresh_stack(_check, validator, args)
+        try:
+            return on_fresh_stack(_check, validator, args)
+        except NoFreshStack:  # (refused as too deep to check: the caller's answer for it)
+            raise RecursionError("no empty stack to check the arguments from") from None
 
 
 def _check(validator, args) -> Violation | None:

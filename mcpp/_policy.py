@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
 from mcpp.lang.jsontext import TOO_DEEP, NotJSONText, arguments_too_deep, as_read
+from mcpp.lang.stack import NoFreshStack, on_fresh_stack
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
@@ -383,13 +384,16 @@ class Policy:
         the exception, and the answer is what is certain without it: hidden tools go, and
         for a user, tools whose every permit is for other principals."""
         names = [t for t in tools if isinstance(t, str)]
+        g = _principal(principal)
         if _stack_too_deep():
             # the analyzer recurses: from too deep a stack it failed, and the answer became
             # the fallback's (hostile review 26, F6). Asked from an empty stack instead
-            from mcpp.catalog.conformance import on_fresh_stack
-
-            return on_fresh_stack(lambda: self.visible(names, principal=principal, server=server, on_error=on_error))
-        g = _principal(principal)
+            try:
+                return on_fresh_stack(lambda: self.visible(names, principal=principal, server=server, on_error=on_error))
+            except (NoFreshStack, RecursionError) as e:  # (hostile review 27, F3)
+                if on_error is not None:
+                    on_error(e)
+                return self._visible_without_analysis(names, g)
         srv = server or "default"
         try:
             if isinstance(g, User):
@@ -404,9 +408,14 @@ class Policy:
         except Exception as e:
             if on_error is not None:
                 on_error(e)
-            if isinstance(g, User):
-                return _user_visible(self._program, names, g.id, g.groups)
-            return {n for n in names if n not in self._program.hidden}
+            return self._visible_without_analysis(names, g)
+
+    def _visible_without_analysis(self, names: list[str], g: Grant | User) -> set[str]:
+        """What is certain without the analyzer: hidden tools go, and for a user, tools
+        whose every permit is for other principals."""
+        if isinstance(g, User):
+            return _user_visible(self._program, names, g.id, g.groups)
+        return {n for n in names if n not in self._program.hidden}
 
     # -- proving ------------------------------------------------------------------------
     # Each proof is typed by a catalog when there is one (`catalog=`, else the policy's

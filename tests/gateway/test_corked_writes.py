@@ -110,13 +110,15 @@ class Timers:
 
 @pytest.mark.parametrize("reads,reset", [
     ([], True),  # reads nothing in a period: reset (hostile review 25, F5)
-    ([1000, 1000, 0], True),  # reads, then stops: reset a period after it stopped
-    ([1000] * 6 + [None], False),  # reads slowly to the end: never reset (hostile review 26, F5)
+    ([2000, 2000, 0], True),  # reads, then stops: reset a period after it stopped
+    ([1500] * 4 + [None], False),  # reads slowly to the end: never reset (hostile review 26, F5)
+    ([2000, 100], True),  # reads less than MIN_PROGRESS_BYTES in a period: a slow-read attack, reset
 ])
 def test_a_close_with_unread_bytes_waits_while_the_client_reads(reads, reset):
     """`reads`: what the client reads in each grace period (None: the rest)."""
     t = Transport()
     left = [8000]
+    t.get_extra_info = {}.get  # type: ignore[attr-defined]  (no socket: the buffer alone)
     t.get_write_buffer_size = lambda: left[0]  # type: ignore[method-assign]
     aborted = []
     t.abort = lambda: aborted.append(True)  # type: ignore[attr-defined]
