@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from .nesting import MAX_NESTING, text_too_deep, too_deep
+from .nesting import MAX_NESTING, may_nest_deeper, text_too_deep, too_deep
 
 NOT_FINITE = "numbers must be finite JSON numbers"
 NOT_UNICODE = "strings must be valid Unicode (a lone surrogate is not)"
@@ -117,15 +117,15 @@ def arguments_too_deep(args, body: str | bytes | None = None) -> bool:
     arrays (the arguments object counting as one): such a call is refused with `TOO_DEEP`
     by the gateway (400, before its schema check), the Python API and `mcpp eval` (rule
     `/request`), `CatalogAdmission` and `mcpp test`. `body`, the request that holds the
-    arguments at `params.arguments` (the gateway's), is measured first: nesting no deeper
-    than the bound plus those two levels clears the call (nearly every call: the bracket
-    count alone does). Otherwise the arguments are written again on their own and their
-    text measured (lang/nesting.py `text_too_deep`, where a walk over the values took
-    seconds of the gateway's event loop for a 4 MiB body). Arguments no JSON text can carry are not this check's to refuse (`json_bytes`
+    arguments at `params.arguments` (the gateway's), clears nearly every call: no more
+    brackets than the bound plus those two levels. Otherwise the arguments are written
+    again on their own and their text measured (lang/nesting.py `text_too_deep`, where a
+    walk over the values took seconds of the gateway's event loop for a 4 MiB body). Arguments no JSON text can carry are not this check's to refuse (`json_bytes`
     is): they are measured by the walk."""
-    if body is not None and not text_too_deep(body, MAX_NESTING + 2):
-        # (the arguments sit two levels down in the request: no deeper than the bound; the
-        # body is measured as it is, not written again, which costs a 4 MiB call 0.1 s)
+    if body is not None and not may_nest_deeper(body, MAX_NESTING + 2):
+        # (the arguments sit two levels down in the request. Measuring the whole body first
+        # cost three times the memory of the arguments' own text, and twice the time when
+        # `_meta` was the deep part: hostile review 27, F4, F7)
         return False
     try:
         text = compact(args)
