@@ -11,6 +11,7 @@ wherever it was asked.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 FRESH_STACK = "mcpp-fresh-stack"  # the name of the threads `on_fresh_stack` starts
@@ -60,3 +61,14 @@ def on_fresh_stack_now() -> bool:
     """Whether this code runs on a thread `on_fresh_stack` started (running it again
     there would answer the same)."""
     return threading.current_thread().name == FRESH_STACK
+
+
+def less_stack_than(frames: int) -> bool:
+    """Whether the caller's stack leaves fewer than `frames` frames below
+    `sys.getrecursionlimit()` (a frame that deep exists: `sys._getframe` walks the stack in
+    C, about 0.4 µs)."""
+    try:
+        sys._getframe(sys.getrecursionlimit() - frames)
+    except ValueError:
+        return False
+    return True

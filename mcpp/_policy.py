@@ -9,7 +9,6 @@ analyzer (Z3) is imported only by the methods that prove things (`verify`, `visi
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
 from mcpp.lang.jsontext import TOO_DEEP, NotJSONText, arguments_too_deep, as_read
-from mcpp.lang.stack import NoFreshStack, on_fresh_stack
+from mcpp.lang.stack import NoFreshStack, less_stack_than, on_fresh_stack
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
@@ -39,13 +38,7 @@ STACK_TOO_DEEP = (f"the call was not decided: it came from too deep in the Pytho
 
 
 def _stack_too_deep() -> bool:
-    """Whether the caller's stack leaves less than `STACK_HEADROOM` frames (a frame that
-    deep exists: `sys._getframe` walks the stack in C)."""
-    try:
-        sys._getframe(sys.getrecursionlimit() - STACK_HEADROOM)
-    except ValueError:
-        return False
-    return True
+    return less_stack_than(STACK_HEADROOM)
 
 if TYPE_CHECKING:
     from mcpp.analyzer.deadline import Deadline  # (deciding never loads the analyzer)
