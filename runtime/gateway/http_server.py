@@ -38,9 +38,7 @@ end inside a head; a per-header-line check cost every request a dozen Python cal
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import struct
-import termios
 from dataclasses import dataclass
 from itertools import chain
 
@@ -162,10 +160,13 @@ class _Corked:
         kernel's send queue (`TIOCOUTQ`, where the platform has it)."""
         n = self._t.get_write_buffer_size()
         try:
+            import fcntl
+            import termios
+
             sock = self._t.get_extra_info("socket")
             if sock is not None:
                 n += struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
-        except (OSError, ValueError, TypeError, AttributeError):  # (no such ioctl here: the buffer alone)
+        except (ImportError, OSError, ValueError, TypeError, AttributeError):  # (no such ioctl here: the buffer alone)
             pass
         return n
 
