@@ -120,8 +120,9 @@ def arguments_too_deep(args, body: str | bytes | None = None) -> bool:
     arguments at `params.arguments` (the gateway's), clears nearly every call: no more
     brackets than the bound plus those two levels. Otherwise the arguments are written
     again on their own and their text measured (lang/nesting.py `text_too_deep`, where a
-    walk over the values took seconds of the gateway's event loop for a 4 MiB body). Arguments no JSON text can carry are not this check's to refuse (`json_bytes`
-    is): they are measured by the walk."""
+    walk over the values took seconds of the gateway's event loop for a 4 MiB body).
+    Arguments no JSON text can carry are not this check's to refuse (`json_bytes` is):
+    they are measured by the walk."""
     if body is not None and not may_nest_deeper(body, MAX_NESTING + 2):
         # (the arguments sit two levels down in the request. Measuring the whole body first
         # cost three times the memory of the arguments' own text, and twice the time when
