@@ -35,8 +35,9 @@ once per schema (`plan`), by these rules:
   branches, `if`/`then`/`else`, `dependentSchemas`/`dependencies`), two declarations
   with different defaults, a pattern the gateway cannot run beside a default, a
   reference that cannot be resolved within the schema (remote: the validator never
-  fetches one, and refuses a call whose check needs it) or a `$dynamicRef`, and defaults inside array
-  items (`items`, `prefixItems`, …: no rule reads an element by position). The analyzer
+  fetches one, and refuses a call whose check needs it) or a `$dynamicRef`, defaults inside array
+  items (`items`, `prefixItems`, …: no rule reads an element by position), and a default
+  whose filling would start over inside itself without end (`_unfill_endless`). The analyzer
   treats such an argument as possibly absent — which it is, as the gateway forwards it
   — and the caveat says that the upstream may run it with its default.
 - `null` defaults are never filled. The Python SDK writes `path: str | None = None` as
@@ -208,7 +209,7 @@ def plan(schema) -> Level:
         return hit[1]
     if not isinstance(schema, dict):
         return EMPTY
-    lvl = _prune(_Planner(schema).level([schema]))
+    lvl = _prune(_unfill_endless(_Planner(schema).level([schema])))
     if len(_plans) >= _PLAN_CACHE:
         _plans.clear()
     _plans[id(schema)] = (schema, lvl)
@@ -240,6 +241,63 @@ def _prune(root: Level) -> Level:
     for lvl in seen.values():
         for k in [k for k, c in lvl.children.items() if id(c) not in useful]:
             del lvl.children[k]
+    return root
+
+
+def _unfill_endless(root: Level) -> Level:
+    """Take out the defaults whose filling never ends, and note why (hostile review 26, F7).
+
+    Filling puts a default in, then fills the defaults of the object just put in. Through a
+    recursive schema that can start over: `{"properties": {"a": {"$ref": "#", "default":
+    {}}}}` fills `a: {}`, whose level is the root's, which fills `a: {}` again, and so on
+    to `MAX_FILLED_DEPTH`, so every call to the tool was refused — while a pydantic server
+    takes the default as it is, one level. No finite call has "`a` present at every level",
+    which is what the plan promises the analyzer (`View.child(...).required`), so such a
+    default cannot be filled; it is treated as the other defaults the gateway does not
+    fill: the call is forwarded without it, the analysis treats the argument as possibly
+    absent, and `caveats` (lint's `unfilled-default`) says the upstream may apply it.
+
+    Exactly which: a *state* is (level, key) — "the default of `key` was just put into an
+    object at `level`". What filling does from there depends on nothing else (the default
+    is a fixed value, its object's level fixed), so the states it leads to (the absent
+    defaulted keys of the objects inside that value, at their levels) form a graph, and
+    filling from a state ends iff no cycle is reachable from it. Peeling the states all of
+    whose successors end leaves exactly the endless ones; each is taken out. What remains
+    ends within the number of states (deep or wide growth that ends is still bounded at
+    fill time: `FillTooLarge`)."""
+    levels: dict[int, Level] = {}
+    todo = [root]
+    while todo:
+        lvl = todo.pop()
+        if id(lvl) not in levels:
+            levels[id(lvl)] = lvl
+            todo.extend(lvl.children.values())
+    succ: dict[tuple[int, str], set[tuple[int, str]]] = {}
+    for lvl in levels.values():
+        for k, d in lvl.defaults.items():
+            out: set[tuple[int, str]] = set()
+            stack = [(lvl.children.get(k), d)]
+            while stack:
+                child, value = stack.pop()
+                if child is None or not isinstance(value, dict):
+                    continue
+                out.update((id(child), k2) for k2 in child.defaults if k2 not in value)
+                stack.extend((c, value[k2]) for k2, c in child.children.items() if k2 in value)
+            succ[(id(lvl), k)] = out
+    ends: set[tuple[int, str]] = set()
+    grew = True
+    while grew:
+        grew = False
+        for state, nxt in succ.items():
+            if state not in ends and nxt <= ends:
+                ends.add(state)
+                grew = True
+    for (i, k) in [s for s in succ if s not in ends]:
+        lvl = levels[i]
+        d = lvl.defaults.pop(k)
+        lvl.sources.pop(k, None)
+        lvl.notes.append((k, f"its default {_show(d)} would be filled in again inside itself without end (a recursive "
+                             "schema), so the gateway does not fill it"))
     return root
 
 

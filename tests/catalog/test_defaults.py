@@ -12,6 +12,8 @@ import json
 from typing import Literal, Optional
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from mcpp.catalog.defaults import caveats, fill, plan
@@ -62,6 +64,14 @@ FILLS = [
     # a default that does not conform is filled all the same: the gateway re-checks the
     # filled call and refuses it (test_admit below)
     ("wrong-typed-default", obj({"amount": {"type": "number", "default": "5000"}}), {}, {"amount": "5000"}),
+    # a recursive default whose filling ends is filled, inside itself as far as it goes
+    ("recursive-default-that-ends", {"$defs": {"N": obj({"name": {"default": "n"},
+                                                         "child": {"$ref": "#/$defs/N", "default": {"child": None}}})},
+                                     "$ref": "#/$defs/N"},
+     {}, {"name": "n", "child": {"child": None, "name": "n"}}),
+    # an endless one is not (AMBIGUOUS below), while the others beside it still are
+    ("self-default-beside-a-default", obj({"a": {"$ref": "#", "default": {}}, "d": {"type": "integer", "default": 1}}),
+     {"a": {}}, {"a": {"d": 1}, "d": 1}),
 ]
 
 # (id, schema, arguments: nothing is filled, the caveat's argument path, words in its reason)
@@ -84,6 +94,16 @@ AMBIGUOUS = [
      ("a",), "conditional"),
     ("array-items", obj({"xs": {"type": "array", "items": OPTS}}), ("xs",), "array items"),
     ("not-a-local-ref", obj({"a": {"$ref": "https://example.com/amount.json", "default": 5}}), ("a",), "cannot be resolved"),
+    # hostile review 26, F7: filling these never ends (the default's object is filled with
+    # the same default again), which refused every call; they are not filled
+    ("self-default", obj({"a": {"$ref": "#", "default": {}}}), ("a",), "without end"),
+    ("linked-list", {"$defs": {"n": obj({"next": {"$ref": "#/$defs/n", "default": {"v": 0}}, "v": {"type": "integer"}})},
+                     "$ref": "#/$defs/n"}, ("next",), "without end"),
+    ("two-step-cycle", {"$defs": {"A": obj({"b": {"$ref": "#", "default": {}}})},
+                        **obj({"a": {"$ref": "#/$defs/A", "default": {}}})}, ("a",), "without end"),
+    ("cycle-inside-the-default", {"$defs": {"B": obj({"c": {"$ref": "#", "default": {}}})},
+                                  **obj({"a": {"type": "object", "properties": {"x": {"$ref": "#/$defs/B"}},
+                                               "default": {"x": {}}}})}, ("a",), "without end"),
 ]
 
 
@@ -204,3 +224,99 @@ def test_filling_is_bounded_where_references_make_defaults_grow():
     assert args == {}
     found = caveats(_doubling(20))
     assert found and found[0].kind == "refused" and found[0].path == ("x",) and str(MAX_FILLED_VALUES) in found[0].reason
+
+
+# ---- recursive defaults: filled as far as they end, never endlessly ------------------------------
+
+_KEYS = ("p", "q")
+_OBJECT_DEFAULTS = ({}, {"p": {}}, {"q": None}, {"p": {"q": {}}})
+
+
+@st.composite
+def _recursive_schemas(draw):
+    """Up to three object definitions that refer to each other (and to themselves) through
+    properties `p` and `q`, each maybe with an object default, and a scalar `s` default:
+    the shapes where filling inside a default just filled in can start over."""
+    n = draw(st.integers(1, 3))
+    defs = {}
+    for i in range(n):
+        props: dict = {}
+        for k in _KEYS:
+            if draw(st.booleans()):
+                prop: dict = {"$ref": f"#/$defs/D{draw(st.integers(0, n - 1))}"}
+                if draw(st.booleans()):
+                    prop["default"] = draw(st.sampled_from(_OBJECT_DEFAULTS))
+                props[k] = prop
+        if draw(st.booleans()):
+            props["s"] = {"type": "string", "default": "z"}
+        defs[f"D{i}"] = obj(props)
+    return {"$defs": defs, "$ref": "#/$defs/D0"}
+
+
+_calls = st.recursive(st.just({}), lambda inner: st.dictionaries(st.sampled_from(_KEYS), inner, max_size=2),
+                      max_leaves=6)
+
+
+class _Endless(Exception):
+    pass
+
+
+def _naive_fill(schema: dict, node: dict, value, depth: int = 0):
+    """The reference: fill straight from the schema, inside what was just filled too, with
+    no plan at all (and no end where the schema has none)."""
+    if depth > 30:
+        raise _Endless
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[1]]
+    if not isinstance(value, dict):
+        return value
+    out = dict(value)
+    props = node.get("properties", {})
+    for k, sub in props.items():
+        if k not in out and sub.get("default") is not None:
+            out[k] = copy.deepcopy(sub["default"])
+    for k, sub in props.items():
+        if isinstance(out.get(k), dict):
+            out[k] = _naive_fill(schema, sub, out[k], depth + 1)
+    return out
+
+
+def _every_filled_key_present(level, value) -> None:
+    """The analyzer's promise (`View.child(...).required`): in every object the plan reaches,
+    each key the plan fills is there."""
+    if level is None or not isinstance(value, dict):
+        return
+    assert set(level.defaults) <= set(value)
+    for k, child in level.children.items():
+        _every_filled_key_present(child, value.get(k))
+
+
+@given(_recursive_schemas(), _calls)
+def test_recursive_defaults_are_filled_as_far_as_they_end(schema, call):
+    """Where filling from the schema ends, `fill` is exactly that; where it would not end,
+    the call is filled without the endless default (never refused for it) and a caveat
+    names it; either way every key the plan promises is in the filled call."""
+    out = fill(schema, call)  # never FillTooLarge: nothing here ends deep or wide
+    _every_filled_key_present(plan(schema), out)
+    try:
+        want = _naive_fill(schema, schema, call)
+    except _Endless:
+        assert any("without end" in c.reason and c.kind == "unfilled" for c in caveats(schema)), caveats(schema)
+    else:
+        assert out == want
+
+
+def test_a_tool_with_an_endless_default_is_callable():
+    """hostile review 26, F7: every call to such a tool was refused (`invalid_default`, "too
+    large to fill in"); the shared admission now forwards it without the endless default."""
+    import mcpp
+    from mcpp.catalog import Catalog
+    from mcpp.catalog.admission import CatalogAdmission
+
+    cat = Catalog.from_tools([{"name": "t", "inputSchema": obj({"a": {"$ref": "#", "default": {}},
+                                                                 "d": {"type": "integer", "default": 1}})}])
+    pol = mcpp.load_policy("permit (principal, action, resource);\n", catalog=cat)
+    for args, decided in (({}, {"d": 1}), ({"a": {}}, {"a": {"d": 1}, "d": 1})):
+        d = pol.decide("t", args, dry_run=True)
+        assert d.decision == "allow", d.message
+        assert CatalogAdmission(cat).admit("t", args) == (None, decided)  # what is decided and forwarded
