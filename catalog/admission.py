@@ -30,8 +30,10 @@ from .defaults import FillTooLarge, fill
 from .depth import MAX_NESTING, describe as describe_depth, too_deep
 # (NotJSONText and the encoders: re-exported for the gateway, which may not import the language)
 from mcpp.lang.jsontext import (  # noqa: F401
-    TOO_DEEP, NotJSONText, arguments_too_deep, compact, compact_finite, is_text, json_bytes, unwritable,
+    MAX_MESSAGE_NESTING, MESSAGE_TOO_DEEP, TOO_DEEP, NotJSONText, arguments_too_deep, compact, compact_finite,
+    is_text, json_bytes, message_too_deep, unwritable,
 )
+from mcpp.lang.nesting import may_nest_deeper  # noqa: F401
 
 
 def escape_pointer(token: str) -> str:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 
-from .nesting import MAX_NESTING, may_nest_deeper, text_too_deep, too_deep
+from .nesting import MAX_NESTING, text_too_deep, too_deep
 
 NOT_FINITE = "numbers must be finite JSON numbers"
 NOT_UNICODE = "strings must be valid Unicode (a lone surrogate is not)"
@@ -32,6 +32,10 @@ NOT_JSON_VALUE = "values must be JSON values (objects with string keys, arrays, 
 # a call's arguments nested deeper than lang/nesting.py's bound: refused everywhere alike,
 # never left to where each recursive reader's stack runs out (hostile review 22, F7)
 TOO_DEEP = f"arguments may nest at most {MAX_NESTING} levels of objects and arrays"
+# a message, its `params` (or `result`), and the 64 levels below them the arguments may take
+MAX_MESSAGE_NESTING = MAX_NESTING + 2
+MESSAGE_TOO_DEEP = (f"a JSON-RPC message may nest at most {MAX_MESSAGE_NESTING} levels of objects and arrays "
+                    f"({MAX_NESTING} below its params or result)")
 TOO_MANY_DIGITS = "integers must have at most 4300 digits (the gateway cannot read longer ones: a parse error)"
 
 
@@ -112,22 +116,26 @@ def as_read(value):
         raise NotJSONText(NOT_JSON_VALUE) from None
 
 
-def arguments_too_deep(args, body: str | bytes | None = None) -> bool:
+def message_too_deep(body: str | bytes) -> bool:
+    """Whether a JSON-RPC message's text nests deeper than `MAX_MESSAGE_NESTING` levels:
+    the gateway refuses such a message whatever it is (hostile review 24, F8: only a call's
+    `arguments` were bounded, and a `_meta` or another member nested ~950 levels deep was
+    forwarded as it was). A call whose arguments are within `MAX_NESTING` levels is within
+    this too. Measured in C (`text_too_deep`, which reads any well-formed JSON text: the
+    message as the client wrote it); most messages are cleared by their bracket count."""
+    return text_too_deep(body, MAX_MESSAGE_NESTING)
+
+
+def arguments_too_deep(args) -> bool:
     """Whether a call's arguments nest deeper than `MAX_NESTING` levels of objects and
     arrays (the arguments object counting as one): such a call is refused with `TOO_DEEP`
-    by the gateway (400, before its schema check), the Python API and `mcpp eval` (rule
-    `/request`), `CatalogAdmission` and `mcpp test`. `body`, the request that holds the
-    arguments at `params.arguments` (the gateway's), clears nearly every call: no more
-    brackets than the bound plus those two levels. Otherwise the arguments are written
-    again on their own and their text measured (lang/nesting.py `text_too_deep`, where a
-    walk over the values took seconds of the gateway's event loop for a 4 MiB body).
-    Arguments no JSON text can carry are not this check's to refuse (`json_bytes` is):
-    they are measured by the walk."""
-    if body is not None and not may_nest_deeper(body, MAX_NESTING + 2):
-        # (the arguments sit two levels down in the request. Measuring the whole body first
-        # cost three times the memory of the arguments' own text, and twice the time when
-        # `_meta` was the deep part: hostile review 27, F4, F7)
-        return False
+    by the gateway (400, before its schema check: it measures the whole message first,
+    `message_too_deep`, and this only to say which part is too deep), the Python API and
+    `mcpp eval` (rule `/request`), `CatalogAdmission` and `mcpp test`. The arguments are
+    written again on their own and their text measured (lang/nesting.py `text_too_deep`,
+    where a walk over the values took seconds of the gateway's event loop for a 4 MiB
+    body). Arguments no JSON text can carry are not this check's to refuse (`json_bytes`
+    is): they are measured by the walk."""
     try:
         text = compact(args)
     except Exception:  # (NaN written as NaN is JSON here; a set, bytes, a key json cannot write: the walk)

@@ -50,7 +50,10 @@ from mcp_types.methods import SPEC_CLIENT_METHODS, SPEC_CLIENT_NOTIFICATION_METH
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from mcpp import Decision, Grant
-from mcpp.catalog.admission import TOO_DEEP, NotJSONText, arguments_too_deep, is_text, json_bytes
+from mcpp.catalog.admission import (
+    MAX_MESSAGE_NESTING, MESSAGE_TOO_DEEP, TOO_DEEP, NotJSONText, arguments_too_deep, is_text, json_bytes,
+    may_nest_deeper, message_too_deep,
+)
 from mcpp.runtime.retained import retain
 
 from . import jsonrpc as rpc
@@ -405,6 +408,16 @@ class GatewayApp(ApprovalSteps):
             # a notification-shaped call would reach the upstream undecided: never forward one
             await _respond(send, 400, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, "tools/call must be a request with an id")))
             return
+        if mname != "tools/call" and may_nest_deeper(body, MAX_MESSAGE_NESTING):
+            # deeper than every recursive reader (the upstream's) is known to manage at any
+            # stack depth: refused (`_nesting_refusal`; a call, in `call_tool`, in the order
+            # the API checks it). Measured in C, off the event loop for a large body
+            refusal = (await asyncio.to_thread(_nesting_refusal, msg, body) if len(body) > OFF_LOOP_CHECK_BYTES
+                       else _nesting_refusal(msg, body))
+            if refusal is not None:
+                rid = msg.get("id") if has_id and mname is not None else None
+                await _respond(send, 400, rpc.dumps(rpc.error(rid, *refusal)))
+                return
         modern = headers.get("mcp-protocol-version") in MODERN_PROTOCOL_VERSIONS
         if mname is not None and has_id:
             rej = self.check_routing_headers(scope, headers, msg, modern, repeated)
@@ -665,13 +678,16 @@ class GatewayApp(ApprovalSteps):
             await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, str(e))))
             return
         large = len(decided_body) > OFF_LOOP_CHECK_BYTES
-        if (await asyncio.to_thread(arguments_too_deep, args, decided_body) if large
-                else arguments_too_deep(args, decided_body)):
+        if may_nest_deeper(decided_body, MAX_MESSAGE_NESTING):
             # deeper than every recursive reader (the schema check, the engine) is known to
-            # manage at any stack depth: refused the same way the API and `mcpp eval` refuse it
-            # (measured in C, and off the event loop for a large body: hostile review 24, F4)
-            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, TOO_DEEP)))
-            return
+            # manage at any stack depth: arguments refused the same way the API and `mcpp
+            # eval` refuse them, any other member as any other message (`_nesting_refusal`).
+            # Measured in C, and off the event loop for a large body (hostile review 24, F4)
+            refusal = (await asyncio.to_thread(_nesting_refusal, msg, decided_body) if large
+                       else _nesting_refusal(msg, decided_body))
+            if refusal is not None:
+                await _respond(send, 400, rpc.dumps(rpc.error(rid, *refusal)))
+                return
         t0 = time.perf_counter()
         engine, policy_sha, role = None, None, "server"
         typed = None
@@ -1645,6 +1661,20 @@ def _encode(m) -> bytes:
         return rpc.compact_finite(m).encode()
     except UnicodeEncodeError:
         return json.dumps(m, separators=(",", ":"), allow_nan=False).encode()
+
+
+def _nesting_refusal(msg: dict, body: bytes) -> tuple[int, str] | None:
+    """(code, message) for a message nested deeper than `MAX_MESSAGE_NESTING` levels, else
+    None. A call whose arguments are too deep gets the refusal the API and `mcpp eval` give
+    it (`TOO_DEEP`); anything else nested that deep — a `_meta`, a result, any member — is
+    no message the gateway passes on (hostile review 24, F8: only `arguments` were bounded,
+    and the rest was forwarded ~950 levels deep)."""
+    if not message_too_deep(body):
+        return None
+    params = msg.get("params")
+    if msg.get("method") == "tools/call" and isinstance(params, dict) and arguments_too_deep(params.get("arguments")):
+        return rpc.INVALID_PARAMS, TOO_DEEP
+    return rpc.INVALID_REQUEST, MESSAGE_TOO_DEEP
 
 
 def _request_bytes(msg: dict, gid: int) -> bytes:

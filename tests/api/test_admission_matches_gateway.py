@@ -196,13 +196,16 @@ NOT_JSON_IDS = [json.dumps(a)[:48] for a, _ in NOT_JSON]
 def gateway_reason(tool: str, args) -> str | None:
     """The gateway's answer to the call before any schema or policy: the reason of its 400,
     or None when it goes on (what proxy.py `call_tool` runs on the request it read)."""
-    from mcpp.catalog.admission import TOO_DEEP, NotJSONText, arguments_too_deep, json_bytes  # (as proxy.py imports them)
+    from mcpp.catalog.admission import NotJSONText, json_bytes  # (as proxy.py imports them)
+    from mcpp.runtime.gateway.proxy import _nesting_refusal
 
+    msg = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args}}
     try:
-        body = json_bytes({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args}})
+        body = json_bytes(msg)
     except NotJSONText as e:
         return str(e)
-    return TOO_DEEP if arguments_too_deep(args, body) else None
+    refusal = _nesting_refusal(msg, body)
+    return refusal[1] if refusal is not None else None
 
 
 @pytest.mark.parametrize("args,reason", NOT_JSON, ids=NOT_JSON_IDS)

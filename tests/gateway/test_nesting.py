@@ -23,7 +23,7 @@ import pytest
 import mcpp
 from mcpp.catalog import Catalog
 from mcpp.catalog.admission import CatalogAdmission
-from mcpp.lang.jsontext import TOO_DEEP
+from mcpp.lang.jsontext import MAX_MESSAGE_NESTING, MESSAGE_TOO_DEEP, TOO_DEEP
 from mcpp.lang.nesting import MAX_NESTING
 from mcpp._policy import STACK_HEADROOM, STACK_TOO_DEEP
 
@@ -108,6 +108,58 @@ async def test_the_gateway_refuses_arguments_past_the_bound_at_every_depth(gatew
                 # refused either way; which words depends on whether json could read it at all
                 words = {TOO_DEEP} if levels < UNREAD_BAND else {TOO_DEEP, "Parse error"} if want == "deep" else {"Parse error"}
                 assert r["error"]["message"] in words, (levels, r)
+
+
+def _message(where: str, depth: int) -> str:
+    """A message `depth` levels deep in all (itself counting as one), the deep part at
+    `where`: a call's `_meta`, another member of its params, a notification's params, or a
+    client's answer to an upstream request."""
+    meta = json.dumps(MODERN_META)[:-1]
+    if where == "_meta":  # message, params, _meta, then the member
+        return ('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"open","arguments":{},"_meta":'
+                + meta + ',"x":' + args_text(depth - 3) + "}}}")
+    if where == "params":
+        return ('{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"open","arguments":{},"_meta":'
+                + meta + '},"x":' + args_text(depth - 2) + "}}")
+    if where == "notification":
+        return '{"jsonrpc":"2.0","method":"notifications/progress","params":{"x":' + args_text(depth - 2) + "}}"
+    return '{"jsonrpc":"2.0","id":"s-1","result":{"x":' + args_text(depth - 2) + "}}"
+
+
+def _depth(text: str) -> int:
+    """How deep `text` nests (it has no brackets inside strings)."""
+    depth = deepest = 0
+    for ch in text:
+        depth += ch in "{["
+        depth -= ch in "}]"
+        deepest = max(deepest, depth)
+    return deepest
+
+
+@pytest.mark.parametrize("where", ["_meta", "params", "notification", "answer"])
+async def test_every_message_is_bounded_not_only_a_call_s_arguments(gateway, where):
+    """hostile review 24, F8: only `arguments` were bounded, and a call's `_meta` (or any
+    other member, any other message) nested ~950 levels deep was forwarded as it was. A
+    message deeper than `MAX_MESSAGE_NESTING` levels (64 below its params or result, as the
+    arguments) is refused whatever it is, and nothing reaches the upstream."""
+    up, g = gateway
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2026-07-28", "Authorization": f"Bearer {g.token}"}
+    if where in ("_meta", "params"):
+        headers.update({"Mcp-Method": "tools/call", "Mcp-Name": "open"})
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for depth in (MAX_MESSAGE_NESTING - 1, MAX_MESSAGE_NESTING, MAX_MESSAGE_NESTING + 1, 100, 600):
+            before = len(up.calls)
+            text = _message(where, depth)
+            assert _depth(text) == depth
+            r = parse_response(await http.post(g.url(), headers=headers, content=text))
+            refused = r["status"] == 400 and r.get("error", {}).get("message") == MESSAGE_TOO_DEEP
+            assert refused == (depth > MAX_MESSAGE_NESTING), (where, depth, r)
+            if refused:
+                assert r["error"]["code"] == -32600 and r["id"] == (7 if where in ("_meta", "params") else None)
+                assert len(up.calls) == before
+            elif where in ("_meta", "params"):
+                assert r["status"] == 200 and len(up.calls) == before + 1, (where, depth, r)
 
 
 def nested(levels: int) -> dict:

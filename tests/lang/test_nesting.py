@@ -10,7 +10,7 @@ import json
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from mcpp.lang.jsontext import arguments_too_deep
+from mcpp.lang.jsontext import arguments_too_deep, message_too_deep
 from mcpp.lang.nesting import MAX_NESTING, may_nest_deeper, text_too_deep, too_deep
 
 TRICKY = st.text(alphabet='[]{}"\\ab:,\n\u00e9\U0001f600', max_size=6)
@@ -44,7 +44,9 @@ def test_at_the_bound(levels, kind):
     assert deep == (levels > MAX_NESTING)
     assert text_too_deep(json.dumps(value, separators=(",", ":"))) == deep
     assert arguments_too_deep(value) == deep
-    assert arguments_too_deep(value, json.dumps({"params": {"arguments": value}})) == deep
+    # a message whose arguments are that deep: within the message bound exactly when they are within theirs
+    assert message_too_deep(json.dumps({"params": {"arguments": value}})) == deep
+    assert message_too_deep(json.dumps({"params": {"_meta": value}, "result": [value]})) == deep
 
 
 def test_the_bracket_count_only_ever_errs_towards_measuring():
