@@ -98,7 +98,7 @@ class _Corked:
     +0.79-1.50 ms not, four alternating runs): the client reads the head while the
     upstream is still working, and held, that reading waited for the event."""
 
-    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_grace")
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_grace", "_watch")
 
     def __init__(self, transport, loop, put_off=None, flush_grace: float = 5.0):
         self._t, self._loop = transport, loop
@@ -107,6 +107,7 @@ class _Corked:
         self._scheduled = False
         self._put_off = put_off
         self._ended = False  # `end_writing` was called: nothing more can be sent
+        self._watch: asyncio.TimerHandle | None = None  # the next `_check_progress`
 
     def write(self, data: bytes) -> None:
         if not data or self._ended:  # (after the FIN: the connection is closing, nothing is read as an answer)
@@ -148,12 +149,31 @@ class _Corked:
         if self._t.get_write_buffer_size():
             # a transport's close waits for its buffer to be sent, for as long as the client
             # does not read: a client that asked for a large answer and read none of it held
-            # its connection, and a `max_connections` slot, for good (hostile review 25, F5).
-            # A client that reads less than MIN_PROGRESS_BYTES in a `flush_grace` (the idle
-            # timeout) is reset; one that is reading gets the whole answer (hostile review 26,
-            # F5). What it has read is what left the kernel's send queue too: the transport's
-            # own buffer shrinks only in steps of about a megabyte (hostile review 27, F1)
-            self._loop.call_later(self._grace, self._check_progress, self._unsent())
+            # its connection, and a `max_connections` slot, for good (hostile review 25, F5)
+            self.watch_progress()
+
+    def watch_progress(self) -> None:
+        """From now on, while answer bytes wait in the transport's buffer (the kernel's is
+        full), the client must read MIN_PROGRESS_BYTES per `flush_grace` (the idle timeout)
+        or the connection is reset. Called when the connection is closed with bytes unsent,
+        and whenever writing is paused (the buffer passed its high-water mark): a client
+        that pipelined a second request behind a large answer and read nothing held its
+        connection and slot for good, since the second answer waited on the drain and no
+        close or idle timer ever came (hostile review 27, F5); so did one that stopped
+        reading a streamed answer. One that is reading gets everything (hostile review 26,
+        F5). What it has read is what left the kernel's send queue too: the transport's own
+        buffer shrinks only in steps of about a megabyte (hostile review 27, F1)."""
+        if self._watch is None:
+            try:
+                before = self._unsent()
+            except Exception:  # the transport is gone already
+                return
+            self._watch = self._loop.call_later(self._grace, self._check_progress, before)
+
+    def unwatch(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def _unsent(self) -> int:
         """Answer bytes the client has not yet received: the transport's buffer and the
@@ -171,14 +191,15 @@ class _Corked:
         return n
 
     def _check_progress(self, before: int) -> None:
+        self._watch = None
         try:
             if not self._t.get_write_buffer_size():
-                return  # (all of it handed to the kernel: the close completes on its own)
+                return  # (all of it handed to the kernel: a close completes on its own)
             left = self._unsent()
         except Exception:  # the transport is gone already
             return
         if before - left >= MIN_PROGRESS_BYTES:  # the client is reading: another period
-            self._loop.call_later(self._grace, self._check_progress, left)
+            self._watch = self._loop.call_later(self._grace, self._check_progress, left)
             return
         try:
             self._t.abort()  # (after the close completed: nothing happens)
@@ -219,10 +240,16 @@ def bounded_protocol(limits: HeadLimits, on_refusal=None) -> type:
 
         def connection_lost(self, exc) -> None:
             self._cancel_head_timer()
+            self._corked.unwatch()
             if self._rest_timer is not None:
                 self._rest_timer.cancel()
                 self._rest_timer = None
             super().connection_lost(exc)
+
+        def pause_writing(self) -> None:
+            # (the transport's buffer passed its high-water mark: the client must keep reading)
+            super().pause_writing()
+            self._corked.watch_progress()
 
         def _cancel_head_timer(self) -> None:
             timer = getattr(self, "_head_timer", None)

@@ -12,6 +12,7 @@ import asyncio
 import json
 
 import httpx2
+import pytest
 
 from .peers import MODERN_META, POLICY, call_tool, create_grant, free_port, mcpp, result_text, write
 
@@ -628,10 +629,14 @@ async def test_a_connection_answered_before_its_body_still_idles_out(tmp_path, u
         assert (await b.get(f"{g.base}/healthz")).status_code == 200  # two connections, both served
 
 
-async def test_a_client_that_does_not_read_its_answer_cannot_hold_a_slot(tmp_path, upstream, start_gateway):
+@pytest.mark.parametrize("pipelined", [1, 2])
+async def test_a_client_that_does_not_read_its_answer_cannot_hold_a_slot(tmp_path, upstream, start_gateway, pipelined):
     """hostile review 25, F5: a client that asked for a large answer and read none of it kept
     its connection, and a `max_connections` slot, for good: a transport's close waits for
-    its buffer to be sent. It now has `idle_timeout` to read it, then it is reset."""
+    its buffer to be sent. It now has `idle_timeout` to read it, then it is reset.
+    hostile review 27, F5: with a second call pipelined behind the first, no close ever
+    came (the second answer waited on the drain, so no idle timer was armed either): the
+    client must read while writing is paused too."""
     import socket
 
     g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="max_connections = 1\nidle_timeout = 1")
@@ -645,7 +650,7 @@ async def test_a_client_that_does_not_read_its_answer_cannot_hold_a_slot(tmp_pat
                f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {g.token}\r\n"
                "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: echo\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    await asyncio.to_thread(sock.sendall, request)
+    await asyncio.to_thread(sock.sendall, request * pipelined)
     head = await asyncio.to_thread(sock.recv, 400)  # the start of the answer; nothing more is read
     assert head.startswith(b"HTTP/1.1 200") and b"DENIED" not in head and b"GATEWAY ERROR" not in head, head
     async with httpx2.AsyncClient(timeout=10) as http:
