@@ -23,6 +23,7 @@ from pydantic_core import ErrorDetails
 from . import ir
 from .atoms import OPS, Cond, cond_expr, parse_path, path_expr
 from .diagnostics import Diagnostic, MCPPError, Span
+from .nesting import MAX_NESTING, too_deep
 from .regex import regex_error
 from .values import is_number
 
@@ -177,6 +178,9 @@ def _check_condition(c: Condition, at: str, file: str) -> list[Diagnostic]:
     return out
 
 
+TOO_DEEP = f"a policy document may nest at most {MAX_NESTING} levels of objects and arrays"
+
+
 def loads(text: str, file: str = "<json>") -> PolicyDocument:
     try:
         data = json.loads(text, parse_constant=_reject_constant, parse_float=_float)
@@ -187,6 +191,13 @@ def loads(text: str, file: str = "<json>") -> PolicyDocument:
         ) from None
     except ValueError as e:
         raise MCPPError([_diag(file, "/", str(e))]) from None
+    except RecursionError:
+        # (json's reader recurses: past ~990 levels — fewer from a deep stack — it raised out
+        # of every command as an internal error)
+        raise MCPPError([_diag(file, "/", f"{TOO_DEEP}: too deep to read")]) from None
+    where = too_deep(data)
+    if where is not None:  # (no policy document comes near: its deepest values are a handful of levels)
+        raise MCPPError([_diag(file, where, TOO_DEEP)])
     return validate(data, file)
 
 

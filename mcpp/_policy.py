@@ -91,7 +91,18 @@ def load_policy(
     text, name, json_form = _read(source, filename)
     if not isinstance(namespace, str):
         raise TypeError(f"namespace must be a string, not {type(namespace).__name__}")
-    return Policy._load(text, name, json_form, catalog=catalog, counters=counters, namespace=namespace)
+    try:
+        return Policy._load(text, name, json_form, catalog=catalog, counters=counters, namespace=namespace)
+    except RecursionError:
+        # loading recurses (the parser's tree, validation, a catalog's schemas): a policy that
+        # loads from an empty stack raised RecursionError from a deep one. Loaded again from
+        # an empty stack, it answers as it would anywhere (lang/stack.py)
+        try:
+            return on_fresh_stack(lambda: Policy._load(text, name, json_form, catalog=catalog, counters=counters,
+                                                       namespace=namespace))
+        except NoFreshStack:
+            raise RecursionError("the policy could not be loaded from this deep a stack, and no thread could be "
+                                 "started to load it from an empty one") from None
 
 
 def _read(source: PolicySource, filename: str | None) -> tuple[str, str, bool]:

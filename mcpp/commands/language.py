@@ -116,6 +116,8 @@ def _user(user: str, claims: List[str], groups: List[str]) -> mcpp.User:
             values[name] = json.loads(text)
         except json.JSONDecodeError as e:
             die(f"--claim {name}: not a JSON value ({e.msg}): {text!r}")
+        except RecursionError:  # (json's reader recurses: it raised out as an internal error)
+            die(f"--claim {name}: nested too deeply to read")
     return mcpp.User(user, values, frozenset(groups))
 
 

@@ -237,3 +237,20 @@ def test_diff_names_looser_and_stricter_tools():
     assert 10 < n <= 20 and a.looser.old["decision"] == "deny" and a.looser.new["decision"] == "allow"
     assert json.loads(json.dumps(a.to_dict()))["status"] == "looser"
     assert all(t.status == "equivalent" for t in changes.values() if t.tool != "a")
+
+
+def test_a_policy_loads_from_a_deep_stack_as_from_an_empty_one():
+    """Loading recurses (the parser's tree, validation): a policy at the nesting bound that
+    loads from an empty stack raised RecursionError from ~400 frames below the limit. It is
+    loaded again from an empty stack (lang/stack.py)."""
+    import sys
+
+    text = ("permit (principal, action, resource) when { " + "[" * 197 + "1" + "]" * 197
+            + " == context.input.a };\n")
+
+    def at_depth(n: int):
+        return at_depth(n - 1) if n > 0 else mcpp.load_policy(text)
+
+    here = len(__import__("inspect").stack(0))
+    policy = at_depth(sys.getrecursionlimit() - here - 60)
+    assert policy.decide("t", {"a": 1}, dry_run=True).decision == "deny"  # ([[…1…]] is no number)

@@ -71,6 +71,9 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         "unformatted": ("unformatted.mcpp", "default   deny ;\n"),
         "badjson": ("badjson.json", '{"version": "1", "tools": {"t": {"require": [{"conditions": [{"path": "args.x", "op": "nope"}]}]}}}'),
         "notjson": ("notjson.json", "{not json"),
+        # nested past what json reads at all, and past the JSON form's bound: errors in the input
+        "deepjson": ("deep.json", '{"version": "1", "policies": ' + "[" * 5000 + "]" * 5000 + "}"),
+        "deepjson2": ("deep2.json", '{"version": "1", "policies": ' + "[" * 70 + "]" * 70 + "}"),
         "catalog": ("tools.json", _catalog(CATALOG_TOOLS)),
         "catalog2": ("tools2.json", _catalog(CATALOG_TOOLS[:1])),
         "toolnames": ("names.json", '["read", "write"]'),
@@ -146,6 +149,10 @@ TABLE = [
     (("check", "{unknowntool}", "--catalog", "{catalog}"), 1),  # an assert about a tool the catalog lacks
     (("check", "{annotated_typo}"), 1),
     (("check", "{badjson}"), 1),
+    (("check", "{deepjson}"), 1),  # (it was an internal error: json's reader recursed)
+    (("check", "{deepjson2}"), 1),
+    (("decompile", "{deepjson}"), 1),
+    (("compile", "{good}", "--user", "u", "--claim", "x=" + "[" * 5000 + "]" * 5000), 2),  # (an internal error too)
     (("check", "{missing}"), 2),
     (("check", "{dir}"), 2),
     (("check", "{latin1}"), 2),

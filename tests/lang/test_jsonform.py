@@ -182,3 +182,15 @@ def test_nested_paths():
     assert e.decide("t", {"channel": {"id": "C1"}}).allowed
     assert not e.decide("t", {"channel": "C1"}).allowed
     assert not e.decide("t", {"channel": {}}).allowed
+
+
+@pytest.mark.parametrize("levels,pointer", [
+    (70, "/policies" + "/0" * 63),  # past the bound: where, as a JSON pointer
+    (5000, "/"),  # past what json reads at all (it raised RecursionError out of every command)
+])
+def test_a_document_nested_too_deeply_is_an_error_at_its_pointer(levels, pointer):
+    text = '{"version": "1", "policies": ' + "[" * levels + "]" * levels + "}"
+    with pytest.raises(MCPPError) as e:
+        loads(text, "deep.json")
+    (d,) = e.value.diagnostics
+    assert d.data["pointer"] == pointer and "may nest at most 64 levels" in d.message
