@@ -47,7 +47,7 @@ from jsonschema_specifications import REGISTRY as SPECIFICATIONS
 from referencing.exceptions import Unresolvable
 
 from mcpp.lang.regex import RegexError, compile_regex
-from mcpp.lang.stack import NoFreshStack, on_fresh_stack, on_fresh_stack_now
+from mcpp.lang.stack import NoFreshStack, on_fresh_stack, on_fresh_stack_now, retry_on_fresh_stack
 
 from .depth import describe as describe_depth, too_deep
 
@@ -381,15 +381,7 @@ def check(validator, args) -> Violation | None:
     validating needs a reference the schema does not resolve itself (never fetched).
     Decided as from an empty stack (`on_fresh_stack`); RecursionError when even that is
     too shallow for these arguments under this schema."""
-    try:
-        return _check(validator, args)
-    except RecursionError:
-        if on_fresh_stack_now():
-            raise
-        try:
-            return on_fresh_stack(_check, validator, args)
-        except NoFreshStack:  # (refused as too deep to check: the caller's answer for it)
-            raise RecursionError("no empty stack to check the arguments from") from None
+    return retry_on_fresh_stack(_check, validator, args)  # (RecursionError: refused as too deep to check)
 
 
 def _check(validator, args) -> Violation | None:

@@ -57,6 +57,21 @@ def on_fresh_stack(fn, *args):
     return box["value"]
 
 
+def retry_on_fresh_stack(fn, *args):
+    """`fn(*args)`, run again from an empty stack (`on_fresh_stack`) if it runs out of stack
+    here: the answer it gives from an empty stack, wherever it is asked. RecursionError
+    when it runs out there too, or when no thread can be started."""
+    try:
+        return fn(*args)
+    except RecursionError:
+        if on_fresh_stack_now():
+            raise
+        try:
+            return on_fresh_stack(fn, *args)
+        except NoFreshStack as e:
+            raise RecursionError(f"out of stack, and no empty stack to run it from ({e})") from None
+
+
 def on_fresh_stack_now() -> bool:
     """Whether this code runs on a thread `on_fresh_stack` started (running it again
     there would answer the same)."""

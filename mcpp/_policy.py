@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
 from mcpp.lang.jsontext import TOO_DEEP, NotJSONText, arguments_too_deep, as_read
-from mcpp.lang.stack import NoFreshStack, less_stack_than, on_fresh_stack
+from mcpp.lang.stack import NoFreshStack, less_stack_than, on_fresh_stack, retry_on_fresh_stack
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
@@ -91,18 +91,11 @@ def load_policy(
     text, name, json_form = _read(source, filename)
     if not isinstance(namespace, str):
         raise TypeError(f"namespace must be a string, not {type(namespace).__name__}")
-    try:
-        return Policy._load(text, name, json_form, catalog=catalog, counters=counters, namespace=namespace)
-    except RecursionError:
-        # loading recurses (the parser's tree, validation, a catalog's schemas): a policy that
-        # loads from an empty stack raised RecursionError from a deep one. Loaded again from
-        # an empty stack, it answers as it would anywhere (lang/stack.py)
-        try:
-            return on_fresh_stack(lambda: Policy._load(text, name, json_form, catalog=catalog, counters=counters,
-                                                       namespace=namespace))
-        except NoFreshStack:
-            raise RecursionError("the policy could not be loaded from this deep a stack, and no thread could be "
-                                 "started to load it from an empty one") from None
+    # loading recurses (the parser's tree, validation, a catalog's schemas): a policy that
+    # loads from an empty stack raised RecursionError from a deep one. One that runs out of
+    # stack is loaded again from an empty stack, and answers as it would anywhere
+    return retry_on_fresh_stack(lambda: Policy._load(text, name, json_form, catalog=catalog, counters=counters,
+                                                     namespace=namespace))
 
 
 def _read(source: PolicySource, filename: str | None) -> tuple[str, str, bool]:

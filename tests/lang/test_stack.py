@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from mcpp.lang.stack import FRESH_STACK, NoFreshStack, on_fresh_stack, on_fresh_stack_now
+from mcpp.lang.stack import FRESH_STACK, NoFreshStack, on_fresh_stack, on_fresh_stack_now, retry_on_fresh_stack
 
 
 def _recurse(n: int) -> int:
@@ -66,3 +66,25 @@ def test_no_thread_is_a_refusal_not_an_exception(monkeypatch):
     here = len(__import__("inspect").stack(0))
     d = deep(sys.getrecursionlimit() - 450 - here)
     assert (d.decision, d.rule) == ("deny", "/tools/t/schema"), d
+
+
+def test_retry_runs_in_place_and_again_from_an_empty_stack_only_when_out_of_stack(monkeypatch):
+    need = sys.getrecursionlimit() // 2
+    where: list[bool] = []
+
+    def work() -> int:
+        where.append(on_fresh_stack_now())
+        return _recurse(need)
+
+    def at_depth(n: int):
+        return at_depth(n - 1) if n > 0 else retry_on_fresh_stack(work)
+
+    assert retry_on_fresh_stack(work) == need and where == [False]  # (enough stack here: in place)
+    where.clear()
+    assert at_depth(need) == need and where == [False, True]  # ran out, then from an empty stack
+    where.clear()
+    with pytest.raises(RecursionError):  # needing more than an empty stack has
+        retry_on_fresh_stack(_recurse, sys.getrecursionlimit() + 10)
+    monkeypatch.setattr(threading.Thread, "start", lambda *_: (_ for _ in ()).throw(RuntimeError("no thread")))
+    with pytest.raises(RecursionError, match="no empty stack"):
+        at_depth(need)
