@@ -92,6 +92,7 @@ class GatewayConfig:
     body_timeout: float = 30.0  # seconds for a request body to arrive; then 408
     idle_timeout: float = 5.0  # seconds a kept-alive connection may idle between requests
     max_connections: int = 1000  # open connections (and requests in progress); more get 503
+    max_requests_per_caller: int = 250  # one caller's requests in progress (streams included); more get 429
     max_response_bytes: int = 64 * 1024 * 1024  # an upstream answer the gateway reads whole (tools/list, JSON); more is an error
     upstream_timeout: float = 120.0
     connect_timeout: float = 10.0
@@ -183,7 +184,8 @@ def is_loopback(host: str) -> bool:
 _GATEWAY_KEYS = {
     "host", "port", "state_dir", "redis_url", "redis_url_env", "redis_timeout", "grant_cache_seconds", "max_body_bytes",
     "max_header_bytes", "max_headers",
-    "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_response_bytes", "upstream_timeout",
+    "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_requests_per_caller", "max_response_bytes",
+    "upstream_timeout",
     "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
     "store_busy_timeout", "shutdown_timeout", "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
     "mode", "audit_values", "audit_values_days", "approval_ttl", "approval_wait", "admin_token_env", "admin_token_file",
@@ -191,7 +193,8 @@ _GATEWAY_KEYS = {
 }
 MODES = ("enforce", "log-only")
 AUDIT_VALUES = ("none", "hashed", "full")
-_INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connections", "max_response_bytes"}
+_INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connections", "max_requests_per_caller",
+             "max_response_bytes"}
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
     "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema",
@@ -284,7 +287,8 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         ("max_body_bytes", 4 * 1024 * 1024, 1024), ("upstream_timeout", 120.0, 0.1), ("connect_timeout", 10.0, 0.1),
         ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1), ("max_header_bytes", 32768, 1024),
         ("max_headers", 100, 8), ("header_timeout", 10.0, 0.1), ("body_timeout", 30.0, 0.1), ("idle_timeout", 5.0, 0.1),
-        ("max_connections", 1000, 1), ("max_response_bytes", 64 * 1024 * 1024, 65536), ("redis_timeout", 1.0, 0.01),
+        ("max_connections", 1000, 1), ("max_requests_per_caller", 250, 1), ("max_response_bytes", 64 * 1024 * 1024, 65536),
+        ("redis_timeout", 1.0, 0.01),
         ("grant_cache_seconds", 300.0, 0.0), ("store_busy_timeout", 10.0, 0.0),
         ("shutdown_timeout", 10.0, 0.0),
     ):
@@ -364,6 +368,7 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         max_header_bytes=int(nums["max_header_bytes"]), max_headers=int(nums["max_headers"]),
         header_timeout=float(nums["header_timeout"]), body_timeout=float(nums["body_timeout"]),
         idle_timeout=float(nums["idle_timeout"]), max_connections=int(nums["max_connections"]),
+        max_requests_per_caller=int(nums["max_requests_per_caller"]),
         max_response_bytes=int(nums["max_response_bytes"]), redis_timeout=float(nums["redis_timeout"]),
         grant_cache_seconds=float(nums["grant_cache_seconds"]),
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),

@@ -169,6 +169,8 @@ class GatewayApp(ApprovalSteps):
         # the tasks relaying GET streams (a session's listening stream: no call waits on
         # it), ended as soon as the gateway starts stopping (`end_listening`)
         self._listening: set[asyncio.Task] = set()
+        # caller key → its requests in progress (`max_requests_per_caller`)
+        self._in_progress: dict[Any, int] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -332,6 +334,31 @@ class GatewayApp(ApprovalSteps):
         # upstream connections are reused per caller (http_client.LANE); uvicorn serves each
         # request in a task of its own, so this holds for this request only
         LANE.set(caller.key)
+        key = caller.key
+        busy = self._in_progress.get(key, 0)
+        if busy >= cfg.max_requests_per_caller:
+            # every request in progress holds a connection, and a `max_connections` slot: one
+            # token holder with listening streams or calls that never end could otherwise take
+            # every slot from every other caller. Past its share it is told to come back
+            rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", "?"), ("status", "429")))
+            await _respond(send, 429, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, (
+                f"at most {cfg.max_requests_per_caller} requests of one caller may be in progress at once; retry "
+                "when one has ended"))), extra=[(b"retry-after", b"1")])
+            return
+        self._in_progress[key] = busy + 1
+        try:
+            await self._mcp_for(scope, receive, send, server, headers, repeated, caller, t0)
+        finally:
+            left = self._in_progress[key] - 1
+            if left:
+                self._in_progress[key] = left
+            else:
+                del self._in_progress[key]
+
+    async def _mcp_for(self, scope, receive, send, server, headers, repeated: bool, caller: Caller, t0: float) -> None:
+        """One MCP request of an authenticated caller (`mcp`)."""
+        rt = self.rt
+        cfg = rt.config
         method = scope["method"]
         if method not in ("POST", "GET", "DELETE"):
             await _respond(send, 405, b"", None, [(b"allow", b"GET, POST, DELETE")])

@@ -688,3 +688,26 @@ async def test_a_request_read_with_the_end_of_an_early_answered_one_is_answered(
     length = int([h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")][0].split(b":")[1])
     assert b"slept 1.6" in await asyncio.wait_for(reader.readexactly(length), 10)
     writer.close()
+
+
+async def test_one_caller_cannot_take_every_connection(tmp_path, upstream, start_gateway):
+    """A token holder could hold every `max_connections` slot with requests that do not end
+    (listening streams, slow calls), and every other caller got 503. One caller's requests
+    in progress are capped (`max_requests_per_caller`): past it, 429 at once, and others
+    are served; its own next request is served once one has ended."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="max_requests_per_caller = 2")
+    other = create_grant(g.state, "other")["token"]
+    async with httpx2.AsyncClient(timeout=30) as http:
+        slow = [asyncio.create_task(call_tool(http, g.url(), g.token, "slow", {"seconds": 1.5}, rid=i)) for i in (1, 2)]
+        await asyncio.sleep(0.5)  # (both in progress)
+        r = await http.post(g.url(), headers={"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+                                              "Accept": "application/json, text/event-stream",
+                                              "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call",
+                                              "Mcp-Name": "echo"},
+                            content=json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                                "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": MODERN_META}}))
+        assert r.status_code == 429 and r.headers["retry-after"] == "1", r.text
+        assert "at most 2 requests of one caller" in r.json()["error"]["message"]
+        assert result_text(await call_tool(http, g.url(), other, "echo", {"text": "hi"})) == "hi"  # another caller: served
+        assert all("slept 1.5" in result_text(x) for x in await asyncio.gather(*slow))
+        assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "again"})) == "again"  # its share back
