@@ -223,13 +223,7 @@ def _prune(root: Level) -> Level:
     stopped two levels down when the recursive key sorted before the defaulted one); once
     the plan is whole, a child counts only if a default or a note is reachable through
     it."""
-    seen: dict[int, Level] = {}
-    todo = [root]
-    while todo:
-        lvl = todo.pop()
-        if id(lvl) not in seen:
-            seen[id(lvl)] = lvl
-            todo.extend(lvl.children.values())
+    seen = _levels(root)
     useful = {i for i, lvl in seen.items() if lvl.defaults or lvl.notes}
     grew = True
     while grew:
@@ -242,6 +236,18 @@ def _prune(root: Level) -> Level:
         for k in [k for k, c in lvl.children.items() if id(c) not in useful]:
             del lvl.children[k]
     return root
+
+
+def _levels(root: Level) -> dict[int, Level]:
+    """Every level of a plan, by id (a recursive schema makes the plan a graph)."""
+    seen: dict[int, Level] = {}
+    todo = [root]
+    while todo:
+        lvl = todo.pop()
+        if id(lvl) not in seen:
+            seen[id(lvl)] = lvl
+            todo.extend(lvl.children.values())
+    return seen
 
 
 def _unfill_endless(root: Level) -> Level:
@@ -265,13 +271,7 @@ def _unfill_endless(root: Level) -> Level:
     whose successors end leaves exactly the endless ones; each is taken out. What remains
     ends within the number of states (deep or wide growth that ends is still bounded at
     fill time: `FillTooLarge`)."""
-    levels: dict[int, Level] = {}
-    todo = [root]
-    while todo:
-        lvl = todo.pop()
-        if id(lvl) not in levels:
-            levels[id(lvl)] = lvl
-            todo.extend(lvl.children.values())
+    levels = _levels(root)
     succ: dict[tuple[int, str], set[tuple[int, str]]] = {}
     for lvl in levels.values():
         for k, d in lvl.defaults.items():
