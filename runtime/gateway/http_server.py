@@ -98,7 +98,7 @@ class _Corked:
     +0.79-1.50 ms not, four alternating runs): the client reads the head while the
     upstream is still working, and held, that reading waited for the event."""
 
-    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_grace", "_watch")
+    __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_grace", "_watch", "_sent")
 
     def __init__(self, transport, loop, put_off=None, flush_grace: float = 5.0):
         self._t, self._loop = transport, loop
@@ -108,6 +108,7 @@ class _Corked:
         self._put_off = put_off
         self._ended = False  # `end_writing` was called: nothing more can be sent
         self._watch: asyncio.TimerHandle | None = None  # the next `_check_progress`
+        self._sent = 0  # bytes handed to the transport, ever
 
     def write(self, data: bytes) -> None:
         if not data or self._ended:  # (after the FIN: the connection is closing, nothing is read as an answer)
@@ -137,6 +138,7 @@ class _Corked:
             self._buf.clear()
             if not self._t.is_closing():
                 self._t.write(data)
+                self._sent += len(data)
 
     def close(self) -> None:
         if self._put_off is not None and self._put_off():
@@ -161,11 +163,10 @@ class _Corked:
         connection and slot for good, since the second answer waited on the drain and no
         close or idle timer ever came (hostile review 27, F5); so did one that stopped
         reading a streamed answer. One that is reading gets everything (hostile review 26,
-        F5). What it has read is what left the kernel's send queue too: the transport's own
-        buffer shrinks only in steps of about a megabyte (hostile review 27, F1)."""
+        F5), however much the gateway writes meanwhile (`_delivered`)."""
         if self._watch is None:
             try:
-                before = self._unsent()
+                before = self._delivered()
             except Exception:  # the transport is gone already
                 return
             self._watch = self._loop.call_later(self._grace, self._check_progress, before)
@@ -190,16 +191,24 @@ class _Corked:
             pass
         return n
 
+    def _delivered(self) -> int:
+        """Bytes the client has received, ever: what was handed to the transport less what
+        waits in its buffer and the kernel's send queue. Counting what is still unsent
+        alone cut steady readers of a streamed answer: while they read, the gateway writes
+        more, and what waits stays level (hostile review 28, F1); and the transport's own
+        buffer shrinks only in steps of about a megabyte (hostile review 27, F1)."""
+        return self._sent - self._unsent()
+
     def _check_progress(self, before: int) -> None:
         self._watch = None
         try:
             if not self._t.get_write_buffer_size():
                 return  # (all of it handed to the kernel: a close completes on its own)
-            left = self._unsent()
+            now = self._delivered()
         except Exception:  # the transport is gone already
             return
-        if before - left >= MIN_PROGRESS_BYTES:  # the client is reading: another period
-            self._watch = self._loop.call_later(self._grace, self._check_progress, left)
+        if now - before >= MIN_PROGRESS_BYTES:  # the client is reading: another period
+            self._watch = self._loop.call_later(self._grace, self._check_progress, now)
             return
         try:
             self._t.abort()  # (after the close completed: nothing happens)

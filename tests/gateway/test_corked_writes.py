@@ -162,3 +162,31 @@ def test_the_watch_ends_with_the_connection():
     c.watch_progress()
     c.unwatch()  # (connection_lost)
     assert not loop.due
+
+
+def test_a_steady_reader_of_a_stream_the_gateway_keeps_writing_is_not_reset():
+    """hostile review 28, F1: while a client reads a streamed answer, the gateway writes
+    more, so what waits unsent stays level (or grows, as the kernel's send queue grows):
+    counting that alone reset 1-10 MB/s readers. What counts is what the client received:
+    written less unsent."""
+    class Written(Transport):
+        def write(self, data: bytes) -> None:
+            self.writes.append((0.0, data))
+
+    t = Written()
+    t.get_extra_info = {}.get  # type: ignore[attr-defined]
+    t.get_write_buffer_size = lambda: 8000  # type: ignore[method-assign]  (level: read as fast as written)
+    aborted = []
+    t.abort = lambda: aborted.append(True)  # type: ignore[attr-defined]
+    loop = Timers()
+    c = _Corked(t, loop, flush_grace=1.0)
+    c.watch_progress()  # (writing paused)
+    for _ in range(5):
+        c.write(b"e" * 5000)  # an event: the client read as much meanwhile
+        fn, _args = loop.due[-1]
+        loop.due.pop()  # (the turn's end: the write goes out)
+        fn(*_args)
+        loop.run_one()  # the period's check
+        assert not aborted and len(loop.due) == 1
+    loop.run_one()  # the client stops reading, and the stream stops: a period without progress
+    assert aborted == [True]
