@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain, islice
@@ -313,6 +314,9 @@ class SchemaCache:
     def __init__(self, size: int = MAX_VALIDATORS):
         self.size = size
         self._by_key: OrderedDict[bytes, object] = OrderedDict()
+        # the gateway compiles in worker threads (a first call's schema, a large call): the
+        # order and the eviction are changed under this lock; compiling is not
+        self._lock = threading.Lock()
 
     def get(self, schema):
         deep = too_deep(schema)
@@ -323,7 +327,10 @@ class SchemaCache:
         except (TypeError, ValueError):
             raise SchemaUnusable("the input schema is not plain JSON (NaN or Infinity)") from None
         key = hashlib.sha256(canon.encode()).digest()
-        hit = self._by_key.get(key)
+        with self._lock:
+            hit = self._by_key.get(key)
+            if hit is not None:
+                self._by_key.move_to_end(key)
         if hit is None:
             try:
                 # compiled from its canonical form (keys sorted): which violation a refusal
@@ -339,11 +346,10 @@ class SchemaCache:
                 # remembered (hostile review 24, F9: one call from a deep stack refused the
                 # tool's every later call for the cache's lifetime)
                 hit = _compile_fresh(canon)
-            self._by_key[key] = hit
-            while len(self._by_key) > self.size:
-                self._by_key.popitem(last=False)
-        else:
-            self._by_key.move_to_end(key)
+            with self._lock:
+                self._by_key[key] = hit
+                while len(self._by_key) > self.size:
+                    self._by_key.popitem(last=False)
         if isinstance(hit, SchemaUnusable):
             raise hit
         return hit

@@ -1247,7 +1247,10 @@ class GatewayApp(ApprovalSteps):
             tool = cur.catalog.tools.get(name) if cur is not None else None
             if tool is None:
                 return None, args  # refused by the pin check (never forwarded), with the pin's reason
-            checker = _memo(cur.checkers, name, lambda: self._checker([{"inputSchema": tool.input_schema}], name))
+            checker = cur.checkers.get(name)
+            if checker is None or isinstance(checker, asyncio.Future):
+                checker = await _memo_off_loop(cur.checkers, name,
+                                               lambda: self._checker([{"inputSchema": tool.input_schema}], name))
         else:
             try:
                 listing = await self.listing_for(server, name, upstream, fwd, params, modern, "schema")
@@ -1258,11 +1261,12 @@ class GatewayApp(ApprovalSteps):
                         "message": (f"Tool {name} cannot be checked: the upstream's tool list could not be obtained ({why}). "
                                     "The call was not forwarded.")}, args
             checker = listing.checkers.get(name)
-            if checker is None:
+            if checker is None or isinstance(checker, asyncio.Future):
                 defs = listing.definitions(name)
-                checker = self._checker(defs, name)
                 if defs:  # memoised for listed tools only: the names callers send are not cache keys
-                    listing.checkers[name] = checker
+                    checker = await _memo_off_loop(listing.checkers, name, lambda: self._checker(defs, name))
+                else:
+                    checker = self._checker(defs, name)  # (nothing to compile: "not offered")
         if large:
             return await asyncio.to_thread(admit, checker, name, args)
         return admit(checker, name, args)
@@ -1747,6 +1751,28 @@ def _memo(memo: dict, key, make):
     if hit is None:
         hit = memo[key] = make()
     return hit
+
+
+async def _memo_off_loop(memo: dict, key, make):
+    """`memo[key]`, made by `make()` in a worker thread the first time, once however many
+    requests ask meanwhile (they wait for the same future). A tool's validator is compiled
+    on its first call: for a large schema that is seconds of jsonschema's metaschema check,
+    which ran on the event loop and stalled every other request, `/healthz` included (22.6 s
+    for a 1.3 MB schema: hostile review 28, F4). What fails is not remembered."""
+    hit = memo.get(key)
+    if hit is None:
+        hit = memo[key] = asyncio.ensure_future(asyncio.to_thread(make))
+    if not isinstance(hit, asyncio.Future):
+        return hit
+    try:
+        value = await asyncio.shield(hit)  # (a request that leaves does not cancel the others' compile)
+    except Exception:
+        if memo.get(key) is hit:
+            del memo[key]
+        raise
+    if memo.get(key) is hit:
+        memo[key] = value
+    return value
 
 
 def _settle(state, outcome: str) -> None:

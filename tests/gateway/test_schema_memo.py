@@ -1,0 +1,54 @@
+"""A tool's validator is compiled on its first call, off the event loop and once however
+many calls ask meanwhile (proxy.py `_memo_off_loop`): compiling a large schema took 22.6 s
+of the event loop, and every other request waited (hostile review 28, F4)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from mcpp.runtime.gateway.proxy import _memo_off_loop
+
+
+async def test_made_in_a_worker_thread_once_for_every_caller_waiting():
+    made: list[int] = []
+    gate = threading.Event()
+
+    def make():
+        made.append(threading.get_ident())
+        gate.wait(5)
+        return "validator"
+
+    memo: dict = {}
+    waiters = [asyncio.create_task(_memo_off_loop(memo, "t", make)) for _ in range(5)]
+    await asyncio.sleep(0.05)  # (all five wait on the one being made)
+    gate.set()
+    assert await asyncio.gather(*waiters) == ["validator"] * 5
+    assert len(made) == 1 and made[0] != threading.get_ident()
+    assert memo == {"t": "validator"}  # (the value, not the future, from then on)
+    assert await _memo_off_loop(memo, "t", lambda: pytest.fail("made again")) == "validator"
+
+
+async def test_a_failure_is_not_remembered_and_a_leaving_caller_does_not_cancel_the_others():
+    memo: dict = {}
+
+    def broken():
+        raise RuntimeError("compile failed")
+
+    with pytest.raises(RuntimeError):
+        await _memo_off_loop(memo, "t", broken)
+    assert memo == {}
+    gate = threading.Event()
+
+    def slow():
+        gate.wait(5)
+        return "v"
+
+    leaving = asyncio.create_task(_memo_off_loop(memo, "t", slow))
+    staying = asyncio.create_task(_memo_off_loop(memo, "t", slow))
+    await asyncio.sleep(0.05)
+    leaving.cancel()
+    gate.set()
+    assert await staying == "v" and memo == {"t": "v"}
