@@ -339,6 +339,7 @@ class _Planner:
         self.root = root
         self.levels: dict[frozenset, Level] = {}
         self.building: set[int] = set()  # the levels being planned (a reference back to one is a cycle)
+        self.depth = 0  # levels being planned, one inside the other
         dialect = root.get("$schema")
         try:
             self.spec = specification_with(dialect.rstrip("#"), default=DRAFT202012) if isinstance(dialect, str) \
@@ -495,12 +496,24 @@ class _Planner:
         lvl = Level()
         if len(self.levels) >= _MAX_LEVELS:
             return lvl  # nothing filled deeper: the analyzer reads the same plan
+        if self.depth >= MAX_FILLED_DEPTH:
+            # a chain of references (`$defs` L0 → L1 → … → L499) nests levels as deep as it is
+            # long, and planning them recursed out of the stack, which refused every call to
+            # the tool (hostile review 28, F5). Filling never goes deeper than this anyway
+            # (`FillTooLarge`): what is below is not filled, and says so. (Not remembered: the
+            # same level reached by a shorter path is planned there.)
+            if any(_deep_default(n, self) for n in c.nodes):
+                lvl.notes.append((None, f"defaults inside it are not filled: it is more than {MAX_FILLED_DEPTH} "
+                                        "objects deep in the schema's references"))
+            return lvl
         self.levels[key] = lvl
         self.building.add(id(lvl))
+        self.depth += 1
         try:
             self._plan_level(lvl, c)
         finally:
             self.building.discard(id(lvl))
+            self.depth -= 1
         return lvl
 
     def _plan_level(self, lvl: Level, c: "_Closure") -> None:

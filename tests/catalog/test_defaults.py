@@ -320,3 +320,21 @@ def test_a_tool_with_an_endless_default_is_callable():
         d = pol.decide("t", args, dry_run=True)
         assert d.decision == "allow", d.message
         assert CatalogAdmission(cat).admit("t", args) == (None, decided)  # what is decided and forwarded
+
+
+def test_a_long_chain_of_references_is_planned_to_the_fill_bound():
+    """hostile review 28, F5: planning recursed once per `$defs` link, and a 500-link chain
+    raised RecursionError: every call to the tool was refused. Levels past
+    MAX_FILLED_DEPTH (as deep as filling ever goes) are not filled, and say so."""
+    from mcpp.catalog.defaults import MAX_FILLED_DEPTH, level_at
+
+    links = 500
+    defs = {f"L{i}": obj({"s": {"type": "integer", "default": i}, **({"n": {"$ref": f"#/$defs/L{i + 1}"}}
+                                                                       if i + 1 < links else {})})
+            for i in range(links)}
+    schema = {"$ref": "#/$defs/L0", "$defs": defs}
+    assert fill(schema, {"n": {"n": {}}}) == {"s": 0, "n": {"s": 1, "n": {"s": 2}}}
+    deepest = level_at(schema, ("n",) * (MAX_FILLED_DEPTH - 1))
+    assert deepest is not None and deepest.defaults == {"s": MAX_FILLED_DEPTH - 1}
+    past = level_at(schema, ("n",) * MAX_FILLED_DEPTH)
+    assert past is not None and not past.defaults and "more than 64 objects deep" in past.notes[0][1]
