@@ -287,7 +287,7 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         ("max_body_bytes", 4 * 1024 * 1024, 1024), ("upstream_timeout", 120.0, 0.1), ("connect_timeout", 10.0, 0.1),
         ("upstream_keepalive", 2.0, 0.0), ("reload_interval", 1.0, 0.1), ("max_header_bytes", 32768, 1024),
         ("max_headers", 100, 8), ("header_timeout", 10.0, 0.1), ("body_timeout", 30.0, 0.1), ("idle_timeout", 5.0, 0.1),
-        ("max_connections", 1000, 1), ("max_requests_per_caller", 250, 1), ("max_response_bytes", 64 * 1024 * 1024, 65536),
+        ("max_connections", 1000, 1), ("max_requests_per_caller", 250, 2), ("max_response_bytes", 64 * 1024 * 1024, 65536),
         ("redis_timeout", 1.0, 0.01),
         ("grant_cache_seconds", 300.0, 0.0), ("store_busy_timeout", 10.0, 0.0),
         ("shutdown_timeout", 10.0, 0.0),

@@ -334,31 +334,6 @@ class GatewayApp(ApprovalSteps):
         # upstream connections are reused per caller (http_client.LANE); uvicorn serves each
         # request in a task of its own, so this holds for this request only
         LANE.set(caller.key)
-        key = caller.key
-        busy = self._in_progress.get(key, 0)
-        if busy >= cfg.max_requests_per_caller:
-            # every request in progress holds a connection, and a `max_connections` slot: one
-            # token holder with listening streams or calls that never end could otherwise take
-            # every slot from every other caller. Past its share it is told to come back
-            rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", "?"), ("status", "429")))
-            await _respond(send, 429, rpc.dumps(rpc.error(None, rpc.INVALID_REQUEST, (
-                f"at most {cfg.max_requests_per_caller} requests of one caller may be in progress at once; retry "
-                "when one has ended"))), extra=[(b"retry-after", b"1")])
-            return
-        self._in_progress[key] = busy + 1
-        try:
-            await self._mcp_for(scope, receive, send, server, headers, repeated, caller, t0)
-        finally:
-            left = self._in_progress[key] - 1
-            if left:
-                self._in_progress[key] = left
-            else:
-                del self._in_progress[key]
-
-    async def _mcp_for(self, scope, receive, send, server, headers, repeated: bool, caller: Caller, t0: float) -> None:
-        """One MCP request of an authenticated caller (`mcp`)."""
-        rt = self.rt
-        cfg = rt.config
         method = scope["method"]
         if method not in ("POST", "GET", "DELETE"):
             await _respond(send, 405, b"", None, [(b"allow", b"GET, POST, DELETE")])
@@ -386,7 +361,15 @@ class GatewayApp(ApprovalSteps):
                 return
             fwd.append(("mcp-session-id", inner))
         if method != "POST":
-            await self.forward(receive, send, server, caller, upstream, method, fwd, b"", None)
+            counted = method == "GET"  # (a listening stream; a DELETE ends a session, and is short)
+            if counted and not self._take(server, caller):
+                await self._busy(send, server, None)
+                return
+            try:
+                await self.forward(receive, send, server, caller, upstream, method, fwd, b"", None)
+            finally:
+                if counted:
+                    self._give_back(server, caller)
             if method == "DELETE" and sid is not None and server.catalog:
                 rt.listings.forget((server.id, inner))
             if method == "DELETE" and sid is not None:
@@ -456,6 +439,58 @@ class GatewayApp(ApprovalSteps):
             # a 2025 client's answer to the gateway's own elicitation (docs/approval.md): never forwarded
             await self.elicitation_response(send, server, caller, fwd, msg)
             return
+        counted = mname is not None and has_id  # (a notification or a client's answer is never refused for it)
+        if counted and not self._take(server, caller):
+            await self._busy(send, server, msg["id"])
+            return
+        try:
+            await self._post(receive, send, server, caller, upstream, fwd, headers, sid, inner if sid is not None else None,
+                             msg, mname, has_id, modern, body, scope, t0)
+        finally:
+            if counted:
+                self._give_back(server, caller)
+
+    # ---- one caller's share of the connections ---------------------------------------------
+    def _share_key(self, server, caller: Caller):
+        """Whose requests count together: a grant's or a user's, wherever they go; the
+        anonymous callers of one server (they share the grant `anonymous`) per server."""
+        return (server.id, caller.key) if caller.record is None and caller.identity is None else caller.key
+
+    def _take(self, server, caller: Caller) -> bool:
+        """Count a request of `caller` in progress; False (nothing counted) when it already
+        has `max_requests_per_caller`. Every request in progress holds a connection, and a
+        `max_connections` slot: one token holder with listening streams or calls that never
+        end could otherwise take every slot from every other caller. Only requests count
+        (calls, listings, listening streams): a notification, a client's answer (to an
+        elicitation the gateway or the upstream asked, which a waiting call needs) and a
+        DELETE are short, and refusing them would keep the caller's own requests from
+        ending (hostile review 29, F1, F7)."""
+        key = self._share_key(server, caller)
+        busy = self._in_progress.get(key, 0)
+        if busy >= self.rt.config.max_requests_per_caller:
+            return False
+        self._in_progress[key] = busy + 1
+        return True
+
+    def _give_back(self, server, caller: Caller) -> None:
+        key = self._share_key(server, caller)
+        left = self._in_progress[key] - 1
+        if left:
+            self._in_progress[key] = left
+        else:
+            del self._in_progress[key]
+
+    async def _busy(self, send, server, rid) -> None:
+        cap = self.rt.config.max_requests_per_caller
+        self.rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", "?"), ("status", "429")))
+        await _respond(send, 429, rpc.dumps(rpc.error(rid, rpc.INVALID_REQUEST, (
+            f"at most {cap} requests of one caller may be in progress at once; retry when one has ended"))),
+                       extra=[(b"retry-after", b"1")])
+
+    async def _post(self, receive, send, server, caller: Caller, upstream, fwd, headers, sid, inner, msg: dict,
+                    mname, has_id: bool, modern: bool, body: bytes, scope, t0: float) -> None:
+        """A POSTed message, read and checked (`mcp`): sent on its way."""
+        rt = self.rt
         # a request goes upstream with the gateway's id, never the client's (upstream_id);
         # a client's answer to the upstream's own request (no method) keeps the upstream's id
         gid = tracked = None

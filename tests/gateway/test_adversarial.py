@@ -707,7 +707,31 @@ async def test_one_caller_cannot_take_every_connection(tmp_path, upstream, start
                             content=json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
                                                 "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": MODERN_META}}))
         assert r.status_code == 429 and r.headers["retry-after"] == "1", r.text
-        assert "at most 2 requests of one caller" in r.json()["error"]["message"]
+        assert "at most 2 requests of one caller" in r.json()["error"]["message"] and r.json()["id"] == 3
+        # a notification and a client's answer are never refused for it (a call waiting on an
+        # approval needs the answer: hostile review 29, F1), nor is a DELETE (F7)
+        for message in ({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 1}},
+                        {"jsonrpc": "2.0", "id": "up-1", "result": {}}):
+            r = await http.post(g.url(), headers={"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+                                                  "Accept": "application/json, text/event-stream",
+                                                  "MCP-Protocol-Version": "2026-07-28"}, content=json.dumps(message))
+            assert r.status_code != 429, (message, r.status_code, r.text)
+        r = await http.delete(g.url(), headers={"Authorization": f"Bearer {g.token}", "MCP-Protocol-Version": "2026-07-28"})
+        assert r.status_code != 429, r.text
         assert result_text(await call_tool(http, g.url(), other, "echo", {"text": "hi"})) == "hi"  # another caller: served
         assert all("slept 1.5" in result_text(x) for x in await asyncio.gather(*slow))
         assert result_text(await call_tool(http, g.url(), g.token, "echo", {"text": "again"})) == "again"  # its share back
+
+
+def test_the_anonymous_callers_of_each_server_count_apart():
+    """hostile review 29, F5: every anonymous caller has the grant `anonymous`, so the
+    anonymous callers of one server took the share of another's."""
+    from types import SimpleNamespace
+
+    from mcpp.runtime.gateway.proxy import GatewayApp as Proxy
+
+    a, b = SimpleNamespace(id="a"), SimpleNamespace(id="b")
+    anonymous = SimpleNamespace(record=None, identity=None, key="anonymous")
+    granted = SimpleNamespace(record=object(), identity=None, key="g1")
+    assert Proxy._share_key(None, a, anonymous) != Proxy._share_key(None, b, anonymous)
+    assert Proxy._share_key(None, a, granted) == Proxy._share_key(None, b, granted) == "g1"  # a grant: wherever it goes
