@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span
+from mcpp.lang.stack import TooDeepAnywhere, retry_on_fresh_stack
 
 from .depth import MAX_NESTING, clip as clip_pointer, describe as describe_depth, too_deep
 
@@ -194,10 +195,12 @@ def parse_catalog(text: str, path: str = "<catalog>") -> Catalog:
     """Parse a catalog file, or a bare `tools/list` result (`{"tools": [...]}`) for convenience.
     Raises CatalogError naming the JSON pointer of the first problem."""
     try:
-        doc = json.loads(text)
+        # (json's reader recurses: from a deep stack a catalog it reads from an empty one ran
+        # out, and was refused as too deep — read again from an empty stack first)
+        doc = retry_on_fresh_stack(json.loads, text)
     except json.JSONDecodeError as e:
         raise CatalogError(path, f"not JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    except RecursionError:
+    except TooDeepAnywhere:  # (a plain RecursionError: this stack ran out first; a caller retries)
         raise CatalogError(path, "nested too deeply to read (a tool definition may nest at most "
                                  f"{MAX_NESTING} levels of objects and arrays)") from None
     if not isinstance(doc, dict):

@@ -24,6 +24,7 @@ from . import ir
 from .atoms import OPS, Cond, cond_expr, parse_path, path_expr
 from .diagnostics import Diagnostic, MCPPError, Span
 from .nesting import MAX_NESTING, too_deep
+from .stack import TooDeepAnywhere, retry_on_fresh_stack
 from .regex import regex_error
 from .values import is_number
 
@@ -183,7 +184,10 @@ TOO_DEEP = f"a policy document may nest at most {MAX_NESTING} levels of objects 
 
 def loads(text: str, file: str = "<json>") -> PolicyDocument:
     try:
-        data = json.loads(text, parse_constant=_reject_constant, parse_float=_float)
+        # (json's reader recurses: from a deep stack a document it reads from an empty one ran
+        # out, and was refused as too deep — read again from an empty stack first: hostile
+        # review 29, F2)
+        data = retry_on_fresh_stack(_parse, text)
     except json.JSONDecodeError as e:
         raise MCPPError(
             [Diagnostic(f"invalid JSON: {e.msg}", Span(e.lineno, e.colno, e.lineno, e.colno + 1, e.pos, e.pos + 1), file=file)],
@@ -191,14 +195,19 @@ def loads(text: str, file: str = "<json>") -> PolicyDocument:
         ) from None
     except ValueError as e:
         raise MCPPError([_diag(file, "/", str(e))]) from None
-    except RecursionError:
-        # (json's reader recurses: past ~990 levels — fewer from a deep stack — it raised out
-        # of every command as an internal error)
+    except TooDeepAnywhere:
+        # (json's reader recurses: past ~990 levels it raised out of every command as an
+        # internal error. A plain RecursionError — this stack ran out before it could read
+        # again from an empty one — goes on up, to a caller that can: `load_policy`)
         raise MCPPError([_diag(file, "/", f"{TOO_DEEP}: too deep to read")]) from None
     where = too_deep(data)
     if where is not None:  # (no policy document comes near: its deepest values are a handful of levels)
         raise MCPPError([_diag(file, where, TOO_DEEP)])
     return validate(data, file)
+
+
+def _parse(text: str):
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_float)
 
 
 class _Written(float):

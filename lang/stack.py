@@ -49,6 +49,8 @@ def on_fresh_stack(fn, *args):
             finally:
                 if before and before < THREAD_STACK_BYTES:
                     threading.stack_size(before)
+    except RecursionError:  # (this stack ran out starting it: not "no thread can start")
+        raise
     except (RuntimeError, ValueError, MemoryError) as e:
         raise NoFreshStack(f"no thread could be started to run it from an empty stack ({e})") from None
     t.join()
@@ -57,19 +59,38 @@ def on_fresh_stack(fn, *args):
     return box["value"]
 
 
+class TooDeepAnywhere(RecursionError):
+    """The work ran out of stack from an empty stack too (or no thread could be started to
+    try): its input is what is too deep, not the caller's stack. A plain RecursionError out
+    of `retry_on_fresh_stack` means the caller's own stack ran out before it could retry;
+    a caller higher up (with room) may retry then (hostile review 29, F2: a reader that
+    took every RecursionError for "too deep input" refused valid input from a deep stack)."""
+
+
 def retry_on_fresh_stack(fn, *args):
     """`fn(*args)`, run again from an empty stack (`on_fresh_stack`) if it runs out of stack
-    here: the answer it gives from an empty stack, wherever it is asked. RecursionError
+    here: the answer it gives from an empty stack, wherever it is asked. TooDeepAnywhere
     when it runs out there too, or when no thread can be started."""
     try:
         return fn(*args)
+    except TooDeepAnywhere:
+        raise
     except RecursionError:
         if on_fresh_stack_now():
+            raise TooDeepAnywhere("out of stack from an empty stack") from None
+    try:
+        return on_fresh_stack(_deep_anywhere, fn, args)
+    except NoFreshStack as e:
+        raise TooDeepAnywhere(f"out of stack, and no empty stack to run it from ({e})") from None
+
+
+def _deep_anywhere(fn, args):
+    try:
+        return fn(*args)
+    except RecursionError as e:
+        if isinstance(e, TooDeepAnywhere):
             raise
-        try:
-            return on_fresh_stack(fn, *args)
-        except NoFreshStack as e:
-            raise RecursionError(f"out of stack, and no empty stack to run it from ({e})") from None
+        raise TooDeepAnywhere("out of stack from an empty stack") from None
 
 
 def on_fresh_stack_now() -> bool:

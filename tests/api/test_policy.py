@@ -254,3 +254,32 @@ def test_a_policy_loads_from_a_deep_stack_as_from_an_empty_one():
     here = len(__import__("inspect").stack(0))
     policy = at_depth(sys.getrecursionlimit() - here - 60)
     assert policy.decide("t", {"a": 1}, dry_run=True).decision == "deny"  # ([[…1…]] is no number)
+
+
+@pytest.mark.parametrize("form", ["json", "catalog"])
+def test_json_readers_retry_from_an_empty_stack_rather_than_blame_the_input(form, tmp_path):
+    """hostile review 29, F2: the JSON form's and a catalog's readers turned json's
+    RecursionError into "nested too deeply to read" — from a deep caller stack, a valid
+    shipped policy or catalog was refused, and the retry in `load_policy` never saw it. Only
+    input that is too deep from an empty stack too is blamed (`TooDeepAnywhere`)."""
+    import inspect
+    import sys
+
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    catalog = tmp_path / "c.json"
+    nested: dict = {"type": "string"}
+    for _ in range(20):
+        nested = {"type": "object", "properties": {"a": nested}}
+    catalog.write_text(json.dumps({"tools": [{"name": "t", "inputSchema": nested}]}))
+
+    def load():
+        if form == "json":
+            return mcpp.load_policy(examples / "http.json")
+        return mcpp.load_policy("permit (principal, action, resource);\n", catalog=catalog)
+
+    def at_depth(n: int):
+        return at_depth(n - 1) if n > 0 else load()
+
+    here = len(inspect.stack(0))
+    for spare in (400, 120, 60, 40, 30, 25, 20):
+        assert isinstance(at_depth(sys.getrecursionlimit() - here - spare), mcpp.Policy), spare

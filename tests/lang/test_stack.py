@@ -11,7 +11,9 @@ import threading
 
 import pytest
 
-from mcpp.lang.stack import FRESH_STACK, NoFreshStack, on_fresh_stack, on_fresh_stack_now, retry_on_fresh_stack
+from mcpp.lang.stack import (
+    FRESH_STACK, NoFreshStack, TooDeepAnywhere, on_fresh_stack, on_fresh_stack_now, retry_on_fresh_stack,
+)
 
 
 def _recurse(n: int) -> int:
@@ -83,8 +85,8 @@ def test_retry_runs_in_place_and_again_from_an_empty_stack_only_when_out_of_stac
     where.clear()
     assert at_depth(need) == need and where == [False, True]  # ran out, then from an empty stack
     where.clear()
-    with pytest.raises(RecursionError):  # needing more than an empty stack has
+    with pytest.raises(TooDeepAnywhere):  # needing more than an empty stack has: the input's fault
         retry_on_fresh_stack(_recurse, sys.getrecursionlimit() + 10)
     monkeypatch.setattr(threading.Thread, "start", lambda *_: (_ for _ in ()).throw(RuntimeError("no thread")))
-    with pytest.raises(RecursionError, match="no empty stack"):
+    with pytest.raises(TooDeepAnywhere, match="no empty stack"):
         at_depth(need)
