@@ -9,12 +9,12 @@ without its catalog would pass policies it should have refused.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from mcpp.lang import ir
 from mcpp.lang.diagnostics import Span
+from mcpp.lang.tomltext import TOMLUnreadable, read_toml
 
 from .model import Catalog, CatalogError, load_catalog
 
@@ -57,8 +57,10 @@ def find_catalog_ref(policy_path: str | Path, program) -> CatalogRef | None:
         cfg = d / CONFIG_NAME
         if cfg.is_file():
             try:
-                data = tomllib.loads(cfg.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as e:
+                data = read_toml(cfg.read_text(encoding="utf-8"))
+            except TOMLUnreadable as e:  # (nested too deeply, an integer too long, or not TOML: hostile review 29, F4)
+                raise CatalogError(str(cfg), f"cannot read {CONFIG_NAME}: {e.reason} (line {e.line}, column {e.column})") from None
+            except (UnicodeDecodeError, OSError) as e:
                 raise CatalogError(str(cfg), f"cannot read {CONFIG_NAME}: {e}") from None
             value = data.get("catalog")
             if value is None:

@@ -200,6 +200,8 @@ def parse_catalog(text: str, path: str = "<catalog>") -> Catalog:
         doc = retry_on_fresh_stack(json.loads, text)
     except json.JSONDecodeError as e:
         raise CatalogError(path, f"not JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except ValueError as e:  # (an integer past Python's 4,300-digit conversion limit: hostile review 29, F13)
+        raise CatalogError(path, f"not JSON that can be read: {str(e).split('; use sys.set_int_max_str_digits')[0]}") from None
     except TooDeepAnywhere:  # (a plain RecursionError: this stack ran out first; a caller retries)
         raise CatalogError(path, "nested too deeply to read (a tool definition may nest at most "
                                  f"{MAX_NESTING} levels of objects and arrays)") from None

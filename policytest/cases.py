@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span, did_you_mean
 from mcpp.lang.jsontext import TOO_DEEP, is_text
 from mcpp.lang.nesting import too_deep
+from mcpp.lang.tomltext import TOMLUnreadable, read_toml
 from mcpp.runtime.engine import Caller, Grant, User
 
 SUFFIX = ".test.toml"
@@ -289,7 +289,6 @@ def _did_you_mean(loc: tuple) -> str:
 # ---- loading ---------------------------------------------------------------------------------
 
 
-_TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)$")
 
 
 def _json_value(v: Any, loc: tuple, problems: list[tuple[tuple, str]]) -> None:
@@ -332,6 +331,9 @@ def _arguments(m: _CallFields, loc: tuple, problems: list[tuple[tuple, str]]) ->
             return None
         except RecursionError:
             problems.append((loc + ("arguments_json",), "not JSON that can be read: nested too deeply"))
+            return None
+        except ValueError:  # (an integer past Python's 4,300-digit conversion limit)
+            problems.append((loc + ("arguments_json",), "not JSON that can be read: integers have at most 4300 digits"))
             return None
         if not isinstance(value, dict):
             problems.append((loc + ("arguments_json",), "the arguments of a tools/call are a JSON object"))
@@ -433,16 +435,10 @@ def default_policies(path: Path) -> list[Path]:
 def parse_test_file(text: str, path: Path) -> TestFile:
     """A test file from its text; raises TestFileError with every problem found."""
     try:
-        data = tomllib.loads(text)
-    except RecursionError:  # (tomllib reads inline tables recursively: 500 levels deep overflowed)
-        raise TestFileError([Diagnostic("not valid TOML here: nested too deeply to read", Span(1, 1, 1, 2), "error",
-                                        "test-file", str(path))], text) from None
-    except tomllib.TOMLDecodeError as e:
-        msg = str(e)
-        m = _TOML_POS.search(msg)
-        line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
-        msg = _TOML_POS.sub("", msg).strip()
-        raise TestFileError([Diagnostic(f"not valid TOML: {msg}", Span(line, col, line, col + 1), "error",
+        data = read_toml(text)
+    except TOMLUnreadable as e:  # (nested too deeply, an integer too long, or not TOML)
+        reason = "not valid" + e.reason.removeprefix("invalid")
+        raise TestFileError([Diagnostic(reason, Span(e.line, e.column, e.line, e.column + 1), "error",
                                         "test-file", str(path))], text) from None
     lines = _Lines.scan(text)
     try:

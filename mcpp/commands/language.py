@@ -118,6 +118,8 @@ def _user(user: str, claims: List[str], groups: List[str]) -> mcpp.User:
             die(f"--claim {name}: not a JSON value ({e.msg}): {text!r}")
         except RecursionError:  # (json's reader recurses: it raised out as an internal error)
             die(f"--claim {name}: nested too deeply to read")
+        except ValueError:  # (an integer past Python's 4,300-digit conversion limit: hostile review 29, F13)
+            die(f"--claim {name}: a number too long to read (integers have at most 4300 digits)")
     return mcpp.User(user, values, frozenset(groups))
 
 

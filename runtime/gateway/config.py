@@ -13,9 +13,10 @@ import math
 import os
 import re
 import shlex
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from mcpp.lang.tomltext import TOMLUnreadable, read_toml
 
 from .oauth_config import (IssuerConfig, OAuthConfigError, ServerOAuth, check_url, parse_issuers, parse_server_oauth,
                            read_secret)
@@ -207,15 +208,15 @@ def load_config(path: str | Path) -> GatewayConfig:
     """Parse and validate a config file; relative paths are relative to the file."""
     p = Path(path)
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
+        data = read_toml(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{p}: no such file") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    except TOMLUnreadable as e:  # (nested too deeply, an integer too long, or not TOML)
+        raise ConfigError(f"{p}:{e.line}:{e.column}: {e.reason}") from None
     try:
         return _build(data, p.resolve().parent, str(p))
     except ConfigError as e:

@@ -74,6 +74,13 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         # nested past what json reads at all, and past the JSON form's bound: errors in the input
         "deepjson": ("deep.json", '{"version": "1", "policies": ' + "[" * 5000 + "]" * 5000 + "}"),
         "deepjson2": ("deep2.json", '{"version": "1", "policies": ' + "[" * 70 + "]" * 70 + "}"),
+        # hostile review 29: each was an internal error (exit 3)
+        "surrogate": ("surrogate.json", '{"version": "1", "default": "deny", "tools": {"t": {"require": [{"conditions": '
+                                        '[{"path": "args.a", "op": "eq", "value": "x\\ud800"}]}]}}}'),
+        "deepconfig": ("deep.toml", "[gateway]\nx = " + "[" * 5000 + "]" * 5000 + "\n"),
+        "bigconfig": ("big.toml", "[gateway]\nport = " + "1" * 5000 + "\n"),
+        "bigcatalog": ("bigcat.json", '{"tools": [{"name": "t", "inputSchema": {"type": "object", "maximum": '
+                                      + "1" * 5000 + "}}]}"),
         "catalog": ("tools.json", _catalog(CATALOG_TOOLS)),
         "catalog2": ("tools2.json", _catalog(CATALOG_TOOLS[:1])),
         "toolnames": ("names.json", '["read", "write"]'),
@@ -150,6 +157,14 @@ TABLE = [
     (("check", "{annotated_typo}"), 1),
     (("check", "{badjson}"), 1),
     (("check", "{deepjson}"), 1),  # (it was an internal error: json's reader recursed)
+    (("check", "{surrogate}"), 1),  # (check passed it; compile and diff raised writing it)
+    (("compile", "{surrogate}", "--no-validate"), 1),
+    (("diff", "{good}", "{surrogate}"), 1),
+    (("check", "{good}", "--catalog", "{bigcatalog}"), 2),  # (an integer past Python's 4,300 digits)
+    (("serve", "--config", "{deepconfig}"), 1),
+    (("serve", "--config", "{bigconfig}"), 1),
+    (("grant", "list", "--config", "{deepconfig}"), 1),
+    (("compile", "{good}", "--user", "u", "--claim", "x=" + "1" * 5000), 2),
     (("check", "{deepjson2}"), 1),
     (("decompile", "{deepjson}"), 1),
     (("compile", "{good}", "--user", "u", "--claim", "x=" + "[" * 5000 + "]" * 5000), 2),  # (an internal error too)
