@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
 from mcpp.lang.jsontext import TOO_DEEP, NotJSONText, arguments_too_deep, as_read
-from mcpp.lang.stack import NoFreshStack, less_stack_than, on_fresh_stack, retry_on_fresh_stack
+from mcpp.lang.stack import NoFreshStack, TooDeepAnywhere, less_stack_than, on_fresh_stack, retry_on_fresh_stack
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
 
@@ -94,8 +94,16 @@ def load_policy(
     # loading recurses (the parser's tree, validation, a catalog's schemas): a policy that
     # loads from an empty stack raised RecursionError from a deep one. One that runs out of
     # stack is loaded again from an empty stack, and answers as it would anywhere
-    return retry_on_fresh_stack(lambda: Policy._load(text, name, json_form, catalog=catalog, counters=counters,
-                                                     namespace=namespace))
+    try:
+        return retry_on_fresh_stack(lambda: Policy._load(text, name, json_form, catalog=catalog, counters=counters,
+                                                         namespace=namespace))
+    except TooDeepAnywhere:
+        # (every reader bounds what it reads; what still runs out from an empty stack — a
+        # hand-built `Catalog` whose schema nests thousands of levels, hostile review 29, F9 —
+        # is the input's fault, and an error like any other)
+        raise from_mcpp_error(MCPPError([LangDiagnostic(
+            "the policy or its catalog nests too deeply to load", LangSpan(0, 0, 0, 0), "error", "catalog" if catalog
+            is not None else "json", name)])) from None
 
 
 def _read(source: PolicySource, filename: str | None) -> tuple[str, str, bool]:

@@ -283,3 +283,22 @@ def test_json_readers_retry_from_an_empty_stack_rather_than_blame_the_input(form
     here = len(inspect.stack(0))
     for spare in (400, 120, 60, 40, 30, 25, 20):
         assert isinstance(at_depth(sys.getrecursionlimit() - here - spare), mcpp.Policy), spare
+
+
+@pytest.mark.parametrize("policy", ["permit (principal, action, resource);\n",
+                                    'permit (principal, action == Action::"t", resource) when { context.input.a.a.a == "x" };\n'])
+def test_a_hand_built_catalog_nested_past_every_bound_is_an_error_never_a_recursion_error(policy):
+    """hostile review 29, F9: `Catalog(...)` built in Python skips `Catalog.from_tools`'s
+    depth bound, and a 3,000-level schema raised RecursionError out of `load_policy`."""
+    from mcpp.catalog import Catalog
+    from mcpp.catalog.model import ToolInfo
+
+    schema: dict = {"type": "string"}
+    for _ in range(3000):
+        schema = {"type": "object", "properties": {"a": schema}}
+    cat = Catalog(tools={"t": ToolInfo(name="t", title=None, description="", input_schema=schema, annotations={},
+                                       hash="x")})
+    try:
+        mcpp.load_policy(policy, catalog=cat)
+    except mcpp.PolicyError as e:
+        assert "RecursionError" not in str(e)
