@@ -24,6 +24,7 @@ user calls, a user's attribute read when a grant calls — where that makes a ru
 from __future__ import annotations
 
 import difflib
+import reprlib
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
@@ -66,6 +67,17 @@ def _type_name(v: object) -> str:
     return type_name(v)
 
 
+_SHOWN = reprlib.Repr()  # (3.11's takes no keywords)
+_SHOWN.maxlevel, _SHOWN.maxstring, _SHOWN.maxother, _SHOWN.maxlist, _SHOWN.maxdict = 3, 60, 60, 4, 4
+
+
+def _shown(v: object) -> str:
+    """A value in a message, bounded: `repr` of a claim nested 5,000 deep raised
+    RecursionError, and the caller was denied with `/error` instead of `/principal`
+    (hostile review 29, F10); a long one filled the message."""
+    return _SHOWN.repr(v)
+
+
 def typed_value(t: str, v: object) -> object:
     """`v` as a value of declared type `t` (a set becomes a list, mcpp's set value), or
     PrincipalError. No conversion between types: the gateway types claims, the policy
@@ -80,12 +92,12 @@ def typed_value(t: str, v: object) -> object:
             raise PrincipalError(f"expected a {t}, got {_type_name(v)}")
         for x in v:
             if not _scalar_ok(elem, x):
-                raise PrincipalError(f"expected a {t}, but an element is {_type_name(x)} ({x!r})")
+                raise PrincipalError(f"expected a {t}, but an element is {_type_name(x)} ({_shown(x)})")
         return list(v)
     if not _scalar_ok(t, v):
         if t == "Long" and type(v) is int:
             raise PrincipalError(f"expected a Long, got {v}, outside the 64-bit range")
-        raise PrincipalError(f"expected a {t}, got {_type_name(v)} ({v!r})")
+        raise PrincipalError(f"expected a {t}, got {_type_name(v)} ({_shown(v)})")
     return v
 
 

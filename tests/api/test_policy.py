@@ -302,3 +302,15 @@ def test_a_hand_built_catalog_nested_past_every_bound_is_an_error_never_a_recurs
         mcpp.load_policy(policy, catalog=cat)
     except mcpp.PolicyError as e:
         assert "RecursionError" not in str(e)
+
+
+def test_a_claim_nested_deeply_is_a_caller_that_does_not_fit_not_an_evaluation_error():
+    """hostile review 29, F10: the message quoting a claim of the wrong type took its
+    `repr`, which raised RecursionError on a 5,000-deep list: denied with `/error`."""
+    policy = mcpp.load_policy('entity User { x: String };\n'
+                              'permit (principal is User, action, resource) when { principal.x == "a" };\n')
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    d = policy.decide("t", {}, principal=mcpp.User("u", {"x": deep}), dry_run=True)
+    assert (d.decision, d.rule) == ("deny", "/principal") and len(d.message) < 300, d.message
