@@ -263,3 +263,17 @@ def test_an_answer_sent_a_byte_at_a_time_is_bounded_by_the_timeout_as_a_whole(fr
         return e.value, time.monotonic() - t0, len(pool.idle_connections())
     err, took, pooled = asyncio.run(go())
     assert err.kind == "timeout" and "whole answer within 0.2s" in str(err) and took < 0.5 and pooled == 0
+
+
+@pytest.mark.parametrize("bad", ["[" * 5000 + "]" * 5000, "not json", "1" * 5000], ids=["deep", "not-json", "long-int"])
+def test_a_damaged_json_column_is_shown_not_raised(tmp_path, bad):
+    """hostile review 29, F12: a hand-edited or damaged audit.db row (a JSON column nested
+    past what json reads) made `mcpp audit` exit 3."""
+    log = AuditLog(tmp_path)
+    log.commit([_row(0), _row(1)], [])
+    log.db.execute("UPDATE audit SET arg_keys = ?, arg_values = ? WHERE request_id = '0'", (bad, bad))
+    log.db.commit()
+    rows = log.query()
+    assert rows[0]["arg_keys"].startswith("(unreadable column") and rows[0]["arg_values"].startswith("(unreadable")
+    assert rows[1]["arg_keys"] == []  # the others read as before
+    log.close()
