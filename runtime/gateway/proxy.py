@@ -169,8 +169,10 @@ class GatewayApp(ApprovalSteps):
         # the tasks relaying GET streams (a session's listening stream: no call waits on
         # it), ended as soon as the gateway starts stopping (`end_listening`)
         self._listening: set[asyncio.Task] = set()
-        # caller key → its requests in progress (`max_requests_per_caller`)
+        # caller key → its requests in progress (`max_requests_per_caller`), and the POSTs read
+        # past that share, to let its answers and notifications through (`_take`)
         self._in_progress: dict[Any, int] = {}
+        self._unread: dict[Any, int] = {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -376,6 +378,24 @@ class GatewayApp(ApprovalSteps):
                 rt.session_caps.pop((server.id, inner), None)
             rt.metrics.inc("mcpp_requests_total", (("server", server.id), ("method", method), ("status", "-")))
             return
+        # the caller's share is taken before the body is read: a request whose body trickles in
+        # holds a connection as long as any other (hostile review 30, G5)
+        share = self._take(server, caller, unread=True)
+        if share is None:
+            await self._busy(send, server, None)
+            return
+        try:
+            await self._read_post(scope, receive, send, server, caller, upstream, fwd, headers, repeated, sid,
+                                  inner if sid is not None else None, share, t0)
+        finally:
+            self._give_back(server, caller, share)
+
+    async def _read_post(self, scope, receive, send, server, caller: Caller, upstream, fwd, headers, repeated: bool,
+                         sid, inner, share: str, t0: float) -> None:
+        """A POST of an authenticated caller (`mcp`): its message read, checked and sent on
+        its way (`_post`)."""
+        rt = self.rt
+        cfg = rt.config
         try:
             async with asyncio.timeout(cfg.body_timeout):
                 body = await self.read_body(scope, receive, cfg.max_body_bytes)
@@ -439,16 +459,14 @@ class GatewayApp(ApprovalSteps):
             # a 2025 client's answer to the gateway's own elicitation (docs/approval.md): never forwarded
             await self.elicitation_response(send, server, caller, fwd, msg)
             return
-        counted = mname is not None and has_id  # (a notification or a client's answer is never refused for it)
-        if counted and not self._take(server, caller):
+        if share == "unread" and mname is not None and has_id:
+            # (read only because its caller was at its share, to let answers and
+            # notifications through: a request is refused now)
             await self._busy(send, server, msg["id"])
             return
-        try:
-            await self._post(receive, send, server, caller, upstream, fwd, headers, sid, inner if sid is not None else None,
-                             msg, mname, has_id, modern, body, scope, t0)
-        finally:
-            if counted:
-                self._give_back(server, caller)
+        await self._post(receive, send, server, caller, upstream, fwd, headers, sid, inner, msg, mname, has_id, modern,
+                         body, scope, t0)
+
 
     # ---- one caller's share of the connections ---------------------------------------------
     def _share_key(self, server, caller: Caller):
@@ -456,29 +474,36 @@ class GatewayApp(ApprovalSteps):
         anonymous callers of one server (they share the grant `anonymous`) per server."""
         return (server.id, caller.key) if caller.record is None and caller.identity is None else caller.key
 
-    def _take(self, server, caller: Caller) -> bool:
-        """Count a request of `caller` in progress; False (nothing counted) when it already
-        has `max_requests_per_caller`. Every request in progress holds a connection, and a
-        `max_connections` slot: one token holder with listening streams or calls that never
-        end could otherwise take every slot from every other caller. Only requests count
-        (calls, listings, listening streams): a notification, a client's answer (to an
-        elicitation the gateway or the upstream asked, which a waiting call needs) and a
-        DELETE are short, and refusing them would keep the caller's own requests from
-        ending (hostile review 29, F1, F7)."""
+    def _take(self, server, caller: Caller, unread: bool = False) -> str | None:
+        """Count a request of `caller` in progress: "counted", or None (nothing counted)
+        when it already has `max_requests_per_caller`. Every request in progress holds a
+        connection, and a `max_connections` slot: one token holder with listening streams or
+        calls that never end could otherwise take every slot from every other caller.
+
+        `unread`: a POST whose body is not read yet — it may be a notification or a client's
+        answer (to an elicitation the gateway or the upstream asked, which a waiting call
+        needs to end: hostile review 29, F1), which must get through at the share. At the
+        share, up to MAX_UNREAD_PER_CALLER more are read ("unread"), and those that are
+        requests are refused once read. (A DELETE is never counted: it is short and ends a
+        session, F7.)"""
         key = self._share_key(server, caller)
         busy = self._in_progress.get(key, 0)
-        if busy >= self.rt.config.max_requests_per_caller:
-            return False
-        self._in_progress[key] = busy + 1
-        return True
+        if busy < self.rt.config.max_requests_per_caller:
+            self._in_progress[key] = busy + 1
+            return "counted"
+        if unread and self._unread.get(key, 0) < MAX_UNREAD_PER_CALLER:
+            self._unread[key] = self._unread.get(key, 0) + 1
+            return "unread"
+        return None
 
-    def _give_back(self, server, caller: Caller) -> None:
+    def _give_back(self, server, caller: Caller, share: str = "counted") -> None:
         key = self._share_key(server, caller)
-        left = self._in_progress[key] - 1
+        counts = self._in_progress if share == "counted" else self._unread
+        left = counts[key] - 1
         if left:
-            self._in_progress[key] = left
+            counts[key] = left
         else:
-            del self._in_progress[key]
+            del counts[key]
 
     async def _busy(self, send, server, rid) -> None:
         cap = self.rt.config.max_requests_per_caller
@@ -1881,6 +1906,7 @@ NOT_EXECUTED_CODES = frozenset({-32700, -32600, -32601, -32602, rpc.HEADER_MISMA
 
 # audit outcome of a forwarded tools/call → whether its limit reservation is kept. Given
 # back only when the upstream certainly did not execute the call (docs/gateway.md, Limits).
+MAX_UNREAD_PER_CALLER = 8  # POSTs of a caller at its share read to see if they are answers (`GatewayApp._take`)
 OFF_LOOP_CHECK_BYTES = 65536  # a call larger than this is checked against its schema in a worker thread
 STOPPED_TEXT = f"{rpc.ERROR_PREFIX}The gateway stopped before the upstream answered; the call may or may not have run."
 

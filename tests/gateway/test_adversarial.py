@@ -735,3 +735,34 @@ def test_the_anonymous_callers_of_each_server_count_apart():
     granted = SimpleNamespace(record=object(), identity=None, key="g1")
     assert Proxy._share_key(None, a, anonymous) != Proxy._share_key(None, b, anonymous)
     assert Proxy._share_key(None, a, granted) == Proxy._share_key(None, b, granted) == "g1"  # a grant: wherever it goes
+
+
+async def test_a_request_whose_body_trickles_in_counts_toward_its_caller_s_share(tmp_path, upstream, start_gateway):
+    """hostile review 30, G5: the share was taken only once the body was read, so one token
+    holder's requests whose bodies never came held every connection uncounted. A POST counts
+    from its head; past the share its body is read only to let answers through."""
+    g = _gw_config(tmp_path, start_gateway, upstream.url, gateway="max_requests_per_caller = 2")
+    body = json.dumps({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                       "params": {"name": "echo", "arguments": {"text": "x"}, "_meta": MODERN_META}}).encode()
+    head = (f"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\nContent-Type: application/json\r\n"
+            f"Accept: application/json, text/event-stream\r\nAuthorization: Bearer {g.token}\r\n"
+            "MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: tools/call\r\nMcp-Name: echo\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    held = []
+    for _ in range(2):  # heads only: the bodies never come
+        reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+        writer.write(head)
+        await writer.drain()
+        held.append((reader, writer))
+    await asyncio.sleep(0.3)
+    reader, writer = await asyncio.open_connection("127.0.0.1", g.port)
+    writer.write(head + body)  # a whole third request of the same caller: past its share
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    assert answer.startswith(b"HTTP/1.1 429"), answer
+    writer.close()
+    other = create_grant(g.state, "other")["token"]
+    async with httpx2.AsyncClient(timeout=10) as http:
+        assert result_text(await call_tool(http, g.url(), other, "echo", {"text": "hi"})) == "hi"
+    for _, w in held:
+        w.close()
