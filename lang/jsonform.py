@@ -23,7 +23,7 @@ from pydantic_core import ErrorDetails
 from . import ir
 from .atoms import OPS, Cond, cond_expr, parse_path, path_expr
 from .diagnostics import Diagnostic, MCPPError, Span
-from .jsontext import NOT_UNICODE, is_text
+from .jsontext import NOT_UNICODE, not_unicode_at
 from .nesting import MAX_NESTING, too_deep
 from .stack import TooDeepAnywhere, retry_on_fresh_stack
 from .regex import regex_error
@@ -204,31 +204,10 @@ def loads(text: str, file: str = "<json>") -> PolicyDocument:
     where = too_deep(data)
     if where is not None:  # (no policy document comes near: its deepest values are a handful of levels)
         raise MCPPError([_diag(file, where, TOO_DEEP)])
-    where = _not_unicode(data)
+    where = not_unicode_at(data)
     if where is not None:  # (`check` passed it, and `compile` and `diff` raised writing it: hostile review 29, F14)
         raise MCPPError([_diag(file, where, NOT_UNICODE)])
     return validate(data, file)
-
-
-def _not_unicode(data) -> str | None:
-    """The JSON pointer of the first string (a key or a value) UTF-8 cannot carry — a lone
-    surrogate, which `"\\ud800"` in JSON text reads as — or None. (.mcpp text cannot hold
-    one; the JSON form's reader can.)"""
-    stack: list[tuple[Any, str]] = [(data, "")]
-    while stack:
-        node, at = stack.pop()
-        if isinstance(node, str):
-            if not is_text(node):
-                return at or "/"
-        elif isinstance(node, dict):
-            for k, v in node.items():
-                here = f"{at}/{k.replace('~', '~0').replace('/', '~1')}"
-                if not is_text(k):
-                    return at or "/"
-                stack.append((v, here))
-        elif isinstance(node, list):
-            stack.extend((v, f"{at}/{i}") for i, v in enumerate(node))
-    return None
 
 
 def _parse(text: str):

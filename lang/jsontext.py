@@ -98,6 +98,28 @@ def is_text(text: str) -> bool:
     return True
 
 
+def not_unicode_at(value) -> str | None:
+    """The JSON pointer of the first string in `value` — a key or a value — that UTF-8
+    cannot carry (a lone surrogate, which `"\\ud800"` in JSON text reads as), or None.
+    For documents people write (a JSON-form policy, a catalog), which are refused at their
+    pointer: `check` passed them and writing them later raised (hostile review 29, F14;
+    30, G1). Iterative."""
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, str):
+            if not is_text(node):
+                return at or "/"
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                if not is_text(k):
+                    return at or "/"
+                stack.append((v, f"{at}/{k.replace('~', '~0').replace('/', '~1')}"))
+        elif isinstance(node, list):
+            stack.extend((v, f"{at}/{i}") for i, v in enumerate(node))
+    return None
+
+
 def as_read(value):
     """`value` as a reader of its JSON text gets it (what the gateway decides when a client
     sends the call this value would be written as): a tuple is an array, an `Enum` its

@@ -79,6 +79,8 @@ def inputs(tmp_path_factory) -> dict[str, str]:
                                         '[{"path": "args.a", "op": "eq", "value": "x\\ud800"}]}]}}}'),
         "deepconfig": ("deep.toml", "[gateway]\nx = " + "[" * 5000 + "]" * 5000 + "\n"),
         "bigconfig": ("big.toml", "[gateway]\nport = " + "1" * 5000 + "\n"),
+        "surrcatalog": ("surrcat.json", '{"tools": [{"name": "t", "description": "x\\ud800", "inputSchema": {"type": "object"}}]}'),
+        "nancatalog": ("nancat.json", '{"tools": [{"name": "t", "inputSchema": {"type": "object", "maximum": 1e99999}}]}'),
         "bigcatalog": ("bigcat.json", '{"tools": [{"name": "t", "inputSchema": {"type": "object", "maximum": '
                                       + "1" * 5000 + "}}]}"),
         "catalog": ("tools.json", _catalog(CATALOG_TOOLS)),
@@ -161,6 +163,9 @@ TABLE = [
     (("compile", "{surrogate}", "--no-validate"), 1),
     (("diff", "{good}", "{surrogate}"), 1),
     (("check", "{good}", "--catalog", "{bigcatalog}"), 2),  # (an integer past Python's 4,300 digits)
+    (("check", "{good}", "--catalog", "{surrcatalog}"), 2),  # (a lone surrogate: hostile review 30, G1)
+    (("check", "{good}", "--catalog", "{nancatalog}"), 2),  # (a number no float holds)
+    (("catalog", "show", "{surrcatalog}"), 2),
     (("serve", "--config", "{deepconfig}"), 1),
     (("serve", "--config", "{bigconfig}"), 1),
     (("grant", "list", "--config", "{deepconfig}"), 1),
