@@ -338,3 +338,28 @@ def test_a_long_chain_of_references_is_planned_to_the_fill_bound():
     assert deepest is not None and deepest.defaults == {"s": MAX_FILLED_DEPTH - 1}
     past = level_at(schema, ("n",) * MAX_FILLED_DEPTH)
     assert past is not None and not past.defaults and "more than 64 objects deep" in past.notes[0][1]
+
+
+def test_caveats_of_levels_shared_by_many_paths_are_bounded():
+    """hostile review 30, G6: levels shared through references are reached by exponentially
+    many argument paths, and the report probed every default on every one (`mcpp lint` took
+    43 s on a 2.4 KB schema). It visits paths breadth first, at most a bound of them, and
+    probes each level's defaults once."""
+    from mcpp.catalog import defaults as D
+
+    width, depth = 8, 6
+    defs = {f"L{i}": obj({**{f"k{j}": {"$ref": f"#/$defs/L{i + 1}", "default": {}} for j in range(width)},
+                          "s": {"type": "integer", "default": 1}}) for i in range(depth)}
+    defs[f"L{depth}"] = obj({"s": {"type": "integer", "default": 1}})
+    schema = {"$defs": defs, **obj({"x": {"$ref": "#/$defs/L0", "default": {}}})}
+    calls = []
+    real = D._breaks_call
+    D._breaks_call = lambda *a: calls.append(1) or real(*a)
+    try:
+        caveats(schema)
+    finally:
+        D._breaks_call = real
+    levels = D._levels(plan(schema)).values()
+    assert 0 < len(calls) <= sum(len(lvl.defaults) + 1 for lvl in levels)  # once per level and key, not per path
+    paths = sum(width ** i for i in range(D._MAX_CAVEAT_DEPTH + 1))
+    assert paths > D._MAX_CAVEAT_VISITS  # (so the visits were bounded: 8 + 8^2 + … paths reach these levels)
