@@ -299,4 +299,10 @@ def load_catalog(path: str | Path) -> Catalog:
         raise CatalogError(str(p), f"not UTF-8 text ({e.reason})") from None
     except OSError as e:
         raise CatalogError(str(p), f"cannot read: {e.strerror}") from None
-    return parse_catalog(text, str(p))
+    try:
+        # (reading it recurses past json too — the tools' checks: from a deep stack, read again
+        # from an empty one; hostile review 30, G4)
+        return retry_on_fresh_stack(parse_catalog, text, str(p))
+    except TooDeepAnywhere:
+        raise CatalogError(str(p), "nested too deeply to read (a tool definition may nest at most "
+                                   f"{MAX_NESTING} levels of objects and arrays)") from None
