@@ -467,7 +467,6 @@ class GatewayApp(ApprovalSteps):
         await self._post(receive, send, server, caller, upstream, fwd, headers, sid, inner, msg, mname, has_id, modern,
                          body, scope, t0)
 
-
     # ---- one caller's share of the connections ---------------------------------------------
     def _share_key(self, server, caller: Caller):
         """Whose requests count together: a grant's or a user's, wherever they go; the
