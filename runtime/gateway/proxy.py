@@ -35,6 +35,7 @@ import json
 import math
 import secrets
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeGuard
 from pathlib import Path
 
@@ -1308,8 +1309,8 @@ class GatewayApp(ApprovalSteps):
                 return None, args  # refused by the pin check (never forwarded), with the pin's reason
             checker = cur.checkers.get(name)
             if checker is None or isinstance(checker, asyncio.Future):
-                checker = await _memo_off_loop(cur.checkers, name,
-                                               lambda: self._checker([{"inputSchema": tool.input_schema}], name))
+                defs = [{"inputSchema": tool.input_schema}]
+                checker = await _memo_off_loop(cur.checkers, name, lambda: self._checker(defs, name), _schema_size(defs))
         else:
             try:
                 listing = await self.listing_for(server, name, upstream, fwd, params, modern, "schema")
@@ -1323,7 +1324,8 @@ class GatewayApp(ApprovalSteps):
             if checker is None or isinstance(checker, asyncio.Future):
                 defs = listing.definitions(name)
                 if defs:  # memoised for listed tools only: the names callers send are not cache keys
-                    checker = await _memo_off_loop(listing.checkers, name, lambda: self._checker(defs, name))
+                    checker = await _memo_off_loop(listing.checkers, name, lambda: self._checker(defs, name),
+                                                   _schema_size(defs))
                 else:
                     checker = self._checker(defs, name)  # (nothing to compile: "not offered")
         if large:
@@ -1812,15 +1814,38 @@ def _memo(memo: dict, key, make):
     return hit
 
 
-async def _memo_off_loop(memo: dict, key, make):
+_COMPILERS: dict[bool, ThreadPoolExecutor] = {}  # large schema? → the threads that compile such schemas
+LARGE_SCHEMA_BYTES = 65536
+
+
+def _schema_size(defs: list[dict]) -> int:
+    """How large a tool's schemas are, written compactly (what picks its compile threads)."""
+    try:
+        return sum(len(json.dumps(d.get("inputSchema"), separators=(",", ":"), default=str)) for d in defs)
+    except (ValueError, TypeError, RecursionError):
+        return LARGE_SCHEMA_BYTES + 1
+
+
+def _compiler(large: bool) -> ThreadPoolExecutor:
+    pool = _COMPILERS.get(large)
+    if pool is None:
+        pool = _COMPILERS[large] = ThreadPoolExecutor(2, thread_name_prefix="mcpp-compile-large" if large else "mcpp-compile")
+    return pool
+
+
+async def _memo_off_loop(memo: dict, key, make, size: int = 0):
     """`memo[key]`, made by `make()` in a worker thread the first time, once however many
     requests ask meanwhile (they wait for the same future). A tool's validator is compiled
     on its first call: for a large schema that is seconds of jsonschema's metaschema check,
     which ran on the event loop and stalled every other request, `/healthz` included (22.6 s
-    for a 1.3 MB schema: hostile review 28, F4). What fails is not remembered."""
+    for a 1.3 MB schema: hostile review 28, F4). Schemas over LARGE_SCHEMA_BYTES (`size`)
+    compile in threads of their own, and neither kind in asyncio's default threads (which
+    check large calls): eight first calls to large-schema tools kept a small tool's first
+    call waiting 15.3 s behind them (hostile review 30, G2). What fails is not remembered."""
     hit = memo.get(key)
     if hit is None:
-        hit = memo[key] = asyncio.ensure_future(asyncio.to_thread(make))
+        pool = _compiler(size > LARGE_SCHEMA_BYTES)
+        hit = memo[key] = asyncio.get_running_loop().run_in_executor(pool, make)
     if not isinstance(hit, asyncio.Future):
         return hit
     try:

@@ -52,3 +52,31 @@ async def test_a_failure_is_not_remembered_and_a_leaving_caller_does_not_cancel_
     leaving.cancel()
     gate.set()
     assert await staying == "v" and memo == {"t": "v"}
+
+
+async def test_large_and_small_schemas_compile_apart_from_each_other_and_the_default_threads():
+    """hostile review 30, G2: eight first calls to large-schema tools took asyncio's default
+    threads, and a small tool's first call waited 15.3 s behind them."""
+    from mcpp.runtime.gateway.proxy import LARGE_SCHEMA_BYTES
+
+    gate = threading.Event()
+    names: dict[str, str] = {}
+
+    def slow(key: str):
+        names[key] = threading.current_thread().name
+        gate.wait(5)
+        return key
+
+    def quick(key: str):
+        names[key] = threading.current_thread().name
+        return key
+
+    memo: dict = {}
+    large = [asyncio.create_task(_memo_off_loop(memo, f"big{i}", lambda i=i: slow(f"big{i}"), LARGE_SCHEMA_BYTES + 1))
+             for i in range(4)]
+    await asyncio.sleep(0.05)
+    assert await asyncio.wait_for(_memo_off_loop(memo, "small", lambda: quick("small"), 100), 2) == "small"
+    assert await asyncio.wait_for(asyncio.to_thread(lambda: "default threads free"), 2) == "default threads free"
+    gate.set()
+    assert sorted(await asyncio.gather(*large)) == [f"big{i}" for i in range(4)]
+    assert names["small"].startswith("mcpp-compile_") and names["big0"].startswith("mcpp-compile-large")
