@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span
-from mcpp.lang.jsontext import NOT_UNICODE, not_unicode_at
+from mcpp.lang.jsontext import NOT_UNICODE, not_unicode_at, reader_reason
 from mcpp.lang.stack import TooDeepAnywhere, retry_on_fresh_stack
 
 from .depth import MAX_NESTING, clip as clip_pointer, describe as describe_depth, too_deep
@@ -220,7 +220,7 @@ def parse_catalog(text: str, path: str = "<catalog>") -> Catalog:
     except json.JSONDecodeError as e:
         raise CatalogError(path, f"not JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
     except ValueError as e:  # (a number that is not finite, or an integer past 4,300 digits: hostile reviews 29 F13, 30 G1)
-        raise CatalogError(path, f"not JSON that can be read: {str(e).split('; use sys.set_int_max_str_digits')[0]}") from None
+        raise CatalogError(path, f"not JSON that can be read: {reader_reason(e)}") from None
     except TooDeepAnywhere:  # (a plain RecursionError: this stack ran out first; a caller retries)
         raise CatalogError(path, "nested too deeply to read (a tool definition may nest at most "
                                  f"{MAX_NESTING} levels of objects and arrays)") from None

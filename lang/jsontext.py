@@ -98,6 +98,12 @@ def is_text(text: str) -> bool:
     return True
 
 
+def reader_reason(e: ValueError) -> str:
+    """What a JSON or TOML reader's ValueError says, without Python's advice on raising its
+    4,300-digit limit (which no user of mcpp can act on)."""
+    return str(e).split("; use sys.set_int_max_str_digits")[0]
+
+
 def not_unicode_at(value) -> str | None:
     """The JSON pointer of the first string in `value` — a key or a value — that UTF-8
     cannot carry (a lone surrogate, which `"\\ud800"` in JSON text reads as), or None.

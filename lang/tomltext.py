@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import tomllib
 
+from .jsontext import reader_reason
 from .stack import TooDeepAnywhere, retry_on_fresh_stack
 
 _POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)")
@@ -41,4 +42,4 @@ def read_toml(text: str) -> dict:
         line, col = (int(m.group(1)), int(m.group(2))) if m else (1, 1)
         raise TOMLUnreadable(f"invalid TOML: {_POSITION.sub('', msg).strip()}", line, col) from None
     except ValueError as e:  # (an integer past the conversion limit)
-        raise TOMLUnreadable(f"invalid TOML here: {e}".split("; use sys.set_int_max_str_digits")[0]) from None
+        raise TOMLUnreadable(f"invalid TOML here: {reader_reason(e)}") from None
