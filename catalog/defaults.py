@@ -214,7 +214,7 @@ def plan(schema) -> Level:
         return hit[1]
     if not isinstance(schema, dict):
         return EMPTY
-    lvl = _prune(_unfill_endless(_Planner(schema).level([schema])))
+    lvl = _prune(_unfill_endless(_Planner(schema).plan()))
     if len(_plans) >= _PLAN_CACHE:
         _plans.clear()
     _plans[id(schema)] = (schema, lvl)
@@ -343,8 +343,8 @@ class _Planner:
     def __init__(self, root: dict):
         self.root = root
         self.levels: dict[frozenset, Level] = {}
-        self.building: set[int] = set()  # the levels being planned (a reference back to one is a cycle)
-        self.depth = 0  # levels being planned, one inside the other
+        # levels found and not yet planned, with their closures and depths (objects below the root)
+        self.queue: deque[tuple[Level, _Closure, int]] = deque()
         dialect = root.get("$schema")
         try:
             self.spec = specification_with(dialect.rstrip("#"), default=DRAFT202012) if isinstance(dialect, str) \
@@ -492,7 +492,24 @@ class _Planner:
                 return nodes, "the schema is too large to read whole"
         return nodes, opaque
 
-    def level(self, schemas: list) -> Level:
+    def plan(self) -> Level:
+        """The root's level, every level below it planned breadth first."""
+        root = self.level([self.root], 0)
+        while self.queue:
+            self._plan_level(*self.queue.popleft())
+        return root
+
+    def level(self, schemas: list, depth: int) -> Level:
+        """The level of an object `schemas` apply to, `depth` objects below the root: the one
+        already found for the same schemas, else a new one, queued to be planned.
+
+        Breadth first, so that each level is first found, and planned, at the least depth any
+        path reaches it. Depth first, a level found first at the end of a long chain of
+        references was planned there with what lies below the depth bound cut off, and the
+        same level reached in one step from the root reused that cut plan: a default three
+        objects deep went unfilled, and two schemas equal as JSON filled differently by the
+        order of their keys (hostile review 30, G3). A plan that nests levels as deep as a
+        chain is long also recursed out of the stack (hostile review 28, F5); a queue does not."""
         c = self.closure(schemas, as_object=True)
         key = frozenset(id(n) for n in c.nodes)
         hit = self.levels.get(key)
@@ -501,27 +518,18 @@ class _Planner:
         lvl = Level()
         if len(self.levels) >= _MAX_LEVELS:
             return lvl  # nothing filled deeper: the analyzer reads the same plan
-        if self.depth >= MAX_FILLED_DEPTH:
-            # a chain of references (`$defs` L0 → L1 → … → L499) nests levels as deep as it is
-            # long, and planning them recursed out of the stack, which refused every call to
-            # the tool (hostile review 28, F5). Filling never goes deeper than this anyway
-            # (`FillTooLarge`): what is below is not filled, and says so. (Not remembered: the
-            # same level reached by a shorter path is planned there.)
+        self.levels[key] = lvl
+        if depth >= MAX_FILLED_DEPTH:
+            # filling never goes deeper than this (`FillTooLarge`), and no path reaches this
+            # level at a lesser depth (breadth first): what is below is not filled, and says so
             if any(_deep_default(n, self) for n in c.nodes):
                 lvl.notes.append((None, f"defaults inside it are not filled: it is more than {MAX_FILLED_DEPTH} "
                                         "objects deep in the schema's references"))
             return lvl
-        self.levels[key] = lvl
-        self.building.add(id(lvl))
-        self.depth += 1
-        try:
-            self._plan_level(lvl, c)
-        finally:
-            self.building.discard(id(lvl))
-            self.depth -= 1
+        self.queue.append((lvl, c, depth))
         return lvl
 
-    def _plan_level(self, lvl: Level, c: "_Closure") -> None:
+    def _plan_level(self, lvl: Level, c: "_Closure", depth: int) -> None:
         if c.opaque is not None:
             if any(_deep_default(n, self) for n in c.nodes):
                 lvl.notes.append((None, f"defaults inside it are not filled: {c.opaque}"))
@@ -545,10 +553,10 @@ class _Planner:
         cond_patterns = [(pat, self.enter(n, sub)) for n in cond_nodes if isinstance(n.get("patternProperties"), dict)
                          for pat, sub in n["patternProperties"].items()]
         for k in list(props) + [k for k in cond_decls if k not in props]:
-            self.key(lvl, k, props.get(k, []), patterns, cond_decls.get(k, []), cond_patterns, cond_opaque)
+            self.key(lvl, k, props.get(k, []), patterns, cond_decls.get(k, []), cond_patterns, cond_opaque, depth)
 
     def key(self, lvl: Level, k: str, decls: list, patterns: list, cond_decls: list, cond_patterns: list,
-            cond_opaque: str | None) -> None:
+            cond_opaque: str | None, depth: int) -> None:
         decls = list(decls)
         unknown = None
         for pat, sub in patterns:
@@ -593,9 +601,8 @@ class _Planner:
             lvl.notes.append((k, "conditional subschemas declare defaults inside it, which the gateway does not fill"))
         if any(_items_default(n, self) for n in vc.nodes):
             lvl.notes.append((k, "its array items declare defaults, which the gateway does not fill"))
-        child = self.level(decls)
-        if not child.empty or id(child) in self.building:  # (still being built: a cycle; `_prune` settles it)
-            lvl.children[k] = child
+        # (planned later, breadth first: whether anything is filled through it, `_prune` settles)
+        lvl.children[k] = self.level(decls, depth + 1)
 
 
 def _search(pattern, key: str) -> bool | None:

@@ -363,3 +363,46 @@ def test_caveats_of_levels_shared_by_many_paths_are_bounded():
     assert 0 < len(calls) <= sum(len(lvl.defaults) + 1 for lvl in levels)  # once per level and key, not per path
     paths = sum(width ** i for i in range(D._MAX_CAVEAT_DEPTH + 1))
     assert paths > D._MAX_CAVEAT_VISITS  # (so the visits were bounded: 8 + 8^2 + … paths reach these levels)
+
+
+def _chain_to_shared(chain: int, long_first: bool) -> dict:
+    """A level X reached two ways: at the end of a `chain`-link `$defs` chain, and in one
+    step from the root. X's default three objects deep (`y.v.w`) is well within the bound on
+    the short path."""
+    defs: dict = {f"L{i}": obj({"n": {"$ref": f"#/$defs/L{i + 1}", "default": {}}}) for i in range(chain)}
+    defs[f"L{chain}"] = {"$ref": "#/$defs/X"}
+    defs["X"] = obj({"y": {**obj({"v": {**obj({"w": {"type": "integer", "default": 1}}), "default": {}}}),
+                           "default": {}}})
+    paths = [("long", {"$ref": "#/$defs/L0"}), ("short", {"$ref": "#/$defs/X", "default": {}})]
+    return {"$defs": defs, **obj(dict(paths if long_first else paths[::-1]))}
+
+
+@pytest.mark.parametrize("chain", [58, 60, 61, 62, 63, 64, 70])
+@pytest.mark.parametrize("long_first", [True, False], ids=["long-path-first", "short-path-first"])
+def test_a_level_is_planned_at_the_least_depth_that_reaches_it(chain, long_first):
+    """hostile review 30, G3: planned depth first, a level found first at the end of a long
+    chain was cut there at the depth bound, and the same level reached from the root in one
+    step reused the cut plan — a default three objects deep went unfilled (with a note
+    "more than 64 objects deep") when the long path's key came first. Breadth first, the
+    short path decides, whatever the order of the keys."""
+    schema = _chain_to_shared(chain, long_first)
+    assert fill(schema, {"short": {}}) == {"short": {"y": {"v": {"w": 1}}}}
+    assert not [c for c in caveats(schema) if c.path[:1] == ("short",)]
+
+
+def _reversed_keys(v):
+    """`v` with every object's keys in reverse order: equal as JSON, walked in the other order."""
+    if isinstance(v, dict):
+        return {k: _reversed_keys(v[k]) for k in reversed(list(v))}
+    if isinstance(v, list):
+        return [_reversed_keys(x) for x in v]
+    return v
+
+
+@given(_recursive_schemas(), _calls)
+def test_the_order_of_a_schemas_keys_never_changes_what_is_filled(schema, call):
+    """Two schemas equal as JSON fill every call alike (the plan does not depend on which
+    key the planner reads first), and report the same caveats."""
+    other = _reversed_keys(schema)
+    assert fill(other, call) == fill(schema, call)
+    assert sorted(map(repr, caveats(other))) == sorted(map(repr, caveats(schema)))
