@@ -56,6 +56,7 @@ import contextlib
 import json
 import os
 import platform
+import resource
 import signal
 import socket
 import statistics
@@ -197,24 +198,42 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
-async def measure(direct, gateway, calls: int, conc: int, gw_pid: int, blocks: int = 8) -> dict:
+def own_cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def peers_cpu(up_pid: int) -> tuple[float, float]:
+    """(this client's CPU seconds, the upstream's) so far."""
+    return own_cpu_seconds(), cpu_seconds(up_pid)
+
+
+async def measure(direct, gateway, calls: int, conc: int, gw_pid: int, up_pid: int, blocks: int = 8) -> dict:
     """Latency and throughput of both targets under the same conditions: at concurrency 1
     the calls alternate one by one (direct, gateway, gateway, direct, …), so a shared
-    machine's load swings hit both alike; at higher concurrency, blocks alternate."""
+    machine's load swings hit both alike; at higher concurrency, blocks alternate.
+
+    Besides the gateway's CPU per call, the peers' (this client's and the upstream's) for
+    each target: at concurrency 32 the CPUs are saturated, and a proxy costs throughput by
+    its own CPU and by what its presence adds to the peers' (docs/gateway.md, Benchmark)."""
     for t in (direct, gateway):  # warm up connections, caches and the upstream
         await run_block(t, max(200, conc * 10), conc)
-    res = {t.name: {"lat": [], "time": 0.0, "calls": 0} for t in (direct, gateway)}
+    res = {t.name: {"lat": [], "time": 0.0, "calls": 0, "client_cpu": 0.0, "upstream_cpu": 0.0} for t in (direct, gateway)}
     gw_cpu = 0.0
     if conc == 1:
         for i in range(calls):
             for t in ((direct, gateway) if i % 2 == 0 else (gateway, direct)):
                 c0 = cpu_seconds(gw_pid) if t is gateway else 0.0
+                p0 = peers_cpu(up_pid)
                 t0 = time.perf_counter()
                 await t.call()
                 dt = time.perf_counter() - t0
+                p1 = peers_cpu(up_pid)
                 if t is gateway:
                     gw_cpu += cpu_seconds(gw_pid) - c0
                 r = res[t.name]
+                r["client_cpu"] += p1[0] - p0[0]
+                r["upstream_cpu"] += p1[1] - p0[1]
                 r["lat"].append(dt)
                 r["time"] += dt
                 r["calls"] += 1
@@ -223,10 +242,14 @@ async def measure(direct, gateway, calls: int, conc: int, gw_pid: int, blocks: i
         order = (direct, gateway) if b % 2 == 0 else (gateway, direct)
         for t in order:
             c0 = cpu_seconds(gw_pid)
+            p0 = peers_cpu(up_pid)
             lat, el = await run_block(t, per, conc)
+            p1 = peers_cpu(up_pid)
             if t is gateway:
                 gw_cpu += cpu_seconds(gw_pid) - c0
             r = res[t.name]
+            r["client_cpu"] += p1[0] - p0[0]
+            r["upstream_cpu"] += p1[1] - p0[1]
             r["lat"] += lat
             r["time"] += el
             r["calls"] += len(lat)
@@ -236,6 +259,8 @@ async def measure(direct, gateway, calls: int, conc: int, gw_pid: int, blocks: i
             "p50_ms": round(pct(r["lat"], 50) * 1000, 3), "p99_ms": round(pct(r["lat"], 99) * 1000, 3),
             "mean_ms": round(statistics.fmean(r["lat"]) * 1000, 3), "calls_per_s": round(r["calls"] / r["time"], 1),
             "calls": r["calls"],
+            "client_cpu_ms_per_call": round(r["client_cpu"] / r["calls"] * 1000, 3),
+            "upstream_cpu_ms_per_call": round(r["upstream_cpu"] / r["calls"] * 1000, 3),
         }
     d, g = out["direct"], out["gateway"]
     out["added_p50_ms"] = round(g["p50_ms"] - d["p50_ms"], 3)
@@ -457,12 +482,12 @@ def main() -> None:
                 for conc in a.concurrency:
                     d, g = targets(kind)
                     async with d, g:
-                        results[f"{kind} c{conc}"] = await measure(d, g, a.calls, conc, gw.pid)
+                        results[f"{kind} c{conc}"] = await measure(d, g, a.calls, conc, gw.pid, up.pid)
                     for label, fp, floor_url in floors:  # the same measurement, a floor proxy in the gateway's place
                         d = SDKTarget("direct", direct_url, None, kind.split("-")[1]) if kind != "raw" else RawTarget("direct", direct_url, None)
                         f = SDKTarget("gateway", floor_url, None, kind.split("-")[1]) if kind != "raw" else RawTarget("gateway", floor_url, None)
                         async with d, f:
-                            results[f"{kind} c{conc} {label}"] = await measure(d, f, a.calls, conc, fp.pid)
+                            results[f"{kind} c{conc} {label}"] = await measure(d, f, a.calls, conc, fp.pid, up.pid)
             return results, await echo_schema(direct_url)
 
         results, echo = asyncio.run(go())
@@ -501,6 +526,10 @@ def main() -> None:
         print(f"{'':<11}      added p50 {r['added_p50_ms']:.3f} ms, p99 {r['added_p99_ms']:.3f} ms; "
               f"throughput {r['throughput_ratio'] * 100:.1f}% of direct; {floor_label + ' proxy' if is_floor else 'gateway'} CPU "
               f"{r['gateway_cpu_ms_per_call']:.3f} ms/call")
+        d, g = r["direct"], r["gateway"]
+        print(f"{'':<11}      peers' CPU per call, direct → {shown}: client {d['client_cpu_ms_per_call']:.3f} → "
+              f"{g['client_cpu_ms_per_call']:.3f} ms, upstream {d['upstream_cpu_ms_per_call']:.3f} → "
+              f"{g['upstream_cpu_ms_per_call']:.3f} ms")
     print("input-schema check per call: " + ", ".join(f"{k} {v} µs" for k, v in cost.items()))
     if auth_us is not None:
         print(f"authentication per request: OAuth token cached {auth_us['oauth_cached_us']} µs, validated from scratch "
