@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mcpp.lang.diagnostics import Diagnostic, MCPPError, Span
-from mcpp.lang.jsontext import NOT_UNICODE, not_unicode_at, reader_reason
+from mcpp.lang.jsontext import NOT_UNICODE, not_finite_at, not_unicode_at, read_document, reader_reason
 from mcpp.lang.stack import TooDeepAnywhere, retry_on_fresh_stack
 
 from .depth import MAX_NESTING, clip as clip_pointer, describe as describe_depth, too_deep
@@ -193,40 +192,27 @@ def _tool_problem(t: Any) -> str | None:
     return None
 
 
-def _read_json(text: str):
-    """JSON text as a catalog is read: `NaN`, `Infinity` and numbers too large for a float
-    (`1e99999`) are refused, as JSON text cannot carry them back out."""
-    return json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
-
-
-def _not_a_number(name: str):
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    v = float(text)
-    if not math.isfinite(v):
-        raise ValueError(f"{text[:40]} is too large to be a number here")
-    return v
-
-
 def parse_catalog(text: str, path: str = "<catalog>") -> Catalog:
     """Parse a catalog file, or a bare `tools/list` result (`{"tools": [...]}`) for convenience.
     Raises CatalogError naming the JSON pointer of the first problem."""
     try:
         # (json's reader recurses: from a deep stack a catalog it reads from an empty one ran
         # out, and was refused as too deep — read again from an empty stack first)
-        doc = retry_on_fresh_stack(_read_json, text)
+        doc = retry_on_fresh_stack(read_document, text)
     except json.JSONDecodeError as e:
         raise CatalogError(path, f"not JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
-    except ValueError as e:  # (a number that is not finite, or an integer past 4,300 digits: hostile reviews 29 F13, 30 G1)
+    except ValueError as e:  # (an integer past 4,300 digits: hostile review 29, F13)
         raise CatalogError(path, f"not JSON that can be read: {reader_reason(e)}") from None
     except TooDeepAnywhere:  # (a plain RecursionError: this stack ran out first; a caller retries)
         raise CatalogError(path, "nested too deeply to read (a tool definition may nest at most "
                                  f"{MAX_NESTING} levels of objects and arrays)") from None
+    # every command that wrote these out again raised (hostile review 30, G1): a lone
+    # surrogate, and a number no float holds (`NaN`, `Infinity`, `1e99999`)
     where = not_unicode_at(doc)
-    if where is not None:  # (every command that wrote it out again raised: hostile review 30, G1)
+    if where is not None:
         raise CatalogError(path, NOT_UNICODE, where)
+    for where, message in not_finite_at(doc):
+        raise CatalogError(path, message, where)
     if not isinstance(doc, dict):
         raise CatalogError(path, "a catalog is a JSON object")
     if "mcppCatalog" not in doc:

@@ -14,7 +14,6 @@ engine as .mcpp and the analyzer sees one semantics:
 from __future__ import annotations
 
 import json
-import math
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError
@@ -23,7 +22,7 @@ from pydantic_core import ErrorDetails
 from . import ir
 from .atoms import OPS, Cond, cond_expr, parse_path, path_expr
 from .diagnostics import Diagnostic, MCPPError, Span
-from .jsontext import NOT_UNICODE, not_unicode_at
+from .jsontext import NOT_UNICODE, not_finite_at, not_unicode_at, read_document
 from .nesting import MAX_NESTING, too_deep
 from .stack import TooDeepAnywhere, retry_on_fresh_stack
 from .regex import regex_error
@@ -96,8 +95,8 @@ def validate(data: object, file: str = "<json>") -> PolicyDocument:
     diags: list[Diagnostic] = []
     if not isinstance(data, dict):
         raise MCPPError([_diag(file, "/", "a policy document must be a JSON object")])
-    for loc, value in _nonfinite(data, ()):
-        diags.append(_diag(file, pointer(loc), f"number {getattr(value, 'text', value)} is out of range (JSON numbers must be finite)"))
+    for at, message in not_finite_at(data):
+        diags.append(_diag(file, at, message))
     if diags:
         raise MCPPError(diags)
     try:
@@ -139,19 +138,6 @@ def validate(data: object, file: str = "<json>") -> PolicyDocument:
     return doc
 
 
-def _nonfinite(v: object, loc: tuple):
-    """Every number that decoded to infinity or NaN (`1e400` is valid JSON text, but no
-    value: Python reads it as infinity, which would compare above every bound)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        yield loc, v
-    elif isinstance(v, dict):
-        for k, x in v.items():
-            yield from _nonfinite(x, loc + (k,))
-    elif isinstance(v, list):
-        for i, x in enumerate(v):
-            yield from _nonfinite(x, loc + (i,))
-
-
 def _check_condition(c: Condition, at: str, file: str) -> list[Diagnostic]:
     out = []
     if parse_path(c.path) is None:
@@ -188,7 +174,7 @@ def loads(text: str, file: str = "<json>") -> PolicyDocument:
         # (json's reader recurses: from a deep stack a document it reads from an empty one ran
         # out, and was refused as too deep — read again from an empty stack first: hostile
         # review 29, F2)
-        data = retry_on_fresh_stack(_parse, text)
+        data = retry_on_fresh_stack(read_document, text)
     except json.JSONDecodeError as e:
         raise MCPPError(
             [Diagnostic(f"invalid JSON: {e.msg}", Span(e.lineno, e.colno, e.lineno, e.colno + 1, e.pos, e.pos + 1), file=file)],
@@ -208,29 +194,6 @@ def loads(text: str, file: str = "<json>") -> PolicyDocument:
     if where is not None:  # (`check` passed it, and `compile` and `diff` raised writing it: hostile review 29, F14)
         raise MCPPError([_diag(file, where, NOT_UNICODE)])
     return validate(data, file)
-
-
-def _parse(text: str):
-    return json.loads(text, parse_constant=_reject_constant, parse_float=_float)
-
-
-class _Written(float):
-    """A float that remembers its JSON text, so an out-of-range number is reported as written."""
-
-    text: str
-
-
-def _float(text: str) -> float:
-    v = float(text)
-    if math.isfinite(v):
-        return v
-    out = _Written(v)
-    out.text = text
-    return out
-
-
-def _reject_constant(name: str):
-    raise ValueError(f"{name} is not valid JSON")
 
 
 # ---- meaning: JSON form → IR -------------------------------------------------------------

@@ -104,6 +104,46 @@ def reader_reason(e: ValueError) -> str:
     return str(e).split("; use sys.set_int_max_str_digits")[0]
 
 
+class Written(float):
+    """A number JSON text holds and no float does — `1e99999` (read as infinity), or the
+    `NaN`/`Infinity` Python's reader accepts — kept with the text it was written as, so that
+    a document people write (a JSON-form policy, a catalog) refuses it at its pointer and
+    quotes it as written."""
+
+    text: str
+
+
+def _written(text: str) -> float:
+    v = float(text)
+    if v - v == 0:  # (finite: nearly every number)
+        return v
+    out = Written(v)
+    out.text = text
+    return out
+
+
+def read_document(text: str):
+    """JSON text as a document is read: every number that is not a finite float is a
+    `Written` (found by `not_finite_at`), never an error without a place."""
+    return json.loads(text, parse_float=_written, parse_constant=_written)
+
+
+def not_finite_at(value):
+    """(pointer, message) of every number in `value` that is not finite, in document order. Iterative."""
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, float):
+            if node - node != 0:
+                shown = getattr(node, "text", repr(node))
+                yield at or "/", (f"{shown} is not a JSON number" if shown in ("NaN", "Infinity", "-Infinity")
+                                  else f"number {shown} is out of range (JSON numbers must be finite)")
+        elif isinstance(node, dict):
+            stack.extend((v, f"{at}/{k.replace('~', '~0').replace('/', '~1')}") for k, v in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((v, f"{at}/{i}") for i, v in reversed(list(enumerate(node))))
+
+
 def not_unicode_at(value) -> str | None:
     """The JSON pointer of the first string in `value` — a key or a value — that UTF-8
     cannot carry (a lone surrogate, which `"\\ud800"` in JSON text reads as), or None.

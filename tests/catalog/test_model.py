@@ -85,6 +85,13 @@ def test_a_hand_edited_catalog_is_refused(tmp_path):
     ('{"mcppCatalog": 1, "tools": {"a": {"tool": {"name": "b", "inputSchema": {}}}}}', "/tools/a/tool/name"),
     ('{"tools": [{"name": "a"}]}', '"inputSchema" must be a JSON object'),
     ('{"tools": [{"name": "a", "inputSchema": {}}, {"name": "a", "inputSchema": {}}]}', "listed twice"),
+    # what JSON text cannot carry back out, at its pointer (hostile review 30, G1)
+    ('{"tools": [{"name": "a", "inputSchema": {"maximum": NaN}}]}', "/tools/0/inputSchema/maximum: NaN is not a JSON number"),
+    ('{"tools": [{"name": "a", "inputSchema": {"minimum": -Infinity}}]}', "/tools/0/inputSchema/minimum: -Infinity is not"),
+    ('{"tools": [{"name": "a", "inputSchema": {"properties": {"n/m": {"default": 1e99999}}}}]}',
+     "/tools/0/inputSchema/properties/n~1m/default: number 1e99999 is out of range"),
+    ('{"tools": [{"name": "a", "inputSchema": {}}], "x": [1.5, 2e400]}', "/x/1: number 2e400 is out of range"),
+    ('{"tools": [{"name": "a\\ud800", "inputSchema": {}}]}', "/tools/0/name: strings must be valid Unicode"),
 ])
 def test_bad_catalogs_get_clear_errors(text, message):
     with pytest.raises(CatalogError) as e:

@@ -76,8 +76,20 @@ def test_invalid_json_has_line_and_column():
     assert (d.span.line, d.span.col) == (2, 13)
     with pytest.raises(MCPPError):
         loads("[1, 2]", "p.json")
-    with pytest.raises(MCPPError):
-        loads('{"version": "1", "x": NaN}', "p.json")
+
+
+@pytest.mark.parametrize("text, where, message", [
+    ('{"version": "1", "x": NaN}', "/x", "NaN is not a JSON number"),
+    ('{"version": "1", "x": [0, Infinity]}', "/x/1", "Infinity is not a JSON number"),
+    ('{"version": "1", "x": {"a/b": -1e400}}', "/x/a~1b", "number -1e400 is out of range (JSON numbers must be finite)"),
+])
+def test_numbers_no_float_holds_are_refused_at_their_pointer(text, where, message):
+    """NaN and Infinity were refused at `/` (json's reader raised without a place); every
+    number JSON text cannot carry back out is now an error at its own pointer, as written."""
+    with pytest.raises(MCPPError) as exc:
+        loads(text, "p.json")
+    d = exc.value.diagnostics[0]
+    assert d.data["pointer"] == where and d.message == f"{where}: {message}"
 
 
 def test_version_is_required():

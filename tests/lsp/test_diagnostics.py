@@ -3,6 +3,7 @@ checks; codes with docs links; exact UTF-16 ranges; a break-then-fix cycle."""
 
 from __future__ import annotations
 
+import pytest
 from lsprotocol import types as t
 
 from .conftest import change, open_doc, pos, wait_diags
@@ -97,6 +98,33 @@ async def test_missing_catalog_is_an_error_at_the_annotation(client):
     d = next(x for x in diags if x.code == "catalog")
     assert "no such catalog file" in d.message
     assert d.range.start == pos(text, "@catalog")
+
+
+UNREADABLE_CATALOGS = [  # (id, catalog text as written to disk, what the diagnostic names)
+    ("lone-surrogate-key", '{"tools": [{"name": "t", "inputSchema": {"type": "object", '
+                           '"properties": {"a\\ud800": {"type": "string"}}}}]}', "/tools/0/inputSchema/properties"),
+    ("lone-surrogate-name", '{"tools": [{"name": "t\\udc00", "inputSchema": {"type": "object"}}]}', "/tools/0/name"),
+    ("nan", '{"tools": [{"name": "t", "inputSchema": {"type": "object", "properties": '
+            '{"n": {"type": "number", "maximum": NaN}}}}]}', "/tools/0/inputSchema/properties/n/maximum"),
+    ("huge-exponent", '{"tools": [{"name": "t", "inputSchema": {"type": "object", "properties": '
+                      '{"n": {"type": "number", "default": -1e99999}}}}]}', "/tools/0/inputSchema/properties/n/default"),
+]
+
+
+@pytest.mark.parametrize("text,where", [c[1:] for c in UNREADABLE_CATALOGS], ids=[c[0] for c in UNREADABLE_CATALOGS])
+async def test_an_unreadable_catalog_is_a_diagnostic_and_the_server_goes_on(client, text, where):
+    """hostile review 30, G1: a catalog with a lone surrogate or a number no float holds
+    made the language server's didOpen fail (nothing published). It is a `catalog`
+    diagnostic at the annotation, naming where in the catalog, and the server answers on."""
+    (client.ws / "odd.json").write_text(text, encoding="utf-8")
+    doc = '@catalog("odd.json")\ndefault deny;\n'
+    uri = open_doc(client, "odd.mcpp", doc)
+    diags = await wait_diags(client, uri, lambda d: any(x.code == "catalog" for x in d))
+    d = next(x for x in diags if x.code == "catalog")
+    assert where in d.message, d.message
+    assert d.range.start == pos(doc, "@catalog")
+    uri2 = open_doc(client, "fine.mcpp", "permit (principal, action, resource) when { 1 < };\n")
+    await wait_diags(client, uri2, lambda d: len(d) == 1)
 
 
 async def test_close_clears_diagnostics(client):
