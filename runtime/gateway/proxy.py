@@ -1424,7 +1424,9 @@ class GatewayApp(ApprovalSteps):
         me = asyncio.current_task()
         assert me is not None
         disconnected = asyncio.Event()
-        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, disconnected, me))
+        # a 2025 session's (or a stdio child's) call goes on without its client: `_abandoned`
+        gone = (lambda: self._abandoned(upstream, fwd, gid, state, me)) if tool_call and not modern else None
+        watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, disconnected, me, gone))
         stopped = False  # cancelled by the gateway stopping, this call unanswered
         if method == "GET":
             self._listening.add(me)
@@ -1447,6 +1449,9 @@ class GatewayApp(ApprovalSteps):
             # task after the relay is over)
             watcher.cancel()
             self._listening.discard(me)
+            deadline = state.get("deadline")
+            if deadline is not None:
+                deadline.cancel()
             rest = state.get("rest")
             if rest is not None:
                 # answered: read the upstream's end in the background, so the connection goes
@@ -1479,6 +1484,24 @@ class GatewayApp(ApprovalSteps):
                         "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
         return state["outcome"] or "forwarded"
+
+    def _abandoned(self, upstream, fwd, gid, state, relay: asyncio.Task) -> None:
+        """The client of a streamed tools/call in a 2025 session (or to a stdio child) went
+        away before its answer. The upstream does not stop on its own there — only a
+        `notifications/cancelled` stops a request in those protocol versions (in 2026-07-28
+        closing the stream does: there the relay is cancelled at once) — and the call kept
+        running upstream while its caller's request slot was given back: one grant ran any
+        number of calls at once past `max_requests_per_caller` by hanging up each after it
+        started (hostile review 31, H31-1). So the call is settled as the client's leaving
+        (counted: it may run), the upstream is told to cancel it, and the relay goes on —
+        to no one — until the upstream answers or ends the stream, for at most
+        `upstream_timeout` more: until then the request, and its slot, stay in progress."""
+        _settle(state, "client_disconnected")
+        loop = asyncio.get_running_loop()
+        state["deadline"] = loop.call_later(self.rt.config.upstream_timeout, relay.cancel)
+        task = loop.create_task(_cancel_upstream(upstream, fwd, gid, self.rt.config.connect_timeout))
+        _DRAINS.add(task)
+        task.add_done_callback(_DRAINS.discard)
 
     async def upstream_failed(self, send, server, rid, e: UpstreamError, tool_call: bool, modern: bool = False,
                               state=None, outcome: str = "upstream_error") -> str:
@@ -1876,8 +1899,9 @@ def _client_gone(receive) -> bool:
     return getattr(getattr(receive, "__self__", None), "disconnected", False) is True
 
 
-async def _watch_disconnect(receive, event: asyncio.Event, relay: asyncio.Task) -> None:
-    """Wait for the client to go away; then stop `relay` (the task relaying its stream)."""
+async def _watch_disconnect(receive, event: asyncio.Event, relay: asyncio.Task, gone=None) -> None:
+    """Wait for the client to go away; then stop `relay` (the task relaying its stream), or
+    call `gone()` instead, which decides when it stops."""
     try:
         while True:
             m = await receive()
@@ -1886,7 +1910,28 @@ async def _watch_disconnect(receive, event: asyncio.Event, relay: asyncio.Task) 
     except Exception:  # the connection broke: gone as well
         pass
     event.set()
-    relay.cancel()
+    if gone is None:
+        relay.cancel()
+    else:
+        gone()
+
+
+async def _cancel_upstream(upstream, fwd, gid: int, timeout: float) -> None:
+    """Tell the upstream to stop the request it has under the gateway's id `gid` (best
+    effort: an upstream that cannot be told still answers or ends it, or the relay stops at
+    `upstream_timeout`)."""
+    body = _encode({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": gid, "reason": "the client went away"}})
+    try:
+        resp = await upstream.request("POST", fwd, body, timeout)
+        try:
+            await resp.read(timeout)
+        finally:
+            resp.release()
+    except (UpstreamError, TimeoutError, asyncio.CancelledError):
+        pass
+    except Exception:
+        _log.exception("telling the upstream to cancel an abandoned call failed")
 
 
 def _session_of(fwd) -> str:

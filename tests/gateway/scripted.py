@@ -19,7 +19,7 @@ from .peers import free_port
 BEHAVIOURS = (
     "ok", "is_error", "input_required", "garbage", "wrong_id", "http400", "http401", "http404", "http302",
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
-    "sse_hang",
+    "sse_hang", "sse_late",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -35,6 +35,7 @@ class ScriptedUpstream:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/mcp"
         self.calls: list[tuple[str, dict]] = []
+        self.messages: list[dict] = []  # every JSON-RPC message that came in, in order
         self.list_mode = "ok"
         self.tools = [tool_def(b) for b in BEHAVIOURS]
         self.release = asyncio.Event()  # "hang" answers once this is set
@@ -107,6 +108,7 @@ class ScriptedUpstream:
 
     async def _answer(self, body: bytes, writer) -> bool:
         msg = json.loads(body) if body else {}
+        self.messages.append(msg)
         rid, method = msg.get("id"), msg.get("method")
         if method == "tools/list":
             self.lists += 1
@@ -154,6 +156,12 @@ class ScriptedUpstream:
                 await writer.drain()
                 await self._held()
                 return False
+            elif name == "sse_late":  # headers, a comment, and the answer once released (cancelled or not)
+                writer.write(b"%x\r\n%s\r\n" % (len(b": open\n\n"), b": open\n\n"))
+                await writer.drain()
+                if not await self._held():
+                    return False
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
             elif name == "sse_garbage":
                 junk = b"event: message\r\ndata: {not json\r\n\r\n"
                 writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(junk), junk))

@@ -73,8 +73,9 @@ def what_client_read(r: dict) -> str:
 @pytest.fixture
 async def scripted(tmp_path, start_gateway, request):
     # (indirect parametrisation: a longer upstream_timeout, or (upstream_timeout, shutdown_timeout))
+    # (…, or (upstream_timeout, shutdown_timeout, more [gateway] lines))
     param = getattr(request, "param", 1.0)
-    timeout, shutdown = param if isinstance(param, tuple) else (param, 1.5)
+    timeout, shutdown, more = (param + ("",))[:3] if isinstance(param, tuple) else (param, 1.5, "")
     async with ScriptedUpstream() as up:
         port = free_port()
         dead = free_port()  # nothing listens here
@@ -85,6 +86,7 @@ port = {port}
 state_dir = "state"
 upstream_timeout = {timeout}
 shutdown_timeout = {shutdown}
+{more}
 
 [[servers]]
 id = "default"
@@ -151,6 +153,73 @@ async def test_client_that_disconnects_mid_stream_keeps_the_unit(scripted):
     assert outcomes(g.state)[-1] == ("sse_hang", "client_disconnected")
     assert charged(g.state) - before == 1
     assert len(up.executed("sse_hang")) == 1
+
+
+async def _leave_a_2025_stream(g, rid: int) -> None:
+    """A 2025-06-18 tools/call of `sse_late` (streamed; answered only once the upstream is
+    released): its stream opened, then the client hangs up."""
+    body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": {"name": "sse_late", "arguments": {}}})
+    headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        async with http.stream("POST", g.url(), headers=headers, content=body) as resp:
+            assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/event-stream")
+            async for _ in resp.aiter_bytes():
+                break  # the call is running upstream
+
+
+@pytest.mark.parametrize("scripted", [(30.0, 1.5, "max_requests_per_caller = 2")], indirect=True)
+async def test_a_2025_call_whose_client_left_is_cancelled_upstream_and_counts_until_it_ends(scripted):
+    """hostile review 31, H31-1: in a 2025 session the upstream goes on with a call whose
+    stream the client closed (only `notifications/cancelled` stops it there), while the
+    caller's request slot was given back at once: one grant ran any number of calls at once
+    past `max_requests_per_caller` by hanging up each one. The gateway now tells the upstream
+    to cancel (with its own id for the call), and the call holds its slot until the upstream
+    answers or ends it (or `upstream_timeout`)."""
+    up, g = scripted
+    before = charged(g.state)
+    for rid in (1, 2):
+        await _leave_a_2025_stream(g, rid)
+    gids = [m["id"] for m in up.messages if m.get("method") == "tools/call"]
+    deadline = time.time() + 10
+    cancels: list = []
+    while time.time() < deadline and len(cancels) < 2:
+        cancels = [m["params"]["requestId"] for m in up.messages if m.get("method") == "notifications/cancelled"]
+        await asyncio.sleep(0.05)
+    assert sorted(cancels, key=str) == sorted(gids, key=str) and len(gids) == 2, up.messages
+    async with httpx2.AsyncClient(timeout=30) as http:
+        r = await http.post(g.url(), headers={"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+                                              "Accept": "application/json, text/event-stream",
+                                              "MCP-Protocol-Version": "2025-06-18"},
+                            content=json.dumps({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                                                "params": {"name": "ok", "arguments": {}}}))
+        assert r.status_code == 429, r.text  # both still run upstream: the caller's share is taken
+        up.release.set()  # the upstream answers them (to no one)
+        deadline, status = time.time() + 10, 429
+        while time.time() < deadline and status == 429:
+            r = await http.post(g.url(), headers={"Authorization": f"Bearer {g.token}", "Content-Type": "application/json",
+                                                  "Accept": "application/json, text/event-stream",
+                                                  "MCP-Protocol-Version": "2025-06-18"},
+                                content=json.dumps({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+                                                    "params": {"name": "ok", "arguments": {}}}))
+            status = r.status_code
+            await asyncio.sleep(0.05)
+        assert status == 200, r.text
+    assert [o for o in outcomes(g.state) if o[0] == "sse_late"] == [("sse_late", "client_disconnected")] * 2
+    assert charged(g.state) - before >= 2  # (and the `ok` call's unit)
+
+
+async def test_a_2026_stream_whose_client_left_is_closed_upstream(scripted):
+    """In 2026-07-28 closing the request's stream is how a call is cancelled: the gateway
+    closes it at once, sends no `notifications/cancelled`, and the caller's slot ends with it."""
+    up, g = scripted
+    async with _hanging_stream(g):
+        pass
+    deadline = time.time() + 10
+    while time.time() < deadline and outcomes(g.state)[-1][1] == "forwarded":
+        await asyncio.sleep(0.1)
+    assert outcomes(g.state)[-1] == ("sse_hang", "client_disconnected")
+    assert not [m for m in up.messages if m.get("method") == "notifications/cancelled"]
 
 
 @pytest.mark.parametrize("scripted", [60.0], indirect=True)
