@@ -274,6 +274,13 @@ def compile_schema(schema) -> object:
         base.check_schema(schema)  # type: ignore[arg-type]
     except SchemaError as e:
         raise SchemaUnusable(f"not a valid JSON Schema: {e.message[:200]}") from None
+    except RecursionError:
+        raise
+    except Exception as e:
+        # the metaschema's own checks can raise rather than report: its `regex` format
+        # compiles each pattern with Python's `re`, which raises OverflowError, not re.error,
+        # for `a{4294967296}` (hostile review 31, H31-2) — out of the compile worker thread
+        raise SchemaUnusable(f"not a valid JSON Schema: {type(e).__name__}: {str(e)[:200]}") from None
     keys = {k for k, _ in _walk(schema)}
     if "unevaluatedProperties" in keys and "patternProperties" in keys:
         raise SchemaUnusable("unevaluatedProperties with patternProperties is not supported")
@@ -401,6 +408,12 @@ def _check(validator, args) -> Violation | None:
         err = best_match(islice(chain([first], errors), MAX_ERRORS))
     except Unresolvable as e:
         raise SchemaUnusable(unresolvable(e)) from None
+    except (AttributeError, TypeError) as e:
+        # a `$ref` to a value that is no schema (`"$ref": "#/title"`: the metaschema allows
+        # both) is found only when a call reaches it; jsonschema then raises while descending
+        # into the string (hostile review 31, H31-2). The schema cannot check such a call.
+        raise SchemaUnusable(f"the input schema cannot check this call: it refers to a value that is not a schema "
+                             f"({type(e).__name__}: {str(e)[:120]})") from None
     except BaseException as e:
         # a reference that recurses without end can overflow inside `referencing`'s Rust
         # maps, which raise pyo3's PanicException: a BaseException that would pass every

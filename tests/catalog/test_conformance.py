@@ -13,6 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
+import pytest
+
 from mcpp.catalog.conformance import SchemaCache, SchemaUnusable, check, closed_world
 
 PATTERNS = ["^[a-z]+$", "^ch_", "[0-9]", "^acme/[A-Za-z0-9_.-]+$", "^(dev|staging)$", "x{2,3}", "^$"]
@@ -110,6 +112,10 @@ def test_unusable_schemas_are_refused():
         ({"type": "object", "properties": {"a": {"type": "string", "pattern": "(?=x)y"}}}, "linear time"),
         ({"type": "object", "unevaluatedProperties": False, "patternProperties": {"^a": {}}}, "not supported"),
         ([], "not a JSON object"),
+        # the metaschema's `regex` format check raised OverflowError out of Python's `re`
+        # (hostile review 31, H31-2), for `pattern` and for a `patternProperties` key alike
+        ({"type": "object", "properties": {"a": {"type": "string", "pattern": "a{4294967296}"}}}, "not a valid JSON Schema"),
+        ({"type": "object", "patternProperties": {"a{4294967296}": {}}}, "not a valid JSON Schema"),
     ):
         try:
             CACHE.get(bad)
@@ -117,6 +123,20 @@ def test_unusable_schemas_are_refused():
             assert why in str(e), (bad, e)
         else:
             raise AssertionError(f"{bad} was accepted")
+
+
+@pytest.mark.parametrize("target", ["#/title", "#/$comment", "#/properties/a/description"])
+def test_a_reference_to_a_value_that_is_no_schema_refuses_the_calls_that_reach_it(target):
+    """hostile review 31, H31-2: `"$ref": "#/title"` passes the metaschema (a URI reference,
+    to a string), and jsonschema raised AttributeError when a call reached it: `mcpp eval`
+    exited 3, the API raised, the gateway logged an internal error per call. A call that
+    reaches it cannot be checked (SchemaUnusable: refused); one that does not is checked."""
+    schema = {"type": "object", "title": "x", "$comment": "y",
+              "properties": {"a": {"$ref": target, "description": "z"}}}
+    validator = CACHE.get(schema)
+    assert check(validator, {}) is None
+    with pytest.raises(SchemaUnusable, match="refers to a value that is not a schema"):
+        check(validator, {"a": 1})
 
 
 def test_dialects_and_catastrophic_patterns():
