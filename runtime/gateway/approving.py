@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -250,8 +251,19 @@ class ApprovalSteps:
 
     async def _run_approved(self, ctx: CallContext, a, step: Approved):
         """An approved call: decided again as approved (reserving its limits now), then the
-        approval is used up. None when another call used it first."""
+        approval is used up. None when another call used it first.
+
+        Decided as things stand now, not as they stood when the call came in: a 2025 call
+        waits here for its approval (up to `approval_wait`) within the request it came in
+        with, and was decided again with the policy of before its wait and run for a grant
+        revoked meanwhile (hostile review 31, H31-9: a reload to `forbid` the tool, or
+        `mcpp grant revoke`, did not stop a call parked in the wait). So the caller's grant
+        (or token) must still hold, and the policy in force now decides."""
         rt = self.rt
+        gone = await self._caller_gone(ctx)
+        if gone is not None:
+            return Decision(False, ctx.name, "/principal", None, gone), step
+        ctx.engine, ctx.policy_sha = await rt.engine_for(ctx.server, ctx.caller)
         d = await rt.decide(ctx.engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, approved=True)
         if not d.allowed:  # e.g. its limit is spent: denied, the approval stays for a later run
             return d, step
@@ -270,6 +282,22 @@ class ApprovalSteps:
         rt.metrics.inc("mcpp_approvals_total", (("server", ctx.server.id), ("event", "used")))
         rt.log.info("approval_used", server=ctx.server.id, approval_id=a.id, tool=ctx.name, **rt.who(ctx.caller))
         return d, step
+
+    async def _caller_gone(self, ctx: CallContext) -> str | None:
+        """Why the caller may no longer call (its grant revoked or gone, its token expired), or None."""
+        caller = ctx.caller
+        if caller.record is not None:
+            try:
+                rec = await self.rt.grant_record(caller.record.id)
+            except Exception as e:  # the grant store is down: the grant cannot be shown to hold
+                self.rt.log.error("grant_store_error", server=ctx.server.id, error=f"{type(e).__name__}: {e}")
+                return "The grant store could not be read to confirm this call's grant still holds; it was not forwarded."
+            if rec is None or rec.revoked_at:
+                return "This call's grant was revoked while the call waited for approval; it was not forwarded."
+        expires = caller.identity.expires_at if caller.identity is not None else None
+        if expires is not None and expires <= time.time():
+            return "This call's access token expired while the call waited for approval; it was not forwarded."
+        return None
 
     # -- 2026-07-28: input_required with an elicitation form -------------------------------------
     def _state_token(self, approval_id: str, bind: str) -> str:

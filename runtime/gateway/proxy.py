@@ -778,12 +778,16 @@ class GatewayApp(ApprovalSteps):
         t0 = time.perf_counter()
         engine, policy_sha, role = None, None, "server"
         typed = None
+        # the pin this call is checked against, by the schema check and the pin check alike
+        # (hostile review 31, H31-6: re-pinned between them, a call only the old pin's schema
+        # allowed passed both and ran)
+        pin_seen = rt.pin_for(server).current if server.catalog else None
         if server.enforce_input_schema:
             # typed calls: the arguments must conform to the tool's declared schema before
             # the policy sees them, so no condition can be bypassed with a wrong type
             try:
                 typed, filled = await self.schema_check(server, name, args, upstream, fwd, params, modern,
-                                                        large=large)
+                                                        large=large, pin=pin_seen)
                 if filled is not args:  # the tool's declared defaults, filled in: what is decided, audited and forwarded
                     args, msg = filled, {**msg, "params": {**params, "arguments": filled}}
                     decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
@@ -848,7 +852,7 @@ class GatewayApp(ApprovalSteps):
         if (decision.allowed or passed) and server.catalog:
             # the policy allows it; the tool must also still be the one that was reviewed
             try:
-                pinned = await self.pin_check(server, name, upstream, fwd, params, modern)
+                pinned = await self.pin_check(server, name, upstream, fwd, params, modern, seen=pin_seen)
             except Exception as e:  # fail closed
                 rt.log.error("catalog_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
                 pinned = {"kind": "error", "reason": f"{type(e).__name__}", "message": (
@@ -1253,12 +1257,20 @@ class GatewayApp(ApprovalSteps):
                         self.note_drift(server, cur, listing.tools, drifted)
         return listing
 
-    async def pin_check(self, server, name: str, upstream, fwd, params, modern: bool) -> dict | None:
+    async def pin_check(self, server, name: str, upstream, fwd, params, modern: bool, seen=None) -> dict | None:
         """None when the tool matches the pinned catalog; else {kind, message, reason, pinned?, live?}.
-        Fail closed: no pin in force, no listing to be had, or a tool the upstream does not list refuse."""
+        Fail closed: no pin in force, no listing to be had, or a tool the upstream does not list refuse.
+        `seen`: the pin the call's arguments were checked against (`schema_check`); if the
+        tool's pinned definition is another now (re-pinned meanwhile: a validator compiled, an
+        approval waited), the call was checked against a schema no longer in force, and is
+        refused rather than forwarded (hostile review 31, H31-6)."""
         rt = self.rt
         st = rt.pin_for(server)
         cur = st.current
+        if cur is not seen and _pinned_hash(cur, name) != _pinned_hash(seen, name):
+            return {"kind": "repinned", "reason": "the pinned catalog changed while the call was checked", "message": (
+                f"Tool {name}'s pinned definition changed while this call was being checked; it was not forwarded. "
+                "Call it again.")}
         if cur is None:
             why = st.error or "not loaded"
             return {"kind": "no_catalog", "reason": why, "message": (
@@ -1288,7 +1300,7 @@ class GatewayApp(ApprovalSteps):
 
     # ---- typed calls (schemas.py) ----------------------------------------------------------
     async def schema_check(self, server, name: str, args, upstream, fwd, params, modern: bool,
-                           large: bool = False) -> tuple[dict | None, Any]:
+                           large: bool = False, pin=None) -> tuple[dict | None, Any]:
         """(None, the arguments with the tool's declared defaults filled in) when the call's
         arguments conform to the tool's declared inputSchema (schemas.admit); else
         ({kind, message, pointer, reason, rejection?}, args). The schema is the pinned catalog's when
@@ -1303,7 +1315,7 @@ class GatewayApp(ApprovalSteps):
         hand-off would cost more than the check."""
         rt = self.rt
         if server.catalog:
-            cur = rt.pin_for(server).current
+            cur = pin  # (the pin in force when the call came in: `call_tool`'s, for the pin check too)
             tool = cur.catalog.tools.get(name) if cur is not None else None
             if tool is None:
                 return None, args  # refused by the pin check (never forwarded), with the pin's reason
@@ -1932,6 +1944,12 @@ async def _cancel_upstream(upstream, fwd, gid: int, timeout: float) -> None:
         pass
     except Exception:
         _log.exception("telling the upstream to cancel an abandoned call failed")
+
+
+def _pinned_hash(pin, name: str) -> str | None:
+    """The hash of tool `name` in a pin in force (None: no pin, or the tool is not in it)."""
+    tool = pin.catalog.tools.get(name) if pin is not None else None
+    return tool.hash if tool is not None else None
 
 
 def _session_of(fwd) -> str:

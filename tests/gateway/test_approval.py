@@ -282,3 +282,129 @@ async def test_a_client_that_can_only_open_urls_is_not_sent_a_form(gw):
                             "params": {"name": "charge", "arguments": {"amount": 123}, "_meta": meta}}))
         res = r.json()["result"]
         assert res["resultType"] == "complete" and res["content"][0]["text"].startswith("[APPROVAL REQUIRED]")
+
+
+def _wait_for_event(g, event: str, count: int, timeout: float = 15.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sum(1 for r in g.log_records() if r.get("event") == event) >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no {count}th {event} in the gateway's log")
+
+
+async def test_a_2025_approval_wait_is_decided_by_the_policy_in_force_when_it_ends(gw, upstream):
+    """hostile review 31, H31-9: a 2025 call waits for its approval within its own request,
+    and was decided again with the policy of before the wait: a reload that forbids the
+    tool, made while the person looked at the question, did not stop it."""
+    loads = sum(1 for r in gw.log_records() if r.get("event") == "policy_loaded")
+
+    def forbid_then_accept(params):
+        write(gw.tmp / "policy.mcpp", POLICY + 'forbid (principal, action == Action::"charge", resource);\n')
+        _wait_for_event(gw, "policy_loaded", loads + 1)
+        return accept(params)
+
+    http, c = client(gw.url(), gw.alice["token"], "legacy", forbid_then_accept)
+    async with http, c:
+        before = len(upstream.ran())
+        r = await c.call_tool("charge", {"amount": 500})
+        assert r.is_error and r.content[0].text.startswith("[POLICY DENIED]"), r.content[0].text
+        assert charges(upstream, before) == []
+    ran = [x for x in rows(gw.state) if x["tool"] == "charge" and x["outcome"] == "forwarded"]
+    assert ran == []
+
+
+async def test_a_2025_approval_wait_does_not_outlive_its_grant(tmp_path, upstream, start_gateway):
+    """hostile review 31, H31-9: a grant revoked while its call waited for approval (its next
+    request gets 401), and an approver then approving the call from the queue, ran the call
+    when the wait ended. The grant must still hold when the approved call is decided."""
+    import re
+
+    from .peers import free_port
+
+    policy = write(tmp_path / "policy.mcpp", POLICY)
+    port = free_port()
+    config = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+approval_wait = 2
+
+[[servers]]
+id = "default"
+url = "{upstream.url}"
+policy = "{policy}"
+approval_elicitation = true
+""")
+    state = tmp_path / "state"
+    alice = create_grant(state, "alice")
+    g = start_gateway("--config", str(config), port=port)
+
+    def revoke_approve_then_answer(params):
+        mcpp("grant", "revoke", alice["id"], "--state", str(state))
+        approval = re.search(r"\(approval (ap_[0-9a-f]+);", params.message).group(1)
+        mcpp("approve", approval, "--by", "ops", "--state", str(state))
+        return types.ElicitResult(action="cancel")  # (the revoked client's own answer would get 401)
+
+    http, c = client(g.url(), alice["token"], "legacy", revoke_approve_then_answer)
+    async with http, c:
+        before = len(upstream.ran())
+        r = await c.call_tool("charge", {"amount": 500})
+        assert r.is_error and "grant was revoked while the call waited for approval" in r.content[0].text, r.content
+        assert charges(upstream, before) == []
+
+
+async def test_a_call_checked_against_one_pin_is_not_forwarded_under_another(tmp_path, upstream, start_gateway):
+    """hostile review 31, H31-6: a call's arguments were checked against the pin in force
+    when it came in, and the pin check before forwarding compared the upstream's listing
+    with the pin in force then. Re-pinned while a 2025 call waited for its approval, a
+    call only the old pin's schema allowed passed both. The pin check now refuses a call
+    whose tool's pinned definition changed since its arguments were checked."""
+    from mcpp.catalog import Catalog, load_catalog
+
+    from .peers import free_port
+    from .test_pinning import pull
+
+    live = pull(tmp_path, upstream)
+    tools = [dict(t.definition) for t in load_catalog(live).tools.values()]
+    loose = [{**t, "inputSchema": {"type": "object", "properties": {"amount": {}}}} if t["name"] == "charge" else t
+             for t in tools]
+    pinned = tmp_path / "pinned.json"
+    Catalog.from_tools(loose).write(pinned)  # v1: `amount` anything
+    policy = write(tmp_path / "policy.mcpp", POLICY.replace("context.input.amount <= 100", "false")
+                   .replace("when { context.input.amount > 100 }", ""))
+    port = free_port()
+    config = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+
+[[servers]]
+id = "default"
+url = "{upstream.url}"
+policy = "{policy}"
+catalog = "{pinned}"
+catalog_max_age = 0
+approval_elicitation = true
+""")
+    state = tmp_path / "state"
+    alice = create_grant(state, "alice")
+    g = start_gateway("--config", str(config), port=port)
+    pins = sum(1 for r in g.log_records() if r.get("event") == "catalog_pinned")
+
+    def repin_then_accept(params):
+        pinned.write_bytes(live.read_bytes())  # the operator pins what the upstream lists: `amount` a number
+        _wait_for_event(g, "catalog_pinned", pins + 1)
+        return accept(params)
+
+    http, c = client(g.url(), alice["token"], "legacy", repin_then_accept)
+    async with http, c:
+        before = len(upstream.ran())
+        r = await c.call_tool("charge", {"amount": "500"})  # valid under v1 only
+        assert r.is_error and "pinned definition changed while this call was being checked" in r.content[0].text, r.content
+        assert charges(upstream, before) == []
+        r = await c.call_tool("charge", {"amount": "500"})  # checked against the pin now in force
+        assert r.is_error and "[POLICY DENIED]" in r.content[0].text and "amount" in r.content[0].text, r.content
+        assert charges(upstream, before) == []
