@@ -270,10 +270,10 @@ def compile_schema(schema) -> object:
             raise SchemaUnusable(f"unsupported JSON Schema dialect {str(uri)[:100]!r}")
         base = validators.validator_for(schema, default=Draft202012Validator)
     try:
-        # the stubs type a schema as a mapping; jsonschema takes the boolean schemas too
-        base.check_schema(schema)  # type: ignore[arg-type]
+        _check_schema(base, schema)
     except SchemaError as e:
-        raise SchemaUnusable(f"not a valid JSON Schema: {e.message[:200]}") from None
+        where = "" if not e.path else f"at {'/' + '/'.join(escape(str(p)) for p in e.path)}: "
+        raise SchemaUnusable(f"not a valid JSON Schema: {where}{e.message[:200]}") from None
     except RecursionError:
         raise
     except Exception as e:
@@ -295,6 +295,20 @@ def compile_schema(schema) -> object:
     # `$ref` over the network (deprecated), which would let a tool's schema make the gateway
     # request any URL on every call; a reference the schema cannot resolve itself refuses
     return _re2_class(base)(schema, registry=SPECIFICATIONS)
+
+
+def _check_schema(base: type, schema) -> None:
+    """`base.check_schema(schema)` — the schema checked against its dialect's metaschema —
+    with mcpp's keywords (`_re2_class`): jsonschema's own `uniqueItems` compares items that
+    cannot be sorted pairwise, and the draft-04 metaschema says an `enum` is unique, so a
+    56 KB schema whose `enum` holds 3,000 objects took 25 s to compile, and kept every
+    first call of a small tool waiting for a compile thread meanwhile (hostile review 31,
+    H31-4). Same verdicts (the keywords are held to jsonschema's by tests), bounded work.
+    Raises SchemaError as `check_schema` does."""
+    meta = _re2_class(validators.validator_for(base.META_SCHEMA, default=base))
+    validator = meta(schema=base.META_SCHEMA, format_checker=meta.FORMAT_CHECKER)
+    for error in validator.iter_errors(schema):
+        raise SchemaError.create_from(error)
 
 
 # keywords that can admit or describe properties beyond `properties`: when a top-level

@@ -791,6 +791,14 @@ class GatewayApp(ApprovalSteps):
                 if filled is not args:  # the tool's declared defaults, filled in: what is decided, audited and forwarded
                     args, msg = filled, {**msg, "params": {**params, "arguments": filled}}
                     decided_body = rpc.compact_finite({**msg, "id": gid}).encode()
+            except ClientGone:  # nothing was decided or reserved: no row, nothing forwarded
+                rt.log.info("client_gone_before_forwarding", server=server.id, **rt.who(caller), tool=name,
+                            request_id=clip(json.dumps(rid), MAX_AUDIT_ID), audit_seq=None)
+                return
+            except StillCompiling as e:  # fail closed, and say so: a later call may find it compiled
+                rt.log.warning("schema_still_compiling", server=server.id, tool=name, error=str(e))
+                typed = {"kind": "unverifiable", "pointer": schema_pointer(name), "reason": str(e),
+                         "message": f"Tool {name} cannot be checked yet: {e}. The call was not forwarded; call it again later."}
             except Exception as e:  # fail closed
                 rt.log.error("schema_check_failed", server=server.id, tool=name, error=f"{type(e).__name__}: {e}")
                 typed = {"kind": "error", "pointer": schema_pointer(name), "reason": type(e).__name__,
@@ -1322,7 +1330,8 @@ class GatewayApp(ApprovalSteps):
             checker = cur.checkers.get(name)
             if checker is None or isinstance(checker, asyncio.Future):
                 defs = [{"inputSchema": tool.input_schema}]
-                checker = await _memo_off_loop(cur.checkers, name, lambda: self._checker(defs, name), _schema_size(defs))
+                checker = await _memo_off_loop(cur.checkers, name, lambda: self._checker(defs, name), _schema_size(defs),
+                                               rt.config.upstream_timeout)
         else:
             try:
                 listing = await self.listing_for(server, name, upstream, fwd, params, modern, "schema")
@@ -1337,7 +1346,7 @@ class GatewayApp(ApprovalSteps):
                 defs = listing.definitions(name)
                 if defs:  # memoised for listed tools only: the names callers send are not cache keys
                     checker = await _memo_off_loop(listing.checkers, name, lambda: self._checker(defs, name),
-                                                   _schema_size(defs))
+                                                   _schema_size(defs), rt.config.upstream_timeout)
                 else:
                     checker = self._checker(defs, name)  # (nothing to compile: "not offered")
         if large:
@@ -1868,7 +1877,33 @@ def _compiler(large: bool) -> ThreadPoolExecutor:
     return pool
 
 
-async def _memo_off_loop(memo: dict, key, make, size: int = 0):
+class StillCompiling(Exception):
+    """A call waited `upstream_timeout` for its tool's validator, which is still being compiled."""
+
+
+async def _wait_compiled(fut: asyncio.Future, wait: float | None) -> None:
+    """Wait for a compile, for at most `wait` seconds (StillCompiling), and only while the
+    call's client is there (ClientGone). A compile has no bound of its own that a caller
+    could rely on (its cost is the schema's, which the upstream chooses), and a call
+    waiting on one held its caller's request slot with its client long gone: at
+    `max_requests_per_caller = 2`, two calls whose clients gave up after 2 s kept the
+    caller at 429 for the 22 s the compile took (hostile review 31, H31-7). The compile
+    itself goes on for the calls after (it is never cancelled: others may wait on it)."""
+    gone = CALL_GONE.get()
+    deadline = None if wait is None else time.monotonic() + wait
+    while not fut.done():
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            raise StillCompiling(f"its input schema is still being compiled after {wait:g}s")
+        await asyncio.wait({fut}, timeout=COMPILE_POLL if left is None else min(COMPILE_POLL, left))
+        if gone is not None and not fut.done() and gone():
+            raise ClientGone("the client left while its call waited for the tool's validator")
+
+
+COMPILE_POLL = 0.25  # seconds between looks at a waiting call's client
+
+
+async def _memo_off_loop(memo: dict, key, make, size: int = 0, wait: float | None = None):
     """`memo[key]`, made by `make()` in a worker thread the first time, once however many
     requests ask meanwhile (they wait for the same future). A tool's validator is compiled
     on its first call: for a large schema that is seconds of jsonschema's metaschema check,
@@ -1876,15 +1911,18 @@ async def _memo_off_loop(memo: dict, key, make, size: int = 0):
     for a 1.3 MB schema: hostile review 28, F4). Schemas over LARGE_SCHEMA_BYTES (`size`)
     compile in threads of their own, and neither kind in asyncio's default threads (which
     check large calls): eight first calls to large-schema tools kept a small tool's first
-    call waiting 15.3 s behind them (hostile review 30, G2). What fails is not remembered."""
+    call waiting 15.3 s behind them (hostile review 30, G2). What fails is not remembered.
+    `wait`: how long this call waits for it (`_wait_compiled`)."""
     hit = memo.get(key)
     if hit is None:
         pool = _compiler(size > LARGE_SCHEMA_BYTES)
         hit = memo[key] = asyncio.get_running_loop().run_in_executor(pool, make)
     if not isinstance(hit, asyncio.Future):
         return hit
+    if not hit.done():
+        await _wait_compiled(hit, wait)
     try:
-        value = await asyncio.shield(hit)  # (a request that leaves does not cancel the others' compile)
+        value = hit.result()
     except Exception:
         if memo.get(key) is hit:
             del memo[key]

@@ -80,3 +80,36 @@ async def test_large_and_small_schemas_compile_apart_from_each_other_and_the_def
     gate.set()
     assert sorted(await asyncio.gather(*large)) == [f"big{i}" for i in range(4)]
     assert names["small"].startswith("mcpp-compile_") and names["big0"].startswith("mcpp-compile-large")
+
+
+async def test_a_call_waits_for_a_compile_at_most_its_deadline_and_while_its_client_is_there():
+    """hostile review 31, H31-7: a call waiting for its tool's validator had no deadline and
+    did not notice its client leaving; two such calls kept their caller's slots for the 22 s
+    the compile took. It waits at most `wait` seconds (StillCompiling: refused, fail closed)
+    and ends as soon as its client is gone (ClientGone); the compile goes on for the calls
+    after, and is remembered."""
+    from mcpp.runtime.gateway.deferred import CALL_GONE, ClientGone
+    from mcpp.runtime.gateway.proxy import StillCompiling
+
+    gate = threading.Event()
+
+    def slow():
+        gate.wait(10)
+        return "v"
+
+    memo: dict = {}
+    with pytest.raises(StillCompiling, match="still being compiled after 0.3s"):
+        await _memo_off_loop(memo, "t", slow, wait=0.3)
+    gone = {"now": False}
+
+    async def a_call_whose_client_leaves():
+        CALL_GONE.set(lambda: gone["now"])
+        return await _memo_off_loop(memo, "t", slow, wait=30)
+
+    waiting = asyncio.create_task(a_call_whose_client_leaves())
+    await asyncio.sleep(0.1)
+    gone["now"] = True
+    with pytest.raises(ClientGone):
+        await asyncio.wait_for(waiting, 2)  # (within a poll, not at the compile's end)
+    gate.set()
+    assert await _memo_off_loop(memo, "t", lambda: pytest.fail("made again"), wait=5) == "v"
