@@ -61,6 +61,7 @@ class ServerConfig:
     credentials: tuple[Credential, ...] = ()
     anonymous: bool = False
     max_sessions: int = 32
+    max_sessions_per_caller: int = 8  # stdio: one caller's share of max_sessions (default a quarter, at least 1)
     session_idle_seconds: float = 1800.0
     catalog: str | None = None  # a pinned catalog (docs/gateway.md, "Pinning a catalog")
     catalog_max_age: float = 300.0  # seconds a listing is trusted before a call re-lists the tools
@@ -198,7 +199,7 @@ _INT_KEYS = {"max_body_bytes", "max_header_bytes", "max_headers", "max_connectio
              "max_response_bytes"}
 _SERVER_KEYS = {
     "id", "url", "command", "cwd", "env", "policy", "grant_policies", "credentials", "anonymous",
-    "max_sessions", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema",
+    "max_sessions", "max_sessions_per_caller", "session_idle_seconds", "catalog", "catalog_max_age", "enforce_input_schema",
     "shadow", "approval_elicitation", "oauth",
 }
 _CRED_KEYS = {"header", "env", "prefix", "from_env", "from_file"}
@@ -421,6 +422,9 @@ def _server(s, where: str, base: Path, public_url: str | None = None, issuers: t
     max_sessions = _typed(s, "max_sessions", int, where, 32)
     if max_sessions < 1:
         raise ConfigError(f"{where}.max_sessions: must be at least 1")
+    per_caller = _typed(s, "max_sessions_per_caller", int, where, max(1, max_sessions // 4))
+    if not 1 <= per_caller <= max_sessions:
+        raise ConfigError(f"{where}.max_sessions_per_caller: must be between 1 and max_sessions ({max_sessions})")
     idle = _typed(s, "session_idle_seconds", (int, float), where, 1800.0)
     catalog = _typed(s, "catalog", str, where)
     if catalog is not None and not catalog.strip():
@@ -453,7 +457,7 @@ def _server(s, where: str, base: Path, public_url: str | None = None, issuers: t
         env=tuple(env_raw.items()), policy=_rel(base, policy) if policy else None,
         grant_policies=tuple((k, _rel(base, v)) for k, v in gp.items()), credentials=tuple(creds),
         anonymous=bool(_typed(s, "anonymous", bool, where, False)), max_sessions=max_sessions,
-        session_idle_seconds=float(idle), catalog=_rel(base, catalog) if catalog else None,
+        max_sessions_per_caller=per_caller, session_idle_seconds=float(idle), catalog=_rel(base, catalog) if catalog else None,
         catalog_max_age=float(max_age), enforce_input_schema=bool(_typed(s, "enforce_input_schema", bool, where, True)),
         shadow=_rel(base, shadow) if shadow else None,
         approval_elicitation=bool(_typed(s, "approval_elicitation", bool, where, False)),

@@ -25,7 +25,7 @@ import time
 from collections import deque
 
 from . import jsonrpc as rpc
-from .http_client import UpstreamError
+from .http_client import LANE, UpstreamError
 
 HANDSHAKE_VERSIONS = ["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"]
 _BASE_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TMPDIR", "TZ", "SYSTEMROOT")
@@ -78,6 +78,7 @@ class StdioSession:
         self.standalone: asyncio.Queue | None = None
         self.backlog: deque = deque(maxlen=256)
         self.last_used = time.monotonic()
+        self.owner = LANE.get()  # the caller whose `initialize` started it (http_client.LANE: the proxy sets it)
         self.dead = False
         self._tasks: list[asyncio.Task] = []
         self._write_lock = asyncio.Lock()
@@ -296,6 +297,9 @@ class StdioUpstream:
         return _json(200, final)
 
     async def _initialize(self, msg: dict, body: bytes, timeout) -> _Reply:
+        refused = await self._make_room_for(LANE.get())
+        if refused is not None:
+            return _json(503, rpc.error(msg.get("id"), rpc.GATEWAY_ERROR, refused))
         if len(self.sessions) >= self.server.max_sessions:
             return _json(503, rpc.error(msg.get("id"), rpc.GATEWAY_ERROR, f"too many sessions (max_sessions = {self.server.max_sessions})"))
         session = StdioSession(self)
@@ -320,6 +324,28 @@ class StdioUpstream:
             await session.terminate()
             return _json(200, final)
         return _json(200, final, [("mcp-session-id", session.id)])
+
+    async def _make_room_for(self, owner) -> str | None:
+        """A new session for `owner` (a caller) within its share, `max_sessions_per_caller`:
+        past it, the caller's own session idle longest (no request in flight, no listening
+        stream) is stopped to make room — a client that reconnects without ending its old
+        session gets in at once — and when none of its sessions is idle, the `initialize` is
+        refused (why), never another caller's session. One grant sent `initialize` four
+        times and held every child of `max_sessions = 4` until the idle reaper, 30 minutes
+        later; every other caller got 503 meanwhile (hostile review 31, H31-5)."""
+        share = self.server.max_sessions_per_caller
+        own = [s for s in self.sessions.values() if s.owner == owner]
+        if len(own) < share:
+            return None
+        idle = sorted((s for s in own if not s.inflight and s.standalone is None), key=lambda s: s.last_used)
+        if not idle:
+            return f"too many sessions for one caller (max_sessions_per_caller = {share}), each with a request in progress"
+        victim = idle[0]
+        self.sessions.pop(victim.id, None)
+        self.log.info("stdio_session_replaced", server=self.server.id, session=victim.id[:8],
+                      why=f"its caller started another past max_sessions_per_caller = {share}")
+        await victim.terminate()
+        return None
 
     async def _final(self, session: StdioSession, key: str, q: asyncio.Queue, timeout) -> dict:
         try:

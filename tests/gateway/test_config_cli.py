@@ -53,6 +53,15 @@ token = "ghp_inline"
     assert "servers[0].catalog_max_age: must be a finite number" in _bad(tmp_path, srv + "catalog_max_age = inf\n")
     assert "gateway.store_busy_timeout: must be at least 0" in _bad(tmp_path, '[gateway]\nstore_busy_timeout = -1\n' + srv)
     assert "gateway.shutdown_timeout: must be at least 0" in _bad(tmp_path, '[gateway]\nshutdown_timeout = -1\n' + srv)
+    for v in ("0", "33"):  # (max_sessions 32 by default)
+        assert "max_sessions_per_caller: must be between 1 and max_sessions (32)" in _bad(
+            tmp_path, srv + f"max_sessions_per_caller = {v}\n")
+
+
+def test_a_callers_share_of_stdio_sessions_is_a_quarter_by_default(tmp_path):
+    for sessions, share in ((32, 8), (4, 1), (1, 1), (10, 2)):
+        cfg = load_config(write(tmp_path / "ok.toml", f'[[servers]]\nid = "a"\ncommand = ["x"]\nmax_sessions = {sessions}\n'))
+        assert cfg.servers[0].max_sessions_per_caller == share, sessions
 
 
 def test_cli_errors_are_messages_not_tracebacks(tmp_path):

@@ -142,3 +142,50 @@ enforce_input_schema = false
     assert g.proc.p.returncode == -signal.SIGTERM  # ends by the signal, once everything is written
     text = g.log.read_text()
     assert "Traceback" not in text and all(line.startswith("{") for line in text.splitlines()), text[-3000:]
+
+
+async def test_one_caller_cannot_take_every_stdio_session(tmp_path, start_gateway):
+    """hostile review 31, H31-5: `max_sessions` bounded the children of a server, not of a
+    caller: one grant's four `initialize`s held every child until the idle reaper (30
+    minutes) and every other caller got 503. A caller's share is
+    `max_sessions_per_caller`; past it its own idle session is replaced (a reconnecting
+    client gets in at once), and never another caller's."""
+    write(tmp_path / "policy.mcpp", 'permit (principal, action == Action::"echo", resource);\n')
+    state = tmp_path / "state"
+    port = free_port()
+    config = write(tmp_path / "gateway.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+
+[[servers]]
+id = "default"
+command = [{json.dumps(sys.executable)}, {json.dumps(str(FIXTURE))}, "--stdio"]
+policy = "policy.mcpp"
+max_sessions = 4
+max_sessions_per_caller = 2
+""")
+    a, b = create_grant(state, "a"), create_grant(state, "b")
+    g = start_gateway("--config", str(config), port=port)
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+
+    async def initialize(http, token) -> httpx2.Response:
+        return await http.post(g.url(), headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+                                                 "Accept": "application/json, text/event-stream"}, content=json.dumps(init))
+
+    async with httpx2.AsyncClient(timeout=60) as http:
+        first = [await initialize(http, a["token"]) for _ in range(5)]
+        assert [r.status_code for r in first] == [200] * 5
+        sids = [r.headers["mcp-session-id"] for r in first]
+        others = [await initialize(http, b["token"]) for _ in range(2)]
+        assert [r.status_code for r in others] == [200, 200]  # the other caller's share is there
+        # a's latest two sessions are alive; its earlier ones were replaced, one by one
+        for sid, alive in zip(sids, [False, False, False, True, True]):
+            r = await http.post(g.url(), headers={"Authorization": f"Bearer {a['token']}", "Content-Type": "application/json",
+                                                  "Accept": "application/json, text/event-stream", "Mcp-Session-Id": sid,
+                                                  "MCP-Protocol-Version": "2025-06-18"},
+                                content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+            assert (r.status_code == 200) == alive, (sid, r.status_code, r.text[:200])
+    events = [r.get("event") for r in g.log_records()]
+    assert events.count("stdio_session_replaced") == 3 and events.count("stdio_spawned") == 7
