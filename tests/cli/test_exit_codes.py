@@ -139,6 +139,14 @@ def inputs(tmp_path_factory) -> dict[str, str]:
         (d / name / "p.mcpp").write_text(policy)
         (d / name / "p.test.toml").write_text(test)
         out[name] = str(d / name / "p.mcpp")
+    # a tested policy beside JSON files json cannot read (hostile review 32, H32-4: `mcpp
+    # test DIR` read every .json to see whether it is a policy, and exited 3 on these)
+    (d / "unreadable_json").mkdir()
+    (d / "unreadable_json" / "p.mcpp").write_text(GOOD)
+    (d / "unreadable_json" / "p.test.toml").write_text(case.format("allow"))
+    (d / "unreadable_json" / "big.json").write_text('{"tools": [{"name": "t", "inputSchema": {"maximum": ' + "1" * 5000 + "}}]}")
+    (d / "unreadable_json" / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    out["unreadable_json_dir"] = str(d / "unreadable_json")
     (d / "p.test.toml").write_bytes(b'[[case]]\nname = "caf\xe9"\n')
     out["latin1_test"] = str(d / "p.test.toml")
     return out
@@ -200,6 +208,7 @@ TABLE = [
     (("eval", "{good}"), 2),
     (("eval", "{good}", "--call", '{{"name": "read"}}', "--now", "yesterday"), 2),
     (("test", "{tested}"), 0),
+    (("test", "{unreadable_json_dir}"), 0),  # (neither is a policy: nothing untested, nothing raised)
     (("test", "{failing_test}"), 1),
     (("test", "{broken_test}"), 1),  # an invalid test file
     (("test", "{broken_policy}"), 1),  # a policy with errors
