@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 
 from .conformance import SchemaCache, SchemaUnusable, check
-from .defaults import FillTooLarge, fill
+from .defaults import FillTooLarge, fill, plan
 from .depth import MAX_NESTING, describe as describe_depth, too_deep
 # (NotJSONText and the encoders: re-exported for the gateway, which may not import the language)
 from mcpp.lang.jsontext import (  # noqa: F401
@@ -64,9 +64,14 @@ def tool_checker(schemas: SchemaCache, defs: list[dict], name: str):
         return ("no_schema", "no inputSchema object in the tool's definition",
                 f"Tool {name} cannot be checked: the server declares no input schema for it.")
     try:
-        return schemas.get(schema)
+        validator = schemas.get(schema)
     except SchemaUnusable as e:
         return ("unusable_schema", str(e), f"Tool {name} cannot be checked: its declared input schema cannot be used ({e}).")
+    # the fill plan is made here too, where the validator is (the gateway compiles in a worker
+    # thread): made by the first call's `fill`, a large schema's plan took seconds of the
+    # event loop, `/healthz` included (hostile review 32, H32-2)
+    plan(validator.schema)  # type: ignore[attr-defined]
+    return validator
 
 
 def check_arguments(checker, name: str, args) -> dict | None:

@@ -36,7 +36,9 @@ once per schema (`plan`), by these rules:
   with different defaults, a pattern the gateway cannot run beside a default, a
   reference that cannot be resolved within the schema (remote: the validator never
   fetches one, and refuses a call whose check needs it) or a `$dynamicRef`, defaults inside array
-  items (`items`, `prefixItems`, …: no rule reads an element by position), and a default
+  items (`items`, `prefixItems`, …: no rule reads an element by position) and inside the
+  values of properties not declared by name (`additionalProperties`, `patternProperties`:
+  the plan goes by property name), and a default
   whose filling would start over inside itself without end (`_unfill_endless`). The analyzer
   treats such an argument as possibly absent — which it is, as the gateway forwards it
   — and the caveat says that the upstream may run it with its default.
@@ -345,6 +347,8 @@ class _Planner:
         self.levels: dict[frozenset, Level] = {}
         # levels found and not yet planned, with their closures and depths (objects below the root)
         self.queue: deque[tuple[Level, _Closure, int]] = deque()
+        self._closures: dict[tuple, _Closure] = {}  # (the schemas' ids, as_object) → their closure
+        self._items: dict[int, bool] = {}  # subschema id → whether its array items declare defaults
         dialect = root.get("$schema")
         try:
             self.spec = specification_with(dialect.rstrip("#"), default=DRAFT202012) if isinstance(dialect, str) \
@@ -405,7 +409,17 @@ class _Planner:
     def closure(self, schemas: list, as_object: bool) -> _Closure:
         """Every schema that applies to a value of `schemas` whatever the value is: them,
         their `$ref` targets and `allOf` members (and, for an object value, the one branch
-        of an `anyOf`/`oneOf` that can be an object)."""
+        of an `anyOf`/`oneOf` that can be an object). Remembered per schemas: sibling
+        objects that include one shared definition (`allOf: [{$ref: Big}]`) ask for the
+        closures of its thousands of properties once each, not once per sibling (hostile
+        review 32, H32-2: 100 such siblings took 8.5 s to plan)."""
+        memo_key = (tuple(map(id, schemas)), as_object)
+        hit = self._closures.get(memo_key)
+        if hit is None:
+            hit = self._closures[memo_key] = self._closure(schemas, as_object)
+        return hit
+
+    def _closure(self, schemas: list, as_object: bool) -> _Closure:
         nodes: list = []
         cond: list = []
         opaque = None
@@ -451,6 +465,14 @@ class _Planner:
                 if isinstance(d, dict):
                     cond.extend(self.enter(s, v) for v in d.values() if isinstance(v, (dict, bool)))
         return _Closure(nodes, cond, opaque)
+
+    def items_default(self, n: dict) -> bool:
+        """`_items_default(n)`, once per subschema (a shared definition's properties are read
+        by every object that includes it)."""
+        hit = self._items.get(id(n))
+        if hit is None:
+            hit = self._items[id(n)] = _items_default(n, self)
+        return hit
 
     def may_be_object(self, schema, depth: int = 0) -> bool:
         """Can an object match `schema`? No only when something that applies to every value
@@ -517,7 +539,14 @@ class _Planner:
             return hit
         lvl = Level()
         if len(self.levels) >= _MAX_LEVELS:
-            return lvl  # nothing filled deeper: the analyzer reads the same plan
+            # nothing filled deeper (the analyzer reads the same plan), and said where it
+            # matters: planned breadth first, the cap fell on a default three objects deep
+            # beside a sibling with 2,100 properties, silently (hostile review 32, H32-1)
+            if any(_deep_default(n, self) for n in c.nodes):
+                lvl.notes.append((None, f"defaults inside it are not filled: the schema has more than {_MAX_LEVELS} "
+                                        "objects to plan"))
+            self.levels[key] = lvl
+            return lvl
         self.levels[key] = lvl
         if depth >= MAX_FILLED_DEPTH:
             # filling never goes deeper than this (`FillTooLarge`), and no path reaches this
@@ -534,6 +563,14 @@ class _Planner:
             if any(_deep_default(n, self) for n in c.nodes):
                 lvl.notes.append((None, f"defaults inside it are not filled: {c.opaque}"))
             return
+        # the values of properties it does not declare by name (pydantic's `dict[str, Opts]`:
+        # `additionalProperties: {$ref: Opts}`; or a `patternProperties` entry): a server fills
+        # the defaults inside such a value, the plan (by property name) cannot — said, not
+        # silent (hostile review 32, H32-6)
+        if any(_deep_default(self.enter(n, sub), self, skip_top=True)
+               for n in c.nodes for sub in _map_values(n)):
+            lvl.notes.append((None, "defaults inside the values of properties it does not declare by name "
+                                    "(additionalProperties, patternProperties) are not filled"))
         props: dict[str, list] = {}
         for n in c.nodes:
             p = n.get("properties")
@@ -599,10 +636,13 @@ class _Planner:
         # defaults a conditional declaration puts deeper inside it: not filled
         if any(_deep_default(s, self, skip_top=True) for s in cond):
             lvl.notes.append((k, "conditional subschemas declare defaults inside it, which the gateway does not fill"))
-        if any(_items_default(n, self) for n in vc.nodes):
+        if any(self.items_default(n) for n in vc.nodes):
             lvl.notes.append((k, "its array items declare defaults, which the gateway does not fill"))
-        # (planned later, breadth first: whether anything is filled through it, `_prune` settles)
-        lvl.children[k] = self.level(decls, depth + 1)
+        # (planned later, breadth first: whether anything is filled through it, `_prune` settles).
+        # Only where the value can be an object: a level for each of 2,000 integer properties
+        # filled the cap and cost seconds of planning (hostile review 32, H32-1, H32-2)
+        if all(self.may_be_object(d) for d in decls):
+            lvl.children[k] = self.level(decls, depth + 1)
 
 
 def _search(pattern, key: str) -> bool | None:
@@ -665,6 +705,14 @@ def _deep_default(schema, planner: _Planner, skip_top: bool = False) -> bool:
             # a subschema of the same value (an allOf or anyOf member, if/then/else) is still "top"
             todo.append((sub, top and id(sub) in same))
     return False
+
+
+def _map_values(n: dict) -> list[dict]:
+    """The subschemas of `n` that describe the values of properties not declared by name."""
+    out = [n["additionalProperties"]] if isinstance(n.get("additionalProperties"), dict) else []
+    if isinstance(n.get("patternProperties"), dict):
+        out += [v for v in n["patternProperties"].values() if isinstance(v, dict)]
+    return out
 
 
 def _same_value(n: dict) -> set[int]:

@@ -12,6 +12,8 @@ import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from mcpp.lang.jsontext import not_finite_at
+
 from .model import Catalog, CatalogError
 
 MAX_PAGES = 1000
@@ -60,7 +62,13 @@ async def _list_all(client) -> list[dict]:
     seen: set[str] = set()
     for _ in range(MAX_PAGES):
         page = await client.list_tools(cursor=cursor, cache_mode="bypass")
-        tools.extend(t.model_dump(by_alias=True, exclude_none=True, mode="json") for t in page.tools)
+        for t in page.tools:
+            # (a number no float holds — NaN, Infinity, 1e99999 — came out of the JSON dump as
+            # null, a silent change to the schema: refused, as every other reader does; hostile
+            # review 32, H32-7)
+            for where, message in not_finite_at(t.model_dump(by_alias=True, exclude_none=True)):
+                raise PullError(f"the server's tools/list is not usable: /tools/{len(tools)}{where}: {message}")
+            tools.append(t.model_dump(by_alias=True, exclude_none=True, mode="json"))
         cursor = page.next_cursor
         if cursor is None:
             return tools
@@ -104,6 +112,9 @@ async def pull_async(target: Target) -> Catalog:
     except BaseException as e:  # noqa: BLE001 — the SDK raises exception groups; report the root cause
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
+        root = _innermost(e)
+        if isinstance(root, PullError):  # (ours, raised inside the SDK's task group)
+            raise root from None
         errlog.seek(0)
         tail = errlog.read()[-2000:].strip()
         msg = f"could not list tools from {target.source}: {_root_cause(e)}"
@@ -131,9 +142,14 @@ def pull(target: Target) -> Catalog:
     return anyio.run(pull_async, target)
 
 
-def _root_cause(e: BaseException) -> str:
+def _innermost(e: BaseException) -> BaseException:
     while isinstance(e, BaseExceptionGroup) and e.exceptions:
         e = e.exceptions[0]
+    return e
+
+
+def _root_cause(e: BaseException) -> str:
+    e = _innermost(e)
     if isinstance(e, TimeoutError):
         return "timed out"
     if isinstance(e, FileNotFoundError):

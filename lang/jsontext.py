@@ -135,7 +135,9 @@ def not_finite_at(value):
         node, at = stack.pop()
         if isinstance(node, float):
             if node - node != 0:
-                shown = getattr(node, "text", repr(node))
+                shown = getattr(node, "text", None) or ("NaN" if node != node else "Infinity" if node > 0 else "-Infinity")
+                if len(shown) > 40:  # (a 200,000-digit number made a 200 KB message: hostile review 32, H32-5)
+                    shown = shown[:40] + "…"
                 yield at or "/", (f"{shown} is not a JSON number" if shown in ("NaN", "Infinity", "-Infinity")
                                   else f"number {shown} is out of range (JSON numbers must be finite)")
         elif isinstance(node, dict):
@@ -157,12 +159,14 @@ def not_unicode_at(value) -> str | None:
             if not is_text(node):
                 return at or "/"
         elif isinstance(node, dict):
-            for k, v in node.items():
+            for k in node:
                 if not is_text(k):
                     return at or "/"
-                stack.append((v, f"{at}/{k.replace('~', '~0').replace('/', '~1')}"))
+            # (pushed last first: the first problem in document order is the one reported, as
+            # `not_finite_at` does — hostile review 32, H32-8)
+            stack.extend((v, f"{at}/{k.replace('~', '~0').replace('/', '~1')}") for k, v in reversed(node.items()))
         elif isinstance(node, list):
-            stack.extend((v, f"{at}/{i}") for i, v in enumerate(node))
+            stack.extend((v, f"{at}/{i}") for i, v in reversed(list(enumerate(node))))
     return None
 
 

@@ -76,6 +76,13 @@ FILLS = [
 
 # (id, schema, arguments: nothing is filled, the caveat's argument path, words in its reason)
 AMBIGUOUS = [
+    # hostile review 32, H32-6: pydantic's `dict[str, Opts]` (and a patternProperties entry):
+    # a server fills the defaults inside each value, the plan (by property name) cannot
+    ("map-values", {"$defs": {"Opts": obj({"mode": {"type": "string", "default": "dry-run"}})},
+                    **obj({"o": {"type": "object", "additionalProperties": {"$ref": "#/$defs/Opts"}}})},
+     ("o",), "does not declare by name"),
+    ("pattern-values", obj({"o": {"type": "object", "patternProperties": {
+        "^j": obj({"limit": {"type": "integer", "default": 10}})}}}), ("o",), "does not declare by name"),
     ("only-in-a-branch", obj({"k": {"anyOf": [{"const": "a", "default": "a"}, {"const": "b"}]}}), ("k",), "conditional"),
     ("branches-disagree", obj({"k": {"default": "a", "anyOf": [{"type": "string", "default": "b"}, {"type": "null"}]}}),
      ("k",), "different defaults"),
@@ -402,7 +409,51 @@ def _reversed_keys(v):
 @given(_recursive_schemas(), _calls)
 def test_the_order_of_a_schemas_keys_never_changes_what_is_filled(schema, call):
     """Two schemas equal as JSON fill every call alike (the plan does not depend on which
-    key the planner reads first), and report the same caveats."""
+    key the planner reads first), and report caveats at the same arguments (a refused
+    default's reason quotes the violation the validator meets first, which may differ)."""
     other = _reversed_keys(schema)
     assert fill(other, call) == fill(schema, call)
-    assert sorted(map(repr, caveats(other))) == sorted(map(repr, caveats(schema)))
+    assert sorted((c.path, c.kind) for c in caveats(other)) == sorted((c.path, c.kind) for c in caveats(schema))
+
+
+def test_scalar_properties_take_no_planning_level():
+    """hostile review 32, H32-1: every declared property took a level, so a sibling with
+    2,100 string properties spent the level cap before a default three objects deep
+    (planned breadth first), which went unfilled and unreported while the upstream ran it.
+    A property whose value cannot be an object has no level of its own."""
+    schema = obj({"b": obj({"c": obj({"d": obj({"amount": {"type": "number", "default": 5000}})})}),
+                  "z_wide": obj({f"f{i:04d}": {"type": "string"} for i in range(2100)})})
+    assert fill(schema, {"b": {"c": {"d": {}}}}) == {"b": {"c": {"d": {"amount": 5000}}}}
+
+
+def test_past_the_level_cap_a_default_is_a_caveat_not_a_silence():
+    """Past `_MAX_LEVELS` distinct objects, what lies deeper is not planned; a default there
+    is reported (lint `unfilled-default`), as the depth cut is."""
+    from mcpp.catalog import defaults as D
+
+    wide = {f"o{i:04d}": obj({f"k{i}": {"type": "integer"}}) for i in range(D._MAX_LEVELS + 5)}
+    schema = obj({"a": obj(wide), "z": obj({"y": obj({"n": {"type": "integer", "default": 7}})})})
+    assert fill(schema, {"z": {"y": {}}}) == {"z": {"y": {}}}  # (beyond the cap: not filled…)
+    reasons = [c.reason for c in caveats(schema) if c.path[:1] == ("z",)]
+    assert any(f"more than {D._MAX_LEVELS} objects to plan" in r for r in reasons), reasons  # (…and said)
+
+
+def test_sibling_objects_sharing_one_definition_are_planned_once_per_property():
+    """hostile review 32, H32-2: 100 sibling objects including one 3,000-property definition
+    planned every property once per sibling (8.5 s); closures and item checks are now
+    remembered per subschema. Every sibling's own default is filled."""
+    from mcpp.catalog import defaults as D
+
+    big = {"allOf": [{"properties": {f"q{j}": {"type": "integer"}}} for j in range(300)]}
+    schema = {"type": "object", "$defs": {"Big": big}, "properties": {
+        f"o{i:03d}": {"type": "object", "allOf": [{"$ref": "#/$defs/Big"}],
+                      "properties": {"v": {"type": "integer", "default": i}}} for i in range(40)}}
+    closures = []
+    real = D._Planner._closure
+    D._Planner._closure = lambda self, *a: closures.append(1) or real(self, *a)
+    try:
+        out = fill(schema, {f"o{i:03d}": {} for i in range(40)})
+    finally:
+        D._Planner._closure = real
+    assert out == {f"o{i:03d}": {"v": i} for i in range(40)}
+    assert len(closures) < 40 * 300  # (once per property, not once per sibling and property)

@@ -99,6 +99,37 @@ def test_pull_detects_a_looping_cursor(tmp_path):
         pull(Target(command=[sys.executable, str(script)], timeout=60))
 
 
+# a stdio server answering on the wire itself, so that its tools/list can carry raw JSON text
+_RAW_SERVER = """import json, sys
+NUM = sys.argv[1]
+for line in sys.stdin:
+    m = json.loads(line)
+    if "id" not in m:
+        continue
+    if m["method"] == "initialize":
+        r = '{"protocolVersion": "%s", "capabilities": {"tools": {}}, "serverInfo": {"name": "raw", "version": "1"}}' % m["params"]["protocolVersion"]
+    elif m["method"] == "tools/list":
+        r = '{"tools": [{"name": "t", "inputSchema": {"type": "object", "properties": {"a": {"type": "number", "maximum": %s}}}}]}' % NUM
+    else:
+        r = "{}"
+    sys.stdout.write('{"jsonrpc": "2.0", "id": %s, "result": %s}\\n' % (json.dumps(m["id"]), r))
+    sys.stdout.flush()
+"""
+
+
+@pytest.mark.parametrize("number, shown", [("NaN", "NaN"), ("1e99999", "Infinity"), ("-Infinity", "-Infinity")])
+def test_pull_refuses_a_number_no_float_holds(tmp_path, number, shown):
+    """hostile review 32, H32-7: such a number came out of the SDK's JSON dump as `null`: the
+    pulled catalog said `"maximum": null`, exit 0, not a word. Refused at its pointer, as
+    every other reader refuses it."""
+    script = tmp_path / "raw.py"
+    script.write_text(_RAW_SERVER)
+    with pytest.raises(PullError, match=f"/tools/0/inputSchema/properties/a/maximum: {shown} is not a JSON number"):
+        pull(Target(command=[sys.executable, str(script), number], timeout=60))
+    assert pull(Target(command=[sys.executable, str(script), "5"], timeout=60)).tools["t"].input_schema[
+        "properties"]["a"]["maximum"] == 5
+
+
 def _npm_server(name: str) -> Path | None:
     bin_ = NPM_PREFIX / "node_modules" / ".bin" / name
     return bin_ if bin_.exists() else None
