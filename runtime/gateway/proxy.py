@@ -1749,8 +1749,9 @@ def _is_answer(ctype: str, data: bytes) -> bool:
     if not data or not ctype.startswith("application/json"):
         return False
     m = rpc.parse_message(data.decode("utf-8", "replace"))
-    # (an error about the message itself, which could not be read, has id null)
-    return _is_response(m) and m.get("id") is not None
+    # (an *error* about the message itself, which could not be read, has id null; a result
+    # with id null answers no message a notification could be: hostile review 31, H31-8)
+    return _is_response(m) and (m.get("id") is not None or "error" not in m)
 
 
 def _valid_id(value) -> bool:

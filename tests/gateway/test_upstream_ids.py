@@ -434,3 +434,16 @@ async def test_a_cancellation_names_only_the_callers_own_requests(gw):
         up.release.set()
         async with asyncio.timeout(15):
             assert _one(await call)["id"] == 5
+
+
+@pytest.mark.parametrize("body, answer", [
+    (b'{"jsonrpc": "2.0", "id": 7, "result": {}}', True),  # another request's: never relayed for a notification
+    (b'{"jsonrpc": "2.0", "id": null, "result": {}}', True),  # hostile review 31, H31-8: a result answers some request
+    (b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}}', False),  # about the message
+    (b'{"jsonrpc": "2.0", "method": "notifications/message", "params": {}}', False),
+    (b"", False),
+])
+def test_what_counts_as_an_answer_to_some_request(body, answer):
+    from mcpp.runtime.gateway.proxy import _is_answer
+
+    assert _is_answer("application/json", body) is answer
