@@ -330,7 +330,7 @@ async def test_a_2025_approval_wait_does_not_outlive_its_grant(tmp_path, upstrea
 [gateway]
 port = {port}
 state_dir = "state"
-approval_wait = 2
+approval_wait = 8
 
 [[servers]]
 id = "default"
