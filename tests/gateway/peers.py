@@ -224,6 +224,32 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
+def configured_gateway(tmp_path: Path, start_gateway, route: str, policy_text: str, *, gateway: str = "",
+                       server: str = "", name: str = "gateway", label: str = "agent") -> Gateway:
+    """A gateway from a config file with one server, id "default": `route` is its `url = …`
+    or `command = […]` line, `gateway` and `server` extra TOML lines for [gateway] and the
+    [[servers]] table; `policy_text` its policy.mcpp. A grant (`label`) in `g.token`,
+    `g.grant_id`; its state in `g.state`, the file in `g.config`."""
+    port = free_port()
+    write(tmp_path / "policy.mcpp", policy_text)
+    config = write(tmp_path / f"{name}.toml", f"""
+[gateway]
+port = {port}
+state_dir = "state"
+{gateway}
+
+[[servers]]
+id = "default"
+{route}
+policy = "policy.mcpp"
+{server}
+""")
+    grant = json.loads(mcpp("grant", "create", "--server", "default", "--label", label, "--config", str(config), "--json").stdout)
+    g = start_gateway("--config", str(config), port=port, name=name)
+    g.token, g.grant_id, g.state, g.config = grant["token"], grant["id"], tmp_path / "state", config
+    return g
+
+
 ALLOW_ALL = "permit (principal, action, resource);\n"
 POLICY = """
 default deny;

@@ -14,7 +14,7 @@ import json
 import httpx2
 import pytest
 
-from .peers import MODERN_META, POLICY, call_tool, create_grant, free_port, mcpp, result_text, write
+from .peers import MODERN_META, POLICY, call_tool, configured_gateway, create_grant, free_port, result_text, write
 
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
 
@@ -58,26 +58,9 @@ def _gw(tmp_path, start_gateway, upstream_url, *extra, policy_text=POLICY):
 
 
 def _gw_config(tmp_path, start_gateway, upstream_url, gateway: str = "", server: str = "", policy_text=POLICY, name="gateway"):
-    """A gateway from a config file: `gateway` and `server` are extra TOML lines for
-    [gateway] and the one [[servers]] (id "default"); a grant in `g.token`."""
-    port = free_port()
-    write(tmp_path / "policy.mcpp", policy_text)
-    config = write(tmp_path / f"{name}.toml", f"""
-[gateway]
-port = {port}
-state_dir = "state"
-{gateway}
-
-[[servers]]
-id = "default"
-url = "{upstream_url}"
-policy = "policy.mcpp"
-{server}
-""")
-    grant = json.loads(mcpp("grant", "create", "--server", "default", "--label", "adversary", "--config", str(config), "--json").stdout)
-    g = start_gateway("--config", str(config), port=port, name=name)
-    g.token, g.state, g.config = grant["token"], tmp_path / "state", config
-    return g
+    """A gateway from a config file (peers.configured_gateway) in front of `upstream_url`."""
+    return configured_gateway(tmp_path, start_gateway, f'url = "{upstream_url}"', policy_text, gateway=gateway,
+                              server=server, name=name, label="adversary")
 
 
 def rss_kb(pid: int) -> int:

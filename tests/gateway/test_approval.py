@@ -15,7 +15,7 @@ import pytest
 from mcp import Client, types
 from mcp.client.streamable_http import streamable_http_client
 
-from .peers import call_tool, create_grant, mcpp, result_text, write
+from .peers import call_tool, configured_gateway, create_grant, mcpp, result_text, write
 
 MODES = ["auto", "legacy"]
 POLICY = """
@@ -322,33 +322,17 @@ async def test_a_2025_approval_wait_does_not_outlive_its_grant(tmp_path, upstrea
     when the wait ended. The grant must still hold when the approved call is decided."""
     import re
 
-    from .peers import free_port
-
-    policy = write(tmp_path / "policy.mcpp", POLICY)
-    port = free_port()
-    config = write(tmp_path / "gateway.toml", f"""
-[gateway]
-port = {port}
-state_dir = "state"
-approval_wait = 8
-
-[[servers]]
-id = "default"
-url = "{upstream.url}"
-policy = "{policy}"
-approval_elicitation = true
-""")
-    state = tmp_path / "state"
-    alice = create_grant(state, "alice")
-    g = start_gateway("--config", str(config), port=port)
+    g = configured_gateway(tmp_path, start_gateway, f'url = "{upstream.url}"', POLICY, gateway="approval_wait = 8",
+                           server="approval_elicitation = true", label="alice")
+    state = g.state
 
     def revoke_approve_then_answer(params):
-        mcpp("grant", "revoke", alice["id"], "--state", str(state))
+        mcpp("grant", "revoke", g.grant_id, "--state", str(state))
         approval = re.search(r"\(approval (ap_[0-9a-f]+);", params.message).group(1)
         mcpp("approve", approval, "--by", "ops", "--state", str(state))
         return types.ElicitResult(action="cancel")  # (the revoked client's own answer would get 401)
 
-    http, c = client(g.url(), alice["token"], "legacy", revoke_approve_then_answer)
+    http, c = client(g.url(), g.token, "legacy", revoke_approve_then_answer)
     async with http, c:
         before = len(upstream.ran())
         r = await c.call_tool("charge", {"amount": 500})
@@ -364,7 +348,6 @@ async def test_a_call_checked_against_one_pin_is_not_forwarded_under_another(tmp
     whose tool's pinned definition changed since its arguments were checked."""
     from mcpp.catalog import Catalog, load_catalog
 
-    from .peers import free_port
     from .test_pinning import pull
 
     live = pull(tmp_path, upstream)
@@ -373,25 +356,9 @@ async def test_a_call_checked_against_one_pin_is_not_forwarded_under_another(tmp
              for t in tools]
     pinned = tmp_path / "pinned.json"
     Catalog.from_tools(loose).write(pinned)  # v1: `amount` anything
-    policy = write(tmp_path / "policy.mcpp", POLICY.replace("context.input.amount <= 100", "false")
-                   .replace("when { context.input.amount > 100 }", ""))
-    port = free_port()
-    config = write(tmp_path / "gateway.toml", f"""
-[gateway]
-port = {port}
-state_dir = "state"
-
-[[servers]]
-id = "default"
-url = "{upstream.url}"
-policy = "{policy}"
-catalog = "{pinned}"
-catalog_max_age = 0
-approval_elicitation = true
-""")
-    state = tmp_path / "state"
-    alice = create_grant(state, "alice")
-    g = start_gateway("--config", str(config), port=port)
+    policy = POLICY.replace("context.input.amount <= 100", "false").replace("when { context.input.amount > 100 }", "")
+    g = configured_gateway(tmp_path, start_gateway, f'url = "{upstream.url}"', policy, label="alice",
+                           server=f'catalog = "{pinned}"\ncatalog_max_age = 0\napproval_elicitation = true')
     pins = sum(1 for r in g.log_records() if r.get("event") == "catalog_pinned")
 
     def repin_then_accept(params):
@@ -399,7 +366,7 @@ approval_elicitation = true
         _wait_for_event(g, "catalog_pinned", pins + 1)
         return accept(params)
 
-    http, c = client(g.url(), alice["token"], "legacy", repin_then_accept)
+    http, c = client(g.url(), g.token, "legacy", repin_then_accept)
     async with http, c:
         before = len(upstream.ran())
         r = await c.call_tool("charge", {"amount": "500"})  # valid under v1 only

@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from .peers import EVERYTHING, FIXTURE, NODE22, create_grant, free_port, need, write
+from .peers import EVERYTHING, FIXTURE, NODE22, configured_gateway, create_grant, free_port, need, write
 
 EVERYTHING_POLICY = """
 default allow;
@@ -150,23 +150,10 @@ async def test_one_caller_cannot_take_every_stdio_session(tmp_path, start_gatewa
     minutes) and every other caller got 503. A caller's share is
     `max_sessions_per_caller`; past it its own idle session is replaced (a reconnecting
     client gets in at once), and never another caller's."""
-    write(tmp_path / "policy.mcpp", 'permit (principal, action == Action::"echo", resource);\n')
-    state = tmp_path / "state"
-    port = free_port()
-    config = write(tmp_path / "gateway.toml", f"""
-[gateway]
-port = {port}
-state_dir = "state"
-
-[[servers]]
-id = "default"
-command = [{json.dumps(sys.executable)}, {json.dumps(str(FIXTURE))}, "--stdio"]
-policy = "policy.mcpp"
-max_sessions = 4
-max_sessions_per_caller = 2
-""")
-    a, b = create_grant(state, "a"), create_grant(state, "b")
-    g = start_gateway("--config", str(config), port=port)
+    route = f"command = [{json.dumps(sys.executable)}, {json.dumps(str(FIXTURE))}, \"--stdio\"]"
+    g = configured_gateway(tmp_path, start_gateway, route, 'permit (principal, action == Action::"echo", resource);\n',
+                           server="max_sessions = 4\nmax_sessions_per_caller = 2", label="a")
+    a, b = {"token": g.token}, create_grant(g.state, "b")
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
 
