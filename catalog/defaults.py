@@ -67,7 +67,8 @@ from __future__ import annotations
 
 import copy
 import json
-from collections import deque
+import threading
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,7 +88,7 @@ _MAX_CAVEAT_DEPTH = 8  # argument depth the caveat report walks to
 # exponentially many paths (6 levels of 5 properties: 15,625; `mcpp lint` took 43 s on a
 # 2.4 KB schema, hostile review 30, G6); what filling breaks is probed once per level and key
 _MAX_CAVEAT_VISITS = 2000
-_PLAN_CACHE = 1024  # plans kept (by schema object)
+_PLAN_CACHE = 4096  # plans kept (by schema object), least recently used dropped first
 
 # keywords whose subschemas apply only sometimes: a default declared under them is
 # conditional, so it makes the property's default ambiguous
@@ -204,22 +205,35 @@ def _values_in(d) -> int:
 
 # ---- planning -----------------------------------------------------------------------------
 
-_plans: dict[int, tuple[Any, Level]] = {}
+_plans: OrderedDict[int, tuple[Any, Level]] = OrderedDict()  # least recently used first
+_plans_lock = threading.Lock()  # (the gateway plans in its compile threads and fills on its event loop)
 
 
 def plan(schema) -> Level:
     """The fill plan of a tool's input schema (the root object's `Level`). Cached by the
     schema object (held while cached, so its id cannot be reused); schemas are not
-    changed after they are loaded."""
-    hit = _plans.get(id(schema))
-    if hit is not None and hit[0] is schema:
-        return hit[1]
+    changed after they are loaded.
+
+    The least recently used plan goes first when the cache is full, never all of them: the
+    gateway makes a tool's plan in its compile thread, beside the validator, and fills calls
+    on its event loop from the cache; cleared whole after 1,024 other tools, a costly plan
+    was made again on the event loop, and every request waited for it (hostile review 33,
+    H33-8). A validator the gateway still holds (at most 1,024: conformance.MAX_VALIDATORS)
+    was used more recently than 4,096 others' plans, so its plan is here."""
+    key = id(schema)
+    with _plans_lock:
+        hit = _plans.get(key)
+        if hit is not None and hit[0] is schema:
+            _plans.move_to_end(key)
+            return hit[1]
     if not isinstance(schema, dict):
         return EMPTY
     lvl = _prune(_unfill_endless(_Planner(schema).plan()))
-    if len(_plans) >= _PLAN_CACHE:
-        _plans.clear()
-    _plans[id(schema)] = (schema, lvl)
+    with _plans_lock:
+        _plans[key] = (schema, lvl)
+        _plans.move_to_end(key)
+        while len(_plans) > _PLAN_CACHE:
+            _plans.popitem(last=False)
     return lvl
 
 
@@ -349,6 +363,7 @@ class _Planner:
         self.queue: deque[tuple[Level, _Closure, int]] = deque()
         self._closures: dict[tuple, _Closure] = {}  # (the schemas' ids, as_object) → their closure
         self._items: dict[int, bool] = {}  # subschema id → whether its array items declare defaults
+        self._objects: dict[int, bool] = {}  # subschema id → whether an object may match it
         dialect = root.get("$schema")
         try:
             self.spec = specification_with(dialect.rstrip("#"), default=DRAFT202012) if isinstance(dialect, str) \
@@ -477,15 +492,33 @@ class _Planner:
     def may_be_object(self, schema, depth: int = 0) -> bool:
         """Can an object match `schema`? No only when something that applies to every value
         of it (itself, its references, `allOf` members) or every `anyOf`/`oneOf` branch
-        allows no object; anything unresolvable may."""
+        allows no object; anything unresolvable may.
+
+        A subschema with a `$ref` is not read for it: up to draft-07 the validator ignores
+        the keywords beside a `$ref`, so `{"$ref": "#/definitions/Opts", "type": "string"}`
+        takes an object there, and reading its `type` left the object's defaults unfilled,
+        unreported, while the upstream applied them (hostile review 33, H33-3). Where the
+        keywords do apply, saying "may" costs only a level planned for nothing.
+
+        Remembered per subschema (a "may" cut short by the depth bound is the cautious
+        answer): every branch of an `anyOf` whose branches all say "no object" was asked again
+        at each of 8 levels, k⁸ times — 14 s to plan a 1.5 KB schema (H33-7)."""
         if schema is False:
             return False
         if not isinstance(schema, dict) or depth > 8:
             return True
+        hit = self._objects.get(id(schema))
+        if hit is None:
+            hit = self._objects[id(schema)] = self._may_be_object(schema, depth)
+        return hit
+
+    def _may_be_object(self, schema: dict, depth: int) -> bool:
         c = self.closure([schema], as_object=False)
         if c.opaque is not None:
             return True
         for n in c.nodes:
+            if "$ref" in n:
+                continue
             ts = _type_set(n)
             if ts is not None and "object" not in ts:
                 return False
@@ -501,15 +534,21 @@ class _Planner:
         conditional branch."""
         c = self.closure(schemas, as_object=False)
         nodes, opaque = list(c.nodes), c.opaque
-        todo, seen = list(c.conditional), {id(n) for n in c.nodes}
+        seen = {id(n) for n in c.nodes}
+        # each conditional branch read once: branches reached again through references
+        # (k `anyOf` branches per level over 8 levels) were queued k⁸ times (hostile review 33, H33-7)
+        todo, queued = deque(c.conditional), {id(x) for x in c.conditional}
         while todo:
-            more = self.closure([todo.pop(0)], as_object=False)
+            more = self.closure([todo.popleft()], as_object=False)
             opaque = opaque or more.opaque
             for n in more.nodes:
                 if id(n) not in seen:
                     seen.add(id(n))
                     nodes.append(n)
-            todo.extend(more.conditional)
+            for x in more.conditional:
+                if id(x) not in queued:
+                    queued.add(id(x))
+                    todo.append(x)
             if len(seen) >= _MAX_NODES:
                 return nodes, "the schema is too large to read whole"
         return nodes, opaque

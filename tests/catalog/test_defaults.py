@@ -457,3 +457,50 @@ def test_sibling_objects_sharing_one_definition_are_planned_once_per_property():
         D._Planner._closure = real
     assert out == {f"o{i:03d}": {"v": i} for i in range(40)}
     assert len(closures) < 40 * 300  # (once per property, not once per sibling and property)
+
+
+@pytest.mark.parametrize("dialect, defs", [("http://json-schema.org/draft-07/schema#", "definitions"),
+                                           ("http://json-schema.org/draft-04/schema#", "definitions"),
+                                           ("https://json-schema.org/draft/2020-12/schema", "$defs")])
+def test_a_type_beside_a_ref_does_not_hide_the_object_behind_it(dialect, defs):
+    """hostile review 33, H33-3: up to draft-07 the validator ignores what sits beside a
+    `$ref`; the planner read `"type": "string"` there, planned no level, and `{"opts": {}}`
+    (which the validator takes) went without `Opts`'s default while the upstream applied it."""
+    schema = {"$schema": dialect, defs: {"Opts": obj({"scope": {"type": "string", "default": "all"}})},
+              **obj({"opts": {"$ref": f"#/{defs}/Opts", "type": "string"}})}
+    assert fill(schema, {"opts": {}}) == {"opts": {"scope": "all"}}
+
+
+def test_branches_reached_again_through_references_are_read_once():
+    """hostile review 33, H33-7: k `anyOf` branches per level over 8 `$defs` levels were read
+    k⁸ times (a 1.5 KB schema took 14 s to plan)."""
+    from mcpp.catalog import defaults as D
+
+    k, levels = 8, 8
+    defs = {f"L{i}": {"anyOf": [{"$ref": f"#/$defs/L{i + 1}"} for _ in range(k)]} for i in range(levels)}
+    defs[f"L{levels}"] = {"type": "string"}
+    schema = {"$defs": defs, **obj({"p": {"$ref": "#/$defs/L0"}, "q": obj({"r": {"default": 1}})})}
+    closures = []
+    real = D._Planner._closure
+    D._Planner._closure = lambda self, *a: closures.append(1) or real(self, *a)
+    try:
+        assert fill(schema, {"q": {}}) == {"q": {"r": 1}}
+    finally:
+        D._Planner._closure = real
+    assert len(closures) < 10 * k * levels, len(closures)
+
+
+def test_the_plan_cache_drops_the_least_recently_used_plan_not_every_plan(monkeypatch):
+    """hostile review 33, H33-8: the cache was cleared whole when full, and the gateway then
+    made a costly plan again on its event loop (14 s of `/healthz`)."""
+    from mcpp.catalog import defaults as D
+
+    monkeypatch.setattr(D, "_PLAN_CACHE", 8)
+    kept = obj({"a": {"type": "integer", "default": 1}})
+    first = plan(kept)
+    others = [obj({f"k{i}": {"type": "integer", "default": i}}) for i in range(20)]
+    for i, other in enumerate(others):
+        plan(other)
+        if i % 4 == 0:
+            assert plan(kept) is first  # (used all along: never dropped)
+    assert plan(kept) is first and len(D._plans) <= 8
