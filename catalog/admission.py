@@ -70,7 +70,7 @@ def tool_checker(schemas: SchemaCache, defs: list[dict], name: str):
     # the fill plan is made here too, where the validator is (the gateway compiles in a worker
     # thread): made by the first call's `fill`, a large schema's plan took seconds of the
     # event loop, `/healthz` included (hostile review 32, H32-2)
-    plan(validator.schema)  # type: ignore[attr-defined]
+    plan(validator.schema)
     return validator
 
 

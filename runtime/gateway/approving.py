@@ -181,6 +181,8 @@ class ApprovalSteps:
     rt: Runtime  # set by GatewayApp
 
     if TYPE_CHECKING:  # GatewayApp's, which this is mixed into
+        def grant_caller(self, record) -> Caller: ...
+
         def call_row(self, ctx: CallContext, decision, outcome: str, detail=None, approval_id=None,
                      decision_kind: str | None = None, rule: str | None = None,
                      message: str | None = None) -> AuditRow: ...
@@ -260,11 +262,12 @@ class ApprovalSteps:
         `mcpp grant revoke`, did not stop a call parked in the wait). So the caller's grant
         (or token) must still hold, and the policy in force now decides."""
         rt = self.rt
-        gone = await self._caller_gone(ctx)
-        if gone is not None:
-            return Decision(False, ctx.name, "/principal", None, gone), step
-        ctx.engine, ctx.policy_sha = await rt.engine_for(ctx.server, ctx.caller)
-        d = await rt.decide(ctx.engine, ctx.name, ctx.args, ctx.caller.principal, ctx.server.id, approved=True)
+        now = await self._as_things_stand(ctx)
+        if isinstance(now, str):
+            return Decision(False, ctx.name, "/principal", None, now), step
+        server, caller = now
+        ctx.engine, ctx.policy_sha = await rt.engine_for(server, caller)
+        d = await rt.decide(ctx.engine, ctx.name, ctx.args, caller.principal, server.id, approved=True)
         if not d.allowed:  # e.g. its limit is spent: denied, the approval stays for a later run
             return d, step
         try:
@@ -283,21 +286,32 @@ class ApprovalSteps:
         rt.log.info("approval_used", server=ctx.server.id, approval_id=a.id, tool=ctx.name, **rt.who(ctx.caller))
         return d, step
 
-    async def _caller_gone(self, ctx: CallContext) -> str | None:
-        """Why the caller may no longer call (its grant revoked or gone, its token expired), or None."""
+    async def _as_things_stand(self, ctx: CallContext):
+        """(the server's configuration in force, the caller as it stands), or why the caller
+        may no longer call: its grant revoked, gone or moved to another server, its token
+        expired, the server gone from the configuration. Its grant's record and groups and
+        the server's policy mapping are read again: a configuration reload during the wait
+        that pointed the server (or the grant) at another policy was not applied to the call
+        (hostile review 33, H33-2)."""
+        rt = self.rt
+        server = rt.config.server(ctx.server.id)
+        if server is None:
+            return "This call's server is no longer configured; it was not forwarded."
         caller = ctx.caller
-        if caller.record is not None:
+        record: Any = caller.record  # (a GrantRecord)
+        if record is not None:
             try:
-                rec = await self.rt.grant_record(caller.record.id)
+                rec = await rt.grant_record(record.id)
             except Exception as e:  # the grant store is down: the grant cannot be shown to hold
-                self.rt.log.error("grant_store_error", server=ctx.server.id, error=f"{type(e).__name__}: {e}")
+                rt.log.error("grant_store_error", server=server.id, error=f"{type(e).__name__}: {e}")
                 return "The grant store could not be read to confirm this call's grant still holds; it was not forwarded."
-            if rec is None or rec.revoked_at:
+            if rec is None or rec.revoked_at or rec.server != server.id:
                 return "This call's grant was revoked while the call waited for approval; it was not forwarded."
+            caller = self.grant_caller(rec)
         expires = caller.identity.expires_at if caller.identity is not None else None
         if expires is not None and expires <= time.time():
             return "This call's access token expired while the call waited for approval; it was not forwarded."
-        return None
+        return server, caller
 
     # -- 2026-07-28: input_required with an elicitation form -------------------------------------
     def _state_token(self, approval_id: str, bind: str) -> str:

@@ -646,7 +646,11 @@ class GatewayApp(ApprovalSteps):
                            [(b"www-authenticate", www)])
             return None
         assert record is not None  # a reason was set otherwise
-        cfg = rt.config
+        return self.grant_caller(record)
+
+    def grant_caller(self, record) -> Caller:
+        """The caller a grant record makes under the configuration in force (its groups)."""
+        cfg = self.rt.config
         hit = self._grant_principals.get(record.id)
         if hit is None or hit[0] is not record or hit[1] is not cfg:
             groups = frozenset(record.groups) | cfg.groups_of(record.id, record.label)

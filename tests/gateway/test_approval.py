@@ -375,3 +375,26 @@ async def test_a_call_checked_against_one_pin_is_not_forwarded_under_another(tmp
         r = await c.call_tool("charge", {"amount": "500"})  # checked against the pin now in force
         assert r.is_error and "[POLICY DENIED]" in r.content[0].text and "amount" in r.content[0].text, r.content
         assert charges(upstream, before) == []
+
+
+async def test_a_2025_approval_wait_is_decided_under_the_configuration_in_force_when_it_ends(tmp_path, upstream,
+                                                                                               start_gateway):
+    """hostile review 33, H33-2: the approved call was decided again with the server's
+    configuration (and the grant's record) of before its wait: a reload that pointed the
+    server at another policy stopped new calls, and the waiting one, once approved, ran."""
+    g = configured_gateway(tmp_path, start_gateway, f'url = "{upstream.url}"', POLICY,
+                           server="approval_elicitation = true", label="alice")
+    write(tmp_path / "deny.mcpp", "default deny;\n")
+    reloads = sum(1 for r in g.log_records() if r.get("event") == "config_reloaded")
+
+    def reconfigure_then_accept(params):
+        g.config.write_text(g.config.read_text().replace('policy = "policy.mcpp"', 'policy = "deny.mcpp"'))
+        _wait_for_event(g, "config_reloaded", reloads + 1)
+        return accept(params)
+
+    http, c = client(g.url(), g.token, "legacy", reconfigure_then_accept)
+    async with http, c:
+        before = len(upstream.ran())
+        r = await c.call_tool("charge", {"amount": 500})
+        assert r.is_error and r.content[0].text.startswith("[POLICY DENIED]"), r.content[0].text
+        assert charges(upstream, before) == []
