@@ -79,6 +79,7 @@ class StdioSession:
         self.backlog: deque = deque(maxlen=256)
         self.last_used = time.monotonic()
         self.owner = LANE.get()  # the caller whose `initialize` started it (http_client.LANE: the proxy sets it)
+        self.starting = False  # its child is being started and initialized: counted, never replaced
         self.dead = False
         self._tasks: list[asyncio.Task] = []
         self._write_lock = asyncio.Lock()
@@ -297,18 +298,29 @@ class StdioUpstream:
         return _json(200, final)
 
     async def _initialize(self, msg: dict, body: bytes, timeout) -> _Reply:
-        refused = await self._make_room_for(LANE.get())
+        # decided and the session's place taken with no await in between: checked before an
+        # awaited spawn and taken after it, 14 concurrent `initialize`s of one grant all passed
+        # both bounds (hostile review 33, H33-1)
+        refused, victim = self._room_for(LANE.get())
         if refused is not None:
             return _json(503, rpc.error(msg.get("id"), rpc.GATEWAY_ERROR, refused))
         if len(self.sessions) >= self.server.max_sessions:
             return _json(503, rpc.error(msg.get("id"), rpc.GATEWAY_ERROR, f"too many sessions (max_sessions = {self.server.max_sessions})"))
         session = StdioSession(self)
+        session.starting = True
+        self.sessions[session.id] = session
         try:
+            if victim is not None:
+                await victim.terminate()
             await session.spawn()
         except (OSError, ValueError) as e:
+            self.sessions.pop(session.id, None)
             raise UpstreamError(f"cannot start the upstream command: {e}", "connect", False) from None
+        except BaseException:
+            self.sessions.pop(session.id, None)
+            session.kill_now()
+            raise
         self.spawned += 1
-        self.sessions[session.id] = session
         self._ensure_reaper()
         key = _key(msg.get("id"))
         q = session.open(key, None)
@@ -323,29 +335,32 @@ class StdioUpstream:
             self.sessions.pop(session.id, None)
             await session.terminate()
             return _json(200, final)
+        session.starting = False
         return _json(200, final, [("mcp-session-id", session.id)])
 
-    async def _make_room_for(self, owner) -> str | None:
-        """A new session for `owner` (a caller) within its share, `max_sessions_per_caller`:
-        past it, the caller's own session idle longest (no request in flight, no listening
-        stream) is stopped to make room — a client that reconnects without ending its old
-        session gets in at once — and when none of its sessions is idle, the `initialize` is
-        refused (why), never another caller's session. One grant sent `initialize` four
+    def _room_for(self, owner) -> tuple[str | None, "StdioSession | None"]:
+        """Whether `owner` (a caller) may start a session within its share,
+        `max_sessions_per_caller`: (None, None) yes; (None, a session) yes, in place of the
+        caller's own session idle longest (no request in flight, no listening stream, not
+        starting), which is taken out here and is to be stopped — a client that reconnects
+        without ending its old session gets in at once; (why, None) no: every one of its
+        sessions is busy. Never another caller's session. One grant sent `initialize` four
         times and held every child of `max_sessions = 4` until the idle reaper, 30 minutes
         later; every other caller got 503 meanwhile (hostile review 31, H31-5)."""
         share = self.server.max_sessions_per_caller
         own = [s for s in self.sessions.values() if s.owner == owner]
         if len(own) < share:
-            return None
-        idle = sorted((s for s in own if not s.inflight and s.standalone is None), key=lambda s: s.last_used)
+            return None, None
+        idle = sorted((s for s in own if not s.inflight and s.standalone is None and not s.starting),
+                      key=lambda s: s.last_used)
         if not idle:
-            return f"too many sessions for one caller (max_sessions_per_caller = {share}), each with a request in progress"
+            return (f"too many sessions for one caller (max_sessions_per_caller = {share}), each with a request "
+                    "in progress"), None
         victim = idle[0]
         self.sessions.pop(victim.id, None)
         self.log.info("stdio_session_replaced", server=self.server.id, session=victim.id[:8],
                       why=f"its caller started another past max_sessions_per_caller = {share}")
-        await victim.terminate()
-        return None
+        return None, victim
 
     async def _final(self, session: StdioSession, key: str, q: asyncio.Queue, timeout) -> dict:
         try:

@@ -3,6 +3,7 @@ the SDK fixture over stdio (which records what it ran), through the SDK client i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shlex
 import sys
@@ -174,5 +175,11 @@ async def test_one_caller_cannot_take_every_stdio_session(tmp_path, start_gatewa
                                                   "MCP-Protocol-Version": "2025-06-18"},
                                 content=json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
             assert (r.status_code == 200) == alive, (sid, r.status_code, r.text[:200])
+        # hostile review 33, H33-1: both bounds were checked before an awaited spawn and the
+        # session counted after it, so concurrent `initialize`s all passed; a session is
+        # counted from the check, and one still starting is never the one replaced
+        burst = await asyncio.gather(*(initialize(http, b["token"]) for _ in range(6)))
+        assert sorted(r.status_code for r in burst).count(200) <= 2, [r.status_code for r in burst]
     events = [r.get("event") for r in g.log_records()]
-    assert events.count("stdio_session_replaced") == 3 and events.count("stdio_spawned") == 7
+    assert events.count("stdio_session_replaced") == 3 + 2  # (b's two idle sessions, for its burst)
+    assert events.count("stdio_spawned") == 7 + 2
