@@ -70,7 +70,10 @@ def tool_checker(schemas: SchemaCache, defs: list[dict], name: str):
     # the fill plan is made here too, where the validator is (the gateway compiles in a worker
     # thread): made by the first call's `fill`, a large schema's plan took seconds of the
     # event loop, `/healthz` included (hostile review 32, H32-2)
-    plan(validator.schema)
+    try:
+        plan(validator.schema)
+    except RecursionError:  # (called from a deep stack: `fill` makes it where its failures are handled)
+        pass
     return validator
 
 
