@@ -1439,7 +1439,11 @@ class GatewayApp(ApprovalSteps):
             return await self.tool_reply(send, server, rid, status, headers, ctype, data, modern, state, gid, resp)
         # an event stream: pass every byte through as it comes. A client that goes away
         # closes the upstream stream too (in 2026-07-28 that is how a call is cancelled).
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        start = {"type": "http.response.start", "status": status, "headers": headers}
+        if gid is not None and _accepts_json(fwd):
+            send = _HeadWaits(send, start)  # a stream whose first message is the answer goes out as JSON
+        else:
+            await send(start)
         chunk_timeout = None if method == "GET" else timeout
         # with a pinned catalog or typed calls, the stream is watched for tools/list_changed
         pin_scope = (server.id, _session_of(fwd)) if server.catalog or server.enforce_input_schema else None
@@ -1663,9 +1667,14 @@ class GatewayApp(ApprovalSteps):
                                 # result that is no object, a number out of range): never relayed
                                 text = (f"{rpc.ERROR_PREFIX}The upstream's answer is not a JSON-RPC response to this "
                                         "request; the call may or may not have run.")
-                                err = (rpc.tool_error_result(rid, text, modern) if watch_id is not None
-                                       else rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, text))
-                                rendered = rpc.sse_event(err)
+                                m = (rpc.tool_error_result(rid, text, modern) if watch_id is not None
+                                     else rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, text))
+                                rendered = rpc.sse_event(m)
+                            if not out and isinstance(send, _HeadWaits) and send.waiting:
+                                # the stream's first message is its answer: one JSON body
+                                await send.answer(_encode(m))
+                                state["ended"], state["rest"] = True, chunks
+                                return
                             out.append(rendered)
                             # the answer ends the request's stream: nothing after it (a second
                             # answer for the same id, say) reaches the client, whose call
@@ -1821,6 +1830,53 @@ def _nesting_refusal(msg: dict, body: bytes) -> tuple[int, str] | None:
 def _request_bytes(msg: dict, gid: int) -> bytes:
     """The client's request as the upstream gets it: with the gateway's id."""
     return _encode({**msg, "id": gid})
+
+
+def _accepts_json(fwd) -> bool:
+    """Whether the client's `Accept` takes an `application/json` answer (MCP's Streamable
+    HTTP clients send `application/json, text/event-stream`; a range with `q=0` refuses)."""
+    for k, v in fwd:
+        if k != "accept":
+            continue
+        for item in v.split(","):
+            kind, _, params = item.partition(";")
+            if kind.strip().lower() not in ("application/json", "application/*", "*/*"):
+                continue
+            q = next((p.split("=", 1)[1].strip() for p in params.split(";") if p.strip().lower().startswith("q=")), "1")
+            try:
+                if float(q) > 0:
+                    return True
+            except ValueError:
+                continue
+    return False
+
+
+class _HeadWaits:
+    """The `send` of an answer's event stream (a POST request's, its client accepting JSON)
+    whose head waits for the stream's first message. When that message is the request's
+    answer, the answer goes out alone as an `application/json` response (`answer`), which
+    the SDK client reads to its end and so keeps its connection: given an event stream, it
+    closes the response at the answer, before the stream's end, and the connection with
+    it — a new TCP connection for every call. Anything else first (a notification, the
+    upstream's request, a keep-alive) starts the event stream as it came."""
+
+    __slots__ = ("send", "start", "waiting")
+
+    def __init__(self, send, start: dict):
+        self.send, self.start, self.waiting = send, start, True
+
+    async def __call__(self, message: dict) -> None:
+        if self.waiting:
+            self.waiting = False
+            await self.send(self.start)
+        await self.send(message)
+
+    async def answer(self, data: bytes) -> None:
+        self.waiting = False
+        headers = [h for h in self.start["headers"] if h[0] not in (b"content-type", b"content-length", b"x-accel-buffering")]
+        headers += [(b"content-type", JSON), (b"content-length", str(len(data)).encode())]
+        await self.send({"type": "http.response.start", "status": self.start["status"], "headers": headers})
+        await self.send({"type": "http.response.body", "body": data, "more_body": False})
 
 
 def _render_answer(ev: dict, m: dict) -> bytes:

@@ -19,7 +19,7 @@ from .peers import free_port
 BEHAVIOURS = (
     "ok", "is_error", "input_required", "garbage", "wrong_id", "http400", "http401", "http404", "http302",
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
-    "sse_hang", "sse_late",
+    "sse_hang", "sse_late", "sse_progress", "sse_primed", "sse_two",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -162,6 +162,16 @@ class ScriptedUpstream:
                 if not await self._held():
                     return False
                 writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+            elif name == "sse_progress":  # a notification of the call's progress, then the answer
+                note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}}
+                first = b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n"
+                writer.write(b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(first), first, len(event), event))
+            elif name == "sse_primed":  # 2025-11-25: an event with an id and no data primes resumption
+                primed = b"id: p-1\r\ndata:\r\n\r\n" + event
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(primed), primed))
+            elif name == "sse_two":  # the answer, then a second answer for the same id in the same chunk
+                two = event + event.replace(b"ran sse_two", b"second answer")
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(two), two))
             elif name == "sse_garbage":
                 junk = b"event: message\r\ndata: {not json\r\n\r\n"
                 writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(junk), junk))

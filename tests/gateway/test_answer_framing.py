@@ -1,0 +1,135 @@
+"""How a request's answer is framed to the client when the upstream answers with an event
+stream (docs/gateway.md, "Answers as JSON").
+
+The gateway waits for the stream's first message before it sends the response's head:
+when that message is the request's answer and the client accepts `application/json`,
+the answer goes out alone as a JSON body (with the client's id); anything else first —
+a notification, a keep-alive, an event that primes resumption — starts the event stream
+as it came, every message in order. The official SDK client closes an event-stream
+response at its answer, before the stream's end, and the connection with it: a JSON
+answer lets it keep its connection (the last test counts them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+
+import httpx2
+import pytest
+
+from .peers import MODERN_META, POLICY, configured_gateway, create_grant, parse_response, write
+from .scripted import ScriptedUpstream
+from .test_sdk_clients import client
+
+BOTH = "application/json, text/event-stream"
+
+# tool (scripted behaviour), the client's Accept → the answer's content type, what the client reads
+ROWS = [
+    ("sse_ok", BOTH, "application/json", "ran sse_ok"),
+    ("sse_ok", "text/event-stream, application/json", "application/json", "ran sse_ok"),
+    ("sse_ok", "*/*", "application/json", "ran sse_ok"),
+    ("sse_ok", "application/*;q=0.5, text/event-stream", "application/json", "ran sse_ok"),
+    ("sse_ok", "text/event-stream", "text/event-stream", "ran sse_ok"),  # JSON not accepted: the stream
+    ("sse_ok", "application/json;q=0, text/event-stream", "text/event-stream", "ran sse_ok"),
+    ("sse_ok", "application/json; q=zero, text/event-stream", "text/event-stream", "ran sse_ok"),  # unreadable q
+    ("sse_progress", BOTH, "text/event-stream", "ran sse_progress"),  # a notification came first
+    ("sse_primed", BOTH, "text/event-stream", "ran sse_primed"),  # an event that primes resumption came first
+    ("sse_late", BOTH, "text/event-stream", "ran sse_late"),  # a keep-alive came first
+    ("sse_two", BOTH, "application/json", "ran sse_two"),  # the first answer ends it; the second never reaches the client
+    ("sse_garbage", BOTH, "text/event-stream", "may or may not have run"),  # no answer: the gateway's error, streamed
+    ("sse_drop", BOTH, "text/event-stream", "may or may not have run"),
+]
+
+
+@pytest.fixture
+async def scripted(tmp_path, start_gateway):
+    async with ScriptedUpstream() as up:
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+                               gateway="upstream_timeout = 2")
+        g.up = up
+        up.release.set()  # sse_late answers at once
+        yield g
+
+
+async def post(http, g, name: str, accept: str, rid, era: str) -> httpx2.Response:
+    headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json", "Accept": accept}
+    params: dict = {"name": name, "arguments": {}}
+    if era == "2026-07-28":
+        headers |= {"MCP-Protocol-Version": era, "Mcp-Method": "tools/call", "Mcp-Name": name}
+        params["_meta"] = MODERN_META
+    else:
+        headers |= {"MCP-Protocol-Version": era}
+    body = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}
+    return await http.post(g.url(), headers=headers, content=json.dumps(body))
+
+
+@pytest.mark.parametrize("era", ["2026-07-28", "2025-06-18"])
+async def test_answer_framing_table(scripted, era):
+    g = scripted
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for i, (tool, accept, ctype, reads) in enumerate(ROWS):
+            rid = f"client-{i}"
+            r = await post(http, g, tool, accept, rid, era)
+            assert r.status_code == 200, (tool, accept, r.text)
+            assert r.headers["content-type"].split(";")[0] == ctype, (tool, accept)
+            m = parse_response(r)
+            assert m["id"] == rid, (tool, accept, m)
+            text = m["result"]["content"][0]["text"]
+            assert reads in text, (tool, accept, text)
+            if ctype == "application/json":
+                # the answer alone, whole: its length stated, no event-stream framing
+                assert int(r.headers["content-length"]) == len(r.content)
+                assert json.loads(r.content) == {k: v for k, v in m.items() if k != "status"}
+                assert "x-accel-buffering" not in r.headers
+            if tool == "sse_progress":
+                events = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+                assert [e.get("method") for e in events] == ["notifications/progress", None]
+            if tool == "sse_two":
+                assert "second answer" not in r.text
+
+
+async def test_a_sdk_client_keeps_its_connection_through_the_gateway(tmp_path, upstream, start_gateway):
+    """The SDK client in 2025-11-25 (a session, event-stream answers from the SDK
+    upstream): through the gateway, twenty calls open no new connection."""
+    policy = write(tmp_path / "policy.mcpp", POLICY)
+    state = tmp_path / "state"
+    grant = create_grant(state, "alice")
+    g = start_gateway("--policy", str(policy), "--upstream", upstream.url, state=state)
+    accepted = 0
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        ur, uw = await asyncio.open_connection("127.0.0.1", g.port)
+
+        async def pump(src, dst) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except ConnectionError:
+                pass
+            finally:
+                dst.close()
+
+        with contextlib.suppress(asyncio.CancelledError):  # (at the test's end, with the loop)
+            await asyncio.gather(pump(reader, uw), pump(ur, writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        http, c = client(g.url().replace(f":{g.port}/", f":{port}/"), grant["token"], "legacy")
+        async with http, c:
+            for _ in range(2):  # (the session's own connections: initialize, its listening stream)
+                r = await c.call_tool("echo", {"text": "warm"})
+                assert not r.is_error
+            await asyncio.sleep(0.2)
+            before = accepted
+            for i in range(20):
+                r = await c.call_tool("echo", {"text": f"call {i}"})
+                assert not r.is_error and r.content[0].text == f"call {i}"
+            assert accepted == before, f"{accepted - before} new connections for 20 calls"
+    finally:
+        server.close()
