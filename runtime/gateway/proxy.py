@@ -1447,6 +1447,9 @@ class GatewayApp(ApprovalSteps):
         chunk_timeout = None if method == "GET" else timeout
         # with a pinned catalog or typed calls, the stream is watched for tools/list_changed
         pin_scope = (server.id, _session_of(fwd)) if server.catalog or server.enforce_input_schema else None
+        # a notification's or a client's answer's POST is answered by no response: one in its
+        # stream is another request's, late, and is dropped (hostile review 33, H33-5)
+        unanswered = method == "POST" and gid is None
         # the relay runs in this task; a watcher task stops it (by cancelling this task) if
         # the client goes away. (One task per stream, not a relay task and a watcher raced
         # with asyncio.wait: each task and wait is paid on every streamed call.)
@@ -1460,7 +1463,7 @@ class GatewayApp(ApprovalSteps):
         if method == "GET":
             self._listening.add(me)
         try:
-            await self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope, gid, rid)
+            await self._pipe(send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope, gid, rid, unanswered)
         except asyncio.CancelledError:
             # the watcher's cancel is taken back; any other (the gateway stopping) goes on
             if not disconnected.is_set() or me.uncancel() > 0:
@@ -1616,14 +1619,16 @@ class GatewayApp(ApprovalSteps):
         return None
 
     async def _pipe(self, send, resp, chunk_timeout, state, server, watch_id, modern, pin_scope=None,
-                    gid: int | None = None, rid=None) -> None:
+                    gid: int | None = None, rid=None, unanswered: bool = False) -> None:
         """Relay an upstream's event stream. `gid`: the id the request went upstream with
         (a tools/call's: `watch_id` is then its client id); the response that carries it is
         relayed with the client's id (`rid`) and ends the stream; a response with another
-        id is dropped, as is an event that is no JSON-RPC message. The upstream's own
-        requests and notifications pass as they came."""
+        id is dropped, as is an event that is no JSON-RPC message. `unanswered`: the stream
+        answers a message that has no answer (a notification, a client's answer), so every
+        response in it is dropped. The upstream's own requests and notifications pass as
+        they came."""
         rt = self.rt
-        watched = gid is not None or pin_scope is not None
+        watched = gid is not None or pin_scope is not None or unanswered
         # a watched stream (a request's, or one that may announce tools/list_changed) is
         # relayed event by event, each one checked: an event whose data is not a JSON-RPC
         # message, or half an event, never reaches the client
@@ -1650,8 +1655,8 @@ class GatewayApp(ApprovalSteps):
                         dropped += 1
                         continue
                     if m is not None:
-                        if gid is not None and "method" not in m:  # a response: this request's, or dropped
-                            if not _same_id(m.get("id"), gid):
+                        if (gid is not None or unanswered) and "method" not in m:  # a response: this request's, or dropped
+                            if gid is None or not _same_id(m.get("id"), gid):
                                 foreign += 1
                                 discard(resp)  # out of step: the connection is not reused
                                 continue
@@ -1758,13 +1763,15 @@ def _is_response(m) -> TypeGuard[dict]:
 
 
 def _is_answer(ctype: str, data: bytes) -> bool:
-    """Whether a whole upstream body is a JSON-RPC response to some request."""
-    if not data or not ctype.startswith("application/json"):
+    """Whether a whole upstream body is, or holds, a JSON-RPC response to some request:
+    one message or a batch array, whatever the content type says (a client may read a
+    `text/plain` body as JSON; hostile review 33, H33-5)."""
+    if not data or data.lstrip()[:1] not in (b"{", b"["):
         return False
     m = rpc.parse_message(data.decode("utf-8", "replace"))
     # (an *error* about the message itself, which could not be read, has id null; a result
     # with id null answers no message a notification could be: hostile review 31, H31-8)
-    return _is_response(m) and (m.get("id") is not None or "error" not in m)
+    return any(_is_response(x) and (x.get("id") is not None or "error" not in x) for x in (m if isinstance(m, list) else [m]))
 
 
 def _valid_id(value) -> bool:

@@ -69,6 +69,22 @@ class IdUpstream(ScriptedUpstream):
             await writer.drain()
             return True
         if method is None or "id" not in msg:  # a notification (a cancellation, say) or a client's answer
+            stale = {"jsonrpc": "2.0", "id": 41, "result": {"content": [{"type": "text", "text": "SECRET-OTHER"}]}}
+            if method == "notifications/stale_batch":  # a late answer inside a batch array
+                self._send(writer, 200, json.dumps([stale]).encode())
+                await writer.drain()
+                return True
+            if method == "notifications/stale_text":  # … as text/plain
+                self._send(writer, 200, json.dumps(stale).encode(), "text/plain")
+                await writer.drain()
+                return True
+            if method == "notifications/stale_stream":  # … in an event stream, beside a notification
+                note = {"jsonrpc": "2.0", "method": "notifications/message", "params": {"level": "info", "data": "note"}}
+                payload = b"".join(b"event: message\r\ndata: " + json.dumps(e).encode() + b"\r\n\r\n" for e in (stale, note))
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                             + b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload))
+                await writer.drain()
+                return True
             if method == "notifications/cancelled":
                 self.got_cancel.set()
             self._send(writer, 202, b"")
@@ -436,8 +452,30 @@ async def test_a_cancellation_names_only_the_callers_own_requests(gw):
             assert _one(await call)["id"] == 5
 
 
+async def test_a_notification_is_never_answered_with_another_requests_answer(gw):
+    """hostile review 33, H33-5: a late answer in the reply to a notification — inside a
+    batch array, as `text/plain`, or in an event stream — is never relayed."""
+    up, g = gw
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for how in ("batch", "text"):
+            r = await http.post(g.url(), headers=_headers(g.a), content=json.dumps({"jsonrpc": "2.0", "method": f"notifications/stale_{how}"}))
+            assert r.status_code == 502 and "SECRET-OTHER" not in r.text, (how, r.status_code, r.text)
+        r = await http.post(g.url(), headers=_headers(g.a), content=json.dumps({"jsonrpc": "2.0", "method": "notifications/stale_stream"}))
+        assert r.status_code == 200 and "SECRET-OTHER" not in r.text, r.text
+        msgs = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:")]
+        assert [m.get("method") for m in msgs] == ["notifications/message"], msgs  # the notification passes
+        # the connection that carried them is not reused: the next call is answered as usual
+        assert result_text(await call_tool(http, g.url(), g.a, "ok", {"who": "A"}, rid=3)) == "ran ok"
+    dropped = [x for x in g.log_records() if x.get("event") == "upstream_events_dropped"]
+    assert any(x.get("why") == "an answer to another request" for x in dropped), dropped
+
+
 @pytest.mark.parametrize("body, answer", [
     (b'{"jsonrpc": "2.0", "id": 7, "result": {}}', True),  # another request's: never relayed for a notification
+    (b'[{"jsonrpc": "2.0", "id": 7, "result": {}}]', True),  # in a batch array (H33-5)
+    (b'  [{"jsonrpc": "2.0", "method": "notifications/message"}, {"jsonrpc": "2.0", "id": "x", "error": {"code": 1, "message": "m"}}]', True),
+    (b'[{"jsonrpc": "2.0", "method": "notifications/message", "params": {}}]', False),
+    (b'<html>{"jsonrpc": "2.0", "id": 7, "result": {}}</html>', False),  # no JSON at all
     (b'{"jsonrpc": "2.0", "id": null, "result": {}}', True),  # hostile review 31, H31-8: a result answers some request
     (b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}}', False),  # about the message
     (b'{"jsonrpc": "2.0", "method": "notifications/message", "params": {}}', False),
@@ -447,3 +485,4 @@ def test_what_counts_as_an_answer_to_some_request(body, answer):
     from mcpp.runtime.gateway.proxy import _is_answer
 
     assert _is_answer("application/json", body) is answer
+    assert _is_answer("text/plain", body) is answer  # whatever the content type says (H33-5)
