@@ -96,7 +96,11 @@ class _Corked:
     stream's head (5 ms at most) for its first event, so that both went out as one write,
     made the 2025-era SDK client's calls slower, not faster (added p50 +0.97-1.79 ms held,
     +0.79-1.50 ms not, four alternating runs): the client reads the head while the
-    upstream is still working, and held, that reading waited for the event."""
+    upstream is still working, and held, that reading waited for the event. (The proxy
+    does wait for a request's event stream's first message before answering — `_HeadWaits`
+    in proxy.py —, for another reason: when that message is the answer, it goes out as a
+    JSON body, which the SDK client reads to its end and so keeps its connection; that is
+    what made the 2025-era calls faster.)"""
 
     __slots__ = ("_t", "_loop", "_buf", "_scheduled", "_put_off", "_ended", "_grace", "_watch", "_sent")
 

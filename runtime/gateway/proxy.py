@@ -1427,7 +1427,7 @@ class GatewayApp(ApprovalSteps):
                     if data is None:
                         bad = UpstreamError("the upstream's answer is not a JSON-RPC response to this request", "protocol", True)
                         return await self.upstream_failed(send, server, rid, bad, False)
-                elif _is_answer(ctype, data):
+                elif _is_answer(data):
                     # a notification, a client's answer, a GET or a DELETE is answered by no
                     # JSON-RPC response: this one is another request's, late (hostile17 F1)
                     discard(resp)
@@ -1496,6 +1496,16 @@ class GatewayApp(ApprovalSteps):
             else:
                 resp.release()
         if rt.stopping and (stopped or not state.get("ended")) and not disconnected.is_set():
+            unsent = state.get("unsent")
+            if unsent is not None:
+                # settled, and waiting on a client slow to read when the gateway stopped: the
+                # answer the audit row and the limit count is the one the client gets (H34-1)
+                as_json, data = unsent
+                if as_json:
+                    await send.answer(data)
+                else:
+                    await send({"type": "http.response.body", "body": data, "more_body": False})
+                return state["outcome"] or "forwarded"
             if stopped:
                 await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, STOPPED_TEXT, modern)),
                             "more_body": True})
@@ -1677,7 +1687,9 @@ class GatewayApp(ApprovalSteps):
                                 rendered = rpc.sse_event(m)
                             if not out and isinstance(send, _HeadWaits) and send.waiting:
                                 # the stream's first message is its answer: one JSON body
-                                await send.answer(_encode(m))
+                                state["unsent"] = (True, _encode(m))
+                                await send.answer(state["unsent"][1])
+                                del state["unsent"]
                                 state["ended"], state["rest"] = True, chunks
                                 return
                             out.append(rendered)
@@ -1694,7 +1706,9 @@ class GatewayApp(ApprovalSteps):
                 if answered:
                     # the answer ends a request's stream (the server closes it next): end the
                     # client's now, in the same write, rather than wait for the upstream's end
-                    await send({"type": "http.response.body", "body": b"".join(out), "more_body": False})
+                    state["unsent"] = (False, b"".join(out))
+                    await send({"type": "http.response.body", "body": state["unsent"][1], "more_body": False})
+                    del state["unsent"]
                     state["ended"], state["rest"] = True, chunks
                     return
                 if out:
@@ -1762,7 +1776,7 @@ def _is_response(m) -> TypeGuard[dict]:
     return isinstance(m, dict) and "method" not in m and ("result" in m or "error" in m)
 
 
-def _is_answer(ctype: str, data: bytes) -> bool:
+def _is_answer(data: bytes) -> bool:
     """Whether a whole upstream body is, or holds, a JSON-RPC response to some request:
     one message or a batch array, whatever the content type says (a client may read a
     `text/plain` body as JSON; hostile review 33, H33-5)."""
@@ -1841,21 +1855,59 @@ def _request_bytes(msg: dict, gid: int) -> bytes:
 
 def _accepts_json(fwd) -> bool:
     """Whether the client's `Accept` takes an `application/json` answer (MCP's Streamable
-    HTTP clients send `application/json, text/event-stream`; a range with `q=0` refuses)."""
+    HTTP clients send `application/json, text/event-stream`). Its quality is that of the
+    most specific range that matches it — `application/json` over `application/*` over
+    `*/*` (RFC 9110 §12.5.1) —, so `application/json;q=0, */*` refuses it (hostile review
+    34, H34-2); a `q` that is no number refuses too. Read from the `Accept` the upstream is
+    sent (the last one, when a client sent several)."""
+    rank, q = -1, 0.0
     for k, v in fwd:
         if k != "accept":
             continue
-        for item in v.split(","):
-            kind, _, params = item.partition(";")
-            if kind.strip().lower() not in ("application/json", "application/*", "*/*"):
+        for item in _split_outside_quotes(v, ","):
+            kind, *params = _split_outside_quotes(item, ";")
+            r = _JSON_RANGES.get(kind.strip().lower())
+            if r is None or r < rank:
                 continue
-            q = next((p.split("=", 1)[1].strip() for p in params.split(";") if p.strip().lower().startswith("q=")), "1")
-            try:
-                if float(q) > 0:
-                    return True
-            except ValueError:
-                continue
-    return False
+            this = 1.0
+            for p in params:
+                name, _, value = p.partition("=")
+                if name.strip().lower() == "q":
+                    try:
+                        this = float(value.strip())
+                    except ValueError:
+                        this = 0.0
+            if r > rank or this > q:
+                rank, q = r, this
+    return q > 0  # (False for NaN too)
+
+
+_JSON_RANGES = {"application/json": 2, "application/*": 1, "*/*": 0}  # the ranges that match it, most specific highest
+
+
+def _split_outside_quotes(value: str, sep: str) -> list[str]:
+    """`value` split at `sep` where it is not inside a quoted string (RFC 9110 §5.6.4: a
+    parameter's value may be quoted and hold commas and semicolons). One pass, linear in
+    the value's length (a regular expression with backtracking, or repeated searches,
+    is quadratic on an unterminated quote)."""
+    if '"' not in value:
+        return value.split(sep)
+    out, start, quoted, i, n = [], 0, False, 0, len(value)
+    while i < n:
+        c = value[i]
+        if quoted:
+            if c == "\\":
+                i += 1
+            elif c == '"':
+                quoted = False
+        elif c == '"':
+            quoted = True
+        elif c == sep:
+            out.append(value[start:i])
+            start = i + 1
+        i += 1
+    out.append(value[start:])
+    return out
 
 
 class _HeadWaits:
@@ -1865,7 +1917,11 @@ class _HeadWaits:
     the SDK client reads to its end and so keeps its connection: given an event stream, it
     closes the response at the answer, before the stream's end, and the connection with
     it — a new TCP connection for every call. Anything else first (a notification, the
-    upstream's request, a keep-alive) starts the event stream as it came."""
+    upstream's request, a keep-alive) starts the event stream as it came.
+
+    A head counts as sent once its write has returned: a write waits while the client
+    does not read, and a cancel there (the gateway stopping) leaves it unwritten, to be
+    sent again by whatever ends the response (hostile review 34, H34-1)."""
 
     __slots__ = ("send", "start", "waiting")
 
@@ -1874,15 +1930,16 @@ class _HeadWaits:
 
     async def __call__(self, message: dict) -> None:
         if self.waiting:
-            self.waiting = False
             await self.send(self.start)
+            self.waiting = False
         await self.send(message)
 
     async def answer(self, data: bytes) -> None:
-        self.waiting = False
-        headers = [h for h in self.start["headers"] if h[0] not in (b"content-type", b"content-length", b"x-accel-buffering")]
-        headers += [(b"content-type", JSON), (b"content-length", str(len(data)).encode())]
-        await self.send({"type": "http.response.start", "status": self.start["status"], "headers": headers})
+        if self.waiting:
+            headers = [h for h in self.start["headers"] if h[0] not in (b"content-type", b"content-length", b"x-accel-buffering")]
+            headers += [(b"content-type", JSON), (b"content-length", str(len(data)).encode())]
+            await self.send({"type": "http.response.start", "status": self.start["status"], "headers": headers})
+            self.waiting = False
         await self.send({"type": "http.response.body", "body": data, "more_body": False})
 
 

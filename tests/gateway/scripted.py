@@ -19,7 +19,7 @@ from .peers import free_port
 BEHAVIOURS = (
     "ok", "is_error", "input_required", "garbage", "wrong_id", "http400", "http401", "http404", "http302",
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
-    "sse_hang", "sse_late", "sse_progress", "sse_primed", "sse_two",
+    "sse_hang", "sse_late", "sse_progress", "sse_primed", "sse_two", "sse_slow", "sse_slow_note", "big_json",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -119,7 +119,10 @@ class ScriptedUpstream:
         name = msg["params"]["name"]
         self.calls.append((name, msg["params"].get("arguments") or {}))
         ok = {"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": f"ran {name}"}]}}
-        if name in ("ok",) or name not in BEHAVIOURS:
+        if name == "big_json":  # an 8 MiB answer (a client that does not read it pauses the gateway's writing)
+            ok["result"]["content"][0]["text"] = "x" * (8 << 20)
+            self._send(writer, 200, json.dumps(ok).encode())
+        elif name in ("ok",) or name not in BEHAVIOURS:
             self._send(writer, 200, json.dumps(ok).encode())
         elif name == "is_error":
             ok["result"]["isError"] = True
@@ -166,6 +169,17 @@ class ScriptedUpstream:
                 note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}}
                 first = b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n"
                 writer.write(b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(first), first, len(event), event))
+            elif name in ("sse_slow", "sse_slow_note"):  # the head, then a second later the answer (or a notification, then nothing until released)
+                await writer.drain()
+                await asyncio.sleep(1.0)
+                if name == "sse_slow_note":
+                    note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}}
+                    first = b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n"
+                    writer.write(b"%x\r\n%s\r\n" % (len(first), first))
+                    await writer.drain()
+                    if not await self._held():
+                        return False
+                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
             elif name == "sse_primed":  # 2025-11-25: an event with an id and no data primes resumption
                 primed = b"id: p-1\r\ndata:\r\n\r\n" + event
                 writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(primed), primed))

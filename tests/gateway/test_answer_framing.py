@@ -15,11 +15,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
+import socket
+import sqlite3
+import time
 
 import httpx2
 import pytest
 
 from .peers import MODERN_META, POLICY, configured_gateway, create_grant, parse_response, write
+from mcpp.runtime.gateway.proxy import _accepts_json
 from .scripted import ScriptedUpstream
 from .test_sdk_clients import client
 
@@ -34,6 +39,11 @@ ROWS = [
     ("sse_ok", "text/event-stream", "text/event-stream", "ran sse_ok"),  # JSON not accepted: the stream
     ("sse_ok", "application/json;q=0, text/event-stream", "text/event-stream", "ran sse_ok"),
     ("sse_ok", "application/json; q=zero, text/event-stream", "text/event-stream", "ran sse_ok"),  # unreadable q
+    # the most specific range sets JSON's quality (RFC 9110 §12.5.1; hostile review 34, H34-2)
+    ("sse_ok", "application/json;q=0, */*", "text/event-stream", "ran sse_ok"),
+    ("sse_ok", "text/event-stream, */*;q=0.1, application/json;q=0", "text/event-stream", "ran sse_ok"),
+    ("sse_ok", 'application/json;x="a,b";q=0, text/event-stream', "text/event-stream", "ran sse_ok"),  # a quoted comma
+    ("sse_ok", "*/*;q=0, application/json", "application/json", "ran sse_ok"),
     ("sse_progress", BOTH, "text/event-stream", "ran sse_progress"),  # a notification came first
     ("sse_primed", BOTH, "text/event-stream", "ran sse_primed"),  # an event that primes resumption came first
     ("sse_late", BOTH, "text/event-stream", "ran sse_late"),  # a keep-alive came first
@@ -133,3 +143,79 @@ async def test_a_sdk_client_keeps_its_connection_through_the_gateway(tmp_path, u
             assert accepted == before, f"{accepted - before} new connections for 20 calls"
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("accept, takes", [
+    ("application/json, text/event-stream", True),
+    ("APPLICATION/JSON", True),
+    ("*/*", True),
+    ("application/*;q=0.5", True),
+    ("application/json;q=0.0, application/json;q=0.3", True),  # equally specific: the higher
+    ('application/json;x="a,b;q=1";q=0.2', True),  # the quoted value is one parameter
+    ("text/event-stream", False),
+    ("", False),
+    ("application/json;q=0, */*", False),
+    ("application/json;q=0, application/*", False),
+    ("application/json;q=0, application/*;q=0.5, text/event-stream", False),
+    ("application/json;q=nan", False),
+    ("application/json;q=zero", False),
+    ("application/json-seq, application/jsonx, */*;q=0", False),
+    ('"' * 20000, False),  # an unterminated quote: read in one pass, not quadratically
+    ('"\\' * 10000 + ", application/json", False),
+], ids=lambda v: repr(v)[:48] if isinstance(v, str) else str(v))
+def test_what_accepts_json(accept, takes):
+    assert _accepts_json([("accept", accept)]) is takes
+
+
+def _request(port: int, token: str, name: str, rid: str) -> bytes:
+    body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                       "params": {"name": name, "arguments": {}, "_meta": MODERN_META}}).encode()
+    head = (f"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nAccept: {BOTH}\r\nMCP-Protocol-Version: 2026-07-28\r\n"
+            f"Mcp-Method: tools/call\r\nMcp-Name: {name}\r\nContent-Length: {len(body)}\r\n\r\n")
+    return head.encode() + body
+
+
+@pytest.mark.parametrize("tool, ctype, reads, outcome", [
+    ("sse_slow", "application/json", "ran sse_slow", "forwarded"),  # settled and answered: the client gets it
+    ("sse_slow_note", "text/event-stream", "The gateway stopped before the upstream answered", "gateway_stopped"),
+])
+async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, start_gateway, tool, ctype, reads, outcome):
+    """hostile review 34, H34-1: two pipelined calls on one connection whose client reads
+    nothing yet — an 8 MiB answer first, so the gateway's writing is paused, then a call
+    whose stream's first message comes a second later. The gateway is stopped
+    (shutdown_timeout 1 s) while the second answer's head waits to be written. The client
+    gets what the audit row says, never a 500: the answer (the call was settled
+    `forwarded`) or the gateway's stopped result (`gateway_stopped`)."""
+    async with ScriptedUpstream() as up:
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+                               gateway="upstream_timeout = 30\nshutdown_timeout = 1\nidle_timeout = 60")
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", g.port))
+        s.sendall(_request(g.port, g.token, "big_json", "big") + _request(g.port, g.token, tool, "late"))
+        await asyncio.sleep(2.5)  # `late` answered (or its notification sent) upstream; its head waits on the paused connection
+        g.proc.p.send_signal(signal.SIGTERM)
+        await asyncio.sleep(1.8)  # past shutdown_timeout: the waiting write is cancelled
+        s.setblocking(False)
+        loop = asyncio.get_running_loop()
+        data = b""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                chunk = await asyncio.wait_for(loop.sock_recv(s, 1 << 20), 5)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        g.proc.p.wait(20)
+    second = data[data.find(b"HTTP/1.1", 100):]
+    assert second.startswith(b"HTTP/1.1 200 "), second[:300]
+    head, _, body = second.partition(b"\r\n\r\n")
+    assert f"content-type: {ctype}".encode() in head.lower(), head
+    assert reads.encode() in body and b'"id":"late"' in body.replace(b" ", b""), body[:300]
+    rows = dict(sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, outcome FROM audit").fetchall())
+    assert rows == {'"big"': "forwarded", '"late"': outcome}, rows
+    assert not [r for r in g.log_records() if r.get("event") in ("internal_error", "internal_error_unanswered")]
