@@ -99,6 +99,7 @@ class GatewayConfig:
     upstream_timeout: float = 120.0
     connect_timeout: float = 10.0
     upstream_keepalive: float = 2.0
+    json_answer_wait: float = 1.0  # seconds an answer's event stream is held for its first message (proxy._HeadWaits); 0: never
     ops_listen: tuple[str, int] | None = None  # /healthz and /metrics on their own address (and only there)
     ops_token: "Credential | None" = None  # when set, /healthz and /metrics need `Authorization: Bearer <it>`
     allowed_hosts: tuple[str, ...] | None = None  # None: loopback names when bound to loopback
@@ -188,7 +189,7 @@ _GATEWAY_KEYS = {
     "max_header_bytes", "max_headers",
     "header_timeout", "body_timeout", "idle_timeout", "max_connections", "max_requests_per_caller", "max_response_bytes",
     "upstream_timeout",
-    "connect_timeout", "upstream_keepalive", "allowed_hosts", "allowed_origins", "audit_synchronous",
+    "connect_timeout", "upstream_keepalive", "json_answer_wait", "allowed_hosts", "allowed_origins", "audit_synchronous",
     "store_busy_timeout", "shutdown_timeout", "reload_interval", "log_level", "ops_listen", "ops_token_env", "ops_token_file",
     "mode", "audit_values", "audit_values_days", "approval_ttl", "approval_wait", "admin_token_env", "admin_token_file",
     "public_url",
@@ -292,7 +293,7 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         ("max_connections", 1000, 1), ("max_requests_per_caller", 250, 2), ("max_response_bytes", 64 * 1024 * 1024, 65536),
         ("redis_timeout", 1.0, 0.01),
         ("grant_cache_seconds", 300.0, 0.0), ("store_busy_timeout", 10.0, 0.0),
-        ("shutdown_timeout", 10.0, 0.0),
+        ("shutdown_timeout", 10.0, 0.0), ("json_answer_wait", 1.0, 0.0),
     ):
         v = _typed(g, key, int if key in _INT_KEYS else (int, float), "gateway", default)
         if v < lo:
@@ -374,6 +375,7 @@ def _build(data: dict, base: Path, source: str) -> GatewayConfig:
         max_response_bytes=int(nums["max_response_bytes"]), redis_timeout=float(nums["redis_timeout"]),
         grant_cache_seconds=float(nums["grant_cache_seconds"]),
         connect_timeout=float(nums["connect_timeout"]), upstream_keepalive=float(nums["upstream_keepalive"]),
+        json_answer_wait=float(nums["json_answer_wait"]),
         allowed_hosts=hosts, allowed_origins=origins, audit_synchronous=sync,
         store_busy_timeout=float(nums["store_busy_timeout"]), shutdown_timeout=float(nums["shutdown_timeout"]),
         reload_interval=float(nums["reload_interval"]), log_level=level, groups=groups, servers=tuple(servers),

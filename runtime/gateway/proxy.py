@@ -26,6 +26,7 @@ result, never a retry.
 from __future__ import annotations
 
 import asyncio
+import functools
 import fnmatch
 import logging
 import hashlib
@@ -1440,9 +1441,11 @@ class GatewayApp(ApprovalSteps):
         # an event stream: pass every byte through as it comes. A client that goes away
         # closes the upstream stream too (in 2026-07-28 that is how a call is cancelled).
         start = {"type": "http.response.start", "status": status, "headers": headers}
-        if gid is not None and _accepts_json(fwd):
-            send = _HeadWaits(send, start)  # a stream whose first message is the answer goes out as JSON
+        if gid is not None and rt.config.json_answer_wait > 0 and _accepts_json(fwd):
+            # a stream whose first message is the answer goes out as JSON
+            send = held = _HeadWaits(send, start, rt.config.json_answer_wait)
         else:
+            held = None
             await send(start)
         chunk_timeout = None if method == "GET" else timeout
         # with a pinned catalog or typed calls, the stream is watched for tools/list_changed
@@ -1480,6 +1483,8 @@ class GatewayApp(ApprovalSteps):
             # (no await between the relay's end and this: the watcher cannot cancel this
             # task after the relay is over)
             watcher.cancel()
+            if held is not None:
+                held.close()
             self._listening.discard(me)
             deadline = state.get("deadline")
             if deadline is not None:
@@ -1500,11 +1505,7 @@ class GatewayApp(ApprovalSteps):
             if unsent is not None:
                 # settled, and waiting on a client slow to read when the gateway stopped: the
                 # answer the audit row and the limit count is the one the client gets (H34-1)
-                as_json, data = unsent
-                if as_json:
-                    await send.answer(data)
-                else:
-                    await send({"type": "http.response.body", "body": data, "more_body": False})
+                await unsent()
                 return state["outcome"] or "forwarded"
             if stopped:
                 await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, STOPPED_TEXT, modern)),
@@ -1687,8 +1688,8 @@ class GatewayApp(ApprovalSteps):
                                 rendered = rpc.sse_event(m)
                             if not out and isinstance(send, _HeadWaits) and send.waiting:
                                 # the stream's first message is its answer: one JSON body
-                                state["unsent"] = (True, _encode(m))
-                                await send.answer(state["unsent"][1])
+                                state["unsent"] = functools.partial(send.answer, _encode(m), rendered)
+                                await state["unsent"]()
                                 del state["unsent"]
                                 state["ended"], state["rest"] = True, chunks
                                 return
@@ -1706,8 +1707,8 @@ class GatewayApp(ApprovalSteps):
                 if answered:
                     # the answer ends a request's stream (the server closes it next): end the
                     # client's now, in the same write, rather than wait for the upstream's end
-                    state["unsent"] = (False, b"".join(out))
-                    await send({"type": "http.response.body", "body": state["unsent"][1], "more_body": False})
+                    state["unsent"] = functools.partial(send, {"type": "http.response.body", "body": b"".join(out), "more_body": False})
+                    await state["unsent"]()
                     del state["unsent"]
                     state["ended"], state["rest"] = True, chunks
                     return
@@ -1912,35 +1913,69 @@ def _split_outside_quotes(value: str, sep: str) -> list[str]:
 
 class _HeadWaits:
     """The `send` of an answer's event stream (a POST request's, its client accepting JSON)
-    whose head waits for the stream's first message. When that message is the request's
-    answer, the answer goes out alone as an `application/json` response (`answer`), which
-    the SDK client reads to its end and so keeps its connection: given an event stream, it
-    closes the response at the answer, before the stream's end, and the connection with
-    it — a new TCP connection for every call. Anything else first (a notification, the
-    upstream's request, a keep-alive) starts the event stream as it came.
+    whose head waits for the stream's first message, `json_answer_wait` seconds at most.
+    When that message is the request's answer, the answer goes out alone as an
+    `application/json` response (`answer`), which the SDK client reads to its end and so
+    keeps its connection: given an event stream, it closes the response at the answer,
+    before the stream's end, and the connection with it — a new TCP connection for every
+    call. Anything else first (a notification, the upstream's request, a keep-alive), or
+    the wait running out (a long call: a proxy between the client and the gateway may
+    want the response begun within some time), starts the event stream as it came.
 
-    A head counts as sent once its write has returned: a write waits while the client
-    does not read, and a cancel there (the gateway stopping) leaves it unwritten, to be
-    sent again by whatever ends the response (hostile review 34, H34-1)."""
+    The head's write is serialised (`lock`): the wait's end starts the stream from a task
+    of its own while the relay reads on. A head counts as sent once its write has
+    returned: a write waits while the client does not read, and a cancel there (the
+    gateway stopping) leaves it unwritten, to be sent again by whatever ends the response
+    (hostile review 34, H34-1)."""
 
-    __slots__ = ("send", "start", "waiting")
+    __slots__ = ("send", "start", "framing", "lock", "timer", "starter")
 
-    def __init__(self, send, start: dict):
-        self.send, self.start, self.waiting = send, start, True
+    def __init__(self, send, start: dict, wait: float):
+        self.send, self.start = send, start
+        self.framing: str | None = None  # None while the head waits; then "json" or "sse"
+        self.lock = asyncio.Lock()
+        self.starter: asyncio.Task | None = None
+        self.timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(wait, self._wait_over)
+
+    @property
+    def waiting(self) -> bool:
+        return self.framing is None
+
+    def _wait_over(self) -> None:
+        self.timer = None
+        if self.framing is None:
+            self.starter = asyncio.get_running_loop().create_task(self._stream())
+
+    async def _stream(self) -> None:
+        async with self.lock:
+            if self.framing is None:
+                await self.send(self.start)
+                self.framing = "sse"
 
     async def __call__(self, message: dict) -> None:
-        if self.waiting:
-            await self.send(self.start)
-            self.waiting = False
+        if self.framing is None:
+            await self._stream()
         await self.send(message)
 
-    async def answer(self, data: bytes) -> None:
-        if self.waiting:
-            headers = [h for h in self.start["headers"] if h[0] not in (b"content-type", b"content-length", b"x-accel-buffering")]
-            headers += [(b"content-type", JSON), (b"content-length", str(len(data)).encode())]
-            await self.send({"type": "http.response.start", "status": self.start["status"], "headers": headers})
-            self.waiting = False
-        await self.send({"type": "http.response.body", "body": data, "more_body": False})
+    async def answer(self, data: bytes, event: bytes) -> None:
+        """The request's answer, `data` as a JSON body or `event` in the stream, whichever
+        the response has begun as (JSON if not begun)."""
+        if self.framing is None:
+            async with self.lock:
+                if self.framing is None:
+                    headers = [h for h in self.start["headers"] if h[0] not in (b"content-type", b"content-length", b"x-accel-buffering")]
+                    headers += [(b"content-type", JSON), (b"content-length", str(len(data)).encode())]
+                    await self.send({"type": "http.response.start", "status": self.start["status"], "headers": headers})
+                    self.framing = "json"
+        await self.send({"type": "http.response.body", "body": data if self.framing == "json" else event, "more_body": False})
+
+    def close(self) -> None:
+        """The exchange is over: the wait's timer, and a stream start still under way, end."""
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.starter is not None and not self.starter.done():
+            self.starter.cancel()
 
 
 def _render_answer(ev: dict, m: dict) -> bytes:

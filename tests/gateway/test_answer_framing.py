@@ -189,7 +189,7 @@ async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, 
     `forwarded`) or the gateway's stopped result (`gateway_stopped`)."""
     async with ScriptedUpstream() as up:
         g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
-                               gateway="upstream_timeout = 30\nshutdown_timeout = 1\nidle_timeout = 60")
+                               gateway="upstream_timeout = 30\nshutdown_timeout = 1\nidle_timeout = 60\njson_answer_wait = 5")
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         s.connect(("127.0.0.1", g.port))
@@ -219,3 +219,34 @@ async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, 
     rows = dict(sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, outcome FROM audit").fetchall())
     assert rows == {'"big"': "forwarded", '"late"': outcome}, rows
     assert not [r for r in g.log_records() if r.get("event") in ("internal_error", "internal_error_unanswered")]
+
+
+@pytest.mark.parametrize("wait, ctype, head_within", [
+    (0.3, "text/event-stream", 0.9),  # the wait ran out: the stream begins, the answer comes in it a second later
+    (5, "application/json", None),  # the answer came within the wait
+    (0, "text/event-stream", 0.9),  # 0: never held, the stream begins at once, as the upstream's did
+])
+async def test_the_head_is_held_json_answer_wait_seconds_at_most(tmp_path, start_gateway, wait, ctype, head_within):
+    """A proxy in front of the gateway may want a response begun within some time: an
+    answer's event stream is held for its first message `json_answer_wait` seconds at
+    most (`sse_slow` answers a second after its head)."""
+    async with ScriptedUpstream() as up:
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+                               gateway=f"json_answer_wait = {wait}")
+        body = json.dumps({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                           "params": {"name": "sse_slow", "arguments": {}, "_meta": MODERN_META}})
+        headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json", "Accept": BOTH,
+                   "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/call", "Mcp-Name": "sse_slow"}
+        async with httpx2.AsyncClient(timeout=30) as http:
+            t0 = time.monotonic()
+            async with http.stream("POST", g.url(), headers=headers, content=body) as r:
+                head_at = time.monotonic() - t0
+                data = await r.aread()
+        assert r.headers["content-type"].split(";")[0] == ctype
+        if head_within is not None:
+            assert head_at < head_within, head_at
+        else:
+            assert head_at >= 0.9, head_at  # held until the answer came
+        m = parse_response(httpx2.Response(200, headers=r.headers, content=data))
+        assert m["id"] == 7 and m["result"]["content"][0]["text"] == "ran sse_slow", m
+        assert sqlite3.connect(g.state / "audit.db").execute("SELECT outcome FROM audit").fetchall() == [("forwarded",)]
