@@ -34,6 +34,7 @@ import hmac
 import itertools
 import json
 import math
+import re
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -79,6 +80,7 @@ PASS_RESPONSE_HEADERS = {
     "content-type", "mcp-protocol-version", "allow", "cache-control", "x-accel-buffering", "retry-after",
 }
 JSON = b"application/json"
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what a header value may not hold (uvicorn refuses the head)
 MAX_TOOL_NAME = 128  # MCP: tool names are 1-128 characters
 MAX_METHOD_LENGTH = 128
 MAX_AUDIT_ID = 256  # characters of a JSON-RPC id kept in the audit row and the log
@@ -1366,6 +1368,11 @@ class GatewayApp(ApprovalSteps):
     def response_headers(self, resp, server, caller, caps=None) -> list[tuple[bytes, bytes]]:
         out = []
         for k, v in resp.headers:
+            if (k in PASS_RESPONSE_HEADERS or k == "mcp-session-id") and _CONTROL.search(v):
+                # a value HTTP cannot carry: the client's head would be refused whole, and
+                # the client left with no answer at all (hostile review 35, H35-2)
+                self.rt.log.warning("upstream_header_dropped", server=server.id, header=k, why="a control character")
+                continue
             if k in PASS_RESPONSE_HEADERS:
                 out.append((k.encode(), v.encode("latin-1")))
             elif k == "mcp-session-id":
@@ -1780,10 +1787,19 @@ def _is_response(m) -> TypeGuard[dict]:
 def _is_answer(data: bytes) -> bool:
     """Whether a whole upstream body is, or holds, a JSON-RPC response to some request:
     one message or a batch array, whatever the content type says (a client may read a
-    `text/plain` body as JSON; hostile review 33, H33-5)."""
-    if not data or data.lstrip()[:1] not in (b"{", b"["):
+    `text/plain` body as JSON; hostile review 33, H33-5), read the way a client's JSON
+    reader reads bytes: with a byte-order mark, or as UTF-16 or UTF-32 (`json.loads` and
+    `Response.json()` do; hostile review 35, H35-1)."""
+    if not data:
         return False
-    m = rpc.parse_message(data.decode("utf-8", "replace"))
+    try:
+        text = data.decode(json.detect_encoding(data), "surrogatepass")
+    except (UnicodeDecodeError, LookupError):  # (no JSON reader reads it either)
+        return False
+    text = text.lstrip("\ufeff \t\r\n")
+    if text[:1] not in ("{", "["):
+        return False
+    m = rpc.parse_message(text)
     # (an *error* about the message itself, which could not be read, has id null; a result
     # with id null answers no message a notification could be: hostile review 31, H31-8)
     return any(_is_response(x) and (x.get("id") is not None or "error" not in x) for x in (m if isinstance(m, list) else [m]))
@@ -1928,13 +1944,14 @@ class _HeadWaits:
     gateway stopping) leaves it unwritten, to be sent again by whatever ends the response
     (hostile review 34, H34-1)."""
 
-    __slots__ = ("send", "start", "framing", "lock", "timer", "starter")
+    __slots__ = ("send", "start", "framing", "lock", "timer", "starter", "failed")
 
     def __init__(self, send, start: dict, wait: float):
         self.send, self.start = send, start
         self.framing: str | None = None  # None while the head waits; then "json" or "sse"
         self.lock = asyncio.Lock()
         self.starter: asyncio.Task | None = None
+        self.failed: Exception | None = None  # what the wait's end got starting the stream
         self.timer: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(wait, self._wait_over)
 
     @property
@@ -1944,9 +1961,17 @@ class _HeadWaits:
     def _wait_over(self) -> None:
         self.timer = None
         if self.framing is None:
-            self.starter = asyncio.get_running_loop().create_task(self._stream())
+            self.starter = asyncio.get_running_loop().create_task(self._late_stream())
+
+    async def _late_stream(self) -> None:
+        try:
+            await self._stream()
+        except Exception as e:  # raised again by the relay's next write, where it is handled and logged
+            self.failed = e
 
     async def _stream(self) -> None:
+        if self.failed is not None:
+            raise self.failed
         async with self.lock:
             if self.framing is None:
                 await self.send(self.start)
@@ -1960,6 +1985,8 @@ class _HeadWaits:
     async def answer(self, data: bytes, event: bytes) -> None:
         """The request's answer, `data` as a JSON body or `event` in the stream, whichever
         the response has begun as (JSON if not begun)."""
+        if self.failed is not None:
+            raise self.failed
         if self.framing is None:
             async with self.lock:
                 if self.framing is None:

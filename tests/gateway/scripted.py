@@ -20,6 +20,7 @@ BEHAVIOURS = (
     "ok", "is_error", "input_required", "garbage", "wrong_id", "http400", "http401", "http404", "http302",
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
     "sse_hang", "sse_late", "sse_progress", "sse_primed", "sse_two", "sse_slow", "sse_slow_note", "big_json",
+    "bad_header", "sse_bad_header",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -119,7 +120,13 @@ class ScriptedUpstream:
         name = msg["params"]["name"]
         self.calls.append((name, msg["params"].get("arguments") or {}))
         ok = {"jsonrpc": "2.0", "id": rid, "result": {"content": [{"type": "text", "text": f"ran {name}"}]}}
-        if name == "big_json":  # an 8 MiB answer (a client that does not read it pauses the gateway's writing)
+        if name == "bad_header":  # a header value HTTP cannot carry (a control character)
+            self._send(writer, 200, json.dumps(ok).encode(), extra="cache-control: no\x01cache\r\n")
+        elif name == "sse_bad_header":
+            event = b"event: message\r\ndata: " + json.dumps(ok).encode() + b"\r\n\r\n"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no\x01cache\r\n"
+                         b"transfer-encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+        elif name == "big_json":  # an 8 MiB answer (a client that does not read it pauses the gateway's writing)
             ok["result"]["content"][0]["text"] = "x" * (8 << 20)
             self._send(writer, 200, json.dumps(ok).encode())
         elif name in ("ok",) or name not in BEHAVIOURS:

@@ -250,3 +250,18 @@ async def test_the_head_is_held_json_answer_wait_seconds_at_most(tmp_path, start
         m = parse_response(httpx2.Response(200, headers=r.headers, content=data))
         assert m["id"] == 7 and m["result"]["content"][0]["text"] == "ran sse_slow", m
         assert sqlite3.connect(g.state / "audit.db").execute("SELECT outcome FROM audit").fetchall() == [("forwarded",)]
+
+
+async def test_an_upstream_header_http_cannot_carry_is_dropped(scripted):
+    """hostile review 35, H35-2: a control character in a header value the gateway passes on
+    made uvicorn refuse the client's head whole (the client got no answer at all). The
+    header is dropped (and logged); the answer goes out."""
+    g = scripted
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for i, tool in enumerate(("bad_header", "sse_bad_header")):
+            r = await post(http, g, tool, BOTH, i, "2026-07-28")
+            assert r.status_code == 200 and "cache-control" not in r.headers, (tool, r.headers)
+            assert parse_response(r)["result"]["content"][0]["text"] == f"ran {tool}"
+    dropped = [x for x in g.log_records() if x.get("event") == "upstream_header_dropped"]
+    assert len(dropped) == 2 and {x["header"] for x in dropped} == {"cache-control"}, dropped
+    assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "stream_relay_failed")]

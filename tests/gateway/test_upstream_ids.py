@@ -476,6 +476,12 @@ async def test_a_notification_is_never_answered_with_another_requests_answer(gw)
     (b'  [{"jsonrpc": "2.0", "method": "notifications/message"}, {"jsonrpc": "2.0", "id": "x", "error": {"code": 1, "message": "m"}}]', True),
     (b'[{"jsonrpc": "2.0", "method": "notifications/message", "params": {}}]', False),
     (b'<html>{"jsonrpc": "2.0", "id": 7, "result": {}}</html>', False),  # no JSON at all
+    # read as a client's JSON reader reads bytes (hostile review 35, H35-1)
+    (b'\xef\xbb\xbf{"jsonrpc": "2.0", "id": 7, "result": {}}', True),  # a byte-order mark
+    ('{"jsonrpc": "2.0", "id": 7, "result": {}}'.encode("utf-16-le"), True),
+    ('{"jsonrpc": "2.0", "id": 7, "result": {}}'.encode("utf-16"), True),  # with its byte-order mark
+    ('[{"jsonrpc": "2.0", "id": 7, "result": {}}]'.encode("utf-32-be"), True),
+    (b'\xff\xfe\x00', False),  # no text in any encoding
     (b'{"jsonrpc": "2.0", "id": null, "result": {}}', True),  # hostile review 31, H31-8: a result answers some request
     (b'{"jsonrpc": "2.0", "id": null, "error": {"code": -32700, "message": "Parse error"}}', False),  # about the message
     (b'{"jsonrpc": "2.0", "method": "notifications/message", "params": {}}', False),
