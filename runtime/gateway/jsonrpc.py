@@ -147,6 +147,15 @@ class SSEParser:
             raise self._too_large()
         return out
 
+    def end(self) -> list[dict]:
+        """The stream has ended: a CR it ended with was a line end, not half of a CRLF, so
+        the event it completed is read (an upstream writing CR-only line ends had its last
+        event, a call's answer, never read: hostile review 34). A line still unterminated
+        is dropped, as the rules say."""
+        if self._plen and self._pending[-1].endswith(b"\r"):
+            return self.feed(b"\n")
+        return []
+
 
 _LINE_END = re.compile("\r\n|\r|\n")
 

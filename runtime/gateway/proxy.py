@@ -1653,13 +1653,21 @@ class GatewayApp(ApprovalSteps):
         parser = rpc.SSEParser(rt.config.max_response_bytes, comments=True) if watched else None
         dropped = foreign = 0
         chunks = resp.chunks(chunk_timeout)
+        more = True
         try:
-            async for chunk in chunks:
+            while more:
+                try:
+                    chunk: bytes | None = await chunks.__anext__()
+                except StopAsyncIteration:
+                    # the stream's end: a CR it ended with ended a line (SSEParser.end)
+                    if parser is None:
+                        break
+                    chunk, more = None, False
                 if parser is None:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     continue
                 try:
-                    events = parser.feed(chunk)
+                    events = parser.feed(chunk) if chunk is not None else parser.end()
                 except rpc.EventTooLarge as e:
                     raise UpstreamError(str(e), "protocol", True) from None
                 out = []

@@ -48,6 +48,8 @@ ROWS = [
     ("sse_primed", BOTH, "text/event-stream", "ran sse_primed"),  # an event that primes resumption came first
     ("sse_late", BOTH, "text/event-stream", "ran sse_late"),  # a keep-alive came first
     ("sse_two", BOTH, "application/json", "ran sse_two"),  # the first answer ends it; the second never reaches the client
+    ("sse_cr", BOTH, "application/json", "ran sse_cr"),  # CR-only line ends: the final CR ends the answer's event
+    ("sse_cr", "text/event-stream", "text/event-stream", "ran sse_cr"),
     ("sse_garbage", BOTH, "text/event-stream", "may or may not have run"),  # no answer: the gateway's error, streamed
     ("sse_drop", BOTH, "text/event-stream", "may or may not have run"),
 ]

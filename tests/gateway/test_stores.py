@@ -133,6 +133,22 @@ def test_sse_parser_reads_any_split_as_the_whole_stream_line_by_line(parts, cuts
     assert events == _events_line_by_line(stream, comments)
 
 
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(_SSE_PIECES, _SSE_ENDS), max_size=14), st.lists(st.integers(0, 80), max_size=6), st.booleans())
+def test_sse_parser_at_the_streams_end_reads_a_final_cr_as_a_line_end(parts, cuts, comments):
+    """The stream over: a CR it ended with ended a line (hostile review 34: an upstream
+    writing CR-only line ends had its last event never read); `end()` reads it, and the
+    whole stream is read as the specification reads it, line by line."""
+    stream = b"".join(a + b for a, b in parts)
+    cuts = sorted({c for c in cuts if c <= len(stream)})
+    p, events, prev = SSEParser(comments=comments), [], 0
+    for c in cuts + [len(stream)]:
+        events += p.feed(stream[prev:c])
+        prev = c
+    assert events + p.end() == _events_line_by_line(stream, comments)
+    assert p.end() == []  # (once)
+
+
 def test_a_remembered_session_mac_is_one_the_gateway_issued_or_verified():
     s = SessionBinder(b"k" * 32)
     outer = s.wrap("sess-1", "g_1", "srv")
