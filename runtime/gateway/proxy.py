@@ -1513,11 +1513,12 @@ class GatewayApp(ApprovalSteps):
                 # settled, and waiting on a client slow to read when the gateway stopped: the
                 # answer the audit row and the limit count is the one the client gets (H34-1)
                 await unsent()
-                return state["outcome"] or "forwarded"
-            if stopped:
-                await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, STOPPED_TEXT, modern)),
-                            "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            elif stopped:
+                await _end(send, state, rpc.tool_error_result(watch_id, STOPPED_TEXT, modern))
+            elif gid is not None and not tool_call:  # a request unanswered: its answer says why
+                await _end(send, state, rpc.error(rid, rpc.INTERNAL_ERROR, "the gateway is stopping"))
+            else:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
             return state["outcome"] or "forwarded"
         if state.get("ended"):
             return state["outcome"] or "forwarded"
@@ -1530,9 +1531,13 @@ class GatewayApp(ApprovalSteps):
             # the stream ended without this call's answer: it may have run
             _settle(state, "upstream_error")
             text = f"{rpc.ERROR_PREFIX}The upstream ended its stream without answering; the call may or may not have run."
-            await send({"type": "http.response.body", "body": rpc.sse_event(rpc.tool_error_result(watch_id, text, modern)),
-                        "more_body": True})
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await _end(send, state, rpc.tool_error_result(watch_id, text, modern))
+        elif gid is not None and not tool_call:
+            # a request's stream ended without its answer: the client is told, not left waiting
+            why = "upstream unavailable: the upstream ended its stream without answering"
+            await _end(send, state, rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, why))
+        else:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
         return state["outcome"] or "forwarded"
 
     def _abandoned(self, upstream, fwd, gid, state, relay: asyncio.Task) -> None:
@@ -1701,12 +1706,11 @@ class GatewayApp(ApprovalSteps):
                                 m = (rpc.tool_error_result(rid, text, modern) if watch_id is not None
                                      else rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, text))
                                 rendered = rpc.sse_event(m)
-                            if not out and isinstance(send, _HeadWaits) and send.waiting:
-                                # the stream's first message is its answer: one JSON body
-                                state["unsent"] = functools.partial(send.answer, _encode(m), rendered)
-                                await state["unsent"]()
-                                del state["unsent"]
-                                state["ended"], state["rest"] = True, chunks
+                            if not out:
+                                # the stream's first message is its answer: one JSON body, if
+                                # the head still waits
+                                await _end(send, state, m, rendered)
+                                state["rest"] = chunks
                                 return
                             out.append(rendered)
                             # the answer ends the request's stream: nothing after it (a second
@@ -1722,21 +1726,21 @@ class GatewayApp(ApprovalSteps):
                 if answered:
                     # the answer ends a request's stream (the server closes it next): end the
                     # client's now, in the same write, rather than wait for the upstream's end
-                    state["unsent"] = functools.partial(send, {"type": "http.response.body", "body": b"".join(out), "more_body": False})
-                    await state["unsent"]()
-                    del state["unsent"]
-                    state["ended"], state["rest"] = True, chunks
+                    await _end(send, state, None, b"".join(out))
+                    state["rest"] = chunks
                     return
                 if out:
                     await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
         except UpstreamError as e:
             rt.metrics.inc("mcpp_upstream_errors_total", (("server", server.id), ("kind", e.kind)))
             rt.log.warning("upstream_error", server=server.id, kind=e.kind, error=str(e), during="stream")
+            # (a request's stream is watched: an answer ended it, so this one has none yet)
             if watch_id is not None and state["outcome"] is None:
                 _settle(state, "upstream_error")
                 text = f"{rpc.ERROR_PREFIX}The upstream server failed mid-call ({e}); the call may or may not have run."
-                body = (b"\n\n" if parser is None else b"") + rpc.sse_event(rpc.tool_error_result(watch_id, text, modern))
-                await send({"type": "http.response.body", "body": body, "more_body": True})
+                await _end(send, state, rpc.tool_error_result(watch_id, text, modern))
+            elif gid is not None and watch_id is None:  # a request's answer says why, as upstream_failed's does
+                await _end(send, state, rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}"))
         finally:
             if dropped:
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message")
@@ -2011,6 +2015,24 @@ class _HeadWaits:
             self.timer = None
         if self.starter is not None and not self.starter.done():
             self.starter.cancel()
+
+
+async def _end(send, state, m: dict | None, event: bytes | None = None) -> None:
+    """End a request's response with its answer `m` (the gateway's, or the upstream's
+    rendered as `event`): one JSON body when the head still waits (_HeadWaits), else the
+    stream's last event. With `m` None, `event` is the stream's last write (events before
+    the answer went with it: no JSON then). While the write waits on the client, it is kept
+    in `state["unsent"]`: a stop that cancels it sends it again (hostile review 34, H34-1)."""
+    if event is None:
+        assert m is not None
+        event = rpc.sse_event(m)
+    if m is not None and isinstance(send, _HeadWaits):
+        state["unsent"] = functools.partial(send.answer, _encode(m), event)
+    else:
+        state["unsent"] = functools.partial(send, {"type": "http.response.body", "body": event, "more_body": False})
+    await state["unsent"]()
+    del state["unsent"]
+    state["ended"] = True
 
 
 def _render_answer(ev: dict, m: dict) -> bytes:

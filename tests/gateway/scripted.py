@@ -114,6 +114,12 @@ class ScriptedUpstream:
         if method == "tools/list":
             self.lists += 1
             return await self._list(rid, writer)
+        if method == "prompts/get" and str(msg["params"]["name"]).startswith("sse_"):
+            # a request other than tools/call answered by an event stream: the same sse_ behaviours
+            name = msg["params"]["name"]
+            text = {"type": "text", "text": f"ran {name}"}
+            return await self._sse(name, {"jsonrpc": "2.0", "id": rid, "result": {"messages": [{"role": "user", "content": text}]}},
+                                   writer)
         if method != "tools/call":
             self._send(writer, 200, json.dumps({"jsonrpc": "2.0", "id": rid, "result": {}}).encode())
             return True
@@ -157,52 +163,58 @@ class ScriptedUpstream:
                 return False
             self._send(writer, 200, json.dumps(ok).encode())
         elif name.startswith("sse_"):
-            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-            event = b"event: message\r\ndata: " + json.dumps(ok).encode() + b"\r\n\r\n"
-            if name == "sse_ok":
-                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
-            elif name == "sse_hang":  # headers, a comment, then nothing until released
-                writer.write(b"%x\r\n%s\r\n" % (len(b": open\n\n"), b": open\n\n"))
-                await writer.drain()
-                await self._held()
+            return await self._sse(name, ok, writer)
+        await writer.drain()
+        return True
+
+    async def _sse(self, name: str, ok: dict, writer) -> bool:
+        """Answer `ok` in an event stream as behaviour `name` says; whether the connection stays."""
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        event = b"event: message\r\ndata: " + json.dumps(ok).encode() + b"\r\n\r\n"
+        if name == "sse_ok":
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+        elif name == "sse_hang":  # headers, a comment, then nothing until released
+            writer.write(b"%x\r\n%s\r\n" % (len(b": open\n\n"), b": open\n\n"))
+            await writer.drain()
+            await self._held()
+            return False
+        elif name == "sse_late":  # headers, a comment, and the answer once released (cancelled or not)
+            writer.write(b"%x\r\n%s\r\n" % (len(b": open\n\n"), b": open\n\n"))
+            await writer.drain()
+            if not await self._held():
                 return False
-            elif name == "sse_late":  # headers, a comment, and the answer once released (cancelled or not)
-                writer.write(b"%x\r\n%s\r\n" % (len(b": open\n\n"), b": open\n\n"))
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+        elif name == "sse_progress":  # a notification of the call's progress, then the answer
+            note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}}
+            first = b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n"
+            writer.write(b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(first), first, len(event), event))
+        elif name in ("sse_slow", "sse_slow_note"):  # the head, then a second later the answer (or a notification, then nothing until released)
+            await writer.drain()
+            await asyncio.sleep(1.0)
+            if name == "sse_slow_note":
+                note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}}
+                first = b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n"
+                writer.write(b"%x\r\n%s\r\n" % (len(first), first))
                 await writer.drain()
                 if not await self._held():
                     return False
-                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
-            elif name == "sse_progress":  # a notification of the call's progress, then the answer
-                note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}}
-                first = b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n"
-                writer.write(b"%x\r\n%s\r\n%x\r\n%s\r\n0\r\n\r\n" % (len(first), first, len(event), event))
-            elif name in ("sse_slow", "sse_slow_note"):  # the head, then a second later the answer (or a notification, then nothing until released)
-                await writer.drain()
-                await asyncio.sleep(1.0)
-                if name == "sse_slow_note":
-                    note = {"jsonrpc": "2.0", "method": "notifications/progress", "params": {"progressToken": "t", "progress": 1}}
-                    first = b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n"
-                    writer.write(b"%x\r\n%s\r\n" % (len(first), first))
-                    await writer.drain()
-                    if not await self._held():
-                        return False
-                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
-            elif name == "sse_cr":  # CR-only line ends: the answer's blank line is the stream's last byte
-                cr = b"event: message\rdata: " + json.dumps(ok).encode() + b"\r\r"
-                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(cr), cr))
-            elif name == "sse_primed":  # 2025-11-25: an event with an id and no data primes resumption
-                primed = b"id: p-1\r\ndata:\r\n\r\n" + event
-                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(primed), primed))
-            elif name == "sse_two":  # the answer, then a second answer for the same id in the same chunk
-                two = event + event.replace(b"ran sse_two", b"second answer")
-                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(two), two))
-            elif name == "sse_garbage":
-                junk = b"event: message\r\ndata: {not json\r\n\r\n"
-                writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(junk), junk))
-            else:
-                writer.write(b"%x\r\n%s\r\n" % (len(event[:20]), event[:20]))
-                await writer.drain()
-                return False
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(event), event))
+        elif name == "sse_cr":  # CR-only line ends: the answer's blank line is the stream's last byte
+            cr = b"event: message\rdata: " + json.dumps(ok).encode() + b"\r\r"
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(cr), cr))
+        elif name == "sse_primed":  # 2025-11-25: an event with an id and no data primes resumption
+            primed = b"id: p-1\r\ndata:\r\n\r\n" + event
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(primed), primed))
+        elif name == "sse_two":  # the answer, then a second answer for the same id in the same chunk
+            two = event + event.replace(b"ran sse_two", b"second answer")
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(two), two))
+        elif name == "sse_garbage":
+            junk = b"event: message\r\ndata: {not json\r\n\r\n"
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(junk), junk))
+        else:
+            writer.write(b"%x\r\n%s\r\n" % (len(event[:20]), event[:20]))
+            await writer.drain()
+            return False
         await writer.drain()
         return True
 

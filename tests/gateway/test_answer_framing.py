@@ -50,8 +50,11 @@ ROWS = [
     ("sse_two", BOTH, "application/json", "ran sse_two"),  # the first answer ends it; the second never reaches the client
     ("sse_cr", BOTH, "application/json", "ran sse_cr"),  # CR-only line ends: the final CR ends the answer's event
     ("sse_cr", "text/event-stream", "text/event-stream", "ran sse_cr"),
-    ("sse_garbage", BOTH, "text/event-stream", "may or may not have run"),  # no answer: the gateway's error, streamed
-    ("sse_drop", BOTH, "text/event-stream", "may or may not have run"),
+    # no answer: the gateway's error result is the first message, so it goes out as JSON
+    ("sse_garbage", BOTH, "application/json", "may or may not have run"),
+    ("sse_drop", BOTH, "application/json", "may or may not have run"),
+    ("sse_garbage", "text/event-stream", "text/event-stream", "may or may not have run"),
+    ("sse_hang", BOTH, "text/event-stream", "may or may not have run"),  # a keep-alive first, then the end
 ]
 
 
@@ -65,15 +68,15 @@ async def scripted(tmp_path, start_gateway):
         yield g
 
 
-async def post(http, g, name: str, accept: str, rid, era: str) -> httpx2.Response:
+async def post(http, g, name: str, accept: str, rid, era: str, method: str = "tools/call") -> httpx2.Response:
     headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json", "Accept": accept}
     params: dict = {"name": name, "arguments": {}}
     if era == "2026-07-28":
-        headers |= {"MCP-Protocol-Version": era, "Mcp-Method": "tools/call", "Mcp-Name": name}
+        headers |= {"MCP-Protocol-Version": era, "Mcp-Method": method, "Mcp-Name": name}
         params["_meta"] = MODERN_META
     else:
         headers |= {"MCP-Protocol-Version": era}
-    body = {"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}
+    body = {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}
     return await http.post(g.url(), headers=headers, content=json.dumps(body))
 
 
@@ -100,6 +103,46 @@ async def test_answer_framing_table(scripted, era):
                 assert [e.get("method") for e in events] == ["notifications/progress", None]
             if tool == "sse_two":
                 assert "second answer" not in r.text
+
+
+# a request other than tools/call (prompt behaviour), the client's Accept → the answer's
+# content type, and the answer: the prompt's text, or the gateway's JSON-RPC error
+REQUEST_ROWS = [
+    ("sse_ok", BOTH, "application/json", "ran sse_ok"),
+    ("sse_progress", BOTH, "text/event-stream", "ran sse_progress"),
+    ("sse_cr", BOTH, "application/json", "ran sse_cr"),
+    ("sse_two", BOTH, "application/json", "ran sse_two"),
+    ("sse_ok", "text/event-stream", "text/event-stream", "ran sse_ok"),
+    # no answer in the stream: the client gets a JSON-RPC error with its id, never an empty stream
+    ("sse_garbage", BOTH, "application/json", -32002),
+    ("sse_drop", BOTH, "application/json", -32002),
+    ("sse_hang", BOTH, "text/event-stream", -32002),  # a keep-alive began the stream; its end is unanswered
+    ("sse_garbage", "text/event-stream", "text/event-stream", -32002),
+]
+
+
+@pytest.mark.parametrize("era", ["2026-07-28", "2025-06-18"])
+async def test_a_requests_stream_without_its_answer_ends_with_an_error(scripted, era):
+    """A request other than tools/call (here prompts/get) whose event stream ends without
+    its answer gets a JSON-RPC error with its own id (-32002, as for an upstream that
+    failed before streaming), as JSON when nothing was sent yet; it used to get an empty
+    200 stream and wait for an answer that never came (hostile review 34's note)."""
+    g = scripted
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for i, (prompt, accept, ctype, reads) in enumerate(REQUEST_ROWS):
+            rid = f"p-{i}"
+            r = await post(http, g, prompt, accept, rid, era, method="prompts/get")
+            assert r.status_code == 200, (prompt, accept, r.text)
+            assert r.headers["content-type"].split(";")[0] == ctype, (prompt, accept, r.text)
+            m = parse_response(r)
+            assert m["id"] == rid, (prompt, accept, m)
+            if isinstance(reads, int):
+                assert m["error"]["code"] == reads and "upstream unavailable" in m["error"]["message"], (prompt, m)
+            else:
+                assert m["result"]["messages"][0]["content"]["text"] == reads, (prompt, m)
+            if ctype == "application/json":
+                assert int(r.headers["content-length"]) == len(r.content)
+    assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "internal_error_unanswered")]
 
 
 async def test_a_sdk_client_keeps_its_connection_through_the_gateway(tmp_path, upstream, start_gateway):
@@ -180,7 +223,9 @@ def _request(port: int, token: str, name: str, rid: str) -> bytes:
 
 @pytest.mark.parametrize("tool, ctype, reads, outcome", [
     ("sse_slow", "application/json", "ran sse_slow", "forwarded"),  # settled and answered: the client gets it
-    ("sse_slow_note", "text/event-stream", "The gateway stopped before the upstream answered", "gateway_stopped"),
+    # the notification's write (the stream's head first) was cancelled unwritten by the stop:
+    # the stopped result is the first message the client gets, so it goes out as JSON
+    ("sse_slow_note", "application/json", "The gateway stopped before the upstream answered", "gateway_stopped"),
 ])
 async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, start_gateway, tool, ctype, reads, outcome):
     """hostile review 34, H34-1: two pipelined calls on one connection whose client reads
@@ -267,3 +312,28 @@ async def test_an_upstream_header_http_cannot_carry_is_dropped(scripted):
     dropped = [x for x in g.log_records() if x.get("event") == "upstream_header_dropped"]
     assert len(dropped) == 2 and {x["header"] for x in dropped} == {"cache-control"}, dropped
     assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "stream_relay_failed")]
+
+
+@pytest.mark.parametrize("how, code, says", [
+    ("timeout", -32002, "upstream unavailable"),  # upstream_timeout with no event: the stream is cut, the client told
+    ("stop", -32603, "the gateway is stopping"),  # the gateway stops (shutdown_timeout) while the stream is open
+])
+async def test_a_requests_open_stream_cut_by_the_gateway_is_answered(tmp_path, start_gateway, how, code, says):
+    """A prompts/get whose event stream (begun with a keep-alive) goes silent: when the
+    gateway cuts it — `upstream_timeout`, or its own stop — the stream's last event is a
+    JSON-RPC error with the request's id, not an end with no answer."""
+    async with ScriptedUpstream() as up:
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+                               gateway=f"upstream_timeout = {1.5 if how == 'timeout' else 30}\nshutdown_timeout = 1")
+        async with httpx2.AsyncClient(timeout=30) as http:
+            task = asyncio.ensure_future(post(http, g, "sse_hang", BOTH, "cut", "2026-07-28", method="prompts/get"))
+            if how == "stop":
+                await asyncio.sleep(0.8)
+                g.proc.p.send_signal(signal.SIGTERM)
+            r = await task
+        if how == "stop":
+            g.proc.p.wait(20)
+        assert r.headers["content-type"].split(";")[0] == "text/event-stream", r.headers
+        m = parse_response(r)
+        assert m["id"] == "cut" and m["error"]["code"] == code and says in m["error"]["message"], m
+        assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "internal_error_unanswered")]
