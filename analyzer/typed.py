@@ -31,7 +31,7 @@ from fractions import Fraction
 import z3
 
 from mcpp.catalog.defaults import Caveat, caveats, fill_level, plan
-from mcpp.catalog.schema import View, root_view
+from mcpp.catalog.schema import DIALECT_2019_09, DIALECT_2020_12, DRAFTS_6_7, View, dialect, root_view
 from mcpp.lang import ir
 from mcpp.lang.atoms import has_path, input_path
 from mcpp.lang.diagnostics import Span
@@ -52,7 +52,7 @@ class SchemaAssumption:
         self.schema = input_schema if isinstance(input_schema, dict) else {}
         # defaults are planned from the schema as declared, as the gateway fills them
         # (catalog/defaults.py): a key it fills is in every call the policy decides
-        self.root = root_view(as_2020_12(self.schema), fill_from=self.schema)
+        self.root = root_view(self.schema)
         self.defaults = plan(self.schema)
         self._caveats: list[Caveat] | None = None
         # a schema whose meaning this module does not read exactly as the gateway's
@@ -220,43 +220,6 @@ def _required_everywhere(view: View) -> list[str]:
     return out or []
 
 
-_DIALECT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
-_DIALECT_2019_09 = "https://json-schema.org/draft/2019-09/schema"
-_DRAFTS_6_7 = ("http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-06/schema")
-# keywords drafts 6 and 7 do not have: their validators ignore them
-_NEWER_KEYWORDS = ("dependentSchemas", "dependentRequired", "unevaluatedProperties", "unevaluatedItems", "prefixItems",
-                   "minContains", "maxContains")
-
-
-def _dialect(schema: dict) -> str | None:
-    d = schema.get("$schema")
-    return d.rstrip("#") if isinstance(d, str) else (None if d is None else "?")
-
-
-def as_2020_12(schema: dict) -> dict:
-    """A draft-6/7 schema as its validator reads it, in 2020-12 terms: a `$ref` replaces
-    its siblings (they are ignored beside it), and keywords those drafts lack are dropped.
-    Other dialects are left alone (`unmodelled` decides whether they are read at all)."""
-    if _dialect(schema) not in _DRAFTS_6_7:
-        return schema
-
-    def walk(n, depth=0):
-        if depth > 64:
-            return {}
-        if isinstance(n, dict):
-            if isinstance(n.get("$ref"), str):
-                keep = {"$ref": n["$ref"]}
-                if n is schema:  # the root keeps the definitions its references point into
-                    keep.update({k: walk(v, depth + 1) for k, v in n.items() if k in ("definitions", "$defs")})
-                return keep
-            return {k: walk(v, depth + 1) for k, v in n.items() if k not in _NEWER_KEYWORDS}
-        if isinstance(n, list):
-            return [walk(x, depth + 1) for x in n]
-        return n
-
-    return walk(schema)
-
-
 _GATEWAY_SCHEMAS = None  # the gateway's compiled validators (catalog/conformance.py), shared by every session
 
 
@@ -285,8 +248,8 @@ def unmodelled(schema: dict) -> str | None:
     draft-04 has no `const`), an `$id` that moves the base of a reference, a reference with
     percent-encoding or one that is not local — the analysis assumes nothing of that tool's
     arguments: a proof stays a proof, only less is proved."""
-    dialect = _dialect(schema)
-    if dialect not in (None, _DIALECT_2020_12, _DIALECT_2019_09) + _DRAFTS_6_7:
+    declared = dialect(schema)
+    if declared not in (None, DIALECT_2020_12, DIALECT_2019_09) + DRAFTS_6_7:
         return f"the schema declares the dialect {str(schema.get('$schema'))[:80]!r}; the analysis reads 2020-12 and drafts 6, 7 and 2019-09"
     stack: list = [schema]
     while stack:

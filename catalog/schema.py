@@ -227,14 +227,64 @@ class Child:
     filled: bool = False  # the gateway fills its declared default in when a call omits it
 
 
-def root_view(input_schema: dict, fill_from=None) -> View:
-    """The view of a tool's arguments. Defaults are planned from `fill_from` (default: the
-    same schema): the analyzer reads a draft-7 schema rewritten in 2020-12 terms, but the
-    gateway fills from the schema as declared."""
+DIALECT_2020_12 = "https://json-schema.org/draft/2020-12/schema"
+DIALECT_2019_09 = "https://json-schema.org/draft/2019-09/schema"
+DRAFTS_6_7 = ("http://json-schema.org/draft-07/schema", "http://json-schema.org/draft-06/schema")
+DRAFT_4 = "http://json-schema.org/draft-04/schema"
+# keywords 2020-12 has and older drafts do not: their validators ignore them
+_NEWER_THAN_7 = ("dependentSchemas", "dependentRequired", "unevaluatedProperties", "unevaluatedItems", "prefixItems",
+                 "minContains", "maxContains")
+_NEWER_THAN_4 = _NEWER_THAN_7 + ("const", "contains", "propertyNames", "if", "then", "else")
+
+
+def dialect(schema: dict) -> str | None:
+    """The dialect a schema declares (`$schema`, without an empty fragment), None for none,
+    "?" for a `$schema` that is no string."""
+    d = schema.get("$schema")
+    return d.rstrip("#") if isinstance(d, str) else (None if d is None else "?")
+
+
+def as_validated(schema: dict) -> dict:
+    """A draft-4, -6 or -7 schema as its validator reads it, in 2020-12 terms (the terms this
+    module reads): a `$ref` replaces its siblings (up to draft-07 the keywords beside a
+    `$ref` are ignored: `{"$ref": "#/definitions/N", "type": "string"}` takes whatever N
+    takes), and keywords the draft lacks are dropped (draft-04 has no `const`). Other
+    dialects are returned as they are. Read beside the `$ref`, such a sibling made an
+    argument the gateway forwards "never present" to `mcpp check` (hostile review 33)."""
+    d = dialect(schema)
+    dropped: tuple[str, ...]
+    if d == DRAFT_4:
+        dropped = _NEWER_THAN_4
+    elif d in DRAFTS_6_7:
+        dropped = _NEWER_THAN_7
+    else:
+        return schema
+
+    def walk(n, depth=0):
+        if depth > 64:
+            return {}
+        if isinstance(n, dict):
+            if isinstance(n.get("$ref"), str):
+                keep = {"$ref": n["$ref"]}
+                if n is schema:  # the root keeps the definitions its references point into
+                    keep.update({k: walk(v, depth + 1) for k, v in n.items() if k in ("definitions", "$defs")})
+                return keep
+            return {k: walk(v, depth + 1) for k, v in n.items() if k not in dropped}
+        if isinstance(n, list):
+            return [walk(x, depth + 1) for x in n]
+        return n
+
+    return walk(schema)
+
+
+def root_view(input_schema: dict) -> View:
+    """The view of a tool's arguments, as the gateway's validator reads the schema
+    (`as_validated`); defaults are planned from the schema as declared, as the gateway
+    fills them (catalog/defaults.py)."""
     from .defaults import plan  # (defaults reads this module's resolution)
 
-    return View(resolve(input_schema, input_schema), input_schema,
-                plan(input_schema if fill_from is None else fill_from))
+    read = as_validated(input_schema)
+    return View(resolve(read, read), read, plan(input_schema))
 
 
 @dataclass

@@ -295,3 +295,39 @@ def test_diagnostic_data_is_json_serialisable():
     json.dumps(d.data)
     e = d.data["fix"]["edits"][0]
     assert set(e) == {"start", "end", "line", "col", "end_line", "end_col", "text"}
+
+
+NUMBER_DEF = {"definitions": {"N": {"type": "number"}}}
+
+
+@pytest.mark.parametrize("dialect, arg, codes", [
+    # up to draft-07 a keyword beside `$ref` is ignored by the validator: `amount` takes a
+    # number (N), so comparing it with a number is fine and with a string never is
+    ("http://json-schema.org/draft-07/schema#", {"$ref": "#/definitions/N", "type": "string"}, ["catalog-type-mismatch"]),
+    ("http://json-schema.org/draft-06/schema", {"$ref": "#/definitions/N", "type": "string"}, ["catalog-type-mismatch"]),
+    ("http://json-schema.org/draft-04/schema#", {"$ref": "#/definitions/N", "type": "string"}, ["catalog-type-mismatch"]),
+    # draft-04 has no `const`: the validator ignores it, the argument is any value
+    ("http://json-schema.org/draft-04/schema#", {"const": "x"}, []),
+    ("http://json-schema.org/draft-07/schema#", {"const": "x"}, [("catalog-type-mismatch", "context.input.amount < 100"),
+                                                            ("catalog-enum-mismatch", '"5"')]),
+    # from 2019-09 the siblings apply too: number and string, so no value conforms
+    ("https://json-schema.org/draft/2019-09/schema", {"$ref": "#/definitions/N", "type": "string"}, None),
+    (None, {"$ref": "#/definitions/N", "type": "string"}, None),
+])
+def test_an_argument_is_read_as_the_gateways_validator_reads_its_schema(dialect, arg, codes):
+    """`mcpp check --catalog` reads a tool's schema as the gateway's validator does (catalog/
+    schema.as_validated): a `type` beside a `$ref` in drafts 4 to 7 used to make the argument
+    "never present" there, though the gateway forwards calls with it (hostile review 33's
+    side note). Where the schema does combine them (2019-09, 2020-12) nothing conforms."""
+    schema = {"type": "object", "properties": {"amount": arg}, "required": ["amount"], **NUMBER_DEF}
+    if dialect is not None:
+        schema["$schema"] = dialect
+    cat = Catalog.from_tools([{"name": "t", "inputSchema": schema}])
+    src = ('permit (principal, action == Action::"t", resource)\n'
+           'when { context.input.amount < 100 && context.input.amount == "5" };\n')
+    ds = diags(src, cat)
+    if codes is None:  # no value conforms: the argument is never present, whatever is compared
+        assert ds and all("never present" in d.message for d in ds), [(d.code, d.message) for d in ds]
+    else:
+        want = [c if isinstance(c, tuple) else (c, '"5"') for c in codes]
+        assert [(d.code, text_at(src, d)) for d in ds] == want, [(d.code, d.message) for d in ds]
