@@ -527,7 +527,7 @@ class ApprovalSteps:
         if ctype.startswith("text/event-stream"):
             parser = rpc.SSEParser(rt.config.max_response_bytes)
             try:
-                events = parser.feed(data) + parser.feed(b"\n\n")
+                events = parser.feed(data) + parser.end()
             except rpc.EventTooLarge as e:
                 await sse.finish(fail(str(e), "upstream_error"))
                 return "upstream_error"

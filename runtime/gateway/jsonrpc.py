@@ -69,8 +69,9 @@ class SSEParser:
     aside, so one long line fed in small chunks is not rescanned or recopied each time."""
 
     def __init__(self, max_event: int | None = None, comments: bool = False) -> None:
-        self._pending: list[bytes] = []  # an unterminated line's bytes (no line end in them but a final CR)
+        self._pending: list[bytes] = []  # an unterminated line's bytes (no line end in them)
         self._plen = 0
+        self._skip_lf = False  # the last byte read was a CR: an LF next is the rest of its CRLF
         self._started = False  # past the stream's first line (where a BOM is dropped)
         self.data: list[str] = []
         self.event: str | None = None
@@ -85,26 +86,27 @@ class SSEParser:
         return EventTooLarge(f"an event-stream event is larger than {self.max_event} bytes")
 
     def feed(self, chunk: bytes) -> list[dict]:
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
         if not chunk:
             return []
-        held_cr = self._plen > 0 and self._pending[-1].endswith(b"\r")
-        if not held_cr and b"\n" not in chunk and b"\r" not in chunk:
+        if b"\n" not in chunk and b"\r" not in chunk:
             self._pending.append(chunk)
             self._plen += len(chunk)
             if self.max_event is not None and self._plen + self.size > self.max_event:
                 raise self._too_large()
             return []
         buf = b"".join(self._pending) + chunk if self._pending else chunk
-        # the complete lines, split at once: a CR that ends the buffer may be half of a
-        # CRLF, so it waits (with its line) for what follows
-        hold = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
-        cut = max(buf.rfind(b"\n", 0, hold), buf.rfind(b"\r", 0, hold))
+        # the complete lines, split at once. A CR that ends the chunk ends its line now, not
+        # when the next byte comes (an LF then is skipped as the rest of a CRLF): an upstream
+        # writing CR-only line ends had a complete event — a call's answer, an elicitation —
+        # wait for its next write, or be lost to a timeout (hostile review 36, H36-1)
+        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
+        self._skip_lf = cut == len(buf) - 1 and buf[cut] == 13  # (a CR, the last byte read)
         rest = buf[cut + 1:]
         self._pending, self._plen = ([rest], len(rest)) if rest else ([], 0)
-        if cut < 0:
-            if self.max_event is not None and self._plen + self.size > self.max_event:
-                raise self._too_large()
-            return []
         # (a line end is ASCII and never inside a UTF-8 sequence: decoding the lines
         # together reads each one as decoding it alone would)
         text = buf[:cut + 1].decode("utf-8", "replace")
@@ -148,13 +150,14 @@ class SSEParser:
         return out
 
     def end(self) -> list[dict]:
-        """The stream has ended: a CR it ended with was a line end, not half of a CRLF, so
-        the event it completed is read (an upstream writing CR-only line ends had its last
-        event, a call's answer, never read: hostile review 34). A line still unterminated
-        is dropped, as the rules say."""
-        if self._plen and self._pending[-1].endswith(b"\r"):
-            return self.feed(b"\n")
-        return []
+        """The stream has ended, cleanly (a body read to its end): its last line is read as
+        ended and its last event as dispatched, though no line end or blank line followed —
+        as the official SDK client reads an event stream's end (the WHATWG rules would drop
+        that event). Every reader of a whole stream or body ends with this, the relay and
+        the whole-body readers (a client's tools/list, the gateway's own listing, an approved
+        call's answer) alike: the same bytes were an answer to one and nothing to another
+        (hostile review 36, H36-2). A stream that broke is not ended with this."""
+        return self.feed(b"\n\n")
 
 
 _LINE_END = re.compile("\r\n|\r|\n")

@@ -355,7 +355,7 @@ async def _one_request(upstream, headers, body: bytes, rid: str, timeout: float)
     answer = None
     if ctype.startswith("text/event-stream"):
         parser = rpc.SSEParser()
-        for ev in parser.feed(data) + parser.feed(b"\n\n"):
+        for ev in parser.feed(data) + parser.end():
             m = rpc.parse_message(ev["data"]) if ev["data"] else None
             if isinstance(m, dict) and m.get("id") == rid and "method" not in m:
                 answer = m

@@ -1134,7 +1134,7 @@ class GatewayApp(ApprovalSteps):
         try:
             if ctype.startswith("text/event-stream"):
                 parser = rpc.SSEParser()
-                events = parser.feed(data) + parser.feed(b"\n\n")
+                events = parser.feed(data) + parser.end()
                 out, answered = [], False
                 for ev in events:
                     m = rpc.parse_message(ev["data"]) if ev["data"] else None

@@ -20,7 +20,7 @@ BEHAVIOURS = (
     "ok", "is_error", "input_required", "garbage", "wrong_id", "http400", "http401", "http404", "http302",
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
     "sse_hang", "sse_late", "sse_progress", "sse_primed", "sse_two", "sse_slow", "sse_slow_note", "big_json",
-    "bad_header", "sse_bad_header", "sse_cr",
+    "bad_header", "sse_bad_header", "sse_cr", "sse_cr_open", "sse_no_blank",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -202,6 +202,15 @@ class ScriptedUpstream:
         elif name == "sse_cr":  # CR-only line ends: the answer's blank line is the stream's last byte
             cr = b"event: message\rdata: " + json.dumps(ok).encode() + b"\r\r"
             writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(cr), cr))
+        elif name == "sse_cr_open":  # CR-only line ends, the answer complete, the stream left open until released
+            cr = b"event: message\rdata: " + json.dumps(ok).encode() + b"\r\r"
+            writer.write(b"%x\r\n%s\r\n" % (len(cr), cr))
+            await writer.drain()
+            await self._held()
+            return False
+        elif name == "sse_no_blank":  # the answer's event not ended by a blank line: the stream's end ends it
+            last = event[:-2]
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(last), last))
         elif name == "sse_primed":  # 2025-11-25: an event with an id and no data primes resumption
             primed = b"id: p-1\r\ndata:\r\n\r\n" + event
             writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(primed), primed))

@@ -50,6 +50,9 @@ ROWS = [
     ("sse_two", BOTH, "application/json", "ran sse_two"),  # the first answer ends it; the second never reaches the client
     ("sse_cr", BOTH, "application/json", "ran sse_cr"),  # CR-only line ends: the final CR ends the answer's event
     ("sse_cr", "text/event-stream", "text/event-stream", "ran sse_cr"),
+    # the answer's event ended by the stream's end, not a blank line: read, as the SDK client reads it (H36-2)
+    ("sse_no_blank", BOTH, "application/json", "ran sse_no_blank"),
+    ("sse_no_blank", "text/event-stream", "text/event-stream", "ran sse_no_blank"),
     # no answer: the gateway's error result is the first message, so it goes out as JSON
     ("sse_garbage", BOTH, "application/json", "may or may not have run"),
     ("sse_drop", BOTH, "application/json", "may or may not have run"),
@@ -112,6 +115,7 @@ REQUEST_ROWS = [
     ("sse_progress", BOTH, "text/event-stream", "ran sse_progress"),
     ("sse_cr", BOTH, "application/json", "ran sse_cr"),
     ("sse_two", BOTH, "application/json", "ran sse_two"),
+    ("sse_no_blank", BOTH, "application/json", "ran sse_no_blank"),
     ("sse_ok", "text/event-stream", "text/event-stream", "ran sse_ok"),
     # no answer in the stream: the client gets a JSON-RPC error with its id, never an empty stream
     ("sse_garbage", BOTH, "application/json", -32002),
@@ -337,3 +341,25 @@ async def test_a_requests_open_stream_cut_by_the_gateway_is_answered(tmp_path, s
         m = parse_response(r)
         assert m["id"] == "cut" and m["error"]["code"] == code and says in m["error"]["message"], m
         assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "internal_error_unanswered")]
+
+
+@pytest.mark.parametrize("method", ["tools/call", "prompts/get"])
+@pytest.mark.parametrize("accept", [BOTH, "text/event-stream"])
+async def test_an_answer_ended_by_a_cr_is_relayed_at_once(tmp_path, start_gateway, method, accept):
+    """hostile review 36, H36-1: an upstream writing CR-only line ends sends a complete
+    answer (`…\\r\\r`) and keeps its stream open. The final CR ends the answer's event when it
+    comes: the client has the answer at once, not a timeout error `upstream_timeout` later."""
+    async with ScriptedUpstream() as up:
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+                               gateway="upstream_timeout = 10")
+        async with httpx2.AsyncClient(timeout=30) as http:
+            t0 = time.monotonic()
+            r = await post(http, g, "sse_cr_open", accept, "cr", "2026-07-28", method=method)
+            took = time.monotonic() - t0
+        up.release.set()
+        m = parse_response(r)
+        text = (m["result"]["content"][0]["text"] if method == "tools/call" else m["result"]["messages"][0]["content"]["text"])
+        assert m["id"] == "cr" and text == "ran sse_cr_open", m
+        assert took < 5, took
+        if method == "tools/call":
+            assert sqlite3.connect(g.state / "audit.db").execute("SELECT outcome FROM audit").fetchall() == [("forwarded",)]

@@ -123,8 +123,6 @@ def _events_line_by_line(stream: bytes, comments: bool) -> list[dict]:
 @given(st.lists(st.tuples(_SSE_PIECES, _SSE_ENDS), max_size=14), st.lists(st.integers(0, 80), max_size=6), st.booleans())
 def test_sse_parser_reads_any_split_as_the_whole_stream_line_by_line(parts, cuts, comments):
     stream = b"".join(a + b for a, b in parts)
-    if stream.endswith(b"\r"):
-        stream += b"x"  # (a final CR may be half of a CRLF: both readings wait for the next byte)
     cuts = sorted({c for c in cuts if c <= len(stream)})
     p, events, prev = SSEParser(comments=comments), [], 0
     for c in cuts + [len(stream)]:
@@ -135,18 +133,30 @@ def test_sse_parser_reads_any_split_as_the_whole_stream_line_by_line(parts, cuts
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.tuples(_SSE_PIECES, _SSE_ENDS), max_size=14), st.lists(st.integers(0, 80), max_size=6), st.booleans())
-def test_sse_parser_at_the_streams_end_reads_a_final_cr_as_a_line_end(parts, cuts, comments):
-    """The stream over: a CR it ended with ended a line (hostile review 34: an upstream
-    writing CR-only line ends had its last event never read); `end()` reads it, and the
-    whole stream is read as the specification reads it, line by line."""
+def test_sse_parser_at_the_streams_end_reads_its_last_line_and_event(parts, cuts, comments):
+    """The stream over (cleanly): its last line counts as ended and its last event as
+    dispatched, as the SDK client reads a stream's end — the line-by-line reading of the
+    stream followed by a blank line. Every whole-stream reader ends with `end()`, so the
+    same bytes mean the same to each (hostile review 36, H36-2)."""
     stream = b"".join(a + b for a, b in parts)
     cuts = sorted({c for c in cuts if c <= len(stream)})
     p, events, prev = SSEParser(comments=comments), [], 0
     for c in cuts + [len(stream)]:
         events += p.feed(stream[prev:c])
         prev = c
-    assert events + p.end() == _events_line_by_line(stream, comments)
+    assert events + p.end() == _events_line_by_line(stream + b"\n\n", comments)
     assert p.end() == []  # (once)
+
+
+def test_sse_parser_reads_an_event_its_final_cr_completes_at_once():
+    """A chunk that ends with a CR ends its line then, not when the next byte comes (an LF
+    that follows is the rest of a CRLF): an upstream writing CR-only line ends had a
+    complete answer wait for its next write, or be lost to a timeout (hostile review 36,
+    H36-1)."""
+    p = SSEParser()
+    assert [e["data"] for e in p.feed(b"event: message\rdata: a\r\r")] == ["a"]
+    assert p.feed(b"\n") == []  # (the rest of a CRLF: no second blank line)
+    assert [e["data"] for e in p.feed(b"data: b\r") + p.feed(b"\ndata: c\r\n\r")] == ["b\nc"]
 
 
 def test_a_remembered_session_mac_is_one_the_gateway_issued_or_verified():
