@@ -1664,7 +1664,7 @@ class GatewayApp(ApprovalSteps):
                 try:
                     chunk: bytes | None = await chunks.__anext__()
                 except StopAsyncIteration:
-                    # the stream's end: a CR it ended with ended a line (SSEParser.end)
+                    # the stream's end: its last line and event count as ended (SSEParser.end)
                     if parser is None:
                         break
                     chunk, more = None, False
