@@ -532,7 +532,7 @@ class ApprovalSteps:
                 await sse.finish(fail(str(e), "upstream_error"))
                 return "upstream_error"
             for ev in events:
-                m = rpc.parse_message(ev["data"]) if ev["data"] else None
+                m = rpc.event_message(ev)
                 if not (isinstance(m, dict) and m.get("jsonrpc") == "2.0"):
                     continue
                 if "method" not in m and m.get("id") == rid and answer is None:

@@ -191,3 +191,15 @@ def parse_message(text: str):
         return _decode(text)
     except (ValueError, RecursionError):
         return None
+
+
+def event_message(ev: dict):
+    """What an event-stream event carries as a client reads it: its data parsed as JSON
+    (None when it has no data or it is no JSON). MCP's messages are `message` events (an
+    event with no `event` field is one); the SDK client and an EventSource's `onmessage`
+    dispatch no other type, so the data of an `event: result` is nothing to them — and to
+    every reader in the gateway, which took it for the request's answer, relayed it with
+    its type, and left the client with no answer (hostile review 37, H37-3)."""
+    if not ev.get("data") or ev.get("event") not in (None, "message"):
+        return None
+    return parse_message(ev["data"])

@@ -356,7 +356,7 @@ async def _one_request(upstream, headers, body: bytes, rid: str, timeout: float)
     if ctype.startswith("text/event-stream"):
         parser = rpc.SSEParser()
         for ev in parser.feed(data) + parser.end():
-            m = rpc.parse_message(ev["data"]) if ev["data"] else None
+            m = rpc.event_message(ev)
             if isinstance(m, dict) and m.get("id") == rid and "method" not in m:
                 answer = m
     else:

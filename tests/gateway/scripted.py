@@ -20,7 +20,7 @@ BEHAVIOURS = (
     "ok", "is_error", "input_required", "garbage", "wrong_id", "http400", "http401", "http404", "http302",
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
     "sse_hang", "sse_late", "sse_progress", "sse_primed", "sse_two", "sse_slow", "sse_slow_note", "big_json",
-    "bad_header", "sse_bad_header", "sse_cr", "sse_cr_open", "sse_no_blank",
+    "bad_header", "sse_bad_header", "sse_cr", "sse_cr_open", "sse_no_blank", "sse_typed", "sse_end_later",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -211,6 +211,13 @@ class ScriptedUpstream:
         elif name == "sse_no_blank":  # the answer's event not ended by a blank line: the stream's end ends it
             last = event[:-2]
             writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(last), last))
+        elif name == "sse_typed":  # the answer in an event of another type than `message`: no client reads it
+            typed = event.replace(b"event: message", b"event: result")
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(typed), typed))
+        elif name == "sse_end_later":  # the head, then 1.5 s later the stream's end, with no answer
+            await writer.drain()
+            await asyncio.sleep(1.5)
+            writer.write(b"0\r\n\r\n")
         elif name == "sse_primed":  # 2025-11-25: an event with an id and no data primes resumption
             primed = b"id: p-1\r\ndata:\r\n\r\n" + event
             writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(primed), primed))

@@ -58,6 +58,9 @@ ROWS = [
     ("sse_drop", BOTH, "application/json", "may or may not have run"),
     ("sse_garbage", "text/event-stream", "text/event-stream", "may or may not have run"),
     ("sse_hang", BOTH, "text/event-stream", "may or may not have run"),  # a keep-alive first, then the end
+    # the answer in an `event: result`, which no client dispatches: no answer, the gateway's error (H37-3)
+    ("sse_typed", BOTH, "application/json", "may or may not have run"),
+    ("sse_typed", "text/event-stream", "text/event-stream", "may or may not have run"),
 ]
 
 
@@ -122,6 +125,7 @@ REQUEST_ROWS = [
     ("sse_drop", BOTH, "application/json", -32002),
     ("sse_hang", BOTH, "text/event-stream", -32002),  # a keep-alive began the stream; its end is unanswered
     ("sse_garbage", "text/event-stream", "text/event-stream", -32002),
+    ("sse_typed", BOTH, "application/json", -32002),  # an answer no client reads (H37-3)
 ]
 
 
@@ -230,6 +234,9 @@ def _request(port: int, token: str, name: str, rid: str) -> bytes:
     # the notification's write (the stream's head first) was cancelled unwritten by the stop:
     # the stopped result is the first message the client gets, so it goes out as JSON
     ("sse_slow_note", "application/json", "The gateway stopped before the upstream answered", "gateway_stopped"),
+    # the stream ended without the answer: the gateway's answer, settled `upstream_error`, was
+    # waiting to be written when the stop came; it is what the client gets (hostile review 37, H37-2)
+    ("sse_garbage", "application/json", "The upstream ended its stream without answering", "upstream_error"),
 ])
 async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, start_gateway, tool, ctype, reads, outcome):
     """hostile review 34, H34-1: two pipelined calls on one connection whose client reads
@@ -363,3 +370,30 @@ async def test_an_answer_ended_by_a_cr_is_relayed_at_once(tmp_path, start_gatewa
         assert took < 5, took
         if method == "tools/call":
             assert sqlite3.connect(g.state / "audit.db").execute("SELECT outcome FROM audit").fetchall() == [("forwarded",)]
+
+
+@pytest.mark.parametrize("method", ["tools/call", "prompts/get"])
+async def test_a_stream_the_upstream_ends_unanswered_while_the_gateway_stops(tmp_path, start_gateway, method):
+    """hostile review 37, H37-1: the gateway is stopping (SIGTERM; `shutdown_timeout` 10 s,
+    not passed) when the upstream ends a request's stream without its answer — an upstream
+    stopped with its gateway does that. The relay was not cut by the stop, so the stream is
+    answered as any unanswered stream is: the `[GATEWAY ERROR]` result, settled
+    `upstream_error` (was: an empty stream, audited `forwarded`), or -32002."""
+    async with ScriptedUpstream() as up:
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+                               gateway="upstream_timeout = 30\nshutdown_timeout = 10")
+        async with httpx2.AsyncClient(timeout=30) as http:
+            task = asyncio.ensure_future(post(http, g, "sse_end_later", BOTH, "unanswered", "2026-07-28", method=method))
+            await asyncio.sleep(0.5)
+            g.proc.p.send_signal(signal.SIGTERM)
+            r = await task
+        g.proc.p.wait(20)
+        m = parse_response(r)
+        assert m["id"] == "unanswered", m
+        if method == "tools/call":
+            assert "The upstream ended its stream without answering" in m["result"]["content"][0]["text"], m
+            rows = sqlite3.connect(g.state / "audit.db").execute("SELECT outcome FROM audit").fetchall()
+            assert rows == [("upstream_error",)], rows
+        else:
+            assert m["error"]["code"] == -32002 and "ended its stream without answering" in m["error"]["message"], m
+        assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "internal_error_unanswered")]
