@@ -69,8 +69,9 @@ class SSEParser:
     aside, so one long line fed in small chunks is not rescanned or recopied each time."""
 
     def __init__(self, max_event: int | None = None, comments: bool = False) -> None:
-        self._pending: list[bytes] = []  # an unterminated line's bytes (no line end in them)
-        self._plen = 0
+        # an unterminated line's bytes (no line end in them), one buffer: a list of the chunks
+        # held one object per chunk, 255 MB for a 1.9 MB line sent 2 bytes at a time (H38-3)
+        self._pending = bytearray()
         self._skip_lf = False  # the last byte read was a CR: an LF next is the rest of its CRLF
         self._started = False  # past the stream's first line (where a BOM is dropped)
         self.data: list[str] = []
@@ -93,20 +94,18 @@ class SSEParser:
         if not chunk:
             return []
         if b"\n" not in chunk and b"\r" not in chunk:
-            self._pending.append(chunk)
-            self._plen += len(chunk)
-            if self.max_event is not None and self._plen + self.size > self.max_event:
+            self._pending += chunk
+            if self.max_event is not None and len(self._pending) + self.size > self.max_event:
                 raise self._too_large()
             return []
-        buf = b"".join(self._pending) + chunk if self._pending else chunk
+        buf = bytes(self._pending) + chunk if self._pending else chunk
         # the complete lines, split at once. A CR that ends the chunk ends its line now, not
         # when the next byte comes (an LF then is skipped as the rest of a CRLF): an upstream
         # writing CR-only line ends had a complete event — a call's answer, an elicitation —
         # wait for its next write, or be lost to a timeout (hostile review 36, H36-1)
         cut = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
         self._skip_lf = cut == len(buf) - 1 and buf[cut] == 13  # (a CR, the last byte read)
-        rest = buf[cut + 1:]
-        self._pending, self._plen = ([rest], len(rest)) if rest else ([], 0)
+        self._pending = bytearray(buf[cut + 1:])
         # (a line end is ASCII and never inside a UTF-8 sequence: decoding the lines
         # together reads each one as decoding it alone would)
         text = buf[:cut + 1].decode("utf-8", "replace")
@@ -145,7 +144,7 @@ class SSEParser:
                     self.id, self._id_set = value, True
             elif name == "retry":
                 self.retry = value
-        if limit is not None and self._plen + self.size > limit:
+        if limit is not None and len(self._pending) + self.size > limit:
             raise self._too_large()
         return out
 
@@ -197,9 +196,10 @@ def event_message(ev: dict):
     """What an event-stream event carries as a client reads it: its data parsed as JSON
     (None when it has no data or it is no JSON). MCP's messages are `message` events (an
     event with no `event` field is one); the SDK client and an EventSource's `onmessage`
-    dispatch no other type, so the data of an `event: result` is nothing to them — and to
+    dispatch no other type (an empty one is `message`), so the data of an `event: result` is
+    nothing to them — and to
     every reader in the gateway, which took it for the request's answer, relayed it with
     its type, and left the client with no answer (hostile review 37, H37-3)."""
-    if not ev.get("data") or ev.get("event") not in (None, "message"):
-        return None
+    if not ev.get("data") or (ev.get("event") or "message") != "message":
+        return None  # (an empty type, `event:` with no value, is `message`: hostile review 38, H38-1)
     return parse_message(ev["data"])

@@ -26,7 +26,6 @@ result, never a retry.
 from __future__ import annotations
 
 import asyncio
-import functools
 import fnmatch
 import logging
 import hashlib
@@ -124,13 +123,20 @@ def _headers(scope) -> dict[str, str]:
     return {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
 
 
-async def _respond(send, status: int, body: bytes = b"", content_type: bytes | None = JSON, extra=()) -> None:
+async def _respond(send, status: int, body: bytes = b"", content_type: bytes | None = JSON, extra=(), settled=None) -> None:
+    """A whole response. `settled` (the runtime), for an answer whose outcome is settled
+    (audited, counted): written through the gateway's stop (`_through_stop`)."""
     headers = [(b"content-length", str(len(body)).encode())]
     if content_type is not None and body:
         headers.append((b"content-type", content_type))
     headers.extend(extra)
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    start = {"type": "http.response.start", "status": status, "headers": headers}
+    if settled is None:
+        await send(start)
+        await send({"type": "http.response.body", "body": body})
+    else:
+        await _through_stop(settled, send, start)
+        await _through_stop(settled, send, {"type": "http.response.body", "body": body})
 
 
 _HOST_CACHE: dict[tuple, bool] = {}
@@ -944,7 +950,7 @@ class GatewayApp(ApprovalSteps):
             if approval is not None and approval.sse is not None:
                 await approval.sse.finish(out)
             else:
-                await _respond(send, 200, rpc.dumps(out))
+                await _respond(send, 200, rpc.dumps(out), settled=rt)  # (audited `denied`: what the client gets)
             return
         # forward what was decided, re-serialised: a duplicate key or an odd encoding in the
         # original bytes cannot make the upstream read a different call than the policy did
@@ -1382,9 +1388,11 @@ class GatewayApp(ApprovalSteps):
         return out
 
     async def send_upstream_bytes(self, send, status, headers, data: bytes) -> None:
+        """An upstream's whole answer, relayed: written through the gateway's stop (the
+        answer was settled; `_through_stop`)."""
         headers = [h for h in headers if h[0] != b"content-length"] + [(b"content-length", str(len(data)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": data})
+        await _through_stop(self.rt, send, {"type": "http.response.start", "status": status, "headers": headers})
+        await _through_stop(self.rt, send, {"type": "http.response.body", "body": data})
 
     async def forward(self, receive, send, server, caller, upstream, method, fwd, body, msg,
                       watch_id=None, modern=False, settle=None, gid: int | None = None) -> str:
@@ -1509,38 +1517,23 @@ class GatewayApp(ApprovalSteps):
                 task.add_done_callback(_DRAINS.discard)
             else:
                 resp.release()
-        try:
-            return await self._end_forward(send, state, cut, stopped, disconnected.is_set(), tool_call, gid, rid,
-                                           watch_id, modern)
-        except asyncio.CancelledError:
-            # the gateway's stop cancelled the response's last write, waiting on a client slow
-            # to read: it was not written, and is written again, so the client gets the answer
-            # the audit row and the limit count say (hostile review 37, H37-2)
-            unsent = state.get("unsent")
-            if not rt.stopping or unsent is None:
-                raise
-            await unsent()
-            return state["outcome"] or "forwarded"
+        return await self._end_forward(send, state, cut, stopped, disconnected.is_set(), tool_call, gid, rid, watch_id,
+                                       modern)
 
     async def _end_forward(self, send, state, cut: bool, stopped: bool, disconnected: bool, tool_call: bool, gid, rid,
                            watch_id, modern: bool) -> str:
         """End a relayed event stream (`forward`): with the answer it had; a cut by the
-        gateway's stop ended with the stop's answer (or the settled answer whose write the
-        stop interrupted); a stream the upstream ended without the request's answer with
-        the gateway's answer. Every last write goes through `_end`, kept in `state["unsent"]`
-        while it waits on the client. Returns the call's audit outcome."""
+        gateway's stop ended with the stop's answer; a stream the upstream ended without the
+        request's answer with the gateway's answer (`_end`, whose write a stop does not cut:
+        the client gets the answer the audit row and the limit count say — hostile reviews
+        34, 37). Returns the call's audit outcome."""
         if cut and not state.get("ended") and not disconnected:
-            unsent = state.get("unsent")
-            if unsent is not None:
-                # settled, and waiting on a client slow to read when the gateway stopped: the
-                # answer the audit row and the limit count is the one the client gets (H34-1)
-                await unsent()
-            elif stopped:
-                await _end(send, state, rpc.tool_error_result(watch_id, STOPPED_TEXT, modern))
+            if stopped:
+                await _end(self.rt, send, state, rpc.tool_error_result(watch_id, STOPPED_TEXT, modern))
             elif gid is not None and not tool_call:  # a request unanswered: its answer says why
-                await _end(send, state, rpc.error(rid, rpc.INTERNAL_ERROR, "the gateway is stopping"))
+                await _end(self.rt, send, state, rpc.error(rid, rpc.INTERNAL_ERROR, "the gateway is stopping"))
             else:
-                await _end(send, state, None, b"")
+                await _end(self.rt, send, state, None, b"")
             return state["outcome"] or "forwarded"
         # (the upstream ended the stream, the gateway stopping or not: hostile review 37, H37-1)
         if state.get("ended"):
@@ -1554,13 +1547,13 @@ class GatewayApp(ApprovalSteps):
             # the stream ended without this call's answer: it may have run
             _settle(state, "upstream_error")
             text = f"{rpc.ERROR_PREFIX}The upstream ended its stream without answering; the call may or may not have run."
-            await _end(send, state, rpc.tool_error_result(watch_id, text, modern))
+            await _end(self.rt, send, state, rpc.tool_error_result(watch_id, text, modern))
         elif gid is not None and not tool_call:
             # a request's stream ended without its answer: the client is told, not left waiting
             why = "upstream unavailable: the upstream ended its stream without answering"
-            await _end(send, state, rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, why))
+            await _end(self.rt, send, state, rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, why))
         else:
-            await _end(send, state, None, b"")
+            await _end(self.rt, send, state, None, b"")
         return state["outcome"] or "forwarded"
 
     def _abandoned(self, upstream, fwd, gid, state, relay: asyncio.Task) -> None:
@@ -1593,9 +1586,9 @@ class GatewayApp(ApprovalSteps):
             _settle(state, outcome)
             fate = "may or may not have run" if OUTCOME_COUNTED[outcome] else "was not executed"
             text = f"{rpc.ERROR_PREFIX}The upstream server failed ({e}); the call {fate}."
-            await _respond(send, 200, rpc.dumps(rpc.tool_error_result(rid, text, modern)))
+            await _respond(send, 200, rpc.dumps(rpc.tool_error_result(rid, text, modern)), settled=rt)
         else:
-            await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")))
+            await _respond(send, 502, rpc.dumps(rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}")), settled=rt)
         return outcome
 
     async def tool_reply(self, send, server, rid, status: int, headers, ctype: str, data: bytes, modern: bool, state,
@@ -1732,7 +1725,7 @@ class GatewayApp(ApprovalSteps):
                             if not out:
                                 # the stream's first message is its answer: one JSON body, if
                                 # the head still waits
-                                await _end(send, state, m, rendered)
+                                await _end(self.rt, send, state, m, rendered)
                                 state["rest"] = chunks
                                 return
                             out.append(rendered)
@@ -1749,7 +1742,7 @@ class GatewayApp(ApprovalSteps):
                 if answered:
                     # the answer ends a request's stream (the server closes it next): end the
                     # client's now, in the same write, rather than wait for the upstream's end
-                    await _end(send, state, None, b"".join(out))
+                    await _end(self.rt, send, state, None, b"".join(out))
                     state["rest"] = chunks
                     return
                 if out:
@@ -1761,9 +1754,9 @@ class GatewayApp(ApprovalSteps):
             if watch_id is not None and state["outcome"] is None:
                 _settle(state, "upstream_error")
                 text = f"{rpc.ERROR_PREFIX}The upstream server failed mid-call ({e}); the call may or may not have run."
-                await _end(send, state, rpc.tool_error_result(watch_id, text, modern))
+                await _end(self.rt, send, state, rpc.tool_error_result(watch_id, text, modern))
             elif gid is not None and watch_id is None:  # a request's answer says why, as upstream_failed's does
-                await _end(send, state, rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}"))
+                await _end(self.rt, send, state, rpc.error(rid, rpc.UPSTREAM_UNAVAILABLE, f"upstream unavailable: {e}"))
         finally:
             if dropped:
                 rt.log.warning("upstream_events_dropped", server=server.id, dropped=dropped, why="not a JSON-RPC message event")
@@ -2040,21 +2033,35 @@ class _HeadWaits:
             self.starter.cancel()
 
 
-async def _end(send, state, m: dict | None, event: bytes | None = None) -> None:
+async def _through_stop(rt, write, *args) -> None:
+    """`await write(*args)` — a response's write — to its end, even through the gateway
+    stop's cancel. The stop cancels the requests still open at `shutdown_timeout`; one whose
+    answer was settled and waits to be written to a client slow to read lost that answer
+    for the stop's own text, or was cut (the audit row and the limit count said otherwise:
+    hostile reviews 34, 37 and 38). uvicorn waits for the client before it writes, so a
+    write cancelled there wrote nothing, and is made again; the stop waits for it
+    (`UNWIND_SECONDS`). The stop cancels once; any other cancel (the client gone) goes on."""
+    try:
+        await write(*args)
+    except asyncio.CancelledError:
+        if not rt.stopping:
+            raise
+        await write(*args)
+
+
+async def _end(rt, send, state, m: dict | None, event: bytes | None = None) -> None:
     """End a request's response with its answer `m` (the gateway's, or the upstream's
     rendered as `event`): one JSON body when the head still waits (_HeadWaits), else the
     stream's last event. With `m` None, `event` is the stream's last write (events before
-    the answer went with it: no JSON then). While the write waits on the client, it is kept
-    in `state["unsent"]`: a stop that cancels it sends it again (hostile review 34, H34-1)."""
+    the answer went with it: no JSON then). Written through the gateway's stop
+    (`_through_stop`)."""
     if event is None:
         assert m is not None
         event = rpc.sse_event(m)
     if m is not None and isinstance(send, _HeadWaits):
-        state["unsent"] = functools.partial(send.answer, _encode(m), event)
+        await _through_stop(rt, send.answer, _encode(m), event)
     else:
-        state["unsent"] = functools.partial(send, {"type": "http.response.body", "body": event, "more_body": False})
-    await state["unsent"]()
-    del state["unsent"]
+        await _through_stop(rt, send, {"type": "http.response.body", "body": event, "more_body": False})
     state["ended"] = True
 
 

@@ -21,6 +21,7 @@ BEHAVIOURS = (
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
     "sse_hang", "sse_late", "sse_progress", "sse_primed", "sse_two", "sse_slow", "sse_slow_note", "big_json",
     "bad_header", "sse_bad_header", "sse_cr", "sse_cr_open", "sse_no_blank", "sse_typed", "sse_end_later",
+    "sse_untyped",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -214,6 +215,9 @@ class ScriptedUpstream:
         elif name == "sse_typed":  # the answer in an event of another type than `message`: no client reads it
             typed = event.replace(b"event: message", b"event: result")
             writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(typed), typed))
+        elif name == "sse_untyped":  # `event:` with no value: the type is `message` (WHATWG, the SDK client)
+            untyped = event.replace(b"event: message", b"event:")
+            writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(untyped), untyped))
         elif name == "sse_end_later":  # the head, then 1.5 s later the stream's end, with no answer
             await writer.drain()
             await asyncio.sleep(1.5)

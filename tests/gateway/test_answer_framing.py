@@ -61,6 +61,8 @@ ROWS = [
     # the answer in an `event: result`, which no client dispatches: no answer, the gateway's error (H37-3)
     ("sse_typed", BOTH, "application/json", "may or may not have run"),
     ("sse_typed", "text/event-stream", "text/event-stream", "may or may not have run"),
+    ("sse_untyped", BOTH, "application/json", "ran sse_untyped"),  # `event:` with no value is `message` (H38-1)
+    ("sse_untyped", "text/event-stream", "text/event-stream", "ran sse_untyped"),
 ]
 
 
@@ -126,6 +128,7 @@ REQUEST_ROWS = [
     ("sse_hang", BOTH, "text/event-stream", -32002),  # a keep-alive began the stream; its end is unanswered
     ("sse_garbage", "text/event-stream", "text/event-stream", -32002),
     ("sse_typed", BOTH, "application/json", -32002),  # an answer no client reads (H37-3)
+    ("sse_untyped", BOTH, "application/json", "ran sse_untyped"),  # `event:` with no value is `message` (H38-1)
 ]
 
 
@@ -237,6 +240,9 @@ def _request(port: int, token: str, name: str, rid: str) -> bytes:
     # the stream ended without the answer: the gateway's answer, settled `upstream_error`, was
     # waiting to be written when the stop came; it is what the client gets (hostile review 37, H37-2)
     ("sse_garbage", "application/json", "The upstream ended its stream without answering", "upstream_error"),
+    # a whole JSON answer, relayed, or refused before it ran (refunded): the same (H38-2)
+    ("ok", "application/json", "ran ok", "forwarded"),
+    ("rpc_32602", "application/json", "rpc_32602", "not_executed"),
 ])
 async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, start_gateway, tool, ctype, reads, outcome):
     """hostile review 34, H34-1: two pipelined calls on one connection whose client reads

@@ -148,6 +148,24 @@ def test_sse_parser_at_the_streams_end_reads_its_last_line_and_event(parts, cuts
     assert p.end() == []  # (once)
 
 
+def test_sse_parser_holds_a_long_line_in_tiny_chunks_in_one_buffer():
+    """hostile review 38, H38-3: a 1.9 MB line sent 2 bytes at a time was held as one bytes
+    object per chunk (255 MB). The unterminated line is one buffer: memory stays within a
+    small multiple of the line."""
+    import tracemalloc
+
+    line, p = b"data: " + b"x" * 300_000, SSEParser()
+    tracemalloc.start()
+    try:
+        for i in range(0, len(line), 2):
+            assert p.feed(line[i:i + 2]) == []
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 3 * len(line), peak
+    assert [e["data"] for e in p.feed(b"\n\n")] == ["x" * 300_000]
+
+
 def test_sse_parser_reads_an_event_its_final_cr_completes_at_once():
     """A chunk that ends with a CR ends its line then, not when the next byte comes (an LF
     that follows is the rest of a CRLF): an upstream writing CR-only line ends had a
