@@ -39,6 +39,7 @@ from .audit import iso_ms
 from .deferred import ClientGone, StoreUnavailable, is_locked
 from .http_client import UpstreamError, discard
 from .principals import Caller
+from .stopping import through_stop
 
 if TYPE_CHECKING:
     from .audit import AuditRow
@@ -115,10 +116,14 @@ class Approved:
 
 
 class Stream:
-    """A tools/call answered as an event stream the gateway writes itself."""
+    """A tools/call answered as an event stream the gateway writes itself. Its last write
+    (`finish`: the call's answer, settled) goes through the gateway's stop
+    (`stopping.through_stop`): a stop that cancelled it left the client a cut stream with no
+    answer (hostile review 39, H39-1)."""
 
-    def __init__(self, send):
+    def __init__(self, send, rt=None):
         self.send = send
+        self.rt = rt
         self.started = False
         self.done = False
 
@@ -134,8 +139,11 @@ class Stream:
         if self.done:
             return
         self.done = True
-        body = rpc.sse_event(message) if message is not None else b""
-        await self.send({"type": "http.response.body", "body": body, "more_body": False})
+        last = {"type": "http.response.body", "body": rpc.sse_event(message) if message is not None else b"", "more_body": False}
+        if self.rt is None:
+            await self.send(last)
+        else:
+            await through_stop(self.rt, self.send, last)
 
 
 def form_elicitation(caps) -> bool:
@@ -365,7 +373,7 @@ class ApprovalSteps:
                                                   "approval": {"id": a.id, "status": a.status, "expires_at": iso_ms(a.expires)}}}}
         from .proxy import _respond
 
-        await _respond(send, 200, rpc.dumps({"jsonrpc": "2.0", "id": ctx.rid, "result": result}))
+        await _respond(send, 200, rpc.dumps({"jsonrpc": "2.0", "id": ctx.rid, "result": result}), settled=self.rt)
 
     # -- 2025 sessions: an elicitation/create request on the call's own stream -------------------
     async def _ask_legacy(self, receive, send, fwd, ctx: CallContext, decision: Decision, a, step: Approved):
@@ -373,7 +381,7 @@ class ApprovalSteps:
         eid = f"{ELICIT_PREFIX}{a.id}-{next(_IDS)}"
         fut = asyncio.get_running_loop().create_future()
         rt.elicitations[eid] = (fut, ctx.caller.key, ctx.server.id, _session(fwd))
-        sse = Stream(send)
+        sse = Stream(send, rt)
         try:
             await sse.start()
             await sse.event({"jsonrpc": "2.0", "id": eid, "method": "elicitation/create", "params": elicitation_params(ctx, a)})
@@ -462,7 +470,7 @@ class ApprovalSteps:
         if sse is not None:
             await sse.finish(out)
         else:
-            await _respond(send, 200, rpc.dumps(out))
+            await _respond(send, 200, rpc.dumps(out), settled=self.rt)  # (audited: what the client gets, whatever the stop)
 
     async def _awaiting(self, send, ctx: CallContext, decision: Decision, a, sse=None) -> None:
         from .proxy import _respond
@@ -482,7 +490,7 @@ class ApprovalSteps:
         if sse is not None:
             await sse.finish(out)
         else:
-            await _respond(send, 200, rpc.dumps(out))
+            await _respond(send, 200, rpc.dumps(out), settled=self.rt)  # (audited: what the client gets, whatever the stop)
 
     # -- forwarding an approved call on an open stream ---------------------------------------------
     async def forward_into_stream(self, sse: Stream, upstream, fwd, body: bytes, rid, modern: bool, settle) -> str:

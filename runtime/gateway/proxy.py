@@ -70,6 +70,7 @@ from .deferred import CALL_DEADLINE, CALL_GONE, ClientGone
 from .http_client import LANE, UpstreamError, discard
 from .pinning import REFETCH_UNLISTED_AFTER, FetchFailed, drift_kind, fetch_tools, pointer, verdict_of
 from .schemas import admit, schema_pointer, tool_checker
+from .stopping import through_stop
 
 FORWARD_REQUEST_HEADERS = {
     "accept", "content-type", "mcp-protocol-version", "mcp-method", "mcp-name", "last-event-id",
@@ -125,7 +126,7 @@ def _headers(scope) -> dict[str, str]:
 
 async def _respond(send, status: int, body: bytes = b"", content_type: bytes | None = JSON, extra=(), settled=None) -> None:
     """A whole response. `settled` (the runtime), for an answer whose outcome is settled
-    (audited, counted): written through the gateway's stop (`_through_stop`)."""
+    (audited, counted): written through the gateway's stop (`stopping.through_stop`)."""
     headers = [(b"content-length", str(len(body)).encode())]
     if content_type is not None and body:
         headers.append((b"content-type", content_type))
@@ -135,8 +136,8 @@ async def _respond(send, status: int, body: bytes = b"", content_type: bytes | N
         await send(start)
         await send({"type": "http.response.body", "body": body})
     else:
-        await _through_stop(settled, send, start)
-        await _through_stop(settled, send, {"type": "http.response.body", "body": body})
+        await through_stop(settled, send, start)
+        await through_stop(settled, send, {"type": "http.response.body", "body": body})
 
 
 _HOST_CACHE: dict[tuple, bool] = {}
@@ -1389,10 +1390,10 @@ class GatewayApp(ApprovalSteps):
 
     async def send_upstream_bytes(self, send, status, headers, data: bytes) -> None:
         """An upstream's whole answer, relayed: written through the gateway's stop (the
-        answer was settled; `_through_stop`)."""
+        answer was settled; `stopping.through_stop`)."""
         headers = [h for h in headers if h[0] != b"content-length"] + [(b"content-length", str(len(data)).encode())]
-        await _through_stop(self.rt, send, {"type": "http.response.start", "status": status, "headers": headers})
-        await _through_stop(self.rt, send, {"type": "http.response.body", "body": data})
+        await through_stop(self.rt, send, {"type": "http.response.start", "status": status, "headers": headers})
+        await through_stop(self.rt, send, {"type": "http.response.body", "body": data})
 
     async def forward(self, receive, send, server, caller, upstream, method, fwd, body, msg,
                       watch_id=None, modern=False, settle=None, gid: int | None = None) -> str:
@@ -2033,35 +2034,19 @@ class _HeadWaits:
             self.starter.cancel()
 
 
-async def _through_stop(rt, write, *args) -> None:
-    """`await write(*args)` — a response's write — to its end, even through the gateway
-    stop's cancel. The stop cancels the requests still open at `shutdown_timeout`; one whose
-    answer was settled and waits to be written to a client slow to read lost that answer
-    for the stop's own text, or was cut (the audit row and the limit count said otherwise:
-    hostile reviews 34, 37 and 38). uvicorn waits for the client before it writes, so a
-    write cancelled there wrote nothing, and is made again; the stop waits for it
-    (`UNWIND_SECONDS`). The stop cancels once; any other cancel (the client gone) goes on."""
-    try:
-        await write(*args)
-    except asyncio.CancelledError:
-        if not rt.stopping:
-            raise
-        await write(*args)
-
-
 async def _end(rt, send, state, m: dict | None, event: bytes | None = None) -> None:
     """End a request's response with its answer `m` (the gateway's, or the upstream's
     rendered as `event`): one JSON body when the head still waits (_HeadWaits), else the
     stream's last event. With `m` None, `event` is the stream's last write (events before
     the answer went with it: no JSON then). Written through the gateway's stop
-    (`_through_stop`)."""
+    (`stopping.through_stop`)."""
     if event is None:
         assert m is not None
         event = rpc.sse_event(m)
     if m is not None and isinstance(send, _HeadWaits):
-        await _through_stop(rt, send.answer, _encode(m), event)
+        await through_stop(rt, send.answer, _encode(m), event)
     else:
-        await _through_stop(rt, send, {"type": "http.response.body", "body": event, "more_body": False})
+        await through_stop(rt, send, {"type": "http.response.body", "body": event, "more_body": False})
     state["ended"] = True
 
 

@@ -98,6 +98,25 @@ class GatewayServer(uvicorn.Server):
         await self.lifespan.shutdown()
 
 
+async def through_stop(rt, write, *args) -> None:
+    """`await write(*args)` — a response's write — to its end, even through the gateway
+    stop's cancel. The stop cancels the requests still open at `shutdown_timeout`; one whose
+    answer was settled and waits to be written to a client slow to read lost that answer
+    for the stop's own text, or was cut (the audit row and the limit count said otherwise:
+    hostile reviews 34, 37 and 38). uvicorn waits for the client before it writes, so a
+    write cancelled there wrote nothing, and is made again; the stop waits for it
+    (`UNWIND_SECONDS`). The stop cancels once; any other cancel (the client gone) goes on.
+    Every write of a settled answer goes through this: the proxy's relayed answers, its own
+    errors and denials, a stream's last write, and the approval step's answers and streams
+    (hostile review 39, H39-1/2)."""
+    try:
+        await write(*args)
+    except asyncio.CancelledError:
+        if not rt.stopping:
+            raise
+        await write(*args)
+
+
 def _draining(connection) -> bool:
     return getattr(connection, "draining", False) is True
 

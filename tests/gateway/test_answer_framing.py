@@ -232,6 +232,15 @@ def _request(port: int, token: str, name: str, rid: str) -> bytes:
     return head.encode() + body
 
 
+STOP_POLICY = """
+default deny;
+permit (principal, action in [Action::"big_json", Action::"sse_slow", Action::"sse_slow_note", Action::"sse_garbage",
+                              Action::"ok", Action::"rpc_32602"], resource);
+@approval("needs a person")
+permit (principal, action == Action::"is_error", resource);
+"""
+
+
 @pytest.mark.parametrize("tool, ctype, reads, outcome", [
     ("sse_slow", "application/json", "ran sse_slow", "forwarded"),  # settled and answered: the client gets it
     # the notification's write (the stream's head first) was cancelled unwritten by the stop:
@@ -243,6 +252,9 @@ def _request(port: int, token: str, name: str, rid: str) -> bytes:
     # a whole JSON answer, relayed, or refused before it ran (refunded): the same (H38-2)
     ("ok", "application/json", "ran ok", "forwarded"),
     ("rpc_32602", "application/json", "rpc_32602", "not_executed"),
+    # the gateway's own settled answers: a denial (H38-2), the approval step's (H39-2)
+    ("hang", "application/json", "not allowed by policy", "denied"),
+    ("is_error", "application/json", "needs a person's approval", "awaiting_approval"),
 ])
 async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, start_gateway, tool, ctype, reads, outcome):
     """hostile review 34, H34-1: two pipelined calls on one connection whose client reads
@@ -252,7 +264,7 @@ async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, 
     gets what the audit row says, never a 500: the answer (the call was settled
     `forwarded`) or the gateway's stopped result (`gateway_stopped`)."""
     async with ScriptedUpstream() as up:
-        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', STOP_POLICY,
                                gateway="upstream_timeout = 30\nshutdown_timeout = 1\nidle_timeout = 60\njson_answer_wait = 5")
         s = socket.socket()
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
