@@ -21,7 +21,7 @@ BEHAVIOURS = (
     "http500", "http503", "rpc_32601", "rpc_32602", "rpc_32603", "drop", "hang", "sse_ok", "sse_drop", "sse_garbage",
     "sse_hang", "sse_late", "sse_progress", "sse_primed", "sse_two", "sse_slow", "sse_slow_note", "big_json",
     "bad_header", "sse_bad_header", "sse_cr", "sse_cr_open", "sse_no_blank", "sse_typed", "sse_end_later",
-    "sse_untyped",
+    "sse_untyped", "sse_big_notes",
 )
 STATUS = {400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 302: "Found", 500: "Internal Server Error",
           503: "Service Unavailable", 200: "OK"}
@@ -39,6 +39,7 @@ class ScriptedUpstream:
         self.calls: list[tuple[str, dict]] = []
         self.messages: list[dict] = []  # every JSON-RPC message that came in, in order
         self.list_mode = "ok"
+        self.session_id: str | None = None  # set: `initialize` is answered with it (a 2025 session)
         self.tools = [tool_def(b) for b in BEHAVIOURS]
         self.release = asyncio.Event()  # "hang" answers once this is set
         self.lists = 0
@@ -115,6 +116,13 @@ class ScriptedUpstream:
         if method == "tools/list":
             self.lists += 1
             return await self._list(rid, writer)
+        if method == "initialize" and self.session_id is not None:
+            result = {"protocolVersion": msg["params"].get("protocolVersion"), "capabilities": {"tools": {}},
+                      "serverInfo": {"name": "scripted", "version": "1"}}
+            self._send(writer, 200, json.dumps({"jsonrpc": "2.0", "id": rid, "result": result}).encode(),
+                       extra=f"mcp-session-id: {self.session_id}\r\n")
+            await writer.drain()
+            return True
         if method == "prompts/get" and str(msg["params"]["name"]).startswith("sse_"):
             # a request other than tools/call answered by an event stream: the same sse_ behaviours
             name = msg["params"]["name"]
@@ -218,6 +226,11 @@ class ScriptedUpstream:
         elif name == "sse_untyped":  # `event:` with no value: the type is `message` (WHATWG, the SDK client)
             untyped = event.replace(b"event: message", b"event:")
             writer.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(untyped), untyped))
+        elif name == "sse_big_notes":  # two 2 MiB notifications, then the answer, in one write
+            note = {"jsonrpc": "2.0", "method": "notifications/progress",
+                    "params": {"progressToken": "t", "progress": 1, "message": "y" * (2 << 20)}}
+            big = b"event: message\r\ndata: " + json.dumps(note).encode() + b"\r\n\r\n"
+            writer.write(b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in (big, big, event)) + b"0\r\n\r\n")
         elif name == "sse_end_later":  # the head, then 1.5 s later the stream's end, with no answer
             await writer.drain()
             await asyncio.sleep(1.5)

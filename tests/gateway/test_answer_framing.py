@@ -415,3 +415,67 @@ async def test_a_stream_the_upstream_ends_unanswered_while_the_gateway_stops(tmp
         else:
             assert m["error"]["code"] == -32002 and "ended its stream without answering" in m["error"]["message"], m
         assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "internal_error_unanswered")]
+
+
+async def test_a_stop_while_an_approved_calls_answer_waits_on_a_slow_client(tmp_path, start_gateway):
+    """hostile review 39, H39-1: a 2025 session's call approved through the gateway's
+    elicitation on the call's own stream; the upstream answers with two 2 MiB notifications
+    and the answer, and the client reads nothing after the elicitation, so the answer (settled
+    `forwarded`) waits to be written when the stop (shutdown_timeout 1 s) cancels it. The
+    client still gets it, and the stream's end (was: a cut stream, no answer)."""
+    era = "2025-06-18"
+    async with ScriptedUpstream() as up:
+        up.session_id = "sess-1"
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"',
+                               '@approval("needs a person")\npermit (principal, action == Action::"sse_big_notes", resource);\n',
+                               gateway="upstream_timeout = 30\nshutdown_timeout = 1\nidle_timeout = 60\napproval_wait = 30",
+                               server="approval_elicitation = true")
+        headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json", "Accept": BOTH,
+                   "MCP-Protocol-Version": era}
+        async with httpx2.AsyncClient(timeout=30) as http:
+            r = await http.post(g.url(), headers=headers, content=json.dumps({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                "params": {"protocolVersion": era, "capabilities": {"elicitation": {}},
+                                           "clientInfo": {"name": "t", "version": "1"}}}))
+            headers["Mcp-Session-Id"] = r.headers["mcp-session-id"]
+            await http.post(g.url(), headers=headers, content=json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+            body = json.dumps({"jsonrpc": "2.0", "id": "call", "method": "tools/call", "params": {"name": "sse_big_notes", "arguments": {}}})
+            head = (f"POST /mcp/default/ HTTP/1.1\r\nHost: 127.0.0.1:{g.port}\r\n"
+                    + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + f"Content-Length: {len(body)}\r\n\r\n")
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", g.port))
+            s.setblocking(False)
+            loop = asyncio.get_running_loop()
+            await loop.sock_sendall(s, head.encode() + body.encode())
+            got, eid = b"", None
+            deadline = time.monotonic() + 15
+            while eid is None and time.monotonic() < deadline:  # small reads: the elicitation, no more
+                got += await asyncio.wait_for(loop.sock_recv(s, 1024), 15)
+                for line in got.replace(b"\r\n", b"\n").split(b"\n"):
+                    if line.startswith(b"data:") and b"elicitation/create" in line:
+                        eid = json.loads(line[5:])["id"]
+            assert eid is not None, got[:500]
+            r = await http.post(g.url(), headers=headers, content=json.dumps(
+                {"jsonrpc": "2.0", "id": eid, "result": {"action": "accept", "content": {"approve": True}}}))
+            assert r.status_code == 202, r.text
+        await asyncio.sleep(1.5)  # approved, forwarded, the notifications fill the socket; the answer waits
+        g.proc.p.send_signal(signal.SIGTERM)
+        await asyncio.sleep(2.5)  # past shutdown_timeout: the waiting write is cancelled
+        data = b""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                chunk = await asyncio.wait_for(loop.sock_recv(s, 1 << 20), 5)
+            except TimeoutError:
+                break
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        g.proc.p.wait(20)
+    whole = got + data
+    assert b'"ran sse_big_notes"' in whole.replace(b" ", b"") or b"ran sse_big_notes" in whole, whole[-400:]
+    assert whole.endswith(b"0\r\n\r\n"), whole[-200:]
+    rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, outcome FROM audit WHERE request_id IS NOT NULL").fetchall()
+    assert rows == [('"call"', "forwarded")], rows
+    assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "internal_error_unanswered")]
