@@ -223,6 +223,23 @@ def test_what_accepts_json(accept, takes):
     assert _accepts_json([("accept", accept)]) is takes
 
 
+async def _read_to_end(s: socket.socket) -> bytes:
+    """What a non-blocking socket receives until the peer closes (or 5 s of silence, 20 s
+    in all); the socket is closed."""
+    loop, data = asyncio.get_running_loop(), b""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            chunk = await asyncio.wait_for(loop.sock_recv(s, 1 << 20), 5)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+
 def _request(port: int, token: str, name: str, rid: str) -> bytes:
     body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
                        "params": {"name": name, "arguments": {}, "_meta": MODERN_META}}).encode()
@@ -275,17 +292,7 @@ async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, 
         await asyncio.sleep(1.8)  # past shutdown_timeout: the waiting write is cancelled
         s.setblocking(False)
         loop = asyncio.get_running_loop()
-        data = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                chunk = await asyncio.wait_for(loop.sock_recv(s, 1 << 20), 5)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            data += chunk
-        s.close()
+        data = await _read_to_end(s)
         g.proc.p.wait(20)
     second = data[data.find(b"HTTP/1.1", 100):]
     assert second.startswith(b"HTTP/1.1 200 "), second[:300]
@@ -461,17 +468,7 @@ async def test_a_stop_while_an_approved_calls_answer_waits_on_a_slow_client(tmp_
         await asyncio.sleep(1.5)  # approved, forwarded, the notifications fill the socket; the answer waits
         g.proc.p.send_signal(signal.SIGTERM)
         await asyncio.sleep(2.5)  # past shutdown_timeout: the waiting write is cancelled
-        data = b""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                chunk = await asyncio.wait_for(loop.sock_recv(s, 1 << 20), 5)
-            except TimeoutError:
-                break
-            if not chunk:
-                break
-            data += chunk
-        s.close()
+        data = await _read_to_end(s)
         g.proc.p.wait(20)
     whole = got + data
     assert b'"ran sse_big_notes"' in whole.replace(b" ", b"") or b"ran sse_big_notes" in whole, whole[-400:]
