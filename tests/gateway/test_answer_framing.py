@@ -291,7 +291,6 @@ async def test_a_stop_while_the_answer_waits_on_a_client_slow_to_read(tmp_path, 
         g.proc.p.send_signal(signal.SIGTERM)
         await asyncio.sleep(1.8)  # past shutdown_timeout: the waiting write is cancelled
         s.setblocking(False)
-        loop = asyncio.get_running_loop()
         data = await _read_to_end(s)
         g.proc.p.wait(20)
     second = data[data.find(b"HTTP/1.1", 100):]
