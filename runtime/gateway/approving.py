@@ -121,7 +121,7 @@ class Stream:
     (`stopping.through_stop`): a stop that cancelled it left the client a cut stream with no
     answer (hostile review 39, H39-1)."""
 
-    def __init__(self, send, rt=None):
+    def __init__(self, send, rt):
         self.send = send
         self.rt = rt
         self.started = False
@@ -140,10 +140,7 @@ class Stream:
             return
         self.done = True
         last = {"type": "http.response.body", "body": rpc.sse_event(message) if message is not None else b"", "more_body": False}
-        if self.rt is None:
-            await self.send(last)
-        else:
-            await through_stop(self.rt, self.send, last)
+        await through_stop(self.rt, self.send, last)
 
 
 def form_elicitation(caps) -> bool:

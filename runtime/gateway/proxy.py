@@ -2064,7 +2064,7 @@ class _MappedStream(Stream):
     may name another) is replaced by an error result."""
 
     def __init__(self, inner: Stream, gid: int, rid):
-        super().__init__(inner.send)
+        super().__init__(inner.send, inner.rt)
         self.inner, self.gid, self.rid = inner, gid, rid
         self.started = inner.started
 
