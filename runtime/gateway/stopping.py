@@ -14,9 +14,10 @@ Here a first signal starts the stop: listeners close, listening streams end
 (`GatewayApp.end_listening`), open requests get `shutdown_timeout` seconds; a second
 signal ends that wait at once. Then what is still open is cancelled and given
 `UNWIND_SECONDS` to answer its client and settle its audit outcome (proxy.py), the
-application's shutdown runs (stdio children killed, queued store writes drained:
-`Runtime.stop`), and only then is the first signal raised again, so a service manager
-sees the exit status it expects.
+answers already written but not yet taken by their clients are given `FLUSH_SECONDS`
+to reach them while those clients read (`_flush_answers`), the application's shutdown runs
+(stdio children killed, queued store writes drained: `Runtime.stop`), and only then is the
+first signal raised again, so a service manager sees the exit status it expects.
 """
 
 from __future__ import annotations
@@ -28,12 +29,20 @@ import threading
 
 import uvicorn
 
+from .http_server import MIN_PROGRESS_BYTES
+
 UNWIND_SECONDS = 5.0  # for cancelled requests to answer and audit, after the wait
 # for clients answered while still sending their request (a 401 or 421 before the body, an
 # upload cut short by the 503) to finish sending, so that the close does not reset the
 # answer away. Not longer: a client answered before the stop that trickles the rest of a
 # large body held the stop for `header_timeout` (hostile review 22, F4: 9.5 s, nothing in flight)
 DRAIN_GRACE_SECONDS = 1.0
+# for answers handed to their connections but not yet taken by clients that read slowly to
+# reach them: the process's exit would cut them (hostile review 39, H39-3: an 8 MiB answer
+# arrived as 2.8 MB). A client that takes less than MIN_PROGRESS_BYTES in STALL_SECONDS is
+# not waited for, nor is any past FLUSH_SECONDS: a client that never reads cannot hold the stop
+FLUSH_SECONDS = 10.0
+STALL_SECONDS = 2.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -95,7 +104,37 @@ class GatewayServer(uvicorn.Server):
         grace = loop.time() + DRAIN_GRACE_SECONDS
         while any(_draining(c) for c in state.connections) and not self.hurry and loop.time() < grace:
             await asyncio.sleep(0.05)
+        await self._flush_answers(loop)
         await self.lifespan.shutdown()
+
+    async def _flush_answers(self, loop) -> None:
+        """Wait while answers already written wait to be read by clients that are reading
+        them: bytes in a connection's transport buffer or the kernel's send queue are lost
+        when the process exits (the transport's buffer with the process; the kernel's when
+        the close finds unread request bytes and resets). Bounded: a connection whose client
+        takes less than MIN_PROGRESS_BYTES in STALL_SECONDS is given up, all of them after
+        FLUSH_SECONDS or at a second signal; what is cut is logged (`answers_cut_at_stop`)."""
+        deadline = loop.time() + FLUSH_SECONDS
+        moved: dict = {}  # connection → (bytes delivered, when that last grew by MIN_PROGRESS_BYTES)
+        while True:
+            now, waiting, left = loop.time(), 0, []
+            for c in list(self.server_state.connections):
+                unsent = _unsent(c)
+                if not unsent:
+                    continue
+                left.append(unsent)
+                delivered = c._corked._sent - unsent
+                seen = moved.get(c)
+                if seen is None or delivered - seen[0] >= MIN_PROGRESS_BYTES:
+                    moved[c] = seen = (delivered, now)
+                if now - seen[1] < STALL_SECONDS:
+                    waiting += 1
+            if not waiting or self.hurry or now >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        if left:
+            self.rt.log.warning("answers_cut_at_stop", connections=len(left), bytes=sum(left),
+                                why="second signal" if self.hurry else "client not reading" if waiting == 0 else "flush time over")
 
 
 async def through_stop(rt, write, *args) -> None:
@@ -115,6 +154,18 @@ async def through_stop(rt, write, *args) -> None:
         if not rt.stopping:
             raise
         await write(*args)
+
+
+def _unsent(connection) -> int:
+    """Answer bytes written to a connection its client has not yet received (0 when that
+    cannot be told: a connection of another protocol, or one already gone)."""
+    corked = getattr(connection, "_corked", None)
+    if corked is None:
+        return 0
+    try:
+        return corked._unsent()
+    except Exception:
+        return 0
 
 
 def _draining(connection) -> bool:

@@ -475,3 +475,45 @@ async def test_a_stop_while_an_approved_calls_answer_waits_on_a_slow_client(tmp_
     rows = sqlite3.connect(g.state / "audit.db").execute("SELECT request_id, outcome FROM audit WHERE request_id IS NOT NULL").fetchall()
     assert rows == [('"call"', "forwarded")], rows
     assert not [x for x in g.log_records() if x.get("event") in ("internal_error", "internal_error_unanswered")]
+
+
+@pytest.mark.parametrize("reader", ["reads_late", "never_reads"])
+async def test_an_answer_already_written_reaches_a_slow_client_through_the_stop(tmp_path, start_gateway, reader):
+    """hostile review 39, H39-3: one call, an 8 MiB answer, a client that reads nothing yet.
+    Its write returned (the bytes wait in the connection's buffer), its request is done, and
+    the stop (shutdown_timeout 1 s) had nothing to wait for: the process exited with the
+    answer's bytes, and the client read 2.8 MB of it. The stop now waits while a client
+    reads what was written to it (`_flush_answers`): one that begins reading half a second
+    into that wait gets the whole answer. One that never reads does not hold the stop past
+    `STALL_SECONDS`, and the cut is logged."""
+    from mcpp.runtime.gateway import stopping
+
+    async with ScriptedUpstream() as up:
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+                               gateway="upstream_timeout = 30\nshutdown_timeout = 1\nidle_timeout = 60")
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", g.port))
+        s.sendall(_request(g.port, g.token, "big_json", "big"))
+        await asyncio.sleep(2)  # answered: the answer waits in the connection's buffer
+        g.proc.p.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        if reader == "never_reads":
+            g.proc.p.wait(30)
+            took = time.monotonic() - t0
+            s.close()
+            assert took < 1 + stopping.STALL_SECONDS + 2, took  # (shutdown_timeout, the stall, the rest of the stop)
+            cut = [r for r in g.log_records() if r.get("event") == "answers_cut_at_stop"]
+            assert cut and cut[0]["connections"] == 1 and cut[0]["why"] == "client not reading", cut
+            return
+        await asyncio.sleep(1.5)  # past shutdown_timeout, within the stall allowance
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        s.setblocking(False)
+        data = await _read_to_end(s)
+        g.proc.p.wait(20)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), head[:300]
+    length = int(next(v for k, _, v in (line.partition(b":") for line in head.split(b"\r\n")) if k.lower() == b"content-length"))
+    assert len(body) == length > 8_000_000, (len(body), length)
+    assert json.loads(body)["id"] == "big"
+    assert not [r for r in g.log_records() if r.get("event") == "answers_cut_at_stop"]
