@@ -1142,7 +1142,7 @@ class GatewayApp(ApprovalSteps):
             if ctype.startswith("text/event-stream"):
                 parser = rpc.SSEParser()
                 events = parser.feed(data) + parser.end()
-                out, answered = [], False
+                out, answered, as_json = [], False, None
                 for ev in events:
                     m = rpc.event_message(ev)
                     if _is_response(m):
@@ -1152,9 +1152,15 @@ class GatewayApp(ApprovalSteps):
                         await self.checked_listing(m, server, caller, modern, pin, bad)
                         m["id"] = rid
                         try:
-                            out.append(_render_answer(ev, m))
+                            answer = _encode(m)
                         except ValueError:
                             raise bad("a number out of range") from None
+                        if not out and rt.config.json_answer_wait > 0 and _accepts_json(fwd):
+                            # the answer first: a JSON body, as `_HeadWaits` sends one (what follows
+                            # an answer is dropped, as after any answer)
+                            as_json = answer
+                            break
+                        out.append(rpc.render_event(ev, answer.decode()))
                     elif isinstance(m, dict) and isinstance(m.get("method"), str):
                         out.append(rpc.render_event(ev))  # the upstream's notifications and requests, as they were
                     elif ev["data"]:
@@ -1164,6 +1170,9 @@ class GatewayApp(ApprovalSteps):
                 if not answered:
                     raise bad("no answer to this request")
                 data = b"".join(out)
+                if as_json is not None:
+                    data = as_json
+                    headers = [h for h in headers if h[0] not in (b"content-type", b"x-accel-buffering")] + [(b"content-type", JSON)]
             elif ctype.startswith("application/json"):
                 m = rpc.parse_message(data.decode("utf-8", "replace"))
                 if not isinstance(m, dict) or not _same_id(m.get("id"), gid) or not ("result" in m or "error" in m):

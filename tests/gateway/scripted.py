@@ -263,6 +263,12 @@ class ScriptedUpstream:
         elif mode in ("302", "401", "500"):
             extra = "location: http://127.0.0.1:1/elsewhere\r\n" if mode == "302" else ""
             self._send(writer, int(mode), b'{"error": "no"}', extra=extra)
+        elif mode.startswith("sse"):  # an event stream: the answer alone, after a priming event, a notification, or before one
+            note = 'data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"listing"}}\n\n'
+            answer = f"data: {json.dumps(good)}\n\n"
+            events = {"sse": answer, "sse_primed": "id: 1\ndata:\n\n" + answer, "sse_note": note + answer,
+                      "sse_note_after": answer + note}[mode]
+            self._send(writer, 200, events.encode(), "text/event-stream")
         elif mode == "tools_object":
             good["result"]["tools"] = {t["name"]: t for t in self.tools}
             self._send(writer, 200, json.dumps(good).encode())

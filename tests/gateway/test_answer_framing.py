@@ -517,3 +517,46 @@ async def test_an_answer_already_written_reaches_a_slow_client_through_the_stop(
     assert len(body) == length > 8_000_000, (len(body), length)
     assert json.loads(body)["id"] == "big"
     assert not [r for r in g.log_records() if r.get("event") == "answers_cut_at_stop"]
+
+
+LIST_ROWS = [  # (the upstream's tools/list answer, the client's Accept, the framing with json_answer_wait > 0, the note relayed)
+    ("ok", BOTH, "application/json", False),
+    ("sse", BOTH, "application/json", False),  # the answer alone: JSON, as for any other request
+    ("sse_note_after", BOTH, "application/json", False),  # (what follows an answer is dropped, as after any)
+    ("sse_primed", BOTH, "text/event-stream", False),  # an event before the answer: the stream as it came
+    ("sse_note", BOTH, "text/event-stream", True),
+    ("sse", "application/json;q=0, text/event-stream", "text/event-stream", False),  # JSON refused
+]
+
+
+@pytest.mark.parametrize("wait", [1, 0])
+async def test_a_listing_answered_with_an_event_stream_is_framed_as_other_answers(tmp_path, start_gateway, wait):
+    """A `tools/list` the upstream answers with an event stream holding only its answer went
+    to the client as an event stream even when the client takes JSON, unlike every other
+    request ("Answers as JSON"): the SDK client then closed its connection for each listing.
+    The listing is read whole (to check and filter it), so it is answered as `_HeadWaits`
+    answers: JSON when the answer comes first and the client takes JSON, unless
+    `json_answer_wait = 0`, which relays every event stream as it came."""
+    async with ScriptedUpstream() as up:
+        g = configured_gateway(tmp_path, start_gateway, f'url = "{up.url}"', "permit (principal, action, resource);\n",
+                               gateway=f"upstream_timeout = 5\njson_answer_wait = {wait}")
+        async with httpx2.AsyncClient(timeout=30) as http:
+            for i, (mode, accept, ctype, note) in enumerate(LIST_ROWS):
+                up.list_mode = mode
+                headers = {"Authorization": f"Bearer {g.token}", "Content-Type": "application/json", "Accept": accept,
+                           "MCP-Protocol-Version": "2026-07-28", "Mcp-Method": "tools/list"}
+                body = {"jsonrpc": "2.0", "id": f"list-{i}", "method": "tools/list", "params": {"_meta": MODERN_META}}
+                r = await http.post(g.url(), headers=headers, content=json.dumps(body))
+                assert r.status_code == 200, (mode, accept, r.text)
+                want = ctype if wait or mode == "ok" else "text/event-stream"
+                assert r.headers["content-type"].split(";")[0] == want, (mode, accept, wait, r.headers)
+                if want == "application/json":
+                    assert int(r.headers["content-length"]) == len(r.content)
+                    m = r.json()
+                else:
+                    messages = [json.loads(line[5:]) for line in r.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+                    assert [x.get("method") for x in messages if "id" not in x] == (["notifications/message"] if note or (
+                        mode == "sse_note_after") else []), (mode, messages)
+                    m = next(x for x in messages if "id" in x)
+                assert m["id"] == f"list-{i}" and {t["name"] for t in m["result"]["tools"]} >= {"ok", "hang"}, (mode, m)
+                assert r.headers["cache-control"] == "private, no-store", r.headers
