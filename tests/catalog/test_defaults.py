@@ -459,6 +459,123 @@ def test_sibling_objects_sharing_one_definition_are_planned_once_per_property():
     assert len(closures) < 40 * 300  # (once per property, not once per sibling and property)
 
 
+@pytest.mark.parametrize("variant", ["declared-once", "pattern", "declared-twice"])
+def test_a_definition_included_by_many_objects_has_its_properties_planned_once(variant):
+    """hostile review 33, H33-9: 100 sibling objects including one definition with 3,000
+    defaulted properties (199 KB) took 28 s to plan, in the compile thread the first calls
+    wait for: each sibling's level planned every property of the definition again (the
+    closures were remembered, H32-2, the rest of each key's planning was not). A key's plan
+    is now settled once per distinct declarations, and where nothing else bears on them a
+    definition's properties are planned once and copied into each object that includes it;
+    counted in reads of a closure, which each key's planning started with. The same holds
+    when a pattern or a name declared twice makes the level plan key by key."""
+    from mcpp.catalog import defaults as D
+
+    siblings, width = 40, 300
+    big: dict = {"allOf": [{"properties": {f"q{j}": {"type": "integer", "default": j} for j in range(p, p + 10)}}
+                           for p in range(0, width, 10)]}
+    if variant == "pattern":
+        big["patternProperties"] = {"^zz": {"type": "string"}}
+    own = {"q0": {"type": "integer"}} if variant == "declared-twice" else {}
+    schema = {"type": "object", "$defs": {"Big": big}, "properties": {
+        f"o{i:03d}": {"type": "object", "allOf": [{"$ref": "#/$defs/Big"}],
+                      "properties": {"v": {"type": "integer", "default": i}, **own}} for i in range(siblings)}}
+    reads = []
+    real = D._Planner.closure
+    D._Planner.closure = lambda self, *a, **kw: reads.append(1) or real(self, *a, **kw)
+    try:
+        out = fill(schema, {"o000": {}, "o039": {"q1": -1}})
+    finally:
+        D._Planner.closure = real
+    want = {f"q{j}": j for j in range(width)}
+    assert out == {"o000": {**want, "v": 0}, "o039": {**want, "q1": -1, "v": 39}}
+    assert len(reads) < 4 * (width + siblings), len(reads)  # (not once per sibling and property: 12,000)
+
+
+class _KeyByKey:
+    """The planner with neither shortcut: every level plans every key itself, as it did
+    before H33-9 (the reference the shortcuts must agree with)."""
+
+    @staticmethod
+    def plan(schema):
+        from mcpp.catalog import defaults as D
+
+        class Planner(D._Planner):
+            def copy_properties(self, *_args):
+                return False
+
+            def key(self, *a):
+                return self._key(*a)
+
+        return D._prune(D._unfill_endless(Planner(schema).plan()))
+
+
+def _plan_shape(root) -> list:
+    """A plan as plain data: its levels breadth first, each with its defaults, its notes,
+    the declarations its defaults are checked against and its children (in order)."""
+    index: dict[int, int] = {}
+    order, todo = [], [root]
+    while todo:
+        lvl = todo.pop(0)
+        if id(lvl) not in index:
+            index[id(lvl)] = len(order)
+            order.append(lvl)
+            todo.extend(lvl.children.values())
+    return [(list(lvl.defaults.items()), list(lvl.notes), [(k, [id(x) for x in v]) for k, v in lvl.sources.items()],
+             [(k, index[id(c)]) for k, c in lvl.children.items()]) for lvl in order]
+
+
+_NAMES = ("a", "b", "c")
+
+
+@st.composite
+def _shared_definitions(draw):
+    """Definitions made of `allOf` pieces, included by several sibling objects (some of
+    which declare a name again), with defaults, nested and recursive references, patterns
+    and conditional subschemas: the shapes where a level may copy its keys' plans."""
+    n = draw(st.integers(1, 3))
+
+    def prop():
+        return draw(st.sampled_from([
+            {"type": "integer", "default": 1}, {"type": "integer", "default": 2}, {"type": "integer"},
+            {"type": "string", "default": None}, {"$ref": f"#/$defs/D{draw(st.integers(0, n - 1))}"},
+            {"$ref": f"#/$defs/D{draw(st.integers(0, n - 1))}", "default": {}},
+            {"anyOf": [{"$ref": f"#/$defs/D{draw(st.integers(0, n - 1))}"}, {"type": "null"}]},
+            {"type": "array", "items": {"type": "integer", "default": 3}},
+            obj({"a": {"type": "integer", "default": 4}})]))
+
+    def props():
+        return {k: prop() for k in draw(st.lists(st.sampled_from(_NAMES), unique=True, max_size=3))}
+
+    defs = {}
+    for i in range(n):
+        d: dict = {"allOf": [{"properties": props()} for _ in range(draw(st.integers(0, 3)))]}
+        if draw(st.booleans()):
+            d["properties"] = props()
+        extra = draw(st.sampled_from(["", "pattern", "anyOf", "if"]))
+        if extra == "pattern":
+            d["patternProperties"] = {"^b": {"type": "integer", "default": draw(st.sampled_from([2, 5]))}}
+        elif extra == "anyOf":
+            d["anyOf"] = [obj({"c": {"default": 6}}), obj({"a": {"type": "integer"}})]
+        elif extra == "if":
+            d["if"], d["then"] = {"required": ["a"]}, obj({"b": {"default": 7}})
+        defs[f"D{i}"] = d
+    siblings = {f"s{i}": {"type": "object", "allOf": [{"$ref": f"#/$defs/D{draw(st.integers(0, n - 1))}"}],
+                          "properties": props()} for i in range(draw(st.integers(1, 4)))}
+    return {"$defs": defs, **obj(siblings)}
+
+
+@given(_shared_definitions())
+def test_copied_key_plans_are_the_plans_made_key_by_key(schema):
+    """H33-9's shortcuts (a key's plan settled once, a definition's properties planned once
+    and copied) give the plan key-by-key planning gives: the same defaults, notes and
+    children, in the same order."""
+    from mcpp.catalog import defaults as D
+
+    fast = D._prune(D._unfill_endless(D._Planner(schema).plan()))
+    assert _plan_shape(fast) == _plan_shape(_KeyByKey.plan(schema))
+
+
 @pytest.mark.parametrize("dialect, defs", [("http://json-schema.org/draft-07/schema#", "definitions"),
                                            ("http://json-schema.org/draft-04/schema#", "definitions"),
                                            ("https://json-schema.org/draft/2020-12/schema", "$defs")])
