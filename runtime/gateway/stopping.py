@@ -15,7 +15,7 @@ Here a first signal starts the stop: listeners close, listening streams end
 signal ends that wait at once. Then what is still open is cancelled and given
 `UNWIND_SECONDS` to answer its client and settle its audit outcome (proxy.py), the
 answers already written but not yet taken by their clients are given `FLUSH_SECONDS`
-to reach them while those clients read (`_flush_answers`), the application's shutdown runs
+to reach them (`_flush_answers`), the application's shutdown runs
 (stdio children killed, queued store writes drained: `Runtime.stop`), and only then is the
 first signal raised again, so a service manager sees the exit status it expects.
 """
@@ -29,8 +29,6 @@ import threading
 
 import uvicorn
 
-from .http_server import MIN_PROGRESS_BYTES
-
 UNWIND_SECONDS = 5.0  # for cancelled requests to answer and audit, after the wait
 # for clients answered while still sending their request (a 401 or 421 before the body, an
 # upload cut short by the 503) to finish sending, so that the close does not reset the
@@ -39,10 +37,11 @@ UNWIND_SECONDS = 5.0  # for cancelled requests to answer and audit, after the wa
 DRAIN_GRACE_SECONDS = 1.0
 # for answers handed to their connections but not yet taken by clients that read slowly to
 # reach them: the process's exit would cut them (hostile review 39, H39-3: an 8 MiB answer
-# arrived as 2.8 MB). A client that takes less than MIN_PROGRESS_BYTES in STALL_SECONDS is
-# not waited for, nor is any past FLUSH_SECONDS: a client that never reads cannot hold the stop
+# arrived as 2.8 MB). Not a stall rule: what a client took is seen only as TCP reports it,
+# in window updates that come in steps of 64 KiB and more, and rarely for a client whose
+# large receive buffer is full, so a client reading 16 KiB/s looked stalled for 5 s and
+# more (hostile review 40, H40-1); a client that never reads holds the stop this long
 FLUSH_SECONDS = 10.0
-STALL_SECONDS = 2.0
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -108,33 +107,23 @@ class GatewayServer(uvicorn.Server):
         await self.lifespan.shutdown()
 
     async def _flush_answers(self, loop) -> None:
-        """Wait while answers already written wait to be read by clients that are reading
-        them: bytes in a connection's transport buffer or the kernel's send queue are lost
-        when the process exits (the transport's buffer with the process; the kernel's when
-        the close finds unread request bytes and resets). Bounded: a connection whose client
-        takes less than MIN_PROGRESS_BYTES in STALL_SECONDS is given up, all of them after
-        FLUSH_SECONDS or at a second signal; what is cut is logged (`answers_cut_at_stop`)."""
+        """Wait while answers already written wait to be taken by their clients: bytes in a
+        connection's transport buffer are lost when the process exits, and those in the
+        kernel's send queue when the close finds unread request bytes and resets. Bounded:
+        FLUSH_SECONDS, or a second signal; what is cut is logged (`answers_cut_at_stop`)."""
         deadline = loop.time() + FLUSH_SECONDS
-        moved: dict = {}  # connection → (bytes delivered, when that last grew by MIN_PROGRESS_BYTES)
         while True:
-            now, waiting, left = loop.time(), 0, []
-            for c in list(self.server_state.connections):
-                unsent = _unsent(c)
-                if not unsent:
-                    continue
-                left.append(unsent)
-                delivered = c._corked._sent - unsent
-                seen = moved.get(c)
-                if seen is None or delivered - seen[0] >= MIN_PROGRESS_BYTES:
-                    moved[c] = seen = (delivered, now)
-                if now - seen[1] < STALL_SECONDS:
-                    waiting += 1
-            if not waiting or self.hurry or now >= deadline:
+            left = [c for c in list(self.server_state.connections) if _unsent(c)]
+            if not left or self.hurry or loop.time() >= deadline:
                 break
             await asyncio.sleep(0.05)
         if left:
-            self.rt.log.warning("answers_cut_at_stop", connections=len(left), bytes=sum(left),
-                                why="second signal" if self.hurry else "client not reading" if waiting == 0 else "flush time over")
+            # `bytes`: what the process's exit takes with it (the transports' buffers); what the
+            # kernel holds is still sent after it, unless the client's unread bytes reset the close
+            lost = sum(_buffered(c) for c in left)
+            self.rt.log.warning("answers_cut_at_stop", connections=len(left), bytes=lost,
+                                in_kernel=sum(_unsent(c) for c in left) - lost,
+                                why="second signal" if self.hurry else "flush time over")
 
 
 async def through_stop(rt, write, *args) -> None:
@@ -164,6 +153,14 @@ def _unsent(connection) -> int:
         return 0
     try:
         return corked._unsent()
+    except Exception:
+        return 0
+
+
+def _buffered(connection) -> int:
+    """Answer bytes still in a connection's transport buffer (the process's own memory)."""
+    try:
+        return connection._corked.get_write_buffer_size()
     except Exception:
         return 0
 

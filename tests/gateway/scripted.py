@@ -267,7 +267,8 @@ class ScriptedUpstream:
             note = 'data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"listing"}}\n\n'
             answer = f"data: {json.dumps(good)}\n\n"
             events = {"sse": answer, "sse_primed": "id: 1\ndata:\n\n" + answer, "sse_note": note + answer,
-                      "sse_note_after": answer + note}[mode]
+                      "sse_note_after": answer + note, "sse_comment": ": keep-alive\n\n" + answer,
+                      "sse_then_garbage": answer + "data: not json\n\n"}[mode]
             self._send(writer, 200, events.encode(), "text/event-stream")
         elif mode == "tools_object":
             good["result"]["tools"] = {t["name"]: t for t in self.tools}
