@@ -24,7 +24,6 @@ whose default is not filled (a combinator could apply another) stays possibly ab
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -36,7 +35,7 @@ from mcpp.lang import ir
 from mcpp.lang.atoms import has_path, input_path
 from mcpp.lang.diagnostics import Span
 from mcpp.lang.ir import walk
-from mcpp.lang.values import is_number
+from mcpp.lang.values import is_finite_number, is_number
 
 from . import regex as rx
 from .sym import AND, IMPLIES, NOT, OR, PathVar, real_val, string_val
@@ -140,7 +139,7 @@ class SchemaAssumption:
         num = var.is_("num")
         for key, op in (("minimum", ">="), ("maximum", "<="), ("exclusiveMinimum", ">"), ("exclusiveMaximum", "<")):
             bound = alt.get(key)
-            if is_number(bound) and math.isfinite(bound):
+            if is_finite_number(bound):
                 b = real_val(Fraction(bound), ctx)
                 cmp = {">=": var.n >= b, "<=": var.n <= b, ">": var.n > b, "<": var.n < b}[op]
                 parts.append(IMPLIES(ctx, num, cmp))
@@ -182,7 +181,7 @@ def _equals(req, var: PathVar, v):
     if isinstance(v, bool):
         return AND(ctx, var.is_("bool"), var.b == z3.BoolVal(v, ctx))
     if is_number(v):
-        if not math.isfinite(v):
+        if not is_finite_number(v):
             return False
         return AND(ctx, var.is_("num"), var.n == real_val(Fraction(v), ctx))
     if isinstance(v, str):

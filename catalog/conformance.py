@@ -428,6 +428,12 @@ def _check(validator, args) -> Violation | None:
         # into the string (hostile review 31, H31-2). The schema cannot check such a call.
         raise SchemaUnusable(f"the input schema cannot check this call: it refers to a value that is not a schema "
                              f"({type(e).__name__}: {str(e)[:120]})") from None
+    except ValueError as e:
+        # `referencing` reads a pointer segment it takes for an index with `int()`, which a
+        # non-ASCII digit (`#/allOf/²`) breaks (hostile review 41, H41-10): the reference
+        # does not resolve, and the call cannot be checked, as for an unresolvable one
+        raise SchemaUnusable(f"the input schema cannot check this call: a reference does not resolve "
+                             f"({type(e).__name__}: {str(e)[:120]})") from None
     except BaseException as e:
         # a reference that recurses without end can overflow inside `referencing`'s Rust
         # maps, which raise pyo3's PanicException: a BaseException that would pass every

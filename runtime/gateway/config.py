@@ -496,7 +496,7 @@ def _credential(c, where: str, http: bool, base: Path) -> Credential:
 def parse_listen(text: str, where: str) -> tuple[str, int]:
     """`host:port` (an IPv6 host in brackets) → (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not port.isascii() or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{where}: expected host:port, got {text!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

@@ -67,7 +67,7 @@ class Fetcher:
             async with asyncio.timeout(timeout):
                 async with self._http().stream(method, url, data=data, headers=h, timeout=timeout) as r:
                     declared = r.headers.get("content-length")
-                    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > max_bytes:
                         raise IdPUnavailable(f"{url}: the answer is larger than {max_bytes} bytes")
                     parts, size = [], 0
                     async for chunk in r.aiter_bytes():

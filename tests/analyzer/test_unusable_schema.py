@@ -51,3 +51,24 @@ def test_eval_refuses_as_the_gateway_refuses(project):
     d = json.loads(r.stdout)
     assert (d["decision"], d["rule"]) == ("deny", "/tools/read_file/schema"), d
     assert "cannot be checked" in d["message"]
+
+
+@pytest.mark.parametrize("schema, verify_rc, says", [
+    # a 401-digit integer bound: `math.isfinite` overflowed converting it (hostile review 41,
+    # H41-8: `verify` exit 3, the gateway refused the policy); an int is always finite
+    ({"type": "object", "properties": {"n": {"type": "integer", "maximum": 10 ** 400}}, "required": ["n"]}, 1, "FAIL"),
+    ({"type": "object", "properties": {"n": {"enum": [10 ** 400, 1]}}, "required": ["n"]}, 1, "FAIL"),
+    # a pointer segment with a non-ASCII digit (H41-10): the reference does not resolve, so
+    # the gateway refuses every call reaching it; no internal error on either side
+    ({"type": "object", "allOf": [{"type": "object"}], "properties": {"a": {"$ref": "#/allOf/\u00b2"}}, "required": ["a"]},
+     1, "UNKNOWN"),
+])
+def test_odd_numbers_and_pointers_are_read_not_crashed_on(tmp_path, schema, verify_rc, says):
+    (tmp_path / "tools.json").write_text(json.dumps({"tools": [{"name": "t", "inputSchema": schema}]}))
+    (tmp_path / "p.mcpp").write_text('@catalog("tools.json") default deny;\npermit (principal, action == Action::"t", resource);\n'
+                                     'assert deny (principal, action == Action::"t", resource);\n')
+    for cmd in ("check", "lint"):
+        r = mcpp(tmp_path, cmd, "p.mcpp")
+        assert r.returncode in (0, 1) and "internal error" not in r.stdout + r.stderr, (cmd, r.stdout + r.stderr)
+    r = mcpp(tmp_path, "verify", "p.mcpp")
+    assert r.returncode == verify_rc and says in r.stdout and "internal error" not in r.stdout + r.stderr, r.stdout + r.stderr

@@ -42,6 +42,7 @@ token = "ghp_inline"
     srv = '[[servers]]\nid = "a"\nurl = "http://x/mcp"\n'
     assert "another port" in _bad(tmp_path, '[gateway]\nport = 9000\nops_listen = "127.0.0.1:9000"\n' + srv)
     assert "expected host:port" in _bad(tmp_path, '[gateway]\nops_listen = "nowhere"\n' + srv)
+    assert "expected host:port" in _bad(tmp_path, '[gateway]\nops_listen = "127.0.0.1:\u00b2"\n' + srv)  # (H41-10's digit: was a ValueError)
     assert "MCPP_NO_SUCH_OPS_TOKEN is not set" in _bad(tmp_path, '[gateway]\nops_token_env = "MCPP_NO_SUCH_OPS_TOKEN"\n' + srv)
     assert "gateway.max_headers: expected an integer" in _bad(tmp_path, '[gateway]\nmax_headers = 8.5\n' + srv)
     assert "gateway.header_timeout: must be at least" in _bad(tmp_path, '[gateway]\nheader_timeout = 0\n' + srv)
