@@ -131,9 +131,13 @@ class Response:
         finally:
             self.release()
 
-    async def read(self, timeout: float | None, limit: int | None = None) -> bytes:
+    async def read(self, timeout: float | None, limit: int | None = None, until=None) -> bytes:
         """The whole body, refused once its running total passes `limit` (the pool's
-        `max_response_bytes` by default): at most the limit and one piece is ever held."""
+        `max_response_bytes` by default): at most the limit and one piece is ever held.
+        With `until(piece)`, reading stops at the first piece for which it is true (the
+        caller has what it waits for: an event stream's answer); the rest is not read, and
+        the connection is closed rather than reused. A body that came whole with its head is
+        returned without calling it."""
         limit = self.pool.max_response_bytes if limit is None else limit
         if self._framing == "length" and self._left > limit:
             self.release()
@@ -161,6 +165,8 @@ class Response:
                     if size > limit:
                         raise UpstreamError(f"upstream response too large (more than {limit} bytes)", "protocol", True)
                     parts.append(c)
+                    if until is not None and until(c):
+                        break  # (the body unfinished: `release` closes the connection)
         except TimeoutError:
             raise UpstreamError(f"upstream did not send its whole answer within {timeout:g}s", "timeout", True) from None
         finally:

@@ -1111,13 +1111,26 @@ class GatewayApp(ApprovalSteps):
             cursor = params.get("cursor") if isinstance(params, dict) else None
             pin = (rt.pin_for(server) if server.catalog else None, (server.id, _session_of(fwd)),
                    cursor if isinstance(cursor, str) else None)
+        parser, events, read_to = rpc.SSEParser(comments=True), [], [False, False]  # (fed a piece; stopped at the answer)
+
+        def answered_yet(piece: bytes) -> bool:
+            """An event stream is read up to its answer, as any request's is: what follows
+            the answer is dropped, and an upstream that keeps the stream open after it does
+            not hold the listing to `upstream_timeout` (hostile review 40, H40-6)."""
+            read_to[0] = True
+            new = parser.feed(piece)
+            events.extend(new)
+            read_to[1] = any(_is_response(rpc.event_message(ev)) for ev in new if "comment" not in ev)
+            return read_to[1]
+
         try:
             resp = await upstream.request("POST", fwd, body, rt.config.upstream_timeout)
-            data = await resp.read(rt.config.upstream_timeout)
+            ctype = (resp.header("content-type") or "").lower()
+            sse = resp.status == 200 and ctype.startswith("text/event-stream")
+            data = await resp.read(rt.config.upstream_timeout, until=answered_yet if sse else None)
         except UpstreamError as e:
             await self.upstream_failed(send, server, rid, e, tool_call=False)
             return
-        ctype = (resp.header("content-type") or "").lower()
         headers = self.response_headers(resp, server, caller)
         headers += [(b"cache-control", b"private, no-store"), (b"vary", b"authorization")]
         headers = [h for h in headers if h[0] != b"cache-control" or h[1] == b"private, no-store"]
@@ -1139,13 +1152,15 @@ class GatewayApp(ApprovalSteps):
             await self.send_upstream_bytes(send, status, headers, rpc.dumps(err))
             return
         try:
-            if ctype.startswith("text/event-stream"):
-                parser = rpc.SSEParser(comments=True)
-                events = parser.feed(data) + parser.end()
+            if sse:
+                if not read_to[0]:  # (the body came whole with its head)
+                    events = parser.feed(data)
+                if not read_to[1]:
+                    events += parser.end()
                 # JSON when the answer is the stream's first event and the client takes it, as
                 # `_HeadWaits` frames any other answer (a keep-alive comment first, too, starts
-                # the stream there); the rest of the stream is checked all the same, so the
-                # framing never decides whether a listing is refused (hostile review 40, H40-4/5)
+                # the stream there: H40-5); what follows the answer is dropped in either framing,
+                # so the framing never decides whether a listing is refused (H40-4)
                 out, answered, first = [], False, True
                 as_json = rt.config.json_answer_wait > 0 and _accepts_json(fwd)
                 for ev in events:
@@ -1154,7 +1169,7 @@ class GatewayApp(ApprovalSteps):
                         continue
                     m = rpc.event_message(ev)
                     if _is_response(m):
-                        if not _same_id(m.get("id"), gid) or answered:
+                        if not _same_id(m.get("id"), gid):
                             raise bad("an answer to another request")
                         answered = True
                         await self.checked_listing(m, server, caller, modern, pin, bad)
@@ -1165,6 +1180,7 @@ class GatewayApp(ApprovalSteps):
                             raise bad("a number out of range") from None
                         as_json = as_json and first
                         out.append(rpc.render_event(ev, answer.decode()))
+                        break  # (what follows the answer is dropped, as after any answer)
                     elif isinstance(m, dict) and isinstance(m.get("method"), str):
                         out.append(rpc.render_event(ev))  # the upstream's notifications and requests, as they were
                     elif ev["data"]:
@@ -1175,7 +1191,7 @@ class GatewayApp(ApprovalSteps):
                 if not answered:
                     raise bad("no answer to this request")
                 data = b"".join(out)
-                if as_json:  # (what followed the answer is dropped, as after any answer)
+                if as_json:
                     data = answer
                     headers = [h for h in headers if h[0] not in (b"content-type", b"x-accel-buffering")] + [(b"content-type", JSON)]
             elif ctype.startswith("application/json"):

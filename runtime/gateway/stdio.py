@@ -17,6 +17,7 @@ which makes dual-era clients (the SDK's default mode) fall back to `initialize`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -47,11 +48,18 @@ class _Reply:
             if self._body:
                 yield self._body
             return
-        async for c in self._stream(timeout):
-            yield c
+        async with contextlib.aclosing(self._stream(timeout)) as stream:
+            async for c in stream:
+                yield c
 
-    async def read(self, timeout, limit: int = 64 * 1024 * 1024) -> bytes:  # noqa: ARG002 (the upstream reply's signature)
-        return b"".join([c async for c in self.chunks(timeout)])
+    async def read(self, timeout, limit: int = 64 * 1024 * 1024, until=None) -> bytes:  # noqa: ARG002 (the upstream reply's signature)
+        parts = []
+        async with contextlib.aclosing(self.chunks(timeout)) as chunks:  # (a stop at `until` ends the stream's request)
+            async for c in chunks:
+                parts.append(c)
+                if until is not None and until(c):
+                    break
+        return b"".join(parts)
 
     def release(self) -> None:
         pass

@@ -263,6 +263,13 @@ class ScriptedUpstream:
         elif mode in ("302", "401", "500"):
             extra = "location: http://127.0.0.1:1/elsewhere\r\n" if mode == "302" else ""
             self._send(writer, int(mode), b'{"error": "no"}', extra=extra)
+        elif mode == "sse_held_open":  # the answer, then the stream left open (chunked, never ended)
+            chunk = f"data: {json.dumps(good)}\n\n".encode()
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                         + b"%x\r\n" % len(chunk) + chunk + b"\r\n")
+            await writer.drain()
+            await asyncio.sleep(30)
+            return False
         elif mode.startswith("sse"):  # an event stream: the answer alone, after a priming event, a notification, or before one
             note = 'data: {"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"listing"}}\n\n'
             answer = f"data: {json.dumps(good)}\n\n"
