@@ -342,13 +342,24 @@ _EXPLICIT_CP = re.compile(r"\\x\{([0-9A-Fa-f]+)\}")
 
 
 def _low_atom(atom: str) -> bool:
-    """True when the atom cannot tell apart code points from U+30000 up: no Unicode
-    property classes and no character (literal or `\\x{…}`) at or above U+30000. Then
-    every such code point is in the set iff U+2FFFF is, and a scan of the first three
-    planes is exact."""
-    if "\\p" in atom or "\\P" in atom or any(ord(c) >= 0x30000 for c in atom):
+    """True when the atom cannot tell apart code points from U+2FA20 (`HIGH`) up: no
+    Unicode property classes and no character (literal or `\\x{…}`, alone or as a range
+    endpoint) at or above U+2FA20. What is left (ASCII Perl/POSIX classes, `.`, case
+    folding, which stops below U+1F000, and characters and ranges below U+2FA20) treats
+    every code point from U+2FA20 to U+10FFFF alike, so every one of them is in the set
+    iff U+2FFFF is, and a scan of the first three planes is exact.
+
+    The bound is `HIGH`, not U+30000: a character in U+2FA20..U+2FFFF is scanned, but the
+    code points above it are not, and they are on the other side of it (`[\\x{0}-\\x{2FFFF}]`
+    stops at U+2FFFF, `[^\\x{2FA20}-\\x{2FFFF}]` holds U+30000): such an atom is scanned
+    in full, and `_check_high` refuses it if it splits the block."""
+    if "\\p" in atom or "\\P" in atom or any(ord(c) >= HIGH for c in atom):
         return False
-    return all(int(h, 16) < 0x30000 for h in _EXPLICIT_CP.findall(atom))
+    return all(int(h, 16) < HIGH for h in _EXPLICIT_CP.findall(atom))
+
+
+# code points the shortcut extrapolates to: each must be in the set iff U+2FFFF is
+_HIGH_PROBES = "".join(map(chr, (0x30000, 0x31350, 0xE0001, 0xF0000, 0x10FFFD, TOP)))
 
 
 @lru_cache(maxsize=4096)
@@ -364,16 +375,27 @@ def charset(atom: str, fold: bool, dotall: bool) -> tuple[tuple[int, int], ...]:
     prefix = f"(?{flags})" if flags else ""
     rx = re2.compile(f"{prefix}(?:{atom})+".encode("utf-8"), opts)
     low = _low_atom(atom)
-    data = _code_points(0x2FFFF if low else TOP)
+    if low:
+        out = _scan(rx, _code_points(MAXCHAR))
+        # the premise of the shortcut, checked where it is cheap: the scanned part of the
+        # block is uniform, and code points above U+2FFFF go with U+2FFFF
+        top = any(lo <= MAXCHAR <= hi for lo, hi in out)
+        uniform = not any(HIGH < lo <= MAXCHAR or HIGH <= hi < MAXCHAR for lo, hi in out)
+        one = re2.compile(f"{prefix}^(?:{atom})$".encode("utf-8"), opts)
+        if uniform and all((one.search(c.encode("utf-8")) is not None) == top for c in _HIGH_PROBES):
+            # the rest of Unicode behaves like U+2FFFF for this atom
+            return tuple((lo, TOP if hi == MAXCHAR else hi) for lo, hi in out)
+    return tuple(_scan(rx, _code_points(TOP)))
+
+
+def _scan(rx, data: bytes) -> list[tuple[int, int]]:
     out = []
     for m in rx.finditer(data):
         s, e = m.start(), m.end()
         first = ord(data[s : s + 4].decode("utf-8", "ignore")[0])
         last = ord(data[max(s, e - 4) : e].decode("utf-8", "ignore")[-1])
-        if low and last == 0x2FFFF:
-            last = TOP  # the rest of Unicode behaves like U+2FFFF for this atom
         out.append((first, last))
-    return tuple(out)
+    return out
 
 
 def _check_high(ivs) -> None:

@@ -8,13 +8,18 @@ from hypothesis import strategies as st
 from mcpp.lang.regex import escape
 
 # characters chosen to hit RE2's corners: case folding (K, U+212A KELVIN, ſ), newline,
-# word/space/digit class edges, a non-BMP character
-ALPHABET = "abAB_1 \n\t.-K\u212a\u017fs\u00e9\U0001f600/"
+# word/space/digit class edges, a non-BMP character, and the zone Z3's high block stands
+# for (U+2FA20..U+10FFFF: the first of it, the last Z3 character, the first beyond, the last)
+ALPHABET = "abAB_1 \n\t.-K\u212a\u017fs\u00e9\U0001f600/\U0002fa1f\U0002fa20\U0002ffff\U00030000\U0010ffff"
 
 _atoms = st.one_of(
     st.sampled_from(list("abAB1_ -/")).map(escape),
     st.sampled_from([".", r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", "[ab]", "[^a]", "[a-c]", "[^\\n]", "[[:alpha:]]",
                      "[[:^digit:]]", "[\\d_]", "[k]", "\\.", "\\x41", "\\x{e9}", "\\n", "\\Qa.\\E", "\u00e9", "s", "k"]),
+    # classes naming the high zone yet uniform over it (those that split it are Unsupported)
+    st.sampled_from(["[\\x{61}-\\x{10FFFF}]", "[^\\x{2FA20}-\\x{10FFFF}]", "[^a\\x{2FA20}-\\x{10FFFF}]",
+                     "[\\x{2FA1F}-\\x{10FFFF}]", "[^\\x{2FA1F}-\\x{10FFFF}]", "[\\x{0}-\\x{2FA1F}]",
+                     "[^\\x{2FA20}-\\x{10FFFF}\\n]", "[\U0002fa1f-\U0010ffff]", "[^\U0002fa20-\U0010ffff]"]),
 )
 
 

@@ -19,7 +19,9 @@ TR = rx.Z3Regex(CTX)
 
 def z3_search(pattern: str, text: str) -> bool:
     lang = TR(rx.search_ast(pattern))
-    r = z3.simplify(z3.InRe(string_val(text, CTX), lang))
+    # what Z3 sees of the text: a code point from U+2FA20 up is the block that stands for it
+    seen = "".join(c if ord(c) < rx.HIGH else chr(rx.HIGH) for c in text)
+    r = z3.simplify(z3.InRe(string_val(seen, CTX, raw=True), lang))
     if z3.is_true(r) or z3.is_false(r):
         return z3.is_true(r)
     s = z3.Solver(ctx=CTX)  # pragma: no cover - simplify decides ground membership
@@ -133,3 +135,95 @@ def test_character_sets_hold_above_the_scanned_planes(atom, fold):
     for cp in (0x7F, 0x2FA1F, 0x2FFFF, 0x30000, 0x31350, 0xE0001, 0x10FFFF):
         inside = any(lo <= cp <= hi for lo, hi in ivs)
         assert inside == (rx_.search(chr(cp)) is not None), (atom, hex(cp))
+
+
+# ---- the zone the high block stands for (U+2FA20..U+10FFFF) ------------------------------------
+#
+# Z3 strings stop at U+2FFFF, and U+2FA20.. stands for every code point above it. An atom
+# naming a code point in U+2FA20..U+2FFFF (U+2FFFF itself above all) is *not* uniform above
+# U+2FFFF: `[\x{0}-\x{2FFFF}]` stops there, `[^\x{2FA20}-\x{2FFFF}]` holds U+30000 (H41-2).
+
+HIGH_PROBES = (0x2FA1F, 0x2FA20, 0x2FFFF, 0x30000, 0x31350, 0xE0001, 0xF0000, 0x10FFFD, 0x10FFFF)
+_ZONE = (0x0, 0x61, 0x10000, 0x20000, 0x2F800, 0x2FA1F, 0x2FA20, 0x2FFFE, 0x2FFFF, 0x30000, 0x31350, 0xE0001,
+         0x10FFFE, 0x10FFFF)
+
+
+def _cp(cp: int, literal: bool) -> str:
+    return chr(cp) if literal and cp > 0x7F else f"\\x{{{cp:X}}}"
+
+
+def _zone_atoms() -> list[str]:
+    out = []
+    for literal in (False, True):
+        for lo, hi in [(0x0, 0x2FFFF), (0x20000, 0x2FFFF), (0x2FA20, 0x2FFFF), (0x2FA00, 0x2FFFF), (0x10000, 0x2FFFF),
+                       (0x2FA1F, 0x2FFFF), (0x2FA20, 0x2FFFE), (0x2FFFF, 0x30000), (0x2FFFF, 0x10FFFF),
+                       (0x30000, 0x10FFFF), (0x2FA20, 0x10FFFF), (0x0, 0x2FA1F), (0x0, 0x10FFFF), (0x10FFFF, 0x10FFFF),
+                       (0x2FFFF, 0x2FFFF), (0x20000, 0x2FA1F)]:
+            rng = f"{_cp(lo, literal)}-{_cp(hi, literal)}"
+            out += [f"[{rng}]", f"[^{rng}]", f"[{rng}a]", f"[^a{rng}]"]
+        out += [_cp(0x2FFFF, literal), _cp(0x30000, literal), _cp(0x10FFFF, literal),
+                f"[{_cp(0x2FFFF, literal)}]", f"[^{_cp(0x2FFFF, literal)}]", f"[^{_cp(0x2FA20, literal)}b]",
+                f"[^{_cp(0x2FFFE, literal)}{_cp(0x2FFFF, literal)}{_cp(0x2FA20, literal)}-{_cp(0x2FFFD, literal)}]"]
+    return out
+
+
+def _model_agrees_with_re2(atom: str, fold: bool, probes) -> None:
+    """Where the translator accepts the atom, its set is RE2's at every probe, and a code
+    point of the high block is in it iff every code point it stands for is."""
+    import re2
+
+    try:
+        ivs = rx.charset(atom, fold, False)
+        rx._check_high(ivs)
+    except rx.Unsupported:
+        return  # the match is then an unconstrained boolean: no proof rests on it
+    real = re2.compile(("(?i)" if fold else "") + f"^(?:{atom})$")
+    for cp in probes:
+        want = real.search(chr(cp)) is not None
+        assert any(lo <= cp <= hi for lo, hi in ivs) == want, (atom, fold, hex(cp))
+        modelled = min(cp, rx.HIGH)  # what Z3 sees of it
+        assert any(lo <= modelled <= hi for lo, hi in ivs) == want, (atom, fold, hex(cp), "as the high block")
+
+
+@pytest.mark.parametrize("atom", _zone_atoms())
+@pytest.mark.parametrize("fold", [False, True])
+def test_character_sets_naming_the_high_zone_agree_with_re2(atom, fold):
+    _model_agrees_with_re2(atom, fold, HIGH_PROBES)
+
+
+@pytest.mark.parametrize("atom,high", [
+    ("[\\x{20000}-\\x{2FFFF}]", False), ("[\\x{0}-\\x{2FFFF}]", False), ("[^\\x{2FA20}-\\x{2FFFF}]", True),
+    ("[^\\x{0}-\\x{2FFFF}]", True), ("[^\U0002FA20-\U0002FFFF]", True), ("[\U00020000-\U0002FFFF]", False),
+])
+def test_a_range_ending_at_the_last_z3_character_is_not_read_as_reaching_the_top(atom, high):
+    """H41-2: U+30000 and up is on the other side of such a range from U+2FFFF; the atom is
+    refused (it splits the block), never modelled as holding (or lacking) all of it."""
+    import re2
+
+    assert (re2.compile(f"^(?:{atom})$").search("\U00030000") is not None) == high
+    with pytest.raises(rx.Unsupported):
+        rx._set(atom, {"i": False, "s": False})
+    with pytest.raises(rx.Unsupported):
+        rx.search_ast(f"^{atom}*$")
+
+
+_zone_cps = st.sampled_from(_ZONE) | st.integers(0x2FA00, 0x30010) | st.integers(0, 0x10FFFF).filter(
+    lambda c: not 0xD800 <= c <= 0xDFFF)
+
+
+@st.composite
+def _zone_classes(draw) -> str:
+    """Classes whose members and range endpoints come from the zone the high block stands for."""
+    items = []
+    for _ in range(draw(st.integers(1, 3))):
+        a, b = sorted((draw(_zone_cps), draw(_zone_cps)))
+        lit = draw(st.booleans())
+        items.append(_cp(a, lit) if a == b or draw(st.booleans()) else f"{_cp(a, lit)}-{_cp(b, lit)}")
+    if draw(st.booleans()):
+        items.append(draw(st.sampled_from(["a", "\\d", "[:alpha:]", "\\x{1F600}", "\\W"])))
+    return ("[^" if draw(st.booleans()) else "[") + "".join(items) + "]"
+
+
+@given(_zone_classes(), st.booleans(), st.lists(_zone_cps, max_size=4))
+def test_zone_classes_agree_with_re2(atom, fold, extra):
+    _model_agrees_with_re2(atom, fold, HIGH_PROBES + tuple(extra))
