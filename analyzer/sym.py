@@ -16,7 +16,7 @@ from fractions import Fraction
 import z3
 from z3 import z3core
 
-from .regex import HIGH, Unsupported
+from .regex import HIGH, MAXCHAR, Unsupported
 
 Bool = "bool | z3.BoolRef"
 
@@ -34,6 +34,40 @@ def string_val(text: str, ctx: z3.Context, *, raw: bool = False) -> z3.SeqRef:
         raise Unsupported("a string with a character above U+2FA1F")
     arr = (ctypes.c_uint * max(1, len(cps)))(*cps)
     return z3.SeqRef(z3core.Z3_mk_u32string(ctx.ref(), len(cps), arr), ctx)
+
+
+def high_image(cache: dict, text: str) -> str | None:
+    """`text` as the analysis sees it, for a string the *schema* names (an `enum` or
+    `const` member): each code point from U+2FA20 up becomes a block character of its
+    own, the same one for the same code point throughout this analysis (`cache` is the
+    context's), so members stay apart. The block's characters are alike to every other
+    test (docs/analyzer.md, "Domain assumptions"), so fixing this much of the bijection
+    between them and the code points they stand for loses nothing; `high_decode` maps a
+    witness back. None when the block has no character left."""
+    table: dict[int, int] = cache.setdefault("high", {})
+    inverse: dict[int, int] = cache.setdefault("high_inv", {})
+    out = []
+    for c in text:
+        cp = ord(c)
+        if cp >= HIGH:
+            slot = table.get(cp)
+            if slot is None:
+                slot = HIGH + len(table)
+                if slot > MAXCHAR:
+                    return None
+                table[cp] = slot
+                inverse[slot] = cp
+            cp = slot
+        out.append(chr(cp))
+    return "".join(out)
+
+
+def high_decode(cache: dict, text: str) -> str:
+    """A witness string with the block characters `high_image` gave out read back."""
+    inverse = cache.get("high_inv")
+    if not inverse:
+        return text
+    return "".join(chr(inverse.get(ord(c), ord(c))) for c in text)
 
 
 def string_of(v: z3.SeqRef) -> str:

@@ -38,7 +38,7 @@ from mcpp.lang.ir import walk
 from mcpp.lang.values import is_finite_number, is_number
 
 from . import regex as rx
-from .sym import AND, IMPLIES, NOT, OR, PathVar, real_val, string_val
+from .sym import AND, IMPLIES, NOT, OR, PathVar, high_image, real_val, string_val
 
 MAX_REQUIRED_DEPTH = 4  # required keys below this depth are not materialised in witnesses
 
@@ -185,10 +185,10 @@ def _equals(req, var: PathVar, v):
             return False
         return AND(ctx, var.is_("num"), var.n == real_val(Fraction(v), ctx))
     if isinstance(v, str):
-        try:
-            return AND(ctx, var.is_("str"), var.s == string_val(v, ctx))
-        except rx.Unsupported:
+        image = high_image(req.S.cache, v)  # a character from U+2FA20 up is a block character
+        if image is None:
             return var.is_("str")
+        return AND(ctx, var.is_("str"), var.s == string_val(image, ctx, raw=True))
     if isinstance(v, list):
         return var.is_("arr")  # compound members are not modelled: any array may be the one
     if isinstance(v, dict):

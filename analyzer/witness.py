@@ -20,7 +20,7 @@ import z3
 from mcpp.lang.program import Program
 from mcpp.runtime.engine import Decision, Engine, Grant, User
 
-from .sym import UserSet, string_of
+from .sym import UserSet, high_decode, string_of
 
 log = logging.getLogger("mcpp.analyzer")
 
@@ -191,7 +191,7 @@ class Decoder:
 
     def string(self, t) -> str:
         v = self.ev(t)
-        return string_of(v) if v.is_string_value() else ""
+        return high_decode(self.S.cache, string_of(v)) if v.is_string_value() else ""
 
     def number(self, t):
         v = self.ev(t)

@@ -164,6 +164,31 @@ def test_a_nonconforming_witness_is_unknown_never_a_fail(schema, condition):
     assert r.status == "unknown" and "does not conform" in r.message and r.witness is None
 
 
+@pytest.mark.parametrize("schema, condition, status, value", [
+    # H41-6: a member holding a character from U+2FA20 up was read as "any string"
+    ({"s": {"type": "string", "enum": ["a", "\U00030000"]}}, 'context.input.s != "a"', "fail", "\U00030000"),
+    ({"s": {"const": "\U00030000x"}}, "true", "fail", "\U00030000x"),
+    ({"s": {"type": "string", "enum": ["a", "\U0002fa20"]}}, 'context.input.s != "a"', "fail", "\U0002fa20"),
+    ({"s": {"type": "string", "enum": ["\U0002fa20", "\U0010ffff"]}}, 'context.input.s like "*"', "fail", None),
+    # two such members stay apart, from each other and from the block's own characters
+    ({"s": {"enum": ["\U00030000"]}, "t": {"enum": ["\U00030001", "\U0002fa20", "\U0002fa21"]}},
+     "context.input.s == context.input.t", "pass", None),
+    # a free string can be the member
+    ({"s": {"enum": ["\U00030000"]}, "t": STR}, "context.input.s == context.input.t", "fail", "\U00030000"),
+])
+def test_schema_strings_above_the_z3_alphabet(schema, condition, status, value):
+    cat = catalog(t=(schema, tuple(schema)))
+    text = (f"default deny;\npermit (principal, action == Action::\"t\", resource);\n"
+            f"assert deny (principal, action == Action::\"t\", resource) when {{ {condition} }};\n")
+    (r,) = verify(prog(text), timeout_ms=10000, session=typed_session(cat, 10000))
+    assert r.status == status, r.message
+    if status == "fail":
+        cx = r.to_dict()["counterexample"]
+        _witness_conforms(cat, cx)
+        if value is not None:
+            assert cx["request"]["params"]["arguments"]["s"] == value
+
+
 def test_nonconforming_names_the_argument():
     s = typed_session(PAYMENTS)
     assert s.nonconforming("refund_payment", {"charge_id": "c", "amount": 5}) is None
