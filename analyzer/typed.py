@@ -30,7 +30,7 @@ from fractions import Fraction
 import z3
 
 from mcpp.catalog.defaults import Caveat, caveats, fill_level, plan
-from mcpp.catalog.schema import DIALECT_2019_09, DIALECT_2020_12, DRAFTS_6_7, View, dialect, root_view
+from mcpp.catalog.schema import DIALECT_2019_09, DIALECT_2020_12, DRAFTS_6_7, View, dialect, nested_dialect, root_view
 from mcpp.lang import ir
 from mcpp.lang.atoms import has_path, input_path
 from mcpp.lang.diagnostics import Span
@@ -245,11 +245,15 @@ def unmodelled(schema: dict) -> str | None:
     `$schema` and resolves references by the standard's base-URI rules, so where those can
     differ from the model — another dialect (draft-07 ignores keywords beside a `$ref`,
     draft-04 has no `const`), an `$id` that moves the base of a reference, a reference with
-    percent-encoding or one that is not local — the analysis assumes nothing of that tool's
+    percent-encoding or one that is not local, a subschema that names its own `$schema` (the
+    validator switches dialect there) — the analysis assumes nothing of that tool's
     arguments: a proof stays a proof, only less is proved."""
     declared = dialect(schema)
     if declared not in (None, DIALECT_2020_12, DIALECT_2019_09) + DRAFTS_6_7:
         return f"the schema declares the dialect {str(schema.get('$schema'))[:80]!r}; the analysis reads 2020-12 and drafts 6, 7 and 2019-09"
+    nested = nested_dialect(schema)
+    if nested:
+        return nested
     stack: list = [schema]
     while stack:
         n = stack.pop()

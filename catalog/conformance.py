@@ -188,7 +188,12 @@ def _unevaluated_properties(validator, unevaluated, instance, schema):
     evaluated = set(find_evaluated_property_keys_by_schema(validator, instance, schema))
     for name in instance:
         if name not in evaluated and next(validator.descend(instance[name], unevaluated, path=name, schema_path=name), None):
-            yield ValidationError("Unevaluated properties are not allowed")
+            err = ValidationError("Unevaluated properties are not allowed")
+            # the keys refused, for `describe` (every key of the instance is not: H41-7)
+            err.mcpp_unevaluated = [name] + [  # type: ignore[attr-defined]
+                k for k in islice((k for k in instance if k not in evaluated and k != name), 5)
+                if unevaluated is False or next(validator.descend(instance[k], unevaluated, path=k, schema_path=k), None)]
+            yield err
             return
 
 
@@ -498,7 +503,8 @@ def describe(err: ValidationError) -> str:
         return f"{name} is required but missing."
     if kw in ("additionalProperties", "unevaluatedProperties") and isinstance(inst, dict):
         schema = err.schema if isinstance(err.schema, dict) else {}
-        extras = _additional(inst, schema) if kw == "additionalProperties" else sorted(inst)
+        extras = _additional(inst, schema) if kw == "additionalProperties" else \
+            sorted(getattr(err, "mcpp_unevaluated", None) or inst)
         names = ", ".join(repr(_clip(str(x))) for x in extras[:5]) + (", …" if len(extras) > 5 else "")
         where = "" if not path else f" in {_where(path)[9:]}"
         return f"Unexpected argument{'s' if len(extras) != 1 else ''} {names}{where}: the tool does not declare {'them' if len(extras) != 1 else 'it'}."

@@ -63,6 +63,53 @@ def _merge(a: dict, b: dict) -> dict:
     return out
 
 
+# in-place applicators whose subschemas may evaluate keys (for `unevaluatedProperties`)
+# that `resolve` does not merge into an alternative's `properties`
+_EVALUATES_UNSEEN = ("anyOf", "oneOf", "if", "then", "else", "dependentSchemas", "dependencies", "$dynamicRef",
+                     "$recursiveRef", "extends")
+# keywords that evaluate keys themselves: in an `allOf` member or a `$ref` target, `_merge`
+# may keep another schema's in their place
+_EVALUATES_KEYS = ("patternProperties", "additionalProperties", "unevaluatedProperties")
+
+
+# what an opened `unevaluatedProperties` reads as: any key, any value, and "declared" (a
+# conditional subschema may declare it: `check` must not call it undeclared or absent)
+_EVALUATED_ELSEWHERE = {"$comment": "mcpp: other keys may be evaluated by subschemas not modelled here"}
+
+
+def _evaluates_listed_only(schema: dict, root: dict) -> bool:
+    """Whether every key that a valid `schema` evaluates (in `unevaluatedProperties`' sense)
+    is one its resolved alternative lists: its own `properties`/`patternProperties`/
+    `additionalProperties` and the `properties` of the `$ref` targets and `allOf` members
+    `resolve` merges into it. Anything else — `if`/`then`/`else`, `dependentSchemas`, an
+    `anyOf`/`oneOf` (an `allOf` member with several alternatives, which `resolve` drops), a
+    `$dynamicRef`, a reference that does not resolve, a member's own `patternProperties` —
+    may evaluate keys the alternative does not show (hostile review 41, H41-4)."""
+    todo: list = [(schema, True)]
+    seen: set[int] = set()
+    while todo:
+        n, top = todo.pop()
+        if n is True or n is False:
+            continue
+        if not isinstance(n, dict) or n is _OTHER_DIALECT or id(n) in seen or len(seen) > 256:
+            return False
+        seen.add(id(n))
+        if any(k in n for k in _EVALUATES_UNSEEN):
+            return False
+        if not top and any(k in n for k in _EVALUATES_KEYS):
+            return False
+        if "$ref" in n:
+            target = _pointer(root, n["$ref"])
+            if target is None:
+                return False
+            todo.append((target, False))
+        if "allOf" in n:
+            if not isinstance(n["allOf"], list):
+                return False
+            todo.extend((m, False) for m in n["allOf"])
+    return True
+
+
 def resolve(schema, root: dict, depth: int = 0, seen: frozenset = frozenset()) -> list[dict]:
     """The alternatives a value may satisfy, each free of `$ref`/`anyOf`/`oneOf`.
     `{}` stands for "anything" (an unresolvable reference widens to it)."""
@@ -72,6 +119,11 @@ def resolve(schema, root: dict, depth: int = 0, seen: frozenset = frozenset()) -
         return []
     if not isinstance(schema, dict):
         return [{}]
+    if "unevaluatedProperties" in schema and "additionalProperties" not in schema \
+            and schema["unevaluatedProperties"] not in ({}, True) and not _evaluates_listed_only(schema, root):
+        # the keys some other subschema evaluates are not the ones this schema lists: other
+        # keys are open, as under an unresolvable reference (H41-4)
+        schema = {**schema, "unevaluatedProperties": _EVALUATED_ELSEWHERE}
     if "$ref" in schema:
         ref = schema["$ref"]
         target = _pointer(root, ref)
@@ -159,7 +211,7 @@ class View:
     def items(self) -> "View":
         alts: list[dict] = []
         for alt in self.alts:
-            it = alt.get("items")
+            it = _OTHER_DIALECT if alt is _OTHER_DIALECT else alt.get("items")
             alts.extend(resolve(it, self.root) if it is not None else [{}])
         return View(alts, self.root)  # nothing is filled inside array elements
 
@@ -179,6 +231,10 @@ class View:
             if ts is not None and "object" not in ts:
                 continue
             object_alts += 1
+            if alt is _OTHER_DIALECT:  # not read: any key, any value, declared or not (H41-3)
+                required_all = False
+                declared.append(_OTHER_DIALECT)
+                continue
             given = alt.get("properties")
             props = given if isinstance(given, dict) else {}
             names.extend(k for k in props if k not in names)
@@ -201,6 +257,8 @@ class View:
                         open_ = True
             if pattern_hit:
                 continue
+            # `unevaluatedProperties` acts as `additionalProperties` only where the alternative
+            # lists every key the schema evaluates (`resolve` opens it otherwise: H41-4)
             extra = alt.get("additionalProperties", alt.get("unevaluatedProperties", True))
             if extra is False:
                 continue
@@ -277,13 +335,52 @@ def as_validated(schema: dict) -> dict:
     return walk(schema)
 
 
+# what a subschema in another dialect reads as (`root_view`): anything, evaluating unknown keys
+_OTHER_DIALECT = {"$comment": "mcpp: a subschema in another dialect, not read"}
+_DATA_KEYWORDS = ("const", "enum", "default", "examples")  # their values are data, not schemas
+
+
+def _other_dialects(schema: dict) -> tuple[dict, bool]:
+    """`schema` with every subschema that names a `$schema` other than the root's replaced by
+    `_OTHER_DIALECT`, and whether there was one. The gateway's validator switches dialect for
+    such a subschema (catalog/conformance.py `_evolve`): a draft-04 property ignores `const`,
+    a draft-07 one the keywords beside a `$ref` — read in the root's dialect, they were
+    constraints the gateway does not check (hostile review 41, H41-3)."""
+    root = dialect(schema) or DIALECT_2020_12  # (the gateway's validator defaults to 2020-12)
+    found = False
+
+    def walk(n, depth):
+        nonlocal found
+        if depth > 64:
+            return n
+        if isinstance(n, dict):
+            if depth and isinstance(n.get("$schema"), str) and (dialect(n) or DIALECT_2020_12) != root:
+                found = True
+                return _OTHER_DIALECT
+            return {k: v if k in _DATA_KEYWORDS else walk(v, depth + 1) for k, v in n.items()}
+        if isinstance(n, list):
+            return [walk(x, depth + 1) for x in n]
+        return n
+
+    out = walk(schema, 0)
+    return (out, True) if found else (schema, False)
+
+
+def nested_dialect(schema: dict) -> str | None:
+    """Why `schema` cannot be read in one dialect (`_other_dialects`), or None."""
+    if isinstance(schema, dict) and _other_dialects(schema)[1]:
+        return "a subschema names its own $schema"
+    return None
+
+
 def root_view(input_schema: dict) -> View:
     """The view of a tool's arguments, as the gateway's validator reads the schema
     (`as_validated`); defaults are planned from the schema as declared, as the gateway
-    fills them (catalog/defaults.py)."""
+    fills them (catalog/defaults.py). A subschema in another dialect than the root's is
+    not read (`_other_dialects`): any value may be there, and it may evaluate any key."""
     from .defaults import plan  # (defaults reads this module's resolution)
 
-    read = as_validated(input_schema)
+    read = as_validated(_other_dialects(input_schema)[0]) if isinstance(input_schema, dict) else input_schema
     return View(resolve(read, read), read, plan(input_schema))
 
 
