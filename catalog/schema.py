@@ -321,6 +321,8 @@ def as_validated(schema: dict) -> dict:
     def walk(n, depth=0):
         if depth > 64:
             return {}
+        if n is _OTHER_DIALECT:  # (`root_view`: kept, not copied — it is known by identity)
+            return n
         if isinstance(n, dict):
             if isinstance(n.get("$ref"), str):
                 keep = {"$ref": n["$ref"]}
@@ -338,6 +340,7 @@ def as_validated(schema: dict) -> dict:
 # what a subschema in another dialect reads as (`root_view`): anything, evaluating unknown keys
 _OTHER_DIALECT = {"$comment": "mcpp: a subschema in another dialect, not read"}
 _DATA_KEYWORDS = ("const", "enum", "default", "examples")  # their values are data, not schemas
+_NAME_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas", "dependencies")
 
 
 def _other_dialects(schema: dict) -> tuple[dict, bool]:
@@ -349,15 +352,17 @@ def _other_dialects(schema: dict) -> tuple[dict, bool]:
     root = dialect(schema) or DIALECT_2020_12  # (the gateway's validator defaults to 2020-12)
     found = False
 
-    def walk(n, depth):
+    def walk(n, depth, names=False):  # names: a map of names to subschemas (`properties`, …)
         nonlocal found
         if depth > 64:
             return n
         if isinstance(n, dict):
+            if names:
+                return {k: walk(v, depth + 1) for k, v in n.items()}
             if depth and isinstance(n.get("$schema"), str) and (dialect(n) or DIALECT_2020_12) != root:
                 found = True
                 return _OTHER_DIALECT
-            return {k: v if k in _DATA_KEYWORDS else walk(v, depth + 1) for k, v in n.items()}
+            return {k: v if k in _DATA_KEYWORDS else walk(v, depth + 1, k in _NAME_MAPS) for k, v in n.items()}
         if isinstance(n, list):
             return [walk(x, depth + 1) for x in n]
         return n

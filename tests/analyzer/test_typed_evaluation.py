@@ -85,7 +85,12 @@ def test_the_h4_permit_is_found_to_apply():
     assert params["arguments"].get("cmd") == "ls" and _forwards(RUN, params["arguments"])
 
 
-@pytest.mark.parametrize("schema", [DEPLOY, REFUND])
+@pytest.mark.parametrize("schema", [
+    DEPLOY, REFUND,
+    # a property named like a data keyword is still a subschema
+    {"type": "object", "properties": {"default": {"$schema": D4, "type": "string", "const": "staging"}}},
+    {"type": "object", "$defs": {"const": {"$schema": D4, "const": "x"}}, "properties": {"a": {"$ref": "#/$defs/const"}}},
+])
 def test_a_nested_dialect_is_unmodelled(schema):
     assert unmodelled(closed_world(schema)) == "a subschema names its own $schema"
 
@@ -96,6 +101,17 @@ def test_a_nested_dialect_is_unmodelled(schema):
 ])
 def test_a_nested_dialect_equal_to_the_roots_is_read(schema):
     assert unmodelled(schema) is None
+
+
+def test_a_property_named_schema_is_not_a_dialect():
+    schema = {"type": "object", "properties": {"$schema": {"type": "string"}},
+              "default": {"$schema": D4}, "examples": [{"$schema": D4}]}
+    assert unmodelled(schema) is None and root_view(schema).child("$schema").view.types == {"string"}
+
+
+def test_a_draft_04_property_named_default_reads_as_anything():
+    schema = {"type": "object", "properties": {"default": {"$schema": D4, "type": "string", "const": "staging"}}}
+    assert root_view(schema).child("default").view.values is None
 
 
 # what is still proved: `unevaluatedProperties` where every evaluating subschema is modelled
@@ -132,6 +148,10 @@ def test_unevaluated_properties_of_modelled_schemas_still_close(schema):
     (DEPLOY, "context.input.replicas > 100"),
     # (inside a subschema of another dialect nothing is known to be required: guarded)
     (REFUND, "context.input.order has amount && context.input.order.amount > 1000"),
+    # a draft-07 root with a draft-04 object inside
+    ({"$schema": D7, "type": "object", "properties": {"order": {"$schema": D4, "type": "object",
+                                                                "properties": {"amount": {"type": "number"}}}}},
+     "context.input has order && context.input.order has amount && context.input.order.amount > 1000"),
 ])
 def test_check_reports_no_false_error(schema, condition):
     cat = Catalog.from_tools([{"name": "t", "inputSchema": schema}])
