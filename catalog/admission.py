@@ -31,7 +31,7 @@ from .depth import MAX_NESTING, describe as describe_depth, too_deep
 # (NotJSONText and the encoders: re-exported for the gateway, which may not import the language)
 from mcpp.lang.jsontext import (  # noqa: F401
     MAX_MESSAGE_NESTING, MESSAGE_TOO_DEEP, TOO_DEEP, NotJSONText, arguments_too_deep, compact, compact_finite,
-    is_text, json_bytes, message_too_deep, unwritable,
+    is_text, json_bytes, message_too_deep, unsafe_integer, unwritable,
 )
 from mcpp.lang.nesting import may_nest_deeper  # noqa: F401
 
@@ -168,9 +168,12 @@ def not_json(tool, args) -> dict | None:
     deeper than its bound too (`TOO_DEEP`)."""
     why = unwritable([tool, args])
     if why is None:
-        if not arguments_too_deep(args):
-            return None
-        why = TOO_DEEP
+        if arguments_too_deep(args):
+            why = TOO_DEEP
+        else:
+            why = unsafe_integer(args)  # (beyond ±(2^53-1): I-JSON, as the gateway refuses it)
+            if why is None:
+                return None
     return {"kind": "not_json", "pointer": "/request", "reason": why, "message": why}
 
 

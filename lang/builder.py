@@ -17,6 +17,7 @@ from lark import Token
 
 from . import ir
 from .diagnostics import Diagnostic, Span
+from .jsontext import LIMIT_TOO_LARGE, MAX_LIMIT
 from .lexer import Tok
 from .strings import EscapeError, unescape
 
@@ -462,6 +463,8 @@ class IRBuilder:
             self.error("limit needs 'max N'", span)
         elif mx < 0:
             self.error("limit max must not be negative", options["max"][1])
+        elif mx > MAX_LIMIT:
+            self.error(LIMIT_TOO_LARGE, options["max"][1])
         if "per" not in options:
             self.error("limit needs a window: 'per minute', 'per hour' or 'per day'", span)
         elif window not in ("minute", "hour", "day"):

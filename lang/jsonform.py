@@ -22,7 +22,7 @@ from pydantic_core import ErrorDetails
 from . import ir
 from .atoms import OPS, Cond, cond_expr, parse_path, path_expr
 from .diagnostics import Diagnostic, MCPPError, Span
-from .jsontext import NOT_UNICODE, not_finite_at, not_unicode_at, read_document
+from .jsontext import LIMIT_TOO_LARGE, MAX_LIMIT, NOT_UNICODE, not_finite_at, not_unicode_at, read_document
 from .nesting import MAX_NESTING, too_deep
 from .stack import TooDeepAnywhere, retry_on_fresh_stack
 from .regex import regex_error
@@ -131,6 +131,8 @@ def validate(data: object, file: str = "<json>") -> PolicyDocument:
                 diags.append(_diag(file, f"{at}/counter", "counter name must not be empty"))
             if lim.max < 0:
                 diags.append(_diag(file, f"{at}/max", "must not be negative"))
+            elif lim.max > MAX_LIMIT:
+                diags.append(_diag(file, f"{at}/max", LIMIT_TOO_LARGE))
             if lim.increment_from is not None and parse_path(lim.increment_from) in (None, ()):
                 diags.append(_diag(file, f"{at}/increment_from", "must be an argument path like args.bytes"))
     if diags:

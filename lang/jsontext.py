@@ -22,6 +22,7 @@ catalog/admission.py, the admission step it starts.
 from __future__ import annotations
 
 import json
+import re
 
 from .nesting import MAX_NESTING, text_too_deep, too_deep
 
@@ -37,6 +38,17 @@ MAX_MESSAGE_NESTING = MAX_NESTING + 2
 MESSAGE_TOO_DEEP = (f"a JSON-RPC message may nest at most {MAX_MESSAGE_NESTING} levels of objects and arrays "
                     f"({MAX_NESTING} below its params or result)")
 TOO_MANY_DIGITS = "integers must have at most 4300 digits (the gateway cannot read longer ones: a parse error)"
+# I-JSON (RFC 7493 §2.2): integers outside [-(2^53)+1, 2^53-1] are not interoperable. A
+# JavaScript upstream (the TypeScript SDK: `JSON.parse`) reads 9007199254740993 as
+# 9007199254740992, so a call deciding the exact integer ran another one (hostile review
+# 41, H41-5): such a call is refused, everywhere a call is decided (`unsafe_integer`).
+MAX_SAFE_INTEGER = 2**53 - 1
+UNSAFE_INTEGER = (f"integers must be within ±{MAX_SAFE_INTEGER} (2^53-1, I-JSON: "
+                  "a JavaScript server reads larger ones rounded); send a larger one as a string")
+# The largest `max` a limit may have (lang/builder.py, lang/jsonform.py): counters are kept
+# as doubles (SQLite REAL, Redis), exact for integers up to 2^53 only (hostile review 41, H41-1b)
+MAX_LIMIT = 2**53
+LIMIT_TOO_LARGE = f"limit max must be at most 2^53 ({MAX_LIMIT}): counters are kept as doubles, exact up to it"
 
 
 class NotJSONText(ValueError):
@@ -213,6 +225,38 @@ def arguments_too_deep(args) -> bool:
     except Exception:  # (NaN written as NaN is JSON here; a set, bytes, a key json cannot write: the walk)
         return too_deep(args) is not None
     return text_too_deep(text)
+
+
+_LONG_DIGITS = re.compile(r"[0-9]{16}")
+
+
+def may_hold_unsafe_integer(text: str) -> bool:
+    """Whether JSON `text` may hold an integer beyond ±`MAX_SAFE_INTEGER` (it has a run of
+    16 digits: 2^53-1 has 16); False means it holds none."""
+    return _LONG_DIGITS.search(text) is not None
+
+
+def unsafe_integer(value) -> str | None:
+    """`UNSAFE_INTEGER` when `value` (a call's arguments, as read) holds an integer beyond
+    ±`MAX_SAFE_INTEGER` at any depth, else None. Only text with a run of 16 digits can
+    hold one (2^53-1 has 16), so most calls are cleared by one regex over their text."""
+    try:
+        text = compact(value)
+    except Exception:  # (not JSON: the writers refuse it; walked here all the same)
+        text = None
+    if text is not None and not may_hold_unsafe_integer(text):
+        return None
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, int) and not isinstance(node, bool):
+            if not -MAX_SAFE_INTEGER <= node <= MAX_SAFE_INTEGER:
+                return UNSAFE_INTEGER
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return None
 
 
 def unwritable(value) -> str | None:

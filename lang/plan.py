@@ -74,11 +74,18 @@ class CounterGroup:
     limits: tuple[LimitInfo, ...]
 
     @staticmethod
-    def charge(applicable: list[tuple[LimitInfo, int | float]]) -> tuple[int | float, int | float, LimitInfo]:
+    def charge(applicable: list[tuple[LimitInfo, int | float]]) -> tuple[int | Fraction, int | float, LimitInfo]:
         """For the limits of this group that apply to a call, each with its increment:
         (the amount the call adds, the max the total must stay within, the limit that
-        names a denial). One call adds every increment; the smallest max binds."""
-        amount = sum(inc for _, inc in applicable)
+        names a denial). One call adds every increment; the smallest max binds.
+
+        The amount is exact — an int, or the Fraction of the doubles' exact sum — as the
+        analyzer adds them (reals): a float sum rounds, and `10 + 1e-17` was `10.0`, within
+        `max 10` (hostile review 41, H41-1). runtime/limits.py `exceeds` compares it."""
+        incs = [inc for _, inc in applicable]
+        ints = [i for i in incs if type(i) is int]
+        amount: int | Fraction = (sum(ints) if len(ints) == len(incs)
+                                  else sum((Fraction(i) for i in incs), Fraction(0)))
         cap = min(_max(li) for li, _ in applicable)
         binding = next(li for li, _ in applicable if li.stmt.max == cap)
         return amount, cap, binding

@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any
 from json.encoder import encode_basestring
 
+from mcpp.lang.jsontext import may_hold_unsafe_integer
 from mcpp.lang.nesting import may_nest_deeper
 from mcpp.runtime.engine import Grant
 
@@ -166,14 +167,15 @@ def run_calls(policy: Policy, text: str, write: Callable[[str], object], *, prin
         refused = read = None
         if admit is not None:  # (CatalogAdmission checks what JSON text can carry itself)
             refused, read = admit(name, args, True)
-        elif "\\u" in line or not 1 <= len(name) <= 128 or may_nest_deeper(line):
+        elif "\\u" in line or not 1 <= len(name) <= 128 or may_nest_deeper(line) or may_hold_unsafe_integer(line):
             # in text read as UTF-8 (console.read_input refuses anything else), a lone
             # surrogate can only come from a `\u` escape (NaN and Infinity are refused
             # above, when the line is read): such a line is admitted as `Policy.decide`
             # admits it, refused with the gateway's reason (lang/jsontext.py); any other line
             # is not encoded again on this hot path. So is a tool name the gateway refuses
             # (not 1 to 128 characters: hostile23 F5), and a line with more brackets than
-            # arguments may nest (lang/nesting.py), whose arguments are walked there
+            # arguments may nest (lang/nesting.py), whose arguments are walked there, and a
+            # line with a run of 16 digits (an integer beyond ±(2^53-1) is refused: I-JSON)
             refused, read = policy._admitted(name, args)
         if read is not None:
             name, args = read

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Union
 
 from mcpp.lang.diagnostics import Diagnostic as LangDiagnostic, MCPPError, Span as LangSpan
-from mcpp.lang.jsontext import TOO_DEEP, NotJSONText, arguments_too_deep, as_read
+from mcpp.lang.jsontext import TOO_DEEP, NotJSONText, arguments_too_deep, as_read, unsafe_integer
 from mcpp.lang.stack import NoFreshStack, TooDeepAnywhere, less_stack_than, on_fresh_stack, retry_on_fresh_stack
 from mcpp.runtime.engine import Engine, Grant, User
 from mcpp.runtime.limits import CounterStore, MemoryCounters
@@ -348,6 +348,10 @@ class Policy:
         if refusal is None and not from_json and arguments_too_deep(args):
             # (from_json: as the gateway hands them over, which refused deeper ones when it read them)
             refusal = {"pointer": "/request", "message": TOO_DEEP}
+        if refusal is None and not from_json and (why := unsafe_integer(args)) is not None:
+            # an integer beyond ±(2^53-1) (I-JSON): the gateway refuses it before it decides
+            # (from_json: as the gateway hands them over, which refused them when it read them)
+            refusal = {"pointer": "/request", "message": why}
         if refusal is None and self.catalog is not None:
             adm = self._admission
             if adm is None or adm[0] is not self.catalog:

@@ -719,7 +719,7 @@ class Engine:
             return None, None, None
         if not reserve:
             for i, c in enumerate(charges):
-                if store.value(c.key) + c.amount > c.max:
+                if c.exceeds(store.value(c.key)):
                     r, end = meta[i]
                     return self._limit_denial(tool, r, end), None, None
             return None, None, None

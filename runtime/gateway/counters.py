@@ -49,18 +49,23 @@ class SQLiteCounters:
                 if now >= self._sweep_at:
                     self._sweep_at = now + 60
                     db.execute("DELETE FROM counters WHERE expires_at <= ?", (int(now),))
+                totals = []
                 for i, c in enumerate(charges):
                     row = db.execute("SELECT value, expires_at FROM counters WHERE key=?", (c.key,)).fetchone()
                     current = row[0] if row and row[1] > now else 0
-                    if current + c.amount > c.max:
+                    # exactly, as the analyzer adds (hostile review 41, H41-1): never the
+                    # double `current + amount`, which rounds and lets a call through
+                    if c.exceeds(current):
                         db.execute("ROLLBACK")
                         return i
-                for c in charges:
+                    # the new total, written rounded up (SQL's `value + ?` rounds to nearest:
+                    # a small increment near 2^53 vanished)
+                    totals.append(c.added_to(current))
+                for c, total in zip(charges, totals):
                     db.execute(
                         "INSERT INTO counters(key, value, expires_at) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE SET"
-                        " value = CASE WHEN counters.expires_at > ? THEN counters.value ELSE 0 END + excluded.value,"
-                        " expires_at = excluded.expires_at",
-                        (c.key, c.amount, c.expires_at, now),
+                        " value = excluded.value, expires_at = excluded.expires_at",
+                        (c.key, total, c.expires_at),
                     )
                 db.execute("COMMIT")
                 return None
@@ -74,7 +79,9 @@ class SQLiteCounters:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for c in charges:
-                    self.db.execute("UPDATE counters SET value = MAX(0, value - ?) WHERE key=?", (c.amount, c.key))
+                    row = self.db.execute("SELECT value FROM counters WHERE key=?", (c.key,)).fetchone()
+                    if row is not None:  # (left rounded up: a refund never drains more than it gave)
+                        self.db.execute("UPDATE counters SET value = ? WHERE key=?", (c.taken_from(row[0]), c.key))
                 self.db.execute("COMMIT")
             except BaseException:
                 if self.db.in_transaction:
@@ -136,41 +143,74 @@ class SQLiteDeferredCounters(DeferredCounters):
         self.sync.close()
 
 
+def release_args(charges: list[Charge]) -> list[str]:
+    """ARGV of `_RELEASE`: each amount as the reservation added it (rounded up)."""
+    return [repr(float(c.stored_amount)) for c in charges]
+
+
 def reserve_args(charges: list[Charge]) -> tuple[list[str], list]:
     """KEYS and ARGV of `_RESERVE` for these charges."""
     argv: list = [len(charges)]
     for c in charges:
-        argv += [repr(float(c.amount)), repr(float(c.max)), int(c.expires_at)]
+        argv += [repr(float(c.stored_amount)), repr(float(c.max)), int(c.expires_at)]
     return [RedisCounters.PREFIX + c.key for c in charges], argv
 
 
+# Exact arithmetic on doubles (hostile review 41, H41-1): `two_sum` gives a + b as the
+# rounded sum s and its error e (s + e == a + b exactly: Knuth's TwoSum, round to nearest);
+# `up` is the next double above s (s > 0). A charge passes its max when the exact total does (`s > max`,
+# or `s == max` and the sum was rounded down), as runtime/limits.py `exceeds` decides; a
+# total or a refund's remainder rounded down is stored one double higher, so a counter
+# over-counts by a rounding, never under-counts. Stored with 17 digits (a double's, read
+# back exactly; Lua's `tostring` keeps 14).
+_EXACT = """
+local function two_sum(a, b)
+  local s = a + b
+  local bb = s - a
+  return s, (a - (s - bb)) + (b - bb)
+end
+local function up(s)
+  local _, e = math.frexp(s)
+  local step = math.ldexp(1, e - 53)
+  if step < 4.9406564584124654e-324 then step = 4.9406564584124654e-324 end
+  return s + step
+end
+local function text(x)
+  return string.format('%.17g', x)
+end
+"""
+
 # KEYS: counter keys; ARGV: n, then per charge amount, max, expires_at. Returns -1 (all
 # reserved) or the 0-based index of the first charge that would pass its max (none applied).
-_RESERVE = """
+_RESERVE = _EXACT + """
 local n = tonumber(ARGV[1])
+local totals = {}
 for i = 1, n do
   local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
   local amount = tonumber(ARGV[1 + (i - 1) * 3 + 1])
   local max = tonumber(ARGV[1 + (i - 1) * 3 + 2])
-  if cur + amount > max then return i - 1 end
+  local s, e = two_sum(cur, amount)
+  if s > max or (s == max and e > 0) then return i - 1 end
+  if e > 0 then s = up(s) end
+  totals[i] = s
 end
 for i = 1, n do
-  local amount = ARGV[1 + (i - 1) * 3 + 1]
   local exp = tonumber(ARGV[1 + (i - 1) * 3 + 3])
-  redis.call('INCRBYFLOAT', KEYS[i], amount)
+  redis.call('SET', KEYS[i], text(totals[i]))
   redis.call('EXPIREAT', KEYS[i], exp + 60)
 end
 return -1
 """
 
-_RELEASE = """
+_RELEASE = _EXACT + """
 for i = 1, #KEYS do
   local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
   local amount = tonumber(ARGV[i])
   if cur > 0 then
-    local left = cur - amount
+    local left, e = two_sum(cur, -amount)
+    if e > 0 then left = up(left) end
     if left < 0 then left = 0 end
-    redis.call('SET', KEYS[i], tostring(left), 'KEEPTTL')
+    redis.call('SET', KEYS[i], text(left), 'KEEPTTL')
   end
 end
 return 0
@@ -193,7 +233,7 @@ class RedisCounters:
         return None if bad < 0 else bad
 
     def release(self, charges: list[Charge]) -> None:
-        self._release(keys=[self.PREFIX + c.key for c in charges], args=[repr(float(c.amount)) for c in charges])
+        self._release(keys=[self.PREFIX + c.key for c in charges], args=release_args(charges))
 
     def value(self, key: str) -> float:
         v = self.r.get(self.PREFIX + key)

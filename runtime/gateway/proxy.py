@@ -54,7 +54,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from mcpp import Decision, Grant
 from mcpp.catalog.admission import (
     MAX_MESSAGE_NESTING, MESSAGE_TOO_DEEP, TOO_DEEP, NotJSONText, arguments_too_deep, is_text, json_bytes,
-    may_nest_deeper, message_too_deep,
+    may_nest_deeper, message_too_deep, unsafe_integer,
 )
 from mcpp.runtime.retained import retain
 
@@ -789,6 +789,13 @@ class GatewayApp(ApprovalSteps):
             if refusal is not None:
                 await _respond(send, 400, rpc.dumps(rpc.error(rid, *refusal)))
                 return
+        # an integer beyond ±(2^53-1) in the arguments: a JavaScript upstream would run
+        # another number than the one decided (I-JSON; hostile review 41, H41-5). Refused
+        # the same way, and by the API and `mcpp eval` alike (lang/jsontext.py)
+        why = await asyncio.to_thread(unsafe_integer, args) if large else unsafe_integer(args)
+        if why is not None:
+            await _respond(send, 400, rpc.dumps(rpc.error(rid, rpc.INVALID_PARAMS, why)))
+            return
         t0 = time.perf_counter()
         engine, policy_sha, role = None, None, "server"
         typed = None

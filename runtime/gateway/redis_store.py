@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 from mcpp import Charge
 
-from .counters import _RELEASE, _RESERVE, RedisCounters, reserve_args
+from .counters import _RELEASE, _RESERVE, RedisCounters, release_args, reserve_args
 from .deferred import LIMIT_STORE_DOWN, DeferredCounters, StoreUnavailable
 from .grants import GrantRecord, _hash
 
@@ -180,7 +180,7 @@ class RedisDeferredCounters(DeferredCounters):
     async def release_async(self, charges: list[Charge]) -> None:
         try:
             await self.store.run(lambda: self._release(keys=[RedisCounters.PREFIX + c.key for c in charges],
-                                                       args=[repr(float(c.amount)) for c in charges]))
+                                                       args=release_args(charges)))
         except StoreUnavailable as e:
             self.store.log.warning("limit_refund_lost", error=str(e), counters=len(charges))
 

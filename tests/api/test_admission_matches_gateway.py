@@ -177,6 +177,8 @@ def test_a_mcpp_test_case_expecting_the_policy_for_a_string_amount_fails(tmp_pat
 CAPPED = {"type": "object", "properties": {"amount": {"type": "number", "maximum": 1000}, "note": {},
                                            "tags": {"type": "array"}}}
 NOT_FINITE, NOT_UNICODE = "numbers must be finite JSON numbers", "strings must be valid Unicode (a lone surrogate is not)"
+UNSAFE_INTEGER = ("integers must be within ±9007199254740991 (2^53-1, I-JSON: a JavaScript server reads larger ones "
+                  "rounded); send a larger one as a string")
 CAPPED_CAT = Catalog.from_tools([{"name": "capped", "inputSchema": CAPPED}])
 ALLOW_CAPPED = 'permit (principal, action == Action::"capped", resource) unless { context.input.amount > 1000 };'
 NOT_JSON = [  # (arguments, the gateway's reason)
@@ -189,6 +191,9 @@ NOT_JSON = [  # (arguments, the gateway's reason)
     ({"amount": 5, "tags": [{"k": ["x", "\udc80"]}]}, NOT_UNICODE),
     ({"amount": 5, "note": {"\ud800": 1}}, NOT_UNICODE),  # a key
     ({"\ud800": 5}, NOT_UNICODE),  # a top-level key
+    # an integer beyond ±(2^53-1): I-JSON, a JavaScript upstream runs another (hostile review 41, H41-5)
+    ({"amount": 9007199254740993}, UNSAFE_INTEGER),
+    ({"amount": 5, "tags": [1, [2, {"deep": [-(2**53)]}]]}, UNSAFE_INTEGER),
 ]
 NOT_JSON_IDS = [json.dumps(a)[:48] for a, _ in NOT_JSON]
 
@@ -196,7 +201,7 @@ NOT_JSON_IDS = [json.dumps(a)[:48] for a, _ in NOT_JSON]
 def gateway_reason(tool: str, args) -> str | None:
     """The gateway's answer to the call before any schema or policy: the reason of its 400,
     or None when it goes on (what proxy.py `call_tool` runs on the request it read)."""
-    from mcpp.catalog.admission import NotJSONText, json_bytes  # (as proxy.py imports them)
+    from mcpp.catalog.admission import NotJSONText, json_bytes, unsafe_integer  # (as proxy.py imports them)
     from mcpp.runtime.gateway.proxy import _nesting_refusal
 
     msg = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": tool, "arguments": args}}
@@ -205,7 +210,7 @@ def gateway_reason(tool: str, args) -> str | None:
     except NotJSONText as e:
         return str(e)
     refusal = _nesting_refusal(msg, body)
-    return refusal[1] if refusal is not None else None
+    return refusal[1] if refusal is not None else unsafe_integer(args)
 
 
 @pytest.mark.parametrize("args,reason", NOT_JSON, ids=NOT_JSON_IDS)
@@ -222,7 +227,7 @@ def test_a_call_no_json_text_can_carry_is_refused_as_the_gateway_refuses_it(args
 
 
 @pytest.mark.parametrize("args", [{"amount": 5}, {"amount": 999.5, "note": {"é日\U0001f600": "\U0001f600"},
-                                                 "tags": [None, True, -0.0, 1e308, -2**70, ""]}], ids=json.dumps)
+                                                 "tags": [None, True, -0.0, 1e308, -(2**53 - 1), ""]}], ids=json.dumps)
 @pytest.mark.parametrize("with_catalog", [True, False], ids=["catalog", "no-catalog"])
 def test_json_values_still_reach_the_policy(args, with_catalog):
     assert gateway_reason("capped", args) is None

@@ -569,6 +569,45 @@ async def test_the_gateway_and_the_api_refuse_the_same_unwritable_arguments(tmp_
     assert [x["args"] for x in upstream.ran()[before:]] == [{"text": "ok"}]
 
 
+# hostile review 41, H41-5: an integer beyond ±(2^53-1) (I-JSON, RFC 7493 §2.2) is decided
+# exactly but a JavaScript upstream runs it rounded (9007199254740993 as …992): refused
+# before the policy (400, -32602, as for NaN), by the API alike, and never forwarded.
+# (arguments of `add`, refused)
+BIG_INTEGERS = [
+    ({"a": 9007199254740993, "b": 0}, True),
+    ({"a": 9007199254740992, "b": 0}, True),  # 2^53: JS reads 2^53 + 1 as it, so it is no one number
+    ({"a": 1, "b": -9007199254740992}, True),
+    ({"a": 10**25, "b": 0}, True),
+    ({"a": 9007199254740991, "b": 0}, False),
+    ({"a": -9007199254740991, "b": 1}, False),
+    ({"a": 9007199254740993.5, "b": 1e300}, False),  # fractions: doubles already, read alike
+]
+BIG_ID_POLICY = POLICY + '\nforbid (principal, action == Action::"add", resource) when { context.input.a == 9007199254740992 };\n'
+
+
+async def test_integers_beyond_2_53_are_refused_and_never_forwarded(tmp_path, upstream, start_gateway):
+    from mcpp import load_policy  # (`mcpp` here is the command-line helper)
+
+    g = _gw(tmp_path, start_gateway, upstream.url, policy_text=BIG_ID_POLICY)
+    policy = load_policy(BIG_ID_POLICY)
+    # at any depth, in the API (the gateway's schema of `add` has no place for one)
+    d = policy.decide("echo", {"text": "x", "n": [1, {"deep": [-(10**20)]}]}, dry_run=True)
+    assert (d.decision, d.rule) == ("deny", "/request") and "9007199254740991" in d.message, d
+    before = len(upstream.ran())
+    async with httpx2.AsyncClient(timeout=10) as http:
+        for i, (args, refused) in enumerate(BIG_INTEGERS):
+            r = await call_tool(http, g.url(), g.token, "add", args, rid=f"r{i}")
+            d = policy.decide("add", args, dry_run=True)
+            if refused:
+                assert (d.decision, d.rule) == ("deny", "/request") and "9007199254740991" in d.message, d
+                assert r["status"] == 400 and r["id"] == f"r{i}", r
+                assert r["error"]["code"] == -32602 and r["error"]["message"] == d.message, (r, d)
+            else:
+                assert d.decision == "allow", d
+                assert r["status"] == 200 and not r["result"].get("isError"), r
+    assert [x["args"] for x in upstream.ran()[before:]] == [a for a, refused in BIG_INTEGERS if not refused]
+
+
 async def test_a_lone_surrogate_is_refused_for_what_it_is(tmp_path, upstream, start_gateway):
     """`"\\ud800"` is valid JSON but no Unicode text: refused before the policy (400, with
     the reason), never forwarded."""

@@ -4,6 +4,7 @@ parser on split input, session binding."""
 from __future__ import annotations
 
 import threading
+from fractions import Fraction
 import time
 
 import asyncio
@@ -51,6 +52,34 @@ def test_reserve_is_all_or_nothing_and_exact_under_threads(kind, tmp_path, reque
     assert store.value(a.key) == 2 and store.value(b.key) == 4
     assert store.reserve([Charge(f"{tag}|c", 0.5, 1, exp)]) is None  # fractional increments
     assert store.reserve([Charge(f"{tag}|c", 0.75, 1, exp)]) == 0
+
+
+# hostile review 41, H41-1: a store compares the exact new total with the max (as the
+# analyzer adds reals) and keeps a total it cannot hold as a double rounded up, never down;
+# a refund likewise. Each row: (amount, max, reserved), in order on one counter.
+EXACT_STEPS = [
+    [(Fraction(10) + Fraction(1e-17), 10, False), (10, 10, True), (Fraction(1e-300), 10, False)],
+    [(2**53 - 2, 2**53, True), (Fraction(1, 4), 2**53, True), (Fraction(1, 4), 2**53, True), (1, 2**53, False)],
+    [(2**53 - 1, 2**53, True), (1, 2**53, True), (1, 2**53, False), (0.5, 2**53, False), (0, 2**53, True)],
+    [(0.1, 1, True), (0.2, 1, True), (0.7, 1, True), (1e-300, 1, False)],  # 0.1 + 0.2 + 0.7 ≤ 1 (the doubles)
+]
+
+
+@pytest.mark.parametrize("steps", EXACT_STEPS)
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_reserve_compares_and_counts_exactly(kind, steps, tmp_path, request):
+    store = (SQLiteCounters(tmp_path) if kind == "sqlite"
+             else RedisCounters(redis_client(request.getfixturevalue("redis_url"))))
+    exp = int(time.time()) + 3600
+    key = f"{kind}-{time.time_ns()}|c"
+    for i, (amount, mx, ok) in enumerate(steps):
+        assert (store.reserve([Charge(key, amount, mx, exp)]) is None) is ok, (i, amount, store.value(key))
+    # a refund leaves the counter at or above the exact remainder
+    held = sum((Fraction(a) for a, _, ok in steps if ok), Fraction(0))
+    last = next(Charge(key, a, m, exp) for a, m, ok in reversed(steps) if ok)
+    assert Fraction(store.value(key)) >= held
+    store.release([last])
+    assert Fraction(store.value(key)) >= held - Fraction(last.amount)
 
 
 def test_sse_parser_handles_any_split_and_line_ending():

@@ -206,3 +206,14 @@ def test_a_document_nested_too_deeply_is_an_error_at_its_pointer(levels, pointer
         loads(text, "deep.json")
     (d,) = e.value.diagnostics
     assert d.data["pointer"] == pointer and "may nest at most 64 levels" in d.message
+
+
+@pytest.mark.parametrize("mx, bad", [(10**18, True), (2**53 + 1, True), (2**53, False), (5, False)])
+def test_a_limit_max_beyond_2_53_is_refused_at_its_pointer(mx, bad):
+    # counters are doubles, exact up to 2^53 (hostile review 41, H41-1b), as the text form
+    doc = {"version": "1", "default": "allow",
+           "tools": {"t": {"limits": [{"counter": "c", "max": mx, "window": "hour"}]}}}
+    if bad:
+        assert pointers(doc) == ["/tools/t/limits/0/max"]
+    else:
+        loads(json.dumps(doc), "p.json")

@@ -111,3 +111,26 @@ def test_numbers_beyond_a_double_are_errors_not_crashes(number, where):
     src = head + where.replace("N", number) + (";" if where.startswith("max") else ";")
     _, diags = parse_partial(src, "t.mcpp")
     assert [d.message.split(" is ")[-1] for d in diags] == ["out of range"]
+
+
+# counters are kept as doubles, exact for every integer up to 2^53: a larger max is an
+# error at its place (hostile review 41, H41-1b: past 2^53 a spent budget admitted small calls)
+@pytest.mark.parametrize("mx, error", [
+    ("1000000000000000000", True),
+    ("9007199254740993", True),
+    ("9.1e15", True),
+    ("9007199254740992", False),
+    ("9007199254740991", False),
+    ("9e15", False),
+])
+def test_a_limit_max_beyond_2_53_is_an_error_at_its_span(mx, error):
+    src = f'{POLICY};\nlimit "c" (principal, action, resource) max {mx} per hour;'
+    if not error:
+        load_program(src, "p.mcpp")
+        return
+    with pytest.raises(MCPPError) as exc:
+        load_program(src, "p.mcpp")
+    [d] = exc.value.diagnostics
+    assert d.message == "limit max must be at most 2^53 (9007199254740992): counters are kept as doubles, exact up to it"
+    assert d.span.start == src.index("max ") and d.span.end == src.index(" per")
+    assert (d.file, d.span.line, d.span.col) == ("p.mcpp", 2, src.index("max ") - src.index("limit") + 1)

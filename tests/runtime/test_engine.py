@@ -1,6 +1,7 @@
 """The decision engine: Cedar's decision, the JSON form's explanations, limits, failing closed."""
 
 import threading
+import time
 
 import pytest
 
@@ -205,3 +206,45 @@ def test_limits_sharing_a_counter_never_exceed_the_smaller_max():
     assert e.decide("u", {}, now=NOON).allowed  # only "big": 3 ≤ 10
     key = next(iter(e.store._values))
     assert e.store.value(key) == 3
+
+
+# Limits on one counter add their increments exactly, as the analyzer adds reals (hostile
+# review 41, H41-1): a float sum made `10 + 1e-17` `10.0`, within `max 10`; and a stored
+# counter never rounds a new total down. Every store alike (the engine's peek too).
+SHARED_BUDGET = (
+    'default allow;\n'
+    'limit "budget" (principal, action == Action::"pay", resource) max 10 per hour increment context.input.a;\n'
+    'limit "budget" (principal, action == Action::"pay", resource) max 10 per hour increment context.input.b;'
+)
+
+
+def _sqlite_store(tmp_path):
+    from mcpp.runtime.gateway.counters import SQLiteCounters
+
+    return SQLiteCounters(tmp_path / "state")
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+@pytest.mark.parametrize("src, calls", [
+    # (policy, [(arguments, allowed)] in order)
+    (SHARED_BUDGET, [({"a": 10, "b": 1e-17}, False), ({"a": 10, "b": 0}, True), ({"a": 0, "b": 1e-300}, False)]),
+    (SHARED_BUDGET, [({"a": 9.999999999999998, "b": 2e-15}, False), ({"a": 9.999999999999998, "b": 0}, True)]),
+    # 0.1 + 0.2 + 9.7 (the doubles' exact values) is just below 10; 1e-15 more is not
+    (SHARED_BUDGET, [({"a": 0.1, "b": 0.2}, True), ({"a": 9.7, "b": 0}, True), ({"a": 0, "b": 1e-15}, False)]),
+    # at the largest max, 2^53: each unit counts (a double total 2^53 + 1 rounds to 2^53)
+    ('default allow;\nlimit "n" (principal, action == Action::"up", resource) max 9007199254740992 per day '
+     'increment context.input.n;',
+     [({"n": 9007199254740991}, True), ({"n": 1}, True), ({"n": 1}, False), ({"n": 0.5}, False), ({"n": 0}, True)]),
+    # a fraction near 2^53 is counted rounded up, never lost
+    ('default allow;\nlimit "n" (principal, action == Action::"up", resource) max 9007199254740992 per day '
+     'increment context.input.n;',
+     [({"n": 9007199254740990}, True), ({"n": 0.25}, True), ({"n": 0.25}, True), ({"n": 2}, False)]),
+])
+def test_limits_sharing_a_counter_add_exactly(tmp_path, store, src, calls):
+
+    e = engine(src, store=MemoryCounters() if store == "memory" else _sqlite_store(tmp_path))
+    now = time.time()  # (SQLite reads a row whose window has ended as 0)
+    for i, (args, allowed) in enumerate(calls):
+        tool = "pay" if "a" in args else "up"
+        assert e.decide(tool, args, now=now, reserve=False).allowed is allowed, (i, args)
+        assert e.decide(tool, args, now=now).allowed is allowed, (i, args)
