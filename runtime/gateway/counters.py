@@ -49,10 +49,13 @@ class SQLiteCounters:
                 if now >= self._sweep_at:
                     self._sweep_at = now + 60
                     db.execute("DELETE FROM counters WHERE expires_at <= ?", (int(now),))
-                totals = []
+                totals: dict = {}  # key → its new total (a key charged twice in one call adds up)
                 for i, c in enumerate(charges):
-                    row = db.execute("SELECT value, expires_at FROM counters WHERE key=?", (c.key,)).fetchone()
-                    current = row[0] if row and row[1] > now else 0
+                    if c.key in totals:
+                        current = totals[c.key]
+                    else:
+                        row = db.execute("SELECT value, expires_at FROM counters WHERE key=?", (c.key,)).fetchone()
+                        current = row[0] if row and row[1] > now else 0
                     # exactly, as the analyzer adds (hostile review 41, H41-1): never the
                     # double `current + amount`, which rounds and lets a call through
                     if c.exceeds(current):
@@ -60,12 +63,12 @@ class SQLiteCounters:
                         return i
                     # the new total, written rounded up (SQL's `value + ?` rounds to nearest:
                     # a small increment near 2^53 vanished)
-                    totals.append(c.added_to(current))
-                for c, total in zip(charges, totals):
+                    totals[c.key] = c.added_to(current)
+                for c in charges:
                     db.execute(
                         "INSERT INTO counters(key, value, expires_at) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE SET"
                         " value = excluded.value, expires_at = excluded.expires_at",
-                        (c.key, total, c.expires_at),
+                        (c.key, totals[c.key], c.expires_at),
                     )
                 db.execute("COMMIT")
                 return None
@@ -185,14 +188,16 @@ end
 _RESERVE = _EXACT + """
 local n = tonumber(ARGV[1])
 local totals = {}
+local seen = {}
 for i = 1, n do
-  local cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  local cur = seen[KEYS[i]] or tonumber(redis.call('GET', KEYS[i]) or '0')
   local amount = tonumber(ARGV[1 + (i - 1) * 3 + 1])
   local max = tonumber(ARGV[1 + (i - 1) * 3 + 2])
   local s, e = two_sum(cur, amount)
   if s > max or (s == max and e > 0) then return i - 1 end
   if e > 0 then s = up(s) end
   totals[i] = s
+  seen[KEYS[i]] = s
 end
 for i = 1, n do
   local exp = tonumber(ARGV[1 + (i - 1) * 3 + 3])
