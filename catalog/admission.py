@@ -31,7 +31,7 @@ from .depth import MAX_NESTING, describe as describe_depth, too_deep
 # (NotJSONText and the encoders: re-exported for the gateway, which may not import the language)
 from mcpp.lang.jsontext import (  # noqa: F401
     MAX_MESSAGE_NESTING, MESSAGE_TOO_DEEP, TOO_DEEP, NotJSONText, arguments_too_deep, compact, compact_finite,
-    is_text, json_bytes, message_too_deep, unsafe_integer, unwritable,
+    is_text, json_bytes, may_hold_unsafe_integer, message_too_deep, unsafe_integer, unwritable,
 )
 from mcpp.lang.nesting import may_nest_deeper  # noqa: F401
 

@@ -228,12 +228,14 @@ def arguments_too_deep(args) -> bool:
 
 
 _LONG_DIGITS = re.compile(r"[0-9]{16}")
+_LONG_DIGIT_BYTES = re.compile(rb"[0-9]{16}")
 
 
-def may_hold_unsafe_integer(text: str) -> bool:
+def may_hold_unsafe_integer(text: str | bytes) -> bool:
     """Whether JSON `text` may hold an integer beyond ±`MAX_SAFE_INTEGER` (it has a run of
     16 digits: 2^53-1 has 16); False means it holds none."""
-    return _LONG_DIGITS.search(text) is not None
+    found = _LONG_DIGIT_BYTES.search(text) if isinstance(text, bytes) else _LONG_DIGITS.search(text)
+    return found is not None
 
 
 def unsafe_integer(value) -> str | None:
