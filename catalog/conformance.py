@@ -200,6 +200,7 @@ def _unevaluated_properties(validator, unevaluated, instance, schema):
 _RE2_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties,
                  "uniqueItems": _unique_items, "anyOf": _any_of, "oneOf": _one_of,
                  "unevaluatedItems": _unevaluated_items, "unevaluatedProperties": _unevaluated_properties}
+_STOCK_UNEVALUATED_ITEMS = validators.Draft202012Validator.VALIDATORS["unevaluatedItems"]  # (what `_unevaluated_items` re-implements)
 _CLASSES: dict[type, type] = {}  # jsonschema's class for a dialect → mcpp's (these keywords)
 _OURS: set[type] = set()
 
@@ -207,7 +208,13 @@ _OURS: set[type] = set()
 def _re2_class(base: type) -> type:
     cls = _CLASSES.get(base)
     if cls is None:
-        cls = _CLASSES[base] = validators.extend(base, _RE2_KEYWORDS)
+        # only the keywords the dialect has, with its meaning: draft-04/06/07 ignore
+        # `unevaluated*` (the gateway enforced them there: hostile review 42, H42-2), and
+        # 2019-09's `unevaluatedItems` reads a tuple-form `items` its own way (H42-3)
+        stock: dict = getattr(base, "VALIDATORS", {})
+        mine = {k: f for k, f in _RE2_KEYWORDS.items() if k in stock
+                and not (k == "unevaluatedItems" and stock[k] is not _STOCK_UNEVALUATED_ITEMS)}
+        cls = _CLASSES[base] = validators.extend(base, mine)
         cls.evolve = _evolve
         _OURS.add(cls)
     return cls

@@ -28,7 +28,7 @@ def _pointer(root: dict, ref: str):
     if not isinstance(ref, str) or not ref.startswith("#"):
         return None
     node = root
-    if ref in ("#", "#/"):
+    if ref == "#":  # (`#/` is the root's member named "", RFC 6901, as `referencing` reads it: hostile review 42, H42-4)
         return root
     for raw in ref[2:].split("/") if ref.startswith("#/") else [None]:
         if raw is None:
@@ -318,18 +318,22 @@ def as_validated(schema: dict) -> dict:
     else:
         return schema
 
-    def walk(n, depth=0):
+    def walk(n, depth=0, names=False):  # names: a map of names to subschemas (`properties`, …)
         if depth > 64:
             return {}
         if n is _OTHER_DIALECT:  # (`root_view`: kept, not copied — it is known by identity)
             return n
         if isinstance(n, dict):
+            if names:  # (an argument named `maxContains` is no keyword: hostile review 42, H42-5)
+                return {k: walk(v, depth + 1) for k, v in n.items()}
             if isinstance(n.get("$ref"), str):
                 keep = {"$ref": n["$ref"]}
                 if n is schema:  # the root keeps the definitions its references point into
-                    keep.update({k: walk(v, depth + 1) for k, v in n.items() if k in ("definitions", "$defs")})
+                    keep.update({k: walk(v, depth + 1, True) for k, v in n.items() if k in ("definitions", "$defs")})
                 return keep
-            return {k: walk(v, depth + 1) for k, v in n.items() if k not in dropped}
+            # (a data keyword's value is data: `const: {"if": 1}` keeps its `if`)
+            return {k: v if k in _DATA_KEYWORDS else walk(v, depth + 1, k in _NAME_MAPS)
+                    for k, v in n.items() if k not in dropped}
         if isinstance(n, list):
             return [walk(x, depth + 1) for x in n]
         return n
@@ -368,7 +372,40 @@ def _other_dialects(schema: dict) -> tuple[dict, bool]:
         return n
 
     out = walk(schema, 0)
+    if not found and _names_other_dialect(schema, root) and _has_key(schema, _REFS):
+        # a `$schema` where the walk reads no schema (in a `const` or `examples` value, an
+        # unknown keyword's member) that a `$ref` can still point at, and the validator then
+        # switches dialect there (hostile review 42, H42-1): nothing of the tool is read
+        return _OTHER_DIALECT, True
     return (out, True) if found else (schema, False)
+
+
+_REFS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _has_key(n, keys: tuple[str, ...], depth: int = 0) -> bool:
+    """Whether any object anywhere in `n` has one of `keys` (in any position)."""
+    if depth > 64:
+        return True
+    if isinstance(n, dict):
+        return any(k in n for k in keys) or any(_has_key(v, keys, depth + 1) for v in n.values())
+    if isinstance(n, list):
+        return any(_has_key(v, keys, depth + 1) for v in n)
+    return False
+
+
+def _names_other_dialect(n, root: str, depth: int = 0) -> bool:
+    """Whether a `$schema` other than `root` is anywhere in `n`, in any position."""
+    if depth > 64:
+        return True  # (deeper than read: assumed, the safe way)
+    if isinstance(n, dict):
+        d = n.get("$schema")
+        if isinstance(d, str) and (d.rstrip("#") or DIALECT_2020_12) != root:
+            return True
+        return any(_names_other_dialect(v, root, depth + 1) for v in n.values())
+    if isinstance(n, list):
+        return any(_names_other_dialect(v, root, depth + 1) for v in n)
+    return False
 
 
 def nested_dialect(schema: dict) -> str | None:

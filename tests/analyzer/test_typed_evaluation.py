@@ -53,6 +53,28 @@ UNENFORCED = [
                  id="dependentSchemas"),
     pytest.param(MIX, "context.input has limit && [5000].contains(context.input.limit)", {"limit": 5000},
                  id="allOf of anyOf"),
+    # hostile review 42: a `$ref` into a position the dialect walk reads as data or skips,
+    # where the validator still switches dialect (H42-1)
+    pytest.param({"type": "object", "examples": [{"$schema": D4, "type": "string", "const": "staging"}],
+                  "properties": {"env": {"$ref": "#/examples/0"}}, "required": ["env"]},
+                 'context.input.env != "staging"', {"env": "production"}, id="$ref into examples"),
+    pytest.param({"type": "object", "x-defs": {"const": {"$schema": D4, "type": "string", "const": "staging"}},
+                  "properties": {"env": {"$ref": "#/x-defs/const"}}, "required": ["env"]},
+                 'context.input.env != "staging"', {"env": "production"}, id="$ref into an unknown keyword's const"),
+    pytest.param({"type": "object", "x": {"properties": {"$schema": D4, "type": "string", "const": "staging"}},
+                  "properties": {"env": {"$ref": "#/x/properties"}}, "required": ["env"]},
+                 'context.input.env != "staging"', {"env": "production"}, id="$ref into a name map"),
+    # `#/` is the root's member named "" (RFC 6901), not the root (H42-4)
+    pytest.param({"type": "object", "": {}, "properties": {"mode": {"enum": ["safe", "fast"]}, "env": {"$ref": "#/"}},
+                  "required": ["mode"]},
+                 'context.input has env && ["production"].contains(context.input.env)', {"mode": "safe", "env": "production"},
+                 id="#/ is the member named empty"),
+    # a draft-07 root keeps an argument named like a 2020-12 keyword (H42-5)
+    pytest.param({"$schema": D7, "type": "object", "properties": {"format": {"enum": ["csv", "json"]},
+                                                                    "maxContains": {"type": "integer", "minimum": 1}},
+                  "additionalProperties": {"type": "string"}, "required": ["format"]},
+                 "context.input has maxContains && [1000000].contains(context.input.maxContains)",
+                 {"format": "csv", "maxContains": 1000000}, id="an argument named maxContains under draft-07"),
 ]
 
 

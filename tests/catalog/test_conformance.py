@@ -203,3 +203,28 @@ def test_an_enum_of_objects_is_not_compared_pairwise(monkeypatch):
     validator = SchemaCache().get(schema)
     assert len(pairs) < 4000, len(pairs)
     assert check(validator, {"a": {"k": 1, "t": "A"}}) is None and check(validator, {"a": {"k": 1, "t": "B"}}) is not None
+
+
+D7_URI = "http://json-schema.org/draft-07/schema#"
+D2019 = "https://json-schema.org/draft/2019-09/schema"
+
+
+@pytest.mark.parametrize("schema, args, refused", [
+    # hostile review 42, H42-2: draft-04/06/07 have no `unevaluatedProperties`; the gateway
+    # enforced it there (as jsonschema's Draft7Validator does not)
+    ({"$schema": D7_URI, "type": "object", "properties": {"a": {"type": "string"}}, "unevaluatedProperties": False},
+     {"a": "x", "b": 1}, False),
+    ({"type": "object", "properties": {"a": {"type": "string"}}, "unevaluatedProperties": False}, {"a": "x", "b": 1}, True),
+    # H42-3: 2019-09's `unevaluatedItems` after a tuple-form `items` (which evaluates only its positions)
+    ({"$schema": D2019, "type": "object",
+      "properties": {"xs": {"type": "array", "items": [{"type": "string"}], "unevaluatedItems": False}}}, {"xs": ["a", 5]}, True),
+    ({"$schema": D2019, "type": "object",
+      "properties": {"xs": {"type": "array", "items": [{"type": "string"}], "unevaluatedItems": False}}}, {"xs": ["a"]}, False),
+])
+def test_each_dialect_keeps_its_own_unevaluated_keywords(schema, args, refused):
+    from jsonschema import validators
+
+    from mcpp.catalog.conformance import check, compile_schema
+
+    assert (check(compile_schema(schema), args) is not None) is refused
+    assert validators.validator_for(schema)(schema).is_valid(args) is not refused  # (as jsonschema reads the dialect)
