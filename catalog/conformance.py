@@ -200,7 +200,6 @@ def _unevaluated_properties(validator, unevaluated, instance, schema):
 _RE2_KEYWORDS = {"pattern": _pattern, "patternProperties": _pattern_properties, "additionalProperties": _additional_properties,
                  "uniqueItems": _unique_items, "anyOf": _any_of, "oneOf": _one_of,
                  "unevaluatedItems": _unevaluated_items, "unevaluatedProperties": _unevaluated_properties}
-_STOCK_UNEVALUATED_ITEMS = validators.Draft202012Validator.VALIDATORS["unevaluatedItems"]  # (what `_unevaluated_items` re-implements)
 _CLASSES: dict[type, type] = {}  # jsonschema's class for a dialect → mcpp's (these keywords)
 _OURS: set[type] = set()
 
@@ -208,12 +207,12 @@ _OURS: set[type] = set()
 def _re2_class(base: type) -> type:
     cls = _CLASSES.get(base)
     if cls is None:
-        # only the keywords the dialect has, with its meaning: draft-04/06/07 ignore
-        # `unevaluated*` (the gateway enforced them there: hostile review 42, H42-2), and
-        # 2019-09's `unevaluatedItems` reads a tuple-form `items` its own way (H42-3)
+        # only the keywords the dialect has: draft-04/06/07 ignore `unevaluated*` (the
+        # gateway enforced them there: hostile review 42, H42-2). (2019-09's own
+        # `unevaluatedItems` reads a tuple-form `items` more strictly, H42-3, but is quadratic:
+        # 20,000 items took 1.75 s, H43-3; the linear one here is kept, more lenient there)
         stock: dict = getattr(base, "VALIDATORS", {})
-        mine = {k: f for k, f in _RE2_KEYWORDS.items() if k in stock
-                and not (k == "unevaluatedItems" and stock[k] is not _STOCK_UNEVALUATED_ITEMS)}
+        mine = {k: f for k, f in _RE2_KEYWORDS.items() if k in stock}
         cls = _CLASSES[base] = validators.extend(base, mine)
         cls.evolve = _evolve
         _OURS.add(cls)
@@ -335,9 +334,24 @@ def closed_world(schema):
     unless the schema says anything about other properties. SDK servers drop or reject
     undeclared arguments; a lenient server might act on them, and no policy can guard an
     argument the tool does not declare."""
-    if isinstance(schema, dict) and "properties" in schema and not (_OPEN_ENDED & schema.keys()):
+    if isinstance(schema, dict) and "properties" in schema and not (_open_ended(schema) & schema.keys()):
         return {**schema, "additionalProperties": False}
     return schema
+
+
+# keywords a draft-04/06/07 validator ignores (it reads 2019-09's and 2020-12's as unknown):
+# no reason to leave such a tool's other arguments open (hostile review 43, H43-2: a
+# draft-07 `unevaluatedProperties: false`, ignored by its validator, left them open)
+_NOT_BEFORE_2019 = {"unevaluatedProperties", "$dynamicRef", "dependentSchemas"}
+_DRAFTS_TO_7 = ("http://json-schema.org/draft-04/schema", "http://json-schema.org/draft-06/schema",
+                "http://json-schema.org/draft-07/schema")
+
+
+def _open_ended(schema: dict) -> set:
+    d = schema.get("$schema")
+    if isinstance(d, str) and d.rstrip("#") in _DRAFTS_TO_7:
+        return _OPEN_ENDED - _NOT_BEFORE_2019
+    return _OPEN_ENDED
 
 
 class SchemaCache:

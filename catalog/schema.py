@@ -354,6 +354,8 @@ def _other_dialects(schema: dict) -> tuple[dict, bool]:
     a draft-07 one the keywords beside a `$ref` — read in the root's dialect, they were
     constraints the gateway does not check (hostile review 41, H41-3)."""
     root = dialect(schema) or DIALECT_2020_12  # (the gateway's validator defaults to 2020-12)
+    if _refs_outside_subschemas(schema):
+        return _OTHER_DIALECT, True
     found = False
 
     def walk(n, depth, names=False):  # names: a map of names to subschemas (`properties`, …)
@@ -408,9 +410,59 @@ def _names_other_dialect(n, root: str, depth: int = 0) -> bool:
     return False
 
 
+_SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
+
+
+def _refs_outside_subschemas(schema: dict) -> bool:
+    """Whether a local `$ref` points into a value this module reads as no subschema: a
+    `const`, `enum`, `default` or `examples` value (kept whole as data), or a map of names
+    itself (`#/definitions`). The validator reads whatever a reference reaches as a schema,
+    in the root's dialect; read here as data or as names, its keywords were taken without
+    the draft's reading (`$ref` siblings, keywords the draft lacks: hostile review 43,
+    H43-1)."""
+    refs: list[str] = []
+
+    def collect(n, depth=0):
+        if depth > 64:
+            refs.append("#/?")  # (deeper than read: assumed, the safe way)
+            return
+        if isinstance(n, dict):
+            r = n.get("$ref")
+            if isinstance(r, str):
+                refs.append(r)
+            for v in n.values():
+                collect(v, depth + 1)
+        elif isinstance(n, list):
+            for v in n:
+                collect(v, depth + 1)
+
+    collect(schema)
+    for r in refs:
+        if not r.startswith("#/"):
+            continue  # (`#`, anchors and other documents: resolved, or not, elsewhere)
+        node, state = schema, "schema"
+        for raw in r[2:].split("/"):
+            key = raw.replace("~1", "/").replace("~0", "~")
+            if state == "data":
+                return True
+            if state == "schema":
+                state = ("data" if key in _DATA_KEYWORDS else "names" if key in _NAME_MAPS
+                         else "list" if key in _SCHEMA_LISTS and isinstance(node, dict) and isinstance(node.get(key), list)
+                         else "schema")
+            else:  # a name in a map, an index in a list: a subschema
+                state = "schema"
+            node = node.get(key) if isinstance(node, dict) else (
+                node[int(key)] if isinstance(node, list) and key.isascii() and key.isdigit() and int(key) < len(node) else None)
+        if state != "schema":
+            return True
+    return False
+
+
 def nested_dialect(schema: dict) -> str | None:
     """Why `schema` cannot be read in one dialect (`_other_dialects`), or None."""
     if isinstance(schema, dict) and _other_dialects(schema)[1]:
+        if _refs_outside_subschemas(schema):
+            return "a reference points into a value that is no subschema (a const, enum, default or examples value, or a map of names)"
         return "a subschema names its own $schema"
     return None
 

@@ -75,6 +75,25 @@ UNENFORCED = [
                   "additionalProperties": {"type": "string"}, "required": ["format"]},
                  "context.input has maxContains && [1000000].contains(context.input.maxContains)",
                  {"format": "csv", "maxContains": 1000000}, id="an argument named maxContains under draft-07"),
+    # hostile review 43, H43-1: a `$ref` into a data value or onto a map of names, which the
+    # validator reads as a schema in the root's dialect (H42-5 kept those values whole)
+    pytest.param({"$schema": D7, "type": "object", "definitions": {"s": {"type": "string"}},
+                  "examples": [{"$ref": "#/definitions/s", "const": "staging"}],
+                  "properties": {"env": {"$ref": "#/examples/0"}}, "required": ["env"]},
+                 'context.input.env != "staging"', {"env": "production"}, id="draft-07 $ref into examples"),
+    pytest.param({"$schema": D7, "type": "object", "definitions": {"s": {"type": "string"}},
+                  "properties": {"env": {"$ref": "#/properties/mode/default"},
+                                 "mode": {"type": "object", "default": {"$ref": "#/definitions/s", "enum": ["staging"]}}},
+                  "required": ["env"]},
+                 'context.input.env != "staging"', {"env": "production"}, id="draft-07 $ref into a default"),
+    pytest.param({"$schema": D7, "type": "object", "examples": [{"type": "object", "properties": {"dry": {}},
+                                                                 "unevaluatedProperties": False}],
+                  "properties": {"cfg": {"$ref": "#/examples/0"}}, "required": ["cfg"]},
+                 "context.input.cfg has admin", {"cfg": {"admin": True}}, id="draft-07 $ref into examples (unevaluated)"),
+    pytest.param({"$schema": D7, "type": "object", "definitions": {"unevaluatedProperties": False, "x": {}},
+                  "properties": {"cfg": {"$ref": "#/definitions"}}, "required": ["cfg"]},
+                 "context.input.cfg has admin && context.input.cfg.admin == true", {"cfg": {"admin": True}},
+                 id="draft-07 $ref onto the definitions map"),
 ]
 
 
