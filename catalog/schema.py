@@ -10,7 +10,7 @@ requires it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mcpp.lang.diagnostics import did_you_mean
 from mcpp.lang.regex import RegexError, compile_regex
@@ -440,7 +440,8 @@ def _refs_outside_subschemas(schema: dict) -> bool:
     for r in refs:
         if not r.startswith("#/"):
             continue  # (`#`, anchors and other documents: resolved, or not, elsewhere)
-        node, state = schema, "schema"
+        node: Any = schema
+        state = "schema"
         for raw in r[2:].split("/"):
             key = raw.replace("~1", "/").replace("~0", "~")
             if state == "data":
