@@ -383,31 +383,32 @@ def _other_dialects(schema: dict) -> tuple[dict, bool]:
 
 
 _REFS = ("$ref", "$dynamicRef", "$recursiveRef")
+_TOO_DEEP = {"$ref": "#/?", "$schema": "?"}  # (stands for what lies deeper than read: assumed, the safe way)
 
 
-def _has_key(n, keys: tuple[str, ...], depth: int = 0) -> bool:
-    """Whether any object anywhere in `n` has one of `keys` (in any position)."""
+def _objects(n, depth: int = 0):
+    """Every object anywhere in `n`, in any position (data values too); past 64 levels,
+    `_TOO_DEEP`, which holds both a reference and another dialect."""
     if depth > 64:
-        return True
-    if isinstance(n, dict):
-        return any(k in n for k in keys) or any(_has_key(v, keys, depth + 1) for v in n.values())
-    if isinstance(n, list):
-        return any(_has_key(v, keys, depth + 1) for v in n)
-    return False
+        yield _TOO_DEEP
+    elif isinstance(n, dict):
+        yield n
+        for v in n.values():
+            yield from _objects(v, depth + 1)
+    elif isinstance(n, list):
+        for v in n:
+            yield from _objects(v, depth + 1)
 
 
-def _names_other_dialect(n, root: str, depth: int = 0) -> bool:
+def _has_key(n, keys: tuple[str, ...]) -> bool:
+    """Whether any object anywhere in `n` has one of `keys`."""
+    return any(k in o for o in _objects(n) for k in keys)
+
+
+def _names_other_dialect(n, root: str) -> bool:
     """Whether a `$schema` other than `root` is anywhere in `n`, in any position."""
-    if depth > 64:
-        return True  # (deeper than read: assumed, the safe way)
-    if isinstance(n, dict):
-        d = n.get("$schema")
-        if isinstance(d, str) and (d.rstrip("#") or DIALECT_2020_12) != root:
-            return True
-        return any(_names_other_dialect(v, root, depth + 1) for v in n.values())
-    if isinstance(n, list):
-        return any(_names_other_dialect(v, root, depth + 1) for v in n)
-    return False
+    return any(isinstance(d, str) and (d.rstrip("#") or DIALECT_2020_12) != root
+               for d in (o.get("$schema") for o in _objects(n)))
 
 
 _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems", "items")
@@ -420,23 +421,7 @@ def _refs_outside_subschemas(schema: dict) -> bool:
     in the root's dialect; read here as data or as names, its keywords were taken without
     the draft's reading (`$ref` siblings, keywords the draft lacks: hostile review 43,
     H43-1)."""
-    refs: list[str] = []
-
-    def collect(n, depth=0):
-        if depth > 64:
-            refs.append("#/?")  # (deeper than read: assumed, the safe way)
-            return
-        if isinstance(n, dict):
-            r = n.get("$ref")
-            if isinstance(r, str):
-                refs.append(r)
-            for v in n.values():
-                collect(v, depth + 1)
-        elif isinstance(n, list):
-            for v in n:
-                collect(v, depth + 1)
-
-    collect(schema)
+    refs = [r for r in (o.get("$ref") for o in _objects(schema)) if isinstance(r, str)]
     for r in refs:
         if not r.startswith("#/"):
             continue  # (`#`, anchors and other documents: resolved, or not, elsewhere)
